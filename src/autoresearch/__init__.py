@@ -1,0 +1,3 @@
+"""autoresearch: an engine for autonomous research loops (the ratchet)."""
+
+__version__ = "0.1.0"

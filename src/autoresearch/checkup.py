@@ -1,0 +1,108 @@
+"""`autoresearch check`: validate the contract and dry-run the verify command once.
+
+The dry run happens in a temporary worktree at HEAD, so the user's checkout is never touched.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from autoresearch import gitops
+from autoresearch.config import CONFIG_NAME, Config, load_config
+from autoresearch.errors import AutoresearchError
+from autoresearch.executor import classify
+from autoresearch.metrics import format_metric_help
+from autoresearch.runner import RunSpec, log_tail, run_command
+from autoresearch.session import check_preconditions
+
+
+def run_checkup(root: Path, console: Console) -> list[str]:
+    """Print what was checked; returns the problems found (empty when all is well)."""
+    problems: list[str] = []
+    config = load_config(root / CONFIG_NAME)  # a ConfigError here is the whole answer
+    console.print(f"[green]✓[/] {CONFIG_NAME} is valid: objective {config.metric.name} "
+                  f"({config.metric.direction}), budget {config.verify.budget_seconds:g} s, "
+                  f"timeout {config.verify.timeout:g} s")
+    try:
+        files = check_preconditions(root, config)
+        console.print(f"[green]✓[/] scope matches {len(files)} file(s): "
+                      + ", ".join(files[:8]) + (" …" if len(files) > 8 else ""))
+    except AutoresearchError as exc:
+        problems.append(exc.render())
+        console.print(f"[red]✗[/] {exc.render()}")
+    problems += _check_proposer(config, console)
+    if gitops.head_commit(root) is None:
+        return problems
+    problems += _dry_run(root, config, console)
+    if problems:
+        console.print(f"[red]{len(problems)} problem(s) found[/]")
+    else:
+        console.print("[green]ready:[/] `autoresearch run` will start with the baseline")
+    return problems
+
+
+def _check_proposer(config: Config, console: Console) -> list[str]:
+    from autoresearch.proposers.registry import load_proposer
+
+    try:
+        proposer, why = load_proposer(config)
+    except AutoresearchError as exc:
+        console.print(f"[red]✗[/] proposer: {exc.render()}")
+        return [exc.render()]
+    except Exception as exc:  # noqa: BLE001 - a broken plugin must show up here, not mid-run
+        console.print(f"[red]✗[/] proposer failed to load: {exc}")
+        return [f"proposer failed to load: {exc}"]
+    console.print(f"[green]✓[/] proposer {proposer.describe()} ({why})")
+    proposer.close()
+    return []
+
+
+def _dry_run(root: Path, config: Config, console: Console) -> list[str]:
+    problems: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="autoresearch-check-") as tmp:
+        worktree = Path(tmp) / "wt"
+        gitops.git(root, "worktree", "add", "--detach", "--force", str(worktree), "HEAD")
+        try:
+            log = Path(tmp) / "check.log"
+            console.print(f"… running `{config.verify.command}` once "
+                          f"(budget {config.verify.budget_seconds:g} s)")
+            outcome = run_command(RunSpec(
+                command=config.verify.expanded_command(), cwd=worktree, log_path=log,
+                timeout_s=config.verify.timeout, budget_s=config.verify.budget_seconds,
+                env=dict(config.verify.env), run_id=f"ar-check-{Path(tmp).name}",
+            ))
+            status, reason, objective, metrics = classify(
+                config, outcome.exit_code, outcome.timed_out, outcome.interrupted, log)
+            if status != "ok":
+                problems.append(f"the verify command {status}ed: {reason}")
+                console.print(f"[red]✗[/] verify command {status}: {reason}")
+                if config.metric.name not in metrics:
+                    console.print("    expected: " + format_metric_help(
+                        config.metric.format, config.metric.name,
+                        config.metric.patterns.get(config.metric.name)))
+                console.print("[dim]" + log_tail(log, 2000) + "[/]")
+            else:
+                console.print(f"[green]✓[/] verify command ran in {outcome.duration_s:.1f} s")
+            table = Table("metric", "value", "role")
+            for name in config.recorded_metrics():
+                value = metrics.get(name)
+                role = ("objective" if name == config.metric.name else
+                        "held-out" if name in config.metric.heldout else "recorded")
+                shown = "[red]missing[/]" if value is None else f"{value:.6g}"
+                table.add_row(name, shown, role)
+                if value is None and name != config.metric.name:
+                    problems.append(f"metric {name} is not in the output")
+                elif value is not None and not math.isfinite(value):
+                    problems.append(f"metric {name} is {value}")
+            console.print(table)
+            if objective is not None and outcome.duration_s > config.verify.budget_seconds * 1.5 + 30:
+                console.print("[yellow]![/] the run took much longer than its budget: does the "
+                              "command honour AUTORESEARCH_TIME_BUDGET?")
+        finally:
+            gitops.remove_worktree(root, worktree)
+    return problems

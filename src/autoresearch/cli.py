@@ -1,0 +1,221 @@
+"""The `autoresearch` command line: init, check, run, status, results (+ dashboard, report, finalize)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from autoresearch import __version__
+from autoresearch.config import CONFIG_NAME, load_config
+from autoresearch.errors import AutoresearchError
+from autoresearch.gitops import repo_root
+from autoresearch.state import StatePaths, default_tag, validate_tag
+
+app = typer.Typer(
+    name="autoresearch",
+    help="Autonomous research loops: propose a change, measure it under a fixed budget, keep it "
+    "only if it honestly beats the incumbent.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+RepoOpt = Annotated[Path, typer.Option("--repo", "-C", help="The repository (default: here).")]
+TagOpt = Annotated[str | None, typer.Option("--tag", "-t", help="Session tag (default: the "
+                                            "latest session, or today's date for a new one).")]
+
+
+def _root(repo: Path) -> Path:
+    return repo_root(repo.resolve())
+
+
+def resolve_tag(root: Path, tag: str | None, *, must_exist: bool) -> str:
+    """An explicit tag, else the latest session in the ledger, else today's date."""
+    if tag:
+        return validate_tag(tag)
+    from autoresearch.ledger import Ledger
+
+    paths = StatePaths(root, "_")
+    if paths.ledger.exists():
+        latest = Ledger(paths.ledger).latest_session()
+        if latest is not None:
+            return latest.tag
+    if must_exist:
+        raise AutoresearchError("no session has run in this repository yet",
+                                where=str(paths.ledger), fix="start one with `autoresearch run`")
+    return default_tag()
+
+
+@app.command()
+def init(
+    repo: RepoOpt = Path("."),
+    template: Annotated[str | None, typer.Option(help="Start from a template: gpt.")] = None,
+    metric: Annotated[str | None, typer.Option(help="Objective metric name.")] = None,
+    direction: Annotated[str | None, typer.Option(help="minimize or maximize.")] = None,
+    command: Annotated[str | None, typer.Option(help="The verify command.")] = None,
+    scope: Annotated[list[str] | None, typer.Option(help="Glob the proposer may change (repeat).")] = None,
+    protected: Annotated[list[str] | None, typer.Option(help="Glob that must never change (repeat).")] = None,
+    budget: Annotated[float | None, typer.Option(help="Fixed budget per run, seconds.")] = None,
+    metric_format: Annotated[str | None, typer.Option("--format", help="kv | metric-line | json | regex")] = None,
+    force: Annotated[bool, typer.Option(help="Overwrite existing files.")] = False,
+    commit: Annotated[bool, typer.Option(help="Commit the written files.")] = False,
+) -> None:
+    """Write a commented autoresearch.toml and a program.md skeleton (or a whole template)."""
+    from autoresearch.scaffold import Answers, scaffold
+
+    root = _root(repo)
+    answers = Answers(metric=metric, direction=direction, command=command, scope=scope,
+                      protected=protected, budget=budget, metric_format=metric_format)
+    written = scaffold(root, answers, template=template, force=force,
+                       interactive=sys.stdin.isatty() and sys.stdout.isatty(), commit=commit)
+    for path in written:
+        console.print(f"wrote {path.relative_to(root)}")
+    console.print("next: review autoresearch.toml, then `autoresearch check` and `autoresearch run`"
+                  + ("" if commit else " (commit the new files first)"))
+
+
+@app.command()
+def check(repo: RepoOpt = Path(".")) -> None:
+    """Validate the config, dry-run the verify command once, and report problems."""
+    from autoresearch.checkup import run_checkup
+
+    root = _root(repo)
+    problems = run_checkup(root, console)
+    if problems:
+        raise typer.Exit(1)
+
+
+def parse_duration(text: str) -> float:
+    """'8h', '90m', '45s', '1h30m', or plain seconds → seconds."""
+    import re
+
+    text = text.strip().lower()
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return float(text)
+    parts = re.findall(r"(\d+(?:\.\d+)?)\s*([hms])", text)
+    if not parts or "".join(f"{a}{b}" for a, b in parts) != text.replace(" ", ""):
+        raise AutoresearchError(f"cannot read the duration {text!r}", where="--until",
+                                fix="write it like 8h, 90m, 45s or 1h30m")
+    unit = {"h": 3600.0, "m": 60.0, "s": 1.0}
+    return sum(float(a) * unit[b] for a, b in parts)
+
+
+@app.command()
+def run(
+    repo: RepoOpt = Path("."),
+    tag: TagOpt = None,
+    iterations: Annotated[int | None, typer.Option("--iterations", "-n", min=1, help=(
+        "Stop after N experiments in the session in total (the baseline counts); "
+        "a resumed run completes the same N."))] = None,
+    until: Annotated[str | None, typer.Option(help="Stop starting experiments after this long "
+                                              "(8h, 90m).")] = None,
+) -> None:
+    """Start or resume a session: baseline first, then the loop."""
+    from autoresearch import loop
+    from autoresearch.display import make_display
+    from autoresearch.session import Session, SessionStopped, terminate_as_interrupt
+
+    root = _root(repo)
+    config = load_config(root / CONFIG_NAME)
+    tag_ = resolve_tag(root, tag, must_exist=False)
+    until_s = parse_duration(until) if until else None
+    display = make_display(console)
+    session = Session(root, config, tag_, display)
+    started = time.time()
+    with terminate_as_interrupt():
+        session.open()
+        display.tally.metric = config.metric.name
+        display.tally.direction = config.metric.direction
+        base = session.baseline
+        if base is not None:
+            display.tally.baseline = base.objective
+            inc = session.incumbent
+            display.tally.best = inc.objective if inc else None
+        for e in session.history:
+            display.tally.add(e.status)
+        resumed = session.counted()
+        console.print(f"session [bold]{tag_}[/] on branch {session.paths.branch}"
+                      + (f" (resuming after {resumed} experiments)" if resumed else "")
+                      + f"; {session.proposer_why}")
+        limits = loop.effective_limits(config, iterations, until_s, started)
+        exit_code = 0
+        status = "stopped"
+        display.start()
+        try:
+            reason = loop.run(session, limits)
+            status = "finished"
+        except SessionStopped as stop:
+            reason, exit_code = stop.reason, stop.exit_code
+            status = "paused" if exit_code else "finished"
+        except KeyboardInterrupt:
+            reason, exit_code = "interrupted (Ctrl-C); run the same command to resume", 130
+        finally:
+            display.stop()
+            session.close(status)
+        display.summary_line()
+        style = "green" if exit_code == 0 else ("yellow" if exit_code == 130 else "red")
+        console.print(f"[{style}]stopped: {reason}[/]")
+        console.print(f"results: {session.paths.results_tsv.relative_to(root)}; "
+                      f"best commit on branch {session.paths.branch}")
+    if exit_code:
+        raise typer.Exit(exit_code)
+
+
+@app.command()
+def status(repo: RepoOpt = Path("."), tag: TagOpt = None) -> None:
+    """Show a session while it runs and after."""
+    from autoresearch.status import render_status
+
+    root = _root(repo)
+    render_status(root, resolve_tag(root, tag, must_exist=True), console)
+
+
+@app.command()
+def results(
+    repo: RepoOpt = Path("."),
+    tag: TagOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Every experiment of a session (a table, or JSON with --json)."""
+    from autoresearch.status import collect_results, render_results
+
+    root = _root(repo)
+    tag_ = resolve_tag(root, tag, must_exist=True)
+    if as_json:
+        sys.stdout.write(json.dumps(collect_results(root, tag_), indent=2) + "\n")
+    else:
+        render_results(root, tag_, console)
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    console.print(__version__)
+
+
+def _register_optional() -> None:
+    """Commands that live beside their feature (dashboard, report, finalize)."""
+    try:
+        from autoresearch.views.cli import register
+    except ImportError:
+        return
+    register(app)
+
+
+_register_optional()
+
+
+def main(argv: list[str] | None = None) -> Any:
+    try:
+        return app(args=argv, standalone_mode=True)
+    except AutoresearchError as exc:
+        err.print(f"[bold red]error:[/] {exc.render()}")
+        sys.exit(exc.exit_code)

@@ -1,0 +1,290 @@
+"""The contract file `autoresearch.toml`: its schema, defaults, and errors a user can act on."""
+
+from __future__ import annotations
+
+import math
+import re
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from autoresearch.errors import ConfigError
+
+CONFIG_NAME = "autoresearch.toml"
+PROGRAM_NAME = "program.md"
+STATE_DIR = ".autoresearch"
+# Files the proposer may never change, whatever the config says: the contract and the brief.
+ALWAYS_PROTECTED = (CONFIG_NAME, PROGRAM_NAME, ".gitignore")
+
+_RELATIVE = re.compile(r"^\s*([+-]?\d+(?:\.\d*)?(?:[eE][+-]?\d+)?)\s*%\s*$")
+
+
+class Amount(BaseModel):
+    """A threshold that is either absolute (0.001) or relative to the incumbent ("0.5%")."""
+
+    value: float
+    relative: bool
+
+    @classmethod
+    def parse(cls, raw: float | int | str) -> Amount:
+        if isinstance(raw, bool):
+            raise ValueError("expected a number or a percentage string such as \"0.5%\"")
+        if isinstance(raw, int | float):
+            return cls(value=float(raw), relative=False)
+        m = _RELATIVE.match(raw)
+        if m:
+            return cls(value=float(m.group(1)) / 100.0, relative=True)
+        try:
+            return cls(value=float(raw), relative=False)
+        except ValueError:
+            raise ValueError(
+                f"{raw!r} is neither a number nor a percentage such as \"0.5%\""
+            ) from None
+
+    def resolve(self, reference: float) -> float:
+        """The absolute amount, given the incumbent's value for relative amounts."""
+        return abs(reference) * self.value if self.relative else self.value
+
+    def __str__(self) -> str:
+        return f"{self.value * 100:g}%" if self.relative else f"{self.value:g}"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class VerifyConfig(_Strict):
+    command: str = Field(min_length=1)
+    budget_seconds: float = Field(gt=0)
+    timeout_seconds: float | None = Field(default=None, gt=0)
+    env: dict[str, str] = Field(default_factory=dict)
+    max_log_mb: float = Field(default=20.0, gt=0)
+
+    @property
+    def timeout(self) -> float:
+        """The hard limit: by default twice the budget plus a minute for startup and evaluation."""
+        return self.timeout_seconds or 2 * self.budget_seconds + 60
+
+    def expanded_command(self) -> str:
+        """The command with `{python}` replaced by the interpreter running autoresearch."""
+        return self.command.replace("{python}", sys.executable)
+
+
+class MetricConfig(_Strict):
+    name: str = Field(min_length=1)
+    direction: Literal["minimize", "maximize"]
+    format: Literal["kv", "metric-line", "json", "regex"] = "kv"
+    patterns: dict[str, str] = Field(default_factory=dict)
+    record: list[str] = Field(default_factory=list)
+    heldout: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _regex_needs_pattern(self) -> MetricConfig:
+        if self.format == "regex" and self.name not in self.patterns:
+            raise ValueError(
+                f'format = "regex" needs a pattern for the objective: patterns = {{ {self.name} = '
+                "'...([0-9.]+)' }"
+            )
+        for pattern_name, pattern in self.patterns.items():
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"pattern for {pattern_name!r} is not a valid regex: {exc}") from None
+        return self
+
+    @property
+    def sign(self) -> float:
+        """+1 when larger is better; improvement = sign * (candidate - incumbent)."""
+        return 1.0 if self.direction == "maximize" else -1.0
+
+
+class GuardConfig(_Strict):
+    """Either a command that must exit 0, or bounds on a parsed metric."""
+
+    name: str | None = None
+    command: str | None = None
+    timeout_seconds: float = Field(default=600.0, gt=0)
+    metric: str | None = None
+    max: float | None = None
+    min: float | None = None
+    max_increase: Amount | None = None
+    max_decrease: Amount | None = None
+
+    @field_validator("max_increase", "max_decrease", mode="before")
+    @classmethod
+    def _amount(cls, raw: Any) -> Any:
+        return None if raw is None or isinstance(raw, Amount) else Amount.parse(raw)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> GuardConfig:
+        if (self.command is None) == (self.metric is None):
+            raise ValueError('a guard has either command = "..." or metric = "...", not both/neither')
+        bounds = (self.max, self.min, self.max_increase, self.max_decrease)
+        if self.metric is not None and all(b is None for b in bounds):
+            raise ValueError(
+                f"metric guard {self.metric!r} has no bound: add max, min, max_increase or "
+                'max_decrease (e.g. max_increase = "10%")'
+            )
+        return self
+
+    @property
+    def label(self) -> str:
+        return self.name or (f"metric {self.metric}" if self.metric else f"command {self.command}")
+
+
+class DecisionConfig(_Strict):
+    min_effect: Amount = Field(default_factory=lambda: Amount(value=0.0, relative=False))
+    repeats: int | Literal["auto"] = "auto"
+    noise_k: float = Field(default=2.0, gt=0)
+    confirm_runs: int = Field(default=4, ge=0, le=50)
+    simplicity: bool = True
+    max_consecutive_crashes: int = Field(default=5, ge=1)
+    stuck_after: int = Field(default=5, ge=1)
+    max_repair_attempts: int = Field(default=3, ge=0)
+
+    @field_validator("min_effect", mode="before")
+    @classmethod
+    def _amount(cls, raw: Any) -> Any:
+        return raw if isinstance(raw, Amount) else Amount.parse(raw)
+
+    @field_validator("repeats")
+    @classmethod
+    def _positive(cls, v: int | str) -> int | str:
+        if isinstance(v, int) and v < 1:
+            raise ValueError('repeats must be at least 1 (or "auto")')
+        return v
+
+    def baseline_repeats(self, budget_seconds: float) -> int:
+        if self.repeats == "auto":
+            return 3 if budget_seconds < 120 else 1
+        return self.repeats
+
+
+class ProposerConfig(BaseModel):
+    """`name` picks the plugin; every other key is passed to it as an option."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    name: str = "auto"
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class LimitsConfig(_Strict):
+    max_experiments: int | None = Field(default=None, ge=1)
+    max_hours: float | None = Field(default=None, gt=0)
+    max_usd: float | None = Field(default=None, ge=0)
+
+
+class Config(_Strict):
+    scope: list[str] = Field(min_length=1)
+    protected: list[str] = Field(default_factory=list)
+    verify: VerifyConfig
+    metric: MetricConfig
+    guards: list[GuardConfig] = Field(default_factory=list)
+    decision: DecisionConfig = Field(default_factory=DecisionConfig)
+    proposer: ProposerConfig = Field(default_factory=ProposerConfig)
+    knobs: dict[str, str] = Field(default_factory=dict)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+
+    @property
+    def all_protected(self) -> list[str]:
+        return [*ALWAYS_PROTECTED, *self.protected]
+
+    def recorded_metrics(self) -> list[str]:
+        names = [self.metric.name, *self.metric.record, *self.metric.heldout]
+        names += [g.metric for g in self.guards if g.metric]
+        return list(dict.fromkeys(names))
+
+    def to_json_dict(self) -> dict[str, Any]:
+        data = self.model_dump(mode="json")
+        return data
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for item in loc:
+        out += f"[{item}]" if isinstance(item, int) else (f".{item}" if out else str(item))
+    return out
+
+
+_FIXES = {
+    "missing": "add this field",
+    "extra_forbidden": "remove it or check its spelling (see the config reference in the README)",
+    "literal_error": "use one of the allowed values",
+}
+
+
+def parse_config(data: dict[str, Any], source: str = CONFIG_NAME) -> Config:
+    """Validate a parsed TOML document, turning the first problems into one clear ConfigError."""
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        fix = None
+        for err in exc.errors()[:5]:
+            loc = tuple(x for x in err["loc"] if not str(x).startswith("function-"))
+            field = _field_path(loc) or "(top level)"
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            problems.append(f"{field}: {msg}")
+            fix = fix or _FIXES.get(err["type"])
+        raise ConfigError(
+            f"invalid {CONFIG_NAME}: " + "; ".join(problems),
+            where=source + " → " + problems[0].split(":")[0],
+            fix=fix or "correct the value; `autoresearch check` re-validates the file",
+        ) from None
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate a contract file."""
+    if not path.is_file():
+        raise ConfigError(
+            f"no {path.name} found",
+            where=str(path),
+            fix="run `autoresearch init` in your repository to write one",
+        )
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(
+            f"{path.name} is not valid TOML: {exc}",
+            where=str(path),
+            fix="fix the syntax at the line and column given",
+        ) from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path.name} is not UTF-8 text", where=str(path)) from None
+    config = parse_config(data, str(path))
+    _check_values(config, path)
+    return config
+
+
+def _check_values(config: Config, path: Path) -> None:
+    if not math.isfinite(config.verify.budget_seconds):
+        raise ConfigError("verify.budget_seconds must be finite", where=f"{path} → verify")
+    if config.verify.timeout < config.verify.budget_seconds:
+        raise ConfigError(
+            "verify.timeout_seconds is shorter than verify.budget_seconds",
+            where=f"{path} → verify.timeout_seconds",
+            fix="give the command at least its budget (default: 2 × budget + 60 s)",
+        )
+    from autoresearch.proposers.knobs import parse_knob_spec  # local: knobs imports config
+
+    for key, spec in config.knobs.items():
+        if ":" not in key:
+            raise ConfigError(
+                f"knob key {key!r} must be \"file:NAME\"",
+                where=f"{path} → knobs",
+                fix='write e.g. "train.py:LEARNING_RATE" = "log(1e-4, 1e-1)"',
+            )
+        try:
+            parse_knob_spec(spec)
+        except ValueError as exc:
+            raise ConfigError(
+                f"knob {key!r}: {exc}",
+                where=f"{path} → knobs.{key}",
+                fix='use log(lo, hi), float(lo, hi), int(lo, hi) or choice(a, b, ...)',
+            ) from None

@@ -1,0 +1,182 @@
+"""The dashboard: a read-only Starlette app over a repository's ledger.
+
+Routes (all GET; nothing here can change a session):
+  /                          the page (static/index.html)
+  /static/...                its script, style and the vendored chart library
+  /api/sessions              the sessions in the ledger
+  /api/session?tag=          the shared read model (views.summary) as JSON
+  /api/experiment/{id}       one experiment's diff, decision, runs, log tail and fingerprint
+  /api/stream?tag=           Server-Sent Events: one `update` event whenever the ledger changes
+
+Live updates are pushed, not polled by the page: the server looks at the ledger's cheap change
+marker about once a second per open page and sends an event only when it moved; the page then
+fetches the session once. An idle page costs one tiny query per second and no traffic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from autoresearch.dashboard.auth import AccessMiddleware
+from autoresearch.errors import AutoresearchError
+from autoresearch.ledger import Ledger, SessionRow
+from autoresearch.views.detail import detail_to_json, experiment_detail
+from autoresearch.views.summary import (
+    LEDGER_PATH,
+    build_view,
+    open_ledger,
+    resolve_session,
+    view_to_json,
+)
+
+STATIC_DIR = Path(__file__).parent / "static"
+# Comment lines keep idle connections (and proxies in between) from timing out.
+KEEPALIVE_S = 15.0
+_NO_STORE = {"Cache-Control": "no-store"}
+
+
+class _Source:
+    """Opens the ledger lazily, so the page can be up before the first session has written it."""
+
+    def __init__(self, repo: Path, tag: str | None) -> None:
+        self.repo = repo
+        self.tag = tag
+        self._ledger: Ledger | None = None
+
+    def ledger(self) -> Ledger:
+        if self._ledger is None:
+            self._ledger = open_ledger(self.repo)
+        return self._ledger
+
+    def session(self, tag: str | None) -> SessionRow:
+        return resolve_session(self.ledger(), tag or self.tag)
+
+    def marker(self, tag: str | None) -> str:
+        """A string that changes whenever anything the page shows changes."""
+        if not (self.repo / LEDGER_PATH).is_file():
+            return "no-ledger"
+        try:
+            session = self.session(tag)
+        except AutoresearchError:
+            return "no-session"
+        ledger = self.ledger()
+        # change_marker covers new experiments, runs and events; the open experiments and the
+        # session row cover a status change that came without any of those.
+        opened = [(e.id, e.status) for e in ledger.open_experiments(session.id)]
+        return json.dumps([session.tag, list(ledger.change_marker(session.id)), opened,
+                           session.status, session.updated_at, session.noise])
+
+    def close(self) -> None:
+        if self._ledger is not None:
+            self._ledger.close()
+            self._ledger = None
+
+
+def _error(exc: AutoresearchError, status: int = 404) -> JSONResponse:
+    return JSONResponse({"error": exc.what, "where": exc.where, "fix": exc.fix},
+                        status_code=status, headers=_NO_STORE)
+
+
+def create_app(
+    repo: Path,
+    tag: str | None,
+    token: str | None,
+    *,
+    poll_interval_s: float = 1.0,
+    allowed_hosts: Sequence[str] | None = None,
+) -> Starlette:
+    """The dashboard for the ledger in `repo`; `tag=None` follows the most recent session."""
+    source = _Source(repo, tag)
+
+    async def index(request: Request) -> Response:
+        return FileResponse(STATIC_DIR / "index.html", headers=_NO_STORE)
+
+    def sessions(request: Request) -> Response:
+        try:
+            rows = source.ledger().sessions()
+        except AutoresearchError as exc:
+            return _error(exc)
+        default = tag or (rows and max(rows, key=lambda s: s.updated_at).tag) or None
+        return JSONResponse({
+            "default": default,
+            "sessions": [{"tag": s.tag, "status": s.status, "created_at": s.created_at,
+                          "metric": s.metric} for s in rows],
+        }, headers=_NO_STORE)
+
+    def session(request: Request) -> Response:
+        try:
+            row = source.session(request.query_params.get("tag"))
+            view = build_view(source.ledger(), row)
+        except AutoresearchError as exc:
+            return _error(exc)
+        return JSONResponse(view_to_json(view), headers=_NO_STORE)
+
+    def experiment(request: Request) -> Response:
+        exp_id = str(request.path_params["exp_id"])
+        try:
+            detail = experiment_detail(source.ledger(), repo, exp_id)
+        except AutoresearchError as exc:
+            return _error(exc)
+        if detail is None:
+            return JSONResponse({"error": f"no experiment {exp_id!r}"}, status_code=404,
+                                headers=_NO_STORE)
+        return JSONResponse(detail_to_json(detail), headers=_NO_STORE)
+
+    async def stream(request: Request) -> Response:
+        wanted = request.query_params.get("tag")
+
+        async def events() -> AsyncIterator[str]:
+            # Reconnect after 3 s if the server restarts; the browser does it by itself.
+            yield "retry: 3000\n\n"
+            last: str | None = None
+            quiet = 0.0
+            while True:
+                marker = await run_in_threadpool(source.marker, wanted)
+                if marker != last:
+                    last = marker
+                    quiet = 0.0
+                    yield f"event: update\ndata: {json.dumps({'marker': marker})}\n\n"
+                elif quiet >= KEEPALIVE_S:
+                    quiet = 0.0
+                    yield ": keep-alive\n\n"
+                await asyncio.sleep(poll_interval_s)
+                quiet += poll_interval_s
+
+        return StreamingResponse(events(), media_type="text/event-stream", headers={
+            "Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+    async def health(request: Request) -> Response:
+        return JSONResponse({"ok": True})
+
+    routes: list[Any] = [
+        Route("/", index),
+        Route("/api/health", health),
+        Route("/api/sessions", sessions),
+        Route("/api/session", session),
+        Route("/api/experiment/{exp_id:str}", experiment),
+        Route("/api/stream", stream),
+        Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static"),
+    ]
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        source.close()
+
+    return Starlette(
+        routes=routes,
+        middleware=[Middleware(AccessMiddleware, token=token, allowed_hosts=allowed_hosts)],
+        lifespan=lifespan,
+    )

@@ -1,0 +1,449 @@
+// autoresearch dashboard: draws what /api/session returns (the shared read model) and redraws
+// it when /api/stream says the ledger changed. No polling, no page reload, no remote resources.
+// Every value from the ledger reaches the page through textContent, never as HTML.
+"use strict";
+
+const state = {
+  tag: null,          // the session shown; null until /api/sessions answers
+  view: null,         // the last /api/session payload
+  sort: { key: "seq", desc: false },
+  filter: "all",
+  chart: null,
+  source: null,       // the EventSource
+  inflight: false,    // a refresh is running ...
+  pending: false,     // ... and another change arrived meanwhile: fetch once more after it
+  seen: new Set(),    // experiment ids already shown, to flash the new ones
+  detailId: null,
+  tick: null,
+};
+
+const $ = (id) => document.getElementById(id);
+const css = (name) => getComputedStyle(document.documentElement).getPropertyValue(name).trim();
+
+function el(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k === "class") node.className = v;
+    else if (k === "text") node.textContent = v;
+    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+    else node.setAttribute(k, v === true ? "" : String(v));
+  }
+  for (const c of children.flat()) {
+    if (c === null || c === undefined) continue;
+    node.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return node;
+}
+
+// --- formatting ---------------------------------------------------------------------------------
+
+const num = (v, d = 5) => (v === null || v === undefined ? "—" : Number(v).toPrecision(d).replace(/\.?0+(e|$)/, "$1"));
+const signed = (v, d = 4) => (v === null || v === undefined ? "—" : (v > 0 ? "+" : v < 0 ? "−" : "±") + num(Math.abs(v), d));
+const usd = (v) => (v === null || v === undefined ? "—" : "$" + Number(v).toFixed(v < 10 ? 3 : 2));
+
+function duration(s) {
+  if (s === null || s === undefined) return "—";
+  if (s < 10) return s.toFixed(1) + " s";
+  if (s < 60) return Math.round(s) + " s";
+  const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), sec = Math.floor(s % 60);
+  return h ? `${h} h ${String(m).padStart(2, "0")} min` : `${m} min ${String(sec).padStart(2, "0")} s`;
+}
+
+// An improvement is a decrease when minimizing: colour deltas by what they mean, not their sign.
+function deltaClass(delta, direction) {
+  if (delta === null || delta === undefined || delta === 0) return "";
+  const good = direction === "maximize" ? delta > 0 : delta < 0;
+  return good ? "better" : "worse";
+}
+
+// --- data ---------------------------------------------------------------------------------------
+
+async function getJSON(url) {
+  const resp = await fetch(url, { credentials: "same-origin", cache: "no-store" });
+  const body = await resp.json().catch(() => ({ error: `HTTP ${resp.status}` }));
+  if (!resp.ok) throw Object.assign(new Error(body.error || `HTTP ${resp.status}`), { body });
+  return body;
+}
+
+const q = () => (state.tag ? "?tag=" + encodeURIComponent(state.tag) : "");
+
+async function refresh() {
+  if (state.inflight) { state.pending = true; return; }
+  state.inflight = true;
+  try {
+    do {
+      state.pending = false;
+      const view = await getJSON("api/session" + q());
+      showError(null);
+      render(view);
+    } while (state.pending);
+  } catch (err) {
+    showError(err);
+  } finally {
+    state.inflight = false;
+  }
+}
+
+function showError(err) {
+  const box = $("error");
+  if (!err) { box.hidden = true; return; }
+  const b = err.body || {};
+  box.textContent = [b.error || err.message, b.where && "where: " + b.where, b.fix && "fix: " + b.fix]
+    .filter(Boolean).join("\n");
+  box.hidden = false;
+}
+
+function connect() {
+  if (state.source) state.source.close();
+  const live = $("live");
+  const source = new EventSource("api/stream" + q());
+  source.addEventListener("open", () => { live.className = "live on"; live.lastChild.textContent = "live"; });
+  source.addEventListener("error", () => { live.className = "live off"; live.lastChild.textContent = "reconnecting"; });
+  source.addEventListener("update", () => refresh());
+  state.source = source;
+}
+
+// --- rendering ----------------------------------------------------------------------------------
+
+function render(view) {
+  state.view = view;
+  renderHeader(view.summary, view.confidence);
+  renderChart(view.chart);
+  renderFilters(view.experiments);
+  renderTable(view.experiments, view.summary.direction);
+  document.body.dataset.experiments = String(view.experiments.length);
+}
+
+function renderHeader(s, conf) {
+  document.title = `${s.tag} · autoresearch`;
+  const pill = $("status-pill");
+  pill.textContent = s.status;
+  pill.className = "pill " + s.status;
+  $("branch").textContent = s.branch;
+
+  const arrow = s.direction === "maximize" ? "↑" : "↓";
+  $("best").textContent = s.best === null ? "—" : `${num(s.best)} ${arrow}`;
+  $("best-sub").textContent = s.baseline === null ? "waiting for the baseline"
+    : `baseline ${num(s.baseline)} · ${s.improvement_pct === null ? "" : signed(s.improvement_pct, 3) + "% better"}`
+      + (s.best_id && s.best_id !== s.baseline_id ? ` · ${s.best_id}` : "");
+
+  const box = $("confidence");
+  box.className = "card stat confidence " + conf.level;
+  $("conf-value").textContent = conf.label;
+  $("conf-sub").textContent = conf.noise === null ? "noise σ not measured"
+    : `improvement ${signed(conf.improvement)} ÷ σ ${num(conf.noise, 3)}`;
+  $("conf-tip").textContent = conf.explanation;
+  box.title = "";
+
+  const c = s.counts;
+  $("n-exp").textContent = String(c.total);
+  const counts = $("counts");
+  counts.replaceChildren(
+    ...[["keep", "kept"], ["discard", "discarded"], ["crash", "crashed"], ["timeout", "timed out"],
+      ["rejected", "rejected"], ["open", "running"]]
+      .filter(([k]) => c[k] || k === "keep" || k === "discard" || k === "crash")
+      .map(([k, label]) => el("span", { "data-count": k },
+        el("i", { class: "dot", style: `background: var(--${k === "open" ? "open" : k})` }),
+        el("b", { text: String(c[k] || 0) }), " " + label)),
+  );
+
+  state.elapsedBase = { s: s.elapsed_s, at: Date.now(), live: s.live };
+  paintElapsed();
+  $("rate").textContent = s.experiments_per_hour === null ? "" : `${num(s.experiments_per_hour, 3)} experiments / hour`
+    + (s.max_hours ? ` · limit ${s.max_hours} h` : "");
+  if (state.tick) clearInterval(state.tick);
+  // The clock of a live session ticks locally; no request is made for it.
+  state.tick = s.live ? setInterval(paintElapsed, 1000) : null;
+
+  $("spend").textContent = usd(s.cost_usd);
+  const bar = $("spend-bar");
+  if (s.max_usd) {
+    const frac = s.cost_usd / s.max_usd;
+    bar.style.width = Math.min(100, 100 * frac).toFixed(1) + "%";
+    bar.className = frac >= 1 ? "over" : frac >= 0.8 ? "high" : "";
+    $("spend-sub").textContent = `of ${usd(s.max_usd)} budget (${(100 * frac).toFixed(0)}%)`;
+  } else {
+    bar.style.width = "0";
+    $("spend-sub").textContent = "no spending limit set";
+  }
+}
+
+function paintElapsed() {
+  const e = state.elapsedBase;
+  if (!e) return;
+  const s = e.live ? e.s + (Date.now() - e.at) / 1000 : e.s;
+  $("elapsed").textContent = duration(s);
+}
+
+// --- the progress chart -------------------------------------------------------------------------
+
+// Vertical bars for the spread of repeated runs, drawn under the points.
+const spreadPlugin = {
+  id: "arSpread",
+  beforeDatasetsDraw(chart) {
+    const pts = chart.$ar?.points || [];
+    const { ctx, scales: { x, y } } = chart;
+    ctx.save();
+    ctx.lineWidth = 1.5;
+    for (const p of pts) {
+      if (p.runs < 2 || p.high === p.low) continue;
+      const px = x.getPixelForValue(p.seq), lo = y.getPixelForValue(p.low), hi = y.getPixelForValue(p.high);
+      ctx.strokeStyle = p.role === "discarded" ? "rgba(152,162,179,.45)" : p.role === "kept" ? css("--keep") : css("--baseline");
+      ctx.beginPath();
+      ctx.moveTo(px, lo); ctx.lineTo(px, hi);
+      ctx.moveTo(px - 3, lo); ctx.lineTo(px + 3, lo);
+      ctx.moveTo(px - 3, hi); ctx.lineTo(px + 3, hi);
+      ctx.stroke();
+    }
+    ctx.restore();
+  },
+};
+
+// Each kept experiment is labelled with its short hypothesis, slanted so neighbours overlap less.
+const labelPlugin = {
+  id: "arLabels",
+  afterDatasetsDraw(chart) {
+    const pts = (chart.$ar?.points || []).filter((p) => p.role === "kept" && p.label);
+    const { ctx, scales: { x, y }, chartArea } = chart;
+    ctx.save();
+    ctx.font = "11px " + css("--sans");
+    ctx.fillStyle = css("--keep");
+    ctx.textBaseline = "middle";
+    for (const p of pts) {
+      const px = x.getPixelForValue(p.seq), py = y.getPixelForValue(p.objective);
+      ctx.save();
+      ctx.translate(px + 7, py - 7);
+      ctx.rotate(-Math.PI / 7);
+      const room = chartArea.right - px - 12;
+      let text = p.label;
+      while (text.length > 8 && ctx.measureText(text).width > room * 1.1) text = text.slice(0, -2);
+      ctx.fillText(text === p.label ? text : text + "…", 0, 0);
+      ctx.restore();
+    }
+    ctx.restore();
+  },
+};
+
+function renderChart(c) {
+  const byRole = (role) => c.points.filter((p) => p.role === role).map((p) => ({ x: p.seq, y: p.objective, p }));
+  const datasets = [
+    { label: "running best", type: "line", data: c.best_line.map(([x, y]) => ({ x, y })), stepped: "after",
+      borderColor: css("--best"), borderWidth: 2, pointRadius: 0, pointHitRadius: 0, fill: false, order: 3 },
+    { label: "discarded", data: byRole("discarded"), backgroundColor: "rgba(152,162,179,.45)",
+      borderColor: "rgba(152,162,179,.8)", pointRadius: 4, pointHoverRadius: 6, order: 2 },
+    { label: "kept", data: byRole("kept"), backgroundColor: css("--keep"), borderColor: "#ffffff",
+      borderWidth: 1.5, pointRadius: 6.5, pointHoverRadius: 8, order: 1 },
+    { label: "baseline", data: byRole("baseline"), backgroundColor: css("--baseline"), borderColor: "#ffffff",
+      borderWidth: 1.5, pointStyle: "rectRot", pointRadius: 8, pointHoverRadius: 10, order: 0 },
+  ];
+  const better = c.direction === "maximize" ? "higher is better" : "lower is better";
+  $("chart-hint").textContent = `${c.points.length} measured · ${c.crashed_seqs.length} crashed or timed out · ${better}`
+    + " · bars span repeated runs · click a point for its diff";
+
+  if (state.chart) {
+    state.chart.$ar = c;
+    state.chart.data.datasets.forEach((ds, i) => { ds.data = datasets[i].data; });
+    state.chart.options.scales.y.title.text = `${c.metric} (${better})`;
+    state.chart.options.scales.x.max = Math.max(2, c.max_seq + 0.5);
+    state.chart.update("none");
+    return;
+  }
+  const grid = css("--line"), muted = css("--muted");
+  const chart = new Chart($("progress"), {
+    type: "scatter",
+    data: { datasets },
+    options: {
+      animation: false,
+      maintainAspectRatio: false,
+      interaction: { mode: "nearest", intersect: true },
+      layout: { padding: { right: 24, top: 12 } },
+      scales: {
+        x: { type: "linear", min: 0.5, max: Math.max(2, c.max_seq + 0.5), grid: { color: grid },
+          ticks: { color: muted, precision: 0, stepSize: c.max_seq > 40 ? undefined : 1 },
+          title: { display: true, text: "experiment #", color: muted } },
+        y: { grid: { color: grid }, ticks: { color: muted },
+          title: { display: true, text: `${c.metric} (${better})`, color: muted } },
+      },
+      plugins: {
+        legend: { position: "top", align: "end", labels: { color: muted, usePointStyle: true, boxWidth: 8 } },
+        tooltip: {
+          callbacks: {
+            title: (items) => { const p = items[0].raw.p; return p ? `${p.exp_id} · ${p.status}` : ""; },
+            label: (item) => {
+              const p = item.raw.p;
+              if (!p) return `running best ${num(item.raw.y)}`;
+              const lines = [`${c.metric} ${num(p.objective)}` + (p.runs > 1 ? ` (${p.runs} runs, ${num(p.low)}–${num(p.high)})` : "")];
+              const exp = state.view?.experiments.find((e) => e.id === p.exp_id);
+              if (exp && exp.hypothesis) lines.push(exp.hypothesis.split("\n")[0].slice(0, 90));
+              return lines;
+            },
+          },
+        },
+      },
+      onClick: (_evt, elements) => {
+        const hit = elements.find((e) => chart.data.datasets[e.datasetIndex].data[e.index]?.p);
+        if (hit) openDetail(chart.data.datasets[hit.datasetIndex].data[hit.index].p.exp_id);
+      },
+      onHover: (evt, elements) => { evt.native.target.style.cursor = elements.length ? "pointer" : "default"; },
+    },
+    plugins: [spreadPlugin, labelPlugin],
+  });
+  chart.$ar = c;
+  state.chart = chart;
+}
+
+// --- the experiments table ----------------------------------------------------------------------
+
+function renderFilters(rows) {
+  const counts = {};
+  for (const r of rows) counts[r.status] = (counts[r.status] || 0) + 1;
+  const statuses = ["all", ...Object.keys(counts).sort()];
+  if (!statuses.includes(state.filter)) state.filter = "all";
+  $("filters").replaceChildren(...statuses.map((s) => el("button", {
+    class: "chip", type: "button", "data-status": s, "aria-pressed": String(s === state.filter),
+    onclick: () => { state.filter = s; render(state.view); },
+  }, s, el("span", { class: "n", text: String(s === "all" ? rows.length : counts[s]) }))));
+}
+
+function renderTable(rows, direction) {
+  const { key, desc } = state.sort;
+  const shown = rows.filter((r) => state.filter === "all" || r.status === state.filter);
+  shown.sort((a, b) => {
+    const va = a[key], vb = b[key];
+    if (va === vb) return a.seq - b.seq;
+    if (va === null || va === undefined) return 1;   // blanks last in both directions
+    if (vb === null || vb === undefined) return -1;
+    const cmp = typeof va === "string" ? va.localeCompare(vb) : va - vb;
+    return desc ? -cmp : cmp;
+  });
+  document.querySelectorAll("#experiments th").forEach((th) => {
+    th.classList.toggle("sorted", th.dataset.key === key);
+    th.classList.toggle("desc", th.dataset.key === key && desc);
+  });
+  const first = state.seen.size === 0;
+  $("experiments").tBodies[0].replaceChildren(...shown.map((r) => {
+    const tr = el("tr", { tabindex: "0", "data-id": r.id, onclick: () => openDetail(r.id),
+      onkeydown: (e) => { if (e.key === "Enter") openDetail(r.id); } },
+      el("td", { class: "num mono", text: r.id }),
+      el("td", {}, el("span", { class: "badge " + (r.kind === "baseline" ? "baseline" : r.status),
+        text: r.kind === "baseline" ? "baseline" : r.status })),
+      el("td", { class: "num", text: num(r.objective) }),
+      el("td", { class: "num " + deltaClass(r.delta, direction), text: signed(r.delta) }),
+      el("td", { class: "num", text: String(r.runs) }),
+      el("td", { class: "num", text: duration(r.duration_s) }),
+      el("td", { class: "num", text: r.cost_usd ? usd(r.cost_usd) : "—" }),
+      el("td", { class: "hyp", text: r.hypothesis.split("\n")[0] }));
+    if (!first && !state.seen.has(r.id)) tr.classList.add("fresh");
+    return tr;
+  }));
+  rows.forEach((r) => state.seen.add(r.id));
+  $("table-empty").hidden = shown.length > 0;
+}
+
+// --- the detail drawer --------------------------------------------------------------------------
+
+function diffView(text) {
+  return el("pre", { class: "code diff" }, text.split("\n").map((line) => {
+    const cls = line.startsWith("+++") || line.startsWith("---") || line.startsWith("diff ") || line.startsWith("index ") ? "meta"
+      : line.startsWith("+") ? "add" : line.startsWith("-") ? "del" : line.startsWith("@@") ? "hunk" : "";
+    return el("span", { class: cls }, line || "\u200b");
+  }));
+}
+
+function kv(pairs) {
+  return el("dl", { class: "kv" }, pairs.filter(([, v]) => v !== null && v !== undefined && v !== "")
+    .map(([k, v]) => [el("dt", { text: k }), el("dd", {}, v)]));
+}
+
+async function openDetail(id) {
+  state.detailId = id;
+  $("detail-id").textContent = id;
+  $("detail-title").textContent = "loading…";
+  $("detail-body").replaceChildren();
+  $("detail").hidden = false;
+  $("scrim").hidden = false;
+  let d;
+  try {
+    d = await getJSON("api/experiment/" + encodeURIComponent(id));
+  } catch (err) {
+    $("detail-title").textContent = err.message;
+    return;
+  }
+  if (state.detailId !== id) return;   // another one was opened meanwhile
+  const e = d.experiment;
+  const direction = state.view?.summary.direction;
+  $("detail-title").textContent = e.hypothesis.split("\n")[0] || e.id;
+  const status = el("span", { class: "badge " + (e.kind === "baseline" ? "baseline" : e.status), text: e.kind === "baseline" ? "baseline" : e.status });
+  const fp = d.fingerprint;
+  $("detail-body").replaceChildren(
+    el("h4", { text: "Decision" }),
+    el("div", { class: "reason" }, status, " ", e.decision_reason || "—"),
+    kv([["objective", num(e.objective, 6)], ["incumbent", num(e.incumbent_objective, 6)],
+      ["Δ vs incumbent", el("span", { class: deltaClass(e.delta, direction), text: signed(e.delta) })],
+      ["threshold", e.threshold === null ? null : num(e.threshold, 4)],
+      ["runs", e.run_values.length ? `${e.runs}: ${e.run_values.map((v) => num(v)).join(", ")}` : String(e.runs)],
+      ["duration", duration(e.duration_s)], ["cost", e.cost_usd ? usd(e.cost_usd) : null],
+      ["commit", e.commit_sha ? el("span", { class: "mono", text: e.commit_sha.slice(0, 12) }) : null],
+      ["files", e.files.length ? `${e.files.join(", ")} (+${e.lines_added} −${e.lines_removed})` : null]]),
+    d.rationale ? el("p", { class: "note", text: d.rationale }) : null,
+    el("h4", { text: "Diff" }),
+    d.diff ? diffView(d.diff) : el("p", { class: "note", text: d.diff_note || "No diff." }),
+    el("h4", { text: "Log tail" + (d.log_path ? " · " + d.log_path : "") }),
+    d.log_tail ? el("pre", { class: "code log" }, d.log_tail) : el("p", { class: "note", text: "No log recorded." }),
+    el("h4", { text: "Environment fingerprint" }),
+    fp ? el("pre", { class: "code fingerprint" }, JSON.stringify(fp, null, 2)) : el("p", { class: "note", text: "No fingerprint recorded." }),
+    d.runs.length ? el("h4", { text: "Runs" }) : null,
+    d.runs.length ? el("table", { class: "runs" },
+      el("thead", {}, el("tr", {}, ["role", "#", "status", "exit", "duration", "metrics"].map((h) => el("th", { text: h })))),
+      el("tbody", {}, d.runs.map((r) => el("tr", {},
+        el("td", { text: r.role }), el("td", { text: String(r.idx) }), el("td", { text: r.status }),
+        el("td", { text: r.exit_code === null ? "—" : String(r.exit_code) }), el("td", { text: duration(r.duration_s) }),
+        el("td", { class: "mono", text: Object.entries(r.metrics).map(([k, v]) => `${k}=${num(v, 6)}`).join("  ") }))))) : null,
+  );
+}
+
+function closeDetail() {
+  state.detailId = null;
+  $("detail").hidden = true;
+  $("scrim").hidden = true;
+}
+
+// --- start --------------------------------------------------------------------------------------
+
+async function start() {
+  // The token arrives once in the URL; the server answered with a cookie, so drop it from the
+  // address bar (and from history) before anything can copy it.
+  const params = new URLSearchParams(location.search);
+  if (params.has("token")) {
+    params.delete("token");
+    history.replaceState(null, "", location.pathname + (params.toString() ? "?" + params : ""));
+  }
+  document.querySelectorAll("#experiments th").forEach((th) => th.addEventListener("click", () => {
+    const key = th.dataset.key;
+    state.sort = { key, desc: state.sort.key === key ? !state.sort.desc : false };
+    if (state.view) renderTable(state.view.experiments, state.view.summary.direction);
+  }));
+  $("detail-close").addEventListener("click", closeDetail);
+  $("scrim").addEventListener("click", closeDetail);
+  document.addEventListener("keydown", (e) => { if (e.key === "Escape") closeDetail(); });
+  $("session-select").addEventListener("change", (e) => {
+    state.tag = e.target.value;
+    state.seen.clear();
+    if (state.chart) { state.chart.destroy(); state.chart = null; }
+    refresh();
+    connect();
+  });
+  try {
+    const s = await getJSON("api/sessions");
+    state.tag = params.get("tag") || s.default;
+    $("session-select").replaceChildren(...s.sessions.slice().reverse().map((x) =>
+      el("option", { value: x.tag, selected: x.tag === state.tag }, `${x.tag} (${x.status})`)));
+  } catch (err) {
+    showError(err);
+  }
+  // The first `update` event from the stream triggers the first render.
+  connect();
+}
+
+document.addEventListener("DOMContentLoaded", start);

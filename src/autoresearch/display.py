@@ -1,0 +1,137 @@
+"""What a person sees while a session runs: a rich live panel on a terminal, plain lines elsewhere."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.panel import Panel
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+STATUS_STYLE = {
+    "keep": "bold green", "discard": "yellow", "crash": "bold red", "timeout": "red",
+    "rejected": "magenta", "interrupted": "dim",
+}
+
+
+@dataclass
+class Tally:
+    """Counts and bests the display keeps up to date."""
+
+    metric: str = ""
+    direction: str = "minimize"
+    counts: dict[str, int] = field(default_factory=dict)
+    baseline: float | None = None
+    best: float | None = None
+    started: float = field(default_factory=time.time)
+
+    def add(self, status: str) -> None:
+        self.counts[status] = self.counts.get(status, 0) + 1
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def best_line(self) -> str:
+        if self.best is None:
+            return "best: —"
+        line = f"best {self.metric} = {self.best:.6g}"
+        if self.baseline is not None and self.baseline != 0:
+            delta = self.best - self.baseline
+            line += f" ({delta:+.4g}, {100 * delta / abs(self.baseline):+.2f}% vs baseline)"
+        return line
+
+    def counts_line(self) -> str:
+        order = ("keep", "discard", "crash", "timeout", "rejected", "interrupted")
+        parts = [f"{s} {self.counts[s]}" for s in order if self.counts.get(s)]
+        return ", ".join(parts) or "no experiments yet"
+
+
+class Display:
+    """Plain line-per-event output (CI logs, pipes); RichDisplay adds the live panel."""
+
+    def __init__(self, console: Console | None = None) -> None:
+        self.console = console or Console(highlight=False)
+        self.tally = Tally()
+        self.current: str = ""
+        self.run_clock: float | None = None
+        self.run_budget: float = 0.0
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def message(self, text: str, style: str = "") -> None:
+        self.console.print(Text(text, style=style))
+
+    def experiment_started(self, exp_id: str, hypothesis: str) -> None:
+        self.current = f"{exp_id}  {hypothesis}"
+
+    def run_started(self, label: str, budget_s: float) -> None:
+        self.current_run = label
+        self.run_clock = time.time()
+        self.run_budget = budget_s
+
+    def run_finished(self) -> None:
+        self.run_clock = None
+
+    def experiment_finished(self, exp_id: str, status: str, objective: float | None,
+                            delta: float | None, reason: str, hypothesis: str) -> None:
+        self.tally.add(status)
+        value = "" if objective is None else f" {self.tally.metric}={objective:.6g}"
+        change = "" if delta is None else f" Δ{delta:+.4g}"
+        self.console.print(
+            Text.assemble((f"{exp_id} ", "bold"), (f"{status:<8}", STATUS_STYLE.get(status, "")),
+                          f"{value}{change}  {hypothesis[:70]}")
+        )
+        if reason and status != "keep":
+            self.console.print(Text(f"    {reason}", style="dim"))
+        if self.tally.total % 10 == 0:
+            self.summary_line()
+
+    def summary_line(self) -> None:
+        elapsed = (time.time() - self.tally.started) / 60
+        self.console.print(Text(
+            f"— {self.tally.total} experiments in {elapsed:.1f} min: {self.tally.counts_line()};"
+            f" {self.tally.best_line()}", style="cyan"))
+
+
+class RichDisplay(Display):
+    """A live panel: current experiment, elapsed vs budget, best so far, counts."""
+
+    def __init__(self, console: Console | None = None) -> None:
+        super().__init__(console)
+        self._live: Live | None = None
+
+    def start(self) -> None:
+        self._live = Live(self, console=self.console, refresh_per_second=4, transient=True)
+        self._live.start()
+
+    def stop(self) -> None:
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+
+    def __rich__(self) -> RenderableType:
+        grid = Table.grid(padding=(0, 1))
+        grid.add_column(style="bold", width=10)
+        grid.add_column()
+        grid.add_row("now", self.current or "starting")
+        if self.run_clock is not None:
+            elapsed = time.time() - self.run_clock
+            budget = max(self.run_budget, 1e-9)
+            bar = ProgressBar(total=budget, completed=min(elapsed, budget), width=30)
+            grid.add_row(getattr(self, "current_run", "run"),
+                         Group(bar, Text(f"{elapsed:5.1f} s of {budget:g} s budget")))
+        grid.add_row("best", self.tally.best_line())
+        grid.add_row("counts", self.tally.counts_line())
+        return Panel(grid, title="autoresearch", border_style="blue")
+
+
+def make_display(console: Console | None = None) -> Display:
+    console = console or Console(highlight=False)
+    return RichDisplay(console) if console.is_terminal else Display(console)

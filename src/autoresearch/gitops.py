@@ -1,0 +1,194 @@
+"""Git plumbing: the session's worktree, its commits, and the refs that keep discarded work.
+
+The session works in its own worktree with a detached HEAD: candidates are committed on top of the
+session branch's tip, and the branch (`autoresearch/<tag>`) only moves when a candidate is kept.
+Discarded candidates stay reachable under `refs/autoresearch/<tag>/discarded/<id>`, so their diffs
+remain inspectable while the branch history stays clean. The user's checkout is never touched.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from autoresearch.errors import PreconditionError
+
+# Hooks, pagers, prompts and localisation all make git slower or less predictable in a loop.
+_GIT_ENV = {
+    "GIT_TERMINAL_PROMPT": "0",
+    "GIT_PAGER": "cat",
+    "LC_ALL": "C",
+    "GIT_OPTIONAL_LOCKS": "0",
+}
+_IDENTITY = ("-c", "user.name=autoresearch", "-c", "user.email=autoresearch@localhost")
+
+
+class GitError(RuntimeError):
+    def __init__(self, args: list[str], returncode: int, stderr: str) -> None:
+        self.returncode = returncode
+        self.stderr = stderr
+        super().__init__(f"git {' '.join(args)} failed ({returncode}): {stderr.strip()}")
+
+
+def git(cwd: Path, *args: str, check: bool = True, input_text: str | None = None) -> str:
+    """Run git in `cwd` and return its stdout (stripped of the trailing newline)."""
+    env = {**os.environ, **_GIT_ENV}
+    proc = subprocess.run(
+        ["git", *args], cwd=cwd, env=env, input=input_text, capture_output=True, text=True,
+        check=False,
+    )
+    if check and proc.returncode != 0:
+        raise GitError(list(args), proc.returncode, proc.stderr)
+    return proc.stdout.rstrip("\n")
+
+
+def repo_root(path: Path) -> Path:
+    """The top of the git repository containing `path`, or a PreconditionError."""
+    try:
+        out = git(path, "rev-parse", "--show-toplevel")
+    except (GitError, FileNotFoundError, NotADirectoryError):
+        raise PreconditionError(
+            f"{path} is not inside a git repository",
+            where=str(path),
+            fix="run `git init && git add -A && git commit -m init` first, or cd into your repo",
+        ) from None
+    return Path(out).resolve()
+
+
+def current_branch(root: Path) -> str | None:
+    """The checked-out branch name, or None on a detached HEAD."""
+    out = git(root, "symbolic-ref", "--quiet", "--short", "HEAD", check=False)
+    return out or None
+
+
+def head_commit(cwd: Path) -> str | None:
+    out = git(cwd, "rev-parse", "--verify", "--quiet", "HEAD", check=False)
+    return out or None
+
+
+def dirty_tracked_files(root: Path) -> list[str]:
+    """Tracked files with uncommitted changes (untracked files don't make a tree dirty here)."""
+    out = git(root, "status", "--porcelain", "--untracked-files=no")
+    return [line[3:] for line in out.splitlines() if line.strip()]
+
+
+def tracked_files(cwd: Path, commit: str = "HEAD") -> list[str]:
+    out = git(cwd, "ls-tree", "-r", "--name-only", "-z", commit)
+    return [p for p in out.split("\0") if p]
+
+
+def rev_parse(cwd: Path, rev: str) -> str:
+    return git(cwd, "rev-parse", "--verify", rev)
+
+
+def ref_exists(cwd: Path, ref: str) -> bool:
+    return bool(git(cwd, "rev-parse", "--verify", "--quiet", ref, check=False))
+
+
+def update_ref(cwd: Path, ref: str, sha: str) -> None:
+    git(cwd, "update-ref", ref, sha)
+
+
+@lru_cache(maxsize=64)
+def _has_identity(cwd: str) -> bool:
+    return bool(git(Path(cwd), "config", "user.email", check=False))
+
+
+def identity_args(cwd: Path) -> tuple[str, ...]:
+    # Commits need an author; a fresh CI machine has none configured, so lend one.
+    return () if _has_identity(str(cwd)) else _IDENTITY
+
+
+def ensure_worktree(root: Path, path: Path, branch: str, start: str) -> None:
+    """Create (or re-attach) the session worktree, detached at the session branch's tip."""
+    if not ref_exists(root, f"refs/heads/{branch}"):
+        git(root, "branch", branch, start)
+    tip = rev_parse(root, f"refs/heads/{branch}")
+    if (path / ".git").exists():
+        checkout(path, tip)
+        return
+    git(root, "worktree", "prune")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    git(root, "worktree", "add", "--detach", "--force", str(path), tip)
+
+
+def remove_worktree(root: Path, path: Path) -> None:
+    git(root, "worktree", "remove", "--force", str(path), check=False)
+    git(root, "worktree", "prune", check=False)
+
+
+def checkout(worktree: Path, commit: str) -> None:
+    """Make the worktree's files exactly `commit` (tracked files; ignored files are kept)."""
+    git(worktree, "checkout", "--quiet", "--force", "--detach", commit)
+    git(worktree, "clean", "-fdq")
+
+
+@dataclass(frozen=True)
+class Staged:
+    tree: str
+    files: list[str]
+    lines_added: int
+    lines_removed: int
+
+
+def stage(worktree: Path, paths: list[str] | None = None) -> Staged:
+    """Stage a change (the given paths, or everything) and describe it without committing."""
+    if paths is None:
+        git(worktree, "add", "-A")
+    else:
+        git(worktree, "add", "-A", "--", *paths)
+    tree = git(worktree, "write-tree")
+    added = removed = 0
+    files: list[str] = []
+    for line in git(worktree, "diff", "--cached", "--numstat", "HEAD").splitlines():
+        a, r, name = line.split("\t", 2)
+        files.append(name)
+        # Binary files report "-": count them as one changed line so they aren't "free".
+        added += int(a) if a.isdigit() else 1
+        removed += int(r) if r.isdigit() else 1
+    return Staged(tree=tree, files=files, lines_added=added, lines_removed=removed)
+
+
+def commit_staged(worktree: Path, message: str) -> str:
+    """Commit the index on the detached HEAD; returns the new commit's sha."""
+    git(worktree, *identity_args(worktree), "commit", "--quiet", "--no-verify", "--allow-empty",
+        "-m", message)
+    return rev_parse(worktree, "HEAD")
+
+
+def changed_paths(worktree: Path) -> list[str]:
+    """Every path that differs from HEAD in the worktree, untracked ones included."""
+    out = git(worktree, "status", "--porcelain", "-z", "--untracked-files=all")
+    paths: list[str] = []
+    entries = out.split("\0")
+    i = 0
+    while i < len(entries):
+        entry = entries[i]
+        i += 1
+        if not entry:
+            continue
+        status, path = entry[:2], entry[3:]
+        paths.append(path)
+        if "R" in status or "C" in status:  # renames carry their source as the next entry
+            if i < len(entries) and entries[i]:
+                paths.append(entries[i])
+            i += 1
+    return paths
+
+
+def tree_of(cwd: Path, commit: str) -> str:
+    return rev_parse(cwd, f"{commit}^{{tree}}")
+
+
+def diff(cwd: Path, base: str, head: str, paths: list[str] | None = None) -> str:
+    args = ["diff", "--no-color", "--no-ext-diff", base, head]
+    if paths:
+        args += ["--", *paths]
+    return git(cwd, *args)
+
+
+def show_commit(cwd: Path, commit: str) -> str:
+    return git(cwd, "show", "--no-color", "--no-ext-diff", "--format=fuller", commit)

@@ -1,0 +1,127 @@
+"""The ledger's schema as numbered migrations; `PRAGMA user_version` records how far a file is.
+
+Append a migration to change the schema; never edit one that has shipped, since existing ledgers
+have already run it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+MIGRATIONS: list[str] = [
+    # 1: sessions, experiments, runs, metrics, fingerprints, usage, events
+    """
+    CREATE TABLE sessions (
+        id INTEGER PRIMARY KEY,
+        tag TEXT NOT NULL UNIQUE,
+        branch TEXT NOT NULL,
+        base_commit TEXT NOT NULL,
+        worktree TEXT NOT NULL,
+        metric TEXT NOT NULL,
+        direction TEXT NOT NULL,
+        config_json TEXT NOT NULL,
+        proposer TEXT NOT NULL DEFAULT '',
+        status TEXT NOT NULL DEFAULT 'created',
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        noise REAL,
+        fingerprint_key TEXT
+    );
+    CREATE TABLE experiments (
+        id TEXT PRIMARY KEY,
+        session_id INTEGER NOT NULL REFERENCES sessions(id),
+        seq INTEGER NOT NULL,
+        kind TEXT NOT NULL DEFAULT 'candidate',
+        status TEXT NOT NULL,
+        hypothesis TEXT NOT NULL DEFAULT '',
+        rationale TEXT NOT NULL DEFAULT '',
+        proposer TEXT NOT NULL DEFAULT '',
+        params_json TEXT,
+        parent_commit TEXT,
+        commit_sha TEXT,
+        tree_sha TEXT,
+        files_json TEXT,
+        lines_added INTEGER NOT NULL DEFAULT 0,
+        lines_removed INTEGER NOT NULL DEFAULT 0,
+        objective REAL,
+        incumbent_objective REAL,
+        delta REAL,
+        threshold REAL,
+        decision_reason TEXT NOT NULL DEFAULT '',
+        guards_json TEXT,
+        attempts INTEGER NOT NULL DEFAULT 1,
+        cost_usd REAL NOT NULL DEFAULT 0,
+        worker TEXT NOT NULL DEFAULT 'inline',
+        started_at REAL NOT NULL,
+        finished_at REAL,
+        UNIQUE (session_id, seq)
+    );
+    CREATE INDEX experiments_by_session ON experiments(session_id, seq);
+    CREATE TABLE runs (
+        id INTEGER PRIMARY KEY,
+        experiment_id TEXT NOT NULL REFERENCES experiments(id),
+        role TEXT NOT NULL,
+        idx INTEGER NOT NULL,
+        attempt INTEGER NOT NULL DEFAULT 1,
+        commit_sha TEXT NOT NULL,
+        status TEXT NOT NULL,
+        exit_code INTEGER,
+        duration_s REAL,
+        log_path TEXT,
+        fingerprint_key TEXT,
+        started_at REAL NOT NULL,
+        finished_at REAL
+    );
+    CREATE INDEX runs_by_experiment ON runs(experiment_id);
+    CREATE TABLE metrics (
+        run_id INTEGER NOT NULL REFERENCES runs(id),
+        name TEXT NOT NULL,
+        value REAL,
+        PRIMARY KEY (run_id, name)
+    );
+    CREATE TABLE fingerprints (
+        key TEXT PRIMARY KEY,
+        json TEXT NOT NULL
+    );
+    CREATE TABLE usage (
+        id INTEGER PRIMARY KEY,
+        experiment_id TEXT REFERENCES experiments(id),
+        session_id INTEGER NOT NULL REFERENCES sessions(id),
+        provider TEXT NOT NULL,
+        model TEXT NOT NULL,
+        purpose TEXT NOT NULL DEFAULT 'propose',
+        input_tokens INTEGER NOT NULL DEFAULT 0,
+        output_tokens INTEGER NOT NULL DEFAULT 0,
+        cache_read_tokens INTEGER NOT NULL DEFAULT 0,
+        cache_write_tokens INTEGER NOT NULL DEFAULT 0,
+        cost_usd REAL NOT NULL DEFAULT 0,
+        at REAL NOT NULL
+    );
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY,
+        session_id INTEGER NOT NULL REFERENCES sessions(id),
+        experiment_id TEXT,
+        at REAL NOT NULL,
+        kind TEXT NOT NULL,
+        message TEXT NOT NULL,
+        data_json TEXT
+    );
+    CREATE INDEX events_by_session ON events(session_id, id);
+    """,
+]
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring a ledger up to the newest schema; returns the version it ended at."""
+    (version,) = conn.execute("PRAGMA user_version").fetchone()
+    if version > len(MIGRATIONS):
+        raise RuntimeError(
+            f"this ledger has schema version {version}, newer than this autoresearch "
+            f"understands ({len(MIGRATIONS)}); upgrade autoresearch"
+        )
+    for number in range(version + 1, len(MIGRATIONS) + 1):
+        # One transaction per migration: a crash mid-way leaves the previous version intact.
+        conn.executescript(
+            "BEGIN;" + MIGRATIONS[number - 1] + f"; PRAGMA user_version = {number}; COMMIT;"
+        )
+    return len(MIGRATIONS)

@@ -1,0 +1,433 @@
+"""The ledger: SQLite (WAL) is the source of truth for sessions, experiments, runs and costs.
+
+Every write is its own short transaction, so a `kill -9` at any moment leaves a consistent file:
+the worst case is an experiment whose status is still `running`, which the session marks
+`interrupted` when it resumes. Readers (status, dashboard) open their own connection and never
+block the writer.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from autoresearch.ledger.schema import migrate
+
+FINAL_STATUSES = ("keep", "discard", "crash", "timeout", "rejected", "interrupted")
+OPEN_STATUSES = ("proposed", "running")
+
+
+@dataclass(frozen=True)
+class SessionRow:
+    id: int
+    tag: str
+    branch: str
+    base_commit: str
+    worktree: str
+    metric: str
+    direction: str
+    config: dict[str, Any]
+    proposer: str
+    status: str
+    created_at: float
+    updated_at: float
+    noise: float | None
+    fingerprint_key: str | None
+
+
+@dataclass(frozen=True)
+class RunRow:
+    id: int
+    experiment_id: str
+    role: str
+    idx: int
+    attempt: int
+    commit_sha: str
+    status: str
+    exit_code: int | None
+    duration_s: float | None
+    log_path: str | None
+    fingerprint_key: str | None
+    started_at: float
+    finished_at: float | None
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ExperimentRow:
+    id: str
+    session_id: int
+    seq: int
+    kind: str
+    status: str
+    hypothesis: str
+    rationale: str
+    proposer: str
+    params: dict[str, Any] | None
+    parent_commit: str | None
+    commit_sha: str | None
+    tree_sha: str | None
+    files: list[str]
+    lines_added: int
+    lines_removed: int
+    objective: float | None
+    incumbent_objective: float | None
+    delta: float | None
+    threshold: float | None
+    decision_reason: str
+    guards: list[dict[str, Any]]
+    attempts: int
+    cost_usd: float
+    worker: str
+    started_at: float
+    finished_at: float | None
+
+    @property
+    def duration_s(self) -> float | None:
+        return None if self.finished_at is None else self.finished_at - self.started_at
+
+
+def _loads(raw: str | None, default: Any) -> Any:
+    return default if raw is None else json.loads(raw)
+
+
+class Ledger:
+    """One SQLite file per repository, shared by all its sessions."""
+
+    def __init__(self, path: Path, *, readonly: bool = False) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        uri = f"file:{path}?mode=ro" if readonly else f"file:{path}"
+        self._conn = sqlite3.connect(
+            uri, uri=True, timeout=30.0, isolation_level=None, check_same_thread=False
+        )
+        self._conn.row_factory = sqlite3.Row
+        self._lock = threading.RLock()
+        if not readonly:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            # NORMAL in WAL mode survives a process kill (only a power loss may drop the tail).
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.execute("PRAGMA foreign_keys=ON")
+            migrate(self._conn)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def _query(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._conn.execute(sql, args).fetchall()
+
+    # --- sessions -------------------------------------------------------------------------
+
+    def create_session(
+        self,
+        *,
+        tag: str,
+        branch: str,
+        base_commit: str,
+        worktree: str,
+        metric: str,
+        direction: str,
+        config: Mapping[str, Any],
+        proposer: str,
+    ) -> SessionRow:
+        now = time.time()
+        with self._tx() as c:
+            c.execute(
+                "INSERT INTO sessions (tag, branch, base_commit, worktree, metric, direction,"
+                " config_json, proposer, status, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'created', ?, ?)",
+                (tag, branch, base_commit, worktree, metric, direction, json.dumps(config),
+                 proposer, now, now),
+            )
+        session = self.session(tag)
+        assert session is not None
+        return session
+
+    def session(self, tag: str) -> SessionRow | None:
+        rows = self._query("SELECT * FROM sessions WHERE tag = ?", (tag,))
+        return self._session(rows[0]) if rows else None
+
+    def sessions(self) -> list[SessionRow]:
+        return [self._session(r) for r in self._query("SELECT * FROM sessions ORDER BY id")]
+
+    def latest_session(self) -> SessionRow | None:
+        rows = self._query("SELECT * FROM sessions ORDER BY updated_at DESC LIMIT 1")
+        return self._session(rows[0]) if rows else None
+
+    def update_session(self, session_id: int, **fields: Any) -> None:
+        if "config" in fields:
+            fields["config_json"] = json.dumps(fields.pop("config"))
+        fields["updated_at"] = time.time()
+        cols = ", ".join(f"{k} = ?" for k in fields)
+        with self._tx() as c:
+            c.execute(f"UPDATE sessions SET {cols} WHERE id = ?", (*fields.values(), session_id))
+
+    @staticmethod
+    def _session(r: sqlite3.Row) -> SessionRow:
+        return SessionRow(
+            id=r["id"], tag=r["tag"], branch=r["branch"], base_commit=r["base_commit"],
+            worktree=r["worktree"], metric=r["metric"], direction=r["direction"],
+            config=json.loads(r["config_json"]), proposer=r["proposer"], status=r["status"],
+            created_at=r["created_at"], updated_at=r["updated_at"], noise=r["noise"],
+            fingerprint_key=r["fingerprint_key"],
+        )
+
+    # --- experiments ----------------------------------------------------------------------
+
+    def create_experiment(
+        self,
+        session: SessionRow,
+        *,
+        kind: str = "candidate",
+        status: str = "proposed",
+        hypothesis: str = "",
+        rationale: str = "",
+        proposer: str = "",
+        params: Mapping[str, Any] | None = None,
+        parent_commit: str | None = None,
+        worker: str = "inline",
+    ) -> ExperimentRow:
+        """Allocate the next sequence number atomically (safe with overlapping experiments)."""
+        now = time.time()
+        with self._tx() as c:
+            (seq,) = c.execute(
+                "SELECT COALESCE(MAX(seq), 0) + 1 FROM experiments WHERE session_id = ?",
+                (session.id,),
+            ).fetchone()
+            exp_id = f"{session.tag}-{seq:04d}"
+            c.execute(
+                "INSERT INTO experiments (id, session_id, seq, kind, status, hypothesis, rationale,"
+                " proposer, params_json, parent_commit, worker, started_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (exp_id, session.id, seq, kind, status, hypothesis, rationale, proposer,
+                 None if params is None else json.dumps(params), parent_commit, worker, now),
+            )
+        exp = self.experiment(exp_id)
+        assert exp is not None
+        return exp
+
+    def update_experiment(self, exp_id: str, **fields: Any) -> None:
+        for key, col in (("params", "params_json"), ("files", "files_json"),
+                         ("guards", "guards_json")):
+            if key in fields:
+                value = fields.pop(key)
+                fields[col] = None if value is None else json.dumps(value)
+        if not fields:
+            return
+        cols = ", ".join(f"{k} = ?" for k in fields)
+        with self._tx() as c:
+            c.execute(f"UPDATE experiments SET {cols} WHERE id = ?", (*fields.values(), exp_id))
+
+    def experiment(self, exp_id: str) -> ExperimentRow | None:
+        rows = self._query("SELECT * FROM experiments WHERE id = ?", (exp_id,))
+        return self._experiment(rows[0]) if rows else None
+
+    def experiments(self, session_id: int, *, since_seq: int = 0) -> list[ExperimentRow]:
+        rows = self._query(
+            "SELECT * FROM experiments WHERE session_id = ? AND seq > ? ORDER BY seq",
+            (session_id, since_seq),
+        )
+        return [self._experiment(r) for r in rows]
+
+    def open_experiments(self, session_id: int) -> list[ExperimentRow]:
+        marks = ",".join("?" * len(OPEN_STATUSES))
+        rows = self._query(
+            f"SELECT * FROM experiments WHERE session_id = ? AND status IN ({marks}) ORDER BY seq",
+            (session_id, *OPEN_STATUSES),
+        )
+        return [self._experiment(r) for r in rows]
+
+    @staticmethod
+    def _experiment(r: sqlite3.Row) -> ExperimentRow:
+        return ExperimentRow(
+            id=r["id"], session_id=r["session_id"], seq=r["seq"], kind=r["kind"],
+            status=r["status"], hypothesis=r["hypothesis"], rationale=r["rationale"],
+            proposer=r["proposer"], params=_loads(r["params_json"], None),
+            parent_commit=r["parent_commit"], commit_sha=r["commit_sha"], tree_sha=r["tree_sha"],
+            files=_loads(r["files_json"], []), lines_added=r["lines_added"],
+            lines_removed=r["lines_removed"], objective=r["objective"],
+            incumbent_objective=r["incumbent_objective"], delta=r["delta"],
+            threshold=r["threshold"], decision_reason=r["decision_reason"],
+            guards=_loads(r["guards_json"], []), attempts=r["attempts"], cost_usd=r["cost_usd"],
+            worker=r["worker"], started_at=r["started_at"], finished_at=r["finished_at"],
+        )
+
+    # --- runs and metrics -----------------------------------------------------------------
+
+    def add_run(
+        self,
+        experiment_id: str,
+        *,
+        role: str,
+        idx: int,
+        commit_sha: str,
+        status: str,
+        exit_code: int | None,
+        duration_s: float | None,
+        log_path: str | None,
+        fingerprint: Mapping[str, Any] | None,
+        fingerprint_key: str | None,
+        started_at: float,
+        metrics: Mapping[str, float],
+        attempt: int = 1,
+    ) -> int:
+        with self._tx() as c:
+            if fingerprint is not None and fingerprint_key is not None:
+                c.execute(
+                    "INSERT OR IGNORE INTO fingerprints (key, json) VALUES (?, ?)",
+                    (fingerprint_key, json.dumps(fingerprint, sort_keys=True)),
+                )
+            cur = c.execute(
+                "INSERT INTO runs (experiment_id, role, idx, attempt, commit_sha, status, exit_code,"
+                " duration_s, log_path, fingerprint_key, started_at, finished_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (experiment_id, role, idx, attempt, commit_sha, status, exit_code, duration_s,
+                 log_path, fingerprint_key, started_at, time.time()),
+            )
+            run_id = int(cur.lastrowid or 0)
+            c.executemany(
+                "INSERT INTO metrics (run_id, name, value) VALUES (?, ?, ?)",
+                [(run_id, k, v) for k, v in metrics.items()],
+            )
+        return run_id
+
+    def runs(self, experiment_id: str) -> list[RunRow]:
+        rows = self._query("SELECT * FROM runs WHERE experiment_id = ? ORDER BY id", (experiment_id,))
+        return self._attach_metrics(rows)
+
+    def session_runs(self, session_id: int) -> list[RunRow]:
+        rows = self._query(
+            "SELECT runs.* FROM runs JOIN experiments ON runs.experiment_id = experiments.id"
+            " WHERE experiments.session_id = ? ORDER BY runs.id",
+            (session_id,),
+        )
+        return self._attach_metrics(rows)
+
+    def _attach_metrics(self, rows: list[sqlite3.Row]) -> list[RunRow]:
+        if not rows:
+            return []
+        ids = [r["id"] for r in rows]
+        values: dict[int, dict[str, float]] = {i: {} for i in ids}
+        for chunk_start in range(0, len(ids), 500):
+            chunk = ids[chunk_start : chunk_start + 500]
+            marks = ",".join("?" * len(chunk))
+            for m in self._query(
+                f"SELECT run_id, name, value FROM metrics WHERE run_id IN ({marks})", chunk
+            ):
+                values[m["run_id"]][m["name"]] = (
+                    m["value"] if m["value"] is not None else float("nan")
+                )
+        return [
+            RunRow(
+                id=r["id"], experiment_id=r["experiment_id"], role=r["role"], idx=r["idx"],
+                attempt=r["attempt"], commit_sha=r["commit_sha"], status=r["status"],
+                exit_code=r["exit_code"], duration_s=r["duration_s"], log_path=r["log_path"],
+                fingerprint_key=r["fingerprint_key"], started_at=r["started_at"],
+                finished_at=r["finished_at"], metrics=values[r["id"]],
+            )
+            for r in rows
+        ]
+
+    def fingerprint(self, key: str) -> dict[str, Any] | None:
+        rows = self._query("SELECT json FROM fingerprints WHERE key = ?", (key,))
+        return json.loads(rows[0]["json"]) if rows else None
+
+    # --- costs and events -----------------------------------------------------------------
+
+    def add_usage(
+        self,
+        session_id: int,
+        experiment_id: str | None,
+        *,
+        provider: str,
+        model: str,
+        purpose: str = "propose",
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        cache_read_tokens: int = 0,
+        cache_write_tokens: int = 0,
+        cost_usd: float = 0.0,
+    ) -> None:
+        with self._tx() as c:
+            c.execute(
+                "INSERT INTO usage (experiment_id, session_id, provider, model, purpose,"
+                " input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cost_usd, at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (experiment_id, session_id, provider, model, purpose, input_tokens, output_tokens,
+                 cache_read_tokens, cache_write_tokens, cost_usd, time.time()),
+            )
+            if experiment_id is not None:
+                c.execute(
+                    "UPDATE experiments SET cost_usd = cost_usd + ? WHERE id = ?",
+                    (cost_usd, experiment_id),
+                )
+
+    def usage_totals(self, session_id: int) -> dict[str, float]:
+        (row,) = self._query(
+            "SELECT COUNT(*) AS calls, COALESCE(SUM(input_tokens), 0) AS input_tokens,"
+            " COALESCE(SUM(output_tokens), 0) AS output_tokens,"
+            " COALESCE(SUM(cache_read_tokens), 0) AS cache_read_tokens,"
+            " COALESCE(SUM(cache_write_tokens), 0) AS cache_write_tokens,"
+            " COALESCE(SUM(cost_usd), 0) AS cost_usd FROM usage WHERE session_id = ?",
+            (session_id,),
+        )
+        return {k: float(row[k]) for k in row.keys()}  # noqa: SIM118 - sqlite3.Row
+
+    def add_event(
+        self,
+        session_id: int,
+        kind: str,
+        message: str,
+        *,
+        experiment_id: str | None = None,
+        data: Mapping[str, Any] | None = None,
+    ) -> None:
+        with self._tx() as c:
+            c.execute(
+                "INSERT INTO events (session_id, experiment_id, at, kind, message, data_json)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (session_id, experiment_id, time.time(), kind, message,
+                 None if data is None else json.dumps(data)),
+            )
+
+    def events(self, session_id: int, *, after_id: int = 0) -> list[dict[str, Any]]:
+        rows = self._query(
+            "SELECT * FROM events WHERE session_id = ? AND id > ? ORDER BY id",
+            (session_id, after_id),
+        )
+        return [
+            {"id": r["id"], "experiment_id": r["experiment_id"], "at": r["at"], "kind": r["kind"],
+             "message": r["message"], "data": _loads(r["data_json"], None)}
+            for r in rows
+        ]
+
+    def change_marker(self, session_id: int) -> tuple[int, int, int]:
+        """A cheap value that changes whenever anything visible changes (for live views)."""
+        (row,) = self._query(
+            "SELECT (SELECT COUNT(*) FROM experiments WHERE session_id = ?) AS n,"
+            " (SELECT COALESCE(MAX(id), 0) FROM events WHERE session_id = ?) AS e,"
+            " (SELECT COALESCE(MAX(runs.id), 0) FROM runs JOIN experiments"
+            "   ON runs.experiment_id = experiments.id WHERE experiments.session_id = ?) AS r",
+            (session_id, session_id, session_id),
+        )
+        return (int(row["n"]), int(row["e"]), int(row["r"]))

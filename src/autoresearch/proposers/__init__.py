@@ -1,0 +1,19 @@
+"""Proposers produce the next change. See `base.py` for the interface and `registry.py` for plugins."""
+
+from autoresearch.proposers.base import (
+    ExperimentOutcome,
+    ExperimentSummary,
+    Proposal,
+    ProposalContext,
+    Proposer,
+    Usage,
+)
+
+__all__ = [
+    "ExperimentOutcome",
+    "ExperimentSummary",
+    "Proposal",
+    "ProposalContext",
+    "Proposer",
+    "Usage",
+]

@@ -1,0 +1,77 @@
+"""Failures of a proposer that the session loop must treat differently from a bad proposal.
+
+Three outcomes, three classes, so the loop can tell them apart with one `except` each:
+
+- `FailedProposal` (a `ProposalError`): this one proposal failed (the model never produced edits
+  that apply, the agent changed nothing). Record it and go on with the next experiment.
+- `ProposerOutage`: the model service stayed unreachable or overloaded after every retry.
+  Nothing is wrong with the session: pause, then ask again (nothing is lost).
+- `FatalProposerError`: retrying cannot help (an invalid API key, an unknown model, an agent CLI
+  that is not installed). Stop the session with the message.
+
+Every class carries the `Usage` spent before it was raised, so the tokens are still billed in the
+ledger even when no proposal came out of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from autoresearch.errors import AutoresearchError, ProposalError
+from autoresearch.proposers.base import Usage
+
+
+class FatalProposerError(AutoresearchError):
+    """The proposer cannot work in this configuration; the session must stop."""
+
+    exit_code = 5
+
+    def __init__(
+        self,
+        what: str,
+        *,
+        where: str | None = None,
+        fix: str | None = None,
+        usage: Sequence[Usage] = (),
+    ) -> None:
+        super().__init__(what, where=where, fix=fix)
+        self.usage: list[Usage] = list(usage)
+
+
+class ProposerOutage(AutoresearchError):
+    """The model service is unavailable for now; pause the session and try again later."""
+
+    def __init__(
+        self,
+        what: str,
+        *,
+        retry_after: float = 60.0,
+        where: str | None = None,
+        fix: str | None = None,
+        usage: Sequence[Usage] = (),
+    ) -> None:
+        super().__init__(what, where=where, fix=fix)
+        # How long the loop should wait before asking again (seconds).
+        self.retry_after = retry_after
+        self.usage: list[Usage] = list(usage)
+
+
+class FailedProposal(ProposalError):
+    """A proposal that could not be produced; the tokens it cost are in `usage`."""
+
+    def __init__(
+        self,
+        what: str,
+        *,
+        where: str | None = None,
+        fix: str | None = None,
+        usage: Sequence[Usage] = (),
+    ) -> None:
+        super().__init__(what, where=where, fix=fix)
+        self.usage: list[Usage] = list(usage)
+
+
+def usage_of(exc: BaseException) -> list[Usage]:
+    """The usage an exception carries (empty for exceptions from elsewhere)."""
+    found = getattr(exc, "usage", None)
+    return [u for u in found if isinstance(u, Usage)] if isinstance(found, list) else []

@@ -1,0 +1,403 @@
+"""The edit format a model replies in, its parser, and its applier.
+
+A reply names a file on one line and follows it with a block:
+
+    train.py
+    <<<<<<< SEARCH
+    LEARNING_RATE = 3e-4
+    =======
+    LEARNING_RATE = 6e-4
+    >>>>>>> REPLACE
+
+`<<<<<<< FILE ... >>>>>>> FILE` gives a whole file (new or small files) and
+`<<<<<<< DELETE` / `>>>>>>> DELETE` removes one. Models are sloppy in predictable ways, so the
+parser accepts 5-9 marker characters, code fences around blocks, decorated path lines
+(`**train.py**`, `File: train.py`), and a missing path that repeats the previous block's.
+
+The applier tries an exact match first, then the same lines ignoring trailing whitespace, then
+ignoring indentation (re-indenting the replacement to fit). What fails is collected, not raised
+one by one, so the model gets one message listing every block that failed and why, with the
+closest lines of the file as a hint.
+
+Paths are checked here only so that nothing outside the worktree is ever *read*. A block for an
+escaping path, `.git/`, a protected or out-of-scope file is still returned: the harness's
+guardrails own that verdict and record the experiment as `rejected`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from typing import Literal
+
+_HEAD = re.compile(r"^\s*<{5,9}\s*(SEARCH|FILE|DELETE)\s*$", re.IGNORECASE)
+_DIVIDER = re.compile(r"^\s*={5,9}\s*$")
+_TAIL = re.compile(r"^\s*>{5,9}\s*(REPLACE|FILE|DELETE)?\s*$", re.IGNORECASE)
+_FENCE = re.compile(r"^\s*(```|~~~)")
+_LABEL = re.compile(r"^(?:#+\s*)?(?:file(?:name)?|path)\s*:\s*", re.IGNORECASE)
+_HYPOTHESIS = re.compile(r"^\s*[*_#\s]*HYPOTHESIS[*_\s]*:\s*(.*)$", re.IGNORECASE)
+_RATIONALE = re.compile(r"^\s*[*_#\s]*RATIONALE[*_\s]*:\s*(.*)$", re.IGNORECASE)
+_GIVE_UP = re.compile(r"^\s*[*_#\s]*GIVE[_ ]UP[*_\s]*:\s*(.*)$", re.IGNORECASE)
+
+Kind = Literal["replace", "file", "delete"]
+
+
+@dataclass(frozen=True)
+class EditBlock:
+    """One block of a reply; `index` is its 1-based position, for error messages."""
+
+    index: int
+    path: str
+    kind: Kind
+    search: str = ""
+    replace: str = ""
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A parsed model reply."""
+
+    hypothesis: str
+    rationale: str
+    blocks: list[EditBlock]
+    give_up: str | None = None
+
+
+@dataclass(frozen=True)
+class BlockFailure:
+    index: int
+    path: str
+    reason: str
+    hint: str = ""
+
+
+class EditFormatError(Exception):
+    """The reply could not be parsed into blocks."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        lines = ["Your reply could not be parsed:"]
+        lines += [f"- {p}" for p in self.problems]
+        return "\n".join(lines)
+
+
+@dataclass
+class EditApplyError(Exception):
+    """Some blocks did not apply; `failures` lists each with its reason."""
+
+    failures: list[BlockFailure]
+    total: int
+    notes: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        ok = self.total - len(self.failures)
+        lines = [f"{len(self.failures)} of {self.total} edit blocks failed ({ok} applied cleanly):"]
+        for f in self.failures:
+            lines.append(f"- block {f.index} ({f.path}): {f.reason}")
+            if f.hint:
+                lines.append(f.hint)
+        lines += self.notes
+        return "\n".join(lines)
+
+
+# --- parsing ------------------------------------------------------------------------------
+
+
+def _clean_path(line: str) -> str | None:
+    """The path a line names, or None when the line does not look like a path."""
+    text = _LABEL.sub("", line.strip()).strip()
+    text = text.strip("`*_\"' ").rstrip(":").strip("`*_\"' ")
+    if text.startswith("#"):
+        text = text.lstrip("#").strip()
+    if not text or " " in text or len(text) > 300:
+        return None
+    return text
+
+
+def _path_before(lines: Sequence[str], head: int, floor: int) -> tuple[str | None, int]:
+    """Look upward from a block head (skipping fences and blank lines) for its path line."""
+    i = head - 1
+    while i >= floor:
+        line = lines[i]
+        if not line.strip():
+            i -= 1
+            continue
+        if _FENCE.match(line):
+            # "```python" carries no path; "```python train.py" does.
+            rest = _FENCE.sub("", line).strip().split()
+            if len(rest) >= 2 or (len(rest) == 1 and ("/" in rest[0] or "." in rest[0])):
+                return _clean_path(rest[-1]), i
+            i -= 1
+            continue
+        return _clean_path(line), i
+    return None, head
+
+
+def parse_reply(text: str) -> Reply:
+    """Split a reply into hypothesis, rationale and edit blocks; raise EditFormatError if broken."""
+    lines = text.replace("\r\n", "\n").split("\n")
+    blocks: list[EditBlock] = []
+    problems: list[str] = []
+    first_block_line = len(lines)
+    floor = 0  # path lines are searched for only after the previous block's end
+    last_path: str | None = None
+    i = 0
+    while i < len(lines):
+        head = _HEAD.match(lines[i])
+        if not head:
+            if _DIVIDER.match(lines[i]) or _TAIL.match(lines[i]):
+                problems.append(
+                    f"line {i + 1}: a {lines[i].strip()[:9]!r} marker outside any block "
+                    "(each block starts with <<<<<<< SEARCH, FILE or DELETE)"
+                )
+            i += 1
+            continue
+        kind_word = head.group(1).upper()
+        index = len(blocks) + len(problems) + 1
+        path, path_line = _path_before(lines, i, floor)
+        first_block_line = min(first_block_line, path_line)
+        if path is None:
+            path = last_path
+        end, body, error = _read_block(lines, i, kind_word)
+        if error:
+            problems.append(f"block {index}: {error}")
+        elif path is None:
+            problems.append(
+                f"block {index}: no file path before its <<<<<<< {kind_word} line "
+                "(put the repo-relative path alone on the line above it)"
+            )
+        else:
+            kind: Kind = {"SEARCH": "replace", "FILE": "file", "DELETE": "delete"}[kind_word]  # type: ignore[assignment]
+            search, replace = body
+            blocks.append(EditBlock(len(blocks) + 1, path, kind, search, replace))
+            last_path = path
+        floor = end + 1
+        i = end + 1
+    if problems:
+        raise EditFormatError(problems)
+    hypothesis, rationale, give_up = _prose(lines[:first_block_line])
+    return Reply(hypothesis=hypothesis, rationale=rationale, blocks=blocks, give_up=give_up)
+
+
+def _join(body: list[str]) -> str:
+    return "".join(line + "\n" for line in body)
+
+
+def _read_block(lines: Sequence[str], head: int, kind: str) -> tuple[int, tuple[str, str], str]:
+    """Read one block from its head line: (index of its last line, (search, replace), error)."""
+    first: list[str] = []
+    second: list[str] = []
+    current = first
+    seen_divider = False
+    for j in range(head + 1, len(lines)):
+        line = lines[j]
+        if _TAIL.match(line):
+            if kind == "SEARCH" and not seen_divider:
+                return j, ("", ""), "SEARCH block has no ======= line between the old and new text"
+            if kind == "SEARCH":
+                return j, (_join(first), _join(second)), ""
+            return j, ("", _join(first)), ""
+        if _HEAD.match(line):
+            return j - 1, ("", ""), (
+                f"<<<<<<< {kind} block is not closed before the next block starts"
+            )
+        if kind == "SEARCH" and _DIVIDER.match(line) and not seen_divider:
+            seen_divider = True
+            current = second
+            continue
+        current.append(line)
+    return len(lines) - 1, ("", ""), (
+        f"<<<<<<< {kind} block is never closed (was the reply cut off? make smaller edits)"
+    )
+
+
+def _prose(lines: Sequence[str]) -> tuple[str, str, str | None]:
+    """Hypothesis, rationale and a give-up reason from the text before the first block."""
+    hypothesis = ""
+    give_up: str | None = None
+    rationale: list[str] = []
+    in_rationale = False
+    for line in lines:
+        if m := _HYPOTHESIS.match(line):
+            hypothesis = hypothesis or m.group(1).strip(" *_")
+            in_rationale = False
+        elif m := _GIVE_UP.match(line):
+            give_up = m.group(1).strip() or "no reason given"
+            in_rationale = False
+        elif m := _RATIONALE.match(line):
+            rationale.append(m.group(1))
+            in_rationale = True
+        elif in_rationale and not _FENCE.match(line):
+            rationale.append(line)
+    if not hypothesis:
+        # Be lenient: a reply without the label still has a first sentence worth keeping.
+        prose = [ln.strip(" #*") for ln in lines if ln.strip() and not _FENCE.match(ln)]
+        hypothesis = prose[0] if prose else ""
+    hypothesis = " ".join(hypothesis.split())[:200]
+    return hypothesis, "\n".join(rationale).strip()[:2000], give_up
+
+
+# --- applying -----------------------------------------------------------------------------
+
+
+def is_inside_repo(path: str) -> bool:
+    """True when a repo-relative path stays inside the worktree and outside `.git/`."""
+    if not path or path.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", path):
+        return False
+    parts = PurePosixPath(path.replace("\\", "/")).parts
+    return ".." not in parts and (not parts or parts[0] != ".git")
+
+
+def apply_blocks(
+    blocks: Sequence[EditBlock], read: Callable[[str], str | None]
+) -> dict[str, str | None]:
+    """Apply blocks in order; return path -> new content (None = deleted) for changed files.
+
+    `read(path)` returns a file's current content or None when it does not exist; it is only
+    called for paths inside the repository.
+    """
+    state: dict[str, str | None] = {}
+    original: dict[str, str | None] = {}
+    outside: set[str] = set()
+    failures: list[BlockFailure] = []
+
+    def current(path: str) -> str | None:
+        if path not in state:
+            original[path] = state[path] = read(path) if is_inside_repo(path) else None
+        return state[path]
+
+    for block in blocks:
+        if not is_inside_repo(block.path):
+            # Never read outside the worktree; hand the path on for the guardrails to refuse.
+            state[block.path] = None if block.kind == "delete" else block.replace
+            outside.add(block.path)
+            continue
+        text = current(block.path)
+        if block.kind == "file":
+            state[block.path] = block.replace
+        elif block.kind == "delete":
+            if text is None:
+                failures.append(BlockFailure(block.index, block.path, "cannot delete: no such file"))
+            state[block.path] = None
+        else:
+            new, failure = _apply_one(block, text)
+            if failure is not None:
+                failures.append(failure)
+            else:
+                state[block.path] = new
+    if failures:
+        raise EditApplyError(failures, total=len(blocks))
+    return {p: c for p, c in state.items() if p in outside or c != original.get(p)}
+
+
+def _apply_one(block: EditBlock, text: str | None) -> tuple[str | None, BlockFailure | None]:
+    if not block.search.strip():
+        # An empty SEARCH creates a file, or appends to an existing one.
+        return (text or "") + block.replace, None
+    if text is None:
+        return None, BlockFailure(
+            block.index, block.path,
+            "the file does not exist (create it with a <<<<<<< FILE block)",
+        )
+    count = text.count(block.search)
+    if count == 1:
+        return text.replace(block.search, block.replace, 1), None
+    if count > 1:
+        return None, BlockFailure(
+            block.index, block.path,
+            f"the SEARCH text occurs {count} times; include more surrounding lines so it is unique",
+        )
+    for normalize in (str.rstrip, str.strip):
+        result = _apply_by_lines(text, block, normalize)
+        if isinstance(result, str):
+            return result, None
+        if result > 1:
+            return None, BlockFailure(
+                block.index, block.path,
+                f"the SEARCH text matches {result} places (ignoring whitespace); "
+                "include more surrounding lines so it is unique",
+            )
+    return None, BlockFailure(
+        block.index, block.path,
+        "the SEARCH text does not match the file (it must repeat existing lines exactly)",
+        _closest(text, block.search),
+    )
+
+
+def _trim_blank(lines: list[str]) -> list[str]:
+    while lines and not lines[0].strip():
+        lines = lines[1:]
+    while lines and not lines[-1].strip():
+        lines = lines[:-1]
+    return lines
+
+
+def _apply_by_lines(text: str, block: EditBlock, normalize: Callable[[str], str]) -> str | int:
+    """Replace the unique run of lines equal under `normalize`; else the number of matches."""
+    lines = text.splitlines(keepends=True)
+    search = _trim_blank(block.search.splitlines())
+    wanted = [normalize(s) for s in search]
+    have = [normalize(ln.rstrip("\r\n")) for ln in lines]
+    n = len(wanted)
+    hits = [i for i in range(len(have) - n + 1) if have[i : i + n] == wanted]
+    if len(hits) != 1:
+        return len(hits)
+    start = hits[0]
+    replacement = block.replace.splitlines(keepends=True)
+    if normalize is str.strip:
+        replacement = _reindent(replacement, search, lines[start : start + n])
+    if replacement and not replacement[-1].endswith("\n") and start + n < len(lines):
+        replacement[-1] += "\n"
+    return "".join(lines[:start] + replacement + lines[start + n :])
+
+
+def _indent(line: str) -> str:
+    return line[: len(line) - len(line.lstrip())]
+
+
+def _reindent(replacement: list[str], search: list[str], matched: list[str]) -> list[str]:
+    """Shift the replacement by the indentation the model got wrong in its SEARCH text."""
+    pairs = [(s, m) for s, m in zip(search, matched, strict=False) if s.strip()]
+    if not pairs:
+        return replacement
+    said, real = _indent(pairs[0][0]), _indent(pairs[0][1].rstrip("\r\n"))
+    out = []
+    for line in replacement:
+        if not line.strip():
+            out.append(line)
+        elif len(real) >= len(said):
+            out.append(real[len(said) :] + line if line.startswith(said) else real + line)
+        else:
+            out.append(real + line[len(said) :] if line.startswith(said) else line)
+    return out
+
+
+def _closest(text: str, search: str) -> str:
+    """The lines of the file most similar to a failed SEARCH text, as a hint for the model."""
+    lines = text.splitlines()
+    wanted = _trim_blank(search.splitlines())
+    if not lines or not wanted or len(lines) > 20_000:
+        return ""
+    n = len(wanted)
+    target = "\n".join(s.strip() for s in wanted)
+    best, best_at = 0.0, 0
+    for i in range(max(1, len(lines) - n + 1)):
+        window = "\n".join(s.strip() for s in lines[i : i + n])
+        ratio = difflib.SequenceMatcher(None, target, window, autojunk=False).quick_ratio()
+        if ratio > best:
+            ratio = difflib.SequenceMatcher(None, target, window, autojunk=False).ratio()
+            if ratio > best:
+                best, best_at = ratio, i
+    if best < 0.5:
+        return ""
+    excerpt = "\n".join(lines[best_at : best_at + n])
+    return f"  the closest lines in the file ({best_at + 1}-{best_at + n}) are:\n```\n{excerpt}\n```"

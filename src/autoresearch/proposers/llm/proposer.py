@@ -1,0 +1,209 @@
+"""The `llm` proposer: ask a model for one experiment, as edit blocks, and apply them in memory.
+
+One proposal is a short conversation: the context and the task; the model's reply; and, when the
+reply cannot be parsed or its blocks do not apply, the error sent back (at most
+`max_edit_retries` times, default 2) before the proposal counts as failed. The edits are applied
+to copies of the files in memory, never to the worktree: the harness writes and commits them
+after its guardrails have checked them.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from autoresearch.errors import ConfigError
+from autoresearch.proposers.base import Proposal, ProposalContext, Proposer, Usage
+from autoresearch.proposers.faults import FailedProposal, FatalProposerError, ProposerOutage
+from autoresearch.proposers.llm import prompts
+from autoresearch.proposers.llm.context import DEFAULT_CONTEXT_TOKENS, build_context
+from autoresearch.proposers.llm.edits import (
+    EditApplyError,
+    EditFormatError,
+    Reply,
+    apply_blocks,
+    is_inside_repo,
+    parse_reply,
+)
+from autoresearch.proposers.llm.prices import PriceTable
+from autoresearch.proposers.llm.providers import Part, Provider, Turn, make_provider
+from autoresearch.proposers.llm.settings import ProviderSettings
+
+if TYPE_CHECKING:
+    from autoresearch.config import Config
+
+log = logging.getLogger(__name__)
+
+
+def worktree_reader(root: Path, overlay: Mapping[str, str | None] | None = None) -> Any:
+    """read(path) for the applier: the overlay first, then the worktree, never outside it."""
+    base = root.resolve()
+
+    def read(path: str) -> str | None:
+        if overlay is not None and path in overlay:
+            return overlay[path]
+        if not is_inside_repo(path):
+            return None
+        full = (root / path).resolve()
+        if not full.is_relative_to(base) or not full.is_file():
+            return None  # a symlink pointing out of the worktree is treated as absent
+        return full.read_text(encoding="utf-8", errors="replace")
+
+    return read
+
+
+def change_diff(read: Any, edits: Mapping[str, str | None], limit: int = 12_000) -> str:
+    """A unified diff of `edits` against what `read` returns (for the repair prompt)."""
+    chunks: list[str] = []
+    for path, new in sorted(edits.items()):
+        old = read(path) or ""
+        chunks += difflib.unified_diff(
+            old.splitlines(keepends=True), (new or "").splitlines(keepends=True),
+            f"a/{path}", f"b/{path}" if new is not None else "/dev/null",
+        )
+    text = "".join(chunks)
+    return text if len(text) <= limit else text[:limit] + "\n[... diff cut ...]\n"
+
+
+class LLMProposer(Proposer):
+    """Proposes experiments by calling a model API (Anthropic or OpenAI-compatible)."""
+
+    name: ClassVar[str] = "llm"
+
+    def __init__(
+        self,
+        config: Config,
+        options: Mapping[str, Any] | None = None,
+        *,
+        env: Mapping[str, str] | None = None,
+        provider: Provider | None = None,
+    ) -> None:
+        super().__init__(config, options)
+        opts = self.options
+        self.settings = ProviderSettings.from_options(opts, os.environ if env is None else env)
+        self.prices = PriceTable(opts.get("prices"))
+        try:
+            self.context_tokens = int(opts.get("context_tokens", DEFAULT_CONTEXT_TOKENS))
+            self.max_edit_retries = int(opts.get("max_edit_retries", 2))
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"invalid [proposer] option: {exc}", where="[proposer]") from None
+        self._provider = provider
+        # Tokens spent on a call that produced no proposal to carry them (a repair that gave
+        # up): billed with the next proposal rather than lost.
+        self._carry: list[Usage] = []
+
+    @property
+    def provider(self) -> Provider:
+        if self._provider is None:
+            self._provider = make_provider(self.settings, self.prices)
+        return self._provider
+
+    def describe(self) -> str:
+        return f"llm ({self.settings.describe()})"
+
+    def close(self) -> None:
+        if self._provider is not None:
+            self._provider.close()
+
+    # --- the two entry points ---------------------------------------------------------------
+
+    def propose(self, ctx: ProposalContext) -> Proposal | None:
+        context = build_context(ctx, budget_tokens=self.context_tokens)
+        first = Turn.user(Part(context.stable, cache=True), context.volatile + prompts.PROPOSE_TASK)
+        result = self._converse(ctx, [first], purpose="propose")
+        if result is None:
+            return None
+        reply, edits, usage = result
+        return Proposal(
+            hypothesis=reply.hypothesis or "unnamed change",
+            edits=edits,
+            rationale=reply.rationale,
+            usage=usage,
+        )
+
+    def repair(self, ctx: ProposalContext, failed: Proposal, log_tail: str) -> Proposal | None:
+        if failed.in_worktree:
+            return None  # nothing to overlay: only edit-based proposals can be repaired here
+        overlay = dict(failed.edits)
+        context = build_context(
+            ctx, budget_tokens=self.context_tokens, overlay=overlay, crash_log=log_tail
+        )
+        diff = change_diff(worktree_reader(ctx.worktree), overlay)
+        task = prompts.REPAIR_TASK.format(
+            hypothesis=failed.hypothesis.replace('"', "'"), diff=f"```diff\n{diff}```"
+        )
+        first = Turn.user(Part(context.stable, cache=True), context.volatile + task)
+        result = self._converse(ctx, [first], purpose="repair", overlay=overlay)
+        if result is None:
+            return None
+        reply, edits, usage = result
+        merged = {**overlay, **edits}
+        note = f"repair: {reply.hypothesis}" if reply.hypothesis else "repair"
+        return Proposal(
+            hypothesis=failed.hypothesis,
+            edits=merged,
+            rationale="\n".join(x for x in (failed.rationale, note, reply.rationale) if x),
+            params=failed.params,
+            usage=usage,
+        )
+
+    # --- the conversation -------------------------------------------------------------------
+
+    def _system(self) -> list[Part]:
+        return [Part(prompts.SYSTEM_PROMPT, cache=True)]
+
+    def _converse(
+        self,
+        ctx: ProposalContext,
+        turns: Sequence[Turn],
+        *,
+        purpose: str,
+        overlay: Mapping[str, str | None] | None = None,
+    ) -> tuple[Reply, dict[str, str | None], list[Usage]] | None:
+        """Ask, and reflect format or apply errors back; None when a repair gives up."""
+        usage: list[Usage] = self._carry
+        self._carry = []
+        history = list(turns)
+        read = worktree_reader(ctx.worktree, overlay)
+        problem = ""
+        for attempt in range(self.max_edit_retries + 1):
+            try:
+                completion = self.provider.complete(self._system(), history, purpose=purpose)
+            except (ProposerOutage, FatalProposerError, FailedProposal) as exc:
+                exc.usage[:0] = usage  # bill what the earlier turns cost
+                raise
+            usage.append(completion.usage)
+            try:
+                reply = parse_reply(completion.text)
+                if reply.give_up is not None and not reply.blocks:
+                    if purpose == "repair":
+                        log.info("the model gave up the repair: %s", reply.give_up)
+                        self._carry = usage
+                        return None
+                    raise EditFormatError(["GIVE_UP is only for repairs: propose an experiment"])
+                if not reply.blocks:
+                    raise EditFormatError(["the reply contains no edit blocks"])
+                edits = apply_blocks(reply.blocks, read)
+                if not edits:
+                    raise EditFormatError(["the edits leave every file unchanged"])
+                return reply, edits, usage
+            except (EditFormatError, EditApplyError) as exc:
+                problem = exc.render()
+                log.info("edit attempt %d of %s failed: %s", attempt + 1, purpose, problem)
+                feedback = problem
+                if completion.truncated:
+                    feedback = prompts.TRUNCATED_NOTE + "\n\n" + feedback
+                history += [
+                    Turn.assistant(completion.text or "(empty reply)"),
+                    Turn.user(feedback + prompts.RETRY_TASK),
+                ]
+        raise FailedProposal(
+            f"the model's reply did not yield applicable edits after "
+            f"{self.max_edit_retries + 1} attempts; last error: {problem}",
+            where=self.settings.describe(),
+            usage=usage,
+        )

@@ -1,0 +1,63 @@
+"""Find proposers by name through the `autoresearch.proposers` entry-point group.
+
+Built-ins register there too (pyproject.toml), so a third-party plugin is installed exactly like
+ours: `[project.entry-points."autoresearch.proposers"] mine = "pkg.module:MyProposer"`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING
+
+from autoresearch.errors import ConfigError
+from autoresearch.proposers.base import Proposer
+
+if TYPE_CHECKING:
+    from autoresearch.config import Config
+
+GROUP = "autoresearch.proposers"
+
+# Environment variables that mean "an LLM is configured" for proposer = "auto".
+LLM_ENV_HINTS = ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_BASE_URL")
+
+
+def available() -> dict[str, str]:
+    """Registered proposer names and the object each points at."""
+    return {ep.name: ep.value for ep in entry_points(group=GROUP)}
+
+
+def resolve_auto(config: Config, env: Mapping[str, str] | None = None) -> tuple[str, str]:
+    """The proposer `auto` stands for, and why: an LLM when one is configured, else `tune`."""
+    env = os.environ if env is None else env
+    options = config.proposer.options
+    if options.get("base_url") or options.get("provider"):
+        return "llm", "an LLM endpoint is configured in [proposer]"
+    for var in LLM_ENV_HINTS:
+        if env.get(var):
+            return "llm", f"{var} is set"
+    return "tune", "no LLM is configured (no API key or base URL), so the offline sampler runs"
+
+
+def load_proposer(config: Config, env: Mapping[str, str] | None = None) -> tuple[Proposer, str]:
+    """Instantiate the configured proposer; returns it with a sentence saying why it was chosen."""
+    name = config.proposer.name
+    why = f'[proposer] name = "{name}"'
+    if name == "auto":
+        name, why = resolve_auto(config, env)
+        why = f"proposer auto → {name}: {why}"
+    eps = {ep.name: ep for ep in entry_points(group=GROUP)}
+    if name not in eps:
+        raise ConfigError(
+            f"unknown proposer {name!r}",
+            where="autoresearch.toml → proposer.name",
+            fix=f"use one of: auto, {', '.join(sorted(eps))} (or install the plugin that provides it)",
+        )
+    cls = eps[name].load()
+    if not (isinstance(cls, type) and issubclass(cls, Proposer)):
+        raise ConfigError(
+            f"entry point {name!r} ({eps[name].value}) is not a Proposer subclass",
+            where=f"entry-point group {GROUP}",
+        )
+    return cls(config, config.proposer.options), why

@@ -1,0 +1,167 @@
+"""`autoresearch init`: write the contract file and the brief, or copy a whole template."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import typer
+
+from autoresearch import gitops
+from autoresearch.config import CONFIG_NAME, PROGRAM_NAME, load_config
+from autoresearch.errors import ConfigError
+
+TEMPLATES = ("gpt",)
+
+
+@dataclass
+class Answers:
+    metric: str | None = None
+    direction: str | None = None
+    command: str | None = None
+    scope: list[str] | None = None
+    protected: list[str] | None = None
+    budget: float | None = None
+    metric_format: str | None = None
+
+
+DEFAULTS = Answers(metric="score", direction="minimize", command="{python} evaluate.py",
+                   scope=["*.py"], protected=[], budget=60.0, metric_format="kv")
+
+
+def _fill(answers: Answers, interactive: bool) -> Answers:
+    """Flags win; on a terminal, ask for what's missing; elsewhere, use the defaults."""
+    out = Answers()
+    for field in ("metric", "direction", "command", "budget", "metric_format"):
+        value = getattr(answers, field)
+        if value is None:
+            default = getattr(DEFAULTS, field)
+            value = typer.prompt(field.replace("_", " "), default=default) if interactive else default
+        setattr(out, field, value)
+    for field in ("scope", "protected"):
+        value = getattr(answers, field)
+        if not value:
+            default = getattr(DEFAULTS, field)
+            if interactive:
+                raw = typer.prompt(f"{field} globs (comma-separated)",
+                                   default=",".join(default) or "")
+                value = [g.strip() for g in raw.split(",") if g.strip()]
+            else:
+                value = default
+        setattr(out, field, list(value))
+    if out.direction not in ("minimize", "maximize"):
+        raise ConfigError(f"direction must be minimize or maximize, not {out.direction!r}",
+                          where="--direction")
+    if out.metric_format not in ("kv", "metric-line", "json", "regex"):
+        raise ConfigError(f"unknown metric format {out.metric_format!r}", where="--format",
+                          fix="use kv, metric-line, json or regex")
+    return out
+
+
+def render_config(a: Answers) -> str:
+    q = json.dumps  # TOML basic strings share JSON's escaping for what we write here
+    return f"""# autoresearch.toml — the mechanical contract of this research project.
+# The proposer may change only files matching `scope`; `protected` files (and this file and
+# program.md) can never change. Every experiment runs `verify.command` under a fixed budget
+# and is judged on `metric.name`. Reference: the README's "Configuration" section.
+
+scope = {q(a.scope)}
+protected = {q(a.protected)}
+
+[verify]
+command = {q(a.command)}     # {{python}} = the interpreter running autoresearch
+budget_seconds = {a.budget:g}             # exported as AUTORESEARCH_TIME_BUDGET
+# timeout_seconds = {2 * (a.budget or 0) + 60:g}          # hard kill; default 2 x budget + 60
+
+[metric]
+name = {q(a.metric)}
+direction = {q(a.direction)}          # minimize | maximize
+format = {q(a.metric_format)}                  # kv ("name: value") | metric-line ("METRIC name=value") | json | regex
+# record = []                  # other metrics to record
+# heldout = []                 # recorded, never shown to the proposer
+
+# [[guards]]                   # a command that must pass, or bounds on a recorded metric
+# command = "pytest -q"
+# [[guards]]
+# metric = "peak_memory_mb"
+# max_increase = "10%"
+
+[decision]
+min_effect = 0.0               # smallest improvement worth keeping: absolute, or "0.5%"
+repeats = "auto"               # baseline runs measuring the noise: 3 if budget < 120 s, else 1
+# noise_k = 2.0                # keep only beyond k standard errors (t-corrected)
+# confirm_runs = 4             # max interleaved re-runs when a result is ambiguous
+
+[proposer]
+name = "auto"                  # auto: an LLM when a key is set, else the offline sampler `tune`
+
+[knobs]                        # for `tune`: "file:NAME" = "log(lo, hi)" | "float(lo, hi)" | "int(lo, hi)" | "choice(a, b)"
+# "train.py:LEARNING_RATE" = "log(1e-4, 1e-1)"
+"""
+
+
+PROGRAM_SKELETON = """# Research program
+
+## Goal
+Improve `{metric}` ({direction}) as measured by `{command}` within a fixed budget of {budget:g} s.
+
+## What you may change
+Files matching: {scope}. Everything else is fixed, and the evaluation itself is protected.
+
+## Ideas worth trying
+- (write your own: what you believe might help, and why)
+
+## Taste
+- A small improvement that adds a lot of complexity is not worth it; an equal result with less
+  code is a win. Prefer one focused change per experiment.
+- Crashes are fine to explore, but fix obvious mistakes instead of giving up on an idea.
+"""
+
+
+def _copy_template(root: Path, name: str, force: bool) -> list[Path]:
+    if name not in TEMPLATES:
+        raise ConfigError(f"unknown template {name!r}", where="--template",
+                          fix=f"choose one of: {', '.join(TEMPLATES)}")
+    source = resources.files("autoresearch") / "templates" / name
+    written: list[Path] = []
+    with resources.as_file(source) as src_dir:
+        for path in sorted(Path(src_dir).rglob("*")):
+            if path.is_dir() or "__pycache__" in path.parts:
+                continue
+            rel = path.relative_to(src_dir)
+            target = root / rel
+            if target.exists() and not force:
+                raise ConfigError(f"{rel} already exists", where=str(target),
+                                  fix="use --force to overwrite it")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, target)
+            written.append(target)
+    return written
+
+
+def scaffold(root: Path, answers: Answers, *, template: str | None, force: bool,
+             interactive: bool, commit: bool) -> list[Path]:
+    if template:
+        written = _copy_template(root, template, force)
+    else:
+        a = _fill(answers, interactive)
+        config_path, program_path = root / CONFIG_NAME, root / PROGRAM_NAME
+        for path in (config_path, program_path):
+            if path.exists() and not force:
+                raise ConfigError(f"{path.name} already exists", where=str(path),
+                                  fix="use --force to overwrite it, or edit it directly")
+        config_path.write_text(render_config(a), encoding="utf-8")
+        program_path.write_text(PROGRAM_SKELETON.format(
+            metric=a.metric, direction=a.direction, command=a.command, budget=a.budget,
+            scope=", ".join(a.scope or [])), encoding="utf-8")
+        written = [config_path, program_path]
+    load_config(root / CONFIG_NAME)  # what we wrote must load
+    if commit:
+        rel = [str(p.relative_to(root)) for p in written]
+        gitops.git(root, "add", "--", *rel)
+        gitops.git(root, *gitops.identity_args(root), "commit", "--quiet", "--no-verify", "-m",
+                   f"autoresearch init{f' --template {template}' if template else ''}", "--", *rel)
+    return written

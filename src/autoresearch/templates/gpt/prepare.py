@@ -1,0 +1,665 @@
+"""Data, tokenizer, dataloader and evaluation for the GPT workload. FIXED: never edited by the agent.
+
+Everything that defines *what is measured* lives here, so that an experiment in train.py can only
+change how well the model learns, never the yardstick:
+
+- the corpus and its deterministic train / val / test split,
+- the tokenizer (byte-level BPE trained here, or plain bytes),
+- the constants: sequence length, default time budget, evaluation size,
+- the dataloader, and `evaluate_bpb`, the objective.
+
+Run it once before the first experiment (train.py also calls `prepare()`, which is a no-op when
+the cache is valid):
+
+    python prepare.py                       # build or verify the cache, print a summary
+    python prepare.py --check               # verify only; exit 1 if missing or corrupt
+    python prepare.py --download-climbmix 4 --dest ~/data/climbmix   # needs a network
+
+Environment (all optional; set them for every run, or edit the defaults below before a session):
+
+    AUTORESEARCH_DATA         "stdlib" (default) or a directory of text files / parquet shards
+    AUTORESEARCH_TOKENIZER    "bpe" (default) or "bytes"
+    AUTORESEARCH_VOCAB_SIZE   BPE vocabulary size (default: 1024 on CPU, 8192 on CUDA)
+    AUTORESEARCH_CACHE        cache root (default: ~/.cache/autoresearch/gpt)
+    AUTORESEARCH_DEVICE       "cpu", "cuda", "cuda:1", ... (default: cuda when available)
+    AUTORESEARCH_TIME_BUDGET  training seconds (default: 60 on CPU, 300 on CUDA)
+    AUTORESEARCH_EVAL_TOKENS  tokens scored per split (default: the profile's EVAL_TOKENS)
+
+Only torch, numpy and the standard library are needed (pyarrow only to read parquet).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import heapq
+import json
+import math
+import os
+import re
+import sys
+import sysconfig
+import tempfile
+import time
+import urllib.request
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+# ---------------------------------------------------------------------------------------------
+# Constants. Two profiles, because a 2-core CPU and an H100 differ by ~1000x in compute: the
+# CPU profile is sized so that 60 s of training beats xz on the stdlib validation split.
+
+
+@dataclass(frozen=True)
+class Profile:
+    seq_len: int  # context length used by the evaluation (and, by default, training)
+    vocab_size: int  # BPE vocabulary size, including the one special token (BOS)
+    time_budget: float  # default training seconds when AUTORESEARCH_TIME_BUDGET is unset
+    eval_tokens: int  # target tokens scored per split (capped by the split's size)
+
+
+PROFILES = {
+    "cpu": Profile(seq_len=128, vocab_size=1024, time_budget=60.0, eval_tokens=2**17),
+    "cuda": Profile(seq_len=2048, vocab_size=8192, time_budget=300.0, eval_tokens=20 * 2**19),
+}
+
+CACHE_FORMAT = 1  # bump when the on-disk layout changes; old caches are then rebuilt
+SPLIT_SALT = b"autoresearch-gpt-split-v1"  # changing it changes every split: never do
+VAL_PERCENT = 5  # share of documents (files, or parquet rows) in the validation split
+TEST_PERCENT = 5  # share in the held-out test split, which the agent never sees
+STORED_EVAL_TOKENS = 2**22  # val/test are tokenized up to this many tokens (big corpora)
+TOKENIZER_TRAIN_CHARS = 50_000_000  # BPE is trained on at most this much of the train split
+CLIMBMIX_URL = "https://huggingface.co/datasets/karpathy/climbmix-400b-shuffle/resolve/main"
+
+
+def _env(name: str, default: str) -> str:
+    value = os.environ.get(name, "").strip()
+    return value or default
+
+
+def detect_device() -> torch.device:
+    """CUDA when available, else CPU; AUTORESEARCH_DEVICE overrides."""
+    name = os.environ.get("AUTORESEARCH_DEVICE", "").strip()
+    if name:
+        return torch.device(name)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+DEVICE = detect_device()
+PROFILE = PROFILES["cuda" if DEVICE.type == "cuda" else "cpu"]
+MAX_SEQ_LEN = PROFILE.seq_len
+TIME_BUDGET = float(_env("AUTORESEARCH_TIME_BUDGET", str(PROFILE.time_budget)))
+EVAL_TOKENS = int(_env("AUTORESEARCH_EVAL_TOKENS", str(PROFILE.eval_tokens)))
+DATA = _env("AUTORESEARCH_DATA", "stdlib")
+TOKENIZER = _env("AUTORESEARCH_TOKENIZER", "bpe")
+VOCAB_SIZE = int(_env("AUTORESEARCH_VOCAB_SIZE", str(PROFILE.vocab_size)))
+SPLITS = ("train", "val", "test")
+
+
+def cache_root() -> Path:
+    """Outside the repository by default, so that every worktree shares one cache."""
+    return Path(_env("AUTORESEARCH_CACHE", "~/.cache/autoresearch/gpt")).expanduser()
+
+
+# ---------------------------------------------------------------------------------------------
+# The corpus: a sorted file list, each file fingerprinted, each document assigned to a split by
+# a salted hash of its name. A document is a file, or one row of a parquet shard.
+
+
+@dataclass(frozen=True)
+class Corpus:
+    kind: str  # "stdlib" or "dir"
+    root: Path
+    files: tuple[tuple[str, str], ...]  # (relative posix path, fingerprint), sorted by path
+    corpus_id: str  # names the cache directory; changes whenever any file changes
+
+
+def split_of(key: str) -> str:
+    """Deterministic split of one document, stable across machines and file orderings."""
+    digest = hashlib.sha256(SPLIT_SALT + b":" + key.encode("utf-8", "surrogateescape")).digest()
+    bucket = int.from_bytes(digest[:8], "big") % 100
+    if bucket < VAL_PERCENT:
+        return "val"
+    if bucket < VAL_PERCENT + TEST_PERCENT:
+        return "test"
+    return "train"
+
+
+def _is_stdlib_source(rel: Path) -> bool:
+    # Tests are excluded (they are large, repetitive and not what the library "is");
+    # _sysconfigdata_* differs between builds of the same Python, which would change the hash.
+    skip_dirs = {"test", "tests", "idle_test", "__pycache__", "site-packages", "dist-packages"}
+    if any(part in skip_dirs or part.startswith("config-") for part in rel.parts[:-1]):
+        return False
+    name = rel.name
+    return name.endswith(".py") and not name.startswith(("test_", "_sysconfigdata"))
+
+
+def _list_stdlib() -> Corpus:
+    root = Path(sysconfig.get_paths()["stdlib"]).resolve()
+    files = []
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root)
+        if path.is_file() and _is_stdlib_source(rel):
+            files.append((rel.as_posix(), hashlib.sha256(path.read_bytes()).hexdigest()))
+    files.sort()
+    version = f"py{sys.version_info.major}{sys.version_info.minor}"
+    listing = "".join(f"{name}\t{digest}\n" for name, digest in files).encode()
+    return Corpus("stdlib", root, tuple(files), f"stdlib-{version}-{_short_hash(listing)}")
+
+
+def _list_directory(root: Path) -> Corpus:
+    if not root.is_dir():
+        raise SystemExit(f"AUTORESEARCH_DATA={root}: not a directory (or use 'stdlib')")
+    files = []
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root)
+        if not path.is_file() or any(part.startswith(".") for part in rel.parts):
+            continue
+        if path.suffix != ".parquet" and _looks_binary(path):
+            continue
+        # Size and mtime, not a content hash: a user's corpus may be gigabytes, and this runs
+        # at every start. Touching a file therefore rebuilds the cache, which is the safe side.
+        stat = path.stat()
+        files.append((rel.as_posix(), f"{stat.st_size}:{stat.st_mtime_ns}"))
+    if not files:
+        raise SystemExit(f"AUTORESEARCH_DATA={root}: no text or parquet files found")
+    listing = "".join(f"{name}\t{fp}\n" for name, fp in files).encode()
+    return Corpus("dir", root, tuple(files), f"dir-{_short_hash(listing)}")
+
+
+def _looks_binary(path: Path) -> bool:
+    with path.open("rb") as f:
+        return b"\0" in f.read(8192)
+
+
+def _short_hash(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def resolve_corpus() -> Corpus:
+    if DATA == "stdlib":
+        return _list_stdlib()
+    return _list_directory(Path(DATA).expanduser().resolve())
+
+
+def _decode(data: bytes) -> str:
+    # surrogateescape keeps invalid UTF-8 bytes as lone surrogates, so that encoding back with
+    # the same handler restores the exact bytes: the tokenizer and bpb see the file as it is.
+    return data.decode("utf-8", "surrogateescape")
+
+
+def iter_documents(corpus: Corpus, split: str) -> Iterator[str]:
+    """Yield the documents of one split, in the corpus's sorted order."""
+    for name, _ in corpus.files:
+        path = corpus.root / name
+        if path.suffix == ".parquet":
+            for row, text in enumerate(_parquet_texts(path)):
+                if split_of(f"{name}#{row}") == split:
+                    yield text
+        elif split_of(name) == split:
+            yield _decode(path.read_bytes())
+
+
+def _parquet_texts(path: Path) -> Iterator[str]:
+    try:
+        import pyarrow.parquet as pq  # optional: only parquet corpora need it
+    except ImportError as exc:
+        raise SystemExit(f"{path}: reading parquet needs pyarrow (pip install pyarrow)") from exc
+    shard = pq.ParquetFile(path)
+    if "text" not in shard.schema_arrow.names:
+        raise SystemExit(f"{path}: no 'text' column")
+    for batch in shard.iter_batches(columns=["text"]):
+        for text in batch.column(0).to_pylist():
+            yield text or ""
+
+
+# ---------------------------------------------------------------------------------------------
+# Tokenizer. Byte-level BPE: text is first cut into chunks (words with their leading space, runs
+# of digits, runs of punctuation, whitespace), then byte pairs are merged greedily inside chunks.
+# The pattern covers every character (letters and _ / up to 3 digits / other non-space / space),
+# so encoding is lossless. Token ids: 0..255 are bytes, then merges in order, then BOS last.
+
+CHUNK_PATTERN = re.compile(r" ?[^\W\d]+| ?\d{1,3}| ?[^\s\w]+|\s+(?!\S)|\s+")
+Pair = tuple[int, int]
+
+
+class Tokenizer:
+    def __init__(self, merges: list[Pair] | None) -> None:
+        """merges=None is the plain-bytes tokenizer (256 byte tokens + BOS)."""
+        self.kind = "bytes" if merges is None else "bpe"
+        self.merges = list(merges or [])
+        self.ranks: dict[Pair, int] = {pair: 256 + i for i, pair in enumerate(self.merges)}
+        self.vocab: list[bytes] = [bytes([i]) for i in range(256)]
+        for a, b in self.merges:
+            self.vocab.append(self.vocab[a] + self.vocab[b])
+        self.bos_id = len(self.vocab)  # separates documents; it is never a scored target
+        self.vocab_size = self.bos_id + 1
+        self._cache: dict[str, tuple[int, ...]] = {}
+
+    def encode(self, text: str) -> list[int]:
+        if self.kind == "bytes":
+            return list(text.encode("utf-8", "surrogateescape"))
+        ids: list[int] = []
+        cache = self._cache
+        for chunk in CHUNK_PATTERN.findall(text):
+            piece = cache.get(chunk)
+            if piece is None:
+                piece = self._encode_chunk(chunk.encode("utf-8", "surrogateescape"))
+                if len(cache) < 2_000_000:  # bounded: a big corpus has a long tail of chunks
+                    cache[chunk] = piece
+            ids.extend(piece)
+        return ids
+
+    def _encode_chunk(self, data: bytes) -> tuple[int, ...]:
+        # Apply the earliest-learned merge present, repeatedly: the same result as replaying the
+        # training merges in order, because a merge's parts are always learned before it.
+        ids = list(data)
+        while len(ids) > 1:
+            best = min(zip(ids, ids[1:], strict=False), key=lambda p: self.ranks.get(p, 1 << 30))
+            new_id = self.ranks.get(best)
+            if new_id is None:
+                break
+            ids = _merge(ids, best, new_id)
+        return tuple(ids)
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return _decode(b"".join(self.vocab[i] for i in ids if i != self.bos_id))
+
+    def token_bytes(self) -> list[int]:
+        """Bytes per token, counted from the raw bytes (not a decoded string); BOS counts 0.
+
+        Decoding a token that holds part of a multi-byte character yields U+FFFD, whose length
+        has nothing to do with the bytes the token covers; counting that way makes bpb wrong.
+        """
+        return [len(b) for b in self.vocab] + [0]
+
+    def to_json(self) -> str:
+        return json.dumps({"kind": self.kind, "merges": self.merges})
+
+    @classmethod
+    def from_json(cls, text: str) -> Tokenizer:
+        data = json.loads(text)
+        if data["kind"] == "bytes":
+            return cls(None)
+        return cls([(int(a), int(b)) for a, b in data["merges"]])
+
+
+def _merge(ids: list[int], pair: Pair, new_id: int) -> list[int]:
+    out: list[int] = []
+    a, b = pair
+    i, n = 0, len(ids)
+    while i < n:
+        if i + 1 < n and ids[i] == a and ids[i + 1] == b:
+            out.append(new_id)
+            i += 2
+        else:
+            out.append(ids[i])
+            i += 1
+    return out
+
+
+def train_bpe(texts: Iterable[str], vocab_size: int) -> Tokenizer:
+    """Learn vocab_size - 257 merges (fewer if pairs run out) from chunk frequencies.
+
+    Incremental: each merge touches only the chunks that contain the pair, and a lazy max-heap
+    (stale entries skipped) yields the most frequent pair, ties broken by the smaller pair, so
+    that training is deterministic.
+    """
+    chunk_counts: Counter[str] = Counter()
+    for text in texts:
+        chunk_counts.update(CHUNK_PATTERN.findall(text))
+    words = [list(chunk.encode("utf-8", "surrogateescape")) for chunk in chunk_counts]
+    freqs = list(chunk_counts.values())
+
+    pair_counts: dict[Pair, int] = defaultdict(int)
+    where: dict[Pair, set[int]] = defaultdict(set)
+    for i, word in enumerate(words):
+        for pair in zip(word, word[1:], strict=False):
+            pair_counts[pair] += freqs[i]
+            where[pair].add(i)
+    heap = [(-count, pair) for pair, count in pair_counts.items()]
+    heapq.heapify(heap)
+
+    merges: list[Pair] = []
+    while len(merges) < vocab_size - 257 and heap:
+        neg_count, pair = heapq.heappop(heap)
+        count = pair_counts.get(pair, 0)
+        if count != -neg_count:
+            continue  # stale entry: the pair's count changed since it was pushed
+        if count < 2:
+            break  # merging a pair seen once only memorizes the corpus
+        new_id = 256 + len(merges)
+        merges.append(pair)
+        touched: set[Pair] = set()
+        for i in where.pop(pair):
+            old = words[i]
+            new = _merge(old, pair, new_id)
+            if len(new) == len(old):
+                continue  # this chunk lost the pair to an earlier merge
+            delta: Counter[Pair] = Counter(zip(new, new[1:], strict=False))
+            delta.subtract(zip(old, old[1:], strict=False))
+            for p, d in delta.items():
+                if d:
+                    pair_counts[p] += d * freqs[i]
+                    touched.add(p)
+                    if d > 0:
+                        where[p].add(i)
+            words[i] = new
+        for p in touched:
+            if pair_counts[p] > 0:
+                heapq.heappush(heap, (-pair_counts[p], p))
+            else:
+                del pair_counts[p]
+    return Tokenizer(merges)
+
+
+# ---------------------------------------------------------------------------------------------
+# The cache: <root>/<corpus_id>/<tokenizer_id>/ holds tokenizer.json, {train,val,test}.npy and
+# meta.json, which is written last and records every artifact's size and sha256. A cache is
+# valid only if meta.json parses and every artifact matches it; otherwise it is rebuilt. Each
+# file is written to a temporary name and renamed, and builders take a file lock, so concurrent
+# runs (several candidates starting at once) wait for one build instead of racing.
+
+
+@dataclass
+class Prepared:
+    corpus: Corpus
+    directory: Path
+    meta: dict[str, Any]
+    tokenizer: Tokenizer
+
+
+_PREPARED: Prepared | None = None
+
+
+def tokenizer_id() -> str:
+    if TOKENIZER == "bytes":
+        return "bytes"
+    if TOKENIZER != "bpe":
+        raise SystemExit(f"AUTORESEARCH_TOKENIZER={TOKENIZER!r}: expected 'bpe' or 'bytes'")
+    if not 258 <= VOCAB_SIZE <= 65536:
+        raise SystemExit(f"AUTORESEARCH_VOCAB_SIZE={VOCAB_SIZE}: expected 258..65536")
+    return f"bpe{VOCAB_SIZE}"
+
+
+def prepare(verbose: bool = True) -> Prepared:
+    """Return the prepared data, building the cache first if it is missing or corrupt."""
+    global _PREPARED
+    if _PREPARED is not None:
+        return _PREPARED
+    corpus = resolve_corpus()
+    directory = cache_root() / corpus.corpus_id / tokenizer_id()
+    meta = _verify(directory)
+    if meta is None:
+        directory.mkdir(parents=True, exist_ok=True)
+        with _file_lock(directory.parent / f".{directory.name}.lock"):
+            meta = _verify(directory)  # another process may have built it while we waited
+            if meta is None:
+                meta = _build(corpus, directory, verbose)
+    tokenizer = Tokenizer.from_json((directory / "tokenizer.json").read_text())
+    _PREPARED = Prepared(corpus, directory, meta, tokenizer)
+    return _PREPARED
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _verify(directory: Path) -> dict[str, Any] | None:
+    try:
+        meta = json.loads((directory / "meta.json").read_text())
+        if meta.get("format") != CACHE_FORMAT:
+            return None
+        for name, info in meta["artifacts"].items():
+            path = directory / name
+            if path.stat().st_size != info["bytes"] or _sha256_file(path) != info["sha256"]:
+                return None
+        return meta
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    try:
+        import fcntl
+    except ImportError:  # Windows: no lock; atomic renames of identical content stay safe
+        yield
+        return
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _build(corpus: Corpus, directory: Path, verbose: bool) -> dict[str, Any]:
+    start = time.time()
+    log = print if verbose else (lambda *a, **k: None)
+    log(f"prepare: building {directory} ({len(corpus.files)} files)")
+    for stale in ("meta.json",):  # invalidate first: a crash mid-build must not look valid
+        with contextlib.suppress(FileNotFoundError):
+            (directory / stale).unlink()
+
+    if TOKENIZER == "bytes":
+        tokenizer = Tokenizer(None)
+    else:
+        tokenizer = train_bpe(_take_chars(iter_documents(corpus, "train")), VOCAB_SIZE)
+        log(f"prepare: trained BPE, {tokenizer.vocab_size} tokens ({time.time() - start:.1f}s)")
+    artifacts: dict[str, dict[str, Any]] = {}
+
+    def save(name: str, write: Any) -> None:
+        _atomic_write(directory / name, write)
+        path = directory / name
+        artifacts[name] = {"bytes": path.stat().st_size, "sha256": _sha256_file(path)}
+
+    save("tokenizer.json", lambda f: f.write(tokenizer.to_json().encode()))
+    dtype = np.uint16 if tokenizer.vocab_size <= 1 << 16 else np.uint32
+    splits: dict[str, dict[str, int]] = {}
+    for split in SPLITS:
+        limit = None if split == "train" else STORED_EVAL_TOKENS + 1
+        parts, docs, nbytes, ntokens = [], 0, 0, 0
+        for text in iter_documents(corpus, split):
+            ids = [tokenizer.bos_id, *tokenizer.encode(text)]
+            parts.append(np.asarray(ids, dtype=dtype))
+            docs += 1
+            nbytes += len(text.encode("utf-8", "surrogateescape"))
+            ntokens += len(ids)
+            if limit is not None and ntokens >= limit:
+                break
+        if docs == 0:
+            raise SystemExit(f"prepare: the {split} split is empty; the corpus is too small")
+        tokens = np.concatenate(parts)
+        save(f"{split}.npy", lambda f, t=tokens: np.save(f, t, allow_pickle=False))
+        splits[split] = {"documents": docs, "bytes": nbytes, "tokens": int(tokens.size)}
+        log(f"prepare: {split}: {docs} documents, {nbytes:,} bytes, {tokens.size:,} tokens")
+
+    if corpus.kind == "stdlib":  # the pinned file list, for the curious and for audits
+        listing = {"root": str(corpus.root), "files": [list(f) for f in corpus.files]}
+        save("manifest.json", lambda f: f.write(json.dumps(listing, indent=0).encode()))
+    meta = {
+        "format": CACHE_FORMAT,
+        "corpus_id": corpus.corpus_id,
+        "tokenizer": tokenizer_id(),
+        "vocab_size": tokenizer.vocab_size,
+        "splits": splits,
+        "artifacts": artifacts,
+        "build_seconds": round(time.time() - start, 2),
+    }
+    _atomic_write(directory / "meta.json", lambda f: f.write(json.dumps(meta, indent=1).encode()))
+    log(f"prepare: done in {time.time() - start:.1f}s")
+    return meta
+
+
+def _take_chars(texts: Iterable[str]) -> Iterator[str]:
+    remaining = TOKENIZER_TRAIN_CHARS
+    for text in texts:
+        if remaining <= 0:
+            return
+        yield text[:remaining]
+        remaining -= len(text)
+
+
+def load_tokens(split: str) -> np.ndarray:
+    """The split as one token stream: BOS, document, BOS, document, ... (memory-mapped)."""
+    prepared = prepare(verbose=False)
+    return np.load(prepared.directory / f"{split}.npy", mmap_mode="r")
+
+
+# ---------------------------------------------------------------------------------------------
+# Dataloader: random windows of seq_len + 1 tokens from the train stream (with replacement),
+# seeded, so that the same seed reproduces the same batches.
+
+
+def make_dataloader(
+    batch_size: int, seq_len: int, device: torch.device, seed: int = 0, split: str = "train"
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    tokens = load_tokens(split)
+    last_start = len(tokens) - seq_len - 1
+    if last_start < 0:
+        raise SystemExit(f"the {split} split has {len(tokens)} tokens, fewer than seq_len + 1")
+    rng = np.random.default_rng(seed)
+    while True:
+        starts = rng.integers(0, last_start + 1, size=batch_size)
+        rows = np.stack([tokens[s : s + seq_len + 1] for s in starts]).astype(np.int64)
+        batch = torch.from_numpy(rows)
+        if device.type == "cuda":
+            batch = batch.pin_memory().to(device, non_blocking=True)
+        else:
+            batch = batch.to(device)
+        yield batch[:, :-1], batch[:, 1:]
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation. bits per byte = total cross-entropy in nats over the scored targets divided by
+# (ln 2 x the bytes those targets stand for). It does not depend on the vocabulary, so models with
+# different tokenizers compare fairly. BOS targets are in neither sum.
+
+
+@torch.no_grad()
+def evaluate_bpb(model: torch.nn.Module, split: str = "val", batch_size: int = 0) -> float:
+    """Score the first EVAL_TOKENS targets of a split, in rows of MAX_SEQ_LEN tokens.
+
+    Contract with train.py: model(x), x a LongTensor (B, MAX_SEQ_LEN), returns logits
+    (B, MAX_SEQ_LEN, vocab_size); position t may only look at x[:, : t + 1].
+    """
+    device = next(model.parameters()).device
+    tokens = load_tokens(split)
+    total_nats, total_bytes = score_tokens(model, tokens, device, batch_size)
+    return bits_per_byte(total_nats, total_bytes)
+
+
+def bits_per_byte(total_nats: float, total_bytes: int) -> float:
+    return total_nats / (math.log(2) * total_bytes)
+
+
+def score_tokens(
+    model: torch.nn.Module, tokens: np.ndarray, device: torch.device, batch_size: int = 0
+) -> tuple[float, int]:
+    """(nats, bytes) summed over the first EVAL_TOKENS targets of a token stream."""
+    seq = MAX_SEQ_LEN
+    rows = min(EVAL_TOKENS, len(tokens) - 1) // seq
+    if rows < 1:
+        raise SystemExit(f"evaluation needs at least {seq + 1} tokens, got {len(tokens)}")
+    batch_size = batch_size or max(1, 8192 // seq)
+    stream = torch.from_numpy(np.asarray(tokens[: rows * seq + 1], dtype=np.int64))
+    token_bytes = torch.tensor(prepare(verbose=False).tokenizer.token_bytes(), device=device)
+    was_training = model.training
+    model.eval()
+    total_nats = torch.zeros((), dtype=torch.float64, device=device)
+    total_bytes = torch.zeros((), dtype=torch.int64, device=device)
+    for first in range(0, rows, batch_size):
+        last = min(rows, first + batch_size)
+        # Rows do not overlap: every target after the first token is scored exactly once.
+        x = stream[first * seq : last * seq].view(-1, seq).to(device)
+        y = stream[first * seq + 1 : last * seq + 1].view(-1, seq).to(device)
+        logits = model(x)
+        nats = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="none")
+        nbytes = token_bytes[y.flatten()]
+        total_nats += torch.where(nbytes > 0, nats, 0.0).sum(dtype=torch.float64)
+        total_bytes += nbytes.sum()
+    model.train(was_training)
+    return float(total_nats.item()), int(total_bytes.item())
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line.
+
+
+def download_climbmix(shards: int, dest: Path) -> None:
+    """Fetch the first `shards` parquet shards of Karpathy's climbmix (needs a network)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for index in range(shards):
+        name = f"shard_{index:05d}.parquet"
+        target = dest / name
+        if target.exists():
+            print(f"{name}: already there")
+            continue
+        print(f"{name}: downloading")
+        with urllib.request.urlopen(f"{CLIMBMIX_URL}/{name}", timeout=60) as response:
+            _atomic_write(target, lambda f, r=response: _copy_stream(r, f))
+    print(f"done; now run: AUTORESEARCH_DATA={dest} python prepare.py")
+
+
+def _copy_stream(source: Any, target: Any) -> None:
+    for block in iter(lambda: source.read(1 << 20), b""):
+        target.write(block)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true", help="verify the cache, build nothing")
+    parser.add_argument("--download-climbmix", type=int, metavar="N", help="fetch N shards")
+    parser.add_argument("--dest", type=Path, help="directory for --download-climbmix")
+    args = parser.parse_args()
+    if args.download_climbmix:
+        if args.dest is None:
+            parser.error("--download-climbmix needs --dest")
+        download_climbmix(args.download_climbmix, args.dest.expanduser())
+        return
+    corpus = resolve_corpus()
+    directory = cache_root() / corpus.corpus_id / tokenizer_id()
+    if args.check:
+        ok = _verify(directory) is not None
+        print(f"{directory}: {'valid' if ok else 'missing or corrupt'}")
+        raise SystemExit(0 if ok else 1)
+    prepared = prepare()
+    print(f"corpus:    {corpus.corpus_id} ({corpus.kind}, {corpus.root})")
+    print(f"cache:     {prepared.directory}")
+    print(f"tokenizer: {prepared.meta['tokenizer']}, vocab_size {prepared.tokenizer.vocab_size}")
+    for split, info in prepared.meta["splits"].items():
+        per_token = info["bytes"] / max(1, info["tokens"] - info["documents"])
+        print(f"{split + ':':10} {info['tokens']:,} tokens, {per_token:.2f} bytes/token")
+    print(f"device:    {DEVICE} (seq_len {MAX_SEQ_LEN}, eval_tokens {EVAL_TOKENS})")
+
+
+if __name__ == "__main__":
+    main()

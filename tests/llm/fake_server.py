@@ -1,0 +1,229 @@
+"""A fake model server speaking the Anthropic Messages and OpenAI Chat Completions wire formats.
+
+It listens on 127.0.0.1 (a free port) in a thread, so the real SDK clients can be pointed at it
+with `base_url` and a dummy key. Each request takes the next scripted `Reply` (or asks a handler
+function), which can be a text reply with token usage, an HTTP error in the provider's error
+format, a delay (to trip client timeouts), or a dropped connection.
+
+    with FakeModelServer([Reply(text="HYPOTHESIS: ..."), Reply(status=429)]) as server:
+        base = server.anthropic_url      # POST {base}/v1/messages
+        base = server.openai_url         # POST {base}/chat/completions (includes /v1)
+        server.requests                  # what the clients sent, for assertions
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass
+class Reply:
+    text: str = ""
+    status: int = 200
+    delay: float = 0.0
+    headers: dict[str, str] = field(default_factory=dict)
+    input_tokens: int = 1200
+    output_tokens: int = 300
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    stop: str = "end"  # "end" or "length" (cut off at max tokens)
+    error: str = "scripted failure"
+    drop: bool = False  # close the connection without answering
+
+
+@dataclass
+class Recorded:
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+
+    def prompt_text(self) -> str:
+        """Every text the client sent (system and messages), joined; for assertions."""
+        texts: list[str] = []
+
+        def walk(node: Any) -> None:
+            if isinstance(node, str):
+                texts.append(node)
+            elif isinstance(node, list):
+                for item in node:
+                    walk(item)
+            elif isinstance(node, dict):
+                for key in ("text", "content", "system"):
+                    if key in node:
+                        walk(node[key])
+
+        walk(self.body.get("system", ""))
+        walk(self.body.get("messages", []))
+        return "\n".join(texts)
+
+
+Handler = Callable[[Recorded], Reply]
+
+
+class FakeModelServer:
+    def __init__(self, replies: Iterable[Reply] = (), handler: Handler | None = None) -> None:
+        self._queue: deque[Reply] = deque(replies)
+        self._handler = handler
+        self._lock = threading.Lock()
+        self.requests: list[Recorded] = []
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._make_handler())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> FakeModelServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> FakeModelServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    @property
+    def anthropic_url(self) -> str:
+        return self.url
+
+    @property
+    def openai_url(self) -> str:
+        return self.url + "/v1"
+
+    def push(self, *replies: Reply) -> None:
+        with self._lock:
+            self._queue.extend(replies)
+
+    @property
+    def pending(self) -> int:
+        return len(self._queue)
+
+    def _next(self, recorded: Recorded) -> Reply:
+        with self._lock:
+            self.requests.append(recorded)
+            if self._handler is not None:
+                return self._handler(recorded)
+            if self._queue:
+                return self._queue.popleft()
+        return Reply(status=500, error="fake server: no scripted reply left")
+
+    # --- HTTP -------------------------------------------------------------------------------
+
+    def _make_handler(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class _Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:  # quiet test output
+                pass
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("content-length") or 0)
+                raw = self.rfile.read(length) if length else b"{}"
+                try:
+                    body = json.loads(raw or b"{}")
+                except json.JSONDecodeError:
+                    body = {}
+                recorded = Recorded(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+                if self.path.endswith("/v1/messages"):
+                    kind = "anthropic"
+                elif self.path.endswith("/chat/completions"):
+                    kind = "openai"
+                else:
+                    self._send(404, {"error": {"type": "not_found", "message": self.path}})
+                    return
+                reply = server._next(recorded)
+                if reply.delay:
+                    time.sleep(reply.delay)
+                if reply.drop:
+                    self.close_connection = True
+                    self.connection.close()
+                    return
+                if reply.status != 200:
+                    self._send(reply.status, _error_body(kind, reply), reply.headers)
+                    return
+                payload = _anthropic(body, reply) if kind == "anthropic" else _openai(body, reply)
+                self._send(200, payload, reply.headers)
+
+            def _send(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+                data = json.dumps(payload).encode()
+                try:
+                    self.send_response(status)
+                    self.send_header("content-type", "application/json")
+                    self.send_header("content-length", str(len(data)))
+                    self.send_header("request-id", "req_fake")
+                    for k, v in (headers or {}).items():
+                        self.send_header(k, v)
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client timed out and left
+
+        return _Handler
+
+
+def _error_body(kind: str, reply: Reply) -> dict[str, Any]:
+    if kind == "anthropic":
+        types = {400: "invalid_request_error", 401: "authentication_error",
+                 403: "permission_error", 404: "not_found_error", 429: "rate_limit_error",
+                 529: "overloaded_error"}
+        return {"type": "error",
+                "error": {"type": types.get(reply.status, "api_error"), "message": reply.error}}
+    return {"error": {"message": reply.error, "type": "fake_error", "param": None,
+                      "code": str(reply.status)}}
+
+
+def _anthropic(body: dict[str, Any], reply: Reply) -> dict[str, Any]:
+    return {
+        "id": "msg_fake",
+        "type": "message",
+        "role": "assistant",
+        "model": body.get("model", "fake"),
+        "content": [{"type": "text", "text": reply.text}],
+        "stop_reason": "max_tokens" if reply.stop == "length" else "end_turn",
+        "stop_sequence": None,
+        "usage": {
+            "input_tokens": reply.input_tokens,
+            "output_tokens": reply.output_tokens,
+            "cache_read_input_tokens": reply.cache_read_tokens,
+            "cache_creation_input_tokens": reply.cache_write_tokens,
+        },
+    }
+
+
+def _openai(body: dict[str, Any], reply: Reply) -> dict[str, Any]:
+    prompt = reply.input_tokens + reply.cache_read_tokens
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": body.get("model", "fake"),
+        "choices": [{
+            "index": 0,
+            "message": {"role": "assistant", "content": reply.text},
+            "finish_reason": "length" if reply.stop == "length" else "stop",
+        }],
+        "usage": {
+            "prompt_tokens": prompt,
+            "completion_tokens": reply.output_tokens,
+            "total_tokens": prompt + reply.output_tokens,
+            "prompt_tokens_details": {"cached_tokens": reply.cache_read_tokens},
+        },
+    }

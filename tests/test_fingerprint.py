@@ -1,0 +1,91 @@
+"""fingerprint: what a measurement's environment was, and whether two are comparable."""
+
+from __future__ import annotations
+
+import os
+import platform
+import stat
+import time
+from pathlib import Path
+
+import pytest
+
+from autoresearch import fingerprint
+from autoresearch.fingerprint import (
+    COMPARABLE_FIELDS,
+    comparable_key,
+    describe_difference,
+    environment_fingerprint,
+)
+
+
+def test_fingerprint_contents() -> None:
+    fp = environment_fingerprint()
+    assert fp["cpu_count"] >= 1 and isinstance(fp["cpu_model"], str) and fp["cpu_model"]
+    assert fp["os_system"] == platform.system()
+    assert fp["machine"] == platform.machine()
+    assert fp["python_version"] == platform.python_version()
+    assert fp["packages"]["autoresearch"]  # installed in the dev venv
+    assert "hostname" in fp
+    assert set(COMPARABLE_FIELDS) <= set(fp)
+    assert "hostname" not in COMPARABLE_FIELDS
+
+
+def test_missing_packages_are_omitted() -> None:
+    fp = environment_fingerprint(("pytest", "surely-not-installed-pkg-xyz"))
+    assert list(fp["packages"]) == ["pytest"]
+
+
+def test_cached_and_callers_cannot_corrupt_the_cache() -> None:
+    environment_fingerprint()
+    t0 = time.perf_counter()
+    fp = environment_fingerprint()
+    assert time.perf_counter() - t0 < 0.01
+    fp["packages"]["torch"] = "tampered"
+    fp["cpu_count"] = -1
+    again = environment_fingerprint()
+    assert again["cpu_count"] != -1 and again["packages"].get("torch") != "tampered"
+
+
+def test_gpu_from_nvidia_smi(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = tmp_path / "nvidia-smi"
+    fake.write_text(
+        "#!/bin/sh\necho 'NVIDIA H100 80GB HBM3, 81559 MiB'\necho 'NVIDIA H100 80GB HBM3, 81559 MiB'\n"
+    )
+    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    assert fingerprint._gpus() == ["NVIDIA H100 80GB HBM3, 81559 MiB"] * 2
+    fake.write_text("#!/bin/sh\nexit 9\n")  # driver not loaded
+    assert fingerprint._gpus() is None
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    assert fingerprint._gpus() is None
+
+
+def test_comparable_key_ignores_hostname_and_commit() -> None:
+    fp = environment_fingerprint()
+    key = comparable_key(fp)
+    assert len(key) == 16 and key == comparable_key(dict(fp))
+    assert comparable_key({**fp, "hostname": "elsewhere", "commit": "abc"}) == key
+    assert comparable_key({**fp, "cpu_count": fp["cpu_count"] + 1}) != key
+    packages = {**fp["packages"], "torch": "0.0.1"}
+    assert comparable_key({**fp, "packages": packages}) != key
+    # Key order in the packages mapping must not matter.
+    reordered = dict(reversed(list(fp["packages"].items())))
+    assert comparable_key({**fp, "packages": reordered}) == key
+
+
+def test_describe_difference() -> None:
+    a = {
+        "cpu_count": 2,
+        "gpu": None,
+        "packages": {"torch": "2.3.0", "numpy": "2.0"},
+        "hostname": "a",
+    }
+    b = {"cpu_count": 8, "gpu": ["H100, 80 GiB"], "packages": {"torch": "2.4.0"}, "hostname": "b"}
+    assert describe_difference(a, b) == [
+        "cpu_count: 2 -> 8",
+        "gpu: (none) -> H100, 80 GiB",
+        "packages.numpy: 2.0 -> (none)",
+        "packages.torch: 2.3.0 -> 2.4.0",
+    ]
+    assert describe_difference(a, a) == []

@@ -1,0 +1,438 @@
+"""runner: real subprocesses, real process trees, real kills."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from autoresearch import runner
+from autoresearch.runner import RunOutcome, RunSpec, kill_leftovers, log_tail, run_command
+
+PY = sys.executable
+SRC = str(Path(runner.__file__).resolve().parents[1])
+
+
+@pytest.fixture
+def prefix() -> Iterator[str]:
+    """A run-id prefix unique to the test; anything still carrying it is killed afterwards."""
+    value = f"test-{uuid.uuid4().hex[:12]}-"
+    yield value
+    kill_leftovers(value, grace_s=0.0)
+
+
+def spec(tmp_path: Path, command: str, **kw: object) -> RunSpec:
+    kw.setdefault("timeout_s", 10.0)
+    kw.setdefault("budget_s", 5.0)
+    kw.setdefault("grace_s", 0.3)
+    return RunSpec(command=command, cwd=tmp_path, log_path=tmp_path / "run.log", **kw)  # type: ignore[arg-type]
+
+
+def script(tmp_path: Path, name: str, body: str) -> str:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(body))
+    return f"{PY} {path}"
+
+
+def is_dead(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")  # a zombie has run its course
+
+
+def wait_dead(pid: int, within_s: float = 2.0) -> bool:
+    end = time.monotonic() + within_s
+    while time.monotonic() < end:
+        if is_dead(pid):
+            return True
+        time.sleep(0.01)
+    return is_dead(pid)
+
+
+def wait_file(path: Path, within_s: float = 10.0) -> int:
+    end = time.monotonic() + within_s
+    while time.monotonic() < end:
+        if path.exists():
+            return int(path.read_text())
+        time.sleep(0.01)
+    raise AssertionError(f"{path} never appeared")
+
+
+def stop_when(path: Path) -> threading.Event:
+    """An event set as soon as ``path`` exists: ends a run exactly when its tree is built."""
+    stop = threading.Event()
+
+    def watch() -> None:
+        wait_file(path)
+        stop.set()
+
+    threading.Thread(target=watch, daemon=True).start()
+    return stop
+
+
+# Writes its pid atomically, so a reader never sees an empty file.
+WRITE_PID = """
+import os, sys
+def write_pid(path):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(str(os.getpid()))
+    os.rename(tmp, path)
+"""
+
+
+def test_normal_exit_log_is_exactly_the_output(tmp_path: Path) -> None:
+    out = run_command(spec(tmp_path, "printf 'a\\n'; printf 'b\\n' >&2"))
+    assert out == RunOutcome(
+        exit_code=0,
+        timed_out=False,
+        duration_s=out.duration_s,
+        log_path=tmp_path / "run.log",
+        log_truncated=False,
+        interrupted=False,
+        survivors_killed=0,
+        run_id=out.run_id,
+    )
+    assert (tmp_path / "run.log").read_bytes() == b"a\nb\n"  # no header, stderr merged
+    assert out.run_id.startswith("ar-")
+
+
+def test_exit_code_propagates(tmp_path: Path) -> None:
+    assert run_command(spec(tmp_path, "exit 3")).exit_code == 3
+
+
+def test_env_budget_run_id_and_cwd_visible(tmp_path: Path) -> None:
+    cmd = 'echo "$AUTORESEARCH_TIME_BUDGET|$AUTORESEARCH_RUN_ID|$EXTRA|$(pwd)"'
+    out = run_command(spec(tmp_path, cmd, budget_s=60.0, run_id="r-1", env={"EXTRA": "x"}))
+    assert log_tail(out.log_path).strip() == f"60|r-1|x|{tmp_path}"
+    out = run_command(spec(tmp_path, "echo $AUTORESEARCH_TIME_BUDGET", budget_s=0.5))
+    assert log_tail(out.log_path).strip() == "0.5"
+
+
+def test_log_parent_directory_is_created(tmp_path: Path) -> None:
+    log = tmp_path / "a" / "b" / "run.log"
+    out = run_command(RunSpec("echo hi", tmp_path, log, timeout_s=5, budget_s=1))
+    assert log.read_text() == "hi\n" and out.exit_code == 0
+
+
+def test_timeout_kills_sleeping_command(tmp_path: Path) -> None:
+    t0 = time.monotonic()
+    out = run_command(spec(tmp_path, "echo started; sleep 30", timeout_s=0.5))
+    elapsed = time.monotonic() - t0
+    assert out.timed_out and out.exit_code is None and not out.interrupted
+    assert 0.5 <= elapsed < 0.5 + 0.3 + 0.5
+    assert out.survivors_killed >= 1
+    assert log_tail(out.log_path) == "started\n"
+
+
+def test_grandchild_ignoring_sigterm_is_killed_at_timeout(tmp_path: Path, prefix: str) -> None:
+    pidfile = tmp_path / "gc.pid"
+    grandchild = WRITE_PID + "import signal, time\n"
+    grandchild += "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+    grandchild += f"write_pid({str(pidfile)!r})\ntime.sleep(60)\n"
+    parent = f"""
+        import subprocess, sys, time
+        subprocess.Popen([sys.executable, "-c", {grandchild!r}])
+        time.sleep(60)
+        """
+    t0 = time.monotonic()
+    out = run_command(
+        spec(tmp_path, script(tmp_path, "p.py", parent), timeout_s=1.5, run_id=prefix + "1")
+    )
+    assert out.timed_out
+    assert time.monotonic() - t0 < 1.5 + 0.3 + 1.0
+    assert wait_dead(wait_file(pidfile))
+    assert out.survivors_killed >= 3  # sh, parent, grandchild
+
+
+def test_setsid_grandchild_is_killed(tmp_path: Path, prefix: str) -> None:
+    pidfile = tmp_path / "gc.pid"
+    body = (
+        WRITE_PID
+        + f"""
+import time
+if os.fork() == 0:
+    os.setsid()  # leaves the process group: killpg alone misses it
+    write_pid({str(pidfile)!r})
+    time.sleep(60)
+    os._exit(0)
+time.sleep(60)
+"""
+    )
+    out = run_command(
+        spec(tmp_path, script(tmp_path, "p.py", body), run_id=prefix + "1"),
+        stop=stop_when(pidfile),
+    )
+    assert out.interrupted and out.exit_code is None and not out.timed_out
+    assert wait_dead(wait_file(pidfile))
+
+
+def test_daemon_left_behind_after_exit_zero_is_killed(tmp_path: Path, prefix: str) -> None:
+    pidfile = tmp_path / "daemon.pid"
+    body = (
+        WRITE_PID
+        + f"""
+import time
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        # Classic daemon: new session, stdio detached from our pipe.
+        fd = os.open(os.devnull, os.O_RDWR)
+        for n in (0, 1, 2):
+            os.dup2(fd, n)
+        write_pid({str(pidfile)!r})
+        time.sleep(60)
+    os._exit(0)
+while not os.path.exists({str(pidfile)!r}):
+    time.sleep(0.01)
+print("val_bpb: 0.99")
+"""
+    )
+    out = run_command(spec(tmp_path, script(tmp_path, "p.py", body), run_id=prefix + "1"))
+    assert out.exit_code == 0 and not out.timed_out
+    assert out.survivors_killed == 1
+    assert wait_dead(wait_file(pidfile))
+    assert log_tail(out.log_path) == "val_bpb: 0.99\n"
+
+
+def test_grandchild_holding_the_pipe_does_not_hang(tmp_path: Path, prefix: str) -> None:
+    # The grandchild keeps stdout open, ignores SIGTERM and leaves the group: EOF never
+    # comes by itself after the main process exits.
+    pidfile = tmp_path / "gc.pid"
+    body = (
+        WRITE_PID
+        + f"""
+import signal, time
+if os.fork() == 0:
+    os.setsid()
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    write_pid({str(pidfile)!r})
+    while True:
+        print("noise", flush=True)
+        time.sleep(0.05)
+while not os.path.exists({str(pidfile)!r}):
+    time.sleep(0.01)
+print("done", flush=True)
+"""
+    )
+    t0 = time.monotonic()
+    out = run_command(spec(tmp_path, script(tmp_path, "p.py", body), run_id=prefix + "1"))
+    assert time.monotonic() - t0 < 3.0
+    assert out.exit_code == 0 and out.survivors_killed == 1
+    assert wait_dead(wait_file(pidfile))
+    assert "done" in log_tail(out.log_path)
+
+
+def test_background_job_holding_the_pipe_is_killed_after_exit(tmp_path: Path) -> None:
+    t0 = time.monotonic()
+    out = run_command(spec(tmp_path, "sleep 30 & echo $! > bg.pid; echo done"))
+    assert out.exit_code == 0 and out.survivors_killed == 1
+    assert time.monotonic() - t0 < 2.0
+    assert wait_dead(wait_file(tmp_path / "bg.pid"))
+
+
+def test_child_that_closes_stdout_still_times_out(tmp_path: Path) -> None:
+    out = run_command(spec(tmp_path, "exec >&- 2>&-; sleep 30", timeout_s=0.5))
+    assert out.timed_out and out.exit_code is None
+
+
+def test_flood_is_bounded_and_keeps_head_and_tail(tmp_path: Path) -> None:
+    body = """
+        import sys
+        print("first line")
+        for i in range(200_000):
+            sys.stdout.write(f"step {i} loss 3.14159\\n")
+        print("val_bpb:          0.997900")
+        print("peak_vram_mb:     45060.2")
+        """
+    cap = 64 * 1024
+    out = run_command(spec(tmp_path, script(tmp_path, "flood.py", body), max_log_bytes=cap))
+    data = out.log_path.read_bytes()
+    assert out.exit_code == 0 and out.log_truncated and out.log_bytes_dropped > 0
+    assert len(data) <= cap
+    assert data.startswith(b"first line\nstep 0 loss")
+    assert data.endswith(b"val_bpb:          0.997900\npeak_vram_mb:     45060.2\n")
+    assert f"[autoresearch: {out.log_bytes_dropped} bytes of output dropped here]".encode() in data
+    # The tail starts on a line boundary, so no half line can look like a metric.
+    tail = data.split(b"dropped here]\n", 1)[1]
+    assert tail.startswith(b"step ")
+
+
+def test_endless_flood_until_timeout_stays_under_cap(tmp_path: Path) -> None:
+    cap = 256 * 1024
+    out = run_command(spec(tmp_path, "yes", timeout_s=0.5, max_log_bytes=cap))
+    assert out.timed_out and out.log_truncated
+    assert out.log_path.stat().st_size <= cap
+
+
+def test_binary_garbage_output(tmp_path: Path) -> None:
+    out = run_command(spec(tmp_path, "head -c 300000 /dev/urandom", max_log_bytes=65536))
+    assert out.exit_code == 0 and out.log_truncated
+    assert isinstance(log_tail(out.log_path), str)
+
+
+def test_stop_event_interrupts(tmp_path: Path) -> None:
+    stop = threading.Event()
+    threading.Timer(0.2, stop.set).start()
+    t0 = time.monotonic()
+    out = run_command(spec(tmp_path, "sleep 30"), stop=stop)
+    assert out.interrupted and not out.timed_out and out.exit_code is None
+    assert time.monotonic() - t0 < 1.5
+
+
+@pytest.mark.skipif(
+    signal.getsignal(signal.SIGINT) is not signal.default_int_handler,
+    reason="needs Python's default SIGINT handler",
+)
+def test_keyboard_interrupt_kills_tree_and_reraises(tmp_path: Path) -> None:
+    main = threading.get_ident()
+    pidfile = tmp_path / "child.pid"
+
+    def interrupt() -> None:
+        wait_file(pidfile)
+        signal.pthread_kill(main, signal.SIGINT)
+
+    threading.Thread(target=interrupt, daemon=True).start()
+    with pytest.raises(KeyboardInterrupt):
+        run_command(spec(tmp_path, "echo $$ > child.pid.tmp; mv child.pid.tmp child.pid; sleep 30"))
+    assert wait_dead(wait_file(pidfile), within_s=0.5)
+
+
+def test_kill_leftovers_matches_prefix_only(tmp_path: Path, prefix: str) -> None:
+    sleeper = [PY, "-c", "import time; time.sleep(60)"]
+    env = dict(os.environ)
+    mine = subprocess.Popen(
+        sleeper, env={**env, runner.RUN_ID_ENV: prefix + "7"}, start_new_session=True
+    )
+    other = subprocess.Popen(
+        sleeper, env={**env, runner.RUN_ID_ENV: "unrelated-7"}, start_new_session=True
+    )
+    try:
+        time.sleep(0.1)  # let both exec so /proc shows their environment
+        assert kill_leftovers(prefix, grace_s=0.5) == 1
+        assert mine.wait(timeout=2) == -signal.SIGTERM
+        assert other.poll() is None
+    finally:
+        other.kill()
+        other.wait()
+        mine.kill()
+        mine.wait()
+
+
+def test_kill_leftovers_refuses_empty_prefix() -> None:
+    with pytest.raises(ValueError):
+        kill_leftovers("")
+
+
+@pytest.mark.parametrize("mechanism", ["setpriv", "preexec"])
+def test_orchestrator_sigkill_then_resume_leaves_nothing(
+    tmp_path: Path, prefix: str, mechanism: str
+) -> None:
+    # The direct child dies with the orchestrator (parent-death signal); a setsid'd grandchild
+    # survives that, and kill_leftovers on resume is what removes it.
+    gc_pid = tmp_path / "gc.pid"
+    command = (
+        "echo $$ > direct.tmp; mv direct.tmp direct.pid; "
+        "setsid sh -c 'echo $$ > gc.tmp; mv gc.tmp gc.pid; exec sleep 60' & "
+        "exec sleep 60"
+    )
+    orchestrator = f"""
+        import sys
+        sys.path.insert(0, {SRC!r})
+        from pathlib import Path
+        from autoresearch import runner
+        from autoresearch.runner import RunSpec, run_command
+        if {mechanism == "preexec"!r}:
+            runner._setpriv = lambda: None  # exercise the ctypes prctl fallback
+        elif runner._setpriv() is None:
+            sys.exit(3)
+        run_command(RunSpec({command!r}, Path({str(tmp_path)!r}), Path({str(tmp_path)!r}) / "run.log",
+                            timeout_s=60, budget_s=60, run_id={prefix + "1"!r}))
+        """
+    proc = subprocess.Popen([PY, "-c", textwrap.dedent(orchestrator)])
+    try:
+        end = time.monotonic() + 10
+        while not (tmp_path / "direct.pid").exists() and proc.poll() is None:
+            assert time.monotonic() < end
+            time.sleep(0.01)
+        if proc.poll() == 3:
+            pytest.skip("no setpriv with --pdeathsig here")
+        direct = wait_file(tmp_path / "direct.pid")
+        grandchild = wait_file(gc_pid)
+        proc.kill()
+        proc.wait()
+        assert wait_dead(direct)
+        assert not is_dead(grandchild)
+        assert kill_leftovers(prefix, grace_s=0.5) >= 1
+        assert wait_dead(grandchild)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_harness_overhead_is_small(tmp_path: Path) -> None:
+    def median_ms(fn: object) -> float:
+        times = []
+        for _ in range(20):
+            t0 = time.perf_counter()
+            fn()  # type: ignore[operator]
+            times.append(time.perf_counter() - t0)
+        return statistics.median(times) * 1000
+
+    bare = median_ms(lambda: subprocess.run(["/bin/sh", "-c", "true"], check=True))
+    ours = median_ms(lambda: run_command(spec(tmp_path, "true")))
+    print(f"run_command(true): {ours:.1f} ms median; bare sh -c true: {bare:.1f} ms")
+    assert ours - bare < 50  # loose: shared CI machines are noisy; typical is ~5 ms
+
+
+def test_log_tail(tmp_path: Path) -> None:
+    path = tmp_path / "x.log"
+    assert log_tail(path) == ""
+    path.write_bytes(b"aaaa\nbbbb\ncc\xff\n")
+    assert log_tail(path) == "aaaa\nbbbb\ncc\ufffd\n"
+    assert log_tail(path, max_bytes=8) == "cc\ufffd\n"  # the cut line "bbb" is dropped
+
+
+def test_bounded_log_keeps_exact_head_and_tail(tmp_path: Path) -> None:
+    path = tmp_path / "b.log"
+    log = runner._BoundedLog(path, 8192)
+    stream = b"".join(f"line {i:06d}\n".encode() for i in range(20_000))
+    for start in range(0, len(stream), 777):  # odd chunk sizes cross every boundary
+        log.write(stream[start : start + 777])
+    log.close()
+    data = path.read_bytes()
+    assert len(data) <= 8192
+    head, rest = data[:4096], data[4096:]
+    marker = re.match(rb"\n?\[autoresearch: (\d+) bytes of output dropped here\]\n", rest)
+    assert marker is not None
+    tail = rest[marker.end() :]
+    assert stream.startswith(head)
+    assert stream.endswith(tail) and tail.startswith(b"line ")
+    assert len(head) + int(marker.group(1)) + len(tail) == len(stream)
+    assert log.dropped == int(marker.group(1))
+
+
+def test_cleanup_matches_the_exact_run_id_only(tmp_path: Path, prefix: str) -> None:
+    # A neighbour whose id merely starts with ours ("...-10" vs "...-1") must be left alone.
+    env = {**os.environ, runner.RUN_ID_ENV: prefix + "10"}
+    neighbour = subprocess.Popen(["sleep", "30"], env=env, start_new_session=True)
+    try:
+        time.sleep(0.05)
+        out = run_command(spec(tmp_path, "true", run_id=prefix + "1"))
+        assert out.survivors_killed == 0 and neighbour.poll() is None
+    finally:
+        neighbour.kill()
+        neighbour.wait()
