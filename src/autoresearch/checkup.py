@@ -10,7 +10,9 @@ import tempfile
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from autoresearch import gitops
 from autoresearch.config import CONFIG_NAME, Config, load_config
@@ -31,10 +33,10 @@ def run_checkup(root: Path, console: Console) -> list[str]:
     try:
         files = check_preconditions(root, config)
         console.print(f"[green]✓[/] scope matches {len(files)} file(s): "
-                      + ", ".join(files[:8]) + (" …" if len(files) > 8 else ""))
+                      + escape(", ".join(files[:8])) + (" …" if len(files) > 8 else ""))
     except AutoresearchError as exc:
         problems.append(exc.render())
-        console.print(f"[red]✗[/] {exc.render()}")
+        console.print(f"[red]✗[/] {escape(exc.render())}")
     problems += _check_proposer(config, console)
     if gitops.head_commit(root) is None:
         return problems
@@ -52,12 +54,12 @@ def _check_proposer(config: Config, console: Console) -> list[str]:
     try:
         proposer, why = load_proposer(config)
     except AutoresearchError as exc:
-        console.print(f"[red]✗[/] proposer: {exc.render()}")
+        console.print(f"[red]✗[/] proposer: {escape(exc.render())}")
         return [exc.render()]
     except Exception as exc:  # noqa: BLE001 - a broken plugin must show up here, not mid-run
-        console.print(f"[red]✗[/] proposer failed to load: {exc}")
+        console.print(f"[red]✗[/] proposer failed to load: {escape(str(exc))}")
         return [f"proposer failed to load: {exc}"]
-    console.print(f"[green]✓[/] proposer {proposer.describe()} ({why})")
+    console.print(f"[green]✓[/] proposer {escape(proposer.describe())} ({escape(why)})")
     proposer.close()
     return []
 
@@ -69,7 +71,7 @@ def _dry_run(root: Path, config: Config, console: Console) -> list[str]:
         gitops.git(root, "worktree", "add", "--detach", "--force", str(worktree), "HEAD")
         try:
             log = Path(tmp) / "check.log"
-            console.print(f"… running `{config.verify.command}` once "
+            console.print(f"… running `{escape(config.verify.command)}` once "
                           f"(budget {config.verify.budget_seconds:g} s)")
             outcome = run_command(RunSpec(
                 command=config.verify.expanded_command(), cwd=worktree, log_path=log,
@@ -80,12 +82,12 @@ def _dry_run(root: Path, config: Config, console: Console) -> list[str]:
                 config, outcome.exit_code, outcome.timed_out, outcome.interrupted, log)
             if status != "ok":
                 problems.append(f"the verify command {status}ed: {reason}")
-                console.print(f"[red]✗[/] verify command {status}: {reason}")
+                console.print(f"[red]✗[/] verify command {status}: {escape(reason)}")
                 if config.metric.name not in metrics:
-                    console.print("    expected: " + format_metric_help(
+                    console.print("    expected: " + escape(format_metric_help(
                         config.metric.format, config.metric.name,
-                        config.metric.patterns.get(config.metric.name)))
-                console.print("[dim]" + log_tail(log, 2000) + "[/]")
+                        config.metric.patterns.get(config.metric.name))))
+                console.print(Text(log_tail(log, 2000), style="dim"))
             else:
                 console.print(f"[green]✓[/] verify command ran in {outcome.duration_s:.1f} s")
             table = Table("metric", "value", "role")

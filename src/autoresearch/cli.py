@@ -10,6 +10,8 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+from rich.text import Text
 
 from autoresearch import __version__
 from autoresearch.config import CONFIG_NAME, load_config
@@ -144,7 +146,7 @@ def run(
         resumed = session.counted()
         console.print(f"session [bold]{tag_}[/] on branch {session.paths.branch}"
                       + (f" (resuming after {resumed} experiments)" if resumed else "")
-                      + f"; {session.proposer_why}")
+                      + f"; {escape(session.proposer_why)}")
         limits = loop.effective_limits(config, iterations, until_s, started)
         exit_code = 0
         status = "stopped"
@@ -162,7 +164,7 @@ def run(
             session.close(status)
         display.summary_line()
         style = "green" if exit_code == 0 else ("yellow" if exit_code == 130 else "red")
-        console.print(f"[{style}]stopped: {reason}[/]")
+        console.print(f"[{style}]stopped: {escape(reason)}[/]")
         console.print(f"results: {session.paths.results_tsv.relative_to(root)}; "
                       f"best commit on branch {session.paths.branch}")
     if exit_code:
@@ -217,5 +219,5 @@ def main(argv: list[str] | None = None) -> Any:
     try:
         return app(args=argv, standalone_mode=True)
     except AutoresearchError as exc:
-        err.print(f"[bold red]error:[/] {exc.render()}")
+        err.print(Text.assemble(("error: ", "bold red"), exc.render()), soft_wrap=True)
         sys.exit(exc.exit_code)

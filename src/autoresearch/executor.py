@@ -68,12 +68,10 @@ class InlineExecutor:
         self.config = config
         self.worktree = worktree
         self.stop = stop
-        self._checked_out: str | None = None
 
     def measure(self, commit: str, *, role: str, log_path: Path, run_id: str) -> Measurement:
-        if self._checked_out != commit or gitops.head_commit(self.worktree) != commit:
+        if gitops.read_head(self.worktree) != commit:
             gitops.checkout(self.worktree, commit)
-            self._checked_out = commit
         log_path.parent.mkdir(parents=True, exist_ok=True)
         verify = self.config.verify
         spec = RunSpec(

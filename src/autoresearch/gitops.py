@@ -69,6 +69,27 @@ def head_commit(cwd: Path) -> str | None:
     return out or None
 
 
+def read_head(worktree: Path) -> str | None:
+    """The commit a worktree's detached HEAD points at, read from disk (no subprocess).
+
+    Falls back to git when HEAD is a symbolic ref or the layout is unusual.
+    """
+    dotgit = worktree / ".git"
+    try:
+        if dotgit.is_file():
+            gitdir = Path(dotgit.read_text().split("gitdir:", 1)[1].strip())
+            if not gitdir.is_absolute():
+                gitdir = (worktree / gitdir).resolve()
+        else:
+            gitdir = dotgit
+        head = (gitdir / "HEAD").read_text().strip()
+    except (OSError, IndexError):
+        return head_commit(worktree)
+    if len(head) in (40, 64) and all(c in "0123456789abcdef" for c in head):
+        return head
+    return head_commit(worktree)
+
+
 def dirty_tracked_files(root: Path) -> list[str]:
     """Tracked files with uncommitted changes (untracked files don't make a tree dirty here)."""
     out = git(root, "status", "--porcelain", "--untracked-files=no")
@@ -127,36 +148,36 @@ def checkout(worktree: Path, commit: str) -> None:
 
 
 @dataclass(frozen=True)
-class Staged:
+class Committed:
+    sha: str
     tree: str
     files: list[str]
     lines_added: int
     lines_removed: int
 
 
-def stage(worktree: Path, paths: list[str] | None = None) -> Staged:
-    """Stage a change (the given paths, or everything) and describe it without committing."""
+def commit_change(worktree: Path, message: str, paths: list[str] | None = None) -> Committed:
+    """Stage a change (the given paths, or everything), commit it on the detached HEAD, and
+    describe it. Three git calls: this runs once per experiment, so it is kept lean."""
     if paths is None:
         git(worktree, "add", "-A")
     else:
         git(worktree, "add", "-A", "--", *paths)
-    tree = git(worktree, "write-tree")
+    git(worktree, *identity_args(worktree), "commit", "--quiet", "--no-verify", "--allow-empty",
+        "-m", message)
+    out = git(worktree, "log", "-1", "--numstat", "--format=%H %T").splitlines()
+    sha, tree = out[0].split()
     added = removed = 0
     files: list[str] = []
-    for line in git(worktree, "diff", "--cached", "--numstat", "HEAD").splitlines():
+    for line in out[1:]:
+        if not line.strip():
+            continue
         a, r, name = line.split("\t", 2)
         files.append(name)
         # Binary files report "-": count them as one changed line so they aren't "free".
         added += int(a) if a.isdigit() else 1
         removed += int(r) if r.isdigit() else 1
-    return Staged(tree=tree, files=files, lines_added=added, lines_removed=removed)
-
-
-def commit_staged(worktree: Path, message: str) -> str:
-    """Commit the index on the detached HEAD; returns the new commit's sha."""
-    git(worktree, *identity_args(worktree), "commit", "--quiet", "--no-verify", "--allow-empty",
-        "-m", message)
-    return rev_parse(worktree, "HEAD")
+    return Committed(sha=sha, tree=tree, files=files, lines_added=added, lines_removed=removed)
 
 
 def changed_paths(worktree: Path) -> list[str]:

@@ -10,7 +10,6 @@ detected and refused.
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -103,9 +102,8 @@ def apply_edits(root: Path, edits: Mapping[str, str | None]) -> None:
             target.unlink(missing_ok=True)
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.autoresearch-tmp")
-        tmp.write_text(content, encoding="utf-8")
-        os.replace(tmp, target)
+        # A plain write is enough: an interrupted write is undone when the worktree is reset.
+        target.write_text(content, encoding="utf-8")
 
 
 def hash_files(root: Path, paths: Iterable[str]) -> dict[str, str]:

@@ -115,7 +115,7 @@ def context(session: Session, exp: ExperimentRow) -> ProposalContext:
     return ProposalContext(
         session_tag=session.row.tag, worktree=root, config=session.config,
         program=read_program(session.root),
-        scope_files=select(gitops.tracked_files(root, tip), session.config.scope),
+        scope_files=session.scope_files(tip),
         history=[session.summary(e) for e in session.history if e.status != "interrupted"],
         baseline=session.summary(session.baseline) if session.baseline else None,
         incumbent=session.summary(incumbent) if incumbent else None,
@@ -163,10 +163,7 @@ def experiment(session: Session) -> None:
             _finish(session, exp, "interrupted", "the proposer stopped with a fatal error", None)
             raise
         if proposal is None:
-            session.ledger.update_experiment(exp.id, status="interrupted",
-                                             decision_reason="nothing left to propose",
-                                             finished_at=time.time())
-            session.refresh(exp.id)
+            session.ledger.discard_unstarted(exp.id)
             raise SessionStopped("the proposer has nothing left to try (search space exhausted)")
         attempt = 1
         while True:
@@ -227,26 +224,30 @@ def _commit(session: Session, exp: ExperimentRow, proposal: Proposal, parent: st
         return None
     if not proposal.in_worktree:
         guardrails.apply_edits(worktree, proposal.edits)
-    staged = gitops.stage(worktree, paths)
-    duplicate = _duplicate_of(session, staged.tree, parent)
-    if duplicate:
-        gitops.checkout(worktree, parent)
-        _finish(session, exp, "rejected", duplicate, proposal)
-        return None
     message = f"{proposal.hypothesis.strip() or 'experiment'}\n\n"
     if proposal.rationale.strip():
         message += proposal.rationale.strip() + "\n\n"
     message += f"Experiment-Id: {exp.id}\n"
-    commit = gitops.commit_staged(worktree, message)
+    change = gitops.commit_change(worktree, message, paths)
+    duplicate = _duplicate_of(session, change.tree, parent)
+    if duplicate:
+        # The commit is left unreferenced: nothing will run it, and git collects it eventually.
+        gitops.checkout(worktree, parent)
+        _finish(session, exp, "rejected", duplicate, proposal)
+        return None
+    commit = change.sha
     session.ledger.update_experiment(
-        exp.id, status="running", commit_sha=commit, tree_sha=staged.tree, files=staged.files,
-        lines_added=staged.lines_added, lines_removed=staged.lines_removed,
+        exp.id, status="running", commit_sha=commit, tree_sha=change.tree, files=change.files,
+        lines_added=change.lines_added, lines_removed=change.lines_removed,
     )
     return commit
 
 
 def _duplicate_of(session: Session, tree: str, parent: str) -> str | None:
-    if tree == gitops.tree_of(session.paths.worktree, parent):
+    incumbent = session.incumbent
+    parent_tree = (incumbent.tree_sha if incumbent and incumbent.commit_sha == parent
+                   and incumbent.tree_sha else gitops.tree_of(session.paths.worktree, parent))
+    if tree == parent_tree:
         return "the proposal changes nothing"
     for e in session.history:
         if e.tree_sha == tree and e.status not in ("interrupted",):

@@ -113,6 +113,7 @@ class Session:
         self.consecutive_discards = 0
         self.last_crash_log: str | None = None
         self.proposer_why = ""
+        self._scope_cache: dict[str, list[str]] = {}
 
     # --- opening and recovery -------------------------------------------------------------
 
@@ -218,6 +219,14 @@ class Session:
     def incumbent(self) -> ExperimentRow | None:
         kept = [e for e in self.history if e.status == "keep"]
         return max(kept, key=lambda e: (e.finished_at or 0, e.seq)) if kept else None
+
+    def scope_files(self, commit: str) -> list[str]:
+        """In-scope files at a commit (cached: the incumbent changes rarely)."""
+        cached = self._scope_cache.get(commit)
+        if cached is None:
+            cached = select(gitops.tracked_files(self.paths.worktree, commit), self.config.scope)
+            self._scope_cache = {commit: cached}
+        return cached
 
     def objective_runs(self, commit: str) -> list[float]:
         name = self.config.metric.name

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import threading
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -100,6 +101,9 @@ def create_app(
 ) -> Starlette:
     """The dashboard for the ledger in `repo`; `tag=None` follows the most recent session."""
     source = _Source(repo, tag)
+    # Set by whoever runs the server when it stops, so open event streams end by themselves
+    # instead of holding the graceful shutdown until its timeout.
+    shutdown = threading.Event()
 
     async def index(request: Request) -> Response:
         return FileResponse(STATIC_DIR / "index.html", headers=_NO_STORE)
@@ -143,7 +147,7 @@ def create_app(
             yield "retry: 3000\n\n"
             last: str | None = None
             quiet = 0.0
-            while True:
+            while not shutdown.is_set():
                 marker = await run_in_threadpool(source.marker, wanted)
                 if marker != last:
                     last = marker
@@ -175,8 +179,10 @@ def create_app(
         yield
         source.close()
 
-    return Starlette(
+    app = Starlette(
         routes=routes,
         middleware=[Middleware(AccessMiddleware, token=token, allowed_hosts=allowed_hosts)],
         lifespan=lifespan,
     )
+    app.state.shutdown = shutdown
+    return app

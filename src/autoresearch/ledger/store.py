@@ -238,6 +238,16 @@ class Ledger:
         with self._tx() as c:
             c.execute(f"UPDATE experiments SET {cols} WHERE id = ?", (*fields.values(), exp_id))
 
+    def discard_unstarted(self, exp_id: str) -> None:
+        """Remove an experiment that never got a proposal (nothing ran, nothing was spent)."""
+        with self._tx() as c:
+            c.execute(
+                "DELETE FROM experiments WHERE id = ? AND status = 'proposed' AND NOT EXISTS"
+                " (SELECT 1 FROM runs WHERE experiment_id = ?) AND NOT EXISTS"
+                " (SELECT 1 FROM usage WHERE experiment_id = ?)",
+                (exp_id, exp_id, exp_id),
+            )
+
     def experiment(self, exp_id: str) -> ExperimentRow | None:
         rows = self._query("SELECT * FROM experiments WHERE id = ?", (exp_id,))
         return self._experiment(rows[0]) if rows else None

@@ -45,14 +45,14 @@ class ProposerOutage(AutoresearchError):
         self,
         what: str,
         *,
-        retry_after: float = 60.0,
+        retry_after_s: float = 0.0,
         where: str | None = None,
         fix: str | None = None,
         usage: Sequence[Usage] = (),
     ) -> None:
         super().__init__(what, where=where, fix=fix)
-        # How long the loop should wait before asking again (seconds).
-        self.retry_after = retry_after
+        # How long to wait before asking again; 0 leaves it to the loop's own backoff schedule.
+        self.retry_after_s = retry_after_s
         self.usage: list[Usage] = list(usage)
 
 

@@ -127,8 +127,8 @@ class KnobSpace:
     def snap(self, value: Scalar) -> Scalar:
         """The canonical value nearest `value`: clamped, on the grid, compactly representable.
 
-        Unstepped floats keep ~4 significant digits (relative to the value for log spaces, to the
-        range for linear ones): enough for tuning, and the rendered line stays readable.
+        Unstepped floats keep 4 significant digits on log scales and 3-4 digits of the range on
+        linear ones: enough for tuning, and the rendered line stays readable.
         Snapping is idempotent, so a value read back from the ledger snaps to itself.
         """
         if self.kind == "choice":
@@ -153,7 +153,8 @@ class KnobSpace:
         if self.kind == "log":
             snapped = float(f"{v:.4g}")
         else:
-            snapped = round(v, 4 - math.floor(math.log10(self.high - self.low)))
+            # A grid of 1,000 to 10,000 points across the range: 4 digits where it matters.
+            snapped = round(v, 3 - math.floor(math.log10(self.high - self.low)))
         return min(max(snapped, self.low), self.high)
 
     def _steps(self) -> int:
@@ -261,6 +262,7 @@ def parse_knob_spec(spec: str) -> KnobSpace:
 # Lines
 
 
+@lru_cache(maxsize=256)
 def dialect_of(path: str | None) -> Dialect:
     """Python syntax for .py files (and when no path is given), `KEY = value` lines otherwise.
 
@@ -401,15 +403,17 @@ def parse_value(text: str, dialect: Dialect) -> tuple[bool, Scalar]:
     ok, value = _python_scalar(text)
     if ok:
         return True, value
-    if text[:1] in "'\"":
+    if text[:1] in ("'", '"'):
         return True, text[1:-1] if len(text) > 1 and text[-1] == text[0] else text
     return True, text  # a bare YAML / INI word is a string
 
 
+@lru_cache(maxsize=256)
 def _find_site(text: str, name: str, dialect: Dialect) -> _Site | None:
     """The line that holds knob `name`: a marked line first, then a top-level one, then any.
 
-    Discovery and rewriting share this rule, so they always agree on the line.
+    Discovery and rewriting share this rule, so they always agree on the line. Cached because
+    every proposal reads each knob of the same incumbent text several times.
     """
     candidates = [
         s for s in _sites(text, dialect).get(name, ()) if parse_value(s.value, dialect)[0]
@@ -527,7 +531,8 @@ def rewrite(text: str, assignments: Mapping[str, Scalar], *, path: str | None = 
     """`text` with the value of each `NAME` in `assignments` replaced, and nothing else changed.
 
     Indentation, annotations, spacing, trailing comments and line endings are kept; strings keep
-    their quote style. `path` picks the syntax (Python for .py or when omitted).
+    their quote style. `path` picks the syntax (Python for .py or when omitted). Raises
+    ValueError when a value would not read back identically (e.g. a NaN).
     """
     dialect = dialect_of(path)
     lines = text.splitlines(keepends=True)
@@ -539,7 +544,12 @@ def rewrite(text: str, assignments: Mapping[str, Scalar], *, path: str | None = 
                 where=path,
                 fix=_expected_line(name, path or "x.py"),
             )
-        lines[site.index] = site.head + render_value(value, site.value, dialect) + site.tail
+        rendered = render_value(value, site.value, dialect)
+        ok, back = parse_value(rendered, dialect)
+        if not ok or type(back) is not type(value) or back != value:
+            # The ledger records `value`; a file saying anything else would make it lie.
+            raise ValueError(f"{value!r} does not survive being written as {rendered!r}")
+        lines[site.index] = site.head + rendered + site.tail
     return "".join(lines)
 
 

@@ -6,6 +6,7 @@ ours: `[project.entry-points."autoresearch.proposers"] mine = "pkg.module:MyProp
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Mapping
 from importlib.metadata import entry_points
@@ -47,6 +48,8 @@ def load_proposer(config: Config, env: Mapping[str, str] | None = None) -> tuple
     if name == "auto":
         name, why = resolve_auto(config, env)
         why = f"proposer auto → {name}: {why}"
+    if ":" in name:
+        return _from_import_path(name)(config, config.proposer.options), why
     eps = {ep.name: ep for ep in entry_points(group=GROUP)}
     if name not in eps:
         raise ConfigError(
@@ -61,3 +64,21 @@ def load_proposer(config: Config, env: Mapping[str, str] | None = None) -> tuple
             where=f"entry-point group {GROUP}",
         )
     return cls(config, config.proposer.options), why
+
+
+def _from_import_path(spec: str) -> type[Proposer]:
+    """`package.module:ClassName`: a proposer used without packaging it as a plugin."""
+    module_name, _, attr = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+        cls = getattr(module, attr)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(
+            f"cannot load proposer {spec!r}: {exc}",
+            where="autoresearch.toml → proposer.name",
+            fix="check the module is importable (PYTHONPATH) and the class name is right",
+        ) from None
+    if not (isinstance(cls, type) and issubclass(cls, Proposer)):
+        raise ConfigError(f"{spec!r} is not a Proposer subclass",
+                          where="autoresearch.toml → proposer.name")
+    return cls

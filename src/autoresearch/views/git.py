@@ -106,3 +106,20 @@ def rev_list(repo: Path, spec: Sequence[str]) -> list[str]:
 
 def tree_of(repo: Path, rev: str) -> str:
     return git(repo, "rev-parse", "--verify", f"{rev}^{{tree}}").strip()
+
+
+def patch_of(repo: Path, sha: str, *, max_chars: int = 200_000) -> str:
+    """The change a commit makes (stat + patch, no message), cut when it is very large."""
+    if not is_sha(sha):
+        raise GitError(f"not a commit id: {sha!r}")
+    text = git(repo, "show", "--no-color", "--no-ext-diff", "--format=", "--stat", "--patch", sha)
+    text = text.lstrip("\n")
+    if len(text) > max_chars:
+        text = text[:max_chars] + f"\n… diff cut at {max_chars} characters (git show {sha})\n"
+    return text
+
+
+def is_ancestor(repo: Path, ancestor: str, descendant: str) -> bool:
+    proc = subprocess.run(["git", "-C", str(repo), "merge-base", "--is-ancestor", ancestor,
+                           descendant], capture_output=True, check=False)
+    return proc.returncode == 0

@@ -29,7 +29,7 @@ DISCARDED = ("discard", "rejected")
 CRASHED = ("crash", "timeout")
 OPEN = ("proposed", "running")
 # Session states in which the clock is still running (elapsed time counts up to now).
-LIVE_SESSION_STATES = ("created", "running", "baseline")
+LIVE_SESSION_STATES = ("created", "running")
 
 Level = Literal["green", "yellow", "red", "unknown"]
 
@@ -223,10 +223,19 @@ def confidence(
     if improvement is None:
         return Confidence(None, "unknown", None, noise, noise_runs, "—",
                           "No baseline measurement yet. " + meaning)
-    if not _finite(noise) or noise is None or noise <= 0:
+    if noise is None or not math.isfinite(noise) or noise < 0:
         return Confidence(None, "unknown", improvement, noise, noise_runs, "σ unknown",
                           "The noise floor was not measured (the baseline needs at least two "
                           "repeated runs), so the improvement cannot be compared with it. " + meaning)
+    if noise == 0:
+        # Identical repeats: a deterministic target. Any real improvement is beyond its noise,
+        # but there is no finite ratio to show.
+        level0: Level = "green" if improvement > 0 else "red"
+        return Confidence(None, level0, improvement, 0.0, noise_runs,
+                          "∞σ" if improvement > 0 else "0σ",
+                          "The baseline's repeated runs gave identical values (σ = 0): the "
+                          "measurement is deterministic, so any improvement is beyond run-to-run "
+                          "noise. " + meaning)
     ratio = improvement / noise
     level: Level = "green" if ratio >= 2 else "yellow" if ratio >= 1 else "red"
     return Confidence(ratio, level, improvement, noise, noise_runs, f"{ratio:.1f}σ", meaning)

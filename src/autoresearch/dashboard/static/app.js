@@ -29,7 +29,7 @@ function el(tag, attrs, ...children) {
     else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
     else node.setAttribute(k, v === true ? "" : String(v));
   }
-  for (const c of children.flat()) {
+  for (const c of children.flat(Infinity)) {
     if (c === null || c === undefined) continue;
     node.append(c instanceof Node ? c : document.createTextNode(String(c)));
   }
@@ -260,9 +260,10 @@ function renderChart(c) {
       layout: { padding: { right: 24, top: 12 } },
       scales: {
         x: { type: "linear", min: 0.5, max: Math.max(2, c.max_seq + 0.5), grid: { color: grid },
-          ticks: { color: muted, precision: 0, stepSize: c.max_seq > 40 ? undefined : 1 },
+          ticks: { color: muted, precision: 0, stepSize: c.max_seq > 40 ? undefined : 1,
+            callback: (v) => (Number.isInteger(v) ? String(v) : "") },
           title: { display: true, text: "experiment #", color: muted } },
-        y: { grid: { color: grid }, ticks: { color: muted },
+        y: { grace: "6%", grid: { color: grid }, ticks: { color: muted },
           title: { display: true, text: `${c.metric} (${better})`, color: muted } },
       },
       plugins: {
@@ -289,7 +290,9 @@ function renderChart(c) {
     },
     plugins: [spreadPlugin, labelPlugin],
   });
+  // The plugins read the points from here; draw once more now that they can see them.
   chart.$ar = c;
+  chart.update("none");
   state.chart = chart;
 }
 
@@ -389,7 +392,7 @@ async function openDetail(id) {
     d.rationale ? el("p", { class: "note", text: d.rationale }) : null,
     el("h4", { text: "Diff" }),
     d.diff ? diffView(d.diff) : el("p", { class: "note", text: d.diff_note || "No diff." }),
-    el("h4", { text: "Log tail" + (d.log_path ? " · " + d.log_path : "") }),
+    el("h4", {}, "Log tail", d.log_path ? el("span", { class: "path mono", text: d.log_path }) : null),
     d.log_tail ? el("pre", { class: "code log" }, d.log_tail) : el("p", { class: "note", text: "No log recorded." }),
     el("h4", { text: "Environment fingerprint" }),
     fp ? el("pre", { class: "code fingerprint" }, JSON.stringify(fp, null, 2)) : el("p", { class: "note", text: "No fingerprint recorded." }),

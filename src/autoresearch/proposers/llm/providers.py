@@ -180,12 +180,12 @@ class Provider(ABC):
                 continue
             return Completion(text, self._usage(inp, out, c_read, c_write, purpose), truncated)
         assert last is not None
-        wait = max(s.outage_retry_after, last.retry_after or 0.0)
+        wait = max(s.outage_retry_after or 0.0, last.retry_after or 0.0)
         raise ProposerOutage(
             f"{last.message} (gave up after {s.max_retries + 1} attempts)",
-            retry_after=wait,
+            retry_after_s=wait,
             where=s.describe(),
-            fix=f"the session pauses and asks again in {wait:g} s; nothing is lost",
+            fix="the session pauses and asks again later; nothing is lost",
         )
 
     def _usage(self, inp: int, out: int, c_read: int, c_write: int, purpose: str) -> Usage:

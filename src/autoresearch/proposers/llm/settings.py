@@ -44,7 +44,7 @@ class ProviderSettings:
     max_retries: int = 5
     retry_base_seconds: float = 2.0
     retry_max_seconds: float = 60.0
-    outage_retry_after: float = 120.0
+    outage_retry_after: float | None = None  # None: the session's own pause schedule
     max_tokens_field: str = "max_tokens"
     prompt_caching: bool = True
     extra_body: Mapping[str, Any] = field(default_factory=dict)
@@ -151,7 +151,10 @@ class ProviderSettings:
                 max_retries=int(options.get("max_retries", 5)),
                 retry_base_seconds=float(options.get("retry_base_seconds", 2.0)),
                 retry_max_seconds=float(options.get("retry_max_seconds", 60.0)),
-                outage_retry_after=float(options.get("outage_retry_after", 120.0)),
+                outage_retry_after=(
+                    None if options.get("outage_retry_after") is None
+                    else float(options["outage_retry_after"])
+                ),
                 max_tokens_field=str(options.get("max_tokens_field", field_default)),
                 prompt_caching=bool(options.get("prompt_caching", True)),
                 extra_body=dict(extra),

@@ -229,7 +229,7 @@ class Muon(torch.optim.Optimizer):
 
 def lr_multiplier(progress: float) -> float:
     """Learning-rate factor at a fraction of the time budget: warmup, flat, linear warmdown."""
-    if progress < WARMUP_RATIO:
+    if WARMUP_RATIO > 0 and progress < WARMUP_RATIO:
         return (progress + 1e-3) / WARMUP_RATIO
     if progress < 1.0 - WARMDOWN_RATIO:
         return 1.0

@@ -1,0 +1,5 @@
+"""`python -m autoresearch` is the same as the `autoresearch` command."""
+
+from autoresearch.cli import main
+
+main()

@@ -1,0 +1,61 @@
+"""The task given to a coding agent: the same context as the `llm` proposer, minus the file
+contents (the agent reads files itself), plus the rules of the worktree it works in."""
+
+from __future__ import annotations
+
+import re
+
+from autoresearch.proposers.base import ProposalContext
+from autoresearch.proposers.llm.context import Context
+
+RULES = """\
+You are the proposer of an autonomous research loop, working in a git worktree (your current
+directory). Make ONE experiment: a single idea, implemented as a small, focused edit of the files.
+
+Rules, enforced by the harness:
+- Edit only these files (the scope): {scope}. Creating or changing any other file, or any
+  protected file ({protected}), gets the whole change rejected and thrown away.
+- Do NOT run the verify command (`{verify}`), training runs, benchmarks or tests that take long:
+  the harness runs the experiment under a fixed budget and decides whether it is kept.
+- Do NOT commit, branch, stash or otherwise use git to record your change: leave it as edits in
+  the working tree.
+- Read the history below: do not repeat discarded ideas; refine near-misses; when told you are
+  stuck, change direction.
+
+When you are done, end your final message with two lines:
+HYPOTHESIS: <one line: the change and why it should move the objective>
+RATIONALE: <two to five sentences>
+"""
+
+PROPOSE = "## Your task\nMake the next experiment's change now."
+
+REPAIR = """\
+## Repair a crash
+The experiment "{hypothesis}" crashed when it was run; the log tail is above. {state}
+Fix the cause of the crash while keeping the idea; change nothing else. If the idea cannot work,
+make no change and say why."""
+
+_HYPOTHESIS = re.compile(r"^\s*[*_#\s]*HYPOTHESIS[*_\s]*:\s*(.+)$", re.IGNORECASE | re.MULTILINE)
+_RATIONALE = re.compile(r"^\s*[*_#\s]*RATIONALE[*_\s]*:\s*(.+(?:\n(?!\s*\n).+)*)",
+                        re.IGNORECASE | re.MULTILINE)
+
+
+def render(ctx: ProposalContext, context: Context, task: str) -> str:
+    rules = RULES.format(
+        scope=", ".join(ctx.config.scope),
+        protected=", ".join(ctx.config.all_protected),
+        verify=ctx.config.verify.command,
+    )
+    return "\n\n".join([rules, context.stable, context.volatile, task])
+
+
+def summary(text: str, fallback: str) -> tuple[str, str]:
+    """The hypothesis and rationale lines of the agent's final message (or a fallback)."""
+    hyp = _HYPOTHESIS.findall(text)
+    rat = _RATIONALE.findall(text)
+    hypothesis = " ".join(hyp[-1].split()).strip(" *_")[:200] if hyp else ""
+    if not hypothesis:
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("{")]
+        hypothesis = lines[0][:200] if lines else fallback
+    rationale = rat[-1].strip()[:2000] if rat else ""
+    return hypothesis, rationale

@@ -1,0 +1,208 @@
+"""The `agent` proposer: a coding-agent CLI edits the worktree; its diff is the proposal.
+
+The agent works directly in `ctx.worktree`, so the proposal is `in_worktree=True` and the harness
+reads the change from git, checks it against the scope and protected files (rejecting and
+resetting anything outside them), and commits it. This module only makes sure the agent leaves
+the worktree in that expected shape: a commit it made is undone (its change kept, uncommitted),
+its scratch files are removed, and on a timeout or a failure the worktree is put back as it was.
+
+Repairs are different: when the harness asks for one, the worktree holds the crashed candidate
+as HEAD and is reset right after, so a repair returns the whole candidate as edits (file
+contents relative to the incumbent) rather than as a worktree change.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from autoresearch.errors import ConfigError
+from autoresearch.proposers.agent import prompt as prompts
+from autoresearch.proposers.agent.presets import AgentReport, Preset, make_preset
+from autoresearch.proposers.agent.process import AgentRun, run_agent
+from autoresearch.proposers.agent.worktree import Snapshot, changed_since, git, read_change
+from autoresearch.proposers.base import Proposal, ProposalContext, Proposer, Usage
+from autoresearch.proposers.faults import FailedProposal, FatalProposerError
+from autoresearch.proposers.llm.context import build_context, visible_files
+from autoresearch.proposers.llm.edits import is_inside_repo
+from autoresearch.proposers.llm.prices import PriceTable
+
+if TYPE_CHECKING:
+    from autoresearch.config import Config
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT = 1800.0
+DEFAULT_CONTEXT_TOKENS = 20_000
+# Output that means the CLI cannot work at all (retrying every experiment would be pointless).
+_AUTH = re.compile(
+    r"invalid api key|not logged in|please run /login|authentication[_ ](?:error|failed)|"
+    r"unauthorized|api key not (?:found|set)|missing api key",
+    re.IGNORECASE,
+)
+
+
+class AgentProposer(Proposer):
+    """Runs Claude Code, Codex CLI, aider or a custom command to make each experiment."""
+
+    name: ClassVar[str] = "agent"
+
+    def __init__(self, config: Config, options: Mapping[str, Any] | None = None) -> None:
+        super().__init__(config, options)
+        opts = self.options
+        self.prices = PriceTable(opts.get("prices"))
+        self.preset: Preset = make_preset(opts, self.prices)
+        try:
+            self.timeout = float(
+                opts.get("agent_timeout_seconds", opts.get("timeout_seconds", DEFAULT_TIMEOUT))
+            )
+            self.context_tokens = int(opts.get("context_tokens", DEFAULT_CONTEXT_TOKENS))
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"invalid [proposer] option: {exc}", where="[proposer]") from None
+        extra_env = opts.get("env") or {}
+        if not isinstance(extra_env, Mapping):
+            raise ConfigError("[proposer] env must be a table of NAME = value", where="[proposer]")
+        self.extra_env = {str(k): str(v) for k, v in extra_env.items()}
+        # Usage of a repair that produced nothing, billed with the next proposal.
+        self._carry: list[Usage] = []
+
+    def describe(self) -> str:
+        model = f" ({self.preset.model})" if self.preset.model else ""
+        return f"agent {self.preset.name}{model}"
+
+    # --- propose ------------------------------------------------------------------------------
+
+    def propose(self, ctx: ProposalContext) -> Proposal | None:
+        context = build_context(ctx, budget_tokens=self.context_tokens, include_files=False)
+        text = prompts.render(ctx, context, prompts.PROPOSE)
+        snap = Snapshot.take(ctx.worktree)
+        report, usage = self._run(ctx, text, snap, purpose="propose")
+        usage[:0], self._carry = self._carry, []
+        if snap.undo_commits(ctx.worktree):
+            log.info("the agent committed; its commit was undone and the change kept")
+        snap.remove_scratch(ctx.worktree, self.preset.scratch)
+        changed = changed_since(ctx.worktree, snap.head, snap)
+        if not changed:
+            self._fail_if_unusable(report, None)
+            raise FailedProposal(
+                "the agent made no change" + (f": {report.error}" if report.error else ""),
+                usage=usage,
+            )
+        hypothesis, rationale = prompts.summary(
+            report.text, f"{self.preset.name} change to {', '.join(changed[:3])}"
+        )
+        return Proposal(hypothesis=hypothesis, rationale=rationale, usage=usage, in_worktree=True)
+
+    # --- repair -------------------------------------------------------------------------------
+
+    def repair(self, ctx: ProposalContext, failed: Proposal, log_tail: str) -> Proposal | None:
+        root = ctx.worktree
+        snap = Snapshot.take(root)  # before anything is written, so restore() removes it all
+        try:
+            base = ctx.incumbent.commit if ctx.incumbent and ctx.incumbent.commit else None
+            base = base or git(root, "rev-parse", "HEAD^").strip()
+            state = "The worktree holds its change (committed on top of the incumbent)."
+            if snap.head == base:
+                # The crashed candidate is not checked out: bring its change back if we can.
+                state = "Its change is not in the worktree any more: re-implement the idea."
+                if not failed.in_worktree:
+                    _write(root, failed.edits)
+                    state = "The worktree holds its change (uncommitted)."
+            context = build_context(
+                ctx, budget_tokens=self.context_tokens, include_files=False, crash_log=log_tail
+            )
+            task = prompts.REPAIR.format(hypothesis=failed.hypothesis.replace('"', "'"),
+                                         state=state)
+            before = read_change(root, changed_since(root, base, snap))
+            report, usage = self._run(ctx, prompts.render(ctx, context, task), snap,
+                                      purpose="repair")
+            snap.undo_commits(root)
+            snap.remove_scratch(root, self.preset.scratch)
+            edits = read_change(root, changed_since(root, base, snap))
+        except ValueError as exc:
+            raise FailedProposal(f"the repair involves a binary file: {exc}") from None
+        finally:
+            snap.restore(root)
+        if edits == before:
+            log.info("the agent made no repair")
+            self._carry += usage  # billed with the next proposal
+            return None
+        return Proposal(
+            hypothesis=failed.hypothesis,
+            edits=edits,
+            rationale="\n".join(x for x in (failed.rationale, "repair: " + report.text[-500:]) if x),
+            params=failed.params,
+            usage=usage,
+        )
+
+    # --- running the CLI ----------------------------------------------------------------------
+
+    def _env(self, ctx: ProposalContext) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(self.extra_env)
+        env["AUTORESEARCH_AGENT"] = "1"
+        env["AUTORESEARCH_EXPERIMENT_ID"] = ctx.experiment_id
+        return env
+
+    def _run(
+        self, ctx: ProposalContext, text: str, snap: Snapshot, *, purpose: str
+    ) -> tuple[AgentReport, list[Usage]]:
+        scratch = Path(tempfile.mkdtemp(prefix="autoresearch-agent-"))
+        try:
+            prompt_file = scratch / "prompt.md"
+            prompt_file.write_text(text, encoding="utf-8")
+            call = self.preset.invocation(text, prompt_file, ctx.worktree, visible_files(ctx))
+            try:
+                run = run_agent(call.argv, cwd=ctx.worktree, stdin_text=call.stdin,
+                                env=self._env(ctx), timeout=self.timeout)
+            except FileNotFoundError:
+                raise FatalProposerError(
+                    f"the agent CLI {call.argv[0]!r} was not found",
+                    where="PATH / [proposer] executable",
+                    fix=f"install {self.preset.name}, or set [proposer] executable to its path",
+                ) from None
+            except PermissionError:
+                raise FatalProposerError(f"the agent CLI {call.argv[0]!r} is not executable",
+                                         where="[proposer] executable") from None
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        report = self.preset.report(run.stdout, run.stderr, purpose)
+        usage = [report.usage] if report.usage is not None else []
+        if run.timed_out:
+            snap.restore(ctx.worktree)
+            raise FailedProposal(
+                f"the agent did not finish within {self.timeout:g} s; its change was discarded",
+                fix="raise [proposer] agent_timeout_seconds, or ask for smaller changes in program.md",
+                usage=usage,
+            )
+        if run.returncode != 0:
+            log.warning("agent exited with %s: %s", run.returncode, run.stderr[-500:])
+            self._fail_if_unusable(report, run)
+        return report, usage
+
+    def _fail_if_unusable(self, report: AgentReport, run: AgentRun | None) -> None:
+        said = " ".join(x for x in (report.error, run.stderr[-2000:] if run else "") if x)
+        if _AUTH.search(said):
+            raise FatalProposerError(
+                f"the {self.preset.name} CLI cannot authenticate: {said.strip()[:300]}",
+                where=f"the {self.preset.name} CLI's login or API key",
+                fix="log the CLI in (or export its API key) and run the same command again",
+            )
+
+
+def _write(root: Path, edits: Mapping[str, str | None]) -> None:
+    for path, content in edits.items():
+        if not is_inside_repo(path):
+            continue
+        target = root / path
+        if content is None:
+            target.unlink(missing_ok=True)
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(content, encoding="utf-8")

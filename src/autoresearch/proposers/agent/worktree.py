@@ -1,0 +1,104 @@
+"""The git bookkeeping around one agent run in the experiment's worktree.
+
+Before the run we note HEAD and the untracked files already there (a verify run may have left
+outputs); afterwards we can undo a commit the agent made (keeping its change), remove files the
+agent created that are only its own scratch state, or throw the whole change away.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from autoresearch.globs import matches
+
+_ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_PAGER": "cat", "LC_ALL": "C", "GIT_OPTIONAL_LOCKS": "0"}
+
+
+def git(cwd: Path, *args: str, check: bool = True) -> str:
+    proc = subprocess.run(
+        ["git", *args], cwd=cwd, env={**os.environ, **_ENV}, capture_output=True, text=True,
+        check=False,
+    )
+    if check and proc.returncode != 0:
+        raise RuntimeError(f"git {' '.join(args)} failed: {proc.stderr.strip()}")
+    return proc.stdout
+
+
+def _untracked(cwd: Path) -> dict[str, float]:
+    out = git(cwd, "ls-files", "--others", "--exclude-standard", "-z")
+    stamps: dict[str, float] = {}
+    for path in filter(None, out.split("\0")):
+        try:
+            stamps[path] = (cwd / path).stat().st_mtime_ns
+        except OSError:
+            continue
+    return stamps
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The worktree just before the agent ran."""
+
+    head: str
+    untracked: dict[str, float]
+
+    @classmethod
+    def take(cls, cwd: Path) -> Snapshot:
+        return cls(head=git(cwd, "rev-parse", "HEAD").strip(), untracked=_untracked(cwd))
+
+    def new_untracked(self, cwd: Path) -> list[str]:
+        """Untracked files the run created or rewrote."""
+        now = _untracked(cwd)
+        return sorted(p for p, stamp in now.items() if self.untracked.get(p) != stamp)
+
+    def undo_commits(self, cwd: Path) -> bool:
+        """If the agent committed, move HEAD back and keep its change uncommitted (staged)."""
+        if git(cwd, "rev-parse", "HEAD").strip() == self.head:
+            return False
+        git(cwd, "reset", "--soft", self.head)
+        return True
+
+    def remove_scratch(self, cwd: Path, patterns: Iterable[str]) -> list[str]:
+        """Delete new untracked files matching an agent's scratch patterns (e.g. `.aider*`)."""
+        patterns = list(patterns)
+        removed = []
+        for path in self.new_untracked(cwd):
+            if patterns and matches(path, patterns):
+                (cwd / path).unlink(missing_ok=True)
+                removed.append(path)
+        return removed
+
+    def restore(self, cwd: Path) -> None:
+        """Throw the run's change away: back to HEAD as it was, the agent's new files deleted."""
+        created = self.new_untracked(cwd)
+        git(cwd, "reset", "--hard", "--quiet", self.head)
+        for path in created:
+            if path not in self.untracked:
+                (cwd / path).unlink(missing_ok=True)
+
+
+def changed_since(cwd: Path, base: str, snapshot: Snapshot) -> list[str]:
+    """Paths that differ from commit `base`: tracked changes plus files the run created."""
+    out = git(cwd, "diff", "--name-only", "-z", "--no-renames", base)
+    tracked = set(filter(None, out.split("\0")))
+    return sorted(tracked | set(snapshot.new_untracked(cwd)))
+
+
+def read_change(cwd: Path, paths: Iterable[str]) -> dict[str, str | None]:
+    """path -> current content (None when deleted); raises ValueError on a binary file."""
+    edits: dict[str, str | None] = {}
+    for path in paths:
+        full = cwd / path
+        if not full.is_file():
+            edits[path] = None
+            continue
+        data = full.read_bytes()
+        try:
+            edits[path] = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ValueError(f"{path} is binary") from None
+    return edits

@@ -1,0 +1,83 @@
+"""What a report says, gathered once: the shared session view plus the kept changes' diffs."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from autoresearch.ledger import Ledger, SessionRow
+from autoresearch.views.git import GitError, commit_exists, patch_of
+from autoresearch.views.summary import SessionView, build_view
+
+
+@dataclass(frozen=True)
+class KeptChange:
+    exp_id: str
+    seq: int
+    hypothesis: str
+    objective: float | None
+    delta: float | None          # candidate − incumbent at the time it was kept (signed)
+    vs_baseline: float | None    # improvement over the baseline so far (positive = better)
+    commit_sha: str | None
+    files: list[str]
+    lines_added: int
+    lines_removed: int
+    decision_reason: str
+    diff: str
+
+
+@dataclass(frozen=True)
+class ReportData:
+    view: SessionView
+    kept: list[KeptChange]
+    environment: dict[str, Any] | None
+    usage: dict[str, float]
+    repo: Path
+    generated_at: float
+
+
+def collect(repo: Path, ledger: Ledger, session: SessionRow) -> ReportData:
+    view = build_view(ledger, session)
+    baseline = view.summary.baseline
+    sign = 1.0 if session.direction == "maximize" else -1.0
+    kept: list[KeptChange] = []
+    for e in view.experiments:
+        if e.kind == "baseline" or e.status != "keep":
+            continue
+        diff = ""
+        if e.commit_sha and commit_exists(repo, e.commit_sha):
+            try:
+                diff = patch_of(repo, e.commit_sha)
+            except GitError as exc:
+                diff = f"(diff unavailable: {exc.what})"
+        elif e.commit_sha:
+            diff = f"(commit {e.commit_sha[:12]} is no longer in the repository)"
+        vs_base = (sign * (e.objective - baseline)
+                   if e.objective is not None and baseline is not None else None)
+        kept.append(KeptChange(
+            exp_id=e.id, seq=e.seq, hypothesis=e.hypothesis, objective=e.objective,
+            delta=e.delta, vs_baseline=vs_base, commit_sha=e.commit_sha, files=e.files,
+            lines_added=e.lines_added, lines_removed=e.lines_removed,
+            decision_reason=e.decision_reason, diff=diff,
+        ))
+    key = session.fingerprint_key or next(
+        (r.fingerprint_key for r in ledger.session_runs(session.id) if r.fingerprint_key), None)
+    return ReportData(
+        view=view, kept=kept, environment=ledger.fingerprint(key) if key else None,
+        usage=ledger.usage_totals(session.id), repo=repo, generated_at=time.time(),
+    )
+
+
+def flatten(data: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
+    """Nested fingerprint dicts as dotted key/value rows for a table."""
+    rows: list[tuple[str, str]] = []
+    for key in sorted(data):
+        value = data[key]
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            rows += flatten(value, name + ".")
+        else:
+            rows.append((name, "—" if value is None else str(value)))
+    return rows

@@ -1,0 +1,163 @@
+"""report.html: one self-contained file (inline style, the chart as a data: URI, no script).
+
+It has to open from an e-mail attachment or an archived CI artifact years later, so it loads
+nothing: no fonts, no scripts, no stylesheet, no image from anywhere else.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from html import escape
+
+from autoresearch.report.content import ReportData, flatten
+from autoresearch.views.summary import fmt_duration, fmt_signed, fmt_value
+
+_STYLE = """
+body{margin:0;background:#f5f6f8;color:#1d2330;font:14px/1.5 system-ui,-apple-system,"Segoe UI",
+Roboto,Arial,sans-serif}main{max-width:1100px;margin:0 auto;padding:28px 24px 60px}
+h1{font-size:22px;margin:0 0 2px}h2{font-size:16px;margin:30px 0 10px}h3{font-size:14px;margin:0}
+.sub{color:#667085}.mono,code,pre{font-family:ui-monospace,"DejaVu Sans Mono",Menlo,Consolas,monospace}
+.cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(170px,1fr));gap:10px;margin-top:18px}
+.card{background:#fff;border:1px solid #e4e7ec;border-radius:10px;padding:12px 14px}
+.label{color:#667085;font-size:11.5px;text-transform:uppercase;letter-spacing:.5px}
+.value{font-size:21px;font-weight:650}.green{color:#12a150}.yellow{color:#b58900}.red{color:#d92d20}
+.unknown{color:#667085}img{max-width:100%;background:#fff;border:1px solid #e4e7ec;border-radius:10px}
+table{border-collapse:collapse;width:100%;background:#fff;border:1px solid #e4e7ec;font-size:13px}
+th,td{padding:5px 10px;border-bottom:1px solid #e4e7ec;text-align:left;vertical-align:top}
+th{color:#667085;font-weight:600}.num{text-align:right;font-variant-numeric:tabular-nums}
+.better{color:#12a150}.worse{color:#d92d20}
+.change{background:#fff;border:1px solid #e4e7ec;border-radius:10px;padding:12px 14px;margin:10px 0}
+pre{background:#f8f9fb;border:1px solid #e4e7ec;border-radius:8px;padding:8px 10px;overflow:auto;
+font-size:12px;line-height:1.45;max-height:520px}pre span{display:block}.add{background:#e6f6ea}
+.del{background:#fdecea}.hunk{color:#3b5bdb}.meta{color:#667085}
+.badge{font-size:11.5px;font-weight:600;padding:1px 7px;border-radius:999px;background:#eef0f3}
+.badge.keep{color:#12a150}.badge.crash,.badge.timeout{color:#d92d20}.badge.rejected{color:#7a5af8}
+details summary{cursor:pointer;color:#3b5bdb}footer{color:#667085;font-size:12px;margin-top:36px}
+"""
+
+
+def _e(value: object) -> str:
+    return escape(str(value), quote=True)
+
+
+def _diff_html(text: str) -> str:
+    lines = []
+    for line in text.splitlines():
+        cls = ("meta" if line.startswith(("+++", "---", "diff ", "index ")) else
+               "add" if line.startswith("+") else "del" if line.startswith("-") else
+               "hunk" if line.startswith("@@") else "")
+        lines.append(f'<span class="{cls}">{_e(line) or "&#8203;"}</span>')
+    return "<pre>" + "".join(lines) + "</pre>"
+
+
+def _delta_class(delta: float | None, direction: str) -> str:
+    if delta is None or delta == 0:
+        return ""
+    good = delta > 0 if direction == "maximize" else delta < 0
+    return "better" if good else "worse"
+
+
+def _card(label: str, value: str, sub: str = "", cls: str = "") -> str:
+    return (f'<div class="card"><div class="label">{_e(label)}</div>'
+            f'<div class="value {cls}">{_e(value)}</div><div class="sub">{_e(sub)}</div></div>')
+
+
+def render_html(data: ReportData, png: bytes) -> str:
+    s, conf, chart = data.view.summary, data.view.confidence, data.view.chart
+    c = s.counts
+    arrow = "↑" if s.direction == "maximize" else "↓"
+    spend = f"${s.cost_usd:.3f}"
+    spend_sub = f"of ${s.max_usd:.2f} budget" if s.max_usd else "no spending limit"
+    pct = f"{s.improvement_pct:+.3g}% vs baseline" if s.improvement_pct is not None else ""
+    parts = [
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>",
+        f"<title>autoresearch report · {_e(s.tag)}</title><style>{_STYLE}</style></head><body><main>",
+        f"<h1>autoresearch · {_e(s.tag)}</h1>",
+        f"<div class='sub'>branch <span class='mono'>{_e(s.branch)}</span> · base "
+        f"<span class='mono'>{_e(s.base_commit[:12])}</span> · {_e(s.status)} · metric "
+        f"{_e(s.metric)} ({_e(s.direction)}) · proposer {_e(s.proposer or '—')}</div>",
+        "<div class='cards'>",
+        _card("best vs baseline", f"{fmt_value(s.best)} {arrow}",
+              f"baseline {fmt_value(s.baseline)} {pct}"),
+        _card("confidence", conf.label, conf.explanation.split(". ")[0] + ".", conf.level),
+        _card("experiments", str(c["total"]),
+              f"{c['keep']} kept · {c['discard'] + c['rejected']} discarded · "
+              f"{c['crash'] + c['timeout']} crashed"),
+        _card("elapsed", fmt_duration(s.elapsed_s),
+              f"{s.experiments_per_hour:.3g} experiments / hour" if s.experiments_per_hour else ""),
+        _card("spend", spend, spend_sub),
+        "</div>",
+        "<h2>Progress</h2>",
+        f"<img alt='{_e(chart.metric)} per experiment' src='data:image/png;base64,"
+        f"{base64.b64encode(png).decode('ascii')}'>",
+        "<h2>Kept improvements, in order</h2>",
+    ]
+    if not data.kept:
+        parts.append("<p class='sub'>No change was kept: nothing beat the baseline by more than "
+                     "the noise threshold.</p>")
+    for k in data.kept:
+        parts.append(
+            f"<div class='change'><h3><span class='mono'>{_e(k.exp_id)}</span> · "
+            f"{_e(k.hypothesis.splitlines()[0] if k.hypothesis else '')}</h3>"
+            f"<div class='sub'>{_e(s.metric)} {fmt_value(k.objective)} · Δ vs incumbent "
+            f"<span class='{_delta_class(k.delta, s.direction)}'>{fmt_signed(k.delta)}</span> · "
+            f"improvement over baseline so far {fmt_signed(k.vs_baseline)} · "
+            f"{_e(', '.join(k.files) or 'no files')} (+{k.lines_added} −{k.lines_removed}) · "
+            f"commit <span class='mono'>{_e((k.commit_sha or '')[:12])}</span></div>"
+            f"<div class='sub'>{_e(k.decision_reason)}</div>"
+            f"<details{' open' if len(k.diff) < 6000 else ''}><summary>diff</summary>"
+            f"{_diff_html(k.diff)}</details></div>"
+        )
+    parts += _noise_and_cost(data)
+    parts += _experiments_table(data)
+    parts += _environment(data)
+    parts.append(f"<footer>Generated {_e(time.strftime('%Y-%m-%d %H:%M:%S %Z', time.localtime(data.generated_at)))}"
+                 " by autoresearch report. `autoresearch results --json` has the machine-readable "
+                 "form.</footer></main></body></html>")
+    return "\n".join(parts)
+
+
+def _noise_and_cost(data: ReportData) -> list[str]:
+    s, conf, u = data.view.summary, data.view.confidence, data.usage
+    noise = ("not measured (the baseline ran once)" if s.noise is None
+             else f"σ = {fmt_value(s.noise, 4)} over {conf.noise_runs} baseline runs")
+    return [
+        "<h2>Noise floor and confidence</h2>",
+        f"<p>Noise floor: {_e(noise)}. Improvement of the best kept result over the baseline: "
+        f"{_e(fmt_signed(s.improvement))} → <b class='{conf.level}'>{_e(conf.label)}</b>.</p>",
+        f"<p class='sub'>{_e(conf.explanation)}</p>",
+        "<h2>Cost</h2>",
+        f"<p>${s.cost_usd:.4f} over {int(u.get('calls', 0))} model calls "
+        f"({int(u.get('input_tokens', 0)):,} input and {int(u.get('output_tokens', 0)):,} output "
+        "tokens)" + (f"; budget ${s.max_usd:.2f}" if s.max_usd else "") + ".</p>",
+    ]
+
+
+def _experiments_table(data: ReportData) -> list[str]:
+    direction = data.view.summary.direction
+    rows = ["<h2>All experiments</h2><table><tr><th>id</th><th>status</th>"
+            "<th class='num'>objective</th><th class='num'>Δ vs incumbent</th>"
+            "<th class='num'>runs</th><th class='num'>duration</th><th class='num'>cost</th>"
+            "<th>hypothesis</th></tr>"]
+    for e in data.view.experiments:
+        status = "baseline" if e.kind == "baseline" else e.status
+        rows.append(
+            f"<tr><td class='mono'>{_e(e.id)}</td><td><span class='badge {_e(status)}'>"
+            f"{_e(status)}</span></td><td class='num'>{fmt_value(e.objective)}</td>"
+            f"<td class='num {_delta_class(e.delta, direction)}'>{fmt_signed(e.delta)}</td>"
+            f"<td class='num'>{e.runs}</td><td class='num'>{fmt_duration(e.duration_s)}</td>"
+            f"<td class='num'>{f'${e.cost_usd:.3f}' if e.cost_usd else '—'}</td>"
+            f"<td>{_e(e.hypothesis.splitlines()[0] if e.hypothesis else '')}</td></tr>"
+        )
+    rows.append("</table>")
+    return rows
+
+
+def _environment(data: ReportData) -> list[str]:
+    if not data.environment:
+        return ["<h2>Environment</h2><p class='sub'>No environment fingerprint recorded.</p>"]
+    body = "".join(f"<tr><th>{_e(k)}</th><td class='mono'>{_e(v)}</td></tr>"
+                   for k, v in flatten(data.environment))
+    return [f"<h2>Environment</h2><table>{body}</table>"]

@@ -1,0 +1,100 @@
+"""report.md: the same report as text, for a pull request description or a notebook."""
+
+from __future__ import annotations
+
+import time
+
+from autoresearch.report.content import ReportData, flatten
+from autoresearch.views.summary import fmt_duration, fmt_signed, fmt_value
+
+
+def _cell(text: str) -> str:
+    # A pipe would end the table cell; a newline would end the row.
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _fence(text: str) -> str:
+    """A code fence longer than any backtick run inside the diff, so it cannot be closed early."""
+    longest = run = 0
+    for ch in text:
+        run = run + 1 if ch == "`" else 0
+        longest = max(longest, run)
+    return "`" * max(3, longest + 1)
+
+
+def render_markdown(data: ReportData, png_name: str = "progress.png") -> str:
+    s, conf = data.view.summary, data.view.confidence
+    c = s.counts
+    arrow = "↑" if s.direction == "maximize" else "↓"
+    out = [
+        f"# autoresearch · {s.tag}",
+        "",
+        f"Branch `{s.branch}` from base `{s.base_commit[:12]}` · status **{s.status}** · "
+        f"metric `{s.metric}` ({s.direction}) · proposer {s.proposer or '—'}",
+        "",
+        "## Summary",
+        "",
+        f"- **Best:** {fmt_value(s.best)} {arrow} (baseline {fmt_value(s.baseline)}; improvement "
+        f"{fmt_signed(s.improvement)}"
+        + (f", {s.improvement_pct:+.3g}%" if s.improvement_pct is not None else "") + ")",
+        f"- **Confidence:** {conf.label} ({conf.level}) — improvement ÷ noise floor σ",
+        f"- **Experiments:** {c['total']} — {c['keep']} kept, {c['discard']} discarded, "
+        f"{c['crash']} crashed, {c['timeout']} timed out, {c['rejected']} rejected",
+        f"- **Elapsed:** {fmt_duration(s.elapsed_s)}"
+        + (f" ({s.experiments_per_hour:.3g} experiments/hour)" if s.experiments_per_hour else ""),
+        f"- **Cost:** ${s.cost_usd:.4f}" + (f" of ${s.max_usd:.2f}" if s.max_usd else ""),
+        "",
+        f"![progress]({png_name})",
+        "",
+        "## Kept improvements, in order",
+        "",
+    ]
+    if not data.kept:
+        out += ["No change was kept.", ""]
+    for k in data.kept:
+        title = k.hypothesis.splitlines()[0] if k.hypothesis else k.exp_id
+        fence = _fence(k.diff)
+        out += [
+            f"### {k.exp_id} · {title}",
+            "",
+            f"{s.metric} {fmt_value(k.objective)} · Δ vs incumbent {fmt_signed(k.delta)} · "
+            f"improvement over baseline so far {fmt_signed(k.vs_baseline)} · commit "
+            f"`{(k.commit_sha or '')[:12]}`",
+            "",
+            f"> {k.decision_reason}" if k.decision_reason else "",
+            "",
+            f"{fence}diff",
+            k.diff.rstrip("\n"),
+            fence,
+            "",
+        ]
+    noise = ("not measured" if s.noise is None
+             else f"σ = {fmt_value(s.noise, 4)} over {conf.noise_runs} baseline runs")
+    out += [
+        "## Noise floor",
+        "",
+        f"{noise}. {conf.explanation}",
+        "",
+        "## All experiments",
+        "",
+        "| id | status | objective | Δ vs incumbent | runs | duration | cost | hypothesis |",
+        "|---|---|--:|--:|--:|--:|--:|---|",
+    ]
+    for e in data.view.experiments:
+        status = "baseline" if e.kind == "baseline" else e.status
+        hyp = e.hypothesis.splitlines()[0] if e.hypothesis else ""
+        out.append(
+            f"| {e.id} | {status} | {fmt_value(e.objective)} | {fmt_signed(e.delta)} | {e.runs} | "
+            f"{fmt_duration(e.duration_s)} | {f'${e.cost_usd:.3f}' if e.cost_usd else '—'} | "
+            f"{_cell(hyp)} |"
+        )
+    out += ["", "## Environment", ""]
+    if data.environment:
+        out += ["| key | value |", "|---|---|"]
+        out += [f"| {_cell(k)} | `{_cell(v)}` |" for k, v in flatten(data.environment)]
+    else:
+        out.append("No environment fingerprint recorded.")
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(data.generated_at))
+    out += ["", f"_Generated {stamp} by `autoresearch report`; `autoresearch results --json` is "
+            "the machine-readable form._", ""]
+    return "\n".join(out)

@@ -1,0 +1,224 @@
+"""The `dashboard`, `report` and `finalize` commands, added to the main app by `register(app)`.
+
+Heavy imports (uvicorn, Starlette, matplotlib) happen inside the commands, so `autoresearch run`
+does not pay for them at start-up.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import threading
+import webbrowser
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from autoresearch.errors import AutoresearchError
+from autoresearch.views.git import common_root
+
+if TYPE_CHECKING:
+    from autoresearch.finalize import Effect
+
+console = Console(highlight=False)
+
+RepoOpt = Annotated[Path, typer.Option("--repo", "-C", help="The repository (default: here).")]
+TagOpt = Annotated[str | None, typer.Option("--tag", "-t", help="Session tag (default: the most "
+                                            "recently active session).")]
+TOKEN_ENV = "AUTORESEARCH_DASHBOARD_TOKEN"
+
+
+def _root(repo: Path) -> Path:
+    from autoresearch.gitops import repo_root
+
+    # From inside a session worktree too: the ledger lives in the main working tree.
+    return common_root(repo_root(repo.resolve()))
+
+
+def _check_session(root: Path, tag: str | None) -> str:
+    from autoresearch.views.summary import open_ledger, resolve_session
+
+    ledger = open_ledger(root)
+    try:
+        return resolve_session(ledger, tag).tag
+    finally:
+        ledger.close()
+
+
+def is_loopback(host: str) -> bool:
+    if host.strip("[]").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _port_free(host: str, port: int) -> bool:
+    family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host.strip("[]"), port))
+        except OSError:
+            return False
+    return True
+
+
+def dashboard(
+    repo: RepoOpt = Path("."),
+    tag: TagOpt = None,
+    host: Annotated[str, typer.Option(help="Address to bind. Anything but loopback needs --token."
+                                      )] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on.")] = 8765,
+    token: Annotated[str | None, typer.Option(
+        envvar=TOKEN_ENV, help="Access token every request must carry (required with a "
+        "non-loopback --host).")] = None,
+    open_browser: Annotated[bool, typer.Option("--open/--no-open",
+                                               help="Open the page in a browser.")] = False,
+) -> None:
+    """Serve a live, read-only web dashboard of a session (127.0.0.1 by default)."""
+    import uvicorn
+
+    from autoresearch.dashboard.app import create_app
+
+    if not is_loopback(host) and not token:
+        raise AutoresearchError(
+            f"refusing to serve the dashboard on {host} without an access token",
+            where="--host",
+            fix="add --token SECRET (every request must then carry it), or keep the default "
+                "--host 127.0.0.1 and use an SSH tunnel",
+        )
+    if token is not None and len(token) < 8:
+        raise AutoresearchError("the access token is too short (use at least 8 characters)",
+                                where="--token",
+                                fix="e.g. python -c 'import secrets; print(secrets.token_urlsafe())'")
+    root = _root(repo)
+    shown = _check_session(root, tag)
+    if port and not _port_free(host, port):
+        raise AutoresearchError(f"port {port} on {host} is already in use", where="--port",
+                                fix="pick another one, e.g. --port 8766 (or --port 0 for any)")
+    app = create_app(root, tag, token,
+                     allowed_hosts=None if token else ["127.0.0.1", "localhost", "[::1]", "::1"])
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            # Ends the open event streams, which would otherwise hold the shutdown.
+            app.state.shutdown.set()
+            super().handle_exit(sig, frame)
+
+    server = Server(uvicorn.Config(
+        app, host=host.strip("[]"), port=port, log_level="warning", access_log=False,
+        timeout_graceful_shutdown=5,
+    ))
+
+    def announce() -> None:
+        while not server.started:
+            if server.should_exit:
+                return
+            threading.Event().wait(0.05)
+        bound = server.servers[0].sockets[0].getsockname()[1] if server.servers else port
+        shown_host = f"[{host.strip('[]')}]" if ":" in host else host
+        url = f"http://{shown_host}:{bound}/" + (f"?token={token}" if token else "")
+        console.print(f"dashboard for session [bold]{shown}[/] at [link={url}]{url}[/link]"
+                      + ("" if tag else " (follows the latest session)") + " — Ctrl-C to stop")
+        if open_browser:
+            webbrowser.open(url)
+
+    threading.Thread(target=announce, daemon=True).start()
+    server.run()
+
+
+def report(
+    repo: RepoOpt = Path("."),
+    tag: TagOpt = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Directory for the files "
+                   "(default: .autoresearch/sessions/<tag>/report).")] = None,
+) -> None:
+    """Write progress.png, a self-contained report.html and report.md for a session."""
+    from autoresearch.report import write_report
+    from autoresearch.views.summary import fmt_signed, fmt_value
+
+    root = _root(repo)
+    files = write_report(root, tag, out.resolve() if out else None)
+    s, conf = files.data.view.summary, files.data.view.confidence
+    console.print(f"session [bold]{s.tag}[/]: best {s.metric} {fmt_value(s.best)} vs baseline "
+                  f"{fmt_value(s.baseline)} ({fmt_signed(s.improvement)}, {conf.label}), "
+                  f"{s.counts['keep']} kept of {s.counts['total']}")
+    for path in (files.png, files.html, files.markdown):
+        console.print(f"wrote {path}")
+
+
+def finalize(
+    repo: RepoOpt = Path("."),
+    tag: TagOpt = None,
+    prefix: Annotated[str, typer.Option(help="Branch name prefix; {tag} is replaced.")
+                      ] = "autoresearch-final/{tag}/",
+    verify: Annotated[bool, typer.Option("--verify/--no-verify", help="Re-measure each branch "
+                                         "against the base and report its own effect.")] = False,
+    repeats: Annotated[int | None, typer.Option(min=1, help="Runs per branch with --verify "
+                                                "(default: the baseline's repeats).")] = None,
+    force: Annotated[bool, typer.Option(help="Replace branches a previous finalize created "
+                                        "with other content.")] = False,
+) -> None:
+    """Split a session's kept commits into independent branches from its base (never pushes)."""
+    from autoresearch.finalize import finalize as run_finalize
+    from autoresearch.finalize import remeasure
+
+    root = _root(repo)
+    result = run_finalize(root, tag, prefix=prefix, force=force)
+    table = Table(title=f"session {result.tag}: {len(result.groups)} independent change(s) from "
+                  f"base {result.base_commit[:10]}", title_justify="left")
+    table.add_column("branch", overflow="fold")
+    table.add_column("experiments")
+    table.add_column("files", overflow="fold")
+    for g in result.groups:
+        ids = ", ".join(c.exp_id or c.sha[:10] for c in g.commits)
+        table.add_row(g.branch + (" (unchanged)" if g.existed else ""), ids, ", ".join(g.files))
+    console.print(table)
+    console.print(f"[green]✓[/] no two branches touch the same file; together they reproduce the "
+                  f"session's final tree {result.session_tree[:10]}")
+    for w in result.warnings:
+        console.print(f"[yellow]warning:[/] {w}")
+    if verify:
+        console.print("re-measuring each branch against the base …")
+        base, effects, sigma = remeasure(root, result, repeats=repeats,
+                                         log=lambda m: console.print(f"  {m}", style="dim"))
+        _print_effects(base, effects, sigma)
+    console.print("nothing was pushed or merged; review with `git log -p <branch>`")
+
+
+def _print_effects(base: Effect, effects: list[Effect], sigma: float | None) -> None:
+    from autoresearch.views.summary import fmt_signed, fmt_value
+
+    table = Table(title="each change's own effect (improvement > 0 is better)",
+                  title_justify="left")
+    table.add_column("branch", overflow="fold")
+    for col in ("runs", "mean", "improvement", "in σ"):
+        table.add_column(col, justify="right")
+    table.add_row("base", str(len(base.values)), fmt_value(base.mean), "", "")
+    for e in effects:
+        runs = f"{len(e.values)}" + (f" ({len(e.failures)} failed)" if e.failures else "")
+        table.add_row(e.name, runs, fmt_value(e.mean), fmt_signed(e.improvement),
+                      _in_sigma(e, sigma))
+    console.print(table)
+    console.print(f"noise floor σ of the base re-measurements: {fmt_value(sigma, 4)}")
+
+
+def _in_sigma(e: Effect, sigma: float | None) -> str:
+    if e.in_sigma is not None:
+        return f"{e.in_sigma:.1f}"
+    # σ = 0: identical re-measurements of the base (a deterministic target).
+    if sigma == 0 and e.improvement is not None:
+        return "∞" if e.improvement > 0 else "0" if e.improvement == 0 else "-∞"
+    return "—"
+
+
+def register(app: typer.Typer) -> None:
+    """Add `dashboard`, `report` and `finalize` to the main command line."""
+    app.command("dashboard")(dashboard)
+    app.command("report")(report)
+    app.command("finalize")(finalize)

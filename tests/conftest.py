@@ -1,0 +1,113 @@
+"""Shared fixtures: real git repositories in temp dirs and the real CLI as a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).resolve().parent
+
+SCORE_PY = textwrap.dedent(
+    """
+    # The evaluation of the toy target (protected): prints the objective and a memory figure.
+    import os, random, sys, time
+    import target
+    if getattr(target, "CRASH", False):
+        print("boom", file=sys.stderr)
+        sys.exit(3)
+    if getattr(target, "SLEEP", 0):
+        time.sleep(target.SLEEP)
+    noise = float(os.environ.get("NOISE", "0"))
+    print(f"score: {(target.X - 7) ** 2 + random.gauss(0, noise)}")
+    print(f"mem_mb: {getattr(target, 'MEM', 100)}")
+    """
+)
+
+CONFIG = textwrap.dedent(
+    """
+    scope = ["target.py"]
+    protected = ["score.py"]
+    [verify]
+    command = "{python} score.py"
+    budget_seconds = 5
+    timeout_seconds = 8
+    [metric]
+    name = "score"
+    direction = "minimize"
+    record = ["mem_mb"]
+    [decision]
+    repeats = 2
+    """
+)
+
+
+def git(cwd: Path, *args: str) -> str:
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    return subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+def make_repo(path: Path, files: dict[str, str]) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    git(path, "init", "-q", "-b", "main")
+    for name, content in files.items():
+        (path / name).parent.mkdir(parents=True, exist_ok=True)
+        (path / name).write_text(content)
+    git(path, "add", "-A")
+    git(path, "commit", "-qm", "init")
+    return path
+
+
+@pytest.fixture
+def toy_repo(tmp_path: Path) -> Path:
+    """A repo with target.py (X = 3.0), a protected score.py and a config minimising (X-7)²."""
+    return make_repo(tmp_path / "repo", {"target.py": "X = 3.0\n", "score.py": SCORE_PY,
+                                         "autoresearch.toml": CONFIG})
+
+
+def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("ANTHROPIC_", "OPENAI_"))}
+    env["PYTHONPATH"] = os.pathsep.join([str(TESTS.parent), env.get("PYTHONPATH", "")])
+    env.update(extra or {})
+    return env
+
+
+def run_cli(repo: Path, *args: str, env: dict[str, str] | None = None,
+            timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "autoresearch", *args, "--repo", str(repo)]
+        if args and args[0] not in ("--help",) else [sys.executable, "-m", "autoresearch", *args],
+        cwd=repo, env=cli_env(env), capture_output=True, text=True, timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+@pytest.fixture
+def cli() -> Callable[..., subprocess.CompletedProcess[str]]:
+    return run_cli
+
+
+def use_script(repo: Path, items: list[dict[str, object]], extra_config: str = "") -> Path:
+    """Point the repo's config at the scripted proposer with these proposals; commit it."""
+    script = repo.parent / "script.json"
+    script.write_text(json.dumps(items))
+    config = (repo / "autoresearch.toml").read_text()
+    config += textwrap.dedent(
+        f"""
+        [proposer]
+        name = "tests.support.scripted_proposer:ScriptedProposer"
+        script = "{script}"
+        """
+    ) + extra_config
+    (repo / "autoresearch.toml").write_text(config)
+    git(repo, "commit", "-qam", "use scripted proposer")
+    return script

@@ -1,0 +1,99 @@
+"""Fixtures for the llm/agent proposer tests: a fake model server, a toy worktree, a context."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from autoresearch.config import Config, parse_config
+from autoresearch.proposers.base import ExperimentSummary, ProposalContext
+from tests.llm.fake_server import FakeModelServer
+
+TARGET = """\
+# The toy target: the objective is (X - 7) ** 2.
+import math
+
+X = 3.0
+SCALE = 1.0
+
+
+def f(x):
+    return (x - 7) ** 2 * SCALE
+"""
+
+
+def git(cwd: Path, *args: str) -> str:
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@t", "PATH": "/usr/bin:/bin"}
+    return subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+def make_config(**proposer: Any) -> Config:
+    return parse_config({
+        "scope": ["target.py", "lib/*.py"],
+        "protected": ["score.py", "secrets.txt"],
+        "verify": {"command": "python score.py", "budget_seconds": 5},
+        "metric": {"name": "score", "direction": "minimize", "heldout": ["test_acc"]},
+        "proposer": {"name": "llm", **proposer},
+    })
+
+
+@pytest.fixture
+def worktree(tmp_path: Path) -> Path:
+    root = tmp_path / "wt"
+    root.mkdir()
+    git(root, "init", "-q", "-b", "main")
+    (root / "target.py").write_text(TARGET)
+    (root / "score.py").write_text("import target\nprint('score:', target.f(target.X))\n")
+    (root / "secrets.txt").write_text("TOKEN=do-not-leak-123\n")
+    (root / "lib").mkdir()
+    (root / "lib" / "util.py").write_text("def helper():\n    return 1\n")
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "init")
+    return root
+
+
+def summary(seq: int, status: str, hypothesis: str, objective: float | None,
+            delta: float | None, **kw: Any) -> ExperimentSummary:
+    return ExperimentSummary(id=f"t-{seq:04d}", seq=seq, status=status, hypothesis=hypothesis,
+                             objective=objective, delta=delta, reason=kw.pop("reason", ""), **kw)
+
+
+MakeCtx = Callable[..., ProposalContext]
+
+
+@pytest.fixture
+def make_ctx(worktree: Path) -> MakeCtx:
+    def make(config: Config | None = None, *, history: Sequence[ExperimentSummary] = (),
+             stuck: bool = False, crash: str | None = None, diff: str = "",
+             program: str = "Minimise the score. Try changing X.") -> ProposalContext:
+        config = config or make_config()
+        baseline = summary(1, "keep", "baseline", 16.0, None)
+        return ProposalContext(
+            session_tag="t", worktree=worktree, config=config, program=program,
+            scope_files=["lib/util.py", "score.py", "secrets.txt", "target.py"],
+            history=[baseline, *history], baseline=baseline,
+            incumbent=baseline, stuck=stuck, last_crash_log=crash, metric_name="score",
+            direction="minimize", diff_from_baseline=lambda: diff, experiment_id="t-0099",
+        )
+
+    return make
+
+
+@pytest.fixture
+def server() -> Iterator[FakeModelServer]:
+    with FakeModelServer() as s:
+        yield s
+
+
+def llm_options(server: FakeModelServer, provider: str = "anthropic", **extra: Any) -> dict[str, Any]:
+    """[proposer] options pointing at the fake server, with fast retries for tests."""
+    base = server.anthropic_url if provider == "anthropic" else server.openai_url
+    model = "claude-sonnet-4-6" if provider == "anthropic" else "gpt-4.1"
+    return {"provider": provider, "base_url": base, "model": model, "retry_base_seconds": 0.01,
+            "retry_max_seconds": 0.05, "timeout_seconds": 5, "max_retries": 2, **extra}

@@ -1,0 +1,190 @@
+"""The agent proposer with fake agent CLIs on PATH, in a real git worktree."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from autoresearch import gitops, guardrails
+from autoresearch.proposers.agent import AgentProposer
+from autoresearch.proposers.agent import process as agent_process
+from autoresearch.proposers.base import Proposal
+from autoresearch.proposers.faults import FailedProposal, FatalProposerError
+from tests.llm.conftest import TARGET, MakeCtx, git, make_config
+
+FAKE = Path(__file__).with_name("fake_agent.py")
+
+
+@pytest.fixture
+def agents(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Install the fake CLIs on PATH; returns the JSON-lines log of their calls."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name in ("claude", "codex", "aider", "myagent"):
+        script = bin_dir / name
+        # runpy replaces argv[0], so the name the CLI was called by travels in the environment.
+        script.write_text(f"#!{sys.executable}\nimport os, runpy\nos.environ['FAKE_AGENT_NAME'] = "
+                          f"{name!r}\nrunpy.run_path({str(FAKE)!r}, run_name='__main__')\n")
+        script.chmod(0o755)
+    log = tmp_path / "agent-calls.jsonl"
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_AGENT_LOG", str(log))
+    monkeypatch.setenv("FAKE_AGENT_PIDFILE", str(tmp_path / "child.pid"))
+    monkeypatch.setenv("FAKE_AGENT_MODE", "improve")
+    return log
+
+
+def calls(log: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in log.read_text().splitlines()]
+
+
+def agent(**options: Any) -> AgentProposer:
+    options = {"agent": "claude", **options}
+    return AgentProposer(make_config(**options), options)
+
+
+def test_claude_preset_edits_the_worktree_and_reports_its_cost(
+        agents: Path, make_ctx: MakeCtx, worktree: Path) -> None:
+    proposal = agent().propose(make_ctx())
+    assert proposal is not None and proposal.in_worktree and proposal.edits == {}
+    assert proposal.hypothesis == "set X to the optimum 7"
+    assert "smallest at 7" in proposal.rationale
+    (u,) = proposal.usage
+    assert (u.provider, u.model, u.cost_usd) == ("agent:claude", "claude-sonnet-4-6", 0.0123)
+    assert (u.input_tokens, u.output_tokens, u.cache_read_tokens, u.cache_write_tokens) == (
+        1500, 400, 9000, 700)
+    assert gitops.changed_paths(worktree) == ["target.py"]
+    (call,) = calls(agents)
+    assert call["argv"][:3] == ["-p", "--output-format", "json"]
+    assert "Bash" in call["argv"][call["argv"].index("--disallowedTools") + 1]
+    assert Path(call["cwd"]).resolve() == worktree.resolve()
+    prompt = call["prompt"]
+    assert "Do NOT run the verify command (`python score.py`)" in prompt
+    assert "Do NOT commit" in prompt and "Minimise the score" in prompt
+    assert "do-not-leak-123" not in prompt
+
+
+def test_codex_preset_reads_token_usage_from_jsonl(agents: Path, make_ctx: MakeCtx) -> None:
+    proposal = agent(agent="codex", model="gpt-5.1-codex").propose(make_ctx())
+    assert proposal is not None and proposal.hypothesis == "set X to the optimum 7"
+    (u,) = proposal.usage
+    assert (u.input_tokens, u.cache_read_tokens, u.output_tokens) == (5000, 15000, 800)
+    assert u.cost_usd == pytest.approx((5000 * 1.25 + 15000 * 0.125 + 800 * 10) / 1e6)
+    argv = calls(agents)[0]["argv"]
+    assert argv[:5] == ["exec", "--json", "--sandbox", "workspace-write", "--model"]
+    assert argv[-1] == "-"
+
+
+def test_aider_preset_passes_scope_files_and_cleans_its_scratch_files(
+        agents: Path, make_ctx: MakeCtx, worktree: Path) -> None:
+    proposal = agent(agent="aider").propose(make_ctx())
+    assert proposal is not None
+    (u,) = proposal.usage
+    assert u.cost_usd == pytest.approx(0.03)
+    assert (u.input_tokens, u.cache_read_tokens, u.output_tokens) == (9500, 2500, 1200)
+    assert not (worktree / ".aider.chat.history.md").exists()
+    assert gitops.changed_paths(worktree) == ["target.py"]
+    argv = calls(agents)[0]["argv"]
+    assert {"--yes-always", "--no-auto-commits", "--message-file"} <= set(argv)
+    assert argv[-2:] == ["lib/util.py", "target.py"]  # the visible scope, no protected file
+
+
+def test_custom_command_template(agents: Path, make_ctx: MakeCtx, worktree: Path) -> None:
+    p = agent(agent="custom", command="myagent --prompt-file {prompt_file} --cwd {worktree}")
+    proposal = p.propose(make_ctx())
+    assert proposal is not None and proposal.hypothesis == "set X to the optimum 7"
+    assert proposal.usage == []
+    argv = calls(agents)[0]["argv"]
+    assert argv[0] == "--prompt-file" and argv[3] == str(worktree)
+    assert not Path(argv[1]).exists()  # the prompt file lived outside the worktree, and is gone
+
+
+def test_protected_and_out_of_scope_changes_reach_the_guardrails(
+        agents: Path, make_ctx: MakeCtx, worktree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ctx = make_ctx()
+    rules = guardrails.Rules(ctx.config.scope, ctx.config.all_protected)
+    for mode, expected in (("protected", "score.py: protected"),
+                           ("outside", "notes.md: outside the scope")):
+        monkeypatch.setenv("FAKE_AGENT_MODE", mode)
+        proposal = agent().propose(ctx)
+        assert proposal is not None and proposal.in_worktree
+        problems = guardrails.check_changed_paths(worktree, gitops.changed_paths(worktree), rules)
+        assert any(expected in p for p in problems)
+        gitops.checkout(worktree, "HEAD")  # what the harness does with a rejected change
+
+
+def test_a_commit_by_the_agent_is_undone_but_its_change_kept(
+        agents: Path, make_ctx: MakeCtx, worktree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_AGENT_MODE", "commit")
+    head = git(worktree, "rev-parse", "HEAD")
+    assert agent().propose(make_ctx()) is not None
+    assert git(worktree, "rev-parse", "HEAD") == head
+    assert gitops.changed_paths(worktree) == ["target.py"]
+    assert "X = 7.0" in (worktree / "target.py").read_text()
+
+
+def test_no_change_is_a_failed_proposal_with_its_cost(
+        agents: Path, make_ctx: MakeCtx, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_AGENT_MODE", "nothing")
+    with pytest.raises(FailedProposal) as info:
+        agent().propose(make_ctx())
+    assert "made no change" in info.value.what and info.value.usage[0].cost_usd == 0.0123
+
+
+def test_timeout_kills_the_whole_process_group_and_restores_the_worktree(
+        agents: Path, make_ctx: MakeCtx, worktree: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_AGENT_MODE", "hang")
+    monkeypatch.setattr(agent_process, "GRACE_SECONDS", 0.5)
+    started = time.monotonic()
+    with pytest.raises(FailedProposal, match="did not finish within 1 s"):
+        agent(agent_timeout_seconds=1).propose(make_ctx())
+    assert time.monotonic() - started < 6
+    pid = int((tmp_path / "child.pid").read_text())
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline and Path(f"/proc/{pid}").exists() and \
+            "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]:
+        time.sleep(0.05)
+    alive = Path(f"/proc/{pid}").exists() and "Z" not in Path(
+        f"/proc/{pid}/stat").read_text().split()[2]
+    assert not alive, "the agent's child survived the timeout"
+    assert (worktree / "target.py").read_text() == TARGET
+    assert gitops.changed_paths(worktree) == []
+
+
+def test_an_unauthenticated_cli_stops_the_session(
+        agents: Path, make_ctx: MakeCtx, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_AGENT_MODE", "auth")
+    with pytest.raises(FatalProposerError, match="cannot authenticate"):
+        agent().propose(make_ctx())
+    with pytest.raises(FatalProposerError, match="was not found"):
+        agent(executable="/nonexistent/claude").propose(make_ctx())
+
+
+def test_repair_returns_the_fixed_candidate_as_edits(
+        agents: Path, make_ctx: MakeCtx, worktree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    base = git(worktree, "rev-parse", "HEAD")
+    # The harness committed the crashed candidate on top of the incumbent and left it checked out.
+    (worktree / "target.py").write_text("import missing_module\n" + TARGET)
+    git(worktree, "commit", "-qam", "candidate")
+    crashed = git(worktree, "rev-parse", "HEAD")
+    (worktree / "run.log").write_text("verify output\n")  # left behind by the verify run
+    ctx = make_ctx()
+    assert ctx.incumbent is not None
+    ctx = dataclasses.replace(ctx, incumbent=dataclasses.replace(ctx.incumbent, commit=base))
+    monkeypatch.setenv("FAKE_AGENT_MODE", "repair")
+    failed = Proposal(hypothesis="use a module", in_worktree=True)
+    fixed = agent().repair(ctx, failed, "ModuleNotFoundError: missing_module")
+    assert fixed is not None and not fixed.in_worktree
+    assert fixed.edits == {"target.py": "import math\n" + TARGET}
+    assert fixed.hypothesis == "use a module" and fixed.usage[0].purpose == "repair"
+    assert "ModuleNotFoundError: missing_module" in calls(agents)[0]["prompt"]
+    assert git(worktree, "rev-parse", "HEAD") == crashed
+    assert gitops.changed_paths(worktree) == ["run.log"]  # the worktree is as the harness left it

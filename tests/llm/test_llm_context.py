@@ -1,0 +1,84 @@
+"""Context assembly: what the model sees, within budget, and what it must never see."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from autoresearch.proposers.llm.context import build_context, estimate_tokens, excerpt
+from tests.llm.conftest import MakeCtx, make_config, summary
+
+
+def test_program_scope_files_and_history_are_shown(make_ctx: MakeCtx) -> None:
+    history = [
+        summary(2, "keep", "X = 5", 4.0, -12.0, metrics={"score": 4.0, "test_acc": 0.93}),
+        summary(3, "discard", "SCALE = 0.99", 3.99, -0.01, reason="within noise"),
+        summary(4, "crash", "import numpy", None, None, reason="exit code 1"),
+    ]
+    ctx = make_ctx(history=history, diff="diff --git a/target.py b/target.py\n-X = 3.0\n+X = 5\n")
+    c = build_context(ctx)
+    assert "Minimise the score" in c.stable
+    assert "### target.py (whole file" in c.stable and "SCALE = 1.0" in c.stable
+    assert "### lib/util.py" in c.stable
+    assert "#3 discard" in c.volatile and "within noise" in c.volatile
+    assert "Near-misses" in c.volatile  # #3 improved, but not by enough
+    assert "Best kept experiments" in c.volatile and "#2 keep" in c.volatile
+    assert "+X = 5" in c.volatile
+
+
+def test_protected_files_and_heldout_metrics_never_appear(make_ctx: MakeCtx) -> None:
+    history = [summary(2, "keep", "X = 5", 4.0, -12.0, metrics={"score": 4.0, "test_acc": 0.93},
+                       reason="kept; test_acc=0.93")]
+    crash = "Traceback\nValueError: boom\nheld-out: test_acc: 0.91\nscore: 3.0"
+    diff = (
+        "diff --git a/secrets.txt b/secrets.txt\n+TOKEN=do-not-leak-123\n"
+        "diff --git a/target.py b/target.py\n+X = 5\n"
+    )
+    c = build_context(make_ctx(history=history, crash=crash, diff=diff))
+    everything = c.stable + c.volatile
+    assert "do-not-leak-123" not in everything
+    assert "print('score:'" not in everything  # score.py is protected
+    assert "secrets.txt" not in c.stable
+    assert "test_acc" not in everything and "0.93" not in everything and "0.91" not in everything
+    assert "ValueError: boom" in everything and "score: 3.0" in everything
+    assert "+X = 5" in everything
+
+
+def test_stuck_flag_and_crash_log_reach_the_model(make_ctx: MakeCtx) -> None:
+    c = build_context(make_ctx(stuck=True, crash="RuntimeError: CUDA out of memory"))
+    assert "You are stuck" in c.volatile
+    assert "CUDA out of memory" in c.volatile
+
+
+def test_budget_is_respected_and_large_files_are_excerpted(make_ctx: MakeCtx,
+                                                           worktree: Path) -> None:
+    body = "\n".join(f"def f{i}(x):\n    return x + {i}  # filler filler filler" for i in range(3000))
+    (worktree / "target.py").write_text("LEARNING_RATE = 0.1\n" + body + "\nEPOCHS = 3\n")
+    history = [summary(i, "discard", f"idea {i} " + "words " * 20, 10.0, 1.0)
+               for i in range(2, 300)]
+    c = build_context(make_ctx(history=history), budget_tokens=8_000)
+    assert c.tokens <= 8_000 * 1.05
+    assert any("target.py: excerpt" in n for n in c.notes)
+    assert "EXCERPT" in c.stable and "LEARNING_RATE = 0.1" in c.stable and "EPOCHS = 3" in c.stable
+    assert "not shown" in c.stable
+    assert "#299 discard" in c.volatile  # the most recent survive trimming
+    assert "#2 discard" not in c.volatile
+
+
+def test_excerpt_keeps_changed_lines_and_marks_gaps() -> None:
+    content = "\n".join(f"line {i}" for i in range(1, 1001))
+    text, shown = excerpt(content, 2_000, focus=[500])
+    assert "line 1\n" in text and "line 500" in text
+    assert "⋮ [lines 41-" in text and shown < 1000
+    assert estimate_tokens(text) * 4 <= 2_000 + 200
+
+
+def test_agent_context_lists_files_instead_of_content(make_ctx: MakeCtx) -> None:
+    c = build_context(make_ctx(make_config()), include_files=False)
+    assert "- target.py" in c.stable and "SCALE = 1.0" not in c.stable
+    assert "- secrets.txt" not in c.stable
+
+
+def test_overlay_shows_the_candidate(make_ctx: MakeCtx) -> None:
+    c = build_context(make_ctx(), overlay={"target.py": "X = 99\n", "lib/new.py": "NEW = 1\n",
+                                           "secrets.txt": "leak"})
+    assert "X = 99" in c.stable and "NEW = 1" in c.stable and "leak" not in c.stable

@@ -1,0 +1,133 @@
+"""The llm proposer end to end against the fake server: propose, reflect errors, repair."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from autoresearch import guardrails
+from autoresearch.proposers.base import Proposal
+from autoresearch.proposers.faults import FailedProposal, ProposerOutage
+from autoresearch.proposers.llm import LLMProposer
+from tests.llm.conftest import MakeCtx, llm_options, make_config
+from tests.llm.fake_server import FakeModelServer, Reply
+
+GOOD = (
+    "HYPOTHESIS: move X to the optimum at 7\n"
+    "RATIONALE: the objective is (X - 7)^2, so X = 7 minimises it.\n\n"
+    "target.py\n<<<<<<< SEARCH\nX = 3.0\n=======\nX = 7.0\n>>>>>>> REPLACE\n"
+)
+NOT_APPLYING = (
+    "HYPOTHESIS: tweak Y\n\ntarget.py\n<<<<<<< SEARCH\nY = 2\n=======\nY = 3\n>>>>>>> REPLACE\n"
+)
+MALFORMED = "HYPOTHESIS: oops\n\ntarget.py\n<<<<<<< SEARCH\nX = 3.0\nX = 7.0\n>>>>>>> REPLACE\n"
+
+
+def proposer(server: FakeModelServer, kind: str = "anthropic", **extra: object) -> LLMProposer:
+    options = llm_options(server, kind, **extra)
+    return LLMProposer(make_config(**options), options, env={})
+
+
+@pytest.mark.parametrize("kind", ["anthropic", "openai"])
+def test_a_valid_reply_becomes_a_proposal(server: FakeModelServer, make_ctx: MakeCtx,
+                                          kind: str) -> None:
+    server.push(Reply(text=GOOD, input_tokens=5000, output_tokens=120))
+    p = proposer(server, kind)
+    proposal = p.propose(make_ctx())
+    assert proposal is not None and not proposal.in_worktree
+    assert proposal.hypothesis == "move X to the optimum at 7"
+    assert "minimises" in proposal.rationale
+    assert set(proposal.edits) == {"target.py"}
+    assert "X = 7.0\n" in (proposal.edits["target.py"] or "")
+    assert [u.purpose for u in proposal.usage] == ["propose"] and proposal.cost_usd > 0
+    sent = server.requests[0].prompt_text()
+    assert "Minimise the score" in sent and "SCALE = 1.0" in sent
+    assert "do-not-leak-123" not in sent
+    assert "<<<<<<< SEARCH" in sent  # the format is explained
+    assert p.describe().startswith("llm (")
+
+
+def test_malformed_reply_is_sent_back_then_fixed(server: FakeModelServer,
+                                                 make_ctx: MakeCtx) -> None:
+    server.push(Reply(text=MALFORMED), Reply(text=GOOD))
+    proposal = proposer(server).propose(make_ctx())
+    assert proposal is not None and len(proposal.usage) == 2
+    retry = server.requests[1].body["messages"]
+    assert [m["role"] for m in retry] == ["user", "assistant", "user"]
+    feedback = server.requests[1].prompt_text()
+    assert "no ======= line" in feedback and "Reply again with the complete corrected reply" in (
+        feedback)
+
+
+def test_edits_that_never_apply_fail_the_proposal_after_two_retries(
+        server: FakeModelServer, make_ctx: MakeCtx) -> None:
+    server.push(*[Reply(text=NOT_APPLYING)] * 3)
+    with pytest.raises(FailedProposal) as info:
+        proposer(server).propose(make_ctx())
+    assert "after 3 attempts" in info.value.what
+    assert "block 1 (target.py): the SEARCH text does not match" in info.value.what
+    assert len(info.value.usage) == 3 and len(server.requests) == 3
+
+
+def test_truncated_reply_is_told_to_be_smaller(server: FakeModelServer, make_ctx: MakeCtx) -> None:
+    server.push(Reply(text=GOOD[:-40], stop="length"), Reply(text=GOOD))
+    assert proposer(server).propose(make_ctx()) is not None
+    assert "cut off at the output token limit" in server.requests[1].prompt_text()
+
+
+def test_forbidden_paths_are_proposed_and_the_guardrails_reject_them(
+        server: FakeModelServer, make_ctx: MakeCtx, worktree: Path) -> None:
+    server.push(Reply(text=(
+        "HYPOTHESIS: cheat\n"
+        "score.py\n<<<<<<< SEARCH\nimport target\n=======\nimport target  # x\n>>>>>>> REPLACE\n"
+        "README.md\n<<<<<<< FILE\nhi\n>>>>>>> FILE\n"
+        "../escape.py\n<<<<<<< FILE\nbad\n>>>>>>> FILE\n"
+    )))
+    ctx = make_ctx()
+    proposal = proposer(server).propose(ctx)
+    assert proposal is not None
+    assert set(proposal.edits) == {"score.py", "README.md", "../escape.py"}
+    rules = guardrails.Rules(ctx.config.scope, ctx.config.all_protected)
+    problems = " | ".join(guardrails.check_edits(worktree, proposal.edits, rules))
+    assert "score.py: protected" in problems
+    assert "README.md: outside the scope" in problems
+    assert "../escape.py: escapes the repository" in problems
+    assert not (worktree.parent / "escape.py").exists()
+
+
+def test_repair_sees_the_crash_and_returns_the_whole_candidate(
+        server: FakeModelServer, make_ctx: MakeCtx) -> None:
+    failed = Proposal(hypothesis="use numpy", rationale="faster",
+                      edits={"target.py": "import numpy_missing\nX = 7.0\n",
+                             "lib/extra.py": "E = 1\n"})
+    server.push(Reply(text=(
+        "HYPOTHESIS: drop the missing import\n"
+        "target.py\n<<<<<<< SEARCH\nimport numpy_missing\n=======\nimport math\n>>>>>>> REPLACE\n"
+    )))
+    fixed = proposer(server).repair(make_ctx(), failed, "ModuleNotFoundError: numpy_missing")
+    assert fixed is not None
+    assert fixed.edits == {"target.py": "import math\nX = 7.0\n", "lib/extra.py": "E = 1\n"}
+    assert fixed.hypothesis == "use numpy" and "repair: drop the missing import" in fixed.rationale
+    assert [u.purpose for u in fixed.usage] == ["repair"]
+    sent = server.requests[0].prompt_text()
+    assert "ModuleNotFoundError: numpy_missing" in sent and "+import numpy_missing" in sent
+
+
+def test_a_repair_that_gives_up_bills_its_tokens_to_the_next_proposal(
+        server: FakeModelServer, make_ctx: MakeCtx) -> None:
+    server.push(Reply(text="GIVE_UP: numpy is not installed"), Reply(text=GOOD))
+    p = proposer(server)
+    failed = Proposal(hypothesis="numpy", edits={"target.py": "import numpy_missing\n"})
+    assert p.repair(make_ctx(), failed, "ModuleNotFoundError") is None
+    proposal = p.propose(make_ctx())
+    assert proposal is not None
+    assert [u.purpose for u in proposal.usage] == ["repair", "propose"]
+
+
+def test_outage_mid_conversation_keeps_the_spent_usage(server: FakeModelServer,
+                                                       make_ctx: MakeCtx) -> None:
+    server.push(Reply(text=MALFORMED), *[Reply(status=500)] * 3)
+    with pytest.raises(ProposerOutage) as info:
+        proposer(server).propose(make_ctx())
+    assert len(info.value.usage) == 1

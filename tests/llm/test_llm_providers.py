@@ -1,0 +1,138 @@
+"""The provider seam against a real HTTP server, driven by the real anthropic and openai SDKs."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from autoresearch.errors import ConfigError
+from autoresearch.proposers.faults import FailedProposal, FatalProposerError, ProposerOutage
+from autoresearch.proposers.llm.prices import PriceTable
+from autoresearch.proposers.llm.providers import Part, Provider, Turn, make_provider
+from autoresearch.proposers.llm.settings import ProviderSettings
+from tests.llm.conftest import llm_options
+from tests.llm.fake_server import FakeModelServer, Reply
+
+PROVIDERS = ["anthropic", "openai"]
+
+
+def provider(server: FakeModelServer, kind: str, **extra: object) -> Provider:
+    settings = ProviderSettings.from_options(llm_options(server, kind, **extra), {})
+    return make_provider(settings, PriceTable())
+
+
+def ask(p: Provider) -> str:
+    system = [Part("You are a test.", cache=True)]
+    return p.complete(system, [Turn.user(Part("stable context", cache=True), "the task")]).text
+
+
+def test_anthropic_request_shape_usage_and_cost(server: FakeModelServer) -> None:
+    server.push(Reply(text="hello", input_tokens=1000, output_tokens=200, cache_read_tokens=5000,
+                      cache_write_tokens=300))
+    p = provider(server, "anthropic", temperature=0.3)
+    c = p.complete([Part("sys", cache=True)], [Turn.user(Part("stable", cache=True), "task")])
+    assert c.text == "hello" and not c.truncated
+    u = c.usage
+    assert (u.provider, u.model) == ("anthropic", "claude-sonnet-4-6")
+    assert (u.input_tokens, u.output_tokens, u.cache_read_tokens, u.cache_write_tokens) == (
+        1000, 200, 5000, 300)
+    assert u.cost_usd == pytest.approx((1000 * 3 + 200 * 15 + 5000 * 0.3 + 300 * 3.75) / 1e6)
+    body = server.requests[0].body
+    assert server.requests[0].path == "/v1/messages"
+    assert body["system"][0]["cache_control"] == {"type": "ephemeral"}
+    content = body["messages"][0]["content"]
+    assert content[0]["cache_control"] == {"type": "ephemeral"} and "cache_control" not in content[1]
+    assert body["temperature"] == 0.3 and body["max_tokens"] == 8192
+
+
+def test_openai_request_shape_usage_and_cost(server: FakeModelServer) -> None:
+    server.push(Reply(text="hi", input_tokens=800, output_tokens=100, cache_read_tokens=200,
+                      stop="length"))
+    c = provider(server, "openai").complete([Part("sys")], [Turn.user("a", "b")])
+    assert c.text == "hi" and c.truncated
+    assert (c.usage.input_tokens, c.usage.cache_read_tokens) == (800, 200)  # cached split out
+    assert c.usage.provider == "openai-compatible"
+    assert c.usage.cost_usd == pytest.approx((800 * 2 + 100 * 8 + 200 * 0.5) / 1e6)
+    body = server.requests[0].body
+    assert server.requests[0].path == "/v1/chat/completions"
+    assert body["messages"] == [{"role": "system", "content": "sys"},
+                                {"role": "user", "content": "a\n\nb"}]
+    assert server.requests[0].headers["authorization"] == "Bearer not-needed"
+
+
+@pytest.mark.parametrize("kind", PROVIDERS)
+def test_429_then_success_honours_retry_after(server: FakeModelServer, kind: str) -> None:
+    server.push(Reply(status=429, headers={"retry-after": "0.02"}), Reply(text="ok"))
+    assert ask(provider(server, kind)) == "ok"
+    assert len(server.requests) == 2
+
+
+@pytest.mark.parametrize("kind", PROVIDERS)
+def test_5xx_and_dropped_connections_are_retried(server: FakeModelServer, kind: str) -> None:
+    server.push(Reply(status=500), Reply(drop=True), Reply(status=529 if kind == "anthropic"
+                                                           else 503), Reply(text="fine"))
+    assert ask(provider(server, kind, max_retries=3)) == "fine"
+    assert len(server.requests) == 4
+
+
+@pytest.mark.parametrize("kind", PROVIDERS)
+def test_outage_after_retries_is_a_pause_not_a_crash(server: FakeModelServer, kind: str) -> None:
+    server.push(*[Reply(status=503)] * 3)
+    with pytest.raises(ProposerOutage) as info:
+        ask(provider(server, kind, max_retries=2))
+    assert "HTTP 503" in info.value.what and "3 attempts" in info.value.what
+    assert len(server.requests) == 3
+
+
+def test_long_retry_after_becomes_the_pause(server: FakeModelServer) -> None:
+    server.push(Reply(status=429, headers={"retry-after": "90"}))
+    with pytest.raises(ProposerOutage) as info:
+        ask(provider(server, "anthropic"))
+    assert info.value.retry_after_s == pytest.approx(90)
+    assert len(server.requests) == 1  # no point hammering: the session pauses
+
+
+@pytest.mark.parametrize("kind", PROVIDERS)
+def test_slow_response_times_out_and_is_retried(server: FakeModelServer, kind: str) -> None:
+    server.push(Reply(text="late", delay=1.5), Reply(text="on time"))
+    started = time.monotonic()
+    assert ask(provider(server, kind, timeout_seconds=0.4)) == "on time"
+    assert time.monotonic() - started < 1.4
+
+
+@pytest.mark.parametrize("kind", PROVIDERS)
+@pytest.mark.parametrize("status", [401, 403])
+def test_invalid_key_is_fatal(server: FakeModelServer, kind: str, status: int) -> None:
+    server.push(Reply(status=status, error="invalid x-api-key"))
+    with pytest.raises(FatalProposerError) as info:
+        ask(provider(server, kind))
+    assert "refused the API key" in info.value.what and info.value.fix
+    assert len(server.requests) == 1
+
+
+def test_unknown_model_is_fatal_and_bad_request_fails_one_proposal(server: FakeModelServer) -> None:
+    server.push(Reply(status=404, error="model: nope"), Reply(status=400, error="prompt too long"))
+    with pytest.raises(FatalProposerError, match="not found"):
+        ask(provider(server, "openai"))
+    with pytest.raises(FailedProposal, match="prompt too long"):
+        ask(provider(server, "openai"))
+
+
+def test_settings_resolve_provider_keys_and_defaults() -> None:
+    s = ProviderSettings.from_options({}, {"ANTHROPIC_API_KEY": "k"})
+    assert (s.provider, s.model, s.api_key, s.base_url) == ("anthropic", "claude-sonnet-4-6", "k",
+                                                            None)
+    s = ProviderSettings.from_options({}, {"OPENAI_API_KEY": "k"})
+    assert (s.provider, s.max_tokens_field) == ("openai", "max_completion_tokens")
+    s = ProviderSettings.from_options({"provider": "ollama", "model": "qwen3:8b"}, {})
+    assert (s.provider, s.base_url, s.label) == ("openai", "http://localhost:11434/v1", "ollama")
+    assert s.max_tokens_field == "max_tokens" and s.api_key == "not-needed"
+    with pytest.raises(ConfigError, match="ANTHROPIC_API_KEY is not set"):
+        ProviderSettings.from_options({"provider": "anthropic"}, {})
+    with pytest.raises(ConfigError, match="no model named"):
+        ProviderSettings.from_options({"base_url": "http://127.0.0.1:1/v1"}, {})
+    with pytest.raises(ConfigError, match="no model API configured"):
+        ProviderSettings.from_options({}, {})
+    with pytest.raises(ConfigError, match="unknown LLM provider"):
+        ProviderSettings.from_options({"provider": "bard"}, {})

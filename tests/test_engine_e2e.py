@@ -1,0 +1,184 @@
+"""End to end: the real CLI on real git repositories, with real subprocesses."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+from tests.conftest import git, run_cli, use_script
+
+
+def ledger_rows(repo: Path, sql: str) -> list[tuple[object, ...]]:
+    with sqlite3.connect(repo / ".autoresearch" / "ledger.db") as conn:
+        return conn.execute(sql).fetchall()
+
+
+def statuses(repo: Path) -> list[str]:
+    return [r[0] for r in ledger_rows(repo, "SELECT status FROM experiments ORDER BY seq")]
+
+
+def test_every_verdict_in_one_session(toy_repo: Path) -> None:
+    use_script(toy_repo, [
+        {"hypothesis": "move X toward 7", "edits": {"target.py": "X = 6.0\n"}},
+        {"hypothesis": "move X away", "edits": {"target.py": "X = 1.0\n"}},
+        {"hypothesis": "crash it", "edits": {"target.py": "X = 6.0\nCRASH = True\n"}},
+        {"hypothesis": "hang it", "edits": {"target.py": "X = 6.5\nSLEEP = 60\n"}},
+        {"hypothesis": "edit the evaluation", "edits": {"score.py": "print('score: 0')\n"}},
+        {"hypothesis": "escape the repo", "edits": {"../evil.py": "x = 1\n"}},
+        {"hypothesis": "touch a file outside scope", "edits": {"other.py": "x = 1\n"}},
+        {"hypothesis": "same as a discarded one", "edits": {"target.py": "X = 1.0\n"}},
+        {"error": "the model replied nonsense"},
+    ])
+    result = run_cli(toy_repo, "run", "--tag", "t", "--iterations", "10")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert statuses(toy_repo) == ["keep", "keep", "discard", "crash", "timeout", "rejected",
+                                  "rejected", "rejected", "rejected", "rejected"]
+    reasons = [r[0] for r in ledger_rows(toy_repo, "SELECT decision_reason FROM experiments "
+                                         "ORDER BY seq")]
+    assert "protected" in reasons[5] and "score.py" in reasons[5]
+    assert "escapes the repository" in reasons[6]
+    assert "outside the scope" in reasons[7]
+    assert "duplicate of t-0003" in reasons[8]
+    assert "nonsense" in reasons[9]
+    # The branch holds the baseline and the one keep; the user's checkout never moved.
+    log = git(toy_repo, "log", "--format=%s", "autoresearch/t").splitlines()
+    assert log[0] == "move X toward 7"
+    assert (toy_repo / "target.py").read_text() == "X = 3.0\n"
+    assert git(toy_repo, "status", "--porcelain", "--untracked-files=no") == ""
+    # Discarded, crashed and timed-out commits stay inspectable; rejected ones were never committed.
+    refs = git(toy_repo, "for-each-ref", "--format=%(refname)", "refs/autoresearch/t")
+    assert sorted(r.rsplit("/", 1)[1] for r in refs.splitlines()) == ["t-0003", "t-0004", "t-0005"]
+    assert "Experiment-Id: t-0003" in git(toy_repo, "log", "-1", "--format=%B",
+                                          "refs/autoresearch/t/discarded/t-0003")
+    all_subjects = git(toy_repo, "log", "--all", "--format=%s")
+    assert "edit the evaluation" not in all_subjects
+    # results.tsv: Karpathy's columns first.
+    tsv = (toy_repo / ".autoresearch/sessions/t/results.tsv").read_text().splitlines()
+    assert tsv[0].split("\t")[:5] == ["commit", "score", "memory_gb", "status", "description"]
+    assert len(tsv) == 11
+    data = json.loads(run_cli(toy_repo, "results", "--json", "--tag", "t").stdout)
+    assert [e["status"] for e in data["experiments"]][:2] == ["keep", "keep"]
+    assert data["experiments"][0]["runs"][0]["metrics"]["mem_mb"] == 100
+    assert len(data["experiments"][0]["runs"]) == 2  # baseline repeats
+    assert data["session"]["usage"]["cost_usd"] > 0
+
+
+def test_timeout_kills_grandchild_that_ignores_sigterm(toy_repo: Path, tmp_path: Path) -> None:
+    pidfile = tmp_path / "grandchild.pid"
+    spawner = (
+        "import os, signal, subprocess, sys, time\n"
+        "import target\n"
+        "if getattr(target, 'HANG', False):\n"
+        "    child = subprocess.Popen([sys.executable, '-c', 'import signal, time; "
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(300)'])\n"
+        f"    open({str(pidfile)!r}, 'w').write(str(child.pid))\n"
+        "    time.sleep(300)\n"
+        "print('score:', (target.X - 7) ** 2)\n"
+    )
+    (toy_repo / "score.py").write_text(spawner)
+    git(toy_repo, "commit", "-qam", "spawning scorer")
+    use_script(toy_repo, [{"hypothesis": "hang", "edits": {"target.py": "X = 5\nHANG = True\n"}}])
+    result = run_cli(toy_repo, "run", "--tag", "t", "--iterations", "2")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert statuses(toy_repo) == ["keep", "timeout"]
+    pid = int(pidfile.read_text())
+    stat = Path(f"/proc/{pid}/stat")
+    assert not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"
+
+
+def test_crash_repair_is_an_attempt_of_the_same_experiment(toy_repo: Path) -> None:
+    use_script(toy_repo, [{
+        "hypothesis": "bold move", "edits": {"target.py": "X = 7.0\nCRASH = True\n"},
+        "repairs": [{"edits": {"target.py": "X = 7.0\n"}}],
+    }])
+    result = run_cli(toy_repo, "run", "--tag", "t", "--iterations", "2")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert statuses(toy_repo) == ["keep", "keep"]
+    (attempts,) = ledger_rows(toy_repo, "SELECT attempts FROM experiments WHERE seq = 2")[0]
+    assert attempts == 2
+    runs = ledger_rows(toy_repo, "SELECT attempt, status FROM runs WHERE experiment_id = 't-0002'"
+                       " ORDER BY id")
+    assert runs[0] == (1, "crash") and runs[1] == (2, "ok")
+    assert git(toy_repo, "for-each-ref", "refs/autoresearch/t/discarded/t-0002-a1")
+
+
+def test_consecutive_crashes_pause_the_session(toy_repo: Path) -> None:
+    crash = {"hypothesis": "crash", "edits": {"target.py": "X = 1\nCRASH = True\n"}}
+    items = [dict(crash, edits={"target.py": f"X = {i}\nCRASH = True\n"}) for i in range(8)]
+    config = (toy_repo / "autoresearch.toml").read_text().replace(
+        "repeats = 2", "repeats = 1\nmax_consecutive_crashes = 3")
+    (toy_repo / "autoresearch.toml").write_text(config)
+    use_script(toy_repo, items)
+    result = run_cli(toy_repo, "run", "--tag", "t", "--iterations", "20")
+    assert result.returncode == 5
+    assert "3 consecutive crashes" in result.stdout
+    assert statuses(toy_repo) == ["keep", "crash", "crash", "crash"]
+
+
+def test_stuck_flag_after_consecutive_discards(toy_repo: Path) -> None:
+    worse = [{"hypothesis": f"worse {i}", "edits": {"target.py": f"X = {i / 10}\n"}}
+             for i in range(7)]
+    config = (toy_repo / "autoresearch.toml").read_text().replace(
+        "repeats = 2", "repeats = 2\nstuck_after = 3")
+    (toy_repo / "autoresearch.toml").write_text(config)
+    script = use_script(toy_repo, worse)
+    result = run_cli(toy_repo, "run", "--tag", "t", "--iterations", "6")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert script.with_suffix(".stuck").exists()
+    kinds = [r[0] for r in ledger_rows(toy_repo, "SELECT kind FROM events")]
+    assert "stuck" in kinds
+
+
+def test_simplicity_keeps_an_equal_result_with_fewer_lines(toy_repo: Path) -> None:
+    (toy_repo / "target.py").write_text("X = 3.0\n# a\n# b\n# c\n")
+    git(toy_repo, "commit", "-qam", "comments")
+    use_script(toy_repo, [
+        {"hypothesis": "delete dead lines", "edits": {"target.py": "X = 3.0\n"}},
+        {"hypothesis": "add noise lines", "edits": {"target.py": "X = 3.0\n# x\n# y\n"}},
+    ])
+    result = run_cli(toy_repo, "run", "--tag", "t", "--iterations", "3")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert statuses(toy_repo) == ["keep", "keep", "discard"]
+    reason = ledger_rows(toy_repo, "SELECT decision_reason FROM experiments WHERE seq = 2")[0][0]
+    assert "simpler" in reason
+
+
+def test_metric_guard_and_command_guard_block_a_keep(toy_repo: Path) -> None:
+    config = (toy_repo / "autoresearch.toml").read_text() + (
+        '\n[[guards]]\nmetric = "mem_mb"\nmax_increase = "10%"\n'
+        '\n[[guards]]\nname = "no TODO"\ncommand = "! grep -q TODO target.py"\n'
+    )
+    (toy_repo / "autoresearch.toml").write_text(config)
+    use_script(toy_repo, [
+        {"hypothesis": "better but fat", "edits": {"target.py": "X = 6.0\nMEM = 200\n"}},
+        {"hypothesis": "better but TODO", "edits": {"target.py": "X = 6.0  # TODO\n"}},
+        {"hypothesis": "better", "edits": {"target.py": "X = 6.0\nMEM = 105\n"}},
+    ])
+    result = run_cli(toy_repo, "run", "--tag", "t", "--iterations", "4")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert statuses(toy_repo) == ["keep", "discard", "discard", "keep"]
+    reasons = [r[0] for r in ledger_rows(toy_repo, "SELECT decision_reason FROM experiments "
+                                         "ORDER BY seq")]
+    assert "mem_mb" in reasons[1] and "10%" in reasons[1]
+    assert "no TODO" in reasons[2]
+
+
+def test_agent_style_worktree_edits_are_checked(toy_repo: Path) -> None:
+    use_script(toy_repo, [
+        {"hypothesis": "agent edits scope", "worktree": {"target.py": "X = 6.5\n"}},
+        {"hypothesis": "agent edits evaluation", "worktree": {"score.py": "print('score: 0')\n"}},
+    ])
+    result = run_cli(toy_repo, "run", "--tag", "t", "--iterations", "3")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert statuses(toy_repo) == ["keep", "keep", "rejected"]
+    wt = toy_repo / ".autoresearch/worktrees/t"
+    assert "print(f\"score:" in (wt / "score.py").read_text()
+
+
+def test_exhausted_proposer_stops_cleanly(toy_repo: Path) -> None:
+    use_script(toy_repo, [{"hypothesis": "one", "edits": {"target.py": "X = 6.0\n"}}])
+    result = run_cli(toy_repo, "run", "--tag", "t", "--iterations", "10")
+    assert result.returncode == 0
+    assert "nothing left to try" in result.stdout
+    assert statuses(toy_repo) == ["keep", "keep"]

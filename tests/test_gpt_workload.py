@@ -1,0 +1,370 @@
+"""The reference GPT workload (templates/gpt): data preparation, bpb evaluation, training runs.
+
+The template is a standalone project (it never imports autoresearch), so its modules are loaded
+from their files, and train.py runs as a real subprocess in a temporary copy of the template,
+on a small synthetic corpus and a temporary cache.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import math
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+torch = pytest.importorskip("torch")
+np = pytest.importorskip("numpy")
+
+TEMPLATE = Path(__file__).resolve().parents[1] / "src" / "autoresearch" / "templates" / "gpt"
+PROGRESS_RE = re.compile(r"^progress t=(\d+\.\d+) step=(\d+) loss=(\S+)$", re.M)
+SMALL_VOCAB = "320"  # 63 merges: trains in well under a second on the test corpus
+_counter = itertools.count()
+
+
+def load_prepare(env: dict[str, str]) -> ModuleType:
+    """A fresh prepare module: it reads its settings from the environment at import."""
+    with pytest.MonkeyPatch.context() as mp:
+        for key in [k for k in os.environ if k.startswith("AUTORESEARCH_")]:
+            mp.delenv(key)
+        for key, value in env.items():
+            mp.setenv(key, value)
+        name = f"gpt_prepare_{next(_counter)}"
+        spec = importlib.util.spec_from_file_location(name, TEMPLATE / "prepare.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # dataclasses look their module up while being created
+        try:
+            spec.loader.exec_module(module)
+        finally:
+            del sys.modules[name]
+        return module
+
+
+def write_corpus(root: Path, documents: int = 160) -> Path:
+    """Python-like files with a learnable structure, and some multi-byte characters."""
+    rng = random.Random(1234)
+    names = ["alpha", "beta", "gamma", "delta", "value", "count", "total", "item", "größe", "名前"]
+    root.mkdir(parents=True, exist_ok=True)
+    for d in range(documents):
+        lines = [f'"""Module {d}: café crème, naïve façade."""', ""]
+        for f in range(rng.randint(3, 8)):
+            a, b = rng.sample(names, 2)
+            lines += [
+                f"def {a}_{f}({a}, {b}):",
+                f"    # combine {a} and {b}",
+                f"    return {a} {rng.choice('+-*')} {b} * {rng.randint(0, 99)}",
+                "",
+            ]
+        (root / f"mod_{d:03d}.py").write_text("\n".join(lines), encoding="utf-8")
+    return root
+
+
+@pytest.fixture(scope="module")
+def workload(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Environment of a prepared workload: small corpus, small BPE, tiny evaluation."""
+    base = tmp_path_factory.mktemp("gpt")
+    env = {
+        "AUTORESEARCH_DATA": str(write_corpus(base / "corpus")),
+        "AUTORESEARCH_CACHE": str(base / "cache"),
+        "AUTORESEARCH_VOCAB_SIZE": SMALL_VOCAB,
+        "AUTORESEARCH_EVAL_TOKENS": "2048",
+        "AUTORESEARCH_DEVICE": "cpu",
+    }
+    load_prepare(env).prepare(verbose=False)
+    return env
+
+
+def run_train(
+    tmp_path: Path, env: dict[str, str], edits: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run train.py from a copy of the template, as the engine would."""
+    project = tmp_path / f"project{next(_counter)}"
+    shutil.copytree(TEMPLATE, project, ignore=shutil.ignore_patterns("__pycache__"))
+    script = project / "train.py"
+    text = script.read_text()
+    for old, new in (edits or {}).items():
+        assert old in text
+        text = text.replace(old, new)
+    script.write_text(text)
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("AUTORESEARCH_")}
+    full_env.update(env)
+    return subprocess.run(
+        [sys.executable, "train.py"],
+        cwd=project,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Tokenizer
+
+
+def test_chunk_pattern_covers_every_character(workload: dict[str, str]) -> None:
+    prepare = load_prepare(workload)
+    text = "def f_1(x):\n\treturn x**2 + 1_000  # ½ café 名前\r\n  \n\udcff end "
+    assert "".join(prepare.CHUNK_PATTERN.findall(text)) == text
+
+
+def test_bpe_is_lossless_and_counts_raw_bytes(workload: dict[str, str]) -> None:
+    prepare = load_prepare(workload)
+    corpus = ["naïve café crème brûlée 日本語のテキスト " * 20, "def größe(x): return x\n" * 20]
+    tok = prepare.train_bpe(corpus, 300)
+    assert tok.vocab_size == 300 and tok.bos_id == 299
+    assert prepare.train_bpe(corpus, 300).merges == tok.merges  # deterministic
+
+    text = "crème brûlée: 日本語 größe \udcff"  # \udcff: an invalid byte kept by surrogateescape
+    ids = tok.encode(text)
+    assert tok.decode(ids) == text
+    sizes = tok.token_bytes()
+    assert sizes[tok.bos_id] == 0
+    assert sum(sizes[i] for i in ids) == len(text.encode("utf-8", "surrogateescape"))
+    # The reason for counting raw bytes: some tokens hold part of a multi-byte character, and
+    # decoding such a token gives U+FFFD (3 bytes), not the bytes the token covers.
+    partial = [i for i in range(256, tok.bos_id) if not _valid_utf8(tok.vocab[i])]
+    assert partial, "expected a merge that splits a multi-byte character"
+    decoded = tok.vocab[partial[0]].decode("utf-8", "replace").encode()
+    assert len(decoded) != sizes[partial[0]]
+
+
+def _valid_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def test_plain_bytes_tokenizer(workload: dict[str, str]) -> None:
+    tok = load_prepare(workload).Tokenizer(None)
+    assert tok.vocab_size == 257 and tok.encode("é") == [0xC3, 0xA9]
+    assert tok.token_bytes() == [1] * 256 + [0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Corpus, splits and cache
+
+
+def test_split_assignment_is_pinned() -> None:
+    # A change of salt or algorithm would silently move documents between val and train.
+    prepare = load_prepare({})
+    got = {k: prepare.split_of(k) for k in ("argparse.py", "logging/__init__.py", "doctest.py")}
+    assert got == {"argparse.py": "train", "logging/__init__.py": "val", "doctest.py": "test"}
+
+
+def test_stdlib_corpus_is_sorted_hashed_and_without_tests() -> None:
+    prepare = load_prepare({"AUTORESEARCH_DATA": "stdlib"})
+    corpus = prepare.resolve_corpus()
+    names = [name for name, _ in corpus.files]
+    assert names == sorted(names) and len(names) > 300
+    assert not any("/test/" in f"/{n}" or "/tests/" in f"/{n}" for n in names)
+    assert all(len(digest) == 64 for _, digest in corpus.files)
+    assert corpus.corpus_id == prepare.resolve_corpus().corpus_id
+    assert corpus.corpus_id.startswith(f"stdlib-py{sys.version_info[0]}{sys.version_info[1]}-")
+    splits = {prepare.split_of(name) for name in names}
+    assert splits == {"train", "val", "test"}
+
+
+def test_prepare_is_idempotent_and_rebuilds_a_corrupt_cache(
+    workload: dict[str, str], tmp_path: Path
+) -> None:
+    env = {**workload, "AUTORESEARCH_CACHE": str(tmp_path / "cache")}
+    first = load_prepare(env).prepare(verbose=False)
+    train = first.directory / "train.npy"
+    original = train.read_bytes()
+    stamp = train.stat().st_mtime_ns
+
+    load_prepare(env).prepare(verbose=False)  # valid cache: nothing is rewritten
+    assert train.stat().st_mtime_ns == stamp
+
+    train.write_bytes(original[: len(original) // 2])  # truncated, e.g. by a killed run
+    load_prepare(env).prepare(verbose=False)
+    assert train.read_bytes() == original
+
+    (first.directory / "meta.json").write_text("{not json")
+    again = load_prepare(env).prepare(verbose=False)
+    assert again.meta["splits"] == first.meta["splits"]
+    assert again.tokenizer.merges == first.tokenizer.merges
+
+
+@pytest.mark.slow
+def test_concurrent_prepares_build_once(workload: dict[str, str], tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTORESEARCH_")}
+    env.update(workload, AUTORESEARCH_CACHE=str(tmp_path / "cache"))
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(TEMPLATE / "prepare.py")],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    outputs = [p.communicate(timeout=120)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], outputs
+    assert sum("prepare: building" in out for out in outputs) == 1, outputs
+
+
+def test_dataloader_is_seeded(workload: dict[str, str]) -> None:
+    prepare = load_prepare(workload)
+    cpu = torch.device("cpu")
+
+    def batches(seed: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        return prepare.make_dataloader(4, 16, cpu, seed=seed)
+
+    a, b, c = batches(1), batches(1), batches(2)
+    for _ in range(3):
+        (xa, ya), (xb, yb), (xc, _) = next(a), next(b), next(c)
+        assert xa.shape == (4, 16) and torch.equal(xa, xb) and torch.equal(ya, yb)
+        assert torch.equal(xa[:, 1:], ya[:, :-1])  # targets are the inputs shifted by one
+    assert not torch.equal(xa, xc)
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation: hand-computed bits per byte
+
+
+class FixedLogits(torch.nn.Module):
+    """A model whose prediction does not depend on its input (uniform when logits are 0)."""
+
+    def __init__(self, vocab_size: int, correct: torch.Tensor | None = None) -> None:
+        super().__init__()
+        self.vocab_size = vocab_size
+        self.correct = correct  # (rows, T) targets to give probability 1/2, if set
+        self.weight = torch.nn.Parameter(torch.zeros(1))  # evaluate_bpb finds the device here
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = torch.zeros(*x.shape, self.vocab_size)
+        if self.correct is not None:
+            y = self.correct[self.calls * x.size(0) : (self.calls + 1) * x.size(0)]
+            # e^L / (e^L + (V - 1)) = 1/2  <=>  L = ln(V - 1)
+            logits.scatter_(2, y.unsqueeze(-1), math.log(self.vocab_size - 1))
+        self.calls += 1
+        return logits
+
+
+def test_uniform_model_over_bytes_scores_log2_vocab(workload: dict[str, str]) -> None:
+    # Plain bytes: every scored target is one byte, so a uniform guess over 257 symbols costs
+    # exactly log2(257) bits per byte; were the BOS targets counted, it would not.
+    prepare = load_prepare({**workload, "AUTORESEARCH_TOKENIZER": "bytes"})
+    bpb = prepare.evaluate_bpb(FixedLogits(257), "val", batch_size=3)
+    assert bpb == pytest.approx(math.log2(257), rel=1e-6)
+
+
+def test_bpb_by_hand_on_a_known_stream(workload: dict[str, str]) -> None:
+    prepare = load_prepare({**workload, "AUTORESEARCH_TOKENIZER": "bytes"})
+    prepare.prepare(verbose=False)
+    prepare.MAX_SEQ_LEN, prepare.EVAL_TOKENS = 4, 8
+    bos = 256
+    # Documents "hi", "!", "ok", "z": two rows of 4 targets score h i BOS ! / BOS o k BOS;
+    # the final "z" lies beyond them and is not scored.
+    stream = np.array([bos, *b"hi", bos, *b"!", bos, *b"ok", bos, *b"z"], dtype=np.uint16)
+    targets = torch.from_numpy(stream[1:9].astype(np.int64)).view(2, 4)
+    # Half the probability on every correct target: ln 2 nats each, over 5 non-BOS targets
+    # covering 5 bytes, so 1 bit per byte exactly.
+    nats, nbytes = prepare.score_tokens(FixedLogits(257, targets), stream, torch.device("cpu"), 1)
+    assert nbytes == 5
+    assert nats == pytest.approx(5 * math.log(2), rel=1e-6)
+    assert prepare.bits_per_byte(nats, nbytes) == pytest.approx(1.0, rel=1e-6)
+    # Uniform: 5 x ln 257 nats over 5 bytes.
+    nats, nbytes = prepare.score_tokens(FixedLogits(257), stream, torch.device("cpu"), 2)
+    assert prepare.bits_per_byte(nats, nbytes) == pytest.approx(math.log2(257), rel=1e-6)
+
+
+def test_uniform_model_over_bpe_matches_hand_count(workload: dict[str, str]) -> None:
+    prepare = load_prepare(workload)
+    prepared = prepare.prepare(verbose=False)
+    tokens = prepare.load_tokens("val")
+    seq = prepare.MAX_SEQ_LEN
+    rows = min(prepare.EVAL_TOKENS, len(tokens) - 1) // seq
+    targets = np.asarray(tokens[1 : rows * seq + 1])
+    raw = prepared.tokenizer.vocab
+    scored = [t for t in targets if t != prepared.tokenizer.bos_id]
+    expected = len(scored) * math.log(prepared.tokenizer.vocab_size)
+    expected /= math.log(2) * sum(len(raw[t]) for t in scored)
+    bpb = prepare.evaluate_bpb(FixedLogits(prepared.tokenizer.vocab_size), "val")
+    assert bpb == pytest.approx(expected, rel=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------
+# Training runs (subprocess, CPU)
+
+
+@pytest.mark.slow
+def test_short_cpu_run_learns_and_prints_a_parsable_summary(
+    workload: dict[str, str], tmp_path: Path
+) -> None:
+    from autoresearch.config import load_config
+    from autoresearch.metrics import parse_metrics
+
+    env = {**workload, "AUTORESEARCH_TIME_BUDGET": "4", "AUTORESEARCH_PROGRESS_EVERY": "0.5"}
+    result = run_train(tmp_path, env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    progress = [(float(t), int(s), float(loss)) for t, s, loss in PROGRESS_RE.findall(result.stdout)]
+    assert len(progress) >= 3
+    assert [s for _, s, _ in progress] == sorted(s for _, s, _ in progress)
+    assert progress[-1][2] < progress[0][2] - 0.5, progress  # the loss went down
+
+    metrics = parse_metrics(result.stdout, "kv")
+    expected = {"val_bpb", "test_bpb", "training_seconds", "total_seconds", "peak_vram_mb"}
+    expected |= {"mfu_percent", "total_tokens_M", "num_steps", "num_params_M", "depth"}
+    assert expected <= metrics.keys()
+    config = load_config(TEMPLATE / "autoresearch.toml")
+    assert set(config.recorded_metrics()) <= metrics.keys()
+    assert 4.0 <= metrics["training_seconds"] < 8.0
+    assert metrics["num_steps"] == progress[-1][1] and metrics["depth"] == 2
+    assert 0 < metrics["val_bpb"] < math.log2(int(SMALL_VOCAB)) * 2
+    assert metrics["peak_vram_mb"] > 0
+
+
+@pytest.mark.slow
+def test_same_seed_same_first_losses(workload: dict[str, str], tmp_path: Path) -> None:
+    env = {
+        **workload,
+        "AUTORESEARCH_TIME_BUDGET": "1000000",  # the schedule stays at its start
+        "AUTORESEARCH_MAX_STEPS": "4",
+        "AUTORESEARCH_PROGRESS_EVERY": "0",  # a progress line at every step
+    }
+    runs = [run_train(tmp_path, env) for _ in range(2)]
+    runs.append(run_train(tmp_path, {**env, "AUTORESEARCH_SEED": "7"}))
+    losses = []
+    for run in runs:
+        assert run.returncode == 0, run.stdout + run.stderr
+        losses.append([loss for _, _, loss in PROGRESS_RE.findall(run.stdout)])
+    assert len(losses[0]) == 4
+    assert losses[0] == losses[1]
+    assert losses[0] != losses[2]
+
+
+@pytest.mark.slow
+def test_nan_loss_fails_fast(workload: dict[str, str], tmp_path: Path) -> None:
+    env = {**workload, "AUTORESEARCH_TIME_BUDGET": "60", "AUTORESEARCH_MAX_STEPS": "20"}
+    result = run_train(tmp_path, env, {"\nEMBEDDING_LR = 0.3": '\nEMBEDDING_LR = float("nan")'})
+    assert result.returncode == 1
+    assert "FAIL: loss nan" in result.stdout
+    assert "val_bpb" not in result.stdout
+
+
+def test_template_contract_loads_and_its_knobs_exist() -> None:
+    from autoresearch.config import load_config
+    from autoresearch.proposers.knobs import discover_knobs
+
+    config = load_config(TEMPLATE / "autoresearch.toml")
+    assert config.metric.name == "val_bpb" and config.metric.direction == "minimize"
+    assert config.scope == ["train.py"] and config.protected == ["prepare.py"]
+    knobs = discover_knobs(TEMPLATE, config.knobs, config.scope, protected=config.protected)
+    assert {k.key for k in knobs} >= {"train.py:MATRIX_LR", "train.py:DEPTH"}

@@ -1,0 +1,161 @@
+"""Fixtures for the views: synthetic and real session ledgers, and a dashboard server on loopback."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import uvicorn
+
+from autoresearch.dashboard.app import create_app
+from tests.views.ledger_factory import GIT_ENV, BuiltSession, build_session, git, init_repo
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts"
+
+TOY_CONFIG = textwrap.dedent(
+    """
+    scope = ["target.py"]
+
+    [verify]
+    command = "python -c \\"import target; print('score:', (target.X-7)**2)\\""
+    budget_seconds = 5
+
+    [metric]
+    name = "score"
+    direction = "minimize"
+    """
+)
+
+# Three files, so that a real session can keep changes that finalize must group: a.py and b.py
+# end up changed together by one kept commit, c.py only by its own.
+MULTI_SCORE = textwrap.dedent(
+    """
+    import random
+    import a, b, c
+    print(f"score: {(a.A - 3) ** 2 + (b.B * c.C - 2) ** 2 + random.gauss(0, 0.02)}")
+    """
+)
+MULTI_CONFIG = textwrap.dedent(
+    """
+    scope = ["a.py", "b.py", "c.py"]
+    protected = ["score.py"]
+
+    [verify]
+    command = "{python} score.py"
+    budget_seconds = 5
+
+    [metric]
+    name = "score"
+    direction = "minimize"
+
+    [proposer]
+    name = "tests.support.scripted_proposer:ScriptedProposer"
+    script = "SCRIPT"
+    """
+)
+MULTI_SCRIPT = [
+    {"hypothesis": "move A towards 3", "edits": {"a.py": "A = 2.0\n"}},
+    {"hypothesis": "set B to 1", "edits": {"b.py": "B = 1.0\n"}},
+    {"hypothesis": "overshoot A", "edits": {"a.py": "A = 10.0\n"}},
+    {"hypothesis": "double C", "edits": {"c.py": "C = 2.0\n"}},
+    {"hypothesis": "A exactly 3, note on B",
+     "edits": {"a.py": "A = 3.0\n", "b.py": "B = 1.0  # tuned\n"}},
+    {"hypothesis": "triple C", "edits": {"c.py": "C = 3.0\n"}},
+]
+
+
+def cli_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "OPENAI_"))}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    return {**env, **GIT_ENV}
+
+
+def autoresearch(repo: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """The real CLI in a subprocess, the way a user runs it."""
+    return subprocess.run([sys.executable, "-m", "autoresearch", *args], cwd=repo, env=cli_env(),
+                          capture_output=True, text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL)
+
+
+def run_toy_session(repo: Path, iterations: int = 8, tag: str = "t") -> Path:
+    """The toy target of the issue, tuned by the offline `tune` proposer in a real session."""
+    if not (repo / ".git").exists():
+        init_repo(repo, {"target.py": "X = 3.0  # knob: float(0, 10)\n",
+                         "autoresearch.toml": TOY_CONFIG, "program.md": "Make score small.\n"})
+    proc = autoresearch(repo, "run", "--iterations", str(iterations), "--tag", tag)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return repo
+
+
+@pytest.fixture(scope="session")
+def real_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished real session (do not mutate; copy it or make your own)."""
+    return run_toy_session(tmp_path_factory.mktemp("real") / "repo")
+
+
+@pytest.fixture(scope="session")
+def multi_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real session over three files with scripted proposals (see MULTI_SCRIPT)."""
+    import json
+
+    base = tmp_path_factory.mktemp("multi")
+    script = base / "script.json"
+    script.write_text(json.dumps(MULTI_SCRIPT))
+    repo = base / "repo"
+    init_repo(repo, {"a.py": "A = 0.0\n", "b.py": "B = 0.0\n", "c.py": "C = 1.0\n",
+                     "score.py": MULTI_SCORE, "program.md": "Make score small.\n",
+                     "autoresearch.toml": MULTI_CONFIG.replace("SCRIPT", str(script))})
+    proc = autoresearch(repo, "run", "--iterations", str(len(MULTI_SCRIPT) + 1), "--tag", "m")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return repo
+
+
+@pytest.fixture(scope="session")
+def demo_ro(tmp_path_factory: pytest.TempPathFactory) -> BuiltSession:
+    """A synthetic session with every status (read-only use)."""
+    return build_session(tmp_path_factory.mktemp("demo") / "repo")
+
+
+@pytest.fixture
+def demo(tmp_path: Path) -> BuiltSession:
+    """A synthetic session of one's own (may be changed)."""
+    return build_session(tmp_path / "repo")
+
+
+def copy_repo(src: Path, dst: Path) -> Path:
+    """A copy that is safe to change (finalize writes branches; it never uses the worktree)."""
+    shutil.copytree(src, dst, symlinks=True)
+    git(dst, "worktree", "prune")
+    return dst
+
+
+@contextmanager
+def serve(repo: Path, tag: str | None = None, token: str | None = None,
+          poll_interval_s: float = 0.2) -> Iterator[str]:
+    """The dashboard on 127.0.0.1 and a free port, in a thread; yields its base URL."""
+    app = create_app(repo, tag, token, poll_interval_s=poll_interval_s)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
+                                           access_log=False, timeout_graceful_shutdown=5))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "dashboard did not start"
+        time.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        app.state.shutdown.set()
+        server.should_exit = True
+        thread.join(10)

@@ -1,0 +1,115 @@
+"""The dashboard's HTTP surface: JSON API, access control, read-only-ness, offline assets, SSE."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from starlette.testclient import TestClient
+
+from autoresearch.dashboard.app import STATIC_DIR, create_app
+from autoresearch.views.summary import build_view, open_ledger, resolve_session, view_to_json
+from tests.views.conftest import serve
+from tests.views.ledger_factory import BuiltSession, Planned, add_experiment
+
+TOKEN = "s3cret-token-for-tests"
+
+
+def client(repo: Path, token: str | None = None, host: str = "127.0.0.1") -> TestClient:
+    return TestClient(create_app(repo, None, token), base_url=f"http://{host}")
+
+
+def test_session_json_is_the_shared_view(demo_ro: BuiltSession) -> None:
+    c = client(demo_ro.repo)
+    got = c.get("/api/session").json()
+    ledger = open_ledger(demo_ro.repo)
+    want = view_to_json(build_view(ledger, resolve_session(ledger, None)))
+    # Everything but the clock of the elapsed time is identical.
+    for part in ("chart", "confidence", "experiments"):
+        assert got[part] == want[part]
+    assert got["summary"]["counts"] == want["summary"]["counts"]
+    sessions = c.get("/api/sessions").json()
+    assert sessions["default"] == demo_ro.tag and [s["tag"] for s in sessions["sessions"]] == ["demo"]
+    assert c.get("/api/session?tag=unknown").status_code == 404
+    assert "known tags: demo" in c.get("/api/session?tag=unknown").json()["fix"]
+
+
+def test_experiment_detail(demo_ro: BuiltSession) -> None:
+    c = client(demo_ro.repo)
+    crashed = next(e for e in demo_ro.experiments if e.status == "crash")
+    d = c.get(f"/api/experiment/{crashed.id}").json()
+    assert "+DTYPE = 'bfloat16'" in d["diff"]  # a crashed commit's diff, kept under refs/
+    assert "TypeError" in d["log_tail"]
+    assert d["experiment"]["decision_reason"].startswith("the verify command exited")
+    assert c.get("/api/experiment/does-not-exist").status_code == 404
+
+
+def test_read_only_and_hardened(demo_ro: BuiltSession) -> None:
+    c = client(demo_ro.repo)
+    for method in ("POST", "PUT", "DELETE", "PATCH"):
+        assert c.request(method, "/api/session").status_code == 405
+    page = c.get("/")
+    assert page.status_code == 200
+    csp = page.headers["content-security-policy"]
+    assert "default-src 'self'" in csp and "frame-ancestors 'none'" in csp
+    assert page.headers["referrer-policy"] == "no-referrer"
+    # DNS rebinding: without a token only loopback host names are answered.
+    assert client(demo_ro.repo, host="evil.example").get("/").status_code == 403
+    assert client(demo_ro.repo, host="localhost").get("/").status_code == 200
+
+
+def test_token_is_required_on_every_request(demo_ro: BuiltSession) -> None:
+    c = client(demo_ro.repo, token=TOKEN)
+    for path in ("/", "/api/session", "/api/stream", "/static/app.js",
+                 "/static/vendor/chart.umd.min.js"):
+        assert c.get(path).status_code == 401, path
+    assert c.get("/api/session", params={"token": "wrong"}).status_code == 401
+    assert c.get("/api/session", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
+    assert c.get("/api/session", headers={"X-Autoresearch-Token": TOKEN}).status_code == 200
+    # The first load carries ?token=; the answer sets a cookie the page's later requests reuse.
+    first = c.get("/", params={"token": TOKEN})
+    assert first.status_code == 200 and "HttpOnly" in first.headers["set-cookie"]
+    assert TOKEN not in first.headers["set-cookie"]  # a digest, not the token itself
+    assert c.get("/api/session").status_code == 200
+    c.cookies.clear()
+    assert c.get("/api/session").status_code == 401
+
+
+def test_page_works_offline(demo_ro: BuiltSession) -> None:
+    """No CDN: every script, style and font comes from the package itself."""
+    c = client(demo_ro.repo)
+    html = c.get("/").text
+    refs = re.findall(r'(?:src|href)="([^"]+)"', html)
+    assert refs and all(not r.startswith(("http:", "https:", "//")) for r in refs), refs
+    for ref in refs:
+        if not ref.startswith("data:"):
+            assert c.get("/" + ref).status_code == 200, ref
+    js = (STATIC_DIR / "app.js").read_text()
+    assert "http://" not in js and "https://" not in js
+    vendor = c.get("/static/vendor/chart.umd.min.js")
+    assert vendor.status_code == 200 and "Chart.js v4" in vendor.text[:200]
+    notes = (STATIC_DIR / "vendor" / "README.md").read_text()
+    assert "MIT" in notes and "4." in notes
+
+
+def _next_update(lines: object, deadline: float) -> str:
+    for line in lines:  # type: ignore[attr-defined]
+        if line.startswith("data:"):
+            return str(line)
+        assert time.monotonic() < deadline, "no update event in time"
+    raise AssertionError("stream ended")
+
+
+@pytest.mark.slow
+def test_stream_pushes_an_update_when_an_experiment_finishes(demo: BuiltSession) -> None:
+    with serve(demo.repo, poll_interval_s=0.1) as url, httpx.stream(
+            "GET", url + "/api/stream", timeout=10) as resp:
+        assert resp.headers["content-type"].startswith("text/event-stream")
+        lines = resp.iter_lines()
+        first = _next_update(lines, time.monotonic() + 5)
+        add_experiment(demo, Planned("a late idea", "discard", [9.5], {"README.md": "late\n"}))
+        second = _next_update(lines, time.monotonic() + 5)
+        assert first != second

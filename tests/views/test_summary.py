@@ -1,0 +1,128 @@
+"""The shared read model: numbers the dashboard, the PNG and the report all draw."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+import pytest
+
+from autoresearch.views.detail import experiment_detail
+from autoresearch.views.summary import (
+    LedgerNotFoundError,
+    SessionNotFoundError,
+    build_view,
+    confidence,
+    open_ledger,
+    resolve_session,
+    short_label,
+    view_to_json,
+)
+from tests.views.ledger_factory import BASELINE_VALUES, DEFAULT_PLAN, BuiltSession
+
+
+def _view(repo: Path, tag: str | None = None):  # type: ignore[no-untyped-def]
+    ledger = open_ledger(repo)
+    return build_view(ledger, resolve_session(ledger, tag))
+
+
+def test_counts_points_and_running_best(demo_ro: BuiltSession) -> None:
+    view = _view(demo_ro.repo)
+    s = view.summary
+    assert s.counts == {"keep": 5, "discard": 2, "crash": 1, "timeout": 1, "rejected": 1,
+                        "interrupted": 0, "open": 0, "total": len(DEFAULT_PLAN)}
+    # One point per experiment with a measured objective: baseline + 5 kept + 2 discarded.
+    roles = [p.role for p in view.chart.points]
+    assert roles.count("baseline") == 1 and roles.count("kept") == 5
+    assert roles.count("discarded") == 2 and len(roles) == 8
+    assert view.chart.crashed_seqs == [4, 6]
+    # The step line starts at the baseline, moves only at kept experiments, reaches the end.
+    steps = view.chart.best_line
+    assert steps[0] == (1, pytest.approx(statistics.mean(BASELINE_VALUES)))
+    kept = [p.seq for p in view.chart.points if p.role == "kept"]
+    assert [x for x, _ in steps[1:]][: len(kept)] == kept
+    assert steps[-1][0] == view.chart.max_seq == len(DEFAULT_PLAN) + 1
+    # Repeats are a spread around the mean.
+    first_kept = next(p for p in view.chart.points if p.role == "kept")
+    assert (first_kept.low, first_kept.high, first_kept.runs) == (9.58, 9.63, 3)
+    assert first_kept.label == "raise the learning rate to 0.02"
+
+
+def test_best_baseline_noise_and_spend(demo_ro: BuiltSession) -> None:
+    s = _view(demo_ro.repo).summary
+    assert s.baseline == pytest.approx(10.0)
+    assert s.best_id == f"{demo_ro.tag}-{len(DEFAULT_PLAN) + 1:04d}"  # the last kept experiment
+    assert s.best == pytest.approx(8.81)
+    assert s.improvement == pytest.approx(10.0 - 8.81)
+    assert s.noise == pytest.approx(statistics.stdev(BASELINE_VALUES))
+    assert s.cost_usd == pytest.approx(sum(p.cost_usd for p in DEFAULT_PLAN))
+    assert s.max_usd == 1.0 and s.max_hours == 8.0
+    assert not s.live and s.status == "finished"
+    # Eleven experiments one minute apart: ~10 finished candidates in ~12 minutes.
+    assert s.experiments_per_hour == pytest.approx(10 / (s.elapsed_s / 3600))
+
+
+@pytest.mark.parametrize(("improvement", "noise", "level", "label"), [
+    (2.0, 1.0, "green", "2.0σ"),
+    (1.99, 1.0, "yellow", "2.0σ"),
+    (1.0, 1.0, "yellow", "1.0σ"),
+    (0.99, 1.0, "red", "1.0σ"),
+    (-0.5, 1.0, "red", "-0.5σ"),
+    (0.3, None, "unknown", "σ unknown"),
+    (0.3, 0.0, "green", "∞σ"),
+    (0.0, 0.0, "red", "0σ"),
+    (None, 1.0, "unknown", "—"),
+])
+def test_confidence_levels(improvement: float | None, noise: float | None, level: str,
+                           label: str) -> None:
+    conf = confidence(improvement, noise, 3, "score")
+    assert (conf.level, conf.label) == (level, label)
+    assert "noise floor" in conf.explanation and "≥ 2σ" in conf.explanation
+
+
+def test_real_session_view(real_repo: Path) -> None:
+    ledger = open_ledger(real_repo)
+    view = build_view(ledger, resolve_session(ledger, "t"))
+    session = ledger.session("t")
+    assert session is not None
+    exps = ledger.experiments(session.id)
+    assert len(view.experiments) == len(exps) == 8
+    measured = [e for e in exps if e.objective is not None]
+    assert len(view.chart.points) == len(measured)
+    assert view.summary.baseline == pytest.approx(16.0)  # (3 - 7)², deterministic
+    # Deterministic target: identical baseline repeats, σ = 0, any kept improvement is beyond it.
+    assert view.summary.noise == 0.0
+    if view.summary.counts["keep"]:
+        assert (view.confidence.level, view.confidence.label) == ("green", "∞σ")
+    json.dumps(view_to_json(view), allow_nan=False)  # strict JSON, no NaN
+
+
+def test_detail_of_discarded_experiment_has_its_diff(demo_ro: BuiltSession) -> None:
+    ledger = open_ledger(demo_ro.repo)
+    discarded = next(e for e in demo_ro.experiments if e.status == "discard")
+    detail = experiment_detail(ledger, demo_ro.repo, discarded.id)
+    assert detail is not None
+    assert "diff --git a/model.py b/model.py" in detail.diff and "+HIDDEN = 128" in detail.diff
+    assert detail.log_tail.endswith("score: 9.64\n")
+    assert detail.fingerprint and detail.fingerprint["python"] == "3.11.2"
+    assert "noise threshold" in detail.experiment.decision_reason
+    rejected = next(e for e in demo_ro.experiments if e.status == "rejected")
+    none = experiment_detail(ledger, demo_ro.repo, rejected.id)
+    assert none is not None and none.diff == "" and "never produced a commit" in none.diff_note
+    assert experiment_detail(ledger, demo_ro.repo, "nope-0001") is None
+
+
+def test_errors_are_clear(tmp_path: Path, demo_ro: BuiltSession) -> None:
+    with pytest.raises(LedgerNotFoundError, match="no autoresearch ledger"):
+        open_ledger(tmp_path)
+    with pytest.raises(SessionNotFoundError, match="no session tagged 'zzz'") as info:
+        resolve_session(open_ledger(demo_ro.repo), "zzz")
+    assert info.value.fix and demo_ro.tag in info.value.fix
+
+
+def test_short_label() -> None:
+    assert short_label("a short one\nwith a second line") == "a short one"
+    long = "increase the number of attention heads from eight to sixteen in every layer"
+    label = short_label(long)
+    assert len(label) <= 48 and label.endswith("…") and long.startswith(label[:-1])
