@@ -83,7 +83,7 @@ def main() -> None:
         subprocess.run([*git, "commit", "-qm", "init"], cwd=repo, check=True)
         config = load_config(repo / "autoresearch.toml")
         proposer = CountingProposer(config)
-        session = Session(repo, config, "bench", Display(Console(file=open("/dev/null", "w"))),
+        session = Session(repo, config, "bench", Display(Console(quiet=True)),
                           proposer=proposer)
         session.open()
         try:

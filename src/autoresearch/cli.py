@@ -121,21 +121,26 @@ def run(
                                               "(8h, 90m).")] = None,
 ) -> None:
     """Start or resume a session: baseline first, then the loop."""
+    root = _root(repo)
+    code = run_session(root, tag, iterations, parse_duration(until) if until else None)
+    if code:
+        raise typer.Exit(code)
+
+
+def run_session(root: Path, tag: str | None, iterations: int | None,
+                until_s: float | None) -> int:
+    """Open (or resume) a session, loop until a limit, print the summary; returns an exit code."""
     from autoresearch import loop
     from autoresearch.display import make_display
     from autoresearch.session import Session, SessionStopped, terminate_as_interrupt
 
-    root = _root(repo)
     config = load_config(root / CONFIG_NAME)
     tag_ = resolve_tag(root, tag, must_exist=False)
-    until_s = parse_duration(until) if until else None
     display = make_display(console)
     session = Session(root, config, tag_, display)
     started = time.time()
     with terminate_as_interrupt():
         session.open()
-        display.tally.metric = config.metric.name
-        display.tally.direction = config.metric.direction
         base = session.baseline
         if base is not None:
             display.tally.baseline = base.objective
@@ -167,8 +172,23 @@ def run(
         console.print(f"[{style}]stopped: {escape(reason)}[/]")
         console.print(f"results: {session.paths.results_tsv.relative_to(root)}; "
                       f"best commit on branch {session.paths.branch}")
-    if exit_code:
-        raise typer.Exit(exit_code)
+    return exit_code
+
+
+@app.command()
+def demo(
+    directory: Annotated[Path, typer.Option("--dir", help="Where to create the demo project.")] = Path("autoresearch-demo"),
+    iterations: Annotated[int, typer.Option("--iterations", "-n", min=1, help="Experiments in total (baseline included).")] = 5,
+    budget: Annotated[float, typer.Option(help="Training budget per run, seconds.")] = 20.0,
+) -> None:
+    """A short research session on the built-in GPT workload, offline, no API key needed."""
+    from autoresearch.scaffold import create_demo
+
+    root = create_demo(directory.resolve(), budget, console)
+    code = run_session(root, "demo", iterations, None)
+    console.print(f"explore it: cd {directory} && autoresearch status && autoresearch report")
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command()

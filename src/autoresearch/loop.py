@@ -14,7 +14,6 @@ from autoresearch import gitops, guardrails
 from autoresearch.config import Config
 from autoresearch.decision import MeasurementFailed, Verdict, check_metric_guards, decide
 from autoresearch.errors import ProposalError
-from autoresearch.globs import select
 from autoresearch.ledger import ExperimentRow
 from autoresearch.proposers.base import ExperimentOutcome, Proposal, ProposalContext
 from autoresearch.proposers.faults import FatalProposerError, ProposerOutage

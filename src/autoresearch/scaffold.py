@@ -165,3 +165,29 @@ def scaffold(root: Path, answers: Answers, *, template: str | None, force: bool,
         gitops.git(root, *gitops.identity_args(root), "commit", "--quiet", "--no-verify", "-m",
                    f"autoresearch init{f' --template {template}' if template else ''}", "--", *rel)
     return written
+
+
+def create_demo(directory: Path, budget: float, console: object) -> Path:
+    """A git repository with the GPT template at `directory` (reused when it already exists)."""
+    from rich.console import Console
+
+    out = console if isinstance(console, Console) else Console()
+    if (directory / CONFIG_NAME).exists():
+        out.print(f"reusing the demo project in {directory}")
+        return directory
+    directory.mkdir(parents=True, exist_ok=True)
+    if gitops.head_commit(directory) is None:
+        gitops.git(directory, "init", "--quiet")
+    written = _copy_template(directory, "gpt", force=False)
+    config_path = directory / CONFIG_NAME
+    text = config_path.read_text(encoding="utf-8")
+    lines = [f"budget_seconds = {budget:g}" if line.startswith("budget_seconds") else line
+             for line in text.splitlines()]
+    config_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    load_config(config_path)
+    rel = [str(p.relative_to(directory)) for p in written]
+    gitops.git(directory, "add", "--", *rel)
+    gitops.git(directory, *gitops.identity_args(directory), "commit", "--quiet", "--no-verify",
+               "-m", "autoresearch demo: the GPT template")
+    out.print(f"created the demo project in {directory} (GPT template, {budget:g} s per run)")
+    return directory

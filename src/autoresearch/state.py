@@ -123,7 +123,8 @@ class SessionLock:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
                 holder = self._read()
-                pid = int(holder.get("pid", 0) or 0)
+                raw_pid = holder.get("pid", 0)
+                pid = raw_pid if isinstance(raw_pid, int) else 0
                 same_host = holder.get("host") in (None, socket.gethostname())
                 if pid and same_host and _pid_alive(pid) and pid != os.getpid():
                     raise SessionLockedError(

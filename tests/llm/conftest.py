@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -97,3 +98,18 @@ def llm_options(server: FakeModelServer, provider: str = "anthropic", **extra: A
     model = "claude-sonnet-4-6" if provider == "anthropic" else "gpt-4.1"
     return {"provider": provider, "base_url": base, "model": model, "retry_base_seconds": 0.01,
             "retry_max_seconds": 0.05, "timeout_seconds": 5, "max_retries": 2, **extra}
+
+
+FAKE_AGENT = Path(__file__).with_name("fake_agent.py")
+
+
+def install_fake_agents(bin_dir: Path) -> Path:
+    """Write `claude`, `codex`, `aider` and `myagent` executables that run fake_agent.py."""
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    for name in ("claude", "codex", "aider", "myagent"):
+        script = bin_dir / name
+        # runpy replaces argv[0], so the name the CLI was called by travels in the environment.
+        script.write_text(f"#!{sys.executable}\nimport os, runpy\nos.environ['FAKE_AGENT_NAME'] = "
+                          f"{name!r}\nrunpy.run_path({str(FAKE_AGENT)!r}, run_name='__main__')\n")
+        script.chmod(0o755)
+    return bin_dir

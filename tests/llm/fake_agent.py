@@ -4,11 +4,12 @@ It imitates each CLI's invocation and output format, and does what FAKE_AGENT_MO
     improve    set X = 7.0 in target.py (the toy optimum)
     protected  edit the protected score.py
     outside    create notes.md (outside the scope)
-    commit     improve, then `git commit` (the harness must undo the commit)
+    commit     set X = 6.9, then `git commit` (the harness must undo the commit)
     nothing    change nothing
     hang       start a child that ignores SIGTERM, then sleep (the timeout must kill both)
     auth       fail like an unauthenticated CLI
     repair     replace 'import missing_module' in target.py by 'import math'
+With FAKE_AGENT_MODES naming a file of modes (one a line), each call takes the next line instead.
 Every call appends {"argv": [...], "prompt": "..."} as a JSON line to FAKE_AGENT_LOG.
 """
 
@@ -33,8 +34,11 @@ def prompt_from(argv: list[str]) -> str:
 
 def act(mode: str) -> None:
     target = Path("target.py")
-    if mode in ("improve", "commit"):
+    if mode == "improve":
         target.write_text(target.read_text().replace("X = 3.0", "X = 7.0"))
+    elif mode == "commit":
+        target.write_text(target.read_text().replace("X = 3.0", "X = 6.9").replace(
+            "X = 7.0", "X = 6.9"))
     elif mode == "protected":
         Path("score.py").write_text(Path("score.py").read_text() + "# tampered\n")
     elif mode == "outside":
@@ -61,6 +65,11 @@ def main() -> int:
     name = os.environ.get("FAKE_AGENT_NAME") or Path(sys.argv[0]).name
     argv = sys.argv[1:]
     mode = os.environ.get("FAKE_AGENT_MODE", "improve")
+    queue = os.environ.get("FAKE_AGENT_MODES")
+    if queue:
+        modes = Path(queue).read_text().split()
+        mode = modes[0] if modes else "nothing"
+        Path(queue).write_text("\n".join(modes[1:]))
     prompt = prompt_from(argv)
     with open(os.environ["FAKE_AGENT_LOG"], "a") as log:
         log.write(json.dumps({"name": name, "argv": argv, "prompt": prompt, "cwd": os.getcwd()})

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -17,22 +16,13 @@ from autoresearch.proposers.agent import AgentProposer
 from autoresearch.proposers.agent import process as agent_process
 from autoresearch.proposers.base import Proposal
 from autoresearch.proposers.faults import FailedProposal, FatalProposerError
-from tests.llm.conftest import TARGET, MakeCtx, git, make_config
-
-FAKE = Path(__file__).with_name("fake_agent.py")
+from tests.llm.conftest import TARGET, MakeCtx, git, install_fake_agents, make_config
 
 
 @pytest.fixture
 def agents(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Install the fake CLIs on PATH; returns the JSON-lines log of their calls."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for name in ("claude", "codex", "aider", "myagent"):
-        script = bin_dir / name
-        # runpy replaces argv[0], so the name the CLI was called by travels in the environment.
-        script.write_text(f"#!{sys.executable}\nimport os, runpy\nos.environ['FAKE_AGENT_NAME'] = "
-                          f"{name!r}\nrunpy.run_path({str(FAKE)!r}, run_name='__main__')\n")
-        script.chmod(0o755)
+    bin_dir = install_fake_agents(tmp_path / "bin")
     log = tmp_path / "agent-calls.jsonl"
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("FAKE_AGENT_LOG", str(log))
@@ -127,7 +117,7 @@ def test_a_commit_by_the_agent_is_undone_but_its_change_kept(
     assert agent().propose(make_ctx()) is not None
     assert git(worktree, "rev-parse", "HEAD") == head
     assert gitops.changed_paths(worktree) == ["target.py"]
-    assert "X = 7.0" in (worktree / "target.py").read_text()
+    assert "X = 6.9" in (worktree / "target.py").read_text()
 
 
 def test_no_change_is_a_failed_proposal_with_its_cost(

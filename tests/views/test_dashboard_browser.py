@@ -8,6 +8,7 @@ Screenshots are written to the test's tmp dir and copied to test-artifacts/ at t
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -85,6 +86,18 @@ def drawn_points(pg: Any) -> dict[str, int]:
     return result
 
 
+def wait_until(pg: Any, expression: str, timeout_s: float = 10.0) -> None:
+    """Poll a JS expression from Python.
+
+    Playwright's wait_for_function evaluates its predicate with eval inside the page, which the
+    dashboard's Content-Security-Policy forbids (on purpose); page.evaluate is not subject to it.
+    """
+    deadline = time.monotonic() + timeout_s
+    while not pg.evaluate(expression):
+        assert time.monotonic() < deadline, f"timed out waiting for: {expression}"
+        time.sleep(0.05)
+
+
 def shoot(pg: Any, tmp_path: Path, name: str, full_page: bool = True) -> Path:
     path = tmp_path / name
     pg.screenshot(path=str(path), full_page=full_page)
@@ -97,7 +110,7 @@ def test_chart_table_and_diff(page: Any, live_repo: Path, tmp_path: Path) -> Non
     n, measured, kept = ledger_counts(live_repo)
     with serve(live_repo) as url:
         page.goto(url + "/")
-        page.wait_for_function(f"document.body.dataset.experiments === '{n}'")
+        wait_until(page, f"document.body.dataset.experiments === '{n}'")
         drawn = drawn_points(page)
         assert sum(drawn[k] for k in POINT_DATASETS) == measured
         assert drawn["kept"] == kept and drawn["baseline"] == 1
@@ -139,17 +152,17 @@ def test_new_experiments_appear_without_reload(page: Any, live_repo: Path, tmp_p
     n, _, _ = ledger_counts(live_repo)
     with serve(live_repo) as url:
         page.goto(url + "/")
-        page.wait_for_function(f"document.body.dataset.experiments === '{n}'")
+        wait_until(page, f"document.body.dataset.experiments === '{n}'")
         page.evaluate("window.__sameDocument = true")
         # Resume the real session for two more experiments while the page is open.
         proc = autoresearch(live_repo, "run", "--iterations", str(n + 2), "--tag", "t")
         assert proc.returncode == 0, proc.stdout + proc.stderr
-        page.wait_for_function(f"document.body.dataset.experiments === '{n + 2}'", timeout=10_000)
+        wait_until(page, f"document.body.dataset.experiments === '{n + 2}'", 10)
         assert page.evaluate("window.__sameDocument") is True  # updated in place, not reloaded
         _, measured, kept = ledger_counts(live_repo)
-        page.wait_for_function(
+        wait_until(page,
             "Chart.getChart('progress').data.datasets.slice(1)"
-            f".reduce((s, d) => s + d.data.length, 0) === {measured}", timeout=5_000)
+            f".reduce((s, d) => s + d.data.length, 0) === {measured}", 5)
         drawn = drawn_points(page)
         assert sum(drawn[k] for k in POINT_DATASETS) == measured and drawn["kept"] == kept
         assert page.locator("#experiments tbody tr.fresh").count() >= 1  # the new rows flash
@@ -165,7 +178,7 @@ def test_token_is_required(browser: Any, page: Any, demo_ro: BuiltSession,
         assert "access token" in page.content()
         ok = page.goto(url + f"/?token={TOKEN}")
         assert ok is not None and ok.status == 200
-        page.wait_for_function("document.body.dataset.experiments === '11'")
+        wait_until(page, "document.body.dataset.experiments === '11'")
         assert "token" not in page.url  # dropped from the address bar once the cookie is set
         page.wait_for_selector("#live.on")  # the event stream got through with the cookie
         drawn = drawn_points(page)

@@ -12,7 +12,7 @@ const state = {
   source: null,       // the EventSource
   inflight: false,    // a refresh is running ...
   pending: false,     // ... and another change arrived meanwhile: fetch once more after it
-  seen: new Set(),    // experiment ids already shown, to flash the new ones
+  seen: new Map(),    // experiment id -> when it was first shown, to flash the new ones
   detailId: null,
   tick: null,
 };
@@ -124,9 +124,12 @@ function renderHeader(s, conf) {
 
   const arrow = s.direction === "maximize" ? "↑" : "↓";
   $("best").textContent = s.best === null ? "—" : `${num(s.best)} ${arrow}`;
-  $("best-sub").textContent = s.baseline === null ? "waiting for the baseline"
-    : `baseline ${num(s.baseline)} · ${s.improvement_pct === null ? "" : signed(s.improvement_pct, 3) + "% better"}`
-      + (s.best_id && s.best_id !== s.baseline_id ? ` · ${s.best_id}` : "");
+  const pct = s.improvement_pct;
+  $("best-sub").replaceChildren(...(s.baseline === null ? ["waiting for the baseline"] : [
+    `baseline ${num(s.baseline)}`,
+    pct === null ? "" : ` · ${num(Math.abs(pct), 3)}% ${pct >= 0 ? "better" : "worse"}`,
+    s.best_id && s.best_id !== s.baseline_id ? el("div", { class: "nowrap", text: `best: ${s.best_id}` }) : null,
+  ]));
 
   const box = $("confidence");
   box.className = "card stat confidence " + conf.level;
@@ -150,7 +153,8 @@ function renderHeader(s, conf) {
 
   state.elapsedBase = { s: s.elapsed_s, at: Date.now(), live: s.live };
   paintElapsed();
-  $("rate").textContent = s.experiments_per_hour === null ? "" : `${num(s.experiments_per_hour, 3)} experiments / hour`
+  const rate = s.experiments_per_hour;
+  $("rate").textContent = rate === null ? "" : `${rate >= 100 ? Math.round(rate).toLocaleString("en") : num(rate, 3)} experiments / hour`
     + (s.max_hours ? ` · limit ${s.max_hours} h` : "");
   if (state.tick) clearInterval(state.tick);
   // The clock of a live session ticks locally; no request is made for it.
@@ -212,13 +216,14 @@ const labelPlugin = {
     ctx.textBaseline = "middle";
     for (const p of pts) {
       const px = x.getPixelForValue(p.seq), py = y.getPixelForValue(p.objective);
+      // Labels may run into the right padding; beyond it they are cut with an ellipsis.
+      const room = (chart.width - px - 10) / Math.cos(Math.PI / 7);
+      let text = p.label;
+      while (text.length > 6 && ctx.measureText(text + "…").width > room) text = text.slice(0, -1);
       ctx.save();
       ctx.translate(px + 7, py - 7);
       ctx.rotate(-Math.PI / 7);
-      const room = chartArea.right - px - 12;
-      let text = p.label;
-      while (text.length > 8 && ctx.measureText(text).width > room * 1.1) text = text.slice(0, -2);
-      ctx.fillText(text === p.label ? text : text + "…", 0, 0);
+      ctx.fillText(text === p.label ? text : text.trimEnd() + "…", 0, 0);
       ctx.restore();
     }
     ctx.restore();
@@ -257,7 +262,7 @@ function renderChart(c) {
       animation: false,
       maintainAspectRatio: false,
       interaction: { mode: "nearest", intersect: true },
-      layout: { padding: { right: 24, top: 12 } },
+      layout: { padding: { right: 90, top: 12 } },
       scales: {
         x: { type: "linear", min: 0.5, max: Math.max(2, c.max_seq + 0.5), grid: { color: grid },
           ticks: { color: muted, precision: 0, stepSize: c.max_seq > 40 ? undefined : 1,
@@ -337,10 +342,12 @@ function renderTable(rows, direction) {
       el("td", { class: "num", text: duration(r.duration_s) }),
       el("td", { class: "num", text: r.cost_usd ? usd(r.cost_usd) : "—" }),
       el("td", { class: "hyp", text: r.hypothesis.split("\n")[0] }));
-    if (!first && !state.seen.has(r.id)) tr.classList.add("fresh");
+    // New rows flash for a moment; re-renders within that moment keep the flash going.
+    if (!first && Date.now() - (state.seen.get(r.id) ?? Date.now()) < 2500) tr.classList.add("fresh");
     return tr;
   }));
-  rows.forEach((r) => state.seen.add(r.id));
+  const now = Date.now();
+  rows.forEach((r) => { if (!state.seen.has(r.id)) state.seen.set(r.id, first ? 0 : now); });
   $("table-empty").hidden = shown.length > 0;
 }
 

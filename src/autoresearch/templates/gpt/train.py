@@ -73,9 +73,11 @@ if on_cuda:
     torch.set_float32_matmul_precision("high")
     autocast = torch.autocast("cuda", dtype=torch.bfloat16)
 else:
-    # sched_getaffinity honours cgroup/taskset limits; os.cpu_count() may report the host's.
+    # One thread per core we may use: sched_getaffinity honours taskset and cpusets, where
+    # os.cpu_count() reports the host's. OMP_NUM_THREADS wins, so that an engine running
+    # several candidates at once can split the cores (oversubscribed threads spin and crawl).
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    torch.set_num_threads(cores or 1)
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or cores or 1))
     autocast = torch.autocast("cpu", enabled=False)
 SEQ_LEN = prepare.MAX_SEQ_LEN
 UNTIMED_STEPS = 3 if on_cuda else 1  # first steps pay for allocation (and compilation)
@@ -316,10 +318,10 @@ while True:
     shown_loss = smooth_loss / (1 - 0.9**step)
     done = step > UNTIMED_STEPS and training_time >= prepare.TIME_BUDGET
     done = done or (max_steps > 0 and step >= max_steps)
-    if training_time >= next_progress or done or progress_every <= 0:
+    if training_time >= next_progress or done:
         print(f"progress t={training_time:.2f} step={step} loss={shown_loss:.6f}", flush=True)
-        while next_progress <= training_time:
-            next_progress += max(progress_every, 1e-9)
+        if progress_every > 0:  # due again at the next multiple of the interval
+            next_progress = (training_time // progress_every + 1) * progress_every
     if done:
         break
 
