@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import sys
 import time
@@ -141,6 +142,9 @@ def run_session(root: Path, tag: str | None, iterations: int | None,
     started = time.time()
     with terminate_as_interrupt():
         session.open()
+        # Everything loaded so far lives for the whole session: keep the collector off it, so
+        # full collections stay short and don't land in the middle of an experiment.
+        gc.freeze()
         base = session.baseline
         if base is not None:
             display.tally.baseline = base.objective

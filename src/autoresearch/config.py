@@ -116,7 +116,7 @@ class GuardConfig(_Strict):
     @field_validator("max_increase", "max_decrease", mode="before")
     @classmethod
     def _amount(cls, raw: Any) -> Any:
-        return None if raw is None or isinstance(raw, Amount) else Amount.parse(raw)
+        return raw if raw is None or isinstance(raw, Amount) else Amount.parse(raw)
 
     @model_validator(mode="after")
     def _one_kind(self) -> GuardConfig:

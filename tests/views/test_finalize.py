@@ -1,0 +1,133 @@
+"""finalize on real repositories: independent branches from the base that add up to the session."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from autoresearch.finalize import FinalizeError, SourceCommit, finalize, group_commits, remeasure
+from autoresearch.ledger import Ledger
+from tests.views.conftest import autoresearch, copy_repo
+from tests.views.ledger_factory import GIT_ENV, BuiltSession, Planned, build_session, git
+
+
+def _apply_all(repo: Path, base: str, branches: list[str], scratch: Path) -> str:
+    """The tree of base + every branch's own diff, applied as patches (independent of finalize)."""
+    wt = scratch / "apply-check"
+    git(repo, "worktree", "add", "-q", "--detach", str(wt), base)
+    try:
+        for branch in branches:
+            patch = subprocess.run(["git", "-C", str(repo), "diff", "--binary", base, branch],
+                                   capture_output=True, check=True).stdout
+            subprocess.run(["git", "-C", str(wt), "apply", "--index", "-"], input=patch,
+                           check=True, env={**os.environ, **GIT_ENV})
+        return git(wt, "write-tree")
+    finally:
+        git(repo, "worktree", "remove", "--force", str(wt))
+
+
+def _changed(repo: Path, base: str, branch: str) -> set[str]:
+    return set(git(repo, "diff", "--name-only", base, branch).split())
+
+
+def _check_branches(repo: Path, base: str, tip: str, branches: list[str], scratch: Path) -> None:
+    files = [_changed(repo, base, b) for b in branches]
+    for i, a in enumerate(files):
+        for b in files[i + 1:]:
+            assert not a & b, "two branches touch the same file"
+    for b in branches:
+        # Each branch starts at the base and is linear.
+        assert git(repo, "merge-base", base, b) == base
+        assert git(repo, "rev-list", "--merges", f"{base}..{b}") == ""
+    assert _apply_all(repo, base, branches, scratch) == git(repo, "rev-parse", f"{tip}^{{tree}}")
+
+
+def test_grouping_follows_shared_files() -> None:
+    def c(name: str, *files: str) -> SourceCommit:
+        return SourceCommit(name, None, name, list(files))
+
+    commits = [c("1", "a"), c("2", "b"), c("3", "a", "c"), c("4", "d"), c("5", "c", "e"),
+               c("6", "b")]
+    groups = [[x.sha for x in g] for g in group_commits(commits)]
+    assert groups == [["1", "3", "5"], ["2", "6"], ["4"]]
+    # A late commit joining two earlier groups merges them, keeping first-commit order.
+    joined = group_commits([c("1", "a"), c("2", "b"), c("3", "c"), c("4", "b", "a")])
+    assert [[x.sha for x in g] for g in joined] == [["1", "2", "4"], ["3"]]
+
+
+def test_synthetic_session(demo: BuiltSession, tmp_path: Path) -> None:
+    repo, base = demo.repo, demo.session.base_commit
+    before = {ref: git(repo, "rev-parse", ref) for ref in ("main", "HEAD")}
+    tip = git(repo, "rev-parse", demo.session.branch)
+    result = finalize(repo, demo.tag)
+    assert result.reproduced and result.warnings == []
+    names = [g.branch for g in result.groups]
+    assert names == ["autoresearch-final/demo/01-raise-the-learning-rate-to-0-02",
+                     "autoresearch-final/demo/02-shuffle-the-data-every-epoch",
+                     "autoresearch-final/demo/03-document-the-defaults"]
+    assert [g.files for g in result.groups] == [["train.py"], ["data.py", "model.py"],
+                                                ["README.md"]]
+    # Commits keep their experiment, author and message, plus where they came from.
+    log = git(repo, "log", "--format=%an|%s|%b", f"{base}..{names[1]}")
+    assert "Test Author|dropout 0.1 with a larger batch|" in log
+    assert "Experiment-Id: demo-0005" in log and "Autoresearch-Source: " in log
+    _check_branches(repo, base, tip, names, tmp_path)
+    # Nothing else moved: no checkout, no merge, no remote.
+    assert {ref: git(repo, "rev-parse", ref) for ref in ("main", "HEAD")} == before
+    assert git(repo, "status", "--porcelain") == ""
+    assert git(repo, "for-each-ref", "refs/remotes") == ""
+    assert git(repo, "rev-parse", demo.session.branch) == tip
+
+    # Re-running recreates identical commits; a branch moved by hand is not overwritten.
+    again = finalize(repo, demo.tag)
+    assert [g.tip for g in again.groups] == [g.tip for g in result.groups]
+    assert all(g.existed for g in again.groups)
+    git(repo, "branch", "-f", names[0], base)
+    with pytest.raises(FinalizeError, match="already exist"):
+        finalize(repo, demo.tag)
+    assert finalize(repo, demo.tag, force=True).groups[0].tip == result.groups[0].tip
+
+
+def test_nothing_kept_is_an_error(tmp_path: Path) -> None:
+    built = build_session(tmp_path / "repo", plan=[
+        Planned("worse", "discard", [10.5], {"README.md": "x\n"})])
+    with pytest.raises(FinalizeError, match="kept no change"):
+        finalize(built.repo, built.tag)
+
+
+def test_real_toy_session(real_repo: Path, tmp_path: Path) -> None:
+    repo = copy_repo(real_repo, tmp_path / "copy")
+    proc = autoresearch(repo, "finalize", "--prefix", "review/")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    branches = git(repo, "for-each-ref", "--format=%(refname:short)", "refs/heads/review/").split()
+    assert len(branches) == 1  # every kept change touches target.py: one group
+    ledger = Ledger(repo / ".autoresearch" / "ledger.db", readonly=True)
+    session = ledger.session("t")
+    assert session is not None
+    base = session.base_commit
+    _check_branches(repo, base, "autoresearch/t", branches, tmp_path)
+    assert "together they reproduce" in proc.stdout
+
+
+@pytest.mark.slow
+def test_real_multi_file_session_with_verify(multi_repo: Path, tmp_path: Path) -> None:
+    repo = copy_repo(multi_repo, tmp_path / "copy")
+    proc = autoresearch(repo, "finalize", "--tag", "m", "--verify", "--repeats", "1")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "each change's own effect" in proc.stdout and "never" not in proc.stderr
+    result = finalize(repo, "m")
+    names = [g.branch for g in result.groups]
+    assert [g.files for g in result.groups] == [["a.py", "b.py"], ["c.py"]]
+    _check_branches(repo, result.base_commit, result.session_tip, names, tmp_path)
+
+    base, effects, sigma = remeasure(repo, result, repeats=2)
+    assert base.mean == pytest.approx(13.0, abs=0.2) and sigma is not None
+    by_name = {e.name: e for e in effects}
+    # a.py+b.py alone: (3-3)² + (1·1-2)² = 1; c.py alone changes nothing without B; both: 0.
+    assert by_name[names[0]].improvement == pytest.approx(12.0, abs=0.2)
+    assert by_name[names[1]].improvement == pytest.approx(0.0, abs=0.2)
+    assert by_name["all changes (autoresearch/m)"].improvement == pytest.approx(13.0, abs=0.2)
+    assert "finalize" not in git(repo, "worktree", "list")  # the measuring worktree is gone

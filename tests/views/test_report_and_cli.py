@@ -1,0 +1,109 @@
+"""`autoresearch report` on real sessions, and the CLI surface of dashboard/report/finalize."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from autoresearch.report import write_report
+from autoresearch.views.cli import is_loopback
+from autoresearch.views.summary import build_view, open_ledger, resolve_session
+from tests.views.conftest import autoresearch, cli_env
+from tests.views.ledger_factory import BuiltSession, git
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_of_a_real_session(multi_repo: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    proc = autoresearch(multi_repo, "report", "--tag", "m", "--out", str(out))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    png, html, md = out / "progress.png", out / "report.html", out / "report.md"
+    assert png.read_bytes().startswith(PNG_MAGIC) and png.stat().st_size > 20_000
+    page = html.read_text()
+    # Self-contained: no script, nothing loaded from anywhere, the chart inlined.
+    assert "<script" not in page.lower()
+    assert not re.search(r'(?:src|href)=["\']?(?:https?:)?//', page)
+    assert "data:image/png;base64," in page
+
+    ledger = open_ledger(multi_repo)
+    view = build_view(ledger, resolve_session(ledger, "m"))
+    kept = [e for e in view.experiments if e.status == "keep" and e.kind != "baseline"]
+    assert len(kept) == 3
+    # Kept improvements appear in order, each with its diff; the numbers are the shared view's.
+    text = md.read_text()
+    positions = [text.index(f"### {e.id}") for e in kept]
+    assert positions == sorted(positions)
+    assert text.count("```diff") == len(kept) and "+A = 3.0" in text
+    assert "![progress](progress.png)" in text
+    assert view.confidence.label in page and view.confidence.label in text
+    for e in kept:
+        assert e.id in page
+    assert "diff --git a/c.py b/c.py" in page
+    assert "Noise floor" in text and "σ =" in text
+    assert "python_version" in page and "python_version" in text  # the environment
+    assert "$0.00" in text  # the scripted proposer's recorded cost
+
+
+def test_report_default_location_keeps_the_checkout_clean(demo_ro: BuiltSession) -> None:
+    files = write_report(demo_ro.repo, None)
+    assert files.png.parent == demo_ro.repo / ".autoresearch" / "sessions" / "demo" / "report"
+    assert git(demo_ro.repo, "status", "--porcelain") == ""
+    page = files.html.read_text()
+    # Crash and timeout rows, and the escaped text of every hypothesis.
+    assert "switch the model to bfloat16" in page and ">timeout<" in page
+
+
+def test_cli_errors_are_clear(tmp_path: Path, demo_ro: BuiltSession) -> None:
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    git(plain, "init", "-q")
+    for command in ("report", "finalize", "dashboard"):
+        proc = autoresearch(plain, command)
+        assert proc.returncode != 0
+        assert "no autoresearch ledger" in proc.stderr and "Traceback" not in proc.stderr
+    proc = autoresearch(demo_ro.repo, "report", "--tag", "nope")
+    assert proc.returncode != 0 and "no session tagged 'nope'" in proc.stderr
+    assert "known tags: demo" in proc.stderr
+    proc = autoresearch(demo_ro.repo, "dashboard", "--host", "0.0.0.0")
+    assert proc.returncode != 0 and "without an access token" in proc.stderr
+
+
+def test_loopback_detection() -> None:
+    assert all(map(is_loopback, ["127.0.0.1", "localhost", "::1", "[::1]", "127.0.0.2"]))
+    assert not any(map(is_loopback, ["0.0.0.0", "192.168.1.4", "example.com", "::"]))
+
+
+@pytest.mark.slow
+def test_dashboard_command_serves_and_stops(demo_ro: BuiltSession) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "autoresearch", "dashboard", "--port", "0", "--token",
+         "cli-token-0123"], cwd=demo_ro.repo, env=cli_env(), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        match = re.search(r"http://127\.0\.0\.1:(\d+)/\?token=cli-token-0123", line)
+        assert match, line
+        base = f"http://127.0.0.1:{match.group(1)}"
+        assert httpx.get(base + "/api/session").status_code == 401
+        got = httpx.get(base + "/api/session", headers={"Authorization": "Bearer cli-token-0123"})
+        assert got.status_code == 200 and got.json()["summary"]["tag"] == "demo"
+        # An open event stream must not keep Ctrl-C from stopping the server promptly.
+        with httpx.stream("GET", base + "/api/stream?token=cli-token-0123", timeout=5) as s:
+            next(s.iter_lines())
+            proc.send_signal(signal.SIGINT)
+            started = time.monotonic()
+            assert proc.wait(timeout=10) == 0
+        assert time.monotonic() - started < 5
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
