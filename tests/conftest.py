@@ -22,6 +22,12 @@ SCORE_PY = textwrap.dedent(
     if getattr(target, "CRASH", False):
         print("boom", file=sys.stderr)
         sys.exit(3)
+    if getattr(target, "GARBAGE", False):
+        sys.stdout.buffer.write(bytes(range(256)) * 50 + b"score: not-a-number\\n")
+        sys.exit(0)
+    if getattr(target, "NAN", False):
+        print("score: nan")
+        sys.exit(0)
     if getattr(target, "SLEEP", 0):
         time.sleep(target.SLEEP)
     noise = float(os.environ.get("NOISE", "0"))

@@ -136,3 +136,15 @@ def test_status_after_a_session(toy_repo: Path) -> None:
     assert status.returncode == 0
     assert "s1" in status.stdout and "baseline" in status.stdout
     assert "experiments" in status.stdout
+
+
+def test_until_stops_before_an_experiment_that_would_overrun(toy_repo: Path) -> None:
+    from tests.conftest import use_script
+
+    use_script(toy_repo, [{"hypothesis": f"x{i}", "edits": {"target.py": f"X = {i}\nSLEEP = 1\n"}}
+                          for i in range(20)])
+    result = run_cli(toy_repo, "run", "--tag", "t", "--until", "4s")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "time limit" in result.stdout
+    bad = run_cli(toy_repo, "run", "--tag", "t", "--until", "soon")
+    assert bad.returncode == 1 and "8h, 90m" in bad.stderr

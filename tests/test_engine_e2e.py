@@ -182,3 +182,18 @@ def test_exhausted_proposer_stops_cleanly(toy_repo: Path) -> None:
     assert result.returncode == 0
     assert "nothing left to try" in result.stdout
     assert statuses(toy_repo) == ["keep", "keep"]
+
+
+def test_garbage_and_nan_outputs_are_crashes_and_the_loop_goes_on(toy_repo: Path) -> None:
+    use_script(toy_repo, [
+        {"hypothesis": "garbage", "edits": {"target.py": "X = 6\nGARBAGE = True\n"}},
+        {"hypothesis": "nan", "edits": {"target.py": "X = 6\nNAN = True\n"}},
+        {"hypothesis": "fine", "edits": {"target.py": "X = 6.5\n"}},
+    ])
+    result = run_cli(toy_repo, "run", "--tag", "t", "--iterations", "4")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert statuses(toy_repo) == ["keep", "crash", "crash", "keep"]
+    reasons = [r[0] for r in ledger_rows(toy_repo, "SELECT decision_reason FROM experiments "
+                                         "ORDER BY seq")]
+    assert "no score in the output" in reasons[1]
+    assert "not finite" in reasons[2]

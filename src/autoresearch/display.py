@@ -118,7 +118,7 @@ class RichDisplay(Display):
 
     def __rich__(self) -> RenderableType:
         grid = Table.grid(padding=(0, 1))
-        grid.add_column(style="bold", width=10)
+        grid.add_column(style="bold", width=12)
         grid.add_column()
         grid.add_row("now", self.current or "starting")
         if self.run_clock is not None:
