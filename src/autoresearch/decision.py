@@ -11,7 +11,7 @@ The rule (documented in the README, section "The decision rule"):
    one-sided tail as `noise_k` standard normal deviations (k = 2 → 2.3 %), so a noise floor
    estimated from few runs is not trusted more than it deserves.
 3. improvement > threshold → keep.
-4. Ambiguous but promising (improvement above half the threshold, or the noise is still unknown
+4. Ambiguous but promising (improvement above 0.3 × the threshold, or the noise is still unknown
    and the improvement exceeds min_effect): re-run incumbent and candidate interleaved, one pair at
    a time, up to `confirm_runs` pairs, re-judging after each pair with the updated σ and means.
 5. Simplicity: within the band (−threshold ≤ improvement ≤ threshold), a change that removes more
@@ -30,7 +30,7 @@ from typing import Literal
 from autoresearch.config import Amount, GuardConfig
 
 Outcome = Literal["keep", "discard", "confirm"]
-PROMISING_FRACTION = 0.5
+PROMISING_FRACTION = 0.3
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 import statistics
 from pathlib import Path
 
@@ -126,3 +128,15 @@ def test_short_label() -> None:
     long = "increase the number of attention heads from eight to sixteen in every layer"
     label = short_label(long)
     assert len(label) <= 48 and label.endswith("…") and long.startswith(label[:-1])
+
+
+def test_live_only_while_the_lock_holder_runs(demo: BuiltSession) -> None:
+    demo.ledger.update_session(demo.session.id, status="running")
+    gone = _view(demo.repo).summary
+    assert gone.process_gone and not gone.live
+    lock = demo.repo / ".autoresearch" / "sessions" / demo.tag / "lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    lock.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
+    live = _view(demo.repo).summary
+    assert live.live and not live.process_gone
+    assert live.elapsed_s > gone.elapsed_s - 1  # the clock runs to now while live

@@ -69,7 +69,8 @@ def render_html(data: ReportData, png: bytes) -> str:
     arrow = "↑" if s.direction == "maximize" else "↓"
     spend = f"${s.cost_usd:.3f}"
     spend_sub = f"of ${s.max_usd:.2f} budget" if s.max_usd else "no spending limit"
-    pct = f"{s.improvement_pct:+.3g}% vs baseline" if s.improvement_pct is not None else ""
+    pct = "" if s.improvement_pct is None else (
+        f" · {abs(s.improvement_pct):.3g}% {'better' if s.improvement_pct >= 0 else 'worse'}")
     parts = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
         "<meta name='viewport' content='width=device-width, initial-scale=1'>",
@@ -80,8 +81,10 @@ def render_html(data: ReportData, png: bytes) -> str:
         f"{_e(s.metric)} ({_e(s.direction)}) · proposer {_e(s.proposer or '—')}</div>",
         "<div class='cards'>",
         _card("best vs baseline", f"{fmt_value(s.best)} {arrow}",
-              f"baseline {fmt_value(s.baseline)} {pct}"),
-        _card("confidence", conf.label, conf.explanation.split(". ")[0] + ".", conf.level),
+              f"baseline {fmt_value(s.baseline)}{pct}"),
+        _card("confidence", conf.label,
+              f"improvement {fmt_signed(conf.improvement)} ÷ noise σ {fmt_value(conf.noise, 3)}",
+              conf.level),
         _card("experiments", str(c["total"]),
               f"{c['keep']} kept · {c['discard'] + c['rejected']} discarded · "
               f"{c['crash'] + c['timeout']} crashed"),

@@ -11,7 +11,10 @@ draw can have a better raw number, but it lost its comparison, so it is not the 
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import socket
 import statistics
 import time
 from collections.abc import Mapping, Sequence
@@ -21,6 +24,7 @@ from typing import Any, Literal
 
 from autoresearch.errors import AutoresearchError
 from autoresearch.ledger import ExperimentRow, Ledger, RunRow, SessionRow
+from autoresearch.state import StatePaths
 
 LEDGER_PATH = Path(".autoresearch") / "ledger.db"
 
@@ -121,6 +125,8 @@ class SessionSummary:
     last_activity: float
     elapsed_s: float
     live: bool
+    # The ledger says running but no process holds the session lock (killed, machine rebooted).
+    process_gone: bool
     experiments_per_hour: float | None
     counts: dict[str, int]
     baseline: float | None
@@ -241,6 +247,26 @@ def confidence(
     return Confidence(ratio, level, improvement, noise, noise_runs, f"{ratio:.1f}σ", meaning)
 
 
+def _lock_holder_alive(ledger_path: Path, tag: str) -> bool:
+    """Whether the process named in the session's lock file still exists on this machine."""
+    lock = StatePaths(ledger_path.parent.parent, tag).lock
+    try:
+        holder = json.loads(lock.read_text() or "{}")
+        pid = int(holder.get("pid", 0))
+    except (OSError, ValueError, TypeError, AttributeError):
+        return False
+    if pid <= 0 or holder.get("host") not in (None, socket.gethostname()):
+        # Another machine's lock (a shared filesystem): we cannot tell, so trust the ledger.
+        return pid > 0
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _noise(session: SessionRow, baseline_values: list[float]) -> float | None:
     if _finite(session.noise):
         return session.noise
@@ -325,7 +351,8 @@ def build_view(ledger: Ledger, session: SessionRow, *, now: float | None = None)
     stamps = [session.updated_at, session.created_at]
     stamps += [t for r in rows for t in (r.started_at, r.finished_at) if t is not None]
     last_activity = max(stamps)
-    live = session.status in LIVE_SESSION_STATES
+    claims_live = session.status in LIVE_SESSION_STATES
+    live = claims_live and _lock_holder_alive(ledger.path, session.tag)
     elapsed = max(0.0, (now if live else last_activity) - session.created_at)
     finished = sum(1 for r in rows if r.kind != "baseline" and r.status not in OPEN)
     per_hour = finished / (elapsed / 3600.0) if elapsed >= 1.0 and finished else None
@@ -335,7 +362,8 @@ def build_view(ledger: Ledger, session: SessionRow, *, now: float | None = None)
         tag=session.tag, branch=session.branch, base_commit=session.base_commit,
         status=session.status, metric=metric, direction=session.direction,
         proposer=session.proposer, created_at=session.created_at, last_activity=last_activity,
-        elapsed_s=elapsed, live=live, experiments_per_hour=per_hour, counts=counts,
+        elapsed_s=elapsed, live=live, process_gone=claims_live and not live,
+        experiments_per_hour=per_hour, counts=counts,
         baseline=baseline, baseline_id=base_row.id if base_row else None,
         best=best, best_id=best_row.id if best_row else None,
         best_hypothesis=best_row.hypothesis if best_row else "",

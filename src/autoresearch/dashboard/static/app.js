@@ -118,8 +118,10 @@ function render(view) {
 function renderHeader(s, conf) {
   document.title = `${s.tag} · autoresearch`;
   const pill = $("status-pill");
-  pill.textContent = s.status;
-  pill.className = "pill " + s.status;
+  pill.textContent = s.process_gone ? `${s.status} · process gone` : s.status;
+  pill.className = "pill " + (s.process_gone ? "gone" : s.status);
+  pill.title = s.process_gone ? "The ledger says the session runs, but no process holds its lock: "
+    + "it was killed or the machine restarted. `autoresearch run` resumes it." : "";
   $("branch").textContent = s.branch;
 
   const arrow = s.direction === "maximize" ? "↑" : "↓";
