@@ -1,11 +1,8 @@
 """Run one command honestly: fixed budget, hard timeout, whole tree killed, bounded log.
 
-The command runs in its own session so a process-group signal reaches its children. That is
-not enough on its own: anything that calls setsid() (daemons, some launchers) leaves the group.
-So every process of a run inherits ``AUTORESEARCH_RUN_ID`` and, when the run ends for any
-reason, we scan ``/proc/*/environ`` for that exact value and kill what we find. The scan costs
-well under a millisecond on a typical machine, so it is done after every run, not only after
-timeouts: a command that exits 0 but leaves a daemon behind must not leave a survivor either.
+The command runs in its own session and carries ``AUTORESEARCH_RUN_ID``, so that when the run
+ends for any reason every process it started can be found and killed (see ``process_tree``).
+Output goes to a log of bounded size (see ``bounded_log``).
 
 Waiting is single-threaded: one ``poll()`` over the output pipe and a pidfd for the child, so
 the process exit is seen at once even when a grandchild still holds the pipe open.
@@ -25,11 +22,14 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from threading import Event
 from types import MappingProxyType
+
+from autoresearch.bounded_log import BoundedLog as _BoundedLog  # tests use runner._BoundedLog
+from autoresearch.process_tree import RUN_ID_ENV, ProcessTree, has_exited, kill_leftovers
 
 __all__ = [
     "BUDGET_ENV",
@@ -41,7 +41,6 @@ __all__ = [
     "run_command",
 ]
 
-RUN_ID_ENV = "AUTORESEARCH_RUN_ID"
 BUDGET_ENV = "AUTORESEARCH_TIME_BUDGET"
 
 _READ_CHUNK = 1 << 16
@@ -57,7 +56,6 @@ _NO_PIDFD_TICK_S = 0.02
 # After the tree is dead the pipe reaches EOF at once; this bounds the wait for a writer we
 # could not find (one that cleared its environment and left the group).
 _DRAIN_S = 1.0
-_MIN_LOG_BYTES = 4096
 
 
 @dataclass(frozen=True)
@@ -135,7 +133,7 @@ def run_command(spec: RunSpec, stop: Event | None = None) -> RunOutcome:
         log.close()
         raise
 
-    tree = _Tree(proc, run_id)
+    tree = ProcessTree(proc, run_id)
     pump: _Pump | None = None
     try:
         try:
@@ -176,7 +174,7 @@ def run_command(spec: RunSpec, stop: Event | None = None) -> RunOutcome:
 def _wait(proc: subprocess.Popen[bytes], pump: _Pump, deadline: float, stop: Event | None) -> str:
     """Pump output until the child exits, the deadline passes or ``stop`` is set."""
     while True:
-        if _has_exited(proc.pid):
+        if has_exited(proc.pid):
             return "exit"
         now = time.monotonic()
         if now >= deadline:
@@ -187,172 +185,6 @@ def _wait(proc: subprocess.Popen[bytes], pump: _Pump, deadline: float, stop: Eve
         if stop is not None:
             wait = min(wait, _STOP_POLL_S)
         pump.step(wait)
-
-
-def _has_exited(pid: int) -> bool:
-    # WNOWAIT leaves the child a zombie: while it exists its pid cannot be reused, so the
-    # later killpg(pid, ...) cannot hit an unrelated process group.
-    try:
-        info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-    except ChildProcessError:
-        return True
-    return info is not None
-
-
-class _Tree:
-    """The processes of one run: its process group plus anything carrying its run id."""
-
-    def __init__(self, proc: subprocess.Popen[bytes], run_id: str) -> None:
-        self._proc = proc
-        self._match = _exact_matcher(run_id)
-
-    def terminate(self, grace_s: float, pump: _Pump | None) -> int:
-        """SIGTERM everything, wait up to ``grace_s`` (still pumping output), then SIGKILL.
-
-        Returns how many distinct live processes were found and signalled.
-        """
-        pgid = self._proc.pid
-        # Scan before the group signal, or processes it kills at once would go uncounted.
-        current = set(_scan(self._match))
-        # The child is still an unreaped zombie here, so this cannot hit a reused pgid.
-        _signal_group(pgid, signal.SIGTERM)
-        seen: set[int] = set()
-        end = time.monotonic() + grace_s
-        while True:
-            # Also signals children forked after the first round.
-            _signal_all(current - seen, signal.SIGTERM)
-            seen |= current
-            # Checked before sleeping so the common case (nothing left) costs one scan.
-            if (not current and _has_exited(pgid)) or time.monotonic() >= end:
-                break
-            if pump is not None:
-                pump.step(0.02)
-            else:
-                time.sleep(0.02)
-            current = set(_scan(self._match))
-        # Group members that dropped the run id get no grace beyond this point; SIGKILL
-        # reaches them through the group.
-        _signal_group(pgid, signal.SIGKILL)
-        if seen:
-            seen |= _kill_until_gone(self._match)
-        return len(seen)
-
-
-def _kill_until_gone(match: Callable[[bytes], bool], rounds: int = 50) -> set[int]:
-    # Repeat because a process may fork between our scan and our signal.
-    killed: set[int] = set()
-    for _ in range(rounds):
-        current = set(_scan(match))
-        if not current:
-            break
-        killed |= current
-        _signal_all(current, signal.SIGKILL)
-        time.sleep(0.005)
-    return killed
-
-
-def _signal_group(pgid: int, sig: int) -> bool:
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        return False
-    return True
-
-
-def _signal_all(pids: Iterable[int], sig: int) -> None:
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, sig)
-
-
-# ---- finding processes by run id -------------------------------------------------------
-
-
-def _exact_matcher(run_id: str) -> Callable[[bytes], bool]:
-    entry = f"{RUN_ID_ENV}={run_id}".encode()
-    bounded = b"\0" + entry + b"\0"
-
-    def match(environ: bytes) -> bool:
-        # Cheap substring test first; the bounded test rules out ids that merely share a prefix.
-        return entry in environ and bounded in b"\0" + environ
-
-    return match
-
-
-def _prefix_matcher(prefix: str) -> Callable[[bytes], bool]:
-    entry = f"\0{RUN_ID_ENV}={prefix}".encode()
-
-    def match(environ: bytes) -> bool:
-        return entry in b"\0" + environ
-
-    return match
-
-
-def _read_environ(pid: str) -> bytes:
-    try:
-        fd = os.open(f"/proc/{pid}/environ", os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return b""
-    try:
-        parts = []
-        while chunk := os.read(fd, _READ_CHUNK):
-            parts.append(chunk)
-        return b"".join(parts)
-    except OSError:
-        return b""
-    finally:
-        os.close(fd)
-
-
-def _scan(match: Callable[[bytes], bool]) -> list[int]:
-    """Pids of live processes whose environment matches (zombies have an empty one)."""
-    try:
-        names = os.listdir("/proc")
-    except OSError:
-        return []  # no procfs: the process-group kill is all we have
-    protected = _protected_pids()
-    found = []
-    for name in names:
-        if name.isdigit() and int(name) not in protected and match(_read_environ(name)):
-            found.append(int(name))
-    return found
-
-
-def _protected_pids() -> set[int]:
-    """Ourselves and, when we run inside another run, our ancestors: never kill those."""
-    pids = {os.getpid()}
-    if RUN_ID_ENV not in os.environ:
-        return pids
-    pid = os.getppid()
-    while pid > 1 and pid not in pids:
-        pids.add(pid)
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-            pid = int(stat.rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            break
-    return pids
-
-
-def kill_leftovers(run_id_prefix: str, grace_s: float = 2.0) -> int:
-    """Kill every process whose AUTORESEARCH_RUN_ID starts with ``run_id_prefix``.
-
-    For resuming after the orchestrator itself was SIGKILLed. Returns how many were killed.
-    """
-    if not run_id_prefix:
-        raise ValueError("kill_leftovers needs a non-empty run id prefix")
-    match = _prefix_matcher(run_id_prefix)
-    seen = set(_scan(match))
-    _signal_all(seen, signal.SIGTERM)
-    end = time.monotonic() + grace_s
-    while seen and time.monotonic() < end:
-        time.sleep(0.02)
-        current = set(_scan(match))
-        if not current:
-            break
-        _signal_all(current - seen, signal.SIGTERM)
-        seen |= current
-    return len(seen | _kill_until_gone(match))
 
 
 # ---- the child side ---------------------------------------------------------------------
@@ -478,65 +310,6 @@ class _Pump:
     def close(self) -> None:
         self._close_pidfd()
         self._stdout.close()
-
-
-class _BoundedLog:
-    """A log file that never exceeds ``max_bytes``: the head, a marker, and a rolling tail.
-
-    Output is written straight to disk so the log can be followed live. When the file grows
-    past the cap, the middle is cut: the first half stays, then one marker line saying how
-    many bytes were dropped, then the most recent quarter (starting at a line boundary when
-    one is near). The file then grows again up to the cap before the next cut, so each byte
-    is copied about once: cost is linear in the output, memory is one copy buffer.
-    """
-
-    def __init__(self, path: Path, max_bytes: int) -> None:
-        max_bytes = max(max_bytes, _MIN_LOG_BYTES)
-        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-        self._max = max_bytes
-        self._head = max_bytes // 2
-        self._keep = max_bytes // 4
-        self._size = 0
-        self._tail_start = self._head  # where the rolling tail begins (after the marker)
-        self.dropped = 0
-
-    def write(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self._fd, view) :]
-        self._size += len(data)
-        if self._size > self._max:
-            self._cut()
-
-    def _cut(self) -> None:
-        keep_from = self._size - self._keep
-        probe = os.pread(self._fd, min(self._keep // 2, _READ_CHUNK), keep_from)
-        newline = probe.find(b"\n")
-        if newline >= 0:
-            keep_from += newline + 1
-        self.dropped += keep_from - self._tail_start
-        head_ends_line = os.pread(self._fd, 1, self._head - 1) == b"\n"
-        marker = b"" if head_ends_line else b"\n"
-        marker += f"[autoresearch: {self.dropped} bytes of output dropped here]\n".encode()
-        dest = self._head
-        os.pwrite(self._fd, marker, dest)
-        dest += len(marker)
-        self._tail_start = dest
-        # dest < src throughout, so a forward chunked copy never overwrites unread bytes.
-        src = keep_from
-        while src < self._size:
-            chunk = os.pread(self._fd, 1 << 20, src)
-            os.pwrite(self._fd, chunk, dest)
-            src += len(chunk)
-            dest += len(chunk)
-        os.ftruncate(self._fd, dest)
-        os.lseek(self._fd, dest, os.SEEK_SET)
-        self._size = dest
-
-    def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
 
 
 def log_tail(path: Path, max_bytes: int = 8192) -> str:

@@ -1,0 +1,70 @@
+"""A log file of bounded size: the head of a command's output, a marker, and a rolling tail."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+__all__ = ["BoundedLog"]
+
+_READ_CHUNK = 1 << 16
+_MIN_LOG_BYTES = 4096
+
+
+class BoundedLog:
+    """A log file that never exceeds ``max_bytes``: the head, a marker, and a rolling tail.
+
+    Output is written straight to disk so the log can be followed live. When the file grows
+    past the cap, the middle is cut: the first half stays, then one marker line saying how
+    many bytes were dropped, then the most recent quarter (starting at a line boundary when
+    one is near). The file then grows again up to the cap before the next cut, so each byte
+    is copied about once: cost is linear in the output, memory is one copy buffer.
+    """
+
+    def __init__(self, path: Path, max_bytes: int) -> None:
+        max_bytes = max(max_bytes, _MIN_LOG_BYTES)
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        self._max = max_bytes
+        self._head = max_bytes // 2
+        self._keep = max_bytes // 4
+        self._size = 0
+        self._tail_start = self._head  # where the rolling tail begins (after the marker)
+        self.dropped = 0
+
+    def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._fd, view) :]
+        self._size += len(data)
+        if self._size > self._max:
+            self._cut()
+
+    def _cut(self) -> None:
+        keep_from = self._size - self._keep
+        probe = os.pread(self._fd, min(self._keep // 2, _READ_CHUNK), keep_from)
+        newline = probe.find(b"\n")
+        if newline >= 0:
+            keep_from += newline + 1
+        self.dropped += keep_from - self._tail_start
+        head_ends_line = os.pread(self._fd, 1, self._head - 1) == b"\n"
+        marker = b"" if head_ends_line else b"\n"
+        marker += f"[autoresearch: {self.dropped} bytes of output dropped here]\n".encode()
+        dest = self._head
+        os.pwrite(self._fd, marker, dest)
+        dest += len(marker)
+        self._tail_start = dest
+        # dest < src throughout, so a forward chunked copy never overwrites unread bytes.
+        src = keep_from
+        while src < self._size:
+            chunk = os.pread(self._fd, 1 << 20, src)
+            os.pwrite(self._fd, chunk, dest)
+            src += len(chunk)
+            dest += len(chunk)
+        os.ftruncate(self._fd, dest)
+        os.lseek(self._fd, dest, os.SEEK_SET)
+        self._size = dest
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1

@@ -1,0 +1,245 @@
+"""Knob lines: finding `NAME = literal` assignments in a file's text, reading and rendering values.
+
+Python files are read as `NAME = literal` / `NAME: type = literal`; any other file (TOML, YAML,
+INI, .env, plain text) as `KEY = value` / `KEY: value`. A `# knob: <spec>` comment on the line is
+picked up as a marker. Rendering is lossless (`repr` for floats) and keeps each line's style.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import math
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import PurePosixPath
+from typing import Literal
+
+from autoresearch.proposers.knob_space import Scalar, is_number
+
+Dialect = Literal["python", "toml", "plain"]
+
+
+# ----------------------------------------------------------------------------------------------
+# Lines
+
+
+@lru_cache(maxsize=256)
+def dialect_of(path: str | None) -> Dialect:
+    """Python syntax for .py files (and when no path is given), `KEY = value` lines otherwise.
+
+    TOML is told apart only because it has no bare strings: a value there is always quoted.
+    """
+    suffix = PurePosixPath(path).suffix if path is not None else ".py"
+    if suffix in (".py", ".pyi", ".pyw"):
+        return "python"
+    return "toml" if suffix == ".toml" else "plain"
+
+
+# `NAME = v` and `NAME: T = v`; `(?!=)` keeps `x == 1` out. Lines like `lr=0.1,` inside a call
+# also match here and are dropped later because `0.1,` is a tuple, not a scalar literal.
+_PY_LINE = re.compile(
+    r"(?P<head>[ \t]*(?P<name>[A-Za-z_]\w*)(?:[ \t]*:[^=]*?)?[ \t]*=(?!=)[ \t]*)(?P<rest>.*)"
+)
+# TOML / INI / .env `key = v`, YAML `key: v`; dotted and dashed keys (`optim.lr`, `max-steps`).
+_PLAIN_LINE = re.compile(
+    r"(?P<head>[ \t]*(?P<name>[A-Za-z_][\w.\-]*)[ \t]*[=:](?!=)[ \t]*)(?P<rest>.*)"
+)
+_MARKER = re.compile(r"\bknob:\s*")
+_BARE_WORD = re.compile(r"[A-Za-z_][\w.\-/]*")
+_YAML_WORDS = {"true", "false", "yes", "no", "on", "off", "null", "none", "~"}
+
+
+@dataclass(frozen=True)
+class Site:
+    """One assignment line, cut so that only `value` is ever replaced."""
+
+    index: int  # 0-based line index
+    name: str
+    head: str  # indentation, name, annotation and the `=` with its spacing
+    value: str  # the value's source text
+    tail: str  # spacing, trailing comment and line ending, kept verbatim
+    marker: str | None  # the spec of a `# knob: ...` marker in the comment
+
+    @property
+    def indented(self) -> bool:
+        return self.head[:1] in (" ", "\t")
+
+
+def _comment_start(rest: str, dialect: Dialect) -> int:
+    """Where a trailing `#` comment begins (outside quotes), or len(rest)."""
+    quote = ""
+    i = 0
+    while i < len(rest):
+        c = rest[i]
+        if quote:
+            if c == "\\":
+                i += 1
+            elif c == quote:
+                quote = ""
+        elif c in "'\"":
+            quote = c
+        elif c == "#" and (dialect == "python" or i == 0 or rest[i - 1] in " \t"):
+            # YAML and TOML need a space before `#`; `url: a#b` is a value, not a comment.
+            return i
+        i += 1
+    return len(rest)
+
+
+def _marker_spec(comment: str) -> str | None:
+    m = _MARKER.search(comment)
+    if not m:
+        return None
+    rest = comment[m.end() :]
+    # The spec ends at the parenthesis closing its call, so the comment may continue after it.
+    depth, quote, i = 0, "", 0
+    while i < len(rest):
+        c = rest[i]
+        if quote:
+            if c == "\\":
+                i += 1
+            elif c == quote:
+                quote = ""
+        elif c in "'\"":
+            quote = c
+        elif c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+            if depth == 0:
+                return rest[: i + 1].strip()
+        i += 1
+    return rest.strip()
+
+
+@lru_cache(maxsize=64)
+def assignment_sites(text: str, dialect: Dialect) -> dict[str, tuple[Site, ...]]:
+    """Every assignment-shaped line of a file, by name. Cached: files rarely change between calls."""
+    pattern = _PY_LINE if dialect == "python" else _PLAIN_LINE
+    found: dict[str, list[Site]] = {}
+    for index, raw in enumerate(text.splitlines(keepends=True)):
+        body = raw.rstrip("\r\n")
+        m = pattern.match(body)
+        if not m:
+            continue
+        rest = m.group("rest")
+        cut = _comment_start(rest, dialect)
+        value = rest[:cut].rstrip()
+        if not value:
+            continue
+        tail = rest[len(value) :] + raw[len(body) :]
+        marker = _marker_spec(rest[cut:]) if cut < len(rest) else None
+        site = Site(index, m.group("name"), m.group("head"), value, tail, marker)
+        found.setdefault(site.name, []).append(site)
+    return {name: tuple(sites) for name, sites in found.items()}
+
+
+def _python_scalar(text: str) -> tuple[bool, Scalar]:
+    """(True, value) when `text` is one scalar literal (number, string, bool, None)."""
+    try:
+        node = ast.parse(text.strip(), mode="eval").body
+    except SyntaxError:
+        return False, None
+    operand = node.operand if isinstance(node, ast.UnaryOp) else node
+    if isinstance(node, ast.UnaryOp) and not isinstance(node.op, ast.USub | ast.UAdd):
+        return False, None
+    if not isinstance(operand, ast.Constant):
+        return False, None
+    value = operand.value
+    if operand is not node and not is_number(value):
+        return False, None
+    if value is None or isinstance(value, bool | int | float | str):
+        return True, ast.literal_eval(node)
+    return False, None
+
+
+def parse_value(text: str, dialect: Dialect) -> tuple[bool, Scalar]:
+    """Read a value's source text; (False, None) when it is not a scalar literal."""
+    if dialect == "python":
+        return _python_scalar(text)
+    low = text.lower()
+    if low in ("true", "false"):
+        return True, low == "true"
+    if low in ("null", "none", "~"):
+        return True, None
+    ok, value = _python_scalar(text)
+    if ok:
+        return True, value
+    if text[:1] in ("'", '"'):
+        return True, text[1:-1] if len(text) > 1 and text[-1] == text[0] else text
+    return True, text  # a bare YAML / INI word is a string
+
+
+@lru_cache(maxsize=256)
+def find_site(text: str, name: str, dialect: Dialect) -> Site | None:
+    """The line that holds knob `name`: a marked line first, then a top-level one, then any.
+
+    Discovery and rewriting share this rule, so they always agree on the line. Cached because
+    every proposal reads each knob of the same incumbent text several times.
+    """
+    candidates = [
+        s for s in assignment_sites(text, dialect).get(name, ()) if parse_value(s.value, dialect)[0]
+    ]
+    for preferred in (
+        [s for s in candidates if s.marker is not None],
+        [s for s in candidates if not s.indented],
+        candidates,
+    ):
+        if preferred:
+            return preferred[0]
+    return None
+
+
+# ----------------------------------------------------------------------------------------------
+# Rendering
+
+
+def _render_float(value: float, dialect: Dialect) -> str:
+    text = repr(value)
+    if dialect != "python" and "e" in text and "." not in text:
+        # YAML 1.1 (PyYAML) reads `1e-05` as a string; `1.0e-05` is a float everywhere.
+        mantissa, exponent = text.split("e")
+        text = f"{mantissa}.0e{exponent}"
+    return text
+
+
+def _quote_of(current: str) -> str:
+    """The quote character of a string literal's source (`r"..."` keeps `"`), or ""."""
+    if current[:1] in ("'", '"'):
+        return current[0]
+    if current[:1].isalpha() and current[1:2] in ("'", '"'):
+        return current[1]
+    return ""
+
+
+def _render_str(value: str, current: str, dialect: Dialect) -> str:
+    quote = _quote_of(current)
+    # A bare YAML / INI word stays bare unless it would read back as a bool, null or number.
+    bare_ok = _BARE_WORD.fullmatch(value) is not None and value.lower() not in _YAML_WORDS
+    if dialect == "plain" and not quote and bare_ok:
+        return value
+    if quote == "'" and "'" not in value and "\\" not in value and value.isprintable():
+        return f"'{value}'"
+    # JSON string syntax is also valid Python, TOML basic-string and YAML double-quoted syntax.
+    return json.dumps(value, ensure_ascii=False)
+
+
+def render_value(value: Scalar, current: str, dialect: Dialect) -> str:
+    """The source text for `value`, in the style of the `current` text on the line."""
+    if isinstance(value, bool):
+        if dialect == "python":
+            return repr(value)
+        word = "true" if value else "false"
+        if current.isupper():
+            return word.upper()
+        return word.capitalize() if current[:1].isupper() else word
+    if value is None:
+        return "None" if dialect == "python" else "null"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"cannot write the non-finite value {value!r}")
+        return _render_float(value, dialect)
+    return _render_str(value, current, dialect)
