@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Sequence
 from statistics import fmean, median
 
 from autoresearch import gitops, guardrails
@@ -15,8 +16,8 @@ from autoresearch.config import Config
 from autoresearch.decision import MeasurementFailed, Verdict, check_metric_guards, decide
 from autoresearch.errors import ProposalError
 from autoresearch.ledger import ExperimentRow
-from autoresearch.proposers.base import ExperimentOutcome, Proposal, ProposalContext
-from autoresearch.proposers.faults import FatalProposerError, ProposerOutage
+from autoresearch.proposers.base import ExperimentOutcome, Proposal, ProposalContext, Usage
+from autoresearch.proposers.faults import FatalProposerError, ProposerOutage, usage_of
 from autoresearch.runner import RunSpec, run_command
 from autoresearch.session import Limits, Session, SessionStopped, read_program
 
@@ -131,6 +132,7 @@ def ask(session: Session, exp: ExperimentRow) -> Proposal | None:
         try:
             return session.proposer.propose(context(session, exp))
         except ProposerOutage as outage:
+            record_usage(session, exp.id, usage_of(outage))
             wait = outage.retry_after_s or next(waits, OUTAGE_WAITS[-1])
             session.ledger.update_session(session.row.id, status="paused")
             session._event("outage", f"proposer unavailable ({outage.what}); retrying in {wait:.0f} s",
@@ -156,9 +158,11 @@ def experiment(session: Session) -> None:
         try:
             proposal = ask(session, exp)
         except ProposalError as exc:
+            record_usage(session, exp.id, usage_of(exc))
             _finish(session, exp, "rejected", f"proposal failed: {exc.what}", None)
             return
-        except FatalProposerError:
+        except FatalProposerError as exc:
+            record_usage(session, exp.id, usage_of(exc))
             _finish(session, exp, "interrupted", "the proposer stopped with a fatal error", None)
             raise
         if proposal is None:
@@ -204,12 +208,7 @@ def _commit(session: Session, exp: ExperimentRow, proposal: Proposal, parent: st
     if attempt == 1:
         session.ledger.update_experiment(exp.id, hypothesis=proposal.hypothesis,
                                          rationale=proposal.rationale, params=proposal.params)
-        for u in proposal.usage:
-            session.ledger.add_usage(session.row.id, exp.id, provider=u.provider, model=u.model,
-                                     purpose=u.purpose, input_tokens=u.input_tokens,
-                                     output_tokens=u.output_tokens,
-                                     cache_read_tokens=u.cache_read_tokens,
-                                     cache_write_tokens=u.cache_write_tokens, cost_usd=u.cost_usd)
+        record_usage(session, exp.id, proposal.usage)
     if proposal.in_worktree:
         paths = gitops.changed_paths(worktree)
         problems = guardrails.check_changed_paths(worktree, paths, rules)
@@ -242,6 +241,17 @@ def _commit(session: Session, exp: ExperimentRow, proposal: Proposal, parent: st
     return commit
 
 
+def record_usage(session: Session, exp_id: str, usage: Sequence[Usage],
+                 purpose: str | None = None) -> None:
+    """Bill every model call to its experiment, including calls that produced nothing."""
+    for u in usage:
+        session.ledger.add_usage(session.row.id, exp_id, provider=u.provider, model=u.model,
+                                 purpose=purpose or u.purpose, input_tokens=u.input_tokens,
+                                 output_tokens=u.output_tokens,
+                                 cache_read_tokens=u.cache_read_tokens,
+                                 cache_write_tokens=u.cache_write_tokens, cost_usd=u.cost_usd)
+
+
 def _duplicate_of(session: Session, tree: str, parent: str) -> str | None:
     incumbent = session.incumbent
     parent_tree = (incumbent.tree_sha if incumbent and incumbent.commit_sha == parent
@@ -262,16 +272,12 @@ def _repair(session: Session, exp: ExperimentRow, failed: Proposal,
         fix = session.proposer.repair(context(session, exp), failed,
                                       session.last_crash_log or "")
     except (ProposalError, ProposerOutage) as exc:
+        record_usage(session, exp.id, usage_of(exc), purpose="repair")
         session._event("repair", f"repair attempt failed: {exc}", exp.id)
         return None
     if fix is not None:
         session._event("repair", f"attempt {attempt + 1}: {fix.hypothesis}", exp.id)
-        for u in fix.usage:
-            session.ledger.add_usage(session.row.id, exp.id, provider=u.provider, model=u.model,
-                                     purpose="repair", input_tokens=u.input_tokens,
-                                     output_tokens=u.output_tokens,
-                                     cache_read_tokens=u.cache_read_tokens,
-                                     cache_write_tokens=u.cache_write_tokens, cost_usd=u.cost_usd)
+        record_usage(session, exp.id, fix.usage, purpose="repair")
     return fix
 
 

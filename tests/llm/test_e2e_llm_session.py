@@ -37,6 +37,24 @@ FIX = "HYPOTHESIS: drop the crash flag\n" + block("CRASH = True\n", "")
 GIVE_UP = "GIVE_UP: this crash flag cannot be avoided"
 
 
+def use_fake_model(repo: Path, server: FakeModelServer, **extra: object) -> None:
+    options = "".join(f"{k} = {json.dumps(v)}\n" for k, v in extra.items())
+    config = (repo / "autoresearch.toml").read_text() + textwrap.dedent(
+        f"""
+        [proposer]
+        name = "llm"
+        provider = "anthropic"
+        base_url = "{server.anthropic_url}"
+        model = "claude-sonnet-4-6"
+        retry_base_seconds = 0.01
+        """
+    ) + options
+    (repo / "autoresearch.toml").write_text(config)
+    (repo / "program.md").write_text("Minimise score = (X - 7)^2 by changing X.\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "use the llm proposer")
+
+
 def reply(text: str) -> Reply:
     return Reply(text=text, input_tokens=4000, output_tokens=250, cache_read_tokens=3000,
                  cache_write_tokens=500)
@@ -74,21 +92,7 @@ class ScriptedModel:
 def test_llm_session_keeps_discards_repairs_rejects_and_bills(toy_repo: Path) -> None:
     model = ScriptedModel()
     with FakeModelServer(handler=model) as server:
-        config = (toy_repo / "autoresearch.toml").read_text() + textwrap.dedent(
-            f"""
-            [proposer]
-            name = "llm"
-            provider = "anthropic"
-            base_url = "{server.anthropic_url}"
-            model = "claude-sonnet-4-6"
-            retry_base_seconds = 0.01
-            max_retries = 1
-            """
-        )
-        (toy_repo / "autoresearch.toml").write_text(config)
-        (toy_repo / "program.md").write_text("Minimise score = (X - 7)^2 by changing X.\n")
-        git(toy_repo, "add", "-A")
-        git(toy_repo, "commit", "-qm", "use the llm proposer")
+        use_fake_model(toy_repo, server, max_retries=1)
         result = run_cli(toy_repo, "run", "--tag", "t", "--iterations", "7", timeout=240)
         assert result.returncode == 0, result.stdout + result.stderr
         requests = list(server.requests)
@@ -137,3 +141,30 @@ def test_llm_session_keeps_discards_repairs_rejects_and_bills(toy_repo: Path) ->
     assert data["session"]["usage"]["cost_usd"] == pytest.approx(len(usage) * per_call)
     # The kept line ends at the repaired candidate.
     assert (git(toy_repo, "show", "autoresearch/t:target.py")) == "X = 6.5"
+
+
+@pytest.mark.slow
+def test_an_outage_pauses_the_session_and_it_resumes(toy_repo: Path) -> None:
+    busy = Reply(status=503, error="overloaded", headers={"retry-after": "0.2"})
+    with FakeModelServer([busy, busy, busy, reply(PROPOSALS[0])]) as server:
+        use_fake_model(toy_repo, server, max_retries=1)
+        result = run_cli(toy_repo, "run", "--tag", "o", "--iterations", "2", timeout=120)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert len(server.requests) == 4
+    with sqlite3.connect(toy_repo / ".autoresearch" / "ledger.db") as conn:
+        statuses = [r[0] for r in conn.execute("SELECT status FROM experiments ORDER BY seq")]
+        events = [r[0] for r in conn.execute("SELECT kind FROM events")]
+        session = conn.execute("SELECT status FROM sessions").fetchone()[0]
+    assert statuses == ["keep", "keep"]  # nothing was lost to the outage
+    assert "outage" in events and session != "paused"
+
+
+@pytest.mark.slow
+def test_an_invalid_key_stops_the_session_with_a_clear_message(toy_repo: Path) -> None:
+    with FakeModelServer([Reply(status=401, error="invalid x-api-key")]) as server:
+        use_fake_model(toy_repo, server)
+        result = run_cli(toy_repo, "run", "--tag", "k", "--iterations", "3", timeout=120)
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "refused the API key" in output and "Traceback" not in output
+    assert "ANTHROPIC_API_KEY" in output  # the fix names the variable to check

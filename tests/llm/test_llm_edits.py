@@ -146,3 +146,13 @@ def test_give_up_and_missing_hypothesis() -> None:
 def test_unchanged_result_is_empty() -> None:
     text = "HYPOTHESIS: x\ntrain.py\n<<<<<<< SEARCH\nLR = 0.1\n=======\nLR = 0.1\n>>>>>>> REPLACE\n"
     assert apply(text) == {}
+
+
+def test_labels_after_the_blocks_are_found_and_rationale_stops_at_a_block() -> None:
+    reply = parse_reply(
+        "RATIONALE: first reason\n"
+        "train.py\n<<<<<<< SEARCH\nLR = 0.1\n=======\nLR = 0.2\n>>>>>>> REPLACE\n"
+        "That is all.\nHYPOTHESIS: a larger step\n"
+    )
+    assert reply.hypothesis == "a larger step"
+    assert reply.rationale == "first reason"

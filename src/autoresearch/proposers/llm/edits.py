@@ -147,7 +147,7 @@ def parse_reply(text: str) -> Reply:
     lines = text.replace("\r\n", "\n").split("\n")
     blocks: list[EditBlock] = []
     problems: list[str] = []
-    first_block_line = len(lines)
+    segments: list[Sequence[str]] = []  # the prose between blocks
     floor = 0  # path lines are searched for only after the previous block's end
     last_path: str | None = None
     i = 0
@@ -164,7 +164,7 @@ def parse_reply(text: str) -> Reply:
         kind_word = head.group(1).upper()
         index = len(blocks) + len(problems) + 1
         path, path_line = _path_before(lines, i, floor)
-        first_block_line = min(first_block_line, path_line)
+        segments.append(lines[floor:path_line])
         if path is None:
             path = last_path
         end, body, error = _read_block(lines, i, kind_word)
@@ -184,7 +184,8 @@ def parse_reply(text: str) -> Reply:
         i = end + 1
     if problems:
         raise EditFormatError(problems)
-    hypothesis, rationale, give_up = _prose(lines[:first_block_line])
+    segments.append(lines[floor:])
+    hypothesis, rationale, give_up = _prose(segments)
     return Reply(hypothesis=hypothesis, rationale=rationale, blocks=blocks, give_up=give_up)
 
 
@@ -220,14 +221,17 @@ def _read_block(lines: Sequence[str], head: int, kind: str) -> tuple[int, tuple[
     )
 
 
-def _prose(lines: Sequence[str]) -> tuple[str, str, str | None]:
-    """Hypothesis, rationale and a give-up reason from the text before the first block."""
+def _prose(segments: Sequence[Sequence[str]]) -> tuple[str, str, str | None]:
+    """Hypothesis, rationale and a give-up reason from the text around the blocks."""
     hypothesis = ""
     give_up: str | None = None
     rationale: list[str] = []
     in_rationale = False
-    for line in lines:
-        if m := _HYPOTHESIS.match(line):
+    flat: list[str | None] = [ln for seg in segments for ln in [*seg, None]]
+    for line in flat:
+        if line is None:
+            in_rationale = False  # a rationale ends where a block begins
+        elif m := _HYPOTHESIS.match(line):
             hypothesis = hypothesis or m.group(1).strip(" *_")
             in_rationale = False
         elif m := _GIVE_UP.match(line):
@@ -240,7 +244,8 @@ def _prose(lines: Sequence[str]) -> tuple[str, str, str | None]:
             rationale.append(line)
     if not hypothesis:
         # Be lenient: a reply without the label still has a first sentence worth keeping.
-        prose = [ln.strip(" #*") for ln in lines if ln.strip() and not _FENCE.match(ln)]
+        first = segments[0] if segments else []
+        prose = [ln.strip(" #*") for ln in first if ln.strip() and not _FENCE.match(ln)]
         hypothesis = prose[0] if prose else ""
     hypothesis = " ".join(hypothesis.split())[:200]
     return hypothesis, "\n".join(rationale).strip()[:2000], give_up

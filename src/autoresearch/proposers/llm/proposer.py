@@ -12,7 +12,7 @@ from __future__ import annotations
 import difflib
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -39,7 +39,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def worktree_reader(root: Path, overlay: Mapping[str, str | None] | None = None) -> Any:
+def worktree_reader(
+    root: Path, overlay: Mapping[str, str | None] | None = None
+) -> Callable[[str], str | None]:
     """read(path) for the applier: the overlay first, then the worktree, never outside it."""
     base = root.resolve()
 
@@ -56,7 +58,9 @@ def worktree_reader(root: Path, overlay: Mapping[str, str | None] | None = None)
     return read
 
 
-def change_diff(read: Any, edits: Mapping[str, str | None], limit: int = 12_000) -> str:
+def change_diff(
+    read: Callable[[str], str | None], edits: Mapping[str, str | None], limit: int = 12_000
+) -> str:
     """A unified diff of `edits` against what `read` returns (for the repair prompt)."""
     chunks: list[str] = []
     for path, new in sorted(edits.items()):

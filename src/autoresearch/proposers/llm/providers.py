@@ -86,6 +86,18 @@ def _retry_after(exc: BaseException) -> float | None:
     return None
 
 
+def _detail(exc: BaseException) -> str:
+    """The server's own error message, without the SDK's "Error code: 401 - {...}" wrapping."""
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        err = body.get("error", body)
+        if isinstance(err, dict) and err.get("message"):
+            return str(err["message"])[:300]
+        if isinstance(err, str):
+            return err[:300]
+    return str(getattr(exc, "message", "") or exc)[:300]
+
+
 def classify(exc: BaseException, sdk: Any, settings: ProviderSettings) -> Fault | None:
     """The retry table, shared by both SDKs (their exception hierarchies have the same names)."""
     where = settings.describe()
@@ -95,7 +107,7 @@ def classify(exc: BaseException, sdk: Any, settings: ProviderSettings) -> Fault 
         return Fault("retry", f"{where}: connection failed ({exc})")
     if isinstance(exc, sdk.APIStatusError):
         code = int(exc.status_code)
-        detail = str(getattr(exc, "message", "") or exc)[:300]
+        detail = _detail(exc)
         if code in (401, 403):
             return Fault(
                 "fatal",
