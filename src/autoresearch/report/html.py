@@ -11,7 +11,7 @@ import time
 from html import escape
 
 from autoresearch.report.content import ReportData, flatten
-from autoresearch.views.summary import fmt_duration, fmt_signed, fmt_value
+from autoresearch.views.format import fmt_duration, fmt_signed, fmt_value
 
 _STYLE = """
 body{margin:0;background:#f5f6f8;color:#1d2330;font:14px/1.5 system-ui,-apple-system,"Segoe UI",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from autoresearch.report.content import ReportData, flatten
-from autoresearch.views.summary import fmt_duration, fmt_signed, fmt_value
+from autoresearch.views.format import fmt_duration, fmt_signed, fmt_value
 
 
 def _cell(text: str) -> str:

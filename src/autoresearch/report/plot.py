@@ -54,6 +54,11 @@ def progress_figure(chart: ChartData, title: str = "") -> Figure:
             ax.annotate(p.label, (p.seq, p.objective), xytext=(6, 6), textcoords="offset points",
                         rotation=25, fontsize=8, color=KEEP, ha="left", va="bottom", zorder=7)
 
+    values = [v for p in chart.points for v in (p.low, p.high)]
+    if values and min(values) >= 0 and ax.get_ylim()[0] < 0:
+        # A metric that never goes below zero gets no invented negative range, only enough
+        # room for the markers sitting at zero.
+        ax.set_ylim(bottom=-0.02 * (max(values) - min(values) or 1.0))
     ax.set_xlabel("experiment #", color=MUTED)
     ax.set_ylabel(f"{chart.metric} ({better})", color=MUTED)
     ax.set_xlim(0.5, max(2, chart.max_seq) + 0.5)

@@ -9,13 +9,16 @@ from __future__ import annotations
 import ipaddress
 import socket
 import threading
+import time
 import webbrowser
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Annotated
+from urllib.parse import quote
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from autoresearch.errors import AutoresearchError
@@ -104,6 +107,7 @@ def dashboard(
                                 fix="pick another one, e.g. --port 8766 (or --port 0 for any)")
     app = create_app(root, tag, token,
                      allowed_hosts=None if token else ["127.0.0.1", "localhost", "[::1]", "::1"])
+
     class Server(uvicorn.Server):
         def handle_exit(self, sig: int, frame: FrameType | None) -> None:
             # Ends the open event streams, which would otherwise hold the shutdown.
@@ -119,12 +123,13 @@ def dashboard(
         while not server.started:
             if server.should_exit:
                 return
-            threading.Event().wait(0.05)
+            time.sleep(0.05)
         bound = server.servers[0].sockets[0].getsockname()[1] if server.servers else port
         shown_host = f"[{host.strip('[]')}]" if ":" in host else host
-        url = f"http://{shown_host}:{bound}/" + (f"?token={token}" if token else "")
-        console.print(f"dashboard for session [bold]{shown}[/] at [link={url}]{url}[/link]"
-                      + ("" if tag else " (follows the latest session)") + " — Ctrl-C to stop")
+        url = f"http://{shown_host}:{bound}/" + (f"?token={quote(token, safe='')}" if token else "")
+        console.print(f"dashboard for session [bold]{escape(shown)}[/] at {escape(url)}"
+                      + ("" if tag else " (the latest session; the page lists the others)")
+                      + " — Ctrl-C to stop", soft_wrap=True)
         if open_browser:
             webbrowser.open(url)
 
@@ -140,7 +145,7 @@ def report(
 ) -> None:
     """Write progress.png, a self-contained report.html and report.md for a session."""
     from autoresearch.report import write_report
-    from autoresearch.views.summary import fmt_signed, fmt_value
+    from autoresearch.views.format import fmt_signed, fmt_value
 
     root = _root(repo)
     files = write_report(root, tag, out.resolve() if out else None)
@@ -192,7 +197,7 @@ def finalize(
 
 
 def _print_effects(base: Effect, effects: list[Effect], sigma: float | None) -> None:
-    from autoresearch.views.summary import fmt_signed, fmt_value
+    from autoresearch.views.format import fmt_signed, fmt_value
 
     table = Table(title="each change's own effect (improvement > 0 is better)",
                   title_justify="left")

@@ -222,7 +222,8 @@ def confidence(
     """Colour thresholds: ≥ 2σ green, 1–2σ yellow, < 1σ red (see the explanation text)."""
     meaning = (
         "Improvement of the best kept result over the baseline, in units of the noise floor σ "
-        f"(the standard deviation of {metric} over the baseline's {noise_runs} repeated runs). "
+        f"(the standard deviation of {metric} over the baseline's "
+        f"{f'{noise_runs} ' if noise_runs else ''}repeated runs). "
         "≥ 2σ (green): unlikely to be noise. 1–2σ (yellow): suggestive, worth re-measuring. "
         "< 1σ (red): within run-to-run noise."
     )
@@ -396,25 +397,3 @@ def clean_json(value: Any) -> Any:
 def view_to_json(view: SessionView) -> dict[str, Any]:
     data: dict[str, Any] = clean_json(asdict(view))
     return data
-
-
-# --- formatting shared by the report and the CLI ------------------------------------------------
-
-
-def fmt_value(value: float | None, digits: int = 6) -> str:
-    return "—" if value is None or not math.isfinite(value) else f"{value:.{digits}g}"
-
-
-def fmt_signed(value: float | None, digits: int = 4) -> str:
-    return "—" if value is None or not math.isfinite(value) else f"{value:+.{digits}g}"
-
-
-def fmt_duration(seconds: float | None) -> str:
-    if seconds is None or not math.isfinite(seconds):
-        return "—"
-    s = int(round(seconds))
-    if s < 60:
-        return f"{seconds:.1f} s" if seconds < 10 else f"{s} s"
-    h, rem = divmod(s, 3600)
-    m, sec = divmod(rem, 60)
-    return f"{h} h {m:02d} min" if h else f"{m} min {sec:02d} s"
