@@ -135,7 +135,7 @@ def ask(session: Session, exp: ExperimentRow) -> Proposal | None:
             record_usage(session, exp.id, usage_of(outage))
             wait = outage.retry_after_s or next(waits, OUTAGE_WAITS[-1])
             session.ledger.update_session(session.row.id, status="paused")
-            session._event("outage", f"proposer unavailable ({outage.what}); retrying in {wait:.0f} s",
+            session.event("outage", f"proposer unavailable ({outage.what}); retrying in {wait:.0f} s",
                            exp.id)
             session.display.message(f"proposer unavailable: {outage.what}; waiting {wait:.0f} s",
                                     "yellow")
@@ -273,10 +273,10 @@ def _repair(session: Session, exp: ExperimentRow, failed: Proposal,
                                       session.last_crash_log or "")
     except (ProposalError, ProposerOutage) as exc:
         record_usage(session, exp.id, usage_of(exc), purpose="repair")
-        session._event("repair", f"repair attempt failed: {exc}", exp.id)
+        session.event("repair", f"repair attempt failed: {exc}", exp.id)
         return None
     if fix is not None:
-        session._event("repair", f"attempt {attempt + 1}: {fix.hypothesis}", exp.id)
+        session.event("repair", f"attempt {attempt + 1}: {fix.hypothesis}", exp.id)
         record_usage(session, exp.id, fix.usage, purpose="repair")
     return fix
 
@@ -311,7 +311,7 @@ def _judge(session: Session, exp: ExperimentRow, commit: str, incumbent: Experim
             _finish(session, exp, "crash", f"flaky: the candidate {failure.status}ed on a "
                     "confirmation run", None)
         else:
-            session._event("warning", "the incumbent failed a confirmation run", exp.id)
+            session.event("warning", "the incumbent failed a confirmation run", exp.id)
             _finish(session, exp, "discard", f"the incumbent {failure.status}ed during "
                     "confirmation (an unstable environment?): no verdict possible", None)
         return None
@@ -393,7 +393,7 @@ def _check_heldout(session: Session, exp: ExperimentRow, commit: str,
         if name in now and name in before and sign * (now[name] - before[name]) < 0:
             msg = (f"{exp.id}: {session.config.metric.name} improved but held-out {name} got "
                    f"worse ({before[name]:.6g} → {now[name]:.6g})")
-            session._event("heldout_divergence", msg, exp.id)
+            session.event("heldout_divergence", msg, exp.id)
             session.display.message("warning: " + msg, "yellow")
 
 
@@ -415,7 +415,7 @@ def _finish(session: Session, exp: ExperimentRow, status: str, reason: str,
     elif status in ("discard", "crash", "timeout"):
         session.consecutive_discards += 1
         if session.consecutive_discards == session.config.decision.stuck_after:
-            session._event("stuck", f"{session.consecutive_discards} consecutive experiments "
+            session.event("stuck", f"{session.consecutive_discards} consecutive experiments "
                            "without a keep: the proposer is told to change strategy", exp.id)
     if status != "interrupted":
         session.proposer.observe(ExperimentOutcome(summary=session.summary(row), proposal=proposal))

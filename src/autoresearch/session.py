@@ -179,9 +179,9 @@ class Session:
         """Make git agree with the ledger after any stop, including kill -9."""
         killed = kill_leftovers(run_id_prefix(self.paths.repo_key, self.paths.tag))
         if killed:
-            self._event("recovery", f"killed {killed} leftover process(es) of an earlier run")
+            self.event("recovery", f"killed {killed} leftover process(es) of an earlier run")
         if self.lock.cleared_stale:
-            self._event("recovery", f"cleared a stale lock of dead process {self.lock.cleared_stale.get('pid')}")
+            self.event("recovery", f"cleared a stale lock of dead process {self.lock.cleared_stale.get('pid')}")
         for exp in self.ledger.open_experiments(self.row.id):
             self.ledger.update_experiment(
                 exp.id, status="interrupted", finished_at=time.time(),
@@ -189,7 +189,7 @@ class Session:
             )
             if exp.commit_sha and gitops.ref_exists(self.root, exp.commit_sha):
                 gitops.update_ref(self.root, self.paths.discarded_ref(exp.id), exp.commit_sha)
-            self._event("recovery", f"{exp.id} was left {exp.status}; marked interrupted", exp.id)
+            self.event("recovery", f"{exp.id} was left {exp.status}; marked interrupted", exp.id)
         self.history = self.ledger.experiments(self.row.id)
         for run in self.ledger.session_runs(self.row.id):
             self.runs.setdefault(run.experiment_id, []).append(run)
@@ -199,7 +199,7 @@ class Session:
         gitops.ensure_worktree(self.root, self.paths.worktree, self.paths.branch, tip)
         if gitops.rev_parse(self.root, f"refs/heads/{self.paths.branch}") != tip:
             gitops.update_ref(self.root, f"refs/heads/{self.paths.branch}", tip)
-            self._event("recovery", f"branch reset to the ledger's incumbent {tip[:10]}")
+            self.event("recovery", f"branch reset to the ledger's incumbent {tip[:10]}")
         gitops.checkout(self.paths.worktree, tip)
 
     def close(self, status: str = "stopped") -> None:
@@ -265,7 +265,7 @@ class Session:
     def _outcome(self, exp: ExperimentRow) -> ExperimentOutcome:
         return ExperimentOutcome(summary=self.summary(exp), proposal=None)
 
-    def _event(self, kind: str, message: str, exp_id: str | None = None) -> None:
+    def event(self, kind: str, message: str, exp_id: str | None = None) -> None:
         self.ledger.add_event(self.row.id, kind, message, experiment_id=exp_id)
 
     def refresh(self, exp_id: str) -> ExperimentRow:

@@ -431,13 +431,15 @@ class Ledger:
             for r in rows
         ]
 
-    def change_marker(self, session_id: int) -> tuple[int, int, int]:
+    def change_marker(self, session_id: int) -> tuple[int, int, int, float]:
         """A cheap value that changes whenever anything visible changes (for live views)."""
         (row,) = self._query(
             "SELECT (SELECT COUNT(*) FROM experiments WHERE session_id = ?) AS n,"
             " (SELECT COALESCE(MAX(id), 0) FROM events WHERE session_id = ?) AS e,"
             " (SELECT COALESCE(MAX(runs.id), 0) FROM runs JOIN experiments"
-            "   ON runs.experiment_id = experiments.id WHERE experiments.session_id = ?) AS r",
-            (session_id, session_id, session_id),
+            "   ON runs.experiment_id = experiments.id WHERE experiments.session_id = ?) AS r,"
+            " (SELECT COALESCE(MAX(COALESCE(finished_at, started_at)), 0) FROM experiments"
+            "   WHERE session_id = ?) AS f",
+            (session_id, session_id, session_id, session_id),
         )
-        return (int(row["n"]), int(row["e"]), int(row["r"]))
+        return (int(row["n"]), int(row["e"]), int(row["r"]), float(row["f"]))
