@@ -93,7 +93,7 @@ class StatePaths:
             ignore.write_text("# autoresearch state: never committed\n*\n")
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -123,10 +123,8 @@ class SessionLock:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
                 holder = self._read()
-                raw_pid = holder.get("pid", 0)
-                pid = raw_pid if isinstance(raw_pid, int) else 0
-                same_host = holder.get("host") in (None, socket.gethostname())
-                if pid and same_host and _pid_alive(pid) and pid != os.getpid():
+                pid = self.live_holder()
+                if pid and pid != os.getpid():
                     raise SessionLockedError(
                         f"session is already running in process {pid}",
                         where=str(self.path),
@@ -139,6 +137,20 @@ class SessionLock:
                 json.dump(me, fh)
             return
         raise SessionLockedError("could not take the session lock", where=str(self.path))
+
+    def live_holder(self) -> int | None:
+        """The pid of the live process holding the lock, or None (no lock, or a dead holder).
+
+        A lock taken on another host (a shared filesystem) can't be checked: it counts as live.
+        """
+        holder = self._read()
+        raw_pid = holder.get("pid", 0)
+        pid = raw_pid if isinstance(raw_pid, int) else 0
+        if pid <= 0:
+            return None
+        if holder.get("host") not in (None, socket.gethostname()):
+            return pid
+        return pid if pid_alive(pid) else None
 
     def _read(self) -> dict[str, object]:
         try:

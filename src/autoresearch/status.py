@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,7 @@ from rich.table import Table
 from autoresearch.display import STATUS_STYLE
 from autoresearch.errors import AutoresearchError
 from autoresearch.ledger import ExperimentRow, Ledger, SessionRow
-from autoresearch.state import StatePaths
+from autoresearch.state import SessionLock, StatePaths
 
 
 def open_session(root: Path, tag: str) -> tuple[Ledger, SessionRow]:
@@ -35,17 +34,6 @@ def _best(row: SessionRow, exps: list[ExperimentRow]) -> ExperimentRow | None:
     return max(kept, key=lambda e: (e.finished_at or 0, e.seq)) if kept else None
 
 
-def _lock_holder(root: Path, tag: str) -> int | None:
-    from autoresearch.state import _pid_alive
-
-    lock = StatePaths(root, tag).lock
-    try:
-        pid = int(json.loads(lock.read_text()).get("pid", 0))
-    except (OSError, ValueError, AttributeError):
-        return None
-    return pid if pid and _pid_alive(pid) else None
-
-
 def render_status(root: Path, tag: str, console: Console) -> None:
     ledger, row = open_session(root, tag)
     exps = ledger.experiments(row.id)
@@ -54,7 +42,7 @@ def render_status(root: Path, tag: str, console: Console) -> None:
         counts[e.status] = counts.get(e.status, 0) + 1
     baseline = next((e for e in exps if e.kind == "baseline" and e.status == "keep"), None)
     best = _best(row, exps)
-    pid = _lock_holder(root, tag)
+    pid = SessionLock(StatePaths(root, tag).lock).live_holder()
     end = time.time() if pid else max([row.updated_at] + [e.finished_at or 0 for e in exps])
     hours = max((end - row.created_at) / 3600, 1e-9)
     grid = Table.grid(padding=(0, 2))

@@ -11,10 +11,7 @@ draw can have a better raw number, but it lost its comparison, so it is not the 
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import socket
 import statistics
 import time
 from collections.abc import Mapping, Sequence
@@ -24,7 +21,7 @@ from typing import Any, Literal
 
 from autoresearch.errors import AutoresearchError
 from autoresearch.ledger import ExperimentRow, Ledger, RunRow, SessionRow
-from autoresearch.state import StatePaths
+from autoresearch.state import SessionLock, StatePaths
 
 LEDGER_PATH = Path(".autoresearch") / "ledger.db"
 
@@ -249,23 +246,9 @@ def confidence(
 
 
 def _lock_holder_alive(ledger_path: Path, tag: str) -> bool:
-    """Whether the process named in the session's lock file still exists on this machine."""
+    """Whether the process named in the session's lock file still exists."""
     lock = StatePaths(ledger_path.parent.parent, tag).lock
-    try:
-        holder = json.loads(lock.read_text() or "{}")
-        pid = int(holder.get("pid", 0))
-    except (OSError, ValueError, TypeError, AttributeError):
-        return False
-    if pid <= 0 or holder.get("host") not in (None, socket.gethostname()):
-        # Another machine's lock (a shared filesystem): we cannot tell, so trust the ledger.
-        return pid > 0
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return SessionLock(lock).live_holder() is not None
 
 
 def _noise(session: SessionRow, baseline_values: list[float]) -> float | None:
