@@ -6,8 +6,9 @@
 Reports, for the default config of train.py:
 - tokens/s, steps, val_bpb and test_bpb: median of --repeats identical runs (same seed);
 - the noise: spread (max - min) and standard deviation of val_bpb over --seeds seeds;
-- baselines on the same splits: xz (lzma, preset 9e) over the raw bytes of the val and test
-  splits, and the same 2-layer model on plain bytes instead of BPE (--no-bytes skips it).
+- baselines: xz (lzma, preset 9e) over the raw bytes of the val and test splits (whole, and
+  the prefix that evaluate_bpb scores), and the same 2-layer model on plain bytes instead of
+  BPE (--no-bytes skips it).
 
 Each run is `python train.py` in a temporary copy of the template, exactly as the engine runs it,
 sharing the data cache (AUTORESEARCH_CACHE, default ~/.cache/autoresearch/gpt). Runs are
@@ -45,13 +46,17 @@ def load_prepare(env: dict[str, str]) -> ModuleType:
     return module
 
 
-def xz_bpb(prepare: ModuleType, split: str) -> tuple[float, int]:
+def xz_bpb(prepare: ModuleType, split: str) -> tuple[float, float, int]:
+    """xz over the whole split and over the bytes evaluate_bpb scores (its first EVAL_BYTES)."""
     corpus = prepare.resolve_corpus()
     raw = b"".join(
         text.encode("utf-8", "surrogateescape") for text in prepare.iter_documents(corpus, split)
     )
-    packed = lzma.compress(raw, preset=9 | lzma.PRESET_EXTREME)
-    return 8 * len(packed) / len(raw), len(raw)
+
+    def bpb(data: bytes) -> float:
+        return 8 * len(lzma.compress(data, preset=9 | lzma.PRESET_EXTREME)) / len(data)
+
+    return bpb(raw), bpb(raw[: prepare.EVAL_BYTES]), len(raw)
 
 
 def run_train(budget: float, env: dict[str, str]) -> dict[str, float]:
@@ -82,13 +87,15 @@ def describe(label: str, runs: list[dict[str, float]]) -> None:
     print(
         f"{label}: median of {len(runs)}: tokens/s {med('tokens_per_s'):,.0f}, "
         f"steps {med('num_steps'):.0f}, val_bpb {med('val_bpb'):.4f}, "
-        f"test_bpb {med('test_bpb'):.4f}, peak_mb {med('peak_vram_mb'):.0f}, "
+        f"test_bpb {med('test_bpb'):.4f}, total_s {med('total_seconds'):.1f}, "
+        f"peak_mb {med('peak_vram_mb'):.0f}, "
         f"params {med('num_params_M'):.3f}M"
     )
     spread = max(vals) - min(vals)
     stdev = statistics.stdev(vals) if len(vals) > 1 else 0.0
     print(f"  val_bpb per run: {', '.join(f'{v:.4f}' for v in vals)}")
-    print(f"  steps per run:   {', '.join(f'{r['num_steps']:.0f}' for r in runs)}")
+    steps = ", ".join(f"{r['num_steps']:.0f}" for r in runs)
+    print(f"  steps per run:   {steps}")
     print(f"  spread {spread:.4f}, stdev {stdev:.4f}", flush=True)
 
 
@@ -109,8 +116,11 @@ def main() -> None:
     print(f"corpus: {prepared.corpus.corpus_id}, tokenizer {prepared.meta['tokenizer']}")
     print(f"prepare: {time.time() - start:.1f}s (cached after the first run)")
     for split in ("val", "test"):
-        bpb, size = xz_bpb(prepare, split)
-        print(f"xz -9e on the {split} split ({size:,} bytes): {bpb:.4f} bpb")
+        whole, scored, size = xz_bpb(prepare, split)
+        print(
+            f"xz -9e on the {split} split: {whole:.4f} bpb ({size:,} bytes); on the "
+            f"{min(size, prepare.EVAL_BYTES):,} bytes evaluate_bpb scores: {scored:.4f} bpb"
+        )
     print(f"budget: {args.budget:g}s per run", flush=True)
 
     same = [run_train(args.budget, env) for _ in range(args.repeats)]

@@ -50,7 +50,7 @@ def load_prepare(env: dict[str, str]) -> ModuleType:
         return module
 
 
-def write_corpus(root: Path, documents: int = 160) -> Path:
+def write_corpus(root: Path, documents: int = 400) -> Path:
     """Python-like files with a learnable structure, and some multi-byte characters."""
     rng = random.Random(1234)
     names = ["alpha", "beta", "gamma", "delta", "value", "count", "total", "item", "größe", "名前"]
@@ -77,7 +77,7 @@ def workload(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         "AUTORESEARCH_DATA": str(write_corpus(base / "corpus")),
         "AUTORESEARCH_CACHE": str(base / "cache"),
         "AUTORESEARCH_VOCAB_SIZE": SMALL_VOCAB,
-        "AUTORESEARCH_EVAL_TOKENS": "2048",
+        "AUTORESEARCH_EVAL_BYTES": "4000",
         "AUTORESEARCH_DEVICE": "cpu",
     }
     load_prepare(env).prepare(verbose=False)
@@ -238,22 +238,22 @@ def test_dataloader_is_seeded(workload: dict[str, str]) -> None:
 
 
 class FixedLogits(torch.nn.Module):
-    """A model whose prediction does not depend on its input (uniform when logits are 0)."""
+    """A uniform model, or an oracle giving probability 1/2 to each of the `correct` targets."""
 
-    def __init__(self, vocab_size: int, correct: torch.Tensor | None = None) -> None:
+    def __init__(self, vocab_size: int, correct: list[int] | None = None) -> None:
         super().__init__()
         self.vocab_size = vocab_size
-        self.correct = correct  # (rows, T) targets to give probability 1/2, if set
+        self.correct = torch.tensor(correct or [], dtype=torch.int64)  # targets, in order
         self.weight = torch.nn.Parameter(torch.zeros(1))  # evaluate_bpb finds the device here
-        self.calls = 0
+        self.seen = 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         logits = torch.zeros(*x.shape, self.vocab_size)
-        if self.correct is not None:
-            y = self.correct[self.calls * x.size(0) : (self.calls + 1) * x.size(0)]
+        if len(self.correct):
+            y = self.correct[self.seen : self.seen + x.numel()].view(x.shape)
             # e^L / (e^L + (V - 1)) = 1/2  <=>  L = ln(V - 1)
             logits.scatter_(2, y.unsqueeze(-1), math.log(self.vocab_size - 1))
-        self.calls += 1
+        self.seen += x.numel()
         return logits
 
 
@@ -268,16 +268,18 @@ def test_uniform_model_over_bytes_scores_log2_vocab(workload: dict[str, str]) ->
 def test_bpb_by_hand_on_a_known_stream(workload: dict[str, str]) -> None:
     prepare = load_prepare({**workload, "AUTORESEARCH_TOKENIZER": "bytes"})
     prepare.prepare(verbose=False)
-    prepare.MAX_SEQ_LEN, prepare.EVAL_TOKENS = 4, 8
+    prepare.MAX_SEQ_LEN, prepare.EVAL_BYTES = 4, 5
     bos = 256
-    # Documents "hi", "!", "ok", "z": two rows of 4 targets score h i BOS ! / BOS o k BOS;
-    # the final "z" lies beyond them and is not scored.
+    # Documents "hi", "!", "ok", "z". The shortest prefix of targets covering 5 bytes is
+    # h i BOS ! BOS o k: a full row of 4 and a short row of 3; the last BOS and "z" are not
+    # scored.
     stream = np.array([bos, *b"hi", bos, *b"!", bos, *b"ok", bos, *b"z"], dtype=np.uint16)
-    targets = torch.from_numpy(stream[1:9].astype(np.int64)).view(2, 4)
+    targets = [int(t) for t in stream[1:8]]
     # Half the probability on every correct target: ln 2 nats each, over 5 non-BOS targets
     # covering 5 bytes, so 1 bit per byte exactly.
-    nats, nbytes = prepare.score_tokens(FixedLogits(257, targets), stream, torch.device("cpu"), 1)
-    assert nbytes == 5
+    oracle = FixedLogits(257, targets)
+    nats, nbytes = prepare.score_tokens(oracle, stream, torch.device("cpu"), 1)
+    assert oracle.seen == 7 and nbytes == 5
     assert nats == pytest.approx(5 * math.log(2), rel=1e-6)
     assert prepare.bits_per_byte(nats, nbytes) == pytest.approx(1.0, rel=1e-6)
     # Uniform: 5 x ln 257 nats over 5 bytes.
@@ -287,17 +289,30 @@ def test_bpb_by_hand_on_a_known_stream(workload: dict[str, str]) -> None:
 
 def test_uniform_model_over_bpe_matches_hand_count(workload: dict[str, str]) -> None:
     prepare = load_prepare(workload)
-    prepared = prepare.prepare(verbose=False)
-    tokens = prepare.load_tokens("val")
-    seq = prepare.MAX_SEQ_LEN
-    rows = min(prepare.EVAL_TOKENS, len(tokens) - 1) // seq
-    targets = np.asarray(tokens[1 : rows * seq + 1])
-    raw = prepared.tokenizer.vocab
-    scored = [t for t in targets if t != prepared.tokenizer.bos_id]
-    expected = len(scored) * math.log(prepared.tokenizer.vocab_size)
-    expected /= math.log(2) * sum(len(raw[t]) for t in scored)
-    bpb = prepare.evaluate_bpb(FixedLogits(prepared.tokenizer.vocab_size), "val")
+    tok = prepare.prepare(verbose=False).tokenizer
+    stream = [int(t) for t in prepare.load_tokens("val")]
+    scored, nbytes = 0, 0
+    for target in stream[1:]:  # the shortest prefix of targets that covers EVAL_BYTES bytes
+        if target != tok.bos_id:
+            scored += 1
+            nbytes += len(tok.vocab[target])
+        if nbytes >= prepare.EVAL_BYTES:
+            break
+    assert nbytes >= prepare.EVAL_BYTES  # the test corpus's val split is big enough
+    expected = scored * math.log(tok.vocab_size) / (math.log(2) * nbytes)
+    bpb = prepare.evaluate_bpb(FixedLogits(tok.vocab_size), "val", batch_size=3)
     assert bpb == pytest.approx(expected, rel=1e-6)
+
+
+def test_every_tokenizer_is_scored_on_the_same_bytes(workload: dict[str, str]) -> None:
+    scored = []
+    for tokenizer in ("bpe", "bytes"):
+        prepare = load_prepare({**workload, "AUTORESEARCH_TOKENIZER": tokenizer})
+        vocab = prepare.prepare(verbose=False).tokenizer.vocab_size
+        stream = prepare.load_tokens("val")
+        scored.append(prepare.score_tokens(FixedLogits(vocab), stream, torch.device("cpu"))[1])
+    assert scored[1] == int(workload["AUTORESEARCH_EVAL_BYTES"])
+    assert scored[1] <= scored[0] < scored[1] + 16  # within one BPE token
 
 
 # ---------------------------------------------------------------------------------------------
@@ -314,7 +329,9 @@ def test_short_cpu_run_learns_and_prints_a_parsable_summary(
     env = {**workload, "AUTORESEARCH_TIME_BUDGET": "4", "AUTORESEARCH_PROGRESS_EVERY": "0.5"}
     result = run_train(tmp_path, env)
     assert result.returncode == 0, result.stdout + result.stderr
-    progress = [(float(t), int(s), float(loss)) for t, s, loss in PROGRESS_RE.findall(result.stdout)]
+    progress = [
+        (float(t), int(s), float(loss)) for t, s, loss in PROGRESS_RE.findall(result.stdout)
+    ]
     assert len(progress) >= 3
     assert [s for _, s, _ in progress] == sorted(s for _, s, _ in progress)
     assert progress[-1][2] < progress[0][2] - 0.5, progress  # the loss went down

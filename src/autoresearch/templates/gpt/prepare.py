@@ -23,7 +23,7 @@ Environment (all optional; set them for every run, or edit the defaults below be
     AUTORESEARCH_CACHE        cache root (default: ~/.cache/autoresearch/gpt)
     AUTORESEARCH_DEVICE       "cpu", "cuda", "cuda:1", ... (default: cuda when available)
     AUTORESEARCH_TIME_BUDGET  training seconds (default: 60 on CPU, 300 on CUDA)
-    AUTORESEARCH_EVAL_TOKENS  tokens scored per split (default: the profile's EVAL_TOKENS)
+    AUTORESEARCH_EVAL_BYTES   bytes of text scored per split (default: the profile's)
 
 Only torch, numpy and the standard library are needed (pyarrow only to read parquet).
 """
@@ -63,19 +63,19 @@ class Profile:
     seq_len: int  # context length used by the evaluation (and, by default, training)
     vocab_size: int  # BPE vocabulary size, including the one special token (BOS)
     time_budget: float  # default training seconds when AUTORESEARCH_TIME_BUDGET is unset
-    eval_tokens: int  # target tokens scored per split (capped by the split's size)
+    eval_bytes: int  # bytes of text scored per split (capped by the split's size)
 
 
 PROFILES = {
-    "cpu": Profile(seq_len=128, vocab_size=1024, time_budget=60.0, eval_tokens=2**17),
-    "cuda": Profile(seq_len=2048, vocab_size=8192, time_budget=300.0, eval_tokens=20 * 2**19),
+    "cpu": Profile(seq_len=128, vocab_size=1024, time_budget=60.0, eval_bytes=2**19),
+    "cuda": Profile(seq_len=2048, vocab_size=8192, time_budget=300.0, eval_bytes=2**26),
 }
 
 CACHE_FORMAT = 1  # bump when the on-disk layout changes; old caches are then rebuilt
 SPLIT_SALT = b"autoresearch-gpt-split-v1"  # changing it changes every split: never do
 VAL_PERCENT = 5  # share of documents (files, or parquet rows) in the validation split
 TEST_PERCENT = 5  # share in the held-out test split, which the agent never sees
-STORED_EVAL_TOKENS = 2**22  # val/test are tokenized up to this many tokens (big corpora)
+STORED_EVAL_BYTES = 2**26  # val/test are tokenized up to this many bytes (big corpora)
 TOKENIZER_TRAIN_CHARS = 50_000_000  # BPE is trained on at most this much of the train split
 CLIMBMIX_URL = "https://huggingface.co/datasets/karpathy/climbmix-400b-shuffle/resolve/main"
 
@@ -97,7 +97,7 @@ DEVICE = detect_device()
 PROFILE = PROFILES["cuda" if DEVICE.type == "cuda" else "cpu"]
 MAX_SEQ_LEN = PROFILE.seq_len
 TIME_BUDGET = float(_env("AUTORESEARCH_TIME_BUDGET", str(PROFILE.time_budget)))
-EVAL_TOKENS = int(_env("AUTORESEARCH_EVAL_TOKENS", str(PROFILE.eval_tokens)))
+EVAL_BYTES = int(_env("AUTORESEARCH_EVAL_BYTES", str(PROFILE.eval_bytes)))
 DATA = _env("AUTORESEARCH_DATA", "stdlib")
 TOKENIZER = _env("AUTORESEARCH_TOKENIZER", "bpe")
 VOCAB_SIZE = int(_env("AUTORESEARCH_VOCAB_SIZE", str(PROFILE.vocab_size)))
@@ -420,7 +420,7 @@ def _sha256_file(path: Path) -> str:
 
 def _verify(directory: Path) -> dict[str, Any] | None:
     try:
-        meta = json.loads((directory / "meta.json").read_text())
+        meta: dict[str, Any] = json.loads((directory / "meta.json").read_text())
         if meta.get("format") != CACHE_FORMAT:
             return None
         for name, info in meta["artifacts"].items():
@@ -465,9 +465,8 @@ def _build(corpus: Corpus, directory: Path, verbose: bool) -> dict[str, Any]:
     start = time.time()
     log = print if verbose else (lambda *a, **k: None)
     log(f"prepare: building {directory} ({len(corpus.files)} files)")
-    for stale in ("meta.json",):  # invalidate first: a crash mid-build must not look valid
-        with contextlib.suppress(FileNotFoundError):
-            (directory / stale).unlink()
+    with contextlib.suppress(FileNotFoundError):  # a crash mid-build must not look valid
+        (directory / "meta.json").unlink()
 
     if TOKENIZER == "bytes":
         tokenizer = Tokenizer(None)
@@ -485,7 +484,7 @@ def _build(corpus: Corpus, directory: Path, verbose: bool) -> dict[str, Any]:
     dtype = np.uint16 if tokenizer.vocab_size <= 1 << 16 else np.uint32
     splits: dict[str, dict[str, int]] = {}
     for split in SPLITS:
-        limit = None if split == "train" else STORED_EVAL_TOKENS + 1
+        limit = None if split == "train" else STORED_EVAL_BYTES
         parts, docs, nbytes, ntokens = [], 0, 0, 0
         for text in iter_documents(corpus, split):
             ids = [tokenizer.bos_id, *tokenizer.encode(text)]
@@ -493,7 +492,7 @@ def _build(corpus: Corpus, directory: Path, verbose: bool) -> dict[str, Any]:
             docs += 1
             nbytes += len(text.encode("utf-8", "surrogateescape"))
             ntokens += len(ids)
-            if limit is not None and ntokens >= limit:
+            if limit is not None and nbytes >= limit:
                 break
         if docs == 0:
             raise SystemExit(f"prepare: the {split} split is empty; the corpus is too small")
@@ -531,7 +530,8 @@ def _take_chars(texts: Iterable[str]) -> Iterator[str]:
 def load_tokens(split: str) -> np.ndarray:
     """The split as one token stream: BOS, document, BOS, document, ... (memory-mapped)."""
     prepared = prepare(verbose=False)
-    return np.load(prepared.directory / f"{split}.npy", mmap_mode="r")
+    tokens: np.ndarray = np.load(prepared.directory / f"{split}.npy", mmap_mode="r")
+    return tokens
 
 
 # ---------------------------------------------------------------------------------------------
@@ -561,19 +561,20 @@ def make_dataloader(
 # ---------------------------------------------------------------------------------------------
 # Evaluation. bits per byte = total cross-entropy in nats over the scored targets divided by
 # (ln 2 x the bytes those targets stand for). It does not depend on the vocabulary, so models with
-# different tokenizers compare fairly. BOS targets are in neither sum.
+# different tokenizers compare fairly. BOS targets are in neither sum. The scored targets are the
+# shortest prefix of the split that covers EVAL_BYTES bytes, so every tokenizer is scored on the
+# same text (to within one token).
 
 
 @torch.no_grad()
 def evaluate_bpb(model: torch.nn.Module, split: str = "val", batch_size: int = 0) -> float:
-    """Score the first EVAL_TOKENS targets of a split, in rows of MAX_SEQ_LEN tokens.
+    """Bits per byte of `model` on the first EVAL_BYTES bytes of a split.
 
-    Contract with train.py: model(x), x a LongTensor (B, MAX_SEQ_LEN), returns logits
-    (B, MAX_SEQ_LEN, vocab_size); position t may only look at x[:, : t + 1].
+    Contract with train.py: model(x), x a LongTensor (B, T) with T <= MAX_SEQ_LEN, returns
+    logits (B, T, vocab_size), and position t may only look at x[:, : t + 1].
     """
     device = next(model.parameters()).device
-    tokens = load_tokens(split)
-    total_nats, total_bytes = score_tokens(model, tokens, device, batch_size)
+    total_nats, total_bytes = score_tokens(model, load_tokens(split), device, batch_size)
     return bits_per_byte(total_nats, total_bytes)
 
 
@@ -584,23 +585,36 @@ def bits_per_byte(total_nats: float, total_bytes: int) -> float:
 def score_tokens(
     model: torch.nn.Module, tokens: np.ndarray, device: torch.device, batch_size: int = 0
 ) -> tuple[float, int]:
-    """(nats, bytes) summed over the first EVAL_TOKENS targets of a token stream."""
+    """(nats, bytes) summed over the targets of a token stream that cover EVAL_BYTES bytes.
+
+    The targets are cut into non-overlapping rows of MAX_SEQ_LEN tokens (the last row may be
+    shorter), so that every scored target is scored exactly once.
+    """
+    sizes = prepare(verbose=False).tokenizer.token_bytes()
+    covered = np.cumsum(np.asarray(sizes, dtype=np.int64)[np.asarray(tokens[1:])])
+    if len(covered) == 0:
+        raise SystemExit("evaluation needs at least two tokens")
+    targets = min(int(np.searchsorted(covered, EVAL_BYTES)) + 1, len(covered))
+    stream = torch.from_numpy(np.asarray(tokens[: targets + 1], dtype=np.int64))
     seq = MAX_SEQ_LEN
-    rows = min(EVAL_TOKENS, len(tokens) - 1) // seq
-    if rows < 1:
-        raise SystemExit(f"evaluation needs at least {seq + 1} tokens, got {len(tokens)}")
     batch_size = batch_size or max(1, 8192 // seq)
-    stream = torch.from_numpy(np.asarray(tokens[: rows * seq + 1], dtype=np.int64))
-    token_bytes = torch.tensor(prepare(verbose=False).tokenizer.token_bytes(), device=device)
+    token_bytes = torch.tensor(sizes, device=device)
     was_training = model.training
     model.eval()
     total_nats = torch.zeros((), dtype=torch.float64, device=device)
     total_bytes = torch.zeros((), dtype=torch.int64, device=device)
-    for first in range(0, rows, batch_size):
-        last = min(rows, first + batch_size)
-        # Rows do not overlap: every target after the first token is scored exactly once.
-        x = stream[first * seq : last * seq].view(-1, seq).to(device)
-        y = stream[first * seq + 1 : last * seq + 1].view(-1, seq).to(device)
+    full_rows, rest = divmod(targets, seq)
+    batches = [
+        (first, min(full_rows, first + batch_size), seq)
+        for first in range(0, full_rows, batch_size)
+    ]
+    if rest:
+        batches.append((full_rows, full_rows + 1, rest))  # the short last row, on its own
+    for first, last, length in batches:
+        start = first * seq
+        rows = last - first
+        x = stream[start : start + rows * length].view(rows, length).to(device)
+        y = stream[start + 1 : start + 1 + rows * length].view(rows, length).to(device)
         logits = model(x)
         nats = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="none")
         nbytes = token_bytes[y.flatten()]
@@ -658,7 +672,7 @@ def main() -> None:
     for split, info in prepared.meta["splits"].items():
         per_token = info["bytes"] / max(1, info["tokens"] - info["documents"])
         print(f"{split + ':':10} {info['tokens']:,} tokens, {per_token:.2f} bytes/token")
-    print(f"device:    {DEVICE} (seq_len {MAX_SEQ_LEN}, eval_tokens {EVAL_TOKENS})")
+    print(f"device:    {DEVICE} (seq_len {MAX_SEQ_LEN}, eval_bytes {EVAL_BYTES:,})")
 
 
 if __name__ == "__main__":
