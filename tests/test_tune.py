@@ -130,7 +130,7 @@ def test_proposal_edits_only_knob_lines(tmp_path: Path) -> None:
     # The hypothesis names only what changed, with values as written in the file.
     parts = [f"MATRIX_LR 0.02 → {lr!r}"] * (lr != 0.02) + [f"DEPTH 2 → {depth}"] * (depth != 2)
     assert prop.hypothesis == "tune: " + ", ".join(parts)
-    assert "TPE" in prop.rationale
+    assert "local start" in prop.rationale  # the first proposals stay near the incumbent
 
 
 def test_resume_restores_memory(tmp_path: Path) -> None:
@@ -346,3 +346,25 @@ def test_initial_params_are_the_files_values(tmp_path: Path) -> None:
         "target.py:X": 0.5,
         "target.py:OPT": "adamw",
     }
+
+
+def test_local_start_moves_one_or_two_knobs_then_hands_over_to_the_sampler(
+    tmp_path: Path,
+) -> None:
+    lines = [f"K{i} = 0.5  # knob: float(0, 1)" for i in range(8)]
+    (tmp_path / "target.py").write_text("\n".join(lines) + "\n")
+    config = make_config({})
+    tune = proposer(config)
+    history: list[ExperimentSummary] = []
+    rationales = []
+    for seq in range(1, 10):
+        prop = tune.propose(make_ctx(tmp_path, config, history=history))
+        assert prop is not None and prop.params is not None
+        rationales.append(prop.rationale)
+        if "local start" in prop.rationale:
+            assert 1 <= sum(v != 0.5 for v in prop.params.values()) <= 2
+        history.append(ExperimentSummary(id=f"t-{seq:04d}", seq=seq + 1, status="discard",
+                                         hypothesis="", objective=1.0, delta=0.0, reason="",
+                                         params=prop.params))
+    assert all("local start" in r for r in rationales[:5])
+    assert all("TPE" in r for r in rationales[6:])

@@ -60,6 +60,7 @@ class Display:
         self.current: str = ""
         self.run_clock: float | None = None
         self.run_budget: float = 0.0
+        self._last_summary = -1
 
     def start(self) -> None: ...
 
@@ -94,6 +95,9 @@ class Display:
             self.summary_line()
 
     def summary_line(self) -> None:
+        if self.tally.total == self._last_summary:
+            return  # already printed for this many experiments
+        self._last_summary = self.tally.total
         elapsed = (time.time() - self.tally.started) / 60
         self.console.print(Text(
             f"— {self.tally.total} experiments in {elapsed:.1f} min: {self.tally.counts_line()};"

@@ -152,7 +152,14 @@ def _record(summary: ExperimentSummary, params: dict[str, Any]) -> _Record:
 
 
 class TuneProposer(Proposer):
-    """Optuna over the knobs; options: sampler (tpe|random|gp|cmaes), seed, n_startup_trials."""
+    """Optuna over the knobs.
+
+    Options: sampler (tpe|random|gp|cmaes), seed, n_startup_trials, start (local|global).
+    With start = "local" (the default) the first n_startup_trials candidates are neighbours of
+    the incumbent (one or two knobs moved): a repository's defaults are usually sensible, and
+    a handful of global random draws from a 10-dimensional space mostly lands far worse. The
+    sampler's model then takes over with those results.
+    """
 
     name = "tune"
 
@@ -171,6 +178,12 @@ class TuneProposer(Proposer):
         self._seed = _int_option(self.options, "seed", None)
         n_startup = _int_option(self.options, "n_startup_trials", 5) or 0
         self._sampler = _build_sampler(sampler, self._seed, n_startup)
+        self._n_startup = n_startup
+        start = str(self.options.get("start", "local")).lower()
+        if start not in ("local", "global"):
+            raise ConfigError(f"unknown tune start {start!r}", where=_where("start"),
+                              fix='use "local" (neighbours of the incumbent first) or "global"')
+        self._local_start = start == "local" and sampler != "random"
         # A plain random sampler, used in bursts to escape when the session is stuck.
         self._explorer = optuna.samplers.RandomSampler(
             seed=None if self._seed is None else self._seed + 1
@@ -312,7 +325,11 @@ class TuneProposer(Proposer):
             self._seen.add(incumbent)  # whatever the ledger says, the incumbent has been run
 
         sampler, note = self._strategy(ctx.stuck)
-        found = self._ask(study, sampler) or self._fallback(current)
+        found = (
+            (None if ctx.stuck else self._local(study, current))
+            or self._ask(study, sampler)
+            or self._fallback(current)
+        )
         if found is None:
             return None  # every configuration of a finite space has been tried
         params, how = found
@@ -363,8 +380,26 @@ class TuneProposer(Proposer):
             study.sampler = previous
         return None
 
-    def _fallback(self, current: Mapping[str, Any]) -> tuple[dict[str, Scalar], str] | None:
-        """A new configuration when the sampler only repeats itself; None when none is left."""
+    def _local(
+        self, study: optuna.Study, current: Mapping[str, Any]
+    ) -> tuple[dict[str, Scalar], str] | None:
+        """During the start, a neighbour of the incumbent, told to the study as its trial."""
+        if not self._local_start:
+            return None
+        if len(self._records) > self._n_startup:  # the baseline plus the local start
+            return None
+        found = self._neighbour(current)
+        if found is None:
+            return None
+        study.enqueue_trial(found, skip_if_exists=False)
+        trial = study.ask(self._dists)
+        sig = self._signature(found)
+        assert sig is not None
+        self._pending[sig] = trial.number
+        return found, f"local start: a neighbour of the incumbent (trial {trial.number})"
+
+    def _neighbour(self, current: Mapping[str, Any]) -> dict[str, Scalar] | None:
+        """The incumbent with one or two knobs moved, never a configuration tried before."""
         start = {
             k.key: k.space.snap(current[k.key])
             if k.space.contains(current[k.key])
@@ -378,10 +413,17 @@ class TuneProposer(Proposer):
             ):
                 params[knob.key] = _perturb(knob.space, params[knob.key], self._rng)
             if self._claim(params):
-                return (
-                    params,
-                    "random neighbour of the incumbent (the sampler only repeated tried points)",
-                )
+                return params
+        return None
+
+    def _fallback(self, current: Mapping[str, Any]) -> tuple[dict[str, Scalar], str] | None:
+        """A new configuration when the sampler only repeats itself; None when none is left."""
+        params = self._neighbour(current)
+        if params is not None:
+            return (
+                params,
+                "random neighbour of the incumbent (the sampler only repeated tried points)",
+            )
         sizes = [k.space.size() for k in self._knobs]
         if (
             all(s is not None for s in sizes)
