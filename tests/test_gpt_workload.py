@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
+import json
 import math
 import os
 import random
@@ -385,3 +386,43 @@ def test_template_contract_loads_and_its_knobs_exist() -> None:
     assert config.scope == ["train.py"] and config.protected == ["prepare.py"]
     knobs = discover_knobs(TEMPLATE, config.knobs, config.scope, protected=config.protected)
     assert {k.key for k in knobs} >= {"train.py:MATRIX_LR", "train.py:DEPTH"}
+
+
+@pytest.mark.slow
+def test_demo_command_runs_a_session_inside_another_checkout(
+    workload: dict[str, str], tmp_path: Path
+) -> None:
+    """`make demo` creates the demo inside this project's own checkout: it must be a repository
+    of its own, and the session must keep the baseline and go on."""
+    outer = tmp_path / "checkout"
+    outer.mkdir()
+    (outer / "README.md").write_text("outer\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AUTORESEARCH_", "ANTHROPIC_",
+                                                                      "OPENAI_"))}
+    env.update(workload)
+    ident = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
+             "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "outer"]):
+        subprocess.run(["git", *args], cwd=outer, env={**env, **ident}, check=True)
+    outer_head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=outer, capture_output=True,
+                                text=True, check=True).stdout
+
+    result = subprocess.run(
+        [sys.executable, "-m", "autoresearch", "demo", "--iterations", "2", "--budget", "2"],
+        cwd=outer, env=env, capture_output=True, text=True, timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    demo = outer / "autoresearch-demo"
+    assert (demo / ".git").is_dir()
+    assert subprocess.run(["git", "rev-parse", "HEAD"], cwd=outer, capture_output=True,
+                          text=True, check=True).stdout == outer_head
+    status = subprocess.run(
+        [sys.executable, "-m", "autoresearch", "results", "--json"],
+        cwd=demo, env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert status.returncode == 0, status.stderr
+    experiments = json.loads(status.stdout)["experiments"]
+    assert len(experiments) == 2
+    assert experiments[0]["status"] == "keep"
+    assert experiments[0]["objective"] is not None and experiments[0]["objective"] > 0

@@ -176,7 +176,12 @@ def create_demo(directory: Path, budget: float, console: object) -> Path:
         out.print(f"reusing the demo project in {directory}")
         return directory
     directory.mkdir(parents=True, exist_ok=True)
-    if gitops.head_commit(directory) is None:
+    # The demo is a repository of its own, even when created inside another checkout (such as
+    # this project's, by `make demo`): committing into the enclosing repository would put the
+    # template in a subdirectory of the session's worktree, where the verify command cannot
+    # find it.
+    toplevel = gitops.git(directory, "rev-parse", "--show-toplevel", check=False)
+    if not toplevel or Path(toplevel).resolve() != directory.resolve():
         gitops.git(directory, "init", "--quiet")
     written = _copy_template(directory, "gpt", force=False)
     config_path = directory / CONFIG_NAME
