@@ -25,6 +25,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 np = pytest.importorskip("numpy")
+F = torch.nn.functional
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "src" / "autoresearch" / "templates" / "gpt"
 PROGRESS_RE = re.compile(r"^progress t=(\d+\.\d+) step=(\d+) loss=(\S+)$", re.M)
@@ -200,6 +201,34 @@ def test_prepare_is_idempotent_and_rebuilds_a_corrupt_cache(
     assert again.tokenizer.merges == first.tokenizer.merges
 
 
+def test_one_big_text_file_is_cut_into_pieces_across_the_splits(tmp_path: Path) -> None:
+    # A user's corpus of a single large file must still give val and test documents.
+    corpus = tmp_path / "one"
+    corpus.mkdir()
+    line = "the quick brown fox jumps over the lazy dog; naïve café\n"
+    (corpus / "input.txt").write_text(line * 60_000, encoding="utf-8")  # ~3.4 MB
+    env = {"AUTORESEARCH_DATA": str(corpus), "AUTORESEARCH_CACHE": str(tmp_path / "cache"),
+           "AUTORESEARCH_VOCAB_SIZE": SMALL_VOCAB, "AUTORESEARCH_DEVICE": "cpu"}
+    prepare = load_prepare(env)
+    pieces = list(prepare._pieces((corpus / "input.txt").read_text(encoding="utf-8")))
+    assert "".join(pieces) == (corpus / "input.txt").read_text(encoding="utf-8")
+    assert all(p.endswith("\n") for p in pieces) and len(pieces) > 40
+    meta = prepare.prepare(verbose=False).meta
+    assert {s: meta["splits"][s]["documents"] > 0 for s in ("train", "val", "test")} == {
+        "train": True, "val": True, "test": True}
+
+
+def test_too_small_a_corpus_fails_before_training_a_tokenizer(tmp_path: Path) -> None:
+    corpus = tmp_path / "tiny"
+    corpus.mkdir()
+    (corpus / "a.txt").write_text("hello\n")
+    prepare = load_prepare({"AUTORESEARCH_DATA": str(corpus),
+                            "AUTORESEARCH_CACHE": str(tmp_path / "cache")})
+    prepare.train_bpe = None  # reaching the tokenizer would be a TypeError, not the message
+    with pytest.raises(SystemExit, match=r"split of .*tiny is empty.*Add more text"):
+        prepare.prepare(verbose=False)
+
+
 @pytest.mark.slow
 def test_concurrent_prepares_build_once(workload: dict[str, str], tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUTORESEARCH_")}
@@ -303,6 +332,52 @@ def test_uniform_model_over_bpe_matches_hand_count(workload: dict[str, str]) -> 
     expected = scored * math.log(tok.vocab_size) / (math.log(2) * nbytes)
     bpb = prepare.evaluate_bpb(FixedLogits(tok.vocab_size), "val", batch_size=3)
     assert bpb == pytest.approx(expected, rel=1e-6)
+
+
+class PeekingModel(torch.nn.Module):
+    """Predicts each target by reading it: from the next position, or from the next row."""
+
+    def __init__(self, vocab_size: int, across_rows: bool = False) -> None:
+        super().__init__()
+        self.vocab_size, self.across_rows = vocab_size, across_rows
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.across_rows:  # the last target of row r is the first token of row r + 1
+            nxt = torch.cat([x[:, 1:], torch.roll(x[:, :1], -1, dims=0)], dim=1)
+        else:
+            nxt = torch.cat([x[:, 1:], x[:, -1:]], dim=1)
+        return 20.0 * F.one_hot(nxt, self.vocab_size).float()
+
+
+class CausalModel(torch.nn.Module):
+    """Predicts from the current token only (a bigram table): causal, and not constant."""
+
+    def __init__(self, vocab_size: int) -> None:
+        super().__init__()
+        self.table = torch.nn.Parameter(torch.randn(vocab_size, vocab_size))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.table[x]
+
+
+@pytest.mark.parametrize("across_rows", [False, True])
+def test_evaluation_refuses_a_model_that_reads_its_targets(
+    workload: dict[str, str], across_rows: bool
+) -> None:
+    prepare = load_prepare(workload)
+    vocab = prepare.prepare(verbose=False).tokenizer.vocab_size
+    with pytest.raises(SystemExit, match="not causal"):
+        prepare.evaluate_bpb(PeekingModel(vocab, across_rows), "val", batch_size=4)
+    assert 0 < prepare.evaluate_bpb(CausalModel(vocab), "val", batch_size=4) < 20
+
+
+def test_evaluation_refuses_changed_constants(workload: dict[str, str]) -> None:
+    prepare = load_prepare(workload)
+    vocab = prepare.prepare(verbose=False).tokenizer.vocab_size
+    prepare.EVAL_BYTES = 100  # what a train.py edit could try: score a tiny, easy prefix
+    with pytest.raises(SystemExit, match=r"EVAL_BYTES = 100 \(fixed: 4000\)"):
+        prepare.evaluate_bpb(CausalModel(vocab), "val")
 
 
 def test_every_tokenizer_is_scored_on_the_same_bytes(workload: dict[str, str]) -> None:
@@ -426,3 +501,42 @@ def test_demo_command_runs_a_session_inside_another_checkout(
     assert len(experiments) == 2
     assert experiments[0]["status"] == "keep"
     assert experiments[0]["objective"] is not None and experiments[0]["objective"] > 0
+
+
+@pytest.mark.slow
+def test_a_smaller_step_than_the_micro_batch_takes_effect(
+    workload: dict[str, str], tmp_path: Path
+) -> None:
+    # A knob value that changes nothing wastes a run and hands the decision rule a free draw.
+    env = {**workload, "AUTORESEARCH_TIME_BUDGET": "60", "AUTORESEARCH_MAX_STEPS": "2"}
+    result = run_train(tmp_path, env, {"\nTOTAL_BATCH_TOKENS = 2048": "\nTOTAL_BATCH_TOKENS = 1024"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "batch: 1024 tokens/step" in result.stdout
+    assert "total_tokens_M:   0.002" in result.stdout  # 2 steps x 1024 tokens
+
+
+def test_init_template_gpt_writes_a_committed_project(tmp_path: Path) -> None:
+    from autoresearch.config import load_config
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "OPENAI_"))}
+    env.update({"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
+                "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"})
+    budgets = {}
+    for name, extra in (("plain", []), ("budget", ["--budget", "45"])):
+        repo = tmp_path / name
+        repo.mkdir()
+        subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+        result = subprocess.run(
+            [sys.executable, "-m", "autoresearch", "init", "--template", "gpt", "--commit", *extra],
+            cwd=repo, env=env, capture_output=True, text=True, timeout=120,
+            stdin=subprocess.DEVNULL,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert {p.name for p in repo.iterdir()} >= {"prepare.py", "train.py", "program.md",
+                                                    "autoresearch.toml"}
+        status = subprocess.run(["git", "status", "--porcelain"], cwd=repo,
+                                capture_output=True, text=True, check=True).stdout
+        assert status == ""
+        budgets[name] = load_config(repo / "autoresearch.toml").verify.budget_seconds
+    expected = 300.0 if torch.cuda.is_available() else 60.0  # the GPU config needs 5 minutes
+    assert budgets == {"plain": expected, "budget": 45.0}

@@ -142,10 +142,37 @@ def _copy_template(root: Path, name: str, force: bool) -> list[Path]:
     return written
 
 
+def _set_budget(config_path: Path, budget: float) -> None:
+    """Rewrite the template's `budget_seconds = ...` line (its comments stay as they are)."""
+    text = config_path.read_text(encoding="utf-8")
+    lines = [f"budget_seconds = {budget:g}" if line.startswith("budget_seconds") else line
+             for line in text.splitlines()]
+    config_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _cuda_available() -> bool:
+    """Whether torch sees a GPU here (False without torch: the CPU defaults then apply)."""
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+# The GPT template ships the CPU budget; on a GPU machine the session gets Karpathy's five
+# minutes, which its GPT-2-small-class config needs (the engine exports budget_seconds to
+# train.py, so the template's own per-device default would otherwise never apply).
+GPU_BUDGET_SECONDS = 300.0
+
+
 def scaffold(root: Path, answers: Answers, *, template: str | None, force: bool,
              interactive: bool, commit: bool) -> list[Path]:
     if template:
         written = _copy_template(root, template, force)
+        if template == "gpt" and answers.budget is not None:
+            _set_budget(root / CONFIG_NAME, answers.budget)
+        elif template == "gpt" and _cuda_available():
+            _set_budget(root / CONFIG_NAME, GPU_BUDGET_SECONDS)
     else:
         a = _fill(answers, interactive)
         config_path, program_path = root / CONFIG_NAME, root / PROGRAM_NAME
@@ -185,10 +212,7 @@ def create_demo(directory: Path, budget: float, console: object) -> Path:
         gitops.git(directory, "init", "--quiet")
     written = _copy_template(directory, "gpt", force=False)
     config_path = directory / CONFIG_NAME
-    text = config_path.read_text(encoding="utf-8")
-    lines = [f"budget_seconds = {budget:g}" if line.startswith("budget_seconds") else line
-             for line in text.splitlines()]
-    config_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    _set_budget(config_path, budget)
     load_config(config_path)
     rel = [str(p.relative_to(directory)) for p in written]
     gitops.git(directory, "add", "--", *rel)

@@ -71,12 +71,19 @@ PROFILES = {
     "cuda": Profile(seq_len=2048, vocab_size=8192, time_budget=300.0, eval_bytes=2**26),
 }
 
-CACHE_FORMAT = 1  # bump when the on-disk layout changes; old caches are then rebuilt
+CACHE_FORMAT = 2  # bump when the on-disk layout changes; old caches are then rebuilt
 SPLIT_SALT = b"autoresearch-gpt-split-v1"  # changing it changes every split: never do
-VAL_PERCENT = 5  # share of documents (files, or parquet rows) in the validation split
-TEST_PERCENT = 5  # share in the held-out test split, which the agent never sees
+VAL_PERCENT = 5  # share of documents (files, pieces of big files, parquet rows) in val
+TEST_PERCENT = 5  # share in the held-out test split, never shown to the proposer
 STORED_EVAL_BYTES = 2**26  # val/test are tokenized up to this many bytes (big corpora)
 TOKENIZER_TRAIN_CHARS = 50_000_000  # BPE is trained on at most this much of the train split
+# A text file of a user's directory larger than this is cut into pieces (at line ends) that
+# are assigned to splits one by one: one big file would otherwise land whole in one split.
+PIECE_BYTES = 2**16
+# The stdlib corpora this file was measured on (docs/gpt-workload.md quotes figures for them).
+# Another id is a different corpus (another Python release, or a patched stdlib): bpb figures
+# are comparable only within one corpus id.
+KNOWN_STDLIB_CORPORA = {"stdlib-py311-ab2106e403a937d0": "CPython 3.11.7"}
 CLIMBMIX_URL = "https://huggingface.co/datasets/karpathy/climbmix-400b-shuffle/resolve/main"
 
 
@@ -205,8 +212,33 @@ def iter_documents(corpus: Corpus, split: str) -> Iterator[str]:
             for row, text in enumerate(_parquet_texts(path)):
                 if split_of(f"{name}#{row}") == split:
                     yield text
+        elif corpus.kind == "dir" and path.stat().st_size > PIECE_BYTES:
+            for piece, text in enumerate(_pieces(_decode(path.read_bytes()))):
+                if split_of(f"{name}#{piece}") == split:
+                    yield text
         elif split_of(name) == split:
             yield _decode(path.read_bytes())
+
+
+def _pieces(text: str) -> Iterator[str]:
+    """Consecutive pieces of about PIECE_BYTES characters, each ending at a line end."""
+    start = 0
+    while start < len(text):
+        end = text.find("\n", start + PIECE_BYTES)
+        end = len(text) if end < 0 else end + 1
+        yield text[start:end]
+        start = end
+
+
+def check_splits(corpus: Corpus) -> None:
+    """Fail early, before any tokenizer is trained, when a split would be empty."""
+    for split in SPLITS:
+        if next(iter_documents(corpus, split), None) is None:
+            raise SystemExit(
+                f"prepare: the {split} split of {corpus.root} is empty: the corpus has too few "
+                f"documents ({len(corpus.files)} files; each file, each {PIECE_BYTES // 1024} KiB "
+                "piece of a larger text file and each parquet row is one). Add more text."
+            )
 
 
 def _parquet_texts(path: Path) -> Iterator[str]:
@@ -468,6 +500,11 @@ def _build(corpus: Corpus, directory: Path, verbose: bool) -> dict[str, Any]:
     with contextlib.suppress(FileNotFoundError):  # a crash mid-build must not look valid
         (directory / "meta.json").unlink()
 
+    check_splits(corpus)
+    if corpus.kind == "stdlib" and corpus.corpus_id not in KNOWN_STDLIB_CORPORA:
+        known = ", ".join(f"{k} ({v})" for k, v in KNOWN_STDLIB_CORPORA.items())
+        log(f"prepare: note: {corpus.corpus_id} is not a measured stdlib corpus ({known}); "
+            "bpb figures are comparable only within one corpus id")
     if TOKENIZER == "bytes":
         tokenizer = Tokenizer(None)
     else:
@@ -573,9 +610,60 @@ def evaluate_bpb(model: torch.nn.Module, split: str = "val", batch_size: int = 0
     Contract with train.py: model(x), x a LongTensor (B, T) with T <= MAX_SEQ_LEN, returns
     logits (B, T, vocab_size), and position t may only look at x[:, : t + 1].
     """
+    changed = [f"{name} = {globals()[name]!r} (fixed: {value!r})"
+               for name, value in _FIXED.items() if globals()[name] != value]
+    if changed:
+        raise SystemExit(f"evaluate_bpb: the evaluation's constants were changed: "
+                         f"{', '.join(changed)}. prepare.py defines the measurement; leave them.")
     device = next(model.parameters()).device
-    total_nats, total_bytes = score_tokens(model, load_tokens(split), device, batch_size)
+    tokens = load_tokens(split)
+    batch_size = batch_size or max(1, 8192 // MAX_SEQ_LEN)
+    total_nats, total_bytes = score_tokens(model, tokens, device, batch_size)
+    check_causal(model, tokens, device, batch_size)
     return bits_per_byte(total_nats, total_bytes)
+
+
+# What the measurement is, as read at import: evaluate_bpb refuses to score when train.py has
+# reassigned any of them (a smaller EVAL_BYTES or a shorter context would change the yardstick).
+_FIXED = {"MAX_SEQ_LEN": MAX_SEQ_LEN, "EVAL_BYTES": EVAL_BYTES}
+
+
+@torch.no_grad()
+def check_causal(
+    model: torch.nn.Module, tokens: np.ndarray, device: torch.device, batch_size: int
+) -> None:
+    """Refuse a model whose predictions look at the tokens they predict.
+
+    The scored rows are consecutive pieces of one stream, so a model that attends to later
+    positions, or across the rows of a batch, would read its own targets and score far too
+    well. On one batch shaped like the evaluation's, the second half of the first row and all
+    other rows are changed; the first half of the first row's logits must not move.
+    """
+    seq = MAX_SEQ_LEN
+    rows = max(1, min(batch_size, (len(tokens) - 1) // seq))
+    if rows * seq < 2 or seq < 2:
+        return
+    x = torch.from_numpy(np.asarray(tokens[: rows * seq], dtype=np.int64)).view(rows, seq)
+    x = x.to(device)
+    was_training = model.training
+    model.eval()
+    clean = model(x)
+    vocab = clean.size(-1)
+    half = seq // 2
+    probe = x.clone()
+    probe[0, half:] = (probe[0, half:] + 1) % vocab
+    probe[1:] = (probe[1:] + 1) % vocab
+    moved = model(probe)
+    model.train(was_training)
+    before, after = clean[0, :half].float(), moved[0, :half].float()
+    # bf16 kernels may round differently between calls; a look-ahead moves logits by O(1).
+    tolerance = 1e-2 * (1.0 + float(before.abs().max()))
+    if float((after - before).abs().max()) > tolerance:
+        raise SystemExit(
+            "evaluate_bpb: the model is not causal: changing later tokens (or other rows of the "
+            "batch) changed the predictions for earlier positions. Position t may only use "
+            "x[row, : t + 1]."
+        )
 
 
 def bits_per_byte(total_nats: float, total_bytes: int) -> float:

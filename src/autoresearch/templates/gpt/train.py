@@ -35,7 +35,9 @@ HEAD_DIM = 64  # attention head size; heads = width / HEAD_DIM
 MLP_RATIO = 4  # hidden width of the MLP, in multiples of the model width
 LOGIT_SOFTCAP = 15.0  # logits pass through softcap * tanh(x / softcap): no runaway logits
 
-DEVICE_BATCH_SIZE = 16  # sequences per forward/backward on CPU
+# Most sequences per forward/backward (a memory bound, not a research knob: the step size is
+# TOTAL_BATCH_TOKENS; a smaller micro-batch only adds gradient accumulation).
+DEVICE_BATCH_SIZE = 64
 CUDA_DEVICE_BATCH_SIZE = 16
 # Tokens per optimizer step (gradient accumulation fills the gap). On a 2-core CPU, 2048 beat
 # 4096 by ~0.08 bpb at equal tokens: many small steps win when the run is this short.
@@ -225,7 +227,10 @@ class Muon(torch.optim.Optimizer):
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                buf = self.state[p].setdefault("momentum", torch.zeros_like(p))
+                state = self.state[p]
+                if "momentum" not in state:
+                    state["momentum"] = torch.zeros_like(p)
+                buf = state["momentum"]
                 buf.lerp_(p.grad, 1 - group["momentum"])
                 update = orthogonalize(p.grad.lerp(buf, group["momentum"]))
                 # Orthogonal updates have unit singular values; tall matrices get more so that
@@ -238,7 +243,7 @@ class Muon(torch.optim.Optimizer):
 def lr_multiplier(progress: float) -> float:
     """Learning-rate factor at a fraction of the time budget: warmup, flat, linear warmdown."""
     if WARMUP_RATIO > 0 and progress < WARMUP_RATIO:
-        return (progress + 1e-3) / WARMUP_RATIO
+        return min(1.0, (progress + 1e-3) / WARMUP_RATIO)
     if progress < 1.0 - WARMDOWN_RATIO:
         return 1.0
     remaining = max(0.0, 1.0 - progress) / WARMDOWN_RATIO
@@ -273,10 +278,13 @@ for opt in optimizers:
     for group in opt.param_groups:
         group["peak_lr"] = group["lr"]
 
-tokens_per_micro = DEVICE_BATCH_SIZE * SEQ_LEN
+# A micro-batch never holds more than a whole step's tokens: otherwise a smaller
+# TOTAL_BATCH_TOKENS would silently change nothing.
+micro_batch = max(1, min(DEVICE_BATCH_SIZE, TOTAL_BATCH_TOKENS // SEQ_LEN))
+tokens_per_micro = micro_batch * SEQ_LEN
 grad_accum = max(1, TOTAL_BATCH_TOKENS // tokens_per_micro)
 train_model = torch.compile(model, dynamic=False) if (COMPILE and on_cuda) else model
-loader = prepare.make_dataloader(DEVICE_BATCH_SIZE, SEQ_LEN, device, seed=seed)
+loader = prepare.make_dataloader(micro_batch, SEQ_LEN, device, seed=seed)
 progress_every = float(os.environ.get("AUTORESEARCH_PROGRESS_EVERY", prepare.TIME_BUDGET / 30))
 explode_at = 2 * math.log(tokenizer.vocab_size)  # twice the loss of a uniform guess
 
@@ -342,7 +350,7 @@ with autocast:
 
 def peak_memory_mb() -> float:
     if on_cuda:
-        return torch.cuda.max_memory_allocated() / 2**20
+        return torch.cuda.max_memory_allocated(device) / 2**20
     try:
         import resource
     except ImportError:  # Windows
@@ -356,16 +364,20 @@ def peak_flops() -> float:
     if "AUTORESEARCH_PEAK_FLOPS" in os.environ:
         return float(os.environ["AUTORESEARCH_PEAK_FLOPS"])
     if on_cuda:
-        name = torch.cuda.get_device_name(device)
-        table = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "4090": 165e12}
-        return next((v for k, v in table.items() if k in name), 0.0)
+        name = torch.cuda.get_device_name(device).upper()  # e.g. "NVIDIA A100-SXM4-80GB"
+        words = "".join(c if c.isalnum() else " " for c in name).split()
+        table = {"H100": 989e12, "H200": 989e12, "B200": 2250e12, "A100": 312e12,
+                 "L40S": 362e12, "L4": 121e12, "4090": 165e12}
+        return next((v for k, v in table.items() if k in words), 0.0)  # whole words: L4 != L40S
     return torch.get_num_threads() * 3.0e9 * 32  # 3 GHz x two 8-wide fp32 FMA units per core
 
 
 matmul_params = num_params - model.embed.weight.numel()
 flops_per_token = 6 * matmul_params + 12 * DEPTH * width * SEQ_LEN  # weights + attention
 total_tokens = step * grad_accum * tokens_per_micro
-mfu = flops_per_token * total_tokens / max(training_time, 1e-9) / max(peak_flops(), 1.0)
+timed_tokens = max(0, step - UNTIMED_STEPS) * grad_accum * tokens_per_micro
+peak = peak_flops()  # 0 for a GPU not in the table: MFU is then reported as 0, not invented
+mfu = flops_per_token * timed_tokens / max(training_time, 1e-9) / peak if peak else 0.0
 
 print("---")
 print(f"val_bpb:          {val_bpb:.6f}")
