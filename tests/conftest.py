@@ -81,7 +81,7 @@ def toy_repo(tmp_path: Path) -> Path:
 
 def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("ANTHROPIC_", "OPENAI_"))}
+           if not k.startswith(("ANTHROPIC_", "OPENAI_", "OPENROUTER_"))}
     env["PYTHONPATH"] = os.pathsep.join([str(TESTS.parent), env.get("PYTHONPATH", "")])
     env.update(extra or {})
     return env

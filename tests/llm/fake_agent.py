@@ -4,7 +4,17 @@ It imitates each CLI's invocation and output format, and does what FAKE_AGENT_MO
     improve    set X = 7.0 in target.py (the toy optimum)
     protected  edit the protected score.py
     outside    create notes.md (outside the scope)
-    commit     set X = 6.9, then `git commit` (the harness must undo the commit)
+    commit     set X = 6.9, then `git commit` (the proposal must be refused and undone)
+    switch     `git switch` to the session branch, set X = 6.9 (refused; HEAD detached again)
+    refs       set X = 6.9, create a branch and a tag, move the session branch (refused, undone)
+    stash      set X = 6.9, `git stash`, set X = 6.8 (refused: stashes are git too)
+    hide       set X = 6.9, `git update-index --assume-unchanged score.py`, tamper score.py
+    hook       set X = 6.9, install a post-checkout hook in the repository's git dir
+    ignored    set X = 6.9, rewrite the git-ignored data/offset.txt the evaluation reads, and add
+               lib/.gitignore (`*`) hiding a new lib/hidden.py
+    pycache    set X = 7.0 and import target (writes __pycache__/, a regenerable cache)
+    others     set X = 7.0 while another session's ref moves (not this run's doing: allowed)
+    main       set X = 6.9 and move the user's checked-out `main` (refused, but main is left)
     nothing    change nothing
     hang       start a child that ignores SIGTERM, then sleep (the timeout must kill both)
     auth       fail like an unauthenticated CLI
@@ -55,10 +65,70 @@ def act(mode: str) -> None:
         target.write_text("X = 'half-written'\n")
         child.wait()
         time.sleep(600)
+    elif mode == "others":
+        target.write_text(target.read_text().replace("X = 3.0", "X = 7.0"))
+        git("update-ref", "refs/autoresearch/other/discarded/other-0001", "HEAD")
+    elif mode in ("switch", "refs", "stash", "hide", "hook", "ignored", "main"):
+        git_tricks(mode, target)
+    elif mode == "pycache":
+        target.write_text(target.read_text().replace("X = 3.0", "X = 7.0"))
+        subprocess.run([sys.executable, "-c", "import sys; sys.dont_write_bytecode = False; "
+                        "import target"], check=True)
     if mode == "commit":
-        env = {**os.environ, "GIT_AUTHOR_NAME": "a", "GIT_AUTHOR_EMAIL": "a@a",
-               "GIT_COMMITTER_NAME": "a", "GIT_COMMITTER_EMAIL": "a@a"}
-        subprocess.run(["git", "commit", "-qam", "agent commit"], env=env, check=True)
+        git("commit", "-qam", "agent commit")
+
+
+def git(*args: str) -> str:
+    env = {**os.environ, "GIT_AUTHOR_NAME": "a", "GIT_AUTHOR_EMAIL": "a@a",
+           "GIT_COMMITTER_NAME": "a", "GIT_COMMITTER_EMAIL": "a@a"}
+    return subprocess.run(["git", *args], env=env, check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+def session_branch() -> str:
+    branches = git("for-each-ref", "--format=%(refname:short)", "refs/heads/autoresearch/")
+    return branches.splitlines()[0]
+
+
+def git_tricks(mode: str, target: Path) -> None:
+    """Everything an agent with a shell could do with git or ignored files to fool the harness."""
+    def set_x(value: str) -> None:
+        text = target.read_text()
+        for old in ("X = 3.0", "X = 7.0", "X = 6.9"):
+            text = text.replace(old, f"X = {value}")
+        target.write_text(text)
+
+    if mode == "switch":
+        git("switch", "-q", session_branch())
+        set_x("6.9")
+        return
+    set_x("6.9")
+    if mode == "refs":
+        git("branch", "agent-branch")
+        git("tag", "agent-tag")
+        git("commit", "-qam", "agent commit on the side")
+        git("update-ref", f"refs/heads/{session_branch()}", "HEAD")
+    elif mode == "main":
+        git("commit", "-qam", "agent commit on main")
+        git("update-ref", "refs/heads/main", "HEAD")
+    elif mode == "stash":
+        git("stash", "-q")
+        set_x("6.8")
+    elif mode == "hide":
+        git("update-index", "--assume-unchanged", "score.py")
+        Path("score.py").write_text("print('score: 0')\n")
+    elif mode == "hook":
+        hooks = Path(git("rev-parse", "--path-format=absolute", "--git-common-dir")) / "hooks"
+        hooks.mkdir(exist_ok=True)
+        hook = hooks / "post-checkout"
+        hook.write_text("#!/bin/sh\necho tampered >> score.py\n")
+        hook.chmod(0o755)
+    elif mode == "ignored":
+        Path("data").mkdir(exist_ok=True)
+        Path("data/offset.txt").write_text("-1000\n")
+        Path("lib").mkdir(exist_ok=True)
+        Path("lib/.gitignore").write_text("*\n")
+        Path("lib/hidden.py").write_text("SECRET_BOOST = 1\n")
 
 
 def main() -> int:

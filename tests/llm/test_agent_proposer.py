@@ -62,14 +62,23 @@ def test_claude_preset_edits_the_worktree_and_reports_its_cost(
 
 
 def test_codex_preset_reads_token_usage_from_jsonl(agents: Path, make_ctx: MakeCtx) -> None:
-    proposal = agent(agent="codex", model="gpt-5.1-codex").propose(make_ctx())
+    proposal = agent(agent="codex", model="gpt-6.2-sol").propose(make_ctx())
     assert proposal is not None and proposal.hypothesis == "set X to the optimum 7"
     (u,) = proposal.usage
     assert (u.input_tokens, u.cache_read_tokens, u.output_tokens) == (5000, 15000, 800)
-    assert u.cost_usd == pytest.approx((5000 * 1.25 + 15000 * 0.125 + 800 * 10) / 1e6)
+    assert u.cost_usd == pytest.approx((5000 * 2.0 + 15000 * 0.10 + 800 * 10) / 1e6)
     argv = calls(agents)[0]["argv"]
     assert argv[:5] == ["exec", "--json", "--sandbox", "workspace-write", "--model"]
     assert argv[-1] == "-"
+
+
+def test_codex_without_a_model_records_its_tokens_unpriced(
+        agents: Path, make_ctx: MakeCtx, worktree: Path) -> None:
+    # Codex does not report its model: pricing the tokens as some guessed model would be wrong.
+    proposal = agent(agent="codex").propose(make_ctx())
+    assert proposal is not None
+    (u,) = proposal.usage
+    assert (u.model, u.input_tokens, u.cost_usd) == ("codex-default", 5000, 0.0)
 
 
 def test_aider_preset_passes_scope_files_and_cleans_its_scratch_files(
@@ -82,7 +91,8 @@ def test_aider_preset_passes_scope_files_and_cleans_its_scratch_files(
     assert not (worktree / ".aider.chat.history.md").exists()
     assert gitops.changed_paths(worktree) == ["target.py"]
     argv = calls(agents)[0]["argv"]
-    assert {"--yes-always", "--no-auto-commits", "--message-file"} <= set(argv)
+    assert {"--yes-always", "--no-auto-commits", "--no-suggest-shell-commands",
+            "--message-file"} <= set(argv)
     assert argv[-2:] == ["lib/util.py", "target.py"]  # the visible scope, no protected file
 
 
@@ -110,14 +120,17 @@ def test_protected_and_out_of_scope_changes_reach_the_guardrails(
         gitops.checkout(worktree, "HEAD")  # what the harness does with a rejected change
 
 
-def test_a_commit_by_the_agent_is_undone_but_its_change_kept(
+def test_a_commit_by_the_agent_is_refused_and_undone(
         agents: Path, make_ctx: MakeCtx, worktree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FAKE_AGENT_MODE", "commit")
     head = git(worktree, "rev-parse", "HEAD")
-    assert agent().propose(make_ctx()) is not None
+    with pytest.raises(FailedProposal) as info:
+        agent().propose(make_ctx())
+    assert "the agent ran git: it may not commit or switch branches" in info.value.what
+    assert "HEAD moved" in info.value.what and info.value.usage[0].cost_usd == 0.0123
     assert git(worktree, "rev-parse", "HEAD") == head
-    assert gitops.changed_paths(worktree) == ["target.py"]
-    assert "X = 6.9" in (worktree / "target.py").read_text()
+    assert gitops.changed_paths(worktree) == []
+    assert (worktree / "target.py").read_text() == TARGET
 
 
 def test_no_change_is_a_failed_proposal_with_its_cost(
@@ -178,3 +191,20 @@ def test_repair_returns_the_fixed_candidate_as_edits(
     assert "ModuleNotFoundError: missing_module" in calls(agents)[0]["prompt"]
     assert git(worktree, "rev-parse", "HEAD") == crashed
     assert gitops.changed_paths(worktree) == ["run.log"]  # the worktree is as the harness left it
+
+
+def test_a_repair_that_changes_nothing_fails_with_the_tokens_it_spent(
+        agents: Path, make_ctx: MakeCtx, worktree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (worktree / "target.py").write_text("import missing_module\n" + TARGET)
+    git(worktree, "commit", "-qam", "candidate")
+    monkeypatch.setenv("FAKE_AGENT_MODE", "nothing")
+    p = agent()
+    with pytest.raises(FailedProposal) as info:
+        p.repair(make_ctx(), Proposal(hypothesis="use a module", in_worktree=True), "boom")
+    # The call is billed with the failure, to the crashed experiment; nothing carries over.
+    assert "the agent made no repair" in info.value.what
+    assert [(u.purpose, u.cost_usd) for u in info.value.usage] == [("repair", 0.0123)]
+    monkeypatch.setenv("FAKE_AGENT_MODE", "improve")
+    git(worktree, "reset", "-q", "--hard", "HEAD^")
+    proposal = p.propose(make_ctx())
+    assert proposal is not None and [u.purpose for u in proposal.usage] == ["propose"]

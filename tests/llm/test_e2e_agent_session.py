@@ -39,12 +39,12 @@ def test_agent_session_keeps_good_changes_and_rejects_forbidden_ones(toy_repo: P
         exps = conn.execute("SELECT status, decision_reason, hypothesis, cost_usd FROM experiments"
                             " ORDER BY seq").fetchall()
         usage = conn.execute("SELECT provider, purpose, cost_usd FROM usage").fetchall()
-    assert [e[0] for e in exps] == ["keep", "keep", "rejected", "rejected", "discard"], exps
+    assert [e[0] for e in exps] == ["keep", "keep", "rejected", "rejected", "rejected"], exps
     assert exps[1][2] == "set X to the optimum 7" and exps[1][3] == pytest.approx(0.0123)
     assert "score.py" in exps[2][1] and "protected" in exps[2][1]
     assert "notes.md" in exps[3][1] and "outside the scope" in exps[3][1]
-    # The agent committed a worse change: its commit was undone, then the harness ran it.
-    assert exps[4][2] == "set X to the optimum 7" and exps[4][1]
+    # The agent committed: the proposal is refused (only the harness commits) and undone.
+    assert "the agent ran git: it may not commit or switch branches" in exps[4][1]
     assert {u[0] for u in usage} == {"agent:claude"} and len(usage) == 4
     # The protected file and the user's checkout are untouched; the branch holds the keep.
     assert "tampered" not in (toy_repo / "score.py").read_text()

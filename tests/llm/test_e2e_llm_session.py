@@ -2,8 +2,10 @@
 
 The real CLI runs as a subprocess and talks to the fake server through the real anthropic SDK.
 The "model" answers by what it is asked: proposals follow a script; repairs fix the first crash
-and give up on the second; retries after a malformed reply stay malformed. The ledger must show
-keep, discard, crash (with and without a successful repair) and rejected, with token costs.
+and give up on the second; retries after a malformed reply stay malformed, and after a refused
+edit of the protected evaluation it insists. The ledger must show keep, discard, crash (with and
+without a successful repair) and rejected, with token costs: one usage row per model call, each
+billed to the experiment that made it.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import json
 import sqlite3
 import textwrap
 import threading
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -76,6 +79,8 @@ class ScriptedModel:
         with self.lock:
             if "Reply again with the complete corrected reply" in last_text:
                 self.kinds.append("retry")
+                if "refused: protected" in last_text:
+                    return reply(PROPOSALS[3])  # a stubborn model: the evaluation again
                 return reply(PROPOSALS[4])
             if "## Repair a crash" in text:
                 self.repairs += 1
@@ -109,12 +114,21 @@ def test_llm_session_keeps_discards_repairs_rejects_and_bills(toy_repo: Path) ->
     by_id = {e[0]: e for e in exps}
     # Crash, then a repair that fixed it: one experiment, two attempts, kept.
     assert by_id["t-0004"][2] == 2 and by_id["t-0004"][4] == "X = 6.5 with a crash flag"
-    # Guardrails refused the protected file; the malformed replies became a failed proposal.
-    assert "score.py" in by_id["t-0005"][3] and "protected" in by_id["t-0005"][3]
+    # The protected file was refused before anything was read or applied, three times; the
+    # malformed replies became a failed proposal.
+    assert "score.py" in by_id["t-0005"][3] and "refused: protected" in by_id["t-0005"][3]
     assert "proposal failed" in by_id["t-0006"][3] and "after 3 attempts" in by_id["t-0006"][3]
     # A crash whose repair gave up stays a crash.
     assert by_id["t-0007"][2] == 1
-    assert model.kinds.count("repair") == 2 and model.kinds.count("retry") == 2
+    assert model.kinds.count("repair") == 2 and model.kinds.count("retry") == 4
+
+    # One usage row per call the server saw, each on the experiment that made it: the repair
+    # that gave up is billed to its crash, not carried to a later experiment or lost.
+    assert len(usage) == len(requests) == 12
+    assert Counter(u[0] for u in usage) == {"t-0002": 1, "t-0003": 1, "t-0004": 2, "t-0005": 3,
+                                            "t-0006": 3, "t-0007": 2}
+    assert Counter((u[0], u[3]) for u in usage if u[3] == "repair") == {("t-0004", "repair"): 1,
+                                                                         ("t-0007", "repair"): 1}
 
     # Costs: every recorded call has tokens and a price; kept and repaired work is billed.
     assert usage, "no usage recorded"

@@ -7,6 +7,7 @@ import pytest
 from autoresearch.proposers.llm.edits import (
     EditApplyError,
     EditFormatError,
+    PathRefused,
     apply_blocks,
     is_inside_repo,
     parse_reply,
@@ -41,7 +42,7 @@ def test_hypothesis_rationale_and_one_block() -> None:
 def test_sloppy_markers_fences_and_decorated_paths() -> None:
     text = (
         "**HYPOTHESIS**: tweak\n\n"
-        "**`train.py`**\n```python\n<<<<<<<< SEARCH\nLR = 0.1\n========\nLR = 0.3\n"
+        "**`train.py`**\n```python\n<<<<<<<< SEARCH\nLR = 0.1\n=======\nLR = 0.3\n"
         ">>>>>>>> REPLACE\n```\n\n"
         "File: train.py\n<<<<<<< SEARCH\n    return y\n=======\n    return y + 0\n>>>>>>> REPLACE\n"
     )
@@ -111,7 +112,7 @@ def test_malformed_replies_raise_a_clear_error(text: str, problem: str) -> None:
     assert problem in info.value.render()
 
 
-def test_paths_outside_the_repo_are_passed_on_but_never_read() -> None:
+def test_paths_outside_the_repo_fail_without_being_read() -> None:
     seen: list[str] = []
 
     def spy(path: str) -> str | None:
@@ -123,9 +124,58 @@ def test_paths_outside_the_repo_are_passed_on_but_never_read() -> None:
         "/etc/passwd\n<<<<<<< SEARCH\nroot\n=======\nevil\n>>>>>>> REPLACE\n"
         ".git/config\n<<<<<<< FILE\n[core]\n>>>>>>> FILE\n"
     )
-    edits = apply_blocks(parse_reply(text).blocks, spy)
-    assert set(edits) == {"../outside.py", "/etc/passwd", ".git/config"}
+    with pytest.raises(EditApplyError) as info:
+        apply_blocks(parse_reply(text).blocks, spy)
+    assert [f.path for f in info.value.failures] == ["../outside.py", "/etc/passwd", ".git/config"]
+    assert all("refused: outside the repository" in f.reason for f in info.value.failures)
     assert seen == []
+
+
+def test_a_refused_path_fails_with_its_rule_and_no_hint_from_the_file() -> None:
+    secret = "TOKEN = 'do-not-leak-123'\nLR = 0.1\n"
+
+    def read(path: str) -> str | None:
+        if path == "secrets.py":
+            raise PathRefused("protected (matches secrets.py)")
+        return FILES.get(path)
+
+    # A near-miss SEARCH would normally get the closest lines as a hint; an exact FILE block
+    # would normally be "unchanged". Neither may tell the model anything about the file.
+    for text in (
+        "HYPOTHESIS: x\nsecrets.py\n<<<<<<< SEARCH\nTOKEN = 'do-not-leak-12'\n=======\n"
+        "TOKEN = ''\n>>>>>>> REPLACE\n",
+        f"HYPOTHESIS: x\nsecrets.py\n<<<<<<< FILE\n{secret}>>>>>>> FILE\n",
+        "HYPOTHESIS: x\nsecrets.py\n<<<<<<< FILE\nsomething else\n>>>>>>> FILE\n",
+        "HYPOTHESIS: x\nsecrets.py\n<<<<<<< DELETE\n>>>>>>> DELETE\n",
+    ):
+        with pytest.raises(EditApplyError) as info:
+            apply_blocks(parse_reply(text).blocks, read)
+        (failure,) = info.value.failures
+        assert failure.reason.startswith("refused: protected (matches secrets.py)")
+        assert failure.hint == "" and "do-not-leak" not in info.value.render()
+
+
+def test_exactly_seven_equals_divide_so_an_rst_underline_is_text() -> None:
+    files = {"README.rst": "Title\n=====\n\nBody\n"}
+    text = (
+        "HYPOTHESIS: retitle\nREADME.rst\n<<<<<<< SEARCH\nTitle\n=====\n=======\n"
+        "Better title\n============\n>>>>>>> REPLACE\n"
+    )
+    (block,) = parse_reply(text).blocks
+    assert (block.search, block.replace) == ("Title\n=====\n", "Better title\n============\n")
+    assert apply_blocks([block], files.get) == {"README.rst": "Better title\n============\n\nBody\n"}
+
+
+def test_a_second_divider_in_a_block_is_refused_not_guessed() -> None:
+    # The file has a seven-'=' underline: which divider splits old from new is ambiguous.
+    text = (
+        "HYPOTHESIS: x\nREADME.rst\n<<<<<<< SEARCH\nSection\n=======\n=======\nNew\n"
+        "=======\n>>>>>>> REPLACE\n"
+    )
+    with pytest.raises(EditFormatError) as info:
+        parse_reply(text)
+    assert "block 1: SEARCH block has more than one ======= line" in info.value.render()
+    assert "FILE block" in info.value.render()
 
 
 @pytest.mark.parametrize(

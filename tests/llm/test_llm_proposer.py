@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
-from autoresearch import guardrails
 from autoresearch.proposers.base import Proposal
 from autoresearch.proposers.faults import FailedProposal, ProposerOutage
 from autoresearch.proposers.llm import LLMProposer
@@ -76,24 +76,70 @@ def test_truncated_reply_is_told_to_be_smaller(server: FakeModelServer, make_ctx
     assert "cut off at the output token limit" in server.requests[1].prompt_text()
 
 
-def test_forbidden_paths_are_proposed_and_the_guardrails_reject_them(
+CHEAT = (
+    "HYPOTHESIS: cheat\n"
+    "score.py\n<<<<<<< SEARCH\nimport target\n=======\nimport target  # x\n>>>>>>> REPLACE\n"
+    "README.md\n<<<<<<< FILE\nhi\n>>>>>>> FILE\n"
+    "../escape.py\n<<<<<<< FILE\nbad\n>>>>>>> FILE\n"
+)
+
+
+def test_forbidden_paths_are_refused_with_the_rule_and_never_proposed(
         server: FakeModelServer, make_ctx: MakeCtx, worktree: Path) -> None:
+    server.push(*[Reply(text=CHEAT)] * 3)
+    with pytest.raises(FailedProposal) as info:
+        proposer(server).propose(make_ctx())
+    what = info.value.what
+    assert "after 3 attempts" in what and len(info.value.usage) == 3
+    assert "block 1 (score.py): refused: protected (matches score.py)" in what
+    assert "block 2 (README.md): refused: outside the scope" in what
+    assert "block 3 (../escape.py): refused: outside the repository" in what
+    feedback = server.requests[1].body["messages"][-1]
+    assert "refused: protected" in json.dumps(feedback)
+    assert not (worktree.parent / "escape.py").exists() and not (worktree / "README.md").exists()
+
+
+def test_protected_and_out_of_scope_contents_never_reach_the_model(
+        server: FakeModelServer, make_ctx: MakeCtx, worktree: Path) -> None:
+    """A near-miss SEARCH on a protected or out-of-scope file must not be answered with its
+    closest lines, and a FILE block equal to it must not be told "unchanged" (an oracle)."""
+    (worktree / "notes").mkdir()
+    (worktree / "notes" / "private.md").write_text("the held-out split is rows 9000-9999\n")
+    guesses = (
+        "HYPOTHESIS: peek\n"
+        "secrets.txt\n<<<<<<< SEARCH\nTOKEN=do-not-leak-12\n=======\nTOKEN=\n>>>>>>> REPLACE\n"
+        "score.py\n<<<<<<< SEARCH\nimport targets\n=======\nimport target\n>>>>>>> REPLACE\n"
+        "notes/private.md\n<<<<<<< SEARCH\nthe held-out split is\n=======\nx\n>>>>>>> REPLACE\n"
+    )
+    oracle = "HYPOTHESIS: probe\nsecrets.txt\n<<<<<<< FILE\nTOKEN=do-not-leak-123\n>>>>>>> FILE\n"
+    server.push(Reply(text=guesses), Reply(text=oracle), Reply(text=GOOD))
+    proposal = proposer(server).propose(make_ctx())
+    assert proposal is not None and set(proposal.edits) == {"target.py"}
+    second = server.requests[1].body["messages"][-1]["content"]
+    third = server.requests[2].body["messages"][-1]["content"]
+    for feedback in (json.dumps(second), json.dumps(third)):
+        assert "do-not-leak-123" not in feedback
+        assert "print('score:'" not in feedback  # score.py's next line
+        assert "rows 9000-9999" not in feedback
+        assert "closest lines" not in feedback
+    assert "refused: protected (matches secrets.txt)" in json.dumps(second)
+    assert "refused: protected (matches score.py)" in json.dumps(second)
+    assert "refused: outside the scope" in json.dumps(second)
+    assert "unchanged" not in json.dumps(third)
+    assert "refused: protected (matches secrets.txt)" in json.dumps(third)
+    # Nothing the client sent, from the first request on, holds a protected file's content.
+    assert all("print('score:'" not in r.prompt_text() for r in server.requests)
+
+
+def test_a_repair_overlay_is_readable_but_still_only_in_scope(
+        server: FakeModelServer, make_ctx: MakeCtx) -> None:
+    failed = Proposal(hypothesis="new module", edits={"lib/extra.py": "E = 1\n"})
     server.push(Reply(text=(
-        "HYPOTHESIS: cheat\n"
-        "score.py\n<<<<<<< SEARCH\nimport target\n=======\nimport target  # x\n>>>>>>> REPLACE\n"
-        "README.md\n<<<<<<< FILE\nhi\n>>>>>>> FILE\n"
-        "../escape.py\n<<<<<<< FILE\nbad\n>>>>>>> FILE\n"
+        "HYPOTHESIS: fix it\n"
+        "lib/extra.py\n<<<<<<< SEARCH\nE = 1\n=======\nE = 2\n>>>>>>> REPLACE\n"
     )))
-    ctx = make_ctx()
-    proposal = proposer(server).propose(ctx)
-    assert proposal is not None
-    assert set(proposal.edits) == {"score.py", "README.md", "../escape.py"}
-    rules = guardrails.Rules(ctx.config.scope, ctx.config.all_protected)
-    problems = " | ".join(guardrails.check_edits(worktree, proposal.edits, rules))
-    assert "score.py: protected" in problems
-    assert "README.md: outside the scope" in problems
-    assert "../escape.py: escapes the repository" in problems
-    assert not (worktree.parent / "escape.py").exists()
+    fixed = proposer(server).repair(make_ctx(), failed, "NameError")
+    assert fixed is not None and fixed.edits == {"lib/extra.py": "E = 2\n"}
 
 
 def test_repair_sees_the_crash_and_returns_the_whole_candidate(
@@ -114,15 +160,21 @@ def test_repair_sees_the_crash_and_returns_the_whole_candidate(
     assert "ModuleNotFoundError: numpy_missing" in sent and "+import numpy_missing" in sent
 
 
-def test_a_repair_that_gives_up_bills_its_tokens_to_the_next_proposal(
+def test_a_repair_that_gives_up_fails_with_the_tokens_it_spent(
         server: FakeModelServer, make_ctx: MakeCtx) -> None:
-    server.push(Reply(text="GIVE_UP: numpy is not installed"), Reply(text=GOOD))
+    server.push(Reply(text=MALFORMED), Reply(text="GIVE_UP: numpy is not installed"),
+                Reply(text=GOOD))
     p = proposer(server)
     failed = Proposal(hypothesis="numpy", edits={"target.py": "import numpy_missing\n"})
-    assert p.repair(make_ctx(), failed, "ModuleNotFoundError") is None
+    with pytest.raises(FailedProposal) as info:
+        p.repair(make_ctx(), failed, "ModuleNotFoundError")
+    assert "gave up the repair: numpy is not installed" in info.value.what
+    # Both calls of the repair travel with the failure (the session bills them to the crashed
+    # experiment); none is left over to be billed to the next one.
+    assert [u.purpose for u in info.value.usage] == ["repair", "repair"]
     proposal = p.propose(make_ctx())
-    assert proposal is not None
-    assert [u.purpose for u in proposal.usage] == ["repair", "propose"]
+    assert proposal is not None and [u.purpose for u in proposal.usage] == ["propose"]
+    assert len(server.requests) == 3
 
 
 def test_outage_mid_conversation_keeps_the_spent_usage(server: FakeModelServer,

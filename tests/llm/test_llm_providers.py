@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import pytest
@@ -11,7 +12,8 @@ from autoresearch.proposers.faults import FailedProposal, FatalProposerError, Pr
 from autoresearch.proposers.llm.prices import PriceTable
 from autoresearch.proposers.llm.providers import Part, Provider, Turn, make_provider
 from autoresearch.proposers.llm.settings import ProviderSettings
-from tests.llm.conftest import llm_options
+from autoresearch.proposers.registry import LLM_ENV_HINTS, resolve_auto
+from tests.llm.conftest import llm_options, make_config
 from tests.llm.fake_server import FakeModelServer, Reply
 
 PROVIDERS = ["anthropic", "openai"]
@@ -121,10 +123,12 @@ def test_unknown_model_is_fatal_and_bad_request_fails_one_proposal(server: FakeM
 
 def test_settings_resolve_provider_keys_and_defaults() -> None:
     s = ProviderSettings.from_options({}, {"ANTHROPIC_API_KEY": "k"})
-    assert (s.provider, s.model, s.api_key, s.base_url) == ("anthropic", "claude-sonnet-4-6", "k",
+    assert (s.provider, s.model, s.api_key, s.base_url) == ("anthropic", "claude-sonnet-5-5", "k",
                                                             None)
+    assert s.temperature is None  # current models reject a non-default temperature
     s = ProviderSettings.from_options({}, {"OPENAI_API_KEY": "k"})
-    assert (s.provider, s.max_tokens_field) == ("openai", "max_completion_tokens")
+    assert (s.provider, s.model, s.max_tokens_field) == ("openai", "gpt-6.2-sol",
+                                                         "max_completion_tokens")
     s = ProviderSettings.from_options({"provider": "ollama", "model": "qwen3:8b"}, {})
     assert (s.provider, s.base_url, s.label) == ("openai", "http://localhost:11434/v1", "ollama")
     assert s.max_tokens_field == "max_tokens" and s.api_key == "not-needed"
@@ -136,3 +140,69 @@ def test_settings_resolve_provider_keys_and_defaults() -> None:
         ProviderSettings.from_options({}, {})
     with pytest.raises(ConfigError, match="unknown LLM provider"):
         ProviderSettings.from_options({"provider": "bard"}, {})
+
+
+@pytest.mark.parametrize("kind", PROVIDERS)
+def test_temperature_is_sent_only_when_configured(server: FakeModelServer, kind: str) -> None:
+    # Claude Sonnet 5+ and GPT-6 answer HTTP 400 to a non-default temperature: the default
+    # configuration must not send one.
+    server.push(Reply(text="a"), Reply(text="b"))
+    ask(provider(server, kind))
+    ask(provider(server, kind, temperature=0.2))
+    assert "temperature" not in server.requests[0].body
+    assert server.requests[1].body["temperature"] == 0.2
+
+
+def test_openrouter_key_alone_selects_openrouter_and_asks_for_a_model() -> None:
+    env = {"OPENROUTER_API_KEY": "or-key"}
+    s = ProviderSettings.from_options({"model": "anthropic/claude-sonnet-5.5"}, env)
+    assert (s.provider, s.label, s.base_url, s.api_key, s.api_key_env) == (
+        "openai", "openrouter", "https://openrouter.ai/api/v1", "or-key", "OPENROUTER_API_KEY")
+    assert s.is_metered and not s.is_official
+    with pytest.raises(ConfigError) as info:
+        ProviderSettings.from_options({}, env)
+    assert "no model named" in str(info.value) and "anthropic/claude-sonnet-5.5" in str(info.value)
+    # A direct provider key wins over the router's, in the order `auto` reports.
+    s = ProviderSettings.from_options({}, {**env, "OPENAI_API_KEY": "k"})
+    assert (s.label, s.base_url) == ("openai", None)
+
+
+def test_an_unpriced_metered_model_is_warned_about_once(
+        server: FakeModelServer, caplog: pytest.LogCaptureFixture) -> None:
+    server.push(Reply(text="a"), Reply(text="b"))
+    settings = ProviderSettings.from_options(llm_options(server, "openai", model="gpt-9-ultra"), {})
+    # The fake server stands in for OpenRouter: a metered endpoint where a missing price matters.
+    settings = dataclasses.replace(settings, label="openrouter")
+    p = make_provider(settings, PriceTable())
+    with caplog.at_level("WARNING"):
+        costs = [p.complete([Part("s")], [Turn.user("t")]).usage.cost_usd for _ in range(2)]
+    assert costs == [0.0, 0.0]
+    warnings = [r for r in caplog.records if "no price known for gpt-9-ultra" in r.getMessage()]
+    assert len(warnings) == 1 and "[proposer] prices" in warnings[0].getMessage()
+
+
+@pytest.mark.parametrize(("env", "var", "provider"), [
+    ({"ANTHROPIC_API_KEY": "k", "OPENROUTER_API_KEY": "r"}, "ANTHROPIC_API_KEY", "anthropic"),
+    ({"OPENAI_BASE_URL": "http://127.0.0.1:9/v1"}, "OPENAI_BASE_URL", "openai-compatible"),
+    ({"OPENROUTER_API_KEY": "r"}, "OPENROUTER_API_KEY", "openrouter"),
+])
+def test_auto_names_the_variable_that_decides_and_the_llm_agrees(
+        env: dict[str, str], var: str, provider: str) -> None:
+    name, why = resolve_auto(make_config(), env)
+    assert name == "llm" and why.startswith(f"{var} is set")
+    if provider == "openrouter":
+        assert "OpenRouter" in why and "https://openrouter.ai/api/v1" in why
+    options = {"model": "some-model"} if provider != "anthropic" else {}
+    assert ProviderSettings.from_options(options, env).label == provider
+
+
+def test_auto_without_any_key_runs_the_offline_sampler_and_says_what_it_looked_for() -> None:
+    name, why = resolve_auto(make_config(), {})
+    assert name == "tune"
+    assert all(v in why for v in ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "OPENROUTER_API_KEY"))
+
+
+@pytest.mark.parametrize("var", LLM_ENV_HINTS)
+def test_auto_explains_every_variable_it_looks_for(var: str) -> None:
+    name, why = resolve_auto(make_config(), {var: "http://127.0.0.1:9/v1"})
+    assert name == "llm" and why.startswith(f"{var} is set: the llm proposer calls ")

@@ -136,7 +136,11 @@ class Proposer(ABC):
         """The next change to try, or None when there is nothing left to try."""
 
     def repair(self, ctx: ProposalContext, failed: Proposal, log_tail: str) -> Proposal | None:
-        """A fix for a proposal whose run crashed, or None to give up (the default)."""
+        """A fix for a proposal whose run crashed, or None to give up (the default).
+
+        A repair that spent money and still gives up raises `FailedProposal` with that `usage`
+        instead of returning None: the session bills it to the crashed experiment.
+        """
         return None
 
     def observe(self, outcome: ExperimentOutcome) -> None:  # noqa: B027 - optional hook

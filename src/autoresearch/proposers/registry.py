@@ -14,14 +14,24 @@ from typing import TYPE_CHECKING
 
 from autoresearch.errors import ConfigError
 from autoresearch.proposers.base import Proposer
+from autoresearch.proposers.llm.settings import COMPATIBLE, ENV_PROVIDERS, detect_from_env
 
 if TYPE_CHECKING:
     from autoresearch.config import Config
 
 GROUP = "autoresearch.proposers"
 
-# Environment variables that mean "an LLM is configured" for proposer = "auto".
-LLM_ENV_HINTS = ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_BASE_URL")
+# Environment variables that mean "an LLM is configured" for proposer = "auto", in the order the
+# llm proposer tries them (one list, so the message names the variable that decides).
+LLM_ENV_HINTS = tuple(var for var, _ in ENV_PROVIDERS)
+
+_WHAT_IT_CALLS = {
+    "ANTHROPIC_API_KEY": "the Anthropic API",
+    "ANTHROPIC_BASE_URL": "the Anthropic-compatible server it names",
+    "OPENAI_API_KEY": "the OpenAI API (or the server OPENAI_BASE_URL names)",
+    "OPENAI_BASE_URL": "the OpenAI-compatible server it names",
+    "OPENROUTER_API_KEY": f"OpenRouter (OpenAI-compatible, {COMPATIBLE['openrouter'][0]})",
+}
 
 
 def available() -> dict[str, str]:
@@ -35,10 +45,14 @@ def resolve_auto(config: Config, env: Mapping[str, str] | None = None) -> tuple[
     options = config.proposer.options
     if options.get("base_url") or options.get("provider"):
         return "llm", "an LLM endpoint is configured in [proposer]"
-    for var in LLM_ENV_HINTS:
-        if env.get(var):
-            return "llm", f"{var} is set"
-    return "tune", "no LLM is configured (no API key or base URL), so the offline sampler runs"
+    found = detect_from_env(env)
+    if found is not None:
+        var = found[0]
+        return "llm", f"{var} is set: the llm proposer calls {_WHAT_IT_CALLS[var]}"
+    return "tune", (
+        "no LLM is configured (none of " + ", ".join(LLM_ENV_HINTS) + " is set, and [proposer] "
+        "names no provider or base_url), so the offline sampler runs"
+    )
 
 
 def load_proposer(config: Config, env: Mapping[str, str] | None = None) -> tuple[Proposer, str]:

@@ -1,11 +1,13 @@
 """How to call each coding-agent CLI headless, and how to read what it spent.
 
     claude   Claude Code: `claude -p` (prompt on stdin), JSON output with the run's cost, edit tools
-             only (no shell), edits accepted without asking.
-    codex    OpenAI Codex CLI: `codex exec --json -` in the workspace-write sandbox; token usage
-             from the `turn.completed` events of its JSONL stream.
-    aider    `aider --message-file ... --yes-always --no-auto-commits` on the in-scope files; cost
-             from its "Tokens: ... Cost: ..." lines.
+             only (Bash disallowed: it cannot run a command, git included), edits accepted
+             without asking.
+    codex    OpenAI Codex CLI: `codex exec --json -` in the workspace-write sandbox (writes only in
+             the worktree, git metadata read-only, no network); token usage from the
+             `turn.completed` events of its JSONL stream, priced when `model` is set.
+    aider    `aider --message-file ... --yes-always --no-auto-commits --no-suggest-shell-commands`
+             on the in-scope files; cost from its "Tokens: ... Cost: ..." lines.
     custom   `command = "my-agent --prompt-file {prompt_file} --model {model}"`: placeholders
              {prompt_file}, {prompt}, {worktree}, {model}, {files}; without {prompt} or
              {prompt_file} the prompt goes to stdin. A JSON line with `total_cost_usd`/`cost_usd`
@@ -174,11 +176,11 @@ class CodexPreset(Preset):
                 text = str(msg.get("message") or text)  # the older event format
         # OpenAI counts cached input inside input_tokens; the ledger keeps them apart.
         fresh = max(inp - cached, 0)
-        price_model = self.model or "gpt-5"
+        # Codex does not say which model it used: without [proposer] model the tokens are
+        # recorded unpriced rather than priced as a guess.
+        cost = self.prices.cost(self.model, fresh, out, cached, 0) if self.model else 0.0
         usage = Usage(provider="agent:codex", model=self.model or "codex-default", input_tokens=fresh,
-                      output_tokens=out, cache_read_tokens=cached,
-                      cost_usd=self.prices.cost(price_model, fresh, out, cached, 0),
-                      purpose=purpose)
+                      output_tokens=out, cache_read_tokens=cached, cost_usd=cost, purpose=purpose)
         return AgentReport(text=text or stdout[-4000:], usage=usage, error=error)
 
 
@@ -200,7 +202,8 @@ class AiderPreset(Preset):
                    files: Sequence[str]) -> Invocation:
         scratch_dir = prompt_file.parent
         argv = [self.exe, "--message-file", str(prompt_file), "--yes-always", "--no-auto-commits",
-                "--no-dirty-commits", "--no-gitignore", "--no-check-update", "--no-pretty",
+                "--no-dirty-commits", "--no-suggest-shell-commands", "--no-gitignore",
+                "--no-check-update", "--no-pretty",
                 "--no-stream", "--no-show-model-warnings",
                 "--chat-history-file", str(scratch_dir / "aider.chat.md"),
                 "--input-history-file", str(scratch_dir / "aider.input")]

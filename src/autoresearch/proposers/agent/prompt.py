@@ -17,8 +17,11 @@ Rules, enforced by the harness:
   protected file ({protected}), gets the whole change rejected and thrown away.
 - Do NOT run the verify command (`{verify}`), training runs, benchmarks or tests that take long:
   the harness runs the experiment under a fixed budget and decides whether it is kept.
-- Do NOT commit, branch, stash or otherwise use git to record your change: leave it as edits in
-  the working tree.
+- Do NOT commit, switch branches, create or move refs, stash, or change git's config or hooks
+  (do not run git at all): leave your change as edits in the working tree. The harness checks
+  HEAD and every ref after you finish; any such change gets the whole change rejected.
+- Do NOT create, edit or delete git-ignored files (data, caches, outputs) or any .gitignore:
+  the harness cannot see or commit them, so such a change is rejected and reverted.
 - Read the history below: do not repeat discarded ideas; refine near-misses; when told you are
   stuck, change direction.
 

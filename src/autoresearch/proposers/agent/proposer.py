@@ -2,9 +2,26 @@
 
 The agent works directly in `ctx.worktree`, so the proposal is `in_worktree=True` and the harness
 reads the change from git, checks it against the scope and protected files (rejecting and
-resetting anything outside them), and commits it. This module only makes sure the agent leaves
-the worktree in that expected shape: a commit it made is undone (its change kept, uncommitted),
-its scratch files are removed, and on a timeout or a failure the worktree is put back as it was.
+resetting anything outside them), and commits it. This module makes sure the agent leaves the
+worktree in that expected shape (see `guard`): if it ran git (committed, switched branches,
+moved refs, stashed, changed git's config or hooks) or changed git-ignored files or a
+`.gitignore`, which the harness could not see, the proposal fails (the experiment is `rejected`)
+and everything is put back. Its scratch files are removed, and on a timeout the worktree is put
+back as it was.
+
+What is enforced, and what the agent is only told:
+- Enforced by the harness, for every agent: everything above, checked after each run (it cannot
+  stop an agent from doing it, only undo it and refuse the result); the scope and protected
+  files (the guardrails, before the commit); the timeout (the whole process group is killed).
+- Enforced by Claude Code itself: its preset allows only file tools (Read, Edit, Write, ...) and
+  disallows Bash, so it can run no command at all: not the verify command, not git.
+- Enforced by Codex's sandbox (`--sandbox workspace-write`, on the platforms where Codex can
+  sandbox): commands may write only inside the worktree, git's metadata (`.git` and the gitdir
+  it points to) stays read-only, so a commit or branch switch fails, and the network is off. It
+  can still run commands, the verify command included: that it should not is only instructed.
+- aider runs no shell commands (`--no-suggest-shell-commands`) and does not commit
+  (`--no-auto-commits`, `--no-dirty-commits`).
+- A custom command: nothing beyond the harness's checks; the rules are in its prompt.
 
 Repairs are different: when the harness asks for one, the worktree holds the crashed candidate
 as HEAD and is reset right after, so a repair returns the whole candidate as edits (file
@@ -24,6 +41,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from autoresearch.errors import ConfigError
 from autoresearch.proposers.agent import prompt as prompts
+from autoresearch.proposers.agent.guard import RunGuard
 from autoresearch.proposers.agent.presets import AgentReport, Preset, make_preset
 from autoresearch.proposers.agent.process import AgentRun, run_agent
 from autoresearch.proposers.agent.worktree import Snapshot, changed_since, git, read_change
@@ -69,8 +87,6 @@ class AgentProposer(Proposer):
         if not isinstance(extra_env, Mapping):
             raise ConfigError("[proposer] env must be a table of NAME = value", where="[proposer]")
         self.extra_env = {str(k): str(v) for k, v in extra_env.items()}
-        # Usage of a repair that produced nothing, billed with the next proposal.
-        self._carry: list[Usage] = []
 
     def describe(self) -> str:
         model = f" ({self.preset.model})" if self.preset.model else ""
@@ -83,9 +99,6 @@ class AgentProposer(Proposer):
         text = prompts.render(ctx, context, prompts.PROPOSE)
         snap = Snapshot.take(ctx.worktree)
         report, usage = self._run(ctx, text, snap, purpose="propose")
-        usage[:0], self._carry = self._carry, []
-        if snap.undo_commits(ctx.worktree):
-            log.info("the agent committed; its commit was undone and the change kept")
         snap.remove_scratch(ctx.worktree, self.preset.scratch)
         changed = changed_since(ctx.worktree, snap.head, snap)
         if not changed:
@@ -104,6 +117,7 @@ class AgentProposer(Proposer):
     def repair(self, ctx: ProposalContext, failed: Proposal, log_tail: str) -> Proposal | None:
         root = ctx.worktree
         snap = Snapshot.take(root)  # before anything is written, so restore() removes it all
+        usage: list[Usage] = []
         try:
             base = ctx.incumbent.commit if ctx.incumbent and ctx.incumbent.commit else None
             base = base or git(root, "rev-parse", "HEAD^").strip()
@@ -122,17 +136,17 @@ class AgentProposer(Proposer):
             before = read_change(root, changed_since(root, base, snap))
             report, usage = self._run(ctx, prompts.render(ctx, context, task), snap,
                                       purpose="repair")
-            snap.undo_commits(root)
             snap.remove_scratch(root, self.preset.scratch)
             edits = read_change(root, changed_since(root, base, snap))
         except ValueError as exc:
-            raise FailedProposal(f"the repair involves a binary file: {exc}") from None
+            raise FailedProposal(f"the repair involves a binary file: {exc}", usage=usage) from None
         finally:
             snap.restore(root)
         if edits == before:
-            log.info("the agent made no repair")
-            self._carry += usage  # billed with the next proposal
-            return None
+            # Raised, not returned: the session bills a failed repair's usage to its experiment.
+            said = report.text.strip()
+            raise FailedProposal("the agent made no repair" + (f": {said[-300:]}" if said else ""),
+                                 usage=usage)
         return Proposal(
             hypothesis=failed.hypothesis,
             edits=edits,
@@ -158,6 +172,7 @@ class AgentProposer(Proposer):
             prompt_file = scratch / "prompt.md"
             prompt_file.write_text(text, encoding="utf-8")
             call = self.preset.invocation(text, prompt_file, ctx.worktree, visible_files(ctx))
+            guard = RunGuard.take(ctx.worktree, ctx.session_tag)  # just before: see guard.py
             try:
                 run = run_agent(call.argv, cwd=ctx.worktree, stdin_text=call.stdin,
                                 env=self._env(ctx), timeout=self.timeout)
@@ -170,21 +185,54 @@ class AgentProposer(Proposer):
             except PermissionError:
                 raise FatalProposerError(f"the agent CLI {call.argv[0]!r} is not executable",
                                          where="[proposer] executable") from None
+            except BaseException:
+                # Ctrl-C: put everything back before leaving, without masking the interrupt.
+                try:
+                    self._undo(ctx, guard, snap, [])
+                except Exception:  # noqa: BLE001 - the interrupt matters more
+                    log.exception("could not restore the worktree after the interrupted agent run")
+                raise
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         report = self.preset.report(run.stdout, run.stderr, purpose)
         usage = [report.usage] if report.usage is not None else []
         if run.timed_out:
-            snap.restore(ctx.worktree)
+            self._undo(ctx, guard, snap, usage)
             raise FailedProposal(
                 f"the agent did not finish within {self.timeout:g} s; its change was discarded",
                 fix="raise [proposer] agent_timeout_seconds, or ask for smaller changes in program.md",
+                usage=usage,
+            )
+        problems = guard.check(ctx.worktree, self.preset.scratch)
+        if problems:
+            left = self._undo(ctx, guard, snap, usage)
+            raise FailedProposal(
+                "; ".join(problems + left) + "; its change was discarded and the worktree restored",
+                where=f"the {self.preset.name} agent's run",
+                fix="the agent is told these rules in its prompt; if it keeps breaking them, "
+                "restrict it further (see the agent presets)",
                 usage=usage,
             )
         if run.returncode != 0:
             log.warning("agent exited with %s: %s", run.returncode, run.stderr[-500:])
             self._fail_if_unusable(report, run)
         return report, usage
+
+    def _undo(self, ctx: ProposalContext, guard: RunGuard, snap: Snapshot,
+              usage: list[Usage]) -> list[str]:
+        """Put the worktree and git back as before the run; what was left alone, and why."""
+        restored = guard.restore(ctx.worktree)
+        snap.restore(ctx.worktree)
+        if restored.lost:
+            raise FatalProposerError(
+                "the agent changed git-ignored files too large to have been kept, so they cannot "
+                "be put back: " + ", ".join(restored.lost),
+                where=str(ctx.worktree),
+                fix="restore them by hand (e.g. run your data preparation again in the worktree), "
+                "then run the same command again",
+                usage=usage,
+            )
+        return restored.left
 
     def _fail_if_unusable(self, report: AgentReport, run: AgentRun | None) -> None:
         said = " ".join(x for x in (report.error, run.stderr[-2000:] if run else "") if x)

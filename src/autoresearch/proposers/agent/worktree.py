@@ -1,8 +1,9 @@
 """The git bookkeeping around one agent run in the experiment's worktree.
 
 Before the run we note HEAD and the untracked files already there (a verify run may have left
-outputs); afterwards we can undo a commit the agent made (keeping its change), remove files the
-agent created that are only its own scratch state, or throw the whole change away.
+outputs); afterwards we can tell what the agent changed, remove files the agent created that are
+only its own scratch state, or throw the whole change away. What the agent may not do besides
+editing files (run git, touch ignored files) is checked by `guard`.
 """
 
 from __future__ import annotations
@@ -54,13 +55,6 @@ class Snapshot:
         """Untracked files the run created or rewrote."""
         now = _untracked(cwd)
         return sorted(p for p, stamp in now.items() if self.untracked.get(p) != stamp)
-
-    def undo_commits(self, cwd: Path) -> bool:
-        """If the agent committed, move HEAD back and keep its change uncommitted (staged)."""
-        if git(cwd, "rev-parse", "HEAD").strip() == self.head:
-            return False
-        git(cwd, "reset", "--soft", self.head)
-        return True
 
     def remove_scratch(self, cwd: Path, patterns: Iterable[str]) -> list[str]:
         """Delete new untracked files matching an agent's scratch patterns (e.g. `.aider*`)."""

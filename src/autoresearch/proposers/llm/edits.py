@@ -11,17 +11,23 @@ A reply names a file on one line and follows it with a block:
 
 `<<<<<<< FILE ... >>>>>>> FILE` gives a whole file (new or small files) and
 `<<<<<<< DELETE` / `>>>>>>> DELETE` removes one. Models are sloppy in predictable ways, so the
-parser accepts 5-9 marker characters, code fences around blocks, decorated path lines
-(`**train.py**`, `File: train.py`), and a missing path that repeats the previous block's.
+parser accepts 5-9 `<` and `>` marker characters, code fences around blocks, decorated path lines
+(`**train.py**`, `File: train.py`), and a missing path that repeats the previous block's. The
+divider is the exception: it must be exactly seven `=` (the standard), because shorter and longer
+runs of `=` are ordinary text (an RST or Markdown heading underline). A SEARCH block with a second
+divider line is refused rather than guessed at: which of the two splits old from new text is
+ambiguous.
 
 The applier tries an exact match first, then the same lines ignoring trailing whitespace, then
 ignoring indentation (re-indenting the replacement to fit). What fails is collected, not raised
 one by one, so the model gets one message listing every block that failed and why, with the
 closest lines of the file as a hint.
 
-Paths are checked here only so that nothing outside the worktree is ever *read*. A block for an
-escaping path, `.git/`, a protected or out-of-scope file is still returned: the harness's
-guardrails own that verdict and record the experiment as `rejected`.
+Nothing the model may not see is ever read for it. A path outside the repository (or under
+`.git/`) is refused here without being read, and the `read` callable the proposer passes refuses
+protected and out-of-scope files by raising `PathRefused`. Either way the block fails with the rule
+it broke and no hint from the file: no closest lines, and no "unchanged" verdict that would reveal
+whether a guessed content equals the file's.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from pathlib import PurePosixPath
 from typing import Literal
 
 _HEAD = re.compile(r"^\s*<{5,9}\s*(SEARCH|FILE|DELETE)\s*$", re.IGNORECASE)
-_DIVIDER = re.compile(r"^\s*={5,9}\s*$")
+_DIVIDER = re.compile(r"^\s*={7}\s*$")
 _TAIL = re.compile(r"^\s*>{5,9}\s*(REPLACE|FILE|DELETE)?\s*$", re.IGNORECASE)
 _FENCE = re.compile(r"^\s*(```|~~~)")
 _LABEL = re.compile(r"^(?:#+\s*)?(?:file(?:name)?|path)\s*:\s*", re.IGNORECASE)
@@ -72,6 +78,14 @@ class BlockFailure:
     path: str
     reason: str
     hint: str = ""
+
+
+class PathRefused(Exception):
+    """Raised by a `read` callable for a path the model may not see or change; says which rule."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
 
 
 class EditFormatError(Exception):
@@ -211,7 +225,14 @@ def _read_block(lines: Sequence[str], head: int, kind: str) -> tuple[int, tuple[
             return j - 1, ("", ""), (
                 f"<<<<<<< {kind} block is not closed before the next block starts"
             )
-        if kind == "SEARCH" and _DIVIDER.match(line) and not seen_divider:
+        if kind == "SEARCH" and _DIVIDER.match(line):
+            if seen_divider:
+                end = _block_end(lines, j)
+                return end, ("", ""), (
+                    "SEARCH block has more than one ======= line, so where the old text ends is "
+                    "ambiguous; if the file itself contains a line of seven '=', choose SEARCH "
+                    "lines that avoid it, or rewrite the file with a FILE block"
+                )
             seen_divider = True
             current = second
             continue
@@ -219,6 +240,16 @@ def _read_block(lines: Sequence[str], head: int, kind: str) -> tuple[int, tuple[
     return len(lines) - 1, ("", ""), (
         f"<<<<<<< {kind} block is never closed (was the reply cut off? make smaller edits)"
     )
+
+
+def _block_end(lines: Sequence[str], start: int) -> int:
+    """The index of the line closing the block that contains line `start` (for error recovery)."""
+    for k in range(start + 1, len(lines)):
+        if _TAIL.match(lines[k]):
+            return k
+        if _HEAD.match(lines[k]):
+            return k - 1
+    return len(lines) - 1
 
 
 def _prose(segments: Sequence[Sequence[str]]) -> tuple[str, str, str | None]:
@@ -267,26 +298,41 @@ def apply_blocks(
 ) -> dict[str, str | None]:
     """Apply blocks in order; return path -> new content (None = deleted) for changed files.
 
-    `read(path)` returns a file's current content or None when it does not exist; it is only
-    called for paths inside the repository.
+    `read(path)` returns a file's current content, None when it does not exist, or raises
+    `PathRefused` for a file the model may not touch. It is only called for paths inside the
+    repository; a block for any other path fails without a read.
     """
     state: dict[str, str | None] = {}
     original: dict[str, str | None] = {}
-    outside: set[str] = set()
+    refused: dict[str, str] = {}
     failures: list[BlockFailure] = []
 
-    def current(path: str) -> str | None:
-        if path not in state:
-            original[path] = state[path] = read(path) if is_inside_repo(path) else None
-        return state[path]
+    def refusal(path: str) -> str | None:
+        """Why the block's path may not be touched (None when it may); reads it once."""
+        if path not in refused and path not in state:
+            if not is_inside_repo(path):
+                refused[path] = (
+                    "outside the repository (paths are repo-relative, without '..', and never "
+                    "under .git/)"
+                )
+            else:
+                try:
+                    original[path] = state[path] = read(path)
+                except PathRefused as exc:
+                    refused[path] = exc.reason
+        return refused.get(path)
 
     for block in blocks:
-        if not is_inside_repo(block.path):
-            # Never read outside the worktree; hand the path on for the guardrails to refuse.
-            state[block.path] = None if block.kind == "delete" else block.replace
-            outside.add(block.path)
+        reason = refusal(block.path)
+        if reason is not None:
+            # The rule, and nothing about the file: no closest lines, no "unchanged" verdict.
+            failures.append(BlockFailure(
+                block.index, block.path,
+                f"refused: {reason}; this block was not applied (change only the files shown "
+                "to you as in scope)",
+            ))
             continue
-        text = current(block.path)
+        text = state[block.path]
         if block.kind == "file":
             state[block.path] = block.replace
         elif block.kind == "delete":
@@ -301,7 +347,7 @@ def apply_blocks(
                 state[block.path] = new
     if failures:
         raise EditApplyError(failures, total=len(blocks))
-    return {p: c for p, c in state.items() if p in outside or c != original.get(p)}
+    return {p: c for p, c in state.items() if c != original.get(p)}
 
 
 def _apply_one(block: EditBlock, text: str | None) -> tuple[str | None, BlockFailure | None]:

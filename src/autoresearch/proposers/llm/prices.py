@@ -3,16 +3,20 @@
 Prices change more often than this file, so every entry can be overridden or added in the config:
 
     [proposer]
-    prices = { "claude-sonnet-4-6" = { input = 3, output = 15, cache_read = 0.3, cache_write = 3.75 } }
+    prices = { "claude-sonnet-5-5" = { input = 2, output = 10, cache_read = 0.1, cache_write = 2.5 } }
     # or the short form [input, output] (cache prices then follow the input price)
 
-A model is looked up by exact name, then by the longest known prefix, so dated snapshots
-("claude-sonnet-4-5-20250929") and suffixed variants find their family's price. A model nobody
-priced (a local Ollama model, say) costs 0 and `price_for` returns None so the caller can say so.
+A model is looked up by its exact name, or by a known name followed only by a snapshot suffix (a
+date: "claude-haiku-4-5-20251001", "gpt-4.1-2025-04-14"; or Claude Code's "[1m]"). Nothing
+else matches: "gpt-5.5-pro", "gpt-5-mini" or "claude-sonnet-5-5" are different models with
+different prices, and a family prefix would silently price them as the base model. A model with
+no row (a local Ollama model, a release newer than this table) costs 0, `price_for` returns None,
+and the provider logs one warning saying so and how to add the price.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -46,55 +50,82 @@ class Price:
         return total / 1_000_000
 
 
-def _anthropic(input_: float, output: float, cache_read: float | None = None) -> Price:
-    # Anthropic bills a 5-minute cache write at 1.25x input and a cache hit at 0.1x input,
-    # except where a model's published hit price differs (passed explicitly).
-    return Price(input_, output, input_ * 0.1 if cache_read is None else cache_read, input_ * 1.25)
+def _claude(input_: float, output: float, cache_read: float, cache_write: float) -> Price:
+    # cache_write is the 5-minute write (the harness marks `ephemeral`, which is the 5-minute TTL).
+    return Price(input_, output, cache_read, cache_write)
 
 
-def _openai(input_: float, output: float, cached: float) -> Price:
-    # OpenAI caches automatically: no write surcharge, a discounted read.
-    return Price(input_, output, cached, input_)
+def _openai(input_: float, output: float, cached: float, cache_write: float | None = None) -> Price:
+    # Older OpenAI models cache automatically with no write surcharge; GPT-6 bills writes at 1.25x.
+    return Price(input_, output, cached, input_ if cache_write is None else cache_write)
 
 
-# Keys are model names or name prefixes. Newer model generations without a published price in
-# this table fall back to their family prefix ("claude-sonnet-", "gpt-5"), which is an estimate:
-# override it in the config when it matters for a USD limit.
+# Checked 2026-12-02, standard tier, short-context rates, USD per million tokens. Sources: the
+# model pages and the pricing page of platform.claude.com/docs and developers.openai.com/api/docs.
+# Marked "(trackers)": values the stored copies of those pages did not show, taken from several
+# independent price trackers citing the live page; override them if your bill disagrees.
+# Not modelled: Haiku 5.5 bills 5x for a prompt over 100K tokens, GPT-6.x bills 2x input and 1.5x
+# output for a request over 272K input tokens; the default context budget (60K tokens) stays
+# below both. Batch, Fast and regional surcharges do not apply to these calls.
 DEFAULT_PRICES: dict[str, Price] = {
-    # Anthropic
-    "claude-fable-5-1": _anthropic(10.0, 50.0, 0.25),
-    "claude-fable-5-2": _anthropic(10.0, 50.0, 0.25),
-    "claude-fable-5": _anthropic(10.0, 50.0, 1.0),
-    "claude-mythos-5-1": _anthropic(10.0, 50.0, 0.25),
-    "claude-mythos-5-2": _anthropic(10.0, 50.0, 0.25),
-    "claude-mythos": _anthropic(10.0, 50.0, 1.0),
-    "claude-opus-4-1": _anthropic(15.0, 75.0),
-    "claude-opus-4-0": _anthropic(15.0, 75.0),
-    "claude-opus-4-2025": _anthropic(15.0, 75.0),
-    "claude-opus-": _anthropic(5.0, 25.0),
-    "claude-sonnet-": _anthropic(3.0, 15.0),
-    "claude-3-7-sonnet": _anthropic(3.0, 15.0),
-    "claude-3-5-sonnet": _anthropic(3.0, 15.0),
-    "claude-haiku-4-5": _anthropic(1.0, 5.0),
-    "claude-haiku-": _anthropic(1.0, 5.0),
-    "claude-3-5-haiku": _anthropic(0.8, 4.0),
-    "claude-3-haiku": _anthropic(0.25, 1.25),
-    # OpenAI
-    "gpt-5-nano": _openai(0.05, 0.40, 0.005),
-    "gpt-5-mini": _openai(0.25, 2.00, 0.025),
-    "gpt-5.4-nano": _openai(0.05, 0.40, 0.005),
-    "gpt-5.4-mini": _openai(0.25, 2.00, 0.025),
+    # Anthropic: current models
+    "claude-fable-5-2": _claude(8.0, 40.0, 0.20, 10.0),  # cache read and write (trackers)
+    "claude-mythos-5-2": _claude(8.0, 40.0, 0.20, 10.0),  # cache read and write (trackers)
+    "claude-fable-5-1": _claude(10.0, 50.0, 0.25, 12.50),
+    "claude-mythos-5-1": _claude(10.0, 50.0, 0.25, 12.50),
+    "claude-fable-5": _claude(10.0, 50.0, 1.0, 12.50),
+    "claude-mythos-5": _claude(10.0, 50.0, 1.0, 12.50),
+    "claude-opus-5-5": _claude(4.0, 20.0, 0.20, 5.0),
+    "claude-opus-5": _claude(5.0, 25.0, 0.50, 6.25),
+    # Sonnet 5.5's cache hits were cut from $0.20 to $0.10 on 2026-10-07 (trackers; the stored copy
+    # of its model page predates the cut).
+    "claude-sonnet-5-5": _claude(2.0, 10.0, 0.10, 2.50),
+    "claude-sonnet-5": _claude(2.0, 10.0, 0.20, 2.50),
+    "claude-haiku-5-5": _claude(0.10, 0.50, 0.01, 0.125),  # prompts up to 100K; cache read (trackers)
+    "claude-haiku-4-5": _claude(1.0, 5.0, 0.10, 1.25),
+    # Anthropic: legacy and retired models (for sessions that still name them)
+    "claude-opus-4-8": _claude(5.0, 25.0, 0.50, 6.25),
+    "claude-opus-4-7": _claude(5.0, 25.0, 0.50, 6.25),
+    "claude-opus-4-6": _claude(5.0, 25.0, 0.50, 6.25),
+    "claude-opus-4-5": _claude(5.0, 25.0, 0.50, 6.25),
+    "claude-opus-4-1": _claude(15.0, 75.0, 1.50, 18.75),
+    "claude-opus-4": _claude(15.0, 75.0, 1.50, 18.75),
+    "claude-sonnet-4-6": _claude(3.0, 15.0, 0.30, 3.75),
+    "claude-sonnet-4-5": _claude(3.0, 15.0, 0.30, 3.75),
+    "claude-sonnet-4": _claude(3.0, 15.0, 0.30, 3.75),
+    "claude-3-7-sonnet": _claude(3.0, 15.0, 0.30, 3.75),
+    "claude-3-5-haiku": _claude(0.80, 4.0, 0.08, 1.0),
+    "claude-3-haiku": _claude(0.25, 1.25, 0.03, 0.30),
+    # OpenAI: current models
+    "gpt-6.2-sol": _openai(2.0, 10.0, 0.10, 2.50),
+    "gpt-6-luna": _openai(0.10, 0.50, 0.01, 0.125),
+    # OpenAI: earlier models (kept from the previous table, not re-checked)
     "gpt-5": _openai(1.25, 10.00, 0.125),
-    "gpt-6": _openai(1.25, 10.00, 0.125),
-    "gpt-4.1-nano": _openai(0.10, 0.40, 0.025),
-    "gpt-4.1-mini": _openai(0.40, 1.60, 0.10),
+    "gpt-5-mini": _openai(0.25, 2.00, 0.025),
+    "gpt-5-nano": _openai(0.05, 0.40, 0.005),
     "gpt-4.1": _openai(2.00, 8.00, 0.50),
-    "gpt-4o-mini": _openai(0.15, 0.60, 0.075),
+    "gpt-4.1-mini": _openai(0.40, 1.60, 0.10),
+    "gpt-4.1-nano": _openai(0.10, 0.40, 0.025),
     "gpt-4o": _openai(2.50, 10.00, 1.25),
-    "o4-mini": _openai(1.10, 4.40, 0.275),
-    "o3-mini": _openai(1.10, 4.40, 0.55),
+    "gpt-4o-mini": _openai(0.15, 0.60, 0.075),
     "o3": _openai(2.00, 8.00, 0.50),
+    "o4-mini": _openai(1.10, 4.40, 0.275),
 }
+
+# What may follow a known name and still be the same model: a snapshot date, Claude Code's
+# 1M-context marker. Nothing with letters ("-pro", "-mini", "-codex") and no bare version digits
+# ("claude-sonnet-5" + "-5" is Sonnet 5.5).
+_SNAPSHOT = re.compile(r"^(?:[-@]\d{8}|-\d{4}-\d{2}-\d{2})?(?:\[1m\])?$", re.IGNORECASE)
+
+
+def _spellings(model: str) -> list[str]:
+    """The names to look up: as given, without a router's provider prefix, and with Claude
+    version dots as Anthropic writes them ("anthropic/claude-sonnet-5.5" -> "claude-sonnet-5-5")."""
+    bare = model.rsplit("/", 1)[-1]
+    names = [model, bare]
+    if bare.startswith("claude-"):
+        names.append(bare.replace(".", "-"))
+    return list(dict.fromkeys(names))
 
 
 def parse_price(raw: Any, where: str) -> Price:
@@ -144,15 +175,15 @@ class PriceTable:
             self._prices[str(model)] = parse_price(raw, f"autoresearch.toml → proposer.prices.{model}")
 
     def price_for(self, model: str) -> Price | None:
-        """The price of `model`: exact name first, then the longest matching prefix."""
-        if model in self._prices:
-            return self._prices[model]
-        # Provider-qualified names ("anthropic/claude-...", "openai/gpt-5") as routers spell them.
-        bare = model.rsplit("/", 1)[-1]
-        if bare in self._prices:
-            return self._prices[bare]
-        best = max((k for k in self._prices if bare.startswith(k)), key=len, default=None)
-        return None if best is None else self._prices[best]
+        """The price of `model`: its exact name, else a known name plus a snapshot suffix."""
+        for name in _spellings(model):
+            if name in self._prices:
+                return self._prices[name]
+        for name in _spellings(model):
+            known = [k for k in self._prices if name.startswith(k) and _SNAPSHOT.match(name[len(k):])]
+            if known:
+                return self._prices[max(known, key=len)]
+        return None
 
     def cost(
         self,

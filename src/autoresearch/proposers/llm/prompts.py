@@ -26,6 +26,9 @@ exact existing lines
 their replacement
 >>>>>>> REPLACE
 
+The divider is exactly seven `=` and appears once per block; to change a file that itself has a
+line of seven `=`, use SEARCH lines that avoid it or rewrite the file with a FILE block.
+
 Create a new file, or rewrite a small one completely, with a FILE block:
 
 path/to/new_file.py

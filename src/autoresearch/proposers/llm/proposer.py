@@ -5,6 +5,14 @@ reply cannot be parsed or its blocks do not apply, the error sent back (at most
 `max_edit_retries` times, default 2) before the proposal counts as failed. The edits are applied
 to copies of the files in memory, never to the worktree: the harness writes and commits them
 after its guardrails have checked them.
+
+The applier reads only what the model may see: in-scope, non-protected files (and, for a repair,
+the crashed candidate's own edits). A block for any other file fails with the rule it broke and
+nothing from the file, so a retry message can never leak a protected file's lines.
+
+Every call is billed to the experiment it was made for: a proposal or repair that produces
+nothing raises `FailedProposal` carrying the usage of every call it made (a repair that gives up
+included), and the session records it under the current experiment.
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from autoresearch import guardrails
 from autoresearch.errors import ConfigError
 from autoresearch.proposers.base import Proposal, ProposalContext, Proposer, Usage
 from autoresearch.proposers.faults import FailedProposal, FatalProposerError, ProposerOutage
@@ -24,9 +33,9 @@ from autoresearch.proposers.llm.context import DEFAULT_CONTEXT_TOKENS, build_con
 from autoresearch.proposers.llm.edits import (
     EditApplyError,
     EditFormatError,
+    PathRefused,
     Reply,
     apply_blocks,
-    is_inside_repo,
     parse_reply,
 )
 from autoresearch.proposers.llm.prices import PriceTable
@@ -40,22 +49,33 @@ log = logging.getLogger(__name__)
 
 
 def worktree_reader(
-    root: Path, overlay: Mapping[str, str | None] | None = None
+    root: Path, rules: guardrails.Rules, overlay: Mapping[str, str | None] | None = None
 ) -> Callable[[str], str | None]:
-    """read(path) for the applier: the overlay first, then the worktree, never outside it."""
+    """read(path) for the applier: only files the model may change, the overlay first.
+
+    A path the guardrails would refuse (protected, outside the scope, escaping the repository,
+    through a symlink) raises `PathRefused` with the rule, before anything is read.
+    """
     base = root.resolve()
 
     def read(path: str) -> str | None:
+        problem = guardrails.path_problem(root, path, rules)
+        if problem is not None:
+            raise PathRefused(_rule(problem))
         if overlay is not None and path in overlay:
             return overlay[path]
-        if not is_inside_repo(path):
-            return None
         full = (root / path).resolve()
         if not full.is_relative_to(base) or not full.is_file():
-            return None  # a symlink pointing out of the worktree is treated as absent
+            return None
         return full.read_text(encoding="utf-8", errors="replace")
 
     return read
+
+
+def _rule(problem: str) -> str:
+    """`"score.py: protected (matches score.py)"` -> `"protected (matches score.py)"`."""
+    _, sep, rule = problem.partition(": ")
+    return rule if sep else problem
 
 
 def change_diff(
@@ -64,7 +84,10 @@ def change_diff(
     """A unified diff of `edits` against what `read` returns (for the repair prompt)."""
     chunks: list[str] = []
     for path, new in sorted(edits.items()):
-        old = read(path) or ""
+        try:
+            old = read(path) or ""
+        except PathRefused:
+            continue  # never shown: the guardrails refused it, so it was not part of the run
         chunks += difflib.unified_diff(
             old.splitlines(keepends=True), (new or "").splitlines(keepends=True),
             f"a/{path}", f"b/{path}" if new is not None else "/dev/null",
@@ -96,9 +119,6 @@ class LLMProposer(Proposer):
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"invalid [proposer] option: {exc}", where="[proposer]") from None
         self._provider = provider
-        # Tokens spent on a call that produced no proposal to carry them (a repair that gave
-        # up): billed with the next proposal rather than lost.
-        self._carry: list[Usage] = []
 
     @property
     def provider(self) -> Provider:
@@ -118,10 +138,7 @@ class LLMProposer(Proposer):
     def propose(self, ctx: ProposalContext) -> Proposal | None:
         context = build_context(ctx, budget_tokens=self.context_tokens)
         first = Turn.user(Part(context.stable, cache=True), context.volatile + prompts.PROPOSE_TASK)
-        result = self._converse(ctx, [first], purpose="propose")
-        if result is None:
-            return None
-        reply, edits, usage = result
+        reply, edits, usage = self._converse(ctx, [first], purpose="propose")
         return Proposal(
             hypothesis=reply.hypothesis or "unnamed change",
             edits=edits,
@@ -136,15 +153,12 @@ class LLMProposer(Proposer):
         context = build_context(
             ctx, budget_tokens=self.context_tokens, overlay=overlay, crash_log=log_tail
         )
-        diff = change_diff(worktree_reader(ctx.worktree), overlay)
+        diff = change_diff(worktree_reader(ctx.worktree, _rules(ctx)), overlay)
         task = prompts.REPAIR_TASK.format(
             hypothesis=failed.hypothesis.replace('"', "'"), diff=f"```diff\n{diff}```"
         )
         first = Turn.user(Part(context.stable, cache=True), context.volatile + task)
-        result = self._converse(ctx, [first], purpose="repair", overlay=overlay)
-        if result is None:
-            return None
-        reply, edits, usage = result
+        reply, edits, usage = self._converse(ctx, [first], purpose="repair", overlay=overlay)
         merged = {**overlay, **edits}
         note = f"repair: {reply.hypothesis}" if reply.hypothesis else "repair"
         return Proposal(
@@ -167,12 +181,12 @@ class LLMProposer(Proposer):
         *,
         purpose: str,
         overlay: Mapping[str, str | None] | None = None,
-    ) -> tuple[Reply, dict[str, str | None], list[Usage]] | None:
-        """Ask, and reflect format or apply errors back; None when a repair gives up."""
-        usage: list[Usage] = self._carry
-        self._carry = []
+    ) -> tuple[Reply, dict[str, str | None], list[Usage]]:
+        """Ask, and reflect format or apply errors back; FailedProposal (with the usage of every
+        call made) when no applicable edits came out of it, a repair that gave up included."""
+        usage: list[Usage] = []
         history = list(turns)
-        read = worktree_reader(ctx.worktree, overlay)
+        read = worktree_reader(ctx.worktree, _rules(ctx), overlay)
         problem = ""
         for attempt in range(self.max_edit_retries + 1):
             try:
@@ -186,8 +200,10 @@ class LLMProposer(Proposer):
                 if reply.give_up is not None and not reply.blocks:
                     if purpose == "repair":
                         log.info("the model gave up the repair: %s", reply.give_up)
-                        self._carry = usage
-                        return None
+                        raise FailedProposal(
+                            f"the model gave up the repair: {reply.give_up}",
+                            where=self.settings.describe(), usage=usage,
+                        )
                     raise EditFormatError(["GIVE_UP is only for repairs: propose an experiment"])
                 if not reply.blocks:
                     raise EditFormatError(["the reply contains no edit blocks"])
@@ -211,3 +227,7 @@ class LLMProposer(Proposer):
             where=self.settings.describe(),
             usage=usage,
         )
+
+
+def _rules(ctx: ProposalContext) -> guardrails.Rules:
+    return guardrails.Rules(ctx.config.scope, ctx.config.all_protected)

@@ -203,10 +203,14 @@ class Provider(ABC):
     def _usage(self, inp: int, out: int, c_read: int, c_write: int, purpose: str) -> Usage:
         model = self.settings.model
         price = self.prices.price_for(model)
-        if price is None and not self._warned_price and self.settings.is_official:
+        if price is None and not self._warned_price and self.settings.is_metered:
             self._warned_price = True
-            log.warning("no price known for %s: its cost is recorded as 0 (set [proposer] prices)",
-                        model)
+            log.warning(
+                "no price known for %s: its calls are recorded with cost 0, so [limits] max_usd "
+                "cannot stop them; add it under [proposer] prices "
+                "(e.g. prices = { \"%s\" = { input = 2, output = 10 } }, USD per million tokens)",
+                model, model,
+            )
         cost = 0.0 if price is None else price.cost(inp, out, c_read, c_write)
         return Usage(
             provider=self.settings.label, model=model, input_tokens=inp, output_tokens=out,

@@ -1,11 +1,17 @@
 """The `[proposer]` options of the `llm` proposer, resolved against the environment.
 
 Keys come from the environment only (never from autoresearch.toml, which is committed). The
-provider is taken from `provider`, else guessed from what is configured:
+provider is taken from `provider`, else guessed from what is configured: a `base_url`, then the
+first of ANTHROPIC_API_KEY / ANTHROPIC_BASE_URL, OPENAI_API_KEY / OPENAI_BASE_URL and
+OPENROUTER_API_KEY found in the environment (`detect_from_env`, which `proposer = "auto"` uses
+too, so the message it prints names the variable that decides).
 
     provider = "anthropic" | "openai"          the two wire protocols
              | "ollama" | "vllm" | "llamacpp" | "lmstudio" | "openrouter"
                                                OpenAI-compatible, with their usual base URL
+
+`temperature` is sent only when it is set: current models (Claude Sonnet 5 and later, GPT-6 at
+any reasoning effort but none) reject a non-default temperature with HTTP 400.
 """
 
 from __future__ import annotations
@@ -16,7 +22,8 @@ from typing import Any, Literal
 
 from autoresearch.errors import ConfigError
 
-DEFAULT_MODELS = {"anthropic": "claude-sonnet-4-6", "openai": "gpt-5.5"}
+# Current models confirmed on the providers' model pages on 2026-12-02.
+DEFAULT_MODELS = {"anthropic": "claude-sonnet-5-5", "openai": "gpt-6.2-sol"}
 
 # OpenAI-compatible servers: (default base URL, environment variable holding the key or None).
 COMPATIBLE: dict[str, tuple[str, str | None]] = {
@@ -28,6 +35,24 @@ COMPATIBLE: dict[str, tuple[str, str | None]] = {
 }
 
 WHERE = "autoresearch.toml → [proposer]"
+
+# The environment variables that configure a model API, in the order they are tried, with the
+# provider each one selects.
+ENV_PROVIDERS: tuple[tuple[str, str], ...] = (
+    ("ANTHROPIC_API_KEY", "anthropic"),
+    ("ANTHROPIC_BASE_URL", "anthropic"),
+    ("OPENAI_API_KEY", "openai"),
+    ("OPENAI_BASE_URL", "openai"),
+    ("OPENROUTER_API_KEY", "openrouter"),
+)
+
+
+def detect_from_env(env: Mapping[str, str]) -> tuple[str, str] | None:
+    """(variable, provider) for the first model API the environment configures, or None."""
+    for var, provider in ENV_PROVIDERS:
+        if env.get(var):
+            return var, provider
+    return None
 
 
 @dataclass(frozen=True)
@@ -48,6 +73,11 @@ class ProviderSettings:
     max_tokens_field: str = "max_tokens"
     prompt_caching: bool = True
     extra_body: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_metered(self) -> bool:
+        """Tokens cost money here (an official API or a paid router), so a missing price matters."""
+        return self.is_official or self.label == "openrouter"
 
     @property
     def is_official(self) -> bool:
@@ -94,16 +124,21 @@ class ProviderSettings:
         elif base_url:
             provider = "anthropic" if "anthropic" in base_url else "openai"
             label = provider
-        elif env.get("ANTHROPIC_API_KEY") or env.get("ANTHROPIC_BASE_URL"):
-            provider, label = "anthropic", "anthropic"
-        elif env.get("OPENAI_API_KEY") or env.get("OPENAI_BASE_URL"):
-            provider, label = "openai", "openai"
+        elif (found := detect_from_env(env)) is not None:
+            label = found[1]
+            if label == "openrouter":
+                provider = "openai"
+                default_url, default_key_env = COMPATIBLE["openrouter"]
+                base_url = default_url
+                key_env = key_env or default_key_env
+            else:
+                provider = "anthropic" if label == "anthropic" else "openai"
         else:
             raise ConfigError(
                 "the llm proposer has no model API configured",
                 where=WHERE,
-                fix="export ANTHROPIC_API_KEY or OPENAI_API_KEY, or set provider/base_url in "
-                "[proposer] (e.g. provider = \"ollama\", model = \"qwen3:8b\")",
+                fix="export ANTHROPIC_API_KEY, OPENAI_API_KEY or OPENROUTER_API_KEY, or set "
+                "provider/base_url in [proposer] (e.g. provider = \"ollama\", model = \"qwen3:8b\")",
             )
         if provider == "anthropic":
             key_env = key_env or "ANTHROPIC_API_KEY"
@@ -126,10 +161,11 @@ class ProviderSettings:
         model = options.get("model")
         if not model:
             if not official:
+                example = "anthropic/claude-sonnet-5.5" if label == "openrouter" else "qwen3:8b"
                 raise ConfigError(
                     "no model named for the OpenAI-compatible server at " + str(base_url),
                     where=f"{WHERE} model",
-                    fix='name the model the server serves, e.g. model = "qwen3:8b"',
+                    fix=f'name the model the server serves, e.g. model = "{example}"',
                 )
             model = DEFAULT_MODELS[provider]
         field_default = "max_completion_tokens" if provider == "openai" and official else "max_tokens"

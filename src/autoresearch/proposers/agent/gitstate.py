@@ -1,0 +1,193 @@
+"""What git says about the worktree besides its files, before and after one agent run.
+
+The harness commits the agent's change itself, on the detached HEAD it left, and moves the
+session branch only on a keep. An agent that runs git can break that: switch the worktree to the
+session branch (the harness would then commit onto it), move or create refs, stash, flag files
+`assume-unchanged` so `git status` stops showing them, or edit git's config and hooks (a
+`post-checkout` hook runs whenever the harness checks out a commit). This module records all of
+it before the run, names what changed afterwards, and puts it back.
+
+What is compared:
+- HEAD: detached, at the same commit;
+- every ref (`git for-each-ref`), except other sessions' (`refs/heads/autoresearch/<other>`,
+  `refs/autoresearch/<other>/`), which their own processes move while this agent runs;
+- the index's assume-unchanged / skip-worktree flags;
+- git's own files that change behaviour: `config`, `config.worktree`, `info/exclude`, `hooks/`.
+
+What is restored: HEAD (detached at its commit), refs (compare-and-swap, so a concurrent change
+is never overwritten blindly), the index flags and the files. Two kinds of refs are reported but
+left as they are, because moving them back could destroy someone else's work: a branch checked
+out in another worktree (the user's checkout: rewinding it would make their files disagree with
+their branch) and `refs/stash` (the user may have stashed meanwhile; `git stash list` shows it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from autoresearch.proposers.agent.worktree import git
+
+_META = ("config", "config.worktree", "info/exclude")
+
+
+def _head(cwd: Path) -> tuple[str | None, str]:
+    symbolic = git(cwd, "symbolic-ref", "--quiet", "HEAD", check=False).strip() or None
+    return symbolic, git(cwd, "rev-parse", "--verify", "HEAD").strip()
+
+
+def _refs(cwd: Path) -> dict[str, str]:
+    out = git(cwd, "for-each-ref", "--format=%(refname)%00%(objectname)")
+    refs: dict[str, str] = {}
+    for line in out.splitlines():
+        name, _, sha = line.partition("\0")
+        if name:
+            refs[name] = sha
+    return refs
+
+
+def _flagged(cwd: Path) -> frozenset[str]:
+    """Paths whose index entry hides changes: assume-unchanged (lowercase tag) or skip-worktree."""
+    out = git(cwd, "ls-files", "-v", "-z")
+    flagged = set()
+    for entry in filter(None, out.split("\0")):
+        tag, _, path = entry.partition(" ")
+        if tag.islower() or tag == "S":
+            flagged.add(path)
+    return frozenset(flagged)
+
+
+def _git_dirs(cwd: Path) -> list[Path]:
+    out = git(cwd, "rev-parse", "--path-format=absolute", "--git-dir", "--git-common-dir")
+    return list(dict.fromkeys(Path(line) for line in out.splitlines() if line.strip()))
+
+
+def _meta_files(dirs: list[Path]) -> dict[str, bytes | None]:
+    """Absolute path -> content (None: absent) of the git files that change git's behaviour."""
+    files: dict[str, bytes | None] = {}
+    for d in dirs:
+        for name in _META:
+            files[str(d / name)] = _read(d / name)
+        hooks = d / "hooks"
+        if hooks.is_dir():
+            for hook in sorted(hooks.iterdir()):
+                files[str(hook)] = _read(hook)
+    return files
+
+
+def _read(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes() if path.is_file() else None
+    except OSError:
+        return None
+
+
+def _checked_out_elsewhere(cwd: Path) -> set[str]:
+    """Branches checked out in other worktrees of the repository (the user's checkout)."""
+    here = git(cwd, "rev-parse", "--path-format=absolute", "--show-toplevel").strip()
+    out = git(cwd, "worktree", "list", "--porcelain")
+    branches: set[str] = set()
+    path = ""
+    for line in out.splitlines():
+        if line.startswith("worktree "):
+            path = line[len("worktree "):]
+        elif line.startswith("branch ") and os.path.realpath(path) != os.path.realpath(here):
+            branches.add(line[len("branch "):])
+    return branches
+
+
+@dataclass(frozen=True)
+class GitState:
+    """HEAD, refs, index flags and git's behaviour-changing files at one moment."""
+
+    tag: str
+    head_ref: str | None  # the branch HEAD points at; None when detached (as the harness leaves it)
+    head: str
+    refs: Mapping[str, str]
+    flagged: frozenset[str]
+    meta: Mapping[str, bytes | None]
+
+    @classmethod
+    def take(cls, cwd: Path, tag: str) -> GitState:
+        head_ref, head = _head(cwd)
+        return cls(tag=tag, head_ref=head_ref, head=head, refs=cls._watched(_refs(cwd), tag),
+                   flagged=_flagged(cwd), meta=_meta_files(_git_dirs(cwd)))
+
+    @staticmethod
+    def _watched(refs: Mapping[str, str], tag: str) -> dict[str, str]:
+        """Every ref but other sessions' (their processes move them while this agent runs)."""
+        def other_session(name: str) -> bool:
+            for prefix in ("refs/heads/autoresearch/", "refs/autoresearch/"):
+                if name.startswith(prefix):
+                    rest = name[len(prefix):]
+                    return rest != tag and not rest.startswith(tag + "/")
+            return False
+
+        return {name: sha for name, sha in refs.items() if not other_session(name)}
+
+    def changes(self, cwd: Path) -> list[str]:
+        """What git state the run changed, one phrase each (empty when nothing did)."""
+        now = GitState.take(cwd, self.tag)
+        found: list[str] = []
+        if now.head_ref != self.head_ref:
+            found.append(f"HEAD was switched to {now.head_ref or 'a detached commit'}")
+        if now.head != self.head:
+            found.append(f"HEAD moved from {self.head[:10]} to {now.head[:10]} (a commit or reset)")
+        for name in sorted(set(self.refs) | set(now.refs)):
+            old, new = self.refs.get(name), now.refs.get(name)
+            if old == new:
+                continue
+            if old is None:
+                found.append(f"{name} was created at {new[:10] if new else '?'}")
+            elif new is None:
+                found.append(f"{name} was deleted (it was at {old[:10]})")
+            else:
+                found.append(f"{name} moved from {old[:10]} to {new[:10]}")
+        if now.flagged != self.flagged:
+            changed = sorted(now.flagged ^ self.flagged)
+            found.append("the index's assume-unchanged/skip-worktree flags changed on "
+                         + ", ".join(changed[:5]))
+        for path in sorted(set(self.meta) | set(now.meta)):
+            if self.meta.get(path) != now.meta.get(path):
+                found.append(f"git's file {path} was changed")
+        return found
+
+    def restore(self, cwd: Path) -> list[str]:
+        """Put HEAD, refs, flags and git's files back; returns what was left as is, and why."""
+        left: list[str] = []
+        for path, content in self.meta.items():
+            target = Path(path)
+            if _read(target) == content:
+                continue
+            if content is None:
+                target.unlink(missing_ok=True)
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(content)
+        for path in set(_meta_files(_git_dirs(cwd))) - set(self.meta):
+            Path(path).unlink(missing_ok=True)  # a hook the run added
+        # Detach first, without touching files: a reset on a symbolic HEAD would move its branch.
+        git(cwd, "update-ref", "--no-deref", "HEAD", self.head)
+        elsewhere = _checked_out_elsewhere(cwd)
+        now = _refs(cwd)
+        for name in sorted(set(self.refs) | set(self._watched(now, self.tag))):
+            old, new = self.refs.get(name), now.get(name)
+            if old == new:
+                continue
+            if name == "refs/stash" or name in elsewhere:
+                where = "stashes are shared" if name == "refs/stash" else "it is checked out in another worktree"
+                left.append(f"{name} was left as is ({where}; it points at {new or 'nothing'})")
+                continue
+            with contextlib.suppress(RuntimeError):  # it moved again meanwhile: leave it
+                if old is None:
+                    git(cwd, "update-ref", "-d", name, new or "")
+                else:
+                    git(cwd, "update-ref", name, old, new or "0" * len(old))
+        flags = _flagged(cwd)
+        added = sorted(flags - self.flagged)
+        if added:
+            git(cwd, "update-index", "--no-assume-unchanged", "--no-skip-worktree", "--", *added)
+        return left

@@ -1,0 +1,63 @@
+"""The fence around one agent run: what it may not do to the worktree besides editing files.
+
+`RunGuard.take` records git's state (`gitstate`) and every untracked file (`untracked`) right
+before the agent CLI starts; `check` right after it exits names every violation (the agent ran git,
+or changed a git-ignored file or a `.gitignore`) and deletes the regenerable caches the run wrote;
+`restore` undoes a refused run completely: HEAD detached where it was, refs moved back, git's
+config and hooks, the tracked files, and every untracked file, ignored ones included.
+
+Comparing just before with just after the call means that files the verify command produced
+between agent runs (logs, `__pycache__/`, outputs) are never mistaken for the agent's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from autoresearch.proposers.agent.gitstate import GitState
+from autoresearch.proposers.agent.untracked import UntrackedSnapshot
+from autoresearch.proposers.agent.worktree import git
+
+GIT_RULE = "the agent ran git: it may not commit or switch branches"
+FILES_RULE = ("the agent may not touch git-ignored files or .gitignore files (the harness can "
+              "neither see nor commit them)")
+
+
+@dataclass(frozen=True)
+class Restored:
+    left: list[str] = field(default_factory=list)  # git state deliberately not moved back
+    lost: list[str] = field(default_factory=list)  # ignored files that could not be put back
+
+
+@dataclass(frozen=True)
+class RunGuard:
+    git: GitState
+    files: UntrackedSnapshot
+
+    @classmethod
+    def take(cls, cwd: Path, tag: str) -> RunGuard:
+        return cls(git=GitState.take(cwd, tag), files=UntrackedSnapshot.take(cwd))
+
+    def check(self, cwd: Path, scratch: Sequence[str] = ()) -> list[str]:
+        """Every violation of the run, one sentence each (empty when there is none)."""
+        problems: list[str] = []
+        changed = self.git.changes(cwd)
+        if changed:
+            problems.append(f"{GIT_RULE} ({'; '.join(changed)})")
+        verdict = self.files.judge(cwd, scratch)
+        if verdict.violations:
+            shown = ", ".join(map(str, verdict.violations[:10]))
+            more = len(verdict.violations) - 10
+            problems.append(f"{FILES_RULE}: it changed {shown}" + (f" and {more} more" if more > 0 else ""))
+        self.files.drop_caches(cwd, verdict)
+        return problems
+
+    def restore(self, cwd: Path) -> Restored:
+        """Undo the run: git state first (a reset on a switched HEAD would move its branch), then
+        the tracked files, then every untracked file."""
+        left = self.git.restore(cwd)
+        git(cwd, "reset", "--hard", "--quiet", self.git.head)
+        lost = self.files.restore(cwd)
+        return Restored(left=left, lost=lost)

@@ -1,0 +1,204 @@
+"""The agent may only edit files: running git or touching git-ignored files is refused and undone.
+
+The worktree here is laid out like the harness's: a linked worktree of the user's repository,
+detached at the session branch's tip, whose verify runs left a git-ignored data file and caches.
+Each fake agent mode is one trick an agent with a shell could play on the harness.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sqlite3
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from autoresearch import gitops
+from autoresearch.proposers.agent import AgentProposer
+from autoresearch.proposers.base import ProposalContext
+from autoresearch.proposers.faults import FailedProposal
+from tests.conftest import CONFIG, make_repo, run_cli
+from tests.llm.conftest import TARGET, MakeCtx, git, install_fake_agents, make_config
+
+
+@pytest.fixture
+def agents(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    bin_dir = install_fake_agents(tmp_path / "bin")
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_AGENT_LOG", str(tmp_path / "agent-calls.jsonl"))
+    monkeypatch.setenv("FAKE_AGENT_PIDFILE", str(tmp_path / "child.pid"))
+    return bin_dir
+
+
+@pytest.fixture
+def session(worktree: Path, make_ctx: MakeCtx) -> ProposalContext:
+    """The user's repository (`worktree` fixture, `main` checked out) and the session's linked
+    worktree, detached at `autoresearch/t`, with what earlier verify runs left in it."""
+    (worktree / ".gitignore").write_text("data/\n__pycache__/\n.autoresearch/\n")
+    git(worktree, "add", ".gitignore")
+    git(worktree, "commit", "-qm", "ignore data and caches")
+    git(worktree, "branch", "autoresearch/t")
+    linked = worktree / ".autoresearch" / "worktrees" / "t"
+    git(worktree, "worktree", "add", "-q", "--detach", str(linked), "autoresearch/t")
+    (linked / "data").mkdir()
+    (linked / "data" / "offset.txt").write_text("0\n")  # read by the evaluation, git-ignored
+    (linked / "__pycache__").mkdir()
+    (linked / "__pycache__" / "target.cpython-311.pyc").write_bytes(b"cache")
+    return dataclasses.replace(make_ctx(), worktree=linked)
+
+
+def agent() -> AgentProposer:
+    return AgentProposer(make_config(agent="claude"), {"agent": "claude"})
+
+
+def refs(cwd: Path) -> dict[str, str]:
+    out = git(cwd, "for-each-ref", "--format=%(refname) %(objectname)")
+    return dict(line.split(" ", 1) for line in out.splitlines())
+
+
+def refused(ctx: ProposalContext, monkeypatch: pytest.MonkeyPatch, mode: str) -> str:
+    monkeypatch.setenv("FAKE_AGENT_MODE", mode)
+    with pytest.raises(FailedProposal) as info:
+        agent().propose(ctx)
+    assert info.value.usage and info.value.usage[0].cost_usd == 0.0123  # still billed
+    return info.value.what
+
+
+def assert_untouched(ctx: ProposalContext, head: str) -> None:
+    wt = ctx.worktree
+    assert git(wt, "rev-parse", "HEAD") == head
+    assert git(wt, "status", "--porcelain", "--untracked-files=all", "--ignored") == "\n".join(
+        ["!! __pycache__/target.cpython-311.pyc", "!! data/offset.txt"])
+    assert (wt / "target.py").read_text() == TARGET
+    assert (wt / "data" / "offset.txt").read_text() == "0\n"
+    assert (wt / "__pycache__" / "target.cpython-311.pyc").read_bytes() == b"cache"
+
+
+def test_changing_ignored_files_and_hiding_new_ones_is_refused_and_reverted(
+        agents: Path, session: ProposalContext, monkeypatch: pytest.MonkeyPatch) -> None:
+    head = git(session.worktree, "rev-parse", "HEAD")
+    what = refused(session, monkeypatch, "ignored")
+    assert "the agent may not touch git-ignored files or .gitignore files" in what
+    for change in ("lib/.gitignore (new)", "data/offset.txt (modified)", "lib/hidden.py (new)"):
+        assert change in what
+    assert not (session.worktree / "lib" / ".gitignore").exists()
+    assert not (session.worktree / "lib" / "hidden.py").exists()
+    assert_untouched(session, head)
+
+
+def test_switching_to_the_session_branch_is_refused_and_head_detached_again(
+        agents: Path, session: ProposalContext, monkeypatch: pytest.MonkeyPatch) -> None:
+    wt = session.worktree
+    head, before = git(wt, "rev-parse", "HEAD"), refs(wt)
+    what = refused(session, monkeypatch, "switch")
+    assert "the agent ran git: it may not commit or switch branches" in what
+    assert "HEAD was switched to refs/heads/autoresearch/t" in what
+    assert git(wt, "rev-parse", "--abbrev-ref", "HEAD") == "HEAD"  # detached
+    assert refs(wt) == before
+    assert_untouched(session, head)
+
+
+def test_commits_and_refs_are_refused_and_every_ref_put_back(
+        agents: Path, session: ProposalContext, monkeypatch: pytest.MonkeyPatch) -> None:
+    wt = session.worktree
+    head, before = git(wt, "rev-parse", "HEAD"), refs(wt)
+    what = refused(session, monkeypatch, "refs")
+    for phrase in ("HEAD moved", "refs/heads/agent-branch was created",
+                   "refs/tags/agent-tag was created", "refs/heads/autoresearch/t moved"):
+        assert phrase in what
+    assert refs(wt) == before
+    assert_untouched(session, head)
+
+
+def test_the_users_checked_out_branch_is_reported_but_never_rewound(
+        agents: Path, session: ProposalContext, worktree: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    user_main = git(worktree, "rev-parse", "main")
+    what = refused(session, monkeypatch, "main")
+    assert "refs/heads/main moved" in what
+    assert "refs/heads/main was left as is (it is checked out in another worktree" in what
+    assert git(worktree, "rev-parse", "main") != user_main  # the user decides, not the harness
+    assert git(session.worktree, "rev-parse", "--abbrev-ref", "HEAD") == "HEAD"
+
+
+def test_a_stash_is_refused_and_left_to_the_user(
+        agents: Path, session: ProposalContext, monkeypatch: pytest.MonkeyPatch) -> None:
+    head = git(session.worktree, "rev-parse", "HEAD")
+    what = refused(session, monkeypatch, "stash")
+    assert "refs/stash was created" in what and "refs/stash was left as is" in what
+    assert_untouched(session, head)
+
+
+def test_hiding_a_tracked_change_from_git_status_is_refused_and_cleared(
+        agents: Path, session: ProposalContext, monkeypatch: pytest.MonkeyPatch) -> None:
+    wt = session.worktree
+    head = git(wt, "rev-parse", "HEAD")
+    what = refused(session, monkeypatch, "hide")
+    assert "assume-unchanged/skip-worktree flags changed on score.py" in what
+    assert git(wt, "ls-files", "-v", "score.py") == "H score.py"
+    assert "print('score:'" in (wt / "score.py").read_text()
+    assert_untouched(session, head)
+
+
+def test_a_git_hook_is_refused_and_removed(
+        agents: Path, session: ProposalContext, worktree: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    head = git(session.worktree, "rev-parse", "HEAD")
+    what = refused(session, monkeypatch, "hook")
+    assert "hooks/post-checkout was changed" in what
+    assert not (worktree / ".git" / "hooks" / "post-checkout").exists()
+    assert_untouched(session, head)
+
+
+def test_earlier_outputs_caches_and_other_sessions_are_not_the_agents_doing(
+        agents: Path, session: ProposalContext, monkeypatch: pytest.MonkeyPatch) -> None:
+    wt = session.worktree
+    for mode in ("pycache", "others"):
+        monkeypatch.setenv("FAKE_AGENT_MODE", mode)
+        proposal = agent().propose(session)
+        assert proposal is not None and proposal.in_worktree
+        assert gitops.changed_paths(wt) == ["target.py"]
+        # The ignored data the verify command produced is untouched; the caches the agent's own
+        # python run rewrote are deleted (regenerable, and a planted .pyc could change an import).
+        assert (wt / "data" / "offset.txt").read_text() == "0\n"
+        assert not (wt / "__pycache__" / "target.cpython-311.pyc").exists()
+        gitops.checkout(wt, "HEAD")
+    assert "refs/autoresearch/other/discarded/other-0001" in refs(wt)
+
+
+@pytest.mark.slow
+def test_a_session_never_keeps_a_score_faked_through_ignored_files(
+        tmp_path: Path, agents: Path) -> None:
+    """The audit's exploit, end to end: the evaluation reads a git-ignored data file; the agent
+    rewrites it and hides a new file behind lib/.gitignore. Refused, and the next honest change
+    is judged on the real data."""
+    score = textwrap.dedent("""
+        import pathlib, target
+        data = pathlib.Path("data/offset.txt")
+        if not data.exists():  # the data preparation: ignored output, made once per worktree
+            data.parent.mkdir(exist_ok=True)
+            data.write_text("0\\n")
+        print(f"score: {(target.X - 7) ** 2 + float(data.read_text())}")
+        print("mem_mb: 1")
+    """)
+    config = CONFIG + '\n[proposer]\nname = "agent"\nagent = "claude"\nagent_timeout_seconds = 60\n'
+    repo = make_repo(tmp_path / "repo", {"target.py": "X = 3.0\n", "score.py": score,
+                                         ".gitignore": "data/\n", "autoresearch.toml": config})
+    modes = tmp_path / "modes"
+    modes.write_text("ignored\nimprove\n")
+    env = {"PATH": os.environ["PATH"], "FAKE_AGENT_MODES": str(modes),
+           "FAKE_AGENT_LOG": os.environ["FAKE_AGENT_LOG"],
+           "FAKE_AGENT_PIDFILE": os.environ["FAKE_AGENT_PIDFILE"]}
+    result = run_cli(repo, "run", "--tag", "g", "--iterations", "3", env=env, timeout=240)
+    assert result.returncode == 0, result.stdout + result.stderr
+    with sqlite3.connect(repo / ".autoresearch" / "ledger.db") as conn:
+        exps = conn.execute("SELECT status, decision_reason FROM experiments ORDER BY seq").fetchall()
+        scores = [r[0] for r in conn.execute("SELECT value FROM metrics WHERE name = 'score'")]
+    assert [e[0] for e in exps] == ["keep", "rejected", "keep"], exps
+    assert "git-ignored" in exps[1][1] and "lib/.gitignore" in exps[1][1]
+    assert min(scores) == pytest.approx(0.0)  # X = 7 on the real data; never the faked -1000
+    worktree = repo / ".autoresearch" / "worktrees" / "g"
+    assert (worktree / "data" / "offset.txt").read_text() == "0\n"
+    assert not (worktree / "lib").exists()
