@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -46,11 +48,113 @@ def test_toml_syntax_error_names_the_line(tmp_path: Path) -> None:
     assert "line" in result.stderr
 
 
-def test_protected_file_inside_scope_is_refused(tmp_path: Path) -> None:
+def test_protected_glob_inside_scope_is_a_config_error(tmp_path: Path) -> None:
     repo = broken(tmp_path, CONFIG.replace('scope = ["target.py"]', 'scope = ["*.py"]'))
+    for command in ("run", "check"):
+        result = run_cli(repo, command)
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert "protected 'score.py' is inside the scope '*.py'" in result.stderr
+        assert "autoresearch.toml → scope / protected" in result.stderr  # the file and field
+        assert "fix:" in result.stderr
+    assert not (repo / ".autoresearch" / "ledger.db").exists()
+
+
+def test_protected_file_inside_scope_is_a_config_error(tmp_path: Path) -> None:
+    # The globs don't obviously overlap; only the repository's files show that lib/secret.py is
+    # in both, and that is the same config error, with the file and the field named.
+    config = CONFIG.replace('scope = ["target.py"]', 'scope = ["target.py", "**/*.txt"]').replace(
+        'protected = ["score.py"]', 'protected = ["score.py", "lib/*"]')
+    repo = make_repo(tmp_path / "repo", {"target.py": "X = 3.0\n", "score.py": SCORE_PY,
+                                         "lib/secret.txt": "k\n", "autoresearch.toml": config})
     result = run_cli(repo, "run", "--iterations", "1")
-    assert result.returncode == 3
-    assert "protected files are inside the scope: score.py" in result.stderr
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "protected files are inside the scope: lib/secret.txt" in result.stderr
+    assert f"{repo / 'autoresearch.toml'} → scope / protected" in result.stderr
+    assert not (repo / ".autoresearch" / "ledger.db").exists()
+    check = run_cli(repo, "check")
+    assert check.returncode == 2, check.stdout + check.stderr
+    assert "lib/secret.txt" in flat(check.stdout)
+
+
+def flat(text: str) -> str:
+    """Output with rich's line wrapping undone."""
+    return " ".join(text.split())
+
+
+def tune_config(knobs: str) -> str:
+    return CONFIG + f'\n[proposer]\nname = "tune"\n\n[knobs]\n{knobs}'
+
+
+def experiment_rows(repo: Path) -> list[tuple[object, ...]]:
+    db = repo / ".autoresearch" / "ledger.db"
+    if not db.exists():
+        return []
+    with sqlite3.connect(db) as conn:
+        return conn.execute("SELECT id, status FROM experiments").fetchall()
+
+
+def session_rows(repo: Path) -> list[tuple[object, ...]]:
+    db = repo / ".autoresearch" / "ledger.db"
+    if not db.exists():
+        return []
+    with sqlite3.connect(db) as conn:
+        return conn.execute("SELECT tag, status FROM sessions").fetchall()
+
+
+def test_check_reports_a_declared_knob_whose_line_is_missing(tmp_path: Path) -> None:
+    repo = broken(tmp_path, tune_config('"target.py:Y" = "float(0, 10)"\n'))
+    result = run_cli(repo, "check")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "no line assigning a literal to Y in target.py" in flat(result.stdout)
+    assert "Y = 0.01" in flat(result.stdout)  # the fix shows the line it expects
+    assert "1 problem(s) found" in result.stdout
+    # `run` refuses the same way before the baseline: nothing is recorded.
+    run = run_cli(repo, "run", "--tag", "t", "--iterations", "3")
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert "no line assigning a literal to Y" in run.stderr
+    assert experiment_rows(repo) == [] and session_rows(repo) == []
+
+
+def test_check_lists_the_knobs_it_found(tmp_path: Path) -> None:
+    repo = broken(tmp_path, tune_config('"target.py:X" = "float(0, 10)"\n'))
+    result = run_cli(repo, "check")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 knob(s): target.py:X" in flat(result.stdout)
+
+
+def test_plain_init_then_run_fails_fast_on_no_knobs(tmp_path: Path) -> None:
+    # The audit's endless loop: after a plain `init`, tune found no knobs and rejected every
+    # experiment (662 in 6 s). Now `check` says so and `run` stops before the baseline.
+    repo = make_repo(tmp_path / "repo", {"evaluate.py": "print('score: 1.0')\n"})
+    assert run_cli(repo, "init", "--commit").returncode == 0
+    check = run_cli(repo, "check")
+    assert check.returncode == 2, check.stdout + check.stderr
+    assert "found no knobs to tune" in flat(check.stdout) and "# knob:" in check.stdout
+    started = time.monotonic()
+    result = run_cli(repo, "run", "--iterations", "50")
+    assert time.monotonic() - started < 30
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "found no knobs to tune" in result.stderr
+    assert "where: autoresearch.toml → knobs" in result.stderr
+    assert experiment_rows(repo) == [] and session_rows(repo) == []
+    assert "Traceback" not in result.stderr
+
+
+def test_a_failed_start_leaves_no_session_behind(tmp_path: Path) -> None:
+    repo = broken(tmp_path, CONFIG + '\n[proposer]\nname = "nope"\n')
+    result = run_cli(repo, "run", "--iterations", "1")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "unknown proposer 'nope'" in result.stderr
+    assert session_rows(repo) == []
+    assert git(repo, "branch", "--list", "autoresearch/*") == ""
+    status = run_cli(repo, "status")
+    assert status.returncode == 1 and "autoresearch run" in status.stderr
+    # Fixed, the same command starts a session under the default tag.
+    (repo / "autoresearch.toml").write_text(tune_config('"target.py:X" = "float(0, 10)"\n'))
+    git(repo, "commit", "-qam", "fix the proposer")
+    again = run_cli(repo, "run", "--iterations", "2")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert [s for _, s in session_rows(repo)] == ["finished"]
 
 
 def test_preconditions(tmp_path: Path) -> None:
@@ -86,7 +190,9 @@ def test_missing_config_points_to_init(tmp_path: Path) -> None:
 
 
 def test_init_without_a_tty_uses_flags_and_check_dry_runs(tmp_path: Path) -> None:
-    repo = make_repo(tmp_path / "repo", {"target.py": "X = 3.0\n", "score.py": SCORE_PY})
+    # A marked knob, so the default offline proposer has something to tune.
+    repo = make_repo(tmp_path / "repo", {"target.py": "X = 3.0  # knob: float(0, 10)\n",
+                                         "score.py": SCORE_PY})
     result = run_cli(repo, "init", "--metric", "score", "--command", "{python} score.py",
                      "--scope", "target.py", "--protected", "score.py", "--budget", "5",
                      "--commit")
@@ -105,9 +211,10 @@ def test_init_without_a_tty_uses_flags_and_check_dry_runs(tmp_path: Path) -> Non
 
 
 def test_check_reports_a_missing_metric(tmp_path: Path) -> None:
-    repo = broken(tmp_path, CONFIG.replace('name = "score"', 'name = "loss"'))
+    knob = '\n[knobs]\n"target.py:X" = "float(0, 10)"\n'  # so the metric is the only problem
+    repo = broken(tmp_path, CONFIG.replace('name = "score"', 'name = "loss"') + knob)
     result = run_cli(repo, "check")
-    assert result.returncode == 1
+    assert result.returncode == 1, result.stdout
     assert "no loss in the output" in result.stdout
     assert "loss: " in result.stdout  # shows the expected format
 

@@ -66,3 +66,22 @@ def test_overlapping_experiments_get_distinct_sequence_numbers(tmp_path: Path) -
     assert ids == ["t-0001", "t-0002", "t-0003", "t-0004"]
     a.discard_unstarted("t-0004")
     assert [e.seq for e in b.experiments(session.id)] == [1, 2, 3]
+
+
+@pytest.mark.parametrize(
+    ("scope", "protected", "overlap"),
+    [
+        ("*.py", "score.py", True),  # the protected file is one the scope selects
+        ("src/**/*.py", "src/eval/*.py", True),
+        ("src/eval/*.py", "src/**", True),  # the whole scope is protected
+        ("train.py", "train.py", True),
+        ("**", "autoresearch.toml", True),
+        ("target.py", "score.py", False),
+        ("*.py", "data/**", False),
+        ("src/**", "**/secret.py", False),  # may share files: only the file-level check knows
+    ],
+)
+def test_obviously_overlapping_globs(scope: str, protected: str, overlap: bool) -> None:
+    from autoresearch.config import globs_overlap
+
+    assert globs_overlap(scope, protected) is overlap

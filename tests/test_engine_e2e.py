@@ -62,6 +62,11 @@ def test_every_verdict_in_one_session(toy_repo: Path) -> None:
     assert data["experiments"][0]["runs"][0]["metrics"]["mem_mb"] == 100
     assert len(data["experiments"][0]["runs"]) == 2  # baseline repeats
     assert data["session"]["usage"]["cost_usd"] > 0
+    # Every token kind the ledger holds is shown: 8 proposals reached the guardrails.
+    status = run_cli(toy_repo, "status", "--tag", "t")
+    assert status.returncode == 0, status.stderr
+    shown = " ".join(status.stdout.split())
+    assert "80 in / 40 out tokens, 16 cache-read, 24 cache-write" in shown
 
 
 def test_timeout_kills_grandchild_that_ignores_sigterm(toy_repo: Path, tmp_path: Path) -> None:
@@ -114,6 +119,44 @@ def test_consecutive_crashes_pause_the_session(toy_repo: Path) -> None:
     assert result.returncode == 5
     assert "3 consecutive crashes" in result.stdout
     assert statuses(toy_repo) == ["keep", "crash", "crash", "crash"]
+
+
+def test_a_resumed_session_remembers_its_crash_streak(toy_repo: Path) -> None:
+    items = [{"hypothesis": f"crash {i}", "edits": {"target.py": f"X = {i}\nCRASH = True\n"}}
+             for i in range(8)]
+    config = (toy_repo / "autoresearch.toml").read_text().replace(
+        "repeats = 2", "repeats = 1\nmax_consecutive_crashes = 3")
+    (toy_repo / "autoresearch.toml").write_text(config)
+    use_script(toy_repo, items)
+    first = run_cli(toy_repo, "run", "--tag", "t", "--iterations", "3")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert statuses(toy_repo) == ["keep", "crash", "crash"]
+    # Two crashes are in the ledger: the third in a row pauses, not the fifth.
+    resumed = run_cli(toy_repo, "run", "--tag", "t", "--iterations", "20")
+    assert resumed.returncode == 5, resumed.stdout + resumed.stderr
+    assert "3 consecutive crashes" in resumed.stdout
+    assert statuses(toy_repo) == ["keep", "crash", "crash", "crash"]
+
+
+def test_consecutive_rejections_pause_the_session(toy_repo: Path) -> None:
+    # A proposer that only ever fails (no knobs, a model answering 400 every time) must not spin.
+    config = (toy_repo / "autoresearch.toml").read_text().replace(
+        "repeats = 2", "repeats = 1\nmax_consecutive_rejections = 4")
+    (toy_repo / "autoresearch.toml").write_text(config)
+    use_script(toy_repo, [{"hypothesis": "fine", "edits": {"target.py": "X = 4.0\n"}},
+                          {"error": "HTTP 400: bad request"},
+                          {"hypothesis": "outside", "edits": {"other.py": "x = 1\n"}},
+                          {"error": "HTTP 400: bad request"},
+                          {"error": "HTTP 400: bad request"},
+                          *[{"error": "HTTP 400: bad request"}] * 20])
+    result = run_cli(toy_repo, "run", "--tag", "t", "--iterations", "100")
+    assert result.returncode == 5, result.stdout + result.stderr
+    out = " ".join(result.stdout.split())
+    assert "paused after 4 consecutive rejected experiments" in out
+    assert "HTTP 400" in out  # the last reason, so the user sees what to fix
+    assert statuses(toy_repo) == ["keep", "keep", "rejected", "rejected", "rejected", "rejected"]
+    with sqlite3.connect(toy_repo / ".autoresearch" / "ledger.db") as conn:
+        assert conn.execute("SELECT status FROM sessions").fetchone()[0] == "paused"
 
 
 def test_stuck_flag_after_consecutive_discards(toy_repo: Path) -> None:

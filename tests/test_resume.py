@@ -68,6 +68,13 @@ def test_resume_after_sigkill_of_the_orchestrator(toy_repo: Path) -> None:
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
     assert query(toy_repo, "SELECT status FROM experiments WHERE seq = 3")[0][0] == "running"
+    # status sees that the lock's holder is dead instead of claiming the session runs.
+    status = run_cli(toy_repo, "status", "--tag", "t")
+    assert status.returncode == 0, status.stderr
+    shown = " ".join(status.stdout.split())
+    assert f"stopped (process {proc.pid} died; run `autoresearch run` to resume)" in shown
+    assert "running (pid" not in shown and "now t-0003" not in shown
+    assert "t-0003 was running when the process died" in shown
     result = run_cli(toy_repo, "run", "--tag", "t", "--iterations", "5")
     assert result.returncode == 0, result.stdout + result.stderr
     statuses = [r[0] for r in query(toy_repo, "SELECT status FROM experiments ORDER BY seq")]
@@ -92,6 +99,11 @@ def test_ctrl_c_records_interrupted_and_resume_completes_n(toy_repo: Path) -> No
     assert "interrupted" in out
     assert query(toy_repo, "SELECT status FROM experiments WHERE seq = 2")[0][0] == "interrupted"
     assert git(toy_repo, "status", "--porcelain", "--untracked-files=no") == ""
+    # The run Ctrl-C cut short is recorded too, with its log and how long it ran.
+    runs = query(toy_repo, "SELECT status, log_path, duration_s FROM runs "
+                 "WHERE experiment_id = 't-0002'")
+    assert [r[0] for r in runs] == ["interrupted"], runs
+    assert Path(str(runs[0][1])).exists() and 0.3 < float(str(runs[0][2])) < 10
     result = run_cli(toy_repo, "run", "--tag", "t", "--iterations", "4")
     assert result.returncode == 0, result.stdout + result.stderr
     assert_consistent(toy_repo, 4)
@@ -123,3 +135,26 @@ def test_resume_refuses_another_machine(toy_repo: Path) -> None:
     assert result.returncode == 3
     assert "not be comparable" in result.stderr and "cpu_count" in result.stderr
     assert os.path.exists(toy_repo / ".autoresearch/ledger.db")
+
+
+def test_resume_recreates_missing_refs_of_parked_commits(toy_repo: Path) -> None:
+    # kill -9 could once fall between recording a discard and creating its ref: the ledger
+    # knew a parked commit git had no ref for. Recovery now re-creates any such ref.
+    use_script(toy_repo, [
+        {"hypothesis": "worse", "edits": {"target.py": "X = 1.0\n"}},
+        {"hypothesis": "crash", "edits": {"target.py": "X = 6.0\nCRASH = True\n"},
+         "repairs": [{"edits": {"target.py": "X = 6.0\n"}}]},
+        {"hypothesis": "better", "edits": {"target.py": "X = 6.5\n"}},
+    ])
+    assert run_cli(toy_repo, "run", "--tag", "t", "--iterations", "3").returncode == 0
+    discarded = "refs/autoresearch/t/discarded/t-0002"
+    attempt = "refs/autoresearch/t/discarded/t-0003-a1"
+    shas = {ref: git(toy_repo, "rev-parse", ref) for ref in (discarded, attempt)}
+    for ref in shas:
+        git(toy_repo, "update-ref", "-d", ref)
+    result = run_cli(toy_repo, "run", "--tag", "t", "--iterations", "4")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert {ref: git(toy_repo, "rev-parse", ref) for ref in shas} == shas
+    events = [r[0] for r in query(toy_repo, "SELECT message FROM events WHERE kind='recovery'")]
+    assert any("re-created the refs of 2 parked commit(s): t-0002, t-0003-a1" in e
+               for e in events), events

@@ -105,7 +105,10 @@ def test_normal_exit_log_is_exactly_the_output(tmp_path: Path) -> None:
         interrupted=False,
         survivors_killed=0,
         run_id=out.run_id,
+        command_s=out.command_s,
     )
+    # The command's own time is part of the call's, which adds the kill scan and the drain.
+    assert 0 < out.command_s <= out.duration_s
     assert (tmp_path / "run.log").read_bytes() == b"a\nb\n"  # no header, stderr merged
     assert out.run_id.startswith("ar-")
 

@@ -1,6 +1,8 @@
 """`autoresearch check`: validate the contract and dry-run the verify command once.
 
 The dry run happens in a temporary worktree at HEAD, so the user's checkout is never touched.
+Each problem carries the exit code `check` ends with: 2 for anything the config must fix (a
+protected file inside the scope, a knob that can't be found), else 1.
 """
 
 from __future__ import annotations
@@ -16,11 +18,28 @@ from rich.text import Text
 
 from autoresearch import gitops
 from autoresearch.config import CONFIG_NAME, Config, load_config
-from autoresearch.errors import AutoresearchError
+from autoresearch.errors import AutoresearchError, ConfigError
 from autoresearch.executor import classify
 from autoresearch.metrics import format_metric_help
+from autoresearch.readiness import check_preconditions, proposer_readiness
 from autoresearch.runner import RunSpec, log_tail, run_command
-from autoresearch.session import check_preconditions
+
+
+class Problem(str):
+    """One problem `check` found; `exit_code` is 2 when the config must change, else 1."""
+
+    exit_code: int = 1
+
+    @classmethod
+    def of(cls, error: AutoresearchError) -> Problem:
+        problem = cls(error.render())
+        problem.exit_code = 2 if isinstance(error, ConfigError) else 1
+        return problem
+
+
+def exit_code(problems: list[str]) -> int:
+    """What `check` exits with: 0 when all is well, 2 when any problem is the config's."""
+    return max((getattr(p, "exit_code", 1) for p in problems), default=0)
 
 
 def run_checkup(root: Path, console: Console) -> list[str]:
@@ -35,9 +54,9 @@ def run_checkup(root: Path, console: Console) -> list[str]:
         console.print(f"[green]✓[/] scope matches {len(files)} file(s): "
                       + escape(", ".join(files[:8])) + (" …" if len(files) > 8 else ""))
     except AutoresearchError as exc:
-        problems.append(exc.render())
+        problems.append(Problem.of(exc))
         console.print(f"[red]✗[/] {escape(exc.render())}")
-    problems += _check_proposer(config, console)
+    problems += _check_proposer(root, config, console)
     if gitops.head_commit(root) is None:
         return problems
     problems += _dry_run(root, config, console)
@@ -48,19 +67,29 @@ def run_checkup(root: Path, console: Console) -> list[str]:
     return problems
 
 
-def _check_proposer(config: Config, console: Console) -> list[str]:
+def _check_proposer(root: Path, config: Config, console: Console) -> list[str]:
+    """Load the proposer and ask it whether it can work here (tune: are there knobs?)."""
     from autoresearch.proposers.registry import load_proposer
 
     try:
         proposer, why = load_proposer(config)
     except AutoresearchError as exc:
         console.print(f"[red]✗[/] proposer: {escape(exc.render())}")
-        return [exc.render()]
+        return [Problem.of(exc)]
     except Exception as exc:  # noqa: BLE001 - a broken plugin must show up here, not mid-run
         console.print(f"[red]✗[/] proposer failed to load: {escape(str(exc))}")
         return [f"proposer failed to load: {exc}"]
-    console.print(f"[green]✓[/] proposer {escape(proposer.describe())} ({escape(why)})")
-    proposer.close()
+    described = proposer.describe()
+    try:
+        ready = proposer_readiness(proposer, root)
+    except AutoresearchError as exc:
+        console.print(f"[red]✗[/] proposer {escape(proposer.name)} cannot work here: "
+                      f"{escape(exc.render())}")
+        return [Problem.of(exc)]
+    finally:
+        proposer.close()
+    found = f"; {ready}" if ready else ""
+    console.print(f"[green]✓[/] proposer {escape(described)} ({escape(why)}){escape(found)}")
     return []
 
 

@@ -88,12 +88,12 @@ def init(
 @app.command()
 def check(repo: RepoOpt = Path(".")) -> None:
     """Validate the config, dry-run the verify command once, and report problems."""
-    from autoresearch.checkup import run_checkup
+    from autoresearch.checkup import exit_code, run_checkup
 
     root = _root(repo)
-    problems = run_checkup(root, console)
-    if problems:
-        raise typer.Exit(1)
+    code = exit_code(run_checkup(root, console))
+    if code:
+        raise typer.Exit(code)
 
 
 def parse_duration(text: str) -> float:
@@ -155,7 +155,8 @@ def run_session(root: Path, tag: str | None, iterations: int | None,
         resumed = session.counted()
         console.print(f"session [bold]{tag_}[/] on branch {session.paths.branch}"
                       + (f" (resuming after {resumed} experiments)" if resumed else "")
-                      + f"; {escape(session.proposer_why)}")
+                      + f"; {escape(session.proposer_why)}"
+                      + (f"; {escape(session.readiness)}" if session.readiness else ""))
         limits = loop.effective_limits(config, iterations, until_s, started)
         exit_code = 0
         status = "stopped"

@@ -142,6 +142,9 @@ class DecisionConfig(_Strict):
     confirm_runs: int = Field(default=4, ge=0, le=50)
     simplicity: bool = True
     max_consecutive_crashes: int = Field(default=5, ge=1)
+    # Refused, duplicate or failed proposals in a row: the proposer is not producing usable work
+    # (no knobs, a model that keeps answering 400), so pause instead of spinning.
+    max_consecutive_rejections: int = Field(default=10, ge=1)
     stuck_after: int = Field(default=5, ge=1)
     max_repair_attempts: int = Field(default=3, ge=0)
 
@@ -271,6 +274,7 @@ def _check_values(config: Config, path: Path) -> None:
             where=f"{path} → verify.timeout_seconds",
             fix="give the command at least its budget (default: 2 × budget + 60 s)",
         )
+    _check_scope_overlap(config, path)
     from autoresearch.proposers.knobs import parse_knob_spec  # local: knobs imports config
 
     for key, spec in config.knobs.items():
@@ -288,3 +292,37 @@ def _check_values(config: Config, path: Path) -> None:
                 where=f"{path} → knobs.{key}",
                 fix='use log(lo, hi), float(lo, hi), int(lo, hi) or choice(a, b, ...)',
             ) from None
+
+
+def _sample_path(pattern: str) -> str:
+    """One concrete path a glob matches (`src/**/*.py` → `src/x.py`), to compare two globs."""
+    out = pattern.strip().lstrip("/").removeprefix("./").replace("**/", "").replace("**", "x")
+    out = re.sub(r"\[!?[^\]]*\]", lambda m: m.group(0)[1:2] if m.group(0)[1] != "!" else "x", out)
+    return out.replace("*", "x").replace("?", "x")
+
+
+def globs_overlap(a: str, b: str) -> bool:
+    """True when two globs obviously select the same files: equal, or one's sample path matches
+    the other. (Whether two globs share a file in general depends on the repository's files;
+    `check_preconditions` checks that file by file.)"""
+    from autoresearch.globs import matches
+
+    return a.strip() == b.strip() or matches(_sample_path(a), [b]) or matches(_sample_path(b), [a])
+
+
+def _check_scope_overlap(config: Config, path: Path) -> None:
+    """A protected pattern inside the scope is a contradiction: refuse it before anything runs.
+
+    The config file itself always exists, so it is checked too; program.md and .gitignore may
+    not exist, so only the file-level check in `check_preconditions` covers them.
+    """
+    for protected in (CONFIG_NAME, *config.protected):
+        for scope in config.scope:
+            if globs_overlap(scope, protected):
+                raise ConfigError(
+                    f"protected {protected!r} is inside the scope {scope!r}: a file the proposer "
+                    "may change can't also be one that must never change",
+                    where=f"{path} → scope / protected",
+                    fix=f"narrow scope so it leaves {protected!r} out (list the files the "
+                    f"proposer may edit), or remove {protected!r} from protected",
+                )

@@ -1,8 +1,16 @@
-"""Where candidates run. One seam, so a worker pool or a cluster can replace the inline executor.
+"""Where candidates run: one seam, so a worker pool or a cluster can replace the inline executor.
 
-An executor measures one commit once: it makes a worktree hold exactly that commit, runs the verify
-command through the runner (budget, timeout, whole-tree kill, bounded log), parses the metrics and
-classifies the run. It never decides anything and never writes the ledger.
+An executor owns the places candidates run in. The session asks it for a `Slot` (a worktree
+leased to one experiment at a time): the loop applies and commits the candidate in the slot's
+worktree, and the executor makes that worktree hold a given commit (`reset`), runs the verify
+command on it (`measure`) and runs command guards in it (`run_guard`). It never decides
+anything and never writes the ledger.
+
+The inline executor has one slot, the session worktree `.autoresearch/worktrees/<tag>`, and runs
+everything in this process, one measurement at a time. A pool executor would hand each concurrent
+candidate its own worktree under `.autoresearch/worktrees/<tag>/…` and lease them from several
+threads; the ledger already allocates experiment numbers atomically for that (see
+`Ledger.create_experiment`).
 """
 
 from __future__ import annotations
@@ -11,6 +19,8 @@ import math
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -19,9 +29,20 @@ from autoresearch import gitops
 from autoresearch.config import Config
 from autoresearch.fingerprint import comparable_key, environment_fingerprint
 from autoresearch.metrics import parse_metrics
-from autoresearch.runner import RunSpec, log_tail, run_command
+from autoresearch.runner import RunOutcome, RunSpec, log_tail, run_command
 
 RUN_STATUSES = ("ok", "crash", "timeout", "interrupted")
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One place a candidate is applied, committed and run: a worktree leased to one experiment.
+
+    `name` is recorded as the experiment's `worker`.
+    """
+
+    name: str
+    worktree: Path
 
 
 @dataclass(frozen=True)
@@ -38,6 +59,7 @@ class Measurement:
     log_path: Path
     fingerprint: dict[str, Any] = field(default_factory=dict)
     fingerprint_key: str = ""
+    command_s: float = 0.0  # the command's own wall time (see RunOutcome.command_s)
 
     @property
     def ok(self) -> bool:
@@ -45,11 +67,29 @@ class Measurement:
 
 
 class Executor(Protocol):
-    """Runs the verify command on a commit and reports what happened."""
+    """Where candidates run; every worktree the loop touches comes from `lease`."""
 
-    def measure(self, commit: str, *, role: str, log_path: Path, run_id: str) -> Measurement: ...
+    def prepare(self, root: Path, tip: str) -> None:
+        """Make every slot exist and hold exactly `tip` (on open, after any recovery)."""
+
+    def lease(self) -> AbstractContextManager[Slot]:
+        """A slot for one experiment, held until the context exits (blocks while none is free)."""
+
+    def reset(self, slot: Slot, commit: str) -> None:
+        """Make the slot's worktree exactly `commit`: tracked files restored, untracked removed."""
+
+    def measure(self, commit: str, *, role: str, log_path: Path, run_id: str,
+                slot: Slot | None = None) -> Measurement:
+        """Run the verify command once on `commit` in `slot` (None: the executor's only slot)."""
+
+    def run_guard(self, slot: Slot, command: str, *, log_path: Path, timeout_s: float,
+                  run_id: str) -> RunOutcome:
+        """Run a guard command in the slot's worktree (it holds the candidate)."""
 
     def log_tail(self, path: Path, max_bytes: int = 8192) -> str: ...
+
+    def close(self) -> None:
+        """Release the slots' resources (worktrees stay: they hold the session's state)."""
 
 
 def run_id_prefix(repo_key: str, tag: str) -> str:
@@ -62,21 +102,40 @@ def new_run_id(repo_key: str, tag: str) -> str:
 
 
 class InlineExecutor:
-    """Runs in one worktree, in this process, one measurement at a time."""
+    """One slot, the given worktree, in this process, one measurement at a time."""
 
-    def __init__(self, config: Config, worktree: Path, stop: threading.Event | None = None) -> None:
+    def __init__(self, config: Config, worktree: Path, stop: threading.Event | None = None,
+                 name: str = "inline") -> None:
         self.config = config
         self.worktree = worktree
         self.stop = stop
+        self.slot = Slot(name, worktree)
+        self._free = threading.Lock()
 
-    def measure(self, commit: str, *, role: str, log_path: Path, run_id: str) -> Measurement:
-        if gitops.read_head(self.worktree) != commit:
-            gitops.checkout(self.worktree, commit)
+    def prepare(self, root: Path, tip: str) -> None:
+        gitops.ensure_detached_worktree(root, self.worktree, tip)
+
+    @contextmanager
+    def _leased(self) -> Iterator[Slot]:
+        with self._free:
+            yield self.slot
+
+    def lease(self) -> AbstractContextManager[Slot]:
+        return self._leased()
+
+    def reset(self, slot: Slot, commit: str) -> None:
+        gitops.checkout(slot.worktree, commit)
+
+    def measure(self, commit: str, *, role: str, log_path: Path, run_id: str,
+                slot: Slot | None = None) -> Measurement:
+        worktree = (slot or self.slot).worktree
+        if gitops.read_head(worktree) != commit:
+            gitops.checkout(worktree, commit)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         verify = self.config.verify
         spec = RunSpec(
             command=verify.expanded_command(),
-            cwd=self.worktree,
+            cwd=worktree,
             log_path=log_path,
             timeout_s=verify.timeout,
             budget_s=verify.budget_seconds,
@@ -84,6 +143,7 @@ class InlineExecutor:
             run_id=run_id,
             max_log_bytes=int(verify.max_log_mb * 1024 * 1024),
         )
+        # Where the run happens is what the fingerprint describes: here, this process.
         fingerprint = environment_fingerprint()
         started = time.time()
         outcome = run_command(spec, self.stop)
@@ -94,11 +154,21 @@ class InlineExecutor:
             commit=commit, role=role, status=status, reason=reason, objective=objective,
             metrics=metrics, exit_code=outcome.exit_code, duration_s=outcome.duration_s,
             started_at=started, log_path=log_path, fingerprint=fingerprint,
-            fingerprint_key=comparable_key(fingerprint),
+            fingerprint_key=comparable_key(fingerprint), command_s=outcome.command_s,
         )
+
+    def run_guard(self, slot: Slot, command: str, *, log_path: Path, timeout_s: float,
+                  run_id: str) -> RunOutcome:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        return run_command(RunSpec(command=command, cwd=slot.worktree, log_path=log_path,
+                                   timeout_s=timeout_s, budget_s=timeout_s, run_id=run_id),
+                           self.stop)
 
     def log_tail(self, path: Path, max_bytes: int = 8192) -> str:
         return log_tail(path, max_bytes)
+
+    def close(self) -> None:
+        """Nothing to release: the worktree is the session's and stays."""
 
 
 def classify(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -123,17 +124,50 @@ def identity_args(cwd: Path) -> tuple[str, ...]:
     return () if _has_identity(str(cwd)) else _IDENTITY
 
 
-def ensure_worktree(root: Path, path: Path, branch: str, start: str) -> None:
-    """Create (or re-attach) the session worktree, detached at the session branch's tip."""
+def update_refs(cwd: Path, refs: Mapping[str, str]) -> None:
+    """Point several refs at their commits in one git call (one transaction)."""
+    if refs:
+        git(cwd, "update-ref", "--stdin",
+            input_text="".join(f"update {ref} {sha}\n" for ref, sha in refs.items()))
+
+
+def refs_under(cwd: Path, prefix: str) -> dict[str, str]:
+    """Every ref below `prefix` (e.g. refs/autoresearch/mar5/) and the commit it points at."""
+    out = git(cwd, "for-each-ref", "--format=%(refname) %(objectname)", prefix)
+    return dict(line.split(" ", 1) for line in out.splitlines() if line.strip())
+
+
+def existing_commits(cwd: Path, shas: Iterable[str]) -> set[str]:
+    """The commits among `shas` that the object store still holds (one git call)."""
+    wanted = sorted(set(shas))
+    if not wanted:
+        return set()
+    out = git(cwd, "cat-file", "--batch-check=%(objectname) %(objecttype)",
+              input_text="".join(f"{sha}\n" for sha in wanted))
+    return {parts[0] for parts in (line.split() for line in out.splitlines())
+            if len(parts) == 2 and parts[1] == "commit"}
+
+
+def ensure_branch(root: Path, branch: str, start: str) -> None:
+    """Create `branch` at `start` unless it exists."""
     if not ref_exists(root, f"refs/heads/{branch}"):
         git(root, "branch", branch, start)
-    tip = rev_parse(root, f"refs/heads/{branch}")
+
+
+def ensure_detached_worktree(root: Path, path: Path, commit: str) -> None:
+    """Create (or re-attach) a worktree at `path`, detached at `commit` with exactly its files."""
     if (path / ".git").exists():
-        checkout(path, tip)
+        checkout(path, commit)
         return
     git(root, "worktree", "prune")
     path.parent.mkdir(parents=True, exist_ok=True)
-    git(root, "worktree", "add", "--detach", "--force", str(path), tip)
+    git(root, "worktree", "add", "--detach", "--force", str(path), commit)
+
+
+def ensure_worktree(root: Path, path: Path, branch: str, start: str) -> None:
+    """Create (or re-attach) the session worktree, detached at the session branch's tip."""
+    ensure_branch(root, branch, start)
+    ensure_detached_worktree(root, path, rev_parse(root, f"refs/heads/{branch}"))
 
 
 def remove_worktree(root: Path, path: Path) -> None:

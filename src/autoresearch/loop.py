@@ -1,27 +1,38 @@
 """The ratchet: baseline first, then ask → guard → commit → run → judge → tell, until a limit.
 
-Every path through `experiment()` ends with the experiment recorded and the worktree back on the
-incumbent; an interrupt (Ctrl-C, SIGTERM) records the running experiment as `interrupted` first.
+Each experiment leases a slot (a worktree) from the executor and runs in it. Every path through
+`experiment()` ends in `finish.finish`: the verdict recorded, the commit on the branch (keep) or
+parked under refs/autoresearch/<tag>/discarded/<id>, the slot back on the incumbent. An exception
+(Ctrl-C, SIGTERM, a fatal proposer error) ends the open experiment the same way, then goes on.
+
+Overlapping experiments (an executor with several slots, leased from several threads) are safe
+for the ledger and git: sequence numbers are allocated atomically, each experiment has its own
+slot, and a keep whose base is no longer the incumbent is not kept (`verdict.settle`). What is
+still session-wide, and so only approximate under overlap: the streak counters (in the order
+experiments finish), `last_crash_log`, the duplicate check (it sees decided experiments only),
+the session's paused/running status during an outage, and the display's single "now" line.
 """
 
 from __future__ import annotations
 
-import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable
 from statistics import fmean, median
+from typing import TypeVar
 
 from autoresearch import gitops, guardrails
 from autoresearch.config import Config
-from autoresearch.decision import MeasurementFailed, Verdict, check_metric_guards, decide
 from autoresearch.errors import ProposalError
-from autoresearch.ledger import ExperimentRow
-from autoresearch.proposers.base import ExperimentOutcome, Proposal, ProposalContext, Usage
-from autoresearch.proposers.faults import FatalProposerError, ProposerOutage, usage_of
-from autoresearch.runner import RunSpec, run_command
+from autoresearch.finish import Work, finish, finished_on_error, record_usage
+from autoresearch.proposers.base import Proposal, ProposalContext
+from autoresearch.proposers.faults import ProposerOutage, usage_of
 from autoresearch.session import Limits, Session, SessionStopped, read_program
+from autoresearch.verdict import judge, settle
+
+__all__ = ["Limits", "baseline", "effective_limits", "experiment", "limit_reached", "run"]
 
 OUTAGE_WAITS = (30.0, 60.0, 120.0, 300.0, 600.0)
+T = TypeVar("T")
 
 
 def run(session: Session, limits: Limits) -> str:
@@ -35,12 +46,25 @@ def run(session: Session, limits: Limits) -> str:
         if reason:
             return reason
         experiment(session)
-        crash_cap = session.config.decision.max_consecutive_crashes
-        if session.consecutive_crashes >= crash_cap:
-            raise SessionStopped(
-                f"paused after {session.consecutive_crashes} consecutive crashes: something is "
-                f"broken beyond one change. Read the last logs in {session.paths.session_dir}/logs,"
-                " fix the cause, then run the same command to resume.", exit_code=5)
+        pause_if_failing(session)
+
+
+def pause_if_failing(session: Session) -> None:
+    """Pause (exit 5) on a streak that more of the same will not end, rather than burn the night."""
+    decision, streaks = session.config.decision, session.streaks
+    logs = f"{session.paths.session_dir}/logs"
+    if streaks.crashes >= decision.max_consecutive_crashes:
+        raise SessionStopped(
+            f"paused after {streaks.crashes} consecutive crashes: something is broken beyond one "
+            f"change. Read the last logs in {logs}, fix the cause, then run the same command to "
+            "resume.", exit_code=5)
+    if streaks.rejections >= decision.max_consecutive_rejections:
+        last = session.history[-1].decision_reason if session.history else ""
+        raise SessionStopped(
+            f"paused after {streaks.rejections} consecutive rejected experiments (refused, "
+            f"duplicate or failed proposals): the proposer is not producing usable changes. Last "
+            f"reason: {last}. Fix the cause (the proposer's configuration, the scope, the model "
+            "endpoint), then run the same command to resume.", exit_code=5)
 
 
 def limit_reached(session: Session, limits: Limits) -> str | None:
@@ -63,80 +87,80 @@ def baseline(session: Session) -> None:
     config = session.config
     commit = session.row.base_commit
     repeats = config.decision.baseline_repeats(config.verify.budget_seconds)
-    exp = session.ledger.create_experiment(
-        session.row, kind="baseline", status="running", hypothesis="baseline",
-        proposer="baseline", parent_commit=None,
-    )
-    session.ledger.update_experiment(exp.id, commit_sha=commit,
-                                     tree_sha=gitops.tree_of(session.root, commit))
-    session.display.experiment_started(exp.id, f"baseline ({repeats} run{'s' * (repeats > 1)})")
-    params = _initial_params(session)
-    if params:
-        session.ledger.update_experiment(exp.id, params=params)
-    try:
-        values = []
-        for _ in range(repeats):
-            m = session.measure(exp, commit, "candidate")
-            if not m.ok:
-                _finish(session, exp, m.status, f"baseline {m.status}: {m.reason}", None)
-                raise SessionStopped(
-                    f"the baseline {m.status}ed ({m.reason}): the unchanged code must pass the "
-                    f"verify command first. Log: {m.log_path}", exit_code=5)
-            values.append(m.objective or 0.0)
-    except KeyboardInterrupt:
-        _finish(session, exp, "interrupted", "interrupted during the baseline", None)
-        raise
-    noise = session.noise()
-    mean = fmean(values)
-    reason = f"baseline: {len(values)} run(s), mean {mean:.6g}, noise {noise}"
-    _finish(session, exp, "keep", reason, None, objective=mean)
-    session.ledger.update_session(session.row.id, noise=noise.sigma)
-    session.display.tally.baseline = mean
-    session.display.tally.best = mean
+    with session.executor.lease() as slot:
+        exp = session.ledger.create_experiment(
+            session.row, kind="baseline", status="running", hypothesis="baseline",
+            proposer="baseline", parent_commit=None, worker=slot.name,
+        )
+        work = Work(exp, slot, parent=commit)
+        with finished_on_error(session, work):
+            session.ledger.update_experiment(exp.id, commit_sha=commit,
+                                             tree_sha=gitops.tree_of(session.root, commit))
+            session.display.experiment_started(exp.id, f"baseline ({repeats} run"
+                                               f"{'s' * (repeats > 1)})")
+            params = _initial_params(session, work)
+            if params:
+                session.ledger.update_experiment(exp.id, params=params)
+            values = []
+            for _ in range(repeats):
+                m = session.measure(exp, slot, commit, "candidate")
+                if not m.ok:
+                    finish(session, work, m.status, f"baseline {m.status}: {m.reason}", None)
+                    raise SessionStopped(
+                        f"the baseline {m.status}ed ({m.reason}): the unchanged code must pass "
+                        f"the verify command first. Log: {m.log_path}", exit_code=5)
+                values.append(m.objective or 0.0)
+            noise = session.noise()
+            mean = fmean(values)
+            session.display.tally.baseline = session.display.tally.best = mean
+            finish(session, work, "keep", f"baseline: {len(values)} run(s), mean {mean:.6g}, "
+                   f"noise {noise}", None, objective=mean)
+            session.ledger.update_session(session.row.id, noise=noise.sigma)
 
 
-def _initial_params(session: Session) -> dict[str, object] | None:
+def _initial_params(session: Session, work: Work) -> dict[str, object] | None:
     initial = getattr(session.proposer, "initial_params", None)
     if callable(initial):
         try:
-            result = initial(session.paths.worktree)
+            result = initial(work.slot.worktree)
         except Exception:  # noqa: BLE001 - the baseline must not fail because of a proposer
             return None
         return dict(result) if result else None
     return None
 
 
-def context(session: Session, exp: ExperimentRow) -> ProposalContext:
+def context(session: Session, work: Work) -> ProposalContext:
+    """What the proposer sees; its worktree is the experiment's slot, holding the incumbent."""
     incumbent = session.incumbent
     base = session.row.base_commit
     tip = incumbent.commit_sha if incumbent and incumbent.commit_sha else base
-    root = session.paths.worktree
-    stuck = session.consecutive_discards >= session.config.decision.stuck_after
+    root = session.root
     return ProposalContext(
-        session_tag=session.row.tag, worktree=root, config=session.config,
+        session_tag=session.row.tag, worktree=work.slot.worktree, config=session.config,
         program=read_program(session.root),
         scope_files=session.scope_files(tip),
         history=[session.summary(e) for e in session.history if e.status != "interrupted"],
         baseline=session.summary(session.baseline) if session.baseline else None,
         incumbent=session.summary(incumbent) if incumbent else None,
-        stuck=stuck, last_crash_log=session.last_crash_log,
+        stuck=session.streaks.without_keep >= session.config.decision.stuck_after,
+        last_crash_log=session.last_crash_log,
         metric_name=session.config.metric.name, direction=session.config.metric.direction,
-        diff_from_baseline=lambda: gitops.diff(root, base, tip), experiment_id=exp.id,
+        diff_from_baseline=lambda: gitops.diff(root, base, tip), experiment_id=work.exp.id,
     )
 
 
-def ask(session: Session, exp: ExperimentRow) -> Proposal | None:
-    """The proposer's next change, waiting out provider outages without losing anything."""
+def patiently(session: Session, work: Work, call: Callable[[], T], purpose: str | None = None) -> T:
+    """`call()` (a proposer call), waiting out provider outages: pause, ask again, lose nothing."""
     waits = iter(OUTAGE_WAITS)
     while True:
         try:
-            return session.proposer.propose(context(session, exp))
+            return call()
         except ProposerOutage as outage:
-            record_usage(session, exp.id, usage_of(outage))
+            record_usage(session, work.exp.id, usage_of(outage), purpose)
             wait = outage.retry_after_s or next(waits, OUTAGE_WAITS[-1])
             session.ledger.update_session(session.row.id, status="paused")
             session.event("outage", f"proposer unavailable ({outage.what}); retrying in {wait:.0f} s",
-                           exp.id)
+                          work.exp.id)
             session.display.message(f"proposer unavailable: {outage.what}; waiting {wait:.0f} s",
                                     "yellow")
             if session.stop_event.wait(wait):
@@ -145,67 +169,53 @@ def ask(session: Session, exp: ExperimentRow) -> Proposal | None:
 
 
 def experiment(session: Session) -> None:
-    """One experiment, start to finish."""
+    """One experiment, start to finish, in a slot leased from the executor."""
     incumbent = session.incumbent
     assert incumbent is not None and incumbent.commit_sha is not None
-    exp = session.ledger.create_experiment(
-        session.row, status="proposed", proposer=session.proposer.name,
-        parent_commit=incumbent.commit_sha,
-    )
-    session.display.experiment_started(exp.id, "proposing…")
-    commit: str | None = None
-    try:
-        try:
-            proposal = ask(session, exp)
-        except ProposalError as exc:
-            record_usage(session, exp.id, usage_of(exc))
-            _finish(session, exp, "rejected", f"proposal failed: {exc.what}", None)
-            return
-        except FatalProposerError as exc:
-            record_usage(session, exp.id, usage_of(exc))
-            _finish(session, exp, "interrupted", "the proposer stopped with a fatal error", None)
-            raise
-        if proposal is None:
-            session.ledger.discard_unstarted(exp.id)
-            raise SessionStopped("the proposer has nothing left to try (search space exhausted)")
-        attempt = 1
-        while True:
-            commit = _commit(session, exp, proposal, incumbent.commit_sha, attempt)
-            if commit is None:
+    with session.executor.lease() as slot:
+        exp = session.ledger.create_experiment(
+            session.row, status="proposed", proposer=session.proposer.name,
+            parent_commit=incumbent.commit_sha, worker=slot.name,
+        )
+        work = Work(exp, slot, parent=incumbent.commit_sha)
+        session.display.experiment_started(exp.id, "proposing…")
+        with finished_on_error(session, work):
+            try:
+                proposal = patiently(session, work, lambda: session.proposer.propose(
+                    context(session, work)))
+            except ProposalError as exc:
+                record_usage(session, exp.id, usage_of(exc))
+                finish(session, work, "rejected", f"proposal failed: {exc.what}", None)
                 return
-            first = session.measure(exp, commit, "candidate", attempt)
-            if first.ok:
-                break
-            session.last_crash_log = session.executor.log_tail(first.log_path)
-            repaired = _repair(session, exp, proposal, attempt)
-            gitops.update_ref(session.root, session.paths.discarded_ref(
-                exp.id if repaired is None else f"{exp.id}-a{attempt}"), commit)
-            gitops.checkout(session.paths.worktree, incumbent.commit_sha)
-            if repaired is None:
-                _finish(session, exp, first.status, first.reason, proposal)
-                return
-            proposal, attempt = repaired, attempt + 1
-            session.ledger.update_experiment(exp.id, attempts=attempt,
-                                             hypothesis=proposal.hypothesis)
-        verdict = _judge(session, exp, commit, incumbent, first.objective or 0.0, attempt)
-        if verdict is None:
-            return
-        _settle(session, exp, commit, incumbent, verdict, proposal)
-    except KeyboardInterrupt:
-        if commit is not None:
-            gitops.update_ref(session.root, session.paths.discarded_ref(exp.id), commit)
-        gitops.checkout(session.paths.worktree, incumbent.commit_sha)
-        _finish(session, exp, "interrupted", "interrupted by the user", None)
-        raise
+            if proposal is None:
+                session.ledger.discard_unstarted(exp.id)
+                work.done = session.ledger.experiment(exp.id) is None  # else: ended below
+                raise SessionStopped("the proposer has nothing left to try (search space "
+                                     "exhausted)")
+            while True:
+                if not _commit(session, work, proposal):
+                    return
+                assert work.commit is not None
+                first = session.measure(exp, slot, work.commit, "candidate", work.attempt)
+                if first.ok:
+                    break
+                work.failed = first
+                repaired = _repair(session, work, proposal)
+                if repaired is None:
+                    finish(session, work, first.status, first.reason, proposal)
+                    return
+                proposal = _next_attempt(session, work, repaired)
+            verdict = judge(session, work, incumbent, first.objective or 0.0)
+            if verdict is not None:
+                settle(session, work, incumbent, verdict, proposal)
 
 
-def _commit(session: Session, exp: ExperimentRow, proposal: Proposal, parent: str,
-            attempt: int) -> str | None:
-    """Guard, apply and commit a proposal; None when it was refused (recorded as rejected)."""
-    worktree = session.paths.worktree
+def _commit(session: Session, work: Work, proposal: Proposal) -> bool:
+    """Guard, apply and commit a proposal in the slot; False when refused (recorded as rejected)."""
+    exp, worktree = work.exp, work.slot.worktree
     rules = guardrails.Rules(session.config.scope, session.config.all_protected)
     session.display.experiment_started(exp.id, proposal.hypothesis)
-    if attempt == 1:
+    if work.attempt == 1:
         session.ledger.update_experiment(exp.id, hypothesis=proposal.hypothesis,
                                          rationale=proposal.rationale, params=proposal.params)
         record_usage(session, exp.id, proposal.usage)
@@ -216,10 +226,9 @@ def _commit(session: Session, exp: ExperimentRow, proposal: Proposal, parent: st
         paths = list(proposal.edits)
         problems = guardrails.check_edits(worktree, proposal.edits, rules)
     if problems:
-        gitops.checkout(worktree, parent)
-        _finish(session, exp, "rejected", "refused by the guardrails: " + "; ".join(problems),
-                proposal)
-        return None
+        finish(session, work, "rejected", "refused by the guardrails: " + "; ".join(problems),
+               proposal)
+        return False
     if not proposal.in_worktree:
         guardrails.apply_edits(worktree, proposal.edits)
     message = f"{proposal.hypothesis.strip() or 'experiment'}\n\n"
@@ -227,35 +236,25 @@ def _commit(session: Session, exp: ExperimentRow, proposal: Proposal, parent: st
         message += proposal.rationale.strip() + "\n\n"
     message += f"Experiment-Id: {exp.id}\n"
     change = gitops.commit_change(worktree, message, paths)
-    duplicate = _duplicate_of(session, change.tree, parent)
+    duplicate = _duplicate_of(session, change.tree, work.parent)
     if duplicate:
         # The commit is left unreferenced: nothing will run it, and git collects it eventually.
-        gitops.checkout(worktree, parent)
-        _finish(session, exp, "rejected", duplicate, proposal)
-        return None
-    commit = change.sha
+        finish(session, work, "rejected", duplicate, proposal)
+        return False
+    work.change = change
     session.ledger.update_experiment(
-        exp.id, status="running", commit_sha=commit, tree_sha=change.tree, files=change.files,
+        exp.id, status="running", commit_sha=change.sha, tree_sha=change.tree, files=change.files,
         lines_added=change.lines_added, lines_removed=change.lines_removed,
     )
-    return commit
-
-
-def record_usage(session: Session, exp_id: str, usage: Sequence[Usage],
-                 purpose: str | None = None) -> None:
-    """Bill every model call to its experiment, including calls that produced nothing."""
-    for u in usage:
-        session.ledger.add_usage(session.row.id, exp_id, provider=u.provider, model=u.model,
-                                 purpose=purpose or u.purpose, input_tokens=u.input_tokens,
-                                 output_tokens=u.output_tokens,
-                                 cache_read_tokens=u.cache_read_tokens,
-                                 cache_write_tokens=u.cache_write_tokens, cost_usd=u.cost_usd)
+    return True
 
 
 def _duplicate_of(session: Session, tree: str, parent: str) -> str | None:
+    """Why a tree need not run: it is the parent's, or a decided experiment's. (With overlapping
+    experiments, one still running with the same tree is not seen: both run.)"""
     incumbent = session.incumbent
     parent_tree = (incumbent.tree_sha if incumbent and incumbent.commit_sha == parent
-                   and incumbent.tree_sha else gitops.tree_of(session.paths.worktree, parent))
+                   and incumbent.tree_sha else gitops.tree_of(session.root, parent))
     if tree == parent_tree:
         return "the proposal changes nothing"
     for e in session.history:
@@ -264,164 +263,37 @@ def _duplicate_of(session: Session, tree: str, parent: str) -> str | None:
     return None
 
 
-def _repair(session: Session, exp: ExperimentRow, failed: Proposal,
-            attempt: int) -> Proposal | None:
-    if attempt > session.config.decision.max_repair_attempts:
+def _repair(session: Session, work: Work, failed: Proposal) -> Proposal | None:
+    """A fix for the crashed run `work.failed`, or None to give up. Outages are waited out; a
+    fatal proposer error propagates (`finished_on_error` ends the experiment as the crash it is)."""
+    assert work.failed is not None
+    session.last_crash_log = session.executor.log_tail(work.failed.log_path)
+    if work.attempt > session.config.decision.max_repair_attempts:
         return None
     try:
-        fix = session.proposer.repair(context(session, exp), failed,
-                                      session.last_crash_log or "")
-    except (ProposalError, ProposerOutage) as exc:
-        record_usage(session, exp.id, usage_of(exc), purpose="repair")
-        session.event("repair", f"repair attempt failed: {exc}", exp.id)
+        fix = patiently(session, work, lambda: session.proposer.repair(
+            context(session, work), failed, session.last_crash_log or ""), purpose="repair")
+    except ProposalError as exc:
+        record_usage(session, work.exp.id, usage_of(exc), purpose="repair")
+        session.event("repair", f"repair attempt failed: {exc}", work.exp.id)
         return None
     if fix is not None:
-        session.event("repair", f"attempt {attempt + 1}: {fix.hypothesis}", exp.id)
-        record_usage(session, exp.id, fix.usage, purpose="repair")
+        session.event("repair", f"attempt {work.attempt + 1}: {fix.hypothesis}", work.exp.id)
+        record_usage(session, work.exp.id, fix.usage, purpose="repair")
     return fix
 
 
-def _judge(session: Session, exp: ExperimentRow, commit: str, incumbent: ExperimentRow,
-           first: float, attempt: int) -> Verdict | None:
-    """The statistics, with interleaved confirmation runs; None if a confirmation run crashed."""
-    inc_commit = incumbent.commit_sha
-    assert inc_commit is not None
-    candidate = [first]
-    incumbent_values = session.objective_runs(inc_commit)
-    others = session.noise_groups({commit, inc_commit})
-
-    def measure(role: str) -> float:
-        m = session.measure(exp, commit if role == "candidate" else inc_commit, role, attempt)
-        if not m.ok:
-            raise MeasurementFailed(role, m.status)
-        return m.objective or 0.0
-
-    current = session.ledger.experiment(exp.id)
-    assert current is not None
-    try:
-        verdict, _pairs = decide(
-            candidate, incumbent_values, others, session.rule, measure,
-            max_pairs=session.config.decision.confirm_runs,
-            lines_added=current.lines_added, lines_removed=current.lines_removed,
-        )
-    except MeasurementFailed as failure:
-        gitops.update_ref(session.root, session.paths.discarded_ref(exp.id), commit)
-        gitops.checkout(session.paths.worktree, inc_commit)
-        if failure.role == "candidate":
-            _finish(session, exp, "crash", f"flaky: the candidate {failure.status}ed on a "
-                    "confirmation run", None)
-        else:
-            session.event("warning", "the incumbent failed a confirmation run", exp.id)
-            _finish(session, exp, "discard", f"the incumbent {failure.status}ed during "
-                    "confirmation (an unstable environment?): no verdict possible", None)
-        return None
-    return verdict
-
-
-def _settle(session: Session, exp: ExperimentRow, commit: str, incumbent: ExperimentRow,
-            verdict: Verdict, proposal: Proposal) -> None:
-    """Apply guards to a keep, then move the branch or park the commit."""
-    config = session.config
-    status = verdict.outcome if verdict.outcome != "confirm" else "discard"
-    reason = verdict.reason
-    guard_rows: list[dict[str, object]] = []
-    if status == "keep":
-        cand_metrics = _mean_metrics(session, exp.id, commit)
-        inc_metrics = _mean_metrics(session, None, incumbent.commit_sha or "")
-        for g in check_metric_guards(config.guards, cand_metrics, inc_metrics):
-            guard_rows.append({"guard": g.label, "passed": g.passed, "detail": g.detail})
-        guard_rows += _command_guards(session, exp)
-        failed = [g for g in guard_rows if not g["passed"]]
-        if failed:
-            status = "discard"
-            reason = "guard failed: " + "; ".join(f"{g['guard']}: {g['detail']}" for g in failed)
-    worktree = session.paths.worktree
-    objective = verdict.candidate_mean
-    session.ledger.update_experiment(
-        exp.id, incumbent_objective=verdict.incumbent_mean, delta=verdict.delta,
-        threshold=verdict.threshold, guards=guard_rows,
-    )
-    _finish(session, exp, status, reason, proposal, objective=objective)
-    if status == "keep":
-        gitops.update_ref(session.root, f"refs/heads/{session.paths.branch}", commit)
-        session.display.tally.best = objective
-        _check_heldout(session, exp, commit, incumbent)
-    else:
-        gitops.update_ref(session.root, session.paths.discarded_ref(exp.id), commit)
-        gitops.checkout(worktree, incumbent.commit_sha or "")
-    session.ledger.update_session(session.row.id, noise=session.noise().sigma)
-
-
-def _mean_metrics(session: Session, exp_id: str | None, commit: str) -> dict[str, float]:
-    values: dict[str, list[float]] = {}
-    for runs in session.runs.values():
-        for r in runs:
-            if r.commit_sha == commit and r.status == "ok":
-                for k, v in r.metrics.items():
-                    values.setdefault(k, []).append(v)
-    return {k: fmean(v) for k, v in values.items()}
-
-
-def _command_guards(session: Session, exp: ExperimentRow) -> list[dict[str, object]]:
-    rows: list[dict[str, object]] = []
-    for i, g in enumerate(session.config.guards):
-        if g.command is None:
-            continue
-        log = session.paths.log_path(exp.id, f"guard{i}", 0)
-        log.parent.mkdir(parents=True, exist_ok=True)
-        outcome = run_command(RunSpec(
-            command=g.command.replace("{python}", sys.executable),
-            cwd=session.paths.worktree, log_path=log, timeout_s=g.timeout_seconds,
-            budget_s=g.timeout_seconds, run_id=f"ar-{session.paths.repo_key}-{session.row.tag}-g{i}",
-        ), session.stop_event)
-        if outcome.interrupted:
-            raise KeyboardInterrupt
-        passed = outcome.exit_code == 0 and not outcome.timed_out
-        detail = "exit 0" if passed else (
-            "timed out" if outcome.timed_out else f"exit {outcome.exit_code}; log {log}")
-        rows.append({"guard": g.label, "passed": passed, "detail": detail})
-    return rows
-
-
-def _check_heldout(session: Session, exp: ExperimentRow, commit: str,
-                   incumbent: ExperimentRow) -> None:
-    """Warn when the objective improved but a held-out metric did not (overfitting val)."""
-    sign = session.rule.sign
-    now = _mean_metrics(session, exp.id, commit)
-    before = _mean_metrics(session, None, incumbent.commit_sha or "")
-    for name in session.config.metric.heldout:
-        if name in now and name in before and sign * (now[name] - before[name]) < 0:
-            msg = (f"{exp.id}: {session.config.metric.name} improved but held-out {name} got "
-                   f"worse ({before[name]:.6g} → {now[name]:.6g})")
-            session.event("heldout_divergence", msg, exp.id)
-            session.display.message("warning: " + msg, "yellow")
-
-
-def _finish(session: Session, exp: ExperimentRow, status: str, reason: str,
-            proposal: Proposal | None, objective: float | None = None) -> None:
-    """Record the verdict, update the streak counters, tell the proposer and the display."""
-    fields: dict[str, object] = {"status": status, "decision_reason": reason,
-                                 "finished_at": time.time()}
-    if objective is not None:
-        fields["objective"] = objective
-    session.ledger.update_experiment(exp.id, **fields)
-    row = session.refresh(exp.id)
-    if status in ("crash", "timeout"):
-        session.consecutive_crashes += 1
-    elif status in ("keep", "discard"):
-        session.consecutive_crashes = 0
-    if status == "keep":
-        session.consecutive_discards = 0
-    elif status in ("discard", "crash", "timeout"):
-        session.consecutive_discards += 1
-        if session.consecutive_discards == session.config.decision.stuck_after:
-            session.event("stuck", f"{session.consecutive_discards} consecutive experiments "
-                           "without a keep: the proposer is told to change strategy", exp.id)
-    if status != "interrupted":
-        session.proposer.observe(ExperimentOutcome(summary=session.summary(row), proposal=proposal))
-    session.write_results()
-    session.display.experiment_finished(exp.id, status, row.objective, row.delta, reason,
-                                        row.hypothesis)
+def _next_attempt(session: Session, work: Work, repaired: Proposal) -> Proposal:
+    """Park the crashed attempt (it stays inspectable), reset the slot, go on with the fix."""
+    assert work.commit is not None
+    gitops.update_ref(session.root, session.paths.discarded_ref(f"{work.exp.id}-a{work.attempt}"),
+                      work.commit)
+    session.executor.reset(work.slot, work.parent)
+    work.change, work.failed = None, None
+    work.attempt += 1
+    session.ledger.update_experiment(work.exp.id, attempts=work.attempt,
+                                     hypothesis=repaired.hypothesis)
+    return repaired
 
 
 def effective_limits(config: Config, iterations: int | None, until_s: float | None,

@@ -82,7 +82,9 @@ class RunOutcome:
 
     ``exit_code`` is the command's status when it exited by itself (negative: killed by that
     signal, e.g. -9 from the OOM killer) and None when we ended it (timeout or stop).
-    ``duration_s`` is the wall-clock time of the whole call, cleanup included.
+    ``duration_s`` is the wall-clock time of the whole call, cleanup included; ``command_s``
+    only the command's own part: from just before it was spawned until it exited (or until the
+    timeout or stop ended it), without the kill, drain and log handling that follow.
     ``survivors_killed`` counts the live processes signalled at the end: the command itself
     on timeout/stop, plus any children or daemons it left behind.
     """
@@ -96,6 +98,7 @@ class RunOutcome:
     survivors_killed: int
     run_id: str = ""
     log_bytes_dropped: int = 0
+    command_s: float = 0.0
 
 
 def _format_budget(budget_s: float) -> str:
@@ -139,6 +142,7 @@ def run_command(spec: RunSpec, stop: Event | None = None) -> RunOutcome:
         try:
             pump = _Pump(proc, log)
             reason = _wait(proc, pump, start + spec.timeout_s, stop)
+            command_s = time.monotonic() - start
         except BaseException:
             # Interrupted (Ctrl-C) or a log write failed: the run must not outlive us.
             try:
@@ -168,6 +172,7 @@ def run_command(spec: RunSpec, stop: Event | None = None) -> RunOutcome:
         survivors_killed=killed,
         run_id=run_id,
         log_bytes_dropped=log.dropped,
+        command_s=command_s,
     )
 
 

@@ -78,8 +78,12 @@ class StatePaths:
     def branch(self) -> str:
         return f"autoresearch/{self.tag}"
 
+    @property
+    def discarded_prefix(self) -> str:
+        return f"refs/autoresearch/{self.tag}/discarded/"
+
     def discarded_ref(self, experiment_id: str) -> str:
-        return f"refs/autoresearch/{self.tag}/discarded/{experiment_id}"
+        return self.discarded_prefix + experiment_id
 
     @property
     def repo_key(self) -> str:
@@ -151,6 +155,11 @@ class SessionLock:
         if holder.get("host") not in (None, socket.gethostname()):
             return pid
         return pid if pid_alive(pid) else None
+
+    def recorded_pid(self) -> int | None:
+        """The pid written in the lock file, alive or not (None: no lock file)."""
+        raw_pid = self._read().get("pid", 0)
+        return raw_pid if isinstance(raw_pid, int) and raw_pid > 0 else None
 
     def _read(self) -> dict[str, object]:
         try:

@@ -42,14 +42,16 @@ def render_status(root: Path, tag: str, console: Console) -> None:
         counts[e.status] = counts.get(e.status, 0) + 1
     baseline = next((e for e in exps if e.kind == "baseline" and e.status == "keep"), None)
     best = _best(row, exps)
-    pid = SessionLock(StatePaths(root, tag).lock).live_holder()
+    lock = SessionLock(StatePaths(root, tag).lock)
+    pid = lock.live_holder()
+    died = None if pid else _died(row, lock)
     end = time.time() if pid else max([row.updated_at] + [e.finished_at or 0 for e in exps])
     hours = max((end - row.created_at) / 3600, 1e-9)
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
     grid.add_column()
     grid.add_row("session", f"{row.tag} on {row.branch} (base {row.base_commit[:10]})")
-    grid.add_row("state", f"running (pid {pid})" if pid else row.status)
+    grid.add_row("state", f"running (pid {pid})" if pid else died or row.status)
     grid.add_row("experiments", f"{len(exps)} ({len(exps) / hours:.1f}/hour): " + ", ".join(
         f"{k} {v}" for k, v in sorted(counts.items())))
     if baseline and baseline.objective is not None:
@@ -63,14 +65,29 @@ def render_status(root: Path, tag: str, console: Console) -> None:
     if usage["calls"]:
         grid.add_row("cost", f"${usage['cost_usd']:.4f} over {int(usage['calls'])} model calls "
                      f"({int(usage['input_tokens'])} in / {int(usage['output_tokens'])} out tokens,"
-                     f" {int(usage['cache_read_tokens'])} cache-read)")
-    running = [e for e in exps if e.status in ("proposed", "running")]
-    for e in running:
-        grid.add_row("now", f"{e.id} {e.status}: {e.hypothesis}")
+                     f" {int(usage['cache_read_tokens'])} cache-read,"
+                     f" {int(usage['cache_write_tokens'])} cache-write)")
+    for e in (e for e in exps if e.status in ("proposed", "running")):
+        if died:
+            grid.add_row("left", f"{e.id} was {e.status} when the process died (it will be marked"
+                         f" interrupted and re-run on resume): {e.hypothesis}")
+        else:
+            grid.add_row("now", f"{e.id} {e.status}: {e.hypothesis}")
     console.print(grid)
     table = _table(exps[-10:], row.metric)
     table.title = "latest experiments"
     console.print(table)
+
+
+def _died(row: SessionRow, lock: SessionLock) -> str | None:
+    """The state to show when no live process holds the session but it did not stop cleanly:
+    a lock left behind (kill -9, a crash of the machine), or a ledger still saying running."""
+    dead = lock.recorded_pid()
+    if dead is not None:
+        return f"stopped (process {dead} died; run `autoresearch run` to resume)"
+    if row.status in ("running", "created"):
+        return "stopped (its process is gone; run `autoresearch run` to resume)"
+    return None
 
 
 def _table(exps: list[ExperimentRow], metric: str) -> Table:

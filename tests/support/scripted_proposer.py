@@ -54,7 +54,7 @@ class ScriptedProposer(Proposer):
 
     def _proposal(self, ctx: ProposalContext, item: dict[str, Any]) -> Proposal:
         usage = [Usage(provider="script", model="none", input_tokens=10, output_tokens=5,
-                       cost_usd=0.001)]
+                       cache_read_tokens=2, cache_write_tokens=3, cost_usd=0.001)]
         if "worktree" in item:
             for path, content in item["worktree"].items():
                 (ctx.worktree / path).parent.mkdir(parents=True, exist_ok=True)

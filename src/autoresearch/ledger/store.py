@@ -4,6 +4,10 @@ Every write is its own short transaction, so a `kill -9` at any moment leaves a 
 the worst case is an experiment whose status is still `running`, which the session marks
 `interrupted` when it resumes. Readers (status, dashboard) open their own connection and never
 block the writer.
+
+Experiments may overlap in time (a worker pool runs several candidates at once): sequence numbers
+are allocated inside one transaction, every write names its experiment, and nothing here assumes
+a single open experiment (`open_experiments` returns all of them).
 """
 
 from __future__ import annotations
@@ -320,6 +324,11 @@ class Ledger:
                 [(run_id, k, v) for k, v in metrics.items()],
             )
         return run_id
+
+    def run(self, run_id: int) -> RunRow | None:
+        rows = self._query("SELECT * FROM runs WHERE id = ?", (run_id,))
+        found = self._attach_metrics(rows)
+        return found[0] if found else None
 
     def runs(self, experiment_id: str) -> list[RunRow]:
         rows = self._query("SELECT * FROM runs WHERE experiment_id = ? ORDER BY id", (experiment_id,))

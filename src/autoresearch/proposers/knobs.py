@@ -12,13 +12,14 @@ Nothing here imports optuna: config.py imports `parse_knob_spec` and `check` sho
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from autoresearch.errors import ConfigError
-from autoresearch.globs import matches
+from autoresearch.globs import matches, select
 from autoresearch.proposers.knob_lines import (
     Dialect,
     Site,
@@ -36,6 +37,9 @@ from autoresearch.proposers.knob_space import (
     parse_knob_spec,
 )
 
+if TYPE_CHECKING:
+    from autoresearch.config import Config
+
 __all__ = [
     "Dialect",
     "Knob",
@@ -43,14 +47,17 @@ __all__ = [
     "KnobKind",
     "KnobSpace",
     "Scalar",
+    "describe_knobs",
     "dialect_of",
     "discover_knobs",
+    "in_scope_files",
     "parse_knob_spec",
     "parse_value",
     "read_source",
     "read_text",
     "read_value",
     "render_value",
+    "require_knobs",
     "rewrite",
 ]
 
@@ -273,3 +280,45 @@ def discover_knobs(
         _check_value(knob, site, where)
         knobs[knob.key] = knob
     return sorted(knobs.values(), key=lambda k: (k.file, k.line, k.name))
+
+
+def in_scope_files(root: Path, scope: Sequence[str]) -> list[str]:
+    """The files under `root` that the scope globs select: git's list, else a directory walk."""
+    from autoresearch import gitops  # local: config imports this module
+
+    try:
+        return select(gitops.tracked_files(root), scope)
+    except (gitops.GitError, OSError):
+        pass  # not a git checkout (tests, exported trees)
+    found: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]  # .git, .autoresearch, .venv
+        rel = Path(dirpath).relative_to(root)
+        found += [(rel / f).as_posix() for f in filenames]
+    return select(found, scope)
+
+
+def require_knobs(root: Path, config: Config) -> list[Knob]:
+    """The knobs under `root`, each readable; KnobError (a config error) saying how to fix it when
+    a declared knob's file or line is missing, or when there is no knob at all."""
+    files = in_scope_files(root, config.scope)
+    knobs = discover_knobs(root, config.knobs, files, protected=config.all_protected)
+    if not knobs:
+        shown = ", ".join(files[:5]) + (" …" if len(files) > 5 else "")
+        raise KnobError(
+            "the tune proposer found no knobs to tune: [knobs] declares none and no in-scope "
+            f"file ({shown or 'none'}) has a `# knob:` marker",
+            where=_CONFIG_WHERE,
+            fix='declare one, e.g. [knobs] "train.py:LR" = "log(1e-4, 1e-1)", or mark a line of '
+            "an in-scope file: LR = 0.02  # knob: log(1e-3, 1e-1); or use a proposer that edits "
+            'code ([proposer] name = "llm" with an API key)',
+        )
+    texts = {file: read_text(root / file) for file in {k.file for k in knobs}}
+    for knob in knobs:
+        read_value(texts[knob.file], knob)
+    return knobs
+
+
+def describe_knobs(knobs: Sequence[Knob]) -> str:
+    listed = ", ".join(k.key for k in knobs[:6]) + (" …" if len(knobs) > 6 else "")
+    return f"{len(knobs)} knob(s): {listed}"

@@ -30,7 +30,6 @@ from optuna.samplers import BaseSampler
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
 from autoresearch.errors import ConfigError, ProposalError
-from autoresearch.globs import select
 from autoresearch.proposers.base import (
     ExperimentOutcome,
     ExperimentSummary,
@@ -42,11 +41,14 @@ from autoresearch.proposers.knobs import (
     Knob,
     KnobSpace,
     Scalar,
+    describe_knobs,
     discover_knobs,
+    in_scope_files,
     read_source,
     read_text,
     read_value,
     render_value,
+    require_knobs,
     rewrite,
 )
 
@@ -296,12 +298,17 @@ class TuneProposer(Proposer):
 
     def initial_params(self, worktree: Path) -> dict[str, Scalar]:
         """The knobs' values in `worktree`: what the loop records as the baseline's params."""
-        files = _in_scope_files(worktree, self.config.scope)
+        files = in_scope_files(worktree, self.config.scope)
         knobs = discover_knobs(
             worktree, self.config.knobs, files, protected=self.config.all_protected
         )
         texts = {file: read_text(worktree / file) for file in {k.file for k in knobs}}
         return {k.key: read_value(texts[k.file], k) for k in knobs}
+
+    def check_ready(self, worktree: Path) -> str:
+        """The knobs tune would search in `worktree`, checked before anything runs (`check`,
+        `run`): a ConfigError saying how to fix it when there are none or one is broken."""
+        return describe_knobs(require_knobs(worktree, self.config))
 
     # -- proposing ------------------------------------------------------------------------------
 
@@ -503,22 +510,6 @@ class TuneProposer(Proposer):
         self._study = None
         self._pending = {}
         self._space_key = None
-
-
-def _in_scope_files(root: Path, scope: Sequence[str]) -> list[str]:
-    """The files under `root` that the scope globs select: git's list, else a directory walk."""
-    from autoresearch import gitops  # local: only the baseline needs it
-
-    try:
-        return select(gitops.tracked_files(root), scope)
-    except (gitops.GitError, OSError):
-        pass  # not a git checkout (tests, exported trees)
-    found: list[str] = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]  # .git, .autoresearch, .venv
-        rel = Path(dirpath).relative_to(root)
-        found += [(rel / f).as_posix() for f in filenames]
-    return select(found, scope)
 
 
 def _bounds(space: KnobSpace) -> tuple[float, float]:

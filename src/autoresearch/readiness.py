@@ -1,0 +1,68 @@
+"""Can a session start here? The repository's state and the proposer's readiness, checked before
+anything is recorded (`run`) and reported (`check`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from autoresearch import gitops
+from autoresearch.config import CONFIG_NAME, Config
+from autoresearch.errors import ConfigError, PreconditionError
+from autoresearch.globs import select
+from autoresearch.proposers.base import Proposer
+
+
+def check_preconditions(root: Path, config: Config) -> list[str]:
+    """Refuse a repository a session can't safely start from; returns the scope's files."""
+    if gitops.current_branch(root) is None:
+        raise PreconditionError(
+            "HEAD is detached", where=str(root),
+            fix="check out a branch first: git switch -c my-research",
+        )
+    if gitops.head_commit(root) is None:
+        raise PreconditionError(
+            "the repository has no commit yet", where=str(root),
+            fix="commit your files first: git add -A && git commit -m init",
+        )
+    dirty = gitops.dirty_tracked_files(root)
+    if dirty:
+        shown = ", ".join(dirty[:5]) + (" …" if len(dirty) > 5 else "")
+        raise PreconditionError(
+            f"the working tree has uncommitted changes to tracked files: {shown}",
+            where=str(root),
+            fix="commit or stash them (git stash) so every experiment starts from a known commit",
+        )
+    files = select(gitops.tracked_files(root), config.scope)
+    if not files:
+        raise PreconditionError(
+            f"the scope {config.scope} matches no committed file",
+            where=f"{root / CONFIG_NAME} → scope",
+            fix="fix the globs, or commit the files the proposer should edit",
+        )
+    # load_config refuses globs that obviously overlap; which files match both depends on the
+    # repository, so this is checked here, and it is the same config error.
+    overlap = select(files, config.all_protected)
+    if overlap:
+        raise ConfigError(
+            f"protected files are inside the scope: {', '.join(overlap)}",
+            where=f"{root / CONFIG_NAME} → scope / protected",
+            fix="narrow the scope or drop them from protected: a file can't be both",
+        )
+    return files
+
+
+@runtime_checkable
+class ChecksReadiness(Protocol):
+    """A proposer that can tell, before the baseline runs, whether it can work (tune: knobs)."""
+
+    def check_ready(self, worktree: Path) -> str:
+        """A one-line description of what it found; raises ConfigError saying how to fix it."""
+        ...
+
+
+def proposer_readiness(proposer: Proposer, worktree: Path) -> str | None:
+    """The proposer's readiness line, or None when it has no such check (it is always ready)."""
+    if isinstance(proposer, ChecksReadiness):
+        return proposer.check_ready(worktree)
+    return None
