@@ -74,6 +74,55 @@ MULTI_SCRIPT = [
 ]
 
 
+# A noisy target whose noise is reproducible: each run prints X plus the next offset of a fixed
+# sequence (the counter lives in the repository's git-ignored state directory, reached from the
+# session worktree, so a copy of the repository continues the sequence on its own). The baseline
+# runs are 13.03, 13.06 and 13.27 (σ 0.1305); the confirmation re-runs of "nudge X down" change the
+# pooled σ the engine records, so the two noise floors differ.
+NOISY_OFFSETS = [0.03, 0.06, 0.27, 0.0, 0.10, -0.08, 0.05, 0.18, -0.04, 0.12, 0.02, -0.10, 0.08,
+                 0.0]
+NOISY_BASELINE = [13.03, 13.06, 13.27]
+NOISY_SCORE = textwrap.dedent(
+    f"""
+    import os, pathlib
+    import target
+    OFFSETS = {NOISY_OFFSETS!r}
+    counter = pathlib.Path(os.environ["NOISY_COUNTER"])
+    i = int(counter.read_text()) if counter.exists() else 0
+    counter.write_text(str(i + 1))
+    print(f"score: {{target.X + OFFSETS[i % len(OFFSETS)]:.6f}}")
+    """
+)
+NOISY_CONFIG = textwrap.dedent(
+    """
+    scope = ["target.py"]
+    protected = ["score.py"]
+
+    [verify]
+    command = "{python} score.py"
+    budget_seconds = 5
+    env = { NOISY_COUNTER = "../../noise-counter" }
+
+    [metric]
+    name = "score"
+    direction = "minimize"
+
+    [proposer]
+    name = "tests.support.scripted_proposer:ScriptedProposer"
+    script = "script.json"
+    """
+)
+NOISY_SCRIPT = [
+    {"hypothesis": "lower X to 12", "edits": {"target.py": "X = 12.0\n"}},
+    {"hypothesis": "nudge X down to 11.6", "edits": {"target.py": "X = 11.6\n"}},
+    {"hypothesis": "X to 10.5", "edits": {"target.py": "X = 10.5\n"}},
+    {"hypothesis": "X to 14", "edits": {"target.py": "X = 14.0\n"}},
+    {"hypothesis": "X to 9.6, a larger step down", "edits": {"target.py": "X = 9.6\n"}},
+    {"hypothesis": "X to 8.8, another step down", "edits": {"target.py": "X = 8.8\n"}},
+    {"hypothesis": "X back to 9.9", "edits": {"target.py": "X = 9.9\n"}},
+]
+
+
 def cli_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "OPENAI_"))}
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
@@ -118,6 +167,29 @@ def multi_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     proc = autoresearch(repo, "run", "--iterations", str(len(MULTI_SCRIPT) + 1), "--tag", "m")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return repo
+
+
+def run_noisy_session(repo: Path, script: list[dict[str, object]], tag: str = "n") -> Path:
+    """A real session over the noisy target, proposals played back from `script`.
+
+    Call it again on the same repository with a longer script to resume the session with more.
+    """
+    import json
+
+    if not (repo / ".git").exists():
+        init_repo(repo, {"target.py": "X = 13.0\n", "score.py": NOISY_SCORE,
+                         "autoresearch.toml": NOISY_CONFIG, "program.md": "Make score small.\n",
+                         ".gitignore": ".autoresearch/\nscript.json\n"})
+    (repo / "script.json").write_text(json.dumps(script))
+    proc = autoresearch(repo, "run", "--iterations", str(len(script) + 1), "--tag", tag)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return repo
+
+
+@pytest.fixture(scope="session")
+def noisy_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished real session with noisy repeats and confirmation runs (do not mutate)."""
+    return run_noisy_session(tmp_path_factory.mktemp("noisy") / "repo", NOISY_SCRIPT)
 
 
 @pytest.fixture(scope="session")

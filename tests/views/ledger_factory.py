@@ -142,8 +142,10 @@ def _record_runs(built: BuiltSession, exp: ExperimentRow, sha: str, values: list
 
 
 def build_session(repo: Path, *, tag: str = "demo", plan: list[Planned] | None = None,
-                  max_usd: float | None = 1.0, start: float | None = None) -> BuiltSession:
+                  max_usd: float | None = 1.0, start: float | None = None,
+                  baseline_values: list[float] | None = None) -> BuiltSession:
     """A finished session with a baseline and the planned experiments, one minute apart."""
+    base_values = baseline_values if baseline_values is not None else BASELINE_VALUES
     base = init_repo(repo)
     worktree = repo / ".autoresearch" / "worktrees" / tag
     git(repo, "worktree", "add", "-q", "-b", f"autoresearch/{tag}", str(worktree), base)
@@ -157,15 +159,15 @@ def build_session(repo: Path, *, tag: str = "demo", plan: list[Planned] | None =
     t0 = start if start is not None else time.time() - 60.0 * (len(plan or DEFAULT_PLAN) + 2)
     ledger.update_session(session.id, status="running", created_at=t0)
 
-    noise = statistics.stdev(BASELINE_VALUES)
-    built = BuiltSession(repo, ledger, session, worktree, noise, statistics.mean(BASELINE_VALUES))
+    noise = statistics.stdev(base_values) if len(base_values) >= 2 else float("nan")
+    built = BuiltSession(repo, ledger, session, worktree, noise, statistics.mean(base_values))
     exp = ledger.create_experiment(session, kind="baseline", status="running",
                                    hypothesis="baseline", parent_commit=base)
-    _record_runs(built, exp, base, BASELINE_VALUES, "keep")
+    _record_runs(built, exp, base, base_values, "keep")
     ledger.update_experiment(exp.id, status="keep", commit_sha=base, objective=built.incumbent,
                              decision_reason="baseline: the code as it was",
                              started_at=t0 + 5, finished_at=t0 + 50)
-    ledger.update_session(session.id, noise=noise)
+    ledger.update_session(session.id, noise=noise if noise == noise else None)
     built.experiments.append(_get(ledger, exp.id))
     for i, planned in enumerate(plan or DEFAULT_PLAN):
         add_experiment(built, planned, started_at=t0 + 60.0 * (i + 1))

@@ -61,6 +61,16 @@ def test_read_only_and_hardened(demo_ro: BuiltSession) -> None:
     assert client(demo_ro.repo, host="localhost").get("/").status_code == 200
 
 
+def test_any_loopback_spelling_is_answered_without_a_token(demo_ro: BuiltSession) -> None:
+    for host in ("127.0.0.2", "127.9.8.7:8765", "[0:0:0:0:0:0:0:1]:8765", "[::1]", "[::ffff:127.0.0.2]",
+                 "LOCALHOST:8765"):
+        assert client(demo_ro.repo, host=host).get("/api/session").status_code == 200, host
+    # A DNS name is never trusted, whatever it looks like (it could resolve anywhere).
+    for host in ("evil.example", "127.0.0.1.evil.example", "localhost.evil.example", "[::2]",
+                 "128.0.0.1", "0.0.0.0"):
+        assert client(demo_ro.repo, host=host).get("/api/session").status_code == 403, host
+
+
 def test_token_is_required_on_every_request(demo_ro: BuiltSession) -> None:
     c = client(demo_ro.repo, token=TOKEN)
     for path in ("/", "/api/session", "/api/stream", "/static/app.js",

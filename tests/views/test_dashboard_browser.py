@@ -8,6 +8,7 @@ Screenshots are written to the test's tmp dir and copied to test-artifacts/ at t
 from __future__ import annotations
 
 import shutil
+import statistics
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,8 +17,14 @@ from typing import Any
 import pytest
 
 from autoresearch.ledger import Ledger
-from tests.views.conftest import ARTIFACTS, autoresearch, run_toy_session, serve
-from tests.views.ledger_factory import BuiltSession
+from autoresearch.views.summary import build_view, open_ledger, resolve_session
+from tests.views.conftest import (
+    ARTIFACTS,
+    NOISY_BASELINE,
+    autoresearch,
+    run_toy_session,
+    serve,
+)
 
 CHROMIUM = Path("/usr/bin/chromium")
 TOKEN = "browser-test-token-123"
@@ -121,6 +128,17 @@ def test_chart_table_and_diff(page: Any, live_repo: Path, tmp_path: Path) -> Non
         discarded = page.locator("#experiments .badge.discard").count()
         page.click("button.chip[data-status='discard']")
         assert page.locator("#experiments tbody tr").count() == discarded
+        # The baseline (recorded as `keep`) is counted and filtered on its own, so the keep
+        # chip, the keep filter and the header's "kept" all say the same number.
+        chip = lambda s: page.inner_text(f"button.chip[data-status='{s}'] .n")  # noqa: E731
+        assert chip("keep") == page.inner_text("#counts [data-count='keep'] b") == str(kept)
+        page.click("button.chip[data-status='keep']")
+        assert page.locator("#experiments tbody tr").count() == kept
+        assert page.locator("#experiments tbody .badge.baseline").count() == 0
+        assert chip("baseline") == "1"
+        page.click("button.chip[data-status='baseline']")
+        assert page.locator("#experiments tbody tr .badge.baseline").count() == 1
+        assert page.locator("#experiments tbody tr").count() == 1
         page.click("button.chip[data-status='all']")
 
         # Sorting by objective puts the best (smallest) first, then reverses.
@@ -170,28 +188,164 @@ def test_new_experiments_appear_without_reload(page: Any, live_repo: Path, tmp_p
     assert page.errors == []
 
 
-def test_token_is_required(browser: Any, page: Any, demo_ro: BuiltSession,
-                           tmp_path: Path) -> None:
-    with serve(demo_ro.repo, token=TOKEN) as url:
+def test_token_is_required(browser: Any, page: Any, live_repo: Path, tmp_path: Path) -> None:
+    """Over the real session's ledger: refused without the token, everything works with it."""
+    n, measured, kept = ledger_counts(live_repo)
+    ledger = open_ledger(live_repo)
+    try:
+        conf = build_view(ledger, resolve_session(ledger, "t")).confidence
+    finally:
+        ledger.close()
+    with serve(live_repo, token=TOKEN) as url:
         refused = page.goto(url + "/")
         assert refused is not None and refused.status == 401
         assert "access token" in page.content()
         ok = page.goto(url + f"/?token={TOKEN}")
         assert ok is not None and ok.status == 200
-        wait_until(page, "document.body.dataset.experiments === '11'")
+        wait_until(page, f"document.body.dataset.experiments === '{n}'")
         assert "token" not in page.url  # dropped from the address bar once the cookie is set
         page.wait_for_selector("#live.on")  # the event stream got through with the cookie
         drawn = drawn_points(page)
-        assert sum(drawn[k] for k in POINT_DATASETS) == 8 and drawn["kept"] == 5
-        assert page.locator("#confidence.green").count() == 1
+        assert sum(drawn[k] for k in POINT_DATASETS) == measured and drawn["kept"] == kept
+        assert page.locator(f"#confidence.{conf.level}").count() == 1
+        assert page.locator("#conf-value").inner_text() == conf.label
         tip = page.locator("#conf-tip")
         page.hover("#confidence")
         assert tip.is_visible() and "noise floor" in tip.inner_text()
-        shoot(page, tmp_path, "dashboard-demo.png")
+        shoot(page, tmp_path, "dashboard-token.png")
         # Another browser context has no cookie: refused again.
         other = browser.new_context()
         try:
             assert other.request.get(url + "/api/session").status == 401
+            assert other.request.get(url + "/api/stream").status == 401
         finally:
             other.close()
     assert page.errors == [] or all("401" in e for e in page.errors)
+
+
+# For each point with repeated runs: the pixels of its spread bar where a marker would hide it
+# (on the marker, just above or below its centre) and where a narrow cap would not reach (just
+# outside the marker, at the low and high ends), with the colour the bar should have.
+SPREAD_PROBES = """() => {
+    const chart = Chart.getChart('progress');
+    const { x, y } = chart.scales;
+    const ctx = chart.canvas.getContext('2d');
+    const dpr = chart.currentDevicePixelRatio || 1;
+    const rgb = (hex) => [1, 3, 5].map((i) => parseInt(hex.trim().slice(i, i + 2), 16));
+    const pixel = (px, py) => Array.from(ctx.getImageData(Math.round(px * dpr), Math.round(py * dpr), 1, 1).data.slice(0, 3));
+    const vars = { kept: '--spread-keep', baseline: '--spread-baseline', discarded: '--spread-discard' };
+    const out = [];
+    chart.data.datasets.forEach((ds, di) => ds.data.forEach((d, i) => {
+        const p = d.p;
+        if (!p || p.runs < 2 || p.high === p.low) return;
+        const el = chart.getDatasetMeta(di).data[i];
+        const r = el.options.radius + el.options.borderWidth;
+        const px = x.getPixelForValue(p.seq), lo = y.getPixelForValue(p.low), hi = y.getPixelForValue(p.high);
+        const mid = y.getPixelForValue(p.objective);
+        // The bar's own pixels that lie on the marker (the two columns of a 2 px line).
+        const onMarker = [];
+        for (let py = Math.floor(hi) - 1; py <= Math.ceil(lo) + 1; py++)
+            if (Math.abs(py - mid) < r - 2) for (const dx of [-1, 0]) onMarker.push(pixel(Math.round(px) + dx, py));
+        out.push({ id: p.exp_id, role: p.role, radius: r, span_px: lo - hi,
+            want: rgb(getComputedStyle(document.documentElement).getPropertyValue(vars[p.role])),
+            marker: el.options.backgroundColor,
+            on_marker: onMarker,
+            cap_low: [-1, 0, 1].map((dy) => pixel(px + r + 2, lo + dy)),
+            cap_high: [-1, 0, 1].map((dy) => pixel(px + r + 2, hi + dy)) });
+    }));
+    return out;
+}"""
+
+
+def _near(samples: list[list[int]], want: list[int], tolerance: int = 60) -> bool:
+    """Whether any of the (antialiased) samples is close to the wanted colour."""
+    return any(sum(abs(a - b) for a, b in zip(s, want, strict=True)) <= tolerance
+               for s in samples)
+
+
+def test_spread_of_repeated_runs_is_visible(page: Any, noisy_repo: Path, tmp_path: Path) -> None:
+    n, _, _ = ledger_counts(noisy_repo, "n")
+    with serve(noisy_repo) as url:
+        page.goto(url + "/")
+        wait_until(page, f"document.body.dataset.experiments === '{n}'")
+        # The confidence divides by the σ of the baseline's own repeats, and says so.
+        own = statistics.stdev(NOISY_BASELINE)
+        assert f"÷ σ {own:.3g} (σ of the baseline's 3 runs)" in page.inner_text("#conf-sub")
+        probes = page.evaluate(SPREAD_PROBES)
+        assert {p["role"] for p in probes} >= {"baseline", "kept"}  # repeats and confirmations
+        for p in probes:
+            assert _near(p["on_marker"], p["want"]), p   # drawn over the marker, not under it
+            assert _near(p["cap_low"], p["want"]), p     # caps wider than the marker
+            assert _near(p["cap_high"], p["want"]), p
+        shoot(page, tmp_path, "dashboard-spread.png", full_page=False)
+    assert page.errors == []
+
+
+# Halfway between two consecutive steps of the running best, the pixels on the row of the
+# earlier value and on the row of the later one.
+STEP_PROBES = """() => {
+    const chart = Chart.getChart('progress');
+    const { x, y } = chart.scales;
+    const ctx = chart.canvas.getContext('2d');
+    const dpr = chart.currentDevicePixelRatio || 1;
+    const pixel = (px, py) => Array.from(ctx.getImageData(Math.round(px * dpr), Math.round(py * dpr), 1, 1).data.slice(0, 3));
+    const column = (px, py) => [-1, 0, 1].map((dy) => pixel(px, py + dy));
+    const line = chart.$ar.best_line;
+    const out = [];
+    for (let i = 1; i < line.length; i++) {
+        const [x0, y0] = line[i - 1], [x1, y1] = line[i];
+        if (y0 === y1) continue;
+        const mid = x.getPixelForValue((x0 + x1) / 2);
+        out.push({ between: [x0, x1], before: column(mid, y.getPixelForValue(y0)),
+                   after: column(mid, y.getPixelForValue(y1)) });
+    }
+    const hex = getComputedStyle(document.documentElement).getPropertyValue('--best').trim();
+    return { want: [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16)), probes: out };
+}"""
+
+
+def test_running_best_steps_at_the_kept_experiment(page: Any, noisy_repo: Path) -> None:
+    """Like progress.png (where="post"): the incumbent holds until the experiment that beat it."""
+    n, _, _ = ledger_counts(noisy_repo, "n")
+    with serve(noisy_repo) as url:
+        page.goto(url + "/")
+        wait_until(page, f"document.body.dataset.experiments === '{n}'")
+        got = page.evaluate(STEP_PROBES)
+        assert len(got["probes"]) >= 3
+        for probe in got["probes"]:
+            assert _near(probe["before"], got["want"]), probe  # still the old incumbent
+            assert not _near(probe["after"], got["want"], 150), probe  # not the new one yet
+    assert page.errors == []
+
+
+def session_options(pg: Any) -> list[str]:
+    values: list[str] = pg.evaluate(
+        "Array.from(document.querySelectorAll('#session-select option'), (o) => o.value)")
+    return values
+
+
+def test_session_list_follows_new_sessions(page: Any, tmp_path: Path) -> None:
+    repo = run_toy_session(tmp_path / "repo", iterations=3, tag="t")
+    with serve(repo) as url:
+        page.goto(url + "/")
+        wait_until(page, "document.getElementById('branch').textContent === 'autoresearch/t'")
+        assert session_options(page) == ["t"]
+        page.evaluate("window.__sameDocument = true")
+        # A new session starts while the page is open and nobody picked one: listed, and followed.
+        run_toy_session(repo, iterations=2, tag="t2")
+        wait_until(page, "document.getElementById('branch').textContent === 'autoresearch/t2'", 15)
+        wait_until(page, "document.body.dataset.experiments === '2'")
+        assert session_options(page) == ["t2", "t"]
+        assert page.locator("#session-select").input_value() == "t2"
+        # Once the user picks one, it stays on the page when yet another session starts.
+        page.select_option("#session-select", "t")
+        wait_until(page, "document.getElementById('branch').textContent === 'autoresearch/t' && "
+                   "document.body.dataset.experiments === '3'")
+        run_toy_session(repo, iterations=2, tag="t3")
+        wait_until(page, "document.querySelectorAll('#session-select option').length === 3", 15)
+        assert session_options(page) == ["t3", "t2", "t"]
+        time.sleep(0.5)  # any further update that could switch sessions has arrived by now
+        assert page.inner_text("#branch") == "autoresearch/t"
+        assert page.locator("#session-select").input_value() == "t"
+        assert page.evaluate("window.__sameDocument") is True  # all of it without a reload
+    assert page.errors == []

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import html
 import re
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -15,7 +17,7 @@ import pytest
 from autoresearch.report import write_report
 from autoresearch.views.cli import is_loopback
 from autoresearch.views.summary import build_view, open_ledger, resolve_session
-from tests.views.conftest import autoresearch, cli_env
+from tests.views.conftest import NOISY_BASELINE, autoresearch, cli_env
 from tests.views.ledger_factory import BuiltSession, git
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -52,6 +54,35 @@ def test_report_of_a_real_session(multi_repo: Path, tmp_path: Path) -> None:
     assert "$0.00" in text  # the scripted proposer's recorded cost
 
 
+def test_report_shows_both_noise_floors_honestly(noisy_repo: Path, tmp_path: Path) -> None:
+    files = write_report(noisy_repo, "n", tmp_path / "out")
+    conf, s = files.data.view.confidence, files.data.view.summary
+    own = statistics.stdev(NOISY_BASELINE)
+    assert conf.noise == pytest.approx(own) and s.noise is not None
+    assert abs(s.noise - own) > 0.01  # the rule's pooled σ is another number
+    for text in (html.unescape(files.html.read_text()), files.markdown.read_text()):
+        assert f"σ = {own:.4g} over the baseline's 3 repeated runs" in text
+        assert f"the keep/discard rule uses the pooled σ = {s.noise:.4g}" in text
+        assert f"{conf.pooled_dof} degrees of freedom" in text
+        assert f"÷ σ {own:.3g} (σ of the baseline's 3 runs)" in text
+
+
+def test_png_draws_the_spread_of_repeats_over_the_markers(noisy_repo: Path) -> None:
+    from matplotlib.collections import LineCollection, PathCollection
+
+    from autoresearch.report.plot import progress_figure
+
+    ledger = open_ledger(noisy_repo)
+    chart = build_view(ledger, resolve_session(ledger, "n")).chart
+    ax = progress_figure(chart).axes[0]
+    markers = max(c.get_zorder() for c in ax.collections if isinstance(c, PathCollection))
+    bars = [c for c in ax.collections if isinstance(c, LineCollection)]
+    base = next(p for p in chart.points if p.role == "baseline")
+    spans = {(round(seg[0][1], 6), round(seg[1][1], 6)): c.get_zorder()
+             for c in bars for seg in c.get_segments()}
+    assert spans.get((round(base.low, 6), round(base.high, 6)), 0) > markers
+
+
 def test_report_default_location_keeps_the_checkout_clean(demo_ro: BuiltSession) -> None:
     files = write_report(demo_ro.repo, None)
     assert files.png.parent == demo_ro.repo / ".autoresearch" / "sessions" / "demo" / "report"
@@ -59,6 +90,18 @@ def test_report_default_location_keeps_the_checkout_clean(demo_ro: BuiltSession)
     page = files.html.read_text()
     # Crash and timeout rows, and the escaped text of every hypothesis.
     assert "switch the model to bfloat16" in page and ">timeout<" in page
+
+
+def test_report_counts_agree_and_rates_are_readable(demo_ro: BuiltSession,
+                                                   tmp_path: Path) -> None:
+    files = write_report(demo_ro.repo, None, tmp_path / "out")
+    md, page = files.markdown.read_text(), html.unescape(files.html.read_text())
+    page = re.sub(r"data:image/png;base64,[^'\"]+", "", page)  # base64 has '+' in it
+    # Five kept changes; the baseline is no keep, and the experiment count includes it.
+    assert "11 experiments (the baseline + 10 candidates) — 5 kept, 2 discarded" in md
+    assert "baseline + 10 candidates: 5 kept · 2 discarded · 1 crashed" in page
+    assert "experiments / hour" in md and "experiments / hour" in page
+    assert not re.search(r"\de[+-]\d\d", md + page)  # no 5.05e+04-style numbers
 
 
 def test_cli_errors_are_clear(tmp_path: Path, demo_ro: BuiltSession) -> None:
@@ -93,8 +136,35 @@ def test_cli_errors_are_clear(tmp_path: Path, demo_ro: BuiltSession) -> None:
 
 
 def test_loopback_detection() -> None:
-    assert all(map(is_loopback, ["127.0.0.1", "localhost", "::1", "[::1]", "127.0.0.2"]))
-    assert not any(map(is_loopback, ["0.0.0.0", "192.168.1.4", "example.com", "::"]))
+    assert all(map(is_loopback, ["127.0.0.1", "localhost", "::1", "[::1]", "127.0.0.2",
+                                 "0:0:0:0:0:0:0:1", "::ffff:127.0.0.1"]))
+    assert not any(map(is_loopback, ["0.0.0.0", "192.168.1.4", "example.com", "::",
+                                     "127.0.0.1.example.com"]))
+
+
+@pytest.mark.parametrize(("bound", "host_header"), [
+    ("127.0.0.2", "127.0.0.2:8765"),
+    ("0:0:0:0:0:0:0:1", "[0:0:0:0:0:0:0:1]:8765"),
+    ("[::1]", "[::1]:8765"),
+])
+def test_dashboard_bound_to_another_loopback_host_answers(demo_ro: BuiltSession, bound: str,
+                                                          host_header: str) -> None:
+    """`dashboard --host 127.0.0.2` used to start and then refuse every request with 403.
+
+    In process (no socket on another address): the app the command serves, asked for by the
+    Host header a browser sends to that address.
+    """
+    from starlette.testclient import TestClient
+
+    from autoresearch.views.cli import dashboard_app
+
+    client = TestClient(dashboard_app(demo_ro.repo, None, None, bound),
+                        base_url=f"http://{host_header}")
+    got = client.get("/api/session")
+    assert got.status_code == 200, got.text
+    assert got.json()["summary"]["tag"] == "demo" and client.get("/").status_code == 200
+    # Still no DNS name: rebinding protection stays.
+    assert client.get("/", headers={"host": "evil.example:8765"}).status_code == 403
 
 
 @pytest.mark.slow

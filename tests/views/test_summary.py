@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import socket
 import statistics
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from autoresearch.views.detail import experiment_detail
+from autoresearch.views.noise import NoiseFloor
 from autoresearch.views.summary import (
     LedgerNotFoundError,
     SessionNotFoundError,
@@ -21,7 +23,8 @@ from autoresearch.views.summary import (
     short_label,
     view_to_json,
 )
-from tests.views.ledger_factory import BASELINE_VALUES, DEFAULT_PLAN, BuiltSession
+from tests.views.conftest import NOISY_BASELINE
+from tests.views.ledger_factory import BASELINE_VALUES, DEFAULT_PLAN, BuiltSession, build_session
 
 
 def _view(repo: Path, tag: str | None = None):  # type: ignore[no-untyped-def]
@@ -32,8 +35,11 @@ def _view(repo: Path, tag: str | None = None):  # type: ignore[no-untyped-def]
 def test_counts_points_and_running_best(demo_ro: BuiltSession) -> None:
     view = _view(demo_ro.repo)
     s = view.summary
+    # The baseline (recorded as `keep`) is counted on its own, never as a kept change.
     assert s.counts == {"keep": 5, "discard": 2, "crash": 1, "timeout": 1, "rejected": 1,
-                        "interrupted": 0, "open": 0, "total": len(DEFAULT_PLAN)}
+                        "interrupted": 0, "open": 0, "baseline": 1,
+                        "candidates": len(DEFAULT_PLAN), "total": len(DEFAULT_PLAN) + 1}
+    assert s.counts["total"] == len(view.experiments)  # the table's rows, `run -n`'s count
     # One point per experiment with a measured objective: baseline + 5 kept + 2 discarded.
     roles = [p.role for p in view.chart.points]
     assert roles.count("baseline") == 1 and roles.count("kept") == 5
@@ -67,9 +73,12 @@ def test_best_baseline_noise_and_spend(demo_ro: BuiltSession) -> None:
 
 @pytest.mark.parametrize(("improvement", "noise", "level", "label"), [
     (2.0, 1.0, "green", "2.0σ"),
-    (1.99, 1.0, "yellow", "2.0σ"),
+    (2.06, 1.0, "green", "2.0σ"),
+    (1.99, 1.0, "yellow", "1.9σ"),
     (1.0, 1.0, "yellow", "1.0σ"),
-    (0.99, 1.0, "red", "1.0σ"),
+    (0.99, 1.0, "red", "0.9σ"),
+    (0.97, 1.0, "red", "0.9σ"),
+    (0.3, 0.1, "green", "3.0σ"),
     (-0.5, 1.0, "red", "-0.5σ"),
     (0.3, None, "unknown", "σ unknown"),
     (0.3, 0.0, "green", "∞σ"),
@@ -78,9 +87,66 @@ def test_best_baseline_noise_and_spend(demo_ro: BuiltSession) -> None:
 ])
 def test_confidence_levels(improvement: float | None, noise: float | None, level: str,
                            label: str) -> None:
-    conf = confidence(improvement, noise, 3, "score")
+    conf = confidence(improvement, NoiseFloor(noise, 3, noise, 2, 1), "score")
     assert (conf.level, conf.label) == (level, label)
     assert "noise floor" in conf.explanation and "≥ 2σ" in conf.explanation
+
+
+def test_confidence_label_never_contradicts_its_colour() -> None:
+    floor = NoiseFloor(1.0, 3, 1.0, 2, 1)
+    for i in range(-300, 3300):
+        conf = confidence(i / 1000, floor, "score")
+        shown = float(conf.label.removesuffix("σ"))
+        want = "green" if shown >= 2 else "yellow" if shown >= 1 else "red"
+        assert conf.level == want, (i / 1000, conf.label, conf.level)
+        assert shown <= i / 1000 + 1e-9  # floored, never rounded up past a threshold
+
+
+def test_confidence_divides_by_the_baselines_own_sigma(demo: BuiltSession) -> None:
+    """The engine overwrites the session's σ with the pooled one after confirmation runs."""
+    pooled = 0.5
+    demo.ledger.update_session(demo.session.id, noise=pooled)
+    view = _view(demo.repo)
+    own = statistics.stdev(BASELINE_VALUES)
+    conf = view.confidence
+    assert conf.noise == pytest.approx(own) and conf.noise_source == "baseline"
+    assert conf.noise_runs == 3 and conf.baseline_noise == pytest.approx(own)
+    assert conf.ratio == pytest.approx(view.summary.improvement / own)
+    assert f"{math.floor(conf.ratio * 10) / 10:.1f}σ" == conf.label
+    # Both floors are there, each called what it is; the rule's σ is the recorded one.
+    assert view.summary.noise == pooled and conf.pooled_noise == pooled
+    assert view.summary.baseline_noise == pytest.approx(own) and view.summary.baseline_runs == 3
+    assert f"σ = {own:.3g} is the standard deviation of score over the baseline's 3 repeated" \
+        in conf.explanation
+    assert "keep/discard rule uses the pooled σ = 0.5" in conf.explanation
+
+
+def test_confidence_falls_back_to_the_pooled_sigma_after_a_single_baseline_run(
+        tmp_path: Path) -> None:
+    built = build_session(tmp_path / "repo", baseline_values=[10.0])
+    built.ledger.update_session(built.session.id, noise=0.2)  # measured by confirmation runs
+    conf = _view(built.repo).confidence
+    assert conf.noise_source == "pooled" and conf.noise == 0.2 and conf.baseline_noise is None
+    assert conf.ratio == pytest.approx((10.0 - 8.81) / 0.2)
+    assert "The baseline ran once" in conf.explanation and "pooled σ = 0.2" in conf.explanation
+    assert "over the baseline's" not in conf.explanation
+
+
+def test_real_session_confidence_uses_the_baseline_repeats(noisy_repo: Path) -> None:
+    ledger = open_ledger(noisy_repo)
+    session = resolve_session(ledger, "n")
+    view = build_view(ledger, session)
+    base = view.experiments[0]
+    assert base.kind == "baseline" and base.run_values == pytest.approx(NOISY_BASELINE)
+    own = statistics.stdev(NOISY_BASELINE)
+    # The engine's σ is pooled over the confirmation re-runs too: a different number.
+    assert session.noise is not None and abs(session.noise - own) > 0.01
+    assert any(e.runs > 1 for e in view.experiments[1:])  # there were confirmation runs
+    conf = view.confidence
+    assert conf.noise == pytest.approx(own) and conf.noise_source == "baseline"
+    assert conf.ratio == pytest.approx(view.summary.improvement / own)
+    assert view.summary.noise == pytest.approx(session.noise)
+    assert conf.pooled_dof > 2  # more than the baseline's own two degrees of freedom
 
 
 def test_real_session_view(real_repo: Path) -> None:
@@ -140,3 +206,16 @@ def test_live_only_while_the_lock_holder_runs(demo: BuiltSession) -> None:
     live = _view(demo.repo).summary
     assert live.live and not live.process_gone
     assert live.elapsed_s > gone.elapsed_s - 1  # the clock runs to now while live
+
+
+def test_counts_and_rates_read_the_same_everywhere(demo_ro: BuiltSession) -> None:
+    from autoresearch.views.format import fmt_counts, fmt_experiments, fmt_rate
+
+    c = _view(demo_ro.repo).summary.counts
+    assert fmt_counts(c) == ["5 kept", "2 discarded", "1 crashed", "1 timed out", "1 rejected"]
+    assert fmt_experiments(c) == "11 experiments (the baseline + 10 candidates)"
+    assert fmt_rate(3.14159) == "3.14 experiments / hour"
+    assert fmt_rate(2020.4) == "2,020 experiments / hour"
+    assert fmt_rate(50_500) == "842 experiments / min"
+    assert fmt_rate(1e6) == "278 experiments / s"
+    assert "e+" not in fmt_rate(5.05e4) and fmt_rate(None) == "—"

@@ -75,10 +75,12 @@ class _Source:
             return "no-session"
         ledger = self.ledger()
         # change_marker covers new experiments, runs and events; the open experiments and the
-        # session row cover a status change that came without any of those.
+        # session row cover a status change that came without any of those; the session list
+        # covers a new session (listed in the page's dropdown, followed when none is picked).
         opened = [(e.id, e.status) for e in ledger.open_experiments(session.id)]
+        listed = [(s.tag, s.status) for s in ledger.sessions()]
         return json.dumps([session.tag, list(ledger.change_marker(session.id)), opened,
-                           session.status, session.updated_at, session.noise])
+                           session.status, session.updated_at, session.noise, listed])
 
     def close(self) -> None:
         if self._ledger is not None:

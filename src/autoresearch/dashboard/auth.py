@@ -1,7 +1,8 @@
 """Access control and response hardening for the dashboard, as one small ASGI middleware.
 
-Without a token the server only answers requests addressed to a loopback name: a page on some
-other site cannot reach it through DNS rebinding. With a token every request must carry it, in
+Without a token the server only answers requests addressed to a loopback name or address (any
+loopback literal: 127.0.0.2 and ::1 spelled out count): a page on some other site cannot reach
+it through DNS rebinding, whose requests carry the attacker's DNS name. With a token every request must carry it, in
 an `Authorization: Bearer` header, an `X-Autoresearch-Token` header, the `token` query parameter
 (how the first page load gets it) or the cookie that first load sets. A cookie is needed because
 the browser's EventSource cannot send custom headers.
@@ -17,8 +18,10 @@ from urllib.parse import parse_qs
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from autoresearch.dashboard.hosts import LOOPBACK_NAMES, host_name, is_loopback
+
 COOKIE = "autoresearch_token"
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
+LOOPBACK_HOSTS = LOOPBACK_NAMES
 
 # The page loads only its own files; inline styles are allowed because Chart.js sets style
 # attributes on its canvas. No inline script, no remote origin, no framing.
@@ -31,13 +34,6 @@ _SECURITY_HEADERS = [
     (b"referrer-policy", b"no-referrer"),
     (b"x-frame-options", b"DENY"),
 ]
-
-
-def _host_name(raw: str) -> str:
-    raw = raw.strip().lower()
-    if raw.startswith("["):
-        return raw[: raw.find("]") + 1] if "]" in raw else raw
-    return raw.rsplit(":", 1)[0] if raw.count(":") == 1 else raw
 
 
 class AccessMiddleware:
@@ -57,9 +53,11 @@ class AccessMiddleware:
             if token else None
         )
         # With a token, the token is the protection and the host may be anything the user
-        # chose to bind; without one, only loopback names are answered.
+        # chose to bind; without one, only loopback names and addresses (plus any names the
+        # caller adds) are answered.
         self.allowed_hosts = (
-            None if allowed_hosts is None and token else set(allowed_hosts or LOOPBACK_HOSTS)
+            None if allowed_hosts is None and token
+            else {h.lower() for h in (*LOOPBACK_HOSTS, *(allowed_hosts or ()))}
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -67,11 +65,11 @@ class AccessMiddleware:
             await self.app(scope, receive, send)
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        if self.allowed_hosts is not None and _host_name(headers.get("host", "")) not in (
-            self.allowed_hosts
-        ):
-            await _plain(send, 403, "forbidden host: open the dashboard at http://127.0.0.1")
-            return
+        if self.allowed_hosts is not None:
+            host = host_name(headers.get("host", ""))
+            if host not in self.allowed_hosts and not is_loopback(host):
+                await _plain(send, 403, "forbidden host: open the dashboard at http://127.0.0.1")
+                return
         set_cookie = False
         if self.token is not None:
             query = parse_qs(scope.get("query_string", b"").decode("latin-1"))

@@ -38,7 +38,8 @@ def write_report(repo: Path, tag: str | None, out_dir: Path | None = None) -> Re
         repo / ".autoresearch" / "sessions" / session.tag / "report")
     out.mkdir(parents=True, exist_ok=True)
     s = data.view.summary
-    title = (f"autoresearch · {s.tag} · {s.counts['total']} experiments, {s.counts['keep']} kept")
+    title = (f"autoresearch · {s.tag} · {s.counts['total']} experiments (baseline + "
+             f"{s.counts['candidates']}), {s.counts['keep']} kept")
     png = progress_png_bytes(data.view.chart, title)
     png_path = out / "progress.png"
     png_path.write_bytes(png)

@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from autoresearch.ledger import Ledger, SessionRow
+from autoresearch.views.format import fmt_value
 from autoresearch.views.git import GitError, commit_exists, patch_of
-from autoresearch.views.summary import SessionView, build_view
+from autoresearch.views.summary import Confidence, SessionView, build_view
 
 
 @dataclass(frozen=True)
@@ -81,3 +82,21 @@ def flatten(data: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
         else:
             rows.append((name, "—" if value is None else str(value)))
     return rows
+
+
+def noise_sentence(conf: Confidence) -> str:
+    """Both noise floors, each called what it is (the confidence figure's and the rule's)."""
+    dof = f", {conf.pooled_dof} degrees of freedom" if conf.pooled_dof else ""
+    pooled = f"σ = {fmt_value(conf.pooled_noise, 4)}"
+    if conf.noise_source == "baseline":
+        own = (f"σ = {fmt_value(conf.baseline_noise, 4)} over the baseline's {conf.noise_runs} "
+               "repeated runs (the confidence figure divides by this one)")
+        if conf.pooled_noise is None:
+            return own
+        return (f"{own}; the keep/discard rule uses the pooled {pooled} over every group of "
+                f"repeated runs (the baseline's repeats and the confirmation re-runs{dof})")
+    if conf.noise_source == "pooled":
+        return (f"the baseline ran {'once' if conf.noise_runs == 1 else f'{conf.noise_runs} times'}"
+                f", so its own σ is unknown; the pooled {pooled} of the confirmation re-runs"
+                f"{dof} is used by both the confidence figure and the keep/discard rule")
+    return "not measured (the baseline ran once and nothing was re-run)"

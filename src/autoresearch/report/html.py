@@ -10,8 +10,8 @@ import base64
 import time
 from html import escape
 
-from autoresearch.report.content import ReportData, flatten
-from autoresearch.views.format import fmt_duration, fmt_signed, fmt_value
+from autoresearch.report.content import ReportData, flatten, noise_sentence
+from autoresearch.views.format import fmt_counts, fmt_duration, fmt_rate, fmt_signed, fmt_value
 
 _STYLE = """
 body{margin:0;background:#f5f6f8;color:#1d2330;font:14px/1.5 system-ui,-apple-system,"Segoe UI",
@@ -83,13 +83,13 @@ def render_html(data: ReportData, png: bytes) -> str:
         _card("best vs baseline", f"{fmt_value(s.best)} {arrow}",
               f"baseline {fmt_value(s.baseline)}{pct}"),
         _card("confidence", conf.label,
-              f"improvement {fmt_signed(conf.improvement)} ÷ noise σ {fmt_value(conf.noise, 3)}",
+              f"improvement {fmt_signed(conf.improvement)} ÷ σ {fmt_value(conf.noise, 3)}"
+              + (f" ({conf.noise_basis})" if conf.noise_basis else ""),
               conf.level),
         _card("experiments", str(c["total"]),
-              f"{c['keep']} kept · {c['discard'] + c['rejected']} discarded · "
-              f"{c['crash'] + c['timeout']} crashed"),
+              f"baseline + {c['candidates']} candidates: " + " · ".join(fmt_counts(c))),
         _card("elapsed", fmt_duration(s.elapsed_s),
-              f"{s.experiments_per_hour:.3g} experiments / hour" if s.experiments_per_hour else ""),
+              fmt_rate(s.experiments_per_hour) if s.experiments_per_hour else ""),
         _card("spend", spend, spend_sub),
         "</div>",
         "<h2>Progress</h2>",
@@ -124,8 +124,7 @@ def render_html(data: ReportData, png: bytes) -> str:
 
 def _noise_and_cost(data: ReportData) -> list[str]:
     s, conf, u = data.view.summary, data.view.confidence, data.usage
-    noise = ("not measured (the baseline ran once)" if s.noise is None
-             else f"σ = {fmt_value(s.noise, 4)} over {conf.noise_runs} baseline runs")
+    noise = noise_sentence(conf)
     return [
         "<h2>Noise floor and confidence</h2>",
         f"<p>Noise floor: {_e(noise)}. Improvement of the best kept result over the baseline: "

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import time
 
-from autoresearch.report.content import ReportData, flatten
-from autoresearch.views.format import fmt_duration, fmt_signed, fmt_value
+from autoresearch.report.content import ReportData, flatten, noise_sentence
+from autoresearch.views.format import (
+    fmt_counts,
+    fmt_duration,
+    fmt_experiments,
+    fmt_rate,
+    fmt_signed,
+    fmt_value,
+)
 
 
 def _cell(text: str) -> str:
@@ -37,11 +44,12 @@ def render_markdown(data: ReportData, png_name: str = "progress.png") -> str:
         f"- **Best:** {fmt_value(s.best)} {arrow} (baseline {fmt_value(s.baseline)}; improvement "
         f"{fmt_signed(s.improvement)}"
         + (f", {s.improvement_pct:+.3g}%" if s.improvement_pct is not None else "") + ")",
-        f"- **Confidence:** {conf.label} ({conf.level}) — improvement ÷ noise floor σ",
-        f"- **Experiments:** {c['total']} — {c['keep']} kept, {c['discard']} discarded, "
-        f"{c['crash']} crashed, {c['timeout']} timed out, {c['rejected']} rejected",
+        f"- **Confidence:** {conf.label} ({conf.level}) — improvement "
+        f"{fmt_signed(conf.improvement)} ÷ σ {fmt_value(conf.noise, 3)}"
+        + (f" ({conf.noise_basis})" if conf.noise_basis else "") + ", the noise floor",
+        f"- **Experiments:** {fmt_experiments(c)} — {', '.join(fmt_counts(c))}",
         f"- **Elapsed:** {fmt_duration(s.elapsed_s)}"
-        + (f" ({s.experiments_per_hour:.3g} experiments/hour)" if s.experiments_per_hour else ""),
+        + (f" ({fmt_rate(s.experiments_per_hour)})" if s.experiments_per_hour else ""),
         f"- **Cost:** ${s.cost_usd:.4f}" + (f" of ${s.max_usd:.2f}" if s.max_usd else ""),
         "",
         f"![progress]({png_name})",
@@ -68,12 +76,13 @@ def render_markdown(data: ReportData, png_name: str = "progress.png") -> str:
             fence,
             "",
         ]
-    noise = ("not measured" if s.noise is None
-             else f"σ = {fmt_value(s.noise, 4)} over {conf.noise_runs} baseline runs")
+    noise = noise_sentence(conf)
     out += [
         "## Noise floor",
         "",
-        f"{noise}. {conf.explanation}",
+        f"Noise floor: {noise}.",
+        "",
+        conf.explanation,
         "",
         "## All experiments",
         "",

@@ -21,6 +21,10 @@ BASELINE = "#3b5bdb"
 INK = "#1d2330"
 MUTED = "#667085"
 GRID = "#e4e7ec"
+SPREAD_BASELINE = "#1f3282"
+SPREAD_KEEP = "#0a5c2d"
+SPREAD_DISCARD = "#475467"
+SPREAD_Z = 6.5  # above every marker (discarded 4, kept 5, baseline 6)
 
 
 def progress_figure(chart: ChartData, title: str = "") -> Figure:
@@ -29,11 +33,6 @@ def progress_figure(chart: ChartData, title: str = "") -> Figure:
     ax = fig.add_subplot(1, 1, 1)
     better = "higher is better" if chart.direction == "maximize" else "lower is better"
 
-    for p in chart.points:
-        if p.runs >= 2 and p.high > p.low:
-            colour = {"kept": KEEP, "baseline": BASELINE}.get(p.role, DISCARD)
-            ax.vlines(p.seq, p.low, p.high, colors=colour, alpha=0.35 if p.role == "discarded"
-                      else 0.8, linewidth=1.4, zorder=2)
     if chart.best_line:
         xs, ys = zip(*chart.best_line, strict=True)
         ax.step(xs, ys, where="post", color=KEEP, linewidth=2, label="running best", zorder=3)
@@ -49,6 +48,14 @@ def progress_figure(chart: ChartData, title: str = "") -> Figure:
     if base:
         ax.scatter([p.seq for p in base], [p.objective for p in base], s=90, marker="D",
                    color=BASELINE, edgecolors="white", linewidths=1.2, label="baseline", zorder=6)
+    # The spread of repeated runs goes over the markers (a marker is often taller than the
+    # spread), in a darker shade of their hue, with caps wider than the markers.
+    for p in chart.points:
+        if p.runs >= 2 and p.high > p.low:
+            colour = {"kept": SPREAD_KEEP, "baseline": SPREAD_BASELINE}.get(p.role, SPREAD_DISCARD)
+            ax.errorbar([p.seq], [p.objective], yerr=[[p.objective - p.low], [p.high - p.objective]],
+                        fmt="none", ecolor=colour, elinewidth=1.5, capsize=7, capthick=1.5,
+                        zorder=SPREAD_Z)
     for p in kept:
         if p.label:
             ax.annotate(p.label, (p.seq, p.objective), xytext=(6, 6), textcoords="offset points",

@@ -6,7 +6,6 @@ does not pay for them at start-up.
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 import threading
 import time
@@ -21,10 +20,15 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from autoresearch.dashboard.hosts import LOOPBACK_NAMES, is_loopback
 from autoresearch.errors import AutoresearchError
 from autoresearch.views.git import common_root
 
+__all__ = ["dashboard", "dashboard_app", "finalize", "is_loopback", "register", "report"]
+
 if TYPE_CHECKING:
+    from starlette.applications import Starlette
+
     from autoresearch.finalize import Effect
 
 console = Console(highlight=False)
@@ -52,15 +56,6 @@ def _check_session(root: Path, tag: str | None) -> str:
         ledger.close()
 
 
-def is_loopback(host: str) -> bool:
-    if host.strip("[]").lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 def _port_free(host: str, port: int) -> bool:
     family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as s:
@@ -70,6 +65,19 @@ def _port_free(host: str, port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+def dashboard_app(root: Path, tag: str | None, token: str | None, host: str) -> Starlette:
+    """The app `dashboard` serves when bound to `host`.
+
+    Without a token only loopback hosts are answered: the usual names, any loopback literal (the
+    middleware checks), and the very host this server was asked to bind.
+    """
+    from autoresearch.dashboard.app import create_app
+
+    bound = host.strip().strip("[]").lower()
+    return create_app(root, tag, token, allowed_hosts=None if token else [
+        *LOOPBACK_NAMES, bound, f"[{bound}]"])
 
 
 def dashboard(
@@ -87,8 +95,6 @@ def dashboard(
     """Serve a live, read-only web dashboard of a session (127.0.0.1 by default)."""
     import uvicorn
 
-    from autoresearch.dashboard.app import create_app
-
     if not is_loopback(host) and not token:
         raise AutoresearchError(
             f"refusing to serve the dashboard on {host} without an access token",
@@ -105,8 +111,7 @@ def dashboard(
     if port and not _port_free(host, port):
         raise AutoresearchError(f"port {port} on {host} is already in use", where="--port",
                                 fix="pick another one, e.g. --port 8766 (or --port 0 for any)")
-    app = create_app(root, tag, token,
-                     allowed_hosts=None if token else ["127.0.0.1", "localhost", "[::1]", "::1"])
+    app = dashboard_app(root, tag, token, host)
 
     class Server(uvicorn.Server):
         def handle_exit(self, sig: int, frame: FrameType | None) -> None:
@@ -152,7 +157,7 @@ def report(
     s, conf = files.data.view.summary, files.data.view.confidence
     console.print(f"session [bold]{s.tag}[/]: best {s.metric} {fmt_value(s.best)} vs baseline "
                   f"{fmt_value(s.baseline)} ({fmt_signed(s.improvement)}, {conf.label}), "
-                  f"{s.counts['keep']} kept of {s.counts['total']}")
+                  f"{s.counts['keep']} kept of {s.counts['candidates']} candidates")
     for path in (files.png, files.html, files.markdown):
         console.print(f"wrote {path}")
 

@@ -4,7 +4,9 @@
 "use strict";
 
 const state = {
-  tag: null,          // the session shown; null until /api/sessions answers
+  picked: null,       // the session the user chose (or ?tag=); null follows the latest one
+  shown: null,        // the tag of the session on the page
+  sessionsKey: "",    // the session list last put in the dropdown
   view: null,         // the last /api/session payload
   sort: { key: "seq", desc: false },
   filter: "all",
@@ -42,6 +44,15 @@ const num = (v, d = 5) => (v === null || v === undefined ? "—" : Number(v).toP
 const signed = (v, d = 4) => (v === null || v === undefined ? "—" : (v > 0 ? "+" : v < 0 ? "−" : "±") + num(Math.abs(v), d));
 const usd = (v) => (v === null || v === undefined ? "—" : "$" + Number(v).toFixed(v < 10 ? 3 : 2));
 
+// The twin of views.format.fmt_rate: "12.5 experiments / hour", "4,210 … / hour", then per
+// minute or per second once the hourly number gets long.
+function perHour(rate, noun = "experiments") {
+  const int = (v) => Math.round(v).toLocaleString("en");
+  if (rate < 100) return `${num(rate, 3)} ${noun} / hour`;
+  if (rate < 6000) return `${int(rate)} ${noun} / hour`;
+  return rate / 60 < 6000 ? `${int(rate / 60)} ${noun} / min` : `${int(rate / 3600)} ${noun} / s`;
+}
+
 function duration(s) {
   if (s === null || s === undefined) return "—";
   if (s < 10) return s.toFixed(1) + " s";
@@ -66,16 +77,20 @@ async function getJSON(url) {
   return body;
 }
 
-const q = () => (state.tag ? "?tag=" + encodeURIComponent(state.tag) : "");
+const q = () => (state.picked ? "?tag=" + encodeURIComponent(state.picked) : "");
 
+// Every update re-reads the session list too: a session started after the page opened shows up
+// in the dropdown, and is followed when the user has not picked one.
 async function refresh() {
   if (state.inflight) { state.pending = true; return; }
   state.inflight = true;
   try {
     do {
       state.pending = false;
-      const view = await getJSON("api/session" + q());
+      const [sessions, view] = await Promise.all([getJSON("api/sessions"), getJSON("api/session" + q())]);
       showError(null);
+      if (view.summary.tag !== state.shown) resetSession(view.summary.tag);
+      renderSessions(sessions, view.summary.tag);
       render(view);
     } while (state.pending);
   } catch (err) {
@@ -104,6 +119,26 @@ function connect() {
   state.source = source;
 }
 
+// --- sessions -----------------------------------------------------------------------------------
+
+// Another session on the page: forget the chart and which rows were already seen.
+function resetSession(tag) {
+  state.shown = tag;
+  state.seen.clear();
+  if (state.chart) { state.chart.destroy(); state.chart = null; }
+}
+
+function renderSessions(s, shown) {
+  const select = $("session-select");
+  const key = JSON.stringify([shown, s.sessions.map((x) => [x.tag, x.status])]);
+  // Rebuilt only when something changed, so an open dropdown is not closed under the user.
+  if (key === state.sessionsKey) return;
+  state.sessionsKey = key;
+  select.replaceChildren(...s.sessions.slice().reverse().map((x) =>
+    el("option", { value: x.tag, selected: x.tag === shown }, `${x.tag} (${x.status})`)));
+  select.value = shown;
+}
+
 // --- rendering ----------------------------------------------------------------------------------
 
 function render(view) {
@@ -112,6 +147,7 @@ function render(view) {
   renderChart(view.chart);
   renderFilters(view.experiments);
   renderTable(view.experiments, view.summary.direction);
+  document.body.dataset.tag = view.summary.tag;
   document.body.dataset.experiments = String(view.experiments.length);
 }
 
@@ -137,12 +173,15 @@ function renderHeader(s, conf) {
   box.className = "card stat confidence " + conf.level;
   $("conf-value").textContent = conf.label;
   $("conf-sub").textContent = conf.noise === null ? "noise σ not measured"
-    : `improvement ${signed(conf.improvement)} ÷ σ ${num(conf.noise, 3)}`;
+    : `improvement ${signed(conf.improvement)} ÷ σ ${num(conf.noise, 3)}`
+      + (conf.noise_basis ? ` (${conf.noise_basis})` : "");
   $("conf-tip").textContent = conf.explanation;
   box.title = "";
 
   const c = s.counts;
+  // Every experiment, the baseline included: the table's rows and `run -n`'s count.
   $("n-exp").textContent = String(c.total);
+  $("n-exp-sub").textContent = c.baseline ? `baseline + ${c.candidates} candidates` : "";
   const counts = $("counts");
   counts.replaceChildren(
     ...[["keep", "kept"], ["discard", "discarded"], ["crash", "crashed"], ["timeout", "timed out"],
@@ -156,7 +195,7 @@ function renderHeader(s, conf) {
   state.elapsedBase = { s: s.elapsed_s, at: Date.now(), live: s.live };
   paintElapsed();
   const rate = s.experiments_per_hour;
-  $("rate").textContent = rate === null ? "" : `${rate >= 100 ? Math.round(rate).toLocaleString("en") : num(rate, 3)} experiments / hour`
+  $("rate").textContent = rate === null ? "" : perHour(rate)
     + (s.max_hours ? ` · limit ${s.max_hours} h` : "");
   if (state.tick) clearInterval(state.tick);
   // The clock of a live session ticks locally; no request is made for it.
@@ -184,10 +223,15 @@ function paintElapsed() {
 
 // --- the experiments table ----------------------------------------------------------------------
 
+// The baseline is recorded with status `keep`, but it is not a kept change: it has a filter of
+// its own, so "keep" counts what the header calls kept.
+const rowGroup = (r) => (r.kind === "baseline" ? "baseline" : r.status);
+
 function renderFilters(rows) {
   const counts = {};
-  for (const r of rows) counts[r.status] = (counts[r.status] || 0) + 1;
-  const statuses = ["all", ...Object.keys(counts).sort()];
+  for (const r of rows) counts[rowGroup(r)] = (counts[rowGroup(r)] || 0) + 1;
+  const statuses = ["all", ...Object.keys(counts).sort((a, b) =>
+    (a === "baseline" ? -1 : b === "baseline" ? 1 : a.localeCompare(b)))];
   if (!statuses.includes(state.filter)) state.filter = "all";
   $("filters").replaceChildren(...statuses.map((s) => el("button", {
     class: "chip", type: "button", "data-status": s, "aria-pressed": String(s === state.filter),
@@ -197,7 +241,7 @@ function renderFilters(rows) {
 
 function renderTable(rows, direction) {
   const { key, desc } = state.sort;
-  const shown = rows.filter((r) => state.filter === "all" || r.status === state.filter);
+  const shown = rows.filter((r) => state.filter === "all" || rowGroup(r) === state.filter);
   shown.sort((a, b) => {
     const va = a[key], vb = b[key];
     if (va === vb) return a.seq - b.seq;
@@ -319,21 +363,13 @@ async function start() {
   $("scrim").addEventListener("click", closeDetail);
   document.addEventListener("keydown", (e) => { if (e.key === "Escape") closeDetail(); });
   $("session-select").addEventListener("change", (e) => {
-    state.tag = e.target.value;
-    state.seen.clear();
-    if (state.chart) { state.chart.destroy(); state.chart = null; }
+    state.picked = e.target.value;   // from now on this one is shown, even when others start
+    resetSession(state.picked);
     refresh();
     connect();
   });
-  try {
-    const s = await getJSON("api/sessions");
-    state.tag = params.get("tag") || s.default;
-    $("session-select").replaceChildren(...s.sessions.slice().reverse().map((x) =>
-      el("option", { value: x.tag, selected: x.tag === state.tag }, `${x.tag} (${x.status})`)));
-  } catch (err) {
-    showError(err);
-  }
-  // The first `update` event from the stream triggers the first render.
+  state.picked = params.get("tag") || null;
+  // The first `update` event from the stream triggers the first render (and fills the list).
   connect();
 }
 

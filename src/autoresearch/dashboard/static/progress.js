@@ -3,23 +3,35 @@
 // marked, and repeated runs as vertical spread bars. Uses the helpers and `state` of app.js.
 "use strict";
 
-// Vertical bars for the spread of repeated runs, drawn under the points.
+// Vertical bars for the spread of repeated runs, drawn over the points: a marker is often
+// taller than the spread it stands for and would hide it. The bars use a darker shade of the
+// marker's hue, so they read on top of it, and their caps are wider than the markers.
+const SPREAD_RADIUS = { discarded: 4, kept: 6.5, baseline: 8 };
 const spreadPlugin = {
   id: "arSpread",
-  beforeDatasetsDraw(chart) {
+  afterDatasetsDraw(chart) {
     const pts = chart.$ar?.points || [];
-    const { ctx, scales: { x, y } } = chart;
+    const { ctx, scales: { x, y }, chartArea } = chart;
     ctx.save();
-    ctx.lineWidth = 1.5;
+    ctx.beginPath();
+    ctx.rect(chartArea.left, chartArea.top, chartArea.right - chartArea.left, chartArea.bottom - chartArea.top);
+    ctx.clip();
+    ctx.lineCap = "butt";
     for (const p of pts) {
       if (p.runs < 2 || p.high === p.low) continue;
-      const px = x.getPixelForValue(p.seq), lo = y.getPixelForValue(p.low), hi = y.getPixelForValue(p.high);
-      ctx.strokeStyle = p.role === "discarded" ? "rgba(152,162,179,.45)" : p.role === "kept" ? css("--keep") : css("--baseline");
-      ctx.beginPath();
-      ctx.moveTo(px, lo); ctx.lineTo(px, hi);
-      ctx.moveTo(px - 3, lo); ctx.lineTo(px + 3, lo);
-      ctx.moveTo(px - 3, hi); ctx.lineTo(px + 3, hi);
-      ctx.stroke();
+      // Whole pixels: a 2 px line on them is crisp, not a blur of two half-covered columns.
+      const px = Math.round(x.getPixelForValue(p.seq));
+      const lo = Math.round(y.getPixelForValue(p.low)), hi = Math.round(y.getPixelForValue(p.high));
+      const cap = (SPREAD_RADIUS[p.role] || 4) + 6;
+      const path = () => {
+        ctx.beginPath();
+        ctx.moveTo(px, lo); ctx.lineTo(px, hi);
+        ctx.moveTo(px - cap, lo); ctx.lineTo(px + cap, lo);
+        ctx.moveTo(px - cap, hi); ctx.lineTo(px + cap, hi);
+      };
+      ctx.strokeStyle = css(p.role === "kept" ? "--spread-keep" : p.role === "baseline" ? "--spread-baseline" : "--spread-discard");
+      ctx.lineWidth = 2;
+      path(); ctx.stroke();
     }
     ctx.restore();
   },
@@ -64,7 +76,7 @@ function yRange(c) {
 function renderChart(c) {
   const byRole = (role) => c.points.filter((p) => p.role === role).map((p) => ({ x: p.seq, y: p.objective, p }));
   const datasets = [
-    { label: "running best", type: "line", data: c.best_line.map(([x, y]) => ({ x, y })), stepped: "after",
+    { label: "running best", type: "line", data: c.best_line.map(([x, y]) => ({ x, y })), stepped: "before",
       borderColor: css("--best"), borderWidth: 2, pointRadius: 0, pointHitRadius: 0, fill: false, order: 3 },
     { label: "discarded", data: byRole("discarded"), backgroundColor: "rgba(152,162,179,.45)",
       borderColor: "rgba(152,162,179,.8)", pointRadius: 4, pointHoverRadius: 6, order: 2 },

@@ -1,0 +1,112 @@
+"""The confidence figure: the best result's improvement over the baseline in units of noise.
+
+It divides by the σ of the baseline's own repeated runs (see views.noise for the two noise
+floors of a session), and falls back to the pooled σ only when the baseline ran once, saying so.
+The colour is decided on the number the label shows, so the two can never disagree.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+from autoresearch.views.noise import NoiseFloor, NoiseSource
+
+Level = Literal["green", "yellow", "red", "unknown"]
+
+
+@dataclass(frozen=True)
+class Confidence:
+    """How far the best result stands above the noise: improvement / σ (see NoiseFloor)."""
+
+    ratio: float | None
+    level: Level
+    improvement: float | None
+    noise: float | None           # the σ the ratio divides by
+    noise_runs: int               # the baseline's successful runs
+    noise_source: NoiseSource     # which σ `noise` is
+    noise_basis: str              # that, in a few words for a subtitle ("σ of the baseline's 3 runs")
+    baseline_noise: float | None  # the baseline's own σ (None with fewer than 2 runs)
+    pooled_noise: float | None    # the keep/discard rule's pooled σ
+    pooled_dof: int
+    label: str
+    explanation: str
+
+
+_SCALE = ("≥ 2σ (green): unlikely to be noise. 1–2σ (yellow): suggestive, worth re-measuring. "
+          "< 1σ (red): within run-to-run noise.")
+
+
+def _dof(dof: int) -> str:
+    return f", {dof} degrees of freedom" if dof else ""
+
+
+def _noise_sentence(floor: NoiseFloor, metric: str) -> str:
+    if floor.source == "baseline":
+        assert floor.baseline_sigma is not None
+        text = (f"σ = {floor.baseline_sigma:.3g} is the standard deviation of {metric} over the "
+                f"baseline's {floor.baseline_runs} repeated runs.")
+        if floor.pooled_sigma is not None and floor.pooled_groups > 1:
+            text += (f" (The keep/discard rule uses the pooled σ = {floor.pooled_sigma:.3g} over "
+                     "every group of repeated runs: the baseline's repeats and the confirmation "
+                     f"re-runs{_dof(floor.pooled_dof)}.)")
+        elif floor.pooled_sigma is not None:
+            text += (f" (The keep/discard rule uses the pooled σ = {floor.pooled_sigma:.3g}: "
+                     "nothing but the baseline was repeated yet.)")
+        return text
+    if floor.source == "pooled":
+        assert floor.pooled_sigma is not None
+        return (f"The baseline ran once, so its own σ is unknown: the figure divides by the "
+                f"pooled σ = {floor.pooled_sigma:.3g} of the confirmation re-runs"
+                f"{_dof(floor.pooled_dof)}, the one the keep/discard rule uses.")
+    return ("The noise floor was not measured: the baseline ran once and nothing was re-run, "
+            "so the improvement cannot be compared with it.")
+
+
+def _basis(floor: NoiseFloor) -> str:
+    if floor.source == "baseline":
+        return f"σ of the baseline's {floor.baseline_runs} runs"
+    return "pooled σ: the baseline ran once" if floor.source == "pooled" else ""
+
+
+def shown_ratio(ratio: float) -> float:
+    """The ratio as displayed, one decimal, truncated so the label never crosses a colour band
+    the figure did not reach (1.99 shows 1.9σ, yellow; never 2.0σ in yellow)."""
+    # The epsilon absorbs float error such as 0.3 / 0.1 = 2.9999999999999996; `+ 0.0` turns
+    # a -0.0 into 0.0.
+    return math.floor(ratio * 10 + 1e-9) / 10 + 0.0
+
+
+def _level(shown: float) -> Level:
+    return "green" if shown >= 2 else "yellow" if shown >= 1 else "red"
+
+
+def confidence(improvement: float | None, floor: NoiseFloor, metric: str) -> Confidence:
+    """Colour thresholds: ≥ 2σ green, 1–2σ yellow, < 1σ red, on the number the label shows."""
+    meaning = ("Improvement of the best kept result over the baseline, in units of the noise "
+               "floor σ. ")
+    sentence = _noise_sentence(floor, metric)
+    sigma = floor.sigma
+
+    def make(ratio: float | None, level: Level, label: str, why: str) -> Confidence:
+        return Confidence(ratio, level, improvement, sigma, floor.baseline_runs, floor.source,
+                          _basis(floor), floor.baseline_sigma, floor.pooled_sigma,
+                          floor.pooled_dof, label, why)
+
+    if improvement is None:
+        return make(None, "unknown", "—", "No baseline measurement yet. " + meaning + _SCALE)
+    if sigma is None or not math.isfinite(sigma) or sigma < 0:
+        return make(None, "unknown", "σ unknown", sentence + " " + meaning + _SCALE)
+    if sigma == 0:
+        # Identical repeats: a deterministic target. Any real improvement is beyond its noise,
+        # but there is no finite ratio to show.
+        return make(None, "green" if improvement > 0 else "red",
+                    "∞σ" if improvement > 0 else "0σ",
+                    "The repeated runs gave identical values (σ = 0): the measurement is "
+                    "deterministic, so any improvement is beyond run-to-run noise. "
+                    + meaning + _SCALE)
+    ratio = improvement / sigma
+    shown = shown_ratio(ratio)
+    label = f"{shown:.1f}σ"
+    return make(ratio, _level(shown), label, meaning + sentence + " " + _SCALE)

@@ -1,0 +1,79 @@
+"""The two noise floors of a session, told apart.
+
+- The **baseline's own σ**: the standard deviation of the objective over the baseline's repeated
+  runs. The confidence figure divides by this one (improvement over the baseline ÷ the noise
+  measured on the baseline).
+- The **pooled σ**: what the decision rule uses, pooled over every group of repeated runs of one
+  commit (the baseline's repeats, then every confirmation re-run). The engine records it on the
+  session and overwrites it after each confirmation, so it is generally *not* the baseline's σ.
+
+When the baseline ran only once its own σ is unknown; the confidence figure then falls back to
+the pooled σ (if confirmation runs measured one) and says so.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from autoresearch.decision import pooled_noise
+from autoresearch.ledger import RunRow
+
+NoiseSource = Literal["baseline", "pooled", "none"]
+
+
+@dataclass(frozen=True)
+class NoiseFloor:
+    baseline_sigma: float | None   # stdev of the baseline's successful runs (needs ≥ 2)
+    baseline_runs: int             # how many successful baseline runs there are
+    pooled_sigma: float | None     # the decision rule's σ (recorded on the session)
+    pooled_dof: int                # its degrees of freedom
+    pooled_groups: int             # how many commits contributed repeated runs to it
+
+    @property
+    def source(self) -> NoiseSource:
+        """Which σ the confidence figure divides by."""
+        if self.baseline_sigma is not None:
+            return "baseline"
+        return "pooled" if self.pooled_sigma is not None else "none"
+
+    @property
+    def sigma(self) -> float | None:
+        return self.baseline_sigma if self.baseline_sigma is not None else self.pooled_sigma
+
+
+def _ok_values(runs: Iterable[RunRow], metric: str) -> list[tuple[RunRow, float]]:
+    out = []
+    for r in runs:
+        value = r.metrics.get(metric)
+        if r.status == "ok" and value is not None and math.isfinite(value):
+            out.append((r, value))
+    return out
+
+
+def noise_floor(runs: Sequence[RunRow], metric: str, baseline_id: str | None,
+                recorded: float | None) -> NoiseFloor:
+    """Both floors from a session's runs; `recorded` is the σ the engine stored on the session.
+
+    The pooled σ is recomputed the way the engine does (successful runs grouped by commit) for
+    its degrees of freedom; the recorded value wins when there is one, since it is the number
+    the decisions were actually made with.
+    """
+    ok = _ok_values(runs, metric)
+    base = [v for r, v in ok if r.experiment_id == baseline_id]
+    groups: dict[str, list[float]] = {}
+    for r, v in ok:
+        groups.setdefault(r.commit_sha, []).append(v)
+    pooled = pooled_noise(groups.values())
+    repeated = sum(1 for g in groups.values() if len(g) >= 2)
+    stored = recorded if recorded is not None and math.isfinite(recorded) else None
+    return NoiseFloor(
+        baseline_sigma=statistics.stdev(base) if len(base) >= 2 else None,
+        baseline_runs=len(base),
+        pooled_sigma=stored if stored is not None else pooled.sigma,
+        pooled_dof=pooled.dof,
+        pooled_groups=repeated,
+    )
