@@ -151,7 +151,8 @@ def run_session(root: Path, tag: str | None, iterations: int | None,
             inc = session.incumbent
             display.tally.best = inc.objective if inc else None
         for e in session.history:
-            display.tally.add(e.status)
+            display.tally.add("baseline" if e.kind == "baseline" and e.status == "keep"
+                              else e.status)
         resumed = session.counted()
         console.print(f"session [bold]{tag_}[/] on branch {session.paths.branch}"
                       + (f" (resuming after {resumed} experiments)" if resumed else "")

@@ -46,7 +46,8 @@ class Tally:
         return line
 
     def counts_line(self) -> str:
-        order = ("keep", "discard", "crash", "timeout", "rejected", "interrupted")
+        # The baseline is counted on its own: "keep" counts changes the ratchet accepted.
+        order = ("baseline", "keep", "discard", "crash", "timeout", "rejected", "interrupted")
         parts = [f"{s} {self.counts[s]}" for s in order if self.counts.get(s)]
         return ", ".join(parts) or "no experiments yet"
 
@@ -81,8 +82,9 @@ class Display:
         self.run_clock = None
 
     def experiment_finished(self, exp_id: str, status: str, objective: float | None,
-                            delta: float | None, reason: str, hypothesis: str) -> None:
-        self.tally.add(status)
+                            delta: float | None, reason: str, hypothesis: str,
+                            baseline: bool = False) -> None:
+        self.tally.add("baseline" if baseline and status == "keep" else status)
         value = "" if objective is None else f" {self.tally.metric}={objective:.6g}"
         change = "" if delta is None else f" Δ{delta:+.4g}"
         self.console.print(

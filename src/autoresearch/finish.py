@@ -63,7 +63,7 @@ def finish(session: Session, work: Work, status: str, reason: str, proposal: Pro
         session.proposer.observe(ExperimentOutcome(summary=session.summary(row), proposal=proposal))
     session.write_results(row)
     session.display.experiment_finished(exp.id, status, row.objective, row.delta, reason,
-                                        row.hypothesis)
+                                        row.hypothesis, baseline=row.kind == "baseline")
 
 
 @contextmanager
