@@ -141,6 +141,32 @@ def test_a_resumed_session_remembers_its_crash_streak(toy_repo: Path) -> None:
     assert statuses(toy_repo) == ["keep", "crash", "crash", "crash"]
 
 
+def test_a_resumed_session_remembers_its_stuck_and_rejection_streaks(toy_repo: Path) -> None:
+    worse = [{"hypothesis": f"worse {i}", "edits": {"target.py": f"X = {i / 10}\n"}}
+             for i in range(4)]
+    config = (toy_repo / "autoresearch.toml").read_text().replace(
+        "repeats = 2", "repeats = 1\nstuck_after = 3\nmax_consecutive_rejections = 3")
+    (toy_repo / "autoresearch.toml").write_text(config)
+    script = use_script(toy_repo, [*worse, *[{"error": "HTTP 400: bad request"}] * 10])
+    stuck = script.with_suffix(".stuck")
+    first = run_cli(toy_repo, "run", "--tag", "t", "--iterations", "3")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert statuses(toy_repo) == ["keep", "discard", "discard"] and not stuck.exists()
+    # Two discards are in the ledger: after a third (the first of this run) the proposer is
+    # stuck, not after five more.
+    second = run_cli(toy_repo, "run", "--tag", "t", "--iterations", "7")
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert stuck.exists()  # told from the 5th experiment on
+    events = ledger_rows(toy_repo, "SELECT experiment_id FROM events WHERE kind = 'stuck'")
+    assert events == [("t-0004",)]
+    assert statuses(toy_repo)[-2:] == ["rejected", "rejected"]
+    # Two rejections in a row are in the ledger: the third pauses.
+    third = run_cli(toy_repo, "run", "--tag", "t", "--iterations", "50")
+    assert third.returncode == 5, third.stdout + third.stderr
+    assert "paused after 3 consecutive rejected experiments" in " ".join(third.stdout.split())
+    assert statuses(toy_repo)[-3:] == ["rejected"] * 3 and len(statuses(toy_repo)) == 8
+
+
 def test_consecutive_rejections_pause_the_session(toy_repo: Path) -> None:
     # A proposer that only ever fails (no knobs, a model answering 400 every time) must not spin.
     config = (toy_repo / "autoresearch.toml").read_text().replace(

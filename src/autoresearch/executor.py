@@ -11,6 +11,11 @@ everything in this process, one measurement at a time. A pool executor would han
 candidate its own worktree under `.autoresearch/worktrees/<tag>/…` and lease them from several
 threads; the ledger already allocates experiment numbers atomically for that (see
 `Ledger.create_experiment`).
+
+Slots must never nest: for a pool, `.autoresearch/worktrees/<tag>` is a plain directory of
+worktrees, not one itself. A session that ran inline already has a worktree there; a pool given
+that session must not put its slots inside it (the outer worktree would list them as untracked
+files, `git status` there reports `?? w1/`, so every agent proposal would be refused).
 """
 
 from __future__ import annotations
