@@ -121,6 +121,14 @@ NOISY_SCRIPT = [
     {"hypothesis": "X to 8.8, another step down", "edits": {"target.py": "X = 8.8\n"}},
     {"hypothesis": "X back to 9.9", "edits": {"target.py": "X = 9.9\n"}},
 ]
+# One wild result among the rest (50 where everything else is 8-14), then a run of kept steps
+# one after another with long hypotheses, whose labels cannot all fit beside each other.
+CROWDED_SCRIPT = [
+    *NOISY_SCRIPT[:2],
+    {"hypothesis": "push X up to 50 (a wild guess)", "edits": {"target.py": "X = 50.0\n"}},
+    *[{"hypothesis": f"step X down to {x} because a smaller X has helped every time so far",
+       "edits": {"target.py": f"X = {x}\n"}} for x in (11.0, 10.4, 9.8, 9.2, 8.6, 8.0)],
+]
 
 
 def cli_env() -> dict[str, str]:
@@ -190,6 +198,12 @@ def run_noisy_session(repo: Path, script: list[dict[str, object]], tag: str = "n
 def noisy_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished real session with noisy repeats and confirmation runs (do not mutate)."""
     return run_noisy_session(tmp_path_factory.mktemp("noisy") / "repo", NOISY_SCRIPT)
+
+
+@pytest.fixture(scope="session")
+def crowded_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished real session with a far outlier and crowded kept labels (do not mutate)."""
+    return run_noisy_session(tmp_path_factory.mktemp("crowded") / "repo", CROWDED_SCRIPT)
 
 
 @pytest.fixture(scope="session")

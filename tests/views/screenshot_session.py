@@ -4,8 +4,8 @@
 
 1. Copies examples/noisy-bowl to a temporary directory, makes it a git repository and runs
    `autoresearch run -n 25` there (the offline `tune` proposer, ~10 s).
-2. Runs a scripted session over the reproducible noisy target of the browser tests, with one wild
-   outlier (X = 50 where everything else is 9-14) and several kept points close together.
+2. Runs the scripted `crowded` session of the browser tests: one wild outlier (X = 50 where
+   everything else is 8-14) and a run of kept points with long hypotheses.
 3. Serves the dashboard of each on 127.0.0.1, screenshots it with Playwright and Debian's
    chromium at 1400 and 820 px wide, and writes `autoresearch report`'s progress.png beside them.
 """
@@ -18,15 +18,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tests.views.conftest import NOISY_SCRIPT, ROOT, autoresearch, run_noisy_session, serve
+from tests.views.conftest import CROWDED_SCRIPT, ROOT, autoresearch, run_noisy_session, serve
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--no-first-run"]
-OUTLIER_SCRIPT = [*NOISY_SCRIPT[:2], {"hypothesis": "push X up to 50 (a wild guess)",
-                                      "edits": {"target.py": "X = 50.0\n"}}, *NOISY_SCRIPT[2:]]
-
-
 def bowl_session(work: Path) -> Path:
     repo = work / "bowl"
     shutil.copytree(ROOT / "examples" / "noisy-bowl", repo)
@@ -65,7 +61,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         shoot(bowl_session(work), out, "bowl")
-        shoot(run_noisy_session(work / "outlier", OUTLIER_SCRIPT), out, "outlier")
+        shoot(run_noisy_session(work / "crowded", CROWDED_SCRIPT), out, "crowded")
     print(f"screenshots in {out}")
 
 

@@ -349,3 +349,106 @@ def test_session_list_follows_new_sessions(page: Any, tmp_path: Path) -> None:
         assert page.locator("#session-select").input_value() == "t"
         assert page.evaluate("window.__sameDocument") is True  # all of it without a reload
     assert page.errors == []
+
+
+# The chart's own numbers: its y-range, where the off-scale point was drawn, its x ticks, and how
+# labelBoxes (progress.js) places the labels of made-up kept points close together and rising,
+# which slanted labels would cross (each runs along the next one's path).
+CHART_GEOMETRY = """() => {
+    const chart = Chart.getChart('progress');
+    const { x, y } = chart.scales, area = chart.chartArea;
+    const off = [];
+    chart.data.datasets.forEach((d, i) => d.data.forEach((item, j) => {
+        if (item.p && item.p.off_scale) {
+            const el = chart.getDatasetMeta(i).data[j];
+            off.push({ value: item.p.objective, px: el.y, style: el.options.pointStyle });
+        }
+    }));
+    const ctx = chart.ctx;
+    ctx.save();
+    ctx.font = '11px ' + css('--sans');
+    const span = y.max - y.min;
+    const fake = Array.from({ length: 9 }, (_, i) => ({
+        seq: 2 + 0.3 * i, role: 'kept', objective: y.min + span * (0.1 + 0.08 * i),
+        label: 'a long hypothesis for step ' + (i + 2) + ' that cannot fit beside the next' }));
+    const boxes = labelBoxes(chart, fake, ctx).map((b) => ({
+        seq: b.p.seq, label: b.p.label, text: b.text, ax: b.ax, ay: b.ay,
+        w: ctx.measureText(b.text).width }));
+    ctx.restore();
+    return { ymin: y.min, ymax: y.max, top: area.top, bottom: area.bottom, off, boxes,
+             ticks: x.ticks.map((t) => t.value), maxSeq: chart.$ar.max_seq,
+             slant: LABEL_SLANT };
+}"""
+
+
+def _corners(box: dict[str, Any], slant: float, height: float) -> list[tuple[float, float]]:
+    """A label's rectangle on the canvas: from its anchor along the slant, ± half its height."""
+    import math
+
+    tx, ty = math.cos(slant), -math.sin(slant)   # along the text (canvas y points down)
+    nx, ny = math.sin(slant), math.cos(slant)    # across it
+    h = height / 2
+    ax, ay, w = box["ax"], box["ay"], box["w"]
+    return [(ax + nx * s * h + tx * t, ay + ny * s * h + ty * t) for s, t in
+            ((-1, 0), (-1, w), (1, w), (1, 0))]
+
+
+def _overlap(a: list[tuple[float, float]], b: list[tuple[float, float]]) -> bool:
+    """Separating-axis test for two convex polygons."""
+    for poly in (a, b):
+        for i in range(len(poly)):
+            (x1, y1), (x2, y2) = poly[i], poly[(i + 1) % len(poly)]
+            nx, ny = y2 - y1, x1 - x2
+            pa = [nx * x + ny * y for x, y in a]
+            pb = [nx * x + ny * y for x, y in b]
+            if max(pa) <= min(pb) or max(pb) <= min(pa):
+                return False
+    return True
+
+
+def test_outliers_crowded_labels_and_axis(page: Any, crowded_repo: Path, tmp_path: Path) -> None:
+    n, _, _ = ledger_counts(crowded_repo, "n")
+    with serve(crowded_repo) as url:
+        page.goto(url + "/")
+        wait_until(page, f"document.body.dataset.experiments === '{n}'")
+        g = page.evaluate(CHART_GEOMETRY)
+        # The wild result (50) is cut off: the rest (8-14) fill the plot, and it sits at the top
+        # edge as an upward triangle, inside the plot area, its value written beside it.
+        assert g["ymax"] < 20 and g["ymin"] > 5
+        assert [round(o["value"]) for o in g["off"]] == [50]
+        assert g["top"] <= g["off"][0]["px"] <= g["bottom"] and g["off"][0]["style"] == "triangle"
+        assert "1 off the scale" in page.inner_text("#chart-hint")
+        # The x axis labels the first and the last experiment.
+        assert g["ticks"][0] == 1 and g["ticks"][-1] == g["maxSeq"] == n
+        # Labels: every one drawn is its hypothesis or a prefix of it, and no two overlap.
+        boxes = g["boxes"]
+        assert boxes and len(boxes) <= 9
+        assert len(boxes) < 9 or any(b["text"].endswith("…") for b in boxes[1:])
+        for b in boxes:
+            assert b["label"].startswith(b["text"].rstrip("…").rstrip())
+        rects = [_corners(b, g["slant"], 11) for b in boxes]
+        for i in range(len(rects)):
+            for j in range(i + 1, len(rects)):
+                assert not _overlap(rects[i], rects[j]), (boxes[i], boxes[j])
+        shoot(page, tmp_path, "dashboard-outlier.png", full_page=False)
+
+        # The table sorts from the keyboard: its headers are buttons that announce the order.
+        header = "#experiments th[data-key='objective']"
+        page.focus(header + " button")
+        page.keyboard.press("Enter")
+        assert page.get_attribute(header, "aria-sort") == "ascending"
+        cells = page.locator("#experiments tbody td:nth-child(3)").all_inner_texts()
+        values = [float(v) for v in cells]
+        assert values == sorted(values)
+        page.keyboard.press(" ")
+        assert page.get_attribute(header, "aria-sort") == "descending"
+        values = [float(v) for v in page.locator("#experiments tbody td:nth-child(3)").all_inner_texts()]
+        assert values == sorted(values, reverse=True)
+        assert page.get_attribute("#experiments th[data-key='seq']", "aria-sort") == "none"
+
+        # A narrow window scrolls the table inside its card; the page itself never widens.
+        page.set_viewport_size({"width": 820, "height": 1000})
+        page.wait_for_timeout(300)
+        assert page.evaluate("document.documentElement.scrollWidth - innerWidth") == 0
+        shoot(page, tmp_path, "dashboard-820px.png")
+    assert page.errors == []

@@ -7,12 +7,17 @@ global state and works in a thread, on a headless machine, and inside a test run
 from __future__ import annotations
 
 import io
+import math
+from collections.abc import Callable
 from pathlib import Path
 
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.font_manager import FontProperties
 
-from autoresearch.views.summary import ChartData
+from autoresearch.views.chart import ChartData, ChartPoint
+from autoresearch.views.format import fmt_value
 
 # The dashboard's palette (style.css), so the PNG and the page look like the same chart.
 KEEP = "#12a150"
@@ -25,6 +30,9 @@ SPREAD_BASELINE = "#1f3282"
 SPREAD_KEEP = "#0a5c2d"
 SPREAD_DISCARD = "#475467"
 SPREAD_Z = 6.5  # above every marker (discarded 4, kept 5, baseline 6)
+LABEL_SLANT = 25  # degrees
+LABEL_SIZE = 8
+LABEL_MIN_PX = 40  # a label cut shorter than this is left out
 
 
 def progress_figure(chart: ChartData, title: str = "") -> Figure:
@@ -36,33 +44,35 @@ def progress_figure(chart: ChartData, title: str = "") -> Figure:
     if chart.best_line:
         xs, ys = zip(*chart.best_line, strict=True)
         ax.step(xs, ys, where="post", color=KEEP, linewidth=2, label="running best", zorder=3)
-    discarded = [p for p in chart.points if p.role == "discarded"]
-    kept = [p for p in chart.points if p.role == "kept"]
-    base = [p for p in chart.points if p.role == "baseline"]
+    visible = [p for p in chart.points if not p.off_scale]
+    discarded = [p for p in visible if p.role == "discarded"]
+    kept = [p for p in visible if p.role == "kept"]
+    base = [p for p in visible if p.role == "baseline"]
     if discarded:
         ax.scatter([p.seq for p in discarded], [p.objective for p in discarded], s=22,
                    color=DISCARD, alpha=0.5, label="discarded", zorder=4, linewidths=0)
     if kept:
         ax.scatter([p.seq for p in kept], [p.objective for p in kept], s=60, color=KEEP,
                    edgecolors="white", linewidths=1.2, label="kept", zorder=5)
+    limits = y_limits(chart)
+    if limits is not None:
+        draw_off_scale(ax, chart, limits)
     if base:
         ax.scatter([p.seq for p in base], [p.objective for p in base], s=90, marker="D",
                    color=BASELINE, edgecolors="white", linewidths=1.2, label="baseline", zorder=6)
     # The spread of repeated runs goes over the markers (a marker is often taller than the
     # spread), in a darker shade of their hue, with caps wider than the markers.
-    for p in chart.points:
+    for p in visible:
         if p.runs >= 2 and p.high > p.low:
             colour = {"kept": SPREAD_KEEP, "baseline": SPREAD_BASELINE}.get(p.role, SPREAD_DISCARD)
             ax.errorbar([p.seq], [p.objective], yerr=[[p.objective - p.low], [p.high - p.objective]],
                         fmt="none", ecolor=colour, elinewidth=1.5, capsize=7, capthick=1.5,
                         zorder=SPREAD_Z)
-    for p in kept:
-        if p.label:
-            ax.annotate(p.label, (p.seq, p.objective), xytext=(6, 6), textcoords="offset points",
-                        rotation=25, fontsize=8, color=KEEP, ha="left", va="bottom", zorder=7)
 
-    values = [v for p in chart.points for v in (p.low, p.high)]
-    if values and min(values) >= 0 and ax.get_ylim()[0] < 0:
+    values = [v for p in visible for v in (p.low, p.high)]
+    if limits is not None:
+        ax.set_ylim(*limits)
+    elif values and min(values) >= 0 and ax.get_ylim()[0] < 0:
         # A metric that never goes below zero gets no invented negative range, only enough
         # room for the markers sitting at zero.
         ax.set_ylim(bottom=-0.02 * (max(values) - min(values) or 1.0))
@@ -79,14 +89,90 @@ def progress_figure(chart: ChartData, title: str = "") -> Figure:
         ax.spines[side].set_color(GRID)
     ax.tick_params(colors=MUTED)
     if chart.points:
-        ax.legend(loc="best", frameon=False, fontsize=9)
+        # Above the plot, right-aligned (as on the dashboard): never on top of a point or label.
+        ax.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=5, frameon=False,
+                  fontsize=9, borderaxespad=0.2)
     else:
         ax.text(0.5, 0.5, "no measured experiment yet", transform=ax.transAxes, ha="center",
                 color=MUTED)
     if title:
         ax.set_title(title, loc="left", color=INK, fontsize=12, fontweight="bold")
     fig.tight_layout()
+    # Labels last: their room depends on where the layout put the axes.
+    place_labels(fig, ax, [p for p in kept if p.label])
     return fig
+
+
+def y_limits(chart: ChartData) -> tuple[float, float] | None:
+    """The fixed y-range when far outliers are cut off (None: let matplotlib fit everything)."""
+    if chart.y_min is None or chart.y_max is None:
+        return None
+    pad = (chart.y_max - chart.y_min) * 0.1 or abs(chart.y_max) * 0.05 or 1.0
+    bottom = chart.y_min - pad
+    if chart.y_min >= 0:
+        bottom = max(0.0, bottom)
+    return bottom, chart.y_max + pad
+
+
+def draw_off_scale(ax: Axes, chart: ChartData, limits: tuple[float, float]) -> None:
+    """Points beyond the range: a triangle at its edge pointing their way, their value beside."""
+    assert chart.y_min is not None and chart.y_max is not None
+    for i, p in enumerate(q for q in chart.points if q.off_scale):
+        high = p.off_scale == "high"
+        y = (chart.y_max + limits[1]) / 2 if high else (chart.y_min + limits[0]) / 2
+        ax.scatter([p.seq], [y], s=36, marker="^" if high else "v", color=DISCARD, zorder=4,
+                   linewidths=0, label="off the scale" if i == 0 else None)
+        ax.annotate(f"{fmt_value(p.objective)} {'↑' if high else '↓'}", (p.seq, y),
+                    xytext=(7, 0), textcoords="offset points", fontsize=8, color=MUTED,
+                    va="center", zorder=7)
+
+
+def place_labels(fig: Figure, ax: Axes, kept: list[ChartPoint]) -> None:
+    """Label kept points with their hypotheses, slanted, without letting two labels overlap.
+
+    All labels share one slant, so in a frame turned by it each label is an upright box. They are
+    placed right to left; a label that would run into a placed one is cut short before it, or
+    left out when too little would remain (report.md and report.html list every hypothesis).
+    """
+    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
+    font = FontProperties(size=LABEL_SIZE)
+    cos, sin = math.cos(math.radians(LABEL_SLANT)), math.sin(math.radians(LABEL_SLANT))
+    offset = 6 * fig.dpi / 72
+    height = renderer.get_text_width_height_descent("Ag", font, ismath=False)[1] + 2
+    fig_width = fig.bbox.width
+    placed: list[tuple[float, float, float]] = []  # (u, v, width) in the turned frame
+
+    def width(text: str) -> float:
+        return float(renderer.get_text_width_height_descent(text, font, ismath=False)[0])
+
+    for p in sorted(kept, key=lambda q: q.seq, reverse=True):
+        x, y = ax.transData.transform((p.seq, p.objective))
+        ax_, ay = x + offset, y + offset
+        u, v = ax_ * cos + ay * sin, -ax_ * sin + ay * cos
+        room = (fig_width - ax_ - 4) / cos
+        for bu, bv, bw in placed:
+            if abs(bv - v) < height + 3 and bu + bw > u:
+                room = min(room, bu - u - 6)
+        text = fitted(p.label, room, width)
+        if text is None:
+            continue
+        placed.append((u, v, width(text)))
+        ax.annotate(text, (p.seq, p.objective), xytext=(6, 6), textcoords="offset points",
+                    rotation=LABEL_SLANT, rotation_mode="anchor", fontsize=LABEL_SIZE,
+                    color=KEEP, ha="left", va="center", zorder=7, annotation_clip=False)
+
+
+def fitted(label: str, room: float, width: Callable[[str], float]) -> str | None:
+    """The label, or its longest prefix with an ellipsis, that fits in `room`; None if too little."""
+    if room < LABEL_MIN_PX:
+        return None
+    if width(label) <= room:
+        return label
+    text = label
+    while len(text) > 3 and width(text.rstrip() + "…") > room:
+        text = text[:-1]
+    text = text.rstrip() + "…"
+    return text if width(text) <= room else None
 
 
 def write_progress_png(chart: ChartData, path: Path, title: str = "") -> Path:

@@ -250,14 +250,16 @@ function renderTable(rows, direction) {
     const cmp = typeof va === "string" ? va.localeCompare(vb) : va - vb;
     return desc ? -cmp : cmp;
   });
-  document.querySelectorAll("#experiments th").forEach((th) => {
-    th.classList.toggle("sorted", th.dataset.key === key);
-    th.classList.toggle("desc", th.dataset.key === key && desc);
+  document.querySelectorAll("#experiments th[data-key]").forEach((th) => {
+    const on = th.dataset.key === key;
+    th.classList.toggle("sorted", on);
+    th.classList.toggle("desc", on && desc);
+    th.setAttribute("aria-sort", on ? (desc ? "descending" : "ascending") : "none");
   });
   const first = state.seen.size === 0;
   $("experiments").tBodies[0].replaceChildren(...shown.map((r) => {
     const tr = el("tr", { tabindex: "0", "data-id": r.id, onclick: () => openDetail(r.id),
-      onkeydown: (e) => { if (e.key === "Enter") openDetail(r.id); } },
+      onkeydown: (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); openDetail(r.id); } } },
       el("td", { class: "num mono", text: r.id }),
       el("td", {}, el("span", { class: "badge " + (r.kind === "baseline" ? "baseline" : r.status),
         text: r.kind === "baseline" ? "baseline" : r.status })),
@@ -354,7 +356,9 @@ async function start() {
     params.delete("token");
     history.replaceState(null, "", location.pathname + (params.toString() ? "?" + params : ""));
   }
-  document.querySelectorAll("#experiments th").forEach((th) => th.addEventListener("click", () => {
+  // Each header holds a button, so the keyboard sorts too (Tab to it, Enter or Space); its
+  // click bubbles up to the header, as a mouse click anywhere on the header does.
+  document.querySelectorAll("#experiments th[data-key]").forEach((th) => th.addEventListener("click", () => {
     const key = th.dataset.key;
     state.sort = { key, desc: state.sort.key === key ? !state.sort.desc : false };
     if (state.view) renderTable(state.view.experiments, state.view.summary.direction);

@@ -18,7 +18,7 @@ const spreadPlugin = {
     ctx.clip();
     ctx.lineCap = "butt";
     for (const p of pts) {
-      if (p.runs < 2 || p.high === p.low) continue;
+      if (p.runs < 2 || p.high === p.low || p.off_scale) continue;
       // Whole pixels: a 2 px line on them is crisp, not a blur of two half-covered columns.
       const px = Math.round(x.getPixelForValue(p.seq));
       const lo = Math.round(y.getPixelForValue(p.low)), hi = Math.round(y.getPixelForValue(p.high));
@@ -38,55 +38,126 @@ const spreadPlugin = {
 };
 
 // Each kept experiment is labelled with its short hypothesis, slanted so neighbours overlap less.
+// All labels share one slant, so in a frame turned by that angle each label is an upright box:
+// they are placed right to left, and a label that would run into one already placed is cut short
+// before it (or left out when too little would remain; its tooltip still has the hypothesis).
+const LABEL_SLANT = Math.PI / 7;
+const LABEL_MIN_PX = 44;
+function labelBoxes(chart, pts, ctx) {
+  const { x, y } = chart.scales;
+  const cos = Math.cos(LABEL_SLANT), sin = Math.sin(LABEL_SLANT);
+  const height = 13;
+  const placed = [];
+  const out = [];
+  for (const p of [...pts].sort((a, b) => b.seq - a.seq)) {
+    const ax = x.getPixelForValue(p.seq) + 7, ay = y.getPixelForValue(p.objective) - 7;
+    // The anchor in the turned frame: text runs along +u, its height spans v ± height/2.
+    const u = ax * cos - ay * sin, v = ax * sin + ay * cos;
+    // Labels may run into the right padding; beyond it they are cut with an ellipsis.
+    let room = (chart.width - ax - 4) / cos;
+    for (const b of placed) {
+      if (Math.abs(b.v - v) < height + 3 && b.u + b.w > u) room = Math.min(room, b.u - u - 6);
+    }
+    if (room < LABEL_MIN_PX) continue;
+    let text = p.label;
+    const fits = (t) => ctx.measureText(t).width <= room;
+    if (!fits(text)) {
+      while (text.length > 3 && !fits(text.trimEnd() + "…")) text = text.slice(0, -1);
+      text = text.trimEnd() + "…";
+      if (!fits(text)) continue;
+    }
+    placed.push({ u, v, w: ctx.measureText(text).width });
+    out.push({ p, ax, ay, text });
+  }
+  return out;
+}
+
 const labelPlugin = {
   id: "arLabels",
   afterDatasetsDraw(chart) {
-    const pts = (chart.$ar?.points || []).filter((p) => p.role === "kept" && p.label);
-    const { ctx, scales: { x, y }, chartArea } = chart;
+    const all = chart.$ar?.points || [];
+    const { ctx, scales: { x, y } } = chart;
     ctx.save();
     ctx.font = "11px " + css("--sans");
     ctx.fillStyle = css("--keep");
     ctx.textBaseline = "middle";
-    for (const p of pts) {
-      const px = x.getPixelForValue(p.seq), py = y.getPixelForValue(p.objective);
-      // Labels may run into the right padding; beyond it they are cut with an ellipsis.
-      const room = (chart.width - px - 10) / Math.cos(Math.PI / 7);
-      let text = p.label;
-      while (text.length > 6 && ctx.measureText(text + "…").width > room) text = text.slice(0, -1);
+    for (const { ax, ay, text } of labelBoxes(chart, all.filter((p) => p.role === "kept" && p.label), ctx)) {
       ctx.save();
-      ctx.translate(px + 7, py - 7);
-      ctx.rotate(-Math.PI / 7);
-      ctx.fillText(text === p.label ? text : text.trimEnd() + "…", 0, 0);
+      ctx.translate(ax, ay);
+      ctx.rotate(-LABEL_SLANT);
+      ctx.fillText(text, 0, 0);
       ctx.restore();
+    }
+    // A point beyond the visible range sits at its edge as a triangle pointing the way it went;
+    // its real value is written beside it.
+    ctx.fillStyle = css("--muted");
+    for (const p of all.filter((q) => q.off_scale)) {
+      const px = x.getPixelForValue(p.seq), py = y.getPixelForValue(edgeValue(chart.$ar, p));
+      ctx.fillText(`${num(p.objective)} ${p.off_scale === "high" ? "↑" : "↓"}`, px + 8, py);
     }
     ctx.restore();
   },
 };
 
 // A little air above and below the data, without inventing negative values for a metric
-// that never goes below zero (losses, error rates, times).
+// that never goes below zero (losses, error rates, times). When the read model cut far outliers
+// off (y_min/y_max), the range is fixed to the rest and the outliers are drawn at its edges.
 function yRange(c) {
-  const ys = c.points.flatMap((p) => [p.low, p.high]).concat(c.best_line.map(([, y]) => y));
-  if (!ys.length) return { suggestedMin: undefined, suggestedMax: undefined };
+  const clipped = c.y_min !== null && c.y_min !== undefined;
+  const yTicks = { color: css("--muted") };
+  const ys = clipped ? [c.y_min, c.y_max]
+    : c.points.flatMap((p) => [p.low, p.high]).concat(c.best_line.map(([, y]) => y));
+  if (!ys.length) return { min: undefined, max: undefined, suggestedMin: undefined, suggestedMax: undefined, ticks: yTicks };
   const lo = Math.min(...ys), hi = Math.max(...ys);
-  const pad = (hi - lo) * 0.06 || Math.abs(hi) * 0.05 || 1;
-  return { suggestedMin: lo >= 0 ? Math.max(0, lo - pad) : lo - pad, suggestedMax: hi + pad };
+  const pad = (hi - lo) * (clipped ? 0.1 : 0.06) || Math.abs(hi) * 0.05 || 1;
+  const bottom = lo >= 0 ? Math.max(0, lo - pad) : lo - pad;
+  // A fixed range would put its odd ends (14.7, 8.2) among the round ticks: leave them unlabelled.
+  return clipped ? { min: bottom, max: hi + pad, suggestedMin: undefined, suggestedMax: undefined,
+    ticks: { ...yTicks, includeBounds: false } }
+    : { min: undefined, max: undefined, suggestedMin: bottom, suggestedMax: hi + pad, ticks: { ...yTicks, includeBounds: true } };
+}
+
+// Where an off-scale point is drawn: in the padding between the visible range and the edge.
+function edgeValue(c, p) {
+  const r = yRange(c);
+  if (p.off_scale === "high") return (c.y_max + r.max) / 2;
+  if (p.off_scale === "low") return (c.y_min + r.min) / 2;
+  return p.objective;
+}
+
+// Integer ticks that always include the first and the last experiment, as many as fit.
+function xTicks(maxSeq, widthPx) {
+  const n = Math.max(2, maxSeq);
+  const fit = Math.max(4, Math.floor(widthPx / 42));
+  if (n <= fit) return Array.from({ length: n }, (_, i) => i + 1);
+  const raw = n / fit, mag = 10 ** Math.floor(Math.log10(raw));
+  const step = [1, 2, 5, 10].map((m) => m * mag).find((s) => s >= raw);
+  const ticks = [1];
+  for (let v = step; v < n - step / 2; v += step) if (v > 1 + step / 2) ticks.push(v);
+  ticks.push(n);
+  return ticks;
 }
 
 function renderChart(c) {
-  const byRole = (role) => c.points.filter((p) => p.role === role).map((p) => ({ x: p.seq, y: p.objective, p }));
+  const byRole = (role) => c.points.filter((p) => p.role === role).map((p) => ({ x: p.seq, y: edgeValue(c, p), p }));
+  const offStyle = (style) => (ctx) => (ctx.raw?.p?.off_scale ? "triangle" : style);
+  const offTurn = (ctx) => (ctx.raw?.p?.off_scale === "low" ? 180 : 0);
   const datasets = [
     { label: "running best", type: "line", data: c.best_line.map(([x, y]) => ({ x, y })), stepped: "before",
-      borderColor: css("--best"), borderWidth: 2, pointRadius: 0, pointHitRadius: 0, fill: false, order: 3 },
+      borderColor: css("--best"), borderWidth: 2, pointRadius: 0, pointHitRadius: 0, pointStyle: "line", fill: false, order: 3 },
     { label: "discarded", data: byRole("discarded"), backgroundColor: "rgba(152,162,179,.45)",
-      borderColor: "rgba(152,162,179,.8)", pointRadius: 4, pointHoverRadius: 6, order: 2 },
+      borderColor: "rgba(152,162,179,.8)", pointRadius: 4, pointHoverRadius: 6, order: 2,
+      pointStyle: offStyle("circle"), rotation: offTurn, arStyle: "circle" },
     { label: "kept", data: byRole("kept"), backgroundColor: css("--keep"), borderColor: "#ffffff",
-      borderWidth: 1.5, pointRadius: 6.5, pointHoverRadius: 8, order: 1 },
+      borderWidth: 1.5, pointRadius: 6.5, pointHoverRadius: 8, order: 1,
+      pointStyle: offStyle("circle"), rotation: offTurn, arStyle: "circle" },
     { label: "baseline", data: byRole("baseline"), backgroundColor: css("--baseline"), borderColor: "#ffffff",
       borderWidth: 1.5, pointStyle: "rectRot", pointRadius: 8, pointHoverRadius: 10, order: 0 },
   ];
   const better = c.direction === "maximize" ? "higher is better" : "lower is better";
+  const off = c.points.filter((p) => p.off_scale).length;
   $("chart-hint").textContent = `${c.points.length} measured · ${c.crashed_seqs.length} crashed or timed out · ${better}`
+    + (off ? ` · ${off} off the scale (▲▼ at the edge)` : "")
     + " · bars span repeated runs · click a point for its diff";
 
   if (state.chart) {
@@ -109,14 +180,21 @@ function renderChart(c) {
       layout: { padding: { right: 90, top: 12 } },
       scales: {
         x: { type: "linear", min: 0.5, max: Math.max(2, c.max_seq + 0.5), grid: { color: grid },
-          ticks: { color: muted, precision: 0, stepSize: c.max_seq > 40 ? undefined : 1,
-            callback: (v) => (Number.isInteger(v) ? String(v) : "") },
+          afterBuildTicks: (axis) => {
+            axis.ticks = xTicks(axis.chart.$ar?.max_seq ?? c.max_seq, axis.chart.width).map((value) => ({ value }));
+          },
+          ticks: { color: muted, autoSkip: false, maxRotation: 0, callback: (v) => String(v) },
           title: { display: true, text: "experiment #", color: muted } },
-        y: { ...yRange(c), grid: { color: grid }, ticks: { color: muted },
+        y: { ...yRange(c), grid: { color: grid },
           title: { display: true, text: `${c.metric} (${better})`, color: muted } },
       },
       plugins: {
-        legend: { position: "top", align: "end", labels: { color: muted, usePointStyle: true, boxWidth: 8 } },
+        legend: { position: "top", align: "end", labels: { color: muted, usePointStyle: true, boxWidth: 8, padding: 16,
+          // Each role's own marker, even when its first point is an off-scale triangle.
+          generateLabels: (ch) => Chart.defaults.plugins.legend.labels.generateLabels(ch).map((item) => {
+            const base = ch.data.datasets[item.datasetIndex].arStyle;
+            return base ? { ...item, pointStyle: base, rotation: 0 } : item;
+          }) } },
         tooltip: {
           callbacks: {
             title: (items) => { const p = items[0].raw.p; return p ? `${p.exp_id} · ${p.status}` : ""; },

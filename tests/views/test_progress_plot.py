@@ -1,0 +1,92 @@
+"""progress.png: far outliers drawn at the edge, labels of crowded kept points never overlapping."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from matplotlib.text import Annotation
+
+from autoresearch.report.plot import KEEP, progress_figure
+from autoresearch.views.chart import ChartData, ChartPoint
+from autoresearch.views.summary import build_view, open_ledger, resolve_session
+
+
+def kept_labels(fig: object) -> list[Annotation]:
+    ax = fig.axes[0]  # type: ignore[attr-defined]
+    return [t for t in ax.texts if isinstance(t, Annotation) and t.get_color() == KEEP]
+
+
+def test_a_far_outlier_is_drawn_at_the_edge_with_its_value(crowded_repo: Path) -> None:
+    ledger = open_ledger(crowded_repo)
+    chart = build_view(ledger, resolve_session(ledger, "n")).chart
+    wild = [p for p in chart.points if p.off_scale]
+    assert [round(p.objective) for p in wild] == [50] and wild[0].off_scale == "high"
+    ax = progress_figure(chart).axes[0]
+    bottom, top = ax.get_ylim()
+    assert top < 20 and bottom > 5  # the other results (8-14) fill the plot
+    values = [t for t in ax.texts if t.get_text().startswith("50.")]
+    assert len(values) == 1 and values[0].get_text().endswith("↑")
+    x, y = values[0].xy
+    assert x == wild[0].seq and chart.y_max is not None and chart.y_max < y < top
+    # Every kept step is still labelled: the outlier did not squash them together.
+    assert len(kept_labels(ax.figure)) == sum(1 for p in chart.points if p.role == "kept")
+
+
+def crowded_chart(n: int) -> ChartData:
+    """Kept points one after another, each higher (better) than the last, with long labels.
+
+    Labels slant upwards, so a rising series puts each label across the next one's path.
+    """
+    points = [ChartPoint(seq=1, exp_id="c-0001", status="keep", role="baseline", objective=10.0,
+                         low=10.0, high=10.0, runs=1, label="baseline")]
+    for i in range(2, n + 1):
+        y = 10.0 + 0.1 * i
+        points.append(ChartPoint(seq=i, exp_id=f"c-{i:04d}", status="keep", role="kept",
+                                 objective=y, low=y, high=y, runs=1,
+                                 label=f"change number {i} of a long series of small steps"))
+    best = [(p.seq, p.objective) for p in points]
+    return ChartData("accuracy", "maximize", points, best, 10.0, [], n)
+
+
+def rendered(fig: object) -> np.ndarray:
+    fig.canvas.draw()  # type: ignore[attr-defined]
+    return np.asarray(fig.canvas.buffer_rgba()).copy()  # type: ignore[attr-defined]
+
+
+def test_labels_of_crowded_kept_points_do_not_overlap() -> None:
+    chart = crowded_chart(12)
+    fig = progress_figure(chart)
+    labels = kept_labels(fig)
+    full = {p.label for p in chart.points if p.role == "kept"}
+    assert labels, "at least the rightmost label is drawn"
+    # Crowded: some labels were cut short or left out, and each drawn one is a label's prefix.
+    assert len(labels) < len(full) or any(t.get_text().endswith("…") for t in labels)
+    for t in labels:
+        text = t.get_text()
+        assert text in full or any(f.startswith(text.rstrip("…").rstrip()) for f in full)
+    # Pixels: each label alone against none at all; no pixel may belong to two labels.
+    for t in labels:
+        t.set_visible(False)
+    blank = rendered(fig)
+    masks = []
+    for t in labels:
+        t.set_visible(True)
+        masks.append(np.any(rendered(fig) != blank, axis=2))
+        t.set_visible(False)
+    for i in range(len(masks)):
+        assert masks[i].any()
+        for j in range(i + 1, len(masks)):
+            shared = int(np.sum(masks[i] & masks[j]))
+            assert shared == 0, (labels[i].get_text(), labels[j].get_text(), shared)
+
+
+def test_spread_out_kept_points_keep_their_whole_labels() -> None:
+    chart = crowded_chart(4)
+    drawn = {t.xy[0]: t.get_text() for t in kept_labels(progress_figure(chart))}
+    kept = [p for p in chart.points if p.role == "kept"]
+    assert sorted(drawn) == [p.seq for p in kept]
+    # Only the rightmost one meets the figure's edge, and is cut there.
+    assert all(drawn[p.seq] == p.label for p in kept[:-1])
+    assert drawn[kept[-1].seq].endswith("…")
+    assert kept[-1].label.startswith(drawn[kept[-1].seq][:-1].rstrip())
