@@ -218,6 +218,38 @@ def test_one_big_text_file_is_cut_into_pieces_across_the_splits(tmp_path: Path) 
         "train": True, "val": True, "test": True}
 
 
+def test_parquet_shards_are_a_corpus_one_row_per_document(tmp_path: Path) -> None:
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    corpus = tmp_path / "shards"
+    corpus.mkdir()
+    rows = [f"document {i}: the quick brown fox number {i} jumps over the lazy dog.\n" * 20
+            for i in range(600)]
+    pq.write_table(pa.table({"id": list(range(300)), "text": rows[:300]}), corpus / "a.parquet")
+    pq.write_table(pa.table({"text": rows[300:]}), corpus / "b.parquet")
+    env = {"AUTORESEARCH_DATA": str(corpus), "AUTORESEARCH_CACHE": str(tmp_path / "cache"),
+           "AUTORESEARCH_VOCAB_SIZE": SMALL_VOCAB, "AUTORESEARCH_DEVICE": "cpu"}
+    prepare = load_prepare(env)
+    meta = prepare.prepare(verbose=False).meta
+    counts = {s: meta["splits"][s]["documents"] for s in ("train", "val", "test")}
+    assert sum(counts.values()) == 600 and all(counts.values())  # each row is one document
+    listed = prepare.resolve_corpus()
+    seen = [d for split in ("train", "val", "test") for d in prepare.iter_documents(listed, split)]
+    assert sorted(seen) == sorted(rows)
+
+
+def test_a_parquet_shard_without_a_text_column_is_named(tmp_path: Path) -> None:
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    corpus = tmp_path / "shards"
+    corpus.mkdir()
+    pq.write_table(pa.table({"content": ["x" * 100] * 50}), corpus / "bad.parquet")
+    prepare = load_prepare({"AUTORESEARCH_DATA": str(corpus),
+                            "AUTORESEARCH_CACHE": str(tmp_path / "cache")})
+    with pytest.raises(SystemExit, match=r"bad\.parquet: no 'text' column"):
+        prepare.prepare(verbose=False)
+
+
 def test_too_small_a_corpus_fails_before_training_a_tokenizer(tmp_path: Path) -> None:
     corpus = tmp_path / "tiny"
     corpus.mkdir()
