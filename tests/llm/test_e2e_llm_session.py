@@ -146,6 +146,8 @@ def test_llm_session_keeps_discards_repairs_rejects_and_bills(toy_repo: Path) ->
     assert "#2 keep" in second and "+X = 6.0" in second
     repair = next(r.prompt_text() for r in requests if "## Repair a crash" in r.prompt_text())
     assert "boom" in repair
+    # The candidate's change, against the incumbent (the worktree holds the candidate by then).
+    assert "-X = 6.0" in repair and "+CRASH = True" in repair
     assert all("noise = float" not in r.prompt_text() for r in requests)  # score.py's body
     assert requests[0].body["system"][0]["cache_control"] == {"type": "ephemeral"}
 

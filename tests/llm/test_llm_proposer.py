@@ -183,3 +183,30 @@ def test_outage_mid_conversation_keeps_the_spent_usage(server: FakeModelServer,
     with pytest.raises(ProposerOutage) as info:
         proposer(server).propose(make_ctx())
     assert len(info.value.usage) == 1
+
+
+def test_the_repair_diff_is_against_the_incumbent_when_the_candidate_is_checked_out(
+        server: FakeModelServer, make_ctx: MakeCtx, worktree: Path) -> None:
+    # In a session the slot holds the crashed candidate, committed on top of the incumbent, when
+    # the repair is asked for: the diff the model is shown must still be the candidate's change.
+    from dataclasses import replace
+
+    from tests.llm.conftest import TARGET, git
+
+    incumbent_sha = git(worktree, "rev-parse", "HEAD")
+    candidate = TARGET.replace("X = 3.0\n", "X = 6.5\nCRASH = True\n")
+    (worktree / "target.py").write_text(candidate)
+    git(worktree, "commit", "-qam", "the crashing candidate")
+    ctx = make_ctx()
+    assert ctx.incumbent is not None
+    ctx = replace(ctx, incumbent=replace(ctx.incumbent, commit=incumbent_sha))
+    failed = Proposal(hypothesis="X = 6.5", edits={"target.py": candidate})
+    server.push(Reply(text=(
+        "HYPOTHESIS: drop the flag\n"
+        "target.py\n<<<<<<< SEARCH\nCRASH = True\n=======\n>>>>>>> REPLACE\n"
+    )))
+    fixed = proposer(server).repair(ctx, failed, "boom")
+    assert fixed is not None and "CRASH" not in (fixed.edits["target.py"] or "")
+    sent = server.requests[0].prompt_text()
+    diff = sent[sent.index("```diff"):]
+    assert "-X = 3.0" in diff and "+X = 6.5" in diff and "+CRASH = True" in diff

@@ -20,6 +20,7 @@ from __future__ import annotations
 import difflib
 import logging
 import os
+import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -70,6 +71,34 @@ def worktree_reader(
         return full.read_text(encoding="utf-8", errors="replace")
 
     return read
+
+
+def committed_reader(
+    root: Path, rules: guardrails.Rules, commit: str
+) -> Callable[[str], str | None]:
+    """read(path) of a file as `commit` has it (the incumbent), refusing what `worktree_reader`
+    refuses; None when the commit has no such regular file.
+
+    A repair needs this: by then the worktree holds the crashed candidate, not the incumbent.
+    """
+
+    def read(path: str) -> str | None:
+        problem = guardrails.path_problem(root, path, rules)
+        if problem is not None:
+            raise PathRefused(_rule(problem))
+        listed = _git_bytes(root, "ls-tree", "-z", commit, "--", path).decode("utf-8", "replace")
+        entry, _, name = listed.split("\0", 1)[0].partition("\t")
+        fields = entry.split()
+        if name != path or len(fields) != 3 or fields[1] != "blob" or fields[0] == "120000":
+            return None
+        return _git_bytes(root, "cat-file", "blob", fields[2]).decode("utf-8", errors="replace")
+
+    return read
+
+
+def _git_bytes(root: Path, *args: str) -> bytes:
+    proc = subprocess.run(["git", *args], cwd=root, capture_output=True, check=False)
+    return proc.stdout if proc.returncode == 0 else b""
 
 
 def _rule(problem: str) -> str:
@@ -153,7 +182,13 @@ class LLMProposer(Proposer):
         context = build_context(
             ctx, budget_tokens=self.context_tokens, overlay=overlay, crash_log=log_tail
         )
-        diff = change_diff(worktree_reader(ctx.worktree, _rules(ctx)), overlay)
+        # The worktree holds the crashed candidate by now: diff against the incumbent's commit.
+        commit = ctx.incumbent.commit if ctx.incumbent is not None else None
+        base = (
+            committed_reader(ctx.worktree, _rules(ctx), commit) if commit
+            else worktree_reader(ctx.worktree, _rules(ctx))
+        )
+        diff = change_diff(base, overlay)
         task = prompts.REPAIR_TASK.format(
             hypothesis=failed.hypothesis.replace('"', "'"), diff=f"```diff\n{diff}```"
         )
