@@ -115,8 +115,11 @@ def test_invalid_key_is_fatal(server: FakeModelServer, kind: str, status: int) -
 
 def test_unknown_model_is_fatal_and_bad_request_fails_one_proposal(server: FakeModelServer) -> None:
     server.push(Reply(status=404, error="model: nope"), Reply(status=400, error="prompt too long"))
-    with pytest.raises(FatalProposerError, match="not found"):
+    with pytest.raises(FatalProposerError, match="not found") as info:
         ask(provider(server, "openai"))
+    # The fix is about the model name, not the key.
+    assert info.value.fix.startswith("set [proposer] model") and "'gpt-4.1'" in info.value.fix
+    assert "OPENAI_API_KEY" not in info.value.fix
     with pytest.raises(FailedProposal, match="prompt too long"):
         ask(provider(server, "openai"))
 
@@ -165,6 +168,16 @@ def test_openrouter_key_alone_selects_openrouter_and_asks_for_a_model() -> None:
     # A direct provider key wins over the router's, in the order `auto` reports.
     s = ProviderSettings.from_options({}, {**env, "OPENAI_API_KEY": "k"})
     assert (s.label, s.base_url) == ("openai", None)
+
+
+def test_an_anthropic_compatible_server_without_a_model_is_named_as_such() -> None:
+    # ANTHROPIC_BASE_URL (a proxy or gateway) speaks the Anthropic protocol: the error must not
+    # call it an OpenAI-compatible server or suggest an Ollama model name.
+    with pytest.raises(ConfigError) as info:
+        ProviderSettings.from_options({}, {"ANTHROPIC_BASE_URL": "http://127.0.0.1:1"})
+    text = str(info.value)
+    assert "Anthropic-compatible server at http://127.0.0.1:1" in text
+    assert "OpenAI" not in text and "qwen" not in text and 'model = "claude-' in text
 
 
 def test_an_unpriced_metered_model_is_warned_about_once(

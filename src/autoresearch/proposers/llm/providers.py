@@ -68,6 +68,7 @@ class Fault:
     kind: Literal["retry", "fatal", "refused"]
     message: str
     retry_after: float | None = None
+    status: int | None = None  # the HTTP status, when there was one
 
 
 def _retry_after(exc: BaseException) -> float | None:
@@ -116,7 +117,9 @@ def classify(exc: BaseException, sdk: Any, settings: ProviderSettings) -> Fault 
         if code == 402 or "credit balance" in detail.lower():
             return Fault("fatal", f"{where}: billing problem (HTTP {code}): {detail}")
         if code == 404:
-            return Fault("fatal", f"{where}: model or endpoint not found (HTTP 404): {detail}")
+            return Fault(
+                "fatal", f"{where}: model or endpoint not found (HTTP 404): {detail}", status=404
+            )
         if code in (408, 409, 425, 429) or code >= 500:
             return Fault("retry", f"{where}: HTTP {code}: {detail}", _retry_after(exc))
         return Fault("refused", f"{where} refused the request (HTTP {code}): {detail}")
@@ -184,7 +187,7 @@ class Provider(ABC):
                     raise FatalProposerError(
                         fault.message,
                         where="[proposer] in autoresearch.toml and the environment",
-                        fix=s.fix_hint(),
+                        fix=s.fix_hint(fault.status),
                     ) from None
                 if fault.kind == "refused":
                     raise FailedProposal(fault.message) from None

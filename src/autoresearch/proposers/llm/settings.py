@@ -90,7 +90,14 @@ class ProviderSettings:
         where = f" at {self.base_url}" if self.base_url else ""
         return f"{self.label} model {self.model}{where}"
 
-    def fix_hint(self) -> str:
+    def fix_hint(self, status: int | None = None) -> str:
+        """How to fix a fatal error; a 404 is about the model (or the URL), not the key."""
+        if status == 404:
+            return (
+                f"set [proposer] model to a model this endpoint serves (now model = "
+                f"{self.model!r}), and check base_url (now {self.base_url!r}; an OpenAI-compatible "
+                "server's usually ends in /v1)"
+            )
         return (
             f"check {self.api_key_env} in the environment, and model/base_url in [proposer] "
             f"(now model = {self.model!r}, base_url = {self.base_url!r})"
@@ -161,9 +168,13 @@ class ProviderSettings:
         model = options.get("model")
         if not model:
             if not official:
-                example = "anthropic/claude-sonnet-5.5" if label == "openrouter" else "qwen3:8b"
+                if provider == "anthropic":
+                    kind, example = "Anthropic-compatible", DEFAULT_MODELS["anthropic"]
+                else:
+                    kind = "OpenAI-compatible"
+                    example = "anthropic/claude-sonnet-5.5" if label == "openrouter" else "qwen3:8b"
                 raise ConfigError(
-                    "no model named for the OpenAI-compatible server at " + str(base_url),
+                    f"no model named for the {kind} server at {base_url}",
                     where=f"{WHERE} model",
                     fix=f'name the model the server serves, e.g. model = "{example}"',
                 )
