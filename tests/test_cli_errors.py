@@ -27,6 +27,9 @@ def broken(tmp_path: Path, config: str) -> Path:
         (CONFIG + '\n[[guards]]\nmetric = "mem_mb"\n', "has no bound"),
         (CONFIG + '\n[knobs]\n"target.py:X" = "log(0, 1)"\n', "knob"),
         (CONFIG.replace('name = "score"', 'name = "score"\nformat = "regex"'), "pattern"),
+        (CONFIG.replace('name = "score"', 'name = "score"\nformat = "regex"\n'
+                        "patterns = { score = 'score: [0-9.]+' }"), "capture group"),
+        (CONFIG + "min_effect = -0.5\n", "decision.min_effect"),
         (CONFIG.replace("[verify]", "[verify\n"), "not valid TOML"),
     ],
 )

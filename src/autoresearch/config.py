@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from autoresearch.errors import ConfigError
+from autoresearch.metrics import compile_metric_regex
 
 CONFIG_NAME = "autoresearch.toml"
 PROGRAM_NAME = "program.md"
@@ -89,10 +90,8 @@ class MetricConfig(_Strict):
                 "'...([0-9.]+)' }"
             )
         for pattern_name, pattern in self.patterns.items():
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise ValueError(f"pattern for {pattern_name!r} is not a valid regex: {exc}") from None
+            # The same check the parser makes, so a bad pattern is a config error, not a crash.
+            compile_metric_regex(pattern_name, pattern)
         return self
 
     @property
@@ -151,7 +150,11 @@ class DecisionConfig(_Strict):
     @field_validator("min_effect", mode="before")
     @classmethod
     def _amount(cls, raw: Any) -> Any:
-        return raw if isinstance(raw, Amount) else Amount.parse(raw)
+        amount = raw if isinstance(raw, Amount) else Amount.parse(raw)
+        if amount.value < 0:
+            # A negative smallest improvement would keep changes that made things worse.
+            raise ValueError(f"min_effect must be 0 or more, got {amount}")
+        return amount
 
     @field_validator("repeats")
     @classmethod
