@@ -210,3 +210,19 @@ def test_the_repair_diff_is_against_the_incumbent_when_the_candidate_is_checked_
     sent = server.requests[0].prompt_text()
     diff = sent[sent.index("```diff"):]
     assert "-X = 3.0" in diff and "+X = 6.5" in diff and "+CRASH = True" in diff
+
+
+def test_a_whole_file_block_for_a_file_shown_only_in_excerpt_is_refused(
+        server: FakeModelServer, make_ctx: MakeCtx, worktree: Path) -> None:
+    # The model saw a few lines of a big file: a FILE block would replace all of it with them.
+    body = "\n".join(f"def f{i}(x):\n    return x + {i}  # filler filler filler" for i in range(3000))
+    (worktree / "target.py").write_text("X = 3.0\n" + body + "\n")
+    whole = "HYPOTHESIS: X = 7\ntarget.py\n<<<<<<< FILE\nX = 7.0\ndef f0(x):\n    return x\n>>>>>>> FILE\n"
+    server.push(Reply(text=whole), Reply(text=GOOD))
+    proposal = proposer(server, context_tokens=4_000).propose(make_ctx())
+    assert "EXCERPT" in server.requests[0].prompt_text()
+    feedback = json.dumps(server.requests[1].body["messages"][-1])
+    assert "block 1 (target.py)" in feedback and "excerpt" in feedback and "SEARCH" in feedback
+    assert proposal is not None
+    new = proposal.edits["target.py"] or ""
+    assert new.startswith("X = 7.0\n") and "def f2999(x):" in new

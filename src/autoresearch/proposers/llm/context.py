@@ -41,6 +41,9 @@ class Context:
     stable: str
     volatile: str
     notes: list[str] = field(default_factory=list)  # what was trimmed, for logs and tests
+    # In-scope files the model was not shown whole (excerpted, binary or too large): a FILE
+    # block must not replace one, or everything it did not see would be lost.
+    partial: frozenset[str] = frozenset()
 
     @property
     def tokens(self) -> int:
@@ -131,10 +134,13 @@ def excerpt(content: str, max_chars: int, focus: Sequence[int] = ()) -> tuple[st
 
 def render_files(
     files: Mapping[str, str], max_chars: int, diff: str = ""
-) -> tuple[str, list[str]]:
-    """Files whole while they fit a fair share of the budget, else excerpted."""
+) -> tuple[str, list[str], set[str]]:
+    """Files whole while they fit a fair share of the budget, else excerpted.
+
+    Returns the text, notes on what was trimmed, and the paths shown only as an excerpt."""
     focus = _changed_lines(diff)
     notes: list[str] = []
+    excerpted: set[str] = set()
     parts: list[str] = []
     remaining = max_chars
     order = sorted(files, key=lambda p: len(files[p]))  # small files first leave room for big ones
@@ -153,13 +159,14 @@ def render_files(
                 "shown — SEARCH only for text you can see)"
             )
             notes.append(f"{path}: excerpt, {shown}/{total_lines} lines")
+            excerpted.add(path)
         fence = _fence(body)
         block = f"{header}\n{fence}\n{body}\n{fence}\n"
         rendered[path] = block
         remaining -= len(block)
     for path in sorted(files):  # stable order keeps the cached prefix stable
         parts.append(rendered[path])
-    return "\n".join(parts), notes
+    return "\n".join(parts), notes, excerpted
 
 
 def read_files(ctx: ProposalContext, overlay: Mapping[str, str | None] | None = None) -> dict[str, str]:
@@ -297,15 +304,17 @@ def build_context(
     volatile = volatile_text(ctx, int(budget * 0.3), log, diff)
     stable = "## program.md (the research brief)\n" + program + "\n"
     notes: list[str] = []
+    partial: set[str] = set()
     names = visible_files(ctx)
     if include_files:
         files = read_files(ctx, overlay)
         room = budget - len(stable) - len(volatile)
-        text, notes = render_files(files, room, diff)
+        text, notes, partial = render_files(files, room, diff)
         skipped = [p for p in names if p not in files]
+        partial.update(skipped)
         stable += "\n## Files you may change (their current content)\n" + text
         if skipped:
             stable += "\nAlso in scope (binary or too large to show): " + ", ".join(skipped) + "\n"
     else:
         stable += "\n## Files you may change\n" + "\n".join(f"- {p}" for p in names) + "\n"
-    return Context(stable=stable, volatile=volatile, notes=notes)
+    return Context(stable=stable, volatile=volatile, notes=notes, partial=frozenset(partial))

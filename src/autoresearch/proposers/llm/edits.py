@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Literal
@@ -294,13 +294,17 @@ def is_inside_repo(path: str) -> bool:
 
 
 def apply_blocks(
-    blocks: Sequence[EditBlock], read: Callable[[str], str | None]
+    blocks: Sequence[EditBlock],
+    read: Callable[[str], str | None],
+    partial: Collection[str] = (),
 ) -> dict[str, str | None]:
     """Apply blocks in order; return path -> new content (None = deleted) for changed files.
 
     `read(path)` returns a file's current content, None when it does not exist, or raises
     `PathRefused` for a file the model may not touch. It is only called for paths inside the
-    repository; a block for any other path fails without a read.
+    repository; a block for any other path fails without a read. `partial` names the existing
+    files the model was not shown whole: a FILE block may not replace one (what the model did
+    not see would be lost); SEARCH/REPLACE blocks may edit it.
     """
     state: dict[str, str | None] = {}
     original: dict[str, str | None] = {}
@@ -333,7 +337,13 @@ def apply_blocks(
             ))
             continue
         text = state[block.path]
-        if block.kind == "file":
+        if block.kind == "file" and block.path in partial and original.get(block.path) is not None:
+            failures.append(BlockFailure(
+                block.index, block.path,
+                "a FILE block would replace the whole file, but you were shown only an excerpt "
+                "of it (or none of it): edit it with SEARCH/REPLACE blocks on lines you can see",
+            ))
+        elif block.kind == "file":
             state[block.path] = block.replace
         elif block.kind == "delete":
             if text is None:

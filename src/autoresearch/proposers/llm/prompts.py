@@ -29,7 +29,8 @@ their replacement
 The divider is exactly seven `=` and appears once per block; to change a file that itself has a
 line of seven `=`, use SEARCH lines that avoid it or rewrite the file with a FILE block.
 
-Create a new file, or rewrite a small one completely, with a FILE block:
+Create a new file, or rewrite a small one completely, with a FILE block (never a file shown to
+you as an EXCERPT: edit that one with SEARCH/REPLACE blocks):
 
 path/to/new_file.py
 <<<<<<< FILE

@@ -167,7 +167,8 @@ class LLMProposer(Proposer):
     def propose(self, ctx: ProposalContext) -> Proposal | None:
         context = build_context(ctx, budget_tokens=self.context_tokens)
         first = Turn.user(Part(context.stable, cache=True), context.volatile + prompts.PROPOSE_TASK)
-        reply, edits, usage = self._converse(ctx, [first], purpose="propose")
+        reply, edits, usage = self._converse(ctx, [first], purpose="propose",
+                                             partial=context.partial)
         return Proposal(
             hypothesis=reply.hypothesis or "unnamed change",
             edits=edits,
@@ -193,7 +194,8 @@ class LLMProposer(Proposer):
             hypothesis=failed.hypothesis.replace('"', "'"), diff=f"```diff\n{diff}```"
         )
         first = Turn.user(Part(context.stable, cache=True), context.volatile + task)
-        reply, edits, usage = self._converse(ctx, [first], purpose="repair", overlay=overlay)
+        reply, edits, usage = self._converse(ctx, [first], purpose="repair", overlay=overlay,
+                                             partial=context.partial)
         merged = {**overlay, **edits}
         note = f"repair: {reply.hypothesis}" if reply.hypothesis else "repair"
         return Proposal(
@@ -216,6 +218,7 @@ class LLMProposer(Proposer):
         *,
         purpose: str,
         overlay: Mapping[str, str | None] | None = None,
+        partial: frozenset[str] = frozenset(),
     ) -> tuple[Reply, dict[str, str | None], list[Usage]]:
         """Ask, and reflect format or apply errors back; FailedProposal (with the usage of every
         call made) when no applicable edits came out of it, a repair that gave up included."""
@@ -242,7 +245,7 @@ class LLMProposer(Proposer):
                     raise EditFormatError(["GIVE_UP is only for repairs: propose an experiment"])
                 if not reply.blocks:
                     raise EditFormatError(["the reply contains no edit blocks"])
-                edits = apply_blocks(reply.blocks, read)
+                edits = apply_blocks(reply.blocks, read, partial)
                 if not edits:
                     raise EditFormatError(["the edits leave every file unchanged"])
                 return reply, edits, usage
