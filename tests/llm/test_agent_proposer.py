@@ -208,3 +208,21 @@ def test_a_repair_that_changes_nothing_fails_with_the_tokens_it_spent(
     git(worktree, "reset", "-q", "--hard", "HEAD^")
     proposal = p.propose(make_ctx())
     assert proposal is not None and [u.purpose for u in proposal.usage] == ["propose"]
+
+
+def test_the_prompt_names_the_verify_command_as_it_runs_not_its_template(
+        make_ctx: MakeCtx) -> None:
+    from autoresearch.config import parse_config
+    from autoresearch.proposers.agent import prompt as agent_prompt
+    from autoresearch.proposers.llm.context import build_context
+
+    config = parse_config({
+        "scope": ["target.py"], "protected": ["score.py"],
+        "verify": {"command": "{python} score.py --fast", "budget_seconds": 5},
+        "metric": {"name": "score", "direction": "minimize"},
+        "proposer": {"name": "agent", "agent": "claude"},
+    })
+    ctx = make_ctx(config)
+    text = agent_prompt.render(ctx, build_context(ctx, include_files=False), agent_prompt.PROPOSE)
+    assert "Do NOT run the verify command (`python score.py --fast`)" in text
+    assert "{python}" not in text

@@ -47,7 +47,8 @@ def render(ctx: ProposalContext, context: Context, task: str) -> str:
     rules = RULES.format(
         scope=", ".join(ctx.config.scope),
         protected=", ".join(ctx.config.all_protected),
-        verify=ctx.config.verify.command,
+        # `{python}` is the harness's placeholder; the agent would look for "python".
+        verify=ctx.config.verify.command.replace("{python}", "python"),
     )
     return "\n\n".join([rules, context.stable, context.volatile, task])
 
