@@ -226,3 +226,12 @@ def test_the_prompt_names_the_verify_command_as_it_runs_not_its_template(
     text = agent_prompt.render(ctx, build_context(ctx, include_files=False), agent_prompt.PROPOSE)
     assert "Do NOT run the verify command (`python score.py --fast`)" in text
     assert "{python}" not in text
+
+
+def test_a_files_placeholder_alone_becomes_one_argument_per_file(tmp_path: Path) -> None:
+    from autoresearch.proposers.agent.presets import CustomPreset
+    from autoresearch.proposers.llm.prices import PriceTable
+
+    preset = CustomPreset({"command": "myagent --edit {files} --note 'in {files}'"}, PriceTable())
+    call = preset.invocation("p", tmp_path / "prompt.md", tmp_path, ["a.py", "lib/b c.py"])
+    assert call.argv == ["myagent", "--edit", "a.py", "lib/b c.py", "--note", "in a.py lib/b c.py"]

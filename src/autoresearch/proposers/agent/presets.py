@@ -9,7 +9,8 @@
     aider    `aider --message-file ... --yes-always --no-auto-commits --no-suggest-shell-commands`
              on the in-scope files; cost from its "Tokens: ... Cost: ..." lines.
     custom   `command = "my-agent --prompt-file {prompt_file} --model {model}"`: placeholders
-             {prompt_file}, {prompt}, {worktree}, {model}, {files}; without {prompt} or
+             {prompt_file}, {prompt}, {worktree}, {model}, {files} (alone: one argument per
+             file; inside a longer argument: the names joined by spaces); without {prompt} or
              {prompt_file} the prompt goes to stdin. A JSON line with `total_cost_usd`/`cost_usd`
              and/or `usage` on stdout is read like Claude Code's.
 
@@ -252,6 +253,9 @@ class CustomPreset(Preset):
         uses_prompt = any("{prompt" in a for a in self.template)
         argv = []
         for arg in self.template:
+            if arg == "{files}":
+                argv += list(files)  # one argument per file, spaces in names and all
+                continue
             for key, value in values.items():
                 arg = arg.replace("{" + key + "}", value)
             argv.append(arg)
