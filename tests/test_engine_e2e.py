@@ -269,3 +269,22 @@ def test_garbage_and_nan_outputs_are_crashes_and_the_loop_goes_on(toy_repo: Path
                                          "ORDER BY seq")]
     assert "no score in the output" in reasons[1]
     assert "not finite" in reasons[2]
+
+
+def test_a_candidate_whose_run_alters_a_protected_file_crashes_and_the_loop_goes_on(
+        toy_repo: Path) -> None:
+    # target.py is imported by the protected score.py: this change rewrites the evaluation.
+    tamper = "X = 6.9\nopen('score.py', 'a').write('# hacked\\n')\n"
+    use_script(toy_repo, [
+        {"hypothesis": "rewrite the evaluation at run time", "edits": {"target.py": tamper}},
+        {"hypothesis": "fine", "edits": {"target.py": "X = 6.5\n"}},
+    ])
+    result = run_cli(toy_repo, "run", "--tag", "t", "--iterations", "3")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert statuses(toy_repo) == ["keep", "crash", "keep"]
+    reason = ledger_rows(toy_repo, "SELECT decision_reason FROM experiments WHERE seq = 2")[0][0]
+    assert "modified protected files: score.py" in str(reason)
+    worktree = toy_repo / ".autoresearch" / "worktrees" / "t"
+    assert "hacked" not in (worktree / "score.py").read_text()
+    assert git(toy_repo, "for-each-ref", "--format=%(refname)", "refs/autoresearch/t") == (
+        "refs/autoresearch/t/discarded/t-0002")

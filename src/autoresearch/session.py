@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from statistics import fmean
 from types import FrameType
@@ -391,14 +391,24 @@ class Session:
             raise
         finally:
             self.display.run_finished()
+        # The verify command must not alter what the harness protects.
+        tampered = guardrails.protected_changes(slot.worktree, self.protected_hashes)
+        # A proposed change's run that tampers is that candidate's fault (the incumbent's runs
+        # left the files alone); the baseline's or the incumbent's is the command's.
+        candidate_did_it = (bool(tampered) and exp.kind != "baseline" and role == "candidate"
+                            and m.status != "interrupted")
+        if tampered:
+            self.executor.reset(slot, commit)
+            if candidate_did_it:
+                # That candidate fails; the loop goes on.
+                m = replace(m, status="crash", objective=None, reason=(
+                    f"the candidate's run modified protected files: {', '.join(tampered)} "
+                    "(restored); a change may not alter the evaluation"))
         self._record_run(exp, index, attempt, m)
         if m.status == "interrupted":
             raise KeyboardInterrupt
         self._check_same_environment(m)
-        # The verify command itself must not alter what the harness protects.
-        tampered = guardrails.protected_changes(slot.worktree, self.protected_hashes)
-        if tampered:
-            self.executor.reset(slot, commit)
+        if tampered and not candidate_did_it:
             raise SessionStopped(f"the verify command modified protected files: {', '.join(tampered)};"
                                  " they were restored. Fix the command so it leaves them alone.",
                                  exit_code=3)
