@@ -70,6 +70,12 @@ def act(mode: str) -> None:
         git("update-ref", "refs/autoresearch/other/discarded/other-0001", "HEAD")
     elif mode in ("switch", "refs", "stash", "hide", "hook", "ignored", "main"):
         git_tricks(mode, target)
+    elif mode == "checkout":
+        # Through the worktree to the user's own checkout it lives in.
+        target.write_text(target.read_text().replace("X = 3.0", "X = 7.0"))
+        root = Path(git("rev-parse", "--path-format=absolute", "--git-common-dir")).parent
+        (root / "target.py").write_text("X = 7.0  # edited in your checkout\n")
+        (root / "agent-notes.md").write_text("notes\n")
     elif mode == "pycache":
         target.write_text(target.read_text().replace("X = 3.0", "X = 7.0"))
         subprocess.run([sys.executable, "-c", "import sys; sys.dont_write_bytecode = False; "

@@ -18,7 +18,7 @@ import pytest
 from autoresearch import gitops
 from autoresearch.proposers.agent import AgentProposer
 from autoresearch.proposers.base import ProposalContext
-from autoresearch.proposers.faults import FailedProposal
+from autoresearch.proposers.faults import FailedProposal, FatalProposerError
 from tests.conftest import CONFIG, make_repo, run_cli
 from tests.llm.conftest import TARGET, MakeCtx, git, install_fake_agents, make_config
 
@@ -202,3 +202,31 @@ def test_a_session_never_keeps_a_score_faked_through_ignored_files(
     worktree = repo / ".autoresearch" / "worktrees" / "g"
     assert (worktree / "data" / "offset.txt").read_text() == "0\n"
     assert not (worktree / "lib").exists()
+
+
+def test_writing_to_the_users_own_checkout_stops_the_session(
+        agents: Path, session: ProposalContext, worktree: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    head = git(session.worktree, "rev-parse", "HEAD")
+    monkeypatch.setenv("FAKE_AGENT_MODE", "checkout")
+    with pytest.raises(FatalProposerError) as info:
+        agent().propose(session)
+    what = info.value.what
+    assert f"the agent changed your own checkout {worktree}" in what
+    assert "agent-notes.md" in what and "target.py" in what
+    assert info.value.usage and info.value.usage[0].cost_usd == 0.0123  # still billed
+    # The checkout is left for the user to judge (it could be their own work)...
+    assert "edited in your checkout" in (worktree / "target.py").read_text()
+    # ...while the agent's worktree change is thrown away.
+    assert_untouched(session, head)
+
+
+def test_a_checkout_the_user_left_dirty_is_not_mistaken_for_the_agents(
+        agents: Path, session: ProposalContext, worktree: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    (worktree / "target.py").write_text("X = 1.0  # the user's own experiment\n")
+    (worktree / "scratch.txt").write_text("the user's notes\n")
+    monkeypatch.setenv("FAKE_AGENT_MODE", "improve")
+    proposal = agent().propose(session)
+    assert proposal is not None and proposal.in_worktree
+    assert "X = 7.0" in (session.worktree / "target.py").read_text()

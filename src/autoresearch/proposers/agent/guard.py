@@ -3,7 +3,8 @@
 `RunGuard.take` records git's state (`gitstate`) and every untracked file (`untracked`) right
 before the agent CLI starts; `check` right after it exits names every violation (the agent ran git,
 or changed a git-ignored file or a `.gitignore`) and deletes the regenerable caches the run wrote;
-`restore` undoes a refused run completely: HEAD detached where it was, refs moved back, git's
+`checkout_changes` names what it changed in the user's own checkout (`checkout`: reported, not
+undone); `restore` undoes a refused run completely: HEAD detached where it was, refs moved back, git's
 config and hooks, the tracked files, and every untracked file, ignored ones included.
 
 Comparing just before with just after the call means that files the verify command produced
@@ -16,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from autoresearch.proposers.agent.checkout import CheckoutSnapshot
 from autoresearch.proposers.agent.gitstate import GitState
 from autoresearch.proposers.agent.untracked import UntrackedSnapshot
 from autoresearch.proposers.agent.worktree import git
@@ -35,10 +37,16 @@ class Restored:
 class RunGuard:
     git: GitState
     files: UntrackedSnapshot
+    checkout: CheckoutSnapshot
 
     @classmethod
     def take(cls, cwd: Path, tag: str) -> RunGuard:
-        return cls(git=GitState.take(cwd, tag), files=UntrackedSnapshot.take(cwd))
+        return cls(git=GitState.take(cwd, tag), files=UntrackedSnapshot.take(cwd),
+                   checkout=CheckoutSnapshot.take(cwd))
+
+    def checkout_changes(self) -> list[str]:
+        """What the run changed in the user's own checkout (reported, never undone)."""
+        return self.checkout.changes()
 
     def check(self, cwd: Path, scratch: Sequence[str] = ()) -> list[str]:
         """Every violation of the run, one sentence each (empty when there is none)."""

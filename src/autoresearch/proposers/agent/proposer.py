@@ -204,6 +204,9 @@ class AgentProposer(Proposer):
                 usage=usage,
             )
         problems = guard.check(ctx.worktree, self.preset.scratch)
+        outside = guard.checkout_changes()
+        if problems and outside:
+            problems.append("it also changed your own checkout: " + ", ".join(outside[:10]))
         if problems:
             left = self._undo(ctx, guard, snap, usage)
             raise FailedProposal(
@@ -211,6 +214,20 @@ class AgentProposer(Proposer):
                 where=f"the {self.preset.name} agent's run",
                 fix="the agent is told these rules in its prompt; if it keeps breaking them, "
                 "restrict it further (see the agent presets)",
+                usage=usage,
+            )
+        if outside:
+            # Its worktree change goes too; the checkout is the user's to sort out, and the
+            # session stops so that an agent doing this cannot go on doing it all night.
+            self._undo(ctx, guard, snap, usage)
+            root = guard.checkout.root
+            raise FatalProposerError(
+                f"the agent changed your own checkout {root}, outside the worktree it was given: "
+                + ", ".join(outside[:10]) + (f" and {len(outside) - 10} more" if len(outside) > 10 else "")
+                + "; the harness left those changes as they are (it cannot tell them from yours)",
+                where=f"the {self.preset.name} agent's run",
+                fix=f"review `git status` and `git log` in {root}, then restrict the agent to its "
+                "working directory (the built-in presets are), and run the same command again",
                 usage=usage,
             )
         if run.returncode != 0:

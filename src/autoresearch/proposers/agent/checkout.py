@@ -1,0 +1,81 @@
+"""Whether an agent run changed the user's own checkout, outside the worktree it was given.
+
+The session's worktree lives inside the user's repository, so an agent with a shell can reach the
+checkout it was started from (`../../..`, or an absolute path). The harness promises never to
+touch that checkout, so it notes the checkout's state right before the agent starts (HEAD, and
+every path `git status` lists with its size and modification time) and compares right after.
+
+The change is reported, never undone: the harness cannot tell an agent's edit from the user's own
+work made at the same moment, and it must not throw the user's work away.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from autoresearch.proposers.agent.worktree import git
+
+Stamp = tuple[int, int] | None  # (size, mtime_ns); None: listed by git status but gone
+
+
+def user_checkout(worktree: Path) -> Path | None:
+    """The main working tree of the repository `worktree` belongs to (None for a bare one)."""
+    common = Path(git(worktree, "rev-parse", "--path-format=absolute", "--git-common-dir").strip())
+    if common.name != ".git" or not common.is_dir():
+        return None
+    root = common.parent
+    return None if root.resolve() == worktree.resolve() else root
+
+
+def _state(root: Path, skip: tuple[str, ...]) -> tuple[str, dict[str, Stamp]]:
+    head = git(root, "rev-parse", "--verify", "-q", "HEAD", check=False).strip()
+    branch = git(root, "symbolic-ref", "-q", "HEAD", check=False).strip()
+    listed = git(root, "status", "--porcelain=v1", "-z", "--untracked-files=all")
+    stamps: dict[str, Stamp] = {}
+    entries = iter(listed.split("\0"))
+    for entry in entries:
+        if len(entry) < 4:
+            continue
+        code, path = entry[:2], entry[3:]
+        if "R" in code or "C" in code:
+            next(entries, None)  # a rename's second field is its source path
+        if path.startswith(skip):
+            continue
+        try:
+            st = (root / path).stat()
+            stamps[path] = (st.st_size, st.st_mtime_ns)
+        except OSError:
+            stamps[path] = None
+    return f"{branch} {head}", stamps
+
+
+@dataclass(frozen=True)
+class CheckoutSnapshot:
+    root: Path | None
+    head: str
+    stamps: dict[str, Stamp]
+    # The harness's own state directory and the agent's worktree, if they show up at all.
+    skip: tuple[str, ...] = (".autoresearch/",)
+
+    @classmethod
+    def take(cls, worktree: Path) -> CheckoutSnapshot:
+        root = user_checkout(worktree)
+        if root is None:
+            return cls(None, "", {})
+        skip: tuple[str, ...] = (".autoresearch/",)
+        if worktree.resolve().is_relative_to(root.resolve()):
+            skip += (worktree.resolve().relative_to(root.resolve()).as_posix() + "/",)
+        head, stamps = _state(root, skip)
+        return cls(root, head, stamps, skip)
+
+    def changes(self) -> list[str]:
+        """What changed in the checkout since `take`: paths, and HEAD if it moved."""
+        if self.root is None:
+            return []
+        head, stamps = _state(self.root, self.skip)
+        changed = sorted(p for p in self.stamps.keys() | stamps.keys()
+                         if self.stamps.get(p, ()) != stamps.get(p, ()))
+        if head != self.head:
+            changed.insert(0, "HEAD (a commit or a branch switch)")
+        return changed
