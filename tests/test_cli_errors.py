@@ -44,6 +44,41 @@ def test_invalid_config_is_refused_with_where_and_fix(tmp_path: Path, config: st
     assert not (repo / ".autoresearch" / "ledger.db").exists()
 
 
+@pytest.mark.parametrize(
+    ("proposer", "message", "hint"),
+    [
+        ('name = "tune"\nsaampler = "random"', "unknown [proposer] option 'saampler' for the tune",
+         "did you mean 'sampler'?"),
+        ('name = "auto"\ntemprature = 0.2', "unknown [proposer] option 'temprature'",
+         "did you mean 'temperature'?"),
+        ('name = "llm"\nsampler = "random"', "unknown [proposer] option 'sampler' for the llm",
+         "the llm proposer's options are: api_key_env, base_url"),
+        ('name = "agent"\nagent = "claude"\nagnet_timeout_seconds = 60',
+         "unknown [proposer] option 'agnet_timeout_seconds'", "did you mean 'agent_timeout_seconds'?"),
+    ],
+)
+def test_a_misspelt_proposer_option_is_refused(tmp_path: Path, proposer: str, message: str,
+                                               hint: str) -> None:
+    config = CONFIG + '\n[knobs]\n"target.py:X" = "float(0, 10)"\n\n[proposer]\n' + proposer + "\n"
+    repo = broken(tmp_path, config)
+    for command in ("check", "run"):
+        result = run_cli(repo, command, "--iterations", "1") if command == "run" else run_cli(repo, command)
+        assert result.returncode == 2, result.stdout + result.stderr
+        err = " ".join(result.stderr.split())
+        assert message in err and hint in err and "autoresearch.toml → proposer." in err
+        assert "Traceback" not in result.stderr
+    assert not (repo / ".autoresearch" / "ledger.db").exists()
+
+
+def test_auto_accepts_the_options_of_both_proposers_it_may_pick(tmp_path: Path) -> None:
+    # One file for a laptop without a key (tune) and a machine with one (llm).
+    config = (CONFIG + '\n[knobs]\n"target.py:X" = "float(0, 10)"\n\n[proposer]\nname = "auto"\n'
+              'seed = 1\nmodel = "claude-sonnet-5-5"\nmax_tokens = 4000\n')
+    repo = broken(tmp_path, config)
+    result = run_cli(repo, "check")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_toml_syntax_error_names_the_line(tmp_path: Path) -> None:
     repo = broken(tmp_path, CONFIG.replace("[verify]", "[verify\n"))
     result = run_cli(repo, "check")
@@ -211,6 +246,22 @@ def test_init_without_a_tty_uses_flags_and_check_dry_runs(tmp_path: Path) -> Non
     assert check.returncode == 0, check.stdout + check.stderr
     assert "score" in check.stdout and "16" in check.stdout
     assert "ready" in check.stdout
+
+
+def test_init_refuses_a_bad_flag_before_writing_and_regex_gets_a_pattern(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo", {"target.py": "X = 3.0  # knob: float(0, 10)\n",
+                                         "score.py": "import target\nprint(f'eval score={target.X}')\n"})
+    bad = run_cli(repo, "init", "--budget", "-3")
+    assert bad.returncode == 2 and "verify.budget_seconds" in bad.stderr
+    assert not (repo / "autoresearch.toml").exists() and not (repo / "program.md").exists()
+    # --format regex has no flag for the pattern: init writes one for the objective.
+    result = run_cli(repo, "init", "--format", "regex", "--command", "{python} score.py",
+                     "--scope", "target.py", "--protected", "score.py", "--budget", "5",
+                     "--commit")
+    assert result.returncode == 0, result.stderr
+    check = run_cli(repo, "check")
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "3" in check.stdout and "ready" in check.stdout
 
 
 def test_check_reports_a_missing_metric(tmp_path: Path) -> None:

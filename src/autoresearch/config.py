@@ -254,15 +254,22 @@ def load_config(path: Path) -> Config:
             fix="run `autoresearch init` in your repository to write one",
         )
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path.name} is not UTF-8 text", where=str(path)) from None
+    return load_config_text(text, path)
+
+
+def load_config_text(text: str, path: Path) -> Config:
+    """Validate a contract file's text as if it were `path` (so `init` checks before writing)."""
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(
             f"{path.name} is not valid TOML: {exc}",
             where=str(path),
             fix="fix the syntax at the line and column given",
         ) from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path.name} is not UTF-8 text", where=str(path)) from None
     config = parse_config(data, str(path))
     _check_values(config, path)
     return config

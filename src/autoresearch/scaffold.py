@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from dataclasses import dataclass
 from importlib import resources
@@ -11,7 +12,7 @@ from pathlib import Path
 import typer
 
 from autoresearch import gitops
-from autoresearch.config import CONFIG_NAME, PROGRAM_NAME, load_config
+from autoresearch.config import CONFIG_NAME, PROGRAM_NAME, load_config, load_config_text
 from autoresearch.errors import ConfigError
 
 TEMPLATES = ("gpt",)
@@ -61,6 +62,16 @@ def _fill(answers: Answers, interactive: bool) -> Answers:
     return out
 
 
+def _patterns_line(a: Answers) -> str:
+    """For the regex format, a first pattern for the objective (else a commented example)."""
+    name = a.metric or "score"
+    pattern = re.escape(name) + r"\s*[:=]\s*([-+0-9.eE]+)"
+    line = f"patterns = {{ {json.dumps(name)} = {json.dumps(pattern)} }}"
+    if a.metric_format == "regex":
+        return line + "  # one capture group holding the number\n"
+    return "# " + line + "  # for format = \"regex\"\n"
+
+
 def render_config(a: Answers) -> str:
     q = json.dumps  # TOML basic strings share JSON's escaping for what we write here
     return f"""# autoresearch.toml — the mechanical contract of this research project.
@@ -80,7 +91,7 @@ budget_seconds = {a.budget:g}             # exported as AUTORESEARCH_TIME_BUDGET
 name = {q(a.metric)}
 direction = {q(a.direction)}          # minimize | maximize
 format = {q(a.metric_format)}                  # kv ("name: value") | metric-line ("METRIC name=value") | json | regex
-# record = []                  # other metrics to record
+{_patterns_line(a)}# record = []                  # other metrics to record
 # heldout = []                 # recorded, never shown to the proposer
 
 # [[guards]]                   # a command that must pass, or bounds on a recorded metric
@@ -180,7 +191,9 @@ def scaffold(root: Path, answers: Answers, *, template: str | None, force: bool,
             if path.exists() and not force:
                 raise ConfigError(f"{path.name} already exists", where=str(path),
                                   fix="use --force to overwrite it, or edit it directly")
-        config_path.write_text(render_config(a), encoding="utf-8")
+        text = render_config(a)
+        load_config_text(text, config_path)  # refused before anything is written
+        config_path.write_text(text, encoding="utf-8")
         program_path.write_text(PROGRAM_SKELETON.format(
             metric=a.metric, direction=a.direction, command=a.command, budget=a.budget,
             scope=", ".join(a.scope or [])), encoding="utf-8")
