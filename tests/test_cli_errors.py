@@ -62,9 +62,10 @@ def test_a_misspelt_proposer_option_is_refused(tmp_path: Path, proposer: str, me
     config = CONFIG + '\n[knobs]\n"target.py:X" = "float(0, 10)"\n\n[proposer]\n' + proposer + "\n"
     repo = broken(tmp_path, config)
     for command in ("check", "run"):
-        result = run_cli(repo, command, "--iterations", "1") if command == "run" else run_cli(repo, command)
+        args = ("--iterations", "1") if command == "run" else ()
+        result = run_cli(repo, command, *args)
         assert result.returncode == 2, result.stdout + result.stderr
-        err = " ".join(result.stderr.split())
+        err = " ".join((result.stdout + result.stderr).split())  # check reports on stdout
         assert message in err and hint in err and "autoresearch.toml → proposer." in err
         assert "Traceback" not in result.stderr
     assert not (repo / ".autoresearch" / "ledger.db").exists()

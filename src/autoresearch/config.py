@@ -286,6 +286,9 @@ def _check_values(config: Config, path: Path) -> None:
         )
     _check_scope_overlap(config, path)
     from autoresearch.proposers.knobs import parse_knob_spec  # local: knobs imports config
+    from autoresearch.proposers.options import check_builtin_options
+
+    check_builtin_options(config.proposer.name, config.proposer.options, path.name)
 
     for key, spec in config.knobs.items():
         if ":" not in key:

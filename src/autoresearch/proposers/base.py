@@ -121,6 +121,9 @@ class Proposer(ABC):
     """Base class for proposers; subclasses implement `propose`."""
 
     name: ClassVar[str] = "proposer"
+    # The `[proposer]` options this proposer reads; any other key is a config error (a typo).
+    # None (the default, for plugins): anything is accepted.
+    known_options: ClassVar[frozenset[str] | None] = None
 
     def __init__(self, config: Config, options: Mapping[str, Any] | None = None) -> None:
         self.config = config

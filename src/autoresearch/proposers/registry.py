@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from autoresearch.errors import ConfigError
 from autoresearch.proposers.base import Proposer
 from autoresearch.proposers.llm.settings import COMPATIBLE, ENV_PROVIDERS, detect_from_env
+from autoresearch.proposers.options import BUILTIN, check_options
 
 if TYPE_CHECKING:
     from autoresearch.config import Config
@@ -60,10 +61,14 @@ def load_proposer(config: Config, env: Mapping[str, str] | None = None) -> tuple
     name = config.proposer.name
     why = f'[proposer] name = "{name}"'
     if name == "auto":
+        # The built-ins' options were checked when the config was loaded (proposers/options.py);
+        # under auto, those of both tune and llm are accepted, whatever the shell picks.
         name, why = resolve_auto(config, env)
         why = f"proposer auto → {name}: {why}"
     if ":" in name:
-        return _from_import_path(name)(config, config.proposer.options), why
+        cls = _from_import_path(name)
+        check_options(name, config.proposer.options, cls.known_options)
+        return cls(config, config.proposer.options), why
     eps = {ep.name: ep for ep in entry_points(group=GROUP)}
     if name not in eps:
         raise ConfigError(
@@ -77,6 +82,8 @@ def load_proposer(config: Config, env: Mapping[str, str] | None = None) -> tuple
             f"entry point {name!r} ({eps[name].value}) is not a Proposer subclass",
             where=f"entry-point group {GROUP}",
         )
+    if name not in BUILTIN:
+        check_options(name, config.proposer.options, cls.known_options)
     return cls(config, config.proposer.options), why
 
 

@@ -51,6 +51,7 @@ from autoresearch.proposers.knobs import (
     require_knobs,
     rewrite,
 )
+from autoresearch.proposers.options import TUNE_OPTIONS
 
 _SAMPLERS = {"tpe": "TPE", "random": "random search", "gp": "Gaussian process", "cmaes": "CMA-ES"}
 _REQUIRES = {"gp": ("torch", "scipy"), "cmaes": ("cmaes",)}
@@ -164,6 +165,7 @@ class TuneProposer(Proposer):
     """
 
     name = "tune"
+    known_options = TUNE_OPTIONS
 
     def __init__(self, config: Config, options: Mapping[str, Any] | None = None) -> None:
         super().__init__(config, options)

@@ -50,6 +50,7 @@ from autoresearch.proposers.faults import FailedProposal, FatalProposerError
 from autoresearch.proposers.llm.context import build_context, visible_files
 from autoresearch.proposers.llm.edits import is_inside_repo
 from autoresearch.proposers.llm.prices import PriceTable
+from autoresearch.proposers.options import AGENT_OPTIONS
 
 if TYPE_CHECKING:
     from autoresearch.config import Config
@@ -70,6 +71,7 @@ class AgentProposer(Proposer):
     """Runs Claude Code, Codex CLI, aider or a custom command to make each experiment."""
 
     name: ClassVar[str] = "agent"
+    known_options: ClassVar[frozenset[str] | None] = AGENT_OPTIONS
 
     def __init__(self, config: Config, options: Mapping[str, Any] | None = None) -> None:
         super().__init__(config, options)

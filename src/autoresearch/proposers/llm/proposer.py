@@ -42,6 +42,7 @@ from autoresearch.proposers.llm.edits import (
 from autoresearch.proposers.llm.prices import PriceTable
 from autoresearch.proposers.llm.providers import Part, Provider, Turn, make_provider
 from autoresearch.proposers.llm.settings import ProviderSettings
+from autoresearch.proposers.options import LLM_OPTIONS
 
 if TYPE_CHECKING:
     from autoresearch.config import Config
@@ -129,6 +130,7 @@ class LLMProposer(Proposer):
     """Proposes experiments by calling a model API (Anthropic or OpenAI-compatible)."""
 
     name: ClassVar[str] = "llm"
+    known_options: ClassVar[frozenset[str] | None] = LLM_OPTIONS
 
     def __init__(
         self,
