@@ -263,6 +263,14 @@ def test_init_refuses_a_bad_flag_before_writing_and_regex_gets_a_pattern(tmp_pat
     check = run_cli(repo, "check")
     assert check.returncode == 0, check.stdout + check.stderr
     assert "3" in check.stdout and "ready" in check.stdout
+    assert "score.py can never change" in (repo / "program.md").read_text()
+
+
+def test_plain_init_claims_no_protection_the_config_lacks(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo", {"train.py": "LR = 0.1\n"})
+    assert run_cli(repo, "init").returncode == 0
+    assert 'protected = []' in (repo / "autoresearch.toml").read_text()
+    assert "protected" not in (repo / "program.md").read_text()
 
 
 def test_check_reports_a_missing_metric(tmp_path: Path) -> None:

@@ -72,6 +72,13 @@ def _patterns_line(a: Answers) -> str:
     return "# " + line + "  # for format = \"regex\"\n"
 
 
+def _protected_sentence(a: Answers) -> str:
+    """What program.md says of protected files: only what the config makes true."""
+    if a.protected:
+        return f", and {', '.join(a.protected)} can never change"
+    return ""
+
+
 def render_config(a: Answers) -> str:
     q = json.dumps  # TOML basic strings share JSON's escaping for what we write here
     return f"""# autoresearch.toml — the mechanical contract of this research project.
@@ -120,7 +127,7 @@ PROGRAM_SKELETON = """# Research program
 Improve `{metric}` ({direction}) as measured by `{command}` within a fixed budget of {budget:g} s.
 
 ## What you may change
-Files matching: {scope}. Everything else is fixed, and the evaluation itself is protected.
+Files matching: {scope}. Everything else is fixed{protected}.
 
 ## Ideas worth trying
 - (write your own: what you believe might help, and why)
@@ -196,7 +203,7 @@ def scaffold(root: Path, answers: Answers, *, template: str | None, force: bool,
         config_path.write_text(text, encoding="utf-8")
         program_path.write_text(PROGRAM_SKELETON.format(
             metric=a.metric, direction=a.direction, command=a.command, budget=a.budget,
-            scope=", ".join(a.scope or [])), encoding="utf-8")
+            scope=", ".join(a.scope or []), protected=_protected_sentence(a)), encoding="utf-8")
         written = [config_path, program_path]
     load_config(root / CONFIG_NAME)  # what we wrote must load
     if commit:
