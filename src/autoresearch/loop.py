@@ -37,6 +37,7 @@ T = TypeVar("T")
 
 def run(session: Session, limits: Limits) -> str:
     """Loop until a limit; returns why it stopped. Raises KeyboardInterrupt on Ctrl-C."""
+    session.limits = limits
     if session.baseline is None:
         if limits.iterations is not None and session.counted() >= limits.iterations:
             return f"reached {limits.iterations} experiments"
@@ -75,6 +76,10 @@ def limit_reached(session: Session, limits: Limits) -> str | None:
         expected = median(durations) if durations else 0.0
         if time.time() + expected > limits.deadline:
             return "the time limit would be exceeded by another experiment"
+    return spend_limit_reached(session, limits)
+
+
+def spend_limit_reached(session: Session, limits: Limits) -> str | None:
     if limits.max_usd is not None:
         spent = session.ledger.usage_totals(session.row.id)["cost_usd"]
         if spent >= limits.max_usd:
@@ -158,6 +163,11 @@ def patiently(session: Session, work: Work, call: Callable[[], T], purpose: str 
         except ProposerOutage as outage:
             record_usage(session, work.exp.id, usage_of(outage), purpose)
             wait = outage.retry_after_s or next(waits, OUTAGE_WAITS[-1])
+            deadline = session.limits.deadline
+            if deadline is not None and time.time() + wait > deadline:
+                # Waiting would end past the time limit, and the experiment after it too.
+                raise SessionStopped(f"the time limit was reached while the proposer was "
+                                     f"unavailable ({outage.what})") from None
             session.ledger.update_session(session.row.id, status="paused")
             session.event("outage", f"proposer unavailable ({outage.what}); retrying in {wait:.0f} s",
                           work.exp.id)
@@ -269,6 +279,11 @@ def _repair(session: Session, work: Work, failed: Proposal) -> Proposal | None:
     assert work.failed is not None
     session.last_crash_log = session.executor.log_tail(work.failed.log_path)
     if work.attempt > session.config.decision.max_repair_attempts:
+        return None
+    over = spend_limit_reached(session, session.limits)
+    if over:
+        # The spending limit is checked between experiments; a repair is one more call.
+        session.event("repair", f"no repair asked for: {over}", work.exp.id)
         return None
     try:
         fix = patiently(session, work, lambda: session.proposer.repair(

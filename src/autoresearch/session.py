@@ -108,6 +108,9 @@ class Session:
         self.paths = StatePaths(root, tag)
         self.display = display
         self.stop_event = threading.Event()
+        # The run's limits (loop.run sets them): also checked inside an experiment, while an
+        # outage is waited out and before a repair is asked for.
+        self.limits = Limits()
         self.ledger: Ledger
         self.row: SessionRow
         self.proposer: Proposer

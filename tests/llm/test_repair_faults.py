@@ -111,3 +111,42 @@ def test_a_fatal_error_during_a_repair_closes_the_crash_then_stops(toy_repo: Pat
     # A resume starts from a consistent state: nothing open, nothing to recover.
     assert ledger(toy_repo, "SELECT COUNT(*) FROM experiments WHERE status IN "
                   "('proposed', 'running')") == [(0,)]
+
+
+@pytest.mark.slow
+def test_an_outage_longer_than_the_time_left_ends_the_session_in_time(toy_repo: Path) -> None:
+    import time
+
+    down = Reply(status=503, error="overloaded", headers={"retry-after": "3600"})
+    with FakeModelServer(handler=lambda request: down) as server:
+        use_llm(toy_repo, server)
+        started = time.monotonic()
+        result = run_cli(toy_repo, "run", "--tag", "o", "--until", "60s", timeout=120)
+        took = time.monotonic() - started
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert took < 50  # not an hour's wait past a one-minute limit
+    assert "the time limit was reached while the proposer was unavailable" in " ".join(output.split())
+    (status, reason), = ledger(toy_repo, "SELECT status, decision_reason FROM experiments "
+                               "WHERE id = 'o-0002'")
+    assert status == "interrupted" and "time limit" in str(reason)
+
+
+@pytest.mark.slow
+def test_no_repair_is_asked_for_once_the_spending_limit_is_reached(toy_repo: Path) -> None:
+    model = Model([Reply(text=FIX)])
+    expensive = Reply(text=CRASHING, input_tokens=400_000)  # $1.20 at $3 per million
+    with FakeModelServer(handler=lambda r: expensive if "## Repair" not in r.prompt_text()
+                         else model(r)) as server:
+        use_llm(toy_repo, server)
+        config = toy_repo / "autoresearch.toml"
+        config.write_text(config.read_text() + "\n[limits]\nmax_usd = 1.0\n")
+        git(toy_repo, "commit", "-qam", "a spending limit")
+        result = run_cli(toy_repo, "run", "--tag", "s", "--iterations", "5", timeout=120)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert model.kinds == []  # the crash was not sent back for a (billed) repair
+    assert ledger(toy_repo, "SELECT status FROM experiments ORDER BY seq") == [("keep",), ("crash",)]
+    events = ledger(toy_repo, "SELECT message FROM events WHERE kind = 'repair'")
+    assert events and "no repair asked for: spent $1.20 of the $1.00 budget" in str(events[0][0])
+    assert "spent $1.20 of the $1.00 budget" in " ".join(output.split())
