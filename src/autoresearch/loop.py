@@ -195,6 +195,9 @@ def experiment(session: Session) -> None:
                     context(session, work)))
             except ProposalError as exc:
                 record_usage(session, exp.id, usage_of(exc))
+                meant = getattr(exc, "hypothesis", "")
+                if meant:
+                    session.ledger.update_experiment(exp.id, hypothesis=meant)
                 finish(session, work, "rejected", f"proposal failed: {exc.what}", None)
                 return
             if proposal is None:

@@ -118,6 +118,9 @@ def test_llm_session_keeps_discards_repairs_rejects_and_bills(toy_repo: Path) ->
     # malformed replies became a failed proposal.
     assert "score.py" in by_id["t-0005"][3] and "refused: protected" in by_id["t-0005"][3]
     assert "proposal failed" in by_id["t-0006"][3] and "after 3 attempts" in by_id["t-0006"][3]
+    # What the model meant to try is kept, even when no usable edit came of it.
+    assert by_id["t-0005"][4] == "make the evaluation easier"
+    assert by_id["t-0006"][4] == "a malformed reply"
     # A crash whose repair gave up stays a crash.
     assert by_id["t-0007"][2] == 1
     assert model.kinds.count("repair") == 2 and model.kinds.count("retry") == 4

@@ -66,9 +66,12 @@ class FailedProposal(ProposalError):
         where: str | None = None,
         fix: str | None = None,
         usage: Sequence[Usage] = (),
+        hypothesis: str = "",
     ) -> None:
         super().__init__(what, where=where, fix=fix)
         self.usage: list[Usage] = list(usage)
+        # What the proposer meant to try, when it got that far: the ledger shows it.
+        self.hypothesis = hypothesis
 
 
 def usage_of(exc: BaseException) -> list[Usage]:

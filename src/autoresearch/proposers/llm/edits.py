@@ -252,6 +252,14 @@ def _block_end(lines: Sequence[str], start: int) -> int:
     return len(lines) - 1
 
 
+def stated_hypothesis(text: str) -> str:
+    """The `HYPOTHESIS:` line of a reply, even one too broken to parse (for the ledger)."""
+    for line in text.replace("\r\n", "\n").split("\n"):
+        if m := _HYPOTHESIS.match(line):
+            return " ".join(m.group(1).strip(" *_").split())[:200]
+    return ""
+
+
 def _prose(segments: Sequence[Sequence[str]]) -> tuple[str, str, str | None]:
     """Hypothesis, rationale and a give-up reason from the text around the blocks."""
     hypothesis = ""

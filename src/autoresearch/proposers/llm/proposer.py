@@ -38,6 +38,7 @@ from autoresearch.proposers.llm.edits import (
     Reply,
     apply_blocks,
     parse_reply,
+    stated_hypothesis,
 )
 from autoresearch.proposers.llm.prices import PriceTable
 from autoresearch.proposers.llm.providers import Part, Provider, Turn, make_provider
@@ -228,6 +229,7 @@ class LLMProposer(Proposer):
         history = list(turns)
         read = worktree_reader(ctx.worktree, _rules(ctx), overlay)
         problem = ""
+        meant = ""  # the latest hypothesis a reply stated, for the ledger if all attempts fail
         for attempt in range(self.max_edit_retries + 1):
             try:
                 completion = self.provider.complete(self._system(), history, purpose=purpose)
@@ -237,6 +239,7 @@ class LLMProposer(Proposer):
             usage.append(completion.usage)
             try:
                 reply = parse_reply(completion.text)
+                meant = reply.hypothesis or meant
                 if reply.give_up is not None and not reply.blocks:
                     if purpose == "repair":
                         log.info("the model gave up the repair: %s", reply.give_up)
@@ -252,6 +255,7 @@ class LLMProposer(Proposer):
                     raise EditFormatError(["the edits leave every file unchanged"])
                 return reply, edits, usage
             except (EditFormatError, EditApplyError) as exc:
+                meant = stated_hypothesis(completion.text) or meant
                 problem = exc.render()
                 log.info("edit attempt %d of %s failed: %s", attempt + 1, purpose, problem)
                 feedback = problem
@@ -266,6 +270,7 @@ class LLMProposer(Proposer):
             f"{self.max_edit_retries + 1} attempts; last error: {problem}",
             where=self.settings.describe(),
             usage=usage,
+            hypothesis=meant,
         )
 
 
