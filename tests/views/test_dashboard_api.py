@@ -124,3 +124,36 @@ def test_stream_pushes_an_update_when_an_experiment_finishes(demo: BuiltSession)
         add_experiment(demo, Planned("a late idea", "discard", [9.5], {"README.md": "late\n"}))
         second = _next_update(lines, time.monotonic() + 5)
         assert first != second
+
+
+@pytest.mark.slow
+def test_stream_pushes_an_update_when_the_session_process_dies(demo: BuiltSession) -> None:
+    """A run killed with SIGKILL writes nothing to the ledger; the page must still be told, or
+    it keeps saying "running" and ticking its clock forever."""
+    import json
+    import socket
+    import subprocess
+    import sys
+
+    from autoresearch.state import StatePaths
+
+    demo.ledger.update_session(demo.session.id, status="running")
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        lock = StatePaths(demo.repo, demo.session.tag).lock
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        lock.write_text(json.dumps({"pid": holder.pid, "host": socket.gethostname(),
+                                    "started": time.time()}))
+        with serve(demo.repo, poll_interval_s=0.1) as url, httpx.stream(
+                "GET", url + "/api/stream", timeout=10) as resp:
+            lines = resp.iter_lines()
+            _next_update(lines, time.monotonic() + 5)
+            assert httpx.get(url + "/api/session").json()["summary"]["live"] is True
+            holder.kill()
+            holder.wait()
+            _next_update(lines, time.monotonic() + 5)
+            summary = httpx.get(url + "/api/session").json()["summary"]
+            assert summary["live"] is False and summary["process_gone"] is True
+    finally:
+        holder.kill()
+        holder.wait()

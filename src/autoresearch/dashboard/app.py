@@ -37,7 +37,9 @@ from autoresearch.ledger import Ledger, SessionRow
 from autoresearch.views.detail import detail_to_json, experiment_detail
 from autoresearch.views.summary import (
     LEDGER_PATH,
+    LIVE_SESSION_STATES,
     build_view,
+    lock_holder_alive,
     open_ledger,
     resolve_session,
     view_to_json,
@@ -77,10 +79,14 @@ class _Source:
         # change_marker covers new experiments, runs and events; the open experiments and the
         # session row cover a status change that came without any of those; the session list
         # covers a new session (listed in the page's dropdown, followed when none is picked).
+        # Whether the session's process is alive covers a run that was killed (kill -9, a
+        # reboot), which writes nothing: the page must stop saying "running" and stop its clock.
         opened = [(e.id, e.status) for e in ledger.open_experiments(session.id)]
         listed = [(s.tag, s.status) for s in ledger.sessions()]
+        alive = (session.status in LIVE_SESSION_STATES
+                 and lock_holder_alive(ledger.path, session.tag))
         return json.dumps([session.tag, list(ledger.change_marker(session.id)), opened,
-                           session.status, session.updated_at, session.noise, listed])
+                           session.status, session.updated_at, session.noise, listed, alive])
 
     def close(self) -> None:
         if self._ledger is not None:

@@ -151,7 +151,7 @@ def _improvement(best: float | None, baseline: float | None, direction: str) -> 
     return best - baseline if direction == "maximize" else baseline - best
 
 
-def _lock_holder_alive(ledger_path: Path, tag: str) -> bool:
+def lock_holder_alive(ledger_path: Path, tag: str) -> bool:
     """Whether the process named in the session's lock file still exists."""
     lock = StatePaths(ledger_path.parent.parent, tag).lock
     return SessionLock(lock).live_holder() is not None
@@ -183,7 +183,7 @@ def build_view(ledger: Ledger, session: SessionRow, *, now: float | None = None)
     stamps += [t for r in rows for t in (r.started_at, r.finished_at) if t is not None]
     last_activity = max(stamps)
     claims_live = session.status in LIVE_SESSION_STATES
-    live = claims_live and _lock_holder_alive(ledger.path, session.tag)
+    live = claims_live and lock_holder_alive(ledger.path, session.tag)
     elapsed = max(0.0, (now if live else last_activity) - session.created_at)
     finished = sum(1 for r in rows if r.kind != "baseline" and r.status not in OPEN)
     per_hour = finished / (elapsed / 3600.0) if elapsed >= 1.0 and finished else None
