@@ -547,6 +547,19 @@ def test_a_smaller_step_than_the_micro_batch_takes_effect(
     assert "total_tokens_M:   0.002" in result.stdout  # 2 steps x 1024 tokens
 
 
+@pytest.mark.slow
+def test_a_micro_batch_that_does_not_divide_the_step_keeps_the_step(
+    workload: dict[str, str], tmp_path: Path
+) -> None:
+    # DEVICE_BATCH_SIZE is a memory bound only (program.md): 12 sequences do not divide a step
+    # of 16, and rounding the accumulation down would make every step 1536 tokens, not 2048.
+    env = {**workload, "AUTORESEARCH_TIME_BUDGET": "60", "AUTORESEARCH_MAX_STEPS": "2"}
+    result = run_train(tmp_path, env, {"\nDEVICE_BATCH_SIZE = 64": "\nDEVICE_BATCH_SIZE = 12"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "batch: 2048 tokens/step" in result.stdout
+    assert "total_tokens_M:   0.004" in result.stdout  # 2 steps x 2048 tokens
+
+
 def test_init_template_gpt_writes_a_committed_project(tmp_path: Path) -> None:
     from autoresearch.config import load_config
 

@@ -278,11 +278,13 @@ for opt in optimizers:
     for group in opt.param_groups:
         group["peak_lr"] = group["lr"]
 
-# A micro-batch never holds more than a whole step's tokens: otherwise a smaller
-# TOTAL_BATCH_TOKENS would silently change nothing.
-micro_batch = max(1, min(DEVICE_BATCH_SIZE, TOTAL_BATCH_TOKENS // SEQ_LEN))
+# A step is TOTAL_BATCH_TOKENS // SEQ_LEN sequences, run as grad_accum micro-batches of the
+# largest size that divides it and fits DEVICE_BATCH_SIZE: the micro-batches then add up to
+# exactly one step, whatever the two values are (so DEVICE_BATCH_SIZE only bounds memory).
+step_rows = max(1, TOTAL_BATCH_TOKENS // SEQ_LEN)
+micro_batch = max(d for d in range(1, max(1, DEVICE_BATCH_SIZE) + 1) if step_rows % d == 0)
 tokens_per_micro = micro_batch * SEQ_LEN
-grad_accum = max(1, TOTAL_BATCH_TOKENS // tokens_per_micro)
+grad_accum = step_rows // micro_batch
 train_model = torch.compile(model, dynamic=False) if (COMPILE and on_cuda) else model
 loader = prepare.make_dataloader(micro_batch, SEQ_LEN, device, seed=seed)
 progress_every = float(os.environ.get("AUTORESEARCH_PROGRESS_EVERY", prepare.TIME_BUDGET / 30))
