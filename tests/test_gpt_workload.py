@@ -484,6 +484,19 @@ def test_nan_loss_fails_fast(workload: dict[str, str], tmp_path: Path) -> None:
     assert "val_bpb" not in result.stdout
 
 
+@pytest.mark.slow
+def test_weights_that_turn_nan_at_the_last_step_fail_too(
+    workload: dict[str, str], tmp_path: Path
+) -> None:
+    # The loss of the last step is computed before its update: an update that turns the
+    # weights into NaN shows only in the evaluation, which must fail, not print val_bpb: nan.
+    env = {**workload, "AUTORESEARCH_TIME_BUDGET": "60", "AUTORESEARCH_MAX_STEPS": "1"}
+    result = run_train(tmp_path, env, {"\nMATRIX_LR = 0.02": '\nMATRIX_LR = float("nan")'})
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "FAIL: val_bpb nan" in result.stdout
+    assert "\nval_bpb:" not in result.stdout
+
+
 def test_template_contract_loads_and_its_knobs_exist() -> None:
     from autoresearch.config import load_config
     from autoresearch.proposers.knobs import discover_knobs

@@ -8,7 +8,7 @@ prepare.py, which must not change.
     AUTORESEARCH_TIME_BUDGET=120 python train.py   # any budget, in seconds of training
 
 Output: a `progress t=<s> step=<n> loss=<x>` line at regular intervals, then the summary block
-(`val_bpb:`, `test_bpb:`, ...). A NaN or exploding loss exits with status 1.
+(`val_bpb:`, `test_bpb:`, ...). A NaN or exploding loss (or a NaN val_bpb) exits with status 1.
 """
 
 import math
@@ -348,6 +348,9 @@ eval_batch = 16 if on_cuda else 64  # rows of prepare.MAX_SEQ_LEN tokens per for
 with autocast:
     val_bpb = prepare.evaluate_bpb(model, "val", eval_batch)
     test_bpb = prepare.evaluate_bpb(model, "test", eval_batch)  # held out: never optimize this
+if not math.isfinite(val_bpb + test_bpb):  # the last update can break what its loss did not show
+    print(f"FAIL: val_bpb {val_bpb} test_bpb {test_bpb} after step {step}")
+    sys.exit(1)
 
 
 def peak_memory_mb() -> float:
