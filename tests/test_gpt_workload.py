@@ -497,6 +497,15 @@ def test_weights_that_turn_nan_at_the_last_step_fail_too(
     assert "\nval_bpb:" not in result.stdout
 
 
+def test_program_md_names_everything_train_py_uses_from_prepare() -> None:
+    # A proposer shown only train.py learns the interface from program.md's list.
+    used = set(re.findall(r"\bprepare\.([A-Za-z_]\w*)", (TEMPLATE / "train.py").read_text()))
+    used.discard("py")  # "prepare.py", the file's name in comments
+    brief = (TEMPLATE / "program.md").read_text()
+    missing = {name for name in used if f"`{name}`" not in brief and f"`{name}()`" not in brief}
+    assert used and not missing
+
+
 def test_template_contract_loads_and_its_knobs_exist() -> None:
     from autoresearch.config import load_config
     from autoresearch.proposers.knobs import discover_knobs
