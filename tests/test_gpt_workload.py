@@ -28,7 +28,7 @@ np = pytest.importorskip("numpy")
 F = torch.nn.functional
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "src" / "autoresearch" / "templates" / "gpt"
-PROGRESS_RE = re.compile(r"^progress t=(\d+\.\d+) step=(\d+) loss=(\S+)$", re.M)
+PROGRESS_RE = re.compile(r"^progress t=(\d+\.\d+) step=(\d+) loss=(\S+)", re.M)  # as documented
 SMALL_VOCAB = "320"  # 63 merges: trains in well under a second on the test corpus
 _counter = itertools.count()
 
@@ -504,6 +504,15 @@ def test_program_md_names_everything_train_py_uses_from_prepare() -> None:
     brief = (TEMPLATE / "program.md").read_text()
     missing = {name for name in used if f"`{name}`" not in brief and f"`{name}()`" not in brief}
     assert used and not missing
+
+
+def test_the_documented_progress_regex_allows_appended_fields() -> None:
+    # The docs promise fields may be appended to the progress line: their regex must still match.
+    docs = (TEMPLATE.parents[3] / "docs" / "gpt-workload.md").read_text()
+    documented = re.search(r"matched by\s+`([^`]+)`", docs)
+    assert documented is not None and documented.group(1) == PROGRESS_RE.pattern
+    line = "progress t=12.50 step=140 loss=3.512345 lr=0.0200"
+    assert PROGRESS_RE.findall(line) == [("12.50", "140", "3.512345")]
 
 
 def test_template_contract_loads_and_its_knobs_exist() -> None:
