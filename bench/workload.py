@@ -34,6 +34,7 @@ from types import ModuleType
 from autoresearch.metrics import parse_metrics
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "src" / "autoresearch" / "templates" / "gpt"
+RUN_OVERRIDES = ("AUTORESEARCH_SEED", "AUTORESEARCH_MAX_STEPS", "AUTORESEARCH_PROGRESS_EVERY")
 
 
 def load_prepare(env: dict[str, str]) -> ModuleType:
@@ -63,7 +64,9 @@ def run_train(budget: float, env: dict[str, str]) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="gpt-bench-") as tmp:
         project = Path(tmp) / "project"
         shutil.copytree(TEMPLATE, project, ignore=shutil.ignore_patterns("__pycache__"))
-        full_env = {**os.environ, **env, "AUTORESEARCH_TIME_BUDGET": str(budget)}
+        # An exported seed or step limit would silently change what the report says it ran.
+        full_env = {k: v for k, v in os.environ.items() if k not in RUN_OVERRIDES}
+        full_env.update(env, AUTORESEARCH_TIME_BUDGET=str(budget))
         result = subprocess.run(
             [sys.executable, "train.py"],
             cwd=project,
@@ -112,7 +115,9 @@ def main() -> None:
     start = time.time()
     prepared = prepare.prepare()
     print(f"machine: {platform.machine()} {platform.processor() or ''}, ", end="")
-    print(f"{len(os.sched_getaffinity(0))} cores, torch threads = cores, python {sys.version[:6]}")
+    cores = len(os.sched_getaffinity(0))
+    threads = os.environ.get("OMP_NUM_THREADS") or cores  # what train.py will use
+    print(f"{cores} cores, torch threads {threads}, python {platform.python_version()}")
     print(f"corpus: {prepared.corpus.corpus_id}, tokenizer {prepared.meta['tokenizer']}")
     print(f"prepare: {time.time() - start:.1f}s (cached after the first run)")
     for split in ("val", "test"):
