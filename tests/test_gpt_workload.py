@@ -515,6 +515,15 @@ def test_the_documented_progress_regex_allows_appended_fields() -> None:
     assert PROGRESS_RE.findall(line) == [("12.50", "140", "3.512345")]
 
 
+def test_the_documented_quick_start_commits_the_template() -> None:
+    # `autoresearch run` refuses a scope with no committed file: an uncommitted template stops
+    # the docs' own quick start at its last line.
+    docs = (TEMPLATE.parents[3] / "docs" / "gpt-workload.md").read_text()
+    quick_start = docs.split("```bash\n", 1)[1].split("```", 1)[0]
+    init = [line for line in quick_start.splitlines() if "init --template gpt" in line]
+    assert init and all("--commit" in line for line in init)
+
+
 def test_template_contract_loads_and_its_knobs_exist() -> None:
     from autoresearch.config import load_config
     from autoresearch.proposers.knobs import discover_knobs
