@@ -101,6 +101,8 @@ def test_report_counts_agree_and_rates_are_readable(demo_ro: BuiltSession,
     assert "11 experiments (the baseline + 10 candidates) — 5 kept, 2 discarded" in md
     assert "baseline + 10 candidates: 5 kept · 2 discarded · 1 crashed" in page
     assert "experiments / hour" in md and "experiments / hour" in page
+    # The experiments ran 525 s of the ~11 min: the gaps are not counted as running.
+    assert "8 min 45 s running" in md and "8 min 45 s running" in page
     assert not re.search(r"\de[+-]\d\d", md + page)  # no 5.05e+04-style numbers
 
 

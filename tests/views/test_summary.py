@@ -67,8 +67,21 @@ def test_best_baseline_noise_and_spend(demo_ro: BuiltSession) -> None:
     assert s.cost_usd == pytest.approx(sum(p.cost_usd for p in DEFAULT_PLAN))
     assert s.max_usd == 1.0 and s.max_hours == 8.0
     assert not s.live and s.status == "finished"
-    # Eleven experiments one minute apart: ~10 finished candidates in ~12 minutes.
-    assert s.experiments_per_hour == pytest.approx(10 / (s.elapsed_s / 3600))
+    # Eleven experiments one minute apart, each running 45-48 s: the rate counts running time.
+    assert s.active_s == pytest.approx(45 + 48 * len(DEFAULT_PLAN))
+    assert s.active_s < s.elapsed_s
+    assert s.experiments_per_hour == pytest.approx(len(DEFAULT_PLAN) / (s.active_s / 3600))
+
+
+def test_active_time_leaves_out_the_pauses_between_runs() -> None:
+    from autoresearch.views.summary import active_seconds
+
+    # Two runs of a session a night apart; overlapping experiments count once; an open one
+    # runs until `until`.
+    spans = [(0.0, 10.0), (5.0, 12.0), (12.0, 15.0), (36_000.0, 36_010.0), (36_020.0, None)]
+    assert active_seconds(spans, until=36_030.0) == pytest.approx(15 + 10 + 10)
+    assert active_seconds([], until=5.0) == 0.0
+    assert active_seconds([(None, None)], until=5.0) == 0.0
 
 
 @pytest.mark.parametrize(("improvement", "noise", "level", "label"), [

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from autoresearch.ledger import Ledger, SessionRow
-from autoresearch.views.format import fmt_value
+from autoresearch.views.format import fmt_duration, fmt_rate, fmt_value
 from autoresearch.views.git import GitError, commit_exists, patch_of
-from autoresearch.views.summary import Confidence, SessionView, build_view
+from autoresearch.views.summary import Confidence, SessionSummary, SessionView, build_view
 
 
 @dataclass(frozen=True)
@@ -100,3 +100,11 @@ def noise_sentence(conf: Confidence) -> str:
                 f", so its own σ is unknown; the pooled {pooled} of the confirmation re-runs"
                 f"{dof} is used by both the confidence figure and the keep/discard rule")
     return "not measured (the baseline ran once and nothing was re-run)"
+
+
+def elapsed_note(s: SessionSummary) -> str:
+    """Beside the elapsed time: the rate per running hour, and the running time after pauses."""
+    parts = [fmt_rate(s.experiments_per_hour)] if s.experiments_per_hour else []
+    if s.active_s < 0.9 * s.elapsed_s:
+        parts.append(f"{fmt_duration(s.active_s)} running")
+    return ", ".join(parts)

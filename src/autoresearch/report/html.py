@@ -10,8 +10,8 @@ import base64
 import time
 from html import escape
 
-from autoresearch.report.content import ReportData, flatten, noise_sentence
-from autoresearch.views.format import fmt_counts, fmt_duration, fmt_rate, fmt_signed, fmt_value
+from autoresearch.report.content import ReportData, elapsed_note, flatten, noise_sentence
+from autoresearch.views.format import fmt_counts, fmt_duration, fmt_signed, fmt_value
 
 _STYLE = """
 body{margin:0;background:#f5f6f8;color:#1d2330;font:14px/1.5 system-ui,-apple-system,"Segoe UI",
@@ -88,8 +88,7 @@ def render_html(data: ReportData, png: bytes) -> str:
               conf.level),
         _card("experiments", str(c["total"]),
               f"baseline + {c['candidates']} candidates: " + " · ".join(fmt_counts(c))),
-        _card("elapsed", fmt_duration(s.elapsed_s),
-              fmt_rate(s.experiments_per_hour) if s.experiments_per_hour else ""),
+        _card("elapsed", fmt_duration(s.elapsed_s), elapsed_note(s)),
         _card("spend", spend, spend_sub),
         "</div>",
         "<h2>Progress</h2>",

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import time
 
-from autoresearch.report.content import ReportData, flatten, noise_sentence
+from autoresearch.report.content import ReportData, elapsed_note, flatten, noise_sentence
 from autoresearch.views.format import (
     fmt_counts,
     fmt_duration,
     fmt_experiments,
-    fmt_rate,
     fmt_signed,
     fmt_value,
 )
@@ -49,7 +48,7 @@ def render_markdown(data: ReportData, png_name: str = "progress.png") -> str:
         + (f" ({conf.noise_basis})" if conf.noise_basis else "") + ", the noise floor",
         f"- **Experiments:** {fmt_experiments(c)} — {', '.join(fmt_counts(c))}",
         f"- **Elapsed:** {fmt_duration(s.elapsed_s)}"
-        + (f" ({fmt_rate(s.experiments_per_hour)})" if s.experiments_per_hour else ""),
+        + (f" ({elapsed_note(s)})" if elapsed_note(s) else ""),
         f"- **Cost:** ${s.cost_usd:.4f}" + (f" of ${s.max_usd:.2f}" if s.max_usd else ""),
         "",
         f"![progress]({png_name})",

@@ -61,6 +61,9 @@ class SessionSummary:
     created_at: float
     last_activity: float
     elapsed_s: float
+    # The time experiments were actually running: a session resumed after a night off has a
+    # long elapsed time but not a long active one. The rate is per active hour.
+    active_s: float
     live: bool
     # The ledger says running but no process holds the session lock (killed, machine rebooted).
     process_gone: bool
@@ -157,6 +160,24 @@ def lock_holder_alive(ledger_path: Path, tag: str) -> bool:
     return SessionLock(lock).live_holder() is not None
 
 
+def active_seconds(spans: Sequence[tuple[float | None, float | None]], until: float) -> float:
+    """The length of the union of the experiments' [start, end] spans (an open one ends at
+    `until`): the time the session was doing something, without the pauses between runs."""
+    intervals = sorted((start, end if end is not None else until)
+                       for start, end in spans if start is not None)
+    total, current_start, current_end = 0.0, None, None
+    for start, end in intervals:
+        if current_end is None or start > current_end:
+            if current_end is not None and current_start is not None:
+                total += current_end - current_start
+            current_start, current_end = start, max(start, end)
+        else:
+            current_end = max(current_end, end)
+    if current_end is not None and current_start is not None:
+        total += current_end - current_start
+    return total
+
+
 def build_view(ledger: Ledger, session: SessionRow, *, now: float | None = None) -> SessionView:
     """Read one session from the ledger and compute everything the views show."""
     now = time.time() if now is None else now
@@ -184,16 +205,18 @@ def build_view(ledger: Ledger, session: SessionRow, *, now: float | None = None)
     last_activity = max(stamps)
     claims_live = session.status in LIVE_SESSION_STATES
     live = claims_live and lock_holder_alive(ledger.path, session.tag)
-    elapsed = max(0.0, (now if live else last_activity) - session.created_at)
+    until = now if live else last_activity
+    elapsed = max(0.0, until - session.created_at)
+    active = active_seconds([(r.started_at, r.finished_at) for r in rows], until)
     finished = sum(1 for r in rows if r.kind != "baseline" and r.status not in OPEN)
-    per_hour = finished / (elapsed / 3600.0) if elapsed >= 1.0 and finished else None
+    per_hour = finished / (active / 3600.0) if active >= 1.0 and finished else None
 
     limits: Mapping[str, Any] = session.config.get("limits") or {}
     summary = SessionSummary(
         tag=session.tag, branch=session.branch, base_commit=session.base_commit,
         status=session.status, metric=metric, direction=session.direction,
         proposer=session.proposer, created_at=session.created_at, last_activity=last_activity,
-        elapsed_s=elapsed, live=live, process_gone=claims_live and not live,
+        elapsed_s=elapsed, active_s=active, live=live, process_gone=claims_live and not live,
         experiments_per_hour=per_hour, counts=counts,
         baseline=baseline, baseline_id=base_row.id if base_row else None,
         best=best, best_id=best_row.id if best_row else None,

@@ -195,8 +195,11 @@ function renderHeader(s, conf) {
   state.elapsedBase = { s: s.elapsed_s, at: Date.now(), live: s.live };
   paintElapsed();
   const rate = s.experiments_per_hour;
-  $("rate").textContent = rate === null ? "" : perHour(rate)
-    + (s.max_hours ? ` · limit ${s.max_hours} h` : "");
+  // The rate is per hour of running; after pauses between runs, say how much that was.
+  const paused = s.active_s < 0.9 * s.elapsed_s;
+  $("rate").textContent = [rate === null ? "" : perHour(rate),
+    paused ? `${duration(s.active_s)} running` : "",
+    s.max_hours ? `limit ${s.max_hours} h` : ""].filter(Boolean).join(" · ");
   if (state.tick) clearInterval(state.tick);
   // The clock of a live session ticks locally; no request is made for it.
   state.tick = s.live ? setInterval(paintElapsed, 1000) : null;
