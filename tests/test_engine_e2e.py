@@ -111,6 +111,27 @@ def test_crash_repair_is_an_attempt_of_the_same_experiment(toy_repo: Path) -> No
     assert git(toy_repo, "for-each-ref", "refs/autoresearch/t/discarded/t-0002-a1")
 
 
+def test_a_refused_repair_leaves_the_crash_it_was_for(toy_repo: Path) -> None:
+    # The repairs are a copy of the incumbent and an edit of a protected file: neither runs,
+    # and each experiment stays the crash it was (it did run), not "rejected".
+    config = (toy_repo / "autoresearch.toml").read_text().replace("repeats = 2", "repeats = 1")
+    (toy_repo / "autoresearch.toml").write_text(config)
+    use_script(toy_repo, [
+        {"hypothesis": "X to 5", "edits": {"target.py": "X = 5.0\n"}},
+        {"hypothesis": "X to 6, crashing", "edits": {"target.py": "X = 6.0\nCRASH = True\n"},
+         "repairs": [{"edits": {"target.py": "X = 5.0\n"}}]},
+        {"hypothesis": "X to 6.5, crashing", "edits": {"target.py": "X = 6.5\nCRASH = True\n"},
+         "repairs": [{"edits": {"score.py": "print('score: 0')\n"}}]},
+    ])
+    result = run_cli(toy_repo, "run", "--tag", "t", "--iterations", "4")
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = ledger_rows(toy_repo, "SELECT status, decision_reason FROM experiments ORDER BY seq")
+    assert [r[0] for r in rows] == ["keep", "keep", "crash", "crash"]
+    assert "its repair was not run: the proposal changes nothing" in rows[2][1]  # = t-0002
+    assert "its repair was not run: refused by the guardrails" in rows[3][1]
+    assert "exit code" in rows[2][1] and "exit code" in rows[3][1]  # the crash itself
+
+
 def test_consecutive_crashes_pause_the_session(toy_repo: Path) -> None:
     crash = {"hypothesis": "crash", "edits": {"target.py": "X = 1\nCRASH = True\n"}}
     items = [dict(crash, edits={"target.py": f"X = {i}\nCRASH = True\n"}) for i in range(8)]

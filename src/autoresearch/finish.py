@@ -32,6 +32,8 @@ class Work:
     change: gitops.Committed | None = None  # the candidate's commit, once made
     attempt: int = 1
     failed: Measurement | None = None  # the crashed run a repair is being asked for
+    # The crash the current attempt is a repair of: if the repair is refused, that crash stands.
+    repairing: Measurement | None = None
     done: bool = False
 
     @property

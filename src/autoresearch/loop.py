@@ -239,8 +239,7 @@ def _commit(session: Session, work: Work, proposal: Proposal) -> bool:
         paths = list(proposal.edits)
         problems = guardrails.check_edits(worktree, proposal.edits, rules)
     if problems:
-        finish(session, work, "rejected", "refused by the guardrails: " + "; ".join(problems),
-               proposal)
+        _refuse(session, work, "refused by the guardrails: " + "; ".join(problems), proposal)
         return False
     if not proposal.in_worktree:
         guardrails.apply_edits(worktree, proposal.edits)
@@ -252,7 +251,7 @@ def _commit(session: Session, work: Work, proposal: Proposal) -> bool:
     duplicate = _duplicate_of(session, change.tree, work.parent)
     if duplicate:
         # The commit is left unreferenced: nothing will run it, and git collects it eventually.
-        finish(session, work, "rejected", duplicate, proposal)
+        _refuse(session, work, duplicate, proposal)
         return False
     work.change = change
     session.ledger.update_experiment(
@@ -260,6 +259,16 @@ def _commit(session: Session, work: Work, proposal: Proposal) -> bool:
         lines_added=change.lines_added, lines_removed=change.lines_removed,
     )
     return True
+
+
+def _refuse(session: Session, work: Work, reason: str, proposal: Proposal) -> None:
+    """A proposal that will not run: rejected; but a refused repair leaves the crash it was for."""
+    crashed = work.repairing
+    if crashed is None:
+        finish(session, work, "rejected", reason, proposal)
+    else:
+        finish(session, work, crashed.status, f"{crashed.reason}; its repair was not run: {reason}",
+               proposal)
 
 
 def _duplicate_of(session: Session, tree: str, parent: str) -> str | None:
@@ -307,7 +316,7 @@ def _next_attempt(session: Session, work: Work, repaired: Proposal) -> Proposal:
     gitops.update_ref(session.root, session.paths.discarded_ref(f"{work.exp.id}-a{work.attempt}"),
                       work.commit)
     session.executor.reset(work.slot, work.parent)
-    work.change, work.failed = None, None
+    work.change, work.repairing, work.failed = None, work.failed, None
     work.attempt += 1
     session.ledger.update_experiment(work.exp.id, attempts=work.attempt,
                                      hypothesis=repaired.hypothesis)
