@@ -372,21 +372,22 @@ CHART_GEOMETRY = """() => {
         seq: 2 + 0.3 * i, role: 'kept', objective: y.min + span * (0.1 + 0.08 * i),
         label: 'a long hypothesis for step ' + (i + 2) + ' that cannot fit beside the next' }));
     const boxes = labelBoxes(chart, fake, ctx).map((b) => ({
-        seq: b.p.seq, label: b.p.label, text: b.text, ax: b.ax, ay: b.ay,
+        seq: b.p.seq, label: b.p.label, text: b.text, ax: b.ax, ay: b.ay, angle: b.angle,
         w: ctx.measureText(b.text).width }));
     ctx.restore();
     return { ymin: y.min, ymax: y.max, top: area.top, bottom: area.bottom, off, boxes,
              ticks: x.ticks.map((t) => t.value), maxSeq: chart.$ar.max_seq,
-             slant: LABEL_SLANT };
+             };
 }"""
 
 
-def _corners(box: dict[str, Any], slant: float, height: float) -> list[tuple[float, float]]:
-    """A label's rectangle on the canvas: from its anchor along the slant, ± half its height."""
+def _corners(box: dict[str, Any], height: float) -> list[tuple[float, float]]:
+    """A label's rectangle on the canvas: from its anchor along its angle, ± half its height."""
     import math
 
-    tx, ty = math.cos(slant), -math.sin(slant)   # along the text (canvas y points down)
-    nx, ny = math.sin(slant), math.cos(slant)    # across it
+    a = box["angle"]  # canvas radians: negative slants up (y points down)
+    tx, ty = math.cos(a), math.sin(a)   # along the text
+    nx, ny = -ty, tx                    # across it
     h = height / 2
     ax, ay, w = box["ax"], box["ay"], box["w"]
     return [(ax + nx * s * h + tx * t, ay + ny * s * h + ty * t) for s, t in
@@ -426,7 +427,9 @@ def test_outliers_crowded_labels_and_axis(page: Any, crowded_repo: Path, tmp_pat
         assert len(boxes) < 9 or any(b["text"].endswith("…") for b in boxes[1:])
         for b in boxes:
             assert b["label"].startswith(b["text"].rstrip("…").rstrip())
-        rects = [_corners(b, g["slant"], 11) for b in boxes]
+        rects = [_corners(b, 11) for b in boxes]
+        # Inside the plot from top to bottom: the legend above it stays clear.
+        assert all(g["top"] - 1 <= cy <= g["bottom"] + 1 for r in rects for _, cy in r), boxes
         for i in range(len(rects)):
             for j in range(i + 1, len(rects)):
                 assert not _overlap(rects[i], rects[j]), (boxes[i], boxes[j])

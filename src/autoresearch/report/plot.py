@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Callable
 from pathlib import Path
 
 from matplotlib.axes import Axes
@@ -16,6 +15,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.font_manager import FontProperties
 
+from autoresearch.report.labels import place_labels
 from autoresearch.views.chart import ChartData, ChartPoint
 from autoresearch.views.format import fmt_value
 
@@ -99,7 +99,7 @@ def progress_figure(chart: ChartData, title: str = "") -> Figure:
         ax.set_title(title, loc="left", color=INK, fontsize=12, fontweight="bold")
     fig.tight_layout()
     # Labels last: their room depends on where the layout put the axes.
-    place_labels(fig, ax, [p for p in kept if p.label])
+    label_kept(fig, ax, [p for p in kept if p.label])
     return fig
 
 
@@ -127,52 +127,29 @@ def draw_off_scale(ax: Axes, chart: ChartData, limits: tuple[float, float]) -> N
                     va="center", zorder=7)
 
 
-def place_labels(fig: Figure, ax: Axes, kept: list[ChartPoint]) -> None:
-    """Label kept points with their hypotheses, slanted, without letting two labels overlap.
-
-    All labels share one slant, so in a frame turned by it each label is an upright box. They are
-    placed right to left; a label that would run into a placed one is cut short before it, or
-    left out when too little would remain (report.md and report.html list every hypothesis).
-    """
+def label_kept(fig: Figure, ax: Axes, kept: list[ChartPoint]) -> None:
+    """Label kept points with their hypotheses, slanted, never two overlapping (`labels`)."""
     renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
     font = FontProperties(size=LABEL_SIZE)
-    cos, sin = math.cos(math.radians(LABEL_SLANT)), math.sin(math.radians(LABEL_SLANT))
     offset = 6 * fig.dpi / 72
-    height = renderer.get_text_width_height_descent("Ag", font, ismath=False)[1] + 2
-    fig_width = fig.bbox.width
-    placed: list[tuple[float, float, float]] = []  # (u, v, width) in the turned frame
 
     def width(text: str) -> float:
         return float(renderer.get_text_width_height_descent(text, font, ismath=False)[0])
 
-    for p in sorted(kept, key=lambda q: q.seq, reverse=True):
-        x, y = ax.transData.transform((p.seq, p.objective))
-        ax_, ay = x + offset, y + offset
-        u, v = ax_ * cos + ay * sin, -ax_ * sin + ay * cos
-        room = (fig_width - ax_ - 4) / cos
-        for bu, bv, bw in placed:
-            if abs(bv - v) < height + 3 and bu + bw > u:
-                room = min(room, bu - u - 6)
-        text = fitted(p.label, room, width)
-        if text is None:
+    height = renderer.get_text_width_height_descent("Ag", font, ismath=False)[1] + 2
+    anchors = [(p.label, *ax.transData.transform((p.seq, p.objective))) for p in kept]
+    # Inside the plot, but free to run into the right margin of the figure.
+    bounds = (ax.bbox.x0, ax.bbox.y0, fig.bbox.width - 4, ax.bbox.y1)
+    chosen = place_labels(anchors, width, height, bounds, math.radians(LABEL_SLANT), offset,
+                          LABEL_MIN_PX)
+    for p, label in zip(kept, chosen, strict=True):
+        if label is None:
             continue
-        placed.append((u, v, width(text)))
-        ax.annotate(text, (p.seq, p.objective), xytext=(6, 6), textcoords="offset points",
-                    rotation=LABEL_SLANT, rotation_mode="anchor", fontsize=LABEL_SIZE,
-                    color=KEEP, ha="left", va="center", zorder=7, annotation_clip=False)
-
-
-def fitted(label: str, room: float, width: Callable[[str], float]) -> str | None:
-    """The label, or its longest prefix with an ellipsis, that fits in `room`; None if too little."""
-    if room < LABEL_MIN_PX:
-        return None
-    if width(label) <= room:
-        return label
-    text = label
-    while len(text) > 3 and width(text.rstrip() + "…") > room:
-        text = text[:-1]
-    text = text.rstrip() + "…"
-    return text if width(text) <= room else None
+        sign = 1 if label.up else -1
+        ax.annotate(label.text, (p.seq, p.objective), xytext=(6, 6 * sign),
+                    textcoords="offset points", rotation=LABEL_SLANT * sign,
+                    rotation_mode="anchor", fontsize=LABEL_SIZE, color=KEEP, ha="left",
+                    va="center", zorder=7, annotation_clip=False)
 
 
 def write_progress_png(chart: ChartData, path: Path, title: str = "") -> Path:

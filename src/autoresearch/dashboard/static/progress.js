@@ -37,37 +37,66 @@ const spreadPlugin = {
   },
 };
 
-// Each kept experiment is labelled with its short hypothesis, slanted so neighbours overlap less.
-// All labels share one slant, so in a frame turned by that angle each label is an upright box:
-// they are placed right to left, and a label that would run into one already placed is cut short
-// before it (or left out when too little would remain; its tooltip still has the hypothesis).
+// Each kept experiment is labelled with its short hypothesis on a slanted strip beside it (as in
+// progress.png: report/labels.py). Labels are placed right to left; each goes up, or down when
+// that leaves it more room, and keeps the longest prefix of its text that stays inside the plot
+// and clear of every label already placed (a binary search: a longer prefix covers more). One
+// that cannot keep LABEL_MIN_PX of text is left out; its tooltip still has the hypothesis.
 const LABEL_SLANT = Math.PI / 7;
 const LABEL_MIN_PX = 44;
+const LABEL_HEIGHT = 13;
+
+// The strip a text of `w` px drawn from (x, y) at `angle` covers (canvas coordinates).
+function strip(x, y, angle, w, pad = 1.5) {
+  const tx = Math.cos(angle), ty = Math.sin(angle), nx = -ty, ny = tx, h = LABEL_HEIGHT / 2 + pad;
+  return [[-1, -pad], [-1, w + pad], [1, w + pad], [1, -pad]]
+    .map(([s, t]) => [x + nx * s * h + tx * t, y + ny * s * h + ty * t]);
+}
+
+// Separating-axis test for two convex polygons.
+function overlaps(a, b) {
+  for (const poly of [a, b]) {
+    for (let i = 0; i < poly.length; i++) {
+      const [x1, y1] = poly[i], [x2, y2] = poly[(i + 1) % poly.length];
+      const nx = y2 - y1, ny = x1 - x2;
+      const pa = a.map(([x, y]) => nx * x + ny * y), pb = b.map(([x, y]) => nx * x + ny * y);
+      if (Math.max(...pa) <= Math.min(...pb) || Math.max(...pb) <= Math.min(...pa)) return false;
+    }
+  }
+  return true;
+}
+
 function labelBoxes(chart, pts, ctx) {
-  const { x, y } = chart.scales;
+  const { x, y } = chart.scales, area = chart.chartArea;
   const cos = Math.cos(LABEL_SLANT), sin = Math.sin(LABEL_SLANT);
-  const height = 13;
+  const right = chart.width - 4;
+  const prefix = (label, n) => (n >= label.length ? label : label.slice(0, n).trimEnd() + "…");
   const placed = [];
   const out = [];
   for (const p of [...pts].sort((a, b) => b.seq - a.seq)) {
-    const ax = x.getPixelForValue(p.seq) + 7, ay = y.getPixelForValue(p.objective) - 7;
-    // The anchor in the turned frame: text runs along +u, its height spans v ± height/2.
-    const u = ax * cos - ay * sin, v = ax * sin + ay * cos;
-    // Labels may run into the right padding; beyond it they are cut with an ellipsis.
-    let room = (chart.width - ax - 4) / cos;
-    for (const b of placed) {
-      if (Math.abs(b.v - v) < height + 3 && b.u + b.w > u) room = Math.min(room, b.u - u - 6);
+    const px = x.getPixelForValue(p.seq), py = y.getPixelForValue(p.objective);
+    let best = null;
+    for (const up of [true, false]) {
+      const ax = px + 7, ay = up ? py - 7 : py + 7, angle = up ? -LABEL_SLANT : LABEL_SLANT;
+      const edge = up ? ay - area.top : area.bottom - ay;
+      const room = Math.min((right - ax) / cos, (edge - LABEL_HEIGHT / 2) / sin);
+      const free = (n) => {
+        const w = ctx.measureText(prefix(p.label, n)).width;
+        if (w > room) return null;
+        const s = strip(ax, ay, angle, w);
+        return placed.some((q) => overlaps(s, q)) ? null : s;
+      };
+      let lo = 1, hi = p.label.length, fit = null;
+      while (lo <= hi) {
+        const mid = (lo + hi) >> 1, s = free(mid);
+        if (s) { fit = { n: mid, s }; lo = mid + 1; } else hi = mid - 1;
+      }
+      if (!fit) continue;
+      const text = prefix(p.label, fit.n);
+      if (text !== p.label && ctx.measureText(text).width < LABEL_MIN_PX) continue;
+      if (!best || fit.n > best.n) best = { n: fit.n, s: fit.s, box: { p, ax, ay, angle, text } };
     }
-    if (room < LABEL_MIN_PX) continue;
-    let text = p.label;
-    const fits = (t) => ctx.measureText(t).width <= room;
-    if (!fits(text)) {
-      while (text.length > 3 && !fits(text.trimEnd() + "…")) text = text.slice(0, -1);
-      text = text.trimEnd() + "…";
-      if (!fits(text)) continue;
-    }
-    placed.push({ u, v, w: ctx.measureText(text).width });
-    out.push({ p, ax, ay, text });
+    if (best) { placed.push(best.s); out.push(best.box); }
   }
   return out;
 }
@@ -81,10 +110,10 @@ const labelPlugin = {
     ctx.font = "11px " + css("--sans");
     ctx.fillStyle = css("--keep");
     ctx.textBaseline = "middle";
-    for (const { ax, ay, text } of labelBoxes(chart, all.filter((p) => p.role === "kept" && p.label), ctx)) {
+    for (const { ax, ay, angle, text } of labelBoxes(chart, all.filter((p) => p.role === "kept" && p.label), ctx)) {
       ctx.save();
       ctx.translate(ax, ay);
-      ctx.rotate(-LABEL_SLANT);
+      ctx.rotate(angle);
       ctx.fillText(text, 0, 0);
       ctx.restore();
     }
