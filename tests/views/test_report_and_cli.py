@@ -132,6 +132,8 @@ def test_cli_errors_are_clear(tmp_path: Path, demo_ro: BuiltSession) -> None:
         result = runner.invoke(app, args)
         assert isinstance(result.exception, AutoresearchError), (args, result.output)
         assert message in result.exception.render()
+        if "--host" in args or "--token" in args:
+            assert result.exception.exit_code == 3  # refused, as the README's exit codes say
     unknown = runner.invoke(app, ["finalize", "--repo", str(demo_ro.repo), "--tag", "nope"])
     assert isinstance(unknown.exception, AutoresearchError)
     assert "known tags: demo" in unknown.exception.render()

@@ -21,7 +21,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from autoresearch.dashboard.hosts import LOOPBACK_NAMES, is_loopback
-from autoresearch.errors import AutoresearchError
+from autoresearch.errors import AutoresearchError, PreconditionError
 from autoresearch.views.git import common_root
 
 __all__ = ["dashboard", "dashboard_app", "finalize", "is_loopback", "register", "report"]
@@ -95,15 +95,16 @@ def dashboard(
     """Serve a live, read-only web dashboard of a session (127.0.0.1 by default)."""
     import uvicorn
 
+    # Refused by policy, like the run's preconditions: exit 3.
     if not is_loopback(host) and not token:
-        raise AutoresearchError(
+        raise PreconditionError(
             f"refusing to serve the dashboard on {host} without an access token",
             where="--host",
             fix="add --token SECRET (every request must then carry it), or keep the default "
                 "--host 127.0.0.1 and use an SSH tunnel",
         )
     if token is not None and len(token) < 8:
-        raise AutoresearchError("the access token is too short (use at least 8 characters)",
+        raise PreconditionError("the access token is too short (use at least 8 characters)",
                                 where="--token",
                                 fix="e.g. python -c 'import secrets; print(secrets.token_urlsafe())'")
     root = _root(repo)
