@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from autoresearch.ledger import Ledger
+from autoresearch.report.labels import corners, overlap
 from autoresearch.views.summary import build_view, open_ledger, resolve_session
 from tests.views.conftest import (
     ARTIFACTS,
@@ -381,32 +382,6 @@ CHART_GEOMETRY = """() => {
 }"""
 
 
-def _corners(box: dict[str, Any], height: float) -> list[tuple[float, float]]:
-    """A label's rectangle on the canvas: from its anchor along its angle, ± half its height."""
-    import math
-
-    a = box["angle"]  # canvas radians: negative slants up (y points down)
-    tx, ty = math.cos(a), math.sin(a)   # along the text
-    nx, ny = -ty, tx                    # across it
-    h = height / 2
-    ax, ay, w = box["ax"], box["ay"], box["w"]
-    return [(ax + nx * s * h + tx * t, ay + ny * s * h + ty * t) for s, t in
-            ((-1, 0), (-1, w), (1, w), (1, 0))]
-
-
-def _overlap(a: list[tuple[float, float]], b: list[tuple[float, float]]) -> bool:
-    """Separating-axis test for two convex polygons."""
-    for poly in (a, b):
-        for i in range(len(poly)):
-            (x1, y1), (x2, y2) = poly[i], poly[(i + 1) % len(poly)]
-            nx, ny = y2 - y1, x1 - x2
-            pa = [nx * x + ny * y for x, y in a]
-            pb = [nx * x + ny * y for x, y in b]
-            if max(pa) <= min(pb) or max(pb) <= min(pa):
-                return False
-    return True
-
-
 def test_outliers_crowded_labels_and_axis(page: Any, crowded_repo: Path, tmp_path: Path) -> None:
     n, _, _ = ledger_counts(crowded_repo, "n")
     with serve(crowded_repo) as url:
@@ -427,12 +402,13 @@ def test_outliers_crowded_labels_and_axis(page: Any, crowded_repo: Path, tmp_pat
         assert len(boxes) < 9 or any(b["text"].endswith("…") for b in boxes[1:])
         for b in boxes:
             assert b["label"].startswith(b["text"].rstrip("…").rstrip())
-        rects = [_corners(b, 11) for b in boxes]
+        # The strips as drawn (progress.png's geometry: the same in canvas coordinates).
+        rects = [corners(b["ax"], b["ay"], b["angle"], b["w"], 11, pad=0) for b in boxes]
         # Inside the plot from top to bottom: the legend above it stays clear.
         assert all(g["top"] - 1 <= cy <= g["bottom"] + 1 for r in rects for _, cy in r), boxes
         for i in range(len(rects)):
             for j in range(i + 1, len(rects)):
-                assert not _overlap(rects[i], rects[j]), (boxes[i], boxes[j])
+                assert not overlap(rects[i], rects[j]), (boxes[i], boxes[j])
         shoot(page, tmp_path, "dashboard-outlier.png", full_page=False)
 
         # The table sorts from the keyboard: its headers are buttons that announce the order.
