@@ -234,6 +234,25 @@ def changed_paths(worktree: Path) -> list[str]:
     return paths
 
 
+def file_at(cwd: Path, commit: str, path: str) -> str | None:
+    """The text of `path` as `commit` has it; None unless it is a regular file there.
+
+    Read as bytes (and decoded leniently) so the content comes back exactly, final newline included.
+    """
+    env = {**os.environ, **_GIT_ENV}
+
+    def run(*args: str) -> bytes:
+        proc = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, check=False)
+        return proc.stdout if proc.returncode == 0 else b""
+
+    listed = run("ls-tree", "-z", commit, "--", path).decode("utf-8", "replace")
+    entry, _, name = listed.split("\0", 1)[0].partition("\t")
+    fields = entry.split()
+    if name != path or len(fields) != 3 or fields[1] != "blob" or fields[0] == "120000":
+        return None
+    return run("cat-file", "blob", fields[2]).decode("utf-8", errors="replace")
+
+
 def tree_of(cwd: Path, commit: str) -> str:
     return rev_parse(cwd, f"{commit}^{{tree}}")
 

@@ -20,12 +20,11 @@ from __future__ import annotations
 import difflib
 import logging
 import os
-import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from autoresearch import guardrails
+from autoresearch import gitops, guardrails
 from autoresearch.errors import ConfigError
 from autoresearch.proposers.base import Proposal, ProposalContext, Proposer, Usage
 from autoresearch.proposers.faults import FailedProposal, FatalProposerError, ProposerOutage
@@ -88,19 +87,9 @@ def committed_reader(
         problem = guardrails.path_problem(root, path, rules)
         if problem is not None:
             raise PathRefused(_rule(problem))
-        listed = _git_bytes(root, "ls-tree", "-z", commit, "--", path).decode("utf-8", "replace")
-        entry, _, name = listed.split("\0", 1)[0].partition("\t")
-        fields = entry.split()
-        if name != path or len(fields) != 3 or fields[1] != "blob" or fields[0] == "120000":
-            return None
-        return _git_bytes(root, "cat-file", "blob", fields[2]).decode("utf-8", errors="replace")
+        return gitops.file_at(root, commit, path)
 
     return read
-
-
-def _git_bytes(root: Path, *args: str) -> bytes:
-    proc = subprocess.run(["git", *args], cwd=root, capture_output=True, check=False)
-    return proc.stdout if proc.returncode == 0 else b""
 
 
 def _rule(problem: str) -> str:
