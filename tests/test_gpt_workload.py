@@ -576,28 +576,22 @@ def test_demo_command_runs_a_session_inside_another_checkout(
 
 
 @pytest.mark.slow
-def test_a_smaller_step_than_the_micro_batch_takes_effect(
-    workload: dict[str, str], tmp_path: Path
-) -> None:
+@pytest.mark.parametrize(("edit", "tokens_per_step", "total"), [
     # A knob value that changes nothing wastes a run and hands the decision rule a free draw.
-    env = {**workload, "AUTORESEARCH_TIME_BUDGET": "60", "AUTORESEARCH_MAX_STEPS": "2"}
-    result = run_train(tmp_path, env, {"\nTOTAL_BATCH_TOKENS = 2048": "\nTOTAL_BATCH_TOKENS = 1024"})
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "batch: 1024 tokens/step" in result.stdout
-    assert "total_tokens_M:   0.002" in result.stdout  # 2 steps x 1024 tokens
-
-
-@pytest.mark.slow
-def test_a_micro_batch_that_does_not_divide_the_step_keeps_the_step(
-    workload: dict[str, str], tmp_path: Path
-) -> None:
+    ({"\nTOTAL_BATCH_TOKENS = 2048": "\nTOTAL_BATCH_TOKENS = 1024"}, 1024, "0.002"),
     # DEVICE_BATCH_SIZE is a memory bound only (program.md): 12 sequences do not divide a step
     # of 16, and rounding the accumulation down would make every step 1536 tokens, not 2048.
+    ({"\nDEVICE_BATCH_SIZE = 64": "\nDEVICE_BATCH_SIZE = 12"}, 2048, "0.004"),
+], ids=["smaller-step-than-micro-batch", "micro-batch-not-dividing-the-step"])
+def test_the_step_is_the_configured_number_of_tokens(
+    workload: dict[str, str], tmp_path: Path, edit: dict[str, str], tokens_per_step: int,
+    total: str,
+) -> None:
     env = {**workload, "AUTORESEARCH_TIME_BUDGET": "60", "AUTORESEARCH_MAX_STEPS": "2"}
-    result = run_train(tmp_path, env, {"\nDEVICE_BATCH_SIZE = 64": "\nDEVICE_BATCH_SIZE = 12"})
+    result = run_train(tmp_path, env, edit)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "batch: 2048 tokens/step" in result.stdout
-    assert "total_tokens_M:   0.004" in result.stdout  # 2 steps x 2048 tokens
+    assert f"batch: {tokens_per_step} tokens/step" in result.stdout
+    assert f"total_tokens_M:   {total}" in result.stdout  # 2 steps
 
 
 def test_init_template_gpt_writes_a_committed_project(tmp_path: Path) -> None:

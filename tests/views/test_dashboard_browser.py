@@ -106,6 +106,11 @@ def wait_until(pg: Any, expression: str, timeout_s: float = 10.0) -> None:
         time.sleep(0.05)
 
 
+def shows_experiments(pg: Any, n: int, timeout_s: float = 10.0) -> None:
+    """Wait until the page has rendered `n` experiments (its table and chart are current)."""
+    wait_until(pg, f"document.body.dataset.experiments === '{n}'", timeout_s)
+
+
 def shoot(pg: Any, tmp_path: Path, name: str, full_page: bool = True) -> Path:
     path = tmp_path / name
     pg.screenshot(path=str(path), full_page=full_page)
@@ -118,7 +123,7 @@ def test_chart_table_and_diff(page: Any, live_repo: Path, tmp_path: Path) -> Non
     n, measured, kept = ledger_counts(live_repo)
     with serve(live_repo) as url:
         page.goto(url + "/")
-        wait_until(page, f"document.body.dataset.experiments === '{n}'")
+        shows_experiments(page, n)
         drawn = drawn_points(page)
         assert sum(drawn[k] for k in POINT_DATASETS) == measured
         assert drawn["kept"] == kept and drawn["baseline"] == 1
@@ -171,12 +176,12 @@ def test_new_experiments_appear_without_reload(page: Any, live_repo: Path, tmp_p
     n, _, _ = ledger_counts(live_repo)
     with serve(live_repo) as url:
         page.goto(url + "/")
-        wait_until(page, f"document.body.dataset.experiments === '{n}'")
+        shows_experiments(page, n)
         page.evaluate("window.__sameDocument = true")
         # Resume the real session for two more experiments while the page is open.
         proc = autoresearch(live_repo, "run", "--iterations", str(n + 2), "--tag", "t")
         assert proc.returncode == 0, proc.stdout + proc.stderr
-        wait_until(page, f"document.body.dataset.experiments === '{n + 2}'", 10)
+        shows_experiments(page, n + 2)
         assert page.evaluate("window.__sameDocument") is True  # updated in place, not reloaded
         _, measured, kept = ledger_counts(live_repo)
         wait_until(page,
@@ -203,7 +208,7 @@ def test_token_is_required(browser: Any, page: Any, live_repo: Path, tmp_path: P
         assert "access token" in page.content()
         ok = page.goto(url + f"/?token={TOKEN}")
         assert ok is not None and ok.status == 200
-        wait_until(page, f"document.body.dataset.experiments === '{n}'")
+        shows_experiments(page, n)
         assert "token" not in page.url  # dropped from the address bar once the cookie is set
         page.wait_for_selector("#live.on")  # the event stream got through with the cookie
         drawn = drawn_points(page)
@@ -268,7 +273,7 @@ def test_spread_of_repeated_runs_is_visible(page: Any, noisy_repo: Path, tmp_pat
     n, _, _ = ledger_counts(noisy_repo, "n")
     with serve(noisy_repo) as url:
         page.goto(url + "/")
-        wait_until(page, f"document.body.dataset.experiments === '{n}'")
+        shows_experiments(page, n)
         # The confidence divides by the σ of the baseline's own repeats, and says so.
         own = statistics.stdev(NOISY_BASELINE)
         assert f"÷ σ {own:.3g} (σ of the baseline's 3 runs)" in page.inner_text("#conf-sub")
@@ -310,7 +315,7 @@ def test_running_best_steps_at_the_kept_experiment(page: Any, noisy_repo: Path) 
     n, _, _ = ledger_counts(noisy_repo, "n")
     with serve(noisy_repo) as url:
         page.goto(url + "/")
-        wait_until(page, f"document.body.dataset.experiments === '{n}'")
+        shows_experiments(page, n)
         got = page.evaluate(STEP_PROBES)
         assert len(got["probes"]) >= 3
         for probe in got["probes"]:
@@ -386,7 +391,7 @@ def test_outliers_crowded_labels_and_axis(page: Any, crowded_repo: Path, tmp_pat
     n, _, _ = ledger_counts(crowded_repo, "n")
     with serve(crowded_repo) as url:
         page.goto(url + "/")
-        wait_until(page, f"document.body.dataset.experiments === '{n}'")
+        shows_experiments(page, n)
         g = page.evaluate(CHART_GEOMETRY)
         # The wild result (50) is cut off: the rest (8-14) fill the plot, and it sits at the top
         # edge as an upward triangle, inside the plot area, its value written beside it.
