@@ -3,6 +3,7 @@
 from autoresearch.proposers.base import (
     ExperimentOutcome,
     ExperimentSummary,
+    InFlight,
     Proposal,
     ProposalContext,
     Proposer,
@@ -12,6 +13,7 @@ from autoresearch.proposers.base import (
 __all__ = [
     "ExperimentOutcome",
     "ExperimentSummary",
+    "InFlight",
     "Proposal",
     "ProposalContext",
     "Proposer",

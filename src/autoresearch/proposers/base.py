@@ -88,6 +88,19 @@ class ExperimentOutcome:
 
 
 @dataclass(frozen=True)
+class InFlight:
+    """A sibling experiment proposed but not yet decided (parallel sessions run several at once).
+
+    Proposers use it to avoid proposing the same thing twice: tune tells Optuna these points are
+    running, the llm/agent proposers list the hypotheses in their context.
+    """
+
+    id: str
+    hypothesis: str
+    params: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
 class ProposalContext:
     """A read-only view of the session for one proposal."""
 
@@ -105,6 +118,8 @@ class ProposalContext:
     direction: str
     diff_from_baseline: Callable[[], str] = field(default=lambda: "")
     experiment_id: str = ""
+    # Experiments already proposed and still running in other slots (empty in a serial session).
+    in_flight: Sequence[InFlight] = ()
 
     def read(self, path: str) -> str:
         """The incumbent's content of a repo-relative file."""
