@@ -7,8 +7,10 @@ import math
 import random
 import re
 import statistics
+import threading
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,7 @@ from autoresearch.errors import ConfigError, ProposalError
 from autoresearch.proposers.base import (
     ExperimentOutcome,
     ExperimentSummary,
+    InFlight,
     Proposal,
     ProposalContext,
 )
@@ -148,7 +151,7 @@ def test_resume_restores_memory(tmp_path: Path) -> None:
     tune.resume([ExperimentOutcome(s, None) for s in history])
     prop = tune.propose(make_ctx(tmp_path, config))  # no history in ctx: memory comes from resume
     assert prop is not None and prop.params == {"target.py:N": 3, "target.py:M": 1}
-    study = tune._study
+    study = tune._memory.study
     assert study is not None
     complete = study.get_trials(states=(TrialState.COMPLETE,))
     assert (
@@ -174,7 +177,7 @@ def test_crashes_become_failed_trials_and_odd_records_are_skipped(tmp_path: Path
     tune.resume([ExperimentOutcome(s, None) for s in history])
     prop = tune.propose(make_ctx(tmp_path, config))
     assert prop is not None and prop.params is not None
-    study = tune._study
+    study = tune._memory.study
     assert study is not None
     states = [(t.state, t.params.get("target.py:LR"), t.value) for t in study.trials[:5]]
     assert states == [
@@ -208,10 +211,10 @@ def test_history_in_the_context_is_enough(tmp_path: Path) -> None:
     assert prop.hypothesis == "tune: B 1 → 2"
 
 
-def test_stuck_switches_to_random_bursts(tmp_path: Path) -> None:
+def test_without_the_local_phase_stuck_switches_to_random_bursts(tmp_path: Path) -> None:
     (tmp_path / "target.py").write_text("X = 0.5\n")
     config = make_config({"target.py:X": "float(0, 1)"})
-    tune = proposer(config)
+    tune = proposer(config, local=False)
     rationales = []
     for i in range(7):
         prop = tune.propose(make_ctx(tmp_path, config, stuck=True))
@@ -265,8 +268,8 @@ def test_maximize_and_loaded_through_the_registry(tmp_path: Path) -> None:
     tune, _why = load_proposer(config)
     assert isinstance(tune, TuneProposer)
     prop = tune.propose(make_ctx(tmp_path, config))
-    assert prop is not None and tune._study is not None
-    assert tune._study.direction.name == "MAXIMIZE"
+    assert prop is not None and tune._memory.study is not None
+    assert tune._memory.study.direction.name == "MAXIMIZE"
 
 
 # -- behaviour ------------------------------------------------------------------------------------
@@ -348,23 +351,248 @@ def test_initial_params_are_the_files_values(tmp_path: Path) -> None:
     }
 
 
-def test_local_start_moves_one_or_two_knobs_then_hands_over_to_the_sampler(
-    tmp_path: Path,
-) -> None:
+def _moved(params: dict[str, Any], start: float = 0.5) -> int:
+    return sum(v != start for v in params.values())
+
+
+def test_schedule_local_moves_with_a_global_move_in_four(tmp_path: Path) -> None:
     lines = [f"K{i} = 0.5  # knob: float(0, 1)" for i in range(8)]
     (tmp_path / "target.py").write_text("\n".join(lines) + "\n")
     config = make_config({})
     tune = proposer(config)
+    history: list[ExperimentSummary] = [summary(1, {f"target.py:K{i}": 0.5 for i in range(8)},
+                                                "keep")]
+    rationales = []
+    for seq in range(2, 11):
+        prop = tune.propose(make_ctx(tmp_path, config, history=history))
+        assert prop is not None and prop.params is not None
+        rationales.append(prop.rationale)
+        if "local" in prop.rationale:
+            assert 1 <= _moved(prop.params) <= 3  # a neighbour: one to three knobs moved
+        history.append(summary(seq, prop.params))
+    assert all(r.startswith("local start: a neighbour") for r in rationales[:5])
+    assert all(r.startswith("local: trust region ±") for r in rationales[5:8])
+    assert rationales[8].startswith("TPE (trial") and "a global move (one in 4" in rationales[8]
+    assert "local" in tune.describe() and "TPE" in tune.describe()
+
+
+def test_a_collapsed_trust_region_goes_global_then_restarts(tmp_path: Path) -> None:
+    (tmp_path / "target.py").write_text("A = 0.5  # knob: float(0, 1)\nB = 0.5  # knob: float(0, 1)\n")
+    config = make_config({})
+    tune = proposer(config)
+    history = [summary(1, {"target.py:A": 0.5, "target.py:B": 0.5}, "keep")]
+    rationales = []
+    for seq in range(2, 30):
+        prop = tune.propose(make_ctx(tmp_path, config, history=history))
+        assert prop is not None and prop.params is not None
+        rationales.append(prop.rationale)
+        history.append(summary(seq, prop.params))  # every move is a discard
+    collapsed = [i for i, r in enumerate(rationales) if "trust region collapsed (restart 1)" in r]
+    assert collapsed, rationales
+    first = collapsed[0]
+    assert rationales[first + 1].startswith("TPE") and "collapsed" in rationales[first + 1]
+    local = [(i, r) for i, r in enumerate(rationales) if r.startswith("local: trust region")]
+    before = [r for i, r in local if i < first]
+    after = [r for i, r in local if i > first]
+    assert before[-1].startswith("local: trust region ±4%")  # halved twice, then collapsed
+    assert after[0].startswith("local: trust region ±15%")  # restarted
+
+
+def test_local_phase_off_is_the_sampler_after_the_start(tmp_path: Path) -> None:
+    lines = [f"K{i} = 0.5  # knob: float(0, 1)" for i in range(4)]
+    (tmp_path / "target.py").write_text("\n".join(lines) + "\n")
+    config = make_config({})
+    tune = proposer(config, local=False)
     history: list[ExperimentSummary] = []
     rationales = []
     for seq in range(1, 10):
         prop = tune.propose(make_ctx(tmp_path, config, history=history))
         assert prop is not None and prop.params is not None
         rationales.append(prop.rationale)
-        if "local start" in prop.rationale:
-            assert 1 <= sum(v != 0.5 for v in prop.params.values()) <= 2
-        history.append(ExperimentSummary(id=f"t-{seq:04d}", seq=seq + 1, status="discard",
-                                         hypothesis="", objective=1.0, delta=0.0, reason="",
-                                         params=prop.params))
+        history.append(summary(seq, prop.params))
     assert all("local start" in r for r in rationales[:5])
-    assert all("TPE" in r for r in rationales[6:])
+    assert all(r.startswith("TPE (trial") for r in rationales[6:])
+    with pytest.raises(ConfigError, match="local must be true or false"):
+        proposer(config, local="yes")
+
+
+# -- parallel slots ---------------------------------------------------------------------------------
+
+
+def _ctx_with(root: Path, config: Config, history: Sequence[ExperimentSummary],
+              in_flight: dict[str, Proposal], exp_id: str) -> ProposalContext:
+    ctx = make_ctx(root, config, history)
+    flying = [InFlight(id=k, hypothesis=p.hypothesis, params=p.params) for k, p in in_flight.items()]
+    return replace(ctx, in_flight=flying, experiment_id=exp_id)
+
+
+def _value(params: dict[str, Any]) -> float:
+    return sum((float(v) - 0.3) ** 2 for v in params.values())
+
+
+def _trial_of(tune: TuneProposer, params: dict[str, Any]) -> Any:
+    """The trial holding `params` (TPE's trials keep its unsnapped values; closed repeats of a
+    configuration, FAIL trials made when a sampler suggested it again, are left out)."""
+    study = tune._memory.study
+    assert study is not None
+    matches = [t for t in study.trials
+               if all(t.params.get(k) == pytest.approx(v, abs=1e-3) for k, v in params.items())
+               and t.user_attrs.get("tune") != "repeat"]
+    assert len(matches) == 1, (params, matches)
+    return matches[0]
+
+
+@pytest.mark.parametrize("phase", ["local", "tpe"])
+def test_n_proposals_in_flight_are_distinct_and_outcomes_may_arrive_in_any_order(
+    tmp_path: Path, phase: str
+) -> None:
+    """A scheduler with 4 slots asks 4 times before any verdict, then learns them out of order."""
+    names = [f"target.py:K{i}" for i in range(3)]
+    (tmp_path / "target.py").write_text("".join(f"K{i} = 0.5\n" for i in range(3)))
+    config = make_config({n: "float(0, 1)" for n in names})
+    rng = random.Random(1)
+    history = [summary(1, dict.fromkeys(names, 0.5), "keep", _value(dict.fromkeys(names, 0.5)))]
+    if phase == "tpe":  # enough results for the model to be past its random start
+        for seq in range(2, 14):
+            params = {n: round(rng.random(), 3) for n in names}
+            history.append(summary(seq, params, "discard", _value(params)))
+    tune = proposer(config, local=phase == "local", n_startup_trials=5)
+    tune.resume([ExperimentOutcome(s, None) for s in history])
+    flying: dict[str, Proposal] = {}
+    for slot in range(4):
+        exp_id = f"e{len(history) + slot + 1}"
+        prop = tune.propose(_ctx_with(tmp_path, config, history, flying, exp_id))
+        assert prop is not None and prop.params is not None
+        assert (phase == "tpe") == prop.rationale.startswith("TPE")
+        flying[exp_id] = prop
+    configs = [tuple(p.params.values()) for p in flying.values() if p.params]
+    past = {tuple(s.params.values()) for s in history if s.params}
+    assert len(set(configs)) == 4 and not set(configs) & past
+    study = tune._memory.study
+    assert study is not None
+    assert len(study.get_trials(states=(TrialState.RUNNING,))) == 4
+
+    order = list(flying)[::-1][1:] + [list(flying)[-1]]  # e.g. 3, 2, 1, then 4
+    for n, exp_id in enumerate(order):
+        prop = flying[exp_id]
+        assert prop.params is not None
+        done = summary(int(exp_id[1:]), prop.params, "discard", _value(prop.params))
+        done = replace(done, id=exp_id)
+        tune.observe(ExperimentOutcome(done, prop))
+        trial = _trial_of(tune, prop.params)
+        assert trial.state == TrialState.COMPLETE and trial.value == _value(prop.params)
+        assert len(study.get_trials(states=(TrialState.RUNNING,))) == 3 - n
+
+
+def test_siblings_in_flight_from_elsewhere_are_never_proposed_and_are_told(tmp_path: Path) -> None:
+    """After a resume, slots still running experiments this process did not propose."""
+    (tmp_path / "target.py").write_text("N = 3\n")
+    config = make_config({"target.py:N": "int(1, 6)"})
+    tune = proposer(config)
+    history = [summary(1, {"target.py:N": 3}, "keep", 1.0)]
+    tune.resume([ExperimentOutcome(history[0], None)])
+    sibling = Proposal(hypothesis="tune: N 3 → 4", params={"target.py:N": 4})
+    flying = {"e2": sibling}
+    proposed = []
+    for exp_id in ("e3", "e4", "e5", "e6"):
+        prop = tune.propose(_ctx_with(tmp_path, config, history, flying, exp_id))
+        assert prop is not None and prop.params is not None
+        proposed.append(prop.params["target.py:N"])
+        flying[exp_id] = prop
+    assert sorted(proposed) == [1, 2, 5, 6]  # 3 is the incumbent, 4 is in flight
+    assert tune.propose(_ctx_with(tmp_path, config, history, flying, "e7")) is None
+    study = tune._memory.study
+    assert study is not None
+    assert _trial_of(tune, {"target.py:N": 4}).state == TrialState.RUNNING
+    tune.observe(ExperimentOutcome(replace(summary(2, {"target.py:N": 4}, "discard", 2.0),
+                                           id="e2"), None))
+    assert _trial_of(tune, {"target.py:N": 4}).value == 2.0
+
+
+def test_resume_after_a_kill_leaves_no_phantom_running_trials(tmp_path: Path) -> None:
+    names = [f"target.py:K{i}" for i in range(3)]
+    (tmp_path / "target.py").write_text("".join(f"K{i} = 0.5\n" for i in range(3)))
+    config = make_config({n: "float(0, 1)" for n in names})
+    history = [summary(1, dict.fromkeys(names, 0.5), "keep", 1.0)]
+    first = proposer(config)
+    first.resume([ExperimentOutcome(history[0], None)])
+    flying: dict[str, Proposal] = {}
+    for exp_id in ("e2", "e3", "e4"):
+        prop = first.propose(_ctx_with(tmp_path, config, history, flying, exp_id))
+        assert prop is not None
+        flying[exp_id] = prop
+    # kill -9: `first` is gone. e2 was decided and recorded; the engine re-runs e3; e4 is lost
+    # (recorded as interrupted, which the session does not pass on).
+    assert flying["e2"].params is not None and flying["e4"].params is not None
+    history.append(replace(summary(2, flying["e2"].params, "discard", 2.0), id="e2"))
+    second = proposer(config)
+    second.resume([ExperimentOutcome(s, None) for s in history])
+    still = {"e3": flying["e3"]}
+    prop = second.propose(_ctx_with(tmp_path, config, history, still, "e5"))
+    assert prop is not None and prop.params is not None
+    assert prop.params != flying["e3"].params
+    study = second._memory.study
+    assert study is not None
+    running = study.get_trials(states=(TrialState.RUNNING,))
+    assert len(running) == 2  # e3 (re-run by the engine) and e5 (just proposed)
+    # e5 is decided; e3 is lost this time too, so the next context has nothing in flight.
+    e5 = replace(summary(5, prop.params, "discard", 3.0), id="e5")
+    second.observe(ExperimentOutcome(e5, prop))
+    nxt = second.propose(_ctx_with(tmp_path, config, [*history, e5], {}, "e6"))
+    assert nxt is not None
+    running = study.get_trials(states=(TrialState.RUNNING,))
+    assert len(running) == 1  # only e6: e3's trial was closed, not left RUNNING
+    assert _trial_of(second, flying["e3"].params or {}).state == TrialState.FAIL
+    # Its result, should it still arrive, is learnt as a new trial.
+    late = replace(summary(3, flying["e3"].params, "discard", 0.5), id="e3")
+    second.observe(ExperimentOutcome(late, None))
+    values = [t.value for t in study.trials if t.state == TrialState.COMPLETE]
+    assert 0.5 in values
+
+
+def test_a_seed_makes_the_proposals_reproducible(tmp_path: Path) -> None:
+    names = [f"target.py:K{i}" for i in range(4)]
+    (tmp_path / "target.py").write_text("".join(f"K{i} = 0.5\n" for i in range(4)))
+    config = make_config({n: "float(0, 1)" for n in names})
+
+    def session(seed: int) -> list[dict[str, Any]]:
+        tune = proposer(config, seed=seed)
+        history = [summary(1, dict.fromkeys(names, 0.5), "keep", _value(dict.fromkeys(names, 0.5)))]
+        out = []
+        for seq in range(2, 16):
+            prop = tune.propose(replace(make_ctx(tmp_path, config, history),
+                                        experiment_id=f"e{seq}"))
+            assert prop is not None and prop.params is not None
+            out.append(prop.params)
+            history.append(replace(summary(seq, prop.params, "discard", _value(prop.params)),
+                                   id=f"e{seq}"))
+        return out
+
+    assert session(3) == session(3)
+    assert session(3) != session(4)
+
+
+def test_concurrent_calls_from_several_slots_are_serialized(tmp_path: Path) -> None:
+    (tmp_path / "target.py").write_text("X = 0.5\nY = 0.5\n")
+    config = make_config({"target.py:X": "float(0, 1)", "target.py:Y": "float(0, 1)"})
+    tune = proposer(config)
+    found: list[tuple[Any, ...]] = []
+    errors: list[BaseException] = []
+
+    def slot(k: int) -> None:
+        try:
+            for i in range(6):
+                prop = tune.propose(replace(make_ctx(tmp_path, config),
+                                            experiment_id=f"s{k}-{i}"))
+                assert prop is not None and prop.params is not None
+                found.append(tuple(prop.params.values()))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=slot, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert len(found) == 24 == len(set(found))

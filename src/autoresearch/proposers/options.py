@@ -16,7 +16,7 @@ from typing import Any
 
 from autoresearch.errors import ConfigError
 
-TUNE_OPTIONS = frozenset({"sampler", "seed", "n_startup_trials", "start"})
+TUNE_OPTIONS = frozenset({"sampler", "seed", "n_startup_trials", "start", "local"})
 _COMMON = frozenset({"model", "prices", "context_tokens", "timeout_seconds"})
 LLM_OPTIONS = _COMMON | frozenset({
     "provider", "base_url", "api_key_env", "temperature", "max_tokens", "max_tokens_field",

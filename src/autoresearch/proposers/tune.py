@@ -1,9 +1,11 @@
 """The offline proposer: Optuna's ask/tell over the repository's knobs, in memory.
 
-Every experiment the ledger knows becomes a finished trial (on resume and after each verdict), so
-a restarted session keeps its memory. Proposals only rewrite knob lines of the incumbent's files,
-so a full parameter set determines the knob lines completely; that is what lets us promise never
-to run the same configuration twice.
+Each proposal is either a local move (a trust region around the incumbent, `trust_region.py`)
+or a global one (the configured sampler, TPE by default), on a schedule: local first, a global
+move every few proposals, and a burst of global moves whenever the region collapses.
+The study and its bookkeeping live in `tune_study.py`. Proposals only rewrite knob lines of the
+incumbent's files, so a full parameter set determines the knob lines completely; that is what
+lets us promise never to run the same configuration twice, in flight or in the past.
 """
 
 from __future__ import annotations
@@ -13,33 +15,25 @@ import itertools
 import math
 import os
 import random
+import threading
 import warnings
 from collections.abc import Hashable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import optuna
-from optuna.distributions import (
-    BaseDistribution,
-    CategoricalDistribution,
-    FloatDistribution,
-    IntDistribution,
-)
 from optuna.samplers import BaseSampler
-from optuna.trial import FrozenTrial, TrialState, create_trial
+from optuna.trial import TrialState
 
 from autoresearch.errors import ConfigError, ProposalError
 from autoresearch.proposers.base import (
     ExperimentOutcome,
-    ExperimentSummary,
     Proposal,
     ProposalContext,
     Proposer,
 )
 from autoresearch.proposers.knobs import (
     Knob,
-    KnobSpace,
     Scalar,
     describe_knobs,
     discover_knobs,
@@ -52,28 +46,23 @@ from autoresearch.proposers.knobs import (
     rewrite,
 )
 from autoresearch.proposers.options import TUNE_OPTIONS
+from autoresearch.proposers.trust_region import Neighbourhood, TrustRegionSampler, uniform
+from autoresearch.proposers.tune_study import TuneStudy
 
 _SAMPLERS = {"tpe": "TPE", "random": "random search", "gp": "Gaussian process", "cmaes": "CMA-ES"}
 _REQUIRES = {"gp": ("torch", "scipy"), "cmaes": ("cmaes",)}
-_STATES = {
-    "keep": TrialState.COMPLETE,
-    "discard": TrialState.COMPLETE,
-    "crash": TrialState.FAIL,
-    "timeout": TrialState.FAIL,
-    "pruned": TrialState.PRUNED,
-}
 # Asking the model costs milliseconds; once it keeps suggesting tried points it has converged,
 # and cheap local moves find something new faster than more asks would.
 _MAX_ASKS = 4
-_NEIGHBOUR_TRIES = 200
 _UNIFORM_TRIES = 1000
 _ENUMERATE_LIMIT = 50_000  # below this many configurations, exhaustion is checked exactly
-_STUCK_BURST = 3  # random proposals per burst while the session is stuck
+_STUCK_BURST = 3  # random proposals per burst while stuck (with the local phase off)
+# After the start, one proposal in GLOBAL_EVERY is the global sampler's: enough to find a
+# better basin when there is one, while most experiments go where gains are likely.
+GLOBAL_EVERY = 4
 
 if TYPE_CHECKING:
     from autoresearch.config import Config
-
-Signature = tuple[Hashable, ...]
 
 
 def _where(key: str) -> str:
@@ -87,6 +76,17 @@ def _int_option(options: Mapping[str, Any], key: str, default: int | None) -> in
     if isinstance(raw, bool) or not isinstance(raw, int) or raw < 0:
         raise ConfigError(
             f"proposer option {key} must be a non-negative integer, got {raw!r}", where=_where(key)
+        )
+    return raw
+
+
+def _bool_option(options: Mapping[str, Any], key: str, default: bool) -> bool:
+    raw = options.get(key, default)
+    if not isinstance(raw, bool):
+        raise ConfigError(
+            f"proposer option {key} must be true or false, got {raw!r}",
+            where=_where(key),
+            fix=f"{key} = true (or false), without quotes",
         )
     return raw
 
@@ -106,62 +106,31 @@ def _build_sampler(name: str, seed: int | None, n_startup: int) -> BaseSampler:
         if name == "random":
             return optuna.samplers.RandomSampler(seed=seed)
         if name == "gp":
+            # Batches of in-flight trials are handled by its acquisition function (qEI).
             return optuna.samplers.GPSampler(seed=seed, n_startup_trials=n_startup)
         if name == "cmaes":
             return optuna.samplers.CmaEsSampler(
                 seed=seed, n_startup_trials=n_startup, warn_independent_sampling=False
             )
-        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=n_startup)
-
-
-def _distribution(space: KnobSpace) -> BaseDistribution:
-    if space.kind == "choice":
-        return CategoricalDistribution(space.choices)
-    if space.integer:
-        return IntDistribution(
-            int(space.low), int(space.high), log=space.kind == "logint", step=int(space.step or 1)
+        # constant_liar: trials still RUNNING count as bad results, so N asks made before any
+        # is told spread out instead of landing on the same promising point N times.
+        return optuna.samplers.TPESampler(
+            seed=seed, n_startup_trials=n_startup, constant_liar=True
         )
-    return FloatDistribution(space.low, space.high, log=space.kind == "log", step=space.step)
-
-
-def _value_key(space: KnobSpace, value: Any) -> Hashable:
-    """What makes two values the same configuration: equal once snapped (choices by position,
-    so True and 1 stay apart); values outside the space compare as written."""
-    if space.contains(value):
-        snapped = space.snap(value)
-        return ("choice", space.index(snapped)) if space.kind == "choice" else ("num", snapped)
-    return ("raw", type(value).__name__, repr(value))
 
 
 def _same(a: Any, b: Any) -> bool:
     return type(a) is type(b) and a == b
 
 
-@dataclass(frozen=True)
-class _Record:
-    """One past experiment as the study sees it. state None: remembered, never a trial."""
-
-    params: dict[str, Any]
-    state: TrialState | None
-    value: float | None
-
-
-def _record(summary: ExperimentSummary, params: dict[str, Any]) -> _Record:
-    state = _STATES.get(summary.status)
-    value = summary.objective
-    if state is TrialState.COMPLETE and (value is None or not math.isfinite(value)):
-        state = None  # measured nothing usable: nothing to teach the model
-    return _Record(params, state, value if state is TrialState.COMPLETE else None)
-
-
 class TuneProposer(Proposer):
-    """Optuna over the knobs.
+    """Optuna over the knobs, with a local phase around the incumbent.
 
-    Options: sampler (tpe|random|gp|cmaes), seed, n_startup_trials, start (local|global).
-    With start = "local" (the default) the first n_startup_trials candidates are neighbours of
-    the incumbent (one or two knobs moved): a repository's defaults are usually sensible, and
-    a handful of global random draws from a 10-dimensional space mostly lands far worse. The
-    sampler's model then takes over with those results.
+    Options: sampler (tpe|random|gp|cmaes), seed, n_startup_trials, start (local|global),
+    local (true|false). The first n_startup_trials candidates are local moves (start = "local")
+    or the sampler's own start (start = "global"). With local = true (the default) the trust
+    region then takes three proposals in four, the sampler the fourth; with local = false the
+    sampler takes them all, with bursts of random points when the session is stuck.
     """
 
     name = "tune"
@@ -187,75 +156,29 @@ class TuneProposer(Proposer):
         if start not in ("local", "global"):
             raise ConfigError(f"unknown tune start {start!r}", where=_where("start"),
                               fix='use "local" (neighbours of the incumbent first) or "global"')
-        self._local_start = start == "local" and sampler != "random"
-        # A plain random sampler, used in bursts to escape when the session is stuck.
+        # Random search is asked for as a baseline: it gets no local phase.
+        searching = sampler != "random"
+        self._local_start = start == "local" and searching
+        self._local_phase = _bool_option(self.options, "local", True) and searching
+        offset = 0 if self._seed is None else self._seed
+        self._local = TrustRegionSampler(seed=None if self._seed is None else offset + 2)
+        # A plain random sampler, used in bursts to escape when stuck (local phase off).
         self._explorer = optuna.samplers.RandomSampler(
-            seed=None if self._seed is None else self._seed + 1
+            seed=None if self._seed is None else offset + 1
         )
         self._rng = random.Random(self._seed)
-        self._records: list[_Record] = []
-        self._absorbed: set[str] = set()
+        self._memory = TuneStudy(self.config.metric.direction)
         self._knobs: list[Knob] = []
         self._discovery_key: Hashable = None
-        self._space_key: Hashable = None
-        self._study: optuna.Study | None = None
-        self._dists: dict[str, BaseDistribution] = {}
-        self._seen: set[Signature] = set()
-        self._pending: dict[Signature, int] = {}  # asked trials awaiting their verdict
         self._stuck_proposals = 0
-        self._direction: str = self.config.metric.direction
+        # The scheduler may ask from several slots at once; one study, one writer at a time.
+        self._lock = threading.RLock()
 
     # -- memory ---------------------------------------------------------------------------------
 
     def observe(self, outcome: ExperimentOutcome) -> None:
-        self._absorb(outcome.summary, outcome.proposal)
-
-    def _absorb(self, summary: ExperimentSummary, proposal: Proposal | None = None) -> None:
-        """Remember one experiment once (observe and ctx.history may both report it)."""
-        if summary.id in self._absorbed:
-            return
-        self._absorbed.add(summary.id)
-        params = summary.params or (proposal.params if proposal is not None else None)
-        if not params:
-            return  # not a knob experiment (e.g. another proposer's code change)
-        record = _record(summary, dict(params))
-        self._records.append(record)
-        if self._study is not None:
-            self._fold(self._study, record)
-
-    def _fold(self, study: optuna.Study, record: _Record) -> None:
-        """Mark the record's configuration as tried and give the study its trial."""
-        sig = self._signature(record.params)
-        if sig is not None:
-            self._seen.add(sig)
-        number = self._pending.pop(sig, None) if sig is not None else None
-        if number is not None:
-            if record.state is TrialState.COMPLETE:
-                study.tell(number, record.value)
-            else:
-                study.tell(number, state=record.state or TrialState.FAIL)
-            return
-        trial = self._frozen(record)
-        if trial is not None:
-            study.add_trial(trial)
-
-    def _frozen(self, record: _Record) -> FrozenTrial | None:
-        if record.state is None:
-            return None
-        params: dict[str, Any] = {}
-        for knob in self._knobs:
-            value = record.params.get(knob.key)
-            if knob.key not in record.params or not knob.space.contains(value):
-                return None  # outside today's space: Optuna would reject it
-            params[knob.key] = knob.space.snap(value)
-        return create_trial(
-            state=record.state, value=record.value, params=params, distributions=self._dists
-        )
-
-    def _signature(self, params: Mapping[str, Any]) -> Signature | None:
-        if any(k.key not in params for k in self._knobs):
-            return None
-        return tuple(_value_key(k.space, params[k.key]) for k in self._knobs)
+        with self._lock:
+            self._memory.absorb(outcome.summary, outcome.proposal)
 
     # -- knobs ----------------------------------------------------------------------------------
 
@@ -277,26 +200,9 @@ class TuneProposer(Proposer):
                 protected=self.config.all_protected,
             )
             self._discovery_key = key
-            self._use_knobs(knobs, ctx.direction)
+            self._knobs = knobs
+            self._memory.adopt(knobs, ctx.direction, self._sampler)
         return self._knobs
-
-    def _use_knobs(self, knobs: list[Knob], direction: str) -> None:
-        """Adopt a knob set; a different set of spaces means a new study rebuilt from memory."""
-        self._knobs = knobs
-        space_key = tuple((k.key, k.space) for k in knobs)
-        if space_key == self._space_key and self._study is not None:
-            return
-        self._space_key = space_key
-        self._dists = {k.key: _distribution(k.space) for k in knobs}
-        self._direction = direction
-        self._seen = set()
-        self._pending = {}
-        study = optuna.create_study(
-            direction="maximize" if direction == "maximize" else "minimize", sampler=self._sampler
-        )
-        for record in self._records:
-            self._fold(study, record)
-        self._study = study
 
     def initial_params(self, worktree: Path) -> dict[str, Scalar]:
         """The knobs' values in `worktree`: what the loop records as the baseline's params."""
@@ -315,8 +221,13 @@ class TuneProposer(Proposer):
     # -- proposing ------------------------------------------------------------------------------
 
     def propose(self, ctx: ProposalContext) -> Proposal | None:
+        with self._lock:
+            return self._propose(ctx)
+
+    def _propose(self, ctx: ProposalContext) -> Proposal | None:
+        memory = self._memory
         for summary in ctx.history:
-            self._absorb(summary)
+            memory.absorb(summary)
         knobs = self._discover(ctx)
         if not knobs:
             raise ProposalError(
@@ -325,26 +236,53 @@ class TuneProposer(Proposer):
                 fix='declare knobs ("train.py:LR" = "log(1e-4, 1e-1)") or mark lines '
                 "(LR = 0.02  # knob: log(1e-3, 1e-1))",
             )
-        study = self._study
-        assert study is not None
         texts = {file: read_text(ctx.worktree / file) for file in {k.file for k in knobs}}
         current = {k.key: read_value(texts[k.file], k) for k in knobs}
-        incumbent = self._signature(current)
-        if incumbent is not None:
-            self._seen.add(incumbent)  # whatever the ledger says, the incumbent has been run
+        memory.claim(current)  # whatever the ledger says, the incumbent has been run
+        memory.sync(ctx.in_flight, ctx.experiment_id)
 
-        sampler, note = self._strategy(ctx.stuck)
+        local, global_sampler, note = self._schedule(ctx.stuck)
         found = (
-            (None if ctx.stuck else self._local(study, current))
-            or self._ask(study, sampler)
-            or self._fallback(current)
+            (self._ask_local(current, local) if local else None)
+            or self._ask(global_sampler)
+            or (None if local else self._ask_local(current, "a local move (the sampler only "
+                                                            "repeated tried points)"))
+            or self._fallback()
         )
         if found is None:
             return None  # every configuration of a finite space has been tried
-        params, how = found
+        params, how, number = found
+        if number is not None:
+            memory.track(ctx.experiment_id or f"#{number}", number)
         return self._proposal(knobs, texts, current, params, f"{how}{note}")
 
-    def _strategy(self, stuck: bool) -> tuple[BaseSampler, str]:
+    def _schedule(self, stuck: bool) -> tuple[str | None, BaseSampler, str]:
+        """This proposal's move: (a label if it is local, else None; the global sampler to ask;
+        a note for the rationale)."""
+        memory = self._memory
+        made = max(0, len(memory.records) - 1) + memory.pending_count()  # after the baseline
+        if not self._local_phase and (stuck or made >= self._n_startup):
+            return (None, *self._when_stuck(stuck))
+        if made < self._n_startup:
+            if self._local_start:
+                return "local start: a neighbour of the incumbent", self._sampler, ""
+            return None, self._sampler, ""
+        region = memory.region
+        if region.take_global():
+            return None, self._sampler, (
+                f"; the trust region collapsed (restart {region.restarts}): a global move "
+                "before searching the incumbent's neighbourhood afresh"
+            )
+        if (made - self._n_startup) % GLOBAL_EVERY == GLOBAL_EVERY - 1:
+            return None, self._sampler, f"; a global move (one in {GLOBAL_EVERY} after the start)"
+        label = (
+            f"local: trust region ±{region.length / 2:.0%} of each knob's range around the "
+            "incumbent"
+        )
+        return label, self._sampler, ""
+
+    def _when_stuck(self, stuck: bool) -> tuple[BaseSampler, str]:
+        """Without a local phase: bursts of random points while the session is stuck."""
         if not stuck:
             self._stuck_proposals = 0
             return self._sampler, ""
@@ -360,79 +298,58 @@ class TuneProposer(Proposer):
                 f"; stuck after {self.config.decision.stuck_after} discards in a row, so "
                 f"exploring at random ({left} more random proposal(s) in this burst)"
             )
-        return (
-            self._sampler,
-            f"; stuck, back to {_SAMPLERS[self._sampler_name]} after a random burst",
+        return self._sampler, (
+            f"; stuck, back to {_SAMPLERS[self._sampler_name]} after a random burst"
         )
 
+    def _ask_local(
+        self, current: Mapping[str, Any], label: str
+    ) -> tuple[dict[str, Scalar], str, int | None] | None:
+        """A move of one to three knobs of the incumbent, inside the trust region."""
+        memory = self._memory
+        center = memory.snapped(current)
+        if center is None:  # the incumbent sits outside a space: start from a random point in it
+            center = {
+                k.key: k.space.snap(current[k.key])
+                if k.space.contains(current[k.key])
+                else uniform(k.space, self._rng)
+                for k in self._knobs
+            }
+        self._local.neighbourhood = Neighbourhood(
+            center, memory.spaces, memory.dists, memory.region, memory.is_new
+        )
+        found = self._ask(self._local, label)
+        self._local.neighbourhood = None
+        return found
+
     def _ask(
-        self, study: optuna.Study, sampler: BaseSampler
-    ) -> tuple[dict[str, Scalar], str] | None:
-        label = "random exploration" if sampler is self._explorer else _SAMPLERS[self._sampler_name]
+        self, sampler: BaseSampler, label: str | None = None
+    ) -> tuple[dict[str, Scalar], str, int | None] | None:
+        study = self._memory.study
+        assert study is not None
+        if label is None:
+            label = (
+                "random exploration" if sampler is self._explorer else _SAMPLERS[self._sampler_name]
+            )
         previous = study.sampler
         study.sampler = sampler
         try:
-            for _ in range(_MAX_ASKS):
-                trial = study.ask(self._dists)
+            for _ in range(1 if sampler is self._local else _MAX_ASKS):
+                trial = study.ask(self._memory.dists)
                 params = {k.key: k.space.snap(trial.params[k.key]) for k in self._knobs}
-                sig = self._signature(params)
-                assert sig is not None
-                if sig not in self._seen:
+                if self._memory.claim(params):
                     # The trial keeps the sampler's unsnapped values (Optuna cannot change a
                     # suggested value); they differ from the written ones by < 1e-4 relative.
-                    self._pending[sig] = trial.number
-                    self._seen.add(sig)
-                    return params, f"{label} (trial {trial.number})"
+                    return params, f"{label} (trial {trial.number})", trial.number
                 # A repeat: close it as failed, which every sampler ignores, and ask again.
+                trial.set_user_attr("tune", "repeat")
                 study.tell(trial.number, state=TrialState.FAIL)
         finally:
             study.sampler = previous
         return None
 
-    def _local(
-        self, study: optuna.Study, current: Mapping[str, Any]
-    ) -> tuple[dict[str, Scalar], str] | None:
-        """During the start, a neighbour of the incumbent, told to the study as its trial."""
-        if not self._local_start:
-            return None
-        if len(self._records) > self._n_startup:  # the baseline plus the local start
-            return None
-        found = self._neighbour(current)
-        if found is None:
-            return None
-        study.enqueue_trial(found, skip_if_exists=False)
-        trial = study.ask(self._dists)
-        sig = self._signature(found)
-        assert sig is not None
-        self._pending[sig] = trial.number
-        return found, f"local start: a neighbour of the incumbent (trial {trial.number})"
-
-    def _neighbour(self, current: Mapping[str, Any]) -> dict[str, Scalar] | None:
-        """The incumbent with one or two knobs moved, never a configuration tried before."""
-        start = {
-            k.key: k.space.snap(current[k.key])
-            if k.space.contains(current[k.key])
-            else _uniform(k.space, self._rng)
-            for k in self._knobs
-        }
-        for _ in range(_NEIGHBOUR_TRIES):
-            params = dict(start)
-            for knob in self._rng.sample(
-                self._knobs, k=min(len(self._knobs), self._rng.randint(1, 2))
-            ):
-                params[knob.key] = _perturb(knob.space, params[knob.key], self._rng)
-            if self._claim(params):
-                return params
-        return None
-
-    def _fallback(self, current: Mapping[str, Any]) -> tuple[dict[str, Scalar], str] | None:
-        """A new configuration when the sampler only repeats itself; None when none is left."""
-        params = self._neighbour(current)
-        if params is not None:
-            return (
-                params,
-                "random neighbour of the incumbent (the sampler only repeated tried points)",
-            )
+    def _fallback(self) -> tuple[dict[str, Scalar], str, int | None] | None:
+        """A new configuration when the samplers only repeat themselves; None when none is left."""
         sizes = [k.space.size() for k in self._knobs]
         if (
             all(s is not None for s in sizes)
@@ -442,21 +359,14 @@ class TuneProposer(Proposer):
             self._rng.shuffle(grid)
             for combo in grid:
                 params = {k.key: v for k, v in zip(self._knobs, combo, strict=True)}
-                if self._claim(params):
-                    return params, "an untried configuration (the space is nearly exhausted)"
+                if self._memory.claim(params):
+                    return params, "an untried configuration (the space is nearly exhausted)", None
             return None
         for _ in range(_UNIFORM_TRIES):
-            params = {k.key: _uniform(k.space, self._rng) for k in self._knobs}
-            if self._claim(params):
-                return params, "uniform random configuration (neighbours were all tried)"
+            params = {k.key: uniform(k.space, self._rng) for k in self._knobs}
+            if self._memory.claim(params):
+                return params, "uniform random configuration (neighbours were all tried)", None
         return None
-
-    def _claim(self, params: Mapping[str, Any]) -> bool:
-        sig = self._signature(params)
-        if sig is None or sig in self._seen:
-            return False
-        self._seen.add(sig)
-        return True
 
     def _proposal(
         self,
@@ -498,57 +408,17 @@ class TuneProposer(Proposer):
         )
 
     def _rationale(self, how: str) -> str:
-        values = [r.value for r in self._records if r.value is not None]
-        sign = -1.0 if self._direction == "maximize" else 1.0
-        best = f", best {min(values, key=lambda v: sign * v):.6g}" if values else ""
-        return f"{how}; {len(values)} measured configuration(s) so far{best}"
+        best = self._memory.best_value()
+        shown = "" if best is None else f", best {best:.6g}"
+        return f"{how}; {self._memory.measured()} measured configuration(s) so far{shown}"
 
     def describe(self) -> str:
         seed = "" if self._seed is None else f", seed {self._seed}"
         knobs = f", {len(self._knobs)} knobs" if self._knobs else ""
-        return f"tune ({_SAMPLERS[self._sampler_name]}{seed}{knobs})"
+        local = ", local phase" if self._local_phase else ""
+        return f"tune ({_SAMPLERS[self._sampler_name]}{local}{seed}{knobs})"
 
     def close(self) -> None:
-        self._study = None
-        self._pending = {}
-        self._space_key = None
-
-
-def _bounds(space: KnobSpace) -> tuple[float, float]:
-    """The space's ends on the scale it is searched on (log for log spaces)."""
-    if space.kind in ("log", "logint"):
-        return math.log(space.low), math.log(space.high)
-    return space.low, space.high
-
-
-def _from_scale(space: KnobSpace, t: float) -> Scalar:
-    return space.snap(math.exp(t) if space.kind in ("log", "logint") else t)
-
-
-def _uniform(space: KnobSpace, rng: random.Random) -> Scalar:
-    if space.kind == "choice":
-        return rng.choice(space.choices)
-    lo, hi = _bounds(space)
-    return _from_scale(space, rng.uniform(lo, hi))
-
-
-def _perturb(space: KnobSpace, value: Scalar, rng: random.Random) -> Scalar:
-    """A nearby value: another choice, or a gaussian step of 15 % of the range (search scale)."""
-    if space.kind == "choice":
-        others = [c for c in space.choices if not _same(c, value)]
-        return rng.choice(others) if others else value
-    lo, hi = _bounds(space)
-    assert isinstance(value, int | float)
-    t = math.log(value) if space.kind in ("log", "logint") else float(value)
-    t = min(max(t + rng.gauss(0.0, 0.15 * (hi - lo)), lo), hi)
-    moved = _from_scale(space, t)
-    if _same(moved, value) and space.integer:
-        # Small steps round back onto an integer; move one grid step instead.
-        step = int(space.step or 1)
-        candidate = int(value) + rng.choice((-step, step))
-        return (
-            candidate
-            if space.low <= candidate <= space.high
-            else int(value) - (candidate - int(value))
-        )
-    return moved
+        with self._lock:
+            self._memory.close()
+            self._discovery_key = None

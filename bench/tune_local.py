@@ -1,0 +1,287 @@
+"""Does tune spend its experiments where gains are likely? Keeps and best-vs-baseline per 20.
+
+Real sessions through the CLI (`autoresearch run`, then `autoresearch results --json`) in
+throwaway git repositories, one per (variant, seed), compared on the same target:
+
+- after:  this checkout's tune (the local phase around the incumbent, then TPE one move in 4);
+- before: tune as it was at --before-ref (default: the commit before the local phase), loaded
+  from a temporary directory as `[proposer] name = "tune_before:TuneProposer"`. Everything else
+  (engine, verdict, ledger) is this checkout's, so only the proposer differs.
+
+Targets (--target):
+- synthetic (default, ~0.3 s a run): a script with the GPT template's 14 knobs (names, types,
+  ranges and default values read from the template, so they stay in step) whose `val_bpb` is a
+  smooth function of them plus Gaussian noise (σ --noise, default 0.008, what the template shows
+  between seeds). A few knobs matter: from the defaults, the learning rates of the embeddings and
+  of the head and the warmdown hold about 0.07 of gain between them, about 9σ; the shapes
+  (DEPTH, the batch, the width) are already at their best and moving them costs 0.03 to 0.3,
+  so far jumps are bad, as on the template. The noise-free value is printed as a held-out
+  metric (`true_bpb`, never shown to the proposer), so the gain reported is the real one.
+- gpt: the GPT template itself (`autoresearch init --template gpt`), --budget seconds of
+  training per run (the template's own 60 by default). Expect ~1.5-2 min per experiment.
+
+Per session it prints, for each block of 20 experiments (the baseline counts as experiment 1):
+the keeps in the block, and at the block's end the best kept value against the baseline
+(measured, and for the synthetic target the true gain of the incumbent). Then, per variant,
+the median over the seeds of the same figures.
+
+Run:  python bench/tune_local.py [--target synthetic|gpt] [--seeds 0,1,2,3,4]
+      [--experiments 40] [--variants before,after] [--budget 60] [--noise 0.008]
+Run heavy targets under `nice`; the load average is printed with every session.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TEMPLATE = ROOT / "src" / "autoresearch" / "templates" / "gpt"
+# The last commit of tune without the local phase (main when this benchmark was written).
+BEFORE_REF = "b30f748"
+BLOCK = 20
+
+# The synthetic objective: val_bpb of a 60-s CPU run as a smooth function of the knobs. The
+# values the template ships are a good start: the shapes are at their best, three rates are off.
+SYNTHETIC = '''
+import math
+import os
+import random
+
+
+def true_bpb(k):
+    ln = math.log
+    # The matrix learning rate that suits the model grows with the batch (square-root rule).
+    matrix_opt = 0.024 * math.sqrt(k["TOTAL_BATCH_TOKENS"] / 2048)
+    return 1.44 + sum((
+        0.08 * ln(k["MATRIX_LR"] / matrix_opt) ** 2,
+        0.06 * ln(k["EMBEDDING_LR"] / 0.7) ** 2,
+        0.08 * ln(k["UNEMBEDDING_LR"] / 0.008) ** 2,
+        1.5 * (k["MUON_MOMENTUM"] - 0.92) ** 2,
+        2.0 * (k["WARMUP_RATIO"] - 0.02) ** 2,
+        0.8 * (k["WARMDOWN_RATIO"] - 0.75) ** 2,
+        0.6 * (k["FINAL_LR_FRAC"] - 0.05) ** 2,
+        0.5 * (k["WEIGHT_DECAY"] - 0.05) ** 2,
+        0.00008 * (k["LOGIT_SOFTCAP"] - 15.0) ** 2,
+        {1: 0.06, 2: 0.0, 3: 0.12, 4: 0.30}[k["DEPTH"]],
+        {32: 0.05, 64: 0.0, 96: 0.05}[k["ASPECT_RATIO"]],
+        {32: 0.01, 64: 0.0, 128: 0.02}[k["HEAD_DIM"]],
+        0.006 * (k["MLP_RATIO"] - 4) ** 2,
+        {1024: 0.03, 2048: 0.0, 4096: 0.08, 8192: 0.18, 16384: 0.30}[k["TOTAL_BATCH_TOKENS"]],
+    ))
+
+
+if __name__ == "__main__":
+    true = true_bpb(globals())
+    noisy = true + random.gauss(0.0, float(os.environ.get("SYNTHETIC_NOISE", "0.008")))
+    print(f"val_bpb: {noisy:.6f}")
+    print(f"true_bpb: {true:.6f}")
+'''
+
+
+@dataclass
+class Session:
+    variant: str
+    seed: int
+    statuses: list[str]
+    objectives: list[float | None]  # measured, per experiment
+    truths: list[float | None]  # the noise-free value (synthetic), per experiment
+    seconds: float
+    load: float
+
+
+def template_knobs() -> dict[str, str]:
+    with (TEMPLATE / "autoresearch.toml").open("rb") as fh:
+        return dict(tomllib.load(fh)["knobs"])
+
+
+def template_defaults(names: list[str]) -> dict[str, str]:
+    """The literal each knob has in the template's train.py, as written."""
+    found: dict[str, str] = {}
+    for line in (TEMPLATE / "train.py").read_text().splitlines():
+        name, sep, rest = line.partition(" = ")
+        if sep and name in names and name not in found:
+            found[name] = rest.split("#")[0].strip()
+    missing = set(names) - set(found)
+    if missing:
+        raise SystemExit(f"the template's train.py has no line for {sorted(missing)}")
+    return found
+
+
+def git(repo: Path, *args: str) -> None:
+    subprocess.run(["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost", *args],
+                   cwd=repo, check=True, capture_output=True)
+
+
+def make_synthetic(repo: Path, proposer: str, seed: int) -> None:
+    knobs = template_knobs()
+    names = [key.split(":", 1)[1] for key in knobs]
+    defaults = template_defaults(names)
+    lines = ['"""A synthetic stand-in for the GPT template (bench/tune_local.py)."""', ""]
+    lines += [f"{name} = {defaults[name]}" for name in names]
+    (repo / "train.py").write_text("\n".join(lines) + "\n" + SYNTHETIC)
+    table = "\n".join(f'"{key}" = "{spec}"' for key, spec in knobs.items())
+    (repo / "autoresearch.toml").write_text(textwrap.dedent(f"""\
+        scope = ["train.py"]
+        [verify]
+        command = "{{python}} train.py"
+        budget_seconds = 5
+        [metric]
+        name = "val_bpb"
+        direction = "minimize"
+        record = ["true_bpb"]
+        heldout = ["true_bpb"]
+        [proposer]
+        name = "{proposer}"
+        seed = {seed}
+        [knobs]
+        """) + table + "\n")
+
+
+def make_gpt(repo: Path, proposer: str, seed: int, budget: float, env: dict[str, str]) -> None:
+    result = subprocess.run([sys.executable, "-m", "autoresearch", "init", "--template", "gpt",
+                             "--repo", str(repo)], env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SystemExit(f"init --template gpt failed:\n{result.stdout}{result.stderr}")
+    config = (repo / "autoresearch.toml").read_text()
+    config = config.replace('name = "auto"', f'name = "{proposer}"\nseed = {seed}', 1)
+    config = config.replace("budget_seconds = 60", f"budget_seconds = {budget:g}", 1)
+    (repo / "autoresearch.toml").write_text(config)
+
+
+def before_dir(ref: str, into: Path) -> Path:
+    """`tune_before.py`: the tune proposer at `ref`, importable from `into`."""
+    source = subprocess.run(["git", "show", f"{ref}:src/autoresearch/proposers/tune.py"],
+                            cwd=ROOT, check=True, capture_output=True, text=True).stdout
+    (into / "tune_before.py").write_text(source)
+    return into
+
+
+def one_session(args: argparse.Namespace, variant: str, seed: int, extra_path: Path) -> Session:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("ANTHROPIC_", "OPENAI_", "OPENROUTER_", "AUTORESEARCH_SEED"))}
+    env["PYTHONPATH"] = os.pathsep.join([str(extra_path), str(ROOT / "src")])
+    env["SYNTHETIC_NOISE"] = str(args.noise)
+    proposer = "tune" if variant == "after" else "tune_before:TuneProposer"
+    with tempfile.TemporaryDirectory(prefix="tune-bench-") as tmp:
+        repo = Path(tmp) / "repo"
+        repo.mkdir()
+        git(repo, "init", "-q", "-b", "main")
+        if args.target == "gpt":
+            make_gpt(repo, proposer, seed, args.budget, env)
+        else:
+            make_synthetic(repo, proposer, seed)
+        git(repo, "add", "-A")
+        git(repo, "commit", "-qm", "init")
+        load = os.getloadavg()[0]
+        started = time.time()
+        run = subprocess.run(
+            [sys.executable, "-m", "autoresearch", "run", "--tag", "bench",
+             "--iterations", str(args.experiments), "--repo", str(repo)],
+            env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        seconds = time.time() - started
+        if run.returncode != 0:
+            raise SystemExit(f"{variant} seed {seed}: run exited {run.returncode}:\n"
+                             f"{run.stdout[-3000:]}{run.stderr[-3000:]}")
+        results = subprocess.run(
+            [sys.executable, "-m", "autoresearch", "results", "--json", "--repo", str(repo)],
+            env=env, capture_output=True, text=True, check=True)
+    exps = json.loads(results.stdout)["experiments"]
+    truths: list[float | None] = []
+    for exp in exps:
+        # The experiment's own runs (confirmation pairs also re-run the incumbent).
+        runs = [r for r in exp.get("runs", []) if r.get("role") != "incumbent"]
+        values = [r["metrics"]["true_bpb"] for r in runs if "true_bpb" in r.get("metrics", {})]
+        truths.append(values[0] if values else None)
+    return Session(variant, seed, [e["status"] for e in exps], [e["objective"] for e in exps],
+                   truths, seconds, load)
+
+
+def blocks(session: Session) -> list[tuple[int, int, float, float | None]]:
+    """Per block of 20: (last experiment, keeps in the block, best − baseline, true gain)."""
+    out = []
+    baseline = session.objectives[0]
+    assert baseline is not None
+    best, best_true = baseline, session.truths[0]
+    keeps = 0
+    for i, (status, value, truth) in enumerate(
+            zip(session.statuses, session.objectives, session.truths, strict=True)):
+        if i > 0 and status == "keep" and value is not None:
+            keeps += 1
+            best, best_true = value, truth
+        if (i + 1) % BLOCK == 0 or i == len(session.statuses) - 1:
+            gain = None
+            if best_true is not None and session.truths[0] is not None:
+                gain = best_true - session.truths[0]
+            out.append((i + 1, keeps, best - baseline, gain))
+            keeps = 0
+    return out
+
+
+def show(session: Session) -> None:
+    parts = []
+    for end, keeps, measured, true in blocks(session):
+        true_part = "" if true is None else f", true {true:+.4f}"
+        parts.append(f"≤{end}: {keeps} kept, best {measured:+.4f}{true_part}")
+    print(f"  {session.variant:>6} seed {session.seed}: " + "; ".join(parts)
+          + f"  ({session.seconds:.0f} s, load {session.load:.1f})", flush=True)
+
+
+def summary(sessions: list[Session]) -> None:
+    print("\nover the seeds, median (mean); best = best kept value − baseline, lower is better")
+    for variant in sorted({s.variant for s in sessions}, reverse=True):
+        rows = [blocks(s) for s in sessions if s.variant == variant]
+        for b in range(max(len(r) for r in rows)):
+            cells = [r[b] for r in rows if len(r) > b]
+
+            def both(values: list[float], fmt: str) -> str:
+                return (f"{statistics.median(values):{fmt}} "
+                        f"({statistics.fmean(values):{fmt}})")
+
+            trues = [c[3] for c in cells if c[3] is not None]
+            true = f", true gain {both(trues, '+.4f')}" if trues else ""
+            print(f"  {variant:>6} experiments ≤{cells[0][0]}: keeps {both([c[1] for c in cells], '.1f')}, "
+                  f"best vs baseline {both([c[2] for c in cells], '+.4f')}{true}  (n={len(cells)})")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--target", choices=("synthetic", "gpt"), default="synthetic")
+    ap.add_argument("--seeds", default="0,1,2,3,4")
+    ap.add_argument("--experiments", type=int, default=40, help="per session, baseline included")
+    ap.add_argument("--variants", default="before,after")
+    ap.add_argument("--before-ref", default=BEFORE_REF)
+    ap.add_argument("--budget", type=float, default=60.0, help="gpt: seconds of training per run")
+    ap.add_argument("--noise", type=float, default=0.008, help="synthetic: σ of val_bpb")
+    args = ap.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",")]
+    variants = [v.strip() for v in args.variants.split(",")]
+    unknown = set(variants) - {"before", "after"}
+    if unknown:
+        raise SystemExit(f"unknown variant(s) {sorted(unknown)}: use before and/or after")
+    print(f"target {args.target}, {args.experiments} experiments per session, seeds {seeds}"
+          + (f", budget {args.budget:g} s" if args.target == "gpt" else f", σ {args.noise}")
+          + f"; before = tune at {args.before_ref}")
+    sessions = []
+    with tempfile.TemporaryDirectory(prefix="tune-before-") as extra:
+        path = before_dir(args.before_ref, Path(extra))
+        for seed in seeds:
+            for variant in variants:
+                session = one_session(args, variant, seed, path)
+                show(session)
+                sessions.append(session)
+    summary(sessions)
+
+
+if __name__ == "__main__":
+    main()
