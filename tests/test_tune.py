@@ -550,6 +550,25 @@ def test_resume_after_a_kill_leaves_no_phantom_running_trials(tmp_path: Path) ->
     assert 0.5 in values
 
 
+def test_resume_in_the_same_process_closes_the_trials_left_running(tmp_path: Path) -> None:
+    (tmp_path / "target.py").write_text("X = 0.5\nY = 0.5\n")
+    config = make_config({"target.py:X": "float(0, 1)", "target.py:Y": "float(0, 1)"})
+    tune = proposer(config)
+    history = [summary(1, {"target.py:X": 0.5, "target.py:Y": 0.5}, "keep", 1.0)]
+    tune.resume([ExperimentOutcome(history[0], None)])
+    flying: dict[str, Proposal] = {}
+    for exp_id in ("e2", "e3", "e4"):
+        prop = tune.propose(_ctx_with(tmp_path, config, history, flying, exp_id))
+        assert prop is not None
+        flying[exp_id] = prop
+    study = tune._memory.study
+    assert study is not None and len(study.get_trials(states=(TrialState.RUNNING,))) == 3
+    e3 = replace(summary(3, flying["e3"].params, "discard", 2.0), id="e3")
+    tune.resume([ExperimentOutcome(s, None) for s in [*history, e3]])
+    assert not study.get_trials(states=(TrialState.RUNNING,))
+    assert _trial_of(tune, flying["e3"].params or {}).value == 2.0
+
+
 def test_a_seed_makes_the_proposals_reproducible(tmp_path: Path) -> None:
     names = [f"target.py:K{i}" for i in range(4)]
     (tmp_path / "target.py").write_text("".join(f"K{i} = 0.5\n" for i in range(4)))

@@ -180,6 +180,16 @@ class TuneProposer(Proposer):
         with self._lock:
             self._memory.absorb(outcome.summary, outcome.proposal)
 
+    def resume(self, history: Sequence[ExperimentOutcome]) -> None:
+        """Learn the session's decided experiments. Nothing is in flight at a (re)start: trials
+        still RUNNING are closed; the session names the experiments it resumes in `in_flight`
+        of the next context, and they become running trials again there."""
+        with self._lock:
+            for outcome in history:
+                self._memory.absorb(outcome.summary, outcome.proposal)
+            if self._memory.study is not None:
+                self._memory.sync((), proposing="")
+
     # -- knobs ----------------------------------------------------------------------------------
 
     def _discover(self, ctx: ProposalContext) -> list[Knob]:
