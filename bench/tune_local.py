@@ -97,7 +97,7 @@ class Session:
     objectives: list[float | None]  # measured, per experiment
     truths: list[float | None]  # the noise-free value (synthetic), per experiment
     seconds: float
-    load: float
+    load: tuple[float, float]  # the 1-minute load average when the session started and ended
 
 
 def template_knobs() -> dict[str, str]:
@@ -172,6 +172,8 @@ def one_session(args: argparse.Namespace, variant: str, seed: int, extra_path: P
            if not k.startswith(("ANTHROPIC_", "OPENAI_", "OPENROUTER_", "AUTORESEARCH_SEED"))}
     env["PYTHONPATH"] = os.pathsep.join([str(extra_path), str(ROOT / "src")])
     env["SYNTHETIC_NOISE"] = str(args.noise)
+    if args.target == "gpt":
+        env["OMP_NUM_THREADS"] = str(args.threads)
     proposer = "tune" if variant == "after" else "tune_before:TuneProposer"
     with tempfile.TemporaryDirectory(prefix="tune-bench-") as tmp:
         repo = Path(tmp) / "repo"
@@ -190,6 +192,7 @@ def one_session(args: argparse.Namespace, variant: str, seed: int, extra_path: P
              "--iterations", str(args.experiments), "--repo", str(repo)],
             env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL)
         seconds = time.time() - started
+        load_end = os.getloadavg()[0]
         if run.returncode != 0:
             raise SystemExit(f"{variant} seed {seed}: run exited {run.returncode}:\n"
                              f"{run.stdout[-3000:]}{run.stderr[-3000:]}")
@@ -204,7 +207,7 @@ def one_session(args: argparse.Namespace, variant: str, seed: int, extra_path: P
         values = [r["metrics"]["true_bpb"] for r in runs if "true_bpb" in r.get("metrics", {})]
         truths.append(values[0] if values else None)
     return Session(variant, seed, [e["status"] for e in exps], [e["objective"] for e in exps],
-                   truths, seconds, load)
+                   truths, seconds, (load, load_end))
 
 
 def blocks(session: Session) -> list[tuple[int, int, float, float | None]]:
@@ -234,7 +237,8 @@ def show(session: Session) -> None:
         true_part = "" if true is None else f", true {true:+.4f}"
         parts.append(f"≤{end}: {keeps} kept, best {measured:+.4f}{true_part}")
     print(f"  {session.variant:>6} seed {session.seed}: " + "; ".join(parts)
-          + f"  ({session.seconds:.0f} s, load {session.load:.1f})", flush=True)
+          + f"  ({session.seconds:.0f} s, load {session.load[0]:.1f} → {session.load[1]:.1f})",
+          flush=True)
 
 
 def summary(sessions: list[Session]) -> None:
@@ -263,6 +267,9 @@ def main() -> None:
     ap.add_argument("--before-ref", default=BEFORE_REF)
     ap.add_argument("--budget", type=float, default=60.0, help="gpt: seconds of training per run")
     ap.add_argument("--noise", type=float, default=0.008, help="synthetic: σ of val_bpb")
+    ap.add_argument("--threads", type=int, default=1, help=(
+        "gpt: OMP_NUM_THREADS of each run (on a shared machine, 2 threads crawl when the other "
+        "core is busy)"))
     args = ap.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     variants = [v.strip() for v in args.variants.split(",")]
@@ -270,7 +277,8 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"unknown variant(s) {sorted(unknown)}: use before and/or after")
     print(f"target {args.target}, {args.experiments} experiments per session, seeds {seeds}"
-          + (f", budget {args.budget:g} s" if args.target == "gpt" else f", σ {args.noise}")
+          + (f", budget {args.budget:g} s, {args.threads} thread(s) per run"
+             if args.target == "gpt" else f", σ {args.noise}")
           + f"; before = tune at {args.before_ref}")
     sessions = []
     with tempfile.TemporaryDirectory(prefix="tune-before-") as extra:

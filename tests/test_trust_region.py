@@ -92,6 +92,14 @@ def test_region_widens_on_a_keep_and_shrinks_after_local_failures() -> None:
     assert region.length == LENGTH_INIT / 2 and region.failures == 0
 
 
+def test_a_near_miss_widens_the_region_and_favours_its_direction() -> None:
+    region = TrustRegion(dims=14)
+    region.failure()
+    region.near_miss([("wd", -1)])
+    assert region.length == 1.5 * LENGTH_INIT and region.momentum == (("wd", -1),)
+    assert region.failures == 1  # a near miss is no keep: the failures since the last one stay
+
+
 def test_a_collapsed_region_owes_global_moves_then_restarts() -> None:
     region = TrustRegion(dims=4)
     assert region.fail_tol == 3 and not region.take_global()

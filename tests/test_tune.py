@@ -26,6 +26,7 @@ from autoresearch.proposers.base import (
     Proposal,
     ProposalContext,
 )
+from autoresearch.proposers.trust_region import LENGTH_INIT
 from autoresearch.proposers.tune import TuneProposer
 
 
@@ -414,6 +415,35 @@ def test_local_phase_off_is_the_sampler_after_the_start(tmp_path: Path) -> None:
     assert all(r.startswith("TPE (trial") for r in rationales[6:])
     with pytest.raises(ConfigError, match="local must be true or false"):
         proposer(config, local="yes")
+
+
+def test_the_trust_region_follows_the_ledger_and_is_replayed_on_resume(tmp_path: Path) -> None:
+    (tmp_path / "target.py").write_text("X = 0.6\nY = 0.6\n")
+    config = make_config({"target.py:X": "float(0, 1)", "target.py:Y": "float(0, 1)"})
+
+    def at(x: float, y: float) -> dict[str, Any]:
+        return {"target.py:X": x, "target.py:Y": y}
+
+    history = [
+        summary(1, at(0.5, 0.5), "keep", 1.0),
+        replace(summary(2, at(0.6, 0.5), "discard", 0.99), delta=-0.01),  # a near miss
+        replace(summary(3, at(0.5, 0.4), "discard", 1.05), delta=0.05),  # worse: a failure
+        summary(4, at(0.4, 0.5), "crash", None),  # a failure
+        replace(summary(5, at(0.6, 0.6), "keep", 0.9), delta=-0.1),
+        replace(summary(6, at(0.6, 0.7), "discard", 0.95), delta=0.05),
+    ]
+    resumed = proposer(config)
+    resumed.resume([ExperimentOutcome(s, None) for s in history])
+    assert resumed.propose(make_ctx(tmp_path, config)) is not None
+    region = resumed._memory.region
+    assert region.length == pytest.approx(LENGTH_INIT * 1.5 * 1.5)
+    assert region.failures == 1 and set(region.momentum) == {("target.py:X", 1), ("target.py:Y", 1)}
+
+    live = proposer(config)  # the same experiments learnt one verdict at a time
+    for n, done in enumerate(history):
+        assert live.propose(replace(make_ctx(tmp_path, config, history[:n + 1]))) is not None
+        live.observe(ExperimentOutcome(done, None))
+    assert live._memory.region == region
 
 
 # -- parallel slots ---------------------------------------------------------------------------------

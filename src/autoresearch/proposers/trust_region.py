@@ -8,14 +8,18 @@ does (Eriksson et al., 2019), adapted to a ratchet with a small budget:
 
 - the region is a length on each knob's unit scale (its range on the scale it is searched on:
   logarithmic for log knobs, grid positions for integers and ordered choices);
-- a keep widens it by half (the incumbent moved: larger steps may pay again), `fail_tol` local
-  failures in a row (half the number of knobs, at least 3) halve it; after three halvings it
-  has collapsed: the neighbourhood is exhausted at the scale the noise lets us resolve, so the
-  proposer makes two global moves and restarts the region at its first length;
+- a keep widens it by half (the incumbent moved: larger steps may pay again), and so does a
+  near miss: a local move measured better than the incumbent but not kept. TuRBO's rule
+  assumes a noiseless objective; with noise such a step was most likely too small to be told
+  from the noise, and shrinking would make the next steps harder still to see;
+- `fail_tol` local failures since the last keep or halving (half the number of knobs, at
+  least 3; a failure is a move measured worse, a crash or a timeout) halve it; after three
+  halvings it has collapsed: the neighbourhood is exhausted at the scale the noise lets us
+  resolve, so the proposer makes two global moves and restarts the region at its first length;
 - steps are at least half the region's radius: a change too small to measure is a wasted run;
 - a move is never a repeat: steps are at least one grid step, and within a region a direction
   (knob, up or down) already tried from the incumbent is drawn less often than an untried one,
-  while the direction that produced the last keep is drawn more often (a line search);
+  while the direction of the last keep or near miss is drawn more often (a line search);
 - with siblings in flight the candidate farthest from them is taken (the local counterpart of
   TPE's constant liar), so N slots explore N different directions.
 
@@ -53,7 +57,7 @@ GROW = 1.5  # on the synthetic benchmark, as much gain as doubling and more keep
 FAIL_TOL_MIN = 3
 FAIL_TOL_PER_KNOB = 0.5
 TRIED_WEIGHT = 0.1  # a direction already tried from this incumbent
-MOMENTUM_WEIGHT = 3.0  # the direction of the last keep
+MOMENTUM_WEIGHT = 3.0  # the direction of the last keep or near miss
 GLOBAL_BURST = 2  # global moves after a collapse, before the region restarts around the incumbent
 _CANDIDATES = 24  # drawn per ask when siblings are in flight (the farthest one is taken)
 _TRIES = 200  # draws before widening the region for one ask
@@ -177,7 +181,7 @@ class TrustRegion:
     failures: int = 0
     restarts: int = 0
     global_due: int = 0  # global moves owed since the region last collapsed
-    momentum: tuple[Direction, ...] = ()  # the moves of the last keep
+    momentum: tuple[Direction, ...] = ()  # the moves of the last keep or near miss
 
     @property
     def fail_tol(self) -> int:
@@ -200,6 +204,13 @@ class TrustRegion:
                 self.length = LENGTH_INIT
                 self.restarts += 1
                 self.global_due = GLOBAL_BURST
+
+    def near_miss(self, moves: Sequence[Direction]) -> None:
+        """A local move measured better than the incumbent, but not by enough to be kept: the
+        direction looks right and the step was too small to tell from the noise, so the region
+        widens and the direction is favoured, as after a keep."""
+        self.length = min(GROW * self.length, LENGTH_MAX)
+        self.momentum = tuple(moves)
 
     def take_global(self) -> bool:
         """Whether a global move is due after a collapse (and count it as made)."""

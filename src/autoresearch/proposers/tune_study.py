@@ -81,6 +81,7 @@ class Record:
     params: dict[str, Any]
     state: TrialState | None
     value: float | None
+    delta: float | None = None  # the candidate's mean minus the incumbent's, when judged
 
 
 def _record(summary: ExperimentSummary, params: dict[str, Any]) -> Record:
@@ -89,7 +90,7 @@ def _record(summary: ExperimentSummary, params: dict[str, Any]) -> Record:
     if state is TrialState.COMPLETE and (value is None or not math.isfinite(value)):
         state = None  # measured nothing usable: nothing to teach the model
     value = value if state is TrialState.COMPLETE else None
-    return Record(summary.id, summary.status, params, state, value)
+    return Record(summary.id, summary.status, params, state, value, summary.delta)
 
 
 class TuneStudy:
@@ -180,8 +181,15 @@ class TuneStudy:
                 self.region.success(moves_between(self.spaces, self._last_kept, record.params))
             self._last_kept = record.params
         elif record.status in _LOCAL_FAILURES and self._last_kept is not None:
-            moved = len(moves_between(self.spaces, self._last_kept, record.params))
-            if 0 < moved <= MAX_MOVED:
+            moved = moves_between(self.spaces, self._last_kept, record.params)
+            if not 0 < len(moved) <= MAX_MOVED:
+                return  # a global move: it says nothing about the neighbourhood
+            sign = -1.0 if self.direction == "maximize" else 1.0
+            if record.status == "discard" and record.delta is not None and sign * record.delta < 0:
+                # Better than the incumbent but not by enough to be kept: the direction looks
+                # right and the step was too small to tell from the noise.
+                self.region.near_miss(moved)
+            else:
                 self.region.failure()
 
     def _frozen(self, record: Record, state: TrialState | None = None) -> FrozenTrial | None:
