@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -167,6 +168,24 @@ def before_dir(ref: str, into: Path) -> Path:
     return into
 
 
+def run_session(command: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run the CLI; if this benchmark is stopped, stop the session first (SIGTERM: the CLI
+    records the running experiment as interrupted and kills its process tree)."""
+    with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          stdin=subprocess.DEVNULL, text=True) as child:
+        try:
+            out, err = child.communicate()
+        except BaseException:
+            child.terminate()
+            child.communicate(timeout=120)
+            raise
+    return subprocess.CompletedProcess(command, child.returncode, out, err)
+
+
+def _stop(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def one_session(args: argparse.Namespace, variant: str, seed: int, extra_path: Path) -> Session:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("ANTHROPIC_", "OPENAI_", "OPENROUTER_", "AUTORESEARCH_SEED"))}
@@ -187,10 +206,9 @@ def one_session(args: argparse.Namespace, variant: str, seed: int, extra_path: P
         git(repo, "commit", "-qm", "init")
         load = os.getloadavg()[0]
         started = time.time()
-        run = subprocess.run(
+        run = run_session(
             [sys.executable, "-m", "autoresearch", "run", "--tag", "bench",
-             "--iterations", str(args.experiments), "--repo", str(repo)],
-            env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+             "--iterations", str(args.experiments), "--repo", str(repo)], env)
         seconds = time.time() - started
         load_end = os.getloadavg()[0]
         if run.returncode != 0:
@@ -271,6 +289,7 @@ def main() -> None:
         "gpt: OMP_NUM_THREADS of each run (on a shared machine, 2 threads crawl when the other "
         "core is busy)"))
     args = ap.parse_args()
+    signal.signal(signal.SIGTERM, _stop)  # a killed benchmark leaves no session running
     seeds = [int(s) for s in args.seeds.split(",")]
     variants = [v.strip() for v in args.variants.split(",")]
     unknown = set(variants) - {"before", "after"}
@@ -292,4 +311,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:
+        sys.exit("interrupted: the session that was running was stopped")
