@@ -47,7 +47,7 @@ from autoresearch.proposers.knobs import (
 )
 from autoresearch.proposers.options import TUNE_OPTIONS
 from autoresearch.proposers.trust_region import Neighbourhood, TrustRegionSampler, uniform
-from autoresearch.proposers.tune_study import TuneStudy
+from autoresearch.proposers.tune_study import UNNAMED, TuneStudy
 
 _SAMPLERS = {"tpe": "TPE", "random": "random search", "gp": "Gaussian process", "cmaes": "CMA-ES"}
 _REQUIRES = {"gp": ("torch", "scipy"), "cmaes": ("cmaes",)}
@@ -263,7 +263,7 @@ class TuneProposer(Proposer):
             return None  # every configuration of a finite space has been tried
         params, how, number = found
         if number is not None:
-            memory.track(ctx.experiment_id or f"#{number}", number)
+            memory.track(ctx.experiment_id or f"{UNNAMED}{number}", number)
         return self._proposal(knobs, texts, current, params, f"{how}{note}")
 
     def _schedule(self, stuck: bool) -> tuple[str | None, BaseSampler, str]:

@@ -35,6 +35,7 @@ from autoresearch.proposers.knobs import Knob
 from autoresearch.proposers.trust_region import MAX_MOVED, TrustRegion, moves_between
 
 Signature = tuple[Hashable, ...]
+UNNAMED = "#"  # the key prefix of a trial proposed without an experiment id
 
 _STATES = {
     "keep": TrialState.COMPLETE,
@@ -156,9 +157,9 @@ class TuneStudy:
         number = self.pending.pop(record.id, None)
         if number is None and sig is not None:
             # Proposed without an experiment id (a caller other than the session): by value.
-            number = next((n for k, n in self.pending.items() if self._sig_of(study, n) == sig),
-                          None)
-            self.pending = {k: n for k, n in self.pending.items() if n != number}
+            key = next((k for k, n in self.pending.items()
+                        if k.startswith(UNNAMED) and self._sig_of(study, n) == sig), None)
+            number = None if key is None else self.pending.pop(key)
         if number is not None and _state(study, number) is TrialState.RUNNING:
             if record.state is TrialState.COMPLETE:
                 study.tell(number, record.value)
@@ -192,8 +193,8 @@ class TuneStudy:
             else:
                 self.region.failure()
 
-    def _frozen(self, record: Record, state: TrialState | None = None) -> FrozenTrial | None:
-        state = state or record.state
+    def _frozen(self, record: Record) -> FrozenTrial | None:
+        state = record.state
         if state is None:
             return None
         params = self.snapped(record.params)
