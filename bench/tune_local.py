@@ -149,7 +149,8 @@ def make_synthetic(repo: Path, proposer: str, seed: int) -> None:
         """) + table + "\n")
 
 
-def make_gpt(repo: Path, proposer: str, seed: int, budget: float, env: dict[str, str]) -> None:
+def make_gpt(repo: Path, proposer: str, seed: int, budget: float, timeout: float,
+             env: dict[str, str]) -> None:
     result = subprocess.run([sys.executable, "-m", "autoresearch", "init", "--template", "gpt",
                              "--repo", str(repo)], env=env, capture_output=True, text=True)
     if result.returncode != 0:
@@ -157,6 +158,9 @@ def make_gpt(repo: Path, proposer: str, seed: int, budget: float, env: dict[str,
     config = (repo / "autoresearch.toml").read_text()
     config = config.replace('name = "auto"', f'name = "{proposer}"\nseed = {seed}', 1)
     config = config.replace("budget_seconds = 60", f"budget_seconds = {budget:g}", 1)
+    # Startup and evaluation take minutes on a loaded machine: the default timeout (2 x budget
+    # + 60 s) would kill the baseline itself.
+    config = config.replace("# timeout_seconds = 180", f"timeout_seconds = {timeout:g}", 1)
     (repo / "autoresearch.toml").write_text(config)
 
 
@@ -199,7 +203,7 @@ def one_session(args: argparse.Namespace, variant: str, seed: int, extra_path: P
         repo.mkdir()
         git(repo, "init", "-q", "-b", "main")
         if args.target == "gpt":
-            make_gpt(repo, proposer, seed, args.budget, env)
+            make_gpt(repo, proposer, seed, args.budget, args.timeout or args.budget + 300, env)
         else:
             make_synthetic(repo, proposer, seed)
         git(repo, "add", "-A")
@@ -284,6 +288,8 @@ def main() -> None:
     ap.add_argument("--variants", default="before,after")
     ap.add_argument("--before-ref", default=BEFORE_REF)
     ap.add_argument("--budget", type=float, default=60.0, help="gpt: seconds of training per run")
+    ap.add_argument("--timeout", type=float, default=0.0,
+                    help="gpt: seconds before a run is killed (default: budget + 300)")
     ap.add_argument("--noise", type=float, default=0.008, help="synthetic: σ of val_bpb")
     ap.add_argument("--threads", type=int, default=1, help=(
         "gpt: OMP_NUM_THREADS of each run (on a shared machine, 2 threads crawl when the other "

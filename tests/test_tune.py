@@ -514,6 +514,23 @@ def test_n_proposals_in_flight_are_distinct_and_outcomes_may_arrive_in_any_order
         assert len(study.get_trials(states=(TrialState.RUNNING,))) == 3 - n
 
 
+def test_local_moves_in_flight_take_different_directions(tmp_path: Path) -> None:
+    """The local constant liar: a sibling's direction counts as tried while it runs."""
+    (tmp_path / "target.py").write_text("X = 0.5\n")
+    config = make_config({"target.py:X": "float(0, 1)"})
+    opposite = 0
+    for seed in range(20):
+        tune = proposer(config, seed=seed)
+        history = [summary(1, {"target.py:X": 0.5}, "keep", 1.0)]
+        tune.resume([ExperimentOutcome(history[0], None)])
+        first = tune.propose(_ctx_with(tmp_path, config, history, {}, "e2"))
+        assert first is not None and first.params is not None
+        second = tune.propose(_ctx_with(tmp_path, config, history, {"e2": first}, "e3"))
+        assert second is not None and second.params is not None
+        opposite += (first.params["target.py:X"] > 0.5) != (second.params["target.py:X"] > 0.5)
+    assert opposite >= 16  # 19 of 20 here; 13 when siblings' directions are not counted
+
+
 def test_siblings_in_flight_from_elsewhere_are_never_proposed_and_are_told(tmp_path: Path) -> None:
     """After a resume, slots still running experiments this process did not propose."""
     (tmp_path / "target.py").write_text("N = 3\n")
