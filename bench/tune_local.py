@@ -99,6 +99,9 @@ class Session:
     truths: list[float | None]  # the noise-free value (synthetic), per experiment
     seconds: float
     load: tuple[float, float]  # the 1-minute load average when the session started and ended
+    # gpt: the best kept state minus the baseline, re-measured in interleaved pairs after the
+    # session (mean, standard error, pairs): the machine's drift during a session cancels here.
+    verified: tuple[float, float, int] | None = None
 
 
 def template_knobs() -> dict[str, str]:
@@ -215,12 +218,15 @@ def one_session(args: argparse.Namespace, variant: str, seed: int, extra_path: P
              "--iterations", str(args.experiments), "--repo", str(repo)], env)
         seconds = time.time() - started
         load_end = os.getloadavg()[0]
-        if run.returncode != 0:
-            raise SystemExit(f"{variant} seed {seed}: run exited {run.returncode}:\n"
-                             f"{run.stdout[-3000:]}{run.stderr[-3000:]}")
+        if run.returncode != 0:  # e.g. paused after crashes: report what it did, and say so
+            print(f"  ! {variant} seed {seed}: run exited {run.returncode}:\n"
+                  f"{run.stdout[-2000:]}{run.stderr[-2000:]}", flush=True)
         results = subprocess.run(
             [sys.executable, "-m", "autoresearch", "results", "--json", "--repo", str(repo)],
-            env=env, capture_output=True, text=True, check=True)
+            env=env, capture_output=True, text=True)
+        if results.returncode != 0:
+            raise SystemExit(f"{variant} seed {seed}: no results:\n{results.stderr[-3000:]}")
+        verified = verify(repo, args, env) if args.target == "gpt" and args.verify_pairs else None
     exps = json.loads(results.stdout)["experiments"]
     truths: list[float | None] = []
     for exp in exps:
@@ -229,7 +235,64 @@ def one_session(args: argparse.Namespace, variant: str, seed: int, extra_path: P
         values = [r["metrics"]["true_bpb"] for r in runs if "true_bpb" in r.get("metrics", {})]
         truths.append(values[0] if values else None)
     return Session(variant, seed, [e["status"] for e in exps], [e["objective"] for e in exps],
-                   truths, seconds, (load, load_end))
+                   truths, seconds, (load, load_end), verified)
+
+
+def train_bpb(checkout: Path, seed: int, args: argparse.Namespace, env: dict[str, str]) -> float:
+    run_env = dict(env, AUTORESEARCH_TIME_BUDGET=f"{args.budget:g}", AUTORESEARCH_SEED=str(seed))
+    result = subprocess.run([sys.executable, "train.py"], cwd=checkout, env=run_env,
+                            capture_output=True, text=True,
+                            timeout=args.timeout or args.budget + 300)
+    for line in result.stdout.splitlines():
+        if line.startswith("val_bpb:"):
+            return float(line.split(":", 1)[1])
+    raise SystemExit(f"train.py printed no val_bpb in {checkout}:\n{result.stdout[-2000:]}"
+                     f"{result.stderr[-2000:]}")
+
+
+def verify(repo: Path, args: argparse.Namespace, env: dict[str, str], base_ref: str = "main",
+           best_ref: str = "autoresearch/bench") -> tuple[float, float, int] | None:
+    """The session's best kept state (its branch) against the baseline (the first commit),
+    re-measured in --verify-pairs interleaved pairs, each pair with its own seed."""
+    def rev(*what: str) -> str:
+        return subprocess.run(["git", *what], cwd=repo, check=True, capture_output=True,
+                              text=True).stdout.split()[0]
+
+    base, best = rev("rev-list", "--max-parents=0", base_ref), rev("rev-parse", best_ref)
+    if base == best:
+        return None  # nothing was kept
+    with tempfile.TemporaryDirectory(prefix="tune-verify-") as tmp:
+        checkouts = {}
+        for name, commit in (("base", base), ("best", best)):
+            checkouts[name] = Path(tmp) / name
+            git(repo, "worktree", "add", "-q", "--detach", str(checkouts[name]), commit)
+        try:
+            diffs = []
+            for pair in range(args.verify_pairs):
+                baseline = train_bpb(checkouts["base"], 1000 + pair, args, env)
+                diffs.append(train_bpb(checkouts["best"], 1000 + pair, args, env) - baseline)
+        finally:
+            for checkout in checkouts.values():
+                git(repo, "worktree", "remove", "--force", str(checkout))
+    se = statistics.stdev(diffs) / len(diffs) ** 0.5 if len(diffs) > 1 else float("nan")
+    return statistics.fmean(diffs), se, len(diffs)
+
+
+def verify_existing(path: Path, args: argparse.Namespace) -> None:
+    """--verify-repo: re-measure a kept session's best against its baseline (a clone of it)."""
+    env = {k: v for k, v in os.environ.items() if k != "AUTORESEARCH_SEED"}
+    env["OMP_NUM_THREADS"] = str(args.threads)
+    with tempfile.TemporaryDirectory(prefix="tune-verify-repo-") as tmp:
+        repo = Path(tmp) / "repo"
+        subprocess.run(["git", "clone", "-q", str(path), str(repo)], check=True)
+        load = os.getloadavg()[0]
+        found = verify(repo, args, env, "origin/main", "origin/autoresearch/bench")
+    if found is None:
+        print(f"{path}: nothing was kept")
+        return
+    mean, se, n = found
+    print(f"{path}: best − baseline re-measured {mean:+.4f} ± {se:.4f} (SE, {n} interleaved "
+          f"pairs, budget {args.budget:g} s, load {load:.1f} → {os.getloadavg()[0]:.1f})")
 
 
 def blocks(session: Session) -> list[tuple[int, int, float, float | None]]:
@@ -258,6 +321,9 @@ def show(session: Session) -> None:
     for end, keeps, measured, true in blocks(session):
         true_part = "" if true is None else f", true {true:+.4f}"
         parts.append(f"≤{end}: {keeps} kept, best {measured:+.4f}{true_part}")
+    if session.verified is not None:
+        mean, se, n = session.verified
+        parts.append(f"re-measured best − baseline {mean:+.4f} ± {se:.4f} ({n} pairs)")
     print(f"  {session.variant:>6} seed {session.seed}: " + "; ".join(parts)
           + f"  ({session.seconds:.0f} s, load {session.load[0]:.1f} → {session.load[1]:.1f})",
           flush=True)
@@ -290,12 +356,20 @@ def main() -> None:
     ap.add_argument("--budget", type=float, default=60.0, help="gpt: seconds of training per run")
     ap.add_argument("--timeout", type=float, default=0.0,
                     help="gpt: seconds before a run is killed (default: budget + 300)")
+    ap.add_argument("--verify-pairs", type=int, default=3, help=(
+        "gpt: after each session, re-measure its best against the baseline in this many "
+        "interleaved pairs (0: skip)"))
+    ap.add_argument("--verify-repo", type=Path, help=(
+        "gpt: only re-measure the best of an existing session's repository (or its .git)"))
     ap.add_argument("--noise", type=float, default=0.008, help="synthetic: σ of val_bpb")
     ap.add_argument("--threads", type=int, default=1, help=(
         "gpt: OMP_NUM_THREADS of each run (on a shared machine, 2 threads crawl when the other "
         "core is busy)"))
     args = ap.parse_args()
     signal.signal(signal.SIGTERM, _stop)  # a killed benchmark leaves no session running
+    if args.verify_repo is not None:
+        verify_existing(args.verify_repo, args)
+        return
     seeds = [int(s) for s in args.seeds.split(",")]
     variants = [v.strip() for v in args.variants.split(",")]
     unknown = set(variants) - {"before", "after"}
