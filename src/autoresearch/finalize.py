@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from autoresearch.errors import AutoresearchError
-from autoresearch.views.git import changed_files, diff_names, git, is_ancestor, rev_list, tree_of
+from autoresearch.gitops import changed_files, diff_names, git, is_ancestor, rev_list, tree_of
 from autoresearch.views.summary import open_ledger, resolve_session
 
 DEFAULT_PREFIX = "autoresearch-final/{tag}/"

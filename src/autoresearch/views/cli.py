@@ -22,7 +22,7 @@ from rich.table import Table
 
 from autoresearch.dashboard.hosts import LOOPBACK_NAMES, is_loopback
 from autoresearch.errors import AutoresearchError, PreconditionError
-from autoresearch.views.git import common_root
+from autoresearch.gitops import common_root
 
 __all__ = ["dashboard", "dashboard_app", "finalize", "is_loopback", "register", "report"]
 
