@@ -128,14 +128,14 @@ def test_the_discard_ref_exists_before_the_ledger_records_the_verdict(toy_repo: 
                         {"hypothesis": "crash", "edits": {"target.py": "X = 5\nCRASH = True\n"}}])
     session, _ = open_session(toy_repo)
     seen: dict[str, bool] = {}
-    record = session.ledger.update_experiment
+    record = session.ledger.finish_experiment
 
     def spy(exp_id: str, **fields: Any) -> None:
         if fields.get("status") in ("discard", "crash"):
             seen[exp_id] = gitops.ref_exists(toy_repo, session.paths.discarded_ref(exp_id))
         record(exp_id, **fields)
 
-    session.ledger.update_experiment = spy  # type: ignore[method-assign]
+    session.ledger.finish_experiment = spy  # type: ignore[method-assign]
     try:
         loop.run(session, loop.Limits(iterations=3))
     finally:

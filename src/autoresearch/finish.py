@@ -9,7 +9,6 @@ recorded discard whose commit has no ref.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -47,11 +46,7 @@ def finish(session: Session, work: Work, status: str, reason: str, proposal: Pro
     exp = work.exp
     if work.commit is not None and status != "keep":
         gitops.update_ref(session.root, session.paths.discarded_ref(exp.id), work.commit)
-    fields: dict[str, object] = {"status": status, "decision_reason": reason,
-                                 "finished_at": time.time()}
-    if objective is not None:
-        fields["objective"] = objective
-    session.ledger.update_experiment(exp.id, **fields)
+    session.ledger.finish_experiment(exp.id, status=status, reason=reason, objective=objective)
     work.done = True
     row = session.refresh(exp.id)
     if status != "keep":

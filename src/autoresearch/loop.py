@@ -99,13 +99,13 @@ def baseline(session: Session) -> None:
         )
         work = Work(exp, slot, parent=commit)
         with finished_on_error(session, work):
-            session.ledger.update_experiment(exp.id, commit_sha=commit,
-                                             tree_sha=gitops.tree_of(session.root, commit))
+            session.ledger.record_commit(exp.id, commit_sha=commit,
+                                         tree_sha=gitops.tree_of(session.root, commit))
             session.display.experiment_started(exp.id, f"baseline ({repeats} run"
                                                f"{'s' * (repeats > 1)})")
             params = _initial_params(session, work)
             if params:
-                session.ledger.update_experiment(exp.id, params=params)
+                session.ledger.record_params(exp.id, params)
             values = []
             for _ in range(repeats):
                 m = session.measure(exp, slot, commit, "candidate")
@@ -120,7 +120,7 @@ def baseline(session: Session) -> None:
             session.display.tally.baseline = session.display.tally.best = mean
             finish(session, work, "keep", f"baseline: {len(values)} run(s), mean {mean:.6g}, "
                    f"noise {noise}", None, objective=mean)
-            session.ledger.update_session(session.row.id, noise=noise.sigma)
+            session.ledger.set_session_noise(session.row.id, noise.sigma)
 
 
 def _initial_params(session: Session, work: Work) -> dict[str, object] | None:
@@ -168,14 +168,14 @@ def patiently(session: Session, work: Work, call: Callable[[], T], purpose: str 
                 # Waiting would end past the time limit, and the experiment after it too.
                 raise SessionStopped(f"the time limit was reached while the proposer was "
                                      f"unavailable ({outage.what})") from None
-            session.ledger.update_session(session.row.id, status="paused")
+            session.ledger.set_session_status(session.row.id, "paused")
             session.event("outage", f"proposer unavailable ({outage.what}); retrying in {wait:.0f} s",
                           work.exp.id)
             session.display.message(f"proposer unavailable: {outage.what}; waiting {wait:.0f} s",
                                     "yellow")
             if session.stop_event.wait(wait):
                 raise KeyboardInterrupt from None
-            session.ledger.update_session(session.row.id, status="running")
+            session.ledger.set_session_status(session.row.id, "running")
 
 
 def experiment(session: Session) -> None:
@@ -197,7 +197,7 @@ def experiment(session: Session) -> None:
                 record_usage(session, exp.id, usage_of(exc))
                 meant = getattr(exc, "hypothesis", "")
                 if meant:
-                    session.ledger.update_experiment(exp.id, hypothesis=meant)
+                    session.ledger.record_hypothesis(exp.id, meant)
                 finish(session, work, "rejected", f"proposal failed: {exc.what}", None)
                 return
             if proposal is None:
@@ -229,8 +229,8 @@ def _commit(session: Session, work: Work, proposal: Proposal) -> bool:
     rules = guardrails.Rules(session.config.scope, session.config.all_protected)
     session.display.experiment_started(exp.id, proposal.hypothesis)
     if work.attempt == 1:
-        session.ledger.update_experiment(exp.id, hypothesis=proposal.hypothesis,
-                                         rationale=proposal.rationale, params=proposal.params)
+        session.ledger.record_proposal(exp.id, hypothesis=proposal.hypothesis,
+                                       rationale=proposal.rationale, params=proposal.params)
         record_usage(session, exp.id, proposal.usage)
     if proposal.in_worktree:
         paths = gitops.changed_paths(worktree)
@@ -254,8 +254,8 @@ def _commit(session: Session, work: Work, proposal: Proposal) -> bool:
         _refuse(session, work, duplicate, proposal)
         return False
     work.change = change
-    session.ledger.update_experiment(
-        exp.id, status="running", commit_sha=change.sha, tree_sha=change.tree, files=change.files,
+    session.ledger.record_commit(
+        exp.id, commit_sha=change.sha, tree_sha=change.tree, files=change.files,
         lines_added=change.lines_added, lines_removed=change.lines_removed,
     )
     return True
@@ -318,8 +318,8 @@ def _next_attempt(session: Session, work: Work, repaired: Proposal) -> Proposal:
     session.executor.reset(work.slot, work.parent)
     work.change, work.repairing, work.failed = None, work.failed, None
     work.attempt += 1
-    session.ledger.update_experiment(work.exp.id, attempts=work.attempt,
-                                     hypothesis=repaired.hypothesis)
+    session.ledger.record_attempt(work.exp.id, attempts=work.attempt,
+                                  hypothesis=repaired.hypothesis)
     return repaired
 
 

@@ -177,7 +177,7 @@ class Session:
                 self.readiness = proposer_readiness(self.proposer, slot.worktree)
             self.protected_hashes = guardrails.hash_files(slot.worktree, select(
                 gitops.tracked_files(slot.worktree), self.config.all_protected))
-        self.ledger.update_session(row.id, proposer=self.proposer.name, status="running",
+        self.ledger.session_opened(row.id, proposer=self.proposer.name,
                                    config=self.config.to_json_dict())
         self.proposer.resume([self._outcome(e) for e in self.history if e.status != "interrupted"])
 
@@ -224,9 +224,9 @@ class Session:
         if self.lock.cleared_stale:
             self.event("recovery", f"cleared a stale lock of dead process {self.lock.cleared_stale.get('pid')}")
         for exp in self.ledger.open_experiments(self.row.id):  # any number: they may overlap
-            self.ledger.update_experiment(
-                exp.id, status="interrupted", finished_at=time.time(),
-                decision_reason="the session stopped mid-experiment; marked interrupted on resume",
+            self.ledger.finish_experiment(
+                exp.id, status="interrupted",
+                reason="the session stopped mid-experiment; marked interrupted on resume",
             )
             self.event("recovery", f"{exp.id} was left {exp.status}; marked interrupted", exp.id)
         self.history = self.ledger.experiments(self.row.id)
@@ -274,7 +274,7 @@ class Session:
             self.proposer.close()
             self.executor.close()
         finally:
-            self.ledger.update_session(self.row.id, status=status)
+            self.ledger.set_session_status(self.row.id, status)
             self.lock.release()
 
     # --- views of the state ----------------------------------------------------------------
@@ -436,7 +436,7 @@ class Session:
         executors that measure somewhere else (workers on other machines).
         """
         if self.row.fingerprint_key is None:
-            self.ledger.update_session(self.row.id, fingerprint_key=m.fingerprint_key)
+            self.ledger.set_session_fingerprint(self.row.id, m.fingerprint_key)
             self.row = self.ledger.session(self.row.tag) or self.row
         elif m.fingerprint_key != self.row.fingerprint_key:
             before = self.ledger.fingerprint(self.row.fingerprint_key) or {}

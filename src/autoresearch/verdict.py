@@ -72,7 +72,7 @@ def settle(session: Session, work: Work, incumbent: ExperimentRow, verdict: Verd
             status = "discard"
             reason = "guard failed: " + "; ".join(f"{g['guard']}: {g['detail']}" for g in failed)
     objective = verdict.candidate_mean
-    session.ledger.update_experiment(
+    session.ledger.record_judgement(
         exp.id, incumbent_objective=verdict.incumbent_mean, delta=verdict.delta,
         threshold=verdict.threshold, guards=guard_rows,
     )
@@ -84,7 +84,7 @@ def settle(session: Session, work: Work, incumbent: ExperimentRow, verdict: Verd
     finish(session, work, status, reason, proposal, objective=objective)
     if status == "keep":
         check_heldout(session, exp, commit, incumbent)
-    session.ledger.update_session(session.row.id, noise=session.noise().sigma)
+    session.ledger.set_session_noise(session.row.id, session.noise().sigma)
 
 
 def mean_metrics(session: Session, commit: str) -> dict[str, float]:

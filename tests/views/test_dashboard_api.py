@@ -137,7 +137,7 @@ def test_stream_pushes_an_update_when_the_session_process_dies(demo: BuiltSessio
 
     from autoresearch.state import StatePaths
 
-    demo.ledger.update_session(demo.session.id, status="running")
+    demo.ledger.set_session_status(demo.session.id, "running")
     holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         lock = StatePaths(demo.repo, demo.session.tag).lock

@@ -118,7 +118,7 @@ def test_confidence_label_never_contradicts_its_colour() -> None:
 def test_confidence_divides_by_the_baselines_own_sigma(demo: BuiltSession) -> None:
     """The engine overwrites the session's σ with the pooled one after confirmation runs."""
     pooled = 0.5
-    demo.ledger.update_session(demo.session.id, noise=pooled)
+    demo.ledger.set_session_noise(demo.session.id, pooled)
     view = _view(demo.repo)
     own = statistics.stdev(BASELINE_VALUES)
     conf = view.confidence
@@ -137,7 +137,7 @@ def test_confidence_divides_by_the_baselines_own_sigma(demo: BuiltSession) -> No
 def test_confidence_falls_back_to_the_pooled_sigma_after_a_single_baseline_run(
         tmp_path: Path) -> None:
     built = build_session(tmp_path / "repo", baseline_values=[10.0])
-    built.ledger.update_session(built.session.id, noise=0.2)  # measured by confirmation runs
+    built.ledger.set_session_noise(built.session.id, 0.2)  # measured by confirmation runs
     conf = _view(built.repo).confidence
     assert conf.noise_source == "pooled" and conf.noise == 0.2 and conf.baseline_noise is None
     assert conf.ratio == pytest.approx((10.0 - 8.81) / 0.2)
@@ -210,7 +210,7 @@ def test_short_label() -> None:
 
 
 def test_live_only_while_the_lock_holder_runs(demo: BuiltSession) -> None:
-    demo.ledger.update_session(demo.session.id, status="running")
+    demo.ledger.set_session_status(demo.session.id, "running")
     gone = _view(demo.repo).summary
     assert gone.process_gone and not gone.live
     lock = demo.repo / ".autoresearch" / "sessions" / demo.tag / "lock"
