@@ -27,26 +27,24 @@ import subprocess
 import sys
 import tempfile
 import time
-from contextlib import AbstractContextManager
+from concurrent.futures import Future
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from rich.console import Console  # noqa: E402
 
-from autoresearch import loop  # noqa: E402
+from autoresearch import scheduler  # noqa: E402
 from autoresearch.config import Config, load_config  # noqa: E402
 from autoresearch.display import Display  # noqa: E402
-from autoresearch.executor import InlineExecutor, Measurement, Slot  # noqa: E402
+from autoresearch.executor import LocalExecutor, Measurement, RunRequest  # noqa: E402
 from autoresearch.proposers.base import (  # noqa: E402
     ExperimentOutcome,
     Proposal,
     ProposalContext,
     Proposer,
 )
-from autoresearch.runner import RunOutcome  # noqa: E402
 from autoresearch.session import Session  # noqa: E402
-from autoresearch.state import StatePaths  # noqa: E402
 
 COMMAND = "echo score: 1"
 
@@ -80,34 +78,19 @@ class CountingProposer(Proposer):
 
 
 class TimedExecutor:
-    """The inline executor, recording each run's own command time (the runner's command_s)."""
+    """The local executor, recording each run's own command time (the runner's command_s)."""
 
-    def __init__(self, inner: InlineExecutor) -> None:
+    def __init__(self, inner: LocalExecutor) -> None:
         self.inner = inner
         self.command_s: dict[str, float] = {}  # log path -> seconds
 
-    def prepare(self, root: Path, tip: str) -> None:
-        self.inner.prepare(root, tip)
+    def submit(self, request: RunRequest) -> Future[Measurement]:
+        future = self.inner.submit(request)
+        future.add_done_callback(lambda f: self._note(f.result()))
+        return future
 
-    def lease(self) -> AbstractContextManager[Slot]:
-        return self.inner.lease()
-
-    def reset(self, slot: Slot, commit: str) -> None:
-        self.inner.reset(slot, commit)
-
-    def measure(self, commit: str, *, role: str, log_path: Path, run_id: str,
-                slot: Slot | None = None) -> Measurement:
-        m = self.inner.measure(commit, role=role, log_path=log_path, run_id=run_id, slot=slot)
-        self.command_s[str(log_path)] = m.command_s
-        return m
-
-    def run_guard(self, slot: Slot, command: str, *, log_path: Path, timeout_s: float,
-                  run_id: str) -> RunOutcome:
-        return self.inner.run_guard(slot, command, log_path=log_path, timeout_s=timeout_s,
-                                    run_id=run_id)
-
-    def log_tail(self, path: Path, max_bytes: int = 8192) -> str:
-        return self.inner.log_tail(path, max_bytes)
+    def _note(self, m: Measurement) -> None:
+        self.command_s[str(m.log_path)] = m.command_s
 
     def close(self) -> None:
         self.inner.close()
@@ -138,21 +121,22 @@ def one_session(experiments: int) -> tuple[list[float], list[float], set[str]]:
         config = load_config(repo / "autoresearch.toml")
         proposer = CountingProposer(config)
         display = Display(Console(quiet=True))
-        executor = TimedExecutor(InlineExecutor(config, StatePaths(repo, "bench").worktree))
-        session = Session(repo, config, "bench", display, proposer=proposer, executor=executor)
+        session = Session(repo, config, "bench", display, proposer=proposer)
+        executor = TimedExecutor(LocalExecutor(config, session.stop_event))
+        session.executor = executor
         session.open()
         gc.freeze()  # as the CLI does once the session is loaded
         try:
-            loop.run(session, loop.Limits(iterations=experiments + 1))
+            scheduler.run(session, scheduler.Limits(iterations=experiments + 1))
             ended = time.time()
         finally:
             session.close()
-        exps = session.history[1:]
+        exps = session.history.experiments[1:]
         starts = [e.started_at for e in exps] + [ended]
         overheads, commands = [], []
         for i, exp in enumerate(exps):
             command = sum(executor.command_s.get(r.log_path or "", 0.0)
-                          for r in session.runs.get(exp.id, []))
+                          for r in session.history.runs.get(exp.id, []))
             interval = starts[i + 1] - starts[i]
             overheads.append((interval - proposer.spent_s.get(exp.id, 0.0) - command) * 1e3)
             commands.append(command * 1e3)

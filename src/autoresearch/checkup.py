@@ -19,10 +19,10 @@ from rich.text import Text
 from autoresearch import gitops
 from autoresearch.config import CONFIG_NAME, Config, load_config
 from autoresearch.errors import AutoresearchError, ConfigError
-from autoresearch.executor import classify
+from autoresearch.executor import LocalExecutor, RunRequest
 from autoresearch.metrics import format_metric_help
 from autoresearch.readiness import check_preconditions, proposer_readiness
-from autoresearch.runner import RunSpec, log_tail, run_command
+from autoresearch.runner import log_tail
 
 
 class Problem(str):
@@ -94,21 +94,21 @@ def _check_proposer(root: Path, config: Config, console: Console) -> list[str]:
 
 
 def _dry_run(root: Path, config: Config, console: Console) -> list[str]:
+    """One run of the verify command at HEAD, made by the same executor `run` uses."""
     problems: list[str] = []
     with tempfile.TemporaryDirectory(prefix="autoresearch-check-") as tmp:
         worktree = Path(tmp) / "wt"
-        gitops.git(root, "worktree", "add", "--detach", "--force", str(worktree), "HEAD")
+        head = gitops.rev_parse(root, "HEAD")
+        gitops.ensure_detached_worktree(root, worktree, head)
+        executor = LocalExecutor(config)
         try:
             log = Path(tmp) / "check.log"
             console.print(f"… running `{escape(config.verify.command)}` once "
                           f"(budget {config.verify.budget_seconds:g} s)")
-            outcome = run_command(RunSpec(
-                command=config.verify.expanded_command(), cwd=worktree, log_path=log,
-                timeout_s=config.verify.timeout, budget_s=config.verify.budget_seconds,
-                env=dict(config.verify.env), run_id=f"ar-check-{Path(tmp).name}",
-            ))
-            status, reason, objective, metrics = classify(
-                config, outcome.exit_code, outcome.timed_out, outcome.interrupted, log)
+            m = executor.run(RunRequest(commit=head, worktree=worktree, role="check",
+                                        log_path=log, run_id=f"ar-check-{Path(tmp).name}",
+                                        seed=0))
+            status, reason, objective, metrics = m.status, m.reason, m.objective, m.metrics
             if status != "ok":
                 problems.append(f"the verify command {status}ed: {reason}")
                 console.print(f"[red]✗[/] verify command {status}: {escape(reason)}")
@@ -118,7 +118,7 @@ def _dry_run(root: Path, config: Config, console: Console) -> list[str]:
                         config.metric.patterns.get(config.metric.name))))
                 console.print(Text(log_tail(log, 2000), style="dim"))
             else:
-                console.print(f"[green]✓[/] verify command ran in {outcome.duration_s:.1f} s")
+                console.print(f"[green]✓[/] verify command ran in {m.duration_s:.1f} s")
             table = Table("metric", "value", "role")
             for name in config.recorded_metrics():
                 value = metrics.get(name)
@@ -131,9 +131,10 @@ def _dry_run(root: Path, config: Config, console: Console) -> list[str]:
                 elif value is not None and not math.isfinite(value):
                     problems.append(f"metric {name} is {value}")
             console.print(table)
-            if objective is not None and outcome.duration_s > config.verify.budget_seconds * 1.5 + 30:
+            if objective is not None and m.duration_s > config.verify.budget_seconds * 1.5 + 30:
                 console.print("[yellow]![/] the run took much longer than its budget: does the "
                               "command honour AUTORESEARCH_TIME_BUDGET?")
         finally:
+            executor.close()
             gitops.remove_worktree(root, worktree)
     return problems

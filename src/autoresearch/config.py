@@ -186,6 +186,12 @@ class LimitsConfig(_Strict):
     max_usd: float | None = Field(default=None, ge=0)
 
 
+class RunConfig(_Strict):
+    """How a session runs: how many trials at once (each in its own worktree slot)."""
+
+    workers: int = Field(default=1, ge=1, le=64)
+
+
 class Config(_Strict):
     scope: list[str] = Field(min_length=1)
     protected: list[str] = Field(default_factory=list)
@@ -196,6 +202,7 @@ class Config(_Strict):
     proposer: ProposerConfig = Field(default_factory=ProposerConfig)
     knobs: dict[str, str] = Field(default_factory=dict)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    run: RunConfig = Field(default_factory=RunConfig)
 
     @property
     def all_protected(self) -> list[str]:

@@ -305,7 +305,7 @@ def remeasure(
     """
     from autoresearch import gitops
     from autoresearch.config import CONFIG_NAME, load_config
-    from autoresearch.executor import InlineExecutor, new_run_id
+    from autoresearch.executor import LocalExecutor, RunRequest, new_run_id
     from autoresearch.state import StatePaths
 
     say = log or (lambda _msg: None)
@@ -322,12 +322,13 @@ def remeasure(
     work.mkdir(parents=True, exist_ok=True)
     git(repo, "worktree", "add", "--detach", "--force", str(worktree), result.base_commit)
     try:
-        executor = InlineExecutor(config, worktree)
+        executor = LocalExecutor(config)
         for round_ in range(n):
             for i, (name, sha) in enumerate(targets):
                 log_path = work / "logs" / f"{i:02d}-{slug(name)}-{round_}.log"
-                m = executor.measure(sha, role="finalize", log_path=log_path,
-                                     run_id=new_run_id(paths.repo_key, result.tag))
+                m = executor.run(RunRequest(commit=sha, worktree=worktree, role="finalize",
+                                            log_path=log_path,
+                                            run_id=new_run_id(paths.repo_key, result.tag)))
                 if m.objective is not None:
                     values[name].append(m.objective)
                     say(f"{name}: {config.metric.name} = {m.objective:.6g}")

@@ -74,6 +74,8 @@ class RunSpec:
     grace_s: float = 2.0
     # /bin/sh (dash on Debian) starts in ~1 ms; use "/bin/bash" for bash-only commands.
     shell: str = "/bin/sh"
+    # CPUs the command (and everything it starts) may run on; empty: wherever the OS likes.
+    cpus: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -118,7 +120,7 @@ def run_command(spec: RunSpec, stop: Event | None = None) -> RunOutcome:
     env[BUDGET_ENV] = _format_budget(spec.budget_s)
     spec.log_path.parent.mkdir(parents=True, exist_ok=True)
 
-    argv, preexec = _launch_plan([spec.shell, "-c", spec.command])
+    argv, preexec = _launch_plan(_pinned(spec.cpus, [spec.shell, "-c", spec.command]))
     log = _BoundedLog(spec.log_path, spec.max_log_bytes)
     start = time.monotonic()
     try:
@@ -136,6 +138,10 @@ def run_command(spec: RunSpec, stop: Event | None = None) -> RunOutcome:
         log.close()
         raise
 
+    if spec.cpus and _taskset() is None and hasattr(os, "sched_setaffinity"):
+        # Best effort without taskset: pinned from here, inherited by what it starts from now on.
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(proc.pid, spec.cpus)
     tree = ProcessTree(proc, run_id)
     pump: _Pump | None = None
     try:
@@ -212,6 +218,22 @@ def _launch_plan(argv: list[str]) -> tuple[list[str], Callable[[], None] | None]
     if setpriv is not None:
         return [setpriv, "--pdeathsig", "KILL", *argv], None
     return argv, _child_setup(os.getpid())
+
+
+def _pinned(cpus: tuple[int, ...], argv: list[str]) -> list[str]:
+    """`argv` run on `cpus` only: util-linux `taskset` sets the affinity in the child, before it
+    execs the command, and every process the command starts inherits it. (A preexec_fn calling
+    os.sched_setaffinity would do the same, but it is unsafe in a threaded parent and forces
+    fork(); see below.) Without taskset the parent pins the child right after it starts."""
+    taskset = _taskset() if cpus else None
+    if taskset is None:
+        return argv
+    return [taskset, "--cpu-list", ",".join(map(str, sorted(cpus))), *argv]
+
+
+@functools.cache
+def _taskset() -> str | None:
+    return shutil.which("taskset") if sys.platform.startswith("linux") else None
 
 
 @functools.cache

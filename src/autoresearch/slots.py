@@ -1,0 +1,101 @@
+"""Worktree slots: the places where candidates are proposed, committed and (locally) run.
+
+A session has `workers` slots, one trial in each at a time. With one worker the slot is the
+session worktree `.autoresearch/worktrees/<tag>` (as sessions always had). With several,
+`.autoresearch/worktrees/<tag>/` is a plain directory holding one worktree per slot
+(`slot-1`, `slot-2`, ...). Slots never nest: a worktree inside another would show up there as an
+untracked directory (`?? slot-2/`), and every agent proposal in the outer one would be refused.
+So when a session changes its number of workers the other layout's worktrees are removed first
+(they hold nothing but the incumbent's files and what runs left beside them).
+
+Each slot has its share of the machine (`Resources`): CPU threads, optionally the CPUs it is
+pinned to, and a GPU when there are several.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from autoresearch import gitops
+from autoresearch.state import StatePaths
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one slot's runs may use; exported to the run's environment by the executor."""
+
+    cpus: tuple[int, ...] = ()  # pinned to these CPUs (empty: not pinned)
+    gpu: str | None = None  # CUDA_VISIBLE_DEVICES for the slot's runs (None: not set)
+    env_vars: tuple[tuple[str, str], ...] = field(default=())  # e.g. thread counts
+
+    def env(self) -> dict[str, str]:
+        env = dict(self.env_vars)
+        if self.gpu is not None:
+            env["CUDA_VISIBLE_DEVICES"] = self.gpu
+        return env
+
+    def describe(self) -> str:
+        parts = [f"{k}={v}" for k, v in self.env_vars if k == "OMP_NUM_THREADS"]
+        if self.cpus:
+            parts.append("cpus " + ",".join(map(str, self.cpus)))
+        if self.gpu is not None:
+            parts.append(f"gpu {self.gpu}")
+        return ", ".join(parts) or "shares the machine"
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One worktree leased to one trial at a time; `name` is recorded as the trial's worker."""
+
+    index: int
+    name: str
+    worktree: Path
+    resources: Resources = field(default_factory=Resources)
+
+
+def slot_paths(paths: StatePaths, workers: int) -> list[Path]:
+    if workers == 1:
+        return [paths.worktree]
+    return [paths.worktree / f"slot-{i}" for i in range(1, workers + 1)]
+
+
+class Slots:
+    """The session's slots: created on open, each made to hold a given commit on demand."""
+
+    def __init__(self, root: Path, paths: StatePaths, workers: int,
+                 resources: Sequence[Resources] = ()) -> None:
+        if workers < 1:
+            raise ValueError("a session needs at least one worker")
+        self.root = root
+        self.paths = paths
+        shares = list(resources) or [Resources()] * workers
+        self.all = [Slot(i, f"slot-{i + 1}", path, shares[i % len(shares)])
+                    for i, path in enumerate(slot_paths(paths, workers))]
+
+    def prepare(self, tip: str) -> None:
+        """Make every slot exist and hold exactly `tip` (on open, after any recovery)."""
+        outer = self.paths.worktree
+        if len(self.all) == 1:
+            # Back to one worker: the parallel layout's worktrees go (the tag dir becomes one).
+            if outer.is_dir() and not (outer / ".git").exists():
+                for child in sorted(outer.iterdir()):
+                    if (child / ".git").exists():
+                        gitops.remove_worktree(self.root, child)
+                shutil.rmtree(outer, ignore_errors=True)
+        elif (outer / ".git").exists():
+            gitops.remove_worktree(self.root, outer)  # it would contain the slots
+            shutil.rmtree(outer, ignore_errors=True)
+        for slot in self.all:
+            gitops.ensure_detached_worktree(self.root, slot.worktree, tip)
+
+    def reset(self, slot: Slot, commit: str) -> None:
+        """Make the slot exactly `commit`: tracked files restored, untracked ones removed."""
+        gitops.checkout(slot.worktree, commit)
+
+    def holding(self, slot: Slot, commit: str) -> None:
+        """Make sure the slot holds `commit` (a no-op when it does: one file read)."""
+        if gitops.read_head(slot.worktree) != commit:
+            gitops.checkout(slot.worktree, commit)
