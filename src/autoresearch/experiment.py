@@ -72,13 +72,14 @@ def _initial_params(s: Session, trial: Trial) -> dict[str, object] | None:
     return None
 
 
-def candidate(s: Session, trial: Trial, in_flight: Callable[[], list[InFlight]]) -> Program:
-    """One proposed change, start to finish, in the trial's slot."""
+def candidate(s: Session, trial: Trial, siblings: Callable[[], list[Trial]]) -> Program:
+    """One proposed change, start to finish, in the trial's slot (`siblings`: the other trials
+    in flight, which the proposer is told about and which this one must not duplicate)."""
     with ended_early(s, trial):
         s.display.experiment_started(trial.id, "proposing…")
         try:
             proposal = patiently(s, trial, lambda: s.proposer.propose(
-                context(s, trial, in_flight())))
+                context(s, trial, in_flight(siblings()))))
         except ProposalError as exc:
             record_usage(s, trial, usage_of(exc))
             meant = str(getattr(exc, "hypothesis", ""))
@@ -92,7 +93,7 @@ def candidate(s: Session, trial: Trial, in_flight: Callable[[], list[InFlight]])
                 s.end(trial, TrialStatus.INTERRUPTED, why)
             raise NothingLeftToTry(why)
         while True:
-            if not commit(s, trial, proposal):
+            if not commit(s, trial, proposal, siblings()):
                 return
             assert trial.commit is not None
             if s.policy.control_due(s.history.runs_since_control):
@@ -111,6 +112,11 @@ def candidate(s: Session, trial: Trial, in_flight: Callable[[], list[InFlight]])
             trial.next_attempt(repaired.hypothesis)
             proposal = repaired
         yield from judge(s, trial)
+
+
+def in_flight(siblings: list[Trial]) -> list[InFlight]:
+    """What a proposer is told of the trials running in other slots: what they try."""
+    return [InFlight(t.id, t.hypothesis, t.params) for t in siblings if t.proposal is not None]
 
 
 def context(s: Session, trial: Trial, in_flight: list[InFlight]) -> ProposalContext:
@@ -157,7 +163,7 @@ def patiently(s: Session, trial: Trial, call: Callable[[], T], purpose: str | No
             s.ledger.set_session_status(s.row.id, "running")
 
 
-def commit(s: Session, trial: Trial, proposal: Proposal) -> bool:
+def commit(s: Session, trial: Trial, proposal: Proposal, siblings: list[Trial]) -> bool:
     """Guard, apply and commit a proposal in the slot; False when refused (the trial ended)."""
     worktree = trial.slot.worktree
     rules = guardrails.Rules(s.config.scope, s.config.all_protected)
@@ -181,7 +187,7 @@ def commit(s: Session, trial: Trial, proposal: Proposal) -> bool:
         message += proposal.rationale.strip() + "\n\n"
     message += f"Experiment-Id: {trial.id}\n"
     change = gitops.commit_change(worktree, message, paths)
-    duplicate = duplicate_of(s, change.tree, trial)
+    duplicate = duplicate_of(s, change.tree, trial, siblings)
     if duplicate:
         # The commit is left unreferenced: nothing will run it, and git collects it eventually.
         refuse(s, trial, duplicate)
@@ -200,17 +206,19 @@ def refuse(s: Session, trial: Trial, reason: str) -> None:
             f"{crashed.reason}; its repair was not run: {reason}")
 
 
-def duplicate_of(s: Session, tree: str, trial: Trial) -> str | None:
-    """Why a tree need not run: it is the parent's, or a decided experiment's."""
+def duplicate_of(s: Session, tree: str, trial: Trial, siblings: list[Trial]) -> str | None:
+    """Why a tree need not run: it is the parent's, a decided experiment's or a sibling's."""
     incumbent = s.history.incumbent
     parent_tree = (incumbent.tree_sha if incumbent and incumbent.commit_sha == trial.parent
                    and incumbent.tree_sha else gitops.tree_of(s.root, trial.parent))
     if tree == parent_tree:
         return "the proposal changes nothing"
     for e in s.history.experiments:
-        if e.tree_sha == tree and e.status != TrialStatus.INTERRUPTED and e.id != trial.id:
-            state = "" if TrialStatus(e.status).final else ", still running"
-            return f"duplicate of {e.id} (same resulting files{state}): not run again"
+        if e.tree_sha == tree and e.status != TrialStatus.INTERRUPTED:
+            return f"duplicate of {e.id} (same resulting files): not run again"
+    for sibling in siblings:
+        if sibling.change is not None and sibling.change.tree == tree:
+            return f"duplicate of {sibling.id} (same resulting files, running now): not run again"
     return None
 
 

@@ -27,7 +27,6 @@ from statistics import median
 from autoresearch import experiment
 from autoresearch.config import Config
 from autoresearch.executor import Measurement, RunRequest
-from autoresearch.proposers.base import InFlight
 from autoresearch.session import Limits, Session, SessionStopped
 from autoresearch.slots import Slot
 from autoresearch.trial import Program, Trial
@@ -95,12 +94,11 @@ class Scheduler:
         return self._candidate
 
     def _candidate(self, s: Session, trial: Trial) -> Program:
-        return experiment.candidate(s, trial, lambda: self._in_flight(trial))
+        return experiment.candidate(s, trial, lambda: self._siblings(trial))
 
-    def _in_flight(self, asking: Trial) -> list[InFlight]:
-        """The other open trials, for a proposer that should not propose the same thing twice."""
-        return [InFlight(f.trial.id, f.trial.hypothesis, f.trial.params) for f in self.flights
-                if f.trial is not asking and f.trial.proposal is not None]
+    def _siblings(self, of: Trial) -> list[Trial]:
+        """The other trials in flight (a proposer is told what they try; none is duplicated)."""
+        return [f.trial for f in self.flights if f.trial is not of]
 
     # --- driving programs --------------------------------------------------------------------
 
