@@ -23,6 +23,7 @@ from autoresearch.executor import LocalExecutor, RunRequest
 from autoresearch.metrics import format_metric_help
 from autoresearch.readiness import check_preconditions, proposer_readiness
 from autoresearch.runner import log_tail
+from autoresearch.slots import plan_resources
 
 
 class Problem(str):
@@ -101,13 +102,17 @@ def _dry_run(root: Path, config: Config, console: Console) -> list[str]:
         head = gitops.rev_parse(root, "HEAD")
         gitops.ensure_detached_worktree(root, worktree, head)
         executor = LocalExecutor(config)
+        shares = plan_resources(config.run, config.run.workers)
+        workers = config.run.workers
+        console.print(f"[green]✓[/] {workers} worker{'s' * (workers > 1)}: " + "; ".join(
+            f"slot-{i + 1} {escape(r.describe())}" for i, r in enumerate(shares)))
         try:
             log = Path(tmp) / "check.log"
             console.print(f"… running `{escape(config.verify.command)}` once "
-                          f"(budget {config.verify.budget_seconds:g} s)")
+                          f"(budget {config.verify.budget_seconds:g} s, as slot-1 runs it)")
             m = executor.run(RunRequest(commit=head, worktree=worktree, role="check",
                                         log_path=log, run_id=f"ar-check-{Path(tmp).name}",
-                                        seed=0))
+                                        seed=0, resources=shares[0]))
             status, reason, objective, metrics = m.status, m.reason, m.objective, m.metrics
             if status != "ok":
                 problems.append(f"the verify command {status}ed: {reason}")

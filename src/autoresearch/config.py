@@ -187,9 +187,16 @@ class LimitsConfig(_Strict):
 
 
 class RunConfig(_Strict):
-    """How a session runs: how many trials at once (each in its own worktree slot)."""
+    """How a session runs: how many trials at once, each in its own worktree slot, and what
+    each slot's runs get of the machine (see slots.py)."""
 
     workers: int = Field(default=1, ge=1, le=64)
+    # Pin each slot's runs to their own share of the CPUs (so parallel runs do not migrate onto
+    # each other's cores).
+    affinity: bool = False
+    # GPUs handed out one per slot (CUDA_VISIBLE_DEVICES): "auto" = the visible ones when there
+    # are several and several workers; a list names them; [] never sets it.
+    gpus: Literal["auto"] | list[str] = "auto"
 
 
 class Config(_Strict):

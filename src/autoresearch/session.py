@@ -41,7 +41,7 @@ from autoresearch.proposers.base import ExperimentOutcome, Proposal, Proposer
 from autoresearch.proposers.registry import load_proposer
 from autoresearch.readiness import check_preconditions, proposer_readiness
 from autoresearch.runner import kill_leftovers
-from autoresearch.slots import Slot, Slots
+from autoresearch.slots import Slot, Slots, plan_resources
 from autoresearch.state import SessionLock, StatePaths
 from autoresearch.trial import Trial
 
@@ -85,7 +85,8 @@ class Session:
         # an outage is waited out and before a repair is asked for.
         self.limits = Limits()
         self.workers = workers or config.run.workers
-        self.slots = Slots(root, self.paths, self.workers)
+        self.slots = Slots(root, self.paths, self.workers,
+                           plan_resources(config.run, self.workers))
         self.executor: Executor = executor or LocalExecutor(config, self.stop_event, self.workers)
         self.policy: Policy = ClassicPolicy(
             Rule(config.metric.direction, config.decision.min_effect, config.decision.noise_k,

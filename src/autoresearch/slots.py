@@ -14,12 +14,15 @@ pinned to, and a GPU when there are several.
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from autoresearch import gitops
+from autoresearch.config import RunConfig
 from autoresearch.state import StatePaths
 
 
@@ -54,6 +57,40 @@ class Slot:
     name: str
     worktree: Path
     resources: Resources = field(default_factory=Resources)
+
+
+def plan_resources(run: RunConfig, workers: int) -> list[Resources]:
+    """Each slot's share: its CPUs when `affinity` is on, a GPU of its own when there are several."""
+    cpus = _cpu_shares(workers) if run.affinity else [()] * workers
+    gpus = _visible_gpus() if run.gpus == "auto" else list(run.gpus)
+    if run.gpus == "auto" and (len(gpus) < 2 or workers < 2):
+        gpus = []  # one GPU, or one worker: nothing to share out, CUDA_VISIBLE_DEVICES left as is
+    return [Resources(cpus=cpus[i], gpu=gpus[i % len(gpus)] if gpus else None)
+            for i in range(workers)]
+
+
+def _cpu_shares(workers: int) -> list[tuple[int, ...]]:
+    """The CPUs this process may use, cut into `workers` equal consecutive shares (shared round
+    robin when there are more workers than CPUs)."""
+    allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if not allowed:
+        return [()] * workers
+    size = max(1, len(allowed) // workers)
+    return [tuple(allowed[(i * size + j) % len(allowed)] for j in range(size))
+            for i in range(workers)]
+
+
+def _visible_gpus() -> list[str]:
+    """GPU ids the runs can see: CUDA_VISIBLE_DEVICES when set, else those nvidia-smi lists."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return [g.strip() for g in visible.split(",") if g.strip()]
+    try:
+        listed = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10,
+                                check=False).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [str(i) for i, line in enumerate(listed.splitlines()) if line.startswith("GPU ")]
 
 
 def slot_paths(paths: StatePaths, workers: int) -> list[Path]:
