@@ -88,11 +88,13 @@ def test_the_executor_makes_every_run_from_a_request(toy_repo: Path) -> None:
     assert executor.closed and all(e.worker == "slot-1" for e in history)
     slot = session.slots.all[0].worktree
     # Every run the ledger holds was a request: its commit, role and seed travel as data.
-    runs = [r for rs in session.history.runs.values() for r in rs]
+    runs = sorted((r for rs in session.history.runs.values() for r in rs), key=lambda r: r.id)
     verify = [q for q in executor.requests if not q.is_guard]
     assert [(q.commit, q.role) for q in verify] == [(r.commit_sha, r.role) for r in runs]
     assert all(q.worktree == slot and q.seed is not None for q in verify)
-    assert len({q.seed for q in verify if q.commit == session.row.base_commit}) == 2  # repeats
+    # Each run of the base commit (2 baseline repeats, 3 in the headline) has its own seed.
+    base_runs = [q for q in verify if q.commit == session.row.base_commit]
+    assert len(base_runs) == 5 and len({q.seed for q in base_runs}) == 5
     # The guard ran once, in the slot, on the kept candidate; the slot ended on the incumbent.
     incumbent = git(toy_repo, "rev-parse", "autoresearch/t")
     (guard,) = [q for q in executor.requests if q.is_guard]
@@ -181,3 +183,72 @@ def test_given_proposer_and_default_executor_use_the_session_worktree(
         session.close()
     assert [e.worker for e in session.history.experiments] == ["slot-1", "slot-1"]
     assert gitops.read_head(session.paths.worktree) == git(toy_repo, "rev-parse", "autoresearch/t")
+
+
+class ControlEveryOther:
+    """The shipped rule, but asking for a control run of the incumbent every 2 candidate runs
+    (the cadence a policy sets); it records the evidence it was given."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.seen: list[Any] = []
+
+    def step(self, evidence: Any) -> Any:
+        self.seen.append(evidence)
+        return self.inner.step(evidence)
+
+    def control_due(self, runs_since_control: int) -> bool:
+        return runs_since_control >= 2
+
+
+def test_the_incumbent_is_re_measured_as_a_control_arm_when_the_policy_says(
+        toy_repo: Path) -> None:
+    scripted(toy_repo, [{"hypothesis": f"worse {i}", "edits": {"target.py": f"X = {i}.0\n"}}
+                        for i in range(-1, 3)])
+    session, _ = open_session(toy_repo)
+    policy = ControlEveryOther(session.policy)
+    session.policy = policy
+    try:
+        scheduler.run(session, scheduler.Limits(iterations=5))
+    finally:
+        session.close()
+    base = session.row.base_commit
+    runs = [r for rs in session.history.runs.values() for r in rs]
+    runs.sort(key=lambda r: r.id)
+    roles = [r.role for r in runs if r.experiment_id != "t-0001"]
+    # After the baseline's 2 runs, 4 candidates: the 3rd comes after 2 candidate runs without
+    # a run of the incumbent, so a control run of it goes first, in the same slot.
+    assert roles == ["candidate", "candidate", "control", "candidate", "candidate"], roles
+    controls = [r for r in runs if r.role == "control"]
+    assert {r.commit_sha for r in controls} == {base}
+    # The policy saw the control runs as the incumbent's evidence, with their start times.
+    last = policy.seen[-1]
+    assert len(last.incumbent) == 2 + 1
+    assert [o.at for o in last.incumbent] == sorted(o.at for o in last.incumbent)
+    assert last.incumbent[-1].at == max(r.started_at for r in controls)
+
+
+def test_a_remote_backend_is_a_new_executor_the_candidate_travels_as_a_bundle(
+        toy_repo: Path, tmp_path: Path) -> None:
+    from tests.support.bundle_executor import BundleExecutor
+
+    scripted(toy_repo, [{"hypothesis": "better", "edits": {"target.py": "X = 6.0\n"}},
+                        {"hypothesis": "worse", "edits": {"target.py": "X = 1.0\n"}},
+                        {"hypothesis": "crash", "edits": {"target.py": "X = 5\nCRASH = True\n"}}])
+    config = load_config(toy_repo / CONFIG_NAME)
+    remote = tmp_path / "elsewhere"
+    session, _ = open_session(toy_repo, executor=BundleExecutor(config, toy_repo, remote))
+    try:
+        scheduler.run(session, scheduler.Limits(iterations=4))
+    finally:
+        session.close()
+    assert [e.status for e in session.history.experiments] == ["keep", "keep", "discard", "crash"]
+    # Every measured commit was shipped and checked out in the other clone; the logs came back.
+    measured = {r.commit_sha for rs in session.history.runs.values() for r in rs}
+    executor = session.executor
+    assert isinstance(executor, BundleExecutor) and measured <= set(executor.shipped)
+    assert gitops.read_head(remote / "clone") in measured
+    for rs in session.history.runs.values():
+        assert all(Path(r.log_path or "").is_file() for r in rs)
+    # Nothing was left behind in the session's repository by the shipping.
+    assert git(toy_repo, "for-each-ref", "refs/autoresearch/bundle") == ""

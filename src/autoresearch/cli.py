@@ -135,7 +135,7 @@ def run(
 def run_session(root: Path, tag: str | None, iterations: int | None,
                 until_s: float | None, workers: int | None = None) -> int:
     """Open (or resume) a session, loop until a limit, print the summary; returns an exit code."""
-    from autoresearch import scheduler
+    from autoresearch import headline, scheduler
     from autoresearch.display import make_display
     from autoresearch.session import Session, SessionStopped, terminate_as_interrupt
 
@@ -180,6 +180,10 @@ def run_session(root: Path, tag: str | None, iterations: int | None,
             display.stop()
             session.close(status)
         display.summary_line()
+        verified = headline.latest(session.ledger, session.row.id)
+        best = session.history.incumbent
+        if verified is not None and best is not None and verified.best_commit == best.commit_sha:
+            console.print(escape(verified.describe(config.metric.name)))
         style = "green" if exit_code == 0 else ("yellow" if exit_code == 130 else "red")
         console.print(f"[{style}]stopped: {escape(reason)}[/]")
         console.print(f"results: {session.paths.results_tsv.relative_to(root)}; "

@@ -146,6 +146,16 @@ class DecisionConfig(_Strict):
     max_consecutive_rejections: int = Field(default=10, ge=1)
     stuck_after: int = Field(default=5, ge=1)
     max_repair_attempts: int = Field(default=3, ge=0)
+    # Interleaved (baseline, best) pairs re-measured when a session ends, for a headline with a
+    # confidence interval; 0 turns it off ("auto": 3, see headline.py).
+    headline_pairs: int | Literal["auto"] = "auto"
+
+    @field_validator("headline_pairs")
+    @classmethod
+    def _pairs(cls, v: int | str) -> int | str:
+        if isinstance(v, int) and not 0 <= v <= 50:
+            raise ValueError('headline_pairs must be between 0 and 50 (or "auto")')
+        return v
 
     @field_validator("min_effect", mode="before")
     @classmethod

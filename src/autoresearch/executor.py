@@ -10,7 +10,9 @@ ledger and never moves a ref.
 `LocalExecutor` runs each request in the slot's own worktree on this machine, one thread per
 slot waiting on the verify command (`runner.run_command`: budget, timeout, whole process tree
 killed). A remote backend (a Ray cluster) is another executor, not another loop: it ships the
-commit (`gitops.create_bundle`), checks it out where it runs, and returns the same Measurement.
+commit as a bundle (`gitops.create_bundle`, `gitops.fetch_bundle` on the other side), checks it
+out where it runs, and returns the same Measurement (tests/support/bundle_executor.py does this
+with a clone in another directory).
 
 `{seed}` in the verify command and `AUTORESEARCH_SEED` in its environment carry the run's seed
 (see `trial.run_seed`); the slot's resources become thread variables, CUDA_VISIBLE_DEVICES and an
@@ -57,6 +59,7 @@ class RunRequest:
     protected: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     command: str | None = None  # a guard's command instead of the verify command
     timeout_s: float | None = None  # a guard's own timeout
+    index: int = 0  # the run's number among its experiment's runs of this role and attempt
 
     @property
     def is_guard(self) -> bool:

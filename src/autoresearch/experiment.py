@@ -96,7 +96,7 @@ def candidate(s: Session, trial: Trial, siblings: Callable[[], list[Trial]]) -> 
             if not commit(s, trial, proposal, siblings()):
                 return
             assert trial.commit is not None
-            if s.policy.control_due(s.history.runs_since_control):
+            if s.policy.control_due(s.history.runs_since_measured(trial.parent)):
                 # The incumbent is re-measured as a control arm, right before the candidate.
                 yield s.run_request(trial, "control", trial.parent)
             first = yield s.run_request(trial, "candidate", trial.commit)

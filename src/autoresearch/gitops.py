@@ -343,6 +343,33 @@ def cherry_pick(worktree: Path, commit: str, onto: str) -> Committed | None:
     return _described(worktree)
 
 
+def create_bundle(repo: Path, commit: str, path: Path, exclude: Iterable[str] = ()) -> Path:
+    """A git bundle at `path` holding `commit` and its history (less what `exclude` commits, which
+    the receiver has, already hold): how a candidate travels to a machine that runs it remotely.
+    The bundle names it `refs/autoresearch/bundle/<commit>` (a ref that exists only while the
+    bundle is made)."""
+    ref = f"refs/autoresearch/bundle/{commit}"
+    git(repo, "update-ref", ref, commit)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        git(repo, "bundle", "create", "--quiet", str(path), ref, *(f"^{e}" for e in exclude))
+    finally:
+        git(repo, "update-ref", "-d", ref, check=False)
+    return path
+
+
+def fetch_bundle(repo: Path, path: Path) -> list[str]:
+    """Fetch every commit a bundle holds into `repo` (initialised if needed); returns them."""
+    if not (repo / ".git").exists():
+        repo.mkdir(parents=True, exist_ok=True)
+        git(repo, "init", "--quiet")
+    heads = [line.split()[0] for line in git(repo, "bundle", "list-heads", str(path)).splitlines()
+             if line.strip()]
+    git(repo, "fetch", "--quiet", str(path), *(f"{sha}:refs/autoresearch/received/{sha}"
+                                                for sha in heads))
+    return heads
+
+
 def file_at(cwd: Path, commit: str, path: str) -> str | None:
     """The text of `path` as `commit` has it; None unless it is a regular file there.
 

@@ -8,6 +8,7 @@ the ledger on open (`load`) and updated as runs and verdicts are recorded (`add_
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -21,9 +22,6 @@ from autoresearch.policy import Observation
 from autoresearch.proposers.base import ExperimentOutcome, ExperimentSummary
 from autoresearch.results_tsv import render as render_results
 from autoresearch.results_tsv import write as write_results
-
-# Runs of the incumbent's commit: they end a stretch of candidate runs without a control.
-INCUMBENT_ROLES = frozenset({"incumbent", "control"})
 
 
 def run_seed(tag: str, index: int) -> int:
@@ -83,7 +81,7 @@ class History:
         self._summaries: dict[str, tuple[ExperimentRow, ExperimentSummary]] = {}
         self._tsv_rows = -1  # rows results.tsv holds (-1: unknown, rewrite it)
         self.streaks = Streaks()
-        self.runs_since_control = 0  # candidate runs since the incumbent was last measured
+        self._candidate_starts: list[float] = []  # start of every candidate run, sorted
         self.last_crash_log: str | None = None
         # Improvement given up by simplicity keeps since the best measured state (policy.py).
         self.simplicity_cost = 0.0
@@ -93,7 +91,7 @@ class History:
         self.experiments = self.ledger.experiments(self.session.id)
         self.runs, self._observed, self._run_count = {}, {}, {}
         self._summaries, self._tsv_rows = {}, -1
-        self.runs_since_control = 0
+        self._candidate_starts = []
         for run in self.ledger.session_runs(self.session.id):
             self.add_run(run)
             self._run_count[run.commit_sha] = self._run_count.get(run.commit_sha, 0) + 1
@@ -110,10 +108,8 @@ class History:
         if run.status == "ok" and name in run.metrics:
             self._observed.setdefault(run.commit_sha, []).append(
                 Observation(run.metrics[name], run.started_at))
-        if run.role in INCUMBENT_ROLES:
-            self.runs_since_control = 0
-        elif run.role == "candidate":
-            self.runs_since_control += 1
+        if run.role == "candidate":
+            bisect.insort(self._candidate_starts, run.started_at)
 
     def next_run_index(self, commit: str) -> int:
         """Allocate the next run of `commit` (its seed follows from the index). Counted when it
@@ -150,6 +146,13 @@ class History:
     def counted(self) -> int:
         """Experiments that count towards --iterations (interrupted ones are re-run)."""
         return sum(1 for e in self.experiments if e.status != TrialStatus.INTERRUPTED)
+
+    def runs_since_measured(self, commit: str) -> int:
+        """Candidate runs (of any commit) started since `commit` was last measured successfully:
+        how long the incumbent has gone without a control run."""
+        seen = self._observed.get(commit)
+        since = seen[-1].at if seen else float("-inf")
+        return len(self._candidate_starts) - bisect.bisect_right(self._candidate_starts, since)
 
     def observations(self, commit: str) -> list[Observation]:
         """Every successful run of `commit`: its objective and when it started, in order."""

@@ -168,6 +168,14 @@ def _set_budget(config_path: Path, budget: float) -> None:
     config_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
+def _set_line(config_path: Path, key: str, value: str) -> None:
+    """Rewrite the template's `key = ...` line."""
+    text = config_path.read_text(encoding="utf-8")
+    lines = [f"{key} = {value}" if line.startswith(f"{key} ") else line
+             for line in text.splitlines()]
+    config_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
 def _cuda_available() -> bool:
     """Whether torch sees a GPU here (False without torch: the CPU defaults then apply)."""
     try:
@@ -233,6 +241,7 @@ def create_demo(directory: Path, budget: float, console: object) -> Path:
     written = _copy_template(directory, "gpt", force=False)
     config_path = directory / CONFIG_NAME
     _set_budget(config_path, budget)
+    _set_line(config_path, "headline_pairs", "2")  # a short demo: 4 more runs, not 6
     load_config(config_path)
     rel = [str(p.relative_to(directory)) for p in written]
     gitops.git(directory, "add", "--", *rel)

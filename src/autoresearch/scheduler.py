@@ -24,7 +24,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
 from statistics import median
 
-from autoresearch import experiment
+from autoresearch import experiment, headline
 from autoresearch.config import Config
 from autoresearch.executor import Measurement, RunRequest
 from autoresearch.session import Limits, Session, SessionStopped
@@ -63,11 +63,35 @@ class Scheduler:
             while True:
                 self._fill_slots()
                 if not self.flights:
-                    return self.stopping or "nothing left to do"
+                    break
                 self._step()
+            self.verify_headline()
         except BaseException as exc:
             self._abort(exc)
             raise
+        return self.stopping or "nothing left to do"
+
+    def verify_headline(self) -> headline.Headline | None:
+        """Re-measure best vs baseline in interleaved pairs, spread over the slots (headline.py)."""
+        best = headline.to_verify(self.s)
+        if best is None:
+            return None
+        wanted = headline.pairs_wanted(self.s)
+        slots = self.free[:wanted]
+        self.free = self.free[len(slots):]
+        pairs: list[tuple[float, float]] = []
+        failures: list[str] = []
+        self.s.display.experiment_started(best.id, f"verifying the headline: {wanted} pairs of "
+                                          "baseline and best, interleaved")
+        for i, slot in enumerate(slots):
+            share = wanted // len(slots) + (i < wanted % len(slots))
+            trial = Trial.reopened(self.s.ledger, self.s.root, self.s.paths, best, slot)
+            flight = Flight(trial, headline.pairs_program(self.s, trial, share, pairs, failures))
+            self.flights.append(flight)
+            self._advance(flight, None)
+        while self.flights:
+            self._step()
+        return headline.record(self.s, best, pairs, failures)
 
     # --- starting trials ---------------------------------------------------------------------
 

@@ -101,6 +101,7 @@ class Session:
         self._proposer_open = False
         self.lock = SessionLock(self.paths.lock)
         self.protected_hashes: dict[str, str] = {}
+        self._run_numbers: dict[tuple[str, str, int], int] = {}  # (trial, role, attempt) -> next
         self._scope_cache: dict[str, list[str]] = {}
 
     # --- opening and recovery -------------------------------------------------------------
@@ -281,12 +282,25 @@ class Session:
                           proposer="baseline" if kind == "baseline" else self.proposer.name,
                           hypothesis="baseline" if kind == "baseline" else "")
 
+    def _next_index(self, trial: Trial, role: str) -> int:
+        """The number of a trial's next run in `role` (counted when it starts: the headline's
+        runs of one experiment go on in several slots at once)."""
+        key = (trial.id, role, trial.attempt)
+        if key not in self._run_numbers:
+            self._run_numbers[key] = sum(1 for r in self.history.runs.get(trial.id, [])
+                                         if r.role == role and r.attempt == trial.attempt)
+        index = self._run_numbers[key]
+        self._run_numbers[key] = index + 1
+        return index
+
     def run_request(self, trial: Trial, role: str, commit: str) -> RunRequest:
         """The next run of `commit` for `trial`, with its seed (see `history.run_seed`)."""
-        index = sum(1 for r in self.history.runs.get(trial.id, [])
-                    if r.role == role and r.attempt == trial.attempt)
+        index = self._next_index(trial, role)
         seed = run_seed(self.row.tag, self.history.next_run_index(commit))
-        self.display.run_started(f"{role} {index + 1}", self.config.verify.budget_seconds)
+        self.slots.holding(trial.slot, commit)  # git stays on this thread, not the run's
+        self.display.run_started(f"{trial.id} {role} {index + 1}",
+                                 self.config.verify.budget_seconds,
+                                 trial.slot.name if self.workers > 1 else "")
         return trial.run_request(role, commit, index=index, seed=seed,
                                  run_id=new_run_id(self.paths.repo_key, self.paths.tag),
                                  protected=self.protected_hashes)
@@ -307,7 +321,7 @@ class Session:
         candidate tampered); the baseline's or the incumbent's doing so stops the session. A run
         measured in another environment than the session's stops it too.
         """
-        self.display.run_finished()
+        self.display.run_finished(trial.slot.name if self.workers > 1 else "")
         if request.is_guard:
             return m
         tampered = m.tampered
@@ -317,10 +331,8 @@ class Session:
             m = replace(m, status="crash", objective=None, reason=(
                 f"the candidate's run modified protected files: {', '.join(tampered)} "
                 "(restored); a change may not alter the evaluation"))
-        index = sum(1 for r in self.history.runs.get(trial.id, [])
-                    if r.role == request.role and r.attempt == trial.attempt)
         run_id = self.ledger.add_run(
-            trial.id, role=m.role, idx=index, commit_sha=m.commit, status=m.status,
+            trial.id, role=m.role, idx=request.index, commit_sha=m.commit, status=m.status,
             exit_code=m.exit_code, duration_s=m.duration_s, log_path=str(m.log_path),
             fingerprint=m.fingerprint or None, fingerprint_key=m.fingerprint_key or None,
             started_at=m.started_at, metrics=m.metrics, attempt=trial.attempt,

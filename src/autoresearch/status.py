@@ -11,6 +11,7 @@ from rich.table import Table
 
 from autoresearch.display import STATUS_STYLE
 from autoresearch.errors import AutoresearchError
+from autoresearch.headline import latest as latest_headline
 from autoresearch.ledger import ExperimentRow, Ledger, SessionRow
 from autoresearch.state import SessionLock, StatePaths
 
@@ -61,6 +62,9 @@ def render_status(root: Path, tag: str, console: Console) -> None:
         grid.add_row("best", f"{row.metric} = {best.objective:.6g} ({delta:+.4g}) at {best.id} "
                      f"{(best.commit_sha or '')[:7]}")
     grid.add_row("noise", "unknown" if row.noise is None else f"σ = {row.noise:.4g}")
+    verified = latest_headline(ledger, row.id)
+    if verified is not None and best is not None and verified.best_commit == best.commit_sha:
+        grid.add_row("verified", verified.describe(row.metric))
     usage = ledger.usage_totals(row.id)
     if usage["calls"]:
         grid.add_row("cost", f"${usage['cost_usd']:.4f} over {int(usage['calls'])} model calls "

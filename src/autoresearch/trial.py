@@ -160,4 +160,4 @@ class Trial:
         return RunRequest(
             commit=commit, worktree=self.slot.worktree, role=role, run_id=run_id, seed=seed,
             log_path=self.paths.log_path(self.id, role, index, self.attempt),
-            resources=self.slot.resources, protected=protected)
+            resources=self.slot.resources, protected=protected, index=index)

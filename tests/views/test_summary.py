@@ -94,8 +94,8 @@ def test_active_time_leaves_out_the_pauses_between_runs() -> None:
     (0.3, 0.1, "green", "3.0σ"),
     (-0.5, 1.0, "red", "-0.5σ"),
     (0.3, None, "unknown", "σ unknown"),
-    (0.3, 0.0, "green", "∞σ"),
-    (0.0, 0.0, "red", "0σ"),
+    (0.3, 0.0, "unknown", "σ = 0: hidden"),  # never "∞σ": the noise is hidden, not absent
+    (0.0, 0.0, "unknown", "σ = 0: hidden"),
     (None, 1.0, "unknown", "—"),
 ])
 def test_confidence_levels(improvement: float | None, noise: float | None, level: str,
@@ -172,10 +172,9 @@ def test_real_session_view(real_repo: Path) -> None:
     measured = [e for e in exps if e.objective is not None]
     assert len(view.chart.points) == len(measured)
     assert view.summary.baseline == pytest.approx(16.0)  # (3 - 7)², deterministic
-    # Deterministic target: identical baseline repeats, σ = 0, any kept improvement is beyond it.
+    # Deterministic target: identical baseline repeats, σ = 0: hidden noise, no ratio claimed.
     assert view.summary.noise == 0.0
-    if view.summary.counts["keep"]:
-        assert (view.confidence.level, view.confidence.label) == ("green", "∞σ")
+    assert (view.confidence.level, view.confidence.label) == ("unknown", "σ = 0: hidden")
     json.dumps(view_to_json(view), allow_nan=False)  # strict JSON, no NaN
 
 

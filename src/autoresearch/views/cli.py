@@ -212,7 +212,8 @@ def _print_effects(base: Effect, effects: list[Effect], sigma: float | None) -> 
         table.add_column(col, justify="right")
     table.add_row("base", str(len(base.values)), fmt_value(base.mean), "", "")
     for e in effects:
-        runs = f"{len(e.values)}" + (f" ({len(e.failures)} failed)" if e.failures else "")
+        runs = f"{len(e.values)}" + (f" ({len(e.failures)} failed)" if e.failures else "") + (
+            f" ({e.reused} recorded)" if e.reused else "")
         table.add_row(e.name, runs, fmt_value(e.mean), fmt_signed(e.improvement),
                       _in_sigma(e, sigma))
     console.print(table)
@@ -222,9 +223,10 @@ def _print_effects(base: Effect, effects: list[Effect], sigma: float | None) -> 
 def _in_sigma(e: Effect, sigma: float | None) -> str:
     if e.in_sigma is not None:
         return f"{e.in_sigma:.1f}"
-    # σ = 0: identical re-measurements of the base (a deterministic target).
+    # σ = 0: identical re-measurements of the base (a fixed seed): the noise is hidden, and a
+    # ratio over it ("∞") would claim a certainty nothing measured.
     if sigma == 0 and e.improvement is not None:
-        return "∞" if e.improvement > 0 else "0" if e.improvement == 0 else "-∞"
+        return "σ = 0 (hidden)"
     return "—"
 
 
