@@ -77,6 +77,7 @@ class ExperimentSummary:
     metrics: Mapping[str, float] = field(default_factory=dict)
     lines_added: int = 0
     lines_removed: int = 0
+    kind: str = "candidate"  # or "baseline" (the unchanged code; a session may retry it)
 
 
 @dataclass(frozen=True)

@@ -181,7 +181,9 @@ function renderHeader(s, conf) {
   const c = s.counts;
   // Every experiment, the baseline included: the table's rows and `run -n`'s count.
   $("n-exp").textContent = String(c.total);
-  $("n-exp-sub").textContent = c.baseline ? `baseline + ${c.candidates} candidates` : "";
+  $("n-exp-sub").textContent = [c.baseline ? `baseline + ${c.candidates} candidates` : "",
+    c.baseline_failed ? `${c.baseline_failed} failed baseline attempt${c.baseline_failed > 1 ? "s" : ""}` : ""]
+    .filter(Boolean).join(" + ");
   const counts = $("counts");
   counts.replaceChildren(
     ...[["keep", "kept"], ["discard", "discarded"], ["crash", "crashed"], ["timeout", "timed out"],
@@ -228,7 +230,8 @@ function paintElapsed() {
 
 // The baseline is recorded with status `keep`, but it is not a kept change: it has a filter of
 // its own, so "keep" counts what the header calls kept.
-const rowGroup = (r) => (r.kind === "baseline" ? "baseline" : r.status);
+// A baseline attempt that failed (and was resumed) shows as what it was: crash or timeout.
+const rowGroup = (r) => (r.kind === "baseline" && r.status === "keep" ? "baseline" : r.status);
 
 function renderFilters(rows) {
   const counts = {};
@@ -264,9 +267,9 @@ function renderTable(rows, direction) {
     const tr = el("tr", { tabindex: "0", "data-id": r.id, onclick: () => openDetail(r.id),
       onkeydown: (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); openDetail(r.id); } } },
       el("td", { class: "num mono", text: r.id }),
-      el("td", {}, el("span", { class: "badge " + (r.kind === "baseline" ? "baseline" : r.status),
-        text: r.kind === "baseline" ? "baseline" : r.status })),
+      el("td", {}, el("span", { class: "badge " + rowGroup(r), text: rowGroup(r) })),
       el("td", { class: "num", text: num(r.objective) }),
+      el("td", { class: "num " + deltaClass(r.delta, direction), text: signed(r.improvement) }),
       el("td", { class: "num " + deltaClass(r.delta, direction), text: signed(r.delta) }),
       el("td", { class: "num", text: String(r.runs) }),
       el("td", { class: "num", text: duration(r.duration_s) }),
@@ -314,12 +317,13 @@ async function openDetail(id) {
   const e = d.experiment;
   const direction = state.view?.summary.direction;
   $("detail-title").textContent = e.hypothesis.split("\n")[0] || e.id;
-  const status = el("span", { class: "badge " + (e.kind === "baseline" ? "baseline" : e.status), text: e.kind === "baseline" ? "baseline" : e.status });
+  const status = el("span", { class: "badge " + rowGroup(e), text: rowGroup(e) });
   const fp = d.fingerprint;
   $("detail-body").replaceChildren(
     el("h4", { text: "Decision" }),
     el("div", { class: "reason" }, status, " ", e.decision_reason || "—"),
     kv([["objective", num(e.objective, 6)], ["incumbent", num(e.incumbent_objective, 6)],
+      ["improvement", el("span", { class: deltaClass(e.delta, direction), text: signed(e.improvement) })],
       ["Δ vs incumbent", el("span", { class: deltaClass(e.delta, direction), text: signed(e.delta) })],
       ["threshold", e.threshold === null ? null : num(e.threshold, 4)],
       ["runs", e.run_values.length ? `${e.runs}: ${e.run_values.map((v) => num(v)).join(", ")}` : String(e.runs)],
