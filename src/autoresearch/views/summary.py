@@ -30,7 +30,7 @@ from autoresearch.views.noise import NoiseFloor, noise_floor
 # Re-exported: the read model's parts, for the dashboard, the report and the tests.
 __all__ = [
     "ChartData", "ChartPoint", "Confidence", "ExperimentView", "Level", "NoiseFloor",
-    "SessionSummary", "SessionView", "build_view", "clean_json", "confidence", "experiment_view",
+    "SessionSummary", "SessionView", "build_view", "clean_json", "compose_view", "confidence", "experiment_view",
     "open_ledger", "resolve_session", "short_label", "view_to_json",
 ]
 
@@ -192,15 +192,23 @@ def active_seconds(spans: Sequence[tuple[float | None, float | None]], until: fl
 
 def build_view(ledger: Ledger, session: SessionRow, *, now: float | None = None) -> SessionView:
     """Read one session from the ledger and compute everything the views show."""
-    now = time.time() if now is None else now
-    metric = session.metric
     exps = ledger.experiments(session.id)
     all_runs = ledger.session_runs(session.id)
     runs_by_exp: dict[str, list[RunRow]] = {}
     for run in all_runs:
         runs_by_exp.setdefault(run.experiment_id, []).append(run)
-    rows = [experiment_view(e, runs_by_exp.get(e.id, []), metric, session.direction)
+    rows = [experiment_view(e, runs_by_exp.get(e.id, []), session.metric, session.direction)
             for e in exps]
+    return compose_view(ledger, session, rows, all_runs, now=now)
+
+
+def compose_view(ledger: Ledger, session: SessionRow, rows: Sequence[ExperimentView],
+                 all_runs: Sequence[RunRow], *, now: float | None = None) -> SessionView:
+    """Everything the views show, from the experiments (in sequence order) and their runs
+    (views.live keeps both up to date between calls, reading only what changed)."""
+    now = time.time() if now is None else now
+    metric = session.metric
+    rows = list(rows)
     chart = build_chart(rows, metric, session.direction)
 
     base_row = baseline_row(rows)
@@ -212,7 +220,7 @@ def build_view(ledger: Ledger, session: SessionRow, *, now: float | None = None)
     best = best_row.objective if best_row else None
     improvement = _improvement(best, baseline, session.direction)
     floor = noise_floor(all_runs, metric, base_row.id if base_row else None, session.noise,
-                        {e.id: e.status for e in exps})
+                        {e.id: e.status for e in rows})
 
     counts = experiment_counts(rows)
 

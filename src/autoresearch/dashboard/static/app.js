@@ -7,7 +7,11 @@ const state = {
   picked: null,       // the session the user chose (or ?tag=); null follows the latest one
   shown: null,        // the tag of the session on the page
   sessionsKey: "",    // the session list last put in the dropdown
-  view: null,         // the last /api/session payload
+  view: null,         // the last /api/session payload, merged with what the page held
+  rows: new Map(),    // experiment id -> row, every experiment of the shown session
+  points: new Map(),  // experiment id -> chart point
+  stamp: 0,           // the version of the last answer: the next request asks for newer
+  range: null,        // the chart's visible range in that answer (points depend on it)
   sort: { key: "seq", desc: false },
   filter: "all",
   chart: null,
@@ -79,6 +83,46 @@ async function getJSON(url) {
 
 const q = () => (state.picked ? "?tag=" + encodeURIComponent(state.picked) : "");
 
+// /api/session?since=<stamp> answers with what changed since the last answer (views/live.py):
+// the experiments and chart points newer than the stamp, plus the summary and the chart's
+// whole-session parts. The page keeps every row and point it was sent and merges the news in.
+function sessionURL(since) {
+  const p = new URLSearchParams();
+  if (state.picked) p.set("tag", state.picked);
+  if (since) {
+    p.set("since", String(since));
+    if (state.range) p.set("range", state.range.join(","));
+  }
+  const s = p.toString();
+  return "api/session" + (s ? "?" + s : "");
+}
+
+function merge(view) {
+  if (view.full) { state.rows.clear(); state.points.clear(); }
+  for (const e of view.experiments) state.rows.set(e.id, e);
+  if (view.full || view.chart.points_full) state.points.clear();
+  else for (const id of view.chart.changed) state.points.delete(id);
+  for (const p of view.chart.points) state.points.set(p.exp_id, p);
+  state.stamp = view.stamp;
+  state.range = view.chart.y_min === null ? null : [view.chart.y_min, view.chart.y_max];
+  const bySeq = (a, b) => a.seq - b.seq;
+  view.experiments = [...state.rows.values()].sort(bySeq);
+  view.chart.points = [...state.points.values()].sort(bySeq);
+  return view;
+}
+
+async function fetchView() {
+  let view = await getJSON(sessionURL(state.stamp));
+  if (view.summary.tag !== state.shown) {
+    resetSession(view.summary.tag);
+    if (!view.full) view = await getJSON(sessionURL(0));
+  }
+  merge(view);
+  // Rows the page holds and the session no longer has (or the reverse): start over.
+  if (state.rows.size !== view.count) merge(await getJSON(sessionURL(0)));
+  return view;
+}
+
 // Every update re-reads the session list too: a session started after the page opened shows up
 // in the dropdown, and is followed when the user has not picked one.
 async function refresh() {
@@ -87,9 +131,8 @@ async function refresh() {
   try {
     do {
       state.pending = false;
-      const [sessions, view] = await Promise.all([getJSON("api/sessions"), getJSON("api/session" + q())]);
+      const [sessions, view] = await Promise.all([getJSON("api/sessions"), fetchView()]);
       showError(null);
-      if (view.summary.tag !== state.shown) resetSession(view.summary.tag);
       renderSessions(sessions, view.summary.tag);
       render(view);
     } while (state.pending);
@@ -125,6 +168,10 @@ function connect() {
 function resetSession(tag) {
   state.shown = tag;
   state.seen.clear();
+  state.rows.clear();
+  state.points.clear();
+  state.stamp = 0;
+  state.range = null;
   if (state.chart) { state.chart.destroy(); state.chart = null; }
 }
 
