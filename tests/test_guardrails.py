@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import os
+import re
+import unicodedata
 from pathlib import Path
 
+import pytest
+
+from autoresearch import gitops
+from autoresearch.config import load_config, parse_config
+from autoresearch.errors import ConfigError
 from autoresearch.globs import matches, select
 from autoresearch.guardrails import (
     Rules,
@@ -12,8 +19,14 @@ from autoresearch.guardrails import (
     check_changed_paths,
     check_edits,
     hash_files,
+    judge_path,
+    path_problem,
     protected_changes,
 )
+from autoresearch.proposers.base import ProposalContext
+from autoresearch.proposers.knobs import KnobError, discover_knobs
+from autoresearch.repo_paths import PathRefused, canonical_path
+from tests.conftest import make_repo
 
 RULES = Rules(scope=["src/**/*.py", "train.py"], protected=["src/eval/*", "autoresearch.toml"])
 
@@ -45,7 +58,7 @@ def test_path_rules(tmp_path: Path) -> None:
     assert not [p for p in problems if p.startswith(("train.py", "src/model/net.py"))]
     assert "src/eval/score.py: protected" in text
     assert "../outside.py: escapes the repository" in text
-    assert "/etc/passwd: absolute" in text
+    assert "/etc/passwd: is absolute" in text
     assert ".git/config" in text
     assert "README.md: outside the scope" in text
     assert len(problems) == 6
@@ -78,3 +91,161 @@ def test_apply_edits_and_protected_hashes(tmp_path: Path) -> None:
     (tmp_path / "keep.txt").write_text("tampered")
     (tmp_path / "gone.txt").write_text("appeared")
     assert protected_changes(tmp_path, hashes) == ["gone.txt", "keep.txt"]
+
+
+# --- canonical paths (issue 9: a path is judged by what it names, not by its text) --------
+
+ISSUE_RULES = Rules(scope=["src/*/*.py", "src/model.py"], protected=["src/metric.py", "src/données.py"])
+
+
+def issue_repo(tmp_path: Path) -> Path:
+    """scope src/*/*.py, protected src/metric.py (the config check accepts this), plus the ways a
+    repository can give one file several names: a symlinked directory and a symlinked file."""
+    root = tmp_path / "repo"
+    (root / "src" / "sub").mkdir(parents=True)
+    (root / "src" / "metric.py").write_text("SCORE = measure()\n")
+    (root / "src" / "données.py").write_text("SPLIT = 0.9\n")  # NFC on disk
+    (root / "src" / "model.py").write_text("X = 1\n")
+    (root / "src" / "sub" / "a.py").write_text("A = 1\n")
+    os.symlink(".", root / "src" / "alias")  # src/alias/metric.py is src/metric.py
+    os.symlink("../metric.py", root / "src" / "sub" / "link.py")
+    os.symlink("/tmp", root / "src" / "out")
+    return root
+
+
+@pytest.mark.parametrize("spelling", [
+    "src/./metric.py",  # the issue's example: matches src/*/*.py, misses src/metric.py
+    "src//metric.py",
+    "./src/metric.py",
+    "src/metric.py/",
+    "src/sub/../metric.py",
+    "src\\metric.py",
+    "src/METRIC.py",  # another case: the same file on a case-insensitive file system
+    "SRC/metric.py",
+    unicodedata.normalize("NFD", "src/données.py"),  # the same file where NFD == NFC
+    "src/alias/metric.py",  # through a symlinked directory
+    "src/sub/link.py",  # a symlinked file pointing at the evaluation
+    "src/out/x.py",  # a symlink out of the repository
+    "src/metric\u200b.py",  # an invisible character
+])
+def test_no_spelling_of_a_protected_file_is_accepted(tmp_path: Path, spelling: str) -> None:
+    root = issue_repo(tmp_path)
+    problems = check_edits(root, {spelling: "SCORE = 0.0  # fake\n"}, ISSUE_RULES)
+    assert problems, f"{spelling!r} was accepted"
+    assert (root / "src" / "metric.py").read_text() == "SCORE = measure()\n"
+
+
+def test_the_issue_example_is_refused_as_the_protected_file_it_names(tmp_path: Path) -> None:
+    root = issue_repo(tmp_path)
+    assert canonical_path("src/./metric.py", root) == "src/metric.py"
+    with pytest.raises(PathRefused, match=r"protected \(matches src/metric.py\)"):
+        judge_path(root, "src/./metric.py", ISSUE_RULES, exact=False)
+    # The guardrails judge exactly what will be written: a cosmetic variant is refused too,
+    # with the form to use.
+    (problem,) = check_edits(root, {"src/sub/./a.py": "A = 2\n"}, ISSUE_RULES)
+    assert problem == "src/sub/./a.py: is not in canonical form (write it as src/sub/a.py)"
+    assert check_edits(root, {"src/sub/a.py": "A = 2\n"}, ISSUE_RULES) == []
+
+
+@pytest.mark.parametrize(("raw", "reason"), [
+    ("", "is empty"),
+    ("/etc/passwd", "is absolute"),
+    ("~/x.py", "is absolute"),
+    ("C:/x.py", "is absolute"),
+    ("a/../../x", "escapes the repository"),
+    (".git/hooks/pre-commit", "is inside .git"),
+    ("sub/.GIT/config", "is inside .git"),
+    ("src/\udcff.py", "lone surrogate U+DCFF"),
+    ("src/a\nb.py", "U+000A"),
+    ("src/a\u202eyp.py", "U+202E"),
+    ("src/a\u00a0b.py", "U+00A0"),
+    ("src/" + "x" * 256 + ".py", "too long"),
+    (".", "names the repository itself"),
+])
+def test_paths_that_are_not_plain_relative_names_are_refused(raw: str, reason: str) -> None:
+    with pytest.raises(PathRefused, match=re.escape(reason)):
+        canonical_path(raw)
+
+
+def test_a_name_that_differs_only_by_case_or_unicode_form_is_an_alias(tmp_path: Path) -> None:
+    root = issue_repo(tmp_path)
+    with pytest.raises(PathRefused, match="another spelling of src/metric.py"):
+        canonical_path("src/Metric.py", root)
+    # A new file in NFD is refused (it is another name for the NFC one on macOS, and a
+    # different file on Linux: ambiguous either way).
+    with pytest.raises(PathRefused, match="NFC"):
+        canonical_path(unicodedata.normalize("NFD", "src/sub/café.py"), root)
+    # A protected name that does not exist yet is still matched in any case.
+    rules = Rules(scope=["*.txt"], protected=["secret.txt"])
+    assert "protected" in (path_problem(root, "SECRET.txt", rules) or "")
+
+
+def test_directories_and_types_are_checked(tmp_path: Path) -> None:
+    root = issue_repo(tmp_path)
+    with pytest.raises(PathRefused, match="is a directory"):
+        canonical_path("src/sub", root)
+    with pytest.raises(PathRefused, match="treats src/model.py as a directory"):
+        canonical_path("src/model.py/x.py", root)
+    assert canonical_path("src/new/dir/file.py", root) == "src/new/dir/file.py"
+
+
+def test_git_control_files_and_ignored_files_are_refused(tmp_path: Path) -> None:
+    root = make_repo(tmp_path / "r", {"src/a.py": "A = 1\n", ".gitignore": "*.log\n"})
+    rules = Rules(scope=["src/**"], protected=[])
+    problems = check_edits(root, {"src/.gitignore": "*\n", "src/.gitattributes": "* -text\n"},
+                           rules)
+    assert len(problems) == 2 and all("git's control file" in p for p in problems)
+    # An ignored file could not be committed: the run would measure something the commit lacks.
+    (problem,) = check_edits(root, {"src/out.log": "x\n"}, rules)
+    assert problem.startswith("src/out.log: ignored by git")
+    assert check_edits(root, {"src/a.py": "A = 2\n"}, rules) == []
+
+
+def test_a_file_named_like_a_glob_is_committed_alone(tmp_path: Path) -> None:
+    root = make_repo(tmp_path / "r", {"*.txt": "literal\n", "keep.py": "K = 1\n"})
+    (root / "other.txt").write_text("never judged, never committed\n")
+    (root / "*.txt").unlink()
+    committed = gitops.commit_change(root, "delete the file named *.txt", ["*.txt"])
+    assert committed.files == ["*.txt"]
+    assert "other.txt" not in gitops.tracked_files(root)
+
+
+# --- the other places a path enters --------------------------------------------------------
+
+
+def test_globs_are_put_in_the_form_of_the_paths_they_judge(tmp_path: Path) -> None:
+    # A protected pattern spelled with `./` or `//` still protects the file the user meant.
+    for pattern in ("src/./metric.py", "src//metric.py", "./src/metric.py", "src/metric.py/"):
+        assert matches("src/metric.py", [pattern]), pattern
+    config = tmp_path / "autoresearch.toml"
+    config.write_text('scope = ["src/*.py"]\nprotected = ["../eval.py"]\n'
+                      '[verify]\ncommand = "x"\nbudget_seconds = 1\n[metric]\nname = "m"\n'
+                      'direction = "minimize"\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(config)
+    assert "protected pattern '../eval.py' contains '..'" in info.value.render()
+
+
+def test_a_knob_in_a_file_reached_through_a_symlink_is_refused_up_front(tmp_path: Path) -> None:
+    root = issue_repo(tmp_path)
+    (root / "src" / "model.py").write_text("LR = 0.1\n")
+    with pytest.raises(KnobError, match="goes through the symlink src/alias"):
+        discover_knobs(root, {"src/alias/model.py:LR": "log(1e-3, 1)"}, ["src/alias/model.py"])
+    with pytest.raises(KnobError, match="protected"):
+        discover_knobs(root, {"src/METRIC.py:SCORE": "float(0, 1)"}, ["src/*.py"],
+                       protected=["src/metric.py"])
+
+
+def test_a_proposer_reading_through_its_context_gets_only_what_it_may_change(
+        tmp_path: Path) -> None:
+    root = issue_repo(tmp_path)
+    config = parse_config({"scope": ["src/*/*.py", "src/model.py"], "protected": ["src/metric.py"],
+                           "verify": {"command": "x", "budget_seconds": 1},
+                           "metric": {"name": "m", "direction": "minimize"}})
+    ctx = ProposalContext(session_tag="t", worktree=root, config=config, program="",
+                          scope_files=[], history=[], baseline=None, incumbent=None, stuck=False,
+                          last_crash_log=None, metric_name="m", direction="minimize")
+    assert ctx.read("src/sub/a.py") == "A = 1\n"
+    for path in ("src/./metric.py", "src/sub/link.py", "src/alias/metric.py", "../x.py"):
+        with pytest.raises(PathRefused):
+            ctx.read(path)

@@ -1,10 +1,16 @@
 """Refuse what may not change, in code, before anything is committed.
 
-A proposal is checked path by path: it must stay inside the repository (no absolute paths, no
-`..`, nothing under `.git/`, no writing through symlinks), match the scope globs, match no
-protected glob, and stay within size limits. Protected files are also hashed when the session
-starts, so any change to them — by a proposer, a coding agent, or the verify command itself — is
-detected and refused.
+A proposal is checked path by path. Every path is first put in its canonical form
+(`repo_paths.canonical_path`: no `.`/`..` tricks, no aliases by case or Unicode form, no symlink
+on the way, nothing under `.git/`), and only then judged: it must not be one of git's control
+files (`.gitignore`, `.gitattributes`, `.gitmodules`, at any depth), must match no protected glob
+(compared case- and Unicode-insensitively too, so that no spelling of a protected name gets
+through on any file system), must match the scope, must not be ignored by git (it could not be
+committed, so the run would measure something the commit does not hold), and must stay within
+size limits.
+
+Protected files are also hashed when the session starts, so any change to them — by a proposer,
+a coding agent, or the verify command itself — is detected and refused.
 """
 
 from __future__ import annotations
@@ -12,12 +18,21 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
+from autoresearch import gitops
 from autoresearch.globs import matches
+from autoresearch.repo_paths import Canonicalizer, PathRefused, fold, shown
 
 MAX_FILE_BYTES = 2 * 1024 * 1024
 MAX_FILES_PER_PROPOSAL = 100
+# Files that change what git sees or how it stores content, wherever they are.
+GIT_CONTROL_FILES = frozenset({".gitignore", ".gitattributes", ".gitmodules"})
+
+__all__ = [
+    "PathRefused", "Rules", "apply_edits", "check_changed_paths", "check_edits",
+    "hash_files", "is_protected", "judge_path", "path_problem", "protected_changes",
+]
 
 
 @dataclass(frozen=True)
@@ -28,39 +43,54 @@ class Rules:
     max_files: int = MAX_FILES_PER_PROPOSAL
 
 
-def path_problem(root: Path, path: str, rules: Rules) -> str | None:
-    """Why `path` (repo-relative, POSIX) may not be changed, or None when it may."""
-    if not path or "\0" in path or "\\" in path:
-        return f"{path!r}: not a plain relative path"
-    pure = PurePosixPath(path)
-    if pure.is_absolute() or path.startswith("~"):
-        return f"{path}: absolute paths are not allowed (paths are relative to the repository)"
-    if any(part in ("..", "") for part in path.split("/")) or ".." in pure.parts:
-        return f"{path}: escapes the repository (contains '..')"
-    if ".git" in pure.parts:
-        return f"{path}: git's own files may not be changed"
-    if matches(path, rules.protected):
-        return f"{path}: protected (matches {_which(path, rules.protected)})"
-    if not matches(path, rules.scope):
-        return f"{path}: outside the scope {list(rules.scope)}"
-    # Symlinks could redirect a write to a protected file or outside the repository.
-    target = root / path
-    probe = target
-    while probe != root and probe != probe.parent:
-        if probe.is_symlink():
-            return f"{path}: goes through a symlink ({probe.relative_to(root)})"
-        probe = probe.parent
-    try:
-        resolved_parent = target.parent.resolve()
-    except OSError:
-        return f"{path}: its directory cannot be resolved"
-    if resolved_parent != root.resolve() and root.resolve() not in resolved_parent.parents:
-        return f"{path}: resolves outside the repository"
+def is_protected(path: str, patterns: Iterable[str]) -> str | None:
+    """The protected glob a canonical `path` matches, also under case/Unicode folding; or None.
+
+    Folding matters on file systems that ignore case or normalization, where `Score.py` would be
+    the protected `score.py`; elsewhere it refuses only names that are confusingly close to one.
+    """
+    patterns = list(patterns)
+    for pattern in patterns:
+        if matches(path, [pattern]) or matches(fold(path), [fold(pattern)]):
+            return pattern
     return None
 
 
-def _which(path: str, patterns: Iterable[str]) -> str:
-    return next((p for p in patterns if matches(path, [p])), "?")
+def judge_path(root: Path, raw: object, rules: Rules, *, exact: bool = True,
+               canonical: Canonicalizer | None = None) -> str:
+    """The canonical form of `raw` if a proposal may change that file; else PathRefused with the
+    rule it breaks. `exact=False` accepts cosmetic variants (`./a.py`) and returns the canonical
+    text; the guardrails themselves use `exact=True`, so what is written is what was judged."""
+    path = (canonical or Canonicalizer(root))(raw, exact=exact)
+    name = path.rsplit("/", 1)[-1]
+    if fold(name) in GIT_CONTROL_FILES:
+        raise PathRefused(f"is git's control file {name} (it changes what git sees or stores)")
+    protected = is_protected(path, rules.protected)
+    if protected is not None:
+        raise PathRefused(f"protected (matches {protected})")
+    if not matches(path, rules.scope):
+        raise PathRefused(f"outside the scope {list(rules.scope)}")
+    return path
+
+
+def path_problem(root: Path, path: object, rules: Rules,
+                 canonical: Canonicalizer | None = None) -> str | None:
+    """Why `path` (repo-relative, POSIX, canonical) may not be changed, or None when it may."""
+    try:
+        judge_path(root, path, rules, canonical=canonical)
+    except PathRefused as exc:
+        return f"{_label(path)}: {exc.reason}"
+    return None
+
+
+def _label(path: object) -> str:
+    return shown(path) if isinstance(path, str) else repr(path)
+
+
+def _ignored_problems(root: Path, paths: Iterable[str]) -> list[str]:
+    ignored = gitops.ignored_paths(root, list(paths))
+    return [f"{p}: ignored by git (a .gitignore rule), so it could not be committed and the run "
+            "would not measure the commit" for p in sorted(ignored)]
 
 
 def check_edits(root: Path, edits: Mapping[str, str | None], rules: Rules) -> list[str]:
@@ -68,12 +98,19 @@ def check_edits(root: Path, edits: Mapping[str, str | None], rules: Rules) -> li
     problems: list[str] = []
     if len(edits) > rules.max_files:
         problems.append(f"{len(edits)} files changed; at most {rules.max_files} per proposal")
+    canonical = Canonicalizer(root)
+    written: list[str] = []
     for path, content in edits.items():
-        problem = path_problem(root, path, rules)
+        problem = path_problem(root, path, rules, canonical)
+        if problem is None and content is not None:
+            written.append(path)
+            size = len(content.encode("utf-8"))
+            if size > rules.max_file_bytes:
+                problem = f"{path}: {size} bytes exceeds {rules.max_file_bytes}"
         if problem:
             problems.append(problem)
-        elif content is not None and len(content.encode("utf-8")) > rules.max_file_bytes:
-            problems.append(f"{path}: {len(content.encode())} bytes exceeds {rules.max_file_bytes}")
+    if not problems:
+        problems += _ignored_problems(root, written)
     return problems
 
 
@@ -83,10 +120,12 @@ def check_changed_paths(root: Path, paths: Iterable[str], rules: Rules) -> list[
     problems: list[str] = []
     if len(paths) > rules.max_files:
         problems.append(f"{len(paths)} files changed; at most {rules.max_files} per proposal")
+    canonical = Canonicalizer(root)
     for path in paths:
-        problem = path_problem(root, path, rules)
-        if problem is None and (root / path).is_file():
-            size = (root / path).stat().st_size
+        problem = path_problem(root, path, rules, canonical)
+        full = root / path
+        if problem is None and full.is_file():
+            size = full.stat().st_size
             if size > rules.max_file_bytes:
                 problem = f"{path}: {size} bytes exceeds {rules.max_file_bytes}"
         if problem:
@@ -106,6 +145,7 @@ def apply_edits(root: Path, edits: Mapping[str, str | None]) -> None:
         target.write_text(content, encoding="utf-8")
 
 
+
 def hash_files(root: Path, paths: Iterable[str]) -> dict[str, str]:
     """sha256 of each existing file ("<missing>" for absent ones)."""
     out: dict[str, str] = {}
@@ -113,7 +153,7 @@ def hash_files(root: Path, paths: Iterable[str]) -> dict[str, str]:
         target = root / path
         try:
             out[path] = hashlib.sha256(target.read_bytes()).hexdigest()
-        except (FileNotFoundError, IsADirectoryError):
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             out[path] = "<missing>"
     return out
 

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+import os
 from pathlib import Path
 
-from autoresearch.proposers.llm.context import build_context, estimate_tokens, excerpt
+from autoresearch.proposers.llm.context import (
+    build_context,
+    estimate_tokens,
+    excerpt,
+    visible_files,
+)
 from tests.llm.conftest import MakeCtx, make_config, summary
 
 
@@ -82,3 +89,20 @@ def test_overlay_shows_the_candidate(make_ctx: MakeCtx) -> None:
     c = build_context(make_ctx(), overlay={"target.py": "X = 99\n", "lib/new.py": "NEW = 1\n",
                                            "secrets.txt": "leak"})
     assert "X = 99" in c.stable and "NEW = 1" in c.stable and "leak" not in c.stable
+
+
+# --- every road to protected content (issue 9) ---------------------------------------------
+
+
+def test_an_in_scope_symlink_to_a_protected_file_is_never_read(make_ctx: MakeCtx,
+                                                               worktree: Path) -> None:
+    os.symlink("../secrets.txt", worktree / "lib" / "peek.py")  # in scope (lib/*.py)
+    ctx = make_ctx()
+    ctx = dataclasses.replace(ctx, scope_files=[*ctx.scope_files, "lib/peek.py"])
+    assert "lib/peek.py" not in visible_files(ctx)
+    c = build_context(ctx)
+    assert "do-not-leak-123" not in c.stable + c.volatile
+    # Nor through a repair's overlay, whatever its keys look like.
+    c = build_context(ctx, overlay={"lib/peek.py": "TOKEN=do-not-leak-123\n",
+                                    "./secrets.txt": "TOKEN=do-not-leak-123\n"})
+    assert "do-not-leak-123" not in c.stable

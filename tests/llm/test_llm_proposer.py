@@ -93,7 +93,7 @@ def test_forbidden_paths_are_refused_with_the_rule_and_never_proposed(
     assert "after 3 attempts" in what and len(info.value.usage) == 3
     assert "block 1 (score.py): refused: protected (matches score.py)" in what
     assert "block 2 (README.md): refused: outside the scope" in what
-    assert "block 3 (../escape.py): refused: outside the repository" in what
+    assert "block 3 (../escape.py): refused: escapes the repository" in what
     feedback = server.requests[1].body["messages"][-1]
     assert "refused: protected" in json.dumps(feedback)
     assert not (worktree.parent / "escape.py").exists() and not (worktree / "README.md").exists()

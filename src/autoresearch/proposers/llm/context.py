@@ -10,6 +10,11 @@ the data split or secrets) and held-out metrics (the point of holding them out i
 never sees them). Summaries already arrive without held-out metrics; this module filters again
 and also hides log lines that name one, because a verify command may print them.
 
+What is read for the model:
+- files: only `visible_files`, the in-scope files whose canonical path the guardrails accept (never
+  a protected file, nothing through a symlink, which could point at one);
+- program.md is the brief, sent by design although it is always protected.
+
 Tokens are estimated as characters / 4: good enough for a budget, and no tokenizer dependency.
 """
 
@@ -19,8 +24,10 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from autoresearch import guardrails
 from autoresearch.globs import matches
 from autoresearch.proposers.base import ExperimentSummary, ProposalContext
+from autoresearch.repo_paths import Canonicalizer, PathRefused
 
 CHARS_PER_TOKEN = 4
 DEFAULT_CONTEXT_TOKENS = 60_000
@@ -50,10 +57,22 @@ class Context:
         return estimate_tokens(self.stable) + estimate_tokens(self.volatile)
 
 
+def _rules(ctx: ProposalContext) -> guardrails.Rules:
+    return guardrails.Rules(ctx.config.scope, ctx.config.all_protected)
+
+
 def visible_files(ctx: ProposalContext) -> list[str]:
-    """In-scope files the model may see: never a protected one."""
-    protected = ctx.config.all_protected
-    return [p for p in ctx.scope_files if not matches(p, protected)]
+    """In-scope files the model may see: each canonical and accepted by the guardrails' own
+    `judge_path` (never a protected file, never a symlink, which could point at one)."""
+    rules, canonical = _rules(ctx), Canonicalizer(ctx.worktree)
+    out = []
+    for path in ctx.scope_files:
+        try:
+            guardrails.judge_path(ctx.worktree, path, rules, canonical=canonical)
+        except PathRefused:
+            continue
+        out.append(path)
+    return out
 
 
 def redact(text: str, hidden: Sequence[str]) -> str:
@@ -172,7 +191,8 @@ def render_files(
 def read_files(ctx: ProposalContext, overlay: Mapping[str, str | None] | None = None) -> dict[str, str]:
     """The visible in-scope files' text (with `overlay` edits applied on top)."""
     out: dict[str, str] = {}
-    for path in visible_files(ctx):
+    visible = visible_files(ctx)
+    for path in visible:
         if overlay is not None and path in overlay:
             content = overlay[path]
             if content is not None:
@@ -189,11 +209,18 @@ def read_files(ctx: ProposalContext, overlay: Mapping[str, str | None] | None = 
             continue  # binary
         out[path] = data.decode("utf-8", errors="replace")
     if overlay:
-        protected = ctx.config.all_protected
+        rules, canonical = _rules(ctx), Canonicalizer(ctx.worktree)
         for path, content in overlay.items():
-            # New files a failed proposal created are part of the candidate being repaired.
-            if content is not None and path not in out and not matches(path, protected):
-                out[path] = content
+            # New files a failed proposal created are part of the candidate being repaired; each
+            # is judged like any path (the overlay is the model's own text, but its name is not
+            # trusted to be canonical).
+            if content is None or path in out:
+                continue
+            try:
+                if guardrails.judge_path(ctx.worktree, path, rules, canonical=canonical) == path:
+                    out[path] = content
+            except PathRefused:
+                continue
     return out
 
 
