@@ -210,6 +210,54 @@ def test_a_file_named_like_a_glob_is_committed_alone(tmp_path: Path) -> None:
     assert "other.txt" not in gitops.tracked_files(root)
 
 
+# --- proposed content is text (issue 9: a model reply is untrusted bytes) ------------------
+
+
+@pytest.mark.parametrize(("content", "reason"), [
+    ("X = 1\ud800\n", "lone surrogate U+D800"),
+    ("X = 1\0\n", "NUL byte"),
+    ("X = 1  # \x08\n", "U+0008"),
+    ("access = 'user\u202e \u2066// admin\u2069\u2066'\n", "U+202E"),
+    (b"X = 1\n", "not text (a bytes)"),
+])
+def test_proposed_content_must_be_plain_text(tmp_path: Path, content: object, reason: str) -> None:
+    root = make_repo(tmp_path / "r", {"a.py": "X = 0\n"})
+    (problem,) = check_edits(root, {"a.py": content}, Rules(scope=["*.py"], protected=[]))  # type: ignore[dict-item]
+    assert problem.startswith("a.py: ") and reason in problem
+
+
+def test_control_characters_a_file_already_holds_may_stay(tmp_path: Path) -> None:
+    root = make_repo(tmp_path / "r", {"a.py": "RED = '\x1b[31m'\nX = 0\n"})
+    rules = Rules(scope=["*.py"], protected=[])
+    assert check_edits(root, {"a.py": "RED = '\x1b[31m'\nX = 1\n"}, rules) == []
+    assert check_edits(root, {"b.py": "RED = '\x1b[31m'\n"}, rules)  # new here: refused
+
+
+def test_an_agent_may_keep_a_binary_file_binary_but_not_add_one(tmp_path: Path) -> None:
+    root = make_repo(tmp_path / "r", {"a.py": "X = 0\n"})
+    (root / "w.bin").write_bytes(b"\0\1\2")
+    gitops.git(root, "add", "w.bin")
+    gitops.git(root, *gitops.identity_args(root), "commit", "-qm", "binary")
+    rules = Rules(scope=["*.py", "*.bin"], protected=[])
+    (root / "w.bin").write_bytes(b"\0\3\4")  # binary before: may stay binary
+    (root / "a.py").write_bytes(b"X = 1\n\xff\xfe\n")  # text before: not UTF-8 now
+    (root / "new.bin").write_bytes(b"\0new")  # new and binary
+    problems = check_changed_paths(root, gitops.changed_paths(root), rules)
+    assert sorted(p.split(":")[0] for p in problems) == ["a.py", "new.bin"]
+    assert "not UTF-8 text (byte 0xff at offset 6)" in problems[0]
+    assert "NUL byte" in problems[1]
+
+
+def test_a_file_name_that_is_not_utf8_is_refused_by_name(tmp_path: Path) -> None:
+    root = make_repo(tmp_path / "r", {"a.py": "X = 0\n"})
+    with open(os.path.join(os.fsencode(root), b"b\xff.py"), "wb") as fh:
+        fh.write(b"Y = 1\n")
+    paths = gitops.changed_paths(root)
+    assert paths == ["b\udcff.py"]
+    (problem,) = check_changed_paths(root, paths, Rules(scope=["*.py"], protected=[]))
+    assert problem.startswith("'b\\udcff.py': is not valid UTF-8")
+
+
 # --- the other places a path enters --------------------------------------------------------
 
 

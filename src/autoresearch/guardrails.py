@@ -7,7 +7,7 @@ files (`.gitignore`, `.gitattributes`, `.gitmodules`, at any depth), must match 
 (compared case- and Unicode-insensitively too, so that no spelling of a protected name gets
 through on any file system), must match the scope, must not be ignored by git (it could not be
 committed, so the run would measure something the commit does not hold), and must stay within
-size limits.
+size limits. Its content must be text (`textcheck`).
 
 Protected files are also hashed when the session starts, so any change to them — by a proposer,
 a coding agent, or the verify command itself — is detected and refused.
@@ -19,10 +19,15 @@ import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from autoresearch import gitops
 from autoresearch.globs import matches
 from autoresearch.repo_paths import Canonicalizer, PathRefused, fold, shown
+from autoresearch.textcheck import bytes_problem, clean_prose, text_problem
+
+if TYPE_CHECKING:
+    from autoresearch.proposers.base import Proposal
 
 MAX_FILE_BYTES = 2 * 1024 * 1024
 MAX_FILES_PER_PROPOSAL = 100
@@ -31,6 +36,7 @@ GIT_CONTROL_FILES = frozenset({".gitignore", ".gitattributes", ".gitmodules"})
 
 __all__ = [
     "PathRefused", "Rules", "apply_edits", "check_changed_paths", "check_edits",
+    "clean_proposal_text",
     "hash_files", "is_protected", "judge_path", "path_problem", "protected_changes",
 ]
 
@@ -103,10 +109,8 @@ def check_edits(root: Path, edits: Mapping[str, str | None], rules: Rules) -> li
     for path, content in edits.items():
         problem = path_problem(root, path, rules, canonical)
         if problem is None and content is not None:
+            problem = _content_problem(root, path, content, rules)
             written.append(path)
-            size = len(content.encode("utf-8"))
-            if size > rules.max_file_bytes:
-                problem = f"{path}: {size} bytes exceeds {rules.max_file_bytes}"
         if problem:
             problems.append(problem)
     if not problems:
@@ -114,8 +118,25 @@ def check_edits(root: Path, edits: Mapping[str, str | None], rules: Rules) -> li
     return problems
 
 
+def _content_problem(root: Path, path: str, content: object, rules: Rules) -> str | None:
+    try:
+        before = (root / path).read_bytes()
+    except OSError:
+        before = None
+    old = before.decode("utf-8", errors="replace") if before is not None else None
+    problem = text_problem(content, old)
+    if problem:
+        return f"{path}: {problem}"
+    assert isinstance(content, str)
+    size = len(content.encode("utf-8"))
+    if size > rules.max_file_bytes:
+        return f"{path}: {size} bytes exceeds {rules.max_file_bytes}"
+    return None
+
+
 def check_changed_paths(root: Path, paths: Iterable[str], rules: Rules) -> list[str]:
-    """The same rules for a change already made in a worktree (coding agents)."""
+    """The same rules for a change already made in a worktree (coding agents): the paths come
+    from git, and each changed file's bytes must be text unless the file was binary before."""
     paths = list(paths)
     problems: list[str] = []
     if len(paths) > rules.max_files:
@@ -128,9 +149,19 @@ def check_changed_paths(root: Path, paths: Iterable[str], rules: Rules) -> list[
             size = full.stat().st_size
             if size > rules.max_file_bytes:
                 problem = f"{path}: {size} bytes exceeds {rules.max_file_bytes}"
+            else:
+                content = bytes_problem(full.read_bytes(), gitops.blob_at(root, "HEAD", path))
+                problem = f"{path}: {content}" if content else None
         if problem:
             problems.append(problem)
     return problems
+
+
+def clean_proposal_text(proposal: Proposal) -> None:
+    """Make a proposal's prose safe to record (the ledger, the commit message): a proposer's
+    hypothesis and rationale are untrusted text, cleaned rather than refused (`clean_prose`)."""
+    proposal.hypothesis = clean_prose(proposal.hypothesis)
+    proposal.rationale = clean_prose(proposal.rationale)
 
 
 def apply_edits(root: Path, edits: Mapping[str, str | None]) -> None:

@@ -1,19 +1,22 @@
 """Hostile model replies and agents, end to end: `autoresearch run` against the fake model server
 and the fake agent CLI (issue 9).
 
-Secrets: a string planted in protected files and in an out-of-scope file never appears in any
+1. Secrets: a string planted in protected files and in an out-of-scope file never appears in any
    request the fake server receives, across every prompt path (propose, the retry after a refused
    edit, crash repair, the stuck prompt, later proposals carrying the last crash's log), nor in
    any prompt the agent CLI is given. The repository offers every road to them: a symlink in the
    scope pointing at the evaluation, a non-canonical spelling (`src/./metric.py`) that matches
    the scope glob, near-miss SEARCH blocks that would earn "the closest lines" as a hint, and a
    crash whose traceback quotes the evaluation's source.
+2. Untrusted bytes: a lone surrogate or NUL bytes in an edit, binary files and file names that
+   are not UTF-8 from an agent, are rejected proposals with a reason, never a crash.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import textwrap
 import threading
 from pathlib import Path
@@ -164,3 +167,76 @@ def test_no_secret_reaches_the_agent_prompt(tmp_path: Path) -> None:
     assert "## Repair a crash" in prompts[1] and "RuntimeError" in prompts[1]
     assert "## You are stuck" in prompts[2] and "## Log tail of the last crash" in prompts[2]
     assert leaked(prompts) == []
+
+
+# --- untrusted bytes ------------------------------------------------------------------------
+
+
+def statuses(repo: Path) -> list[tuple[str, str, str]]:
+    with sqlite3.connect(repo / ".autoresearch" / "ledger.db") as conn:
+        return conn.execute("SELECT status, hypothesis, decision_reason FROM experiments "
+                            "ORDER BY seq").fetchall()
+
+
+@pytest.mark.slow
+def test_a_reply_that_is_not_text_is_rejected_never_a_crash(toy_repo: Path) -> None:
+    replies = [
+        # A lone surrogate in a REPLACE block (it crashed the session), then NUL bytes in a
+        # FILE block (they were committed and run), then a control character: one proposal.
+        "HYPOTHESIS: surrogate\n" + block("target.py", "X = 3.0\n", "X = 6.0  # \ud800\n"),
+        "HYPOTHESIS: binary\ntarget.py\n<<<<<<< FILE\nX = 6.0\n\0\0\n>>>>>>> FILE\n",
+        "HYPOTHESIS: backspace\n" + block("target.py", "X = 3.0\n", "X = 6.0  # \x08\n"),
+        # A hypothesis that is not text either; the edit itself is fine: cleaned and kept.
+        "HYPOTHESIS: move X \ud83d toward 7\n" + block("target.py", "X = 3.0\n", "X = 6.0\n"),
+    ]
+    with FakeModelServer([Reply(text=r) for r in replies]) as server:
+        config = toy_repo / "autoresearch.toml"
+        config.write_text(config.read_text() + textwrap.dedent(f"""
+            [proposer]
+            name = "llm"
+            provider = "anthropic"
+            base_url = "{server.anthropic_url}"
+            model = "claude-sonnet-4-6"
+            retry_base_seconds = 0.01
+            """))
+        git(toy_repo, "commit", "-qam", "use the llm proposer")
+        result = run_cli(toy_repo, "run", "--tag", "b", "--iterations", "3", timeout=240)
+        sent = [r.body for r in server.requests]
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "Traceback" not in output
+    rows = statuses(toy_repo)
+    assert [r[0] for r in rows] == ["keep", "rejected", "keep"], rows
+    assert "after 3 attempts" in rows[1][2] and "U+0008" in rows[1][2], rows[1][2]
+    assert rows[2][1] == "move X \ufffd toward 7"
+    # Nothing binary was ever committed; what was sent back to the model was encodable text.
+    assert "\0" not in git(toy_repo, "log", "--all", "-p")
+    retry = json.dumps(sent[1]["messages"])
+    assert "lone surrogate U+D800" in retry and "NUL byte" in json.dumps(sent[2]["messages"])
+
+
+@pytest.mark.slow
+def test_binary_files_and_undecodable_names_from_an_agent_are_rejected(
+        toy_repo: Path, tmp_path: Path) -> None:
+    bin_dir = install_fake_agents(tmp_path / "bin")
+    modes = tmp_path / "modes"
+    modes.write_text("binary\nbadname\nimprove\n")
+    config = toy_repo / "autoresearch.toml"
+    config.write_text(config.read_text().replace('scope = ["target.py"]',
+                                                 'scope = ["target.py", "lib/*.py"]')
+                      + '\n[proposer]\nname = "agent"\nagent = "claude"\n')
+    git(toy_repo, "commit", "-qam", "use the agent proposer")
+    env = {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "FAKE_AGENT_MODES": str(modes),
+           "FAKE_AGENT_LOG": str(tmp_path / "calls.jsonl"),
+           "FAKE_AGENT_PIDFILE": str(tmp_path / "pid")}
+    result = run_cli(toy_repo, "run", "--tag", "c", "--iterations", "4", env=env, timeout=240)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "Traceback" not in output
+    rows = statuses(toy_repo)
+    assert [r[0] for r in rows] == ["keep", "rejected", "rejected", "keep"], rows
+    assert "lib/blob.py: its content holds a NUL byte" in rows[1][2]
+    assert "'lib/b\\udcff.py': is not valid UTF-8" in rows[2][2]
+    assert git(toy_repo, "show", "autoresearch/c:target.py") == "X = 7.0"
+    worktree = toy_repo / ".autoresearch" / "worktrees" / "c"
+    assert not (worktree / "lib").exists()  # the rejected files were removed with the change

@@ -12,7 +12,7 @@ and also hides log lines that name one, because a verify command may print them.
 
 What is read for the model, and how each part is kept clean:
 - files: only `visible_files`, the in-scope files whose canonical path the guardrails accept (never
-  a protected file, nothing through a symlink, which could point at one);
+  a protected file, nothing through a symlink, which could point at one), and only text files;
 - the incumbent's diff against the baseline: an allowlist, not a denylist: a file's section is
   kept only when its header names one in-scope, non-protected path exactly (a quoted, renamed or
   unparsable header is dropped rather than guessed at);
@@ -41,6 +41,7 @@ from autoresearch.config import PROGRAM_NAME
 from autoresearch.globs import matches, select
 from autoresearch.proposers.base import ExperimentSummary, ProposalContext
 from autoresearch.repo_paths import Canonicalizer, PathRefused, canonical_path
+from autoresearch.textcheck import is_binary
 
 CHARS_PER_TOKEN = 4
 DEFAULT_CONTEXT_TOKENS = 60_000
@@ -263,7 +264,7 @@ def render_files(
 
 
 def read_files(ctx: ProposalContext, overlay: Mapping[str, str | None] | None = None) -> dict[str, str]:
-    """The visible in-scope files' text (with `overlay` edits applied on top)."""
+    """The visible in-scope text files (with `overlay` edits applied on top)."""
     out: dict[str, str] = {}
     visible = visible_files(ctx)
     for path in visible:
@@ -279,9 +280,8 @@ def read_files(ctx: ProposalContext, overlay: Mapping[str, str | None] | None = 
             data = full.read_bytes()
         except OSError:
             continue
-        if b"\0" in data[:8192]:
-            continue  # binary
-        out[path] = data.decode("utf-8", errors="replace")
+        if not is_binary(data):
+            out[path] = data.decode("utf-8")
     if overlay:
         rules, canonical = _rules(ctx), Canonicalizer(ctx.worktree)
         for path, content in overlay.items():

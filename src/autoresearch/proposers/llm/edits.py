@@ -32,6 +32,10 @@ by that form, so two spellings of one file are one file. A path outside the repo
 `read` callable refuses protected, out-of-scope and binary files by raising `PathRefused`. Either
 way the block fails with the rule it broke and no hint from the file: no closest lines, and no
 "unchanged" verdict that would reveal whether a guessed content equals the file's.
+
+A reply is untrusted text: a block whose new text is not plain text (a NUL, a lone surrogate, a
+control character the file did not hold; see `textcheck`) fails with the reason, and the prose
+(hypothesis, rationale, a give-up reason) is cleaned before anything records it.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from autoresearch.repo_paths import PathRefused, canonical_path, shown
+from autoresearch.textcheck import clean_prose, text_problem
 
 _HEAD = re.compile(r"^\s*<{5,9}\s*(SEARCH|FILE|DELETE)\s*$", re.IGNORECASE)
 _DIVIDER = re.compile(r"^\s*={7}\s*$")
@@ -97,7 +102,7 @@ class EditFormatError(Exception):
 
     def render(self) -> str:
         lines = ["Your reply could not be parsed:"]
-        lines += [f"- {p}" for p in self.problems]
+        lines += [f"- {clean_prose(p)}" for p in self.problems]
         return "\n".join(lines)
 
 
@@ -256,7 +261,7 @@ def stated_hypothesis(text: str) -> str:
     """The `HYPOTHESIS:` line of a reply, even one too broken to parse (for the ledger)."""
     for line in text.replace("\r\n", "\n").split("\n"):
         if m := _HYPOTHESIS.match(line):
-            return " ".join(m.group(1).strip(" *_").split())[:200]
+            return " ".join(clean_prose(m.group(1)).strip(" *_").split())[:200]
     return ""
 
 
@@ -286,8 +291,9 @@ def _prose(segments: Sequence[Sequence[str]]) -> tuple[str, str, str | None]:
         first = segments[0] if segments else []
         prose = [ln.strip(" #*") for ln in first if ln.strip() and not _FENCE.match(ln)]
         hypothesis = prose[0] if prose else ""
-    hypothesis = " ".join(hypothesis.split())[:200]
-    return hypothesis, "\n".join(rationale).strip()[:2000], give_up
+    hypothesis = " ".join(clean_prose(hypothesis).split())[:200]
+    rationale_text = clean_prose("\n".join(rationale)).strip()[:2000]
+    return hypothesis, rationale_text, None if give_up is None else clean_prose(give_up)[:500]
 
 
 # --- applying -----------------------------------------------------------------------------
@@ -354,7 +360,14 @@ def apply_blocks(
             continue
         path = canonical[block.path]
         text = state[path]
-        if block.kind == "file" and path in partial and original.get(path) is not None:
+        bad_text = None if block.kind == "delete" else text_problem(block.replace, text)
+        if bad_text is not None:
+            failures.append(BlockFailure(
+                block.index, block.path,
+                f"refused: the new text is not plain text: {bad_text.removeprefix('its content ')}"
+                "; write the character as an escape sequence in the code instead",
+            ))
+        elif block.kind == "file" and path in partial and original.get(path) is not None:
             failures.append(BlockFailure(
                 block.index, block.path,
                 "a FILE block would replace the whole file, but you were shown only an excerpt "

@@ -6,7 +6,7 @@ reply cannot be parsed or its blocks do not apply, the error sent back (at most
 to copies of the files in memory, never to the worktree: the harness writes and commits them
 after its guardrails have checked them.
 
-The applier reads only what the model may see: in-scope, non-protected files (and, for a
+The applier reads only what the model may see: in-scope, non-protected text files (and, for a
 repair, the crashed candidate's own edits), each named by its canonical path (`ModelFiles`, which
 judges a path with the guardrails' own `judge_path` before anything is read). A block for any
 other file fails with the rule it broke and nothing from the file, so a retry message can never
@@ -46,6 +46,7 @@ from autoresearch.proposers.llm.providers import Part, Provider, Turn, make_prov
 from autoresearch.proposers.llm.settings import ProviderSettings
 from autoresearch.proposers.options import LLM_OPTIONS
 from autoresearch.repo_paths import Canonicalizer
+from autoresearch.textcheck import clean_prose, is_binary
 
 if TYPE_CHECKING:
     from autoresearch.config import Config
@@ -56,7 +57,8 @@ log = logging.getLogger(__name__)
 class ModelFiles:
     """The files a model may change, as the applier sees them: `resolve` turns a block's path into
     its canonical form (or refuses it, by the guardrails' own rules, before anything is read);
-    `read` returns a file's text (the overlay first). With `commit`, files are read as that commit has them (a repair diffs against
+    `read` returns a file's text (the overlay first), refusing binary files, which cannot be
+    edited as text. With `commit`, files are read as that commit has them (a repair diffs against
     the incumbent while the worktree holds the crashed candidate)."""
 
     def __init__(self, root: Path, rules: guardrails.Rules,
@@ -83,7 +85,9 @@ class ModelFiles:
                 data = full.read_bytes() if full.is_file() else None
             except OSError:
                 data = None
-        return None if data is None else data.decode("utf-8", errors="replace")
+        if data is not None and is_binary(data):
+            raise PathRefused("a binary (or not UTF-8) file, which cannot be edited as text")
+        return None if data is None else data.decode("utf-8")
 
 
 def change_diff(
@@ -236,7 +240,8 @@ class LLMProposer(Proposer):
                 if completion.truncated:
                     feedback = prompts.TRUNCATED_NOTE + "\n\n" + feedback
                 history += [
-                    Turn.assistant(completion.text or "(empty reply)"),
+                    # Echoed as cleaned prose: a lone surrogate cannot even be encoded to send.
+                    Turn.assistant(clean_prose(completion.text) or "(empty reply)"),
                     Turn.user(feedback + prompts.RETRY_TASK),
                 ]
         raise FailedProposal(
