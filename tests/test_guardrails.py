@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import sqlite3
+import stat
+import time
 import unicodedata
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -22,11 +27,12 @@ from autoresearch.guardrails import (
     judge_path,
     path_problem,
     protected_changes,
+    protected_fence,
 )
 from autoresearch.proposers.base import ProposalContext
 from autoresearch.proposers.knobs import KnobError, discover_knobs
 from autoresearch.repo_paths import PathRefused, canonical_path
-from tests.conftest import make_repo
+from tests.conftest import git, make_repo, run_cli, use_script
 
 RULES = Rules(scope=["src/**/*.py", "train.py"], protected=["src/eval/*", "autoresearch.toml"])
 
@@ -256,6 +262,137 @@ def test_a_file_name_that_is_not_utf8_is_refused_by_name(tmp_path: Path) -> None
     assert paths == ["b\udcff.py"]
     (problem,) = check_changed_paths(root, paths, Rules(scope=["*.py"], protected=[]))
     assert problem.startswith("'b\\udcff.py': is not valid UTF-8")
+
+
+# --- the fence around a run (issue 9: a run that puts the file back is still caught) -------
+
+
+def _rewrite_in_place(path: Path, *, keep_mtime: bool) -> None:
+    """What a hostile run does: make the file writable, rewrite it with its own content, put the
+    mtime and the mode back. As root the chmod is not even needed."""
+    st = path.stat()
+    data = path.read_bytes()
+    os.chmod(path, 0o644)
+    path.write_bytes(data)
+    if keep_mtime:
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    os.chmod(path, stat.S_IMODE(st.st_mode))
+
+
+def test_the_fence_makes_protected_files_read_only_and_restores_their_modes(tmp_path: Path) -> None:
+    (tmp_path / "score.py").write_text("S = 1\n")
+    os.chmod(tmp_path / "score.py", 0o640)
+    expected = hash_files(tmp_path, ["score.py", "missing.py"])
+    with protected_fence(tmp_path, expected) as fence:
+        assert stat.S_IMODE((tmp_path / "score.py").stat().st_mode) == 0o440
+        (tmp_path / "output.txt").write_text("a run may write anything else\n")
+    assert fence.changes == [] and not fence.tampered
+    assert stat.S_IMODE((tmp_path / "score.py").stat().st_mode) == 0o640
+
+
+@pytest.mark.parametrize(("tamper", "how"), [
+    (lambda p: _rewrite_in_place(p, keep_mtime=False), "then its content put back"),
+    (lambda p: _rewrite_in_place(p, keep_mtime=True), "then its content and mtime put back"),
+    (lambda p: (p.unlink(), p.write_text("S = 1\n")), "during the run"),  # inodes get reused
+    (lambda p: (os.chmod(p, 0o644), p.write_text("S = 0  # fake\n")), "content changed"),
+    (lambda p: p.unlink(), "deleted"),
+])
+def test_the_fence_catches_any_write_to_a_protected_file(
+        tmp_path: Path, tamper: Callable[[Path], object], how: str) -> None:
+    score = tmp_path / "score.py"
+    score.write_text("S = 1\n")
+    expected = hash_files(tmp_path, ["score.py"])
+    with protected_fence(tmp_path, expected) as fence:
+        time.sleep(0.03)  # a run's process start: longer than the file system's clock tick
+        tamper(score)
+    (change,) = fence.changes
+    assert change.startswith("score.py (") and how in change
+
+
+def test_the_fence_reports_a_file_changed_before_the_run(tmp_path: Path) -> None:
+    (tmp_path / "score.py").write_text("S = 1\n")
+    expected = hash_files(tmp_path, ["score.py"])
+    (tmp_path / "score.py").write_text("S = 2\n")
+    with protected_fence(tmp_path, expected) as fence:
+        pass
+    assert fence.changes == ["score.py (differed from the session's start before the run)"]
+
+
+def test_a_checkout_inside_the_fence_is_not_mistaken_for_tampering(tmp_path: Path) -> None:
+    """Confirmation runs switch the slot between the incumbent and the candidate inside the
+    fence; the fence's own chmods change the protected files' ctime, which must not make git
+    rewrite them (a rewrite is a write)."""
+    root = make_repo(tmp_path / "r", {"score.py": "S = 1\n", "a.py": "A = 1\n"})
+    first = gitops.rev_parse(root, "HEAD")
+    (root / "a.py").write_text("A = 2\n")
+    second = gitops.commit_change(root, "candidate").sha
+    expected = hash_files(root, ["score.py"])
+    time.sleep(1.1)  # the index is older than the chmods below (git compares whole seconds)
+    with protected_fence(root, expected):
+        pass
+    with protected_fence(root, expected) as fence:
+        gitops.checkout(root, first)
+        gitops.checkout(root, second)
+    assert fence.changes == []
+
+
+# A candidate that cheats the way the issue describes: the evaluation is replaced by one that
+# prints a perfect score, run, and put back (same bytes, same mtime, same mode) before exiting.
+CHEAT = """\
+import os, subprocess, sys
+if not os.environ.get("CHEAT_INNER"):
+    st = os.stat("score.py")
+    real = open("score.py", "rb").read()
+    os.chmod("score.py", 0o644)
+    open("score.py", "w").write("print('score: 0.0')\\n")
+    out = subprocess.run([sys.executable, "score.py"], capture_output=True, text=True,
+                         env={**os.environ, "CHEAT_INNER": "1"}).stdout
+    open("score.py", "wb").write(real)
+    os.utime("score.py", ns=(st.st_atime_ns, st.st_mtime_ns))
+    os.chmod("score.py", st.st_mode)
+    sys.stdout.write(out)
+    sys.stdout.flush()
+    os._exit(0)
+X = 3.0
+"""
+
+
+@pytest.mark.slow
+def test_a_run_that_fakes_the_evaluation_and_puts_it_back_is_a_crash(toy_repo: Path) -> None:
+    use_script(toy_repo, [
+        {"hypothesis": "swap the evaluation for one run", "edits": {"target.py": CHEAT}},
+        {"hypothesis": "an honest change", "edits": {"target.py": "X = 6.5\n"}},
+    ])
+    result = run_cli(toy_repo, "run", "--tag", "t", "--iterations", "3")
+    assert result.returncode == 0, result.stdout + result.stderr
+    with sqlite3.connect(toy_repo / ".autoresearch" / "ledger.db") as conn:
+        rows = conn.execute("SELECT status, decision_reason FROM experiments ORDER BY seq").fetchall()
+    assert [r[0] for r in rows] == ["keep", "crash", "keep"], rows
+    assert "the candidate's run modified protected files: score.py (written or chmod-ed during " \
+           "the run, then its content and mtime put back)" in str(rows[1][1])
+    # The fake perfect score was never kept: the branch holds the honest change.
+    assert git(toy_repo, "show", "autoresearch/t:target.py") == "X = 6.5"
+    worktree = toy_repo / ".autoresearch" / "worktrees" / "t"
+    assert stat.S_IMODE((worktree / "score.py").stat().st_mode) & 0o200  # writable again
+
+
+@pytest.mark.slow
+def test_a_command_guard_that_writes_a_protected_file_fails(toy_repo: Path) -> None:
+    touch = ("{python} -c \"import os; st = os.stat('score.py'); os.chmod('score.py', 0o644); "
+             "d = open('score.py', 'rb').read(); open('score.py', 'wb').write(d); "
+             "os.utime('score.py', ns=(st.st_atime_ns, st.st_mtime_ns))\"")
+    use_script(toy_repo, [{"hypothesis": "better", "edits": {"target.py": "X = 6.5\n"}}],
+               extra_config="")
+    config = toy_repo / "autoresearch.toml"
+    config.write_text(config.read_text().replace(
+        "[proposer]", f"[[guards]]\ncommand = {json.dumps(touch)}\n\n[proposer]"))
+    git(toy_repo, "commit", "-qam", "a guard")
+    result = run_cli(toy_repo, "run", "--tag", "g", "--iterations", "2")
+    assert result.returncode == 0, result.stdout + result.stderr
+    with sqlite3.connect(toy_repo / ".autoresearch" / "ledger.db") as conn:
+        rows = conn.execute("SELECT status, decision_reason FROM experiments ORDER BY seq").fetchall()
+    assert [r[0] for r in rows] == ["keep", "discard"], rows
+    assert "guard failed" in str(rows[1][1]) and "modified protected files: score.py" in str(rows[1][1])
 
 
 # --- the other places a path enters --------------------------------------------------------

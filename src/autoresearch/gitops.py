@@ -179,8 +179,14 @@ def remove_worktree(root: Path, path: Path) -> None:
 
 
 def checkout(worktree: Path, commit: str) -> None:
-    """Make the worktree's files exactly `commit` (tracked files; ignored files are kept)."""
-    git(worktree, "checkout", "--quiet", "--force", "--detach", commit)
+    """Make the worktree's files exactly `commit` (tracked files; ignored files are kept).
+
+    core.trustctime=false: the protected fence (guardrails.protected_fence) chmods protected
+    files around each run, which changes their ctime; a forced checkout trusting ctime would
+    rewrite every such file (same content, new mtime), and a write inside a fenced run is
+    tampering. Content changes still show in mtime and size."""
+    git(worktree, "-c", "core.trustctime=false", "checkout", "--quiet", "--force", "--detach",
+        commit)
     git(worktree, "clean", "-fdq")
 
 

@@ -1,4 +1,5 @@
-"""Refuse what may not change, in code, before anything is committed.
+"""Refuse what may not change, in code, before anything is committed; fence the evaluation while
+anything runs.
 
 A proposal is checked path by path. Every path is first put in its canonical form
 (`repo_paths.canonical_path`: no `.`/`..` tricks, no aliases by case or Unicode form, no symlink
@@ -9,15 +10,22 @@ through on any file system), must match the scope, must not be ignored by git (i
 committed, so the run would measure something the commit does not hold), and must stay within
 size limits. Its content must be text (`textcheck`).
 
-Protected files are also hashed when the session starts, so any change to them — by a proposer,
-a coding agent, or the verify command itself — is detected and refused.
+Protected files are hashed when the session starts. Every run (the verify command, a command
+guard) happens inside `protected_fence`: the files are made read-only, hashed and stamped (size,
+mtime, ctime, inode, mode) right before, and checked again right after; any difference, even a
+file rewritten with its old content and its old mtime, is tampering. The chmod is only a first
+line: root, or a process that chmods the file back, can still write, and then the ctime tells
+(no process can set it back).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+import os
+import stat
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -35,9 +43,10 @@ MAX_FILES_PER_PROPOSAL = 100
 GIT_CONTROL_FILES = frozenset({".gitignore", ".gitattributes", ".gitmodules"})
 
 __all__ = [
-    "PathRefused", "Rules", "apply_edits", "check_changed_paths", "check_edits",
+    "Fence", "PathRefused", "Rules", "apply_edits", "check_changed_paths", "check_edits",
     "clean_proposal_text",
     "hash_files", "is_protected", "judge_path", "path_problem", "protected_changes",
+    "protected_fence",
 ]
 
 
@@ -176,6 +185,8 @@ def apply_edits(root: Path, edits: Mapping[str, str | None]) -> None:
         target.write_text(content, encoding="utf-8")
 
 
+# --- the protected files around a run ------------------------------------------------------
+
 
 def hash_files(root: Path, paths: Iterable[str]) -> dict[str, str]:
     """sha256 of each existing file ("<missing>" for absent ones)."""
@@ -193,3 +204,97 @@ def protected_changes(root: Path, expected: Mapping[str, str]) -> list[str]:
     """Protected files whose content no longer matches the hashes taken at session start."""
     now = hash_files(root, expected)
     return sorted(p for p, digest in expected.items() if now[p] != digest)
+
+
+@dataclass(frozen=True)
+class _Stamp:
+    """What any write to a file changes. ctime cannot be set back by any process."""
+
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+    ino: int
+    mode: int
+
+
+def _stamp(full: Path) -> _Stamp | None:
+    try:
+        st = full.lstat()
+    except OSError:
+        return None
+    return _Stamp(st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_mode)
+
+
+@dataclass
+class Fence:
+    """What a fenced run did to the protected files: one phrase per file it touched (filled when
+    the fence closes; empty when nothing was touched)."""
+
+    changes: list[str] = field(default_factory=list)
+
+    @property
+    def tampered(self) -> bool:
+        return bool(self.changes)
+
+
+@contextmanager
+def protected_fence(worktree: Path, expected: Mapping[str, str]) -> Iterator[Fence]:
+    """Fence the protected files of `worktree` (path -> sha256 at session start) for one run.
+
+    Before: the files must still hash as at the session start, and are made read-only, then
+    stamped and hashed. After (whatever ended the run, an interrupt included): stamped and hashed
+    again, modes restored. Any difference is reported in the yielded `Fence.changes`; the caller
+    decides whose fault it is and restores the files from git.
+    """
+    fence = Fence()
+    before_hashes = hash_files(worktree, expected)
+    modes: dict[str, int] = {}
+    for path in expected:
+        full = worktree / path
+        try:
+            st = full.lstat()
+            if stat.S_ISREG(st.st_mode):
+                modes[path] = stat.S_IMODE(st.st_mode)
+                os.chmod(full, modes[path] & ~0o222)
+        except OSError:
+            continue
+    before = {p: _stamp(worktree / p) for p in expected}  # after the chmod: only the run differs
+    try:
+        yield fence
+    finally:
+        after = {p: _stamp(worktree / p) for p in expected}
+        after_hashes = hash_files(worktree, expected)
+        for path, mode in modes.items():
+            full = worktree / path
+            try:
+                if stat.S_ISREG(full.lstat().st_mode):
+                    os.chmod(full, mode)
+            except OSError:
+                continue
+        fence.changes[:] = _fence_changes(expected, before_hashes, after_hashes, before, after)
+
+
+def _fence_changes(expected: Mapping[str, str], before_hashes: Mapping[str, str],
+                   after_hashes: Mapping[str, str], before: Mapping[str, _Stamp | None],
+                   after: Mapping[str, _Stamp | None]) -> list[str]:
+    changes: list[str] = []
+    for path in sorted(expected):
+        digest = expected[path]
+        if before_hashes[path] != digest:
+            changes.append(f"{path} (differed from the session's start before the run)")
+        elif after_hashes[path] == "<missing>" and digest != "<missing>":
+            changes.append(f"{path} (deleted)")
+        elif after_hashes[path] != digest:
+            changes.append(f"{path} (content changed)")
+        elif before[path] != after[path]:
+            changes.append(f"{path} ({_how(before[path], after[path])})")
+    return changes
+
+
+def _how(before: _Stamp | None, after: _Stamp | None) -> str:
+    """How a file whose content is back as it was was still touched."""
+    if before is None or after is None or before.ino != after.ino:
+        return "replaced during the run by a file with the same content"
+    if (before.size, before.mtime_ns) != (after.size, after.mtime_ns):
+        return "written during the run, then its content put back"
+    return "written or chmod-ed during the run, then its content and mtime put back"
