@@ -207,6 +207,19 @@ def test_git_control_files_and_ignored_files_are_refused(tmp_path: Path) -> None
     assert check_edits(root, {"src/a.py": "A = 2\n"}, rules) == []
 
 
+def test_deleting_a_file_git_does_not_track_is_refused(tmp_path: Path) -> None:
+    """`git add -A -- x` fails for a path that is neither tracked nor on disk: the session used
+    to crash on such a proposal after deleting the file."""
+    root = make_repo(tmp_path / "r", {"src/a.py": "A = 1\n"})
+    (root / "src" / "out.py").write_text("an output of an earlier run\n")
+    rules = Rules(scope=["src/**"], protected=[])
+    problems = check_edits(root, {"src/never.py": None, "src/out.py": None}, rules)
+    assert problems == [
+        "src/never.py: not a file git tracks, so there is nothing to delete in a commit",
+        "src/out.py: not a file git tracks, so there is nothing to delete in a commit"]
+    assert check_edits(root, {"src/a.py": None}, rules) == []
+
+
 def test_a_file_named_like_a_glob_is_committed_alone(tmp_path: Path) -> None:
     root = make_repo(tmp_path / "r", {"*.txt": "literal\n", "keep.py": "K = 1\n"})
     (root / "other.txt").write_text("never judged, never committed\n")

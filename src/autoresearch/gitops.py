@@ -273,6 +273,21 @@ def ignored_paths(cwd: Path, paths: list[str]) -> set[str]:
     return set(_names(proc.stdout))
 
 
+def tracked_among(cwd: Path, paths: list[str]) -> set[str]:
+    """The paths among `paths` that the index tracks (all of them outside a git repository)."""
+    if not paths:
+        return set()
+    env = {**os.environ, **_GIT_ENV}
+    proc = subprocess.run(["git", "ls-files", "-z", "--", *paths], cwd=cwd, env=env,
+                          capture_output=True, check=False)
+    stderr = proc.stderr.decode("utf-8", "replace")
+    if proc.returncode == 128 and "not a git repository" in stderr:
+        return set(paths)
+    if proc.returncode != 0:
+        raise GitError(["ls-files"], proc.returncode, stderr)
+    return set(_names(proc.stdout))
+
+
 def blob_at(cwd: Path, commit: str, path: str) -> bytes | None:
     """The exact bytes of `path` at `commit`; None unless it is a regular file there."""
     env = {**os.environ, **_GIT_ENV}

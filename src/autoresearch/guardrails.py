@@ -108,6 +108,12 @@ def _ignored_problems(root: Path, paths: Iterable[str]) -> list[str]:
             "would not measure the commit" for p in sorted(ignored)]
 
 
+def _untracked_deletions(root: Path, paths: list[str]) -> list[str]:
+    untracked = sorted(set(paths) - gitops.tracked_among(root, paths))
+    return [f"{p}: not a file git tracks, so there is nothing to delete in a commit"
+            for p in untracked]
+
+
 def check_edits(root: Path, edits: Mapping[str, str | None], rules: Rules) -> list[str]:
     """Every reason the proposed edits may not be applied (empty when they may)."""
     problems: list[str] = []
@@ -115,15 +121,19 @@ def check_edits(root: Path, edits: Mapping[str, str | None], rules: Rules) -> li
         problems.append(f"{len(edits)} files changed; at most {rules.max_files} per proposal")
     canonical = Canonicalizer(root)
     written: list[str] = []
+    deleted: list[str] = []
     for path, content in edits.items():
         problem = path_problem(root, path, rules, canonical)
         if problem is None and content is not None:
             problem = _content_problem(root, path, content, rules)
             written.append(path)
+        elif problem is None:
+            deleted.append(path)
         if problem:
             problems.append(problem)
     if not problems:
-        problems += _ignored_problems(root, written)
+        # Both would fail the commit (`git add` refuses them) after the files were touched.
+        problems += _ignored_problems(root, written) + _untracked_deletions(root, deleted)
     return problems
 
 
