@@ -396,8 +396,11 @@ class Session:
         self.display.run_started(f"{role} {index + 1}", self.config.verify.budget_seconds)
         started, clock = time.time(), time.monotonic()
         try:
-            m = self.executor.measure(commit, role=role, log_path=log, slot=slot,
-                                      run_id=new_run_id(self.paths.repo_key, self.paths.tag))
+            # The protected files are fenced for the run (read-only, hashed and stamped before and
+            # after): a run that writes one is caught even if it puts the content back.
+            with guardrails.protected_fence(slot.worktree, self.protected_hashes) as fence:
+                m = self.executor.measure(commit, role=role, log_path=log, slot=slot,
+                                          run_id=new_run_id(self.paths.repo_key, self.paths.tag))
         except KeyboardInterrupt:
             # The runner has killed the process tree; the run still happened.
             elapsed = time.monotonic() - clock
@@ -409,7 +412,7 @@ class Session:
         finally:
             self.display.run_finished()
         # The verify command must not alter what the harness protects.
-        tampered = guardrails.protected_changes(slot.worktree, self.protected_hashes)
+        tampered = fence.changes
         # A proposed change's run that tampers is that candidate's fault (the incumbent's runs
         # left the files alone); the baseline's or the incumbent's is the command's.
         candidate_did_it = (bool(tampered) and exp.kind != "baseline" and role == "candidate"
