@@ -136,12 +136,13 @@ class LocalExecutor:
         # Where the run happens is what the fingerprint describes: here, this process.
         fingerprint = environment_fingerprint()
         started = time.time()
-        outcome = run_command(spec, self.stop)
-        tampered: tuple[str, ...] = ()
-        if request.protected:
-            tampered = tuple(guardrails.protected_changes(request.worktree, request.protected))
-            if tampered:  # put the evaluation back before anything else runs here
-                gitops.checkout(request.worktree, request.commit)
+        # The protected files are fenced for the run (read-only, hashed and stamped before and
+        # after): a run that writes one is caught even if it puts the content back.
+        with guardrails.protected_fence(request.worktree, request.protected) as fence:
+            outcome = run_command(spec, self.stop)
+        tampered = tuple(fence.changes)
+        if tampered:  # put the evaluation back before anything else runs here
+            gitops.checkout(request.worktree, request.commit)
         if request.is_guard:
             status = ("interrupted" if outcome.interrupted else "timeout" if outcome.timed_out
                       else "ok" if outcome.exit_code == 0 else "crash")

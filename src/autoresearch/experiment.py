@@ -167,6 +167,7 @@ def commit(s: Session, trial: Trial, proposal: Proposal, siblings: list[Trial]) 
     """Guard, apply and commit a proposal in the slot; False when refused (the trial ended)."""
     worktree = trial.slot.worktree
     rules = guardrails.Rules(s.config.scope, s.config.all_protected)
+    guardrails.clean_proposal_text(proposal)  # untrusted prose, before it is shown or recorded
     s.display.experiment_started(trial.id, proposal.hypothesis)
     if trial.attempt == 1:
         record_usage(s, trial, proposal.usage)

@@ -23,13 +23,16 @@ from pathlib import Path
 from autoresearch.errors import AutoresearchError, PreconditionError
 
 # Hooks, pagers, prompts and localisation all make git slower or less predictable in a loop; a
-# pager or a colour escape would also end up in the output we parse or show.
+# pager or a colour escape would also end up in the output we parse or show. Paths are always
+# literal: a file named `*.py` must stage that file, never every match of the glob (what is
+# committed must be exactly what the guardrails judged).
 _GIT_ENV = {
     "GIT_TERMINAL_PROMPT": "0",
     "GIT_PAGER": "cat",
     "PAGER": "cat",
     "LC_ALL": "C",
     "GIT_OPTIONAL_LOCKS": "0",
+    "GIT_LITERAL_PATHSPECS": "1",
 }
 _IDENTITY = ("-c", "user.name=autoresearch", "-c", "user.email=autoresearch@localhost")
 _SHA = re.compile(r"^[0-9a-f]{7,64}$")
@@ -50,23 +53,43 @@ class GitError(AutoresearchError):
 
 
 def run_git(cwd: Path, *args: str, input_bytes: bytes | None = None,
-            env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
+            env: Mapping[str, str] | None = None,
+            unset: Sequence[str] = ()) -> subprocess.CompletedProcess[bytes]:
     """The one place a git process is started: `git args` in `cwd`, output as bytes."""
-    full_env = {**os.environ, **_GIT_ENV, **(env or {})}
+    full_env = {k: v for k, v in {**os.environ, **_GIT_ENV, **(env or {})}.items()
+                if k not in unset}
     return subprocess.run(["git", *args], cwd=cwd, env=full_env, input=input_bytes,
                           capture_output=True, check=False)
 
 
 def git(cwd: Path, *args: str, check: bool = True, input_text: str | None = None,
-        env: Mapping[str, str] | None = None) -> str:
-    """Run git in `cwd` and return its stdout as text (without the trailing newline)."""
-    proc = run_git(cwd, *args, env=env,
-                   input_bytes=None if input_text is None else input_text.encode("utf-8"))
+        env: Mapping[str, str] | None = None, errors: str = "surrogateescape") -> str:
+    """Run git in `cwd` and return its stdout as text (without the trailing newline).
+
+    A file name that is not UTF-8 keeps its bytes as lone surrogates (surrogateescape, as
+    os.fsdecode does), so it can still be named, refused and put back; text meant for display
+    (diffs) is decoded with errors="replace" instead.
+    """
+    proc = run_git(cwd, *args, env=env, input_bytes=None if input_text is None
+                   else input_text.encode("utf-8", "surrogateescape"))
     if check and proc.returncode != 0:
         raise GitError(list(args), proc.returncode,
                        proc.stderr.decode("utf-8", "replace") or proc.stdout.decode("utf-8", "replace"),
                        where=str(cwd))
-    return proc.stdout.decode("utf-8", "replace").rstrip("\n")
+    return proc.stdout.decode("utf-8", errors).rstrip("\n")
+
+
+def _names(raw: bytes) -> list[str]:
+    """NUL-separated file names as git prints them (surrogateescape: see `git`)."""
+    return [p.decode("utf-8", "surrogateescape") for p in raw.split(b"\0") if p]
+
+
+def _names_of(cwd: Path, *args: str) -> list[str]:
+    proc = run_git(cwd, *args)
+    if proc.returncode != 0:
+        raise GitError(list(args), proc.returncode, proc.stderr.decode("utf-8", "replace"),
+                       where=str(cwd))
+    return _names(proc.stdout)
 
 
 def is_sha(value: str | None) -> bool:
@@ -143,8 +166,7 @@ def dirty_tracked_files(root: Path) -> list[str]:
 
 
 def tracked_files(cwd: Path, commit: str = "HEAD") -> list[str]:
-    out = git(cwd, "ls-tree", "-r", "--name-only", "-z", commit)
-    return [p for p in out.split("\0") if p]
+    return _names_of(cwd, "ls-tree", "-r", "--name-only", "-z", commit)
 
 
 def rev_parse(cwd: Path, rev: str) -> str:
@@ -260,29 +282,61 @@ def remove_worktree(root: Path, path: Path) -> None:
 
 
 def checkout(worktree: Path, commit: str) -> None:
-    """Make the worktree's files exactly `commit` (tracked files; ignored files are kept)."""
-    git(worktree, "checkout", "--quiet", "--force", "--detach", commit)
+    """Make the worktree's files exactly `commit` (tracked files; ignored files are kept).
+
+    core.trustctime=false: the protected fence (guardrails.protected_fence) chmods protected
+    files around each run, which changes their ctime; a forced checkout trusting ctime would
+    rewrite every such file (same content, new mtime), and a write inside a fenced run is
+    tampering. Content changes still show in mtime and size."""
+    git(worktree, "-c", "core.trustctime=false", "checkout", "--quiet", "--force", "--detach",
+        commit)
     git(worktree, "clean", "-fdq")
 
 
 def changed_paths(worktree: Path) -> list[str]:
     """Every path that differs from HEAD in the worktree, untracked ones included."""
-    out = git(worktree, "status", "--porcelain", "-z", "--untracked-files=all")
+    entries = _names_of(worktree, "status", "--porcelain", "-z", "--untracked-files=all")
     paths: list[str] = []
-    entries = out.split("\0")
     i = 0
     while i < len(entries):
         entry = entries[i]
         i += 1
-        if not entry:
-            continue
         status, path = entry[:2], entry[3:]
         paths.append(path)
         if "R" in status or "C" in status:  # renames carry their source as the next entry
-            if i < len(entries) and entries[i]:
+            if i < len(entries):
                 paths.append(entries[i])
             i += 1
     return paths
+
+
+def ignored_paths(cwd: Path, paths: list[str]) -> set[str]:
+    """The paths among `paths` that git ignores (tracked files never are)."""
+    if not paths:
+        return set()
+    data = b"".join(p.encode("utf-8", "surrogateescape") + b"\0" for p in paths)
+    # check-ignore takes file names, not pathspecs, and refuses the literal-pathspec setting.
+    proc = run_git(cwd, "check-ignore", "-z", "--stdin", input_bytes=data,
+                   unset=("GIT_LITERAL_PATHSPECS",))
+    stderr = proc.stderr.decode("utf-8", "replace")
+    if proc.returncode == 128 and "not a git repository" in stderr:
+        return set()  # a plain directory has no ignore rules
+    if proc.returncode not in (0, 1):  # 1: none is ignored
+        raise GitError(["check-ignore"], proc.returncode, stderr, where=str(cwd))
+    return set(_names(proc.stdout))
+
+
+def tracked_among(cwd: Path, paths: list[str]) -> set[str]:
+    """The paths among `paths` that the index tracks (all of them outside a git repository)."""
+    if not paths:
+        return set()
+    proc = run_git(cwd, "ls-files", "-z", "--", *paths)
+    stderr = proc.stderr.decode("utf-8", "replace")
+    if proc.returncode == 128 and "not a git repository" in stderr:
+        return set(paths)
+    if proc.returncode != 0:
+        raise GitError(["ls-files"], proc.returncode, stderr, where=str(cwd))
+    return set(_names(proc.stdout))
 
 
 # --- commits -------------------------------------------------------------------------------
@@ -370,20 +424,27 @@ def fetch_bundle(repo: Path, path: Path) -> list[str]:
     return heads
 
 
+def blob_at(cwd: Path, commit: str, path: str) -> bytes | None:
+    """The exact bytes of `path` at `commit`; None unless it is a regular file there."""
+    listed = run_git(cwd, "ls-tree", "-z", commit, "--", path)
+    if listed.returncode != 0:
+        return None
+    entry, _, name = listed.stdout.split(b"\0", 1)[0].partition(b"\t")
+    fields = entry.split()
+    if (name.decode("utf-8", "surrogateescape") != path or len(fields) != 3
+            or fields[1] != b"blob" or fields[0] == b"120000"):
+        return None
+    blob = run_git(cwd, "cat-file", "blob", fields[2].decode())
+    return blob.stdout if blob.returncode == 0 else None
+
+
 def file_at(cwd: Path, commit: str, path: str) -> str | None:
     """The text of `path` as `commit` has it; None unless it is a regular file there.
 
     Read as bytes (and decoded leniently) so the content comes back exactly, final newline included.
     """
-    listed = run_git(cwd, "ls-tree", "-z", commit, "--", path)
-    if listed.returncode != 0:
-        return None
-    entry, _, name = listed.stdout.decode("utf-8", "replace").split("\0", 1)[0].partition("\t")
-    fields = entry.split()
-    if name != path or len(fields) != 3 or fields[1] != "blob" or fields[0] == "120000":
-        return None
-    blob = run_git(cwd, "cat-file", "blob", fields[2])
-    return blob.stdout.decode("utf-8", errors="replace") if blob.returncode == 0 else None
+    data = blob_at(cwd, commit, path)
+    return None if data is None else data.decode("utf-8", errors="replace")
 
 
 # --- reading history -----------------------------------------------------------------------
@@ -393,7 +454,7 @@ def diff(cwd: Path, base: str, head: str, paths: list[str] | None = None) -> str
     args = ["diff", "--no-color", "--no-ext-diff", base, head]
     if paths:
         args += ["--", *paths]
-    return git(cwd, *args)
+    return git(cwd, *args, errors="replace")
 
 
 def show_commit(repo: Path, sha: str, *, max_chars: int = 400_000) -> str:
@@ -401,7 +462,8 @@ def show_commit(repo: Path, sha: str, *, max_chars: int = 400_000) -> str:
     if not is_sha(sha):
         raise GitError(["show", sha], 128, f"not a commit id: {sha!r}", where=str(repo))
     text = git(repo, "show", "--no-color", "--no-ext-diff", "--stat", "--patch",
-               "--format=commit %H%nAuthor: %an <%ae>%nDate:   %ad%n%n%w(0,4,4)%B", sha)
+               "--format=commit %H%nAuthor: %an <%ae>%nDate:   %ad%n%n%w(0,4,4)%B", sha,
+               errors="replace")
     if len(text) > max_chars:
         text = text[:max_chars] + f"\n… diff cut at {max_chars} characters (git show {sha})\n"
     return text + "\n"
@@ -411,7 +473,8 @@ def patch_of(repo: Path, sha: str, *, max_chars: int = 200_000) -> str:
     """The change a commit makes (stat + patch, no message), cut when it is very large."""
     if not is_sha(sha):
         raise GitError(["show", sha], 128, f"not a commit id: {sha!r}", where=str(repo))
-    text = git(repo, "show", "--no-color", "--no-ext-diff", "--format=", "--stat", "--patch", sha)
+    text = git(repo, "show", "--no-color", "--no-ext-diff", "--format=", "--stat", "--patch", sha,
+               errors="replace")
     text = text.lstrip("\n") + "\n"
     if len(text) > max_chars:
         text = text[:max_chars] + f"\n… diff cut at {max_chars} characters (git show {sha})\n"
@@ -420,14 +483,12 @@ def patch_of(repo: Path, sha: str, *, max_chars: int = 200_000) -> str:
 
 def changed_files(repo: Path, sha: str) -> list[str]:
     """Paths a commit changes relative to its first parent; renames count as delete + add."""
-    out = git(repo, "diff-tree", "--no-commit-id", "--name-only", "--no-renames", "-r", "-z",
-              "--root", sha)
-    return [p for p in out.split("\0") if p]
+    return _names_of(repo, "diff-tree", "--no-commit-id", "--name-only", "--no-renames", "-r",
+                     "-z", "--root", sha)
 
 
 def diff_names(repo: Path, a: str, b: str) -> list[str]:
-    out = git(repo, "diff", "--name-only", "--no-renames", "-z", a, b, "--")
-    return [p for p in out.split("\0") if p]
+    return _names_of(repo, "diff", "--name-only", "--no-renames", "-z", a, b, "--")
 
 
 def rev_list(repo: Path, spec: Sequence[str]) -> list[str]:

@@ -114,7 +114,7 @@ def record(s: Session, best: ExperimentRow, pairs: Sequence[tuple[float, float]]
 
 def latest(ledger: Ledger, session_id: int) -> Headline | None:
     """The last recorded headline of a session."""
-    found = [e for e in ledger.events(session_id) if e["kind"] == "headline" and e["data"]]
+    found = [e for e in ledger.events(session_id, kind="headline") if e["data"]]
     if not found:
         return None
     d = found[-1]["data"]

@@ -18,7 +18,7 @@ from statistics import fmean
 from autoresearch.config import Config
 from autoresearch.decision import Noise, pooled_noise
 from autoresearch.ledger import ExperimentRow, Ledger, RunRow, SessionRow, TrialStatus
-from autoresearch.policy import Observation
+from autoresearch.policy import FAILED_STATUSES, Observation, counts_as_measurement
 from autoresearch.proposers.base import ExperimentOutcome, ExperimentSummary
 from autoresearch.results_tsv import render as render_results
 from autoresearch.results_tsv import write as write_results
@@ -76,7 +76,9 @@ class History:
         self.session = session
         self.experiments: list[ExperimentRow] = []
         self.runs: dict[str, list[RunRow]] = {}  # experiment id -> its runs
-        self._observed: dict[str, list[Observation]] = {}  # commit -> objective of each ok run
+        # commit -> (experiment, role, observation) of each ok run, in the order they were recorded
+        self._observed: dict[str, list[tuple[str, str, Observation]]] = {}
+        self._failed: dict[str, str] = {}  # experiment -> status, for failed attempts only
         self._run_count: dict[str, int] = {}  # commit -> runs recorded or started (seeds)
         self._summaries: dict[str, tuple[ExperimentRow, ExperimentSummary]] = {}
         self._tsv_rows = -1  # rows results.tsv holds (-1: unknown, rewrite it)
@@ -89,6 +91,7 @@ class History:
     def load(self) -> None:
         """Rebuild everything from the ledger."""
         self.experiments = self.ledger.experiments(self.session.id)
+        self._failed = {e.id: e.status for e in self.experiments if e.status in FAILED_STATUSES}
         self.runs, self._observed, self._run_count = {}, {}, {}
         self._summaries, self._tsv_rows = {}, -1
         self._candidate_starts = []
@@ -96,8 +99,8 @@ class History:
             self.add_run(run)
             self._run_count[run.commit_sha] = self._run_count.get(run.commit_sha, 0) + 1
         self.streaks = Streaks.replay(e.status for e in self.experiments)
-        costs = [e["data"] for e in self.ledger.events(self.session.id)
-                 if e["kind"] == "simplicity_cost" and e["data"]]
+        costs = [e["data"] for e in self.ledger.events(self.session.id, kind="simplicity_cost")
+                 if e["data"]]
         self.simplicity_cost = float(costs[-1]["cost"]) if costs else 0.0
 
     # --- what happened -------------------------------------------------------------------
@@ -107,7 +110,7 @@ class History:
         name = self.config.metric.name
         if run.status == "ok" and name in run.metrics:
             self._observed.setdefault(run.commit_sha, []).append(
-                Observation(run.metrics[name], run.started_at))
+                (run.experiment_id, run.role, Observation(run.metrics[name], run.started_at)))
         if run.role == "candidate":
             bisect.insort(self._candidate_starts, run.started_at)
 
@@ -122,6 +125,8 @@ class History:
         """Re-read an experiment into the history (decided ones go in the order they finish)."""
         exp = self.ledger.experiment(exp_id)
         assert exp is not None
+        if exp.status in FAILED_STATUSES:
+            self._failed[exp.id] = exp.status
         for i, e in enumerate(self.experiments):
             if e.id == exp_id:
                 self.experiments[i] = exp
@@ -150,22 +155,25 @@ class History:
     def runs_since_measured(self, commit: str) -> int:
         """Candidate runs (of any commit) started since `commit` was last measured successfully:
         how long the incumbent has gone without a control run."""
-        seen = self._observed.get(commit)
-        since = seen[-1].at if seen else float("-inf")
+        seen = self.observations(commit)
+        since = max((o.at for o in seen), default=float("-inf"))
         return len(self._candidate_starts) - bisect.bisect_right(self._candidate_starts, since)
 
     def observations(self, commit: str) -> list[Observation]:
-        """Every successful run of `commit`: its objective and when it started, in order."""
-        return list(self._observed.get(commit, []))
+        """Every successful run of `commit` that counts as a measurement of it (not the candidate
+        runs of a failed attempt: policy.counts_as_measurement): objective and start, in order."""
+        failed = self._failed
+        return [o for exp_id, role, o in self._observed.get(commit, [])
+                if counts_as_measurement(role, failed.get(exp_id, ""))]
 
     def objective_runs(self, commit: str) -> list[float]:
-        return [o.value for o in self._observed.get(commit, [])]
+        return [o.value for o in self.observations(commit)]
 
     def noise_groups(self, exclude: Iterable[str] = ()) -> list[list[Observation]]:
         """The repeated measurements of each commit (a single run says nothing about noise)."""
         skip = set(exclude)
-        return [list(obs) for commit, obs in self._observed.items()
-                if len(obs) > 1 and commit not in skip]
+        groups = (self.observations(commit) for commit in self._observed if commit not in skip)
+        return [group for group in groups if len(group) > 1]
 
     def noise(self) -> Noise:
         return pooled_noise([[o.value for o in g] for g in self.noise_groups()])
@@ -194,7 +202,7 @@ class History:
             id=exp.id, seq=exp.seq, status=exp.status, hypothesis=exp.hypothesis,
             objective=exp.objective, delta=exp.delta, reason=exp.decision_reason,
             params=exp.params, commit=exp.commit_sha, metrics=metrics,
-            lines_added=exp.lines_added, lines_removed=exp.lines_removed,
+            lines_added=exp.lines_added, lines_removed=exp.lines_removed, kind=exp.kind,
         )
         if TrialStatus(exp.status).final:
             self._summaries[exp.id] = (exp, summary)
