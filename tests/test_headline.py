@@ -115,3 +115,30 @@ def test_finalize_verify_reuses_the_recorded_runs_of_the_same_trees(toy_repo: Pa
     assert "(3 recorded)" in out
     assert not (toy_repo / ".autoresearch" / "finalize" / "t" / "logs").exists()
     assert rows(toy_repo, "SELECT COUNT(*) FROM runs")[0][0] == before
+
+
+def test_report_verify_re_measures_a_headline_the_session_did_not(toy_repo: Path) -> None:
+    noisy(toy_repo)
+    config = (toy_repo / "autoresearch.toml").read_text()
+    (toy_repo / "autoresearch.toml").write_text(
+        config.replace("repeats = 2", "repeats = 2\nheadline_pairs = 0"))
+    git(toy_repo, "commit", "-qam", "no headline at the end")
+    use_script(toy_repo, [{"hypothesis": "X to 6", "edits": {"target.py": "X = 6.0\n"}}])
+    assert run_cli(toy_repo, "run", "--tag", "t", "-n", "2").returncode == 0
+    assert headlines(toy_repo) == []
+    out = toy_repo.parent / "rep"
+    off = run_cli(toy_repo, "report", "--tag", "t", "--verify", "--out", str(out))
+    assert off.returncode == 0 and "headline_pairs = 0 turns it off" in off.stdout
+    (toy_repo / "autoresearch.toml").write_text(config)
+    git(toy_repo, "commit", "-qam", "headline on")
+    on = run_cli(toy_repo, "report", "--tag", "t", "--verify", "--out", str(out))
+    assert on.returncode == 0, on.stdout + on.stderr
+    assert "headline re-measured over 3 interleaved pairs" in " ".join(on.stdout.split())
+    (hl,) = headlines(toy_repo)
+    assert hl["best"] == "t-0002"
+    assert "**Verified:** headline re-measured" in (out / "report.md").read_text()
+    again = run_cli(toy_repo, "report", "--tag", "t", "--verify", "--out", str(out))
+    assert "the headline of t-0002 is verified already" in " ".join(again.stdout.split())
+    assert len(headlines(toy_repo)) == 1
+    # The session is left as it was: finished, not running.
+    assert rows(toy_repo, "SELECT status FROM sessions")[0][0] == "finished"

@@ -24,6 +24,10 @@ from autoresearch.ledger import ExperimentRow, Ledger
 from autoresearch.policy import Interval, paired_interval
 
 if TYPE_CHECKING:  # the views read headlines without loading the engine
+    from pathlib import Path
+
+    from rich.console import Console
+
     from autoresearch.session import Session
     from autoresearch.trial import Program, Trial
 
@@ -68,22 +72,50 @@ class Headline:
                 "confidence": iv.confidence if iv else None}
 
 
+def verify(root: Path, tag: str, console: Console) -> Headline | None:
+    """Verify a session's headline now, if it is not verified for its current best (`report
+    --verify`): the session is opened to measure, as a resume would, and left as it was."""
+    from autoresearch.config import CONFIG_NAME, load_config
+    from autoresearch.display import Display
+    from autoresearch.scheduler import Scheduler
+    from autoresearch.session import Limits, Session, terminate_as_interrupt
+
+    config = load_config(root / CONFIG_NAME)
+    session = Session(root, config, tag, Display(console))
+    with terminate_as_interrupt():
+        session.open_to_measure()
+        try:
+            why = not_needed(session)
+            if why:
+                console.print(f"nothing to re-measure: {why}")
+                return None
+            return Scheduler(session, Limits()).verify_headline()
+        finally:
+            session.close(status=None)
+
+
 def pairs_wanted(s: Session) -> int:
     setting = s.config.decision.headline_pairs
     return DEFAULT_PAIRS if setting == "auto" else setting
 
 
 def to_verify(s: Session) -> ExperimentRow | None:
-    """The best to verify now, or None (nothing kept, turned off, or already verified)."""
+    """The best to verify now, or None (see `not_needed`)."""
+    return None if not_needed(s) else s.history.incumbent
+
+
+def not_needed(s: Session) -> str | None:
+    """Why nothing is to be re-measured now (nothing kept, turned off, verified already)."""
     best, base = s.history.incumbent, s.history.baseline
-    if (best is None or base is None or best.id == base.id or best.commit_sha is None
-            or pairs_wanted(s) == 0):
-        return None
+    if best is None or base is None or best.id == base.id or best.commit_sha is None:
+        return "nothing was kept: the baseline is the best"
+    if pairs_wanted(s) == 0:
+        return "[decision] headline_pairs = 0 turns it off"
     done = latest(s.ledger, s.row.id)
     if done is not None and (done.best_commit, done.baseline_commit) == (
             best.commit_sha, s.row.base_commit):
-        return None  # the same trees were verified already: not measured twice
-    return best
+        return f"the headline of {best.id} is verified already"  # the same trees, not twice
+    return None
 
 
 def pairs_program(s: Session, trial: Trial, pairs: int,

@@ -118,6 +118,29 @@ class Session:
             self.lock.release()
             raise
 
+    def open_to_measure(self) -> None:
+        """Open an existing session to measure it again (`report --verify`), not to research: the
+        lock and the recovery as for a resume, but no proposer and no new experiment."""
+        self.paths.prepare()
+        self.lock.acquire()
+        try:
+            self.ledger = Ledger(self.paths.ledger)
+            row = self.ledger.session(self.paths.tag)
+            if row is None:
+                raise PreconditionError(f"no session {self.paths.tag!r} in this repository",
+                                        where=str(self.paths.ledger),
+                                        fix="name one that ran here with --tag")
+            self._check_fingerprint(row)
+            self.row = row
+            self.history = History(self.config, self.ledger, row)
+            tip = self._recover()
+            first = self.slots.all[0].worktree
+            self.protected_hashes = guardrails.hash_files(first, select(
+                gitops.tracked_files(first, tip), self.config.all_protected))
+        except BaseException:
+            self.lock.release()
+            raise
+
     def _open_locked(self) -> None:
         self.ledger = Ledger(self.paths.ledger)
         row = self.ledger.session(self.paths.tag)
@@ -239,12 +262,15 @@ class Session:
             names = ", ".join(ref.rsplit("/", 1)[1] for ref in sorted(missing))
             self.event("recovery", f"re-created the refs of {len(missing)} parked commit(s): {names}")
 
-    def close(self, status: str = "stopped") -> None:
+    def close(self, status: str | None = "stopped") -> None:
+        """Release everything; `status` is recorded (None: left as it was)."""
         try:
-            self.proposer.close()
+            if self._proposer_open:
+                self.proposer.close()
             self.executor.close()
         finally:
-            self.ledger.set_session_status(self.row.id, status)
+            if status is not None:
+                self.ledger.set_session_status(self.row.id, status)
             self.lock.release()
 
     # --- small services --------------------------------------------------------------------

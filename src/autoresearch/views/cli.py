@@ -143,17 +143,42 @@ def dashboard(
     server.run()
 
 
+def ledger_metric(root: Path, tag: str) -> str:
+    from autoresearch.views.summary import open_ledger, resolve_session
+
+    ledger = open_ledger(root)
+    try:
+        return resolve_session(ledger, tag).metric
+    finally:
+        ledger.close()
+
+
 def report(
     repo: RepoOpt = Path("."),
     tag: TagOpt = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Directory for the files "
                    "(default: .autoresearch/sessions/<tag>/report).")] = None,
+    verify: Annotated[bool, typer.Option("--verify", help="Re-measure best vs baseline first "
+                      "(interleaved pairs) when the session's headline is not verified yet.")
+                      ] = False,
 ) -> None:
     """Write progress.png, a self-contained report.html and report.md for a session."""
     from autoresearch.report import write_report
     from autoresearch.views.format import fmt_signed, fmt_value
 
     root = _root(repo)
+    if verify:
+        from autoresearch import headline
+        from autoresearch.views.summary import open_ledger, resolve_session
+
+        ledger = open_ledger(root)
+        try:
+            name = resolve_session(ledger, tag).tag
+        finally:
+            ledger.close()
+        done = headline.verify(root, name, console)
+        if done is not None:
+            console.print(escape(done.describe(ledger_metric(root, name))))
     files = write_report(root, tag, out.resolve() if out else None)
     s, conf = files.data.view.summary, files.data.view.confidence
     console.print(f"session [bold]{s.tag}[/]: best {s.metric} {fmt_value(s.best)} vs baseline "
