@@ -24,10 +24,6 @@ from autoresearch.ledger import ExperimentRow, Ledger
 from autoresearch.policy import Interval, paired_interval
 
 if TYPE_CHECKING:  # the views read headlines without loading the engine
-    from pathlib import Path
-
-    from rich.console import Console
-
     from autoresearch.session import Session
     from autoresearch.trial import Program, Trial
 
@@ -70,28 +66,6 @@ class Headline:
                 "low": iv.low if iv and math.isfinite(iv.low) else None,
                 "high": iv.high if iv and math.isfinite(iv.high) else None,
                 "confidence": iv.confidence if iv else None}
-
-
-def verify(root: Path, tag: str, console: Console) -> Headline | None:
-    """Verify a session's headline now, if it is not verified for its current best (`report
-    --verify`): the session is opened to measure, as a resume would, and left as it was."""
-    from autoresearch.config import CONFIG_NAME, load_config
-    from autoresearch.display import Display
-    from autoresearch.scheduler import Scheduler
-    from autoresearch.session import Limits, Session, terminate_as_interrupt
-
-    config = load_config(root / CONFIG_NAME)
-    session = Session(root, config, tag, Display(console))
-    with terminate_as_interrupt():
-        session.open_to_measure()
-        try:
-            why = not_needed(session)
-            if why:
-                console.print(f"nothing to re-measure: {why}")
-                return None
-            return Scheduler(session, Limits()).verify_headline()
-        finally:
-            session.close(status=None)
 
 
 def pairs_wanted(s: Session) -> int:

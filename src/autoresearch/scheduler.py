@@ -22,7 +22,10 @@ import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
+from pathlib import Path
 from statistics import median
+
+from rich.console import Console
 
 from autoresearch import experiment, headline
 from autoresearch.config import Config
@@ -184,6 +187,26 @@ class Scheduler:
             if flight in self.flights:
                 self.flights.remove(flight)
             flight.program.close()
+
+
+def verify_headline_of(root: Path, tag: str, console: Console) -> headline.Headline | None:
+    """Verify a session's headline now, if it is not verified for its current best (`report
+    --verify`): the session is opened to measure, as a resume would, and left as it was."""
+    from autoresearch.config import CONFIG_NAME, load_config
+    from autoresearch.display import Display
+    from autoresearch.session import terminate_as_interrupt
+
+    session = Session(root, load_config(root / CONFIG_NAME), tag, Display(console))
+    with terminate_as_interrupt():
+        session.open_to_measure()
+        try:
+            why = headline.not_needed(session)
+            if why:
+                console.print(f"nothing to re-measure: {why}")
+                return None
+            return Scheduler(session, Limits()).verify_headline()
+        finally:
+            session.close(status=None)
 
 
 def pause_if_failing(s: Session) -> None:

@@ -168,7 +168,7 @@ def report(
 
     root = _root(repo)
     if verify:
-        from autoresearch import headline
+        from autoresearch.scheduler import verify_headline_of
         from autoresearch.views.summary import open_ledger, resolve_session
 
         ledger = open_ledger(root)
@@ -176,7 +176,7 @@ def report(
             name = resolve_session(ledger, tag).tag
         finally:
             ledger.close()
-        done = headline.verify(root, name, console)
+        done = verify_headline_of(root, name, console)
         if done is not None:
             console.print(escape(done.describe(ledger_metric(root, name))))
     files = write_report(root, tag, out.resolve() if out else None)
