@@ -22,7 +22,7 @@ from autoresearch import gitops, guardrails
 from autoresearch.errors import ProposalError
 from autoresearch.judge import judge
 from autoresearch.ledger import TrialStatus
-from autoresearch.proposers.base import InFlight, Proposal, ProposalContext, Usage
+from autoresearch.proposers.base import InFlight, Proposal, ProposalContext
 from autoresearch.proposers.faults import FatalProposerError, ProposerOutage, usage_of
 from autoresearch.runner import log_tail
 from autoresearch.session import Session, SessionStopped, read_program
@@ -55,10 +55,9 @@ def baseline(s: Session, trial: Trial) -> Program:
             values.append(m.objective or 0.0)
         noise = s.history.noise()
         mean = sum(values) / len(values)
-        s.display.tally.baseline = s.display.tally.best = mean
+        s.display.tally.baseline = mean
         s.end(trial, TrialStatus.KEEP, f"baseline: {len(values)} run(s), mean {mean:.6g}, "
             f"noise {noise}", objective=mean)
-        s.ledger.set_session_noise(s.row.id, noise.sigma)
 
 
 def _initial_params(s: Session, trial: Trial) -> dict[str, object] | None:
@@ -81,7 +80,7 @@ def candidate(s: Session, trial: Trial, siblings: Callable[[], list[Trial]]) -> 
             proposal = patiently(s, trial, lambda: s.proposer.propose(
                 context(s, trial, in_flight(siblings()))))
         except ProposalError as exc:
-            record_usage(s, trial, usage_of(exc))
+            trial.bill(usage_of(exc))
             meant = str(getattr(exc, "hypothesis", ""))
             if meant:
                 trial.meant(meant)
@@ -146,21 +145,21 @@ def patiently(s: Session, trial: Trial, call: Callable[[], T], purpose: str | No
         try:
             return call()
         except ProposerOutage as outage:
-            record_usage(s, trial, usage_of(outage), purpose)
+            trial.bill(usage_of(outage), purpose)
             wait = outage.retry_after_s or next(waits, OUTAGE_WAITS[-1])
             deadline = s.limits.deadline
             if deadline is not None and time.time() + wait > deadline:
                 # Waiting would end past the time limit, and the experiment after it too.
                 raise SessionStopped(f"the time limit was reached while the proposer was "
                                      f"unavailable ({outage.what})") from None
-            s.ledger.set_session_status(s.row.id, "paused")
+            s.mark("paused")
             event(s, trial, "outage", f"proposer unavailable ({outage.what}); retrying in "
                   f"{wait:.0f} s")
             s.display.message(f"proposer unavailable: {outage.what}; waiting {wait:.0f} s",
                               "yellow")
             if s.stop_event.wait(wait):
                 raise KeyboardInterrupt from None
-            s.ledger.set_session_status(s.row.id, "running")
+            s.mark("running")
 
 
 def commit(s: Session, trial: Trial, proposal: Proposal, siblings: list[Trial]) -> bool:
@@ -170,7 +169,7 @@ def commit(s: Session, trial: Trial, proposal: Proposal, siblings: list[Trial]) 
     guardrails.clean_proposal_text(proposal)  # untrusted prose, before it is shown or recorded
     s.display.experiment_started(trial.id, proposal.hypothesis)
     if trial.attempt == 1:
-        record_usage(s, trial, proposal.usage)
+        trial.bill(proposal.usage)
     trial.propose(proposal)
     if proposal.in_worktree:
         paths = gitops.changed_paths(worktree)
@@ -239,11 +238,11 @@ def repair(s: Session, trial: Trial, failed: Proposal) -> Proposal | None:
         fix = patiently(s, trial, lambda: s.proposer.repair(
             context(s, trial, []), failed, s.history.last_crash_log or ""), purpose="repair")
     except ProposalError as exc:
-        record_usage(s, trial, usage_of(exc), purpose="repair")
+        trial.bill(usage_of(exc), purpose="repair")
         event(s, trial, "repair", f"repair attempt failed: {exc}")
         return None
     if fix is not None:
-        record_usage(s, trial, fix.usage, purpose="repair")
+        trial.bill(fix.usage, purpose="repair")
     return fix
 
 
@@ -260,7 +259,7 @@ def ended_early(s: Session, trial: Trial) -> Iterator[None]:
 
 def abandoned(s: Session, trial: Trial, exc: BaseException) -> None:
     """End a trial an exception cut short (the caller re-raises it)."""
-    record_usage(s, trial, usage_of(exc), purpose="repair" if trial.failed else None)
+    trial.bill(usage_of(exc), purpose="repair" if trial.failed else None)
     status = TrialStatus.INTERRUPTED
     if isinstance(exc, FatalProposerError) and trial.failed is not None:
         # The candidate did crash; only its repair could not be asked for.
@@ -276,16 +275,6 @@ def abandoned(s: Session, trial: Trial, exc: BaseException) -> None:
         reason = f"the harness stopped on an error: {exc!r}"
     trial.proposal = None
     s.end(trial, status, reason)
-
-
-def record_usage(s: Session, trial: Trial, usage: list[Usage] | tuple[Usage, ...],
-                 purpose: str | None = None) -> None:
-    """Bill every model call to its trial, including calls that produced nothing."""
-    for u in usage:
-        s.ledger.add_usage(s.row.id, trial.id, provider=u.provider, model=u.model,
-                           purpose=purpose or u.purpose, input_tokens=u.input_tokens,
-                           output_tokens=u.output_tokens, cache_read_tokens=u.cache_read_tokens,
-                           cache_write_tokens=u.cache_write_tokens, cost_usd=u.cost_usd)
 
 
 def event(s: Session, trial: Trial, kind: str, message: str) -> None:

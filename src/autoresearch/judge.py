@@ -131,15 +131,10 @@ def settle(s: Session, trial: Trial, step: Step, evidence: Evidence, prefix: str
     trial.judged(incumbent_objective=inc, delta=cand - inc, threshold=step.threshold,
                  guards=guards)
     if status == TrialStatus.KEEP:
-        # The branch moves before the ledger says keep: a kill -9 in between is undone by the
-        # recovery, which points the branch back at the ledger's incumbent.
-        gitops.update_ref(s.root, f"refs/heads/{s.paths.branch}", commit)
-        s.display.tally.best = cand  # before the summary line is printed
         book_simplicity(s, trial, step)
     s.end(trial, status, reason, objective=cand)
     if status == TrialStatus.KEEP:
         check_heldout(s, trial, commit)
-    s.ledger.set_session_noise(s.row.id, s.history.noise().sigma)
 
 
 def command_guards(s: Session, trial: Trial) -> Steps[list[dict[str, object]]]:

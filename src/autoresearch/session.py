@@ -275,6 +275,10 @@ class Session:
 
     # --- small services --------------------------------------------------------------------
 
+    def mark(self, status: str) -> None:
+        """The session's status while it runs: running, or paused while an outage is waited out."""
+        self.ledger.set_session_status(self.row.id, status)
+
     def event(self, kind: str, message: str, exp_id: str | None = None,
               data: Mapping[str, Any] | None = None) -> None:
         self.ledger.add_event(self.row.id, kind, message, experiment_id=exp_id, data=data)
@@ -404,8 +408,12 @@ class Session:
         """After a trial's verdict: the slot back on the incumbent, the streaks, the proposer
         and the views told."""
         row = self.history.refresh(trial.id)
-        if trial.status != TrialStatus.KEEP:
+        if trial.status == TrialStatus.KEEP:
+            self.display.tally.best = row.objective  # before the summary line is printed
+        else:
             self.slots.reset(trial.slot, self.incumbent_commit())
+        if trial.status in (TrialStatus.KEEP, TrialStatus.DISCARD):
+            self.ledger.set_session_noise(self.row.id, self.history.noise().sigma)
         streaks = self.history.streaks
         streaks.record(trial.status)
         if trial.status in (TrialStatus.DISCARD, TrialStatus.CRASH, TrialStatus.TIMEOUT) and (

@@ -24,7 +24,7 @@ from typing import Any, TypeAlias, TypeVar
 from autoresearch import gitops
 from autoresearch.executor import Measurement, RunRequest
 from autoresearch.ledger import ExperimentRow, Ledger, SessionRow, TrialStatus
-from autoresearch.proposers.base import Proposal
+from autoresearch.proposers.base import Proposal, Usage
 from autoresearch.slots import Slot
 from autoresearch.state import StatePaths
 
@@ -47,6 +47,7 @@ class Trial:
         self.root = root
         self.paths = paths
         self.id = row.id
+        self.session_id = row.session_id
         self.seq = row.seq
         self.kind = row.kind
         self.status = TrialStatus(row.status)
@@ -140,13 +141,27 @@ class Trial:
                                      delta=delta, threshold=threshold, guards=guards)
 
     def finish(self, status: TrialStatus, reason: str, objective: float | None = None) -> None:
-        """The verdict: park the commit unless it is kept, then record the final status."""
+        """The verdict: the session branch moves to a kept candidate, any other commit is
+        parked; then the ledger records it. Git first: a kill -9 in between is undone by the
+        recovery (which points the branch back at the ledger's incumbent, re-creates refs)."""
         if not status.final:
             raise ValueError(f"{status} is not a final status")
-        if self.commit is not None and status != TrialStatus.KEEP and self.kind != "baseline":
-            gitops.update_ref(self.root, self.paths.discarded_ref(self.id), self.commit)
+        if self.commit is not None and self.kind != "baseline":
+            if status == TrialStatus.KEEP:
+                gitops.update_ref(self.root, f"refs/heads/{self.paths.branch}", self.commit)
+            else:
+                gitops.update_ref(self.root, self.paths.discarded_ref(self.id), self.commit)
         self.ledger.finish_experiment(self.id, status=status, reason=reason, objective=objective)
         self.status = status
+
+    def bill(self, usage: Sequence[Usage], purpose: str | None = None) -> None:
+        """Every model call is billed to its trial, including calls that produced nothing."""
+        for u in usage:
+            self.ledger.add_usage(
+                self.session_id, self.id, provider=u.provider, model=u.model,
+                purpose=purpose or u.purpose, input_tokens=u.input_tokens,
+                output_tokens=u.output_tokens, cache_read_tokens=u.cache_read_tokens,
+                cache_write_tokens=u.cache_write_tokens, cost_usd=u.cost_usd)
 
     def abandon(self) -> bool:
         """Remove a trial that never got a proposal; False when it cannot go (it spent money)."""
