@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 import sys
 import tomllib
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -225,19 +227,78 @@ _FIXES = {
 }
 
 
+def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+    """The model class that validates the table at `loc` (("verify",) → VerifyConfig)."""
+    model: type[BaseModel] = Config
+    for item in loc:
+        if isinstance(item, int):
+            continue  # an item of a list of tables ([[guards]]): same model as the list's
+        field = model.model_fields.get(item)
+        if field is None:
+            return None
+        found = next((t for t in (field.annotation, *get_args(field.annotation))
+                      if isinstance(t, type) and issubclass(t, BaseModel)), None)
+        if found is None:
+            return None
+        model = found
+    return model
+
+
+def _nearest(word: str, choices: Iterable[str]) -> str | None:
+    near = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return near[0] if near else None
+
+
+def _problems(errors: list[Any]) -> tuple[list[str], str | None]:
+    """One line per problem ("field: message") and the fix for the first one.
+
+    An unknown key gets the nearest valid name of its table; a required field that is missing
+    beside such a near miss (`budget_second` for `budget_seconds`) is that typo, so it is said
+    once, as the typo.
+    """
+    unknown = {tuple(e["loc"]) for e in errors if e["type"] == "extra_forbidden"}
+    typo_of: dict[tuple[int | str, ...], str] = {}  # unknown key's loc -> the name it misspells
+    for loc in unknown:
+        model = _model_at(loc[:-1])
+        near = _nearest(str(loc[-1]), model.model_fields) if model else None
+        if near is not None:
+            typo_of[loc] = near
+    explained = {(*loc[:-1], near) for loc, near in typo_of.items()}
+    problems: list[str] = []
+    fix: str | None = None
+    for err in errors:
+        loc = tuple(x for x in err["loc"] if not str(x).startswith("function-"))
+        if err["type"] == "missing" and loc in explained:
+            continue
+        field = _field_path(loc) or "(top level)"
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        hint: str | None = None
+        if loc in typo_of:
+            msg = f"unknown key; did you mean {typo_of[loc]!r}?"
+            hint = f"rename {loc[-1]!r} to {typo_of[loc]!r}"
+        elif err["type"] == "extra_forbidden":
+            model = _model_at(loc[:-1])
+            msg = "unknown key"
+            if model is not None:
+                hint = "the keys here are: " + ", ".join(model.model_fields)
+        elif err["type"] == "literal_error" and isinstance(err.get("input"), str):
+            allowed = re.findall(r"'([^']*)'", str(err.get("ctx", {}).get("expected", "")))
+            near = _nearest(err["input"], allowed)
+            if near is not None:
+                msg += f"; did you mean {near!r}?"
+                hint = f"write {near!r}"
+        problems.append(f"{field}: {msg}")
+        fix = fix or hint or _FIXES.get(err["type"])
+    return problems, fix
+
+
 def parse_config(data: dict[str, Any], source: str = CONFIG_NAME) -> Config:
     """Validate a parsed TOML document, turning the first problems into one clear ConfigError."""
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        problems = []
-        fix = None
-        for err in exc.errors()[:5]:
-            loc = tuple(x for x in err["loc"] if not str(x).startswith("function-"))
-            field = _field_path(loc) or "(top level)"
-            msg = str(err["msg"]).removeprefix("Value error, ")
-            problems.append(f"{field}: {msg}")
-            fix = fix or _FIXES.get(err["type"])
+        problems, fix = _problems(exc.errors())
+        problems = problems[:5]
         raise ConfigError(
             f"invalid {CONFIG_NAME}: " + "; ".join(problems),
             where=source + " → " + problems[0].split(":")[0],
