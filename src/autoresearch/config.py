@@ -55,6 +55,21 @@ class Amount(BaseModel):
         return f"{self.value * 100:g}%" if self.relative else f"{self.value:g}"
 
 
+def share_pattern_problem(pattern: str) -> str | None:
+    """Why a `[verify] share` glob cannot name files of the user's checkout (None when it can)."""
+    text = pattern.strip()
+    if not text:
+        return "an empty pattern"
+    if text.startswith(("/", "~")) or "\\" in text:
+        return "must be relative to the repository, with / between directories"
+    parts = text.removeprefix("./").split("/")
+    if ".." in parts:
+        return "must stay inside the repository (no '..')"
+    if parts[0] in (".git", STATE_DIR):
+        return f"{parts[0]}/ is not a project file"
+    return None
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -65,6 +80,18 @@ class VerifyConfig(_Strict):
     timeout_seconds: float | None = Field(default=None, gt=0)
     env: dict[str, str] = Field(default_factory=dict)
     max_log_mb: float = Field(default=20.0, gt=0)
+    # Git-ignored files of the user's checkout (prepared data, .env) linked into every worktree;
+    # see shared_paths.py.
+    share: list[str] = Field(default_factory=list)
+
+    @field_validator("share")
+    @classmethod
+    def _relative_globs(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            problem = share_pattern_problem(pattern)
+            if problem:
+                raise ValueError(f"share {pattern!r}: {problem}")
+        return patterns
 
     @property
     def timeout(self) -> float:
@@ -182,6 +209,20 @@ class ProposerConfig(BaseModel):
         return dict(self.model_extra or {})
 
 
+class RunConfig(_Strict):
+    """How each run is resourced. `threads`: the thread count every run is given (OMP, MKL,
+    OpenBLAS...; see resources.py); "auto" measures the cores free when the session starts."""
+
+    threads: int | Literal["auto"] = "auto"
+
+    @field_validator("threads")
+    @classmethod
+    def _at_least_one(cls, v: int | str) -> int | str:
+        if isinstance(v, int) and v < 1:
+            raise ValueError('threads must be at least 1 (or "auto")')
+        return v
+
+
 class LimitsConfig(_Strict):
     max_experiments: int | None = Field(default=None, ge=1)
     max_hours: float | None = Field(default=None, gt=0)
@@ -198,6 +239,7 @@ class Config(_Strict):
     proposer: ProposerConfig = Field(default_factory=ProposerConfig)
     knobs: dict[str, str] = Field(default_factory=dict)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    run: RunConfig = Field(default_factory=RunConfig)
 
     @property
     def all_protected(self) -> list[str]:
@@ -346,6 +388,15 @@ def _check_values(config: Config, path: Path) -> None:
             fix="give the command at least its budget (default: 2 × budget + 60 s)",
         )
     _check_scope_overlap(config, path)
+    for shared in config.verify.share:
+        for scope in config.scope:
+            if globs_overlap(scope, shared):
+                raise ConfigError(
+                    f"shared {shared!r} is inside the scope {scope!r}: a shared file is a link to "
+                    "your checkout's own, which the proposer may not edit",
+                    where=f"{path} → verify.share",
+                    fix=f"narrow scope so it leaves {shared!r} out, or remove it from share",
+                )
     from autoresearch.proposers.knobs import parse_knob_spec  # local: knobs imports config
     from autoresearch.proposers.options import check_builtin_options
 
