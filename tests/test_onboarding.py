@@ -255,3 +255,43 @@ def test_a_crashed_baseline_shows_its_log_tail(toy_repo: Path) -> None:
     out = flat(result.stdout)
     log = toy_repo / ".autoresearch/sessions/b/logs/b-0001/candidate-0.log"
     assert f"last 1 lines of {log}: boom" in out  # score.py's own words, and where they are
+
+
+def test_init_from_log_asks_on_a_terminal(tmp_path: Path) -> None:
+    import os
+    import pty
+    import select
+    import subprocess
+    import sys
+
+    from tests.conftest import cli_env
+
+    repo = log_repo(tmp_path)
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "autoresearch", "init", "--from-log", str(tmp_path / "run.log")],
+        stdin=slave, stdout=slave, stderr=slave, cwd=repo, env=cli_env(),
+        start_new_session=True)
+    os.close(slave)
+    # The 6th number listed, then every other question's default.
+    os.write(master, b"6\n" + b"\n" * 8)
+    out = b""
+    try:
+        while select.select([master], [], [], 60)[0]:
+            try:
+                data = os.read(master, 4096)
+            except OSError:  # the terminal closed: the process is done
+                break
+            if not data:
+                break
+            out += data
+    finally:
+        os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+    text = out.decode(errors="replace")
+    assert proc.returncode == 0, text
+    assert "which one is the objective (#) [" in text
+    chosen = next(c for i, c in enumerate(candidates(NANOGPT_LOG), 1) if i == 6)
+    assert f'name = "{chosen.name}"' in (repo / "autoresearch.toml").read_text()

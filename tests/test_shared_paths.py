@@ -197,3 +197,12 @@ def test_check_says_which_share_line_to_add(tmp_path: Path) -> None:
     again = run_cli(repo, "check")
     assert again.returncode == 0, again.stdout + again.stderr
     assert "2 shared file(s) linked from your checkout" in again.stdout
+
+
+def test_an_untracked_file_git_does_not_ignore_is_named_with_what_to_do(tmp_path: Path) -> None:
+    repo = data_repo(tmp_path)
+    (repo / "notes.txt").write_text("local notes\n")
+    log = "FileNotFoundError: [Errno 2] No such file or directory: 'notes.txt'\n"
+    hint = suggest_share(repo, load(repo), log, tmp_path / "wt")
+    assert hint is not None and not hint.ignored
+    assert hint.line == 'share = ["data/prep/*.bin", "notes.txt"]'  # kept beside the existing

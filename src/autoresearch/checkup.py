@@ -184,10 +184,13 @@ def _explain_failure(root: Path, config: Config, console: Console, text: str, wo
     hint = shared_paths.suggest_share(root, config, text, worktree)
     if hint is not None:
         shown = ", ".join(hint.files[:6]) + (" …" if len(hint.files) > 6 else "")
+        why = ("but git ignores it" if hint.ignored else
+               "but it is not committed (commit it if it belongs in the repository; to share "
+               f"it instead, add {hint.missing} to .gitignore and commit that)")
         console.print(
             f"[yellow]→[/] the command failed on {escape(hint.missing)}: your checkout has it, "
-            "but git ignores it, so the worktree experiments run in does not. Bring it into "
-            "every worktree: in autoresearch.toml, under \\[verify], add")
+            f"{escape(why)}, so the worktree experiments run in does not. Bring it into every "
+            "worktree: in autoresearch.toml, under \\[verify], add")
         console.print(f"    {escape(hint.line)}", soft_wrap=True)  # copied as is: never wrapped
         console.print(f"  (links {len(hint.files)} file(s): {escape(shown)}; see \"Data git does "
                       "not track\" in the README)")

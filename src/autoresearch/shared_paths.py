@@ -261,26 +261,26 @@ class ShareHint:
     missing: str  # the file the run failed on
     line: str  # the `share = [...]` line to write under [verify]
     files: list[str]  # what it would share
+    ignored: bool = True  # False: git does not ignore it yet (it must be, to be shared)
 
 
 def suggest_share(root: Path, config: Config, log_text: str, worktree: Path) -> ShareHint | None:
-    """When a failed run names a file that exists in the checkout but is untracked and ignored
-    (so not in the worktree), the `share` line that brings it."""
+    """When a failed run names a file that exists in the checkout but is untracked (so not in the
+    worktree), the `share` line that brings it. An ignored file is preferred: one git does not
+    ignore must be ignored first (or committed, if it belongs in the repository)."""
     root = root.resolve()
     tracked = set(gitops.tracked_files(root))
     wanted = [p for p in missing_paths(log_text, worktree)
               if p not in tracked and (root / p).exists()
               and not matches(p, [normalize(x) for x in config.verify.share])]
+    if not wanted:
+        return None
     ignored = _ignored(root, wanted)
-    for path in wanted:
-        if path not in ignored:
-            continue
-        pattern = _share_pattern(root, path, tracked)
-        patterns = [*config.verify.share, pattern]
-        shown = ", ".join(json.dumps(p) for p in patterns)
-        files = [p for p in _expand(root, pattern) if p not in tracked]
-        return ShareHint(path, f"share = [{shown}]", files)
-    return None
+    path = next((p for p in wanted if p in ignored), wanted[0])
+    pattern = _share_pattern(root, path, tracked) if path in ignored else path
+    shown = ", ".join(json.dumps(p) for p in [*config.verify.share, pattern])
+    files = [p for p in _expand(root, pattern) if p not in tracked]
+    return ShareHint(path, f"share = [{shown}]", files, ignored=path in ignored)
 
 
 def _share_pattern(root: Path, path: str, tracked: set[str]) -> str:
