@@ -156,7 +156,7 @@ class InlineExecutor:
         worktree = (slot or self.slot).worktree
         if gitops.read_head(worktree) != commit:
             gitops.checkout(worktree, commit)
-        # [verify] share: the links in place and the data unchanged (else SharedDataChanged).
+        # [verify] share: the links in place, the data unchanged (else the session stops, exit 3).
         self.shared(worktree).ready(worktree)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         verify = self.config.verify
