@@ -38,6 +38,7 @@ from autoresearch.config import Config
 from autoresearch.fingerprint import comparable_key, environment_fingerprint
 from autoresearch.metrics import parse_metrics
 from autoresearch.runner import RunSpec, run_command
+from autoresearch.shared_paths import SharedData
 from autoresearch.slots import Resources
 
 RUN_STATUSES = ("ok", "crash", "timeout", "interrupted")
@@ -115,9 +116,12 @@ class LocalExecutor:
     """
 
     def __init__(self, config: Config, stop: threading.Event | None = None,
-                 workers: int = 1) -> None:
+                 workers: int = 1, shared: SharedData | None = None) -> None:
         self.config = config
         self.stop = stop
+        # [verify] share: links in place and the data unchanged before a run, unchanged after
+        # (else SessionStopped, exit 3: the data the measurements depend on moved).
+        self.shared = shared or SharedData()
         self.workers = max(1, workers)
         self._pool: ThreadPoolExecutor | None = None  # started by the first submit
 
@@ -132,6 +136,7 @@ class LocalExecutor:
         if gitops.read_head(request.worktree) != request.commit:
             gitops.checkout(request.worktree, request.commit)
         request.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.shared.ready(request.worktree)
         spec = self._spec(request)
         # Where the run happens is what the fingerprint describes: here, this process.
         fingerprint = environment_fingerprint()
@@ -143,6 +148,7 @@ class LocalExecutor:
         tampered = tuple(fence.changes)
         if tampered:  # put the evaluation back before anything else runs here
             gitops.checkout(request.worktree, request.commit)
+        self.shared.check_unchanged()
         if request.is_guard:
             status = ("interrupted" if outcome.interrupted else "timeout" if outcome.timed_out
                       else "ok" if outcome.exit_code == 0 else "crash")
@@ -162,8 +168,7 @@ class LocalExecutor:
 
     def _spec(self, request: RunRequest) -> RunSpec:
         verify = self.config.verify
-        env = dict(verify.env)
-        env.update(request.resources.env())
+        env = {**request.resources.env(), **verify.env}  # the user's [verify] env wins
         command = verify.expanded_command()
         if request.is_guard:
             assert request.command is not None

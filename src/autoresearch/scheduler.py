@@ -161,8 +161,12 @@ class Scheduler:
         done, _ = wait(list(waiting), return_when=FIRST_COMPLETED)
         for flight in [waiting[f] for f in waiting if f in done]:  # in the order they started
             assert flight.request is not None and flight.future is not None
-            measurement = flight.future.result()
-            flight.future = None
+            future, flight.future = flight.future, None
+            try:
+                measurement = future.result()
+            except BaseException as failed:  # noqa: BLE001 - the executor could not run it
+                self._advance(flight, failed)  # the trial ends; its program re-raises
+                continue
             try:
                 measurement = self.s.accept(flight.trial, flight.request, measurement)
             except SessionStopped as stop:

@@ -19,7 +19,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from autoresearch import gitops, guardrails
+from autoresearch import gitops, guardrails, resources, shared_paths
 from autoresearch.config import PROGRAM_NAME, Config
 from autoresearch.decision import Rule
 from autoresearch.display import Display
@@ -41,7 +41,7 @@ from autoresearch.proposers.base import ExperimentOutcome, Proposal, Proposer
 from autoresearch.proposers.registry import load_proposer
 from autoresearch.readiness import check_preconditions, proposer_readiness
 from autoresearch.runner import kill_leftovers
-from autoresearch.slots import Slot, Slots, plan_resources
+from autoresearch.slots import Slot, Slots, plan_resources, slot_threads
 from autoresearch.state import SessionLock, StatePaths
 from autoresearch.trial import Trial
 
@@ -85,9 +85,15 @@ class Session:
         # an outage is waited out and before a repair is asked for.
         self.limits = Limits()
         self.workers = workers or config.run.workers
+        # [run] threads: "auto" is measured once per session and pinned (resources.py), then
+        # shared out among the slots; [verify] share: the checkout's data linked into each slot.
+        self.thread_plan = resources.effective(resources.session_threads(
+            config.run, self.paths.session_dir / "threads.json"), config.verify.env)
+        shared = shared_paths.collect(root, config) if config.verify.share else None
         self.slots = Slots(root, self.paths, self.workers,
-                           plan_resources(config.run, self.workers))
-        self.executor: Executor = executor or LocalExecutor(config, self.stop_event, self.workers)
+                           plan_resources(config.run, self.workers, self.thread_plan), shared)
+        self.executor: Executor = executor or LocalExecutor(config, self.stop_event, self.workers,
+                                                            shared)
         self.policy: Policy = ClassicPolicy(
             Rule(config.metric.direction, config.decision.min_effect, config.decision.noise_k,
                  config.decision.simplicity), max_pairs=config.decision.confirm_runs)
@@ -290,6 +296,15 @@ class Session:
             cached = select(gitops.tracked_files(self.root, commit), self.config.scope)
             self._scope_cache = {commit: cached}
         return cached
+
+    @property
+    def threads(self) -> resources.ThreadPlan:
+        """What each run gets (shown at the start of `run`): the session's plan, per slot."""
+        per_slot = slot_threads(self.config.run, self.workers, self.thread_plan)
+        if per_slot is None or per_slot == self.thread_plan.threads:
+            return self.thread_plan
+        return resources.ThreadPlan(per_slot, f"{self.thread_plan.why}, shared by "
+                                              f"{self.workers} workers")
 
     def spend_limit_reached(self) -> str | None:
         if self.limits.max_usd is not None:

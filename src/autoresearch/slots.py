@@ -23,6 +23,8 @@ from pathlib import Path
 
 from autoresearch import gitops
 from autoresearch.config import RunConfig
+from autoresearch.resources import ThreadPlan, thread_env
+from autoresearch.shared_paths import SharedData
 from autoresearch.state import StatePaths
 
 
@@ -41,7 +43,8 @@ class Resources:
         return env
 
     def describe(self) -> str:
-        parts = [f"{k}={v}" for k, v in self.env_vars if k == "OMP_NUM_THREADS"]
+        parts = [f"{v} thread{'s' * (v != '1')}" for k, v in self.env_vars
+                 if k == "OMP_NUM_THREADS"]
         if self.cpus:
             parts.append("cpus " + ",".join(map(str, self.cpus)))
         if self.gpu is not None:
@@ -59,14 +62,27 @@ class Slot:
     resources: Resources = field(default_factory=Resources)
 
 
-def plan_resources(run: RunConfig, workers: int) -> list[Resources]:
-    """Each slot's share: its CPUs when `affinity` is on, a GPU of its own when there are several."""
+def plan_resources(run: RunConfig, workers: int,
+                   threads: ThreadPlan | None = None) -> list[Resources]:
+    """Each slot's share: its thread count (`threads` is the session's plan: "auto" cores are
+    divided among the slots, a number set in [run] threads is each run's), its CPUs when
+    `affinity` is on, a GPU of its own when there are several."""
+    per_slot = slot_threads(run, workers, threads)
+    env = tuple(thread_env(per_slot).items()) if per_slot else ()
     cpus = _cpu_shares(workers) if run.affinity else [()] * workers
     gpus = _visible_gpus() if run.gpus == "auto" else list(run.gpus)
     if run.gpus == "auto" and (len(gpus) < 2 or workers < 2):
         gpus = []  # one GPU, or one worker: nothing to share out, CUDA_VISIBLE_DEVICES left as is
-    return [Resources(cpus=cpus[i], gpu=gpus[i % len(gpus)] if gpus else None)
+    return [Resources(cpus=cpus[i], gpu=gpus[i % len(gpus)] if gpus else None, env_vars=env)
             for i in range(workers)]
+
+
+def slot_threads(run: RunConfig, workers: int, threads: ThreadPlan | None) -> int | None:
+    """Threads each run of a slot gets: the free cores ("auto") shared by the slots, else the
+    number [run] threads sets for every run."""
+    if threads is None:
+        return None
+    return threads.threads if run.threads != "auto" else max(1, threads.threads // workers)
 
 
 def _cpu_shares(workers: int) -> list[tuple[int, ...]]:
@@ -103,11 +119,13 @@ class Slots:
     """The session's slots: created on open, each made to hold a given commit on demand."""
 
     def __init__(self, root: Path, paths: StatePaths, workers: int,
-                 resources: Sequence[Resources] = ()) -> None:
+                 resources: Sequence[Resources] = (), shared: SharedData | None = None) -> None:
         if workers < 1:
             raise ValueError("a session needs at least one worker")
         self.root = root
         self.paths = paths
+        # [verify] share: the checkout's ignored data, linked into every slot after each reset.
+        self.shared = shared or SharedData()
         shares = list(resources) or [Resources()] * workers
         self.all = [Slot(i, f"slot-{i + 1}", path, shares[i % len(shares)])
                     for i, path in enumerate(slot_paths(paths, workers))]
@@ -127,12 +145,15 @@ class Slots:
             shutil.rmtree(outer, ignore_errors=True)
         for slot in self.all:
             gitops.ensure_detached_worktree(self.root, slot.worktree, tip)
+            self.shared.link(slot.worktree)
 
     def reset(self, slot: Slot, commit: str) -> None:
-        """Make the slot exactly `commit`: tracked files restored, untracked ones removed."""
+        """Make the slot exactly `commit`: tracked files restored, untracked ones removed (the
+        shared data linked again)."""
         gitops.checkout(slot.worktree, commit)
+        self.shared.link(slot.worktree)
 
     def holding(self, slot: Slot, commit: str) -> None:
         """Make sure the slot holds `commit` (a no-op when it does: one file read)."""
         if gitops.read_head(slot.worktree) != commit:
-            gitops.checkout(slot.worktree, commit)
+            self.reset(slot, commit)
