@@ -97,7 +97,10 @@ def candidate(s: Session, trial: Trial, siblings: Callable[[], list[Trial]]) -> 
             assert trial.commit is not None
             if s.policy.control_due(s.history.runs_since_measured(trial.parent)):
                 # The incumbent is re-measured as a control arm, right before the candidate.
-                yield s.run_request(trial, "control", trial.parent)
+                control = yield s.run_request(trial, "control", trial.parent)
+                if not control.ok:
+                    event(s, trial, "warning", f"the incumbent's control run {control.status}ed "
+                          f"({control.reason}): an unstable environment?")
             first = yield s.run_request(trial, "candidate", trial.commit)
             if first.ok:
                 break
