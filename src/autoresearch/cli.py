@@ -133,14 +133,15 @@ def run_session(root: Path, tag: str | None, iterations: int | None,
     """Open (or resume) a session, loop until a limit, print the summary; returns an exit code."""
     from autoresearch import loop
     from autoresearch.display import make_display
-    from autoresearch.session import Session, SessionStopped, terminate_as_interrupt
+    from autoresearch.session import Session, SessionStopped
+    from autoresearch.stop_signals import describe_interrupt, stop_signals_as_interrupt
 
     config = load_config(root / CONFIG_NAME)
     tag_ = resolve_tag(root, tag, must_exist=False)
     display = make_display(console)
     session = Session(root, config, tag_, display)
     started = time.time()
-    with terminate_as_interrupt():
+    with stop_signals_as_interrupt():  # SIGTERM and SIGHUP stop like Ctrl-C
         session.open()
         # Everything loaded so far lives for the whole session: keep the collector off it, so
         # full collections stay short and don't land in the middle of an experiment.
@@ -168,8 +169,9 @@ def run_session(root: Path, tag: str | None, iterations: int | None,
         except SessionStopped as stop:
             reason, exit_code = stop.reason, stop.exit_code
             status = "paused" if exit_code else "finished"
-        except KeyboardInterrupt:
-            reason, exit_code = "interrupted (Ctrl-C); run the same command to resume", 130
+        except KeyboardInterrupt as exc:
+            reason = f"interrupted ({describe_interrupt(exc)}); run the same command to resume"
+            exit_code = 130
         finally:
             display.stop()
             session.close(status)

@@ -88,13 +88,33 @@ class StatePaths:
     @property
     def repo_key(self) -> str:
         """A short id of this repository, so run ids of two repos never collide."""
-        return hashlib.sha1(str(self.root).encode()).hexdigest()[:8]
+        return repo_key_of(self.root)
+
+    @property
+    def repo_run_ids(self) -> str:
+        """What every run id of this repository starts with, whatever its session's tag
+        (`executor.run_id_prefix` adds the tag)."""
+        return f"ar-{self.repo_key}-"
 
     def prepare(self) -> None:
         self.session_dir.mkdir(parents=True, exist_ok=True)
         ignore = self.state_dir / ".gitignore"
         if not ignore.exists():
             ignore.write_text("# autoresearch state: never committed\n*\n")
+
+
+def repo_key_of(root: Path) -> str:
+    return hashlib.sha1(str(root).encode()).hexdigest()[:8]
+
+
+def run_ids_of_worktree(worktree: Path) -> str:
+    """The run-id prefix of the repository a session worktree (`<root>/.autoresearch/worktrees/
+    <tag>[/<slot>]`) belongs to; for any other directory, one of its own."""
+    parts = worktree.parts
+    if STATE_DIR in parts:
+        root = Path(*parts[: len(parts) - 1 - parts[::-1].index(STATE_DIR)])
+        return StatePaths(root, "_").repo_run_ids
+    return f"ar-{repo_key_of(worktree)}-"
 
 
 def pid_alive(pid: int) -> bool:
