@@ -17,6 +17,8 @@ It imitates each CLI's invocation and output format, and does what FAKE_AGENT_MO
     main       set X = 6.9 and move the user's checked-out `main` (refused, but main is left)
     nothing    change nothing
     hang       start a child that ignores SIGTERM, then sleep (the timeout must kill both)
+    persist    start a child that leaves the session (setsid), ignores SIGTERM and rewrites
+               target.py every 20 ms forever, then sleep: what must not outlive the orchestrator
     auth       fail like an unauthenticated CLI
     repair     replace 'import missing_module' in target.py by 'import math'
 With FAKE_AGENT_MODES naming a file of modes (one a line), each call takes the next line instead.
@@ -25,6 +27,7 @@ Every call appends {"argv": [...], "prompt": "..."} as a JSON line to FAKE_AGENT
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -64,6 +67,18 @@ def act(mode: str) -> None:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         target.write_text("X = 'half-written'\n")
         child.wait()
+        time.sleep(600)
+    elif mode == "persist":
+        if os.fork() == 0:
+            os.setsid()
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            pidfile = os.environ["FAKE_AGENT_PIDFILE"]
+            Path(pidfile + ".tmp").write_text(str(os.getpid()))
+            os.rename(pidfile + ".tmp", pidfile)
+            while True:
+                with contextlib.suppress(OSError):
+                    target.write_text("X = 'written by an orphan'\n")
+                time.sleep(0.02)
         time.sleep(600)
     elif mode == "others":
         target.write_text(target.read_text().replace("X = 3.0", "X = 7.0"))
