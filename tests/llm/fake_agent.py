@@ -8,6 +8,8 @@ It imitates each CLI's invocation and output format, and does what FAKE_AGENT_MO
     switch     `git switch` to the session branch, set X = 6.9 (refused; HEAD detached again)
     refs       set X = 6.9, create a branch and a tag, move the session branch (refused, undone)
     stash      set X = 6.9, `git stash`, set X = 6.8 (refused: stashes are git too)
+    stashdrop  set X = 6.9, drop the newest of the user's stashes (refused; it comes back)
+    userstash  change target.py in the user's checkout and `git stash` it there (the user's)
     hide       set X = 6.9, `git update-index --assume-unchanged score.py`, tamper score.py
     hook       set X = 6.9, install a post-checkout hook in the repository's git dir
     ignored    set X = 6.9, rewrite the git-ignored data/offset.txt the evaluation reads, and add
@@ -83,7 +85,8 @@ def act(mode: str) -> None:
     elif mode == "others":
         target.write_text(target.read_text().replace("X = 3.0", "X = 7.0"))
         git("update-ref", "refs/autoresearch/other/discarded/other-0001", "HEAD")
-    elif mode in ("switch", "refs", "stash", "hide", "hook", "ignored", "main"):
+    elif mode in ("switch", "refs", "stash", "stashdrop", "userstash", "hide", "hook", "ignored",
+                  "main"):
         git_tricks(mode, target)
     elif mode == "checkout":
         # Through the worktree to the user's own checkout it lives in.
@@ -135,6 +138,12 @@ def git_tricks(mode: str, target: Path) -> None:
     elif mode == "stash":
         git("stash", "-q")
         set_x("6.8")
+    elif mode == "stashdrop":
+        git("stash", "drop", "-q")
+    elif mode == "userstash":
+        root = Path(git("rev-parse", "--path-format=absolute", "--git-common-dir")).parent
+        (root / "target.py").write_text("X = 1.0  # edited in your checkout\n")
+        git("-C", str(root), "stash", "-q")
     elif mode == "hide":
         git("update-index", "--assume-unchanged", "score.py")
         Path("score.py").write_text("print('score: 0')\n")
