@@ -187,6 +187,27 @@ time.sleep(60)
     assert wait_dead(wait_file(pidfile))
 
 
+def test_children_that_cleared_their_environment_are_killed(tmp_path: Path, prefix: str) -> None:
+    # No run id to be found by: one stays in the group, the other also leaves it and is found
+    # only as a descendant of the run's first process (which is alive: the run is stopped).
+    body = WRITE_PID + f"""
+import subprocess, sys, time
+code = {WRITE_PID!r} + "import time\\nwrite_pid(sys.argv[1])\\ntime.sleep(60)\\n"
+subprocess.Popen([sys.executable, "-c", "import sys\\n" + code, {str(tmp_path / "grouped.pid")!r}], env={{}})
+subprocess.Popen([sys.executable, "-c", "import sys\\n" + code, {str(tmp_path / "away.pid")!r}], env={{}},
+                 start_new_session=True)
+while not all(os.path.exists(f"{tmp_path}/{{n}}.pid") for n in ("grouped", "away")):
+    time.sleep(0.01)
+write_pid({str(tmp_path / "ready")!r})
+time.sleep(60)
+"""
+    out = run_command(spec(tmp_path, script(tmp_path, "p.py", body), run_id=prefix + "1"),
+                      stop=stop_when(tmp_path / "ready"))
+    assert out.interrupted
+    assert wait_dead(wait_file(tmp_path / "grouped.pid"))
+    assert wait_dead(wait_file(tmp_path / "away.pid"))
+
+
 def test_daemon_left_behind_after_exit_zero_is_killed(tmp_path: Path, prefix: str) -> None:
     pidfile = tmp_path / "daemon.pid"
     body = (
