@@ -145,3 +145,18 @@ def test_a_second_session_in_the_same_process_is_refused(tmp_path: Path) -> None
         SessionLock(tmp_path / "lock").acquire()
     first.release()
     assert not (tmp_path / "lock").exists()
+
+
+def test_a_file_system_without_flock_is_a_clear_error(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+    import fcntl
+
+    from autoresearch.errors import PreconditionError
+
+    def no_locks(fd: int, operation: int) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with pytest.raises(PreconditionError, match="cannot lock the session: No locks available"):
+        SessionLock(tmp_path / "lock").acquire()

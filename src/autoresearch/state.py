@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from autoresearch.config import STATE_DIR
-from autoresearch.errors import ConfigError, SessionLockedError
+from autoresearch.errors import ConfigError, PreconditionError, SessionLockedError
 
 TAG_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -156,6 +156,12 @@ class SessionLock:
                     f"session is already running in process {pid or '(starting)'}",
                     where=str(self.path),
                     fix="stop that process first (Ctrl-C), or use another --tag",
+                ) from None
+            except OSError as exc:  # a file system without flock (some network or FUSE ones)
+                os.close(fd)
+                raise PreconditionError(
+                    f"cannot lock the session: {exc.strerror or exc}", where=str(self.path),
+                    fix="keep the repository (its .autoresearch directory) on a local file system",
                 ) from None
             except BaseException:
                 os.close(fd)
