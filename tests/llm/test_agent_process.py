@@ -163,7 +163,8 @@ def test_an_orphan_of_a_dead_session_is_fenced_off_before_the_agent_runs(
         while ORPHAN_TEXT not in (worktree / "lib" / "util.py").read_text():
             assert time.monotonic() < deadline
             time.sleep(0.02)
-        git(worktree, "checkout", "--", "lib/util.py")  # the harness's reset for this experiment
+        # It writes into the worktree the harness reset for this experiment: the agent proposer
+        # kills it and undoes its write before it reads anything.
         ctx: ProposalContext = dataclasses.replace(make_ctx())
         proposal = AgentProposer(make_config(agent="claude"), {"agent": "claude"}).propose(ctx)
         assert proposal is not None
