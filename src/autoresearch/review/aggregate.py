@@ -1,7 +1,7 @@
 """Normalize, deduplicate and rank findings; cap the inline ones.
 
 Deduplication: findings of two reviewers are one issue when they are in the same file, their
-lines overlap (or touch), and they are about the same thing: the same category, or titles that
+lines overlap, and they are about the same thing: the same category, or titles that
 share most of their words. One reviewer's reports stay separate unless they are identical. The merged finding keeps the most severe member's location and wording (a model's
 explanation is preferred to an analyzer's one-liner when both are there) and lists every source.
 
@@ -40,8 +40,9 @@ def same_issue(a: RawFinding, b: RawFinding) -> bool:
         return False
     if a.reviewer == b.reviewer:
         # One reviewer's two reports are two issues, unless it said the same thing twice.
-        return (a.start_line, a.end_line, a.category) == (b.start_line, b.end_line, b.category)
-    if a.start_line > b.end_line + 1 or b.start_line > a.end_line + 1:
+        return (a.start_line, a.end_line, a.category, a.rule) == (
+            b.start_line, b.end_line, b.category, b.rule)
+    if a.start_line > b.end_line or b.start_line > a.end_line:
         return False
     if a.category == b.category:
         return True

@@ -76,9 +76,11 @@ def resolve_llm(
     try:
         settings = ProviderSettings.from_options(options, env)
     except ConfigError as exc:
-        raise ConfigError(exc.what.replace("[proposer]", "[review] llm"),
-                          where=(exc.where or "").replace("[proposer]", "[review] llm"),
-                          fix=exc.fix) from None
+        def here(text: str | None) -> str | None:  # the options live in [review] llm here
+            return None if text is None else text.replace("[proposer]", "[review] llm")
+
+        raise ConfigError(here(exc.what) or exc.what, where=here(exc.where),
+                          fix=here(exc.fix)) from None
     prices = PriceTable(options.get("prices"))
     try:
         context = int(options.get("context_tokens", DEFAULT_CONTEXT_TOKENS))
