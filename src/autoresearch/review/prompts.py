@@ -166,15 +166,17 @@ def review_prompt(change: Change, files: Sequence[ChangedFile], *, history: str,
 
 
 def verify_prompt(change: Change, changed: ChangedFile, findings: Sequence[RawFinding],
-                  budget_chars: int) -> str:
+                  budget_chars: int, history: str = "") -> str:
     lines = []
     for i, f in enumerate(findings, 1):
         lines.append(
             f"### F{i}: {f.path}:{f.start_line}-{f.end_line} [{f.category}, {f.severity}]\n"
             f"title: {f.title}\nbody: {f.body}\nquote:\n```\n{f.quote}\n```")
     diff = file_diff(change, [changed.path])
-    return "\n\n".join([
-        "## Findings to check\n" + "\n\n".join(lines),
-        f"## Diff of {changed.path}\n```diff\n{diff}\n```",
-        "## The file after the change\n" + file_block(change, changed, budget_chars // 2),
-    ])
+    sections = ["## Findings to check\n" + "\n\n".join(lines),
+                f"## Diff of {changed.path}\n```diff\n{diff}\n```"]
+    if history:
+        sections.append(f"## History of this file\n{history}")
+    sections.append("## The file after the change\n"
+                    + file_block(change, changed, budget_chars // 2))
+    return "\n\n".join(sections)

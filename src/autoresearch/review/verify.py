@@ -24,7 +24,7 @@ from autoresearch.review.change import Change
 from autoresearch.review.context import ReviewContext
 from autoresearch.review.llm_call import ask
 from autoresearch.review.model import Dropped, RawFinding
-from autoresearch.review.prompts import VERIFY_SYSTEM, verify_prompt
+from autoresearch.review.prompts import VERIFY_SYSTEM, history_block, verify_prompt
 from autoresearch.review.replies import ReplyError, verdicts_from_reply
 
 LINE_TOLERANCE = 3
@@ -128,7 +128,10 @@ def _verify_batch(ctx: ReviewContext, batch: Sequence[RawFinding]) -> Verificati
     changed = ctx.change.file(batch[0].path)
     assert changed is not None
     budget_chars = int(setup.context_tokens * 3.5)
-    prompt = verify_prompt(ctx.change, changed, batch, budget_chars)
+    # Regression claims can only be checked against the history they cite.
+    history = history_block(ctx.history, [changed.old_path or changed.path]) if any(
+        f.category == "regression" or f.angle == "history" for f in batch) else ""
+    prompt = verify_prompt(ctx.change, changed, batch, budget_chars, history)
     what = f"verification of {len(batch)} finding(s) in {changed.path}"
     result = ask(ctx, VERIFY_SYSTEM, [Turn.user(prompt)], purpose="verify", what=what,
                  model=setup.verify_model)
