@@ -16,7 +16,7 @@ diff of the timing target). Two configurations review every repository:
 A red finding is correct when it is on a planted bug's lines with a category that names the
 bug's class; recall counts the planted bugs that got at least one correct red finding.
 
-Run:  python bench/review_eval.py [--repeat 3] [--seeds 3]
+Run:  python bench/review_eval.py [--repeat 3] [--seeds 3] [--verifier-error-rate 0.1]
 Target: offline review of the 500-line diff under 10 s; zero red findings on clean refactors.
 """
 
@@ -126,13 +126,19 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="reviews per repository (timing)")
     parser.add_argument("--seeds", type=int, default=3,
                         help="full-pipeline runs, each with another simulated-model seed")
+    parser.add_argument("--verifier-error-rate", type=float, default=0.1,
+                        help="share of the simulated verifier's verdicts that are wrong")
+    parser.add_argument("--hallucination-rate", type=float, default=0.5,
+                        help="share of the simulated reviewer's passes with a made-up finding")
     args = parser.parse_args()
     cases = {**BUG_CASES, **CLEAN_CASES}
     with tempfile.TemporaryDirectory(prefix="review-eval-") as tmp:
         built = {name: build(Path(tmp) / name.replace("/", "_")) for name, build in cases.items()}
         scores = {"offline": evaluate(built, None, args.repeat)}
         for seed in range(args.seeds):
-            with FakeModelServer(handler=SimulatedModel(seed=seed)) as server:
+            model = SimulatedModel(seed=seed, hallucination_rate=args.hallucination_rate,
+                                   verifier_error_rate=args.verifier_error_rate)
+            with FakeModelServer(handler=model) as server:
                 scores[f"full, seed {seed}"] = evaluate(built, server, args.repeat)
     report(scores, args, len(BUG_CASES), len(CLEAN_CASES))
 
@@ -153,7 +159,9 @@ def evaluate(built: dict[str, Built], server: FakeModelServer | None, repeat: in
 def report(scores: dict[str, Score], args: argparse.Namespace, bugs: int, clean: int) -> None:
     load = os.getloadavg()[0]
     print(f"review evaluation: {bugs} repositories with a planted bug, {clean} clean refactors; "
-          f"{args.repeat} review(s) each; load average {load:.1f} on {os.cpu_count()} CPUs")
+          f"{args.repeat} review(s) each; load average {load:.1f} on {os.cpu_count()} CPUs; "
+          f"simulated model: hallucinations in {args.hallucination_rate:.0%} of passes, "
+          f"{args.verifier_error_rate:.0%} wrong verdicts")
     print()
     print(f"{'configuration':<16}{'precision':>10}{'recall':>9}{'red':>6}{'correct':>9}"
           f"{'red on clean':>14}{'yellow':>8}{'median s':>10}{'500-line s':>12}")

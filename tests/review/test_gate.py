@@ -11,7 +11,7 @@ from autoresearch.config import ReviewConfig, parse_config
 from autoresearch.errors import ConfigError
 from autoresearch.ledger import Ledger
 from autoresearch.ledger.schema import MIGRATIONS
-from autoresearch.review.gate import record_gate, review_candidate
+from autoresearch.review.gate import check_gate, record_gate, review_candidate
 from autoresearch.review.settings import load_review_config
 from tests.review.conftest import Repo
 
@@ -113,3 +113,18 @@ def test_review_config_in_autoresearch_toml(tmp_path: Path) -> None:
     (tmp_path / "autoresearch.toml").write_text('[review]\nreviewers = ["ruff"]\n')
     review, _ = load_review_config(tmp_path)  # the rest of the file may be absent
     assert review.reviewers == ["ruff"]
+
+
+def test_check_gate_refuses_a_bad_review_config_before_a_session_starts() -> None:
+    assert check_gate(ReviewConfig()) == "review gate off"
+    assert check_gate(ReviewConfig(gate="red"), env={}) == (
+        "review gate red: ruff, bandit, mypy, history")
+    with pytest.raises(ConfigError) as info:
+        check_gate(ReviewConfig(gate="red", reviewers=["ruff", "bandid"]), env={})
+    assert "did you mean 'bandit'" in (info.value.fix or "")
+    with pytest.raises(ConfigError) as info:
+        check_gate(ReviewConfig(gate="red", llm=True), env={})
+    assert "ANTHROPIC_API_KEY" in info.value.what + (info.value.fix or "")
+    with_model = check_gate(ReviewConfig(gate="red", llm={"provider": "ollama",
+                                                          "model": "qwen3:8b"}), env={})
+    assert "logic, security, regression, rules" in with_model and "qwen3:8b" in with_model

@@ -205,3 +205,47 @@ def test_openai_compatible_endpoint_and_agreement_with_an_analyzer(
     assert len(merged) == 1
     assert set(merged[0].sources) == {"bandit B602", "llm:security"}
     assert merged[0].confidence > 0.85 and merged[0].title == "Shell injection through cmd"
+
+
+def test_a_regression_claim_is_verified_against_the_history_it_cites(
+        repo: Repo, server: FakeModelServer) -> None:
+    repo.commit("init", **{"retry.py": "def call(fn, n=3):\n    for _ in range(n - 1):\n"
+                           "        fn()\n"})
+    repo.commit("Fix retry loop: one attempt too few", **{
+        "retry.py": "def call(fn, n=3):\n    for _ in range(n):\n        fn()\n"})
+    repo.branch("feature")
+    repo.commit("tidy", **{"retry.py": "def call(fn, n=3):\n    \"\"\"Call fn n times.\"\"\"\n"
+                           "    for _ in range(n - 1):\n        fn()\n"})
+    server._handler = scripted([{
+        "path": "retry.py", "line": 3, "angle": "history", "category": "regression",
+        "severity": "high", "confidence": 0.8, "title": "Brings back the fixed bound",
+        "body": "The fix commit removed this bound.", "quote": "for _ in range(n - 1):"}])
+    review = run_review(repo.change(), settings(server))
+    review_prompt = next(r for r in server.requests if is_review(r)).prompt_text()
+    assert "history/regression" in review_prompt  # a fix touched the file: the angle runs
+    assert "removed: for _ in range(n - 1):" in review_prompt
+    check = next(r for r in server.requests if is_verification(r)).prompt_text()
+    assert "## History of this file" in check and "Fix retry loop" in check
+    merged = [f for f in review.findings if f.category == "regression"]
+    assert merged and set(merged[0].sources) >= {"history reintroduced-line", "llm:history"}
+
+
+def test_llm_setup_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
+    off, why = resolve_llm(None, "tune", {}, {"ANTHROPIC_API_KEY": "k"}, when_unset="off")
+    assert off is None and "[review] llm is not set" in why
+    auto, why = resolve_llm(None, "tune", {}, {"ANTHROPIC_API_KEY": "k"}, when_unset="auto")
+    assert auto is not None and auto.settings.provider == "anthropic"
+    assert "ANTHROPIC_API_KEY is set" in why and auto.settings.max_tokens == 4096
+    none, why = resolve_llm(None, "tune", {}, {}, when_unset="auto")
+    assert none is None and "no model API is configured" in why
+    shared, why = resolve_llm(None, "llm", {"provider": "ollama", "model": "qwen3:8b"}, {},
+                              when_unset="off")
+    assert shared is not None and shared.settings.model == "qwen3:8b"
+    assert "[proposer] options" in why
+    own, _ = resolve_llm({"provider": "openai", "model": "gpt-4.1", "verify_model": "gpt-4.1-mini",
+                          "prices": {"gpt-4.1": [1, 2]}}, "tune", {}, {"OPENAI_API_KEY": "k"},
+                         when_unset="off")
+    assert own is not None and own.verify_model == "gpt-4.1-mini"
+    assert own.prices.cost("gpt-4.1", 1_000_000, 0) == 1.0
+    disabled, _ = resolve_llm(False, "llm", {"provider": "ollama"}, {}, when_unset="auto")
+    assert disabled is None

@@ -93,3 +93,37 @@ def test_user_mistakes_get_clear_errors_and_exit_codes(feature: Repo, tmp_path: 
     (feature.path / "autoresearch.toml").unlink()
     missing = run_cli(feature.path, "review", "--diff", str(tmp_path / "none.diff"))
     assert missing.returncode == 1 and "cannot read the diff" in missing.stderr
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_a_slow_model_call_exits_130_at_once(feature: Repo) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import cli_env
+    from tests.llm.fake_server import FakeModelServer, Reply
+
+    with FakeModelServer(handler=lambda rec: Reply(text='{"findings": []}', delay=60)) as server:
+        (feature.path / "autoresearch.toml").write_text(
+            f'[review]\nllm = {{ provider = "anthropic", base_url = "{server.anthropic_url}", '
+            'model = "claude-sonnet-4-6", timeout_seconds = 120, max_retries = 0 }\n')
+        proc = subprocess.Popen([sys.executable, "-m", "autoresearch", "review", "--no-record"],
+                                cwd=feature.path, env=cli_env(), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 60
+            while not server.requests and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert server.requests, "the review never called the model"
+            proc.send_signal(signal.SIGINT)
+            start = time.monotonic()
+            _, stderr = proc.communicate(timeout=20)
+            assert proc.returncode == 130
+            assert time.monotonic() - start < 15  # not the 60 s the model call would take
+            assert "interrupted" in stderr and "Traceback" not in stderr
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from contextlib import nullcontext
 from pathlib import Path
@@ -140,8 +141,17 @@ def review(
     ledger = open_ledger(state_root) if record and state_root is not None else None
     if ledger is not None:
         known |= ledger.reported_fingerprints(change.subject.key)
-    with err.status("reviewing", spinner="dots") if err.is_terminal else nullcontext():
-        result = run_review(change, settings, known=known)
+    try:
+        with err.status("reviewing", spinner="dots") if err.is_terminal else nullcontext():
+            result = run_review(change, settings, known=known)
+    except KeyboardInterrupt:
+        if ledger is not None:
+            ledger.close()
+        err.print("interrupted: nothing was recorded")
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # Reviewer threads may be inside a model call: end the process without waiting for them.
+        os._exit(130)
     if ledger is not None:
         try:
             record_review(ledger, result)

@@ -24,6 +24,7 @@ from autoresearch.review.context import ReviewSettings
 from autoresearch.review.llm_setup import resolve_llm
 from autoresearch.review.model import Colour, Finding, Review
 from autoresearch.review.pipeline import run_review
+from autoresearch.review.registry import load_reviewers, select
 from autoresearch.review.store import record_review
 
 BLOCKING: dict[str, tuple[Colour, ...]] = {"red": ("red",), "yellow": ("red", "yellow"),
@@ -50,6 +51,22 @@ def settings_for_gate(config: ReviewConfig, proposer: ProposerConfig | None,
         reviewers=tuple(config.reviewers) if config.reviewers else None, llm=llm, llm_note=note,
         max_usd=config.max_usd, inline_cap=config.inline_cap,
         history_commits=config.history_commits, tool_timeout_s=config.tool_timeout_seconds)
+
+
+def check_gate(config: ReviewConfig, proposer: ProposerConfig | None = None,
+               env: Mapping[str, str] | None = None) -> str:
+    """Resolve the gate's settings once before a session starts, so a bad `[review]` (an
+    unknown reviewer, `llm = true` without a model) stops it at once with a ConfigError instead
+    of failing at the first keep. Returns a sentence for the session's header."""
+    if config.gate == "off":
+        return "review gate off"
+    settings = settings_for_gate(config, proposer, os.environ if env is None else env)
+    available = load_reviewers()
+    names = list(settings.reviewers) if settings.reviewers else [
+        name for name, r in available.items() if r.kind == "offline" or settings.llm is not None]
+    select(available, names, "autoresearch.toml → review.reviewers")
+    model = f"; LLM: {settings.llm.describe}" if settings.llm is not None else ""
+    return f"review gate {config.gate}: {', '.join(names)}{model}"
 
 
 def describe_block(blockers: list[Finding], gate: str) -> str:

@@ -75,7 +75,10 @@ def run_review(change: Change, settings: ReviewSettings, *, known: Collection[st
             (r.name, "offline", partial(r.review, ctx)) for r in the_plan.offline]
         tasks += [(p.name, "llm", partial(run_pass, ctx, p.reviewers, p.files))
                   for p in the_plan.passes]
-        with ThreadPoolExecutor(max_workers=max(1, settings.parallel)) as pool:
+        pool = ThreadPoolExecutor(max_workers=max(1, settings.parallel),
+                                  thread_name_prefix="reviewer")
+        finished = False
+        try:
             futures: list[tuple[str, RunKind, Future[tuple[ReviewerReport | BaseException, float]]]]
             futures = [(name, kind, pool.submit(_timed, fn)) for name, kind, fn in tasks]
             for name, kind, future in futures:
@@ -84,6 +87,11 @@ def run_review(change: Change, settings: ReviewSettings, *, known: Collection[st
                 collected.runs.append(run)
                 if progress is not None:
                     progress(run)
+            finished = True
+        finally:
+            # On Ctrl-C, do not wait for a model call that may take minutes: drop what has not
+            # started and let the caller exit (the workers are threads of a process that ends).
+            pool.shutdown(wait=finished, cancel_futures=not finished)
         llm_raw = [f for f in collected.raws if f.needs_verification]
         confirmed: list[RawFinding] = []
         if llm_raw:

@@ -25,7 +25,7 @@ def load_reviewers() -> dict[str, Reviewer]:
     for ep in entry_points(group=GROUP):
         try:
             cls = ep.load()
-        except Exception as exc:  # a broken plugin must not take the built-ins down with it
+        except Exception as exc:  # noqa: BLE001 - a broken plugin must not take the rest down
             raise ConfigError(f"the reviewer plugin {ep.name!r} ({ep.value}) cannot be loaded: "
                               f"{exc}", where=f"entry point {GROUP}",
                               fix="reinstall or uninstall the package that provides it") from None
