@@ -48,6 +48,7 @@ from autoresearch.review.model import Review  # noqa: E402
 from autoresearch.review.pipeline import run_review  # noqa: E402
 
 TIMING_CASE = "clean/500-line-module"
+TYPED_TIMING_CASE = "clean/500-line-module-typed"
 
 
 @dataclass
@@ -130,8 +131,15 @@ def main() -> None:
                         help="share of the simulated verifier's verdicts that are wrong")
     parser.add_argument("--hallucination-rate", type=float, default=0.5,
                         help="share of the simulated reviewer's passes with a made-up finding")
+    parser.add_argument("--only", action="append", default=[], metavar="CASE",
+                        help=f"review only this case (repeatable), e.g. --only {TIMING_CASE}")
     args = parser.parse_args()
     cases = {**BUG_CASES, **CLEAN_CASES}
+    unknown = [name for name in args.only if name not in cases]
+    if unknown:
+        parser.error(f"unknown case(s) {unknown}; the cases are: {', '.join(cases)}")
+    if args.only:
+        cases = {name: cases[name] for name in args.only}
     with tempfile.TemporaryDirectory(prefix="review-eval-") as tmp:
         built = {name: build(Path(tmp) / name.replace("/", "_")) for name, build in cases.items()}
         scores = {"offline": evaluate(built, None, args.repeat)}
@@ -140,7 +148,8 @@ def main() -> None:
                                    verifier_error_rate=args.verifier_error_rate)
             with FakeModelServer(handler=model) as server:
                 scores[f"full, seed {seed}"] = evaluate(built, server, args.repeat)
-    report(scores, args, len(BUG_CASES), len(CLEAN_CASES))
+    report(scores, args, sum(1 for n in cases if n in BUG_CASES),
+           sum(1 for n in cases if n in CLEAN_CASES))
 
 
 def evaluate(built: dict[str, Built], server: FakeModelServer | None, repeat: int) -> Score:
@@ -167,9 +176,16 @@ def report(scores: dict[str, Score], args: argparse.Namespace, bugs: int, clean:
           f"{'red on clean':>14}{'yellow':>8}{'median s':>10}{'500-line s':>12}")
     for config, s in scores.items():
         per_review = [statistics.median(v) for v in s.seconds.values()]
+        timing = s.seconds.get(TIMING_CASE)
         print(f"{config:<16}{s.precision:>10.2f}{s.recall:>9.2f}{s.reds:>6}{s.correct_reds:>9}"
               f"{s.clean_reds:>14}{s.yellows:>8}{statistics.median(per_review):>10.2f}"
-              f"{statistics.median(s.seconds[TIMING_CASE]):>12.2f}")
+              + (f"{statistics.median(timing):>12.2f}" if timing else f"{'-':>12}"))
+    for case, what in ((TIMING_CASE, "500-line diff"), (TYPED_TIMING_CASE,
+                                                        "500-line diff, typed project (mypy)")):
+        if case in scores["offline"].seconds:
+            runs = scores["offline"].seconds[case]
+            print(f"offline review of the {what}: median {statistics.median(runs):.2f} s "
+                  f"(runs: {', '.join(f'{t:.2f}' for t in runs)})")
     print()
     classes = sorted({c for s in scores.values() for c in s.per_class})
     print(f"{'recall by class':<22}" + "".join(f"{c:>16}" for c in scores))

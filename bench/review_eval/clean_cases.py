@@ -301,16 +301,28 @@ _KINDS = ("order", "customer", "invoice", "shipment", "product", "supplier", "re
           "ticket", "review", "payment", "warehouse")
 
 
-def big_module(path: Path) -> Built:
-    """A new 500-line module of plain, correct code (the timing case)."""
+def _records_module() -> str:
     parts = ['"""Records of the back office: parse, validate, format, summarize, load."""\n']
     for kind in _KINDS:
         for template in _TEMPLATES:
             parts.append(template.format(name=kind))
-    text = "\n".join(parts)
+    return "\n".join(parts)
+
+
+def big_module(path: Path) -> Built:
+    """A new 500-line module of plain, correct code (the timing case)."""
     repo = RepoBuilder(path)
     repo.commit("start", {"README.md": "back office\n"})
-    repo.feature("Back-office records module", {"records.py": text})
+    repo.feature("Back-office records module", {"records.py": _records_module()})
+    return Built(path)
+
+
+def big_module_typed(path: Path) -> Built:
+    """The same 500 lines in a typed project, so mypy runs too."""
+    repo = RepoBuilder(path)
+    repo.commit("start", {"README.md": "back office\n",
+                          "pyproject.toml": "[tool.mypy]\ncheck_untyped_defs = true\n"})
+    repo.feature("Back-office records module", {"records.py": _records_module()})
     return Built(path)
 
 
@@ -324,4 +336,5 @@ CLEAN_CASES: dict[str, Callable[[Path], Built]] = {
     "clean/dataclass": dataclass_port,
     "clean/split-module": split_module,
     "clean/500-line-module": big_module,
+    "clean/500-line-module-typed": big_module_typed,
 }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from autoresearch.review.model import Review
@@ -80,7 +82,9 @@ def scratch():
 
 
 @pytest.mark.slow
-def test_mypy_reports_wrong_types_on_changed_lines_when_the_project_is_typed(repo: Repo) -> None:
+def test_mypy_reports_wrong_types_on_changed_lines_when_the_project_is_typed(
+        repo: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     repo.commit("init", **{
         "pyproject.toml": "[tool.mypy]\nstrict = false\n",
         "pkg/__init__.py": "",
@@ -96,6 +100,7 @@ def test_mypy_reports_wrong_types_on_changed_lines_when_the_project_is_typed(rep
     assert [(f.colour, f.location, f.sources) for f in mypy] == [
         ("red", "pkg/use.py:4", ("mypy arg-type",))]
     assert "meters" in mypy[0].title
+    assert (tmp_path / "cache" / "autoresearch" / "mypy").is_dir()  # kept for the next review
 
 
 def test_history_flags_a_line_a_fix_commit_removed_coming_back(repo: Repo) -> None:

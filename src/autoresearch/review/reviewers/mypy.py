@@ -10,8 +10,10 @@ bookkeeping (missing annotations, Any leaks) is not reported.
 
 from __future__ import annotations
 
+import os
 import re
 import sys
+from pathlib import Path
 from typing import ClassVar
 
 from autoresearch.review.change import Change
@@ -40,6 +42,20 @@ WORTH_A_LOOK: frozenset[str] = frozenset({
 _LINE = re.compile(r"^(?P<path>.+?):(?P<line>\d+):(?:(?P<col>\d+):)?"
                    r"(?:(?P<end_line>\d+):(?P<end_col>\d+):)? error: (?P<msg>.*?)"
                    r"(?:  \[(?P<code>[a-z0-9-]+)\])?$")
+
+
+def cache_dir(workdir: Path) -> Path:
+    """mypy's cache, kept between reviews: the standard library's stubs alone take seconds to
+    analyse cold. mypy checks each cached module against its source's hash, so files of another
+    revision (or another project) never reuse a stale entry. The workspace when no user cache
+    directory is writable."""
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    path = base / "autoresearch" / "mypy"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return workdir / ".mypy_cache"
+    return path if os.access(path, os.W_OK) else workdir / ".mypy_cache"
 
 
 def is_typed(change: Change) -> bool:
@@ -82,7 +98,7 @@ class MypyReviewer(Reviewer):
             [sys.executable, "-m", "mypy", "--no-error-summary", "--show-error-codes",
              "--no-pretty", "--show-column-numbers", "--show-error-end", "--hide-error-context",
              "--no-color-output", "--follow-imports=silent", "--ignore-missing-imports",
-             "--cache-dir", str(workdir / ".mypy_cache"), "--", *present],
+             "--cache-dir", str(cache_dir(workdir)), "--", *present],
             workdir, ctx.settings.tool_timeout_s, "mypy")
         report = ReviewerReport()
         for line in out.splitlines():
