@@ -136,3 +136,21 @@ def test_a_diff_file_is_read_against_the_working_tree_applied_or_not(repo: Repo,
     assert "does not match app.py" in info.value.what
     with pytest.raises(AutoresearchError):
         from_diff_file(repo.path, str(tmp_path / "missing.diff"))
+
+
+def test_a_diff_that_adds_and_deletes_files_applied_or_not(repo: Repo, tmp_path: Path) -> None:
+    repo.commit("init", **{"old.py": "x = 1\ny = 2\n", "keep.py": "k = 1\n"})
+    repo.git("rm", "-q", "old.py")
+    (repo.path / "new.py").write_text("z = 3\n")
+    repo.git("add", "new.py")
+    patch = tmp_path / "files.diff"
+    patch.write_text(repo.git("diff", "--cached") + "\n")
+    applied = from_diff_file(repo.path, str(patch))
+    assert applied.source.head_text("new.py") == "z = 3\n"
+    assert applied.source.base_text("old.py") == "x = 1\ny = 2\n"  # from the diff itself
+    assert [f.path for f in applied.reviewable] == ["new.py"]
+    repo.git("reset", "-q", "--hard")
+    repo.git("clean", "-fdq")
+    pending = from_diff_file(repo.path, str(patch))
+    assert pending.source.head_text("new.py") == "z = 3\n"
+    assert pending.source.base_text("old.py") == "x = 1\ny = 2\n"

@@ -19,6 +19,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from unidiff.patch import PatchedFile
+
 from autoresearch.errors import AutoresearchError, PreconditionError
 from autoresearch.review.diff import ChangedFile, DiffMismatch, parse_diff, rebuild
 from autoresearch.review.gitio import (
@@ -260,6 +262,31 @@ def from_session(root: Path, tag: str) -> Change:
     return _range_change(root, base_sha, head_sha, subject)
 
 
+def _sides(root: Path, changed: ChangedFile, pf: PatchedFile) -> tuple[str | None, str | None]:
+    """(base, head) of one file of a diff, from the working tree: it holds the head side when the
+    patch is applied, the base side when it is not; anything else raises DiffMismatch."""
+    if changed.binary:
+        return None, None
+    old_disk = _read_file(root / changed.old_path) if changed.old_path else None
+    if changed.status == "deleted":
+        if old_disk is None:  # applied: the file is gone, and the diff holds all of it
+            return rebuild("", pf, forward=False), None
+        rebuild(old_disk, pf, forward=True)  # not applied: the file must be what it deletes
+        return old_disk, None
+    head_disk = _read_file(root / changed.path)
+    if head_disk is not None:
+        try:
+            undone = rebuild(head_disk, pf, forward=False)
+            return (None if changed.status == "added" else undone), head_disk
+        except DiffMismatch:
+            pass
+    if changed.status == "added":
+        return None, rebuild(None, pf, forward=True)
+    if old_disk is None:
+        raise DiffMismatch(f"{changed.old_path} is not in the working tree")
+    return old_disk, rebuild(old_disk, pf, forward=True)
+
+
 def from_diff_file(root: Path, diff_path: str) -> Change:
     """`--diff FILE` ('-' reads stdin), against the files of `root`'s working tree."""
     if diff_path == "-":
@@ -283,31 +310,17 @@ def from_diff_file(root: Path, diff_path: str) -> Change:
     heads: dict[str, str | None] = {}
     bases: dict[str, str | None] = {}
     for changed in files:
-        pf = raw[changed.path]
-        if changed.binary:
-            heads[changed.path] = None
-            continue
-        on_disk = _read_file(root / changed.path) if changed.status != "deleted" else None
-        old_disk = _read_file(root / changed.old_path) if changed.old_path else None
-        try:  # applied already: the working tree holds the head side
-            if changed.status == "deleted" and old_disk is None:
-                raise DiffMismatch("deleted")
-            base_text = rebuild(on_disk, pf, forward=False) if changed.status != "deleted" \
-                else old_disk
-            heads[changed.path], bases[changed.old_path or changed.path] = on_disk, base_text
-            continue
-        except DiffMismatch:
-            pass
-        try:  # not applied yet: the working tree holds the base side
-            base_side = old_disk if changed.old_path else None
-            heads[changed.path] = rebuild(base_side, pf, forward=True)
-            bases[changed.old_path or changed.path] = base_side
+        try:
+            base_text, head_text = _sides(root, changed, raw[changed.path])
         except DiffMismatch as exc:
             raise PreconditionError(
                 f"the diff does not match {changed.path} in {root} (neither applied nor "
                 f"applicable: {exc})", where=where,
                 fix="run the review in the checkout the diff was made from (--repo DIR), "
                 "at the revision it applies to") from None
+        heads[changed.path] = head_text
+        if changed.old_path:
+            bases[changed.old_path] = base_text
     label = f"diff {'<stdin>' if diff_path == '-' else diff_path}"
     subject = Subject(kind="diff", label=label,
                       key=f"diff:{Path(diff_path).resolve() if diff_path != '-' else 'stdin'}",
