@@ -128,3 +128,22 @@ def test_check_gate_refuses_a_bad_review_config_before_a_session_starts() -> Non
     with_model = check_gate(ReviewConfig(gate="red", llm={"provider": "ollama",
                                                           "model": "qwen3:8b"}), env={})
     assert "logic, security, regression, rules" in with_model and "qwen3:8b" in with_model
+
+
+def test_a_sessions_own_experiments_are_not_fix_commits(repo: Repo) -> None:
+    """Experiment messages are hypotheses: "Fix the warmup" from a proposer is not a bug fix,
+    so a later candidate that puts a line back is not a regression to block."""
+    head = "from schedule import compute_warmup\n\n"
+    warm = head + "WARMUP_STEPS = compute_warmup(100)\nLR = 0.1\n"
+    cold = head + "LR = 0.1\n"
+    repo.commit("init", **{"train.py": warm})
+    parent = repo.commit("Fix the warmup: none at all\n\nExperiment-Id: t-0002",
+                         **{"train.py": cold})
+    cand = repo.commit("Bring warmup back\n\nExperiment-Id: t-0003", **{"train.py": warm})
+    result = review_candidate(repo.path, parent, cand, ReviewConfig(gate="red"), env={})
+    assert not result.blocked, result.reason
+    assert not [f for f in result.findings if f.category == "regression"]
+    human = repo.commit("Fix the warmup: none at all", **{"train.py": cold})
+    again = repo.commit("Bring warmup back", **{"train.py": warm})
+    flagged = review_candidate(repo.path, human, again, ReviewConfig(gate="red"), env={})
+    assert flagged.blocked and "history reintroduced-line" in flagged.reason

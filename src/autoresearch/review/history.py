@@ -27,6 +27,17 @@ _GENERIC = re.compile(r"^(?:[\W_]*|(?:return|pass|break|continue|else|try|finall
                       r"raise|default|yield|await)\b[\s\w:;(){}]{0,8})$")
 
 
+# A research session's own commits carry this trailer: their messages are hypotheses ("fix the
+# warmup"), not bug fixes, so they never count as fix commits (the review gate reads them).
+EXPERIMENT_TRAILER = "Experiment-Id:"
+
+
+def is_fix_message(subject: str, body: str = "") -> bool:
+    if EXPERIMENT_TRAILER in body:
+        return False
+    return bool(FIX_MESSAGE.search(subject) or FIX_MESSAGE.search(body))
+
+
 def normalize(line: str) -> str:
     """A line with its whitespace collapsed (so re-indented code still matches)."""
     return " ".join(line.split())
@@ -66,6 +77,7 @@ class History:
         self.commits_by_path: dict[str, list[PastCommit]] = defaultdict(list)
         self.removed_by_fix: dict[tuple[str, str], FixRemoval] = {}
         self.fix_removals_by_path: dict[str, list[FixRemoval]] = defaultdict(list)
+        self.experiments: set[str] = set()  # research-session commits seen in the scan
         self.scanned = 0
         if base_rev is not None and paths and max_commits > 0:
             self._scan(paths, max_commits)
@@ -78,8 +90,9 @@ class History:
             self.base_rev, "--", *paths, check=False)
         for record in out.split("\x1e")[1:]:
             sha, subject, body, patch = (record.split("\x1f", 3) + ["", "", ""])[:4]
-            commit = PastCommit(sha.strip(), subject.strip(),
-                                bool(FIX_MESSAGE.search(subject) or FIX_MESSAGE.search(body)))
+            commit = PastCommit(sha.strip(), subject.strip(), is_fix_message(subject, body))
+            if EXPERIMENT_TRAILER in body:
+                self.experiments.add(commit.sha)
             self.scanned += 1
             self._read_patch(commit, patch)
 
@@ -129,20 +142,22 @@ class History:
             elif line.startswith("summary "):
                 subject = line[8:]
             elif line.startswith("\t") and sha:
-                found[final] = PastCommit(sha, subject, bool(FIX_MESSAGE.search(subject)))
+                found[final] = PastCommit(sha, subject, sha not in self.experiments
+                                          and is_fix_message(subject))
         return found
 
     def region_commits(self, path: str, start: int, end: int, limit: int = 40) -> list[PastCommit]:
         """Every commit that changed lines start..end of `path` (as the base has them)."""
         if self.base_rev is None:
             return []
-        out = run_git(self.root, "log", "-s", f"--max-count={limit}", "--format=%H%x1f%s",
-                      "-L", f"{start},{end}:{path}", self.base_rev, check=False)
+        out = run_git(self.root, "log", "-s", f"--max-count={limit}",
+                      "--format=%x1e%H%x1f%s%x1f%b", "-L", f"{start},{end}:{path}",
+                      self.base_rev, check=False)
         commits = []
-        for line in out.splitlines():
-            if "\x1f" in line:
-                sha, subject = line.split("\x1f", 1)
-                commits.append(PastCommit(sha, subject, bool(FIX_MESSAGE.search(subject))))
+        for record in out.split("\x1e")[1:]:
+            sha, subject, body = (record.split("\x1f", 2) + ["", ""])[:3]
+            commits.append(PastCommit(sha.strip(), subject.strip(),
+                                      is_fix_message(subject, body)))
         return commits
 
 
