@@ -1,4 +1,4 @@
-"""Rows of the review tables (schema migration 2): one per review, one per finding.
+"""Rows of the review tables (schema migration 3): one per review, one per finding.
 
 A review is recorded by `autoresearch review` (unless --no-record) and by the in-loop review gate,
 which attaches it to the experiment it judged (`experiment_id`). The ledger keeps plain values so
