@@ -119,8 +119,9 @@ class Session:
         self.readiness: str | None = None
         self._given_proposer = proposer
         self._proposer_open = False
-        self.executor: Executor = executor or InlineExecutor(config, self.paths.worktree,
-                                                             self.stop_event)
+        self.executor: Executor = executor or InlineExecutor(
+            config, self.paths.worktree, self.stop_event,
+            threads_pin=self.paths.session_dir / "threads.json")  # "auto" threads: pinned per session
         self.lock = SessionLock(self.paths.lock)
         self.rule = Rule(config.metric.direction, config.decision.min_effect,
                          config.decision.noise_k, config.decision.simplicity)
