@@ -308,6 +308,10 @@ def _register_optional() -> None:
     except ImportError:
         return
     register(app)
+    # The `review` command lives beside its feature too (review/cli.py).
+    from autoresearch.review.cli import register as register_review
+
+    register_review(app)
 
 
 _register_optional()
