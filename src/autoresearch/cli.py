@@ -151,7 +151,8 @@ def run_session(root: Path, tag: str | None, iterations: int | None,
         shorten_readiness,
         show_failed_log,
     )
-    from autoresearch.session import Session, SessionStopped, terminate_as_interrupt
+    from autoresearch.session import Session, SessionStopped
+    from autoresearch.stop_signals import describe_interrupt, stop_signals_as_interrupt
     from autoresearch.views.format import count_key
 
     config = load_config(root / CONFIG_NAME)
@@ -159,7 +160,7 @@ def run_session(root: Path, tag: str | None, iterations: int | None,
     display = make_display(console)
     session = Session(root, config, tag_, display, workers=workers)
     started = time.time()
-    with terminate_as_interrupt():
+    with stop_signals_as_interrupt():  # SIGTERM and SIGHUP stop like Ctrl-C
         session.open()
         # Everything loaded so far lives for the whole session: keep the collector off it, so
         # full collections stay short and don't land in the middle of an experiment.
@@ -192,8 +193,9 @@ def run_session(root: Path, tag: str | None, iterations: int | None,
             status = "paused" if exit_code else "finished"
             if exit_code:
                 show_failed_log(console, session)  # why it stopped, in the command's own words
-        except KeyboardInterrupt:
-            reason, exit_code = "interrupted (Ctrl-C); run the same command to resume", 130
+        except KeyboardInterrupt as exc:
+            reason = f"interrupted ({describe_interrupt(exc)}); run the same command to resume"
+            exit_code = 130
         finally:
             display.stop()
             session.close(status)
@@ -312,6 +314,10 @@ def _register_optional() -> None:
     except ImportError:
         return
     register(app)
+    # The `review` command lives beside its feature too (review/cli.py).
+    from autoresearch.review.cli import register as register_review
+
+    register_review(app)
 
 
 _register_optional()

@@ -248,6 +248,33 @@ class RunConfig(_Strict):
         return v
 
 
+class ReviewConfig(_Strict):
+    """`[review]`: how `autoresearch review` and the in-loop review gate work (docs/review.md)."""
+
+    # "red": a would-be keep with a red finding on its changed lines becomes a discard; "yellow"
+    # blocks on yellow too; "off" (the default) never reviews inside the loop.
+    gate: Literal["off", "red", "yellow"] = "off"
+    # Reviewer names (built-ins or plugins); None lets the scale rule choose by the change's size.
+    reviewers: list[str] | None = None
+    # LLM reviewers: false = never, true = the model the environment or [proposer] configures, a
+    # table = its own [proposer]-style options (provider, model, base_url, prices, ...). Unset: the
+    # command line uses a model when one is configured; the gate stays offline.
+    llm: bool | dict[str, Any] | None = None
+    max_usd: float | None = Field(default=1.0, ge=0)
+    inline_cap: int = Field(default=10, ge=0)
+    history_commits: int = Field(default=500, ge=0)
+    tool_timeout_seconds: float = Field(default=300.0, gt=0)
+
+    @field_validator("llm")
+    @classmethod
+    def _llm_options(cls, raw: bool | dict[str, Any] | None) -> bool | dict[str, Any] | None:
+        if isinstance(raw, dict):
+            from autoresearch.review.llm_setup import check_llm_options  # local: no cycle
+
+            check_llm_options(raw)
+        return raw
+
+
 class Config(_Strict):
     scope: list[str] = Field(min_length=1)
     protected: list[str] = Field(default_factory=list)
@@ -259,6 +286,7 @@ class Config(_Strict):
     knobs: dict[str, str] = Field(default_factory=dict)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     run: RunConfig = Field(default_factory=RunConfig)
+    review: ReviewConfig = Field(default_factory=ReviewConfig)
 
     @property
     def all_protected(self) -> list[str]:

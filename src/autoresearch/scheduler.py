@@ -198,10 +198,10 @@ def verify_headline_of(root: Path, tag: str, console: Console) -> headline.Headl
     --verify`): the session is opened to measure, as a resume would, and left as it was."""
     from autoresearch.config import CONFIG_NAME, load_config
     from autoresearch.display import Display
-    from autoresearch.session import terminate_as_interrupt
+    from autoresearch.stop_signals import stop_signals_as_interrupt
 
     session = Session(root, load_config(root / CONFIG_NAME), tag, Display(console))
-    with terminate_as_interrupt():
+    with stop_signals_as_interrupt():
         session.open_to_measure()
         try:
             why = headline.not_needed(session)

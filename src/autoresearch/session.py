@@ -10,13 +10,10 @@ work is the scheduler's (`scheduler.py`); what one experiment does is its progra
 
 from __future__ import annotations
 
-import signal
 import threading
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from autoresearch import gitops, guardrails, resources, shared_paths
@@ -46,7 +43,7 @@ from autoresearch.state import SessionLock, StatePaths
 from autoresearch.trial import Trial
 
 __all__ = ["Limits", "Session", "SessionStopped", "check_preconditions", "proposer_readiness",
-           "read_program", "terminate_as_interrupt"]
+           "read_program"]
 
 
 class SessionStopped(Exception):
@@ -218,7 +215,9 @@ class Session:
 
     def _recover(self) -> str:
         """Make git agree with the ledger after any stop, including kill -9; returns the tip."""
-        killed = kill_leftovers(run_id_prefix(self.paths.repo_key, self.paths.tag))
+        # This tag's leftovers, and those of any tag of this repository whose orchestrator died.
+        killed = kill_leftovers(run_id_prefix(self.paths.repo_key, self.paths.tag),
+                                orphans_of=self.paths.repo_run_ids)
         if killed:
             self.event("recovery", f"killed {killed} leftover process(es) of an earlier run")
         if self.lock.cleared_stale:
@@ -441,23 +440,6 @@ class Session:
         self.history.write_results(self.paths.results_tsv, row)
         self.display.experiment_finished(trial.id, trial.status, row.objective, row.delta, reason,
                                          row.hypothesis, baseline=row.kind == "baseline")
-
-
-@contextmanager
-def terminate_as_interrupt() -> Iterator[None]:
-    """SIGTERM stops a session the same clean way Ctrl-C does."""
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def read_program(root: Path) -> str:
