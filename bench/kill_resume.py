@@ -131,9 +131,16 @@ def check(repo: Path, experiments: int) -> list[str]:
     for slot in (repo / ".autoresearch" / "worktrees" / "k").iterdir():
         if git(slot, "status", "--porcelain"):
             problems.append(f"{slot.name} is not clean")
-    leftovers = [pid for pid in _pids() if _cwd(pid).startswith(str(repo))]
+    # The orchestrator's watchdog reads EOF when it exits, scans for its owner's processes once,
+    # then exits too: give it a few seconds, then anything still there has outlived the session.
+    deadline = time.monotonic() + 5.0
+    while True:
+        leftovers = [pid for pid in _pids() if _cwd(pid).startswith(str(repo))]
+        if not leftovers or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     if leftovers:
-        problems.append(f"processes survived: {leftovers}")
+        problems.append(f"processes survived: {[(pid, _cmdline(pid)) for pid in leftovers]}")
     return problems
 
 
@@ -146,6 +153,13 @@ def _cwd(pid: int) -> str:
         return os.readlink(f"/proc/{pid}/cwd")
     except OSError:
         return ""
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+    except OSError:
+        return "(gone)"
 
 
 def main() -> int:
