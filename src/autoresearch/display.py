@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
@@ -11,6 +13,12 @@ from rich.panel import Panel
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
+
+from autoresearch.views.format import count_key, fmt_counts, fmt_experiments, fmt_improvement
+
+if TYPE_CHECKING:
+    from autoresearch.config import Config
+    from autoresearch.session import Session
 
 STATUS_STYLE = {
     "keep": "bold green", "discard": "yellow", "crash": "bold red", "timeout": "red",
@@ -37,19 +45,27 @@ class Tally:
         return sum(self.counts.values())
 
     def best_line(self) -> str:
+        """Best vs baseline in the views' convention: improvement positive = better, with the
+        metric's own Δ beside it (views.format.fmt_improvement)."""
         if self.best is None:
             return "best: —"
         line = f"best {self.metric} = {self.best:.6g}"
-        if self.baseline is not None and self.baseline != 0:
+        if self.baseline is not None and self.best != self.baseline:
             delta = self.best - self.baseline
-            line += f" ({delta:+.4g}, {100 * delta / abs(self.baseline):+.2f}% vs baseline)"
+            improvement = delta if self.direction == "maximize" else -delta
+            pct = 100 * improvement / abs(self.baseline) if self.baseline else None
+            line += ": " + fmt_improvement(improvement, pct, delta, self.metric)
         return line
 
     def counts_line(self) -> str:
-        # The baseline is counted on its own: "keep" counts changes the ratchet accepted.
-        order = ("baseline", "keep", "discard", "crash", "timeout", "rejected", "interrupted")
-        parts = [f"{s} {self.counts[s]}" for s in order if self.counts.get(s)]
-        return ", ".join(parts) or "no experiments yet"
+        """The counts in the words of every view: "the baseline + 7 candidates: 2 kept, …"."""
+        if not self.total:
+            return "no experiments yet"
+        counts = dict(self.counts)
+        counts["total"] = self.total
+        counts["candidates"] = (self.total - counts.get("baseline", 0)
+                                - counts.get("baseline_failed", 0))
+        return f"{fmt_experiments(counts)}: {', '.join(fmt_counts(counts))}"
 
 
 class Display:
@@ -59,8 +75,9 @@ class Display:
         self.console = console or Console(highlight=False)
         self.tally = Tally()
         self.current: str = ""
-        self.run_clock: float | None = None
+        self.run_clock: float | None = None  # when the latest run started (None: none running)
         self.run_budget: float = 0.0
+        self.runs: dict[str, tuple[str, float]] = {}  # slot -> (what runs there, since when)
         self._last_summary = -1
 
     def start(self) -> None: ...
@@ -73,23 +90,27 @@ class Display:
     def experiment_started(self, exp_id: str, hypothesis: str) -> None:
         self.current = f"{exp_id}  {hypothesis}"
 
-    def run_started(self, label: str, budget_s: float) -> None:
+    def run_started(self, label: str, budget_s: float, slot: str = "") -> None:
         self.current_run = label
         self.run_clock = time.time()
         self.run_budget = budget_s
+        self.runs[slot] = (label, self.run_clock)
 
-    def run_finished(self) -> None:
-        self.run_clock = None
+    def run_finished(self, slot: str = "") -> None:
+        self.runs.pop(slot, None)
+        self.run_clock = max((since for _, since in self.runs.values()), default=None)
 
     def experiment_finished(self, exp_id: str, status: str, objective: float | None,
                             delta: float | None, reason: str, hypothesis: str,
                             baseline: bool = False) -> None:
-        self.tally.add("baseline" if baseline and status == "keep" else status)
+        self.tally.add(count_key("baseline" if baseline else "candidate", status))
         value = "" if objective is None else f" {self.tally.metric}={objective:.6g}"
         change = "" if delta is None else f" Δ{delta:+.4g}"
+        shown = "baseline" if baseline and status == "keep" else status
+        # The hypothesis whole: rich wraps it; `autoresearch show ID` has everything else.
         self.console.print(
-            Text.assemble((f"{exp_id} ", "bold"), (f"{status:<8}", STATUS_STYLE.get(status, "")),
-                          f"{value}{change}  {hypothesis[:70]}")
+            Text.assemble((f"{exp_id} ", "bold"), (f"{shown:<8}", STATUS_STYLE.get(status, "")),
+                          f"{value}{change}  {hypothesis}")
         )
         if reason and status != "keep":
             self.console.print(Text(f"    {reason}", style="dim"))
@@ -102,7 +123,7 @@ class Display:
         self._last_summary = self.tally.total
         elapsed = (time.time() - self.tally.started) / 60
         self.console.print(Text(
-            f"— {self.tally.total} experiments in {elapsed:.1f} min: {self.tally.counts_line()};"
+            f"— {elapsed:.1f} min: {self.tally.counts_line()};"
             f" {self.tally.best_line()}", style="cyan"))
 
 
@@ -127,15 +148,64 @@ class RichDisplay(Display):
         grid.add_column(style="bold", width=12)
         grid.add_column()
         grid.add_row("now", self.current or "starting")
-        if self.run_clock is not None:
-            elapsed = time.time() - self.run_clock
-            budget = max(self.run_budget, 1e-9)
+        budget = max(self.run_budget, 1e-9)
+        for slot, (label, since) in sorted(self.runs.items()):  # one bar per slot running
+            elapsed = time.time() - since
             bar = ProgressBar(total=budget, completed=min(elapsed, budget), width=30)
-            grid.add_row(getattr(self, "current_run", "run"),
+            grid.add_row(f"{slot} {label}".strip(),
                          Group(bar, Text(f"{elapsed:5.1f} s of {budget:g} s budget")))
         grid.add_row("best", self.tally.best_line())
         grid.add_row("counts", self.tally.counts_line())
         return Panel(grid, title="autoresearch", border_style="blue")
+
+
+READINESS_CHARS = 160
+
+
+def shorten_readiness(text: str, limit: int = READINESS_CHARS) -> str:
+    """A proposer's readiness line cut to fit the session's header (a long list of knobs), with
+    a pointer to where it is shown whole."""
+    if len(text) <= limit:
+        return text
+    cut = text.rfind(", ", 0, limit)
+    return text[: cut if cut > 0 else limit] + ", … (`autoresearch check` lists them all)"
+
+
+def print_resources(console: Console, executor: object, config: Config) -> None:
+    """The thread count every run gets, and the shared data linked into the worktree."""
+    threads = getattr(executor, "threads", None)
+    if threads is not None:
+        console.print(Text(threads.describe() + ("; set [run] threads to choose"
+                                                 if threads.why.startswith("auto") else ""),
+                           style="dim"))
+    if config.verify.share:
+        console.print(Text("shared from your checkout (linked, watched): "
+                           + ", ".join(config.verify.share), style="dim"))
+
+
+LOG_TAIL_LINES = 30
+
+
+def print_log_tail(console: Console, path: Path | str, lines: int = LOG_TAIL_LINES) -> None:
+    """The end of a run's log, and where the whole log is."""
+    from autoresearch.runner import log_tail
+
+    tail = log_tail(Path(path), 16384).rstrip("\n").splitlines()[-lines:]
+    # soft_wrap: a long path stays whole, to be copied.
+    console.print(Text(f"last {len(tail)} lines of {path}:", style="bold"), soft_wrap=True)
+    console.print(Text("\n".join(tail) if tail else "(the log is empty)", style="dim"))
+
+
+def show_failed_log(console: Console, session: Session) -> None:
+    """When a session stops on a failure (a crashed baseline, a streak of crashes), the log of
+    the last failed run: the command's own words say why."""
+    if not session.history.experiments:
+        return
+    last = session.history.experiments[-1]  # the experiment the session stopped on
+    failed = [r for r in session.history.runs.get(last.id, [])
+              if r.status in ("crash", "timeout")]
+    if failed and failed[-1].log_path:
+        print_log_tail(console, failed[-1].log_path)
 
 
 def make_display(console: Console | None = None) -> Display:

@@ -6,9 +6,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from autoresearch.gitops import GitError, commit_exists, show_commit
 from autoresearch.ledger import Ledger, RunRow
 from autoresearch.runner import log_tail
-from autoresearch.views.git import GitError, commit_exists, show_commit
 from autoresearch.views.summary import ExperimentView, clean_json, experiment_view
 
 LOG_TAIL_BYTES = 12_000
@@ -65,7 +65,8 @@ def experiment_detail(ledger: Ledger, repo: Path, exp_id: str) -> ExperimentDeta
         return None
     session = next((s for s in ledger.sessions() if s.id == exp.session_id), None)
     runs = ledger.runs(exp_id)
-    view = experiment_view(exp, runs, session.metric if session else "")
+    view = experiment_view(exp, runs, session.metric if session else "",
+                           session.direction if session else "minimize")
 
     diff, note = "", ""
     if exp.kind == "baseline":
