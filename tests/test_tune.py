@@ -662,3 +662,63 @@ def test_concurrent_calls_from_several_slots_are_serialized(tmp_path: Path) -> N
         t.join()
     assert not errors
     assert len(found) == 24 == len(set(found))
+
+
+FOUR_SLOTS_SCORE = """\
+import time
+from target import A, B, C
+time.sleep(0.5)
+print(f"score: {(A - 1) ** 2 + (B - 3) ** 2 + (C - 1) ** 2}")
+"""
+FOUR_SLOTS_CONFIG = """\
+scope = ["target.py"]
+protected = ["score.py"]
+[verify]
+command = "{python} score.py"
+budget_seconds = 10
+timeout_seconds = 60
+[metric]
+name = "score"
+direction = "minimize"
+[decision]
+repeats = 2
+headline_pairs = 0
+[proposer]
+name = "tune"
+seed = 3
+[knobs]
+"target.py:A" = "int(0, 3)"
+"target.py:B" = "int(0, 3)"
+"target.py:C" = "int(0, 3)"
+"""
+
+
+@pytest.mark.slow
+def test_four_workers_through_the_cli_propose_distinct_points(tmp_path: Path) -> None:
+    """`run --workers 4` with tune: the engine asks while siblings run; no point twice (on a
+    grid of 64 points, where 12 draws that ignored the siblings would repeat one ~2 times in 3)."""
+    import sqlite3
+
+    from tests.conftest import make_repo, run_cli
+
+    repo = make_repo(tmp_path / "repo", {
+        "target.py": "A = 2\nB = 2\nC = 2\n", "score.py": FOUR_SLOTS_SCORE,
+        "autoresearch.toml": FOUR_SLOTS_CONFIG})
+    result = run_cli(repo, "run", "--tag", "t", "--iterations", "13", "--workers", "4")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "4 workers" in result.stdout
+    with sqlite3.connect(repo / ".autoresearch" / "ledger.db") as conn:
+        exps = conn.execute("SELECT id, kind, params_json, worker FROM experiments ORDER BY seq")
+        rows = [(i, k, p, w) for i, k, p, w in exps.fetchall()]
+        spans = conn.execute("SELECT experiment_id, MIN(started_at), MAX(started_at + duration_s)"
+                             " FROM runs WHERE role = 'candidate' GROUP BY experiment_id")
+        runs = {e: (start, end) for e, start, end in spans.fetchall()}
+    candidates = [r for r in rows if r[1] == "candidate"]
+    assert len(candidates) == 12 and all(r[2] for r in candidates)
+    points = [r[2] for r in candidates] + [r[2] for r in rows if r[1] == "baseline" and r[2]]
+    assert len(points) == len(set(points)), points  # distinct, and never the baseline again
+    assert {r[3] for r in candidates} == {"slot-1", "slot-2", "slot-3", "slot-4"}
+    # The proposals were asked for while siblings ran: some candidates' runs overlapped.
+    overlapping = sum(1 for a in runs for b in runs if a < b and runs[a][0] < runs[b][1]
+                      and runs[b][0] < runs[a][1])
+    assert overlapping >= 3, runs
