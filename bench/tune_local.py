@@ -153,7 +153,7 @@ def make_synthetic(repo: Path, proposer: str, seed: int) -> None:
 
 
 def make_gpt(repo: Path, proposer: str, seed: int, budget: float, timeout: float,
-             env: dict[str, str]) -> None:
+             env: dict[str, str], headline_pairs: str) -> None:
     result = subprocess.run([sys.executable, "-m", "autoresearch", "init", "--template", "gpt",
                              "--repo", str(repo)], env=env, capture_output=True, text=True)
     if result.returncode != 0:
@@ -164,6 +164,8 @@ def make_gpt(repo: Path, proposer: str, seed: int, budget: float, timeout: float
     # Startup and evaluation take minutes on a loaded machine: the default timeout (2 x budget
     # + 60 s) would kill the baseline itself.
     config = config.replace("# timeout_seconds = 180", f"timeout_seconds = {timeout:g}", 1)
+    if headline_pairs != "auto":  # the engine's verified headline at the end (minutes of runs)
+        config = config.replace('headline_pairs = "auto"', f"headline_pairs = {headline_pairs}", 1)
     (repo / "autoresearch.toml").write_text(config)
 
 
@@ -202,11 +204,12 @@ def one_session(args: argparse.Namespace, variant: str, seed: int, extra_path: P
         env["OMP_NUM_THREADS"] = str(args.threads)
     proposer = "tune" if variant == "after" else "tune_before:TuneProposer"
     with tempfile.TemporaryDirectory(prefix="tune-bench-") as tmp:
-        repo = Path(tmp) / "repo"
-        repo.mkdir()
+        repo = Path(args.keep or tmp) / f"{variant}-seed{seed}"
+        repo.mkdir(parents=True)
         git(repo, "init", "-q", "-b", "main")
         if args.target == "gpt":
-            make_gpt(repo, proposer, seed, args.budget, args.timeout or args.budget + 300, env)
+            make_gpt(repo, proposer, seed, args.budget, args.timeout or args.budget + 300, env,
+                     args.headline_pairs)
         else:
             make_synthetic(repo, proposer, seed)
         git(repo, "add", "-A")
@@ -359,6 +362,12 @@ def main() -> None:
     ap.add_argument("--verify-pairs", type=int, default=3, help=(
         "gpt: after each session, re-measure its best against the baseline in this many "
         "interleaved pairs (0: skip)"))
+    ap.add_argument("--headline-pairs", default="auto", help=(
+        "gpt: the template's [decision] headline_pairs (the engine's own re-measurement of best "
+        "vs baseline when a session ends; 0 turns it off)"))
+    ap.add_argument("--keep", type=Path, help=(
+        "keep each session's repository under this directory (as <variant>-seed<seed>), to "
+        "read a stopped session's ledger afterwards"))
     ap.add_argument("--verify-repo", type=Path, help=(
         "gpt: only re-measure the best of an existing session's repository (or its .git)"))
     ap.add_argument("--noise", type=float, default=0.008, help="synthetic: σ of val_bpb")
