@@ -34,8 +34,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import signal
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -102,6 +104,9 @@ class Session:
     # gpt: the best kept state minus the baseline, re-measured in interleaved pairs after the
     # session (mean, standard error, pairs): the machine's drift during a session cancels here.
     verified: tuple[float, float, int] | None = None
+    # gpt: the median training steps of each experiment's runs (a time budget on a loaded
+    # machine buys fewer steps: this shows how much the load moved the metric)
+    steps: list[float | None] | None = None
 
 
 def template_knobs() -> dict[str, str]:
@@ -230,15 +235,46 @@ def one_session(args: argparse.Namespace, variant: str, seed: int, extra_path: P
         if results.returncode != 0:
             raise SystemExit(f"{variant} seed {seed}: no results:\n{results.stderr[-3000:]}")
         verified = verify(repo, args, env) if args.target == "gpt" and args.verify_pairs else None
-    exps = json.loads(results.stdout)["experiments"]
+    return parsed(results.stdout, variant, seed, seconds, (load, load_end), verified)
+
+
+def parsed(results_json: str, variant: str, seed: int, seconds: float,
+           load: tuple[float, float], verified: tuple[float, float, int] | None) -> Session:
+    """A Session from `autoresearch results --json`."""
+    exps = json.loads(results_json)["experiments"]
     truths: list[float | None] = []
+    steps: list[float | None] = []
     for exp in exps:
         # The experiment's own runs (confirmation pairs also re-run the incumbent).
         runs = [r for r in exp.get("runs", []) if r.get("role") != "incumbent"]
         values = [r["metrics"]["true_bpb"] for r in runs if "true_bpb" in r.get("metrics", {})]
         truths.append(values[0] if values else None)
+        counts = [r["metrics"]["num_steps"] for r in runs if "num_steps" in r.get("metrics", {})]
+        steps.append(statistics.median(counts) if counts else None)
     return Session(variant, seed, [e["status"] for e in exps], [e["objective"] for e in exps],
-                   truths, seconds, (load, load_end), verified)
+                   truths, seconds, load, verified, steps)
+
+
+def read_kept(directory: Path) -> list[Session]:
+    """--read: the sessions a --keep run left under `directory` (finished or stopped)."""
+    sessions = []
+    for repo in sorted(directory.glob("*-seed*")):
+        variant, _, seed = repo.name.rpartition("-seed")
+        results = subprocess.run(
+            [sys.executable, "-m", "autoresearch", "results", "--json", "--repo", str(repo)],
+            capture_output=True, text=True)
+        if results.returncode != 0:
+            raise SystemExit(f"{repo}: no results:\n{results.stderr[-3000:]}")
+        db = repo / ".autoresearch" / "ledger.db"
+        with sqlite3.connect(db) as conn:
+            first, last = conn.execute(
+                "SELECT MIN(started_at), MAX(finished_at) FROM runs").fetchone()
+        seconds = (last - first) if first is not None and last is not None else 0.0
+        sessions.append(parsed(results.stdout, variant, int(seed), seconds,
+                               (float("nan"), float("nan")), None))
+    if not sessions:
+        raise SystemExit(f"{directory}: no <variant>-seed<seed> repositories (see --keep)")
+    return sessions
 
 
 def train_bpb(checkout: Path, seed: int, args: argparse.Namespace, env: dict[str, str]) -> float:
@@ -319,17 +355,28 @@ def blocks(session: Session) -> list[tuple[int, int, float, float | None]]:
     return out
 
 
+def block_steps(session: Session, end: int) -> float | None:
+    """The median training steps of the runs in the block of 20 that ends at `end`."""
+    if session.steps is None:
+        return None
+    found = [n for n in session.steps[(end - 1) // BLOCK * BLOCK:end] if n is not None]
+    return statistics.median(found) if found else None
+
+
 def show(session: Session) -> None:
     parts = []
     for end, keeps, measured, true in blocks(session):
         true_part = "" if true is None else f", true {true:+.4f}"
-        parts.append(f"≤{end}: {keeps} kept, best {measured:+.4f}{true_part}")
+        steps = block_steps(session, end)
+        steps_part = "" if steps is None else f", median {steps:.0f} steps a run"
+        parts.append(f"≤{end}: {keeps} kept, best {measured:+.4f}{true_part}{steps_part}")
     if session.verified is not None:
         mean, se, n = session.verified
         parts.append(f"re-measured best − baseline {mean:+.4f} ± {se:.4f} ({n} pairs)")
+    known = not any(map(math.isnan, session.load))  # --read does not know the load
+    load = f", load {session.load[0]:.1f} → {session.load[1]:.1f}" if known else ""
     print(f"  {session.variant:>6} seed {session.seed}: " + "; ".join(parts)
-          + f"  ({session.seconds:.0f} s, load {session.load[0]:.1f} → {session.load[1]:.1f})",
-          flush=True)
+          + f"  ({session.seconds:.0f} s{load})", flush=True)
 
 
 def summary(sessions: list[Session]) -> None:
@@ -368,6 +415,8 @@ def main() -> None:
     ap.add_argument("--keep", type=Path, help=(
         "keep each session's repository under this directory (as <variant>-seed<seed>), to "
         "read a stopped session's ledger afterwards"))
+    ap.add_argument("--read", type=Path, help=(
+        "only summarize the sessions a --keep run left in this directory (finished or stopped)"))
     ap.add_argument("--verify-repo", type=Path, help=(
         "gpt: only re-measure the best of an existing session's repository (or its .git)"))
     ap.add_argument("--noise", type=float, default=0.008, help="synthetic: σ of val_bpb")
@@ -378,6 +427,12 @@ def main() -> None:
     signal.signal(signal.SIGTERM, _stop)  # a killed benchmark leaves no session running
     if args.verify_repo is not None:
         verify_existing(args.verify_repo, args)
+        return
+    if args.read is not None:
+        kept = read_kept(args.read)
+        for session in kept:
+            show(session)
+        summary(kept)
         return
     seeds = [int(s) for s in args.seeds.split(",")]
     variants = [v.strip() for v in args.variants.split(",")]
