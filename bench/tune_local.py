@@ -363,13 +363,26 @@ def block_steps(session: Session, end: int) -> float | None:
     return statistics.median(found) if found else None
 
 
+def block_spent(session: Session, end: int) -> float | None:
+    """Where the block's experiments were spent: the median measured value of its candidates
+    minus the baseline (far jumps that cost a lot show here even when nothing is kept)."""
+    baseline = session.objectives[0]
+    start = max(1, (end - 1) // BLOCK * BLOCK)
+    found = [v - baseline for v in session.objectives[start:end]
+             if v is not None and baseline is not None]
+    return statistics.median(found) if found else None
+
+
 def show(session: Session) -> None:
     parts = []
     for end, keeps, measured, true in blocks(session):
         true_part = "" if true is None else f", true {true:+.4f}"
         steps = block_steps(session, end)
         steps_part = "" if steps is None else f", median {steps:.0f} steps a run"
-        parts.append(f"≤{end}: {keeps} kept, best {measured:+.4f}{true_part}{steps_part}")
+        spent = block_spent(session, end)
+        spent_part = "" if spent is None else f", median candidate {spent:+.3f}"
+        parts.append(f"≤{end}: {keeps} kept, best {measured:+.4f}{true_part}{spent_part}"
+                     f"{steps_part}")
     if session.verified is not None:
         mean, se, n = session.verified
         parts.append(f"re-measured best − baseline {mean:+.4f} ± {se:.4f} ({n} pairs)")
@@ -392,6 +405,9 @@ def summary(sessions: list[Session]) -> None:
 
             trues = [c[3] for c in cells if c[3] is not None]
             true = f", true gain {both(trues, '+.4f')}" if trues else ""
+            spent = [x for x in (block_spent(s, cells[0][0]) for s in sessions
+                                 if s.variant == variant) if x is not None]
+            true += f", median candidate {both(spent, '+.3f')}" if spent else ""
             print(f"  {variant:>6} experiments ≤{cells[0][0]}: keeps {both([c[1] for c in cells], '.1f')}, "
                   f"best vs baseline {both([c[2] for c in cells], '+.4f')}{true}  (n={len(cells)})")
 
