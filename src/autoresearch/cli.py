@@ -179,7 +179,8 @@ def run_session(root: Path, tag: str | None, iterations: int | None,
                       + (f" (resuming after {resumed} experiments)" if resumed else "") + slots
                       + f"; {escape(session.proposer_why)}"
                       + (f"; {escape(shorten_readiness(session.readiness))}"
-                         if session.readiness else ""))
+                         if session.readiness else "")
+                      + (f"; {escape(session.review_gate)}" if config.review.gate != "off" else ""))
         print_resources(console, session, config)
         limits = scheduler.effective_limits(config, iterations, until_s, started)
         exit_code = 0

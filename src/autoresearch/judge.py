@@ -12,7 +12,9 @@ A would-be keep then passes three checks, in this order, in `settle`:
    again from fresh runs; a conflict, or an effect that does not survive, drops it with the reason
    (so independent wins stack, and a stale win is never kept blindly);
 2. the guards: metric bounds and guard commands;
-3. (the place where the code-review gate of issue 11 will check a would-be keep.)
+3. the code-review gate (`[review] gate`, issue 11): the change is reviewed against its parent
+   and a blocking finding turns the keep into a discard with the finding as its reason
+   (`gatekeeper.py`, which also records the review and bills its model calls).
 Then the branch moves (keep) or the commit is parked (everything else).
 """
 
@@ -22,6 +24,7 @@ from statistics import fmean
 
 from autoresearch import gitops
 from autoresearch.decision import check_metric_guards
+from autoresearch.gatekeeper import review_keep
 from autoresearch.ledger import TrialStatus
 from autoresearch.policy import Evidence, Step
 from autoresearch.session import Session
@@ -119,7 +122,7 @@ def settle(s: Session, trial: Trial, step: Step, evidence: Evidence, prefix: str
     inc = fmean(o.value for o in evidence.incumbent)
     guards: list[dict[str, object]] = []
     if status == TrialStatus.KEEP:
-        # A would-be keep is checked here: the guards (and, later, the review gate of issue 11).
+        # A would-be keep is checked here: the guards, then the review gate.
         for g in check_metric_guards(s.config.guards, s.history.mean_metrics(commit),
                                      s.history.mean_metrics(trial.parent)):
             guards.append({"guard": g.label, "passed": g.passed, "detail": g.detail})
@@ -128,6 +131,8 @@ def settle(s: Session, trial: Trial, step: Step, evidence: Evidence, prefix: str
         if failed:
             status = TrialStatus.DISCARD
             reason = "guard failed: " + "; ".join(f"{g['guard']}: {g['detail']}" for g in failed)
+        else:  # issue 11: the review gate may turn the keep into a discard (gatekeeper.py)
+            status, reason = review_keep(s, trial, status, reason)
     trial.judged(incumbent_objective=inc, delta=cand - inc, threshold=step.threshold,
                  guards=guards)
     if status == TrialStatus.KEEP:

@@ -37,6 +37,7 @@ from autoresearch.policy import ClassicPolicy, Policy
 from autoresearch.proposers.base import ExperimentOutcome, Proposal, Proposer
 from autoresearch.proposers.registry import load_proposer
 from autoresearch.readiness import check_preconditions, proposer_readiness
+from autoresearch.review.gate import check_gate
 from autoresearch.runner import kill_leftovers
 from autoresearch.slots import Slot, Slots, plan_resources, slot_threads
 from autoresearch.state import SessionLock, StatePaths
@@ -100,6 +101,7 @@ class Session:
         self.proposer: Proposer
         self.proposer_why = ""
         self.readiness: str | None = None
+        self.review_gate = "review gate off"  # what the [review] gate will do, said at open
         self._given_proposer = proposer
         self._proposer_open = False
         self.lock = SessionLock(self.paths.lock)
@@ -157,6 +159,8 @@ class Session:
             self._check_fingerprint(row)
         # Everything that can refuse the start happens before a new session is recorded: a failed
         # start must not leave an empty session behind (it would become the default tag).
+        # [review] gate (issue 11): a gate that cannot work (LLM reviewers without a key) refuses.
+        self.review_gate = check_gate(self.config.review, self.config.proposer)
         self._load_proposer()
         created = row is None
         if row is None:
