@@ -38,7 +38,7 @@ from autoresearch.review.gate import GateResult, record_gate, review_candidate
 from autoresearch.session import Session
 from autoresearch.trial import Trial
 
-__all__ = ["review_keep"]
+__all__ = ["review_keep", "within_budget"]
 
 
 def review_keep(s: Session, trial: Trial, status: TrialStatus,
@@ -53,7 +53,7 @@ def review_keep(s: Session, trial: Trial, status: TrialStatus,
     s.display.experiment_started(trial.id, f"reviewing {commit[:10]} before it is kept "
                                  f"(review gate {config.gate})")
     try:
-        result = review_candidate(s.root, parent, commit, _capped(s, config),
+        result = review_candidate(s.root, parent, commit, within_budget(s, config),
                                   proposer=s.config.proposer,
                                   label=f"{trial.id}: {trial.hypothesis}")
     except Exception as exc:  # noqa: BLE001 - a broken review must not end the session
@@ -69,7 +69,7 @@ def review_keep(s: Session, trial: Trial, status: TrialStatus,
     return status, reason
 
 
-def _capped(s: Session, config: ReviewConfig) -> ReviewConfig:
+def within_budget(s: Session, config: ReviewConfig) -> ReviewConfig:
     """The review's cost cap: `[review] max_usd`, or what is left of the session's budget."""
     if s.limits.max_usd is None:
         return config

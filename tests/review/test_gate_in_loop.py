@@ -29,6 +29,7 @@ from rich.console import Console
 from autoresearch import scheduler
 from autoresearch.config import CONFIG_NAME, load_config
 from autoresearch.display import Display
+from autoresearch.gatekeeper import within_budget
 from autoresearch.ledger import ExperimentRow, Ledger
 from autoresearch.report import write_report
 from autoresearch.session import Session
@@ -298,3 +299,23 @@ def test_a_review_that_crashes_leaves_the_keep_standing_and_says_so(
 def get_json(url: str) -> Any:
     with urllib.request.urlopen(url) as resp:
         return json.loads(resp.read())
+
+
+def test_a_review_may_spend_only_what_is_left_of_the_session_budget(toy_repo: Path) -> None:
+    use_script(toy_repo, [TIDY], extra_config='\n[review]\ngate = "red"\nmax_usd = 0.5\n')
+    session = Session(toy_repo, load_config(toy_repo / CONFIG_NAME), "budget",
+                      Display(Console(file=io.StringIO())))
+    session.open()
+    try:
+        review = session.config.review
+        # No session budget: the review's own cap.
+        assert within_budget(session, review).max_usd == 0.5
+        session.limits.max_usd = 2.0
+        session.ledger.add_usage(session.row.id, None, provider="p", model="m", cost_usd=1.75)
+        assert within_budget(session, review).max_usd == pytest.approx(0.25)  # what is left
+        session.ledger.add_usage(session.row.id, None, provider="p", model="m", cost_usd=1.0)
+        assert within_budget(session, review).max_usd == 0.0  # spent: no model call may start
+        session.limits.max_usd = 10.0
+        assert within_budget(session, review).max_usd == 0.5
+    finally:
+        session.close()
