@@ -11,7 +11,19 @@ on the cadence `policy.control_due` sets (serial sessions), so that neither the 
 nor the noise floor rests on its first runs.
 
 `ClassicPolicy` is the rule that shipped first (decision.judge with interleaved confirmation
-pairs); the engine-v2 statistics replace it behind the same interface.
+pairs); the engine-v2 statistics replace it behind the same interface. `policy_for(config)` is the
+one place the engine gets its policy from.
+
+Interface changes (newest first; the engine codes against these):
+- 2026-12-05 (stats): `Evidence.other_groups` holds `Observation`s (value and start time), not bare
+  values: the noise model uses when each run started, to separate drift from noise.
+  `Step` gains `look` (the candidate runs this verdict rests on), `zero_noise` (the runs were
+  identical: σ = 0 is hidden noise, never "∞σ") and `booked` (the simplicity cost a keep books).
+  New functions: `policy_for(decision, direction)` builds the session's policy from `[decision]`;
+  `simplicity_cost_after(cost, step)` is the running simplicity cost after a verdict (the engine
+  keeps it per session and passes it in `Evidence.simplicity_cost`); `headline_pairs(...)` says how
+  many interleaved (best, baseline) pairs the end-of-session verification needs for a useful
+  `paired_interval`; `Interval.zero_noise` flags identical pairs.
 """
 
 from __future__ import annotations
@@ -24,6 +36,7 @@ from typing import Literal, Protocol
 
 from scipy import stats
 
+from autoresearch.config import DecisionConfig
 from autoresearch.decision import Noise, Rule, judge, pooled_noise
 
 Role = Literal["candidate", "incumbent"]
@@ -44,13 +57,14 @@ class Evidence:
 
     candidate: Sequence[Observation]  # ok runs of the candidate commit, in the order they started
     incumbent: Sequence[Observation]  # ok runs of the incumbent's commit in this session (control)
-    # Repeated runs of other commits of the session: evidence about the noise, never about the
-    # effect. Each inner sequence is one commit's values.
-    other_groups: Sequence[Sequence[float]] = ()
+    # Repeated runs of other commits of the session: evidence about the noise (and drift), never
+    # about the effect. Each inner sequence is one commit's ok runs.
+    other_groups: Sequence[Sequence[Observation]] = ()
     lines_added: int = 0
     lines_removed: int = 0
     # How much improvement simplicity keeps have given up since the best measured state
-    # (≥ 0, in the objective's units, positive = worse): bounds the simplicity ratchet.
+    # (≥ 0, in the objective's units, positive = worse): bounds the simplicity ratchet. The engine
+    # starts at 0 and folds every verdict in with `simplicity_cost_after`.
     simplicity_cost: float = 0.0
 
 
@@ -67,6 +81,9 @@ class Step:
     noise: Noise
     runs: tuple[Role, ...] = ()  # action == "measure": run these next, in this order
     simpler: bool = False  # kept for simplicity within the noise (its cost is booked)
+    booked: float = 0.0  # a simplicity keep: the cost it books (≥ 0, objective units, see above)
+    look: int = 0  # how many candidate runs this step rests on
+    zero_noise: bool = False  # the runs were identical: the noise is hidden, not absent
 
     @property
     def concluded(self) -> bool:
@@ -96,6 +113,11 @@ class Interval:
     def covers(self, value: float) -> bool:
         return self.low <= value <= self.high
 
+    @property
+    def zero_noise(self) -> bool:
+        """Several pairs with identical differences: σ = 0, so the interval says nothing."""
+        return self.pairs >= 2 and self.low == self.high
+
 
 def paired_interval(pairs: Sequence[tuple[float, float]], direction: str,
                     confidence: float = 0.95) -> Interval:
@@ -113,6 +135,40 @@ def paired_interval(pairs: Sequence[tuple[float, float]], direction: str,
     se = stdev(diffs) / math.sqrt(len(diffs))
     half = float(stats.t.ppf(0.5 + confidence / 2, len(diffs) - 1)) * se
     return Interval(mean, mean - half, mean + half, len(diffs), confidence)
+
+
+def simplicity_cost_after(cost: float, step: Step) -> float:
+    """The running simplicity cost after a verdict, for the next trial's `Evidence`.
+
+    A simplicity keep adds what it booked; a keep on merit pays the cost back by its measured
+    improvement (never below 0: the best measured state is then the new incumbent); a discard or
+    a pending measurement changes nothing.
+    """
+    if step.action != "keep":
+        return cost
+    if step.simpler:
+        return cost + max(0.0, step.booked)
+    return max(0.0, cost - max(0.0, step.improvement))
+
+
+def headline_pairs(claimed: float, sigma: float | None, *, confidence: float = 0.95,
+                   least: int = 3, most: int = 8) -> int:
+    """How many interleaved (best, baseline) pairs make the headline's interval useful.
+
+    Useful means: the expected half-width of the paired t interval is at most half the claimed
+    improvement (so a real gain shows as an interval clear of 0 and a lucky one does not), within
+    [least, most] pairs. The difference of two runs has a spread of about √2·σ.
+    """
+    if least < 2 or most < least:
+        raise ValueError("need 2 ≤ least ≤ most")
+    if sigma is None or sigma <= 0 or not math.isfinite(claimed) or claimed <= 0:
+        return least if sigma == 0 else most
+    spread = math.sqrt(2.0) * sigma
+    for pairs in range(least, most + 1):
+        half = float(stats.t.ppf(0.5 + confidence / 2, pairs - 1)) * spread / math.sqrt(pairs)
+        if half <= claimed / 2:
+            return pairs
+    return most
 
 
 @dataclass(frozen=True)
@@ -135,7 +191,8 @@ class ClassicPolicy:
             return Step("measure", "nothing measured yet", 0.0, -math.inf, math.inf, 0.0,
                         Noise(None, 0), runs=tuple(needed))
         pairs = len(cand) - 1
-        noise = pooled_noise([*evidence.other_groups, cand, inc])
+        others = [[o.value for o in group] for group in evidence.other_groups]
+        noise = pooled_noise([*others, cand, inc])
         verdict = judge(cand, inc, noise, self.rule, lines_added=evidence.lines_added,
                         lines_removed=evidence.lines_removed, can_confirm=pairs < self.max_pairs)
         low, high = verdict.improvement - verdict.threshold, verdict.improvement + verdict.threshold
@@ -144,7 +201,16 @@ class ClassicPolicy:
                         verdict.threshold, noise, runs=("incumbent", "candidate"))
         simpler = verdict.outcome == "keep" and verdict.improvement <= verdict.threshold
         return Step(verdict.outcome, verdict.reason, verdict.improvement, low, high,
-                    verdict.threshold, noise, simpler=simpler)
+                    verdict.threshold, noise, simpler=simpler,
+                    booked=max(0.0, -verdict.improvement) if simpler else 0.0,
+                    look=len(cand), zero_noise=noise.sigma == 0.0)
 
     def control_due(self, runs_since_control: int) -> bool:
         return False
+
+
+def policy_for(decision: DecisionConfig, direction: str) -> Policy:
+    """The session's verdict policy, from `[decision]` and the metric's direction."""
+    rule = Rule(direction=direction, min_effect=decision.min_effect, noise_k=decision.noise_k,
+                simplicity=decision.simplicity)
+    return ClassicPolicy(rule, max_pairs=decision.confirm_runs)
