@@ -1,101 +1,426 @@
-"""How often does each keep/discard rule keep a change that does nothing? And a real one?
+"""False keeps and power of a verdict policy, per position in a session, on a simulated target.
 
-A simulated session on a target with pure Gaussian noise (σ = 0.01 by default): a baseline, then
-30 candidates. For null changes the true value never moves, so every keep is a false keep; for real
-changes each candidate truly improves by `effect` σ. Rules compared:
+Each simulated session measures a baseline (`--repeats` runs), then judges 30 candidates. The
+policy is driven exactly as the engine's serial scheduler drives it (src/autoresearch/policy.py):
+before a candidate's first run the incumbent is re-measured when `policy.control_due(runs since
+the incumbent last ran)` says so; then `policy.step(evidence)` is asked until it concludes, and
+the runs it asks for are run back to back in its order; a keep makes the candidate the incumbent
+(its runs go with it); every repeated commit stays in the noise evidence.
 
-- naive:   one run, keep if better than the best value seen so far (Karpathy's ratchet)
-- ours:    autoresearch.decision.decide with the default rule (k = 2, confirmation up to 4 pairs)
+The target: true value 1.0 (minimize), Gaussian noise σ = 0.01 per run. Options change the world:
+a linear drift per run (in σ), candidates that only multiply the noise, a deterministic target
+(every commit gives one fixed value), simplifications that cost a fixed amount each.
 
-Run:  python bench/decision_noise.py [--sessions 400] [--sigma 0.01]
-Prints false-keep rates, power and the mean number of runs per experiment.
+Scenarios (`--scenario`, default all):
+  null        30 null candidates: false keeps per position, runs per verdict
+  mixed       each candidate a real improvement of `--effect` σ with probability 0.2, else null:
+              power per real proposal, false keeps in the first 5 and the 10 after a real keep
+  effects     every candidate a real 1, 2 or 3 σ improvement (the README's power table)
+  drift       null candidates on a target drifting 0.05 σ per run towards "better"
+  noisy       null candidates of which every third only triples the noise
+  zero        a deterministic target (identical repeats); candidates change the value by ±0.5 σ
+  simplify    every candidate deletes a line and is 1 σ worse: how far the ratchet falls
+  headline    the verified headline: best vs baseline re-measured in interleaved pairs at the
+              end; how often its interval covers the true difference (null and mixed sessions)
+
+Run:  python bench/decision_noise.py [--sessions 400] [--policy sequential|classic] [--seed 0]
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import random
 import statistics
 import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from autoresearch.config import Amount  # noqa: E402
-from autoresearch.decision import Rule, decide  # noqa: E402
+from autoresearch.config import Amount, DecisionConfig  # noqa: E402
+from autoresearch.decision import Rule  # noqa: E402
+from autoresearch.policy import (  # noqa: E402
+    ClassicPolicy,
+    Evidence,
+    Observation,
+    Policy,
+    Step,
+    headline_pairs,
+    paired_interval,
+    policy_for,
+)
+
+SIGMA = 0.01
+TRUE = 1.0
+POSITIONS = 30
 
 
-def naive_session(rng: random.Random, sigma: float, n: int, effect: float) -> tuple[int, float]:
-    true = 1.0
-    best = true + rng.gauss(0, sigma)
-    keeps = 0
-    for _ in range(n):
-        cand_true = true - effect * sigma
-        value = cand_true + rng.gauss(0, sigma)
-        if value < best:
-            keeps += 1
-            best = value
-            true = cand_true
-    return keeps, 1.0
+@dataclass
+class World:
+    """The simulated target: a clock, per-commit truths and noise, optional drift."""
 
+    rng: random.Random
+    drift: float = 0.0  # per run, in σ, towards better (lower)
+    deterministic: bool = False
+    clock: int = 0
+    truth: dict[int, float] = field(default_factory=dict)
+    noise: dict[int, float] = field(default_factory=dict)  # multiplier of σ
+    fixed: dict[int, float] = field(default_factory=dict)  # deterministic: the one value
 
-def our_session(
-    rng: random.Random, sigma: float, n: int, effect: float, repeats: int, max_pairs: int
-) -> tuple[int, float]:
-    rule = Rule(direction="minimize", min_effect=Amount(value=0.0, relative=False))
-    true = 1.0
-    incumbent = [true + rng.gauss(0, sigma) for _ in range(repeats)]
-    history: list[list[float]] = []
-    keeps = 0
-    runs = 0
-    for _ in range(n):
-        cand_true = true - effect * sigma
-        candidate = [cand_true + rng.gauss(0, sigma)]
-        inc_true = true
+    def commit(self, true: float, noise: float = 1.0) -> int:
+        cid = len(self.truth)
+        self.truth[cid], self.noise[cid] = true, noise
+        if self.deterministic:
+            self.fixed[cid] = true + self.rng.gauss(0, SIGMA * noise)
+        return cid
 
-        def measure(role: str, c: float = cand_true, i: float = inc_true) -> float:
-            return (c if role == "candidate" else i) + rng.gauss(0, sigma)
-
-        verdict, pairs = decide(candidate, incumbent, history, rule, measure, max_pairs=max_pairs)
-        runs += 1 + 2 * pairs
-        if verdict.outcome == "keep":
-            keeps += 1
-            history.append(incumbent)
-            incumbent = candidate
-            true = cand_true
+    def run(self, cid: int) -> Observation:
+        self.clock += 1
+        if self.deterministic:
+            value = self.fixed[cid]
         else:
-            history.append(candidate)
-    return keeps, runs / n
+            value = self.truth[cid] + self.rng.gauss(0, SIGMA * self.noise[cid])
+        return Observation(value - self.drift * SIGMA * self.clock, float(self.clock))
+
+
+@dataclass(frozen=True)
+class Candidate:
+    effect: float  # true improvement in σ (positive = better)
+    noise: float = 1.0
+    lines_added: int = 1
+    lines_removed: int = 1
+
+    @property
+    def real(self) -> bool:
+        return self.effect > 0
+
+
+@dataclass
+class Verdict:
+    position: int
+    candidate: Candidate
+    step: Step
+    runs: int  # verify runs spent on this verdict, control runs included
+    after_real_keep: int | None  # positions since the last real keep (None: none yet)
+
+    @property
+    def kept(self) -> bool:
+        return self.step.action == "keep"
+
+
+@dataclass
+class Session:
+    verdicts: list[Verdict]
+    baseline_cid: int
+    best_cid: int
+    world: World
+    true_gain: float  # the incumbent's true improvement over the baseline at the end (σ units)
+
+
+def run_session(policy: Policy, propose: Callable[[int, random.Random], Candidate],
+                rng: random.Random, *, repeats: int = 3, drift: float = 0.0,
+                deterministic: bool = False, positions: int = POSITIONS) -> Session:
+    world = World(rng, drift=drift, deterministic=deterministic)
+    inc_cid = base_cid = world.commit(TRUE)
+    inc_runs = [world.run(inc_cid) for _ in range(repeats)]
+    others: list[list[Observation]] = []
+    since_control = 0
+    reference: list[Observation] = []  # the best measured state's runs, when not the incumbent
+    last_real_keep: int | None = None
+    verdicts: list[Verdict] = []
+    for position in range(1, positions + 1):
+        cand = propose(position, rng)
+        true = world.truth[inc_cid] - cand.effect * SIGMA
+        cid = world.commit(true, cand.noise)
+        cand_runs: list[Observation] = []
+        spent = 0
+        if policy.control_due(since_control):
+            inc_runs.append(world.run(inc_cid))
+            since_control, spent = 0, 1
+        while True:
+            step = policy.step(Evidence(cand_runs, inc_runs, others, cand.lines_added,
+                                        cand.lines_removed, reference))
+            if step.concluded:
+                break
+            for role in step.runs:
+                spent += 1
+                if role == "incumbent":
+                    inc_runs.append(world.run(inc_cid))
+                    since_control = 0
+                else:
+                    cand_runs.append(world.run(cid))
+                    since_control += 1
+        after = None if last_real_keep is None else position - last_real_keep
+        verdicts.append(Verdict(position, cand, step, spent, after))
+        if step.action == "keep":
+            if step.simpler and not reference:
+                reference = inc_runs  # the state it simplifies stays the one to measure against
+            elif not step.simpler:
+                reference = []
+            if len(inc_runs) >= 2 and inc_runs is not reference:
+                others.append(inc_runs)
+            inc_cid, inc_runs, since_control = cid, cand_runs, 0
+            if cand.real:
+                last_real_keep = position
+        elif len(cand_runs) >= 2:
+            others.append(cand_runs)
+    gain = (world.truth[base_cid] - world.truth[inc_cid]) / SIGMA
+    return Session(verdicts, base_cid, inc_cid, world, gain)
+
+
+def verify_headline(session: Session, claimed_sigma: float) -> tuple[bool, int, float, float]:
+    """Re-measure best vs baseline in interleaved pairs; (covers the truth, pairs, low, high)."""
+    world = session.world
+    if session.best_cid == session.baseline_cid:
+        return True, 0, 0.0, 0.0
+    pairs = headline_pairs(claimed_sigma * SIGMA, SIGMA)
+    measured: list[tuple[float, float]] = []
+    for i in range(pairs):
+        # Alternate which arm goes first, so drift cancels within every two pairs.
+        if i % 2 == 0:
+            b, a = world.run(session.baseline_cid), world.run(session.best_cid)
+        else:
+            a, b = world.run(session.best_cid), world.run(session.baseline_cid)
+        measured.append((a.value, b.value))
+    iv = paired_interval(measured, "minimize")
+    truth = session.true_gain * SIGMA
+    return iv.covers(truth), pairs, iv.low / SIGMA, iv.high / SIGMA
+
+
+# --- scenarios -----------------------------------------------------------------------------------
+
+
+def null(_: int, __: random.Random) -> Candidate:
+    return Candidate(0.0)
+
+
+def every(effect: float) -> Callable[[int, random.Random], Candidate]:
+    return lambda _, __: Candidate(effect)
+
+
+def mixed(effect: float, share: float = 0.2) -> Callable[[int, random.Random], Candidate]:
+    return lambda _, rng: Candidate(effect if rng.random() < share else 0.0)
+
+
+def noisy(position: int, _: random.Random) -> Candidate:
+    return Candidate(0.0, noise=3.0 if position % 3 == 0 else 1.0)
+
+
+def zero_noise(_: int, rng: random.Random) -> Candidate:
+    return Candidate(rng.choice((-0.5, 0.5)))
+
+
+def deletion(_: int, __: random.Random) -> Candidate:
+    return Candidate(-1.0, lines_added=0, lines_removed=1)
+
+
+def rate(kept: int, total: int) -> str:
+    return f"{100.0 * kept / total:5.2f} % ({kept}/{total})" if total else "   n/a"
+
+
+@dataclass
+class Tally:
+    kept: int = 0
+    total: int = 0
+
+    def add(self, kept: bool) -> None:
+        self.kept += kept
+        self.total += 1
+
+    @property
+    def pct(self) -> float:
+        return 100.0 * self.kept / self.total if self.total else math.nan
+
+    def __str__(self) -> str:
+        return rate(self.kept, self.total)
+
+
+def sessions(policy: Policy, propose: Callable[[int, random.Random], Candidate], n: int,
+             rng: random.Random, **world: object) -> Iterator[Session]:
+    for _ in range(n):
+        yield run_session(policy, propose, rng, **world)  # type: ignore[arg-type]
+
+
+def runs_per_verdict(done: list[Session]) -> float:
+    return statistics.fmean(v.runs for s in done for v in s.verdicts)
+
+
+def null_report(policy: Policy, n: int, rng: random.Random, label: str = "null",
+                **world: object) -> list[Session]:
+    done = list(sessions(policy, null, n, rng, **world))
+    by_pos = [Tally() for _ in range(POSITIONS)]
+    for s in done:
+        for v in s.verdicts:
+            by_pos[v.position - 1].add(v.kept)
+    first5, rest, overall = Tally(), Tally(), Tally()
+    for i, t in enumerate(by_pos):
+        for _ in range(t.total):
+            pass
+        (first5 if i < 5 else rest).kept += t.kept
+        (first5 if i < 5 else rest).total += t.total
+        overall.kept += t.kept
+        overall.total += t.total
+    worst = max(range(POSITIONS), key=lambda i: by_pos[i].pct)
+    with_keep = sum(1 for s in done if any(v.kept for v in s.verdicts))
+    print(f"  {label}: false keeps {overall}; first 5: {first5}; positions 6-30: {rest}; "
+          f"worst position {worst + 1}: {by_pos[worst]}")
+    print(f"  {label}: sessions with a false keep {rate(with_keep, n)}; median keeps per session "
+          f"{statistics.median(sum(v.kept for v in s.verdicts) for s in done):.0f}; "
+          f"runs per verdict {runs_per_verdict(done):.2f}")
+    return done
+
+
+def mixed_report(policy: Policy, effect: float, n: int, rng: random.Random) -> list[Session]:
+    done = list(sessions(policy, mixed(effect), n, rng))
+    power, first5, after, nulls = Tally(), Tally(), Tally(), Tally()
+    for s in done:
+        for v in s.verdicts:
+            if v.candidate.real:
+                power.add(v.kept)
+                continue
+            nulls.add(v.kept)
+            if v.position <= 5:
+                first5.add(v.kept)
+            if v.after_real_keep is not None and v.after_real_keep <= 10:
+                after.add(v.kept)
+    print(f"  mixed {effect:g}σ (20 % real): power per real proposal {power}; false keeps "
+          f"{nulls}; first 5: {first5}; the 10 after a real keep: {after}; runs per verdict "
+          f"{runs_per_verdict(done):.2f}")
+    return done
+
+
+def effects_report(policy: Policy, n: int, rng: random.Random) -> None:
+    for effect in (1.0, 2.0, 3.0):
+        done = list(sessions(policy, every(effect), n, rng))
+        kept = Tally()
+        for s in done:
+            for v in s.verdicts:
+                kept.add(v.kept)
+        print(f"  every candidate {effect:g}σ better: kept {kept}; runs per verdict "
+              f"{runs_per_verdict(done):.2f}")
+
+
+def noisy_report(policy: Policy, n: int, rng: random.Random) -> None:
+    done = list(sessions(policy, noisy, n, rng))
+    plain, loud = Tally(), Tally()
+    for s in done:
+        for v in s.verdicts:
+            (loud if v.candidate.noise > 1 else plain).add(v.kept)
+    print(f"  noise-only knobs (σ × 3, no effect): kept {loud}; plain nulls beside them: {plain}")
+
+
+def zero_report(policy: Policy, n: int, rng: random.Random) -> None:
+    done = list(sessions(policy, zero_noise, n, rng, deterministic=True))
+    kept, said = Tally(), Tally()
+    for s in done:
+        for v in s.verdicts:
+            kept.add(v.kept)
+            said.add(v.step.zero_noise)
+    print(f"  identical repeats, candidates ±0.5σ of seed luck: kept {kept}; steps that said "
+          f"σ = 0: {said}")
+
+
+def simplify_report(policy: Policy, n: int, rng: random.Random) -> None:
+    done = list(sessions(policy, deletion, n, rng))
+    kept = [sum(v.kept for v in s.verdicts) for s in done]
+    worse = [-s.true_gain for s in done]
+    print(f"  30 deletions, each 1σ worse: kept per session median {statistics.median(kept):.0f}"
+          f" (max {max(kept)}); end state worse than the baseline by median "
+          f"{statistics.median(worse):.1f}σ (max {max(worse):.1f}σ)")
+
+
+def headline_report(policy: Policy, n: int, rng: random.Random) -> None:
+    for label, propose in (("null", null), ("mixed 3σ", mixed(3.0))):
+        done = list(sessions(policy, propose, n, rng))
+        covered, changed, pairs, claimed_off = 0, 0, [], []
+        for s in done:
+            claimed = sum(v.step.improvement for v in s.verdicts if v.kept) / SIGMA
+            ok, p, _, _ = verify_headline(s, claimed)
+            covered += ok
+            if p:
+                changed += 1
+                pairs.append(p)
+                claimed_off.append(claimed - s.true_gain)
+        bias = f"{statistics.fmean(claimed_off):+.2f}σ" if claimed_off else "n/a"
+        print(f"  headline, {label} sessions: interval covers the true best-vs-baseline in "
+              f"{rate(covered, n)} (sessions that changed the code: {changed}, median "
+              f"{statistics.median(pairs) if pairs else 0:.0f} pairs); claimed minus true gain "
+              f"before verification: {bias}")
+
+
+def classic() -> Policy:
+    return ClassicPolicy(Rule("minimize", Amount(value=0.0, relative=False)), max_pairs=4)
+
+
+def build(args: argparse.Namespace) -> Policy:
+    if args.policy == "classic":
+        return classic()
+    decision = DecisionConfig()
+    updates = {k: v for k, v in {
+        "false_keep": args.alpha, "max_runs": args.max_runs, "control_every": args.control_every,
+        "drift": args.drift_model,
+    }.items() if v is not None}
+    decision = decision.model_copy(update=updates)
+    policy = policy_for(decision, "minimize")
+    tweaks = {k: v for k, v in {"prior_dof": args.prior_dof}.items() if v is not None}
+    design = {k: v for k, v in {"rho": args.rho, "futility": args.futility,
+                                "futility_step": args.futility_step,
+                                "min_runs": args.min_runs}.items() if v is not None}
+    if tweaks or design:
+        policy = replace(policy, **tweaks)  # type: ignore[type-var]
+        if design:
+            policy = replace(policy, design=replace(policy.design, **design))  # type: ignore[attr-defined]
+    return policy
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--sessions", type=int, default=400)
-    ap.add_argument("--candidates", type=int, default=30)
-    ap.add_argument("--sigma", type=float, default=0.01)
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--max-pairs", type=int, default=4)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--policy", choices=("sequential", "classic"), default="sequential")
+    ap.add_argument("--scenario", action="append", choices=(
+        "null", "mixed", "effects", "drift", "noisy", "zero", "simplify", "headline"))
+    ap.add_argument("--effect", type=float, action="append", help="mixed: effect sizes (σ)")
+    tune = ap.add_argument_group("design overrides (sequential policy)")
+    tune.add_argument("--alpha", type=float)
+    tune.add_argument("--max-runs", type=int)
+    tune.add_argument("--min-runs", type=int)
+    tune.add_argument("--rho", type=float)
+    tune.add_argument("--futility", type=float)
+    tune.add_argument("--futility-step", type=float)
+    tune.add_argument("--control-every", type=int)
+    tune.add_argument("--prior-dof", type=float)
+    tune.add_argument("--drift-model", type=lambda s: s.lower() in ("1", "true", "yes"))
     args = ap.parse_args()
+    policy = build(args)
     rng = random.Random(args.seed)
-    n = args.candidates
-    print(f"{args.sessions} sessions × {n} candidates, σ = {args.sigma}, baseline repeats "
-          f"{args.repeats}, confirmation pairs ≤ {args.max_pairs}")
-    print(f"{'effect':>8} {'rule':>6} {'kept %':>8} {'median kept/session':>20} {'runs/exp':>9}")
-    for effect in (0.0, 1.0, 2.0, 3.0):
-        for name in ("naive", "ours"):
-            kept: list[int] = []
-            cost: list[float] = []
-            for _ in range(args.sessions):
-                if name == "naive":
-                    k, r = naive_session(rng, args.sigma, n, effect)
-                else:
-                    k, r = our_session(rng, args.sigma, n, effect, args.repeats, args.max_pairs)
-                kept.append(k)
-                cost.append(r)
-            rate = 100.0 * sum(kept) / (args.sessions * n)
-            print(f"{effect:>7.1f}σ {name:>6} {rate:>7.1f}% {statistics.median(kept):>20.1f} "
-                  f"{statistics.fmean(cost):>9.2f}")
+    n = args.sessions
+    chosen = args.scenario or ["null", "mixed", "effects", "drift", "noisy", "zero", "simplify",
+                               "headline"]
+    print(f"{n} sessions × {POSITIONS} candidates, σ = {SIGMA}, baseline repeats 3, policy: "
+          f"{policy}")
+    started = time.monotonic()
+    if "null" in chosen:
+        null_report(policy, n, rng)
+    if "mixed" in chosen:
+        for effect in args.effect or [2.0, 3.0]:
+            mixed_report(policy, effect, n, rng)
+    if "effects" in chosen:
+        effects_report(policy, n, rng)
+    if "drift" in chosen:
+        null_report(policy, n, rng, label="drift 0.05σ/run", drift=0.05)
+    if "noisy" in chosen:
+        noisy_report(policy, n, rng)
+    if "zero" in chosen:
+        zero_report(policy, n, rng)
+    if "simplify" in chosen:
+        simplify_report(policy, n, rng)
+    if "headline" in chosen:
+        headline_report(policy, n, rng)
+    print(f"({time.monotonic() - started:.0f} s)")
 
 
 if __name__ == "__main__":

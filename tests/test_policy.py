@@ -55,22 +55,6 @@ def test_paired_interval_is_a_t_interval_on_signed_differences() -> None:
     assert one.low == -math.inf and one.high == math.inf
 
 
-def test_simplicity_cost_accumulates_and_is_paid_back_by_a_real_gain() -> None:
-    from autoresearch.decision import Noise
-    from autoresearch.policy import Action, Step, simplicity_cost_after
-
-    def step(action: Action, improvement: float, simpler: bool = False,
-             booked: float = 0.0) -> Step:
-        return Step(action, "", improvement, 0.0, 0.0, 0.0, Noise(0.01, 5), simpler=simpler,
-                    booked=booked)
-
-    cost = simplicity_cost_after(0.0, step("keep", -0.004, simpler=True, booked=0.006))
-    assert cost == pytest.approx(0.006)
-    assert simplicity_cost_after(cost, step("discard", 0.05)) == pytest.approx(0.006)
-    assert simplicity_cost_after(cost, step("keep", 0.002)) == pytest.approx(0.004)
-    assert simplicity_cost_after(cost, step("keep", 0.02)) == 0.0
-
-
 def test_headline_pairs_grow_as_the_claim_shrinks_relative_to_the_noise() -> None:
     from autoresearch.policy import headline_pairs
 

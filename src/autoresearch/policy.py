@@ -15,15 +15,23 @@ pairs); the engine-v2 statistics replace it behind the same interface. `policy_f
 one place the engine gets its policy from.
 
 Interface changes (newest first; the engine codes against these):
-- 2026-12-05 (stats): `Evidence.other_groups` holds `Observation`s (value and start time), not bare
-  values: the noise model uses when each run started, to separate drift from noise.
+- 2026-12-05 (stats), second: simplicity is bounded against the best measured state, measured, not
+  booked: `Evidence.simplicity_cost` and `simplicity_cost_after` are gone; `Evidence.reference`
+  carries the ok runs of the best measured state (the incumbent as of the last keep that was not
+  `Step.simpler`, or the baseline) whenever the incumbent is a simplification of it, else stays
+  empty. A simplification is kept only while its cost against that state is, with confidence,
+  within the budget, so deleting a line at a time cannot walk the session backwards. `Step.booked`
+  is the cost of a simplicity keep against the reference (point estimate, for the record). The
+  serial protocol (what the simulator in bench/decision_noise.py does): before a candidate's first
+  run, run the incumbent when `policy.control_due(runs since the incumbent's commit last ran, in
+  any role)`; then `step` until it concludes, running its `runs` back to back in order.
+- 2026-12-05 (stats), first: `Evidence.other_groups` holds `Observation`s (value and start time),
+  not bare values: the noise model uses when each run started, to separate drift from noise.
   `Step` gains `look` (the candidate runs this verdict rests on), `zero_noise` (the runs were
-  identical: σ = 0 is hidden noise, never "∞σ") and `booked` (the simplicity cost a keep books).
-  New functions: `policy_for(decision, direction)` builds the session's policy from `[decision]`;
-  `simplicity_cost_after(cost, step)` is the running simplicity cost after a verdict (the engine
-  keeps it per session and passes it in `Evidence.simplicity_cost`); `headline_pairs(...)` says how
-  many interleaved (best, baseline) pairs the end-of-session verification needs for a useful
-  `paired_interval`; `Interval.zero_noise` flags identical pairs.
+  identical: σ = 0 is hidden noise, never "∞σ") and `booked`. New functions:
+  `policy_for(decision, direction)` builds the session's policy from `[decision]`;
+  `headline_pairs(...)` says how many interleaved (best, baseline) pairs the end-of-session
+  verification needs for a useful `paired_interval`; `Interval.zero_noise` flags identical pairs.
 """
 
 from __future__ import annotations
@@ -62,10 +70,10 @@ class Evidence:
     other_groups: Sequence[Sequence[Observation]] = ()
     lines_added: int = 0
     lines_removed: int = 0
-    # How much improvement simplicity keeps have given up since the best measured state
-    # (≥ 0, in the objective's units, positive = worse): bounds the simplicity ratchet. The engine
-    # starts at 0 and folds every verdict in with `simplicity_cost_after`.
-    simplicity_cost: float = 0.0
+    # The best measured state's ok runs (the incumbent as of the last keep that was not
+    # `simpler`, or the baseline) when the incumbent is a simplification of it; empty when the
+    # incumbent is that state. Simplifications are bounded against it (no backwards ratchet).
+    reference: Sequence[Observation] = ()
 
 
 @dataclass(frozen=True)
@@ -80,8 +88,8 @@ class Step:
     threshold: float
     noise: Noise
     runs: tuple[Role, ...] = ()  # action == "measure": run these next, in this order
-    simpler: bool = False  # kept for simplicity within the noise (its cost is booked)
-    booked: float = 0.0  # a simplicity keep: the cost it books (≥ 0, objective units, see above)
+    simpler: bool = False  # kept for simplicity: no better, but simpler and within the budget
+    booked: float = 0.0  # a simplicity keep: its cost against the best measured state (≥ 0)
     look: int = 0  # how many candidate runs this step rests on
     zero_noise: bool = False  # the runs were identical: the noise is hidden, not absent
 
@@ -135,20 +143,6 @@ def paired_interval(pairs: Sequence[tuple[float, float]], direction: str,
     se = stdev(diffs) / math.sqrt(len(diffs))
     half = float(stats.t.ppf(0.5 + confidence / 2, len(diffs) - 1)) * se
     return Interval(mean, mean - half, mean + half, len(diffs), confidence)
-
-
-def simplicity_cost_after(cost: float, step: Step) -> float:
-    """The running simplicity cost after a verdict, for the next trial's `Evidence`.
-
-    A simplicity keep adds what it booked; a keep on merit pays the cost back by its measured
-    improvement (never below 0: the best measured state is then the new incumbent); a discard or
-    a pending measurement changes nothing.
-    """
-    if step.action != "keep":
-        return cost
-    if step.simpler:
-        return cost + max(0.0, step.booked)
-    return max(0.0, cost - max(0.0, step.improvement))
 
 
 def headline_pairs(claimed: float, sigma: float | None, *, confidence: float = 0.95,
@@ -211,6 +205,17 @@ class ClassicPolicy:
 
 def policy_for(decision: DecisionConfig, direction: str) -> Policy:
     """The session's verdict policy, from `[decision]` and the metric's direction."""
-    rule = Rule(direction=direction, min_effect=decision.min_effect, noise_k=decision.noise_k,
-                simplicity=decision.simplicity)
-    return ClassicPolicy(rule, max_pairs=decision.confirm_runs)
+    if decision.policy == "classic":
+        rule = Rule(direction=direction, min_effect=decision.min_effect,
+                    noise_k=decision.noise_k, simplicity=decision.simplicity)
+        return ClassicPolicy(rule, max_pairs=decision.confirm_runs)
+    from autoresearch.sequential import SequentialPolicy  # it builds on this module
+    from autoresearch.spending import Design
+
+    return SequentialPolicy(
+        direction=direction, min_effect=decision.min_effect,
+        design=Design(alpha=decision.false_keep, max_runs=decision.max_runs),
+        control_every=decision.control_every, drift=decision.drift,
+        simplicity=decision.simplicity, simplicity_budget=decision.simplicity_budget,
+        deterministic=decision.deterministic,
+    )

@@ -1,0 +1,244 @@
+"""The effect of a candidate over its control arm, from every run of the session.
+
+One linear model over the session's runs: each commit has its own mean, and all runs share a
+linear time trend (slow machine drift: thermal state, load, caches):
+
+    y = μ[commit] + β·(t − t0) + ε
+
+β is estimated from the spread of every commit's runs over time (a within-commit regression:
+analysis of covariance), so the candidate is compared with what the incumbent would measure *at
+the candidate's times*, not with the incumbent's first lucky runs. Runs interleaved with the
+candidate's (a pair run back to back) are worth most: the trend moves them least. With drift
+turned off the model is the classic pooled comparison of means.
+
+The noise is not assumed equal across commits: each arm's variance is its own, shrunk towards
+the session's pooled σ² by `prior_dof` runs' worth of weight (a scaled-inverse-χ² prior centred on
+the pooled σ²), and the degrees of freedom of the standard error come from Welch–Satterthwaite.
+A candidate that only adds noise shows it in its own runs' spread; a candidate with one run
+borrows the pooled σ, which is why a keep needs at least two candidate runs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from functools import cached_property
+from typing import Protocol
+
+
+class Run(Protocol):
+    """What the model needs of a run: its objective and when it started."""
+
+    @property
+    def value(self) -> float: ...
+
+    @property
+    def at(self) -> float: ...
+
+
+@dataclass(frozen=True)
+class Effect:
+    """The improvement of the candidate over the incumbent (positive = better) and its error."""
+
+    estimate: float
+    se: float  # standard error of `estimate`; inf while the noise is unknown
+    dof: float  # Welch–Satterthwaite degrees of freedom of `se`
+    sigma: float | None  # pooled within-commit σ (None: nothing repeated yet)
+    noise_dof: int  # degrees of freedom of `sigma`
+    slope: float  # fitted drift per second, in the objective's units (0 when not modelled)
+    candidate_sd: float  # the σ used for the candidate's runs (its own, shrunk to the pool)
+    incumbent_sd: float
+    candidate_runs: int
+    incumbent_runs: int
+
+    @property
+    def zero_noise(self) -> bool:
+        """Repeated runs were all identical: σ = 0 is hidden noise (or a deterministic target)."""
+        return self.sigma == 0.0
+
+    @property
+    def known(self) -> bool:
+        return self.sigma is not None
+
+
+@dataclass(frozen=True)
+class _Group:
+    """One commit's runs, with the centred sums the model needs (computed once)."""
+
+    times: tuple[float, ...]
+    values: tuple[float, ...]
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @cached_property
+    def mean(self) -> float:
+        return math.fsum(self.values) / self.n
+
+    @cached_property
+    def mean_time(self) -> float:
+        return math.fsum(self.times) / self.n
+
+    @cached_property
+    def _sums(self) -> tuple[float, float, float]:
+        tm, ym = self.mean_time, self.mean
+        dt = [t - tm for t in self.times]
+        dy = [y - ym for y in self.values]
+        return (math.fsum(d * d for d in dt), math.fsum(a * b for a, b in zip(dt, dy, strict=True)),
+                math.fsum(d * d for d in dy))
+
+    @property
+    def constant(self) -> bool:
+        """Every run gave exactly the same value (compared as parsed, not through sums)."""
+        return len(set(self.values)) <= 1
+
+    def stt(self) -> float:
+        return self._sums[0]
+
+    def sty(self) -> float:
+        return self._sums[1]
+
+    def rss(self, slope: float) -> float:
+        """Residual sum of squares around the group's mean and the common slope."""
+        stt, sty, syy = self._sums
+        if slope == 0.0:
+            return syy
+        return max(0.0, syy - 2.0 * slope * sty + slope * slope * stt)
+
+    def plus(self, at: float, slope: float) -> _Group:
+        """This group with one more run at `at`, lying exactly on the fitted line (design only)."""
+        value = self.mean + slope * (at - self.mean_time) if self.n else 0.0
+        return _Group((*self.times, at), (*self.values, value))
+
+
+def _group(runs: Sequence[Run], t0: float) -> _Group:
+    good = [r for r in runs if math.isfinite(r.value)]
+    return _Group(tuple(r.at - t0 for r in good), tuple(r.value for r in good))
+
+
+@dataclass(frozen=True)
+class _Pool:
+    """The other commits' repeated runs, summed once: they inform the noise and the drift."""
+
+    dof: int = 0  # Σ (n − 1)
+    stt: float = 0.0
+    sty: float = 0.0
+    syy: float = 0.0
+    constant: bool = True  # every commit's repeats were identical
+
+    @classmethod
+    def of(cls, groups: Sequence[_Group]) -> _Pool:
+        repeated = [g for g in groups if g.n >= 2]
+        return cls(sum(g.n - 1 for g in repeated), math.fsum(g.stt() for g in repeated),
+                   math.fsum(g.sty() for g in repeated), math.fsum(g.rss(0.0) for g in repeated),
+                   all(g.constant for g in repeated))
+
+    def rss(self, slope: float) -> float:
+        if slope == 0.0:
+            return self.syy
+        return max(0.0, self.syy - 2.0 * slope * self.sty + slope * slope * self.stt)
+
+
+@dataclass(frozen=True)
+class Model:
+    """The session model for one candidate/incumbent comparison (fitted on demand)."""
+
+    candidate: _Group
+    incumbent: _Group
+    others: _Pool
+    sign: float
+    drift: bool
+    prior_dof: float
+    t0: float
+    last: float  # when the latest run started, relative to t0
+    spacing: float  # the typical time between consecutive runs
+
+    @classmethod
+    def fit(cls, candidate: Sequence[Run], incumbent: Sequence[Run],
+            others: Sequence[Sequence[Run]], *, sign: float, drift: bool = True,
+            prior_dof: float = 4.0) -> Model:
+        times = sorted(r.at for g in (candidate, incumbent, *others) for r in g)
+        t0 = times[0] if times else 0.0
+        gaps = sorted(b - a for a, b in zip(times, times[1:], strict=False) if b > a)
+        spacing = gaps[len(gaps) // 2] if gaps else 1.0
+        pool = _Pool.of([_group(o, t0) for o in others])
+        return cls(_group(candidate, t0), _group(incumbent, t0), pool, sign, drift, prior_dof,
+                   t0, (times[-1] - t0) if times else 0.0, spacing)
+
+    def _arms(self) -> tuple[_Group, ...]:
+        return tuple(g for g in (self.candidate, self.incumbent) if g.n)
+
+    def _stt(self) -> float:
+        return self.others.stt + math.fsum(g.stt() for g in self._arms())
+
+    def _dof(self, *, trend: bool) -> int:
+        return self.others.dof + sum(g.n - 1 for g in self._arms()) - (1 if trend else 0)
+
+    def _trend(self) -> bool:
+        """Drift is fitted when asked for, when some commit's runs spread over time, and when a
+        degree of freedom is left for the noise once it is."""
+        return self.drift and self._stt() > 0.0 and self._dof(trend=True) >= 1
+
+    def slope(self) -> float:
+        if not self._trend():
+            return 0.0
+        return (self.others.sty + math.fsum(g.sty() for g in self._arms())) / self._stt()
+
+    def effect(self) -> Effect:
+        cand, inc = self.candidate, self.incumbent
+        if cand.n == 0 or inc.n == 0:
+            raise ValueError("the effect needs at least one run of each arm")
+        trend = self._trend()
+        slope = self.slope()
+        dof = self._dof(trend=trend)
+        delta_t = cand.mean_time - inc.mean_time
+        estimate = self.sign * ((cand.mean - inc.mean) - slope * delta_t)
+        flat = self._dof(trend=False)
+        # Repeated runs, and all of them identical (no spread around any commit's mean):
+        # the noise is hidden (a fixed seed), or the target is deterministic.
+        if flat > 0 and self.others.constant and cand.constant and inc.constant:
+            return Effect(estimate, 0.0, math.inf, 0.0, flat, 0.0, 0.0, 0.0, cand.n, inc.n)
+        if dof <= 0:
+            return Effect(estimate, math.inf, 0.0, None, 0, slope, math.nan, math.nan,
+                          cand.n, inc.n)
+        rss = self.others.rss(slope) + cand.rss(slope) + inc.rss(slope)
+        pooled = rss / dof
+        stt_all = self._stt() if trend else 0.0
+
+        def arm(g: _Group) -> tuple[float, float]:
+            """An arm's variance: its own spread, shrunk towards the pooled spread of the *other*
+            commits (so no run is counted twice), and the degrees of freedom behind it. The
+            fitted drift took its share of every commit's freedom (its leverage, S_tt of the
+            commit over S_tt of all: the shares add up to the one dof the slope costs)."""
+            own_dof = g.n - 1 - (g.stt() / stt_all if stt_all > 0 else 0.0)
+            rest_dof = dof - own_dof
+            prior = min(self.prior_dof, rest_dof) if rest_dof > 0 else 0.0
+            if prior + own_dof <= 1e-9:
+                return pooled, float(dof)
+            rest = (rss - g.rss(slope)) / rest_dof if rest_dof > 0 else 0.0
+            return (prior * rest + g.rss(slope)) / (prior + own_dof), prior + own_dof
+
+        v_c, nu_c = arm(cand)
+        v_i, nu_i = arm(inc)
+        parts = [(v_c / cand.n, nu_c), (v_i / inc.n, nu_i)]
+        if trend:
+            var_slope = (v_c * cand.stt() + v_i * inc.stt() + pooled * self.others.stt) \
+                / stt_all**2
+            parts.append((delta_t**2 * var_slope, float(dof)))
+        var = math.fsum(p for p, _ in parts)
+        denominator = math.fsum(p * p / nu for p, nu in parts if p > 0)
+        # Never more degrees of freedom than the whole model has: the arms' priors share runs.
+        welch = min(var * var / denominator if denominator > 0 else math.inf, float(dof))
+        return Effect(estimate, math.sqrt(var), welch, math.sqrt(pooled), dof, slope,
+                      math.sqrt(v_c), math.sqrt(v_i), cand.n, inc.n)
+
+    def with_run(self, role: str, after: int = 1) -> Model:
+        """The same model with one more (hypothetical) run of `role`, `after` run spacings after
+        the latest run: what another run would do to the standard error, before it is run."""
+        slope = self.slope()
+        t = self.last + after * self.spacing
+        if role == "candidate":
+            return replace(self, candidate=self.candidate.plus(t, slope), last=t)
+        return replace(self, incumbent=self.incumbent.plus(t, slope), last=t)
