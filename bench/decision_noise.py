@@ -52,6 +52,7 @@ from autoresearch.policy import (  # noqa: E402
     paired_interval,
     policy_for,
 )
+from autoresearch.sequential import SequentialPolicy  # noqa: E402
 
 SIGMA = 0.01
 TRUE = 1.0
@@ -77,13 +78,13 @@ class World:
             self.fixed[cid] = true + self.rng.gauss(0, SIGMA * noise)
         return cid
 
-    def run(self, cid: int) -> Observation:
+    def run(self, cid: int, control: bool = False) -> Observation:
         self.clock += 1
         if self.deterministic:
             value = self.fixed[cid]
         else:
             value = self.truth[cid] + self.rng.gauss(0, SIGMA * self.noise[cid])
-        return Observation(value - self.drift * SIGMA * self.clock, float(self.clock))
+        return Observation(value - self.drift * SIGMA * self.clock, float(self.clock), control)
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,7 @@ def run_session(policy: Policy, propose: Callable[[int, random.Random], Candidat
                 deterministic: bool = False, positions: int = POSITIONS) -> Session:
     world = World(rng, drift=drift, deterministic=deterministic)
     inc_cid = base_cid = world.commit(TRUE)
-    inc_runs = [world.run(inc_cid) for _ in range(repeats)]
+    inc_runs = [world.run(inc_cid, control=True) for _ in range(repeats)]
     others: list[list[Observation]] = []
     since_control = 0
     reference: list[Observation] = []  # the best measured state's runs, when not the incumbent
@@ -138,7 +139,7 @@ def run_session(policy: Policy, propose: Callable[[int, random.Random], Candidat
         cand_runs: list[Observation] = []
         spent = 0
         if policy.control_due(since_control):
-            inc_runs.append(world.run(inc_cid))
+            inc_runs.append(world.run(inc_cid, control=True))
             since_control, spent = 0, 1
         while True:
             step = policy.step(Evidence(cand_runs, inc_runs, others, cand.lines_added,
@@ -148,7 +149,7 @@ def run_session(policy: Policy, propose: Callable[[int, random.Random], Candidat
             for role in step.runs:
                 spent += 1
                 if role == "incumbent":
-                    inc_runs.append(world.run(inc_cid))
+                    inc_runs.append(world.run(inc_cid, control=True))
                     since_control = 0
                 else:
                     cand_runs.append(world.run(cid))
@@ -171,12 +172,14 @@ def run_session(policy: Policy, propose: Callable[[int, random.Random], Candidat
     return Session(verdicts, base_cid, inc_cid, world, gain)
 
 
-def verify_headline(session: Session, claimed_sigma: float) -> tuple[bool, int, float, float]:
-    """Re-measure best vs baseline in interleaved pairs; (covers the truth, pairs, low, high)."""
+def verify_headline(session: Session, claimed_sigma: float,
+                    sigma: float | None) -> tuple[bool, int, float, float]:
+    """Re-measure best vs baseline in interleaved pairs; (covers the truth, pairs, low, high).
+    The number of pairs comes from the claim and the session's σ̂, as the engine will do."""
     world = session.world
     if session.best_cid == session.baseline_cid:
         return True, 0, 0.0, 0.0
-    pairs = headline_pairs(claimed_sigma * SIGMA, SIGMA)
+    pairs = headline_pairs(claimed_sigma * SIGMA, sigma)
     measured: list[tuple[float, float]] = []
     for i in range(pairs):
         # Alternate which arm goes first, so drift cancels within every two pairs.
@@ -218,7 +221,14 @@ def deletion(_: int, __: random.Random) -> Candidate:
 
 
 def rate(kept: int, total: int) -> str:
-    return f"{100.0 * kept / total:5.2f} % ({kept}/{total})" if total else "   n/a"
+    """A rate with its 95 % Wilson interval and sample size."""
+    if not total:
+        return "   n/a"
+    p, z = kept / total, 1.96
+    centre = (p + z * z / (2 * total)) / (1 + z * z / total)
+    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / (1 + z * z / total)
+    return (f"{100.0 * p:5.2f} % [{100 * max(0.0, centre - half):.2f}, "
+            f"{100 * min(1.0, centre + half):.2f}] ({kept}/{total})")
 
 
 @dataclass
@@ -255,40 +265,44 @@ def null_report(policy: Policy, n: int, rng: random.Random, label: str = "null",
     for s in done:
         for v in s.verdicts:
             by_pos[v.position - 1].add(v.kept)
-    first5, rest, overall = Tally(), Tally(), Tally()
-    for i, t in enumerate(by_pos):
-        for _ in range(t.total):
-            pass
-        (first5 if i < 5 else rest).kept += t.kept
-        (first5 if i < 5 else rest).total += t.total
-        overall.kept += t.kept
-        overall.total += t.total
+    overall = Tally(sum(t.kept for t in by_pos), sum(t.total for t in by_pos))
+    print(f"  {label}: false keeps per candidate {overall}; runs per verdict "
+          f"{runs_per_verdict(done):.2f}")
+    buckets = []
+    for start in range(0, POSITIONS, 5):
+        chunk = by_pos[start:start + 5]
+        buckets.append(f"{start + 1}-{start + 5}: "
+                       f"{100.0 * sum(t.kept for t in chunk) / sum(t.total for t in chunk):.2f} %")
     worst = max(range(POSITIONS), key=lambda i: by_pos[i].pct)
+    print(f"  {label}: by position {'; '.join(buckets)}; worst single position {worst + 1}: "
+          f"{by_pos[worst]}")
     with_keep = sum(1 for s in done if any(v.kept for v in s.verdicts))
-    print(f"  {label}: false keeps {overall}; first 5: {first5}; positions 6-30: {rest}; "
-          f"worst position {worst + 1}: {by_pos[worst]}")
-    print(f"  {label}: sessions with a false keep {rate(with_keep, n)}; median keeps per session "
-          f"{statistics.median(sum(v.kept for v in s.verdicts) for s in done):.0f}; "
-          f"runs per verdict {runs_per_verdict(done):.2f}")
+    print(f"  {label}: sessions with a false keep {rate(with_keep, n)}")
     return done
 
 
 def mixed_report(policy: Policy, effect: float, n: int, rng: random.Random) -> list[Session]:
     done = list(sessions(policy, mixed(effect), n, rng))
     power, first5, after, nulls = Tally(), Tally(), Tally(), Tally()
+    real_runs: list[int] = []
+    null_runs: list[int] = []
     for s in done:
         for v in s.verdicts:
             if v.candidate.real:
                 power.add(v.kept)
+                real_runs.append(v.runs)
                 continue
+            null_runs.append(v.runs)
             nulls.add(v.kept)
             if v.position <= 5:
                 first5.add(v.kept)
             if v.after_real_keep is not None and v.after_real_keep <= 10:
                 after.add(v.kept)
-    print(f"  mixed {effect:g}σ (20 % real): power per real proposal {power}; false keeps "
-          f"{nulls}; first 5: {first5}; the 10 after a real keep: {after}; runs per verdict "
-          f"{runs_per_verdict(done):.2f}")
+    print(f"  mixed {effect:g}σ (20 % real): power per real proposal {power}")
+    print(f"  mixed {effect:g}σ: false keeps {nulls}; first 5: {first5}; the 10 after a real "
+          f"keep: {after}")
+    print(f"  mixed {effect:g}σ: runs per verdict {runs_per_verdict(done):.2f} (real "
+          f"{statistics.fmean(real_runs):.2f}, null {statistics.fmean(null_runs):.2f})")
     return done
 
 
@@ -325,11 +339,12 @@ def zero_report(policy: Policy, n: int, rng: random.Random) -> None:
 
 def simplify_report(policy: Policy, n: int, rng: random.Random) -> None:
     done = list(sessions(policy, deletion, n, rng))
-    kept = [sum(v.kept for v in s.verdicts) for s in done]
-    worse = [-s.true_gain for s in done]
+    kept = sorted(sum(v.kept for v in s.verdicts) for s in done)
+    worse = sorted(-s.true_gain for s in done)
+    p90 = worse[int(0.9 * (len(worse) - 1))]
     print(f"  30 deletions, each 1σ worse: kept per session median {statistics.median(kept):.0f}"
-          f" (max {max(kept)}); end state worse than the baseline by median "
-          f"{statistics.median(worse):.1f}σ (max {max(worse):.1f}σ)")
+          f" (max {kept[-1]}); end state worse than the baseline by median "
+          f"{statistics.median(worse):.1f}σ, 90th percentile {p90:.1f}σ, max {worse[-1]:.1f}σ")
 
 
 def headline_report(policy: Policy, n: int, rng: random.Random) -> None:
@@ -338,7 +353,8 @@ def headline_report(policy: Policy, n: int, rng: random.Random) -> None:
         covered, changed, pairs, claimed_off = 0, 0, [], []
         for s in done:
             claimed = sum(v.step.improvement for v in s.verdicts if v.kept) / SIGMA
-            ok, p, _, _ = verify_headline(s, claimed)
+            sigma = s.verdicts[-1].step.noise.sigma
+            ok, p, _, _ = verify_headline(s, claimed, sigma)
             covered += ok
             if p:
                 changed += 1
@@ -358,22 +374,17 @@ def classic() -> Policy:
 def build(args: argparse.Namespace) -> Policy:
     if args.policy == "classic":
         return classic()
-    decision = DecisionConfig()
     updates = {k: v for k, v in {
         "false_keep": args.alpha, "max_runs": args.max_runs, "control_every": args.control_every,
-        "drift": args.drift_model,
+        "drift": args.drift_model, "target_effect": args.target_effect,
     }.items() if v is not None}
-    decision = decision.model_copy(update=updates)
-    policy = policy_for(decision, "minimize")
-    tweaks = {k: v for k, v in {"prior_dof": args.prior_dof}.items() if v is not None}
-    design = {k: v for k, v in {"rho": args.rho, "futility": args.futility,
-                                "futility_step": args.futility_step,
+    policy = policy_for(DecisionConfig().model_copy(update=updates), "minimize")
+    assert isinstance(policy, SequentialPolicy)
+    if args.prior_dof is not None:
+        policy = replace(policy, prior_dof=args.prior_dof)
+    design = {k: v for k, v in {"rho": args.rho, "margin": args.margin,
                                 "min_runs": args.min_runs}.items() if v is not None}
-    if tweaks or design:
-        policy = replace(policy, **tweaks)  # type: ignore[type-var]
-        if design:
-            policy = replace(policy, design=replace(policy.design, **design))  # type: ignore[attr-defined]
-    return policy
+    return replace(policy, design=replace(policy.design, **design)) if design else policy
 
 
 def main() -> None:
@@ -385,15 +396,16 @@ def main() -> None:
         "null", "mixed", "effects", "drift", "noisy", "zero", "simplify", "headline"))
     ap.add_argument("--effect", type=float, action="append", help="mixed: effect sizes (σ)")
     tune = ap.add_argument_group("design overrides (sequential policy)")
-    tune.add_argument("--alpha", type=float)
-    tune.add_argument("--max-runs", type=int)
+    tune.add_argument("--alpha", type=float, help="[decision] false_keep")
+    tune.add_argument("--max-runs", type=int, help="[decision] max_runs")
+    tune.add_argument("--target-effect", type=float, help="[decision] target_effect (σ)")
+    tune.add_argument("--control-every", type=int, help="[decision] control_every")
+    tune.add_argument("--drift-model", type=lambda s: s.lower() in ("1", "true", "yes"),
+                      help="[decision] drift (true/false)")
     tune.add_argument("--min-runs", type=int)
     tune.add_argument("--rho", type=float)
-    tune.add_argument("--futility", type=float)
-    tune.add_argument("--futility-step", type=float)
-    tune.add_argument("--control-every", type=int)
+    tune.add_argument("--margin", type=float)
     tune.add_argument("--prior-dof", type=float)
-    tune.add_argument("--drift-model", type=lambda s: s.lower() in ("1", "true", "yes"))
     args = ap.parse_args()
     policy = build(args)
     rng = random.Random(args.seed)

@@ -5,17 +5,24 @@ linear time trend (slow machine drift: thermal state, load, caches):
 
     y = μ[commit] + β·(t − t0) + ε
 
-β is estimated from the spread of every commit's runs over time (a within-commit regression:
-analysis of covariance), so the candidate is compared with what the incumbent would measure *at
-the candidate's times*, not with the incumbent's first lucky runs. Runs interleaved with the
-candidate's (a pair run back to back) are worth most: the trend moves them least. With drift
-turned off the model is the classic pooled comparison of means.
+so the candidate is compared with what the incumbent would measure *at the candidate's times*, not
+with the incumbent's first runs. Runs interleaved with the candidate's (a pair run back to back)
+are worth most: the trend moves them least. With drift turned off the model is the classic pooled
+comparison of means.
 
-The noise is not assumed equal across commits: each arm's variance is its own, shrunk towards
-the session's pooled σ² by `prior_dof` runs' worth of weight (a scaled-inverse-χ² prior centred on
-the pooled σ²), and the degrees of freedom of the standard error come from Welch–Satterthwaite.
-A candidate that only adds noise shows it in its own runs' spread; a candidate with one run
-borrows the pooled σ, which is why a keep needs at least two candidate runs.
+β is estimated only from *control* runs (runs of a commit made while it was the incumbent, and the
+baseline's repeats), within each commit. A candidate's own runs never inform it: a candidate gets
+another run only when its runs so far looked good, and stops when they turn bad, so the runs of
+judged candidates trend upwards or downwards by construction (a within-group regression on them
+would find a drift that is not there). A weak prior (drift of about `drift_prior` σ per run is
+plausible, much more is not) keeps β near 0 while the control runs are too few or too close in
+time to say anything, and its uncertainty is part of the standard error.
+
+The noise is not assumed equal across commits: each arm's variance is its own, shrunk towards the
+other commits' pooled σ² by `prior_dof` runs' worth of weight (a scaled-inverse-χ² prior centred
+on the pool), and the degrees of freedom of the standard error come from Welch–Satterthwaite. A
+candidate that only adds noise shows it in its own runs' spread; a candidate with one run borrows
+the pooled σ, which is why a keep needs at least two candidate runs.
 """
 
 from __future__ import annotations
@@ -28,13 +35,17 @@ from typing import Protocol
 
 
 class Run(Protocol):
-    """What the model needs of a run: its objective and when it started."""
+    """What the model needs of a run: its objective, when it started, and whether it was a
+    control run (the commit was the incumbent, or the baseline, when it ran)."""
 
     @property
     def value(self) -> float: ...
 
     @property
     def at(self) -> float: ...
+
+    @property
+    def control(self) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -62,12 +73,24 @@ class Effect:
         return self.sigma is not None
 
 
+def _centred(times: Sequence[float], values: Sequence[float]) -> tuple[float, float, float]:
+    """(S_tt, S_ty, S_yy) around the means of `times` and `values`."""
+    if not values:
+        return 0.0, 0.0, 0.0
+    tm, ym = math.fsum(times) / len(times), math.fsum(values) / len(values)
+    dt = [t - tm for t in times]
+    dy = [y - ym for y in values]
+    return (math.fsum(d * d for d in dt), math.fsum(a * b for a, b in zip(dt, dy, strict=True)),
+            math.fsum(d * d for d in dy))
+
+
 @dataclass(frozen=True)
 class _Group:
     """One commit's runs, with the centred sums the model needs (computed once)."""
 
     times: tuple[float, ...]
     values: tuple[float, ...]
+    controls: tuple[bool, ...]
 
     @property
     def n(self) -> int:
@@ -82,40 +105,40 @@ class _Group:
         return math.fsum(self.times) / self.n
 
     @cached_property
-    def _sums(self) -> tuple[float, float, float]:
-        tm, ym = self.mean_time, self.mean
-        dt = [t - tm for t in self.times]
-        dy = [y - ym for y in self.values]
-        return (math.fsum(d * d for d in dt), math.fsum(a * b for a, b in zip(dt, dy, strict=True)),
-                math.fsum(d * d for d in dy))
+    def sums(self) -> tuple[float, float, float]:
+        """(S_tt, S_ty, S_yy) of all its runs around the group's means."""
+        return _centred(self.times, self.values)
+
+    @cached_property
+    def control_sums(self) -> tuple[float, float]:
+        """(S_tt, S_ty) of its control runs, around their own means: the drift evidence."""
+        picked = [(t, y) for t, y, c in zip(self.times, self.values, self.controls, strict=True)
+                  if c]
+        stt, sty, _ = _centred([t for t, _ in picked], [y for _, y in picked])
+        return stt, sty
 
     @property
     def constant(self) -> bool:
         """Every run gave exactly the same value (compared as parsed, not through sums)."""
         return len(set(self.values)) <= 1
 
-    def stt(self) -> float:
-        return self._sums[0]
-
-    def sty(self) -> float:
-        return self._sums[1]
-
     def rss(self, slope: float) -> float:
         """Residual sum of squares around the group's mean and the common slope."""
-        stt, sty, syy = self._sums
+        stt, sty, syy = self.sums
         if slope == 0.0:
             return syy
         return max(0.0, syy - 2.0 * slope * sty + slope * slope * stt)
 
-    def plus(self, at: float, slope: float) -> _Group:
+    def plus(self, at: float, slope: float, control: bool) -> _Group:
         """This group with one more run at `at`, lying exactly on the fitted line (design only)."""
         value = self.mean + slope * (at - self.mean_time) if self.n else 0.0
-        return _Group((*self.times, at), (*self.values, value))
+        return _Group((*self.times, at), (*self.values, value), (*self.controls, control))
 
 
 def _group(runs: Sequence[Run], t0: float) -> _Group:
     good = [r for r in runs if math.isfinite(r.value)]
-    return _Group(tuple(r.at - t0 for r in good), tuple(r.value for r in good))
+    return _Group(tuple(r.at - t0 for r in good), tuple(r.value for r in good),
+                  tuple(bool(r.control) for r in good))
 
 
 @dataclass(frozen=True)
@@ -126,13 +149,17 @@ class _Pool:
     stt: float = 0.0
     sty: float = 0.0
     syy: float = 0.0
+    ctt: float = 0.0  # control runs only
+    cty: float = 0.0
     constant: bool = True  # every commit's repeats were identical
 
     @classmethod
     def of(cls, groups: Sequence[_Group]) -> _Pool:
         repeated = [g for g in groups if g.n >= 2]
-        return cls(sum(g.n - 1 for g in repeated), math.fsum(g.stt() for g in repeated),
-                   math.fsum(g.sty() for g in repeated), math.fsum(g.rss(0.0) for g in repeated),
+        return cls(sum(g.n - 1 for g in repeated), math.fsum(g.sums[0] for g in repeated),
+                   math.fsum(g.sums[1] for g in repeated), math.fsum(g.sums[2] for g in repeated),
+                   math.fsum(g.control_sums[0] for g in repeated),
+                   math.fsum(g.control_sums[1] for g in repeated),
                    all(g.constant for g in repeated))
 
     def rss(self, slope: float) -> float:
@@ -151,6 +178,7 @@ class Model:
     sign: float
     drift: bool
     prior_dof: float
+    ridge: float  # the drift prior's weight, as S_tt of control runs (seconds²)
     t0: float
     last: float  # when the latest run started, relative to t0
     spacing: float  # the typical time between consecutive runs
@@ -158,33 +186,37 @@ class Model:
     @classmethod
     def fit(cls, candidate: Sequence[Run], incumbent: Sequence[Run],
             others: Sequence[Sequence[Run]], *, sign: float, drift: bool = True,
-            prior_dof: float = 4.0) -> Model:
+            prior_dof: float = 10.0, drift_prior: float = 0.03) -> Model:
         times = sorted(r.at for g in (candidate, incumbent, *others) for r in g)
         t0 = times[0] if times else 0.0
         gaps = sorted(b - a for a, b in zip(times, times[1:], strict=False) if b > a)
         spacing = gaps[len(gaps) // 2] if gaps else 1.0
         pool = _Pool.of([_group(o, t0) for o in others])
+        # A drift of `drift_prior` σ per run as one standard deviation of the prior on β:
+        # in the model's units that is S_tt = (spacing / drift_prior)² of control runs.
+        ridge = (spacing / drift_prior) ** 2
         return cls(_group(candidate, t0), _group(incumbent, t0), pool, sign, drift, prior_dof,
-                   t0, (times[-1] - t0) if times else 0.0, spacing)
+                   ridge, t0, (times[-1] - t0) if times else 0.0, spacing)
 
     def _arms(self) -> tuple[_Group, ...]:
         return tuple(g for g in (self.candidate, self.incumbent) if g.n)
 
-    def _stt(self) -> float:
-        return self.others.stt + math.fsum(g.stt() for g in self._arms())
+    def _ctt(self) -> float:
+        return self.others.ctt + math.fsum(g.control_sums[0] for g in self._arms())
 
     def _dof(self, *, trend: bool) -> int:
         return self.others.dof + sum(g.n - 1 for g in self._arms()) - (1 if trend else 0)
 
     def _trend(self) -> bool:
-        """Drift is fitted when asked for, when some commit's runs spread over time, and when a
+        """Drift is fitted when asked for, when some control runs spread over time, and when a
         degree of freedom is left for the noise once it is."""
-        return self.drift and self._stt() > 0.0 and self._dof(trend=True) >= 1
+        return self.drift and self._ctt() > 0.0 and self._dof(trend=True) >= 1
 
     def slope(self) -> float:
         if not self._trend():
             return 0.0
-        return (self.others.sty + math.fsum(g.sty() for g in self._arms())) / self._stt()
+        cty = self.others.cty + math.fsum(g.control_sums[1] for g in self._arms())
+        return cty / (self._ctt() + self.ridge)
 
     def effect(self) -> Effect:
         cand, inc = self.candidate, self.incumbent
@@ -205,14 +237,14 @@ class Model:
                           cand.n, inc.n)
         rss = self.others.rss(slope) + cand.rss(slope) + inc.rss(slope)
         pooled = rss / dof
-        stt_all = self._stt() if trend else 0.0
+        weight = self._ctt() + self.ridge if trend else 0.0
 
         def arm(g: _Group) -> tuple[float, float]:
             """An arm's variance: its own spread, shrunk towards the pooled spread of the *other*
             commits (so no run is counted twice), and the degrees of freedom behind it. The
-            fitted drift took its share of every commit's freedom (its leverage, S_tt of the
-            commit over S_tt of all: the shares add up to the one dof the slope costs)."""
-            own_dof = g.n - 1 - (g.stt() / stt_all if stt_all > 0 else 0.0)
+            fitted drift took its share of every commit's freedom (the leverage of its control
+            runs on the slope)."""
+            own_dof = g.n - 1 - (g.control_sums[0] / weight if weight > 0 else 0.0)
             rest_dof = dof - own_dof
             prior = min(self.prior_dof, rest_dof) if rest_dof > 0 else 0.0
             if prior + own_dof <= 1e-9:
@@ -224,9 +256,9 @@ class Model:
         v_i, nu_i = arm(inc)
         parts = [(v_c / cand.n, nu_c), (v_i / inc.n, nu_i)]
         if trend:
-            var_slope = (v_c * cand.stt() + v_i * inc.stt() + pooled * self.others.stt) \
-                / stt_all**2
-            parts.append((delta_t**2 * var_slope, float(dof)))
+            # The slope's posterior variance (the prior's share included); it is uncorrelated
+            # with the arms' means (control runs are centred within each commit).
+            parts.append((delta_t**2 * pooled / weight, float(dof)))
         var = math.fsum(p for p, _ in parts)
         denominator = math.fsum(p * p / nu for p, nu in parts if p > 0)
         # Never more degrees of freedom than the whole model has: the arms' priors share runs.
@@ -240,5 +272,5 @@ class Model:
         slope = self.slope()
         t = self.last + after * self.spacing
         if role == "candidate":
-            return replace(self, candidate=self.candidate.plus(t, slope), last=t)
-        return replace(self, incumbent=self.incumbent.plus(t, slope), last=t)
+            return replace(self, candidate=self.candidate.plus(t, slope, False), last=t)
+        return replace(self, incumbent=self.incumbent.plus(t, slope, True), last=t)

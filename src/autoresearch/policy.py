@@ -15,6 +15,10 @@ pairs); the engine-v2 statistics replace it behind the same interface. `policy_f
 one place the engine gets its policy from.
 
 Interface changes (newest first; the engine codes against these):
+- 2026-12-05 (stats), third: `Observation.control` (default False) marks the runs a commit made
+  while it was the incumbent (control-arm runs, the incumbent's half of a pair) and the
+  baseline's repeats; the drift is estimated from those alone (a judged candidate's runs trend by
+  construction: it goes on while they look good). The engine sets it from the run's role.
 - 2026-12-05 (stats), second: simplicity is bounded against the best measured state, measured, not
   booked: `Evidence.simplicity_cost` and `simplicity_cost_after` are gone; `Evidence.reference`
   carries the ok runs of the best measured state (the incumbent as of the last keep that was not
@@ -57,6 +61,10 @@ class Observation:
 
     value: float
     at: float
+    # A control run: made while its commit was the incumbent (a control-arm run, or the
+    # incumbent's half of a pair), or one of the baseline's repeats. Runs made while a commit was
+    # a candidate being judged are not: whether they happened depended on their own values.
+    control: bool = False
 
 
 @dataclass(frozen=True)
@@ -214,7 +222,8 @@ def policy_for(decision: DecisionConfig, direction: str) -> Policy:
 
     return SequentialPolicy(
         direction=direction, min_effect=decision.min_effect,
-        design=Design(alpha=decision.false_keep, max_runs=decision.max_runs),
+        design=Design(alpha=decision.false_keep, max_runs=decision.max_runs,
+                      effect=decision.target_effect),
         control_every=decision.control_every, drift=decision.drift,
         simplicity=decision.simplicity, simplicity_budget=decision.simplicity_budget,
         deterministic=decision.deterministic,

@@ -48,9 +48,10 @@ class SequentialPolicy:
     direction: str
     min_effect: Amount = field(default_factory=lambda: Amount(value=0.0, relative=False))
     design: Design = field(default_factory=Design)
-    control_every: int = 3  # serial sessions: re-measure the incumbent every this many runs
+    control_every: int = 4  # serial sessions: re-measure the incumbent every this many runs
     drift: bool = True  # model a linear drift shared by all runs
-    prior_dof: float = 4.0  # how many runs' worth the pooled σ weighs in each arm's own σ
+    prior_dof: float = 10.0  # how many runs' worth the pooled σ weighs in each arm's own σ
+    drift_prior: float = 0.03  # σ per run: the drift thought plausible before control runs say
     simplicity: bool = True
     simplicity_budget: float = 1.0  # σ a simplification may cost against the best state
     simplicity_alpha: float = 0.1  # chance of keeping one that costs more, over its looks
@@ -75,7 +76,8 @@ class SequentialPolicy:
             return Step("measure", "nothing measured yet", 0.0, -math.inf, math.inf, 0.0,
                         Noise(None, 0), runs=tuple(missing))
         model = Model.fit(evidence.candidate, evidence.incumbent, evidence.other_groups,
-                          sign=self.sign, drift=self.drift, prior_dof=self.prior_dof)
+                          sign=self.sign, drift=self.drift, prior_dof=self.prior_dof,
+                          drift_prior=self.drift_prior)
         effect = model.effect()
         look = effect.candidate_runs
         min_effect = self.min_effect.resolve(fmean(o.value for o in evidence.incumbent))
@@ -178,7 +180,8 @@ class SequentialPolicy:
         if evidence.reference:
             model = Model.fit(evidence.candidate, evidence.reference,
                               [*evidence.other_groups, evidence.incumbent], sign=self.sign,
-                              drift=self.drift, prior_dof=self.prior_dof)
+                              drift=self.drift, prior_dof=self.prior_dof,
+                              drift_prior=self.drift_prior)
             against = model.effect()
             where = f"the best measured state ({against.incumbent_runs} runs)"
         else:

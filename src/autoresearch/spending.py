@@ -39,14 +39,14 @@ _SPAN = 8.0  # grid half-width in standard deviations
 @dataclass(frozen=True)
 class Design:
     alpha: float = 0.01  # false-keep rate per candidate, over all its looks
-    max_runs: int = 6  # the candidate's runs at most (its last look)
+    max_runs: int = 8  # the candidate's runs at most (its last look)
     min_runs: int = 2  # the first look at which a keep is possible
     rho: float = 2.0  # shape of the spending function α·t^rho
     # Futility: a candidate goes on only while its z is within `margin` of what a true
     # improvement of `effect` σ would show at this look (effect·√information): far below that,
     # more runs are unlikely to make it a keep, and a null change stops after one run or two.
     effect: float = 2.0
-    margin: float = 1.5
+    margin: float = 1.6
 
     def __post_init__(self) -> None:
         if not 0.0 < self.alpha < 0.5:
