@@ -14,9 +14,9 @@ comparison of means.
 baseline's repeats), within each commit. A candidate's own runs never inform it: a candidate gets
 another run only when its runs so far looked good, and stops when they turn bad, so the runs of
 judged candidates trend upwards or downwards by construction (a within-group regression on them
-would find a drift that is not there). A weak prior (drift of about `drift_prior` σ per run is
-plausible, much more is not) keeps β near 0 while the control runs are too few or too close in
-time to say anything, and its uncertainty is part of the standard error.
+would find a drift that is not there). While the control runs show no clear drift, a prior (a
+drift of about `drift_prior` σ per run is plausible) keeps β near 0 and its uncertainty in the
+standard error; once they do (|t| ≥ 2), their least-squares slope is used as it is.
 
 The noise is not assumed equal across commits: each arm's variance is its own, shrunk towards the
 other commits' pooled σ² by `prior_dof` runs' worth of weight (a scaled-inverse-χ² prior centred
@@ -32,6 +32,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Protocol
+
+# A drift this many standard errors from zero in the control runs is taken as measured; below it,
+# the prior (no drift, give or take `drift_prior`) tempers it.
+DRIFT_EVIDENT = 2.0
 
 
 class Run(Protocol):
@@ -212,11 +216,23 @@ class Model:
         degree of freedom is left for the noise once it is."""
         return self.drift and self._ctt() > 0.0 and self._dof(trend=True) >= 1
 
-    def slope(self) -> float:
+    @cached_property
+    def _fit(self) -> tuple[float, float]:
+        """(slope, its weight as S_tt): least squares on the control runs when they show a drift
+        (|t| ≥ DRIFT_EVIDENT), else shrunk towards no drift by the prior's weight."""
         if not self._trend():
-            return 0.0
+            return 0.0, 0.0
+        ctt = self._ctt()
         cty = self.others.cty + math.fsum(g.control_sums[1] for g in self._arms())
-        return cty / (self._ctt() + self.ridge)
+        ols = cty / ctt
+        rss = self.others.rss(ols) + math.fsum(g.rss(ols) for g in self._arms())
+        dof = self._dof(trend=True)
+        if rss > 0.0 and abs(ols) / math.sqrt(rss / dof / ctt) >= DRIFT_EVIDENT:
+            return ols, ctt
+        return cty / (ctt + self.ridge), ctt + self.ridge
+
+    def slope(self) -> float:
+        return self._fit[0]
 
     def effect(self) -> Effect:
         cand, inc = self.candidate, self.incumbent
@@ -237,7 +253,7 @@ class Model:
                           cand.n, inc.n)
         rss = self.others.rss(slope) + cand.rss(slope) + inc.rss(slope)
         pooled = rss / dof
-        weight = self._ctt() + self.ridge if trend else 0.0
+        weight = self._fit[1]
 
         def arm(g: _Group) -> tuple[float, float]:
             """An arm's variance: its own spread, shrunk towards the pooled spread of the *other*

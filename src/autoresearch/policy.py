@@ -73,8 +73,9 @@ class Evidence:
 
     candidate: Sequence[Observation]  # ok runs of the candidate commit, in the order they started
     incumbent: Sequence[Observation]  # ok runs of the incumbent's commit in this session (control)
-    # Repeated runs of other commits of the session: evidence about the noise (and drift), never
-    # about the effect. Each inner sequence is one commit's ok runs.
+    # Repeated runs of other commits of the session (not the candidate's, the incumbent's or the
+    # reference's): evidence about the noise and drift, never about the effect. Each inner
+    # sequence is one commit's ok runs.
     other_groups: Sequence[Sequence[Observation]] = ()
     lines_added: int = 0
     lines_removed: int = 0

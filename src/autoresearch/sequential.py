@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from statistics import fmean
 from typing import Protocol
@@ -29,7 +30,7 @@ from scipy import special
 from autoresearch.config import Amount
 from autoresearch.decision import Noise
 from autoresearch.effect import Effect, Model
-from autoresearch.policy import Action, Evidence, Role, Step
+from autoresearch.policy import Action, Evidence, Observation, Role, Step
 from autoresearch.spending import Design, t_to_z, t_upper, z_to_t
 
 HIDDEN_NOISE_HINT = ("give each run its own seed ({seed} in the command, or AUTORESEARCH_SEED), "
@@ -75,7 +76,8 @@ class SequentialPolicy:
                 missing.append("candidate")
             return Step("measure", "nothing measured yet", 0.0, -math.inf, math.inf, 0.0,
                         Noise(None, 0), runs=tuple(missing))
-        model = Model.fit(evidence.candidate, evidence.incumbent, evidence.other_groups,
+        noise_groups = [*evidence.other_groups, evidence.reference]
+        model = Model.fit(evidence.candidate, evidence.incumbent, noise_groups,
                           sign=self.sign, drift=self.drift, prior_dof=self.prior_dof,
                           drift_prior=self.drift_prior)
         effect = model.effect()
@@ -114,14 +116,15 @@ class SequentialPolicy:
                  f"candidate σ={effect.candidate_sd:.4g})")
         drift = (f"; drift {effect.slope:+.3g}/s removed" if self.drift and effect.slope
                  else "")
-        if z >= bound:
+        simplification = evidence.lines_removed > evidence.lines_added
+        if z >= bound and not (simplification and self._went_past_futility(evidence, info, final)):
             return step("keep", f"improved by {effect.estimate:.4g} ± {effect.se:.2g}: {basis} "
                         f"≥ {boundary:.2f}, look {look}'s bar for a {design.alpha:g} false-keep "
                         f"rate{drift}", threshold=threshold, width=boundary)
         simple = self._simplicity(evidence, effect, step, counts)
         if simple is not None:
             return simple
-        futile = design.futility_bound(look, info[-1])
+        futile = min(design.futility_bound(look, info[-1]), bound)
         if design.last(look) or z < futile:
             why = (f"not improved enough after {look} runs" if design.last(look) else
                    f"not promising (z {z:.2f} < {futile:.2f})")
@@ -137,6 +140,34 @@ class SequentialPolicy:
                     threshold=threshold, runs=runs, width=boundary)
 
     # --- the parts -----------------------------------------------------------------------------
+
+    def _went_past_futility(self, evidence: Evidence, info: list[float], final: float) -> bool:
+        """Did an earlier look fall below its futility bound? Only a simplification goes on
+        then (to be judged as one), and the boundaries assume every other path stopped there,
+        so such a candidate may no longer be kept on merit. Recomputed from the runs each look
+        had (they are all in the evidence, with their start times)."""
+        candidate = sorted(evidence.candidate, key=lambda o: o.at)
+        min_effect = self.min_effect.resolve(fmean(o.value for o in evidence.incumbent))
+        for j in range(1, len(candidate)):
+            cut = candidate[j].at
+
+            def before(runs: Sequence[Observation], cut: float = cut) -> list[Observation]:
+                return [o for o in runs if o.at < cut]
+
+            incumbent = before(evidence.incumbent)
+            if not incumbent:
+                continue
+            past = Model.fit(candidate[:j], incumbent,
+                             [before(g) for g in (*evidence.other_groups, evidence.reference)],
+                             sign=self.sign, drift=self.drift, prior_dof=self.prior_dof,
+                             drift_prior=self.drift_prior).effect()
+            if not past.known or past.zero_noise or not math.isfinite(past.se):
+                continue
+            z = t_to_z((past.estimate - min_effect) / past.se, past.dof)
+            bound = self.design.boundary(info[:j], final)
+            if z < min(self.design.futility_bound(j, info[j - 1]), bound):
+                return True
+        return False
 
     def _information(self, evidence: Evidence) -> tuple[list[float], float]:
         """The precision of each look so far (look j: the candidate's first j runs against the

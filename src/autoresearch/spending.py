@@ -85,6 +85,7 @@ class Design:
 def _boundaries(design: Design, absolute: tuple[float, ...], final: float) -> tuple[float, ...]:
     """z boundaries of looks 1 … len(absolute), given each look's information and the last's."""
     info = tuple(i / final for i in absolute)
+    fixed = float(-special.ndtri(design.alpha))
     bounds: list[float] = []
     spent = 0.0
     grid: np.ndarray | None = None  # S values of the continuation region at the previous look
@@ -111,7 +112,9 @@ def _boundaries(design: Design, absolute: tuple[float, ...], final: float) -> tu
             budget = target - spent
             reach = upper(-math.inf if math.isinf(low) else low)
             if budget >= reach:
-                high = low  # everything still going on may keep
+                # Everything still going on could keep; but never on less evidence than one
+                # test at the full rate would need.
+                high = max(low, fixed * root)
             else:
                 start = low if math.isfinite(low) else -_SPAN * root
                 high = float(optimize.brentq(lambda s, b=budget: upper(s) - b, start,
@@ -123,6 +126,7 @@ def _boundaries(design: Design, absolute: tuple[float, ...], final: float) -> tu
             bounds.append(math.inf)
         if design.last(j):
             break
+        low = min(low, high)  # a futility bound above the keep bound: everything stops here
         # The mass that goes on: S_j in [low, high), carried to the next look.
         top = min(high, _SPAN * root)
         bottom = max(low, -_SPAN * root)
