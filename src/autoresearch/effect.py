@@ -16,7 +16,7 @@ another run only when its runs so far looked good, and stops when they turn bad,
 judged candidates trend upwards or downwards by construction (a within-group regression on them
 would find a drift that is not there). While the control runs show no clear drift, a prior (a
 drift of about `drift_prior` σ per run is plausible) keeps β near 0 and its uncertainty in the
-standard error; once they do (|t| ≥ 2), their least-squares slope is used as it is.
+standard error; once they do (|t| ≥ 3), their least-squares slope is used as it is.
 
 The noise is not assumed equal across commits: each arm's variance is its own, shrunk towards the
 other commits' pooled σ² by `prior_dof` runs' worth of weight (a scaled-inverse-χ² prior centred
@@ -35,7 +35,7 @@ from typing import Protocol
 
 # A drift this many standard errors from zero in the control runs is taken as measured; below it,
 # the prior (no drift, give or take `drift_prior`) tempers it.
-DRIFT_EVIDENT = 2.0
+DRIFT_EVIDENT = 3.0
 
 
 class Run(Protocol):
