@@ -33,8 +33,11 @@ from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Protocol
 
-# A drift this many standard errors from zero in the control runs is taken as measured; below it,
-# the prior (no drift, give or take `drift_prior`) tempers it.
+from autoresearch.spending import t_to_z
+
+# A drift this far from zero in the control runs (as a normal z: the t on few degrees of freedom
+# counts for less) is taken as measured; below it, the prior (no drift, give or take
+# `drift_prior`) tempers it.
 DRIFT_EVIDENT = 3.0
 
 
@@ -227,7 +230,7 @@ class Model:
         ols = cty / ctt
         rss = self.others.rss(ols) + math.fsum(g.rss(ols) for g in self._arms())
         dof = self._dof(trend=True)
-        if rss > 0.0 and abs(ols) / math.sqrt(rss / dof / ctt) >= DRIFT_EVIDENT:
+        if rss > 0.0 and t_to_z(abs(ols) / math.sqrt(rss / dof / ctt), dof) >= DRIFT_EVIDENT:
             return ols, ctt
         return cty / (ctt + self.ridge), ctt + self.ridge
 

@@ -53,6 +53,7 @@ class SequentialPolicy:
     drift: bool = True  # model a linear drift shared by all runs
     prior_dof: float = 10.0  # how many runs' worth the pooled σ weighs in each arm's own σ
     drift_prior: float = 0.03  # σ per run: the drift thought plausible before control runs say
+    min_noise_dof: int = 10  # a keep needs σ measured with at least this many degrees of freedom
     simplicity: bool = True
     simplicity_budget: float = 1.0  # σ a simplification may cost against the best state
     simplicity_alpha: float = 0.1  # chance of keeping one that costs more, over its looks
@@ -117,6 +118,16 @@ class SequentialPolicy:
         drift = (f"; drift {effect.slope:+.3g}/s removed" if self.drift and effect.slope
                  else "")
         simplification = evidence.lines_removed > evidence.lines_added
+        measured = effect.noise_dof >= self.min_noise_dof
+        if z >= bound and not measured:
+            # Clear so far, but σ rests on too few runs to trust a keep (three baseline runs are
+            # two degrees of freedom): an interleaved pair measures both arms and the noise.
+            more: tuple[Role, ...] = (("incumbent",) if design.last(look)
+                                      else ("incumbent", "candidate"))
+            return step("measure", f"promising: improvement {effect.estimate:.4g} ± "
+                        f"{effect.se:.2g}, {basis}, but the noise rests on {effect.noise_dof} "
+                        f"degrees of freedom (a keep needs {self.min_noise_dof}): measuring "
+                        f"{' then '.join(more)}", threshold=threshold, runs=more, width=boundary)
         if z >= bound and not (simplification and self._went_past_futility(evidence, info, final)):
             return step("keep", f"improved by {effect.estimate:.4g} ± {effect.se:.2g}: {basis} "
                         f"≥ {boundary:.2f}, look {look}'s bar for a {design.alpha:g} false-keep "
