@@ -128,10 +128,10 @@ def test_a_clear_improvement_is_kept_and_a_clear_regression_discarded() -> None:
 
 
 def test_a_noise_floor_from_three_runs_is_not_trusted_for_a_keep() -> None:
-    # Three baseline runs are two degrees of freedom: even a clear-looking gain asks for an
-    # interleaved pair (both arms and the noise measured again) instead of a keep.
+    # Three baseline runs and three candidate runs are four degrees of freedom: even a gain
+    # far beyond the bar asks for an interleaved pair (both arms and the noise measured again).
     few = obs(1.0, 1.01, 0.99, control=True)
-    step = POLICY.step(Evidence(obs(0.90, 0.905, start=3), few))
+    step = POLICY.step(Evidence(obs(0.80, 0.805, 0.795, start=3), few))
     assert step.action == "measure" and step.runs == ("incumbent", "candidate")
     assert "degrees of freedom" in step.reason
 
