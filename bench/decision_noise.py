@@ -23,7 +23,8 @@ Scenarios (`--scenario`, default all):
   headline    the verified headline: best vs baseline re-measured in interleaved pairs at the
               end; how often its interval covers the true difference (null and mixed sessions)
 
-Run:  python bench/decision_noise.py [--sessions 400] [--policy sequential|classic] [--seed 0]
+Run:  python bench/decision_noise.py [--sessions 400] [--policy sequential|classic|ratchet]
+      [--scenario null ...] [--seed 0]
 """
 
 from __future__ import annotations
@@ -41,8 +42,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from autoresearch.config import Amount, DecisionConfig  # noqa: E402
-from autoresearch.decision import Rule  # noqa: E402
-from autoresearch.policy import ClassicPolicy, Policy, policy_for  # noqa: E402
+from autoresearch.decision import (
+    Noise,  # noqa: E402
+    Rule,  # noqa: E402
+)
+from autoresearch.policy import ClassicPolicy, Evidence, Policy, Step, policy_for  # noqa: E402
 from autoresearch.policy_sim import (  # noqa: E402
     SIGMA,
     Candidate,
@@ -229,6 +233,21 @@ def headline_report(policy: Policy, n: int, rng: random.Random) -> None:
               f"before verification: {bias}")
 
 
+@dataclass(frozen=True)
+class RatchetPolicy:
+    """Karpathy's ratchet, for comparison: one run, kept when it beats the incumbent's value."""
+
+    def control_due(self, runs_since_control: int) -> bool:
+        return False
+
+    def step(self, evidence: Evidence) -> Step:
+        if not evidence.candidate:
+            return Step("measure", "", 0.0, 0.0, 0.0, 0.0, Noise(None, 0), runs=("candidate",))
+        gain = (statistics.fmean(o.value for o in evidence.incumbent)
+                - evidence.candidate[0].value)
+        return Step("keep" if gain > 0 else "discard", "", gain, gain, gain, 0.0, Noise(None, 0))
+
+
 def classic() -> Policy:
     return ClassicPolicy(Rule("minimize", Amount(value=0.0, relative=False)), max_pairs=4)
 
@@ -236,6 +255,8 @@ def classic() -> Policy:
 def build(args: argparse.Namespace) -> Policy:
     if args.policy == "classic":
         return classic()
+    if args.policy == "ratchet":
+        return RatchetPolicy()
     updates = {k: v for k, v in {
         "false_keep": args.alpha, "max_runs": args.max_runs, "control_every": args.control_every,
         "drift": args.drift_model, "target_effect": args.target_effect,
@@ -253,7 +274,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--sessions", type=int, default=400)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--policy", choices=("sequential", "classic"), default="sequential")
+    ap.add_argument("--policy", choices=("sequential", "classic", "ratchet"),
+                    default="sequential")
     ap.add_argument("--scenario", action="append", choices=(
         "null", "mixed", "effects", "drift", "noisy", "zero", "simplify", "headline"))
     ap.add_argument("--effect", type=float, action="append", help="mixed: effect sizes (σ)")
