@@ -68,6 +68,12 @@ def init(
     protected: Annotated[list[str] | None, typer.Option(help="Glob that must never change (repeat).")] = None,
     budget: Annotated[float | None, typer.Option(help="Fixed budget per run, seconds.")] = None,
     metric_format: Annotated[str | None, typer.Option("--format", help="kv | metric-line | json | regex")] = None,
+    pattern: Annotated[str | None, typer.Option(help=(
+        "Regex for the objective, one group capturing the number (implies --format regex).")
+        )] = None,
+    from_log: Annotated[Path | None, typer.Option("--from-log", help=(
+        "A file holding the command's output: list the numbers it printed last and take the "
+        "objective from them (with --metric NAME when not on a terminal)."))] = None,
     force: Annotated[bool, typer.Option(help="Overwrite existing files.")] = False,
     commit: Annotated[bool, typer.Option(help="Commit the written files.")] = False,
 ) -> None:
@@ -76,12 +82,15 @@ def init(
 
     root = _root(repo)
     answers = Answers(metric=metric, direction=direction, command=command, scope=scope,
-                      protected=protected, budget=budget, metric_format=metric_format)
+                      protected=protected, budget=budget, metric_format=metric_format,
+                      pattern=pattern, from_log=from_log)
     written = scaffold(root, answers, template=template, force=force,
-                       interactive=sys.stdin.isatty() and sys.stdout.isatty(), commit=commit)
+                       interactive=sys.stdin.isatty() and sys.stdout.isatty(), commit=commit,
+                       console=console)
     for path in written:
         console.print(f"wrote {path.relative_to(root)}")
-    console.print("next: review autoresearch.toml, then `autoresearch check` and `autoresearch run`"
+    me = launcher_command()
+    console.print(f"next: review autoresearch.toml, then `{me} check` and `{me} run`"
                   + ("" if commit else " (commit the new files first)"))
 
 
@@ -132,8 +141,14 @@ def run_session(root: Path, tag: str | None, iterations: int | None,
                 until_s: float | None) -> int:
     """Open (or resume) a session, loop until a limit, print the summary; returns an exit code."""
     from autoresearch import loop
-    from autoresearch.display import make_display
-    from autoresearch.session import Session, SessionStopped, terminate_as_interrupt
+    from autoresearch.display import (
+        make_display,
+        print_resources,
+        shorten_readiness,
+        show_failed_log,
+    )
+    from autoresearch.session import Session, SessionStopped
+    from autoresearch.stop_signals import describe_interrupt, stop_signals_as_interrupt
     from autoresearch.views.format import count_key
 
     config = load_config(root / CONFIG_NAME)
@@ -141,7 +156,7 @@ def run_session(root: Path, tag: str | None, iterations: int | None,
     display = make_display(console)
     session = Session(root, config, tag_, display)
     started = time.time()
-    with terminate_as_interrupt():
+    with stop_signals_as_interrupt():  # SIGTERM and SIGHUP stop like Ctrl-C
         session.open()
         # Everything loaded so far lives for the whole session: keep the collector off it, so
         # full collections stay short and don't land in the middle of an experiment.
@@ -157,7 +172,9 @@ def run_session(root: Path, tag: str | None, iterations: int | None,
         console.print(f"session [bold]{tag_}[/] on branch {session.paths.branch}"
                       + (f" (resuming after {resumed} experiments)" if resumed else "")
                       + f"; {escape(session.proposer_why)}"
-                      + (f"; {escape(session.readiness)}" if session.readiness else ""))
+                      + (f"; {escape(shorten_readiness(session.readiness))}"
+                         if session.readiness else ""))
+        print_resources(console, session.executor, config)
         limits = loop.effective_limits(config, iterations, until_s, started)
         exit_code = 0
         status = "stopped"
@@ -168,8 +185,11 @@ def run_session(root: Path, tag: str | None, iterations: int | None,
         except SessionStopped as stop:
             reason, exit_code = stop.reason, stop.exit_code
             status = "paused" if exit_code else "finished"
-        except KeyboardInterrupt:
-            reason, exit_code = "interrupted (Ctrl-C); run the same command to resume", 130
+            if exit_code:
+                show_failed_log(console, session)  # why it stopped, in the command's own words
+        except KeyboardInterrupt as exc:
+            reason = f"interrupted ({describe_interrupt(exc)}); run the same command to resume"
+            exit_code = 130
         finally:
             display.stop()
             session.close(status)
@@ -204,9 +224,31 @@ def demo(
 
     root = create_demo(directory.resolve(), budget, console)
     code = run_session(root, "demo", iterations, None)
-    console.print(f"explore it: cd {directory} && autoresearch status && autoresearch report")
+    me = launcher_command()
+    console.print(f"explore it: cd {directory} && {me} status && {me} report")
+    activate = Path(sys.executable).parent / "activate"
+    if me != "autoresearch" and activate.is_file():
+        console.print(f"(to type plain `autoresearch` in this shell: source {activate})")
     if code:
         raise typer.Exit(code)
+
+
+def launcher_command() -> str:
+    """How to call this autoresearch from anywhere: `autoresearch` when that is the one on PATH,
+    else its absolute path (after `make demo` it lives in .venv/bin, not on PATH)."""
+    import os
+    import shutil
+
+    mine = Path(sys.argv[0]).resolve() if sys.argv and sys.argv[0] else None
+    on_path = shutil.which("autoresearch")
+    if mine is not None and mine.name == "autoresearch" and mine.is_file():
+        if on_path and Path(on_path).resolve() == mine:
+            return "autoresearch"
+        return os.fspath(mine)
+    candidate = Path(sys.executable).parent / "autoresearch"
+    if on_path and (not candidate.is_file() or Path(on_path).resolve() == candidate.resolve()):
+        return "autoresearch"
+    return os.fspath(candidate) if candidate.is_file() else f"{sys.executable} -m autoresearch"
 
 
 @app.command()
@@ -266,6 +308,10 @@ def _register_optional() -> None:
     except ImportError:
         return
     register(app)
+    # The `review` command lives beside its feature too (review/cli.py).
+    from autoresearch.review.cli import register as register_review
+
+    register_review(app)
 
 
 _register_optional()

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from autoresearch import gitops
+from autoresearch import gitops, resources, shared_paths
 from autoresearch.config import Config
 from autoresearch.fingerprint import comparable_key, environment_fingerprint
 from autoresearch.metrics import parse_metrics
@@ -110,15 +110,34 @@ class InlineExecutor:
     """One slot, the given worktree, in this process, one measurement at a time."""
 
     def __init__(self, config: Config, worktree: Path, stop: threading.Event | None = None,
-                 name: str = "inline") -> None:
+                 name: str = "inline", threads_pin: Path | None = None) -> None:
         self.config = config
         self.worktree = worktree
         self.stop = stop
         self.slot = Slot(name, worktree)
         self._free = threading.Lock()
+        self._threads_pin = threads_pin  # where a session keeps its "auto" thread count
+        self._threads: resources.ThreadPlan | None = None
+        self._shared: shared_paths.SharedData | None = None
+
+    @property
+    def threads(self) -> resources.ThreadPlan:
+        """The thread count every run gets ([run] threads; [verify] env overrides it)."""
+        if self._threads is None:
+            self._threads = resources.effective(
+                resources.session_threads(self.config.run, self._threads_pin),
+                self.config.verify.env)
+        return self._threads
+
+    def shared(self, worktree: Path) -> shared_paths.SharedData:
+        """The checkout's `[verify] share` files, resolved and stamped once (see shared_paths)."""
+        if self._shared is None:
+            self._shared = shared_paths.for_worktree(self.config, worktree)
+        return self._shared
 
     def prepare(self, root: Path, tip: str) -> None:
         gitops.ensure_detached_worktree(root, self.worktree, tip)
+        self.shared(self.worktree).link(self.worktree)  # [verify] share: ignored data, linked in
 
     @contextmanager
     def _leased(self) -> Iterator[Slot]:
@@ -130,12 +149,15 @@ class InlineExecutor:
 
     def reset(self, slot: Slot, commit: str) -> None:
         gitops.checkout(slot.worktree, commit)
+        self.shared(slot.worktree).link(slot.worktree)  # [verify] share: re-linked after a reset
 
     def measure(self, commit: str, *, role: str, log_path: Path, run_id: str,
                 slot: Slot | None = None) -> Measurement:
         worktree = (slot or self.slot).worktree
         if gitops.read_head(worktree) != commit:
             gitops.checkout(worktree, commit)
+        # [verify] share: the links in place, the data unchanged (else the session stops, exit 3).
+        self.shared(worktree).ready(worktree)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         verify = self.config.verify
         spec = RunSpec(
@@ -144,7 +166,7 @@ class InlineExecutor:
             log_path=log_path,
             timeout_s=verify.timeout,
             budget_s=verify.budget_seconds,
-            env=dict(verify.env),
+            env=resources.run_env(self.threads, verify.env),  # [run] threads, then [verify] env
             run_id=run_id,
             max_log_bytes=int(verify.max_log_mb * 1024 * 1024),
         )
@@ -152,6 +174,7 @@ class InlineExecutor:
         fingerprint = environment_fingerprint()
         started = time.time()
         outcome = run_command(spec, self.stop)
+        self.shared(worktree).check_unchanged()  # [verify] share: the run left the data alone
         status, reason, objective, metrics = classify(self.config, outcome.exit_code,
                                                       outcome.timed_out, outcome.interrupted,
                                                       log_path)

@@ -9,15 +9,12 @@ anything is recorded, what cannot work), recovers after any stop, and records ev
 from __future__ import annotations
 
 import math
-import signal
 import threading
 import time
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from statistics import fmean
-from types import FrameType
 
 from autoresearch import gitops, guardrails
 from autoresearch.config import PROGRAM_NAME, Config
@@ -45,7 +42,7 @@ from autoresearch.runner import kill_leftovers
 from autoresearch.state import SessionLock, StatePaths
 
 __all__ = ["Limits", "Session", "SessionStopped", "Streaks", "check_preconditions",
-           "proposer_readiness", "read_program", "terminate_as_interrupt"]
+           "proposer_readiness", "read_program"]
 
 
 class SessionStopped(Exception):
@@ -119,8 +116,9 @@ class Session:
         self.readiness: str | None = None
         self._given_proposer = proposer
         self._proposer_open = False
-        self.executor: Executor = executor or InlineExecutor(config, self.paths.worktree,
-                                                             self.stop_event)
+        self.executor: Executor = executor or InlineExecutor(
+            config, self.paths.worktree, self.stop_event,
+            threads_pin=self.paths.session_dir / "threads.json")  # "auto" threads: pinned per session
         self.lock = SessionLock(self.paths.lock)
         self.rule = Rule(config.metric.direction, config.decision.min_effect,
                          config.decision.noise_k, config.decision.simplicity)
@@ -221,7 +219,9 @@ class Session:
 
     def _recover(self) -> None:
         """Make git agree with the ledger after any stop, including kill -9."""
-        killed = kill_leftovers(run_id_prefix(self.paths.repo_key, self.paths.tag))
+        # This tag's leftovers, and those of any tag of this repository whose orchestrator died.
+        killed = kill_leftovers(run_id_prefix(self.paths.repo_key, self.paths.tag),
+                                orphans_of=self.paths.repo_run_ids)
         if killed:
             self.event("recovery", f"killed {killed} leftover process(es) of an earlier run")
         if self.lock.cleared_stale:
@@ -463,23 +463,6 @@ class Session:
                 f"the environment fingerprint changed mid-session ({diffs}): {m.role} run of "
                 f"{m.commit[:10]} is not comparable with the session's earlier measurements. "
                 "Start a new session (another --tag) in the new environment.", exit_code=3)
-
-
-@contextmanager
-def terminate_as_interrupt() -> Iterator[None]:
-    """SIGTERM stops a session the same clean way Ctrl-C does."""
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def read_program(root: Path) -> str:

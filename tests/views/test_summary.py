@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import socket
 import statistics
 from pathlib import Path
 
 import pytest
 
+from autoresearch.state import SessionLock
 from autoresearch.views.detail import experiment_detail
 from autoresearch.views.noise import NoiseFloor
 from autoresearch.views.summary import (
@@ -213,10 +212,13 @@ def test_live_only_while_the_lock_holder_runs(demo: BuiltSession) -> None:
     demo.ledger.update_session(demo.session.id, status="running")
     gone = _view(demo.repo).summary
     assert gone.process_gone and not gone.live
-    lock = demo.repo / ".autoresearch" / "sessions" / demo.tag / "lock"
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    lock.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
-    live = _view(demo.repo).summary
+    # The session lock is an flock held by the live process: take it as a session would.
+    lock = SessionLock(demo.repo / ".autoresearch" / "sessions" / demo.tag / "lock")
+    lock.acquire()
+    try:
+        live = _view(demo.repo).summary
+    finally:
+        lock.release()
     assert live.live and not live.process_gone
     assert live.elapsed_s > gone.elapsed_s - 1  # the clock runs to now while live
 

@@ -65,7 +65,8 @@ class RunGuard:
     def restore(self, cwd: Path) -> Restored:
         """Undo the run: git state first (a reset on a switched HEAD would move its branch), then
         the tracked files, then every untracked file."""
-        left = self.git.restore(cwd)
+        # A user stashing in their checkout meanwhile shows there: their stash list is theirs.
+        left = self.git.restore(cwd, user_active=bool(self.checkout.changes()))
         git(cwd, "reset", "--hard", "--quiet", self.git.head)
         lost = self.files.restore(cwd)
         return Restored(left=left, lost=lost)
