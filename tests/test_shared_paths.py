@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from autoresearch import gitops
+from autoresearch import gitops, shared_paths
 from autoresearch.config import Config, load_config_text
 from autoresearch.errors import ConfigError, PreconditionError
-from autoresearch.executor import InlineExecutor
 from autoresearch.session import SessionStopped
 from autoresearch.shared_paths import collect, missing_paths, suggest_share
+from autoresearch.slots import Slots
+from autoresearch.state import StatePaths
 from tests.conftest import git, make_repo, run_cli
 
 READER = textwrap.dedent(
@@ -104,29 +105,38 @@ def test_share_patterns_are_checked_at_load(tmp_path: Path) -> None:
             load_config_text(config_text(share), tmp_path / "autoresearch.toml")
 
 
+def slots_of(repo: Path, workers: int = 1) -> Slots:
+    config = load(repo)
+    return Slots(repo, StatePaths(repo, "t"), workers, shared=shared_paths.collect(repo, config))
+
+
 def test_worktrees_get_links_after_every_reset(tmp_path: Path) -> None:
     repo = data_repo(tmp_path)
-    config = load(repo)
     worktree = repo / ".autoresearch" / "worktrees" / "t"
-    executor = InlineExecutor(config, worktree)
+    slots = slots_of(repo)
     head = gitops.rev_parse(repo, "HEAD")
-    executor.prepare(repo, head)
+    slots.prepare(head)
     link = worktree / "data" / "prep" / "train.bin"
     assert link.is_symlink() and os.readlink(link) == str(repo / "data/prep/train.bin")
     assert gitops.changed_paths(worktree) == []  # ignored: git sees nothing to commit
     # A reset that removes them (an agent deleted one, or `git clean -x`) re-links them.
     link.unlink()
     git(worktree, "clean", "-fdxq")
-    executor.reset(executor.slot, head)
+    slots.reset(slots.all[0], head)
     assert link.is_symlink() and link.read_bytes() == b"\0" * 100
     assert (worktree / "data" / "prep" / "val.bin").is_symlink()
+    # With several workers every slot gets them.
+    two = slots_of(repo, 2)
+    two.prepare(head)
+    for slot in two.all:
+        assert (slot.worktree / "data" / "prep" / "train.bin").is_symlink()
 
 
 def test_a_change_to_the_shared_data_is_detected(tmp_path: Path) -> None:
     repo = data_repo(tmp_path)
-    executor = InlineExecutor(load(repo), repo / ".autoresearch" / "worktrees" / "t")
-    executor.prepare(repo, gitops.rev_parse(repo, "HEAD"))
-    shared = executor.shared(executor.worktree)
+    slots = slots_of(repo)
+    slots.prepare(gitops.rev_parse(repo, "HEAD"))
+    shared = slots.shared
     shared.check_unchanged()
     with open(repo / "data" / "prep" / "val.bin", "r+b") as fh:  # same size, same content length
         fh.write(b"\2")

@@ -21,11 +21,12 @@ from rich.text import Text
 from autoresearch import gitops, resources, shared_paths
 from autoresearch.config import CONFIG_NAME, STATE_DIR, Config, load_config
 from autoresearch.errors import AutoresearchError, ConfigError
-from autoresearch.executor import classify
+from autoresearch.executor import LocalExecutor, RunRequest
 from autoresearch.metric_discovery import Candidate, candidates, likely_objective, source_line
 from autoresearch.metrics import format_metric_help
 from autoresearch.readiness import check_preconditions, proposer_readiness
-from autoresearch.runner import RunSpec, log_tail, run_command
+from autoresearch.runner import log_tail
+from autoresearch.slots import plan_resources
 
 
 class Problem(str):
@@ -98,26 +99,29 @@ def _check_proposer(root: Path, config: Config, console: Console) -> list[str]:
 
 
 def _dry_run(root: Path, config: Config, console: Console, reported: list[str]) -> list[str]:
+    """One run of the verify command at HEAD, made by the same executor `run` uses, with the
+    share and the resources slot-1 of a session gets."""
     problems: list[str] = []
     threads = resources.effective(resources.plan_threads(config.run), config.verify.env)
+    workers = config.run.workers
+    shares = plan_resources(config.run, workers, threads)
     console.print(f"[green]✓[/] {escape(threads.describe())}"
                   + ("; set \\[run] threads to choose" if threads.why.startswith("auto") else ""))
+    console.print(f"[green]✓[/] {workers} worker{'s' * (workers > 1)}: " + "; ".join(
+        f"slot-{i + 1} {escape(r.describe())}" for i, r in enumerate(shares)))
     with tempfile.TemporaryDirectory(prefix="autoresearch-check-") as tmp:
         worktree = Path(tmp) / "wt"
-        gitops.git(root, "worktree", "add", "--detach", "--force", str(worktree), "HEAD")
+        head = gitops.rev_parse(root, "HEAD")
+        gitops.ensure_detached_worktree(root, worktree, head)
         try:
             shared = _share(root, config, worktree, console, reported, problems)
             log = Path(tmp) / "check.log"
             console.print(f"… running `{escape(config.verify.command)}` once "
-                          f"(budget {config.verify.budget_seconds:g} s)")
-            outcome = run_command(RunSpec(
-                command=config.verify.expanded_command(), cwd=worktree, log_path=log,
-                timeout_s=config.verify.timeout, budget_s=config.verify.budget_seconds,
-                env=resources.run_env(threads, config.verify.env),
-                run_id=f"ar-check-{Path(tmp).name}",
-            ))
-            status, reason, objective, metrics = classify(
-                config, outcome.exit_code, outcome.timed_out, outcome.interrupted, log)
+                          f"(budget {config.verify.budget_seconds:g} s, as slot-1 runs it)")
+            m = LocalExecutor(config).run(RunRequest(  # the share is linked and checked here
+                commit=head, worktree=worktree, role="check", log_path=log,
+                run_id=f"ar-check-{Path(tmp).name}", seed=0, resources=shares[0]))
+            status, reason, objective, metrics = m.status, m.reason, m.objective, m.metrics
             text = log.read_text(encoding="utf-8", errors="replace") if log.exists() else ""
             kept = _keep_log(root, log)
             if status != "ok":
@@ -126,11 +130,11 @@ def _dry_run(root: Path, config: Config, console: Console, reported: list[str]) 
                 console.print(Text(log_tail(log, 2000), style="dim"))
                 console.print(f"    the whole output: {kept}")
                 _explain_failure(root, config, console, text, worktree,
-                                 metrics if outcome.exit_code == 0 else None)
+                                 metrics if m.exit_code == 0 else None)
             else:
-                console.print(f"[green]✓[/] verify command ran in {outcome.duration_s:.1f} s")
+                console.print(f"[green]✓[/] verify command ran in {m.duration_s:.1f} s")
             problems += _metrics_table(config, console, text, metrics)
-            if objective is not None and outcome.duration_s > config.verify.budget_seconds * 1.5 + 30:
+            if objective is not None and m.duration_s > config.verify.budget_seconds * 1.5 + 30:
                 console.print("[yellow]![/] the run took much longer than its budget: does the "
                               "command honour AUTORESEARCH_TIME_BUDGET?")
             if shared.changed():

@@ -129,18 +129,22 @@ def run(
         "a resumed run completes the same N."))] = None,
     until: Annotated[str | None, typer.Option(help="Stop starting experiments after this long "
                                               "(8h, 90m).")] = None,
+    workers: Annotated[int | None, typer.Option("--workers", "-w", min=1, max=64, help=(
+        "Experiments in flight at once, each in its own worktree slot (default: [run] workers, "
+        "1)."))] = None,
 ) -> None:
     """Start or resume a session: baseline first, then the loop."""
     root = _root(repo)
-    code = run_session(root, tag, iterations, parse_duration(until) if until else None)
+    code = run_session(root, tag, iterations, parse_duration(until) if until else None,
+                       workers=workers)
     if code:
         raise typer.Exit(code)
 
 
 def run_session(root: Path, tag: str | None, iterations: int | None,
-                until_s: float | None) -> int:
+                until_s: float | None, workers: int | None = None) -> int:
     """Open (or resume) a session, loop until a limit, print the summary; returns an exit code."""
-    from autoresearch import loop
+    from autoresearch import scheduler
     from autoresearch.display import (
         make_display,
         print_resources,
@@ -154,33 +158,35 @@ def run_session(root: Path, tag: str | None, iterations: int | None,
     config = load_config(root / CONFIG_NAME)
     tag_ = resolve_tag(root, tag, must_exist=False)
     display = make_display(console)
-    session = Session(root, config, tag_, display)
+    session = Session(root, config, tag_, display, workers=workers)
     started = time.time()
     with stop_signals_as_interrupt():  # SIGTERM and SIGHUP stop like Ctrl-C
         session.open()
         # Everything loaded so far lives for the whole session: keep the collector off it, so
         # full collections stay short and don't land in the middle of an experiment.
         gc.freeze()
-        base = session.baseline
+        history = session.history
+        base = history.baseline
         if base is not None:
             display.tally.baseline = base.objective
-            inc = session.incumbent
+            inc = history.incumbent
             display.tally.best = inc.objective if inc else None
-        for e in session.history:
+        for e in history.experiments:
             display.tally.add(count_key(e.kind, e.status))
-        resumed = session.counted()
+        resumed = history.counted()
+        slots = f"; {session.workers} workers" if session.workers > 1 else ""
         console.print(f"session [bold]{tag_}[/] on branch {session.paths.branch}"
-                      + (f" (resuming after {resumed} experiments)" if resumed else "")
+                      + (f" (resuming after {resumed} experiments)" if resumed else "") + slots
                       + f"; {escape(session.proposer_why)}"
                       + (f"; {escape(shorten_readiness(session.readiness))}"
                          if session.readiness else ""))
-        print_resources(console, session.executor, config)
-        limits = loop.effective_limits(config, iterations, until_s, started)
+        print_resources(console, session, config)
+        limits = scheduler.effective_limits(config, iterations, until_s, started)
         exit_code = 0
         status = "stopped"
         display.start()
         try:
-            reason = loop.run(session, limits)
+            reason = scheduler.run(session, limits)
             status = "finished"
         except SessionStopped as stop:
             reason, exit_code = stop.reason, stop.exit_code

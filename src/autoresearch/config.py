@@ -188,6 +188,16 @@ class DecisionConfig(_Strict):
     drift: bool = True  # model a slow linear drift shared by all runs
     deterministic: bool = False  # identical repeats are the truth, not hidden noise
     simplicity_budget: float = Field(default=1.0, ge=0)  # σ simplifications may cost in total
+    # Interleaved (baseline, best) pairs re-measured when a session ends, for a headline with a
+    # confidence interval; 0 turns it off ("auto": 3, see headline.py).
+    headline_pairs: int | Literal["auto"] = "auto"
+
+    @field_validator("headline_pairs")
+    @classmethod
+    def _pairs(cls, v: int | str) -> int | str:
+        if isinstance(v, int) and not 0 <= v <= 50:
+            raise ValueError('headline_pairs must be between 0 and 50 (or "auto")')
+        return v
 
     @field_validator("min_effect", mode="before")
     @classmethod
@@ -222,11 +232,26 @@ class ProposerConfig(BaseModel):
         return dict(self.model_extra or {})
 
 
+class LimitsConfig(_Strict):
+    max_experiments: int | None = Field(default=None, ge=1)
+    max_hours: float | None = Field(default=None, gt=0)
+    max_usd: float | None = Field(default=None, ge=0)
+
+
 class RunConfig(_Strict):
-    """How each run is resourced. `threads`: the thread count every run is given (OMP, MKL,
-    OpenBLAS...; see resources.py); "auto" measures the cores free when the session starts."""
+    """How a session runs: how many trials at once, each in its own worktree slot, and what
+    each run gets of the machine. `threads`: the thread count every run is given (OMP, MKL,
+    OpenBLAS...; see resources.py); "auto" measures the cores free when the session starts, and
+    with several workers shares them out (slots.py)."""
 
     threads: int | Literal["auto"] = "auto"
+    workers: int = Field(default=1, ge=1, le=64)
+    # Pin each slot's runs to their own share of the CPUs (so parallel runs do not migrate onto
+    # each other's cores).
+    affinity: bool = False
+    # GPUs handed out one per slot (CUDA_VISIBLE_DEVICES): "auto" = the visible ones when there
+    # are several and several workers; a list names them; [] never sets it.
+    gpus: Literal["auto"] | list[str] = "auto"
 
     @field_validator("threads")
     @classmethod
@@ -234,12 +259,6 @@ class RunConfig(_Strict):
         if isinstance(v, int) and v < 1:
             raise ValueError('threads must be at least 1 (or "auto")')
         return v
-
-
-class LimitsConfig(_Strict):
-    max_experiments: int | None = Field(default=None, ge=1)
-    max_hours: float | None = Field(default=None, gt=0)
-    max_usd: float | None = Field(default=None, ge=0)
 
 
 class ReviewConfig(_Strict):

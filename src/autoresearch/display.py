@@ -75,8 +75,9 @@ class Display:
         self.console = console or Console(highlight=False)
         self.tally = Tally()
         self.current: str = ""
-        self.run_clock: float | None = None
+        self.run_clock: float | None = None  # when the latest run started (None: none running)
         self.run_budget: float = 0.0
+        self.runs: dict[str, tuple[str, float]] = {}  # slot -> (what runs there, since when)
         self._last_summary = -1
 
     def start(self) -> None: ...
@@ -89,13 +90,15 @@ class Display:
     def experiment_started(self, exp_id: str, hypothesis: str) -> None:
         self.current = f"{exp_id}  {hypothesis}"
 
-    def run_started(self, label: str, budget_s: float) -> None:
+    def run_started(self, label: str, budget_s: float, slot: str = "") -> None:
         self.current_run = label
         self.run_clock = time.time()
         self.run_budget = budget_s
+        self.runs[slot] = (label, self.run_clock)
 
-    def run_finished(self) -> None:
-        self.run_clock = None
+    def run_finished(self, slot: str = "") -> None:
+        self.runs.pop(slot, None)
+        self.run_clock = max((since for _, since in self.runs.values()), default=None)
 
     def experiment_finished(self, exp_id: str, status: str, objective: float | None,
                             delta: float | None, reason: str, hypothesis: str,
@@ -145,11 +148,11 @@ class RichDisplay(Display):
         grid.add_column(style="bold", width=12)
         grid.add_column()
         grid.add_row("now", self.current or "starting")
-        if self.run_clock is not None:
-            elapsed = time.time() - self.run_clock
-            budget = max(self.run_budget, 1e-9)
+        budget = max(self.run_budget, 1e-9)
+        for slot, (label, since) in sorted(self.runs.items()):  # one bar per slot running
+            elapsed = time.time() - since
             bar = ProgressBar(total=budget, completed=min(elapsed, budget), width=30)
-            grid.add_row(getattr(self, "current_run", "run"),
+            grid.add_row(f"{slot} {label}".strip(),
                          Group(bar, Text(f"{elapsed:5.1f} s of {budget:g} s budget")))
         grid.add_row("best", self.tally.best_line())
         grid.add_row("counts", self.tally.counts_line())
@@ -196,10 +199,11 @@ def print_log_tail(console: Console, path: Path | str, lines: int = LOG_TAIL_LIN
 def show_failed_log(console: Console, session: Session) -> None:
     """When a session stops on a failure (a crashed baseline, a streak of crashes), the log of
     the last failed run: the command's own words say why."""
-    if not session.history:
+    if not session.history.experiments:
         return
-    last = session.history[-1]  # the experiment the session stopped on
-    failed = [r for r in session.runs.get(last.id, []) if r.status in ("crash", "timeout")]
+    last = session.history.experiments[-1]  # the experiment the session stopped on
+    failed = [r for r in session.history.runs.get(last.id, [])
+              if r.status in ("crash", "timeout")]
     if failed and failed[-1].log_path:
         print_log_tail(console, failed[-1].log_path)
 

@@ -13,10 +13,13 @@ the process exit is seen at once even when a grandchild still holds the pipe ope
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 import select
+import shutil
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Mapping
@@ -72,6 +75,8 @@ class RunSpec:
     grace_s: float = 2.0
     # /bin/sh (dash on Debian) starts in ~1 ms; use "/bin/bash" for bash-only commands.
     shell: str = "/bin/sh"
+    # CPUs the command (and everything it starts) may run on; empty: wherever the OS likes.
+    cpus: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -114,7 +119,8 @@ def run_command(spec: RunSpec, stop: Event | None = None) -> RunOutcome:
     env[BUDGET_ENV] = _format_budget(spec.budget_s)
     spec.log_path.parent.mkdir(parents=True, exist_ok=True)
 
-    argv, preexec = launch_plan([spec.shell, "-c", exec_if_simple(spec.command)])
+    argv, preexec = launch_plan(
+        _pinned(spec.cpus, [spec.shell, "-c", exec_if_simple(spec.command)]))
     guard = watchdog()
     guard.ensure_started()
     log = _BoundedLog(spec.log_path, spec.max_log_bytes)
@@ -134,6 +140,10 @@ def run_command(spec: RunSpec, stop: Event | None = None) -> RunOutcome:
         log.close()
         raise
 
+    if spec.cpus and _taskset() is None and hasattr(os, "sched_setaffinity"):
+        # Best effort without taskset: pinned from here, inherited by what it starts from now on.
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(proc.pid, spec.cpus)
     tree = ProcessTree(proc, run_id)
     pump: _Pump | None = None
     try:
@@ -190,6 +200,25 @@ def _wait(proc: subprocess.Popen[bytes], pump: _Pump, deadline: float, stop: Eve
         if stop is not None:
             wait = min(wait, _STOP_POLL_S)
         pump.step(wait)
+
+
+# ---- where the run may run ---------------------------------------------------------------
+
+
+def _pinned(cpus: tuple[int, ...], argv: list[str]) -> list[str]:
+    """`argv` run on `cpus` only: util-linux `taskset` sets the affinity in the child, before it
+    execs the command, and every process the command starts inherits it. (A preexec_fn calling
+    os.sched_setaffinity would do the same, but it is unsafe in a threaded parent and forces
+    fork(): see lifeline.) Without taskset the parent pins the child right after it starts."""
+    taskset = _taskset() if cpus else None
+    if taskset is None:
+        return argv
+    return [taskset, "--cpu-list", ",".join(map(str, sorted(cpus))), *argv]
+
+
+@functools.cache
+def _taskset() -> str | None:
+    return shutil.which("taskset") if sys.platform.startswith("linux") else None
 
 
 # ---- output -----------------------------------------------------------------------------

@@ -201,6 +201,14 @@ def _set_budget(config_path: Path, budget: float) -> None:
     config_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
+def _set_line(config_path: Path, key: str, value: str) -> None:
+    """Rewrite the template's `key = ...` line."""
+    text = config_path.read_text(encoding="utf-8")
+    lines = [f"{key} = {value}" if line.startswith(f"{key} ") else line
+             for line in text.splitlines()]
+    config_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
 def _set_timeout(config_path: Path, timeout: float) -> None:
     """Set `timeout_seconds` (the template ships it commented out, at its default)."""
     text = config_path.read_text(encoding="utf-8")
@@ -363,6 +371,7 @@ def create_demo(directory: Path, budget: float, console: object) -> Path:
     written = _copy_template(directory, "gpt", force=False)
     config_path = directory / CONFIG_NAME
     _set_budget(config_path, budget)
+    _set_line(config_path, "headline_pairs", "2")  # a short demo: 4 more runs, not 6
     _set_timeout(config_path, budget + DEMO_TIMEOUT_EXTRA_SECONDS)
     load_config(config_path)
     rel = [str(p.relative_to(directory)) for p in written]

@@ -265,3 +265,30 @@ def test_a_checkout_the_user_left_dirty_is_not_mistaken_for_the_agents(
     proposal = agent().propose(session)
     assert proposal is not None and proposal.in_worktree
     assert "X = 7.0" in (session.worktree / "target.py").read_text()
+
+
+def test_refs_a_sibling_slot_moves_meanwhile_are_not_the_agents_doing(
+        session: ProposalContext, worktree: Path) -> None:
+    # In a parallel session the harness keeps or parks a sibling slot's experiment while this
+    # slot's agent may be at work: those moves are the harness's own (gitops.REF_JOURNAL).
+    from autoresearch.proposers.agent.gitstate import GitState
+
+    wt = session.worktree
+    before = GitState.take(wt, "t")
+    (wt / "target.py").write_text("X = 5.0\n")
+    sibling = gitops.commit_change(wt, "a sibling's candidate\n").sha
+    gitops.checkout(wt, before.head)
+    gitops.update_ref(worktree, "refs/autoresearch/t/discarded/t-0007", sibling)  # a park
+    gitops.update_ref(worktree, "refs/heads/autoresearch/t", sibling)  # a keep
+    git(wt, "update-ref", "refs/heads/agent-branch", sibling)  # the agent, not the harness
+    assert before.changes(wt) == [f"refs/heads/agent-branch was created at {sibling[:10]}"]
+    assert before.restore(wt) == []
+    now = refs(wt)
+    assert "refs/heads/agent-branch" not in now
+    assert now["refs/heads/autoresearch/t"] == now["refs/autoresearch/t/discarded/t-0007"] == sibling
+    # The same move made by someone else (not recorded by this process) is refused as before.
+    git(wt, "update-ref", "refs/heads/autoresearch/t", before.head)
+    again = GitState.take(wt, "t")
+    git(wt, "update-ref", "refs/heads/autoresearch/t", sibling)
+    assert again.changes(wt) == [f"refs/heads/autoresearch/t moved from {before.head[:10]} "
+                                 f"to {sibling[:10]}"]

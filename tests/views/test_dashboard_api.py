@@ -135,7 +135,7 @@ def test_stream_pushes_an_update_when_the_session_process_dies(demo: BuiltSessio
 
     from autoresearch.state import StatePaths
 
-    demo.ledger.update_session(demo.session.id, status="running")
+    demo.ledger.set_session_status(demo.session.id, "running")
     lock = StatePaths(demo.repo, demo.session.tag).lock
     # The session lock is an flock held by the live process: a stand-in takes it as a session.
     holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path; "
@@ -181,7 +181,8 @@ def test_updates_send_only_what_changed(demo: BuiltSession) -> None:
     assert news["summary"]["counts"]["discard"] == first["summary"]["counts"]["discard"] + 1
     # A write to an old experiment (any column, by any code path) makes it news too.
     old = demo.experiments[1]
-    demo.ledger.update_experiment(old.id, decision_reason="re-judged")
+    demo.ledger.finish_experiment(old.id, status=old.status, reason="re-judged",
+                                  finished_at=old.finished_at)
     again = c.get(f"/api/session?since={news['stamp']}").json()
     assert [e["id"] for e in again["experiments"]] == [old.id]
     assert again["experiments"][0]["decision_reason"] == "re-judged"

@@ -23,8 +23,7 @@ FORMATS = ("terminal", "markdown", "sarif", "github", "json")
 
 def _roots(repo: Path, diff: str | None) -> tuple[Path, Path | None]:
     """The tree to review, and where the ledger lives (the main working tree; None outside git)."""
-    from autoresearch.gitops import repo_root
-    from autoresearch.views.git import common_root
+    from autoresearch.gitops import common_root, repo_root
 
     try:
         root = repo_root(repo.resolve())

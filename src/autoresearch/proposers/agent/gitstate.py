@@ -10,7 +10,9 @@ it before the run, names what changed afterwards, and puts it back.
 What is compared:
 - HEAD: detached, at the same commit;
 - every ref (`git for-each-ref`), except other sessions' (`refs/heads/autoresearch/<other>`,
-  `refs/autoresearch/<other>/`), which their own processes move while this agent runs;
+  `refs/autoresearch/<other>/`), which their own processes move while this agent runs, and the
+  refs this process's harness moved meanwhile (`gitops.REF_JOURNAL`: a sibling slot's keep or
+  park): a ref that holds what the harness last wrote to it is not the agent's doing;
 - the index's assume-unchanged / skip-worktree flags;
 - git's own files that change behaviour: `config`, `config.worktree`, `info/exclude`, `hooks/`.
 
@@ -35,7 +37,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from autoresearch.proposers.agent.worktree import git
+from autoresearch.gitops import REF_JOURNAL, GitError, git
 
 _META = ("config", "config.worktree", "info/exclude")
 _STASH = "refs/stash"
@@ -132,14 +134,22 @@ class GitState:
     refs: Mapping[str, str]
     flagged: frozenset[str]
     meta: Mapping[str, bytes | None]
+    journal_mark: int = 0  # where the harness's own ref moves stood at `take`
     stash: tuple[StashEntry, ...] = ()
 
     @classmethod
     def take(cls, cwd: Path, tag: str) -> GitState:
+        mark = REF_JOURNAL.mark()
         head_ref, head = _head(cwd)
         refs = cls._watched(_refs(cwd), tag)
         return cls(tag=tag, head_ref=head_ref, head=head, refs=refs, flagged=_flagged(cwd),
-                   meta=_meta_files(_git_dirs(cwd)), stash=_stash(cwd) if _STASH in refs else ())
+                   meta=_meta_files(_git_dirs(cwd)), journal_mark=mark,
+                   stash=_stash(cwd) if _STASH in refs else ())
+
+    def _harness_moved(self, name: str, now: str | None) -> bool:
+        """The ref holds what this process's harness wrote to it since `take` (not the agent)."""
+        moved = REF_JOURNAL.since(self.journal_mark)
+        return name in moved and moved[name] == now
 
     @staticmethod
     def _watched(refs: Mapping[str, str], tag: str) -> dict[str, str]:
@@ -163,7 +173,7 @@ class GitState:
             found.append(f"HEAD moved from {self.head[:10]} to {now.head[:10]} (a commit or reset)")
         for name in sorted(set(self.refs) | set(now.refs)):
             old, new = self.refs.get(name), now.refs.get(name)
-            if old == new:
+            if old == new or self._harness_moved(name, new):
                 continue
             if old is None:
                 found.append(f"{name} was created at {new[:10] if new else '?'}")
@@ -204,7 +214,7 @@ class GitState:
         now = _refs(cwd)
         for name in sorted(set(self.refs) | set(self._watched(now, self.tag))):
             old, new = self.refs.get(name), now.get(name)
-            if old == new:
+            if old == new or self._harness_moved(name, new):
                 continue
             if name == _STASH:
                 continue  # below, as a list
@@ -212,7 +222,7 @@ class GitState:
                 left.append(f"{name} was left as is (it is checked out in another worktree; "
                             f"it points at {new or 'nothing'})")
                 continue
-            with contextlib.suppress(RuntimeError):  # it moved again meanwhile: leave it
+            with contextlib.suppress(GitError):  # it moved again meanwhile: leave it
                 if old is None:
                     git(cwd, "update-ref", "-d", name, new or "")
                 else:

@@ -17,10 +17,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from autoresearch.gitops import git
 from autoresearch.proposers.agent.checkout import CheckoutSnapshot
 from autoresearch.proposers.agent.gitstate import GitState
 from autoresearch.proposers.agent.untracked import UntrackedSnapshot
-from autoresearch.proposers.agent.worktree import git
 
 GIT_RULE = "the agent ran git: it may not commit or switch branches"
 FILES_RULE = ("the agent may not touch git-ignored files or .gitignore files (the harness can "

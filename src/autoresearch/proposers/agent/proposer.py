@@ -41,12 +41,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from autoresearch.errors import ConfigError
+from autoresearch.gitops import git
 from autoresearch.process_tree import kill_orphans
 from autoresearch.proposers.agent import prompt as prompts
 from autoresearch.proposers.agent.guard import RunGuard
 from autoresearch.proposers.agent.presets import AgentReport, Preset, make_preset
 from autoresearch.proposers.agent.process import AgentRun, run_agent
-from autoresearch.proposers.agent.worktree import Snapshot, changed_since, git, read_change
+from autoresearch.proposers.agent.worktree import Snapshot, changed_since, read_change
 from autoresearch.proposers.base import Proposal, ProposalContext, Proposer, Usage
 from autoresearch.proposers.faults import FailedProposal, FatalProposerError
 from autoresearch.proposers.llm.context import build_context, visible_files
