@@ -11,7 +11,8 @@ Used by bench/verdict_cli.py to measure the verdict through the real CLI. The re
   TOY_DETERMINISTIC=1: every version of knobs.py gives one fixed value, as a fixed seed would).
   The noise is seeded from AUTORESEARCH_SEED when the harness gives one (a repeat with the same
   seed and the same code gives the same value), else from a run counter kept in TOY_STATE, a
-  directory outside the repository.
+  directory outside the repository; TOY_SALT (the benchmark session's seed) is mixed in, so two
+  sessions of the benchmark draw different noise although the harness gives both the same seeds.
 
 `ToyProposer` (`[proposer] name = "toy_target:ToyProposer"`, with bench/ on PYTHONPATH) proposes
 changes of known effect and says so in the hypothesis (`[null]`, `[real 2σ]`, `[noisy]`,
@@ -47,7 +48,8 @@ SCORE_PY = textwrap.dedent(
     counter = Path(os.environ["TOY_STATE"]) / "runs"
     count = int(counter.read_text()) + 1 if counter.exists() else 1
     counter.write_text(str(count))
-    digest = hashlib.sha256(text.encode()).hexdigest()
+    # TOY_SALT: each benchmark session its own noise (the harness's seeds repeat across sessions).
+    digest = hashlib.sha256((os.environ.get("TOY_SALT", "") + text).encode()).hexdigest()
     if os.environ.get("TOY_DETERMINISTIC") == "1":
         rng = random.Random(digest)
     elif os.environ.get("AUTORESEARCH_SEED"):

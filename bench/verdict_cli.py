@@ -17,13 +17,19 @@ Scenarios (--scenario, repeatable; default null and mixed):
   zero       a deterministic target (identical repeats), candidates ±0.5 σ of seed luck
   deletion   every candidate deletes a knob worth 1 σ (a simplification that costs 1 σ)
 
-Run:  python bench/verdict_cli.py [--sessions 40] [--scenario null] [--decision 'policy = "classic"']
-(with the repository's .venv python; sessions run one at a time, under `nice` on a shared machine)
+Seeds: session i of a scenario uses seed = --seed * 10000 + i for the proposer and for the toy's
+noise (TOY_SALT), so a run of the benchmark is reproducible. Headline runs (best vs baseline
+re-measured at the end) are not verdict runs: they are counted apart.
+
+Run:  python bench/verdict_cli.py [--sessions 40] [--scenario null] [--jobs 2] [--json out.json]
+        [--decision 'policy = "classic"']
+(with the repository's .venv python, under `nice` on a shared machine)
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import json
 import math
 import os
@@ -61,12 +67,19 @@ class Verdict:
     after_real_keep: int | None
 
 
+HEADLINE_ROLES = ("headline", "headline-baseline")
+
+
 @dataclass
 class SessionResult:
     verdicts: list[Verdict]
-    runs_after_baseline: int
+    runs_after_baseline: int  # verdict runs: candidate, confirmation and control runs
+    control_runs: int
+    headline_runs: int
     seconds: float
     headline: dict[str, object] = field(default_factory=dict)
+    zero_noise_said: int = 0  # verdicts whose reason says σ = 0 is hidden noise
+    infinite_sigma_said: int = 0  # verdicts or summaries that claim "∞σ"
 
 
 def kind_of(hypothesis: str) -> str:
@@ -87,6 +100,7 @@ def run_session(scenario: str, seed: int, effect: float, decision: str,
                if not k.startswith(("ANTHROPIC_", "OPENAI_", "OPENROUTER_", "TOY_"))}
         env["PYTHONPATH"] = os.pathsep.join([str(BENCH), env.get("PYTHONPATH", "")])
         env["TOY_STATE"] = str(state)
+        env["TOY_SALT"] = str(seed)
         if scenario == "drift":
             env["TOY_DRIFT"] = "0.05"
         if scenario == "zero":
@@ -104,20 +118,30 @@ def run_session(scenario: str, seed: int, effect: float, decision: str,
                               "--repo", str(repo)], cwd=repo, env=env, capture_output=True,
                              text=True, check=True)
         data = json.loads(out.stdout)
-    return score(data, seconds)
+        status = subprocess.run([python, "-m", "autoresearch", "status", "--tag", "t", "--repo",
+                                 str(repo)], cwd=repo, env=env, capture_output=True, text=True)
+    result = score(data, seconds)
+    result.infinite_sigma_said += ("∞σ" in run.stdout) + ("∞σ" in status.stdout)
+    return result
 
 
 def score(data: dict[str, object], seconds: float) -> SessionResult:
     experiments = data["experiments"]
     assert isinstance(experiments, list)
     verdicts: list[Verdict] = []
-    runs = 0
+    runs = controls = headline_runs = zero = infinite = 0
     last_real: int | None = None
     for exp in experiments:
         hypothesis = str(exp.get("hypothesis", ""))
+        roles = [str(r.get("role")) for r in exp.get("runs", [])]
+        headline_runs += sum(role in HEADLINE_ROLES for role in roles)
         if exp.get("kind") == "baseline" or hypothesis == "baseline":
             continue
-        runs += sum(1 for r in exp.get("runs", []))
+        runs += sum(role not in HEADLINE_ROLES for role in roles)
+        controls += sum(role in ("control", "incumbent") for role in roles)
+        reason = str(exp.get("reason") or "")
+        zero += "hidden" in reason and "σ = 0" in reason
+        infinite += "∞σ" in reason
         kind = kind_of(hypothesis)
         if kind == "?":
             continue  # a control run recorded on its own, not a verdict
@@ -126,9 +150,11 @@ def score(data: dict[str, object], seconds: float) -> SessionResult:
         verdicts.append(Verdict(position, kind, str(exp["status"]), after))
         if kind == "real" and exp["status"] == "keep":
             last_real = position
-    headline = data.get("headline")
-    return SessionResult(verdicts, runs, seconds,
-                         headline if isinstance(headline, dict) else {})
+    summary = data.get("summary")
+    headline = {k: v for k, v in summary.items() if k.startswith("verified")} if isinstance(
+        summary, dict) else {}
+    return SessionResult(verdicts, runs, controls, headline_runs, seconds, headline, zero,
+                         infinite)
 
 
 def rate(kept: int, total: int) -> str:
@@ -141,36 +167,80 @@ def rate(kept: int, total: int) -> str:
             f"{100 * min(1.0, centre + half):.2f}] ({kept}/{total})")
 
 
-def report(scenario: str, results: Sequence[SessionResult]) -> None:
+def report(scenario: str, results: Sequence[SessionResult]) -> dict[str, object]:
+    """Print the scenario's figures; return them for --json."""
+    out: dict[str, object] = {"scenario": scenario, "sessions": len(results)}
+
     def tally(pred: object) -> tuple[int, int]:
         chosen = [v for r in results for v in r.verdicts if pred(v)]  # type: ignore[operator]
         return sum(v.status == "keep" for v in chosen), len(chosen)
 
+    def line(key: str, label: str, counts: tuple[int, int]) -> None:
+        out[key] = list(counts)
+        print(f"  {label}: {rate(*counts)}")
+
     verdicts = sum(len(r.verdicts) for r in results)
     runs = sum(r.runs_after_baseline for r in results)
+    controls = sum(r.control_runs for r in results)
+    out.update(verdicts=verdicts, runs=runs, control_runs=controls,
+               headline_runs=sum(r.headline_runs for r in results),
+               median_seconds=statistics.median(r.seconds for r in results))
     print(f"{scenario}: {len(results)} sessions, {verdicts} verdicts, runs per verdict "
-          f"{runs / max(verdicts, 1):.2f}, median {statistics.median(r.seconds for r in results):.0f}"
-          " s per session")
+          f"{runs / max(verdicts, 1):.2f} (of which control/incumbent runs "
+          f"{controls / max(verdicts, 1):.2f}), headline runs per session "
+          f"{out['headline_runs'] / len(results):.1f}, median "  # type: ignore[operator]
+          f"{out['median_seconds']:.0f} s per session")
     nulls = ("null", "noisy", "luck") if scenario in ("null", "drift", "noisy", "zero") else (
         "null",)
-    print(f"  false keeps (null changes): {rate(*tally(lambda v: v.kind in nulls))}")
-    print(f"    first 5: {rate(*tally(lambda v: v.kind in nulls and v.position <= 5))}; "
-          f"positions 6-30: {rate(*tally(lambda v: v.kind in nulls and v.position > 5))}")
+    is_null = lambda v: v.kind in nulls  # noqa: E731
+    line("false_keeps", "false keeps (null changes)", tally(is_null))
+    line("first5", "  positions 1-5", tally(lambda v: is_null(v) and v.position <= 5))
+    line("after_real10", "  the 10 after a real keep",
+         tally(lambda v: is_null(v) and v.after_real_keep is not None and v.after_real_keep <= 10))
+    line("rest", "  every other position",
+         tally(lambda v: is_null(v) and v.position > 5
+               and (v.after_real_keep is None or v.after_real_keep > 10)))
+    per_position = [tally(lambda v, p=p: is_null(v) and v.position == p)
+                    for p in range(1, CANDIDATES + 1)]
+    worst = max(range(CANDIDATES), key=lambda i: per_position[i][0] / max(per_position[i][1], 1))
+    out["per_position"] = per_position
+    print(f"    worst single position: {worst + 1}, {rate(*per_position[worst])}")
     if scenario == "noisy":
-        print(f"  noise-only knobs kept: {rate(*tally(lambda v: v.kind == 'noisy'))}")
+        line("noisy_kept", "noise-only knobs kept", tally(lambda v: v.kind == "noisy"))
     if scenario == "zero":
-        print(f"  luck kept on identical repeats: {rate(*tally(lambda v: v.kind == 'luck'))}")
+        line("luck_kept", "luck kept on identical repeats", tally(lambda v: v.kind == "luck"))
+        said = sum(r.zero_noise_said for r in results)
+        out["zero_noise_said"] = said
+        print(f"  verdicts that say σ = 0 is hidden noise: {said}/{verdicts}")
+    infinite = sum(r.infinite_sigma_said for r in results)
+    out["infinite_sigma"] = infinite
+    if infinite:
+        print(f"  \"∞σ\" shown: {infinite} times")
     if scenario in ("mixed", "effects"):
-        print(f"  power per real proposal: {rate(*tally(lambda v: v.kind == 'real'))}")
-        print("  false keeps in the 10 after a real keep: "
-              f"{rate(*tally(lambda v: v.kind == 'null' and v.after_real_keep is not None and v.after_real_keep <= 10))}")
+        line("power", "power per real proposal", tally(lambda v: v.kind == "real"))
     if scenario == "deletion":
         kept = [sum(v.status == "keep" for v in r.verdicts) for r in results]
+        out["deletions_kept"] = kept
         print(f"  deletions kept per session: median {statistics.median(kept):.0f}, max "
-              f"{max(kept)} (each costs 1σ)")
+              f"{max(kept)} (each costs 1σ; the budget is 1σ)")
     with_keep = sum(1 for r in results if any(v.status == "keep" and v.kind in nulls
                                               for v in r.verdicts))
+    out["sessions_with_false_keep"] = [with_keep, len(results)]
     print(f"  sessions with a false keep: {rate(with_keep, len(results))}")
+    if scenario in ("null", "drift", "noisy", "zero"):
+        # The reported best vs baseline: nothing kept reports the baseline itself (0); a keep
+        # reports the verified headline, which should cover 0 (every change was null).
+        verified = [r for r in results if r.headline.get("verified_pairs")]
+        covers = sum(1 for r in verified if float(r.headline.get("verified_low") or -math.inf)
+                     <= 0.0 <= float(r.headline.get("verified_high") or math.inf))
+        nothing = sum(1 for r in results if not any(v.status == "keep" for v in r.verdicts))
+        unverified = len(results) - len(verified) - nothing
+        out["headline"] = {"covers": covers, "verified": len(verified), "nothing_kept": nothing,
+                           "kept_unverified": unverified}
+        print(f"  best vs baseline covers 0: {rate(covers + nothing, len(results))} "
+              f"({nothing} kept nothing; {covers}/{len(verified)} verified intervals cover 0; "
+              f"{unverified} kept without a verified headline)")
+    return out
 
 
 def main() -> None:
@@ -182,11 +252,21 @@ def main() -> None:
     ap.add_argument("--decision", default="",
                     help='extra [decision] lines, e.g. \'policy = "classic"\'')
     ap.add_argument("--python", default=sys.executable)
+    ap.add_argument("--jobs", type=int, default=1, help="sessions run at once")
+    ap.add_argument("--json", type=Path, help="append each scenario's figures to this file")
     args = ap.parse_args()
     for scenario in args.scenario or ["null", "mixed"]:
-        results = [run_session(scenario, args.seed * 10_000 + i, args.effect, args.decision,
-                               args.python) for i in range(args.sessions)]
-        report(scenario, results)
+        with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
+            results = list(pool.map(
+                lambda i, scenario=scenario: run_session(
+                    scenario, args.seed * 10_000 + i, args.effect, args.decision, args.python),
+                range(args.sessions)))
+        figures = report(scenario, results)
+        figures.update(effect=args.effect, decision=args.decision, seed=args.seed)
+        if args.json:
+            with args.json.open("a", encoding="utf-8") as fh:
+                fh.write(json.dumps(figures) + "\n")
+        sys.stdout.flush()
 
 
 if __name__ == "__main__":

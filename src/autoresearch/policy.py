@@ -10,9 +10,10 @@ control arm. The engine re-measures the incumbent as a control arm: when a step 
 on the cadence `policy.control_due` sets (serial sessions), so that neither the incumbent's mean
 nor the noise floor rests on its first runs.
 
-`ClassicPolicy` is the rule that shipped first (decision.judge with interleaved confirmation
-pairs); the engine-v2 statistics replace it behind the same interface. `policy_for(config)` is the
-one place the engine gets its policy from.
+The session's policy comes from `policy_for(decision, direction)`, the one place the engine gets
+it: `sequential.SequentialPolicy` (the default, README "The decision rule"), or `ClassicPolicy`,
+the rule that shipped first (decision.judge with interleaved confirmation pairs), selected with
+`[decision] policy = "classic"`.
 
 Interface changes (newest first; the engine codes against these):
 - 2026-12-05 (stats), third: `Observation.control` (default False) marks the runs a commit made
