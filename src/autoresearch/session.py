@@ -18,7 +18,6 @@ from typing import Any
 
 from autoresearch import gitops, guardrails, resources, shared_paths
 from autoresearch.config import PROGRAM_NAME, Config
-from autoresearch.decision import Rule
 from autoresearch.display import Display
 from autoresearch.errors import PreconditionError
 from autoresearch.executor import (
@@ -33,7 +32,7 @@ from autoresearch.fingerprint import comparable_key, describe_difference, enviro
 from autoresearch.globs import select
 from autoresearch.history import History, run_seed
 from autoresearch.ledger import Ledger, SessionRow, TrialStatus
-from autoresearch.policy import ClassicPolicy, Policy
+from autoresearch.policy import Policy, policy_for
 from autoresearch.proposers.base import ExperimentOutcome, Proposal, Proposer
 from autoresearch.proposers.registry import load_proposer
 from autoresearch.readiness import check_preconditions, proposer_readiness
@@ -84,9 +83,7 @@ class Session:
                            plan_resources(config.run, self.workers, self.thread_plan), shared)
         self.executor: Executor = executor or LocalExecutor(config, self.stop_event, self.workers,
                                                             shared)
-        self.policy: Policy = ClassicPolicy(
-            Rule(config.metric.direction, config.decision.min_effect, config.decision.noise_k,
-                 config.decision.simplicity), max_pairs=config.decision.confirm_runs)
+        self.policy: Policy = policy_for(config.decision, config.metric.direction)
         self.ledger: Ledger
         self.row: SessionRow
         self.history: History

@@ -34,6 +34,9 @@ TOY_CONFIG = textwrap.dedent(
     [metric]
     name = "score"
     direction = "minimize"
+
+    [decision]
+    deterministic = true  # (X - 7)² is exact: identical repeats are the truth
     """
 )
 
