@@ -112,7 +112,9 @@ def make_repo(root: Path) -> Path:
     (repo / "autoresearch.toml").write_text(
         'scope = ["target.py"]\n[verify]\ncommand = ' + shlex.quote(COMMAND).replace("'", '"')
         + '\nbudget_seconds = 5\n[metric]\nname = "score"\ndirection = "minimize"\n'
-        "[decision]\nrepeats = 1\nconfirm_runs = 0\n"
+        # One run per experiment (the classic rule, no confirmations): the harness's own work,
+        # not the verdict's extra runs, is what this measures.
+        "[decision]\nrepeats = 1\npolicy = \"classic\"\nconfirm_runs = 0\n"
     )
     git = ["git", "-c", "user.name=b", "-c", "user.email=b@b"]
     subprocess.run([*git, "init", "-q"], cwd=repo, check=True)

@@ -51,6 +51,7 @@ CONFIG = textwrap.dedent(
     direction = "minimize"
     [decision]
     repeats = 1
+    policy = "classic"  # one run per experiment: throughput of the slots, not of the verdict
     confirm_runs = 0
     headline_pairs = 0
     [proposer]

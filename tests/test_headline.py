@@ -41,12 +41,14 @@ def test_the_headline_is_re_measured_in_interleaved_pairs_with_an_interval(
     assert hl["best"] == "t-0002" and len(hl["pairs"]) == 3  # type: ignore[arg-type]
     # (X - 7)² went from 16 to 1: a gain of 15 whose interval is clear of 0.
     assert 14 < float(hl["estimate"]) < 16 and 0 < float(hl["low"]) < float(hl["high"])  # type: ignore[arg-type]
-    # The runs alternate baseline, best, back to back, and belong to the best's experiment.
+    # The runs come in back-to-back pairs whose order alternates (baseline first, then best
+    # first: a linear drift cancels over two pairs), and belong to the best's experiment.
     runs = rows(toy_repo, "SELECT role, commit_sha FROM runs WHERE experiment_id = 't-0002' "
                 "AND role LIKE 'headline%' ORDER BY id")
-    assert [r[0] for r in runs] == ["headline-baseline", "headline"] * 3
+    assert [r[0] for r in runs] == ["headline-baseline", "headline", "headline",
+                                    "headline-baseline", "headline-baseline", "headline"]
     base = git(toy_repo, "rev-parse", "autoresearch/t~1")
-    assert {r[1] for r in runs[::2]} == {base}
+    assert {r[1] for r in runs if r[0] == "headline-baseline"} == {base}
     # status and the report say it.
     status = " ".join(run_cli(toy_repo, "status", "--tag", "t").stdout.split())
     assert "verified headline re-measured over 3 interleaved pairs" in status

@@ -43,6 +43,7 @@ CONFIG = textwrap.dedent(
     direction = "minimize"
     [decision]
     repeats = 2
+    deterministic = true  # the score is exact: identical repeats are the truth
     """
 )
 

@@ -53,3 +53,13 @@ def test_paired_interval_is_a_t_interval_on_signed_differences() -> None:
     assert paired_interval([(0.9, 1.0), (0.8, 1.0)], "minimize").estimate == pytest.approx(0.15)
     one = paired_interval([(0.9, 1.0)], "minimize")
     assert one.low == -math.inf and one.high == math.inf
+
+
+def test_headline_pairs_grow_as_the_claim_shrinks_relative_to_the_noise() -> None:
+    from autoresearch.policy import headline_pairs
+
+    big = headline_pairs(10.0, 1.0)
+    small = headline_pairs(2.5, 1.0)
+    assert big == 3 and 3 < small <= 8
+    assert headline_pairs(0.1, 1.0) == 8  # a claim within the noise: as many pairs as allowed
+    assert headline_pairs(1.0, None) == 8

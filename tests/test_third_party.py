@@ -116,6 +116,10 @@ def test_a_third_party_project_from_init_to_a_finished_session(tmp_path: Path) -
     assert "step 200: train loss" in ready.stdout  # the line the objective was read from
     assert "ready" in ready.stdout
 
+    # The script is exact (no seed, no noise): say so, or identical repeats are hidden noise.
+    config = (repo / "autoresearch.toml").read_text()
+    (repo / "autoresearch.toml").write_text(under_table(config, "decision", "deterministic = true"))
+    git(repo, "commit", "-qam", "autoresearch: the loss is deterministic")
     run = run_cli(repo, "run", "-n", "8", "--tag", "first", env=wide)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "stopped: reached 8 experiments" in run.stdout

@@ -62,6 +62,7 @@ def run_checkup(root: Path, console: Console) -> list[str]:
         problems.append(Problem.of(exc))
         console.print(f"[red]✗[/] {escape(exc.render())}")
     problems += _check_proposer(root, config, console)
+    problems += _check_review_gate(config, console)
     if gitops.head_commit(root) is None:
         return problems
     problems += _dry_run(root, config, console, problems)
@@ -95,6 +96,21 @@ def _check_proposer(root: Path, config: Config, console: Console) -> list[str]:
         proposer.close()
     found = f"; {ready}" if ready else ""
     console.print(f"[green]✓[/] proposer {escape(described)} ({escape(why)}){escape(found)}")
+    return []
+
+
+def _check_review_gate(config: Config, console: Console) -> list[str]:
+    """`[review] gate`: the reviewers exist and the LLM ones (if any) have a model and a key."""
+    if config.review.gate == "off":
+        return []
+    from autoresearch.review.gate import check_gate
+
+    try:
+        described = check_gate(config.review, config.proposer)
+    except AutoresearchError as exc:
+        console.print(f"[red]✗[/] review gate: {escape(exc.render())}")
+        return [Problem.of(exc)]
+    console.print(f"[green]✓[/] {escape(described)} (each would-be keep is reviewed first)")
     return []
 
 

@@ -179,7 +179,8 @@ def run_session(root: Path, tag: str | None, iterations: int | None,
                       + (f" (resuming after {resumed} experiments)" if resumed else "") + slots
                       + f"; {escape(session.proposer_why)}"
                       + (f"; {escape(shorten_readiness(session.readiness))}"
-                         if session.readiness else ""))
+                         if session.readiness else "")
+                      + (f"; {escape(session.review_gate)}" if config.review.gate != "off" else ""))
         print_resources(console, session, config)
         limits = scheduler.effective_limits(config, iterations, until_s, started)
         exit_code = 0
@@ -192,7 +193,7 @@ def run_session(root: Path, tag: str | None, iterations: int | None,
             reason, exit_code = stop.reason, stop.exit_code
             status = "paused" if exit_code else "finished"
             if exit_code:
-                show_failed_log(console, session)  # why it stopped, in the command's own words
+                show_failed_log(console, session.history)  # why it stopped, in the command's own words
         except KeyboardInterrupt as exc:
             reason = f"interrupted ({describe_interrupt(exc)}); run the same command to resume"
             exit_code = 130

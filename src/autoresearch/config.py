@@ -175,6 +175,19 @@ class DecisionConfig(_Strict):
     max_consecutive_rejections: int = Field(default=10, ge=1)
     stuck_after: int = Field(default=5, ge=1)
     max_repair_attempts: int = Field(default=3, ge=0)
+    # The verdict (README "The decision rule"): "sequential" tests each candidate against a
+    # re-measured control arm and holds `false_keep` over all its looks; "classic" is the first
+    # rule (noise_k, confirm_runs).
+    policy: Literal["sequential", "classic"] = "sequential"
+    false_keep: float = Field(default=0.01, gt=0, lt=0.5)  # per candidate, over all its looks
+    max_runs: int = Field(default=8, ge=2, le=50)  # a candidate's runs at most
+    # The improvement, in σ of one run, the sequential design is built to find: smaller finds
+    # smaller effects at more runs per candidate (README, "The decision rule").
+    target_effect: float = Field(default=2.0, gt=0)
+    control_every: int = Field(default=4, ge=0)  # serial: re-measure the incumbent every N runs
+    drift: bool = True  # model a slow linear drift shared by all runs
+    deterministic: bool = False  # identical repeats are the truth, not hidden noise
+    simplicity_budget: float = Field(default=1.0, ge=0)  # σ simplifications may cost in total
     # Interleaved (baseline, best) pairs re-measured when a session ends, for a headline with a
     # confidence interval; 0 turns it off ("auto": 3, see headline.py).
     headline_pairs: int | Literal["auto"] = "auto"
@@ -444,7 +457,8 @@ def _check_values(config: Config, path: Path) -> None:
                     where=f"{path} → verify.share",
                     fix=f"narrow scope so it leaves {shared!r} out, or remove it from share",
                 )
-    from autoresearch.proposers.knobs import parse_knob_spec  # local: knobs imports config
+    # Local imports: the proposers package (its __init__) imports this module.
+    from autoresearch.proposers.knob_space import parse_knob_spec
     from autoresearch.proposers.options import check_builtin_options
 
     check_builtin_options(config.proposer.name, config.proposer.options, path.name)

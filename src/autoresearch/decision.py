@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from statistics import NormalDist, fmean
 from typing import Literal
 
+from scipy import special
+
 from autoresearch.config import Amount, GuardConfig
 
 Outcome = Literal["keep", "discard", "confirm"]
@@ -61,23 +63,10 @@ def pooled_noise(groups: Iterable[Sequence[float]]) -> Noise:
 
 
 def t_quantile(p: float, dof: int) -> float:
-    """Student-t quantile (exact for dof 1 and 2, a Cornish-Fisher expansion above)."""
+    """Student-t quantile (scipy's; this module once carried a Cornish-Fisher approximation)."""
     if dof <= 0:
         raise ValueError("dof must be positive")
-    if dof == 1:
-        return math.tan(math.pi * (p - 0.5))
-    if dof == 2:
-        return (2 * p - 1) / math.sqrt(2 * p * (1 - p))
-    z = NormalDist().inv_cdf(p)
-    n = float(dof)
-    z2 = z * z
-    return (
-        z
-        + (z2 + 1) * z / (4 * n)
-        + ((5 * z2 + 16) * z2 + 3) * z / (96 * n**2)
-        + (((3 * z2 + 19) * z2 + 17) * z2 - 15) * z / (384 * n**3)
-        + ((((79 * z2 + 776) * z2 + 1482) * z2 - 1920) * z2 - 945) * z / (92160 * n**4)
-    )
+    return float(special.stdtrit(dof, p))
 
 
 @dataclass(frozen=True)

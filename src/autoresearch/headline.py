@@ -9,8 +9,11 @@ on the differences (`policy.paired_interval`) is recorded as the session's headl
 
 Bounded: nothing is measured when nothing was kept, or when a headline for the same best and
 baseline trees is already recorded (a resumed session that ended where it was); the number of
-pairs is `[decision] headline_pairs` (0 turns it off). With several slots the pairs are spread
-over them.
+pairs is `[decision] headline_pairs` (0 turns it off; "auto" asks `policy.headline_pairs` for
+enough pairs that the interval's half-width is about half the claimed gain, 3 to 8, given the
+session's σ). With several slots the pairs are spread over them. Within a slot the order of the
+two arms alternates (baseline first, then best first), so a linear drift cancels over every two
+pairs instead of biasing each difference by one run's worth.
 """
 
 from __future__ import annotations
@@ -21,13 +24,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from autoresearch.ledger import ExperimentRow, Ledger
-from autoresearch.policy import Interval, paired_interval
+from autoresearch.policy import Interval, headline_pairs, paired_interval
 
 if TYPE_CHECKING:  # the views read headlines without loading the engine
     from autoresearch.session import Session
     from autoresearch.trial import Program, Trial
 
-DEFAULT_PAIRS = 3
 CONFIDENCE = 0.95
 BEST, BASELINE = "headline", "headline-baseline"  # the roles of the re-measured runs
 
@@ -69,8 +71,19 @@ class Headline:
 
 
 def pairs_wanted(s: Session) -> int:
+    """`[decision] headline_pairs`, or for "auto" as many as the claimed gain and σ call for."""
     setting = s.config.decision.headline_pairs
-    return DEFAULT_PAIRS if setting == "auto" else setting
+    if setting != "auto":
+        return setting
+    history = s.history
+    best, base = history.incumbent, history.baseline
+    claimed = math.nan
+    if best is not None and base is not None and best.commit_sha is not None:
+        now, then = history.objective_runs(best.commit_sha), history.objective_runs(
+            s.row.base_commit)
+        if now and then:
+            claimed = s.config.metric.sign * (sum(now) / len(now) - sum(then) / len(then))
+    return headline_pairs(claimed, history.noise().sigma)
 
 
 def to_verify(s: Session) -> ExperimentRow | None:
@@ -94,12 +107,17 @@ def not_needed(s: Session) -> str | None:
 
 def pairs_program(s: Session, trial: Trial, pairs: int,
                   out: list[tuple[float, float]], failures: list[str]) -> Program:
-    """Measure `pairs` interleaved (baseline, best) pairs in the trial's slot."""
+    """Measure `pairs` interleaved (baseline, best) pairs in the trial's slot, the order of the
+    two arms alternating from pair to pair (drift cancels over each two)."""
     best = trial.commit
     assert best is not None
-    for _ in range(pairs):
-        base = yield s.run_request(trial, BASELINE, s.row.base_commit)
-        new = yield s.run_request(trial, BEST, best)
+    for i in range(pairs):
+        if i % 2 == 0:
+            base = yield s.run_request(trial, BASELINE, s.row.base_commit)
+            new = yield s.run_request(trial, BEST, best)
+        else:
+            new = yield s.run_request(trial, BEST, best)
+            base = yield s.run_request(trial, BASELINE, s.row.base_commit)
         if base.ok and new.ok and base.objective is not None and new.objective is not None:
             out.append((new.objective, base.objective))
         else:

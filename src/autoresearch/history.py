@@ -23,6 +23,9 @@ from autoresearch.proposers.base import ExperimentOutcome, ExperimentSummary
 from autoresearch.results_tsv import render as render_results
 from autoresearch.results_tsv import write as write_results
 
+# The event that records where simplifications are measured from (`History.reference_commit`).
+REFERENCE_EVENT = "simplicity"
+
 
 def run_seed(tag: str, index: int) -> int:
     """The seed of a commit's `index`-th run (0, 1, 2, ...) in session `tag`.
@@ -85,8 +88,9 @@ class History:
         self.streaks = Streaks()
         self._candidate_starts: list[float] = []  # start of every candidate run, sorted
         self.last_crash_log: str | None = None
-        # Improvement given up by simplicity keeps since the best measured state (policy.py).
-        self.simplicity_cost = 0.0
+        # The best measured state while the incumbent is a simplification of it (None when the
+        # incumbent is that state): simplifications are bounded against it (policy.Evidence).
+        self.reference_commit: str | None = None
 
     def load(self) -> None:
         """Rebuild everything from the ledger."""
@@ -99,9 +103,9 @@ class History:
             self.add_run(run)
             self._run_count[run.commit_sha] = self._run_count.get(run.commit_sha, 0) + 1
         self.streaks = Streaks.replay(e.status for e in self.experiments)
-        costs = [e["data"] for e in self.ledger.events(self.session.id, kind="simplicity_cost")
+        marks = [e["data"] for e in self.ledger.events(self.session.id, kind=REFERENCE_EVENT)
                  if e["data"]]
-        self.simplicity_cost = float(costs[-1]["cost"]) if costs else 0.0
+        self.reference_commit = marks[-1].get("reference") if marks else None
 
     # --- what happened -------------------------------------------------------------------
 
@@ -109,8 +113,12 @@ class History:
         self.runs.setdefault(run.experiment_id, []).append(run)
         name = self.config.metric.name
         if run.status == "ok" and name in run.metrics:
+            # A control run: made while its commit was the incumbent (any role but a judged
+            # candidate's), or one of the baseline's repeats. The drift is estimated from these.
+            control = run.role != "candidate" or run.commit_sha == self.session.base_commit
             self._observed.setdefault(run.commit_sha, []).append(
-                (run.experiment_id, run.role, Observation(run.metrics[name], run.started_at)))
+                (run.experiment_id, run.role,
+                 Observation(run.metrics[name], run.started_at, control=control)))
         if run.role == "candidate":
             bisect.insort(self._candidate_starts, run.started_at)
 

@@ -1,10 +1,11 @@
 """Judge a trial that ran: gather the evidence, ask the policy, make the runs it asks for, conclude.
 
-The numbers are the policy's business (`policy.py`): the engine only gathers `Evidence` (the
-candidate's and the incumbent's successful runs with their start times, other commits' repeated
-runs, the size of the change, the simplicity cost booked so far), calls `policy.step`, and does
-what the `Step` says: run the requested roles back to back in the trial's slot (that is what
-makes them a pair), or conclude.
+The numbers are the policy's business (`policy.py`, the sequential test of `sequential.py` by
+default): the engine only gathers `Evidence` (the candidate's and the incumbent's successful runs
+with their start times, each marked as a control run or not, other commits' repeated runs, the
+size of the change, and the best measured state's runs while the incumbent is a simplification
+of it), calls `policy.step`, and does what the `Step` says: run the requested roles back to back
+in the trial's slot (that is what makes them a pair), or conclude.
 
 A would-be keep then passes three checks, in this order, in `settle`:
 1. the incumbent must still be the one it was measured against: if another slot's trial was
@@ -12,16 +13,21 @@ A would-be keep then passes three checks, in this order, in `settle`:
    again from fresh runs; a conflict, or an effect that does not survive, drops it with the reason
    (so independent wins stack, and a stale win is never kept blindly);
 2. the guards: metric bounds and guard commands;
-3. (the place where the code-review gate of issue 11 will check a would-be keep.)
+3. the code-review gate (`[review] gate`, issue 11): the change is reviewed against its parent
+   and a blocking finding turns the keep into a discard with the finding as its reason
+   (`gatekeeper.py`, which also records the review and bills its model calls).
 Then the branch moves (keep) or the commit is parked (everything else).
 """
 
 from __future__ import annotations
 
+import math
 from statistics import fmean
 
 from autoresearch import gitops
 from autoresearch.decision import check_metric_guards
+from autoresearch.gatekeeper import review_keep
+from autoresearch.history import REFERENCE_EVENT
 from autoresearch.ledger import TrialStatus
 from autoresearch.policy import Evidence, Step
 from autoresearch.session import Session
@@ -58,16 +64,20 @@ def judge(s: Session, trial: Trial) -> Program:
 
 
 def gather(s: Session, trial: Trial) -> Evidence:
-    """What the policy may use: this attempt's runs, the incumbent's (control arm), the noise."""
+    """What the policy may use: this attempt's runs, the incumbent's (control arm), the other
+    commits' repeated runs (noise and drift), and the best measured state's runs while the
+    incumbent is a simplification of it (so simplifications cannot ratchet backwards)."""
     history, change = s.history, trial.change
     assert change is not None
+    reference = history.reference_commit
+    if reference == trial.parent:
+        reference = None
     return Evidence(
         candidate=history.observations(change.sha),
         incumbent=history.observations(trial.parent),
-        other_groups=[[o.value for o in g]
-                      for g in history.noise_groups({change.sha, trial.parent})],
+        other_groups=history.noise_groups({change.sha, trial.parent, reference or ""}),
         lines_added=change.lines_added, lines_removed=change.lines_removed,
-        simplicity_cost=history.simplicity_cost,
+        reference=history.observations(reference) if reference else (),
     )
 
 
@@ -119,7 +129,7 @@ def settle(s: Session, trial: Trial, step: Step, evidence: Evidence, prefix: str
     inc = fmean(o.value for o in evidence.incumbent)
     guards: list[dict[str, object]] = []
     if status == TrialStatus.KEEP:
-        # A would-be keep is checked here: the guards (and, later, the review gate of issue 11).
+        # A would-be keep is checked here: the guards, then the review gate.
         for g in check_metric_guards(s.config.guards, s.history.mean_metrics(commit),
                                      s.history.mean_metrics(trial.parent)):
             guards.append({"guard": g.label, "passed": g.passed, "detail": g.detail})
@@ -128,10 +138,13 @@ def settle(s: Session, trial: Trial, step: Step, evidence: Evidence, prefix: str
         if failed:
             status = TrialStatus.DISCARD
             reason = "guard failed: " + "; ".join(f"{g['guard']}: {g['detail']}" for g in failed)
-    trial.judged(incumbent_objective=inc, delta=cand - inc, threshold=step.threshold,
-                 guards=guards)
+        else:  # issue 11: the review gate may turn the keep into a discard (gatekeeper.py)
+            status, reason = review_keep(s, trial, status, reason)
+    # A hidden-noise discard has no finite bar (σ = 0, min_effect 0): none is recorded.
+    threshold = step.threshold if math.isfinite(step.threshold) else None
+    trial.judged(incumbent_objective=inc, delta=cand - inc, threshold=threshold, guards=guards)
     if status == TrialStatus.KEEP:
-        book_simplicity(s, trial, step)
+        track_reference(s, trial, step)
     s.end(trial, status, reason, objective=cand)
     if status == TrialStatus.KEEP:
         check_heldout(s, trial, commit)
@@ -153,20 +166,22 @@ def command_guards(s: Session, trial: Trial) -> Steps[list[dict[str, object]]]:
     return rows
 
 
-def book_simplicity(s: Session, trial: Trial, step: Step) -> None:
-    """Keep the running simplicity cost: what simplicity keeps have given up since the best
-    measured state. A simplicity keep adds its loss; a keep on merit pays it back."""
-    before = s.history.simplicity_cost
+def track_reference(s: Session, trial: Trial, step: Step) -> None:
+    """Where later simplifications are measured from. A simplicity keep leaves the best measured
+    state (the incumbent it simplified, unless that was a simplification too) as the reference;
+    a keep on merit is the new best measured state. Recorded as an event, so a resumed session
+    bounds simplifications against the same state."""
+    history = s.history
+    before = history.reference_commit
+    after = (before or trial.parent) if step.simpler else None
     if step.simpler:
-        booked = max(0.0, -step.improvement)
-        after = before + booked
-    else:
-        booked = 0.0
-        after = max(0.0, before - max(0.0, step.improvement))
-    if after != before:
-        s.history.simplicity_cost = after
-        s.event("simplicity_cost", f"{trial.id}: simplicity cost {before:.4g} → {after:.4g}",
-                trial.id, data={"cost": after, "booked": booked})
+        s.event(REFERENCE_EVENT, f"{trial.id} kept for simplicity: {step.booked:.4g} worse than "
+                f"the best measured state {after[:10] if after else ''}", trial.id,
+                data={"reference": after, "booked": step.booked})
+    elif before is not None:
+        s.event(REFERENCE_EVENT, f"{trial.id} kept on merit: the best measured state", trial.id,
+                data={"reference": None, "booked": 0.0})
+    history.reference_commit = after
 
 
 def check_heldout(s: Session, trial: Trial, commit: str) -> None:

@@ -10,8 +10,33 @@ control arm. The engine re-measures the incumbent as a control arm: when a step 
 on the cadence `policy.control_due` sets (serial sessions), so that neither the incumbent's mean
 nor the noise floor rests on its first runs.
 
-`ClassicPolicy` is the rule that shipped first (decision.judge with interleaved confirmation
-pairs); the engine-v2 statistics replace it behind the same interface.
+The session's policy comes from `policy_for(decision, direction)`, the one place the engine gets
+it: `sequential.SequentialPolicy` (the default, README "The decision rule"), or `ClassicPolicy`,
+the rule that shipped first (decision.judge with interleaved confirmation pairs), selected with
+`[decision] policy = "classic"`.
+
+Interface changes (newest first; the engine codes against these):
+- 2026-12-05 (stats), third: `Observation.control` (default False) marks the runs a commit made
+  while it was the incumbent (control-arm runs, the incumbent's half of a pair) and the
+  baseline's repeats; the drift is estimated from those alone (a judged candidate's runs trend by
+  construction: it goes on while they look good). The engine sets it from the run's role.
+- 2026-12-05 (stats), second: simplicity is bounded against the best measured state, measured, not
+  booked: `Evidence.simplicity_cost` and `simplicity_cost_after` are gone; `Evidence.reference`
+  carries the ok runs of the best measured state (the incumbent as of the last keep that was not
+  `Step.simpler`, or the baseline) whenever the incumbent is a simplification of it, else stays
+  empty. A simplification is kept only while its cost against that state is, with confidence,
+  within the budget, so deleting a line at a time cannot walk the session backwards. `Step.booked`
+  is the cost of a simplicity keep against the reference (point estimate, for the record). The
+  serial protocol (what the simulator in bench/decision_noise.py does): before a candidate's first
+  run, run the incumbent when `policy.control_due(runs since the incumbent's commit last ran, in
+  any role)`; then `step` until it concludes, running its `runs` back to back in order.
+- 2026-12-05 (stats), first: `Evidence.other_groups` holds `Observation`s (value and start time),
+  not bare values: the noise model uses when each run started, to separate drift from noise.
+  `Step` gains `look` (the candidate runs this verdict rests on), `zero_noise` (the runs were
+  identical: σ = 0 is hidden noise, never "∞σ") and `booked`. New functions:
+  `policy_for(decision, direction)` builds the session's policy from `[decision]`;
+  `headline_pairs(...)` says how many interleaved (best, baseline) pairs the end-of-session
+  verification needs for a useful `paired_interval`; `Interval.zero_noise` flags identical pairs.
 """
 
 from __future__ import annotations
@@ -24,6 +49,7 @@ from typing import Literal, Protocol
 
 from scipy import stats
 
+from autoresearch.config import DecisionConfig
 from autoresearch.decision import Noise, Rule, judge, pooled_noise
 
 Role = Literal["candidate", "incumbent"]
@@ -48,6 +74,10 @@ class Observation:
 
     value: float
     at: float
+    # A control run: made while its commit was the incumbent (a control-arm run, or the
+    # incumbent's half of a pair), or one of the baseline's repeats. Runs made while a commit was
+    # a candidate being judged are not: whether they happened depended on their own values.
+    control: bool = False
 
 
 @dataclass(frozen=True)
@@ -56,14 +86,16 @@ class Evidence:
 
     candidate: Sequence[Observation]  # ok runs of the candidate commit, in the order they started
     incumbent: Sequence[Observation]  # ok runs of the incumbent's commit in this session (control)
-    # Repeated runs of other commits of the session: evidence about the noise, never about the
-    # effect. Each inner sequence is one commit's values.
-    other_groups: Sequence[Sequence[float]] = ()
+    # Repeated runs of other commits of the session (not the candidate's, the incumbent's or the
+    # reference's): evidence about the noise and drift, never about the effect. Each inner
+    # sequence is one commit's ok runs.
+    other_groups: Sequence[Sequence[Observation]] = ()
     lines_added: int = 0
     lines_removed: int = 0
-    # How much improvement simplicity keeps have given up since the best measured state
-    # (≥ 0, in the objective's units, positive = worse): bounds the simplicity ratchet.
-    simplicity_cost: float = 0.0
+    # The best measured state's ok runs (the incumbent as of the last keep that was not
+    # `simpler`, or the baseline) when the incumbent is a simplification of it; empty when the
+    # incumbent is that state. Simplifications are bounded against it (no backwards ratchet).
+    reference: Sequence[Observation] = ()
 
 
 @dataclass(frozen=True)
@@ -78,7 +110,10 @@ class Step:
     threshold: float
     noise: Noise
     runs: tuple[Role, ...] = ()  # action == "measure": run these next, in this order
-    simpler: bool = False  # kept for simplicity within the noise (its cost is booked)
+    simpler: bool = False  # kept for simplicity: no better, but simpler and within the budget
+    booked: float = 0.0  # a simplicity keep: its cost against the best measured state (≥ 0)
+    look: int = 0  # how many candidate runs this step rests on
+    zero_noise: bool = False  # the runs were identical: the noise is hidden, not absent
 
     @property
     def concluded(self) -> bool:
@@ -108,6 +143,11 @@ class Interval:
     def covers(self, value: float) -> bool:
         return self.low <= value <= self.high
 
+    @property
+    def zero_noise(self) -> bool:
+        """Several pairs with identical differences: σ = 0, so the interval says nothing."""
+        return self.pairs >= 2 and self.low == self.high
+
 
 def paired_interval(pairs: Sequence[tuple[float, float]], direction: str,
                     confidence: float = 0.95) -> Interval:
@@ -125,6 +165,26 @@ def paired_interval(pairs: Sequence[tuple[float, float]], direction: str,
     se = stdev(diffs) / math.sqrt(len(diffs))
     half = float(stats.t.ppf(0.5 + confidence / 2, len(diffs) - 1)) * se
     return Interval(mean, mean - half, mean + half, len(diffs), confidence)
+
+
+def headline_pairs(claimed: float, sigma: float | None, *, confidence: float = 0.95,
+                   least: int = 3, most: int = 8) -> int:
+    """How many interleaved (best, baseline) pairs make the headline's interval useful.
+
+    Useful means: the expected half-width of the paired t interval is at most half the claimed
+    improvement (so a real gain shows as an interval clear of 0 and a lucky one does not), within
+    [least, most] pairs. The difference of two runs has a spread of about √2·σ.
+    """
+    if least < 2 or most < least:
+        raise ValueError("need 2 ≤ least ≤ most")
+    if sigma is None or sigma <= 0 or not math.isfinite(claimed) or claimed <= 0:
+        return least if sigma == 0 else most
+    spread = math.sqrt(2.0) * sigma
+    for pairs in range(least, most + 1):
+        half = float(stats.t.ppf(0.5 + confidence / 2, pairs - 1)) * spread / math.sqrt(pairs)
+        if half <= claimed / 2:
+            return pairs
+    return most
 
 
 @dataclass(frozen=True)
@@ -147,7 +207,8 @@ class ClassicPolicy:
             return Step("measure", "nothing measured yet", 0.0, -math.inf, math.inf, 0.0,
                         Noise(None, 0), runs=tuple(needed))
         pairs = len(cand) - 1
-        noise = pooled_noise([*evidence.other_groups, cand, inc])
+        others = [[o.value for o in group] for group in evidence.other_groups]
+        noise = pooled_noise([*others, cand, inc])
         verdict = judge(cand, inc, noise, self.rule, lines_added=evidence.lines_added,
                         lines_removed=evidence.lines_removed, can_confirm=pairs < self.max_pairs)
         low, high = verdict.improvement - verdict.threshold, verdict.improvement + verdict.threshold
@@ -156,7 +217,28 @@ class ClassicPolicy:
                         verdict.threshold, noise, runs=("incumbent", "candidate"))
         simpler = verdict.outcome == "keep" and verdict.improvement <= verdict.threshold
         return Step(verdict.outcome, verdict.reason, verdict.improvement, low, high,
-                    verdict.threshold, noise, simpler=simpler)
+                    verdict.threshold, noise, simpler=simpler,
+                    booked=max(0.0, -verdict.improvement) if simpler else 0.0,
+                    look=len(cand), zero_noise=noise.sigma == 0.0)
 
     def control_due(self, runs_since_control: int) -> bool:
         return False
+
+
+def policy_for(decision: DecisionConfig, direction: str) -> Policy:
+    """The session's verdict policy, from `[decision]` and the metric's direction."""
+    if decision.policy == "classic":
+        rule = Rule(direction=direction, min_effect=decision.min_effect,
+                    noise_k=decision.noise_k, simplicity=decision.simplicity)
+        return ClassicPolicy(rule, max_pairs=decision.confirm_runs)
+    from autoresearch.sequential import SequentialPolicy  # it builds on this module
+    from autoresearch.spending import Design
+
+    return SequentialPolicy(
+        direction=direction, min_effect=decision.min_effect,
+        design=Design(alpha=decision.false_keep, max_runs=decision.max_runs,
+                      effect=decision.target_effect),
+        control_every=decision.control_every, drift=decision.drift,
+        simplicity=decision.simplicity, simplicity_budget=decision.simplicity_budget,
+        deterministic=decision.deterministic,
+    )

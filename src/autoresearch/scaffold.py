@@ -143,8 +143,10 @@ format = {q(a.metric_format)}                  # kv ("name: value") | metric-lin
 [decision]
 min_effect = 0.0               # smallest improvement worth keeping: absolute, or "0.5%"
 repeats = "auto"               # baseline runs measuring the noise: 3 if budget < 120 s, else 1
-# noise_k = 2.0                # keep only beyond k standard errors (t-corrected)
-# confirm_runs = 4             # max interleaved re-runs when a result is ambiguous
+# false_keep = 0.01            # chance a change that does nothing is kept, over all its runs
+# target_effect = 2.0          # the gain (in σ of one run) each candidate's runs are sized for
+# max_runs = 8                 # a candidate's runs at most
+# deterministic = false        # true: identical repeats are the truth, not a fixed seed's luck
 
 [proposer]
 name = "auto"                  # auto: an LLM when a key is set, else the offline sampler `tune`

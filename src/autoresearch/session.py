@@ -18,7 +18,6 @@ from typing import Any
 
 from autoresearch import gitops, guardrails, resources, shared_paths
 from autoresearch.config import PROGRAM_NAME, Config
-from autoresearch.decision import Rule
 from autoresearch.display import Display
 from autoresearch.errors import PreconditionError
 from autoresearch.executor import (
@@ -33,26 +32,19 @@ from autoresearch.fingerprint import comparable_key, describe_difference, enviro
 from autoresearch.globs import select
 from autoresearch.history import History, run_seed
 from autoresearch.ledger import Ledger, SessionRow, TrialStatus
-from autoresearch.policy import ClassicPolicy, Policy
+from autoresearch.policy import Policy, policy_for
 from autoresearch.proposers.base import ExperimentOutcome, Proposal, Proposer
 from autoresearch.proposers.registry import load_proposer
 from autoresearch.readiness import check_preconditions, proposer_readiness
+from autoresearch.review.gate import check_gate
 from autoresearch.runner import kill_leftovers
 from autoresearch.slots import Slot, Slots, plan_resources, slot_threads
 from autoresearch.state import SessionLock, StatePaths
+from autoresearch.stop_signals import SessionStopped
 from autoresearch.trial import Trial
 
 __all__ = ["Limits", "Session", "SessionStopped", "check_preconditions", "proposer_readiness",
            "read_program"]
-
-
-class SessionStopped(Exception):
-    """The session ended for a reason the user should read (paused, fingerprint, ...)."""
-
-    def __init__(self, reason: str, exit_code: int = 0) -> None:
-        self.reason = reason
-        self.exit_code = exit_code
-        super().__init__(reason)
 
 
 @dataclass
@@ -91,15 +83,14 @@ class Session:
                            plan_resources(config.run, self.workers, self.thread_plan), shared)
         self.executor: Executor = executor or LocalExecutor(config, self.stop_event, self.workers,
                                                             shared)
-        self.policy: Policy = ClassicPolicy(
-            Rule(config.metric.direction, config.decision.min_effect, config.decision.noise_k,
-                 config.decision.simplicity), max_pairs=config.decision.confirm_runs)
+        self.policy: Policy = policy_for(config.decision, config.metric.direction)
         self.ledger: Ledger
         self.row: SessionRow
         self.history: History
         self.proposer: Proposer
         self.proposer_why = ""
         self.readiness: str | None = None
+        self.review_gate = "review gate off"  # what the [review] gate will do, said at open
         self._given_proposer = proposer
         self._proposer_open = False
         self.lock = SessionLock(self.paths.lock)
@@ -157,6 +148,8 @@ class Session:
             self._check_fingerprint(row)
         # Everything that can refuse the start happens before a new session is recorded: a failed
         # start must not leave an empty session behind (it would become the default tag).
+        # [review] gate (issue 11): a gate that cannot work (LLM reviewers without a key) refuses.
+        self.review_gate = check_gate(self.config.review, self.config.proposer)
         self._load_proposer()
         created = row is None
         if row is None:

@@ -18,6 +18,7 @@ import uvicorn
 
 from autoresearch.dashboard.app import create_app
 from tests.views.ledger_factory import GIT_ENV, BuiltSession, build_session, git, init_repo
+from tests.views.review_session import Reviewed, build_reviewed_session
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -33,6 +34,9 @@ TOY_CONFIG = textwrap.dedent(
     [metric]
     name = "score"
     direction = "minimize"
+
+    [decision]
+    deterministic = true  # (X - 7)² is exact: identical repeats are the truth
     """
 )
 
@@ -210,6 +214,12 @@ def crowded_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def demo_ro(tmp_path_factory: pytest.TempPathFactory) -> BuiltSession:
     """A synthetic session with every status (read-only use)."""
     return build_session(tmp_path_factory.mktemp("demo") / "repo")
+
+
+@pytest.fixture(scope="session")
+def reviewed_ro(tmp_path_factory: pytest.TempPathFactory) -> Reviewed:
+    """A synthetic session whose would-be keeps the real review gate judged (read-only use)."""
+    return build_reviewed_session(tmp_path_factory.mktemp("reviewed") / "repo")
 
 
 @pytest.fixture

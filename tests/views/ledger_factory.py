@@ -12,6 +12,7 @@ import os
 import statistics
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -141,9 +142,15 @@ def _record_runs(built: BuiltSession, exp: ExperimentRow, sha: str, values: list
         )
 
 
+# Called with the session, the experiment and its commit after its runs, before the verdict is
+# written (where the loop's review gate sits); a string it returns replaces the decision reason.
+BeforeVerdict = Callable[["BuiltSession", ExperimentRow, str], str | None]
+
+
 def build_session(repo: Path, *, tag: str = "demo", plan: list[Planned] | None = None,
                   max_usd: float | None = 1.0, start: float | None = None,
-                  baseline_values: list[float] | None = None) -> BuiltSession:
+                  baseline_values: list[float] | None = None,
+                  before_verdict: BeforeVerdict | None = None) -> BuiltSession:
     """A finished session with a baseline and the planned experiments, one minute apart."""
     base_values = baseline_values if baseline_values is not None else BASELINE_VALUES
     base = init_repo(repo)
@@ -170,14 +177,16 @@ def build_session(repo: Path, *, tag: str = "demo", plan: list[Planned] | None =
     ledger.set_session_noise(session.id, noise if noise == noise else None)
     built.experiments.append(_get(ledger, exp.id))
     for i, planned in enumerate(plan or DEFAULT_PLAN):
-        add_experiment(built, planned, started_at=t0 + 60.0 * (i + 1))
+        add_experiment(built, planned, started_at=t0 + 60.0 * (i + 1),
+                       before_verdict=before_verdict)
     ledger.set_session_status(session.id, "finished")
     built.refresh()
     return built
 
 
 def add_experiment(built: BuiltSession, planned: Planned,
-                   started_at: float | None = None) -> ExperimentRow:
+                   started_at: float | None = None,
+                   before_verdict: BeforeVerdict | None = None) -> ExperimentRow:
     """Record one more experiment the way the loop does (usable while a dashboard watches)."""
     ledger, wt = built.ledger, built.worktree
     parent = git(wt, "rev-parse", "HEAD")
@@ -213,8 +222,11 @@ def add_experiment(built: BuiltSession, planned: Planned,
                              files=files, lines_added=len(files), lines_removed=len(files))
     ledger.record_judgement(exp.id, incumbent_objective=built.incumbent, delta=delta,
                             threshold=2 * built.noise)
+    reason = reasons[planned.status]
+    if before_verdict is not None and sha is not None:
+        reason = before_verdict(built, _get(ledger, exp.id), sha) or reason
     ledger.finish_experiment(exp.id, status=planned.status, objective=objective,
-                             reason=reasons[planned.status], finished_at=t_start + 48.0)
+                             reason=reason, finished_at=t_start + 48.0)
     if sha is not None and planned.status != "keep":
         git(built.repo, "update-ref", f"refs/autoresearch/{built.tag}/discarded/{exp.id}", sha)
         git(wt, "reset", "-q", "--hard", parent)

@@ -16,8 +16,10 @@ from typing import Any
 
 import pytest
 
+from autoresearch.config import ReviewConfig
 from autoresearch.ledger import Ledger
 from autoresearch.report.labels import corners, overlap
+from autoresearch.review.gate import record_gate, review_candidate
 from autoresearch.views.summary import build_view, open_ledger, resolve_session
 from tests.views.conftest import (
     ARTIFACTS,
@@ -25,6 +27,15 @@ from tests.views.conftest import (
     autoresearch,
     run_toy_session,
     serve,
+)
+from tests.views.ledger_factory import build_session
+from tests.views.review_session import (
+    BLOCKED,
+    KEPT_CLEAN,
+    KEPT_YELLOW,
+    NOT_REVIEWED,
+    PLAN,
+    Reviewed,
 )
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -443,4 +454,104 @@ def test_outliers_crowded_labels_and_axis(page: Any, crowded_repo: Path, tmp_pat
         page.wait_for_timeout(300)
         assert page.evaluate("document.documentElement.scrollWidth - innerWidth") == 0
         shoot(page, tmp_path, "dashboard-820px.png")
+    assert page.errors == []
+
+
+def test_review_in_the_table_and_the_drawer(page: Any, reviewed_ro: Reviewed,
+                                            tmp_path: Path) -> None:
+    """A keep the review gate blocked is marked in the table (and has a filter); its drawer shows
+    the review: the counts, the findings by colour, each expandable to its explanation and code."""
+    ids = reviewed_ro.ids
+    row = lambda exp_id: page.locator(f"#experiments tbody tr[data-id='{exp_id}']")  # noqa: E731
+    with serve(reviewed_ro.repo, reviewed_ro.tag) as url:
+        page.goto(url + "/")
+        shows_experiments(page, len(ids))
+        blocked = row(ids[BLOCKED])
+        assert blocked.locator(".badge.discard").inner_text() == "discard"
+        assert blocked.locator(".badge.review-blocked").inner_text() == "blocked by review"
+        assert "review: 1 red — blocked the keep" in (
+            blocked.locator(".badge.review-blocked").get_attribute("title") or "")
+        assert page.locator("#experiments .badge.review-blocked").count() == 1
+        assert row(ids[KEPT_YELLOW]).locator(".review-mark").inner_text() == "1 yellow"
+        assert row(ids[KEPT_CLEAN]).locator(".review-mark").inner_text() == "reviewed"
+        assert row(ids[NOT_REVIEWED]).locator(".review-mark, .review-blocked").count() == 0
+
+        # The filter beside the statuses shows the blocked keeps alone.
+        chip = page.locator("button.chip[data-status='blocked by review']")
+        assert chip.locator(".n").inner_text() == "1"
+        chip.click()
+        assert page.locator("#experiments tbody tr").count() == 1
+        assert page.locator("#experiments tbody tr").get_attribute("data-id") == ids[BLOCKED]
+        shoot(page, tmp_path, "dashboard-review-filter.png", full_page=False)
+
+        # The drawer: the headline, the red group, the finding with its place and title.
+        page.locator("#experiments tbody tr").click()
+        page.wait_for_selector("#detail .review")
+        review = page.locator("#detail .review")
+        assert review.locator(".review-head").inner_text() == "review: 1 red — blocked the keep"
+        assert "blocked" in (review.get_attribute("class") or "")
+        finding = review.locator(".review-group.red details.finding")
+        assert finding.count() == 1
+        assert review.locator(".review-group.red .group-title").text_content() == \
+            "red: fix before merge (1)"  # shown in capitals by the style
+        summary = finding.locator("summary").inner_text()
+        assert "train.py:11" in summary and "shell=True" in summary
+        assert "blocked the keep" in summary
+        # The explanation and the code open on a click.
+        evidence = finding.locator("pre.evidence")
+        assert evidence.is_hidden()
+        finding.locator("summary").click()
+        assert evidence.is_visible()
+        assert 'subprocess.run(f"logger {msg}", shell=True)' in evidence.inner_text()
+        assert evidence.inner_text().lstrip().startswith("11")
+        assert "B602" in finding.locator(".fbody").inner_text()
+        assert "bandit B602" in finding.locator(".fmeta").inner_text()
+        assert "reviewers: ruff, bandit, history" in review.locator(".review-cost").inner_text()
+        # The review sits between the decision and the diff.
+        order = page.evaluate("""() => {
+            const body = document.getElementById('detail-body');
+            const all = Array.from(body.querySelectorAll('.reason, .review, pre.diff'));
+            return all.map((e) => e.classList.contains('review') ? 'review'
+                : e.classList.contains('reason') ? 'decision' : 'diff');
+        }""")
+        assert order == ["decision", "review", "diff"]
+        shoot(page, tmp_path, "dashboard-review-drawer.png", full_page=False)
+        page.keyboard.press("Escape")
+
+        # A kept change's review: a yellow finding, not blocking; an unreviewed one: no review.
+        page.click("button.chip[data-status='all']")
+        row(ids[KEPT_YELLOW]).click()
+        page.wait_for_selector(f"#detail-id:text('{ids[KEPT_YELLOW]}')")
+        page.wait_for_selector("#detail .review")
+        review = page.locator("#detail .review")
+        assert review.locator(".review-head").inner_text() == "review: 1 yellow"
+        assert "blocked" not in (review.get_attribute("class") or "")
+        assert "data.py:6" in review.locator(".review-group.yellow summary").inner_text()
+        assert review.locator(".review-group.red, .badge.review-blocked").count() == 0
+        page.keyboard.press("Escape")
+        row(ids[NOT_REVIEWED]).click()
+        page.wait_for_selector("#detail pre.diff")
+        assert page.locator("#detail-id").inner_text() == ids[NOT_REVIEWED]
+        assert page.locator("#detail .review").count() == 0
+    assert page.errors == []
+
+
+def test_a_review_recorded_later_appears_without_reload(page: Any, tmp_path: Path) -> None:
+    """The gate may record its review after the experiment's verdict: the open page still shows
+    it (the stream's change marker and the experiment's version both move)."""
+    built = build_session(tmp_path / "repo", tag="late", plan=PLAN[:2])
+    exp = built.experiments[1]
+    assert exp.hypothesis == BLOCKED and exp.parent_commit and exp.commit_sha
+    with serve(built.repo, "late") as url:
+        page.goto(url + "/")
+        shows_experiments(page, 1 + 2)  # the baseline and two candidates
+        assert page.locator("#experiments .badge.review-blocked").count() == 0
+        page.evaluate("window.__sameDocument = true")
+        result = review_candidate(built.repo, exp.parent_commit, exp.commit_sha,
+                                  ReviewConfig(gate="red"), env={})
+        record_gate(built.ledger, result, session_id=exp.session_id, experiment_id=exp.id)
+        wait_until(page, "document.querySelectorAll('#experiments .badge.review-blocked')"
+                   ".length === 1", 15)
+        assert page.evaluate("window.__sameDocument") is True
+        assert page.locator("button.chip[data-status='blocked by review']").count() == 1
     assert page.errors == []

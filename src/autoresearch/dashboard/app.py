@@ -6,7 +6,8 @@ Routes (all GET; nothing here can change a session):
   /api/sessions              the sessions in the ledger
   /api/session?tag=&since=   the shared read model (views.summary) as JSON; with since= (the
                              `stamp` of the last answer) only what changed since (views.live)
-  /api/experiment/{id}       one experiment's diff, decision, runs, log tail and fingerprint
+  /api/experiment/{id}       one experiment's diff, decision, runs, log tail, fingerprint and
+                             the review gate's review of it
   /api/stream?tag=           Server-Sent Events: one `update` event whenever the ledger changes
 
 Live updates are pushed, not polled by the page: the server looks at the ledger's cheap change
@@ -87,8 +88,10 @@ class _Source:
         listed = [(s.tag, s.status) for s in ledger.sessions()]
         alive = (session.status in LIVE_SESSION_STATES
                  and lock_holder_alive(ledger.path, session.tag))
+        # A review recorded after the experiment's verdict writes no run or event either.
         return json.dumps([session.tag, list(ledger.change_marker(session.id)), opened,
-                           session.status, session.updated_at, session.noise, listed, alive])
+                           session.status, session.updated_at, session.noise, listed, alive,
+                           ledger.review_stamp(session.id)])
 
     def live(self, session: SessionRow) -> LiveView:
         """The session's live read model (one per session, kept between requests)."""

@@ -60,3 +60,16 @@ class ReviewRecord:
 @dataclass(frozen=True)
 class ReviewRow(ReviewRecord):
     id: int = 0
+
+
+@dataclass(frozen=True)
+class ReviewMark:
+    """An experiment's latest review in brief, for a table row: its counts and whether it
+    blocked the keep (`reviews` says how many reviews the experiment has)."""
+
+    review_id: int
+    red: int
+    yellow: int
+    purple: int
+    blocked: bool
+    reviews: int = 1

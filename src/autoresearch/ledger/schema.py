@@ -181,6 +181,16 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX review_findings_by_fingerprint ON review_findings(fingerprint);
     """,
+    # 4: a review recorded against an experiment (the in-loop review gate) bumps the
+    #    experiment's version stamp like a new run does, whichever the engine writes first (the
+    #    review or the verdict), so a live view shows the review without reading every review.
+    """
+    CREATE TRIGGER reviews_touch_experiment AFTER INSERT ON reviews
+    WHEN NEW.experiment_id IS NOT NULL BEGIN
+        UPDATE experiments SET touched = (SELECT MAX(touched) FROM experiments) + 1
+        WHERE id = NEW.experiment_id;
+    END;
+    """,
 ]
 
 

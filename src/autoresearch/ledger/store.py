@@ -25,7 +25,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from autoresearch.ledger.reviews import ReviewFindingRecord, ReviewRecord, ReviewRow
+from autoresearch.ledger.reviews import (
+    ReviewFindingRecord,
+    ReviewMark,
+    ReviewRecord,
+    ReviewRow,
+)
 from autoresearch.ledger.rows import (
     FINAL_STATUSES,
     OPEN_STATUSES,
@@ -570,3 +575,43 @@ class Ledger:
             "SELECT DISTINCT f.fingerprint FROM review_findings f JOIN reviews r"
             " ON f.review_id = r.id WHERE r.subject_key = ?", (subject_key,))
         return {row["fingerprint"] for row in rows}
+
+    # --- reviews as the session views read them (read-only) -------------------------------
+
+    REVIEWS_SCHEMA = 3  # the migration that added the review tables
+
+    def review_marks(self, session_id: int,
+                     experiment_ids: Sequence[str] | None = None) -> dict[str, ReviewMark]:
+        """Each reviewed experiment of the session (or of those ids) → its latest review in
+        brief. Empty for a ledger from before the review tables (opened read-only)."""
+        if self.schema_version < self.REVIEWS_SCHEMA:
+            return {}
+        sql = ("SELECT r.id, r.experiment_id, r.red, r.yellow, r.purple, r.blocked FROM reviews r"
+               " JOIN experiments e ON r.experiment_id = e.id WHERE e.session_id = ?")
+        if experiment_ids is None:
+            rows = self._query(sql + " ORDER BY r.id", (session_id,))
+        else:
+            ids, rows = list(experiment_ids), []
+            for i in range(0, len(ids), 500):  # SQLite's limit on bound parameters
+                chunk = ids[i:i + 500]
+                rows += self._query(
+                    sql + f" AND r.experiment_id IN ({','.join('?' * len(chunk))}) ORDER BY r.id",
+                    (session_id, *chunk))
+        marks: dict[str, ReviewMark] = {}
+        for r in sorted(rows, key=lambda row: int(row["id"])):  # the latest review wins
+            earlier = marks.get(r["experiment_id"])
+            marks[r["experiment_id"]] = ReviewMark(
+                review_id=int(r["id"]), red=int(r["red"]), yellow=int(r["yellow"]),
+                purple=int(r["purple"]), blocked=bool(r["blocked"]),
+                reviews=1 + (earlier.reviews if earlier else 0))
+        return marks
+
+    def review_stamp(self, session_id: int) -> int:
+        """The id of the session's newest experiment review (0 when none): changes when a
+        review is recorded, for a live view's change marker."""
+        if self.schema_version < self.REVIEWS_SCHEMA:
+            return 0
+        (row,) = self._query(
+            "SELECT COALESCE(MAX(r.id), 0) AS n FROM reviews r JOIN experiments e"
+            " ON r.experiment_id = e.id WHERE e.session_id = ?", (session_id,))
+        return int(row["n"])

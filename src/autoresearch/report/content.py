@@ -1,16 +1,24 @@
-"""What a report says, gathered once: the shared session view plus the kept changes' diffs."""
+"""What a report says, gathered once: the shared session view plus the kept changes' diffs and
+the review gate's reviews."""
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from autoresearch.gitops import GitError, commit_exists, patch_of
 from autoresearch.ledger import Ledger, SessionRow
 from autoresearch.views.format import fmt_duration, fmt_rate, fmt_value
-from autoresearch.views.summary import Confidence, SessionSummary, SessionView, build_view
+from autoresearch.views.review import ReviewView, session_reviews
+from autoresearch.views.summary import (
+    Confidence,
+    ExperimentView,
+    SessionSummary,
+    SessionView,
+    build_view,
+)
 
 
 @dataclass(frozen=True)
@@ -27,6 +35,16 @@ class KeptChange:
     lines_removed: int
     decision_reason: str
     diff: str
+    review: ReviewView | None = None  # the review gate's review of it (yellow and purple
+                                      # findings are still worth a look on a kept change)
+
+
+@dataclass(frozen=True)
+class BlockedKeep:
+    """A would-be keep the review gate turned into a discard."""
+
+    experiment: ExperimentView
+    review: ReviewView
 
 
 @dataclass(frozen=True)
@@ -37,12 +55,16 @@ class ReportData:
     usage: dict[str, float]
     repo: Path
     generated_at: float
+    blocked: list[BlockedKeep] = field(default_factory=list)
+    reviewed: bool = False  # the review gate reviewed at least one experiment
 
 
 def collect(repo: Path, ledger: Ledger, session: SessionRow) -> ReportData:
     view = build_view(ledger, session)
     baseline = view.summary.baseline
     sign = 1.0 if session.direction == "maximize" else -1.0
+    reviewed_ids = [e.id for e in view.experiments if e.review is not None]
+    reviews = session_reviews(ledger, session.id, reviewed_ids) if reviewed_ids else {}
     kept: list[KeptChange] = []
     for e in view.experiments:
         if e.kind == "baseline" or e.status != "keep":
@@ -61,13 +83,16 @@ def collect(repo: Path, ledger: Ledger, session: SessionRow) -> ReportData:
             exp_id=e.id, seq=e.seq, hypothesis=e.hypothesis, objective=e.objective,
             delta=e.delta, vs_baseline=vs_base, commit_sha=e.commit_sha, files=e.files,
             lines_added=e.lines_added, lines_removed=e.lines_removed,
-            decision_reason=e.decision_reason, diff=diff,
+            decision_reason=e.decision_reason, diff=diff, review=reviews.get(e.id),
         ))
+    blocked = [BlockedKeep(e, reviews[e.id]) for e in view.experiments
+               if e.review is not None and e.review.blocked and e.id in reviews]
     key = session.fingerprint_key or next(
         (r.fingerprint_key for r in ledger.session_runs(session.id) if r.fingerprint_key), None)
     return ReportData(
         view=view, kept=kept, environment=ledger.fingerprint(key) if key else None,
         usage=ledger.usage_totals(session.id), repo=repo, generated_at=time.time(),
+        blocked=blocked, reviewed=bool(reviews),
     )
 
 

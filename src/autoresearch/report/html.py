@@ -11,6 +11,8 @@ import time
 from html import escape
 
 from autoresearch.report.content import ReportData, elapsed_note, flatten, noise_sentence
+from autoresearch.report.reviews import STYLE as REVIEW_STYLE
+from autoresearch.report.reviews import blocked_html, review_html, summary_line
 from autoresearch.views.format import (
     fmt_composition,
     fmt_counts,
@@ -80,7 +82,8 @@ def render_html(data: ReportData, png: bytes) -> str:
     parts = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
         "<meta name='viewport' content='width=device-width, initial-scale=1'>",
-        f"<title>autoresearch report · {_e(s.tag)}</title><style>{_STYLE}</style></head><body><main>",
+        f"<title>autoresearch report · {_e(s.tag)}</title><style>{_STYLE}{REVIEW_STYLE}</style>"
+        "</head><body><main>",
         f"<h1>autoresearch · {_e(s.tag)}</h1>",
         f"<div class='sub'>branch <span class='mono'>{_e(s.branch)}</span> · base "
         f"<span class='mono'>{_e(s.base_commit[:12])}</span> · {_e(s.status)} · metric "
@@ -96,6 +99,8 @@ def render_html(data: ReportData, png: bytes) -> str:
               f"{fmt_composition(c)}: " + " · ".join(fmt_counts(c))),
         _card("elapsed", fmt_duration(s.elapsed_s), elapsed_note(s)),
         _card("spend", spend, spend_sub),
+        *([_card("review gate", f"{len(data.blocked)} blocked", summary_line(data),
+                 "red" if data.blocked else "")] if summary_line(data) else []),
         "</div>",
         "<h2>Progress</h2>",
         f"<img alt='{_e(chart.metric)} per experiment' src='data:image/png;base64,"
@@ -115,9 +120,11 @@ def render_html(data: ReportData, png: bytes) -> str:
             f"{_e(', '.join(k.files) or 'no files')} (+{k.lines_added} −{k.lines_removed}) · "
             f"commit <span class='mono'>{_e((k.commit_sha or '')[:12])}</span></div>"
             f"<div class='sub'>{_e(k.decision_reason)}</div>"
-            f"<details{' open' if len(k.diff) < 6000 else ''}><summary>diff</summary>"
+            + (review_html(k.review) if k.review else "")
+            + f"<details{' open' if len(k.diff) < 6000 else ''}><summary>diff</summary>"
             f"{_diff_html(k.diff)}</details></div>"
         )
+    parts += blocked_html(data, s.metric)
     parts += _noise_and_cost(data)
     parts += _experiments_table(data)
     parts += _environment(data)
@@ -156,7 +163,10 @@ def _experiments_table(data: ReportData) -> list[str]:
         status = e.shown_status
         rows.append(
             f"<tr><td class='mono'>{_e(e.id)}</td><td><span class='badge {_e(status)}'>"
-            f"{_e(status)}</span></td><td class='num'>{fmt_value(e.objective)}</td>"
+            f"{_e(status)}</span>"
+            + ("<span class='badge review-blocked'>blocked by review</span>"
+               if e.review and e.review.blocked else "")
+            + f"</td><td class='num'>{fmt_value(e.objective)}</td>"
             f"<td class='num {_delta_class(e.delta, direction)}'>{fmt_signed(e.improvement)}</td>"
             f"<td class='num {_delta_class(e.delta, direction)}'>{fmt_signed(e.delta)}</td>"
             f"<td class='num'>{e.runs}</td><td class='num'>{fmt_duration(e.duration_s)}</td>"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from autoresearch.report.content import ReportData, elapsed_note, flatten, noise_sentence
+from autoresearch.report.reviews import blocked_markdown, review_markdown, summary_line
 from autoresearch.views.format import (
     fmt_counts,
     fmt_duration,
@@ -52,6 +53,7 @@ def render_markdown(data: ReportData, png_name: str = "progress.png") -> str:
         f"- **Elapsed:** {fmt_duration(s.elapsed_s)}"
         + (f" ({elapsed_note(s)})" if elapsed_note(s) else ""),
         f"- **Cost:** ${s.cost_usd:.4f}" + (f" of ${s.max_usd:.2f}" if s.max_usd else ""),
+        *([f"- **Review gate:** {summary_line(data)}"] if summary_line(data) else []),
         "",
         f"![progress]({png_name})",
         "",
@@ -72,11 +74,13 @@ def render_markdown(data: ReportData, png_name: str = "progress.png") -> str:
             "",
             f"> {k.decision_reason}" if k.decision_reason else "",
             "",
+            *(review_markdown(k.review) if k.review else []),
             f"{fence}diff",
             k.diff.rstrip("\n"),
             fence,
             "",
         ]
+    out += blocked_markdown(data, s.metric)
     noise = noise_sentence(conf)
     out += [
         "## Noise floor",
@@ -94,7 +98,9 @@ def render_markdown(data: ReportData, png_name: str = "progress.png") -> str:
     for e in data.view.experiments:
         hyp = e.hypothesis.splitlines()[0] if e.hypothesis else ""
         out.append(
-            f"| {e.id} | {e.shown_status} | {fmt_value(e.objective)} | {fmt_signed(e.improvement)} "
+            f"| {e.id} | {e.shown_status}"
+            f"{' (blocked by review)' if e.review and e.review.blocked else ''} | "
+            f"{fmt_value(e.objective)} | {fmt_signed(e.improvement)} "
             f"| {fmt_signed(e.delta)} | {e.runs} | "
             f"{fmt_duration(e.duration_s)} | {f'${e.cost_usd:.3f}' if e.cost_usd else '—'} | "
             f"{_cell(hyp)} |"

@@ -1,12 +1,12 @@
 """The review gate of the research loop (`[review] gate = "red"`).
 
-On a would-be keep the engine calls `review_candidate(repo, parent, candidate, config)`: the
-candidate commit is reviewed against its parent (offline reviewers by default; the LLM reviewers
-too when `[review] llm` is set), and a red finding on a changed line (or a yellow one, with
-`gate = "yellow"`) blocks the keep: the experiment becomes a discard with the finding as its
-reason. A reviewer that fails never blocks (the gate reports what it could check). The engine
-then records the review against the experiment with `record_gate(ledger, result, ...)` and adds
-`result.usage` to the session's spend.
+On a would-be keep the engine (`gatekeeper.py`, from `judge.settle`) calls
+`review_candidate(repo, parent, candidate, config)`: the candidate commit is reviewed against its
+parent (offline reviewers by default; the LLM reviewers too when `[review] llm` is set), and a red
+finding on a changed line (or a yellow one, with `gate = "yellow"`) blocks the keep: the
+experiment becomes a discard with the finding as its reason. A reviewer that fails never blocks
+(the gate reports what it could check). The engine then records the review against the
+experiment with `record_gate(ledger, result, ...)` and bills `result.usage` to it.
 """
 
 from __future__ import annotations

@@ -77,7 +77,8 @@ def resolve_llm(
         settings = ProviderSettings.from_options(options, env)
     except ConfigError as exc:
         def here(text: str | None) -> str | None:  # the options live in [review] llm here
-            return None if text is None else text.replace("[proposer]", "[review] llm")
+            return None if text is None else text.replace("[proposer]", "[review] llm").replace(
+                "the llm proposer has", "the LLM reviewers have")
 
         raise ConfigError(here(exc.what) or exc.what, where=here(exc.where),
                           fix=here(exc.fix)) from None

@@ -1,4 +1,5 @@
-"""Everything about one experiment for a close look: diff, decision, runs, log tail, environment."""
+"""Everything about one experiment for a close look: diff, decision, runs, log tail, environment,
+and the review gate's review of it."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 from autoresearch.gitops import GitError, commit_exists, show_commit
 from autoresearch.ledger import Ledger, RunRow
 from autoresearch.runner import log_tail
+from autoresearch.views.review import ReviewView, experiment_reviews
 from autoresearch.views.summary import ExperimentView, clean_json, experiment_view
 
 LOG_TAIL_BYTES = 12_000
@@ -39,6 +41,9 @@ class ExperimentDetail:
     fingerprint: dict[str, Any] | None
     rationale: str
     guards: list[dict[str, Any]]
+    # The review gate's reviews of this would-be keep, oldest first (the last one decided;
+    # usually there is one). Empty when the gate did not review it.
+    reviews: list[ReviewView]
 
 
 def _resolve_log(repo: Path, raw: str | None) -> Path | None:
@@ -103,6 +108,7 @@ def experiment_detail(ledger: Ledger, repo: Path, exp_id: str) -> ExperimentDeta
         fingerprint=ledger.fingerprint(fp_key) if fp_key else None,
         rationale=exp.rationale,
         guards=list(exp.guards),
+        reviews=experiment_reviews(ledger, exp_id),
     )
 
 

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from autoresearch.ledger import ExperimentRow, RunRow
+from autoresearch.ledger.reviews import ReviewMark
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,9 @@ class ExperimentView:
     lines_removed: int
     started_at: float
     finished_at: float | None
+    # The review gate's latest review of this would-be keep (None: not reviewed); the whole
+    # review is in the experiment's detail (views.review).
+    review: ReviewMark | None = None
 
     @property
     def shown_status(self) -> str:
@@ -56,7 +60,7 @@ def run_values(runs: Sequence[RunRow], metric: str) -> list[float]:
 
 
 def experiment_view(exp: ExperimentRow, runs: Sequence[RunRow], metric: str,
-                    direction: str) -> ExperimentView:
+                    direction: str, review: ReviewMark | None = None) -> ExperimentView:
     # The baseline's runs are all repeats of the same code; whatever role the session gave
     # them, they are the spread (and the noise floor) of the baseline.
     own = list(runs) if exp.kind == "baseline" else [r for r in runs if r.role == "candidate"]
@@ -73,4 +77,5 @@ def experiment_view(exp: ExperimentRow, runs: Sequence[RunRow], metric: str,
         decision_reason=exp.decision_reason, commit_sha=exp.commit_sha,
         parent_commit=exp.parent_commit, files=list(exp.files), lines_added=exp.lines_added,
         lines_removed=exp.lines_removed, started_at=exp.started_at, finished_at=exp.finished_at,
+        review=review,
     )

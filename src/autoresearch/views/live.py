@@ -59,13 +59,16 @@ class LiveView:
     def _apply(self, ledger: Ledger, session: SessionRow,
                changed: list[tuple[int, ExperimentRow]]) -> None:
         runs_by_exp: dict[str, list[RunRow]] = {}
-        for run in ledger.experiment_runs([e.id for _, e in changed]):
+        ids = [e.id for _, e in changed]
+        for run in ledger.experiment_runs(ids):
             runs_by_exp.setdefault(run.experiment_id, []).append(run)
+        # A review recorded against an experiment bumps its version too (migration 4).
+        reviews = ledger.review_marks(session.id, ids)
         for version, exp in changed:
             self._touched[exp.id] = version
             self._runs[exp.id] = runs_by_exp.get(exp.id, [])
             self._rows[exp.id] = experiment_view(exp, self._runs[exp.id], session.metric,
-                                                 session.direction)
+                                                 session.direction, reviews.get(exp.id))
             self.version = max(self.version, version)
 
     def newer_than(self, version: int) -> set[str]:

@@ -205,7 +205,9 @@ def build_view(ledger: Ledger, session: SessionRow, *, now: float | None = None)
     runs_by_exp: dict[str, list[RunRow]] = {}
     for run in all_runs:
         runs_by_exp.setdefault(run.experiment_id, []).append(run)
-    rows = [experiment_view(e, runs_by_exp.get(e.id, []), session.metric, session.direction)
+    reviews = ledger.review_marks(session.id)
+    rows = [experiment_view(e, runs_by_exp.get(e.id, []), session.metric, session.direction,
+                            reviews.get(e.id))
             for e in exps]
     return compose_view(ledger, session, rows, all_runs, now=now)
 

@@ -4,7 +4,7 @@ Every number here comes from the shared read model (views.summary.build_view), i
 the sign convention the dashboard and the report use: counts as "7 kept, 17 discarded" (the
 baseline is never a keep), improvement positive = better with the metric's own Δ beside it, the
 rate per hour of running. Hypotheses are shown whole, wrapped; `show ID` prints everything about
-one experiment.
+one experiment, the review gate's review of it included.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from pathlib import Path
 
 from rich.console import Console, Group
 from rich.markup import escape
+from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
@@ -28,6 +29,13 @@ from autoresearch.views.format import (
     fmt_rate,
     fmt_signed,
     fmt_value,
+)
+from autoresearch.views.review import (
+    MEANING,
+    ReviewView,
+    finding_meta,
+    mark_headline,
+    tally,
 )
 from autoresearch.views.summary import (
     ExperimentView,
@@ -61,6 +69,9 @@ def experiments_table(rows: list[ExperimentView], metric: str, title: str = "") 
         numbers.append(f"{e.runs} run{'s' * (e.runs != 1)}")
         if e.cost_usd:
             numbers.append(f"${e.cost_usd:.3f}")
+        if e.review is not None:
+            style = "bold red" if e.review.blocked else "dim"
+            numbers.append(f"[{style}]{escape(mark_headline(e.review))}[/]")
         table.add_row(e.id, "  ".join(numbers) + "\n" + escape(e.hypothesis or "—"))
     return table
 
@@ -138,6 +149,9 @@ def render_status(root: Path, tag: str, console: Console) -> None:
                      f"({int(usage['input_tokens'])} in / {int(usage['output_tokens'])} out tokens,"
                      f" {int(usage['cache_read_tokens'])} cache-read,"
                      f" {int(usage['cache_write_tokens'])} cache-write)")
+    reviewed = tally([e.review for e in view.experiments])
+    if reviewed:
+        grid.add_row("review gate", reviewed)
     running = state.startswith("running")
     for e in view.experiments:
         if e.status not in ("proposed", "running"):
@@ -200,6 +214,8 @@ def render_experiment(root: Path, exp_id: str, console: Console) -> None:
     grid.add_row("commit", (e.commit_sha or "—") + (f" · {e.lines_added}+ {e.lines_removed}-"
                                                      f" in {', '.join(e.files)}" if e.files else ""))
     console.print(grid)
+    for review in detail.reviews:
+        render_review(review, console)
     runs = Table("role", "#", "attempt", "status", "exit", "duration", "metrics", "log",
                  title="runs")
     for r in detail.runs:
@@ -214,6 +230,39 @@ def render_experiment(root: Path, exp_id: str, console: Console) -> None:
     if detail.log_tail:
         console.print(Group(Text(f"log tail ({detail.log_path})", style="bold"),
                             Text(detail.log_tail, overflow="fold")))
+
+
+STYLE = {"red": "bold red", "yellow": "bold yellow", "purple": "bold magenta"}
+
+
+def render_review(review: ReviewView, console: Console) -> None:
+    """The review gate's review of an experiment: its headline, the findings grouped by colour
+    (each whole: place, title, sources, explanation, code), failed reviewers, the cost."""
+    console.print(Text(review.headline, style="bold red" if review.blocked else "bold"))
+    for colour in ("red", "yellow", "purple"):
+        found = review.by_colour(colour)
+        if not found:
+            continue
+        console.print(Text(f"  {colour}: {MEANING[colour]} ({len(found)})", style=STYLE[colour]))
+        for f in found:
+            head = Text.assemble((f.location, "bold"), "  ", f.title)
+            if f.blocking:
+                head.append("  (blocked the keep)", style="bold red")
+            meta = finding_meta(f)
+            parts: list[Text] = [head, Text(meta, style="dim")]
+            if f.body and f.body != f.title:
+                parts.append(Text(f.body))
+            if f.evidence.strip():
+                width = len(str(f.end_line))
+                parts.append(Text("\n".join(
+                    f"{f.start_line + i:>{width}} │ {line}"
+                    for i, line in enumerate(f.evidence.rstrip("\n").split("\n"))),
+                    style="cyan"))
+            console.print(Padding(Group(*parts), (0, 0, 0, 4)))
+    for r in review.failed:
+        console.print(Text(f"  {r.name} failed: {r.note or 'no detail'} (a failed reviewer "
+                           "never blocks)", style="yellow"))
+    console.print(Text("  " + review.cost_line, style="dim"))
 
 
 def _open(root: Path, tag: str) -> tuple[Ledger, SessionRow]:

@@ -280,21 +280,43 @@ function paintElapsed() {
 // A baseline attempt that failed (and was resumed) shows as what it was: crash or timeout.
 const rowGroup = (r) => (r.kind === "baseline" && r.status === "keep" ? "baseline" : r.status);
 
+// A keep the review gate blocked is a discard with a review mark; it has a filter of its own
+// (beside the statuses) so the blocked ones can be found at once.
+const BLOCKED = "blocked by review";
+const reviewBlocked = (r) => Boolean(r.review && r.review.blocked);
+const matchesFilter = (r) => state.filter === "all"
+  || (state.filter === BLOCKED ? reviewBlocked(r) : rowGroup(r) === state.filter);
+
 function renderFilters(rows) {
   const counts = {};
   for (const r of rows) counts[rowGroup(r)] = (counts[rowGroup(r)] || 0) + 1;
   const statuses = ["all", ...Object.keys(counts).sort((a, b) =>
     (a === "baseline" ? -1 : b === "baseline" ? 1 : a.localeCompare(b)))];
+  const blocked = rows.filter(reviewBlocked).length;
+  if (blocked) { statuses.push(BLOCKED); counts[BLOCKED] = blocked; }
   if (!statuses.includes(state.filter)) state.filter = "all";
   $("filters").replaceChildren(...statuses.map((s) => el("button", {
-    class: "chip", type: "button", "data-status": s, "aria-pressed": String(s === state.filter),
+    class: "chip" + (s === BLOCKED ? " review-chip" : ""), type: "button", "data-status": s,
+    "aria-pressed": String(s === state.filter),
     onclick: () => { state.filter = s; render(state.view); },
   }, s, el("span", { class: "n", text: String(s === "all" ? rows.length : counts[s]) }))));
 }
 
+// The status cell: the status, and the review gate's mark when it reviewed the experiment.
+function reviewMark(r) {
+  const m = r.review;
+  if (!m) return null;
+  const title = reviewHeadline(m) + (m.reviews > 1 ? ` (the last of ${m.reviews} reviews)` : "")
+    + " · details in the experiment's drawer";
+  if (m.blocked) return el("span", { class: "badge review-blocked", title, text: BLOCKED });
+  const counts = REVIEW_COLOURS.filter((c) => m[c]).map((c) =>
+    el("span", { class: "rcount " + c, text: `${m[c]} ${c}` }));
+  return el("span", { class: "review-mark", title }, counts.length ? counts : "reviewed");
+}
+
 function renderTable(rows, direction) {
   const { key, desc } = state.sort;
-  const shown = rows.filter((r) => state.filter === "all" || rowGroup(r) === state.filter);
+  const shown = rows.filter(matchesFilter);
   shown.sort((a, b) => {
     const va = a[key], vb = b[key];
     if (va === vb) return a.seq - b.seq;
@@ -314,7 +336,7 @@ function renderTable(rows, direction) {
     const tr = el("tr", { tabindex: "0", "data-id": r.id, onclick: () => openDetail(r.id),
       onkeydown: (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); openDetail(r.id); } } },
       el("td", { class: "num mono", text: r.id }),
-      el("td", {}, el("span", { class: "badge " + rowGroup(r), text: rowGroup(r) })),
+      el("td", {}, el("span", { class: "badge " + rowGroup(r), text: rowGroup(r) }), reviewMark(r)),
       el("td", { class: "num", text: num(r.objective) }),
       el("td", { class: "num " + deltaClass(r.delta, direction), text: signed(r.improvement) }),
       el("td", { class: "num " + deltaClass(r.delta, direction), text: signed(r.delta) }),
@@ -329,6 +351,66 @@ function renderTable(rows, direction) {
   const now = Date.now();
   rows.forEach((r) => { if (!state.seen.has(r.id)) state.seen.set(r.id, first ? 0 : now); });
   $("table-empty").hidden = shown.length > 0;
+}
+
+// --- the review gate's review -------------------------------------------------------------------
+
+const REVIEW_COLOURS = ["red", "yellow", "purple"];
+const REVIEW_MEANING = { red: "fix before merge", yellow: "worth a look",
+  purple: "about existing code or past bugs" };
+
+// The twin of views.review.headline: "review: 1 red, 2 yellow — blocked the keep".
+function reviewHeadline(m) {
+  const counts = REVIEW_COLOURS.filter((c) => m[c]).map((c) => `${m[c]} ${c}`).join(", ");
+  return `review: ${counts || "no findings"}` + (m.blocked ? " — blocked the keep" : "");
+}
+
+// The code a finding is about, with the head revision's line numbers.
+function evidenceView(f) {
+  const width = String(f.start_line + f.evidence.split("\n").length).length;
+  return el("pre", { class: "code evidence" }, f.evidence.replace(/\n$/, "").split("\n").map((line, i) =>
+    el("span", {}, el("i", { class: "ln", text: String(f.start_line + i).padStart(width) }), line || "\u200b")));
+}
+
+// One finding: its place and title at a glance, the explanation and the code on a click.
+function findingView(f) {
+  // The twin of views.review.finding_meta.
+  const meta = [f.sources.join(", "), f.angle, f.category !== f.angle ? f.category : "",
+    `confidence ${f.confidence.toFixed(2)}`, f.known ? "reported before" : ""].filter(Boolean).join(" · ");
+  return el("details", { class: "finding " + f.colour, "data-colour": f.colour },
+    el("summary", {},
+      el("span", { class: "loc mono", text: f.location }), " ",
+      el("span", { class: "ftitle", text: f.title }),
+      f.blocking ? el("span", { class: "badge review-blocked", text: "blocked the keep" }) : null),
+    el("div", { class: "fmeta", text: meta }),
+    f.body && f.body !== f.title ? el("p", { class: "fbody", text: f.body }) : null,
+    f.evidence.trim() ? evidenceView(f) : null);
+}
+
+function reviewView(rv) {
+  const groups = REVIEW_COLOURS.map((c) => {
+    const found = rv.findings.filter((f) => f.colour === c);
+    return found.length ? el("div", { class: "review-group " + c, "data-colour": c },
+      el("div", { class: "group-title", text: `${c}: ${REVIEW_MEANING[c]} (${found.length})` }),
+      found.map(findingView)) : null;
+  });
+  const reviewers = rv.reviewers.map((r) => el("tr", { class: r.status },
+    el("td", { text: r.name }), el("td", { text: r.kind }), el("td", { text: r.status }),
+    el("td", { class: "num", text: r.status === "ok" ? String(r.findings) : "" }),
+    el("td", { class: "num", text: r.seconds ? duration(r.seconds) : "" }),
+    el("td", { class: "wrap", text: r.note })));
+  return el("div", { class: "review" + (rv.blocked ? " blocked" : ""), "data-review": String(rv.id) },
+    el("div", { class: "review-head", text: rv.headline }),
+    groups,
+    rv.failed.map((r) => el("p", { class: "review-failed", text: `${r.name} failed: ${r.note || "no detail"} (a failed reviewer never blocks)` })),
+    el("div", { class: "review-cost", text: rv.cost_line }),
+    el("details", { class: "review-reviewers" },
+      el("summary", { text: `every reviewer (${rv.reviewers.length})` }),
+      el("table", { class: "runs" },
+        el("thead", {}, el("tr", {}, ["reviewer", "kind", "status", "findings", "time", "note"].map((h) => el("th", { text: h })))),
+        el("tbody", {}, reviewers)),
+      rv.scale ? el("p", { class: "note", text: rv.scale }) : null,
+      rv.notes.map((n) => el("p", { class: "note", text: n }))));
 }
 
 // --- the detail drawer --------------------------------------------------------------------------
@@ -378,6 +460,8 @@ async function openDetail(id) {
       ["commit", e.commit_sha ? el("span", { class: "mono", text: e.commit_sha.slice(0, 12) }) : null],
       ["files", e.files.length ? `${e.files.join(", ")} (+${e.lines_added} −${e.lines_removed})` : null]]),
     d.rationale ? el("p", { class: "note", text: d.rationale }) : null,
+    d.reviews.length ? el("h4", { text: d.reviews.length > 1 ? `Reviews (${d.reviews.length}, the last decided)` : "Review" }) : null,
+    ...d.reviews.map(reviewView),
     el("h4", { text: "Diff" }),
     d.diff ? diffView(d.diff) : el("p", { class: "note", text: d.diff_note || "No diff." }),
     el("h4", {}, "Log tail", d.log_path ? el("span", { class: "path mono", text: d.log_path }) : null),

@@ -1,0 +1,166 @@
+"""A simulated session that drives a verdict policy exactly as the engine's serial scheduler does.
+
+Shared by bench/decision_noise.py (the figures in the README) and the policy's tests, so both
+exercise one driver. The protocol (see the top of policy.py): the baseline measured `repeats`
+times; then per candidate, the incumbent re-measured first when `policy.control_due(runs since
+the incumbent's commit last ran)`, then `policy.step(evidence)` until it concludes, the runs it asks
+for made back to back in its order. A keep makes the candidate the incumbent (its runs go with
+it); a simplicity keep leaves the best measured state as the reference; every repeated commit
+stays in the noise evidence.
+
+The target: true value 1.0, lower is better, Gaussian noise σ = 0.01 per run (times a candidate's
+noise multiplier), optionally a linear drift per run, or deterministic (one fixed value per
+commit, as a fixed seed gives).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from autoresearch.policy import Evidence, Observation, Policy, Step, headline_pairs, paired_interval
+
+SIGMA = 0.01
+TRUE = 1.0
+POSITIONS = 30
+
+
+@dataclass
+class World:
+    """The simulated target: a clock, per-commit truths and noise, optional drift."""
+
+    rng: random.Random
+    drift: float = 0.0  # per run, in σ, towards better (lower)
+    deterministic: bool = False
+    clock: int = 0
+    truth: dict[int, float] = field(default_factory=dict)
+    noise: dict[int, float] = field(default_factory=dict)  # multiplier of σ
+    fixed: dict[int, float] = field(default_factory=dict)  # deterministic: the one value
+
+    def commit(self, true: float, noise: float = 1.0) -> int:
+        cid = len(self.truth)
+        self.truth[cid], self.noise[cid] = true, noise
+        if self.deterministic:
+            self.fixed[cid] = true + self.rng.gauss(0, SIGMA * noise)
+        return cid
+
+    def run(self, cid: int, control: bool = False) -> Observation:
+        self.clock += 1
+        if self.deterministic:
+            value = self.fixed[cid]
+        else:
+            value = self.truth[cid] + self.rng.gauss(0, SIGMA * self.noise[cid])
+        return Observation(value - self.drift * SIGMA * self.clock, float(self.clock), control)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    effect: float  # true improvement in σ (positive = better)
+    noise: float = 1.0
+    lines_added: int = 1
+    lines_removed: int = 1
+
+    @property
+    def real(self) -> bool:
+        return self.effect > 0
+
+
+@dataclass
+class Verdict:
+    position: int
+    candidate: Candidate
+    step: Step
+    runs: int  # verify runs spent on this verdict, control runs included
+    after_real_keep: int | None  # positions since the last real keep (None: none yet)
+
+    @property
+    def kept(self) -> bool:
+        return self.step.action == "keep"
+
+
+@dataclass
+class Session:
+    verdicts: list[Verdict]
+    baseline_cid: int
+    best_cid: int
+    world: World
+    true_gain: float  # the incumbent's true improvement over the baseline at the end (σ units)
+
+
+Proposer = Callable[[int, random.Random], "Candidate"]
+
+
+def run_session(policy: Policy, propose: Proposer, rng: random.Random, *, repeats: int = 3,
+                drift: float = 0.0, deterministic: bool = False,
+                positions: int = POSITIONS) -> Session:
+    world = World(rng, drift=drift, deterministic=deterministic)
+    inc_cid = base_cid = world.commit(TRUE)
+    inc_runs = [world.run(inc_cid, control=True) for _ in range(repeats)]
+    others: list[list[Observation]] = []
+    since_control = 0
+    reference: list[Observation] = []  # the best measured state's runs, when not the incumbent
+    last_real_keep: int | None = None
+    verdicts: list[Verdict] = []
+    for position in range(1, positions + 1):
+        cand = propose(position, rng)
+        true = world.truth[inc_cid] - cand.effect * SIGMA
+        cid = world.commit(true, cand.noise)
+        cand_runs: list[Observation] = []
+        spent = 0
+        if policy.control_due(since_control):
+            inc_runs.append(world.run(inc_cid, control=True))
+            since_control, spent = 0, 1
+        while True:
+            step = policy.step(Evidence(cand_runs, inc_runs, others, cand.lines_added,
+                                        cand.lines_removed, reference))
+            if step.concluded:
+                break
+            for role in step.runs:
+                spent += 1
+                if role == "incumbent":
+                    inc_runs.append(world.run(inc_cid, control=True))
+                    since_control = 0
+                else:
+                    cand_runs.append(world.run(cid))
+                    since_control += 1
+        after = None if last_real_keep is None else position - last_real_keep
+        verdicts.append(Verdict(position, cand, step, spent, after))
+        if step.action == "keep":
+            if step.simpler and not reference:
+                reference = inc_runs  # the state it simplifies stays the one to measure against
+            else:
+                if len(inc_runs) >= 2:
+                    others.append(inc_runs)
+                if not step.simpler and reference:
+                    if len(reference) >= 2:
+                        others.append(reference)
+                    reference = []
+            inc_cid, inc_runs, since_control = cid, cand_runs, 0
+            if cand.real:
+                last_real_keep = position
+        elif len(cand_runs) >= 2:
+            others.append(cand_runs)
+    gain = (world.truth[base_cid] - world.truth[inc_cid]) / SIGMA
+    return Session(verdicts, base_cid, inc_cid, world, gain)
+
+
+def verify_headline(session: Session, claimed_sigma: float,
+                    sigma: float | None) -> tuple[bool, int, float, float]:
+    """Re-measure best vs baseline in interleaved pairs; (covers the truth, pairs, low, high).
+    The number of pairs comes from the claim and the session's σ̂, as the engine will do."""
+    world = session.world
+    if session.best_cid == session.baseline_cid:
+        return True, 0, 0.0, 0.0
+    pairs = headline_pairs(claimed_sigma * SIGMA, sigma)
+    measured: list[tuple[float, float]] = []
+    for i in range(pairs):
+        # Alternate which arm goes first, so drift cancels within every two pairs.
+        if i % 2 == 0:
+            b, a = world.run(session.baseline_cid), world.run(session.best_cid)
+        else:
+            a, b = world.run(session.best_cid), world.run(session.baseline_cid)
+        measured.append((a.value, b.value))
+    iv = paired_interval(measured, "minimize")
+    truth = session.true_gain * SIGMA
+    return iv.covers(truth), pairs, iv.low / SIGMA, iv.high / SIGMA

@@ -1,0 +1,206 @@
+"""The code reviews of a session's experiments, as every view shows them.
+
+The in-loop review gate (`[review] gate`) reviews each would-be keep and records the review
+against the experiment it judged (review/gate.py `record_gate`). The experiment drawer, `show ID`
+and the report read it from here, so they say the same thing in the same words:
+"review: 1 red, 2 yellow — blocked the keep".
+
+Which findings blocked the keep is not stored finding by finding; it follows from the gate's rule
+(red or yellow findings on changed lines block, and a red one blocks under either setting): in
+a blocked review the red findings blocked it, or, when there is none, the yellow ones did (only
+`gate = "yellow"` blocks on those). Purple findings never block.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from autoresearch.ledger import Ledger
+from autoresearch.ledger.reviews import ReviewFindingRecord, ReviewMark, ReviewRow
+
+COLOURS = ("red", "yellow", "purple")
+# What each colour asks of the reader (the words of `autoresearch review`).
+MEANING = {"red": "fix before merge", "yellow": "worth a look",
+           "purple": "about existing code or past bugs"}
+
+
+@dataclass(frozen=True)
+class FindingView:
+    colour: str
+    path: str
+    start_line: int
+    end_line: int
+    location: str  # path:line or path:start-end
+    angle: str
+    category: str
+    severity: str
+    title: str
+    body: str
+    evidence: str
+    confidence: float
+    sources: list[str]
+    inline: bool
+    known: bool  # reported by an earlier review of the same commit
+    blocking: bool  # one of the findings that turned the keep into a discard
+
+
+@dataclass(frozen=True)
+class ReviewerView:
+    name: str
+    kind: str  # offline | llm | verify
+    status: str  # ok | skipped | failed | not-asked
+    seconds: float
+    findings: int
+    note: str
+
+
+@dataclass(frozen=True)
+class ReviewView:
+    id: int
+    subject: str
+    base_commit: str | None
+    head_commit: str | None
+    started_at: float
+    duration_s: float
+    red: int
+    yellow: int
+    purple: int
+    blocked: bool
+    headline: str  # "review: 1 red, 2 yellow — blocked the keep"
+    findings: list[FindingView]  # ranked: red, yellow, purple; the most important first
+    reviewers: list[ReviewerView]
+    failed: list[ReviewerView]  # reviewers that failed (a failure never blocks a keep)
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+    capped: bool  # the cost cap stopped it from asking every reviewer
+    scale: str
+    notes: list[str]
+    cost_line: str  # "reviewers: ruff, bandit, history · 1.2 s · $0"
+
+    @property
+    def blockers(self) -> list[FindingView]:
+        return [f for f in self.findings if f.blocking]
+
+    def by_colour(self, colour: str) -> list[FindingView]:
+        return [f for f in self.findings if f.colour == colour]
+
+
+def counts_text(red: int, yellow: int, purple: int) -> str:
+    """ "1 red, 2 yellow" (the colours that have findings), or "no findings"."""
+    parts = [f"{n} {c}" for c, n in zip(COLOURS, (red, yellow, purple), strict=True) if n]
+    return ", ".join(parts) or "no findings"
+
+
+def headline(red: int, yellow: int, purple: int, blocked: bool,
+             failed: Sequence[str] = ()) -> str:
+    text = f"review: {counts_text(red, yellow, purple)}"
+    if failed:
+        text += f" ({', '.join(failed)} failed)"
+    return text + (" — blocked the keep" if blocked else "")
+
+
+def mark_headline(mark: ReviewMark) -> str:
+    """The headline of a table row's review mark (no reviewer detail: the row has none)."""
+    return headline(mark.red, mark.yellow, mark.purple, mark.blocked)
+
+
+def finding_meta(f: FindingView) -> str:
+    """ "bandit B602 · security · injection · confidence 0.85" (angle and category once each)."""
+    kinds = [f.angle] + ([f.category] if f.category != f.angle else [])
+    return " · ".join([", ".join(f.sources), *kinds, f"confidence {f.confidence:.2f}"]
+                      + (["reported before"] if f.known else []))
+
+
+def blocking_colours(red: int, blocked: bool) -> tuple[str, ...]:
+    """The colours whose findings blocked the keep (see the module's docstring)."""
+    if not blocked:
+        return ()
+    return ("red",) if red else ("yellow",)
+
+
+def _finding(f: ReviewFindingRecord, blocking: tuple[str, ...]) -> FindingView:
+    span = f"{f.start_line}" if f.end_line == f.start_line else f"{f.start_line}-{f.end_line}"
+    return FindingView(
+        colour=f.colour, path=f.path, start_line=f.start_line, end_line=f.end_line,
+        location=f"{f.path}:{span}", angle=f.angle, category=f.category, severity=f.severity,
+        title=f.title, body=f.body, evidence=f.evidence, confidence=f.confidence,
+        sources=list(f.sources), inline=f.inline, known=f.known,
+        blocking=f.colour in blocking)
+
+
+def _cost_line(reviewers: Sequence[ReviewerView], row: ReviewRow) -> str:
+    """Who ran, how long it took and what it cost, in one line."""
+    ran = [r.name for r in reviewers if r.status == "ok"]
+    tokens = row.input_tokens + row.output_tokens + row.cache_read_tokens + row.cache_write_tokens
+    spend = f"${row.cost_usd:.4f}, {tokens:,} tokens" if tokens else "$0 (no model calls)"
+    if row.capped:
+        spend += ", stopped by the cost cap"
+    return f"reviewers: {', '.join(ran) or 'none ran'} · {row.duration_s:.1f} s · {spend}"
+
+
+def _reviewer(raw: Mapping[str, Any]) -> ReviewerView:
+    return ReviewerView(name=str(raw.get("name", "?")), kind=str(raw.get("kind", "")),
+                        status=str(raw.get("status", "")),
+                        seconds=float(raw.get("seconds") or 0.0),
+                        findings=int(raw.get("findings") or 0), note=str(raw.get("note", "")))
+
+
+def review_view(row: ReviewRow) -> ReviewView:
+    blocking = blocking_colours(row.red, row.blocked)
+    reviewers = [_reviewer(r) for r in row.reviewers]
+    failed = [r for r in reviewers if r.status == "failed"]
+    rank = {c: i for i, c in enumerate(COLOURS)}
+    findings = sorted((_finding(f, blocking) for f in row.findings),
+                      key=lambda f: rank.get(f.colour, len(COLOURS)))  # stable: keeps the rank
+    return ReviewView(
+        id=row.id, subject=row.subject, base_commit=row.base_commit, head_commit=row.head_commit,
+        started_at=row.started_at, duration_s=row.duration_s, red=row.red, yellow=row.yellow,
+        purple=row.purple, blocked=row.blocked,
+        headline=headline(row.red, row.yellow, row.purple, row.blocked,
+                          [r.name for r in failed]),
+        findings=findings, reviewers=reviewers, failed=failed, input_tokens=row.input_tokens,
+        output_tokens=row.output_tokens, cost_usd=row.cost_usd, capped=row.capped,
+        scale=row.scale, notes=list(row.notes), cost_line=_cost_line(reviewers, row))
+
+
+def experiment_reviews(ledger: Ledger, exp_id: str) -> list[ReviewView]:
+    """The reviews recorded against one experiment, oldest first (the last one decided)."""
+    if ledger.schema_version < ledger.REVIEWS_SCHEMA:
+        return []  # a ledger from before the review tables, opened read-only
+    return [review_view(r) for r in ledger.reviews(experiment_id=exp_id)]
+
+
+def session_reviews(ledger: Ledger, session_id: int,
+                    experiment_ids: Sequence[str]) -> dict[str, ReviewView]:
+    """The latest review of each of these experiments that has one."""
+    marks = ledger.review_marks(session_id, experiment_ids)
+    out: dict[str, ReviewView] = {}
+    for exp_id in marks:
+        reviews = experiment_reviews(ledger, exp_id)
+        if reviews:
+            out[exp_id] = reviews[-1]
+    return out
+
+
+def tally(marks: Sequence[ReviewMark | None]) -> str:
+    """The session's gate reviews in one sentence, or "" when there were none:
+    "4 would-be keeps reviewed: 1 blocked (1 red); 3 not blocked (2 yellow, 1 purple)"."""
+    reviewed = [m for m in marks if m is not None]
+    if not reviewed:
+        return ""
+
+    def part(group: list[ReviewMark], word: str) -> str:
+        found = counts_text(sum(m.red for m in group), sum(m.yellow for m in group),
+                            sum(m.purple for m in group))
+        return f"{len(group)} {word} ({found})"
+
+    blocked = [m for m in reviewed if m.blocked]
+    passed = [m for m in reviewed if not m.blocked]
+    n = len(reviewed)
+    parts = [part(blocked, "blocked") if blocked else "none blocked"]
+    if passed:
+        parts.append(part(passed, "not blocked"))
+    return f"{n} would-be keep{'s' * (n != 1)} reviewed: " + "; ".join(parts)

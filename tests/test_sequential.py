@@ -1,0 +1,227 @@
+"""The engine-v2 verdict: sequential boundaries, the drift-aware effect model, and the policy's
+behaviour under the failure modes of issue 10 (simulated sessions, seeded and fast)."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import numpy as np
+import pytest
+
+from autoresearch.config import Amount, DecisionConfig
+from autoresearch.effect import Model
+from autoresearch.policy import ClassicPolicy, Evidence, Observation, policy_for
+from autoresearch.policy_sim import Candidate, run_session
+from autoresearch.sequential import SequentialPolicy
+from autoresearch.spending import Design, t_to_z, z_to_t
+
+POLICY = policy_for(DecisionConfig(), "minimize")
+
+
+def obs(*values: float, start: float = 0.0, control: bool = False) -> list[Observation]:
+    return [Observation(v, start + i, control) for i, v in enumerate(values)]
+
+
+def keep_rate(policy: SequentialPolicy, propose: object, sessions: int, seed: int,
+              **world: object) -> tuple[float, float]:
+    """(share of candidates kept, verify runs per verdict) over seeded simulated sessions."""
+    rng = random.Random(seed)
+    kept = runs = total = 0
+    for _ in range(sessions):
+        s = run_session(policy, propose, rng, **world)  # type: ignore[arg-type]
+        kept += sum(v.kept for v in s.verdicts)
+        runs += sum(v.runs for v in s.verdicts)
+        total += len(s.verdicts)
+    return kept / total, runs / total
+
+
+def test_the_configured_policy_is_sequential_unless_classic_is_asked_for() -> None:
+    assert isinstance(POLICY, SequentialPolicy)
+    classic = policy_for(DecisionConfig(policy="classic"), "minimize")
+    assert isinstance(classic, ClassicPolicy)
+
+
+# --- the design ----------------------------------------------------------------------------------
+
+
+def test_error_spending_reproduces_the_textbook_pocock_type_boundaries() -> None:
+    # Lan-DeMets, α·t spending, two equally spaced looks, one-sided 2.5 %, no futility:
+    # 2.2414 then 2.1251 (Jennison & Turnbull's tables).
+    design = Design(alpha=0.025, max_runs=2, min_runs=1, rho=1.0, margin=1e9)
+    assert design.boundary([0.5], 1.0) == pytest.approx(2.2414, abs=1e-3)
+    assert design.boundary([0.5, 1.0], 1.0) == pytest.approx(2.1251, abs=1e-3)
+
+
+def test_boundaries_hold_the_false_keep_rate_over_all_looks_with_binding_futility() -> None:
+    """Monte Carlo of the canonical process: five looks, futility stops, α = 1 %."""
+    design = Design(alpha=0.01, max_runs=5, min_runs=2)
+    info = [1.0 / (1.0 / j + 1.0 / 10) for j in range(1, 6)]  # j candidate runs vs 10
+    bounds = [design.boundary(info[:j], info[-1]) for j in range(1, 6)]
+    assert math.isinf(bounds[0]) and all(math.isfinite(b) for b in bounds[1:])
+    rng = np.random.default_rng(3)
+    paths = 400_000
+    steps = np.diff([0.0, *info])
+    s = np.cumsum(rng.standard_normal((paths, 5)) * np.sqrt(steps), axis=1)
+    alive, kept = np.ones(paths, bool), np.zeros(paths, bool)
+    for j in range(5):
+        z = s[:, j] / math.sqrt(info[j])
+        crossed = alive & (z >= bounds[j])
+        kept |= crossed
+        alive &= ~crossed & (z >= design.futility_bound(j + 1, info[j]))
+    assert kept.mean() == pytest.approx(0.01, abs=0.0006)
+
+
+def test_t_and_z_scales_share_tails() -> None:
+    assert z_to_t(1.96, 10) == pytest.approx(2.228, abs=2e-3)  # two-sided 5 % at 10 dof
+    assert t_to_z(z_to_t(2.5, 7.5), 7.5) == pytest.approx(2.5)
+    assert z_to_t(math.inf, 3) == math.inf
+
+
+# --- the effect model ----------------------------------------------------------------------------
+
+
+def test_drift_seen_in_control_runs_is_removed_from_the_comparison() -> None:
+    # The incumbent's control runs fall by 0.01 per second; the candidate, equal to it, ran
+    # last: compared naively it looks 0.1 better, with the drift removed it is not.
+    incumbent = [Observation(1.0 - 0.01 * t + 0.001 * (-1) ** t, float(t), True)
+                 for t in range(0, 20, 2)]
+    candidate = [Observation(1.0 - 0.01 * t, float(t)) for t in (20, 21)]
+    naive = Model.fit(candidate, incumbent, [], sign=-1.0, drift=False).effect()
+    fitted = Model.fit(candidate, incumbent, [], sign=-1.0, drift=True).effect()
+    assert naive.estimate == pytest.approx(0.115, abs=0.01)
+    assert abs(fitted.estimate) < 0.02 and fitted.slope == pytest.approx(-0.01, rel=0.2)
+
+
+def test_a_candidate_that_only_adds_noise_is_judged_by_its_own_spread() -> None:
+    incumbent = obs(1.00, 1.01, 0.99, 1.00, 1.01, 0.99, 1.00, 1.01, control=True)
+    calm = obs(0.975, 0.985, start=20)
+    loud = obs(0.930, 1.030, start=20)  # the same mean, ten times the spread
+    e_calm = Model.fit(calm, incumbent, [], sign=-1.0).effect()
+    e_loud = Model.fit(loud, incumbent, [], sign=-1.0).effect()
+    assert e_calm.estimate == pytest.approx(e_loud.estimate)
+    assert e_loud.se > 2 * e_calm.se and e_loud.candidate_sd > e_calm.candidate_sd
+
+
+def test_identical_repeats_are_reported_as_hidden_noise() -> None:
+    effect = Model.fit(obs(0.95, 0.95), obs(1.0, 1.0, 1.0, control=True), [], sign=-1.0).effect()
+    assert effect.zero_noise and effect.sigma == 0.0
+
+
+# --- the policy's steps --------------------------------------------------------------------------
+
+
+def test_one_run_never_keeps_and_a_promising_candidate_asks_for_more() -> None:
+    incumbent = obs(*(1.0 + 0.01 * math.sin(i) for i in range(12)), control=True)
+    step = POLICY.step(Evidence(obs(0.96, start=12), incumbent))
+    assert step.action == "measure" and step.runs[-1] == "candidate"
+    assert step.look == 1
+
+
+def test_a_clear_improvement_is_kept_and_a_clear_regression_discarded() -> None:
+    incumbent = obs(*(1.0 + 0.01 * math.sin(i) for i in range(12)), control=True)
+    kept = POLICY.step(Evidence(obs(0.90, 0.91, 0.905, start=12), incumbent))
+    assert kept.action == "keep" and kept.improvement == pytest.approx(0.0948, abs=0.002)
+    assert kept.low > 0 and "false-keep rate" in kept.reason
+    worse = POLICY.step(Evidence(obs(1.05, start=12), incumbent))
+    assert worse.action == "discard"
+
+
+def test_a_noise_floor_from_three_runs_is_not_trusted_for_a_keep() -> None:
+    # Three baseline runs and three candidate runs are four degrees of freedom: even a gain
+    # far beyond the bar asks for an interleaved pair (both arms and the noise measured again).
+    few = obs(1.0, 1.01, 0.99, control=True)
+    step = POLICY.step(Evidence(obs(0.80, 0.805, 0.795, start=3), few))
+    assert step.action == "measure" and step.runs == ("incumbent", "candidate")
+    assert "degrees of freedom" in step.reason
+
+
+def test_unknown_noise_asks_for_an_incumbent_run_first() -> None:
+    step = POLICY.step(Evidence(obs(0.9, start=1), obs(1.0, control=True)))
+    assert step.action == "measure" and step.runs == ("incumbent",)
+    assert "noise is unknown" in step.reason
+
+
+def test_zero_variance_is_never_infinite_confidence() -> None:
+    identical = obs(1.0, 1.0, 1.0, control=True)
+    step = POLICY.step(Evidence(obs(0.99, 0.99, start=3), identical))
+    assert step.action == "discard" and step.zero_noise
+    assert "σ = 0" in step.reason and "seed" in step.reason and "∞" not in step.reason
+    with_floor = SequentialPolicy("minimize", min_effect=Amount(value=0.005, relative=False))
+    assert with_floor.step(Evidence(obs(0.99, start=3), identical)).action == "keep"
+    assert with_floor.step(Evidence(obs(0.998, start=3), identical)).action == "discard"
+    declared = SequentialPolicy("minimize", deterministic=True)
+    assert declared.step(Evidence(obs(0.999, start=3), identical)).action == "keep"
+
+
+def test_a_simplification_is_bounded_against_the_best_measured_state() -> None:
+    rng = random.Random(4)
+    best = [Observation(1.0 + rng.gauss(0, 0.01), float(i), True) for i in range(16)]
+    # The incumbent is already a simplification, 0.01 (1σ) worse than the best state; the new
+    # one is as good as the incumbent but 2σ worse than the best: not kept as "simpler".
+    incumbent = [Observation(1.01 + rng.gauss(0, 0.01), 16.0 + i, True) for i in range(10)]
+    candidate = [Observation(1.02 + rng.gauss(0, 0.01), 26.0 + i) for i in range(8)]
+    against_best = POLICY.step(Evidence(candidate, incumbent, lines_added=0, lines_removed=3,
+                                        reference=best))
+    assert not (against_best.action == "keep" and against_best.simpler)
+    # The same change measured as equal to the best state is kept, and books its cost.
+    equal = [Observation(1.0 + rng.gauss(0, 0.01), 26.0 + i) for i in range(8)]
+    step = POLICY.step(Evidence(equal, best, lines_added=0, lines_removed=3))
+    assert step.action == "keep" and step.simpler and step.booked >= 0.0
+
+
+# --- simulated sessions (the properties bench/decision_noise.py measures at scale) ----------------
+
+
+@pytest.mark.slow
+def test_null_changes_are_kept_under_one_percent_and_clear_effects_mostly_kept() -> None:
+    null_rate, null_runs = keep_rate(POLICY, lambda _, __: Candidate(0.0), 30, seed=11)
+    assert null_rate < 0.01 and null_runs < 2.3
+    real_rate, _ = keep_rate(POLICY, lambda _, __: Candidate(3.0), 12, seed=12)
+    assert real_rate > 0.8
+
+
+@pytest.mark.slow
+def test_drift_does_not_turn_into_keeps() -> None:
+    drifting = {"drift": 0.05}
+    modelled, _ = keep_rate(POLICY, lambda _, __: Candidate(0.0), 30, seed=13, **drifting)
+    ignored, _ = keep_rate(SequentialPolicy("minimize", drift=False),
+                           lambda _, __: Candidate(0.0), 30, seed=13, **drifting)
+    assert modelled < 0.012 and ignored > 3 * modelled
+
+
+@pytest.mark.slow
+def test_deleting_a_line_at_a_time_cannot_walk_the_session_backwards() -> None:
+    rng = random.Random(14)
+    worse = []
+    for _ in range(15):
+        s = run_session(POLICY, lambda _, __: Candidate(-1.0, lines_added=0, lines_removed=1),
+                        rng)
+        worse.append(-s.true_gain)
+    assert sorted(worse)[len(worse) // 2] <= 2.0  # median end state, in σ (30 deletions)
+    assert max(worse) < 6.0
+
+
+@pytest.mark.slow
+def test_a_noise_only_candidate_is_rarely_kept() -> None:
+    rate, _ = keep_rate(POLICY, lambda _, __: Candidate(0.0, noise=3.0), 30, seed=15)
+    assert rate < 0.04
+
+
+
+def test_the_decision_knobs_are_validated_and_reach_the_policy() -> None:
+    from autoresearch.config import parse_config
+    from autoresearch.errors import ConfigError
+
+    base = {"scope": ["a.py"], "verify": {"command": "true", "budget_seconds": 10},
+            "metric": {"name": "m", "direction": "maximize"}}
+    config = parse_config({**base, "decision": {"false_keep": 0.005, "max_runs": 6,
+                                                "target_effect": 1.5, "control_every": 2}})
+    policy = policy_for(config.decision, config.metric.direction)
+    assert isinstance(policy, SequentialPolicy) and policy.sign == 1.0
+    assert (policy.design.alpha, policy.design.max_runs, policy.design.effect) == (0.005, 6, 1.5)
+    assert policy.control_due(2) and not policy.control_due(1)
+    for bad in ({"false_keep": 0.7}, {"max_runs": 1}, {"policy": "bayes"}):
+        with pytest.raises(ConfigError) as err:
+            parse_config({**base, "decision": bad})
+        assert f"decision.{next(iter(bad))}" in str(err.value)
