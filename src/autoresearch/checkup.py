@@ -18,7 +18,7 @@ from rich.text import Text
 
 from autoresearch import gitops
 from autoresearch.config import CONFIG_NAME, Config, load_config
-from autoresearch.errors import AutoresearchError, ConfigError
+from autoresearch.errors import AutoresearchError, ConfigError, LedgerEmptyError
 from autoresearch.executor import classify
 from autoresearch.metrics import format_metric_help
 from autoresearch.readiness import check_preconditions, proposer_readiness
@@ -56,6 +56,7 @@ def run_checkup(root: Path, console: Console) -> list[str]:
     except AutoresearchError as exc:
         problems.append(Problem.of(exc))
         console.print(f"[red]✗[/] {escape(exc.render())}")
+    problems += _check_ledger(root, console)
     problems += _check_proposer(root, config, console)
     if gitops.head_commit(root) is None:
         return problems
@@ -65,6 +66,30 @@ def run_checkup(root: Path, console: Console) -> list[str]:
     else:
         console.print("[green]ready:[/] `autoresearch run` will start with the baseline")
     return problems
+
+
+def _check_ledger(root: Path, console: Console) -> list[str]:
+    """A ledger that `run` would refuse (damaged, from a newer release) is a problem here too."""
+    from autoresearch.ledger import Ledger
+    from autoresearch.state import StatePaths
+
+    path = StatePaths(root, "_").ledger
+    if not path.exists():
+        return []
+    try:
+        ledger = Ledger(path, readonly=True)
+    except LedgerEmptyError:
+        return []
+    except AutoresearchError as exc:
+        console.print(f"[red]✗[/] {escape(exc.render())}")
+        return [Problem.of(exc)]
+    try:
+        tags = [s.tag for s in ledger.sessions()]
+    finally:
+        ledger.close()
+    console.print(f"[green]✓[/] ledger {escape(str(path.relative_to(root)))} is sound"
+                  + (f": {len(tags)} session(s), latest {escape(tags[-1])}" if tags else ""))
+    return []
 
 
 def _check_proposer(root: Path, config: Config, console: Console) -> list[str]:

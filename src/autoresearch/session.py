@@ -146,6 +146,8 @@ class Session:
         except BaseException:
             if self._proposer_open:
                 self.proposer.close()
+            if hasattr(self, "ledger"):
+                self.ledger.checkpoint()  # a refused start ends the session too: see close()
             self.lock.release()
             raise
 
@@ -274,8 +276,13 @@ class Session:
             self.proposer.close()
             self.executor.close()
         finally:
-            self.ledger.update_session(self.row.id, status=status)
-            self.lock.release()
+            try:
+                self.ledger.update_session(self.row.id, status=status)
+            finally:
+                # Session end (any way it ends): fold the WAL into ledger.db and back it up, so
+                # that copying ledger.db copies the research (see Ledger.checkpoint).
+                self.ledger.checkpoint()
+                self.lock.release()
 
     # --- views of the state ----------------------------------------------------------------
 

@@ -20,7 +20,7 @@ def open_session(root: Path, tag: str) -> tuple[Ledger, SessionRow]:
     if not paths.ledger.exists():
         raise AutoresearchError("no ledger in this repository", where=str(paths.ledger),
                                 fix="start a session with `autoresearch run`")
-    ledger = Ledger(paths.ledger)
+    ledger = Ledger(paths.ledger, readonly=True)  # a view never writes (nor migrates)
     row = ledger.session(tag)
     if row is None:
         known = ", ".join(s.tag for s in ledger.sessions()) or "none"
