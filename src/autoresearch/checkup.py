@@ -118,6 +118,27 @@ def _check_proposer(root: Path, config: Config, console: Console) -> list[str]:
     return []
 
 
+def _report_needs(config: Config, duration_s: float, log: Path, console: Console) -> None:
+    """What the dry run says about the timeout."""
+    from autoresearch.timeouts import describe, needed_timeout
+
+    verify = config.verify
+    overhead = duration_s - verify.budget_seconds
+    if overhead > 0:
+        console.print(f"  {duration_s:.1f} s = the {verify.budget_seconds:g} s budget + "
+                      f"{overhead:.1f} s of startup and evaluation; "
+                      + escape(describe(verify, overhead)))
+    else:
+        console.print("  " + escape(describe(verify, overhead)))
+    needed = needed_timeout(verify.budget_seconds, overhead)
+    if verify.timeout_seconds is not None and overhead > 0 and verify.timeout_seconds < needed:
+        console.print(f"[yellow]![/] timeout_seconds = {verify.timeout_seconds:g} leaves "
+                      f"{verify.timeout_seconds - verify.budget_seconds:.0f} s beyond the budget "
+                      f"where this run needed {overhead:.0f} s, and a busy machine several times "
+                      f"more: raise it to {needed:.0f} or remove it (the timeout is then sized "
+                      "from the baseline's runs)")
+
+
 def _dry_run(root: Path, config: Config, console: Console) -> list[str]:
     problems: list[str] = []
     with tempfile.TemporaryDirectory(prefix="autoresearch-check-") as tmp:
@@ -144,6 +165,7 @@ def _dry_run(root: Path, config: Config, console: Console) -> list[str]:
                 console.print(Text(log_tail(log, 2000), style="dim"))
             else:
                 console.print(f"[green]✓[/] verify command ran in {outcome.duration_s:.1f} s")
+                _report_needs(config, outcome.duration_s, log, console)
             table = Table("metric", "value", "role")
             for name in config.recorded_metrics():
                 value = metrics.get(name)

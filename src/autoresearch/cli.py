@@ -209,10 +209,11 @@ def demo(
     budget: Annotated[float, typer.Option(help="Training budget per run, seconds.")] = 20.0,
 ) -> None:
     """A short research session on the built-in GPT workload, offline, no API key needed."""
-    from autoresearch.scaffold import create_demo
+    from autoresearch.scaffold import create_demo, prepare_demo_data
 
     root = create_demo(directory.resolve(), budget, console)
-    refuse_unusable_ledger(root)  # a damaged ledger is refused before anything else
+    refuse_unusable_ledger(root)  # before the data preparation, not after it
+    prepare_demo_data(root, console)
     code = run_session(root, "demo", iterations, None)
     console.print(f"explore it: cd {directory} && autoresearch status && autoresearch report")
     if code:

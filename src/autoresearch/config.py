@@ -9,10 +9,19 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from autoresearch.errors import ConfigError
 from autoresearch.metrics import compile_metric_regex
+from autoresearch.timeouts import sized_timeout
 
 CONFIG_NAME = "autoresearch.toml"
 PROGRAM_NAME = "program.md"
@@ -63,11 +72,24 @@ class VerifyConfig(_Strict):
     timeout_seconds: float | None = Field(default=None, gt=0)
     env: dict[str, str] = Field(default_factory=dict)
     max_log_mb: float = Field(default=20.0, gt=0)
+    # Measured while a session runs, never read from the file: the most the unchanged code's
+    # runs took beyond the budget (startup, evaluation). See autoresearch.timeouts.
+    _overhead_s: float | None = PrivateAttr(default=None)
 
     @property
     def timeout(self) -> float:
-        """The hard limit: by default twice the budget plus a minute for startup and evaluation."""
-        return self.timeout_seconds or 2 * self.budget_seconds + 60
+        """The hard limit: timeout_seconds when set; else 2 × budget + 60 s, raised once the
+        unchanged code's startup + evaluation were measured to need more (timeouts.py)."""
+        return self.timeout_seconds or sized_timeout(self.budget_seconds, self._overhead_s)
+
+    @property
+    def measured_overhead_s(self) -> float | None:
+        return self._overhead_s
+
+    def note_overhead(self, seconds: float) -> None:
+        """Record a run's time beyond the budget; the timeout follows the largest seen."""
+        if self._overhead_s is None or seconds > self._overhead_s:
+            self._overhead_s = seconds
 
     def expanded_command(self) -> str:
         """The command with `{python}` replaced by the interpreter running autoresearch."""

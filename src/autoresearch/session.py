@@ -19,7 +19,7 @@ from pathlib import Path
 from statistics import fmean
 from types import FrameType
 
-from autoresearch import gitops, guardrails
+from autoresearch import gitops, guardrails, timeouts
 from autoresearch.config import PROGRAM_NAME, Config
 from autoresearch.decision import Noise, Rule, pooled_noise
 from autoresearch.display import Display
@@ -306,6 +306,9 @@ class Session:
 
     def _add_run(self, run: RunRow) -> None:
         self.runs.setdefault(run.experiment_id, []).append(run)
+        # The verify timeout is sized from what the unchanged code's runs really take beyond
+        # the budget (startup, evaluation): see timeouts.py. Replayed runs count on resume.
+        timeouts.observe(self, run)
         name = self.config.metric.name
         if run.status == "ok" and name in run.metrics:
             self._objectives.setdefault(run.commit_sha, []).append(run.metrics[name])

@@ -23,7 +23,7 @@ Environment (all optional; set them for every run, or edit the defaults below be
     AUTORESEARCH_CACHE        cache root (default: ~/.cache/autoresearch/gpt)
     AUTORESEARCH_DEVICE       "cpu", "cuda", "cuda:1", ... (default: cuda when available)
     AUTORESEARCH_TIME_BUDGET  training seconds (default: 60 on CPU, 300 on CUDA)
-    AUTORESEARCH_EVAL_BYTES   bytes of text scored per split (default: the profile's)
+    AUTORESEARCH_EVAL_BYTES   bytes of text scored per split (default: see eval_bytes_for)
 
 Only torch, numpy and the standard library are needed (pyarrow only to read parquet).
 """
@@ -63,7 +63,7 @@ class Profile:
     seq_len: int  # context length used by the evaluation (and, by default, training)
     vocab_size: int  # BPE vocabulary size, including the one special token (BOS)
     time_budget: float  # default training seconds when AUTORESEARCH_TIME_BUDGET is unset
-    eval_bytes: int  # bytes of text scored per split (capped by the split's size)
+    eval_bytes: int  # bytes of text scored per split at the default budget (capped by the split)
 
 
 PROFILES = {
@@ -104,7 +104,26 @@ DEVICE = detect_device()
 PROFILE = PROFILES["cuda" if DEVICE.type == "cuda" else "cpu"]
 MAX_SEQ_LEN = PROFILE.seq_len
 TIME_BUDGET = float(_env("AUTORESEARCH_TIME_BUDGET", str(PROFILE.time_budget)))
-EVAL_BYTES = int(_env("AUTORESEARCH_EVAL_BYTES", str(PROFILE.eval_bytes)))
+MIN_CPU_EVAL_BYTES = 2**16
+
+
+def eval_bytes_for(budget: float) -> int:
+    """Bytes of text scored per split: the evaluation's cost follows the budget on a CPU.
+
+    The evaluation is not on the training clock, and on a busy CPU it slows down as much as
+    training does, so a fixed size would dominate short runs (and their timeout). On CPU it
+    scores the profile's 512 KiB at the default 60 s budget, proportionally less for a shorter
+    budget (never under 64 KiB), never more; a 20 s run scores 170 KiB per split. On CUDA the
+    profile's 64 MiB, whatever the budget. Comparable results share one budget anyway.
+    """
+    if DEVICE.type == "cuda":
+        return PROFILE.eval_bytes
+    share = min(1.0, max(0.0, budget) / PROFILE.time_budget)
+    scaled = int(PROFILE.eval_bytes * share) // 1024 * 1024  # whole KiB
+    return max(MIN_CPU_EVAL_BYTES, min(PROFILE.eval_bytes, scaled))
+
+
+EVAL_BYTES = int(_env("AUTORESEARCH_EVAL_BYTES", str(eval_bytes_for(TIME_BUDGET))))
 DATA = _env("AUTORESEARCH_DATA", "stdlib")
 TOKENIZER = _env("AUTORESEARCH_TOKENIZER", "bpe")
 VOCAB_SIZE = int(_env("AUTORESEARCH_VOCAB_SIZE", str(PROFILE.vocab_size)))
