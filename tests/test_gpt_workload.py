@@ -16,8 +16,10 @@ import os
 import random
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -699,3 +701,45 @@ def test_the_demo_succeeds_with_two_processes_competing_for_the_cores(
     experiments = json.loads(results.stdout)["experiments"]
     assert [e["status"] for e in experiments][0] == "keep"
     assert not [e for e in experiments if e["status"] == "timeout"]
+
+
+def preparing_in(directory: Path) -> list[int]:
+    """Pids of the prepare.py processes running in `directory`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if (Path(os.readlink(entry / "cwd")) == directory
+                        and b"prepare.py" in (entry / "cmdline").read_bytes()):
+                    found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/cwd").exists(), reason="needs /proc")
+def test_stopping_the_demo_while_it_prepares_the_data_stops_the_preparation(
+    tmp_path: Path
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTORESEARCH_")}
+    env["AUTORESEARCH_CACHE"] = str(tmp_path / "fresh-cache")  # the stdlib corpus: seconds
+    demo = tmp_path / "demo"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "autoresearch", "demo", "--dir", str(demo)], cwd=tmp_path,
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not preparing_in(demo) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert preparing_in(demo), "prepare.py never started"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    deadline = time.monotonic() + 10
+    while preparing_in(demo) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert preparing_in(demo) == []
+    assert "stopped while preparing the data" in (proc.stdout.read() if proc.stdout else "")

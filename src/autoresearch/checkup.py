@@ -47,8 +47,10 @@ def run_checkup(root: Path, console: Console) -> list[str]:
     problems: list[str] = []
     config = load_config(root / CONFIG_NAME)  # a ConfigError here is the whole answer
     console.print(f"[green]✓[/] {CONFIG_NAME} is valid: objective {config.metric.name} "
-                  f"({config.metric.direction}), budget {config.verify.budget_seconds:g} s, "
-                  f"timeout {config.verify.timeout:g} s")
+                  f"({config.metric.direction}), budget "
+                  f"{config.verify.budget_seconds:g} s, " + (
+                      f"timeout {config.verify.timeout_seconds:g} s"
+                      if config.verify.timeout_seconds else "timeout sized from the runs"))
     try:
         files = check_preconditions(root, config)
         console.print(f"[green]✓[/] scope matches {len(files)} file(s): "

@@ -210,10 +210,17 @@ def demo(
 ) -> None:
     """A short research session on the built-in GPT workload, offline, no API key needed."""
     from autoresearch.scaffold import create_demo, prepare_demo_data
+    from autoresearch.session import terminate_as_interrupt
 
     root = create_demo(directory.resolve(), budget, console)
     refuse_unusable_ledger(root)  # before the data preparation, not after it
-    prepare_demo_data(root, console)
+    try:
+        with terminate_as_interrupt():
+            prepare_demo_data(root, console)
+    except KeyboardInterrupt:
+        console.print("[yellow]stopped while preparing the data; run the same command to go "
+                      "on[/]")
+        raise typer.Exit(130) from None
     code = run_session(root, "demo", iterations, None)
     console.print(f"explore it: cd {directory} && autoresearch status && autoresearch report")
     if code:

@@ -78,8 +78,9 @@ class VerifyConfig(_Strict):
 
     @property
     def timeout(self) -> float:
-        """The hard limit: timeout_seconds when set; else 2 × budget + 60 s, raised once the
-        unchanged code's startup + evaluation were measured to need more (timeouts.py)."""
+        """The hard limit: timeout_seconds when set; else sized from the unchanged code's
+        measured startup + evaluation, at least 2 × budget + 60 s (generous before the first
+        measurement): see timeouts.py."""
         return self.timeout_seconds or sized_timeout(self.budget_seconds, self._overhead_s)
 
     @property

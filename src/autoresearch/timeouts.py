@@ -9,13 +9,16 @@ evaluation ran on two cores shared with other work.
 
 So, unless `[verify] timeout_seconds` is set (an explicit value always wins):
 
-- before anything is measured, the timeout is `2 × budget + 60 s`;
+- the first run of the unchanged code (check's dry run, the baseline's first run) gets
+  `LOAD_FACTOR × (2 × budget + 60 s)`: what it needs is not known yet (a first-run data build, a
+  compile warm-up, a busy machine), and only a first run that hangs pays for the generosity. No
+  candidate ever runs before the baseline is measured;
 - every successful run of the session's unchanged code (the baseline's runs, and the base
-  commit's later re-runs) measures the overhead: its wall time minus the budget. The timeout is
-  then `max(2 × budget + 60, budget + LOAD_FACTOR × overhead + MARGIN_S)` in whole seconds,
-  with the largest overhead seen: room for the same run on a machine several times busier. It only ever grows
-  (never below the default), and only from the unchanged code, so a slow candidate cannot
-  raise the limit it is judged by.
+  commit's later re-runs) measures the overhead: its wall time minus the budget. From then on
+  the timeout is `max(2 × budget + 60, budget + LOAD_FACTOR × overhead + MARGIN_S)` in whole
+  seconds, with the largest overhead seen: room for the same run on a machine several times
+  busier. It never shrinks below `2 × budget + 60`, and only the unchanged code raises it, so a
+  slow candidate cannot raise the limit it is judged by.
 
 The session records an event whenever the timeout is sized, and `check` prints what its dry run
 measured and what the timeout would be.
@@ -31,8 +34,8 @@ if TYPE_CHECKING:
     from autoresearch.ledger import RunRow
     from autoresearch.session import Session
 
-__all__ = ["LOAD_FACTOR", "MARGIN_S", "default_timeout", "describe", "needed_timeout", "observe",
-           "sized_timeout"]
+__all__ = ["LOAD_FACTOR", "MARGIN_S", "default_timeout", "describe", "first_run_timeout",
+           "needed_timeout", "observe", "sized_timeout"]
 
 # The same run may be this many times slower (other processes on the same cores).
 LOAD_FACTOR = 4.0
@@ -40,8 +43,13 @@ MARGIN_S = 30.0
 
 
 def default_timeout(budget_s: float) -> float:
-    """Before any measurement: twice the budget plus a minute."""
+    """The least a measured run gets: twice the budget plus a minute."""
     return 2 * budget_s + 60
+
+
+def first_run_timeout(budget_s: float) -> float:
+    """Before the unchanged code has been measured once: generous, since its needs are unknown."""
+    return LOAD_FACTOR * default_timeout(budget_s)
 
 
 def needed_timeout(budget_s: float, overhead_s: float) -> float:
@@ -52,10 +60,9 @@ def needed_timeout(budget_s: float, overhead_s: float) -> float:
 
 def sized_timeout(budget_s: float, overhead_s: float | None) -> float:
     """The timeout for a run of `budget_s` whose startup + evaluation took `overhead_s`."""
-    default = default_timeout(budget_s)
     if overhead_s is None:
-        return default
-    return max(default, needed_timeout(budget_s, overhead_s))
+        return first_run_timeout(budget_s)
+    return max(default_timeout(budget_s), needed_timeout(budget_s, overhead_s))
 
 
 def describe(verify: VerifyConfig, overhead_s: float | None) -> str:
@@ -65,7 +72,8 @@ def describe(verify: VerifyConfig, overhead_s: float | None) -> str:
         return f"timeout {verify.timeout_seconds:g} s, set by [verify] timeout_seconds"
     default = default_timeout(budget)
     if overhead_s is None:
-        return f"timeout {default:g} s (2 × budget + 60) until a run is measured"
+        return (f"timeout {first_run_timeout(budget):g} s ({LOAD_FACTOR:g} × (2 × budget + 60)) "
+                "until a run of the unchanged code is measured")
     if overhead_s <= 0:
         return (f"timeout {default:g} s (2 × budget + 60): the run ended within its {budget:g} s "
                 "budget")
