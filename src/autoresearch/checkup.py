@@ -121,7 +121,9 @@ def _check_proposer(root: Path, config: Config, console: Console) -> list[str]:
 
 
 def _report_needs(config: Config, duration_s: float, log: Path, console: Console) -> None:
-    """What the dry run says about the timeout."""
+    """What the dry run says about the timeout and results.tsv's memory column."""
+    from autoresearch.metrics import parse_metrics
+    from autoresearch.results_tsv import memory_advice
     from autoresearch.timeouts import describe, needed_timeout
 
     verify = config.verify
@@ -139,6 +141,11 @@ def _report_needs(config: Config, duration_s: float, log: Path, console: Console
                       f"where this run needed {overhead:.0f} s, and a busy machine several times "
                       f"more: raise it to {needed:.0f} or remove it (the timeout is then sized "
                       "from the baseline's runs)")
+    printed = parse_metrics(log.read_text(encoding="utf-8", errors="replace"),
+                            config.metric.format, config.metric.patterns or None)
+    advice = memory_advice(printed, config.recorded_metrics(), config.metric.memory)
+    if advice:
+        console.print(f"[yellow]![/] {escape(advice)}")
 
 
 def _dry_run(root: Path, config: Config, console: Console) -> list[str]:

@@ -104,6 +104,9 @@ class MetricConfig(_Strict):
     patterns: dict[str, str] = Field(default_factory=dict)
     record: list[str] = Field(default_factory=list)
     heldout: list[str] = Field(default_factory=list)
+    # The run's peak memory, for results.tsv's memory_gb (unit from the name's suffix: _kb, _mb,
+    # _gb, _bytes; MB without one). Unset: a recorded metric whose name says memory is used.
+    memory: str | None = Field(default=None, min_length=1)
 
     @model_validator(mode="after")
     def _regex_needs_pattern(self) -> MetricConfig:
@@ -226,6 +229,7 @@ class Config(_Strict):
 
     def recorded_metrics(self) -> list[str]:
         names = [self.metric.name, *self.metric.record, *self.metric.heldout]
+        names += [self.metric.memory] if self.metric.memory else []
         names += [g.metric for g in self.guards if g.metric]
         return list(dict.fromkeys(names))
 
