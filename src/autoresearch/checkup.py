@@ -23,6 +23,7 @@ from autoresearch.executor import classify
 from autoresearch.metrics import format_metric_help
 from autoresearch.readiness import check_preconditions, proposer_readiness
 from autoresearch.runner import RunSpec, log_tail, run_command
+from autoresearch.statuses import happened
 
 
 class Problem(str):
@@ -165,7 +166,7 @@ def _dry_run(root: Path, config: Config, console: Console) -> list[str]:
             status, reason, objective, metrics = classify(
                 config, outcome.exit_code, outcome.timed_out, outcome.interrupted, log)
             if status != "ok":
-                problems.append(f"the verify command {status}ed: {reason}")
+                problems.append(f"the verify command {happened(status)}: {reason}")
                 console.print(f"[red]✗[/] verify command {status}: {escape(reason)}")
                 if config.metric.name not in metrics:
                     console.print("    expected: " + escape(format_metric_help(

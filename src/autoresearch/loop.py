@@ -27,6 +27,7 @@ from autoresearch.finish import Work, finish, finished_on_error, record_usage
 from autoresearch.proposers.base import Proposal, ProposalContext
 from autoresearch.proposers.faults import ProposerOutage, usage_of
 from autoresearch.session import Limits, Session, SessionStopped, read_program
+from autoresearch.statuses import happened
 from autoresearch.verdict import judge, settle
 
 __all__ = ["Limits", "baseline", "effective_limits", "experiment", "limit_reached", "run"]
@@ -112,8 +113,8 @@ def baseline(session: Session) -> None:
                 if not m.ok:
                     finish(session, work, m.status, f"baseline {m.status}: {m.reason}", None)
                     raise SessionStopped(
-                        f"the baseline {m.status}ed ({m.reason}): the unchanged code must pass "
-                        f"the verify command first. Log: {m.log_path}", exit_code=5)
+                        f"the baseline {happened(m.status)} ({m.reason}): the unchanged code "
+                        f"must pass the verify command first. Log: {m.log_path}", exit_code=5)
                 values.append(m.objective or 0.0)
             noise = session.noise()
             mean = fmean(values)

@@ -12,6 +12,7 @@ from autoresearch.finish import Work, finish
 from autoresearch.ledger import ExperimentRow
 from autoresearch.proposers.base import Proposal
 from autoresearch.session import Session
+from autoresearch.statuses import happened
 
 
 def judge(session: Session, work: Work, incumbent: ExperimentRow,
@@ -36,11 +37,11 @@ def judge(session: Session, work: Work, incumbent: ExperimentRow,
         )
     except MeasurementFailed as failure:
         if failure.role == "candidate":
-            finish(session, work, "crash", f"flaky: the candidate {failure.status}ed on a "
+            finish(session, work, "crash", f"flaky: the candidate {happened(failure.status)} on a "
                    "confirmation run", None)
         else:
             session.event("warning", "the incumbent failed a confirmation run", work.exp.id)
-            finish(session, work, "discard", f"the incumbent {failure.status}ed during "
+            finish(session, work, "discard", f"the incumbent {happened(failure.status)} during "
                    "confirmation (an unstable environment?): no verdict possible", None)
         return None
     return verdict
