@@ -1,0 +1,55 @@
+"""The verdict seam: a policy answers keep, discard, or which runs it needs next."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from autoresearch.config import Amount
+from autoresearch.decision import Rule
+from autoresearch.policy import ClassicPolicy, Evidence, Observation, paired_interval
+
+MIN = Rule("minimize", Amount(value=0.0, relative=False))
+
+
+def obs(*values: float) -> list[Observation]:
+    return [Observation(v, float(i)) for i, v in enumerate(values)]
+
+
+def test_classic_policy_concludes_or_asks_for_an_interleaved_pair() -> None:
+    policy = ClassicPolicy(MIN, max_pairs=4)
+    baseline = obs(1.0, 1.01, 0.99)
+    clear = policy.step(Evidence(candidate=obs(0.9), incumbent=baseline))
+    assert clear.action == "keep" and clear.improvement == pytest.approx(0.1)
+    worse = policy.step(Evidence(candidate=obs(1.1), incumbent=baseline))
+    assert worse.action == "discard"
+    unsure = policy.step(Evidence(candidate=obs(0.975), incumbent=baseline))
+    assert unsure.action == "measure" and unsure.runs == ("incumbent", "candidate")
+    # The cap: after max_pairs confirmation pairs the policy must conclude.
+    capped = ClassicPolicy(MIN, max_pairs=0).step(Evidence(candidate=obs(0.975),
+                                                           incumbent=baseline))
+    assert capped.concluded
+
+
+def test_nothing_measured_asks_for_the_missing_roles() -> None:
+    step = ClassicPolicy(MIN, max_pairs=4).step(Evidence(candidate=[], incumbent=obs(1.0)))
+    assert step.action == "measure" and step.runs == ("candidate",)
+
+
+def test_simplicity_keep_is_flagged_so_its_cost_can_be_booked() -> None:
+    step = ClassicPolicy(MIN, max_pairs=0).step(Evidence(
+        candidate=obs(1.002), incumbent=obs(1.0, 1.01, 0.99), lines_added=0, lines_removed=3))
+    assert step.action == "keep" and step.simpler
+
+
+def test_paired_interval_is_a_t_interval_on_signed_differences() -> None:
+    # Differences 1, 2, 3 (maximize): mean 2, sd 1, t(0.975, 2) = 4.303.
+    iv = paired_interval([(1.0, 0.0), (2.0, 0.0), (3.0, 0.0)], "maximize")
+    assert iv.estimate == pytest.approx(2.0)
+    assert iv.high - iv.estimate == pytest.approx(4.303 / math.sqrt(3), abs=1e-3)
+    assert iv.covers(0.0) and not iv.covers(5.0)
+    # minimize: a lower candidate is an improvement.
+    assert paired_interval([(0.9, 1.0), (0.8, 1.0)], "minimize").estimate == pytest.approx(0.15)
+    one = paired_interval([(0.9, 1.0)], "minimize")
+    assert one.low == -math.inf and one.high == math.inf
