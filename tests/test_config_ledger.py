@@ -18,7 +18,7 @@ BASE = {"scope": ["a.py"], "verify": {"command": "true", "budget_seconds": 10},
 
 def test_defaults_and_derived_values() -> None:
     config = parse_config(BASE)
-    assert config.verify.timeout == 80  # 2 x budget + 60
+    assert config.verify.timeout == 4 * 80  # nothing measured yet: 4 x (2 x budget + 60)
     assert config.decision.baseline_repeats(10) == 3
     assert config.decision.baseline_repeats(300) == 1
     assert "autoresearch.toml" in config.all_protected
