@@ -422,6 +422,22 @@ def test_the_cpu_evaluation_is_proportionate_to_the_budget(budget: str, expected
     assert explicit.EVAL_BYTES == 4000
 
 
+@pytest.mark.parametrize(("load", "preset", "expected"), [
+    (0.5, None, None),  # quiet: OpenMP's default spinning is the fast policy
+    (99.0, None, "PASSIVE"),  # busy: threads sleep at barriers instead of stealing time
+    (99.0, "ACTIVE", "ACTIVE"),  # an explicit setting is left alone
+])
+def test_threads_yield_on_a_busy_cpu(monkeypatch: pytest.MonkeyPatch, load: float,
+                                     preset: str | None, expected: str | None) -> None:
+    prepare = load_prepare({"AUTORESEARCH_DEVICE": "cpu"})
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    if preset is not None:
+        monkeypatch.setenv("OMP_WAIT_POLICY", preset)
+    monkeypatch.setattr(prepare.os, "getloadavg", lambda: (load, load, load))
+    prepare._yield_threads_on_a_busy_cpu()
+    assert os.environ.get("OMP_WAIT_POLICY") == expected
+
+
 def test_evaluation_refuses_changed_constants(workload: dict[str, str]) -> None:
     prepare = load_prepare(workload)
     vocab = prepare.prepare(verbose=False).tokenizer.vocab_size
