@@ -19,6 +19,7 @@ import argparse
 import contextlib
 import os
 import shutil
+import signal
 import sqlite3
 import statistics
 import subprocess
@@ -28,6 +29,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 
 
 @dataclass
@@ -76,20 +78,31 @@ def one_run(hogs: int, iterations: int, budget: float, fresh_cache: bool) -> Dem
         load = os.getloadavg()[0]
         with cpu_hogs(hogs):
             start = time.monotonic()
-            done = subprocess.run(
+            proc = subprocess.Popen(
                 [sys.executable, "-m", "autoresearch", "demo", "--dir", str(demo),
                  "--iterations", str(iterations), "--budget", f"{budget:g}"],
                 cwd=tmp, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT, text=True, check=False)
+                stderr=subprocess.STDOUT, text=True)
+            try:
+                output, _ = proc.communicate()
+            except BaseException:
+                proc.terminate()  # the demo stops its own runs on SIGTERM
+                proc.wait(120)
+                raise
             wall = time.monotonic() - start
         overhead, event, statuses = read_ledger(demo / ".autoresearch" / "ledger.db", budget)
-        if done.returncode != 0:
-            print(done.stdout[-3000:], file=sys.stderr)
+        if proc.returncode != 0:
+            print(output[-3000:], file=sys.stderr)
         shutil.rmtree(demo, ignore_errors=True)
-        return DemoRun(hogs, done.returncode, wall, load, overhead, event, statuses)
+        return DemoRun(hogs, proc.returncode, wall, load, overhead, event, statuses)
+
+
+def _stop(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
 
 
 def main() -> None:
+    signal.signal(signal.SIGTERM, _stop)  # stopping the benchmark stops the demo it runs
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3, help="runs per load (default 3)")
     parser.add_argument("--hogs", type=int, nargs="+", default=[0, 2],
