@@ -33,8 +33,8 @@ def test_every_verdict_in_one_session(toy_repo: Path) -> None:
     result = run_cli(toy_repo, "run", "--tag", "t", "--iterations", "10")
     assert result.returncode == 0, result.stdout + result.stderr
     # The final summary counts the baseline apart from the changes the ratchet kept.
-    assert "baseline 1, keep 1, discard 1, crash 1, timeout 1, rejected 5" in " ".join(
-        result.stdout.split())
+    assert ("10 experiments (the baseline + 9 candidates): 1 kept, 1 discarded, 1 crashed, "
+            "1 timed out, 5 rejected") in " ".join(result.stdout.split())
     assert statuses(toy_repo) == ["keep", "keep", "discard", "crash", "timeout", "rejected",
                                   "rejected", "rejected", "rejected", "rejected"]
     reasons = [r[0] for r in ledger_rows(toy_repo, "SELECT decision_reason FROM experiments "

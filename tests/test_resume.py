@@ -111,16 +111,20 @@ def test_ctrl_c_records_interrupted_and_resume_completes_n(toy_repo: Path) -> No
 
 def test_a_live_session_cannot_be_started_twice(toy_repo: Path) -> None:
     use_script(toy_repo, SLOW)
-    proc = start(toy_repo, "--tag", "t", "--iterations", "3")
+    # Room for the whole script: on a busy machine the second command can take seconds to
+    # start, and the first must still be running when it does (SIGTERM ends it below).
+    proc = start(toy_repo, "--tag", "t", "--iterations", str(len(SLOW) + 1))
     try:
         wait_for_running(toy_repo, 1 + 1)
-        result = run_cli(toy_repo, "run", "--tag", "t", "--iterations", "3")
-        assert result.returncode == 4
+        result = run_cli(toy_repo, "run", "--tag", "t", "--iterations", str(len(SLOW) + 1))
+        assert result.returncode == 4, result.stdout + result.stderr
         assert "already running" in result.stderr
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
-    assert query(toy_repo, "SELECT status FROM experiments WHERE seq = 2")[0][0] == "interrupted"
+    # The experiment SIGTERM cut short is recorded as such; none is left open.
+    statuses = [r[0] for r in query(toy_repo, "SELECT status FROM experiments ORDER BY seq")]
+    assert statuses[-1] == "interrupted" and "running" not in statuses, statuses
 
 
 def test_resume_refuses_another_machine(toy_repo: Path) -> None:

@@ -154,9 +154,12 @@ def test_the_summary_line_shows_the_best_including_the_keep_it_follows(toy_repo:
     finally:
         session.close()
     assert [e.status for e in session.history][-1] == "keep"
-    summary = [line for line in out.getvalue().splitlines() if line.startswith("— 10 experiments")]
-    assert len(summary) == 1, out.getvalue()
-    assert "best score = 0 (-16" in summary[0], summary[0]
+    text = " ".join(out.getvalue().split())
+    summaries = [part for part in text.split("— ")[1:] if "10 experiments" in part]
+    assert len(summaries) == 1, out.getvalue()
+    # The views' vocabulary and sign: improvement positive = better, the metric's Δ beside it.
+    assert "10 experiments (the baseline + 9 candidates): 1 kept, 8 discarded" in summaries[0]
+    assert "best score = 0: +16 (+100%) better than the baseline (Δ score -16)" in summaries[0]
 
 
 class MovedMachine(RecordingExecutor):

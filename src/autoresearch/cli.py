@@ -155,6 +155,7 @@ def run_session(root: Path, tag: str | None, iterations: int | None,
     from autoresearch import loop
     from autoresearch.display import make_display
     from autoresearch.session import Session, SessionStopped, terminate_as_interrupt
+    from autoresearch.views.format import count_key
 
     config = load_config(root / CONFIG_NAME)
     tag_ = resolve_tag(root, tag, must_exist=False)
@@ -172,8 +173,7 @@ def run_session(root: Path, tag: str | None, iterations: int | None,
             inc = session.incumbent
             display.tally.best = inc.objective if inc else None
         for e in session.history:
-            display.tally.add("baseline" if e.kind == "baseline" and e.status == "keep"
-                              else e.status)
+            display.tally.add(count_key(e.kind, e.status))
         resumed = session.counted()
         console.print(f"session [bold]{tag_}[/] on branch {session.paths.branch}"
                       + (f" (resuming after {resumed} experiments)" if resumed else "")
@@ -194,12 +194,24 @@ def run_session(root: Path, tag: str | None, iterations: int | None,
         finally:
             display.stop()
             session.close(status)
-        display.summary_line()
         style = "green" if exit_code == 0 else ("yellow" if exit_code == 130 else "red")
         console.print(f"[{style}]stopped: {escape(reason)}[/]")
+        _print_summary(root, tag_)
         console.print(f"results: {session.paths.results_tsv.relative_to(root)}; "
                       f"best commit on branch {session.paths.branch}")
     return exit_code
+
+
+def _print_summary(root: Path, tag: str) -> None:
+    """The session as `status` and the report tell it (one read model), after a run."""
+    from autoresearch.views.summary import build_view, open_ledger, resolve_session
+    from autoresearch.views.terminal import render_summary
+
+    ledger = open_ledger(root)
+    try:
+        render_summary(build_view(ledger, resolve_session(ledger, tag)), console)
+    finally:
+        ledger.close()
 
 
 @app.command()
@@ -230,7 +242,7 @@ def demo(
 @app.command()
 def status(repo: RepoOpt = Path("."), tag: TagOpt = None) -> None:
     """Show a session while it runs and after."""
-    from autoresearch.status import render_status
+    from autoresearch.views.terminal import render_status
 
     root = _root(repo)
     render_status(root, resolve_tag(root, tag, must_exist=True), console)
@@ -243,14 +255,32 @@ def results(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Every experiment of a session (a table, or JSON with --json)."""
-    from autoresearch.status import collect_results, render_results
+    from autoresearch.views.export import results_json
+    from autoresearch.views.summary import open_ledger, resolve_session
+    from autoresearch.views.terminal import render_results
 
     root = _root(repo)
     tag_ = resolve_tag(root, tag, must_exist=True)
     if as_json:
-        sys.stdout.write(json.dumps(collect_results(root, tag_), indent=2) + "\n")
+        ledger = open_ledger(root)
+        try:
+            data = results_json(ledger, resolve_session(ledger, tag_))
+        finally:
+            ledger.close()
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
     else:
         render_results(root, tag_, console)
+
+
+@app.command()
+def show(
+    experiment: Annotated[str, typer.Argument(help="An experiment id, e.g. mar5-0007.")],
+    repo: RepoOpt = Path("."),
+) -> None:
+    """Everything about one experiment: hypothesis, decision, runs, diff and log tail, whole."""
+    from autoresearch.views.terminal import render_experiment
+
+    render_experiment(_root(repo), experiment, console)
 
 
 @app.command()

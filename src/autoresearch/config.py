@@ -356,6 +356,14 @@ def _check_scope_overlap(config: Config, path: Path) -> None:
     The config file itself always exists, so it is checked too; program.md and .gitignore may
     not exist, so only the file-level check in `check_preconditions` covers them.
     """
+    from autoresearch.globs import pattern_problem
+
+    for field, patterns in (("scope", config.scope), ("protected", config.protected)):
+        for pattern in patterns:
+            if problem := pattern_problem(pattern):  # it would match no file: a silent no-op
+                raise ConfigError(f"{field} pattern {pattern!r} {problem}",
+                                  where=f"{path} → {field}",
+                                  fix="write globs relative to the repository root, with '/'")
     for protected in (CONFIG_NAME, *config.protected):
         for scope in config.scope:
             if globs_overlap(scope, protected):

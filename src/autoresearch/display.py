@@ -12,6 +12,8 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from autoresearch.views.format import count_key, fmt_counts, fmt_experiments, fmt_improvement
+
 STATUS_STYLE = {
     "keep": "bold green", "discard": "yellow", "crash": "bold red", "timeout": "red",
     "rejected": "magenta", "interrupted": "dim",
@@ -37,19 +39,27 @@ class Tally:
         return sum(self.counts.values())
 
     def best_line(self) -> str:
+        """Best vs baseline in the views' convention: improvement positive = better, with the
+        metric's own Δ beside it (views.format.fmt_improvement)."""
         if self.best is None:
             return "best: —"
         line = f"best {self.metric} = {self.best:.6g}"
-        if self.baseline is not None and self.baseline != 0:
+        if self.baseline is not None and self.best != self.baseline:
             delta = self.best - self.baseline
-            line += f" ({delta:+.4g}, {100 * delta / abs(self.baseline):+.2f}% vs baseline)"
+            improvement = delta if self.direction == "maximize" else -delta
+            pct = 100 * improvement / abs(self.baseline) if self.baseline else None
+            line += ": " + fmt_improvement(improvement, pct, delta, self.metric)
         return line
 
     def counts_line(self) -> str:
-        # The baseline is counted on its own: "keep" counts changes the ratchet accepted.
-        order = ("baseline", "keep", "discard", "crash", "timeout", "rejected", "interrupted")
-        parts = [f"{s} {self.counts[s]}" for s in order if self.counts.get(s)]
-        return ", ".join(parts) or "no experiments yet"
+        """The counts in the words of every view: "the baseline + 7 candidates: 2 kept, …"."""
+        if not self.total:
+            return "no experiments yet"
+        counts = dict(self.counts)
+        counts["total"] = self.total
+        counts["candidates"] = (self.total - counts.get("baseline", 0)
+                                - counts.get("baseline_failed", 0))
+        return f"{fmt_experiments(counts)}: {', '.join(fmt_counts(counts))}"
 
 
 class Display:
@@ -84,12 +94,14 @@ class Display:
     def experiment_finished(self, exp_id: str, status: str, objective: float | None,
                             delta: float | None, reason: str, hypothesis: str,
                             baseline: bool = False) -> None:
-        self.tally.add("baseline" if baseline and status == "keep" else status)
+        self.tally.add(count_key("baseline" if baseline else "candidate", status))
         value = "" if objective is None else f" {self.tally.metric}={objective:.6g}"
         change = "" if delta is None else f" Δ{delta:+.4g}"
+        shown = "baseline" if baseline and status == "keep" else status
+        # The hypothesis whole: rich wraps it; `autoresearch show ID` has everything else.
         self.console.print(
-            Text.assemble((f"{exp_id} ", "bold"), (f"{status:<8}", STATUS_STYLE.get(status, "")),
-                          f"{value}{change}  {hypothesis[:70]}")
+            Text.assemble((f"{exp_id} ", "bold"), (f"{shown:<8}", STATUS_STYLE.get(status, "")),
+                          f"{value}{change}  {hypothesis}")
         )
         if reason and status != "keep":
             self.console.print(Text(f"    {reason}", style="dim"))
@@ -102,7 +114,7 @@ class Display:
         self._last_summary = self.tally.total
         elapsed = (time.time() - self.tally.started) / 60
         self.console.print(Text(
-            f"— {self.tally.total} experiments in {elapsed:.1f} min: {self.tally.counts_line()};"
+            f"— {elapsed:.1f} min: {self.tally.counts_line()};"
             f" {self.tally.best_line()}", style="cyan"))
 
 

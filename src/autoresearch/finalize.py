@@ -53,7 +53,13 @@ class ChangeGroup:
 
     @property
     def title(self) -> str:
-        return self.commits[0].title
+        """What the group holds: every change's title, in order."""
+        return "; ".join(c.title for c in self.commits)
+
+    @property
+    def name(self) -> str:
+        """A branch-name slug for what the group holds, all of it (not its first change)."""
+        return group_slug([c.title for c in self.commits])
 
 
 @dataclass
@@ -102,6 +108,36 @@ def group_commits(commits: list[SourceCommit]) -> list[list[SourceCommit]]:
 def slug(text: str, limit: int = 40) -> str:
     words = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
     return (words[:limit].rstrip("-") or "change")
+
+
+# Words that say little in a branch name.
+_FILLER = frozenset({
+    "a", "an", "the", "to", "of", "in", "on", "at", "for", "from", "with", "and", "or", "by",
+    "into", "as", "is", "be", "it", "its", "this", "that", "than", "then", "so", "use", "using",
+    "set", "try",
+})
+
+
+def _key_words(title: str, n: int) -> str:
+    words = re.findall(r"[a-z0-9]+(?:\.[0-9]+)?", title.lower())
+    kept = [w for w in words if w not in _FILLER] or words
+    return slug(" ".join(kept[:n]), limit=60)
+
+
+def group_slug(titles: list[str], limit: int = 60) -> str:
+    """A name for a group of changes that covers all of them: one change keeps its title's
+    words; several are joined with "+" (the key words of each, then "+N-more" past three)."""
+    if len(titles) == 1:
+        return slug(titles[0], limit)
+    shown = titles[:3] if len(titles) <= 3 else titles[:2]
+    parts = [_key_words(t, 3) for t in shown]
+    extra = [f"{len(titles) - len(shown)}-more"] if len(titles) > len(shown) else []
+    name = "+".join(parts + extra)
+    while len(name) > limit and any(len(p) > 8 for p in parts):
+        longest = max(range(len(parts)), key=lambda i: len(parts[i]))
+        parts[longest] = parts[longest][:-1].rstrip("-")
+        name = "+".join(parts + extra)
+    return name
 
 
 # --- plumbing ------------------------------------------------------------------------------------
@@ -224,7 +260,7 @@ def finalize(
     with tempfile.TemporaryDirectory(prefix="ar-finalize-") as tmp:
         index = _Index(repo, tmp)
         for g in groups:
-            g.branch = f"{stem}{g.index:02d}-{slug(g.title)}"
+            g.branch = f"{stem}{g.index:02d}-{g.name}"
             _check_branch_name(repo, g.branch)
             g.tip = _replay(repo, index, base, g.commits)
         union = _union_tree(repo, index, base, groups)

@@ -18,11 +18,14 @@ from pathlib import Path
 from autoresearch.errors import PreconditionError
 
 # Hooks, pagers, prompts and localisation all make git slower or less predictable in a loop.
+# Paths are always literal: a file named `*.py` must stage that file, never every match of the
+# glob (what is committed must be exactly what the guardrails judged).
 _GIT_ENV = {
     "GIT_TERMINAL_PROMPT": "0",
     "GIT_PAGER": "cat",
     "LC_ALL": "C",
     "GIT_OPTIONAL_LOCKS": "0",
+    "GIT_LITERAL_PATHSPECS": "1",
 }
 _IDENTITY = ("-c", "user.name=autoresearch", "-c", "user.email=autoresearch@localhost")
 
@@ -176,8 +179,14 @@ def remove_worktree(root: Path, path: Path) -> None:
 
 
 def checkout(worktree: Path, commit: str) -> None:
-    """Make the worktree's files exactly `commit` (tracked files; ignored files are kept)."""
-    git(worktree, "checkout", "--quiet", "--force", "--detach", commit)
+    """Make the worktree's files exactly `commit` (tracked files; ignored files are kept).
+
+    core.trustctime=false: the protected fence (guardrails.protected_fence) chmods protected
+    files around each run, which changes their ctime; a forced checkout trusting ctime would
+    rewrite every such file (same content, new mtime), and a write inside a fenced run is
+    tampering. Content changes still show in mtime and size."""
+    git(worktree, "-c", "core.trustctime=false", "checkout", "--quiet", "--force", "--detach",
+        commit)
     git(worktree, "clean", "-fdq")
 
 
@@ -214,24 +223,85 @@ def commit_change(worktree: Path, message: str, paths: list[str] | None = None) 
     return Committed(sha=sha, tree=tree, files=files, lines_added=added, lines_removed=removed)
 
 
+def _git_bytes(cwd: Path, *args: str) -> bytes:
+    """Run git and return its raw stdout (for output that holds file names)."""
+    env = {**os.environ, **_GIT_ENV}
+    proc = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, check=False)
+    if proc.returncode != 0:
+        raise GitError(list(args), proc.returncode, proc.stderr.decode("utf-8", "replace"))
+    return proc.stdout
+
+
+def _names(raw: bytes) -> list[str]:
+    """NUL-separated file names as git prints them. A name that is not UTF-8 keeps its bytes as
+    lone surrogates (surrogateescape, as os.fsdecode does), so the guardrails can refuse it by
+    name instead of the session crashing on a decode error."""
+    return [p.decode("utf-8", "surrogateescape") for p in raw.split(b"\0") if p]
+
+
 def changed_paths(worktree: Path) -> list[str]:
     """Every path that differs from HEAD in the worktree, untracked ones included."""
-    out = git(worktree, "status", "--porcelain", "-z", "--untracked-files=all")
+    entries = _names(_git_bytes(worktree, "status", "--porcelain", "-z", "--untracked-files=all"))
     paths: list[str] = []
-    entries = out.split("\0")
     i = 0
     while i < len(entries):
         entry = entries[i]
         i += 1
-        if not entry:
-            continue
         status, path = entry[:2], entry[3:]
         paths.append(path)
         if "R" in status or "C" in status:  # renames carry their source as the next entry
-            if i < len(entries) and entries[i]:
+            if i < len(entries):
                 paths.append(entries[i])
             i += 1
     return paths
+
+
+def ignored_paths(cwd: Path, paths: list[str]) -> set[str]:
+    """The paths among `paths` that git ignores (tracked files never are)."""
+    if not paths:
+        return set()
+    data = b"".join(p.encode("utf-8", "surrogateescape") + b"\0" for p in paths)
+    # check-ignore takes file names, not pathspecs, and refuses the literal-pathspec setting.
+    env = {k: v for k, v in {**os.environ, **_GIT_ENV}.items() if k != "GIT_LITERAL_PATHSPECS"}
+    proc = subprocess.run(["git", "check-ignore", "-z", "--stdin"], cwd=cwd, env=env,
+                          input=data, capture_output=True, check=False)
+    stderr = proc.stderr.decode("utf-8", "replace")
+    if proc.returncode == 128 and "not a git repository" in stderr:
+        return set()  # a plain directory has no ignore rules
+    if proc.returncode not in (0, 1):  # 1: none is ignored
+        raise GitError(["check-ignore"], proc.returncode, stderr)
+    return set(_names(proc.stdout))
+
+
+def tracked_among(cwd: Path, paths: list[str]) -> set[str]:
+    """The paths among `paths` that the index tracks (all of them outside a git repository)."""
+    if not paths:
+        return set()
+    env = {**os.environ, **_GIT_ENV}
+    proc = subprocess.run(["git", "ls-files", "-z", "--", *paths], cwd=cwd, env=env,
+                          capture_output=True, check=False)
+    stderr = proc.stderr.decode("utf-8", "replace")
+    if proc.returncode == 128 and "not a git repository" in stderr:
+        return set(paths)
+    if proc.returncode != 0:
+        raise GitError(["ls-files"], proc.returncode, stderr)
+    return set(_names(proc.stdout))
+
+
+def blob_at(cwd: Path, commit: str, path: str) -> bytes | None:
+    """The exact bytes of `path` at `commit`; None unless it is a regular file there."""
+    env = {**os.environ, **_GIT_ENV}
+
+    def run(*args: str) -> bytes:
+        proc = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, check=False)
+        return proc.stdout if proc.returncode == 0 else b""
+
+    entry, _, name = run("ls-tree", "-z", commit, "--", path).split(b"\0", 1)[0].partition(b"\t")
+    fields = entry.split()
+    if (name.decode("utf-8", "surrogateescape") != path or len(fields) != 3
+            or fields[1] != b"blob" or fields[0] == b"120000"):
+        return None
+    return run("cat-file", "blob", fields[2].decode())
 
 
 def file_at(cwd: Path, commit: str, path: str) -> str | None:
@@ -239,18 +309,8 @@ def file_at(cwd: Path, commit: str, path: str) -> str | None:
 
     Read as bytes (and decoded leniently) so the content comes back exactly, final newline included.
     """
-    env = {**os.environ, **_GIT_ENV}
-
-    def run(*args: str) -> bytes:
-        proc = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, check=False)
-        return proc.stdout if proc.returncode == 0 else b""
-
-    listed = run("ls-tree", "-z", commit, "--", path).decode("utf-8", "replace")
-    entry, _, name = listed.split("\0", 1)[0].partition("\t")
-    fields = entry.split()
-    if name != path or len(fields) != 3 or fields[1] != "blob" or fields[0] == "120000":
-        return None
-    return run("cat-file", "blob", fields[2]).decode("utf-8", errors="replace")
+    data = blob_at(cwd, commit, path)
+    return None if data is None else data.decode("utf-8", errors="replace")
 
 
 def tree_of(cwd: Path, commit: str) -> str:

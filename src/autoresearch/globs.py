@@ -2,6 +2,11 @@
 
 Python 3.11's fnmatch lets `*` cross directories and PurePath.match anchors from the right, so
 neither matches what a user of git-style globs expects; this small translator does.
+
+Globs are matched against canonical paths (`repo_paths.canonical_path`: no `.` segments, no
+repeated or trailing slashes), so a pattern is put in the same form first: `src/./metric.py`
+and `src//metric.py` protect `src/metric.py`, as the user meant. `pattern_problem` names the
+patterns that can never match a canonical path (`..`, backslashes), which the config refuses.
 """
 
 from __future__ import annotations
@@ -11,12 +16,27 @@ from collections.abc import Iterable, Sequence
 from functools import lru_cache
 
 
+def normalize_pattern(pattern: str) -> str:
+    """A glob in the form of the canonical paths it is matched against: no `.` segments, no
+    repeated, leading or trailing slashes."""
+    return "/".join(part for part in pattern.strip().split("/") if part not in ("", "."))
+
+
+def pattern_problem(pattern: str) -> str | None:
+    """Why a scope or protected glob can never match a canonical path (None when it can)."""
+    if "\\" in pattern:
+        return "contains a backslash (paths use '/')"
+    if ".." in pattern.strip().split("/"):
+        return "contains '..' (globs are relative to the repository root and stay inside it)"
+    if not normalize_pattern(pattern):
+        return "is empty"
+    return None
+
+
 @lru_cache(maxsize=512)
 def glob_to_regex(pattern: str) -> re.Pattern[str]:
     """Compile a glob: `**` spans directories, `*` and `?` stay inside one path segment."""
-    pattern = pattern.strip().lstrip("/")
-    if pattern.startswith("./"):
-        pattern = pattern[2:]
+    pattern = normalize_pattern(pattern)
     out: list[str] = []
     i = 0
     while i < len(pattern):

@@ -1,23 +1,53 @@
-"""Refuse what may not change, in code, before anything is committed.
+"""Refuse what may not change, in code, before anything is committed; fence the evaluation while
+anything runs.
 
-A proposal is checked path by path: it must stay inside the repository (no absolute paths, no
-`..`, nothing under `.git/`, no writing through symlinks), match the scope globs, match no
-protected glob, and stay within size limits. Protected files are also hashed when the session
-starts, so any change to them — by a proposer, a coding agent, or the verify command itself — is
-detected and refused.
+A proposal is checked path by path. Every path is first put in its canonical form
+(`repo_paths.canonical_path`: no `.`/`..` tricks, no aliases by case or Unicode form, no symlink
+on the way, nothing under `.git/`), and only then judged: it must not be one of git's control
+files (`.gitignore`, `.gitattributes`, `.gitmodules`, at any depth), must match no protected glob
+(compared case- and Unicode-insensitively too, so that no spelling of a protected name gets
+through on any file system), must match the scope, must not be ignored by git (it could not be
+committed, so the run would measure something the commit does not hold), and must stay within
+size limits. Its content must be text (`textcheck`).
+
+Protected files are hashed when the session starts. Every run (the verify command, a command
+guard) happens inside `protected_fence`: the files are made read-only, hashed and stamped (size,
+mtime, ctime, inode, mode) right before, and checked again right after; any difference, even a
+file rewritten with its old content and its old mtime, is tampering. The chmod is only a first
+line: root, or a process that chmods the file back, can still write, and then the ctime tells
+(no process can set it back).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+import os
+import stat
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
 
+from autoresearch import gitops
 from autoresearch.globs import matches
+from autoresearch.repo_paths import Canonicalizer, PathRefused, fold, shown
+from autoresearch.textcheck import bytes_problem, clean_prose, text_problem
+
+if TYPE_CHECKING:
+    from autoresearch.proposers.base import Proposal
 
 MAX_FILE_BYTES = 2 * 1024 * 1024
 MAX_FILES_PER_PROPOSAL = 100
+# Files that change what git sees or how it stores content, wherever they are.
+GIT_CONTROL_FILES = frozenset({".gitignore", ".gitattributes", ".gitmodules"})
+
+__all__ = [
+    "Fence", "PathRefused", "Rules", "apply_edits", "check_changed_paths", "check_edits",
+    "clean_proposal_text",
+    "hash_files", "is_protected", "judge_path", "path_problem", "protected_changes",
+    "protected_fence",
+]
 
 
 @dataclass(frozen=True)
@@ -28,39 +58,60 @@ class Rules:
     max_files: int = MAX_FILES_PER_PROPOSAL
 
 
-def path_problem(root: Path, path: str, rules: Rules) -> str | None:
-    """Why `path` (repo-relative, POSIX) may not be changed, or None when it may."""
-    if not path or "\0" in path or "\\" in path:
-        return f"{path!r}: not a plain relative path"
-    pure = PurePosixPath(path)
-    if pure.is_absolute() or path.startswith("~"):
-        return f"{path}: absolute paths are not allowed (paths are relative to the repository)"
-    if any(part in ("..", "") for part in path.split("/")) or ".." in pure.parts:
-        return f"{path}: escapes the repository (contains '..')"
-    if ".git" in pure.parts:
-        return f"{path}: git's own files may not be changed"
-    if matches(path, rules.protected):
-        return f"{path}: protected (matches {_which(path, rules.protected)})"
-    if not matches(path, rules.scope):
-        return f"{path}: outside the scope {list(rules.scope)}"
-    # Symlinks could redirect a write to a protected file or outside the repository.
-    target = root / path
-    probe = target
-    while probe != root and probe != probe.parent:
-        if probe.is_symlink():
-            return f"{path}: goes through a symlink ({probe.relative_to(root)})"
-        probe = probe.parent
-    try:
-        resolved_parent = target.parent.resolve()
-    except OSError:
-        return f"{path}: its directory cannot be resolved"
-    if resolved_parent != root.resolve() and root.resolve() not in resolved_parent.parents:
-        return f"{path}: resolves outside the repository"
+def is_protected(path: str, patterns: Iterable[str]) -> str | None:
+    """The protected glob a canonical `path` matches, also under case/Unicode folding; or None.
+
+    Folding matters on file systems that ignore case or normalization, where `Score.py` would be
+    the protected `score.py`; elsewhere it refuses only names that are confusingly close to one.
+    """
+    patterns = list(patterns)
+    for pattern in patterns:
+        if matches(path, [pattern]) or matches(fold(path), [fold(pattern)]):
+            return pattern
     return None
 
 
-def _which(path: str, patterns: Iterable[str]) -> str:
-    return next((p for p in patterns if matches(path, [p])), "?")
+def judge_path(root: Path, raw: object, rules: Rules, *, exact: bool = True,
+               canonical: Canonicalizer | None = None) -> str:
+    """The canonical form of `raw` if a proposal may change that file; else PathRefused with the
+    rule it breaks. `exact=False` accepts cosmetic variants (`./a.py`) and returns the canonical
+    text; the guardrails themselves use `exact=True`, so what is written is what was judged."""
+    path = (canonical or Canonicalizer(root))(raw, exact=exact)
+    name = path.rsplit("/", 1)[-1]
+    if fold(name) in GIT_CONTROL_FILES:
+        raise PathRefused(f"is git's control file {name} (it changes what git sees or stores)")
+    protected = is_protected(path, rules.protected)
+    if protected is not None:
+        raise PathRefused(f"protected (matches {protected})")
+    if not matches(path, rules.scope):
+        raise PathRefused(f"outside the scope {list(rules.scope)}")
+    return path
+
+
+def path_problem(root: Path, path: object, rules: Rules,
+                 canonical: Canonicalizer | None = None) -> str | None:
+    """Why `path` (repo-relative, POSIX, canonical) may not be changed, or None when it may."""
+    try:
+        judge_path(root, path, rules, canonical=canonical)
+    except PathRefused as exc:
+        return f"{_label(path)}: {exc.reason}"
+    return None
+
+
+def _label(path: object) -> str:
+    return shown(path) if isinstance(path, str) else repr(path)
+
+
+def _ignored_problems(root: Path, paths: Iterable[str]) -> list[str]:
+    ignored = gitops.ignored_paths(root, list(paths))
+    return [f"{p}: ignored by git (a .gitignore rule), so it could not be committed and the run "
+            "would not measure the commit" for p in sorted(ignored)]
+
+
+def _untracked_deletions(root: Path, paths: list[str]) -> list[str]:
+    untracked = sorted(set(paths) - gitops.tracked_among(root, paths))
+    return [f"{p}: not a file git tracks, so there is nothing to delete in a commit"
+            for p in untracked]
 
 
 def check_edits(root: Path, edits: Mapping[str, str | None], rules: Rules) -> list[str]:
@@ -68,30 +119,68 @@ def check_edits(root: Path, edits: Mapping[str, str | None], rules: Rules) -> li
     problems: list[str] = []
     if len(edits) > rules.max_files:
         problems.append(f"{len(edits)} files changed; at most {rules.max_files} per proposal")
+    canonical = Canonicalizer(root)
+    written: list[str] = []
+    deleted: list[str] = []
     for path, content in edits.items():
-        problem = path_problem(root, path, rules)
+        problem = path_problem(root, path, rules, canonical)
+        if problem is None and content is not None:
+            problem = _content_problem(root, path, content, rules)
+            written.append(path)
+        elif problem is None:
+            deleted.append(path)
         if problem:
             problems.append(problem)
-        elif content is not None and len(content.encode("utf-8")) > rules.max_file_bytes:
-            problems.append(f"{path}: {len(content.encode())} bytes exceeds {rules.max_file_bytes}")
+    if not problems:
+        # Both would fail the commit (`git add` refuses them) after the files were touched.
+        problems += _ignored_problems(root, written) + _untracked_deletions(root, deleted)
     return problems
 
 
+def _content_problem(root: Path, path: str, content: object, rules: Rules) -> str | None:
+    try:
+        before = (root / path).read_bytes()
+    except OSError:
+        before = None
+    old = before.decode("utf-8", errors="replace") if before is not None else None
+    problem = text_problem(content, old)
+    if problem:
+        return f"{path}: {problem}"
+    assert isinstance(content, str)
+    size = len(content.encode("utf-8"))
+    if size > rules.max_file_bytes:
+        return f"{path}: {size} bytes exceeds {rules.max_file_bytes}"
+    return None
+
+
 def check_changed_paths(root: Path, paths: Iterable[str], rules: Rules) -> list[str]:
-    """The same rules for a change already made in a worktree (coding agents)."""
+    """The same rules for a change already made in a worktree (coding agents): the paths come
+    from git, and each changed file's bytes must be text unless the file was binary before."""
     paths = list(paths)
     problems: list[str] = []
     if len(paths) > rules.max_files:
         problems.append(f"{len(paths)} files changed; at most {rules.max_files} per proposal")
+    canonical = Canonicalizer(root)
     for path in paths:
-        problem = path_problem(root, path, rules)
-        if problem is None and (root / path).is_file():
-            size = (root / path).stat().st_size
+        problem = path_problem(root, path, rules, canonical)
+        full = root / path
+        if problem is None and full.is_file():
+            size = full.stat().st_size
             if size > rules.max_file_bytes:
                 problem = f"{path}: {size} bytes exceeds {rules.max_file_bytes}"
+            else:
+                content = bytes_problem(full.read_bytes(), gitops.blob_at(root, "HEAD", path))
+                problem = f"{path}: {content}" if content else None
         if problem:
             problems.append(problem)
     return problems
+
+
+def clean_proposal_text(proposal: Proposal) -> None:
+    """Make a proposal's prose safe to record (the ledger, the commit message): a proposer's
+    hypothesis and rationale are untrusted text, cleaned rather than refused (`clean_prose`)."""
+    proposal.hypothesis = clean_prose(proposal.hypothesis)
+    proposal.rationale = clean_prose(proposal.rationale)
 
 
 def apply_edits(root: Path, edits: Mapping[str, str | None]) -> None:
@@ -106,6 +195,9 @@ def apply_edits(root: Path, edits: Mapping[str, str | None]) -> None:
         target.write_text(content, encoding="utf-8")
 
 
+# --- the protected files around a run ------------------------------------------------------
+
+
 def hash_files(root: Path, paths: Iterable[str]) -> dict[str, str]:
     """sha256 of each existing file ("<missing>" for absent ones)."""
     out: dict[str, str] = {}
@@ -113,7 +205,7 @@ def hash_files(root: Path, paths: Iterable[str]) -> dict[str, str]:
         target = root / path
         try:
             out[path] = hashlib.sha256(target.read_bytes()).hexdigest()
-        except (FileNotFoundError, IsADirectoryError):
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             out[path] = "<missing>"
     return out
 
@@ -122,3 +214,97 @@ def protected_changes(root: Path, expected: Mapping[str, str]) -> list[str]:
     """Protected files whose content no longer matches the hashes taken at session start."""
     now = hash_files(root, expected)
     return sorted(p for p, digest in expected.items() if now[p] != digest)
+
+
+@dataclass(frozen=True)
+class _Stamp:
+    """What any write to a file changes. ctime cannot be set back by any process."""
+
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+    ino: int
+    mode: int
+
+
+def _stamp(full: Path) -> _Stamp | None:
+    try:
+        st = full.lstat()
+    except OSError:
+        return None
+    return _Stamp(st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_mode)
+
+
+@dataclass
+class Fence:
+    """What a fenced run did to the protected files: one phrase per file it touched (filled when
+    the fence closes; empty when nothing was touched)."""
+
+    changes: list[str] = field(default_factory=list)
+
+    @property
+    def tampered(self) -> bool:
+        return bool(self.changes)
+
+
+@contextmanager
+def protected_fence(worktree: Path, expected: Mapping[str, str]) -> Iterator[Fence]:
+    """Fence the protected files of `worktree` (path -> sha256 at session start) for one run.
+
+    Before: the files must still hash as at the session start, and are made read-only, then
+    stamped and hashed. After (whatever ended the run, an interrupt included): stamped and hashed
+    again, modes restored. Any difference is reported in the yielded `Fence.changes`; the caller
+    decides whose fault it is and restores the files from git.
+    """
+    fence = Fence()
+    before_hashes = hash_files(worktree, expected)
+    modes: dict[str, int] = {}
+    for path in expected:
+        full = worktree / path
+        try:
+            st = full.lstat()
+            if stat.S_ISREG(st.st_mode):
+                modes[path] = stat.S_IMODE(st.st_mode)
+                os.chmod(full, modes[path] & ~0o222)
+        except OSError:
+            continue
+    before = {p: _stamp(worktree / p) for p in expected}  # after the chmod: only the run differs
+    try:
+        yield fence
+    finally:
+        after = {p: _stamp(worktree / p) for p in expected}
+        after_hashes = hash_files(worktree, expected)
+        for path, mode in modes.items():
+            full = worktree / path
+            try:
+                if stat.S_ISREG(full.lstat().st_mode):
+                    os.chmod(full, mode)
+            except OSError:
+                continue
+        fence.changes[:] = _fence_changes(expected, before_hashes, after_hashes, before, after)
+
+
+def _fence_changes(expected: Mapping[str, str], before_hashes: Mapping[str, str],
+                   after_hashes: Mapping[str, str], before: Mapping[str, _Stamp | None],
+                   after: Mapping[str, _Stamp | None]) -> list[str]:
+    changes: list[str] = []
+    for path in sorted(expected):
+        digest = expected[path]
+        if before_hashes[path] != digest:
+            changes.append(f"{path} (differed from the session's start before the run)")
+        elif after_hashes[path] == "<missing>" and digest != "<missing>":
+            changes.append(f"{path} (deleted)")
+        elif after_hashes[path] != digest:
+            changes.append(f"{path} (content changed)")
+        elif before[path] != after[path]:
+            changes.append(f"{path} ({_how(before[path], after[path])})")
+    return changes
+
+
+def _how(before: _Stamp | None, after: _Stamp | None) -> str:
+    """How a file whose content is back as it was was still touched."""
+    if before is None or after is None or before.ino != after.ino:
+        return "replaced during the run by a file with the same content"
+    if (before.size, before.mtime_ns) != (after.size, after.mtime_ns):
+        return "written during the run, then its content put back"
+    return "written or chmod-ed during the run, then its content and mtime put back"

@@ -228,6 +228,7 @@ def _commit(session: Session, work: Work, proposal: Proposal) -> bool:
     """Guard, apply and commit a proposal in the slot; False when refused (recorded as rejected)."""
     exp, worktree = work.exp, work.slot.worktree
     rules = guardrails.Rules(session.config.scope, session.config.all_protected)
+    guardrails.clean_proposal_text(proposal)  # untrusted prose, before it is shown or recorded
     session.display.experiment_started(exp.id, proposal.hypothesis)
     if work.attempt == 1:
         session.ledger.update_experiment(exp.id, hypothesis=proposal.hypothesis,

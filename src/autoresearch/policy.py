@@ -28,6 +28,18 @@ from autoresearch.decision import Noise, Rule, judge, pooled_noise
 
 Role = Literal["candidate", "incumbent"]
 Action = Literal["keep", "discard", "measure"]
+# An experiment that ended so is a failed attempt of its commit.
+FAILED_STATUSES = ("crash", "timeout")
+
+
+def counts_as_measurement(run_role: str, experiment_status: str) -> bool:
+    """Whether an ok run is evidence about its commit's objective (means, deltas, noise).
+
+    The candidate runs of a failed attempt are not: a baseline that timed out after one good run
+    and was resumed is measured by the resumed attempt's runs alone, in the engine and in every
+    view. Runs of the incumbent made while judging another experiment always count.
+    """
+    return not (run_role == "candidate" and experiment_status in FAILED_STATUSES)
 
 
 @dataclass(frozen=True)

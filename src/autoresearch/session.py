@@ -35,6 +35,7 @@ from autoresearch.executor import (
 from autoresearch.fingerprint import comparable_key, describe_difference, environment_fingerprint
 from autoresearch.globs import select
 from autoresearch.ledger import ExperimentRow, Ledger, RunRow, SessionRow
+from autoresearch.policy import FAILED_STATUSES, counts_as_measurement
 from autoresearch.proposers.base import ExperimentOutcome, ExperimentSummary, Proposer
 from autoresearch.proposers.registry import load_proposer
 from autoresearch.readiness import check_preconditions, proposer_readiness
@@ -127,7 +128,9 @@ class Session:
         self.runs: dict[str, list[RunRow]] = {}
         # Derived from `runs` and `history`, kept up to date so an experiment costs the same
         # whether it is the 10th or the 2000th of the session.
-        self._objectives: dict[str, list[float]] = {}  # commit -> objective of each ok run
+        # commit -> (experiment, role, objective) of each ok run
+        self._objectives: dict[str, list[tuple[str, str, float]]] = {}
+        self._failed: dict[str, str] = {}  # experiment -> status, for failed attempts only
         self._summaries: dict[str, tuple[ExperimentRow, ExperimentSummary]] = {}
         self._tsv_rows = -1  # rows results.tsv holds (-1: unknown, rewrite it)
         self.protected_hashes: dict[str, str] = {}
@@ -232,6 +235,7 @@ class Session:
             )
             self.event("recovery", f"{exp.id} was left {exp.status}; marked interrupted", exp.id)
         self.history = self.ledger.experiments(self.row.id)
+        self._failed = {e.id: e.status for e in self.history if e.status in FAILED_STATUSES}
         self.runs, self._objectives = {}, {}
         for run in self.ledger.session_runs(self.row.id):
             self._add_run(run)
@@ -311,16 +315,24 @@ class Session:
         timeouts.observe(self, run)
         name = self.config.metric.name
         if run.status == "ok" and name in run.metrics:
-            self._objectives.setdefault(run.commit_sha, []).append(run.metrics[name])
+            self._objectives.setdefault(run.commit_sha, []).append(
+                (run.experiment_id, run.role, run.metrics[name]))
+
+    def _measured(self, commit: str) -> list[float]:
+        """The objective of each ok run that counts as a measurement of `commit` (not the
+        candidate runs of a failed attempt: policy.counts_as_measurement), in run order."""
+        failed = self._failed
+        return [value for exp_id, role, value in self._objectives.get(commit, [])
+                if counts_as_measurement(role, failed.get(exp_id, ""))]
 
     def objective_runs(self, commit: str) -> list[float]:
-        """The objective of every successful run of `commit`, in the order they ran."""
-        return list(self._objectives.get(commit, []))
+        """The objective of every successful run of `commit` that counts, in the order they ran."""
+        return self._measured(commit)
 
     def noise_groups(self, exclude: set[str]) -> list[list[float]]:
         """The repeated measurements of each commit (a single run says nothing about noise)."""
-        return [list(values) for commit, values in self._objectives.items()
-                if len(values) > 1 and commit not in exclude]
+        groups = (self._measured(commit) for commit in self._objectives if commit not in exclude)
+        return [values for values in groups if len(values) > 1]
 
     def noise(self) -> Noise:
         return pooled_noise(self.noise_groups(set()))
@@ -347,7 +359,7 @@ class Session:
             id=exp.id, seq=exp.seq, status=exp.status, hypothesis=exp.hypothesis,
             objective=exp.objective, delta=exp.delta, reason=exp.decision_reason,
             params=exp.params, commit=exp.commit_sha, metrics=metrics,
-            lines_added=exp.lines_added, lines_removed=exp.lines_removed,
+            lines_added=exp.lines_added, lines_removed=exp.lines_removed, kind=exp.kind,
         )
 
     def _outcome(self, exp: ExperimentRow) -> ExperimentOutcome:
@@ -360,6 +372,8 @@ class Session:
         """Re-read a decided experiment into the history (in the order experiments finish)."""
         exp = self.ledger.experiment(exp_id)
         assert exp is not None
+        if exp.status in FAILED_STATUSES:
+            self._failed[exp.id] = exp.status
         for i, e in enumerate(self.history):
             if e.id == exp_id:
                 self.history[i] = exp
@@ -394,8 +408,11 @@ class Session:
         self.display.run_started(f"{role} {index + 1}", self.config.verify.budget_seconds)
         started, clock = time.time(), time.monotonic()
         try:
-            m = self.executor.measure(commit, role=role, log_path=log, slot=slot,
-                                      run_id=new_run_id(self.paths.repo_key, self.paths.tag))
+            # The protected files are fenced for the run (read-only, hashed and stamped before and
+            # after): a run that writes one is caught even if it puts the content back.
+            with guardrails.protected_fence(slot.worktree, self.protected_hashes) as fence:
+                m = self.executor.measure(commit, role=role, log_path=log, slot=slot,
+                                          run_id=new_run_id(self.paths.repo_key, self.paths.tag))
         except KeyboardInterrupt:
             # The runner has killed the process tree; the run still happened.
             elapsed = time.monotonic() - clock
@@ -407,7 +424,7 @@ class Session:
         finally:
             self.display.run_finished()
         # The verify command must not alter what the harness protects.
-        tampered = guardrails.protected_changes(slot.worktree, self.protected_hashes)
+        tampered = fence.changes
         # A proposed change's run that tampers is that candidate's fault (the incumbent's runs
         # left the files alone); the baseline's or the incumbent's is the command's.
         candidate_did_it = (bool(tampered) and exp.kind != "baseline" and role == "candidate"

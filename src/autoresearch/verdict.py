@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from statistics import fmean
 
-from autoresearch import gitops
+from autoresearch import gitops, guardrails
 from autoresearch.decision import MeasurementFailed, Verdict, check_metric_guards, decide
 from autoresearch.finish import Work, finish
 from autoresearch.ledger import ExperimentRow
@@ -106,16 +106,19 @@ def command_guards(session: Session, work: Work) -> list[dict[str, object]]:
         if g.command is None:
             continue
         log = session.paths.log_path(work.exp.id, f"guard{i}", 0)
-        outcome = session.executor.run_guard(
-            work.slot, g.command.replace("{python}", sys.executable), log_path=log,
-            timeout_s=g.timeout_seconds,
-            run_id=f"ar-{session.paths.repo_key}-{session.row.tag}-g{i}",
-        )
+        # A guard runs the candidate's code too: fenced like a verify run (guardrails.py).
+        with guardrails.protected_fence(work.slot.worktree, session.protected_hashes) as fence:
+            outcome = session.executor.run_guard(
+                work.slot, g.command.replace("{python}", sys.executable), log_path=log,
+                timeout_s=g.timeout_seconds,
+                run_id=f"ar-{session.paths.repo_key}-{session.row.tag}-g{i}",
+            )
         if outcome.interrupted:
             raise KeyboardInterrupt
-        passed = outcome.exit_code == 0 and not outcome.timed_out
+        passed = outcome.exit_code == 0 and not outcome.timed_out and not fence.tampered
         detail = "exit 0" if passed else (
-            "timed out" if outcome.timed_out else f"exit {outcome.exit_code}; log {log}")
+            f"its run modified protected files: {', '.join(fence.changes)}" if fence.tampered
+            else "timed out" if outcome.timed_out else f"exit {outcome.exit_code}; log {log}")
         rows.append({"guard": g.label, "passed": passed, "detail": detail})
     return rows
 

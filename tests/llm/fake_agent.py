@@ -19,6 +19,9 @@ It imitates each CLI's invocation and output format, and does what FAKE_AGENT_MO
     hang       start a child that ignores SIGTERM, then sleep (the timeout must kill both)
     auth       fail like an unauthenticated CLI
     repair     replace 'import missing_module' in target.py by 'import math'
+    crash      append `CRASH = True` to target.py (the evaluation then fails)
+    binary     set X = 7.0 and write lib/blob.py holding NUL bytes (binary, new: refused)
+    badname    set X = 7.0 and create lib/b<0xff>.py, a name that is not UTF-8 (refused)
 With FAKE_AGENT_MODES naming a file of modes (one a line), each call takes the next line instead.
 Every call appends {"argv": [...], "prompt": "..."} as a JSON line to FAKE_AGENT_LOG.
 """
@@ -55,6 +58,16 @@ def act(mode: str) -> None:
         Path("notes.md").write_text("notes\n")
     elif mode == "repair":
         target.write_text(target.read_text().replace("import missing_module", "import math"))
+    elif mode == "crash":
+        target.write_text(target.read_text() + "CRASH = True\n")
+    elif mode in ("binary", "badname"):
+        target.write_text(target.read_text().replace("X = 3.0", "X = 7.0"))
+        Path("lib").mkdir(exist_ok=True)
+        if mode == "binary":
+            Path("lib/blob.py").write_bytes(b"X = 1\n\0\1\2\n")
+        else:
+            with open(b"lib/b\xff.py", "wb") as fh:
+                fh.write(b"Y = 1\n")
     elif mode == "hang":
         child = subprocess.Popen([sys.executable, "-c", (
             "import signal, time, os, pathlib\n"

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
+import os
 from pathlib import Path
 
-from autoresearch.proposers.llm.context import build_context, estimate_tokens, excerpt
+from autoresearch.guardrails import Rules
+from autoresearch.proposers.llm.context import (
+    build_context,
+    estimate_tokens,
+    excerpt,
+    visible_diff,
+    visible_files,
+)
 from tests.llm.conftest import MakeCtx, make_config, summary
 
 
@@ -82,3 +91,47 @@ def test_overlay_shows_the_candidate(make_ctx: MakeCtx) -> None:
     c = build_context(make_ctx(), overlay={"target.py": "X = 99\n", "lib/new.py": "NEW = 1\n",
                                            "secrets.txt": "leak"})
     assert "X = 99" in c.stable and "NEW = 1" in c.stable and "leak" not in c.stable
+
+
+# --- every road to protected content (issue 9) ---------------------------------------------
+
+
+def test_an_in_scope_symlink_to_a_protected_file_is_never_read(make_ctx: MakeCtx,
+                                                               worktree: Path) -> None:
+    os.symlink("../secrets.txt", worktree / "lib" / "peek.py")  # in scope (lib/*.py)
+    ctx = make_ctx()
+    ctx = dataclasses.replace(ctx, scope_files=[*ctx.scope_files, "lib/peek.py"])
+    assert "lib/peek.py" not in visible_files(ctx)
+    c = build_context(ctx)
+    assert "do-not-leak-123" not in c.stable + c.volatile
+    # Nor through a repair's overlay, whatever its keys look like.
+    c = build_context(ctx, overlay={"lib/peek.py": "TOKEN=do-not-leak-123\n",
+                                    "./secrets.txt": "TOKEN=do-not-leak-123\n"})
+    assert "do-not-leak-123" not in c.stable
+
+
+def test_the_diff_is_an_allowlist_of_visible_files() -> None:
+    rules = Rules(scope=["target.py", "lib/*.py"], protected=["score.py", "secrets.txt"])
+    sections = {
+        "target.py": "diff --git a/target.py b/target.py\n+X = 5\n",
+        "protected": "diff --git a/secrets.txt b/secrets.txt\n+TOKEN=do-not-leak-1\n",
+        "quoted": 'diff --git "a/lib/caf\\303\\251.py" "b/lib/caf\\303\\251.py"\n+leak-2\n',
+        "spaces": "diff --git a/lib/a b.py b/lib/a b.py\n+fine\n",  # in scope: shown
+        "renamed": "diff --git a/lib/a.py b/secrets.txt\n+leak-4\n",
+        "dotted": "diff --git a/lib/../secrets.txt b/lib/../secrets.txt\n+leak-5\n",
+    }
+    shown = visible_diff("".join(sections.values()), rules)
+    assert shown == sections["target.py"] + sections["spaces"]
+
+
+def test_log_lines_that_quote_a_protected_file_are_hidden(make_ctx: MakeCtx,
+                                                          worktree: Path) -> None:
+    crash = ("Traceback (most recent call last):\n"
+             '  File "score.py", line 2, in <module>\n'
+             "    print('score:', target.f(target.X))\n"
+             "ValueError: boom\n"
+             "env dump: TOKEN=do-not-leak-123 HOME=/root\n")
+    c = build_context(make_ctx(crash=crash))
+    assert "ValueError: boom" in c.volatile and 'File "score.py", line 2' in c.volatile
+    assert "target.f(target.X)" not in c.volatile and "do-not-leak-123" not in c.volatile
+    assert c.volatile.count("[line hidden: it quotes a protected file]") == 2

@@ -127,7 +127,10 @@ def test_paths_outside_the_repo_fail_without_being_read() -> None:
     with pytest.raises(EditApplyError) as info:
         apply_blocks(parse_reply(text).blocks, spy)
     assert [f.path for f in info.value.failures] == ["../outside.py", "/etc/passwd", ".git/config"]
-    assert all("refused: outside the repository" in f.reason for f in info.value.failures)
+    reasons = [f.reason for f in info.value.failures]
+    assert reasons[0].startswith("refused: escapes the repository")
+    assert reasons[1].startswith("refused: is absolute")
+    assert reasons[2].startswith("refused: is inside .git")
     assert seen == []
 
 
@@ -206,3 +209,34 @@ def test_labels_after_the_blocks_are_found_and_rationale_stops_at_a_block() -> N
     )
     assert reply.hypothesis == "a larger step"
     assert reply.rationale == "first reason"
+
+
+def test_two_spellings_of_one_file_are_one_file() -> None:
+    text = (
+        "HYPOTHESIS: x\ntrain.py\n<<<<<<< SEARCH\nLR = 0.1\n=======\nLR = 0.2\n>>>>>>> REPLACE\n"
+        "./train.py\n<<<<<<< SEARCH\nimport math\n=======\nimport math, os\n>>>>>>> REPLACE\n"
+    )
+    edits = apply(text)
+    assert list(edits) == ["train.py"]
+    assert "LR = 0.2" in (edits["train.py"] or "") and "import math, os" in (edits["train.py"] or "")
+
+
+@pytest.mark.parametrize(("new", "what"), [
+    ("LR = 0.2  # \ud800\n", "lone surrogate U+D800"),
+    ("LR = 0.2\0\n", "NUL byte"),
+    ("LR = 0.2  # \x1b[31m\n", "U+001B"),
+])
+def test_a_block_whose_new_text_is_not_text_fails_with_the_reason(new: str, what: str) -> None:
+    text = f"HYPOTHESIS: x\ntrain.py\n<<<<<<< SEARCH\nLR = 0.1\n=======\n{new}>>>>>>> REPLACE\n"
+    with pytest.raises(EditApplyError) as info:
+        apply(text)
+    (failure,) = info.value.failures
+    assert failure.reason.startswith("refused: the new text is not plain text") and what in (
+        failure.reason)
+    info.value.render().encode("utf-8")  # the message itself is sendable text
+
+
+def test_prose_from_a_reply_is_cleaned() -> None:
+    reply = parse_reply("HYPOTHESIS: raise \ud800 LR\x07\nRATIONALE: why\0 not\n"
+                        "train.py\n<<<<<<< SEARCH\nLR = 0.1\n=======\nLR = 0.2\n>>>>>>> REPLACE\n")
+    assert reply.hypothesis == "raise \ufffd LR" and reply.rationale == "why not"

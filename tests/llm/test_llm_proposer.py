@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -93,7 +94,7 @@ def test_forbidden_paths_are_refused_with_the_rule_and_never_proposed(
     assert "after 3 attempts" in what and len(info.value.usage) == 3
     assert "block 1 (score.py): refused: protected (matches score.py)" in what
     assert "block 2 (README.md): refused: outside the scope" in what
-    assert "block 3 (../escape.py): refused: outside the repository" in what
+    assert "block 3 (../escape.py): refused: escapes the repository" in what
     feedback = server.requests[1].body["messages"][-1]
     assert "refused: protected" in json.dumps(feedback)
     assert not (worktree.parent / "escape.py").exists() and not (worktree / "README.md").exists()
@@ -226,3 +227,16 @@ def test_a_whole_file_block_for_a_file_shown_only_in_excerpt_is_refused(
     assert proposal is not None
     new = proposal.edits["target.py"] or ""
     assert new.startswith("X = 7.0\n") and "def f2999(x):" in new
+
+
+def test_a_binary_file_in_scope_is_neither_shown_nor_edited(
+        server: FakeModelServer, make_ctx: MakeCtx, worktree: Path) -> None:
+    (worktree / "lib" / "weights.py").write_bytes(b"W = 1\n\xff\xfe\0\1\n")
+    ctx = make_ctx()
+    ctx = dataclasses.replace(ctx, scope_files=[*ctx.scope_files, "lib/weights.py"])
+    append = "HYPOTHESIS: x\nlib/weights.py\n<<<<<<< SEARCH\n=======\nW = 2\n>>>>>>> REPLACE\n"
+    server.push(*[Reply(text=append)] * 3)
+    with pytest.raises(FailedProposal) as info:
+        proposer(server).propose(ctx)
+    assert "refused: a binary (or not UTF-8) file" in info.value.what
+    assert "binary or too large to show): lib/weights.py" in server.requests[0].prompt_text()

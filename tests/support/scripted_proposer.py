@@ -36,7 +36,7 @@ class ScriptedProposer(Proposer):
         self.seen_stuck = False
 
     def observe(self, outcome: ExperimentOutcome) -> None:
-        if outcome.summary.seq > 1:
+        if outcome.summary.kind != "baseline":
             self.position += 1
 
     def propose(self, ctx: ProposalContext) -> Proposal | None:

@@ -157,3 +157,36 @@ def test_stream_pushes_an_update_when_the_session_process_dies(demo: BuiltSessio
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_updates_send_only_what_changed(demo: BuiltSession) -> None:
+    """After the first answer, the page asks with its stamp and gets only the news."""
+    c = client(demo.repo)
+    first = c.get("/api/session").json()
+    assert first["full"] and first["count"] == len(first["experiments"]) == len(demo.experiments)
+    stamp = first["stamp"]
+    rng = first["chart"]["y_min"], first["chart"]["y_max"]
+    query = f"/api/session?since={stamp}" + (f"&range={rng[0]},{rng[1]}" if rng[0] is not None
+                                             else "")
+    idle = c.get(query).json()
+    assert not idle["full"] and idle["experiments"] == [] and idle["chart"]["points"] == []
+    assert idle["stamp"] == stamp and idle["count"] == first["count"]
+    # A new experiment: it alone comes back, with its chart point, and the counts move.
+    new = add_experiment(demo, Planned("a new idea", "discard", [9.0, 9.1],
+                                       {"README.md": "# toy\n\nNew.\n"}))
+    news = c.get(query).json()
+    assert [e["id"] for e in news["experiments"]] == [new.id]
+    assert [p["exp_id"] for p in news["chart"]["points"]] == [new.id]
+    assert news["stamp"] > stamp and news["count"] == first["count"] + 1
+    assert news["summary"]["counts"]["discard"] == first["summary"]["counts"]["discard"] + 1
+    # A write to an old experiment (any column, by any code path) makes it news too.
+    old = demo.experiments[1]
+    demo.ledger.update_experiment(old.id, decision_reason="re-judged")
+    again = c.get(f"/api/session?since={news['stamp']}").json()
+    assert [e["id"] for e in again["experiments"]] == [old.id]
+    assert again["experiments"][0]["decision_reason"] == "re-judged"
+    # A page whose range differs from the session's gets every point (they depend on it).
+    moved = c.get(f"/api/session?since={news['stamp']}&range=-1,1").json()
+    assert moved["chart"]["points_full"] and len(moved["chart"]["points"]) == len(
+        first["chart"]["points"]) + 1
+    assert c.get("/api/session?since=nope").status_code == 400

@@ -174,6 +174,9 @@ def test_chart_table_and_diff(page: Any, live_repo: Path, tmp_path: Path) -> Non
 
 def test_new_experiments_appear_without_reload(page: Any, live_repo: Path, tmp_path: Path) -> None:
     n, _, _ = ledger_counts(live_repo)
+    answers: list[dict[str, Any]] = []
+    page.on("response", lambda r: answers.append({"url": r.url, "body": r.json()})
+            if "/api/session" in r.url else None)
     with serve(live_repo) as url:
         page.goto(url + "/")
         shows_experiments(page, n)
@@ -190,6 +193,11 @@ def test_new_experiments_appear_without_reload(page: Any, live_repo: Path, tmp_p
         drawn = drawn_points(page)
         assert sum(drawn[k] for k in POINT_DATASETS) == measured and drawn["kept"] == kept
         assert page.locator("#experiments tbody tr.fresh").count() >= 1  # the new rows flash
+        # After the first answer the page asked only for what changed, and got only that.
+        updates = [a["body"] for a in answers if "since=" in a["url"]]
+        assert updates and all(not u["full"] for u in updates)
+        assert sum(len(u["experiments"]) for u in updates) < 2 * (n + 2)
+        assert max(len(u["experiments"]) for u in updates) <= 2
         shoot(page, tmp_path, "dashboard-live.png")
     assert page.errors == []
 

@@ -65,8 +65,9 @@ def test_synthetic_session(demo: BuiltSession, tmp_path: Path) -> None:
     result = finalize(repo, demo.tag)
     assert result.reproduced and result.warnings == []
     names = [g.branch for g in result.groups]
-    assert names == ["autoresearch-final/demo/01-raise-the-learning-rate-to-0-02",
-                     "autoresearch-final/demo/02-shuffle-the-data-every-epoch",
+    assert names == ["autoresearch-final/demo/01-raise-learning-rate+cosine-learning-rate",
+                     # Named for both of its changes, not only the first one.
+                     "autoresearch-final/demo/02-shuffle-data-every+dropout-0-1-larger",
                      "autoresearch-final/demo/03-document-the-defaults"]
     assert [g.files for g in result.groups] == [["train.py"], ["data.py", "model.py"],
                                                 ["README.md"]]

@@ -37,7 +37,7 @@ def test_counts_points_and_running_best(demo_ro: BuiltSession) -> None:
     s = view.summary
     # The baseline (recorded as `keep`) is counted on its own, never as a kept change.
     assert s.counts == {"keep": 5, "discard": 2, "crash": 1, "timeout": 1, "rejected": 1,
-                        "interrupted": 0, "open": 0, "baseline": 1,
+                        "interrupted": 0, "open": 0, "baseline": 1, "baseline_failed": 0,
                         "candidates": len(DEFAULT_PLAN), "total": len(DEFAULT_PLAN) + 1}
     assert s.counts["total"] == len(view.experiments)  # the table's rows, `run -n`'s count
     # One point per experiment with a measured objective: baseline + 5 kept + 2 discarded.

@@ -4,7 +4,8 @@ Routes (all GET; nothing here can change a session):
   /                          the page (static/index.html)
   /static/...                its script, style and the vendored chart library
   /api/sessions              the sessions in the ledger
-  /api/session?tag=          the shared read model (views.summary) as JSON
+  /api/session?tag=&since=   the shared read model (views.summary) as JSON; with since= (the
+                             `stamp` of the last answer) only what changed since (views.live)
   /api/experiment/{id}       one experiment's diff, decision, runs, log tail and fingerprint
   /api/stream?tag=           Server-Sent Events: one `update` event whenever the ledger changes
 
@@ -35,14 +36,13 @@ from autoresearch.dashboard.auth import AccessMiddleware
 from autoresearch.errors import AutoresearchError
 from autoresearch.ledger import Ledger, SessionRow
 from autoresearch.views.detail import detail_to_json, experiment_detail
+from autoresearch.views.live import LiveView, delta_json
 from autoresearch.views.summary import (
     LEDGER_PATH,
     LIVE_SESSION_STATES,
-    build_view,
     lock_holder_alive,
     open_ledger,
     resolve_session,
-    view_to_json,
 )
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -58,6 +58,8 @@ class _Source:
         self.repo = repo
         self.tag = tag
         self._ledger: Ledger | None = None
+        self._live: dict[int, LiveView] = {}
+        self._lock = threading.Lock()
 
     def ledger(self) -> Ledger:
         if self._ledger is None:
@@ -88,10 +90,26 @@ class _Source:
         return json.dumps([session.tag, list(ledger.change_marker(session.id)), opened,
                            session.status, session.updated_at, session.noise, listed, alive])
 
+    def live(self, session: SessionRow) -> LiveView:
+        """The session's live read model (one per session, kept between requests)."""
+        with self._lock:
+            live = self._live.get(session.id)
+            if live is None:
+                live = self._live[session.id] = LiveView(session.id)
+            return live
+
     def close(self) -> None:
         if self._ledger is not None:
             self._ledger.close()
             self._ledger = None
+
+
+def _range(raw: str | None) -> tuple[float, float] | None:
+    """The chart range the page drew with: "lo,hi", or nothing when everything fit."""
+    if not raw:
+        return None
+    lo, hi = (float(v) for v in raw.split(","))
+    return lo, hi
 
 
 def _error(exc: AutoresearchError, status: int = 404) -> JSONResponse:
@@ -129,12 +147,20 @@ def create_app(
         }, headers=_NO_STORE)
 
     def session(request: Request) -> Response:
+        params = request.query_params
         try:
-            row = source.session(request.query_params.get("tag"))
-            view = build_view(source.ledger(), row)
+            since = int(params.get("since") or 0)
+            client_range = _range(params.get("range"))
+        except ValueError:
+            return JSONResponse({"error": "since must be a version number and range two numbers"},
+                                status_code=400, headers=_NO_STORE)
+        try:
+            row = source.session(params.get("tag"))
+            live = source.live(row)
+            view = live.refresh(source.ledger(), row)
         except AutoresearchError as exc:
             return _error(exc)
-        return JSONResponse(view_to_json(view), headers=_NO_STORE)
+        return JSONResponse(delta_json(view, live, since, client_range), headers=_NO_STORE)
 
     def experiment(request: Request) -> Response:
         exp_id = str(request.path_params["exp_id"])

@@ -109,6 +109,28 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX events_by_session ON events(session_id, id);
     """,
+    # 2: a per-experiment version stamp, bumped by triggers on every write to the experiment or
+    #    a new run of it, so live views can ask for "what changed since version V" whatever
+    #    wrote it (dashboard updates send only that; see views/live.py).
+    """
+    ALTER TABLE experiments ADD COLUMN touched INTEGER NOT NULL DEFAULT 0;
+    UPDATE experiments SET touched = rowid;
+    CREATE INDEX experiments_touched ON experiments(touched);
+    CREATE INDEX experiments_by_session_touched ON experiments(session_id, touched);
+    CREATE TRIGGER experiments_touch_insert AFTER INSERT ON experiments BEGIN
+        UPDATE experiments SET touched = (SELECT MAX(touched) FROM experiments) + 1
+        WHERE id = NEW.id;
+    END;
+    CREATE TRIGGER experiments_touch_update AFTER UPDATE ON experiments
+    WHEN NEW.touched = OLD.touched BEGIN
+        UPDATE experiments SET touched = (SELECT MAX(touched) FROM experiments) + 1
+        WHERE id = NEW.id;
+    END;
+    CREATE TRIGGER runs_touch_experiment AFTER INSERT ON runs BEGIN
+        UPDATE experiments SET touched = (SELECT MAX(touched) FROM experiments) + 1
+        WHERE id = NEW.experiment_id;
+    END;
+    """,
 ]
 
 

@@ -349,6 +349,38 @@ class Ledger:
         )
         return [self._experiment(r) for r in rows]
 
+    @property
+    def schema_version(self) -> int:
+        """How far this file's schema is migrated (a read-only opener does not migrate)."""
+        (row,) = self._query("PRAGMA user_version")
+        return int(row[0])
+
+    def changed_experiments(self, session_id: int,
+                            since: int = 0) -> list[tuple[int, ExperimentRow]]:
+        """(version, experiment) of every experiment written to (or given a run) after version
+        `since`, in sequence order; a live view passes the highest version it has seen."""
+        rows = self._query(
+            "SELECT * FROM experiments WHERE session_id = ? AND touched > ? ORDER BY seq",
+            (session_id, since),
+        )
+        return [(int(r["touched"]), self._experiment(r)) for r in rows]
+
+    def experiment_count(self, session_id: int) -> int:
+        (row,) = self._query("SELECT COUNT(*) AS n FROM experiments WHERE session_id = ?",
+                             (session_id,))
+        return int(row["n"])
+
+    def experiment_runs(self, experiment_ids: Sequence[str]) -> list[RunRow]:
+        """Every run of the given experiments (with metrics), in the order they were recorded."""
+        out: list[RunRow] = []
+        ids = list(experiment_ids)
+        for i in range(0, len(ids), 500):  # SQLite's limit on bound parameters
+            chunk = ids[i:i + 500]
+            marks = ",".join("?" * len(chunk))
+            out += self._attach_metrics(self._query(
+                f"SELECT * FROM runs WHERE experiment_id IN ({marks}) ORDER BY id", chunk))
+        return sorted(out, key=lambda r: r.id)
+
     def open_experiments(self, session_id: int) -> list[ExperimentRow]:
         marks = ",".join("?" * len(OPEN_STATUSES))
         rows = self._query(

@@ -77,6 +77,7 @@ class ExperimentSummary:
     metrics: Mapping[str, float] = field(default_factory=dict)
     lines_added: int = 0
     lines_removed: int = 0
+    kind: str = "candidate"  # or "baseline" (the unchanged code; a session may retry it)
 
 
 @dataclass(frozen=True)
@@ -122,8 +123,14 @@ class ProposalContext:
     in_flight: Sequence[InFlight] = ()
 
     def read(self, path: str) -> str:
-        """The incumbent's content of a repo-relative file."""
-        return (self.worktree / path).read_text(encoding="utf-8", errors="replace")
+        """The incumbent's content of an in-scope, non-protected repo-relative file; PathRefused
+        (from `autoresearch.repo_paths`) for any other, judged by the guardrails on the path's
+        canonical form: what a proposer reads here may end up in a model's prompt."""
+        from autoresearch import guardrails  # local: guardrails imports this module's types
+
+        rules = guardrails.Rules(self.config.scope, self.config.all_protected)
+        real = guardrails.judge_path(self.worktree, path, rules, exact=False)
+        return (self.worktree / real).read_text(encoding="utf-8", errors="replace")
 
     def best(self, n: int = 5) -> list[ExperimentSummary]:
         """The n best kept-or-baseline experiments, best first."""

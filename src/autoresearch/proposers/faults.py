@@ -10,7 +10,9 @@ Three outcomes, three classes, so the loop can tell them apart with one `except`
   that is not installed). Stop the session with the message.
 
 Every class carries the `Usage` spent before it was raised, so the tokens are still billed in the
-ledger even when no proposal came out of them.
+ledger even when no proposal came out of them. Their messages quote untrusted text (a model's
+reply, a service's error, an agent's output, a file name), so each is cleaned (`clean_prose`)
+before it can reach the ledger or a terminal.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from collections.abc import Sequence
 
 from autoresearch.errors import AutoresearchError, ProposalError
 from autoresearch.proposers.base import Usage
+from autoresearch.textcheck import clean_prose
 
 
 class FatalProposerError(AutoresearchError):
@@ -34,7 +37,7 @@ class FatalProposerError(AutoresearchError):
         fix: str | None = None,
         usage: Sequence[Usage] = (),
     ) -> None:
-        super().__init__(what, where=where, fix=fix)
+        super().__init__(clean_prose(what), where=where, fix=fix)  # may quote the service
         self.usage: list[Usage] = list(usage)
 
 
@@ -50,7 +53,7 @@ class ProposerOutage(AutoresearchError):
         fix: str | None = None,
         usage: Sequence[Usage] = (),
     ) -> None:
-        super().__init__(what, where=where, fix=fix)
+        super().__init__(clean_prose(what), where=where, fix=fix)  # may quote the service
         # How long to wait before asking again; 0 leaves it to the loop's own backoff schedule.
         self.retry_after_s = retry_after_s
         self.usage: list[Usage] = list(usage)
@@ -68,10 +71,12 @@ class FailedProposal(ProposalError):
         usage: Sequence[Usage] = (),
         hypothesis: str = "",
     ) -> None:
-        super().__init__(what, where=where, fix=fix)
+        # A proposer's words (a model's reply, an agent's output, a file name) are untrusted
+        # text: cleaned so that recording them cannot fail.
+        super().__init__(clean_prose(what), where=where, fix=fix)
         self.usage: list[Usage] = list(usage)
         # What the proposer meant to try, when it got that far: the ledger shows it.
-        self.hypothesis = hypothesis
+        self.hypothesis = clean_prose(hypothesis)
 
 
 def usage_of(exc: BaseException) -> list[Usage]:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Literal
 
 from autoresearch.errors import ConfigError
 from autoresearch.globs import matches, select
+from autoresearch.guardrails import is_protected
 from autoresearch.proposers.knob_lines import (
     Dialect,
     Site,
@@ -36,6 +37,7 @@ from autoresearch.proposers.knob_space import (
     Scalar,
     parse_knob_spec,
 )
+from autoresearch.repo_paths import PathRefused, canonical_path
 
 if TYPE_CHECKING:
     from autoresearch.config import Config
@@ -252,12 +254,16 @@ def discover_knobs(
                 where=where,
                 fix=f'add "{file}" to scope in autoresearch.toml, or remove the knob',
             )
-        if matches(file, protected):
+        if is_protected(file, protected):
             raise KnobError(
                 f"knob {key!r} is in {file}, which is protected",
                 where=where,
                 fix=f"remove {file} from protected, or remove the knob",
             )
+        try:  # the guardrails would refuse every edit of a file reached through a symlink
+            canonical_path(file, root, exact=True)
+        except PathRefused as exc:
+            raise KnobError(f"knob {key!r}: {file} {exc.reason}", where=where) from None
         path = root / file
         if not path.is_file():
             raise KnobError(

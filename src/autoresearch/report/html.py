@@ -11,7 +11,13 @@ import time
 from html import escape
 
 from autoresearch.report.content import ReportData, elapsed_note, flatten, noise_sentence
-from autoresearch.views.format import fmt_counts, fmt_duration, fmt_signed, fmt_value
+from autoresearch.views.format import (
+    fmt_composition,
+    fmt_counts,
+    fmt_duration,
+    fmt_signed,
+    fmt_value,
+)
 
 _STYLE = """
 body{margin:0;background:#f5f6f8;color:#1d2330;font:14px/1.5 system-ui,-apple-system,"Segoe UI",
@@ -87,7 +93,7 @@ def render_html(data: ReportData, png: bytes) -> str:
               + (f" ({conf.noise_basis})" if conf.noise_basis else ""),
               conf.level),
         _card("experiments", str(c["total"]),
-              f"baseline + {c['candidates']} candidates: " + " · ".join(fmt_counts(c))),
+              f"{fmt_composition(c)}: " + " · ".join(fmt_counts(c))),
         _card("elapsed", fmt_duration(s.elapsed_s), elapsed_note(s)),
         _card("spend", spend, spend_sub),
         "</div>",
@@ -139,14 +145,16 @@ def _noise_and_cost(data: ReportData) -> list[str]:
 def _experiments_table(data: ReportData) -> list[str]:
     direction = data.view.summary.direction
     rows = ["<h2>All experiments</h2><table><tr><th>id</th><th>status</th>"
-            "<th class='num'>objective</th><th class='num'>Δ vs incumbent</th>"
+            "<th class='num'>objective</th><th class='num'>improvement</th>"
+            "<th class='num'>Δ vs incumbent</th>"
             "<th class='num'>runs</th><th class='num'>duration</th><th class='num'>cost</th>"
             "<th>hypothesis</th></tr>"]
     for e in data.view.experiments:
-        status = "baseline" if e.kind == "baseline" else e.status
+        status = e.shown_status
         rows.append(
             f"<tr><td class='mono'>{_e(e.id)}</td><td><span class='badge {_e(status)}'>"
             f"{_e(status)}</span></td><td class='num'>{fmt_value(e.objective)}</td>"
+            f"<td class='num {_delta_class(e.delta, direction)}'>{fmt_signed(e.improvement)}</td>"
             f"<td class='num {_delta_class(e.delta, direction)}'>{fmt_signed(e.delta)}</td>"
             f"<td class='num'>{e.runs}</td><td class='num'>{fmt_duration(e.duration_s)}</td>"
             f"<td class='num'>{f'${e.cost_usd:.3f}' if e.cost_usd else '—'}</td>"

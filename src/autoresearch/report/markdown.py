@@ -9,6 +9,7 @@ from autoresearch.views.format import (
     fmt_counts,
     fmt_duration,
     fmt_experiments,
+    fmt_improvement,
     fmt_signed,
     fmt_value,
 )
@@ -40,9 +41,9 @@ def render_markdown(data: ReportData, png_name: str = "progress.png") -> str:
         "",
         "## Summary",
         "",
-        f"- **Best:** {fmt_value(s.best)} {arrow} (baseline {fmt_value(s.baseline)}; improvement "
-        f"{fmt_signed(s.improvement)}"
-        + (f", {s.improvement_pct:+.3g}%" if s.improvement_pct is not None else "") + ")",
+        f"- **Best:** {fmt_value(s.best)} {arrow} (baseline {fmt_value(s.baseline)} over "
+        f"{s.baseline_runs} runs)",
+        f"- **Improvement:** {fmt_improvement(s.improvement, s.improvement_pct, s.best_delta, s.metric)}",
         f"- **Confidence:** {conf.label} ({conf.level}) — improvement "
         f"{fmt_signed(conf.improvement)} ÷ σ {fmt_value(conf.noise, 3)}"
         + (f" ({conf.noise_basis})" if conf.noise_basis else "") + ", the noise floor",
@@ -85,14 +86,15 @@ def render_markdown(data: ReportData, png_name: str = "progress.png") -> str:
         "",
         "## All experiments",
         "",
-        "| id | status | objective | Δ vs incumbent | runs | duration | cost | hypothesis |",
-        "|---|---|--:|--:|--:|--:|--:|---|",
+        "| id | status | objective | improvement | Δ vs incumbent | runs | duration | cost "
+        "| hypothesis |",
+        "|---|---|--:|--:|--:|--:|--:|--:|---|",
     ]
     for e in data.view.experiments:
-        status = "baseline" if e.kind == "baseline" else e.status
         hyp = e.hypothesis.splitlines()[0] if e.hypothesis else ""
         out.append(
-            f"| {e.id} | {status} | {fmt_value(e.objective)} | {fmt_signed(e.delta)} | {e.runs} | "
+            f"| {e.id} | {e.shown_status} | {fmt_value(e.objective)} | {fmt_signed(e.improvement)} "
+            f"| {fmt_signed(e.delta)} | {e.runs} | "
             f"{fmt_duration(e.duration_s)} | {f'${e.cost_usd:.3f}' if e.cost_usd else '—'} | "
             f"{_cell(hyp)} |"
         )

@@ -65,7 +65,8 @@ def experiment_detail(ledger: Ledger, repo: Path, exp_id: str) -> ExperimentDeta
         return None
     session = next((s for s in ledger.sessions() if s.id == exp.session_id), None)
     runs = ledger.runs(exp_id)
-    view = experiment_view(exp, runs, session.metric if session else "")
+    view = experiment_view(exp, runs, session.metric if session else "",
+                           session.direction if session else "minimize")
 
     diff, note = "", ""
     if exp.kind == "baseline":

@@ -39,6 +39,21 @@ def fmt_rate(per_hour: float | None, noun: str = "experiments") -> str:
     return f"{per_hour / 3600:,.0f} {noun} / s"
 
 
+OPEN_STATUSES = ("proposed", "running")
+
+
+def count_key(kind: str, status: str) -> str:
+    """Which count an experiment falls in, in every view: the baseline that passed is
+    "baseline" (never a keep), a baseline attempt that failed is "baseline_failed", an open
+    experiment is "open", anything else its status."""
+    if kind == "baseline":
+        if status == "keep":
+            return "baseline"
+        if status not in OPEN_STATUSES and status != "interrupted":
+            return "baseline_failed"
+    return "open" if status in OPEN_STATUSES else status
+
+
 # The outcome counts as the dashboard header shows them: these three always, the rest when any.
 _COUNT_WORDS = (("keep", "kept"), ("discard", "discarded"), ("crash", "crashed"),
                 ("timeout", "timed out"), ("rejected", "rejected"), ("interrupted", "interrupted"),
@@ -51,12 +66,38 @@ def fmt_counts(counts: dict[str, int]) -> list[str]:
             if counts.get(key) or key in ("keep", "discard", "crash")]
 
 
-def fmt_experiments(counts: dict[str, int]) -> str:
-    """ "25 experiments (the baseline + 24 candidates)": the count `run -n 25` and the table use."""
+def fmt_composition(counts: dict[str, int]) -> str:
+    """ "the baseline + 24 candidates" (+ "1 failed baseline attempt" after a resumed one)."""
     base = counts.get("baseline", 0)
     cand = counts.get("candidates", 0)
-    total = counts.get("total", base + cand)
+    failed = counts.get("baseline_failed", 0)
+    parts = (["the baseline"] if base else []) + (
+        [f"{cand} candidate{'' if cand == 1 else 's'}"] if base or cand else []) + (
+        [f"{failed} failed baseline attempt{'' if failed == 1 else 's'}"] if failed else [])
+    return " + ".join(parts)
+
+
+def fmt_experiments(counts: dict[str, int]) -> str:
+    """ "25 experiments (the baseline + 24 candidates)": the count `run -n 25` and the table use."""
+    total = counts.get("total", 0)
     noun = "experiment" if total == 1 else "experiments"
-    if not base:
+    if not counts.get("baseline") and not counts.get("baseline_failed"):
         return f"{total} {noun}"
-    return f"{total} {noun} (the baseline + {cand} candidate{'' if cand == 1 else 's'})"
+    return f"{total} {noun} ({fmt_composition(counts)})"
+
+
+def fmt_improvement(improvement: float | None, pct: float | None, delta: float | None,
+                    metric: str) -> str:
+    """ "+0.0123 (+0.86%) better than the baseline (Δ val_bpb −0.0123)": positive is better
+    whatever the direction, with the metric's own change beside it. The dashboard's twin is
+    improvementText in app.js."""
+    if improvement is None or not math.isfinite(improvement):
+        return "—"
+    word = "better" if improvement > 0 else "worse" if improvement < 0 else "no change"
+    text = fmt_signed(improvement)
+    if pct is not None and math.isfinite(pct):
+        text += f" ({pct:+.3g}%)"
+    text += f" {word} than the baseline" if improvement else f" ({word} from the baseline)"
+    if delta is not None and math.isfinite(delta):
+        text += f" (Δ {metric} {fmt_signed(delta)})"
+    return text

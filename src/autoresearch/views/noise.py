@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 from autoresearch.decision import pooled_noise
 from autoresearch.ledger import RunRow
+from autoresearch.policy import counts_as_measurement
 
 NoiseSource = Literal["baseline", "pooled", "none"]
 
@@ -45,24 +46,28 @@ class NoiseFloor:
         return self.baseline_sigma if self.baseline_sigma is not None else self.pooled_sigma
 
 
-def _ok_values(runs: Iterable[RunRow], metric: str) -> list[tuple[RunRow, float]]:
+def _ok_values(runs: Iterable[RunRow], metric: str,
+               statuses: Mapping[str, str]) -> list[tuple[RunRow, float]]:
+    """The ok runs that count as measurements (policy.counts_as_measurement), with values."""
     out = []
     for r in runs:
         value = r.metrics.get(metric)
-        if r.status == "ok" and value is not None and math.isfinite(value):
+        if (r.status == "ok" and value is not None and math.isfinite(value)
+                and counts_as_measurement(r.role, statuses.get(r.experiment_id, ""))):
             out.append((r, value))
     return out
 
 
 def noise_floor(runs: Sequence[RunRow], metric: str, baseline_id: str | None,
-                recorded: float | None) -> NoiseFloor:
-    """Both floors from a session's runs; `recorded` is the σ the engine stored on the session.
+                recorded: float | None, statuses: Mapping[str, str]) -> NoiseFloor:
+    """Both floors from a session's runs; `recorded` is the σ the engine stored on the session,
+    `statuses` each experiment's status (a failed attempt's runs do not count).
 
     The pooled σ is recomputed the way the engine does (successful runs grouped by commit) for
     its degrees of freedom; the recorded value wins when there is one, since it is the number
     the decisions were actually made with.
     """
-    ok = _ok_values(runs, metric)
+    ok = _ok_values(runs, metric, statuses)
     base = [v for r, v in ok if r.experiment_id == baseline_id]
     groups: dict[str, list[float]] = {}
     for r, v in ok:

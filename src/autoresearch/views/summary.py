@@ -24,12 +24,13 @@ from autoresearch.state import SessionLock, StatePaths
 from autoresearch.views.chart import KEPT, ChartData, ChartPoint, build_chart, short_label
 from autoresearch.views.confidence import Confidence, Level, confidence
 from autoresearch.views.experiment import ExperimentView, experiment_view, finite
+from autoresearch.views.format import count_key
 from autoresearch.views.noise import NoiseFloor, noise_floor
 
 # Re-exported: the read model's parts, for the dashboard, the report and the tests.
 __all__ = [
     "ChartData", "ChartPoint", "Confidence", "ExperimentView", "Level", "NoiseFloor",
-    "SessionSummary", "SessionView", "build_view", "clean_json", "confidence", "experiment_view",
+    "SessionSummary", "SessionView", "build_view", "clean_json", "compose_view", "confidence", "experiment_view",
     "open_ledger", "resolve_session", "short_label", "view_to_json",
 ]
 
@@ -74,8 +75,9 @@ class SessionSummary:
     best: float | None
     best_id: str | None
     best_hypothesis: str
-    improvement: float | None
+    improvement: float | None      # best vs baseline, signed so that positive is better
     improvement_pct: float | None
+    best_delta: float | None       # the metric's own change, best − baseline
     noise: float | None            # the decision rule's pooled σ (what the engine recorded)
     baseline_noise: float | None   # σ of the baseline's own repeated runs (≥ 2 of them)
     baseline_runs: int
@@ -138,12 +140,22 @@ def experiment_counts(rows: Sequence[ExperimentView]) -> dict[str, int]:
     counts = {s: 0 for s in ("keep", "discard", "crash", "timeout", "rejected", "interrupted")}
     counts["open"] = 0
     counts["baseline"] = 0
+    counts["baseline_failed"] = 0
     for r in rows:
-        key = "baseline" if r.kind == "baseline" else "open" if r.status in OPEN else r.status
+        key = count_key(r.kind, r.status)
         counts[key] = counts.get(key, 0) + 1
     counts["total"] = len(rows)
-    counts["candidates"] = len(rows) - counts["baseline"]
+    counts["candidates"] = len(rows) - counts["baseline"] - counts["baseline_failed"]
     return counts
+
+
+def baseline_row(rows: Sequence[ExperimentView]) -> ExperimentView | None:
+    """The baseline the session measured against: the attempt that passed (a resumed session
+    may have failed attempts before it, whose runs never count); else the latest attempt."""
+    attempts = [r for r in rows if r.kind == "baseline"]
+    passed = [r for r in attempts if r.status in KEPT]
+    chosen = passed or attempts
+    return chosen[-1] if chosen else None
 
 
 def _improvement(best: float | None, baseline: float | None, direction: str) -> float | None:
@@ -180,23 +192,35 @@ def active_seconds(spans: Sequence[tuple[float | None, float | None]], until: fl
 
 def build_view(ledger: Ledger, session: SessionRow, *, now: float | None = None) -> SessionView:
     """Read one session from the ledger and compute everything the views show."""
-    now = time.time() if now is None else now
-    metric = session.metric
     exps = ledger.experiments(session.id)
     all_runs = ledger.session_runs(session.id)
     runs_by_exp: dict[str, list[RunRow]] = {}
     for run in all_runs:
         runs_by_exp.setdefault(run.experiment_id, []).append(run)
-    rows = [experiment_view(e, runs_by_exp.get(e.id, []), metric) for e in exps]
+    rows = [experiment_view(e, runs_by_exp.get(e.id, []), session.metric, session.direction)
+            for e in exps]
+    return compose_view(ledger, session, rows, all_runs, now=now)
+
+
+def compose_view(ledger: Ledger, session: SessionRow, rows: Sequence[ExperimentView],
+                 all_runs: Sequence[RunRow], *, now: float | None = None) -> SessionView:
+    """Everything the views show, from the experiments (in sequence order) and their runs
+    (views.live keeps both up to date between calls, reading only what changed)."""
+    now = time.time() if now is None else now
+    metric = session.metric
+    rows = list(rows)
     chart = build_chart(rows, metric, session.direction)
 
-    base_row = next((r for r in rows if r.kind == "baseline"), None)
+    base_row = baseline_row(rows)
     kept = [r for r in rows if r.status in KEPT and r.kind != "baseline" and r.objective is not None]
-    best_row = kept[-1] if kept else base_row
+    # The engine's incumbent: the keep decided last (with overlapping experiments, not the
+    # highest number).
+    best_row = max(kept, key=lambda r: (r.finished_at or 0.0, r.seq)) if kept else base_row
     baseline = base_row.objective if base_row else None
     best = best_row.objective if best_row else None
     improvement = _improvement(best, baseline, session.direction)
-    floor = noise_floor(all_runs, metric, base_row.id if base_row else None, session.noise)
+    floor = noise_floor(all_runs, metric, base_row.id if base_row else None, session.noise,
+                        {e.id: e.status for e in rows})
 
     counts = experiment_counts(rows)
 
@@ -222,6 +246,8 @@ def build_view(ledger: Ledger, session: SessionRow, *, now: float | None = None)
         best=best, best_id=best_row.id if best_row else None,
         best_hypothesis=best_row.hypothesis if best_row else "",
         improvement=improvement,
+        best_delta=(best - baseline if best is not None and baseline is not None
+                    and finite(best) and finite(baseline) else None),
         improvement_pct=(100.0 * improvement / abs(baseline)
                          if improvement is not None and baseline else None),
         noise=floor.pooled_sigma, baseline_noise=floor.baseline_sigma,

@@ -7,7 +7,11 @@ const state = {
   picked: null,       // the session the user chose (or ?tag=); null follows the latest one
   shown: null,        // the tag of the session on the page
   sessionsKey: "",    // the session list last put in the dropdown
-  view: null,         // the last /api/session payload
+  view: null,         // the last /api/session payload, merged with what the page held
+  rows: new Map(),    // experiment id -> row, every experiment of the shown session
+  points: new Map(),  // experiment id -> chart point
+  stamp: 0,           // the version of the last answer: the next request asks for newer
+  range: null,        // the chart's visible range in that answer (points depend on it)
   sort: { key: "seq", desc: false },
   filter: "all",
   chart: null,
@@ -79,6 +83,46 @@ async function getJSON(url) {
 
 const q = () => (state.picked ? "?tag=" + encodeURIComponent(state.picked) : "");
 
+// /api/session?since=<stamp> answers with what changed since the last answer (views/live.py):
+// the experiments and chart points newer than the stamp, plus the summary and the chart's
+// whole-session parts. The page keeps every row and point it was sent and merges the news in.
+function sessionURL(since) {
+  const p = new URLSearchParams();
+  if (state.picked) p.set("tag", state.picked);
+  if (since) {
+    p.set("since", String(since));
+    if (state.range) p.set("range", state.range.join(","));
+  }
+  const s = p.toString();
+  return "api/session" + (s ? "?" + s : "");
+}
+
+function merge(view) {
+  if (view.full) { state.rows.clear(); state.points.clear(); }
+  for (const e of view.experiments) state.rows.set(e.id, e);
+  if (view.full || view.chart.points_full) state.points.clear();
+  else for (const id of view.chart.changed) state.points.delete(id);
+  for (const p of view.chart.points) state.points.set(p.exp_id, p);
+  state.stamp = view.stamp;
+  state.range = view.chart.y_min === null ? null : [view.chart.y_min, view.chart.y_max];
+  const bySeq = (a, b) => a.seq - b.seq;
+  view.experiments = [...state.rows.values()].sort(bySeq);
+  view.chart.points = [...state.points.values()].sort(bySeq);
+  return view;
+}
+
+async function fetchView() {
+  let view = await getJSON(sessionURL(state.stamp));
+  if (view.summary.tag !== state.shown) {
+    resetSession(view.summary.tag);
+    if (!view.full) view = await getJSON(sessionURL(0));
+  }
+  merge(view);
+  // Rows the page holds and the session no longer has (or the reverse): start over.
+  if (state.rows.size !== view.count) merge(await getJSON(sessionURL(0)));
+  return view;
+}
+
 // Every update re-reads the session list too: a session started after the page opened shows up
 // in the dropdown, and is followed when the user has not picked one.
 async function refresh() {
@@ -87,9 +131,8 @@ async function refresh() {
   try {
     do {
       state.pending = false;
-      const [sessions, view] = await Promise.all([getJSON("api/sessions"), getJSON("api/session" + q())]);
+      const [sessions, view] = await Promise.all([getJSON("api/sessions"), fetchView()]);
       showError(null);
-      if (view.summary.tag !== state.shown) resetSession(view.summary.tag);
       renderSessions(sessions, view.summary.tag);
       render(view);
     } while (state.pending);
@@ -125,6 +168,10 @@ function connect() {
 function resetSession(tag) {
   state.shown = tag;
   state.seen.clear();
+  state.rows.clear();
+  state.points.clear();
+  state.stamp = 0;
+  state.range = null;
   if (state.chart) { state.chart.destroy(); state.chart = null; }
 }
 
@@ -181,7 +228,9 @@ function renderHeader(s, conf) {
   const c = s.counts;
   // Every experiment, the baseline included: the table's rows and `run -n`'s count.
   $("n-exp").textContent = String(c.total);
-  $("n-exp-sub").textContent = c.baseline ? `baseline + ${c.candidates} candidates` : "";
+  $("n-exp-sub").textContent = [c.baseline ? `baseline + ${c.candidates} candidates` : "",
+    c.baseline_failed ? `${c.baseline_failed} failed baseline attempt${c.baseline_failed > 1 ? "s" : ""}` : ""]
+    .filter(Boolean).join(" + ");
   const counts = $("counts");
   counts.replaceChildren(
     ...[["keep", "kept"], ["discard", "discarded"], ["crash", "crashed"], ["timeout", "timed out"],
@@ -228,7 +277,8 @@ function paintElapsed() {
 
 // The baseline is recorded with status `keep`, but it is not a kept change: it has a filter of
 // its own, so "keep" counts what the header calls kept.
-const rowGroup = (r) => (r.kind === "baseline" ? "baseline" : r.status);
+// A baseline attempt that failed (and was resumed) shows as what it was: crash or timeout.
+const rowGroup = (r) => (r.kind === "baseline" && r.status === "keep" ? "baseline" : r.status);
 
 function renderFilters(rows) {
   const counts = {};
@@ -264,9 +314,9 @@ function renderTable(rows, direction) {
     const tr = el("tr", { tabindex: "0", "data-id": r.id, onclick: () => openDetail(r.id),
       onkeydown: (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); openDetail(r.id); } } },
       el("td", { class: "num mono", text: r.id }),
-      el("td", {}, el("span", { class: "badge " + (r.kind === "baseline" ? "baseline" : r.status),
-        text: r.kind === "baseline" ? "baseline" : r.status })),
+      el("td", {}, el("span", { class: "badge " + rowGroup(r), text: rowGroup(r) })),
       el("td", { class: "num", text: num(r.objective) }),
+      el("td", { class: "num " + deltaClass(r.delta, direction), text: signed(r.improvement) }),
       el("td", { class: "num " + deltaClass(r.delta, direction), text: signed(r.delta) }),
       el("td", { class: "num", text: String(r.runs) }),
       el("td", { class: "num", text: duration(r.duration_s) }),
@@ -314,12 +364,13 @@ async function openDetail(id) {
   const e = d.experiment;
   const direction = state.view?.summary.direction;
   $("detail-title").textContent = e.hypothesis.split("\n")[0] || e.id;
-  const status = el("span", { class: "badge " + (e.kind === "baseline" ? "baseline" : e.status), text: e.kind === "baseline" ? "baseline" : e.status });
+  const status = el("span", { class: "badge " + rowGroup(e), text: rowGroup(e) });
   const fp = d.fingerprint;
   $("detail-body").replaceChildren(
     el("h4", { text: "Decision" }),
     el("div", { class: "reason" }, status, " ", e.decision_reason || "—"),
     kv([["objective", num(e.objective, 6)], ["incumbent", num(e.incumbent_objective, 6)],
+      ["improvement", el("span", { class: deltaClass(e.delta, direction), text: signed(e.improvement) })],
       ["Δ vs incumbent", el("span", { class: deltaClass(e.delta, direction), text: signed(e.delta) })],
       ["threshold", e.threshold === null ? null : num(e.threshold, 4)],
       ["runs", e.run_values.length ? `${e.runs}: ${e.run_values.map((v) => num(v)).join(", ")}` : String(e.runs)],

@@ -7,6 +7,7 @@ import re
 
 from autoresearch.proposers.base import ProposalContext
 from autoresearch.proposers.llm.context import Context
+from autoresearch.textcheck import clean_prose
 
 RULES = """\
 You are the proposer of an autonomous research loop, working in a git worktree (your current
@@ -55,6 +56,7 @@ def render(ctx: ProposalContext, context: Context, task: str) -> str:
 
 def summary(text: str, fallback: str) -> tuple[str, str]:
     """The hypothesis and rationale lines of the agent's final message (or a fallback)."""
+    text = clean_prose(text)  # the agent's output is untrusted text
     hyp = _HYPOTHESIS.findall(text)
     rat = _RATIONALE.findall(text)
     hypothesis = " ".join(hyp[-1].split()).strip(" *_")[:200] if hyp else ""

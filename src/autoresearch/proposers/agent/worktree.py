@@ -20,9 +20,11 @@ _ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_PAGER": "cat", "LC_ALL": "C", "GIT_OPTI
 
 
 def git(cwd: Path, *args: str, check: bool = True) -> str:
+    # An agent can create a file whose name is not UTF-8: its bytes survive as lone surrogates
+    # (as os.fsdecode does), so the guardrails refuse it by name rather than a decode crashing.
     proc = subprocess.run(
-        ["git", *args], cwd=cwd, env={**os.environ, **_ENV}, capture_output=True, text=True,
-        check=False,
+        ["git", *args], cwd=cwd, env={**os.environ, **_ENV}, capture_output=True,
+        encoding="utf-8", errors="surrogateescape", check=False,
     )
     if check and proc.returncode != 0:
         raise RuntimeError(f"git {' '.join(args)} failed: {proc.stderr.strip()}")

@@ -10,22 +10,46 @@ the data split or secrets) and held-out metrics (the point of holding them out i
 never sees them). Summaries already arrive without held-out metrics; this module filters again
 and also hides log lines that name one, because a verify command may print them.
 
+What is read for the model, and how each part is kept clean:
+- files: only `visible_files`, the in-scope files whose canonical path the guardrails accept (never
+  a protected file, nothing through a symlink, which could point at one), and only text files;
+- the incumbent's diff against the baseline: an allowlist, not a denylist: a file's section is
+  kept only when its header names one in-scope, non-protected path exactly (a quoted, renamed or
+  unparsable header is dropped rather than guessed at);
+- the crash log tail: it is the verify command's own output, so it is sent, except for every line
+  that reproduces a line of a protected file (`hide_protected`: a traceback quoting the
+  evaluation's source, or a command that prints a protected file). A command that transforms
+  protected content before printing it (encodes it, prints one character per line) defeats any
+  filter: what the verify command prints is the user's choice. Out-of-scope files that are not
+  protected are never read for the model, but a traceback through them is shown (it is what a
+  repair needs); protect a file to keep its lines out of the log tail too;
+- program.md is the brief, sent by design although it is always protected.
+
 Tokens are estimated as characters / 4: good enough for a budget, and no tokenizer dependency.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from autoresearch.globs import matches
+from autoresearch import gitops, guardrails
+from autoresearch.config import PROGRAM_NAME
+from autoresearch.globs import matches, select
 from autoresearch.proposers.base import ExperimentSummary, ProposalContext
+from autoresearch.repo_paths import Canonicalizer, PathRefused, canonical_path
+from autoresearch.textcheck import is_binary
 
 CHARS_PER_TOKEN = 4
 DEFAULT_CONTEXT_TOKENS = 60_000
 MAX_FILE_BYTES = 2_000_000  # larger in-scope files are listed, never inlined
 RECENT_EXPERIMENTS = 15
+MAX_PROTECTED_SCAN_BYTES = 4_000_000  # protected text read to hide its lines from logs
+MIN_HIDDEN_LINE = 4  # shorter protected lines (`}`, `else:`) are too common to hide
+MIN_QUOTED_LINE = 12  # a protected line this long is hidden even inside a longer log line
 
 _DEF = re.compile(r"^\s*(?:async\s+def|def|class|fn|func|function|struct|impl)\b")
 _CONSTANT = re.compile(r"^\s*[A-Z][A-Z0-9_]*\s*(?::[^=]+)?=[^=]")
@@ -50,10 +74,80 @@ class Context:
         return estimate_tokens(self.stable) + estimate_tokens(self.volatile)
 
 
+def _rules(ctx: ProposalContext) -> guardrails.Rules:
+    return guardrails.Rules(ctx.config.scope, ctx.config.all_protected)
+
+
 def visible_files(ctx: ProposalContext) -> list[str]:
-    """In-scope files the model may see: never a protected one."""
-    protected = ctx.config.all_protected
-    return [p for p in ctx.scope_files if not matches(p, protected)]
+    """In-scope files the model may see: each canonical and accepted by the guardrails' own
+    `judge_path` (never a protected file, never a symlink, which could point at one)."""
+    rules, canonical = _rules(ctx), Canonicalizer(ctx.worktree)
+    out = []
+    for path in ctx.scope_files:
+        try:
+            guardrails.judge_path(ctx.worktree, path, rules, canonical=canonical)
+        except PathRefused:
+            continue
+        out.append(path)
+    return out
+
+
+def _may_show(path: str, rules: guardrails.Rules) -> bool:
+    """Whether a path named in a diff is one the model may see (judged as text)."""
+    try:
+        return (canonical_path(path, exact=True) == path and matches(path, rules.scope)
+                and guardrails.is_protected(path, rules.protected) is None)
+    except PathRefused:
+        return False
+
+
+def protected_lines(ctx: ProposalContext) -> frozenset[str]:
+    """The stripped lines of the protected text files (program.md aside: it is the brief, shown
+    anyway) that a log must not quote."""
+    protected = [p for p in ctx.config.all_protected if p != PROGRAM_NAME]
+    try:
+        files = select(gitops.tracked_files(ctx.worktree), protected)
+    except (gitops.GitError, OSError):
+        files = select(_walk(ctx.worktree), protected)
+    lines: set[str] = set()
+    budget = MAX_PROTECTED_SCAN_BYTES
+    for path in files:
+        if path == PROGRAM_NAME:
+            continue
+        try:
+            data = (ctx.worktree / path).read_bytes()[:budget]
+        except OSError:
+            continue
+        budget -= len(data)
+        text = data.decode("utf-8", errors="replace")
+        lines.update(ln.strip() for ln in text.splitlines() if len(ln.strip()) >= MIN_HIDDEN_LINE)
+        if budget <= 0:
+            break
+    return frozenset(lines)
+
+
+def _walk(root: Path) -> list[str]:
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if d != ".git"]
+        rel = Path(dirpath).relative_to(root)
+        found += [(rel / f).as_posix() for f in filenames]
+    return found
+
+
+def hide_protected(text: str, hidden: frozenset[str]) -> str:
+    """Replace every log line that reproduces a line of a protected file."""
+    if not hidden or not text:
+        return text
+    quoted = [ln for ln in hidden if len(ln) >= MIN_QUOTED_LINE and ln in text]
+    out = []
+    for line in text.split("\n"):
+        stripped = line.strip()
+        if stripped in hidden or any(q in line for q in quoted):
+            out.append("[line hidden: it quotes a protected file]")
+        else:
+            out.append(line)
+    return "\n".join(out)
 
 
 def redact(text: str, hidden: Sequence[str]) -> str:
@@ -170,9 +264,10 @@ def render_files(
 
 
 def read_files(ctx: ProposalContext, overlay: Mapping[str, str | None] | None = None) -> dict[str, str]:
-    """The visible in-scope files' text (with `overlay` edits applied on top)."""
+    """The visible in-scope text files (with `overlay` edits applied on top)."""
     out: dict[str, str] = {}
-    for path in visible_files(ctx):
+    visible = visible_files(ctx)
+    for path in visible:
         if overlay is not None and path in overlay:
             content = overlay[path]
             if content is not None:
@@ -185,15 +280,21 @@ def read_files(ctx: ProposalContext, overlay: Mapping[str, str | None] | None = 
             data = full.read_bytes()
         except OSError:
             continue
-        if b"\0" in data[:8192]:
-            continue  # binary
-        out[path] = data.decode("utf-8", errors="replace")
+        if not is_binary(data):
+            out[path] = data.decode("utf-8")
     if overlay:
-        protected = ctx.config.all_protected
+        rules, canonical = _rules(ctx), Canonicalizer(ctx.worktree)
         for path, content in overlay.items():
-            # New files a failed proposal created are part of the candidate being repaired.
-            if content is not None and path not in out and not matches(path, protected):
-                out[path] = content
+            # New files a failed proposal created are part of the candidate being repaired; each
+            # is judged like any path (the overlay is the model's own text, but its name is not
+            # trusted to be canonical).
+            if content is None or path in out:
+                continue
+            try:
+                if guardrails.judge_path(ctx.worktree, path, rules, canonical=canonical) == path:
+                    out[path] = content
+            except PathRefused:
+                continue
     return out
 
 
@@ -216,14 +317,21 @@ def _summary_line(e: ExperimentSummary, hidden: Sequence[str]) -> str:
     )
 
 
-def _strip_protected_diff(diff: str, protected: Sequence[str]) -> str:
+def visible_diff(diff: str, rules: guardrails.Rules) -> str:
+    """The sections of a unified git diff that concern files the model may see (an allowlist: a
+    section whose header does not name one such path exactly, twice, is dropped)."""
     sections = re.split(r"(?m)^(?=diff --git )", diff)
     kept = []
     for section in sections:
-        m = re.match(r"diff --git a/(\S+) b/(\S+)", section)
-        if m and (matches(m.group(1), protected) or matches(m.group(2), protected)):
-            continue
-        kept.append(section)
+        if not section.startswith("diff --git "):
+            continue  # text before the first header: nothing a model needs
+        header = section.split("\n", 1)[0]
+        names = header[len("diff --git "):]
+        half = (len(names) - 1) // 2
+        a, b = names[:half], names[half + 1:]
+        if (len(names) % 2 == 1 and names[half] == " " and a.startswith("a/")
+                and b.startswith("b/") and a[2:] == b[2:] and _may_show(a[2:], rules)):
+            kept.append(section)
     return "".join(kept)
 
 
@@ -266,7 +374,7 @@ def volatile_text(
 ) -> str:
     hidden = ctx.config.metric.heldout
     parts = ["## Session\n" + history_text(ctx, int(budget_chars * 0.4))]
-    diff = _strip_protected_diff(diff, ctx.config.all_protected)
+    diff = visible_diff(diff, _rules(ctx))
     if diff.strip():
         parts.append(
             "## The incumbent's diff against the baseline\n"
@@ -275,7 +383,8 @@ def volatile_text(
     if crash_log:
         parts.append(
             "## Log tail of the last crash\n```\n"
-            + _clip(redact(crash_log, hidden), int(budget_chars * 0.2))
+            + _clip(redact(hide_protected(crash_log, protected_lines(ctx)), hidden),
+                    int(budget_chars * 0.2))
             + "\n```"
         )
     if ctx.stuck:
@@ -300,7 +409,7 @@ def build_context(
     program = ctx.program.strip() or "(program.md is empty)"
     program = _clip(program, int(budget * 0.15), keep="head")
     log = ctx.last_crash_log if crash_log is None else crash_log
-    diff = ctx.diff_from_baseline() or ""
+    diff = visible_diff(ctx.diff_from_baseline() or "", _rules(ctx))
     volatile = volatile_text(ctx, int(budget * 0.3), log, diff)
     stable = "## program.md (the research brief)\n" + program + "\n"
     notes: list[str] = []

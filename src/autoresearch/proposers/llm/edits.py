@@ -23,11 +23,19 @@ ignoring indentation (re-indenting the replacement to fit). What fails is collec
 one by one, so the model gets one message listing every block that failed and why, with the
 closest lines of the file as a hint.
 
-Nothing the model may not see is ever read for it. A path outside the repository (or under
-`.git/`) is refused here without being read, and the `read` callable the proposer passes refuses
-protected and out-of-scope files by raising `PathRefused`. Either way the block fails with the rule
-it broke and no hint from the file: no closest lines, and no "unchanged" verdict that would reveal
-whether a guessed content equals the file's.
+Nothing the model may not see is ever read for it. Every block's path is first put in its
+canonical form by the `resolve` callable (`repo_paths.canonical_path` by default; the proposer
+passes the guardrails' judge, which also checks the file system and the scope/protected rules):
+`src/./metric.py` is `src/metric.py` before any rule looks at it, and the blocks' state is keyed
+by that form, so two spellings of one file are one file. A path outside the repository, under
+`.git/`, through a symlink, or an alias of another name is refused without being read, and the
+`read` callable refuses protected, out-of-scope and binary files by raising `PathRefused`. Either
+way the block fails with the rule it broke and no hint from the file: no closest lines, and no
+"unchanged" verdict that would reveal whether a guessed content equals the file's.
+
+A reply is untrusted text: a block whose new text is not plain text (a NUL, a lone surrogate, a
+control character the file did not hold; see `textcheck`) fails with the reason, and the prose
+(hypothesis, rationale, a give-up reason) is cleaned before anything records it.
 """
 
 from __future__ import annotations
@@ -36,8 +44,10 @@ import difflib
 import re
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
 from typing import Literal
+
+from autoresearch.repo_paths import PathRefused, canonical_path, shown
+from autoresearch.textcheck import clean_prose, text_problem
 
 _HEAD = re.compile(r"^\s*<{5,9}\s*(SEARCH|FILE|DELETE)\s*$", re.IGNORECASE)
 _DIVIDER = re.compile(r"^\s*={7}\s*$")
@@ -49,6 +59,9 @@ _RATIONALE = re.compile(r"^\s*[*_#\s]*RATIONALE[*_\s]*:\s*(.*)$", re.IGNORECASE)
 _GIVE_UP = re.compile(r"^\s*[*_#\s]*GIVE[_ ]UP[*_\s]*:\s*(.*)$", re.IGNORECASE)
 
 Kind = Literal["replace", "file", "delete"]
+
+__all__ = ["BlockFailure", "EditApplyError", "EditBlock", "EditFormatError", "PathRefused", "Reply",
+           "apply_blocks", "is_inside_repo", "parse_reply", "stated_hypothesis"]
 
 
 @dataclass(frozen=True)
@@ -80,14 +93,6 @@ class BlockFailure:
     hint: str = ""
 
 
-class PathRefused(Exception):
-    """Raised by a `read` callable for a path the model may not see or change; says which rule."""
-
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
-        super().__init__(reason)
-
-
 class EditFormatError(Exception):
     """The reply could not be parsed into blocks."""
 
@@ -97,7 +102,7 @@ class EditFormatError(Exception):
 
     def render(self) -> str:
         lines = ["Your reply could not be parsed:"]
-        lines += [f"- {p}" for p in self.problems]
+        lines += [f"- {clean_prose(p)}" for p in self.problems]
         return "\n".join(lines)
 
 
@@ -116,7 +121,7 @@ class EditApplyError(Exception):
         ok = self.total - len(self.failures)
         lines = [f"{len(self.failures)} of {self.total} edit blocks failed ({ok} applied cleanly):"]
         for f in self.failures:
-            lines.append(f"- block {f.index} ({f.path}): {f.reason}")
+            lines.append(f"- block {f.index} ({shown(f.path)}): {f.reason}")
             if f.hint:
                 lines.append(f.hint)
         lines += self.notes
@@ -256,7 +261,7 @@ def stated_hypothesis(text: str) -> str:
     """The `HYPOTHESIS:` line of a reply, even one too broken to parse (for the ledger)."""
     for line in text.replace("\r\n", "\n").split("\n"):
         if m := _HYPOTHESIS.match(line):
-            return " ".join(m.group(1).strip(" *_").split())[:200]
+            return " ".join(clean_prose(m.group(1)).strip(" *_").split())[:200]
     return ""
 
 
@@ -286,53 +291,62 @@ def _prose(segments: Sequence[Sequence[str]]) -> tuple[str, str, str | None]:
         first = segments[0] if segments else []
         prose = [ln.strip(" #*") for ln in first if ln.strip() and not _FENCE.match(ln)]
         hypothesis = prose[0] if prose else ""
-    hypothesis = " ".join(hypothesis.split())[:200]
-    return hypothesis, "\n".join(rationale).strip()[:2000], give_up
+    hypothesis = " ".join(clean_prose(hypothesis).split())[:200]
+    rationale_text = clean_prose("\n".join(rationale)).strip()[:2000]
+    return hypothesis, rationale_text, None if give_up is None else clean_prose(give_up)[:500]
 
 
 # --- applying -----------------------------------------------------------------------------
 
 
 def is_inside_repo(path: str) -> bool:
-    """True when a repo-relative path stays inside the worktree and outside `.git/`."""
-    if not path or path.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", path):
+    """True when a repo-relative path, judged as text, stays inside the worktree and outside
+    `.git/` (`repo_paths.canonical_path` without a root)."""
+    try:
+        canonical_path(path)
+    except PathRefused:
         return False
-    parts = PurePosixPath(path.replace("\\", "/")).parts
-    return ".." not in parts and (not parts or parts[0] != ".git")
+    return True
 
 
 def apply_blocks(
     blocks: Sequence[EditBlock],
     read: Callable[[str], str | None],
     partial: Collection[str] = (),
+    resolve: Callable[[str], str] = canonical_path,
 ) -> dict[str, str | None]:
-    """Apply blocks in order; return path -> new content (None = deleted) for changed files.
+    """Apply blocks in order; return canonical path -> new content (None = deleted) for the
+    files that changed.
 
-    `read(path)` returns a file's current content, None when it does not exist, or raises
-    `PathRefused` for a file the model may not touch. It is only called for paths inside the
-    repository; a block for any other path fails without a read. `partial` names the existing
-    files the model was not shown whole: a FILE block may not replace one (what the model did
-    not see would be lost); SEARCH/REPLACE blocks may edit it.
+    `resolve(path)` returns a block path's canonical form or raises `PathRefused`; `read(path)`
+    is called with the canonical form only, and returns the file's current content, None when it
+    does not exist, or raises `PathRefused` for a file the model may not touch. `partial` names
+    the existing files the model was not shown whole: a FILE block may not replace one (what the
+    model did not see would be lost); SEARCH/REPLACE blocks may edit it.
     """
     state: dict[str, str | None] = {}
     original: dict[str, str | None] = {}
     refused: dict[str, str] = {}
+    canonical: dict[str, str] = {}
     failures: list[BlockFailure] = []
 
     def refusal(path: str) -> str | None:
         """Why the block's path may not be touched (None when it may); reads it once."""
-        if path not in refused and path not in state:
-            if not is_inside_repo(path):
-                refused[path] = (
-                    "outside the repository (paths are repo-relative, without '..', and never "
-                    "under .git/)"
-                )
-            else:
-                try:
-                    original[path] = state[path] = read(path)
-                except PathRefused as exc:
-                    refused[path] = exc.reason
-        return refused.get(path)
+        if path in refused:
+            return refused[path]
+        if path not in canonical:
+            try:
+                canonical[path] = resolve(path)
+            except PathRefused as exc:
+                refused[path] = exc.reason
+                return exc.reason
+        real = canonical[path]
+        if real not in state and real not in refused:
+            try:
+                original[real] = state[real] = read(real)
+            except PathRefused as exc:
+                refused[real] = exc.reason
+        return refused.get(real)
 
     for block in blocks:
         reason = refusal(block.path)
@@ -344,25 +358,33 @@ def apply_blocks(
                 "to you as in scope)",
             ))
             continue
-        text = state[block.path]
-        if block.kind == "file" and block.path in partial and original.get(block.path) is not None:
+        path = canonical[block.path]
+        text = state[path]
+        bad_text = None if block.kind == "delete" else text_problem(block.replace, text)
+        if bad_text is not None:
+            failures.append(BlockFailure(
+                block.index, block.path,
+                f"refused: the new text is not plain text: {bad_text.removeprefix('its content ')}"
+                "; write the character as an escape sequence in the code instead",
+            ))
+        elif block.kind == "file" and path in partial and original.get(path) is not None:
             failures.append(BlockFailure(
                 block.index, block.path,
                 "a FILE block would replace the whole file, but you were shown only an excerpt "
                 "of it (or none of it): edit it with SEARCH/REPLACE blocks on lines you can see",
             ))
         elif block.kind == "file":
-            state[block.path] = block.replace
+            state[path] = block.replace
         elif block.kind == "delete":
             if text is None:
                 failures.append(BlockFailure(block.index, block.path, "cannot delete: no such file"))
-            state[block.path] = None
+            state[path] = None
         else:
             new, failure = _apply_one(block, text)
             if failure is not None:
                 failures.append(failure)
             else:
-                state[block.path] = new
+                state[path] = new
     if failures:
         raise EditApplyError(failures, total=len(blocks))
     return {p: c for p, c in state.items() if c != original.get(p)}

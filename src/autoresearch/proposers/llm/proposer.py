@@ -6,9 +6,11 @@ reply cannot be parsed or its blocks do not apply, the error sent back (at most
 to copies of the files in memory, never to the worktree: the harness writes and commits them
 after its guardrails have checked them.
 
-The applier reads only what the model may see: in-scope, non-protected files (and, for a repair,
-the crashed candidate's own edits). A block for any other file fails with the rule it broke and
-nothing from the file, so a retry message can never leak a protected file's lines.
+The applier reads only what the model may see: in-scope, non-protected text files (and, for a
+repair, the crashed candidate's own edits), each named by its canonical path (`ModelFiles`, which
+judges a path with the guardrails' own `judge_path` before anything is read). A block for any
+other file fails with the rule it broke and nothing from the file, so a retry message can never
+leak a protected file's lines.
 
 Every call is billed to the experiment it was made for: a proposal or repair that produces
 nothing raises `FailedProposal` carrying the usage of every call it made (a repair that gives up
@@ -43,6 +45,8 @@ from autoresearch.proposers.llm.prices import PriceTable
 from autoresearch.proposers.llm.providers import Part, Provider, Turn, make_provider
 from autoresearch.proposers.llm.settings import ProviderSettings
 from autoresearch.proposers.options import LLM_OPTIONS
+from autoresearch.repo_paths import Canonicalizer
+from autoresearch.textcheck import clean_prose, is_binary
 
 if TYPE_CHECKING:
     from autoresearch.config import Config
@@ -50,52 +54,40 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def worktree_reader(
-    root: Path, rules: guardrails.Rules, overlay: Mapping[str, str | None] | None = None
-) -> Callable[[str], str | None]:
-    """read(path) for the applier: only files the model may change, the overlay first.
+class ModelFiles:
+    """The files a model may change, as the applier sees them: `resolve` turns a block's path into
+    its canonical form (or refuses it, by the guardrails' own rules, before anything is read);
+    `read` returns a file's text (the overlay first), refusing binary files, which cannot be
+    edited as text. With `commit`, files are read as that commit has them (a repair diffs against
+    the incumbent while the worktree holds the crashed candidate)."""
 
-    A path the guardrails would refuse (protected, outside the scope, escaping the repository,
-    through a symlink) raises `PathRefused` with the rule, before anything is read.
-    """
-    base = root.resolve()
+    def __init__(self, root: Path, rules: guardrails.Rules,
+                 overlay: Mapping[str, str | None] | None = None, commit: str | None = None):
+        self.root = root
+        self.rules = rules
+        self.overlay = dict(overlay or {})
+        self.commit = commit
+        self._canonical = Canonicalizer(root)
 
-    def read(path: str) -> str | None:
-        problem = guardrails.path_problem(root, path, rules)
-        if problem is not None:
-            raise PathRefused(_rule(problem))
-        if overlay is not None and path in overlay:
-            return overlay[path]
-        full = (root / path).resolve()
-        if not full.is_relative_to(base) or not full.is_file():
-            return None
-        return full.read_text(encoding="utf-8", errors="replace")
+    def resolve(self, path: str) -> str:
+        return guardrails.judge_path(self.root, path, self.rules, exact=False,
+                                     canonical=self._canonical)
 
-    return read
-
-
-def committed_reader(
-    root: Path, rules: guardrails.Rules, commit: str
-) -> Callable[[str], str | None]:
-    """read(path) of a file as `commit` has it (the incumbent), refusing what `worktree_reader`
-    refuses; None when the commit has no such regular file.
-
-    A repair needs this: by then the worktree holds the crashed candidate, not the incumbent.
-    """
-
-    def read(path: str) -> str | None:
-        problem = guardrails.path_problem(root, path, rules)
-        if problem is not None:
-            raise PathRefused(_rule(problem))
-        return gitops.file_at(root, commit, path)
-
-    return read
-
-
-def _rule(problem: str) -> str:
-    """`"score.py: protected (matches score.py)"` -> `"protected (matches score.py)"`."""
-    _, sep, rule = problem.partition(": ")
-    return rule if sep else problem
+    def read(self, path: str) -> str | None:
+        path = self.resolve(path)  # idempotent for a canonical path; a direct caller is judged too
+        if path in self.overlay:
+            return self.overlay[path]
+        if self.commit is not None:
+            data = gitops.blob_at(self.root, self.commit, path)
+        else:
+            full = self.root / path
+            try:
+                data = full.read_bytes() if full.is_file() else None
+            except OSError:
+                data = None
+        if data is not None and is_binary(data):
+            raise PathRefused("a binary (or not UTF-8) file, which cannot be edited as text")
+        return None if data is None else data.decode("utf-8")
 
 
 def change_diff(
@@ -177,11 +169,8 @@ class LLMProposer(Proposer):
         )
         # The worktree holds the crashed candidate by now: diff against the incumbent's commit.
         commit = ctx.incumbent.commit if ctx.incumbent is not None else None
-        base = (
-            committed_reader(ctx.worktree, _rules(ctx), commit) if commit
-            else worktree_reader(ctx.worktree, _rules(ctx))
-        )
-        diff = change_diff(base, overlay)
+        base = ModelFiles(ctx.worktree, _rules(ctx), commit=commit)
+        diff = change_diff(base.read, overlay)
         task = prompts.REPAIR_TASK.format(
             hypothesis=failed.hypothesis.replace('"', "'"), diff=f"```diff\n{diff}```"
         )
@@ -216,7 +205,7 @@ class LLMProposer(Proposer):
         call made) when no applicable edits came out of it, a repair that gave up included."""
         usage: list[Usage] = []
         history = list(turns)
-        read = worktree_reader(ctx.worktree, _rules(ctx), overlay)
+        files = ModelFiles(ctx.worktree, _rules(ctx), overlay)
         problem = ""
         meant = ""  # the latest hypothesis a reply stated, for the ledger if all attempts fail
         for attempt in range(self.max_edit_retries + 1):
@@ -239,7 +228,7 @@ class LLMProposer(Proposer):
                     raise EditFormatError(["GIVE_UP is only for repairs: propose an experiment"])
                 if not reply.blocks:
                     raise EditFormatError(["the reply contains no edit blocks"])
-                edits = apply_blocks(reply.blocks, read, partial)
+                edits = apply_blocks(reply.blocks, files.read, partial, files.resolve)
                 if not edits:
                     raise EditFormatError(["the edits leave every file unchanged"])
                 return reply, edits, usage
@@ -251,7 +240,8 @@ class LLMProposer(Proposer):
                 if completion.truncated:
                     feedback = prompts.TRUNCATED_NOTE + "\n\n" + feedback
                 history += [
-                    Turn.assistant(completion.text or "(empty reply)"),
+                    # Echoed as cleaned prose: a lone surrogate cannot even be encoded to send.
+                    Turn.assistant(clean_prose(completion.text) or "(empty reply)"),
                     Turn.user(feedback + prompts.RETRY_TASK),
                 ]
         raise FailedProposal(

@@ -1,0 +1,223 @@
+"""The session in the terminal: `status`, `results`, `show ID`, and the summary `run` ends with.
+
+Every number here comes from the shared read model (views.summary.build_view), in the words and
+the sign convention the dashboard and the report use: counts as "7 kept, 17 discarded" (the
+baseline is never a keep), improvement positive = better with the metric's own Δ beside it, the
+rate per hour of running. Hypotheses are shown whole, wrapped; `show ID` prints everything about
+one experiment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console, Group
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+from autoresearch.display import STATUS_STYLE
+from autoresearch.ledger import Ledger, SessionRow
+from autoresearch.state import SessionLock, StatePaths
+from autoresearch.views.detail import experiment_detail
+from autoresearch.views.format import (
+    fmt_counts,
+    fmt_duration,
+    fmt_experiments,
+    fmt_improvement,
+    fmt_rate,
+    fmt_signed,
+    fmt_value,
+)
+from autoresearch.views.summary import (
+    ExperimentView,
+    SessionSummary,
+    SessionView,
+    build_view,
+    open_ledger,
+    resolve_session,
+)
+
+LATEST = 10
+
+
+def _status_cell(e: ExperimentView) -> str:
+    shown = e.shown_status
+    style = STATUS_STYLE.get(e.status, "") if shown != "baseline" else "cyan"
+    return f"[{style}]{shown}[/]" if style else shown
+
+
+def experiments_table(rows: list[ExperimentView], metric: str, title: str = "") -> Table:
+    """One entry per experiment: its numbers on the first line, the hypothesis whole below
+    (wrapped to the terminal, never cut), so every line stays readable at any width."""
+    table = Table.grid(padding=(0, 2))
+    table.title = title or None
+    table.add_column(no_wrap=True, style="bold")
+    table.add_column(overflow="fold")
+    for e in rows:
+        numbers = [_status_cell(e), f"{metric} {fmt_value(e.objective)}"]
+        if e.improvement is not None:
+            numbers.append(f"improvement {fmt_signed(e.improvement)} (Δ {fmt_signed(e.delta)})")
+        numbers.append(f"{e.runs} run{'s' * (e.runs != 1)}")
+        if e.cost_usd:
+            numbers.append(f"${e.cost_usd:.3f}")
+        table.add_row(e.id, "  ".join(numbers) + "\n" + escape(e.hypothesis or "—"))
+    return table
+
+
+def summary_rows(s: SessionSummary) -> list[tuple[str, str]]:
+    """The lines every terminal summary shares (status, the end of `run`)."""
+    rows = [("experiments", f"{fmt_experiments(s.counts)}: {', '.join(fmt_counts(s.counts))}"
+             + (f" · {fmt_rate(s.experiments_per_hour)}" if s.experiments_per_hour else ""))]
+    if s.baseline is not None:
+        rows.append(("baseline", f"{s.metric} = {fmt_value(s.baseline)} "
+                     f"({s.baseline_runs} run{'s' * (s.baseline_runs != 1)})"))
+    elif s.baseline_id is not None:
+        rows.append(("baseline", f"not measured yet ({s.baseline_id} did not pass)"))
+    if s.best is not None and s.best_id is not None and s.best_id != s.baseline_id:
+        rows.append(("best", f"{s.metric} = {fmt_value(s.best)} at {s.best_id}: "
+                     f"{escape(s.best_hypothesis.splitlines()[0] if s.best_hypothesis else '')}"))
+        rows.append(("improvement", fmt_improvement(s.improvement, s.improvement_pct,
+                                                    s.best_delta, s.metric)))
+    elif s.baseline is not None:
+        rows.append(("best", "the baseline (nothing kept yet)"))
+    return rows
+
+
+def render_summary(view: SessionView, console: Console) -> None:
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column()
+    for name, text in summary_rows(view.summary):
+        grid.add_row(name, text)
+    conf = view.confidence
+    if conf.level != "unknown" or conf.label != "—":
+        grid.add_row("confidence", f"{conf.label} ({conf.level})"
+                     + (f", {conf.noise_basis}" if conf.noise_basis else ""))
+    console.print(grid)
+
+
+def _state(view: SessionView, root: Path, row: SessionRow) -> str:
+    lock = SessionLock(StatePaths(root, row.tag).lock)
+    pid = lock.live_holder()
+    if pid:
+        return f"running (pid {pid})"
+    dead = lock.recorded_pid()
+    if dead is not None:
+        return f"stopped (process {dead} died; run `autoresearch run` to resume)"
+    if view.summary.process_gone:
+        return "stopped (its process is gone; run `autoresearch run` to resume)"
+    return row.status
+
+
+def render_status(root: Path, tag: str, console: Console) -> None:
+    ledger, row = _open(root, tag)
+    try:
+        view = build_view(ledger, row)
+        usage = ledger.usage_totals(row.id)
+    finally:
+        ledger.close()
+    s = view.summary
+    state = _state(view, root, row)
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column()
+    grid.add_row("session", f"{s.tag} on {s.branch} (base {s.base_commit[:10]})")
+    grid.add_row("state", state + f" · {fmt_duration(s.elapsed_s)} elapsed")
+    for name, text in summary_rows(s):
+        grid.add_row(name, text)
+    conf = view.confidence
+    grid.add_row("confidence", f"{conf.label} ({conf.level})"
+                 + (f", {conf.noise_basis}" if conf.noise_basis else ""))
+    grid.add_row("noise", "unknown" if s.noise is None else
+                 f"σ = {s.noise:.4g} (the keep/discard rule's pooled σ)")
+    if usage["calls"]:
+        grid.add_row("cost", f"${usage['cost_usd']:.4f} over {int(usage['calls'])} model calls "
+                     f"({int(usage['input_tokens'])} in / {int(usage['output_tokens'])} out tokens,"
+                     f" {int(usage['cache_read_tokens'])} cache-read,"
+                     f" {int(usage['cache_write_tokens'])} cache-write)")
+    running = state.startswith("running")
+    for e in view.experiments:
+        if e.status not in ("proposed", "running"):
+            continue
+        if running:
+            grid.add_row("now", f"{e.id} {e.status}: {escape(e.hypothesis)}")
+        else:
+            grid.add_row("left", f"{e.id} was {e.status} when the process died (it will be "
+                         f"marked interrupted and re-run on resume): {escape(e.hypothesis)}")
+    console.print(grid)
+    latest = view.experiments[-LATEST:]
+    console.print(experiments_table(latest, s.metric, title=f"latest {len(latest)} experiments"
+                                    " (all: `autoresearch results`; one: `autoresearch show ID`)"))
+
+
+def render_results(root: Path, tag: str, console: Console) -> None:
+    ledger, row = _open(root, tag)
+    try:
+        view = build_view(ledger, row)
+    finally:
+        ledger.close()
+    console.print(experiments_table(view.experiments, view.summary.metric,
+                                    title=f"session {tag}"))
+    render_summary(view, console)
+
+
+def render_experiment(root: Path, exp_id: str, console: Console) -> None:
+    """`autoresearch show ID`: one experiment whole, as the dashboard's drawer shows it."""
+    from autoresearch.errors import AutoresearchError
+
+    ledger = open_ledger(root)
+    try:
+        detail = experiment_detail(ledger, root, exp_id)
+        known = [] if detail else [s.tag for s in ledger.sessions()]
+    finally:
+        ledger.close()
+    if detail is None:
+        raise AutoresearchError(f"no experiment {exp_id!r}", where=str(ledger.path),
+                                fix="ids look like <tag>-0007: see `autoresearch results`"
+                                + (f" (sessions: {', '.join(known)})" if known else ""))
+    e = detail.experiment
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column(overflow="fold")
+    grid.add_row("experiment", f"{e.id} of session {detail.session_tag} · "
+                 + _status_cell(e))
+    grid.add_row("hypothesis", escape(e.hypothesis) or "—")
+    if detail.rationale:
+        grid.add_row("rationale", escape(detail.rationale))
+    grid.add_row("objective", f"{fmt_value(e.objective)} over {e.runs} run"
+                 f"{'s' * (e.runs != 1)}" + (f" (incumbent {fmt_value(e.incumbent_objective)})"
+                                            if e.incumbent_objective is not None else ""))
+    if e.delta is not None:
+        grid.add_row("improvement", f"{fmt_signed(e.improvement)} (Δ {fmt_signed(e.delta)})"
+                     + (f", threshold {fmt_value(e.threshold, 4)}" if e.threshold else ""))
+    grid.add_row("decision", escape(e.decision_reason) or "—")
+    for g in detail.guards:
+        grid.add_row("guard", f"{g.get('guard')}: {'passed' if g.get('passed') else 'FAILED'} "
+                     f"({g.get('detail', '')})")
+    grid.add_row("commit", (e.commit_sha or "—") + (f" · {e.lines_added}+ {e.lines_removed}-"
+                                                     f" in {', '.join(e.files)}" if e.files else ""))
+    console.print(grid)
+    runs = Table("role", "#", "attempt", "status", "exit", "duration", "metrics", "log",
+                 title="runs")
+    for r in detail.runs:
+        runs.add_row(r.role, str(r.idx), str(r.attempt), r.status,
+                     "" if r.exit_code is None else str(r.exit_code), fmt_duration(r.duration_s),
+                     ", ".join(f"{k}={v:.6g}" for k, v in sorted(r.metrics.items())),
+                     r.log_path or "")
+    console.print(runs)
+    if detail.diff or detail.diff_note:
+        console.print(Group(Text("diff", style="bold"),
+                            Text(detail.diff or detail.diff_note, overflow="fold")))
+    if detail.log_tail:
+        console.print(Group(Text(f"log tail ({detail.log_path})", style="bold"),
+                            Text(detail.log_tail, overflow="fold")))
+
+
+def _open(root: Path, tag: str) -> tuple[Ledger, SessionRow]:
+    ledger = open_ledger(root)
+    try:
+        return ledger, resolve_session(ledger, tag)
+    except BaseException:
+        ledger.close()
+        raise
