@@ -18,6 +18,7 @@ $(BIN)/.installed: pyproject.toml
 	touch $@
 
 install: $(BIN)/.installed
+	@echo "autoresearch is installed in $(VENV)/: run it as $(BIN)/autoresearch, or put it on PATH in this shell with: source $(BIN)/activate"
 
 demo: install
 	$(BIN)/autoresearch demo

@@ -9,7 +9,7 @@ import pytest
 
 from autoresearch.config import Amount, parse_config
 from autoresearch.errors import ConfigError, LedgerTooNewError
-from autoresearch.ledger import Ledger
+from autoresearch.ledger import Ledger, TrialStatus
 from autoresearch.ledger.schema import MIGRATIONS
 
 BASE = {"scope": ["a.py"], "verify": {"command": "true", "budget_seconds": 10},
@@ -66,6 +66,32 @@ def test_overlapping_experiments_get_distinct_sequence_numbers(tmp_path: Path) -
     assert ids == ["t-0001", "t-0002", "t-0003", "t-0004"]
     a.discard_unstarted("t-0004")
     assert [e.seq for e in b.experiments(session.id)] == [1, 2, 3]
+
+
+def test_an_experiments_life_is_written_through_typed_steps(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "l.db")
+    session = ledger.create_session(tag="t", branch="b", base_commit="c", worktree="w",
+                                    metric="m", direction="minimize", config={}, proposer="p")
+    exp = ledger.create_experiment(session, parent_commit="p0")
+    assert exp.status == TrialStatus.PROPOSED and not TrialStatus(exp.status).final
+    ledger.record_proposal(exp.id, hypothesis="h", rationale="r", params={"lr": 0.1})
+    ledger.record_commit(exp.id, commit_sha="c1", tree_sha="t1", files=["a.py"],
+                         lines_added=2, lines_removed=1)
+    ledger.record_attempt(exp.id, attempts=2, hypothesis="h, replayed")
+    ledger.record_commit(exp.id, commit_sha="c2", tree_sha="t2", files=["a.py"],
+                         parent_commit="p1")
+    ledger.record_judgement(exp.id, incumbent_objective=1.0, delta=-0.5, threshold=0.1,
+                            guards=[{"guard": "g", "passed": True, "detail": "ok"}])
+    with pytest.raises(ValueError, match="not a final status"):
+        ledger.finish_experiment(exp.id, status="running", reason="no")
+    ledger.finish_experiment(exp.id, status=TrialStatus.KEEP, reason="better", objective=0.5)
+    row = ledger.experiment(exp.id)
+    assert row is not None
+    assert (row.status, row.hypothesis, row.params, row.commit_sha, row.parent_commit,
+            row.attempts, row.delta, row.objective, row.decision_reason) == (
+        "keep", "h, replayed", {"lr": 0.1}, "c2", "p1", 2, -0.5, 0.5, "better")
+    assert row.guards == [{"guard": "g", "passed": True, "detail": "ok"}]
+    assert row.finished_at is not None and TrialStatus(row.status).final
 
 
 @pytest.mark.parametrize(

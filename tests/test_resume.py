@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
+import select
 import signal
 import sqlite3
 import subprocess
 import sys
+import termios
+import textwrap
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
-from tests.conftest import cli_env, git, run_cli, use_script
+from autoresearch.executor import run_id_prefix
+from autoresearch.process_tree import RUN_ID_ENV
+from autoresearch.state import StatePaths
+from tests.conftest import CONFIG, cli_env, git, make_repo, run_cli, use_script
 
 SLOW = [{"hypothesis": f"try {x}", "edits": {"target.py": f"X = {x}\nSLEEP = 1.5\n"}}
         for x in (5.0, 6.0, 6.5, 6.8, 6.9, 6.95)]
@@ -110,9 +121,12 @@ def test_ctrl_c_records_interrupted_and_resume_completes_n(toy_repo: Path) -> No
 
 
 def test_a_live_session_cannot_be_started_twice(toy_repo: Path) -> None:
-    use_script(toy_repo, SLOW)
-    # Room for the whole script: on a busy machine the second command can take seconds to
-    # start, and the first must still be running when it does (SIGTERM ends it below).
+    # Runs far longer than the test, so an experiment is surely running when the second command
+    # starts and when SIGTERM comes, however slowly processes start on a busy machine.
+    config = toy_repo / "autoresearch.toml"
+    config.write_text(config.read_text().replace("timeout_seconds = 8", "timeout_seconds = 300"))
+    use_script(toy_repo, [{**item, "edits": {"target.py": f"X = {6 + i / 10}\nSLEEP = 120\n"}}
+                          for i, item in enumerate(SLOW)])
     proc = start(toy_repo, "--tag", "t", "--iterations", str(len(SLOW) + 1))
     try:
         wait_for_running(toy_repo, 1 + 1)
@@ -162,3 +176,206 @@ def test_resume_recreates_missing_refs_of_parked_commits(toy_repo: Path) -> None
     events = [r[0] for r in query(toy_repo, "SELECT message FROM events WHERE kind='recovery'")]
     assert any("re-created the refs of 2 parked commit(s): t-0002, t-0003-a1" in e
                for e in events), events
+
+
+# ---- nothing outlives the orchestrator ----------------------------------------------------
+
+# The evaluation of a run whose processes escape every way they can: a grandchild that ignores
+# SIGTERM, a daemon that leaves the session (setsid), one that clears its environment (only its
+# process group finds it). Each writes its pid; then the run waits far beyond the test.
+TREE_SCORE = textwrap.dedent("""
+    import os, signal, subprocess, sys, time
+    # One directory per session tag: the run id is ar-<repo key>-<tag>-<id>.
+    tag = os.environ["AUTORESEARCH_RUN_ID"][len("ar-") + 9:].rsplit("-", 1)[0]
+    pids = os.path.join(os.environ["PIDS"], tag)
+    os.makedirs(pids, exist_ok=True)
+    def write_pid(name, pid):
+        with open(f"{pids}/{name}.tmp", "w") as f:
+            f.write(str(pid))
+        os.rename(f"{pids}/{name}.tmp", f"{pids}/{name}")
+    def sleeper(name, prologue="", **kw):
+        code = prologue + "import time; time.sleep(300)"
+        write_pid(name, subprocess.Popen([sys.executable, "-c", code], **kw).pid)
+    sleeper("stubborn", "import signal; signal.signal(signal.SIGTERM, signal.SIG_IGN); ")
+    sleeper("bare", env={})
+    if os.fork() == 0:
+        os.setsid()
+        write_pid("daemon", os.getpid())
+        time.sleep(300)
+        os._exit(0)
+    write_pid("command", os.getpid())
+    time.sleep(300)
+    print("score: 1")
+""")
+KINDS = ("command", "stubborn", "bare", "daemon")
+
+
+def tree_repo(tmp_path: Path) -> tuple[Path, Path]:
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    config = CONFIG.replace("timeout_seconds = 8", "timeout_seconds = 600").replace(
+        "budget_seconds = 5", f'budget_seconds = 5\nenv = {{ PIDS = "{pids}" }}')
+    repo = make_repo(tmp_path / "repo", {"target.py": "X = 3.0  # knob: float(0, 10)\n",
+                                         "score.py": TREE_SCORE, "autoresearch.toml": config})
+    return repo, pids
+
+
+def wait_for_tree(pids: Path, proc: subprocess.Popen[str] | subprocess.Popen[bytes],
+                  tag: str) -> dict[str, int]:
+    pids = pids / tag
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if all((pids / kind).exists() for kind in KINDS):
+            return {kind: int((pids / kind).read_text()) for kind in KINDS}
+        assert proc.poll() is None, "the session ended before its run started"
+        time.sleep(0.05)
+    raise AssertionError("the verify command's tree never started")
+
+
+def alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def session_processes(repo: Path, tag: str) -> list[int]:
+    """Live processes carrying a run id of the session (what must not outlive it)."""
+    prefix = run_id_prefix(StatePaths(repo, tag).repo_key, tag)
+    found = []
+    for proc in psutil.process_iter():
+        with contextlib.suppress(psutil.Error):
+            if proc.environ().get(RUN_ID_ENV, "").startswith(prefix) and alive(proc.pid):
+                found.append(proc.pid)
+    return found
+
+
+def assert_all_die(repo: Path, tag: str, tree: dict[str, int], within_s: float = 10) -> None:
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        left = {k: p for k, p in tree.items() if alive(p)}
+        if not left and not session_processes(repo, tag):
+            return
+        time.sleep(0.05)
+    left = {k: p for k, p in tree.items() if alive(p)}
+    raise AssertionError(f"still running {within_s} s after the orchestrator: {left}")
+
+
+@contextlib.contextmanager
+def leaving_nothing(repo: Path, tag: str, tree: dict[str, int]) -> Iterator[None]:
+    """Whatever the test concludes, the tree it started does not outlive it."""
+    try:
+        yield
+    finally:
+        for pid in [*tree.values(), *session_processes(repo, tag)]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.slow
+def test_sigkill_of_the_orchestrator_takes_the_whole_verify_tree_with_it(tmp_path: Path) -> None:
+    repo, pids = tree_repo(tmp_path)
+    proc = start(repo, "--tag", "k", "--iterations", "2")
+    try:
+        tree = wait_for_tree(pids, proc, "k")
+    finally:
+        proc.kill()
+        proc.wait()
+    with leaving_nothing(repo, "k", tree):
+        assert_all_die(repo, "k", tree)
+
+
+@pytest.mark.slow
+def test_a_closed_terminal_stops_the_session_cleanly(tmp_path: Path) -> None:
+    """SIGHUP from a real terminal hangup: the session is the terminal's controlling process,
+    as under an ssh login; closing the terminal's master side is what a dropped connection does."""
+    repo, pids = tree_repo(tmp_path)
+    master, slave = os.openpty()
+
+    def controlling_terminal() -> None:  # runs after setsid(): the pty becomes ours
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "autoresearch", "run", "--repo", str(repo), "--tag", "h",
+         "--iterations", "2"],
+        cwd=repo, env={**cli_env(), "TERM": "xterm"}, stdin=slave, stdout=slave, stderr=slave,
+        start_new_session=True, preexec_fn=controlling_terminal,
+    )
+    os.close(slave)
+    reading = threading.Event()
+    reading.set()
+
+    def drain() -> None:  # a terminal that is not read from blocks its writers
+        while reading.is_set():
+            if select.select([master], [], [], 0.05)[0]:
+                try:
+                    os.read(master, 65536)
+                except OSError:
+                    return
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    try:
+        tree = wait_for_tree(pids, proc, "h")
+    finally:
+        reading.clear()
+        reader.join()
+        os.close(master)  # the hangup
+    with leaving_nothing(repo, "h", tree):
+        try:
+            assert proc.wait(timeout=60) == 130
+        finally:
+            proc.kill()
+            proc.wait()
+        assert_all_die(repo, "h", tree)
+    rows = query(repo, "SELECT status, decision_reason FROM experiments")
+    assert rows and rows[0][0] == "interrupted", rows
+    runs = query(repo, "SELECT status FROM runs")
+    assert [r[0] for r in runs] == ["interrupted"], runs
+    assert query(repo, "SELECT status FROM sessions") == [("stopped",)]
+    assert not (repo / ".autoresearch/sessions/h/lock").exists()
+
+
+def kill_watchdog(pid: int) -> None:
+    """SIGKILL the watchdog of orchestrator ``pid`` (it is started with the first run)."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        for child in psutil.Process(pid).children():
+            with contextlib.suppress(psutil.Error):
+                if "autoresearch.watchdog" in " ".join(child.cmdline()):
+                    child.kill()
+                    return
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_a_resume_kills_the_leftovers_of_any_tag_but_not_a_live_sessions_runs(
+        tmp_path: Path) -> None:
+    repo, pids = tree_repo(tmp_path)
+    live = start(repo, "--tag", "c", "--iterations", "2")
+    running = wait_for_tree(pids, live, "c")
+    # Session a dies with its watchdog (kill -9 both): its tree is left running.
+    dead = start(repo, "--tag", "a", "--iterations", "2")
+    left = wait_for_tree(pids, dead, "a")
+    kill_watchdog(dead.pid)
+    dead.kill()
+    dead.wait()
+    with leaving_nothing(repo, "a", left), leaving_nothing(repo, "c", running):
+        assert alive(left["stubborn"]) and alive(left["daemon"])
+        # Another tag starts: before its first run, a's leftovers are killed; c's run goes on.
+        other = start(repo, "--tag", "b", "--iterations", "2")
+        try:
+            new = wait_for_tree(pids, other, "b")
+            with leaving_nothing(repo, "b", new):
+                for kind in ("command", "stubborn", "daemon"):
+                    assert not alive(left[kind]), kind
+                assert all(alive(pid) for pid in running.values())
+                events = [r[0] for r in query(repo, "SELECT e.message FROM events e JOIN sessions s"
+                                              " ON e.session_id = s.id WHERE s.tag = 'b' AND"
+                                              " e.kind = 'recovery'")]
+                assert any("killed" in e and "leftover" in e for e in events), events
+        finally:
+            other.send_signal(signal.SIGTERM)
+            assert other.wait(timeout=60) == 130
+    live.send_signal(signal.SIGTERM)
+    assert live.wait(timeout=60) == 130

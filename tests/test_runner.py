@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -15,9 +16,11 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from autoresearch import runner
+from autoresearch.process_tree import OWNER_ENV, kill_orphans, owner_token
 from autoresearch.runner import RunOutcome, RunSpec, kill_leftovers, log_tail, run_command
 
 PY = sys.executable
@@ -158,7 +161,8 @@ def test_grandchild_ignoring_sigterm_is_killed_at_timeout(tmp_path: Path, prefix
     assert out.timed_out
     assert time.monotonic() - t0 < 1.5 + 0.3 + 1.0
     assert wait_dead(wait_file(pidfile))
-    assert out.survivors_killed >= 3  # sh, parent, grandchild
+    # The command itself (a simple command is exec'd: no shell in between) and its grandchild.
+    assert out.survivors_killed >= 2
 
 
 def test_setsid_grandchild_is_killed(tmp_path: Path, prefix: str) -> None:
@@ -181,6 +185,27 @@ time.sleep(60)
     )
     assert out.interrupted and out.exit_code is None and not out.timed_out
     assert wait_dead(wait_file(pidfile))
+
+
+def test_children_that_cleared_their_environment_are_killed(tmp_path: Path, prefix: str) -> None:
+    # No run id to be found by: one stays in the group, the other also leaves it and is found
+    # only as a descendant of the run's first process (which is alive: the run is stopped).
+    body = WRITE_PID + f"""
+import subprocess, sys, time
+code = {WRITE_PID!r} + "import time\\nwrite_pid(sys.argv[1])\\ntime.sleep(60)\\n"
+subprocess.Popen([sys.executable, "-c", "import sys\\n" + code, {str(tmp_path / "grouped.pid")!r}], env={{}})
+subprocess.Popen([sys.executable, "-c", "import sys\\n" + code, {str(tmp_path / "away.pid")!r}], env={{}},
+                 start_new_session=True)
+while not all(os.path.exists(f"{tmp_path}/{{n}}.pid") for n in ("grouped", "away")):
+    time.sleep(0.01)
+write_pid({str(tmp_path / "ready")!r})
+time.sleep(60)
+"""
+    out = run_command(spec(tmp_path, script(tmp_path, "p.py", body), run_id=prefix + "1"),
+                      stop=stop_when(tmp_path / "ready"))
+    assert out.interrupted
+    assert wait_dead(wait_file(tmp_path / "grouped.pid"))
+    assert wait_dead(wait_file(tmp_path / "away.pid"))
 
 
 def test_daemon_left_behind_after_exit_zero_is_killed(tmp_path: Path, prefix: str) -> None:
@@ -340,50 +365,134 @@ def test_kill_leftovers_refuses_empty_prefix() -> None:
         kill_leftovers("")
 
 
-@pytest.mark.parametrize("mechanism", ["setpriv", "preexec"])
-def test_orchestrator_sigkill_then_resume_leaves_nothing(
-    tmp_path: Path, prefix: str, mechanism: str
-) -> None:
-    # The direct child dies with the orchestrator (parent-death signal); a setsid'd grandchild
-    # survives that, and kill_leftovers on resume is what removes it.
-    gc_pid = tmp_path / "gc.pid"
-    command = (
-        "echo $$ > direct.tmp; mv direct.tmp direct.pid; "
-        "setsid sh -c 'echo $$ > gc.tmp; mv gc.tmp gc.pid; exec sleep 60' & "
-        "exec sleep 60"
-    )
+# A run whose processes escape in every way a process can: the command is forked by the shell
+# (a list, so no exec), and it starts a grandchild that ignores SIGTERM, one that leaves the
+# session (setsid), and one that clears its environment (found only through its group).
+ESCAPING_TREE = WRITE_PID + """
+import signal, subprocess, sys, time
+pids = sys.argv[1]
+def spawn(name, body, **kw):
+    code = WRITE_PID_SRC + body.replace("PIDFILE", repr(pids + "/" + name))
+    return subprocess.Popen([sys.executable, "-c", code], **kw)
+WRITE_PID_SRC = (
+    "import os, signal, time\\n"
+    "def write_pid(path):\\n"
+    "    with open(path + '.tmp', 'w') as f:\\n"
+    "        f.write(str(os.getpid()))\\n"
+    "    os.rename(path + '.tmp', path)\\n")
+spawn("stubborn", "signal.signal(signal.SIGTERM, signal.SIG_IGN)\\nwrite_pid(PIDFILE)\\n"
+      "time.sleep(120)\\n")
+spawn("bare", "write_pid(PIDFILE)\\ntime.sleep(120)\\n", env={})
+if os.fork() == 0:
+    os.setsid()
+    write_pid(pids + "/daemon")
+    time.sleep(120)
+    os._exit(0)
+write_pid(pids + "/command")
+time.sleep(120)
+"""
+
+KINDS = ("command", "stubborn", "bare", "daemon")
+
+
+def orchestrate(
+    tmp_path: Path, run_id: str, pdeathsig: str = "setpriv"
+) -> tuple[subprocess.Popen[bytes], dict[str, int]]:
+    """A real orchestrator process running the escaping tree; returns it and the tree's pids."""
+    (tmp_path / "tree.py").write_text(ESCAPING_TREE)
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    command = f"{PY} tree.py {pids}; echo unreachable"
     orchestrator = f"""
         import sys
         sys.path.insert(0, {SRC!r})
         from pathlib import Path
-        from autoresearch import runner
+        from autoresearch import lifeline
         from autoresearch.runner import RunSpec, run_command
-        if {mechanism == "preexec"!r}:
-            runner._setpriv = lambda: None  # exercise the ctypes prctl fallback
-        elif runner._setpriv() is None:
-            sys.exit(3)
+        if {pdeathsig!r} != "setpriv":
+            lifeline._setpriv = lambda: None  # the ctypes prctl fallback
+        if {pdeathsig!r} == "none":
+            lifeline._PRCTL = None  # no parent-death signal at all (macOS): the watchdog alone
         run_command(RunSpec({command!r}, Path({str(tmp_path)!r}), Path({str(tmp_path)!r}) / "run.log",
-                            timeout_s=60, budget_s=60, run_id={prefix + "1"!r}))
+                            timeout_s=120, budget_s=120, run_id={run_id!r}))
         """
     proc = subprocess.Popen([PY, "-c", textwrap.dedent(orchestrator)])
     try:
-        end = time.monotonic() + 10
-        while not (tmp_path / "direct.pid").exists() and proc.poll() is None:
-            assert time.monotonic() < end
-            time.sleep(0.01)
-        if proc.poll() == 3:
-            pytest.skip("no setpriv with --pdeathsig here")
-        direct = wait_file(tmp_path / "direct.pid")
-        grandchild = wait_file(gc_pid)
+        found = {kind: wait_file(pids / kind, within_s=30) for kind in KINDS}
+    except BaseException:
         proc.kill()
         proc.wait()
-        assert wait_dead(direct)
-        assert not is_dead(grandchild)
-        assert kill_leftovers(prefix, grace_s=0.5) >= 1
-        assert wait_dead(grandchild)
+        raise
+    return proc, found
+
+
+def watchdog_of(pid: int) -> int:
+    end = time.monotonic() + 10
+    while time.monotonic() < end:
+        for child in psutil.Process(pid).children():
+            if "autoresearch.watchdog" in " ".join(child.cmdline()):
+                return child.pid
+        time.sleep(0.02)
+    raise AssertionError("no watchdog")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("pdeathsig", ["setpriv", "preexec", "none"])
+def test_the_whole_tree_dies_with_a_sigkilled_orchestrator(
+    tmp_path: Path, prefix: str, pdeathsig: str
+) -> None:
+    # Before the watchdog only the shell had the parent-death signal (dash forks the command):
+    # the command and every grandchild kept running until a resume of the same tag.
+    proc, found = orchestrate(tmp_path, prefix + "1", pdeathsig)
+    proc.kill()
+    proc.wait()
+    survivors = {kind: pid for kind, pid in found.items() if not wait_dead(pid, within_s=8)}
+    assert survivors == {}
+
+
+@pytest.mark.slow
+def test_a_resume_kills_what_survived_the_orchestrator_and_its_watchdog(
+    tmp_path: Path, prefix: str
+) -> None:
+    proc, found = orchestrate(tmp_path, prefix + "1")
+    os.kill(watchdog_of(proc.pid), signal.SIGKILL)
+    proc.kill()
+    proc.wait()
+    try:
+        assert not is_dead(found["daemon"]) and not is_dead(found["stubborn"])
+        # The next session finds them by the dead owner in their environment, whatever their tag.
+        assert kill_leftovers(prefix + "other-tag-", grace_s=0.5, orphans_of=prefix) >= 3
+        for kind in ("command", "stubborn", "daemon"):
+            assert wait_dead(found[kind]), kind
     finally:
-        proc.kill()
-        proc.wait()
+        # A process that cleared its environment is beyond reach once its group's leader is
+        # gone and no one who knew the group is left (the README says so).
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(found["bare"], signal.SIGKILL)
+
+
+def test_orphans_are_killed_and_live_sessions_runs_are_not(prefix: str) -> None:
+    dead = subprocess.run([PY, "-c", "from autoresearch.process_tree import owner_token; "
+                           "print(owner_token())"], capture_output=True, text=True, check=True,
+                          env={**os.environ, "PYTHONPATH": SRC})
+    dead_owner = dead.stdout.strip()
+    sleeper = [PY, "-c", "import time; time.sleep(60)"]
+    env = dict(os.environ)
+    orphan = subprocess.Popen(sleeper, start_new_session=True, env={
+        **env, runner.RUN_ID_ENV: prefix + "a-1", OWNER_ENV: dead_owner})
+    live = subprocess.Popen(sleeper, start_new_session=True, env={
+        **env, runner.RUN_ID_ENV: prefix + "b-1", OWNER_ENV: owner_token()})
+    unmarked = subprocess.Popen(sleeper, start_new_session=True, env={
+        **env, runner.RUN_ID_ENV: prefix + "c-1"})  # an older version: no owner to judge by
+    try:
+        time.sleep(0.2)  # let them exec so their environment is visible
+        assert kill_orphans(prefix, grace_s=0.5) == 1
+        assert orphan.wait(timeout=5) == -signal.SIGTERM
+        assert live.poll() is None and unmarked.poll() is None
+    finally:
+        for p in (orphan, live, unmarked):
+            p.kill()
+            p.wait()
 
 
 def test_harness_overhead_is_small(tmp_path: Path) -> None:

@@ -1,8 +1,9 @@
-"""The session in-process, through its seams: the executor decides where candidates run, the
-ledger sees refs before verdicts, the display sees the new best, fingerprints are compared.
+"""The session in-process, through its seams: the executor makes every run (from a request, as
+data), the ledger sees refs before verdicts, the display sees the new best, fingerprints are
+compared.
 
-Real git repositories and real verify subprocesses; only the seams are swapped, the way a worker
-pool (executor) or an embedding program (display) would swap them.
+Real git repositories and real verify subprocesses; only the seams are swapped, the way a remote
+executor (a cluster) or an embedding program (display) would swap them.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import io
 import json
 import textwrap
-from contextlib import AbstractContextManager
+from concurrent.futures import Future
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -18,54 +19,34 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from autoresearch import gitops, loop
+from autoresearch import gitops, scheduler
 from autoresearch.config import CONFIG_NAME, load_config
 from autoresearch.display import Display
-from autoresearch.executor import InlineExecutor, Measurement, Slot
-from autoresearch.runner import RunOutcome
+from autoresearch.executor import LocalExecutor, Measurement, RunRequest
 from autoresearch.session import Session, SessionStopped
 from tests.conftest import git
 from tests.support.scripted_proposer import ScriptedProposer
 
 
 class RecordingExecutor:
-    """An inline executor whose one slot lives elsewhere, and which logs every call."""
+    """The local executor, logging every request it is given."""
 
-    def __init__(self, session_config: Any, worktree: Path) -> None:
-        self.inner = InlineExecutor(session_config, worktree, name="w0")
-        self.calls: list[tuple[str, str]] = []
-        self.guard_dirs: list[Path] = []
+    def __init__(self, session_config: Any) -> None:
+        self.inner = LocalExecutor(session_config)
+        self.requests: list[RunRequest] = []
+        self.closed = False
 
-    def prepare(self, root: Path, tip: str) -> None:
-        self.calls.append(("prepare", tip))
-        self.inner.prepare(root, tip)
+    def submit(self, request: RunRequest) -> Future[Measurement]:
+        self.requests.append(request)
+        done: Future[Measurement] = Future()
+        done.set_result(self.measure(request))
+        return done
 
-    def lease(self) -> AbstractContextManager[Slot]:
-        self.calls.append(("lease", ""))
-        return self.inner.lease()
-
-    def reset(self, slot: Slot, commit: str) -> None:
-        self.calls.append(("reset", commit))
-        self.inner.reset(slot, commit)
-
-    def measure(self, commit: str, *, role: str, log_path: Path, run_id: str,
-                slot: Slot | None = None) -> Measurement:
-        self.calls.append(("measure", commit))
-        assert slot is not None and slot.worktree == self.inner.worktree
-        return self.inner.measure(commit, role=role, log_path=log_path, run_id=run_id, slot=slot)
-
-    def run_guard(self, slot: Slot, command: str, *, log_path: Path, timeout_s: float,
-                  run_id: str) -> RunOutcome:
-        self.calls.append(("guard", command))
-        self.guard_dirs.append(slot.worktree)
-        return self.inner.run_guard(slot, command, log_path=log_path, timeout_s=timeout_s,
-                                    run_id=run_id)
-
-    def log_tail(self, path: Path, max_bytes: int = 8192) -> str:
-        return self.inner.log_tail(path, max_bytes)
+    def measure(self, request: RunRequest) -> Measurement:
+        return self.inner.run(request)
 
     def close(self) -> None:
-        self.calls.append(("close", ""))
+        self.closed = True
 
 
 def scripted(repo: Path, items: list[dict[str, Any]], extra: str = "") -> None:
@@ -89,38 +70,38 @@ def open_session(repo: Path, **kw: Any) -> tuple[Session, io.StringIO]:
     return session, out
 
 
-def test_the_executor_owns_every_worktree_a_candidate_touches(toy_repo: Path,
-                                                              tmp_path: Path) -> None:
+def test_the_executor_makes_every_run_from_a_request(toy_repo: Path) -> None:
     scripted(toy_repo, [
         {"hypothesis": "better", "edits": {"target.py": "X = 6.0\n"}},
         {"hypothesis": "worse", "edits": {"target.py": "X = 1.0\n"}},
         {"hypothesis": "evaluation", "edits": {"score.py": "print('score: 0')\n"}},
         {"hypothesis": "crash", "edits": {"target.py": "X = 6.5\nCRASH = True\n"}},
     ], extra='\n[[guards]]\nname = "here"\ncommand = "pwd > ../guard-cwd.txt"\n')
-    config = load_config(toy_repo / CONFIG_NAME)
-    slot_dir = tmp_path / "pool" / "w0"
-    executor = RecordingExecutor(config, slot_dir)
+    executor = RecordingExecutor(load_config(toy_repo / CONFIG_NAME))
     session, _ = open_session(toy_repo, executor=executor)
     try:
-        loop.run(session, loop.Limits(iterations=5))
+        scheduler.run(session, scheduler.Limits(iterations=5))
     finally:
         session.close()
-    assert [e.status for e in session.history] == ["keep", "keep", "discard", "rejected", "crash"]
-    # Nothing ran in the inline executor's place: the session worktree was never created.
-    assert not session.paths.worktree.exists()
-    assert all(e.worker == "w0" for e in session.history)
-    kinds = [k for k, _ in executor.calls]
-    assert kinds[0] == "prepare" and kinds[-1] == "close"
-    assert kinds.count("lease") == 1 + 5  # the open, then one per experiment
-    assert kinds.count("measure") >= 2 + 3
-    # Every non-keep went back to the incumbent through the executor (a reset each).
+    history = session.history.experiments
+    assert [e.status for e in history] == ["keep", "keep", "discard", "rejected", "crash"]
+    assert executor.closed and all(e.worker == "slot-1" for e in history)
+    slot = session.slots.all[0].worktree
+    # Every run the ledger holds was a request: its commit, role and seed travel as data.
+    runs = sorted((r for rs in session.history.runs.values() for r in rs), key=lambda r: r.id)
+    verify = [q for q in executor.requests if not q.is_guard]
+    assert [(q.commit, q.role) for q in verify] == [(r.commit_sha, r.role) for r in runs]
+    assert all(q.worktree == slot and q.seed is not None for q in verify)
+    # Each run of the base commit (2 baseline repeats, 3 in the headline) has its own seed.
+    base_runs = [q for q in verify if q.commit == session.row.base_commit]
+    assert len(base_runs) == 5 and len({q.seed for q in base_runs}) == 5
+    # The guard ran once, in the slot, on the kept candidate; the slot ended on the incumbent.
     incumbent = git(toy_repo, "rev-parse", "autoresearch/t")
-    assert [c for k, c in executor.calls if k == "reset"][-3:] == [incumbent] * 3
-    # The guard ran in the candidate's slot, and the slot ended on the incumbent, clean.
-    assert executor.guard_dirs == [slot_dir]
-    assert (tmp_path / "pool" / "guard-cwd.txt").read_text().strip() == str(slot_dir)
-    assert gitops.read_head(slot_dir) == incumbent
-    assert gitops.changed_paths(slot_dir) == []
+    (guard,) = [q for q in executor.requests if q.is_guard]
+    assert guard.worktree == slot and guard.commit == incumbent
+    assert (slot.parent / "guard-cwd.txt").read_text().strip() == str(slot)
+    assert gitops.read_head(slot) == incumbent
+    assert gitops.changed_paths(slot) == []
 
 
 def test_the_discard_ref_exists_before_the_ledger_records_the_verdict(toy_repo: Path) -> None:
@@ -128,19 +109,19 @@ def test_the_discard_ref_exists_before_the_ledger_records_the_verdict(toy_repo: 
                         {"hypothesis": "crash", "edits": {"target.py": "X = 5\nCRASH = True\n"}}])
     session, _ = open_session(toy_repo)
     seen: dict[str, bool] = {}
-    record = session.ledger.update_experiment
+    record = session.ledger.finish_experiment
 
     def spy(exp_id: str, **fields: Any) -> None:
         if fields.get("status") in ("discard", "crash"):
             seen[exp_id] = gitops.ref_exists(toy_repo, session.paths.discarded_ref(exp_id))
         record(exp_id, **fields)
 
-    session.ledger.update_experiment = spy  # type: ignore[method-assign]
+    session.ledger.finish_experiment = spy  # type: ignore[method-assign]
     try:
-        loop.run(session, loop.Limits(iterations=3))
+        scheduler.run(session, scheduler.Limits(iterations=3))
     finally:
         session.close()
-    assert [e.status for e in session.history] == ["keep", "discard", "crash"]
+    assert [e.status for e in session.history.experiments] == ["keep", "discard", "crash"]
     assert seen == {"t-0002": True, "t-0003": True}
 
 
@@ -150,10 +131,10 @@ def test_the_summary_line_shows_the_best_including_the_keep_it_follows(toy_repo:
     scripted(toy_repo, [*worse, {"hypothesis": "the optimum", "edits": {"target.py": "X = 7.0\n"}}])
     session, out = open_session(toy_repo)
     try:
-        loop.run(session, loop.Limits(iterations=10))
+        scheduler.run(session, scheduler.Limits(iterations=10))
     finally:
         session.close()
-    assert [e.status for e in session.history][-1] == "keep"
+    assert [e.status for e in session.history.experiments][-1] == "keep"
     text = " ".join(out.getvalue().split())
     summaries = [part for part in text.split("— ")[1:] if "10 experiments" in part]
     assert len(summaries) == 1, out.getvalue()
@@ -165,10 +146,9 @@ def test_the_summary_line_shows_the_best_including_the_keep_it_follows(toy_repo:
 class MovedMachine(RecordingExecutor):
     """Measurements from the third on come from a machine with more CPUs."""
 
-    def measure(self, commit: str, *, role: str, log_path: Path, run_id: str,
-                slot: Slot | None = None) -> Measurement:
-        m = super().measure(commit, role=role, log_path=log_path, run_id=run_id, slot=slot)
-        if sum(1 for k, _ in self.calls if k == "measure") < 3:
+    def measure(self, request: RunRequest) -> Measurement:
+        m = super().measure(request)
+        if len(self.requests) < 3:
             return m
         fingerprint = {**m.fingerprint, "cpu_count": 64}
         return replace(m, fingerprint=fingerprint, fingerprint_key="elsewhere")
@@ -178,10 +158,10 @@ def test_a_fingerprint_change_mid_session_names_what_differs(toy_repo: Path,
                                                              tmp_path: Path) -> None:
     scripted(toy_repo, [{"hypothesis": "better", "edits": {"target.py": "X = 6.0\n"}}])
     config = load_config(toy_repo / CONFIG_NAME)
-    session, _ = open_session(toy_repo, executor=MovedMachine(config, tmp_path / "w0"))
+    session, _ = open_session(toy_repo, executor=MovedMachine(config))
     try:
         with pytest.raises(SessionStopped) as stopped:
-            loop.run(session, loop.Limits(iterations=3))
+            scheduler.run(session, scheduler.Limits(iterations=3))
     finally:
         session.close()
     assert stopped.value.exit_code == 3
@@ -189,20 +169,89 @@ def test_a_fingerprint_change_mid_session_names_what_differs(toy_repo: Path,
     assert cpus is not None
     assert f"cpu_count: {cpus['cpu_count']} -> 64" in stopped.value.reason
     # The experiment is closed (not left running) and the foreign run is recorded.
-    exp = session.history[-1]
+    exp = session.history.experiments[-1]
     assert exp.status == "interrupted" and "fingerprint changed" in exp.decision_reason
-    assert [r.fingerprint_key for r in session.runs[exp.id]] == ["elsewhere"]
+    assert [r.fingerprint_key for r in session.history.runs[exp.id]] == ["elsewhere"]
 
 
-def test_given_proposer_and_default_executor_are_the_inline_session_worktree(
+def test_given_proposer_and_default_executor_use_the_session_worktree(
         toy_repo: Path) -> None:
     scripted(toy_repo, [{"hypothesis": "better", "edits": {"target.py": "X = 6.0\n"}}])
     config = load_config(toy_repo / CONFIG_NAME)
     proposer = ScriptedProposer(config, config.proposer.options)
     session, _ = open_session(toy_repo, proposer=proposer)
     try:
-        loop.run(session, loop.Limits(iterations=2))
+        scheduler.run(session, scheduler.Limits(iterations=2))
     finally:
         session.close()
-    assert [e.worker for e in session.history] == ["inline", "inline"]
+    assert [e.worker for e in session.history.experiments] == ["slot-1", "slot-1"]
     assert gitops.read_head(session.paths.worktree) == git(toy_repo, "rev-parse", "autoresearch/t")
+
+
+class ControlEveryOther:
+    """The shipped rule, but asking for a control run of the incumbent every 2 candidate runs
+    (the cadence a policy sets); it records the evidence it was given."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.seen: list[Any] = []
+
+    def step(self, evidence: Any) -> Any:
+        self.seen.append(evidence)
+        return self.inner.step(evidence)
+
+    def control_due(self, runs_since_control: int) -> bool:
+        return runs_since_control >= 2
+
+
+def test_the_incumbent_is_re_measured_as_a_control_arm_when_the_policy_says(
+        toy_repo: Path) -> None:
+    scripted(toy_repo, [{"hypothesis": f"worse {i}", "edits": {"target.py": f"X = {i}.0\n"}}
+                        for i in range(-1, 3)])
+    session, _ = open_session(toy_repo)
+    policy = ControlEveryOther(session.policy)
+    session.policy = policy
+    try:
+        scheduler.run(session, scheduler.Limits(iterations=5))
+    finally:
+        session.close()
+    base = session.row.base_commit
+    runs = [r for rs in session.history.runs.values() for r in rs]
+    runs.sort(key=lambda r: r.id)
+    roles = [r.role for r in runs if r.experiment_id != "t-0001"]
+    # After the baseline's 2 runs, 4 candidates: the 3rd comes after 2 candidate runs without
+    # a run of the incumbent, so a control run of it goes first, in the same slot.
+    assert roles == ["candidate", "candidate", "control", "candidate", "candidate"], roles
+    controls = [r for r in runs if r.role == "control"]
+    assert {r.commit_sha for r in controls} == {base}
+    # The policy saw the control runs as the incumbent's evidence, with their start times.
+    last = policy.seen[-1]
+    assert len(last.incumbent) == 2 + 1
+    assert [o.at for o in last.incumbent] == sorted(o.at for o in last.incumbent)
+    assert last.incumbent[-1].at == max(r.started_at for r in controls)
+
+
+def test_a_remote_backend_is_a_new_executor_the_candidate_travels_as_a_bundle(
+        toy_repo: Path, tmp_path: Path) -> None:
+    from tests.support.bundle_executor import BundleExecutor
+
+    scripted(toy_repo, [{"hypothesis": "better", "edits": {"target.py": "X = 6.0\n"}},
+                        {"hypothesis": "worse", "edits": {"target.py": "X = 1.0\n"}},
+                        {"hypothesis": "crash", "edits": {"target.py": "X = 5\nCRASH = True\n"}}])
+    config = load_config(toy_repo / CONFIG_NAME)
+    remote = tmp_path / "elsewhere"
+    session, _ = open_session(toy_repo, executor=BundleExecutor(config, toy_repo, remote))
+    try:
+        scheduler.run(session, scheduler.Limits(iterations=4))
+    finally:
+        session.close()
+    assert [e.status for e in session.history.experiments] == ["keep", "keep", "discard", "crash"]
+    # Every measured commit was shipped and checked out in the other clone; the logs came back.
+    measured = {r.commit_sha for rs in session.history.runs.values() for r in rs}
+    executor = session.executor
+    assert isinstance(executor, BundleExecutor) and measured <= set(executor.shipped)
+    assert gitops.read_head(remote / "clone") in measured
+    for rs in session.history.runs.values():
+        assert all(Path(r.log_path or "").is_file() for r in rs)
+    # Nothing was left behind in the session's repository by the shipping.
+    assert git(toy_repo, "for-each-ref", "refs/autoresearch/bundle") == ""

@@ -7,7 +7,9 @@ protected file inside the scope, a knob that can't be found), else 1.
 
 from __future__ import annotations
 
+import difflib
 import math
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -16,14 +18,18 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from autoresearch import gitops
-from autoresearch.config import CONFIG_NAME, Config, load_config
+from autoresearch import gitops, resources, shared_paths
+from autoresearch.config import CONFIG_NAME, STATE_DIR, Config, load_config
 from autoresearch.errors import AutoresearchError, ConfigError, LedgerEmptyError
-from autoresearch.executor import classify
-from autoresearch.metrics import format_metric_help
+from autoresearch.executor import LocalExecutor, RunRequest
+from autoresearch.metric_discovery import Candidate, candidates, likely_objective, source_line
+from autoresearch.metrics import format_metric_help, parse_metrics
 from autoresearch.readiness import check_preconditions, proposer_readiness
-from autoresearch.runner import RunSpec, log_tail, run_command
+from autoresearch.results_tsv import memory_advice
+from autoresearch.runner import log_tail
+from autoresearch.slots import plan_resources
 from autoresearch.statuses import happened
+from autoresearch.timeouts import describe, needed_timeout
 
 
 class Problem(str):
@@ -36,6 +42,7 @@ class Problem(str):
         problem = cls(error.render())
         problem.exit_code = 2 if isinstance(error, ConfigError) else 1
         return problem
+
 
 
 def exit_code(problems: list[str]) -> int:
@@ -63,7 +70,7 @@ def run_checkup(root: Path, console: Console) -> list[str]:
     problems += _check_proposer(root, config, console)
     if gitops.head_commit(root) is None:
         return problems
-    problems += _dry_run(root, config, console)
+    problems += _dry_run(root, config, console, problems)
     if problems:
         console.print(f"[red]{len(problems)} problem(s) found[/]")
     else:
@@ -121,12 +128,8 @@ def _check_proposer(root: Path, config: Config, console: Console) -> list[str]:
     return []
 
 
-def _report_needs(config: Config, duration_s: float, log: Path, console: Console) -> None:
+def _report_needs(config: Config, duration_s: float, text: str, console: Console) -> None:
     """What the dry run says about the timeout and results.tsv's memory column."""
-    from autoresearch.metrics import parse_metrics
-    from autoresearch.results_tsv import memory_advice
-    from autoresearch.timeouts import describe, needed_timeout
-
     verify = config.verify
     overhead = duration_s - verify.budget_seconds
     if overhead > 0:
@@ -142,55 +145,165 @@ def _report_needs(config: Config, duration_s: float, log: Path, console: Console
                       f"where this run needed {overhead:.0f} s, and a busy machine several times "
                       f"more: raise it to {needed:.0f} or remove it (the timeout is then sized "
                       "from the baseline's runs)")
-    printed = parse_metrics(log.read_text(encoding="utf-8", errors="replace"),
-                            config.metric.format, config.metric.patterns or None)
+    printed = parse_metrics(text, config.metric.format, config.metric.patterns or None)
     advice = memory_advice(printed, config.recorded_metrics(), config.metric.memory)
     if advice:
         console.print(f"[yellow]![/] {escape(advice)}")
 
 
-def _dry_run(root: Path, config: Config, console: Console) -> list[str]:
+def _dry_run(root: Path, config: Config, console: Console, reported: list[str]) -> list[str]:
+    """One run of the verify command at HEAD, made by the same executor `run` uses, with the
+    share and the resources slot-1 of a session gets."""
     problems: list[str] = []
+    threads = resources.effective(resources.plan_threads(config.run), config.verify.env)
+    workers = config.run.workers
+    shares = plan_resources(config.run, workers, threads)
+    console.print(f"[green]✓[/] {escape(threads.describe())}"
+                  + ("; set \\[run] threads to choose" if threads.why.startswith("auto") else ""))
+    console.print(f"[green]✓[/] {workers} worker{'s' * (workers > 1)}: " + "; ".join(
+        f"slot-{i + 1} {escape(r.describe())}" for i, r in enumerate(shares)))
     with tempfile.TemporaryDirectory(prefix="autoresearch-check-") as tmp:
         worktree = Path(tmp) / "wt"
-        gitops.git(root, "worktree", "add", "--detach", "--force", str(worktree), "HEAD")
+        head = gitops.rev_parse(root, "HEAD")
+        gitops.ensure_detached_worktree(root, worktree, head)
         try:
+            shared = _share(root, config, worktree, console, reported, problems)
             log = Path(tmp) / "check.log"
             console.print(f"… running `{escape(config.verify.command)}` once "
-                          f"(budget {config.verify.budget_seconds:g} s)")
-            outcome = run_command(RunSpec(
-                command=config.verify.expanded_command(), cwd=worktree, log_path=log,
-                timeout_s=config.verify.timeout, budget_s=config.verify.budget_seconds,
-                env=dict(config.verify.env), run_id=f"ar-check-{Path(tmp).name}",
-            ))
-            status, reason, objective, metrics = classify(
-                config, outcome.exit_code, outcome.timed_out, outcome.interrupted, log)
+                          f"(budget {config.verify.budget_seconds:g} s, as slot-1 runs it)")
+            m = LocalExecutor(config).run(RunRequest(  # the share is linked and checked here
+                commit=head, worktree=worktree, role="check", log_path=log,
+                run_id=f"ar-check-{Path(tmp).name}", seed=0, resources=shares[0]))
+            status, reason, objective, metrics = m.status, m.reason, m.objective, m.metrics
+            text = log.read_text(encoding="utf-8", errors="replace") if log.exists() else ""
+            kept = _keep_log(root, log)
             if status != "ok":
                 problems.append(f"the verify command {happened(status)}: {reason}")
                 console.print(f"[red]✗[/] verify command {status}: {escape(reason)}")
-                if config.metric.name not in metrics:
-                    console.print("    expected: " + escape(format_metric_help(
-                        config.metric.format, config.metric.name,
-                        config.metric.patterns.get(config.metric.name))))
                 console.print(Text(log_tail(log, 2000), style="dim"))
+                console.print(f"    the whole output: {kept}")
+                _explain_failure(root, config, console, text, worktree,
+                                 metrics if m.exit_code == 0 else None)
             else:
-                console.print(f"[green]✓[/] verify command ran in {outcome.duration_s:.1f} s")
-                _report_needs(config, outcome.duration_s, log, console)
-            table = Table("metric", "value", "role")
-            for name in config.recorded_metrics():
-                value = metrics.get(name)
-                role = ("objective" if name == config.metric.name else
-                        "held-out" if name in config.metric.heldout else "recorded")
-                shown = "[red]missing[/]" if value is None else f"{value:.6g}"
-                table.add_row(name, shown, role)
-                if value is None and name != config.metric.name:
-                    problems.append(f"metric {name} is not in the output")
-                elif value is not None and not math.isfinite(value):
-                    problems.append(f"metric {name} is {value}")
-            console.print(table)
-            if objective is not None and outcome.duration_s > config.verify.budget_seconds * 1.5 + 30:
+                console.print(f"[green]✓[/] verify command ran in {m.duration_s:.1f} s")
+                _report_needs(config, m.duration_s, text, console)
+            problems += _metrics_table(config, console, text, metrics)
+            if objective is not None and m.duration_s > config.verify.budget_seconds * 1.5 + 30:
                 console.print("[yellow]![/] the run took much longer than its budget: does the "
                               "command honour AUTORESEARCH_TIME_BUDGET?")
+            if shared.changed():
+                problems.append("the run changed shared data: " + ", ".join(shared.changed()))
+                console.print(f"[red]✗[/] the run wrote to shared files (your checkout's own): "
+                              f"{escape(', '.join(shared.changed()))}")
         finally:
             gitops.remove_worktree(root, worktree)
+    return problems
+
+
+def _share(root: Path, config: Config, worktree: Path, console: Console, reported: list[str],
+           problems: list[str]) -> shared_paths.SharedData:
+    """Link `[verify] share` into the dry run's worktree, as every session worktree gets it."""
+    try:
+        shared = shared_paths.collect(root, config)
+    except AutoresearchError as exc:
+        problem = Problem.of(exc)
+        if problem not in reported:  # the preconditions may have said it already
+            console.print(f"[red]✗[/] {escape(exc.render())}")
+            problems.append(problem)
+        return shared_paths.SharedData()
+    shared.link(worktree)
+    if shared:
+        console.print(f"[green]✓[/] {len(shared)} shared file(s) linked from your checkout: "
+                      + escape(", ".join(f.path for f in shared.files[:8]))
+                      + (" …" if len(shared) > 8 else ""))
+    return shared
+
+
+def _keep_log(root: Path, log: Path) -> Path:
+    """Keep the dry run's output where `init --from-log` can read it: .autoresearch/check.log."""
+    state = root / STATE_DIR
+    state.mkdir(exist_ok=True)
+    ignore = state / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text("# autoresearch state: never committed\n*\n")
+    kept = state / "check.log"
+    if log.exists():
+        shutil.copyfile(log, kept)
+    else:
+        kept.write_text("")
+    return kept.relative_to(root)
+
+
+def _explain_failure(root: Path, config: Config, console: Console, text: str, worktree: Path,
+                     metrics: dict[str, float] | None) -> None:
+    """Say what to change when the failure has a known cause: data the worktree lacks, or a
+    metric printed in a shape the config does not read (`metrics` when the command exited 0:
+    a command that failed was not expected to print its metric)."""
+    hint = shared_paths.suggest_share(root, config, text, worktree)
+    if hint is not None:
+        shown = ", ".join(hint.files[:6]) + (" …" if len(hint.files) > 6 else "")
+        why = ("but git ignores it" if hint.ignored else
+               "but it is not committed (commit it if it belongs in the repository; to share "
+               f"it instead, add {hint.missing} to .gitignore and commit that)")
+        console.print(
+            f"[yellow]→[/] the command failed on {escape(hint.missing)}: your checkout has it, "
+            f"{escape(why)}, so the worktree experiments run in does not. Bring it into every "
+            "worktree: in autoresearch.toml, under \\[verify], add")
+        console.print(f"    {escape(hint.line)}", soft_wrap=True)  # copied as is: never wrapped
+        console.print(f"  (links {len(hint.files)} file(s): {escape(shown)}; see \"Data git does "
+                      "not track\" in the README)")
+    if metrics is not None and config.metric.name not in metrics:
+        metric = config.metric
+        console.print("    " + escape(format_metric_help(
+            metric.format, metric.name, metric.patterns.get(metric.name))).replace(
+                "expected", f"{metric.format} format: expected", 1))
+        _suggest_metric(config, console, text)
+
+
+def _suggest_metric(config: Config, console: Console, text: str) -> None:
+    """The numbers the output printed last, and the [metric] lines that read the likeliest."""
+    found = candidates(text)
+    if not found:
+        return
+    table = Table("name", "value", "format", "printed as", title="the numbers the command "
+                  "printed last", title_justify="left")
+    for c in found:
+        table.add_row(c.name, f"{c.value:g}", c.format, escape(c.line))
+    console.print(table)
+    best = _closest(config.metric.name, found)
+    console.print(f"[yellow]→[/] to make {escape(best.name)} the objective, set under \\[metric] "
+                  "in autoresearch.toml:")
+    for line in best.toml_lines():
+        console.print(f"    {escape(line)}", soft_wrap=True)  # copied as is: never wrapped
+    console.print("  (the whole output is in .autoresearch/check.log: `autoresearch init "
+                  "--from-log` reads it too)")
+
+
+def _closest(name: str, found: list[Candidate]) -> Candidate:
+    """The candidate the config most likely meant: the nearest name, else the likeliest
+    objective (a validation loss or accuracy first)."""
+    near = difflib.get_close_matches(name, [c.name for c in found], n=1, cutoff=0.5)
+    if near:
+        return next(c for c in found if c.name == near[0])
+    return likely_objective(found)
+
+
+def _metrics_table(config: Config, console: Console, text: str,
+                   metrics: dict[str, float]) -> list[str]:
+    """Each recorded metric's parsed value, and the line it was read from."""
+    problems: list[str] = []
+    table = Table("metric", "value", "role", "read from")
+    for name in config.recorded_metrics():
+        value = metrics.get(name)
+        role = ("objective" if name == config.metric.name else
+                "held-out" if name in config.metric.heldout else "recorded")
+        shown = "[red]missing[/]" if value is None else f"{value:.6g}"
+        line = None if value is None else source_line(
+            text, config.metric.format, name, config.metric.patterns.get(name))
+        table.add_row(name, shown, role, escape(line or ""))
+        if value is None and name != config.metric.name:
+            problems.append(f"metric {name} is not in the output")
+        elif value is not None and not math.isfinite(value):
+            problems.append(f"metric {name} is {value}")
+    console.print(table)
     return problems

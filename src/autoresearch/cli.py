@@ -89,6 +89,12 @@ def init(
     protected: Annotated[list[str] | None, typer.Option(help="Glob that must never change (repeat).")] = None,
     budget: Annotated[float | None, typer.Option(help="Fixed budget per run, seconds.")] = None,
     metric_format: Annotated[str | None, typer.Option("--format", help="kv | metric-line | json | regex")] = None,
+    pattern: Annotated[str | None, typer.Option(help=(
+        "Regex for the objective, one group capturing the number (implies --format regex).")
+        )] = None,
+    from_log: Annotated[Path | None, typer.Option("--from-log", help=(
+        "A file holding the command's output: list the numbers it printed last and take the "
+        "objective from them (with --metric NAME when not on a terminal)."))] = None,
     force: Annotated[bool, typer.Option(help="Overwrite existing files.")] = False,
     commit: Annotated[bool, typer.Option(help="Commit the written files.")] = False,
 ) -> None:
@@ -97,12 +103,15 @@ def init(
 
     root = _root(repo)
     answers = Answers(metric=metric, direction=direction, command=command, scope=scope,
-                      protected=protected, budget=budget, metric_format=metric_format)
+                      protected=protected, budget=budget, metric_format=metric_format,
+                      pattern=pattern, from_log=from_log)
     written = scaffold(root, answers, template=template, force=force,
-                       interactive=sys.stdin.isatty() and sys.stdout.isatty(), commit=commit)
+                       interactive=sys.stdin.isatty() and sys.stdout.isatty(), commit=commit,
+                       console=console)
     for path in written:
         console.print(f"wrote {path.relative_to(root)}")
-    console.print("next: review autoresearch.toml, then `autoresearch check` and `autoresearch run`"
+    me = launcher_command()
+    console.print(f"next: review autoresearch.toml, then `{me} check` and `{me} run`"
                   + ("" if commit else " (commit the new files first)"))
 
 
@@ -141,56 +150,73 @@ def run(
         "a resumed run completes the same N."))] = None,
     until: Annotated[str | None, typer.Option(help="Stop starting experiments after this long "
                                               "(8h, 90m).")] = None,
+    workers: Annotated[int | None, typer.Option("--workers", "-w", min=1, max=64, help=(
+        "Experiments in flight at once, each in its own worktree slot (default: [run] workers, "
+        "1)."))] = None,
 ) -> None:
     """Start or resume a session: baseline first, then the loop."""
     root = _root(repo)
-    code = run_session(root, tag, iterations, parse_duration(until) if until else None)
+    code = run_session(root, tag, iterations, parse_duration(until) if until else None,
+                       workers=workers)
     if code:
         raise typer.Exit(code)
 
 
 def run_session(root: Path, tag: str | None, iterations: int | None,
-                until_s: float | None) -> int:
+                until_s: float | None, workers: int | None = None) -> int:
     """Open (or resume) a session, loop until a limit, print the summary; returns an exit code."""
-    from autoresearch import loop
-    from autoresearch.display import make_display
-    from autoresearch.session import Session, SessionStopped, terminate_as_interrupt
+    from autoresearch import scheduler
+    from autoresearch.display import (
+        make_display,
+        print_resources,
+        shorten_readiness,
+        show_failed_log,
+    )
+    from autoresearch.session import Session, SessionStopped
+    from autoresearch.stop_signals import describe_interrupt, stop_signals_as_interrupt
     from autoresearch.views.format import count_key
 
     config = load_config(root / CONFIG_NAME)
     tag_ = resolve_tag(root, tag, must_exist=False)
     display = make_display(console)
-    session = Session(root, config, tag_, display)
+    session = Session(root, config, tag_, display, workers=workers)
     started = time.time()
-    with terminate_as_interrupt():
+    with stop_signals_as_interrupt():  # SIGTERM and SIGHUP stop like Ctrl-C
         session.open()
         # Everything loaded so far lives for the whole session: keep the collector off it, so
         # full collections stay short and don't land in the middle of an experiment.
         gc.freeze()
-        base = session.baseline
+        history = session.history
+        base = history.baseline
         if base is not None:
             display.tally.baseline = base.objective
-            inc = session.incumbent
+            inc = history.incumbent
             display.tally.best = inc.objective if inc else None
-        for e in session.history:
+        for e in history.experiments:
             display.tally.add(count_key(e.kind, e.status))
-        resumed = session.counted()
+        resumed = history.counted()
+        slots = f"; {session.workers} workers" if session.workers > 1 else ""
         console.print(f"session [bold]{tag_}[/] on branch {session.paths.branch}"
-                      + (f" (resuming after {resumed} experiments)" if resumed else "")
+                      + (f" (resuming after {resumed} experiments)" if resumed else "") + slots
                       + f"; {escape(session.proposer_why)}"
-                      + (f"; {escape(session.readiness)}" if session.readiness else ""))
-        limits = loop.effective_limits(config, iterations, until_s, started)
+                      + (f"; {escape(shorten_readiness(session.readiness))}"
+                         if session.readiness else ""))
+        print_resources(console, session, config)
+        limits = scheduler.effective_limits(config, iterations, until_s, started)
         exit_code = 0
         status = "stopped"
         display.start()
         try:
-            reason = loop.run(session, limits)
+            reason = scheduler.run(session, limits)
             status = "finished"
         except SessionStopped as stop:
             reason, exit_code = stop.reason, stop.exit_code
             status = "paused" if exit_code else "finished"
-        except KeyboardInterrupt:
-            reason, exit_code = "interrupted (Ctrl-C); run the same command to resume", 130
+            if exit_code:
+                show_failed_log(console, session)  # why it stopped, in the command's own words
+        except KeyboardInterrupt as exc:
+            reason = f"interrupted ({describe_interrupt(exc)}); run the same command to resume"
+            exit_code = 130
         finally:
             display.stop()
             session.close(status)
@@ -222,21 +248,43 @@ def demo(
 ) -> None:
     """A short research session on the built-in GPT workload, offline, no API key needed."""
     from autoresearch.scaffold import create_demo, prepare_demo_data
-    from autoresearch.session import terminate_as_interrupt
+    from autoresearch.stop_signals import stop_signals_as_interrupt
 
     root = create_demo(directory.resolve(), budget, console)
     refuse_unusable_ledger(root)  # before the data preparation, not after it
     try:
-        with terminate_as_interrupt():
+        with stop_signals_as_interrupt():  # SIGTERM and SIGHUP stop it like Ctrl-C
             prepare_demo_data(root, console)
     except KeyboardInterrupt:
         console.print("[yellow]stopped while preparing the data; run the same command to go "
                       "on[/]")
         raise typer.Exit(130) from None
     code = run_session(root, "demo", iterations, None)
-    console.print(f"explore it: cd {directory} && autoresearch status && autoresearch report")
+    me = launcher_command()
+    console.print(f"explore it: cd {directory} && {me} status && {me} report")
+    activate = Path(sys.executable).parent / "activate"
+    if me != "autoresearch" and activate.is_file():
+        console.print(f"(to type plain `autoresearch` in this shell: source {activate})")
     if code:
         raise typer.Exit(code)
+
+
+def launcher_command() -> str:
+    """How to call this autoresearch from anywhere: `autoresearch` when that is the one on PATH,
+    else its absolute path (after `make demo` it lives in .venv/bin, not on PATH)."""
+    import os
+    import shutil
+
+    mine = Path(sys.argv[0]).resolve() if sys.argv and sys.argv[0] else None
+    on_path = shutil.which("autoresearch")
+    if mine is not None and mine.name == "autoresearch" and mine.is_file():
+        if on_path and Path(on_path).resolve() == mine:
+            return "autoresearch"
+        return os.fspath(mine)
+    candidate = Path(sys.executable).parent / "autoresearch"
+    if on_path and (not candidate.is_file() or Path(on_path).resolve() == candidate.resolve()):
+        return "autoresearch"
+    return os.fspath(candidate) if candidate.is_file() else f"{sys.executable} -m autoresearch"
 
 
 @app.command()
@@ -296,6 +344,10 @@ def _register_optional() -> None:
     except ImportError:
         return
     register(app)
+    # The `review` command lives beside its feature too (review/cli.py).
+    from autoresearch.review.cli import register as register_review
+
+    register_review(app)
 
 
 _register_optional()

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 import sys
 import tomllib
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -62,6 +64,21 @@ class Amount(BaseModel):
         return f"{self.value * 100:g}%" if self.relative else f"{self.value:g}"
 
 
+def share_pattern_problem(pattern: str) -> str | None:
+    """Why a `[verify] share` glob cannot name files of the user's checkout (None when it can)."""
+    text = pattern.strip()
+    if not text:
+        return "an empty pattern"
+    if text.startswith(("/", "~")) or "\\" in text:
+        return "must be relative to the repository, with / between directories"
+    parts = text.removeprefix("./").split("/")
+    if ".." in parts:
+        return "must stay inside the repository (no '..')"
+    if parts[0] in (".git", STATE_DIR):
+        return f"{parts[0]}/ is not a project file"
+    return None
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -72,6 +89,19 @@ class VerifyConfig(_Strict):
     timeout_seconds: float | None = Field(default=None, gt=0)
     env: dict[str, str] = Field(default_factory=dict)
     max_log_mb: float = Field(default=20.0, gt=0)
+    # Git-ignored files of the user's checkout (prepared data, .env) linked into every worktree;
+    # see shared_paths.py.
+    share: list[str] = Field(default_factory=list)
+
+    @field_validator("share")
+    @classmethod
+    def _relative_globs(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            problem = share_pattern_problem(pattern)
+            if problem:
+                raise ValueError(f"share {pattern!r}: {problem}")
+        return patterns
+
     # Measured while a session runs, never read from the file: the most the unchanged code's
     # runs took beyond the budget (startup, evaluation). See autoresearch.timeouts.
     _overhead_s: float | None = PrivateAttr(default=None)
@@ -172,6 +202,16 @@ class DecisionConfig(_Strict):
     max_consecutive_rejections: int = Field(default=10, ge=1)
     stuck_after: int = Field(default=5, ge=1)
     max_repair_attempts: int = Field(default=3, ge=0)
+    # Interleaved (baseline, best) pairs re-measured when a session ends, for a headline with a
+    # confidence interval; 0 turns it off ("auto": 3, see headline.py).
+    headline_pairs: int | Literal["auto"] = "auto"
+
+    @field_validator("headline_pairs")
+    @classmethod
+    def _pairs(cls, v: int | str) -> int | str:
+        if isinstance(v, int) and not 0 <= v <= 50:
+            raise ValueError('headline_pairs must be between 0 and 50 (or "auto")')
+        return v
 
     @field_validator("min_effect", mode="before")
     @classmethod
@@ -212,6 +252,56 @@ class LimitsConfig(_Strict):
     max_usd: float | None = Field(default=None, ge=0)
 
 
+class RunConfig(_Strict):
+    """How a session runs: how many trials at once, each in its own worktree slot, and what
+    each run gets of the machine. `threads`: the thread count every run is given (OMP, MKL,
+    OpenBLAS...; see resources.py); "auto" measures the cores free when the session starts, and
+    with several workers shares them out (slots.py)."""
+
+    threads: int | Literal["auto"] = "auto"
+    workers: int = Field(default=1, ge=1, le=64)
+    # Pin each slot's runs to their own share of the CPUs (so parallel runs do not migrate onto
+    # each other's cores).
+    affinity: bool = False
+    # GPUs handed out one per slot (CUDA_VISIBLE_DEVICES): "auto" = the visible ones when there
+    # are several and several workers; a list names them; [] never sets it.
+    gpus: Literal["auto"] | list[str] = "auto"
+
+    @field_validator("threads")
+    @classmethod
+    def _at_least_one(cls, v: int | str) -> int | str:
+        if isinstance(v, int) and v < 1:
+            raise ValueError('threads must be at least 1 (or "auto")')
+        return v
+
+
+class ReviewConfig(_Strict):
+    """`[review]`: how `autoresearch review` and the in-loop review gate work (docs/review.md)."""
+
+    # "red": a would-be keep with a red finding on its changed lines becomes a discard; "yellow"
+    # blocks on yellow too; "off" (the default) never reviews inside the loop.
+    gate: Literal["off", "red", "yellow"] = "off"
+    # Reviewer names (built-ins or plugins); None lets the scale rule choose by the change's size.
+    reviewers: list[str] | None = None
+    # LLM reviewers: false = never, true = the model the environment or [proposer] configures, a
+    # table = its own [proposer]-style options (provider, model, base_url, prices, ...). Unset: the
+    # command line uses a model when one is configured; the gate stays offline.
+    llm: bool | dict[str, Any] | None = None
+    max_usd: float | None = Field(default=1.0, ge=0)
+    inline_cap: int = Field(default=10, ge=0)
+    history_commits: int = Field(default=500, ge=0)
+    tool_timeout_seconds: float = Field(default=300.0, gt=0)
+
+    @field_validator("llm")
+    @classmethod
+    def _llm_options(cls, raw: bool | dict[str, Any] | None) -> bool | dict[str, Any] | None:
+        if isinstance(raw, dict):
+            from autoresearch.review.llm_setup import check_llm_options  # local: no cycle
+
+            check_llm_options(raw)
+        return raw
+
+
 class Config(_Strict):
     scope: list[str] = Field(min_length=1)
     protected: list[str] = Field(default_factory=list)
@@ -222,6 +312,8 @@ class Config(_Strict):
     proposer: ProposerConfig = Field(default_factory=ProposerConfig)
     knobs: dict[str, str] = Field(default_factory=dict)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    run: RunConfig = Field(default_factory=RunConfig)
+    review: ReviewConfig = Field(default_factory=ReviewConfig)
 
     @property
     def all_protected(self) -> list[str]:
@@ -252,19 +344,78 @@ _FIXES = {
 }
 
 
+def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+    """The model class that validates the table at `loc` (("verify",) → VerifyConfig)."""
+    model: type[BaseModel] = Config
+    for item in loc:
+        if isinstance(item, int):
+            continue  # an item of a list of tables ([[guards]]): same model as the list's
+        field = model.model_fields.get(item)
+        if field is None:
+            return None
+        found = next((t for t in (field.annotation, *get_args(field.annotation))
+                      if isinstance(t, type) and issubclass(t, BaseModel)), None)
+        if found is None:
+            return None
+        model = found
+    return model
+
+
+def _nearest(word: str, choices: Iterable[str]) -> str | None:
+    near = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return near[0] if near else None
+
+
+def _problems(errors: list[Any]) -> tuple[list[str], str | None]:
+    """One line per problem ("field: message") and the fix for the first one.
+
+    An unknown key gets the nearest valid name of its table; a required field that is missing
+    beside such a near miss (`budget_second` for `budget_seconds`) is that typo, so it is said
+    once, as the typo.
+    """
+    unknown = {tuple(e["loc"]) for e in errors if e["type"] == "extra_forbidden"}
+    typo_of: dict[tuple[int | str, ...], str] = {}  # unknown key's loc -> the name it misspells
+    for loc in unknown:
+        model = _model_at(loc[:-1])
+        near = _nearest(str(loc[-1]), model.model_fields) if model else None
+        if near is not None:
+            typo_of[loc] = near
+    explained = {(*loc[:-1], near) for loc, near in typo_of.items()}
+    problems: list[str] = []
+    fix: str | None = None
+    for err in errors:
+        loc = tuple(x for x in err["loc"] if not str(x).startswith("function-"))
+        if err["type"] == "missing" and loc in explained:
+            continue
+        field = _field_path(loc) or "(top level)"
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        hint: str | None = None
+        if loc in typo_of:
+            msg = f"unknown key; did you mean {typo_of[loc]!r}?"
+            hint = f"rename {loc[-1]!r} to {typo_of[loc]!r}"
+        elif err["type"] == "extra_forbidden":
+            model = _model_at(loc[:-1])
+            msg = "unknown key"
+            if model is not None:
+                hint = "the keys here are: " + ", ".join(model.model_fields)
+        elif err["type"] == "literal_error" and isinstance(err.get("input"), str):
+            allowed = re.findall(r"'([^']*)'", str(err.get("ctx", {}).get("expected", "")))
+            near = _nearest(err["input"], allowed)
+            if near is not None:
+                msg += f"; did you mean {near!r}?"
+                hint = f"write {near!r}"
+        problems.append(f"{field}: {msg}")
+        fix = fix or hint or _FIXES.get(err["type"])
+    return problems, fix
+
+
 def parse_config(data: dict[str, Any], source: str = CONFIG_NAME) -> Config:
     """Validate a parsed TOML document, turning the first problems into one clear ConfigError."""
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        problems = []
-        fix = None
-        for err in exc.errors()[:5]:
-            loc = tuple(x for x in err["loc"] if not str(x).startswith("function-"))
-            field = _field_path(loc) or "(top level)"
-            msg = str(err["msg"]).removeprefix("Value error, ")
-            problems.append(f"{field}: {msg}")
-            fix = fix or _FIXES.get(err["type"])
+        problems, fix = _problems(exc.errors())
+        problems = problems[:5]
         raise ConfigError(
             f"invalid {CONFIG_NAME}: " + "; ".join(problems),
             where=source + " → " + problems[0].split(":")[0],
@@ -312,6 +463,15 @@ def _check_values(config: Config, path: Path) -> None:
             fix="give the command at least its budget (default: 2 × budget + 60 s)",
         )
     _check_scope_overlap(config, path)
+    for shared in config.verify.share:
+        for scope in config.scope:
+            if globs_overlap(scope, shared):
+                raise ConfigError(
+                    f"shared {shared!r} is inside the scope {scope!r}: a shared file is a link to "
+                    "your checkout's own, which the proposer may not edit",
+                    where=f"{path} → verify.share",
+                    fix=f"narrow scope so it leaves {shared!r} out, or remove it from share",
+                )
     from autoresearch.proposers.knobs import parse_knob_spec  # local: knobs imports config
     from autoresearch.proposers.options import check_builtin_options
 

@@ -1,53 +1,70 @@
-"""Where candidates run: one seam, so a worker pool or a cluster can replace the inline executor.
+"""Where runs happen: the seam between the engine, which decides what to run, and the machine.
 
-An executor owns the places candidates run in. The session asks it for a `Slot` (a worktree
-leased to one experiment at a time): the loop applies and commits the candidate in the slot's
-worktree, and the executor makes that worktree hold a given commit (`reset`), runs the verify
-command on it (`measure`) and runs command guards in it (`run_guard`). It never decides
-anything and never writes the ledger.
+The engine asks for one run at a time, `submit(request) -> Future[Measurement]`, and goes on with
+other work while it runs. A `RunRequest` is data: the commit to measure, where it is checked out
+(the slot's worktree), its role, its seed, the slot's resources and the protected files' hashes.
+A `Measurement` comes back as data: status, metrics, timings, the environment fingerprint, and
+which protected files the run changed. An executor never decides anything, never writes the
+ledger and never moves a ref.
 
-The inline executor has one slot, the session worktree `.autoresearch/worktrees/<tag>`, and runs
-everything in this process, one measurement at a time. A pool executor would hand each concurrent
-candidate its own worktree under `.autoresearch/worktrees/<tag>/…` and lease them from several
-threads; the ledger already allocates experiment numbers atomically for that (see
-`Ledger.create_experiment`).
+`LocalExecutor` runs each request in the slot's own worktree on this machine, one thread per
+slot waiting on the verify command (`runner.run_command`: budget, timeout, whole process tree
+killed). A remote backend (a Ray cluster) is another executor, not another loop: it ships the
+commit as a bundle (`gitops.create_bundle`, `gitops.fetch_bundle` on the other side), checks it
+out where it runs, and returns the same Measurement (tests/support/bundle_executor.py does this
+with a clone in another directory).
 
-Slots must never nest: for a pool, `.autoresearch/worktrees/<tag>` is a plain directory of
-worktrees, not one itself. A session that ran inline already has a worktree there; a pool given
-that session must not put its slots inside it (the outer worktree would list them as untracked
-files, `git status` there reports `?? w1/`, so every agent proposal would be refused).
+`{seed}` in the verify command and `AUTORESEARCH_SEED` in its environment carry the run's seed
+(see `trial.run_seed`); the slot's resources become thread variables, CUDA_VISIBLE_DEVICES and an
+optional CPU affinity (see `slots.Resources`).
 """
 
 from __future__ import annotations
 
 import math
+import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Protocol
 
-from autoresearch import gitops
+from autoresearch import gitops, guardrails
 from autoresearch.config import Config
 from autoresearch.fingerprint import comparable_key, environment_fingerprint
 from autoresearch.metrics import parse_metrics
-from autoresearch.runner import RunOutcome, RunSpec, log_tail, run_command
+from autoresearch.runner import RunSpec, run_command
+from autoresearch.shared_paths import SharedData
+from autoresearch.slots import Resources
 
 RUN_STATUSES = ("ok", "crash", "timeout", "interrupted")
+SEED_ENV = "AUTORESEARCH_SEED"
 
 
 @dataclass(frozen=True)
-class Slot:
-    """One place a candidate is applied, committed and run: a worktree leased to one experiment.
+class RunRequest:
+    """One run to make: the verify command (or a guard's command) on a commit."""
 
-    `name` is recorded as the experiment's `worker`.
-    """
+    commit: str
+    worktree: Path  # where the commit is checked out: the slot that prepared it
+    role: str  # candidate | incumbent | control | headline | headline-baseline | guard | check
+    log_path: Path
+    run_id: str
+    seed: int | None = None
+    resources: Resources = field(default_factory=Resources)
+    # Protected file -> sha256: the run must leave them as they are (checked after it).
+    protected: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    command: str | None = None  # a guard's command instead of the verify command
+    timeout_s: float | None = None  # a guard's own timeout
+    index: int = 0  # the run's number among its experiment's runs of this role and attempt
 
-    name: str
-    worktree: Path
+    @property
+    def is_guard(self) -> bool:
+        return self.command is not None
 
 
 @dataclass(frozen=True)
@@ -65,6 +82,8 @@ class Measurement:
     fingerprint: dict[str, Any] = field(default_factory=dict)
     fingerprint_key: str = ""
     command_s: float = 0.0  # the command's own wall time (see RunOutcome.command_s)
+    seed: int | None = None
+    tampered: tuple[str, ...] = ()  # protected files the run changed (restored since)
 
     @property
     def ok(self) -> bool:
@@ -72,29 +91,13 @@ class Measurement:
 
 
 class Executor(Protocol):
-    """Where candidates run; every worktree the loop touches comes from `lease`."""
+    """Where runs happen. `submit` may be called from one thread only (the scheduler's)."""
 
-    def prepare(self, root: Path, tip: str) -> None:
-        """Make every slot exist and hold exactly `tip` (on open, after any recovery)."""
-
-    def lease(self) -> AbstractContextManager[Slot]:
-        """A slot for one experiment, held until the context exits (blocks while none is free)."""
-
-    def reset(self, slot: Slot, commit: str) -> None:
-        """Make the slot's worktree exactly `commit`: tracked files restored, untracked removed."""
-
-    def measure(self, commit: str, *, role: str, log_path: Path, run_id: str,
-                slot: Slot | None = None) -> Measurement:
-        """Run the verify command once on `commit` in `slot` (None: the executor's only slot)."""
-
-    def run_guard(self, slot: Slot, command: str, *, log_path: Path, timeout_s: float,
-                  run_id: str) -> RunOutcome:
-        """Run a guard command in the slot's worktree (it holds the candidate)."""
-
-    def log_tail(self, path: Path, max_bytes: int = 8192) -> str: ...
+    def submit(self, request: RunRequest) -> Future[Measurement]:
+        """Start the run; the future resolves to its Measurement (never raises for a failed run)."""
 
     def close(self) -> None:
-        """Release the slots' resources (worktrees stay: they hold the session's state)."""
+        """Release workers; runs still going are stopped by the session's stop event first."""
 
 
 def run_id_prefix(repo_key: str, tag: str) -> str:
@@ -106,80 +109,92 @@ def new_run_id(repo_key: str, tag: str) -> str:
     return run_id_prefix(repo_key, tag) + uuid.uuid4().hex[:12]
 
 
-class InlineExecutor:
-    """One slot, the given worktree, in this process, one measurement at a time."""
+class LocalExecutor:
+    """Runs on this machine, in the slot's worktree; up to `workers` runs at once.
 
-    def __init__(self, config: Config, worktree: Path, stop: threading.Event | None = None,
-                 name: str = "inline") -> None:
+    `stop` (the session's stop event) ends every run at once, recorded as interrupted.
+    """
+
+    def __init__(self, config: Config, stop: threading.Event | None = None,
+                 workers: int = 1, shared: SharedData | None = None) -> None:
         self.config = config
-        self.worktree = worktree
         self.stop = stop
-        self.slot = Slot(name, worktree)
-        self._free = threading.Lock()
+        # [verify] share: links in place and the data unchanged before a run, unchanged after
+        # (else SessionStopped, exit 3: the data the measurements depend on moved).
+        self.shared = shared or SharedData()
+        self.workers = max(1, workers)
+        self._pool: ThreadPoolExecutor | None = None  # started by the first submit
 
-    def prepare(self, root: Path, tip: str) -> None:
-        gitops.ensure_detached_worktree(root, self.worktree, tip)
+    def submit(self, request: RunRequest) -> Future[Measurement]:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=self.workers,
+                                            thread_name_prefix="autoresearch-run")
+        return self._pool.submit(self.run, request)
 
-    @contextmanager
-    def _leased(self) -> Iterator[Slot]:
-        with self._free:
-            yield self.slot
-
-    def lease(self) -> AbstractContextManager[Slot]:
-        return self._leased()
-
-    def reset(self, slot: Slot, commit: str) -> None:
-        gitops.checkout(slot.worktree, commit)
-
-    def measure(self, commit: str, *, role: str, log_path: Path, run_id: str,
-                slot: Slot | None = None) -> Measurement:
-        worktree = (slot or self.slot).worktree
-        if gitops.read_head(worktree) != commit:
-            gitops.checkout(worktree, commit)
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        verify = self.config.verify
-        spec = RunSpec(
-            command=verify.expanded_command(),
-            cwd=worktree,
-            log_path=log_path,
-            timeout_s=verify.timeout,
-            budget_s=verify.budget_seconds,
-            env=dict(verify.env),
-            run_id=run_id,
-            max_log_bytes=int(verify.max_log_mb * 1024 * 1024),
-        )
+    def run(self, request: RunRequest) -> Measurement:
+        """Make the run in the calling thread (`check` and `finalize` use this directly)."""
+        if gitops.read_head(request.worktree) != request.commit:
+            gitops.checkout(request.worktree, request.commit)
+        request.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.shared.ready(request.worktree)
+        spec = self._spec(request)
         # Where the run happens is what the fingerprint describes: here, this process.
         fingerprint = environment_fingerprint()
         started = time.time()
-        outcome = run_command(spec, self.stop)
-        status, reason, objective, metrics = classify(self.config, outcome.exit_code,
-                                                      outcome.timed_out, outcome.interrupted,
-                                                      log_path)
+        # The protected files are fenced for the run (read-only, hashed and stamped before and
+        # after): a run that writes one is caught even if it puts the content back.
+        with guardrails.protected_fence(request.worktree, request.protected) as fence:
+            outcome = run_command(spec, self.stop)
+        tampered = tuple(fence.changes)
+        if tampered:  # put the evaluation back before anything else runs here
+            gitops.checkout(request.worktree, request.commit)
+        self.shared.check_unchanged()
+        if request.is_guard:
+            status = ("interrupted" if outcome.interrupted else "timeout" if outcome.timed_out
+                      else "ok" if outcome.exit_code == 0 else "crash")
+            reason = "" if status == "ok" else f"exit {outcome.exit_code}"
+            objective, metrics = None, dict[str, float]()
+        else:
+            status, reason, objective, metrics = classify(
+                self.config, outcome.exit_code, outcome.timed_out, outcome.interrupted,
+                request.log_path, spec.timeout_s)
         return Measurement(
-            commit=commit, role=role, status=status, reason=reason, objective=objective,
-            metrics=metrics, exit_code=outcome.exit_code, duration_s=outcome.duration_s,
-            started_at=started, log_path=log_path, fingerprint=fingerprint,
-            fingerprint_key=comparable_key(fingerprint), command_s=outcome.command_s,
+            commit=request.commit, role=request.role, status=status, reason=reason,
+            objective=objective, metrics=metrics, exit_code=outcome.exit_code,
+            duration_s=outcome.duration_s, started_at=started, log_path=request.log_path,
+            fingerprint=fingerprint, fingerprint_key=comparable_key(fingerprint),
+            command_s=outcome.command_s, seed=request.seed, tampered=tampered,
         )
 
-    def run_guard(self, slot: Slot, command: str, *, log_path: Path, timeout_s: float,
-                  run_id: str) -> RunOutcome:
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        return run_command(RunSpec(command=command, cwd=slot.worktree, log_path=log_path,
-                                   timeout_s=timeout_s, budget_s=timeout_s, run_id=run_id),
-                           self.stop)
-
-    def log_tail(self, path: Path, max_bytes: int = 8192) -> str:
-        return log_tail(path, max_bytes)
+    def _spec(self, request: RunRequest) -> RunSpec:
+        verify = self.config.verify
+        env = {**request.resources.env(), **verify.env}  # the user's [verify] env wins
+        command = verify.expanded_command()
+        if request.is_guard:
+            assert request.command is not None
+            command = request.command.replace("{python}", sys.executable)
+        if request.seed is not None:
+            env[SEED_ENV] = str(request.seed)
+            command = command.replace("{seed}", str(request.seed))
+        timeout = request.timeout_s or verify.timeout
+        return RunSpec(
+            command=command, cwd=request.worktree, log_path=request.log_path,
+            timeout_s=timeout, budget_s=timeout if request.is_guard else verify.budget_seconds,
+            env=env, run_id=request.run_id, max_log_bytes=int(verify.max_log_mb * 1024 * 1024),
+            cpus=request.resources.cpus,
+        )
 
     def close(self) -> None:
-        """Nothing to release: the worktree is the session's and stays."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
 
 
 def classify(
-    config: Config, exit_code: int | None, timed_out: bool, interrupted: bool, log_path: Path
+    config: Config, exit_code: int | None, timed_out: bool, interrupted: bool, log_path: Path,
+    timeout_s: float | None = None,
 ) -> tuple[str, str, float | None, dict[str, float]]:
-    """Turn a finished process into (status, reason, objective, metrics)."""
+    """Turn a finished process into (status, reason, objective, metrics); `timeout_s` is the
+    timeout the run had (the session's may have been re-sized since it started)."""
     metric = config.metric
     try:
         text = log_path.read_text(encoding="utf-8", errors="replace")
@@ -191,7 +206,7 @@ def classify(
     if interrupted:
         return "interrupted", "interrupted by the user", None, kept
     if timed_out:
-        return "timeout", f"killed after the {config.verify.timeout:g} s timeout", None, kept
+        return "timeout", f"killed after the {timeout_s or config.verify.timeout:g} s timeout", None, kept
     if exit_code != 0:
         return "crash", f"exit code {exit_code}", None, kept
     value = metrics.get(metric.name)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from autoresearch.errors import AutoresearchError
-from autoresearch.views.git import changed_files, diff_names, git, is_ancestor, rev_list, tree_of
+from autoresearch.gitops import changed_files, diff_names, git, is_ancestor, rev_list, tree_of
 from autoresearch.views.summary import open_ledger, resolve_session
 
 DEFAULT_PREFIX = "autoresearch-final/{tag}/"
@@ -324,6 +324,25 @@ class Effect:
     mean: float | None
     improvement: float | None
     in_sigma: float | None
+    reused: int = 0  # of `values`, how many are recorded runs of the same tree (not re-run)
+
+
+def recorded_runs(repo: Path, tag: str, metric: str) -> dict[str, list[float]]:
+    """Tree -> the objective of every successful run the session recorded of a commit with that
+    tree (oldest first): the session's own measurements of the same files."""
+    ledger = open_ledger(repo)
+    try:
+        session = resolve_session(ledger, tag)
+        tree_of_commit = {e.commit_sha: e.tree_sha for e in ledger.experiments(session.id)
+                          if e.commit_sha and e.tree_sha}
+        out: dict[str, list[float]] = {}
+        for run in ledger.session_runs(session.id):
+            tree = tree_of_commit.get(run.commit_sha)
+            if tree and run.status == "ok" and metric in run.metrics:
+                out.setdefault(tree, []).append(run.metrics[metric])
+        return out
+    finally:
+        ledger.close()
 
 
 def remeasure(
@@ -333,15 +352,19 @@ def remeasure(
     repeats: int | None = None,
     log: Callable[[str], None] | None = None,
 ) -> tuple[Effect, list[Effect], float | None]:
-    """Run the verify command on the base, every new branch and the session tip.
+    """Measure the base, every new branch and the session tip `repeats` times each.
 
-    Runs go round-robin (base, branch 1, …, tip, base, …) so that slow drift of the machine
-    (thermals, a backup job) spreads evenly instead of favouring whatever ran first. Returns the
-    baseline, the per-target effects (branches, then the whole session) and the σ used.
+    The same tree is never measured twice: targets with identical trees (a single branch is the
+    session's tip) share their runs, and runs the session already recorded of that tree (its
+    baseline repeats, the headline's re-measurements) are reused, the most recent first. What is
+    still missing runs round-robin (base, branch 1, …, tip, base, …) so that slow drift of the
+    machine spreads evenly instead of favouring whatever ran first. Returns the baseline, the
+    per-target effects (branches, then the whole session) and the σ used.
     """
     from autoresearch import gitops
     from autoresearch.config import CONFIG_NAME, load_config
-    from autoresearch.executor import InlineExecutor, new_run_id
+    from autoresearch.executor import LocalExecutor, RunRequest, new_run_id
+    from autoresearch.history import run_seed
     from autoresearch.state import StatePaths
 
     say = log or (lambda _msg: None)
@@ -352,37 +375,58 @@ def remeasure(
     worktree = work / "worktree"
     targets = [("base", result.base_commit)] + [(g.branch, g.tip) for g in result.groups]
     targets.append((f"all changes ({paths.branch})", result.session_tip))
-    values: dict[str, list[float]] = {name: [] for name, _ in targets}
-    failures: dict[str, list[str]] = {name: [] for name, _ in targets}
-    gitops.remove_worktree(repo, worktree)
-    work.mkdir(parents=True, exist_ok=True)
-    git(repo, "worktree", "add", "--detach", "--force", str(worktree), result.base_commit)
-    try:
-        executor = InlineExecutor(config, worktree)
-        for round_ in range(n):
-            for i, (name, sha) in enumerate(targets):
-                log_path = work / "logs" / f"{i:02d}-{slug(name)}-{round_}.log"
-                m = executor.measure(sha, role="finalize", log_path=log_path,
-                                     run_id=new_run_id(paths.repo_key, result.tag))
-                if m.objective is not None:
-                    values[name].append(m.objective)
-                    say(f"{name}: {config.metric.name} = {m.objective:.6g}")
-                else:
-                    failures[name].append(f"{m.status}: {m.reason}")
-                    say(f"{name}: {m.status} ({m.reason})")
-    finally:
+    tree_of_target = {name: tree_of(repo, sha) for name, sha in targets}
+    known = recorded_runs(repo, result.tag, config.metric.name)
+    by_tree: dict[str, list[float]] = {}  # each distinct tree's values, shared by its targets
+    failures: dict[str, list[str]] = {}
+    reused: dict[str, int] = {}
+    todo: list[tuple[int, str, str]] = []  # the first target of each tree still short of n runs
+    for i, (name, sha) in enumerate(targets):
+        tree = tree_of_target[name]
+        if tree in by_tree:
+            continue
+        by_tree[tree], failures[tree] = known.get(tree, [])[-n:], []
+        reused[tree] = len(by_tree[tree])
+        if reused[tree]:
+            say(f"{name}: reusing {reused[tree]} recorded run(s) of the same files")
+        if reused[tree] < n:
+            todo.append((i, name, sha))
+    if todo:
         gitops.remove_worktree(repo, worktree)
-    base_vals = values["base"]
+        work.mkdir(parents=True, exist_ok=True)
+        git(repo, "worktree", "add", "--detach", "--force", str(worktree), result.base_commit)
+        try:
+            executor = LocalExecutor(config)
+            for round_ in range(n):
+                for i, name, sha in todo:
+                    tree = tree_of_target[name]
+                    if len(by_tree[tree]) >= n:
+                        continue
+                    log_path = work / "logs" / f"{i:02d}-{slug(name)}-{round_}.log"
+                    m = executor.run(RunRequest(
+                        commit=sha, worktree=worktree, role="finalize", log_path=log_path,
+                        run_id=new_run_id(paths.repo_key, result.tag),
+                        seed=run_seed(f"{result.tag}-finalize", round_)))
+                    if m.objective is not None:
+                        by_tree[tree].append(m.objective)
+                        say(f"{name}: {config.metric.name} = {m.objective:.6g}")
+                    else:
+                        failures[tree].append(f"{m.status}: {m.reason}")
+                        say(f"{name}: {m.status} ({m.reason})")
+        finally:
+            gitops.remove_worktree(repo, worktree)
+    base_vals = by_tree[tree_of_target["base"]]
     sigma = result_sigma(base_vals)
     sign = config.metric.sign
     base_mean = sum(base_vals) / len(base_vals) if base_vals else None
 
     def effect(name: str, sha: str) -> Effect:
-        vals = values[name]
+        tree = tree_of_target[name]
+        vals = by_tree[tree]
         mean = sum(vals) / len(vals) if vals else None
         imp = sign * (mean - base_mean) if mean is not None and base_mean is not None else None
         ratio = imp / sigma if imp is not None and sigma else None
-        return Effect(name, sha, vals, failures[name], mean, imp, ratio)
+        return Effect(name, sha, vals, failures[tree], mean, imp, ratio, reused[tree])
 
     return effect(*targets[0]), [effect(name, sha) for name, sha in targets[1:]], sigma
 

@@ -1,52 +1,103 @@
-"""Git plumbing: the session's worktree, its commits, and the refs that keep discarded work.
+"""Git plumbing, all of it: one runner, one error, and every git call the package makes.
 
-The session works in its own worktree with a detached HEAD: candidates are committed on top of the
-session branch's tip, and the branch (`autoresearch/<tag>`) only moves when a candidate is kept.
+The session works in worktree slots with a detached HEAD: candidates are committed on top of the
+incumbent, and the session branch (`autoresearch/<tag>`) only moves when a candidate is kept.
 Discarded candidates stay reachable under `refs/autoresearch/<tag>/discarded/<id>`, so their diffs
 remain inspectable while the branch history stays clean. The user's checkout is never touched.
+
+Sections: running git; the repository; refs (and the journal of the refs this process moved);
+worktrees; commits; reading history (for the views, `finalize` and the proposers).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
-from collections.abc import Iterable, Mapping
+import threading
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from autoresearch.errors import PreconditionError
+from autoresearch.errors import AutoresearchError, PreconditionError
 
-# Hooks, pagers, prompts and localisation all make git slower or less predictable in a loop.
-# Paths are always literal: a file named `*.py` must stage that file, never every match of the
-# glob (what is committed must be exactly what the guardrails judged).
+# Hooks, pagers, prompts and localisation all make git slower or less predictable in a loop; a
+# pager or a colour escape would also end up in the output we parse or show. Paths are always
+# literal: a file named `*.py` must stage that file, never every match of the glob (what is
+# committed must be exactly what the guardrails judged).
 _GIT_ENV = {
     "GIT_TERMINAL_PROMPT": "0",
     "GIT_PAGER": "cat",
+    "PAGER": "cat",
     "LC_ALL": "C",
     "GIT_OPTIONAL_LOCKS": "0",
     "GIT_LITERAL_PATHSPECS": "1",
 }
 _IDENTITY = ("-c", "user.name=autoresearch", "-c", "user.email=autoresearch@localhost")
+_SHA = re.compile(r"^[0-9a-f]{7,64}$")
 
 
-class GitError(RuntimeError):
-    def __init__(self, args: list[str], returncode: int, stderr: str) -> None:
+# --- running git ---------------------------------------------------------------------------
+
+
+class GitError(AutoresearchError):
+    """A git command failed; the message is git's own."""
+
+    def __init__(self, args: Sequence[str], returncode: int, stderr: str,
+                 where: str | None = None) -> None:
         self.returncode = returncode
         self.stderr = stderr
-        super().__init__(f"git {' '.join(args)} failed ({returncode}): {stderr.strip()}")
+        shown = " ".join(args[:4]) + (" …" if len(args) > 4 else "")
+        super().__init__(f"git {shown} failed ({returncode}): {stderr.strip()}", where=where)
 
 
-def git(cwd: Path, *args: str, check: bool = True, input_text: str | None = None) -> str:
-    """Run git in `cwd` and return its stdout (stripped of the trailing newline)."""
-    env = {**os.environ, **_GIT_ENV}
-    proc = subprocess.run(
-        ["git", *args], cwd=cwd, env=env, input=input_text, capture_output=True, text=True,
-        check=False,
-    )
+def run_git(cwd: Path, *args: str, input_bytes: bytes | None = None,
+            env: Mapping[str, str] | None = None,
+            unset: Sequence[str] = ()) -> subprocess.CompletedProcess[bytes]:
+    """The one place a git process is started: `git args` in `cwd`, output as bytes."""
+    full_env = {k: v for k, v in {**os.environ, **_GIT_ENV, **(env or {})}.items()
+                if k not in unset}
+    return subprocess.run(["git", *args], cwd=cwd, env=full_env, input=input_bytes,
+                          capture_output=True, check=False)
+
+
+def git(cwd: Path, *args: str, check: bool = True, input_text: str | None = None,
+        env: Mapping[str, str] | None = None, errors: str = "surrogateescape") -> str:
+    """Run git in `cwd` and return its stdout as text (without the trailing newline).
+
+    A file name that is not UTF-8 keeps its bytes as lone surrogates (surrogateescape, as
+    os.fsdecode does), so it can still be named, refused and put back; text meant for display
+    (diffs) is decoded with errors="replace" instead.
+    """
+    proc = run_git(cwd, *args, env=env, input_bytes=None if input_text is None
+                   else input_text.encode("utf-8", "surrogateescape"))
     if check and proc.returncode != 0:
-        raise GitError(list(args), proc.returncode, proc.stderr)
-    return proc.stdout.rstrip("\n")
+        raise GitError(list(args), proc.returncode,
+                       proc.stderr.decode("utf-8", "replace") or proc.stdout.decode("utf-8", "replace"),
+                       where=str(cwd))
+    return proc.stdout.decode("utf-8", errors).rstrip("\n")
+
+
+def _names(raw: bytes) -> list[str]:
+    """NUL-separated file names as git prints them (surrogateescape: see `git`)."""
+    return [p.decode("utf-8", "surrogateescape") for p in raw.split(b"\0") if p]
+
+
+def _names_of(cwd: Path, *args: str) -> list[str]:
+    proc = run_git(cwd, *args)
+    if proc.returncode != 0:
+        raise GitError(list(args), proc.returncode, proc.stderr.decode("utf-8", "replace"),
+                       where=str(cwd))
+    return _names(proc.stdout)
+
+
+def is_sha(value: str | None) -> bool:
+    """A commit id (full or abbreviated): nothing user-controlled is ever read as an option."""
+    return bool(value) and _SHA.match(value or "") is not None
+
+
+# --- the repository ------------------------------------------------------------------------
 
 
 def repo_root(path: Path) -> Path:
@@ -60,6 +111,20 @@ def repo_root(path: Path) -> Path:
             fix="run `git init && git add -A && git commit -m init` first, or cd into your repo",
         ) from None
     return Path(out).resolve()
+
+
+def common_root(path: Path) -> Path:
+    """The main working tree of the repository containing `path` (also from inside a worktree).
+
+    Session worktrees live under `.autoresearch/worktrees/`, but the ledger is in the main
+    repository, so `--show-toplevel` alone would point at the wrong place.
+    """
+    try:
+        common = git(path, "rev-parse", "--path-format=absolute", "--git-common-dir").strip()
+    except (GitError, OSError):
+        return path.resolve()
+    common_path = Path(common)
+    return common_path.parent if common_path.name == ".git" else path.resolve()
 
 
 def current_branch(root: Path) -> str | None:
@@ -101,20 +166,15 @@ def dirty_tracked_files(root: Path) -> list[str]:
 
 
 def tracked_files(cwd: Path, commit: str = "HEAD") -> list[str]:
-    out = git(cwd, "ls-tree", "-r", "--name-only", "-z", commit)
-    return [p for p in out.split("\0") if p]
+    return _names_of(cwd, "ls-tree", "-r", "--name-only", "-z", commit)
 
 
 def rev_parse(cwd: Path, rev: str) -> str:
     return git(cwd, "rev-parse", "--verify", rev)
 
 
-def ref_exists(cwd: Path, ref: str) -> bool:
-    return bool(git(cwd, "rev-parse", "--verify", "--quiet", ref, check=False))
-
-
-def update_ref(cwd: Path, ref: str, sha: str) -> None:
-    git(cwd, "update-ref", ref, sha)
+def tree_of(cwd: Path, commit: str) -> str:
+    return rev_parse(cwd, f"{commit}^{{tree}}")
 
 
 @lru_cache(maxsize=64)
@@ -127,11 +187,53 @@ def identity_args(cwd: Path) -> tuple[str, ...]:
     return () if _has_identity(str(cwd)) else _IDENTITY
 
 
+# --- refs ----------------------------------------------------------------------------------
+
+
+class RefJournal:
+    """The refs this process moved, so that a guard watching refs can tell them from another's.
+
+    The agent proposer's guard compares every ref before and after an agent run; a ref the
+    harness itself moved meanwhile (a sibling slot's keep or park) is not the agent's doing.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._moves: list[tuple[str, str]] = []  # (ref, new sha), in order
+
+    def mark(self) -> int:
+        with self._lock:
+            return len(self._moves)
+
+    def record(self, ref: str, sha: str) -> None:
+        with self._lock:
+            self._moves.append((ref, sha))
+
+    def since(self, mark: int) -> dict[str, str]:
+        """Every ref moved since `mark`, and where this process last pointed it."""
+        with self._lock:
+            return dict(self._moves[mark:])
+
+
+REF_JOURNAL = RefJournal()
+
+
+def ref_exists(cwd: Path, ref: str) -> bool:
+    return bool(git(cwd, "rev-parse", "--verify", "--quiet", ref, check=False))
+
+
+def update_ref(cwd: Path, ref: str, sha: str) -> None:
+    git(cwd, "update-ref", ref, sha)
+    REF_JOURNAL.record(ref, sha)
+
+
 def update_refs(cwd: Path, refs: Mapping[str, str]) -> None:
     """Point several refs at their commits in one git call (one transaction)."""
     if refs:
         git(cwd, "update-ref", "--stdin",
             input_text="".join(f"update {ref} {sha}\n" for ref, sha in refs.items()))
+        for ref, sha in refs.items():
+            REF_JOURNAL.record(ref, sha)
 
 
 def refs_under(cwd: Path, prefix: str) -> dict[str, str]:
@@ -151,10 +253,17 @@ def existing_commits(cwd: Path, shas: Iterable[str]) -> set[str]:
             if len(parts) == 2 and parts[1] == "commit"}
 
 
+def commit_exists(repo: Path, sha: str) -> bool:
+    return is_sha(sha) and git(repo, "cat-file", "-t", sha, check=False) == "commit"
+
+
 def ensure_branch(root: Path, branch: str, start: str) -> None:
     """Create `branch` at `start` unless it exists."""
     if not ref_exists(root, f"refs/heads/{branch}"):
         git(root, "branch", branch, start)
+
+
+# --- worktrees -----------------------------------------------------------------------------
 
 
 def ensure_detached_worktree(root: Path, path: Path, commit: str) -> None:
@@ -165,12 +274,6 @@ def ensure_detached_worktree(root: Path, path: Path, commit: str) -> None:
     git(root, "worktree", "prune")
     path.parent.mkdir(parents=True, exist_ok=True)
     git(root, "worktree", "add", "--detach", "--force", str(path), commit)
-
-
-def ensure_worktree(root: Path, path: Path, branch: str, start: str) -> None:
-    """Create (or re-attach) the session worktree, detached at the session branch's tip."""
-    ensure_branch(root, branch, start)
-    ensure_detached_worktree(root, path, rev_parse(root, f"refs/heads/{branch}"))
 
 
 def remove_worktree(root: Path, path: Path) -> None:
@@ -190,58 +293,9 @@ def checkout(worktree: Path, commit: str) -> None:
     git(worktree, "clean", "-fdq")
 
 
-@dataclass(frozen=True)
-class Committed:
-    sha: str
-    tree: str
-    files: list[str]
-    lines_added: int
-    lines_removed: int
-
-
-def commit_change(worktree: Path, message: str, paths: list[str] | None = None) -> Committed:
-    """Stage a change (the given paths, or everything), commit it on the detached HEAD, and
-    describe it. Three git calls: this runs once per experiment, so it is kept lean."""
-    if paths is None:
-        git(worktree, "add", "-A")
-    else:
-        git(worktree, "add", "-A", "--", *paths)
-    git(worktree, *identity_args(worktree), "commit", "--quiet", "--no-verify", "--allow-empty",
-        "-m", message)
-    out = git(worktree, "log", "-1", "--numstat", "--format=%H %T").splitlines()
-    sha, tree = out[0].split()
-    added = removed = 0
-    files: list[str] = []
-    for line in out[1:]:
-        if not line.strip():
-            continue
-        a, r, name = line.split("\t", 2)
-        files.append(name)
-        # Binary files report "-": count them as one changed line so they aren't "free".
-        added += int(a) if a.isdigit() else 1
-        removed += int(r) if r.isdigit() else 1
-    return Committed(sha=sha, tree=tree, files=files, lines_added=added, lines_removed=removed)
-
-
-def _git_bytes(cwd: Path, *args: str) -> bytes:
-    """Run git and return its raw stdout (for output that holds file names)."""
-    env = {**os.environ, **_GIT_ENV}
-    proc = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, check=False)
-    if proc.returncode != 0:
-        raise GitError(list(args), proc.returncode, proc.stderr.decode("utf-8", "replace"))
-    return proc.stdout
-
-
-def _names(raw: bytes) -> list[str]:
-    """NUL-separated file names as git prints them. A name that is not UTF-8 keeps its bytes as
-    lone surrogates (surrogateescape, as os.fsdecode does), so the guardrails can refuse it by
-    name instead of the session crashing on a decode error."""
-    return [p.decode("utf-8", "surrogateescape") for p in raw.split(b"\0") if p]
-
-
 def changed_paths(worktree: Path) -> list[str]:
     """Every path that differs from HEAD in the worktree, untracked ones included."""
-    entries = _names(_git_bytes(worktree, "status", "--porcelain", "-z", "--untracked-files=all"))
+    entries = _names_of(worktree, "status", "--porcelain", "-z", "--untracked-files=all")
     paths: list[str] = []
     i = 0
     while i < len(entries):
@@ -262,14 +316,13 @@ def ignored_paths(cwd: Path, paths: list[str]) -> set[str]:
         return set()
     data = b"".join(p.encode("utf-8", "surrogateescape") + b"\0" for p in paths)
     # check-ignore takes file names, not pathspecs, and refuses the literal-pathspec setting.
-    env = {k: v for k, v in {**os.environ, **_GIT_ENV}.items() if k != "GIT_LITERAL_PATHSPECS"}
-    proc = subprocess.run(["git", "check-ignore", "-z", "--stdin"], cwd=cwd, env=env,
-                          input=data, capture_output=True, check=False)
+    proc = run_git(cwd, "check-ignore", "-z", "--stdin", input_bytes=data,
+                   unset=("GIT_LITERAL_PATHSPECS",))
     stderr = proc.stderr.decode("utf-8", "replace")
     if proc.returncode == 128 and "not a git repository" in stderr:
         return set()  # a plain directory has no ignore rules
     if proc.returncode not in (0, 1):  # 1: none is ignored
-        raise GitError(["check-ignore"], proc.returncode, stderr)
+        raise GitError(["check-ignore"], proc.returncode, stderr, where=str(cwd))
     return set(_names(proc.stdout))
 
 
@@ -277,31 +330,112 @@ def tracked_among(cwd: Path, paths: list[str]) -> set[str]:
     """The paths among `paths` that the index tracks (all of them outside a git repository)."""
     if not paths:
         return set()
-    env = {**os.environ, **_GIT_ENV}
-    proc = subprocess.run(["git", "ls-files", "-z", "--", *paths], cwd=cwd, env=env,
-                          capture_output=True, check=False)
+    proc = run_git(cwd, "ls-files", "-z", "--", *paths)
     stderr = proc.stderr.decode("utf-8", "replace")
     if proc.returncode == 128 and "not a git repository" in stderr:
         return set(paths)
     if proc.returncode != 0:
-        raise GitError(["ls-files"], proc.returncode, stderr)
+        raise GitError(["ls-files"], proc.returncode, stderr, where=str(cwd))
     return set(_names(proc.stdout))
+
+
+# --- commits -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Committed:
+    sha: str
+    tree: str
+    files: list[str]
+    lines_added: int
+    lines_removed: int
+
+
+def _described(worktree: Path) -> Committed:
+    out = git(worktree, "log", "-1", "--numstat", "--format=%H %T").splitlines()
+    sha, tree = out[0].split()
+    added = removed = 0
+    files: list[str] = []
+    for line in out[1:]:
+        if not line.strip():
+            continue
+        a, r, name = line.split("\t", 2)
+        files.append(name)
+        # Binary files report "-": count them as one changed line so they aren't "free".
+        added += int(a) if a.isdigit() else 1
+        removed += int(r) if r.isdigit() else 1
+    return Committed(sha=sha, tree=tree, files=files, lines_added=added, lines_removed=removed)
+
+
+def commit_change(worktree: Path, message: str, paths: list[str] | None = None) -> Committed:
+    """Stage a change (the given paths, or everything), commit it on the detached HEAD, and
+    describe it. Three git calls: this runs once per experiment, so it is kept lean."""
+    if paths is None:
+        git(worktree, "add", "-A")
+    else:
+        git(worktree, "add", "-A", "--", *paths)
+    git(worktree, *identity_args(worktree), "commit", "--quiet", "--no-verify", "--allow-empty",
+        "-m", message)
+    return _described(worktree)
+
+
+def cherry_pick(worktree: Path, commit: str, onto: str) -> Committed | None:
+    """Replay `commit`'s change on top of `onto` in the worktree (same message, new parent).
+
+    Returns the new commit, or None when the change conflicts with `onto` (the worktree is then
+    left exactly at `onto`, clean).
+    """
+    checkout(worktree, onto)
+    # Hooks off, as for every commit the harness makes; a change already contained in `onto`
+    # is kept as an empty commit so the caller can tell "redundant" from "conflicting".
+    picked = run_git(worktree, "-c", "core.hooksPath=/dev/null", *identity_args(worktree),
+                     "cherry-pick", "--keep-redundant-commits", commit)
+    if picked.returncode != 0:
+        git(worktree, "cherry-pick", "--abort", check=False)
+        checkout(worktree, onto)
+        return None
+    return _described(worktree)
+
+
+def create_bundle(repo: Path, commit: str, path: Path, exclude: Iterable[str] = ()) -> Path:
+    """A git bundle at `path` holding `commit` and its history (less what `exclude` commits, which
+    the receiver has, already hold): how a candidate travels to a machine that runs it remotely.
+    The bundle names it `refs/autoresearch/bundle/<commit>` (a ref that exists only while the
+    bundle is made)."""
+    ref = f"refs/autoresearch/bundle/{commit}"
+    git(repo, "update-ref", ref, commit)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        git(repo, "bundle", "create", "--quiet", str(path), ref, *(f"^{e}" for e in exclude))
+    finally:
+        git(repo, "update-ref", "-d", ref, check=False)
+    return path
+
+
+def fetch_bundle(repo: Path, path: Path) -> list[str]:
+    """Fetch every commit a bundle holds into `repo` (initialised if needed); returns them."""
+    if not (repo / ".git").exists():
+        repo.mkdir(parents=True, exist_ok=True)
+        git(repo, "init", "--quiet")
+    heads = [line.split()[0] for line in git(repo, "bundle", "list-heads", str(path)).splitlines()
+             if line.strip()]
+    git(repo, "fetch", "--quiet", str(path), *(f"{sha}:refs/autoresearch/received/{sha}"
+                                                for sha in heads))
+    return heads
 
 
 def blob_at(cwd: Path, commit: str, path: str) -> bytes | None:
     """The exact bytes of `path` at `commit`; None unless it is a regular file there."""
-    env = {**os.environ, **_GIT_ENV}
-
-    def run(*args: str) -> bytes:
-        proc = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, check=False)
-        return proc.stdout if proc.returncode == 0 else b""
-
-    entry, _, name = run("ls-tree", "-z", commit, "--", path).split(b"\0", 1)[0].partition(b"\t")
+    listed = run_git(cwd, "ls-tree", "-z", commit, "--", path)
+    if listed.returncode != 0:
+        return None
+    entry, _, name = listed.stdout.split(b"\0", 1)[0].partition(b"\t")
     fields = entry.split()
     if (name.decode("utf-8", "surrogateescape") != path or len(fields) != 3
             or fields[1] != b"blob" or fields[0] == b"120000"):
         return None
-    return run("cat-file", "blob", fields[2].decode())
+    blob = run_git(cwd, "cat-file", "blob", fields[2].decode())
+    return blob.stdout if blob.returncode == 0 else None
 
 
 def file_at(cwd: Path, commit: str, path: str) -> str | None:
@@ -313,16 +447,53 @@ def file_at(cwd: Path, commit: str, path: str) -> str | None:
     return None if data is None else data.decode("utf-8", errors="replace")
 
 
-def tree_of(cwd: Path, commit: str) -> str:
-    return rev_parse(cwd, f"{commit}^{{tree}}")
+# --- reading history -----------------------------------------------------------------------
 
 
 def diff(cwd: Path, base: str, head: str, paths: list[str] | None = None) -> str:
     args = ["diff", "--no-color", "--no-ext-diff", base, head]
     if paths:
         args += ["--", *paths]
-    return git(cwd, *args)
+    return git(cwd, *args, errors="replace")
 
 
-def show_commit(cwd: Path, commit: str) -> str:
-    return git(cwd, "show", "--no-color", "--no-ext-diff", "--format=fuller", commit)
+def show_commit(repo: Path, sha: str, *, max_chars: int = 400_000) -> str:
+    """The commit's message, stat and patch, cut (with a note) when it is very large."""
+    if not is_sha(sha):
+        raise GitError(["show", sha], 128, f"not a commit id: {sha!r}", where=str(repo))
+    text = git(repo, "show", "--no-color", "--no-ext-diff", "--stat", "--patch",
+               "--format=commit %H%nAuthor: %an <%ae>%nDate:   %ad%n%n%w(0,4,4)%B", sha,
+               errors="replace")
+    if len(text) > max_chars:
+        text = text[:max_chars] + f"\n… diff cut at {max_chars} characters (git show {sha})\n"
+    return text + "\n"
+
+
+def patch_of(repo: Path, sha: str, *, max_chars: int = 200_000) -> str:
+    """The change a commit makes (stat + patch, no message), cut when it is very large."""
+    if not is_sha(sha):
+        raise GitError(["show", sha], 128, f"not a commit id: {sha!r}", where=str(repo))
+    text = git(repo, "show", "--no-color", "--no-ext-diff", "--format=", "--stat", "--patch", sha,
+               errors="replace")
+    text = text.lstrip("\n") + "\n"
+    if len(text) > max_chars:
+        text = text[:max_chars] + f"\n… diff cut at {max_chars} characters (git show {sha})\n"
+    return text
+
+
+def changed_files(repo: Path, sha: str) -> list[str]:
+    """Paths a commit changes relative to its first parent; renames count as delete + add."""
+    return _names_of(repo, "diff-tree", "--no-commit-id", "--name-only", "--no-renames", "-r",
+                     "-z", "--root", sha)
+
+
+def diff_names(repo: Path, a: str, b: str) -> list[str]:
+    return _names_of(repo, "diff", "--name-only", "--no-renames", "-z", a, b, "--")
+
+
+def rev_list(repo: Path, spec: Sequence[str]) -> list[str]:
+    return git(repo, "rev-list", *spec).split()
+
+
+def is_ancestor(repo: Path, ancestor: str, descendant: str) -> bool:
+    return run_git(repo, "merge-base", "--is-ancestor", ancestor, descendant).returncode == 0

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from autoresearch import gitops
+from autoresearch import gitops, shared_paths
 from autoresearch.config import CONFIG_NAME, Config
 from autoresearch.errors import ConfigError, PreconditionError
 from autoresearch.globs import select
@@ -49,6 +49,9 @@ def check_preconditions(root: Path, config: Config) -> list[str]:
             where=f"{root / CONFIG_NAME} → scope / protected",
             fix="narrow the scope or drop them from protected: a file can't be both",
         )
+    # [verify] share names untracked, ignored files that exist: refused here, before anything
+    # is recorded, rather than in the first run.
+    shared_paths.collect(root, config)
     return files
 
 

@@ -1,8 +1,10 @@
 """Run one command honestly: fixed budget, hard timeout, whole tree killed, bounded log.
 
-The command runs in its own session and carries ``AUTORESEARCH_RUN_ID``, so that when the run
-ends for any reason every process it started can be found and killed (see ``process_tree``).
-Output goes to a log of bounded size (see ``bounded_log``).
+The command runs in its own session and carries ``AUTORESEARCH_RUN_ID`` and the orchestrator's
+owner mark, so that when the run ends for any reason every process it started can be found and
+killed (see ``process_tree``), and so that they die with the orchestrator if it dies first (see
+``lifeline``: the parent-death signal, the watchdog). Output goes to a log of bounded size (see
+``bounded_log``).
 
 Waiting is single-threaded: one ``poll()`` over the output pipe and a pidfd for the child, so
 the process exit is seen at once even when a grandchild still holds the pipe open.
@@ -11,24 +13,23 @@ the process exit is seen at once even when a grandchild still holds the pipe ope
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import functools
 import math
 import os
 import select
 import shutil
-import signal
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from threading import Event
 from types import MappingProxyType
 
 from autoresearch.bounded_log import BoundedLog as _BoundedLog  # tests use runner._BoundedLog
+from autoresearch.lifeline import exec_if_simple, launch_plan, run_env, watchdog
 from autoresearch.process_tree import RUN_ID_ENV, ProcessTree, has_exited, kill_leftovers
 
 __all__ = [
@@ -74,6 +75,8 @@ class RunSpec:
     grace_s: float = 2.0
     # /bin/sh (dash on Debian) starts in ~1 ms; use "/bin/bash" for bash-only commands.
     shell: str = "/bin/sh"
+    # CPUs the command (and everything it starts) may run on; empty: wherever the OS likes.
+    cpus: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -112,13 +115,14 @@ def run_command(spec: RunSpec, stop: Event | None = None) -> RunOutcome:
     On KeyboardInterrupt (or any exception) the tree is killed and the exception re-raised.
     """
     run_id = spec.run_id or f"ar-{uuid.uuid4().hex}"
-    env = dict(os.environ)
-    env.update(spec.env)
-    env[RUN_ID_ENV] = run_id
+    env = run_env({**os.environ, **spec.env}, run_id)
     env[BUDGET_ENV] = _format_budget(spec.budget_s)
     spec.log_path.parent.mkdir(parents=True, exist_ok=True)
 
-    argv, preexec = _launch_plan([spec.shell, "-c", spec.command])
+    argv, preexec = launch_plan(
+        _pinned(spec.cpus, [spec.shell, "-c", exec_if_simple(spec.command)]))
+    guard = watchdog()
+    guard.ensure_started()
     log = _BoundedLog(spec.log_path, spec.max_log_bytes)
     start = time.monotonic()
     try:
@@ -136,10 +140,15 @@ def run_command(spec: RunSpec, stop: Event | None = None) -> RunOutcome:
         log.close()
         raise
 
+    if spec.cpus and _taskset() is None and hasattr(os, "sched_setaffinity"):
+        # Best effort without taskset: pinned from here, inherited by what it starts from now on.
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(proc.pid, spec.cpus)
     tree = ProcessTree(proc, run_id)
     pump: _Pump | None = None
     try:
         try:
+            guard.watch(proc.pid)
             pump = _Pump(proc, log)
             reason = _wait(proc, pump, start + spec.timeout_s, stop)
             command_s = time.monotonic() - start
@@ -156,6 +165,7 @@ def run_command(spec: RunSpec, stop: Event | None = None) -> RunOutcome:
         pump.drain(time.monotonic() + _DRAIN_S)
         returncode = proc.wait()
     finally:
+        guard.unwatch(proc.pid)
         if pump is not None:
             pump.close()
         elif proc.stdout is not None:
@@ -192,70 +202,23 @@ def _wait(proc: subprocess.Popen[bytes], pump: _Pump, deadline: float, stop: Eve
         pump.step(wait)
 
 
-# ---- the child side ---------------------------------------------------------------------
-#
-# The command gets the parent-death signal (SIGKILL) so that an orchestrator killed with
-# SIGKILL does not leave it running. The kernel sends it when the *thread* that spawned the
-# child exits; run_command blocks that thread until the end, so that is the same thing here.
-#
-# Preferred: `setpriv --pdeathsig KILL` (util-linux) execs into the shell with the signal set.
-# A preexec_fn would do the same in-process, but it forces subprocess to fork() instead of
-# vfork(), and fork() copies the page tables: measured 3 ms with a small heap and 31 ms with
-# a 500 MB one, against ~1 ms either way through setpriv. preexec_fn + prctl is the fallback.
-
-_PR_SET_PDEATHSIG = 1
-_SIGKILL = int(signal.SIGKILL)
+# ---- where the run may run ---------------------------------------------------------------
 
 
-def _launch_plan(argv: list[str]) -> tuple[list[str], Callable[[], None] | None]:
-    setpriv = _setpriv()
-    if setpriv is not None:
-        return [setpriv, "--pdeathsig", "KILL", *argv], None
-    return argv, _child_setup(os.getpid())
+def _pinned(cpus: tuple[int, ...], argv: list[str]) -> list[str]:
+    """`argv` run on `cpus` only: util-linux `taskset` sets the affinity in the child, before it
+    execs the command, and every process the command starts inherits it. (A preexec_fn calling
+    os.sched_setaffinity would do the same, but it is unsafe in a threaded parent and forces
+    fork(): see lifeline.) Without taskset the parent pins the child right after it starts."""
+    taskset = _taskset() if cpus else None
+    if taskset is None:
+        return argv
+    return [taskset, "--cpu-list", ",".join(map(str, sorted(cpus))), *argv]
 
 
 @functools.cache
-def _setpriv() -> str | None:
-    """Path of a setpriv that supports --pdeathsig (util-linux >= 2.33), else None."""
-    if not sys.platform.startswith("linux"):
-        return None
-    exe = shutil.which("setpriv")
-    if exe is None:
-        return None
-    try:
-        usage = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=5).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return exe if "--pdeathsig" in usage else None
-
-
-def _load_prctl() -> Callable[..., int] | None:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        fn = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    fn.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
-    fn.restype = ctypes.c_int
-    return fn
-
-
-# Resolved once in the parent so the forked child does as little as possible before exec.
-_PRCTL = _load_prctl()
-
-
-def _child_setup(parent_pid: int) -> Callable[[], None] | None:
-    if _PRCTL is None:
-        return None
-    prctl = _PRCTL
-
-    def setup() -> None:
-        prctl(_PR_SET_PDEATHSIG, _SIGKILL, 0, 0, 0)
-        if os.getppid() != parent_pid:  # the parent died before prctl took effect
-            os._exit(137)
-
-    return setup
+def _taskset() -> str | None:
+    return shutil.which("taskset") if sys.platform.startswith("linux") else None
 
 
 # ---- output -----------------------------------------------------------------------------

@@ -3,17 +3,29 @@
 from __future__ import annotations
 
 import json
-import re
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 
 import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
 
 from autoresearch import gitops
 from autoresearch.config import CONFIG_NAME, PROGRAM_NAME, load_config, load_config_text
 from autoresearch.errors import ConfigError
+from autoresearch.metric_discovery import (
+    Candidate,
+    candidates,
+    default_pattern,
+    guess_direction,
+    likely_objective,
+    slug,
+    toml_literal,
+)
+from autoresearch.metrics import parse_metrics
 
 TEMPLATES = ("gpt",)
 
@@ -27,19 +39,33 @@ class Answers:
     protected: list[str] | None = None
     budget: float | None = None
     metric_format: str | None = None
+    pattern: str | None = None  # for format = "regex": the objective's regex
+    from_log: Path | None = None  # output of the command, to find the metric in
 
 
 DEFAULTS = Answers(metric="score", direction="minimize", command="{python} evaluate.py",
                    scope=["*.py"], protected=[], budget=60.0, metric_format="kv")
 
 
+def _pattern_means_regex(answers: Answers) -> Answers:
+    """--pattern is read only by the regex format: it implies it, and contradicts the others."""
+    if answers.pattern is None:
+        return answers
+    if answers.metric_format not in (None, "regex"):
+        raise ConfigError(f"--pattern is for --format regex, not {answers.metric_format}",
+                          where="--pattern", fix="drop --format, or use --format regex")
+    return replace(answers, metric_format="regex")
+
+
 def _fill(answers: Answers, interactive: bool) -> Answers:
     """Flags win; on a terminal, ask for what's missing; elsewhere, use the defaults."""
-    out = Answers()
+    out = Answers(pattern=answers.pattern)
     for field in ("metric", "direction", "command", "budget", "metric_format"):
         value = getattr(answers, field)
         if value is None:
             default = getattr(DEFAULTS, field)
+            if field == "direction":  # val_loss → minimize, accuracy → maximize
+                default = guess_direction(str(out.metric)) or default
             value = typer.prompt(field.replace("_", " "), default=default) if interactive else default
         setattr(out, field, value)
     for field in ("scope", "protected"):
@@ -63,13 +89,20 @@ def _fill(answers: Answers, interactive: bool) -> Answers:
 
 
 def _patterns_line(a: Answers) -> str:
-    """For the regex format, a first pattern for the objective (else a commented example)."""
+    """For the regex format, the objective's pattern (--pattern, or one that matches the name
+    written as `name: 1.5`, `name=1.5` or `name 1.5`); for the others a commented example."""
     name = a.metric or "score"
-    pattern = re.escape(name) + r"\s*[:=]\s*([-+0-9.eE]+)"
-    line = f"patterns = {{ {json.dumps(name)} = {json.dumps(pattern)} }}"
+    pattern = a.pattern or default_pattern(name)
+    line = f"patterns = {{ {json.dumps(name)} = {toml_literal(pattern)} }}"
     if a.metric_format == "regex":
         return line + "  # one capture group holding the number\n"
     return "# " + line + "  # for format = \"regex\"\n"
+
+
+def _readable_command(command: str | None) -> str:
+    """The command as a reader of program.md would type it (`{python}` is the config's token
+    for the interpreter running autoresearch)."""
+    return (command or "").replace("{python}", "python")
 
 
 def _protected_sentence(a: Answers) -> str:
@@ -168,6 +201,28 @@ def _set_budget(config_path: Path, budget: float) -> None:
     config_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
+def _set_line(config_path: Path, key: str, value: str) -> None:
+    """Rewrite the template's `key = ...` line."""
+    text = config_path.read_text(encoding="utf-8")
+    lines = [f"{key} = {value}" if line.startswith(f"{key} ") else line
+             for line in text.splitlines()]
+    config_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _set_timeout(config_path: Path, timeout: float) -> None:
+    """Set `timeout_seconds` (the template ships it commented out, at its default)."""
+    text = config_path.read_text(encoding="utf-8")
+    lines = [f"timeout_seconds = {timeout:g}" if line.lstrip("# ").startswith("timeout_seconds")
+             else line for line in text.splitlines()]
+    config_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+# The demo's runs may take far longer than their budget on a busy laptop: the first one builds
+# the data cache (~10 s quiet, 53 s measured at load 9 on 2 cores) and every one ends with an
+# evaluation that slows as much. The timeout only catches hangs, so the demo is generous.
+DEMO_TIMEOUT_EXTRA_SECONDS = 300.0
+
+
 def _cuda_available() -> bool:
     """Whether torch sees a GPU here (False without torch: the CPU defaults then apply)."""
     try:
@@ -183,8 +238,87 @@ def _cuda_available() -> bool:
 GPU_BUDGET_SECONDS = 300.0
 
 
+def _read_log(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}", where="--from-log",
+                          fix="save your command's output to a file first, e.g. "
+                          "`python train.py > run.log 2>&1`, and give that file") from None
+
+
+def _listing(found: list[Candidate]) -> str:
+    return "; ".join(f"{c.name} = {c.value:g}" for c in found)
+
+
+def _show(found: list[Candidate], console: Console, source: Path) -> None:
+    table = Table("#", "name", "value", "format", "printed as", title=f"the numbers {source} "
+                  "printed last", title_justify="left")
+    for i, c in enumerate(found, 1):
+        table.add_row(str(i), c.name, f"{c.value:g}", c.format, escape(c.line))
+    console.print(table)
+
+
+def _default_choice(found: list[Candidate]) -> int:
+    """The number (1-based) of the likeliest objective: a validation loss or accuracy first."""
+    return found.index(likely_objective(found)) + 1
+
+
+def _choose(found: list[Candidate], wanted: str | None, interactive: bool, console: Console,
+            source: Path) -> Candidate:
+    if wanted is not None:
+        for c in found:
+            if wanted in (c.name, c.label) or slug(wanted) == c.name:
+                return c
+        raise ConfigError(f"{source} printed no number called {wanted!r}; its last ones are: "
+                          f"{_listing(found)}", where="--metric",
+                          fix="choose one of those names, or give --pattern with a regex whose "
+                          "one group captures the number")
+    _show(found, console, source)
+    default = _default_choice(found)
+    if not interactive:
+        raise ConfigError(f"which of the numbers {source} printed is the objective? "
+                          f"{_listing(found)}", where="--from-log",
+                          fix=f"add --metric NAME, e.g. --metric {found[default - 1].name}")
+    while True:
+        index = int(typer.prompt("which one is the objective (#)", default=default, type=int))
+        if 1 <= index <= len(found):
+            return found[index - 1]
+        console.print(f"choose a number from 1 to {len(found)}")
+
+
+def _from_log(answers: Answers, interactive: bool, console: Console) -> Answers:
+    """Set the metric, its format and pattern from a log of the command's real output."""
+    assert answers.from_log is not None
+    source = answers.from_log
+    text = _read_log(source)
+    if answers.pattern is not None:  # the user's own regex: it must read a number from the log
+        name = answers.metric or str(DEFAULTS.metric)
+        try:
+            value = parse_metrics(text, "regex", {name: answers.pattern}).get(name)
+        except ValueError as exc:
+            raise ConfigError(str(exc), where="--pattern") from None
+        if value is None:
+            raise ConfigError(f"--pattern {answers.pattern!r} reads no number from {source}",
+                              where="--pattern", fix="check the pattern against the log; its "
+                              "one group must capture the number")
+        console.print(f"objective {name} = {value:g} in {source}")
+        return replace(answers, metric=name, metric_format="regex")
+    found = candidates(text)
+    if not found:
+        raise ConfigError(f"{source} has no labelled number (like `loss 2.5` or `loss: 2.5`)",
+                          where="--from-log", fix="give the log of a complete run, or --metric "
+                          "and --pattern")
+    chosen = _choose(found, answers.metric, interactive, console, source)
+    console.print(f"objective {chosen.name} = {chosen.value:g}, read by the {chosen.format} "
+                  f"format from: {escape(chosen.line)}")
+    return replace(answers, metric=chosen.name, metric_format=chosen.format,
+                   pattern=chosen.pattern)
+
+
 def scaffold(root: Path, answers: Answers, *, template: str | None, force: bool,
-             interactive: bool, commit: bool) -> list[Path]:
+             interactive: bool, commit: bool, console: Console | None = None) -> list[Path]:
+    out = console or Console(highlight=False)
     if template:
         written = _copy_template(root, template, force)
         if template == "gpt" and answers.budget is not None:
@@ -192,6 +326,9 @@ def scaffold(root: Path, answers: Answers, *, template: str | None, force: bool,
         elif template == "gpt" and _cuda_available():
             _set_budget(root / CONFIG_NAME, GPU_BUDGET_SECONDS)
     else:
+        answers = _pattern_means_regex(answers)
+        if answers.from_log is not None:
+            answers = _from_log(answers, interactive, out)
         a = _fill(answers, interactive)
         config_path, program_path = root / CONFIG_NAME, root / PROGRAM_NAME
         for path in (config_path, program_path):
@@ -202,7 +339,8 @@ def scaffold(root: Path, answers: Answers, *, template: str | None, force: bool,
         load_config_text(text, config_path)  # refused before anything is written
         config_path.write_text(text, encoding="utf-8")
         program_path.write_text(PROGRAM_SKELETON.format(
-            metric=a.metric, direction=a.direction, command=a.command, budget=a.budget,
+            metric=a.metric, direction=a.direction, command=_readable_command(a.command),
+            budget=a.budget,
             scope=", ".join(a.scope or []), protected=_protected_sentence(a)), encoding="utf-8")
         written = [config_path, program_path]
     load_config(root / CONFIG_NAME)  # what we wrote must load
@@ -233,6 +371,8 @@ def create_demo(directory: Path, budget: float, console: object) -> Path:
     written = _copy_template(directory, "gpt", force=False)
     config_path = directory / CONFIG_NAME
     _set_budget(config_path, budget)
+    _set_line(config_path, "headline_pairs", "2")  # a short demo: 4 more runs, not 6
+    _set_timeout(config_path, budget + DEMO_TIMEOUT_EXTRA_SECONDS)
     load_config(config_path)
     rel = [str(p.relative_to(directory)) for p in written]
     gitops.git(directory, "add", "--", *rel)

@@ -5,12 +5,12 @@
         worktrees/<tag>/           the session's checkout; the user's checkout is never touched
         sessions/<tag>/results.tsv a view of the ledger, Karpathy's columns first
         sessions/<tag>/logs/<experiment>/<role>-<n>.log
-        sessions/<tag>/lock        pid of the live session process
+        sessions/<tag>/lock        flock()ed by the live session process; holds its pid
 """
 
 from __future__ import annotations
 
-import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from autoresearch.config import STATE_DIR
-from autoresearch.errors import ConfigError, SessionLockedError
+from autoresearch.errors import ConfigError, PreconditionError, SessionLockedError
 
 TAG_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -88,7 +88,13 @@ class StatePaths:
     @property
     def repo_key(self) -> str:
         """A short id of this repository, so run ids of two repos never collide."""
-        return hashlib.sha1(str(self.root).encode()).hexdigest()[:8]
+        return repo_key_of(self.root)
+
+    @property
+    def repo_run_ids(self) -> str:
+        """What every run id of this repository starts with, whatever its session's tag
+        (`executor.run_id_prefix` adds the tag)."""
+        return f"ar-{self.repo_key}-"
 
     def prepare(self) -> None:
         self.session_dir.mkdir(parents=True, exist_ok=True)
@@ -97,64 +103,113 @@ class StatePaths:
             ignore.write_text("# autoresearch state: never committed\n*\n")
 
 
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie is dead for our purposes.
-    with contextlib.suppress(OSError):
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        if state == "Z":
-            return False
-    return True
+def repo_key_of(root: Path) -> str:
+    return hashlib.sha1(str(root).encode()).hexdigest()[:8]
+
+
+def run_ids_of_worktree(worktree: Path) -> str:
+    """The run-id prefix of the repository a session worktree (`<root>/.autoresearch/worktrees/
+    <tag>[/<slot>]`) belongs to; for any other directory, one of its own."""
+    parts = worktree.parts
+    if STATE_DIR in parts:
+        root = Path(*parts[: len(parts) - 1 - parts[::-1].index(STATE_DIR)])
+        return StatePaths(root, "_").repo_run_ids
+    return f"ar-{repo_key_of(worktree)}-"
+
+
+# A probe (`live_holder`, from `status` or the dashboard) holds a shared lock for microseconds;
+# an acquirer that meets one tries again for this long before it calls the session running.
+_ACQUIRE_PATIENCE_S = 0.5
 
 
 class SessionLock:
-    """One live process per session; a lock left by a dead process is detected by pid and cleared."""
+    """One live process per session: an exclusive flock on the lock file, held while it runs.
+
+    The kernel releases a flock when its holder dies, however it dies (kill -9 included), so
+    there is no stale lock to detect: a lock left by a dead process is free, and taking it is
+    one atomic system call, never a read-then-delete that two processes could interleave. The
+    file also holds the holder's pid and host, for messages and `status`; it is removed when the
+    session ends. Requires flock() semantics from the file system (local ones, NFSv4).
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.cleared_stale: dict[str, object] | None = None
+        self._fd: int | None = None
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
-        for _ in range(2):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                holder = self._read()
-                pid = self.live_holder()
-                if pid and pid != os.getpid():
-                    raise SessionLockedError(
-                        f"session is already running in process {pid}",
-                        where=str(self.path),
-                        fix="stop that process first (Ctrl-C), or use another --tag",
-                    ) from None
-                self.cleared_stale = holder
-                self.path.unlink(missing_ok=True)
-                continue
-            with os.fdopen(fd, "w") as fh:
-                json.dump(me, fh)
+        if self._fd is not None:
             return
-        raise SessionLockedError("could not take the session lock", where=str(self.path))
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + _ACQUIRE_PATIENCE_S
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                if time.monotonic() < deadline:
+                    time.sleep(0.01)
+                    continue
+                pid = self.recorded_pid()
+                raise SessionLockedError(
+                    f"session is already running in process {pid or '(starting)'}",
+                    where=str(self.path),
+                    fix="stop that process first (Ctrl-C), or use another --tag",
+                ) from None
+            except OSError as exc:  # a file system without flock (some network or FUSE ones)
+                os.close(fd)
+                raise PreconditionError(
+                    f"cannot lock the session: {exc.strerror or exc}", where=str(self.path),
+                    fix="keep the repository (its .autoresearch directory) on a local file system",
+                ) from None
+            except BaseException:
+                os.close(fd)
+                raise
+            if not self._still_linked(fd):
+                # The holder we waited for removed the file as it released it: the lock we got
+                # is on a file nobody else will ever open. Take the one at the path instead.
+                os.close(fd)
+                continue
+            break
+        previous = _parse(os.read(fd, 4096))
+        if previous.get("pid") not in (None, os.getpid()):
+            self.cleared_stale = previous  # its holder died without removing it (kill -9)
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(me).encode(), 0)
+        self._fd = fd
+
+    def _still_linked(self, fd: int) -> bool:
+        try:
+            on_disk = os.stat(self.path)
+        except FileNotFoundError:
+            return False
+        held = os.fstat(fd)
+        return (on_disk.st_dev, on_disk.st_ino) == (held.st_dev, held.st_ino)
 
     def live_holder(self) -> int | None:
-        """The pid of the live process holding the lock, or None (no lock, or a dead holder).
-
-        A lock taken on another host (a shared filesystem) can't be checked: it counts as live.
-        """
-        holder = self._read()
-        raw_pid = holder.get("pid", 0)
-        pid = raw_pid if isinstance(raw_pid, int) else 0
-        if pid <= 0:
+        """The pid of the live process holding the lock, or None (no lock, or a dead holder)."""
+        if self._fd is not None:
+            return os.getpid()
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
             return None
-        if holder.get("host") not in (None, socket.gethostname()):
-            return pid
-        return pid if pid_alive(pid) else None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                # Held. Its holder writes its pid right after taking it: wait for that.
+                for _ in range(50):
+                    if (pid := self.recorded_pid()) is not None:
+                        return pid
+                    time.sleep(0.01)
+                return -1  # held by a process that has not written its pid (yet)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return None
+        finally:
+            os.close(fd)
 
     def recorded_pid(self) -> int | None:
         """The pid written in the lock file, alive or not (None: no lock file)."""
@@ -163,12 +218,24 @@ class SessionLock:
 
     def _read(self) -> dict[str, object]:
         try:
-            data = json.loads(self.path.read_text() or "{}")
-        except (OSError, ValueError):
+            return _parse(self.path.read_bytes())
+        except OSError:
             return {}
-        return data if isinstance(data, dict) else {}
 
     def release(self) -> None:
-        holder = self._read()
-        if holder.get("pid") == os.getpid():
-            self.path.unlink(missing_ok=True)
+        if self._fd is None:
+            return
+        fd, self._fd = self._fd, None
+        try:
+            if self._still_linked(fd):
+                self.path.unlink(missing_ok=True)  # while still holding it: see acquire
+        finally:
+            os.close(fd)
+
+
+def _parse(data: bytes) -> dict[str, object]:
+    try:
+        parsed = json.loads(data or b"{}")
+    except ValueError:
+        return {}
+    return parsed if isinstance(parsed, dict) else {}

@@ -32,7 +32,6 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from autoresearch.config import VerifyConfig
     from autoresearch.ledger import RunRow
-    from autoresearch.session import Session
 
 __all__ = ["LOAD_FACTOR", "MARGIN_S", "default_timeout", "describe", "first_run_timeout",
            "needed_timeout", "observe", "sized_timeout"]
@@ -86,17 +85,18 @@ def describe(verify: VerifyConfig, overhead_s: float | None) -> str:
             "timeout_seconds to choose it yourself")
 
 
-def observe(session: Session, run: RunRow) -> None:
+def observe(verify: VerifyConfig, base_commit: str, run: RunRow) -> str | None:
     """Size the timeout from a run of the unchanged code (see the module docstring).
 
-    Called for every run the session records or replays on resume; an event says what was
-    measured the first time, and again whenever the timeout changes.
+    Called for every run the session records, and for every run replayed on resume. Returns
+    what to record as an event (the first measurement, and whenever the timeout changes), or
+    None.
     """
-    verify = session.config.verify
     if (verify.timeout_seconds is not None or run.status != "ok" or run.duration_s is None
-            or run.commit_sha != session.row.base_commit):
-        return
+            or run.commit_sha != base_commit):
+        return None
     first, before = verify.measured_overhead_s is None, verify.timeout
     verify.note_overhead(run.duration_s - verify.budget_seconds)
     if first or verify.timeout != before:
-        session.event("timeout", describe(verify, verify.measured_overhead_s))
+        return describe(verify, verify.measured_overhead_s)
+    return None

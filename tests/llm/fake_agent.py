@@ -8,6 +8,8 @@ It imitates each CLI's invocation and output format, and does what FAKE_AGENT_MO
     switch     `git switch` to the session branch, set X = 6.9 (refused; HEAD detached again)
     refs       set X = 6.9, create a branch and a tag, move the session branch (refused, undone)
     stash      set X = 6.9, `git stash`, set X = 6.8 (refused: stashes are git too)
+    stashdrop  set X = 6.9, drop the newest of the user's stashes (refused; it comes back)
+    userstash  change target.py in the user's checkout and `git stash` it there (the user's)
     hide       set X = 6.9, `git update-index --assume-unchanged score.py`, tamper score.py
     hook       set X = 6.9, install a post-checkout hook in the repository's git dir
     ignored    set X = 6.9, rewrite the git-ignored data/offset.txt the evaluation reads, and add
@@ -17,6 +19,8 @@ It imitates each CLI's invocation and output format, and does what FAKE_AGENT_MO
     main       set X = 6.9 and move the user's checked-out `main` (refused, but main is left)
     nothing    change nothing
     hang       start a child that ignores SIGTERM, then sleep (the timeout must kill both)
+    persist    start a child that leaves the session (setsid), ignores SIGTERM and rewrites
+               target.py every 20 ms forever, then sleep: what must not outlive the orchestrator
     auth       fail like an unauthenticated CLI
     repair     replace 'import missing_module' in target.py by 'import math'
     crash      append `CRASH = True` to target.py (the evaluation then fails)
@@ -28,6 +32,7 @@ Every call appends {"argv": [...], "prompt": "..."} as a JSON line to FAKE_AGENT
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -78,10 +83,23 @@ def act(mode: str) -> None:
         target.write_text("X = 'half-written'\n")
         child.wait()
         time.sleep(600)
+    elif mode == "persist":
+        if os.fork() == 0:
+            os.setsid()
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            pidfile = os.environ["FAKE_AGENT_PIDFILE"]
+            Path(pidfile + ".tmp").write_text(str(os.getpid()))
+            os.rename(pidfile + ".tmp", pidfile)
+            while True:
+                with contextlib.suppress(OSError):
+                    target.write_text("X = 'written by an orphan'\n")
+                time.sleep(0.02)
+        time.sleep(600)
     elif mode == "others":
         target.write_text(target.read_text().replace("X = 3.0", "X = 7.0"))
         git("update-ref", "refs/autoresearch/other/discarded/other-0001", "HEAD")
-    elif mode in ("switch", "refs", "stash", "hide", "hook", "ignored", "main"):
+    elif mode in ("switch", "refs", "stash", "stashdrop", "userstash", "hide", "hook", "ignored",
+                  "main"):
         git_tricks(mode, target)
     elif mode == "checkout":
         # Through the worktree to the user's own checkout it lives in.
@@ -133,6 +151,12 @@ def git_tricks(mode: str, target: Path) -> None:
     elif mode == "stash":
         git("stash", "-q")
         set_x("6.8")
+    elif mode == "stashdrop":
+        git("stash", "drop", "-q")
+    elif mode == "userstash":
+        root = Path(git("rev-parse", "--path-format=absolute", "--git-common-dir")).parent
+        (root / "target.py").write_text("X = 1.0  # edited in your checkout\n")
+        git("-C", str(root), "stash", "-q")
     elif mode == "hide":
         git("update-index", "--assume-unchanged", "score.py")
         Path("score.py").write_text("print('score: 0')\n")

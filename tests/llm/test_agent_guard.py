@@ -123,12 +123,47 @@ def test_the_users_checked_out_branch_is_reported_but_never_rewound(
     assert git(session.worktree, "rev-parse", "--abbrev-ref", "HEAD") == "HEAD"
 
 
-def test_a_stash_is_refused_and_left_to_the_user(
-        agents: Path, session: ProposalContext, monkeypatch: pytest.MonkeyPatch) -> None:
+def stash_list(cwd: Path) -> str:
+    return git(cwd, "stash", "list", "--format=%H %gs")
+
+
+def users_stashes(checkout: Path) -> str:
+    """Two stashes the user made in their own checkout before the session."""
+    for n in (1, 2):
+        (checkout / "lib" / "util.py").write_text(f"def helper():\n    return {n + 1}\n")
+        git(checkout, "stash", "push", "-q", "-m", f"the user's stash {n}")
+    return stash_list(checkout)
+
+
+def test_an_agents_stash_is_refused_and_removed_and_the_users_stashes_kept(
+        agents: Path, session: ProposalContext, worktree: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     head = git(session.worktree, "rev-parse", "HEAD")
-    what = refused(session, monkeypatch, "stash")
-    assert "refs/stash was created" in what and "refs/stash was left as is" in what
+    assert refused(session, monkeypatch, "stash").count("refs/stash was created") == 1
+    assert stash_list(worktree) == ""  # no entry left in the user's repository
     assert_untouched(session, head)
+    before = users_stashes(worktree)
+    what = refused(session, monkeypatch, "stash")
+    assert "refs/stash moved" in what and "left as is" not in what
+    assert stash_list(worktree) == before  # the same entries, in the same order
+    assert_untouched(session, head)
+
+
+def test_a_stash_of_the_user_the_agent_dropped_is_put_back(
+        agents: Path, session: ProposalContext, worktree: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    before = users_stashes(worktree)
+    assert "refs/stash moved" in refused(session, monkeypatch, "stashdrop")
+    assert stash_list(worktree) == before
+
+
+def test_a_stash_made_in_the_users_checkout_is_never_dropped(
+        agents: Path, session: ProposalContext, worktree: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # The harness cannot tell an agent's stash on the user's branch from the user's own.
+    what = refused(session, monkeypatch, "userstash")
+    assert "refs/stash was left as is (an entry was made in another worktree" in what
+    assert "WIP on main" in stash_list(worktree)
 
 
 def test_hiding_a_tracked_change_from_git_status_is_refused_and_cleared(
@@ -230,3 +265,30 @@ def test_a_checkout_the_user_left_dirty_is_not_mistaken_for_the_agents(
     proposal = agent().propose(session)
     assert proposal is not None and proposal.in_worktree
     assert "X = 7.0" in (session.worktree / "target.py").read_text()
+
+
+def test_refs_a_sibling_slot_moves_meanwhile_are_not_the_agents_doing(
+        session: ProposalContext, worktree: Path) -> None:
+    # In a parallel session the harness keeps or parks a sibling slot's experiment while this
+    # slot's agent may be at work: those moves are the harness's own (gitops.REF_JOURNAL).
+    from autoresearch.proposers.agent.gitstate import GitState
+
+    wt = session.worktree
+    before = GitState.take(wt, "t")
+    (wt / "target.py").write_text("X = 5.0\n")
+    sibling = gitops.commit_change(wt, "a sibling's candidate\n").sha
+    gitops.checkout(wt, before.head)
+    gitops.update_ref(worktree, "refs/autoresearch/t/discarded/t-0007", sibling)  # a park
+    gitops.update_ref(worktree, "refs/heads/autoresearch/t", sibling)  # a keep
+    git(wt, "update-ref", "refs/heads/agent-branch", sibling)  # the agent, not the harness
+    assert before.changes(wt) == [f"refs/heads/agent-branch was created at {sibling[:10]}"]
+    assert before.restore(wt) == []
+    now = refs(wt)
+    assert "refs/heads/agent-branch" not in now
+    assert now["refs/heads/autoresearch/t"] == now["refs/autoresearch/t/discarded/t-0007"] == sibling
+    # The same move made by someone else (not recorded by this process) is refused as before.
+    git(wt, "update-ref", "refs/heads/autoresearch/t", before.head)
+    again = GitState.take(wt, "t")
+    git(wt, "update-ref", "refs/heads/autoresearch/t", sibling)
+    assert again.changes(wt) == [f"refs/heads/autoresearch/t moved from {before.head[:10]} "
+                                 f"to {sibling[:10]}"]

@@ -52,6 +52,19 @@ def test_protected_files_and_heldout_metrics_never_appear(make_ctx: MakeCtx) -> 
     assert "+X = 5" in everything
 
 
+def test_experiments_running_in_other_slots_reach_the_model(make_ctx: MakeCtx) -> None:
+    import dataclasses
+
+    from autoresearch.proposers.base import InFlight
+
+    alone = build_context(make_ctx())
+    assert "Running now in other slots" not in alone.volatile  # a serial session: no section
+    ctx = dataclasses.replace(make_ctx(), in_flight=(InFlight("t-0007", "raise LR to 0.05"),))
+    c = build_context(ctx)
+    assert "Running now in other slots" in c.volatile
+    assert "- t-0007: raise LR to 0.05" in c.volatile
+
+
 def test_stuck_flag_and_crash_log_reach_the_model(make_ctx: MakeCtx) -> None:
     c = build_context(make_ctx(stuck=True, crash="RuntimeError: CUDA out of memory"))
     assert "You are stuck" in c.volatile

@@ -5,13 +5,16 @@ Each item of the script (a JSON list, option `script`) is one proposal:
   {"hypothesis": "...", "worktree": {"target.py": "..."}}              written into the worktree
   {"error": "..."}                                                     a failed proposal
   {"hypothesis": "...", "edits": {...}, "repairs": [{"edits": {...}}]} fixes offered after a crash
-The position in the script is the number of candidate experiments already decided, so a resumed
-session re-proposes an interrupted item and never repeats a finished one.
+Each experiment gets the first item that no decided experiment and no experiment in flight (a
+sibling slot's) was given. Which experiment got which item is kept beside the script, so a
+resumed session re-proposes an interrupted item and never repeats a decided one, whatever order
+parallel experiments finished in.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,24 +33,40 @@ class ScriptedProposer(Proposer):
 
     def __init__(self, config: Any, options: Any = None) -> None:
         super().__init__(config, options)
-        self.items: list[dict[str, Any]] = json.loads(Path(self.options["script"]).read_text())
-        self.position = 0
-        self.repairs_used = 0
+        script = Path(self.options["script"])
+        self.items: list[dict[str, Any]] = json.loads(script.read_text())
+        self._assignments = script.with_suffix(".assigned.json")
+        self.assigned: dict[str, int] = (json.loads(self._assignments.read_text())
+                                         if self._assignments.exists() else {})
+        self.decided: set[int] = set()  # items whose experiment was decided
+        self.repairs_used: dict[str, int] = {}  # experiment id -> repairs given
         self.seen_stuck = False
 
+    @property
+    def position(self) -> int:
+        return len(self.decided)
+
+    def resume(self, history: Sequence[ExperimentOutcome]) -> None:
+        for outcome in history:
+            self.observe(outcome)
+
     def observe(self, outcome: ExperimentOutcome) -> None:
-        if outcome.summary.kind != "baseline":
-            self.position += 1
+        item = self.assigned.get(outcome.summary.id)
+        if item is not None:
+            self.decided.add(item)
 
     def propose(self, ctx: ProposalContext) -> Proposal | None:
-        self.repairs_used = 0
         if ctx.stuck:
             self.seen_stuck = True
             marker = Path(self.options["script"]).with_suffix(".stuck")
             marker.write_text(str(self.position))
-        if self.position >= len(self.items):
+        running = {self.assigned[e.id] for e in ctx.in_flight if e.id in self.assigned}
+        free = [i for i in range(len(self.items)) if i not in self.decided | running]
+        if not free:
             return None
-        item = self.items[self.position]
+        self.assigned[ctx.experiment_id] = free[0]
+        self._assignments.write_text(json.dumps(self.assigned))
+        item = self.items[free[0]]
         if "error" in item:
             raise ProposalError(item["error"])
         return self._proposal(ctx, item)
@@ -64,10 +83,11 @@ class ScriptedProposer(Proposer):
                         rationale=item.get("rationale", ""), usage=usage)
 
     def repair(self, ctx: ProposalContext, failed: Proposal, log_tail: str) -> Proposal | None:
-        repairs = self.items[self.position].get("repairs", [])
-        if self.repairs_used >= len(repairs):
+        repairs = self.items[self.assigned[ctx.experiment_id]].get("repairs", [])
+        used = self.repairs_used.get(ctx.experiment_id, 0)
+        if used >= len(repairs):
             return None
-        fix = repairs[self.repairs_used]
-        self.repairs_used += 1
+        fix = dict(repairs[used])
+        self.repairs_used[ctx.experiment_id] = used + 1
         fix.setdefault("hypothesis", failed.hypothesis + " (repaired)")
         return self._proposal(ctx, fix)

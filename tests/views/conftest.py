@@ -187,7 +187,7 @@ def run_noisy_session(repo: Path, script: list[dict[str, object]], tag: str = "n
     if not (repo / ".git").exists():
         init_repo(repo, {"target.py": "X = 13.0\n", "score.py": NOISY_SCORE,
                          "autoresearch.toml": NOISY_CONFIG, "program.md": "Make score small.\n",
-                         ".gitignore": ".autoresearch/\nscript.json\n"})
+                         ".gitignore": ".autoresearch/\nscript.json\nscript.assigned.json\n"})
     (repo / "script.json").write_text(json.dumps(script))
     proc = autoresearch(repo, "run", "--iterations", str(len(script) + 1), "--tag", tag)
     assert proc.returncode == 0, proc.stdout + proc.stderr

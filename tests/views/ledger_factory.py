@@ -153,25 +153,25 @@ def build_session(repo: Path, *, tag: str = "demo", plan: list[Planned] | None =
     config = {"scope": ["*.py"], "verify": {"command": "python train.py", "budget_seconds": 5},
               "metric": {"name": "score", "direction": "minimize"},
               "limits": {"max_usd": max_usd, "max_hours": 8.0, "max_experiments": None}}
+    t0 = start if start is not None else time.time() - 60.0 * (len(plan or DEFAULT_PLAN) + 2)
     session = ledger.create_session(
         tag=tag, branch=f"autoresearch/{tag}", base_commit=base, worktree=str(worktree),
-        metric="score", direction="minimize", config=config, proposer="llm")
-    t0 = start if start is not None else time.time() - 60.0 * (len(plan or DEFAULT_PLAN) + 2)
-    ledger.update_session(session.id, status="running", created_at=t0)
+        metric="score", direction="minimize", config=config, proposer="llm", created_at=t0)
+    ledger.set_session_status(session.id, "running")
 
     noise = statistics.stdev(base_values) if len(base_values) >= 2 else float("nan")
     built = BuiltSession(repo, ledger, session, worktree, noise, statistics.mean(base_values))
     exp = ledger.create_experiment(session, kind="baseline", status="running",
-                                   hypothesis="baseline", parent_commit=base)
+                                   hypothesis="baseline", parent_commit=base, started_at=t0 + 5)
     _record_runs(built, exp, base, base_values, "keep")
-    ledger.update_experiment(exp.id, status="keep", commit_sha=base, objective=built.incumbent,
-                             decision_reason="baseline: the code as it was",
-                             started_at=t0 + 5, finished_at=t0 + 50)
-    ledger.update_session(session.id, noise=noise if noise == noise else None)
+    ledger.record_commit(exp.id, commit_sha=base, tree_sha=git(repo, "rev-parse", base + "^{tree}"))
+    ledger.finish_experiment(exp.id, status="keep", objective=built.incumbent,
+                             reason="baseline: the code as it was", finished_at=t0 + 50)
+    ledger.set_session_noise(session.id, noise if noise == noise else None)
     built.experiments.append(_get(ledger, exp.id))
     for i, planned in enumerate(plan or DEFAULT_PLAN):
         add_experiment(built, planned, started_at=t0 + 60.0 * (i + 1))
-    ledger.update_session(session.id, status="finished")
+    ledger.set_session_status(session.id, "finished")
     built.refresh()
     return built
 
@@ -181,9 +181,11 @@ def add_experiment(built: BuiltSession, planned: Planned,
     """Record one more experiment the way the loop does (usable while a dashboard watches)."""
     ledger, wt = built.ledger, built.worktree
     parent = git(wt, "rev-parse", "HEAD")
+    t_start = started_at if started_at is not None else time.time() - 50
     exp = ledger.create_experiment(built.session, hypothesis=planned.hypothesis,
                                    rationale=f"Because {planned.hypothesis} may help.",
-                                   proposer="llm", parent_commit=parent, status="running")
+                                   proposer="llm", parent_commit=parent, status="running",
+                                   started_at=t_start)
     sha: str | None = None
     files: list[str] = []
     if planned.status != "rejected":
@@ -206,14 +208,13 @@ def add_experiment(built: BuiltSession, planned: Planned,
         "timeout": "killed after the 65 s timeout",
         "rejected": "guardrail: autoresearch.toml is protected",
     }
-    t_start = started_at if started_at is not None else time.time() - 50
-    ledger.update_experiment(
-        exp.id, status=planned.status, commit_sha=sha, objective=objective,
-        incumbent_objective=built.incumbent, delta=delta, threshold=2 * built.noise,
-        decision_reason=reasons[planned.status], files=files,
-        lines_added=len(files), lines_removed=len(files),
-        started_at=t_start, finished_at=t_start + 48.0,
-    )
+    if sha is not None:
+        ledger.record_commit(exp.id, commit_sha=sha, tree_sha=git(wt, "rev-parse", sha + "^{tree}"),
+                             files=files, lines_added=len(files), lines_removed=len(files))
+    ledger.record_judgement(exp.id, incumbent_objective=built.incumbent, delta=delta,
+                            threshold=2 * built.noise)
+    ledger.finish_experiment(exp.id, status=planned.status, objective=objective,
+                             reason=reasons[planned.status], finished_at=t_start + 48.0)
     if sha is not None and planned.status != "keep":
         git(built.repo, "update-ref", f"refs/autoresearch/{built.tag}/discarded/{exp.id}", sha)
         git(wt, "reset", "-q", "--hard", parent)

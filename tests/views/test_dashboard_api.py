@@ -130,20 +130,20 @@ def test_stream_pushes_an_update_when_an_experiment_finishes(demo: BuiltSession)
 def test_stream_pushes_an_update_when_the_session_process_dies(demo: BuiltSession) -> None:
     """A run killed with SIGKILL writes nothing to the ledger; the page must still be told, or
     it keeps saying "running" and ticking its clock forever."""
-    import json
-    import socket
     import subprocess
     import sys
 
     from autoresearch.state import StatePaths
 
-    demo.ledger.update_session(demo.session.id, status="running")
-    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    demo.ledger.set_session_status(demo.session.id, "running")
+    lock = StatePaths(demo.repo, demo.session.tag).lock
+    # The session lock is an flock held by the live process: a stand-in takes it as a session.
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path; "
+                               "from autoresearch.state import SessionLock; "
+                               "SessionLock(Path(sys.argv[1])).acquire(); print('held', flush=True); "
+                               "time.sleep(60)", str(lock)], stdout=subprocess.PIPE, text=True)
     try:
-        lock = StatePaths(demo.repo, demo.session.tag).lock
-        lock.parent.mkdir(parents=True, exist_ok=True)
-        lock.write_text(json.dumps({"pid": holder.pid, "host": socket.gethostname(),
-                                    "started": time.time()}))
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         with serve(demo.repo, poll_interval_s=0.1) as url, httpx.stream(
                 "GET", url + "/api/stream", timeout=10) as resp:
             lines = resp.iter_lines()
@@ -181,7 +181,8 @@ def test_updates_send_only_what_changed(demo: BuiltSession) -> None:
     assert news["summary"]["counts"]["discard"] == first["summary"]["counts"]["discard"] + 1
     # A write to an old experiment (any column, by any code path) makes it news too.
     old = demo.experiments[1]
-    demo.ledger.update_experiment(old.id, decision_reason="re-judged")
+    demo.ledger.finish_experiment(old.id, status=old.status, reason="re-judged",
+                                  finished_at=old.finished_at)
     again = c.get(f"/api/session?since={news['stamp']}").json()
     assert [e["id"] for e in again["experiments"]] == [old.id]
     assert again["experiments"][0]["decision_reason"] == "re-judged"

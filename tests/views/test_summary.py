@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import socket
 import statistics
 from pathlib import Path
 
 import pytest
 
+from autoresearch.state import SessionLock
 from autoresearch.views.detail import experiment_detail
 from autoresearch.views.noise import NoiseFloor
 from autoresearch.views.summary import (
@@ -94,8 +93,8 @@ def test_active_time_leaves_out_the_pauses_between_runs() -> None:
     (0.3, 0.1, "green", "3.0σ"),
     (-0.5, 1.0, "red", "-0.5σ"),
     (0.3, None, "unknown", "σ unknown"),
-    (0.3, 0.0, "green", "∞σ"),
-    (0.0, 0.0, "red", "0σ"),
+    (0.3, 0.0, "unknown", "σ = 0: hidden"),  # never "∞σ": the noise is hidden, not absent
+    (0.0, 0.0, "unknown", "σ = 0: hidden"),
     (None, 1.0, "unknown", "—"),
 ])
 def test_confidence_levels(improvement: float | None, noise: float | None, level: str,
@@ -118,7 +117,7 @@ def test_confidence_label_never_contradicts_its_colour() -> None:
 def test_confidence_divides_by_the_baselines_own_sigma(demo: BuiltSession) -> None:
     """The engine overwrites the session's σ with the pooled one after confirmation runs."""
     pooled = 0.5
-    demo.ledger.update_session(demo.session.id, noise=pooled)
+    demo.ledger.set_session_noise(demo.session.id, pooled)
     view = _view(demo.repo)
     own = statistics.stdev(BASELINE_VALUES)
     conf = view.confidence
@@ -137,7 +136,7 @@ def test_confidence_divides_by_the_baselines_own_sigma(demo: BuiltSession) -> No
 def test_confidence_falls_back_to_the_pooled_sigma_after_a_single_baseline_run(
         tmp_path: Path) -> None:
     built = build_session(tmp_path / "repo", baseline_values=[10.0])
-    built.ledger.update_session(built.session.id, noise=0.2)  # measured by confirmation runs
+    built.ledger.set_session_noise(built.session.id, 0.2)  # measured by confirmation runs
     conf = _view(built.repo).confidence
     assert conf.noise_source == "pooled" and conf.noise == 0.2 and conf.baseline_noise is None
     assert conf.ratio == pytest.approx((10.0 - 8.81) / 0.2)
@@ -172,10 +171,9 @@ def test_real_session_view(real_repo: Path) -> None:
     measured = [e for e in exps if e.objective is not None]
     assert len(view.chart.points) == len(measured)
     assert view.summary.baseline == pytest.approx(16.0)  # (3 - 7)², deterministic
-    # Deterministic target: identical baseline repeats, σ = 0, any kept improvement is beyond it.
+    # Deterministic target: identical baseline repeats, σ = 0: hidden noise, no ratio claimed.
     assert view.summary.noise == 0.0
-    if view.summary.counts["keep"]:
-        assert (view.confidence.level, view.confidence.label) == ("green", "∞σ")
+    assert (view.confidence.level, view.confidence.label) == ("unknown", "σ = 0: hidden")
     json.dumps(view_to_json(view), allow_nan=False)  # strict JSON, no NaN
 
 
@@ -210,13 +208,16 @@ def test_short_label() -> None:
 
 
 def test_live_only_while_the_lock_holder_runs(demo: BuiltSession) -> None:
-    demo.ledger.update_session(demo.session.id, status="running")
+    demo.ledger.set_session_status(demo.session.id, "running")
     gone = _view(demo.repo).summary
     assert gone.process_gone and not gone.live
-    lock = demo.repo / ".autoresearch" / "sessions" / demo.tag / "lock"
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    lock.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
-    live = _view(demo.repo).summary
+    # The session lock is an flock held by the live process: take it as a session would.
+    lock = SessionLock(demo.repo / ".autoresearch" / "sessions" / demo.tag / "lock")
+    lock.acquire()
+    try:
+        live = _view(demo.repo).summary
+    finally:
+        lock.release()
     assert live.live and not live.process_gone
     assert live.elapsed_s > gone.elapsed_s - 1  # the clock runs to now while live
 

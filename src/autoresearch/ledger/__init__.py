@@ -6,6 +6,7 @@ from autoresearch.ledger.store import (
     Ledger,
     RunRow,
     SessionRow,
+    TrialStatus,
 )
 
-__all__ = ["FINAL_STATUSES", "ExperimentRow", "Ledger", "RunRow", "SessionRow"]
+__all__ = ["FINAL_STATUSES", "ExperimentRow", "Ledger", "RunRow", "SessionRow", "TrialStatus"]

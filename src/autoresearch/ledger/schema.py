@@ -131,6 +131,57 @@ MIGRATIONS: list[str] = [
         WHERE id = NEW.experiment_id;
     END;
     """,
+    # 3: code reviews (`autoresearch review`, the in-loop review gate) and their findings
+    """
+    CREATE TABLE reviews (
+        id INTEGER PRIMARY KEY,
+        subject_key TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        base_commit TEXT,
+        head_commit TEXT,
+        session_id INTEGER REFERENCES sessions(id),
+        experiment_id TEXT REFERENCES experiments(id),
+        started_at REAL NOT NULL,
+        duration_s REAL NOT NULL,
+        red INTEGER NOT NULL DEFAULT 0,
+        yellow INTEGER NOT NULL DEFAULT 0,
+        purple INTEGER NOT NULL DEFAULT 0,
+        blocked INTEGER NOT NULL DEFAULT 0,
+        input_tokens INTEGER NOT NULL DEFAULT 0,
+        output_tokens INTEGER NOT NULL DEFAULT 0,
+        cache_read_tokens INTEGER NOT NULL DEFAULT 0,
+        cache_write_tokens INTEGER NOT NULL DEFAULT 0,
+        cost_usd REAL NOT NULL DEFAULT 0,
+        capped INTEGER NOT NULL DEFAULT 0,
+        scale TEXT NOT NULL DEFAULT '',
+        reviewers_json TEXT NOT NULL DEFAULT '[]',
+        notes_json TEXT NOT NULL DEFAULT '[]'
+    );
+    CREATE INDEX reviews_by_subject ON reviews(subject_key, id);
+    CREATE INDEX reviews_by_experiment ON reviews(experiment_id);
+    CREATE TABLE review_findings (
+        review_id INTEGER NOT NULL REFERENCES reviews(id),
+        idx INTEGER NOT NULL,
+        fingerprint TEXT NOT NULL,
+        colour TEXT NOT NULL,
+        path TEXT NOT NULL,
+        start_line INTEGER NOT NULL,
+        end_line INTEGER NOT NULL,
+        angle TEXT NOT NULL,
+        category TEXT NOT NULL,
+        severity TEXT NOT NULL,
+        title TEXT NOT NULL,
+        body TEXT NOT NULL,
+        evidence TEXT NOT NULL,
+        confidence REAL NOT NULL,
+        sources_json TEXT NOT NULL,
+        inline INTEGER NOT NULL,
+        known INTEGER NOT NULL,
+        PRIMARY KEY (review_id, idx)
+    );
+    CREATE INDEX review_findings_by_fingerprint ON review_findings(fingerprint);
+    """,
 ]
 
 

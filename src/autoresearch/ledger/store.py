@@ -8,6 +8,10 @@ block the writer.
 Experiments may overlap in time (a worker pool runs several candidates at once): sequence numbers
 are allocated inside one transaction, every write names its experiment, and nothing here assumes
 a single open experiment (`open_experiments` returns all of them).
+
+The write API is typed: one method per thing that happens to a session or an experiment (it was
+created, proposed, committed, judged, finished...), each naming the columns it writes. Nothing
+writes an arbitrary set of columns, so a misspelt field is a type error, not a silent no-op.
 """
 
 from __future__ import annotations
@@ -19,90 +23,32 @@ import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from autoresearch.errors import LedgerEmptyError
 from autoresearch.ledger import integrity
+from autoresearch.ledger.reviews import ReviewFindingRecord, ReviewRecord, ReviewRow
+from autoresearch.ledger.rows import (
+    FINAL_STATUSES,
+    OPEN_STATUSES,
+    ExperimentRow,
+    RunRow,
+    SessionRow,
+    TrialStatus,
+)
 from autoresearch.ledger.schema import MIGRATIONS, migrate
 
-FINAL_STATUSES = ("keep", "discard", "crash", "timeout", "rejected", "interrupted")
-OPEN_STATUSES = ("proposed", "running")
-
-
-@dataclass(frozen=True)
-class SessionRow:
-    id: int
-    tag: str
-    branch: str
-    base_commit: str
-    worktree: str
-    metric: str
-    direction: str
-    config: dict[str, Any]
-    proposer: str
-    status: str
-    created_at: float
-    updated_at: float
-    noise: float | None
-    fingerprint_key: str | None
-
-
-@dataclass(frozen=True)
-class RunRow:
-    id: int
-    experiment_id: str
-    role: str
-    idx: int
-    attempt: int
-    commit_sha: str
-    status: str
-    exit_code: int | None
-    duration_s: float | None
-    log_path: str | None
-    fingerprint_key: str | None
-    started_at: float
-    finished_at: float | None
-    metrics: dict[str, float] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class ExperimentRow:
-    id: str
-    session_id: int
-    seq: int
-    kind: str
-    status: str
-    hypothesis: str
-    rationale: str
-    proposer: str
-    params: dict[str, Any] | None
-    parent_commit: str | None
-    commit_sha: str | None
-    tree_sha: str | None
-    files: list[str]
-    lines_added: int
-    lines_removed: int
-    objective: float | None
-    incumbent_objective: float | None
-    delta: float | None
-    threshold: float | None
-    decision_reason: str
-    guards: list[dict[str, Any]]
-    attempts: int
-    cost_usd: float
-    worker: str
-    started_at: float
-    finished_at: float | None
-
-    @property
-    def duration_s(self) -> float | None:
-        return None if self.finished_at is None else self.finished_at - self.started_at
+__all__ = ["FINAL_STATUSES", "OPEN_STATUSES", "ExperimentRow", "Ledger", "RunRow", "SessionRow",
+           "TrialStatus"]
 
 
 def _loads(raw: str | None, default: Any) -> Any:
     return default if raw is None else json.loads(raw)
+
+
+def _dumps(value: Mapping[str, Any] | None) -> str | None:
+    return None if value is None else json.dumps(value)
 
 
 class Ledger:
@@ -239,8 +185,9 @@ class Ledger:
         direction: str,
         config: Mapping[str, Any],
         proposer: str,
+        created_at: float | None = None,
     ) -> SessionRow:
-        now = time.time()
+        now = time.time() if created_at is None else created_at
         with self._tx() as c:
             c.execute(
                 "INSERT INTO sessions (tag, branch, base_commit, worktree, metric, direction,"
@@ -264,13 +211,26 @@ class Ledger:
         rows = self._query("SELECT * FROM sessions ORDER BY updated_at DESC LIMIT 1")
         return self._session(rows[0]) if rows else None
 
-    def update_session(self, session_id: int, **fields: Any) -> None:
-        if "config" in fields:
-            fields["config_json"] = json.dumps(fields.pop("config"))
-        fields["updated_at"] = time.time()
-        cols = ", ".join(f"{k} = ?" for k in fields)
+    def _update_session(self, session_id: int, sets: str, args: Sequence[Any]) -> None:
         with self._tx() as c:
-            c.execute(f"UPDATE sessions SET {cols} WHERE id = ?", (*fields.values(), session_id))
+            c.execute(f"UPDATE sessions SET {sets}, updated_at = ? WHERE id = ?",
+                      (*args, time.time(), session_id))
+
+    def session_opened(self, session_id: int, *, proposer: str,
+                       config: Mapping[str, Any]) -> None:
+        """A process opened (or resumed) the session with this proposer and config."""
+        self._update_session(session_id, "proposer = ?, config_json = ?, status = 'running'",
+                             (proposer, json.dumps(config)))
+
+    def set_session_status(self, session_id: int, status: str) -> None:
+        """running, paused (waiting out an outage, or stopped by a pause), finished, stopped."""
+        self._update_session(session_id, "status = ?", (status,))
+
+    def set_session_noise(self, session_id: int, sigma: float | None) -> None:
+        self._update_session(session_id, "noise = ?", (sigma,))
+
+    def set_session_fingerprint(self, session_id: int, key: str) -> None:
+        self._update_session(session_id, "fingerprint_key = ?", (key,))
 
     @staticmethod
     def _session(r: sqlite3.Row) -> SessionRow:
@@ -296,9 +256,10 @@ class Ledger:
         params: Mapping[str, Any] | None = None,
         parent_commit: str | None = None,
         worker: str = "inline",
+        started_at: float | None = None,
     ) -> ExperimentRow:
         """Allocate the next sequence number atomically (safe with overlapping experiments)."""
-        now = time.time()
+        now = time.time() if started_at is None else started_at
         with self._tx() as c:
             (seq,) = c.execute(
                 "SELECT COALESCE(MAX(seq), 0) + 1 FROM experiments WHERE session_id = ?",
@@ -316,17 +277,64 @@ class Ledger:
         assert exp is not None
         return exp
 
-    def update_experiment(self, exp_id: str, **fields: Any) -> None:
-        for key, col in (("params", "params_json"), ("files", "files_json"),
-                         ("guards", "guards_json")):
-            if key in fields:
-                value = fields.pop(key)
-                fields[col] = None if value is None else json.dumps(value)
-        if not fields:
-            return
-        cols = ", ".join(f"{k} = ?" for k in fields)
+    def _update_experiment(self, exp_id: str, sets: str, args: Sequence[Any]) -> None:
         with self._tx() as c:
-            c.execute(f"UPDATE experiments SET {cols} WHERE id = ?", (*fields.values(), exp_id))
+            c.execute(f"UPDATE experiments SET {sets} WHERE id = ?", (*args, exp_id))
+
+    def record_proposal(self, exp_id: str, *, hypothesis: str, rationale: str = "",
+                        params: Mapping[str, Any] | None = None) -> None:
+        """What the proposer proposed (before the guardrails look at it)."""
+        self._update_experiment(exp_id, "hypothesis = ?, rationale = ?, params_json = ?",
+                                (hypothesis, rationale, _dumps(params)))
+
+    def record_hypothesis(self, exp_id: str, hypothesis: str) -> None:
+        """What a proposal that failed meant to try (it is still worth showing)."""
+        self._update_experiment(exp_id, "hypothesis = ?", (hypothesis,))
+
+    def record_params(self, exp_id: str, params: Mapping[str, Any] | None) -> None:
+        self._update_experiment(exp_id, "params_json = ?", (_dumps(params),))
+
+    def record_commit(self, exp_id: str, *, commit_sha: str, tree_sha: str,
+                      files: Sequence[str] = (), lines_added: int = 0, lines_removed: int = 0,
+                      parent_commit: str | None = None) -> None:
+        """The experiment's commit (a candidate's change, or the baseline's base); it runs now.
+
+        A new attempt (a crash repair, a replay onto a newer incumbent) records its own commit;
+        `parent_commit` changes when the commit sits on another incumbent than before.
+        """
+        sets = ("status = 'running', commit_sha = ?, tree_sha = ?, files_json = ?,"
+                " lines_added = ?, lines_removed = ?")
+        args: list[Any] = [commit_sha, tree_sha, json.dumps(list(files)), lines_added,
+                           lines_removed]
+        if parent_commit is not None:
+            sets += ", parent_commit = ?"
+            args.append(parent_commit)
+        self._update_experiment(exp_id, sets, args)
+
+    def record_attempt(self, exp_id: str, *, attempts: int, hypothesis: str) -> None:
+        """The experiment goes on with another commit (attempt number `attempts`)."""
+        self._update_experiment(exp_id, "attempts = ?, hypothesis = ?", (attempts, hypothesis))
+
+    def record_judgement(self, exp_id: str, *, incumbent_objective: float | None,
+                         delta: float | None, threshold: float | None,
+                         guards: Sequence[Mapping[str, Any]] = ()) -> None:
+        """The numbers the verdict was decided on, and the guards applied to a would-be keep."""
+        self._update_experiment(
+            exp_id, "incumbent_objective = ?, delta = ?, threshold = ?, guards_json = ?",
+            (incumbent_objective, delta, threshold, json.dumps([dict(g) for g in guards])))
+
+    def finish_experiment(self, exp_id: str, *, status: str, reason: str,
+                          objective: float | None = None,
+                          finished_at: float | None = None) -> None:
+        """The verdict: a final status and its reason (and the objective it was decided on)."""
+        if status not in FINAL_STATUSES:
+            raise ValueError(f"{status!r} is not a final status")
+        sets = "status = ?, decision_reason = ?, finished_at = ?"
+        args: list[Any] = [status, reason, time.time() if finished_at is None else finished_at]
+        if objective is not None:
+            sets += ", objective = ?"
+            args.append(objective)
+        self._update_experiment(exp_id, sets, args)
 
     def discard_unstarted(self, exp_id: str) -> None:
         """Remove an experiment that never got a proposal (nothing ran, nothing was spent)."""
@@ -547,10 +555,13 @@ class Ledger:
                  None if data is None else json.dumps(data)),
             )
 
-    def events(self, session_id: int, *, after_id: int = 0) -> list[dict[str, Any]]:
+    def events(self, session_id: int, *, after_id: int = 0,
+               kind: str | None = None) -> list[dict[str, Any]]:
+        """The session's events after `after_id` (of one `kind` only, when given), in order."""
         rows = self._query(
-            "SELECT * FROM events WHERE session_id = ? AND id > ? ORDER BY id",
-            (session_id, after_id),
+            "SELECT * FROM events WHERE session_id = ? AND id > ? AND (? IS NULL OR kind = ?)"
+            " ORDER BY id",
+            (session_id, after_id, kind, kind),
         )
         return [
             {"id": r["id"], "experiment_id": r["experiment_id"], "at": r["at"], "kind": r["kind"],
@@ -570,3 +581,78 @@ class Ledger:
             (session_id, session_id, session_id, session_id),
         )
         return (int(row["n"]), int(row["e"]), int(row["r"]), float(row["f"]))
+
+    # --- code reviews (autoresearch review, the review gate) ------------------------------
+
+    def add_review(self, record: ReviewRecord) -> int:
+        """Store a review and its findings in one transaction; returns the review's id."""
+        with self._tx() as c:
+            cur = c.execute(
+                "INSERT INTO reviews (subject_key, subject, kind, base_commit, head_commit,"
+                " session_id, experiment_id, started_at, duration_s, red, yellow, purple, blocked,"
+                " input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cost_usd,"
+                " capped, scale, reviewers_json, notes_json)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (record.subject_key, record.subject, record.kind, record.base_commit,
+                 record.head_commit, record.session_id, record.experiment_id, record.started_at,
+                 record.duration_s, record.red, record.yellow, record.purple, int(record.blocked),
+                 record.input_tokens, record.output_tokens, record.cache_read_tokens,
+                 record.cache_write_tokens, record.cost_usd, int(record.capped), record.scale,
+                 json.dumps(record.reviewers), json.dumps(record.notes)),
+            )
+            review_id = int(cur.lastrowid or 0)
+            c.executemany(
+                "INSERT INTO review_findings (review_id, idx, fingerprint, colour, path,"
+                " start_line, end_line, angle, category, severity, title, body, evidence,"
+                " confidence, sources_json, inline, known)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(review_id, i, f.fingerprint, f.colour, f.path, f.start_line, f.end_line,
+                  f.angle, f.category, f.severity, f.title, f.body, f.evidence, f.confidence,
+                  json.dumps(f.sources), int(f.inline), int(f.known))
+                 for i, f in enumerate(record.findings)],
+            )
+        return review_id
+
+    def reviews(self, *, subject_key: str | None = None, experiment_id: str | None = None,
+                session_id: int | None = None) -> list[ReviewRow]:
+        """Reviews, oldest first, optionally of one subject, experiment or session."""
+        where, args = [], []
+        for column, value in (("subject_key", subject_key), ("experiment_id", experiment_id),
+                              ("session_id", session_id)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        sql = "SELECT * FROM reviews" + (" WHERE " + " AND ".join(where) if where else "")
+        rows = self._query(sql + " ORDER BY id", args)
+        return [self._review(r) for r in rows]
+
+    def _review(self, r: sqlite3.Row) -> ReviewRow:
+        findings = [
+            ReviewFindingRecord(
+                fingerprint=f["fingerprint"], colour=f["colour"], path=f["path"],
+                start_line=f["start_line"], end_line=f["end_line"], angle=f["angle"],
+                category=f["category"], severity=f["severity"], title=f["title"],
+                body=f["body"], evidence=f["evidence"], confidence=f["confidence"],
+                sources=json.loads(f["sources_json"]), inline=bool(f["inline"]),
+                known=bool(f["known"]))
+            for f in self._query(
+                "SELECT * FROM review_findings WHERE review_id = ? ORDER BY idx", (r["id"],))
+        ]
+        return ReviewRow(
+            id=r["id"], subject_key=r["subject_key"], subject=r["subject"], kind=r["kind"],
+            base_commit=r["base_commit"], head_commit=r["head_commit"],
+            session_id=r["session_id"], experiment_id=r["experiment_id"],
+            started_at=r["started_at"], duration_s=r["duration_s"], red=r["red"],
+            yellow=r["yellow"], purple=r["purple"], blocked=bool(r["blocked"]),
+            input_tokens=r["input_tokens"], output_tokens=r["output_tokens"],
+            cache_read_tokens=r["cache_read_tokens"], cache_write_tokens=r["cache_write_tokens"],
+            cost_usd=r["cost_usd"], capped=bool(r["capped"]), scale=r["scale"],
+            reviewers=json.loads(r["reviewers_json"]), notes=json.loads(r["notes_json"]),
+            findings=findings)
+
+    def reported_fingerprints(self, subject_key: str) -> set[str]:
+        """Fingerprints of every finding earlier reviews of this subject reported."""
+        rows = self._query(
+            "SELECT DISTINCT f.fingerprint FROM review_findings f JOIN reviews r"
+            " ON f.review_id = r.id WHERE r.subject_key = ?", (subject_key,))
+        return {row["fingerprint"] for row in rows}

@@ -326,5 +326,5 @@ def require_knobs(root: Path, config: Config) -> list[Knob]:
 
 
 def describe_knobs(knobs: Sequence[Knob]) -> str:
-    listed = ", ".join(k.key for k in knobs[:6]) + (" …" if len(knobs) > 6 else "")
-    return f"{len(knobs)} knob(s): {listed}"
+    """Every knob, by name (`check` shows it whole; `run`'s header shortens it)."""
+    return f"{len(knobs)} knob(s): {', '.join(k.key for k in knobs)}"

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from autoresearch.gitops import GitError, commit_exists, patch_of
 from autoresearch.ledger import Ledger, SessionRow
 from autoresearch.views.format import fmt_duration, fmt_rate, fmt_value
-from autoresearch.views.git import GitError, commit_exists, patch_of
 from autoresearch.views.summary import Confidence, SessionSummary, SessionView, build_view
 
 

@@ -135,6 +135,9 @@ def _noise_and_cost(data: ReportData) -> list[str]:
         f"<p>Noise floor: {_e(noise)}. Improvement of the best kept result over the baseline: "
         f"{_e(fmt_signed(s.improvement))} → <b class='{conf.level}'>{_e(conf.label)}</b>.</p>",
         f"<p class='sub'>{_e(conf.explanation)}</p>",
+        f"<p><b>Verified:</b> {_e(s.verified)}</p>" if s.verified else
+        "<p class='sub'>The headline was not re-measured (nothing kept, or the session did not "
+        "end normally since its best changed).</p>",
         "<h2>Cost</h2>",
         f"<p>${s.cost_usd:.4f} over {int(u.get('calls', 0))} model calls "
         f"({int(u.get('input_tokens', 0)):,} input and {int(u.get('output_tokens', 0)):,} output "

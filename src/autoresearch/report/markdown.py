@@ -47,6 +47,7 @@ def render_markdown(data: ReportData, png_name: str = "progress.png") -> str:
         f"- **Confidence:** {conf.label} ({conf.level}) — improvement "
         f"{fmt_signed(conf.improvement)} ÷ σ {fmt_value(conf.noise, 3)}"
         + (f" ({conf.noise_basis})" if conf.noise_basis else "") + ", the noise floor",
+        f"- **Verified:** {s.verified or 'not re-measured (nothing kept, or not since the best changed)'}",
         f"- **Experiments:** {fmt_experiments(c)} — {', '.join(fmt_counts(c))}",
         f"- **Elapsed:** {fmt_duration(s.elapsed_s)}"
         + (f" ({elapsed_note(s)})" if elapsed_note(s) else ""),

@@ -22,7 +22,7 @@ from rich.table import Table
 
 from autoresearch.dashboard.hosts import LOOPBACK_NAMES, is_loopback
 from autoresearch.errors import AutoresearchError, PreconditionError
-from autoresearch.views.git import common_root
+from autoresearch.gitops import common_root
 
 __all__ = ["dashboard", "dashboard_app", "finalize", "is_loopback", "register", "report"]
 
@@ -143,17 +143,42 @@ def dashboard(
     server.run()
 
 
+def ledger_metric(root: Path, tag: str) -> str:
+    from autoresearch.views.summary import open_ledger, resolve_session
+
+    ledger = open_ledger(root)
+    try:
+        return resolve_session(ledger, tag).metric
+    finally:
+        ledger.close()
+
+
 def report(
     repo: RepoOpt = Path("."),
     tag: TagOpt = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Directory for the files "
                    "(default: .autoresearch/sessions/<tag>/report).")] = None,
+    verify: Annotated[bool, typer.Option("--verify", help="Re-measure best vs baseline first "
+                      "(interleaved pairs) when the session's headline is not verified yet.")
+                      ] = False,
 ) -> None:
     """Write progress.png, a self-contained report.html and report.md for a session."""
     from autoresearch.report import write_report
     from autoresearch.views.format import fmt_signed, fmt_value
 
     root = _root(repo)
+    if verify:
+        from autoresearch.scheduler import verify_headline_of
+        from autoresearch.views.summary import open_ledger, resolve_session
+
+        ledger = open_ledger(root)
+        try:
+            name = resolve_session(ledger, tag).tag
+        finally:
+            ledger.close()
+        done = verify_headline_of(root, name, console)
+        if done is not None:
+            console.print(escape(done.describe(ledger_metric(root, name))))
     files = write_report(root, tag, out.resolve() if out else None)
     s, conf = files.data.view.summary, files.data.view.confidence
     console.print(f"session [bold]{s.tag}[/]: best {s.metric} {fmt_value(s.best)} vs baseline "
@@ -212,7 +237,8 @@ def _print_effects(base: Effect, effects: list[Effect], sigma: float | None) -> 
         table.add_column(col, justify="right")
     table.add_row("base", str(len(base.values)), fmt_value(base.mean), "", "")
     for e in effects:
-        runs = f"{len(e.values)}" + (f" ({len(e.failures)} failed)" if e.failures else "")
+        runs = f"{len(e.values)}" + (f" ({len(e.failures)} failed)" if e.failures else "") + (
+            f" ({e.reused} recorded)" if e.reused else "")
         table.add_row(e.name, runs, fmt_value(e.mean), fmt_signed(e.improvement),
                       _in_sigma(e, sigma))
     console.print(table)
@@ -222,9 +248,10 @@ def _print_effects(base: Effect, effects: list[Effect], sigma: float | None) -> 
 def _in_sigma(e: Effect, sigma: float | None) -> str:
     if e.in_sigma is not None:
         return f"{e.in_sigma:.1f}"
-    # σ = 0: identical re-measurements of the base (a deterministic target).
+    # σ = 0: identical re-measurements of the base (a fixed seed): the noise is hidden, and a
+    # ratio over it ("∞") would claim a certainty nothing measured.
     if sigma == 0 and e.improvement is not None:
-        return "∞" if e.improvement > 0 else "0" if e.improvement == 0 else "-∞"
+        return "σ = 0 (hidden)"
     return "—"
 
 

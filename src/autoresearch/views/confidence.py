@@ -99,12 +99,13 @@ def confidence(improvement: float | None, floor: NoiseFloor, metric: str) -> Con
     if sigma is None or not math.isfinite(sigma) or sigma < 0:
         return make(None, "unknown", "σ unknown", sentence + " " + meaning + _SCALE)
     if sigma == 0:
-        # Identical repeats: a deterministic target. Any real improvement is beyond its noise,
-        # but there is no finite ratio to show.
-        return make(None, "green" if improvement > 0 else "red",
-                    "∞σ" if improvement > 0 else "0σ",
-                    "The repeated runs gave identical values (σ = 0): the measurement is "
-                    "deterministic, so any improvement is beyond run-to-run noise. "
+        # Identical repeats: a deterministic target (a fixed seed). Its noise is hidden, not
+        # absent: a ratio over σ = 0 ("∞σ") would claim certainty nothing measured.
+        return make(None, "unknown", "σ = 0: hidden",
+                    "The repeated runs gave identical values (σ = 0): the noise is hidden, not "
+                    "absent (a fixed seed makes every repeat the same), so no ratio is shown. "
+                    "Every run gets its own seed ({seed} in the verify command, "
+                    "AUTORESEARCH_SEED in its environment): use it and the noise is measured. "
                     + meaning + _SCALE)
     ratio = improvement / sigma
     shown = shown_ratio(ratio)

@@ -6,9 +6,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from autoresearch.gitops import GitError, commit_exists, show_commit
 from autoresearch.ledger import Ledger, RunRow
 from autoresearch.runner import log_tail
-from autoresearch.views.git import GitError, commit_exists, show_commit
 from autoresearch.views.summary import ExperimentView, clean_json, experiment_view
 
 LOG_TAIL_BYTES = 12_000

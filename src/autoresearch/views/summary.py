@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from autoresearch.errors import AutoresearchError
+from autoresearch.headline import latest as latest_headline
 from autoresearch.ledger import Ledger, RunRow, SessionRow
 from autoresearch.state import SessionLock, StatePaths
 from autoresearch.views.chart import KEPT, ChartData, ChartPoint, build_chart, short_label
@@ -85,6 +86,13 @@ class SessionSummary:
     max_usd: float | None
     max_hours: float | None
     max_experiments: int | None
+    # The headline verified at the end of the session (headline.py): best vs baseline
+    # re-measured in interleaved pairs; None until it was, or when the best changed since.
+    verified: str | None = None
+    verified_improvement: float | None = None
+    verified_low: float | None = None
+    verified_high: float | None = None
+    verified_pairs: int = 0
 
 
 @dataclass(frozen=True)
@@ -236,6 +244,11 @@ def compose_view(ledger: Ledger, session: SessionRow, rows: Sequence[ExperimentV
     per_hour = finished / (active / 3600.0) if active >= 1.0 and finished else None
 
     limits: Mapping[str, Any] = session.config.get("limits") or {}
+    verified = latest_headline(ledger, session.id)
+    best_commit = best_row.commit_sha if best_row else None
+    if verified is not None and verified.best_commit != best_commit:
+        verified = None  # it verified an earlier best
+    interval = verified.interval if verified else None
     summary = SessionSummary(
         tag=session.tag, branch=session.branch, base_commit=session.base_commit,
         status=session.status, metric=metric, direction=session.direction,
@@ -255,6 +268,11 @@ def compose_view(ledger: Ledger, session: SessionRow, rows: Sequence[ExperimentV
         cost_usd=float(ledger.usage_totals(session.id)["cost_usd"]),
         max_usd=limits.get("max_usd"), max_hours=limits.get("max_hours"),
         max_experiments=limits.get("max_experiments"),
+        verified=verified.describe(metric) if verified else None,
+        verified_improvement=interval.estimate if interval else None,
+        verified_low=interval.low if interval else None,
+        verified_high=interval.high if interval else None,
+        verified_pairs=interval.pairs if interval else 0,
     )
     conf = confidence(improvement, floor, metric)
     return SessionView(summary, chart, conf, rows)

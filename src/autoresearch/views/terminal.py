@@ -81,6 +81,8 @@ def summary_rows(s: SessionSummary) -> list[tuple[str, str]]:
                                                     s.best_delta, s.metric)))
     elif s.baseline is not None:
         rows.append(("best", "the baseline (nothing kept yet)"))
+    if s.verified:  # the headline, re-measured when the session ended (headline.py)
+        rows.append(("verified", escape(s.verified)))
     return rows
 
 

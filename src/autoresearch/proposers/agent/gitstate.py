@@ -10,28 +10,41 @@ it before the run, names what changed afterwards, and puts it back.
 What is compared:
 - HEAD: detached, at the same commit;
 - every ref (`git for-each-ref`), except other sessions' (`refs/heads/autoresearch/<other>`,
-  `refs/autoresearch/<other>/`), which their own processes move while this agent runs;
+  `refs/autoresearch/<other>/`), which their own processes move while this agent runs, and the
+  refs this process's harness moved meanwhile (`gitops.REF_JOURNAL`: a sibling slot's keep or
+  park): a ref that holds what the harness last wrote to it is not the agent's doing;
 - the index's assume-unchanged / skip-worktree flags;
 - git's own files that change behaviour: `config`, `config.worktree`, `info/exclude`, `hooks/`.
 
 What is restored: HEAD (detached at its commit), refs (compare-and-swap, so a concurrent change
-is never overwritten blindly), the index flags and the files. Two kinds of refs are reported but
-left as they are, because moving them back could destroy someone else's work: a branch checked
-out in another worktree (the user's checkout: rewinding it would make their files disagree with
-their branch) and `refs/stash` (the user may have stashed meanwhile; `git stash list` shows it).
+is never overwritten blindly), the stash list, the index flags and the files. A branch checked
+out in another worktree (the user's checkout) is reported but left as it is: rewinding it would
+make their files disagree with their branch.
+
+The stash is shared by every worktree of the repository, so the user's own stashes live in the
+same list as an agent's. The list is put back exactly as it was (same entries, same order: the
+agent's entries dropped, any of the user's it dropped or popped stored again), unless an entry
+the run added was made on a branch checked out in another worktree, or the caller saw the
+user's checkout change meanwhile: then the user was stashing too and the list is left as is.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from autoresearch.proposers.agent.worktree import git
+from autoresearch.gitops import REF_JOURNAL, GitError, git
 
 _META = ("config", "config.worktree", "info/exclude")
+_STASH = "refs/stash"
+# A stash entry's message: "WIP on <branch>: <commit> <subject>" or "On <branch>: <message>".
+_STASH_BRANCH = re.compile(r"^(?:WIP on|On) (?P<branch>.+?): ")
+
+StashEntry = tuple[str, str]  # (commit, message), newest first in a list
 
 
 def _head(cwd: Path) -> tuple[str | None, str]:
@@ -85,6 +98,18 @@ def _read(path: Path) -> bytes | None:
         return None
 
 
+def _stash(cwd: Path) -> tuple[StashEntry, ...]:
+    out = git(cwd, "stash", "list", "--format=%H%x00%gs")
+    return tuple((sha, message) for sha, _, message in
+                 (line.partition("\0") for line in out.splitlines()) if sha)
+
+
+def _made_elsewhere(entry: StashEntry, elsewhere: set[str]) -> bool:
+    """Whether a stash entry was made on a branch checked out in another worktree."""
+    found = _STASH_BRANCH.match(entry[1])
+    return found is not None and f"refs/heads/{found.group('branch')}" in elsewhere
+
+
 def _checked_out_elsewhere(cwd: Path) -> set[str]:
     """Branches checked out in other worktrees of the repository (the user's checkout)."""
     here = git(cwd, "rev-parse", "--path-format=absolute", "--show-toplevel").strip()
@@ -109,12 +134,22 @@ class GitState:
     refs: Mapping[str, str]
     flagged: frozenset[str]
     meta: Mapping[str, bytes | None]
+    journal_mark: int = 0  # where the harness's own ref moves stood at `take`
+    stash: tuple[StashEntry, ...] = ()
 
     @classmethod
     def take(cls, cwd: Path, tag: str) -> GitState:
+        mark = REF_JOURNAL.mark()
         head_ref, head = _head(cwd)
-        return cls(tag=tag, head_ref=head_ref, head=head, refs=cls._watched(_refs(cwd), tag),
-                   flagged=_flagged(cwd), meta=_meta_files(_git_dirs(cwd)))
+        refs = cls._watched(_refs(cwd), tag)
+        return cls(tag=tag, head_ref=head_ref, head=head, refs=refs, flagged=_flagged(cwd),
+                   meta=_meta_files(_git_dirs(cwd)), journal_mark=mark,
+                   stash=_stash(cwd) if _STASH in refs else ())
+
+    def _harness_moved(self, name: str, now: str | None) -> bool:
+        """The ref holds what this process's harness wrote to it since `take` (not the agent)."""
+        moved = REF_JOURNAL.since(self.journal_mark)
+        return name in moved and moved[name] == now
 
     @staticmethod
     def _watched(refs: Mapping[str, str], tag: str) -> dict[str, str]:
@@ -138,7 +173,7 @@ class GitState:
             found.append(f"HEAD moved from {self.head[:10]} to {now.head[:10]} (a commit or reset)")
         for name in sorted(set(self.refs) | set(now.refs)):
             old, new = self.refs.get(name), now.refs.get(name)
-            if old == new:
+            if old == new or self._harness_moved(name, new):
                 continue
             if old is None:
                 found.append(f"{name} was created at {new[:10] if new else '?'}")
@@ -150,13 +185,17 @@ class GitState:
             changed = sorted(now.flagged ^ self.flagged)
             found.append("the index's assume-unchanged/skip-worktree flags changed on "
                          + ", ".join(changed[:5]))
+        if now.stash != self.stash and now.refs.get(_STASH) == self.refs.get(_STASH):
+            found.append("the stash list was changed (an entry dropped or stored)")
         for path in sorted(set(self.meta) | set(now.meta)):
             if self.meta.get(path) != now.meta.get(path):
                 found.append(f"git's file {path} was changed")
         return found
 
-    def restore(self, cwd: Path) -> list[str]:
-        """Put HEAD, refs, flags and git's files back; returns what was left as is, and why."""
+    def restore(self, cwd: Path, *, user_active: bool = False) -> list[str]:
+        """Put HEAD, refs, the stash, flags and git's files back; returns what was left as is,
+        and why. ``user_active``: the user's checkout changed during the run (their stashes
+        are then left alone)."""
         left: list[str] = []
         for path, content in self.meta.items():
             target = Path(path)
@@ -175,19 +214,41 @@ class GitState:
         now = _refs(cwd)
         for name in sorted(set(self.refs) | set(self._watched(now, self.tag))):
             old, new = self.refs.get(name), now.get(name)
-            if old == new:
+            if old == new or self._harness_moved(name, new):
                 continue
-            if name == "refs/stash" or name in elsewhere:
-                where = "stashes are shared" if name == "refs/stash" else "it is checked out in another worktree"
-                left.append(f"{name} was left as is ({where}; it points at {new or 'nothing'})")
+            if name == _STASH:
+                continue  # below, as a list
+            if name in elsewhere:
+                left.append(f"{name} was left as is (it is checked out in another worktree; "
+                            f"it points at {new or 'nothing'})")
                 continue
-            with contextlib.suppress(RuntimeError):  # it moved again meanwhile: leave it
+            with contextlib.suppress(GitError):  # it moved again meanwhile: leave it
                 if old is None:
                     git(cwd, "update-ref", "-d", name, new or "")
                 else:
                     git(cwd, "update-ref", name, old, new or "0" * len(old))
+        if _stash(cwd) != self.stash:
+            left += self._restore_stash(cwd, elsewhere, user_active)
         flags = _flagged(cwd)
         added = sorted(flags - self.flagged)
         if added:
             git(cwd, "update-index", "--no-assume-unchanged", "--no-skip-worktree", "--", *added)
         return left
+
+    def _restore_stash(self, cwd: Path, elsewhere: set[str], user_active: bool) -> list[str]:
+        """Make `git stash list` what it was before the run (see the module's docstring)."""
+        now = _stash(cwd)
+        added = [entry for entry in now if entry not in self.stash]
+        if any(_made_elsewhere(entry, elsewhere) for entry in added):
+            return [f"{_STASH} was left as is (an entry was made in another worktree meanwhile, "
+                    "maybe yours; `git stash list` shows every entry)"]
+        if user_active:
+            return [f"{_STASH} was left as is (your checkout changed during the run, so its "
+                    "entries may be yours; `git stash list` shows every entry)"]
+        # Rebuilt from scratch, oldest first: `git stash store` only ever pushes on top.
+        git(cwd, "update-ref", "-d", _STASH)
+        for sha, message in reversed(self.stash):
+            git(cwd, "stash", "store", "-m", message, sha)
+        if _stash(cwd) != self.stash:
+            return [f"{_STASH} could not be put back as it was; `git stash list` shows it"]
+        return []

@@ -17,10 +17,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from autoresearch.gitops import git
 from autoresearch.proposers.agent.checkout import CheckoutSnapshot
 from autoresearch.proposers.agent.gitstate import GitState
 from autoresearch.proposers.agent.untracked import UntrackedSnapshot
-from autoresearch.proposers.agent.worktree import git
 
 GIT_RULE = "the agent ran git: it may not commit or switch branches"
 FILES_RULE = ("the agent may not touch git-ignored files or .gitignore files (the harness can "
@@ -65,7 +65,8 @@ class RunGuard:
     def restore(self, cwd: Path) -> Restored:
         """Undo the run: git state first (a reset on a switched HEAD would move its branch), then
         the tracked files, then every untracked file."""
-        left = self.git.restore(cwd)
+        # A user stashing in their checkout meanwhile shows there: their stash list is theirs.
+        left = self.git.restore(cwd, user_active=bool(self.checkout.changes()))
         git(cwd, "reset", "--hard", "--quiet", self.git.head)
         lost = self.files.restore(cwd)
         return Restored(left=left, lost=lost)

@@ -35,22 +35,26 @@ import os
 import re
 import shutil
 import tempfile
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from autoresearch.errors import ConfigError
+from autoresearch.gitops import git
+from autoresearch.process_tree import kill_orphans
 from autoresearch.proposers.agent import prompt as prompts
 from autoresearch.proposers.agent.guard import RunGuard
 from autoresearch.proposers.agent.presets import AgentReport, Preset, make_preset
 from autoresearch.proposers.agent.process import AgentRun, run_agent
-from autoresearch.proposers.agent.worktree import Snapshot, changed_since, git, read_change
+from autoresearch.proposers.agent.worktree import Snapshot, changed_since, read_change
 from autoresearch.proposers.base import Proposal, ProposalContext, Proposer, Usage
 from autoresearch.proposers.faults import FailedProposal, FatalProposerError
 from autoresearch.proposers.llm.context import build_context, visible_files
 from autoresearch.proposers.llm.edits import is_inside_repo
 from autoresearch.proposers.llm.prices import PriceTable
 from autoresearch.proposers.options import AGENT_OPTIONS
+from autoresearch.state import run_ids_of_worktree
 
 if TYPE_CHECKING:
     from autoresearch.config import Config
@@ -97,6 +101,7 @@ class AgentProposer(Proposer):
     # --- propose ------------------------------------------------------------------------------
 
     def propose(self, ctx: ProposalContext) -> Proposal | None:
+        _fence(ctx)
         context = build_context(ctx, budget_tokens=self.context_tokens, include_files=False)
         text = prompts.render(ctx, context, prompts.PROPOSE)
         snap = Snapshot.take(ctx.worktree)
@@ -117,6 +122,7 @@ class AgentProposer(Proposer):
     # --- repair -------------------------------------------------------------------------------
 
     def repair(self, ctx: ProposalContext, failed: Proposal, log_tail: str) -> Proposal | None:
+        _fence(ctx)
         root = ctx.worktree
         snap = Snapshot.take(root)  # before anything is written, so restore() removes it all
         usage: list[Usage] = []
@@ -177,7 +183,9 @@ class AgentProposer(Proposer):
             guard = RunGuard.take(ctx.worktree, ctx.session_tag)  # just before: see guard.py
             try:
                 run = run_agent(call.argv, cwd=ctx.worktree, stdin_text=call.stdin,
-                                env=self._env(ctx), timeout=self.timeout)
+                                env=self._env(ctx), timeout=self.timeout,
+                                run_id=f"{run_ids_of_worktree(ctx.worktree)}{ctx.session_tag}"
+                                f"-agent-{uuid.uuid4().hex[:12]}")
             except FileNotFoundError:
                 raise FatalProposerError(
                     f"the agent CLI {call.argv[0]!r} was not found",
@@ -261,6 +269,18 @@ class AgentProposer(Proposer):
                 where=f"the {self.preset.name} CLI's login or API key",
                 fix="log the CLI in (or export its API key) and run the same command again",
             )
+
+
+def _fence(ctx: ProposalContext) -> None:
+    """No process of an earlier session may write into this run: before the worktree is read,
+    kill every process of this repository's runs whose orchestrator is dead (an agent orphaned
+    by a kill -9 keeps editing; a resume kills it too, this holds even without one), and undo
+    what it wrote to tracked files since the harness reset the worktree (they hold HEAD here)."""
+    killed = kill_orphans(run_ids_of_worktree(ctx.worktree))
+    if killed:
+        git(ctx.worktree, "reset", "--hard", "--quiet", "HEAD")
+        log.warning("killed %d process(es) left running in this repository by a dead session, "
+                    "and reset the worktree's tracked files they may have written", killed)
 
 
 def _write(root: Path, edits: Mapping[str, str | None]) -> None:

@@ -26,8 +26,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from autoresearch.gitops import git
 from autoresearch.globs import matches
-from autoresearch.proposers.agent.worktree import git
 
 MAX_KEEP_BYTES = 1 << 20  # files up to this size are kept in memory, to put back if changed
 MAX_KEEP_TOTAL = 64 << 20

@@ -8,27 +8,12 @@ editing files (run git, touch ignored files) is checked by `guard`.
 
 from __future__ import annotations
 
-import os
-import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from autoresearch.gitops import git
 from autoresearch.globs import matches
-
-_ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_PAGER": "cat", "LC_ALL": "C", "GIT_OPTIONAL_LOCKS": "0"}
-
-
-def git(cwd: Path, *args: str, check: bool = True) -> str:
-    # An agent can create a file whose name is not UTF-8: its bytes survive as lone surrogates
-    # (as os.fsdecode does), so the guardrails refuse it by name rather than a decode crashing.
-    proc = subprocess.run(
-        ["git", *args], cwd=cwd, env={**os.environ, **_ENV}, capture_output=True,
-        encoding="utf-8", errors="surrogateescape", check=False,
-    )
-    if check and proc.returncode != 0:
-        raise RuntimeError(f"git {' '.join(args)} failed: {proc.stderr.strip()}")
-    return proc.stdout
 
 
 def _untracked(cwd: Path) -> dict[str, float]:

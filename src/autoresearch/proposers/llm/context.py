@@ -374,6 +374,9 @@ def volatile_text(
 ) -> str:
     hidden = ctx.config.metric.heldout
     parts = ["## Session\n" + history_text(ctx, int(budget_chars * 0.4))]
+    if ctx.in_flight:  # a parallel session: siblings' experiments are being measured right now
+        parts.append("## Running now in other slots (propose something different)\n" + "\n".join(
+            f"- {e.id}: {e.hypothesis[:160]}" for e in ctx.in_flight))
     diff = visible_diff(diff, _rules(ctx))
     if diff.strip():
         parts.append(

@@ -59,7 +59,8 @@ FINAL_LR_FRAC = 0.0  # learning rate at the very end, as a fraction of the peak
 COMPILE = True  # torch.compile on CUDA (never on CPU: it needs a C++ toolchain, long warm-up)
 SEED = 42
 
-# Overrides from the environment, for tests and benchmarks; not research knobs.
+# The harness gives every run its own seed (so repeats differ and the noise is measured);
+# SEED applies outside a session. The other overrides are for tests and benchmarks.
 seed = int(os.environ.get("AUTORESEARCH_SEED", SEED))
 max_steps = int(os.environ.get("AUTORESEARCH_MAX_STEPS", 0))  # 0: no limit but the budget
 

@@ -1,0 +1,1 @@
+"""The review evaluation set: real git repositories with planted bugs and clean refactors."""

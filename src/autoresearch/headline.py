@@ -1,0 +1,137 @@
+"""The session's headline, verified: best vs baseline, re-measured side by side at the end.
+
+The best of a session was selected among many candidates, so the runs that selected it are the
+lucky ones: its own numbers overstate it. When a session ends having kept something, the best
+(the incumbent) and the baseline are measured again in interleaved pairs (baseline, then best,
+back to back in one slot, so slow drift cancels in each difference), and the paired t interval
+on the differences (`policy.paired_interval`) is recorded as the session's headline: an event
+`headline` with every pair and the interval. `status`, `report` and the end of `run` show it.
+
+Bounded: nothing is measured when nothing was kept, or when a headline for the same best and
+baseline trees is already recorded (a resumed session that ended where it was); the number of
+pairs is `[decision] headline_pairs` (0 turns it off). With several slots the pairs are spread
+over them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from autoresearch.ledger import ExperimentRow, Ledger
+from autoresearch.policy import Interval, paired_interval
+from autoresearch.statuses import happened
+
+if TYPE_CHECKING:  # the views read headlines without loading the engine
+    from autoresearch.session import Session
+    from autoresearch.trial import Program, Trial
+
+DEFAULT_PAIRS = 3
+CONFIDENCE = 0.95
+BEST, BASELINE = "headline", "headline-baseline"  # the roles of the re-measured runs
+
+
+@dataclass(frozen=True)
+class Headline:
+    """A recorded verification of best vs baseline (improvement: positive is better)."""
+
+    best_id: str
+    best_commit: str
+    baseline_commit: str
+    pairs: list[tuple[float, float]]  # (best, baseline) objective of each pair, in order
+    interval: Interval | None  # None when no pair could be measured
+    failures: list[str]
+
+    def describe(self, metric: str) -> str:
+        iv = self.interval
+        if iv is None:
+            return f"headline not verified: {'; '.join(self.failures) or 'no pair measured'}"
+        if iv.pairs >= 2 and iv.low == iv.high:
+            return (f"headline re-measured over {iv.pairs} pairs: best vs baseline "
+                    f"{iv.estimate:+.4g} {metric} in every pair; the runs were identical, so the "
+                    "noise is hidden, not zero (give each run its own seed: {seed})")
+        span = ("" if not math.isfinite(iv.low) else
+                f" [{iv.low:+.4g}, {iv.high:+.4g}] at {iv.confidence:.0%}")
+        covers = " (covers 0: not shown to be better)" if iv.covers(0.0) else ""
+        return (f"headline re-measured over {iv.pairs} interleaved pair{'s' * (iv.pairs != 1)}: "
+                f"best vs baseline improves {metric} by {iv.estimate:+.4g}{span}{covers}")
+
+    def data(self) -> dict[str, Any]:
+        iv = self.interval
+        return {"best": self.best_id, "best_commit": self.best_commit,
+                "baseline_commit": self.baseline_commit,
+                "pairs": [list(p) for p in self.pairs], "failures": self.failures,
+                "estimate": iv.estimate if iv else None,
+                "low": iv.low if iv and math.isfinite(iv.low) else None,
+                "high": iv.high if iv and math.isfinite(iv.high) else None,
+                "confidence": iv.confidence if iv else None}
+
+
+def pairs_wanted(s: Session) -> int:
+    setting = s.config.decision.headline_pairs
+    return DEFAULT_PAIRS if setting == "auto" else setting
+
+
+def to_verify(s: Session) -> ExperimentRow | None:
+    """The best to verify now, or None (see `not_needed`)."""
+    return None if not_needed(s) else s.history.incumbent
+
+
+def not_needed(s: Session) -> str | None:
+    """Why nothing is to be re-measured now (nothing kept, turned off, verified already)."""
+    best, base = s.history.incumbent, s.history.baseline
+    if best is None or base is None or best.id == base.id or best.commit_sha is None:
+        return "nothing was kept: the baseline is the best"
+    if pairs_wanted(s) == 0:
+        return "[decision] headline_pairs = 0 turns it off"
+    done = latest(s.ledger, s.row.id)
+    if done is not None and (done.best_commit, done.baseline_commit) == (
+            best.commit_sha, s.row.base_commit):
+        return f"the headline of {best.id} is verified already"  # the same trees, not twice
+    return None
+
+
+def pairs_program(s: Session, trial: Trial, pairs: int,
+                  out: list[tuple[float, float]], failures: list[str]) -> Program:
+    """Measure `pairs` interleaved (baseline, best) pairs in the trial's slot."""
+    best = trial.commit
+    assert best is not None
+    for _ in range(pairs):
+        base = yield s.run_request(trial, BASELINE, s.row.base_commit)
+        new = yield s.run_request(trial, BEST, best)
+        if base.ok and new.ok and base.objective is not None and new.objective is not None:
+            out.append((new.objective, base.objective))
+        else:
+            bad = base if not base.ok else new
+            failures.append(f"a {bad.role} run {happened(bad.status)}: {bad.reason}")
+            return
+
+
+def record(s: Session, best: ExperimentRow, pairs: Sequence[tuple[float, float]],
+           failures: list[str]) -> Headline:
+    interval = (paired_interval(pairs, s.config.metric.direction, CONFIDENCE)
+                if pairs else None)
+    headline = Headline(best.id, best.commit_sha or "", s.row.base_commit, list(pairs),
+                        interval, failures)
+    s.event("headline", headline.describe(s.config.metric.name), best.id, data=headline.data())
+    return headline
+
+
+def latest(ledger: Ledger, session_id: int) -> Headline | None:
+    """The last recorded headline of a session."""
+    found = [e for e in ledger.events(session_id, kind="headline") if e["data"]]
+    if not found:
+        return None
+    d = found[-1]["data"]
+    pairs = [(float(a), float(b)) for a, b in d.get("pairs", [])]
+    interval = None
+    if d.get("estimate") is not None:
+        low = -math.inf if d.get("low") is None else float(d["low"])
+        high = math.inf if d.get("high") is None else float(d["high"])
+        interval = Interval(float(d["estimate"]), low, high, len(pairs),
+                            float(d.get("confidence") or CONFIDENCE))
+    return Headline(str(d["best"]), str(d["best_commit"]), str(d["baseline_commit"]), pairs,
+                    interval, list(d.get("failures", [])))
+

@@ -1,0 +1,183 @@
+"""Judge a trial that ran: gather the evidence, ask the policy, make the runs it asks for, conclude.
+
+The numbers are the policy's business (`policy.py`): the engine only gathers `Evidence` (the
+candidate's and the incumbent's successful runs with their start times, other commits' repeated
+runs, the size of the change, the simplicity cost booked so far), calls `policy.step`, and does
+what the `Step` says: run the requested roles back to back in the trial's slot (that is what
+makes them a pair), or conclude.
+
+A would-be keep then passes three checks, in this order, in `settle`:
+1. the incumbent must still be the one it was measured against: if another slot's trial was
+   kept meanwhile, the winner is replayed (cherry-picked) onto the new incumbent and judged
+   again from fresh runs; a conflict, or an effect that does not survive, drops it with the reason
+   (so independent wins stack, and a stale win is never kept blindly);
+2. the guards: metric bounds and guard commands;
+3. (the place where the code-review gate of issue 11 will check a would-be keep.)
+Then the branch moves (keep) or the commit is parked (everything else).
+"""
+
+from __future__ import annotations
+
+from statistics import fmean
+
+from autoresearch import gitops
+from autoresearch.decision import check_metric_guards
+from autoresearch.ledger import TrialStatus
+from autoresearch.policy import Evidence, Step
+from autoresearch.session import Session
+from autoresearch.statuses import happened
+from autoresearch.trial import Program, Steps, Trial
+
+# A winner is replayed onto a newer incumbent at most this often before it is dropped.
+MAX_REPLAYS = 3
+
+
+def judge(s: Session, trial: Trial) -> Program:
+    """From the candidate's first successful run to its verdict."""
+    replays: list[str] = []  # the incumbents it was replayed onto, by experiment id
+    while True:
+        evidence = gather(s, trial)
+        step = s.policy.step(evidence)
+        if step.action == "measure":
+            for role in step.runs:
+                commit = trial.commit if role == "candidate" else trial.parent
+                assert commit is not None
+                m = yield s.run_request(trial, role, commit)
+                if not m.ok:
+                    status, reason = _failed_run(s, trial, role, m.status)
+                    s.end(trial, status, _replayed(replays) + reason)
+                    return
+            continue
+        if step.action == "keep" and s.incumbent_commit() != trial.parent:
+            dropped = replay(s, trial, replays)
+            if dropped:
+                s.end(trial, TrialStatus.DISCARD, f"{step.reason}; but {dropped}")
+                return
+            continue
+        yield from settle(s, trial, step, evidence, _replayed(replays))
+        return
+
+
+def gather(s: Session, trial: Trial) -> Evidence:
+    """What the policy may use: this attempt's runs, the incumbent's (control arm), the noise."""
+    history, change = s.history, trial.change
+    assert change is not None
+    return Evidence(
+        candidate=history.observations(change.sha),
+        incumbent=history.observations(trial.parent),
+        other_groups=[[o.value for o in g]
+                      for g in history.noise_groups({change.sha, trial.parent})],
+        lines_added=change.lines_added, lines_removed=change.lines_removed,
+        simplicity_cost=history.simplicity_cost,
+    )
+
+
+def _failed_run(s: Session, trial: Trial, role: str, status: str) -> tuple[TrialStatus, str]:
+    if role == "candidate":
+        return TrialStatus.CRASH, f"flaky: the candidate {happened(status)} on a confirmation run"
+    s.event("warning", f"the incumbent failed a {role} run", trial.id)
+    return TrialStatus.DISCARD, (f"the incumbent {happened(status)} during confirmation (an unstable "
+                                 "environment?): no verdict possible")
+
+
+def _replayed(replays: list[str]) -> str:
+    return f"replayed onto {', then '.join(replays)} and measured again: " if replays else ""
+
+
+def replay(s: Session, trial: Trial, replays: list[str]) -> str | None:
+    """Put a winner measured against an older incumbent on top of the current one.
+
+    Returns why it is dropped instead (a conflict, nothing left to add, too many moves), or None
+    when its change now sits on the current incumbent as the trial's next attempt.
+    """
+    incumbent = s.history.incumbent
+    assert incumbent is not None and incumbent.commit_sha is not None and trial.commit
+    if len(replays) >= MAX_REPLAYS:
+        return (f"the incumbent moved {len(replays) + 1} times while it was judged (last to "
+                f"{incumbent.id}): not kept on a stale base")
+    picked = gitops.cherry_pick(trial.slot.worktree, trial.commit, incumbent.commit_sha)
+    if picked is None:
+        return (f"the incumbent moved to {incumbent.id} while it ran, and its change conflicts "
+                "with that keep")
+    if picked.tree == incumbent.tree_sha:
+        return f"the incumbent moved to {incumbent.id}, which already contains its change"
+    replays.append(incumbent.id)
+    s.event("replay", f"{trial.id} won against {trial.parent[:10]}; the incumbent moved to "
+            f"{incumbent.id}: replayed onto it as {picked.sha[:10]}, to be measured again",
+            trial.id)
+    trial.next_attempt(trial.hypothesis, parent=incumbent.commit_sha)
+    trial.commit_made(picked)
+    return None
+
+
+def settle(s: Session, trial: Trial, step: Step, evidence: Evidence, prefix: str) -> Program:
+    """Check a would-be keep, then move the branch or park the commit, and record it."""
+    commit = trial.commit
+    assert commit is not None
+    status = TrialStatus.KEEP if step.action == "keep" else TrialStatus.DISCARD
+    reason = prefix + step.reason
+    cand = fmean(o.value for o in evidence.candidate)
+    inc = fmean(o.value for o in evidence.incumbent)
+    guards: list[dict[str, object]] = []
+    if status == TrialStatus.KEEP:
+        # A would-be keep is checked here: the guards (and, later, the review gate of issue 11).
+        for g in check_metric_guards(s.config.guards, s.history.mean_metrics(commit),
+                                     s.history.mean_metrics(trial.parent)):
+            guards.append({"guard": g.label, "passed": g.passed, "detail": g.detail})
+        guards += yield from command_guards(s, trial)
+        failed = [g for g in guards if not g["passed"]]
+        if failed:
+            status = TrialStatus.DISCARD
+            reason = "guard failed: " + "; ".join(f"{g['guard']}: {g['detail']}" for g in failed)
+    trial.judged(incumbent_objective=inc, delta=cand - inc, threshold=step.threshold,
+                 guards=guards)
+    if status == TrialStatus.KEEP:
+        book_simplicity(s, trial, step)
+    s.end(trial, status, reason, objective=cand)
+    if status == TrialStatus.KEEP:
+        check_heldout(s, trial, commit)
+
+
+def command_guards(s: Session, trial: Trial) -> Steps[list[dict[str, object]]]:
+    """Run each guard command in the trial's slot, on its candidate; one row per guard."""
+    rows: list[dict[str, object]] = []
+    for i, g in enumerate(s.config.guards):
+        if g.command is None:
+            continue
+        m = yield s.guard_request(trial, i, g.command, g.timeout_seconds)
+        passed = m.ok and not m.tampered
+        detail = ("exit 0" if passed else
+                  f"its run modified protected files: {', '.join(m.tampered)}" if m.tampered
+                  else "timed out" if m.status == "timeout"
+                  else f"exit {m.exit_code}; log {m.log_path}")
+        rows.append({"guard": g.label, "passed": passed, "detail": detail})
+    return rows
+
+
+def book_simplicity(s: Session, trial: Trial, step: Step) -> None:
+    """Keep the running simplicity cost: what simplicity keeps have given up since the best
+    measured state. A simplicity keep adds its loss; a keep on merit pays it back."""
+    before = s.history.simplicity_cost
+    if step.simpler:
+        booked = max(0.0, -step.improvement)
+        after = before + booked
+    else:
+        booked = 0.0
+        after = max(0.0, before - max(0.0, step.improvement))
+    if after != before:
+        s.history.simplicity_cost = after
+        s.event("simplicity_cost", f"{trial.id}: simplicity cost {before:.4g} → {after:.4g}",
+                trial.id, data={"cost": after, "booked": booked})
+
+
+def check_heldout(s: Session, trial: Trial, commit: str) -> None:
+    """Warn when the objective improved but a held-out metric did not (overfitting val)."""
+    sign = s.config.metric.sign
+    now = s.history.mean_metrics(commit)
+    before = s.history.mean_metrics(trial.parent)
+    for name in s.config.metric.heldout:
+        if name in now and name in before and sign * (now[name] - before[name]) < 0:
+            msg = (f"{trial.id}: {s.config.metric.name} improved but held-out {name} got "
+                   f"worse ({before[name]:.6g} → {now[name]:.6g})")
+            s.event("heldout_divergence", msg, trial.id)
+            s.display.message("warning: " + msg, "yellow")

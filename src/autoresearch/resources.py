@@ -1,0 +1,127 @@
+"""What each run is given of the machine: its thread count (`[run] threads`).
+
+Numerical libraries start one thread per core they see, whatever else runs. On a shared
+machine that is oversubscription: on 2 cores with one other busy job, a PyTorch target with
+2 threads ran 3.4× slower than with 1 (`bench/threads.py` measures it). So the thread count is a
+resource the harness sets for every run, through the environment variables the common runtimes
+read at start-up (OpenMP, and through it PyTorch; MKL, OpenBLAS, BLIS, Accelerate, numexpr,
+Rayon).
+
+`threads = "auto"` (the default) gives a run the cores that are not busy when the session
+starts: the usable cores (the affinity mask, bounded by a cgroup CPU quota) minus the cores
+other programs kept busy over a short sample, rounded, at least 1. On an idle machine that is
+every core. The figure is measured once per session and pinned (a resumed session keeps it):
+runs with different thread counts are not comparable under a fixed time budget. The user's own
+`[verify] env` wins over all of it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from autoresearch.config import RunConfig
+
+__all__ = ["THREAD_VARIABLES", "ThreadPlan", "plan_threads", "run_env", "session_threads",
+           "thread_env"]
+
+# Read at start-up by: OpenMP (GNU/LLVM/Intel; PyTorch's intra-op pool), MKL, OpenBLAS, BLIS,
+# Apple Accelerate, numexpr, and Rayon (polars, Hugging Face tokenizers).
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                    "BLIS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS",
+                    "RAYON_NUM_THREADS")
+SAMPLE_SECONDS = 0.3
+
+
+def thread_env(threads: int) -> dict[str, str]:
+    """The environment that limits a run to `threads` threads."""
+    if threads < 1:
+        raise ValueError(f"threads must be at least 1, got {threads}")
+    return dict.fromkeys(THREAD_VARIABLES, str(threads))
+
+
+@dataclass(frozen=True)
+class ThreadPlan:
+    threads: int
+    why: str  # how the figure was chosen, shown by `check` and at `run` start
+
+    def describe(self) -> str:
+        """"each run gets 1 thread (auto: 2 cores, 1.0 busy with other work)"."""
+        return f"each run gets {self.threads} thread{'s' * (self.threads != 1)} ({self.why})"
+
+
+def run_env(plan: ThreadPlan, user_env: Mapping[str, str]) -> dict[str, str]:
+    """A run's extra environment: the thread plan, overridden by the user's `[verify] env` (a
+    user's OMP_NUM_THREADS sets the other libraries' counts too, unless they are set as well)."""
+    return {**thread_env(effective(plan, user_env).threads), **user_env}
+
+
+def effective(plan: ThreadPlan, user_env: Mapping[str, str]) -> ThreadPlan:
+    """The plan as the run will see it: the user's OMP_NUM_THREADS, when set, is what counts."""
+    own = user_env.get("OMP_NUM_THREADS", "").strip()
+    if own.isdigit() and int(own) >= 1:
+        return ThreadPlan(int(own), "OMP_NUM_THREADS from [verify] env")
+    return plan
+
+
+def usable_cores() -> int:
+    """Cores this process may run on: the affinity mask, bounded by a cgroup CPU quota."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = cores or 1
+    quota = _cgroup_quota()
+    return max(1, min(cores, math.ceil(quota))) if quota else cores
+
+
+def _cgroup_quota() -> float | None:
+    """Cores allowed by a cgroup v2 `cpu.max` quota (containers: docker --cpus), else None."""
+    try:
+        fields = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        return int(fields[0]) / int(fields[1]) if fields and fields[0] != "max" else None
+    except (OSError, ValueError, IndexError, ZeroDivisionError):
+        return None
+
+
+def busy_cores(sample_s: float = SAMPLE_SECONDS) -> float:
+    """Cores kept busy by other programs, averaged over a short sample."""
+    import psutil
+
+    share = float(psutil.cpu_percent(interval=sample_s)) / 100.0  # of every core of the machine
+    return share * float(psutil.cpu_count() or 1)
+
+
+def plan_threads(setting: RunConfig | int | str) -> ThreadPlan:
+    """Resolve `[run] threads`: a number as given, "auto" from the cores free now."""
+    value = setting.threads if isinstance(setting, RunConfig) else setting
+    if isinstance(value, int):
+        return ThreadPlan(value, "[run] threads")
+    cores = usable_cores()
+    busy = min(busy_cores(), float(cores))
+    free = max(1, min(cores, math.floor(cores - busy + 0.5)))
+    if free == cores:
+        why = f"auto: all {cores} core{'s' * (cores != 1)}, idle"
+    else:
+        why = f"auto: {cores} cores, {busy:.1f} busy with other work"
+    return ThreadPlan(free, why)
+
+
+def session_threads(setting: RunConfig, pin: Path | None) -> ThreadPlan:
+    """The session's plan. With `pin` (a file in the session's directory), "auto" is measured
+    once and reused on every resume, so every run of a session has the same thread count."""
+    if pin is None or setting.threads != "auto":
+        return plan_threads(setting)
+    try:
+        saved = json.loads(pin.read_text(encoding="utf-8"))
+        if int(saved["threads"]) >= 1:
+            return ThreadPlan(int(saved["threads"]), f"{saved['why']}; measured when the "
+                              "session started")
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    plan = plan_threads(setting)
+    pin.parent.mkdir(parents=True, exist_ok=True)
+    pin.write_text(json.dumps({"threads": plan.threads, "why": plan.why}) + "\n",
+                   encoding="utf-8")
+    return plan

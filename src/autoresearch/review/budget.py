@@ -1,0 +1,78 @@
+"""The spending cap of one review (`--max-usd`): no call starts that could cross it.
+
+Before each model call the reviewer reserves what the call may cost (its prompt at the input
+price plus a full reply at the output price); a call whose reservation would take the total past
+the cap is not made, and the review says which calls were skipped. When the call returns, the
+reservation is replaced by what it actually cost. Reviewers run in parallel threads, so the
+arithmetic is under a lock. A model with no known price reserves nothing: the cap cannot stop it
+(the provider warns once about the missing price).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from autoresearch.proposers.base import Usage
+from autoresearch.proposers.llm.prices import PriceTable
+
+CHARS_PER_TOKEN = 3.5  # a conservative average for code and English: over- rather than under-estimate
+
+
+def estimate_tokens(text: str) -> int:
+    return int(len(text) / CHARS_PER_TOKEN) + 1
+
+
+@dataclass(frozen=True)
+class Reservation:
+    usd: float
+    what: str
+
+
+class Budget:
+    def __init__(self, max_usd: float | None) -> None:
+        self.max_usd = max_usd
+        self._lock = threading.Lock()
+        self._spent = 0.0
+        self._reserved = 0.0
+        self.usage: list[Usage] = []
+        self.skipped: list[str] = []  # the calls the cap stopped, in words
+
+    def estimate(self, prices: PriceTable, model: str, prompt: str, max_output: int) -> float:
+        price = prices.price_for(model)
+        if price is None:
+            return 0.0
+        return price.cost(estimate_tokens(prompt), max_output)
+
+    def reserve(self, usd: float, what: str) -> Reservation | None:
+        """Hold `usd` for a call, or None (and remember `what`) when the cap forbids it."""
+        with self._lock:
+            if self.max_usd is not None and self._spent + self._reserved + usd > self.max_usd:
+                self.skipped.append(what)
+                return None
+            self._reserved += usd
+            return Reservation(usd, what)
+
+    def settle(self, reservation: Reservation, usage: Sequence[Usage]) -> None:
+        with self._lock:
+            self._reserved -= reservation.usd
+            self._spent += sum(u.cost_usd for u in usage)
+            self.usage.extend(usage)
+
+    @property
+    def spent(self) -> float:
+        with self._lock:
+            return self._spent
+
+    @property
+    def capped(self) -> bool:
+        return bool(self.skipped)
+
+    def note(self) -> str | None:
+        """What the cap stopped, for the summary (None when it stopped nothing)."""
+        if not self.skipped:
+            return None
+        return (f"the ${self.max_usd:.2f} cap (--max-usd) stopped {len(self.skipped)} model "
+                f"call(s) after ${self.spent:.4f}: " + "; ".join(self.skipped[:6])
+                + (" ..." if len(self.skipped) > 6 else ""))

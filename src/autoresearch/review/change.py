@@ -1,0 +1,330 @@
+"""The change under review, from one of three inputs, and how to read its files.
+
+    range    `--base/--head` (default: the current branch against its merge base with the
+             default branch): the diff `git diff base...head` shows
+    session  `--session TAG`: the kept commits of a research session, i.e. the session branch
+             `autoresearch/<tag>` against the session's base commit (before finalize)
+    diff     `--diff FILE`: a unified diff; the head side is the working tree when the patch is
+             applied there, else the working tree with the patch applied in memory
+
+Every input ends as a `Change`: the diff, its files, the commits in it, and a `Source` that reads
+any file at the base or the head.
+"""
+
+from __future__ import annotations
+
+import sys
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from unidiff.patch import PatchedFile
+
+from autoresearch.errors import AutoresearchError, PreconditionError
+from autoresearch.review.diff import ChangedFile, DiffMismatch, parse_diff, rebuild
+from autoresearch.review.gitio import (
+    is_repo,
+    merge_base,
+    read_blobs,
+    resolve_rev,
+    run_git,
+    run_git_bytes,
+)
+from autoresearch.review.model import Subject
+
+# Beyond this a file is reviewed from its diff only (a generated or vendored blob, not code).
+MAX_FILE_BYTES = 1_000_000
+
+
+@dataclass(frozen=True)
+class Commit:
+    sha: str
+    subject: str
+
+
+class Source(ABC):
+    """Reads files of the change's base and head."""
+
+    def __init__(self, root: Path, base_rev: str | None) -> None:
+        self.root = root
+        self.base_rev = base_rev  # a commit to read history and blame from (None: no history)
+        self._head: dict[str, str | None] = {}
+        self._base: dict[str, str | None] = {}
+
+    def head_text(self, path: str) -> str | None:
+        if path not in self._head:
+            self._head.update(self._read_head([path]))
+        return self._head[path]
+
+    def base_text(self, path: str) -> str | None:
+        if path not in self._base:
+            self._base.update(self._read_base([path]))
+        return self._base[path]
+
+    def prefetch(self, head: Iterable[str] = (), base: Iterable[str] = ()) -> None:
+        """Read many files in one go (one git call instead of one per file)."""
+        want_head = [p for p in head if p not in self._head]
+        want_base = [p for p in base if p not in self._base]
+        if want_head:
+            self._head.update(self._read_head(want_head))
+        if want_base:
+            self._base.update(self._read_base(want_base))
+
+    def _read_base(self, paths: Sequence[str]) -> dict[str, str | None]:
+        if self.base_rev is None:
+            return dict.fromkeys(paths)
+        blobs = read_blobs(self.root, [f"{self.base_rev}:{p}" for p in paths])
+        return {p: blobs[f"{self.base_rev}:{p}"] for p in paths}
+
+    @abstractmethod
+    def _read_head(self, paths: Sequence[str]) -> dict[str, str | None]: ...
+
+    @abstractmethod
+    def head_paths(self) -> list[str]:
+        """Every file of the head revision (to give type checkers the whole project)."""
+
+
+class CommitSource(Source):
+    """Both sides are commits."""
+
+    def __init__(self, root: Path, base: str, head: str) -> None:
+        super().__init__(root, base)
+        self.head_rev = head
+
+    def _read_head(self, paths: Sequence[str]) -> dict[str, str | None]:
+        blobs = read_blobs(self.root, [f"{self.head_rev}:{p}" for p in paths])
+        return {p: blobs[f"{self.head_rev}:{p}"] for p in paths}
+
+    def head_paths(self) -> list[str]:
+        out = run_git(self.root, "ls-tree", "-r", "--name-only", "-z", self.head_rev)
+        return [p for p in out.split("\0") if p]
+
+
+class TextSource(Source):
+    """A diff's head side known in memory (`--diff`), other files from the working tree."""
+
+    def __init__(self, root: Path, base_rev: str | None, head: dict[str, str | None],
+                 base: dict[str, str | None]) -> None:
+        super().__init__(root, base_rev)
+        self._head.update(head)
+        self._base.update(base)
+
+    def _read_head(self, paths: Sequence[str]) -> dict[str, str | None]:
+        return {p: _read_file(self.root / p) for p in paths}
+
+    def _read_base(self, paths: Sequence[str]) -> dict[str, str | None]:
+        return {p: _read_file(self.root / p) for p in paths}
+
+    def head_paths(self) -> list[str]:
+        if is_repo(self.root):
+            listed = run_git(self.root, "ls-files", "-z", "--cached", "--others",
+                             "--exclude-standard")
+            paths = [p for p in listed.split("\0") if p]
+        else:
+            paths = [str(p.relative_to(self.root)) for p in self.root.rglob("*") if p.is_file()]
+        return sorted(set(paths) | {p for p, text in self._head.items() if text is not None})
+
+
+def _read_file(path: Path) -> str | None:
+    try:
+        if not path.is_file() or path.stat().st_size > MAX_FILE_BYTES:
+            return None
+        return path.read_bytes().decode("utf-8", errors="replace")
+    except OSError:
+        return None
+
+
+@dataclass
+class Change:
+    root: Path
+    subject: Subject
+    diff_text: str
+    files: list[ChangedFile]
+    source: Source
+    commits: list[Commit]
+
+    @property
+    def reviewable(self) -> list[ChangedFile]:
+        """Files with text lines added (deleted and binary files have nothing to comment on)."""
+        return [f for f in self.files if not f.binary and f.status != "deleted" and f.added]
+
+    @property
+    def lines_added(self) -> int:
+        return sum(f.lines_added for f in self.files)
+
+    @property
+    def lines_removed(self) -> int:
+        return sum(f.lines_removed for f in self.files)
+
+    def file(self, path: str) -> ChangedFile | None:
+        for f in self.files:
+            if f.path == path:
+                return f
+        return None
+
+
+# --- the three inputs ----------------------------------------------------------------------
+
+
+def default_branch(root: Path) -> str | None:
+    """The repository's default branch: origin's HEAD, else main/master, else init.defaultBranch."""
+    remote = run_git(root, "symbolic-ref", "--quiet", "refs/remotes/origin/HEAD", check=False)
+    if remote.strip():
+        return remote.strip().removeprefix("refs/remotes/")
+    configured = run_git(root, "config", "init.defaultBranch", check=False).strip()
+    for name in dict.fromkeys(["main", "master", *([configured] if configured else [])]):
+        if run_git(root, "rev-parse", "--verify", "--quiet", f"refs/heads/{name}",
+                   check=False).strip():
+            return name
+    return None
+
+
+def _commits(root: Path, base: str, head: str) -> list[Commit]:
+    out = run_git(root, "log", "--no-merges", "--format=%H%x1f%s", f"{base}..{head}")
+    return [Commit(*line.split("\x1f", 1)) for line in out.splitlines() if "\x1f" in line]
+
+
+def _git_diff(root: Path, base: str, head: str) -> str:
+    raw = run_git_bytes(root, "diff", "--no-color", "--no-ext-diff", "--find-renames",
+                        "--end-of-options", base, head)
+    return raw.decode("utf-8", errors="replace")
+
+
+def _range_change(root: Path, base: str, head: str, subject: Subject) -> Change:
+    diff_text = _git_diff(root, base, head)
+    files, _ = parse_diff(diff_text, where=subject.label)
+    return Change(root=root, subject=subject, diff_text=diff_text, files=files,
+                  source=CommitSource(root, base, head), commits=_commits(root, base, head))
+
+
+def from_range(root: Path, base: str | None, head: str | None) -> Change:
+    """`--base/--head`: what `head` adds over its merge base with `base` (a pull request's diff)."""
+    head_name = head or "HEAD"
+    head_sha = resolve_rev(root, head_name, "--head")
+    if base is None:
+        branch = default_branch(root)
+        if branch is None:
+            raise PreconditionError(
+                "cannot tell this repository's default branch (no origin/HEAD, main or master)",
+                where=str(root), fix="name the base: autoresearch review --base <branch>")
+        base_name, where = branch, f"the default branch {branch}"
+    else:
+        base_name, where = base, "--base"
+    base_sha = resolve_rev(root, base_name, where if base is None else "--base")
+    fork = merge_base(root, base_sha, head_sha)
+    if fork is None:
+        raise PreconditionError(
+            f"{base_name} and {head_name} share no history", where="--base/--head",
+            fix="review two revisions of one history (in a shallow clone: git fetch --unshallow)")
+    current = run_git(root, "symbolic-ref", "--quiet", "--short", "HEAD", check=False).strip()
+    head_label = head or current or head_sha[:12]
+    subject = Subject(
+        kind="range", label=f"{head_label} against {base_name} (merge base {fork[:12]})",
+        key=f"range:{head_label}", base=fork, head=head_sha)
+    return _range_change(root, fork, head_sha, subject)
+
+
+def from_commits(root: Path, parent: str, candidate: str, key: str, label: str) -> Change:
+    """One candidate commit against its parent (the in-loop gate)."""
+    parent_sha = resolve_rev(root, parent, "parent commit")
+    head_sha = resolve_rev(root, candidate, "candidate commit")
+    subject = Subject(kind="commit", label=label, key=key, base=parent_sha, head=head_sha)
+    return _range_change(root, parent_sha, head_sha, subject)
+
+
+def from_session(root: Path, tag: str) -> Change:
+    """`--session TAG`: the session branch against the session's base commit."""
+    from autoresearch.config import STATE_DIR
+    from autoresearch.ledger import Ledger
+
+    ledger_path = root / STATE_DIR / "ledger.db"
+    if not ledger_path.exists():
+        raise PreconditionError("no research session has run in this repository",
+                                where=str(ledger_path),
+                                fix="review a branch instead: autoresearch review --base main")
+    ledger = Ledger(ledger_path, readonly=True)
+    try:
+        session = ledger.session(tag)
+        known = [s.tag for s in ledger.sessions()]
+    finally:
+        ledger.close()
+    if session is None:
+        raise PreconditionError(
+            f"no session {tag!r} in the ledger", where=str(ledger_path),
+            fix=f"use one of: {', '.join(known)}" if known else "start one with autoresearch run")
+    head_sha = resolve_rev(root, f"refs/heads/{session.branch}", f"the session branch "
+                           f"{session.branch}")
+    base_sha = resolve_rev(root, session.base_commit, "the session's base commit")
+    subject = Subject(
+        kind="session", label=f"session {tag}: {session.branch} against its base "
+        f"{base_sha[:12]}", key=f"session:{tag}", base=base_sha, head=head_sha)
+    return _range_change(root, base_sha, head_sha, subject)
+
+
+def _sides(root: Path, changed: ChangedFile, pf: PatchedFile) -> tuple[str | None, str | None]:
+    """(base, head) of one file of a diff, from the working tree: it holds the head side when the
+    patch is applied, the base side when it is not; anything else raises DiffMismatch."""
+    if changed.binary:
+        return None, None
+    old_disk = _read_file(root / changed.old_path) if changed.old_path else None
+    if changed.status == "deleted":
+        if old_disk is None:  # applied: the file is gone, and the diff holds all of it
+            return rebuild("", pf, forward=False), None
+        rebuild(old_disk, pf, forward=True)  # not applied: the file must be what it deletes
+        return old_disk, None
+    head_disk = _read_file(root / changed.path)
+    if head_disk is not None:
+        try:
+            undone = rebuild(head_disk, pf, forward=False)
+            return (None if changed.status == "added" else undone), head_disk
+        except DiffMismatch:
+            pass
+    if changed.status == "added":
+        return None, rebuild(None, pf, forward=True)
+    if old_disk is None:
+        raise DiffMismatch(f"{changed.old_path} is not in the working tree")
+    return old_disk, rebuild(old_disk, pf, forward=True)
+
+
+def from_diff_file(root: Path, diff_path: str) -> Change:
+    """`--diff FILE` ('-' reads stdin), against the files of `root`'s working tree."""
+    if diff_path == "-":
+        text = sys.stdin.read()
+        where = "the diff on standard input"
+    else:
+        path = Path(diff_path)
+        try:
+            text = path.read_bytes().decode("utf-8", errors="replace")
+        except OSError as exc:
+            raise AutoresearchError(f"cannot read the diff: {exc.strerror}", where=diff_path,
+                                    fix="pass the path of a unified diff file") from None
+        where = diff_path
+    files, raw = parse_diff(text, where=where)
+    if not files:
+        raise AutoresearchError("the diff changes no file", where=where,
+                                fix="pass a unified diff (e.g. `git diff main... > change.diff`)")
+    in_repo = is_repo(root)
+    head_rev = run_git(root, "rev-parse", "--verify", "--quiet", "HEAD", check=False).strip() \
+        if in_repo else ""
+    heads: dict[str, str | None] = {}
+    bases: dict[str, str | None] = {}
+    for changed in files:
+        try:
+            base_text, head_text = _sides(root, changed, raw[changed.path])
+        except DiffMismatch as exc:
+            raise PreconditionError(
+                f"the diff does not match {changed.path} in {root} (neither applied nor "
+                f"applicable: {exc})", where=where,
+                fix="run the review in the checkout the diff was made from (--repo DIR), "
+                "at the revision it applies to") from None
+        heads[changed.path] = head_text
+        if changed.old_path:
+            bases[changed.old_path] = base_text
+    label = f"diff {'<stdin>' if diff_path == '-' else diff_path}"
+    subject = Subject(kind="diff", label=label,
+                      key=f"diff:{Path(diff_path).resolve() if diff_path != '-' else 'stdin'}",
+                      head=None, base=head_rev or None)
+    source = TextSource(root, head_rev or None, heads, bases)
+    return Change(root=root, subject=subject, diff_text=text, files=files, source=source,
+                  commits=[])

@@ -1,0 +1,90 @@
+"""Which model the LLM reviewers call, resolved the way the llm proposer resolves its own.
+
+The options are the `[proposer]` options of the llm proposer (provider, model, base_url,
+api_key_env, prices, max_tokens, ...), read from `[review] llm = { ... }`, else from `[proposer]`
+when the proposer is `llm`, else from the environment alone (ANTHROPIC_API_KEY, OPENAI_API_KEY,
+... as `detect_from_env` orders them). Keys come from the environment only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from autoresearch.errors import ConfigError
+from autoresearch.proposers.llm.prices import PriceTable
+from autoresearch.proposers.llm.settings import ProviderSettings, detect_from_env
+from autoresearch.proposers.options import LLM_OPTIONS, check_options
+
+# A reviewer's reply is a list of findings, not a rewritten file: a smaller default output cap.
+DEFAULT_MAX_TOKENS = 4096
+DEFAULT_CONTEXT_TOKENS = 60_000
+REVIEW_ONLY_OPTIONS = frozenset({"verify_model"})
+
+
+def check_llm_options(options: Mapping[str, Any]) -> None:
+    """Refuse a misspelt `[review] llm` option (same names as the llm proposer's)."""
+    try:
+        check_options("llm", options, LLM_OPTIONS | REVIEW_ONLY_OPTIONS)
+    except ConfigError as exc:
+        # check_options speaks of [proposer]; the option lives in [review] llm here.
+        raise ValueError(f"llm option: {exc.what.replace('[proposer] ', '')} ({exc.fix})") from None
+
+
+@dataclass(frozen=True)
+class LLMSetup:
+    settings: ProviderSettings
+    prices: PriceTable
+    context_tokens: int
+    verify_model: str | None  # a cheaper model for the verification pass (default: the same)
+
+    @property
+    def describe(self) -> str:
+        return self.settings.describe()
+
+
+def resolve_llm(
+    llm: bool | Mapping[str, Any] | None,
+    proposer_name: str,
+    proposer_options: Mapping[str, Any],
+    env: Mapping[str, str],
+    *,
+    when_unset: Literal["auto", "off"],
+) -> tuple[LLMSetup | None, str]:
+    """The model setup (or None) and a sentence saying why, for the review's header."""
+    if llm is False:
+        return None, "LLM reviewers off ([review] llm = false or --offline)"
+    if isinstance(llm, Mapping):
+        options, why = dict(llm), "[review] llm options"
+    elif proposer_name == "llm":
+        options, why = dict(proposer_options), "the [proposer] options of the llm proposer"
+    else:
+        options, why = {}, ""
+    if llm is None and not options:
+        if when_unset == "off":
+            return None, "offline reviewers only ([review] llm is not set)"
+        found = detect_from_env(env)
+        if found is None:
+            return None, ("offline reviewers only: no model API is configured (set "
+                          "ANTHROPIC_API_KEY or OPENAI_API_KEY, or [review] llm)")
+        why = f"{found[0]} is set"
+    elif not why:
+        why = "the model the environment configures"
+    verify_model = options.pop("verify_model", None)
+    options.setdefault("max_tokens", DEFAULT_MAX_TOKENS)
+    try:
+        settings = ProviderSettings.from_options(options, env)
+    except ConfigError as exc:
+        def here(text: str | None) -> str | None:  # the options live in [review] llm here
+            return None if text is None else text.replace("[proposer]", "[review] llm")
+
+        raise ConfigError(here(exc.what) or exc.what, where=here(exc.where),
+                          fix=here(exc.fix)) from None
+    prices = PriceTable(options.get("prices"))
+    try:
+        context = int(options.get("context_tokens", DEFAULT_CONTEXT_TOKENS))
+    except (TypeError, ValueError):
+        raise ConfigError("context_tokens must be a whole number", where="[review] llm") from None
+    setup = LLMSetup(settings, prices, context, str(verify_model) if verify_model else None)
+    return setup, f"LLM reviewers: {settings.describe()} ({why})"

@@ -1,0 +1,142 @@
+"""One review from start to finish: plan, fan out, verify, aggregate.
+
+    plan (scale rule) ─▶ offline reviewers ┐
+                         LLM passes        ├─ in parallel threads ─▶ raw findings
+                                           ┘
+    LLM findings ─▶ anchor quotes ─▶ verification calls ─▶ confirmed
+    analyzer findings + confirmed ─▶ deduplicate, rank, cap ─▶ Review
+
+A reviewer that cannot run (its tool is missing) is listed as skipped, one that fails as
+failed, with the reason; neither stops the others. What the cap stopped is said in the notes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Collection
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Literal
+
+from autoresearch.review.aggregate import aggregate
+from autoresearch.review.budget import Budget
+from autoresearch.review.change import Change
+from autoresearch.review.context import ReviewContext, ReviewSettings
+from autoresearch.review.model import CostSummary, Dropped, RawFinding, Review, ReviewerRun
+from autoresearch.review.registry import load_reviewers, select
+from autoresearch.review.reviewers.base import Reviewer, ReviewerReport, ReviewerUnavailable
+from autoresearch.review.reviewers.llm import run_pass
+from autoresearch.review.scale import plan
+from autoresearch.review.verify import verify
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[ReviewerRun], None]
+RunKind = Literal["offline", "llm"]
+RunStatus = Literal["ok", "not-asked"]
+
+
+@dataclass
+class _Collected:
+    raws: list[RawFinding] = field(default_factory=list)
+    dropped: list[Dropped] = field(default_factory=list)
+    runs: list[ReviewerRun] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def _timed(fn: Callable[[], ReviewerReport]) -> tuple[ReviewerReport | BaseException, float]:
+    start = time.perf_counter()
+    try:
+        return fn(), time.perf_counter() - start
+    except Exception as exc:  # one reviewer's failure is reported, never the review's end
+        log.debug("reviewer failed", exc_info=True)
+        return exc, time.perf_counter() - start
+
+
+def run_review(change: Change, settings: ReviewSettings, *, known: Collection[str] = (),
+               progress: Progress | None = None,
+               reviewers: dict[str, Reviewer] | None = None) -> Review:
+    started_at = time.time()
+    t0 = time.perf_counter()
+    available = reviewers if reviewers is not None else load_reviewers()
+    if settings.reviewers:
+        chosen = select(available, settings.reviewers, "--reviewers / [review] reviewers")
+    else:
+        chosen = list(available.values())
+    budget = Budget(settings.max_usd)
+    ctx = ReviewContext(change, settings, budget)
+    collected = _Collected()
+    try:
+        the_plan = plan(ctx, chosen, named=bool(settings.reviewers))
+        collected.runs += the_plan.skipped
+        tasks: list[tuple[str, RunKind, Callable[[], ReviewerReport]]] = [
+            (r.name, "offline", partial(r.review, ctx)) for r in the_plan.offline]
+        tasks += [(p.name, "llm", partial(run_pass, ctx, p.reviewers, p.files))
+                  for p in the_plan.passes]
+        pool = ThreadPoolExecutor(max_workers=max(1, settings.parallel),
+                                  thread_name_prefix="reviewer")
+        finished = False
+        try:
+            futures: list[tuple[str, RunKind, Future[tuple[ReviewerReport | BaseException, float]]]]
+            futures = [(name, kind, pool.submit(_timed, fn)) for name, kind, fn in tasks]
+            for name, kind, future in futures:
+                outcome, seconds = future.result()
+                run = _record(name, kind, outcome, seconds, collected)
+                collected.runs.append(run)
+                if progress is not None:
+                    progress(run)
+            finished = True
+        finally:
+            # On Ctrl-C, do not wait for a model call that may take minutes: drop what has not
+            # started and let the caller exit (the workers are threads of a process that ends).
+            pool.shutdown(wait=finished, cancel_futures=not finished)
+        llm_raw = [f for f in collected.raws if f.needs_verification]
+        confirmed: list[RawFinding] = []
+        if llm_raw:
+            start = time.perf_counter()
+            checked = verify(ctx, llm_raw)
+            confirmed = checked.confirmed
+            collected.dropped += checked.dropped
+            run = ReviewerRun(
+                "verify", "verify", "failed" if checked.failures else "ok",
+                time.perf_counter() - start, len(confirmed),
+                note=f"{len(llm_raw)} LLM finding(s): {len(confirmed)} confirmed, "
+                f"{len(checked.dropped)} dropped in {checked.calls} call(s)"
+                + ("; " + "; ".join(checked.failures) if checked.failures else ""))
+            collected.runs.append(run)
+            if progress is not None:
+                progress(run)
+        offline_raw = [f for f in collected.raws if not f.needs_verification]
+        findings = aggregate([*offline_raw, *confirmed], change,
+                             inline_cap=settings.inline_cap, known=known)
+        cap_note = budget.note()
+        notes = [*collected.notes, *([cap_note] if cap_note else [])]
+        if settings.llm_note:
+            notes.insert(0, settings.llm_note)
+        return Review(
+            subject=change.subject, findings=tuple(findings),
+            dropped=tuple(collected.dropped), reviewers=tuple(collected.runs),
+            usage=tuple(budget.usage),
+            cost=CostSummary.of(budget.usage, settings.max_usd, budget.capped),
+            scale=the_plan.description, files=len(change.files),
+            lines_added=change.lines_added, lines_removed=change.lines_removed,
+            started_at=started_at, duration_s=time.perf_counter() - t0, notes=tuple(notes))
+    finally:
+        ctx.close()
+
+
+def _record(name: str, run_kind: RunKind, outcome: ReviewerReport | BaseException,
+            seconds: float, collected: _Collected) -> ReviewerRun:
+    if isinstance(outcome, ReviewerUnavailable):
+        return ReviewerRun(name, run_kind, "skipped", seconds, note=str(outcome))
+    if isinstance(outcome, BaseException):
+        message = str(outcome) or type(outcome).__name__
+        return ReviewerRun(name, run_kind, "failed", seconds, note=message)
+    collected.raws += outcome.findings
+    collected.dropped += outcome.dropped
+    not_asked = [n for n in outcome.notes if n.startswith("not asked")]
+    status: RunStatus = "not-asked" if not_asked and not outcome.findings else "ok"
+    note = "; ".join([*not_asked, *[n for n in outcome.notes if not n.startswith("not asked")]])
+    return ReviewerRun(name, run_kind, status, seconds, len(outcome.findings), note=note)

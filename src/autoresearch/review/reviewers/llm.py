@@ -1,0 +1,145 @@
+"""LLM reviewers: one per angle, each a prompt; a pass asks the model about one or more angles.
+
+The built-in angles are logic (first: the errors that matter most), security, history
+(regressions against the fix history) and rules (the project's REVIEW.md). The scale rule
+(`review/scale.py`) decides which angles run and how many calls they take: a one-line change
+gets a single pass covering every applicable angle, a large change one pass per angle. A new
+angle is a subclass with a name, an `angle` and its `instructions`, registered under the
+`autoresearch.reviewers` entry-point group.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar
+
+from autoresearch.proposers.llm.providers import Turn
+from autoresearch.review.context import ReviewContext
+from autoresearch.review.diff import ChangedFile
+from autoresearch.review.llm_call import ask
+from autoresearch.review.model import Dropped
+from autoresearch.review.prompts import (
+    ANGLES,
+    RETRY_JSON,
+    history_block,
+    review_prompt,
+    review_system,
+    rules_block,
+)
+from autoresearch.review.replies import ReplyError, findings_from_reply
+from autoresearch.review.reviewers.base import Reviewer, ReviewerReport, ReviewerUnavailable
+
+CHARS_PER_TOKEN = 3.5
+DOC_SUFFIXES = (".md", ".rst", ".txt", ".adoc")
+
+
+def code_files(files: Sequence[ChangedFile]) -> list[ChangedFile]:
+    return [f for f in files if not f.path.lower().endswith(DOC_SUFFIXES)]
+
+
+class LLMReviewer(Reviewer):
+    kind = "llm"
+    instructions: ClassVar[str] = ""
+    # The built-in angles may share one call on a small change (the scale rule); a plugin's
+    # angle always gets a call of its own.
+    combinable: ClassVar[bool] = False
+
+    def skip_reason(self, ctx: ReviewContext) -> str | None:
+        if ctx.settings.llm is None:
+            return ctx.settings.llm_note or "no model configured"
+        return None if code_files(ctx.change.reviewable) else "no code file changed"
+
+    def review(self, ctx: ReviewContext) -> ReviewerReport:
+        return run_pass(ctx, [self], ctx.change.reviewable)
+
+
+class LogicReviewer(LLMReviewer):
+    combinable = True
+    name: ClassVar[str] = "logic"
+    angle = "logic"
+    instructions = ANGLES["logic"]
+    description = "a model looking for logic errors (no style nits)"
+
+
+class SecurityReviewer(LLMReviewer):
+    combinable = True
+    name: ClassVar[str] = "security"
+    angle = "security"
+    instructions = ANGLES["security"]
+    description = "a model looking for vulnerabilities"
+
+
+class RegressionReviewer(LLMReviewer):
+    combinable = True
+    name: ClassVar[str] = "regression"
+    angle = "history"
+    instructions = ANGLES["history"]
+    description = "a model comparing the change with the files' fix history"
+
+    def skip_reason(self, ctx: ReviewContext) -> str | None:
+        reason = super().skip_reason(ctx)
+        if reason is None and not any(ctx.history.fix_commits(f.old_path or f.path)
+                                      for f in ctx.change.reviewable):
+            return "no fix commit in the touched files' history"
+        return reason
+
+
+class RulesReviewer(LLMReviewer):
+    combinable = True
+    name: ClassVar[str] = "rules"
+    angle = "rules"
+    instructions = ANGLES["rules"]
+    description = "a model checking the project's REVIEW.md rules"
+
+    def skip_reason(self, ctx: ReviewContext) -> str | None:
+        if ctx.settings.llm is None:
+            return ctx.settings.llm_note or "no model configured"
+        if not ctx.change.reviewable:
+            return "no file with added lines"
+        return None if ctx.rules else "no REVIEW.md applies to the changed files"
+
+
+def run_pass(ctx: ReviewContext, reviewers: Sequence[LLMReviewer],
+             files: Sequence[ChangedFile]) -> ReviewerReport:
+    """Ask the model about `files` from the angles of `reviewers` (one call, one retry)."""
+    setup = ctx.settings.llm
+    if setup is None:
+        raise ReviewerUnavailable(ctx.settings.llm_note or "no model configured")
+    angles = [r.angle for r in reviewers]
+    instructions = {r.angle: r.instructions for r in reviewers}
+    paths = [f.path for f in files]
+    history_paths = [f.old_path or f.path for f in files]
+    history = history_block(ctx.history, history_paths) if "history" in angles else \
+        history_block(ctx.history, history_paths)[:4_000]
+    rules = rules_block(ctx.rules, paths)
+    system = review_system(angles, instructions)
+    budget_chars = int(setup.context_tokens * CHARS_PER_TOKEN) - len(system)
+    prompt = review_prompt(ctx.change, files, history=history, rules=rules,
+                           budget_chars=budget_chars)
+    what = f"{'+'.join(angles)} pass over {len(files)} file(s)"
+    turns = [Turn.user(prompt)]
+    report = ReviewerReport()
+    for attempt in (1, 2):
+        result = ask(ctx, system, turns, purpose="review", what=what)
+        report.usage += result.usage
+        if result.skipped:
+            report.notes.append(f"not asked: {what} (--max-usd cap)")
+            return report
+        if result.error is not None:
+            raise RuntimeError(result.error)
+        assert result.text is not None
+        try:
+            found, rejected = findings_from_reply(
+                result.text, reviewer_prefix="llm", angles=angles,
+                paths=paths)
+        except ReplyError as exc:
+            if attempt == 2:
+                raise RuntimeError(f"the model's reply was not usable JSON twice ({exc})") from None
+            problem = "it was cut off at the output limit" if result.truncated else str(exc)
+            turns = [*turns, Turn.assistant(result.text),
+                     Turn.user(RETRY_JSON.format(problem=problem))]
+            continue
+        report.findings += found
+        report.dropped += [Dropped(r.finding, r.reason, "quote") for r in rejected]
+        return report
+    return report

@@ -1,0 +1,63 @@
+"""Shared plumbing of the analyzer reviewers: which files, running the tool, anchoring results."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+
+from autoresearch.review.change import Change
+from autoresearch.review.context import ReviewContext
+from autoresearch.review.model import RawFinding, Severity
+from autoresearch.review.reviewers.base import ReviewerUnavailable
+
+PYTHON_SUFFIXES = (".py", ".pyi")
+MAX_EVIDENCE_LINES = 6
+
+
+def python_files(change: Change) -> list[str]:
+    """Changed Python files with added lines (the only ones an analyzer may comment on)."""
+    return [f.path for f in change.reviewable if f.path.endswith(PYTHON_SUFFIXES)]
+
+
+def run_tool(args: Sequence[str], cwd: Path, timeout_s: float, name: str) -> str:
+    """Run an analyzer and return its stdout; a missing tool makes the reviewer unavailable."""
+    try:
+        proc = subprocess.run(list(args), cwd=cwd, capture_output=True, timeout=timeout_s,
+                              check=False, stdin=subprocess.DEVNULL)
+    except FileNotFoundError:
+        raise ReviewerUnavailable(f"{name} is not installed") from None
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"{name} did not finish within {timeout_s:g} s") from None
+    stdout = proc.stdout.decode("utf-8", errors="replace")
+    if not stdout.strip() and proc.returncode not in (0, 1):
+        stderr = proc.stderr.decode("utf-8", errors="replace").strip()
+        if "No module named" in stderr:
+            raise ReviewerUnavailable(f"{name} is not installed ({stderr.splitlines()[-1]})")
+        raise RuntimeError(f"{name} failed (exit {proc.returncode}): {stderr[-500:]}")
+    return stdout
+
+
+def evidence(ctx: ReviewContext, path: str, start: int, end: int) -> str:
+    text = ctx.change.source.head_text(path) or ""
+    lines = text.splitlines()[start - 1:min(end, start + MAX_EVIDENCE_LINES - 1)]
+    return "\n".join(lines)
+
+
+def on_added(ctx: ReviewContext, path: str, start: int, end: int) -> bool:
+    changed = ctx.change.file(path)
+    return changed is not None and any(n in changed.added for n in range(start, end + 1))
+
+
+def analyzer_finding(ctx: ReviewContext, *, reviewer: str, angle: str, path: str, start: int,
+                     end: int, rule: str, message: str, category: str, severity: Severity,
+                     confidence: float, body: str = "") -> RawFinding | None:
+    """A finding at an analyzer's location, or None when the location is not a changed line."""
+    end = max(end, start)
+    if not on_added(ctx, path, start, end):
+        return None  # pre-existing problems in untouched code are not this change's
+    return RawFinding(
+        reviewer=reviewer, angle=angle, path=path, start_line=start, end_line=end,
+        title=message, body=body or f"{reviewer} {rule}: {message}",
+        quote=evidence(ctx, path, start, end), category=category, severity=severity,
+        confidence=confidence, rule=rule)

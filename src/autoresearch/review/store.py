@@ -1,0 +1,53 @@
+"""Reviews in the ledger: what each cost and found, and what a re-review must not repeat."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+from autoresearch.config import STATE_DIR
+from autoresearch.ledger import Ledger
+from autoresearch.ledger.reviews import ReviewFindingRecord, ReviewRecord
+from autoresearch.review.model import Review
+
+_IGNORE = "# autoresearch state: never committed\n*\n"
+
+
+def ledger_path(root: Path) -> Path:
+    return root / STATE_DIR / "ledger.db"
+
+
+def open_ledger(root: Path) -> Ledger:
+    """The repository's ledger (created on first use, with the state directory git-ignored)."""
+    state = root / STATE_DIR
+    state.mkdir(parents=True, exist_ok=True)
+    ignore = state / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text(_IGNORE)
+    return Ledger(ledger_path(root))
+
+
+def to_record(review: Review, *, blocked: bool = False, session_id: int | None = None,
+              experiment_id: str | None = None) -> ReviewRecord:
+    c = review.cost
+    return ReviewRecord(
+        subject_key=review.subject.key, subject=review.subject.label, kind=review.subject.kind,
+        base_commit=review.subject.base, head_commit=review.subject.head,
+        started_at=review.started_at, duration_s=review.duration_s,
+        red=review.count("red"), yellow=review.count("yellow"), purple=review.count("purple"),
+        input_tokens=c.input_tokens, output_tokens=c.output_tokens,
+        cache_read_tokens=c.cache_read_tokens, cache_write_tokens=c.cache_write_tokens,
+        cost_usd=c.usd, capped=c.capped, scale=review.scale,
+        reviewers=[asdict(r) for r in review.reviewers], notes=list(review.notes),
+        findings=[ReviewFindingRecord(
+            fingerprint=f.fingerprint, colour=f.colour, path=f.path, start_line=f.start_line,
+            end_line=f.end_line, angle=f.angle, category=f.category, severity=f.severity,
+            title=f.title, body=f.body, evidence=f.evidence, confidence=f.confidence,
+            sources=list(f.sources), inline=f.inline, known=f.known) for f in review.findings],
+        blocked=blocked, session_id=session_id, experiment_id=experiment_id)
+
+
+def record_review(ledger: Ledger, review: Review, *, blocked: bool = False,
+                  session_id: int | None = None, experiment_id: str | None = None) -> int:
+    return ledger.add_review(to_record(review, blocked=blocked, session_id=session_id,
+                                       experiment_id=experiment_id))

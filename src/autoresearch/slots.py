@@ -1,0 +1,159 @@
+"""Worktree slots: the places where candidates are proposed, committed and (locally) run.
+
+A session has `workers` slots, one trial in each at a time. With one worker the slot is the
+session worktree `.autoresearch/worktrees/<tag>` (as sessions always had). With several,
+`.autoresearch/worktrees/<tag>/` is a plain directory holding one worktree per slot
+(`slot-1`, `slot-2`, ...). Slots never nest: a worktree inside another would show up there as an
+untracked directory (`?? slot-2/`), and every agent proposal in the outer one would be refused.
+So when a session changes its number of workers the other layout's worktrees are removed first
+(they hold nothing but the incumbent's files and what runs left beside them).
+
+Each slot has its share of the machine (`Resources`): CPU threads, optionally the CPUs it is
+pinned to, and a GPU when there are several.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from autoresearch import gitops
+from autoresearch.config import RunConfig
+from autoresearch.resources import ThreadPlan, thread_env
+from autoresearch.shared_paths import SharedData
+from autoresearch.state import StatePaths
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one slot's runs may use; exported to the run's environment by the executor."""
+
+    cpus: tuple[int, ...] = ()  # pinned to these CPUs (empty: not pinned)
+    gpu: str | None = None  # CUDA_VISIBLE_DEVICES for the slot's runs (None: not set)
+    env_vars: tuple[tuple[str, str], ...] = field(default=())  # e.g. thread counts
+
+    def env(self) -> dict[str, str]:
+        env = dict(self.env_vars)
+        if self.gpu is not None:
+            env["CUDA_VISIBLE_DEVICES"] = self.gpu
+        return env
+
+    def describe(self) -> str:
+        parts = [f"{v} thread{'s' * (v != '1')}" for k, v in self.env_vars
+                 if k == "OMP_NUM_THREADS"]
+        if self.cpus:
+            parts.append("cpus " + ",".join(map(str, self.cpus)))
+        if self.gpu is not None:
+            parts.append(f"gpu {self.gpu}")
+        return ", ".join(parts) or "shares the machine"
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One worktree leased to one trial at a time; `name` is recorded as the trial's worker."""
+
+    index: int
+    name: str
+    worktree: Path
+    resources: Resources = field(default_factory=Resources)
+
+
+def plan_resources(run: RunConfig, workers: int,
+                   threads: ThreadPlan | None = None) -> list[Resources]:
+    """Each slot's share: its thread count (`threads` is the session's plan: "auto" cores are
+    divided among the slots, a number set in [run] threads is each run's), its CPUs when
+    `affinity` is on, a GPU of its own when there are several."""
+    per_slot = slot_threads(run, workers, threads)
+    env = tuple(thread_env(per_slot).items()) if per_slot else ()
+    cpus = _cpu_shares(workers) if run.affinity else [()] * workers
+    gpus = _visible_gpus() if run.gpus == "auto" else list(run.gpus)
+    if run.gpus == "auto" and (len(gpus) < 2 or workers < 2):
+        gpus = []  # one GPU, or one worker: nothing to share out, CUDA_VISIBLE_DEVICES left as is
+    return [Resources(cpus=cpus[i], gpu=gpus[i % len(gpus)] if gpus else None, env_vars=env)
+            for i in range(workers)]
+
+
+def slot_threads(run: RunConfig, workers: int, threads: ThreadPlan | None) -> int | None:
+    """Threads each run of a slot gets: the free cores ("auto") shared by the slots, else the
+    number [run] threads sets for every run."""
+    if threads is None:
+        return None
+    return threads.threads if run.threads != "auto" else max(1, threads.threads // workers)
+
+
+def _cpu_shares(workers: int) -> list[tuple[int, ...]]:
+    """The CPUs this process may use, cut into `workers` equal consecutive shares (shared round
+    robin when there are more workers than CPUs)."""
+    allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if not allowed:
+        return [()] * workers
+    size = max(1, len(allowed) // workers)
+    return [tuple(allowed[(i * size + j) % len(allowed)] for j in range(size))
+            for i in range(workers)]
+
+
+def _visible_gpus() -> list[str]:
+    """GPU ids the runs can see: CUDA_VISIBLE_DEVICES when set, else those nvidia-smi lists."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return [g.strip() for g in visible.split(",") if g.strip()]
+    try:
+        listed = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10,
+                                check=False).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [str(i) for i, line in enumerate(listed.splitlines()) if line.startswith("GPU ")]
+
+
+def slot_paths(paths: StatePaths, workers: int) -> list[Path]:
+    if workers == 1:
+        return [paths.worktree]
+    return [paths.worktree / f"slot-{i}" for i in range(1, workers + 1)]
+
+
+class Slots:
+    """The session's slots: created on open, each made to hold a given commit on demand."""
+
+    def __init__(self, root: Path, paths: StatePaths, workers: int,
+                 resources: Sequence[Resources] = (), shared: SharedData | None = None) -> None:
+        if workers < 1:
+            raise ValueError("a session needs at least one worker")
+        self.root = root
+        self.paths = paths
+        # [verify] share: the checkout's ignored data, linked into every slot after each reset.
+        self.shared = shared or SharedData()
+        shares = list(resources) or [Resources()] * workers
+        self.all = [Slot(i, f"slot-{i + 1}", path, shares[i % len(shares)])
+                    for i, path in enumerate(slot_paths(paths, workers))]
+
+    def prepare(self, tip: str) -> None:
+        """Make every slot exist and hold exactly `tip` (on open, after any recovery)."""
+        outer = self.paths.worktree
+        if len(self.all) == 1:
+            # Back to one worker: the parallel layout's worktrees go (the tag dir becomes one).
+            if outer.is_dir() and not (outer / ".git").exists():
+                for child in sorted(outer.iterdir()):
+                    if (child / ".git").exists():
+                        gitops.remove_worktree(self.root, child)
+                shutil.rmtree(outer, ignore_errors=True)
+        elif (outer / ".git").exists():
+            gitops.remove_worktree(self.root, outer)  # it would contain the slots
+            shutil.rmtree(outer, ignore_errors=True)
+        for slot in self.all:
+            gitops.ensure_detached_worktree(self.root, slot.worktree, tip)
+            self.shared.link(slot.worktree)
+
+    def reset(self, slot: Slot, commit: str) -> None:
+        """Make the slot exactly `commit`: tracked files restored, untracked ones removed (the
+        shared data linked again)."""
+        gitops.checkout(slot.worktree, commit)
+        self.shared.link(slot.worktree)
+
+    def holding(self, slot: Slot, commit: str) -> None:
+        """Make sure the slot holds `commit` (a no-op when it does: one file read)."""
+        if gitops.read_head(slot.worktree) != commit:
+            self.reset(slot, commit)

@@ -1,0 +1,83 @@
+"""The signals that stop a session cleanly, the way Ctrl-C does.
+
+SIGINT (Ctrl-C) raises KeyboardInterrupt by Python's default. SIGTERM (`kill`, a service manager)
+and SIGHUP (the terminal closed, the ssh connection dropped) do the same here: the running
+experiment is recorded as interrupted, its process tree killed, the worktree reset, and the
+same command resumes. Without this, SIGHUP's default action would end the process on the spot,
+leaving the verify command's tree to the watchdog and the experiment to the next resume.
+
+After a hangup the terminal is gone: writing to it fails (EIO), and the session still has to
+finish recording. So on SIGHUP the standard streams that were a terminal and no longer are
+(a hung-up terminal stops answering as one) are pointed at /dev/null.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+from collections.abc import Iterator
+from types import FrameType
+
+__all__ = ["StopSignal", "describe_interrupt", "stop_signals_as_interrupt"]
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+_received: list[int] = []  # the stop signals received, first first
+
+
+class StopSignal(KeyboardInterrupt):
+    """A stop asked by a signal other than Ctrl-C; `name` says which (for the final message)."""
+
+    def __init__(self, signum: int) -> None:
+        self.name = signal.Signals(signum).name
+        super().__init__(self.name)
+
+
+def _detach_hung_up(ttys: set[int]) -> None:
+    for fd in ttys:
+        if not os.isatty(fd):
+            with contextlib.suppress(OSError):
+                null = os.open(os.devnull, os.O_RDWR)
+                os.dup2(null, fd)
+                os.close(null)
+
+
+@contextlib.contextmanager
+def stop_signals_as_interrupt() -> Iterator[None]:
+    """Within this block, SIGTERM and SIGHUP raise `StopSignal` (a KeyboardInterrupt) once.
+
+    A second stop signal while the first is being handled is ignored: the session is already on
+    its way out, and an exception raised in the middle of its cleanup would cut it short. (A
+    terminal hangup can deliver SIGHUP twice: from the kernel and from the shell.)
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    ttys = {fd for fd in (0, 1, 2) if os.isatty(fd)}
+    raised = False
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        nonlocal raised
+        _received.append(signum)
+        if signum == signal.SIGHUP:
+            _detach_hung_up(ttys)
+        if raised:
+            return
+        raised = True
+        raise StopSignal(signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, before in previous.items():
+            signal.signal(sig, before)
+
+
+def describe_interrupt(exc: KeyboardInterrupt) -> str:
+    """What stopped the session, for its last message: "Ctrl-C", "SIGTERM" or "SIGHUP"."""
+    if isinstance(exc, StopSignal):
+        return exc.name
+    # Re-raised as a plain KeyboardInterrupt on the way (a run cut short is re-raised so).
+    return signal.Signals(_received[0]).name if _received else "Ctrl-C"

@@ -1,0 +1,156 @@
+"""The change under review: diffs parsed, inputs resolved against real repositories."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from autoresearch.errors import AutoresearchError, PreconditionError
+from autoresearch.ledger import Ledger
+from autoresearch.review.change import default_branch, from_diff_file, from_range, from_session
+from autoresearch.review.diff import DiffMismatch, parse_diff, rebuild
+from tests.review.conftest import Repo
+
+DIFF = """\
+diff --git a/a.py b/a.py
+index 1111111..2222222 100644
+--- a/a.py
++++ b/a.py
+@@ -1,4 +1,5 @@
+ one
+-two
++TWO
++two and a half
+ three
+ four
+diff --git a/old.py b/new.py
+similarity index 90%
+rename from old.py
+rename to new.py
+diff --git a/gone.py b/gone.py
+deleted file mode 100644
+--- a/gone.py
++++ /dev/null
+@@ -1,2 +0,0 @@
+-x = 1
+-y = 2
+diff --git a/img.png b/img.png
+index 3333333..4444444 100644
+Binary files a/img.png and b/img.png differ
+"""
+
+
+def test_parse_diff_reports_added_lines_in_head_numbers_and_removed_in_base_numbers() -> None:
+    files, _ = parse_diff(DIFF)
+    by_path = {f.path: f for f in files}
+    a = by_path["a.py"]
+    assert a.status == "modified"
+    assert a.added == {2, 3} and a.removed == {2}
+    assert a.hunks[0].new_span == range(1, 6)
+    assert a.hunk_at(5) is not None and a.hunk_at(6) is None
+    assert by_path["new.py"].status == "renamed" and by_path["new.py"].old_path == "old.py"
+    assert by_path["gone.py"].status == "deleted" and by_path["gone.py"].removed == {1, 2}
+    assert by_path["img.png"].binary
+    assert "+two and a half" in a.patch
+
+
+def test_rebuild_applies_and_undoes_a_diff_and_refuses_one_that_does_not_belong() -> None:
+    files, raw = parse_diff(DIFF)
+    base = "one\ntwo\nthree\nfour\n"
+    head = "one\nTWO\ntwo and a half\nthree\nfour\n"
+    assert rebuild(base, raw["a.py"], forward=True) == head
+    assert rebuild(head, raw["a.py"], forward=False) == base
+    with pytest.raises(DiffMismatch):
+        rebuild("one\nsomething else\nthree\nfour\n", raw["a.py"], forward=True)
+
+
+def test_garbage_is_not_a_diff_error() -> None:
+    files, _ = parse_diff("hello\nworld\n")
+    assert files == []
+
+
+def test_default_range_is_the_branch_against_its_merge_base_with_main(repo: Repo) -> None:
+    base = repo.commit("init", **{"app.py": "a = 1\n"})
+    repo.branch("feature")
+    head = repo.commit("feature", **{"app.py": "a = 1\nb = 2\n"})
+    repo.git("checkout", "-q", "main")
+    repo.commit("main moves on", **{"other.py": "c = 3\n"})
+    repo.git("checkout", "-q", "feature")
+    change = from_range(repo.path, None, None)
+    assert default_branch(repo.path) == "main"
+    assert (change.subject.base, change.subject.head) == (base, head)
+    assert [f.path for f in change.files] == ["app.py"]  # main's own commit is not in it
+    assert change.file("app.py") is not None and change.file("app.py").added == {2}  # type: ignore[union-attr]
+    assert [c.subject for c in change.commits] == ["feature"]
+    assert change.subject.key == "range:feature"
+    assert change.source.head_text("app.py") == "a = 1\nb = 2\n"
+    assert change.source.base_text("app.py") == "a = 1\n"
+
+
+def test_unknown_revision_is_a_precondition_error_naming_the_option(repo: Repo) -> None:
+    repo.commit("init", **{"app.py": "a = 1\n"})
+    with pytest.raises(PreconditionError) as info:
+        from_range(repo.path, "no-such-branch", None)
+    assert info.value.where == "--base" and "not a commit" in info.value.what
+    with pytest.raises(PreconditionError):
+        from_range(repo.path, None, "--output=/tmp/x")  # never read as an option
+
+
+def test_session_input_is_the_session_branch_against_its_base(repo: Repo) -> None:
+    base = repo.commit("init", **{"train.py": "LR = 0.1\n"})
+    repo.git("branch", "autoresearch/mar5")
+    repo.git("checkout", "-q", "autoresearch/mar5")
+    kept = repo.commit("lower the LR", **{"train.py": "LR = 0.05\n"})
+    repo.git("checkout", "-q", "main")
+    ledger = Ledger(repo.path / ".autoresearch" / "ledger.db")
+    ledger.create_session(tag="mar5", branch="autoresearch/mar5", base_commit=base,
+                          worktree="wt", metric="loss", direction="minimize", config={},
+                          proposer="tune")
+    ledger.close()
+    change = from_session(repo.path, "mar5")
+    assert (change.subject.base, change.subject.head) == (base, kept)
+    assert change.subject.key == "session:mar5"
+    assert change.file("train.py") is not None
+    with pytest.raises(PreconditionError) as info:
+        from_session(repo.path, "nope")
+    assert "mar5" in (info.value.fix or "")
+
+
+def test_a_diff_file_is_read_against_the_working_tree_applied_or_not(repo: Repo,
+                                                                   tmp_path: Path) -> None:
+    repo.commit("init", **{"app.py": "a = 1\nb = 2\n"})
+    (repo.path / "app.py").write_text("a = 1\nb = 3\nc = 4\n")
+    patch = tmp_path / "change.diff"
+    patch.write_text(repo.git("diff") + "\n")
+    applied = from_diff_file(repo.path, str(patch))
+    assert applied.source.head_text("app.py") == "a = 1\nb = 3\nc = 4\n"
+    assert applied.source.base_text("app.py") == "a = 1\nb = 2\n"
+    repo.git("checkout", "--", "app.py")  # not applied any more: applied in memory instead
+    pending = from_diff_file(repo.path, str(patch))
+    assert pending.source.head_text("app.py") == "a = 1\nb = 3\nc = 4\n"
+    assert pending.file("app.py").added == {2, 3}  # type: ignore[union-attr]
+    (repo.path / "app.py").write_text("something else entirely\n")
+    with pytest.raises(PreconditionError) as info:
+        from_diff_file(repo.path, str(patch))
+    assert "does not match app.py" in info.value.what
+    with pytest.raises(AutoresearchError):
+        from_diff_file(repo.path, str(tmp_path / "missing.diff"))
+
+
+def test_a_diff_that_adds_and_deletes_files_applied_or_not(repo: Repo, tmp_path: Path) -> None:
+    repo.commit("init", **{"old.py": "x = 1\ny = 2\n", "keep.py": "k = 1\n"})
+    repo.git("rm", "-q", "old.py")
+    (repo.path / "new.py").write_text("z = 3\n")
+    repo.git("add", "new.py")
+    patch = tmp_path / "files.diff"
+    patch.write_text(repo.git("diff", "--cached") + "\n")
+    applied = from_diff_file(repo.path, str(patch))
+    assert applied.source.head_text("new.py") == "z = 3\n"
+    assert applied.source.base_text("old.py") == "x = 1\ny = 2\n"  # from the diff itself
+    assert [f.path for f in applied.reviewable] == ["new.py"]
+    repo.git("reset", "-q", "--hard")
+    repo.git("clean", "-fdq")
+    pending = from_diff_file(repo.path, str(patch))
+    assert pending.source.head_text("new.py") == "z = 3\n"
+    assert pending.source.base_text("old.py") == "x = 1\ny = 2\n"

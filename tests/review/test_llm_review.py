@@ -1,0 +1,251 @@
+"""LLM reviewers through the real SDKs against the fake model server: passes, the scale rule,
+quote anchoring, the verification call, the cost cap, failures."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from autoresearch.review.context import ReviewSettings
+from autoresearch.review.llm_setup import resolve_llm
+from autoresearch.review.model import Review
+from autoresearch.review.pipeline import run_review
+from tests.llm.fake_server import FakeModelServer, Recorded, Reply
+from tests.review.conftest import Repo, llm_options
+
+TOTAL = """\
+def total(items):
+    result = 0
+    for i in range(len(items) + 1):
+        result += items[i]
+    return result
+"""
+
+REAL = {"path": "calc.py", "line": 3, "end_line": 3, "angle": "logic", "category": "logic",
+        "severity": "high", "confidence": 0.8, "title": "Loop reads one past the end",
+        "body": "range(len(items) + 1) makes items[i] raise IndexError on the last pass.",
+        "quote": "for i in range(len(items) + 1):"}
+INVENTED = {"path": "calc.py", "line": 2, "angle": "logic", "category": "logic",
+            "severity": "high", "confidence": 0.9, "title": "Result is never reset",
+            "body": "The accumulator is shared between calls.", "quote": "global result"}
+
+
+def is_verification(rec: Recorded) -> bool:
+    return "You check findings" in rec.prompt_text()
+
+
+def is_review(rec: Recorded) -> bool:
+    return "You review a code change" in rec.prompt_text()
+
+
+def scripted(findings: list[dict[str, Any]], verdicts: Callable[[str], str] | None = None,
+             **usage: int) -> Callable[[Recorded], Reply]:
+    """Review calls answer `findings`; verification calls confirm every finding (or ask
+    `verdicts(prompt)` for the verdict of each)."""
+    def handle(rec: Recorded) -> Reply:
+        text = rec.prompt_text()
+        if is_verification(rec):
+            count = text.count("### F")
+            verdict = [{"id": f"F{i}", "verdict": verdicts(text) if verdicts else "confirmed",
+                        "reason": "checked against the code"} for i in range(1, count + 1)]
+            return Reply(text=json.dumps({"verdicts": verdict}), **usage)
+        return Reply(text="Here is my review:\n```json\n" + json.dumps({"findings": findings})
+                     + "\n```", **usage)
+    return handle
+
+
+def settings(server: FakeModelServer, provider: str = "anthropic", **kw: Any) -> ReviewSettings:
+    extra = kw.pop("options", {})
+    llm, note = resolve_llm(llm_options(server, provider, **extra), "auto", {}, {},
+                            when_unset="auto")
+    return ReviewSettings(llm=llm, llm_note=note, **kw)
+
+
+def small_change(repo: Repo, rules: dict[str, str] | None = None) -> Any:
+    repo.commit("init", **{"calc.py": "x = 1\n", **(rules or {})})
+    repo.branch("feature")
+    repo.commit("total", **{"calc.py": TOTAL})
+    return repo.change()
+
+
+def test_findings_are_anchored_verified_and_ranked_and_a_hallucination_never_reaches_anyone(
+        repo: Repo, server: FakeModelServer) -> None:
+    change = small_change(repo)
+    server._handler = scripted([REAL, INVENTED])
+    review = run_review(change, settings(server))
+    reviews = [r for r in server.requests if is_review(r)]
+    checks = [r for r in server.requests if is_verification(r)]
+    assert len(reviews) == 1  # tiny change: one pass for every angle
+    prompt = reviews[0].prompt_text()
+    assert "3 |     for i in range(len(items) + 1):" in prompt  # the numbered head file
+    assert "+    for i in range(len(items) + 1):" in prompt  # the diff
+    assert "logic:" in prompt and "security:" in prompt
+    assert len(checks) == 1 and checks[0].prompt_text().count("### F") == 1
+    assert "global result" not in checks[0].prompt_text()
+    llm = [f for f in review.findings if "llm:logic" in f.sources]
+    assert [(f.colour, f.location, f.title) for f in llm] == [
+        ("red", "calc.py:3", "Loop reads one past the end")]
+    dropped = {d.finding.title: d for d in review.dropped}
+    assert dropped["Result is never reset"].stage == "quote"
+    assert review.cost.calls == 2 and review.cost.input_tokens == 2400
+    # claude-sonnet-4-6 at $3 / $15 per million: 2 x (1200 in + 300 out)
+    assert review.cost.usd == pytest.approx(2 * (1200 * 3 + 300 * 15) / 1e6)
+    assert {u.purpose for u in review.usage} == {"review", "verify"}
+
+
+def test_the_verifier_rejecting_a_finding_drops_it(repo: Repo, server: FakeModelServer) -> None:
+    change = small_change(repo)
+    server._handler = scripted([REAL], verdicts=lambda _: "rejected")
+    review = run_review(change, settings(server))
+    assert not [f for f in review.findings if "llm:logic" in f.sources]
+    assert [d.stage for d in review.dropped] == ["model"]
+    assert "rejected by the verifier" in review.dropped[0].reason
+
+
+def test_review_md_rules_root_and_per_directory_reach_the_rules_angle(
+        repo: Repo, server: FakeModelServer) -> None:
+    repo.commit("init", **{
+        "REVIEW.md": "- Never print; use the logger.\n",
+        "api/REVIEW.md": "- Every handler checks the caller's token.\n",
+        "api/handler.py": "def handle(req):\n    return 1\n",
+        "tools/x.py": "y = 1\n"})
+    repo.branch("feature")
+    repo.commit("edit", **{"api/handler.py": "def handle(req):\n    print(req)\n    return 1\n"})
+    server._handler = scripted([])
+    review = run_review(repo.change(), settings(server))
+    prompt = next(r for r in server.requests if is_review(r)).prompt_text()
+    assert "Never print" in prompt and "caller's token" in prompt
+    assert "api/REVIEW.md (applies to files under api/)" in prompt
+    assert "project rules" in prompt
+    assert review.findings == ()
+
+
+def test_scale_rule_sets_the_number_of_calls(repo: Repo, server: FakeModelServer) -> None:
+    repo.commit("init", **{f"m{i}.py": "a = 1\n" for i in range(8)})
+    repo.branch("feature")
+    server._handler = scripted([])
+    repo.commit("small", **{f"m{i}.py": "a = 1\nb = 2\n" for i in range(3)})
+    run_review(repo.change(), settings(server))
+    small = [r for r in server.requests if is_review(r)]
+    assert len(small) == 2  # logic(+rules), security(+history)
+    server.requests.clear()
+    big = "\n".join(f"v{j} = {j}" for j in range(40)) + "\n"
+    repo.commit("large", **{f"m{i}.py": big for i in range(8)})
+    review = run_review(repo.change(), settings(server))
+    large = [r for r in server.requests if is_review(r)]
+    assert len(large) == 2  # one pass per applicable angle: logic, security
+    assert "large change" in review.scale
+
+
+def test_the_cap_stops_calls_and_says_so(repo: Repo, server: FakeModelServer) -> None:
+    change = small_change(repo)
+    server._handler = scripted([REAL])
+    nothing = run_review(change, settings(server, max_usd=0.001))
+    assert server.requests == []
+    assert nothing.cost.capped and nothing.cost.usd == 0
+    assert any("--max-usd" in n for n in nothing.notes)
+    assert {r.name: r.status for r in nothing.reviewers}["llm:logic+security"] == "not-asked"
+    # Enough for the review call, not for the verification after it: the finding is held back.
+    server._handler = scripted([REAL], input_tokens=30_000)
+    partial = run_review(change, settings(server, max_usd=0.1, options={"max_tokens": 1000}))
+    assert len(server.requests) == 1 and partial.cost.capped
+    assert not [f for f in partial.findings if "llm:logic" in f.sources]
+    assert [d.stage for d in partial.dropped] == ["budget"]
+
+
+def test_an_invalid_key_fails_the_llm_pass_but_not_the_review(
+        repo: Repo, server: FakeModelServer) -> None:
+    change = small_change(repo)
+    server.push(Reply(status=401, error="invalid x-api-key"))
+    review = run_review(change, settings(server))
+    runs = {r.name: r for r in review.reviewers}
+    assert runs["llm:logic+security"].status == "failed"
+    assert "invalid x-api-key" in runs["llm:logic+security"].note
+    assert runs["ruff"].status == "ok"
+    assert review.failed
+
+
+def test_a_reply_that_is_not_json_is_asked_again_once(repo: Repo,
+                                                     server: FakeModelServer) -> None:
+    change = small_change(repo)
+    calls = {"n": 0}
+    inner = scripted([REAL])
+
+    def handle(rec: Recorded) -> Reply:
+        if is_review(rec):
+            calls["n"] += 1
+            if calls["n"] == 1:
+                return Reply(text="I think the loop is wrong.")
+        return inner(rec)
+
+    server._handler = handle
+    review = run_review(change, settings(server))
+    second = [r for r in server.requests if is_review(r)][1]
+    assert "not the JSON object asked for" in second.prompt_text()
+    assert [f.location for f in review.findings if "llm:logic" in f.sources] == ["calc.py:3"]
+
+
+def test_openai_compatible_endpoint_and_agreement_with_an_analyzer(
+        repo: Repo, server: FakeModelServer) -> None:
+    repo.commit("init", **{"app.py": "import subprocess\n"})
+    repo.branch("feature")
+    repo.commit("run", **{"app.py": "import subprocess\n\n\ndef run(cmd):\n"
+                          "    return subprocess.run(f'echo {cmd}', shell=True)\n"})
+    server._handler = scripted([{
+        "path": "app.py", "line": 5, "angle": "security", "category": "injection",
+        "severity": "high", "confidence": 0.7, "title": "Shell injection through cmd",
+        "body": "cmd is interpolated into a shell command line.",
+        "quote": "return subprocess.run(f'echo {cmd}', shell=True)"}])
+    review: Review = run_review(repo.change(), settings(server, provider="openai"))
+    assert all(r.path.endswith("/chat/completions") for r in server.requests)
+    merged = [f for f in review.findings if f.category == "injection"]
+    assert len(merged) == 1
+    assert set(merged[0].sources) == {"bandit B602", "llm:security"}
+    assert merged[0].confidence > 0.85 and merged[0].title == "Shell injection through cmd"
+
+
+def test_a_regression_claim_is_verified_against_the_history_it_cites(
+        repo: Repo, server: FakeModelServer) -> None:
+    repo.commit("init", **{"retry.py": "def call(fn, n=3):\n    for _ in range(n - 1):\n"
+                           "        fn()\n"})
+    repo.commit("Fix retry loop: one attempt too few", **{
+        "retry.py": "def call(fn, n=3):\n    for _ in range(n):\n        fn()\n"})
+    repo.branch("feature")
+    repo.commit("tidy", **{"retry.py": "def call(fn, n=3):\n    \"\"\"Call fn n times.\"\"\"\n"
+                           "    for _ in range(n - 1):\n        fn()\n"})
+    server._handler = scripted([{
+        "path": "retry.py", "line": 3, "angle": "history", "category": "regression",
+        "severity": "high", "confidence": 0.8, "title": "Brings back the fixed bound",
+        "body": "The fix commit removed this bound.", "quote": "for _ in range(n - 1):"}])
+    review = run_review(repo.change(), settings(server))
+    review_prompt = next(r for r in server.requests if is_review(r)).prompt_text()
+    assert "history/regression" in review_prompt  # a fix touched the file: the angle runs
+    assert "removed: for _ in range(n - 1):" in review_prompt
+    check = next(r for r in server.requests if is_verification(r)).prompt_text()
+    assert "## History of this file" in check and "Fix retry loop" in check
+    merged = [f for f in review.findings if f.category == "regression"]
+    assert merged and set(merged[0].sources) >= {"history reintroduced-line", "llm:history"}
+
+
+def test_llm_setup_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
+    off, why = resolve_llm(None, "tune", {}, {"ANTHROPIC_API_KEY": "k"}, when_unset="off")
+    assert off is None and "[review] llm is not set" in why
+    auto, why = resolve_llm(None, "tune", {}, {"ANTHROPIC_API_KEY": "k"}, when_unset="auto")
+    assert auto is not None and auto.settings.provider == "anthropic"
+    assert "ANTHROPIC_API_KEY is set" in why and auto.settings.max_tokens == 4096
+    none, why = resolve_llm(None, "tune", {}, {}, when_unset="auto")
+    assert none is None and "no model API is configured" in why
+    shared, why = resolve_llm(None, "llm", {"provider": "ollama", "model": "qwen3:8b"}, {},
+                              when_unset="off")
+    assert shared is not None and shared.settings.model == "qwen3:8b"
+    assert "[proposer] options" in why
+    own, _ = resolve_llm({"provider": "openai", "model": "gpt-4.1", "verify_model": "gpt-4.1-mini",
+                          "prices": {"gpt-4.1": [1, 2]}}, "tune", {}, {"OPENAI_API_KEY": "k"},
+                         when_unset="off")
+    assert own is not None and own.verify_model == "gpt-4.1-mini"
+    assert own.prices.cost("gpt-4.1", 1_000_000, 0) == 1.0
+    disabled, _ = resolve_llm(False, "llm", {"provider": "ollama"}, {}, when_unset="auto")
+    assert disabled is None

@@ -1,0 +1,129 @@
+"""`autoresearch review` end to end: the real CLI in a subprocess on real repositories."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_cli
+from tests.review.conftest import Repo
+
+SHELL = ("import subprocess\n\n\ndef run(cmd):\n"
+         "    return subprocess.run(f'echo {cmd}', shell=True)\n")
+
+
+@pytest.fixture
+def feature(repo: Repo) -> Repo:
+    repo.commit("init", **{"app.py": "import subprocess\n"})
+    repo.branch("feature")
+    repo.commit("run", **{"app.py": SHELL})
+    return repo
+
+
+def test_terminal_review_records_it_and_fail_on_red_exits_1(feature: Repo) -> None:
+    plain = run_cli(feature.path, "review")
+    assert plain.returncode == 0, plain.stderr
+    assert "red: fix before merge (1)" in plain.stdout
+    assert "app.py:5" in plain.stdout and "bandit B602" in plain.stdout
+    assert "never approves" in plain.stdout
+    failing = run_cli(feature.path, "review", "--fail-on", "red")
+    assert failing.returncode == 1
+    assert "--fail-on red: 1 finding(s)" in failing.stderr
+    assert "reported by an earlier review" in failing.stdout  # the first run was recorded
+    rows = sqlite3.connect(feature.path / ".autoresearch" / "ledger.db").execute(
+        "SELECT subject_key, red FROM reviews ORDER BY id").fetchall()
+    assert rows == [("range:feature", 1), ("range:feature", 1)]
+    assert (feature.path / ".autoresearch" / ".gitignore").exists()
+    assert feature.git("status", "--porcelain") == ""
+
+
+def test_ci_outputs_sarif_github_json_markdown(feature: Repo, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = run_cli(feature.path, "review", "--base", "main", "--no-record", "--format",
+                     "sarif", "--github", str(out / "review.json"), "--json",
+                     str(out / "all.json"), "--markdown", str(out / "review.md"))
+    assert result.returncode == 0, result.stderr
+    sarif = json.loads(result.stdout)
+    assert sarif["version"] == "2.1.0" and sarif["runs"][0]["results"][0]["level"] == "error"
+    body = json.loads((out / "review.json").read_text())
+    assert body["event"] == "COMMENT" and body["comments"][0]["line"] == 5
+    assert json.loads((out / "all.json").read_text())["counts"]["red"] == 1
+    assert "Red: fix before merge" in (out / "review.md").read_text()
+    assert not (feature.path / ".autoresearch").exists()  # --no-record
+    again = run_cli(feature.path, "review", "--no-record", "--previous", str(out / "all.json"),
+                    "--format", "github")
+    assert json.loads(again.stdout)["comments"] == []  # reported before: not posted again
+
+
+def test_diff_input_and_list_reviewers(feature: Repo, tmp_path: Path) -> None:
+    patch = tmp_path / "change.diff"
+    patch.write_text(feature.git("diff", "main", "feature") + "\n")
+    feature.git("checkout", "-q", "main")
+    result = run_cli(feature.path, "review", "--diff", str(patch), "--format", "json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["subject"]["kind"] == "diff" and data["counts"]["red"] == 1
+    listed = run_cli(feature.path, "review", "--list-reviewers")
+    for name in ("ruff", "bandit", "mypy", "history", "logic", "security", "regression",
+                 "rules"):
+        assert name in listed.stdout
+
+
+@pytest.mark.slow
+def test_user_mistakes_get_clear_errors_and_exit_codes(feature: Repo, tmp_path: Path) -> None:
+    bad_rev = run_cli(feature.path, "review", "--base", "nope")
+    assert bad_rev.returncode == 3 and "'nope' is not a commit" in bad_rev.stderr
+    assert "Traceback" not in bad_rev.stderr
+    both = run_cli(feature.path, "review", "--diff", "x.diff", "--session", "s")
+    assert both.returncode == 2 and "pass one" in both.stderr
+    bad_fail = run_cli(feature.path, "review", "--fail-on", "green")
+    assert bad_fail.returncode == 2
+    unknown = run_cli(feature.path, "review", "--reviewers", "ruf")
+    assert unknown.returncode == 2 and "did you mean 'ruff'" in unknown.stderr
+    (feature.path / "autoresearch.toml").write_text("[review]\ngate = 3\n")
+    bad_config = run_cli(feature.path, "review")
+    assert bad_config.returncode == 2 and "review.gate" in bad_config.stderr
+    (feature.path / "autoresearch.toml").write_text("[review]\nllm = true\n")
+    no_key = run_cli(feature.path, "review")
+    assert no_key.returncode == 2 and "ANTHROPIC_API_KEY" in no_key.stderr
+    assert "[review] llm" in no_key.stderr and "[proposer]" not in no_key.stderr
+    (feature.path / "autoresearch.toml").unlink()
+    missing = run_cli(feature.path, "review", "--diff", str(tmp_path / "none.diff"))
+    assert missing.returncode == 1 and "cannot read the diff" in missing.stderr
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_a_slow_model_call_exits_130_at_once(feature: Repo) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import cli_env
+    from tests.llm.fake_server import FakeModelServer, Reply
+
+    with FakeModelServer(handler=lambda rec: Reply(text='{"findings": []}', delay=60)) as server:
+        (feature.path / "autoresearch.toml").write_text(
+            f'[review]\nllm = {{ provider = "anthropic", base_url = "{server.anthropic_url}", '
+            'model = "claude-sonnet-4-6", timeout_seconds = 120, max_retries = 0 }\n')
+        proc = subprocess.Popen([sys.executable, "-m", "autoresearch", "review", "--no-record"],
+                                cwd=feature.path, env=cli_env(), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 60
+            while not server.requests and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert server.requests, "the review never called the model"
+            proc.send_signal(signal.SIGINT)
+            start = time.monotonic()
+            _, stderr = proc.communicate(timeout=20)
+            assert proc.returncode == 130
+            assert time.monotonic() - start < 15  # not the 60 s the model call would take
+            assert "interrupted" in stderr and "Traceback" not in stderr
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()

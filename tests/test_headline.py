@@ -1,0 +1,144 @@
+"""The session's headline is verified: best vs baseline re-measured in interleaved pairs at the
+end, recorded with a confidence interval, never measured twice for the same trees; seeds differ
+per repeat so a deterministic target's noise is measured, not hidden."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+from tests.conftest import git, run_cli, use_script
+
+
+def rows(repo: Path, sql: str) -> list[tuple[object, ...]]:
+    with sqlite3.connect(repo / ".autoresearch" / "ledger.db") as conn:
+        return conn.execute(sql).fetchall()
+
+
+def headlines(repo: Path) -> list[dict[str, object]]:
+    return [json.loads(str(r[0])) for r in rows(
+        repo, "SELECT data_json FROM events WHERE kind = 'headline' ORDER BY id")]
+
+
+def noisy(repo: Path) -> None:
+    config = (repo / "autoresearch.toml").read_text().replace(
+        '[verify]\n', '[verify]\nenv = { NOISE = "0.05" }\n')
+    (repo / "autoresearch.toml").write_text(config)
+    git(repo, "commit", "-qam", "noisy toy")
+
+
+def test_the_headline_is_re_measured_in_interleaved_pairs_with_an_interval(
+        toy_repo: Path) -> None:
+    noisy(toy_repo)
+    use_script(toy_repo, [{"hypothesis": "X to 6", "edits": {"target.py": "X = 6.0\n"}},
+                          {"hypothesis": "X to 1", "edits": {"target.py": "X = 1.0\n"}}])
+    result = run_cli(toy_repo, "run", "--tag", "t", "-n", "2")
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = " ".join(result.stdout.split())
+    assert "headline re-measured over 3 interleaved pairs: best vs baseline improves score" in out
+    (hl,) = headlines(toy_repo)
+    assert hl["best"] == "t-0002" and len(hl["pairs"]) == 3  # type: ignore[arg-type]
+    # (X - 7)² went from 16 to 1: a gain of 15 whose interval is clear of 0.
+    assert 14 < float(hl["estimate"]) < 16 and 0 < float(hl["low"]) < float(hl["high"])  # type: ignore[arg-type]
+    # The runs alternate baseline, best, back to back, and belong to the best's experiment.
+    runs = rows(toy_repo, "SELECT role, commit_sha FROM runs WHERE experiment_id = 't-0002' "
+                "AND role LIKE 'headline%' ORDER BY id")
+    assert [r[0] for r in runs] == ["headline-baseline", "headline"] * 3
+    base = git(toy_repo, "rev-parse", "autoresearch/t~1")
+    assert {r[1] for r in runs[::2]} == {base}
+    # status and the report say it.
+    status = " ".join(run_cli(toy_repo, "status", "--tag", "t").stdout.split())
+    assert "verified headline re-measured over 3 interleaved pairs" in status
+    report = run_cli(toy_repo, "report", "--tag", "t", "--out", str(toy_repo.parent / "rep"))
+    assert report.returncode == 0, report.stderr
+    markdown = (toy_repo.parent / "rep" / "report.md").read_text()
+    assert "**Verified:** headline re-measured over 3 interleaved pairs" in markdown
+    # A resumed session whose best did not change does not measure the same trees again.
+    again = run_cli(toy_repo, "run", "--tag", "t", "-n", "3")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert [r[0] for r in rows(toy_repo, "SELECT status FROM experiments ORDER BY seq")] == [
+        "keep", "keep", "discard"]
+    assert len(headlines(toy_repo)) == 1
+    (count,) = rows(toy_repo, "SELECT COUNT(*) FROM runs WHERE role LIKE 'headline%'")[0]
+    assert count == 6
+
+
+def test_nothing_kept_or_pairs_off_means_no_headline(toy_repo: Path) -> None:
+    use_script(toy_repo, [{"hypothesis": "X to 1", "edits": {"target.py": "X = 1.0\n"}},
+                          {"hypothesis": "X to 6", "edits": {"target.py": "X = 6.0\n"}}])
+    assert run_cli(toy_repo, "run", "--tag", "t", "-n", "2").returncode == 0
+    assert headlines(toy_repo) == []  # only a discard: the baseline is still the best
+    config = (toy_repo / "autoresearch.toml").read_text().replace(
+        "repeats = 2", "repeats = 2\nheadline_pairs = 0")
+    (toy_repo / "autoresearch.toml").write_text(config)
+    git(toy_repo, "commit", "-qam", "headline off")
+    result = run_cli(toy_repo, "run", "--tag", "t", "-n", "3")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert rows(toy_repo, "SELECT status FROM experiments WHERE seq = 3")[0][0] == "keep"
+    assert headlines(toy_repo) == []
+
+
+def test_every_repeat_has_its_own_seed_and_kth_runs_share_theirs(toy_repo: Path) -> None:
+    # A seeded deterministic target: the score depends on AUTORESEARCH_SEED only through noise.
+    score = (toy_repo / "score.py").read_text().replace(
+        'noise = float(os.environ.get("NOISE", "0"))',
+        'random.seed(int(os.environ["AUTORESEARCH_SEED"])); noise = 0.05')
+    (toy_repo / "score.py").write_text(score)
+    git(toy_repo, "commit", "-qam", "seeded noise")
+    use_script(toy_repo, [{"hypothesis": "X to 6", "edits": {"target.py": "X = 6.0\n"}}])
+    assert run_cli(toy_repo, "run", "--tag", "t", "-n", "2").returncode == 0
+    values = rows(toy_repo, "SELECT r.commit_sha, m.value FROM runs r JOIN metrics m "
+                  "ON m.run_id = r.id AND m.name = 'score' ORDER BY r.id")
+    base = [float(str(v)) for c, v in values if c == values[0][0]]
+    best = [float(str(v)) for c, v in values if c != values[0][0]]
+    assert len(set(base)) == len(base) >= 3  # the baseline's repeats differ: noise measured
+    noise = rows(toy_repo, "SELECT noise FROM sessions")[0][0]
+    assert noise is not None and float(str(noise)) > 0
+    # The candidate's first run shares the baseline's first seed: they differ by the change
+    # alone, (6 - 7)² - (3 - 7)² = -15, to the last digit.
+    assert abs((best[0] - base[0]) - (-15.0)) < 1e-9
+
+
+def test_finalize_verify_reuses_the_recorded_runs_of_the_same_trees(toy_repo: Path) -> None:
+    noisy(toy_repo)
+    use_script(toy_repo, [{"hypothesis": "X to 6", "edits": {"target.py": "X = 6.0\n"}}])
+    assert run_cli(toy_repo, "run", "--tag", "t", "-n", "2").returncode == 0
+    (before,) = rows(toy_repo, "SELECT COUNT(*) FROM runs")[0]
+    result = run_cli(toy_repo, "finalize", "--tag", "t", "--verify", "--repeats", "3")
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = " ".join(result.stdout.split())
+    # One branch, whose tree is the session's tip: base and tip were measured at the end of the
+    # session (the headline), so nothing is run again.
+    assert "base: reusing 3 recorded run(s) of the same files" in out
+    assert "reusing 3 recorded run(s)" in out.split("base:", 1)[1]
+    assert "(3 recorded)" in out
+    assert not (toy_repo / ".autoresearch" / "finalize" / "t" / "logs").exists()
+    assert rows(toy_repo, "SELECT COUNT(*) FROM runs")[0][0] == before
+
+
+def test_report_verify_re_measures_a_headline_the_session_did_not(toy_repo: Path) -> None:
+    noisy(toy_repo)
+    config = (toy_repo / "autoresearch.toml").read_text()
+    (toy_repo / "autoresearch.toml").write_text(
+        config.replace("repeats = 2", "repeats = 2\nheadline_pairs = 0"))
+    git(toy_repo, "commit", "-qam", "no headline at the end")
+    use_script(toy_repo, [{"hypothesis": "X to 6", "edits": {"target.py": "X = 6.0\n"}}])
+    assert run_cli(toy_repo, "run", "--tag", "t", "-n", "2").returncode == 0
+    assert headlines(toy_repo) == []
+    out = toy_repo.parent / "rep"
+    off = run_cli(toy_repo, "report", "--tag", "t", "--verify", "--out", str(out))
+    assert off.returncode == 0 and "headline_pairs = 0 turns it off" in off.stdout
+    (toy_repo / "autoresearch.toml").write_text(config)
+    git(toy_repo, "commit", "-qam", "headline on")
+    on = run_cli(toy_repo, "report", "--tag", "t", "--verify", "--out", str(out))
+    assert on.returncode == 0, on.stdout + on.stderr
+    assert "headline re-measured over 3 interleaved pairs" in " ".join(on.stdout.split())
+    (hl,) = headlines(toy_repo)
+    assert hl["best"] == "t-0002"
+    assert "**Verified:** headline re-measured" in (out / "report.md").read_text()
+    again = run_cli(toy_repo, "report", "--tag", "t", "--verify", "--out", str(out))
+    assert "the headline of t-0002 is verified already" in " ".join(again.stdout.split())
+    assert len(headlines(toy_repo)) == 1
+    # The session is left as it was: finished, not running.
+    assert rows(toy_repo, "SELECT status FROM sessions")[0][0] == "finished"

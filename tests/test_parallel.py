@@ -1,0 +1,192 @@
+"""Several trials in flight (`--workers N`): each in its own worktree slot, runs overlapping,
+independent wins stacking, a stale win replayed onto the new incumbent or dropped, and kill -9
+with two slots losing and duplicating nothing.
+
+Real CLI, real git, real subprocesses. The toy target has two independent knobs in two files
+(x.py, y.py), so two changes can both be kept; its score is deterministic, and each file may
+ask the evaluation to sleep, which sets the order in which parallel runs finish.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import cli_env, git, make_repo, run_cli, use_script
+
+SCORE = textwrap.dedent(
+    """
+    import time
+    import x, y
+    time.sleep(getattr(x, "SLEEP", 0) + getattr(y, "SLEEP", 0))
+    print(f"score: {(x.X - 7) ** 2 + (y.Y - 3) ** 2}")
+    """
+)
+CONFIG = textwrap.dedent(
+    """
+    scope = ["x.py", "y.py"]
+    protected = ["score.py"]
+    [verify]
+    command = "{python} score.py"
+    budget_seconds = 5
+    timeout_seconds = 20
+    [metric]
+    name = "score"
+    direction = "minimize"
+    [decision]
+    repeats = 2
+    """
+)
+
+
+@pytest.fixture
+def two_knobs(tmp_path: Path) -> Path:
+    return make_repo(tmp_path / "repo", {"x.py": "X = 3.0\n", "y.py": "Y = 0.0\n",
+                                         "score.py": SCORE, "autoresearch.toml": CONFIG})
+
+
+def rows(repo: Path, sql: str) -> list[tuple[object, ...]]:
+    with sqlite3.connect(repo / ".autoresearch" / "ledger.db", timeout=10) as conn:
+        return conn.execute(sql).fetchall()
+
+
+def experiments(repo: Path) -> list[tuple[object, ...]]:
+    return rows(repo, "SELECT seq, status, hypothesis, attempts, worker, decision_reason "
+                "FROM experiments ORDER BY seq")
+
+
+def test_independent_wins_stack_and_runs_overlap(two_knobs: Path) -> None:
+    # Slot 1 keeps X first; slot 2's Y change, slower, won against the baseline: it is replayed
+    # onto the new incumbent, measured again and kept on top of it.
+    # (X's run lasts 1 s, so slot 2's run starts before it ends even on a loaded machine.)
+    use_script(two_knobs, [
+        {"hypothesis": "X to 5", "edits": {"x.py": "X = 5.0\nSLEEP = 1.0\n"}},
+        {"hypothesis": "Y to 3", "edits": {"y.py": "Y = 3.0\nSLEEP = 2.5\n"}},
+    ])
+    result = run_cli(two_knobs, "run", "--tag", "t", "--iterations", "3", "--workers", "2")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 workers" in result.stdout
+    exps = experiments(two_knobs)
+    assert [(e[1], e[2]) for e in exps] == [("keep", "baseline"), ("keep", "X to 5"),
+                                            ("keep", "Y to 3")]
+    assert {e[4] for e in exps[1:]} == {"slot-1", "slot-2"}
+    assert exps[2][3] == 2 and "replayed onto t-0002" in str(exps[2][5])
+    # Both changes are on the branch, one after the other; the stale commit is parked as -a1.
+    branch = "autoresearch/t"
+    assert git(two_knobs, "log", "--format=%s", f"{branch}~2..{branch}").splitlines() == [
+        "Y to 3", "X to 5"]
+    assert git(two_knobs, "show", f"{branch}:x.py").startswith("X = 5.0")
+    assert git(two_knobs, "show", f"{branch}:y.py").startswith("Y = 3.0")
+    assert git(two_knobs, "rev-parse", "refs/autoresearch/t/discarded/t-0003-a1")
+    # The two candidates' first runs overlapped in time: they ran in parallel.
+    first = {exp: (start, start + dur) for exp, start, dur in rows(
+        two_knobs, "SELECT experiment_id, MIN(started_at), duration_s FROM runs "
+        "WHERE experiment_id IN ('t-0002', 't-0003') GROUP BY experiment_id")}
+    (a0, a1), (b0, b1) = first["t-0002"], first["t-0003"]
+    assert a0 < b1 and b0 < a1, first
+    # The headline's 3 pairs went over both slots at once; each run has its own log and number.
+    headline = rows(two_knobs, "SELECT role, idx, log_path FROM runs WHERE role LIKE 'headline%'")
+    assert len(headline) == 6 and len({r[2] for r in headline}) == 6
+    assert sorted(r[1] for r in headline if r[0] == "headline") == [0, 1, 2]
+    # The slots are side by side under the tag's directory, never nested, and clean.
+    slots = two_knobs / ".autoresearch" / "worktrees" / "t"
+    assert sorted(p.name for p in slots.iterdir()) == ["slot-1", "slot-2"]
+    assert not (slots / ".git").exists()
+    for slot in ("slot-1", "slot-2"):
+        assert git(slots / slot, "status", "--porcelain") == ""
+
+
+def test_a_stale_win_that_conflicts_is_dropped_with_the_reason(two_knobs: Path) -> None:
+    use_script(two_knobs, [
+        {"hypothesis": "X to 5", "edits": {"x.py": "X = 5.0\n"}},
+        {"hypothesis": "X to 6, slowly", "edits": {"x.py": "X = 6.0\nSLEEP = 1.5\n"}},
+    ])
+    result = run_cli(two_knobs, "run", "--tag", "t", "--iterations", "3", "--workers", "2")
+    assert result.returncode == 0, result.stdout + result.stderr
+    exps = experiments(two_knobs)
+    assert [e[1] for e in exps] == ["keep", "keep", "discard"]
+    reason = str(exps[2][5])
+    assert "improved" in reason and "the incumbent moved to t-0002" in reason
+    assert "conflicts with that keep" in reason
+    assert git(two_knobs, "show", "autoresearch/t:x.py") == "X = 5.0"
+    assert git(two_knobs, "show", "refs/autoresearch/t/discarded/t-0003:x.py").startswith(
+        "X = 6.0")
+
+
+def test_changing_the_number_of_workers_converts_the_slots(two_knobs: Path) -> None:
+    # The two experiments of the parallel run change different files: both are kept.
+    use_script(two_knobs, [{"hypothesis": f"{f.upper()} to {v}", "edits": {f"{f}.py": f"{f.upper()} = {v}\n"}}
+                           for f, v in (("x", 4.0), ("x", 5.0), ("y", 1.0), ("y", 2.0))])
+    slots = two_knobs / ".autoresearch" / "worktrees" / "t"
+    assert run_cli(two_knobs, "run", "--tag", "t", "-n", "2").returncode == 0
+    assert (slots / ".git").is_file()  # one worker: the tag's directory is the worktree
+    assert run_cli(two_knobs, "run", "--tag", "t", "-n", "4", "-w", "2").returncode == 0
+    assert sorted(p.name for p in slots.iterdir()) == ["slot-1", "slot-2"]
+    assert run_cli(two_knobs, "run", "--tag", "t", "-n", "5").returncode == 0
+    assert (slots / ".git").is_file() and not (slots / "slot-1").exists()
+    worktrees = git(two_knobs, "worktree", "list", "--porcelain")
+    assert "slot-1" not in worktrees and "slot-2" not in worktrees
+    assert [e[1] for e in experiments(two_knobs)].count("keep") == 5
+
+
+def start(repo: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "autoresearch", "run", "--repo", str(repo), *args],
+        cwd=repo, env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        text=True, stdin=subprocess.DEVNULL)
+
+
+def wait_for_runs(repo: Path, at_least: int, timeout: float = 60) -> None:
+    """Until `at_least` runs are recorded (or the session is over)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            if rows(repo, "SELECT COUNT(*) FROM runs")[0][0] >= at_least:  # type: ignore[operator]
+                return
+        except sqlite3.OperationalError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"fewer than {at_least} runs after {timeout} s")
+
+
+@pytest.mark.slow
+def test_kill_9_with_two_slots_loses_and_duplicates_nothing(two_knobs: Path) -> None:
+    items = [{"hypothesis": f"X to {3 + i / 4}, Y to {i / 4}",
+              "edits": {"x.py": f"X = {3 + i / 4}\nSLEEP = 0.4\n", "y.py": f"Y = {i / 4}\n"}}
+             for i in range(1, 13)]
+    use_script(two_knobs, items)
+    total = 10
+    for kill in range(3):
+        proc = start(two_knobs, "--tag", "t", "-n", str(total), "-w", "2")
+        recorded = rows(two_knobs, "SELECT COUNT(*) FROM runs")[0][0] if kill else 0
+        wait_for_runs(two_knobs, int(str(recorded)) + 3)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    result = run_cli(two_knobs, "run", "--tag", "t", "-n", str(total), "-w", "2")
+    assert result.returncode == 0, result.stdout + result.stderr
+    exps = experiments(two_knobs)
+    assert [e[0] for e in exps] == list(range(1, len(exps) + 1))
+    decided = [e for e in exps if e[1] != "interrupted"]
+    assert len(decided) == total and not [e for e in exps if e[1] in ("proposed", "running")]
+    # Each script item was decided once, in order: interrupted ones were proposed again.
+    hypotheses = [e[2] for e in decided[1:]]
+    assert hypotheses == [i["hypothesis"] for i in items[:total - 1]]
+    # Every run belongs to one experiment once; git agrees with the ledger.
+    (dupes,) = rows(two_knobs, "SELECT COUNT(*) - COUNT(DISTINCT log_path) FROM runs")[0]
+    assert dupes == 0
+    kept = rows(two_knobs, "SELECT commit_sha FROM experiments WHERE status = 'keep' "
+                "ORDER BY finished_at DESC, seq DESC LIMIT 1")[0][0]
+    assert git(two_knobs, "rev-parse", "autoresearch/t") == kept
+    parked = rows(two_knobs, "SELECT id, commit_sha FROM experiments WHERE seq > 1 AND "
+                  "status != 'keep' AND commit_sha IS NOT NULL")
+    for exp_id, sha in parked:  # every commit that was made and not kept stays inspectable
+        assert git(two_knobs, "rev-parse", f"refs/autoresearch/t/discarded/{exp_id}") == sha
+    assert not (two_knobs / ".autoresearch/sessions/t/lock").exists()

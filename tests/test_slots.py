@@ -1,0 +1,56 @@
+"""Each slot's share of the machine reaches its runs: CPUs (affinity), a GPU, the seed."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from autoresearch.config import RunConfig, load_config
+from autoresearch.executor import LocalExecutor, RunRequest
+from autoresearch.slots import Resources, plan_resources
+from tests.conftest import git, make_repo
+
+PROBE = ("import json, os, sys; print(json.dumps({'cpus': sorted(os.sched_getaffinity(0)), "
+         "'gpu': os.environ.get('CUDA_VISIBLE_DEVICES'), "
+         "'seed': os.environ.get('AUTORESEARCH_SEED'), 'argv': sys.argv[1:]})); "
+         "print('score: 1')")
+
+
+def test_gpus_are_shared_out_one_per_slot_only_when_there_are_several(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,5")
+    assert [r.gpu for r in plan_resources(RunConfig(workers=3), 3)] == ["2", "5", "2"]
+    assert [r.gpu for r in plan_resources(RunConfig(workers=1), 1)] == [None]  # nothing to share
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    assert [r.gpu for r in plan_resources(RunConfig(workers=2), 2)] == [None, None]
+    assert [r.gpu for r in plan_resources(RunConfig(workers=2, gpus=["7"]), 2)] == ["7", "7"]
+    assert [r.gpu for r in plan_resources(RunConfig(workers=2, gpus=[]), 2)] == [None, None]
+
+
+def test_affinity_cuts_the_cpus_into_one_share_per_slot() -> None:
+    allowed = sorted(os.sched_getaffinity(0))
+    shares = [r.cpus for r in plan_resources(RunConfig(workers=2, affinity=True), 2)]
+    size = max(1, len(allowed) // 2)
+    assert all(len(s) == size for s in shares)
+    if len(allowed) >= 2:
+        assert not set(shares[0]) & set(shares[1])  # disjoint when there are enough CPUs
+    assert [r.cpus for r in plan_resources(RunConfig(workers=2), 2)] == [(), ()]
+
+
+def test_a_run_gets_its_slots_cpus_gpu_and_seed(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo", {"probe.py": PROBE + "\n", "autoresearch.toml": (
+        'scope = ["probe.py"]\n[verify]\ncommand = "{python} probe.py {seed}"\n'
+        'budget_seconds = 5\n[metric]\nname = "score"\ndirection = "minimize"\n')})
+    config = load_config(repo / "autoresearch.toml")
+    head = git(repo, "rev-parse", "HEAD")
+    cpu = sorted(os.sched_getaffinity(0))[-1]
+    m = LocalExecutor(config).run(RunRequest(
+        commit=head, worktree=repo, role="candidate", log_path=tmp_path / "run.log",
+        run_id="ar-test-slots", seed=1234, resources=Resources(cpus=(cpu,), gpu="3")))
+    assert m.ok, m.reason
+    seen = json.loads((tmp_path / "run.log").read_text().splitlines()[0])
+    assert seen == {"cpus": [cpu], "gpu": "3", "seed": "1234", "argv": ["1234"]}
+    assert m.seed == 1234
