@@ -53,14 +53,18 @@ def rows(repo: Path, sql: str) -> list[tuple[object, ...]]:
 @pytest.mark.slow
 # How much space is left decides where the disk fills up: the baseline's runs, a candidate's
 # log, a git object or ref, the ledger's WAL.
-@pytest.mark.parametrize("leave", [150_000, 400_000, 700_000, 1_500_000])
-def test_disk_full_mid_session_is_one_clear_error_and_resumes(small_fs: Path, leave: int) -> None:
+# With two workers, two experiments are in flight when the disk fills up, in two slots.
+@pytest.mark.parametrize(("workers", "leave"), [(1, 150_000), (1, 400_000), (1, 700_000),
+                                                (1, 1_500_000), (2, 400_000), (2, 1_500_000)])
+def test_disk_full_mid_session_is_one_clear_error_and_resumes(small_fs: Path, workers: int,
+                                                              leave: int) -> None:
     repo = make_repo(small_fs / "repo", {"target.py": "X = 3.0\n", "score.py": NOISY_SCORE,
                                          "autoresearch.toml": CONFIG})
     use_script(repo, ITEMS)
     filler = fill(small_fs, leave)
+    run = ("run", "--tag", "t", "--iterations", str(EXPERIMENTS), "--workers", str(workers))
 
-    full = run_cli(repo, "run", "--tag", "t", "--iterations", str(EXPERIMENTS))
+    full = run_cli(repo, *run)
     assert full.returncode == 3, full.stdout + full.stderr
     assert "Traceback" not in full.stderr, full.stderr
     message = " ".join(full.stderr.split())
@@ -73,24 +77,28 @@ def test_disk_full_mid_session_is_one_clear_error_and_resumes(small_fs: Path, le
     assert not (repo / ".autoresearch" / "sessions" / "t" / "lock").exists()
 
     filler.unlink()
-    resumed = run_cli(repo, "run", "--tag", "t", "--iterations", str(EXPERIMENTS))
+    resumed = run_cli(repo, *run)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
 
     # Consistent: every experiment decided (the one cut short marked interrupted), the branch at
     # the ledger's incumbent, every parked commit reachable, results.tsv agreeing with the ledger.
-    final = rows(repo, "SELECT seq, status, commit_sha, kind FROM experiments ORDER BY seq")
+    final = rows(repo, "SELECT seq, status, commit_sha, kind, id FROM experiments ORDER BY seq")
     assert [r[0] for r in final] == list(range(1, len(final) + 1))
     assert sum(1 for r in final if r[1] != "interrupted") == EXPERIMENTS
     assert not [r for r in final if r[1] in ("proposed", "running")]
     kept = rows(repo, "SELECT commit_sha FROM experiments WHERE status = 'keep' "
                 "ORDER BY finished_at DESC, seq DESC LIMIT 1")
     assert git(repo, "rev-parse", "autoresearch/t") == kept[0][0]
-    for seq, status, commit, kind in final:
+    for seq, status, commit, kind, _ in final:
         if commit and status not in ("keep",) and kind != "baseline":
             ref = f"refs/autoresearch/t/discarded/t-{seq:04d}"
             assert git(repo, "rev-parse", ref) == commit, (seq, status)
     tsv = (repo / ".autoresearch" / "sessions" / "t" / "results.tsv").read_text().splitlines()
-    assert [line.split("\t")[3] for line in tsv[1:]] == [r[1] for r in final]
+    # (rows in the order experiments were decided: with two workers, not always seq order)
+    header = tsv[0].split("\t")
+    shown = {cells[header.index("experiment")]: cells[header.index("status")]
+             for cells in (line.split("\t") for line in tsv[1:])}
+    assert len(shown) == len(tsv) - 1 and shown == {r[4]: r[1] for r in final}
     assert git(repo, "fsck", "--no-progress") == ""
     with sqlite3.connect(repo / ".autoresearch" / "ledger.db") as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)

@@ -104,8 +104,9 @@ DAMAGE: dict[str, tuple[Callable[[Path], None], str]] = {
 }
 
 COMMANDS = [("run", "--tag", "t", "--iterations", "5"), ("run",), ("status",), ("results",),
-            ("results", "--json"), ("report",), ("finalize",),
-            ("dashboard", "--port", "0", "--no-open"), ("check",), ("demo",)]
+            ("results", "--json"), ("show", "t-0002"), ("report",), ("finalize",),
+            ("dashboard", "--port", "0", "--no-open"), ("check",), ("demo",),
+            ("review", "--session", "t", "--offline"), ("review", "--offline")]
 
 
 WIDE = {"COLUMNS": "500"}  # rich wraps at 80 columns otherwise, splitting paths

@@ -31,3 +31,19 @@ def test_the_pause_message_says_what_the_baseline_did(toy_repo: Path, target: st
     shown = " ".join((result.stdout + result.stderr).split())
     assert phrase in shown, shown
     assert "timeouted" not in shown
+
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "autoresearch"
+
+
+def test_no_message_in_the_source_glues_ed_to_a_status() -> None:
+    """`f"... {m.status}ed"` is how "timeouted" got into a pause message: every message that
+    says what a run or an experiment did goes through `happened`."""
+    import re
+
+    glued = re.compile(r"\{[^{}]*status[^{}]*\}ed\b")
+    found = [f"{path.relative_to(SRC)}:{n}: {line.strip()}"
+             for path in sorted(SRC.rglob("*.py"))
+             for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+             if glued.search(line) or "timeouted" in line and path.name != "statuses.py"]
+    assert not found, "\n".join(found)
