@@ -213,7 +213,7 @@ def run_session(root: Path, tag: str | None, iterations: int | None,
             reason, exit_code = stop.reason, stop.exit_code
             status = "paused" if exit_code else "finished"
             if exit_code:
-                show_failed_log(console, session)  # why it stopped, in the command's own words
+                show_failed_log(console, session.history)  # why it stopped, in the command's own words
         except KeyboardInterrupt as exc:
             reason = f"interrupted ({describe_interrupt(exc)}); run the same command to resume"
             exit_code = 130

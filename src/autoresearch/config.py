@@ -472,7 +472,8 @@ def _check_values(config: Config, path: Path) -> None:
                     where=f"{path} → verify.share",
                     fix=f"narrow scope so it leaves {shared!r} out, or remove it from share",
                 )
-    from autoresearch.proposers.knobs import parse_knob_spec  # local: knobs imports config
+    # Local imports: the proposers package (its __init__) imports this module.
+    from autoresearch.proposers.knob_space import parse_knob_spec
     from autoresearch.proposers.options import check_builtin_options
 
     check_builtin_options(config.proposer.name, config.proposer.options, path.name)

@@ -18,7 +18,7 @@ from autoresearch.views.format import count_key, fmt_counts, fmt_experiments, fm
 
 if TYPE_CHECKING:
     from autoresearch.config import Config
-    from autoresearch.session import Session
+    from autoresearch.history import History
 
 STATUS_STYLE = {
     "keep": "bold green", "discard": "yellow", "crash": "bold red", "timeout": "red",
@@ -196,14 +196,13 @@ def print_log_tail(console: Console, path: Path | str, lines: int = LOG_TAIL_LIN
     console.print(Text("\n".join(tail) if tail else "(the log is empty)", style="dim"))
 
 
-def show_failed_log(console: Console, session: Session) -> None:
+def show_failed_log(console: Console, history: History) -> None:
     """When a session stops on a failure (a crashed baseline, a streak of crashes), the log of
     the last failed run: the command's own words say why."""
-    if not session.history.experiments:
+    if not history.experiments:
         return
-    last = session.history.experiments[-1]  # the experiment the session stopped on
-    failed = [r for r in session.history.runs.get(last.id, [])
-              if r.status in ("crash", "timeout")]
+    last = history.experiments[-1]  # the experiment the session stopped on
+    failed = [r for r in history.runs.get(last.id, []) if r.status in ("crash", "timeout")]
     if failed and failed[-1].log_path:
         print_log_tail(console, failed[-1].log_path)
 

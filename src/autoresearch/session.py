@@ -40,19 +40,11 @@ from autoresearch.readiness import check_preconditions, proposer_readiness
 from autoresearch.runner import kill_leftovers
 from autoresearch.slots import Slot, Slots, plan_resources, slot_threads
 from autoresearch.state import SessionLock, StatePaths
+from autoresearch.stop_signals import SessionStopped
 from autoresearch.trial import Trial
 
 __all__ = ["Limits", "Session", "SessionStopped", "check_preconditions", "proposer_readiness",
            "read_program"]
-
-
-class SessionStopped(Exception):
-    """The session ended for a reason the user should read (paused, fingerprint, ...)."""
-
-    def __init__(self, reason: str, exit_code: int = 0) -> None:
-        self.reason = reason
-        self.exit_code = exit_code
-        super().__init__(reason)
 
 
 @dataclass

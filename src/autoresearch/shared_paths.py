@@ -36,6 +36,7 @@ from autoresearch import gitops
 from autoresearch.config import CONFIG_NAME, STATE_DIR, Config
 from autoresearch.errors import ConfigError, PreconditionError
 from autoresearch.globs import matches
+from autoresearch.stop_signals import SessionStopped
 
 __all__ = ["ShareHint", "SharedData", "collect", "for_worktree", "suggest_share"]
 
@@ -99,9 +100,6 @@ class SharedData:
         """Stop the session (exit 3) when a shared file's content may have changed."""
         changed = self.changed()
         if changed:
-            # Imported here: the session module imports the executor, which imports this one.
-            from autoresearch.session import SessionStopped
-
             shown = ", ".join(changed[:5]) + (" …" if len(changed) > 5 else "")
             raise SessionStopped(
                 f"shared data changed while the session used it: {shown}. These are your "

@@ -20,10 +20,21 @@ import threading
 from collections.abc import Iterator
 from types import FrameType
 
-__all__ = ["StopSignal", "describe_interrupt", "stop_signals_as_interrupt"]
+__all__ = ["SessionStopped", "StopSignal", "describe_interrupt", "stop_signals_as_interrupt"]
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 _received: list[int] = []  # the stop signals received, first first
+
+
+class SessionStopped(Exception):
+    """The session ends for a reason the user should read (paused, fingerprint, ...), with the
+    exit code the CLI returns. It lives here, below every engine module, so that any of them
+    (shared data, the executor, a trial) can stop the session without importing the session."""
+
+    def __init__(self, reason: str, exit_code: int = 0) -> None:
+        self.reason = reason
+        self.exit_code = exit_code
+        super().__init__(reason)
 
 
 class StopSignal(KeyboardInterrupt):
