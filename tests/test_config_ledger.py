@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from autoresearch.config import Amount, parse_config
-from autoresearch.errors import ConfigError
+from autoresearch.errors import ConfigError, LedgerTooNewError
 from autoresearch.ledger import Ledger, TrialStatus
 from autoresearch.ledger.schema import MIGRATIONS
 
@@ -18,7 +18,7 @@ BASE = {"scope": ["a.py"], "verify": {"command": "true", "budget_seconds": 10},
 
 def test_defaults_and_derived_values() -> None:
     config = parse_config(BASE)
-    assert config.verify.timeout == 80  # 2 x budget + 60
+    assert config.verify.timeout == 4 * 80  # nothing measured yet: 4 x (2 x budget + 60)
     assert config.decision.baseline_repeats(10) == 3
     assert config.decision.baseline_repeats(300) == 1
     assert "autoresearch.toml" in config.all_protected
@@ -53,7 +53,7 @@ def test_ledger_migrates_a_new_file_and_refuses_a_newer_one(tmp_path: Path) -> N
         assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         conn.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
-    with pytest.raises(RuntimeError, match="newer"):
+    with pytest.raises(LedgerTooNewError, match="newer"):
         Ledger(path)
 
 

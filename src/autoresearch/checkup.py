@@ -20,13 +20,16 @@ from rich.text import Text
 
 from autoresearch import gitops, resources, shared_paths
 from autoresearch.config import CONFIG_NAME, STATE_DIR, Config, load_config
-from autoresearch.errors import AutoresearchError, ConfigError
+from autoresearch.errors import AutoresearchError, ConfigError, LedgerEmptyError
 from autoresearch.executor import LocalExecutor, RunRequest
 from autoresearch.metric_discovery import Candidate, candidates, likely_objective, source_line
-from autoresearch.metrics import format_metric_help
+from autoresearch.metrics import format_metric_help, parse_metrics
 from autoresearch.readiness import check_preconditions, proposer_readiness
+from autoresearch.results_tsv import memory_advice
 from autoresearch.runner import log_tail
 from autoresearch.slots import plan_resources
+from autoresearch.statuses import happened
+from autoresearch.timeouts import describe, needed_timeout
 
 
 class Problem(str):
@@ -52,8 +55,10 @@ def run_checkup(root: Path, console: Console) -> list[str]:
     problems: list[str] = []
     config = load_config(root / CONFIG_NAME)  # a ConfigError here is the whole answer
     console.print(f"[green]✓[/] {CONFIG_NAME} is valid: objective {config.metric.name} "
-                  f"({config.metric.direction}), budget {config.verify.budget_seconds:g} s, "
-                  f"timeout {config.verify.timeout:g} s")
+                  f"({config.metric.direction}), budget "
+                  f"{config.verify.budget_seconds:g} s, " + (
+                      f"timeout {config.verify.timeout_seconds:g} s"
+                      if config.verify.timeout_seconds else "timeout sized from the runs"))
     try:
         files = check_preconditions(root, config)
         console.print(f"[green]✓[/] scope matches {len(files)} file(s): "
@@ -61,6 +66,7 @@ def run_checkup(root: Path, console: Console) -> list[str]:
     except AutoresearchError as exc:
         problems.append(Problem.of(exc))
         console.print(f"[red]✗[/] {escape(exc.render())}")
+    problems += _check_ledger(root, console)
     problems += _check_proposer(root, config, console)
     problems += _check_review_gate(config, console)
     if gitops.head_commit(root) is None:
@@ -71,6 +77,30 @@ def run_checkup(root: Path, console: Console) -> list[str]:
     else:
         console.print("[green]ready:[/] `autoresearch run` will start with the baseline")
     return problems
+
+
+def _check_ledger(root: Path, console: Console) -> list[str]:
+    """A ledger that `run` would refuse (damaged, from a newer release) is a problem here too."""
+    from autoresearch.ledger import Ledger
+    from autoresearch.state import StatePaths
+
+    path = StatePaths(root, "_").ledger
+    if not path.exists():
+        return []
+    try:
+        ledger = Ledger(path, readonly=True)
+    except LedgerEmptyError:
+        return []
+    except AutoresearchError as exc:
+        console.print(f"[red]✗[/] {escape(exc.render())}")
+        return [Problem.of(exc)]
+    try:
+        tags = [s.tag for s in ledger.sessions()]
+    finally:
+        ledger.close()
+    console.print(f"[green]✓[/] ledger {escape(str(path.relative_to(root)))} is sound"
+                  + (f": {len(tags)} session(s), latest {escape(tags[-1])}" if tags else ""))
+    return []
 
 
 def _check_proposer(root: Path, config: Config, console: Console) -> list[str]:
@@ -114,6 +144,29 @@ def _check_review_gate(config: Config, console: Console) -> list[str]:
     return []
 
 
+def _report_needs(config: Config, duration_s: float, text: str, console: Console) -> None:
+    """What the dry run says about the timeout and results.tsv's memory column."""
+    verify = config.verify
+    overhead = duration_s - verify.budget_seconds
+    if overhead > 0:
+        console.print(f"  {duration_s:.1f} s = the {verify.budget_seconds:g} s budget + "
+                      f"{overhead:.1f} s of startup and evaluation; "
+                      + escape(describe(verify, overhead)))
+    else:
+        console.print("  " + escape(describe(verify, overhead)))
+    needed = needed_timeout(verify.budget_seconds, overhead)
+    if verify.timeout_seconds is not None and overhead > 0 and verify.timeout_seconds < needed:
+        console.print(f"[yellow]![/] timeout_seconds = {verify.timeout_seconds:g} leaves "
+                      f"{verify.timeout_seconds - verify.budget_seconds:.0f} s beyond the budget "
+                      f"where this run needed {overhead:.0f} s, and a busy machine several times "
+                      f"more: raise it to {needed:.0f} or remove it (the timeout is then sized "
+                      "from the baseline's runs)")
+    printed = parse_metrics(text, config.metric.format, config.metric.patterns or None)
+    advice = memory_advice(printed, config.recorded_metrics(), config.metric.memory)
+    if advice:
+        console.print(f"[yellow]![/] {escape(advice)}")
+
+
 def _dry_run(root: Path, config: Config, console: Console, reported: list[str]) -> list[str]:
     """One run of the verify command at HEAD, made by the same executor `run` uses, with the
     share and the resources slot-1 of a session gets."""
@@ -141,7 +194,7 @@ def _dry_run(root: Path, config: Config, console: Console, reported: list[str]) 
             text = log.read_text(encoding="utf-8", errors="replace") if log.exists() else ""
             kept = _keep_log(root, log)
             if status != "ok":
-                problems.append(f"the verify command {status}ed: {reason}")
+                problems.append(f"the verify command {happened(status)}: {reason}")
                 console.print(f"[red]✗[/] verify command {status}: {escape(reason)}")
                 console.print(Text(log_tail(log, 2000), style="dim"))
                 console.print(f"    the whole output: {kept}")
@@ -149,6 +202,7 @@ def _dry_run(root: Path, config: Config, console: Console, reported: list[str]) 
                                  metrics if m.exit_code == 0 else None)
             else:
                 console.print(f"[green]✓[/] verify command ran in {m.duration_s:.1f} s")
+                _report_needs(config, m.duration_s, text, console)
             problems += _metrics_table(config, console, text, metrics)
             if objective is not None and m.duration_s > config.verify.budget_seconds * 1.5 + 30:
                 console.print("[yellow]![/] the run took much longer than its budget: does the "

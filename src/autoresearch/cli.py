@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import gc
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -16,7 +19,7 @@ from rich.text import Text
 
 from autoresearch import __version__
 from autoresearch.config import CONFIG_NAME, load_config
-from autoresearch.errors import AutoresearchError
+from autoresearch.errors import AutoresearchError, LedgerEmptyError
 from autoresearch.gitops import repo_root
 from autoresearch.state import StatePaths, default_tag, validate_tag
 
@@ -48,13 +51,31 @@ def resolve_tag(root: Path, tag: str | None, *, must_exist: bool) -> str:
 
     paths = StatePaths(root, "_")
     if paths.ledger.exists():
-        latest = Ledger(paths.ledger).latest_session()
-        if latest is not None:
-            return latest.tag
+        try:
+            ledger = Ledger(paths.ledger, readonly=True)  # a damaged one is refused here
+        except LedgerEmptyError:
+            ledger = None
+        if ledger is not None:
+            try:
+                latest = ledger.latest_session()
+            finally:
+                ledger.close()
+            if latest is not None:
+                return latest.tag
     if must_exist:
         raise AutoresearchError("no session has run in this repository yet",
                                 where=str(paths.ledger), fix="start one with `autoresearch run`")
     return default_tag()
+
+
+def refuse_unusable_ledger(root: Path) -> None:
+    """Raise the ledger's error now if it is damaged or too new (an empty one is fine)."""
+    from autoresearch.ledger import Ledger
+
+    path = StatePaths(root, "_").ledger
+    if path.exists():
+        with contextlib.suppress(LedgerEmptyError):
+            Ledger(path, readonly=True).close()
 
 
 @app.command()
@@ -227,9 +248,18 @@ def demo(
     budget: Annotated[float, typer.Option(help="Training budget per run, seconds.")] = 20.0,
 ) -> None:
     """A short research session on the built-in GPT workload, offline, no API key needed."""
-    from autoresearch.scaffold import create_demo
+    from autoresearch.scaffold import create_demo, prepare_demo_data
+    from autoresearch.stop_signals import stop_signals_as_interrupt
 
     root = create_demo(directory.resolve(), budget, console)
+    refuse_unusable_ledger(root)  # before the data preparation, not after it
+    try:
+        with stop_signals_as_interrupt():  # SIGTERM and SIGHUP stop it like Ctrl-C
+            prepare_demo_data(root, console)
+    except KeyboardInterrupt:
+        console.print("[yellow]stopped while preparing the data; run the same command to go "
+                      "on[/]")
+        raise typer.Exit(130) from None
     code = run_session(root, "demo", iterations, None)
     me = launcher_command()
     console.print(f"explore it: cd {directory} && {me} status && {me} report")
@@ -324,9 +354,50 @@ def _register_optional() -> None:
 _register_optional()
 
 
+def user_error(exc: BaseException) -> AutoresearchError | None:
+    """The error to show the user for `exc`, or None for a bug (which keeps its traceback).
+
+    A full disk anywhere in the chain wins: the errors raised while cleaning up after it (a git
+    lock, SQLite's "database or disk is full") are consequences, and the message says where.
+    """
+    from autoresearch.diskfull import disk_full_error
+
+    full = disk_full_error(exc, Path.cwd())
+    if full is not None:
+        return full
+    if isinstance(exc, AutoresearchError):
+        return exc
+    if isinstance(exc, OSError) and exc.filename and exc.errno in _FILE_FIXES:
+        path = Path(os.fsdecode(exc.filename))
+        if exc.errno == errno.ENOTDIR:  # name the file in the way, not the path through it
+            path = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()),
+                        path)
+        return AutoresearchError(f"cannot use {path}: {exc.strerror}", where=str(path),
+                                 fix=_FILE_FIXES[exc.errno])
+    return None
+
+
+# A file or directory autoresearch must write, in a state that forbids it.
+_FILE_FIXES = {
+    errno.EACCES: "make it writable by you (its owner and permissions), then run the command "
+                  "again",
+    errno.EPERM: "make it writable by you (its owner and permissions), then run the command again",
+    errno.EROFS: "the filesystem is mounted read-only: work on a writable copy of the repository",
+    errno.EEXIST: "something else is in the way at that path: move it aside, then run the command "
+                  "again",
+    errno.ENOTDIR: "a file stands where autoresearch needs a directory: move it aside, then run "
+                   "the command again",
+    errno.EISDIR: "a directory stands where autoresearch needs a file: move it aside, then run "
+                  "the command again",
+}
+
+
 def main(argv: list[str] | None = None) -> Any:
     try:
         return app(args=argv, standalone_mode=True)
-    except AutoresearchError as exc:
-        err.print(Text.assemble(("error: ", "bold red"), exc.render()), soft_wrap=True)
-        sys.exit(exc.exit_code)
+    except Exception as exc:
+        shown = user_error(exc)
+        if shown is None:
+            raise
+        err.print(Text.assemble(("error: ", "bold red"), shown.render()), soft_wrap=True)
+        sys.exit(shown.exit_code)

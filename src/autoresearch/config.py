@@ -11,10 +11,19 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from autoresearch.errors import ConfigError
 from autoresearch.metrics import compile_metric_regex
+from autoresearch.timeouts import sized_timeout
 
 CONFIG_NAME = "autoresearch.toml"
 PROGRAM_NAME = "program.md"
@@ -93,10 +102,25 @@ class VerifyConfig(_Strict):
                 raise ValueError(f"share {pattern!r}: {problem}")
         return patterns
 
+    # Measured while a session runs, never read from the file: the most the unchanged code's
+    # runs took beyond the budget (startup, evaluation). See autoresearch.timeouts.
+    _overhead_s: float | None = PrivateAttr(default=None)
+
     @property
     def timeout(self) -> float:
-        """The hard limit: by default twice the budget plus a minute for startup and evaluation."""
-        return self.timeout_seconds or 2 * self.budget_seconds + 60
+        """The hard limit: timeout_seconds when set; else sized from the unchanged code's
+        measured startup + evaluation, at least 2 × budget + 60 s (generous before the first
+        measurement): see timeouts.py."""
+        return self.timeout_seconds or sized_timeout(self.budget_seconds, self._overhead_s)
+
+    @property
+    def measured_overhead_s(self) -> float | None:
+        return self._overhead_s
+
+    def note_overhead(self, seconds: float) -> None:
+        """Record a run's time beyond the budget; the timeout follows the largest seen."""
+        if self._overhead_s is None or seconds > self._overhead_s:
+            self._overhead_s = seconds
 
     def expanded_command(self) -> str:
         """The command with `{python}` replaced by the interpreter running autoresearch."""
@@ -110,6 +134,9 @@ class MetricConfig(_Strict):
     patterns: dict[str, str] = Field(default_factory=dict)
     record: list[str] = Field(default_factory=list)
     heldout: list[str] = Field(default_factory=list)
+    # The run's peak memory, for results.tsv's memory_gb (unit from the name's suffix: _kb, _mb,
+    # _gb, _bytes; MB without one). Unset: a recorded metric whose name says memory is used.
+    memory: str | None = Field(default=None, min_length=1)
 
     @model_validator(mode="after")
     def _regex_needs_pattern(self) -> MetricConfig:
@@ -307,6 +334,7 @@ class Config(_Strict):
 
     def recorded_metrics(self) -> list[str]:
         names = [self.metric.name, *self.metric.record, *self.metric.heldout]
+        names += [self.metric.memory] if self.metric.memory else []
         names += [g.metric for g in self.guards if g.metric]
         return list(dict.fromkeys(names))
 

@@ -19,10 +19,11 @@ class AutoresearchError(Exception):
 
     def render(self) -> str:
         lines = [self.what]
+        # A long fix may be several lines (steps to recover): they line up under the first.
         if self.where:
-            lines.append(f"  where: {self.where}")
+            lines.append("  where: " + self.where.replace("\n", "\n         "))
         if self.fix:
-            lines.append(f"  fix:   {self.fix}")
+            lines.append("  fix:   " + self.fix.replace("\n", "\n         "))
         return "\n".join(lines)
 
 
@@ -46,3 +47,35 @@ class SessionLockedError(AutoresearchError):
     """Another live process holds the session lock."""
 
     exit_code = 4
+
+
+class LedgerError(AutoresearchError):
+    """The ledger cannot be used as it is: damaged, not a ledger, or from a newer autoresearch.
+
+    Refused like a precondition (exit 3): nothing is written to it, and the message says what
+    survives elsewhere (results.tsv, the git refs, the backup) and how to recover.
+    """
+
+    exit_code = 3
+
+
+class LedgerDamagedError(LedgerError):
+    """ledger.db is truncated, overwritten, not an SQLite file, or fails SQLite's own check."""
+
+
+class LedgerTooNewError(LedgerError):
+    """ledger.db was written by a newer autoresearch, with a schema this version does not know."""
+
+
+class DiskFullError(AutoresearchError):
+    """A write failed because the filesystem is full (or the user's quota is used up).
+
+    An environment problem (exit 3): the session stops where it is; once space is freed, the
+    same command resumes it, since every earlier write is intact.
+    """
+
+    exit_code = 3
+
+
+class LedgerEmptyError(AutoresearchError):
+    """The ledger exists but no session was ever recorded in it (a read-only view has nothing)."""

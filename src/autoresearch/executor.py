@@ -157,7 +157,7 @@ class LocalExecutor:
         else:
             status, reason, objective, metrics = classify(
                 self.config, outcome.exit_code, outcome.timed_out, outcome.interrupted,
-                request.log_path)
+                request.log_path, spec.timeout_s)
         return Measurement(
             commit=request.commit, role=request.role, status=status, reason=reason,
             objective=objective, metrics=metrics, exit_code=outcome.exit_code,
@@ -190,9 +190,11 @@ class LocalExecutor:
 
 
 def classify(
-    config: Config, exit_code: int | None, timed_out: bool, interrupted: bool, log_path: Path
+    config: Config, exit_code: int | None, timed_out: bool, interrupted: bool, log_path: Path,
+    timeout_s: float | None = None,
 ) -> tuple[str, str, float | None, dict[str, float]]:
-    """Turn a finished process into (status, reason, objective, metrics)."""
+    """Turn a finished process into (status, reason, objective, metrics); `timeout_s` is the
+    timeout the run had (the session's may have been re-sized since it started)."""
     metric = config.metric
     try:
         text = log_path.read_text(encoding="utf-8", errors="replace")
@@ -204,7 +206,7 @@ def classify(
     if interrupted:
         return "interrupted", "interrupted by the user", None, kept
     if timed_out:
-        return "timeout", f"killed after the {config.verify.timeout:g} s timeout", None, kept
+        return "timeout", f"killed after the {timeout_s or config.verify.timeout:g} s timeout", None, kept
     if exit_code != 0:
         return "crash", f"exit code {exit_code}", None, kept
     value = metrics.get(metric.name)

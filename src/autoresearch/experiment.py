@@ -26,6 +26,7 @@ from autoresearch.proposers.base import InFlight, Proposal, ProposalContext
 from autoresearch.proposers.faults import FatalProposerError, ProposerOutage, usage_of
 from autoresearch.runner import log_tail
 from autoresearch.session import Session, SessionStopped, read_program
+from autoresearch.statuses import happened
 from autoresearch.trial import Program, Trial
 
 OUTAGE_WAITS = (30.0, 60.0, 120.0, 300.0, 600.0)
@@ -50,7 +51,7 @@ def baseline(s: Session, trial: Trial) -> Program:
             if not m.ok:
                 s.end(trial, TrialStatus(m.status), f"baseline {m.status}: {m.reason}")
                 raise SessionStopped(
-                    f"the baseline {m.status}ed ({m.reason}): the unchanged code must pass the "
+                    f"the baseline {happened(m.status)} ({m.reason}): the unchanged code must pass the "
                     f"verify command first. Log: {m.log_path}", exit_code=5)
             values.append(m.objective or 0.0)
         noise = s.history.noise()
@@ -99,7 +100,7 @@ def candidate(s: Session, trial: Trial, siblings: Callable[[], list[Trial]]) -> 
                 # The incumbent is re-measured as a control arm, right before the candidate.
                 control = yield s.run_request(trial, "control", trial.parent)
                 if not control.ok:
-                    event(s, trial, "warning", f"the incumbent's control run {control.status}ed "
+                    event(s, trial, "warning", f"the incumbent's control run {happened(control.status)} "
                           f"({control.reason}): an unstable environment?")
             first = yield s.run_request(trial, "candidate", trial.commit)
             if first.ok:

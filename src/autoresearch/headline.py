@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from autoresearch.ledger import ExperimentRow, Ledger
 from autoresearch.policy import Interval, headline_pairs, paired_interval
+from autoresearch.statuses import happened
 
 if TYPE_CHECKING:  # the views read headlines without loading the engine
     from autoresearch.session import Session
@@ -122,7 +123,7 @@ def pairs_program(s: Session, trial: Trial, pairs: int,
             out.append((new.objective, base.objective))
         else:
             bad = base if not base.ok else new
-            failures.append(f"a {bad.role} run {bad.status}ed: {bad.reason}")
+            failures.append(f"a {bad.role} run {happened(bad.status)}: {bad.reason}")
             return
 
 

@@ -232,10 +232,12 @@ class History:
         metric = self.config.metric.name
         if (decided is not None and self.experiments and self.experiments[-1] is decided
                 and self._tsv_rows == len(self.experiments) - 1 and path.exists()):
-            line = render_results(metric, [(decided, self.runs.get(decided.id, []))])
+            line = render_results(metric, [(decided, self.runs.get(decided.id, []))],
+                                  self.config.metric.memory)
             with path.open("a", encoding="utf-8") as fh:
                 fh.write(line.split("\n", 1)[1])  # one write: the row without the header
         else:
             write_results(path, metric,
-                          [(e, self.runs.get(e.id, [])) for e in self.experiments])
+                          [(e, self.runs.get(e.id, [])) for e in self.experiments],
+                          self.config.metric.memory)
         self._tsv_rows = len(self.experiments)

@@ -31,6 +31,7 @@ from autoresearch.history import REFERENCE_EVENT
 from autoresearch.ledger import TrialStatus
 from autoresearch.policy import Evidence, Step
 from autoresearch.session import Session
+from autoresearch.statuses import happened
 from autoresearch.trial import Program, Steps, Trial
 
 # A winner is replayed onto a newer incumbent at most this often before it is dropped.
@@ -83,9 +84,9 @@ def gather(s: Session, trial: Trial) -> Evidence:
 
 def _failed_run(s: Session, trial: Trial, role: str, status: str) -> tuple[TrialStatus, str]:
     if role == "candidate":
-        return TrialStatus.CRASH, f"flaky: the candidate {status}ed on a confirmation run"
+        return TrialStatus.CRASH, f"flaky: the candidate {happened(status)} on a confirmation run"
     s.event("warning", f"the incumbent failed a {role} run", trial.id)
-    return TrialStatus.DISCARD, (f"the incumbent {status}ed during confirmation (an unstable "
+    return TrialStatus.DISCARD, (f"the incumbent {happened(status)} during confirmation (an unstable "
                                  "environment?): no verdict possible")
 
 

@@ -2,34 +2,76 @@
 
 The ledger is the truth; this file is rewritten whole (atomically) after every experiment, so a
 reader never sees half a row and deleting it loses nothing.
+
+`memory_gb` is the run's peak memory in GB, read from the metric `[metric] memory` names, or
+else from a recorded metric whose name says it is memory and gives its unit (`peak_vram_mb`,
+`peak_memory_mb`, `mem_mb`, `max_rss_kb`, `memory_gb`, `gpu_mem_bytes`, …: see
+`memory_metric`). `description` is the hypothesis; an experiment that never got one (a failed
+proposal) is described by why it ended, so no row is blank.
 """
 
 from __future__ import annotations
 
+import math
 import os
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from autoresearch.ledger import ExperimentRow, RunRow
 
-MEMORY_METRICS = ("peak_vram_mb", "peak_memory_mb", "memory_mb")
+# GB per unit of a metric named with that suffix.
+_UNITS = {"bytes": 1 / 1024**3, "b": 1 / 1024**3, "kb": 1 / 1024**2, "kib": 1 / 1024**2,
+          "mb": 1 / 1024, "mib": 1 / 1024, "gb": 1.0, "gib": 1.0}
+_MEMORY_NAME = re.compile(
+    r"^(?:[a-z0-9]+_)*(?:mem|memory|vram|rss|maxrss)(?:_[a-z0-9]+)*_(" + "|".join(_UNITS) + r")$")
+# Checked first, in this order, when a run reports several (the GPU's peak over the process's).
+PREFERRED = ("peak_vram_mb", "peak_memory_mb", "memory_mb", "memory_gb")
 
 
-def _memory_gb(runs: Sequence[RunRow]) -> float:
+def unit_scale(name: str) -> float:
+    """GB per unit of the metric `name`, from its suffix (`_kb`, `_mb`, `_gb`, `_bytes`, …); a
+    name without one is taken to be in MB."""
+    return _UNITS.get(name.lower().rsplit("_", 1)[-1], _UNITS["mb"])
+
+
+def memory_metric(names: Sequence[str] | set[str], configured: str | None = None) -> str | None:
+    """The metric among `names` that holds the run's peak memory, or None.
+
+    The configured name wins; else a preferred name; else any name that says memory (mem,
+    memory, vram, rss) and ends with a unit.
+    """
+    if configured:
+        return configured if configured in names else None
+    for name in PREFERRED:
+        if name in names:
+            return name
+    return next((n for n in sorted(names) if _MEMORY_NAME.match(n.lower())), None)
+
+
+def memory_gb(runs: Sequence[RunRow], configured: str | None = None) -> float:
+    """The experiment's peak memory in GB over its runs (0.0 when no run reported one)."""
+    peaks = []
     for run in runs:
-        for name in MEMORY_METRICS:
-            if name in run.metrics:
-                return run.metrics[name] / 1024.0
-        if "memory_gb" in run.metrics:
-            return run.metrics["memory_gb"]
-    return 0.0
+        name = memory_metric(set(run.metrics), configured)
+        if name is not None:
+            peaks.append(run.metrics[name] * unit_scale(name))
+    return max((p for p in peaks if math.isfinite(p)), default=0.0)
 
 
 def _clean(text: str) -> str:
     return " ".join(text.replace("\t", " ").split())
 
 
-def render(metric: str, rows: Sequence[tuple[ExperimentRow, Sequence[RunRow]]]) -> str:
+def description(exp: ExperimentRow) -> str:
+    """What the experiment tried; for one that never got a hypothesis, why it ended."""
+    if exp.kind == "baseline":
+        return _clean(exp.hypothesis) or "baseline"
+    return _clean(exp.hypothesis) or _clean(exp.decision_reason) or f"({exp.status})"
+
+
+def render(metric: str, rows: Sequence[tuple[ExperimentRow, Sequence[RunRow]]],
+           memory: str | None = None) -> str:
     header = ["commit", metric, "memory_gb", "status", "description",
               "delta", "runs", "duration_s", "experiment"]
     lines = ["\t".join(header)]
@@ -38,9 +80,9 @@ def render(metric: str, rows: Sequence[tuple[ExperimentRow, Sequence[RunRow]]]) 
         lines.append("\t".join([
             (exp.commit_sha or "")[:7],
             f"{exp.objective:.6f}" if exp.objective is not None else "0.000000",
-            f"{_memory_gb(candidate_runs):.1f}",
+            f"{memory_gb(candidate_runs, memory):.1f}",
             exp.status,
-            _clean(exp.hypothesis) or ("baseline" if exp.kind == "baseline" else ""),
+            description(exp),
             f"{exp.delta:+.6f}" if exp.delta is not None else "",
             str(len(candidate_runs)),
             f"{exp.duration_s:.1f}" if exp.duration_s is not None else "",
@@ -49,8 +91,30 @@ def render(metric: str, rows: Sequence[tuple[ExperimentRow, Sequence[RunRow]]]) 
     return "\n".join(lines) + "\n"
 
 
-def write(path: Path, metric: str, rows: Sequence[tuple[ExperimentRow, Sequence[RunRow]]]) -> None:
+def write(path: Path, metric: str, rows: Sequence[tuple[ExperimentRow, Sequence[RunRow]]],
+          memory: str | None = None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tsv.tmp")
-    tmp.write_text(render(metric, rows), encoding="utf-8")
+    tmp.write_text(render(metric, rows, memory), encoding="utf-8")
     os.replace(tmp, path)
+
+
+def memory_advice(printed: Mapping[str, float], recorded: Sequence[str],
+                  configured: str | None) -> str | None:
+    """For `check`: None when results.tsv's memory_gb will be filled from the run's output
+    (`printed`: every metric it printed), else what it needs."""
+    if configured:
+        if configured in printed:
+            return None
+        return (f"[metric] memory = {configured!r}, but the run does not print {configured}: "
+                "results.tsv's memory_gb will be 0.0")
+    name = memory_metric(set(recorded))
+    if name is not None and name in printed:
+        return None
+    found = memory_metric(set(printed))
+    if found is not None:
+        return (f"the run prints {found}, which is not recorded: add memory = {found!r} under "
+                "[metric] to fill results.tsv's memory_gb (else it is 0.0)")
+    return ("the run reports no peak memory, so results.tsv's memory_gb will be 0.0: print one "
+            "(e.g. `peak_memory_mb: 512`) and name it with memory = \"peak_memory_mb\" under "
+            "[metric]")

@@ -11,12 +11,12 @@ work is the scheduler's (`scheduler.py`); what one experiment does is its progra
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from autoresearch import gitops, guardrails, resources, shared_paths
+from autoresearch import gitops, guardrails, resources, shared_paths, timeouts
 from autoresearch.config import PROGRAM_NAME, Config
 from autoresearch.display import Display
 from autoresearch.errors import PreconditionError
@@ -31,7 +31,7 @@ from autoresearch.executor import (
 from autoresearch.fingerprint import comparable_key, describe_difference, environment_fingerprint
 from autoresearch.globs import select
 from autoresearch.history import History, run_seed
-from autoresearch.ledger import Ledger, SessionRow, TrialStatus
+from autoresearch.ledger import Ledger, RunRow, SessionRow, TrialStatus
 from autoresearch.policy import Policy, policy_for
 from autoresearch.proposers.base import ExperimentOutcome, Proposal, Proposer
 from autoresearch.proposers.registry import load_proposer
@@ -109,6 +109,8 @@ class Session:
         except BaseException:
             if self._proposer_open:
                 self.proposer.close()
+            if hasattr(self, "ledger"):
+                self.ledger.checkpoint()  # a refused start ends the session too: see close()
             self.lock.release()
             raise
 
@@ -132,6 +134,8 @@ class Session:
             self.protected_hashes = guardrails.hash_files(first, select(
                 gitops.tracked_files(first, tip), self.config.all_protected))
         except BaseException:
+            if hasattr(self, "ledger"):
+                self.ledger.checkpoint()
             self.lock.release()
             raise
 
@@ -223,6 +227,7 @@ class Session:
             )
             self.event("recovery", f"{exp.id} was left {exp.status}; marked interrupted", exp.id)
         self.history.load()
+        self._size_timeout(r for runs in self.history.runs.values() for r in runs)
         self._restore_parked()
         # The ledger is the truth: the branch points at its incumbent, whatever git says.
         incumbent = self.history.incumbent
@@ -267,9 +272,14 @@ class Session:
                 self.proposer.close()
             self.executor.close()
         finally:
-            if status is not None:
-                self.ledger.set_session_status(self.row.id, status)
-            self.lock.release()
+            try:
+                if status is not None:
+                    self.ledger.set_session_status(self.row.id, status)
+            finally:
+                # Session end (any way it ends): fold the WAL into ledger.db and back it up, so
+                # that copying ledger.db copies the research (see Ledger.checkpoint).
+                self.ledger.checkpoint()
+                self.lock.release()
 
     # --- small services --------------------------------------------------------------------
 
@@ -377,6 +387,7 @@ class Session:
         run = self.ledger.run(run_id)
         assert run is not None
         self.history.add_run(run)
+        self._size_timeout([run])
         if m.status == "interrupted":
             return m
         self._check_same_environment(m)
@@ -385,6 +396,14 @@ class Session:
                                  f"{', '.join(tampered)}; they were restored. Fix the command so "
                                  "it leaves them alone.", exit_code=3)
         return m
+
+    def _size_timeout(self, runs: Iterable[RunRow]) -> None:
+        """The verify timeout follows what the unchanged code's runs really take beyond the
+        budget (startup, evaluation): see timeouts.py. Replayed runs count on resume."""
+        for run in runs:
+            sized = timeouts.observe(self.config.verify, self.row.base_commit, run)
+            if sized:
+                self.event("timeout", sized)
 
     def _check_same_environment(self, m: Measurement) -> None:
         """Every run of a session is measured in one environment.

@@ -65,7 +65,10 @@ class ScriptedProposer(Proposer):
         if not free:
             return None
         self.assigned[ctx.experiment_id] = free[0]
-        self._assignments.write_text(json.dumps(self.assigned))
+        # Atomically: the kill -9 tests may kill the session in the middle of this write.
+        tmp = self._assignments.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.assigned))
+        tmp.replace(self._assignments)
         item = self.items[free[0]]
         if "error" in item:
             raise ProposalError(item["error"])

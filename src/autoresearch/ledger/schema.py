@@ -6,6 +6,7 @@ have already run it.
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 
 MIGRATIONS: list[str] = [
@@ -192,6 +193,19 @@ MIGRATIONS: list[str] = [
     END;
     """,
 ]
+
+
+@functools.cache
+def tables_at(version: int) -> frozenset[str]:
+    """The tables a ledger at schema `version` has (built once, in memory, from the migrations)."""
+    conn = sqlite3.connect(":memory:")
+    try:
+        for script in MIGRATIONS[:version]:
+            conn.executescript(script)
+        return frozenset(name for (name,) in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'"))
+    finally:
+        conn.close()
 
 
 def migrate(conn: sqlite3.Connection) -> int:

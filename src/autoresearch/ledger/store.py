@@ -16,6 +16,7 @@ writes an arbitrary set of columns, so a misspelt field is a type error, not a s
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
@@ -25,6 +26,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from autoresearch.errors import LedgerEmptyError
+from autoresearch.ledger import integrity
 from autoresearch.ledger.reviews import (
     ReviewFindingRecord,
     ReviewMark,
@@ -39,7 +42,7 @@ from autoresearch.ledger.rows import (
     SessionRow,
     TrialStatus,
 )
-from autoresearch.ledger.schema import migrate
+from autoresearch.ledger.schema import MIGRATIONS, migrate
 
 __all__ = ["FINAL_STATUSES", "OPEN_STATUSES", "ExperimentRow", "Ledger", "RunRow", "SessionRow",
            "TrialStatus"]
@@ -54,41 +57,124 @@ def _dumps(value: Mapping[str, Any] | None) -> str | None:
 
 
 class Ledger:
-    """One SQLite file per repository, shared by all its sessions."""
+    """One SQLite file per repository, shared by all its sessions.
+
+    Opening checks the file first (`integrity`): a damaged ledger, or one from a newer
+    autoresearch, is refused with a `LedgerError` before anything is written, by writers and
+    read-only views alike. Every later SQLite error is translated the same way (a full disk is a
+    `DiskFullError`), so no command shows a raw sqlite3 traceback.
+    """
 
     def __init__(self, path: Path, *, readonly: bool = False) -> None:
+        """Open the ledger at `path` (a writer creates or migrates it), after checking it: its
+        header, its schema version, and SQLite's quick_check of every page (~0.15 s for a
+        ledger of 5000 experiments), so that a damaged page is found before anything reads or
+        writes it, not in the middle of a session or a page of the dashboard."""
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        uri = f"file:{path}?mode=ro" if readonly else f"file:{path}"
-        self._conn = sqlite3.connect(
-            uri, uri=True, timeout=30.0, isolation_level=None, check_same_thread=False
-        )
-        self._conn.row_factory = sqlite3.Row
+        self.readonly = readonly
         self._lock = threading.RLock()
+        integrity.check_header(path)
+        existed = path.exists()
         if not readonly:
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            # NORMAL in WAL mode survives a process kill (only a power loss may drop the tail).
-            self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._conn.execute("PRAGMA foreign_keys=ON")
-            migrate(self._conn)
+            if existed:
+                # Judge the file through a read-only connection first: closing a read-write one
+                # would checkpoint it, and a refused ledger must not be written at all.
+                self._connect(readonly=True, existed=True).close()
+            path.parent.mkdir(parents=True, exist_ok=True)
+        self._conn = self._connect(readonly, existed=existed, check=readonly or not existed)
+        if not readonly:
+            try:
+                with self._translated():
+                    self._conn.execute("PRAGMA journal_mode=WAL")
+                    # NORMAL in WAL mode survives a process kill (only a power loss may drop
+                    # the tail).
+                    self._conn.execute("PRAGMA synchronous=NORMAL")
+                    self._conn.execute("PRAGMA foreign_keys=ON")
+                    migrate(self._conn)
+            except BaseException:
+                self._conn.close()
+                raise
+
+    def _connect(self, readonly: bool, *, existed: bool, check: bool = True
+                 ) -> sqlite3.Connection:
+        """A connection to the ledger, which `integrity.check_opened` judged (unless `check` is
+        False: it was judged already)."""
+        uri = f"file:{self.path}?mode=ro" if readonly else f"file:{self.path}"
+        with self._translated():
+            conn = sqlite3.connect(
+                uri, uri=True, timeout=30.0, isolation_level=None, check_same_thread=False
+            )
+        try:
+            with self._translated():
+                version = integrity.check_opened(conn, self.path, len(MIGRATIONS),
+                                                 existed=existed) if check else 1
+            if self.readonly and version == 0:
+                raise LedgerEmptyError("the ledger holds no session yet", where=str(self.path),
+                                       fix="start one with `autoresearch run`")
+        except BaseException:
+            conn.close()
+            raise
+        conn.row_factory = sqlite3.Row
+        return conn
 
     def close(self) -> None:
+        """Close the connection (a writer checkpoints first: see `checkpoint`)."""
         with self._lock:
-            self._conn.close()
+            try:
+                if not self.readonly:
+                    self.checkpoint()
+            finally:
+                self._conn.close()
+
+    def checkpoint(self) -> None:
+        """Fold the WAL into ledger.db (TRUNCATE) and refresh the backup beside it.
+
+        Called when a session ends (normally, on Ctrl-C, on a pause or an error), so that the
+        research is in ledger.db itself (copying that one file copies it) and a copy of a
+        known-good ledger sits beside it (`ledger-backup.db`). Both are best effort: after a
+        failure (a full disk) the WAL still holds every write, and the next open replays it.
+        """
+        if self.readonly:
+            return
+        with self._lock:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            integrity.write_backup(self._conn, self.path)
+
+    @contextmanager
+    def _translated(self) -> Iterator[None]:
+        """SQLite errors as the user-facing errors they stand for (a programming error, such as
+        bad SQL, stays itself)."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            translated = integrity.translate(exc, self.path)
+            if translated is None:
+                raise
+            raise translated from exc
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
+        with self._lock, self._translated():
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self._conn
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                # A failed COMMIT (a full disk) may have ended the transaction already.
+                if self._conn.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        self._conn.execute("ROLLBACK")
                 raise
-            self._conn.execute("COMMIT")
+            try:
+                self._conn.execute("COMMIT")
+            except sqlite3.Error:
+                if self._conn.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        self._conn.execute("ROLLBACK")
+                raise
 
     def _query(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
-        with self._lock:
+        with self._lock, self._translated():
             return self._conn.execute(sql, args).fetchall()
 
     # --- sessions -------------------------------------------------------------------------

@@ -23,7 +23,7 @@ Environment (all optional; set them for every run, or edit the defaults below be
     AUTORESEARCH_CACHE        cache root (default: ~/.cache/autoresearch/gpt)
     AUTORESEARCH_DEVICE       "cpu", "cuda", "cuda:1", ... (default: cuda when available)
     AUTORESEARCH_TIME_BUDGET  training seconds (default: 60 on CPU, 300 on CUDA)
-    AUTORESEARCH_EVAL_BYTES   bytes of text scored per split (default: the profile's)
+    AUTORESEARCH_EVAL_BYTES   bytes of text scored per split (default: see eval_bytes_for)
 
 Only torch, numpy and the standard library are needed (pyarrow only to read parquet).
 """
@@ -49,9 +49,33 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-import torch.nn.functional as F
+
+def _usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _yield_threads_on_a_busy_cpu() -> None:
+    """On a CPU busy with other work, make torch's threads wait by sleeping, not spinning.
+
+    OpenMP threads spin at every barrier by default. With other processes on the same cores a
+    spinning thread burns the time slice its partner needs to reach the barrier, and the run
+    crawls: a 10 s run on this 2-core machine at load average 13 made 2 steps and took 87 s in
+    all; with OMP_WAIT_POLICY=PASSIVE, 13 steps and 45 s. On a quiet machine spinning is the
+    faster policy, so it is only changed when the 1-minute load average is at least one more
+    than the usable cores (a session's own runs stay under that), and never over an explicit
+    setting. It must be set before torch is imported.
+    """
+    if "OMP_WAIT_POLICY" in os.environ or not hasattr(os, "getloadavg"):
+        return
+    if os.getloadavg()[0] >= _usable_cores() + 1:
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+
+
+_yield_threads_on_a_busy_cpu()
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
 # ---------------------------------------------------------------------------------------------
 # Constants. Two profiles, because a 2-core CPU and an H100 differ by ~1000x in compute: the
@@ -63,7 +87,7 @@ class Profile:
     seq_len: int  # context length used by the evaluation (and, by default, training)
     vocab_size: int  # BPE vocabulary size, including the one special token (BOS)
     time_budget: float  # default training seconds when AUTORESEARCH_TIME_BUDGET is unset
-    eval_bytes: int  # bytes of text scored per split (capped by the split's size)
+    eval_bytes: int  # bytes of text scored per split at the default budget (capped by the split)
 
 
 PROFILES = {
@@ -104,7 +128,26 @@ DEVICE = detect_device()
 PROFILE = PROFILES["cuda" if DEVICE.type == "cuda" else "cpu"]
 MAX_SEQ_LEN = PROFILE.seq_len
 TIME_BUDGET = float(_env("AUTORESEARCH_TIME_BUDGET", str(PROFILE.time_budget)))
-EVAL_BYTES = int(_env("AUTORESEARCH_EVAL_BYTES", str(PROFILE.eval_bytes)))
+MIN_CPU_EVAL_BYTES = 2**16
+
+
+def eval_bytes_for(budget: float) -> int:
+    """Bytes of text scored per split: the evaluation's cost follows the budget on a CPU.
+
+    The evaluation is not on the training clock, and on a busy CPU it slows down as much as
+    training does, so a fixed size would dominate short runs (and their timeout). On CPU it
+    scores the profile's 512 KiB at the default 60 s budget, proportionally less for a shorter
+    budget (never under 64 KiB), never more; a 20 s run scores 170 KiB per split. On CUDA the
+    profile's 64 MiB, whatever the budget. Comparable results share one budget anyway.
+    """
+    if DEVICE.type == "cuda":
+        return PROFILE.eval_bytes
+    share = min(1.0, max(0.0, budget) / PROFILE.time_budget)
+    scaled = int(PROFILE.eval_bytes * share) // 1024 * 1024  # whole KiB
+    return max(MIN_CPU_EVAL_BYTES, min(PROFILE.eval_bytes, scaled))
+
+
+EVAL_BYTES = int(_env("AUTORESEARCH_EVAL_BYTES", str(eval_bytes_for(TIME_BUDGET))))
 DATA = _env("AUTORESEARCH_DATA", "stdlib")
 TOKENIZER = _env("AUTORESEARCH_TOKENIZER", "bpe")
 VOCAB_SIZE = int(_env("AUTORESEARCH_VOCAB_SIZE", str(PROFILE.vocab_size)))

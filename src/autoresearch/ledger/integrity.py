@@ -1,0 +1,255 @@
+"""Is this file a ledger we may use? One place that answers, for every opener.
+
+A ledger may be damaged (truncated, partly overwritten, replaced by another file), or written by
+a newer autoresearch. Either way it is refused before anything is written to it, with what is
+wrong, where, and how to recover: nothing here ever repairs a file by recreating it, because the
+file is the user's research.
+
+Three layers, cheapest first:
+
+1. the file's header, read directly: the SQLite magic, a sane page size, and (when no WAL holds
+   newer pages) a file at least as long as its header says;
+2. SQLite's own view: the schema version (`PRAGMA user_version`) and `PRAGMA quick_check`;
+3. every later SQLite error of a query, translated by `translate` into the same errors (a
+   malformed page met mid-session, a full disk, a lock held too long).
+
+What survives a damaged ledger, and is named in the message: each session's results.tsv and run
+logs, its git branch and parked refs, and the backup `Ledger.close` writes when a session ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import time
+from pathlib import Path
+
+from autoresearch.errors import (
+    AutoresearchError,
+    LedgerDamagedError,
+    LedgerError,
+    LedgerTooNewError,
+)
+from autoresearch.ledger.schema import tables_at
+
+__all__ = [
+    "BACKUP_NAME", "backup_path", "check_header", "check_opened", "recorded_sessions",
+    "translate", "write_backup",
+]
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+HEADER_BYTES = 100
+# Not "ledger.db.bak": a recovery that moves `ledger.db*` aside must not move the backup too.
+BACKUP_NAME = "ledger-backup.db"
+README_SECTION = "the README's \"When the ledger is damaged\""
+
+# SQLite's primary result codes (the low byte of an extended code).
+_SQLITE_ERROR, _SQLITE_PERM, _SQLITE_BUSY, _SQLITE_LOCKED = 1, 3, 5, 6
+_SQLITE_READONLY, _SQLITE_IOERR, _SQLITE_CORRUPT = 8, 10, 11
+_SQLITE_FULL, _SQLITE_CANTOPEN, _SQLITE_NOTADB = 13, 14, 26
+
+
+def backup_path(ledger: Path) -> Path:
+    return ledger.with_name(BACKUP_NAME)
+
+
+def recorded_sessions(ledger: Path) -> list[str]:
+    """Tags of the sessions whose results.tsv survives beside the ledger (newest first)."""
+    sessions = ledger.parent / "sessions"
+    try:
+        found = [p for p in sessions.glob("*/results.tsv") if p.is_file()]
+    except OSError:
+        return []
+    found.sort(key=lambda p: p.stat().st_mtime, reverse=True)
+    return [p.parent.name for p in found]
+
+
+def _recovery(ledger: Path) -> str:
+    """What survives, and the steps to go on, for the fix line of a damaged ledger's error."""
+    repo, state = ledger.parent.parent, ledger.parent.name  # commands run from the repository
+    tags = recorded_sessions(ledger)
+    lines = ["nothing was written to it. What survives it:"]
+    if tags:
+        shown = ", ".join(tags[:3]) + (f" and {len(tags) - 3} more" if len(tags) > 3 else "")
+        lines.append(f"- {state}/sessions/<tag>/results.tsv and logs/ (sessions {shown})")
+    lines.append("- git: the branch autoresearch/<tag> (kept commits) and "
+                 "refs/autoresearch/<tag>/discarded/* (the others)")
+    backup = backup_path(ledger)
+    if backup.is_file():
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(backup.stat().st_mtime))
+        lines.append(f"- {state}/{backup.name}, the ledger as a session last ended ({when})")
+    lines.append(f"To go on, in {repo}: mkdir -p {state}/damaged && mv {state}/{ledger.name}* "
+                 f"{state}/damaged/")
+    if backup.is_file():
+        lines.append(f"then restore the backup (cp {state}/{backup.name} {state}/{ledger.name}; "
+                     "first `git branch saved-<tag> autoresearch/<tag>` keeps commits kept "
+                     "since) or start afresh with another --tag.")
+    else:
+        lines.append("then start afresh with another --tag.")
+    lines.append(f"`sqlite3 <file> .recover` may salvage more; see {README_SECTION}.")
+    return "\n".join(lines)
+
+
+def damaged(ledger: Path, why: str) -> LedgerDamagedError:
+    return LedgerDamagedError(f"the ledger is damaged: {why}", where=str(ledger),
+                              fix=_recovery(ledger))
+
+
+def too_new(ledger: Path, version: int, known: int) -> LedgerTooNewError:
+    return LedgerTooNewError(
+        f"the ledger has schema version {version}, newer than this autoresearch understands "
+        f"({known}): it was written by a newer release",
+        where=str(ledger),
+        fix="upgrade autoresearch (pip install -U autoresearch) and run the command again; "
+            "nothing was read or changed",
+    )
+
+
+def _describe_start(head: bytes) -> str:
+    """What a file that is not SQLite looks like, for the message."""
+    text = head[:32].decode("utf-8", errors="replace")
+    if all(c.isprintable() or c in "\r\n\t" for c in text) and text.strip():
+        return f"it starts with the text {text.strip()!r}"
+    return f"it starts with the bytes {head[:16].hex(' ')}"
+
+
+def _wal_has_frames(ledger: Path) -> bool:
+    wal = ledger.with_name(ledger.name + "-wal")
+    try:
+        return wal.stat().st_size > 32  # a WAL header alone holds no page
+    except OSError:
+        return False
+
+
+def check_header(ledger: Path) -> None:
+    """Refuse a file that is visibly not a whole SQLite database (cheap: reads 100 bytes).
+
+    A missing or empty file passes: it is a new ledger (whether an empty one is acceptable is
+    decided after opening, by `check_opened`).
+    """
+    try:
+        size = ledger.stat().st_size
+        if ledger.is_dir():
+            raise damaged(ledger, "it is a directory, not a file")
+        if size == 0:
+            return
+        with ledger.open("rb") as fh:
+            head = fh.read(HEADER_BYTES)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise LedgerError(f"cannot read the ledger: {exc.strerror}", where=str(ledger),
+                          fix="check the file's permissions") from None
+    if len(head) < len(SQLITE_MAGIC) and SQLITE_MAGIC.startswith(head):
+        raise damaged(ledger, f"it is truncated to {size} bytes")
+    if not head.startswith(SQLITE_MAGIC):
+        raise damaged(ledger, f"it is not an SQLite database ({_describe_start(head)})")
+    if len(head) < HEADER_BYTES:
+        raise damaged(ledger, f"it is truncated to {size} bytes (an SQLite header alone is "
+                      f"{HEADER_BYTES})")
+    page_size = int.from_bytes(head[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    if page_size < 512 or page_size & (page_size - 1):
+        raise damaged(ledger, f"its header is overwritten (page size {page_size})")
+    pages = int.from_bytes(head[28:32], "big")
+    # The in-header size is valid when the two change counters agree (SQLite's own rule). While
+    # a WAL holds frames, a checkpoint may have been cut short after writing page 1: then the
+    # WAL, not the file's length, is the truth, and SQLite's own check below judges the file.
+    header_size_valid = head[24:28] == head[92:96] and pages > 0
+    if header_size_valid and size < pages * page_size and not _wal_has_frames(ledger):
+        raise damaged(ledger, f"it is truncated: {size:,} bytes where its header says "
+                      f"{pages * page_size:,}")
+
+
+def check_opened(conn: sqlite3.Connection, ledger: Path, known_version: int, *,
+                 existed: bool) -> int:
+    """After connecting: the schema version (refused when newer) and SQLite's quick_check of
+    every page. Returns the file's schema version (0: an empty ledger).
+
+    An empty file that existed before this open, where sessions were recorded, is refused: the
+    ledger was truncated or replaced, and a new schema must not be written over it.
+    """
+    (version,) = conn.execute("PRAGMA user_version").fetchone()
+    if version > known_version:
+        raise too_new(ledger, version, known_version)
+    if version == 0:
+        tables = conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]
+        if tables:
+            raise damaged(ledger, f"it is an SQLite database with {tables} table(s) but no "
+                          "autoresearch schema (another program's file?)")
+        sessions = recorded_sessions(ledger) if existed else []
+        if sessions:
+            raise damaged(ledger, "it is empty, while sessions were recorded here ("
+                          + ", ".join(sessions[:3]) + ")")
+        return 0
+    present = {name for (name,) in conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table'")}
+    missing = sorted(tables_at(version) - present)
+    if missing:
+        raise damaged(ledger, f"a part of its schema is missing (no table {', '.join(missing)})")
+    problems = [row[0] for row in conn.execute("PRAGMA quick_check(3)")]
+    if problems != ["ok"]:
+        raise damaged(ledger, "SQLite's integrity check fails: " + "; ".join(problems))
+    return int(version)
+
+
+def translate(exc: sqlite3.Error, ledger: Path) -> AutoresearchError | None:
+    """The user-facing error for an SQLite error on the ledger, or None for a programming error
+    (which must surface as itself)."""
+    code = (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF
+    message = str(exc)
+    if code == _SQLITE_FULL:
+        from autoresearch.diskfull import disk_full_at
+
+        return disk_full_at(ledger)
+    if code in (_SQLITE_CORRUPT, _SQLITE_NOTADB):
+        return damaged(ledger, f"SQLite says: {message}")
+    if code == _SQLITE_IOERR:
+        from autoresearch.diskfull import NEARLY_FULL_BYTES, disk_full_at, free_bytes
+
+        free = free_bytes(ledger)
+        if free is not None and free < NEARLY_FULL_BYTES:
+            return disk_full_at(ledger)
+        return LedgerError(f"an I/O error on the ledger: {message}", where=str(ledger),
+                           fix="check the disk (dmesg, the filesystem's health), then run the "
+                               "command again")
+    if code in (_SQLITE_BUSY, _SQLITE_LOCKED):
+        return AutoresearchError(
+            f"the ledger stayed locked by another process ({message})", where=str(ledger),
+            fix="wait for the other autoresearch command to finish, then run this one again")
+    if code in (_SQLITE_READONLY, _SQLITE_CANTOPEN, _SQLITE_PERM):
+        return LedgerError(f"cannot open or write the ledger: {message}", where=str(ledger),
+                           fix=f"check that {ledger.parent} and the files in it are writable "
+                               "by you (and that it is not on a read-only filesystem)")
+    if code == _SQLITE_ERROR and message.startswith(("no such table", "no such column")):
+        return damaged(ledger, f"a part of its schema is missing ({message})")
+    return None
+
+
+def write_backup(conn: sqlite3.Connection, ledger: Path) -> bool:
+    """Copy the ledger to `ledger-backup.db` beside it, atomically, if it passes quick_check.
+
+    Best effort: a full disk or a damaged ledger leaves the previous backup as it was (a backup
+    of a damaged file would only replace a good one). Returns whether a backup was written.
+    """
+    target = backup_path(ledger)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        if [row[0] for row in conn.execute("PRAGMA quick_check(1)")] != ["ok"]:
+            return False
+        copy = sqlite3.connect(tmp)
+        try:
+            conn.backup(copy)
+            # A plain rollback-journal file: the backup is one self-contained file.
+            copy.execute("PRAGMA journal_mode=DELETE")
+        finally:
+            copy.close()
+        os.replace(tmp, target)
+        return True
+    except (sqlite3.Error, OSError):
+        return False
+    finally:
+        for leftover in (tmp, tmp.with_name(tmp.name + "-journal")):
+            with contextlib.suppress(OSError):
+                leftover.unlink()
