@@ -6,7 +6,6 @@ import contextlib
 import os
 import re
 import signal
-import statistics
 import subprocess
 import sys
 import textwrap
@@ -493,21 +492,6 @@ def test_orphans_are_killed_and_live_sessions_runs_are_not(prefix: str) -> None:
         for p in (orphan, live, unmarked):
             p.kill()
             p.wait()
-
-
-def test_harness_overhead_is_small(tmp_path: Path) -> None:
-    def median_ms(fn: object) -> float:
-        times = []
-        for _ in range(20):
-            t0 = time.perf_counter()
-            fn()  # type: ignore[operator]
-            times.append(time.perf_counter() - t0)
-        return statistics.median(times) * 1000
-
-    bare = median_ms(lambda: subprocess.run(["/bin/sh", "-c", "true"], check=True))
-    ours = median_ms(lambda: run_command(spec(tmp_path, "true")))
-    print(f"run_command(true): {ours:.1f} ms median; bare sh -c true: {bare:.1f} ms")
-    assert ours - bare < 50  # loose: shared CI machines are noisy; typical is ~5 ms
 
 
 def test_log_tail(tmp_path: Path) -> None:
