@@ -88,7 +88,10 @@ def test_a_run_slower_than_the_default_timeout_is_not_killed_when_the_baseline_n
     # 1 + 4 × 12 + 30 = 79 s. A candidate that takes 66 s (a busy machine) would be killed by
     # the 62 s default; sized from the baseline it is measured.
     # No confirmation runs: the candidate's one 66 s run is the point.
-    config = ONE_SECOND.replace("repeats = 1", "repeats = 1\nconfirm_runs = 0")
+    # The classic rule without confirmations and no headline pairs: one run per experiment, so
+    # the test measures the timeout, not the verdict (the sequential policy would run it again).
+    config = ONE_SECOND.replace(
+        "repeats = 1", 'repeats = 1\nconfirm_runs = 0\npolicy = "classic"\nheadline_pairs = 0')
     repo = slow_repo(tmp_path, config, "X = 3.0\nSLEEP = 13\n")
     use_script(repo, [{"hypothesis": "closer, on a busy machine",
                        "edits": {"target.py": "X = 6.0\nSLEEP = 66\n"}}])
