@@ -15,7 +15,12 @@ from typing import Any, ClassVar
 from autoresearch.review.context import ReviewContext
 from autoresearch.review.model import Severity
 from autoresearch.review.reviewers.base import Reviewer, ReviewerReport
-from autoresearch.review.reviewers.tools import analyzer_finding, python_files, run_tool
+from autoresearch.review.reviewers.tools import (
+    analyzer_finding,
+    checked_out_python,
+    no_python_reason,
+    run_tool,
+)
 
 # Checks that flag habits rather than defects on new code.
 IGNORED = frozenset({"B101", "B311", "B403", "B404", "B603", "B607"})
@@ -38,12 +43,10 @@ class BanditReviewer(Reviewer):
     description = "bandit's security checks (injection, SQL strings, unsafe calls, swallowed errors)"
 
     def skip_reason(self, ctx: ReviewContext) -> str | None:
-        return None if python_files(ctx.change) else "no Python file changed"
+        return no_python_reason(ctx)
 
     def review(self, ctx: ReviewContext) -> ReviewerReport:
-        files = python_files(ctx.change)
-        workdir = ctx.workspace.materialize(files)
-        present = [p for p in files if (workdir / p).is_file()]
+        workdir, present = checked_out_python(ctx)
         if not present:
             return ReviewerReport()
         out = run_tool([sys.executable, "-m", "bandit", "--format", "json", "--quiet", *present],

@@ -13,7 +13,12 @@ from typing import Any, ClassVar
 from autoresearch.review.context import ReviewContext
 from autoresearch.review.model import Severity
 from autoresearch.review.reviewers.base import Reviewer, ReviewerReport, ReviewerUnavailable
-from autoresearch.review.reviewers.tools import analyzer_finding, python_files, run_tool
+from autoresearch.review.reviewers.tools import (
+    analyzer_finding,
+    checked_out_python,
+    no_python_reason,
+    run_tool,
+)
 
 _H: Severity = "high"
 _M: Severity = "medium"
@@ -106,12 +111,10 @@ class RuffReviewer(Reviewer):
     description = "ruff's bug-class rules (pyflakes, bugbear, pylint errors, blind excepts, leaks)"
 
     def skip_reason(self, ctx: ReviewContext) -> str | None:
-        return None if python_files(ctx.change) else "no Python file changed"
+        return no_python_reason(ctx)
 
     def review(self, ctx: ReviewContext) -> ReviewerReport:
-        files = python_files(ctx.change)
-        workdir = ctx.workspace.materialize(files)
-        present = [p for p in files if (workdir / p).is_file()]
+        workdir, present = checked_out_python(ctx)
         if not present:
             return ReviewerReport()
         out = run_tool(

@@ -20,6 +20,19 @@ def python_files(change: Change) -> list[str]:
     return [f.path for f in change.reviewable if f.path.endswith(PYTHON_SUFFIXES)]
 
 
+def no_python_reason(ctx: ReviewContext) -> str | None:
+    """Why a Python analyzer has nothing to do with this change (None: it has)."""
+    return None if python_files(ctx.change) else "no Python file changed"
+
+
+def checked_out_python(ctx: ReviewContext) -> tuple[Path, list[str]]:
+    """The head revision's changed Python files, written out for an analyzer: the directory,
+    and the files present there (a deleted file has nothing to analyze)."""
+    files = python_files(ctx.change)
+    workdir = ctx.workspace.materialize(files)
+    return workdir, [p for p in files if (workdir / p).is_file()]
+
+
 def run_tool(args: Sequence[str], cwd: Path, timeout_s: float, name: str) -> str:
     """Run an analyzer and return its stdout; a missing tool makes the reviewer unavailable."""
     try:
