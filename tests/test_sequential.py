@@ -48,7 +48,7 @@ def test_the_configured_policy_is_sequential_unless_classic_is_asked_for() -> No
 def test_error_spending_reproduces_the_textbook_pocock_type_boundaries() -> None:
     # Lan-DeMets, α·t spending, two equally spaced looks, one-sided 2.5 %, no futility:
     # 2.2414 then 2.1251 (Jennison & Turnbull's tables).
-    design = Design(alpha=0.025, max_runs=2, min_runs=1, rho=1.0, margin=1e9)
+    design = Design(alpha=0.025, max_runs=2, min_runs=1, rho=1.0, margin=1e9, late_margin=1e9)
     assert design.boundary([0.5], 1.0) == pytest.approx(2.2414, abs=1e-3)
     assert design.boundary([0.5, 1.0], 1.0) == pytest.approx(2.1251, abs=1e-3)
 
@@ -70,6 +70,42 @@ def test_boundaries_hold_the_false_keep_rate_over_all_looks_with_binding_futilit
         kept |= crossed
         alive &= ~crossed & (z >= design.futility_bound(j + 1, info[j]))
     assert kept.mean() == pytest.approx(0.01, abs=0.0006)
+
+
+def _futility_drops(design: Design, effect: float, paths: int = 200_000) -> tuple[float, float]:
+    """(dropped at look 1, dropped at a later look) for a true `effect` σ improvement, on the
+    canonical process (candidate runs against 10 incumbent runs), keeps stopping paths too."""
+    looks = design.max_runs
+    info = [1.0 / (1.0 / j + 1.0 / 10) for j in range(1, looks + 1)]
+    bounds = [design.boundary(info[:j], info[-1]) for j in range(1, looks + 1)]
+    rng = np.random.default_rng(5)
+    steps = np.diff([0.0, *info])
+    s = np.cumsum(rng.standard_normal((paths, looks)) * np.sqrt(steps) + effect * steps, axis=1)
+    alive = np.ones(paths, bool)
+    first = later = 0.0
+    for j in range(looks):
+        z = s[:, j] / math.sqrt(info[j])
+        alive &= ~(z >= bounds[j])
+        dropped = alive & (z < design.futility_bound(j + 1, info[j]))
+        if j == 0:
+            first = dropped.mean()
+        else:
+            later += dropped.mean()
+        alive &= ~dropped
+    return float(first), float(later)
+
+
+def test_futility_is_strict_at_the_first_look_and_wide_after_it() -> None:
+    """A null change should stop after one run, but a true improvement that got past its first
+    look should not be dropped on a later unlucky run: one margin at every look dropped about a
+    quarter of true 2σ improvements after their first run."""
+    design = Design()
+    first, later = _futility_drops(design, design.effect)
+    one_margin = _futility_drops(Design(late_margin=design.margin), design.effect)[1]
+    assert 0.04 < first < 0.10  # the first look's margin: about one unlucky run in 15
+    assert later < 0.5 * one_margin
+    null_first, _ = _futility_drops(design, 0.0)
+    assert null_first > 0.45  # most null changes stop after their first run
 
 
 def test_t_and_z_scales_share_tails() -> None:
@@ -165,7 +201,8 @@ def test_a_simplification_is_bounded_against_the_best_measured_state() -> None:
                                         reference=best))
     assert not (against_best.action == "keep" and against_best.simpler)
     # The same change measured as equal to the best state is kept, and books its cost.
-    equal = [Observation(1.0 + rng.gauss(0, 0.01), 26.0 + i) for i in range(8)]
+    equal = [Observation(1.0 + rng.gauss(0, 0.01), 16.0 + i)
+             for i in range(POLICY.design.max_runs)]
     step = POLICY.step(Evidence(equal, best, lines_added=0, lines_removed=3))
     assert step.action == "keep" and step.simpler and step.booked >= 0.0
 

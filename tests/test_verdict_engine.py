@@ -47,6 +47,7 @@ NOISY_CONFIG = textwrap.dedent(
     [decision]
     repeats = 3
     headline_pairs = 0
+    control_every = 4  # a short session: re-measure the incumbent often enough to see it
     """
 )
 

@@ -207,11 +207,11 @@ class DecisionConfig(_Strict):
     # rule (noise_k, confirm_runs).
     policy: Literal["sequential", "classic"] = "sequential"
     false_keep: float = Field(default=0.01, gt=0, lt=0.5)  # per candidate, over all its looks
-    max_runs: int = Field(default=8, ge=2, le=50)  # a candidate's runs at most
+    max_runs: int = Field(default=10, ge=2, le=50)  # a candidate's runs at most
     # The improvement, in σ of one run, the sequential design is built to find: smaller finds
     # smaller effects at more runs per candidate (README, "The decision rule").
     target_effect: float = Field(default=2.0, gt=0)
-    control_every: int = Field(default=4, ge=0)  # serial: re-measure the incumbent every N runs
+    control_every: int = Field(default=16, ge=0)  # serial: re-measure the incumbent every N runs
     drift: bool = True  # model a slow linear drift shared by all runs
     deterministic: bool = False  # identical repeats are the truth, not hidden noise
     simplicity_budget: float = Field(default=1.0, ge=0)  # σ simplifications may cost in total

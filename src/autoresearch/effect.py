@@ -193,7 +193,7 @@ class Model:
     @classmethod
     def fit(cls, candidate: Sequence[Run], incumbent: Sequence[Run],
             others: Sequence[Sequence[Run]], *, sign: float, drift: bool = True,
-            prior_dof: float = 10.0, drift_prior: float = 0.03) -> Model:
+            prior_dof: float = 10.0, drift_prior: float = 0.035) -> Model:
         times = sorted(r.at for g in (candidate, incumbent, *others) for r in g)
         t0 = times[0] if times else 0.0
         gaps = sorted(b - a for a, b in zip(times, times[1:], strict=False) if b > a)

@@ -49,10 +49,10 @@ class SequentialPolicy:
     direction: str
     min_effect: Amount = field(default_factory=lambda: Amount(value=0.0, relative=False))
     design: Design = field(default_factory=Design)
-    control_every: int = 4  # serial sessions: re-measure the incumbent every this many runs
+    control_every: int = 16  # serial sessions: re-measure the incumbent every this many runs
     drift: bool = True  # model a linear drift shared by all runs
     prior_dof: float = 10.0  # how many runs' worth the pooled σ weighs in each arm's own σ
-    drift_prior: float = 0.03  # σ per run: the drift thought plausible before control runs say
+    drift_prior: float = 0.035  # σ per run: the drift thought plausible before control runs say
     min_noise_dof: int = 10  # a keep needs σ measured with at least this many degrees of freedom
     simplicity: bool = True
     simplicity_budget: float = 1.0  # σ a simplification may cost against the best state
