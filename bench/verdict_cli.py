@@ -53,12 +53,6 @@ MODES = {"null": "null", "mixed": "mixed", "effects": "effects", "drift": "null"
          "noisy": "noisy", "zero": "zero", "deletion": "deletion"}
 
 
-def git(cwd: Path, *args: str) -> None:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@localhost",
-           "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@localhost"}
-    subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True)
-
-
 @dataclass
 class Verdict:
     position: int
@@ -93,9 +87,6 @@ def run_session(scenario: str, seed: int, effect: float, decision: str,
         repo, state = Path(tmp) / "repo", Path(tmp) / "state"
         state.mkdir()
         make_repo(repo, MODES[scenario], effect=effect, seed=seed, decision=decision)
-        git(repo, "init", "-q", "-b", "main")
-        git(repo, "add", "-A")
-        git(repo, "commit", "-qm", "toy target")
         env = {k: v for k, v in os.environ.items()
                if not k.startswith(("ANTHROPIC_", "OPENAI_", "OPENROUTER_", "TOY_"))}
         env["PYTHONPATH"] = os.pathsep.join([str(BENCH), env.get("PYTHONPATH", "")])
