@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.git_repo import git, make_repo
+
 TESTS = Path(__file__).resolve().parent
 
 SCORE_PY = textwrap.dedent(
@@ -55,24 +57,6 @@ CONFIG = textwrap.dedent(
     deterministic = true
     """
 )
-
-
-def git(cwd: Path, *args: str) -> str:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
-    return subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True,
-                          text=True).stdout.strip()
-
-
-def make_repo(path: Path, files: dict[str, str]) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    git(path, "init", "-q", "-b", "main")
-    for name, content in files.items():
-        (path / name).parent.mkdir(parents=True, exist_ok=True)
-        (path / name).write_text(content)
-    git(path, "add", "-A")
-    git(path, "commit", "-qm", "init")
-    return path
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -13,6 +12,7 @@ import pytest
 from autoresearch.config import Config, parse_config
 from autoresearch.proposers.base import ExperimentSummary, ProposalContext
 from tests.llm.fake_server import FakeModelServer
+from tests.support.git_repo import make_repo
 
 TARGET = """\
 # The toy target: the objective is (X - 7) ** 2.
@@ -27,13 +27,6 @@ def f(x):
 """
 
 
-def git(cwd: Path, *args: str) -> str:
-    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@t", "PATH": "/usr/bin:/bin"}
-    return subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True,
-                          text=True).stdout.strip()
-
-
 def make_config(**proposer: Any) -> Config:
     return parse_config({
         "scope": ["target.py", "lib/*.py"],
@@ -46,17 +39,9 @@ def make_config(**proposer: Any) -> Config:
 
 @pytest.fixture
 def worktree(tmp_path: Path) -> Path:
-    root = tmp_path / "wt"
-    root.mkdir()
-    git(root, "init", "-q", "-b", "main")
-    (root / "target.py").write_text(TARGET)
-    (root / "score.py").write_text("import target\nprint('score:', target.f(target.X))\n")
-    (root / "secrets.txt").write_text("TOKEN=do-not-leak-123\n")
-    (root / "lib").mkdir()
-    (root / "lib" / "util.py").write_text("def helper():\n    return 1\n")
-    git(root, "add", "-A")
-    git(root, "commit", "-qm", "init")
-    return root
+    return make_repo(tmp_path / "wt", {
+        "target.py": TARGET, "score.py": "import target\nprint('score:', target.f(target.X))\n",
+        "secrets.txt": "TOKEN=do-not-leak-123\n", "lib/util.py": "def helper():\n    return 1\n"})
 
 
 def summary(seq: int, status: str, hypothesis: str, objective: float | None,
