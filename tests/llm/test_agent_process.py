@@ -20,7 +20,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import psutil
 import pytest
 
 from autoresearch.process_tree import OWNER_ENV, RUN_ID_ENV
@@ -29,15 +28,9 @@ from autoresearch.proposers.base import ProposalContext
 from autoresearch.state import run_ids_of_worktree
 from tests.conftest import cli_env, git, run_cli
 from tests.llm.conftest import MakeCtx, install_fake_agents, make_config
+from tests.support.processes import alive, kill_watchdog
 
 ORPHAN_TEXT = "written by an orphan"
-
-
-def alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 def wait_dead(pid: int, within_s: float = 10) -> bool:
@@ -88,17 +81,6 @@ def start_and_wait_for_orphan(repo: Path, env: dict[str, str]) -> tuple[subproce
         assert proc.poll() is None and time.monotonic() < deadline, "the agent never ran"
         time.sleep(0.05)
     return proc, int(pidfile.read_text())
-
-
-def kill_watchdog(pid: int) -> None:
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        for child in psutil.Process(pid).children():
-            with contextlib.suppress(psutil.Error):
-                if "autoresearch.watchdog" in " ".join(child.cmdline()):
-                    child.kill()
-                    return
-        time.sleep(0.05)
 
 
 @pytest.mark.slow
