@@ -7,11 +7,12 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.llm.fake_server import FakeModelServer
 from tests.support.git_repo import git, make_repo
 
 TESTS = Path(__file__).resolve().parent
@@ -64,6 +65,13 @@ def toy_repo(tmp_path: Path) -> Path:
     """A repo with target.py (X = 3.0), a protected score.py and a config minimising (X-7)²."""
     return make_repo(tmp_path / "repo", {"target.py": "X = 3.0\n", "score.py": SCORE_PY,
                                          "autoresearch.toml": CONFIG})
+
+
+@pytest.fixture
+def server() -> Iterator[FakeModelServer]:
+    """The fake model API on 127.0.0.1 (tests/llm/fake_server.py), for one test."""
+    with FakeModelServer() as s:
+        yield s
 
 
 def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:

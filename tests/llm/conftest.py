@@ -6,7 +6,7 @@ import json
 import os
 import sys
 import textwrap
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -72,12 +72,6 @@ def make_ctx(worktree: Path) -> MakeCtx:
         )
 
     return make
-
-
-@pytest.fixture
-def server() -> Iterator[FakeModelServer]:
-    with FakeModelServer() as s:
-        yield s
 
 
 def llm_options(server: FakeModelServer, provider: str = "anthropic", **extra: Any) -> dict[str, Any]:
