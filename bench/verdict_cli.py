@@ -46,6 +46,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 sys.path.insert(0, str(BENCH.parent / "src"))
 
+from rates import rate  # noqa: E402
 from toy_target import make_repo  # noqa: E402
 
 CANDIDATES = 30
@@ -146,16 +147,6 @@ def score(data: dict[str, object], seconds: float) -> SessionResult:
         summary, dict) else {}
     return SessionResult(verdicts, runs, controls, headline_runs, seconds, headline, zero,
                          infinite)
-
-
-def rate(kept: int, total: int) -> str:
-    if not total:
-        return "n/a"
-    p, z = kept / total, 1.96
-    centre = (p + z * z / (2 * total)) / (1 + z * z / total)
-    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / (1 + z * z / total)
-    return (f"{100.0 * p:.2f} % [{100 * max(0.0, centre - half):.2f}, "
-            f"{100 * min(1.0, centre + half):.2f}] ({kept}/{total})")
 
 
 def report(scenario: str, results: Sequence[SessionResult]) -> dict[str, object]:
