@@ -97,6 +97,15 @@ def cli() -> Callable[..., subprocess.CompletedProcess[str]]:
     return run_cli
 
 
+def edit_config(repo: Path, old: str, new: str) -> None:
+    """Replace `old` (which must be there) with `new` in the repo's autoresearch.toml; the caller
+    commits it (use_script does)."""
+    config = repo / "autoresearch.toml"
+    text = config.read_text()
+    assert old in text, f"{old!r} is not in {config}"
+    config.write_text(text.replace(old, new))
+
+
 def use_script(repo: Path, items: list[dict[str, object]], extra_config: str = "") -> Path:
     """Point the repo's config at the scripted proposer with these proposals; commit it."""
     script = repo.parent / "script.json"
