@@ -41,6 +41,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from rates import rate  # noqa: E402
+
 from autoresearch.config import Amount, DecisionConfig  # noqa: E402
 from autoresearch.decision import (
     Noise,  # noqa: E402
@@ -86,17 +88,6 @@ def deletion(_: int, __: random.Random) -> Candidate:
     return Candidate(-1.0, lines_added=0, lines_removed=1)
 
 
-def rate(kept: int, total: int) -> str:
-    """A rate with its 95 % Wilson interval and sample size."""
-    if not total:
-        return "   n/a"
-    p, z = kept / total, 1.96
-    centre = (p + z * z / (2 * total)) / (1 + z * z / total)
-    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / (1 + z * z / total)
-    return (f"{100.0 * p:5.2f} % [{100 * max(0.0, centre - half):.2f}, "
-            f"{100 * min(1.0, centre + half):.2f}] ({kept}/{total})")
-
-
 @dataclass
 class Tally:
     kept: int = 0
@@ -111,7 +102,7 @@ class Tally:
         return 100.0 * self.kept / self.total if self.total else math.nan
 
     def __str__(self) -> str:
-        return rate(self.kept, self.total)
+        return rate(self.kept, self.total, aligned=True)
 
 
 def sessions(policy: Policy, propose: Callable[[int, random.Random], Candidate], n: int,
@@ -143,7 +134,7 @@ def null_report(policy: Policy, n: int, rng: random.Random, label: str = "null",
     print(f"  {label}: by position {'; '.join(buckets)}; worst single position {worst + 1}: "
           f"{by_pos[worst]}")
     with_keep = sum(1 for s in done if any(v.kept for v in s.verdicts))
-    print(f"  {label}: sessions with a false keep {rate(with_keep, n)}")
+    print(f"  {label}: sessions with a false keep {rate(with_keep, n, aligned=True)}")
     return done
 
 
@@ -228,9 +219,9 @@ def headline_report(policy: Policy, n: int, rng: random.Random) -> None:
                 claimed_off.append(claimed - s.true_gain)
         bias = f"{statistics.fmean(claimed_off):+.2f}σ" if claimed_off else "n/a"
         print(f"  headline, {label} sessions: interval covers the true best-vs-baseline in "
-              f"{rate(covered, n)} (sessions that changed the code: {changed}, median "
-              f"{statistics.median(pairs) if pairs else 0:.0f} pairs); claimed minus true gain "
-              f"before verification: {bias}")
+              f"{rate(covered, n, aligned=True)} (sessions that changed the code: {changed}, "
+              f"median {statistics.median(pairs) if pairs else 0:.0f} pairs); claimed minus true "
+              f"gain before verification: {bias}")
 
 
 @dataclass(frozen=True)

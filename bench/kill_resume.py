@@ -32,6 +32,8 @@ import textwrap
 import time
 from pathlib import Path
 
+from toy_target import commit_files, git
+
 SCORE = textwrap.dedent(
     """
     import time, x, y
@@ -58,23 +60,10 @@ CONFIG = textwrap.dedent(
 )
 
 
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-c", "user.name=b", "-c", "user.email=b@b", *args], cwd=repo,
-                          check=True, capture_output=True, text=True).stdout.strip()
-
-
 def make_repo(root: Path) -> Path:
-    repo = root / "repo"
-    repo.mkdir()
-    (repo / "x.py").write_text("X = 3.0  # knob: float(0, 10)\n")
-    (repo / "y.py").write_text("Y = 0.0  # knob: float(0, 10)\n")
-    (repo / "score.py").write_text(SCORE)
-    (repo / "autoresearch.toml").write_text(CONFIG)
-    (repo / ".gitignore").write_text(".autoresearch/\n")
-    git(repo, "init", "-q")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-qm", "init")
-    return repo
+    return commit_files(root / "repo", {
+        "x.py": "X = 3.0  # knob: float(0, 10)\n", "y.py": "Y = 0.0  # knob: float(0, 10)\n",
+        "score.py": SCORE, "autoresearch.toml": CONFIG, ".gitignore": ".autoresearch/\n"})
 
 
 def query(repo: Path, sql: str) -> list[tuple[object, ...]]:

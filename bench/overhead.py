@@ -30,7 +30,6 @@ import gc
 import os
 import shlex
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,6 +39,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from rich.console import Console  # noqa: E402
+from toy_target import commit_files  # noqa: E402
 
 from autoresearch import scheduler  # noqa: E402
 from autoresearch.config import Config, load_config  # noqa: E402
@@ -104,23 +104,17 @@ class TimedExecutor:
 
 
 def make_repo(root: Path) -> Path:
-    repo = root / "repo"
-    repo.mkdir()
-    (repo / "target.py").write_text("X = 0\n")
+    files = {"target.py": "X = 0\n"}
     for i in range(20):  # a small repo, not an empty one
-        (repo / f"module_{i}.py").write_text(f"VALUE = {i}\n" * 50)
-    (repo / "autoresearch.toml").write_text(
+        files[f"module_{i}.py"] = f"VALUE = {i}\n" * 50
+    files["autoresearch.toml"] = (
         'scope = ["target.py"]\n[verify]\ncommand = ' + shlex.quote(COMMAND).replace("'", '"')
         + '\nbudget_seconds = 5\n[metric]\nname = "score"\ndirection = "minimize"\n'
         # One run per experiment (the classic rule, no confirmations): the harness's own work,
         # not the verdict's extra runs, is what this measures.
         "[decision]\nrepeats = 1\npolicy = \"classic\"\nconfirm_runs = 0\n"
     )
-    git = ["git", "-c", "user.name=b", "-c", "user.email=b@b"]
-    subprocess.run([*git, "init", "-q"], cwd=repo, check=True)
-    subprocess.run([*git, "add", "-A"], cwd=repo, check=True)
-    subprocess.run([*git, "commit", "-qm", "init"], cwd=repo, check=True)
-    return repo
+    return commit_files(root / "repo", files)
 
 
 def one_session(experiments: int, workers: int = 1

@@ -27,6 +27,8 @@ import textwrap
 import time
 from pathlib import Path
 
+from toy_target import commit_files
+
 WORK = textwrap.dedent(
     """
     # A fixed amount of single-threaded CPU work, then a deterministic score.
@@ -76,17 +78,9 @@ def calibrate(seconds: float) -> int:
 
 
 def make_repo(root: Path, loops: int) -> Path:
-    repo = root / "repo"
-    repo.mkdir()
-    (repo / "train.py").write_text(TRAIN)
-    (repo / "evaluate.py").write_text(WORK.format(loops=loops))
-    (repo / "autoresearch.toml").write_text(CONFIG)
-    (repo / ".gitignore").write_text(".autoresearch/\n")
-    git = ["git", "-c", "user.name=b", "-c", "user.email=b@b"]
-    subprocess.run([*git, "init", "-q"], cwd=repo, check=True)
-    subprocess.run([*git, "add", "-A"], cwd=repo, check=True)
-    subprocess.run([*git, "commit", "-qm", "init"], cwd=repo, check=True)
-    return repo
+    return commit_files(root / "repo", {
+        "train.py": TRAIN, "evaluate.py": WORK.format(loops=loops), "autoresearch.toml": CONFIG,
+        ".gitignore": ".autoresearch/\n"})
 
 
 def session_rate(workers: int, experiments: int, loops: int) -> tuple[float, float, int]:

@@ -18,11 +18,16 @@ Used by bench/verdict_cli.py to measure the verdict through the real CLI. The re
 changes of known effect and says so in the hypothesis (`[null]`, `[real 2σ]`, `[noisy]`,
 `[deletion]`, `[luck]`), so the harness can score every verdict. Options: `mode` (null, mixed,
 effects, noisy, deletion, zero), `effect` (σ), `share` (mixed: the share of real changes), `seed`.
+
+The module also makes every benchmark's throwaway repository: `commit_files` writes files and
+commits them with a fixed identity, `git` runs git the same way.
 """
 
 from __future__ import annotations
 
+import os
 import random
+import subprocess
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -142,10 +147,33 @@ class ToyProposer(Proposer):
 
 
 def make_repo(path: Path, mode: str, *, effect: float = 2.0, share: float = 0.2,
-              seed: int = 0, decision: str = "") -> None:
-    """Write the toy's files into `path` (an empty directory); the caller commits them."""
-    path.mkdir(parents=True, exist_ok=True)
-    (path / "knobs.py").write_text(knobs_file(mode))
-    (path / "score.py").write_text(SCORE_PY)
-    (path / "autoresearch.toml").write_text(config_file(mode, effect, share, seed, decision))
-    (path / ".gitignore").write_text(".autoresearch/\n")
+              seed: int = 0, decision: str = "") -> Path:
+    """A git repository at `path` holding the toy's files in one commit."""
+    return commit_files(path, {
+        "knobs.py": knobs_file(mode), "score.py": SCORE_PY,
+        "autoresearch.toml": config_file(mode, effect, share, seed, decision),
+        ".gitignore": ".autoresearch/\n"}, message="toy target")
+
+
+GIT_IDENTITY = {"GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@localhost",
+                "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@localhost"}
+
+
+def git(cwd: Path, *args: str) -> str:
+    """Run git in `cwd` with the benchmark's identity (a throwaway repository needs no user
+    configuration); its stdout, stripped."""
+    return subprocess.run(["git", *args], cwd=cwd, env={**os.environ, **GIT_IDENTITY},
+                          check=True, capture_output=True, text=True).stdout.strip()
+
+
+def commit_files(repo: Path, files: dict[str, str], message: str = "init") -> Path:
+    """Write `files` (relative path -> text) into `repo`, created if need be, and commit them
+    as the first commit of a new repository on `main`."""
+    repo.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        (repo / name).write_text(text)
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", message)
+    return repo

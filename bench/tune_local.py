@@ -48,6 +48,8 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from toy_target import git
+
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "src" / "autoresearch" / "templates" / "gpt"
 # The last commit of tune without the local phase (main when this benchmark was written).
@@ -125,11 +127,6 @@ def template_defaults(names: list[str]) -> dict[str, str]:
     if missing:
         raise SystemExit(f"the template's train.py has no line for {sorted(missing)}")
     return found
-
-
-def git(repo: Path, *args: str) -> None:
-    subprocess.run(["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost", *args],
-                   cwd=repo, check=True, capture_output=True)
 
 
 def make_synthetic(repo: Path, proposer: str, seed: int) -> None:

@@ -46,17 +46,12 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 sys.path.insert(0, str(BENCH.parent / "src"))
 
+from rates import rate  # noqa: E402
 from toy_target import make_repo  # noqa: E402
 
 CANDIDATES = 30
 MODES = {"null": "null", "mixed": "mixed", "effects": "effects", "drift": "null",
          "noisy": "noisy", "zero": "zero", "deletion": "deletion"}
-
-
-def git(cwd: Path, *args: str) -> None:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@localhost",
-           "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@localhost"}
-    subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True)
 
 
 @dataclass
@@ -93,9 +88,6 @@ def run_session(scenario: str, seed: int, effect: float, decision: str,
         repo, state = Path(tmp) / "repo", Path(tmp) / "state"
         state.mkdir()
         make_repo(repo, MODES[scenario], effect=effect, seed=seed, decision=decision)
-        git(repo, "init", "-q", "-b", "main")
-        git(repo, "add", "-A")
-        git(repo, "commit", "-qm", "toy target")
         env = {k: v for k, v in os.environ.items()
                if not k.startswith(("ANTHROPIC_", "OPENAI_", "OPENROUTER_", "TOY_"))}
         env["PYTHONPATH"] = os.pathsep.join([str(BENCH), env.get("PYTHONPATH", "")])
@@ -155,16 +147,6 @@ def score(data: dict[str, object], seconds: float) -> SessionResult:
         summary, dict) else {}
     return SessionResult(verdicts, runs, controls, headline_runs, seconds, headline, zero,
                          infinite)
-
-
-def rate(kept: int, total: int) -> str:
-    if not total:
-        return "n/a"
-    p, z = kept / total, 1.96
-    centre = (p + z * z / (2 * total)) / (1 + z * z / total)
-    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / (1 + z * z / total)
-    return (f"{100.0 * p:.2f} % [{100 * max(0.0, centre - half):.2f}, "
-            f"{100 * min(1.0, centre + half):.2f}] ({kept}/{total})")
 
 
 def report(scenario: str, results: Sequence[SessionResult]) -> dict[str, object]:

@@ -7,10 +7,13 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.llm.fake_server import FakeModelServer
+from tests.support.git_repo import git, make_repo
 
 TESTS = Path(__file__).resolve().parent
 
@@ -57,29 +60,18 @@ CONFIG = textwrap.dedent(
 )
 
 
-def git(cwd: Path, *args: str) -> str:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
-    return subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True,
-                          text=True).stdout.strip()
-
-
-def make_repo(path: Path, files: dict[str, str]) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    git(path, "init", "-q", "-b", "main")
-    for name, content in files.items():
-        (path / name).parent.mkdir(parents=True, exist_ok=True)
-        (path / name).write_text(content)
-    git(path, "add", "-A")
-    git(path, "commit", "-qm", "init")
-    return path
-
-
 @pytest.fixture
 def toy_repo(tmp_path: Path) -> Path:
     """A repo with target.py (X = 3.0), a protected score.py and a config minimising (X-7)²."""
     return make_repo(tmp_path / "repo", {"target.py": "X = 3.0\n", "score.py": SCORE_PY,
                                          "autoresearch.toml": CONFIG})
+
+
+@pytest.fixture
+def server() -> Iterator[FakeModelServer]:
+    """The fake model API on 127.0.0.1 (tests/llm/fake_server.py), for one test."""
+    with FakeModelServer() as s:
+        yield s
 
 
 def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -103,6 +95,15 @@ def run_cli(repo: Path, *args: str, env: dict[str, str] | None = None,
 @pytest.fixture
 def cli() -> Callable[..., subprocess.CompletedProcess[str]]:
     return run_cli
+
+
+def edit_config(repo: Path, old: str, new: str) -> None:
+    """Replace `old` (which must be there) with `new` in the repo's autoresearch.toml; the caller
+    commits it (use_script does)."""
+    config = repo / "autoresearch.toml"
+    text = config.read_text()
+    assert old in text, f"{old!r} is not in {config}"
+    config.write_text(text.replace(old, new))
 
 
 def use_script(repo: Path, items: list[dict[str, object]], extra_config: str = "") -> Path:

@@ -6,7 +6,7 @@ import json
 import sqlite3
 from pathlib import Path
 
-from tests.conftest import git, run_cli, use_script
+from tests.conftest import edit_config, git, run_cli, use_script
 
 
 def ledger_rows(repo: Path, sql: str) -> list[tuple[object, ...]]:
@@ -114,8 +114,7 @@ def test_crash_repair_is_an_attempt_of_the_same_experiment(toy_repo: Path) -> No
 def test_a_refused_repair_leaves_the_crash_it_was_for(toy_repo: Path) -> None:
     # The repairs are a copy of the incumbent and an edit of a protected file: neither runs,
     # and each experiment stays the crash it was (it did run), not "rejected".
-    config = (toy_repo / "autoresearch.toml").read_text().replace("repeats = 2", "repeats = 1")
-    (toy_repo / "autoresearch.toml").write_text(config)
+    edit_config(toy_repo, "repeats = 2", "repeats = 1")
     use_script(toy_repo, [
         {"hypothesis": "X to 5", "edits": {"target.py": "X = 5.0\n"}},
         {"hypothesis": "X to 6, crashing", "edits": {"target.py": "X = 6.0\nCRASH = True\n"},
@@ -135,9 +134,7 @@ def test_a_refused_repair_leaves_the_crash_it_was_for(toy_repo: Path) -> None:
 def test_consecutive_crashes_pause_the_session(toy_repo: Path) -> None:
     crash = {"hypothesis": "crash", "edits": {"target.py": "X = 1\nCRASH = True\n"}}
     items = [dict(crash, edits={"target.py": f"X = {i}\nCRASH = True\n"}) for i in range(8)]
-    config = (toy_repo / "autoresearch.toml").read_text().replace(
-        "repeats = 2", "repeats = 1\nmax_consecutive_crashes = 3")
-    (toy_repo / "autoresearch.toml").write_text(config)
+    edit_config(toy_repo, "repeats = 2", "repeats = 1\nmax_consecutive_crashes = 3")
     use_script(toy_repo, items)
     result = run_cli(toy_repo, "run", "--tag", "t", "--iterations", "20")
     assert result.returncode == 5
@@ -148,9 +145,7 @@ def test_consecutive_crashes_pause_the_session(toy_repo: Path) -> None:
 def test_a_resumed_session_remembers_its_crash_streak(toy_repo: Path) -> None:
     items = [{"hypothesis": f"crash {i}", "edits": {"target.py": f"X = {i}\nCRASH = True\n"}}
              for i in range(8)]
-    config = (toy_repo / "autoresearch.toml").read_text().replace(
-        "repeats = 2", "repeats = 1\nmax_consecutive_crashes = 3")
-    (toy_repo / "autoresearch.toml").write_text(config)
+    edit_config(toy_repo, "repeats = 2", "repeats = 1\nmax_consecutive_crashes = 3")
     use_script(toy_repo, items)
     first = run_cli(toy_repo, "run", "--tag", "t", "--iterations", "3")
     assert first.returncode == 0, first.stdout + first.stderr
@@ -165,9 +160,8 @@ def test_a_resumed_session_remembers_its_crash_streak(toy_repo: Path) -> None:
 def test_a_resumed_session_remembers_its_stuck_and_rejection_streaks(toy_repo: Path) -> None:
     worse = [{"hypothesis": f"worse {i}", "edits": {"target.py": f"X = {i / 10}\n"}}
              for i in range(4)]
-    config = (toy_repo / "autoresearch.toml").read_text().replace(
-        "repeats = 2", "repeats = 1\nstuck_after = 3\nmax_consecutive_rejections = 3")
-    (toy_repo / "autoresearch.toml").write_text(config)
+    edit_config(toy_repo, "repeats = 2",
+                "repeats = 1\nstuck_after = 3\nmax_consecutive_rejections = 3")
     script = use_script(toy_repo, [*worse, *[{"error": "HTTP 400: bad request"}] * 10])
     stuck = script.with_suffix(".stuck")
     first = run_cli(toy_repo, "run", "--tag", "t", "--iterations", "3")
@@ -190,9 +184,7 @@ def test_a_resumed_session_remembers_its_stuck_and_rejection_streaks(toy_repo: P
 
 def test_consecutive_rejections_pause_the_session(toy_repo: Path) -> None:
     # A proposer that only ever fails (no knobs, a model answering 400 every time) must not spin.
-    config = (toy_repo / "autoresearch.toml").read_text().replace(
-        "repeats = 2", "repeats = 1\nmax_consecutive_rejections = 4")
-    (toy_repo / "autoresearch.toml").write_text(config)
+    edit_config(toy_repo, "repeats = 2", "repeats = 1\nmax_consecutive_rejections = 4")
     use_script(toy_repo, [{"hypothesis": "fine", "edits": {"target.py": "X = 4.0\n"}},
                           {"error": "HTTP 400: bad request"},
                           {"hypothesis": "outside", "edits": {"other.py": "x = 1\n"}},
@@ -212,9 +204,7 @@ def test_consecutive_rejections_pause_the_session(toy_repo: Path) -> None:
 def test_stuck_flag_after_consecutive_discards(toy_repo: Path) -> None:
     worse = [{"hypothesis": f"worse {i}", "edits": {"target.py": f"X = {i / 10}\n"}}
              for i in range(7)]
-    config = (toy_repo / "autoresearch.toml").read_text().replace(
-        "repeats = 2", "repeats = 2\nstuck_after = 3")
-    (toy_repo / "autoresearch.toml").write_text(config)
+    edit_config(toy_repo, "repeats = 2", "repeats = 2\nstuck_after = 3")
     script = use_script(toy_repo, worse)
     result = run_cli(toy_repo, "run", "--tag", "t", "--iterations", "6")
     assert result.returncode == 0, result.stdout + result.stderr

@@ -8,7 +8,7 @@ import json
 import sqlite3
 from pathlib import Path
 
-from tests.conftest import git, run_cli, use_script
+from tests.conftest import edit_config, git, run_cli, use_script
 
 
 def rows(repo: Path, sql: str) -> list[tuple[object, ...]]:
@@ -22,9 +22,7 @@ def headlines(repo: Path) -> list[dict[str, object]]:
 
 
 def noisy(repo: Path) -> None:
-    config = (repo / "autoresearch.toml").read_text().replace(
-        '[verify]\n', '[verify]\nenv = { NOISE = "0.05" }\n')
-    (repo / "autoresearch.toml").write_text(config)
+    edit_config(repo, '[verify]\n', '[verify]\nenv = { NOISE = "0.05" }\n')
     git(repo, "commit", "-qam", "noisy toy")
 
 
@@ -71,9 +69,7 @@ def test_nothing_kept_or_pairs_off_means_no_headline(toy_repo: Path) -> None:
                           {"hypothesis": "X to 6", "edits": {"target.py": "X = 6.0\n"}}])
     assert run_cli(toy_repo, "run", "--tag", "t", "-n", "2").returncode == 0
     assert headlines(toy_repo) == []  # only a discard: the baseline is still the best
-    config = (toy_repo / "autoresearch.toml").read_text().replace(
-        "repeats = 2", "repeats = 2\nheadline_pairs = 0")
-    (toy_repo / "autoresearch.toml").write_text(config)
+    edit_config(toy_repo, "repeats = 2", "repeats = 2\nheadline_pairs = 0")
     git(toy_repo, "commit", "-qam", "headline off")
     result = run_cli(toy_repo, "run", "--tag", "t", "-n", "3")
     assert result.returncode == 0, result.stdout + result.stderr

@@ -3,16 +3,14 @@ whatever the run reports its peak memory as."""
 
 from __future__ import annotations
 
-import os
-import textwrap
 from pathlib import Path
 
 import pytest
 
 from autoresearch.ledger import ExperimentRow, RunRow
 from autoresearch.results_tsv import memory_advice, memory_gb, memory_metric, render
-from tests.conftest import git, run_cli, use_script
-from tests.llm.conftest import install_fake_agents
+from tests.conftest import run_cli, use_script
+from tests.llm.conftest import use_fake_agent
 
 
 def tsv_rows(repo: Path, tag: str) -> list[dict[str, str]]:
@@ -24,21 +22,7 @@ def tsv_rows(repo: Path, tag: str) -> list[dict[str, str]]:
 @pytest.mark.slow
 def test_an_agents_failed_proposal_is_described_by_why_it_failed(toy_repo: Path,
                                                                  tmp_path: Path) -> None:
-    bin_dir = install_fake_agents(tmp_path / "bin")
-    modes = tmp_path / "modes"
-    modes.write_text("nothing\nimprove\n")
-    config = (toy_repo / "autoresearch.toml").read_text() + textwrap.dedent(
-        """
-        [proposer]
-        name = "agent"
-        agent = "claude"
-        agent_timeout_seconds = 60
-        """
-    )
-    (toy_repo / "autoresearch.toml").write_text(config)
-    git(toy_repo, "commit", "-qam", "use the agent proposer")
-    env = {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
-           "FAKE_AGENT_MODES": str(modes), "FAKE_AGENT_LOG": str(tmp_path / "calls.jsonl")}
+    env = use_fake_agent(toy_repo, tmp_path, "nothing\nimprove\n")
     result = run_cli(toy_repo, "run", "--tag", "a", "--iterations", "3", env=env, timeout=240)
     assert result.returncode == 0, result.stdout + result.stderr
     rows = tsv_rows(toy_repo, "a")

@@ -24,6 +24,7 @@ from autoresearch.executor import run_id_prefix
 from autoresearch.process_tree import RUN_ID_ENV
 from autoresearch.state import StatePaths
 from tests.conftest import CONFIG, cli_env, git, make_repo, run_cli, use_script
+from tests.support.processes import alive, kill_watchdog
 
 SLOW = [{"hypothesis": f"try {x}", "edits": {"target.py": f"X = {x}\nSLEEP = 1.5\n"}}
         for x in (5.0, 6.0, 6.5, 6.8, 6.9, 6.95)]
@@ -232,13 +233,6 @@ def wait_for_tree(pids: Path, proc: subprocess.Popen[str] | subprocess.Popen[byt
     raise AssertionError("the verify command's tree never started")
 
 
-def alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
 def session_processes(repo: Path, tag: str) -> list[int]:
     """Live processes carrying a run id of the session (what must not outlive it)."""
     prefix = run_id_prefix(StatePaths(repo, tag).repo_key, tag)
@@ -334,18 +328,6 @@ def test_a_closed_terminal_stops_the_session_cleanly(tmp_path: Path) -> None:
     assert [r[0] for r in runs] == ["interrupted"], runs
     assert query(repo, "SELECT status FROM sessions") == [("stopped",)]
     assert not (repo / ".autoresearch/sessions/h/lock").exists()
-
-
-def kill_watchdog(pid: int) -> None:
-    """SIGKILL the watchdog of orchestrator ``pid`` (it is started with the first run)."""
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        for child in psutil.Process(pid).children():
-            with contextlib.suppress(psutil.Error):
-                if "autoresearch.watchdog" in " ".join(child.cmdline()):
-                    child.kill()
-                    return
-        time.sleep(0.05)
 
 
 @pytest.mark.slow

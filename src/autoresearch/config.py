@@ -17,6 +17,7 @@ from pydantic import (
     Field,
     PrivateAttr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -77,6 +78,13 @@ def share_pattern_problem(pattern: str) -> str | None:
     if parts[0] in (".git", STATE_DIR):
         return f"{parts[0]}/ is not a project file"
     return None
+
+
+def _at_least_one_or_auto(v: int | str, info: ValidationInfo) -> int | str:
+    """The validator of a count that may also be "auto" (`repeats`, `threads`)."""
+    if isinstance(v, int) and v < 1:
+        raise ValueError(f'{info.field_name} must be at least 1 (or "auto")')
+    return v
 
 
 class _Strict(BaseModel):
@@ -235,12 +243,7 @@ class DecisionConfig(_Strict):
             raise ValueError(f"min_effect must be 0 or more, got {amount}")
         return amount
 
-    @field_validator("repeats")
-    @classmethod
-    def _positive(cls, v: int | str) -> int | str:
-        if isinstance(v, int) and v < 1:
-            raise ValueError('repeats must be at least 1 (or "auto")')
-        return v
+    _repeats_at_least_one = field_validator("repeats")(_at_least_one_or_auto)
 
     def baseline_repeats(self, budget_seconds: float) -> int:
         if self.repeats == "auto":
@@ -280,12 +283,7 @@ class RunConfig(_Strict):
     # are several and several workers; a list names them; [] never sets it.
     gpus: Literal["auto"] | list[str] = "auto"
 
-    @field_validator("threads")
-    @classmethod
-    def _at_least_one(cls, v: int | str) -> int | str:
-        if isinstance(v, int) and v < 1:
-            raise ValueError('threads must be at least 1 (or "auto")')
-        return v
+    _threads_at_least_one = field_validator("threads")(_at_least_one_or_auto)
 
 
 class ReviewConfig(_Strict):

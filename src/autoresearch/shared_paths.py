@@ -35,28 +35,11 @@ from pathlib import Path, PurePosixPath
 from autoresearch import gitops
 from autoresearch.config import CONFIG_NAME, STATE_DIR, Config
 from autoresearch.errors import ConfigError, PreconditionError
+from autoresearch.file_stamp import Stamp
 from autoresearch.globs import matches
 from autoresearch.stop_signals import SessionStopped
 
 __all__ = ["ShareHint", "SharedData", "collect", "for_worktree", "suggest_share"]
-
-
-@dataclass(frozen=True)
-class Stamp:
-    """What a write to a file cannot leave alone (no process can set the change time)."""
-
-    size: int
-    mtime_ns: int
-    ctime_ns: int
-    ino: int
-
-    @classmethod
-    def of(cls, path: Path) -> Stamp | None:
-        try:
-            st = path.stat()  # the file a link points at, as the run sees it
-        except OSError:
-            return None
-        return cls(st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
 
 
 @dataclass(frozen=True)
@@ -203,7 +186,7 @@ def collect(root: Path, config: Config) -> SharedData:
     out = []
     for path in files:
         source = root / path
-        stamp = Stamp.of(source)
+        stamp = Stamp.of(source)  # the file a link points at, as the run sees it
         if stamp is not None:
             out.append(SharedFile(path, source, stamp))
     return SharedData(out)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
+import json
+import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
+import textwrap
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,7 @@ import pytest
 from autoresearch.config import Config, parse_config
 from autoresearch.proposers.base import ExperimentSummary, ProposalContext
 from tests.llm.fake_server import FakeModelServer
+from tests.support.git_repo import git, make_repo
 
 TARGET = """\
 # The toy target: the objective is (X - 7) ** 2.
@@ -27,13 +30,6 @@ def f(x):
 """
 
 
-def git(cwd: Path, *args: str) -> str:
-    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@t", "PATH": "/usr/bin:/bin"}
-    return subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True,
-                          text=True).stdout.strip()
-
-
 def make_config(**proposer: Any) -> Config:
     return parse_config({
         "scope": ["target.py", "lib/*.py"],
@@ -46,17 +42,9 @@ def make_config(**proposer: Any) -> Config:
 
 @pytest.fixture
 def worktree(tmp_path: Path) -> Path:
-    root = tmp_path / "wt"
-    root.mkdir()
-    git(root, "init", "-q", "-b", "main")
-    (root / "target.py").write_text(TARGET)
-    (root / "score.py").write_text("import target\nprint('score:', target.f(target.X))\n")
-    (root / "secrets.txt").write_text("TOKEN=do-not-leak-123\n")
-    (root / "lib").mkdir()
-    (root / "lib" / "util.py").write_text("def helper():\n    return 1\n")
-    git(root, "add", "-A")
-    git(root, "commit", "-qm", "init")
-    return root
+    return make_repo(tmp_path / "wt", {
+        "target.py": TARGET, "score.py": "import target\nprint('score:', target.f(target.X))\n",
+        "secrets.txt": "TOKEN=do-not-leak-123\n", "lib/util.py": "def helper():\n    return 1\n"})
 
 
 def summary(seq: int, status: str, hypothesis: str, objective: float | None,
@@ -86,18 +74,37 @@ def make_ctx(worktree: Path) -> MakeCtx:
     return make
 
 
-@pytest.fixture
-def server() -> Iterator[FakeModelServer]:
-    with FakeModelServer() as s:
-        yield s
-
-
 def llm_options(server: FakeModelServer, provider: str = "anthropic", **extra: Any) -> dict[str, Any]:
     """[proposer] options pointing at the fake server, with fast retries for tests."""
     base = server.anthropic_url if provider == "anthropic" else server.openai_url
     model = "claude-sonnet-4-6" if provider == "anthropic" else "gpt-4.1"
     return {"provider": provider, "base_url": base, "model": model, "retry_base_seconds": 0.01,
             "retry_max_seconds": 0.05, "timeout_seconds": 5, "max_retries": 2, **extra}
+
+
+def fake_model_proposer(server: FakeModelServer, **options: object) -> str:
+    """The `[proposer]` table of the llm proposer on the fake server's Anthropic API, with fast
+    retries and `options` added (TOML)."""
+    extra = "".join(f"{k} = {json.dumps(v)}\n" for k, v in options.items())
+    return textwrap.dedent(
+        f"""
+        [proposer]
+        name = "llm"
+        provider = "anthropic"
+        base_url = "{server.anthropic_url}"
+        model = "claude-sonnet-4-6"
+        retry_base_seconds = 0.01
+        """
+    ) + extra
+
+
+def use_fake_model(repo: Path, server: FakeModelServer, **options: object) -> None:
+    """Point the repo's config at the fake model, give it a program.md, and commit both."""
+    config = (repo / "autoresearch.toml").read_text() + fake_model_proposer(server, **options)
+    (repo / "autoresearch.toml").write_text(config)
+    (repo / "program.md").write_text("Minimise score = (X - 7)^2 by changing X.\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "use the llm proposer")
 
 
 FAKE_AGENT = Path(__file__).with_name("fake_agent.py")
@@ -113,3 +120,23 @@ def install_fake_agents(bin_dir: Path) -> Path:
                           f"{name!r}\nrunpy.run_path({str(FAKE_AGENT)!r}, run_name='__main__')\n")
         script.chmod(0o755)
     return bin_dir
+
+
+def use_fake_agent(repo: Path, tmp_path: Path, modes: str,
+                   timeout_s: int = 60) -> dict[str, str]:
+    """Point the repo's config at the agent proposer running the fake `claude` (committed); the
+    agent acts out `modes` (one a line), call by call. Returns the environment a run needs."""
+    bin_dir = install_fake_agents(tmp_path / "bin")
+    (tmp_path / "modes").write_text(modes)
+    config = repo / "autoresearch.toml"
+    config.write_text(config.read_text() + textwrap.dedent(f"""
+        [proposer]
+        name = "agent"
+        agent = "claude"
+        agent_timeout_seconds = {timeout_s}
+        """))
+    git(repo, "commit", "-qam", "use the agent proposer")
+    return {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+            "FAKE_AGENT_MODES": str(tmp_path / "modes"),
+            "FAKE_AGENT_LOG": str(tmp_path / "calls.jsonl"),
+            "FAKE_AGENT_PIDFILE": str(tmp_path / "agent.pid")}

@@ -20,7 +20,8 @@ from autoresearch.proposers.agent import AgentProposer
 from autoresearch.proposers.base import ProposalContext
 from autoresearch.proposers.faults import FailedProposal, FatalProposerError
 from tests.conftest import CONFIG, make_repo, run_cli
-from tests.llm.conftest import TARGET, MakeCtx, git, install_fake_agents, make_config
+from tests.llm.conftest import TARGET, MakeCtx, install_fake_agents, make_config
+from tests.support.git_repo import git
 
 
 @pytest.fixture

@@ -15,12 +15,10 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import psutil
 import pytest
 
 from autoresearch.process_tree import OWNER_ENV, RUN_ID_ENV
@@ -28,16 +26,10 @@ from autoresearch.proposers.agent import AgentProposer
 from autoresearch.proposers.base import ProposalContext
 from autoresearch.state import run_ids_of_worktree
 from tests.conftest import cli_env, git, run_cli
-from tests.llm.conftest import MakeCtx, install_fake_agents, make_config
+from tests.llm.conftest import MakeCtx, install_fake_agents, make_config, use_fake_agent
+from tests.support.processes import alive, kill_watchdog
 
 ORPHAN_TEXT = "written by an orphan"
-
-
-def alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 def wait_dead(pid: int, within_s: float = 10) -> bool:
@@ -59,23 +51,6 @@ def reaped(pidfile: Path) -> Iterator[None]:
             os.kill(int(pidfile.read_text()), signal.SIGKILL)
 
 
-def agent_session(toy_repo: Path, tmp_path: Path, modes: str) -> dict[str, str]:
-    bin_dir = install_fake_agents(tmp_path / "bin")
-    (tmp_path / "modes").write_text(modes)
-    config = toy_repo / "autoresearch.toml"
-    config.write_text(config.read_text() + textwrap.dedent("""
-        [proposer]
-        name = "agent"
-        agent = "claude"
-        agent_timeout_seconds = 600
-        """))
-    git(toy_repo, "commit", "-qam", "use the agent proposer")
-    return {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
-            "FAKE_AGENT_MODES": str(tmp_path / "modes"),
-            "FAKE_AGENT_LOG": str(tmp_path / "calls.jsonl"),
-            "FAKE_AGENT_PIDFILE": str(tmp_path / "orphan.pid")}
-
-
 def start_and_wait_for_orphan(repo: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], int]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "autoresearch", "run", "--repo", str(repo), "--tag", "a",
@@ -90,21 +65,10 @@ def start_and_wait_for_orphan(repo: Path, env: dict[str, str]) -> tuple[subproce
     return proc, int(pidfile.read_text())
 
 
-def kill_watchdog(pid: int) -> None:
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        for child in psutil.Process(pid).children():
-            with contextlib.suppress(psutil.Error):
-                if "autoresearch.watchdog" in " ".join(child.cmdline()):
-                    child.kill()
-                    return
-        time.sleep(0.05)
-
-
 @pytest.mark.slow
 def test_an_agents_orphan_dies_with_a_sigkilled_orchestrator(toy_repo: Path,
                                                              tmp_path: Path) -> None:
-    env = agent_session(toy_repo, tmp_path, "persist\n")
+    env = use_fake_agent(toy_repo, tmp_path, "persist\n", timeout_s=600)
     with reaped(Path(env["FAKE_AGENT_PIDFILE"])):
         proc, orphan = start_and_wait_for_orphan(toy_repo, env)
         proc.kill()
@@ -115,7 +79,7 @@ def test_an_agents_orphan_dies_with_a_sigkilled_orchestrator(toy_repo: Path,
 @pytest.mark.slow
 def test_a_resume_kills_an_agents_orphan_before_the_next_experiment(toy_repo: Path,
                                                                     tmp_path: Path) -> None:
-    env = agent_session(toy_repo, tmp_path, "persist\nimprove\nimprove\n")
+    env = use_fake_agent(toy_repo, tmp_path, "persist\nimprove\nimprove\n", timeout_s=600)
     worktree = toy_repo / ".autoresearch" / "worktrees" / "a"
     with reaped(Path(env["FAKE_AGENT_PIDFILE"])):
         proc, orphan = start_and_wait_for_orphan(toy_repo, env)

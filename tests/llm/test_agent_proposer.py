@@ -16,7 +16,8 @@ from autoresearch.proposers.agent import AgentProposer
 from autoresearch.proposers.agent import process as agent_process
 from autoresearch.proposers.base import Proposal
 from autoresearch.proposers.faults import FailedProposal, FatalProposerError
-from tests.llm.conftest import TARGET, MakeCtx, git, install_fake_agents, make_config
+from tests.llm.conftest import TARGET, MakeCtx, install_fake_agents, make_config
+from tests.support.git_repo import git
 
 
 @pytest.fixture

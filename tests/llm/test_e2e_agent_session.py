@@ -2,36 +2,19 @@
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import textwrap
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import git, run_cli
-from tests.llm.conftest import install_fake_agents
+from tests.llm.conftest import use_fake_agent
 
 
 @pytest.mark.slow
 def test_agent_session_keeps_good_changes_and_rejects_forbidden_ones(toy_repo: Path,
                                                                      tmp_path: Path) -> None:
-    bin_dir = install_fake_agents(tmp_path / "bin")
-    modes = tmp_path / "modes"
-    modes.write_text("improve\nprotected\noutside\ncommit\n")
-    config = (toy_repo / "autoresearch.toml").read_text() + textwrap.dedent(
-        """
-        [proposer]
-        name = "agent"
-        agent = "claude"
-        agent_timeout_seconds = 60
-        """
-    )
-    (toy_repo / "autoresearch.toml").write_text(config)
-    git(toy_repo, "commit", "-qam", "use the agent proposer")
-    env = {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
-           "FAKE_AGENT_MODES": str(modes), "FAKE_AGENT_LOG": str(tmp_path / "calls.jsonl"),
-           "FAKE_AGENT_PIDFILE": str(tmp_path / "pid")}
+    env = use_fake_agent(toy_repo, tmp_path, "improve\nprotected\noutside\ncommit\n")
     result = run_cli(toy_repo, "run", "--tag", "a", "--iterations", "5", env=env, timeout=240)
     assert result.returncode == 0, result.stdout + result.stderr
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import git, make_repo, run_cli
-from tests.llm.conftest import install_fake_agents
+from tests.llm.conftest import fake_model_proposer, install_fake_agents
 from tests.llm.fake_server import FakeModelServer, Recorded, Reply
 
 SECRETS = ("SCORE-SECRET-4b1d", "METRIC-SECRET-91c2", "OUTSIDE-SECRET-22b1")
@@ -120,15 +120,7 @@ def leaked(texts: list[str]) -> list[str]:
 def test_no_secret_reaches_the_model_on_any_prompt_path(tmp_path: Path) -> None:
     model = LeakyModel()
     with FakeModelServer(handler=model) as server:
-        repo = hostile_repo(tmp_path / "repo", textwrap.dedent(f"""\
-            [proposer]
-            name = "llm"
-            provider = "anthropic"
-            base_url = "{server.anthropic_url}"
-            model = "claude-sonnet-4-6"
-            retry_base_seconds = 0.01
-            max_edit_retries = 1
-            """))
+        repo = hostile_repo(tmp_path / "repo", fake_model_proposer(server, max_edit_retries=1))
         result = run_cli(repo, "run", "--tag", "s", "--iterations", "4", timeout=240)
         requests = [r.prompt_text() for r in server.requests]
     assert result.returncode == 0, result.stdout + result.stderr
@@ -191,14 +183,7 @@ def test_a_reply_that_is_not_text_is_rejected_never_a_crash(toy_repo: Path) -> N
     ]
     with FakeModelServer([Reply(text=r) for r in replies]) as server:
         config = toy_repo / "autoresearch.toml"
-        config.write_text(config.read_text() + textwrap.dedent(f"""
-            [proposer]
-            name = "llm"
-            provider = "anthropic"
-            base_url = "{server.anthropic_url}"
-            model = "claude-sonnet-4-6"
-            retry_base_seconds = 0.01
-            """))
+        config.write_text(config.read_text() + fake_model_proposer(server))
         git(toy_repo, "commit", "-qam", "use the llm proposer")
         result = run_cli(toy_repo, "run", "--tag", "b", "--iterations", "3", timeout=240)
         sent = [r.body for r in server.requests]

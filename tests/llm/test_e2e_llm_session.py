@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import textwrap
 import threading
 from collections import Counter
 from pathlib import Path
@@ -20,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import git, run_cli
+from tests.llm.conftest import use_fake_model
 from tests.llm.fake_server import FakeModelServer, Recorded, Reply
 
 
@@ -38,24 +38,6 @@ PROPOSALS = [
 ]
 FIX = "HYPOTHESIS: drop the crash flag\n" + block("CRASH = True\n", "")
 GIVE_UP = "GIVE_UP: this crash flag cannot be avoided"
-
-
-def use_fake_model(repo: Path, server: FakeModelServer, **extra: object) -> None:
-    options = "".join(f"{k} = {json.dumps(v)}\n" for k, v in extra.items())
-    config = (repo / "autoresearch.toml").read_text() + textwrap.dedent(
-        f"""
-        [proposer]
-        name = "llm"
-        provider = "anthropic"
-        base_url = "{server.anthropic_url}"
-        model = "claude-sonnet-4-6"
-        retry_base_seconds = 0.01
-        """
-    ) + options
-    (repo / "autoresearch.toml").write_text(config)
-    (repo / "program.md").write_text("Minimise score = (X - 7)^2 by changing X.\n")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-qm", "use the llm proposer")
 
 
 def reply(text: str) -> Reply:

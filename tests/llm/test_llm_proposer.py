@@ -192,7 +192,8 @@ def test_the_repair_diff_is_against_the_incumbent_when_the_candidate_is_checked_
     # the repair is asked for: the diff the model is shown must still be the candidate's change.
     from dataclasses import replace
 
-    from tests.llm.conftest import TARGET, git
+    from tests.llm.conftest import TARGET
+    from tests.support.git_repo import git
 
     incumbent_sha = git(worktree, "rev-parse", "HEAD")
     candidate = TARGET.replace("X = 3.0\n", "X = 6.5\nCRASH = True\n")

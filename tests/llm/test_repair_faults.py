@@ -8,38 +8,20 @@ the worktree back on the incumbent.
 
 from __future__ import annotations
 
-import json
 import sqlite3
-import textwrap
 import threading
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import git, run_cli
+from tests.llm.conftest import use_fake_model
 from tests.llm.fake_server import FakeModelServer, Recorded, Reply
 
 CRASHING = ("HYPOTHESIS: X = 6.5 with a crash flag\ntarget.py\n<<<<<<< SEARCH\nX = 3.0\n=======\n"
             "X = 6.5\nCRASH = True\n>>>>>>> REPLACE\n")
 FIX = ("HYPOTHESIS: drop the crash flag\ntarget.py\n<<<<<<< SEARCH\nCRASH = True\n=======\n"
        ">>>>>>> REPLACE\n")
-
-
-def use_llm(repo: Path, server: FakeModelServer, **options: object) -> None:
-    extra = "".join(f"{k} = {json.dumps(v)}\n" for k, v in options.items())
-    config = (repo / "autoresearch.toml").read_text() + textwrap.dedent(f"""
-        [proposer]
-        name = "llm"
-        provider = "anthropic"
-        base_url = "{server.anthropic_url}"
-        model = "claude-sonnet-4-6"
-        retry_base_seconds = 0.01
-        max_retries = 1
-        """) + extra
-    (repo / "autoresearch.toml").write_text(config)
-    (repo / "program.md").write_text("Minimise score = (X - 7)^2 by changing X.\n")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-qm", "use the llm proposer")
 
 
 class Model:
@@ -69,7 +51,7 @@ def test_an_outage_during_a_repair_is_waited_out(toy_repo: Path) -> None:
     busy = Reply(status=503, error="overloaded", headers={"retry-after": "0.2"})
     model = Model([busy, busy, Reply(text=FIX)])  # two calls fail: one outage, then the fix
     with FakeModelServer(handler=model) as server:
-        use_llm(toy_repo, server)
+        use_fake_model(toy_repo, server, max_retries=1)
         result = run_cli(toy_repo, "run", "--tag", "r", "--iterations", "2", timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     assert model.kinds == ["propose", "repair", "repair", "repair"]
@@ -87,7 +69,7 @@ def test_a_fatal_error_during_a_repair_closes_the_crash_then_stops(toy_repo: Pat
     invalid_key = Reply(status=401, error="invalid x-api-key")
     model = Model([malformed, invalid_key])
     with FakeModelServer(handler=model) as server:
-        use_llm(toy_repo, server)
+        use_fake_model(toy_repo, server, max_retries=1)
         result = run_cli(toy_repo, "run", "--tag", "f", "--iterations", "5", timeout=120)
     output = result.stdout + result.stderr
     assert result.returncode == 5, output
@@ -119,7 +101,7 @@ def test_an_outage_longer_than_the_time_left_ends_the_session_in_time(toy_repo: 
 
     down = Reply(status=503, error="overloaded", headers={"retry-after": "3600"})
     with FakeModelServer(handler=lambda request: down) as server:
-        use_llm(toy_repo, server)
+        use_fake_model(toy_repo, server, max_retries=1)
         started = time.monotonic()
         result = run_cli(toy_repo, "run", "--tag", "o", "--until", "60s", timeout=120)
         took = time.monotonic() - started
@@ -138,7 +120,7 @@ def test_no_repair_is_asked_for_once_the_spending_limit_is_reached(toy_repo: Pat
     expensive = Reply(text=CRASHING, input_tokens=400_000)  # $1.20 at $3 per million
     with FakeModelServer(handler=lambda r: expensive if "## Repair" not in r.prompt_text()
                          else model(r)) as server:
-        use_llm(toy_repo, server)
+        use_fake_model(toy_repo, server, max_retries=1)
         config = toy_repo / "autoresearch.toml"
         config.write_text(config.read_text() + "\n[limits]\nmax_usd = 1.0\n")
         git(toy_repo, "commit", "-qam", "a spending limit")

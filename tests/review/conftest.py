@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from autoresearch.review.context import ReviewSettings
 from autoresearch.review.model import Review
 from autoresearch.review.pipeline import run_review
 from tests.conftest import git
+from tests.llm.conftest import llm_options as proposer_llm_options
 from tests.llm.fake_server import FakeModelServer
 
 
@@ -60,14 +60,6 @@ def review_offline(change: Change, **overrides: Any) -> Review:
     return run_review(change, offline(**overrides))
 
 
-@pytest.fixture
-def server() -> Iterator[FakeModelServer]:
-    with FakeModelServer() as s:
-        yield s
-
-
 def llm_options(server: FakeModelServer, provider: str = "anthropic", **extra: Any) -> dict[str, Any]:
-    base = server.anthropic_url if provider == "anthropic" else server.openai_url
-    model = "claude-sonnet-4-6" if provider == "anthropic" else "gpt-4.1"
-    return {"provider": provider, "base_url": base, "model": model, "retry_base_seconds": 0.01,
-            "retry_max_seconds": 0.05, "timeout_seconds": 5, "max_retries": 1, **extra}
+    """The llm tests' options for the fake server, with one retry rather than two."""
+    return proposer_llm_options(server, provider, **{"max_retries": 1, **extra})

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -17,6 +16,7 @@ import pytest
 import uvicorn
 
 from autoresearch.dashboard.app import create_app
+from tests.conftest import cli_env as suite_cli_env
 from tests.views.ledger_factory import GIT_ENV, BuiltSession, build_session, git, init_repo
 from tests.views.review_session import Reviewed, build_reviewed_session
 
@@ -136,9 +136,8 @@ CROWDED_SCRIPT = [
 
 
 def cli_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "OPENAI_"))}
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
-    return {**env, **GIT_ENV}
+    """The suite's CLI environment, committing as the ledger factory's author."""
+    return suite_cli_env(GIT_ENV)
 
 
 def autoresearch(repo: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

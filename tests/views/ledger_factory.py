@@ -8,15 +8,15 @@ the views can be tested without running a session (and with statuses a short ses
 
 from __future__ import annotations
 
-import os
 import statistics
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from autoresearch.ledger import ExperimentRow, Ledger, SessionRow
+from tests.support.git_repo import git as support_git
+from tests.support.git_repo import make_repo
 
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "Test Author", "GIT_AUTHOR_EMAIL": "author@example.invalid",
@@ -79,19 +79,12 @@ BASELINE_VALUES = [10.02, 9.97, 10.01]
 
 
 def git(repo: Path, *args: str) -> str:
-    env = {**os.environ, **GIT_ENV}
-    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
-                          text=True, env=env).stdout.strip()
+    return support_git(repo, *args, identity=GIT_ENV)
 
 
 def init_repo(repo: Path, files: dict[str, str] | None = None) -> str:
     """A git repository with one commit on `main`; returns that commit."""
-    repo.mkdir(parents=True, exist_ok=True)
-    git(repo, "init", "-q", "-b", "main")
-    for name, text in (files or FILES).items():
-        (repo / name).write_text(text)
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", "initial")
+    make_repo(repo, files or FILES, message="initial", identity=GIT_ENV)
     return git(repo, "rev-parse", "HEAD")
 
 

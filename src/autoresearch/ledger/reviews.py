@@ -12,8 +12,10 @@ from typing import Any
 
 
 @dataclass(frozen=True)
-class ReviewFindingRecord:
-    fingerprint: str
+class FindingFields:
+    """What a review says about one finding: the fields the ledger stores and every view shows
+    (views/review.py `FindingView` adds how it is displayed)."""
+
     colour: str
     path: str
     start_line: int
@@ -27,7 +29,12 @@ class ReviewFindingRecord:
     confidence: float
     sources: list[str]
     inline: bool
-    known: bool
+    known: bool  # reported by an earlier review of the same commit
+
+
+@dataclass(frozen=True)
+class ReviewFindingRecord(FindingFields):
+    fingerprint: str
 
 
 @dataclass(frozen=True)

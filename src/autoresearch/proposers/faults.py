@@ -24,10 +24,8 @@ from autoresearch.proposers.base import Usage
 from autoresearch.textcheck import clean_prose
 
 
-class FatalProposerError(AutoresearchError):
-    """The proposer cannot work in this configuration; the session must stop."""
-
-    exit_code = 5
+class ProposerFault(AutoresearchError):
+    """What the three have in common: a cleaned message and the usage spent before it."""
 
     def __init__(
         self,
@@ -37,11 +35,19 @@ class FatalProposerError(AutoresearchError):
         fix: str | None = None,
         usage: Sequence[Usage] = (),
     ) -> None:
-        super().__init__(clean_prose(what), where=where, fix=fix)  # may quote the service
+        # A proposer's words (a model's reply, a service's error, an agent's output, a file name)
+        # are untrusted text: cleaned so that recording them cannot fail.
+        super().__init__(clean_prose(what), where=where, fix=fix)
         self.usage: list[Usage] = list(usage)
 
 
-class ProposerOutage(AutoresearchError):
+class FatalProposerError(ProposerFault):
+    """The proposer cannot work in this configuration; the session must stop."""
+
+    exit_code = 5
+
+
+class ProposerOutage(ProposerFault):
     """The model service is unavailable for now; pause the session and try again later."""
 
     def __init__(
@@ -53,13 +59,12 @@ class ProposerOutage(AutoresearchError):
         fix: str | None = None,
         usage: Sequence[Usage] = (),
     ) -> None:
-        super().__init__(clean_prose(what), where=where, fix=fix)  # may quote the service
+        super().__init__(what, where=where, fix=fix, usage=usage)
         # How long to wait before asking again; 0 leaves it to the loop's own backoff schedule.
         self.retry_after_s = retry_after_s
-        self.usage: list[Usage] = list(usage)
 
 
-class FailedProposal(ProposalError):
+class FailedProposal(ProposerFault, ProposalError):
     """A proposal that could not be produced; the tokens it cost are in `usage`."""
 
     def __init__(
@@ -71,10 +76,7 @@ class FailedProposal(ProposalError):
         usage: Sequence[Usage] = (),
         hypothesis: str = "",
     ) -> None:
-        # A proposer's words (a model's reply, an agent's output, a file name) are untrusted
-        # text: cleaned so that recording them cannot fail.
-        super().__init__(clean_prose(what), where=where, fix=fix)
-        self.usage: list[Usage] = list(usage)
+        super().__init__(what, where=where, fix=fix, usage=usage)
         # What the proposer meant to try, when it got that far: the ledger shows it.
         self.hypothesis = clean_prose(hypothesis)
 

@@ -11,6 +11,7 @@ import ast
 import json
 import math
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import PurePosixPath
@@ -67,12 +68,13 @@ class Site:
         return self.head[:1] in (" ", "\t")
 
 
-def _comment_start(rest: str, dialect: Dialect) -> int:
-    """Where a trailing `#` comment begins (outside quotes), or len(rest)."""
+def _unquoted(text: str) -> Iterator[tuple[int, str]]:
+    """The characters of `text` outside quoted strings, with their index: quotes and what they
+    enclose are passed over (inside a quote, a backslash escapes the next character)."""
     quote = ""
     i = 0
-    while i < len(rest):
-        c = rest[i]
+    while i < len(text):
+        c = text[i]
         if quote:
             if c == "\\":
                 i += 1
@@ -80,10 +82,17 @@ def _comment_start(rest: str, dialect: Dialect) -> int:
                 quote = ""
         elif c in "'\"":
             quote = c
-        elif c == "#" and (dialect == "python" or i == 0 or rest[i - 1] in " \t"):
+        else:
+            yield i, c
+        i += 1
+
+
+def _comment_start(rest: str, dialect: Dialect) -> int:
+    """Where a trailing `#` comment begins (outside quotes), or len(rest)."""
+    for i, c in _unquoted(rest):
+        if c == "#" and (dialect == "python" or i == 0 or rest[i - 1] in " \t"):
             # YAML and TOML need a space before `#`; `url: a#b` is a value, not a comment.
             return i
-        i += 1
     return len(rest)
 
 
@@ -93,23 +102,14 @@ def _marker_spec(comment: str) -> str | None:
         return None
     rest = comment[m.end() :]
     # The spec ends at the parenthesis closing its call, so the comment may continue after it.
-    depth, quote, i = 0, "", 0
-    while i < len(rest):
-        c = rest[i]
-        if quote:
-            if c == "\\":
-                i += 1
-            elif c == quote:
-                quote = ""
-        elif c in "'\"":
-            quote = c
-        elif c == "(":
+    depth = 0
+    for i, c in _unquoted(rest):
+        if c == "(":
             depth += 1
         elif c == ")":
             depth -= 1
             if depth == 0:
                 return rest[: i + 1].strip()
-        i += 1
     return rest.strip()
 
 

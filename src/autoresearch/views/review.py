@@ -14,11 +14,11 @@ a blocked review the red findings blocked it, or, when there is none, the yellow
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from autoresearch.ledger import Ledger
-from autoresearch.ledger.reviews import ReviewFindingRecord, ReviewMark, ReviewRow
+from autoresearch.ledger.reviews import FindingFields, ReviewFindingRecord, ReviewMark, ReviewRow
 
 COLOURS = ("red", "yellow", "purple")
 # What each colour asks of the reader (the words of `autoresearch review`).
@@ -27,22 +27,8 @@ MEANING = {"red": "fix before merge", "yellow": "worth a look",
 
 
 @dataclass(frozen=True)
-class FindingView:
-    colour: str
-    path: str
-    start_line: int
-    end_line: int
+class FindingView(FindingFields):
     location: str  # path:line or path:start-end
-    angle: str
-    category: str
-    severity: str
-    title: str
-    body: str
-    evidence: str
-    confidence: float
-    sources: list[str]
-    inline: bool
-    known: bool  # reported by an earlier review of the same commit
     blocking: bool  # one of the findings that turned the keep into a discard
 
 
@@ -123,12 +109,9 @@ def blocking_colours(red: int, blocked: bool) -> tuple[str, ...]:
 
 def _finding(f: ReviewFindingRecord, blocking: tuple[str, ...]) -> FindingView:
     span = f"{f.start_line}" if f.end_line == f.start_line else f"{f.start_line}-{f.end_line}"
-    return FindingView(
-        colour=f.colour, path=f.path, start_line=f.start_line, end_line=f.end_line,
-        location=f"{f.path}:{span}", angle=f.angle, category=f.category, severity=f.severity,
-        title=f.title, body=f.body, evidence=f.evidence, confidence=f.confidence,
-        sources=list(f.sources), inline=f.inline, known=f.known,
-        blocking=f.colour in blocking)
+    shared = {field.name: getattr(f, field.name) for field in fields(FindingFields)}
+    shared["sources"] = list(f.sources)  # the view's own copy
+    return FindingView(**shared, location=f"{f.path}:{span}", blocking=f.colour in blocking)
 
 
 def _cost_line(reviewers: Sequence[ReviewerView], row: ReviewRow) -> str:

@@ -26,6 +26,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from autoresearch.file_stamp import Stamp
 from autoresearch.gitops import git
 from autoresearch.globs import matches
 
@@ -34,25 +35,9 @@ MAX_KEEP_TOTAL = 64 << 20
 CACHE_DIRS = frozenset({"__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache"})
 
 
-@dataclass(frozen=True)
-class Stamp:
-    size: int
-    mtime_ns: int
-    ctime_ns: int
-    ino: int
-
-
 def is_cache(path: str) -> bool:
     pure = PurePosixPath(path)
     return pure.suffix in (".pyc", ".pyo") or not CACHE_DIRS.isdisjoint(pure.parts)
-
-
-def _stamp(full: Path) -> Stamp | None:
-    try:
-        st = full.lstat()
-    except OSError:
-        return None
-    return Stamp(st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
 
 
 def _list(cwd: Path, *args: str) -> list[str]:
@@ -184,7 +169,7 @@ def _stamps(cwd: Path) -> dict[str, Stamp]:
     """Every untracked file, ignored or not (no ignore rule applied), with its stamp."""
     out: dict[str, Stamp] = {}
     for path in _list(cwd, "--others"):
-        stamp = _stamp(cwd / path)
+        stamp = Stamp.of(cwd / path, follow_links=False)
         if stamp is not None:
             out[path] = stamp
     return out

@@ -12,13 +12,14 @@ a bug. An invalid key or an unknown model is a `FatalProposerError`: retrying ca
 
 from __future__ import annotations
 
+import importlib
 import logging
 import random
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from autoresearch.proposers.base import Usage
 from autoresearch.proposers.faults import FailedProposal, FatalProposerError, ProposerOutage
@@ -145,12 +146,17 @@ class Provider(ABC):
         self._client: Any = None
         self._warned_price = False
 
-    @abstractmethod
-    def _sdk(self) -> Any:
-        """The SDK module (imported on first use)."""
+    sdk_module: ClassVar[str]  # the official SDK (imported on first use)
+    client_class: ClassVar[str]  # its synchronous client
 
-    @abstractmethod
-    def _make_client(self, sdk: Any) -> Any: ...
+    def _sdk(self) -> Any:
+        return importlib.import_module(self.sdk_module)
+
+    def _make_client(self, sdk: Any) -> Any:
+        s = self.settings
+        return getattr(sdk, self.client_class)(
+            api_key=s.api_key, base_url=s.base_url, timeout=s.timeout_seconds, max_retries=0
+        )
 
     @abstractmethod
     def _call(self, client: Any, system: Sequence[Part], turns: Sequence[Turn]) -> tuple[
@@ -227,16 +233,8 @@ class Provider(ABC):
 
 
 class AnthropicProvider(Provider):
-    def _sdk(self) -> Any:
-        import anthropic
-
-        return anthropic
-
-    def _make_client(self, sdk: Any) -> Any:
-        s = self.settings
-        return sdk.Anthropic(
-            api_key=s.api_key, base_url=s.base_url, timeout=s.timeout_seconds, max_retries=0
-        )
+    sdk_module = "anthropic"
+    client_class = "Anthropic"
 
     def _call(self, client: Any, system: Sequence[Part], turns: Sequence[Turn]) -> tuple[
         str, int, int, int, int, bool
@@ -276,16 +274,8 @@ class AnthropicProvider(Provider):
 
 
 class OpenAIProvider(Provider):
-    def _sdk(self) -> Any:
-        import openai
-
-        return openai
-
-    def _make_client(self, sdk: Any) -> Any:
-        s = self.settings
-        return sdk.OpenAI(
-            api_key=s.api_key, base_url=s.base_url, timeout=s.timeout_seconds, max_retries=0
-        )
+    sdk_module = "openai"
+    client_class = "OpenAI"
 
     def _call(self, client: Any, system: Sequence[Part], turns: Sequence[Turn]) -> tuple[
         str, int, int, int, int, bool

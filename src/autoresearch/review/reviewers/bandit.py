@@ -10,17 +10,13 @@ from __future__ import annotations
 import json
 import posixpath
 import sys
+from pathlib import Path
 from typing import Any, ClassVar
 
 from autoresearch.review.context import ReviewContext
 from autoresearch.review.model import Severity
-from autoresearch.review.reviewers.base import Reviewer, ReviewerReport
-from autoresearch.review.reviewers.tools import (
-    analyzer_finding,
-    checked_out_python,
-    no_python_reason,
-    run_tool,
-)
+from autoresearch.review.reviewers.base import ReviewerReport
+from autoresearch.review.reviewers.tools import PythonAnalyzer, analyzer_finding, run_tool
 
 # Checks that flag habits rather than defects on new code.
 IGNORED = frozenset({"B101", "B311", "B403", "B404", "B603", "B607"})
@@ -36,20 +32,13 @@ CONFIDENCE = {"HIGH": 0.85, "MEDIUM": 0.65, "LOW": 0.4}
 SEVERITY: dict[str, Severity] = {"HIGH": "high", "MEDIUM": "medium", "LOW": "low"}
 
 
-class BanditReviewer(Reviewer):
+class BanditReviewer(PythonAnalyzer):
     name: ClassVar[str] = "bandit"
-    kind = "offline"
     angle = "security"
     description = "bandit's security checks (injection, SQL strings, unsafe calls, swallowed errors)"
 
-    def skip_reason(self, ctx: ReviewContext) -> str | None:
-        return no_python_reason(ctx)
-
-    def review(self, ctx: ReviewContext) -> ReviewerReport:
-        workdir, present = checked_out_python(ctx)
-        if not present:
-            return ReviewerReport()
-        out = run_tool([sys.executable, "-m", "bandit", "--format", "json", "--quiet", *present],
+    def analyze(self, ctx: ReviewContext, workdir: Path, files: list[str]) -> ReviewerReport:
+        out = run_tool([sys.executable, "-m", "bandit", "--format", "json", "--quiet", *files],
                        workdir, ctx.settings.tool_timeout_s, "bandit")
         data: dict[str, Any] = json.loads(out or "{}")
         report = ReviewerReport()

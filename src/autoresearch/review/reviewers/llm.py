@@ -46,34 +46,44 @@ class LLMReviewer(Reviewer):
 
     def skip_reason(self, ctx: ReviewContext) -> str | None:
         if ctx.settings.llm is None:
-            return ctx.settings.llm_note or "no model configured"
+            return no_model_reason(ctx)
         return None if code_files(ctx.change.reviewable) else "no code file changed"
 
     def review(self, ctx: ReviewContext) -> ReviewerReport:
         return run_pass(ctx, [self], ctx.change.reviewable)
 
 
-class LogicReviewer(LLMReviewer):
+def no_model_reason(ctx: ReviewContext) -> str:
+    return ctx.settings.llm_note or "no model configured"
+
+
+class BuiltinAngleReviewer(LLMReviewer):
+    """A built-in angle: its instructions are the shared prompt text for its `angle`
+    (prompts.ANGLES), and it may share one call with the other built-ins on a small change."""
+
     combinable = True
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if "instructions" not in vars(cls) and cls.angle in ANGLES:
+            cls.instructions = ANGLES[cls.angle]
+
+
+class LogicReviewer(BuiltinAngleReviewer):
     name: ClassVar[str] = "logic"
     angle = "logic"
-    instructions = ANGLES["logic"]
     description = "a model looking for logic errors (no style nits)"
 
 
-class SecurityReviewer(LLMReviewer):
-    combinable = True
+class SecurityReviewer(BuiltinAngleReviewer):
     name: ClassVar[str] = "security"
     angle = "security"
-    instructions = ANGLES["security"]
     description = "a model looking for vulnerabilities"
 
 
-class RegressionReviewer(LLMReviewer):
-    combinable = True
+class RegressionReviewer(BuiltinAngleReviewer):
     name: ClassVar[str] = "regression"
     angle = "history"
-    instructions = ANGLES["history"]
     description = "a model comparing the change with the files' fix history"
 
     def skip_reason(self, ctx: ReviewContext) -> str | None:
@@ -84,16 +94,14 @@ class RegressionReviewer(LLMReviewer):
         return reason
 
 
-class RulesReviewer(LLMReviewer):
-    combinable = True
+class RulesReviewer(BuiltinAngleReviewer):
     name: ClassVar[str] = "rules"
     angle = "rules"
-    instructions = ANGLES["rules"]
     description = "a model checking the project's REVIEW.md rules"
 
     def skip_reason(self, ctx: ReviewContext) -> str | None:
         if ctx.settings.llm is None:
-            return ctx.settings.llm_note or "no model configured"
+            return no_model_reason(ctx)
         if not ctx.change.reviewable:
             return "no file with added lines"
         return None if ctx.rules else "no REVIEW.md applies to the changed files"
@@ -104,7 +112,7 @@ def run_pass(ctx: ReviewContext, reviewers: Sequence[LLMReviewer],
     """Ask the model about `files` from the angles of `reviewers` (one call, one retry)."""
     setup = ctx.settings.llm
     if setup is None:
-        raise ReviewerUnavailable(ctx.settings.llm_note or "no model configured")
+        raise ReviewerUnavailable(no_model_reason(ctx))
     angles = [r.angle for r in reviewers]
     instructions = {r.angle: r.instructions for r in reviewers}
     paths = [f.path for f in files]

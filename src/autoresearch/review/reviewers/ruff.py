@@ -8,17 +8,13 @@ silence a bug. `# noqa` comments are honoured (the author said so at that line).
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any, ClassVar
 
 from autoresearch.review.context import ReviewContext
 from autoresearch.review.model import Severity
-from autoresearch.review.reviewers.base import Reviewer, ReviewerReport, ReviewerUnavailable
-from autoresearch.review.reviewers.tools import (
-    analyzer_finding,
-    checked_out_python,
-    no_python_reason,
-    run_tool,
-)
+from autoresearch.review.reviewers.base import ReviewerReport, ReviewerUnavailable
+from autoresearch.review.reviewers.tools import PythonAnalyzer, analyzer_finding, run_tool
 
 _H: Severity = "high"
 _M: Severity = "medium"
@@ -104,22 +100,15 @@ def ruff_binary() -> str:
         raise ReviewerUnavailable("the ruff binary was not found") from None
 
 
-class RuffReviewer(Reviewer):
+class RuffReviewer(PythonAnalyzer):
     name: ClassVar[str] = "ruff"
-    kind = "offline"
     angle = "logic"
     description = "ruff's bug-class rules (pyflakes, bugbear, pylint errors, blind excepts, leaks)"
 
-    def skip_reason(self, ctx: ReviewContext) -> str | None:
-        return no_python_reason(ctx)
-
-    def review(self, ctx: ReviewContext) -> ReviewerReport:
-        workdir, present = checked_out_python(ctx)
-        if not present:
-            return ReviewerReport()
+    def analyze(self, ctx: ReviewContext, workdir: Path, files: list[str]) -> ReviewerReport:
         out = run_tool(
             [ruff_binary(), "check", "--isolated", "--no-cache", "--exit-zero", "--quiet",
-             "--output-format=json", "--select=" + ",".join(RULES), "--", *present],
+             "--output-format=json", "--select=" + ",".join(RULES), "--", *files],
             workdir, ctx.settings.tool_timeout_s, "ruff")
         report = ReviewerReport()
         items: list[dict[str, Any]] = json.loads(out or "[]")

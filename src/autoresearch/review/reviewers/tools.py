@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import subprocess
+from abc import abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
 
 from autoresearch.review.change import Change
 from autoresearch.review.context import ReviewContext
 from autoresearch.review.model import RawFinding, Severity
-from autoresearch.review.reviewers.base import ReviewerUnavailable
+from autoresearch.review.reviewers.base import Reviewer, ReviewerReport, ReviewerUnavailable
 
 PYTHON_SUFFIXES = (".py", ".pyi")
 MAX_EVIDENCE_LINES = 6
@@ -20,17 +21,26 @@ def python_files(change: Change) -> list[str]:
     return [f.path for f in change.reviewable if f.path.endswith(PYTHON_SUFFIXES)]
 
 
-def no_python_reason(ctx: ReviewContext) -> str | None:
-    """Why a Python analyzer has nothing to do with this change (None: it has)."""
-    return None if python_files(ctx.change) else "no Python file changed"
+class PythonAnalyzer(Reviewer):
+    """An analyzer of the changed Python files alone (bandit, ruff): it has nothing to do when
+    none changed, and runs over the head revision's copies of those still present."""
 
+    kind = "offline"
 
-def checked_out_python(ctx: ReviewContext) -> tuple[Path, list[str]]:
-    """The head revision's changed Python files, written out for an analyzer: the directory,
-    and the files present there (a deleted file has nothing to analyze)."""
-    files = python_files(ctx.change)
-    workdir = ctx.workspace.materialize(files)
-    return workdir, [p for p in files if (workdir / p).is_file()]
+    def skip_reason(self, ctx: ReviewContext) -> str | None:
+        return None if python_files(ctx.change) else "no Python file changed"
+
+    def review(self, ctx: ReviewContext) -> ReviewerReport:
+        files = python_files(ctx.change)
+        workdir = ctx.workspace.materialize(files)
+        present = [p for p in files if (workdir / p).is_file()]  # a deleted file has no code
+        if not present:
+            return ReviewerReport()
+        return self.analyze(ctx, workdir, present)
+
+    @abstractmethod
+    def analyze(self, ctx: ReviewContext, workdir: Path, files: list[str]) -> ReviewerReport:
+        """Run the analyzer in `workdir` over `files` (paths relative to it)."""
 
 
 def run_tool(args: Sequence[str], cwd: Path, timeout_s: float, name: str) -> str:
