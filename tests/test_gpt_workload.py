@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
@@ -570,46 +571,6 @@ def test_template_contract_loads_and_its_knobs_exist() -> None:
 
 
 @pytest.mark.slow
-def test_demo_command_runs_a_session_inside_another_checkout(
-    workload: dict[str, str], tmp_path: Path
-) -> None:
-    """`make demo` creates the demo inside this project's own checkout: it must be a repository
-    of its own, and the session must keep the baseline and go on."""
-    outer = tmp_path / "checkout"
-    outer.mkdir()
-    (outer / "README.md").write_text("outer\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AUTORESEARCH_", "ANTHROPIC_",
-                                                                      "OPENAI_"))}
-    env.update(workload)
-    ident = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
-             "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
-    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "outer"]):
-        subprocess.run(["git", *args], cwd=outer, env={**env, **ident}, check=True)
-    outer_head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=outer, capture_output=True,
-                                text=True, check=True).stdout
-
-    result = subprocess.run(
-        [sys.executable, "-m", "autoresearch", "demo", "--iterations", "2", "--budget", "2"],
-        cwd=outer, env=env, capture_output=True, text=True, timeout=300,
-        stdin=subprocess.DEVNULL,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    demo = outer / "autoresearch-demo"
-    assert (demo / ".git").is_dir()
-    assert subprocess.run(["git", "rev-parse", "HEAD"], cwd=outer, capture_output=True,
-                          text=True, check=True).stdout == outer_head
-    status = subprocess.run(
-        [sys.executable, "-m", "autoresearch", "results", "--json"],
-        cwd=demo, env=env, capture_output=True, text=True, timeout=60,
-    )
-    assert status.returncode == 0, status.stderr
-    experiments = json.loads(status.stdout)["experiments"]
-    assert len(experiments) == 2
-    assert experiments[0]["status"] == "keep"
-    assert experiments[0]["objective"] is not None and experiments[0]["objective"] > 0
-
-
-@pytest.mark.slow
 @pytest.mark.parametrize(("edit", "tokens_per_step", "total"), [
     # A knob value that changes nothing wastes a run and hands the decision rule a free draw.
     ({"\nTOTAL_BATCH_TOKENS = 2048": "\nTOTAL_BATCH_TOKENS = 1024"}, 1024, "0.002"),
@@ -662,28 +623,6 @@ def demo_env(workload: dict[str, str], cache: Path) -> dict[str, str]:
     return env
 
 
-@pytest.mark.slow
-def test_the_demo_prepares_the_data_before_any_timed_run(
-    workload: dict[str, str], tmp_path: Path
-) -> None:
-    """On a fresh machine the data cache is built before the session, not inside the baseline's
-    first run, where it would count against that run's timeout."""
-    env = demo_env(workload, tmp_path / "fresh-cache")
-    result = subprocess.run(
-        [sys.executable, "-m", "autoresearch", "demo", "--dir", str(tmp_path / "demo"),
-         "--iterations", "1", "--budget", "2"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
-        stdin=subprocess.DEVNULL,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "preparing the data cache" in result.stdout
-    logs = sorted((tmp_path / "demo" / ".autoresearch" / "sessions" / "demo" / "logs").rglob(
-        "*.log"))
-    assert logs
-    for log in logs:
-        assert "prepare: building" not in log.read_text(), log
-
-
 @contextlib.contextmanager
 def cpu_hogs(count: int) -> Iterator[None]:
     """`count` CPU-bound processes competing for the cores while the block runs."""
@@ -696,25 +635,86 @@ def cpu_hogs(count: int) -> Iterator[None]:
             hog.wait()
 
 
-@pytest.mark.slow
-def test_the_demo_succeeds_with_two_processes_competing_for_the_cores(
-    workload: dict[str, str], tmp_path: Path
-) -> None:
-    """The README's first command on a busy laptop (bench/demo_load.py runs the real demo, on
-    the full corpus, and reports its wall time)."""
-    env = demo_env(workload, tmp_path / "cache")
+@dataclass(frozen=True)
+class DemoRun:
+    """`autoresearch demo` as `make demo` runs it, and what it left behind."""
+
+    result: subprocess.CompletedProcess[str]
+    outer: Path  # the checkout it ran in
+    outer_head: str  # that checkout's HEAD before the demo
+    demo: Path  # the demo's own repository
+    env: dict[str, str]
+
+
+@pytest.fixture(scope="module")
+def busy_demo(workload: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
+    """One demo session (2 experiments, 3 s budget) run from inside another git checkout, on a
+    fresh data cache, with two CPU-bound processes competing for the cores. The demo is the
+    suite's costliest subprocess, so the tests below each check one promise on this one run."""
+    base = tmp_path_factory.mktemp("demo")
+    outer = base / "checkout"
+    outer.mkdir()
+    (outer / "README.md").write_text("outer\n")
+    env = demo_env(workload, base / "fresh-cache")
+    ident = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
+             "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "outer"]):
+        subprocess.run(["git", *args], cwd=outer, env={**env, **ident}, check=True)
+    outer_head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=outer, capture_output=True,
+                                text=True, check=True).stdout
     with cpu_hogs(2):
         result = subprocess.run(
-            [sys.executable, "-m", "autoresearch", "demo", "--dir", str(tmp_path / "demo"),
-             "--iterations", "2", "--budget", "3"],
-            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+            [sys.executable, "-m", "autoresearch", "demo", "--iterations", "2", "--budget", "3"],
+            cwd=outer, env=env, capture_output=True, text=True, timeout=600,
             stdin=subprocess.DEVNULL,
         )
+    return DemoRun(result, outer, outer_head, outer / "autoresearch-demo", env)
+
+
+def demo_experiments(run: DemoRun) -> list[dict[str, object]]:
+    assert run.result.returncode == 0, run.result.stdout + run.result.stderr
+    status = subprocess.run(
+        [sys.executable, "-m", "autoresearch", "results", "--json"],
+        cwd=run.demo, env=run.env, capture_output=True, text=True, timeout=60,
+    )
+    assert status.returncode == 0, status.stderr
+    experiments: list[dict[str, object]] = json.loads(status.stdout)["experiments"]
+    return experiments
+
+
+@pytest.mark.slow
+def test_demo_command_runs_a_session_inside_another_checkout(busy_demo: DemoRun) -> None:
+    """`make demo` creates the demo inside this project's own checkout: it must be a repository
+    of its own, and the session must keep the baseline and go on."""
+    experiments = demo_experiments(busy_demo)
+    assert (busy_demo.demo / ".git").is_dir()
+    assert subprocess.run(["git", "rev-parse", "HEAD"], cwd=busy_demo.outer, capture_output=True,
+                          text=True, check=True).stdout == busy_demo.outer_head
+    assert len(experiments) == 2
+    assert experiments[0]["status"] == "keep"
+    objective = experiments[0]["objective"]
+    assert isinstance(objective, (int, float)) and objective > 0
+
+
+@pytest.mark.slow
+def test_the_demo_prepares_the_data_before_any_timed_run(busy_demo: DemoRun) -> None:
+    """On a fresh machine the data cache is built before the session, not inside the baseline's
+    first run, where it would count against that run's timeout."""
+    result = busy_demo.result
     assert result.returncode == 0, result.stdout + result.stderr
-    results = subprocess.run([sys.executable, "-m", "autoresearch", "results", "--json"],
-                             cwd=tmp_path / "demo", env=env, capture_output=True, text=True,
-                             timeout=60)
-    experiments = json.loads(results.stdout)["experiments"]
+    assert "preparing the data cache" in result.stdout
+    logs = sorted((busy_demo.demo / ".autoresearch" / "sessions" / "demo" / "logs").rglob(
+        "*.log"))
+    assert logs
+    for log in logs:
+        assert "prepare: building" not in log.read_text(), log
+
+
+@pytest.mark.slow
+def test_the_demo_succeeds_with_two_processes_competing_for_the_cores(busy_demo: DemoRun) -> None:
+    """The README's first command on a busy laptop (bench/demo_load.py runs the real demo, on
+    the full corpus, and reports its wall time)."""
+    experiments = demo_experiments(busy_demo)
     assert [e["status"] for e in experiments][0] == "keep"
     assert not [e for e in experiments if e["status"] == "timeout"]
 

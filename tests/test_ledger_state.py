@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import cli_env, git, run_cli, use_script
+from tests.conftest import CONFIG, SCORE_PY, cli_env, git, make_repo, run_cli, use_script
 
 ITEMS = [{"hypothesis": f"try {x}", "edits": {"target.py": f"X = {x}\n"}}
          for x in (5.0, 1.0, 6.5, 2.0, 6.9, 3.5)]
@@ -37,6 +37,30 @@ def finished_session(repo: Path, n: int = 3) -> None:
     use_script(repo, ITEMS)
     result = run_cli(repo, "run", "--tag", "t", "--iterations", str(n))
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.fixture(scope="module")
+def _finished_snapshot(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    base = tmp_path_factory.mktemp("finished")
+    repo = make_repo(base / "repo", {"target.py": "X = 3.0\n", "score.py": SCORE_PY,
+                                     "autoresearch.toml": CONFIG})
+    finished_session(repo)
+    snapshot = base / "snapshot"
+    shutil.copytree(repo, snapshot, symlinks=True)
+    return repo, snapshot
+
+
+@pytest.fixture
+def finished_repo(_finished_snapshot: tuple[Path, Path]) -> Path:
+    """The toy repo after `run --tag t --iterations 3` finished (3 experiments, the first kept).
+
+    The session runs once per module; each test gets it restored from a copy taken when it
+    ended, at the path it ran in (git's worktree records and the ledger hold absolute paths).
+    """
+    repo, snapshot = _finished_snapshot
+    shutil.rmtree(repo)
+    shutil.copytree(snapshot, repo, symlinks=True)
+    return repo
 
 
 def digest(path: Path) -> str:
@@ -138,35 +162,34 @@ def assert_refused(repo: Path, args: tuple[str, ...], expected: str, *, survivor
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["truncated", "newer"])
-def test_every_command_refuses_the_ledger_and_writes_nothing(toy_repo: Path, kind: str) -> None:
-    finished_session(toy_repo)
+def test_every_command_refuses_the_ledger_and_writes_nothing(finished_repo: Path,
+                                                             kind: str) -> None:
     damage, expected = DAMAGE[kind]
-    damage(ledger_of(toy_repo))
+    damage(ledger_of(finished_repo))
     for args in COMMANDS:
-        assert_refused(toy_repo, args, expected, survivors=kind != "newer")
+        assert_refused(finished_repo, args, expected, survivors=kind != "newer")
     # Nothing was started: no lock, and the branch is where the session left it.
-    assert git(toy_repo, "rev-parse", "autoresearch/t")
-    assert not (toy_repo / ".autoresearch" / "sessions" / "t" / "lock").exists()
+    assert git(finished_repo, "rev-parse", "autoresearch/t")
+    assert not (finished_repo / ".autoresearch" / "sessions" / "t" / "lock").exists()
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", [k for k in DAMAGE if k not in ("truncated", "newer")])
-def test_each_kind_of_damage_is_named_by_writers_and_readers(toy_repo: Path, kind: str) -> None:
-    finished_session(toy_repo)
+def test_each_kind_of_damage_is_named_by_writers_and_readers(finished_repo: Path,
+                                                             kind: str) -> None:
     damage, expected = DAMAGE[kind]
-    damage(ledger_of(toy_repo))
+    damage(ledger_of(finished_repo))
     for args in (("run", "--tag", "t", "--iterations", "5"), ("status",), ("check",)):
-        assert_refused(toy_repo, args, expected, survivors=True)
+        assert_refused(finished_repo, args, expected, survivors=True)
 
 
 @pytest.mark.slow
-def test_the_printed_recovery_steps_restore_the_session(toy_repo: Path) -> None:
-    finished_session(toy_repo, n=3)
-    _truncated(ledger_of(toy_repo))
-    refused = run_cli(toy_repo, "status")
+def test_the_printed_recovery_steps_restore_the_session(finished_repo: Path) -> None:
+    _truncated(ledger_of(finished_repo))
+    refused = run_cli(finished_repo, "status")
     assert refused.returncode == 3
     message = " ".join(refused.stderr.split())
-    state = toy_repo / ".autoresearch"
+    state = finished_repo / ".autoresearch"
     # The steps as printed: move the damaged file aside, restore the backup, resume.
     assert "mkdir -p .autoresearch/damaged && mv .autoresearch/ledger.db* .autoresearch/damaged/" \
         in message
@@ -176,21 +199,20 @@ def test_the_printed_recovery_steps_restore_the_session(toy_repo: Path) -> None:
         if (state / name).exists():
             (state / name).rename(state / "damaged" / name)
     shutil.copyfile(state / "ledger-backup.db", state / "ledger.db")
-    status = run_cli(toy_repo, "status")
+    status = run_cli(finished_repo, "status")
     assert status.returncode == 0, status.stderr
     assert "t-0003" in status.stdout
-    resumed = run_cli(toy_repo, "run", "--tag", "t", "--iterations", "5")
+    resumed = run_cli(finished_repo, "run", "--tag", "t", "--iterations", "5")
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     with sqlite3.connect(state / "ledger.db") as conn:
         statuses = [s for (s,) in conn.execute("SELECT status FROM experiments ORDER BY seq")]
     assert len(statuses) == 5 and "running" not in statuses
 
 
-def test_a_missing_table_is_damage_not_a_traceback(toy_repo: Path) -> None:
-    finished_session(toy_repo, n=2)
-    with sqlite3.connect(ledger_of(toy_repo)) as conn:
+def test_a_missing_table_is_damage_not_a_traceback(finished_repo: Path) -> None:
+    with sqlite3.connect(ledger_of(finished_repo)) as conn:
         conn.execute("DROP TABLE events")
-    result = run_cli(toy_repo, "status")
+    result = run_cli(finished_repo, "status")
     assert result.returncode == 3, result.stderr
     assert "a part of its schema is missing (no table events)" in " ".join(
         result.stderr.split())
@@ -210,12 +232,12 @@ def copied_experiments(repo: Path, tmp_path: Path) -> list[tuple[int, str]]:
                 conn.execute("SELECT seq, status FROM experiments ORDER BY seq")]
 
 
-def test_copying_ledger_db_alone_copies_a_finished_session(toy_repo: Path, tmp_path: Path) -> None:
-    finished_session(toy_repo, n=3)
-    assert [s for _, s in copied_experiments(toy_repo, tmp_path)][0] == "keep"
-    assert len(copied_experiments(toy_repo, tmp_path / "again")) == 3
+def test_copying_ledger_db_alone_copies_a_finished_session(finished_repo: Path,
+                                                           tmp_path: Path) -> None:
+    assert [s for _, s in copied_experiments(finished_repo, tmp_path)][0] == "keep"
+    assert len(copied_experiments(finished_repo, tmp_path / "again")) == 3
     # The backup beside it is a whole, self-contained copy too.
-    with sqlite3.connect(toy_repo / ".autoresearch" / "ledger-backup.db") as conn:
+    with sqlite3.connect(finished_repo / ".autoresearch" / "ledger-backup.db") as conn:
         assert conn.execute("SELECT COUNT(*) FROM experiments").fetchone()[0] == 3
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
 
