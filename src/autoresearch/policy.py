@@ -47,10 +47,8 @@ from dataclasses import dataclass
 from statistics import fmean, stdev
 from typing import Literal, Protocol
 
-from scipy import stats
-
 from autoresearch.config import DecisionConfig
-from autoresearch.decision import Noise, Rule, judge, pooled_noise
+from autoresearch.decision import Noise, Rule, judge, pooled_noise, t_quantile
 
 Role = Literal["candidate", "incumbent"]
 Action = Literal["keep", "discard", "measure"]
@@ -163,7 +161,7 @@ def paired_interval(pairs: Sequence[tuple[float, float]], direction: str,
     if len(diffs) < 2:
         return Interval(mean, -math.inf, math.inf, len(diffs), confidence)
     se = stdev(diffs) / math.sqrt(len(diffs))
-    half = float(stats.t.ppf(0.5 + confidence / 2, len(diffs) - 1)) * se
+    half = t_quantile(0.5 + confidence / 2, len(diffs) - 1) * se
     return Interval(mean, mean - half, mean + half, len(diffs), confidence)
 
 
@@ -181,7 +179,7 @@ def headline_pairs(claimed: float, sigma: float | None, *, confidence: float = 0
         return least if sigma == 0 else most
     spread = math.sqrt(2.0) * sigma
     for pairs in range(least, most + 1):
-        half = float(stats.t.ppf(0.5 + confidence / 2, pairs - 1)) * spread / math.sqrt(pairs)
+        half = t_quantile(0.5 + confidence / 2, pairs - 1) * spread / math.sqrt(pairs)
         if half <= claimed / 2:
             return pairs
     return most
