@@ -145,7 +145,7 @@ min_effect = 0.0               # smallest improvement worth keeping: absolute, o
 repeats = "auto"               # baseline runs measuring the noise: 3 if budget < 120 s, else 1
 # false_keep = 0.01            # chance a change that does nothing is kept, over all its runs
 # target_effect = 2.0          # the gain (in σ of one run) each candidate's runs are sized for
-# max_runs = 8                 # a candidate's runs at most
+# max_runs = 10                # a candidate's runs at most
 # deterministic = false        # true: identical repeats are the truth, not a fixed seed's luck
 
 [proposer]
