@@ -42,6 +42,22 @@ def test_the_configured_policy_is_sequential_unless_classic_is_asked_for() -> No
     assert isinstance(classic, ClassicPolicy)
 
 
+def test_a_larger_drift_prior_asks_more_of_a_candidate_measured_long_after_the_incumbent() -> None:
+    """`[decision] drift_prior` reaches the policy: the same runs, with the incumbent measured
+    long before the candidate, carry a wider error when more drift is thought plausible."""
+    wide = policy_for(DecisionConfig(drift_prior=0.1), "minimize")
+    assert isinstance(wide, SequentialPolicy) and wide.drift_prior == 0.1
+    assert POLICY.drift_prior == DecisionConfig().drift_prior
+    incumbent = [Observation(1.0 + 0.01 * z, float(i), True)
+                 for i, z in enumerate((0.3, -1.1, 0.8, -0.2, 0.5, -0.6))]
+    candidate = [Observation(0.985 + 0.01 * z, 40.0 + i) for i, z in enumerate((0.4, -0.5, 0.1))]
+    narrow_step = POLICY.step(Evidence(candidate, incumbent))
+    wide_step = wide.step(Evidence(candidate, incumbent))
+    assert wide_step.high - wide_step.low > narrow_step.high - narrow_step.low
+    with pytest.raises(ValueError, match="drift_prior"):
+        DecisionConfig(drift_prior=-0.01)
+
+
 # --- the design ----------------------------------------------------------------------------------
 
 

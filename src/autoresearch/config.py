@@ -221,6 +221,9 @@ class DecisionConfig(_Strict):
     target_effect: float = Field(default=2.0, gt=0)
     control_every: int = Field(default=16, ge=0)  # serial: re-measure the incumbent every N runs
     drift: bool = True  # model a slow linear drift shared by all runs
+    # σ per run: the drift thought plausible before control runs measure one (README, "The
+    # decision rule"): larger holds false keeps under faster drift, at the cost of power.
+    drift_prior: float = Field(default=0.035, gt=0, le=1)
     deterministic: bool = False  # identical repeats are the truth, not hidden noise
     simplicity_budget: float = Field(default=1.0, ge=0)  # σ simplifications may cost in total
     # Interleaved (baseline, best) pairs re-measured when a session ends, for a headline with a

@@ -237,6 +237,7 @@ def policy_for(decision: DecisionConfig, direction: str) -> Policy:
         design=Design(alpha=decision.false_keep, max_runs=decision.max_runs,
                       effect=decision.target_effect),
         control_every=decision.control_every, drift=decision.drift,
+        drift_prior=decision.drift_prior,
         simplicity=decision.simplicity, simplicity_budget=decision.simplicity_budget,
         deterministic=decision.deterministic,
     )
