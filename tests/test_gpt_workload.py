@@ -748,6 +748,12 @@ def test_stopping_the_demo_while_it_prepares_the_data_stops_the_preparation(
         while not preparing_in(demo) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert preparing_in(demo), "prepare.py never started"
+        # Freeze the preparation so it cannot finish between the look above and the signal (on a
+        # busy machine it did, once): the stop must land while it prepares, and must end it even
+        # when it cannot take a SIGTERM.
+        for pid in preparing_in(demo):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 130
     finally:

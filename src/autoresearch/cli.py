@@ -253,14 +253,18 @@ def demo(
 
     root = create_demo(directory.resolve(), budget, console)
     refuse_unusable_ledger(root)  # before the data preparation, not after it
+    stage = "while preparing the data"
     try:
-        with stop_signals_as_interrupt():  # SIGTERM and SIGHUP stop it like Ctrl-C
+        # SIGTERM and SIGHUP stop it like Ctrl-C, from the preparation through the session's
+        # start (the session installs its own handler): a stop between the two is not a death
+        # by signal, and nothing is recorded yet.
+        with stop_signals_as_interrupt():
             prepare_demo_data(root, console)
+            stage = "after the data was prepared"
+            code = run_session(root, "demo", iterations, None)
     except KeyboardInterrupt:
-        console.print("[yellow]stopped while preparing the data; run the same command to go "
-                      "on[/]")
+        console.print(f"[yellow]stopped {stage}; run the same command to go on[/]")
         raise typer.Exit(130) from None
-    code = run_session(root, "demo", iterations, None)
     me = launcher_command()
     console.print(f"explore it: cd {directory} && {me} status && {me} report")
     activate = Path(sys.executable).parent / "activate"
