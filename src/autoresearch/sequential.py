@@ -107,8 +107,8 @@ class SequentialPolicy:
                         f"({counts}): re-measuring the incumbent", runs=("incumbent",))
 
         design = self.design
-        info, final = self._information(evidence)
-        bound = design.boundary(info, final)  # on the z scale
+        info, finals = self._information(evidence)
+        bound = design.boundary(info, finals)  # on the z scale
         t = (effect.estimate - min_effect) / effect.se
         z = t_to_z(t, effect.dof)
         boundary = z_to_t(bound, effect.dof)  # the same tail on this look's t
@@ -128,7 +128,7 @@ class SequentialPolicy:
                         f"{effect.se:.2g}, {basis}, but the noise rests on {effect.noise_dof} "
                         f"degrees of freedom (a keep needs {self.min_noise_dof}): measuring "
                         f"{' then '.join(more)}", threshold=threshold, runs=more, width=boundary)
-        if z >= bound and not (simplification and self._went_past_futility(evidence, info, final)):
+        if z >= bound and not (simplification and self._went_past_futility(evidence, info, finals)):
             return step("keep", f"improved by {effect.estimate:.4g} ± {effect.se:.2g}: {basis} "
                         f"≥ {boundary:.2f}, look {look}'s bar for a {design.alpha:g} false-keep "
                         f"rate{drift}", threshold=threshold, width=boundary)
@@ -152,7 +152,7 @@ class SequentialPolicy:
 
     # --- the parts -----------------------------------------------------------------------------
 
-    def _went_past_futility(self, evidence: Evidence, info: list[float], final: float) -> bool:
+    def _went_past_futility(self, evidence: Evidence, info: list[float], finals: list[float]) -> bool:
         """Did an earlier look fall below its futility bound? Only a simplification goes on
         then (to be judged as one), and the boundaries assume every other path stopped there,
         so such a candidate may no longer be kept on merit. Recomputed from the runs each look
@@ -175,23 +175,25 @@ class SequentialPolicy:
             if not past.known or past.zero_noise or not math.isfinite(past.se):
                 continue
             z = t_to_z((past.estimate - min_effect) / past.se, past.dof)
-            bound = self.design.boundary(info[:j], final)
+            bound = self.design.boundary(info[:j], finals[:j])
             if z < min(self.design.futility_bound(j, info[j - 1]), bound):
                 return True
         return False
 
-    def _information(self, evidence: Evidence) -> tuple[list[float], float]:
+    def _information(self, evidence: Evidence) -> tuple[list[float], list[float]]:
         """The precision of each look so far (look j: the candidate's first j runs against the
-        incumbent runs started before the j-th), and the precision expected at the last look, in
-        units of one run's variance. They place the looks for the spending function and
+        incumbent runs started before the j-th), and the precision the last look was expected
+        to have as known at each look (max_runs candidate runs against those incumbent runs),
+        in units of one run's variance. They place the looks for the spending function and
         correlate them (an equal per-run variance is assumed for this, never for the test)."""
         starts = sorted(o.at for o in evidence.incumbent)
-        info = []
+        info: list[float] = []
+        finals: list[float] = []
         for j, run in enumerate(sorted(evidence.candidate, key=lambda o: o.at), start=1):
-            n = bisect_right(starts, run.at)
-            info.append(1.0 / (1.0 / j + 1.0 / max(n, 1)))
-        last = 1.0 / (1.0 / self.design.max_runs + 1.0 / max(len(starts), 1))
-        return info, max(last, info[-1])
+            n = max(bisect_right(starts, run.at), 1)
+            info.append(1.0 / (1.0 / j + 1.0 / n))
+            finals.append(max(info[-1], 1.0 / (1.0 / self.design.max_runs + 1.0 / n)))
+        return info, finals
 
     def _next_runs(self, model: Model, bound: float) -> tuple[Role, ...]:
         """The next runs: the candidate alone, or an interleaved (incumbent, candidate) pair,
