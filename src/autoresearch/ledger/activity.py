@@ -1,0 +1,91 @@
+"""The ledger's usage and events tables: what LLM calls cost, and what happened in a session
+(warnings, repairs, simplicity bookings...) besides experiments and runs. Part of `Ledger`."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any
+
+
+class ActivityTables:
+    """Usage and events, written and read through the ledger's connection."""
+
+    if TYPE_CHECKING:  # provided by Ledger, which these tables are part of
+        def _tx(self) -> AbstractContextManager[sqlite3.Connection]: ...
+
+        def _query(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]: ...
+
+    def add_usage(
+        self,
+        session_id: int,
+        experiment_id: str | None,
+        *,
+        provider: str,
+        model: str,
+        purpose: str = "propose",
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        cache_read_tokens: int = 0,
+        cache_write_tokens: int = 0,
+        cost_usd: float = 0.0,
+    ) -> None:
+        with self._tx() as c:
+            c.execute(
+                "INSERT INTO usage (experiment_id, session_id, provider, model, purpose,"
+                " input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cost_usd, at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (experiment_id, session_id, provider, model, purpose, input_tokens, output_tokens,
+                 cache_read_tokens, cache_write_tokens, cost_usd, time.time()),
+            )
+            if experiment_id is not None:
+                c.execute(
+                    "UPDATE experiments SET cost_usd = cost_usd + ? WHERE id = ?",
+                    (cost_usd, experiment_id),
+                )
+
+    def usage_totals(self, session_id: int) -> dict[str, float]:
+        (row,) = self._query(
+            "SELECT COUNT(*) AS calls, COALESCE(SUM(input_tokens), 0) AS input_tokens,"
+            " COALESCE(SUM(output_tokens), 0) AS output_tokens,"
+            " COALESCE(SUM(cache_read_tokens), 0) AS cache_read_tokens,"
+            " COALESCE(SUM(cache_write_tokens), 0) AS cache_write_tokens,"
+            " COALESCE(SUM(cost_usd), 0) AS cost_usd FROM usage WHERE session_id = ?",
+            (session_id,),
+        )
+        return {k: float(row[k]) for k in row.keys()}  # noqa: SIM118 - sqlite3.Row
+
+    def add_event(
+        self,
+        session_id: int,
+        kind: str,
+        message: str,
+        *,
+        experiment_id: str | None = None,
+        data: Mapping[str, Any] | None = None,
+    ) -> None:
+        with self._tx() as c:
+            c.execute(
+                "INSERT INTO events (session_id, experiment_id, at, kind, message, data_json)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (session_id, experiment_id, time.time(), kind, message,
+                 None if data is None else json.dumps(data)),
+            )
+
+    def events(self, session_id: int, *, after_id: int = 0,
+               kind: str | None = None) -> list[dict[str, Any]]:
+        """The session's events after `after_id` (of one `kind` only, when given), in order."""
+        rows = self._query(
+            "SELECT * FROM events WHERE session_id = ? AND id > ? AND (? IS NULL OR kind = ?)"
+            " ORDER BY id",
+            (session_id, after_id, kind, kind),
+        )
+        return [
+            {"id": r["id"], "experiment_id": r["experiment_id"], "at": r["at"], "kind": r["kind"],
+             "message": r["message"],
+             "data": None if r["data_json"] is None else json.loads(r["data_json"])}
+            for r in rows
+        ]
