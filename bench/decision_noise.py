@@ -9,7 +9,9 @@ the runs it asks for are run back to back in its order; a keep makes the candida
 
 The target: true value 1.0 (minimize), Gaussian noise σ = 0.01 per run. Options change the world:
 a linear drift per run (in σ), candidates that only multiply the noise, a deterministic target
-(every commit gives one fixed value), simplifications that cost a fixed amount each.
+(every commit gives one fixed value), simplifications that cost a fixed amount each, time the
+harness spends between candidates (`--gap`, mixed only: the drift model works in seconds, so a
+harness slow next to its runs widens the time between a candidate and its incumbent's runs).
 
 Scenarios (`--scenario`, default all):
   null        30 null candidates: false keeps per position, runs per verdict
@@ -138,8 +140,9 @@ def null_report(policy: Policy, n: int, rng: random.Random, label: str = "null",
     return done
 
 
-def mixed_report(policy: Policy, effect: float, n: int, rng: random.Random) -> list[Session]:
-    done = list(sessions(policy, mixed(effect), n, rng))
+def mixed_report(policy: Policy, effect: float, n: int, rng: random.Random,
+                 **world: object) -> list[Session]:
+    done = list(sessions(policy, mixed(effect), n, rng, **world))
     power, first5, after, nulls = Tally(), Tally(), Tally(), Tally()
     real_runs: list[int] = []
     null_runs: list[int] = []
@@ -265,6 +268,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--sessions", type=int, default=400)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--gap", type=float, default=0.0, help=(
+        "mixed: clock time between a candidate's commit and its first run, in runs (the "
+        "harness's own work; about 0.5 on bench/toy_target.py, 0 on a real workload)"))
     ap.add_argument("--policy", choices=("sequential", "classic", "ratchet"),
                     default="sequential")
     ap.add_argument("--scenario", action="append", choices=(
@@ -294,7 +300,7 @@ def main() -> None:
         null_report(policy, n, rng)
     if "mixed" in chosen:
         for effect in args.effect or [2.0, 3.0]:
-            mixed_report(policy, effect, n, rng)
+            mixed_report(policy, effect, n, rng, gap=args.gap)
     if "effects" in chosen:
         effects_report(policy, n, rng)
     if "drift" in chosen:

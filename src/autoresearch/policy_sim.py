@@ -33,12 +33,17 @@ class World:
     rng: random.Random
     drift: float = 0.0  # per run, in σ, towards better (lower)
     deterministic: bool = False
-    clock: int = 0
+    # Clock time between one candidate's commit and its first run, in runs: the harness's own
+    # work (proposing, committing). Nothing on a real workload; half a run on bench/toy_target.py,
+    # whose runs take ~40 ms.
+    gap: float = 0.0
+    clock: float = 0.0
     truth: dict[int, float] = field(default_factory=dict)
     noise: dict[int, float] = field(default_factory=dict)  # multiplier of σ
     fixed: dict[int, float] = field(default_factory=dict)  # deterministic: the one value
 
     def commit(self, true: float, noise: float = 1.0) -> int:
+        self.clock += self.gap
         cid = len(self.truth)
         self.truth[cid], self.noise[cid] = true, noise
         if self.deterministic:
@@ -92,9 +97,9 @@ Proposer = Callable[[int, random.Random], "Candidate"]
 
 
 def run_session(policy: Policy, propose: Proposer, rng: random.Random, *, repeats: int = 3,
-                drift: float = 0.0, deterministic: bool = False,
+                drift: float = 0.0, deterministic: bool = False, gap: float = 0.0,
                 positions: int = POSITIONS) -> Session:
-    world = World(rng, drift=drift, deterministic=deterministic)
+    world = World(rng, drift=drift, deterministic=deterministic, gap=gap)
     inc_cid = base_cid = world.commit(TRUE)
     inc_runs = [world.run(inc_cid, control=True) for _ in range(repeats)]
     others: list[list[Observation]] = []
