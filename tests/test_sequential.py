@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import pytest
@@ -270,7 +270,7 @@ def test_a_null_candidate_judged_with_pairs_is_kept_at_the_nominal_rate() -> Non
     for _ in range(candidates):
         clock = iter(range(1, 1000))
 
-        def run(control: bool = False) -> Observation:
+        def run(control: bool = False, clock: Iterator[int] = clock) -> Observation:
             return Observation(1.0 + rng.gauss(0, 0.01), float(next(clock)), control)
 
         others = [[run(True) for _ in range(20)]]
