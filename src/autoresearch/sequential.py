@@ -192,7 +192,7 @@ class SequentialPolicy:
         for j, run in enumerate(sorted(evidence.candidate, key=lambda o: o.at), start=1):
             n = max(bisect_right(starts, run.at), 1)
             info.append(1.0 / (1.0 / j + 1.0 / n))
-            finals.append(max(info[-1], 1.0 / (1.0 / self.design.max_runs + 1.0 / n)))
+            finals.append(1.0 / (1.0 / self.design.max_runs + 1.0 / n))  # boundary() clamps
         return info, finals
 
     def _next_runs(self, model: Model, bound: float) -> tuple[Role, ...]:

@@ -25,10 +25,12 @@ boundary once applied is never recomputed on a later look's terms: recomputing t
 with the larger final information makes them look stricter than they were, so the recursion
 credits them with less spent rate than they really spent and the later looks overspend (three
 incumbent runs, then pairs, a well-measured σ: a null change was kept 1.7 % of the time at a
-nominal 1 %; 1.03 % since). A later look spends what is
-left up to α(t) on its own scale, nothing when the earlier looks already spent that much. The z boundary is then used as a nominal
-p-value against a Student t on the look's degrees of freedom, so an estimated σ is not trusted as if
-it were known. A keep needs `min_runs` candidate runs; the rate those looks would have spent goes to
+nominal 1 %; 1.03 % since). A later look spends what is left up to α(t) on its own scale, nothing
+when the earlier looks already spent that much; a final below the look's own information is
+raised to it.
+
+The z boundary is then used as a nominal p-value against a Student t on the look's degrees of
+freedom, so an estimated σ is not trusted as if it were known. A keep needs `min_runs` candidate runs; the rate those looks would have spent goes to
 the first look that may keep.
 """
 
