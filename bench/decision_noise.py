@@ -117,6 +117,15 @@ def runs_per_verdict(done: list[Session]) -> float:
     return statistics.fmean(v.runs for s in done for v in s.verdicts)
 
 
+def incumbent_error(done: list[Session]) -> str:
+    """How good the incumbent looked, on average, when each candidate's first run was made,
+    against its truth: the incumbent is measured more while it looks bad (a promising
+    candidate's pairs) and a kept candidate brings its lucky runs, so it errs towards good."""
+    errors = [v.incumbent_error for s in done for v in s.verdicts if v.incumbent_error is not None]
+    return (f"the incumbent's mean at a candidate's first run, minus its truth: "
+            f"{statistics.fmean(errors):+.3f}σ (negative: too good; {len(errors)} candidates)")
+
+
 def null_report(policy: Policy, n: int, rng: random.Random, label: str = "null",
                 **world: object) -> list[Session]:
     done = list(sessions(policy, null, n, rng, **world))
@@ -137,6 +146,8 @@ def null_report(policy: Policy, n: int, rng: random.Random, label: str = "null",
           f"{by_pos[worst]}")
     with_keep = sum(1 for s in done if any(v.kept for v in s.verdicts))
     print(f"  {label}: sessions with a false keep {rate(with_keep, n, aligned=True)}")
+    if not world.get("drift"):
+        print(f"  {label}: {incumbent_error(done)}")
     return done
 
 
@@ -163,6 +174,7 @@ def mixed_report(policy: Policy, effect: float, n: int, rng: random.Random,
           f"keep: {after}")
     print(f"  mixed {effect:g}σ: runs per verdict {runs_per_verdict(done):.2f} (real "
           f"{statistics.fmean(real_runs):.2f}, null {statistics.fmean(null_runs):.2f})")
+    print(f"  mixed {effect:g}σ: {incumbent_error(done)}")
     return done
 
 
@@ -271,6 +283,9 @@ def main() -> None:
     ap.add_argument("--gap", type=float, default=0.0, help=(
         "mixed: clock time between a candidate's commit and its first run, in runs (the "
         "harness's own work; about 0.5 on bench/toy_target.py, 0 on a real workload)"))
+    ap.add_argument("--free-incumbent-runs", type=int, default=0, help=(
+        "null and mixed, an oracle for diagnosis: this many extra incumbent runs after each keep "
+        "and on the baseline, not counted in runs per verdict (the incumbent nearly known)"))
     ap.add_argument("--policy", choices=("sequential", "classic", "ratchet"),
                     default="sequential")
     ap.add_argument("--scenario", action="append", choices=(
@@ -296,11 +311,12 @@ def main() -> None:
     print(f"{n} sessions × {POSITIONS} candidates, σ = {SIGMA}, baseline repeats 3, policy: "
           f"{policy}")
     started = time.monotonic()
+    free = args.free_incumbent_runs
     if "null" in chosen:
-        null_report(policy, n, rng)
+        null_report(policy, n, rng, free_runs=free)
     if "mixed" in chosen:
         for effect in args.effect or [2.0, 3.0]:
-            mixed_report(policy, effect, n, rng, gap=args.gap)
+            mixed_report(policy, effect, n, rng, gap=args.gap, free_runs=free)
     if "effects" in chosen:
         effects_report(policy, n, rng)
     if "drift" in chosen:

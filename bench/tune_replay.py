@@ -1,10 +1,12 @@
 """tune on the synthetic GPT-like target, replayed in-process: hundreds of sessions in minutes.
 
-The real proposer (this checkout's `tune`, or tune at --before-ref) and the real decision rule
-(`autoresearch.decision.decide`: a baseline of 3 runs, up to 4 confirmation pairs, the pooled
-noise of every measured group), on bench/tune_local.py's synthetic target, without git or
-subprocesses. It is what the local phase's constants were chosen with; bench/tune_local.py
-checks the result through the real CLI.
+The real proposer (this checkout's `tune`, or tune at --before-ref) and the engine's verdict
+policy (`policy_for`, as `[decision]` ships: the sequential test with control runs and
+interleaved pairs, or `--policy classic`), driven by the serial scheduler's protocol of
+`autoresearch.policy_sim.Ratchet` (a baseline of 3 runs, then each candidate's runs as the policy
+asks for them), on bench/tune_local.py's synthetic target, without git or subprocesses. It is
+what the local phase's constants were chosen with; bench/tune_local.py checks the result through
+the real CLI.
 
 --workers N keeps N proposals in flight, as a parallel session does: the proposer is asked
 again before earlier proposals are decided (and told what is in flight); results come back
@@ -13,9 +15,9 @@ current one and is measured again there, or is dropped when one of its knobs cha
 (the engine's rebase and re-verify).
 
 Run:  python bench/tune_replay.py [--sessions 100] [--experiments 60] [--noise 0.008]
-      [--variant after|before] [--workers 1]
+      [--variant after|before] [--workers 1] [--policy sequential|classic]
 Prints, per block of 20 experiments, the mean and median true gain of the incumbent over the
-baseline (noise-free) and the mean number of keeps.
+baseline (noise-free), the mean number of keeps and the verify runs per experiment.
 """
 
 from __future__ import annotations
@@ -37,8 +39,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from tune_local import BEFORE_REF, BLOCK, ROOT, SYNTHETIC, template_defaults, template_knobs  # noqa: E402
 
-from autoresearch.config import Amount, parse_config  # noqa: E402
-from autoresearch.decision import Rule, decide  # noqa: E402
+from autoresearch.config import DecisionConfig, parse_config  # noqa: E402
+from autoresearch.policy import policy_for  # noqa: E402
+from autoresearch.policy_sim import SIGMA, Ratchet, World  # noqa: E402
 from autoresearch.proposers.base import (  # noqa: E402
     ExperimentOutcome,
     ExperimentSummary,
@@ -80,8 +83,9 @@ def read_knobs(text: str) -> Knobs:
 
 
 def one_session(cls: type[Proposer], seed: int, args: argparse.Namespace,
-                true_bpb: Callable[[Knobs], float]) -> tuple[list[str], list[float]]:
-    """(status of each experiment, the incumbent's true value after each experiment)."""
+                true_bpb: Callable[[Knobs], float]) -> tuple[list[str], list[float], list[int]]:
+    """(status of each experiment, the incumbent's true value after each experiment, the verify
+    runs each took)."""
     knob_specs = template_knobs()
     names = [key.split(":", 1)[1] for key in knob_specs]
     defaults = {n: read_knobs(f"x = {v}")["x"] for n, v in template_defaults(names).items()}
@@ -91,21 +95,23 @@ def one_session(cls: type[Proposer], seed: int, args: argparse.Namespace,
         "proposer": {"name": "tune", "seed": seed},
     })
     tune = cls(config, {"seed": seed})
-    noise = random.Random(seed * 7919 + 1)
-    rule = Rule("minimize", Amount(value=0.0, relative=False))
+    policy = policy_for(DecisionConfig(policy=args.policy), "minimize")
+    world = World(random.Random(seed * 7919 + 1))
+    scale = args.noise / SIGMA  # the world's noise multiplier
     with tempfile.TemporaryDirectory(prefix="tune-replay-") as tmp:
         root = Path(tmp)
         incumbent = dict(defaults)
         write_knobs(root / "train.py", incumbent)
         true = true_bpb(incumbent)
-        incumbent_runs = [true + noise.gauss(0, args.noise) for _ in range(3)]
-        groups: list[list[float]] = []
+        ratchet = Ratchet(world, world.commit(true, scale), [])
+        ratchet.incumbent_runs = [world.run(ratchet.incumbent, control=True) for _ in range(3)]
         history = [ExperimentSummary(
             id="e1", seq=1, status="keep", hypothesis="baseline",
-            objective=statistics.fmean(incumbent_runs), delta=None, reason="",
+            objective=statistics.fmean(o.value for o in ratchet.incumbent_runs), delta=None,
+            reason="",
             params={f"train.py:{k}": v for k, v in incumbent.items()})]
         tune.resume([ExperimentOutcome(history[0], None)])
-        statuses, trues = ["keep"], [true]
+        statuses, trues, runs_spent = ["keep"], [true], [3]
         flying: list[Flight] = []
         asked, without_keep = 1, 0
         while len(statuses) < args.experiments:
@@ -135,25 +141,20 @@ def one_session(cls: type[Proposer], seed: int, args: argparse.Namespace,
                     candidate = None  # a conflict: dropped
                 else:
                     candidate = {**incumbent, **{k: candidate[k] for k in changed}}
+            spent = 0
             if candidate is None:
                 status, value, delta, params = "rejected", None, None, flight.proposal.params
             else:
-                cand_true, inc_true = true_bpb(candidate), true
-                runs = [cand_true + noise.gauss(0, args.noise)]
-
-                def measure(role: str, c: float = cand_true, i: float = inc_true) -> float:
-                    return (c if role == "candidate" else i) + noise.gauss(0, args.noise)
-
-                verdict, _ = decide(runs, incumbent_runs, groups, rule, measure, max_pairs=4)
-                status = "keep" if verdict.outcome == "keep" else "discard"
-                value, delta = statistics.fmean(runs), verdict.delta
+                cand_true = true_bpb(candidate)
+                cid = world.commit(cand_true, scale)
+                step, ran, spent = ratchet.judge(policy, cid)
+                status = "keep" if step.action == "keep" else "discard"
+                # What the ledger shows: the candidate's mean and its measured difference.
+                value, delta = statistics.fmean(o.value for o in ran), -step.improvement
                 params = {f"train.py:{k}": v for k, v in candidate.items()}
                 if status == "keep":
-                    groups.append(incumbent_runs)
-                    incumbent_runs, incumbent, true = runs, candidate, cand_true
+                    incumbent, true = candidate, cand_true
                     write_knobs(root / "train.py", incumbent)
-                else:
-                    groups.append(runs)
             without_keep = 0 if status == "keep" else without_keep + 1
             done = ExperimentSummary(id=flight.id, seq=len(history) + 1, status=status,
                                      hypothesis=flight.proposal.hypothesis, objective=value,
@@ -162,7 +163,8 @@ def one_session(cls: type[Proposer], seed: int, args: argparse.Namespace,
             tune.observe(ExperimentOutcome(done, flight.proposal))
             statuses.append(status)
             trues.append(true)
-    return statuses, trues
+            runs_spent.append(spent)
+    return statuses, trues, runs_spent
 
 
 def proposer_class(variant: str, ref: str, into: Path) -> type[Proposer]:
@@ -185,20 +187,27 @@ def main() -> None:
     ap.add_argument("--variant", choices=("after", "before"), default="after")
     ap.add_argument("--before-ref", default=BEFORE_REF)
     ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--policy", choices=("sequential", "classic"), default="sequential",
+                    help="the verdict policy ([decision] policy); the engine's default: sequential")
     args = ap.parse_args()
     true_bpb = objective()
     with tempfile.TemporaryDirectory(prefix="tune-before-") as tmp:
         cls = proposer_class(args.variant, args.before_ref, Path(tmp))
         sessions = [one_session(cls, seed, args, true_bpb) for seed in range(args.sessions)]
     print(f"{args.variant}: {args.sessions} sessions × {args.experiments} experiments, "
-          f"σ {args.noise}, {args.workers} worker(s)")
+          f"σ {args.noise}, {args.workers} worker(s), {args.policy} policy")
     for end in range(BLOCK, args.experiments + 1, BLOCK):
-        gains = [trues[min(end, len(trues)) - 1] - trues[0] for _, trues in sessions]
+        gains = [trues[min(end, len(trues)) - 1] - trues[0] for _, trues, _ in sessions]
         keeps = [sum(s == "keep" for s in statuses[end - BLOCK:end]) - (end == BLOCK)
-                 for statuses, _ in sessions]
+                 for statuses, _, _ in sessions]
+        # Verify runs per candidate judged in the block (the baseline's 3 runs are not one).
+        runs = [(sum(spent[end - BLOCK:end]) - 3 * (end == BLOCK)) / (BLOCK - (end == BLOCK))
+                for _, _, spent in sessions]
         print(f"  experiments ≤{end}: keeps in the block {statistics.fmean(keeps):.2f}, "
               f"true gain mean {statistics.fmean(gains):+.4f} "
-              f"(median {statistics.median(gains):+.4f})")
+              f"± {1.96 * statistics.stdev(gains) / len(gains) ** 0.5:.4f} (95 %) "
+              f"(median {statistics.median(gains):+.4f}), verify runs per candidate "
+              f"{statistics.fmean(runs):.2f}")
 
 
 if __name__ == "__main__":

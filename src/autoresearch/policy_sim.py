@@ -1,12 +1,13 @@
 """A simulated session that drives a verdict policy exactly as the engine's serial scheduler does.
 
-Shared by bench/decision_noise.py (the figures in the README) and the policy's tests, so both
-exercise one driver. The protocol (see the top of policy.py): the baseline measured `repeats`
-times; then per candidate, the incumbent re-measured first when `policy.control_due(runs since
-the incumbent's commit last ran)`, then `policy.step(evidence)` until it concludes, the runs it asks
-for made back to back in its order. A keep makes the candidate the incumbent (its runs go with
-it); a simplicity keep leaves the best measured state as the reference; every repeated commit
-stays in the noise evidence.
+Shared by bench/decision_noise.py (the figures in the README), bench/tune_replay.py (tune judged
+by the same verdict) and the policy's tests, so all exercise one driver (`Ratchet.judge`). The
+protocol (see the top of policy.py): the baseline measured `repeats` times; then per candidate,
+the incumbent re-measured first when `policy.control_due(runs since the incumbent's commit last
+ran)`, then `policy.step(evidence)` until it concludes, the runs it asks for made back to back in
+its order. A keep makes the candidate the incumbent (its runs go with it); a simplicity keep
+leaves the best measured state as the reference; every repeated commit stays in the noise
+evidence.
 
 The target: true value 1.0, lower is better, Gaussian noise σ = 0.01 per run (times a candidate's
 noise multiplier), optionally a linear drift per run, or deterministic (one fixed value per
@@ -78,6 +79,10 @@ class Verdict:
     step: Step
     runs: int  # verify runs spent on this verdict, control runs included
     after_real_keep: int | None  # positions since the last real keep (None: none yet)
+    # The incumbent's mean as the candidate's first run saw it, minus its truth, in σ (negative:
+    # too good); None when the candidate never ran. A diagnostic of the incumbent's selection
+    # bias, meaningful without drift.
+    incumbent_error: float | None = None
 
     @property
     def kept(self) -> bool:
@@ -96,58 +101,95 @@ class Session:
 Proposer = Callable[[int, random.Random], "Candidate"]
 
 
-def run_session(policy: Policy, propose: Proposer, rng: random.Random, *, repeats: int = 3,
-                drift: float = 0.0, deterministic: bool = False, gap: float = 0.0,
-                positions: int = POSITIONS) -> Session:
-    world = World(rng, drift=drift, deterministic=deterministic, gap=gap)
-    inc_cid = base_cid = world.commit(TRUE)
-    inc_runs = [world.run(inc_cid, control=True) for _ in range(repeats)]
-    others: list[list[Observation]] = []
-    since_control = 0
-    reference: list[Observation] = []  # the best measured state's runs, when not the incumbent
-    last_real_keep: int | None = None
-    verdicts: list[Verdict] = []
-    for position in range(1, positions + 1):
-        cand = propose(position, rng)
-        true = world.truth[inc_cid] - cand.effect * SIGMA
-        cid = world.commit(true, cand.noise)
+@dataclass
+class Ratchet:
+    """The serial scheduler's state between candidates: the incumbent and its runs, the noise
+    evidence of every other commit measured more than once, the best measured state while a
+    simplification is the incumbent, and the candidate runs since the incumbent last ran."""
+
+    world: World
+    incumbent: int
+    incumbent_runs: list[Observation]
+    others: list[list[Observation]] = field(default_factory=list)
+    reference: list[Observation] = field(default_factory=list)
+    since_control: int = 0
+    # An oracle, for diagnostics only: this many extra incumbent runs, not counted as spent,
+    # after each keep (and on the baseline), as if the incumbent were measured for free.
+    free_runs: int = 0
+    incumbent_error: float | None = None  # of the last candidate judged (see Verdict)
+
+    @classmethod
+    def start(cls, world: World, true: float, repeats: int, free_runs: int = 0) -> Ratchet:
+        """The baseline: committed and measured `repeats` times."""
+        cid = world.commit(true)
+        runs = [world.run(cid, control=True) for _ in range(repeats + free_runs)]
+        return cls(world, cid, runs, free_runs=free_runs)
+
+    def judge(self, policy: Policy, cid: int, lines_added: int = 1,
+              lines_removed: int = 1) -> tuple[Step, list[Observation], int]:
+        """Judge commit `cid` against the incumbent: (the concluding step, the candidate's runs,
+        the verify runs it took, control runs included). A keep makes `cid` the incumbent."""
+        world = self.world
         cand_runs: list[Observation] = []
         spent = 0
-        if policy.control_due(since_control):
-            inc_runs.append(world.run(inc_cid, control=True))
-            since_control, spent = 0, 1
+        self.incumbent_error = None
+        if policy.control_due(self.since_control):
+            self.incumbent_runs.append(world.run(self.incumbent, control=True))
+            self.since_control, spent = 0, 1
         while True:
-            step = policy.step(Evidence(cand_runs, inc_runs, others, cand.lines_added,
-                                        cand.lines_removed, reference))
+            step = policy.step(Evidence(cand_runs, self.incumbent_runs, self.others, lines_added,
+                                        lines_removed, self.reference))
             if step.concluded:
                 break
             for role in step.runs:
                 spent += 1
                 if role == "incumbent":
-                    inc_runs.append(world.run(inc_cid, control=True))
-                    since_control = 0
+                    self.incumbent_runs.append(world.run(self.incumbent, control=True))
+                    self.since_control = 0
                 else:
+                    if not cand_runs:
+                        mean = sum(o.value for o in self.incumbent_runs) / len(self.incumbent_runs)
+                        self.incumbent_error = (mean - world.truth[self.incumbent]) / SIGMA
                     cand_runs.append(world.run(cid))
-                    since_control += 1
-        after = None if last_real_keep is None else position - last_real_keep
-        verdicts.append(Verdict(position, cand, step, spent, after))
+                    self.since_control += 1
         if step.action == "keep":
-            if step.simpler and not reference:
-                reference = inc_runs  # the state it simplifies stays the one to measure against
-            else:
-                if len(inc_runs) >= 2:
-                    others.append(inc_runs)
-                if not step.simpler and reference:
-                    if len(reference) >= 2:
-                        others.append(reference)
-                    reference = []
-            inc_cid, inc_runs, since_control = cid, cand_runs, 0
-            if cand.real:
-                last_real_keep = position
+            self._keep(cid, cand_runs, simpler=step.simpler)
         elif len(cand_runs) >= 2:
-            others.append(cand_runs)
-    gain = (world.truth[base_cid] - world.truth[inc_cid]) / SIGMA
-    return Session(verdicts, base_cid, inc_cid, world, gain)
+            self.others.append(cand_runs)
+        return step, cand_runs, spent
+
+    def _keep(self, cid: int, runs: list[Observation], *, simpler: bool) -> None:
+        if simpler and not self.reference:
+            self.reference = self.incumbent_runs  # the state it simplifies: measured against
+        else:
+            if len(self.incumbent_runs) >= 2:
+                self.others.append(self.incumbent_runs)
+            if not simpler and self.reference:
+                if len(self.reference) >= 2:
+                    self.others.append(self.reference)
+                self.reference = []
+        free = [self.world.run(cid, control=True) for _ in range(self.free_runs)]
+        self.incumbent, self.incumbent_runs, self.since_control = cid, runs + free, 0
+
+
+def run_session(policy: Policy, propose: Proposer, rng: random.Random, *, repeats: int = 3,
+                drift: float = 0.0, deterministic: bool = False, gap: float = 0.0,
+                positions: int = POSITIONS, free_runs: int = 0) -> Session:
+    world = World(rng, drift=drift, deterministic=deterministic, gap=gap)
+    ratchet = Ratchet.start(world, TRUE, repeats, free_runs)
+    base_cid = ratchet.incumbent
+    last_real_keep: int | None = None
+    verdicts: list[Verdict] = []
+    for position in range(1, positions + 1):
+        cand = propose(position, rng)
+        cid = world.commit(world.truth[ratchet.incumbent] - cand.effect * SIGMA, cand.noise)
+        step, _, spent = ratchet.judge(policy, cid, cand.lines_added, cand.lines_removed)
+        after = None if last_real_keep is None else position - last_real_keep
+        verdicts.append(Verdict(position, cand, step, spent, after, ratchet.incumbent_error))
+        if step.action == "keep" and cand.real:
+            last_real_keep = position
+    gain = (world.truth[base_cid] - world.truth[ratchet.incumbent]) / SIGMA
+    return Session(verdicts, base_cid, ratchet.incumbent, world, gain)
 
 
 def verify_headline(session: Session, claimed_sigma: float,
