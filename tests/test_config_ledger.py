@@ -108,6 +108,6 @@ def test_an_experiments_life_is_written_through_typed_steps(tmp_path: Path) -> N
     ],
 )
 def test_obviously_overlapping_globs(scope: str, protected: str, overlap: bool) -> None:
-    from autoresearch.config import globs_overlap
+    from autoresearch.globs import globs_overlap
 
     assert globs_overlap(scope, protected) is overlap

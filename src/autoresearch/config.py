@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
 import sys
 import tomllib
-from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -22,7 +20,9 @@ from pydantic import (
     model_validator,
 )
 
+from autoresearch.config_errors import validation_problems
 from autoresearch.errors import ConfigError
+from autoresearch.globs import globs_overlap, pattern_problem
 from autoresearch.metrics import compile_metric_regex
 from autoresearch.timeouts import sized_timeout
 
@@ -344,91 +344,12 @@ class Config(_Strict):
         return data
 
 
-def _field_path(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for item in loc:
-        out += f"[{item}]" if isinstance(item, int) else (f".{item}" if out else str(item))
-    return out
-
-
-_FIXES = {
-    "missing": "add this field",
-    "extra_forbidden": "remove it or check its spelling (see the config reference in the README)",
-    "literal_error": "use one of the allowed values",
-}
-
-
-def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
-    """The model class that validates the table at `loc` (("verify",) → VerifyConfig)."""
-    model: type[BaseModel] = Config
-    for item in loc:
-        if isinstance(item, int):
-            continue  # an item of a list of tables ([[guards]]): same model as the list's
-        field = model.model_fields.get(item)
-        if field is None:
-            return None
-        found = next((t for t in (field.annotation, *get_args(field.annotation))
-                      if isinstance(t, type) and issubclass(t, BaseModel)), None)
-        if found is None:
-            return None
-        model = found
-    return model
-
-
-def _nearest(word: str, choices: Iterable[str]) -> str | None:
-    near = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return near[0] if near else None
-
-
-def _problems(errors: list[Any]) -> tuple[list[str], str | None]:
-    """One line per problem ("field: message") and the fix for the first one.
-
-    An unknown key gets the nearest valid name of its table; a required field that is missing
-    beside such a near miss (`budget_second` for `budget_seconds`) is that typo, so it is said
-    once, as the typo.
-    """
-    unknown = {tuple(e["loc"]) for e in errors if e["type"] == "extra_forbidden"}
-    typo_of: dict[tuple[int | str, ...], str] = {}  # unknown key's loc -> the name it misspells
-    for loc in unknown:
-        model = _model_at(loc[:-1])
-        near = _nearest(str(loc[-1]), model.model_fields) if model else None
-        if near is not None:
-            typo_of[loc] = near
-    explained = {(*loc[:-1], near) for loc, near in typo_of.items()}
-    problems: list[str] = []
-    fix: str | None = None
-    for err in errors:
-        loc = tuple(x for x in err["loc"] if not str(x).startswith("function-"))
-        if err["type"] == "missing" and loc in explained:
-            continue
-        field = _field_path(loc) or "(top level)"
-        msg = str(err["msg"]).removeprefix("Value error, ")
-        hint: str | None = None
-        if loc in typo_of:
-            msg = f"unknown key; did you mean {typo_of[loc]!r}?"
-            hint = f"rename {loc[-1]!r} to {typo_of[loc]!r}"
-        elif err["type"] == "extra_forbidden":
-            model = _model_at(loc[:-1])
-            msg = "unknown key"
-            if model is not None:
-                hint = "the keys here are: " + ", ".join(model.model_fields)
-        elif err["type"] == "literal_error" and isinstance(err.get("input"), str):
-            allowed = re.findall(r"'([^']*)'", str(err.get("ctx", {}).get("expected", "")))
-            near = _nearest(err["input"], allowed)
-            if near is not None:
-                msg += f"; did you mean {near!r}?"
-                hint = f"write {near!r}"
-        problems.append(f"{field}: {msg}")
-        fix = fix or hint or _FIXES.get(err["type"])
-    return problems, fix
-
-
 def parse_config(data: dict[str, Any], source: str = CONFIG_NAME) -> Config:
     """Validate a parsed TOML document, turning the first problems into one clear ConfigError."""
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        problems, fix = _problems(exc.errors())
+        problems, fix = validation_problems(exc.errors(), Config)
         problems = problems[:5]
         raise ConfigError(
             f"invalid {CONFIG_NAME}: " + "; ".join(problems),
@@ -509,30 +430,12 @@ def _check_values(config: Config, path: Path) -> None:
             ) from None
 
 
-def _sample_path(pattern: str) -> str:
-    """One concrete path a glob matches (`src/**/*.py` → `src/x.py`), to compare two globs."""
-    out = pattern.strip().lstrip("/").removeprefix("./").replace("**/", "").replace("**", "x")
-    out = re.sub(r"\[!?[^\]]*\]", lambda m: m.group(0)[1:2] if m.group(0)[1] != "!" else "x", out)
-    return out.replace("*", "x").replace("?", "x")
-
-
-def globs_overlap(a: str, b: str) -> bool:
-    """True when two globs obviously select the same files: equal, or one's sample path matches
-    the other. (Whether two globs share a file in general depends on the repository's files;
-    `check_preconditions` checks that file by file.)"""
-    from autoresearch.globs import matches
-
-    return a.strip() == b.strip() or matches(_sample_path(a), [b]) or matches(_sample_path(b), [a])
-
-
 def _check_scope_overlap(config: Config, path: Path) -> None:
     """A protected pattern inside the scope is a contradiction: refuse it before anything runs.
 
     The config file itself always exists, so it is checked too; program.md and .gitignore may
     not exist, so only the file-level check in `check_preconditions` covers them.
     """
-    from autoresearch.globs import pattern_problem
-
     for field, patterns in (("scope", config.scope), ("protected", config.protected)):
         for pattern in patterns:
             if problem := pattern_problem(pattern):  # it would match no file: a silent no-op

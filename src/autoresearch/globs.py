@@ -79,3 +79,17 @@ def matches(path: str, patterns: Iterable[str]) -> bool:
 def select(paths: Iterable[str], patterns: Sequence[str]) -> list[str]:
     """The paths matching any pattern, sorted."""
     return sorted(p for p in paths if matches(p, patterns))
+
+
+def _sample_path(pattern: str) -> str:
+    """One concrete path a glob matches (`src/**/*.py` → `src/x.py`), to compare two globs."""
+    out = pattern.strip().lstrip("/").removeprefix("./").replace("**/", "").replace("**", "x")
+    out = re.sub(r"\[!?[^\]]*\]", lambda m: m.group(0)[1:2] if m.group(0)[1] != "!" else "x", out)
+    return out.replace("*", "x").replace("?", "x")
+
+
+def globs_overlap(a: str, b: str) -> bool:
+    """True when two globs obviously select the same files: equal, or one's sample path matches
+    the other. (Whether two globs share a file in general depends on the repository's files;
+    `check_preconditions` checks that file by file.)"""
+    return a.strip() == b.strip() or matches(_sample_path(a), [b]) or matches(_sample_path(b), [a])

@@ -1,0 +1,95 @@
+"""Pydantic's validation errors of the contract file, said as a user can act on them.
+
+One line per problem ("verify.budget_seconds: …"), and the fix for the first: an unknown key
+gets the nearest valid name of its table (`budget_second` → `budget_seconds`), a value outside a
+fixed set the nearest allowed one.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable
+from typing import Any, get_args
+
+from pydantic import BaseModel
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for item in loc:
+        out += f"[{item}]" if isinstance(item, int) else (f".{item}" if out else str(item))
+    return out
+
+
+_FIXES = {
+    "missing": "add this field",
+    "extra_forbidden": "remove it or check its spelling (see the config reference in the README)",
+    "literal_error": "use one of the allowed values",
+}
+
+
+def _model_at(root: type[BaseModel], loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+    """The model class that validates the table at `loc` (("verify",) → VerifyConfig)."""
+    model: type[BaseModel] = root
+    for item in loc:
+        if isinstance(item, int):
+            continue  # an item of a list of tables ([[guards]]): same model as the list's
+        field = model.model_fields.get(item)
+        if field is None:
+            return None
+        found = next((t for t in (field.annotation, *get_args(field.annotation))
+                      if isinstance(t, type) and issubclass(t, BaseModel)), None)
+        if found is None:
+            return None
+        model = found
+    return model
+
+
+def _nearest(word: str, choices: Iterable[str]) -> str | None:
+    near = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return near[0] if near else None
+
+
+def validation_problems(errors: list[Any], root: type[BaseModel]) -> tuple[list[str], str | None]:
+    """One line per problem ("field: message") and the fix for the first one; `root` is the
+    model of the whole file (its tables' models name the valid keys).
+
+    An unknown key gets the nearest valid name of its table; a required field that is missing
+    beside such a near miss (`budget_second` for `budget_seconds`) is that typo, so it is said
+    once, as the typo.
+    """
+    unknown = {tuple(e["loc"]) for e in errors if e["type"] == "extra_forbidden"}
+    typo_of: dict[tuple[int | str, ...], str] = {}  # unknown key's loc -> the name it misspells
+    for loc in unknown:
+        model = _model_at(root, loc[:-1])
+        near = _nearest(str(loc[-1]), model.model_fields) if model else None
+        if near is not None:
+            typo_of[loc] = near
+    explained = {(*loc[:-1], near) for loc, near in typo_of.items()}
+    problems: list[str] = []
+    fix: str | None = None
+    for err in errors:
+        loc = tuple(x for x in err["loc"] if not str(x).startswith("function-"))
+        if err["type"] == "missing" and loc in explained:
+            continue
+        field = _field_path(loc) or "(top level)"
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        hint: str | None = None
+        if loc in typo_of:
+            msg = f"unknown key; did you mean {typo_of[loc]!r}?"
+            hint = f"rename {loc[-1]!r} to {typo_of[loc]!r}"
+        elif err["type"] == "extra_forbidden":
+            model = _model_at(root, loc[:-1])
+            msg = "unknown key"
+            if model is not None:
+                hint = "the keys here are: " + ", ".join(model.model_fields)
+        elif err["type"] == "literal_error" and isinstance(err.get("input"), str):
+            allowed = re.findall(r"'([^']*)'", str(err.get("ctx", {}).get("expected", "")))
+            near = _nearest(err["input"], allowed)
+            if near is not None:
+                msg += f"; did you mean {near!r}?"
+                hint = f"write {near!r}"
+        problems.append(f"{field}: {msg}")
+        fix = fix or hint or _FIXES.get(err["type"])
+    return problems, fix
