@@ -17,7 +17,7 @@ current one and is measured again there, or is dropped when one of its knobs cha
 Run:  python bench/tune_replay.py [--sessions 100] [--experiments 60] [--noise 0.008]
       [--variant after|before] [--workers 1] [--policy sequential|classic]
 Prints, per block of 20 experiments, the mean and median true gain of the incumbent over the
-baseline (noise-free), the mean number of keeps and the verify runs per experiment.
+baseline (noise-free), the mean number of keeps and the verify runs per candidate.
 """
 
 from __future__ import annotations
@@ -103,8 +103,7 @@ def one_session(cls: type[Proposer], seed: int, args: argparse.Namespace,
         incumbent = dict(defaults)
         write_knobs(root / "train.py", incumbent)
         true = true_bpb(incumbent)
-        ratchet = Ratchet(world, world.commit(true, scale), [])
-        ratchet.incumbent_runs = [world.run(ratchet.incumbent, control=True) for _ in range(3)]
+        ratchet = Ratchet.start(world, true, repeats=3, noise=scale)
         history = [ExperimentSummary(
             id="e1", seq=1, status="keep", hypothesis="baseline",
             objective=statistics.fmean(o.value for o in ratchet.incumbent_runs), delta=None,

@@ -119,9 +119,10 @@ class Ratchet:
     incumbent_error: float | None = None  # of the last candidate judged (see Verdict)
 
     @classmethod
-    def start(cls, world: World, true: float, repeats: int, free_runs: int = 0) -> Ratchet:
-        """The baseline: committed and measured `repeats` times."""
-        cid = world.commit(true)
+    def start(cls, world: World, true: float, repeats: int, free_runs: int = 0,
+              noise: float = 1.0) -> Ratchet:
+        """The baseline: committed (its noise `noise` × σ) and measured `repeats` times."""
+        cid = world.commit(true, noise)
         runs = [world.run(cid, control=True) for _ in range(repeats + free_runs)]
         return cls(world, cid, runs, free_runs=free_runs)
 
