@@ -8,6 +8,7 @@ so each test is reproducible."""
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import textwrap
 from pathlib import Path
@@ -129,3 +130,50 @@ def test_deletions_that_each_cost_one_sigma_cannot_ratchet_backwards(tmp_path: P
     base = rows(repo, "SELECT base_commit FROM sessions")[0][0]
     marks = rows(repo, "SELECT data_json FROM events WHERE kind = 'simplicity'")
     assert len(marks) == len(kept) and all(str(base) in str(d) for (d,) in marks)
+
+
+DRIFTING_SCORE = textwrap.dedent(
+    """
+    import hashlib, os, random, sys
+    from pathlib import Path
+
+    # Every run is 0.4 σ better than the one before, whatever the code (a machine warming up,
+    # a load going away): the count of runs so far lives outside the repository.
+    counter = Path(sys.argv[1])
+    count = int(counter.read_text()) + 1 if counter.exists() else 1
+    counter.write_text(str(count))
+    text = Path("target.py").read_text()
+    rng = random.Random(os.environ["AUTORESEARCH_SEED"] + ":" + hashlib.sha256(text.encode()).hexdigest())
+    print(f"score: {100 - 0.4 * count + rng.gauss(0, 1)}")
+    """
+)
+
+
+def test_the_recorded_difference_is_the_verdicts_estimate_not_drift(tmp_path: Path) -> None:
+    # Null changes on a target that drifts towards better: each candidate's mean beats the
+    # incumbent's early runs by the drift alone. The difference recorded for it (shown by
+    # `results`, read by the proposers: tune's near misses, the LLM's context) is the verdict's
+    # own estimate, with the drift the control runs and pairs measured taken out.
+    counter = tmp_path / "runs-so-far"
+    config = NOISY_CONFIG.replace('command = "{python} score.py"',
+                                  f'command = "{{python}} score.py {counter}"')
+    repo = make_repo(tmp_path / "repo", {"target.py": "base = 0\n", "score.py": DRIFTING_SCORE,
+                                         "autoresearch.toml": config})
+    use_script(repo, [{"hypothesis": f"null change {i}",
+                       "edits": {"target.py": f"base = 0\nn{i} = 1\n"}} for i in range(6)])
+    result = run_cli(repo, "run", "--tag", "t", "-n", "7")
+    assert result.returncode == 0, result.stdout + result.stderr
+    judged = rows(repo, "SELECT objective, incumbent_objective, delta, decision_reason FROM "
+                  "experiments WHERE kind != 'baseline' ORDER BY seq")
+    assert len(judged) == 6
+    plain, recorded = [], []
+    for objective, incumbent, delta, reason in judged:
+        assert isinstance(objective, float) and isinstance(incumbent, float)
+        assert isinstance(delta, float)
+        said = re.search(r"improve(?:d by|ment) (-?[0-9.]+(?:e[-+]?[0-9]+)?)", str(reason))
+        assert said is not None, reason
+        # minimize: the difference is the improvement with its sign turned
+        assert delta == pytest.approx(-float(said.group(1)), rel=1e-3, abs=1e-3), reason
+        plain.append(abs(objective - incumbent))
+        recorded.append(abs(delta))
+    assert sum(recorded) < 0.6 * sum(plain), (recorded, plain)

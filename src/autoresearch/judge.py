@@ -143,7 +143,14 @@ def settle(s: Session, trial: Trial, step: Step, evidence: Evidence, prefix: str
             status, reason = review_keep(s, trial, status, reason)
     # A hidden-noise discard has no finite bar (σ = 0, min_effect 0): none is recorded.
     threshold = step.threshold if math.isfinite(step.threshold) else None
-    trial.judged(incumbent_objective=inc, delta=cand - inc, threshold=threshold, guards=guards)
+    # The difference recorded (and shown, and read by the proposers) is the verdict's own
+    # estimate: the incumbent at the candidate's times, drift removed, interleaved runs weighed
+    # most. Under drift the plain difference of the two means says otherwise (a machine that
+    # got faster makes every later candidate look better than an incumbent measured early),
+    # and a proposer steering by it chases the drift.
+    estimate = s.config.metric.sign * step.improvement
+    delta = estimate if math.isfinite(estimate) else cand - inc
+    trial.judged(incumbent_objective=inc, delta=delta, threshold=threshold, guards=guards)
     if status == TrialStatus.KEEP:
         track_reference(s, trial, step)
     s.end(trial, status, reason, objective=cand)
