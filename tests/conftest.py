@@ -75,8 +75,10 @@ def server() -> Iterator[FakeModelServer]:
 
 
 def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    # No API keys, and no OMP_NUM_THREADS from the shell (it would fix `[run] threads = "auto"`):
+    # a test that wants either passes it in `extra`.
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("ANTHROPIC_", "OPENAI_", "OPENROUTER_"))}
+           if not k.startswith(("ANTHROPIC_", "OPENAI_", "OPENROUTER_")) and k != "OMP_NUM_THREADS"}
     env["PYTHONPATH"] = os.pathsep.join([str(TESTS.parent), env.get("PYTHONPATH", "")])
     env.update(extra or {})
     return env

@@ -13,6 +13,7 @@ from autoresearch import resources
 from autoresearch.config import RunConfig, parse_config
 from autoresearch.errors import ConfigError
 from autoresearch.resources import ThreadPlan, plan_threads, run_env, session_threads, thread_env
+from autoresearch.slots import slot_threads
 from tests.conftest import make_repo, run_cli
 
 # Prints the thread variables the run was given, as a metric each (kv format).
@@ -46,6 +47,7 @@ def test_the_users_env_wins() -> None:
 
 
 def test_auto_gives_the_free_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr(resources, "usable_cores", lambda: 8)
     monkeypatch.setattr(resources, "busy_cores", lambda sample_s=0.3: 0.2)
     assert plan_threads("auto") == ThreadPlan(8, "auto: all 8 cores, idle")
@@ -53,7 +55,7 @@ def test_auto_gives_the_free_cores(monkeypatch: pytest.MonkeyPatch) -> None:
     assert plan_threads("auto").threads == 5
     monkeypatch.setattr(resources, "busy_cores", lambda sample_s=0.3: 40.0)  # a loaded host
     assert plan_threads("auto").threads == 1
-    assert plan_threads(RunConfig(threads=3)) == ThreadPlan(3, "[run] threads")
+    assert plan_threads(RunConfig(threads=3)) == ThreadPlan(3, "[run] threads", per_run=True)
 
 
 def test_auto_on_this_machine_is_within_its_cores() -> None:
@@ -63,6 +65,7 @@ def test_auto_on_this_machine_is_within_its_cores() -> None:
 
 
 def test_auto_is_measured_once_per_session(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     pin = tmp_path / "session" / "threads.json"
     monkeypatch.setattr(resources, "usable_cores", lambda: 4)
     monkeypatch.setattr(resources, "busy_cores", lambda sample_s=0.3: 1.0)
@@ -73,6 +76,23 @@ def test_auto_is_measured_once_per_session(tmp_path: Path, monkeypatch: pytest.M
     again = session_threads(RunConfig(), pin)
     assert again.threads == 3 and "measured when the session started" in again.why
     assert session_threads(RunConfig(threads=2), pin).threads == 2  # an explicit count wins
+
+
+def test_auto_keeps_the_omp_num_threads_the_session_was_started_with(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Two sessions side by side on 2 cores, each started with OMP_NUM_THREADS=1: the first must
+    # not take both cores because the machine was idle when it started.
+    monkeypatch.setattr(resources, "usable_cores", lambda: 2)
+    monkeypatch.setattr(resources, "busy_cores", lambda sample_s=0.3: 0.0)
+    plan = plan_threads("auto", {"OMP_NUM_THREADS": "1"})
+    assert plan == ThreadPlan(1, "auto: OMP_NUM_THREADS=1 in the environment", per_run=True)
+    assert plan_threads("auto", {"OMP_NUM_THREADS": "many"}).threads == 2  # not a count: ignored
+    assert plan_threads(RunConfig(threads=2), {"OMP_NUM_THREADS": "1"}).threads == 2  # [run] wins
+    # It is each run's count, as OMP_NUM_THREADS always is: parallel slots do not split it, as
+    # they split the free cores "auto" measured.
+    two = RunConfig(workers=2)
+    assert slot_threads(two, 2, plan_threads("auto", {"OMP_NUM_THREADS": "2"})) == 2
+    assert slot_threads(two, 2, plan_threads("auto", {})) == 1
 
 
 def test_threads_must_be_a_positive_count_or_auto() -> None:
@@ -147,3 +167,12 @@ def test_auto_threads_are_pinned_and_verify_env_overrides(tmp_path: Path) -> Non
     result = run_cli(override, "run", "--iterations", "2", "--tag", "b")
     assert result.returncode == 0, result.stdout + result.stderr
     assert recorded(override, "mkl_num_threads") == {5.0}
+
+    # Started from a shell that sets OMP_NUM_THREADS: "auto" keeps it, for every library.
+    shell = threads_repo(tmp_path / "c", "")
+    result = run_cli(shell, "run", "--iterations", "2", "--tag", "c",
+                     env={"OMP_NUM_THREADS": "3"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "each run gets 3 threads (auto: OMP_NUM_THREADS=3 in the environment)" in " ".join(
+        result.stdout.split())
+    assert recorded(shell, "openblas_num_threads") == {3.0}

@@ -10,7 +10,9 @@ Rayon).
 `threads = "auto"` (the default) gives a run the cores that are not busy when the session
 starts: the usable cores (the affinity mask, bounded by a cgroup CPU quota) minus the cores
 other programs kept busy over a short sample, rounded, at least 1. On an idle machine that is
-every core. The figure is measured once per session and pinned (a resumed session keeps it):
+every core. An `OMP_NUM_THREADS` in the environment the session was started from is the user's
+own choice and is kept instead (a script that runs two sessions side by side sets it so that
+the first, started on an idle machine, does not take every core from the second). The figure is measured once per session and pinned (a resumed session keeps it):
 runs with different thread counts are not comparable under a fixed time budget. The user's own
 `[verify] env` wins over all of it.
 """
@@ -48,6 +50,9 @@ def thread_env(threads: int) -> dict[str, str]:
 class ThreadPlan:
     threads: int
     why: str  # how the figure was chosen, shown by `check` and at `run` start
+    # Each run's own count (a number in [run] threads, OMP_NUM_THREADS in the environment or in
+    # [verify] env), not free cores that parallel slots share.
+    per_run: bool = False
 
     def describe(self) -> str:
         """"each run gets 1 thread (auto: 2 cores, 1.0 busy with other work)"."""
@@ -64,7 +69,7 @@ def effective(plan: ThreadPlan, user_env: Mapping[str, str]) -> ThreadPlan:
     """The plan as the run will see it: the user's OMP_NUM_THREADS, when set, is what counts."""
     own = user_env.get("OMP_NUM_THREADS", "").strip()
     if own.isdigit() and int(own) >= 1:
-        return ThreadPlan(int(own), "OMP_NUM_THREADS from [verify] env")
+        return ThreadPlan(int(own), "OMP_NUM_THREADS from [verify] env", per_run=True)
     return plan
 
 
@@ -93,11 +98,17 @@ def busy_cores(sample_s: float = SAMPLE_SECONDS) -> float:
     return share * float(psutil.cpu_count() or 1)
 
 
-def plan_threads(setting: RunConfig | int | str) -> ThreadPlan:
-    """Resolve `[run] threads`: a number as given, "auto" from the cores free now."""
+def plan_threads(setting: RunConfig | int | str,
+                 environ: Mapping[str, str] | None = None) -> ThreadPlan:
+    """Resolve `[run] threads`: a number as given; "auto" from OMP_NUM_THREADS when the
+    environment (`environ`, by default this process's) sets it, else from the cores free now."""
     value = setting.threads if isinstance(setting, RunConfig) else setting
     if isinstance(value, int):
-        return ThreadPlan(value, "[run] threads")
+        return ThreadPlan(value, "[run] threads", per_run=True)
+    own = (os.environ if environ is None else environ).get("OMP_NUM_THREADS", "").strip()
+    if own.isdigit() and int(own) >= 1:
+        return ThreadPlan(int(own), f"auto: OMP_NUM_THREADS={int(own)} in the environment",
+                          per_run=True)
     cores = usable_cores()
     busy = min(busy_cores(), float(cores))
     free = max(1, min(cores, math.floor(cores - busy + 0.5)))
@@ -117,11 +128,12 @@ def session_threads(setting: RunConfig, pin: Path | None) -> ThreadPlan:
         saved = json.loads(pin.read_text(encoding="utf-8"))
         if int(saved["threads"]) >= 1:
             return ThreadPlan(int(saved["threads"]), f"{saved['why']}; measured when the "
-                              "session started")
+                              "session started", per_run=bool(saved.get("per_run", False)))
     except (OSError, ValueError, KeyError, TypeError):
         pass
     plan = plan_threads(setting)
     pin.parent.mkdir(parents=True, exist_ok=True)
-    pin.write_text(json.dumps({"threads": plan.threads, "why": plan.why}) + "\n",
+    pin.write_text(json.dumps({"threads": plan.threads, "why": plan.why,
+                               "per_run": plan.per_run}) + "\n",
                    encoding="utf-8")
     return plan

@@ -79,10 +79,12 @@ def plan_resources(run: RunConfig, workers: int,
 
 def slot_threads(run: RunConfig, workers: int, threads: ThreadPlan | None) -> int | None:
     """Threads each run of a slot gets: the free cores ("auto") shared by the slots, else the
-    number [run] threads sets for every run."""
+    count set for every run ([run] threads, or OMP_NUM_THREADS in the environment)."""
     if threads is None:
         return None
-    return threads.threads if run.threads != "auto" else max(1, threads.threads // workers)
+    if threads.per_run or run.threads != "auto":
+        return threads.threads
+    return max(1, threads.threads // workers)
 
 
 def _cpu_shares(workers: int) -> list[tuple[int, ...]]:
