@@ -88,13 +88,20 @@ def test_declaring_the_target_deterministic_keeps_what_is_better(toy_repo: Path)
     assert status == "keep" and "deterministic target (declared)" in str(reason)
 
 
-def test_null_changes_are_not_kept_and_the_incumbent_is_a_control_arm(tmp_path: Path) -> None:
-    repo = make_repo(tmp_path / "repo", {"target.py": "base = 0\n", "score.py": NOISY_SCORE,
-                                         "autoresearch.toml": NOISY_CONFIG})
+def null_session(tmp_path: Path, score: str, config: str, candidates: int) -> Path:
+    """A session of `candidates` null changes (each adds an unused line) on `score`."""
+    repo = make_repo(tmp_path / "repo", {"target.py": "base = 0\n", "score.py": score,
+                                         "autoresearch.toml": config})
     use_script(repo, [{"hypothesis": f"null change {i}",
-                       "edits": {"target.py": f"base = 0\nn{i} = 1\n"}} for i in range(8)])
-    result = run_cli(repo, "run", "--tag", "t", "-n", "9")
+                       "edits": {"target.py": f"base = 0\nn{i} = 1\n"}}
+                      for i in range(candidates)])
+    result = run_cli(repo, "run", "--tag", "t", "-n", str(candidates + 1))
     assert result.returncode == 0, result.stdout + result.stderr
+    return repo
+
+
+def test_null_changes_are_not_kept_and_the_incumbent_is_a_control_arm(tmp_path: Path) -> None:
+    repo = null_session(tmp_path, NOISY_SCORE, NOISY_CONFIG, 8)
     judged = verdicts(repo)
     assert len(judged) == 8 and {s for s, _ in judged} == {"discard"}
     # Each verdict is the sequential test's: a t statistic against its look's bar.
@@ -157,12 +164,7 @@ def test_the_recorded_difference_is_the_verdicts_estimate_not_drift(tmp_path: Pa
     counter = tmp_path / "runs-so-far"
     config = NOISY_CONFIG.replace('command = "{python} score.py"',
                                   f'command = "{{python}} score.py {counter}"')
-    repo = make_repo(tmp_path / "repo", {"target.py": "base = 0\n", "score.py": DRIFTING_SCORE,
-                                         "autoresearch.toml": config})
-    use_script(repo, [{"hypothesis": f"null change {i}",
-                       "edits": {"target.py": f"base = 0\nn{i} = 1\n"}} for i in range(6)])
-    result = run_cli(repo, "run", "--tag", "t", "-n", "7")
-    assert result.returncode == 0, result.stdout + result.stderr
+    repo = null_session(tmp_path, DRIFTING_SCORE, config, 6)
     judged = rows(repo, "SELECT objective, incumbent_objective, delta, decision_reason FROM "
                   "experiments WHERE kind != 'baseline' ORDER BY seq")
     assert len(judged) == 6
