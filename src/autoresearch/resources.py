@@ -12,9 +12,10 @@ starts: the usable cores (the affinity mask, bounded by a cgroup CPU quota) minu
 other programs kept busy over a short sample, rounded, at least 1. On an idle machine that is
 every core. An `OMP_NUM_THREADS` in the environment the session was started from is the user's
 own choice and is kept instead (a script that runs two sessions side by side sets it so that
-the first, started on an idle machine, does not take every core from the second). The figure is measured once per session and pinned (a resumed session keeps it):
-runs with different thread counts are not comparable under a fixed time budget. The user's own
-`[verify] env` wins over all of it.
+the first, started on an idle machine, does not take every core from the second). The figure
+is measured once per session and pinned (a resumed session keeps it): runs with different
+thread counts are not comparable under a fixed time budget. The user's own `[verify] env` wins
+over all of it.
 """
 
 from __future__ import annotations
@@ -67,10 +68,16 @@ def run_env(plan: ThreadPlan, user_env: Mapping[str, str]) -> dict[str, str]:
 
 def effective(plan: ThreadPlan, user_env: Mapping[str, str]) -> ThreadPlan:
     """The plan as the run will see it: the user's OMP_NUM_THREADS, when set, is what counts."""
-    own = user_env.get("OMP_NUM_THREADS", "").strip()
-    if own.isdigit() and int(own) >= 1:
-        return ThreadPlan(int(own), "OMP_NUM_THREADS from [verify] env", per_run=True)
+    own = _omp_threads(user_env)
+    if own is not None:
+        return ThreadPlan(own, "OMP_NUM_THREADS from [verify] env", per_run=True)
     return plan
+
+
+def _omp_threads(env: Mapping[str, str]) -> int | None:
+    """The thread count OMP_NUM_THREADS sets in `env` (None when unset or not a count)."""
+    own = env.get("OMP_NUM_THREADS", "").strip()
+    return int(own) if own.isdigit() and int(own) >= 1 else None
 
 
 def usable_cores() -> int:
@@ -105,10 +112,9 @@ def plan_threads(setting: RunConfig | int | str,
     value = setting.threads if isinstance(setting, RunConfig) else setting
     if isinstance(value, int):
         return ThreadPlan(value, "[run] threads", per_run=True)
-    own = (os.environ if environ is None else environ).get("OMP_NUM_THREADS", "").strip()
-    if own.isdigit() and int(own) >= 1:
-        return ThreadPlan(int(own), f"auto: OMP_NUM_THREADS={int(own)} in the environment",
-                          per_run=True)
+    own = _omp_threads(os.environ if environ is None else environ)
+    if own is not None:
+        return ThreadPlan(own, f"auto: OMP_NUM_THREADS={own} in the environment", per_run=True)
     cores = usable_cores()
     busy = min(busy_cores(), float(cores))
     free = max(1, min(cores, math.floor(cores - busy + 0.5)))

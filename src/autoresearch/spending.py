@@ -30,8 +30,8 @@ when the earlier looks already spent that much; a final below the look's own inf
 raised to it.
 
 The z boundary is then used as a nominal p-value against a Student t on the look's degrees of
-freedom, so an estimated σ is not trusted as if it were known. A keep needs `min_runs` candidate runs; the rate those looks would have spent goes to
-the first look that may keep.
+freedom, so an estimated σ is not trusted as if it were known. A keep needs `min_runs` candidate
+runs; the rate those looks would have spent goes to the first look that may keep.
 """
 
 from __future__ import annotations
