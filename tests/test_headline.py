@@ -52,6 +52,9 @@ def test_the_headline_is_re_measured_in_interleaved_pairs_with_an_interval(
     assert "verified headline re-measured over 3 interleaved pairs" in status
     report = run_cli(toy_repo, "report", "--tag", "t", "--out", str(toy_repo.parent / "rep"))
     assert report.returncode == 0, report.stderr
+    # Its summary line gives the session's own numbers, then the re-measured ones.
+    assert "verified: headline re-measured over 3 interleaved pairs" in " ".join(
+        report.stdout.split())
     markdown = (toy_repo.parent / "rep" / "report.md").read_text()
     assert "**Verified:** headline re-measured over 3 interleaved pairs" in markdown
     # A resumed session whose best did not change does not measure the same trees again.
@@ -125,6 +128,9 @@ def test_report_verify_re_measures_a_headline_the_session_did_not(toy_repo: Path
     assert run_cli(toy_repo, "run", "--tag", "t", "-n", "2").returncode == 0
     assert headlines(toy_repo) == []
     out = toy_repo.parent / "rep"
+    plain = " ".join(run_cli(toy_repo, "report", "--tag", "t", "--out", str(out)).stdout.split())
+    assert "not verified: best vs baseline was not re-measured" in plain
+    assert "autoresearch report --verify" in plain
     off = run_cli(toy_repo, "report", "--tag", "t", "--verify", "--out", str(out))
     assert off.returncode == 0 and "headline_pairs = 0 turns it off" in off.stdout
     (toy_repo / "autoresearch.toml").write_text(config)

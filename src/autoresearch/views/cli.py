@@ -179,11 +179,18 @@ def report(
         done = verify_headline_of(root, name, console)
         if done is not None:
             console.print(escape(done.describe(ledger_metric(root, name))))
+    else:
+        done = None
     files = write_report(root, tag, out.resolve() if out else None)
     s, conf = files.data.view.summary, files.data.view.confidence
     console.print(f"session [bold]{s.tag}[/]: best {s.metric} {fmt_value(s.best)} vs baseline "
                   f"{fmt_value(s.baseline)} ({fmt_signed(s.improvement)}, {conf.label}), "
                   f"{s.counts['keep']} kept of {s.counts['candidates']} candidates")
+    if s.verified and done is None:  # the session's runs can flatter the best; pairs do not
+        console.print(f"verified: {escape(s.verified)}")
+    elif s.best_id is not None and s.best_id != s.baseline_id:
+        console.print("not verified: best vs baseline was not re-measured since the best was "
+                      "kept (`autoresearch report --verify` re-measures it in interleaved pairs)")
     for path in (files.png, files.html, files.markdown):
         console.print(f"wrote {path}")
 
