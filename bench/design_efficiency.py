@@ -84,6 +84,11 @@ def sprt_bounds(effect: float, alpha: float, beta: float, min_runs: int,
     return Bounds(keep, drop)
 
 
+def runs_per_verdict(real: Outcome, null: Outcome, share: float) -> float:
+    """Runs per verdict when a `share` of the candidates are real (the mixed scenario)."""
+    return share * real.mean_runs + (1.0 - share) * null.mean_runs
+
+
 def draws(effect: float, candidates: int, looks: int, rng: np.random.Generator) -> np.ndarray:
     """z_1 … z_looks of `candidates` simulated candidates whose true improvement is `effect`."""
     sums = np.cumsum(rng.normal(effect, 1.0, size=(candidates, looks)), axis=1)
@@ -133,7 +138,7 @@ def matched_sprt(effect: float, design: Design, real: np.ndarray, null: np.ndarr
 def report(name: str, bounds: Bounds, effect: float, share: float, real_z: np.ndarray,
            null_z: np.ndarray) -> tuple[Outcome, Outcome]:
     real, null = simulate(bounds, real_z), simulate(bounds, null_z)
-    mixed = share * real.mean_runs + (1.0 - share) * null.mean_runs
+    mixed = runs_per_verdict(real, null, share)
     print(f"  {name}")
     print(f"    true {effect:g} σ improvement kept {rate(real.kept, real.candidates)}, "
           f"{real.mean_runs:.2f} runs a verdict")

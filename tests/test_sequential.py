@@ -380,9 +380,6 @@ def test_the_designs_boundaries_need_barely_more_runs_than_walds_sprt() -> None:
     sprt = [efficiency.simulate(sprt_bounds, z) for z in (real, null)]
     assert sprt[0].kept == pytest.approx(ours[0].kept, rel=0.01)
     assert sprt[1].kept == pytest.approx(ours[1].kept, rel=0.15)
-
-    def mixed(outcomes: Sequence[object]) -> float:
-        real_runs, null_runs = (o.mean_runs for o in outcomes)  # type: ignore[attr-defined]
-        return float(0.2 * real_runs + 0.8 * null_runs)
-
-    assert mixed(sprt) < mixed(ours) < 1.08 * mixed(sprt)
+    design_runs = efficiency.runs_per_verdict(*ours, 0.2)
+    sprt_runs = efficiency.runs_per_verdict(*sprt, 0.2)
+    assert sprt_runs < design_runs < 1.08 * sprt_runs

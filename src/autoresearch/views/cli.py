@@ -167,6 +167,7 @@ def report(
     from autoresearch.views.format import fmt_signed, fmt_value
 
     root = _root(repo)
+    done = None  # the headline --verify measured now (it printed it already)
     if verify:
         from autoresearch.scheduler import verify_headline_of
         from autoresearch.views.summary import open_ledger, resolve_session
@@ -179,8 +180,6 @@ def report(
         done = verify_headline_of(root, name, console)
         if done is not None:
             console.print(escape(done.describe(ledger_metric(root, name))))
-    else:
-        done = None
     files = write_report(root, tag, out.resolve() if out else None)
     s, conf = files.data.view.summary, files.data.view.confidence
     console.print(f"session [bold]{s.tag}[/]: best {s.metric} {fmt_value(s.best)} vs baseline "
