@@ -11,9 +11,11 @@ It prints, for the design `[decision]` ships (or the one given by the options), 
 improvements kept and the candidate runs a verdict takes, under a true improvement of
 `--effect` σ and under no effect, and the same for Wald's sequential probability ratio test
 (SPRT) of "no effect" against "`--effect` σ", truncated the same way (a keep needs `min_runs`
-runs, at most `max_runs`) with Wald's bounds for the design's false-keep rate and the power the
-design reached. The SPRT minimises the expected number of runs under both hypotheses among tests
-with those error rates (Wald & Wolfowitz), so it is the yardstick: if the design is close to it,
+runs, at most `max_runs`): once with Wald's bounds for the design's false-keep rate and power,
+which are approximate once the test is truncated, and once with its two thresholds matched to
+the design's rates on the same draws, scored on fresh ones. Untruncated, the SPRT minimises the
+expected number of runs under both hypotheses among tests with its error rates (Wald &
+Wolfowitz), so it is the yardstick: if the design is close to it,
 the power a real session loses is lost to what has to be estimated, not to the boundaries. Then
 both as in the mixed scenario of bench/decision_noise.py (a share of the candidates real).
 
