@@ -271,6 +271,8 @@ def build(args: argparse.Namespace) -> Policy:
     assert isinstance(policy, SequentialPolicy)
     if args.prior_dof is not None:
         policy = replace(policy, prior_dof=args.prior_dof)
+    if args.drift_prior is not None:
+        policy = replace(policy, drift_prior=args.drift_prior)
     design = {k: v for k, v in {"rho": args.rho, "margin": args.margin,
                                 "min_runs": args.min_runs}.items() if v is not None}
     return replace(policy, design=replace(policy.design, **design)) if design else policy
@@ -302,6 +304,7 @@ def main() -> None:
     tune.add_argument("--rho", type=float)
     tune.add_argument("--margin", type=float)
     tune.add_argument("--prior-dof", type=float)
+    tune.add_argument("--drift-prior", type=float, help="drift thought plausible, σ per run")
     args = ap.parse_args()
     policy = build(args)
     rng = random.Random(args.seed)

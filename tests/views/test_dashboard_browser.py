@@ -293,9 +293,11 @@ def test_spread_of_repeated_runs_is_visible(page: Any, noisy_repo: Path, tmp_pat
     with serve(noisy_repo) as url:
         page.goto(url + "/")
         shows_experiments(page, n)
-        # The confidence divides by the σ of the baseline's own repeats, and says so.
+        # The confidence divides the re-measured gain by the σ of the baseline's own repeats,
+        # and says so.
         own = statistics.stdev(NOISY_BASELINE)
-        assert f"÷ σ {own:.3g} (σ of the baseline's 3 runs)" in page.inner_text("#conf-sub")
+        assert (f"÷ σ {own:.3g} (gain re-measured over 3 pairs, σ of the baseline's 3 runs)"
+                in page.inner_text("#conf-sub"))
         probes = page.evaluate(SPREAD_PROBES)
         assert {p["role"] for p in probes} >= {"baseline", "kept"}  # repeats and confirmations
         for p in probes:

@@ -64,7 +64,8 @@ def test_report_shows_both_noise_floors_honestly(noisy_repo: Path, tmp_path: Pat
         assert f"σ = {own:.4g} over the baseline's 3 repeated runs" in text
         assert f"the keep/discard rule uses the pooled σ = {s.noise:.4g}" in text
         assert f"{conf.pooled_dof} degrees of freedom" in text
-        assert f"÷ σ {own:.3g} (σ of the baseline's 3 runs)" in text
+        assert (f"÷ σ {own:.3g} (gain re-measured over 3 pairs, σ of the baseline's 3 runs)"
+                in text)
 
 
 def test_png_draws_the_spread_of_repeats_over_the_markers(noisy_repo: Path) -> None:

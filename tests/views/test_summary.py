@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from autoresearch.policy import Interval, paired_interval
 from autoresearch.state import SessionLock
+from autoresearch.views.confidence import shown_ratio
 from autoresearch.views.detail import experiment_detail
 from autoresearch.views.noise import NoiseFloor
 from autoresearch.views.summary import (
@@ -22,6 +24,7 @@ from autoresearch.views.summary import (
     short_label,
     view_to_json,
 )
+from tests.conftest import run_cli
 from tests.views.conftest import NOISY_BASELINE
 from tests.views.ledger_factory import BASELINE_VALUES, DEFAULT_PLAN, BuiltSession, build_session
 
@@ -156,7 +159,10 @@ def test_real_session_confidence_uses_the_baseline_repeats(noisy_repo: Path) -> 
     assert any(e.runs > 1 for e in view.experiments[1:])  # there were confirmation runs
     conf = view.confidence
     assert conf.noise == pytest.approx(own) and conf.noise_source == "baseline"
-    assert conf.ratio == pytest.approx(view.summary.improvement / own)
+    # The session ended with its headline re-measured: the figure is that gain's.
+    assert conf.verified_pairs == view.summary.verified_pairs >= 3
+    assert conf.improvement == pytest.approx(view.summary.verified_improvement)
+    assert conf.improvement is not None and conf.ratio == pytest.approx(conf.improvement / own)
     assert view.summary.noise == pytest.approx(session.noise)
     assert conf.pooled_dof > 2  # more than the baseline's own two degrees of freedom
 
@@ -233,3 +239,62 @@ def test_counts_and_rates_read_the_same_everywhere(demo_ro: BuiltSession) -> Non
     assert fmt_rate(50_500) == "842 experiments / min"
     assert fmt_rate(1e6) == "278 experiments / s"
     assert "e+" not in fmt_rate(5.05e4) and fmt_rate(None) == "—"
+
+
+def _record_headline(built: BuiltSession, improvements: list[float]) -> None:
+    """A verified headline for the session's best: (best, baseline) pairs whose differences are
+    `improvements` (the metric is minimized, so best = baseline − improvement)."""
+    view = _view(built.repo)
+    best = next(e for e in view.experiments if e.id == view.summary.best_id)
+    pairs = [[10.0 - d, 10.0] for d in improvements]
+    interval = paired_interval([(a, b) for a, b in pairs], "minimize")
+    built.ledger.add_event(built.session.id, "headline", "headline", experiment_id=best.id, data={
+        "best": best.id, "best_commit": best.commit_sha, "baseline_commit": built.session.base_commit,
+        "pairs": pairs, "failures": [], "estimate": interval.estimate,
+        "low": interval.low, "high": interval.high, "confidence": 0.95})
+
+
+def test_a_verified_headline_sets_the_confidence_figure(demo: BuiltSession) -> None:
+    """The selecting runs flatter the best: once it is re-measured, the σ figure is the
+    re-measured gain's, in every view."""
+    own = statistics.stdev(BASELINE_VALUES)
+    before = _view(demo.repo).confidence
+    assert before.ratio == pytest.approx((10.0 - 8.81) / own) and before.verified_pairs == 0
+    _record_headline(demo, [0.50, 0.53, 0.47])
+    view = _view(demo.repo)
+    conf = view.confidence
+    assert conf.improvement == pytest.approx(0.5) and conf.ratio == pytest.approx(0.5 / own)
+    assert conf.level == "green" and conf.verified_pairs == 3
+    assert conf.noise_basis == "gain re-measured over 3 pairs, σ of the baseline's 3 runs"
+    assert "re-measured at the session's end (3 interleaved pairs" in conf.explanation
+    assert view.summary.improvement == pytest.approx(10.0 - 8.81)  # the session's own, unchanged
+    assert view_to_json(view)["confidence"]["label"] == conf.label
+
+
+def test_a_verified_interval_that_covers_zero_is_never_green(demo: BuiltSession) -> None:
+    """The morning-headline failure: a best whose re-measured interval covers 0 must not be
+    shown as 'green, unlikely to be noise', however large its ratio to one run's σ."""
+    _record_headline(demo, [0.9, -0.5, 0.2])
+    conf = _view(demo.repo).confidence
+    assert conf.ratio is not None and conf.ratio > 2 and conf.label == f"{shown_ratio(conf.ratio):.1f}σ"
+    assert conf.level == "yellow"
+    assert "Its interval covers 0, so the figure is at most yellow" in conf.explanation
+    # Status and the report say the same.
+    status = " ".join(run_cli(demo.repo, "status", "--tag", demo.tag).stdout.split())
+    assert f"confidence {conf.label} (yellow), gain re-measured over 3 pairs" in status
+    out = demo.repo.parent / "rep"
+    report = run_cli(demo.repo, "report", "--tag", demo.tag, "--out", str(out))
+    assert report.returncode == 0, report.stderr
+    assert f"re-measured +0.2, {conf.label})" in " ".join(report.stdout.split())
+    assert f"**Confidence:** {conf.label} (yellow) — improvement +0.2 ÷ σ" in (
+        out / "report.md").read_text()
+
+
+def test_identical_pairs_leave_the_figure_on_the_sessions_numbers() -> None:
+    floor = NoiseFloor(1.0, 3, 1.0, 2, 1)
+    hidden = Interval(0.4, 0.4, 0.4, 3, 0.95)  # every pair the same: hidden noise
+    conf = confidence(3.0, floor, "score", hidden)
+    assert (conf.label, conf.verified_pairs) == ("3.0σ", 0)
+    one_pair = Interval(2.5, -math.inf, math.inf, 1, 0.95)
+    conf = confidence(3.0, floor, "score", one_pair)
+    assert (conf.label, conf.level, conf.verified_pairs) == ("2.5σ", "yellow", 1)

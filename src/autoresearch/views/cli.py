@@ -182,8 +182,12 @@ def report(
             console.print(escape(done.describe(ledger_metric(root, name))))
     files = write_report(root, tag, out.resolve() if out else None)
     s, conf = files.data.view.summary, files.data.view.confidence
+    # With a verified headline the σ figure is the re-measured gain's (views.confidence).
+    figure = (f"{fmt_signed(s.improvement)}; re-measured {fmt_signed(conf.improvement)}, "
+              f"{conf.label}" if conf.verified_pairs else
+              f"{fmt_signed(s.improvement)}, {conf.label}")
     console.print(f"session [bold]{s.tag}[/]: best {s.metric} {fmt_value(s.best)} vs baseline "
-                  f"{fmt_value(s.baseline)} ({fmt_signed(s.improvement)}, {conf.label}), "
+                  f"{fmt_value(s.baseline)} ({figure}), "
                   f"{s.counts['keep']} kept of {s.counts['candidates']} candidates")
     if s.verified and done is None:  # the session's runs can flatter the best; pairs do not
         console.print(f"verified: {escape(s.verified)}")

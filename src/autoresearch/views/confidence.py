@@ -2,7 +2,15 @@
 
 It divides by the σ of the baseline's own repeated runs (see views.noise for the two noise
 floors of a session), and falls back to the pooled σ only when the baseline ran once, saying so.
-The colour is decided on the number the label shows, so the two can never disagree.
+The colour is decided on the number the label shows, so the two can never disagree, with one
+exception that only ever lowers it: see below.
+
+Once the headline is verified (headline.py: best and baseline re-measured in interleaved pairs
+at the session's end), the figure is the *re-measured* gain over σ, not the gain of the runs
+that selected the best: those are the lucky ones, and a ratio over them says "green, unlikely
+to be noise" on exactly the sessions whose best was noise. And while the re-measured interval
+still covers 0, the figure is never green, whatever its size: the pairs have not shown it to be
+better.
 """
 
 from __future__ import annotations
@@ -11,6 +19,7 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
+from autoresearch.policy import Interval
 from autoresearch.views.noise import NoiseFloor, NoiseSource
 
 Level = Literal["green", "yellow", "red", "unknown"]
@@ -22,7 +31,7 @@ class Confidence:
 
     ratio: float | None
     level: Level
-    improvement: float | None
+    improvement: float | None     # the gain the ratio divides (the re-measured one if verified)
     noise: float | None           # the σ the ratio divides by
     noise_runs: int               # the baseline's successful runs
     noise_source: NoiseSource     # which σ `noise` is
@@ -32,6 +41,7 @@ class Confidence:
     pooled_dof: int
     label: str
     explanation: str
+    verified_pairs: int = 0       # > 0: `improvement` is the headline re-measured over these pairs
 
 
 _SCALE = ("≥ 2σ (green): unlikely to be noise. 1–2σ (yellow): suggestive, worth re-measuring. "
@@ -82,17 +92,43 @@ def _level(shown: float) -> Level:
     return "green" if shown >= 2 else "yellow" if shown >= 1 else "red"
 
 
-def confidence(improvement: float | None, floor: NoiseFloor, metric: str) -> Confidence:
-    """Colour thresholds: ≥ 2σ green, 1–2σ yellow, < 1σ red, on the number the label shows."""
-    meaning = ("Improvement of the best kept result over the baseline, in units of the noise "
-               "floor σ. ")
+def _usable(verified: Interval | None) -> Interval | None:
+    """A verification the figure can rest on: measured pairs with some spread between them
+    (identical pairs are hidden noise: the headline's own line says so, and the figure keeps to
+    the session's numbers and their σ)."""
+    if verified is None or verified.pairs < 1 or verified.zero_noise:
+        return None
+    return verified if math.isfinite(verified.estimate) else None
+
+
+def confidence(improvement: float | None, floor: NoiseFloor, metric: str,
+               verified: Interval | None = None) -> Confidence:
+    """Colour thresholds: ≥ 2σ green, 1–2σ yellow, < 1σ red, on the number the label shows;
+    with a verified headline, on its re-measured gain, and never green while its interval
+    covers 0."""
+    check = _usable(verified) if improvement is not None else None
+    if check is not None:
+        improvement = check.estimate
+        meaning = ("Improvement of the best kept result over the baseline as re-measured at the "
+                   f"session's end ({check.pairs} interleaved pair{'s' * (check.pairs != 1)}; "
+                   "the runs that selected it overstate it), in units of the noise floor σ. ")
+        if check.covers(0.0):
+            meaning += ("Its interval covers 0, so the figure is at most yellow: the pairs have "
+                        "not shown the best to be better. ")
+    else:
+        meaning = ("Improvement of the best kept result over the baseline, in units of the noise "
+                   "floor σ. ")
     sentence = _noise_sentence(floor, metric)
     sigma = floor.sigma
+    basis = _basis(floor)
+    if check is not None:
+        basis = (f"gain re-measured over {check.pairs} pair{'s' * (check.pairs != 1)}"
+                 + (f", {basis}" if basis else ""))
 
     def make(ratio: float | None, level: Level, label: str, why: str) -> Confidence:
         return Confidence(ratio, level, improvement, sigma, floor.baseline_runs, floor.source,
-                          _basis(floor), floor.baseline_sigma, floor.pooled_sigma,
-                          floor.pooled_dof, label, why)
+                          basis, floor.baseline_sigma, floor.pooled_sigma,
+                          floor.pooled_dof, label, why, check.pairs if check else 0)
 
     if improvement is None:
         return make(None, "unknown", "—", "No baseline measurement yet. " + meaning + _SCALE)
@@ -110,4 +146,7 @@ def confidence(improvement: float | None, floor: NoiseFloor, metric: str) -> Con
     ratio = improvement / sigma
     shown = shown_ratio(ratio)
     label = f"{shown:.1f}σ"
-    return make(ratio, _level(shown), label, meaning + sentence + " " + _SCALE)
+    level = _level(shown)
+    if check is not None and check.covers(0.0) and level == "green":
+        level = "yellow"
+    return make(ratio, level, label, meaning + sentence + " " + _SCALE)

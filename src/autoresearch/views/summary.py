@@ -276,7 +276,7 @@ def compose_view(ledger: Ledger, session: SessionRow, rows: Sequence[ExperimentV
         verified_high=interval.high if interval else None,
         verified_pairs=interval.pairs if interval else 0,
     )
-    conf = confidence(improvement, floor, metric)
+    conf = confidence(improvement, floor, metric, interval)
     return SessionView(summary, chart, conf, rows)
 
 
