@@ -51,8 +51,12 @@ SCORE_PY = textwrap.dedent(
     sigma = float(os.environ.get("TOY_SIGMA", "0.01"))
     drift = float(os.environ.get("TOY_DRIFT", "0"))
     counter = Path(os.environ["TOY_STATE"]) / "runs"
-    count = int(counter.read_text()) + 1 if counter.exists() else 1
-    counter.write_text(str(count))
+    count = int(counter.read_text() or 0) + 1 if counter.exists() else 1
+    # Replaced whole, never rewritten in place: with several workers another run may read it
+    # at any moment (a half-written file read as "" crashed one).
+    staged = counter.with_name(f"runs.{os.getpid()}")
+    staged.write_text(str(count))
+    os.replace(staged, counter)
     # TOY_SALT: each benchmark session its own noise (the harness's seeds repeat across sessions).
     digest = hashlib.sha256((os.environ.get("TOY_SALT", "") + text).encode()).hexdigest()
     if os.environ.get("TOY_DETERMINISTIC") == "1":
