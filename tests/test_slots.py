@@ -10,8 +10,9 @@ import pytest
 
 from autoresearch.config import RunConfig, load_config
 from autoresearch.executor import LocalExecutor, RunRequest
-from autoresearch.slots import Resources, plan_resources
-from tests.conftest import git, make_repo
+from autoresearch.resources import usable_cores
+from autoresearch.slots import Resources, crowding, plan_resources
+from tests.conftest import edit_config, git, make_repo, run_cli, use_script
 
 PROBE = ("import json, os, sys; print(json.dumps({'cpus': sorted(os.sched_getaffinity(0)), "
          "'gpu': os.environ.get('CUDA_VISIBLE_DEVICES'), "
@@ -54,3 +55,28 @@ def test_a_run_gets_its_slots_cpus_gpu_and_seed(tmp_path: Path) -> None:
     seen = json.loads((tmp_path / "run.log").read_text().splitlines()[0])
     assert seen == {"cpus": [cpu], "gpu": "3", "seed": "1234", "argv": ["1234"]}
     assert m.seed == 1234
+
+
+def test_more_workers_than_cores_is_warned_about_unless_each_has_a_gpu() -> None:
+    cpu_only = plan_resources(RunConfig(workers=3, gpus=[]), 3)
+    warning = crowding(3, cpu_only, cores=2)
+    assert warning is not None and "3 workers share 2 cores" in warning
+    assert "--workers 2" in warning
+    assert crowding(2, cpu_only[:2], cores=2) is None  # one core each: fine
+    with_gpus = plan_resources(RunConfig(workers=3, gpus=["0", "1", "2"]), 3)
+    assert crowding(3, with_gpus, cores=2) is None  # the runs wait on their GPUs, not the CPUs
+
+
+def test_check_and_run_say_when_the_workers_crowd_the_cores(toy_repo: Path) -> None:
+    workers = usable_cores() + 1
+    edit_config(toy_repo, "[verify]\n", f"[run]\nworkers = {workers}\ngpus = []\n[verify]\n")
+    use_script(toy_repo, [{"hypothesis": "X to 6", "edits": {"target.py": "X = 6.0\n"}},
+                          {"hypothesis": "X to 5", "edits": {"target.py": "X = 5.0\n"}}])
+    check = run_cli(toy_repo, "check")
+    assert check.returncode == 0, check.stdout + check.stderr  # a warning, not a problem
+    assert f"{workers} workers share {workers - 1} core" in " ".join(check.stdout.split())
+    run = run_cli(toy_repo, "run", "--tag", "t", "-n", "1")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert f"{workers} workers share {workers - 1} core" in " ".join(run.stdout.split())
+    quiet = run_cli(toy_repo, "run", "--tag", "u", "-n", "1", "--workers", str(workers - 1))
+    assert quiet.returncode == 0 and "workers share" not in " ".join(quiet.stdout.split())

@@ -38,7 +38,7 @@ from autoresearch.proposers.registry import load_proposer
 from autoresearch.readiness import check_preconditions, proposer_readiness
 from autoresearch.review.gate import check_gate
 from autoresearch.runner import kill_leftovers
-from autoresearch.slots import Slot, Slots, plan_resources, slot_threads
+from autoresearch.slots import Slot, Slots, crowding, plan_resources, slot_threads
 from autoresearch.state import SessionLock, StatePaths
 from autoresearch.stop_signals import SessionStopped
 from autoresearch.trial import Trial
@@ -307,6 +307,16 @@ class Session:
             return self.thread_plan
         return resources.ThreadPlan(per_slot, f"{self.thread_plan.why}, shared by "
                                               f"{self.workers} workers")
+
+    @property
+    def crowding(self) -> str | None:
+        """A warning when the slots' runs must take turns on this machine's CPUs (shown at the
+        start of `run`, as `check` shows it); runs elsewhere (another executor) are their own
+        machines' business."""
+        if not isinstance(self.executor, LocalExecutor):
+            return None
+        return crowding(self.workers, [s.resources for s in self.slots.all],
+                        resources.usable_cores())
 
     def spend_limit_reached(self) -> str | None:
         if self.limits.max_usd is not None:

@@ -77,6 +77,19 @@ def plan_resources(run: RunConfig, workers: int,
             for i in range(workers)]
 
 
+def crowding(workers: int, shares: Sequence[Resources], cores: int) -> str | None:
+    """A warning when the slots' runs must take turns on the CPUs: more workers than usable
+    cores, and not every slot has a GPU of its own to run on. Their runs then slow each other
+    down, and a metric measured under a time budget (steps trained in 60 s) gets worse with the
+    load: throughput does not grow, the noise does."""
+    if workers <= cores or (shares and all(r.gpu is not None for r in shares)):
+        return None
+    return (f"{workers} workers share {cores} core{'s' * (cores != 1)}: their runs will take "
+            "turns on the CPUs, and a metric measured under a time budget gets worse with the "
+            "load; more workers than cores pays only when runs wait on something else (a GPU "
+            f"each, the network). Use --workers {cores} (or [run] workers) for CPU-bound runs")
+
+
 def slot_threads(run: RunConfig, workers: int, threads: ThreadPlan | None) -> int | None:
     """Threads each run of a slot gets: the free cores ("auto") shared by the slots, else the
     count set for every run ([run] threads, or OMP_NUM_THREADS in the environment)."""
