@@ -27,6 +27,9 @@ Scenarios (`--scenario`, default all):
 
 Run:  python bench/decision_noise.py [--sessions 400] [--policy sequential|classic|ratchet]
       [--scenario null ...] [--seed 0]
+Design overrides, one setting at a time (docs/benchmarks.md, "What the settings trade"):
+      [--alpha A] [--max-runs N] [--target-effect E] [--control-every N] [--drift-model false]
+      [--drift-prior D] [--min-runs N] [--rho R] [--margin M] [--prior-dof N]
 """
 
 from __future__ import annotations
