@@ -51,9 +51,9 @@ SCORE_PY = textwrap.dedent(
     sigma = float(os.environ.get("TOY_SIGMA", "0.01"))
     drift = float(os.environ.get("TOY_DRIFT", "0"))
     counter = Path(os.environ["TOY_STATE"]) / "runs"
-    count = int(counter.read_text() or 0) + 1 if counter.exists() else 1
+    count = int(counter.read_text()) + 1 if counter.exists() else 1
     # Replaced whole, never rewritten in place: with several workers another run may read it
-    # at any moment (a half-written file read as "" crashed one).
+    # at any moment (a half-written file, read as "", crashed one).
     staged = counter.with_name(f"runs.{os.getpid()}")
     staged.write_text(str(count))
     os.replace(staged, counter)

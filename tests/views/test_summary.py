@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from autoresearch.headline import Headline
 from autoresearch.policy import Interval, paired_interval
 from autoresearch.state import SessionLock
 from autoresearch.views.confidence import shown_ratio
@@ -242,16 +243,16 @@ def test_counts_and_rates_read_the_same_everywhere(demo_ro: BuiltSession) -> Non
 
 
 def _record_headline(built: BuiltSession, improvements: list[float]) -> None:
-    """A verified headline for the session's best: (best, baseline) pairs whose differences are
-    `improvements` (the metric is minimized, so best = baseline − improvement)."""
+    """A verified headline for the session's best, recorded as the engine records it:
+    (best, baseline) pairs whose differences are `improvements` (the metric is minimized, so
+    best = baseline − improvement)."""
     view = _view(built.repo)
     best = next(e for e in view.experiments if e.id == view.summary.best_id)
-    pairs = [[10.0 - d, 10.0] for d in improvements]
-    interval = paired_interval([(a, b) for a, b in pairs], "minimize")
-    built.ledger.add_event(built.session.id, "headline", "headline", experiment_id=best.id, data={
-        "best": best.id, "best_commit": best.commit_sha, "baseline_commit": built.session.base_commit,
-        "pairs": pairs, "failures": [], "estimate": interval.estimate,
-        "low": interval.low, "high": interval.high, "confidence": 0.95})
+    pairs = [(10.0 - d, 10.0) for d in improvements]
+    headline = Headline(best.id, best.commit_sha or "", built.session.base_commit, pairs,
+                        paired_interval(pairs, "minimize"), [])
+    built.ledger.add_event(built.session.id, "headline", headline.describe("score"),
+                           experiment_id=best.id, data=headline.data())
 
 
 def test_a_verified_headline_sets_the_confidence_figure(demo: BuiltSession) -> None:

@@ -183,9 +183,8 @@ def report(
     files = write_report(root, tag, out.resolve() if out else None)
     s, conf = files.data.view.summary, files.data.view.confidence
     # With a verified headline the σ figure is the re-measured gain's (views.confidence).
-    figure = (f"{fmt_signed(s.improvement)}; re-measured {fmt_signed(conf.improvement)}, "
-              f"{conf.label}" if conf.verified_pairs else
-              f"{fmt_signed(s.improvement)}, {conf.label}")
+    remeasured = f"; re-measured {fmt_signed(conf.improvement)}" if conf.verified_pairs else ""
+    figure = f"{fmt_signed(s.improvement)}{remeasured}, {conf.label}"
     console.print(f"session [bold]{s.tag}[/]: best {s.metric} {fmt_value(s.best)} vs baseline "
                   f"{fmt_value(s.baseline)} ({figure}), "
                   f"{s.counts['keep']} kept of {s.counts['candidates']} candidates")
