@@ -160,11 +160,17 @@ def mixed_report(policy: Policy, effect: float, n: int, rng: random.Random,
     power, first5, after, nulls = Tally(), Tally(), Tally(), Tally()
     real_runs: list[int] = []
     null_runs: list[int] = []
+    lost = {"the first look": 0, "a later look": 0, "the last look": 0}
+    design = getattr(policy, "design", None)
     for s in done:
         for v in s.verdicts:
             if v.candidate.real:
                 power.add(v.kept)
                 real_runs.append(v.runs)
+                if not v.kept:
+                    last = design is not None and design.last(v.step.look)
+                    lost["the last look" if last else
+                         "the first look" if v.step.look <= 1 else "a later look"] += 1
                 continue
             null_runs.append(v.runs)
             nulls.add(v.kept)
@@ -173,6 +179,8 @@ def mixed_report(policy: Policy, effect: float, n: int, rng: random.Random,
             if v.after_real_keep is not None and v.after_real_keep <= 10:
                 after.add(v.kept)
     print(f"  mixed {effect:g}σ (20 % real): power per real proposal {power}")
+    where = "; ".join(f"{100.0 * k / power.total:.1f} % at {at}" for at, k in lost.items())
+    print(f"  mixed {effect:g}σ: real ones not kept: {where}")
     print(f"  mixed {effect:g}σ: false keeps {nulls}; first 5: {first5}; the 10 after a real "
           f"keep: {after}")
     print(f"  mixed {effect:g}σ: runs per verdict {runs_per_verdict(done):.2f} (real "
