@@ -75,8 +75,36 @@ def run_checkup(root: Path, console: Console) -> list[str]:
     if problems:
         console.print(f"[red]{len(problems)} problem(s) found[/]")
     else:
-        console.print("[green]ready:[/] `autoresearch run` will start with the baseline")
+        console.print(f"[green]ready:[/] `autoresearch run` will {_what_run_does(root)}")
     return problems
+
+
+def _what_run_does(root: Path) -> str:
+    """`run` without --tag resumes the latest session: say so, since a resumed session measures
+    from its own base (a session whose baseline never passed starts again from HEAD)."""
+    from autoresearch.ledger import Ledger, TrialStatus
+    from autoresearch.state import StatePaths
+
+    path = StatePaths(root, "_").ledger
+    if not path.exists():
+        return "start with the baseline"
+    try:
+        ledger = Ledger(path, readonly=True)
+    except AutoresearchError:  # empty, or already reported by _check_ledger
+        return "start with the baseline"
+    try:
+        latest = ledger.latest_session()
+        if latest is None:
+            return "start with the baseline"
+        experiments = ledger.experiments(latest.id)
+    finally:
+        ledger.close()
+    if not any(e.kind == "baseline" and e.status == TrialStatus.KEEP for e in experiments):
+        return (f"resume session {latest.tag}, whose baseline has not passed yet: it starts "
+                "again from your HEAD")
+    done = sum(1 for e in experiments if e.kind != "baseline")
+    return (f"resume session {latest.tag} ({done} experiment(s) so far, measured from its base "
+            f"{latest.base_commit[:10]}); --tag NEW starts a new session from your HEAD")
 
 
 def _check_ledger(root: Path, console: Console) -> list[str]:

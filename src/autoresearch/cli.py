@@ -10,7 +10,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -22,6 +22,11 @@ from autoresearch.config import CONFIG_NAME, load_config
 from autoresearch.errors import AutoresearchError, LedgerEmptyError
 from autoresearch.gitops import repo_root
 from autoresearch.state import StatePaths, default_tag, validate_tag
+
+if TYPE_CHECKING:
+    from autoresearch.config import Config
+    from autoresearch.display import Display
+    from autoresearch.session import Session
 
 app = typer.Typer(
     name="autoresearch",
@@ -45,7 +50,7 @@ def _root(repo: Path) -> Path:
 
 def resolve_tag(root: Path, tag: str | None, *, must_exist: bool) -> str:
     """An explicit tag, else the latest session in the ledger, else today's date."""
-    if tag:
+    if tag is not None:  # an explicit empty tag is a mistake, not "the default"
         return validate_tag(tag)
     from autoresearch.ledger import Ledger
 
@@ -166,15 +171,13 @@ def run_session(root: Path, tag: str | None, iterations: int | None,
                 until_s: float | None, workers: int | None = None) -> int:
     """Open (or resume) a session, loop until a limit, print the summary; returns an exit code."""
     from autoresearch import scheduler
-    from autoresearch.display import (
-        make_display,
-        print_resources,
-        shorten_readiness,
-        show_failed_log,
-    )
+    from autoresearch.display import make_display, show_failed_log
     from autoresearch.session import Session, SessionStopped
-    from autoresearch.stop_signals import describe_interrupt, stop_signals_as_interrupt
-    from autoresearch.views.format import count_key
+    from autoresearch.stop_signals import (
+        describe_interrupt,
+        output_closed,
+        stop_signals_as_interrupt,
+    )
 
     config = load_config(root / CONFIG_NAME)
     tag_ = resolve_tag(root, tag, must_exist=False)
@@ -183,33 +186,18 @@ def run_session(root: Path, tag: str | None, iterations: int | None,
     started = time.time()
     with stop_signals_as_interrupt():  # SIGTERM and SIGHUP stop like Ctrl-C
         session.open()
-        # Everything loaded so far lives for the whole session: keep the collector off it, so
-        # full collections stay short and don't land in the middle of an experiment.
-        gc.freeze()
-        history = session.history
-        base = history.baseline
-        if base is not None:
-            display.tally.baseline = base.objective
-            inc = history.incumbent
-            display.tally.best = inc.objective if inc else None
-        for e in history.experiments:
-            display.tally.add(count_key(e.kind, e.status))
-        resumed = history.counted()
-        slots = f"; {session.workers} workers" if session.workers > 1 else ""
-        console.print(f"session [bold]{tag_}[/] on branch {session.paths.branch}"
-                      + (f" (resuming after {resumed} experiments)" if resumed else "") + slots
-                      + f"; {escape(session.proposer_why)}"
-                      + (f"; {escape(shorten_readiness(session.readiness))}"
-                         if session.readiness else "")
-                      + (f"; {escape(session.review_gate)}" if config.review.gate != "off" else ""))
-        print_resources(console, session, config)
-        limits = scheduler.effective_limits(config, iterations, until_s, started)
         exit_code = 0
         status = "stopped"
-        display.start()
-        try:
+        try:  # from here on, any stop (Ctrl-C, a signal, a closed pipe) closes the session
+            resumed = _announce(session, config, display, tag_)
+            limits = scheduler.effective_limits(config, iterations, until_s, started)
+            display.start()
             reason = scheduler.run(session, limits)
             status = "finished"
+            if limits.iterations is not None and resumed >= limits.iterations:
+                reason += (f", before this run started: -n counts the session's experiments "
+                           f"({resumed} so far), so -n {resumed + limits.iterations} runs "
+                           f"{limits.iterations} more")
         except SessionStopped as stop:
             reason, exit_code = stop.reason, stop.exit_code
             status = "paused" if exit_code else "finished"
@@ -218,15 +206,50 @@ def run_session(root: Path, tag: str | None, iterations: int | None,
         except KeyboardInterrupt as exc:
             reason = f"interrupted ({describe_interrupt(exc)}); run the same command to resume"
             exit_code = 130
+            if output_closed(exc):  # stdout goes nowhere now: say it where it can be read
+                err.print(f"[yellow]stopped: {escape(reason)}[/]")
         finally:
             display.stop()
             session.close(status)
         style = "green" if exit_code == 0 else ("yellow" if exit_code == 130 else "red")
         console.print(f"[{style}]stopped: {escape(reason)}[/]")
         _print_summary(root, tag_)
-        console.print(f"results: {session.paths.results_tsv.relative_to(root)}; "
-                      f"best commit on branch {session.paths.branch}")
+        kept = session.history.incumbent is not None and session.history.incumbent.kind != "baseline"
+        console.print(f"results: {session.paths.results_tsv.relative_to(root)}; " + (
+            f"best commit on branch {session.paths.branch}" if kept else
+            f"nothing kept yet: the branch {session.paths.branch} is at the base"))
     return exit_code
+
+
+def _announce(session: Session, config: Config, display: Display, tag: str) -> int:
+    """The session's first lines (what it is, what it resumes, what the user must know) and the
+    live tally primed from the ledger; returns how many experiments it resumes after."""
+    from autoresearch.display import print_resources, shorten_readiness
+    from autoresearch.views.format import count_key
+
+    # Everything loaded so far lives for the whole session: keep the collector off it, so
+    # full collections stay short and don't land in the middle of an experiment.
+    gc.freeze()
+    history = session.history
+    base = history.baseline
+    if base is not None:
+        display.tally.baseline = base.objective
+        inc = history.incumbent
+        display.tally.best = inc.objective if inc else None
+    for e in history.experiments:
+        display.tally.add(count_key(e.kind, e.status))
+    resumed = history.counted()
+    slots = f"; {session.workers} workers" if session.workers > 1 else ""
+    console.print(f"session [bold]{tag}[/] on branch {session.paths.branch}"
+                  + (f" (resuming after {resumed} experiments)" if resumed else "") + slots
+                  + f"; {escape(session.proposer_why)}"
+                  + (f"; {escape(shorten_readiness(session.readiness))}"
+                     if session.readiness else "")
+                  + (f"; {escape(session.review_gate)}" if config.review.gate != "off" else ""))
+    for notice in session.notices:
+        console.print(f"[yellow]! {escape(notice)}[/]")
+    print_resources(console, session, config)
+    return resumed
 
 
 def _print_summary(root: Path, tag: str) -> None:

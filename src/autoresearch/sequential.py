@@ -138,7 +138,7 @@ class SequentialPolicy:
         futile = min(design.futility_bound(look, info[-1]), bound)
         if design.last(look) or z < futile:
             why = (f"not improved enough after {look} runs" if design.last(look) else
-                   f"not promising (z {z:.2f} < {futile:.2f})")
+                   f"not promising (z {_z_text(z)} < {futile:.2f})")
             if effect.estimate < 0 and math.isfinite(boundary) and t < -boundary:
                 why = "worse"
             bar = f"a keep needs {boundary:.2f}" if math.isfinite(boundary) else (
@@ -275,3 +275,8 @@ class SequentialPolicy:
                     f"luck, and min_effect is 0. To judge it, {HIDDEN_NOISE_HINT}",
                     threshold=math.inf, width=0.0)
 
+
+def _z_text(z: float) -> str:
+    """A z for a reason line: beyond ±8 the tail is 0 in double precision and t_to_z says
+    ±inf, which reads as a broken number; say how far instead."""
+    return f"{z:.2f}" if abs(z) < 8.0 else ("below -8" if z < 0 else "above 8")

@@ -91,6 +91,7 @@ class Session:
         self.proposer_why = ""
         self.readiness: str | None = None
         self.review_gate = "review gate off"  # what the [review] gate will do, said at open
+        self.notices: list[str] = []  # what the user must know about this start, said at open
         self._given_proposer = proposer
         self._proposer_open = False
         self.lock = SessionLock(self.paths.lock)
@@ -140,6 +141,15 @@ class Session:
             raise
 
     def _open_locked(self) -> None:
+        if gitops.current_branch(self.root) == self.paths.branch:
+            # The session moves its branch as it keeps commits; a checkout sitting on it would
+            # be left behind, its index showing the kept change undone, and a commit made there
+            # would be reset over by the next resume.
+            raise PreconditionError(
+                f"your checkout is on the session branch {self.paths.branch}, which the session "
+                "moves as it keeps commits", where=str(self.root),
+                fix="switch back to your own branch first (git switch -), and look at the "
+                    f"session's commits with git log {self.paths.branch}")
         self.ledger = Ledger(self.paths.ledger)
         row = self.ledger.session(self.paths.tag)
         if row is None and gitops.ref_exists(self.root, f"refs/heads/{self.paths.branch}"):
@@ -162,6 +172,8 @@ class Session:
             row = self._create_row()
         self.row = row
         self.history = History(self.config, self.ledger, row)
+        if not created:
+            self._follow_head()
         self.display.tally.metric = self.config.metric.name
         self.display.tally.direction = self.config.metric.direction
         tip = self._recover()
@@ -174,6 +186,33 @@ class Session:
                                    config=self.config.to_json_dict())
         self.proposer.resume([self.history.outcome(e) for e in self.history.experiments
                               if e.status != TrialStatus.INTERRUPTED])
+
+    def _follow_head(self) -> None:
+        """On resume, the user's checkout may have moved since the session started (the usual
+        reason: the baseline failed and they fixed the evaluation). A session whose baseline
+        never passed has measured nothing yet: it starts again from HEAD. One that has a
+        baseline goes on from its own base, and says so when the evaluation differs."""
+        head = gitops.rev_parse(self.root, "HEAD")
+        base = self.row.base_commit
+        if head == base:
+            return
+        self.history.load()
+        if self.history.baseline is None:
+            self.ledger.restart_session_from(self.row.id, head)
+            self.row = self.ledger.session(self.paths.tag) or self.row
+            self.history = History(self.config, self.ledger, self.row)
+            message = (f"the baseline never passed at {base[:10]}; starting again from your "
+                       f"checkout's HEAD {head[:10]}")
+            self.event("session", message)
+            self.notices.append(message)
+            return
+        changed = select(gitops.diff_names(self.root, base, head), self.config.all_protected)
+        if changed:
+            self.notices.append(
+                f"your checkout's {', '.join(changed[:5])}{' …' if len(changed) > 5 else ''} "
+                f"differ(s) from the session's base {base[:10]}: this session goes on measuring "
+                "with its own copy, so its runs stay comparable. To measure with yours, start a "
+                "new session: autoresearch run --tag NEW")
 
     def _load_proposer(self) -> None:
         if self._given_proposer is not None:
@@ -234,11 +273,32 @@ class Session:
         tip = incumbent.commit_sha if incumbent else self.row.base_commit
         assert tip is not None
         gitops.ensure_branch(self.root, self.paths.branch, tip)
-        if gitops.rev_parse(self.root, f"refs/heads/{self.paths.branch}") != tip:
+        branch_tip = gitops.rev_parse(self.root, f"refs/heads/{self.paths.branch}")
+        if branch_tip != tip:
+            self._save_unknown_commits(branch_tip, tip)
             gitops.update_ref(self.root, f"refs/heads/{self.paths.branch}", tip)
             self.event("recovery", f"branch reset to the ledger's incumbent {tip[:10]}")
         self.slots.prepare(tip)
         return tip
+
+    def _save_unknown_commits(self, branch_tip: str, tip: str) -> None:
+        """The branch is about to be reset to the ledger's incumbent. Commits on it that the
+        session never made (someone committed on the session branch) are not thrown away: the
+        old tip is kept under refs/autoresearch/<tag>/saved/ and the user is told."""
+        made = {e.commit_sha for e in self.history.experiments if e.commit_sha}
+        made |= {r.commit_sha for runs in self.history.runs.values() for r in runs}
+        made.add(self.row.base_commit)
+        unknown = [c for c in gitops.rev_list(self.root, [branch_tip, f"^{tip}"])
+                   if c not in made]
+        if not unknown:
+            return
+        ref = f"refs/autoresearch/{self.paths.tag}/saved/{branch_tip[:12]}"
+        gitops.update_ref(self.root, ref, branch_tip)
+        message = (f"the branch {self.paths.branch} held {len(unknown)} commit(s) this session "
+                   f"did not make (latest {branch_tip[:10]}); saved as {ref} before the branch "
+                   f"went back to the incumbent {tip[:10]}")
+        self.event("recovery", message)
+        self.notices.append(message)
 
     def _restore_parked(self) -> None:
         """Every commit the ledger parked keeps its ref under refs/autoresearch/<tag>/discarded/.

@@ -27,11 +27,14 @@ TAG_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
 def validate_tag(tag: str) -> str:
-    if not TAG_PATTERN.match(tag) or tag.endswith(".lock") or ".." in tag:
+    """A tag names the branch autoresearch/<tag>, so it must be a valid git ref component too
+    (no trailing '.', no '..', no '.lock' ending): checked here, before anything is recorded."""
+    if (not TAG_PATTERN.match(tag) or tag.endswith((".lock", ".")) or ".." in tag):
         raise ConfigError(
             f"invalid session tag {tag!r}",
             where="--tag",
-            fix="use letters, digits, '.', '_' or '-' (up to 64 characters), e.g. --tag mar5",
+            fix="start with a letter or digit, then letters, digits, '.', '_' or '-' (up to 64 "
+                "characters; not ending in '.' or '.lock', no '..'), e.g. --tag mar5",
         )
     return tag
 

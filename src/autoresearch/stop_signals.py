@@ -9,6 +9,10 @@ leaving the verify command's tree to the watchdog and the experiment to the next
 After a hangup the terminal is gone: writing to it fails (EIO), and the session still has to
 finish recording. So on SIGHUP the standard streams that were a terminal and no longer are
 (a hung-up terminal stops answering as one) are pointed at /dev/null.
+
+A closed output pipe (`run | head`, a pager quit, a dead `tee`) is the same event for a pipe:
+the first write that fails with EPIPE points stdout at /dev/null and stops the session the same
+way, as SIGPIPE, instead of a BrokenPipeError escaping from whatever line printed.
 """
 
 from __future__ import annotations
@@ -16,13 +20,16 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from types import FrameType
+from typing import Any, TextIO
 
-__all__ = ["SessionStopped", "StopSignal", "describe_interrupt", "stop_signals_as_interrupt"]
+__all__ = ["SessionStopped", "StopSignal", "describe_interrupt", "output_closed",
+           "stop_signals_as_interrupt"]
 
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE)
 _received: list[int] = []  # the stop signals received, first first
 
 
@@ -54,6 +61,41 @@ def _detach_hung_up(ttys: set[int]) -> None:
                 os.close(null)
 
 
+class _ClosedPipeGuard:
+    """sys.stdout while a session runs: a write to a closed pipe points fd 1 at /dev/null and
+    sends this process SIGPIPE (handled in the main thread as a stop), then carries on."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self.closed_pipe = False
+
+    def _closed(self) -> None:
+        if self.closed_pipe:
+            return
+        self.closed_pipe = True
+        with contextlib.suppress(OSError, ValueError):
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, self._stream.fileno())
+            os.close(null)
+        os.kill(os.getpid(), signal.SIGPIPE)
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            self._closed()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._closed()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
 @contextlib.contextmanager
 def stop_signals_as_interrupt() -> Iterator[None]:
     """Within this block, SIGTERM and SIGHUP raise `StopSignal` (a KeyboardInterrupt) once.
@@ -79,16 +121,24 @@ def stop_signals_as_interrupt() -> Iterator[None]:
         raise StopSignal(signum)
 
     previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
+    stdout = sys.stdout
+    sys.stdout = _ClosedPipeGuard(stdout)
     try:
         yield
     finally:
+        sys.stdout = stdout
         for sig, before in previous.items():
             signal.signal(sig, before)
 
 
 def describe_interrupt(exc: KeyboardInterrupt) -> str:
     """What stopped the session, for its last message: "Ctrl-C", "SIGTERM" or "SIGHUP"."""
-    if isinstance(exc, StopSignal):
-        return exc.name
-    # Re-raised as a plain KeyboardInterrupt on the way (a run cut short is re-raised so).
-    return signal.Signals(_received[0]).name if _received else "Ctrl-C"
+    name = exc.name if isinstance(exc, StopSignal) else (
+        # Re-raised as a plain KeyboardInterrupt on the way (a run cut short is re-raised so).
+        signal.Signals(_received[0]).name if _received else "Ctrl-C")
+    return "SIGPIPE: the output was closed" if name == "SIGPIPE" else name
+
+
+def output_closed(exc: KeyboardInterrupt) -> bool:
+    """Did the session stop because its output pipe closed (so stdout now goes nowhere)?"""
+    return describe_interrupt(exc).startswith("SIGPIPE")

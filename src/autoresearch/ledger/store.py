@@ -223,6 +223,11 @@ class Ledger(ActivityTables, ReviewTables):
         self._update_session(session_id, "proposer = ?, config_json = ?, status = 'running'",
                              (proposer, json.dumps(config)))
 
+    def restart_session_from(self, session_id: int, base_commit: str) -> None:
+        """A session whose baseline never passed starts again from another commit (the user
+        fixed the evaluation): its failed baseline attempts stay recorded."""
+        self._update_session(session_id, "base_commit = ?", (base_commit,))
+
     def set_session_status(self, session_id: int, status: str) -> None:
         """running, paused (waiting out an outage, or stopped by a pause), finished, stopped."""
         self._update_session(session_id, "status = ?", (status,))
