@@ -104,3 +104,16 @@ def test_disk_full_mid_session_is_one_clear_error_and_resumes(small_fs: Path, wo
     assert git(repo, "fsck", "--no-progress", "--no-dangling") == ""
     with sqlite3.connect(repo / ".autoresearch" / "ledger.db") as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+@pytest.mark.skipif(not Path("/proc/self").exists(), reason="needs Linux's /proc")
+def test_a_write_refused_on_a_pseudo_filesystem_is_not_called_a_full_disk(toy_repo: Path) -> None:
+    # /proc reports 0 bytes free of 0: "less than 1 MB free" must not make any refused write
+    # there a full disk, and the refusal is still one clear error, not a traceback.
+    use_script(toy_repo, [{"hypothesis": "x", "edits": {"target.py": "X = 5.0\n"}}])
+    assert run_cli(toy_repo, "run", "--tag", "t", "--iterations", "2").returncode == 0
+    result = run_cli(toy_repo, "report", "--out", "/proc/autoresearch-nope")
+    assert result.returncode != 0
+    assert "disk full" not in result.stderr and "Traceback" not in result.stderr
+    said = " ".join(result.stderr.split())
+    assert "cannot use /proc/autoresearch-nope" in said and "fix:" in said

@@ -394,13 +394,14 @@ def user_error(exc: BaseException) -> AutoresearchError | None:
         return full
     if isinstance(exc, AutoresearchError):
         return exc
-    if isinstance(exc, OSError) and exc.filename and exc.errno in _FILE_FIXES:
+    if isinstance(exc, OSError) and exc.filename:
         path = Path(os.fsdecode(exc.filename))
         if exc.errno == errno.ENOTDIR:  # name the file in the way, not the path through it
             path = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()),
                         path)
-        return AutoresearchError(f"cannot use {path}: {exc.strerror}", where=str(path),
-                                 fix=_FILE_FIXES[exc.errno])
+        fix = _FILE_FIXES.get(exc.errno or 0, "check that path (it exists, you may write "
+                              "there, the filesystem is a real one), then run the command again")
+        return AutoresearchError(f"cannot use {path}: {exc.strerror}", where=str(path), fix=fix)
     return None
 
 
@@ -416,6 +417,8 @@ _FILE_FIXES = {
                    "the command again",
     errno.EISDIR: "a directory stands where autoresearch needs a file: move it aside, then run "
                   "the command again",
+    errno.ENOENT: "a directory on the way does not exist and cannot be created there: pick a "
+                  "path on a writable filesystem, then run the command again",
 }
 
 

@@ -26,6 +26,9 @@ __all__ = ["NEARLY_FULL_BYTES", "disk_full_at", "disk_full_error", "free_bytes"]
 
 NEARLY_FULL_BYTES = 1 << 20
 _FULL_ERRNOS = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+# A failed write whose errno names a cause other than space.
+_OTHER_CAUSES = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOENT, errno.ENOTDIR,
+                 errno.EISDIR, errno.EEXIST, errno.ENAMETOOLONG, errno.ELOOP, errno.EINVAL}
 _SQLITE_FULL = 13
 _SQLITE_IOERR = 10
 _FULL_WORDS = ("no space left on device", "disk quota exceeded", "database or disk is full")
@@ -127,6 +130,8 @@ def _may_be_full(exc: BaseException) -> bool:
 
     if isinstance(exc, sqlite3.Error):
         return ((getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF) == _SQLITE_IOERR
+    if isinstance(exc, OSError) and exc.errno in _OTHER_CAUSES:
+        return False  # it says why, and it is not space
     return isinstance(exc, OSError | GitError)
 
 
@@ -145,7 +150,16 @@ def disk_full_error(exc: BaseException, near: Path | None = None) -> DiskFullErr
     for linked in chain:
         if _may_be_full(linked):
             path = _path_of(linked) or near
-            free = None if path is None else free_bytes(path)
-            if path is not None and free is not None and free < NEARLY_FULL_BYTES:
+            if path is not None and _nearly_full(path):
                 return disk_full_at(path)
     return None
+
+
+def _nearly_full(path: Path) -> bool:
+    """Less than NEARLY_FULL_BYTES free on a filesystem that has a size at all: /proc, /sys
+    and other pseudo filesystems report 0 of 0, and a write refused there is not a full disk."""
+    try:
+        usage = shutil.disk_usage(_existing(path))
+    except OSError:
+        return False
+    return usage.total > 0 and usage.free < NEARLY_FULL_BYTES
