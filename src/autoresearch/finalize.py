@@ -271,7 +271,22 @@ def finalize(
                             where=f"union {union[:12]} vs session {result.session_tree[:12]}",
                             fix="no branch was written; please report this as a bug")
     _write_branches(repo, groups, force, say)
+    result.warnings += _stale_branches(repo, stem, groups)
     return result
+
+
+def _stale_branches(repo: Path, stem: str, groups: list[ChangeGroup]) -> list[str]:
+    """Branches under the same prefix that this finalize did not write: an earlier finalize's,
+    for an older state of the session (its names follow the groups, so they change as the
+    session keeps more). Named, never deleted: they may be under review."""
+    written = {g.branch for g in groups}
+    refs = git(repo, "for-each-ref", "--format=%(refname:short)", f"refs/heads/{stem}").split()
+    stale = [r for r in refs if r not in written]
+    if not stale:
+        return []
+    return [f"{len(stale)} branch(es) under {stem} are from an earlier finalize and no longer "
+            f"match the session: {', '.join(stale)}; delete them once unused: "
+            f"git branch -D {' '.join(stale)}"]
 
 
 def _union_tree(repo: Path, index: _Index, base: str, groups: list[ChangeGroup]) -> str:

@@ -91,6 +91,16 @@ def test_synthetic_session(demo: BuiltSession, tmp_path: Path) -> None:
         finalize(repo, demo.tag)
     assert finalize(repo, demo.tag, force=True).groups[0].tip == result.groups[0].tip
 
+    # A branch an earlier finalize wrote that this one did not (the session kept more since, and
+    # the groups were renamed) is named as stale, never deleted.
+    old = "autoresearch-final/demo/01-raise-learning-rate"
+    git(repo, "branch", old, names[0])
+    later = finalize(repo, demo.tag)
+    assert len(later.warnings) == 1 and old in later.warnings[0]
+    assert f"git branch -D {old}" in later.warnings[0]
+    assert not any(name in later.warnings[0] for name in names)
+    assert git(repo, "rev-parse", old) == git(repo, "rev-parse", names[0])
+
 
 def test_nothing_kept_is_an_error(tmp_path: Path) -> None:
     built = build_session(tmp_path / "repo", plan=[
