@@ -6,6 +6,7 @@ import math
 import re
 import sys
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -338,6 +339,13 @@ class Config(_Strict):
         names += [self.metric.memory] if self.metric.memory else []
         names += [g.metric for g in self.guards if g.metric]
         return list(dict.fromkeys(names))
+
+    def guards_missing_from(self, metrics: Mapping[str, float]) -> list[str]:
+        """One line per metric guard whose metric a run did not print: such a guard fails on
+        every candidate, so each would-be keep would be discarded."""
+        return [f"guards[{i}]: metric {g.metric!r} is not in the output"
+                for i, g in enumerate(self.guards)
+                if g.metric is not None and g.metric not in metrics]
 
     def to_json_dict(self) -> dict[str, Any]:
         data = self.model_dump(mode="json")
