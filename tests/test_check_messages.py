@@ -90,3 +90,34 @@ def test_check_in_a_repository_without_a_commit_counts_its_problems(tmp_path: Pa
     assert check.returncode == 1, check.stdout + check.stderr
     assert "the repository has no commit yet" in check.stdout
     assert crosses_match_the_count(check) >= 1
+
+
+# --- finding 6: a protected glob that matches no file ----------------------------------------
+
+
+def test_a_protected_glob_matching_no_file_is_a_warning_with_the_nearest_name(
+        tmp_path: Path) -> None:
+    config = CONFIG.replace('protected = ["score.py"]', 'protected = ["scor.py", "out/*.json"]')
+    repo = repo_with(tmp_path, config + TUNE)
+    check = run_cli(repo, "check")
+    # A warning, not an error: a glob may name a file created later (out/*.json here).
+    assert check.returncode == 0, check.stdout + check.stderr
+    out = flat(check.stdout)
+    assert ("! protected 'scor.py' matches no committed file, so it protects nothing yet "
+            "(did you mean 'score.py'?) where: autoresearch.toml → protected[0]") in out
+    assert "fix: write 'score.py' if that is the file to guard" in out
+    assert "! protected 'out/*.json' matches no committed file" in out
+    assert "where: autoresearch.toml → protected[1]" in out
+    assert "ready:" in out
+    run = run_cli(repo, "run", "--iterations", "2")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "protected 'scor.py' matches no committed file" in flat(run.stdout)
+    # A glob that does match (a directory, a case-folded spelling) is not warned about.
+    fine = CONFIG.replace('protected = ["score.py"]', 'protected = ["Score.py", "lib"]')
+    (repo / "autoresearch.toml").write_text(fine + TUNE)
+    (repo / "lib").mkdir()
+    (repo / "lib" / "data.txt").write_text("d\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "protect a directory")
+    again = run_cli(repo, "check")
+    assert again.returncode == 0 and "matches no committed file" not in again.stdout

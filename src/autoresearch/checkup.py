@@ -24,7 +24,11 @@ from autoresearch.errors import AutoresearchError, ConfigError, LedgerEmptyError
 from autoresearch.executor import LocalExecutor, RunRequest
 from autoresearch.metric_discovery import Candidate, candidates, likely_objective, source_line
 from autoresearch.metrics import format_metric_help, parse_metrics
-from autoresearch.readiness import check_preconditions, proposer_readiness
+from autoresearch.readiness import (
+    check_preconditions,
+    proposer_readiness,
+    protected_matching_nothing,
+)
 from autoresearch.results_tsv import memory_advice
 from autoresearch.runner import log_tail
 from autoresearch.slots import crowding, plan_resources
@@ -66,6 +70,9 @@ def run_checkup(root: Path, console: Console) -> list[str]:
     except AutoresearchError as exc:
         problems.append(Problem.of(exc))
         console.print(f"[red]✗[/] {escape(exc.render())}")
+    if gitops.head_commit(root) is not None:
+        for warning in protected_matching_nothing(root, config):
+            console.print(f"[yellow]![/] {escape(warning)}")
     problems += _check_ledger(root, console)
     problems += _check_proposer(root, config, console)
     problems += _check_review_gate(config, console)

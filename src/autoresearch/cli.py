@@ -172,6 +172,7 @@ def run_session(root: Path, tag: str | None, iterations: int | None,
         shorten_readiness,
         show_failed_log,
     )
+    from autoresearch.readiness import protected_matching_nothing
     from autoresearch.session import Session, SessionStopped
     from autoresearch.stop_signals import describe_interrupt, stop_signals_as_interrupt
     from autoresearch.views.format import count_key
@@ -203,6 +204,8 @@ def run_session(root: Path, tag: str | None, iterations: int | None,
                          if session.readiness else "")
                       + (f"; {escape(session.review_gate)}" if config.review.gate != "off" else ""))
         print_resources(console, session, config)
+        for warning in protected_matching_nothing(root, config):
+            console.print(Text("! " + warning, style="yellow"))
         limits = scheduler.effective_limits(config, iterations, until_s, started)
         exit_code = 0
         status = "stopped"

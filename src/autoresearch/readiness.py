@@ -3,6 +3,7 @@ anything is recorded (`run`) and reported (`check`)."""
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -10,6 +11,7 @@ from autoresearch import gitops, shared_paths
 from autoresearch.config import CONFIG_NAME, Config
 from autoresearch.errors import ConfigError, PreconditionError
 from autoresearch.globs import select
+from autoresearch.guardrails import is_protected
 from autoresearch.proposers.base import Proposer
 
 
@@ -53,6 +55,26 @@ def check_preconditions(root: Path, config: Config) -> list[str]:
     # is recorded, rather than in the first run.
     shared_paths.collect(root, config)
     return files
+
+
+def protected_matching_nothing(root: Path, config: Config) -> list[str]:
+    """A warning for each `protected` glob that matches no committed file: most likely a typo
+    that leaves the evaluation unguarded. Not an error: a glob may name a file that does not
+    exist yet (a results file, a test added later), which it then protects."""
+    tracked = gitops.tracked_files(root)
+    warnings = []
+    for i, pattern in enumerate(config.protected):
+        if any(is_protected(path, [pattern]) for path in tracked):
+            continue
+        near = difflib.get_close_matches(pattern, tracked, n=1, cutoff=0.6)
+        warnings.append(
+            f"protected {pattern!r} matches no committed file, so it protects nothing yet"
+            + (f" (did you mean {near[0]!r}?)" if near else "")
+            + f"\n  where: {CONFIG_NAME} → protected[{i}]\n  fix:   "
+            + (f"write {near[0]!r} if that is the file to guard; " if near else
+               "correct the glob if it names a committed file; ")
+            + "a glob for a file not created yet protects it once it exists")
+    return warnings
 
 
 @runtime_checkable
