@@ -121,3 +121,101 @@ def test_a_protected_glob_matching_no_file_is_a_warning_with_the_nearest_name(
     git(repo, "commit", "-qm", "protect a directory")
     again = run_cli(repo, "check")
     assert again.returncode == 0 and "matches no committed file" not in again.stdout
+
+
+# --- finding 8: fix advice that can be followed ----------------------------------------------
+
+
+def test_a_knob_in_a_protected_file_is_said_to_be_protected_not_out_of_scope(
+        tmp_path: Path) -> None:
+    repo = repo_with(tmp_path, CONFIG + '\n[proposer]\nname = "tune"\n\n[knobs]\n'
+                     '"score.py:noise" = "float(0, 1)"\n')
+    check = run_cli(repo, "check")
+    assert check.returncode == 2, check.stdout + check.stderr
+    out = flat(check.stdout)
+    assert ("knob 'score.py:noise' is in score.py, which is protected (protected glob "
+            "'score.py'): the proposer may never change it") in out
+    assert "to scope in autoresearch.toml" not in out  # following it would only swap errors
+    assert "fix: remove the knob, or move the value into an in-scope file" in out
+    # The contract itself: always protected, so "drop it from protected" is no advice.
+    config = CONFIG + '\n[proposer]\nname = "tune"\n\n[knobs]\n"autoresearch.toml:x" = "float(0, 1)"\n'
+    (repo / "autoresearch.toml").write_text(config)
+    git(repo, "commit", "-qam", "knob in the contract")
+    out = flat(run_cli(repo, "check").stdout)
+    assert "is in autoresearch.toml, which is always protected" in out
+    assert "fix: remove the knob;" in out and "from protected" not in out
+
+
+def test_a_knob_in_a_missing_file_says_the_file_does_not_exist(tmp_path: Path) -> None:
+    knobs = '\n[proposer]\nname = "tune"\n\n[knobs]\n"targt.py:X" = "float(0, 10)"\n'
+    repo = repo_with(tmp_path, CONFIG + knobs)
+    check = run_cli(repo, "check")
+    assert check.returncode == 2, check.stdout + check.stderr
+    out = flat(check.stdout)
+    assert "knob 'targt.py:X': targt.py does not exist" in out
+    assert 'did you mean "target.py:X"?' in out
+    assert "outside the scope" not in out and 'add "targt.py" to scope' not in out
+
+
+def test_an_always_protected_file_inside_the_scope_is_not_advised_off_protected(
+        tmp_path: Path) -> None:
+    # A glob that obviously covers the contract: refused when the config is read.
+    repo = repo_with(tmp_path, CONFIG.replace('scope = ["target.py"]', 'scope = ["**"]')
+                     .replace('protected = ["score.py"]', "protected = []") + TUNE)
+    check = run_cli(repo, "check")
+    assert check.returncode == 2, check.stdout + check.stderr
+    err = flat(check.stderr)
+    assert "always-protected 'autoresearch.toml' is inside the scope '**'" in err
+    assert "autoresearch.toml, program.md, .gitignore are always protected" in err
+    assert "from protected" not in err and "→ scope / protected" not in err
+    # A glob that covers the brief only once the repository's files are known.
+    config = CONFIG.replace('scope = ["target.py"]', 'scope = ["target.py", "*.md"]') + TUNE
+    (repo / "autoresearch.toml").write_text(config)
+    (repo / "program.md").write_text("# brief\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "scope the markdown files")
+    check = run_cli(repo, "check")
+    assert check.returncode == 2, check.stdout + check.stderr
+    out = flat(check.stdout)
+    assert "protected files are inside the scope: program.md" in out
+    assert "narrow the scope so it leaves them out" in out and "program.md is always protected" in out
+    assert "from protected" not in out
+
+
+def makefile_repo(tmp_path: Path, tuning: str) -> Path:
+    """A Makefile project whose knobs live in lib/tuning.mk (loss = |BLOCK - 16| + LR)."""
+    makefile = ("include lib/tuning.mk\nall:\n\t@python3 -c "
+                "\"print('METRIC loss=%s' % (abs($(BLOCK) - 16) + $(LR)))\"\n")
+    config = "\n".join(['scope = ["lib/tuning.mk"]', 'protected = ["Makefile"]', "[verify]",
+                        'command = "make -s"', "budget_seconds = 5", "[metric]", 'name = "loss"',
+                        'direction = "minimize"', 'format = "metric-line"', "[decision]",
+                        "deterministic = true", "[proposer]", 'name = "tune"', ""])
+    return make_repo(tmp_path / "mk", {"Makefile": makefile, "lib/tuning.mk": tuning,
+                                       "autoresearch.toml": config})
+
+
+def test_makefile_assignments_with_colon_and_question_equals_are_knobs(tmp_path: Path) -> None:
+    repo = makefile_repo(tmp_path, "BLOCK := 8  # knob: choice(4, 8, 16)\n"
+                                   "LR ?= 0.5  # knob: float(0, 1)\n")
+    check = run_cli(repo, "check")
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "2 knob(s): lib/tuning.mk:BLOCK, lib/tuning.mk:LR" in flat(check.stdout)
+    run = run_cli(repo, "run", "--iterations", "8")
+    assert run.returncode == 0, run.stdout + run.stderr
+    # What the proposer wrote keeps each line's operator and comment; only the value changes.
+    tried = git(repo, "log", "--all", "-p", "--format=", "--", "lib/tuning.mk")
+    added = [line[1:] for line in tried.splitlines()
+             if line.startswith("+") and not line.startswith("+++")]
+    assert added, tried
+    for line in added:
+        assert line.startswith(("BLOCK := ", "LR ?= ")) and "# knob: " in line, line
+
+
+def test_a_marker_on_a_line_it_cannot_rewrite_says_which_forms_work(tmp_path: Path) -> None:
+    repo = makefile_repo(tmp_path, "BLOCK = 8\nLR = 0.5\nCFLAGS += 3  # knob: int(1, 5)\n")
+    check = run_cli(repo, "check")
+    assert check.returncode == 2, check.stdout + check.stderr
+    out = flat(check.stdout)
+    assert ("the `# knob:` marker at lib/tuning.mk:3 is on a line it cannot rewrite: "
+            "CFLAGS += 3 # knob: int(1, 5)") in out
+    assert "`NAME := value` / `NAME ?= value`" in out and "`+=` appends" in out

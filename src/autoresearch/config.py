@@ -453,10 +453,13 @@ def _check_scope_overlap(config: Config, path: Path) -> None:
     for protected in (CONFIG_NAME, *config.protected):
         for scope in config.scope:
             if globs_overlap(scope, protected):
+                always = protected in ALWAYS_PROTECTED  # no config can unprotect these
                 raise ConfigError(
-                    f"protected {protected!r} is inside the scope {scope!r}: a file the proposer "
-                    "may change can't also be one that must never change",
-                    where=f"{path} → scope / protected",
+                    f"{'always-' * always}protected {protected!r} is inside the scope {scope!r}: "
+                    "a file the proposer may change can't also be one that must never change",
+                    where=f"{path} → scope" + " / protected" * (not always),
                     fix=f"narrow scope so it leaves {protected!r} out (list the files the "
-                    f"proposer may edit), or remove {protected!r} from protected",
+                    "proposer may edit)" + (
+                        f"; {', '.join(ALWAYS_PROTECTED)} are always protected" if always else
+                        f", or remove {protected!r} from protected"),
                 )

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from autoresearch import gitops, shared_paths
-from autoresearch.config import CONFIG_NAME, Config
+from autoresearch.config import ALWAYS_PROTECTED, CONFIG_NAME, Config
 from autoresearch.errors import ConfigError, PreconditionError
 from autoresearch.globs import select
 from autoresearch.guardrails import is_protected
@@ -46,10 +46,17 @@ def check_preconditions(root: Path, config: Config) -> list[str]:
     # repository, so this is checked here, and it is the same config error.
     overlap = select(files, config.all_protected)
     if overlap:
+        # The contract and the brief are protected whatever the config says: only the scope
+        # can leave them out.
+        always = [f for f in overlap if select([f], ALWAYS_PROTECTED)]
+        listed = [f for f in overlap if f not in always]
         raise ConfigError(
             f"protected files are inside the scope: {', '.join(overlap)}",
-            where=f"{root / CONFIG_NAME} → scope / protected",
-            fix="narrow the scope or drop them from protected: a file can't be both",
+            where=f"{root / CONFIG_NAME} → scope" + " / protected" * bool(listed),
+            fix="narrow the scope so it leaves them out (a file can't be both)"
+            + (f", or drop {', '.join(listed)} from protected" if listed else "")
+            + (f"; {', '.join(always)} {'is' if len(always) == 1 else 'are'} always protected"
+               if always else ""),
         )
     # [verify] share names untracked, ignored files that exist: refused here, before anything
     # is recorded, rather than in the first run.
