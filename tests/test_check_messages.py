@@ -1,11 +1,14 @@
 """What `check` (and the start of `run`) says about a config that runs but cannot work as meant:
-every problem it counts is a ✗ line naming its field, and its advice can be followed."""
+every problem it counts is a ✗ line naming its field, and its advice can be followed; and what
+`init` says of a bad flag (the flag, not a file it never wrote)."""
 
 from __future__ import annotations
 
 import sqlite3
 import subprocess
 from pathlib import Path
+
+import pytest
 
 from tests.conftest import CONFIG, SCORE_PY, git, make_repo, run_cli
 
@@ -219,3 +222,36 @@ def test_a_marker_on_a_line_it_cannot_rewrite_says_which_forms_work(tmp_path: Pa
     assert ("the `# knob:` marker at lib/tuning.mk:3 is on a line it cannot rewrite: "
             "CFLAGS += 3 # knob: int(1, 5)") in out
     assert "`NAME := value` / `NAME ?= value`" in out and "`+=` appends" in out
+
+
+# --- finding 7: init blames the flag -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("flags", "what", "where", "fix"),
+    [
+        (["--budget", "-1"], "the budget must be a positive number of seconds, not -1",
+         "--budget", "e.g. --budget 60"),
+        (["--budget", "nan"], "not nan", "--budget", "e.g. --budget 60"),
+        (["--pattern", "(a)(b)"], "must have exactly one capture group", "--pattern",
+         "one group capturing the number"),
+        (["--command", ""], "the verify command is empty", "--command",
+         '--command "{python} evaluate.py"'),
+        (["--metric", " "], "the metric name is empty", "--metric", "--metric val_loss"),
+        (["--scope", "../x.py"], "--scope '../x.py' contains '..'", "--scope", "relative"),
+        # What only the config's own validation sees is still said against the flags.
+        (["--scope", "*.py", "--protected", "t.py"], "would make an invalid autoresearch.toml: "
+         "protected 't.py' is inside the scope '*.py'", "--scope / --protected", "narrow scope"),
+        (["--scope", "*"], "always-protected 'autoresearch.toml' is inside the scope '*'",
+         "--scope", "are always protected"),
+    ],
+)
+def test_init_reports_a_bad_flag_against_the_flag(tmp_path: Path, flags: list[str], what: str,
+                                                  where: str, fix: str) -> None:
+    repo = make_repo(tmp_path / "repo", {"t.py": "print(1)\n"})
+    result = run_cli(repo, "init", *flags)
+    assert result.returncode == 2, result.stdout + result.stderr
+    err = flat(result.stderr)
+    assert what in err and f"where: {where} fix:" in err and fix in err, err
+    assert "autoresearch check" not in err and "Traceback" not in err
+    assert not (repo / "autoresearch.toml").exists() and not (repo / "program.md").exists()
