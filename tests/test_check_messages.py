@@ -255,3 +255,63 @@ def test_init_reports_a_bad_flag_against_the_flag(tmp_path: Path, flags: list[st
     assert what in err and f"where: {where} fix:" in err and fix in err, err
     assert "autoresearch check" not in err and "Traceback" not in err
     assert not (repo / "autoresearch.toml").exists() and not (repo / "program.md").exists()
+
+
+# --- finding 5: thousands separators -----------------------------------------------------------
+
+
+def test_numbers_with_thousands_separators_are_read_whole() -> None:
+    from autoresearch.metric_discovery import candidates
+    from autoresearch.metrics import parse_metric_value, parse_metrics
+
+    assert parse_metric_value("12,345") == 12345 and parse_metric_value("1,234.5") == 1234.5
+    assert parse_metric_value("-1,234,567.25") == -1234567.25
+    for not_grouped in ("1,2345", "0,5", "12,34", ",345", "1,,234"):
+        assert parse_metric_value(not_grouped) is None, not_grouped
+    assert parse_metrics("loss: 1,234.5\n", "kv") == {"loss": 1234.5}
+    assert parse_metrics("METRIC tok_s=12,345 loss=2\n", "metric-line") == {"tok_s": 12345,
+                                                                            "loss": 2}
+    line = "step 100 | throughput: 12,345 tok/s | loss 2.1, acc 1,000, lr 0,5"
+    found = {c.name: c for c in candidates(line + "\n")}
+    assert found["throughput"].value == 12345 and found["acc"].value == 1000
+    assert found["loss"].value == 2.1  # a comma that ends a clause still ends it
+    assert "lr" not in found  # `0,5` is no single figure: not read as 0
+    pattern = found["throughput"].pattern or ""
+    assert parse_metrics(line, "regex", {"throughput": pattern}) == {"throughput": 12345}
+
+
+def test_init_from_log_and_checks_suggestion_read_thousands_separators(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo", {
+        "train.py": "X = 3  # knob: int(1, 9)\n"
+                    "print('step 100 | throughput: 12,345 tok/s | loss 1,234.5')\n"})
+    (tmp_path / "run.log").write_text("step 100 | throughput: 12,345 tok/s | loss 1,234.5\n")
+    init = run_cli(repo, "init", "--from-log", str(tmp_path / "run.log"), "--metric",
+                   "throughput", "--direction", "maximize", "--command", "{python} train.py",
+                   "--scope", "train.py", "--commit")
+    assert init.returncode == 0, init.stdout + init.stderr
+    assert "objective throughput = 12345, read by the regex format" in flat(init.stdout)
+    check = run_cli(repo, "check")
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "│ throughput │ 12345 │ objective │" in flat(check.stdout)
+
+    # The objective renamed to one the output does not print: check suggests the lines that
+    # read `loss`, and those lines, copied into the config, read 1234.5 (not 1).
+    config = (repo / "autoresearch.toml").read_text()
+    start = config.index("[metric]")
+    end = config.index("\n[", start + 1)
+    (repo / "autoresearch.toml").write_text(
+        config[:start] + '[metric]\nname = "los"\ndirection = "minimize"\n' + config[end:])
+    git(repo, "commit", "-qam", "a metric the output does not print")
+    check = run_cli(repo, "check")
+    assert check.returncode == 1, check.stdout + check.stderr
+    lines = check.stdout.splitlines()
+    at = next(i for i, line in enumerate(lines) if "to make loss the objective" in line)
+    suggested = [line.strip() for line in lines[at + 1:at + 4]]
+    assert suggested[0] == 'name = "loss"' and suggested[2].startswith("patterns = "), suggested
+    (repo / "autoresearch.toml").write_text(
+        config[:start] + "[metric]\n" + "\n".join(suggested) + '\ndirection = "minimize"\n'
+        + config[end:])
+    git(repo, "commit", "-qam", "the suggested metric")
+    check = run_cli(repo, "check")
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "│ loss │ 1234.5 │ objective │" in flat(check.stdout)
