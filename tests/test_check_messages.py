@@ -315,3 +315,19 @@ def test_init_from_log_and_checks_suggestion_read_thousands_separators(tmp_path:
     check = run_cli(repo, "check")
     assert check.returncode == 0, check.stdout + check.stderr
     assert "│ loss │ 1234.5 │ objective │" in flat(check.stdout)
+
+
+def test_a_guard_on_a_metric_printed_as_nan_is_one_problem_and_stops_run(tmp_path: Path) -> None:
+    score = SCORE_PY.replace("print(f\"mem_mb: {getattr(target, 'MEM', 100)}\")",
+                             'print("mem_mb: nan")')
+    assert score != SCORE_PY
+    guard = '\n[[guards]]\nmetric = "mem_mb"\nmax_increase = "10%"\n'
+    repo = repo_with(tmp_path, CONFIG + guard + TUNE, {"score.py": score})
+    check = run_cli(repo, "check")
+    assert check.returncode == 1, check.stdout + check.stderr
+    assert ("✗ guards[0]: metric 'mem_mb' is nan in the output — the unchanged code must print "
+            "a finite value") in flat(check.stdout)
+    assert crosses_match_the_count(check) == 1  # mem_mb is also recorded: said once
+    run = run_cli(repo, "run", "--iterations", "4")
+    assert run.returncode == 5, run.stdout + run.stderr
+    assert experiments(repo) == [("baseline", "crash")]

@@ -330,14 +330,16 @@ def _metrics_table(config: Config, console: Console, text: str,
     console.print(table)
     for problem in config.guards_missing_from(metrics):
         problems.append(problem)
-        console.print(f"[red]✗[/] {escape(problem)} — print it, or fix the name: a guard on a "
-                      "metric that is never printed fails every candidate, so each would-be keep "
-                      f"would be discarded\n  where: {CONFIG_NAME} → "
-                      f"{escape(problem.split(':', 1)[0])}")
+        fix = ("print it, or fix the name" if problem.endswith("not in the output") else
+               "the unchanged code must print a finite value")
+        console.print(f"[red]✗[/] {escape(problem)} — {fix}: a guard whose metric is missing "
+                      "or not finite fails every candidate, so each would-be keep would be "
+                      "discarded"
+                      f"\n  where: {CONFIG_NAME} → {escape(problem.split(':', 1)[0])}")
     guarded = {g.metric for g in config.guards}
     for name in config.recorded_metrics():
         value = metrics.get(name)
-        if name == config.metric.name or (value is None and name in guarded):
+        if name == config.metric.name or name in guarded:  # said above, when it is a problem
             continue
         if value is None:
             problem = f"metric {name!r} ({_declared_at(config, name)}) is not in the output"

@@ -341,11 +341,18 @@ class Config(_Strict):
         return list(dict.fromkeys(names))
 
     def guards_missing_from(self, metrics: Mapping[str, float]) -> list[str]:
-        """One line per metric guard whose metric a run did not print: such a guard fails on
-        every candidate, so each would-be keep would be discarded."""
-        return [f"guards[{i}]: metric {g.metric!r} is not in the output"
-                for i, g in enumerate(self.guards)
-                if g.metric is not None and g.metric not in metrics]
+        """One line per metric guard whose metric a run did not print (or printed as nan/inf):
+        such a guard fails on every candidate, so each would-be keep would be discarded."""
+        found = []
+        for i, g in enumerate(self.guards):
+            if g.metric is None:
+                continue
+            value = metrics.get(g.metric)
+            if value is None:
+                found.append(f"guards[{i}]: metric {g.metric!r} is not in the output")
+            elif not math.isfinite(value):
+                found.append(f"guards[{i}]: metric {g.metric!r} is {value} in the output")
+        return found
 
     def to_json_dict(self) -> dict[str, Any]:
         data = self.model_dump(mode="json")
