@@ -253,7 +253,7 @@ def test_init_refuses_a_bad_flag_before_writing_and_regex_gets_a_pattern(tmp_pat
     repo = make_repo(tmp_path / "repo", {"target.py": "X = 3.0  # knob: float(0, 10)\n",
                                          "score.py": "import target\nprint(f'eval score={target.X}')\n"})
     bad = run_cli(repo, "init", "--budget", "-3")
-    assert bad.returncode == 2 and "verify.budget_seconds" in bad.stderr
+    assert bad.returncode == 2 and "where: --budget" in bad.stderr
     assert not (repo / "autoresearch.toml").exists() and not (repo / "program.md").exists()
     # --format regex has no flag for the pattern: init writes one for the objective.
     result = run_cli(repo, "init", "--format", "regex", "--command", "{python} score.py",

@@ -208,10 +208,16 @@ def test_non_python_files(tmp_path: Path) -> None:
             "file name",
         ),
         (
+            {"train.py:LR": "log(1e-4, 1)"},
+            ["model.py"],
+            "outside the scope",
+            'add "train.py" to scope',
+        ),
+        (  # a missing file is said to be missing, not to be added to the scope
             {"other.py:LR": "log(1e-4, 1)"},
             ["train.py"],
-            "outside the scope",
-            'add "other.py" to scope',
+            "other.py does not exist",
+            "file name",
         ),
         ({"LR": "log(1e-4, 1)"}, ["train.py"], 'must be "file:NAME"', "train.py:LEARNING_RATE"),
         ({"train.py:OPTIMIZER": "log(1e-4, 1)"}, ["train.py"], "is not a number", "choice"),
@@ -353,3 +359,12 @@ def test_round_trip_over_random_values(tmp_path: Path) -> None:
                 got = read_value(text, k)
                 assert got == values[k.name] and type(got) is type(values[k.name]), (path, k.name)
             assert text.count("  # keep me\n") == len(specs)
+
+
+def test_rewrite_makefile_assignments_keeps_the_operator() -> None:
+    text = "A := 8  # knob: int(1, 9)\nB ?= 0.5\nC ::= 2\nD = 1\nE += 3\nF != echo 4\n"
+    out = rewrite(text, {"A": 4, "B": 0.25, "C": 3, "D": 2}, path="lib/tuning.mk")
+    assert out == "A := 4  # knob: int(1, 9)\nB ?= 0.25\nC ::= 3\nD = 2\nE += 3\nF != echo 4\n"
+    for name in ("E", "F"):  # `+=` appends, `!=` runs a shell: neither sets a value
+        with pytest.raises(KnobError, match=f"no line assigning a literal to {name}"):
+            rewrite(text, {name: 1}, path="Makefile")

@@ -24,7 +24,11 @@ from autoresearch.errors import AutoresearchError, ConfigError, LedgerEmptyError
 from autoresearch.executor import LocalExecutor, RunRequest
 from autoresearch.metric_discovery import Candidate, candidates, likely_objective, source_line
 from autoresearch.metrics import format_metric_help, parse_metrics
-from autoresearch.readiness import check_preconditions, proposer_readiness
+from autoresearch.readiness import (
+    check_preconditions,
+    proposer_readiness,
+    protected_matching_nothing,
+)
 from autoresearch.results_tsv import memory_advice
 from autoresearch.runner import log_tail
 from autoresearch.slots import crowding, plan_resources
@@ -66,12 +70,14 @@ def run_checkup(root: Path, console: Console) -> list[str]:
     except AutoresearchError as exc:
         problems.append(Problem.of(exc))
         console.print(f"[red]✗[/] {escape(exc.render())}")
+    if gitops.head_commit(root) is not None:
+        for warning in protected_matching_nothing(root, config):
+            console.print(f"[yellow]![/] {escape(warning)}")
     problems += _check_ledger(root, console)
     problems += _check_proposer(root, config, console)
     problems += _check_review_gate(config, console)
-    if gitops.head_commit(root) is None:
-        return problems
-    problems += _dry_run(root, config, console, problems)
+    if gitops.head_commit(root) is not None:  # else the preconditions said so: nothing to run
+        problems += _dry_run(root, config, console, problems)
     if problems:
         console.print(f"[red]{len(problems)} problem(s) found[/]")
     else:
@@ -337,7 +343,8 @@ def _closest(name: str, found: list[Candidate]) -> Candidate:
 
 def _metrics_table(config: Config, console: Console, text: str,
                    metrics: dict[str, float]) -> list[str]:
-    """Each recorded metric's parsed value, and the line it was read from."""
+    """Each recorded metric's parsed value, and the line it was read from; then a ✗ line for
+    each other metric that is missing or not finite (the objective's is the dry run's own ✗)."""
     problems: list[str] = []
     table = Table("metric", "value", "role", "read from")
     for name in config.recorded_metrics():
@@ -348,9 +355,40 @@ def _metrics_table(config: Config, console: Console, text: str,
         line = None if value is None else source_line(
             text, config.metric.format, name, config.metric.patterns.get(name))
         table.add_row(name, shown, role, escape(line or ""))
-        if value is None and name != config.metric.name:
-            problems.append(f"metric {name} is not in the output")
-        elif value is not None and not math.isfinite(value):
-            problems.append(f"metric {name} is {value}")
     console.print(table)
+    for problem in config.guards_missing_from(metrics):
+        problems.append(problem)
+        fix = ("print it, or fix the name" if problem.endswith("not in the output") else
+               "the unchanged code must print a finite value")
+        console.print(f"[red]✗[/] {escape(problem)} — {fix}: a guard whose metric is missing "
+                      "or not finite fails every candidate, so each would-be keep would be "
+                      "discarded"
+                      f"\n  where: {CONFIG_NAME} → {escape(problem.split(':', 1)[0])}")
+    guarded = {g.metric for g in config.guards}
+    for name in config.recorded_metrics():
+        value = metrics.get(name)
+        if name == config.metric.name or name in guarded:  # said above, when it is a problem
+            continue
+        if value is None:
+            problem = f"metric {name!r} ({_declared_at(config, name)}) is not in the output"
+            fix = "print it, or fix the name"
+        elif not math.isfinite(value):
+            problem = f"metric {name!r} ({_declared_at(config, name)}) is {value}"
+            fix = "the command printed a value that is not a number it can record"
+        else:
+            continue
+        problems.append(problem)
+        console.print(f"[red]✗[/] {escape(problem)} — {fix}")
     return problems
+
+
+def _declared_at(config: Config, name: str) -> str:
+    """Where in autoresearch.toml a recorded metric is asked for (metric.record, guards[0])."""
+    metric = config.metric
+    if name in metric.heldout:
+        return "metric.heldout"
+    if name in metric.record:
+        return "metric.record"
+    if name == metric.memory:
+        return "metric.memory"
+    return next(f"guards[{i}]" for i, g in enumerate(config.guards) if g.metric == name)

@@ -225,6 +225,7 @@ def _announce(session: Session, config: Config, display: Display, tag: str) -> i
     """The session's first lines (what it is, what it resumes, what the user must know) and the
     live tally primed from the ledger; returns how many experiments it resumes after."""
     from autoresearch.display import print_resources, shorten_readiness
+    from autoresearch.readiness import protected_matching_nothing
     from autoresearch.views.format import count_key
 
     # Everything loaded so far lives for the whole session: keep the collector off it, so
@@ -249,6 +250,8 @@ def _announce(session: Session, config: Config, display: Display, tag: str) -> i
     for notice in session.notices:
         console.print(f"[yellow]! {escape(notice)}[/]")
     print_resources(console, session, config)
+    for warning in protected_matching_nothing(session.root, config):
+        console.print(Text("! " + warning, style="yellow"))
     return resumed
 
 

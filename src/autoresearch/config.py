@@ -6,6 +6,7 @@ import math
 import re
 import sys
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -339,6 +340,20 @@ class Config(_Strict):
         names += [g.metric for g in self.guards if g.metric]
         return list(dict.fromkeys(names))
 
+    def guards_missing_from(self, metrics: Mapping[str, float]) -> list[str]:
+        """One line per metric guard whose metric a run did not print (or printed as nan/inf):
+        such a guard fails on every candidate, so each would-be keep would be discarded."""
+        found = []
+        for i, g in enumerate(self.guards):
+            if g.metric is None:
+                continue
+            value = metrics.get(g.metric)
+            if value is None:
+                found.append(f"guards[{i}]: metric {g.metric!r} is not in the output")
+            elif not math.isfinite(value):
+                found.append(f"guards[{i}]: metric {g.metric!r} is {value} in the output")
+        return found
+
     def to_json_dict(self) -> dict[str, Any]:
         data = self.model_dump(mode="json")
         return data
@@ -445,10 +460,13 @@ def _check_scope_overlap(config: Config, path: Path) -> None:
     for protected in (CONFIG_NAME, *config.protected):
         for scope in config.scope:
             if globs_overlap(scope, protected):
+                always = protected in ALWAYS_PROTECTED  # no config can unprotect these
                 raise ConfigError(
-                    f"protected {protected!r} is inside the scope {scope!r}: a file the proposer "
-                    "may change can't also be one that must never change",
-                    where=f"{path} → scope / protected",
+                    f"{'always-' * always}protected {protected!r} is inside the scope {scope!r}: "
+                    "a file the proposer may change can't also be one that must never change",
+                    where=f"{path} → scope" + " / protected" * (not always),
                     fix=f"narrow scope so it leaves {protected!r} out (list the files the "
-                    f"proposer may edit), or remove {protected!r} from protected",
+                    "proposer may edit)" + (
+                        f"; {', '.join(ALWAYS_PROTECTED)} are always protected" if always else
+                        f", or remove {protected!r} from protected"),
                 )

@@ -53,6 +53,16 @@ def baseline(s: Session, trial: Trial) -> Program:
                 raise SessionStopped(
                     f"the baseline {happened(m.status)} ({m.reason}): the unchanged code must pass the "
                     f"verify command first. Log: {m.log_path}", exit_code=5)
+            missing = config.guards_missing_from(m.metrics)
+            if missing:
+                # Such a guard fails every candidate: the night would discard each improvement.
+                # The baseline ends as a crash, so the session reruns it once this is fixed.
+                s.end(trial, TrialStatus.CRASH, "baseline crash: " + "; ".join(missing))
+                raise SessionStopped(
+                    "; ".join(missing) + " of the unchanged code: a guard on a metric that is "
+                    "never printed fails every candidate, so each improvement would be discarded."
+                    " Print the metric, or fix the guard's name in autoresearch.toml, then run "
+                    f"the same command to resume. Log: {m.log_path}", exit_code=5)
             values.append(m.objective or 0.0)
         noise = s.history.noise()
         mean = sum(values) / len(values)

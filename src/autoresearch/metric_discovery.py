@@ -15,21 +15,27 @@ import json
 import re
 from dataclasses import dataclass
 
-from autoresearch.metrics import MetricFormat, parse_metric_value, parse_metrics
+from autoresearch.metrics import MetricFormat, parse_metric_value, parse_metrics, to_float
 
 __all__ = ["Candidate", "candidates", "default_pattern", "guess_direction", "likely_objective",
            "source_line"]
 
+# Digits grouped by thousands separators (12,345 or 1,234.5): one number, which the metric
+# parser reads without the commas (metrics.to_float). Not followed by another digit or group, so
+# `1,2345` and `0,5` are not read as one.
+_GROUPED = r"\d{1,3}(?:,\d{3})+(?!\d|,\d)(?:\.\d*)?"
 # The capture group of every pattern written here: a number, and nan/inf too, so a diverged run
 # reads as nan (a crash) rather than as the last finite value printed before it.
-NUMBER = r"([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?i:nan|inf(?:inity)?))"
-# A number standing alone: not inside a word or a version (gpt2, 1.2.3), nor a part of one
-# written with thousands separators (16,384: no single figure to read).
-_NUMBER_IN_TEXT = re.compile(r"(?<![\w.])(?<!\d,)[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
-                             r"(?![\w.]*\d)(?!,\d{3}\b)")
+NUMBER = (rf"([-+]?(?:{_GROUPED}|\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+          r"|[-+]?(?i:nan|inf(?:inity)?))")
+# A number standing alone: not inside a word or a version (gpt2, 1.2.3), nor a part of digits
+# joined by commas that are not thousands separators (`0,5`, `1,2,3`: no single figure to read).
+_NUMBER_IN_TEXT = re.compile(rf"(?<![\w.])(?<!\d,)[-+]?(?:{_GROUPED}|\d+\.?\d*|\.\d+)"
+                             r"(?:[eE][-+]?\d+)?(?![\w.]*\d)(?!,\d)")
 # One to three words ending right before the number, and what separates them from it.
 _LABEL_AT_END = re.compile(r"([A-Za-z][\w.\-/]*(?:[ \t]+[A-Za-z][\w.\-/]*){0,2})[^\w]*$")
-_CLAUSE = re.compile(r"[,;|]|\s-\s|\s{2,}|\t")
+# Clauses of a line: a comma between two digits joins them (12,345), it does not separate.
+_CLAUSE = re.compile(r"(?<!\d),|,(?!\d)|[;|]|\s-\s|\s{2,}|\t")
 _KV_LINE = re.compile(r"^\s*([A-Za-z_][\w.\-/]*)\s*:\s*(\S+)\s*$")
 _SCAN_LINES = 4000
 
@@ -91,7 +97,7 @@ def _labelled_numbers(line: str) -> list[tuple[str, str, float]]:
                 continue
             label = at_end.group(1).rstrip(".-/")
             separator = before[at_end.start(1) + len(label):]
-            found.append((label, separator, float(m.group(0))))
+            found.append((label, separator, to_float(m.group(0))))
     return found
 
 

@@ -13,14 +13,19 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any, Literal, get_args
 
-__all__ = ["MetricFormat", "format_metric_help", "parse_metric_value", "parse_metrics"]
+__all__ = ["MetricFormat", "format_metric_help", "parse_metric_value", "parse_metrics",
+           "to_float"]
 
 MetricFormat = Literal["kv", "metric-line", "json", "regex"]
 METRIC_FORMATS: tuple[str, ...] = get_args(MetricFormat)
 
 _NAME = r"[A-Za-z_][\w.\-/]*"
-# Stricter than float(): that also accepts "1_000" and surrounding whitespace.
-_NUMBER = r"[-+]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|nan|inf(?:inity)?)"
+# Stricter than float(): that also accepts "1_000" and surrounding whitespace. Digits grouped
+# by thousands separators (`12,345 tok/s`, `1,234.5`, as Python's f"{x:,}" prints them) are one
+# number: read as 12345 and 1234.5, never as 12 or 1. A comma followed by other than exactly
+# three digits (`0,5`, `1,2345`) is no thousands separator, and such text is not a number.
+_GROUPED = r"\d{1,3}(?:,\d{3})+(?!\d|,\d)(?:\.\d*)?"
+_NUMBER = rf"[-+]?(?:(?:{_GROUPED}|\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|nan|inf(?:inity)?)"
 _NUMBER_RE = re.compile(_NUMBER, re.IGNORECASE)
 _KV_RE = re.compile(rf"^\s*({_NAME})\s*:\s*({_NUMBER})\s*$", re.IGNORECASE)
 _METRIC_LINE_RE = re.compile(r"^\s*METRIC\s+(.*)$")
@@ -28,9 +33,15 @@ _PAIR_RE = re.compile(rf"^({_NAME})=({_NUMBER})$", re.IGNORECASE)
 
 
 def parse_metric_value(text: str) -> float | None:
-    """A float if ``text`` is exactly a number (incl. nan/inf/scientific), else None."""
+    """A float if ``text`` is exactly a number (incl. nan/inf/scientific, and digits grouped by
+    thousands separators), else None."""
     text = text.strip()
-    return float(text) if _NUMBER_RE.fullmatch(text) else None
+    return to_float(text) if _NUMBER_RE.fullmatch(text) else None
+
+
+def to_float(number: str) -> float:
+    """The value of text that matched a number pattern here: thousands separators dropped."""
+    return float(number.replace(",", ""))
 
 
 def parse_metrics(
@@ -53,7 +64,7 @@ def _parse_kv(text: str) -> dict[str, float]:
     for line in text.splitlines():
         m = _KV_RE.match(line)
         if m:
-            found[m.group(1)] = float(m.group(2))
+            found[m.group(1)] = to_float(m.group(2))
     return found
 
 
@@ -66,7 +77,7 @@ def _parse_metric_lines(text: str) -> dict[str, float]:
         for token in m.group(1).split():
             pair = _PAIR_RE.match(token)
             if pair:
-                found[pair.group(1)] = float(pair.group(2))
+                found[pair.group(1)] = to_float(pair.group(2))
     return found
 
 

@@ -3,13 +3,15 @@ anything is recorded (`run`) and reported (`check`)."""
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from autoresearch import gitops, shared_paths
-from autoresearch.config import CONFIG_NAME, Config
+from autoresearch.config import ALWAYS_PROTECTED, CONFIG_NAME, Config
 from autoresearch.errors import ConfigError, PreconditionError
 from autoresearch.globs import select
+from autoresearch.guardrails import is_protected
 from autoresearch.proposers.base import Proposer
 
 
@@ -44,15 +46,42 @@ def check_preconditions(root: Path, config: Config) -> list[str]:
     # repository, so this is checked here, and it is the same config error.
     overlap = select(files, config.all_protected)
     if overlap:
+        # The contract and the brief are protected whatever the config says: only the scope
+        # can leave them out.
+        always = [f for f in overlap if select([f], ALWAYS_PROTECTED)]
+        listed = [f for f in overlap if f not in always]
         raise ConfigError(
             f"protected files are inside the scope: {', '.join(overlap)}",
-            where=f"{root / CONFIG_NAME} → scope / protected",
-            fix="narrow the scope or drop them from protected: a file can't be both",
+            where=f"{root / CONFIG_NAME} → scope" + " / protected" * bool(listed),
+            fix="narrow the scope so it leaves them out (a file can't be both)"
+            + (f", or drop {', '.join(listed)} from protected" if listed else "")
+            + (f"; {', '.join(always)} {'is' if len(always) == 1 else 'are'} always protected"
+               if always else ""),
         )
     # [verify] share names untracked, ignored files that exist: refused here, before anything
     # is recorded, rather than in the first run.
     shared_paths.collect(root, config)
     return files
+
+
+def protected_matching_nothing(root: Path, config: Config) -> list[str]:
+    """A warning for each `protected` glob that matches no committed file: most likely a typo
+    that leaves the evaluation unguarded. Not an error: a glob may name a file that does not
+    exist yet (a results file, a test added later), which it then protects."""
+    tracked = gitops.tracked_files(root)
+    warnings = []
+    for i, pattern in enumerate(config.protected):
+        if any(is_protected(path, [pattern]) for path in tracked):
+            continue
+        near = difflib.get_close_matches(pattern, tracked, n=1, cutoff=0.6)
+        warnings.append(
+            f"protected {pattern!r} matches no committed file, so it protects nothing yet"
+            + (f" (did you mean {near[0]!r}?)" if near else "")
+            + f"\n  where: {CONFIG_NAME} → protected[{i}]\n  fix:   "
+            + (f"write {near[0]!r} if that is the file to guard; " if near else
+               "correct the glob if it names a committed file; ")
+            + "a glob for a file not created yet protects it once it exists")
+    return warnings
 
 
 @runtime_checkable

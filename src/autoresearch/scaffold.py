@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from dataclasses import dataclass, replace
 from importlib import resources
@@ -16,6 +17,7 @@ from rich.table import Table
 from autoresearch import gitops
 from autoresearch.config import CONFIG_NAME, PROGRAM_NAME, load_config, load_config_text
 from autoresearch.errors import ConfigError
+from autoresearch.globs import pattern_problem
 from autoresearch.metric_discovery import (
     Candidate,
     candidates,
@@ -25,7 +27,7 @@ from autoresearch.metric_discovery import (
     slug,
     toml_literal,
 )
-from autoresearch.metrics import parse_metrics
+from autoresearch.metrics import compile_metric_regex, parse_metrics
 
 TEMPLATES = ("gpt",)
 
@@ -85,7 +87,58 @@ def _fill(answers: Answers, interactive: bool) -> Answers:
     if out.metric_format not in ("kv", "metric-line", "json", "regex"):
         raise ConfigError(f"unknown metric format {out.metric_format!r}", where="--format",
                           fix="use kv, metric-line, json or regex")
+    _check_values(out)
     return out
+
+
+def _check_values(a: Answers) -> None:
+    """Refuse a bad value against the flag (or the answer) it came from, before the config text
+    is rendered: the user typed a flag, not the autoresearch.toml that was never written."""
+    budget = float(a.budget or 0)
+    if not math.isfinite(budget) or budget <= 0:
+        raise ConfigError(f"the budget must be a positive number of seconds, not {budget:g}",
+                          where="--budget", fix="give the seconds each run may take, e.g. "
+                          "--budget 60")
+    if not (a.command or "").strip():
+        raise ConfigError("the verify command is empty", where="--command",
+                          fix='give the command that prints the metric, e.g. '
+                          '--command "{python} evaluate.py"')
+    if not (a.metric or "").strip():
+        raise ConfigError("the metric name is empty", where="--metric",
+                          fix="name the number the command prints, e.g. --metric val_loss")
+    if a.pattern is not None:
+        try:
+            compile_metric_regex(str(a.metric), a.pattern)
+        except ValueError as exc:
+            raise ConfigError(str(exc), where="--pattern",
+                              fix="one group capturing the number, e.g. "
+                              "--pattern 'val loss ([0-9.]+)'") from None
+    for flag, globs in (("--scope", a.scope), ("--protected", a.protected)):
+        for glob in globs or []:
+            if problem := pattern_problem(glob):
+                raise ConfigError(f"{flag} {glob!r} {problem}", where=flag,
+                                  fix="write globs relative to the repository root, with '/'")
+
+
+# The field of autoresearch.toml each flag fills, to blame the flag for what the file's own
+# validation still refuses (a scope glob inside protected, say).
+_FLAG_OF_FIELD = {"verify.budget_seconds": "--budget", "verify.command": "--command",
+                  "metric.name": "--metric", "metric.patterns": "--pattern",
+                  "metric.direction": "--direction", "metric.format": "--format",
+                  "scope / protected": "--scope / --protected", "scope": "--scope",
+                  "protected": "--protected"}
+
+
+def _as_flag_error(exc: ConfigError) -> ConfigError:
+    """A ConfigError about the config text `init` rendered, said against the flags."""
+    field = (exc.where or "").rsplit(" → ", 1)[-1]
+    flag = next((f for name, f in _FLAG_OF_FIELD.items() if field.startswith(name)), None)
+    what = exc.what.replace(f"invalid {CONFIG_NAME}: ", "")
+    fix = exc.fix
+    if fix is None or "autoresearch check" in fix:  # advice about editing a file that isn't there
+        fix = f"correct the value of {flag}" if flag else "correct the flags' values"
+    return ConfigError(f"these values would make an invalid {CONFIG_NAME}: {what}",
+                       where=flag or "the flags of `autoresearch init`", fix=fix)
 
 
 def _patterns_line(a: Answers) -> str:
@@ -338,7 +391,10 @@ def scaffold(root: Path, answers: Answers, *, template: str | None, force: bool,
                 raise ConfigError(f"{path.name} already exists", where=str(path),
                                   fix="use --force to overwrite it, or edit it directly")
         text = render_config(a)
-        load_config_text(text, config_path)  # refused before anything is written
+        try:
+            load_config_text(text, config_path)  # refused before anything is written
+        except ConfigError as exc:
+            raise _as_flag_error(exc) from None
         config_path.write_text(text, encoding="utf-8")
         program_path.write_text(PROGRAM_SKELETON.format(
             metric=a.metric, direction=a.direction, command=_readable_command(a.command),

@@ -43,10 +43,16 @@ def dialect_of(path: str | None) -> Dialect:
 _PY_LINE = re.compile(
     r"(?P<head>[ \t]*(?P<name>[A-Za-z_]\w*)(?:[ \t]*:[^=]*?)?[ \t]*=(?!=)[ \t]*)(?P<rest>.*)"
 )
-# TOML / INI / .env `key = v`, YAML `key: v`; dotted and dashed keys (`optim.lr`, `max-steps`).
+# TOML / INI / .env `key = v`, YAML `key: v`; dotted and dashed keys (`optim.lr`, `max-steps`);
+# Makefile `NAME := v`, `NAME ::= v` and `NAME ?= v` (each sets the value; `+=` appends to it and
+# `!=` runs a shell, so neither is a knob). The operator is part of `head`, kept as written.
 _PLAIN_LINE = re.compile(
-    r"(?P<head>[ \t]*(?P<name>[A-Za-z_][\w.\-]*)[ \t]*[=:](?!=)[ \t]*)(?P<rest>.*)"
+    r"(?P<head>[ \t]*(?P<name>[A-Za-z_][\w.\-]*)[ \t]*(?:::?=|\?=|[=:])(?!=)[ \t]*)"
+    r"(?P<rest>.*)"
 )
+# The forms a knob line may take, for messages about a marker on a line of another form.
+KNOB_LINE_FORMS = ("`NAME = value`, `NAME: value`, or in a Makefile `NAME := value` / "
+                   "`NAME ?= value` (in Python: `NAME = literal` or `NAME: type = literal`)")
 _MARKER = re.compile(r"\bknob:\s*")
 _BARE_WORD = re.compile(r"[A-Za-z_][\w.\-/]*")
 _YAML_WORDS = {"true", "false", "yes", "no", "on", "off", "null", "none", "~"}
@@ -169,6 +175,22 @@ def parse_value(text: str, dialect: Dialect) -> tuple[bool, Scalar]:
     if text[:1] in ("'", '"'):
         return True, text[1:-1] if len(text) > 1 and text[-1] == text[0] else text
     return True, text  # a bare YAML / INI word is a string
+
+
+def stray_markers(text: str, dialect: Dialect) -> list[tuple[int, str]]:
+    """(0-based index, line) of each `# knob: <spec>` comment on a line that is not a knob line
+    (`X += 1`, `X != cmd`, a call): the marker is there, but there is no value to rewrite."""
+    marked = {s.index for sites in assignment_sites(text, dialect).values() for s in sites
+              if s.marker is not None}
+    found = []
+    for index, raw in enumerate(text.splitlines()):
+        if index in marked or "knob:" not in raw:
+            continue
+        cut = _comment_start(raw, dialect)
+        spec = _marker_spec(raw[cut:]) if cut < len(raw) else None
+        if spec and re.match(r"[a-z]+\(", spec):  # a spec such as choice(4, 8), not prose
+            found.append((index, raw.strip()))
+    return found
 
 
 @lru_cache(maxsize=256)

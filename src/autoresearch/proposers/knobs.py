@@ -12,6 +12,7 @@ Nothing here imports optuna: config.py imports `parse_knob_spec` and `check` sho
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from autoresearch.errors import ConfigError
 from autoresearch.globs import matches, select
 from autoresearch.guardrails import is_protected
 from autoresearch.proposers.knob_lines import (
+    KNOB_LINE_FORMS,
     Dialect,
     Site,
     assignment_sites,
@@ -29,6 +31,7 @@ from autoresearch.proposers.knob_lines import (
     find_site,
     parse_value,
     render_value,
+    stray_markers,
 )
 from autoresearch.proposers.knob_space import (
     KINDS_HELP,
@@ -247,6 +250,18 @@ def discover_knobs(
             space = parse_knob_spec(spec)
         except ValueError as exc:
             raise KnobError(f"knob {key!r}: {exc}", where=where, fix=f"use {KINDS_HELP}") from None
+        # Protected first: such a file is outside the scope too, and adding it to the scope
+        # would only trade this error for "protected ... is inside the scope".
+        _refuse_protected(key, file, protected, where)
+        path = root / file
+        if not path.is_file() and not path.is_symlink():
+            near = difflib.get_close_matches(file, scope_files, n=1, cutoff=0.6)
+            raise KnobError(
+                f"knob {key!r}: {file} does not exist",
+                where=where,
+                fix=(f'did you mean "{near[0]}:{name}"? ' if near else "")
+                + "check the file name (it is relative to the repository root)",
+            )
         if file not in scope_set and not matches(file, scope_files):
             raise KnobError(
                 f"knob {key!r} is in {file}, which is outside the scope (the harness would refuse "
@@ -254,17 +269,10 @@ def discover_knobs(
                 where=where,
                 fix=f'add "{file}" to scope in autoresearch.toml, or remove the knob',
             )
-        if is_protected(file, protected):
-            raise KnobError(
-                f"knob {key!r} is in {file}, which is protected",
-                where=where,
-                fix=f"remove {file} from protected, or remove the knob",
-            )
         try:  # the guardrails would refuse every edit of a file reached through a symlink
             canonical_path(file, root, exact=True)
         except PathRefused as exc:
             raise KnobError(f"knob {key!r}: {file} {exc.reason}", where=where) from None
-        path = root / file
         if not path.is_file():
             raise KnobError(
                 f"knob {key!r}: {file} does not exist",
@@ -286,6 +294,31 @@ def discover_knobs(
         _check_value(knob, site, where)
         knobs[knob.key] = knob
     return sorted(knobs.values(), key=lambda k: (k.file, k.line, k.name))
+
+
+def _refuse_protected(key: str, file: str, protected: Sequence[str], where: str) -> None:
+    """A knob in a protected file can never be tuned: say which rule protects it, and the fix
+    that can be followed (the contract and the brief can't be unprotected)."""
+    from autoresearch.config import ALWAYS_PROTECTED  # local: config imports this package
+
+    glob = is_protected(file, protected)
+    if glob is None:
+        return
+    if glob in ALWAYS_PROTECTED:
+        raise KnobError(
+            f"knob {key!r} is in {file}, which is always protected (the contract and the brief "
+            "can never change)",
+            where=where,
+            fix="remove the knob; a knob's value must live in a file the proposer may edit",
+        )
+    raise KnobError(
+        f"knob {key!r} is in {file}, which is protected (protected glob {glob!r}): the proposer "
+        "may never change it",
+        where=where,
+        fix="remove the knob, or move the value into an in-scope file the evaluation reads; "
+        f"only if {file} is not part of the evaluation, drop {glob!r} from protected and add "
+        f'"{file}" to scope',
+    )
 
 
 def in_scope_files(root: Path, scope: Sequence[str]) -> list[str]:
@@ -310,6 +343,17 @@ def require_knobs(root: Path, config: Config) -> list[Knob]:
     files = in_scope_files(root, config.scope)
     knobs = discover_knobs(root, config.knobs, files, protected=config.all_protected)
     if not knobs:
+        stray = _stray_markers(root, files)
+        if stray:
+            where, line = stray[0]
+            raise KnobError(
+                "the tune proposer found no knobs to tune: [knobs] declares none, and the "
+                f"`# knob:` marker at {where} is on a line it cannot rewrite: {line}"
+                + (f" (and {len(stray) - 1} more)" if len(stray) > 1 else ""),
+                where=where,
+                fix=f"write the knob's line in one of the forms {KNOB_LINE_FORMS}, the value a "
+                "single literal (`+=` appends and `!=` runs a shell: neither sets a value)",
+            )
         shown = ", ".join(files[:5]) + (" …" if len(files) > 5 else "")
         raise KnobError(
             "the tune proposer found no knobs to tune: [knobs] declares none and no in-scope "
@@ -323,6 +367,22 @@ def require_knobs(root: Path, config: Config) -> list[Knob]:
     for knob in knobs:
         read_value(texts[knob.file], knob)
     return knobs
+
+
+def _stray_markers(root: Path, files: Sequence[str]) -> list[tuple[str, str]]:
+    """("file:line", line) of each `# knob:` marker on a line that is not a knob line."""
+    found = []
+    for rel in files:
+        path = root / rel
+        try:
+            if not path.is_file() or path.stat().st_size > _MAX_SCAN_BYTES:
+                continue
+            text = read_text(path)
+        except (OSError, UnicodeDecodeError):
+            continue
+        if "knob:" in text:
+            found += [(f"{rel}:{i + 1}", line) for i, line in stray_markers(text, dialect_of(rel))]
+    return found
 
 
 def describe_knobs(knobs: Sequence[Knob]) -> str:
