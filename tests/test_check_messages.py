@@ -331,3 +331,12 @@ def test_a_guard_on_a_metric_printed_as_nan_is_one_problem_and_stops_run(tmp_pat
     run = run_cli(repo, "run", "--iterations", "4")
     assert run.returncode == 5, run.stdout + run.stderr
     assert experiments(repo) == [("baseline", "crash")]
+
+
+def test_a_metric_printed_several_times_is_said_with_the_one_used(tmp_path: Path) -> None:
+    repo = repo_with(tmp_path, CONFIG, {"score.py": "print('score: 9.0')\nprint('score: 5.0')\n"})
+    result = run_cli(repo, "check")
+    said = flat(result.stdout)
+    assert "score was printed 2 times (9, 5): the last is the one used" in said
+    once = repo_with(tmp_path / "once", CONFIG)
+    assert "was printed" not in flat(run_cli(once, "check").stdout)

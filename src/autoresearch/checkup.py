@@ -23,7 +23,7 @@ from autoresearch.config import CONFIG_NAME, STATE_DIR, Config, load_config
 from autoresearch.errors import AutoresearchError, ConfigError, LedgerEmptyError
 from autoresearch.executor import LocalExecutor, RunRequest
 from autoresearch.metric_discovery import Candidate, candidates, likely_objective, source_line
-from autoresearch.metrics import format_metric_help, parse_metrics
+from autoresearch.metrics import format_metric_help, parse_metrics, printed_values
 from autoresearch.readiness import (
     check_preconditions,
     proposer_readiness,
@@ -196,6 +196,13 @@ def _report_needs(config: Config, duration_s: float, text: str, console: Console
                       f"more: raise it to {needed:.0f} or remove it (the timeout is then sized "
                       "from the baseline's runs)")
     printed = parse_metrics(text, config.metric.format, config.metric.patterns or None)
+    values = printed_values(text, config.metric.format, config.metric.name,
+                            config.metric.patterns or None)
+    if len(values) > 1:
+        shown = ", ".join(f"{v:.6g}" for v in values[-3:])
+        console.print(f"  {escape(config.metric.name)} was printed {len(values)} times "
+                      f"({'… ' if len(values) > 3 else ''}{shown}): the last is the one used, as "
+                      "for every metric (a final summary after running values)")
     advice = memory_advice(printed, config.recorded_metrics(), config.metric.memory)
     if advice:
         console.print(f"[yellow]![/] {escape(advice)}")

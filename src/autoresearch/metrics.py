@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any, Literal, get_args
 
 __all__ = ["MetricFormat", "format_metric_help", "parse_metric_value", "parse_metrics",
-           "to_float"]
+           "printed_values", "to_float"]
 
 MetricFormat = Literal["kv", "metric-line", "json", "regex"]
 METRIC_FORMATS: tuple[str, ...] = get_args(MetricFormat)
@@ -57,6 +57,28 @@ def parse_metrics(
     if fmt == "regex":
         return _parse_regex(text, patterns or {})
     raise ValueError(f"unknown metric format {fmt!r}; expected one of {', '.join(METRIC_FORMATS)}")
+
+
+def printed_values(text: str, fmt: MetricFormat, name: str,
+                   patterns: Mapping[str, str] | None = None) -> list[float]:
+    """Every value of `name` the output printed, in order (the last is the one used)."""
+    if fmt == "json":
+        value = _parse_json(text).get(name)
+        return [] if value is None else [value]
+    if fmt == "regex":
+        pattern = (patterns or {}).get(name)
+        if pattern is None:
+            return []
+        regex = compile_metric_regex(name, pattern)
+        group: int | str = "value" if "value" in regex.groupindex else 1
+        values = (parse_metric_value(m.group(group) or "") for m in regex.finditer(text))
+        return [v for v in values if v is not None]
+    found = []
+    for line in text.splitlines():
+        value = parse_metrics(line, fmt).get(name)
+        if value is not None:
+            found.append(value)
+    return found
 
 
 def _parse_kv(text: str) -> dict[str, float]:
