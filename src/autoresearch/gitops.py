@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import threading
 from collections.abc import Iterable, Mapping, Sequence
@@ -282,11 +283,42 @@ def ensure_branch(root: Path, branch: str, start: str) -> None:
 # --- worktrees -----------------------------------------------------------------------------
 
 
+@lru_cache(maxsize=16)
+def _worktrees_dir(root: str) -> Path:
+    common = git(Path(root), "rev-parse", "--path-format=absolute", "--git-common-dir")
+    return (Path(common) / "worktrees").resolve()
+
+
+def links_to(root: Path, worktree: Path) -> bool:
+    """Whether `worktree` is a linked worktree of `root`'s repository: its `.git` is a file naming
+    a gitdir in that repository's `worktrees/` (file reads only). Anything can rewrite that file
+    (an agent, a verify run); pointed at a copy of the repository, every commit the harness made
+    there would be missing from the real one."""
+    dotgit = worktree / ".git"
+    try:
+        if dotgit.is_symlink() or not dotgit.is_file():
+            return False
+        text = dotgit.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    if not text.startswith("gitdir:"):
+        return False
+    gitdir = Path(text[len("gitdir:"):].strip())
+    if not gitdir.is_absolute():
+        gitdir = worktree / gitdir
+    return gitdir.resolve().parent == _worktrees_dir(str(root.resolve()))
+
+
 def ensure_detached_worktree(root: Path, path: Path, commit: str) -> None:
-    """Create (or re-attach) a worktree at `path`, detached at `commit` with exactly its files."""
-    if (path / ".git").exists():
-        checkout(path, commit)
-        return
+    """Create (or re-attach) a worktree at `path`, detached at `commit` with exactly its files.
+
+    A worktree whose `.git` no longer links to this repository (`links_to`) is removed and made
+    again: nothing in it can be trusted, and git's own repair would keep the foreign link."""
+    if (path / ".git").exists() or (path / ".git").is_symlink():
+        if links_to(root, path):
+            checkout(path, commit)
+            return
+        shutil.rmtree(path)
     git(root, "worktree", "prune")
     path.parent.mkdir(parents=True, exist_ok=True)
     git(root, "worktree", "add", "--detach", "--force", str(path), commit)
@@ -298,7 +330,8 @@ def remove_worktree(root: Path, path: Path) -> None:
 
 
 def checkout(worktree: Path, commit: str) -> None:
-    """Make the worktree's files exactly `commit` (tracked files; ignored files are kept).
+    """Make the worktree's files exactly `commit` (tracked files and the index; untracked files
+    and nested repositories removed; ignored files are kept).
 
     core.trustctime=false: the protected fence (guardrails.protected_fence) chmods protected
     files around each run, which changes their ctime; a forced checkout trusting ctime would
@@ -306,7 +339,9 @@ def checkout(worktree: Path, commit: str) -> None:
     tampering. Content changes still show in mtime and size."""
     git(worktree, "-c", "core.trustctime=false", "checkout", "--quiet", "--force", "--detach",
         commit)
-    git(worktree, "clean", "-fdq")
+    # -ff: a nested repository someone created in the worktree goes too (-f alone keeps it);
+    # ignored files stay (data a verify run prepared, the shared links).
+    git(worktree, "clean", "-ffdq")
 
 
 def changed_paths(worktree: Path) -> list[str]:
