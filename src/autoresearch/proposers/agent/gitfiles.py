@@ -106,18 +106,26 @@ def _user_files(config_origins: Iterable[Path]) -> list[Path]:
 
 
 def _origins(cwd: Path) -> tuple[list[Path], list[Path]]:
-    """Every config file git reads here (included ones too), and the excludes and attributes
-    files the configuration names."""
+    """Every config file git reads here (included ones too, even empty ones), and the excludes
+    and attributes files the configuration names."""
     out = git(cwd, "config", "--list", "--show-origin", "-z", "--includes", check=False)
     origins: list[Path] = []
     named: list[Path] = []
     fields = out.split("\0")
     for origin, entry in zip(fields[::2], fields[1::2], strict=False):
-        if origin.startswith("file:"):
-            origins.append(Path(os.path.expanduser(origin[len("file:"):])))
+        source = Path(os.path.expanduser(origin[len("file:"):])) if origin.startswith("file:") \
+            else None
+        if source is not None:
+            origins.append(source)
         key, _, value = entry.partition("\n")
-        if key.lower() in ("core.excludesfile", "core.attributesfile") and value:
+        key = key.lower()
+        if not value:
+            continue
+        if key in ("core.excludesfile", "core.attributesfile"):
             named.append(Path(os.path.expanduser(value)))
+        elif key.startswith("include") and key.endswith(".path") and source is not None:
+            # Relative to the including file, as git reads it.
+            named.append(source.parent / os.path.expanduser(value))
     return origins, named
 
 
