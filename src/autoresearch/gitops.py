@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import threading
 from collections.abc import Iterable, Mapping, Sequence
@@ -34,6 +35,21 @@ _GIT_ENV = {
     "GIT_OPTIONAL_LOCKS": "0",
     "GIT_LITERAL_PATHSPECS": "1",
 }
+# Every git call the harness makes runs none of the user's or an agent's code and lets nothing
+# rewrite the content it checks out, stages or compares: an agent runs as the same user and can
+# write `~/.gitconfig` or `.git/config`, and a `post-checkout` hook (or an fsmonitor, a gpg
+# program, a filter picked by a planted attributes file) running inside the harness's own
+# checkout would make it measure code it never committed (diffs also pass --no-ext-diff and
+# --no-textconv). Command-line settings win over every config file, so they hold whatever those
+# files say; the rest of the user's configuration (identity, safe.directory, excludes, the
+# drivers of filters their committed .gitattributes name, such as git-lfs) still applies, and
+# the agent guard undoes any change an agent makes to those files (proposers/agent/gitfiles.py).
+HARDENED = (
+    "-c", "core.hooksPath=/dev/null",  # no hook of any kind, from any config
+    "-c", "core.fsmonitor=false",  # an fsmonitor is a command git would run on status/add
+    "-c", "core.attributesFile=/dev/null",  # attributes only from the repository itself
+    "-c", "commit.gpgSign=false",  # gpg.program would be run by every commit
+)
 _IDENTITY = ("-c", "user.name=autoresearch", "-c", "user.email=autoresearch@localhost")
 _SHA = re.compile(r"^[0-9a-f]{7,64}$")
 
@@ -55,10 +71,11 @@ class GitError(AutoresearchError):
 def run_git(cwd: Path, *args: str, input_bytes: bytes | None = None,
             env: Mapping[str, str] | None = None,
             unset: Sequence[str] = ()) -> subprocess.CompletedProcess[bytes]:
-    """The one place a git process is started: `git args` in `cwd`, output as bytes."""
+    """The one place a git process is started: `git args` in `cwd`, output as bytes, with
+    hooks, fsmonitor, global attributes and signing off (`HARDENED`)."""
     full_env = {k: v for k, v in {**os.environ, **_GIT_ENV, **(env or {})}.items()
                 if k not in unset}
-    return subprocess.run(["git", *args], cwd=cwd, env=full_env, input=input_bytes,
+    return subprocess.run(["git", *HARDENED, *args], cwd=cwd, env=full_env, input=input_bytes,
                           capture_output=True, check=False)
 
 
@@ -266,11 +283,42 @@ def ensure_branch(root: Path, branch: str, start: str) -> None:
 # --- worktrees -----------------------------------------------------------------------------
 
 
+@lru_cache(maxsize=16)
+def _worktrees_dir(root: str) -> Path:
+    common = git(Path(root), "rev-parse", "--path-format=absolute", "--git-common-dir")
+    return (Path(common) / "worktrees").resolve()
+
+
+def links_to(root: Path, worktree: Path) -> bool:
+    """Whether `worktree` is a linked worktree of `root`'s repository: its `.git` is a file naming
+    a gitdir in that repository's `worktrees/` (file reads only). Anything can rewrite that file
+    (an agent, a verify run); pointed at a copy of the repository, every commit the harness made
+    there would be missing from the real one."""
+    dotgit = worktree / ".git"
+    try:
+        if dotgit.is_symlink() or not dotgit.is_file():
+            return False
+        text = dotgit.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    if not text.startswith("gitdir:"):
+        return False
+    gitdir = Path(text[len("gitdir:"):].strip())
+    if not gitdir.is_absolute():
+        gitdir = worktree / gitdir
+    return gitdir.resolve().parent == _worktrees_dir(str(root.resolve()))
+
+
 def ensure_detached_worktree(root: Path, path: Path, commit: str) -> None:
-    """Create (or re-attach) a worktree at `path`, detached at `commit` with exactly its files."""
-    if (path / ".git").exists():
-        checkout(path, commit)
-        return
+    """Create (or re-attach) a worktree at `path`, detached at `commit` with exactly its files.
+
+    A worktree whose `.git` no longer links to this repository (`links_to`) is removed and made
+    again: nothing in it can be trusted, and git's own repair would keep the foreign link."""
+    if (path / ".git").exists() or (path / ".git").is_symlink():
+        if links_to(root, path):
+            checkout(path, commit)
+            return
+        shutil.rmtree(path)
     git(root, "worktree", "prune")
     path.parent.mkdir(parents=True, exist_ok=True)
     git(root, "worktree", "add", "--detach", "--force", str(path), commit)
@@ -282,7 +330,8 @@ def remove_worktree(root: Path, path: Path) -> None:
 
 
 def checkout(worktree: Path, commit: str) -> None:
-    """Make the worktree's files exactly `commit` (tracked files; ignored files are kept).
+    """Make the worktree's files exactly `commit` (tracked files and the index; untracked files
+    and nested repositories removed; ignored files are kept).
 
     core.trustctime=false: the protected fence (guardrails.protected_fence) chmods protected
     files around each run, which changes their ctime; a forced checkout trusting ctime would
@@ -290,7 +339,9 @@ def checkout(worktree: Path, commit: str) -> None:
     tampering. Content changes still show in mtime and size."""
     git(worktree, "-c", "core.trustctime=false", "checkout", "--quiet", "--force", "--detach",
         commit)
-    git(worktree, "clean", "-fdq")
+    # -ff: a nested repository someone created in the worktree goes too (-f alone keeps it);
+    # ignored files stay (data a verify run prepared, the shared links).
+    git(worktree, "clean", "-ffdq")
 
 
 def changed_paths(worktree: Path) -> list[str]:
@@ -386,10 +437,10 @@ def cherry_pick(worktree: Path, commit: str, onto: str) -> Committed | None:
     left exactly at `onto`, clean).
     """
     checkout(worktree, onto)
-    # Hooks off, as for every commit the harness makes; a change already contained in `onto`
-    # is kept as an empty commit so the caller can tell "redundant" from "conflicting".
-    picked = run_git(worktree, "-c", "core.hooksPath=/dev/null", *identity_args(worktree),
-                     "cherry-pick", "--keep-redundant-commits", commit)
+    # A change already contained in `onto` is kept as an empty commit so the caller can tell
+    # "redundant" from "conflicting" (hooks are off, as for every git call: HARDENED).
+    picked = run_git(worktree, *identity_args(worktree), "cherry-pick",
+                     "--keep-redundant-commits", commit)
     if picked.returncode != 0:
         git(worktree, "cherry-pick", "--abort", check=False)
         checkout(worktree, onto)
@@ -451,7 +502,7 @@ def file_at(cwd: Path, commit: str, path: str) -> str | None:
 
 
 def diff(cwd: Path, base: str, head: str, paths: list[str] | None = None) -> str:
-    args = ["diff", "--no-color", "--no-ext-diff", base, head]
+    args = ["diff", "--no-color", "--no-ext-diff", "--no-textconv", base, head]
     if paths:
         args += ["--", *paths]
     return git(cwd, *args, errors="replace")
@@ -461,7 +512,7 @@ def show_commit(repo: Path, sha: str, *, max_chars: int = 400_000) -> str:
     """The commit's message, stat and patch, cut (with a note) when it is very large."""
     if not is_sha(sha):
         raise GitError(["show", sha], 128, f"not a commit id: {sha!r}", where=str(repo))
-    text = git(repo, "show", "--no-color", "--no-ext-diff", "--stat", "--patch",
+    text = git(repo, "show", "--no-color", "--no-ext-diff", "--no-textconv", "--stat", "--patch",
                "--format=commit %H%nAuthor: %an <%ae>%nDate:   %ad%n%n%w(0,4,4)%B", sha,
                errors="replace")
     if len(text) > max_chars:
@@ -473,8 +524,8 @@ def patch_of(repo: Path, sha: str, *, max_chars: int = 200_000) -> str:
     """The change a commit makes (stat + patch, no message), cut when it is very large."""
     if not is_sha(sha):
         raise GitError(["show", sha], 128, f"not a commit id: {sha!r}", where=str(repo))
-    text = git(repo, "show", "--no-color", "--no-ext-diff", "--format=", "--stat", "--patch", sha,
-               errors="replace")
+    text = git(repo, "show", "--no-color", "--no-ext-diff", "--no-textconv", "--format=", "--stat",
+               "--patch", sha, errors="replace")
     text = text.lstrip("\n") + "\n"
     if len(text) > max_chars:
         text = text[:max_chars] + f"\n… diff cut at {max_chars} characters (git show {sha})\n"

@@ -105,6 +105,8 @@ def replay(s: Session, trial: Trial, replays: list[str]) -> str | None:
     if len(replays) >= MAX_REPLAYS:
         return (f"the incumbent moved {len(replays) + 1} times while it was judged (last to "
                 f"{incumbent.id}): not kept on a stale base")
+    # The slot's runs may have repointed its `.git`: a replay must land in this repository.
+    s.slots.holding(trial.slot, incumbent.commit_sha)
     picked = gitops.cherry_pick(trial.slot.worktree, trial.commit, incumbent.commit_sha)
     if picked is None:
         return (f"the incumbent moved to {incumbent.id} while it ran, and its change conflicts "

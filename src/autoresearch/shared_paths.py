@@ -27,7 +27,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -136,11 +135,10 @@ def _ignored(root: Path, paths: Iterable[str]) -> set[str]:
     paths = list(paths)
     if not paths:
         return set()
-    proc = subprocess.run(
-        ["git", "check-ignore", "-z", "--stdin"], cwd=root, capture_output=True,
-        input="\0".join(paths).encode() + b"\0", check=False,
-        env={**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"},
-    )
+    # check-ignore takes file names, not pathspecs, and refuses the literal-pathspec setting.
+    proc = gitops.run_git(root, "check-ignore", "-z", "--stdin",
+                          input_bytes="\0".join(paths).encode() + b"\0",
+                          unset=("GIT_LITERAL_PATHSPECS",))
     return {p.decode() for p in proc.stdout.split(b"\0") if p}
 
 

@@ -165,10 +165,13 @@ class Slots:
     def reset(self, slot: Slot, commit: str) -> None:
         """Make the slot exactly `commit`: tracked files restored, untracked ones removed (the
         shared data linked again)."""
-        gitops.checkout(slot.worktree, commit)
+        # Checked out, or made again if its `.git` was pointed elsewhere (gitops.links_to).
+        gitops.ensure_detached_worktree(self.root, slot.worktree, commit)
         self.shared.link(slot.worktree)
 
     def holding(self, slot: Slot, commit: str) -> None:
-        """Make sure the slot holds `commit` (a no-op when it does: one file read)."""
-        if gitops.read_head(slot.worktree) != commit:
+        """Make sure the slot holds `commit`, as a worktree of this repository (a no-op when it
+        does: a few file reads)."""
+        if (gitops.read_head(slot.worktree) != commit
+                or not gitops.links_to(self.root, slot.worktree)):
             self.reset(slot, commit)

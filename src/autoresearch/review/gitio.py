@@ -8,14 +8,11 @@ other git command, so nothing they type is read as an option.
 
 from __future__ import annotations
 
-import os
-import subprocess
 from collections.abc import Iterable
 from pathlib import Path
 
+from autoresearch import gitops
 from autoresearch.errors import PreconditionError
-
-_ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_PAGER": "cat", "LC_ALL": "C", "GIT_OPTIONAL_LOCKS": "0"}
 
 
 class GitFailed(PreconditionError):
@@ -30,10 +27,9 @@ def run_git(root: Path, *args: str, input_bytes: bytes | None = None, check: boo
 
 def run_git_bytes(root: Path, *args: str, input_bytes: bytes | None = None,
                   check: bool = True) -> bytes:
-    proc = subprocess.run(
-        ["git", *args], cwd=root, env={**os.environ, **_ENV}, input=input_bytes,
-        capture_output=True, check=False,
-    )
+    # Through the package's one git runner (hooks and the like off); revisions and paths here
+    # may be patterns, so pathspecs keep git's usual meaning.
+    proc = gitops.run_git(root, *args, input_bytes=input_bytes, unset=("GIT_LITERAL_PATHSPECS",))
     if check and proc.returncode != 0:
         message = proc.stderr.decode("utf-8", errors="replace").strip()
         raise GitFailed(f"git {' '.join(args[:3])} failed: {message}", where=str(root))

@@ -3,9 +3,10 @@
 The harness commits the agent's change itself, on the detached HEAD it left, and moves the
 session branch only on a keep. An agent that runs git can break that: switch the worktree to the
 session branch (the harness would then commit onto it), move or create refs, stash, flag files
-`assume-unchanged` so `git status` stops showing them, or edit git's config and hooks (a
-`post-checkout` hook runs whenever the harness checks out a commit). This module records all of
-it before the run, names what changed afterwards, and puts it back.
+`assume-unchanged` so `git status` stops showing them, or stage, move and remove files in the
+index. This module records all of it before the run, names what changed afterwards, and puts it
+back. Git's own files (config, hooks, attributes, the worktree's `.git` link, the user's global
+config) are watched by `gitfiles`, which puts them back before any of this runs git.
 
 What is compared:
 - HEAD: detached, at the same commit;
@@ -14,10 +15,13 @@ What is compared:
   refs this process's harness moved meanwhile (`gitops.REF_JOURNAL`: a sibling slot's keep or
   park): a ref that holds what the harness last wrote to it is not the agent's doing;
 - the index's assume-unchanged / skip-worktree flags;
-- git's own files that change behaviour: `config`, `config.worktree`, `info/exclude`, `hooks/`.
+- the index's entries (`git ls-files --stage`): not a violation by itself (an agent may `git add`
+  or `git mv`), but the harness reads the change from the working tree, so `reset_index` puts the
+  index back on HEAD first; otherwise a rename staged in the index would reach `git add` as a
+  path that exists in neither and stop the session.
 
 What is restored: HEAD (detached at its commit), refs (compare-and-swap, so a concurrent change
-is never overwritten blindly), the stash list, the index flags and the files. A branch checked
+is never overwritten blindly), the stash list and the index flags. A branch checked
 out in another worktree (the user's checkout) is reported but left as it is: rewinding it would
 make their files disagree with their branch.
 
@@ -39,7 +43,6 @@ from pathlib import Path
 
 from autoresearch.gitops import REF_JOURNAL, GitError, git
 
-_META = ("config", "config.worktree", "info/exclude")
 _STASH = "refs/stash"
 # A stash entry's message: "WIP on <branch>: <commit> <subject>" or "On <branch>: <message>".
 _STASH_BRANCH = re.compile(r"^(?:WIP on|On) (?P<branch>.+?): ")
@@ -73,29 +76,9 @@ def _flagged(cwd: Path) -> frozenset[str]:
     return frozenset(flagged)
 
 
-def _git_dirs(cwd: Path) -> list[Path]:
-    out = git(cwd, "rev-parse", "--path-format=absolute", "--git-dir", "--git-common-dir")
-    return list(dict.fromkeys(Path(line) for line in out.splitlines() if line.strip()))
-
-
-def _meta_files(dirs: list[Path]) -> dict[str, bytes | None]:
-    """Absolute path -> content (None: absent) of the git files that change git's behaviour."""
-    files: dict[str, bytes | None] = {}
-    for d in dirs:
-        for name in _META:
-            files[str(d / name)] = _read(d / name)
-        hooks = d / "hooks"
-        if hooks.is_dir():
-            for hook in sorted(hooks.iterdir()):
-                files[str(hook)] = _read(hook)
-    return files
-
-
-def _read(path: Path) -> bytes | None:
-    try:
-        return path.read_bytes() if path.is_file() else None
-    except OSError:
-        return None
+def _index(cwd: Path) -> str:
+    """Every index entry: mode, object, stage and path (the flags are `_flagged`)."""
+    return git(cwd, "ls-files", "--stage", "-z")
 
 
 def _stash(cwd: Path) -> tuple[StashEntry, ...]:
@@ -126,14 +109,14 @@ def _checked_out_elsewhere(cwd: Path) -> set[str]:
 
 @dataclass(frozen=True)
 class GitState:
-    """HEAD, refs, index flags and git's behaviour-changing files at one moment."""
+    """HEAD, refs, the index and its flags, and the stash at one moment."""
 
     tag: str
     head_ref: str | None  # the branch HEAD points at; None when detached (as the harness leaves it)
     head: str
     refs: Mapping[str, str]
     flagged: frozenset[str]
-    meta: Mapping[str, bytes | None]
+    index: str
     journal_mark: int = 0  # where the harness's own ref moves stood at `take`
     stash: tuple[StashEntry, ...] = ()
 
@@ -143,7 +126,7 @@ class GitState:
         head_ref, head = _head(cwd)
         refs = cls._watched(_refs(cwd), tag)
         return cls(tag=tag, head_ref=head_ref, head=head, refs=refs, flagged=_flagged(cwd),
-                   meta=_meta_files(_git_dirs(cwd)), journal_mark=mark,
+                   index=_index(cwd), journal_mark=mark,
                    stash=_stash(cwd) if _STASH in refs else ())
 
     def _harness_moved(self, name: str, now: str | None) -> bool:
@@ -187,27 +170,21 @@ class GitState:
                          + ", ".join(changed[:5]))
         if now.stash != self.stash and now.refs.get(_STASH) == self.refs.get(_STASH):
             found.append("the stash list was changed (an entry dropped or stored)")
-        for path in sorted(set(self.meta) | set(now.meta)):
-            if self.meta.get(path) != now.meta.get(path):
-                found.append(f"git's file {path} was changed")
         return found
 
+    def reset_index(self, cwd: Path) -> bool:
+        """Put the index back on HEAD if the run changed its entries (the working tree is left
+        alone: it holds the change); whether it had to."""
+        if _index(cwd) == self.index:
+            return False
+        git(cwd, "reset", "--quiet", "--mixed", "HEAD")
+        return True
+
     def restore(self, cwd: Path, *, user_active: bool = False) -> list[str]:
-        """Put HEAD, refs, the stash, flags and git's files back; returns what was left as is,
-        and why. ``user_active``: the user's checkout changed during the run (their stashes
-        are then left alone)."""
+        """Put HEAD, refs, the stash and the flags back; returns what was left as is, and why.
+        ``user_active``: the user's checkout changed during the run (their stashes are then
+        left alone). The index itself is the caller's `reset --hard`."""
         left: list[str] = []
-        for path, content in self.meta.items():
-            target = Path(path)
-            if _read(target) == content:
-                continue
-            if content is None:
-                target.unlink(missing_ok=True)
-            else:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(content)
-        for path in set(_meta_files(_git_dirs(cwd))) - set(self.meta):
-            Path(path).unlink(missing_ok=True)  # a hook the run added
         # Detach first, without touching files: a reset on a symbolic HEAD would move its branch.
         git(cwd, "update-ref", "--no-deref", "HEAD", self.head)
         elsewhere = _checked_out_elsewhere(cwd)

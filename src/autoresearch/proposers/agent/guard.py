@@ -1,11 +1,15 @@
 """The fence around one agent run: what it may not do to the worktree besides editing files.
 
-`RunGuard.take` records git's state (`gitstate`) and every untracked file (`untracked`) right
-before the agent CLI starts; `check` right after it exits names every violation (the agent ran git,
-or changed a git-ignored file or a `.gitignore`) and deletes the regenerable caches the run wrote;
-`checkout_changes` names what it changed in the user's own checkout (`checkout`: reported, not
-undone); `restore` undoes a refused run completely: HEAD detached where it was, refs moved back, git's
-config and hooks, the tracked files, and every untracked file, ignored ones included.
+`RunGuard.take` records git's files (`gitfiles`), git's state (`gitstate`) and every untracked
+file (`untracked`) right before the agent CLI starts; `check` right after it exits first puts
+git's files back (before any git command: with a repointed `.git` or a planted config, git would
+answer from the agent's copy or run its code), then names every violation (the agent ran git,
+changed git's files, created a nested repository, or changed a git-ignored file or a
+`.gitignore`), puts the index back on HEAD if the agent staged something (the change is read from
+the working tree) and deletes the regenerable caches the run wrote; `checkout_changes` names what
+it changed in the user's own checkout (`checkout`: reported, not undone); `restore` undoes a
+refused run completely: git's files, HEAD detached where it was, refs moved back, the tracked
+files and the index, and every untracked file, ignored ones and nested repositories included.
 
 Comparing just before with just after the call means that files the verify command produced
 between agent runs (logs, `__pycache__/`, outputs) are never mistaken for the agent's.
@@ -19,10 +23,13 @@ from pathlib import Path
 
 from autoresearch.gitops import git
 from autoresearch.proposers.agent.checkout import CheckoutSnapshot
+from autoresearch.proposers.agent.gitfiles import GitFiles, describe
 from autoresearch.proposers.agent.gitstate import GitState
 from autoresearch.proposers.agent.untracked import UntrackedSnapshot
 
 GIT_RULE = "the agent ran git: it may not commit or switch branches"
+NESTED_RULE = ("the agent created a nested git repository (the harness's git cannot see, judge or "
+               "commit the files in it)")
 FILES_RULE = ("the agent may not touch git-ignored files or .gitignore files (the harness can "
               "neither see nor commit them)")
 
@@ -35,13 +42,15 @@ class Restored:
 
 @dataclass(frozen=True)
 class RunGuard:
+    gitfiles: GitFiles
     git: GitState
     files: UntrackedSnapshot
     checkout: CheckoutSnapshot
 
     @classmethod
     def take(cls, cwd: Path, tag: str) -> RunGuard:
-        return cls(git=GitState.take(cwd, tag), files=UntrackedSnapshot.take(cwd),
+        return cls(gitfiles=GitFiles.take(cwd), git=GitState.take(cwd, tag),
+                   files=UntrackedSnapshot.take(cwd),
                    checkout=CheckoutSnapshot.take(cwd))
 
     def checkout_changes(self) -> list[str]:
@@ -51,10 +60,15 @@ class RunGuard:
     def check(self, cwd: Path, scratch: Sequence[str] = ()) -> list[str]:
         """Every violation of the run, one sentence each (empty when there is none)."""
         problems: list[str] = []
-        changed = self.git.changes(cwd)
+        changed = describe(self.gitfiles.restore(), cwd)  # first: no git call before it
+        changed += self.git.changes(cwd)
         if changed:
             problems.append(f"{GIT_RULE} ({'; '.join(changed)})")
+        else:
+            self.git.reset_index(cwd)  # a `git add` or `git mv`: the working tree holds it
         verdict = self.files.judge(cwd, scratch)
+        if verdict.nested:
+            problems.append(f"{NESTED_RULE}: {', '.join(verdict.nested_repos[:10])}")
         if verdict.violations:
             shown = ", ".join(map(str, verdict.violations[:10]))
             more = len(verdict.violations) - 10
@@ -65,6 +79,7 @@ class RunGuard:
     def restore(self, cwd: Path) -> Restored:
         """Undo the run: git state first (a reset on a switched HEAD would move its branch), then
         the tracked files, then every untracked file."""
+        self.gitfiles.restore()  # first, as in `check`
         # A user stashing in their checkout meanwhile shows there: their stash list is theirs.
         left = self.git.restore(cwd, user_active=bool(self.checkout.changes()))
         git(cwd, "reset", "--hard", "--quiet", self.git.head)

@@ -4,9 +4,11 @@ The agent works directly in `ctx.worktree`, so the proposal is `in_worktree=True
 reads the change from git, checks it against the scope and protected files (rejecting and
 resetting anything outside them), and commits it. This module makes sure the agent leaves the
 worktree in that expected shape (see `guard`): if it ran git (committed, switched branches,
-moved refs, stashed, changed git's config or hooks) or changed git-ignored files or a
+moved refs, stashed), changed git's files (config, attributes, hooks, the worktree's `.git` link,
+the user's global config), created a nested repository, or changed git-ignored files or a
 `.gitignore`, which the harness could not see, the proposal fails (the experiment is `rejected`)
-and everything is put back. Its scratch files are removed, and on a timeout the worktree is put
+and everything is put back. A `git add` or `git mv` alone is not refused: the index is put back
+on HEAD and the change read from the working tree. Its scratch files are removed, and on a timeout the worktree is put
 back as it was.
 
 What is enforced, and what the agent is only told:

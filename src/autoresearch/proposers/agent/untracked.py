@@ -12,6 +12,10 @@ process can set), and the content of the small ones is kept so they can be put b
 `.gitignore` is kept too. After the run, a change to a file that git ignores (by the rules from
 before the run), or to any `.gitignore`, is a violation.
 
+A new nested git repository (a directory holding its own `.git`, which git lists as the
+directory alone, `lib/sub/`) is a violation too: its files are invisible to the harness's git,
+so they could be neither judged nor committed, and a later reset would leave it behind.
+
 Two things are not violations: changes git shows (`git status` lists them, so the guardrails
 judge them like any edit), and regenerable files (`__pycache__/`, `*.pyc`, tool caches, and the
 agent CLI's own scratch files such as `.aider*`), which are deleted when the run created or
@@ -22,6 +26,7 @@ directory is in the main checkout, not in the worktree.
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -73,12 +78,17 @@ class Verdict:
     """What the run did to untracked files and `.gitignore`s."""
 
     hidden: list[Change] = field(default_factory=list)  # ignored files: never seen by git
+    nested: list[Change] = field(default_factory=list)  # new git repositories inside the worktree
     gitignores: list[Change] = field(default_factory=list)
     caches: list[Change] = field(default_factory=list)  # regenerable: deleted, not refused
 
     @property
     def violations(self) -> list[Change]:
         return [*self.gitignores, *self.hidden]
+
+    @property
+    def nested_repos(self) -> list[str]:
+        return [change.path.rstrip("/") for change in self.nested]
 
 
 @dataclass(frozen=True)
@@ -118,7 +128,9 @@ class UntrackedSnapshot:
         for change in self._changes(now):
             if change.path in self.gitignores or PurePosixPath(change.path).name == ".gitignore":
                 continue
-            if is_cache(change.path) or (scratch and matches(change.path, scratch)):
+            if is_nested_repo(change.path) and change.kind == "new":
+                verdict.nested.append(change)
+            elif is_cache(change.path) or (scratch and matches(change.path, scratch)):
                 verdict.caches.append(change)
             elif change.path in self.ignored or change.path in ignored_now:
                 verdict.hidden.append(change)
@@ -154,7 +166,7 @@ class UntrackedSnapshot:
         for change in self._changes(now):
             full = cwd / change.path
             if change.kind == "new":
-                full.unlink(missing_ok=True)
+                _remove(full)
                 _prune_empty(cwd, full.parent)
             elif is_cache(change.path):
                 full.unlink(missing_ok=True)
@@ -185,6 +197,20 @@ def _gitignores(cwd: Path, untracked: Iterable[str] | None = None) -> dict[str, 
         if data is not None:
             out[path] = data
     return out
+
+
+def is_nested_repo(path: str) -> bool:
+    """git lists a repository inside the worktree as its directory, with a trailing slash."""
+    return path.endswith("/")
+
+
+def _remove(full: Path) -> None:
+    """Remove a new file, or a new nested repository with everything in it (never following a
+    symlink out of the worktree)."""
+    if full.is_dir() and not full.is_symlink():
+        shutil.rmtree(full)
+    else:
+        full.unlink(missing_ok=True)
 
 
 def _write(full: Path, content: Content) -> None:
