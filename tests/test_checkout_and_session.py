@@ -4,6 +4,8 @@ output pipe. Real git repositories and the real CLI."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sqlite3
 import subprocess
 import sys
@@ -160,3 +162,20 @@ def test_a_limit_already_reached_says_how_to_go_on(toy_repo: Path) -> None:
     assert again.returncode == 0
     said = " ".join(again.stdout.split())
     assert "reached 2 experiments, before this run started" in said and "-n 4 runs 2 more" in said
+
+
+def test_a_child_that_stops_reading_its_stdin_does_not_stop_the_session() -> None:
+    # Only stdout's reader going away stops a session: the harness writes to other pipes (git's
+    # stdin, an agent's prompt), and a reader that exits early there is that call's own error.
+    from autoresearch.stop_signals import stop_signals_as_interrupt
+
+    with stop_signals_as_interrupt():
+        child = subprocess.Popen([sys.executable, "-c", "pass"], stdin=subprocess.PIPE)
+        child.wait()
+        assert child.stdin is not None
+        with pytest.raises(BrokenPipeError):
+            os.write(child.stdin.fileno(), b"x" * 65536)
+        with contextlib.suppress(OSError):
+            child.stdin.close()
+        for _ in range(1000):  # time for a stray stop to be delivered, were one sent
+            sum(range(100))

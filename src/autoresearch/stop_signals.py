@@ -17,6 +17,7 @@ way, as SIGPIPE, instead of a BrokenPipeError escaping from whatever line printe
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import os
 import signal
@@ -29,8 +30,9 @@ from typing import Any, TextIO
 __all__ = ["SessionStopped", "StopSignal", "describe_interrupt", "output_closed",
            "stop_signals_as_interrupt"]
 
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE)
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 _received: list[int] = []  # the stop signals received, first first
+_pipe_closed = threading.Event()  # stdout's reader went away (see _ClosedPipeGuard)
 
 
 class SessionStopped(Exception):
@@ -63,7 +65,11 @@ def _detach_hung_up(ttys: set[int]) -> None:
 
 class _ClosedPipeGuard:
     """sys.stdout while a session runs: a write to a closed pipe points fd 1 at /dev/null and
-    sends this process SIGPIPE (handled in the main thread as a stop), then carries on."""
+    interrupts the main thread as a stop named SIGPIPE, then carries on.
+
+    SIGPIPE itself stays ignored (Python's default): the harness writes to many pipes (git's
+    stdin, a coding agent's), and a reader that exits early there is that call's error, not a
+    reason to stop the session. Only stdout's reader going away is."""
 
     def __init__(self, stream: TextIO) -> None:
         self._stream = stream
@@ -77,7 +83,10 @@ class _ClosedPipeGuard:
             null = os.open(os.devnull, os.O_WRONLY)
             os.dup2(null, self._stream.fileno())
             os.close(null)
-        os.kill(os.getpid(), signal.SIGPIPE)
+        # Through the SIGTERM handler this block installed (SIGINT may be ignored, as in a
+        # background job), which then stops the session as SIGPIPE.
+        _pipe_closed.set()
+        _thread.interrupt_main(signal.SIGTERM)
 
     def write(self, text: str) -> int:
         try:
@@ -112,6 +121,8 @@ def stop_signals_as_interrupt() -> Iterator[None]:
 
     def handler(signum: int, frame: FrameType | None) -> None:
         nonlocal raised
+        if signum == signal.SIGTERM and _pipe_closed.is_set():
+            signum = signal.SIGPIPE
         _received.append(signum)
         if signum == signal.SIGHUP:
             _detach_hung_up(ttys)
