@@ -142,6 +142,7 @@ def test_a_closed_output_pipe_stops_the_session_cleanly(toy_repo: Path) -> None:
     finally:
         proc.kill()
     err = proc.stderr.read().decode()
+    proc.stderr.close()
     assert code == 130, err
     assert "SIGPIPE: the output was closed" in " ".join(err.split())
     assert "Traceback" not in err and "BrokenPipeError" not in err
