@@ -33,7 +33,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Protocol
 
-from autoresearch import gitops, guardrails
+from autoresearch import gitops, guardrails, worktree_seal
 from autoresearch.config import Config
 from autoresearch.fingerprint import comparable_key, environment_fingerprint
 from autoresearch.metrics import parse_metrics
@@ -142,11 +142,14 @@ class LocalExecutor:
         fingerprint = environment_fingerprint()
         started = time.time()
         # The protected files are fenced for the run (read-only, hashed and stamped before and
-        # after): a run that writes one is caught even if it puts the content back.
-        with guardrails.protected_fence(request.worktree, request.protected) as fence:
+        # after): a run that writes one is caught even if it puts the content back. The rest of
+        # the commit is sealed the same way: what is measured must be what is committed.
+        with worktree_seal.sealed_worktree(request.worktree, request.commit,
+                                           skip=request.protected) as seal, \
+                guardrails.protected_fence(request.worktree, request.protected) as fence:
             outcome = run_command(spec, self.stop)
         tampered = tuple(fence.changes)
-        if tampered:  # put the evaluation back before anything else runs here
+        if tampered or seal.broken:  # put the commit back before anything else runs here
             gitops.checkout(request.worktree, request.commit)
         self.shared.check_unchanged()
         if request.is_guard:
@@ -158,6 +161,12 @@ class LocalExecutor:
             status, reason, objective, metrics = classify(
                 self.config, outcome.exit_code, outcome.timed_out, outcome.interrupted,
                 request.log_path, spec.timeout_s)
+        if seal.broken and status != "interrupted":
+            # Whatever it printed measured files nobody committed: not a measurement at all.
+            status, objective = "crash", None
+            reason = (f"{seal.describe()} (restored); what ran was not the commit measured, so "
+                      "the run does not count. A verify command must not write tracked files, "
+                      "and no other process may write the worktree while it runs")
         return Measurement(
             commit=request.commit, role=request.role, status=status, reason=reason,
             objective=objective, metrics=metrics, exit_code=outcome.exit_code,
