@@ -32,6 +32,7 @@ from autoresearch.fingerprint import comparable_key, describe_difference, enviro
 from autoresearch.globs import select
 from autoresearch.history import History, run_seed
 from autoresearch.ledger import Ledger, RunRow, SessionRow, TrialStatus
+from autoresearch.ledger_watch import LedgerWatch
 from autoresearch.policy import Policy, policy_for
 from autoresearch.proposers.base import ExperimentOutcome, Proposal, Proposer
 from autoresearch.proposers.registry import load_proposer
@@ -94,6 +95,7 @@ class Session:
         self._given_proposer = proposer
         self._proposer_open = False
         self.lock = SessionLock(self.paths.lock)
+        self.watch: LedgerWatch | None = None  # set once the session's row is known
         self.protected_hashes: dict[str, str] = {}
         self._run_numbers: dict[tuple[str, str, int], int] = {}  # (trial, role, attempt) -> next
         self._scope_cache: dict[str, list[str]] = {}
@@ -133,6 +135,7 @@ class Session:
             first = self.slots.all[0].worktree
             self.protected_hashes = guardrails.hash_files(first, select(
                 gitops.tracked_files(first, tip), self.config.all_protected))
+            self.watch = LedgerWatch(self.ledger, self.paths, row.id, self.lock)
         except BaseException:
             if hasattr(self, "ledger"):
                 self.ledger.checkpoint()
@@ -174,6 +177,7 @@ class Session:
                                    config=self.config.to_json_dict())
         self.proposer.resume([self.history.outcome(e) for e in self.history.experiments
                               if e.status != TrialStatus.INTERRUPTED])
+        self.watch = LedgerWatch(self.ledger, self.paths, row.id, self.lock)
 
     def _load_proposer(self) -> None:
         if self._given_proposer is not None:
@@ -273,7 +277,7 @@ class Session:
             self.executor.close()
         finally:
             try:
-                if status is not None:
+                if status is not None and self.ledger.refused is None:
                     self.ledger.set_session_status(self.row.id, status)
             finally:
                 # Session end (any way it ends): fold the WAL into ledger.db and back it up, so
@@ -286,6 +290,12 @@ class Session:
     def mark(self, status: str) -> None:
         """The session's status while it runs: running, or paused while an outage is waited out."""
         self.ledger.set_session_status(self.row.id, status)
+
+    def watch_ledger(self, moment: str) -> None:
+        """Stop the session if another process changed the ledger since the last look (see
+        ledger_watch): called before and after every proposer call and every run."""
+        if self.watch is not None:
+            self.watch.check(moment)
 
     def event(self, kind: str, message: str, exp_id: str | None = None,
               data: Mapping[str, Any] | None = None) -> None:
@@ -352,6 +362,7 @@ class Session:
 
     def run_request(self, trial: Trial, role: str, commit: str) -> RunRequest:
         """The next run of `commit` for `trial`, with its seed (see `history.run_seed`)."""
+        self.watch_ledger(f"(noticed before {trial.id}'s {role} run)")
         index = self._next_index(trial, role)
         seed = run_seed(self.row.tag, self.history.next_run_index(commit))
         self.slots.holding(trial.slot, commit)  # git stays on this thread, not the run's
@@ -379,6 +390,7 @@ class Session:
         measured in another environment than the session's stops it too.
         """
         self.display.run_finished(trial.slot.name if self.workers > 1 else "")
+        self.watch_ledger(f"(noticed after {trial.id}'s {request.role} run)")
         if request.is_guard:
             return m
         tampered = m.tampered

@@ -91,6 +91,11 @@ def _recovery(ledger: Path) -> str:
     return "\n".join(lines)
 
 
+def recovery(ledger: Path) -> str:
+    """What survives the ledger and how to go on without it (the fix line of its errors)."""
+    return _recovery(ledger)
+
+
 def damaged(ledger: Path, why: str) -> LedgerDamagedError:
     return LedgerDamagedError(f"the ledger is damaged: {why}", where=str(ledger),
                               fix=_recovery(ledger))
