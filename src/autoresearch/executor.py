@@ -35,6 +35,7 @@ from typing import Any, Protocol
 
 from autoresearch import gitops, guardrails, worktree_seal
 from autoresearch.config import Config
+from autoresearch.evaluation_inputs import EvaluationInputs
 from autoresearch.fingerprint import comparable_key, environment_fingerprint
 from autoresearch.metrics import parse_metrics
 from autoresearch.runner import RunSpec, run_command
@@ -116,12 +117,15 @@ class LocalExecutor:
     """
 
     def __init__(self, config: Config, stop: threading.Event | None = None,
-                 workers: int = 1, shared: SharedData | None = None) -> None:
+                 workers: int = 1, shared: SharedData | None = None,
+                 inputs: EvaluationInputs | None = None) -> None:
         self.config = config
         self.stop = stop
         # [verify] share: links in place and the data unchanged before a run, unchanged after
-        # (else SessionStopped, exit 3: the data the measurements depend on moved).
+        # (else SessionStopped, exit 3: the data the measurements depend on moved); [verify]
+        # inputs, the evaluation's files outside the repository, the same way.
         self.shared = shared or SharedData()
+        self.inputs = inputs or EvaluationInputs()
         self.workers = max(1, workers)
         self._pool: ThreadPoolExecutor | None = None  # started by the first submit
 
@@ -137,6 +141,7 @@ class LocalExecutor:
             gitops.checkout(request.worktree, request.commit)
         request.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.shared.ready(request.worktree)
+        self.inputs.check_unchanged()
         spec = self._spec(request)
         # Where the run happens is what the fingerprint describes: here, this process.
         fingerprint = environment_fingerprint()
@@ -152,6 +157,7 @@ class LocalExecutor:
         if tampered or seal.broken:  # put the commit back before anything else runs here
             gitops.checkout(request.worktree, request.commit)
         self.shared.check_unchanged()
+        self.inputs.check_unchanged()
         if request.is_guard:
             status = ("interrupted" if outcome.interrupted else "timeout" if outcome.timed_out
                       else "ok" if outcome.exit_code == 0 else "crash")

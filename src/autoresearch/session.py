@@ -20,6 +20,7 @@ from autoresearch import gitops, guardrails, resources, shared_paths, timeouts
 from autoresearch.config import PROGRAM_NAME, Config
 from autoresearch.display import Display
 from autoresearch.errors import PreconditionError
+from autoresearch.evaluation_inputs import EvaluationInputs
 from autoresearch.executor import (
     Executor,
     LocalExecutor,
@@ -80,10 +81,12 @@ class Session:
         self.thread_plan = resources.effective(resources.session_threads(
             config.run, self.paths.session_dir / "threads.json"), config.verify.env)
         shared = shared_paths.collect(root, config) if config.verify.share else None
+        # [verify] inputs: the evaluation's files outside the repository, held fixed.
+        self.inputs = EvaluationInputs.collect(root, config.verify.inputs)
         self.slots = Slots(root, self.paths, self.workers,
                            plan_resources(config.run, self.workers, self.thread_plan), shared)
         self.executor: Executor = executor or LocalExecutor(config, self.stop_event, self.workers,
-                                                            shared)
+                                                            shared, self.inputs)
         self.policy: Policy = policy_for(config.decision, config.metric.direction)
         self.ledger: Ledger
         self.row: SessionRow
@@ -130,6 +133,7 @@ class Session:
                                         fix="name one that ran here with --tag")
             self._check_fingerprint(row)
             self.row = row
+            self._same_inputs(row)
             self.history = History(self.config, self.ledger, row)
             tip = self._recover()
             first = self.slots.all[0].worktree
@@ -164,6 +168,7 @@ class Session:
             self.readiness = proposer_readiness(self.proposer, self.root)
             row = self._create_row()
         self.row = row
+        self._same_inputs(row)
         self.history = History(self.config, self.ledger, row)
         self.display.tally.metric = self.config.metric.name
         self.display.tally.direction = self.config.metric.direction
@@ -178,6 +183,18 @@ class Session:
         self.proposer.resume([self.history.outcome(e) for e in self.history.experiments
                               if e.status != TrialStatus.INTERRUPTED])
         self.watch = LedgerWatch(self.ledger, self.paths, row.id, self.lock)
+
+    def _same_inputs(self, row: SessionRow) -> None:
+        """[verify] inputs: their content is recorded when first seen, and must not differ
+        when the session is resumed (a change meanwhile would go unseen by the stamps)."""
+        if not self.inputs:
+            return
+        recorded = self.ledger.events(row.id, kind="inputs")
+        if recorded and recorded[-1]["data"] is not None:
+            self.inputs.check_same_as(recorded[-1]["data"])
+        else:
+            self.ledger.add_event(row.id, "inputs", "the evaluation's inputs outside the "
+                                  "repository, hashed", data=self.inputs.digests())
 
     def _load_proposer(self) -> None:
         if self._given_proposer is not None:
