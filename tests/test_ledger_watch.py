@@ -81,6 +81,17 @@ def test_an_agent_that_rewrites_the_ledger_stops_the_session(toy_repo: Path,
     assert baseline_values(ledger) == [116.0, 116.0]
     backup = toy_repo / ".autoresearch" / "ledger-backup.db"
     assert not backup.exists() or baseline_values(backup) == [16.0, 16.0]
+    # A resume does not carry on from the tampered file: it is refused until recovered.
+    again = run_cli(toy_repo, "run", "--tag", "l", "--iterations", "4", timeout=240)
+    assert again.returncode == 3, again.stdout + again.stderr
+    assert "a session found this ledger changed by another process and stopped" in again.stderr
+    damaged = toy_repo / ".autoresearch" / "damaged"
+    damaged.mkdir()
+    for path in ledger.parent.glob("ledger.db*"):  # the recovery steps the message gives
+        path.rename(damaged / path.name)
+    (tmp_path / "calls").write_text("5")  # an honest agent from now on
+    fresh = run_cli(toy_repo, "run", "--tag", "l2", "--iterations", "2", timeout=240)
+    assert fresh.returncode == 0, fresh.stdout + fresh.stderr
 
 
 # A candidate whose own run rewrites the ledger: the evaluation imports target.py.
@@ -164,6 +175,7 @@ def test_a_removed_session_lock_or_a_replaced_ledger_is_noticed(tmp_path: Path) 
     finally:
         ledger.close()
         lock.release()
+    paths.ledger.with_name("ledger.db.tampered").unlink()  # as the recovery would move it
     lock = SessionLock(paths.lock)
     lock.acquire()
     ledger = Ledger(paths.ledger)

@@ -16,26 +16,24 @@ the verdict, so at every one of those moments the session checks:
 
 On a mismatch the ledger is refused (`Ledger.refuse`: nothing more is written, no backup is
 taken from it at the end) and the session stops with `LedgerTamperedError` (exit 3), naming what
-changed and how to recover, as for a damaged ledger. Not watched: other sessions' rows (their own
+changed and how to recover, as for a damaged ledger; `ledger.db.tampered`, written beside it,
+makes every later writer refuse the file until it is recovered (moved aside). Not watched: other sessions' rows (their own
 sessions watch them while they run), the run logs and results.tsv, which are views (results.tsv
 is rewritten from the ledger after every experiment).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
-from autoresearch.errors import LedgerError
+from autoresearch.errors import LedgerTamperedError
 from autoresearch.ledger import Ledger
-from autoresearch.ledger.integrity import recovery
+from autoresearch.ledger.integrity import recovery, tampered_mark
 from autoresearch.state import SessionLock, StatePaths
 
 __all__ = ["LedgerTamperedError", "LedgerWatch"]
-
-
-class LedgerTamperedError(LedgerError):
-    """Another process changed the ledger (or the session's state) while the session ran."""
 
 
 class LedgerWatch:
@@ -80,6 +78,10 @@ class LedgerWatch:
             fix="find what wrote it (an agent, a verify command, a script of yours) and stop it; "
                 "then recover as from a damaged ledger: " + recovery(self.ledger.path))
         self.ledger.refuse(error)
+        # Beside the ledger, named like it: a later `run` refuses the file until it is
+        # recovered, and the recovery's `mv ledger.db* damaged/` takes the mark along.
+        with contextlib.suppress(OSError):
+            tampered_mark(self.ledger.path).write_text(error.what + "\n")
         raise error
 
 

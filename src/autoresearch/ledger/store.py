@@ -75,6 +75,7 @@ class Ledger(ActivityTables, ReviewTables):
         integrity.check_header(path)
         existed = path.exists()
         if not readonly:
+            integrity.refuse_tampered(path)
             if existed:
                 # Judge the file through a read-only connection first: closing a read-write one
                 # would checkpoint it, and a refused ledger must not be written at all.
