@@ -426,6 +426,11 @@ _FILE_FIXES = {
 
 
 def main(argv: list[str] | None = None) -> Any:
+    from autoresearch.strays import adopt_orphans
+
+    # Orphans of every run and agent call come back to this process (Linux), and die when the
+    # call that left them ends (see `strays`).
+    adopt_orphans()
     try:
         return app(args=argv, standalone_mode=True)
     except Exception as exc:

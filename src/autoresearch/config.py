@@ -23,6 +23,7 @@ from pydantic import (
 
 from autoresearch.config_errors import validation_problems
 from autoresearch.errors import ConfigError
+from autoresearch.evaluation_inputs import input_path_problem
 from autoresearch.globs import globs_overlap, pattern_problem
 from autoresearch.metrics import compile_metric_regex
 from autoresearch.timeouts import sized_timeout
@@ -101,6 +102,18 @@ class VerifyConfig(_Strict):
     # Git-ignored files of the user's checkout (prepared data, .env) linked into every worktree;
     # see shared_paths.py.
     share: list[str] = Field(default_factory=list)
+    # Files outside the repository the evaluation reads, held fixed for the session; see
+    # evaluation_inputs.py.
+    inputs: list[str] = Field(default_factory=list)
+
+    @field_validator("inputs")
+    @classmethod
+    def _absolute_paths(cls, paths: list[str]) -> list[str]:
+        for path in paths:
+            problem = input_path_problem(path)
+            if problem:
+                raise ValueError(f"inputs {path!r}: {problem}")
+        return paths
 
     @field_validator("share")
     @classmethod

@@ -63,6 +63,11 @@ class LedgerDamagedError(LedgerError):
     """ledger.db is truncated, overwritten, not an SQLite file, or fails SQLite's own check."""
 
 
+class LedgerTamperedError(LedgerError):
+    """Another process changed the session's rows of the ledger (see ledger_watch); the ledger
+    is refused from then on, until it is recovered like a damaged one."""
+
+
 class LedgerTooNewError(LedgerError):
     """ledger.db was written by a newer autoresearch, with a schema this version does not know."""
 

@@ -33,8 +33,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Protocol
 
-from autoresearch import gitops, guardrails
+from autoresearch import gitops, guardrails, worktree_seal
 from autoresearch.config import Config
+from autoresearch.evaluation_inputs import EvaluationInputs
 from autoresearch.fingerprint import comparable_key, environment_fingerprint
 from autoresearch.metrics import parse_metrics
 from autoresearch.runner import RunSpec, run_command
@@ -116,12 +117,15 @@ class LocalExecutor:
     """
 
     def __init__(self, config: Config, stop: threading.Event | None = None,
-                 workers: int = 1, shared: SharedData | None = None) -> None:
+                 workers: int = 1, shared: SharedData | None = None,
+                 inputs: EvaluationInputs | None = None) -> None:
         self.config = config
         self.stop = stop
         # [verify] share: links in place and the data unchanged before a run, unchanged after
-        # (else SessionStopped, exit 3: the data the measurements depend on moved).
+        # (else SessionStopped, exit 3: the data the measurements depend on moved); [verify]
+        # inputs, the evaluation's files outside the repository, the same way.
         self.shared = shared or SharedData()
+        self.inputs = inputs or EvaluationInputs()
         self.workers = max(1, workers)
         self._pool: ThreadPoolExecutor | None = None  # started by the first submit
 
@@ -137,18 +141,23 @@ class LocalExecutor:
             gitops.checkout(request.worktree, request.commit)
         request.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.shared.ready(request.worktree)
+        self.inputs.check_unchanged()
         spec = self._spec(request)
         # Where the run happens is what the fingerprint describes: here, this process.
         fingerprint = environment_fingerprint()
         started = time.time()
         # The protected files are fenced for the run (read-only, hashed and stamped before and
-        # after): a run that writes one is caught even if it puts the content back.
-        with guardrails.protected_fence(request.worktree, request.protected) as fence:
+        # after): a run that writes one is caught even if it puts the content back. The rest of
+        # the commit is sealed the same way: what is measured must be what is committed.
+        with worktree_seal.sealed_worktree(request.worktree, request.commit,
+                                           skip=request.protected) as seal, \
+                guardrails.protected_fence(request.worktree, request.protected) as fence:
             outcome = run_command(spec, self.stop)
         tampered = tuple(fence.changes)
-        if tampered:  # put the evaluation back before anything else runs here
+        if tampered or seal.broken:  # put the commit back before anything else runs here
             gitops.checkout(request.worktree, request.commit)
         self.shared.check_unchanged()
+        self.inputs.check_unchanged()
         if request.is_guard:
             status = ("interrupted" if outcome.interrupted else "timeout" if outcome.timed_out
                       else "ok" if outcome.exit_code == 0 else "crash")
@@ -158,6 +167,12 @@ class LocalExecutor:
             status, reason, objective, metrics = classify(
                 self.config, outcome.exit_code, outcome.timed_out, outcome.interrupted,
                 request.log_path, spec.timeout_s)
+        if seal.broken and status != "interrupted":
+            # Whatever it printed measured files nobody committed: not a measurement at all.
+            status, objective = "crash", None
+            reason = (f"{seal.describe()} (restored); what ran was not the commit measured, so "
+                      "the run does not count. A verify command must not write tracked files, "
+                      "and no other process may write the worktree while it runs")
         return Measurement(
             commit=request.commit, role=request.role, status=status, reason=reason,
             objective=objective, metrics=metrics, exit_code=outcome.exit_code,

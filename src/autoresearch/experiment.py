@@ -156,8 +156,14 @@ def patiently(s: Session, trial: Trial, call: Callable[[], T], purpose: str | No
     """`call()` (a proposer call), waiting out provider outages: pause, ask again, lose nothing."""
     waits = iter(OUTAGE_WAITS)
     while True:
+        # A coding agent runs as the same user: what it did to the ledger stops the session.
+        s.watch_ledger(f"(noticed before the proposer's call for {trial.id})")
         try:
-            return call()
+            try:
+                result = call()
+            finally:
+                s.watch_ledger(f"(noticed after the proposer's call for {trial.id})")
+            return result
         except ProposerOutage as outage:
             trial.bill(usage_of(outage), purpose)
             wait = outage.retry_after_s or next(waits, OUTAGE_WAITS[-1])

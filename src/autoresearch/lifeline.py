@@ -36,6 +36,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from autoresearch import strays
 from autoresearch.process_tree import OWNER_ENV, RUN_ID_ENV, owner_token
 
 __all__ = ["Watchdog", "exec_if_simple", "launch_plan", "run_env", "watchdog"]
@@ -215,6 +216,8 @@ class Watchdog:
                 if old.stdin is not None:
                     old.stdin.close()
             old.poll()  # reap it if it is gone
+            if old.returncode is not None:
+                strays.forget(old.pid)
         try:
             self._proc = _start_watchdog()
         except OSError:
@@ -231,13 +234,14 @@ def _start_watchdog() -> subprocess.Popen[bytes]:
     package_parent = str(Path(__file__).resolve().parents[1])
     code = (f"import sys; sys.path.insert(0, {package_parent!r}); "
             "from autoresearch.watchdog import main; main()")
-    return subprocess.Popen(
+    # Registered as ours: it lives outside our session, where the sweep looks for strays.
+    return strays.spawn_helper(lambda: subprocess.Popen(
         [sys.executable, "-I", "-c", code, owner_token()],
         stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         # Its own session: a terminal's hangup, a Ctrl-C or a kill of our process group must
         # not take it down with us; it leaves by itself once it has done its job.
         start_new_session=True, close_fds=True,
-    )
+    ), lambda p: p.pid)
 
 
 _WATCHDOG = Watchdog()

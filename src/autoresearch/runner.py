@@ -28,6 +28,7 @@ from pathlib import Path
 from threading import Event
 from types import MappingProxyType
 
+from autoresearch import strays
 from autoresearch.bounded_log import BoundedLog as _BoundedLog  # tests use runner._BoundedLog
 from autoresearch.lifeline import exec_if_simple, launch_plan, run_env, watchdog
 from autoresearch.process_tree import RUN_ID_ENV, ProcessTree, has_exited, kill_leftovers
@@ -126,7 +127,7 @@ def run_command(spec: RunSpec, stop: Event | None = None) -> RunOutcome:
     log = _BoundedLog(spec.log_path, spec.max_log_bytes)
     start = time.monotonic()
     try:
-        proc = subprocess.Popen(
+        proc = strays.spawn(run_id, lambda: subprocess.Popen(
             argv,
             cwd=spec.cwd,
             env=env,
@@ -135,7 +136,7 @@ def run_command(spec: RunSpec, stop: Event | None = None) -> RunOutcome:
             stderr=subprocess.STDOUT,
             start_new_session=True,
             preexec_fn=preexec,
-        )
+        ), _pid)
     except BaseException:
         log.close()
         raise
@@ -146,6 +147,7 @@ def run_command(spec: RunSpec, stop: Event | None = None) -> RunOutcome:
             os.sched_setaffinity(proc.pid, spec.cpus)
     tree = ProcessTree(proc, run_id)
     pump: _Pump | None = None
+    killed = 0
     try:
         try:
             guard.watch(proc.pid)
@@ -161,7 +163,9 @@ def run_command(spec: RunSpec, stop: Event | None = None) -> RunOutcome:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.wait(_DRAIN_S)
             raise
-        killed = tree.terminate(spec.grace_s, pump)
+        killed += tree.terminate(spec.grace_s, pump)
+        # Before the drain: a stray (see `strays`) may hold the output pipe open.
+        killed += strays.sweep(spec.grace_s)
         pump.drain(time.monotonic() + _DRAIN_S)
         returncode = proc.wait()
     finally:
@@ -171,6 +175,9 @@ def run_command(spec: RunSpec, stop: Event | None = None) -> RunOutcome:
         elif proc.stdout is not None:
             proc.stdout.close()
         log.close()
+        # What escaped the tree (no mark, another session) came back to us: see `strays`.
+        strays.forget(proc.pid)
+        killed += strays.sweep(spec.grace_s)
 
     return RunOutcome(
         exit_code=returncode if reason == "exit" else None,
@@ -184,6 +191,10 @@ def run_command(spec: RunSpec, stop: Event | None = None) -> RunOutcome:
         log_bytes_dropped=log.dropped,
         command_s=command_s,
     )
+
+
+def _pid(proc: subprocess.Popen[bytes]) -> int:
+    return proc.pid
 
 
 def _wait(proc: subprocess.Popen[bytes], pump: _Pump, deadline: float, stop: Event | None) -> str:

@@ -20,6 +20,7 @@ from autoresearch import gitops, guardrails, resources, shared_paths, timeouts
 from autoresearch.config import PROGRAM_NAME, Config
 from autoresearch.display import Display
 from autoresearch.errors import PreconditionError
+from autoresearch.evaluation_inputs import EvaluationInputs
 from autoresearch.executor import (
     Executor,
     LocalExecutor,
@@ -32,6 +33,7 @@ from autoresearch.fingerprint import comparable_key, describe_difference, enviro
 from autoresearch.globs import select
 from autoresearch.history import History, run_seed
 from autoresearch.ledger import Ledger, RunRow, SessionRow, TrialStatus
+from autoresearch.ledger_watch import LedgerWatch
 from autoresearch.policy import Policy, policy_for
 from autoresearch.proposers.base import ExperimentOutcome, Proposal, Proposer
 from autoresearch.proposers.registry import load_proposer
@@ -79,10 +81,12 @@ class Session:
         self.thread_plan = resources.effective(resources.session_threads(
             config.run, self.paths.session_dir / "threads.json"), config.verify.env)
         shared = shared_paths.collect(root, config) if config.verify.share else None
+        # [verify] inputs: the evaluation's files outside the repository, held fixed.
+        self.inputs = EvaluationInputs.collect(root, config.verify.inputs)
         self.slots = Slots(root, self.paths, self.workers,
                            plan_resources(config.run, self.workers, self.thread_plan), shared)
         self.executor: Executor = executor or LocalExecutor(config, self.stop_event, self.workers,
-                                                            shared)
+                                                            shared, self.inputs)
         self.policy: Policy = policy_for(config.decision, config.metric.direction)
         self.ledger: Ledger
         self.row: SessionRow
@@ -95,6 +99,7 @@ class Session:
         self._given_proposer = proposer
         self._proposer_open = False
         self.lock = SessionLock(self.paths.lock)
+        self.watch: LedgerWatch | None = None  # set once the session's row is known
         self.protected_hashes: dict[str, str] = {}
         self._run_numbers: dict[tuple[str, str, int], int] = {}  # (trial, role, attempt) -> next
         self._scope_cache: dict[str, list[str]] = {}
@@ -129,11 +134,13 @@ class Session:
                                         fix="name one that ran here with --tag")
             self._check_fingerprint(row)
             self.row = row
+            self._same_inputs(row)
             self.history = History(self.config, self.ledger, row)
             tip = self._recover()
             first = self.slots.all[0].worktree
             self.protected_hashes = guardrails.hash_files(first, select(
                 gitops.tracked_files(first, tip), self.config.all_protected))
+            self.watch = LedgerWatch(self.ledger, self.paths, row.id, self.lock)
         except BaseException:
             if hasattr(self, "ledger"):
                 self.ledger.checkpoint()
@@ -171,6 +178,7 @@ class Session:
             self.readiness = proposer_readiness(self.proposer, self.root)
             row = self._create_row()
         self.row = row
+        self._same_inputs(row)
         self.history = History(self.config, self.ledger, row)
         if not created:
             self._follow_head()
@@ -186,6 +194,19 @@ class Session:
                                    config=self.config.to_json_dict())
         self.proposer.resume([self.history.outcome(e) for e in self.history.experiments
                               if e.status != TrialStatus.INTERRUPTED])
+        self.watch = LedgerWatch(self.ledger, self.paths, row.id, self.lock)
+
+    def _same_inputs(self, row: SessionRow) -> None:
+        """[verify] inputs: their content is recorded when first seen, and must not differ
+        when the session is resumed (a change meanwhile would go unseen by the stamps)."""
+        if not self.inputs:
+            return
+        recorded = self.ledger.events(row.id, kind="inputs")
+        if recorded and recorded[-1]["data"] is not None:
+            self.inputs.check_same_as(recorded[-1]["data"])
+        else:
+            self.ledger.add_event(row.id, "inputs", "the evaluation's inputs outside the "
+                                  "repository, hashed", data=self.inputs.digests())
 
     def _follow_head(self) -> None:
         """On resume, the user's checkout may have moved since the session started (the usual
@@ -333,7 +354,7 @@ class Session:
             self.executor.close()
         finally:
             try:
-                if status is not None:
+                if status is not None and self.ledger.refused is None:
                     self.ledger.set_session_status(self.row.id, status)
             finally:
                 # Session end (any way it ends): fold the WAL into ledger.db and back it up, so
@@ -346,6 +367,12 @@ class Session:
     def mark(self, status: str) -> None:
         """The session's status while it runs: running, or paused while an outage is waited out."""
         self.ledger.set_session_status(self.row.id, status)
+
+    def watch_ledger(self, moment: str) -> None:
+        """Stop the session if another process changed the ledger since the last look (see
+        ledger_watch): called before and after every proposer call and every run."""
+        if self.watch is not None:
+            self.watch.check(moment)
 
     def event(self, kind: str, message: str, exp_id: str | None = None,
               data: Mapping[str, Any] | None = None) -> None:
@@ -412,6 +439,7 @@ class Session:
 
     def run_request(self, trial: Trial, role: str, commit: str) -> RunRequest:
         """The next run of `commit` for `trial`, with its seed (see `history.run_seed`)."""
+        self.watch_ledger(f"(noticed before {trial.id}'s {role} run)")
         index = self._next_index(trial, role)
         seed = run_seed(self.row.tag, self.history.next_run_index(commit))
         self.slots.holding(trial.slot, commit)  # git stays on this thread, not the run's
@@ -439,6 +467,7 @@ class Session:
         measured in another environment than the session's stops it too.
         """
         self.display.run_finished(trial.slot.name if self.workers > 1 else "")
+        self.watch_ledger(f"(noticed after {trial.id}'s {request.role} run)")
         if request.is_guard:
             return m
         tampered = m.tampered

@@ -191,6 +191,11 @@ class SessionLock:
         held = os.fstat(fd)
         return (on_disk.st_dev, on_disk.st_ino) == (held.st_dev, held.st_ino)
 
+    def held(self) -> bool:
+        """Whether this process holds the lock on the file that is at the path now (another
+        process may have removed or replaced it, which would let a second holder in)."""
+        return self._fd is not None and self._still_linked(self._fd)
+
     def live_holder(self) -> int | None:
         """The pid of the live process holding the lock, or None (no lock, or a dead holder)."""
         if self._fd is not None:

@@ -29,6 +29,7 @@ from autoresearch.errors import (
     AutoresearchError,
     LedgerDamagedError,
     LedgerError,
+    LedgerTamperedError,
     LedgerTooNewError,
 )
 from autoresearch.ledger.schema import tables_at
@@ -52,6 +53,26 @@ _SQLITE_FULL, _SQLITE_CANTOPEN, _SQLITE_NOTADB = 13, 14, 26
 
 def backup_path(ledger: Path) -> Path:
     return ledger.with_name(BACKUP_NAME)
+
+
+def tampered_mark(ledger: Path) -> Path:
+    """Written when a session found its rows changed by another process (see ledger_watch)."""
+    return ledger.with_name(ledger.name + ".tampered")
+
+
+def refuse_tampered(ledger: Path) -> None:
+    """A ledger a session found changed by another process is not written again until it is
+    recovered (the recovery moves `ledger.db*` aside, this mark included)."""
+    mark = tampered_mark(ledger)
+    if not mark.is_file():
+        return
+    try:
+        why = mark.read_text(errors="replace").strip().splitlines()[0]
+    except (OSError, IndexError):
+        why = "(the mark is unreadable)"
+    raise LedgerTamperedError(
+        f"a session found this ledger changed by another process and stopped: {why}",
+        where=str(ledger), fix="recover as from a damaged ledger: " + _recovery(ledger))
 
 
 def recorded_sessions(ledger: Path) -> list[str]:
@@ -89,6 +110,11 @@ def _recovery(ledger: Path) -> str:
         lines.append("then start afresh with another --tag.")
     lines.append(f"`sqlite3 <file> .recover` may salvage more; see {README_SECTION}.")
     return "\n".join(lines)
+
+
+def recovery(ledger: Path) -> str:
+    """What survives the ledger and how to go on without it (the fix line of its errors)."""
+    return _recovery(ledger)
 
 
 def damaged(ledger: Path, why: str) -> LedgerDamagedError:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from autoresearch.errors import LedgerEmptyError
-from autoresearch.ledger import integrity
+from autoresearch.ledger import integrity, shadow
 from autoresearch.ledger.activity import ActivityTables
 from autoresearch.ledger.review_tables import ReviewTables
 from autoresearch.ledger.rows import (
@@ -69,9 +69,13 @@ class Ledger(ActivityTables, ReviewTables):
         self.path = path
         self.readonly = readonly
         self._lock = threading.RLock()
+        # Once another process is found to have changed the ledger under the session, why
+        # nothing may be written any more (see ledger_watch).
+        self.refused: Exception | None = None
         integrity.check_header(path)
         existed = path.exists()
         if not readonly:
+            integrity.refuse_tampered(path)
             if existed:
                 # Judge the file through a read-only connection first: closing a read-write one
                 # would checkpoint it, and a refused ledger must not be written at all.
@@ -130,12 +134,35 @@ class Ledger(ActivityTables, ReviewTables):
         known-good ledger sits beside it (`ledger-backup.db`). Both are best effort: after a
         failure (a full disk) the WAL still holds every write, and the next open replays it.
         """
-        if self.readonly:
-            return
+        if self.readonly or self.refused is not None:
+            return  # a ledger another process changed must not become the backup
         with self._lock:
             with contextlib.suppress(sqlite3.Error):
                 self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             integrity.write_backup(self._conn, self.path)
+
+    def refuse(self, error: Exception) -> None:
+        """Write nothing more (every write raises ``error``), and take no backup at close: the
+        file was changed by another process and is no longer what this one recorded."""
+        self.refused = error
+
+    def data_version(self) -> int:
+        """SQLite's `PRAGMA data_version`: it changes when *another* connection commits, never
+        for this one's own writes (~10 µs)."""
+        with self._lock, self._translated():
+            return int(self._conn.execute("PRAGMA data_version").fetchone()[0])
+
+    def watch_session(self, session_id: int) -> None:
+        """Keep a private copy of the session's rows, mirrored from this connection's own
+        writes (see `shadow`), so that `session_changes` can tell anybody else's."""
+        with self._lock, self._translated():
+            shadow.install(self._conn, session_id)
+
+    def session_changes(self, session_id: int) -> list[str]:
+        """What another process changed in the session's rows since `watch_session`: one
+        phrase per table (empty: nothing)."""
+        with self._lock, self._translated():
+            return shadow.differences(self._conn, session_id)
 
     @contextmanager
     def _translated(self) -> Iterator[None]:
@@ -151,6 +178,8 @@ class Ledger(ActivityTables, ReviewTables):
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
+        if self.refused is not None:
+            raise self.refused
         with self._lock, self._translated():
             self._conn.execute("BEGIN IMMEDIATE")
             try:

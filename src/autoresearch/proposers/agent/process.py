@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from autoresearch import strays
 from autoresearch.lifeline import launch_plan, run_env, watchdog
 from autoresearch.process_tree import ProcessTree, wait_exit
 
@@ -89,7 +90,7 @@ def run_agent(
     guard = watchdog()
     guard.ensure_started()
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(
+        proc = strays.spawn(run_id, lambda: subprocess.Popen(
             launch,
             cwd=cwd,
             env=run_env(env, run_id),
@@ -98,9 +99,10 @@ def run_agent(
             stderr=err,
             start_new_session=True,
             preexec_fn=preexec,
-        )
+        ), lambda p: p.pid)
         tree = ProcessTree(proc, run_id)
         feeder: threading.Thread | None = None
+        killed = 0
         try:
             try:
                 guard.watch(proc.pid)
@@ -116,12 +118,16 @@ def run_agent(
                         proc.wait(GRACE_SECONDS)
                 raise
             # Exited or timed out: whatever it left running must not outlive it.
-            killed = tree.terminate(GRACE_SECONDS, None)
+            killed += tree.terminate(GRACE_SECONDS, None)
             proc.wait()
         finally:
             guard.unwatch(proc.pid)
             if feeder is not None:
                 feeder.join(GRACE_SECONDS)
+            # A daemon that cleared its environment and left the agent's session came back to
+            # us (see `strays`): it dies here, before anything is committed or measured.
+            strays.forget(proc.pid)
+            killed += strays.sweep(GRACE_SECONDS)
         out.seek(0)
         err.seek(0)
         return AgentRun(

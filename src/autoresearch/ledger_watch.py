@@ -1,0 +1,92 @@
+"""Nothing but the session writes its rows of the ledger: checked before and after every proposer
+call and every run, and the session stops at the first sign of another writer.
+
+A coding agent (or a verify run, or any process of the same user) can open `ledger.db` itself
+and rewrite what was measured; before this, nothing noticed (tamper finding #3). The harness owns
+the verdict, so at every one of those moments the session checks:
+
+- `PRAGMA data_version` of its own connection (~5 µs): SQLite changes it when *another*
+  connection commits, never for the session's own writes. Unchanged: nobody else wrote;
+- when it changed, the session's rows (its experiments, runs, metrics, usage, events, reviews)
+  against the private copy its own connection keeps of them (`ledger.shadow`): another session
+  of the repository, `autoresearch review`, a checkpoint are other writers with every right to
+  the file, but none of them writes this session's rows;
+- `ledger.db` is still the file the session opened (not replaced or removed), and its lock file
+  is still the one it holds (removing it would let a second process start the same session).
+
+On a mismatch the ledger is refused (`Ledger.refuse`: nothing more is written, no backup is
+taken from it at the end) and the session stops with `LedgerTamperedError` (exit 3), naming what
+changed and how to recover, as for a damaged ledger; `ledger.db.tampered`, written beside it,
+makes every later writer refuse the file until it is recovered (moved aside). Not watched: other sessions' rows (their own
+sessions watch them while they run), the run logs and results.tsv, which are views (results.tsv
+is rewritten from the ledger after every experiment).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+from autoresearch.errors import LedgerTamperedError
+from autoresearch.ledger import Ledger
+from autoresearch.ledger.integrity import recovery, tampered_mark
+from autoresearch.state import SessionLock, StatePaths
+
+__all__ = ["LedgerTamperedError", "LedgerWatch"]
+
+
+class LedgerWatch:
+    """The session's watch over its ledger: `check` at every moment another process may have
+    had its turn (around proposer calls and runs)."""
+
+    def __init__(self, ledger: Ledger, paths: StatePaths, session_id: int,
+                 lock: SessionLock) -> None:
+        self.ledger = ledger
+        self.paths = paths
+        self.session_id = session_id
+        self.lock = lock
+        ledger.watch_session(session_id)
+        self._version = ledger.data_version()
+        self._inode = _inode(ledger.path)
+
+    def check(self, moment: str) -> None:
+        """Raise `LedgerTamperedError` (and refuse the ledger) if another process changed it
+        since the last check; ``moment`` says when this check happens, for the message."""
+        if self.ledger.refused is not None:
+            raise self.ledger.refused
+        problems = []
+        if _inode(self.ledger.path) != self._inode:
+            problems.append(f"{self.ledger.path.name} was replaced or removed")
+        if not self.lock.held():
+            problems.append(f"the session's lock file {self.paths.lock} was removed or replaced")
+        version = self.ledger.data_version()
+        if version != self._version:  # another connection committed: was it to our rows?
+            self._version = version
+            changed = self.ledger.session_changes(self.session_id)
+            if changed:
+                problems.append(f"the rows of session {self.paths.tag!r} in "
+                                f"{', '.join(changed)} are not what it wrote")
+        if problems:
+            self._stop(moment, problems)
+
+    def _stop(self, moment: str, problems: list[str]) -> None:
+        error = LedgerTamperedError(
+            f"the ledger was changed by another process {moment}: {'; '.join(problems)}. The "
+            "session stops and writes nothing more to it: it no longer holds only what this "
+            "session measured", where=str(self.ledger.path),
+            fix="find what wrote it (an agent, a verify command, a script of yours) and stop it; "
+                "then recover as from a damaged ledger: " + recovery(self.ledger.path))
+        self.ledger.refuse(error)
+        # Beside the ledger, named like it: a later `run` refuses the file until it is
+        # recovered, and the recovery's `mv ledger.db* damaged/` takes the mark along.
+        with contextlib.suppress(OSError):
+            tampered_mark(self.ledger.path).write_text(error.what + "\n")
+        raise error
+
+
+def _inode(path: Path) -> int | None:
+    try:
+        return os.stat(path).st_ino
+    except OSError:
+        return None

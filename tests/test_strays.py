@@ -1,0 +1,171 @@
+"""Orphans come back to the orchestrator (a child subreaper) and die after the call that left
+them; a sibling slot's live run is never touched (see autoresearch/strays.py).
+
+The orchestrators here are real processes (a small script, or `autoresearch run`): becoming a
+subreaper is for the life of a process, and the test runner's own must stay as it is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import git, run_cli
+from tests.support.processes import alive
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
+                                reason="the child subreaper is Linux only")
+
+# A daemon as far from its run as a process can get: no environment at all (no run id, no owner
+# mark), its own session, and a double fork (its parent is gone at once).
+DAEMON = "env -i PATH=/usr/bin:/bin setsid sh -c 'sh {script} {pidfile} </dev/null >/dev/null 2>&1 &'"
+
+
+def daemon_script(path: Path, body: str = "exec sleep 300") -> Path:
+    path.write_text(f'echo $$ > "$1"\n{body}\n')
+    return path
+
+
+def read_pid(path: Path, within_s: float = 10) -> int:
+    deadline = time.monotonic() + within_s
+    while not path.exists() or not path.read_text().strip():
+        assert time.monotonic() < deadline, f"{path} was never written"
+        time.sleep(0.02)
+    return int(path.read_text())
+
+
+@contextlib.contextmanager
+def killed_afterwards(*pidfiles: Path) -> Iterator[None]:
+    """Whatever the test concludes, the daemons it made do not outlive it."""
+    try:
+        yield
+    finally:
+        for pidfile in pidfiles:
+            with contextlib.suppress(FileNotFoundError, ValueError, ProcessLookupError):
+                os.kill(int(pidfile.read_text()), signal.SIGKILL)
+
+
+def orchestrate(tmp_path: Path, body: str) -> subprocess.CompletedProcess[str]:
+    """Run `body` in a fresh Python process that made itself a subreaper, as `autoresearch`
+    does when it starts."""
+    script = tmp_path / "orchestrator.py"
+    script.write_text(textwrap.dedent("""
+        import sys, threading, time
+        from pathlib import Path
+        from autoresearch import strays
+        from autoresearch.runner import RunSpec, run_command
+        assert strays.adopt_orphans()
+        d = Path(sys.argv[1])
+        def run(command, name):
+            return run_command(RunSpec(command=command, cwd=d, log_path=d / f"{name}.log",
+                                       timeout_s=30, budget_s=5, run_id=f"ar-test-{name}"))
+    """) + textwrap.dedent(body))
+    return subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True,
+                          text=True, timeout=60, cwd=tmp_path)
+
+
+def test_a_verify_commands_env_cleared_setsid_daemon_dies_with_its_run(tmp_path: Path) -> None:
+    script = daemon_script(tmp_path / "daemon.sh")
+    pidfile = tmp_path / "daemon.pid"
+    command = DAEMON.format(script=script, pidfile=pidfile) + f"; while [ ! -s {pidfile} ]; do sleep 0.01; done"
+    with killed_afterwards(pidfile):
+        result = orchestrate(tmp_path, f"""
+            out = run({command!r}, "a")
+            print("exit", out.exit_code, "killed", out.survivors_killed)
+            print("alive", Path("/proc", Path({str(pidfile)!r}).read_text().strip()).exists())
+        """)
+        assert result.returncode == 0, result.stderr
+        assert "exit 0 killed 1" in result.stdout, result.stdout
+        # Dead when run_command returned, while the orchestrator still lived.
+        assert "alive False" in result.stdout, result.stdout
+        assert not alive(read_pid(pidfile))
+
+
+def test_a_sweep_never_touches_a_sibling_slots_live_run(tmp_path: Path) -> None:
+    """Slot b's run ends and leaves a daemon while slot a's run goes on: the daemon dies, and
+    a's processes live on, even those that came back to the orchestrator (an orphan in a's
+    process group that cleared its environment) or left a's session but kept its run id."""
+    script = daemon_script(tmp_path / "daemon.sh")
+    pidfile = tmp_path / "daemon.pid"
+    marks = tmp_path / "marks"
+    slot_a = (
+        # An orphan in a's group without its run id: its parent (the subshell) exits at once.
+        f"(env -i PATH=/usr/bin:/bin sh -c 'sleep 1.5; echo grouped >> {marks}' &); "
+        # An orphan that left a's session but carries a's run id.
+        f"(setsid sh -c 'sleep 1.5; echo marked >> {marks}' &); "
+        "sleep 2; echo first-process >> " + str(marks))
+    slot_b = DAEMON.format(script=script, pidfile=pidfile) + f"; while [ ! -s {pidfile} ]; do sleep 0.01; done"
+    with killed_afterwards(pidfile):
+        result = orchestrate(tmp_path, f"""
+            results = {{}}
+            a = threading.Thread(target=lambda: results.update(a=run({slot_a!r}, "a")))
+            a.start()
+            time.sleep(0.5)  # a's orphans have come back to us by now
+            b = run({slot_b!r}, "b")
+            print("b", b.exit_code, "killed", b.survivors_killed)
+            print("daemon alive", Path("/proc", Path({str(pidfile)!r}).read_text().strip()).exists())
+            a.join()
+            print("a", results["a"].exit_code, results["a"].timed_out)
+        """)
+        assert result.returncode == 0, result.stderr
+        assert "b 0 killed 1" in result.stdout, result.stdout
+        assert "daemon alive False" in result.stdout, result.stdout
+        assert "a 0 False" in result.stdout, result.stdout
+        assert sorted(marks.read_text().split()) == ["first-process", "grouped", "marked"]
+
+
+AGENT = """#!/bin/sh
+# A coding agent that proposes X = 5.0 (an honest improvement: score 4 against 16) and leaves a
+# daemon that waits for the harness to commit, then rewrites target.py with the optimum.
+sed -i 's/X = 3.0/X = 5.0/' target.py
+{daemon}
+echo "Hypothesis: set X to 5"
+"""
+
+REWRITER = """W=$(pwd); H0=$(git -C "$W" rev-parse HEAD)
+i=0; while [ "$(git -C "$W" rev-parse HEAD)" = "$H0" ] && [ $i -lt 3000 ]; do i=$((i+1)); sleep 0.01; done
+i=0; while [ $i -lt 3000 ]; do echo 'X = 7.0' > "$W/t.tmp" && mv "$W/t.tmp" "$W/target.py"; i=$((i+1)); sleep 0.01; done
+"""
+
+
+@pytest.mark.slow
+def test_an_agents_env_cleared_setsid_daemon_dies_before_its_change_is_measured(
+        toy_repo: Path, tmp_path: Path) -> None:
+    """The attack of the tamper findings (#2): before the fix the daemon outlived the agent and
+    the session, and the candidate was measured at the optimum it wrote."""
+    pidfile = tmp_path / "daemon.pid"
+    script = daemon_script(tmp_path / "rewriter.sh", REWRITER)
+    daemon = (f"env -i PATH=/usr/bin:/bin setsid sh -c 'cd \"$0\" && sh {script} {pidfile} "
+              "</dev/null >/dev/null 2>&1 &' \"$PWD\"")
+    agent = tmp_path / "agent.sh"
+    agent.write_text(AGENT.format(daemon=daemon))
+    agent.chmod(0o755)
+    config = toy_repo / "autoresearch.toml"
+    config.write_text(config.read_text() + textwrap.dedent(f"""
+        [proposer]
+        name = "agent"
+        agent = "custom"
+        command = "{agent}"
+        agent_timeout_seconds = 30
+        """))
+    git(toy_repo, "commit", "-qam", "use the agent")
+    with killed_afterwards(pidfile):
+        result = run_cli(toy_repo, "run", "--tag", "d", "--iterations", "2", timeout=240)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert not alive(read_pid(pidfile)), "the agent's daemon outlived the agent"
+    with sqlite3.connect(toy_repo / ".autoresearch" / "ledger.db") as conn:
+        scores = [r[0] for r in conn.execute(
+            "SELECT m.value FROM metrics m JOIN runs r ON r.id = m.run_id "
+            "WHERE r.experiment_id = 'd-0002' AND r.role = 'candidate' AND m.name = 'score'")]
+    assert scores and all(s == 4.0 for s in scores), scores  # what X = 5.0 really scores
+    assert git(toy_repo, "show", "autoresearch/d:target.py") == "X = 5.0"
