@@ -22,7 +22,7 @@ from autoresearch import gitops, guardrails
 from autoresearch.errors import ProposalError
 from autoresearch.judge import judge
 from autoresearch.ledger import TrialStatus
-from autoresearch.proposers.base import InFlight, Proposal, ProposalContext
+from autoresearch.proposers.base import InFlight, Meter, Proposal, ProposalContext
 from autoresearch.proposers.faults import FatalProposerError, ProposerOutage, usage_of
 from autoresearch.runner import log_tail
 from autoresearch.session import Session, SessionStopped, read_program
@@ -139,6 +139,7 @@ def context(s: Session, trial: Trial, in_flight: list[InFlight]) -> ProposalCont
         metric_name=s.config.metric.name, direction=s.config.metric.direction,
         diff_from_baseline=lambda: gitops.diff(root, base, tip), experiment_id=trial.id,
         in_flight=in_flight,
+        meter=Meter(record=lambda u: trial.bill([u]), stop_reason=s.spend_limit_reached),
     )
 
 
