@@ -27,6 +27,7 @@ from autoresearch.proposers.faults import FatalProposerError, ProposerOutage, us
 from autoresearch.runner import log_tail
 from autoresearch.session import Session, SessionStopped, read_program
 from autoresearch.statuses import happened
+from autoresearch.stop_signals import describe_interrupt
 from autoresearch.trial import Program, Trial
 
 OUTAGE_WAITS = (30.0, 60.0, 120.0, 300.0, 600.0)
@@ -273,7 +274,8 @@ def abandoned(s: Session, trial: Trial, exc: BaseException) -> None:
     elif isinstance(exc, FatalProposerError):
         reason = f"the proposer stopped with a fatal error: {exc.what}"
     elif isinstance(exc, KeyboardInterrupt):
-        reason = f"interrupted {'during the baseline' if trial.kind == 'baseline' else 'by the user'}"
+        during = " during the baseline" if trial.kind == "baseline" else ""
+        reason = f"interrupted{during} by {describe_interrupt(exc)}"
     elif isinstance(exc, SessionStopped):
         reason = f"the session stopped: {exc.reason}"
     else:

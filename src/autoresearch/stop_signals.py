@@ -86,8 +86,9 @@ def stop_signals_as_interrupt() -> Iterator[None]:
             signal.signal(sig, before)
 
 
-def describe_interrupt(exc: KeyboardInterrupt) -> str:
-    """What stopped the session, for its last message: "Ctrl-C", "SIGTERM" or "SIGHUP"."""
+def describe_interrupt(exc: KeyboardInterrupt | None = None) -> str:
+    """What stopped the session, for its last message and the records of what it cut short:
+    "Ctrl-C", "SIGTERM" or "SIGHUP" (None: the stop under way, if any)."""
     if isinstance(exc, StopSignal):
         return exc.name
     # Re-raised as a plain KeyboardInterrupt on the way (a run cut short is re-raised so).
