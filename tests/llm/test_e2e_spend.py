@@ -149,3 +149,27 @@ def test_check_lists_the_models_and_says_so(toy_repo: Path) -> None:
         assert server.listings == 1 and server.requests == []  # nothing billed
     assert result.returncode == 0, result.stdout + result.stderr
     assert "the endpoint answers and lists the model" in " ".join(result.stdout.split())
+
+
+@pytest.mark.slow
+def test_a_server_gone_mid_session_stops_it_after_a_bounded_wait(toy_repo: Path) -> None:
+    server = FakeModelServer().start()
+    use_fake_model(toy_repo, server, max_retries=1, outage_retry_after=0.1)
+    url = server.anthropic_url
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "autoresearch", "run", "--tag", "r", "--iterations", "3",
+         "--repo", str(toy_repo)], cwd=toy_repo, env=cli_env(), stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while server.listings == 0 and time.monotonic() < deadline:
+            time.sleep(0.005)
+    finally:
+        server.stop()  # `run` asked before the baseline; now nothing listens there
+    output, _ = proc.communicate(timeout=120)
+    flat = " ".join(output.split())
+    assert proc.returncode == 5 and "Traceback" not in output, output
+    assert f"connection refused: nothing is listening at {url}" in flat
+    assert "start the model server, or correct base_url" in flat
+    outages = ledger(toy_repo, "SELECT count(*) FROM events WHERE kind = 'outage'")
+    assert outages == [(2,)]  # two pauses, then the stop: not a wait for ever

@@ -311,9 +311,9 @@ def test_the_probe_sends_one_tiny_request_where_listing_is_not_supported(kind: s
 ])
 def test_the_probe_reports_a_refused_key_and_an_unknown_model(kind: str, reply: Reply, said: str,
                                                               fix: str) -> None:
-    with FakeModelServer([reply], models=None) as server:
-        with pytest.raises(FatalProposerError) as info:
-            provider(server, kind).probe()
+    with FakeModelServer([reply], models=None) as server, \
+            pytest.raises(FatalProposerError) as info:
+        provider(server, kind).probe()
     assert said in info.value.what and fix in str(info.value.fix)
 
 
