@@ -162,7 +162,7 @@ def test_no_secret_reaches_the_agent_prompt(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     prompts = [json.loads(line)["prompt"] for line in calls.read_text().splitlines()]
     assert len(prompts) == 3
-    assert "## Repair a crash" in prompts[1] and "RuntimeError" in prompts[1]
+    assert "## Repair a crash" in prompts[1] and "Traceback (most recent call last)" in prompts[1]
     assert "## You are stuck" in prompts[2] and "## Log tail of the last crash" in prompts[2]
     assert leaked(prompts) == []
 
