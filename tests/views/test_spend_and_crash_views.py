@@ -33,7 +33,8 @@ def test_show_gives_the_spend_and_takes_a_bare_number(toy_repo: Path) -> None:
     for tag in ("a", "b"):
         result = run_cli(toy_repo, "run", "--tag", tag, "--iterations", "2")
         assert result.returncode == 0, result.stdout + result.stderr
-    _add_usage(toy_repo, "a-0002", [1.2, 1.2, 1.2])  # 3.5999999999999996 in floats
+    _add_usage(toy_repo, "a-0002", [1.2, 1.2, 1.2])
+    _add_usage(toy_repo, "a-0001", [0.1, 0.2])  # 0.30000000000000004 in floats
 
     by_number = run_cli(toy_repo, "show", "2", "--tag", "a")
     by_id = run_cli(toy_repo, "show", "a-0002")
@@ -47,7 +48,7 @@ def test_show_gives_the_spend_and_takes_a_bare_number(toy_repo: Path) -> None:
     assert f"spend ${cost:.4f} over 4 model calls ({inp:,} in, {out:,} out" in shown
     latest = " ".join(run_cli(toy_repo, "show", "2").stdout.split())  # the latest session: b
     assert "b-0002 of session b" in latest
-    baseline = " ".join(run_cli(toy_repo, "show", "1").stdout.split())
+    baseline = " ".join(run_cli(toy_repo, "show", "1", "--tag", "b").stdout.split())
     assert "spend no model calls" in baseline
     missing = run_cli(toy_repo, "show", "9")
     assert missing.returncode == 1 and "no experiment 'b-0009'" in missing.stderr
@@ -55,8 +56,8 @@ def test_show_gives_the_spend_and_takes_a_bare_number(toy_repo: Path) -> None:
 
     data = json.loads(run_cli(toy_repo, "results", "--json", "--tag", "a").stdout)
     costs = {e["id"]: e["cost_usd"] for e in data["experiments"]}
-    assert costs["a-0002"] == round(cost, 6) and len(repr(costs["a-0002"])) <= 8
-    assert data["session"]["usage"]["cost_usd"] == round(cost, 6)
+    assert costs["a-0002"] == round(cost, 6) and costs["a-0001"] == 0.3
+    assert data["session"]["usage"]["cost_usd"] == round(cost + 0.3, 6)
 
 
 @pytest.mark.slow
