@@ -331,3 +331,13 @@ def test_the_probe_only_reports_a_temporary_fault(server: FakeModelServer) -> No
     server.push(Reply(status=503, error="overloaded"))
     said = provider(server, "anthropic").probe()
     assert said.startswith("could not confirm the endpoint now") and "HTTP 503" in said
+
+
+@pytest.mark.parametrize("kind", PROVIDERS)
+@pytest.mark.parametrize(("bad", "said"), NOT_API)
+def test_the_probe_reports_a_web_page_where_the_api_should_be(kind: str, bad: Reply,
+                                                              said: str) -> None:
+    with FakeModelServer([bad], models=None) as server, \
+            pytest.raises(FatalProposerError) as info:
+        provider(server, kind).probe()
+    assert said in info.value.what and "base_url" in str(info.value.where)

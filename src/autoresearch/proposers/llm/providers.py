@@ -230,7 +230,8 @@ class Provider(ABC):
 
     @abstractmethod
     def _ping(self, client: Any) -> None:
-        """The smallest request the API accepts (for `probe` when listing models fails)."""
+        """The smallest request the API accepts (for `probe` when listing models fails);
+        UnusableReply when what answers is not the API."""
 
     def complete(
         self, system: Sequence[Part], turns: Sequence[Turn], *, purpose: str = "propose"
@@ -408,8 +409,10 @@ class AnthropicProvider(Provider):
         )
 
     def _ping(self, client: Any) -> None:
-        client.messages.create(model=self.settings.model, max_tokens=1,
-                               messages=[{"role": "user", "content": "ping"}])
+        response = client.messages.create(model=self.settings.model, max_tokens=1,
+                                          messages=[{"role": "user", "content": "ping"}])
+        if not isinstance(getattr(response, "content", None), list):
+            raise UnusableReply(_snippet(response))
 
 
 class OpenAIProvider(Provider):
@@ -450,9 +453,11 @@ class OpenAIProvider(Provider):
 
     def _ping(self, client: Any) -> None:
         s = self.settings
-        client.chat.completions.create(model=s.model,
-                                       messages=[{"role": "user", "content": "ping"}],
-                                       **{s.max_tokens_field: 1})
+        response = client.chat.completions.create(
+            model=s.model, messages=[{"role": "user", "content": "ping"}],
+            **{s.max_tokens_field: 1})
+        if isinstance(response, str) or not isinstance(getattr(response, "choices", None), list):
+            raise UnusableReply(_snippet(response))
 
 
 def make_provider(
