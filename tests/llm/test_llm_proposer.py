@@ -301,8 +301,8 @@ def test_the_spending_limit_is_checked_before_every_edit_retry(server: FakeModel
     with pytest.raises(FailedProposal) as info:
         proposer(server).propose(dataclasses.replace(make_ctx(), meter=till.meter()))
     assert len(server.requests) == 2  # the second retry was never sent
-    assert "the spending limit stopped this propose before edit retry 2: spent $2.41" in (
-        info.value.what) and info.value.where == "[limits] max_usd"
+    assert info.value.what == "spent $2.41 of $2.00; this proposal stopped before edit retry 2"
+    assert info.value.where == "[limits] max_usd"
     assert info.value.hypothesis == "oops"
 
 

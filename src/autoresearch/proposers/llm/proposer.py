@@ -239,7 +239,8 @@ class LLMProposer(Proposer):
             if over:
                 asked = "the model was asked" if attempt == 0 else f"edit retry {attempt}"
                 raise FailedProposal(
-                    f"the spending limit stopped this {purpose} before {asked}: {over}",
+                    f"{over}; this {'proposal' if purpose == 'propose' else purpose} stopped "
+                    f"before {asked}",
                     where="[limits] max_usd", fix="raise [limits] max_usd to spend more",
                     usage=till.unbilled, hypothesis=meant)
             try:
