@@ -353,13 +353,16 @@ def results(
 
 @app.command()
 def show(
-    experiment: Annotated[str, typer.Argument(help="An experiment id, e.g. mar5-0007.")],
+    experiment: Annotated[str, typer.Argument(
+        help="An experiment id, e.g. mar5-0007, or its number, e.g. 7 (in the latest session, "
+             "or the --tag one).")],
+    tag: Annotated[str | None, typer.Option("--tag", help="The session of a bare number.")] = None,
     repo: RepoOpt = Path("."),
 ) -> None:
-    """Everything about one experiment: hypothesis, decision, runs, diff and log tail, whole."""
+    """Everything about one experiment: hypothesis, decision, runs, spend, diff and log tail."""
     from autoresearch.views.terminal import render_experiment
 
-    render_experiment(_root(repo), experiment, console)
+    render_experiment(_root(repo), experiment, console, tag)
 
 
 @app.command()

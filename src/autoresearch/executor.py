@@ -41,6 +41,7 @@ from autoresearch.metrics import parse_metrics
 from autoresearch.runner import RunSpec, run_command
 from autoresearch.shared_paths import SharedData
 from autoresearch.slots import Resources
+from autoresearch.stop_signals import describe_interrupt
 
 RUN_STATUSES = ("ok", "crash", "timeout", "interrupted")
 SEED_ENV = "AUTORESEARCH_SEED"
@@ -219,7 +220,7 @@ def classify(
     wanted = set(config.recorded_metrics())
     kept = {k: v for k, v in metrics.items() if k in wanted}
     if interrupted:
-        return "interrupted", "interrupted by the user", None, kept
+        return "interrupted", f"interrupted by {describe_interrupt()}", None, kept
     if timed_out:
         return "timeout", f"killed after the {timeout_s or config.verify.timeout:g} s timeout", None, kept
     if exit_code != 0:

@@ -22,11 +22,12 @@ from autoresearch import gitops, guardrails
 from autoresearch.errors import ProposalError
 from autoresearch.judge import judge
 from autoresearch.ledger import TrialStatus
-from autoresearch.proposers.base import InFlight, Proposal, ProposalContext
+from autoresearch.proposers.base import InFlight, Meter, Proposal, ProposalContext
 from autoresearch.proposers.faults import FatalProposerError, ProposerOutage, usage_of
 from autoresearch.runner import log_tail
 from autoresearch.session import Session, SessionStopped, read_program
 from autoresearch.statuses import happened
+from autoresearch.stop_signals import describe_interrupt
 from autoresearch.trial import Program, Trial
 
 OUTAGE_WAITS = (30.0, 60.0, 120.0, 300.0, 600.0)
@@ -149,6 +150,7 @@ def context(s: Session, trial: Trial, in_flight: list[InFlight]) -> ProposalCont
         metric_name=s.config.metric.name, direction=s.config.metric.direction,
         diff_from_baseline=lambda: gitops.diff(root, base, tip), experiment_id=trial.id,
         in_flight=in_flight,
+        meter=Meter(record=lambda u: trial.bill([u]), stop_reason=s.spend_limit_reached),
     )
 
 
@@ -288,7 +290,8 @@ def abandoned(s: Session, trial: Trial, exc: BaseException) -> None:
     elif isinstance(exc, FatalProposerError):
         reason = f"the proposer stopped with a fatal error: {exc.what}"
     elif isinstance(exc, KeyboardInterrupt):
-        reason = f"interrupted {'during the baseline' if trial.kind == 'baseline' else 'by the user'}"
+        during = " during the baseline" if trial.kind == "baseline" else ""
+        reason = f"interrupted{during} by {describe_interrupt(exc)}"
     elif isinstance(exc, SessionStopped):
         reason = f"the session stopped: {exc.reason}"
     else:

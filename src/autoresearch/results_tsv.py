@@ -7,7 +7,9 @@ reader never sees half a row and deleting it loses nothing.
 else from a recorded metric whose name says it is memory and gives its unit (`peak_vram_mb`,
 `peak_memory_mb`, `mem_mb`, `max_rss_kb`, `memory_gb`, `gpu_mem_bytes`, …: see
 `memory_metric`). `description` is the hypothesis; an experiment that never got one (a failed
-proposal) is described by why it ended, so no row is blank.
+proposal) is described by why it ended, so no row is blank. The metric's column is empty for
+an experiment that measured nothing (crashed, timed out, rejected), as `delta` is: a 0.000000
+there would read as a perfect score.
 """
 
 from __future__ import annotations
@@ -79,7 +81,9 @@ def render(metric: str, rows: Sequence[tuple[ExperimentRow, Sequence[RunRow]]],
         candidate_runs = [r for r in runs if r.role == "candidate"]
         lines.append("\t".join([
             (exp.commit_sha or "")[:7],
-            f"{exp.objective:.6f}" if exp.objective is not None else "0.000000",
+            # Empty when nothing was measured (a crash, a timeout, a rejected proposal): the
+            # 0.000000 of Karpathy's file reads as a perfect score for a metric to minimise.
+            f"{exp.objective:.6f}" if exp.objective is not None else "",
             f"{memory_gb(candidate_runs, memory):.1f}",
             exp.status,
             description(exp),

@@ -406,10 +406,12 @@ class Session:
                         resources.usable_cores())
 
     def spend_limit_reached(self) -> str | None:
+        """Why no further model call may be made (checked before each one), or None."""
         if self.limits.max_usd is not None:
             spent = self.ledger.usage_totals(self.row.id)["cost_usd"]
             if spent >= self.limits.max_usd:
-                return f"spent ${spent:.2f} of the ${self.limits.max_usd:.2f} budget"
+                return (f"the spending limit is reached: spent ${spent:.2f} of the "
+                        f"${self.limits.max_usd:.2f} budget ([limits] max_usd)")
         return None
 
     def incumbent_commit(self) -> str:

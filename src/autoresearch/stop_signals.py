@@ -142,8 +142,10 @@ def stop_signals_as_interrupt() -> Iterator[None]:
             signal.signal(sig, before)
 
 
-def describe_interrupt(exc: KeyboardInterrupt) -> str:
-    """What stopped the session, for its last message: "Ctrl-C", "SIGTERM" or "SIGHUP"."""
+def describe_interrupt(exc: KeyboardInterrupt | None = None) -> str:
+    """What stopped the session, for its last message and the records of what it cut short:
+    "Ctrl-C", "SIGTERM", "SIGHUP" or "SIGPIPE: the output was closed" (None: the stop under
+    way, if any)."""
     name = exc.name if isinstance(exc, StopSignal) else (
         # Re-raised as a plain KeyboardInterrupt on the way (a run cut short is re-raised so).
         signal.Signals(_received[0]).name if _received else "Ctrl-C")

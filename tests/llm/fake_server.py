@@ -3,7 +3,9 @@
 It listens on 127.0.0.1 (a free port) in a thread, so the real SDK clients can be pointed at it
 with `base_url` and a dummy key. Each request takes the next scripted `Reply` (or asks a handler
 function), which can be a text reply with token usage, an HTTP error in the provider's error
-format, a delay (to trip client timeouts), or a dropped connection.
+format, a delay (to trip client timeouts), a dropped connection, a raw body that is not the
+API's (an HTML page, a cut-off JSON), or an OpenAI reply with no choices. `GET /v1/models` lists
+`models` (the probe `check` makes); `models=None` answers it 404, as servers without the route do.
 
     with FakeModelServer([Reply(text="HYPOTHESIS: ..."), Reply(status=429)]) as server:
         base = server.anthropic_url      # POST {base}/v1/messages
@@ -36,6 +38,9 @@ class Reply:
     stop: str = "end"  # "end" or "length" (cut off at max tokens)
     error: str = "scripted failure"
     drop: bool = False  # close the connection without answering
+    raw: str | None = None  # send this body as it is, with `content_type`, instead of the API's
+    content_type: str = "application/json"
+    empty_choices: bool = False  # OpenAI: a reply with "choices": [] (its usage still reported)
 
 
 @dataclass
@@ -65,14 +70,18 @@ class Recorded:
 
 
 Handler = Callable[[Recorded], Reply]
+MODELS = ["claude-sonnet-4-6", "gpt-4.1"]  # the models the test configurations name
 
 
 class FakeModelServer:
-    def __init__(self, replies: Iterable[Reply] = (), handler: Handler | None = None) -> None:
+    def __init__(self, replies: Iterable[Reply] = (), handler: Handler | None = None,
+                 models: list[str] | None = MODELS) -> None:
         self._queue: deque[Reply] = deque(replies)
         self._handler = handler
         self._lock = threading.Lock()
         self.requests: list[Recorded] = []
+        self.models = models
+        self.listings = 0  # GET /v1/models requests served
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._make_handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(
@@ -136,6 +145,20 @@ class FakeModelServer:
             def log_message(self, format: str, *args: Any) -> None:  # quiet test output
                 pass
 
+            def do_GET(self) -> None:
+                if not self.path.rstrip("/").endswith("/v1/models"):
+                    self._send(404, {"error": {"type": "not_found", "message": self.path}})
+                    return
+                with server._lock:
+                    server.listings += 1
+                if server.models is None:
+                    self._send(404, {"error": {"type": "not_found", "message": self.path}})
+                    return
+                self._send(200, {"object": "list", "has_more": False, "data": [
+                    {"id": m, "object": "model", "type": "model", "created": 0,
+                     "created_at": "2026-01-01T00:00:00Z", "display_name": m, "owned_by": "fake"}
+                    for m in server.models]})
+
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
                 raw = self.rfile.read(length) if length else b"{}"
@@ -161,14 +184,20 @@ class FakeModelServer:
                 if reply.status != 200:
                     self._send(reply.status, _error_body(kind, reply), reply.headers)
                     return
+                if reply.raw is not None:
+                    self._send_raw(200, reply.raw.encode(), reply.content_type)
+                    return
                 payload = _anthropic(body, reply) if kind == "anthropic" else _openai(body, reply)
                 self._send(200, payload, reply.headers)
 
             def _send(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
-                data = json.dumps(payload).encode()
+                self._send_raw(status, json.dumps(payload).encode(), "application/json", headers)
+
+            def _send_raw(self, status: int, data: bytes, content_type: str,
+                          headers: dict[str, str] | None = None) -> None:
                 try:
                     self.send_response(status)
-                    self.send_header("content-type", "application/json")
+                    self.send_header("content-type", content_type)
                     self.send_header("content-length", str(len(data)))
                     self.send_header("request-id", "req_fake")
                     for k, v in (headers or {}).items():
@@ -217,7 +246,7 @@ def _openai(body: dict[str, Any], reply: Reply) -> dict[str, Any]:
         "object": "chat.completion",
         "created": int(time.time()),
         "model": body.get("model", "fake"),
-        "choices": [{
+        "choices": [] if reply.empty_choices else [{
             "index": 0,
             "message": {"role": "assistant", "content": reply.text},
             "finish_reason": "length" if reply.stop == "length" else "stop",

@@ -27,20 +27,24 @@ from tests.conftest import git, make_repo, run_cli
 from tests.llm.conftest import fake_model_proposer, install_fake_agents
 from tests.llm.fake_server import FakeModelServer, Recorded, Reply
 
-SECRETS = ("SCORE-SECRET-4b1d", "METRIC-SECRET-91c2", "OUTSIDE-SECRET-22b1")
+SECRETS = ("SCORE-SECRET-4b1d", "METRIC-SECRET-91c2", "OUTSIDE-SECRET-22b1", "hunter2-7c4e")
 
+# A crash prints protected content the ways a real script does: its own line upper-cased, a
+# value read from a protected config on its own, and an exception message quoting that value.
 SCORE = textwrap.dedent("""\
     # The evaluation (protected). SCORE-SECRET-4b1d
     import target
     from src import metric
     if getattr(target, "CRASH", False):
-        raise RuntimeError("the candidate broke the run")  # SCORE-SECRET-4b1d
+        print(open(__file__).readline().upper())
+        print(open("secret.cfg").read().split("=")[1].strip())
+        SEED = int(open("secret.cfg").read().split("=")[1])  # SCORE-SECRET-4b1d
     print(f"score: {metric.measure(target.X)}")
     """)
 METRIC = 'def measure(x):\n    return (x - 7) ** 2  # METRIC-SECRET-91c2\n'
 CONFIG = textwrap.dedent("""\
     scope = ["target.py", "src/*/*.py"]
-    protected = ["score.py", "src/metric.py"]
+    protected = ["score.py", "src/metric.py", "secret.cfg"]
     [verify]
     command = "{python} score.py"
     budget_seconds = 5
@@ -64,6 +68,7 @@ def hostile_repo(path: Path, proposer: str) -> Path:
         "src/metric.py": METRIC,
         "src/sub/model.py": "DEPTH = 2\n",
         "notes/private.md": "the held-out split: OUTSIDE-SECRET-22b1\n",
+        "secret.cfg": "SEED=hunter2-7c4e\n",
         "program.md": "Minimise score = (X - 7)^2 by changing X.\n",
         "autoresearch.toml": CONFIG + proposer,
     })
@@ -113,7 +118,7 @@ class LeakyModel:
 
 
 def leaked(texts: list[str]) -> list[str]:
-    return [s for s in SECRETS for t in texts if s in t]
+    return [s for s in SECRETS for t in texts if s.lower() in t.lower()]
 
 
 @pytest.mark.slow
@@ -128,7 +133,8 @@ def test_no_secret_reaches_the_model_on_any_prompt_path(tmp_path: Path) -> None:
     # sent for repair (with its log tail), the stuck prompt came, and a proposal after the crash
     # carried its log.
     assert model.kinds[:4] == ["propose", "retry", "repair", "stuck"], model.kinds
-    assert any("## Log tail of the last crash" in t and "RuntimeError" in t for t in requests)
+    assert any("## Log tail of the last crash" in t and "Traceback (most recent call last)" in t
+               for t in requests)
     assert any("refused: protected (matches src/metric.py)" in t for t in requests)
     assert any("[line hidden: it quotes a protected file]" in t for t in requests)
     assert leaked(requests) == []
@@ -156,7 +162,7 @@ def test_no_secret_reaches_the_agent_prompt(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     prompts = [json.loads(line)["prompt"] for line in calls.read_text().splitlines()]
     assert len(prompts) == 3
-    assert "## Repair a crash" in prompts[1] and "RuntimeError" in prompts[1]
+    assert "## Repair a crash" in prompts[1] and "Traceback (most recent call last)" in prompts[1]
     assert "## You are stuck" in prompts[2] and "## Log tail of the last crash" in prompts[2]
     assert leaked(prompts) == []
 

@@ -130,7 +130,10 @@ def test_llm_session_keeps_discards_repairs_rejects_and_bills(toy_repo: Path) ->
     second = requests[1].prompt_text()
     assert "#2 keep" in second and "+X = 6.0" in second
     repair = next(r.prompt_text() for r in requests if "## Repair a crash" in r.prompt_text())
-    assert "boom" in repair
+    # The crash's log tail is there, but the evaluation's own message (`boom`, a word of the
+    # protected score.py) is hidden like any protected text.
+    assert "## Log tail of the last crash" in repair and "boom" not in repair
+    assert "[line hidden: it quotes a protected file]" in repair
     # The candidate's change, against the incumbent (the worktree holds the candidate by then).
     assert "-X = 6.0" in repair and "+CRASH = True" in repair
     assert all("noise = float" not in r.prompt_text() for r in requests)  # score.py's body

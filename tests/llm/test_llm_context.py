@@ -14,6 +14,7 @@ from autoresearch.proposers.llm.context import (
     visible_diff,
     visible_files,
 )
+from autoresearch.proposers.llm.protected_text import HIDDEN
 from tests.llm.conftest import MakeCtx, make_config, summary
 
 
@@ -148,3 +149,31 @@ def test_log_lines_that_quote_a_protected_file_are_hidden(make_ctx: MakeCtx,
     assert "ValueError: boom" in c.volatile and 'File "score.py", line 2' in c.volatile
     assert "target.f(target.X)" not in c.volatile and "do-not-leak-123" not in c.volatile
     assert c.volatile.count("[line hidden: it quotes a protected file]") == 2
+
+
+def test_log_lines_carrying_protected_words_in_any_case_are_hidden(make_ctx: MakeCtx,
+                                                                   worktree: Path) -> None:
+    (worktree / "secrets.txt").write_text("SEED_KEY=hunter2\nANSWER = 'paris-7c4e'\n")
+    crash = ("Traceback (most recent call last):\n"
+             '  File "/usr/lib/python3.11/site-packages/numpy/core.py", line 9, in load\n'
+             "ValueError: invalid literal for int() with base 10: 'hunter2'\n"  # a value, quoted
+             "hunter2\n"  # a bare value
+             "ANSWER = 'PARIS-7C4E'\n"  # a protected line, upper-cased
+             "PRINT('SCORE:', TARGET.F(TARGET.X))\n"  # the evaluation's line, upper-cased
+             "step 2026: loss 0.5 at 12:00\n"  # words the model may see anyway, short numbers
+             "ValueError: boom\n")
+    c = build_context(make_ctx(crash=crash))
+    assert c.volatile.count(HIDDEN) == 4
+    for secret in ("hunter2", "paris", "7c4e", "TARGET.F(TARGET.X)"):
+        assert secret.lower() not in c.volatile.lower()
+    for kept in ("Traceback (most recent call last):", "site-packages/numpy/core.py",
+                 "step 2026: loss 0.5", "ValueError: boom"):
+        assert kept in c.volatile
+
+
+def test_a_protected_word_the_model_sees_in_scope_is_not_hidden(make_ctx: MakeCtx,
+                                                                 worktree: Path) -> None:
+    # `helper` is in lib/util.py (in scope): a log line naming it hides nothing secret.
+    (worktree / "secrets.txt").write_text("helper = 'hunter2'\n")
+    c = build_context(make_ctx(crash="  File 'lib/util.py', line 2, in helper\nhunter2 leaked\n"))
+    assert "in helper" in c.volatile and "hunter2" not in c.volatile

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from autoresearch.proposers.base import Proposal
+from autoresearch.proposers.base import Meter, Proposal, Usage
 from autoresearch.proposers.faults import FailedProposal, ProposerOutage
 from autoresearch.proposers.llm import LLMProposer
 from tests.llm.conftest import MakeCtx, llm_options, make_config
@@ -241,3 +241,79 @@ def test_a_binary_file_in_scope_is_neither_shown_nor_edited(
         proposer(server).propose(ctx)
     assert "refused: a binary (or not UTF-8) file" in info.value.what
     assert "binary or too large to show): lib/weights.py" in server.requests[0].prompt_text()
+
+
+# --- spending: every call billed as it returns, the limit checked before every call ----------
+
+class Till:
+    """A session's meter in miniature: what was billed, when, and a spending limit."""
+
+    def __init__(self, server: FakeModelServer, max_usd: float | None = None) -> None:
+        self.server = server
+        self.max_usd = max_usd
+        self.billed: list[tuple[int, float]] = []  # (requests the server had seen, cost)
+
+    def record(self, usage: Usage) -> None:
+        self.billed.append((len(self.server.requests), usage.cost_usd))
+
+    def stop_reason(self) -> str | None:
+        spent = sum(cost for _, cost in self.billed)
+        if self.max_usd is not None and spent >= self.max_usd:
+            return f"spent ${spent:.2f} of ${self.max_usd:.2f}"
+        return None
+
+    def meter(self) -> Meter:
+        return Meter(record=self.record, stop_reason=self.stop_reason)
+
+
+def test_each_call_is_billed_through_the_meter_as_it_returns(server: FakeModelServer,
+                                                            make_ctx: MakeCtx) -> None:
+    server.push(Reply(text=MALFORMED), Reply(text=MALFORMED), Reply(text=GOOD))
+    till = Till(server)
+    proposal = proposer(server).propose(dataclasses.replace(make_ctx(), meter=till.meter()))
+    # Billed one by one, each before the next request went out; none left to bill twice.
+    assert [n for n, _ in till.billed] == [1, 2, 3] and proposal.usage == []
+
+
+def test_a_failed_conversation_billed_through_the_meter_carries_nothing(
+        server: FakeModelServer, make_ctx: MakeCtx) -> None:
+    server.push(Reply(text=NOT_APPLYING), Reply(text=NOT_APPLYING), Reply(status=500),
+                Reply(status=500), Reply(status=500))
+    till = Till(server)
+    with pytest.raises(ProposerOutage) as info:
+        proposer(server).propose(dataclasses.replace(make_ctx(), meter=till.meter()))
+    assert [n for n, _ in till.billed] == [1, 2] and info.value.usage == []
+
+
+def test_a_reply_with_no_choices_is_billed_through_the_meter(server: FakeModelServer,
+                                                             make_ctx: MakeCtx) -> None:
+    server.push(Reply(empty_choices=True, input_tokens=1000))
+    till = Till(server)
+    with pytest.raises(FailedProposal, match="no choices") as info:
+        proposer(server, "openai").propose(dataclasses.replace(make_ctx(), meter=till.meter()))
+    assert len(till.billed) == 1 and till.billed[0][1] > 0 and info.value.usage == []
+
+
+def test_the_spending_limit_is_checked_before_every_edit_retry(server: FakeModelServer,
+                                                               make_ctx: MakeCtx) -> None:
+    server.push(*[Reply(text=MALFORMED, input_tokens=400_000)] * 3)  # $1.20 a call
+    till = Till(server, max_usd=2.0)
+    with pytest.raises(FailedProposal) as info:
+        proposer(server).propose(dataclasses.replace(make_ctx(), meter=till.meter()))
+    assert len(server.requests) == 2  # the second retry was never sent
+    assert info.value.what == "spent $2.41 of $2.00; this proposal stopped before edit retry 2"
+    assert info.value.where == "[limits] max_usd"
+    assert info.value.hypothesis == "oops"
+
+
+def test_a_huge_failed_reply_is_echoed_back_cut(server: FakeModelServer,
+                                                make_ctx: MakeCtx) -> None:
+    from autoresearch.proposers.llm.proposer import MAX_ECHOED_CHARS
+
+    huge = "HYPOTHESIS: h\n" + "word " * 600_000 + "THE END"
+    server.push(Reply(text=huge), Reply(text=GOOD))
+    proposer(server).propose(make_ctx())
+    echoed = server.requests[1].body["messages"][1]["content"][0]["text"]
+    assert len(echoed) < MAX_ECHOED_CHARS + 200 and len(server.requests[1].prompt_text()) < 200_000
+    assert echoed.startswith("HYPOTHESIS: h") and echoed.endswith("THE END")
+    assert "characters of this reply cut" in echoed

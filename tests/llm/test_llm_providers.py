@@ -219,3 +219,125 @@ def test_auto_without_any_key_runs_the_offline_sampler_and_says_what_it_looked_f
 def test_auto_explains_every_variable_it_looks_for(var: str) -> None:
     name, why = resolve_auto(make_config(), {var: "http://127.0.0.1:9/v1"})
     assert name == "llm" and why.startswith(f"{var} is set: the llm proposer calls ")
+
+
+# --- replies that are not the API's, refused connections, the probe -------------------------
+
+NOT_API = [
+    pytest.param(Reply(raw="<html><body>Sign in to the Wi-Fi</body></html>",
+                       content_type="text/html"), "not an API reply", id="html"),
+    pytest.param(Reply(raw="not json at all"), "not valid JSON", id="not-json"),
+    pytest.param(Reply(raw='{"id": "msg_fake", "choices": [{"ind'), "not valid JSON",
+                 id="cut-off-json"),
+]
+
+
+@pytest.mark.parametrize("kind", PROVIDERS)
+@pytest.mark.parametrize(("bad", "said"), NOT_API)
+def test_a_200_reply_that_is_not_the_apis_is_retried_like_a_bad_gateway(
+        server: FakeModelServer, kind: str, bad: Reply, said: str) -> None:
+    server.push(bad, Reply(text="fine"))
+    assert ask(provider(server, kind)) == "fine"
+    assert len(server.requests) == 2
+
+
+@pytest.mark.parametrize("kind", PROVIDERS)
+@pytest.mark.parametrize(("bad", "said"), NOT_API)
+def test_a_200_reply_that_is_never_the_apis_becomes_an_outage_naming_base_url(
+        server: FakeModelServer, kind: str, bad: Reply, said: str) -> None:
+    server.push(*[bad] * 3)
+    with pytest.raises(ProposerOutage) as info:
+        ask(provider(server, kind, max_retries=2))
+    assert said in info.value.what and "base_url" in info.value.what
+    assert "3 attempts" in info.value.what and len(server.requests) == 3
+
+
+def test_a_reply_with_no_choices_fails_the_proposal_but_is_billed(server: FakeModelServer) -> None:
+    server.push(Reply(empty_choices=True, input_tokens=1000, output_tokens=200))
+    with pytest.raises(FailedProposal, match="returned no choices") as info:
+        ask(provider(server, "openai"))
+    (u,) = info.value.usage
+    assert (u.input_tokens, u.output_tokens) == (1000, 200) and u.cost_usd > 0
+
+
+def _nothing_listening(kind: str, **extra: object) -> tuple[str, ProviderSettings]:
+    """Settings pointing at a port on 127.0.0.1 where nothing listens (and its base_url)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{s.getsockname()[1]}" + ("/v1" if kind == "openai" else "")
+    options = {"provider": kind, "base_url": url, "model": "m", "timeout_seconds": 5, **extra}
+    return url, ProviderSettings.from_options(options, {})
+
+
+@pytest.mark.parametrize("kind", PROVIDERS)
+def test_a_refused_connection_is_waited_on_a_bounded_number_of_times(kind: str) -> None:
+    from autoresearch.proposers.llm.providers import REFUSED_OUTAGES
+
+    url, settings = _nothing_listening(kind, max_retries=1)
+    p = make_provider(settings, PriceTable(), sleep=lambda s: None)
+    for _ in range(REFUSED_OUTAGES - 1):  # the session pauses and asks again
+        with pytest.raises(ProposerOutage, match="connection refused: nothing is listening"):
+            ask(p)
+    with pytest.raises(FatalProposerError) as info:  # then it stops, saying where and how
+        ask(p)
+    assert "connection refused" in info.value.what and url in str(info.value.where)
+    assert "start the model server, or correct base_url" in str(info.value.fix)
+
+
+@pytest.mark.parametrize("kind", PROVIDERS)
+def test_the_probe_lists_the_models_without_a_billed_request(server: FakeModelServer,
+                                                            kind: str) -> None:
+    assert provider(server, kind).probe() == "the endpoint answers and lists the model"
+    assert server.listings == 1 and server.requests == []
+    server.models = ["other-model"]
+    said = provider(server, kind).probe()
+    assert "is not among the 1 models it lists (e.g. other-model)" in said
+
+
+@pytest.mark.parametrize("kind", PROVIDERS)
+def test_the_probe_sends_one_tiny_request_where_listing_is_not_supported(kind: str) -> None:
+    with FakeModelServer([Reply(text="p")], models=None) as server:
+        assert provider(server, kind).probe() == "the endpoint answered a one-token request"
+        (sent,) = server.requests
+        assert sent.body.get("max_tokens") == 1
+
+
+@pytest.mark.parametrize("kind", PROVIDERS)
+@pytest.mark.parametrize(("reply", "said", "fix"), [
+    (Reply(status=401, error="invalid x-api-key"), "refused the API key", "API_KEY"),
+    (Reply(status=404, error="model: nope"), "not found (HTTP 404)", "set [proposer] model"),
+])
+def test_the_probe_reports_a_refused_key_and_an_unknown_model(kind: str, reply: Reply, said: str,
+                                                              fix: str) -> None:
+    with FakeModelServer([reply], models=None) as server, \
+            pytest.raises(FatalProposerError) as info:
+        provider(server, kind).probe()
+    assert said in info.value.what and fix in str(info.value.fix)
+
+
+@pytest.mark.parametrize("kind", PROVIDERS)
+def test_the_probe_reports_nothing_listening(kind: str) -> None:
+    url, settings = _nothing_listening(kind)
+    with pytest.raises(FatalProposerError) as info:
+        make_provider(settings, PriceTable()).probe()
+    assert "connection refused: nothing is listening at " + url in info.value.what
+    assert "start the model server" in str(info.value.fix)
+
+
+def test_the_probe_only_reports_a_temporary_fault(server: FakeModelServer) -> None:
+    server.models = None
+    server.push(Reply(status=503, error="overloaded"))
+    said = provider(server, "anthropic").probe()
+    assert said.startswith("could not confirm the endpoint now") and "HTTP 503" in said
+
+
+@pytest.mark.parametrize("kind", PROVIDERS)
+@pytest.mark.parametrize(("bad", "said"), NOT_API)
+def test_the_probe_reports_a_web_page_where_the_api_should_be(kind: str, bad: Reply,
+                                                              said: str) -> None:
+    with FakeModelServer([bad], models=None) as server, \
+            pytest.raises(FatalProposerError) as info:
+        provider(server, kind).probe()
+    assert said in info.value.what and "base_url" in str(info.value.where)

@@ -48,13 +48,21 @@ class ActivityTables:
                 )
 
     def usage_totals(self, session_id: int) -> dict[str, float]:
+        return self._usage_where("session_id", session_id)
+
+    def experiment_usage(self, experiment_id: str) -> dict[str, float]:
+        """One experiment's model calls, tokens and cost (`show`), as `usage_totals` sums them."""
+        return self._usage_where("experiment_id", experiment_id)
+
+    def _usage_where(self, column: str, value: object) -> dict[str, float]:
+        assert column in ("session_id", "experiment_id")  # never user text in the SQL
         (row,) = self._query(
             "SELECT COUNT(*) AS calls, COALESCE(SUM(input_tokens), 0) AS input_tokens,"
             " COALESCE(SUM(output_tokens), 0) AS output_tokens,"
             " COALESCE(SUM(cache_read_tokens), 0) AS cache_read_tokens,"
             " COALESCE(SUM(cache_write_tokens), 0) AS cache_write_tokens,"
-            " COALESCE(SUM(cost_usd), 0) AS cost_usd FROM usage WHERE session_id = ?",
-            (session_id,),
+            f" COALESCE(SUM(cost_usd), 0) AS cost_usd FROM usage WHERE {column} = ?",
+            (value,),
         )
         return {k: float(row[k]) for k in row.keys()}  # noqa: SIM118 - sqlite3.Row
 

@@ -40,6 +40,23 @@ class Usage:
     purpose: str = "propose"
 
 
+def _no_limit() -> str | None:
+    return None
+
+
+@dataclass(frozen=True)
+class Meter:
+    """The session's till, handed to a proposer with each context: `record` bills one model call
+    to the experiment the moment the call returns (so a Ctrl-C, a SIGTERM or a kill in the middle
+    of a proposal loses none of what was spent), and `stop_reason` says why no further call may
+    be made (the spending limit is reached), or None. A proposer that records its calls here
+    leaves them out of `Proposal.usage` and of its exceptions' usage, which would bill them
+    twice."""
+
+    record: Callable[[Usage], None]
+    stop_reason: Callable[[], str | None] = _no_limit
+
+
 @dataclass
 class Proposal:
     """One proposed change.
@@ -121,6 +138,9 @@ class ProposalContext:
     experiment_id: str = ""
     # Experiments already proposed and still running in other slots (empty in a serial session).
     in_flight: Sequence[InFlight] = ()
+    # Where each model call is billed as it returns, and the budget it must stay within
+    # (None: the proposer reports its usage in the Proposal or its exception, as before).
+    meter: Meter | None = None
 
     def read(self, path: str) -> str:
         """The incumbent's content of an in-scope, non-protected repo-relative file; PathRefused

@@ -11,6 +11,7 @@ from typing import Any
 from autoresearch.gitops import GitError, commit_exists, patch_of
 from autoresearch.ledger import Ledger, SessionRow
 from autoresearch.views.format import fmt_duration, fmt_rate, fmt_value
+from autoresearch.views.noise import baseline_runs_said
 from autoresearch.views.review import ReviewView, session_reviews
 from autoresearch.views.summary import (
     Confidence,
@@ -121,10 +122,10 @@ def noise_sentence(conf: Confidence) -> str:
         return (f"{own}; the keep/discard rule uses the pooled {pooled} over every group of "
                 f"repeated runs (the baseline's repeats and the confirmation re-runs{dof})")
     if conf.noise_source == "pooled":
-        return (f"the baseline ran {'once' if conf.noise_runs == 1 else f'{conf.noise_runs} times'}"
-                f", so its own σ is unknown; the pooled {pooled} of the confirmation re-runs"
+        return (f"{baseline_runs_said(conf.noise_runs)}, so its own σ is unknown; the pooled "
+                f"{pooled} of the confirmation re-runs"
                 f"{dof} is used by both the confidence figure and the keep/discard rule")
-    return "not measured (the baseline ran once and nothing was re-run)"
+    return f"not measured ({baseline_runs_said(conf.noise_runs)} and nothing was re-run)"
 
 
 def elapsed_note(s: SessionSummary) -> str:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from autoresearch.policy import Interval
-from autoresearch.views.noise import NoiseFloor, NoiseSource
+from autoresearch.views.noise import NoiseFloor, NoiseSource, baseline_runs_said
 
 Level = Literal["green", "yellow", "red", "unknown"]
 
@@ -67,17 +67,19 @@ def _noise_sentence(floor: NoiseFloor, metric: str) -> str:
         return text
     if floor.source == "pooled":
         assert floor.pooled_sigma is not None
-        return (f"The baseline ran once, so its own σ is unknown: the figure divides by the "
+        return (f"{baseline_runs_said(floor.baseline_runs).capitalize()}, so its own σ is "
+                f"unknown: the figure divides by the "
                 f"pooled σ = {floor.pooled_sigma:.3g} of the confirmation re-runs"
                 f"{_dof(floor.pooled_dof)}, the one the keep/discard rule uses.")
-    return ("The noise floor was not measured: the baseline ran once and nothing was re-run, "
-            "so the improvement cannot be compared with it.")
+    return (f"The noise floor was not measured: {baseline_runs_said(floor.baseline_runs)} and "
+            "nothing was re-run, so the improvement cannot be compared with it.")
 
 
 def _basis(floor: NoiseFloor) -> str:
     if floor.source == "baseline":
         return f"σ of the baseline's {floor.baseline_runs} runs"
-    return "pooled σ: the baseline ran once" if floor.source == "pooled" else ""
+    return (f"pooled σ: {baseline_runs_said(floor.baseline_runs)}" if floor.source == "pooled"
+            else "")
 
 
 def shown_ratio(ratio: float) -> float:

@@ -44,6 +44,8 @@ class ExperimentDetail:
     # The review gate's reviews of this would-be keep, oldest first (the last one decided;
     # usually there is one). Empty when the gate did not review it.
     reviews: list[ReviewView]
+    # Its model calls: calls, input/output/cache tokens and cost_usd (as `usage_totals`).
+    usage: dict[str, float]
 
 
 def _resolve_log(repo: Path, raw: str | None) -> Path | None:
@@ -109,6 +111,7 @@ def experiment_detail(ledger: Ledger, repo: Path, exp_id: str) -> ExperimentDeta
         rationale=exp.rationale,
         guards=list(exp.guards),
         reviews=experiment_reviews(ledger, exp_id),
+        usage=ledger.experiment_usage(exp_id),
     )
 
 

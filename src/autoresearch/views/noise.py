@@ -46,6 +46,14 @@ class NoiseFloor:
         return self.baseline_sigma if self.baseline_sigma is not None else self.pooled_sigma
 
 
+def baseline_runs_said(runs: int) -> str:
+    """How many measurements the baseline gave, in words: a baseline that crashed gave none,
+    which is not "ran once"."""
+    if runs == 0:
+        return "the baseline produced no measurement"
+    return "the baseline ran once" if runs == 1 else f"the baseline ran {runs} times"
+
+
 def _ok_values(runs: Iterable[RunRow], metric: str,
                statuses: Mapping[str, str]) -> list[tuple[RunRow, float]]:
     """The ok runs that count as measurements (policy.counts_as_measurement), with values."""

@@ -283,12 +283,18 @@ def compose_view(ledger: Ledger, session: SessionRow, rows: Sequence[ExperimentV
 # --- serialising --------------------------------------------------------------------------------
 
 
+USD_DIGITS = 6  # money in JSON: to the micro-dollar (sums of float prices end in …0000006)
+
+
 def clean_json(value: Any) -> Any:
-    """JSON has no NaN/Infinity: map non-finite floats to null, recursively."""
+    """JSON has no NaN/Infinity: map non-finite floats to null, recursively; and round money
+    (any `…_usd` key) to `USD_DIGITS`."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):
-        return {k: clean_json(v) for k, v in value.items()}
+        return {k: round(v, USD_DIGITS) if isinstance(v, float) and math.isfinite(v)
+                and isinstance(k, str) and k.endswith("_usd") else clean_json(v)
+                for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [clean_json(v) for v in value]
     return value

@@ -9,6 +9,7 @@ one experiment, the review gate's review of it included.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from rich.console import Console, Group
@@ -178,19 +179,44 @@ def render_results(root: Path, tag: str, console: Console) -> None:
     render_summary(view, console)
 
 
-def render_experiment(root: Path, exp_id: str, console: Console) -> None:
+def spend_line(usage: Mapping[str, float]) -> str:
+    """An experiment's model calls in one line (`show`)."""
+    calls = int(usage.get("calls", 0))
+    if not calls:
+        return "no model calls"
+    tokens = (f"{int(usage.get('input_tokens', 0)):,} in, {int(usage.get('output_tokens', 0)):,}"
+              " out")
+    cached = int(usage.get("cache_read_tokens", 0)) + int(usage.get("cache_write_tokens", 0))
+    if cached:
+        tokens += f", {cached:,} cache"
+    return (f"${usage.get('cost_usd', 0.0):.4f} over {calls} model call{'s' * (calls != 1)} "
+            f"({tokens} tokens)")
+
+
+def experiment_id(ledger: Ledger, exp_id: str, tag: str | None) -> str:
+    """An experiment id as given, or a bare sequence number (`show 3`) in the session `tag` (the
+    latest one without it)."""
+    text = exp_id.strip()
+    if text.isdigit():
+        return f"{resolve_session(ledger, tag).tag}-{int(text):04d}"
+    return text
+
+
+def render_experiment(root: Path, exp_id: str, console: Console, tag: str | None = None) -> None:
     """`autoresearch show ID`: one experiment whole, as the dashboard's drawer shows it."""
     from autoresearch.errors import AutoresearchError
 
     ledger = open_ledger(root)
     try:
+        exp_id = experiment_id(ledger, exp_id, tag)
         detail = experiment_detail(ledger, root, exp_id)
         known = [] if detail else [s.tag for s in ledger.sessions()]
     finally:
         ledger.close()
     if detail is None:
         raise AutoresearchError(f"no experiment {exp_id!r}", where=str(ledger.path),
-                                fix="ids look like <tag>-0007: see `autoresearch results`"
+                                fix="ids look like <tag>-0007, or a bare 7 in the latest session "
+                                "(--tag for another): see `autoresearch results`"
                                 + (f" (sessions: {', '.join(known)})" if known else ""))
     e = detail.experiment
     grid = Table.grid(padding=(0, 2))
@@ -208,6 +234,7 @@ def render_experiment(root: Path, exp_id: str, console: Console) -> None:
         grid.add_row("improvement", f"{fmt_signed(e.improvement)} (Δ {fmt_signed(e.delta)})"
                      + (f", threshold {fmt_value(e.threshold, 4)}" if e.threshold else ""))
     grid.add_row("decision", escape(e.decision_reason) or "—")
+    grid.add_row("spend", spend_line(detail.usage))
     for g in detail.guards:
         grid.add_row("guard", f"{g.get('guard')}: {'passed' if g.get('passed') else 'FAILED'} "
                      f"({g.get('detail', '')})")

@@ -17,10 +17,11 @@ What is read for the model, and how each part is kept clean:
   kept only when its header names one in-scope, non-protected path exactly (a quoted, renamed or
   unparsable header is dropped rather than guessed at);
 - the crash log tail: it is the verify command's own output, so it is sent, except for every line
-  that reproduces a line of a protected file (`hide_protected`: a traceback quoting the
-  evaluation's source, or a command that prints a protected file). A command that transforms
-  protected content before printing it (encodes it, prints one character per line) defeats any
-  filter: what the verify command prints is the user's choice. Out-of-scope files that are not
+  that carries protected content (`ProtectedText`: a line of a protected file in any case, or a
+  word or value found only in protected files: a traceback quoting the evaluation's source, an
+  exception quoting a value read from a protected config). A command that transforms protected
+  content before printing it (encodes it, prints one character per line) defeats any filter:
+  what the verify command prints is the user's choice. Out-of-scope files that are not
   protected are never read for the model, but a traceback through them is shown (it is what a
   repair needs); protect a file to keep its lines out of the log tail too;
 - program.md is the brief, sent by design although it is always protected.
@@ -30,16 +31,14 @@ Tokens are estimated as characters / 4: good enough for a budget, and no tokeniz
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from autoresearch import gitops, guardrails
-from autoresearch.config import PROGRAM_NAME
-from autoresearch.globs import matches, select
+from autoresearch import guardrails
+from autoresearch.globs import matches
 from autoresearch.proposers.base import ExperimentSummary, ProposalContext
+from autoresearch.proposers.llm.protected_text import ProtectedText
 from autoresearch.repo_paths import Canonicalizer, PathRefused, canonical_path
 from autoresearch.textcheck import is_binary
 
@@ -47,9 +46,6 @@ CHARS_PER_TOKEN = 4
 DEFAULT_CONTEXT_TOKENS = 60_000
 MAX_FILE_BYTES = 2_000_000  # larger in-scope files are listed, never inlined
 RECENT_EXPERIMENTS = 15
-MAX_PROTECTED_SCAN_BYTES = 4_000_000  # protected text read to hide its lines from logs
-MIN_HIDDEN_LINE = 4  # shorter protected lines (`}`, `else:`) are too common to hide
-MIN_QUOTED_LINE = 12  # a protected line this long is hidden even inside a longer log line
 
 _DEF = re.compile(r"^\s*(?:async\s+def|def|class|fn|func|function|struct|impl)\b")
 _CONSTANT = re.compile(r"^\s*[A-Z][A-Z0-9_]*\s*(?::[^=]+)?=[^=]")
@@ -99,55 +95,6 @@ def _may_show(path: str, rules: guardrails.Rules) -> bool:
                 and guardrails.is_protected(path, rules.protected) is None)
     except PathRefused:
         return False
-
-
-def protected_lines(ctx: ProposalContext) -> frozenset[str]:
-    """The stripped lines of the protected text files (program.md aside: it is the brief, shown
-    anyway) that a log must not quote."""
-    protected = [p for p in ctx.config.all_protected if p != PROGRAM_NAME]
-    try:
-        files = select(gitops.tracked_files(ctx.worktree), protected)
-    except (gitops.GitError, OSError):
-        files = select(_walk(ctx.worktree), protected)
-    lines: set[str] = set()
-    budget = MAX_PROTECTED_SCAN_BYTES
-    for path in files:
-        if path == PROGRAM_NAME:
-            continue
-        try:
-            data = (ctx.worktree / path).read_bytes()[:budget]
-        except OSError:
-            continue
-        budget -= len(data)
-        text = data.decode("utf-8", errors="replace")
-        lines.update(ln.strip() for ln in text.splitlines() if len(ln.strip()) >= MIN_HIDDEN_LINE)
-        if budget <= 0:
-            break
-    return frozenset(lines)
-
-
-def _walk(root: Path) -> list[str]:
-    found = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = [d for d in dirnames if d != ".git"]
-        rel = Path(dirpath).relative_to(root)
-        found += [(rel / f).as_posix() for f in filenames]
-    return found
-
-
-def hide_protected(text: str, hidden: frozenset[str]) -> str:
-    """Replace every log line that reproduces a line of a protected file."""
-    if not hidden or not text:
-        return text
-    quoted = [ln for ln in hidden if len(ln) >= MIN_QUOTED_LINE and ln in text]
-    out = []
-    for line in text.split("\n"):
-        stripped = line.strip()
-        if stripped in hidden or any(q in line for q in quoted):
-            out.append("[line hidden: it quotes a protected file]")
-        else:
-            out.append(line)
-    return "\n".join(out)
 
 
 def redact(text: str, hidden: Sequence[str]) -> str:
@@ -370,7 +317,8 @@ def history_text(ctx: ProposalContext, max_chars: int) -> str:
 
 
 def volatile_text(
-    ctx: ProposalContext, budget_chars: int, crash_log: str | None, diff: str
+    ctx: ProposalContext, budget_chars: int, crash_log: str | None, diff: str,
+    protected: ProtectedText,
 ) -> str:
     hidden = ctx.config.metric.heldout
     parts = ["## Session\n" + history_text(ctx, int(budget_chars * 0.4))]
@@ -386,7 +334,7 @@ def volatile_text(
     if crash_log:
         parts.append(
             "## Log tail of the last crash\n```\n"
-            + _clip(redact(hide_protected(crash_log, protected_lines(ctx)), hidden),
+            + _clip(redact(protected.hide(crash_log), hidden),
                     int(budget_chars * 0.2))
             + "\n```"
         )
@@ -413,13 +361,16 @@ def build_context(
     program = _clip(program, int(budget * 0.15), keep="head")
     log = ctx.last_crash_log if crash_log is None else crash_log
     diff = visible_diff(ctx.diff_from_baseline() or "", _rules(ctx))
-    volatile = volatile_text(ctx, int(budget * 0.3), log, diff)
+    # What the model sees (or, for an agent, may open): its words are no secret in a log.
+    files = read_files(ctx, overlay)
+    protected = ProtectedText.of(ctx, seen=[*files, *files.values()]) if log else None
+    volatile = volatile_text(ctx, int(budget * 0.3), log, diff,
+                             protected or ProtectedText(frozenset(), frozenset()))
     stable = "## program.md (the research brief)\n" + program + "\n"
     notes: list[str] = []
     partial: set[str] = set()
     names = visible_files(ctx)
     if include_files:
-        files = read_files(ctx, overlay)
         room = budget - len(stable) - len(volatile)
         text, notes, partial = render_files(files, room, diff)
         skipped = [p for p in names if p not in files]

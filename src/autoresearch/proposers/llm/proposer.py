@@ -12,9 +12,15 @@ judges a path with the guardrails' own `judge_path` before anything is read). A 
 other file fails with the rule it broke and nothing from the file, so a retry message can never
 leak a protected file's lines.
 
-Every call is billed to the experiment it was made for: a proposal or repair that produces
-nothing raises `FailedProposal` carrying the usage of every call it made (a repair that gives up
-included), and the session records it under the current experiment.
+Every call is billed to the experiment it was made for, the moment it returns, through the
+context's `Meter` (a Ctrl-C or SIGTERM in the middle of a retry conversation loses nothing), and
+the meter's spending limit is checked before every call, retries and repairs included, so a
+session overshoots `[limits] max_usd` by one call at most. Without a meter (a caller outside a
+session) the usage travels as before: in the Proposal, or in the `FailedProposal` a proposal or
+repair that produced nothing raises (a repair that gives up included).
+
+A reply that failed is echoed back in the retry request, cut to `MAX_ECHOED_CHARS` (its head
+and tail): a runaway reply must not make every retry a request of millions of tokens.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from autoresearch import gitops, guardrails
 from autoresearch.errors import ConfigError
-from autoresearch.proposers.base import Proposal, ProposalContext, Proposer, Usage
+from autoresearch.proposers.base import Meter, Proposal, ProposalContext, Proposer, Usage
 from autoresearch.proposers.faults import FailedProposal, FatalProposerError, ProposerOutage
 from autoresearch.proposers.llm import prompts
 from autoresearch.proposers.llm.context import DEFAULT_CONTEXT_TOKENS, build_context
@@ -52,6 +58,19 @@ if TYPE_CHECKING:
     from autoresearch.config import Config
 
 log = logging.getLogger(__name__)
+
+MAX_ECHOED_CHARS = 24_000  # of a failed reply, sent back with the error (head and tail)
+
+
+def echoed(text: str, limit: int = MAX_ECHOED_CHARS) -> str:
+    """A failed reply as it is sent back to the model: cleaned (a lone surrogate cannot even be
+    encoded to send) and, when longer than `limit`, cut to its head and tail with a note."""
+    text = clean_prose(text) or "(empty reply)"
+    if len(text) <= limit:
+        return text
+    half = limit // 2
+    return (text[:half] + f"\n[... {len(text) - 2 * half:,} characters of this reply cut ...]\n"
+            + text[-half:])
 
 
 class ModelFiles:
@@ -146,6 +165,11 @@ class LLMProposer(Proposer):
         if self._provider is not None:
             self._provider.close()
 
+    def check_ready(self, worktree: Path) -> str:
+        """Ask the endpoint once, before anything runs (`check`, `run`): a refused key, an
+        unknown model or nothing listening at base_url is a FatalProposerError with the fix."""
+        return self.provider.probe()
+
     # --- the two entry points ---------------------------------------------------------------
 
     def propose(self, ctx: ProposalContext) -> Proposal | None:
@@ -201,20 +225,30 @@ class LLMProposer(Proposer):
         overlay: Mapping[str, str | None] | None = None,
         partial: frozenset[str] = frozenset(),
     ) -> tuple[Reply, dict[str, str | None], list[Usage]]:
-        """Ask, and reflect format or apply errors back; FailedProposal (with the usage of every
-        call made) when no applicable edits came out of it, a repair that gave up included."""
-        usage: list[Usage] = []
+        """Ask, and reflect format or apply errors back; FailedProposal when no applicable edits
+        came out of it, a repair that gave up included. Each call is billed through the
+        context's meter as it returns (what is returned or carried is then empty); without one,
+        the usage of every call made is returned or carried by the exception."""
+        till = _Till(ctx.meter)
         history = list(turns)
         files = ModelFiles(ctx.worktree, _rules(ctx), overlay)
         problem = ""
         meant = ""  # the latest hypothesis a reply stated, for the ledger if all attempts fail
         for attempt in range(self.max_edit_retries + 1):
+            over = till.stop_reason()
+            if over:
+                asked = "the model was asked" if attempt == 0 else f"edit retry {attempt}"
+                raise FailedProposal(
+                    f"{over}; this {'proposal' if purpose == 'propose' else purpose} stopped "
+                    f"before {asked}",
+                    where="[limits] max_usd", fix="raise [limits] max_usd to spend more",
+                    usage=till.unbilled, hypothesis=meant)
             try:
                 completion = self.provider.complete(self._system(), history, purpose=purpose)
             except (ProposerOutage, FatalProposerError, FailedProposal) as exc:
-                exc.usage[:0] = usage  # bill what the earlier turns cost
+                exc.usage[:] = till.carry(exc.usage)  # billed now, or carried with the earlier
                 raise
-            usage.append(completion.usage)
+            till.add(completion.usage)
             try:
                 reply = parse_reply(completion.text)
                 meant = reply.hypothesis or meant
@@ -223,7 +257,7 @@ class LLMProposer(Proposer):
                         log.info("the model gave up the repair: %s", reply.give_up)
                         raise FailedProposal(
                             f"the model gave up the repair: {reply.give_up}",
-                            where=self.settings.describe(), usage=usage,
+                            where=self.settings.describe(), usage=till.unbilled,
                         )
                     raise EditFormatError(["GIVE_UP is only for repairs: propose an experiment"])
                 if not reply.blocks:
@@ -231,7 +265,7 @@ class LLMProposer(Proposer):
                 edits = apply_blocks(reply.blocks, files.read, partial, files.resolve)
                 if not edits:
                     raise EditFormatError(["the edits leave every file unchanged"])
-                return reply, edits, usage
+                return reply, edits, till.unbilled
             except (EditFormatError, EditApplyError) as exc:
                 meant = stated_hypothesis(completion.text) or meant
                 problem = exc.render()
@@ -240,17 +274,41 @@ class LLMProposer(Proposer):
                 if completion.truncated:
                     feedback = prompts.TRUNCATED_NOTE + "\n\n" + feedback
                 history += [
-                    # Echoed as cleaned prose: a lone surrogate cannot even be encoded to send.
-                    Turn.assistant(clean_prose(completion.text) or "(empty reply)"),
+                    Turn.assistant(echoed(completion.text)),
                     Turn.user(feedback + prompts.RETRY_TASK),
                 ]
         raise FailedProposal(
             f"the model's reply did not yield applicable edits after "
             f"{self.max_edit_retries + 1} attempts; last error: {problem}",
             where=self.settings.describe(),
-            usage=usage,
+            usage=till.unbilled,
             hypothesis=meant,
         )
+
+
+class _Till:
+    """One conversation's spending: billed through the meter as each call returns, or, without
+    a meter, collected for the Proposal or the exception to carry."""
+
+    def __init__(self, meter: Meter | None) -> None:
+        self.meter = meter
+        self.unbilled: list[Usage] = []
+
+    def add(self, usage: Usage) -> None:
+        if self.meter is not None:
+            self.meter.record(usage)
+        else:
+            self.unbilled.append(usage)
+
+    def carry(self, usage: Sequence[Usage]) -> list[Usage]:
+        """What an exception should carry: its own usage billed now (with a meter) or added to
+        what the earlier turns cost (without)."""
+        for u in usage:
+            self.add(u)
+        return list(self.unbilled)
+
+    def stop_reason(self) -> str | None:
+        return self.meter.stop_reason() if self.meter is not None else None
 
 
 def _rules(ctx: ProposalContext) -> guardrails.Rules:

@@ -8,11 +8,22 @@ The SDKs' own retries are turned off (max_retries=0) and this module retries ins
 one table decides what is worth retrying, the backoff is testable, and exhausting the retries
 becomes a `ProposerOutage` the session can pause on rather than an exception it cannot tell from
 a bug. An invalid key or an unknown model is a `FatalProposerError`: retrying cannot fix it.
+
+A reply that is not the API's shape (an HTML page from a proxy or a web UI, a body cut off by a
+load balancer, a non-JSON answer) is retried like a bad gateway: it is never a traceback. A
+connection refused is retried too, but not for ever: nothing listening at `base_url` is far more
+often a configuration mistake than an outage, so after `REFUSED_OUTAGES` outages in a row that
+were all refused connections the provider stops the session with the fix (`FatalProposerError`).
+
+`probe` asks the endpoint once, cheaply (it lists the models; only when listing is not supported
+does it send the smallest request), so that `check` and the start of `run` report a refused key,
+an unknown model or nothing listening before any baseline run is spent.
 """
 
 from __future__ import annotations
 
 import importlib
+import json
 import logging
 import random
 import time
@@ -27,6 +38,14 @@ from autoresearch.proposers.llm.prices import PriceTable
 from autoresearch.proposers.llm.settings import ProviderSettings
 
 log = logging.getLogger(__name__)
+
+REFUSED_OUTAGES = 3  # outages in a row of refused connections before the session stops
+MAX_PROBE_SECONDS = 15.0  # `check` waits at most this long for the endpoint
+
+
+class UnusableReply(Exception):
+    """A 200 reply that is not the API's shape (the SDK hands back a str, or an object without
+    the fields every reply has): treated like a bad gateway."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +89,7 @@ class Fault:
     message: str
     retry_after: float | None = None
     status: int | None = None  # the HTTP status, when there was one
+    refused_connection: bool = False  # nothing listening at the address
 
 
 def _retry_after(exc: BaseException) -> float | None:
@@ -100,12 +120,42 @@ def _detail(exc: BaseException) -> str:
     return str(getattr(exc, "message", "") or exc)[:300]
 
 
+def _connection_refused(exc: BaseException) -> bool:
+    """Whether a connection error is a refused connection (the SDK wraps httpx wraps OSError)."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return False
+        if isinstance(seen, ConnectionRefusedError) or "connection refused" in str(seen).lower():
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _snippet(body: object) -> str:
+    text = " ".join(str(body).split())
+    return repr(text[:60] + ("…" if len(text) > 60 else ""))
+
+
 def classify(exc: BaseException, sdk: Any, settings: ProviderSettings) -> Fault | None:
     """The retry table, shared by both SDKs (their exception hierarchies have the same names)."""
     where = settings.describe()
+    not_api = ("is base_url the API's address? (an OpenAI-compatible server's usually ends "
+               "in /v1)")
+    if isinstance(exc, UnusableReply):
+        return Fault("retry", f"{where}: HTTP 200, but the body is not an API reply "
+                              f"(it begins {exc}); a proxy or web page answered? {not_api}")
+    if isinstance(exc, json.JSONDecodeError):
+        # The SDK parses a JSON content type itself: a cut-off or garbled body lands here.
+        return Fault("retry", f"{where}: HTTP 200, but the body is not valid JSON ({exc.msg} at "
+                              f"character {exc.pos}): cut off on the way, or {not_api}")
     if isinstance(exc, sdk.APITimeoutError):
         return Fault("retry", f"{where}: no response within {settings.timeout_seconds:g} s")
     if isinstance(exc, sdk.APIConnectionError):
+        if _connection_refused(exc):
+            return Fault("retry", f"{where}: connection refused: nothing is listening at "
+                                  f"{settings.base_url or 'the default address'}",
+                         refused_connection=True)
         return Fault("retry", f"{where}: connection failed ({exc})")
     if isinstance(exc, sdk.APIStatusError):
         code = int(exc.status_code)
@@ -130,6 +180,20 @@ def classify(exc: BaseException, sdk: Any, settings: ProviderSettings) -> Fault 
     return None
 
 
+@dataclass(frozen=True)
+class Raw:
+    """What one API call returned, before it is priced: `empty` says why a reply that was billed
+    holds nothing usable (no choices)."""
+
+    text: str
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    truncated: bool = False
+    empty: str | None = None
+
+
 class Provider(ABC):
     """A model endpoint with retries, backoff, and the cost of every call."""
 
@@ -145,6 +209,7 @@ class Provider(ABC):
         self._sleep = sleep
         self._client: Any = None
         self._warned_price = False
+        self._refused_outages = 0  # outages in a row that were only refused connections
 
     sdk_module: ClassVar[str]  # the official SDK (imported on first use)
     client_class: ClassVar[str]  # its synchronous client
@@ -152,17 +217,21 @@ class Provider(ABC):
     def _sdk(self) -> Any:
         return importlib.import_module(self.sdk_module)
 
-    def _make_client(self, sdk: Any) -> Any:
+    def _make_client(self, sdk: Any, timeout: float | None = None) -> Any:
         s = self.settings
         return getattr(sdk, self.client_class)(
-            api_key=s.api_key, base_url=s.base_url, timeout=s.timeout_seconds, max_retries=0
+            api_key=s.api_key, base_url=s.base_url, timeout=timeout or s.timeout_seconds,
+            max_retries=0,
         )
 
     @abstractmethod
-    def _call(self, client: Any, system: Sequence[Part], turns: Sequence[Turn]) -> tuple[
-        str, int, int, int, int, bool
-    ]:
-        """One API call: (text, input, output, cache_read, cache_write, truncated)."""
+    def _call(self, client: Any, system: Sequence[Part], turns: Sequence[Turn]) -> Raw:
+        """One API call; UnusableReply when the reply is not the API's shape."""
+
+    @abstractmethod
+    def _ping(self, client: Any) -> None:
+        """The smallest request the API accepts (for `probe` when listing models fails);
+        UnusableReply when what answers is not the API."""
 
     def complete(
         self, system: Sequence[Part], turns: Sequence[Turn], *, purpose: str = "propose"
@@ -172,6 +241,7 @@ class Provider(ABC):
             self._client = self._make_client(sdk)
         s = self.settings
         last: Fault | None = None
+        only_refused = True
         for attempt in range(s.max_retries + 1):
             if attempt:
                 assert last is not None
@@ -184,7 +254,7 @@ class Provider(ABC):
                 log.warning("%s; retrying in %.1f s (attempt %d)", last.message, delay, attempt + 1)
                 self._sleep(delay)
             try:
-                text, inp, out, c_read, c_write, truncated = self._call(self._client, system, turns)
+                raw = self._call(self._client, system, turns)
             except Exception as exc:
                 fault = classify(exc, sdk, s)
                 if fault is None:
@@ -197,10 +267,27 @@ class Provider(ABC):
                     ) from None
                 if fault.kind == "refused":
                     raise FailedProposal(fault.message) from None
+                only_refused = only_refused and fault.refused_connection
                 last = fault
                 continue
-            return Completion(text, self._usage(inp, out, c_read, c_write, purpose), truncated)
+            self._refused_outages = 0
+            usage = self._usage(raw.input_tokens, raw.output_tokens, raw.cache_read_tokens,
+                                raw.cache_write_tokens, purpose)
+            if raw.empty is not None:
+                # Billed (the reply says what it cost) but nothing in it: this proposal failed.
+                raise FailedProposal(f"{s.describe()} {raw.empty}", usage=[usage])
+            return Completion(raw.text, usage, raw.truncated)
         assert last is not None
+        self._refused_outages = self._refused_outages + 1 if only_refused else 0
+        if self._refused_outages >= REFUSED_OUTAGES:
+            self._refused_outages = 0
+            raise FatalProposerError(
+                f"{last.message}, in each of the last {REFUSED_OUTAGES} pauses' "
+                f"{s.max_retries + 1} attempts: the session stops instead of waiting for ever",
+                where=f"[proposer] base_url in autoresearch.toml (now {s.base_url!r})",
+                fix="start the model server, or correct base_url (and check that "
+                    "`autoresearch check` reaches it); then `autoresearch run` resumes the session",
+            )
         wait = max(s.outage_retry_after or 0.0, last.retry_after or 0.0)
         raise ProposerOutage(
             f"{last.message} (gave up after {s.max_retries + 1} attempts)",
@@ -208,6 +295,54 @@ class Provider(ABC):
             where=s.describe(),
             fix="the session pauses and asks again later; nothing is lost",
         )
+
+    def probe(self) -> str:
+        """Ask the endpoint once whether it would answer (for `check` and the start of `run`):
+        list its models, or send the smallest request where listing is not supported. A refused
+        key, an unknown model, nothing listening or a reply that is not the API's raise
+        `FatalProposerError` with the fix; a temporary fault is only reported (the session waits
+        those out). Returns one line saying what it found."""
+        sdk = self._sdk()
+        s = self.settings
+        client = self._make_client(sdk, min(s.timeout_seconds, MAX_PROBE_SECONDS))
+        where = "[proposer] in autoresearch.toml and the environment"
+        try:
+            try:
+                found = self._listed_models(sdk, client)
+            except sdk.APIStatusError as exc:
+                if int(exc.status_code) not in (404, 405, 501):
+                    raise
+                self._ping(client)  # listing not supported here: one tiny request instead
+                return "the endpoint answered a one-token request"
+        except Exception as exc:
+            fault = classify(exc, sdk, s)
+            if fault is None:
+                # The SDK could not even build the reply: whatever answered is not this API.
+                fault = Fault("fatal", f"{s.describe()}: the reply is not an API reply "
+                                       f"({type(exc).__name__}); is base_url the API's address?")
+            if fault.kind == "fatal":
+                raise FatalProposerError(fault.message, where=where,
+                                         fix=s.fix_hint(fault.status)) from None
+            if fault.refused_connection or isinstance(exc, (UnusableReply, json.JSONDecodeError)):
+                raise FatalProposerError(
+                    fault.message, where=f"[proposer] base_url in autoresearch.toml "
+                                         f"(now {s.base_url!r})",
+                    fix="start the model server, or set base_url to its API address") from None
+            return f"could not confirm the endpoint now: {fault.message}; run waits such faults out"
+        finally:
+            client.close()
+        if found and s.model not in found and not any(m.startswith(s.model) for m in found):
+            return (f"the endpoint answers, but model {s.model!r} is not among the {len(found)} "
+                    f"models it lists (e.g. {', '.join(found[:3])}): if it is not an alias, set "
+                    f"[proposer] model")
+        return "the endpoint answers and lists the model" if found else "the endpoint answers"
+
+    def _listed_models(self, sdk: Any, client: Any) -> list[str]:
+        page = client.models.list()
+        data = getattr(page, "data", None)
+        if not isinstance(data, list):
+            raise UnusableReply(_snippet(page))
+        return [str(getattr(m, "id", "")) for m in data]
 
     def _usage(self, inp: int, out: int, c_read: int, c_write: int, purpose: str) -> Usage:
         model = self.settings.model
@@ -236,9 +371,7 @@ class AnthropicProvider(Provider):
     sdk_module = "anthropic"
     client_class = "Anthropic"
 
-    def _call(self, client: Any, system: Sequence[Part], turns: Sequence[Turn]) -> tuple[
-        str, int, int, int, int, bool
-    ]:
+    def _call(self, client: Any, system: Sequence[Part], turns: Sequence[Turn]) -> Raw:
         def blocks(parts: Sequence[Part]) -> list[dict[str, Any]]:
             out: list[dict[str, Any]] = []
             for p in parts:
@@ -259,27 +392,34 @@ class AnthropicProvider(Provider):
             messages=[{"role": t.role, "content": blocks(t.parts)} for t in turns],
             extra_body=extra or None,
         )
+        content = getattr(response, "content", None)
+        if not isinstance(content, list):
+            raise UnusableReply(_snippet(response))
         text = "".join(
-            getattr(b, "text", "") for b in response.content if getattr(b, "type", "") == "text"
+            getattr(b, "text", "") or "" for b in content if getattr(b, "type", "") == "text"
         )
-        u = response.usage
-        return (
+        u = getattr(response, "usage", None)
+        return Raw(
             text,
-            int(u.input_tokens or 0),
-            int(u.output_tokens or 0),
+            int(getattr(u, "input_tokens", 0) or 0),
+            int(getattr(u, "output_tokens", 0) or 0),
             int(getattr(u, "cache_read_input_tokens", 0) or 0),
             int(getattr(u, "cache_creation_input_tokens", 0) or 0),
-            response.stop_reason == "max_tokens",
+            getattr(response, "stop_reason", None) == "max_tokens",
         )
+
+    def _ping(self, client: Any) -> None:
+        response = client.messages.create(model=self.settings.model, max_tokens=1,
+                                          messages=[{"role": "user", "content": "ping"}])
+        if not isinstance(getattr(response, "content", None), list):
+            raise UnusableReply(_snippet(response))
 
 
 class OpenAIProvider(Provider):
     sdk_module = "openai"
     client_class = "OpenAI"
 
-    def _call(self, client: Any, system: Sequence[Part], turns: Sequence[Turn]) -> tuple[
-        str, int, int, int, int, bool
-    ]:
+    def _call(self, client: Any, system: Sequence[Part], turns: Sequence[Turn]) -> Raw:
         s = self.settings
         messages: list[dict[str, Any]] = [
             {"role": "system", "content": "\n\n".join(p.text for p in system)}
@@ -292,17 +432,32 @@ class OpenAIProvider(Provider):
         if s.extra_body:
             kwargs["extra_body"] = dict(s.extra_body)
         response = client.chat.completions.create(**kwargs)
-        if not response.choices:
-            raise FailedProposal(f"{s.describe()} returned no choices")
-        choice = response.choices[0]
-        text = choice.message.content or ""
-        u = response.usage
+        choices = getattr(response, "choices", None)
+        if isinstance(response, str) or (choices is not None and not isinstance(choices, list)):
+            raise UnusableReply(_snippet(response))
+        # The usage is read first: a reply with no choices is billed all the same.
+        u = getattr(response, "usage", None)
         prompt = int(getattr(u, "prompt_tokens", 0) or 0)
         completion = int(getattr(u, "completion_tokens", 0) or 0)
         details = getattr(u, "prompt_tokens_details", None)
         cached = int(getattr(details, "cached_tokens", 0) or 0)
         # prompt_tokens includes the cached ones; normalize to Anthropic's convention.
-        return text, max(prompt - cached, 0), completion, cached, 0, choice.finish_reason == "length"
+        fresh = max(prompt - cached, 0)
+        if not choices:
+            return Raw("", fresh, completion, cached, empty="returned no choices")
+        choice = choices[0]
+        message = getattr(choice, "message", None)
+        text = getattr(message, "content", None) or ""
+        return Raw(str(text), fresh, completion, cached, 0,
+                   getattr(choice, "finish_reason", None) == "length")
+
+    def _ping(self, client: Any) -> None:
+        s = self.settings
+        response = client.chat.completions.create(
+            model=s.model, messages=[{"role": "user", "content": "ping"}],
+            **{s.max_tokens_field: 1})
+        if isinstance(response, str) or not isinstance(getattr(response, "choices", None), list):
+            raise UnusableReply(_snippet(response))
 
 
 def make_provider(
