@@ -17,6 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from autoresearch import gitops, guardrails, resources, shared_paths, timeouts
+from autoresearch.checkout_sync import (
+    follow_head,
+    refuse_session_branch_checked_out,
+    save_unknown_commits,
+)
 from autoresearch.config import PROGRAM_NAME, Config
 from autoresearch.display import Display
 from autoresearch.errors import PreconditionError
@@ -148,15 +153,7 @@ class Session:
             raise
 
     def _open_locked(self) -> None:
-        if gitops.current_branch(self.root) == self.paths.branch:
-            # The session moves its branch as it keeps commits; a checkout sitting on it would
-            # be left behind, its index showing the kept change undone, and a commit made there
-            # would be reset over by the next resume.
-            raise PreconditionError(
-                f"your checkout is on the session branch {self.paths.branch}, which the session "
-                "moves as it keeps commits", where=str(self.root),
-                fix="switch back to your own branch first (git switch -), and look at the "
-                    f"session's commits with git log {self.paths.branch}")
+        refuse_session_branch_checked_out(self.root, self.paths.branch)
         self.ledger = Ledger(self.paths.ledger)
         row = self.ledger.session(self.paths.tag)
         if row is None and gitops.ref_exists(self.root, f"refs/heads/{self.paths.branch}"):
@@ -209,31 +206,11 @@ class Session:
                                   "repository, hashed", data=self.inputs.digests())
 
     def _follow_head(self) -> None:
-        """On resume, the user's checkout may have moved since the session started (the usual
-        reason: the baseline failed and they fixed the evaluation). A session whose baseline
-        never passed has measured nothing yet: it starts again from HEAD. One that has a
-        baseline goes on from its own base, and says so when the evaluation differs."""
-        head = gitops.rev_parse(self.root, "HEAD")
-        base = self.row.base_commit
-        if head == base:
-            return
-        self.history.load()
-        if self.history.baseline is None:
-            self.ledger.restart_session_from(self.row.id, head)
-            self.row = self.ledger.session(self.paths.tag) or self.row
+        followed = follow_head(self.root, self.config, self.ledger, self.row, self.history)
+        if followed.restarted:
+            self.row = followed.row
             self.history = History(self.config, self.ledger, self.row)
-            message = (f"the baseline never passed at {base[:10]}; starting again from your "
-                       f"checkout's HEAD {head[:10]}")
-            self.event("session", message)
-            self.notices.append(message)
-            return
-        changed = select(gitops.diff_names(self.root, base, head), self.config.all_protected)
-        if changed:
-            self.notices.append(
-                f"your checkout's {', '.join(changed[:5])}{' …' if len(changed) > 5 else ''} "
-                f"differ(s) from the session's base {base[:10]}: this session goes on measuring "
-                "with its own copy, so its runs stay comparable. To measure with yours, start a "
-                "new session: autoresearch run --tag NEW")
+        self.notices += followed.notices
 
     def _load_proposer(self) -> None:
         if self._given_proposer is not None:
@@ -296,30 +273,15 @@ class Session:
         gitops.ensure_branch(self.root, self.paths.branch, tip)
         branch_tip = gitops.rev_parse(self.root, f"refs/heads/{self.paths.branch}")
         if branch_tip != tip:
-            self._save_unknown_commits(branch_tip, tip)
+            saved = save_unknown_commits(self.root, self.paths.tag, self.paths.branch,
+                                         self.history, self.row.base_commit, branch_tip, tip)
+            if saved:
+                self.event("recovery", saved)
+                self.notices.append(saved)
             gitops.update_ref(self.root, f"refs/heads/{self.paths.branch}", tip)
             self.event("recovery", f"branch reset to the ledger's incumbent {tip[:10]}")
         self.slots.prepare(tip)
         return tip
-
-    def _save_unknown_commits(self, branch_tip: str, tip: str) -> None:
-        """The branch is about to be reset to the ledger's incumbent. Commits on it that the
-        session never made (someone committed on the session branch) are not thrown away: the
-        old tip is kept under refs/autoresearch/<tag>/saved/ and the user is told."""
-        made = {e.commit_sha for e in self.history.experiments if e.commit_sha}
-        made |= {r.commit_sha for runs in self.history.runs.values() for r in runs}
-        made.add(self.row.base_commit)
-        unknown = [c for c in gitops.rev_list(self.root, [branch_tip, f"^{tip}"])
-                   if c not in made]
-        if not unknown:
-            return
-        ref = f"refs/autoresearch/{self.paths.tag}/saved/{branch_tip[:12]}"
-        gitops.update_ref(self.root, ref, branch_tip)
-        message = (f"the branch {self.paths.branch} held {len(unknown)} commit(s) this session "
-                   f"did not make (latest {branch_tip[:10]}); saved as {ref} before the branch "
-                   f"went back to the incumbent {tip[:10]}")
-        self.event("recovery", message)
-        self.notices.append(message)
 
     def _restore_parked(self) -> None:
         """Every commit the ledger parked keeps its ref under refs/autoresearch/<tag>/discarded/.

@@ -1,0 +1,87 @@
+"""A session and the user's checkout: what a start or a resume must reconcile between them.
+
+The session measures from its own base on its own branch, never from the user's HEAD, so its
+runs stay comparable across resumes. Three places where that meets the user's checkout:
+
+- the session branch checked out in the user's checkout is refused (the session moves it);
+- on resume, a session whose baseline never passed starts again from HEAD (the user fixed the
+  evaluation), and one that has a baseline names the protected files HEAD changed;
+- commits someone made on the session branch are saved before the branch is reset to the
+  ledger's incumbent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from autoresearch import gitops
+from autoresearch.config import Config
+from autoresearch.errors import PreconditionError
+from autoresearch.globs import select
+from autoresearch.history import History
+from autoresearch.ledger import Ledger, SessionRow
+
+
+def refuse_session_branch_checked_out(root: Path, branch: str) -> None:
+    """The session moves its branch as it keeps commits; a checkout sitting on it would be left
+    behind, its index showing the kept change undone, and a commit made there would be reset
+    over by the next resume."""
+    if gitops.current_branch(root) == branch:
+        raise PreconditionError(
+            f"your checkout is on the session branch {branch}, which the session moves as it "
+            "keeps commits", where=str(root),
+            fix="switch back to your own branch first (git switch -), and look at the "
+                f"session's commits with git log {branch}")
+
+
+@dataclass
+class HeadFollowed:
+    row: SessionRow  # the session's row, its base moved to HEAD when it started again
+    restarted: bool
+    notices: list[str] = field(default_factory=list)
+
+
+def follow_head(root: Path, config: Config, ledger: Ledger, row: SessionRow,
+                history: History) -> HeadFollowed:
+    """On resume, the user's checkout may have moved since the session started (the usual
+    reason: the baseline failed and they fixed the evaluation). A session whose baseline never
+    passed has measured nothing yet: it starts again from HEAD. One that has a baseline goes on
+    from its own base, and says so when the evaluation differs."""
+    head = gitops.rev_parse(root, "HEAD")
+    base = row.base_commit
+    if head == base:
+        return HeadFollowed(row, restarted=False)
+    history.load()
+    if history.baseline is None:
+        ledger.restart_session_from(row.id, head)
+        message = (f"the baseline never passed at {base[:10]}; starting again from your "
+                   f"checkout's HEAD {head[:10]}")
+        ledger.add_event(row.id, "session", message)
+        return HeadFollowed(ledger.session(row.tag) or row, restarted=True, notices=[message])
+    changed = select(gitops.diff_names(root, base, head), config.all_protected)
+    if not changed:
+        return HeadFollowed(row, restarted=False)
+    return HeadFollowed(row, restarted=False, notices=[
+        f"your checkout's {', '.join(changed[:5])}{' …' if len(changed) > 5 else ''} "
+        f"differ(s) from the session's base {base[:10]}: this session goes on measuring with "
+        "its own copy, so its runs stay comparable. To measure with yours, start a new "
+        "session: autoresearch run --tag NEW"])
+
+
+def save_unknown_commits(root: Path, tag: str, branch: str, history: History, base: str,
+                         branch_tip: str, tip: str) -> str | None:
+    """The branch is about to be reset to the ledger's incumbent `tip`. Commits on it that the
+    session never made are not thrown away: the old tip is kept under
+    refs/autoresearch/<tag>/saved/. Returns what to tell the user, or None."""
+    made = {e.commit_sha for e in history.experiments if e.commit_sha}
+    made |= {r.commit_sha for runs in history.runs.values() for r in runs}
+    made.add(base)
+    unknown = [c for c in gitops.rev_list(root, [branch_tip, f"^{tip}"]) if c not in made]
+    if not unknown:
+        return None
+    ref = f"refs/autoresearch/{tag}/saved/{branch_tip[:12]}"
+    gitops.update_ref(root, ref, branch_tip)
+    return (f"the branch {branch} held {len(unknown)} commit(s) this session did not make "
+            f"(latest {branch_tip[:10]}); saved as {ref} before the branch went back to the "
+            f"incumbent {tip[:10]}")
