@@ -123,3 +123,22 @@ def use_script(repo: Path, items: list[dict[str, object]], extra_config: str = "
     (repo / "autoresearch.toml").write_text(config)
     git(repo, "commit", "-qam", "use scripted proposer")
     return script
+
+
+def use_agent(repo: Path, agent_text: str, where: Path) -> Path:
+    """Make `agent_text` the repo's coding agent (a script written to `where`/agent.sh, run as
+    the `custom` agent); commit the config. Returns the script's path."""
+    agent = where / "agent.sh"
+    agent.write_text(agent_text)
+    agent.chmod(0o755)
+    config = repo / "autoresearch.toml"
+    config.write_text(config.read_text() + textwrap.dedent(
+        f"""
+        [proposer]
+        name = "agent"
+        agent = "custom"
+        command = "{agent}"
+        agent_timeout_seconds = 30
+        """))
+    git(repo, "commit", "-qam", "use the agent")
+    return agent

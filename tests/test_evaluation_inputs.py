@@ -7,7 +7,7 @@ import sqlite3
 import textwrap
 from pathlib import Path
 
-from tests.conftest import git, run_cli, use_script
+from tests.conftest import git, run_cli, use_agent, use_script
 
 # The evaluation reads its optimum from a file outside the repository.
 OUTSIDE_SCORE = textwrap.dedent("""
@@ -41,18 +41,7 @@ def outside_repo(toy_repo: Path, tmp_path: Path) -> Path:
 def test_an_agent_that_changes_an_evaluation_input_stops_the_session(toy_repo: Path,
                                                                     tmp_path: Path) -> None:
     outside = outside_repo(toy_repo, tmp_path)
-    agent = tmp_path / "agent.sh"
-    agent.write_text(AGENT.format(outside=outside))
-    agent.chmod(0o755)
-    config = toy_repo / "autoresearch.toml"
-    config.write_text(config.read_text() + textwrap.dedent(f"""
-        [proposer]
-        name = "agent"
-        agent = "custom"
-        command = "{agent}"
-        agent_timeout_seconds = 30
-        """))
-    git(toy_repo, "commit", "-qam", "use the agent")
+    use_agent(toy_repo, AGENT.format(outside=outside), tmp_path)
     result = run_cli(toy_repo, "run", "--tag", "o", "--iterations", "3", timeout=240)
     assert result.returncode == 3, result.stdout + result.stderr
     assert (f"an evaluation input ([verify] inputs) changed while the session used it: "

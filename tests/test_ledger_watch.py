@@ -13,7 +13,7 @@ import pytest
 from autoresearch.ledger import Ledger
 from autoresearch.ledger_watch import LedgerTamperedError, LedgerWatch
 from autoresearch.state import SessionLock, StatePaths
-from tests.conftest import git, run_cli, use_script
+from tests.conftest import run_cli, use_agent, use_script
 
 # The agent of the tamper findings (#3): its first call proposes honestly, its second also
 # rewrites the ledger (the baseline's hypothesis and every one of its measurements).
@@ -35,21 +35,10 @@ echo "Hypothesis: X to 4.$n"
 """
 
 
-def use_agent(repo: Path, tmp_path: Path, script: str) -> None:
+def use_ledger_agent(repo: Path, tmp_path: Path, script: str) -> None:
     import sys
 
-    agent = tmp_path / "agent.sh"
-    agent.write_text(script.format(state=tmp_path / "calls", python=sys.executable))
-    agent.chmod(0o755)
-    config = repo / "autoresearch.toml"
-    config.write_text(config.read_text() + textwrap.dedent(f"""
-        [proposer]
-        name = "agent"
-        agent = "custom"
-        command = "{agent}"
-        agent_timeout_seconds = 30
-        """))
-    git(repo, "commit", "-qam", "use the agent")
+    use_agent(repo, script.format(state=tmp_path / "calls", python=sys.executable), tmp_path)
 
 
 def baseline_values(ledger: Path) -> list[float]:
@@ -62,7 +51,7 @@ def baseline_values(ledger: Path) -> list[float]:
 @pytest.mark.slow
 def test_an_agent_that_rewrites_the_ledger_stops_the_session(toy_repo: Path,
                                                              tmp_path: Path) -> None:
-    use_agent(toy_repo, tmp_path, AGENT)
+    use_ledger_agent(toy_repo, tmp_path, AGENT)
     ledger = toy_repo / ".autoresearch" / "ledger.db"
     result = run_cli(toy_repo, "run", "--tag", "l", "--iterations", "4", timeout=240)
     assert result.returncode == 3, result.stdout + result.stderr

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import git, run_cli
+from tests.conftest import git, run_cli, use_agent
 from tests.support.processes import alive
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
@@ -147,18 +147,7 @@ def test_an_agents_env_cleared_setsid_daemon_dies_before_its_change_is_measured(
     script = daemon_script(tmp_path / "rewriter.sh", REWRITER)
     daemon = (f"env -i PATH=/usr/bin:/bin setsid sh -c 'cd \"$0\" && sh {script} {pidfile} "
               "</dev/null >/dev/null 2>&1 &' \"$PWD\"")
-    agent = tmp_path / "agent.sh"
-    agent.write_text(AGENT.format(daemon=daemon))
-    agent.chmod(0o755)
-    config = toy_repo / "autoresearch.toml"
-    config.write_text(config.read_text() + textwrap.dedent(f"""
-        [proposer]
-        name = "agent"
-        agent = "custom"
-        command = "{agent}"
-        agent_timeout_seconds = 30
-        """))
-    git(toy_repo, "commit", "-qam", "use the agent")
+    use_agent(toy_repo, AGENT.format(daemon=daemon), tmp_path)
     with killed_afterwards(pidfile):
         result = run_cli(toy_repo, "run", "--tag", "d", "--iterations", "2", timeout=240)
         assert result.returncode == 0, result.stdout + result.stderr

@@ -14,6 +14,7 @@ class Stamp:
     mtime_ns: int
     ctime_ns: int
     ino: int
+    mode: int  # a chmod changes the ctime too; kept to say "mode changed"
 
     @classmethod
     def of(cls, path: Path, *, follow_links: bool = True) -> Stamp | None:
@@ -23,4 +24,4 @@ class Stamp:
             st = path.stat() if follow_links else path.lstat()
         except OSError:
             return None
-        return cls(st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+        return cls(st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_mode)

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from autoresearch import gitops
+from autoresearch.file_stamp import Stamp
 from autoresearch.globs import matches
 from autoresearch.repo_paths import Canonicalizer, PathRefused, fold, shown
 from autoresearch.textcheck import bytes_problem, clean_prose, text_problem
@@ -216,25 +217,6 @@ def protected_changes(root: Path, expected: Mapping[str, str]) -> list[str]:
     return sorted(p for p, digest in expected.items() if now[p] != digest)
 
 
-@dataclass(frozen=True)
-class _Stamp:
-    """What any write to a file changes. ctime cannot be set back by any process."""
-
-    size: int
-    mtime_ns: int
-    ctime_ns: int
-    ino: int
-    mode: int
-
-
-def _stamp(full: Path) -> _Stamp | None:
-    try:
-        st = full.lstat()
-    except OSError:
-        return None
-    return _Stamp(st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_mode)
-
-
 @dataclass
 class Fence:
     """What a fenced run did to the protected files: one phrase per file it touched (filled when
@@ -268,11 +250,11 @@ def protected_fence(worktree: Path, expected: Mapping[str, str]) -> Iterator[Fen
                 os.chmod(full, modes[path] & ~0o222)
         except OSError:
             continue
-    before = {p: _stamp(worktree / p) for p in expected}  # after the chmod: only the run differs
+    before = {p: Stamp.of(worktree / p, follow_links=False) for p in expected}  # after the chmod: only the run differs
     try:
         yield fence
     finally:
-        after = {p: _stamp(worktree / p) for p in expected}
+        after = {p: Stamp.of(worktree / p, follow_links=False) for p in expected}
         after_hashes = hash_files(worktree, expected)
         for path, mode in modes.items():
             full = worktree / path
@@ -285,8 +267,8 @@ def protected_fence(worktree: Path, expected: Mapping[str, str]) -> Iterator[Fen
 
 
 def _fence_changes(expected: Mapping[str, str], before_hashes: Mapping[str, str],
-                   after_hashes: Mapping[str, str], before: Mapping[str, _Stamp | None],
-                   after: Mapping[str, _Stamp | None]) -> list[str]:
+                   after_hashes: Mapping[str, str], before: Mapping[str, Stamp | None],
+                   after: Mapping[str, Stamp | None]) -> list[str]:
     changes: list[str] = []
     for path in sorted(expected):
         digest = expected[path]
@@ -301,7 +283,7 @@ def _fence_changes(expected: Mapping[str, str], before_hashes: Mapping[str, str]
     return changes
 
 
-def _how(before: _Stamp | None, after: _Stamp | None) -> str:
+def _how(before: Stamp | None, after: Stamp | None) -> str:
     """How a file whose content is back as it was was still touched."""
     if before is None or after is None or before.ino != after.ino:
         return "replaced during the run by a file with the same content"

@@ -22,7 +22,6 @@ Untracked files are not watched: runs make them (caches, outputs, checkpoints).
 from __future__ import annotations
 
 import hashlib
-import os
 import stat
 import time
 from collections.abc import Collection, Iterator
@@ -32,20 +31,12 @@ from functools import lru_cache
 from pathlib import Path
 
 from autoresearch import gitops
+from autoresearch.file_stamp import Stamp
 
 __all__ = ["Seal", "sealed_worktree"]
 
 _RACY_NS = 200_000_000  # 0.2 s; a clock tick is 1-10 ms
 _GITLINK = "160000"
-
-
-@dataclass(frozen=True)
-class _Stamp:
-    size: int
-    mtime_ns: int
-    ctime_ns: int
-    ino: int
-    mode: int
 
 
 @dataclass
@@ -71,7 +62,7 @@ def sealed_worktree(worktree: Path, commit: str, skip: Collection[str] = ()) -> 
         gitops.checkout(worktree, commit)
     files = [p for p in _tracked(worktree, commit) if p not in skip]
     now = time.time_ns()
-    before = {p: _stamp(worktree / p) for p in files}
+    before = {p: Stamp.of(worktree / p, follow_links=False) for p in files}
     racy = {p: _digest(worktree / p) for p, s in before.items()
             if s is not None and max(s.mtime_ns, s.ctime_ns) >= now - _RACY_NS}
     try:
@@ -81,14 +72,14 @@ def sealed_worktree(worktree: Path, commit: str, skip: Collection[str] = ()) -> 
         if head != commit:
             seal.changes.append(f"HEAD moved to {(head or 'nothing')[:12]}")
         for path in files:
-            after = _stamp(worktree / path)
+            after = Stamp.of(worktree / path, follow_links=False)
             if after != before[path]:
                 seal.changes.append(f"{path} ({_how(before[path], after)})")
             elif path in racy and _digest(worktree / path) != racy[path]:
                 seal.changes.append(f"{path} (written)")
 
 
-def _how(before: _Stamp | None, after: _Stamp | None) -> str:
+def _how(before: Stamp | None, after: Stamp | None) -> str:
     if after is None:
         return "deleted"
     if before is None:
@@ -99,14 +90,6 @@ def _how(before: _Stamp | None, after: _Stamp | None) -> str:
             (before.size, before.mtime_ns) == (after.size, after.mtime_ns)):
         return "mode changed"
     return "written"
-
-
-def _stamp(full: Path) -> _Stamp | None:
-    try:
-        st = os.lstat(full)
-    except OSError:
-        return None
-    return _Stamp(st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_mode)
 
 
 def _digest(full: Path) -> str:

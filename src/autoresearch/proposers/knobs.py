@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import difflib
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Literal
@@ -178,8 +178,9 @@ def _check_value(knob: Knob, site: Site, where: str) -> None:
         )
 
 
-def _marker_knobs(root: Path, files: Sequence[str]) -> dict[str, Knob]:
-    found: dict[str, Knob] = {}
+def _texts_with_markers(root: Path, files: Sequence[str]) -> Iterator[tuple[str, str]]:
+    """(file, text) of each in-scope file small and readable enough to hold a `# knob:` marker,
+    and that mentions one."""
     for rel in files:
         path = root / rel
         try:
@@ -188,8 +189,13 @@ def _marker_knobs(root: Path, files: Sequence[str]) -> dict[str, Knob]:
             text = read_text(path)
         except (OSError, UnicodeDecodeError):
             continue  # binary or unreadable files cannot hold markers
-        if "knob:" not in text:
-            continue
+        if "knob:" in text:
+            yield rel, text
+
+
+def _marker_knobs(root: Path, files: Sequence[str]) -> dict[str, Knob]:
+    found: dict[str, Knob] = {}
+    for rel, text in _texts_with_markers(root, files):
         dialect = dialect_of(rel)
         for name, sites in assignment_sites(text, dialect).items():
             for site in sites:
@@ -371,18 +377,8 @@ def require_knobs(root: Path, config: Config) -> list[Knob]:
 
 def _stray_markers(root: Path, files: Sequence[str]) -> list[tuple[str, str]]:
     """("file:line", line) of each `# knob:` marker on a line that is not a knob line."""
-    found = []
-    for rel in files:
-        path = root / rel
-        try:
-            if not path.is_file() or path.stat().st_size > _MAX_SCAN_BYTES:
-                continue
-            text = read_text(path)
-        except (OSError, UnicodeDecodeError):
-            continue
-        if "knob:" in text:
-            found += [(f"{rel}:{i + 1}", line) for i, line in stray_markers(text, dialect_of(rel))]
-    return found
+    return [(f"{rel}:{i + 1}", line) for rel, text in _texts_with_markers(root, files)
+            for i, line in stray_markers(text, dialect_of(rel))]
 
 
 def describe_knobs(knobs: Sequence[Knob]) -> str:
