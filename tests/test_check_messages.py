@@ -340,3 +340,18 @@ def test_a_metric_printed_several_times_is_said_with_the_one_used(tmp_path: Path
     assert "score was printed 2 times (9, 5): the last is the one used" in said
     once = repo_with(tmp_path / "once", CONFIG)
     assert "was printed" not in flat(run_cli(once, "check").stdout)
+
+
+def test_a_guard_added_after_the_baseline_is_named_when_the_session_resumes(
+        tmp_path: Path) -> None:
+    repo = repo_with(tmp_path, CONFIG + TUNE)
+    assert run_cli(repo, "run", "--iterations", "2").returncode == 0
+    config = repo / "autoresearch.toml"
+    config.write_text(config.read_text() + '\n[[guards]]\nmetric = "memory"\nmax = 10\n'
+                      '\n[[guards]]\nmetric = "mem_mb"\nmax = 1000\n')
+    git(repo, "commit", "-qam", "two guards, one on a metric the runs recorded")
+    resumed = run_cli(repo, "run", "--iterations", "3")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    said = flat(resumed.stdout)
+    assert "guards[0] bounds 'memory', which the incumbent's runs did not record" in said
+    assert "guards[1]" not in said  # mem_mb is recorded (record = ["mem_mb"])

@@ -98,3 +98,14 @@ def proposer_readiness(proposer: Proposer, worktree: Path) -> str | None:
     if isinstance(proposer, ChecksReadiness):
         return proposer.check_ready(worktree)
     return None
+
+
+def guards_unmeasured(config: Config, incumbent_metrics: dict[str, float]) -> list[str]:
+    """On resume: metric guards whose metric the incumbent's runs never recorded (a guard added
+    after they ran). If the command does not print it, every candidate fails that guard and each
+    improvement is discarded; the baseline check cannot say, since it has already passed."""
+    return [f"guards[{i}] bounds {g.metric!r}, which the incumbent's runs did not record (added "
+            "since?): if the verify command does not print it, every candidate will fail this "
+            "guard; `autoresearch check` runs the command and says"
+            for i, g in enumerate(config.guards)
+            if g.metric is not None and g.metric not in incumbent_metrics]

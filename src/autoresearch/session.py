@@ -42,7 +42,11 @@ from autoresearch.ledger_watch import LedgerWatch
 from autoresearch.policy import Policy, policy_for
 from autoresearch.proposers.base import ExperimentOutcome, Proposal, Proposer
 from autoresearch.proposers.registry import load_proposer
-from autoresearch.readiness import check_preconditions, proposer_readiness
+from autoresearch.readiness import (
+    check_preconditions,
+    guards_unmeasured,
+    proposer_readiness,
+)
 from autoresearch.review.gate import check_gate
 from autoresearch.runner import kill_leftovers
 from autoresearch.slots import Slot, Slots, crowding, plan_resources, slot_threads
@@ -185,6 +189,8 @@ class Session:
         first = self.slots.all[0].worktree
         if not created:  # resuming: the incumbent's files, where the knobs may have moved
             self.readiness = proposer_readiness(self.proposer, first)
+            if self.history.baseline is not None:
+                self.notices += guards_unmeasured(self.config, self.history.mean_metrics(tip))
         self.protected_hashes = guardrails.hash_files(first, select(
             gitops.tracked_files(first, tip), self.config.all_protected))
         self.ledger.session_opened(row.id, proposer=self.proposer.name,
