@@ -154,3 +154,23 @@ def test_a_diff_that_adds_and_deletes_files_applied_or_not(repo: Repo, tmp_path:
     pending = from_diff_file(repo.path, str(patch))
     assert pending.source.head_text("new.py") == "z = 3\n"
     assert pending.source.base_text("old.py") == "x = 1\ny = 2\n"
+
+
+def test_files_whose_names_git_quotes_are_reviewed_under_their_real_names(repo: Repo) -> None:
+    """git quotes a non-ASCII name (`é.py`), and a tab in one, with C escapes: the review reads
+    and analyses those files by their real names; a name that is not UTF-8 does not fail it."""
+    from tests.review.conftest import review_offline
+
+    repo.commit("init", **{"a.py": "x = 1\n"})
+    repo.branch("feature")
+    repo.commit("names", **{"é.py": "print(accented)\n", "tab\there.py": "print(tabbed)\n"})
+    (repo.path / "caf\udce9.py").write_bytes(b"print(latin1)\n")  # a Latin-1 byte in the name
+    repo.git("add", "-A")
+    repo.git("commit", "-qm", "latin-1 name")
+    change = repo.change("main")
+    paths = {f.path for f in change.files}
+    assert {"é.py", "tab\there.py"} <= paths
+    assert change.source.head_text("é.py") == "print(accented)\n"
+    found = {(f.path, s) for f in review_offline(change).findings for s in f.sources}
+    assert ("é.py", "ruff F821") in found
+    assert ("tab\there.py", "ruff F821") in found
