@@ -174,3 +174,30 @@ def test_files_whose_names_git_quotes_are_reviewed_under_their_real_names(repo: 
     found = {(f.path, s) for f in review_offline(change).findings for s in f.sources}
     assert ("é.py", "ruff F821") in found
     assert ("tab\there.py", "ruff F821") in found
+
+
+def test_a_file_with_too_many_changed_lines_is_named_not_read(repo: Repo,
+                                                               monkeypatch: pytest.MonkeyPatch
+                                                               ) -> None:
+    """A data dump in the change (here over a limit lowered to 50 lines; 20,000 by default) is
+    left out of the diff that is read and parsed, and named in the review's notes; the rest of
+    the change is reviewed as usual. (A 50 MB text file took 5 GB of memory and 107 s.)"""
+    from autoresearch.review import change as changes
+    from tests.review.conftest import review_offline
+
+    monkeypatch.setattr(changes, "MAX_DIFF_LINES", 50)
+    repo.commit("init", **{"a.py": "x = 1\n", "dump.py": "v = 0\n"})
+    repo.branch("feature")
+    repo.commit("dump", **{"a.py": "x = 1\nprint(missing)\n",
+                           "dump.py": "".join(f"v{i} = {i}\n" for i in range(80)),
+                           "data.txt": "row\n" * 60})
+    change = repo.change("main")
+    by_path = {f.path: f for f in change.files}
+    assert set(by_path) == {"a.py", "dump.py", "data.txt"}
+    assert by_path["data.txt"].status == "added" and not by_path["data.txt"].hunks
+    assert "row" not in change.diff_text and "v70 = 70" not in change.diff_text
+    review = review_offline(change)
+    assert [(f.path, f.sources) for f in review.findings] == [("a.py", ("ruff F821",))]
+    assert any(n.startswith("data.txt: not reviewed (60 changed lines") for n in review.notes)
+    assert by_path["dump.py"].status == "modified" and by_path["dump.py"].old_path == "dump.py"
+    assert any(n.startswith("dump.py: not reviewed (81 changed lines") for n in review.notes)

@@ -16,13 +16,13 @@ from __future__ import annotations
 import sys
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from unidiff.patch import PatchedFile
 
 from autoresearch.errors import AutoresearchError, PreconditionError
-from autoresearch.review.diff import ChangedFile, DiffMismatch, parse_diff, rebuild
+from autoresearch.review.diff import ChangedFile, DiffMismatch, Status, parse_diff, rebuild
 from autoresearch.review.gitio import (
     is_repo,
     merge_base,
@@ -35,6 +35,9 @@ from autoresearch.review.model import Subject
 
 # Beyond this a file is reviewed from its diff only (a generated or vendored blob, not code).
 MAX_FILE_BYTES = 1_000_000
+# Beyond this many changed lines a file's diff is not read at all (a data dump, a generated or
+# vendored file): parsed, a 50 MB text file's diff alone took 2 GB of memory.
+MAX_DIFF_LINES = 20_000
 
 
 @dataclass(frozen=True)
@@ -143,6 +146,7 @@ class Change:
     files: list[ChangedFile]
     source: Source
     commits: list[Commit]
+    notes: list[str] = field(default_factory=list)  # what the review leaves out, and why
 
     @property
     def reviewable(self) -> list[ChangedFile]:
@@ -185,17 +189,62 @@ def _commits(root: Path, base: str, head: str) -> list[Commit]:
     return [Commit(*line.split("\x1f", 1)) for line in out.splitlines() if "\x1f" in line]
 
 
-def _git_diff(root: Path, base: str, head: str) -> str:
-    raw = run_git_bytes(root, "diff", "--no-color", "--no-ext-diff", "--find-renames",
-                        "--end-of-options", base, head)
+def _git_diff(root: Path, base: str, head: str, exclude: Iterable[str] = ()) -> str:
+    pathspecs = [f":(exclude,literal){p}" for p in exclude]
+    raw = run_git_bytes(root, "-c", "core.quotePath=false", "diff", "--no-color", "--no-ext-diff",
+                        "--find-renames", "--end-of-options", base, head,
+                        *(["--", ".", *pathspecs] if pathspecs else []))
     return raw.decode("utf-8", errors="replace")
 
 
+_STATUS: dict[str, Status] = {"A": "added", "D": "deleted", "M": "modified", "R": "renamed",
+                              "T": "modified", "C": "added"}
+
+
+def _oversized(root: Path, base: str, head: str) -> list[tuple[ChangedFile, int]]:
+    """The files whose diff is too large to read (MAX_DIFF_LINES), from git's counts alone."""
+    fields = run_git(root, "-c", "core.quotePath=false", "diff", "--numstat", "--find-renames",
+                     "-z", "--end-of-options", base, head).split("\0")
+    big: dict[str, int] = {}
+    i = 0
+    while i < len(fields) - 1:
+        added, removed, path = (fields[i].split("\t", 2) + ["", ""])[:3]
+        if not path:  # a rename: "added\tremoved\t", then the old and the new path
+            path, i = fields[i + 2], i + 3
+        else:
+            i += 1
+        if added.isdigit() and removed.isdigit() and int(added) + int(removed) > MAX_DIFF_LINES:
+            big[path] = int(added) + int(removed)
+    if not big:
+        return []
+    status = run_git(root, "-c", "core.quotePath=false", "diff", "--name-status",
+                     "--find-renames", "-z", "--end-of-options", base, head, "--",
+                     *[f":(literal){p}" for p in big]).split("\0")
+    out: list[tuple[ChangedFile, int]] = []
+    i = 0
+    while i < len(status) - 1:
+        code = status[i][:1]
+        if code in ("R", "C"):
+            old, new, i = status[i + 1], status[i + 2], i + 3
+        else:
+            old = new = status[i + 1]
+            i += 2
+        kind = _STATUS.get(code, "modified")
+        out.append((ChangedFile(path=new, old_path=None if kind == "added" else old,
+                                status=kind, binary=False, hunks=()), big.get(new, 0)))
+    return out
+
+
 def _range_change(root: Path, base: str, head: str, subject: Subject) -> Change:
-    diff_text = _git_diff(root, base, head)
+    oversized = _oversized(root, base, head)
+    diff_text = _git_diff(root, base, head, exclude=[f.path for f, _ in oversized])
     files, _ = parse_diff(diff_text, where=subject.label)
-    return Change(root=root, subject=subject, diff_text=diff_text, files=files,
-                  source=CommitSource(root, base, head), commits=_commits(root, base, head))
+    notes = [f"{f.path}: not reviewed ({lines:,} changed lines, over the {MAX_DIFF_LINES:,}-line "
+             "limit of one file)" for f, lines in oversized]
+    return Change(root=root, subject=subject, diff_text=diff_text,
+                  files=files + [f for f, _ in oversized],
+                  source=CommitSource(root, base, head), commits=_commits(root, base, head),
+                  notes=notes)
 
 
 def from_range(root: Path, base: str | None, head: str | None) -> Change:

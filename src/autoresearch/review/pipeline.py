@@ -116,7 +116,7 @@ def run_review(change: Change, settings: ReviewSettings, *, known: Collection[st
         findings = aggregate([*offline_raw, *confirmed], change,
                              inline_cap=settings.inline_cap, known=known)
         cap_note = budget.note()
-        notes = [*collected.notes, *([cap_note] if cap_note else [])]
+        notes = [*change.notes, *collected.notes, *([cap_note] if cap_note else [])]
         if settings.llm_note:
             notes.insert(0, settings.llm_note)
         return Review(
