@@ -201,3 +201,25 @@ def test_a_file_with_too_many_changed_lines_is_named_not_read(repo: Repo,
     assert any(n.startswith("data.txt: not reviewed (60 changed lines") for n in review.notes)
     assert by_path["dump.py"].status == "modified" and by_path["dump.py"].old_path == "dump.py"
     assert any(n.startswith("dump.py: not reviewed (81 changed lines") for n in review.notes)
+
+
+@pytest.mark.parametrize("name", ["/ABS/secret.py", "../outside/secret.py", "linked/secret.py"])
+def test_a_diff_never_reads_a_file_outside_the_repository(repo: Repo, tmp_path: Path,
+                                                          name: str) -> None:
+    """A diff is input: one naming an absolute path, a `..` path, or a path through a linked
+    directory that leads out of the repository must not have the file outside read (and so
+    sent to a model), even when its lines match the secret there."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.py").write_text("TOKEN = 'hunter2-planted'\n")
+    repo.commit("init", **{"a.py": "x = 1\n"})
+    (repo.path / "linked").symlink_to(outside, target_is_directory=True)
+    path = name.replace("/ABS", str(outside))
+    diff = tmp_path / "change.diff"
+    diff.write_text(f"--- a/{path}\n+++ b/{path}\n".replace("a//", "/").replace("b//", "/")
+                    + "@@ -1 +1,2 @@\n TOKEN = 'hunter2-planted'\n+print(TOKEN)\n")
+    with pytest.raises(PreconditionError) as caught:
+        change = from_diff_file(repo.path, str(diff))
+        # Not refused: then nothing outside may have been read.
+        assert "hunter2" not in (change.source.base_text(change.files[0].path) or "")
+    assert "outside the repository" in str(caught.value) or "does not match" in str(caught.value)

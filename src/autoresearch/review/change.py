@@ -13,11 +13,12 @@ any file at the base or the head.
 
 from __future__ import annotations
 
+import os
 import sys
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from unidiff.patch import PatchedFile
 
@@ -114,10 +115,10 @@ class TextSource(Source):
         self._base.update(base)
 
     def _read_head(self, paths: Sequence[str]) -> dict[str, str | None]:
-        return {p: _read_file(self.root / p) for p in paths}
+        return {p: _read_file(self.root, p) for p in paths}
 
     def _read_base(self, paths: Sequence[str]) -> dict[str, str | None]:
-        return {p: _read_file(self.root / p) for p in paths}
+        return {p: _read_file(self.root, p) for p in paths}
 
     def head_paths(self) -> list[str]:
         if is_repo(self.root):
@@ -129,8 +130,16 @@ class TextSource(Source):
         return sorted(set(paths) | {p for p, text in self._head.items() if text is not None})
 
 
-def _read_file(path: Path) -> str | None:
+def _read_file(root: Path, rel: str) -> str | None:
+    """A working-tree file as git would see it, never anything outside `root`: a symlink is its
+    target's name (what git stores), and a path through a linked directory that leads out of
+    the repository is not read (a diff is input; what is read may reach a model)."""
+    path = root / rel
     try:
+        if path.is_symlink():
+            return os.readlink(path)
+        if not path.resolve().is_relative_to(root.resolve()):
+            return None
         if not path.is_file() or path.stat().st_size > MAX_FILE_BYTES:
             return None
         return path.read_bytes().decode("utf-8", errors="replace")
@@ -316,13 +325,13 @@ def _sides(root: Path, changed: ChangedFile, pf: PatchedFile) -> tuple[str | Non
     patch is applied, the base side when it is not; anything else raises DiffMismatch."""
     if changed.binary:
         return None, None
-    old_disk = _read_file(root / changed.old_path) if changed.old_path else None
+    old_disk = _read_file(root, changed.old_path) if changed.old_path else None
     if changed.status == "deleted":
         if old_disk is None:  # applied: the file is gone, and the diff holds all of it
             return rebuild("", pf, forward=False), None
         rebuild(old_disk, pf, forward=True)  # not applied: the file must be what it deletes
         return old_disk, None
-    head_disk = _read_file(root / changed.path)
+    head_disk = _read_file(root, changed.path)
     if head_disk is not None:
         try:
             undone = rebuild(head_disk, pf, forward=False)
@@ -334,6 +343,13 @@ def _sides(root: Path, changed: ChangedFile, pf: PatchedFile) -> tuple[str | Non
     if old_disk is None:
         raise DiffMismatch(f"{changed.old_path} is not in the working tree")
     return old_disk, rebuild(old_disk, pf, forward=True)
+
+
+def _inside(path: str) -> bool:
+    """A relative path that cannot leave the directory it is joined to (no `..`, not absolute):
+    a diff is input, and `root / "/etc/passwd"` is /etc/passwd."""
+    pure = PurePosixPath(path)
+    return bool(pure.parts) and not pure.is_absolute() and ".." not in pure.parts
 
 
 def from_diff_file(root: Path, diff_path: str) -> Change:
@@ -353,6 +369,12 @@ def from_diff_file(root: Path, diff_path: str) -> Change:
     if not files:
         raise AutoresearchError("the diff changes no file", where=where,
                                 fix="pass a unified diff (e.g. `git diff main... > change.diff`)")
+    outside = [p for f in files for p in (f.path, f.old_path) if p and not _inside(p)]
+    if outside:
+        raise PreconditionError(
+            f"the diff names a path outside the repository: {outside[0]}", where=where,
+            fix="a review reads only files under --repo; pass a diff whose paths are relative "
+            "to the repository (as `git diff` writes them)")
     in_repo = is_repo(root)
     head_rev = run_git(root, "rev-parse", "--verify", "--quiet", "HEAD", check=False).strip() \
         if in_repo else ""
