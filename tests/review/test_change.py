@@ -223,3 +223,19 @@ def test_a_diff_never_reads_a_file_outside_the_repository(repo: Repo, tmp_path: 
         # Not refused: then nothing outside may have been read.
         assert "hunter2" not in (change.source.base_text(change.files[0].path) or "")
     assert "outside the repository" in str(caught.value) or "does not match" in str(caught.value)
+
+
+def test_a_repository_without_commits_says_so_and_its_fix_works(repo: Repo, tmp_path: Path
+                                                                ) -> None:
+    import subprocess
+
+    repo.write("a.py", "print(undefined)\n")
+    with pytest.raises(PreconditionError, match="no commit yet") as caught:
+        from_range(repo.path, None, None)
+    assert "--diff" in str(caught.value.fix)
+    repo.git("add", "-N", ".")
+    diff = tmp_path / "change.diff"
+    diff.write_bytes(subprocess.run(["git", "diff"], cwd=repo.path, capture_output=True,
+                                    check=True).stdout)
+    change = from_diff_file(repo.path, str(diff))
+    assert [f.path for f in change.files] == ["a.py"]

@@ -259,6 +259,12 @@ def _range_change(root: Path, base: str, head: str, subject: Subject) -> Change:
 def from_range(root: Path, base: str | None, head: str | None) -> Change:
     """`--base/--head`: what `head` adds over its merge base with `base` (a pull request's diff)."""
     head_name = head or "HEAD"
+    if head is None and not run_git(root, "rev-parse", "--verify", "--quiet", "HEAD",
+                                    check=False).strip():
+        raise PreconditionError(
+            "this repository has no commit yet: there is no branch to review", where=str(root),
+            fix="commit the change on a branch first, or review the working tree as a diff: "
+            "git add -N . && git diff > change.diff && autoresearch review --diff change.diff")
     head_sha = resolve_rev(root, head_name, "--head")
     if base is None:
         branch = default_branch(root)
