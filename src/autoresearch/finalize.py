@@ -219,11 +219,11 @@ def _replay(repo: Path, index: _Index, base: str, commits: list[SourceCommit]) -
 # --- the command ---------------------------------------------------------------------------------
 
 
-def _source_commits(repo: Path, base: str, tip: str, titles: dict[str, tuple[str, str]]
-                    ) -> list[SourceCommit]:
+def _source_commits(repo: Path, base: str, tip: str, titles: dict[str, tuple[str, str]],
+                    restore: str) -> list[SourceCommit]:
     if not is_ancestor(repo, base, tip):
-        raise FinalizeError(f"the session branch does not descend from its base {base[:12]}",
-                            fix="was the branch rewritten? finalize needs its original history")
+        raise FinalizeError(f"the session branch does not descend from its base {base[:12]}: "
+                            "it was rewritten or reset", fix=restore)
     if rev_list(repo, ["--merges", f"{base}..{tip}"]):
         raise FinalizeError("the session branch contains merge commits",
                             fix="finalize handles the linear history a session writes")
@@ -237,7 +237,9 @@ def _source_commits(repo: Path, base: str, tip: str, titles: dict[str, tuple[str
 
 def _check_branch_name(repo: Path, name: str) -> None:
     if git(repo, "check-ref-format", "--branch", name, check=False).strip() != name:
-        raise FinalizeError(f"{name!r} is not a valid branch name", fix="choose another --prefix")
+        raise FinalizeError(f"{name!r} is not a valid branch name", where="--prefix",
+                            fix="choose another --prefix: letters, digits, '-', '_' and '/' "
+                            "(no '..', '@{', spaces, '~^:?*[\\', nor a leading '-')")
 
 
 def finalize(
@@ -264,11 +266,23 @@ def finalize(
                             where=str(repo), fix="it may have been deleted; nothing to finalize")
     titles = {e.commit_sha: (e.id, e.hypothesis.strip().splitlines()[0] if e.hypothesis else "")
               for e in exps if e.commit_sha and e.kind != "baseline"}
-    commits = _source_commits(repo, base, tip, titles)
+    kept = [e for e in exps if e.status == "keep" and e.kind != "baseline" and e.commit_sha]
+    last = (kept[-1].commit_sha or "")[:12] if kept else ""
+    restore = (f"the session's last kept commit is {last} ({kept[-1].id}): put the branch back "
+               f"with `git branch -f {session.branch} {last}` (what it pointed to stays in "
+               f"`git reflog {session.branch}`), then finalize again" if kept else
+               "finalize needs the branch the session wrote")
+    commits = _source_commits(repo, base, tip, titles, restore)
     if not commits:
         raise FinalizeError(f"session {session.tag} kept no change: the branch is at its base",
                             fix="nothing to review; run more experiments first")
     warnings = []
+    kept_shas = {e.commit_sha for e in kept}
+    for c in commits:
+        if c.sha not in kept_shas:
+            warnings.append(f"{c.sha[:12]} ({c.title}) is on {session.branch} but no experiment "
+                            "of the session kept it (a commit made on the branch by hand): it is "
+                            "included in the branches, unmeasured")
     on_branch = {c.sha for c in commits}
     for e in exps:
         if e.status == "keep" and e.kind != "baseline" and e.commit_sha not in on_branch:

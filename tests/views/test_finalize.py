@@ -203,3 +203,47 @@ def test_sigterm_during_verify_kills_the_run_and_removes_its_worktree(real_repo:
         f"/proc/{run_pid}/status").read_text()  # the run did not outlive finalize
     assert "finalize" not in git(repo, "worktree", "list")
     assert git(repo, "for-each-ref", "refs/heads/autoresearch-final/") == branches
+
+
+def test_a_rewritten_session_branch_gets_the_command_that_restores_it(real_repo: Path,
+                                                                      tmp_path: Path) -> None:
+    import re
+    import shlex
+
+    repo = copy_repo(real_repo, tmp_path / "copy")
+    git(repo, "checkout", "-q", "--orphan", "elsewhere")
+    git(repo, "commit", "-q", "--allow-empty", "-m", "unrelated")
+    git(repo, "branch", "-f", "autoresearch/t", "elsewhere")
+    proc = autoresearch(repo, "finalize")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "does not descend from its base" in proc.stderr
+    command = re.search(r"`(git branch -f [^`]+)`", proc.stderr.replace("\n", " "))
+    assert command, proc.stderr
+    git(repo, *shlex.split(command.group(1))[1:])  # the fix, as printed
+    assert autoresearch(repo, "finalize").returncode == 0
+
+
+def test_a_commit_made_by_hand_on_the_session_branch_is_named(real_repo: Path,
+                                                              tmp_path: Path) -> None:
+    repo = copy_repo(real_repo, tmp_path / "copy")
+    git(repo, "checkout", "-q", "--detach", "autoresearch/t")
+    (repo / "notes.txt").write_text("mine\n")
+    git(repo, "add", "notes.txt")
+    git(repo, "commit", "-qm", "my own note")
+    git(repo, "branch", "-f", "autoresearch/t", "HEAD")
+    result = finalize(repo, "t")
+    hand = git(repo, "rev-parse", "HEAD")[:12]
+    assert any(w.startswith(f"{hand} (my own note) is on autoresearch/t but no experiment")
+               for w in result.warnings), result.warnings
+    assert not any("tune" in w and "no experiment" in w for w in result.warnings)
+
+
+@pytest.mark.parametrize("prefix", ["-x/", "a..b/", "x/@{-1}/", "with space/"])
+def test_a_prefix_that_makes_no_branch_name_is_refused_naming_the_flag(
+        real_repo: Path, tmp_path: Path, prefix: str) -> None:
+    repo = copy_repo(real_repo, tmp_path / "copy")
+    before = git(repo, "for-each-ref")
+    with pytest.raises(FinalizeError) as caught:
+        finalize(repo, "t", prefix=prefix)
+    assert caught.value.where == "--prefix" and "leading '-'" in str(caught.value.fix)
+    assert git(repo, "for-each-ref") == before  # no branch written
