@@ -24,6 +24,7 @@ from pathlib import Path
 
 from autoresearch.errors import AutoresearchError
 from autoresearch.gitops import changed_files, diff_names, git, is_ancestor, rev_list, tree_of
+from autoresearch.stop_signals import stop_signals_as_interrupt
 from autoresearch.views.summary import open_ledger, resolve_session
 
 DEFAULT_PREFIX = "autoresearch-final/{tag}/"
@@ -32,6 +33,25 @@ _ZERO = "0" * 40
 
 class FinalizeError(AutoresearchError):
     """The session cannot be finalized as asked."""
+
+
+class FinalizeInterrupted(FinalizeError):
+    """Ctrl-C, SIGTERM or SIGHUP during --verify: its runs killed, its worktree removed."""
+
+    exit_code = 130
+
+
+def _verify_command_fails(failed: list[tuple[str, Path]]) -> None:
+    """Every target's first re-measurement failed: the verify command no longer works (a
+    changed config, a missing tool or data), and the other rounds would only repeat it for
+    as long as their timeouts, then report the session's old runs as if re-measured."""
+    first = failed[0][1]
+    raise FinalizeError(
+        "--verify stopped: the verify command failed on every target of its first round ("
+        + "; ".join(what for what, _ in failed) + ")",
+        where=f"{first} (the first failed run's log)",
+        fix="fix [verify] command in autoresearch.toml (`autoresearch check` dry-runs it), then "
+        "run `autoresearch finalize --verify` again; the branches are written and unchanged")
 
 
 @dataclass(frozen=True)
@@ -199,11 +219,11 @@ def _replay(repo: Path, index: _Index, base: str, commits: list[SourceCommit]) -
 # --- the command ---------------------------------------------------------------------------------
 
 
-def _source_commits(repo: Path, base: str, tip: str, titles: dict[str, tuple[str, str]]
-                    ) -> list[SourceCommit]:
+def _source_commits(repo: Path, base: str, tip: str, titles: dict[str, tuple[str, str]],
+                    restore: str) -> list[SourceCommit]:
     if not is_ancestor(repo, base, tip):
-        raise FinalizeError(f"the session branch does not descend from its base {base[:12]}",
-                            fix="was the branch rewritten? finalize needs its original history")
+        raise FinalizeError(f"the session branch does not descend from its base {base[:12]}: "
+                            "it was rewritten or reset", fix=restore)
     if rev_list(repo, ["--merges", f"{base}..{tip}"]):
         raise FinalizeError("the session branch contains merge commits",
                             fix="finalize handles the linear history a session writes")
@@ -217,7 +237,9 @@ def _source_commits(repo: Path, base: str, tip: str, titles: dict[str, tuple[str
 
 def _check_branch_name(repo: Path, name: str) -> None:
     if git(repo, "check-ref-format", "--branch", name, check=False).strip() != name:
-        raise FinalizeError(f"{name!r} is not a valid branch name", fix="choose another --prefix")
+        raise FinalizeError(f"{name!r} is not a valid branch name", where="--prefix",
+                            fix="choose another --prefix: letters, digits, '-', '_' and '/' "
+                            "(no '..', '@{', spaces, '~^:?*[\\', nor a leading '-')")
 
 
 def finalize(
@@ -244,11 +266,23 @@ def finalize(
                             where=str(repo), fix="it may have been deleted; nothing to finalize")
     titles = {e.commit_sha: (e.id, e.hypothesis.strip().splitlines()[0] if e.hypothesis else "")
               for e in exps if e.commit_sha and e.kind != "baseline"}
-    commits = _source_commits(repo, base, tip, titles)
+    kept = [e for e in exps if e.status == "keep" and e.kind != "baseline" and e.commit_sha]
+    last = (kept[-1].commit_sha or "")[:12] if kept else ""
+    restore = (f"the session's last kept commit is {last} ({kept[-1].id}): put the branch back "
+               f"with `git branch -f {session.branch} {last}` (what it pointed to stays in "
+               f"`git reflog {session.branch}`), then finalize again" if kept else
+               "finalize needs the branch the session wrote")
+    commits = _source_commits(repo, base, tip, titles, restore)
     if not commits:
         raise FinalizeError(f"session {session.tag} kept no change: the branch is at its base",
                             fix="nothing to review; run more experiments first")
     warnings = []
+    kept_shas = {e.commit_sha for e in kept}
+    for c in commits:
+        if c.sha not in kept_shas:
+            warnings.append(f"{c.sha[:12]} ({c.title}) is on {session.branch} but no experiment "
+                            "of the session kept it (a commit made on the branch by hand): it is "
+                            "included in the branches, unmeasured")
     on_branch = {c.sha for c in commits}
     for e in exps:
         if e.status == "keep" and e.kind != "baseline" and e.commit_sha not in on_branch:
@@ -410,24 +444,41 @@ def remeasure(
         gitops.remove_worktree(repo, worktree)
         work.mkdir(parents=True, exist_ok=True)
         git(repo, "worktree", "add", "--detach", "--force", str(worktree), result.base_commit)
+        done = 0  # runs made by this re-measurement
         try:
-            executor = LocalExecutor(config)
-            for round_ in range(n):
-                for i, name, sha in todo:
-                    tree = tree_of_target[name]
-                    if len(by_tree[tree]) >= n:
-                        continue
-                    log_path = work / "logs" / f"{i:02d}-{slug(name)}-{round_}.log"
-                    m = executor.run(RunRequest(
-                        commit=sha, worktree=worktree, role="finalize", log_path=log_path,
-                        run_id=new_run_id(paths.repo_key, result.tag),
-                        seed=run_seed(f"{result.tag}-finalize", round_)))
-                    if m.objective is not None:
-                        by_tree[tree].append(m.objective)
-                        say(f"{name}: {config.metric.name} = {m.objective:.6g}")
-                    else:
-                        failures[tree].append(f"{m.status}: {m.reason}")
-                        say(f"{name}: {m.status} ({m.reason})")
+            # SIGTERM and SIGHUP stop like Ctrl-C: the run's tree is killed and the worktree
+            # removed below, rather than the process ending with both left behind.
+            with stop_signals_as_interrupt():
+                executor = LocalExecutor(config)
+                for round_ in range(n):
+                    round_logs: list[tuple[str, Path]] = []  # (target, log) of failed runs
+                    ran = 0
+                    for i, name, sha in todo:
+                        tree = tree_of_target[name]
+                        if len(by_tree[tree]) >= n:
+                            continue
+                        log_path = work / "logs" / f"{i:02d}-{slug(name)}-{round_}.log"
+                        m = executor.run(RunRequest(
+                            commit=sha, worktree=worktree, role="finalize", log_path=log_path,
+                            run_id=new_run_id(paths.repo_key, result.tag),
+                            seed=run_seed(f"{result.tag}-finalize", round_)))
+                        ran += 1
+                        done += 1
+                        if m.objective is not None:
+                            by_tree[tree].append(m.objective)
+                            say(f"{name}: {config.metric.name} = {m.objective:.6g}")
+                        else:
+                            failures[tree].append(f"{m.status}: {m.reason}")
+                            round_logs.append((f"{name}: {m.status} ({m.reason})", log_path))
+                            say(f"{name}: {m.status} ({m.reason})")
+                    if round_ == 0 and ran and len(round_logs) == ran:
+                        _verify_command_fails(round_logs)
+        except KeyboardInterrupt:
+            raise FinalizeInterrupted(
+                f"interrupted during --verify after {done} completed run(s): nothing was re-measured to "
+                "the end", where=str(work),
+                fix="the branches are written and unchanged; run `autoresearch finalize "
+                "--verify` again to re-measure") from None
         finally:
             gitops.remove_worktree(repo, worktree)
     base_vals = by_tree[tree_of_target["base"]]

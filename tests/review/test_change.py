@@ -154,3 +154,88 @@ def test_a_diff_that_adds_and_deletes_files_applied_or_not(repo: Repo, tmp_path:
     pending = from_diff_file(repo.path, str(patch))
     assert pending.source.head_text("new.py") == "z = 3\n"
     assert pending.source.base_text("old.py") == "x = 1\ny = 2\n"
+
+
+def test_files_whose_names_git_quotes_are_reviewed_under_their_real_names(repo: Repo) -> None:
+    """git quotes a non-ASCII name (`é.py`), and a tab in one, with C escapes: the review reads
+    and analyses those files by their real names; a name that is not UTF-8 does not fail it."""
+    from tests.review.conftest import review_offline
+
+    repo.commit("init", **{"a.py": "x = 1\n"})
+    repo.branch("feature")
+    repo.commit("names", **{"é.py": "print(accented)\n", "tab\there.py": "print(tabbed)\n"})
+    (repo.path / "caf\udce9.py").write_bytes(b"print(latin1)\n")  # a Latin-1 byte in the name
+    repo.git("add", "-A")
+    repo.git("commit", "-qm", "latin-1 name")
+    change = repo.change("main")
+    paths = {f.path for f in change.files}
+    assert {"é.py", "tab\there.py"} <= paths
+    assert change.source.head_text("é.py") == "print(accented)\n"
+    found = {(f.path, s) for f in review_offline(change).findings for s in f.sources}
+    assert ("é.py", "ruff F821") in found
+    assert ("tab\there.py", "ruff F821") in found
+
+
+def test_a_file_with_too_many_changed_lines_is_named_not_read(repo: Repo,
+                                                               monkeypatch: pytest.MonkeyPatch
+                                                               ) -> None:
+    """A data dump in the change (here over a limit lowered to 50 lines; 20,000 by default) is
+    left out of the diff that is read and parsed, and named in the review's notes; the rest of
+    the change is reviewed as usual. (A 50 MB text file took 5 GB of memory and 107 s.)"""
+    from autoresearch.review import change as changes
+    from tests.review.conftest import review_offline
+
+    monkeypatch.setattr(changes, "MAX_DIFF_LINES", 50)
+    repo.commit("init", **{"a.py": "x = 1\n", "dump.py": "v = 0\n"})
+    repo.branch("feature")
+    repo.commit("dump", **{"a.py": "x = 1\nprint(missing)\n",
+                           "dump.py": "".join(f"v{i} = {i}\n" for i in range(80)),
+                           "data.txt": "row\n" * 60})
+    change = repo.change("main")
+    by_path = {f.path: f for f in change.files}
+    assert set(by_path) == {"a.py", "dump.py", "data.txt"}
+    assert by_path["data.txt"].status == "added" and not by_path["data.txt"].hunks
+    assert "row" not in change.diff_text and "v70 = 70" not in change.diff_text
+    review = review_offline(change)
+    assert [(f.path, f.sources) for f in review.findings] == [("a.py", ("ruff F821",))]
+    assert any(n.startswith("data.txt: not reviewed (60 changed lines") for n in review.notes)
+    assert by_path["dump.py"].status == "modified" and by_path["dump.py"].old_path == "dump.py"
+    assert any(n.startswith("dump.py: not reviewed (81 changed lines") for n in review.notes)
+
+
+@pytest.mark.parametrize("name", ["/ABS/secret.py", "../outside/secret.py", "linked/secret.py"])
+def test_a_diff_never_reads_a_file_outside_the_repository(repo: Repo, tmp_path: Path,
+                                                          name: str) -> None:
+    """A diff is input: one naming an absolute path, a `..` path, or a path through a linked
+    directory that leads out of the repository must not have the file outside read (and so
+    sent to a model), even when its lines match the secret there."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.py").write_text("TOKEN = 'hunter2-planted'\n")
+    repo.commit("init", **{"a.py": "x = 1\n"})
+    (repo.path / "linked").symlink_to(outside, target_is_directory=True)
+    path = name.replace("/ABS", str(outside))
+    diff = tmp_path / "change.diff"
+    diff.write_text(f"--- a/{path}\n+++ b/{path}\n".replace("a//", "/").replace("b//", "/")
+                    + "@@ -1 +1,2 @@\n TOKEN = 'hunter2-planted'\n+print(TOKEN)\n")
+    with pytest.raises(PreconditionError) as caught:
+        change = from_diff_file(repo.path, str(diff))
+        # Not refused: then nothing outside may have been read.
+        assert "hunter2" not in (change.source.base_text(change.files[0].path) or "")
+    assert "outside the repository" in str(caught.value) or "does not match" in str(caught.value)
+
+
+def test_a_repository_without_commits_says_so_and_its_fix_works(repo: Repo, tmp_path: Path
+                                                                ) -> None:
+    import subprocess
+
+    repo.write("a.py", "print(undefined)\n")
+    with pytest.raises(PreconditionError, match="no commit yet") as caught:
+        from_range(repo.path, None, None)
+    assert "--diff" in str(caught.value.fix)
+    repo.git("add", "-N", ".")
+    diff = tmp_path / "change.diff"
+    diff.write_bytes(subprocess.run(["git", "diff"], cwd=repo.path, capture_output=True,
+                                    check=True).stdout)
+    change = from_diff_file(repo.path, str(diff))
+    assert [f.path for f in change.files] == ["a.py"]

@@ -249,3 +249,24 @@ def test_llm_setup_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
     assert own.prices.cost("gpt-4.1", 1_000_000, 0) == 1.0
     disabled, _ = resolve_llm(False, "llm", {"provider": "ollama"}, {}, when_unset="auto")
     assert disabled is None
+
+
+def test_non_finite_numbers_in_a_reply_neither_fail_the_pass_nor_reach_the_outputs(
+        repo: Repo, server: FakeModelServer) -> None:
+    """Python's JSON reader takes NaN and 1e400 (inf): a confidence of NaN is read as unknown
+    (0.5), not written into SARIF as the invalid literal NaN; a line of 1e400 drops that finding
+    alone, and the pass goes on."""
+    from autoresearch.review.outputs.jsonout import to_json
+    from autoresearch.review.outputs.sarif import render_sarif
+
+    change = small_change(repo)
+    overflow = {**REAL, "line": float("inf"), "title": "Line number overflows"}
+    server._handler = scripted([{**REAL, "confidence": float("nan")}, overflow])
+    review = run_review(change, settings(server))
+    assert all(r.status != "failed" for r in review.reviewers), review.reviewers
+    llm = [f for f in review.findings if "llm:logic" in f.sources]
+    assert [(f.location, f.confidence) for f in llm] == [("calc.py:3", 0.5)]
+    dropped = {d.finding.title: d.reason for d in review.dropped}
+    assert "no line number" in dropped["Line number overflows"]
+    json.dumps(to_json(review), allow_nan=False)  # strict JSON, as SARIF consumers read it
+    json.dumps(render_sarif(review, repo.path), allow_nan=False)

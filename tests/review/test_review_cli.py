@@ -127,3 +127,92 @@ def test_ctrl_c_during_a_slow_model_call_exits_130_at_once(feature: Repo) -> Non
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+
+
+FAKE_BANDIT = """\
+import os, sys, time
+if os.environ["FAKE_BANDIT"] == "crash":
+    raise SystemExit("Traceback (most recent call last): bandit exploded")  # exit 1, no stdout
+with open(os.environ["FAKE_BANDIT_PID"], "w") as out:
+    out.write(str(os.getpid()))
+time.sleep(120)
+"""
+
+
+def _fake_bandit(tmp_path: Path, mode: str) -> dict[str, str]:
+    """An environment whose `python -m bandit` is a stand-in that crashes or hangs."""
+    import os
+
+    from tests.conftest import cli_env
+
+    package = tmp_path / "fake" / "bandit"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "__main__.py").write_text(FAKE_BANDIT)
+    env = cli_env({"FAKE_BANDIT": mode, "FAKE_BANDIT_PID": str(tmp_path / "bandit.pid")})
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path / "fake"), env["PYTHONPATH"]])
+    return env
+
+
+def test_an_analyzer_that_crashes_is_a_failed_reviewer_not_a_clean_one(feature: Repo,
+                                                                       tmp_path: Path) -> None:
+    """bandit's exit 1 means "issues found" (on stdout): exit 1 with a traceback and nothing on
+    stdout is a crash, shown as failed, and --fail-on says so."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "autoresearch", "review", "--no-record",
+                           "--format", "json", "--fail-on", "red"], cwd=feature.path,
+                          env=_fake_bandit(tmp_path, "crash"), capture_output=True, text=True,
+                          timeout=120, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    runs = {r["name"]: r for r in json.loads(proc.stdout)["reviewers"]}
+    assert runs["bandit"]["status"] == "failed"
+    assert "bandit exploded" in runs["bandit"]["note"]
+    assert "reviewer(s) failed: bandit" in proc.stderr
+
+
+@pytest.mark.slow
+def test_sigterm_mid_review_kills_the_analyzers_and_leaves_no_files(feature: Repo,
+                                                                     tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = _fake_bandit(tmp_path, "hang")
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env["TMPDIR"] = str(scratch)  # where the review's workspace goes
+    pid_file = tmp_path / "bandit.pid"
+    proc = subprocess.Popen([sys.executable, "-m", "autoresearch", "review", "--offline"],
+                            cwd=feature.path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not (pid_file.exists() and pid_file.read_text()):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.05)
+        bandit_pid = int(pid_file.read_text())
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    try:
+        assert proc.returncode == 130, stderr
+        assert "interrupted: nothing was recorded" in stderr and "Traceback" not in stderr
+        status = Path(f"/proc/{bandit_pid}/status")
+        time.sleep(0.2)
+        assert not status.exists() or "zombie" in status.read_text()  # not left running
+        assert list(scratch.iterdir()) == []  # the workspace is removed
+        ledger = feature.path / ".autoresearch" / "ledger.db"
+        if ledger.exists():
+            with sqlite3.connect(ledger) as db:
+                assert db.execute("SELECT COUNT(*) FROM reviews").fetchone() == (0,)
+    finally:
+        import os
+
+        if Path(f"/proc/{bandit_pid}").exists():
+            os.kill(bandit_pid, signal.SIGKILL)

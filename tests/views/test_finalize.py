@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -142,3 +143,107 @@ def test_real_multi_file_session_with_verify(multi_repo: Path, tmp_path: Path) -
     assert by_name[names[1]].improvement == pytest.approx(0.0, abs=0.2)
     assert by_name["all changes (autoresearch/m)"].improvement == pytest.approx(13.0, abs=0.2)
     assert "finalize" not in git(repo, "worktree", "list")  # the measuring worktree is gone
+
+
+def _with_verify_command(repo: Path, command: str) -> None:
+    """The checkout's config (the one --verify reads) with another verify command."""
+    config = repo / "autoresearch.toml"
+    lines = config.read_text().splitlines()
+    config.write_text("\n".join(f"command = {json.dumps(command)}" if line.startswith("command =") else line
+                                for line in lines) + "\n")
+
+
+def test_verify_stops_at_once_when_the_verify_command_now_fails(real_repo: Path,
+                                                                 tmp_path: Path) -> None:
+    """A verify command that fails everywhere stops --verify after its first round with the
+    failure and the log, exit 1: not every round to its end, then the old runs shown as new."""
+    repo = copy_repo(real_repo, tmp_path / "copy")
+    assert autoresearch(repo, "finalize").returncode == 0
+    branches = git(repo, "for-each-ref", "refs/heads/autoresearch-final/")
+    _with_verify_command(repo, "python -c 'import sys; sys.exit(3)'")
+    proc = autoresearch(repo, "finalize", "--verify", "--repeats", "6")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "--verify stopped: the verify command failed on every target" in proc.stderr
+    assert "exit code 3" in proc.stderr and "Traceback" not in proc.stderr
+    logs = sorted(p.name for p in (repo / ".autoresearch" / "finalize" / "t" / "logs").iterdir())
+    assert logs and all(name.endswith("-0.log") for name in logs)  # the first round only
+    assert logs[0] in proc.stderr  # where: the log to read
+    assert "each change's own effect" not in proc.stdout
+    assert git(repo, "for-each-ref", "refs/heads/autoresearch-final/") == branches
+    assert "finalize" not in git(repo, "worktree", "list")
+
+
+def test_sigterm_during_verify_kills_the_run_and_removes_its_worktree(real_repo: Path,
+                                                                      tmp_path: Path) -> None:
+    import signal
+    import sys
+    import time
+
+    from tests.views.conftest import cli_env
+
+    repo = copy_repo(real_repo, tmp_path / "copy")
+    pid_file = tmp_path / "run.pid"
+    _with_verify_command(repo, f"python -c \"import os, time; open('{pid_file}', 'w')"
+                         ".write(str(os.getpid())); time.sleep(60)\"")
+    proc = subprocess.Popen([sys.executable, "-m", "autoresearch", "finalize", "--verify",
+                             "--repeats", "6"], cwd=repo, env=cli_env(), text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not (pid_file.exists() and pid_file.read_text()):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    run_pid = int(pid_file.read_text())
+    branches = git(repo, "for-each-ref", "refs/heads/autoresearch-final/")
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, out + err
+    assert "interrupted during --verify" in err and "Traceback" not in err
+    assert not Path(f"/proc/{run_pid}").exists() or "zombie" in Path(
+        f"/proc/{run_pid}/status").read_text()  # the run did not outlive finalize
+    assert "finalize" not in git(repo, "worktree", "list")
+    assert git(repo, "for-each-ref", "refs/heads/autoresearch-final/") == branches
+
+
+def test_a_rewritten_session_branch_gets_the_command_that_restores_it(real_repo: Path,
+                                                                      tmp_path: Path) -> None:
+    import re
+    import shlex
+
+    repo = copy_repo(real_repo, tmp_path / "copy")
+    git(repo, "checkout", "-q", "--orphan", "elsewhere")
+    git(repo, "commit", "-q", "--allow-empty", "-m", "unrelated")
+    git(repo, "branch", "-f", "autoresearch/t", "elsewhere")
+    proc = autoresearch(repo, "finalize")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "does not descend from its base" in proc.stderr
+    command = re.search(r"`(git branch -f [^`]+)`", proc.stderr.replace("\n", " "))
+    assert command, proc.stderr
+    git(repo, *shlex.split(command.group(1))[1:])  # the fix, as printed
+    assert autoresearch(repo, "finalize").returncode == 0
+
+
+def test_a_commit_made_by_hand_on_the_session_branch_is_named(real_repo: Path,
+                                                              tmp_path: Path) -> None:
+    repo = copy_repo(real_repo, tmp_path / "copy")
+    git(repo, "checkout", "-q", "--detach", "autoresearch/t")
+    (repo / "notes.txt").write_text("mine\n")
+    git(repo, "add", "notes.txt")
+    git(repo, "commit", "-qm", "my own note")
+    git(repo, "branch", "-f", "autoresearch/t", "HEAD")
+    result = finalize(repo, "t")
+    hand = git(repo, "rev-parse", "HEAD")[:12]
+    assert any(w.startswith(f"{hand} (my own note) is on autoresearch/t but no experiment")
+               for w in result.warnings), result.warnings
+    assert not any("tune" in w and "no experiment" in w for w in result.warnings)
+
+
+@pytest.mark.parametrize("prefix", ["-x/", "a..b/", "x/@{-1}/", "with space/"])
+def test_a_prefix_that_makes_no_branch_name_is_refused_naming_the_flag(
+        real_repo: Path, tmp_path: Path, prefix: str) -> None:
+    repo = copy_repo(real_repo, tmp_path / "copy")
+    before = git(repo, "for-each-ref")
+    with pytest.raises(FinalizeError) as caught:
+        finalize(repo, "t", prefix=prefix)
+    assert caught.value.where == "--prefix" and "leading '-'" in str(caught.value.fix)
+    assert git(repo, "for-each-ref") == before  # no branch written

@@ -13,16 +13,17 @@ any file at the base or the head.
 
 from __future__ import annotations
 
+import os
 import sys
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
 
 from unidiff.patch import PatchedFile
 
 from autoresearch.errors import AutoresearchError, PreconditionError
-from autoresearch.review.diff import ChangedFile, DiffMismatch, parse_diff, rebuild
+from autoresearch.review.diff import ChangedFile, DiffMismatch, Status, parse_diff, rebuild
 from autoresearch.review.gitio import (
     is_repo,
     merge_base,
@@ -35,6 +36,9 @@ from autoresearch.review.model import Subject
 
 # Beyond this a file is reviewed from its diff only (a generated or vendored blob, not code).
 MAX_FILE_BYTES = 1_000_000
+# Beyond this many changed lines a file's diff is not read at all (a data dump, a generated or
+# vendored file): parsed, a 50 MB text file's diff alone took 2 GB of memory.
+MAX_DIFF_LINES = 20_000
 
 
 @dataclass(frozen=True)
@@ -111,10 +115,10 @@ class TextSource(Source):
         self._base.update(base)
 
     def _read_head(self, paths: Sequence[str]) -> dict[str, str | None]:
-        return {p: _read_file(self.root / p) for p in paths}
+        return {p: _read_file(self.root, p) for p in paths}
 
     def _read_base(self, paths: Sequence[str]) -> dict[str, str | None]:
-        return {p: _read_file(self.root / p) for p in paths}
+        return {p: _read_file(self.root, p) for p in paths}
 
     def head_paths(self) -> list[str]:
         if is_repo(self.root):
@@ -126,8 +130,16 @@ class TextSource(Source):
         return sorted(set(paths) | {p for p, text in self._head.items() if text is not None})
 
 
-def _read_file(path: Path) -> str | None:
+def _read_file(root: Path, rel: str) -> str | None:
+    """A working-tree file as git would see it, never anything outside `root`: a symlink is its
+    target's name (what git stores), and a path through a linked directory that leads out of
+    the repository is not read (a diff is input; what is read may reach a model)."""
+    path = root / rel
     try:
+        if path.is_symlink():
+            return os.readlink(path)
+        if not path.resolve().is_relative_to(root.resolve()):
+            return None
         if not path.is_file() or path.stat().st_size > MAX_FILE_BYTES:
             return None
         return path.read_bytes().decode("utf-8", errors="replace")
@@ -143,6 +155,7 @@ class Change:
     files: list[ChangedFile]
     source: Source
     commits: list[Commit]
+    notes: list[str] = field(default_factory=list)  # what the review leaves out, and why
 
     @property
     def reviewable(self) -> list[ChangedFile]:
@@ -185,22 +198,73 @@ def _commits(root: Path, base: str, head: str) -> list[Commit]:
     return [Commit(*line.split("\x1f", 1)) for line in out.splitlines() if "\x1f" in line]
 
 
-def _git_diff(root: Path, base: str, head: str) -> str:
-    raw = run_git_bytes(root, "diff", "--no-color", "--no-ext-diff", "--find-renames",
-                        "--end-of-options", base, head)
+def _git_diff(root: Path, base: str, head: str, exclude: Iterable[str] = ()) -> str:
+    pathspecs = [f":(exclude,literal){p}" for p in exclude]
+    raw = run_git_bytes(root, "-c", "core.quotePath=false", "diff", "--no-color", "--no-ext-diff",
+                        "--find-renames", "--end-of-options", base, head,
+                        *(["--", ".", *pathspecs] if pathspecs else []))
     return raw.decode("utf-8", errors="replace")
 
 
+_STATUS: dict[str, Status] = {"A": "added", "D": "deleted", "M": "modified", "R": "renamed",
+                              "T": "modified", "C": "added"}
+
+
+def _oversized(root: Path, base: str, head: str) -> list[tuple[ChangedFile, int]]:
+    """The files whose diff is too large to read (MAX_DIFF_LINES), from git's counts alone."""
+    fields = run_git(root, "-c", "core.quotePath=false", "diff", "--numstat", "--find-renames",
+                     "-z", "--end-of-options", base, head).split("\0")
+    big: dict[str, int] = {}
+    i = 0
+    while i < len(fields) - 1:
+        added, removed, path = (fields[i].split("\t", 2) + ["", ""])[:3]
+        if not path:  # a rename: "added\tremoved\t", then the old and the new path
+            path, i = fields[i + 2], i + 3
+        else:
+            i += 1
+        if added.isdigit() and removed.isdigit() and int(added) + int(removed) > MAX_DIFF_LINES:
+            big[path] = int(added) + int(removed)
+    if not big:
+        return []
+    status = run_git(root, "-c", "core.quotePath=false", "diff", "--name-status",
+                     "--find-renames", "-z", "--end-of-options", base, head, "--",
+                     *[f":(literal){p}" for p in big]).split("\0")
+    out: list[tuple[ChangedFile, int]] = []
+    i = 0
+    while i < len(status) - 1:
+        code = status[i][:1]
+        if code in ("R", "C"):
+            old, new, i = status[i + 1], status[i + 2], i + 3
+        else:
+            old = new = status[i + 1]
+            i += 2
+        kind = _STATUS.get(code, "modified")
+        out.append((ChangedFile(path=new, old_path=None if kind == "added" else old,
+                                status=kind, binary=False, hunks=()), big.get(new, 0)))
+    return out
+
+
 def _range_change(root: Path, base: str, head: str, subject: Subject) -> Change:
-    diff_text = _git_diff(root, base, head)
+    oversized = _oversized(root, base, head)
+    diff_text = _git_diff(root, base, head, exclude=[f.path for f, _ in oversized])
     files, _ = parse_diff(diff_text, where=subject.label)
-    return Change(root=root, subject=subject, diff_text=diff_text, files=files,
-                  source=CommitSource(root, base, head), commits=_commits(root, base, head))
+    notes = [f"{f.path}: not reviewed ({lines:,} changed lines, over the {MAX_DIFF_LINES:,}-line "
+             "limit of one file)" for f, lines in oversized]
+    return Change(root=root, subject=subject, diff_text=diff_text,
+                  files=files + [f for f, _ in oversized],
+                  source=CommitSource(root, base, head), commits=_commits(root, base, head),
+                  notes=notes)
 
 
 def from_range(root: Path, base: str | None, head: str | None) -> Change:
     """`--base/--head`: what `head` adds over its merge base with `base` (a pull request's diff)."""
     head_name = head or "HEAD"
+    if head is None and not run_git(root, "rev-parse", "--verify", "--quiet", "HEAD",
+                                    check=False).strip():
+        raise PreconditionError(
+            "this repository has no commit yet: there is no branch to review", where=str(root),
+            fix="commit the change on a branch first, or review the working tree as a diff: "
+            "git add -N . && git diff > change.diff && autoresearch review --diff change.diff")
     head_sha = resolve_rev(root, head_name, "--head")
     if base is None:
         branch = default_branch(root)
@@ -267,13 +331,13 @@ def _sides(root: Path, changed: ChangedFile, pf: PatchedFile) -> tuple[str | Non
     patch is applied, the base side when it is not; anything else raises DiffMismatch."""
     if changed.binary:
         return None, None
-    old_disk = _read_file(root / changed.old_path) if changed.old_path else None
+    old_disk = _read_file(root, changed.old_path) if changed.old_path else None
     if changed.status == "deleted":
         if old_disk is None:  # applied: the file is gone, and the diff holds all of it
             return rebuild("", pf, forward=False), None
         rebuild(old_disk, pf, forward=True)  # not applied: the file must be what it deletes
         return old_disk, None
-    head_disk = _read_file(root / changed.path)
+    head_disk = _read_file(root, changed.path)
     if head_disk is not None:
         try:
             undone = rebuild(head_disk, pf, forward=False)
@@ -285,6 +349,13 @@ def _sides(root: Path, changed: ChangedFile, pf: PatchedFile) -> tuple[str | Non
     if old_disk is None:
         raise DiffMismatch(f"{changed.old_path} is not in the working tree")
     return old_disk, rebuild(old_disk, pf, forward=True)
+
+
+def _inside(path: str) -> bool:
+    """A relative path that cannot leave the directory it is joined to (no `..`, not absolute):
+    a diff is input, and `root / "/etc/passwd"` is /etc/passwd."""
+    pure = PurePosixPath(path)
+    return bool(pure.parts) and not pure.is_absolute() and ".." not in pure.parts
 
 
 def from_diff_file(root: Path, diff_path: str) -> Change:
@@ -304,6 +375,12 @@ def from_diff_file(root: Path, diff_path: str) -> Change:
     if not files:
         raise AutoresearchError("the diff changes no file", where=where,
                                 fix="pass a unified diff (e.g. `git diff main... > change.diff`)")
+    outside = [p for f in files for p in (f.path, f.old_path) if p and not _inside(p)]
+    if outside:
+        raise PreconditionError(
+            f"the diff names a path outside the repository: {outside[0]}", where=where,
+            fix="a review reads only files under --repo; pass a diff whose paths are relative "
+            "to the repository (as `git diff` writes them)")
     in_repo = is_repo(root)
     head_rev = run_git(root, "rev-parse", "--verify", "--quiet", "HEAD", check=False).strip() \
         if in_repo else ""

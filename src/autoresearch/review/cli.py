@@ -106,6 +106,7 @@ def review(
     from autoresearch.review.registry import load_reviewers
     from autoresearch.review.settings import cli_settings, load_review_config
     from autoresearch.review.store import open_ledger, record_review
+    from autoresearch.stop_signals import stop_signals_as_interrupt
 
     if list_reviewers:
         _list(load_reviewers())
@@ -141,7 +142,10 @@ def review(
     if ledger is not None:
         known |= ledger.reported_fingerprints(change.subject.key)
     try:
-        with err.status("reviewing", spinner="dots") if err.is_terminal else nullcontext():
+        # SIGTERM and SIGHUP stop the review like Ctrl-C: its analyzers killed, its temporary
+        # files removed, nothing recorded (the default would end it with both left behind).
+        with stop_signals_as_interrupt(), (
+                err.status("reviewing", spinner="dots") if err.is_terminal else nullcontext()):
             result = run_review(change, settings, known=known)
     except KeyboardInterrupt:
         if ledger is not None:

@@ -67,7 +67,39 @@ class ChangedFile:
         return None
 
 
+_C_ESCAPES = {"a": 7, "b": 8, "t": 9, "n": 10, "v": 11, "f": 12, "r": 13, '"': 34, "\\": 92}
+
+
+def _unquote(name: str) -> str:
+    """A path as git wrote it, unquoted: git puts a name holding a byte >= 0x80 (any non-ASCII
+    name, `é.py` too, unless core.quotePath is off), a tab, a newline or a quote in double
+    quotes with C escapes (`"b/caf\\303\\251.py"`); left quoted, the file could not be read and
+    its reviewers would see nothing. Bytes that are not UTF-8 are replaced: such a file cannot
+    be read back by name, and is reviewed from its diff alone."""
+    if len(name) < 2 or not (name.startswith('"') and name.endswith('"')):
+        return name
+    out = bytearray()
+    body, i = name[1:-1], 0
+    while i < len(body):
+        ch = body[i]
+        if ch == "\\" and i + 1 < len(body):
+            nxt = body[i + 1]
+            octal = body[i + 1:i + 4]
+            if len(octal) == 3 and all(c in "01234567" for c in octal):
+                out.append(int(octal, 8) & 0xFF)
+                i += 4
+                continue
+            if nxt in _C_ESCAPES:
+                out.append(_C_ESCAPES[nxt])
+                i += 2
+                continue
+        out.extend(ch.encode("utf-8"))
+        i += 1
+    return out.decode("utf-8", errors="replace")
+
+
 def _strip(name: str) -> str:
+    name = _unquote(name)
     for prefix in ("a/", "b/"):
         if name.startswith(prefix):
             return name[len(prefix):]

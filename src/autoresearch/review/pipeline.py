@@ -28,6 +28,7 @@ from autoresearch.review.model import CostSummary, Dropped, RawFinding, Review, 
 from autoresearch.review.registry import load_reviewers, select
 from autoresearch.review.reviewers.base import Reviewer, ReviewerReport, ReviewerUnavailable
 from autoresearch.review.reviewers.llm import run_pass
+from autoresearch.review.reviewers.tools import stop_tools
 from autoresearch.review.scale import plan
 from autoresearch.review.verify import verify
 
@@ -90,8 +91,11 @@ def run_review(change: Change, settings: ReviewSettings, *, known: Collection[st
             finished = True
         finally:
             # On Ctrl-C, do not wait for a model call that may take minutes: drop what has not
-            # started and let the caller exit (the workers are threads of a process that ends).
+            # started and let the caller exit (the workers are threads of a process that ends);
+            # the analyzers are processes, which would outlive it: they are killed.
             pool.shutdown(wait=finished, cancel_futures=not finished)
+            if not finished:
+                stop_tools()
         llm_raw = [f for f in collected.raws if f.needs_verification]
         confirmed: list[RawFinding] = []
         if llm_raw:
@@ -112,7 +116,7 @@ def run_review(change: Change, settings: ReviewSettings, *, known: Collection[st
         findings = aggregate([*offline_raw, *confirmed], change,
                              inline_cap=settings.inline_cap, known=known)
         cap_note = budget.note()
-        notes = [*collected.notes, *([cap_note] if cap_note else [])]
+        notes = [*change.notes, *collected.notes, *([cap_note] if cap_note else [])]
         if settings.llm_note:
             notes.insert(0, settings.llm_note)
         return Review(

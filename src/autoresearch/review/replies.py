@@ -8,6 +8,7 @@ finding (it is dropped, with the reason, so the summary can count hallucinations
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -67,7 +68,7 @@ def _finding(item: dict[str, Any], prefix: str, angles: Collection[str],
     try:
         line = int(item["line"])
         end = int(item.get("end_line") or line)
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, OverflowError):  # 1e400 reads as inf
         raise ValueError("no line number") from None
     quote = str(item.get("quote") or "")
     if not quote.strip():
@@ -80,9 +81,12 @@ def _finding(item: dict[str, Any], prefix: str, angles: Collection[str],
     category = str(item.get("category") or "other")
     severity = str(item.get("severity") or "medium").lower()
     try:
-        confidence = min(max(float(item.get("confidence", 0.5)), 0.0), 1.0)
+        confidence = float(item.get("confidence", 0.5))
     except (TypeError, ValueError):
         confidence = 0.5
+    # NaN (which Python's JSON reader accepts) would pass every clamp and reach the SARIF and
+    # JSON outputs as the invalid literal NaN.
+    confidence = min(max(confidence, 0.0), 1.0) if math.isfinite(confidence) else 0.5
     return RawFinding(
         reviewer=f"{prefix}:{angle}", angle=angle, path=path, start_line=max(line, 1),
         end_line=max(end, line, 1), title=title[:200], body=str(item.get("body") or "").strip(),
@@ -95,7 +99,7 @@ def _loose(item: dict[str, Any], prefix: str, angles: Collection[str]) -> RawFin
     def number(key: str) -> int:
         try:
             return max(int(item.get(key) or 0), 0)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             return 0
 
     angle = next(iter(angles))

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
+import threading
 from abc import abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
@@ -43,18 +47,47 @@ class PythonAnalyzer(Reviewer):
         """Run the analyzer in `workdir` over `files` (paths relative to it)."""
 
 
+# The analyzers running now, so that a review that is interrupted (Ctrl-C, SIGTERM) can end
+# them: each runs in its own session, out of reach of the terminal's signals and of a SIGTERM
+# sent to the review alone, and would otherwise go on for up to its timeout after the review.
+_running: set[subprocess.Popen[bytes]] = set()
+_running_lock = threading.Lock()
+
+
+def stop_tools() -> None:
+    """Kill every analyzer process group still running (the review is being abandoned)."""
+    with _running_lock:
+        procs = list(_running)
+    for proc in procs:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
 def run_tool(args: Sequence[str], cwd: Path, timeout_s: float, name: str) -> str:
     """Run an analyzer and return its stdout; a missing tool makes the reviewer unavailable."""
     try:
-        proc = subprocess.run(list(args), cwd=cwd, capture_output=True, timeout=timeout_s,
-                              check=False, stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(list(args), cwd=cwd, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
     except FileNotFoundError:
         raise ReviewerUnavailable(f"{name} is not installed") from None
+    with _running_lock:
+        _running.add(proc)
+    try:
+        raw_out, raw_err = proc.communicate(timeout=timeout_s)
     except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
         raise RuntimeError(f"{name} did not finish within {timeout_s:g} s") from None
-    stdout = proc.stdout.decode("utf-8", errors="replace")
-    if not stdout.strip() and proc.returncode not in (0, 1):
-        stderr = proc.stderr.decode("utf-8", errors="replace").strip()
+    finally:
+        with _running_lock:
+            _running.discard(proc)
+    stdout = raw_out.decode("utf-8", errors="replace")
+    if not stdout.strip() and proc.returncode != 0:
+        # Exit 1 is "found something" for bandit and mypy, and they say what on stdout: an
+        # exit 1 with nothing there is a crash (a traceback on stderr), not a clean bill.
+        stderr = raw_err.decode("utf-8", errors="replace").strip()
         if "No module named" in stderr:
             raise ReviewerUnavailable(f"{name} is not installed ({stderr.splitlines()[-1]})")
         raise RuntimeError(f"{name} failed (exit {proc.returncode}): {stderr[-500:]}")
