@@ -21,12 +21,20 @@ import json
 import re
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from autoresearch.display import RichDisplay
 from autoresearch.views.safe_console import SafeConsole
-from tests.views.conftest import autoresearch, init_repo
+from tests.views.conftest import autoresearch, init_repo, serve
+from tests.views.test_dashboard_browser import (  # noqa: F401 (browser and page are fixtures)
+    CHROMIUM,
+    browser,
+    page,
+    shows_experiments,
+    wait_until,
+)
 
 # The metric's name: markup that would close a tag that is not open, HTML, a pipe, a backtick,
 # quotes and a dollar (matplotlib's mathtext) in one.
@@ -180,10 +188,10 @@ def test_report_html_escapes_hostile_text(hostile: tuple[Path, str]) -> None:
     repo, _ = hostile
     out = repo.parent / "report-html"
     assert autoresearch(repo, "report", "--tag", "h", "--out", str(out)).returncode == 0
-    page = (out / "report.html").read_text()
-    assert not re.search(r"<(?:script|img src=x|a |/textarea|/pre><script)", page)
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
-    assert "&lt;img src=x onerror=alert(1)&gt;" in page  # the metric's name
+    html = (out / "report.html").read_text()
+    assert not re.search(r"<(?:script|img src=x|a |/textarea|/pre><script)", html)
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "&lt;img src=x onerror=alert(1)&gt;" in html  # the metric's name
 
 
 def test_the_live_panel_shows_hostile_text_as_text() -> None:
@@ -202,3 +210,44 @@ def test_the_live_panel_shows_hostile_text_as_text() -> None:
     plain = re.sub(r"\x1b\[[0-9;]*m", "", out)  # rich's own colours are fine
     assert "[link=https://evil.example]click[/link]" in plain and "acc[/]<img" in plain
     assert "s1 c[/]" in plain
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed at "
+                    "/usr/bin/chromium (apt-get install -y chromium)")
+def test_the_dashboard_shows_hostile_text_as_text(hostile: tuple[Path, str],
+                                                  page: Any) -> None:  # noqa: F811
+    """In a real browser: the table, the chart, the session list and each experiment's drawer
+    (hypothesis, decision, files, diff, log tail, runs' metrics) put the text in as text. No
+    payload runs (no dialog opens, no element it names is created) and the text reads as
+    written."""
+    repo, _ = hostile
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    with serve(repo, "h") as url:
+        page.goto(url + "/")
+        shows_experiments(page, len(SCRIPT) + 1)
+        cell = page.locator("#experiments tbody tr[data-id='h-0002'] td.hyp").inner_text()
+        assert cell.startswith("<script>alert(1)</script> <img src=x onerror=alert(2)>")
+        for exp_id in ("h-0002", "h-0004", "h-0005"):
+            page.click(f"#experiments tbody tr[data-id='{exp_id}']")
+            wait_until(page, f"document.getElementById('detail-id').textContent === '{exp_id}'"
+                       " && document.querySelector('#detail-body h4') !== null")
+            body = page.locator("#detail").inner_text()
+            if exp_id == "h-0002":
+                assert "<script>alert('log')</script></textarea>" in body  # the log tail
+                assert "+# </pre><script>d()</script>" in body  # the diff
+                assert "acc[/]<img src=x onerror=alert(1)>" in body  # a run's metric
+            if exp_id == "h-0004":
+                assert "x/<img src=x onerror=alert(5)>[red].py" in body  # the files
+            if exp_id == "h-0005":
+                assert "<script>e()</script>" in body  # the failure's reason
+            page.keyboard.press("Escape")
+        injected = page.evaluate("""() => ({
+            imgs: document.querySelectorAll('img').length,
+            scripts: document.querySelectorAll('script').length,
+            links: document.querySelectorAll('a[href^="javascript:" i]').length,
+            textareas: document.querySelectorAll('textarea').length})""")
+    assert injected == {"imgs": 0, "scripts": 3, "links": 0, "textareas": 0}
+    assert dialogs == [] and page.errors == []
