@@ -251,3 +251,32 @@ def test_the_dashboard_shows_hostile_text_as_text(hostile: tuple[Path, str],
             textareas: document.querySelectorAll('textarea').length})""")
     assert injected == {"imgs": 0, "scripts": 3, "links": 0, "textareas": 0}
     assert dialogs == [] and page.errors == []
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed at "
+                    "/usr/bin/chromium (apt-get install -y chromium)")
+def test_a_huge_hypothesis_does_not_widen_the_pages(hostile: tuple[Path, str],
+                                                    page: Any) -> None:  # noqa: F811
+    """A 300 KB hypothesis without a space (h-0003) wraps in the dashboard's table and drawer
+    and in report.html, instead of making them millions of pixels wide."""
+    repo, _ = hostile
+    width = page.viewport_size["width"]
+    with serve(repo, "h") as url:
+        page.goto(url + "/")
+        shows_experiments(page, len(SCRIPT) + 1)
+        table = page.evaluate("[document.querySelector('#experiments').scrollWidth, "
+                              "document.querySelector('#experiments').parentElement.clientWidth]")
+        assert table[0] <= table[1], table
+        page.click("#experiments tbody tr[data-id='h-0003']")
+        wait_until(page, "document.getElementById('detail-id').textContent === 'h-0003'"
+                   " && document.querySelector('#detail-body h4') !== null")
+        drawer = page.evaluate("[document.getElementById('detail').scrollWidth, "
+                               "document.getElementById('detail').clientWidth]")
+        assert drawer[0] <= drawer[1], drawer
+    out = repo.parent / "report-wide"
+    assert autoresearch(repo, "report", "--tag", "h", "--out", str(out)).returncode == 0
+    page.goto((out / "report.html").as_uri())
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    assert page.errors == []
