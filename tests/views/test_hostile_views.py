@@ -121,11 +121,11 @@ def test_run_prints_hostile_text_as_text(hostile: tuple[Path, str]) -> None:
 @pytest.mark.parametrize(("command", "literal"), [
     (("status",), "acc[/]<img"), (("results",), "acc[/]<img"), (("show", "2"), "acc[/]<img"),
     (("show", "4"), "acc[/]<img"), (("show", "5"), "said[bold]x[/]"),
-    (("show", "6"), "crashit[red]x[/]"), (("report",), "acc[/]<img")])
+    (("show", "6"), "crashit[red]x[/]"), (("report",), "acc[/]<img"), (("check",), "acc[/]<img")])
 def test_terminal_views_print_hostile_text_as_text(hostile: tuple[Path, str],
                                                    command: tuple[str, ...], literal: str) -> None:
     repo, _ = hostile
-    proc = autoresearch(repo, *command, "--tag", "h")
+    proc = autoresearch(repo, *command, *(("--tag", "h") if command != ("check",) else ()))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     _no_control(proc.stdout + proc.stderr, " ".join(command))
     # rich markup in names and prose is printed, not obeyed (nor an error: `[/]` closes
@@ -143,6 +143,18 @@ def test_show_prints_the_log_tail_and_the_names_as_text(hostile: tuple[Path, str
     assert "[link=https://evil.example]click[/link]" in flat
     names = "".join(autoresearch(repo, "show", "4", "--tag", "h").stdout.split())
     assert "x/<imgsrc=xonerror=alert(5)>[red].py" in names
+
+
+def test_check_prints_a_failed_runs_log_as_text(tmp_path: Path) -> None:
+    """`check`'s dry run that fails shows the command's output: as text."""
+    repo = tmp_path / "repo"
+    init_repo(repo, {"target.py": "X = 3.0\nCRASH = True\n", "score.py": SCORE,
+                     "autoresearch.toml": CONFIG.split("[proposer]")[0]})
+    proc = autoresearch(repo, "check")
+    assert proc.returncode != 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    _no_control(proc.stdout + proc.stderr, "check")
+    flat = " ".join(proc.stdout.split())
+    assert "exit code 3" in flat and "red click" in flat and "[bold red]log markup[/]" in flat
 
 
 def test_results_tsv_keeps_its_columns(hostile: tuple[Path, str]) -> None:
