@@ -108,13 +108,15 @@ class Display:
         value = "" if objective is None else f" {self.tally.metric}={objective:.6g}"
         change = "" if delta is None else f" Δ{delta:+.4g}"
         shown = "baseline" if baseline and status == "keep" else status
-        # The hypothesis whole: rich wraps it; `autoresearch show ID` has everything else.
+        # The hypothesis whole: rich wraps it; `autoresearch show ID` has everything else. Its
+        # own lines are indented, so none can pass for another experiment's line.
+        hypothesis = "\n    ".join(hypothesis.splitlines())
         self.console.print(
             Text.assemble((f"{exp_id} ", "bold"), (f"{shown:<8}", STATUS_STYLE.get(status, "")),
                           f"{value}{change}  {hypothesis}")
         )
         if reason and status != "keep":
-            self.console.print(Text(f"    {reason}", style="dim"))
+            self.console.print(Text("    " + "\n    ".join(reason.splitlines()), style="dim"))
         if self.tally.total % 10 == 0:
             self.summary_line()
 

@@ -116,6 +116,8 @@ def test_run_prints_hostile_text_as_text(hostile: tuple[Path, str]) -> None:
     assert "[bold red]RED[/] [link=https://evil.example]click[/link]" in flat  # markup as text
     assert "the model said" in flat and "[bold]x[/]" in flat
     assert "huge AAAA" in flat  # the 300 KB hypothesis was committed and run
+    # A hypothesis's own lines are indented: none passes for another experiment's line.
+    assert all(not line.startswith(("second line", "nl")) for line in out.splitlines())
 
 
 @pytest.mark.parametrize(("command", "literal"), [
