@@ -9,7 +9,8 @@ config (printed by the command as a JSON key). Each view must show it as text:
   hides a link, U+009B is CSI on terminals that honour C1), and rich markup in the text is
   printed, not obeyed (`[link=…]` would become a hyperlink, a stray `[/]` an error);
 - results.tsv keeps its nine columns whatever tabs and newlines the text holds;
-- report.md escapes inline HTML, links, backticks and pipes; report.html escapes HTML.
+- report.md escapes inline HTML, links, backticks and pipes; report.html escapes HTML;
+  progress.png draws `$…$` as written (matplotlib would parse it as mathtext, and fail).
 A hypothesis over 128 KiB is committed (through stdin: as one argument it would exceed the
 kernel's limit and stop the session).
 """
@@ -37,8 +38,8 @@ from tests.views.test_dashboard_browser import (  # noqa: F401 (browser and page
 )
 
 # The metric's name: markup that would close a tag that is not open, HTML, a pipe, a backtick,
-# quotes and a dollar (matplotlib's mathtext) in one.
-METRIC = "acc[/]<img src=x onerror=alert(1)>|m`e\"t'ric$"
+# quotes and mathtext that matplotlib cannot parse (`$\bar$`) in one.
+METRIC = "acc[/]<img src=x onerror=alert(1)>|m`e\"t'ric$\\bar$"
 # Every kind of terminal control a log can carry, HTML, and rich markup.
 LOG = ("\x1b]0;PWNED-TITLE\x07\x1b[2J\x1b[31mred\x1b[0m \x1b]8;;https://evil.example\x1b\\click"
        "\x1b]8;;\x1b\\ <script>alert('log')</script></textarea> [bold red]log markup[/] "
@@ -83,7 +84,8 @@ SCRIPT = [
      "edits": {"x/<img src=x onerror=alert(5)>[red].py": "Y = 1\n", "x/a|b\"c.py": "Z = 1\n"}},
     {"error": "the model said \x1b]0;err\x07\x1b[2J [bold]x[/] <script>e()</script>\ttab\nnl"},
     {"hypothesis": "crash it [red]x[/]", "edits": {"target.py": "CRASH = True\nX = 1\n"}},
-    {"hypothesis": "a better one", "edits": {"target.py": "X = 6.0\n"}},
+    # Kept, so progress.png labels it: mathtext matplotlib cannot parse.
+    {"hypothesis": "a better one $\\foo{$", "edits": {"target.py": "X = 6.0\n"}},
 ]
 # What no terminal view may print: C0 controls but newline (and tab), DEL, C1, bidi controls.
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
