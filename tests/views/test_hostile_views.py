@@ -27,6 +27,8 @@ from typing import Any
 import pytest
 
 from autoresearch.display import RichDisplay
+from autoresearch.report.reviews import _finding_md
+from autoresearch.views.review import FindingView
 from autoresearch.views.safe_console import SafeConsole
 from tests.views.conftest import autoresearch, init_repo, serve
 from tests.views.test_dashboard_browser import (  # noqa: F401 (browser and page are fixtures)
@@ -296,3 +298,20 @@ def test_a_huge_hypothesis_does_not_widen_the_pages(hostile: tuple[Path, str],
     page.goto((out / "report.html").as_uri())
     assert page.evaluate("document.documentElement.scrollWidth") <= width
     assert page.errors == []
+
+
+def test_a_review_finding_in_report_md_is_text() -> None:
+    """The review gate's findings are a model's words: in report.md their title, body and place
+    are text, not HTML or links (the evidence is in a fence of its own)."""
+    finding = FindingView(
+        colour="red", path="x/<img src=x onerror=alert(6)>.py", start_line=1, end_line=1,
+        angle="logic", category="logic", severity="high",
+        title="<script>alert(7)</script> [click](javascript:alert(8))",
+        body="a | pipe and `tick`\n<img src=x onerror=alert(9)>", evidence="X = 1\n",
+        confidence=0.9, sources=["llm"], inline=True, known=False,
+        location="x/<img src=x onerror=alert(6)>.py:1", blocking=True)
+    text = "\n".join(_finding_md(finding))
+    prose = _outside_code(text)
+    assert not re.search(r"(?<!\\)<(?:script|img)", prose), text
+    assert not re.search(r"(?<!\\)\]\(javascript:", prose), text
+    assert "\\<script\\>alert(7)\\</script\\>" in text and "\\`tick\\`" in text
