@@ -254,7 +254,11 @@ def test_the_dashboard_shows_hostile_text_as_text(hostile: tuple[Path, str],
                        " && document.querySelector('#detail-body h4') !== null")
             body = page.locator("#detail").inner_text()
             if exp_id == "h-0002":
-                assert "<script>alert('log')</script></textarea>" in body  # the log tail
+                log = page.locator("#detail pre.log").inner_text()
+                assert "<script>alert('log')</script></textarea>" in log
+                # Escape sequences and bidi overrides are no text: gone from the log tail.
+                assert "red click" in log and "PWNED" not in log and "[31m" not in log
+                assert "\u202e" not in log and "\x1b" not in log
                 assert "+# </pre><script>d()</script>" in body  # the diff
                 assert "acc[/]<img src=x onerror=alert(1)>" in body  # a run's metric
             if exp_id == "h-0004":
