@@ -319,3 +319,15 @@ def test_a_review_finding_in_report_md_is_text() -> None:
     assert not re.search(r"(?<!\\)<(?:script|img)", prose), text
     assert not re.search(r"(?<!\\)\]\(javascript:", prose), text
     assert "\\<script\\>alert(7)\\</script\\>" in text and "\\`tick\\`" in text
+
+
+def test_init_from_a_log_shows_its_names_as_text(tmp_path: Path) -> None:
+    """`init --from-log` lists the names the log printed: `acc[/]` is a name, not markup (it
+    was a MarkupError traceback)."""
+    repo = tmp_path / "repo"
+    init_repo(repo, {"run.log": 'step 1\n{"acc[/]": 0.5, "loss[bold]": 2.5}\n'})
+    proc = autoresearch(repo, "init", "--from-log", "run.log", "--command", "python x.py",
+                        "--scope", "x.py", "--metric", "acc[/]")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "objective acc[/] = 0.5" in " ".join(proc.stdout.split())
+    assert 'name = "acc[/]"' in (repo / "autoresearch.toml").read_text()
