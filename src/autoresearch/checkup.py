@@ -58,7 +58,7 @@ def run_checkup(root: Path, console: Console) -> list[str]:
     """Print what was checked; returns the problems found (empty when all is well)."""
     problems: list[str] = []
     config = load_config(root / CONFIG_NAME)  # a ConfigError here is the whole answer
-    console.print(f"[green]✓[/] {CONFIG_NAME} is valid: objective {config.metric.name} "
+    console.print(f"[green]✓[/] {CONFIG_NAME} is valid: objective {escape(config.metric.name)} "
                   f"({config.metric.direction}), budget "
                   f"{config.verify.budget_seconds:g} s, " + (
                       f"timeout {config.verify.timeout_seconds:g} s"
@@ -361,7 +361,7 @@ def _metrics_table(config: Config, console: Console, text: str,
         shown = "[red]missing[/]" if value is None else f"{value:.6g}"
         line = None if value is None else source_line(
             text, config.metric.format, name, config.metric.patterns.get(name))
-        table.add_row(name, shown, role, escape(line or ""))
+        table.add_row(escape(name), shown, role, escape(line or ""))
     console.print(table)
     for problem in config.guards_missing_from(metrics):
         problems.append(problem)

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.text import Text
 
@@ -22,6 +21,7 @@ from autoresearch.config import CONFIG_NAME, load_config
 from autoresearch.errors import AutoresearchError, LedgerEmptyError
 from autoresearch.gitops import repo_root
 from autoresearch.state import StatePaths, default_tag, validate_tag
+from autoresearch.views.safe_console import SafeConsole
 
 if TYPE_CHECKING:
     from autoresearch.config import Config
@@ -36,8 +36,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+# Untrusted text (hypotheses, log tails, names) is printed as text: views.safe_console.
+console = SafeConsole()
+err = SafeConsole(stderr=True)
 
 RepoOpt = Annotated[Path, typer.Option("--repo", "-C", help="The repository (default: here).")]
 TagOpt = Annotated[str | None, typer.Option("--tag", "-t", help="Session tag (default: the "
@@ -241,7 +242,7 @@ def _announce(session: Session, config: Config, display: Display, tag: str) -> i
         display.tally.add(count_key(e.kind, e.status))
     resumed = history.counted()
     slots = f"; {session.workers} workers" if session.workers > 1 else ""
-    console.print(f"session [bold]{tag}[/] on branch {session.paths.branch}"
+    console.print(f"session [bold]{escape(tag)}[/] on branch {escape(session.paths.branch)}"
                   + (f" (resuming after {resumed} experiments)" if resumed else "") + slots
                   + f"; {escape(session.proposer_why)}"
                   + (f"; {escape(shorten_readiness(session.readiness))}"

@@ -15,6 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from autoresearch.views.format import count_key, fmt_counts, fmt_experiments, fmt_improvement
+from autoresearch.views.safe_console import SafeConsole
 
 if TYPE_CHECKING:
     from autoresearch.config import Config
@@ -72,7 +73,7 @@ class Display:
     """Plain line-per-event output (CI logs, pipes); RichDisplay adds the live panel."""
 
     def __init__(self, console: Console | None = None) -> None:
-        self.console = console or Console(highlight=False)
+        self.console = console or SafeConsole()
         self.tally = Tally()
         self.current: str = ""
         self.run_clock: float | None = None  # when the latest run started (None: none running)
@@ -107,13 +108,15 @@ class Display:
         value = "" if objective is None else f" {self.tally.metric}={objective:.6g}"
         change = "" if delta is None else f" Δ{delta:+.4g}"
         shown = "baseline" if baseline and status == "keep" else status
-        # The hypothesis whole: rich wraps it; `autoresearch show ID` has everything else.
+        # The hypothesis whole: rich wraps it; `autoresearch show ID` has everything else. Its
+        # own lines are indented, so none can pass for another experiment's line.
+        hypothesis = "\n    ".join(hypothesis.splitlines())
         self.console.print(
             Text.assemble((f"{exp_id} ", "bold"), (f"{shown:<8}", STATUS_STYLE.get(status, "")),
                           f"{value}{change}  {hypothesis}")
         )
         if reason and status != "keep":
-            self.console.print(Text(f"    {reason}", style="dim"))
+            self.console.print(Text("    " + "\n    ".join(reason.splitlines()), style="dim"))
         if self.tally.total % 10 == 0:
             self.summary_line()
 
@@ -147,15 +150,17 @@ class RichDisplay(Display):
         grid = Table.grid(padding=(0, 1))
         grid.add_column(style="bold", width=12)
         grid.add_column()
-        grid.add_row("now", self.current or "starting")
+        # Text, not str: a str cell is rich markup, and the hypothesis and the metric's name are
+        # untrusted (`[link=…]` would become a live hyperlink, a stray `[/]` an error).
+        grid.add_row("now", Text(self.current or "starting"))
         budget = max(self.run_budget, 1e-9)
         for slot, (label, since) in sorted(self.runs.items()):  # one bar per slot running
             elapsed = time.time() - since
             bar = ProgressBar(total=budget, completed=min(elapsed, budget), width=30)
-            grid.add_row(f"{slot} {label}".strip(),
+            grid.add_row(Text(f"{slot} {label}".strip()),
                          Group(bar, Text(f"{elapsed:5.1f} s of {budget:g} s budget")))
-        grid.add_row("best", self.tally.best_line())
-        grid.add_row("counts", self.tally.counts_line())
+        grid.add_row("best", Text(self.tally.best_line()))
+        grid.add_row("counts", Text(self.tally.counts_line()))
         return Panel(grid, title="autoresearch", border_style="blue")
 
 
@@ -211,5 +216,5 @@ def show_failed_log(console: Console, history: History) -> None:
 
 
 def make_display(console: Console | None = None) -> Display:
-    console = console or Console(highlight=False)
+    console = console or SafeConsole()
     return RichDisplay(console) if console.is_terminal else Display(console)

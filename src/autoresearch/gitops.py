@@ -425,8 +425,10 @@ def commit_change(worktree: Path, message: str, paths: list[str] | None = None) 
         git(worktree, "add", "-A")
     else:
         git(worktree, "add", "-A", "--", *paths)
+    # The message on stdin, not argv: a hypothesis is untrusted text of any length, and one
+    # argument over 128 KiB (MAX_ARG_STRLEN) fails exec with "Argument list too long".
     git(worktree, *identity_args(worktree), "commit", "--quiet", "--no-verify", "--allow-empty",
-        "-m", message)
+        "-F", "-", input_text=message)
     return _described(worktree)
 
 

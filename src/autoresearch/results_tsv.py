@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from autoresearch.ledger import ExperimentRow, RunRow
+from autoresearch.views.safe_console import terminal_safe
 
 # GB per unit of a metric named with that suffix.
 _UNITS = {"bytes": 1 / 1024**3, "b": 1 / 1024**3, "kb": 1 / 1024**2, "kib": 1 / 1024**2,
@@ -62,7 +63,11 @@ def memory_gb(runs: Sequence[RunRow], configured: str | None = None) -> float:
 
 
 def _clean(text: str) -> str:
-    return " ".join(text.replace("\t", " ").split())
+    """Untrusted text (a hypothesis, a failure's message, the metric's name) as one TSV field:
+    every run of whitespace (tabs and newlines would split the columns and rows) one space, and
+    no escape sequence or control character, which `cat` or `column -t` would hand to the
+    terminal."""
+    return " ".join(terminal_safe(text).split())
 
 
 def description(exp: ExperimentRow) -> str:
@@ -74,7 +79,7 @@ def description(exp: ExperimentRow) -> str:
 
 def render(metric: str, rows: Sequence[tuple[ExperimentRow, Sequence[RunRow]]],
            memory: str | None = None) -> str:
-    header = ["commit", metric, "memory_gb", "status", "description",
+    header = ["commit", _clean(metric), "memory_gb", "status", "description",
               "delta", "runs", "duration_s", "experiment"]
     lines = ["\t".join(header)]
     for exp, runs in rows:

@@ -310,7 +310,7 @@ def _show(found: list[Candidate], console: Console, source: Path) -> None:
     table = Table("#", "name", "value", "format", "printed as", title=f"the numbers {source} "
                   "printed last", title_justify="left")
     for i, c in enumerate(found, 1):
-        table.add_row(str(i), c.name, f"{c.value:g}", c.format, escape(c.line))
+        table.add_row(str(i), escape(c.name), f"{c.value:g}", c.format, escape(c.line))
     console.print(table)
 
 
@@ -357,7 +357,7 @@ def _from_log(answers: Answers, interactive: bool, console: Console) -> Answers:
             raise ConfigError(f"--pattern {answers.pattern!r} reads no number from {source}",
                               where="--pattern", fix="check the pattern against the log; its "
                               "one group must capture the number")
-        console.print(f"objective {name} = {value:g} in {source}")
+        console.print(f"objective {escape(name)} = {value:g} in {escape(str(source))}")
         return replace(answers, metric=name, metric_format="regex")
     found = candidates(text)
     if not found:
@@ -365,7 +365,7 @@ def _from_log(answers: Answers, interactive: bool, console: Console) -> Answers:
                           where="--from-log", fix="give the log of a complete run, or --metric "
                           "and --pattern")
     chosen = _choose(found, answers.metric, interactive, console, source)
-    console.print(f"objective {chosen.name} = {chosen.value:g}, read by the {chosen.format} "
+    console.print(f"objective {escape(chosen.name)} = {chosen.value:g}, read by the {chosen.format} "
                   f"format from: {escape(chosen.line)}")
     return replace(answers, metric=chosen.name, metric_format=chosen.format,
                    pattern=chosen.pattern)

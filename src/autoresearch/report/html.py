@@ -42,6 +42,8 @@ font-size:12px;line-height:1.45;max-height:520px}pre span{display:block}.add{bac
 .badge{font-size:11.5px;font-weight:600;padding:1px 7px;border-radius:999px;background:#eef0f3}
 .badge.keep{color:#12a150}.badge.crash,.badge.timeout{color:#d92d20}.badge.rejected{color:#7a5af8}
 details summary{cursor:pointer;color:#3b5bdb}footer{color:#667085;font-size:12px;margin-top:36px}
+/* Untrusted text may be one unbroken 300 KB word: it wraps rather than widen the page. */
+h1,h3,.sub,td.hyp{overflow-wrap:anywhere}
 """
 
 
@@ -171,7 +173,7 @@ def _experiments_table(data: ReportData) -> list[str]:
             f"<td class='num {_delta_class(e.delta, direction)}'>{fmt_signed(e.delta)}</td>"
             f"<td class='num'>{e.runs}</td><td class='num'>{fmt_duration(e.duration_s)}</td>"
             f"<td class='num'>{f'${e.cost_usd:.3f}' if e.cost_usd else '—'}</td>"
-            f"<td>{_e(e.hypothesis.splitlines()[0] if e.hypothesis else '')}</td></tr>"
+            f"<td class='hyp'>{_e(e.hypothesis.splitlines()[0] if e.hypothesis else '')}</td></tr>"
         )
     rows.append("</table>")
     return rows

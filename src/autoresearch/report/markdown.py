@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from autoresearch.report.content import ReportData, elapsed_note, flatten, noise_sentence
+from autoresearch.report.md_text import code_span, fence, literal
 from autoresearch.report.reviews import blocked_markdown, review_markdown, summary_line
 from autoresearch.views.format import (
     fmt_counts,
@@ -16,39 +17,27 @@ from autoresearch.views.format import (
 )
 
 
-def _cell(text: str) -> str:
-    # A pipe would end the table cell; a newline would end the row.
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
-def _fence(text: str) -> str:
-    """A code fence longer than any backtick run inside the diff, so it cannot be closed early."""
-    longest = run = 0
-    for ch in text:
-        run = run + 1 if ch == "`" else 0
-        longest = max(longest, run)
-    return "`" * max(3, longest + 1)
-
-
 def render_markdown(data: ReportData, png_name: str = "progress.png") -> str:
     s, conf = data.view.summary, data.view.confidence
     c = s.counts
     arrow = "↑" if s.direction == "maximize" else "↓"
     out = [
-        f"# autoresearch · {s.tag}",
+        f"# autoresearch · {literal(s.tag)}",
         "",
-        f"Branch `{s.branch}` from base `{s.base_commit[:12]}` · status **{s.status}** · "
-        f"metric `{s.metric}` ({s.direction}) · proposer {s.proposer or '—'}",
+        f"Branch {code_span(s.branch)} from base `{s.base_commit[:12]}` · status **{s.status}** · "
+        f"metric {code_span(s.metric)} ({s.direction}) · proposer {literal(s.proposer or '—')}",
         "",
         "## Summary",
         "",
         f"- **Best:** {fmt_value(s.best)} {arrow} (baseline {fmt_value(s.baseline)} over "
         f"{s.baseline_runs} runs)",
-        f"- **Improvement:** {fmt_improvement(s.improvement, s.improvement_pct, s.best_delta, s.metric)}",
+        f"- **Improvement:** "
+        f"{literal(fmt_improvement(s.improvement, s.improvement_pct, s.best_delta, s.metric))}",
         f"- **Confidence:** {conf.label} ({conf.level}) — improvement "
         f"{fmt_signed(conf.improvement)} ÷ σ {fmt_value(conf.noise, 3)}"
-        + (f" ({conf.noise_basis})" if conf.noise_basis else "") + ", the noise floor",
-        f"- **Verified:** {s.verified or 'not re-measured (nothing kept, or not since the best changed)'}",
+        + (f" ({literal(conf.noise_basis)})" if conf.noise_basis else "") + ", the noise floor",
+        f"- **Verified:** "
+        f"{literal(s.verified or 'not re-measured (nothing kept, or not since the best changed)')}",
         f"- **Experiments:** {fmt_experiments(c)} — {', '.join(fmt_counts(c))}",
         f"- **Elapsed:** {fmt_duration(s.elapsed_s)}"
         + (f" ({elapsed_note(s)})" if elapsed_note(s) else ""),
@@ -64,20 +53,20 @@ def render_markdown(data: ReportData, png_name: str = "progress.png") -> str:
         out += ["No change was kept.", ""]
     for k in data.kept:
         title = k.hypothesis.splitlines()[0] if k.hypothesis else k.exp_id
-        fence = _fence(k.diff)
+        ticks = fence(k.diff)
         out += [
-            f"### {k.exp_id} · {title}",
+            f"### {k.exp_id} · {literal(title)}",
             "",
-            f"{s.metric} {fmt_value(k.objective)} · Δ vs incumbent {fmt_signed(k.delta)} · "
+            f"{literal(s.metric)} {fmt_value(k.objective)} · Δ vs incumbent {fmt_signed(k.delta)} · "
             f"improvement over baseline so far {fmt_signed(k.vs_baseline)} · commit "
             f"`{(k.commit_sha or '')[:12]}`",
             "",
-            f"> {k.decision_reason}" if k.decision_reason else "",
+            f"> {literal(k.decision_reason)}" if k.decision_reason else "",
             "",
             *(review_markdown(k.review) if k.review else []),
-            f"{fence}diff",
+            f"{ticks}diff",
             k.diff.rstrip("\n"),
-            fence,
+            ticks,
             "",
         ]
     out += blocked_markdown(data, s.metric)
@@ -85,9 +74,9 @@ def render_markdown(data: ReportData, png_name: str = "progress.png") -> str:
     out += [
         "## Noise floor",
         "",
-        f"Noise floor: {noise}.",
+        f"Noise floor: {literal(noise)}.",
         "",
-        conf.explanation,
+        literal(conf.explanation),
         "",
         "## All experiments",
         "",
@@ -103,12 +92,14 @@ def render_markdown(data: ReportData, png_name: str = "progress.png") -> str:
             f"{fmt_value(e.objective)} | {fmt_signed(e.improvement)} "
             f"| {fmt_signed(e.delta)} | {e.runs} | "
             f"{fmt_duration(e.duration_s)} | {f'${e.cost_usd:.3f}' if e.cost_usd else '—'} | "
-            f"{_cell(hyp)} |"
+            f"{literal(hyp)} |"
         )
     out += ["", "## Environment", ""]
     if data.environment:
         out += ["| key | value |", "|---|---|"]
-        out += [f"| {_cell(k)} | `{_cell(v)}` |" for k, v in flatten(data.environment)]
+        # GFM splits a table row at a pipe even inside code, unless it is escaped.
+        out += ["| " + literal(k) + " | " + code_span(v).replace("|", "\\|") + " |"
+                for k, v in flatten(data.environment)]
     else:
         out.append("No environment fingerprint recorded.")
     stamp = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(data.generated_at))

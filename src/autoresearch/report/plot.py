@@ -77,7 +77,9 @@ def progress_figure(chart: ChartData, title: str = "") -> Figure:
         # room for the markers sitting at zero.
         ax.set_ylim(bottom=-0.02 * (max(values) - min(values) or 1.0))
     ax.set_xlabel("experiment #", color=MUTED)
-    ax.set_ylabel(f"{chart.metric} ({better})", color=MUTED)
+    # parse_math=False wherever the text is not ours: a `$` pair in a metric's name or a
+    # hypothesis is mathtext to matplotlib, and `$\foo$` makes savefig raise.
+    ax.set_ylabel(f"{chart.metric} ({better})", color=MUTED, parse_math=False)
     ax.set_xlim(0.5, max(2, chart.max_seq) + 0.5)
     if chart.max_seq <= 40:
         ax.set_xticks(range(1, max(2, chart.max_seq) + 1))
@@ -96,7 +98,8 @@ def progress_figure(chart: ChartData, title: str = "") -> Figure:
         ax.text(0.5, 0.5, "no measured experiment yet", transform=ax.transAxes, ha="center",
                 color=MUTED)
     if title:
-        ax.set_title(title, loc="left", color=INK, fontsize=12, fontweight="bold")
+        ax.set_title(title, loc="left", color=INK, fontsize=12, fontweight="bold",
+                     parse_math=False)
     fig.tight_layout()
     # Labels last: their room depends on where the layout put the axes.
     label_kept(fig, ax, [p for p in kept if p.label])
@@ -149,7 +152,7 @@ def label_kept(fig: Figure, ax: Axes, kept: list[ChartPoint]) -> None:
         ax.annotate(label.text, (p.seq, p.objective), xytext=(6, 6 * sign),
                     textcoords="offset points", rotation=LABEL_SLANT * sign,
                     rotation_mode="anchor", fontsize=LABEL_SIZE, color=KEEP, ha="left",
-                    va="center", zorder=7, annotation_clip=False)
+                    va="center", zorder=7, annotation_clip=False, parse_math=False)
 
 
 def write_progress_png(chart: ChartData, path: Path, title: str = "") -> Path:

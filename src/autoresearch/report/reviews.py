@@ -12,6 +12,7 @@ from collections.abc import Callable
 from html import escape
 
 from autoresearch.report.content import BlockedKeep, ReportData
+from autoresearch.report.md_text import code_span, literal
 from autoresearch.review.outputs.markdown import MARK, fence, language_of
 from autoresearch.views.format import fmt_signed, fmt_value
 from autoresearch.views.review import COLOURS, FindingView, ReviewView, finding_meta, tally
@@ -38,10 +39,11 @@ def summary_line(data: ReportData) -> str:
 
 
 def _finding_md(f: FindingView) -> list[str]:
-    out = [f"{_MARK.get(f.colour, '')} **{f.colour}** `{f.location}` {f.title}  ",
-           f"_{finding_meta(f)}_", ""]
+    # A finding's title and body are a model's words: text, not Markdown (md_text).
+    out = [f"{_MARK.get(f.colour, '')} **{f.colour}** {code_span(f.location)} {literal(f.title)}  ",
+           f"_{literal(finding_meta(f))}_", ""]
     if f.body and f.body != f.title:
-        out += [f.body, ""]
+        out += [literal(f.body), ""]
     if f.evidence.strip():
         out += [fence(f.evidence.rstrip("\n"), language_of(f.path)), ""]
     return out
@@ -51,7 +53,8 @@ def review_markdown(review: ReviewView, *, colours: tuple[str, ...] = COLOURS) -
     """The review's headline and its findings of these colours, grouped by colour."""
     out = [f"**{review.headline}** · {review.cost_line}", ""]
     for r in review.failed:
-        out += [f"_{r.name} failed: {r.note or 'no detail'} (a failed reviewer never blocks)_",
+        out += [f"_{literal(r.name)} failed: {literal(r.note or 'no detail')} (a failed reviewer "
+                "never blocks)_",
                 ""]
     for colour in colours:
         for f in review.by_colour(colour):
@@ -69,8 +72,8 @@ def blocked_markdown(data: ReportData, metric: str) -> list[str]:
     for b in data.blocked:
         e, review = b.experiment, b.review
         title = e.hypothesis.splitlines()[0] if e.hypothesis else e.id
-        out += [f"### {e.id} · {title}", "",
-                f"{metric} {fmt_value(e.objective)} · improvement over the incumbent "
+        out += [f"### {e.id} · {literal(title)}", "",
+                f"{literal(metric)} {fmt_value(e.objective)} · improvement over the incumbent "
                 f"{fmt_signed(e.improvement)} (Δ {fmt_signed(e.delta)}) · commit "
                 f"`{(e.commit_sha or '')[:12]}`", "",
                 f"**{review.headline}** · {review.cost_line}", "",

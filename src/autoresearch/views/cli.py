@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING, Annotated
 from urllib.parse import quote
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from autoresearch.dashboard.hosts import LOOPBACK_NAMES, is_loopback
 from autoresearch.errors import AutoresearchError, PreconditionError
 from autoresearch.gitops import common_root
+from autoresearch.views.safe_console import SafeConsole
 
 __all__ = ["dashboard", "dashboard_app", "finalize", "is_loopback", "register", "report"]
 
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
     from autoresearch.finalize import Effect
 
-console = Console(highlight=False)
+console = SafeConsole()  # untrusted text is printed as text: views.safe_console
 
 RepoOpt = Annotated[Path, typer.Option("--repo", "-C", help="The repository (default: here).")]
 TagOpt = Annotated[str | None, typer.Option("--tag", "-t", help="Session tag (default: the most "
@@ -185,7 +185,7 @@ def report(
     # With a verified headline the σ figure is the re-measured gain's (views.confidence).
     remeasured = f"; re-measured {fmt_signed(conf.improvement)}" if conf.verified_pairs else ""
     figure = f"{fmt_signed(s.improvement)}{remeasured}, {conf.label}"
-    console.print(f"session [bold]{s.tag}[/]: best {s.metric} {fmt_value(s.best)} vs baseline "
+    console.print(f"session [bold]{escape(s.tag)}[/]: best {escape(s.metric)} {fmt_value(s.best)} vs baseline "
                   f"{fmt_value(s.baseline)} ({figure}), "
                   f"{s.counts['keep']} kept of {s.counts['candidates']} candidates")
     if s.verified and done is None:  # the session's runs can flatter the best; pairs do not

@@ -11,6 +11,7 @@ from autoresearch.gitops import GitError, commit_exists, show_commit
 from autoresearch.ledger import Ledger, RunRow
 from autoresearch.runner import log_tail
 from autoresearch.views.review import ReviewView, experiment_reviews
+from autoresearch.views.safe_console import terminal_safe
 from autoresearch.views.summary import ExperimentView, clean_json, experiment_view
 
 LOG_TAIL_BYTES = 12_000
@@ -93,7 +94,9 @@ def experiment_detail(ledger: Ledger, repo: Path, exp_id: str) -> ExperimentDeta
 
     tail_run = _tail_run(runs)
     log_path = _resolve_log(repo, tail_run.log_path) if tail_run else None
-    tail = log_tail(log_path, LOG_TAIL_BYTES) if log_path else ""
+    # The command's own output: its colour codes, title and hyperlink sequences and bidi
+    # overrides are no text in any view (the dashboard would show `[31m`, or reorder a line).
+    tail = terminal_safe(log_tail(log_path, LOG_TAIL_BYTES)) if log_path else ""
     if log_path and not log_path.is_file():
         tail = f"(log file {log_path} is missing)"
     fp_key = next((r.fingerprint_key for r in runs if r.fingerprint_key), None) or (

@@ -63,6 +63,7 @@ def experiments_table(rows: list[ExperimentView], metric: str, title: str = "") 
     table.title = title or None
     table.add_column(no_wrap=True, style="bold")
     table.add_column(overflow="fold")
+    metric = escape(metric)  # a name from the config: `acc[top1]` is text, not markup
     for e in rows:
         numbers = [_status_cell(e), f"{metric} {fmt_value(e.objective)}"]
         if e.improvement is not None:
@@ -78,19 +79,21 @@ def experiments_table(rows: list[ExperimentView], metric: str, title: str = "") 
 
 
 def summary_rows(s: SessionSummary) -> list[tuple[str, str]]:
-    """The lines every terminal summary shares (status, the end of `run`)."""
+    """The lines every terminal summary shares (status, the end of `run`). Rich markup: every
+    name and hypothesis is escaped."""
+    metric = escape(s.metric)
     rows = [("experiments", f"{fmt_experiments(s.counts)}: {', '.join(fmt_counts(s.counts))}"
              + (f" · {fmt_rate(s.experiments_per_hour)}" if s.experiments_per_hour else ""))]
     if s.baseline is not None:
-        rows.append(("baseline", f"{s.metric} = {fmt_value(s.baseline)} "
+        rows.append(("baseline", f"{metric} = {fmt_value(s.baseline)} "
                      f"({s.baseline_runs} run{'s' * (s.baseline_runs != 1)})"))
     elif s.baseline_id is not None:
         rows.append(("baseline", f"not measured yet ({s.baseline_id} did not pass)"))
     if s.best is not None and s.best_id is not None and s.best_id != s.baseline_id:
-        rows.append(("best", f"{s.metric} = {fmt_value(s.best)} at {s.best_id}: "
+        rows.append(("best", f"{metric} = {fmt_value(s.best)} at {s.best_id}: "
                      f"{escape(s.best_hypothesis.splitlines()[0] if s.best_hypothesis else '')}"))
-        rows.append(("improvement", fmt_improvement(s.improvement, s.improvement_pct,
-                                                    s.best_delta, s.metric)))
+        rows.append(("improvement", escape(fmt_improvement(
+            s.improvement, s.improvement_pct, s.best_delta, s.metric))))
     elif s.baseline is not None:
         rows.append(("best", "the baseline (nothing kept yet)"))
     if s.verified:  # the headline, re-measured when the session ended (headline.py)
@@ -106,8 +109,8 @@ def render_summary(view: SessionView, console: Console) -> None:
         grid.add_row(name, text)
     conf = view.confidence
     if conf.level != "unknown" or conf.label != "—":
-        grid.add_row("confidence", f"{conf.label} ({conf.level})"
-                     + (f", {conf.noise_basis}" if conf.noise_basis else ""))
+        grid.add_row("confidence", escape(f"{conf.label} ({conf.level})"
+                     + (f", {conf.noise_basis}" if conf.noise_basis else "")))
     console.print(grid)
 
 
@@ -136,13 +139,13 @@ def render_status(root: Path, tag: str, console: Console) -> None:
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
     grid.add_column()
-    grid.add_row("session", f"{s.tag} on {s.branch} (base {s.base_commit[:10]})")
+    grid.add_row("session", escape(f"{s.tag} on {s.branch} (base {s.base_commit[:10]})"))
     grid.add_row("state", state + f" · {fmt_duration(s.elapsed_s)} elapsed")
     for name, text in summary_rows(s):
         grid.add_row(name, text)
     conf = view.confidence
-    grid.add_row("confidence", f"{conf.label} ({conf.level})"
-                 + (f", {conf.noise_basis}" if conf.noise_basis else ""))
+    grid.add_row("confidence", escape(f"{conf.label} ({conf.level})"
+                 + (f", {conf.noise_basis}" if conf.noise_basis else "")))
     grid.add_row("noise", "unknown" if s.noise is None else
                  f"σ = {s.noise:.4g} (the keep/discard rule's pooled σ)")
     if usage["calls"]:
@@ -222,7 +225,7 @@ def render_experiment(root: Path, exp_id: str, console: Console, tag: str | None
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
     grid.add_column(overflow="fold")
-    grid.add_row("experiment", f"{e.id} of session {detail.session_tag} · "
+    grid.add_row("experiment", escape(f"{e.id} of session {detail.session_tag} · ")
                  + _status_cell(e))
     grid.add_row("hypothesis", escape(e.hypothesis) or "—")
     if detail.rationale:
@@ -236,10 +239,11 @@ def render_experiment(root: Path, exp_id: str, console: Console, tag: str | None
     grid.add_row("decision", escape(e.decision_reason) or "—")
     grid.add_row("spend", spend_line(detail.usage))
     for g in detail.guards:
-        grid.add_row("guard", f"{g.get('guard')}: {'passed' if g.get('passed') else 'FAILED'} "
-                     f"({g.get('detail', '')})")
-    grid.add_row("commit", (e.commit_sha or "—") + (f" · {e.lines_added}+ {e.lines_removed}-"
-                                                     f" in {', '.join(e.files)}" if e.files else ""))
+        grid.add_row("guard", escape(f"{g.get('guard')}: "
+                                     f"{'passed' if g.get('passed') else 'FAILED'} "
+                                     f"({g.get('detail', '')})"))
+    grid.add_row("commit", escape((e.commit_sha or "—") + (
+        f" · {e.lines_added}+ {e.lines_removed}- in {', '.join(e.files)}" if e.files else "")))
     console.print(grid)
     for review in detail.reviews:
         render_review(review, console)
@@ -248,8 +252,8 @@ def render_experiment(root: Path, exp_id: str, console: Console, tag: str | None
     for r in detail.runs:
         runs.add_row(r.role, str(r.idx), str(r.attempt), r.status,
                      "" if r.exit_code is None else str(r.exit_code), fmt_duration(r.duration_s),
-                     ", ".join(f"{k}={v:.6g}" for k, v in sorted(r.metrics.items())),
-                     r.log_path or "")
+                     Text(", ".join(f"{k}={v:.6g}" for k, v in sorted(r.metrics.items()))),
+                     Text(r.log_path or ""))
     console.print(runs)
     if detail.diff or detail.diff_note:
         console.print(Group(Text("diff", style="bold"),
