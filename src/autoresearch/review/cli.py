@@ -10,13 +10,14 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
 from autoresearch.errors import AutoresearchError, PreconditionError
+from autoresearch.views.safe_console import SafeConsole
 
-console = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+# Findings quote code and model text: printed as text (views.safe_console).
+console = SafeConsole()
+err = SafeConsole(stderr=True)
 
 FORMATS = ("terminal", "markdown", "sarif", "github", "json")
 
