@@ -87,7 +87,8 @@ def _setpriv() -> str | None:
     return exe if "--pdeathsig" in usage else None
 
 
-def _load_prctl() -> Callable[..., int] | None:
+def load_prctl() -> Callable[..., int] | None:
+    """libc's prctl with its argument types set (Linux), or None."""
     if not sys.platform.startswith("linux"):
         return None
     try:
@@ -100,7 +101,7 @@ def _load_prctl() -> Callable[..., int] | None:
 
 
 # Resolved once in the parent so the forked child does as little as possible before exec.
-_PRCTL = _load_prctl()
+_PRCTL = load_prctl()
 
 
 def _child_setup(parent_pid: int) -> Callable[[], None] | None:

@@ -31,10 +31,8 @@ process tree's other means (marks, groups, the watchdog) are what there is.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -67,16 +65,10 @@ _STATE = _State()
 def adopt_orphans() -> bool:
     """Make this process the child subreaper of everything it starts (Linux), and turn on the
     sweep after every run. True when it took effect."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return False
-    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
-                      ctypes.c_ulong]
-    prctl.restype = ctypes.c_int
-    if prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+    from autoresearch.lifeline import load_prctl  # here: lifeline imports this module
+
+    prctl = load_prctl()
+    if prctl is None or prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
         return False
     _STATE.enabled = True
     return True
