@@ -720,13 +720,17 @@ def test_the_demo_succeeds_with_two_processes_competing_for_the_cores(busy_demo:
 
 
 def preparing_in(directory: Path) -> list[int]:
-    """Pids of the prepare.py processes running in `directory`."""
+    """Pids of the prepare.py processes running in `directory`: Python running the script, not
+    any process that names it (the demo's own `git add … prepare.py` runs there first, before
+    the stop handler is installed, and freezing it would test nothing)."""
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             with contextlib.suppress(OSError):
+                args = (entry / "cmdline").read_bytes().split(b"\0")
                 if (Path(os.readlink(entry / "cwd")) == directory
-                        and b"prepare.py" in (entry / "cmdline").read_bytes()):
+                        and b"python" in os.path.basename(args[0])
+                        and any(a.endswith(b"prepare.py") for a in args[1:])):
                     found.append(int(entry.name))
     return found
 
