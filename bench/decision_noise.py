@@ -15,7 +15,8 @@ harness slow next to its runs widens the time between a candidate and its incumb
 
 Scenarios (`--scenario`, default all):
   null        30 null candidates: false keeps per position, runs per verdict
-  mixed       each candidate a real improvement of `--effect` σ with probability 0.2, else null:
+  mixed       each candidate a real improvement of `--effect` σ with probability `--real-share`
+              (0.2 unless given), else null:
               power per real proposal, false keeps in the first 5 and the 10 after a real keep
   effects     every candidate a real 1, 2 or 3 σ improvement (the README's power table)
   drift       null candidates on a target drifting 0.05 σ per run towards "better"
@@ -155,8 +156,8 @@ def null_report(policy: Policy, n: int, rng: random.Random, label: str = "null",
 
 
 def mixed_report(policy: Policy, effect: float, n: int, rng: random.Random,
-                 **world: object) -> list[Session]:
-    done = list(sessions(policy, mixed(effect), n, rng, **world))
+                 share: float = 0.2, **world: object) -> list[Session]:
+    done = list(sessions(policy, mixed(effect, share), n, rng, **world))
     power, first5, after, nulls = Tally(), Tally(), Tally(), Tally()
     real_runs: list[int] = []
     null_runs: list[int] = []
@@ -178,7 +179,7 @@ def mixed_report(policy: Policy, effect: float, n: int, rng: random.Random,
                 first5.add(v.kept)
             if v.after_real_keep is not None and v.after_real_keep <= 10:
                 after.add(v.kept)
-    print(f"  mixed {effect:g}σ (20 % real): power per real proposal {power}")
+    print(f"  mixed {effect:g}σ ({100 * share:g} % real): power per real proposal {power}")
     where = "; ".join(f"{100.0 * k / power.total:.1f} % at {at}" for at, k in lost.items())
     print(f"  mixed {effect:g}σ: real ones not kept: {where}")
     print(f"  mixed {effect:g}σ: false keeps {nulls}; first 5: {first5}; the 10 after a real "
@@ -304,6 +305,9 @@ def main() -> None:
     ap.add_argument("--scenario", action="append", choices=(
         "null", "mixed", "effects", "drift", "noisy", "zero", "simplify", "headline"))
     ap.add_argument("--effect", type=float, action="append", help="mixed: effect sizes (σ)")
+    ap.add_argument("--real-share", type=float, default=0.2, help=(
+        "mixed: the chance that a candidate is a real improvement (0.2: the issue's benchmark; "
+        "Karpathy's two-day run kept about 3 %%)"))
     tune = ap.add_argument_group("design overrides (sequential policy)")
     tune.add_argument("--alpha", type=float, help="[decision] false_keep")
     tune.add_argument("--max-runs", type=int, help="[decision] max_runs")
@@ -317,6 +321,8 @@ def main() -> None:
     tune.add_argument("--prior-dof", type=float)
     tune.add_argument("--drift-prior", type=float, help="drift thought plausible, σ per run")
     args = ap.parse_args()
+    if not 0.0 < args.real_share <= 1.0:
+        ap.error(f"--real-share {args.real_share:g}: a chance, give a number in (0, 1]")
     policy = build(args)
     rng = random.Random(args.seed)
     n = args.sessions
@@ -330,7 +336,7 @@ def main() -> None:
         null_report(policy, n, rng, free_runs=free)
     if "mixed" in chosen:
         for effect in args.effect or [2.0, 3.0]:
-            mixed_report(policy, effect, n, rng, gap=args.gap, free_runs=free)
+            mixed_report(policy, effect, n, rng, args.real_share, gap=args.gap, free_runs=free)
     if "effects" in chosen:
         effects_report(policy, n, rng)
     if "drift" in chosen:
