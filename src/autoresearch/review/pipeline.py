@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Literal
 
+from autoresearch.proposers.base import Meter
 from autoresearch.review.aggregate import aggregate
 from autoresearch.review.budget import Budget
 from autoresearch.review.change import Change
@@ -58,7 +59,11 @@ def _timed(fn: Callable[[], ReviewerReport]) -> tuple[ReviewerReport | BaseExcep
 
 def run_review(change: Change, settings: ReviewSettings, *, known: Collection[str] = (),
                progress: Progress | None = None,
-               reviewers: dict[str, Reviewer] | None = None) -> Review:
+               reviewers: dict[str, Reviewer] | None = None,
+               meter: Meter | None = None) -> Review:
+    """Review `change`. With a `meter`, each model call is billed through it as it returns and
+    its limit is checked before each call (budget.py); the Review's usage lists them all the
+    same, for its own record."""
     started_at = time.time()
     t0 = time.perf_counter()
     available = reviewers if reviewers is not None else load_reviewers()
@@ -66,7 +71,7 @@ def run_review(change: Change, settings: ReviewSettings, *, known: Collection[st
         chosen = select(available, settings.reviewers, "--reviewers / [review] reviewers")
     else:
         chosen = list(available.values())
-    budget = Budget(settings.max_usd)
+    budget = Budget(settings.max_usd, meter)
     ctx = ReviewContext(change, settings, budget)
     collected = _Collected()
     try:
