@@ -280,7 +280,7 @@ def test_a_diff_file_names_a_file_with_too_many_changed_lines_without_reading_it
 
 def test_a_huge_diff_file_is_reviewed_in_bounded_memory(repo: Repo, tmp_path: Path) -> None:
     """A diff of one huge generated file (12 MB here) is streamed, not parsed whole: the review
-    process's peak memory stays far below what parsing took (over 1 GB for 46 MB, 270 MB for
+    process's peak memory stays far below what parsing took (over 1 GB for 46 MB, 340 MB for
     this one), and the file is named as not reviewed."""
     import json
     import os
