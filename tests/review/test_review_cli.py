@@ -216,3 +216,26 @@ def test_sigterm_mid_review_kills_the_analyzers_and_leaves_no_files(feature: Rep
 
         if Path(f"/proc/{bandit_pid}").exists():
             os.kill(bandit_pid, signal.SIGKILL)
+
+
+def test_a_reader_that_goes_away_stops_the_review_quietly_with_141(repo: Repo) -> None:
+    """`autoresearch review | head -1`: the review is finished and recorded before anything is
+    printed, so a reader that stops reading cuts only the output: exit 141 (128 + SIGPIPE, what
+    a shell shows for `cat` cut short), nothing on stderr, the review whole in the ledger."""
+    from tests.support.closed_pipe import run_into_closed_pipe, run_reading_one_line
+
+    repo.commit("init", **{"app.py": "x = 1\n"})
+    repo.branch("feature")
+    many = "".join(f"def f{i}(x):\n    return eval(x)\n\n\n" for i in range(400))
+    repo.commit("many findings", **{"app.py": many})
+    for output in ("terminal", "json"):  # many writes; one write of ~260 KB
+        code, first, stderr = run_reading_one_line(repo.path, "review", "--format", output)
+        assert (code, stderr) == (141, ""), (output, code, stderr)
+        assert first.strip()
+    code, stderr = (lambda p: (p.returncode, p.stderr))(
+        run_into_closed_pipe(repo.path, "review", "--format", "markdown"))
+    assert (code, stderr) == (141, "")
+    with sqlite3.connect(repo.path / ".autoresearch" / "ledger.db") as db:
+        rows = db.execute("SELECT r.yellow + r.red, COUNT(f.idx) FROM reviews r JOIN "
+                          "review_findings f ON f.review_id = r.id GROUP BY r.id").fetchall()
+    assert len(rows) == 3 and all(total == found >= 400 for total, found in rows), rows
