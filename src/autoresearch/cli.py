@@ -443,7 +443,6 @@ def main(argv: list[str] | None = None) -> Any:
     except OutputClosed:
         # The reader of our output went away (`| head`, a pager quit): stop quietly, as `cat`
         # does; what was recorded before printing began (a review) is complete.
-        sys.stderr.flush()
         sys.exit(OUTPUT_CLOSED_EXIT)
     except Exception as exc:
         shown = user_error(exc)

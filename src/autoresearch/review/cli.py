@@ -8,7 +8,7 @@ import sys
 import time
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -16,6 +16,10 @@ from rich.markup import escape
 from autoresearch.errors import AutoresearchError, PreconditionError
 from autoresearch.proposers.base import Meter, Usage
 from autoresearch.views.safe_console import SafeConsole
+
+if TYPE_CHECKING:
+    from autoresearch.ledger import Ledger
+    from autoresearch.review.change import Change
 
 # Findings quote code and model text: printed as text (views.safe_console).
 console = SafeConsole()
@@ -193,7 +197,7 @@ def review(
         raise typer.Exit(code)
 
 
-def _interrupted(ledger: Any, change: Any, paid: list[Usage], max_usd: float | None,
+def _interrupted(ledger: Ledger | None, change: Change, paid: list[Usage], max_usd: float | None,
                  started_at: float, why: str) -> None:
     """Say what an interrupted review leaves: nothing, or (with model calls already paid for and
     a ledger to record in) a review with no finding that carries their cost."""

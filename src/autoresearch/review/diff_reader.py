@@ -18,7 +18,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from autoresearch.review.diff import ChangedFile, Status, _strip
+from autoresearch.review.diff import ChangedFile, Status, strip_prefix
 
 _HUNK = re.compile(r"^@@ -\d+(?:,(\d+))? \+\d+(?:,(\d+))? @@")
 _GIT_HEADER = re.compile(r'^diff --git (?:"?a/.*?"? )"?b/(.*?)"?$')
@@ -58,8 +58,8 @@ class _Part:
         deleted = self.deleted or self.new == "/dev/null"
         new = self.new if self.new and self.new != "/dev/null" else None
         old = self.old if self.old and self.old != "/dev/null" else None
-        path = _strip(new or old or self.git_path or "?")
-        old_path = None if added else _strip(old or path)
+        path = strip_prefix(new or old or self.git_path or "?")
+        old_path = None if added else strip_prefix(old or path)
         status: Status = ("added" if added else "deleted" if deleted
                           else "renamed" if self.renamed or old_path != path else "modified")
         return ChangedFile(path=path, old_path=old_path, status=status, binary=False, hunks=())
