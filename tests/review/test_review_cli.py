@@ -239,3 +239,53 @@ def test_a_reader_that_goes_away_stops_the_review_quietly_with_141(repo: Repo) -
         rows = db.execute("SELECT r.yellow + r.red, COUNT(f.idx) FROM reviews r JOIN "
                           "review_findings f ON f.review_id = r.id GROUP BY r.id").fetchall()
     assert len(rows) == 3 and all(total == found >= 400 for total, found in rows), rows
+
+
+@pytest.mark.slow
+def test_sigterm_during_a_slow_verification_call_exits_at_once(feature: Repo) -> None:
+    """The verification calls ran in a pool the interpreter waits for: a stop during one held
+    the exit until the call came back. Now the review exits at once, and the review call that
+    had returned is recorded with its cost."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import cli_env
+    from tests.llm.fake_server import FakeModelServer, Recorded, Reply
+
+    finding = {"path": "app.py", "line": 5, "angle": "security", "category": "injection",
+               "severity": "high", "confidence": 0.9, "title": "Shell injection",
+               "body": "cmd reaches a shell.",
+               "quote": "return subprocess.run(f'echo {cmd}', shell=True)"}
+
+    def model(rec: Recorded) -> Reply:
+        if "You check findings" in rec.prompt_text():
+            return Reply(text='{"verdicts": []}', delay=60)
+        return Reply(text=json.dumps({"findings": [finding]}))
+
+    with FakeModelServer(handler=model) as server:
+        (feature.path / "autoresearch.toml").write_text(
+            f'[review]\nllm = {{ provider = "anthropic", base_url = "{server.anthropic_url}", '
+            'model = "claude-sonnet-4-6", timeout_seconds = 120, max_retries = 0 }\n')
+        proc = subprocess.Popen([sys.executable, "-m", "autoresearch", "review"],
+                                cwd=feature.path, env=cli_env(), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 60
+            while not any("You check findings" in r.prompt_text() for r in server.requests):
+                assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+                time.sleep(0.05)
+            proc.send_signal(signal.SIGTERM)
+            start = time.monotonic()
+            _, stderr = proc.communicate(timeout=30)
+            assert time.monotonic() - start < 15  # not the 60 s the verification call takes
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and "recorded in the ledger" in " ".join(stderr.split())
+    with sqlite3.connect(feature.path / ".autoresearch" / "ledger.db") as db:
+        assert db.execute("SELECT input_tokens, scale FROM reviews").fetchall() == [
+            (1200, "interrupted")]
