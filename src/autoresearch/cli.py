@@ -21,6 +21,7 @@ from autoresearch.config import CONFIG_NAME, load_config
 from autoresearch.errors import AutoresearchError, LedgerEmptyError
 from autoresearch.gitops import repo_root
 from autoresearch.state import StatePaths, default_tag, validate_tag
+from autoresearch.stop_signals import OUTPUT_CLOSED_EXIT, OutputClosed, QuietOnClosedPipe
 from autoresearch.views.safe_console import SafeConsole
 
 if TYPE_CHECKING:
@@ -435,11 +436,19 @@ def main(argv: list[str] | None = None) -> Any:
     # Orphans of every run and agent call come back to this process (Linux), and die when the
     # call that left them ends (see `strays`).
     adopt_orphans()
+    stdout = sys.stdout
+    sys.stdout = QuietOnClosedPipe(stdout)
     try:
         return app(args=argv, standalone_mode=True)
+    except OutputClosed:
+        # The reader of our output went away (`| head`, a pager quit): stop quietly, as `cat`
+        # does; what was recorded before printing began (a review) is complete.
+        sys.exit(OUTPUT_CLOSED_EXIT)
     except Exception as exc:
         shown = user_error(exc)
         if shown is None:
             raise
         err.print(Text.assemble(("error: ", "bold red"), shown.render()), soft_wrap=True)
         sys.exit(shown.exit_code)
+    finally:
+        sys.stdout = stdout

@@ -8,8 +8,10 @@ package (`review/gate.py`: offline reviewers by default, the LLM reviewers too w
 - the review is recorded in the ledger against the experiment (tables `reviews` and
   `review_findings`), and an event `review` says what it found;
 - its model calls are billed to the experiment like the proposer's (ledger table `usage`,
-  purpose `review` or `review-verify`), so they count toward the session's `max_usd`; the
-  review's own cap is `[review] max_usd` or what is left of the session's budget, the smaller;
+  purpose `review` or `review-verify`), each the moment it returns, through the same `Meter`
+  (so a SIGTERM in the middle of a review loses none of what its calls cost), and they count
+  toward the session's `max_usd`: the review's own cap is `[review] max_usd` or what is left of
+  the session's budget, the smaller, and the session's limit is checked before every call;
 - a blocking finding (red on a changed line; red or yellow with `gate = "yellow"`) turns the
   keep into a discard whose reason is the finding (`review gate (red): red train.py:7 ...`).
 
@@ -23,8 +25,10 @@ not block the keep: the keep stands, its reason says the change was kept unrevie
 an event `review_failed` records the error. The gate is a second opinion on a measured
 improvement, not the verdict; a broken reviewer must not turn every improvement into a discard.
 
-The review runs on the scheduler's thread (git and the ledger are only touched from there):
-with several workers the other slots' runs go on meanwhile, only the next proposals wait.
+The review runs on the scheduler's thread (git and the ledger are only touched from there,
+but for the billing of its model calls: each is billed from the reviewer thread that made it,
+the moment it returns, and the ledger serializes writes under its lock): with several workers
+the other slots' runs go on meanwhile, only the next proposals wait.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from dataclasses import replace
 
 from autoresearch.config import ReviewConfig
 from autoresearch.ledger import TrialStatus
-from autoresearch.proposers.base import Usage
+from autoresearch.proposers.base import Meter, Usage
 from autoresearch.review.gate import GateResult, record_gate, review_candidate
 from autoresearch.session import Session
 from autoresearch.trial import Trial
@@ -55,7 +59,9 @@ def review_keep(s: Session, trial: Trial, status: TrialStatus,
     try:
         result = review_candidate(s.root, parent, commit, within_budget(s, config),
                                   proposer=s.config.proposer,
-                                  label=f"{trial.id}: {trial.hypothesis}")
+                                  label=f"{trial.id}: {trial.hypothesis}",
+                                  meter=Meter(record=lambda u: trial.bill([_as_review(u)]),
+                                              stop_reason=s.spend_limit_reached))
     except Exception as exc:  # noqa: BLE001 - a broken review must not end the session
         error = f"{type(exc).__name__}: {exc}".strip().rstrip(":")
         s.event("review_failed", f"{trial.id}: the review gate could not review {commit[:10]} "
@@ -80,8 +86,8 @@ def within_budget(s: Session, config: ReviewConfig) -> ReviewConfig:
 
 
 def _record(s: Session, trial: Trial, result: GateResult) -> None:
+    # Its model calls were billed as they returned (the meter review_keep passed).
     review_id = record_gate(s.ledger, result, session_id=s.row.id, experiment_id=trial.id)
-    trial.bill([_as_review(u) for u in result.usage])
     review = result.review
     s.event("review", f"{trial.id}: {'blocked, ' if result.blocked else ''}{result.reason}",
             trial.id, data={"review_id": review_id, "blocked": result.blocked,

@@ -13,6 +13,10 @@ finish recording. So on SIGHUP the standard streams that were a terminal and no 
 A closed output pipe (`run | head`, a pager quit, a dead `tee`) is the same event for a pipe:
 the first write that fails with EPIPE points stdout at /dev/null and stops the session the same
 way, as SIGPIPE, instead of a BrokenPipeError escaping from whatever line printed.
+
+Every other command (`review`, `status`, `show`, `results`, `report`, ...) only prints: when its
+reader goes away it stops where it is, quietly, like `cat` or `git log` do (`QuietOnClosedPipe`,
+installed by `cli.main`; the CLI then exits 141, 128 + SIGPIPE, with nothing on stderr).
 """
 
 from __future__ import annotations
@@ -27,8 +31,10 @@ from collections.abc import Iterator
 from types import FrameType
 from typing import Any, TextIO
 
-__all__ = ["SessionStopped", "StopSignal", "describe_interrupt", "output_closed",
-           "stop_signals_as_interrupt"]
+__all__ = ["OUTPUT_CLOSED_EXIT", "OutputClosed", "QuietOnClosedPipe", "SessionStopped",
+           "StopSignal", "describe_interrupt", "output_closed", "stop_signals_as_interrupt"]
+
+OUTPUT_CLOSED_EXIT = 128 + signal.SIGPIPE  # what a shell shows for a tool SIGPIPE ended
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 _received: list[int] = []  # the stop signals received, first first
@@ -52,6 +58,67 @@ class StopSignal(KeyboardInterrupt):
     def __init__(self, signum: int) -> None:
         self.name = signal.Signals(signum).name
         super().__init__(self.name)
+
+
+class OutputClosed(BaseException):
+    """Standard output's reader went away: the command stops where it is (a BaseException, like
+    KeyboardInterrupt: no `except Exception` on the way may take it for an error to report)."""
+
+
+def _point_at_null(stream: TextIO) -> None:
+    """Send what is still written (and the final flush) to /dev/null instead of the dead pipe."""
+    with contextlib.suppress(OSError, ValueError):
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, stream.fileno())
+        os.close(null)
+
+
+class QuietOnClosedPipe:
+    """sys.stdout for the commands that only print: a write that finds the pipe closed points
+    fd 1 at /dev/null and raises `OutputClosed`, once.
+
+    A long text is written in a loop on the binary buffer: a single big write that the reader
+    abandons half way returns short, and the text layer would drop the rest silently (the
+    command would then go on, printing into nothing, and exit 0); the next write of the loop
+    fails instead, and the stop is the same whatever the size of what was printed."""
+
+    _DIRECT = 8192  # shorter texts go through the text layer as they are
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self.closed_pipe = False
+
+    def _closed(self) -> None:
+        if self.closed_pipe:
+            return
+        self.closed_pipe = True
+        _point_at_null(self._stream)
+        raise OutputClosed
+
+    def write(self, text: str) -> int:
+        try:
+            buffer = getattr(self._stream, "buffer", None)
+            if buffer is None or len(text) <= self._DIRECT:
+                return self._stream.write(text)
+            self._stream.flush()
+            data = memoryview(text.encode(self._stream.encoding or "utf-8",
+                                          self._stream.errors or "strict"))
+            while data:
+                data = data[buffer.write(data):]
+            buffer.flush()
+            return len(text)
+        except BrokenPipeError:
+            self._closed()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._closed()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
 
 
 def _detach_hung_up(ttys: set[int]) -> None:
@@ -79,10 +146,7 @@ class _ClosedPipeGuard:
         if self.closed_pipe:
             return
         self.closed_pipe = True
-        with contextlib.suppress(OSError, ValueError):
-            null = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(null, self._stream.fileno())
-            os.close(null)
+        _point_at_null(self._stream)
         # Through the SIGTERM handler this block installed (SIGINT may be ignored, as in a
         # background job), which then stops the session as SIGPIPE.
         _pipe_closed.set()
@@ -91,14 +155,14 @@ class _ClosedPipeGuard:
     def write(self, text: str) -> int:
         try:
             return self._stream.write(text)
-        except BrokenPipeError:
+        except (BrokenPipeError, OutputClosed):  # OutputClosed: from QuietOnClosedPipe below
             self._closed()
             return len(text)
 
     def flush(self) -> None:
         try:
             self._stream.flush()
-        except BrokenPipeError:
+        except (BrokenPipeError, OutputClosed):
             self._closed()
 
     def __getattr__(self, name: str) -> Any:

@@ -239,3 +239,77 @@ def test_a_repository_without_commits_says_so_and_its_fix_works(repo: Repo, tmp_
                                     check=True).stdout)
     change = from_diff_file(repo.path, str(diff))
     assert [f.path for f in change.files] == ["a.py"]
+
+
+def test_a_diff_file_names_a_file_with_too_many_changed_lines_without_reading_it(
+        repo: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--diff FILE` keeps the same limit as a revision range (lowered to 50 lines here): the
+    diff is read line by line and the big files' lines are dropped as they come, named in the
+    notes; a removed line that looks like a file header (`--- ...`) stays inside its hunk."""
+    from autoresearch.review import change as changes
+    from tests.review.conftest import review_offline
+
+    monkeypatch.setattr(changes, "MAX_DIFF_LINES", 50)
+    kept = "".join(f"r{i}\n" for i in range(300))
+    repo.commit("init", **{"a.py": "x = 1\n", "dump.py": "v = 0\n", "old.txt": kept,
+                           "q.sql": "select 1;\n-- old note\nselect 2;\n"})
+    repo.branch("feature")
+    repo.git("mv", "old.txt", "moved.txt")
+    repo.commit("dump", **{"a.py": "x = 1\nprint(missing)\n",
+                           "dump.py": "".join(f"v{i} = {i}\n" for i in range(80)),
+                           "data.txt": "row\n" * 60, "moved.txt": kept + "s\n" * 60,
+                           "q.sql": "select 1;\nselect 2;\n"})
+    patch = tmp_path / "change.diff"
+    patch.write_text(repo.git("diff", "--find-renames", "main") + "\n")
+    change = from_diff_file(repo.path, str(patch))
+    by_path = {f.path: f for f in change.files}
+    assert set(by_path) == {"a.py", "dump.py", "data.txt", "moved.txt", "q.sql"}
+    assert by_path["data.txt"].status == "added" and not by_path["data.txt"].hunks
+    assert by_path["dump.py"].status == "modified" and not by_path["dump.py"].hunks
+    assert (by_path["moved.txt"].status, by_path["moved.txt"].old_path) == ("renamed", "old.txt")
+    assert by_path["q.sql"].lines_removed == 1 and by_path["a.py"].lines_added == 1
+    assert "row" not in change.diff_text and "v70 = 70" not in change.diff_text
+    assert "-- old note" in change.diff_text
+    review = review_offline(change)
+    assert [(f.path, f.sources) for f in review.findings] == [("a.py", ("ruff F821",))]
+    notes = " ".join(review.notes)
+    assert "data.txt: not reviewed (60 changed lines, over the 50-line limit" in notes
+    assert "dump.py: not reviewed (81 changed lines" in notes
+    assert "moved.txt: not reviewed (60 changed lines" in notes
+
+
+def test_a_huge_diff_file_is_reviewed_in_bounded_memory(repo: Repo, tmp_path: Path) -> None:
+    """A diff of one huge generated file (12 MB here) is streamed, not parsed whole: the review
+    process's peak memory stays far below what parsing took (over 1 GB for 46 MB, 340 MB for
+    this one), and the file is named as not reviewed."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import cli_env
+
+    repo.commit("init", **{"small.py": "x = 1\n"})
+    rows = 500_000
+    patch = tmp_path / "huge.diff"
+    with patch.open("w") as out:
+        out.write("diff --git a/data.csv b/data.csv\nnew file mode 100644\n"
+                  f"--- /dev/null\n+++ b/data.csv\n@@ -0,0 +1,{rows} @@\n")
+        out.writelines(f"+{i},{i * 7919 % 100003},abcdefgh\n" for i in range(rows))
+        out.write("diff --git a/small.py b/small.py\n--- a/small.py\n+++ b/small.py\n"
+                  "@@ -1 +1,2 @@\n x = 1\n+y = missing\n")
+    proc = subprocess.Popen([sys.executable, "-m", "autoresearch", "review", "--diff", str(patch),
+                             "--offline", "--no-record", "--format", "json"], cwd=repo.path,
+                            env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL)
+    assert proc.stdout is not None and proc.stderr is not None
+    stdout, stderr = proc.stdout.read(), proc.stderr.read()  # both small: no deadlock
+    _, status, usage = os.wait4(proc.pid, 0)  # this process's own peak, not pytest's children
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    assert proc.returncode == 0, stderr
+    peak_mb = usage.ru_maxrss / 1024
+    assert peak_mb < 150, f"peak RSS {peak_mb:.0f} MB"
+    review = json.loads(stdout)
+    assert any(n.startswith(f"data.csv: not reviewed ({rows:,} changed lines")
+               for n in review["notes"]), review["notes"]
+    assert [f["path"] for f in review["findings"]] == ["small.py"]

@@ -319,3 +319,63 @@ def test_a_review_may_spend_only_what_is_left_of_the_session_budget(toy_repo: Pa
         assert within_budget(session, review).max_usd == 0.5
     finally:
         session.close()
+
+
+@pytest.mark.slow
+def test_sigterm_during_a_gate_review_keeps_the_calls_that_returned_billed(
+        toy_repo: Path) -> None:
+    """`run` stopped by SIGTERM while the gate's second model pass waits on the model: the
+    first pass's call, returned before the stop, is in the session's usage, billed to the
+    experiment (it used to be billed only once the whole review was back)."""
+    import signal
+    import sys
+    import threading
+    import time
+
+    from tests.conftest import cli_env
+
+    answered = [0]
+    lock = threading.Lock()
+
+    def slow_second(rec: Recorded) -> Reply:
+        with lock:
+            answered[0] += 1
+            first = answered[0] == 1
+        reply = '```json\n{"findings": []}\n```'
+        return Reply(text=reply) if first else Reply(text=reply, delay=60)
+
+    bigger = OFF_BY_ONE + "".join(f"\nV{i} = {i}\n" for i in range(12))  # two passes
+    change: dict[str, Any] = {"hypothesis": "move X to 6 and scale the values",
+                              "edits": {"target.py": bigger}}
+    with FakeModelServer(handler=slow_second) as server:
+        options = llm_options(server, timeout_seconds=120, max_retries=0)
+        table = ", ".join(f"{k} = {json.dumps(v)}" for k, v in options.items())
+        use_script(toy_repo, [change], extra_config=f'\n[review]\ngate = "red"\n'
+                   f'llm = {{ {table} }}\n')
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "autoresearch", "run", "--repo", str(toy_repo), "--tag", "g",
+             "--iterations", "2"], cwd=toy_repo, env=cli_env(), stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+        try:
+            deadline = time.monotonic() + 120
+            while len(server.requests) < 2 and time.monotonic() < deadline:
+                assert proc.poll() is None, proc.communicate()
+                time.sleep(0.05)
+            assert len(server.requests) == 2, "the gate never asked both passes"
+            time.sleep(1.0)  # the first pass's reply is back and billed
+            proc.send_signal(signal.SIGTERM)
+            _, stderr = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    ran = Ran(toy_repo, "g", subprocess.CompletedProcess([], 130))
+    (exp,) = ran.experiments().values()
+    assert exp.status == "interrupted"
+    with sqlite3.connect(toy_repo / ".autoresearch" / "ledger.db") as db:
+        rows = db.execute("SELECT experiment_id, input_tokens, output_tokens, cost_usd FROM "
+                          "usage WHERE purpose = 'review'").fetchall()
+    assert [(e, i, o) for e, i, o, _ in rows] == [(exp.id, 1200, 300)]
+    assert rows[0][3] > 0

@@ -216,3 +216,76 @@ def test_sigterm_mid_review_kills_the_analyzers_and_leaves_no_files(feature: Rep
 
         if Path(f"/proc/{bandit_pid}").exists():
             os.kill(bandit_pid, signal.SIGKILL)
+
+
+def test_a_reader_that_goes_away_stops_the_review_quietly_with_141(repo: Repo) -> None:
+    """`autoresearch review | head -1`: the review is finished and recorded before anything is
+    printed, so a reader that stops reading cuts only the output: exit 141 (128 + SIGPIPE, what
+    a shell shows for `cat` cut short), nothing on stderr, the review whole in the ledger."""
+    from tests.support.closed_pipe import run_into_closed_pipe, run_reading_one_line
+
+    repo.commit("init", **{"app.py": "x = 1\n"})
+    repo.branch("feature")
+    many = "".join(f"def f{i}(x):\n    return eval(x)\n\n\n" for i in range(400))
+    repo.commit("many findings", **{"app.py": many})
+    for output in ("terminal", "json"):  # many writes; one write of ~260 KB
+        code, first, stderr = run_reading_one_line(repo.path, "review", "--format", output)
+        assert (code, stderr) == (141, ""), (output, code, stderr)
+        assert first.strip()
+    code, stderr = (lambda p: (p.returncode, p.stderr))(
+        run_into_closed_pipe(repo.path, "review", "--format", "markdown"))
+    assert (code, stderr) == (141, "")
+    with sqlite3.connect(repo.path / ".autoresearch" / "ledger.db") as db:
+        rows = db.execute("SELECT r.yellow + r.red, COUNT(f.idx) FROM reviews r JOIN "
+                          "review_findings f ON f.review_id = r.id GROUP BY r.id").fetchall()
+    assert len(rows) == 3 and all(total == found >= 400 for total, found in rows), rows
+
+
+@pytest.mark.slow
+def test_sigterm_during_a_slow_verification_call_exits_at_once(feature: Repo) -> None:
+    """The verification calls ran in a pool the interpreter waits for: a stop during one held
+    the exit until the call came back. Now the review exits at once, and the review call that
+    had returned is recorded with its cost."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import cli_env
+    from tests.llm.fake_server import FakeModelServer, Recorded, Reply
+
+    finding = {"path": "app.py", "line": 5, "angle": "security", "category": "injection",
+               "severity": "high", "confidence": 0.9, "title": "Shell injection",
+               "body": "cmd reaches a shell.",
+               "quote": "return subprocess.run(f'echo {cmd}', shell=True)"}
+
+    def model(rec: Recorded) -> Reply:
+        if "You check findings" in rec.prompt_text():
+            return Reply(text='{"verdicts": []}', delay=60)
+        return Reply(text=json.dumps({"findings": [finding]}))
+
+    with FakeModelServer(handler=model) as server:
+        (feature.path / "autoresearch.toml").write_text(
+            f'[review]\nllm = {{ provider = "anthropic", base_url = "{server.anthropic_url}", '
+            'model = "claude-sonnet-4-6", timeout_seconds = 120, max_retries = 0 }\n')
+        proc = subprocess.Popen([sys.executable, "-m", "autoresearch", "review"],
+                                cwd=feature.path, env=cli_env(), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 60
+            while not any("You check findings" in r.prompt_text() for r in server.requests):
+                assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+                time.sleep(0.05)
+            proc.send_signal(signal.SIGTERM)
+            start = time.monotonic()
+            _, stderr = proc.communicate(timeout=30)
+            assert time.monotonic() - start < 15  # not the 60 s the verification call takes
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and "recorded in the ledger" in " ".join(stderr.split())
+    with sqlite3.connect(feature.path / ".autoresearch" / "ledger.db") as db:
+        assert db.execute("SELECT input_tokens, scale FROM reviews").fetchall() == [
+            (1200, "interrupted")]

@@ -18,7 +18,7 @@ from autoresearch.report import write_report
 from autoresearch.views.cli import is_loopback
 from autoresearch.views.summary import build_view, open_ledger, resolve_session
 from tests.views.conftest import NOISY_BASELINE, autoresearch, cli_env
-from tests.views.ledger_factory import BuiltSession, git
+from tests.views.ledger_factory import BuiltSession, build_session, git
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -200,3 +200,22 @@ def test_dashboard_command_serves_and_stops(demo_ro: BuiltSession) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_read_only_commands_stop_quietly_when_their_reader_goes_away(tmp_path: Path) -> None:
+    """`status`, `results`, `show`, `report` and `--help` writing into a pipe whose reader left
+    (`| head -1`, a pager quit): exit 141 like `cat`, nothing on stderr (it used to be exit 1
+    for some, exit 0 with the output silently dropped for others); `report` has written its
+    files before it prints where they are."""
+    from tests.support.closed_pipe import run_into_closed_pipe, run_reading_one_line
+
+    built = build_session(tmp_path / "repo")
+    built.ledger.close()
+    first = built.experiments[1].id
+    for args in (["status"], ["results"], ["results", "--json"], ["show", first],
+                 ["report"], ["--help"]):
+        ran = run_into_closed_pipe(built.repo, *args)
+        assert (ran.returncode, ran.stderr) == (141, ""), (args, ran.returncode, ran.stderr)
+    assert (built.repo / ".autoresearch" / "sessions" / "demo" / "report" / "report.html").exists()
+    code, line, stderr = run_reading_one_line(built.repo, "results")
+    assert code in (0, 141) and stderr == "" and line  # 0: all of it fitted in the pipe

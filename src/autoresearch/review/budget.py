@@ -6,6 +6,11 @@ the cap is not made, and the review says which calls were skipped. When the call
 reservation is replaced by what it actually cost. Reviewers run in parallel threads, so the
 arithmetic is under a lock. A model with no known price reserves nothing: the cap cannot stop it
 (the provider warns once about the missing price).
+
+With a `Meter` (the llm proposer's, `proposers.base`) every call is also billed through it the
+moment it returns, not at the end of the review, so a SIGTERM or a crash in the middle of a
+review loses none of what was spent; and its `stop_reason` (a session's `[limits] max_usd`) is
+asked before every call too, so spending elsewhere during the review is seen at once.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from autoresearch.proposers.base import Usage
+from autoresearch.proposers.base import Meter, Usage
 from autoresearch.proposers.llm.prices import PriceTable
 
 CHARS_PER_TOKEN = 3.5  # a conservative average for code and English: over- rather than under-estimate
@@ -31,8 +36,10 @@ class Reservation:
 
 
 class Budget:
-    def __init__(self, max_usd: float | None) -> None:
+    def __init__(self, max_usd: float | None, meter: Meter | None = None) -> None:
         self.max_usd = max_usd
+        self.meter = meter
+        self.stopped_by: str | None = None  # the meter's reason, once it stopped a call
         self._lock = threading.Lock()
         self._spent = 0.0
         self._reserved = 0.0
@@ -46,8 +53,14 @@ class Budget:
         return price.cost(estimate_tokens(prompt), max_output)
 
     def reserve(self, usd: float, what: str) -> Reservation | None:
-        """Hold `usd` for a call, or None (and remember `what`) when the cap forbids it."""
+        """Hold `usd` for a call, or None (and remember `what`) when the cap or the meter's
+        limit forbids it."""
+        over = self.meter.stop_reason() if self.meter is not None else None
         with self._lock:
+            if over is not None:
+                self.stopped_by = self.stopped_by or over
+                self.skipped.append(what)
+                return None
             if self.max_usd is not None and self._spent + self._reserved + usd > self.max_usd:
                 self.skipped.append(what)
                 return None
@@ -59,6 +72,9 @@ class Budget:
             self._reserved -= reservation.usd
             self._spent += sum(u.cost_usd for u in usage)
             self.usage.extend(usage)
+        if self.meter is not None:
+            for u in usage:
+                self.meter.record(u)
 
     @property
     def spent(self) -> float:
@@ -73,6 +89,10 @@ class Budget:
         """What the cap stopped, for the summary (None when it stopped nothing)."""
         if not self.skipped:
             return None
+        if self.stopped_by is not None:
+            return (f"{self.stopped_by}: {len(self.skipped)} model call(s) not made after "
+                    f"${self.spent:.4f}: " + "; ".join(self.skipped[:6])
+                    + (" ..." if len(self.skipped) > 6 else ""))
         return (f"the ${self.max_usd:.2f} cap (--max-usd) stopped {len(self.skipped)} model "
                 f"call(s) after ${self.spent:.4f}: " + "; ".join(self.skipped[:6])
                 + (" ..." if len(self.skipped) > 6 else ""))

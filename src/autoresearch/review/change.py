@@ -7,6 +7,10 @@
     diff     `--diff FILE`: a unified diff; the head side is the working tree when the patch is
              applied there, else the working tree with the patch applied in memory
 
+Whatever the input, a file of more than MAX_DIFF_LINES changed lines is named in the review's
+notes as not reviewed, and its diff is never held in memory (a range: from git's counts; a diff
+file: read as a stream, diff_reader).
+
 Every input ends as a `Change`: the diff, its files, the commits in it, and a `Source` that reads
 any file at the base or the head.
 """
@@ -19,11 +23,13 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 
 from unidiff.patch import PatchedFile
 
 from autoresearch.errors import AutoresearchError, PreconditionError
 from autoresearch.review.diff import ChangedFile, DiffMismatch, Status, parse_diff, rebuild
+from autoresearch.review.diff_reader import ReadDiff, read_diff
 from autoresearch.review.gitio import (
     is_repo,
     merge_base,
@@ -244,12 +250,16 @@ def _oversized(root: Path, base: str, head: str) -> list[tuple[ChangedFile, int]
     return out
 
 
+def _too_large(changed: ChangedFile, lines: int) -> str:
+    return (f"{changed.path}: not reviewed ({lines:,} changed lines, over the "
+            f"{MAX_DIFF_LINES:,}-line limit of one file)")
+
+
 def _range_change(root: Path, base: str, head: str, subject: Subject) -> Change:
     oversized = _oversized(root, base, head)
     diff_text = _git_diff(root, base, head, exclude=[f.path for f, _ in oversized])
     files, _ = parse_diff(diff_text, where=subject.label)
-    notes = [f"{f.path}: not reviewed ({lines:,} changed lines, over the {MAX_DIFF_LINES:,}-line "
-             "limit of one file)" for f, lines in oversized]
+    notes = [_too_large(f, lines) for f, lines in oversized]
     return Change(root=root, subject=subject, diff_text=diff_text,
                   files=files + [f for f, _ in oversized],
                   source=CommitSource(root, base, head), commits=_commits(root, base, head),
@@ -361,21 +371,23 @@ def _inside(path: str) -> bool:
 def from_diff_file(root: Path, diff_path: str) -> Change:
     """`--diff FILE` ('-' reads stdin), against the files of `root`'s working tree."""
     if diff_path == "-":
-        text = sys.stdin.read()
         where = "the diff on standard input"
+        read = _read_diff(sys.stdin.buffer, where)
     else:
-        path = Path(diff_path)
+        where = diff_path
         try:
-            text = path.read_bytes().decode("utf-8", errors="replace")
+            with open(diff_path, "rb") as stream:
+                read = _read_diff(stream, where)
         except OSError as exc:
             raise AutoresearchError(f"cannot read the diff: {exc.strerror}", where=diff_path,
                                     fix="pass the path of a unified diff file") from None
-        where = diff_path
+    text = read.text
     files, raw = parse_diff(text, where=where)
-    if not files:
+    if not files and not read.oversized:
         raise AutoresearchError("the diff changes no file", where=where,
                                 fix="pass a unified diff (e.g. `git diff main... > change.diff`)")
-    outside = [p for f in files for p in (f.path, f.old_path) if p and not _inside(p)]
+    named = files + [f for f, _ in read.oversized]
+    outside = [p for f in named for p in (f.path, f.old_path) if p and not _inside(p)]
     if outside:
         raise PreconditionError(
             f"the diff names a path outside the repository: {outside[0]}", where=where,
@@ -403,5 +415,15 @@ def from_diff_file(root: Path, diff_path: str) -> Change:
                       key=f"diff:{Path(diff_path).resolve() if diff_path != '-' else 'stdin'}",
                       head=None, base=head_rev or None)
     source = TextSource(root, head_rev or None, heads, bases)
-    return Change(root=root, subject=subject, diff_text=text, files=files, source=source,
-                  commits=[])
+    return Change(root=root, subject=subject, diff_text=text, files=named, source=source,
+                  commits=[], notes=[_too_large(f, lines) for f, lines in read.oversized])
+
+
+def _read_diff(stream: BinaryIO, where: str) -> ReadDiff:
+    """The diff read line by line (never whole: see diff_reader), files over the limit left out."""
+    lines = (raw.decode("utf-8", errors="replace") for raw in stream)
+    try:
+        return read_diff(lines, MAX_DIFF_LINES)
+    except OSError as exc:
+        raise AutoresearchError(f"cannot read the diff: {exc.strerror}", where=where,
+                                fix="pass the path of a unified diff file") from None

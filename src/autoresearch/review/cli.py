@@ -5,15 +5,21 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
 
 from autoresearch.errors import AutoresearchError, PreconditionError
+from autoresearch.proposers.base import Meter, Usage
 from autoresearch.views.safe_console import SafeConsole
+
+if TYPE_CHECKING:
+    from autoresearch.ledger import Ledger
+    from autoresearch.review.change import Change
 
 # Findings quote code and model text: printed as text (views.safe_console).
 console = SafeConsole()
@@ -107,7 +113,7 @@ def review(
     from autoresearch.review.registry import load_reviewers
     from autoresearch.review.settings import cli_settings, load_review_config
     from autoresearch.review.store import open_ledger, record_review
-    from autoresearch.stop_signals import stop_signals_as_interrupt
+    from autoresearch.stop_signals import describe_interrupt, stop_signals_as_interrupt
 
     if list_reviewers:
         _list(load_reviewers())
@@ -142,16 +148,19 @@ def review(
     ledger = open_ledger(state_root) if record and state_root is not None else None
     if ledger is not None:
         known |= ledger.reported_fingerprints(change.subject.key)
+    # Each model call is noted here the moment it returns: a review cut short still records
+    # what its calls cost (budget.py; the llm proposer bills through the same Meter).
+    paid: list[Usage] = []
+    started_at = time.time()
     try:
         # SIGTERM and SIGHUP stop the review like Ctrl-C: its analyzers killed, its temporary
-        # files removed, nothing recorded (the default would end it with both left behind).
+        # files removed, no finding recorded (the default would end it with both left behind).
         with stop_signals_as_interrupt(), (
                 err.status("reviewing", spinner="dots") if err.is_terminal else nullcontext()):
-            result = run_review(change, settings, known=known)
-    except KeyboardInterrupt:
-        if ledger is not None:
-            ledger.close()
-        err.print("interrupted: nothing was recorded")
+            result = run_review(change, settings, known=known, meter=Meter(record=paid.append))
+    except KeyboardInterrupt as exc:
+        _interrupted(ledger, change, list(paid), settings.max_usd, started_at,
+                     describe_interrupt(exc))
         sys.stdout.flush()
         sys.stderr.flush()
         # Reviewer threads may be inside a model call: end the process without waiting for them.
@@ -186,6 +195,32 @@ def review(
     code = _exit_code(result, fail_on)
     if code:
         raise typer.Exit(code)
+
+
+def _interrupted(ledger: Ledger | None, change: Change, paid: list[Usage], max_usd: float | None,
+                 started_at: float, why: str) -> None:
+    """Say what an interrupted review leaves: nothing, or (with model calls already paid for and
+    a ledger to record in) a review with no finding that carries their cost."""
+    from autoresearch.review.store import interrupted_review, record_review
+
+    cost = sum(u.cost_usd for u in paid)
+    recorded = False
+    if ledger is not None:
+        try:
+            if paid:
+                record_review(ledger, interrupted_review(change, paid, max_usd=max_usd,
+                                                         started_at=started_at, why=why))
+                recorded = True
+        finally:
+            ledger.close()
+    if recorded:
+        err.print(f"interrupted: no finding was recorded; the {len(paid)} model call(s) that "
+                  f"had returned (${cost:.4f}) are recorded in the ledger")
+    elif paid:
+        err.print(f"interrupted: nothing was recorded; the {len(paid)} model call(s) that had "
+                  f"returned cost ${cost:.4f}")
+    else:
+        err.print("interrupted: nothing was recorded")
 
 
 def _exit_code(result: Any, fail_on: str | None) -> int:

@@ -98,7 +98,8 @@ def _unquote(name: str) -> str:
     return out.decode("utf-8", errors="replace")
 
 
-def _strip(name: str) -> str:
+def strip_prefix(name: str) -> str:
+    """A path of a diff header as the repository names it: unquoted, without `a/` or `b/`."""
     name = _unquote(name)
     for prefix in ("a/", "b/"):
         if name.startswith(prefix):
@@ -112,12 +113,12 @@ def _changed_file(pf: PatchedFile) -> ChangedFile:
         status: Status = "added"
     elif pf.is_removed_file:
         status = "deleted"
-    elif pf.is_rename or (_strip(source) != _strip(target) and source != "/dev/null"):
+    elif pf.is_rename or (strip_prefix(source) != strip_prefix(target) and source != "/dev/null"):
         status = "renamed"
     else:
         status = "modified"
-    old = None if status == "added" else _strip(source)
-    new = _strip(source) if status == "deleted" else (_strip(target) if target else pf.path)
+    old = None if status == "added" else strip_prefix(source)
+    new = strip_prefix(source) if status == "deleted" else (strip_prefix(target) if target else pf.path)
     hunks = tuple(
         Hunk(
             old_start=h.source_start, old_length=h.source_length,

@@ -5,8 +5,9 @@ On a would-be keep the engine (`gatekeeper.py`, from `judge.settle`) calls
 parent (offline reviewers by default; the LLM reviewers too when `[review] llm` is set), and a red
 finding on a changed line (or a yellow one, with `gate = "yellow"`) blocks the keep: the
 experiment becomes a discard with the finding as its reason. A reviewer that fails never blocks
-(the gate reports what it could check). The engine then records the review against the
-experiment with `record_gate(ledger, result, ...)` and bills `result.usage` to it.
+(the gate reports what it could check). The engine bills each model call to the experiment as
+it returns, through the `meter` it passes (the llm proposer's `Meter`), then records the review
+against the experiment with `record_gate(ledger, result, ...)`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from autoresearch.config import ProposerConfig, ReviewConfig
 from autoresearch.ledger import Ledger
-from autoresearch.proposers.base import Usage
+from autoresearch.proposers.base import Meter, Usage
 from autoresearch.review.change import from_commits
 from autoresearch.review.context import ReviewSettings
 from autoresearch.review.llm_setup import resolve_llm
@@ -80,14 +81,16 @@ def describe_block(blockers: list[Finding], gate: str) -> str:
 def review_candidate(repo: Path, parent_commit: str, candidate_commit: str,
                      config: ReviewConfig, *, proposer: ProposerConfig | None = None,
                      env: Mapping[str, str] | None = None, label: str | None = None,
-                     known: Collection[str] = ()) -> GateResult:
-    """Review `candidate_commit` against `parent_commit` and decide whether it blocks a keep."""
+                     known: Collection[str] = (), meter: Meter | None = None) -> GateResult:
+    """Review `candidate_commit` against `parent_commit` and decide whether it blocks a keep;
+    with a `meter`, each model call is billed through it as it returns (`result.usage` lists
+    them too: not to be billed again)."""
     settings = settings_for_gate(config, proposer, os.environ if env is None else env)
     change = from_commits(repo, parent_commit, candidate_commit,
                           key=f"commit:{candidate_commit}",
                           label=label or f"candidate {candidate_commit[:12]} against "
                           f"{parent_commit[:12]}")
-    review = run_review(change, settings, known=known)
+    review = run_review(change, settings, known=known, meter=meter)
     colours = BLOCKING[config.gate]
     blockers = [f for f in review.findings if f.colour in colours and f.on_changed_lines]
     if blockers:

@@ -15,11 +15,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Collection
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Literal
 
+from autoresearch.proposers.base import Meter
 from autoresearch.review.aggregate import aggregate
 from autoresearch.review.budget import Budget
 from autoresearch.review.change import Change
@@ -31,6 +32,7 @@ from autoresearch.review.reviewers.llm import run_pass
 from autoresearch.review.reviewers.tools import stop_tools
 from autoresearch.review.scale import plan
 from autoresearch.review.verify import verify
+from autoresearch.review.workers import DaemonPool
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +60,11 @@ def _timed(fn: Callable[[], ReviewerReport]) -> tuple[ReviewerReport | BaseExcep
 
 def run_review(change: Change, settings: ReviewSettings, *, known: Collection[str] = (),
                progress: Progress | None = None,
-               reviewers: dict[str, Reviewer] | None = None) -> Review:
+               reviewers: dict[str, Reviewer] | None = None,
+               meter: Meter | None = None) -> Review:
+    """Review `change`. With a `meter`, each model call is billed through it as it returns and
+    its limit is checked before each call (budget.py); the Review's usage lists them all the
+    same, for its own record."""
     started_at = time.time()
     t0 = time.perf_counter()
     available = reviewers if reviewers is not None else load_reviewers()
@@ -66,7 +72,7 @@ def run_review(change: Change, settings: ReviewSettings, *, known: Collection[st
         chosen = select(available, settings.reviewers, "--reviewers / [review] reviewers")
     else:
         chosen = list(available.values())
-    budget = Budget(settings.max_usd)
+    budget = Budget(settings.max_usd, meter)
     ctx = ReviewContext(change, settings, budget)
     collected = _Collected()
     try:
@@ -76,12 +82,11 @@ def run_review(change: Change, settings: ReviewSettings, *, known: Collection[st
             (r.name, "offline", partial(r.review, ctx)) for r in the_plan.offline]
         tasks += [(p.name, "llm", partial(run_pass, ctx, p.reviewers, p.files))
                   for p in the_plan.passes]
-        pool = ThreadPoolExecutor(max_workers=max(1, settings.parallel),
-                                  thread_name_prefix="reviewer")
+        pool = DaemonPool(settings.parallel, "reviewer")
         finished = False
         try:
             futures: list[tuple[str, RunKind, Future[tuple[ReviewerReport | BaseException, float]]]]
-            futures = [(name, kind, pool.submit(_timed, fn)) for name, kind, fn in tasks]
+            futures = [(name, kind, pool.submit(partial(_timed, fn))) for name, kind, fn in tasks]
             for name, kind, future in futures:
                 outcome, seconds = future.result()
                 run = _record(name, kind, outcome, seconds, collected)
@@ -91,10 +96,10 @@ def run_review(change: Change, settings: ReviewSettings, *, known: Collection[st
             finished = True
         finally:
             # On Ctrl-C, do not wait for a model call that may take minutes: drop what has not
-            # started and let the caller exit (the workers are threads of a process that ends);
-            # the analyzers are processes, which would outlive it: they are killed.
-            pool.shutdown(wait=finished, cancel_futures=not finished)
+            # started and let the caller exit (the workers are daemon threads: workers.py); the
+            # analyzers are processes, which would outlive it: they are killed.
             if not finished:
+                pool.cancel()
                 stop_tools()
         llm_raw = [f for f in collected.raws if f.needs_verification]
         confirmed: list[RawFinding] = []

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
 from autoresearch.config import STATE_DIR
 from autoresearch.ledger import Ledger
 from autoresearch.ledger.reviews import ReviewFindingRecord, ReviewRecord
-from autoresearch.review.model import Review
+from autoresearch.proposers.base import Usage
+from autoresearch.review.change import Change
+from autoresearch.review.model import CostSummary, Review
 
 _IGNORE = "# autoresearch state: never committed\n*\n"
 
@@ -51,3 +55,17 @@ def record_review(ledger: Ledger, review: Review, *, blocked: bool = False,
                   session_id: int | None = None, experiment_id: str | None = None) -> int:
     return ledger.add_review(to_record(review, blocked=blocked, session_id=session_id,
                                        experiment_id=experiment_id))
+
+
+def interrupted_review(change: Change, usage: Sequence[Usage], *, max_usd: float | None,
+                       started_at: float, why: str) -> Review:
+    """What an interrupted review leaves for the ledger: no finding (none was verified and
+    ranked), but the model calls that had returned, so their cost is not lost."""
+    return Review(
+        subject=change.subject, findings=(), dropped=(), reviewers=(), usage=tuple(usage),
+        cost=CostSummary.of(usage, max_usd, False), scale="interrupted",
+        files=len(change.files), lines_added=change.lines_added,
+        lines_removed=change.lines_removed, started_at=started_at,
+        duration_s=time.time() - started_at,
+        notes=(f"interrupted ({why}) before it finished: no finding recorded; the "
+               f"{len(usage)} model call(s) that had returned are",))

@@ -15,8 +15,8 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from functools import partial
 
 from autoresearch.proposers.base import Usage
 from autoresearch.proposers.llm.providers import Turn
@@ -26,6 +26,7 @@ from autoresearch.review.llm_call import ask
 from autoresearch.review.model import Dropped, RawFinding
 from autoresearch.review.prompts import VERIFY_SYSTEM, history_block, verify_prompt
 from autoresearch.review.replies import ReplyError, verdicts_from_reply
+from autoresearch.review.workers import DaemonPool
 
 LINE_TOLERANCE = 3
 MAX_PER_CALL = 12
@@ -111,13 +112,19 @@ def verify(ctx: ReviewContext, findings: Sequence[RawFinding]) -> Verification:
                for i in range(0, len(items), MAX_PER_CALL)]
     if not batches:
         return result
-    with ThreadPoolExecutor(max_workers=max(1, ctx.settings.parallel)) as pool:
-        for part in pool.map(lambda batch: _verify_batch(ctx, batch), batches):
+    pool = DaemonPool(ctx.settings.parallel, "verifier")  # a stop does not wait for a call
+    futures = [pool.submit(partial(_verify_batch, ctx, batch)) for batch in batches]
+    try:
+        for future in futures:
+            part = future.result()
             result.confirmed += part.confirmed
             result.dropped += part.dropped
             result.usage += part.usage
             result.calls += part.calls
             result.failures += part.failures
+    except BaseException:
+        pool.cancel()
+        raise
     return result
 
 
