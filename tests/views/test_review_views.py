@@ -234,3 +234,21 @@ def test_a_ledger_from_before_the_review_tables_still_opens_read_only(tmp_path: 
         ledger.close()
     assert "Blocked by the review" not in write_report(
         built.repo, "old", tmp_path / "out").markdown.read_text()
+
+
+def test_an_interrupted_review_is_not_shown_as_a_clean_one() -> None:
+    """A review stopped before it finished is recorded for its cost with no finding: every view
+    must say it was interrupted, not "no findings" (which reads as a clean change)."""
+    from autoresearch.ledger.reviews import INTERRUPTED_SCALE, ReviewRow
+    from autoresearch.views.review import review_view
+
+    def row(scale: str) -> ReviewRow:
+        return ReviewRow(subject_key="k", subject="HEAD", kind="range", base_commit=None,
+                         head_commit=None, started_at=0.0, duration_s=1.0, red=0, yellow=0,
+                         purple=0, input_tokens=1200, output_tokens=300, cache_read_tokens=0,
+                         cache_write_tokens=0, cost_usd=0.01, capped=False, scale=scale,
+                         reviewers=[], notes=[])
+
+    assert review_view(row("full")).headline == "review: no findings"
+    interrupted = review_view(row(INTERRUPTED_SCALE)).headline
+    assert "interrupted" in interrupted and "no findings" not in interrupted

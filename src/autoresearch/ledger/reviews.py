@@ -10,6 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+# The scale of a review stopped before it finished: recorded for the cost of the model calls
+# that had returned (review/store.py), with no finding because none was judged.
+INTERRUPTED_SCALE = "interrupted"
+
 
 @dataclass(frozen=True)
 class FindingFields:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from autoresearch.config import STATE_DIR
 from autoresearch.ledger import Ledger
-from autoresearch.ledger.reviews import ReviewFindingRecord, ReviewRecord
+from autoresearch.ledger.reviews import INTERRUPTED_SCALE, ReviewFindingRecord, ReviewRecord
 from autoresearch.proposers.base import Usage
 from autoresearch.review.change import Change
 from autoresearch.review.model import CostSummary, Review
@@ -63,9 +63,9 @@ def interrupted_review(change: Change, usage: Sequence[Usage], *, max_usd: float
     ranked), but the model calls that had returned, so their cost is not lost."""
     return Review(
         subject=change.subject, findings=(), dropped=(), reviewers=(), usage=tuple(usage),
-        cost=CostSummary.of(usage, max_usd, False), scale="interrupted",
+        cost=CostSummary.of(usage, max_usd, False), scale=INTERRUPTED_SCALE,
         files=len(change.files), lines_added=change.lines_added,
         lines_removed=change.lines_removed, started_at=started_at,
         duration_s=time.time() - started_at,
         notes=(f"interrupted ({why}) before it finished: no finding recorded; the "
-               f"{len(usage)} model call(s) that had returned are",))
+               f"{len(usage)} model call(s) that had returned are billed in its cost",))

@@ -18,7 +18,13 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from autoresearch.ledger import Ledger
-from autoresearch.ledger.reviews import FindingFields, ReviewFindingRecord, ReviewMark, ReviewRow
+from autoresearch.ledger.reviews import (
+    INTERRUPTED_SCALE,
+    FindingFields,
+    ReviewFindingRecord,
+    ReviewMark,
+    ReviewRow,
+)
 
 COLOURS = ("red", "yellow", "purple")
 # What each colour asks of the reader (the words of `autoresearch review`).
@@ -72,6 +78,10 @@ class ReviewView:
 
     def by_colour(self, colour: str) -> list[FindingView]:
         return [f for f in self.findings if f.colour == colour]
+
+
+# It has no finding because none was judged, not because the change is clean.
+INTERRUPTED_HEADLINE = "review: interrupted before it finished (no finding judged)"
 
 
 def counts_text(red: int, yellow: int, purple: int) -> str:
@@ -142,8 +152,9 @@ def review_view(row: ReviewRow) -> ReviewView:
         id=row.id, subject=row.subject, base_commit=row.base_commit, head_commit=row.head_commit,
         started_at=row.started_at, duration_s=row.duration_s, red=row.red, yellow=row.yellow,
         purple=row.purple, blocked=row.blocked,
-        headline=headline(row.red, row.yellow, row.purple, row.blocked,
-                          [r.name for r in failed]),
+        headline=(INTERRUPTED_HEADLINE if row.scale == INTERRUPTED_SCALE else
+                  headline(row.red, row.yellow, row.purple, row.blocked,
+                           [r.name for r in failed])),
         findings=findings, reviewers=reviewers, failed=failed, input_tokens=row.input_tokens,
         output_tokens=row.output_tokens, cost_usd=row.cost_usd, capped=row.capped,
         scale=row.scale, notes=list(row.notes), cost_line=_cost_line(reviewers, row))
