@@ -279,10 +279,10 @@ LAYOUT = """(selector) => {
 def _reads_in_order(page: Any, root: str, what: str) -> None:  # noqa: F811
     found = page.evaluate(LAYOUT, root)
     assert found is not None, f"no ZYX in {what}"
-    assert f'ACCESS = "abc{RLO}ZYX\u27e8U+202C\u27e9"' in found["line"], found
-    assert "\u202e" not in found["line"]
     x = found["x"]
     assert x[0] < x[1] < x[2], f"{what} lays ZYX out reversed: {x}"
+    assert f'ACCESS = "abc{RLO}ZYX\u27e8U+202C\u27e9"' in found["line"], found
+    assert "\u202e" not in found["line"]
 
 
 @pytest.mark.browser
