@@ -14,6 +14,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from autoresearch.unicode_controls import clean_prose
 from autoresearch.views.bounded_text import PANEL_CHARS, PANEL_LINES, bounded
 from autoresearch.views.format import count_key, fmt_counts, fmt_experiments, fmt_improvement
 from autoresearch.views.safe_console import SafeConsole
@@ -92,8 +93,8 @@ class Display:
     def experiment_started(self, exp_id: str, hypothesis: str) -> None:
         # The panel is a few lines, redrawn four times a second: a long hypothesis shows its
         # head there (the line `experiment_finished` prints has more).
-        self.current = f"{exp_id}  " + bounded(hypothesis, exp_id, chars=PANEL_CHARS,
-                                                 lines=PANEL_LINES)
+        self.current = f"{exp_id}  " + bounded(clean_prose(hypothesis), exp_id,
+                                                 chars=PANEL_CHARS, lines=PANEL_LINES)
 
     def run_started(self, label: str, budget_s: float, slot: str = "") -> None:
         self.current_run = label
@@ -114,8 +115,10 @@ class Display:
         shown = "baseline" if baseline and status == "keep" else status
         # The hypothesis whole (unless it is over `bounded`'s size): rich wraps it; `autoresearch
         # show ID` has everything else. Its own lines are indented, so none can pass for another
-        # experiment's line.
-        hypothesis = "\n    ".join(bounded(hypothesis, exp_id).splitlines())
+        # experiment's line. Both are cleaned here as the ledger cleans them: rich would drop an
+        # OSC's BEL first, and the console's own clean-up would then take the words after it.
+        hypothesis = "\n    ".join(bounded(clean_prose(hypothesis), exp_id).splitlines())
+        reason = clean_prose(reason)
         self.console.print(
             Text.assemble((f"{exp_id} ", "bold"), (f"{shown:<8}", STATUS_STYLE.get(status, "")),
                           f"{value}{change}  {hypothesis}")

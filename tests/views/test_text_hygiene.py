@@ -157,6 +157,16 @@ def test_exports_hold_proposer_text_clean(session: tuple[Path, str]) -> None:
     assert RLO + "gnp.exe" in tsv
 
 
+def test_run_prints_proposer_text_clean_with_its_words(session: tuple[Path, str]) -> None:
+    """`run` prints what it records: no control, the override as its marker, and the words
+    after a sequence kept (rich drops an OSC's BEL, so cleaning after it took `done` along)."""
+    _, out = session
+    _clean(out, "run")
+    flat = " ".join(out.split())
+    assert f"the model said {RLO}evil\u27e8U+202C\u27e9 done" in flat
+    assert f"bell {RLO}gnp.exe" in flat
+
+
 def _hostile_review(exp_id: str, session_id: int) -> ReviewRecord:
     finding = ReviewFindingRecord(
         colour="red", path="target.py", start_line=1, end_line=2, angle="logic\x9b",
