@@ -37,6 +37,10 @@ ESCAPE_SEQUENCE = re.compile(
 # What is left once the sequences are gone: C0 controls but tab and newline, DEL, C1.
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
+# Anything `clean_prose` changes (ESC is a C0 control, CSI's U+009B a C1 one): text without any
+# is returned as it is, in one pass.
+_ANYTHING = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff"
+                       + "".join(sorted(BIDI_CONTROLS)) + "]")
 
 
 def bidi_marker(ch: str) -> str:
@@ -65,7 +69,7 @@ def clean_prose(text: str) -> str:
     characters removed (tab and newline kept; a CR goes too, so CRLF becomes LF), bidirectional
     controls revealed, lone surrogates (JSON lets a reply carry them; no UTF-8 encoder accepts
     them) replaced by U+FFFD."""
-    if text.isprintable():
-        return text  # the common case, at C speed
+    if text.isprintable() or not _ANYTHING.search(text):
+        return text  # the common cases: one line, or lines with tabs, at C speed
     text = _SURROGATE.sub("\ufffd", text)
     return reveal_bidi(CONTROL.sub("", ESCAPE_SEQUENCE.sub("", text)))
