@@ -359,12 +359,16 @@ def show(
         help="An experiment id, e.g. mar5-0007, or its number, e.g. 7 (in the latest session, "
              "or the --tag one).")],
     tag: Annotated[str | None, typer.Option("--tag", help="The session of a bare number.")] = None,
+    full: Annotated[bool, typer.Option(
+        "--full", help="Print the hypothesis, rationale and decision whole, however long (without "
+                       "it, text over 4,000 characters or 40 lines shows its head and what is "
+                       "left).")] = False,
     repo: RepoOpt = Path("."),
 ) -> None:
     """Everything about one experiment: hypothesis, decision, runs, spend, diff and log tail."""
     from autoresearch.views.terminal import render_experiment
 
-    render_experiment(_root(repo), experiment, console, tag)
+    render_experiment(_root(repo), experiment, console, tag, full=full)
 
 
 @app.command()

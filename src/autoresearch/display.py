@@ -14,6 +14,8 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from autoresearch.unicode_controls import clean_prose
+from autoresearch.views.bounded_text import PANEL_CHARS, PANEL_LINES, bounded
 from autoresearch.views.format import count_key, fmt_counts, fmt_experiments, fmt_improvement
 from autoresearch.views.safe_console import SafeConsole
 
@@ -89,7 +91,10 @@ class Display:
         self.console.print(Text(text, style=style))
 
     def experiment_started(self, exp_id: str, hypothesis: str) -> None:
-        self.current = f"{exp_id}  {hypothesis}"
+        # The panel is a few lines, redrawn four times a second: a long hypothesis shows its
+        # head there (the line `experiment_finished` prints has more).
+        self.current = f"{exp_id}  " + bounded(clean_prose(hypothesis), exp_id,
+                                                 chars=PANEL_CHARS, lines=PANEL_LINES)
 
     def run_started(self, label: str, budget_s: float, slot: str = "") -> None:
         self.current_run = label
@@ -108,15 +113,19 @@ class Display:
         value = "" if objective is None else f" {self.tally.metric}={objective:.6g}"
         change = "" if delta is None else f" Δ{delta:+.4g}"
         shown = "baseline" if baseline and status == "keep" else status
-        # The hypothesis whole: rich wraps it; `autoresearch show ID` has everything else. Its
-        # own lines are indented, so none can pass for another experiment's line.
-        hypothesis = "\n    ".join(hypothesis.splitlines())
+        # The hypothesis whole (unless it is over `bounded`'s size): rich wraps it; `autoresearch
+        # show ID` has everything else. Its own lines are indented, so none can pass for another
+        # experiment's line. Both are cleaned here as the ledger cleans them: rich would drop an
+        # OSC's BEL first, and the console's own clean-up would then take the words after it.
+        hypothesis = "\n    ".join(bounded(clean_prose(hypothesis), exp_id).splitlines())
+        reason = clean_prose(reason)
         self.console.print(
             Text.assemble((f"{exp_id} ", "bold"), (f"{shown:<8}", STATUS_STYLE.get(status, "")),
                           f"{value}{change}  {hypothesis}")
         )
         if reason and status != "keep":
-            self.console.print(Text("    " + "\n    ".join(reason.splitlines()), style="dim"))
+            self.console.print(Text("    " + "\n    ".join(bounded(reason, exp_id).splitlines()),
+                                    style="dim"))
         if self.tally.total % 10 == 0:
             self.summary_line()
 

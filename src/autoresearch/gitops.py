@@ -510,16 +510,30 @@ def diff(cwd: Path, base: str, head: str, paths: list[str] | None = None) -> str
     return git(cwd, *args, errors="replace")
 
 
-def show_commit(repo: Path, sha: str, *, max_chars: int = 400_000) -> str:
-    """The commit's message, stat and patch, cut (with a note) when it is very large."""
+def show_commit(repo: Path, sha: str, *, max_chars: int = 400_000, message_chars: int = 4000,
+                message_lines: int = 40) -> str:
+    """The commit's message, stat and patch, each cut (with a note) when it is very large.
+
+    The message is a proposer's hypothesis, of any length; whoever shows this shows the
+    hypothesis beside it (whole on request), so a long one is cut here rather than fill the
+    terminal or push the patch out of `max_chars`.
+    """
     if not is_sha(sha):
         raise GitError(["show", sha], 128, f"not a commit id: {sha!r}", where=str(repo))
-    text = git(repo, "show", "--no-color", "--no-ext-diff", "--no-textconv", "--stat", "--patch",
-               "--format=commit %H%nAuthor: %an <%ae>%nDate:   %ad%n%n%w(0,4,4)%B", sha,
-               errors="replace")
-    if len(text) > max_chars:
-        text = text[:max_chars] + f"\n… diff cut at {max_chars} characters (git show {sha})\n"
-    return text + "\n"
+    head = git(repo, "show", "-s", "--no-color", "--format=commit %H%nAuthor: %an <%ae>%nDate:   %ad",
+               sha, errors="replace").rstrip("\n")
+    message = git(repo, "show", "-s", "--no-color", "--format=%B", sha,
+                  errors="replace").rstrip("\n")
+    shown = "\n".join(message[:message_chars].split("\n")[:message_lines])
+    if len(shown) < len(message):
+        shown += (f"\n… {len(message) - len(shown):,} more characters of the message "
+                  f"(git log -1 --format=%B {sha[:12]})")
+    patch = git(repo, "show", "--no-color", "--no-ext-diff", "--no-textconv", "--format=",
+                "--stat", "--patch", sha, errors="replace").lstrip("\n")
+    if len(patch) > max_chars:
+        patch = patch[:max_chars] + f"\n… diff cut at {max_chars} characters (git show {sha})\n"
+    indented = "\n".join("    " + line if line else "" for line in shown.split("\n"))
+    return f"{head}\n\n{indented}\n\n---\n{patch}\n"
 
 
 def patch_of(repo: Path, sha: str, *, max_chars: int = 200_000) -> str:

@@ -33,7 +33,8 @@ from autoresearch import gitops
 from autoresearch.file_stamp import Stamp
 from autoresearch.globs import matches
 from autoresearch.repo_paths import Canonicalizer, PathRefused, fold, shown
-from autoresearch.textcheck import bytes_problem, clean_prose, text_problem
+from autoresearch.textcheck import bytes_problem, text_problem
+from autoresearch.unicode_controls import clean_prose
 
 if TYPE_CHECKING:
     from autoresearch.proposers.base import Proposal

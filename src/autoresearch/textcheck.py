@@ -16,7 +16,7 @@ The policy, applied to every proposal before anything is written or committed:
   artifacts in the verify command, not in a proposal.
 
 Prose a proposer supplies (a hypothesis, a rationale, an error it reports) is not refused but
-cleaned by `clean_prose`, since it is only recorded and displayed.
+cleaned by `unicode_controls.clean_prose`, since it is only recorded and displayed.
 """
 
 from __future__ import annotations
@@ -91,19 +91,3 @@ def bytes_problem(new: bytes, old: bytes | None) -> str | None:
         return (f"is not UTF-8 text (byte 0x{new[exc.start]:02x} at offset {exc.start}) but was "
                 f"{was}; only text may be proposed")
     return text_problem(text, None if old is None else old.decode("utf-8"))
-
-
-def clean_prose(text: str, limit: int | None = None) -> str:
-    """Prose from a proposer, made safe to store and show: lone surrogates become U+FFFD and
-    control characters other than newline and tab are dropped."""
-    out = []
-    for ch in text:
-        code = ord(ch)
-        if 0xD800 <= code <= 0xDFFF:
-            out.append("\ufffd")
-        elif (code < 0x20 and ch not in "\n\t") or code == 0x7F or ch in _BIDI:
-            continue
-        else:
-            out.append(ch)
-    cleaned = "".join(out)
-    return cleaned if limit is None else cleaned[:limit]

@@ -10,6 +10,8 @@ from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
+from autoresearch.unicode_controls import clean_prose
+
 
 class ActivityTables:
     """Usage and events, written and read through the ledger's connection."""
@@ -79,7 +81,9 @@ class ActivityTables:
             c.execute(
                 "INSERT INTO events (session_id, experiment_id, at, kind, message, data_json)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
-                (session_id, experiment_id, time.time(), kind, message,
+                # The message may quote a model or an agent (store.py says why it is cleaned);
+                # `data` is the harness's own record, compared later, and kept as it is.
+                (session_id, experiment_id, time.time(), kind, clean_prose(message),
                  None if data is None else json.dumps(data)),
             )
 
@@ -93,7 +97,7 @@ class ActivityTables:
         )
         return [
             {"id": r["id"], "experiment_id": r["experiment_id"], "at": r["at"], "kind": r["kind"],
-             "message": r["message"],
+             "message": clean_prose(r["message"]),
              "data": None if r["data_json"] is None else json.loads(r["data_json"])}
             for r in rows
         ]

@@ -16,6 +16,18 @@ from autoresearch.ledger.reviews import (
     ReviewRecord,
     ReviewRow,
 )
+from autoresearch.unicode_controls import clean_prose
+
+
+def _clean_strings(value: Any) -> Any:
+    """Every string in a JSON value cleaned (a reviewer's note may quote a model's error)."""
+    if isinstance(value, str):
+        return clean_prose(value)
+    if isinstance(value, dict):
+        return {k: _clean_strings(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean_strings(v) for v in value]
+    return value
 
 
 class ReviewTables:
@@ -30,7 +42,11 @@ class ReviewTables:
         def schema_version(self) -> int: ...
 
     def add_review(self, record: ReviewRecord) -> int:
-        """Store a review and its findings in one transaction; returns the review's id."""
+        """Store a review and its findings in one transaction; returns the review's id.
+
+        What a reviewer model wrote (titles, explanations, notes) and the code it quotes (the
+        evidence) are cleaned as the ledger's other free text is (store.py); the path names a
+        file of the repository and is kept as it is."""
         with self._tx() as c:
             cur = c.execute(
                 "INSERT INTO reviews (subject_key, subject, kind, base_commit, head_commit,"
@@ -38,12 +54,13 @@ class ReviewTables:
                 " input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cost_usd,"
                 " capped, scale, reviewers_json, notes_json)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (record.subject_key, record.subject, record.kind, record.base_commit,
+                (record.subject_key, clean_prose(record.subject), record.kind, record.base_commit,
                  record.head_commit, record.session_id, record.experiment_id, record.started_at,
                  record.duration_s, record.red, record.yellow, record.purple, int(record.blocked),
                  record.input_tokens, record.output_tokens, record.cache_read_tokens,
                  record.cache_write_tokens, record.cost_usd, int(record.capped), record.scale,
-                 json.dumps(record.reviewers), json.dumps(record.notes)),
+                 json.dumps(_clean_strings(record.reviewers)),
+                 json.dumps(_clean_strings(record.notes))),
             )
             review_id = int(cur.lastrowid or 0)
             c.executemany(
@@ -52,8 +69,10 @@ class ReviewTables:
                 " confidence, sources_json, inline, known)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(review_id, i, f.fingerprint, f.colour, f.path, f.start_line, f.end_line,
-                  f.angle, f.category, f.severity, f.title, f.body, f.evidence, f.confidence,
-                  json.dumps(f.sources), int(f.inline), int(f.known))
+                  clean_prose(f.angle), clean_prose(f.category), clean_prose(f.severity),
+                  clean_prose(f.title), clean_prose(f.body), clean_prose(f.evidence),
+                  f.confidence, json.dumps(_clean_strings(f.sources)), int(f.inline),
+                  int(f.known))
                  for i, f in enumerate(record.findings)],
             )
         return review_id
@@ -75,16 +94,19 @@ class ReviewTables:
         findings = [
             ReviewFindingRecord(
                 fingerprint=f["fingerprint"], colour=f["colour"], path=f["path"],
-                start_line=f["start_line"], end_line=f["end_line"], angle=f["angle"],
-                category=f["category"], severity=f["severity"], title=f["title"],
-                body=f["body"], evidence=f["evidence"], confidence=f["confidence"],
-                sources=json.loads(f["sources_json"]), inline=bool(f["inline"]),
+                start_line=f["start_line"], end_line=f["end_line"],
+                angle=clean_prose(f["angle"]), category=clean_prose(f["category"]),
+                severity=clean_prose(f["severity"]), title=clean_prose(f["title"]),
+                body=clean_prose(f["body"]), evidence=clean_prose(f["evidence"]),
+                confidence=f["confidence"], sources=_clean_strings(json.loads(f["sources_json"])),
+                inline=bool(f["inline"]),
                 known=bool(f["known"]))
             for f in self._query(
                 "SELECT * FROM review_findings WHERE review_id = ? ORDER BY idx", (r["id"],))
         ]
         return ReviewRow(
-            id=r["id"], subject_key=r["subject_key"], subject=r["subject"], kind=r["kind"],
+            id=r["id"], subject_key=r["subject_key"], subject=clean_prose(r["subject"]),
+            kind=r["kind"],
             base_commit=r["base_commit"], head_commit=r["head_commit"],
             session_id=r["session_id"], experiment_id=r["experiment_id"],
             started_at=r["started_at"], duration_s=r["duration_s"], red=r["red"],
@@ -92,7 +114,8 @@ class ReviewTables:
             input_tokens=r["input_tokens"], output_tokens=r["output_tokens"],
             cache_read_tokens=r["cache_read_tokens"], cache_write_tokens=r["cache_write_tokens"],
             cost_usd=r["cost_usd"], capped=bool(r["capped"]), scale=r["scale"],
-            reviewers=json.loads(r["reviewers_json"]), notes=json.loads(r["notes_json"]),
+            reviewers=_clean_strings(json.loads(r["reviewers_json"])),
+            notes=_clean_strings(json.loads(r["notes_json"])),
             findings=findings)
 
     def reported_fingerprints(self, subject_key: str) -> set[str]:

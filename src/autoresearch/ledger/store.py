@@ -12,6 +12,14 @@ a single open experiment (`open_experiments` returns all of them).
 The write API is typed: one method per thing that happens to a session or an experiment (it was
 created, proposed, committed, judged, finished...), each naming the columns it writes. Nothing
 writes an arbitrary set of columns, so a misspelt field is a type error, not a silent no-op.
+
+Free text from a proposer (a hypothesis, a rationale, a decision reason that quotes a model's
+reply, an event's message, a review's findings) is cleaned here, where it enters the ledger, by
+`unicode_controls.clean_prose`: whatever reads the file (the views, `results --json`, results.tsv,
+the sqlite3 shell, another tool) gets no escape sequence or control character, and sees a
+bidirectional override as its marker ⟨U+202E⟩. Tabs and newlines are kept. The same cleaning is
+applied as rows are read, so rows an older autoresearch stored come out the same way (no
+migration rewrites them); on clean text it is one `str.isprintable` check.
 """
 
 from __future__ import annotations
@@ -39,6 +47,7 @@ from autoresearch.ledger.rows import (
     TrialStatus,
 )
 from autoresearch.ledger.schema import MIGRATIONS, migrate
+from autoresearch.unicode_controls import clean_prose
 
 __all__ = ["FINAL_STATUSES", "OPEN_STATUSES", "ExperimentRow", "Ledger", "RunRow", "SessionRow",
            "TrialStatus"]
@@ -305,7 +314,8 @@ class Ledger(ActivityTables, ReviewTables):
                 "INSERT INTO experiments (id, session_id, seq, kind, status, hypothesis, rationale,"
                 " proposer, params_json, parent_commit, worker, started_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (exp_id, session.id, seq, kind, status, hypothesis, rationale, proposer,
+                (exp_id, session.id, seq, kind, status, clean_prose(hypothesis),
+                 clean_prose(rationale), proposer,
                  None if params is None else json.dumps(params), parent_commit, worker, now),
             )
         exp = self.experiment(exp_id)
@@ -320,11 +330,12 @@ class Ledger(ActivityTables, ReviewTables):
                         params: Mapping[str, Any] | None = None) -> None:
         """What the proposer proposed (before the guardrails look at it)."""
         self._update_experiment(exp_id, "hypothesis = ?, rationale = ?, params_json = ?",
-                                (hypothesis, rationale, _dumps(params)))
+                                (clean_prose(hypothesis), clean_prose(rationale),
+                                 _dumps(params)))
 
     def record_hypothesis(self, exp_id: str, hypothesis: str) -> None:
         """What a proposal that failed meant to try (it is still worth showing)."""
-        self._update_experiment(exp_id, "hypothesis = ?", (hypothesis,))
+        self._update_experiment(exp_id, "hypothesis = ?", (clean_prose(hypothesis),))
 
     def record_params(self, exp_id: str, params: Mapping[str, Any] | None) -> None:
         self._update_experiment(exp_id, "params_json = ?", (_dumps(params),))
@@ -348,7 +359,8 @@ class Ledger(ActivityTables, ReviewTables):
 
     def record_attempt(self, exp_id: str, *, attempts: int, hypothesis: str) -> None:
         """The experiment goes on with another commit (attempt number `attempts`)."""
-        self._update_experiment(exp_id, "attempts = ?, hypothesis = ?", (attempts, hypothesis))
+        self._update_experiment(exp_id, "attempts = ?, hypothesis = ?",
+                                (attempts, clean_prose(hypothesis)))
 
     def record_judgement(self, exp_id: str, *, incumbent_objective: float | None,
                          delta: float | None, threshold: float | None,
@@ -365,7 +377,8 @@ class Ledger(ActivityTables, ReviewTables):
         if status not in FINAL_STATUSES:
             raise ValueError(f"{status!r} is not a final status")
         sets = "status = ?, decision_reason = ?, finished_at = ?"
-        args: list[Any] = [status, reason, time.time() if finished_at is None else finished_at]
+        args: list[Any] = [status, clean_prose(reason),
+                           time.time() if finished_at is None else finished_at]
         if objective is not None:
             sets += ", objective = ?"
             args.append(objective)
@@ -436,13 +449,14 @@ class Ledger(ActivityTables, ReviewTables):
     def _experiment(r: sqlite3.Row) -> ExperimentRow:
         return ExperimentRow(
             id=r["id"], session_id=r["session_id"], seq=r["seq"], kind=r["kind"],
-            status=r["status"], hypothesis=r["hypothesis"], rationale=r["rationale"],
+            status=r["status"], hypothesis=clean_prose(r["hypothesis"]),
+            rationale=clean_prose(r["rationale"]),
             proposer=r["proposer"], params=_loads(r["params_json"], None),
             parent_commit=r["parent_commit"], commit_sha=r["commit_sha"], tree_sha=r["tree_sha"],
             files=_loads(r["files_json"], []), lines_added=r["lines_added"],
             lines_removed=r["lines_removed"], objective=r["objective"],
             incumbent_objective=r["incumbent_objective"], delta=r["delta"],
-            threshold=r["threshold"], decision_reason=r["decision_reason"],
+            threshold=r["threshold"], decision_reason=clean_prose(r["decision_reason"]),
             guards=_loads(r["guards_json"], []), attempts=r["attempts"], cost_usd=r["cost_usd"],
             worker=r["worker"], started_at=r["started_at"], finished_at=r["finished_at"],
         )

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 from autoresearch.errors import AutoresearchError, ProposalError
 from autoresearch.proposers.base import Usage
-from autoresearch.textcheck import clean_prose
+from autoresearch.unicode_controls import clean_prose
 
 
 class ProposerFault(AutoresearchError):

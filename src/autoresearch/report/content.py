@@ -10,6 +10,7 @@ from typing import Any
 
 from autoresearch.gitops import GitError, commit_exists, patch_of
 from autoresearch.ledger import Ledger, SessionRow
+from autoresearch.unicode_controls import bidi_warning, reveal_bidi
 from autoresearch.views.format import fmt_duration, fmt_rate, fmt_value
 from autoresearch.views.noise import baseline_runs_said
 from autoresearch.views.review import ReviewView, session_reviews
@@ -35,7 +36,8 @@ class KeptChange:
     lines_added: int
     lines_removed: int
     decision_reason: str
-    diff: str
+    diff: str  # its bidirectional controls shown as markers (⟨U+202E⟩), which reorder nothing
+    diff_warning: str = ""  # what `bidi_warning` said of the diff: empty when it held none
     review: ReviewView | None = None  # the review gate's review of it (yellow and purple
                                       # findings are still worth a look on a kept change)
 
@@ -84,7 +86,8 @@ def collect(repo: Path, ledger: Ledger, session: SessionRow) -> ReportData:
             exp_id=e.id, seq=e.seq, hypothesis=e.hypothesis, objective=e.objective,
             delta=e.delta, vs_baseline=vs_base, commit_sha=e.commit_sha, files=e.files,
             lines_added=e.lines_added, lines_removed=e.lines_removed,
-            decision_reason=e.decision_reason, diff=diff, review=reviews.get(e.id),
+            decision_reason=e.decision_reason, diff=reveal_bidi(diff),
+            diff_warning=bidi_warning(diff), review=reviews.get(e.id),
         ))
     blocked = [BlockedKeep(e, reviews[e.id]) for e in view.experiments
                if e.review is not None and e.review.blocked and e.id in reviews]

@@ -7,6 +7,7 @@ nothing: no fonts, no scripts, no stylesheet, no image from anywhere else.
 from __future__ import annotations
 
 import base64
+import re
 import time
 from html import escape
 
@@ -39,6 +40,7 @@ th{color:#667085;font-weight:600}.num{text-align:right;font-variant-numeric:tabu
 pre{background:#f8f9fb;border:1px solid #e4e7ec;border-radius:8px;padding:8px 10px;overflow:auto;
 font-size:12px;line-height:1.45;max-height:520px}pre span{display:block}.add{background:#e6f6ea}
 .del{background:#fdecea}.hunk{color:#3b5bdb}.meta{color:#667085}
+pre b.bidi{font-weight:400;color:#d92d20;background:#fdecea;border-radius:3px}.bidi-warning{color:#d92d20}
 .badge{font-size:11.5px;font-weight:600;padding:1px 7px;border-radius:999px;background:#eef0f3}
 .badge.keep{color:#12a150}.badge.crash,.badge.timeout{color:#d92d20}.badge.rejected{color:#7a5af8}
 details summary{cursor:pointer;color:#3b5bdb}footer{color:#667085;font-size:12px;margin-top:36px}
@@ -51,14 +53,25 @@ def _e(value: object) -> str:
     return escape(str(value), quote=True)
 
 
-def _diff_html(text: str) -> str:
+# A bidirectional control's marker (⟨U+202E⟩, put in the diff by `reveal_bidi`), once escaped.
+_MARKER = re.compile(r"\u27e8U\+[0-9A-F]{4}\u27e9")
+
+
+def code_line_html(line: str) -> str:
+    """A line of code, escaped, its bidi markers standing out."""
+    return _MARKER.sub(lambda m: f"<b class='bidi' title='a bidirectional control character, "
+                       f"shown instead of obeyed'>{m.group()}</b>", _e(line))
+
+
+def _diff_html(text: str, warning: str = "") -> str:
     lines = []
     for line in text.splitlines():
         cls = ("meta" if line.startswith(("+++", "---", "diff ", "index ")) else
                "add" if line.startswith("+") else "del" if line.startswith("-") else
                "hunk" if line.startswith("@@") else "")
-        lines.append(f'<span class="{cls}">{_e(line) or "&#8203;"}</span>')
-    return "<pre>" + "".join(lines) + "</pre>"
+        lines.append(f'<span class="{cls}">{code_line_html(line) or "&#8203;"}</span>')
+    head = f"<p class='bidi-warning'>⚠ {_e(warning)}</p>" if warning else ""
+    return head + "<pre>" + "".join(lines) + "</pre>"
 
 
 def _delta_class(delta: float | None, direction: str) -> str:
@@ -123,8 +136,9 @@ def render_html(data: ReportData, png: bytes) -> str:
             f"commit <span class='mono'>{_e((k.commit_sha or '')[:12])}</span></div>"
             f"<div class='sub'>{_e(k.decision_reason)}</div>"
             + (review_html(k.review) if k.review else "")
-            + f"<details{' open' if len(k.diff) < 6000 else ''}><summary>diff</summary>"
-            f"{_diff_html(k.diff)}</details></div>"
+            + f"<details{' open' if len(k.diff) < 6000 or k.diff_warning else ''}>"
+            "<summary>diff</summary>"
+            f"{_diff_html(k.diff, k.diff_warning)}</details></div>"
         )
     parts += blocked_html(data, s.metric)
     parts += _noise_and_cost(data)

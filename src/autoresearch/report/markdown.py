@@ -64,6 +64,7 @@ def render_markdown(data: ReportData, png_name: str = "progress.png") -> str:
             f"> {literal(k.decision_reason)}" if k.decision_reason else "",
             "",
             *(review_markdown(k.review) if k.review else []),
+            *([f"> ⚠ {literal(k.diff_warning)}", ""] if k.diff_warning else []),
             f"{ticks}diff",
             k.diff.rstrip("\n"),
             ticks,

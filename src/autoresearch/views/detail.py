@@ -10,6 +10,7 @@ from typing import Any
 from autoresearch.gitops import GitError, commit_exists, show_commit
 from autoresearch.ledger import Ledger, RunRow
 from autoresearch.runner import log_tail
+from autoresearch.unicode_controls import bidi_warning, reveal_bidi
 from autoresearch.views.review import ReviewView, experiment_reviews
 from autoresearch.views.safe_console import terminal_safe
 from autoresearch.views.summary import ExperimentView, clean_json, experiment_view
@@ -34,8 +35,9 @@ class RunView:
 class ExperimentDetail:
     experiment: ExperimentView
     session_tag: str
-    diff: str
+    diff: str  # its bidirectional controls shown as markers (⟨U+202E⟩), which reorder nothing
     diff_note: str
+    diff_warning: str  # what `bidi_warning` says of the diff: empty when it holds none
     runs: list[RunView]
     log_tail: str
     log_path: str | None
@@ -91,6 +93,9 @@ def experiment_detail(ledger: Ledger, repo: Path, exp_id: str) -> ExperimentDeta
             diff = show_commit(repo, exp.commit_sha)
         except GitError as exc:
             note = exc.what
+    # A repository file may hold bidirectional overrides (a change may keep the ones a file had):
+    # shown as they are, they make the code read differently from how it runs ("Trojan Source").
+    warning, diff = bidi_warning(diff), reveal_bidi(diff)
 
     tail_run = _tail_run(runs)
     log_path = _resolve_log(repo, tail_run.log_path) if tail_run else None
@@ -106,6 +111,7 @@ def experiment_detail(ledger: Ledger, repo: Path, exp_id: str) -> ExperimentDeta
         session_tag=session.tag if session else "",
         diff=diff,
         diff_note=note,
+        diff_warning=warning,
         runs=[RunView(r.role, r.idx, r.attempt, r.status, r.exit_code, r.duration_s,
                       dict(r.metrics), r.log_path, r.fingerprint_key) for r in runs],
         log_tail=tail,

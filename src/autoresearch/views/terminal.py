@@ -3,8 +3,10 @@
 Every number here comes from the shared read model (views.summary.build_view), in the words and
 the sign convention the dashboard and the report use: counts as "7 kept, 17 discarded" (the
 baseline is never a keep), improvement positive = better with the metric's own Δ beside it, the
-rate per hour of running. Hypotheses are shown whole, wrapped; `show ID` prints everything about
-one experiment, the review gate's review of it included.
+rate per hour of running. Hypotheses are shown whole, wrapped, up to a size no normal one reaches
+(`bounded_text`: a longer one shows its head and says how much more there is); `show ID` prints
+everything about one experiment, the review gate's review of it included, and `show ID --full`
+its hypothesis, rationale and decision of any length.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from rich.text import Text
 from autoresearch.display import STATUS_STYLE
 from autoresearch.ledger import Ledger, SessionRow
 from autoresearch.state import SessionLock, StatePaths
+from autoresearch.views.bounded_text import bounded
 from autoresearch.views.detail import experiment_detail
 from autoresearch.views.format import (
     fmt_counts,
@@ -57,8 +60,9 @@ def _status_cell(e: ExperimentView) -> str:
 
 
 def experiments_table(rows: list[ExperimentView], metric: str, title: str = "") -> Table:
-    """One entry per experiment: its numbers on the first line, the hypothesis whole below
-    (wrapped to the terminal, never cut), so every line stays readable at any width."""
+    """One entry per experiment: its numbers on the first line, the hypothesis below (wrapped to
+    the terminal; whole unless it is over `bounded`'s size), so every line stays readable at any
+    width."""
     table = Table.grid(padding=(0, 2))
     table.title = title or None
     table.add_column(no_wrap=True, style="bold")
@@ -74,7 +78,7 @@ def experiments_table(rows: list[ExperimentView], metric: str, title: str = "") 
         if e.review is not None:
             style = "bold red" if e.review.blocked else "dim"
             numbers.append(f"[{style}]{escape(mark_headline(e.review))}[/]")
-        table.add_row(e.id, "  ".join(numbers) + "\n" + escape(e.hypothesis or "—"))
+        table.add_row(e.id, "  ".join(numbers) + "\n" + escape(bounded(e.hypothesis, e.id) or "—"))
     return table
 
 
@@ -91,7 +95,7 @@ def summary_rows(s: SessionSummary) -> list[tuple[str, str]]:
         rows.append(("baseline", f"not measured yet ({s.baseline_id} did not pass)"))
     if s.best is not None and s.best_id is not None and s.best_id != s.baseline_id:
         rows.append(("best", f"{metric} = {fmt_value(s.best)} at {s.best_id}: "
-                     f"{escape(s.best_hypothesis.splitlines()[0] if s.best_hypothesis else '')}"))
+                     f"{escape(bounded(s.best_hypothesis.splitlines()[0], s.best_id) if s.best_hypothesis else '')}"))
         rows.append(("improvement", escape(fmt_improvement(
             s.improvement, s.improvement_pct, s.best_delta, s.metric))))
     elif s.baseline is not None:
@@ -161,10 +165,11 @@ def render_status(root: Path, tag: str, console: Console) -> None:
         if e.status not in ("proposed", "running"):
             continue
         if running:
-            grid.add_row("now", f"{e.id} {e.status}: {escape(e.hypothesis)}")
+            grid.add_row("now", f"{e.id} {e.status}: {escape(bounded(e.hypothesis, e.id))}")
         else:
             grid.add_row("left", f"{e.id} was {e.status} when the process died (it will be "
-                         f"marked interrupted and re-run on resume): {escape(e.hypothesis)}")
+                         f"marked interrupted and re-run on resume): "
+                         f"{escape(bounded(e.hypothesis, e.id))}")
     console.print(grid)
     latest = view.experiments[-LATEST:]
     console.print(experiments_table(latest, s.metric, title=f"latest {len(latest)} experiments"
@@ -205,8 +210,10 @@ def experiment_id(ledger: Ledger, exp_id: str, tag: str | None) -> str:
     return text
 
 
-def render_experiment(root: Path, exp_id: str, console: Console, tag: str | None = None) -> None:
-    """`autoresearch show ID`: one experiment whole, as the dashboard's drawer shows it."""
+def render_experiment(root: Path, exp_id: str, console: Console, tag: str | None = None,
+                      *, full: bool = False) -> None:
+    """`autoresearch show ID`: one experiment whole, as the dashboard's drawer shows it; its
+    hypothesis, rationale and decision cut to `bounded`'s size unless `full`."""
     from autoresearch.errors import AutoresearchError
 
     ledger = open_ledger(root)
@@ -222,21 +229,25 @@ def render_experiment(root: Path, exp_id: str, console: Console, tag: str | None
                                 "(--tag for another): see `autoresearch results`"
                                 + (f" (sessions: {', '.join(known)})" if known else ""))
     e = detail.experiment
+
+    def prose(text: str) -> str:
+        return escape(text if full else bounded(text, e.id))
+
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
     grid.add_column(overflow="fold")
     grid.add_row("experiment", escape(f"{e.id} of session {detail.session_tag} · ")
                  + _status_cell(e))
-    grid.add_row("hypothesis", escape(e.hypothesis) or "—")
+    grid.add_row("hypothesis", prose(e.hypothesis) or "—")
     if detail.rationale:
-        grid.add_row("rationale", escape(detail.rationale))
+        grid.add_row("rationale", prose(detail.rationale))
     grid.add_row("objective", f"{fmt_value(e.objective)} over {e.runs} run"
                  f"{'s' * (e.runs != 1)}" + (f" (incumbent {fmt_value(e.incumbent_objective)})"
                                             if e.incumbent_objective is not None else ""))
     if e.delta is not None:
         grid.add_row("improvement", f"{fmt_signed(e.improvement)} (Δ {fmt_signed(e.delta)})"
                      + (f", threshold {fmt_value(e.threshold, 4)}" if e.threshold else ""))
-    grid.add_row("decision", escape(e.decision_reason) or "—")
+    grid.add_row("decision", prose(e.decision_reason) or "—")
     grid.add_row("spend", spend_line(detail.usage))
     for g in detail.guards:
         grid.add_row("guard", escape(f"{g.get('guard')}: "
@@ -257,6 +268,8 @@ def render_experiment(root: Path, exp_id: str, console: Console, tag: str | None
     console.print(runs)
     if detail.diff or detail.diff_note:
         console.print(Group(Text("diff", style="bold"),
+                            *([Text("! " + detail.diff_warning, style="bold yellow")]
+                              if detail.diff_warning else []),
                             Text(detail.diff or detail.diff_note, overflow="fold")))
     if detail.log_tail:
         console.print(Group(Text(f"log tail ({detail.log_path})", style="bold"),

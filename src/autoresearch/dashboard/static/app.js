@@ -369,7 +369,7 @@ function reviewHeadline(m) {
 function evidenceView(f) {
   const width = String(f.start_line + f.evidence.split("\n").length).length;
   return el("pre", { class: "code evidence" }, f.evidence.replace(/\n$/, "").split("\n").map((line, i) =>
-    el("span", {}, el("i", { class: "ln", text: String(f.start_line + i).padStart(width) }), line || "\u200b")));
+    el("span", {}, el("i", { class: "ln", text: String(f.start_line + i).padStart(width) }), line ? codeLine(line) : "\u200b")));
 }
 
 // One finding: its place and title at a glance, the explanation and the code on a click.
@@ -415,12 +415,20 @@ function reviewView(rv) {
 
 // --- the detail drawer --------------------------------------------------------------------------
 
-function diffView(text) {
-  return el("pre", { class: "code diff" }, text.split("\n").map((line) => {
-    const cls = line.startsWith("+++") || line.startsWith("---") || line.startsWith("diff ") || line.startsWith("index ") ? "meta"
-      : line.startsWith("+") ? "add" : line.startsWith("-") ? "del" : line.startsWith("@@") ? "hunk" : "";
-    return el("span", { class: cls }, line || "\u200b");
-  }));
+// A line of code whose bidirectional controls the server replaced by markers (⟨U+202E⟩, see
+// unicode_controls.py): each marker stands out, as text like the rest.
+function codeLine(line) {
+  return line.split(/(\u27e8U\+[0-9A-F]{4}\u27e9)/).map((part, i) =>
+    i % 2 ? el("span", { class: "bidi", title: "a bidirectional control character, shown instead of obeyed", text: part }) : part);
+}
+
+function diffView(text, warning) {
+  return el("div", {}, warning ? el("p", { class: "bidi-warning", text: "⚠ " + warning }) : null,
+    el("pre", { class: "code diff" }, text.split("\n").map((line) => {
+      const cls = line.startsWith("+++") || line.startsWith("---") || line.startsWith("diff ") || line.startsWith("index ") ? "meta"
+        : line.startsWith("+") ? "add" : line.startsWith("-") ? "del" : line.startsWith("@@") ? "hunk" : "";
+      return el("span", { class: cls }, line ? codeLine(line) : "\u200b");
+    })));
 }
 
 function kv(pairs) {
@@ -463,7 +471,7 @@ async function openDetail(id) {
     d.reviews.length ? el("h4", { text: d.reviews.length > 1 ? `Reviews (${d.reviews.length}, the last decided)` : "Review" }) : null,
     ...d.reviews.map(reviewView),
     el("h4", { text: "Diff" }),
-    d.diff ? diffView(d.diff) : el("p", { class: "note", text: d.diff_note || "No diff." }),
+    d.diff ? diffView(d.diff, d.diff_warning) : el("p", { class: "note", text: d.diff_note || "No diff." }),
     el("h4", {}, "Log tail", d.log_path ? el("span", { class: "path mono", text: d.log_path }) : null),
     d.log_tail ? el("pre", { class: "code log" }, d.log_tail) : el("p", { class: "note", text: "No log recorded." }),
     el("h4", { text: "Environment fingerprint" }),

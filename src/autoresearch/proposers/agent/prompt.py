@@ -7,7 +7,7 @@ import re
 
 from autoresearch.proposers.base import ProposalContext
 from autoresearch.proposers.llm.context import Context
-from autoresearch.textcheck import clean_prose
+from autoresearch.unicode_controls import clean_prose
 
 RULES = """\
 You are the proposer of an autonomous research loop, working in a git worktree (your current

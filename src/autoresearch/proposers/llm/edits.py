@@ -47,7 +47,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from autoresearch.repo_paths import PathRefused, canonical_path, shown
-from autoresearch.textcheck import clean_prose, text_problem
+from autoresearch.textcheck import text_problem
+from autoresearch.unicode_controls import clean_prose
 
 _HEAD = re.compile(r"^\s*<{5,9}\s*(SEARCH|FILE|DELETE)\s*$", re.IGNORECASE)
 _DIVIDER = re.compile(r"^\s*={7}\s*$")

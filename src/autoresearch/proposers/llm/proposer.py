@@ -52,7 +52,8 @@ from autoresearch.proposers.llm.providers import Part, Provider, Turn, make_prov
 from autoresearch.proposers.llm.settings import ProviderSettings
 from autoresearch.proposers.options import LLM_OPTIONS
 from autoresearch.repo_paths import Canonicalizer
-from autoresearch.textcheck import clean_prose, is_binary
+from autoresearch.textcheck import is_binary
+from autoresearch.unicode_controls import clean_prose
 
 if TYPE_CHECKING:
     from autoresearch.config import Config

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from autoresearch.review.model import Colour, Finding, Review, ReviewerRun
+from autoresearch.unicode_controls import reveal_bidi
 
 HEADINGS: dict[Colour, str] = {
     "red": "🔴 Red: fix before merge",
@@ -59,7 +60,8 @@ def finding_md(f: Finding, *, with_location: bool = True) -> str:
     if f.body and f.body != f.title:
         parts.append(f.body)
     if f.evidence.strip():
-        parts.append(fence(f.evidence, language_of(f.path)))
+        # Code quoted from the repository: its bidi overrides shown as ⟨U+202E⟩, not obeyed.
+        parts.append(fence(reveal_bidi(f.evidence), language_of(f.path)))
     return "\n\n".join(parts)
 
 
