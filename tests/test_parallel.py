@@ -191,3 +191,31 @@ def test_kill_9_with_two_slots_loses_and_duplicates_nothing(two_knobs: Path) -> 
     for exp_id, sha in parked:  # every commit that was made and not kept stays inspectable
         assert git(two_knobs, "rev-parse", f"refs/autoresearch/t/discarded/{exp_id}") == sha
     assert not (two_knobs / ".autoresearch/sessions/t/lock").exists()
+
+
+def test_a_second_ctrl_c_while_stopping_still_records_why_each_trial_ended(
+        two_knobs: Path, tmp_path: Path) -> None:
+    # Ctrl-C twice in quick succession: the second lands while the first is ending the slots'
+    # runs (each run here ignores SIGTERM, so ending it takes the 2 s grace). The stop must go
+    # on to its end, not be cut short: a cut-short stop left the trials to be closed by the
+    # garbage collector, recorded as "the harness stopped on an error: GeneratorExit()".
+    started = tmp_path / "started"
+    started.mkdir()
+    slow = (f"import os, signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+            f"open(os.path.join({str(started)!r}, str(os.getpid())), 'w').close(); "
+            "time.sleep(30)\n")
+    use_script(two_knobs, [{"hypothesis": f"X to {v}", "edits": {"x.py": f"X = {v}\n{slow}"}}
+                           for v in (4.0, 5.0, 6.0)])
+    assert run_cli(two_knobs, "run", "--tag", "t", "-n", "1").returncode == 0  # the baseline
+    proc = start(two_knobs, "--tag", "t", "-n", "3", "-w", "2")
+    deadline = time.time() + 60
+    while len(list(started.iterdir())) < 2 and time.time() < deadline:
+        time.sleep(0.05)
+    assert len(list(started.iterdir())) == 2, "the two slots' runs did not start"
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.5)  # the first stop is now waiting for the runs to end
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=30) == 130
+    ended = [(e[1], e[5]) for e in experiments(two_knobs)[1:]]
+    assert ended == [("interrupted", "interrupted by Ctrl-C")] * 2, ended
+

@@ -32,6 +32,7 @@ from autoresearch.config import Config
 from autoresearch.executor import Measurement, RunRequest
 from autoresearch.session import Limits, Session, SessionStopped
 from autoresearch.slots import Slot
+from autoresearch.stop_signals import stop_under_way
 from autoresearch.trial import Program, Trial
 
 __all__ = ["Limits", "Scheduler", "effective_limits", "limit_reached", "run"]
@@ -179,6 +180,7 @@ class Scheduler:
 
     def _abort(self, exc: BaseException) -> None:
         """End every open trial because of `exc`: runs stopped and recorded, trials interrupted."""
+        stop_under_way()  # a second Ctrl-C now would cut this short: it is ignored
         self.s.stop_event.set()
         for flight in list(self.flights):
             if flight.future is not None and flight.request is not None:
