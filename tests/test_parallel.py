@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import cli_env, git, make_repo, run_cli, use_script
+from tests.conftest import cli_env, edit_config, git, make_repo, run_cli, use_script
 
 SCORE = textwrap.dedent(
     """
@@ -219,3 +220,36 @@ def test_a_second_ctrl_c_while_stopping_still_records_why_each_trial_ended(
     ended = [(e[1], e[5]) for e in experiments(two_knobs)[1:]]
     assert ended == [("interrupted", "interrupted by Ctrl-C")] * 2, ended
 
+
+def test_slots_that_collide_on_a_fixed_port_pause_with_the_crash_log_and_the_hint(
+        two_knobs: Path) -> None:
+    # A verify command that binds a fixed port passes alone (the baseline runs alone) and fails
+    # when two slots run it at once. The pause must show the crashed run's log (the other
+    # slot's trial, ended by the pause, is recorded after it and ran nothing that failed) and
+    # say what overlapping slots can do to a command.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    (two_knobs / "score.py").write_text(textwrap.dedent(f"""
+        import socket, time
+        import x, y
+        server = socket.socket()
+        server.bind(("127.0.0.1", {port}))
+        time.sleep(getattr(x, "SLEEP", 0) + getattr(y, "SLEEP", 0))
+        print(f"score: {{(x.X - 7) ** 2 + (y.Y - 3) ** 2}}")
+        """))
+    # Slot 1 holds the port for 3 s; slot 2's changes crash meanwhile, three in a row.
+    items = [{"hypothesis": "X to 4, slowly", "edits": {"x.py": "X = 4.0\nSLEEP = 3\n"}}] + [
+        {"hypothesis": f"Y to {v}", "edits": {"y.py": f"Y = {v}\n"}} for v in (1.0, 2.0, 2.5, 4.0)]
+    use_script(two_knobs, items)
+    edit_config(two_knobs, "deterministic = true", "deterministic = true\n"
+                "max_consecutive_crashes = 3\nmax_repair_attempts = 0")
+    git(two_knobs, "commit", "-qam", "fixed port; pause after 3 crashes")
+    result = run_cli(two_knobs, "run", "--tag", "t", "-n", "8", "-w", "2")
+    assert result.returncode == 5, result.stdout + result.stderr
+    out = " ".join(result.stdout.split())
+    assert "paused after 3 consecutive crashes" in out
+    assert "Address already in use" in out  # the crashed run's own words
+    assert "With 2 workers the slots' runs overlap" in out
+    # The slot whose run held the port was ended by the pause, after the third crash.
+    assert sorted(e[1] for e in experiments(two_knobs)[1:]) == ["crash"] * 3 + ["interrupted"]

@@ -207,9 +207,12 @@ def print_log_tail(console: Console, path: Path | str, lines: int = LOG_TAIL_LIN
 def show_failed_log(console: Console, history: History) -> None:
     """When a session stops on a failure (a crashed baseline, a streak of crashes), the log of
     the last failed run: the command's own words say why."""
-    if not history.experiments:
+    # The experiment the session stopped on: the last one decided. With several workers the
+    # stop then ended the other slots' trials, recorded interrupted after it (they ran nothing
+    # that failed).
+    last = next((e for e in reversed(history.experiments) if e.status != "interrupted"), None)
+    if last is None:
         return
-    last = history.experiments[-1]  # the experiment the session stopped on
     failed = [r for r in history.runs.get(last.id, []) if r.status in ("crash", "timeout")]
     if failed and failed[-1].log_path:
         print_log_tail(console, failed[-1].log_path)

@@ -220,10 +220,16 @@ def pause_if_failing(s: Session) -> None:
     decision, streaks = s.config.decision, s.history.streaks
     logs = f"{s.paths.session_dir}/logs"
     if streaks.crashes >= decision.max_consecutive_crashes:
+        # Runs of several slots overlap: a verify command that is not safe to run twice at once
+        # (a fixed port, a shared absolute path, a lock file) fails only then.
+        overlap = (f" With {s.workers} workers the slots' runs overlap: if the command uses a "
+                   "fixed port, a file at a fixed absolute path or a lock, two runs at once "
+                   "collide (the baseline ran alone); `--workers 1` tells."
+                   if s.workers > 1 else "")
         raise SessionStopped(
             f"paused after {streaks.crashes} consecutive crashes: something is broken beyond one "
             f"change. Read the last logs in {logs}, fix the cause, then run the same command to "
-            "resume.", exit_code=5)
+            f"resume.{overlap}", exit_code=5)
     if streaks.rejections >= decision.max_consecutive_rejections:
         experiments = s.history.experiments
         last = experiments[-1].decision_reason if experiments else ""
