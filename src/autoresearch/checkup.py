@@ -31,7 +31,7 @@ from autoresearch.readiness import (
 )
 from autoresearch.results_tsv import memory_advice
 from autoresearch.runner import log_tail
-from autoresearch.slots import crowding, plan_resources
+from autoresearch.slots import crowding, plan_resources, unknown_gpus
 from autoresearch.statuses import happened
 from autoresearch.timeouts import describe, needed_timeout
 
@@ -219,9 +219,10 @@ def _dry_run(root: Path, config: Config, console: Console, reported: list[str]) 
                   + ("; set \\[run] threads to choose" if threads.why.startswith("auto") else ""))
     console.print(f"[green]✓[/] {workers} worker{'s' * (workers > 1)}: " + "; ".join(
         f"slot-{i + 1} {escape(r.describe())}" for i, r in enumerate(shares)))
-    crowded = crowding(workers, shares, resources.usable_cores())
-    if crowded:
-        console.print(f"[yellow]![/] {escape(crowded)}")
+    for warning in (crowding(workers, shares, resources.usable_cores()),
+                    unknown_gpus(config.run)):
+        if warning:
+            console.print(f"[yellow]![/] {escape(warning)}")
     with tempfile.TemporaryDirectory(prefix="autoresearch-check-") as tmp:
         worktree = Path(tmp) / "wt"
         head = gitops.rev_parse(root, "HEAD")

@@ -183,9 +183,9 @@ def print_resources(console: Console, executor: object, config: Config) -> None:
         console.print(Text(threads.describe() + ("; set [run] threads to choose"
                                                  if threads.why.startswith("auto") else ""),
                            style="dim"))
-    crowded = getattr(executor, "crowding", None)
-    if isinstance(crowded, str):
-        console.print(Text("! " + crowded, style="yellow"))
+    for warning in (getattr(executor, "crowding", None), getattr(executor, "unknown_gpus", None)):
+        if isinstance(warning, str):
+            console.print(Text("! " + warning, style="yellow"))
     if config.verify.share:
         console.print(Text("shared from your checkout (linked, watched): "
                            + ", ".join(config.verify.share), style="dim"))

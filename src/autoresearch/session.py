@@ -49,7 +49,14 @@ from autoresearch.readiness import (
 )
 from autoresearch.review.gate import check_gate
 from autoresearch.runner import kill_leftovers
-from autoresearch.slots import Slot, Slots, crowding, plan_resources, slot_threads
+from autoresearch.slots import (
+    Slot,
+    Slots,
+    crowding,
+    plan_resources,
+    slot_threads,
+    unknown_gpus,
+)
 from autoresearch.state import SessionLock, StatePaths
 from autoresearch.stop_signals import SessionStopped
 from autoresearch.trial import Trial
@@ -372,6 +379,14 @@ class Session:
             return None
         return crowding(self.workers, [s.resources for s in self.slots.all],
                         resources.usable_cores())
+
+    @property
+    def unknown_gpus(self) -> str | None:
+        """A warning when [run] gpus names GPUs this machine does not show (at the start of
+        `run`, as `check` shows it)."""
+        if not isinstance(self.executor, LocalExecutor):
+            return None
+        return unknown_gpus(self.config.run)
 
     def spend_limit_reached(self) -> str | None:
         """Why no further model call may be made (checked before each one), or None."""
