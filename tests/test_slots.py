@@ -108,3 +108,16 @@ def test_check_and_run_warn_when_gpus_names_a_gpu_the_machine_does_not_show(
     smi.write_text("#!/bin/sh\necho 'NVIDIA-SMI has failed' >&2\nexit 9\n")  # no GPU at all
     said = " ".join(run_cli(toy_repo, "check", env=env).stdout.split())
     assert '[run] gpus = ["GPU-bbbb-2", "0"], but this machine shows no GPU' in said
+
+
+def test_check_takes_the_workers_a_run_would_be_given(toy_repo: Path) -> None:
+    # `run --workers N` overrides [run] workers; `check` checks the same shares for it.
+    workers = usable_cores() + 1
+    use_script(toy_repo, [{"hypothesis": "X to 6", "edits": {"target.py": "X = 6.0\n"}}])
+    check = run_cli(toy_repo, "check", "--workers", str(workers))
+    assert check.returncode == 0, check.stdout + check.stderr
+    said = " ".join(check.stdout.split())
+    assert f"{workers} workers: slot-1" in said and f"slot-{workers} " in said
+    assert f"{workers} workers share {workers - 1} core" in said
+    bad = run_cli(toy_repo, "check", "-w", "0")
+    assert bad.returncode == 2 and "--workers" in bad.stderr

@@ -54,10 +54,14 @@ def exit_code(problems: list[str]) -> int:
     return max((getattr(p, "exit_code", 1) for p in problems), default=0)
 
 
-def run_checkup(root: Path, console: Console) -> list[str]:
-    """Print what was checked; returns the problems found (empty when all is well)."""
+def run_checkup(root: Path, console: Console, workers: int | None = None) -> list[str]:
+    """Print what was checked; returns the problems found (empty when all is well). `workers`
+    overrides `[run] workers`, as `run --workers` does: the slots' shares are checked for it."""
     problems: list[str] = []
     config = load_config(root / CONFIG_NAME)  # a ConfigError here is the whole answer
+    if workers is not None:
+        config = config.model_copy(update={"run": config.run.model_copy(
+            update={"workers": workers})})
     console.print(f"[green]✓[/] {CONFIG_NAME} is valid: objective {escape(config.metric.name)} "
                   f"({config.metric.direction}), budget "
                   f"{config.verify.budget_seconds:g} s, " + (
