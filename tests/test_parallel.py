@@ -10,6 +10,7 @@ ask the evaluation to sleep, which sets the order in which parallel runs finish.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import sqlite3
@@ -222,26 +223,36 @@ def test_a_second_ctrl_c_while_stopping_still_records_why_each_trial_ended(
 
 
 def test_slots_that_collide_on_a_fixed_port_pause_with_the_crash_log_and_the_hint(
-        two_knobs: Path) -> None:
+        two_knobs: Path, tmp_path: Path) -> None:
     # A verify command that binds a fixed port passes alone (the baseline runs alone) and fails
-    # when two slots run it at once. The pause must show the crashed run's log (the other
-    # slot's trial, ended by the pause, is recorded after it and ran nothing that failed) and
-    # say what overlapping slots can do to a command.
+    # when two slots run it at once. Each crash must say where it ran and why; the pause must
+    # show the crashed run's log (the other slot's trial, ended by the pause, is recorded after
+    # it and ran nothing that failed) and say what overlapping slots can do to a command.
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
+    collisions = tmp_path / "collisions"
+    collisions.mkdir()
+    # A candidate's run that gets the port holds it until three others have collided with it
+    # (whichever slot gets it first: the order does not depend on the machine's load).
     (two_knobs / "score.py").write_text(textwrap.dedent(f"""
-        import socket, time
+        import os, socket, time
         import x, y
         server = socket.socket()
-        server.bind(("127.0.0.1", {port}))
-        time.sleep(getattr(x, "SLEEP", 0) + getattr(y, "SLEEP", 0))
+        try:
+            server.bind(("127.0.0.1", {port}))
+        except OSError:
+            open(os.path.join({str(collisions)!r}, str(os.getpid())), "w").close()
+            raise
+        deadline = time.time() + 15
+        while getattr(y, "HOLD", False) and len(os.listdir({str(collisions)!r})) < 3:
+            if time.time() > deadline:
+                break
+            time.sleep(0.05)
         print(f"score: {{(x.X - 7) ** 2 + (y.Y - 3) ** 2}}")
         """))
-    # Slot 1 holds the port for 3 s; slot 2's changes crash meanwhile, three in a row.
-    items = [{"hypothesis": "X to 4, slowly", "edits": {"x.py": "X = 4.0\nSLEEP = 3\n"}}] + [
-        {"hypothesis": f"Y to {v}", "edits": {"y.py": f"Y = {v}\n"}} for v in (1.0, 2.0, 2.5, 4.0)]
-    use_script(two_knobs, items)
+    use_script(two_knobs, [{"hypothesis": f"Y to {v}", "edits": {"y.py": f"Y = {v}\nHOLD = True\n"}}
+                           for v in (1.0, 2.0, 2.5, 4.0, 5.0)])
     edit_config(two_knobs, "deterministic = true", "deterministic = true\n"
                 "max_consecutive_crashes = 3\nmax_repair_attempts = 0")
     git(two_knobs, "commit", "-qam", "fixed port; pause after 3 crashes")
@@ -249,7 +260,11 @@ def test_slots_that_collide_on_a_fixed_port_pause_with_the_crash_log_and_the_hin
     assert result.returncode == 5, result.stdout + result.stderr
     out = " ".join(result.stdout.split())
     assert "paused after 3 consecutive crashes" in out
-    assert "Address already in use" in out  # the crashed run's own words
     assert "With 2 workers the slots' runs overlap" in out
+    # Each crash says, as it happens, where it ran and the last line its command printed.
+    assert out.count("exit code 1 in slot-") == 3, out
+    assert re.search(r"exit code 1 in slot-\d: OSError: \[Errno 98\] Address already in use", out)
+    # The pause shows the crashed run's log, its traceback included.
+    assert "last " in out and "in <module> server.bind" in out, out
     # The slot whose run held the port was ended by the pause, after the third crash.
     assert sorted(e[1] for e in experiments(two_knobs)[1:]) == ["crash"] * 3 + ["interrupted"]

@@ -204,6 +204,19 @@ def print_log_tail(console: Console, path: Path | str, lines: int = LOG_TAIL_LIN
     console.print(Text("\n".join(tail) if tail else "(the log is empty)", style="dim"))
 
 
+def failure_line(reason: str, log_path: str | None, slot: str = "") -> str:
+    """A crash's or timeout's reason as the live output says it: where it ran (`slot`, named
+    when several run at once: a command that collides with itself fails in one of them) and the
+    last line its command printed ("exit code 1" alone says nothing of why)."""
+    from autoresearch.runner import log_tail
+    from autoresearch.views.safe_console import terminal_safe
+
+    lines = log_tail(Path(log_path), 2048).splitlines() if log_path else []
+    last = next((line.strip() for line in reversed(lines) if line.strip()), "")
+    where = f" in {slot}" if slot else ""
+    return f"{reason}{where}" + (f": {terminal_safe(last)[:200]}" if last else "")
+
+
 def show_failed_log(console: Console, history: History) -> None:
     """When a session stops on a failure (a crashed baseline, a streak of crashes), the log of
     the last failed run: the command's own words say why."""

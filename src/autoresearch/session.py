@@ -23,7 +23,7 @@ from autoresearch.checkout_sync import (
     save_unknown_commits,
 )
 from autoresearch.config import PROGRAM_NAME, Config
-from autoresearch.display import Display
+from autoresearch.display import Display, failure_line
 from autoresearch.errors import PreconditionError
 from autoresearch.evaluation_inputs import EvaluationInputs
 from autoresearch.executor import (
@@ -534,6 +534,11 @@ class Session:
             self.proposer.observe(ExperimentOutcome(summary=self.history.summary(row),
                                                     proposal=proposal))
         self.history.write_results(self.paths.results_tsv, row)
+        if trial.status in (TrialStatus.CRASH, TrialStatus.TIMEOUT):
+            failed = [r for r in self.history.runs.get(trial.id, [])
+                      if r.status in ("crash", "timeout")]
+            reason = failure_line(reason, failed[-1].log_path if failed else None,
+                                  trial.slot.name if self.workers > 1 else "")
         self.display.experiment_finished(trial.id, trial.status, row.objective, row.delta, reason,
                                          row.hypothesis, baseline=row.kind == "baseline")
 
