@@ -223,7 +223,7 @@ def test_a_second_ctrl_c_while_stopping_still_records_why_each_trial_ended(
 
 
 def test_slots_that_collide_on_a_fixed_port_pause_with_the_crash_log_and_the_hint(
-        two_knobs: Path, tmp_path: Path) -> None:
+        two_knobs: Path) -> None:
     # A verify command that binds a fixed port passes alone (the baseline runs alone) and fails
     # when two slots run it at once. Each crash must say where it ran and why; the pause must
     # show the crashed run's log (the other slot's trial, ended by the pause, is recorded after
@@ -231,23 +231,15 @@ def test_slots_that_collide_on_a_fixed_port_pause_with_the_crash_log_and_the_hin
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    collisions = tmp_path / "collisions"
-    collisions.mkdir()
-    # A candidate's run that gets the port holds it until three others have collided with it
-    # (whichever slot gets it first: the order does not depend on the machine's load).
+    # A candidate's run that gets the port holds it until the pause ends it (whichever slot
+    # gets it first: the order does not depend on the machine's load).
     (two_knobs / "score.py").write_text(textwrap.dedent(f"""
-        import os, socket, time
+        import socket, time
         import x, y
         server = socket.socket()
-        try:
-            server.bind(("127.0.0.1", {port}))
-        except OSError:
-            open(os.path.join({str(collisions)!r}, str(os.getpid())), "w").close()
-            raise
-        deadline = time.time() + 15
-        while getattr(y, "HOLD", False) and len(os.listdir({str(collisions)!r})) < 3:
-            if time.time() > deadline:
-                break
+        server.bind(("127.0.0.1", {port}))
+        deadline = time.time() + 30
+        while getattr(y, "HOLD", False) and time.time() < deadline:
             time.sleep(0.05)
         print(f"score: {{(x.X - 7) ** 2 + (y.Y - 3) ** 2}}")
         """))
@@ -261,6 +253,7 @@ def test_slots_that_collide_on_a_fixed_port_pause_with_the_crash_log_and_the_hin
     out = " ".join(result.stdout.split())
     assert "paused after 3 consecutive crashes" in out
     assert "With 2 workers the slots' runs overlap" in out
+    assert "derive them from AUTORESEARCH_SLOT" in out
     # Each crash says, as it happens, where it ran and the last line its command printed.
     assert out.count("exit code 1 in slot-") == 3, out
     assert re.search(r"exit code 1 in slot-\d: OSError: \[Errno 98\] Address already in use", out)
@@ -268,3 +261,37 @@ def test_slots_that_collide_on_a_fixed_port_pause_with_the_crash_log_and_the_hin
     assert "last " in out and "in <module> server.bind" in out, out
     # The slot whose run held the port was ended by the pause, after the third crash.
     assert sorted(e[1] for e in experiments(two_knobs)[1:]) == ["crash"] * 3 + ["interrupted"]
+
+
+def test_every_run_knows_its_slot_so_a_port_can_be_one_per_slot(
+        two_knobs: Path, tmp_path: Path) -> None:
+    # AUTORESEARCH_SLOT (1…N) is in every run's environment: the fixed port of the test above,
+    # taken as base + slot, no longer collides; each run holds its port until the other slot's
+    # run holds its own too, so the two are known to have overlapped.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        base = probe.getsockname()[1]
+    seen = tmp_path / "seen"
+    seen.mkdir()
+    (two_knobs / "score.py").write_text(textwrap.dedent(f"""
+        import os, socket, time
+        import x, y
+        slot = int(os.environ["AUTORESEARCH_SLOT"])
+        server = socket.socket()
+        server.bind(("127.0.0.1", {base} + slot))
+        here = os.path.basename(os.getcwd())
+        open(os.path.join({str(seen)!r}, f"{{here}} {{slot}} {{os.getpid()}}"), "w").close()
+        deadline = time.time() + 10
+        while getattr(y, "HOLD", False) and time.time() < deadline and len(
+                {{n.split()[1] for n in os.listdir({str(seen)!r})}}) < 2:
+            time.sleep(0.05)
+        print(f"score: {{(x.X - 7) ** 2 + (y.Y - 3) ** 2}}")
+        """))
+    use_script(two_knobs, [{"hypothesis": f"Y to {v}", "edits": {"y.py": f"Y = {v}\nHOLD = True\n"}}
+                           for v in (1.0, 2.0)])  # (committed with score.py)
+    result = run_cli(two_knobs, "run", "--tag", "t", "-n", "3", "-w", "2")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "crash" not in [e[1] for e in experiments(two_knobs)]
+    runs = [name.split()[:2] for name in os.listdir(seen)]
+    assert {slot for _, slot in runs} == {"1", "2"}
+    assert all(here == f"slot-{slot}" for here, slot in runs), runs  # the slot it ran in

@@ -224,7 +224,9 @@ def pause_if_failing(s: Session) -> None:
         # (a fixed port, a shared absolute path, a lock file) fails only then.
         overlap = (f" With {s.workers} workers the slots' runs overlap: if the command uses a "
                    "fixed port, a file at a fixed absolute path or a lock, two runs at once "
-                   "collide (the baseline ran alone); `--workers 1` tells."
+                   "collide (the baseline ran alone; `--workers 1` tells): derive them from "
+                   "AUTORESEARCH_SLOT (1, 2, ..., the slot's number, in every run's "
+                   "environment)."
                    if s.workers > 1 else "")
         raise SessionStopped(
             f"paused after {streaks.crashes} consecutive crashes: something is broken beyond one "

@@ -19,7 +19,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from autoresearch import gitops
@@ -27,6 +27,8 @@ from autoresearch.config import RunConfig
 from autoresearch.resources import ThreadPlan, thread_env
 from autoresearch.shared_paths import SharedData
 from autoresearch.state import StatePaths
+
+SLOT_ENV = "AUTORESEARCH_SLOT"
 
 
 @dataclass(frozen=True)
@@ -36,9 +38,12 @@ class Resources:
     cpus: tuple[int, ...] = ()  # pinned to these CPUs (empty: not pinned)
     gpu: str | None = None  # CUDA_VISIBLE_DEVICES for the slot's runs (None: not set)
     env_vars: tuple[tuple[str, str], ...] = field(default=())  # e.g. thread counts
+    # The slot's number (1…N), as AUTORESEARCH_SLOT: a command that needs a port, a scratch
+    # path or a lock of its own when several slots run it at once derives it from this.
+    slot: int = 1
 
     def env(self) -> dict[str, str]:
-        env = dict(self.env_vars)
+        env = {**dict(self.env_vars), SLOT_ENV: str(self.slot)}
         if self.gpu is not None:
             env["CUDA_VISIBLE_DEVICES"] = self.gpu
         return env
@@ -182,7 +187,7 @@ class Slots:
         # [verify] share: the checkout's ignored data, linked into every slot after each reset.
         self.shared = shared or SharedData()
         shares = list(resources) or [Resources()] * workers
-        self.all = [Slot(i, f"slot-{i + 1}", path, shares[i % len(shares)])
+        self.all = [Slot(i, f"slot-{i + 1}", path, replace(shares[i % len(shares)], slot=i + 1))
                     for i, path in enumerate(slot_paths(paths, workers))]
 
     def prepare(self, tip: str) -> None:
