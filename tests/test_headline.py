@@ -146,3 +146,32 @@ def test_report_verify_re_measures_a_headline_the_session_did_not(toy_repo: Path
     assert len(headlines(toy_repo)) == 1
     # The session is left as it was: finished, not running.
     assert rows(toy_repo, "SELECT status FROM sessions")[0][0] == "finished"
+
+
+def test_a_best_that_re_measures_worse_than_the_baseline_is_said_not_to_reproduce(
+        toy_repo: Path, tmp_path: Path) -> None:
+    # The kept measurement was a fluke (here: the first run of the change prints 0; with several
+    # workers, another slot's result read from a shared path does the same). The headline
+    # re-measures the best worse than the baseline: it must say the keep did not reproduce,
+    # not stand beside "improvement +16" as one more line.
+    lucky = tmp_path / "lucky"
+    (toy_repo / "score.py").write_text(
+        "import os, target\n"
+        f"lucky = {str(lucky)!r}\n"
+        "if getattr(target, 'FLUKE', False) and not os.path.exists(lucky):\n"
+        "    open(lucky, 'w').close()\n"
+        "    print('score: 0')\n"
+        "else:\n"
+        "    print(f'score: {(target.X - 7) ** 2}')\n")
+    edit_config(toy_repo, "repeats = 2", "repeats = 1")
+    use_script(toy_repo, [{"hypothesis": "X to 0, lucky", "edits": {
+        "target.py": "X = 0.0\nFLUKE = True\n"}}])
+    result = run_cli(toy_repo, "run", "--tag", "t", "-n", "2")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert [r[0] for r in rows(toy_repo, "SELECT status FROM experiments ORDER BY seq")] == [
+        "keep", "keep"]
+    (hl,) = headlines(toy_repo)
+    assert float(hl["estimate"]) == -33  # type: ignore[arg-type]  # 49 against 16
+    for said in (result.stdout, run_cli(toy_repo, "status", "--tag", "t").stdout):
+        assert ("worse than the baseline when re-measured: the measurement it was kept on did "
+                "not reproduce") in " ".join(said.split())

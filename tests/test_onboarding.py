@@ -230,6 +230,28 @@ def test_a_misspelt_key_gets_the_nearest_name(data: dict[str, object], where: st
     assert "add this field" not in raised.value.render()
 
 
+@pytest.mark.parametrize(
+    ("run", "where", "what", "fix"),
+    [
+        ({"threads": "lots"}, "run.threads", 'expected a whole number or "auto", got "lots"',
+         'write threads as a whole number or "auto"'),
+        ({"threads": "Auto"}, "run.threads", 'got "Auto"; did you mean "auto"?', 'write "auto"'),
+        ({"gpus": "0,1"}, "run.gpus", 'expected "auto" or a list of strings (["a", "b"]), got "0,1"',
+         'write gpus as "auto" or a list of strings'),
+        ({"gpus": [7]}, "run.gpus", 'got [7]', 'write gpus as "auto" or a list of strings'),
+    ],
+)
+def test_a_value_that_fits_no_form_of_a_key_says_the_forms_once(
+        run: dict[str, object], where: str, what: str, fix: str) -> None:
+    # `threads: int | "auto"` fails once per form: said once, at the key the user wrote (not at
+    # `run.threads.int` / `run.threads.literal['auto']`, which are no keys of the file).
+    with pytest.raises(ConfigError) as raised:
+        parse_config({**BASE, "run": run})
+    assert raised.value.where == f"autoresearch.toml → {where}"
+    assert what in raised.value.what and raised.value.what.count(where) == 1
+    assert fix in (raised.value.fix or "")
+
+
 def test_a_misspelt_required_field_through_the_cli(toy_repo: Path) -> None:
     config = (toy_repo / "autoresearch.toml").read_text()
     (toy_repo / "autoresearch.toml").write_text(config.replace("budget_seconds", "budget_second"))

@@ -10,7 +10,9 @@ ask the evaluation to sleep, which sets the order in which parallel runs finish.
 from __future__ import annotations
 
 import os
+import re
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -20,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import cli_env, git, make_repo, run_cli, use_script
+from tests.conftest import cli_env, edit_config, git, make_repo, run_cli, use_script
 
 SCORE = textwrap.dedent(
     """
@@ -191,3 +193,105 @@ def test_kill_9_with_two_slots_loses_and_duplicates_nothing(two_knobs: Path) -> 
     for exp_id, sha in parked:  # every commit that was made and not kept stays inspectable
         assert git(two_knobs, "rev-parse", f"refs/autoresearch/t/discarded/{exp_id}") == sha
     assert not (two_knobs / ".autoresearch/sessions/t/lock").exists()
+
+
+def test_a_second_ctrl_c_while_stopping_still_records_why_each_trial_ended(
+        two_knobs: Path, tmp_path: Path) -> None:
+    # Ctrl-C twice in quick succession: the second lands while the first is ending the slots'
+    # runs (each run here ignores SIGTERM, so ending it takes the 2 s grace). The stop must go
+    # on to its end, not be cut short: a cut-short stop left the trials to be closed by the
+    # garbage collector, recorded as "the harness stopped on an error: GeneratorExit()".
+    started = tmp_path / "started"
+    started.mkdir()
+    slow = (f"import os, signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+            f"open(os.path.join({str(started)!r}, str(os.getpid())), 'w').close(); "
+            "time.sleep(30)\n")
+    use_script(two_knobs, [{"hypothesis": f"X to {v}", "edits": {"x.py": f"X = {v}\n{slow}"}}
+                           for v in (4.0, 5.0, 6.0)])
+    assert run_cli(two_knobs, "run", "--tag", "t", "-n", "1").returncode == 0  # the baseline
+    proc = start(two_knobs, "--tag", "t", "-n", "3", "-w", "2")
+    deadline = time.time() + 60
+    while len(list(started.iterdir())) < 2 and time.time() < deadline:
+        time.sleep(0.05)
+    assert len(list(started.iterdir())) == 2, "the two slots' runs did not start"
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.5)  # the first stop is now waiting for the runs to end
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=30) == 130
+    ended = [(e[1], e[5]) for e in experiments(two_knobs)[1:]]
+    assert ended == [("interrupted", "interrupted by Ctrl-C")] * 2, ended
+
+
+def test_slots_that_collide_on_a_fixed_port_pause_with_the_crash_log_and_the_hint(
+        two_knobs: Path) -> None:
+    # A verify command that binds a fixed port passes alone (the baseline runs alone) and fails
+    # when two slots run it at once. Each crash must say where it ran and why; the pause must
+    # show the crashed run's log (the other slot's trial, ended by the pause, is recorded after
+    # it and ran nothing that failed) and say what overlapping slots can do to a command.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    # A candidate's run that gets the port holds it until the pause ends it (whichever slot
+    # gets it first: the order does not depend on the machine's load).
+    (two_knobs / "score.py").write_text(textwrap.dedent(f"""
+        import socket, time
+        import x, y
+        server = socket.socket()
+        server.bind(("127.0.0.1", {port}))
+        deadline = time.time() + 30
+        while getattr(y, "HOLD", False) and time.time() < deadline:
+            time.sleep(0.05)
+        print(f"score: {{(x.X - 7) ** 2 + (y.Y - 3) ** 2}}")
+        """))
+    use_script(two_knobs, [{"hypothesis": f"Y to {v}", "edits": {"y.py": f"Y = {v}\nHOLD = True\n"}}
+                           for v in (1.0, 2.0, 2.5, 4.0, 5.0)])
+    edit_config(two_knobs, "deterministic = true", "deterministic = true\n"
+                "max_consecutive_crashes = 3\nmax_repair_attempts = 0")
+    git(two_knobs, "commit", "-qam", "fixed port; pause after 3 crashes")
+    result = run_cli(two_knobs, "run", "--tag", "t", "-n", "8", "-w", "2")
+    assert result.returncode == 5, result.stdout + result.stderr
+    out = " ".join(result.stdout.split())
+    assert "paused after 3 consecutive crashes" in out
+    assert "With 2 workers the slots' runs overlap" in out
+    assert "derive them from AUTORESEARCH_SLOT" in out
+    # Each crash says, as it happens, where it ran and the last line its command printed.
+    assert out.count("exit code 1 in slot-") == 3, out
+    assert re.search(r"exit code 1 in slot-\d: OSError: \[Errno 98\] Address already in use", out)
+    # The pause shows the crashed run's log, its traceback included.
+    assert "last " in out and "in <module> server.bind" in out, out
+    # The slot whose run held the port was ended by the pause, after the third crash.
+    assert sorted(e[1] for e in experiments(two_knobs)[1:]) == ["crash"] * 3 + ["interrupted"]
+
+
+def test_every_run_knows_its_slot_so_a_port_can_be_one_per_slot(
+        two_knobs: Path, tmp_path: Path) -> None:
+    # AUTORESEARCH_SLOT (1…N) is in every run's environment: the fixed port of the test above,
+    # taken as base + slot, no longer collides; each run holds its port until the other slot's
+    # run holds its own too, so the two are known to have overlapped.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        base = probe.getsockname()[1]
+    seen = tmp_path / "seen"
+    seen.mkdir()
+    (two_knobs / "score.py").write_text(textwrap.dedent(f"""
+        import os, socket, time
+        import x, y
+        slot = int(os.environ["AUTORESEARCH_SLOT"])
+        server = socket.socket()
+        server.bind(("127.0.0.1", {base} + slot))
+        here = os.path.basename(os.getcwd())
+        open(os.path.join({str(seen)!r}, f"{{here}} {{slot}} {{os.getpid()}}"), "w").close()
+        deadline = time.time() + 10
+        while getattr(y, "HOLD", False) and time.time() < deadline and len(
+                {{n.split()[1] for n in os.listdir({str(seen)!r})}}) < 2:
+            time.sleep(0.05)
+        print(f"score: {{(x.X - 7) ** 2 + (y.Y - 3) ** 2}}")
+        """))
+    use_script(two_knobs, [{"hypothesis": f"Y to {v}", "edits": {"y.py": f"Y = {v}\nHOLD = True\n"}}
+                           for v in (1.0, 2.0)])  # (committed with score.py)
+    result = run_cli(two_knobs, "run", "--tag", "t", "-n", "3", "-w", "2")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "crash" not in [e[1] for e in experiments(two_knobs)]
+    runs = [name.split()[:2] for name in os.listdir(seen)]
+    assert {slot for _, slot in runs} == {"1", "2"}
+    assert all(here == f"slot-{slot}" for here, slot in runs), runs  # the slot it ran in

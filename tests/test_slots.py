@@ -80,3 +80,44 @@ def test_check_and_run_say_when_the_workers_crowd_the_cores(toy_repo: Path) -> N
     assert f"{workers} workers share {workers - 1} core" in " ".join(run.stdout.split())
     quiet = run_cli(toy_repo, "run", "--tag", "u", "-n", "1", "--workers", str(workers - 1))
     assert quiet.returncode == 0 and "workers share" not in " ".join(quiet.stdout.split())
+
+
+def test_check_and_run_warn_when_gpus_names_a_gpu_the_machine_does_not_show(
+        toy_repo: Path, tmp_path: Path) -> None:
+    # Each slot's runs would get CUDA_VISIBLE_DEVICES=7 and find no GPU: a budgeted metric
+    # measured on the CPU, silently. nvidia-smi is faked on PATH: two GPUs, then none.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    smi = bin_dir / "nvidia-smi"
+    smi.write_text("#!/bin/sh\necho 'GPU 0: Fake A (UUID: GPU-aaaa-1)'\n"
+                   "echo 'GPU 1: Fake B (UUID: GPU-bbbb-2)'\n")
+    smi.chmod(0o755)
+    env = {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    edit_config(toy_repo, "[verify]\n", '[run]\ngpus = ["1", "7"]\n[verify]\n')
+    use_script(toy_repo, [{"hypothesis": "X to 6", "edits": {"target.py": "X = 6.0\n"}}])
+    check = run_cli(toy_repo, "check", env=env)
+    assert check.returncode == 0, check.stdout + check.stderr  # a warning, not a problem
+    said = " ".join(check.stdout.split())
+    assert "[run] gpus names GPU 7, which nvidia-smi does not list (it lists 0, 1)" in said, said
+    run = run_cli(toy_repo, "run", "--tag", "t", "-n", "1", env=env)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "names GPU 7, which nvidia-smi does not list" in " ".join(run.stdout.split())
+    edit_config(toy_repo, '["1", "7"]', '["GPU-bbbb-2", "0"]')  # UUIDs name GPUs too
+    git(toy_repo, "commit", "-qam", "GPUs it has")
+    assert "nvidia-smi" not in " ".join(run_cli(toy_repo, "check", env=env).stdout.split())
+    smi.write_text("#!/bin/sh\necho 'NVIDIA-SMI has failed' >&2\nexit 9\n")  # no GPU at all
+    said = " ".join(run_cli(toy_repo, "check", env=env).stdout.split())
+    assert '[run] gpus = ["GPU-bbbb-2", "0"], but this machine shows no GPU' in said
+
+
+def test_check_takes_the_workers_a_run_would_be_given(toy_repo: Path) -> None:
+    # `run --workers N` overrides [run] workers; `check` checks the same shares for it.
+    workers = usable_cores() + 1
+    use_script(toy_repo, [{"hypothesis": "X to 6", "edits": {"target.py": "X = 6.0\n"}}])
+    check = run_cli(toy_repo, "check", "--workers", str(workers))
+    assert check.returncode == 0, check.stdout + check.stderr
+    said = " ".join(check.stdout.split())
+    assert f"{workers} workers: slot-1" in said and f"slot-{workers} " in said
+    assert f"{workers} workers share {workers - 1} core" in said
+    bad = run_cli(toy_repo, "check", "-w", "0")
+    assert bad.returncode == 2 and "--workers" in bad.stderr

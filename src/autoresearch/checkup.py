@@ -31,7 +31,7 @@ from autoresearch.readiness import (
 )
 from autoresearch.results_tsv import memory_advice
 from autoresearch.runner import log_tail
-from autoresearch.slots import crowding, plan_resources
+from autoresearch.slots import crowding, plan_resources, unknown_gpus
 from autoresearch.statuses import happened
 from autoresearch.timeouts import describe, needed_timeout
 
@@ -54,10 +54,14 @@ def exit_code(problems: list[str]) -> int:
     return max((getattr(p, "exit_code", 1) for p in problems), default=0)
 
 
-def run_checkup(root: Path, console: Console) -> list[str]:
-    """Print what was checked; returns the problems found (empty when all is well)."""
+def run_checkup(root: Path, console: Console, workers: int | None = None) -> list[str]:
+    """Print what was checked; returns the problems found (empty when all is well). `workers`
+    overrides `[run] workers`, as `run --workers` does: the slots' shares are checked for it."""
     problems: list[str] = []
     config = load_config(root / CONFIG_NAME)  # a ConfigError here is the whole answer
+    if workers is not None:
+        config = config.model_copy(update={"run": config.run.model_copy(
+            update={"workers": workers})})
     console.print(f"[green]✓[/] {CONFIG_NAME} is valid: objective {escape(config.metric.name)} "
                   f"({config.metric.direction}), budget "
                   f"{config.verify.budget_seconds:g} s, " + (
@@ -219,9 +223,10 @@ def _dry_run(root: Path, config: Config, console: Console, reported: list[str]) 
                   + ("; set \\[run] threads to choose" if threads.why.startswith("auto") else ""))
     console.print(f"[green]✓[/] {workers} worker{'s' * (workers > 1)}: " + "; ".join(
         f"slot-{i + 1} {escape(r.describe())}" for i, r in enumerate(shares)))
-    crowded = crowding(workers, shares, resources.usable_cores())
-    if crowded:
-        console.print(f"[yellow]![/] {escape(crowded)}")
+    for warning in (crowding(workers, shares, resources.usable_cores()),
+                    unknown_gpus(config.run)):
+        if warning:
+            console.print(f"[yellow]![/] {escape(warning)}")
     with tempfile.TemporaryDirectory(prefix="autoresearch-check-") as tmp:
         worktree = Path(tmp) / "wt"
         head = gitops.rev_parse(root, "HEAD")

@@ -8,6 +8,7 @@ fixed set the nearest allowed one.
 from __future__ import annotations
 
 import difflib
+import json
 import re
 from collections.abc import Iterable
 from typing import Any, get_args
@@ -51,6 +52,57 @@ def _nearest(word: str, choices: Iterable[str]) -> str | None:
     return near[0] if near else None
 
 
+_TYPE_WORDS = {"int": "a whole number", "float": "a number", "str": "a string",
+               "bool": "true or false", "list[str]": 'a list of strings (["a", "b"])'}
+
+
+def _is_union_member(item: int | str) -> bool:
+    """A location step that names a member of a union type (`int`, `literal['auto']`,
+    `list[str]`), not a key of the file."""
+    return isinstance(item, str) and (item in _TYPE_WORDS or "[" in item)
+
+
+def _member_words(tag: str) -> str:
+    if tag.startswith("literal["):
+        return " or ".join(json.dumps(v) for v in re.findall(r"'([^']*)'", tag))
+    return _TYPE_WORDS.get(tag, "a list" if tag.startswith("list[") else tag)
+
+
+def _merge_union_errors(errors: list[Any]) -> list[Any]:
+    """Pydantic reports a value that fits no member of a union (`threads: int | "auto"`) once
+    per member, at locations that name the members (`run.threads.int`,
+    `run.threads.literal['auto']`): one error at the key instead, naming what it may be."""
+    merged: list[Any] = []
+    members: dict[tuple[int | str, ...], list[str]] = {}
+    for err in errors:
+        loc = tuple(x for x in err["loc"] if not str(x).startswith("function-"))
+        cut = next((i for i, x in enumerate(loc) if i and _is_union_member(x)), None)
+        if cut is None:
+            merged.append(err)
+            continue
+        key = loc[:cut]
+        if key not in members:
+            members[key] = []
+            merged.append({"type": "union_mismatch", "loc": key, "input": err.get("input"),
+                           "msg": ""})
+        words = _member_words(str(loc[cut]))
+        if words not in members[key]:
+            members[key].append(words)
+    for err in merged:
+        if err["type"] == "union_mismatch":
+            expected = " or ".join(members[err["loc"]])
+            got = json.dumps(err["input"], default=str)
+            err["msg"] = f"expected {expected}, got {got}"
+            err["fix"] = f"write {err['loc'][-1]} as {expected}"
+            allowed = re.findall(r'"([^"]*)"', " ".join(w for w in members[err["loc"]]
+                                                     if not w.startswith("a ")))
+            near = _nearest(err["input"], allowed) if isinstance(err["input"], str) else None
+            if near is not None:
+                err["msg"] += f"; did you mean {json.dumps(near)}?"
+                err["fix"] = f"write {json.dumps(near)}"
+    return merged
+
+
 def validation_problems(errors: list[Any], root: type[BaseModel]) -> tuple[list[str], str | None]:
     """One line per problem ("field: message") and the fix for the first one; `root` is the
     model of the whole file (its tables' models name the valid keys).
@@ -59,6 +111,7 @@ def validation_problems(errors: list[Any], root: type[BaseModel]) -> tuple[list[
     beside such a near miss (`budget_second` for `budget_seconds`) is that typo, so it is said
     once, as the typo.
     """
+    errors = _merge_union_errors(errors)
     unknown = {tuple(e["loc"]) for e in errors if e["type"] == "extra_forbidden"}
     typo_of: dict[tuple[int | str, ...], str] = {}  # unknown key's loc -> the name it misspells
     for loc in unknown:
@@ -91,5 +144,5 @@ def validation_problems(errors: list[Any], root: type[BaseModel]) -> tuple[list[
                 msg += f"; did you mean {near!r}?"
                 hint = f"write {near!r}"
         problems.append(f"{field}: {msg}")
-        fix = fix or hint or _FIXES.get(err["type"])
+        fix = fix or hint or err.get("fix") or _FIXES.get(err["type"])
     return problems, fix

@@ -192,9 +192,9 @@ def print_resources(console: Console, executor: object, config: Config) -> None:
         console.print(Text(threads.describe() + ("; set [run] threads to choose"
                                                  if threads.why.startswith("auto") else ""),
                            style="dim"))
-    crowded = getattr(executor, "crowding", None)
-    if isinstance(crowded, str):
-        console.print(Text("! " + crowded, style="yellow"))
+    for warning in (getattr(executor, "crowding", None), getattr(executor, "unknown_gpus", None)):
+        if isinstance(warning, str):
+            console.print(Text("! " + warning, style="yellow"))
     if config.verify.share:
         console.print(Text("shared from your checkout (linked, watched): "
                            + ", ".join(config.verify.share), style="dim"))
@@ -213,12 +213,28 @@ def print_log_tail(console: Console, path: Path | str, lines: int = LOG_TAIL_LIN
     console.print(Text("\n".join(tail) if tail else "(the log is empty)", style="dim"))
 
 
+def failure_line(reason: str, log_path: str | None, slot: str = "") -> str:
+    """A crash's or timeout's reason as the live output says it: where it ran (`slot`, named
+    when several run at once: a command that collides with itself fails in one of them) and the
+    last line its command printed ("exit code 1" alone says nothing of why)."""
+    from autoresearch.runner import log_tail
+    from autoresearch.views.safe_console import terminal_safe
+
+    lines = log_tail(Path(log_path), 2048).splitlines() if log_path else []
+    last = next((line.strip() for line in reversed(lines) if line.strip()), "")
+    where = f" in {slot}" if slot else ""
+    return f"{reason}{where}" + (f": {terminal_safe(last)[:200]}" if last else "")
+
+
 def show_failed_log(console: Console, history: History) -> None:
     """When a session stops on a failure (a crashed baseline, a streak of crashes), the log of
     the last failed run: the command's own words say why."""
-    if not history.experiments:
+    # The experiment the session stopped on: the last one decided. With several workers the
+    # stop then ended the other slots' trials, recorded interrupted after it (they ran nothing
+    # that failed).
+    last = next((e for e in reversed(history.experiments) if e.status != "interrupted"), None)
+    if last is None:
         return
-    last = history.experiments[-1]  # the experiment the session stopped on
     failed = [r for r in history.runs.get(last.id, []) if r.status in ("crash", "timeout")]
     if failed and failed[-1].log_path:
         print_log_tail(console, failed[-1].log_path)

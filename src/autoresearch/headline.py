@@ -50,15 +50,22 @@ class Headline:
         iv = self.interval
         if iv is None:
             return f"headline not verified: {'; '.join(self.failures) or 'no pair measured'}"
+        # Worse than the baseline all through: the keep rested on a measurement that depends
+        # on more than the code (luck with few runs; with several workers, another slot's run
+        # writing the same path or port). Said, rather than left beside the claimed gain.
+        worse = ("; worse than the baseline when re-measured: the measurement it was kept on "
+                 "did not reproduce (too few runs to see luck, or with several workers a verify "
+                 "command that shares a path, port or lock between slots: AUTORESEARCH_SLOT)"
+                 if iv.high < 0 else "")
         if iv.pairs >= 2 and iv.low == iv.high:
             return (f"headline re-measured over {iv.pairs} pairs: best vs baseline "
                     f"{iv.estimate:+.4g} {metric} in every pair; the runs were identical, so the "
-                    "noise is hidden, not zero (give each run its own seed: {seed})")
+                    "noise is hidden, not zero (give each run its own seed: {seed})" + worse)
         span = ("" if not math.isfinite(iv.low) else
                 f" [{iv.low:+.4g}, {iv.high:+.4g}] at {iv.confidence:.0%}")
         covers = " (covers 0: not shown to be better)" if iv.covers(0.0) else ""
         return (f"headline re-measured over {iv.pairs} interleaved pair{'s' * (iv.pairs != 1)}: "
-                f"best vs baseline improves {metric} by {iv.estimate:+.4g}{span}{covers}")
+                f"best vs baseline improves {metric} by {iv.estimate:+.4g}{span}{covers}{worse}")
 
     def data(self) -> dict[str, Any]:
         iv = self.interval

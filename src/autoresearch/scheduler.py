@@ -32,6 +32,7 @@ from autoresearch.config import Config
 from autoresearch.executor import Measurement, RunRequest
 from autoresearch.session import Limits, Session, SessionStopped
 from autoresearch.slots import Slot
+from autoresearch.stop_signals import stop_under_way
 from autoresearch.trial import Program, Trial
 
 __all__ = ["Limits", "Scheduler", "effective_limits", "limit_reached", "run"]
@@ -179,6 +180,7 @@ class Scheduler:
 
     def _abort(self, exc: BaseException) -> None:
         """End every open trial because of `exc`: runs stopped and recorded, trials interrupted."""
+        stop_under_way()  # a second Ctrl-C now would cut this short: it is ignored
         self.s.stop_event.set()
         for flight in list(self.flights):
             if flight.future is not None and flight.request is not None:
@@ -218,10 +220,18 @@ def pause_if_failing(s: Session) -> None:
     decision, streaks = s.config.decision, s.history.streaks
     logs = f"{s.paths.session_dir}/logs"
     if streaks.crashes >= decision.max_consecutive_crashes:
+        # Runs of several slots overlap: a verify command that is not safe to run twice at once
+        # (a fixed port, a shared absolute path, a lock file) fails only then.
+        overlap = (f" With {s.workers} workers the slots' runs overlap: if the command uses a "
+                   "fixed port, a file at a fixed absolute path or a lock, two runs at once "
+                   "collide (the baseline ran alone; `--workers 1` tells): derive them from "
+                   "AUTORESEARCH_SLOT (1, 2, ..., the slot's number, in every run's "
+                   "environment)."
+                   if s.workers > 1 else "")
         raise SessionStopped(
             f"paused after {streaks.crashes} consecutive crashes: something is broken beyond one "
             f"change. Read the last logs in {logs}, fix the cause, then run the same command to "
-            "resume.", exit_code=5)
+            f"resume.{overlap}", exit_code=5)
     if streaks.rejections >= decision.max_consecutive_rejections:
         experiments = s.history.experiments
         last = experiments[-1].decision_reason if experiments else ""

@@ -23,7 +23,7 @@ from autoresearch.checkout_sync import (
     save_unknown_commits,
 )
 from autoresearch.config import PROGRAM_NAME, Config
-from autoresearch.display import Display
+from autoresearch.display import Display, failure_line
 from autoresearch.errors import PreconditionError
 from autoresearch.evaluation_inputs import EvaluationInputs
 from autoresearch.executor import (
@@ -49,7 +49,14 @@ from autoresearch.readiness import (
 )
 from autoresearch.review.gate import check_gate
 from autoresearch.runner import kill_leftovers
-from autoresearch.slots import Slot, Slots, crowding, plan_resources, slot_threads
+from autoresearch.slots import (
+    Slot,
+    Slots,
+    crowding,
+    plan_resources,
+    slot_threads,
+    unknown_gpus,
+)
 from autoresearch.state import SessionLock, StatePaths
 from autoresearch.stop_signals import SessionStopped
 from autoresearch.trial import Trial
@@ -373,6 +380,14 @@ class Session:
         return crowding(self.workers, [s.resources for s in self.slots.all],
                         resources.usable_cores())
 
+    @property
+    def unknown_gpus(self) -> str | None:
+        """A warning when [run] gpus names GPUs this machine does not show (at the start of
+        `run`, as `check` shows it)."""
+        if not isinstance(self.executor, LocalExecutor):
+            return None
+        return unknown_gpus(self.config.run)
+
     def spend_limit_reached(self) -> str | None:
         """Why no further model call may be made (checked before each one), or None."""
         if self.limits.max_usd is not None:
@@ -519,6 +534,11 @@ class Session:
             self.proposer.observe(ExperimentOutcome(summary=self.history.summary(row),
                                                     proposal=proposal))
         self.history.write_results(self.paths.results_tsv, row)
+        if trial.status in (TrialStatus.CRASH, TrialStatus.TIMEOUT):
+            failed = [r for r in self.history.runs.get(trial.id, [])
+                      if r.status in ("crash", "timeout")]
+            reason = failure_line(reason, failed[-1].log_path if failed else None,
+                                  trial.slot.name if self.workers > 1 else "")
         self.display.experiment_finished(trial.id, trial.status, row.objective, row.delta, reason,
                                          row.hypothesis, baseline=row.kind == "baseline")
 

@@ -14,11 +14,12 @@ pinned to, and a GPU when there are several.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from autoresearch import gitops
@@ -26,6 +27,8 @@ from autoresearch.config import RunConfig
 from autoresearch.resources import ThreadPlan, thread_env
 from autoresearch.shared_paths import SharedData
 from autoresearch.state import StatePaths
+
+SLOT_ENV = "AUTORESEARCH_SLOT"
 
 
 @dataclass(frozen=True)
@@ -35,9 +38,12 @@ class Resources:
     cpus: tuple[int, ...] = ()  # pinned to these CPUs (empty: not pinned)
     gpu: str | None = None  # CUDA_VISIBLE_DEVICES for the slot's runs (None: not set)
     env_vars: tuple[tuple[str, str], ...] = field(default=())  # e.g. thread counts
+    # The slot's number (1…N), as AUTORESEARCH_SLOT: a command that needs a port, a scratch
+    # path or a lock of its own when several slots run it at once derives it from this.
+    slot: int = 1
 
     def env(self) -> dict[str, str]:
-        env = dict(self.env_vars)
+        env = {**dict(self.env_vars), SLOT_ENV: str(self.slot)}
         if self.gpu is not None:
             env["CUDA_VISIBLE_DEVICES"] = self.gpu
         return env
@@ -88,6 +94,45 @@ def crowding(workers: int, shares: Sequence[Resources], cores: int) -> str | Non
             "turns on the CPUs, and a metric measured under a time budget gets worse with the "
             "load; more workers than cores pays only when runs wait on something else (a GPU "
             f"each, the network). Use --workers {cores} (or [run] workers) for CPU-bound runs")
+
+
+def unknown_gpus(run: RunConfig) -> str | None:
+    """A warning when `[run] gpus` names GPUs this machine does not show: each slot's runs get
+    CUDA_VISIBLE_DEVICES set to an id that hides every GPU, and then run on the CPU (a budgeted
+    metric quietly much worse) or fail. Known ids: the indexes and UUIDs `nvidia-smi -L` lists
+    (MIG ids are not checked)."""
+    if run.gpus == "auto" or not run.gpus:
+        return None
+    listed = _listed_gpus()
+    if listed is None:
+        return (f"[run] gpus = {json.dumps(list(run.gpus))}, but this machine shows no GPU (nvidia-smi is missing "
+                "or lists none): each slot's runs get CUDA_VISIBLE_DEVICES set to a GPU they "
+                "will not find. Remove [run] gpus (or set gpus = []) on a machine without "
+                "NVIDIA GPUs")
+    unknown = [g for g in run.gpus if g not in listed and not g.startswith("MIG-")]
+    if not unknown:
+        return None
+    indexes = sorted((g for g in listed if g.isdigit()), key=int)
+    return (f"[run] gpus names GPU {', '.join(unknown)}, which nvidia-smi does not list (it "
+            f"lists {', '.join(indexes)}): the runs given {'it' if len(unknown) == 1 else 'them'}"
+            " will find no GPU. Use ids nvidia-smi -L shows, or gpus = \"auto\"")
+
+
+def _listed_gpus() -> set[str] | None:
+    """The ids `nvidia-smi -L` gives (each GPU's index and UUID); None when it lists none."""
+    try:
+        listed = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10,
+                                check=False).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    ids: set[str] = set()
+    for line in listed.splitlines():  # "GPU 0: NVIDIA A100 (UUID: GPU-5e1c...)"
+        head, _, rest = line.partition(":")
+        if head.startswith("GPU ") and head[4:].strip().isdigit():
+            ids.add(head[4:].strip())
+            if "UUID: " in rest:
+                ids.add(rest.split("UUID: ", 1)[1].rstrip(")").strip())
+    return ids or None
 
 
 def slot_threads(run: RunConfig, workers: int, threads: ThreadPlan | None) -> int | None:
@@ -142,7 +187,7 @@ class Slots:
         # [verify] share: the checkout's ignored data, linked into every slot after each reset.
         self.shared = shared or SharedData()
         shares = list(resources) or [Resources()] * workers
-        self.all = [Slot(i, f"slot-{i + 1}", path, shares[i % len(shares)])
+        self.all = [Slot(i, f"slot-{i + 1}", path, replace(shares[i % len(shares)], slot=i + 1))
                     for i, path in enumerate(slot_paths(paths, workers))]
 
     def prepare(self, tip: str) -> None:

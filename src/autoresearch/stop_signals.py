@@ -32,12 +32,16 @@ from types import FrameType
 from typing import Any, TextIO
 
 __all__ = ["OUTPUT_CLOSED_EXIT", "OutputClosed", "QuietOnClosedPipe", "SessionStopped",
-           "StopSignal", "describe_interrupt", "output_closed", "stop_signals_as_interrupt"]
+           "StopSignal", "describe_interrupt", "output_closed", "stop_signals_as_interrupt",
+           "stop_under_way"]
 
 OUTPUT_CLOSED_EXIT = 128 + signal.SIGPIPE  # what a shell shows for a tool SIGPIPE ended
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 _received: list[int] = []  # the stop signals received, first first
+_stopping = threading.Event()  # a stop is being carried out (see stop_under_way)
+ALREADY_STOPPING = (b"\nalready stopping: the runs are being ended and recorded, then every slot "
+                    b"reset (kill -9 ends it at once; the next run recovers what was open)\n")
 _pipe_closed = threading.Event()  # stdout's reader went away (see _ClosedPipeGuard)
 
 
@@ -176,26 +180,48 @@ def stop_signals_as_interrupt() -> Iterator[None]:
     A second stop signal while the first is being handled is ignored: the session is already on
     its way out, and an exception raised in the middle of its cleanup would cut it short. (A
     terminal hangup can deliver SIGHUP twice: from the kernel and from the shell.)
+
+    Ctrl-C raises KeyboardInterrupt as Python's own handler does, except once the session has
+    taken its stop up (`stop_under_way`): Ctrl-C pressed twice is common, and the second one,
+    landing while the slots' runs were being ended, cut the stop short (the trials were left to
+    the garbage collector, recorded as a harness error). It is ignored then, and told so on
+    stderr; kill -9 stays the way to end it at once (the next run recovers what was open). Before
+    that point every Ctrl-C interrupts: one swallowed on its way (an exception raised inside a
+    `__del__` is dropped by Python) must not leave the session deaf to the next.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     ttys = {fd for fd in (0, 1, 2) if os.isatty(fd)}
     raised = False
+    told = False
 
     def handler(signum: int, frame: FrameType | None) -> None:
-        nonlocal raised
+        nonlocal raised, told
+        if signum == signal.SIGINT:
+            if not _stopping.is_set():
+                _received.append(signum)
+                raise KeyboardInterrupt
+            if not told:
+                told = True
+                with contextlib.suppress(OSError):
+                    os.write(2, ALREADY_STOPPING)
+            return
         if signum == signal.SIGTERM and _pipe_closed.is_set():
             signum = signal.SIGPIPE
         _received.append(signum)
         if signum == signal.SIGHUP:
             _detach_hung_up(ttys)
-        if raised:
+        if raised or _stopping.is_set():
             return
         raised = True
         raise StopSignal(signum)
 
-    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
+    # Ctrl-C only where it has Python's default behaviour (not where it is ignored: a
+    # background job, a caller that wants it so).
+    signals = STOP_SIGNALS + ((signal.SIGINT,) if signal.getsignal(signal.SIGINT)
+                              is signal.default_int_handler else ())
+    previous = {sig: signal.signal(sig, handler) for sig in signals}
     stdout = sys.stdout
     sys.stdout = _ClosedPipeGuard(stdout)
     try:
@@ -204,6 +230,14 @@ def stop_signals_as_interrupt() -> Iterator[None]:
         sys.stdout = stdout
         for sig, before in previous.items():
             signal.signal(sig, before)
+        _stopping.clear()
+
+
+def stop_under_way() -> None:
+    """The session has taken a stop up (its open trials are being ended and recorded): from
+    now on, until the end of the `stop_signals_as_interrupt` block, a stop signal or Ctrl-C is
+    ignored rather than cutting that short."""
+    _stopping.set()
 
 
 def describe_interrupt(exc: KeyboardInterrupt | None = None) -> str:
@@ -212,7 +246,8 @@ def describe_interrupt(exc: KeyboardInterrupt | None = None) -> str:
     way, if any)."""
     name = exc.name if isinstance(exc, StopSignal) else (
         # Re-raised as a plain KeyboardInterrupt on the way (a run cut short is re-raised so).
-        signal.Signals(_received[0]).name if _received else "Ctrl-C")
+        signal.Signals(_received[0]).name
+        if _received and _received[0] != signal.SIGINT else "Ctrl-C")
     return "SIGPIPE: the output was closed" if name == "SIGPIPE" else name
 
 
