@@ -26,7 +26,7 @@ from autoresearch import gitops
 from autoresearch.config import RunConfig
 from autoresearch.resources import ThreadPlan, thread_env
 from autoresearch.shared_paths import SharedData
-from autoresearch.state import StatePaths
+from autoresearch.state import SessionLock, StatePaths
 
 SLOT_ENV = "AUTORESEARCH_SLOT"
 
@@ -220,3 +220,28 @@ class Slots:
         if (gitops.read_head(slot.worktree) != commit
                 or not gitops.links_to(self.root, slot.worktree)):
             self.reset(slot, commit)
+
+
+def remove_finished_slots(repo: Path, tag: str) -> str | None:
+    """Remove the finished session's worktree slots (one, or slot-1 … slot-N), or say why not.
+
+    A slot holds nothing of its own between experiments (each reset restores the incumbent and
+    removes untracked files; logs live under `.autoresearch/sessions/`), but N checkouts of a
+    large repository are N times its size on disk, left behind once the session is finalized.
+    A later `run --tag TAG` makes them again. A session whose process still runs keeps them.
+    Returns the line to show, or None when there was nothing to remove."""
+    paths = StatePaths(repo, tag)
+    outer = paths.worktree
+    if not outer.is_dir():
+        return None
+    pid = SessionLock(paths.lock).live_holder()
+    if pid is not None:
+        return (f"session {tag} is running (process {pid}): its worktree slots under "
+                f"{outer.relative_to(repo)} stay")
+    slots = [outer] if (outer / ".git").exists() else sorted(
+        child for child in outer.iterdir() if (child / ".git").exists())
+    for slot in slots:
+        gitops.remove_worktree(repo, slot)
+    shutil.rmtree(outer, ignore_errors=True)
+    return (f"removed the session's {len(slots)} worktree slot(s) under "
+            f"{outer.relative_to(repo)} (a later `autoresearch run --tag {tag}` makes them again)")

@@ -11,7 +11,7 @@ import pytest
 
 from autoresearch.finalize import FinalizeError, SourceCommit, finalize, group_commits, remeasure
 from autoresearch.ledger import Ledger
-from tests.views.conftest import autoresearch, copy_repo
+from tests.views.conftest import autoresearch, copy_repo, run_toy_session
 from tests.views.ledger_factory import GIT_ENV, BuiltSession, Planned, build_session, git
 
 
@@ -247,3 +247,45 @@ def test_a_prefix_that_makes_no_branch_name_is_refused_naming_the_flag(
         finalize(repo, "t", prefix=prefix)
     assert caught.value.where == "--prefix" and "leading '-'" in str(caught.value.fix)
     assert git(repo, "for-each-ref") == before  # no branch written
+
+
+def _worktrees(repo: Path) -> list[str]:
+    listing = git(repo, "worktree", "list", "--porcelain")
+    return [line.split(" ", 1)[1] for line in listing.splitlines()
+            if line.startswith("worktree ") and ".autoresearch" in line]
+
+
+def test_finalize_removes_the_finished_sessions_worktree_slots(tmp_path: Path) -> None:
+    """A finalized session's checkouts (one, or one per worker) are removed, not left on disk;
+    a later run makes them again; a session still running keeps them."""
+    from autoresearch.state import SessionLock, StatePaths
+
+    repo = run_toy_session(tmp_path / "repo", iterations=8, tag="w")
+    slots = repo / ".autoresearch" / "worktrees" / "w"
+    assert (slots / ".git").exists() and _worktrees(repo)
+
+    proc = autoresearch(repo, "finalize", "--tag", "w")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "removed the session's 1 worktree slot(s)" in " ".join(proc.stdout.split())
+    assert not slots.exists() and _worktrees(repo) == []
+
+    # Resumed with two workers: two slots made again; finalize removes both.
+    proc = autoresearch(repo, "run", "--iterations", "10", "--tag", "w", "--workers", "2")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert len(_worktrees(repo)) == 2
+    proc = autoresearch(repo, "finalize", "--tag", "w", "--force")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "removed the session's 2 worktree slot(s)" in " ".join(proc.stdout.split())
+    assert not slots.exists() and _worktrees(repo) == []
+
+    # While the session's process holds its lock, its slots stay.
+    proc = autoresearch(repo, "run", "--iterations", "11", "--tag", "w")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lock = SessionLock(StatePaths(repo, "w").lock)
+    lock.acquire()
+    try:
+        proc = autoresearch(repo, "finalize", "--tag", "w", "--force")
+    finally:
+        lock.release()
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "is running" in proc.stdout and (slots / ".git").exists()

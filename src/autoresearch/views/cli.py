@@ -212,6 +212,7 @@ def finalize(
     """Split a session's kept commits into independent branches from its base (never pushes)."""
     from autoresearch.finalize import finalize as run_finalize
     from autoresearch.finalize import remeasure
+    from autoresearch.slots import remove_finished_slots
 
     root = _root(repo)
     result = run_finalize(root, tag, prefix=prefix, force=force)
@@ -233,6 +234,8 @@ def finalize(
         base, effects, sigma = remeasure(root, result, repeats=repeats,
                                          log=lambda m: console.print(f"  {m}", style="dim"))
         _print_effects(base, effects, sigma)
+    if (slots := remove_finished_slots(root, result.tag)) is not None:
+        console.print(slots, markup=False)
     console.print("nothing was pushed or merged; review with `git log -p <branch>`")
 
 
