@@ -77,16 +77,13 @@ def _point_at_null(stream: TextIO) -> None:
         os.close(null)
 
 
-class QuietOnClosedPipe:
-    """sys.stdout for the commands that only print: a write that finds the pipe closed points
-    fd 1 at /dev/null and raises `OutputClosed`, once.
+class _StdoutWatch:
+    """A stand-in for sys.stdout that notices its reader going away: the first write or flush
+    that finds the pipe closed points fd 1 at /dev/null, then `_reader_gone` says what follows."""
 
-    A long text is written in a loop on the binary buffer: a single big write that the reader
-    abandons half way returns short, and the text layer would drop the rest silently (the
-    command would then go on, printing into nothing, and exit 0); the next write of the loop
-    fails instead, and the stop is the same whatever the size of what was printed."""
-
-    _DIRECT = 8192  # shorter texts go through the text layer as they are
+    # What a failed write raises: a closed pipe (and, under the session's guard, the quiet
+    # wrapper's own stop when one is installed beneath it).
+    _CLOSED: tuple[type[BaseException], ...] = (BrokenPipeError,)
 
     def __init__(self, stream: TextIO) -> None:
         self._stream = stream
@@ -97,6 +94,33 @@ class QuietOnClosedPipe:
             return
         self.closed_pipe = True
         _point_at_null(self._stream)
+        self._reader_gone()
+
+    def _reader_gone(self) -> None:
+        raise NotImplementedError
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except self._CLOSED:
+            self._closed()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+class QuietOnClosedPipe(_StdoutWatch):
+    """sys.stdout for the commands that only print: a write that finds the pipe closed points
+    fd 1 at /dev/null and raises `OutputClosed`, once.
+
+    A long text is written in a loop on the binary buffer: a single big write that the reader
+    abandons half way returns short, and the text layer would drop the rest silently (the
+    command would then go on, printing into nothing, and exit 0); the next write of the loop
+    fails instead, and the stop is the same whatever the size of what was printed."""
+
+    _DIRECT = 8192  # shorter texts go through the text layer as they are
+
+    def _reader_gone(self) -> None:
         raise OutputClosed
 
     def write(self, text: str) -> int:
@@ -115,15 +139,6 @@ class QuietOnClosedPipe:
             self._closed()
             return len(text)
 
-    def flush(self) -> None:
-        try:
-            self._stream.flush()
-        except BrokenPipeError:
-            self._closed()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._stream, name)
-
 
 def _detach_hung_up(ttys: set[int]) -> None:
     for fd in ttys:
@@ -134,7 +149,7 @@ def _detach_hung_up(ttys: set[int]) -> None:
                 os.close(null)
 
 
-class _ClosedPipeGuard:
+class _ClosedPipeGuard(_StdoutWatch):
     """sys.stdout while a session runs: a write to a closed pipe points fd 1 at /dev/null and
     interrupts the main thread as a stop named SIGPIPE, then carries on.
 
@@ -142,15 +157,9 @@ class _ClosedPipeGuard:
     stdin, a coding agent's), and a reader that exits early there is that call's error, not a
     reason to stop the session. Only stdout's reader going away is."""
 
-    def __init__(self, stream: TextIO) -> None:
-        self._stream = stream
-        self.closed_pipe = False
+    _CLOSED = (BrokenPipeError, OutputClosed)  # OutputClosed: from QuietOnClosedPipe beneath
 
-    def _closed(self) -> None:
-        if self.closed_pipe:
-            return
-        self.closed_pipe = True
-        _point_at_null(self._stream)
+    def _reader_gone(self) -> None:
         # Through the SIGTERM handler this block installed (SIGINT may be ignored, as in a
         # background job), which then stops the session as SIGPIPE.
         _pipe_closed.set()
@@ -159,18 +168,9 @@ class _ClosedPipeGuard:
     def write(self, text: str) -> int:
         try:
             return self._stream.write(text)
-        except (BrokenPipeError, OutputClosed):  # OutputClosed: from QuietOnClosedPipe below
+        except self._CLOSED:
             self._closed()
             return len(text)
-
-    def flush(self) -> None:
-        try:
-            self._stream.flush()
-        except (BrokenPipeError, OutputClosed):
-            self._closed()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._stream, name)
 
 
 @contextlib.contextmanager
