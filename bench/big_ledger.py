@@ -63,10 +63,7 @@ from autoresearch.session import Session  # noqa: E402
 TAG = "bench"
 CLI = str(Path(sys.executable).with_name("autoresearch"))
 STATUSES = ["discard"] * 16 + ["crash", "timeout", "rejected"]
-WORDS = ("raise lower the learning rate warmup schedule cosine dropout attention heads width "
-         "depth batch size gradient clipping weight decay optimizer momentum embedding tied "
-         "untied layer norm residual scaling initialisation because the loss curve suggests "
-         "that").split()
+WORDS = ["raise", "lower", "the", "learning", "rate", "warmup", "schedule", "cosine", "dropout", "attention", "heads", "width", "depth", "batch", "size", "gradient", "clipping", "weight", "decay", "optimizer", "momentum", "embedding", "tied", "untied", "layer", "norm", "residual", "scaling", "initialisation", "because", "the", "loss", "curve", "suggests", "that"]
 
 
 def _git(repo: Path, *args: str, stdin: bytes | None = None) -> str:
