@@ -20,9 +20,11 @@ in a real git repository, the way the loop leaves it, then times what a user tou
   bench/overhead.py measures it) on the big ledger, next to the same on a fresh one;
 - the dashboard: `autoresearch dashboard` served on 127.0.0.1 on a free port, then `/`,
   `/api/sessions`, `/api/session` (first load), `/api/session?since=` (an update) and
-  `/api/experiment/<id>`;
-- the verdict's own cost per step at 1,000 experiments: `History.noise()` and the decision on
-  the session's runs (it uses every run of the session as noise evidence, on purpose).
+  `/api/experiment/<id>`; and, in-process, the change check its event stream makes every
+  second for each open page (`_Source.marker`);
+- the verdict's own cost of one look at 1,000 and 5,000 experiments: the evidence gathered
+  from the history and the policy's step on it, sequential (the default) and classic (it uses
+  every run of the session as noise evidence, on purpose).
 
 Each figure is the median of `--repeat` (default 3) measurements, in milliseconds.
 
@@ -279,7 +281,15 @@ def dashboard(repo: Path, repeat: int, exp_id: str) -> dict[str, float]:
             return lambda: urllib.request.urlopen(url + path, timeout=120).read()
 
         stamp = json.loads(get("/api/session")())["stamp"]
+        from autoresearch.dashboard.app import _Source
+
+        source = _Source(repo, None)  # what the event stream asks every second, per open page
+        try:
+            poll = median_ms(lambda: source.marker(None), repeat)
+        finally:
+            source.close()
         return {
+            "dashboard change check (each second, in-process)": poll,
             "dashboard GET /": median_ms(get("/"), repeat),
             "dashboard /api/sessions": median_ms(get("/api/sessions"), repeat),
             "dashboard /api/session (first load)": median_ms(get("/api/session"), repeat),
@@ -294,10 +304,13 @@ def dashboard(repo: Path, repeat: int, exp_id: str) -> dict[str, float]:
 
 
 def verdict_step(repo: Path, repeat: int, upto: int) -> dict[str, float]:
-    """The verdict's noise evidence for a session of `upto` experiments: loading the history
-    once, then `History.noise()` (what a decision step computes from all the session's runs)."""
+    """One look of the verdict in a session of `upto` experiments: the evidence gathered from
+    the history (`judge.gather`: every other commit's repeated runs are noise evidence) and the
+    policy's step on it, for the default (sequential) policy and the classic one."""
+    from autoresearch.config import DecisionConfig
     from autoresearch.history import History
     from autoresearch.ledger import Ledger
+    from autoresearch.policy import Evidence, policy_for
 
     ledger = Ledger(repo / ".autoresearch" / "ledger.db", readonly=True)
     try:
@@ -307,16 +320,34 @@ def verdict_step(repo: Path, repeat: int, upto: int) -> dict[str, float]:
         history.load()
         keep = {e.id for e in history.experiments[:upto]}
         history.experiments = history.experiments[:upto]
-        history.runs = {k: v for k, v in history.runs.items() if k in keep}
-        return {f"verdict noise evidence, {upto:,}-experiment session (per step)":
-                median_ms(history.noise, repeat)}
+        runs = [r for exp_id, rs in history.runs.items() if exp_id in keep for r in rs]
+        history.load = lambda: None  # type: ignore[method-assign]
+        history.runs, history._observed = {}, {}  # noqa: SLF001 - rebuilt from the cut runs
+        for run in runs:
+            history.add_run(run)
+        cand = next(e for e in reversed(history.experiments)
+                    if len(history.observations(e.commit_sha or "")) >= 2)
+        base = row.base_commit
+
+        def look(policy_name: str) -> object:
+            evidence = Evidence(
+                candidate=history.observations(cand.commit_sha or ""),
+                incumbent=history.observations(base),
+                other_groups=history.noise_groups({cand.commit_sha or "", base}),
+                lines_added=1, lines_removed=1, reference=())
+            decision = DecisionConfig(policy=policy_name)  # type: ignore[arg-type]
+            return policy_for(decision, "minimize").step(evidence)
+
+        return {f"verdict, one look, {upto:,}-experiment session ({name})":
+                median_ms(lambda name=name: look(name), repeat)  # type: ignore[misc]
+                for name in ("sequential", "classic")}
     finally:
         ledger.close()
 
 
-def measure(repo: Path, repeat: int, more: int) -> dict[str, float]:
+def measure(repo: Path, repeat: int, more: int, experiments: int) -> dict[str, float]:
     out: dict[str, float] = {}
-    exp_id = f"{TAG}-0100"
+    exp_id = f"{TAG}-0100" if experiments >= 100 else f"{TAG}-0002"
     for label, args in [("status", ["status"]), ("results", ["results"]),
                         ("results --json", ["results", "--json"]),
                         (f"show {exp_id}", ["show", exp_id]), ("report", ["report"]),
@@ -335,9 +366,10 @@ def measure(repo: Path, repeat: int, more: int) -> dict[str, float]:
     out["overhead per experiment (p50)"] = statistics.median(p50s)
     for label in ("resume: to the first new experiment", "overhead per experiment (p50)"):
         print(f"  {label:<45} {out[label]:>9.0f} ms", flush=True)
-    for label, value in verdict_step(repo, repeat, 1000).items():
-        out[label] = value
-        print(f"  {label:<45} {value:>9.1f} ms", flush=True)
+    for upto in [n for n in (1000, 5000) if n <= experiments]:
+        for label, value in verdict_step(repo, repeat, upto).items():
+            out[label] = value
+            print(f"  {label:<45} {value:>9.1f} ms", flush=True)
     return out
 
 
@@ -358,7 +390,7 @@ def main() -> None:
         grow(repo, args.experiments)
         print(f"built {args.experiments:,} experiments in {time.perf_counter() - t:.0f} s "
               f"({repo}); load average {os.getloadavg()[0]:.2f}", flush=True)
-        measure(repo, args.repeat, args.more)
+        measure(repo, args.repeat, args.more, args.experiments)
 
 
 if __name__ == "__main__":
