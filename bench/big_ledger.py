@@ -285,6 +285,7 @@ def dashboard(repo: Path, repeat: int, exp_id: str) -> dict[str, float]:
 
         source = _Source(repo, None)  # what the event stream asks every second, per open page
         try:
+            source.marker(None)  # opens (and checks) the ledger, once per server
             poll = median_ms(lambda: source.marker(None), repeat)
         finally:
             source.close()
