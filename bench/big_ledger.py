@@ -22,6 +22,8 @@ in a real git repository, the way the loop leaves it, then times what a user tou
   `/api/sessions`, `/api/session` (first load), `/api/session?since=` (an update) and
   `/api/experiment/<id>`; and, in-process, the change check its event stream makes every
   second for each open page (`_Source.marker`);
+- the ledger watch's comparison of the session's rows with its private copy, which a check
+  makes after another connection committed (`ledger.shadow.differences`);
 - the verdict's own cost of one look at 1,000 and 5,000 experiments: the evidence gathered
   from the history and the policy's step on it, sequential (the default) and classic (it uses
   every run of the session as noise evidence, on purpose).
@@ -38,6 +40,7 @@ import gc
 import json
 import os
 import random
+import shutil
 import socket
 import sqlite3
 import statistics
@@ -346,6 +349,24 @@ def verdict_step(repo: Path, repeat: int, upto: int) -> dict[str, float]:
         ledger.close()
 
 
+def watch_compare(repo: Path, repeat: int) -> dict[str, float]:
+    """What the ledger watch pays at a check after another connection committed (another session
+    of the repository, `autoresearch review`): the session's rows against its private copy."""
+    from autoresearch.ledger import shadow
+
+    with tempfile.TemporaryDirectory(prefix="ar-watch-") as tmp:
+        copy = Path(tmp) / "ledger.db"
+        shutil.copyfile(repo / ".autoresearch" / "ledger.db", copy)
+        conn = sqlite3.connect(copy, isolation_level=None)
+        try:
+            (sid,) = conn.execute("SELECT id FROM sessions WHERE tag = ?", (TAG,)).fetchone()
+            shadow.install(conn, sid)
+            return {"ledger watch: compare after another writer": median_ms(
+                lambda: shadow.differences(conn, sid), repeat)}
+        finally:
+            conn.close()
+
+
 def measure(repo: Path, repeat: int, more: int, experiments: int) -> dict[str, float]:
     out: dict[str, float] = {}
     exp_id = f"{TAG}-0100" if experiments >= 100 else f"{TAG}-0002"
@@ -367,6 +388,9 @@ def measure(repo: Path, repeat: int, more: int, experiments: int) -> dict[str, f
     out["overhead per experiment (p50)"] = statistics.median(p50s)
     for label in ("resume: to the first new experiment", "overhead per experiment (p50)"):
         print(f"  {label:<45} {out[label]:>9.0f} ms", flush=True)
+    for label, value in watch_compare(repo, repeat).items():
+        out[label] = value
+        print(f"  {label:<45} {value:>9.0f} ms", flush=True)
     for upto in [n for n in (1000, 5000) if n <= experiments]:
         for label, value in verdict_step(repo, repeat, upto).items():
             out[label] = value
