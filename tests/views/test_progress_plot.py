@@ -90,3 +90,47 @@ def test_spread_out_kept_points_keep_their_whole_labels() -> None:
     assert all(drawn[p.seq] == p.label for p in kept[:-1])
     assert drawn[kept[-1].seq].endswith("…")
     assert kept[-1].label.startswith(drawn[kept[-1].seq][:-1].rstrip())
+
+
+def spread_bars(fig: object) -> dict[tuple[float, float, float], str]:
+    """Every spread bar drawn: (x, low, high) -> its colour."""
+    from matplotlib.colors import to_hex
+    from matplotlib.container import ErrorbarContainer
+
+    bars: dict[tuple[float, float, float], str] = {}
+    for container in fig.axes[0].containers:  # type: ignore[attr-defined]
+        if isinstance(container, ErrorbarContainer):
+            _, _, columns = container.lines
+            for column in columns:
+                colours = [to_hex(c) for c in column.get_colors()]
+                for i, seg in enumerate(column.get_segments()):
+                    (x, y0), (_, y1) = seg
+                    key = (round(float(x), 6), round(float(y0), 6), round(float(y1), 6))
+                    assert key not in bars  # one bar per point
+                    bars[key] = colours[i % len(colours)]
+    return bars
+
+
+def test_every_repeated_point_gets_its_spread_bar_in_its_own_hue() -> None:
+    """The spread of each point measured more than once is one bar from its lowest to its
+    highest run, in a darker shade of its role's hue; a single run, or runs that agree, none.
+    (The bars of a hue are drawn by one errorbar call, not one per point: see plot.py.)"""
+    from autoresearch.report.plot import SPREAD_BASELINE, SPREAD_DISCARD, SPREAD_KEEP
+
+    points = [ChartPoint(seq=1, exp_id="s-0001", status="keep", role="baseline", objective=10.0,
+                         low=9.8, high=10.3, runs=3, label="baseline")]
+    for i in range(2, 41):
+        role = "kept" if i % 7 == 0 else "discarded"
+        y = 10.0 - 0.01 * i
+        runs = 1 if i % 5 == 0 else 2
+        low, high = (y, y) if i % 11 == 0 else (y - 0.02 * (i % 3 + 1), y + 0.01 * (i % 4 + 1))
+        points.append(ChartPoint(seq=i, exp_id=f"s-{i:04d}", status="keep" if role == "kept"
+                                 else "discard", role=role, objective=y, low=low, high=high,
+                                 runs=runs, label=f"step {i}"))
+    best = [(p.seq, p.objective) for p in points if p.role != "discarded"]
+    chart = ChartData("loss", "minimize", points, best, 10.0, [], len(points))
+    hue = {"baseline": SPREAD_BASELINE, "kept": SPREAD_KEEP, "discarded": SPREAD_DISCARD}
+    expected = {(float(p.seq), round(p.low, 6), round(p.high, 6)): hue[p.role]
+                for p in points if p.runs >= 2 and p.high > p.low}
+    assert len(expected) > 20 and set(expected.values()) == set(hue.values())
+    assert spread_bars(progress_figure(chart)) == expected

@@ -547,7 +547,22 @@ class Ledger(ActivityTables, ReviewTables):
         return json.loads(rows[0]["json"]) if rows else None
 
     def change_marker(self, session_id: int) -> tuple[int, int, int, float]:
-        """A cheap value that changes whenever anything visible changes (for live views)."""
+        """A cheap value that changes whenever anything visible changes (for live views).
+
+        A live page asks every second. The experiments' version stamps (schema 2) make it a few
+        index look-ups: the newest stamp moves with every write to an experiment and every run
+        of one (the triggers), so it stands for both the newest run and the newest start or
+        finish, which were found by reading every run and experiment of the session (~5 ms a
+        poll at 5,000 experiments, growing with the session). A ledger from before the stamps,
+        opened read-only, is asked the old way."""
+        if self.schema_version >= 2:
+            (row,) = self._query(
+                "SELECT (SELECT COUNT(*) FROM experiments WHERE session_id = ?) AS n,"
+                " (SELECT COALESCE(MAX(id), 0) FROM events WHERE session_id = ?) AS e,"
+                " (SELECT COALESCE(MAX(touched), 0) FROM experiments WHERE session_id = ?) AS r",
+                (session_id, session_id, session_id),
+            )
+            return (int(row["n"]), int(row["e"]), int(row["r"]), 0.0)
         (row,) = self._query(
             "SELECT (SELECT COUNT(*) FROM experiments WHERE session_id = ?) AS n,"
             " (SELECT COALESCE(MAX(id), 0) FROM events WHERE session_id = ?) AS e,"

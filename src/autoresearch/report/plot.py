@@ -61,13 +61,19 @@ def progress_figure(chart: ChartData, title: str = "") -> Figure:
         ax.scatter([p.seq for p in base], [p.objective for p in base], s=90, marker="D",
                    color=BASELINE, edgecolors="white", linewidths=1.2, label="baseline", zorder=6)
     # The spread of repeated runs goes over the markers (a marker is often taller than the
-    # spread), in a darker shade of their hue, with caps wider than the markers.
+    # spread), in a darker shade of their hue, with caps wider than the markers. One errorbar
+    # call per hue: one per point cost ~2.5 ms each (12 s for a session of 5,000 experiments).
+    spreads: dict[str, list[ChartPoint]] = {}
     for p in visible:
         if p.runs >= 2 and p.high > p.low:
             colour = {"kept": SPREAD_KEEP, "baseline": SPREAD_BASELINE}.get(p.role, SPREAD_DISCARD)
-            ax.errorbar([p.seq], [p.objective], yerr=[[p.objective - p.low], [p.high - p.objective]],
-                        fmt="none", ecolor=colour, elinewidth=1.5, capsize=7, capthick=1.5,
-                        zorder=SPREAD_Z)
+            spreads.setdefault(colour, []).append(p)
+    for colour, points in spreads.items():
+        ax.errorbar([p.seq for p in points], [p.objective for p in points],
+                    yerr=[[p.objective - p.low for p in points],
+                          [p.high - p.objective for p in points]],
+                    fmt="none", ecolor=colour, elinewidth=1.5, capsize=7, capthick=1.5,
+                    zorder=SPREAD_Z)
 
     values = [v for p in visible for v in (p.low, p.high)]
     if limits is not None:
