@@ -44,6 +44,9 @@ err = SafeConsole(stderr=True)
 RepoOpt = Annotated[Path, typer.Option("--repo", "-C", help="The repository (default: here).")]
 TagOpt = Annotated[str | None, typer.Option("--tag", "-t", help="Session tag (default: the "
                                             "latest session, or today's date for a new one).")]
+# Commands that only read a session: there is no new one to name.
+ReadTagOpt = Annotated[str | None, typer.Option("--tag", "-t", help="Session tag (default: the "
+                                                "latest session).")]
 
 
 def _root(repo: Path) -> Path:
@@ -158,8 +161,9 @@ def run(
     until: Annotated[str | None, typer.Option(help="Stop starting experiments after this long "
                                               "(8h, 90m).")] = None,
     workers: Annotated[int | None, typer.Option("--workers", "-w", min=1, max=64, help=(
-        "Experiments in flight at once, each in its own worktree slot (default: [run] workers, "
-        "1)."))] = None,
+        # \[: the help is rich markup, where a bare [run] is a tag and vanishes.
+        "Experiments in flight at once, each in its own worktree slot (default: \\[run] "
+        "workers, 1)."))] = None,
 ) -> None:
     """Start or resume a session: baseline first, then the loop."""
     root = _root(repo)
@@ -321,7 +325,7 @@ def launcher_command() -> str:
 
 
 @app.command()
-def status(repo: RepoOpt = Path("."), tag: TagOpt = None) -> None:
+def status(repo: RepoOpt = Path("."), tag: ReadTagOpt = None) -> None:
     """Show a session while it runs and after."""
     from autoresearch.views.terminal import render_status
 
@@ -332,7 +336,7 @@ def status(repo: RepoOpt = Path("."), tag: TagOpt = None) -> None:
 @app.command()
 def results(
     repo: RepoOpt = Path("."),
-    tag: TagOpt = None,
+    tag: ReadTagOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Every experiment of a session (a table, or JSON with --json)."""
@@ -358,7 +362,8 @@ def show(
     experiment: Annotated[str, typer.Argument(
         help="An experiment id, e.g. mar5-0007, or its number, e.g. 7 (in the latest session, "
              "or the --tag one).")],
-    tag: Annotated[str | None, typer.Option("--tag", help="The session of a bare number.")] = None,
+    tag: Annotated[str | None, typer.Option("--tag", "-t", help="The session of a bare number "
+                                            "(default: the latest session).")] = None,
     full: Annotated[bool, typer.Option(
         "--full", help="Print the hypothesis, rationale and decision whole, however long (without "
                        "it, text over 4,000 characters or 40 lines shows its head and what is "
