@@ -221,6 +221,16 @@ def test_preconditions(tmp_path: Path) -> None:
     assert result.returncode == 3 and "matches no committed file" in result.stderr
 
 
+def test_a_refused_run_leaves_nothing_git_would_commit(tmp_path: Path) -> None:
+    """README, "State in your repository (git-ignored)": even a `run` refused by a precondition
+    has measured the thread count it pins for the session; that file is git-ignored too."""
+    repo = make_repo(tmp_path / "repo", {"score.py": SCORE_PY, "autoresearch.toml": CONFIG})
+    result = run_cli(repo, "run")
+    assert result.returncode == 3 and "matches no committed file" in result.stderr
+    assert (repo / ".autoresearch" / "sessions").is_dir()  # the pinned thread count was written
+    assert git(repo, "status", "--porcelain", "--untracked-files=all").strip() == ""
+
+
 def test_missing_config_points_to_init(tmp_path: Path) -> None:
     repo = make_repo(tmp_path / "repo", {"a.py": "x = 1\n"})
     result = run_cli(repo, "run")

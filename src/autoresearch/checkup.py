@@ -281,11 +281,10 @@ def _share(root: Path, config: Config, worktree: Path, console: Console, reporte
 
 def _keep_log(root: Path, log: Path) -> Path:
     """Keep the dry run's output where `init --from-log` can read it: .autoresearch/check.log."""
+    from autoresearch.state import ensure_state_dir
+
     state = root / STATE_DIR
-    state.mkdir(exist_ok=True)
-    ignore = state / ".gitignore"
-    if not ignore.exists():
-        ignore.write_text("# autoresearch state: never committed\n*\n")
+    ensure_state_dir(state)
     kept = state / "check.log"
     if log.exists():
         shutil.copyfile(log, kept)
