@@ -89,19 +89,21 @@ def _what_run_does(root: Path) -> str:
     """`run` without --tag resumes the latest session: say so, since a resumed session measures
     from its own base (a session whose baseline never passed starts again from HEAD)."""
     from autoresearch.ledger import Ledger, TrialStatus
-    from autoresearch.state import StatePaths
+    from autoresearch.state import StatePaths, default_tag
 
+    # The first session's tag is today's date: name it, so `status` and `show` can be found.
+    new = f"start session {default_tag()} (today's date; --tag NAME to choose) with the baseline"
     path = StatePaths(root, "_").ledger
     if not path.exists():
-        return "start with the baseline"
+        return new
     try:
         ledger = Ledger(path, readonly=True)
     except AutoresearchError:  # empty, or already reported by _check_ledger
-        return "start with the baseline"
+        return new
     try:
         latest = ledger.latest_session()
         if latest is None:
-            return "start with the baseline"
+            return new
         experiments = ledger.experiments(latest.id)
     finally:
         ledger.close()

@@ -39,9 +39,10 @@ def validate_tag(tag: str) -> str:
     return tag
 
 
-def default_tag() -> str:
-    """Karpathy names runs by date: mar5, nov23."""
-    return time.strftime("%b%d").lower().replace(" ", "")
+def default_tag(when: time.struct_time | None = None) -> str:
+    """Karpathy names runs by date: mar5, nov23 (the day not zero-padded)."""
+    now = when or time.localtime()
+    return time.strftime("%b", now).lower() + str(now.tm_mday)
 
 
 @dataclass(frozen=True)
