@@ -319,3 +319,19 @@ def test_every_relative_link_leads_somewhere(where: str) -> None:
             if anchor not in {github_anchor(h) for h in headings}:
                 broken.append(target)
     assert not broken, f"{where}: links that lead nowhere: {broken}"
+
+
+def test_every_benchmark_flag_shown_exists() -> None:
+    """`python bench/X.py --flag` in the README or the docs: the script takes that flag."""
+    wrong = []
+    shown = 0
+    for where, text in {"README.md": README, **DOCS}.items():
+        joined = re.sub(r"\\\n\s*", " ", text)
+        for script, rest in re.findall(r"python (bench/[\w/.-]+\.py)([^`\n]*)", joined):
+            source = (CHECKOUT / script).read_text(encoding="utf-8")
+            for flag in re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]*)", rest.split("#", 1)[0]):
+                shown += 1
+                if f'"{flag}"' not in source:
+                    wrong.append(f"{where}: {script} has no {flag}")
+    assert shown >= 10, shown
+    assert not wrong, "\n".join(wrong)
