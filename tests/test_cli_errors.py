@@ -327,4 +327,6 @@ def test_until_stops_before_an_experiment_that_would_overrun(toy_repo: Path) -> 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "time limit" in result.stdout
     bad = run_cli(toy_repo, "run", "--tag", "t", "--until", "soon")
-    assert bad.returncode == 1 and "8h, 90m" in bad.stderr
+    # A bad option value is exit 2, as README's exit codes say (and as click's own, `-n 0`).
+    assert bad.returncode == 2 and "8h, 90m" in bad.stderr
+    assert run_cli(toy_repo, "run", "--tag", "t", "-n", "0").returncode == 2

@@ -18,7 +18,7 @@ from rich.text import Text
 
 from autoresearch import __version__
 from autoresearch.config import CONFIG_NAME, load_config
-from autoresearch.errors import AutoresearchError, LedgerEmptyError
+from autoresearch.errors import AutoresearchError, ConfigError, LedgerEmptyError
 from autoresearch.gitops import repo_root
 from autoresearch.state import StatePaths, default_tag, validate_tag
 from autoresearch.stop_signals import OUTPUT_CLOSED_EXIT, OutputClosed, QuietOnClosedPipe
@@ -145,8 +145,9 @@ def parse_duration(text: str) -> float:
         return float(text)
     parts = re.findall(r"(\d+(?:\.\d+)?)\s*([hms])", text)
     if not parts or "".join(f"{a}{b}" for a, b in parts) != text.replace(" ", ""):
-        raise AutoresearchError(f"cannot read the duration {text!r}", where="--until",
-                                fix="write it like 8h, 90m, 45s or 1h30m")
+        # Exit 2, as for every other bad option value (click's own, a bad --tag).
+        raise ConfigError(f"cannot read the duration {text!r}", where="--until",
+                          fix="write it like 8h, 90m, 45s or 1h30m")
     unit = {"h": 3600.0, "m": 60.0, "s": 1.0}
     return sum(float(a) * unit[b] for a, b in parts)
 
