@@ -355,3 +355,25 @@ def test_a_guard_added_after_the_baseline_is_named_when_the_session_resumes(
     said = flat(resumed.stdout)
     assert "guards[0] bounds 'memory', which the incumbent's runs did not record" in said
     assert "guards[1]" not in said  # mem_mb is recorded (record = ["mem_mb"])
+
+
+def test_the_default_tag_is_the_date_as_the_readme_writes_it() -> None:
+    """README: the first session's tag is today's date (`nov23`, `mar5`: the day not padded)."""
+    import time
+
+    from autoresearch.state import default_tag
+
+    assert default_tag(time.strptime("2026-03-05", "%Y-%m-%d")) == "mar5"
+    assert default_tag(time.strptime("2026-11-23", "%Y-%m-%d")) == "nov23"
+
+
+def test_check_names_the_session_run_will_start(tmp_path: Path) -> None:
+    """README: "`check` says which `run` will do", the new session's tag included."""
+    from autoresearch.state import default_tag
+
+    repo = repo_with(tmp_path, CONFIG, {"target.py": "X = 3.0  # knob: float(0, 10)\n"})
+    check = flat(run_cli(repo, "check").stdout)
+    assert f"`autoresearch run` will start session {default_tag()} (today's date" in check
+    run = run_cli(repo, "run", "--iterations", "1")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert f"session {default_tag()} on branch autoresearch/{default_tag()}" in flat(run.stdout)

@@ -221,6 +221,16 @@ def test_preconditions(tmp_path: Path) -> None:
     assert result.returncode == 3 and "matches no committed file" in result.stderr
 
 
+def test_a_refused_run_leaves_nothing_git_would_commit(tmp_path: Path) -> None:
+    """README, "State in your repository (git-ignored)": even a `run` refused by a precondition
+    has measured the thread count it pins for the session; that file is git-ignored too."""
+    repo = make_repo(tmp_path / "repo", {"score.py": SCORE_PY, "autoresearch.toml": CONFIG})
+    result = run_cli(repo, "run")
+    assert result.returncode == 3 and "matches no committed file" in result.stderr
+    assert (repo / ".autoresearch" / "sessions").is_dir()  # the pinned thread count was written
+    assert git(repo, "status", "--porcelain", "--untracked-files=all").strip() == ""
+
+
 def test_missing_config_points_to_init(tmp_path: Path) -> None:
     repo = make_repo(tmp_path / "repo", {"a.py": "x = 1\n"})
     result = run_cli(repo, "run")
@@ -317,4 +327,6 @@ def test_until_stops_before_an_experiment_that_would_overrun(toy_repo: Path) -> 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "time limit" in result.stdout
     bad = run_cli(toy_repo, "run", "--tag", "t", "--until", "soon")
-    assert bad.returncode == 1 and "8h, 90m" in bad.stderr
+    # A bad option value is exit 2, as README's exit codes say (and as click's own, `-n 0`).
+    assert bad.returncode == 2 and "8h, 90m" in bad.stderr
+    assert run_cli(toy_repo, "run", "--tag", "t", "-n", "0").returncode == 2

@@ -93,19 +93,21 @@ def _what_run_does(root: Path) -> str:
     """`run` without --tag resumes the latest session: say so, since a resumed session measures
     from its own base (a session whose baseline never passed starts again from HEAD)."""
     from autoresearch.ledger import Ledger, TrialStatus
-    from autoresearch.state import StatePaths
+    from autoresearch.state import StatePaths, default_tag
 
+    # The first session's tag is today's date: name it, so `status` and `show` can be found.
+    new = f"start session {default_tag()} (today's date; --tag NAME to choose) with the baseline"
     path = StatePaths(root, "_").ledger
     if not path.exists():
-        return "start with the baseline"
+        return new
     try:
         ledger = Ledger(path, readonly=True)
     except AutoresearchError:  # empty, or already reported by _check_ledger
-        return "start with the baseline"
+        return new
     try:
         latest = ledger.latest_session()
         if latest is None:
-            return "start with the baseline"
+            return new
         experiments = ledger.experiments(latest.id)
     finally:
         ledger.close()
@@ -286,11 +288,10 @@ def _share(root: Path, config: Config, worktree: Path, console: Console, reporte
 
 def _keep_log(root: Path, log: Path) -> Path:
     """Keep the dry run's output where `init --from-log` can read it: .autoresearch/check.log."""
+    from autoresearch.state import ensure_state_dir
+
     state = root / STATE_DIR
-    state.mkdir(exist_ok=True)
-    ignore = state / ".gitignore"
-    if not ignore.exists():
-        ignore.write_text("# autoresearch state: never committed\n*\n")
+    ensure_state_dir(state)
     kept = state / "check.log"
     if log.exists():
         shutil.copyfile(log, kept)

@@ -18,7 +18,7 @@ from rich.text import Text
 
 from autoresearch import __version__
 from autoresearch.config import CONFIG_NAME, load_config
-from autoresearch.errors import AutoresearchError, LedgerEmptyError
+from autoresearch.errors import AutoresearchError, ConfigError, LedgerEmptyError
 from autoresearch.gitops import repo_root
 from autoresearch.state import StatePaths, default_tag, validate_tag
 from autoresearch.stop_signals import OUTPUT_CLOSED_EXIT, OutputClosed, QuietOnClosedPipe
@@ -44,6 +44,9 @@ err = SafeConsole(stderr=True)
 RepoOpt = Annotated[Path, typer.Option("--repo", "-C", help="The repository (default: here).")]
 TagOpt = Annotated[str | None, typer.Option("--tag", "-t", help="Session tag (default: the "
                                             "latest session, or today's date for a new one).")]
+# Commands that only read a session: there is no new one to name.
+ReadTagOpt = Annotated[str | None, typer.Option("--tag", "-t", help="Session tag (default: the "
+                                                "latest session).")]
 
 
 def _root(repo: Path) -> Path:
@@ -147,8 +150,9 @@ def parse_duration(text: str) -> float:
         return float(text)
     parts = re.findall(r"(\d+(?:\.\d+)?)\s*([hms])", text)
     if not parts or "".join(f"{a}{b}" for a, b in parts) != text.replace(" ", ""):
-        raise AutoresearchError(f"cannot read the duration {text!r}", where="--until",
-                                fix="write it like 8h, 90m, 45s or 1h30m")
+        # Exit 2, as for every other bad option value (click's own, a bad --tag).
+        raise ConfigError(f"cannot read the duration {text!r}", where="--until",
+                          fix="write it like 8h, 90m, 45s or 1h30m")
     unit = {"h": 3600.0, "m": 60.0, "s": 1.0}
     return sum(float(a) * unit[b] for a, b in parts)
 
@@ -163,8 +167,9 @@ def run(
     until: Annotated[str | None, typer.Option(help="Stop starting experiments after this long "
                                               "(8h, 90m).")] = None,
     workers: Annotated[int | None, typer.Option("--workers", "-w", min=1, max=64, help=(
-        "Experiments in flight at once, each in its own worktree slot (default: [run] workers, "
-        "1)."))] = None,
+        # \[: the help is rich markup, where a bare [run] is a tag and vanishes.
+        "Experiments in flight at once, each in its own worktree slot (default: \\[run] "
+        "workers, 1)."))] = None,
 ) -> None:
     """Start or resume a session: baseline first, then the loop."""
     root = _root(repo)
@@ -326,7 +331,7 @@ def launcher_command() -> str:
 
 
 @app.command()
-def status(repo: RepoOpt = Path("."), tag: TagOpt = None) -> None:
+def status(repo: RepoOpt = Path("."), tag: ReadTagOpt = None) -> None:
     """Show a session while it runs and after."""
     from autoresearch.views.terminal import render_status
 
@@ -337,7 +342,7 @@ def status(repo: RepoOpt = Path("."), tag: TagOpt = None) -> None:
 @app.command()
 def results(
     repo: RepoOpt = Path("."),
-    tag: TagOpt = None,
+    tag: ReadTagOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Every experiment of a session (a table, or JSON with --json)."""
@@ -363,7 +368,8 @@ def show(
     experiment: Annotated[str, typer.Argument(
         help="An experiment id, e.g. mar5-0007, or its number, e.g. 7 (in the latest session, "
              "or the --tag one).")],
-    tag: Annotated[str | None, typer.Option("--tag", help="The session of a bare number.")] = None,
+    tag: Annotated[str | None, typer.Option("--tag", "-t", help="The session of a bare number "
+                                            "(default: the latest session).")] = None,
     full: Annotated[bool, typer.Option(
         "--full", help="Print the hypothesis, rationale and decision whole, however long (without "
                        "it, text over 4,000 characters or 40 lines shows its head and what is "

@@ -241,7 +241,8 @@ class DecisionConfig(_Strict):
     deterministic: bool = False  # identical repeats are the truth, not hidden noise
     simplicity_budget: float = Field(default=1.0, ge=0)  # σ simplifications may cost in total
     # Interleaved (baseline, best) pairs re-measured when a session ends, for a headline with a
-    # confidence interval; 0 turns it off ("auto": 3, see headline.py).
+    # confidence interval; 0 turns it off ("auto": 3 to 8, as many as the claimed gain and the
+    # noise call for: policy.headline_pairs).
     headline_pairs: int | Literal["auto"] = "auto"
 
     @field_validator("headline_pairs")

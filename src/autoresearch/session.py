@@ -57,7 +57,7 @@ from autoresearch.slots import (
     slot_threads,
     unknown_gpus,
 )
-from autoresearch.state import SessionLock, StatePaths
+from autoresearch.state import SessionLock, StatePaths, ensure_state_dir
 from autoresearch.stop_signals import SessionStopped
 from autoresearch.trial import Trial
 
@@ -94,6 +94,8 @@ class Session:
         self.workers = workers or config.run.workers
         # [run] threads: "auto" is measured once per session and pinned (resources.py), then
         # shared out among the slots; [verify] share: the checkout's data linked into each slot.
+        # The pin is the first file written, before the preconditions: in an ignored directory.
+        ensure_state_dir(self.paths.state_dir)
         self.thread_plan = resources.effective(resources.session_threads(
             config.run, self.paths.session_dir / "threads.json"), config.verify.env)
         shared = shared_paths.collect(root, config) if config.verify.share else None

@@ -39,9 +39,10 @@ def validate_tag(tag: str) -> str:
     return tag
 
 
-def default_tag() -> str:
-    """Karpathy names runs by date: mar5, nov23."""
-    return time.strftime("%b%d").lower().replace(" ", "")
+def default_tag(when: time.struct_time | None = None) -> str:
+    """Karpathy names runs by date: mar5, nov23 (the day not zero-padded)."""
+    now = when or time.localtime()
+    return time.strftime("%b", now).lower() + str(now.tm_mday)
 
 
 @dataclass(frozen=True)
@@ -100,10 +101,17 @@ class StatePaths:
         return f"ar-{self.repo_key}-"
 
     def prepare(self) -> None:
+        ensure_state_dir(self.state_dir)
         self.session_dir.mkdir(parents=True, exist_ok=True)
-        ignore = self.state_dir / ".gitignore"
-        if not ignore.exists():
-            ignore.write_text("# autoresearch state: never committed\n*\n")
+
+
+def ensure_state_dir(state_dir: Path) -> None:
+    """Create `.autoresearch/` git-ignored: whatever writes there first (a session's pinned
+    thread count, check's log, a review's ledger) must not leave files `git add -A` would take."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    ignore = state_dir / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text("# autoresearch state: never committed\n*\n")
 
 
 def repo_key_of(root: Path) -> str:

@@ -75,8 +75,9 @@ def review(
     llm: Annotated[bool, typer.Option(help="Require the LLM reviewers (an error when no model "
                                       "is configured).")] = False,
     max_usd: Annotated[float | None, typer.Option(
+        # \[: the help is rich markup, where a bare [review] is a tag and vanishes.
         min=0, help="Stop asking models once this review could cost more (default: "
-        "[review] max_usd, 1.00).")] = None,
+        "\\[review] max_usd, 1.00).")] = None,
     inline_cap: Annotated[int | None, typer.Option(
         min=0, help="At most this many inline findings (default 10); the rest go to the "
         "summary.")] = None,

@@ -13,8 +13,7 @@ from autoresearch.ledger.reviews import INTERRUPTED_SCALE, ReviewFindingRecord, 
 from autoresearch.proposers.base import Usage
 from autoresearch.review.change import Change
 from autoresearch.review.model import CostSummary, Review
-
-_IGNORE = "# autoresearch state: never committed\n*\n"
+from autoresearch.state import ensure_state_dir
 
 
 def ledger_path(root: Path) -> Path:
@@ -24,10 +23,7 @@ def ledger_path(root: Path) -> Path:
 def open_ledger(root: Path) -> Ledger:
     """The repository's ledger (created on first use, with the state directory git-ignored)."""
     state = root / STATE_DIR
-    state.mkdir(parents=True, exist_ok=True)
-    ignore = state / ".gitignore"
-    if not ignore.exists():
-        ignore.write_text(_IGNORE)
+    ensure_state_dir(state)
     return Ledger(ledger_path(root))
 
 
