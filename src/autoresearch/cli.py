@@ -130,7 +130,7 @@ def check(
     repo: RepoOpt = Path("."),
     workers: Annotated[int | None, typer.Option("--workers", "-w", min=1, max=64, help=(
         "Check the slots' shares for this many workers, as `run --workers N` would run "
-        "(default: [run] workers, 1)."))] = None,
+        "(default: \\[run] workers, 1)."))] = None,
 ) -> None:
     """Validate the config, dry-run the verify command once, and report problems."""
     from autoresearch.checkup import exit_code, run_checkup
