@@ -134,3 +134,17 @@ def test_every_repeated_point_gets_its_spread_bar_in_its_own_hue() -> None:
                 for p in points if p.runs >= 2 and p.high > p.low}
     assert len(expected) > 20 and set(expected.values()) == set(hue.values())
     assert spread_bars(progress_figure(chart)) == expected
+
+
+def test_an_objective_outside_its_runs_range_does_not_break_the_plot() -> None:
+    """A hand-edited or damaged ledger can hold an experiment whose objective lies outside the
+    range of its runs: the chart is still drawn (matplotlib refuses a negative error bar)."""
+    points = [ChartPoint(seq=1, exp_id="s-0001", status="keep", role="baseline", objective=10.0,
+                         low=9.8, high=10.3, runs=3, label="baseline"),
+              ChartPoint(seq=2, exp_id="s-0002", status="discard", role="discarded",
+                         objective=11.0, low=9.9, high=10.2, runs=2, label="beyond its runs"),
+              ChartPoint(seq=3, exp_id="s-0003", status="discard", role="discarded",
+                         objective=9.0, low=9.9, high=10.2, runs=2, label="below its runs")]
+    chart = ChartData("loss", "minimize", points, [(1, 10.0)], 10.0, [], len(points))
+    bars = spread_bars(progress_figure(chart))
+    assert (2.0, 9.9, 11.0) in bars and (3.0, 9.0, 10.2) in bars

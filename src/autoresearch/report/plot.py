@@ -70,8 +70,10 @@ def progress_figure(chart: ChartData, title: str = "") -> Figure:
             spreads.setdefault(colour, []).append(p)
     for colour, points in spreads.items():
         ax.errorbar([p.seq for p in points], [p.objective for p in points],
-                    yerr=[[p.objective - p.low for p in points],
-                          [p.high - p.objective for p in points]],
+                    # Clamped: an objective outside its runs' range (a ledger edited by hand,
+                    # or damaged) would make matplotlib raise on a negative length.
+                    yerr=[[max(0.0, p.objective - p.low) for p in points],
+                          [max(0.0, p.high - p.objective) for p in points]],
                     fmt="none", ecolor=colour, elinewidth=1.5, capsize=7, capthick=1.5,
                     zorder=SPREAD_Z)
 
