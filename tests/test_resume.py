@@ -121,6 +121,43 @@ def test_ctrl_c_records_interrupted_and_resume_completes_n(toy_repo: Path) -> No
     assert_consistent(toy_repo, 4)
 
 
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_swallowed_by_a_proposer_still_stops_the_session(toy_repo: Path,
+                                                               sig: signal.Signals) -> None:
+    """A stop signal whose exception lands in code that catches BaseException (a plugin, a
+    library; or a `__del__`, where Python drops it) is raised again where the loop can take it:
+    the session stops within moments, recorded and resumable, instead of running to its end."""
+    marker = toy_repo.parent / "swallowing"
+    use_script(toy_repo, SLOW, extra_config=f'marker = "{marker}"\n')
+    config = toy_repo / "autoresearch.toml"
+    config.write_text(config.read_text().replace(
+        "tests.support.scripted_proposer:ScriptedProposer",
+        "tests.support.swallowing_proposer:SwallowingProposer"))
+    git(toy_repo, "commit", "-qam", "swallowing proposer")
+    proc = start(toy_repo, "--tag", "t", "--iterations", "5")
+    try:
+        deadline = time.monotonic() + 60
+        while not marker.exists():
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.05)
+        time.sleep(0.3)  # inside the proposer's swallowing loop
+        sent = time.monotonic()
+        proc.send_signal(sig)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, out
+    # Stopped once the proposer let go (4 s), not after three more experiments of 1.5-s runs.
+    assert time.monotonic() - sent < 8, out
+    statuses = [r[0] for r in query(toy_repo, "SELECT status FROM experiments ORDER BY seq")]
+    assert statuses[-1] == "interrupted" and "running" not in statuses, statuses
+    assert len(statuses) < 5, statuses
+    result = run_cli(toy_repo, "run", "--tag", "t", "--iterations", "5")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_a_live_session_cannot_be_started_twice(toy_repo: Path) -> None:
     # Runs far longer than the test, so an experiment is surely running when the second command
     # starts and when SIGTERM comes, however slowly processes start on a busy machine.

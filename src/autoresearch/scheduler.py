@@ -32,8 +32,11 @@ from autoresearch.config import Config
 from autoresearch.executor import Measurement, RunRequest
 from autoresearch.session import Limits, Session, SessionStopped
 from autoresearch.slots import Slot
-from autoresearch.stop_signals import stop_under_way
+from autoresearch.stop_signals import raise_lost_stop, stop_under_way
 from autoresearch.trial import Program, Trial
+
+# How often the wait for runs looks for a stop signal whose exception was lost on its way.
+LOST_STOP_CHECK_S = 0.5
 
 __all__ = ["Limits", "Scheduler", "effective_limits", "limit_reached", "run"]
 
@@ -65,6 +68,7 @@ class Scheduler:
         self.s.limits = self.limits
         try:
             while True:
+                raise_lost_stop()
                 self._fill_slots()
                 if not self.flights:
                     break
@@ -159,7 +163,12 @@ class Scheduler:
     def _step(self) -> None:
         """Wait for any run to finish; hand each finished one to its program."""
         waiting = {f.future: f for f in self.flights if f.future is not None}
-        done, _ = wait(list(waiting), return_when=FIRST_COMPLETED)
+        done: set[Future[Measurement]] = set()
+        while not done and waiting:
+            # In slices, so that a stop lost on its way is raised within a moment, not after
+            # the runs in flight end (which may be hours).
+            done, _ = wait(list(waiting), timeout=LOST_STOP_CHECK_S, return_when=FIRST_COMPLETED)
+            raise_lost_stop()
         for flight in [waiting[f] for f in waiting if f in done]:  # in the order they started
             assert flight.request is not None and flight.future is not None
             future, flight.future = flight.future, None

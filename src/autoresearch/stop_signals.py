@@ -32,14 +32,16 @@ from types import FrameType
 from typing import Any, TextIO
 
 __all__ = ["OUTPUT_CLOSED_EXIT", "OutputClosed", "QuietOnClosedPipe", "SessionStopped",
-           "StopSignal", "describe_interrupt", "output_closed", "stop_signals_as_interrupt",
-           "stop_under_way"]
+           "StopSignal", "describe_interrupt", "output_closed", "raise_lost_stop",
+           "stop_signals_as_interrupt", "stop_under_way"]
 
 OUTPUT_CLOSED_EXIT = 128 + signal.SIGPIPE  # what a shell shows for a tool SIGPIPE ended
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 _received: list[int] = []  # the stop signals received, first first
 _stopping = threading.Event()  # a stop is being carried out (see stop_under_way)
+# A stop raised by the handler and not yet taken up (see raise_lost_stop): the signal, or empty.
+_unanswered: list[int] = []
 ALREADY_STOPPING = (b"\nalready stopping: the runs are being ended and recorded, then every slot "
                     b"reset (kill -9 ends it at once; the next run recovers what was open)\n")
 _pipe_closed = threading.Event()  # stdout's reader went away (see _ClosedPipeGuard)
@@ -201,6 +203,7 @@ def stop_signals_as_interrupt() -> Iterator[None]:
         if signum == signal.SIGINT:
             if not _stopping.is_set():
                 _received.append(signum)
+                _unanswered[:] = [signum]
                 raise KeyboardInterrupt
             if not told:
                 told = True
@@ -215,6 +218,7 @@ def stop_signals_as_interrupt() -> Iterator[None]:
         if raised or _stopping.is_set():
             return
         raised = True
+        _unanswered[:] = [signum]
         raise StopSignal(signum)
 
     # Ctrl-C only where it has Python's default behaviour (not where it is ignored: a
@@ -231,6 +235,7 @@ def stop_signals_as_interrupt() -> Iterator[None]:
         for sig, before in previous.items():
             signal.signal(sig, before)
         _stopping.clear()
+        _unanswered.clear()
 
 
 def stop_under_way() -> None:
@@ -238,6 +243,24 @@ def stop_under_way() -> None:
     now on, until the end of the `stop_signals_as_interrupt` block, a stop signal or Ctrl-C is
     ignored rather than cutting that short."""
     _stopping.set()
+    _unanswered.clear()
+
+
+def raise_lost_stop() -> None:
+    """Raise again a stop whose exception was lost on its way: the scheduler calls this where it
+    can take a stop (between steps, and while it waits for runs).
+
+    A signal handler's exception surfaces wherever the main thread is; inside a `__del__` or a
+    weakref callback Python prints it and drops it, and code that catches BaseException (a
+    plugin proposer, a library) swallows it. The session then ran on to its end, deaf to the
+    Ctrl-C or SIGTERM (a second SIGTERM is ignored by design). A stop that was taken up has
+    reached `stop_under_way` by the time the loop could run again, so one still unanswered
+    here was lost."""
+    if _unanswered and not _stopping.is_set():
+        signum = _unanswered.pop()
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        raise StopSignal(signum)
 
 
 def describe_interrupt(exc: KeyboardInterrupt | None = None) -> str:
