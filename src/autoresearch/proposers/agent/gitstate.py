@@ -20,6 +20,13 @@ What is compared:
   index back on HEAD first; otherwise a rename staged in the index would reach `git add` as a
   path that exists in neither and stop the session.
 
+One git change is not a violation: commits made on the detached HEAD the run was given, on top
+of it, moving no ref (aider commits each edit unless told not to; a Claude Code allowed to run
+git may commit when it is done). `fold_own_commits` moves HEAD back to where it was and leaves
+their content in the working tree, so the harness reads the change from there as always and
+commits it once, itself; their messages can name the hypothesis. A commit that moves a branch
+(the session's, the user's) or is made after a switch stays a violation.
+
 What is restored: HEAD (detached at its commit), refs (compare-and-swap, so a concurrent change
 is never overwritten blindly), the stash list and the index flags. A branch checked
 out in another worktree (the user's checkout) is reported but left as it is: rewinding it would
@@ -41,7 +48,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from autoresearch.gitops import REF_JOURNAL, GitError, git
+from autoresearch.gitops import REF_JOURNAL, GitError, git, run_git
 
 _STASH = "refs/stash"
 # A stash entry's message: "WIP on <branch>: <commit> <subject>" or "On <branch>: <message>".
@@ -171,6 +178,22 @@ class GitState:
         if now.stash != self.stash and now.refs.get(_STASH) == self.refs.get(_STASH):
             found.append("the stash list was changed (an entry dropped or stored)")
         return found
+
+    def fold_own_commits(self, cwd: Path) -> list[str]:
+        """If the run's only git change is commits on top of the detached HEAD it was given,
+        move HEAD back there (their content stays in the working tree) and return their
+        messages, oldest first; otherwise change nothing and return []."""
+        head_ref, head = _head(cwd)
+        if head_ref is not None or self.head_ref is not None or head == self.head:
+            return []
+        if run_git(cwd, "merge-base", "--is-ancestor", self.head, head).returncode != 0:
+            return []  # not on top of it: a reset elsewhere, or a rewritten history
+        if any(not phrase.startswith("HEAD moved") for phrase in self.changes(cwd)):
+            return []
+        out = git(cwd, "log", "--reverse", "--format=%B%x00", f"{self.head}..{head}")
+        messages = [m.strip() for m in out.split("\0") if m.strip()]
+        git(cwd, "reset", "--quiet", "--mixed", self.head)
+        return messages or ["(a commit without a message)"]
 
     def reset_index(self, cwd: Path) -> bool:
         """Put the index back on HEAD if the run changed its entries (the working tree is left

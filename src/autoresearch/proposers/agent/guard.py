@@ -27,7 +27,8 @@ from autoresearch.proposers.agent.gitfiles import GitFiles, describe
 from autoresearch.proposers.agent.gitstate import GitState
 from autoresearch.proposers.agent.untracked import UntrackedSnapshot
 
-GIT_RULE = "the agent ran git: it may not commit or switch branches"
+GIT_RULE = ("the agent ran git: it may commit only on the detached HEAD it was given, and may "
+            "not switch branches or move refs")
 NESTED_RULE = ("the agent created a nested git repository (the harness's git cannot see, judge or "
                "commit the files in it)")
 FILES_RULE = ("the agent may not touch git-ignored files or .gitignore files (the harness can "
@@ -46,6 +47,9 @@ class RunGuard:
     git: GitState
     files: UntrackedSnapshot
     checkout: CheckoutSnapshot
+    # The messages of the commits the run made on its detached HEAD, folded back into the
+    # working tree by `check` (see `gitstate`): filled in there, oldest first.
+    folded: list[str] = field(default_factory=list)
 
     @classmethod
     def take(cls, cwd: Path, tag: str) -> RunGuard:
@@ -61,6 +65,9 @@ class RunGuard:
         """Every violation of the run, one sentence each (empty when there is none)."""
         problems: list[str] = []
         changed = describe(self.gitfiles.restore(), cwd)  # first: no git call before it
+        if not changed:
+            # An honest agent's own commits (aider's auto-commits): the change, not a violation.
+            self.folded.extend(self.git.fold_own_commits(cwd))
         changed += self.git.changes(cwd)
         if changed:
             problems.append(f"{GIT_RULE} ({'; '.join(changed)})")
