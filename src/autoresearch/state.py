@@ -118,12 +118,20 @@ def repo_key_of(root: Path) -> str:
     return hashlib.sha1(str(root).encode()).hexdigest()[:8]
 
 
-def run_ids_of_worktree(worktree: Path) -> str:
-    """The run-id prefix of the repository a session worktree (`<root>/.autoresearch/worktrees/
-    <tag>[/<slot>]`) belongs to; for any other directory, one of its own."""
+def root_of_worktree(worktree: Path) -> Path | None:
+    """The repository a session worktree (`<root>/.autoresearch/worktrees/<tag>[/<slot>]`)
+    belongs to; None for any other directory."""
     parts = worktree.parts
     if STATE_DIR in parts:
-        root = Path(*parts[: len(parts) - 1 - parts[::-1].index(STATE_DIR)])
+        return Path(*parts[: len(parts) - 1 - parts[::-1].index(STATE_DIR)])
+    return None
+
+
+def run_ids_of_worktree(worktree: Path) -> str:
+    """The run-id prefix of the repository a session worktree belongs to; for any other
+    directory, one of its own."""
+    root = root_of_worktree(worktree)
+    if root is not None:
         return StatePaths(root, "_").repo_run_ids
     return f"ar-{repo_key_of(worktree)}-"
 

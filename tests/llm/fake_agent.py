@@ -4,7 +4,9 @@ It imitates each CLI's invocation and output format, and does what FAKE_AGENT_MO
     improve    set X = 7.0 in target.py (the toy optimum)
     protected  edit the protected score.py
     outside    create notes.md (outside the scope)
-    commit     set X = 6.9, then `git commit` (the proposal must be refused and undone)
+    commit     set X = 6.9, then `git commit` on the detached HEAD, as an honest agent allowed
+               to run git does (folded back into the working tree: the change is the proposal)
+    twocommits set X = 6.5 and commit, then set X = 6.9 and commit, then add lib/new.py uncommitted
     switch     `git switch` to the session branch, set X = 6.9 (refused; HEAD detached again)
     refs       set X = 6.9, create a branch and a tag, move the session branch (refused, undone)
     stash      set X = 6.9, `git stash`, set X = 6.8 (refused: stashes are git too)
@@ -22,6 +24,17 @@ It imitates each CLI's invocation and output format, and does what FAKE_AGENT_MO
     persist    start a child that leaves the session (setsid), ignores SIGTERM and rewrites
                target.py every 20 ms forever, then sleep: what must not outlive the orchestrator
     auth       fail like an unauthenticated CLI
+    jsonauth   exit 0 with Claude Code's error result for a refused login (is_error, no change)
+    maxturns   set X = 5.0, then stop with Claude Code's `error_max_turns` result (exit 0)
+    ratelimit  exit 0 with Claude Code's usage-limit error result (no change)
+    turnfailed Codex: set X = 5.0, then a `turn.failed` event (exit 0)
+    answer     change nothing and only answer (its text is the reason)
+    ask        print an approval prompt and read the answer from stdin: with stdin closed
+               (EOF) it declines and changes nothing, as a CLI without a tty does
+    askwait    print an approval prompt and wait for an answer that never comes
+    flood      set X = 7.0 while printing FAKE_AGENT_FLOOD_MB MB of stream-json events
+aider commits its edit itself (as the real aider does) unless `--no-auto-commits` is its last
+word on it, printing "Commit <sha> <message>" like aider.
     repair     replace 'import missing_module' in target.py by 'import math'
     crash      append `CRASH = True` to target.py (the evaluation then fails)
     binary     set X = 7.0 and write lib/blob.py holding NUL bytes (binary, new: refused)
@@ -54,6 +67,9 @@ def act(mode: str) -> None:
     target = Path("target.py")
     if mode == "improve":
         target.write_text(target.read_text().replace("X = 3.0", "X = 7.0"))
+    elif mode == "flood":
+        target.write_text(target.read_text().replace("X = 3.0", "X = 7.0").replace(
+            "X = 6.9", "X = 7.0"))
     elif mode == "commit":
         target.write_text(target.read_text().replace("X = 3.0", "X = 6.9").replace(
             "X = 7.0", "X = 6.9"))
@@ -112,7 +128,49 @@ def act(mode: str) -> None:
         subprocess.run([sys.executable, "-c", "import sys; sys.dont_write_bytecode = False; "
                         "import target"], check=True)
     if mode == "commit":
-        git("commit", "-qam", "agent commit")
+        git("commit", "-qam", "Set X to 6.9, just below the optimum\n\nA smaller step.")
+    elif mode == "twocommits":
+        target.write_text(target.read_text().replace("X = 3.0", "X = 6.5"))
+        git("commit", "-qam", "first step")
+        target.write_text(target.read_text().replace("X = 6.5", "X = 6.9"))
+        git("commit", "-qam", "second step")
+        Path("lib").mkdir(exist_ok=True)
+        Path("lib/new.py").write_text("Y = 1\n")
+    elif mode in ("maxturns", "turnfailed"):
+        target.write_text(target.read_text().replace("X = 3.0", "X = 5.0").replace(
+            "X = 6.9", "X = 5.0"))
+
+
+def claude_error(mode: str) -> dict[str, object]:
+    """Claude Code's result object for a run that failed although the CLI exits 0."""
+    base: dict[str, object] = {"type": "result", "duration_ms": 900, "num_turns": 1,
+                               "session_id": "s1", "total_cost_usd": 0.004,
+                               "usage": {"input_tokens": 300, "output_tokens": 20}}
+    if mode == "maxturns":  # no `result` text; is_error false in some versions
+        return {**base, "subtype": "error_max_turns", "is_error": False, "num_turns": 3}
+    text = {"jsonauth": "Invalid API key · Please run /login",
+            "ratelimit": "Claude AI usage limit reached|1765000000"}[mode]
+    return {**base, "subtype": "success", "is_error": True, "result": text,
+            "total_cost_usd": 0}
+
+
+def auto_commits(argv: list[str]) -> bool:
+    """aider's own default: commit every edit; the last of the two flags wins."""
+    flags = [a for a in argv if a in ("--auto-commits", "--no-auto-commits")]
+    return not flags or flags[-1] == "--auto-commits"
+
+
+def flood() -> None:
+    """Claude Code's `stream-json`: an event per message, megabytes of them on a long run."""
+    size = int(float(os.environ.get("FAKE_AGENT_FLOOD_MB", "8")) * 1024 * 1024)
+    event = json.dumps({"type": "assistant", "session_id": "s1", "message": {
+        "role": "assistant", "content": [{"type": "text", "text": "thinking " * 100}]}}) + "\n"
+    out = sys.stdout
+    written = 0
+    while written < size:
+        out.write(event)
+        written += len(event)
+    out.flush()
 
 
 def git(*args: str) -> str:
@@ -190,8 +248,34 @@ def main() -> int:
     if mode == "auth":
         print("Invalid API key · Please run /login", file=sys.stderr)
         return 1
+    if mode in ("jsonauth", "ratelimit", "maxturns"):
+        act(mode)
+        print(json.dumps(claude_error(mode)))
+        return 0
+    if mode == "ask":
+        print("Allow edit to target.py? [y/N] ", end="", flush=True)
+        if sys.stdin.readline().strip().lower() != "y":
+            print("\nEdit declined: no change made.")
+            return 0
+    if mode == "askwait":
+        print("Allow edit to target.py? [y/N] ", end="", flush=True)
+        time.sleep(600)
     act(mode)
+    if mode == "flood":
+        flood()
+    if mode == "turnfailed":
+        print(json.dumps({"type": "thread.started", "thread_id": "th_1"}))
+        print(json.dumps({"type": "turn.failed",
+                          "error": {"message": "stream disconnected before completion"}}))
+        return 0
+    if name == "aider" and auto_commits(argv) and mode not in ("nothing", "answer"):
+        git("commit", "-qam", "feat: Set X to the optimum 7.0")
+        print(f"Commit {git('rev-parse', '--short', 'HEAD')} feat: Set X to the optimum 7.0")
     final = "Done.\nHYPOTHESIS: set X to the optimum 7\nRATIONALE: (X-7)^2 is smallest at 7."
+    if mode == "answer":
+        final = "X = 3.0 looks deliberate to me; I would rather not change it."
+    elif mode in ("commit", "twocommits") or (name == "aider" and auto_commits(argv)):
+        final = "Done."  # the commit message says what it did
     if name == "claude":
         print(json.dumps({
             "type": "result", "subtype": "success", "is_error": False, "result": final,

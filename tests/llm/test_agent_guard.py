@@ -94,7 +94,7 @@ def test_switching_to_the_session_branch_is_refused_and_head_detached_again(
     wt = session.worktree
     head, before = git(wt, "rev-parse", "HEAD"), refs(wt)
     what = refused(session, monkeypatch, "switch")
-    assert "the agent ran git: it may not commit or switch branches" in what
+    assert "the agent ran git: it may commit only on the detached HEAD it was given" in what
     assert "HEAD was switched to refs/heads/autoresearch/t" in what
     assert git(wt, "rev-parse", "--abbrev-ref", "HEAD") == "HEAD"  # detached
     assert refs(wt) == before

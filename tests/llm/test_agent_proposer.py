@@ -121,13 +121,15 @@ def test_protected_and_out_of_scope_changes_reach_the_guardrails(
         gitops.checkout(worktree, "HEAD")  # what the harness does with a rejected change
 
 
-def test_a_commit_by_the_agent_is_refused_and_undone(
+def test_a_commit_onto_a_checked_out_branch_is_refused_and_undone(
         agents: Path, make_ctx: MakeCtx, worktree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Here the worktree has `main` checked out, so the agent's commit moves a branch: unlike a
+    # commit on the detached HEAD the harness gives it (test_agent_cli_behaviour.py).
     monkeypatch.setenv("FAKE_AGENT_MODE", "commit")
     head = git(worktree, "rev-parse", "HEAD")
     with pytest.raises(FailedProposal) as info:
         agent().propose(make_ctx())
-    assert "the agent ran git: it may not commit or switch branches" in info.value.what
+    assert "the agent ran git: it may commit only on the detached HEAD" in info.value.what
     assert "HEAD moved" in info.value.what and info.value.usage[0].cost_usd == 0.0123
     assert git(worktree, "rev-parse", "HEAD") == head
     assert gitops.changed_paths(worktree) == []

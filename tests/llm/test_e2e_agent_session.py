@@ -22,14 +22,51 @@ def test_agent_session_keeps_good_changes_and_rejects_forbidden_ones(toy_repo: P
         exps = conn.execute("SELECT status, decision_reason, hypothesis, cost_usd FROM experiments"
                             " ORDER BY seq").fetchall()
         usage = conn.execute("SELECT provider, purpose, cost_usd FROM usage").fetchall()
-    assert [e[0] for e in exps] == ["keep", "keep", "rejected", "rejected", "rejected"], exps
+    assert [e[0] for e in exps] == ["keep", "keep", "rejected", "rejected", "discard"], exps
     assert exps[1][2] == "set X to the optimum 7" and exps[1][3] == pytest.approx(0.0123)
     assert "score.py" in exps[2][1] and "protected" in exps[2][1]
     assert "notes.md" in exps[3][1] and "outside the scope" in exps[3][1]
-    # The agent committed: the proposal is refused (only the harness commits) and undone.
-    assert "the agent ran git: it may not commit or switch branches" in exps[4][1]
+    # The agent committed on its detached HEAD: its change (X = 6.9) was measured, with its
+    # commit message as the hypothesis, and discarded (worse than 7.0).
+    assert exps[4][2] == "Set X to 6.9, just below the optimum"
     assert {u[0] for u in usage} == {"agent:claude"} and len(usage) == 4
     # The protected file and the user's checkout are untouched; the branch holds the keep.
     assert "tampered" not in (toy_repo / "score.py").read_text()
     assert git(toy_repo, "show", "autoresearch/a:target.py") == "X = 7.0"
     assert "tampered" not in git(toy_repo, "log", "--all", "-p")
+
+
+@pytest.mark.slow
+def test_honest_cli_behaviours_in_a_session(toy_repo: Path, tmp_path: Path) -> None:
+    """Claude Code as it really behaves: commits its change, answers without changing anything,
+    runs out of turns (exit 0, `error_max_turns`), floods stream-json, then loses its login."""
+    env = use_fake_agent(toy_repo, tmp_path, "commit\nanswer\nmaxturns\nflood\njsonauth\n")
+    env["FAKE_AGENT_FLOOD_MB"] = "12"
+    result = run_cli(toy_repo, "run", "--tag", "h", "--iterations", "10", env=env, timeout=240)
+    # A refused login stops the session at once, saying how to fix it: not 10 rejections.
+    assert result.returncode == 5, result.stdout + result.stderr
+    out = " ".join((result.stdout + result.stderr).split())
+    assert "cannot authenticate" in out and "/login" in out
+    assert len((tmp_path / "calls.jsonl").read_text().splitlines()) == 5
+
+    with sqlite3.connect(toy_repo / ".autoresearch" / "ledger.db") as conn:
+        exps = conn.execute("SELECT id, status, decision_reason, hypothesis, cost_usd FROM "
+                            "experiments ORDER BY seq").fetchall()
+    by_seq = exps[1:]
+    # The agent's own commit: its change measured and kept, named by its commit message, and
+    # committed once, by the harness, on the session branch.
+    assert by_seq[0][1:2] == ("keep",) and by_seq[0][3] == "Set X to 6.9, just below the optimum"
+    assert git(toy_repo, "show", "autoresearch/h~1:target.py") == "X = 6.9"
+    # Two keeps, two commits: the agent's own commit never reached the branch.
+    assert git(toy_repo, "rev-list", "--count", "HEAD..autoresearch/h") == "2"
+    # Only an answer: recorded with what it said.
+    assert "made no change; it said: X = 3.0 looks deliberate" in by_seq[1][2]
+    # Out of turns, exit 0: a clear reason, its partial change not measured.
+    assert "reported an error: error_max_turns; its unfinished change was discarded" in by_seq[2][2]
+    assert by_seq[2][4] == pytest.approx(0.004)
+    # 12 MB of stream-json: read to its result object, and the whole log kept.
+    assert by_seq[3][1] == "keep" and by_seq[3][3] == "set X to the optimum 7"
+    log = (toy_repo / ".autoresearch" / "sessions" / "h" / "logs" / by_seq[3][0]
+           / "agent-propose-1.log")
+    assert log.stat().st_size > 12 * 1024 * 1024
+    assert git(toy_repo, "show", "autoresearch/h:target.py") == "X = 7.0"

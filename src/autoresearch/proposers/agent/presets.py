@@ -48,6 +48,7 @@ class AgentReport:
     text: str
     usage: Usage | None
     error: str | None = None
+    cost_known: bool = True  # False: it reported no cost and its tokens (if any) have no price
 
 
 def _json_lines(text: str) -> list[dict[str, Any]]:
@@ -102,7 +103,7 @@ class Preset:
         for obj in reversed(_json_lines(stdout)):
             if any(k in obj for k in ("total_cost_usd", "cost_usd", "usage", "result")):
                 return self._from_result(obj, purpose)
-        return AgentReport(text=stdout[-4000:], usage=None)
+        return AgentReport(text=stdout[-4000:], usage=None, cost_known=False)
 
     def _from_result(self, obj: Mapping[str, Any], purpose: str) -> AgentReport:
         usage = obj.get("usage") if isinstance(obj.get("usage"), Mapping) else {}
@@ -119,13 +120,21 @@ class Preset:
         cost = float(reported) if isinstance(reported, int | float) else self.prices.cost(
             model, inp, out, c_read, c_write)
         text = str(obj.get("result") or "")
-        error = (text or str(obj.get("subtype") or "error")) if obj.get("is_error") else None
+        # Claude Code's error results: `is_error` (an API error, a refused login: the text says
+        # which), or an `error_...` subtype (`error_max_turns`, `error_during_execution`), which
+        # carries no `result` text and, in some versions, `is_error: false`.
+        subtype = str(obj.get("subtype") or "")
+        error = None
+        if obj.get("is_error") or subtype.startswith("error"):
+            error = "; ".join(x for x in (subtype if subtype != "success" else "", text) if x) \
+                or "error"
         return AgentReport(
             text=text,
             usage=Usage(provider=f"agent:{self.name}", model=model, input_tokens=inp,
                         output_tokens=out, cache_read_tokens=c_read, cache_write_tokens=c_write,
                         cost_usd=cost, purpose=purpose),
             error=error,
+            cost_known=isinstance(reported, int | float) or self.prices.price_for(model) is not None,
         )
 
 
@@ -182,7 +191,9 @@ class CodexPreset(Preset):
         cost = self.prices.cost(self.model, fresh, out, cached, 0) if self.model else 0.0
         usage = Usage(provider="agent:codex", model=self.model or "codex-default", input_tokens=fresh,
                       output_tokens=out, cache_read_tokens=cached, cost_usd=cost, purpose=purpose)
-        return AgentReport(text=text or stdout[-4000:], usage=usage, error=error)
+        return AgentReport(text=text or stdout[-4000:], usage=usage, error=error,
+                           cost_known=bool(self.model) and self.prices.price_for(
+                               self.model or "") is not None)
 
 
 _AIDER_TOKENS = re.compile(r"Tokens:\s*(?P<body>[^\n]*?)(?:\.\s*Cost:|$)", re.MULTILINE)
@@ -226,7 +237,8 @@ class AiderPreset(Preset):
         usage = Usage(provider="agent:aider", model=model, input_tokens=fresh,
                       output_tokens=counts["received"], cache_read_tokens=cached,
                       cache_write_tokens=counts["cache write"], cost_usd=cost, purpose=purpose)
-        return AgentReport(text=stdout[-4000:], usage=usage)
+        return AgentReport(text=stdout[-4000:], usage=usage,
+                           cost_known=bool(costs) or self.prices.price_for(model) is not None)
 
 
 class CustomPreset(Preset):

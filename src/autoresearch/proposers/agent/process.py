@@ -24,12 +24,16 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from autoresearch import strays
 from autoresearch.lifeline import launch_plan, run_env, watchdog
 from autoresearch.process_tree import ProcessTree, wait_exit
 
 GRACE_SECONDS = 3.0
+# What of each stream is read back into memory: the end, where every CLI puts its result (Claude
+# Code's result object, Codex's last events, aider's cost line). The whole output stays on disk.
+TAIL_BYTES = 512 * 1024
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,18 @@ class AgentRun:
     duration_s: float
     timed_out: bool
     survivors_killed: int = 0  # processes still running when it ended (the CLI on a timeout)
+    stdout_bytes: int = 0  # the whole output's size (`stdout` holds its last TAIL_BYTES)
+    log: Path | None = None  # where the whole output was kept, when the caller asked for it
+
+
+def _tail(fh: IO[bytes]) -> tuple[str, int]:
+    """The stream's last TAIL_BYTES as text, from its first whole line; and its full size."""
+    size = fh.seek(0, os.SEEK_END)
+    fh.seek(max(size - TAIL_BYTES, 0))
+    data = fh.read()
+    if size > TAIL_BYTES:
+        data = data[data.find(b"\n") + 1:]  # a cut line is neither JSON nor a whole message
+    return data.decode("utf-8", errors="replace"), size
 
 
 def _executable(name: str, env: Mapping[str, str]) -> str:
@@ -82,14 +98,20 @@ def run_agent(
     env: Mapping[str, str],
     timeout: float,
     run_id: str,
+    log: Path | None = None,
 ) -> AgentRun:
-    """Run `argv` in `cwd`; output goes to temporary files so a chatty agent cannot block."""
+    """Run `argv` in `cwd`; output goes to files so a chatty agent can neither block nor fill
+    the memory: stdout to `log` when given (kept), else to a temporary file; only the end of
+    each stream is read back."""
     started = time.monotonic()
     exe = _executable(argv[0], env)
     launch, preexec = launch_plan([exe, *argv[1:]])
     guard = watchdog()
     guard.ensure_started()
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    if log is not None:
+        log.parent.mkdir(parents=True, exist_ok=True)
+    with (open(log, "w+b") if log is not None else tempfile.TemporaryFile()) as out, \
+            tempfile.TemporaryFile() as err:
         proc = strays.spawn(run_id, lambda: subprocess.Popen(
             launch,
             cwd=cwd,
@@ -128,13 +150,15 @@ def run_agent(
             # us (see `strays`): it dies here, before anything is committed or measured.
             strays.forget(proc.pid)
             killed += strays.sweep(GRACE_SECONDS)
-        out.seek(0)
-        err.seek(0)
+        stdout, size = _tail(out)
+        stderr, _ = _tail(err)
         return AgentRun(
             returncode=None if timed_out else proc.returncode,
-            stdout=out.read().decode("utf-8", errors="replace"),
-            stderr=err.read().decode("utf-8", errors="replace"),
+            stdout=stdout,
+            stderr=stderr,
             duration_s=time.monotonic() - started,
             timed_out=timed_out,
             survivors_killed=killed,
+            stdout_bytes=size,
+            log=log,
         )

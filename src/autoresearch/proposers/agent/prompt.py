@@ -54,12 +54,15 @@ def render(ctx: ProposalContext, context: Context, task: str) -> str:
     return "\n\n".join([rules, context.stable, context.volatile, task])
 
 
-def summary(text: str, fallback: str) -> tuple[str, str]:
-    """The hypothesis and rationale lines of the agent's final message (or a fallback)."""
+def summary(text: str, fallback: str, *, fallback_first: bool = False) -> tuple[str, str]:
+    """The hypothesis and rationale lines of the agent's final message (or a fallback: after the
+    message's first line, or before it with `fallback_first`, for a commit message)."""
     text = clean_prose(text)  # the agent's output is untrusted text
     hyp = _HYPOTHESIS.findall(text)
     rat = _RATIONALE.findall(text)
     hypothesis = " ".join(hyp[-1].split()).strip(" *_")[:200] if hyp else ""
+    if not hypothesis and fallback_first and fallback.strip():
+        hypothesis = " ".join(clean_prose(fallback).split())[:200]
     if not hypothesis:
         lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("{")]
         hypothesis = lines[0][:200] if lines else fallback

@@ -51,12 +51,12 @@ from autoresearch.proposers.agent.presets import AgentReport, Preset, make_prese
 from autoresearch.proposers.agent.process import AgentRun, run_agent
 from autoresearch.proposers.agent.worktree import Snapshot, changed_since, read_change
 from autoresearch.proposers.base import Proposal, ProposalContext, Proposer, Usage
-from autoresearch.proposers.faults import FailedProposal, FatalProposerError
+from autoresearch.proposers.faults import FailedProposal, FatalProposerError, ProposerOutage
 from autoresearch.proposers.llm.context import build_context, visible_files
 from autoresearch.proposers.llm.edits import is_inside_repo
 from autoresearch.proposers.llm.prices import PriceTable
 from autoresearch.proposers.options import AGENT_OPTIONS
-from autoresearch.state import run_ids_of_worktree
+from autoresearch.state import StatePaths, root_of_worktree, run_ids_of_worktree
 
 if TYPE_CHECKING:
     from autoresearch.config import Config
@@ -71,6 +71,15 @@ _AUTH = re.compile(
     r"unauthorized|api key not (?:found|set)|missing api key",
     re.IGNORECASE,
 )
+# Output that means the CLI's account is out of requests or tokens for now: a pause, not a
+# proposal of its own (Claude Code: "Claude AI usage limit reached|<epoch>", "rate_limit_error";
+# Codex: "429 Too Many Requests", "You've hit your usage limit").
+_RATE_LIMIT = re.compile(
+    r"usage limit|rate[_ ]limit|too many requests|\b429\b|quota exceeded|overloaded",
+    re.IGNORECASE,
+)
+# How long a rate-limited agent is left alone before it is asked again.
+RATE_LIMIT_PAUSE_S = 300.0
 
 
 class AgentProposer(Proposer):
@@ -95,6 +104,7 @@ class AgentProposer(Proposer):
         if not isinstance(extra_env, Mapping):
             raise ConfigError("[proposer] env must be a table of NAME = value", where="[proposer]")
         self.extra_env = {str(k): str(v) for k, v in extra_env.items()}
+        self._warned_cost = False
 
     def describe(self) -> str:
         model = f" ({self.preset.model})" if self.preset.model else ""
@@ -107,18 +117,37 @@ class AgentProposer(Proposer):
         context = build_context(ctx, budget_tokens=self.context_tokens, include_files=False)
         text = prompts.render(ctx, context, prompts.PROPOSE)
         snap = Snapshot.take(ctx.worktree)
-        report, usage = self._run(ctx, text, snap, purpose="propose")
+        report, usage, commits = self._run(ctx, text, snap, purpose="propose")
         snap.remove_scratch(ctx.worktree, self.preset.scratch)
         changed = changed_since(ctx.worktree, snap.head, snap)
-        if not changed:
-            self._fail_if_unusable(report, None)
+        if report.error:
+            # It exited 0 but said it failed (Claude Code's `is_error`, `error_max_turns`;
+            # Codex's `turn.failed`): a half-done change is not the idea it meant to test.
+            self._fail_if_unusable(report, None, usage)
+            if changed:
+                snap.restore(ctx.worktree)
             raise FailedProposal(
-                "the agent made no change" + (f": {report.error}" if report.error else ""),
+                f"the agent reported an error: {report.error[-500:]}"
+                + ("; its unfinished change was discarded" if changed else "; it made no change"),
+                where=f"the {self.preset.name} agent's run",
+                fix="if it ran out of turns, allow more (claude: extra_args = [\"--max-turns\", "
+                "\"50\"]) or ask for smaller changes in program.md",
                 usage=usage,
             )
-        hypothesis, rationale = prompts.summary(
-            report.text, f"{self.preset.name} change to {', '.join(changed[:3])}"
-        )
+        if not changed:
+            self._fail_if_unusable(report, None, usage)
+            said = " ".join(report.text.split())
+            raise FailedProposal(
+                "the agent made no change" + (f"; it said: {said[-500:]}" if said
+                                              else " and said nothing"),
+                usage=usage,
+            )
+        fallback = f"{self.preset.name} change to {', '.join(changed[:3])}"
+        if commits:  # its own commit message says what it did better than its chatter
+            fallback = "; ".join(m.splitlines()[0] for m in commits)
+        hypothesis, rationale = prompts.summary(report.text, fallback, fallback_first=bool(commits))
+        if commits and not rationale:
+            rationale = "\n\n".join(commits)[:2000]
         return Proposal(hypothesis=hypothesis, rationale=rationale, usage=usage, in_worktree=True)
 
     # --- repair -------------------------------------------------------------------------------
@@ -144,8 +173,8 @@ class AgentProposer(Proposer):
             task = prompts.REPAIR.format(hypothesis=failed.hypothesis.replace('"', "'"),
                                          state=state)
             before = read_change(root, changed_since(root, base, snap))
-            report, usage = self._run(ctx, prompts.render(ctx, context, task), snap,
-                                      purpose="repair")
+            report, usage, _ = self._run(ctx, prompts.render(ctx, context, task), snap,
+                                         purpose="repair")
             snap.remove_scratch(root, self.preset.scratch)
             edits = read_change(root, changed_since(root, base, snap))
         except ValueError as exc:
@@ -174,9 +203,22 @@ class AgentProposer(Proposer):
         env["AUTORESEARCH_EXPERIMENT_ID"] = ctx.experiment_id
         return env
 
+    def _log_path(self, ctx: ProposalContext, purpose: str) -> Path | None:
+        """Where the agent's whole output is kept: next to the experiment's verify logs."""
+        root = root_of_worktree(ctx.worktree)
+        if root is None or not ctx.experiment_id:
+            return None
+        logs = StatePaths(root, ctx.session_tag).session_dir / "logs" / ctx.experiment_id
+        n = 1
+        while (logs / f"agent-{purpose}-{n}.log").exists():
+            n += 1
+        return logs / f"agent-{purpose}-{n}.log"
+
     def _run(
         self, ctx: ProposalContext, text: str, snap: Snapshot, *, purpose: str
-    ) -> tuple[AgentReport, list[Usage]]:
+    ) -> tuple[AgentReport, list[Usage], list[str]]:
+        """Run the agent once; what it said, what it cost, and the messages of the commits it
+        made on its detached HEAD (folded back into the working tree)."""
         scratch = Path(tempfile.mkdtemp(prefix="autoresearch-agent-"))
         try:
             prompt_file = scratch / "prompt.md"
@@ -187,7 +229,8 @@ class AgentProposer(Proposer):
                 run = run_agent(call.argv, cwd=ctx.worktree, stdin_text=call.stdin,
                                 env=self._env(ctx), timeout=self.timeout,
                                 run_id=f"{run_ids_of_worktree(ctx.worktree)}{ctx.session_tag}"
-                                f"-agent-{uuid.uuid4().hex[:12]}")
+                                f"-agent-{uuid.uuid4().hex[:12]}",
+                                log=self._log_path(ctx, purpose))
             except FileNotFoundError:
                 raise FatalProposerError(
                     f"the agent CLI {call.argv[0]!r} was not found",
@@ -208,11 +251,17 @@ class AgentProposer(Proposer):
             shutil.rmtree(scratch, ignore_errors=True)
         report = self.preset.report(run.stdout, run.stderr, purpose)
         usage = [report.usage] if report.usage is not None else []
+        self._warn_unknown_cost(report)
         if run.timed_out:
             self._undo(ctx, guard, snap, usage)
+            last = _last_line(run.stdout) or _last_line(run.stderr)
             raise FailedProposal(
-                f"the agent did not finish within {self.timeout:g} s; its change was discarded",
-                fix="raise [proposer] agent_timeout_seconds, or ask for smaller changes in program.md",
+                f"the agent did not finish within {self.timeout:g} s; its change was discarded"
+                + (f"; its last output: {last[-300:]!r}" if last else "; it printed nothing"),
+                fix="raise [proposer] agent_timeout_seconds, or ask for smaller changes in "
+                "program.md; if it was waiting for an answer (an approval prompt), it gets none: "
+                "its stdin is closed, so give it the flag that approves edits without asking "
+                "(the built-in presets pass theirs)",
                 usage=usage,
             )
         problems = guard.check(ctx.worktree, self.preset.scratch)
@@ -244,8 +293,18 @@ class AgentProposer(Proposer):
             )
         if run.returncode != 0:
             log.warning("agent exited with %s: %s", run.returncode, run.stderr[-500:])
-            self._fail_if_unusable(report, run)
-        return report, usage
+            self._fail_if_unusable(report, run, usage)
+        return report, usage, guard.folded
+
+    def _warn_unknown_cost(self, report: AgentReport) -> None:
+        if report.cost_known or self._warned_cost:
+            return
+        self._warned_cost = True
+        log.warning(
+            "the %s agent reported no cost and its tokens (if it reported any) have no price: its "
+            "runs are recorded with cost 0, so [limits] max_usd cannot stop them; set [proposer] "
+            "model and its price under [proposer] prices (USD per million tokens), or bound the "
+            "session with max_experiments or a time limit", self.preset.name)
 
     def _undo(self, ctx: ProposalContext, guard: RunGuard, snap: Snapshot,
               usage: list[Usage]) -> list[str]:
@@ -263,14 +322,30 @@ class AgentProposer(Proposer):
             )
         return restored.left
 
-    def _fail_if_unusable(self, report: AgentReport, run: AgentRun | None) -> None:
+    def _fail_if_unusable(self, report: AgentReport, run: AgentRun | None,
+                          usage: list[Usage]) -> None:
+        """Stop the session on a refused login; pause it on a rate or usage limit."""
         said = " ".join(x for x in (report.error, run.stderr[-2000:] if run else "") if x)
         if _AUTH.search(said):
             raise FatalProposerError(
                 f"the {self.preset.name} CLI cannot authenticate: {said.strip()[:300]}",
                 where=f"the {self.preset.name} CLI's login or API key",
-                fix="log the CLI in (or export its API key) and run the same command again",
+                fix=f"log the CLI in (run `{self.preset.exe}` once by hand; claude: /login) or "
+                "export its API key, then run the same command again",
+                usage=usage,
             )
+        if _RATE_LIMIT.search(said):
+            raise ProposerOutage(
+                f"the {self.preset.name} CLI hit a rate or usage limit: {said.strip()[:300]}",
+                retry_after_s=RATE_LIMIT_PAUSE_S,
+                where=f"the {self.preset.name} CLI's account",
+                usage=usage,
+            )
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else ""
 
 
 def _fence(ctx: ProposalContext) -> None:
