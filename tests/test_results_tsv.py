@@ -27,7 +27,7 @@ def test_an_agents_failed_proposal_is_described_by_why_it_failed(toy_repo: Path,
     assert result.returncode == 0, result.stdout + result.stderr
     rows = tsv_rows(toy_repo, "a")
     assert [r["status"] for r in rows] == ["keep", "rejected", "keep"]
-    assert rows[1]["description"] == "proposal failed: the agent made no change"
+    assert rows[1]["description"].startswith("proposal failed: the agent made no change; it said:")
     assert rows[2]["description"] == "set X to the optimum 7"
     assert all(r["description"] for r in rows)
 

@@ -1,6 +1,7 @@
 """How to call each coding-agent CLI headless, and how to read what it spent.
 
-    claude   Claude Code: `claude -p` (prompt on stdin), JSON output with the run's cost, edit tools
+    claude   Claude Code: `claude -p` (prompt on stdin), JSON output with the run's cost (the
+             same result object ends `--output-format stream-json --verbose`), edit tools
              only (Bash disallowed: it cannot run a command, git included), edits accepted
              without asking.
     codex    OpenAI Codex CLI: `codex exec --json -` in the workspace-write sandbox (writes only in

@@ -3,8 +3,9 @@
 The agent works directly in `ctx.worktree`, so the proposal is `in_worktree=True` and the harness
 reads the change from git, checks it against the scope and protected files (rejecting and
 resetting anything outside them), and commits it. This module makes sure the agent leaves the
-worktree in that expected shape (see `guard`): if it ran git (committed, switched branches,
-moved refs, stashed), changed git's files (config, attributes, hooks, the worktree's `.git` link,
+worktree in that expected shape (see `guard`): commits it made on its detached HEAD, moving no
+ref, are folded back into the working tree (the candidate is its whole change, named by their
+messages); if it ran git otherwise (committed onto a branch, switched branches, moved refs, stashed), changed git's files (config, attributes, hooks, the worktree's `.git` link,
 the user's global config), created a nested repository, or changed git-ignored files or a
 `.gitignore`, which the harness could not see, the proposal fails (the experiment is `rejected`)
 and everything is put back. A `git add` or `git mv` alone is not refused: the index is put back
@@ -24,6 +25,11 @@ What is enforced, and what the agent is only told:
 - aider runs no shell commands (`--no-suggest-shell-commands`) and does not commit
   (`--no-auto-commits`, `--no-dirty-commits`).
 - A custom command: nothing beyond the harness's checks; the rules are in its prompt.
+
+What the CLI reports is read, not only its exit code: an error result (`is_error`,
+`error_max_turns`, Codex's `turn.failed`) rejects the run and discards its unfinished change; a
+refused login stops the session; a usage or rate limit pauses it (`ProposerOutage`). Its stdout
+goes to the experiment's log directory, and only its tail is read back (see `process`).
 
 Repairs are different: when the harness asks for one, the worktree holds the crashed candidate
 as HEAD and is reset right after, so a repair returns the whole candidate as edits (file
