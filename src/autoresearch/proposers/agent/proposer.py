@@ -79,9 +79,10 @@ _AUTH = re.compile(
 )
 # Output that means the CLI's account is out of requests or tokens for now: a pause, not a
 # proposal of its own (Claude Code: "Claude AI usage limit reached|<epoch>", "rate_limit_error";
-# Codex: "429 Too Many Requests", "You've hit your usage limit").
+# Codex: "429 Too Many Requests", "You've hit your usage limit"). Phrases only: a bare "429" or
+# "overloaded" in a crashing CLI's traceback must not pause the session forever.
 _RATE_LIMIT = re.compile(
-    r"usage limit|rate[_ ]limit|too many requests|\b429\b|quota exceeded|overloaded",
+    r"usage limit|rate[_ ]limit|too many requests|quota exceeded|overloaded_error",
     re.IGNORECASE,
 )
 # How long a rate-limited agent is left alone before it is asked again.
