@@ -73,7 +73,7 @@ def act(mode: str) -> None:
     elif mode == "commit":
         target.write_text(target.read_text().replace("X = 3.0", "X = 6.9").replace(
             "X = 7.0", "X = 6.9"))
-    elif mode == "protected":
+    elif mode in ("protected", "commitprotected"):
         Path("score.py").write_text(Path("score.py").read_text() + "# tampered\n")
     elif mode == "outside":
         Path("notes.md").write_text("notes\n")
@@ -129,6 +129,8 @@ def act(mode: str) -> None:
                         "import target"], check=True)
     if mode == "commit":
         git("commit", "-qam", "Set X to 6.9, just below the optimum\n\nA smaller step.")
+    elif mode == "commitprotected":  # the tamper committed on its detached HEAD
+        git("commit", "-qam", "tidy the scoring")
     elif mode == "twocommits":
         target.write_text(target.read_text().replace("X = 3.0", "X = 6.5"))
         git("commit", "-qam", "first step")
