@@ -232,6 +232,16 @@ def test_a_timeout_names_the_option_to_raise(server: FakeModelServer) -> None:
     assert "raise [proposer] timeout_seconds" in info.value.what
 
 
+def test_the_probe_says_how_long_it_waited_and_how_long_run_waits(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # No /v1/models (older llama-server builds), and a model that loads for a while.
+    monkeypatch.setattr("autoresearch.proposers.llm.providers.MAX_PROBE_SECONDS", 0.3)
+    with FakeModelServer([Reply(text="p", delay=1.0)], models=None) as server:
+        said = provider(server, timeout_seconds=120).probe()
+    assert said.startswith("could not confirm the endpoint now")
+    assert "no response within 0.3 s" in said and "timeout_seconds = 120 s" in said
+
+
 def test_no_key_is_needed_for_a_local_server_and_a_refusal_says_none_was_sent(
         server: FakeModelServer) -> None:
     server.push(Reply(text="hello"))

@@ -362,7 +362,8 @@ class Provider(ABC):
         those out). Returns one line saying what it found."""
         sdk = self._sdk()
         s = self.settings
-        client = self._make_client(sdk, min(s.timeout_seconds, MAX_PROBE_SECONDS))
+        wait = min(s.timeout_seconds, MAX_PROBE_SECONDS)
+        client = self._make_client(sdk, wait)
         where = "[proposer] in autoresearch.toml and the environment"
         try:
             try:
@@ -376,6 +377,12 @@ class Provider(ABC):
                 self._ping(client)
                 return "the endpoint answered a one-token request" + self._price_note()
         except Exception as exc:
+            if isinstance(exc, sdk.APITimeoutError):
+                # The probe waits less than a call does: say both, since a local model loading
+                # into memory answers a minute late, which run (not check) can wait for.
+                return (f"could not confirm the endpoint now: {s.describe()}: no response "
+                        f"within {wait:g} s (a model still loading?); run waits up to [proposer] "
+                        f"timeout_seconds = {s.timeout_seconds:g} s for each call")
             fault = classify(exc, sdk, s)
             if fault is None:
                 # The SDK could not even build the reply: whatever answered is not this API.
