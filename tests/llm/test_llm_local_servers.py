@@ -15,7 +15,8 @@ from autoresearch.proposers.llm import LLMProposer
 from autoresearch.proposers.llm.prices import PriceTable
 from autoresearch.proposers.llm.providers import Part, Provider, Turn, make_provider
 from autoresearch.proposers.llm.settings import ProviderSettings
-from tests.llm.conftest import MakeCtx, llm_options, make_config
+from tests.conftest import run_cli
+from tests.llm.conftest import MakeCtx, llm_options, make_config, use_fake_model
 from tests.llm.fake_server import FakeModelServer, Recorded, Reply
 from tests.support.git_repo import git
 
@@ -255,3 +256,17 @@ def test_no_key_is_needed_for_a_local_server_and_a_refusal_says_none_was_sent(
     with pytest.raises(FatalProposerError) as info:
         ask(provider(server, {"OPENAI_API_KEY": "sk-wrong"}, base_url=server.openai_url))
     assert "no key was sent" not in info.value.what
+
+
+@pytest.mark.slow
+def test_a_session_on_a_window_too_small_stops_with_the_fix_not_a_loop(toy_repo: Path) -> None:
+    # Anthropic's wording this time; every request is refused as too long, whatever its size.
+    too_long = Reply(status=400, error="prompt is too long: 210000 tokens > 200000 maximum")
+    with FakeModelServer([too_long] * 10) as server:
+        use_fake_model(toy_repo, server)
+        result = run_cli(toy_repo, "run", "--tag", "w", "--iterations", "4", timeout=120)
+        assert len(server.requests) == 5  # the budget halved down to 2,000 tokens, then stop
+    output = result.stdout + result.stderr
+    assert result.returncode == 5, output
+    assert "prompt is too long" in output and "max_tokens" in output
+    assert "Traceback" not in output
