@@ -4,8 +4,11 @@ It listens on 127.0.0.1 (a free port) in a thread, so the real SDK clients can b
 with `base_url` and a dummy key. Each request takes the next scripted `Reply` (or asks a handler
 function), which can be a text reply with token usage, an HTTP error in the provider's error
 format, a delay (to trip client timeouts), a dropped connection, a raw body that is not the
-API's (an HTML page, a cut-off JSON), or an OpenAI reply with no choices. `GET /v1/models` lists
-`models` (the probe `check` makes); `models=None` answers it 404, as servers without the route do.
+API's (an HTML page, a cut-off JSON), or an OpenAI reply with no choices. Local servers' quirks
+too: an OpenAI reply without a `usage` object, a `reasoning_content` beside `content`, an error
+`type` of their own (llama.cpp's `exceed_context_size_error`). `GET /v1/models` lists `models`
+(the probe `check` makes); `models=None` answers it 404, as servers without the route do, and
+`models_body` answers it with a listing in another shape.
 
     with FakeModelServer([Reply(text="HYPOTHESIS: ..."), Reply(status=429)]) as server:
         base = server.anthropic_url      # POST {base}/v1/messages
@@ -41,6 +44,9 @@ class Reply:
     raw: str | None = None  # send this body as it is, with `content_type`, instead of the API's
     content_type: str = "application/json"
     empty_choices: bool = False  # OpenAI: a reply with "choices": [] (its usage still reported)
+    usage: bool = True  # False: no "usage" object at all (llama.cpp forks, proxies, old Ollama)
+    reasoning: str | None = None  # OpenAI: a "reasoning_content" beside "content" (vLLM, DeepSeek)
+    error_type: str | None = None  # the error body's "type" (llama.cpp: exceed_context_size_error)
 
 
 @dataclass
@@ -75,12 +81,15 @@ MODELS = ["claude-sonnet-4-6", "gpt-4.1"]  # the models the test configurations 
 
 class FakeModelServer:
     def __init__(self, replies: Iterable[Reply] = (), handler: Handler | None = None,
-                 models: list[str] | None = MODELS) -> None:
+                 models: list[str] | None = MODELS,
+                 models_body: dict[str, Any] | None = None) -> None:
         self._queue: deque[Reply] = deque(replies)
         self._handler = handler
         self._lock = threading.Lock()
         self.requests: list[Recorded] = []
         self.models = models
+        # GET /v1/models answers this body as it is, when set (a listing in another shape).
+        self.models_body = models_body
         self.listings = 0  # GET /v1/models requests served
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._make_handler())
         self._server.daemon_threads = True
@@ -151,6 +160,9 @@ class FakeModelServer:
                     return
                 with server._lock:
                     server.listings += 1
+                if server.models_body is not None:
+                    self._send(200, server.models_body)
+                    return
                 if server.models is None:
                     self._send(404, {"error": {"type": "not_found", "message": self.path}})
                     return
@@ -217,8 +229,8 @@ def _error_body(kind: str, reply: Reply) -> dict[str, Any]:
                  529: "overloaded_error"}
         return {"type": "error",
                 "error": {"type": types.get(reply.status, "api_error"), "message": reply.error}}
-    return {"error": {"message": reply.error, "type": "fake_error", "param": None,
-                      "code": str(reply.status)}}
+    return {"error": {"message": reply.error, "type": reply.error_type or "fake_error",
+                      "param": None, "code": str(reply.status)}}
 
 
 def _anthropic(body: dict[str, Any], reply: Reply) -> dict[str, Any]:
@@ -241,14 +253,17 @@ def _anthropic(body: dict[str, Any], reply: Reply) -> dict[str, Any]:
 
 def _openai(body: dict[str, Any], reply: Reply) -> dict[str, Any]:
     prompt = reply.input_tokens + reply.cache_read_tokens
-    return {
+    message: dict[str, Any] = {"role": "assistant", "content": reply.text}
+    if reply.reasoning is not None:
+        message["reasoning_content"] = reply.reasoning
+    payload: dict[str, Any] = {
         "id": "chatcmpl-fake",
         "object": "chat.completion",
         "created": int(time.time()),
         "model": body.get("model", "fake"),
         "choices": [] if reply.empty_choices else [{
             "index": 0,
-            "message": {"role": "assistant", "content": reply.text},
+            "message": message,
             "finish_reason": "length" if reply.stop == "length" else "stop",
         }],
         "usage": {
@@ -258,3 +273,6 @@ def _openai(body: dict[str, Any], reply: Reply) -> dict[str, Any]:
             "prompt_tokens_details": {"cached_tokens": reply.cache_read_tokens},
         },
     }
+    if not reply.usage:
+        del payload["usage"]
+    return payload

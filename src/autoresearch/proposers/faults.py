@@ -85,3 +85,10 @@ def usage_of(exc: BaseException) -> list[Usage]:
     """The usage an exception carries (empty for exceptions from elsewhere)."""
     found = getattr(exc, "usage", None)
     return [u for u in found if isinstance(u, Usage)] if isinstance(found, list) else []
+
+
+class ContextTooLong(FailedProposal):
+    """The server refused the request as longer than its context window (vLLM's "maximum
+    context length", llama.cpp's "exceeds the available context size"): the same request would
+    be refused again, so the proposer sends less (`LLMProposer` halves its context budget) rather
+    than repeating it; left uncaught it fails one proposal, like any refused request."""

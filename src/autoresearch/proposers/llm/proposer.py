@@ -19,6 +19,10 @@ session overshoots `[limits] max_usd` by one call at most. Without a meter (a ca
 session) the usage travels as before: in the Proposal, or in the `FailedProposal` a proposal or
 repair that produced nothing raises (a repair that gives up included).
 
+A reply cut off at `max_tokens` is never applied, even when its blocks parse: the blocks it
+meant to write after them are missing. A server that refuses the request as longer than its
+context window gets a smaller one (`_fitting` halves `context_tokens`), never the same again.
+
 A reply that failed is echoed back in the retry request, cut to `MAX_ECHOED_CHARS` (its head
 and tail): a runaway reply must not make every retry a request of millions of tokens.
 """
@@ -35,7 +39,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from autoresearch import gitops, guardrails
 from autoresearch.errors import ConfigError
 from autoresearch.proposers.base import Meter, Proposal, ProposalContext, Proposer, Usage
-from autoresearch.proposers.faults import FailedProposal, FatalProposerError, ProposerOutage
+from autoresearch.proposers.faults import (
+    ContextTooLong,
+    FailedProposal,
+    FatalProposerError,
+    ProposerFault,
+    ProposerOutage,
+)
 from autoresearch.proposers.llm import prompts
 from autoresearch.proposers.llm.context import DEFAULT_CONTEXT_TOKENS, build_context
 from autoresearch.proposers.llm.edits import (
@@ -61,6 +71,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_ECHOED_CHARS = 24_000  # of a failed reply, sent back with the error (head and tail)
+MIN_CONTEXT_TOKENS = 2_000  # the smallest budget build_context honours: below it, halving is moot
+
+Conversation = tuple[Reply, dict[str, str | None], list[Usage]]
 
 
 def echoed(text: str, limit: int = MAX_ECHOED_CHARS) -> str:
@@ -174,10 +187,13 @@ class LLMProposer(Proposer):
     # --- the two entry points ---------------------------------------------------------------
 
     def propose(self, ctx: ProposalContext) -> Proposal | None:
-        context = build_context(ctx, budget_tokens=self.context_tokens)
-        first = Turn.user(Part(context.stable, cache=True), context.volatile + prompts.PROPOSE_TASK)
-        reply, edits, usage = self._converse(ctx, [first], purpose="propose",
-                                             partial=context.partial)
+        def converse(budget: int) -> Conversation:
+            context = build_context(ctx, budget_tokens=budget)
+            first = Turn.user(Part(context.stable, cache=True),
+                              context.volatile + prompts.PROPOSE_TASK)
+            return self._converse(ctx, [first], purpose="propose", partial=context.partial)
+
+        reply, edits, usage = self._fitting(converse)
         return Proposal(
             hypothesis=reply.hypothesis or "unnamed change",
             edits=edits,
@@ -189,9 +205,6 @@ class LLMProposer(Proposer):
         if failed.in_worktree:
             return None  # nothing to overlay: only edit-based proposals can be repaired here
         overlay = dict(failed.edits)
-        context = build_context(
-            ctx, budget_tokens=self.context_tokens, overlay=overlay, crash_log=log_tail
-        )
         # The worktree holds the crashed candidate by now: diff against the incumbent's commit.
         commit = ctx.incumbent.commit if ctx.incumbent is not None else None
         base = ModelFiles(ctx.worktree, _rules(ctx), commit=commit)
@@ -199,9 +212,15 @@ class LLMProposer(Proposer):
         task = prompts.REPAIR_TASK.format(
             hypothesis=failed.hypothesis.replace('"', "'"), diff=f"```diff\n{diff}```"
         )
-        first = Turn.user(Part(context.stable, cache=True), context.volatile + task)
-        reply, edits, usage = self._converse(ctx, [first], purpose="repair", overlay=overlay,
-                                             partial=context.partial)
+
+        def converse(budget: int) -> Conversation:
+            context = build_context(ctx, budget_tokens=budget, overlay=overlay,
+                                    crash_log=log_tail)
+            first = Turn.user(Part(context.stable, cache=True), context.volatile + task)
+            return self._converse(ctx, [first], purpose="repair", overlay=overlay,
+                                  partial=context.partial)
+
+        reply, edits, usage = self._fitting(converse)
         merged = {**overlay, **edits}
         note = f"repair: {reply.hypothesis}" if reply.hypothesis else "repair"
         return Proposal(
@@ -213,6 +232,40 @@ class LLMProposer(Proposer):
         )
 
     # --- the conversation -------------------------------------------------------------------
+
+    def _fitting(self, converse: Callable[[int], Conversation]) -> Conversation:
+        """Run `converse(context budget)`; when the server refuses the request as longer than its
+        context window, halve the budget (for this proposal and every later one: the window does
+        not grow) and start the conversation again, so that a small local context (vLLM's
+        --max-model-len, llama.cpp's -c) costs fewer files and less history rather than every
+        proposal. A budget that cannot shrink further stops the session with the options to
+        change: the reply's room (max_tokens) counts against the window too."""
+        spent: list[Usage] = []  # without a meter: what the abandoned conversations cost
+        while True:
+            try:
+                reply, edits, usage = converse(self.context_tokens)
+                return reply, edits, spent + usage
+            except ContextTooLong as exc:
+                spent += exc.usage
+                smaller = self.context_tokens // 2
+                if smaller < MIN_CONTEXT_TOKENS:
+                    raise FatalProposerError(
+                        f"{exc.what}; still so with [proposer] context_tokens = "
+                        f"{self.context_tokens}",
+                        where="[proposer] max_tokens and context_tokens in autoresearch.toml, "
+                              "and the model server's context size",
+                        fix=f"lower [proposer] max_tokens (now {self.settings.max_tokens}: the "
+                            "reply's room counts against the window), or give the server a "
+                            "larger context (vLLM --max-model-len, llama-server -c, Ollama "
+                            "OLLAMA_CONTEXT_LENGTH or num_ctx in a Modelfile)",
+                        usage=spent,
+                    ) from None
+                log.warning("%s: sending less from now on ([proposer] context_tokens %d -> %d; "
+                            "set it to stop this)", exc.what, self.context_tokens, smaller)
+                self.context_tokens = smaller
+            except ProposerFault as exc:
+                exc.usage[:0] = spent
+                raise
 
     def _system(self) -> list[Part]:
         return [Part(prompts.SYSTEM_PROMPT, cache=True)]
@@ -234,6 +287,7 @@ class LLMProposer(Proposer):
         history = list(turns)
         files = ModelFiles(ctx.worktree, _rules(ctx), overlay)
         problem = ""
+        cut = False  # the last reply was cut off at max_tokens
         meant = ""  # the latest hypothesis a reply stated, for the ledger if all attempts fail
         for attempt in range(self.max_edit_retries + 1):
             over = till.stop_reason()
@@ -263,6 +317,13 @@ class LLMProposer(Proposer):
                     raise EditFormatError(["GIVE_UP is only for repairs: propose an experiment"])
                 if not reply.blocks:
                     raise EditFormatError(["the reply contains no edit blocks"])
+                if completion.truncated:
+                    # Its blocks parse, but the ones it meant to write after them are missing:
+                    # applying the rest would run half a change.
+                    raise EditFormatError([
+                        f"the reply was cut off at the output token limit (max_tokens = "
+                        f"{self.settings.max_tokens}), so its last edit blocks may be missing; "
+                        "none of it was applied"])
                 edits = apply_blocks(reply.blocks, files.read, partial, files.resolve)
                 if not edits:
                     raise EditFormatError(["the edits leave every file unchanged"])
@@ -272,7 +333,8 @@ class LLMProposer(Proposer):
                 problem = exc.render()
                 log.info("edit attempt %d of %s failed: %s", attempt + 1, purpose, problem)
                 feedback = problem
-                if completion.truncated:
+                cut = completion.truncated
+                if cut:
                     feedback = prompts.TRUNCATED_NOTE + "\n\n" + feedback
                 history += [
                     Turn.assistant(echoed(completion.text)),
@@ -282,6 +344,8 @@ class LLMProposer(Proposer):
             f"the model's reply did not yield applicable edits after "
             f"{self.max_edit_retries + 1} attempts; last error: {problem}",
             where=self.settings.describe(),
+            fix=(f"the replies were cut off at max_tokens: raise [proposer] max_tokens (now "
+                 f"{self.settings.max_tokens})" if cut else None),
             usage=till.unbilled,
             hypothesis=meant,
         )

@@ -15,6 +15,11 @@ connection refused is retried too, but not for ever: nothing listening at `base_
 often a configuration mistake than an outage, so after `REFUSED_OUTAGES` outages in a row that
 were all refused connections the provider stops the session with the fix (`FatalProposerError`).
 
+A request the server refuses as longer than its context window is a `ContextTooLong` (the
+proposer sends less); a reasoning model's leading `<think>` block is cut from the answer; a
+reply without token counts (local servers) is recorded as 0 tokens, with a warning where tokens
+cost money.
+
 `probe` asks the endpoint once, cheaply (it lists the models; only when listing is not supported
 does it send the smallest request), so that `check` and the start of `run` report a refused key,
 an unknown model or nothing listening before any baseline run is spent.
@@ -26,6 +31,7 @@ import importlib
 import json
 import logging
 import random
+import re
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -33,7 +39,12 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 from autoresearch.proposers.base import Usage
-from autoresearch.proposers.faults import FailedProposal, FatalProposerError, ProposerOutage
+from autoresearch.proposers.faults import (
+    ContextTooLong,
+    FailedProposal,
+    FatalProposerError,
+    ProposerOutage,
+)
 from autoresearch.proposers.llm.prices import PriceTable
 from autoresearch.proposers.llm.settings import ProviderSettings
 
@@ -85,7 +96,7 @@ class Completion:
 class Fault:
     """How to react to a failed call."""
 
-    kind: Literal["retry", "fatal", "refused"]
+    kind: Literal["retry", "fatal", "refused", "context"]
     message: str
     retry_after: float | None = None
     status: int | None = None  # the HTTP status, when there was one
@@ -150,7 +161,10 @@ def classify(exc: BaseException, sdk: Any, settings: ProviderSettings) -> Fault 
         return Fault("retry", f"{where}: HTTP 200, but the body is not valid JSON ({exc.msg} at "
                               f"character {exc.pos}): cut off on the way, or {not_api}")
     if isinstance(exc, sdk.APITimeoutError):
-        return Fault("retry", f"{where}: no response within {settings.timeout_seconds:g} s")
+        # A local model loading into memory can take a minute before its first token.
+        return Fault("retry", f"{where}: no response within {settings.timeout_seconds:g} s "
+                              "(a model still loading, or a slow one? raise [proposer] "
+                              "timeout_seconds)")
     if isinstance(exc, sdk.APIConnectionError):
         if _connection_refused(exc):
             return Fault("retry", f"{where}: connection refused: nothing is listening at "
@@ -161,10 +175,16 @@ def classify(exc: BaseException, sdk: Any, settings: ProviderSettings) -> Fault 
         code = int(exc.status_code)
         detail = _detail(exc)
         if code in (401, 403):
+            sent = ("" if settings.api_key_set else
+                    f"; no key was sent, since {settings.api_key_env} is not set")
             return Fault(
                 "fatal",
-                f"{where} refused the API key (HTTP {code}): {detail}",
+                f"{where} refused the API key (HTTP {code}): {detail}{sent}",
             )
+        if is_context_overflow(exc, detail):
+            # Before the 5xx rule: llama.cpp has answered this with a 500 too.
+            return Fault("context", f"{where}: the request is longer than the model's context "
+                                    f"window (HTTP {code}): {detail}", status=code)
         if code == 402 or "credit balance" in detail.lower():
             return Fault("fatal", f"{where}: billing problem (HTTP {code}): {detail}")
         if code == 404:
@@ -180,6 +200,38 @@ def classify(exc: BaseException, sdk: Any, settings: ProviderSettings) -> Fault 
     return None
 
 
+# How servers say "the prompt plus max_tokens exceeds the context window": vLLM and OpenAI
+# ("This model's maximum context length is 16384 tokens. However, you requested ...",
+# code context_length_exceeded), llama.cpp's server ("the request exceeds the available context
+# size", type exceed_context_size_error; older builds "Context size has been exceeded"), Anthropic
+# ("prompt is too long: 210000 tokens > 200000 maximum").
+CONTEXT_OVERFLOW = ("maximum context length", "context_length_exceeded", "exceed_context_size",
+                    "exceeds the available context size", "context size has been exceeded",
+                    "prompt is too long")
+
+
+def is_context_overflow(exc: BaseException, detail: str) -> bool:
+    body = getattr(exc, "body", None)
+    err = body.get("error", body) if isinstance(body, dict) else None
+    said = " ".join(str(err.get(k, "")) for k in ("type", "code")) if isinstance(err, dict) else ""
+    return any(marker in f"{detail} {said}".lower() for marker in CONTEXT_OVERFLOW)
+
+
+# A reasoning model's thoughts, when the server leaves them in the content (deepseek-r1 or qwq on
+# Ollama, vLLM without a reasoning parser): "<think>...</think>" before the answer. They hold
+# drafts of the answer (draft edit blocks too), which must not be read as the answer. An unclosed
+# one (the reply was cut off while thinking) leaves no answer at all.
+_THINK = re.compile(r"^\s*<(think|thinking|reasoning)>.*?(?:</\1>|\Z)",
+                    re.DOTALL | re.IGNORECASE)
+
+
+def without_reasoning(text: str) -> str:
+    """The answer of a reply, its leading <think>...</think> block(s) removed."""
+    while (found := _THINK.match(text)) is not None and found.end() > 0:
+        text = text[found.end():]
+    return text
+
+
 @dataclass(frozen=True)
 class Raw:
     """What one API call returned, before it is priced: `empty` says why a reply that was billed
@@ -192,6 +244,7 @@ class Raw:
     cache_write_tokens: int = 0
     truncated: bool = False
     empty: str | None = None
+    counted: bool = True  # the reply reported its token usage (local servers may not)
 
 
 class Provider(ABC):
@@ -209,6 +262,7 @@ class Provider(ABC):
         self._sleep = sleep
         self._client: Any = None
         self._warned_price = False
+        self._warned_uncounted = False
         self._refused_outages = 0  # outages in a row that were only refused connections
 
     sdk_module: ClassVar[str]  # the official SDK (imported on first use)
@@ -265,18 +319,22 @@ class Provider(ABC):
                         where="[proposer] in autoresearch.toml and the environment",
                         fix=s.fix_hint(fault.status),
                     ) from None
+                if fault.kind == "context":
+                    raise ContextTooLong(fault.message, where=s.describe()) from None
                 if fault.kind == "refused":
                     raise FailedProposal(fault.message) from None
                 only_refused = only_refused and fault.refused_connection
                 last = fault
                 continue
             self._refused_outages = 0
+            if not raw.counted:
+                self._warn_uncounted()
             usage = self._usage(raw.input_tokens, raw.output_tokens, raw.cache_read_tokens,
                                 raw.cache_write_tokens, purpose)
             if raw.empty is not None:
                 # Billed (the reply says what it cost) but nothing in it: this proposal failed.
                 raise FailedProposal(f"{s.describe()} {raw.empty}", usage=[usage])
-            return Completion(raw.text, usage, raw.truncated)
+            return Completion(without_reasoning(raw.text), usage, raw.truncated)
         assert last is not None
         self._refused_outages = self._refused_outages + 1 if only_refused else 0
         if self._refused_outages >= REFUSED_OUTAGES:
@@ -304,17 +362,27 @@ class Provider(ABC):
         those out). Returns one line saying what it found."""
         sdk = self._sdk()
         s = self.settings
-        client = self._make_client(sdk, min(s.timeout_seconds, MAX_PROBE_SECONDS))
+        wait = min(s.timeout_seconds, MAX_PROBE_SECONDS)
+        client = self._make_client(sdk, wait)
         where = "[proposer] in autoresearch.toml and the environment"
         try:
             try:
                 found = self._listed_models(sdk, client)
-            except sdk.APIStatusError as exc:
-                if int(exc.status_code) not in (404, 405, 501):
+            except (sdk.APIStatusError, UnusableReply) as exc:
+                if isinstance(exc, sdk.APIStatusError) and int(exc.status_code) not in (
+                        404, 405, 501):
                     raise
-                self._ping(client)  # listing not supported here: one tiny request instead
-                return "the endpoint answered a one-token request"
+                # Listing not supported here, or in a shape of its own (a proxy passing on
+                # Ollama's /api/tags): one tiny request says whether chat works.
+                self._ping(client)
+                return "the endpoint answered a one-token request" + self._price_note()
         except Exception as exc:
+            if isinstance(exc, sdk.APITimeoutError):
+                # The probe waits less than a call does: say both, since a local model loading
+                # into memory answers a minute late, which run (not check) can wait for.
+                return (f"could not confirm the endpoint now: {s.describe()}: no response "
+                        f"within {wait:g} s (a model still loading?); run waits up to [proposer] "
+                        f"timeout_seconds = {s.timeout_seconds:g} s for each call")
             fault = classify(exc, sdk, s)
             if fault is None:
                 # The SDK could not even build the reply: whatever answered is not this API.
@@ -334,8 +402,23 @@ class Provider(ABC):
         if found and s.model not in found and not any(m.startswith(s.model) for m in found):
             return (f"the endpoint answers, but model {s.model!r} is not among the {len(found)} "
                     f"models it lists (e.g. {', '.join(found[:3])}): if it is not an alias, set "
-                    f"[proposer] model")
-        return "the endpoint answers and lists the model" if found else "the endpoint answers"
+                    f"[proposer] model" + self._price_note())
+        said = "the endpoint answers and lists the model" if found else "the endpoint answers"
+        return said + self._price_note()
+
+    def _price_note(self) -> str:
+        """What `check` says about the cost of the calls: unknown on a paid endpoint (no price),
+        nothing where the model runs on a server of the user's own."""
+        s = self.settings
+        if self.prices.price_for(s.model) is not None:
+            return ""
+        if s.is_metered:
+            return (f"; no price known for {s.model}: its calls will be recorded with cost 0 and "
+                    f"[limits] max_usd cannot stop them (add it under [proposer] prices, "
+                    f"USD per million tokens)")
+        return (f"; no price known for {s.model}, and not a paid API this knows: its calls are "
+                f"recorded with cost 0 (a local server costs nothing; if tokens cost money here, "
+                f"add it under [proposer] prices)")
 
     def _listed_models(self, sdk: Any, client: Any) -> list[str]:
         page = client.models.list()
@@ -343,6 +426,21 @@ class Provider(ABC):
         if not isinstance(data, list):
             raise UnusableReply(_snippet(page))
         return [str(getattr(m, "id", "")) for m in data]
+
+    def _warn_uncounted(self) -> None:
+        """A reply without token counts is recorded as 0 tokens and $0: say so once, louder where
+        tokens cost money (the spending limit cannot see these calls)."""
+        if self._warned_uncounted:
+            return
+        self._warned_uncounted = True
+        s = self.settings
+        if s.is_metered and self.prices.price_for(s.model) is not None:
+            log.warning("%s reports no token usage: its calls are recorded with 0 tokens and cost "
+                        "0 (the real cost is unknown), so [limits] max_usd cannot stop them",
+                        s.describe())
+        else:
+            log.info("%s reports no token usage: its calls are recorded with 0 tokens",
+                     s.describe())
 
     def _usage(self, inp: int, out: int, c_read: int, c_write: int, purpose: str) -> Usage:
         model = self.settings.model
@@ -443,13 +541,17 @@ class OpenAIProvider(Provider):
         cached = int(getattr(details, "cached_tokens", 0) or 0)
         # prompt_tokens includes the cached ones; normalize to Anthropic's convention.
         fresh = max(prompt - cached, 0)
+        counted = prompt + completion > 0  # no usage object, or zeros: nothing was counted
         if not choices:
-            return Raw("", fresh, completion, cached, empty="returned no choices")
+            return Raw("", fresh, completion, cached, empty="returned no choices",
+                       counted=counted)
         choice = choices[0]
         message = getattr(choice, "message", None)
+        # Only the content is the answer: a reasoning_content beside it (vLLM's reasoning
+        # parsers, DeepSeek) is the model's thinking, drafts included.
         text = getattr(message, "content", None) or ""
         return Raw(str(text), fresh, completion, cached, 0,
-                   getattr(choice, "finish_reason", None) == "length")
+                   getattr(choice, "finish_reason", None) == "length", counted=counted)
 
     def _ping(self, client: Any) -> None:
         s = self.settings

@@ -73,6 +73,7 @@ class ProviderSettings:
     max_tokens_field: str = "max_tokens"
     prompt_caching: bool = True
     extra_body: Mapping[str, Any] = field(default_factory=dict)
+    api_key_set: bool = True  # False: the key variable was not set (a local server needs none)
 
     @property
     def is_metered(self) -> bool:
@@ -156,6 +157,7 @@ class ProviderSettings:
         if label == "openai" and base_url and "api.openai.com" not in base_url:
             label = "openai-compatible"
         api_key = env.get(str(key_env)) if key_env else None
+        api_key_set = bool(api_key)
         official = base_url is None or "api.anthropic.com" in base_url or "api.openai.com" in base_url
         if not api_key:
             if official:
@@ -205,6 +207,7 @@ class ProviderSettings:
                 max_tokens_field=str(options.get("max_tokens_field", field_default)),
                 prompt_caching=bool(options.get("prompt_caching", True)),
                 extra_body=dict(extra),
+                api_key_set=api_key_set,
             )
         except (TypeError, ValueError) as exc:
             raise ConfigError(
