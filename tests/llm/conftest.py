@@ -122,6 +122,19 @@ def install_fake_agents(bin_dir: Path) -> Path:
     return bin_dir
 
 
+@pytest.fixture
+def agents(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Install the fake CLIs on PATH (mode `improve` unless a test sets FAKE_AGENT_MODE);
+    returns the JSON-lines log of their calls."""
+    bin_dir = install_fake_agents(tmp_path / "bin")
+    log = tmp_path / "agent-calls.jsonl"
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_AGENT_LOG", str(log))
+    monkeypatch.setenv("FAKE_AGENT_PIDFILE", str(tmp_path / "child.pid"))
+    monkeypatch.setenv("FAKE_AGENT_MODE", "improve")
+    return log
+
+
 def use_fake_agent(repo: Path, tmp_path: Path, modes: str,
                    timeout_s: int = 60) -> dict[str, str]:
     """Point the repo's config at the agent proposer running the fake `claude` (committed); the

@@ -19,6 +19,8 @@ too: an OpenAI reply without a `usage` object, a `reasoning_content` beside `con
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
 import threading
 import time
 from collections import deque
@@ -276,3 +278,23 @@ def _openai(body: dict[str, Any], reply: Reply) -> dict[str, Any]:
     if not reply.usage:
         del payload["usage"]
     return payload
+
+
+def sigterm_once_asked(proc: subprocess.Popen[str], server: FakeModelServer, requests: int,
+                       what: str, within_s: float = 60) -> str:
+    """SIGTERM `proc` a second after `server` has received `requests` requests (so the replies
+    that were coming are back), and return its stderr; `proc` never outlives the call."""
+    try:
+        deadline = time.monotonic() + within_s
+        while len(server.requests) < requests and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.05)
+        assert len(server.requests) == requests, f"{what} never sent {requests} requests"
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=30)
+        return stderr
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

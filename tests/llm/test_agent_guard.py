@@ -20,17 +20,8 @@ from autoresearch.proposers.agent import AgentProposer
 from autoresearch.proposers.base import ProposalContext
 from autoresearch.proposers.faults import FailedProposal, FatalProposerError
 from tests.conftest import CONFIG, make_repo, run_cli
-from tests.llm.conftest import TARGET, MakeCtx, install_fake_agents, make_config
+from tests.llm.conftest import TARGET, MakeCtx, make_config
 from tests.support.git_repo import git
-
-
-@pytest.fixture
-def agents(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    bin_dir = install_fake_agents(tmp_path / "bin")
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setenv("FAKE_AGENT_LOG", str(tmp_path / "agent-calls.jsonl"))
-    monkeypatch.setenv("FAKE_AGENT_PIDFILE", str(tmp_path / "child.pid"))
-    return bin_dir
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -16,20 +15,8 @@ from autoresearch.proposers.agent import AgentProposer
 from autoresearch.proposers.agent import process as agent_process
 from autoresearch.proposers.base import Proposal
 from autoresearch.proposers.faults import FailedProposal, FatalProposerError
-from tests.llm.conftest import TARGET, MakeCtx, install_fake_agents, make_config
+from tests.llm.conftest import TARGET, MakeCtx, make_config
 from tests.support.git_repo import git
-
-
-@pytest.fixture
-def agents(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Install the fake CLIs on PATH; returns the JSON-lines log of their calls."""
-    bin_dir = install_fake_agents(tmp_path / "bin")
-    log = tmp_path / "agent-calls.jsonl"
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setenv("FAKE_AGENT_LOG", str(log))
-    monkeypatch.setenv("FAKE_AGENT_PIDFILE", str(tmp_path / "child.pid"))
-    monkeypatch.setenv("FAKE_AGENT_MODE", "improve")
-    return log
 
 
 def calls(log: Path) -> list[dict[str, Any]]:

@@ -34,7 +34,7 @@ from autoresearch.ledger import ExperimentRow, Ledger
 from autoresearch.report import write_report
 from autoresearch.session import Session
 from tests.conftest import CONFIG, SCORE_PY, git, make_repo, run_cli, use_script
-from tests.llm.fake_server import FakeModelServer, Recorded, Reply
+from tests.llm.fake_server import FakeModelServer, Recorded, Reply, sigterm_once_asked
 from tests.review.conftest import llm_options
 
 # An improvement (X from 3 to 6; the optimum is 7) that also shells out with a caller's text.
@@ -327,10 +327,8 @@ def test_sigterm_during_a_gate_review_keeps_the_calls_that_returned_billed(
     """`run` stopped by SIGTERM while the gate's second model pass waits on the model: the
     first pass's call, returned before the stop, is in the session's usage, billed to the
     experiment (it used to be billed only once the whole review was back)."""
-    import signal
     import sys
     import threading
-    import time
 
     from tests.conftest import cli_env
 
@@ -356,19 +354,8 @@ def test_sigterm_during_a_gate_review_keeps_the_calls_that_returned_billed(
             [sys.executable, "-m", "autoresearch", "run", "--repo", str(toy_repo), "--tag", "g",
              "--iterations", "2"], cwd=toy_repo, env=cli_env(), stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
-        try:
-            deadline = time.monotonic() + 120
-            while len(server.requests) < 2 and time.monotonic() < deadline:
-                assert proc.poll() is None, proc.communicate()
-                time.sleep(0.05)
-            assert len(server.requests) == 2, "the gate never asked both passes"
-            time.sleep(1.0)  # the first pass's reply is back and billed
-            proc.send_signal(signal.SIGTERM)
-            _, stderr = proc.communicate(timeout=30)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+        # The first pass's reply is back and billed when the SIGTERM comes.
+        stderr = sigterm_once_asked(proc, server, 2, "the gate", within_s=120)
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr
     ran = Ran(toy_repo, "g", subprocess.CompletedProcess([], 130))

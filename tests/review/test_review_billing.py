@@ -7,7 +7,6 @@ against the fake model server on 127.0.0.1; the CLI in a real subprocess, stoppe
 from __future__ import annotations
 
 import json
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -21,7 +20,7 @@ from autoresearch.proposers.base import Meter, Usage
 from autoresearch.review.gate import GateResult, review_candidate
 from autoresearch.review.pipeline import run_review
 from tests.conftest import cli_env
-from tests.llm.fake_server import FakeModelServer, Recorded, Reply
+from tests.llm.fake_server import FakeModelServer, Recorded, Reply, sigterm_once_asked
 from tests.review.conftest import Repo, llm_options
 from tests.review.test_llm_review import settings
 
@@ -119,19 +118,8 @@ def test_sigterm_mid_review_keeps_the_cost_of_the_calls_that_returned(repo: Repo
         proc = subprocess.Popen([sys.executable, "-m", "autoresearch", "review", "--llm"],
                                 cwd=repo.path, env=cli_env(), stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
-        try:
-            deadline = time.monotonic() + 60
-            while len(server.requests) < 2 and time.monotonic() < deadline:
-                assert proc.poll() is None, proc.communicate()
-                time.sleep(0.05)
-            assert len(server.requests) == 2, "the review never asked both passes"
-            time.sleep(1.0)  # the first pass's reply is back and noted
-            proc.send_signal(signal.SIGTERM)
-            _, stderr = proc.communicate(timeout=30)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+        # The first pass's reply is back and noted when the SIGTERM comes.
+        stderr = sigterm_once_asked(proc, server, 2, "the review")
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr
     said = " ".join(stderr.split())
