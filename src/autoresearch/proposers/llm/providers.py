@@ -45,6 +45,7 @@ from autoresearch.proposers.faults import (
     FatalProposerError,
     ProposerOutage,
 )
+from autoresearch.proposers.llm.call_faults import Fault, UnusableReply, classify, snippet
 from autoresearch.proposers.llm.prices import PriceTable
 from autoresearch.proposers.llm.settings import ProviderSettings
 
@@ -52,11 +53,6 @@ log = logging.getLogger(__name__)
 
 REFUSED_OUTAGES = 3  # outages in a row of refused connections before the session stops
 MAX_PROBE_SECONDS = 15.0  # `check` waits at most this long for the endpoint
-
-
-class UnusableReply(Exception):
-    """A 200 reply that is not the API's shape (the SDK hands back a str, or an object without
-    the fields every reply has): treated like a bad gateway."""
 
 
 @dataclass(frozen=True)
@@ -90,131 +86,6 @@ class Completion:
     text: str
     usage: Usage
     truncated: bool = False  # stopped at the output token limit
-
-
-@dataclass(frozen=True)
-class Fault:
-    """How to react to a failed call."""
-
-    kind: Literal["retry", "fatal", "refused", "context"]
-    message: str
-    retry_after: float | None = None
-    status: int | None = None  # the HTTP status, when there was one
-    refused_connection: bool = False  # nothing listening at the address
-
-
-def _retry_after(exc: BaseException) -> float | None:
-    response = getattr(exc, "response", None)
-    headers = getattr(response, "headers", None)
-    if headers is None:
-        return None
-    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
-        raw = headers.get(name)
-        if raw is None:
-            continue
-        try:
-            return max(0.0, float(raw) * scale)
-        except ValueError:
-            continue
-    return None
-
-
-def _detail(exc: BaseException) -> str:
-    """The server's own error message, without the SDK's "Error code: 401 - {...}" wrapping."""
-    body = getattr(exc, "body", None)
-    if isinstance(body, dict):
-        err = body.get("error", body)
-        if isinstance(err, dict) and err.get("message"):
-            return str(err["message"])[:300]
-        if isinstance(err, str):
-            return err[:300]
-    return str(getattr(exc, "message", "") or exc)[:300]
-
-
-def _connection_refused(exc: BaseException) -> bool:
-    """Whether a connection error is a refused connection (the SDK wraps httpx wraps OSError)."""
-    seen: BaseException | None = exc
-    for _ in range(8):
-        if seen is None:
-            return False
-        if isinstance(seen, ConnectionRefusedError) or "connection refused" in str(seen).lower():
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
-
-
-def _snippet(body: object) -> str:
-    text = " ".join(str(body).split())
-    return repr(text[:60] + ("…" if len(text) > 60 else ""))
-
-
-def classify(exc: BaseException, sdk: Any, settings: ProviderSettings) -> Fault | None:
-    """The retry table, shared by both SDKs (their exception hierarchies have the same names)."""
-    where = settings.describe()
-    not_api = ("is base_url the API's address? (an OpenAI-compatible server's usually ends "
-               "in /v1)")
-    if isinstance(exc, UnusableReply):
-        return Fault("retry", f"{where}: HTTP 200, but the body is not an API reply "
-                              f"(it begins {exc}); a proxy or web page answered? {not_api}")
-    if isinstance(exc, json.JSONDecodeError):
-        # The SDK parses a JSON content type itself: a cut-off or garbled body lands here.
-        return Fault("retry", f"{where}: HTTP 200, but the body is not valid JSON ({exc.msg} at "
-                              f"character {exc.pos}): cut off on the way, or {not_api}")
-    if isinstance(exc, sdk.APITimeoutError):
-        # A local model loading into memory can take a minute before its first token.
-        return Fault("retry", f"{where}: no response within {settings.timeout_seconds:g} s "
-                              "(a model still loading, or a slow one? raise [proposer] "
-                              "timeout_seconds)")
-    if isinstance(exc, sdk.APIConnectionError):
-        if _connection_refused(exc):
-            return Fault("retry", f"{where}: connection refused: nothing is listening at "
-                                  f"{settings.base_url or 'the default address'}",
-                         refused_connection=True)
-        return Fault("retry", f"{where}: connection failed ({exc})")
-    if isinstance(exc, sdk.APIStatusError):
-        code = int(exc.status_code)
-        detail = _detail(exc)
-        if code in (401, 403):
-            sent = ("" if settings.api_key_set else
-                    f"; no key was sent, since {settings.api_key_env} is not set")
-            return Fault(
-                "fatal",
-                f"{where} refused the API key (HTTP {code}): {detail}{sent}",
-            )
-        if is_context_overflow(exc, detail):
-            # Before the 5xx rule: llama.cpp has answered this with a 500 too.
-            return Fault("context", f"{where}: the request is longer than the model's context "
-                                    f"window (HTTP {code}): {detail}", status=code)
-        if code == 402 or "credit balance" in detail.lower():
-            return Fault("fatal", f"{where}: billing problem (HTTP {code}): {detail}")
-        if code == 404:
-            return Fault(
-                "fatal", f"{where}: model or endpoint not found (HTTP 404): {detail}", status=404
-            )
-        if code in (408, 409, 425, 429) or code >= 500:
-            return Fault("retry", f"{where}: HTTP {code}: {detail}", _retry_after(exc))
-        return Fault("refused", f"{where} refused the request (HTTP {code}): {detail}")
-    if isinstance(exc, sdk.APIError):
-        # e.g. a response that does not match the API schema: this call failed, the next may not.
-        return Fault("refused", f"{where}: unusable response: {exc}")
-    return None
-
-
-# How servers say "the prompt plus max_tokens exceeds the context window": vLLM and OpenAI
-# ("This model's maximum context length is 16384 tokens. However, you requested ...",
-# code context_length_exceeded), llama.cpp's server ("the request exceeds the available context
-# size", type exceed_context_size_error; older builds "Context size has been exceeded"), Anthropic
-# ("prompt is too long: 210000 tokens > 200000 maximum").
-CONTEXT_OVERFLOW = ("maximum context length", "context_length_exceeded", "exceed_context_size",
-                    "exceeds the available context size", "context size has been exceeded",
-                    "prompt is too long")
-
-
-def is_context_overflow(exc: BaseException, detail: str) -> bool:
-    body = getattr(exc, "body", None)
-    err = body.get("error", body) if isinstance(body, dict) else None
-    said = " ".join(str(err.get(k, "")) for k in ("type", "code")) if isinstance(err, dict) else ""
-    return any(marker in f"{detail} {said}".lower() for marker in CONTEXT_OVERFLOW)
 
 
 # A reasoning model's thoughts, when the server leaves them in the content (deepseek-r1 or qwq on
@@ -424,7 +295,7 @@ class Provider(ABC):
         page = client.models.list()
         data = getattr(page, "data", None)
         if not isinstance(data, list):
-            raise UnusableReply(_snippet(page))
+            raise UnusableReply(snippet(page))
         return [str(getattr(m, "id", "")) for m in data]
 
     def _warn_uncounted(self) -> None:
@@ -492,7 +363,7 @@ class AnthropicProvider(Provider):
         )
         content = getattr(response, "content", None)
         if not isinstance(content, list):
-            raise UnusableReply(_snippet(response))
+            raise UnusableReply(snippet(response))
         text = "".join(
             getattr(b, "text", "") or "" for b in content if getattr(b, "type", "") == "text"
         )
@@ -510,7 +381,7 @@ class AnthropicProvider(Provider):
         response = client.messages.create(model=self.settings.model, max_tokens=1,
                                           messages=[{"role": "user", "content": "ping"}])
         if not isinstance(getattr(response, "content", None), list):
-            raise UnusableReply(_snippet(response))
+            raise UnusableReply(snippet(response))
 
 
 class OpenAIProvider(Provider):
@@ -532,7 +403,7 @@ class OpenAIProvider(Provider):
         response = client.chat.completions.create(**kwargs)
         choices = getattr(response, "choices", None)
         if isinstance(response, str) or (choices is not None and not isinstance(choices, list)):
-            raise UnusableReply(_snippet(response))
+            raise UnusableReply(snippet(response))
         # The usage is read first: a reply with no choices is billed all the same.
         u = getattr(response, "usage", None)
         prompt = int(getattr(u, "prompt_tokens", 0) or 0)
@@ -559,7 +430,7 @@ class OpenAIProvider(Provider):
             model=s.model, messages=[{"role": "user", "content": "ping"}],
             **{s.max_tokens_field: 1})
         if isinstance(response, str) or not isinstance(getattr(response, "choices", None), list):
-            raise UnusableReply(_snippet(response))
+            raise UnusableReply(snippet(response))
 
 
 def make_provider(
