@@ -151,7 +151,8 @@ def claude_error(mode: str) -> dict[str, object]:
     if mode == "maxturns":  # no `result` text; is_error false in some versions
         return {**base, "subtype": "error_max_turns", "is_error": False, "num_turns": 3}
     text = {"jsonauth": "Invalid API key · Please run /login",
-            "ratelimit": "Claude AI usage limit reached|1765000000"}[mode]
+            "ratelimit": "Claude AI usage limit reached|"
+                         + os.environ.get("FAKE_AGENT_RESET", "1765000000")}[mode]
     return {**base, "subtype": "success", "is_error": True, "result": text,
             "total_cost_usd": 0}
 

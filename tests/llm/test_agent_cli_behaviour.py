@@ -162,6 +162,21 @@ def test_a_usage_limit_pauses_the_session_instead_of_rejecting_experiments(
     assert "usage limit reached" in info.value.what and info.value.retry_after_s == 300
 
 
+def test_a_usage_limit_with_its_reset_time_pauses_until_then(
+        agents: Path, session: ProposalContext, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Claude Code names when its usage limit resets: the session waits until a minute after
+    that (not 300 s at a time through a 5-hour window); an absurdly far one is bounded."""
+    mode(monkeypatch, "ratelimit")
+    monkeypatch.setenv("FAKE_AGENT_RESET", str(int(time.time()) + 2 * 3600))
+    with pytest.raises(ProposerOutage) as info:
+        agent().propose(session)
+    assert 2 * 3600 + 30 <= info.value.retry_after_s <= 2 * 3600 + 60
+    monkeypatch.setenv("FAKE_AGENT_RESET", str(int(time.time()) + 30 * 86400))
+    with pytest.raises(ProposerOutage) as info:
+        agent().propose(session)
+    assert info.value.retry_after_s == 6 * 3600
+
+
 def test_an_agent_that_only_answers_is_recorded_with_what_it_said(
         agents: Path, session: ProposalContext, monkeypatch: pytest.MonkeyPatch) -> None:
     mode(monkeypatch, "answer")

@@ -43,6 +43,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -85,8 +86,26 @@ _RATE_LIMIT = re.compile(
     r"usage limit|rate[_ ]limit|too many requests|quota exceeded|overloaded_error",
     re.IGNORECASE,
 )
-# How long a rate-limited agent is left alone before it is asked again.
+# How long a rate-limited agent is left alone before it is asked again, unless it says when its
+# limit resets (then until a minute after that, within the bound: a longer wait is more likely a
+# misread number than a real window, and a session with --until stops rather than wait past it).
 RATE_LIMIT_PAUSE_S = 300.0
+RESET_MARGIN_S = 60.0
+MAX_RESET_WAIT_S = 6 * 3600.0
+# Claude Code's usage limit names its reset time as a Unix epoch: "usage limit reached|1765000000".
+_RESETS_AT = re.compile(r"usage limit reached\|(\d{9,11})\b", re.IGNORECASE)
+
+
+def rate_limit_pause(said: str, now: float) -> float:
+    """Seconds to wait before asking a rate-limited agent again: until just after the reset time
+    it printed, if it printed one still ahead, else `RATE_LIMIT_PAUSE_S`."""
+    found = _RESETS_AT.search(said)
+    if found is None:
+        return RATE_LIMIT_PAUSE_S
+    ahead = int(found.group(1)) - now
+    if ahead <= 0:
+        return RATE_LIMIT_PAUSE_S
+    return min(ahead + RESET_MARGIN_S, MAX_RESET_WAIT_S)
 
 
 class AgentProposer(Proposer):
@@ -344,7 +363,7 @@ class AgentProposer(Proposer):
         if _RATE_LIMIT.search(said):
             raise ProposerOutage(
                 f"the {self.preset.name} CLI hit a rate or usage limit: {said.strip()[:300]}",
-                retry_after_s=RATE_LIMIT_PAUSE_S,
+                retry_after_s=rate_limit_pause(said, time.time()),
                 where=f"the {self.preset.name} CLI's account",
                 usage=usage,
             )
