@@ -315,7 +315,8 @@ def test_a_huge_diff_file_is_reviewed_in_bounded_memory(repo: Repo, tmp_path: Pa
     assert proc.returncode == 0, proc.stderr
     stdout = proc.stdout
     peak_mb = int(hwm.read_text().split()[1]) / 1024  # "VmHWM:   123456 kB"
-    assert peak_mb < 150, f"peak RSS {peak_mb:.0f} MB"
+    # Streamed: ~45 MB here; the whole diff read into memory first: ~120 MB.
+    assert peak_mb < 80, f"peak RSS {peak_mb:.0f} MB"
     review = json.loads(stdout)
     assert any(n.startswith(f"data.csv: not reviewed ({rows:,} changed lines")
                for n in review["notes"]), review["notes"]
