@@ -298,3 +298,18 @@ def sigterm_once_asked(proc: subprocess.Popen[str], server: FakeModelServer, req
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def first_answered_then(first: Reply, later: Callable[[], Reply]) -> Callable[[Recorded], Reply]:
+    """A handler that answers the first request with `first` and every later one with `later()`
+    (which may hold it: a call still in flight while the first has returned)."""
+    answered = [0]
+    lock = threading.Lock()
+
+    def handler(rec: Recorded) -> Reply:
+        with lock:
+            answered[0] += 1
+            is_first = answered[0] == 1
+        return first if is_first else later()
+
+    return handler

@@ -34,7 +34,13 @@ from autoresearch.ledger import ExperimentRow, Ledger
 from autoresearch.report import write_report
 from autoresearch.session import Session
 from tests.conftest import CONFIG, SCORE_PY, git, make_repo, run_cli, use_script
-from tests.llm.fake_server import FakeModelServer, Recorded, Reply, sigterm_once_asked
+from tests.llm.fake_server import (
+    FakeModelServer,
+    Recorded,
+    Reply,
+    first_answered_then,
+    sigterm_once_asked,
+)
 from tests.review.conftest import llm_options
 
 # An improvement (X from 3 to 6; the optimum is 7) that also shells out with a caller's text.
@@ -328,19 +334,11 @@ def test_sigterm_during_a_gate_review_keeps_the_calls_that_returned_billed(
     first pass's call, returned before the stop, is in the session's usage, billed to the
     experiment (it used to be billed only once the whole review was back)."""
     import sys
-    import threading
 
     from tests.conftest import cli_env
 
-    answered = [0]
-    lock = threading.Lock()
-
-    def slow_second(rec: Recorded) -> Reply:
-        with lock:
-            answered[0] += 1
-            first = answered[0] == 1
-        reply = '```json\n{"findings": []}\n```'
-        return Reply(text=reply) if first else Reply(text=reply, delay=60)
+    reply = '```json\n{"findings": []}\n```'
+    slow_second = first_answered_then(Reply(text=reply), lambda: Reply(text=reply, delay=60))
 
     bigger = OFF_BY_ONE + "".join(f"\nV{i} = {i}\n" for i in range(12))  # two passes
     change: dict[str, Any] = {"hypothesis": "move X to 6 and scale the values",

@@ -20,7 +20,12 @@ from autoresearch.proposers.base import Meter, Usage
 from autoresearch.review.gate import GateResult, review_candidate
 from autoresearch.review.pipeline import run_review
 from tests.conftest import cli_env
-from tests.llm.fake_server import FakeModelServer, Recorded, Reply, sigterm_once_asked
+from tests.llm.fake_server import (
+    FakeModelServer,
+    Reply,
+    first_answered_then,
+    sigterm_once_asked,
+)
 from tests.review.conftest import Repo, llm_options
 from tests.review.test_llm_review import settings
 
@@ -39,17 +44,12 @@ def test_the_gate_bills_each_model_call_the_moment_it_returns(repo: Repo) -> Non
     """One pass answers at once, the other is held: the first call is billed while the second
     is still in flight, not at the end of the review (a SIGTERM then would lose nothing)."""
     release = threading.Event()
-    answered = [0]
-    lock = threading.Lock()
 
-    def model(rec: Recorded) -> Reply:
-        with lock:
-            answered[0] += 1
-            first = answered[0] == 1
-        if not first:
-            release.wait(30)
+    def held() -> Reply:
+        release.wait(30)
         return NO_FINDINGS
 
+    model = first_answered_then(NO_FINDINGS, held)
     billed: list[Usage] = []
     with FakeModelServer(handler=model) as server:
         parent, candidate = two_pass_change(repo)
@@ -99,15 +99,7 @@ def test_a_limit_reached_elsewhere_stops_every_call_before_it_is_made(repo: Repo
 def test_sigterm_mid_review_keeps_the_cost_of_the_calls_that_returned(repo: Repo) -> None:
     """`autoresearch review` stopped while one pass waits on the model: the pass that returned
     is in the ledger (a review with no finding, its tokens and cost), and stderr says so."""
-    answered = [0]
-    lock = threading.Lock()
-
-    def model(rec: Recorded) -> Reply:
-        with lock:
-            answered[0] += 1
-            first = answered[0] == 1
-        return NO_FINDINGS if first else Reply(text='{"findings": []}', delay=60)
-
+    model = first_answered_then(NO_FINDINGS, lambda: Reply(text='{"findings": []}', delay=60))
     two_pass_change(repo)
     repo.git("checkout", "-qb", "feature")
     repo.git("branch", "-q", "-f", "main", "HEAD~1")
