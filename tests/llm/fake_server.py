@@ -49,6 +49,7 @@ class Reply:
     usage: bool = True  # False: no "usage" object at all (llama.cpp forks, proxies, old Ollama)
     reasoning: str | None = None  # OpenAI: a "reasoning_content" beside "content" (vLLM, DeepSeek)
     error_type: str | None = None  # the error body's "type" (llama.cpp: exceed_context_size_error)
+    error_fields: dict[str, Any] = field(default_factory=dict)  # more keys in the error object
 
 
 @dataclass
@@ -232,7 +233,7 @@ def _error_body(kind: str, reply: Reply) -> dict[str, Any]:
         return {"type": "error",
                 "error": {"type": types.get(reply.status, "api_error"), "message": reply.error}}
     return {"error": {"message": reply.error, "type": reply.error_type or "fake_error",
-                      "param": None, "code": str(reply.status)}}
+                      "param": None, "code": str(reply.status), **reply.error_fields}}
 
 
 def _anthropic(body: dict[str, Any], reply: Reply) -> dict[str, Any]:

@@ -161,10 +161,13 @@ def window(chars: int, refusal: Reply) -> tuple[list[int], object]:
 
 
 @pytest.mark.parametrize("refusal", [
-    Reply(status=400, error=VLLM_OVERFLOW),
+    # Refusals that name no sizes (a proxy's own wording with OpenAI's code; llama.cpp builds
+    # without n_ctx in the error): the proposer can only halve what it sends.
+    Reply(status=400, error="Request too large for this model.", error_type="invalid_request_error",
+          error_fields={"code": "context_length_exceeded"}),
     Reply(status=400, error=LLAMACPP_OVERFLOW, error_type="exceed_context_size_error"),
     Reply(status=500, error="Context size has been exceeded."),  # older llama-server builds
-], ids=["vllm", "llama.cpp", "llama.cpp 500"])
+], ids=["openai code", "llama.cpp", "llama.cpp 500"])
 def test_a_context_window_error_sends_less_and_remembers_it(
         make_ctx: MakeCtx, worktree: Path, refusal: Reply) -> None:
     # A big file in scope: the default budget (60K tokens) sends about 60K characters of it; the
@@ -184,6 +187,67 @@ def test_a_context_window_error_sends_less_and_remembers_it(
         assert len(sizes) == 1
 
 
+def sized_window(room: int, kind: str) -> tuple[list[int], object]:
+    """A server whose window holds `room` tokens besides the reply's max_tokens (a token being
+    4 characters here), refusing a longer request the way `kind` does, with the sizes in it."""
+    sizes: list[int] = []
+
+    def handle(request: Recorded) -> Reply:
+        prompt = len(request.prompt_text()) // 4
+        sizes.append(prompt)
+        reply_room = int(request.body["max_tokens"])
+        window = room + reply_room
+        if prompt + reply_room <= window:
+            return Reply(text=GOOD)
+        if kind == "vllm":
+            return Reply(status=400, error=(
+                f"This model's maximum context length is {window} tokens. However, you "
+                f"requested {prompt + reply_room} tokens ({prompt} in the messages, "
+                f"{reply_room} in the completion). Please reduce the length of the messages "
+                "or completion."))
+        if kind == "llama.cpp":
+            return Reply(status=400, error=LLAMACPP_OVERFLOW, error_type="exceed_context_size_error",
+                         error_fields={"n_prompt_tokens": prompt + reply_room, "n_ctx": window})
+        return Reply(status=400, error=(  # Anthropic
+            f"input length and `max_tokens` exceed context limit: {prompt} + {reply_room} > "
+            f"{window}, decrease input length or `max_tokens` and try again"))
+
+    return sizes, handle
+
+
+@pytest.mark.parametrize("kind", ["vllm", "llama.cpp", "anthropic"])
+def test_a_window_that_names_its_size_is_fitted_at_the_first_refusal(
+        make_ctx: MakeCtx, worktree: Path, kind: str) -> None:
+    # The same big file as above, a window with room for 9,000 tokens of prompt: halving would
+    # take four requests (60K, 30K, 15K, 7.5K tokens); read from the refusal, the size fits on
+    # the second, and uses most of the room.
+    big = worktree / "lib" / "util.py"
+    big.write_text(big.read_text() + "".join(f"V{i} = {i}\n" for i in range(20_000)))
+    git(worktree, "add", "-A")
+    git(worktree, "commit", "-qm", "big")
+    sizes, handle = sized_window(9_000, kind)
+    with FakeModelServer(handler=handle) as server:  # type: ignore[arg-type]
+        p = proposer(server, kind="anthropic" if kind == "anthropic" else "openai")
+        assert p.propose(make_ctx()) is not None
+        assert len(sizes) == 2, sizes
+        assert sizes[1] <= 9_000 and 7_000 <= p.context_tokens < 9_000
+        sizes.clear()
+        assert p.propose(make_ctx()) is not None and len(sizes) == 1
+
+
+def test_a_reply_room_as_large_as_the_window_stops_at_once(
+        server: FakeModelServer, make_ctx: MakeCtx) -> None:
+    # max_tokens 8192 against an 8192-token window: no context fits, whatever is cut.
+    server.push(Reply(status=400, error=(
+        "This model's maximum context length is 8192 tokens. However, you requested 12000 "
+        "tokens (3808 in the messages, 8192 in the completion).")))
+    with pytest.raises(FatalProposerError) as info:
+        proposer(server).propose(make_ctx())
+    assert len(server.requests) == 1
+    assert "a 8192-token window, 8192 of them kept for the reply" in info.value.what
+    assert "max_tokens (now 8192" in str(info.value.fix)
+
+
 def test_a_window_too_small_for_max_tokens_stops_naming_the_options(
         server: FakeModelServer, make_ctx: MakeCtx) -> None:
     server.push(*[Reply(status=400, error=VLLM_OVERFLOW)] * 10)
@@ -193,7 +257,9 @@ def test_a_window_too_small_for_max_tokens_stops_naming_the_options(
     fix = str(info.value.fix)
     assert "max_tokens (now 8192" in fix and "--max-model-len" in fix and "llama-server -c" in fix
     assert "context_tokens" in str(info.value.where)
-    assert len(server.requests) == 5  # 60K, 30K, 15K, 7.5K, 3.75K tokens: then it stops
+    # The refusal names its sizes: 60K tokens, then 7,157 (60K × 8,192 / 61,808 × 0.9); the
+    # same refusal again fits it to 853, under the 2,000 a context needs: stop.
+    assert len(server.requests) == 2
 
 
 # --- the endpoint probe -----------------------------------------------------------------------
@@ -265,7 +331,9 @@ def test_a_session_on_a_window_too_small_stops_with_the_fix_not_a_loop(toy_repo:
     with FakeModelServer([too_long] * 10) as server:
         use_fake_model(toy_repo, server)
         result = run_cli(toy_repo, "run", "--tag", "w", "--iterations", "4", timeout=120)
-        assert len(server.requests) == 5  # the budget halved down to 2,000 tokens, then stop
+        # 60K tokens, then fitted to what the refusal named (49,320), refused again: halved
+        # from there (24,660, 12,330, 6,165, 3,082), then below 2,000: stop.
+        assert len(server.requests) == 6
     output = result.stdout + result.stderr
     assert result.returncode == 5, output
     assert "prompt is too long" in output and "max_tokens" in output

@@ -90,5 +90,14 @@ def usage_of(exc: BaseException) -> list[Usage]:
 class ContextTooLong(FailedProposal):
     """The server refused the request as longer than its context window (vLLM's "maximum
     context length", llama.cpp's "exceeds the available context size"): the same request would
-    be refused again, so the proposer sends less (`LLMProposer` halves its context budget) rather
-    than repeating it; left uncaught it fails one proposal, like any refused request."""
+    be refused again, so the proposer sends less (`LLMProposer` fits its context budget to the
+    sizes the refusal named, or halves it) rather than repeating it; left uncaught it fails one
+    proposal, like any refused request. `window`, `prompt`, `completion`: the sizes the server
+    named, in its tokens (None where it did not say)."""
+
+    def __init__(self, what: str, *, where: str | None = None, window: int | None = None,
+                 prompt: int | None = None, completion: int | None = None) -> None:
+        super().__init__(what, where=where)
+        self.window = window
+        self.prompt = prompt
+        self.completion = completion

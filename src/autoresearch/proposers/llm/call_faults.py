@@ -8,6 +8,7 @@ request is longer than the model's context window.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -28,6 +29,17 @@ class Fault:
     retry_after: float | None = None
     status: int | None = None  # the HTTP status, when there was one
     refused_connection: bool = False  # nothing listening at the address
+    window: Window | None = None  # kind "context": the sizes the server named, if it did
+
+
+@dataclass(frozen=True)
+class Window:
+    """What a context-window refusal said of the sizes: the window, and how many tokens the
+    prompt and the reply's room took (None where the server did not say)."""
+
+    tokens: int
+    prompt: int | None = None
+    completion: int | None = None
 
 
 def _retry_after(exc: BaseException) -> float | None:
@@ -112,7 +124,8 @@ def classify(exc: BaseException, sdk: Any, settings: ProviderSettings) -> Fault 
         if is_context_overflow(exc, detail):
             # Before the 5xx rule: llama.cpp has answered this with a 500 too.
             return Fault("context", f"{where}: the request is longer than the model's context "
-                                    f"window (HTTP {code}): {detail}", status=code)
+                                    f"window (HTTP {code}): {detail}", status=code,
+                         window=window_of(exc, detail))
         if code == 402 or "credit balance" in detail.lower():
             return Fault("fatal", f"{where}: billing problem (HTTP {code}): {detail}")
         if code == 404:
@@ -132,10 +145,11 @@ def classify(exc: BaseException, sdk: Any, settings: ProviderSettings) -> Fault 
 # ("This model's maximum context length is 16384 tokens. However, you requested ...",
 # code context_length_exceeded), llama.cpp's server ("the request exceeds the available context
 # size", type exceed_context_size_error; older builds "Context size has been exceeded"), Anthropic
-# ("prompt is too long: 210000 tokens > 200000 maximum").
+# ("prompt is too long: 210000 tokens > 200000 maximum", or "input length and `max_tokens`
+# exceed context limit: 198000 + 8192 > 200000").
 CONTEXT_OVERFLOW = ("maximum context length", "context_length_exceeded", "exceed_context_size",
                     "exceeds the available context size", "context size has been exceeded",
-                    "prompt is too long")
+                    "prompt is too long", "exceed context limit")
 
 
 def is_context_overflow(exc: BaseException, detail: str) -> bool:
@@ -143,3 +157,41 @@ def is_context_overflow(exc: BaseException, detail: str) -> bool:
     err = body.get("error", body) if isinstance(body, dict) else None
     said = " ".join(str(err.get(k, "")) for k in ("type", "code")) if isinstance(err, dict) else ""
     return any(marker in f"{detail} {said}".lower() for marker in CONTEXT_OVERFLOW)
+
+
+# The sizes the servers put in those refusals, as (pattern, the fields its groups fill):
+_SIZES = (
+    # vLLM and OpenAI: "... maximum context length is 16384 tokens. However, you requested 70000
+    # tokens (61808 in the messages, 8192 in the completion)" or "... your messages resulted in
+    # 9000 tokens"; newer vLLM: "... is 4096 tokens and your request has 3000 input tokens".
+    (r"maximum context length is (\d+) tokens", ("tokens",)),
+    (r"\((\d+) in the messages, (\d+) in the completion\)", ("prompt", "completion")),
+    (r"messages resulted in (\d+) tokens", ("prompt",)),
+    (r"request has (\d+) input tokens", ("prompt",)),
+    # Anthropic: "prompt is too long: 210000 tokens > 200000 maximum", or "input length and
+    # `max_tokens` exceed context limit: 198000 + 8192 > 200000".
+    (r"prompt is too long: (\d+) tokens > (\d+) maximum", ("prompt", "tokens")),
+    (r"context limit: (\d+) \+ (\d+) > (\d+)", ("prompt", "completion", "tokens")),
+)
+
+
+def window_of(exc: BaseException, detail: str) -> Window | None:
+    """The window's size and the request's, as the refusal states them; None when it names no
+    window size (then the proposer can only guess, and halves what it sends). llama.cpp's server
+    puts them in the error object (n_ctx, n_prompt_tokens), the others in the message."""
+    found: dict[str, int] = {}
+    body = getattr(exc, "body", None)
+    err = body.get("error", body) if isinstance(body, dict) else None
+    if isinstance(err, dict):
+        for key, name in (("n_ctx", "tokens"), ("n_prompt_tokens", "prompt")):
+            value = err.get(key)
+            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                found[name] = value
+    for pattern, names in _SIZES:
+        match = re.search(pattern, detail, re.IGNORECASE)
+        if match:
+            for name, value in zip(names, match.groups(), strict=True):
+                found.setdefault(name, int(value))
+    if not found.get("tokens"):
+        return None
+    return Window(found["tokens"], found.get("prompt"), found.get("completion"))

@@ -21,7 +21,8 @@ repair that produced nothing raises (a repair that gives up included).
 
 A reply cut off at `max_tokens` is never applied, even when its blocks parse: the blocks it
 meant to write after them are missing. A server that refuses the request as longer than its
-context window gets a smaller one (`_fitting` halves `context_tokens`), never the same again.
+context window gets a smaller one (`_fitting` fits `context_tokens` to the window the refusal
+named, or halves it), never the same again.
 
 A reply that failed is echoed back in the retry request, cut to `MAX_ECHOED_CHARS` (its head
 and tail): a runaway reply must not make every retry a request of millions of tokens.
@@ -235,23 +236,33 @@ class LLMProposer(Proposer):
 
     def _fitting(self, converse: Callable[[int], Conversation]) -> Conversation:
         """Run `converse(context budget)`; when the server refuses the request as longer than its
-        context window, halve the budget (for this proposal and every later one: the window does
-        not grow) and start the conversation again, so that a small local context (vLLM's
+        context window, send less (for this proposal and every later one: the window does not
+        grow) and start the conversation again, so that a small local context (vLLM's
         --max-model-len, llama.cpp's -c) costs fewer files and less history rather than every
         proposal. A budget that cannot shrink further stops the session with the options to
         change: the reply's room (max_tokens) counts against the window too."""
         spent: list[Usage] = []  # without a meter: what the abandoned conversations cost
+        refusals = 0
         while True:
             try:
                 reply, edits, usage = converse(self.context_tokens)
                 return reply, edits, spent + usage
             except ContextTooLong as exc:
                 spent += exc.usage
-                smaller = self.context_tokens // 2
+                refusals += 1
+                smaller = self._fitted_budget(exc)
+                if refusals > 1:
+                    # A fitted size refused again: the sizes named were not the whole story
+                    # (a template's tokens, a server counting otherwise); halve from here on,
+                    # so that the requests stay few whatever the server says.
+                    smaller = min(smaller, self.context_tokens // 2)
                 if smaller < MIN_CONTEXT_TOKENS:
+                    reply_room = exc.completion or self.settings.max_tokens
+                    sizes = (f" (a {exc.window}-token window, {reply_room} of them kept for the "
+                             "reply)" if exc.window else "")
                     raise FatalProposerError(
                         f"{exc.what}; still so with [proposer] context_tokens = "
-                        f"{self.context_tokens}",
+                        f"{self.context_tokens}{sizes}",
                         where="[proposer] max_tokens and context_tokens in autoresearch.toml, "
                               "and the model server's context size",
                         fix=f"lower [proposer] max_tokens (now {self.settings.max_tokens}: the "
@@ -266,6 +277,23 @@ class LLMProposer(Proposer):
             except ProposerFault as exc:
                 exc.usage[:0] = spent
                 raise
+
+    def _fitted_budget(self, refused: ContextTooLong) -> int:
+        """The context budget to send next. When the refusal named the window and what the
+        prompt took, the budget is scaled to the room left (the window less the reply's), with a
+        tenth kept back for the difference between the context builder's token estimate and the
+        server's tokenizer, and for the prompt's fixed part; else it is halved. Never more than
+        nine tenths of the refused budget, so that every refusal sends less. 0 when the reply's
+        room alone fills the window: no context fits then."""
+        budget = self.context_tokens
+        if refused.window is None or not refused.prompt:
+            return budget // 2
+        room = refused.window - (refused.completion or self.settings.max_tokens)
+        if room <= 0:
+            return 0
+        # What was sent is at most the budget, and at most the prompt the server counted.
+        sent = min(budget, refused.prompt)
+        return min(budget * 9 // 10, int(sent * room / refused.prompt * 0.9))
 
     def _system(self) -> list[Part]:
         return [Part(prompts.SYSTEM_PROMPT, cache=True)]
