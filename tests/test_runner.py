@@ -521,6 +521,25 @@ def test_bounded_log_keeps_exact_head_and_tail(tmp_path: Path) -> None:
     assert log.dropped == int(marker.group(1))
 
 
+def test_a_finished_file_is_capped_to_its_head_and_tail(tmp_path: Path) -> None:
+    # Output another process wrote straight to the file (an agent CLI's): cut once it is done.
+    path = tmp_path / "agent.log"
+    stream = b"".join(f"line {i:06d}\n".encode() for i in range(20_000))
+    path.write_bytes(stream)
+    dropped = runner._BoundedLog.cap(path, 8192)
+    data = path.read_bytes()
+    assert len(data) <= 8192
+    head, rest = data[:4096], data[4096:]
+    marker = re.match(rb"\n?\[autoresearch: (\d+) bytes of output dropped here\]\n", rest)
+    assert marker is not None and int(marker.group(1)) == dropped > 0
+    tail = rest[marker.end() :]
+    assert stream.startswith(head) and stream.endswith(tail) and tail.startswith(b"line ")
+    assert len(head) + dropped + len(tail) == len(stream)
+    small = tmp_path / "small.log"
+    small.write_bytes(b"short\n")
+    assert runner._BoundedLog.cap(small, 8192) == 0 and small.read_bytes() == b"short\n"
+
+
 def test_cleanup_matches_the_exact_run_id_only(tmp_path: Path, prefix: str) -> None:
     # A neighbour whose id merely starts with ours ("...-10" vs "...-1") must be left alone.
     env = {**os.environ, runner.RUN_ID_ENV: prefix + "10"}

@@ -21,15 +21,29 @@ class BoundedLog:
     is copied about once: cost is linear in the output, memory is one copy buffer.
     """
 
-    def __init__(self, path: Path, max_bytes: int) -> None:
+    def __init__(self, path: Path, max_bytes: int, *, existing: bool = False) -> None:
         max_bytes = max(max_bytes, _MIN_LOG_BYTES)
-        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | (0 if existing else os.O_TRUNC)
+        self._fd = os.open(path, flags, 0o644)
         self._max = max_bytes
         self._head = max_bytes // 2
         self._keep = max_bytes // 4
-        self._size = 0
+        self._size = os.lseek(self._fd, 0, os.SEEK_END)
         self._tail_start = self._head  # where the rolling tail begins (after the marker)
         self.dropped = 0
+
+    @classmethod
+    def cap(cls, path: Path, max_bytes: int) -> int:
+        """Cut a finished file down the same way (its head, a marker, its tail) when it is over
+        `max_bytes`: for output another process wrote straight to the file, which cannot be cut
+        while it writes. Returns the bytes dropped."""
+        log = cls(path, max_bytes, existing=True)
+        try:
+            if log._size > log._max:
+                log._cut()
+            return log.dropped
+        finally:
+            log.close()
 
     def write(self, data: bytes) -> None:
         view = memoryview(data)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import re
 import time
 import tracemalloc
 from pathlib import Path
@@ -250,7 +251,7 @@ def test_an_agent_waiting_for_approval_times_out_naming_the_prompt_and_the_optio
 
 # --- huge output -----------------------------------------------------------------------------------
 
-def test_megabytes_of_stream_json_are_read_in_bounded_memory_and_kept_in_the_log(
+def test_megabytes_of_stream_json_are_read_in_bounded_memory_and_their_log_capped(
         agents: Path, session: ProposalContext, monkeypatch: pytest.MonkeyPatch,
         worktree: Path) -> None:
     mode(monkeypatch, "flood")
@@ -266,9 +267,13 @@ def test_megabytes_of_stream_json_are_read_in_bounded_memory_and_kept_in_the_log
     # The result object at the end is still read: the hypothesis and the cost.
     assert proposal is not None and proposal.hypothesis == "set X to the optimum 7"
     assert proposal.usage[0].cost_usd == 0.0123
+    # The log keeps its head and its tail within [verify] max_log_mb (20 MB by default), the
+    # middle cut with a marker saying how much, as a verify run's log is.
     log = worktree / ".autoresearch" / "sessions" / "t" / "logs" / "t-0099" / "agent-propose-1.log"
-    assert log.stat().st_size > 24 * 1024 * 1024
+    assert 10 * 1024 * 1024 < log.stat().st_size <= 20 * 1024 * 1024
     with log.open("rb") as fh:
         assert fh.readline().startswith(b'{"type": "assistant"')
+        fh.seek(10 * 1024 * 1024 - 200)
+        assert re.search(rb"\[autoresearch: \d+ bytes of output dropped here\]", fh.read(4096))
         fh.seek(-300, os.SEEK_END)
         assert b'"total_cost_usd": 0.0123' in fh.read()

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import IO
 
 from autoresearch import strays
+from autoresearch.bounded_log import BoundedLog
 from autoresearch.lifeline import launch_plan, run_env, watchdog
 from autoresearch.process_tree import ProcessTree, wait_exit
 
@@ -99,10 +100,12 @@ def run_agent(
     timeout: float,
     run_id: str,
     log: Path | None = None,
+    max_log_bytes: int | None = None,
 ) -> AgentRun:
     """Run `argv` in `cwd`; output goes to files so a chatty agent can neither block nor fill
-    the memory: stdout to `log` when given (kept), else to a temporary file; only the end of
-    each stream is read back."""
+    the memory: stdout to `log` when given (kept, cut to its head and tail past
+    `max_log_bytes` once the agent is done), else to a temporary file; only the end of each
+    stream is read back."""
     started = time.monotonic()
     exe = _executable(argv[0], env)
     launch, preexec = launch_plan([exe, *argv[1:]])
@@ -152,6 +155,10 @@ def run_agent(
             killed += strays.sweep(GRACE_SECONDS)
         stdout, size = _tail(out)
         stderr, _ = _tail(err)
+        if log is not None and max_log_bytes is not None:
+            # The agent wrote to the file itself, so it is cut now that nothing writes to it:
+            # hundreds of experiments of stream-json must not fill the state directory.
+            BoundedLog.cap(log, max_log_bytes)
         return AgentRun(
             returncode=None if timed_out else proc.returncode,
             stdout=stdout,

@@ -256,7 +256,8 @@ class AgentProposer(Proposer):
                                 env=self._env(ctx), timeout=self.timeout,
                                 run_id=f"{run_ids_of_worktree(ctx.worktree)}{ctx.session_tag}"
                                 f"-agent-{uuid.uuid4().hex[:12]}",
-                                log=self._log_path(ctx, purpose))
+                                log=self._log_path(ctx, purpose),
+                                max_log_bytes=int(self.config.verify.max_log_mb * 1024 * 1024))
             except FileNotFoundError:
                 raise FatalProposerError(
                     f"the agent CLI {call.argv[0]!r} was not found",
