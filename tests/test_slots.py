@@ -121,3 +121,55 @@ def test_check_takes_the_workers_a_run_would_be_given(toy_repo: Path) -> None:
     assert f"{workers} workers share {workers - 1} core" in said
     bad = run_cli(toy_repo, "check", "-w", "0")
     assert bad.returncode == 2 and "--workers" in bad.stderr
+
+
+# A verify command that holds a TCP port on 127.0.0.1 for 3 s before it scores: the port is
+# fixed, or offset by AUTORESEARCH_SLOT (the fix `check` names).
+SERVE_PY = """\
+import os, socket, subprocess, sys, time
+port = {base} + ({per_slot} and int(os.environ["AUTORESEARCH_SLOT"]))
+s = socket.socket()
+try:
+    s.bind(("127.0.0.1", port))
+except OSError as exc:
+    sys.exit(f"cannot bind 127.0.0.1:{{port}}: {{exc}}")
+time.sleep(3)
+s.close()
+sys.exit(subprocess.call([sys.executable, "score.py"]))
+"""
+
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.parametrize("per_slot", [False, True], ids=["fixed port", "port from the slot"])
+def test_check_runs_every_slot_at_once_and_names_a_collision(toy_repo: Path,
+                                                             per_slot: bool) -> None:
+    # Alone the command passes; two runs at once collide on the port, which a session would only
+    # show as crashes blamed on candidates. `check --workers 2` runs both slots together first.
+    base = free_port() - 3
+    (toy_repo / "serve.py").write_text(SERVE_PY.format(base=base, per_slot=per_slot))
+    git(toy_repo, "add", "serve.py")
+    edit_config(toy_repo, 'command = "{python} score.py"', 'command = "{python} serve.py"')
+    edit_config(toy_repo, "timeout_seconds = 8", "timeout_seconds = 30")
+    use_script(toy_repo, [{"hypothesis": "X to 6", "edits": {"target.py": "X = 6.0\n"}}])
+    alone = run_cli(toy_repo, "check", "--workers", "1")
+    assert alone.returncode == 0, alone.stdout + alone.stderr
+    assert "at once" not in alone.stdout
+    check = run_cli(toy_repo, "check", "--workers", "2")
+    said = " ".join(check.stdout.split())
+    if per_slot:
+        assert check.returncode == 0, check.stdout + check.stderr
+        assert "2 runs at once all passed" in said, said
+        return
+    assert check.returncode == 1, said
+    assert "alone the verify command passed, but with 2 runs at once 1 failed" in said, said
+    assert "cannot bind 127.0.0.1" in said and "AUTORESEARCH_SLOT" in said, said
+    assert "cannot bind" in (toy_repo / ".autoresearch" / "check-slot.log").read_text()
+    assert "1 problem(s) found" in said
+    assert not list((toy_repo / ".autoresearch").glob("**/slot-*/"))  # no worktree left
+    assert git(toy_repo, "worktree", "list").count("\n") <= 1, git(toy_repo, "worktree", "list")

@@ -1,4 +1,5 @@
-"""`autoresearch check`: validate the contract and dry-run the verify command once.
+"""`autoresearch check`: validate the contract and dry-run the verify command once (and, with
+several workers, once per slot at the same time: `check_together`).
 
 The dry run happens in a temporary worktree at HEAD, so the user's checkout is never touched.
 Each problem carries the exit code `check` ends with: 2 for anything the config must fix (a
@@ -19,6 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from autoresearch import gitops, resources, shared_paths
+from autoresearch.check_together import run_together
 from autoresearch.config import CONFIG_NAME, STATE_DIR, Config, load_config
 from autoresearch.errors import AutoresearchError, ConfigError, LedgerEmptyError
 from autoresearch.executor import LocalExecutor, RunRequest
@@ -229,6 +231,7 @@ def _dry_run(root: Path, config: Config, console: Console, reported: list[str]) 
                     unknown_gpus(config.run)):
         if warning:
             console.print(f"[yellow]![/] {escape(warning)}")
+    alone_s: float | None = None  # the single run's time, when it passed cleanly
     with tempfile.TemporaryDirectory(prefix="autoresearch-check-") as tmp:
         worktree = Path(tmp) / "wt"
         head = gitops.rev_parse(root, "HEAD")
@@ -262,8 +265,12 @@ def _dry_run(root: Path, config: Config, console: Console, reported: list[str]) 
                 problems.append("the run changed shared data: " + ", ".join(shared.changed()))
                 console.print(f"[red]✗[/] the run wrote to shared files (your checkout's own): "
                               f"{escape(', '.join(shared.changed()))}")
+            elif status == "ok":
+                alone_s = m.duration_s
         finally:
             gitops.remove_worktree(root, worktree)
+    if workers > 1 and alone_s is not None:
+        problems += run_together(root, config, shares, alone_s, console)
     return problems
 
 

@@ -1,0 +1,102 @@
+"""`check` with several workers: the verify command run in every slot at once, as `run --workers N`
+runs it, so that a command that collides with itself is found before the session, not after it.
+
+Runs of one command at once collide on whatever they share outside their worktrees: a fixed port
+(the second cannot bind it), a lock file, a scratch or output path, a GPU they all take. Alone the
+command passes; together one of them fails, and in a session that shows up as crashes blamed on
+candidates. The dry run is made once alone first (so a plain failure is told apart), then, only
+when that passed, once per slot at the same time, each in its own worktree with its slot's share
+and its AUTORESEARCH_SLOT. A failure only together is a problem `check` reports, with the fix.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import threading
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from rich.console import Console
+from rich.markup import escape
+
+from autoresearch import gitops, shared_paths
+from autoresearch.config import STATE_DIR, Config
+from autoresearch.executor import LocalExecutor, Measurement, RunRequest
+from autoresearch.runner import log_tail
+from autoresearch.slots import SLOT_ENV, Resources
+from autoresearch.state import ensure_state_dir
+
+
+def run_together(root: Path, config: Config, shares: Sequence[Resources], alone_s: float,
+                 console: Console) -> list[str]:
+    """Run the verify command at HEAD in len(shares) worktrees at once; the problems found."""
+    n = len(shares)
+    # Numbered as a session's slots are (SlotPool): AUTORESEARCH_SLOT 1…N.
+    shares = [replace(share, slot=i + 1) for i, share in enumerate(shares)]
+    shared = shared_paths.collect(root, config)  # the single dry run has checked it already
+    head = gitops.rev_parse(root, "HEAD")
+    console.print(f"… running it in {n} slots at once, as `run --workers {n}` does (a command "
+                  "that shares a port, a lock or a path between its runs fails here)")
+    with tempfile.TemporaryDirectory(prefix="autoresearch-check-") as tmp:
+        worktrees = [Path(tmp) / f"slot-{i + 1}" for i in range(n)]
+        stop = threading.Event()
+        executor = LocalExecutor(config, stop=stop, workers=n, shared=shared)
+        made: list[Path] = []
+        try:
+            for worktree in worktrees:
+                gitops.ensure_detached_worktree(root, worktree, head)
+                made.append(worktree)
+                shared.link(worktree)
+            futures = [executor.submit(RunRequest(
+                commit=head, worktree=worktree, role="check",
+                log_path=Path(tmp) / f"{worktree.name}.log",
+                run_id=f"ar-check-{Path(tmp).name}-{i + 1}", seed=i, resources=share))
+                for i, (worktree, share) in enumerate(zip(worktrees, shares, strict=True))]
+            try:
+                done = [f.result() for f in futures]
+            except BaseException:
+                stop.set()  # Ctrl-C: every run ends now, none is left behind
+                raise
+            finally:
+                executor.close()
+            return _verdict(root, done, shares, alone_s, console)
+        finally:
+            for worktree in made:
+                gitops.remove_worktree(root, worktree)
+
+
+def _verdict(root: Path, done: Sequence[Measurement], shares: Sequence[Resources],
+             alone_s: float, console: Console) -> list[str]:
+    n = len(done)
+    failed = [(share.slot, m) for share, m in zip(shares, done, strict=True) if m.status != "ok"]
+    if not failed:
+        slowest = max(m.duration_s for m in done)
+        console.print(f"[green]✓[/] {n} runs at once all passed, the slowest in {slowest:.1f} s "
+                      f"(alone: {alone_s:.1f} s)")
+        return []
+    which = "; ".join(f"slot-{slot} {m.status}: {m.reason}" for slot, m in failed)
+    console.print(f"[red]✗[/] alone the verify command passed, but with {n} runs at once "
+                  f"{len(failed)} failed: {escape(which)}")
+    slot, first = failed[0]
+    if first.log_path.exists():
+        console.print(f"    slot-{slot}'s output ends:")
+        console.print(escape(log_tail(first.log_path, 1200)), style="dim")
+        console.print(f"    the whole output: {_keep_log(root, first.log_path)}")
+    console.print(
+        "[yellow]→[/] its runs share something outside their worktrees: a fixed port, a lock "
+        "file, a scratch or output path. Give each run its own, derived from "
+        f"{SLOT_ENV} (1…{n}, set in every run's environment; e.g. port 8000 + "
+        f"${SLOT_ENV}), or run with fewer workers (\\[run] workers, run --workers)")
+    return [f"the verify command fails when {n} runs of it run at once ({which}); "
+            f"give each run its own port or path from {SLOT_ENV}, or use fewer workers"]
+
+
+def _keep_log(root: Path, log: Path) -> Path:
+    """Keep the failed slot's output beside the single dry run's: .autoresearch/check-slot.log."""
+    state = root / STATE_DIR
+    ensure_state_dir(state)
+    kept = state / "check-slot.log"
+    shutil.copyfile(log, kept)
+    return kept.relative_to(root)
