@@ -93,6 +93,79 @@ def test_a_changed_evaluation_is_named_when_the_session_resumes(toy_repo: Path) 
     assert sessions(toy_repo) == [("t", base)]  # the session goes on from its own base
 
 
+@pytest.mark.parametrize(("old", "new", "named"), [
+    ('direction = "minimize"', 'direction = "maximize"',
+     "[metric] direction: 'minimize' → 'maximize'"),
+    ("budget_seconds = 5", "budget_seconds = 7", "[verify] budget_seconds: 5.0 → 7.0"),
+    ('command = "{python} score.py"', 'command = "{python} score.py --fast"',
+     "[verify] command: '{python} score.py' → '{python} score.py --fast'"),
+], ids=["direction", "budget", "command"])
+def test_a_resume_refuses_a_config_that_changed_what_the_session_measures(
+        toy_repo: Path, old: str, new: str, named: str) -> None:
+    # The keeps so far were judged on one measurement; going on with another would compare its
+    # runs with theirs (a flipped direction kept every worse value, "improving" on the baseline).
+    use_script(toy_repo, STEPS)
+    assert run_cli(toy_repo, "run", "--tag", "t", "--iterations", "3").returncode == 0
+    before = experiments(toy_repo)
+    branch = git(toy_repo, "rev-parse", "autoresearch/t")
+    config = toy_repo / "autoresearch.toml"
+    text = config.read_text()
+    config.write_text(text.replace(old, new))
+    git(toy_repo, "commit", "-qam", "what is measured changed")
+    check = run_cli(toy_repo, "check")
+    assert check.returncode == 1 and "`run` would refuse to resume it" in " ".join(
+        check.stdout.split()), check.stdout
+    result = run_cli(toy_repo, "run", "--tag", "t", "--iterations", "5")
+    assert result.returncode == 3, result.stdout + result.stderr
+    said = " ".join(result.stderr.split())
+    assert "autoresearch.toml changed what session 't' measures since it last ran" in said, said
+    assert named in said and "--tag NEW" in said, said
+    assert experiments(toy_repo) == before  # nothing recorded, nothing moved
+    assert git(toy_repo, "rev-parse", "autoresearch/t") == branch
+    # Set back, the session goes on; a new tag measures with the new settings.
+    config.write_text(text)
+    git(toy_repo, "commit", "-qam", "set back")
+    assert run_cli(toy_repo, "run", "--tag", "t", "--iterations", "4").returncode == 0
+    config.write_text(text.replace(old, new))
+    git(toy_repo, "commit", "-qam", "again")
+    fresh = run_cli(toy_repo, "run", "--tag", "u", "--iterations", "2")
+    assert fresh.returncode == 0, fresh.stdout + fresh.stderr
+
+
+def test_other_changed_settings_take_effect_on_resume_and_are_named(toy_repo: Path) -> None:
+    use_script(toy_repo, STEPS)
+    assert run_cli(toy_repo, "run", "--tag", "t", "--iterations", "2").returncode == 0
+    config = toy_repo / "autoresearch.toml"
+    config.write_text(config.read_text().replace("repeats = 2", "repeats = 3").replace(
+        "timeout_seconds = 8", "timeout_seconds = 9"))
+    git(toy_repo, "commit", "-qam", "the verdict's settings")
+    result = run_cli(toy_repo, "run", "--tag", "t", "--iterations", "3")
+    assert result.returncode == 0, result.stdout + result.stderr
+    said = " ".join(result.stdout.split())
+    assert ("autoresearch.toml changed since this session last ran: [decision] repeats, "
+            "[verify] timeout_seconds; in effect from now on") in said, said
+    assert "differ(s) from the session's base" not in said  # not "its own copy": it is read anew
+    again = run_cli(toy_repo, "run", "--tag", "t", "--iterations", "4")
+    assert "changed since this session last ran" not in again.stdout  # said once
+
+
+def test_a_session_that_measured_nothing_takes_the_new_measurement(toy_repo: Path) -> None:
+    # The baseline never passed (the metric's name was wrong): the fix is a config change.
+    use_script(toy_repo, STEPS)
+    config = toy_repo / "autoresearch.toml"
+    right = config.read_text()
+    config.write_text(right.replace('name = "score"', 'name = "scor"'))
+    git(toy_repo, "commit", "-qam", "a misspelt metric")
+    assert run_cli(toy_repo, "run", "--tag", "t", "--iterations", "3").returncode != 0
+    config.write_text(right)
+    git(toy_repo, "commit", "-qam", "the metric's name fixed")
+    result = run_cli(toy_repo, "run", "--tag", "t", "--iterations", "3")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "[metric] name: 'scor' → 'score'" in " ".join(result.stdout.split())
+    with sqlite3.connect(toy_repo / ".autoresearch" / "ledger.db") as conn:
+        assert conn.execute("SELECT metric FROM sessions").fetchall() == [("score",)]
+
+
 def test_the_session_branch_checked_out_is_refused(toy_repo: Path) -> None:
     use_script(toy_repo, STEPS)
     assert run_cli(toy_repo, "run", "--tag", "t", "--iterations", "2").returncode == 0

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from autoresearch import gitops
-from autoresearch.config import Config
+from autoresearch.config import CONFIG_NAME, Config
 from autoresearch.errors import PreconditionError
 from autoresearch.globs import select
 from autoresearch.history import History
@@ -59,7 +59,10 @@ def follow_head(root: Path, config: Config, ledger: Ledger, row: SessionRow,
                    f"checkout's HEAD {head[:10]}")
         ledger.add_event(row.id, "session", message)
         return HeadFollowed(ledger.session(row.tag) or row, restarted=True, notices=[message])
-    changed = select(gitops.diff_names(root, base, head), config.all_protected)
+    # autoresearch.toml is read from the checkout at every start (measurement_contract says
+    # which of its changes a session refuses); the evaluation's files come from the base.
+    changed = [path for path in select(gitops.diff_names(root, base, head), config.all_protected)
+               if path != CONFIG_NAME]
     if not changed:
         return HeadFollowed(row, restarted=False)
     return HeadFollowed(row, restarted=False, notices=[

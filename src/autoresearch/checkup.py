@@ -24,6 +24,8 @@ from autoresearch.check_together import run_together
 from autoresearch.config import CONFIG_NAME, STATE_DIR, Config, load_config
 from autoresearch.errors import AutoresearchError, ConfigError, LedgerEmptyError
 from autoresearch.executor import LocalExecutor, RunRequest
+from autoresearch.ledger import ExperimentRow, SessionRow, TrialStatus
+from autoresearch.measurement_contract import measurement_changes
 from autoresearch.metric_discovery import Candidate, candidates, likely_objective, source_line
 from autoresearch.metrics import format_metric_help, parse_metrics, printed_values
 from autoresearch.readiness import (
@@ -34,6 +36,7 @@ from autoresearch.readiness import (
 from autoresearch.results_tsv import memory_advice
 from autoresearch.runner import log_tail
 from autoresearch.slots import crowding, plan_resources, unknown_gpus
+from autoresearch.state import StatePaths, default_tag
 from autoresearch.statuses import happened
 from autoresearch.timeouts import describe, needed_timeout
 
@@ -80,6 +83,7 @@ def run_checkup(root: Path, console: Console, workers: int | None = None) -> lis
         for warning in protected_matching_nothing(root, config):
             console.print(f"[yellow]![/] {escape(warning)}")
     problems += _check_ledger(root, console)
+    problems += _check_resume(root, config, console)
     problems += _check_proposer(root, config, console)
     problems += _check_review_gate(config, console)
     if gitops.head_commit(root) is not None:  # else the preconditions said so: nothing to run
@@ -91,29 +95,54 @@ def run_checkup(root: Path, console: Console, workers: int | None = None) -> lis
     return problems
 
 
-def _what_run_does(root: Path) -> str:
-    """`run` without --tag resumes the latest session: say so, since a resumed session measures
-    from its own base (a session whose baseline never passed starts again from HEAD)."""
-    from autoresearch.ledger import Ledger, TrialStatus
-    from autoresearch.state import StatePaths, default_tag
+def _latest_session(root: Path) -> tuple[SessionRow, list[ExperimentRow]] | None:
+    """The session `run` without --tag would resume, and its experiments; None when none."""
+    from autoresearch.ledger import Ledger
 
-    # The first session's tag is today's date: name it, so `status` and `show` can be found.
-    new = f"start session {default_tag()} (today's date; --tag NAME to choose) with the baseline"
     path = StatePaths(root, "_").ledger
     if not path.exists():
-        return new
+        return None
     try:
         ledger = Ledger(path, readonly=True)
     except AutoresearchError:  # empty, or already reported by _check_ledger
-        return new
+        return None
     try:
         latest = ledger.latest_session()
-        if latest is None:
-            return new
-        experiments = ledger.experiments(latest.id)
+        return None if latest is None else (latest, ledger.experiments(latest.id))
     finally:
         ledger.close()
-    if not any(e.kind == "baseline" and e.status == TrialStatus.KEEP for e in experiments):
+
+
+def _baseline_passed(experiments: list[ExperimentRow]) -> bool:
+    return any(e.kind == "baseline" and e.status == TrialStatus.KEEP for e in experiments)
+
+
+def _check_resume(root: Path, config: Config, console: Console) -> list[str]:
+    """`run` without --tag resumes the latest session, which refuses a config that changed what
+    it measures (measurement_contract): a problem here too, before the night."""
+    found = _latest_session(root)
+    if found is None or not _baseline_passed(found[1]):
+        return []
+    session = found[0]
+    changes = measurement_changes(session.config, config)
+    if not changes:
+        return []
+    console.print(f"[red]✗[/] {CONFIG_NAME} changed what session {escape(session.tag)} measures "
+                  f"since it last ran ({escape('; '.join(changes))}): `run` would refuse to "
+                  "resume it; start a new one with --tag NEW, or set those back")
+    return [f"{CONFIG_NAME} changed what session {session.tag} measures: " + "; ".join(changes)]
+
+
+def _what_run_does(root: Path) -> str:
+    """`run` without --tag resumes the latest session: say so, since a resumed session measures
+    from its own base (a session whose baseline never passed starts again from HEAD)."""
+    # The first session's tag is today's date: name it, so `status` and `show` can be found.
+    new = f"start session {default_tag()} (today's date; --tag NAME to choose) with the baseline"
+    found = _latest_session(root)
+    if found is None:
+        return new
+    latest, experiments = found
+    if not _baseline_passed(experiments):
         return (f"resume session {latest.tag}, whose baseline has not passed yet: it starts "
                 "again from your HEAD")
     done = sum(1 for e in experiments if e.kind != "baseline")

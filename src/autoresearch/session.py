@@ -22,7 +22,7 @@ from autoresearch.checkout_sync import (
     refuse_session_branch_checked_out,
     save_unknown_commits,
 )
-from autoresearch.config import PROGRAM_NAME, Config
+from autoresearch.config import CONFIG_NAME, PROGRAM_NAME, Config
 from autoresearch.display import Display, failure_line
 from autoresearch.errors import PreconditionError
 from autoresearch.evaluation_inputs import EvaluationInputs
@@ -39,6 +39,11 @@ from autoresearch.globs import select
 from autoresearch.history import History, run_seed
 from autoresearch.ledger import Ledger, RunRow, SessionRow, TrialStatus
 from autoresearch.ledger_watch import LedgerWatch
+from autoresearch.measurement_contract import (
+    measurement_changes,
+    other_changes,
+    refuse_changed_measurement,
+)
 from autoresearch.policy import Policy, policy_for
 from autoresearch.proposers.base import ExperimentOutcome, Proposal, Proposer
 from autoresearch.proposers.registry import load_proposer
@@ -154,6 +159,7 @@ class Session:
             self.row = row
             self._same_inputs(row)
             self.history = History(self.config, self.ledger, row)
+            self._same_measurement()
             tip = self._recover()
             first = self.slots.all[0].worktree
             self.protected_hashes = guardrails.hash_files(first, select(
@@ -192,6 +198,7 @@ class Session:
         self.history = History(self.config, self.ledger, row)
         if not created:
             self._follow_head()
+            self._same_measurement()
         self.display.tally.metric = self.config.metric.name
         self.display.tally.direction = self.config.metric.direction
         tip = self._recover()
@@ -219,6 +226,23 @@ class Session:
         else:
             self.ledger.add_event(row.id, "inputs", "the evaluation's inputs outside the "
                                   "repository, hashed", data=self.inputs.digests())
+
+    def _same_measurement(self) -> None:
+        """Refuse to resume when autoresearch.toml changed what the session measures, once it
+        has measured something (see measurement_contract); say what else changed, which takes
+        effect from now on (the session's recorded config is updated when it opens)."""
+        self.history.load()
+        measured = self.history.baseline is not None
+        if measured:
+            refuse_changed_measurement(self.paths.tag, self.row.config, self.config,
+                                       str(self.root / CONFIG_NAME))
+        changed = other_changes(self.row.config, self.config)
+        if not measured:
+            changed = measurement_changes(self.row.config, self.config) + changed
+        if changed:
+            more = " …" if len(changed) > 8 else ""
+            self.notices.append(f"{CONFIG_NAME} changed since this session last ran: "
+                                f"{', '.join(changed[:8])}{more}; in effect from now on")
 
     def _follow_head(self) -> None:
         followed = follow_head(self.root, self.config, self.ledger, self.row, self.history)
