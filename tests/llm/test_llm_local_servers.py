@@ -148,6 +148,14 @@ LLAMACPP_OVERFLOW = ("the request exceeds the available context size. try increa
                      "context size or enable context shift")
 
 
+def add_a_big_file(worktree: Path) -> None:
+    """A file in scope of about 200,000 characters: more than any window below holds."""
+    big = worktree / "lib" / "util.py"
+    big.write_text(big.read_text() + "".join(f"V{i} = {i}\n" for i in range(20_000)))
+    git(worktree, "add", "-A")
+    git(worktree, "commit", "-qm", "big")
+
+
 def window(chars: int, refusal: Reply) -> tuple[list[int], object]:
     """A handler answering GOOD to a request of at most `chars` characters, else `refusal`."""
     sizes: list[int] = []
@@ -172,10 +180,7 @@ def test_a_context_window_error_sends_less_and_remembers_it(
         make_ctx: MakeCtx, worktree: Path, refusal: Reply) -> None:
     # A big file in scope: the default budget (60K tokens) sends about 60K characters of it; the
     # window holds 20K characters, so the proposer must halve its budget twice.
-    big = worktree / "lib" / "util.py"
-    big.write_text(big.read_text() + "".join(f"V{i} = {i}\n" for i in range(20_000)))
-    git(worktree, "add", "-A")
-    git(worktree, "commit", "-qm", "big")
+    add_a_big_file(worktree)
     sizes, handle = window(20_000, refusal)
     with FakeModelServer(handler=handle) as server:  # type: ignore[arg-type]
         p = proposer(server)
@@ -221,10 +226,7 @@ def test_a_window_that_names_its_size_is_fitted_at_the_first_refusal(
     # The same big file as above, a window with room for 9,000 tokens of prompt: halving would
     # take four requests (60K, 30K, 15K, 7.5K tokens); read from the refusal, the size fits on
     # the second, and uses most of the room.
-    big = worktree / "lib" / "util.py"
-    big.write_text(big.read_text() + "".join(f"V{i} = {i}\n" for i in range(20_000)))
-    git(worktree, "add", "-A")
-    git(worktree, "commit", "-qm", "big")
+    add_a_big_file(worktree)
     sizes, handle = sized_window(9_000, kind)
     with FakeModelServer(handler=handle) as server:  # type: ignore[arg-type]
         p = proposer(server, kind="anthropic" if kind == "anthropic" else "openai")
