@@ -325,9 +325,9 @@ def main() -> None:
                       help="[decision] drift (true/false)")
     tune.add_argument("--min-runs", type=int)
     tune.add_argument("--rho", type=float)
-    tune.add_argument("--margin", type=float)
+    tune.add_argument("--margin", type=float, help="[decision] futility_margin")
     tune.add_argument("--prior-dof", type=float)
-    tune.add_argument("--drift-prior", type=float, help="drift thought plausible, σ per run")
+    tune.add_argument("--drift-prior", type=float, help="[decision] drift_prior: drift thought plausible, σ per run")
     args = ap.parse_args()
     if not 0.0 < args.real_share <= 1.0:
         ap.error(f"--real-share {args.real_share:g}: a chance, give a number in (0, 1]")

@@ -341,12 +341,15 @@ def test_the_decision_knobs_are_validated_and_reach_the_policy() -> None:
     base = {"scope": ["a.py"], "verify": {"command": "true", "budget_seconds": 10},
             "metric": {"name": "m", "direction": "maximize"}}
     config = parse_config({**base, "decision": {"false_keep": 0.005, "max_runs": 6,
-                                                "target_effect": 1.5, "control_every": 2}})
+                                                "target_effect": 1.5, "control_every": 2,
+                                                "futility_margin": 1.8}})
     policy = policy_for(config.decision, config.metric.direction)
     assert isinstance(policy, SequentialPolicy) and policy.sign == 1.0
-    assert (policy.design.alpha, policy.design.max_runs, policy.design.effect) == (0.005, 6, 1.5)
+    design = policy.design
+    assert (design.alpha, design.max_runs, design.effect, design.margin) == (0.005, 6, 1.5, 1.8)
     assert policy.control_due(2) and not policy.control_due(1)
-    for bad in ({"false_keep": 0.7}, {"max_runs": 1}, {"policy": "bayes"}):
+    for bad in ({"false_keep": 0.7}, {"max_runs": 1}, {"policy": "bayes"},
+                {"futility_margin": 0}):
         with pytest.raises(ConfigError) as err:
             parse_config({**base, "decision": bad})
         assert f"decision.{next(iter(bad))}" in str(err.value)

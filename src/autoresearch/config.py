@@ -233,6 +233,10 @@ class DecisionConfig(_Strict):
     # The improvement, in σ of one run, the sequential design is built to find: smaller finds
     # smaller effects at more runs per candidate (README, "The decision rule").
     target_effect: float = Field(default=2.0, gt=0)
+    # How far (in z) below what a true target_effect improvement would show a candidate's first
+    # run may fall before it is discarded: larger keeps more real improvements at more runs per
+    # verdict (README, "The decision rule"; docs/benchmarks.md, "What a night finds").
+    futility_margin: float = Field(default=1.5, gt=0, le=5)
     control_every: int = Field(default=16, ge=0)  # serial: re-measure the incumbent every N runs
     drift: bool = True  # model a slow linear drift shared by all runs
     # σ per run: the drift thought plausible before control runs measure one (README, "The

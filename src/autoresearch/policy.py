@@ -235,7 +235,7 @@ def policy_for(decision: DecisionConfig, direction: str) -> Policy:
     return SequentialPolicy(
         direction=direction, min_effect=decision.min_effect,
         design=Design(alpha=decision.false_keep, max_runs=decision.max_runs,
-                      effect=decision.target_effect),
+                      effect=decision.target_effect, margin=decision.futility_margin),
         control_every=decision.control_every, drift=decision.drift,
         drift_prior=decision.drift_prior,
         simplicity=decision.simplicity, simplicity_budget=decision.simplicity_budget,
