@@ -175,3 +175,46 @@ def test_a_best_that_re_measures_worse_than_the_baseline_is_said_not_to_reproduc
     for said in (result.stdout, run_cli(toy_repo, "status", "--tag", "t").stdout):
         assert ("worse than the baseline when re-measured: the measurement it was kept on did "
                 "not reproduce") in " ".join(said.split())
+
+
+def slow_steps(first: float, n: int, sleep: int = 1) -> list[dict[str, object]]:
+    """A keep (X to `first`), then n worse proposals; every run sleeps `sleep` s."""
+    return [{"hypothesis": f"X to {x}", "edits": {"target.py": f"X = {x}\nSLEEP = {sleep}\n"}}
+            for x in [first, *[0.5 * i for i in range(n)]]]
+
+
+def test_a_time_limit_keeps_room_for_the_headline_and_ends_by_it(toy_repo: Path) -> None:
+    # `--until` is when the session is done: no experiment starts that would leave too little
+    # time for the verification of the best, which then ends within the limit too.
+    (toy_repo / "target.py").write_text("X = 3.0\nSLEEP = 1\n")
+    edit_config(toy_repo, "repeats = 2", "repeats = 2\nheadline_pairs = 3")
+    git(toy_repo, "commit", "-qam", "slow runs, 3 headline pairs")
+    use_script(toy_repo, slow_steps(6.0, 30))
+    result = run_cli(toy_repo, "run", "--tag", "t", "--until", "25s")
+    assert result.returncode == 0, result.stdout + result.stderr
+    said = " ".join(result.stdout.split())
+    assert "the time limit would be exceeded by another experiment and the headline's " \
+           "verification" in said, said
+    (hl,) = headlines(toy_repo)
+    assert len(hl["pairs"]) == 3  # type: ignore[arg-type]
+    ((first, last),) = rows(toy_repo, "SELECT MIN(started_at), MAX(finished_at) FROM runs")
+    assert float(last) - float(first) < 25 + 4, f"ended {float(last) - float(first):.1f} s in"  # type: ignore[arg-type]
+
+
+def test_a_time_limit_with_no_room_left_leaves_the_headline_to_report_verify(
+        toy_repo: Path) -> None:
+    # Runs of ~2 s: the baseline's two and the keep's one leave ~5 s of a 12 s limit, where two
+    # pairs (8 s) do not fit: the verification is skipped, said, and `report --verify` does it.
+    (toy_repo / "target.py").write_text("X = 3.0\nSLEEP = 2\n")
+    edit_config(toy_repo, "repeats = 2", "repeats = 2\nheadline_pairs = 8")
+    git(toy_repo, "commit", "-qam", "slow runs, 8 headline pairs")
+    use_script(toy_repo, slow_steps(6.0, 5, sleep=2))
+    result = run_cli(toy_repo, "run", "--tag", "t", "--until", "12s")
+    assert result.returncode == 0, result.stdout + result.stderr
+    said = " ".join(result.stdout.split())
+    assert "is not verified: the time limit leaves no room for its 8 pairs of runs" in said, said
+    assert "report --verify" in said and headlines(toy_repo) == []
+    assert rows(toy_repo, "SELECT COUNT(*) FROM runs WHERE role LIKE 'headline%'") == [(0,)]
+    assert rows(toy_repo, "SELECT COUNT(*) FROM events WHERE kind = 'headline-skipped'") == [(1,)]
+    status = " ".join(run_cli(toy_repo, "status", "--tag", "t").stdout.split())
+    assert "verified" not in status.replace("not verified", "")

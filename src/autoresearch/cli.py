@@ -164,8 +164,9 @@ def run(
     iterations: Annotated[int | None, typer.Option("--iterations", "-n", min=1, help=(
         "Stop after N experiments in the session in total (the baseline counts); "
         "a resumed run completes the same N."))] = None,
-    until: Annotated[str | None, typer.Option(help="Stop starting experiments after this long "
-                                              "(8h, 90m).")] = None,
+    until: Annotated[str | None, typer.Option(help=(
+        "Be done after this long (8h, 90m): no experiment starts that would end past it, the "
+        "verification of the best included."))] = None,
     workers: Annotated[int | None, typer.Option("--workers", "-w", min=1, max=64, help=(
         # \[: the help is rich markup, where a bare [run] is a tag and vanishes.
         "Experiments in flight at once, each in its own worktree slot (default: \\[run] "

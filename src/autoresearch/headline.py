@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from statistics import median
 from typing import TYPE_CHECKING, Any
 
 from autoresearch.ledger import ExperimentRow, Ledger
@@ -92,6 +93,39 @@ def pairs_wanted(s: Session) -> int:
         if now and then:
             claimed = s.config.metric.sign * (sum(now) / len(now) - sum(then) / len(then))
     return headline_pairs(claimed, history.noise().sigma)
+
+
+def run_seconds(s: Session) -> float:
+    """A run's wall time, as the session's last experiments' successful runs took (median);
+    0 when none finished yet."""
+    runs = s.history.runs
+    walls = [r.finished_at - r.started_at
+             for e in s.history.experiments[-10:]
+             for r in runs.get(e.id, ())[-4:]
+             if r.status == "ok" and r.finished_at is not None]
+    return median(walls) if walls else 0.0
+
+
+def seconds_for(s: Session, pairs: int, slots: int) -> float:
+    """How long `pairs` headline pairs take, spread over `slots`: two runs a pair."""
+    if pairs <= 0:
+        return 0.0
+    return 2 * math.ceil(pairs / max(1, slots)) * run_seconds(s)
+
+
+def reserve_seconds(s: Session, slots: int) -> float:
+    """The time to keep before a deadline so that the headline's verification fits in it, were
+    the session to end now (0 when there is nothing to verify)."""
+    return 0.0 if not_needed(s) else seconds_for(s, pairs_wanted(s), slots)
+
+
+def pairs_that_fit(s: Session, seconds: float, slots: int) -> int:
+    """The most headline pairs that end within `seconds`, spread over `slots`."""
+    per_run = run_seconds(s)
+    if per_run <= 0:
+        return pairs_wanted(s)
+    rounds = int(max(0.0, seconds) // (2 * per_run))
+    return rounds * max(1, slots)
 
 
 def to_verify(s: Session) -> ExperimentRow | None:

@@ -51,6 +51,9 @@ class Flight:
     future: Future[Measurement] | None = None
 
 
+MIN_HEADLINE_PAIRS = 2  # fewer give no interval: the headline is then left to report --verify
+
+
 def run(session: Session, limits: Limits) -> str:
     """Run the session until a limit; returns why it stopped (raises what stopped it early)."""
     return Scheduler(session, limits).run()
@@ -85,6 +88,19 @@ class Scheduler:
         if best is None:
             return None
         wanted = headline.pairs_wanted(self.s)
+        if self.limits.deadline is not None:
+            # A time limit is the time by which the session is done, its verification included
+            # (limit_reached kept room for it; a last experiment that ran long may have used some).
+            fit = headline.pairs_that_fit(self.s, self.limits.deadline - time.time(),
+                                          len(self.free))
+            if fit < MIN_HEADLINE_PAIRS:
+                message = (f"the headline of {best.id} is not verified: the time limit leaves no "
+                           f"room for its {wanted} pairs of runs (`autoresearch report --verify` "
+                           "measures them)")
+                self.s.event("headline-skipped", message, best.id)
+                self.s.display.message(message, style="yellow")
+                return None
+            wanted = min(wanted, fit)
         slots = self.free[:wanted]
         self.free = self.free[len(slots):]
         pairs: list[tuple[float, float]] = []
@@ -258,8 +274,11 @@ def limit_reached(s: Session, limits: Limits, in_flight: int = 0) -> str | None:
     if limits.deadline is not None:
         durations = [e.duration_s for e in s.history.experiments[-10:] if e.duration_s]
         expected = median(durations) if durations else 0.0
-        if time.time() + expected > limits.deadline:
-            return "the time limit would be exceeded by another experiment"
+        # Room for the headline's verification too, so that the session ends by the deadline.
+        reserve = headline.reserve_seconds(s, len(s.slots.all))
+        if time.time() + expected + reserve > limits.deadline:
+            return ("the time limit would be exceeded by another experiment"
+                    + (" and the headline's verification" if reserve else ""))
     return s.spend_limit_reached()
 
 
