@@ -173,3 +173,39 @@ def test_check_runs_every_slot_at_once_and_names_a_collision(toy_repo: Path,
     assert "1 problem(s) found" in said
     assert not list((toy_repo / ".autoresearch").glob("**/slot-*/"))  # no worktree left
     assert git(toy_repo, "worktree", "list").count("\n") <= 1, git(toy_repo, "worktree", "list")
+
+
+def test_a_killed_checks_worktrees_are_removed_by_the_next_check(toy_repo: Path) -> None:
+    # kill -9 while the slots run at once: its runs die with it (the lifeline), but its
+    # worktrees stay registered in git and on disk until the next check sweeps them.
+    import select
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import cli_env
+
+    (toy_repo / "target.py").write_text("X = 3.0\nSLEEP = 4\n")
+    edit_config(toy_repo, "timeout_seconds = 8", "timeout_seconds = 30")
+    use_script(toy_repo, [{"hypothesis": "X to 6", "edits": {"target.py": "X = 6.0\n"}}])
+    check = subprocess.Popen(
+        [sys.executable, "-m", "autoresearch", "check", "--workers", "2", "--repo", str(toy_repo)],
+        env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert check.stdout is not None
+    said, deadline = "", time.monotonic() + 60
+    while "slots at once" not in said and time.monotonic() < deadline:
+        if select.select([check.stdout], [], [], 1.0)[0]:
+            said += check.stdout.readline()
+    assert "slots at once" in said, said
+    time.sleep(1.0)
+    check.send_signal(signal.SIGKILL)
+    check.wait()
+    stale = [line for line in git(toy_repo, "worktree", "list").splitlines()
+             if "autoresearch-check-" in line]
+    assert len(stale) == 2, stale  # the two slots' (the single dry run's was removed)
+    (toy_repo / "target.py").write_text("X = 3.0\n")
+    git(toy_repo, "commit", "-qam", "fast again")
+    assert run_cli(toy_repo, "check").returncode == 0
+    assert "autoresearch-check-" not in git(toy_repo, "worktree", "list")
+    assert not any(Path(line.split()[0]).exists() for line in stale)

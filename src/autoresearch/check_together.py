@@ -1,5 +1,6 @@
 """`check` with several workers: the verify command run in every slot at once, as `run --workers N`
-runs it, so that a command that collides with itself is found before the session, not after it.
+runs it, so that a command that collides with itself is found before the session, not after it;
+and the check's temporary worktrees, which a killed check cannot remove (the next one does).
 
 Runs of one command at once collide on whatever they share outside their worktrees: a fixed port
 (the second cannot bind it), a lock file, a scratch or output path, a GPU they all take. Alone the
@@ -11,10 +12,11 @@ and its AUTORESEARCH_SLOT. A failure only together is a problem `check` reports,
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -24,6 +26,7 @@ from rich.markup import escape
 from autoresearch import gitops, shared_paths
 from autoresearch.config import STATE_DIR, Config
 from autoresearch.executor import LocalExecutor, Measurement, RunRequest
+from autoresearch.process_tree import owner_alive, owner_token
 from autoresearch.runner import log_tail
 from autoresearch.slots import SLOT_ENV, Resources
 from autoresearch.state import ensure_state_dir
@@ -39,7 +42,7 @@ def run_together(root: Path, config: Config, shares: Sequence[Resources], alone_
     head = gitops.rev_parse(root, "HEAD")
     console.print(f"… running it in {n} slots at once, as `run --workers {n}` does (a command "
                   "that shares a port, a lock or a path between its runs fails here)")
-    with tempfile.TemporaryDirectory(prefix="autoresearch-check-") as tmp:
+    with check_tempdir(root) as tmp:
         worktrees = [Path(tmp) / f"slot-{i + 1}" for i in range(n)]
         stop = threading.Event()
         executor = LocalExecutor(config, stop=stop, workers=n, shared=shared)
@@ -100,3 +103,36 @@ def _keep_log(root: Path, log: Path) -> Path:
     kept = state / "check-slot.log"
     shutil.copyfile(log, kept)
     return kept.relative_to(root)
+
+
+# --- the check's temporary worktrees -----------------------------------------------------------
+
+_PREFIX = "autoresearch-check-"
+
+
+@contextlib.contextmanager
+def check_tempdir(root: Path) -> Iterator[str]:
+    """A temporary directory for the check's worktrees, named after this process, after
+    removing those of checks that died without cleaning up (kill -9, a closed terminal): git
+    keeps a worktree registered until it is removed, and its checkout stays in the temp dir."""
+    sweep_stale_worktrees(root)
+    owner = owner_token().replace(":", "_")  # pid and start time: a reused pid is not the owner
+    with tempfile.TemporaryDirectory(prefix=f"{_PREFIX}{owner}-") as tmp:
+        yield tmp
+
+
+def sweep_stale_worktrees(root: Path) -> int:
+    """Remove the registered worktrees of checks whose process is gone; how many."""
+    removed = 0
+    tmp = Path(tempfile.gettempdir()).resolve()
+    for path in gitops.worktree_paths(root):
+        holder = path.parent
+        if holder.parent.resolve() != tmp or not holder.name.startswith(_PREFIX):
+            continue
+        owner = holder.name[len(_PREFIX):].rpartition("-")[0].replace("_", ":")
+        if not owner[:1].isdigit() or owner_alive(owner):
+            continue
+        gitops.remove_worktree(root, path)
+        shutil.rmtree(holder, ignore_errors=True)
+        removed += 1
+    return removed

@@ -11,7 +11,6 @@ from __future__ import annotations
 import difflib
 import math
 import shutil
-import tempfile
 from pathlib import Path
 
 from rich.console import Console
@@ -20,7 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from autoresearch import gitops, resources, shared_paths
-from autoresearch.check_together import run_together
+from autoresearch.check_together import check_tempdir, run_together
 from autoresearch.config import CONFIG_NAME, STATE_DIR, Config, load_config
 from autoresearch.errors import AutoresearchError, ConfigError, LedgerEmptyError
 from autoresearch.executor import LocalExecutor, RunRequest
@@ -261,7 +260,7 @@ def _dry_run(root: Path, config: Config, console: Console, reported: list[str]) 
         if warning:
             console.print(f"[yellow]![/] {escape(warning)}")
     alone_s: float | None = None  # the single run's time, when it passed cleanly
-    with tempfile.TemporaryDirectory(prefix="autoresearch-check-") as tmp:
+    with check_tempdir(root) as tmp:
         worktree = Path(tmp) / "wt"
         head = gitops.rev_parse(root, "HEAD")
         gitops.ensure_detached_worktree(root, worktree, head)

@@ -309,6 +309,13 @@ def links_to(root: Path, worktree: Path) -> bool:
     return gitdir.resolve().parent == _worktrees_dir(str(root.resolve()))
 
 
+def worktree_paths(root: Path) -> list[Path]:
+    """Every worktree git has registered for `root`'s repository (the main one first)."""
+    out = run_git(root, "worktree", "list", "--porcelain", "-z").stdout
+    return [Path(field[len(b"worktree "):].decode("utf-8", "surrogateescape"))
+            for field in out.split(b"\0") if field.startswith(b"worktree ")]
+
+
 def ensure_detached_worktree(root: Path, path: Path, commit: str) -> None:
     """Create (or re-attach) a worktree at `path`, detached at `commit` with exactly its files.
 
