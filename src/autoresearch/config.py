@@ -288,6 +288,9 @@ class LimitsConfig(_Strict):
     max_experiments: int | None = Field(default=None, ge=1)
     max_hours: float | None = Field(default=None, gt=0)
     max_usd: float | None = Field(default=None, ge=0)
+    # What the machine costs an hour while the session is at work (all its slots together):
+    # counted with the model calls against max_usd (budget.py).
+    compute_usd_per_hour: float | None = Field(default=None, ge=0)
 
 
 class RunConfig(_Strict):

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from autoresearch.budget import session_spend
 from autoresearch.config import ReviewConfig
 from autoresearch.ledger import TrialStatus
 from autoresearch.proposers.base import Meter, Usage
@@ -79,7 +80,8 @@ def within_budget(s: Session, config: ReviewConfig) -> ReviewConfig:
     """The review's cost cap: `[review] max_usd`, or what is left of the session's budget."""
     if s.limits.max_usd is None:
         return config
-    left = max(0.0, s.limits.max_usd - s.ledger.usage_totals(s.row.id)["cost_usd"])
+    spent = session_spend(s.ledger, s.row.id, s.config.limits.compute_usd_per_hour).total_usd
+    left = max(0.0, s.limits.max_usd - spent)
     if config.max_usd is not None and config.max_usd <= left:
         return config
     return config.model_copy(update={"max_usd": left})

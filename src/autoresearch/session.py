@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from autoresearch import gitops, guardrails, resources, shared_paths, timeouts
+from autoresearch.budget import session_spend
 from autoresearch.checkout_sync import (
     follow_head,
     refuse_session_branch_checked_out,
@@ -417,10 +418,12 @@ class Session:
     def spend_limit_reached(self) -> str | None:
         """Why no further model call may be made (checked before each one), or None."""
         if self.limits.max_usd is not None:
-            spent = self.ledger.usage_totals(self.row.id)["cost_usd"]
-            if spent >= self.limits.max_usd:
-                return (f"the spending limit is reached: spent ${spent:.2f} of the "
-                        f"${self.limits.max_usd:.2f} budget ([limits] max_usd)")
+            spend = session_spend(self.ledger, self.row.id,
+                                  self.config.limits.compute_usd_per_hour)
+            if spend.total_usd >= self.limits.max_usd:
+                parts = f": {spend.describe()}" if spend.compute_usd is not None else ""
+                return (f"the spending limit is reached: spent ${spend.total_usd:.2f} of the "
+                        f"${self.limits.max_usd:.2f} budget ([limits] max_usd){parts}")
         return None
 
     def incumbent_commit(self) -> str:

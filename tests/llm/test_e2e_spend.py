@@ -104,6 +104,35 @@ def test_the_spending_limit_is_overshot_by_one_call_at_most(toy_repo: Path) -> N
     assert "stopped: the spending limit is reached: spent $2.41 of the $2.00 budget" in output
 
 
+def test_model_calls_and_machine_time_share_one_budget(toy_repo: Path) -> None:
+    # $0.60 a call and the machine at $360 an hour ($0.10 a second): a $2 budget holds two calls
+    # and a few seconds of runs, whichever comes first, and every view says both parts.
+    cheap = Reply(text=GOOD, input_tokens=200_000)  # $0.6045 a call
+    with FakeModelServer(handler=lambda r: cheap) as server:
+        use_fake_model(toy_repo, server, max_retries=1)
+        (toy_repo / "target.py").write_text("X = 3.0\nSLEEP = 1\n")
+        config = toy_repo / "autoresearch.toml"
+        config.write_text(config.read_text() + "\n[limits]\nmax_usd = 2.0\n"
+                          "compute_usd_per_hour = 360\n")
+        git(toy_repo, "commit", "-qam", "one budget")
+        result = run_cli(toy_repo, "run", "--tag", "b", "--iterations", "20", timeout=120)
+    output = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode == 0, output
+    assert "stopped: the spending limit is reached: spent $" in output, output
+    assert "on model calls + $" in output and "h of machine time at $360/h" in output, output
+    ((model,),) = ledger(toy_repo, "SELECT sum(cost_usd) FROM usage")
+    # The baseline's two ~1 s runs alone cost about $0.2: fewer calls than $2 of tokens buys.
+    assert float(str(model)) < 2.0
+    ((done,),) = ledger(toy_repo, "SELECT COUNT(*) FROM experiments")
+    assert 2 <= int(str(done)) < 20
+    status = " ".join(run_cli(toy_repo, "status", "--tag", "b").stdout.split())
+    assert "spend $" in status and "of $2.00: $" in status and "machine time at $360/h" in status
+    report = run_cli(toy_repo, "report", "--tag", "b", "--out", str(toy_repo.parent / "rep"))
+    assert report.returncode == 0, report.stderr
+    markdown = (toy_repo.parent / "rep" / "report.md").read_text()
+    assert "on model calls + $" in markdown and "machine time at $360/h" in markdown
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(("reply", "said", "fix"), [
     (Reply(status=401, error="invalid x-api-key"), "refused the API key", "ANTHROPIC_API_KEY"),

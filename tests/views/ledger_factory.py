@@ -142,6 +142,7 @@ BeforeVerdict = Callable[["BuiltSession", ExperimentRow, str], str | None]
 
 def build_session(repo: Path, *, tag: str = "demo", plan: list[Planned] | None = None,
                   max_usd: float | None = 1.0, start: float | None = None,
+                  compute_usd_per_hour: float | None = None,
                   baseline_values: list[float] | None = None,
                   before_verdict: BeforeVerdict | None = None) -> BuiltSession:
     """A finished session with a baseline and the planned experiments, one minute apart."""
@@ -152,7 +153,8 @@ def build_session(repo: Path, *, tag: str = "demo", plan: list[Planned] | None =
     ledger = Ledger(repo / ".autoresearch" / "ledger.db")
     config = {"scope": ["*.py"], "verify": {"command": "python train.py", "budget_seconds": 5},
               "metric": {"name": "score", "direction": "minimize"},
-              "limits": {"max_usd": max_usd, "max_hours": 8.0, "max_experiments": None}}
+              "limits": {"max_usd": max_usd, "max_hours": 8.0, "max_experiments": None,
+                         "compute_usd_per_hour": compute_usd_per_hour}}
     t0 = start if start is not None else time.time() - 60.0 * (len(plan or DEFAULT_PLAN) + 2)
     session = ledger.create_session(
         tag=tag, branch=f"autoresearch/{tag}", base_commit=base, worktree=str(worktree),

@@ -557,3 +557,16 @@ def test_a_review_recorded_later_appears_without_reload(page: Any, tmp_path: Pat
         assert page.evaluate("window.__sameDocument") is True
         assert page.locator("button.chip[data-status='blocked by review']").count() == 1
     assert page.errors == []
+
+
+def test_the_spend_tile_says_model_calls_and_machine_time(page: Any, tmp_path: Path) -> None:
+    """With [limits] compute_usd_per_hour the spend is both parts, against the one budget."""
+    built = build_session(tmp_path / "repo", max_usd=50.0, compute_usd_per_hour=3.0)
+    built.ledger.close()
+    with serve(built.repo, "demo") as url:
+        page.goto(url + "/")
+        wait_until(page, "document.getElementById('spend-sub').textContent.includes('/h')")
+        sub = page.locator("#spend-sub").inner_text()
+        assert sub.startswith("of $50.00 budget") and "on model calls + $" in sub, sub
+        assert "h of machine time at $3/h" in sub, sub
+    assert page.errors == []

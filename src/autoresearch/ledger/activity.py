@@ -56,6 +56,16 @@ class ActivityTables:
         """One experiment's model calls, tokens and cost (`show`), as `usage_totals` sums them."""
         return self._usage_where("experiment_id", experiment_id)
 
+    def work_spans(self, session_id: int) -> list[tuple[float, float | None]]:
+        """When the session was at work: every experiment's and every run's (start, end), the
+        end None while open (a headline's runs go on after their experiment ended)."""
+        rows = self._query(
+            "SELECT started_at, finished_at FROM experiments WHERE session_id = ? UNION ALL "
+            "SELECT r.started_at, r.finished_at FROM runs r JOIN experiments e "
+            "ON r.experiment_id = e.id WHERE e.session_id = ?", (session_id, session_id))
+        return [(float(r[0]), None if r[1] is None else float(r[1])) for r in rows
+                if r[0] is not None]
+
     def _usage_where(self, column: str, value: object) -> dict[str, float]:
         assert column in ("session_id", "experiment_id")  # never user text in the SQL
         (row,) = self._query(

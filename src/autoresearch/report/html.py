@@ -92,6 +92,8 @@ def render_html(data: ReportData, png: bytes) -> str:
     arrow = "↑" if s.direction == "maximize" else "↓"
     spend = f"${s.cost_usd:.3f}"
     spend_sub = f"of ${s.max_usd:.2f} budget" if s.max_usd else "no spending limit"
+    if s.compute_usd is not None:
+        spend_sub += f" · {s.spend}"
     pct = "" if s.improvement_pct is None else (
         f" · {abs(s.improvement_pct):.3g}% {'better' if s.improvement_pct >= 0 else 'worse'}")
     parts = [
@@ -162,9 +164,11 @@ def _noise_and_cost(data: ReportData) -> list[str]:
         "<p class='sub'>The headline was not re-measured (nothing kept, or the session did not "
         "end normally since its best changed).</p>",
         "<h2>Cost</h2>",
-        f"<p>${s.cost_usd:.4f} over {int(u.get('calls', 0))} model calls "
+        f"<p>${s.model_usd:.4f} over {int(u.get('calls', 0))} model calls "
         f"({int(u.get('input_tokens', 0)):,} input and {int(u.get('output_tokens', 0)):,} output "
-        "tokens)" + (f"; budget ${s.max_usd:.2f}" if s.max_usd else "") + ".</p>",
+        "tokens)" + (f"; machine time ${s.compute_usd:.4f} ({_e(s.spend)})"
+                     if s.compute_usd is not None else "")
+        + (f"; budget ${s.max_usd:.2f}" if s.max_usd else "") + ".</p>",
     ]
 
 

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from autoresearch.budget import active_seconds, price_per_hour, session_spend
 from autoresearch.errors import AutoresearchError
 from autoresearch.headline import latest as latest_headline
 from autoresearch.ledger import Ledger, RunRow, SessionRow
@@ -82,10 +83,16 @@ class SessionSummary:
     noise: float | None            # the decision rule's pooled σ (what the engine recorded)
     baseline_noise: float | None   # σ of the baseline's own repeated runs (≥ 2 of them)
     baseline_runs: int
-    cost_usd: float
+    cost_usd: float  # the session's spend: model calls, plus machine time when it is priced
     max_usd: float | None
     max_hours: float | None
     max_experiments: int | None
+    # The parts of cost_usd (budget.py): model calls, and machine time at [limits]
+    # compute_usd_per_hour (None when not priced); `spend` says both in words.
+    model_usd: float = 0.0
+    compute_usd: float | None = None
+    compute_usd_per_hour: float | None = None
+    spend: str = ""
     # The headline verified at the end of the session (headline.py): best vs baseline
     # re-measured in interleaved pairs; None until it was, or when the best changed since.
     verified: str | None = None
@@ -180,24 +187,6 @@ def lock_holder_alive(ledger_path: Path, tag: str) -> bool:
     return SessionLock(lock).live_holder() is not None
 
 
-def active_seconds(spans: Sequence[tuple[float | None, float | None]], until: float) -> float:
-    """The length of the union of the experiments' [start, end] spans (an open one ends at
-    `until`): the time the session was doing something, without the pauses between runs."""
-    intervals = sorted((start, end if end is not None else until)
-                       for start, end in spans if start is not None)
-    total, current_start, current_end = 0.0, None, None
-    for start, end in intervals:
-        if current_end is None or start > current_end:
-            if current_end is not None and current_start is not None:
-                total += current_end - current_start
-            current_start, current_end = start, max(start, end)
-        else:
-            current_end = max(current_end, end)
-    if current_end is not None and current_start is not None:
-        total += current_end - current_start
-    return total
-
-
 def build_view(ledger: Ledger, session: SessionRow, *, now: float | None = None) -> SessionView:
     """Read one session from the ledger and compute everything the views show."""
     exps = ledger.experiments(session.id)
@@ -246,6 +235,7 @@ def compose_view(ledger: Ledger, session: SessionRow, rows: Sequence[ExperimentV
     per_hour = finished / (active / 3600.0) if active >= 1.0 and finished else None
 
     limits: Mapping[str, Any] = session.config.get("limits") or {}
+    spend = session_spend(ledger, session.id, price_per_hour(limits), until)
     verified = latest_headline(ledger, session.id)
     best_commit = best_row.commit_sha if best_row else None
     if verified is not None and verified.best_commit != best_commit:
@@ -267,7 +257,8 @@ def compose_view(ledger: Ledger, session: SessionRow, rows: Sequence[ExperimentV
                          if improvement is not None and baseline else None),
         noise=floor.pooled_sigma, baseline_noise=floor.baseline_sigma,
         baseline_runs=floor.baseline_runs,
-        cost_usd=float(ledger.usage_totals(session.id)["cost_usd"]),
+        cost_usd=spend.total_usd, model_usd=spend.model_usd, compute_usd=spend.compute_usd,
+        compute_usd_per_hour=spend.usd_per_hour, spend=spend.describe(),
         max_usd=limits.get("max_usd"), max_hours=limits.get("max_hours"),
         max_experiments=limits.get("max_experiments"),
         verified=verified.describe(metric) if verified else None,

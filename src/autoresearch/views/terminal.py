@@ -157,6 +157,10 @@ def render_status(root: Path, tag: str, console: Console) -> None:
                      f"({int(usage['input_tokens'])} in / {int(usage['output_tokens'])} out tokens,"
                      f" {int(usage['cache_read_tokens'])} cache-read,"
                      f" {int(usage['cache_write_tokens'])} cache-write)")
+    if s.compute_usd is not None:
+        grid.add_row("spend", escape(f"${s.cost_usd:.2f}"
+                                     + (f" of ${s.max_usd:.2f}" if s.max_usd else "")
+                                     + f": {s.spend}"))
     reviewed = tally([e.review for e in view.experiments])
     if reviewed:
         grid.add_row("review gate", reviewed)

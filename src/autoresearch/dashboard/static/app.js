@@ -264,6 +264,10 @@ function renderHeader(s, conf) {
     bar.style.width = "0";
     $("spend-sub").textContent = "no spending limit set";
   }
+  // Machine time priced ([limits] compute_usd_per_hour): the spend is both parts, said so.
+  if (s.compute_usd !== null && s.compute_usd !== undefined) {
+    $("spend-sub").textContent += ` · ${s.spend}`;
+  }
 }
 
 function paintElapsed() {
