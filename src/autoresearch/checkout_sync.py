@@ -59,7 +59,7 @@ def follow_head(root: Path, config: Config, ledger: Ledger, row: SessionRow,
                    f"checkout's HEAD {head[:10]}")
         ledger.add_event(row.id, "session", message)
         return HeadFollowed(ledger.session(row.tag) or row, restarted=True, notices=[message])
-    # autoresearch.toml is read from the checkout at every start (measurement_contract says
+    # autoresearch.toml is read from the checkout at every start (resume_contract says
     # which of its changes a session refuses); the evaluation's files come from the base.
     changed = [path for path in select(gitops.diff_names(root, base, head), config.all_protected)
                if path != CONFIG_NAME]

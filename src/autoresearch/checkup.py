@@ -24,7 +24,6 @@ from autoresearch.config import CONFIG_NAME, STATE_DIR, Config, load_config
 from autoresearch.errors import AutoresearchError, ConfigError, LedgerEmptyError
 from autoresearch.executor import LocalExecutor, RunRequest
 from autoresearch.ledger import ExperimentRow, SessionRow, TrialStatus
-from autoresearch.measurement_contract import measurement_changes
 from autoresearch.metric_discovery import Candidate, candidates, likely_objective, source_line
 from autoresearch.metrics import format_metric_help, parse_metrics, printed_values
 from autoresearch.readiness import (
@@ -33,6 +32,7 @@ from autoresearch.readiness import (
     protected_matching_nothing,
 )
 from autoresearch.results_tsv import memory_advice
+from autoresearch.resume_contract import measurement_changes
 from autoresearch.runner import log_tail
 from autoresearch.slots import crowding, plan_resources, unknown_gpus
 from autoresearch.state import StatePaths, default_tag
@@ -118,7 +118,7 @@ def _baseline_passed(experiments: list[ExperimentRow]) -> bool:
 
 def _check_resume(root: Path, config: Config, console: Console) -> list[str]:
     """`run` without --tag resumes the latest session, which refuses a config that changed what
-    it measures (measurement_contract): a problem here too, before the night."""
+    it measures (resume_contract): a problem here too, before the night."""
     found = _latest_session(root)
     if found is None or not _baseline_passed(found[1]):
         return []

@@ -35,16 +35,11 @@ from autoresearch.executor import (
     new_run_id,
     run_id_prefix,
 )
-from autoresearch.fingerprint import comparable_key, describe_difference, environment_fingerprint
+from autoresearch.fingerprint import describe_difference
 from autoresearch.globs import select
 from autoresearch.history import History, run_seed
 from autoresearch.ledger import Ledger, RunRow, SessionRow, TrialStatus
 from autoresearch.ledger_watch import LedgerWatch
-from autoresearch.measurement_contract import (
-    measurement_changes,
-    other_changes,
-    refuse_changed_measurement,
-)
 from autoresearch.policy import Policy, policy_for
 from autoresearch.proposers.base import ExperimentOutcome, Proposal, Proposer
 from autoresearch.proposers.registry import load_proposer
@@ -53,6 +48,7 @@ from autoresearch.readiness import (
     guards_unmeasured,
     proposer_readiness,
 )
+from autoresearch.resume_contract import same_inputs, same_machine, same_measurement
 from autoresearch.review.gate import check_gate
 from autoresearch.runner import kill_leftovers
 from autoresearch.slots import (
@@ -156,9 +152,9 @@ class Session:
                 raise PreconditionError(f"no session {self.paths.tag!r} in this repository",
                                         where=str(self.paths.ledger),
                                         fix="name one that ran here with --tag")
-            self._check_fingerprint(row)
+            same_machine(self.ledger, row, str(self.paths.ledger))
             self.row = row
-            self._same_inputs(row)
+            same_inputs(self.ledger, row, self.inputs)
             self.history = History(self.config, self.ledger, row)
             self._same_measurement()
             tip = self._recover()
@@ -183,7 +179,7 @@ class Session:
                 fix=f"pick another --tag, or delete the branch: git branch -D {self.paths.branch}",
             )
         if row is not None:
-            self._check_fingerprint(row)
+            same_machine(self.ledger, row, str(self.paths.ledger))
         # Everything that can refuse the start happens before a new session is recorded: a failed
         # start must not leave an empty session behind (it would become the default tag).
         # [review] gate (issue 11): a gate that cannot work (LLM reviewers without a key) refuses.
@@ -195,7 +191,7 @@ class Session:
             self.readiness = proposer_readiness(self.proposer, self.root)
             row = self._create_row()
         self.row = row
-        self._same_inputs(row)
+        same_inputs(self.ledger, row, self.inputs)
         self.history = History(self.config, self.ledger, row)
         if not created:
             self._follow_head()
@@ -216,34 +212,10 @@ class Session:
                               if e.status != TrialStatus.INTERRUPTED])
         self.watch = LedgerWatch(self.ledger, self.paths, row.id, self.lock)
 
-    def _same_inputs(self, row: SessionRow) -> None:
-        """[verify] inputs: their content is recorded when first seen, and must not differ
-        when the session is resumed (a change meanwhile would go unseen by the stamps)."""
-        if not self.inputs:
-            return
-        recorded = self.ledger.events(row.id, kind="inputs")
-        if recorded and recorded[-1]["data"] is not None:
-            self.inputs.check_same_as(recorded[-1]["data"])
-        else:
-            self.ledger.add_event(row.id, "inputs", "the evaluation's inputs outside the "
-                                  "repository, hashed", data=self.inputs.digests())
-
     def _same_measurement(self) -> None:
-        """Refuse to resume when autoresearch.toml changed what the session measures, once it
-        has measured something (see measurement_contract); say what else changed, which takes
-        effect from now on (the session's recorded config is updated when it opens)."""
         self.history.load()
-        measured = self.history.baseline is not None
-        if measured:
-            refuse_changed_measurement(self.paths.tag, self.row.config, self.config,
-                                       str(self.root / CONFIG_NAME))
-        changed = other_changes(self.row.config, self.config)
-        if not measured:
-            changed = measurement_changes(self.row.config, self.config) + changed
-        if changed:
-            more = " …" if len(changed) > 8 else ""
-            self.notices.append(f"{CONFIG_NAME} changed since this session last ran: "
-                                f"{', '.join(changed[:8])}{more}; in effect from now on")
+        self.notices += same_measurement(self.row, self.config, self.history.baseline is not None,
+                                         str(self.root / CONFIG_NAME))
 
     def _follow_head(self) -> None:
         followed = follow_head(self.root, self.config, self.ledger, self.row, self.history)
@@ -269,23 +241,6 @@ class Session:
         )
         self.ledger.add_event(row.id, "session", f"session {row.tag} created at {base[:10]}")
         return row
-
-    def _check_fingerprint(self, row: SessionRow) -> None:
-        """Refuse to resume on a machine whose environment differs from the session's.
-
-        The fingerprint is cached per process, so within one process it cannot change: this check
-        at open, in the process that resumes, is what refuses another machine.
-        """
-        here = environment_fingerprint()
-        if row.fingerprint_key and row.fingerprint_key != comparable_key(here):
-            before = self.ledger.fingerprint(row.fingerprint_key) or {}
-            diffs = "; ".join(describe_difference(before, here)) or "see the ledger"
-            raise PreconditionError(
-                f"this machine's environment differs from the one session {row.tag!r} was "
-                f"measured on ({diffs}); its results would not be comparable",
-                where=str(self.paths.ledger),
-                fix="start a new session on this machine with another --tag",
-            )
 
     def _recover(self) -> str:
         """Make git agree with the ledger after any stop, including kill -9; returns the tip."""

@@ -258,7 +258,7 @@ class Ledger(ActivityTables, ReviewTables):
     def session_opened(self, session_id: int, *, proposer: str,
                        config: Mapping[str, Any]) -> None:
         """A process opened (or resumed) the session with this proposer and config (what it
-        measures can only have changed while it had measured nothing: measurement_contract)."""
+        measures can only have changed while it had measured nothing: resume_contract)."""
         metric = config.get("metric") if isinstance(config.get("metric"), Mapping) else None
         if metric and metric.get("name") and metric.get("direction"):
             self._update_session(

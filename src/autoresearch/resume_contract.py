@@ -1,0 +1,139 @@
+"""What a resumed session must still agree with: the machine, the evaluation's inputs outside
+the repository, and what it measures.
+
+A session's verdicts compare runs with runs recorded hours earlier, so they must be comparable:
+- the machine: every run records an environment fingerprint; a resume on another machine (CPU,
+  GPU, Python, key package versions) is refused;
+- `[verify] inputs`: their content is hashed when first seen and must be the same on resume;
+- what a run's number means is fixed when the session starts: the objective's name and direction
+  and how it is read from the output, and the verify command with its budget and environment.
+  `autoresearch.toml` is read again at every start (the proposer, the workers, the limits, the
+  decision's settings may change from then on: they decide what is tried and how, not what a
+  number means), and a change to any of these refuses the resume once a baseline passed, since
+  the runs before and after it would be compared as if they measured one thing. A session that
+  has measured nothing yet takes the new settings instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from autoresearch.config import CONFIG_NAME, Config
+from autoresearch.errors import PreconditionError
+from autoresearch.evaluation_inputs import EvaluationInputs
+from autoresearch.fingerprint import comparable_key, describe_difference, environment_fingerprint
+from autoresearch.ledger import Ledger, SessionRow
+
+# (table, key) of the settings that define what a run's number means.
+MEASURED = (
+    ("metric", "name"),
+    ("metric", "direction"),
+    ("metric", "format"),
+    ("metric", "patterns"),
+    ("verify", "command"),
+    ("verify", "budget_seconds"),
+    ("verify", "env"),
+)
+
+
+def _value(config: Mapping[str, Any], table: str, key: str) -> Any:
+    section = config.get(table)
+    return section.get(key) if isinstance(section, Mapping) else None
+
+
+def _shown(value: Any) -> str:
+    text = repr(value) if isinstance(value, str) else str(value)
+    return text if len(text) <= 80 else text[:77] + "…"
+
+
+def measurement_changes(recorded: Mapping[str, Any], config: Config) -> list[str]:
+    """The measured settings that differ from the session's recorded config, as
+    "[metric] direction: 'minimize' → 'maximize'"."""
+    now = config.to_json_dict()
+    changes = []
+    for table, key in MEASURED:
+        section = recorded.get(table)
+        if not isinstance(section, Mapping) or key not in section:
+            continue  # recorded by a version that had no such setting
+        before, after = section[key], _value(now, table, key)
+        if before != after:
+            changes.append(f"[{table}] {key}: {_shown(before)} → {_shown(after)}")
+    return changes
+
+
+def other_changes(recorded: Mapping[str, Any], config: Config) -> list[str]:
+    """The other settings that differ, as "[proposer] name": they take effect from now on."""
+    now = config.to_json_dict()
+    measured = set(MEASURED)
+    changed = []
+    for table in sorted(set(recorded) | set(now)):
+        before, after = recorded.get(table), now.get(table)
+        if isinstance(before, Mapping) and isinstance(after, Mapping):
+            keys = sorted(k for k in set(before) | set(after)
+                          if (table, k) not in measured and before.get(k) != after.get(k))
+            changed += [f"[{table}] {k}" for k in keys]
+        elif before != after:
+            changed.append(f"[{table}]" if isinstance(before or after, Mapping) else table)
+    return changed
+
+
+def refuse_changed_measurement(tag: str, recorded: Mapping[str, Any], config: Config,
+                               where: str) -> None:
+    """Refuse to go on with a session whose measured settings changed since it started."""
+    changes = measurement_changes(recorded, config)
+    if not changes:
+        return
+    raise PreconditionError(
+        f"{CONFIG_NAME} changed what session {tag!r} measures since it last ran: "
+        + "; ".join(changes) + ". Its recorded runs would be compared with runs that measure "
+        "something else",
+        where=where,
+        fix=f"start a new session with these settings (autoresearch run --tag NEW), or set them "
+            f"back in {CONFIG_NAME} to go on with {tag!r}",
+    )
+
+
+def same_measurement(row: SessionRow, config: Config, measured: bool, where: str) -> list[str]:
+    """Refuse to resume when the config changed what the session measures, once it has
+    measured something (`measured`: its baseline passed); else the changed settings, to say
+    (they take effect from now on; the session's recorded config is updated when it opens)."""
+    if measured:
+        refuse_changed_measurement(row.tag, row.config, config, where)
+    changed = other_changes(row.config, config)
+    if not measured:
+        changed = measurement_changes(row.config, config) + changed
+    if not changed:
+        return []
+    more = " …" if len(changed) > 8 else ""
+    return [f"{CONFIG_NAME} changed since this session last ran: {', '.join(changed[:8])}{more}; "
+            "in effect from now on"]
+
+
+def same_inputs(ledger: Ledger, row: SessionRow, inputs: EvaluationInputs) -> None:
+    """[verify] inputs: their content is recorded when first seen, and must not differ when the
+    session is resumed (a change meanwhile would go unseen by the stamps)."""
+    if not inputs:
+        return
+    recorded = ledger.events(row.id, kind="inputs")
+    if recorded and recorded[-1]["data"] is not None:
+        inputs.check_same_as(recorded[-1]["data"])
+    else:
+        ledger.add_event(row.id, "inputs", "the evaluation's inputs outside the repository, "
+                         "hashed", data=inputs.digests())
+
+
+def same_machine(ledger: Ledger, row: SessionRow, where: str) -> None:
+    """Refuse to resume on a machine whose environment differs from the session's.
+
+    The fingerprint is cached per process, so within one process it cannot change: this check
+    at open, in the process that resumes, is what refuses another machine.
+    """
+    here = environment_fingerprint()
+    if row.fingerprint_key and row.fingerprint_key != comparable_key(here):
+        before = ledger.fingerprint(row.fingerprint_key) or {}
+        diffs = "; ".join(describe_difference(before, here)) or "see the ledger"
+        raise PreconditionError(
+            f"this machine's environment differs from the one session {row.tag!r} was measured "
+            f"on ({diffs}); its results would not be comparable",
+            where=where, fix="start a new session on this machine with another --tag")
