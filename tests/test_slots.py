@@ -165,6 +165,7 @@ def test_check_runs_every_slot_at_once_and_names_a_collision(toy_repo: Path,
     if per_slot:
         assert check.returncode == 0, check.stdout + check.stderr
         assert "2 runs at once all passed" in said, said
+        assert "score 16 alone, 16, 16 at once" in said, said  # (3 - 7)², alone and together
         return
     assert check.returncode == 1, said
     assert "alone the verify command passed, but with 2 runs at once 1 failed" in said, said

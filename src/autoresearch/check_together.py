@@ -32,7 +32,7 @@ from autoresearch.slots import SLOT_ENV, Resources
 from autoresearch.state import ensure_state_dir
 
 
-def run_together(root: Path, config: Config, shares: Sequence[Resources], alone_s: float,
+def run_together(root: Path, config: Config, shares: Sequence[Resources], alone: Measurement,
                  console: Console) -> list[str]:
     """Run the verify command at HEAD in len(shares) worktrees at once; the problems found."""
     n = len(shares)
@@ -64,20 +64,24 @@ def run_together(root: Path, config: Config, shares: Sequence[Resources], alone_
                 raise
             finally:
                 executor.close()
-            return _verdict(root, done, shares, alone_s, console)
+            return _verdict(root, config.metric.name, done, shares, alone, console)
         finally:
             for worktree in made:
                 gitops.remove_worktree(root, worktree)
 
 
-def _verdict(root: Path, done: Sequence[Measurement], shares: Sequence[Resources],
-             alone_s: float, console: Console) -> list[str]:
+def _verdict(root: Path, metric: str, done: Sequence[Measurement], shares: Sequence[Resources],
+             alone: Measurement, console: Console) -> list[str]:
     n = len(done)
     failed = [(share.slot, m) for share, m in zip(shares, done, strict=True) if m.status != "ok"]
     if not failed:
         slowest = max(m.duration_s for m in done)
+        # The objective alone and together: runs that share the machine's memory bandwidth or a
+        # time budget can measure worse together, which is what a parallel session compares.
+        values = ", ".join(_number(m.objective) for m in done)
         console.print(f"[green]✓[/] {n} runs at once all passed, the slowest in {slowest:.1f} s "
-                      f"(alone: {alone_s:.1f} s)")
+                      f"(alone: {alone.duration_s:.1f} s); {escape(metric)} "
+                      f"{_number(alone.objective)} alone, {values} at once")
         return []
     which = "; ".join(f"slot-{slot} {m.status}: {m.reason}" for slot, m in failed)
     console.print(f"[red]✗[/] alone the verify command passed, but with {n} runs at once "
@@ -136,3 +140,7 @@ def sweep_stale_worktrees(root: Path) -> int:
         shutil.rmtree(holder, ignore_errors=True)
         removed += 1
     return removed
+
+
+def _number(value: float | None) -> str:
+    return "—" if value is None else f"{value:.6g}"

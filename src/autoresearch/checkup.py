@@ -22,7 +22,7 @@ from autoresearch import gitops, resources, shared_paths
 from autoresearch.check_together import check_tempdir, run_together
 from autoresearch.config import CONFIG_NAME, STATE_DIR, Config, load_config
 from autoresearch.errors import AutoresearchError, ConfigError, LedgerEmptyError
-from autoresearch.executor import LocalExecutor, RunRequest
+from autoresearch.executor import LocalExecutor, Measurement, RunRequest
 from autoresearch.ledger import ExperimentRow, SessionRow, TrialStatus
 from autoresearch.metric_discovery import Candidate, candidates, likely_objective, source_line
 from autoresearch.metrics import format_metric_help, parse_metrics, printed_values
@@ -259,7 +259,7 @@ def _dry_run(root: Path, config: Config, console: Console, reported: list[str]) 
                     unknown_gpus(config.run)):
         if warning:
             console.print(f"[yellow]![/] {escape(warning)}")
-    alone_s: float | None = None  # the single run's time, when it passed cleanly
+    alone: Measurement | None = None  # the single run, when it passed cleanly
     with check_tempdir(root) as tmp:
         worktree = Path(tmp) / "wt"
         head = gitops.rev_parse(root, "HEAD")
@@ -294,11 +294,11 @@ def _dry_run(root: Path, config: Config, console: Console, reported: list[str]) 
                 console.print(f"[red]✗[/] the run wrote to shared files (your checkout's own): "
                               f"{escape(', '.join(shared.changed()))}")
             elif status == "ok":
-                alone_s = m.duration_s
+                alone = m
         finally:
             gitops.remove_worktree(root, worktree)
-    if workers > 1 and alone_s is not None:
-        problems += run_together(root, config, shares, alone_s, console)
+    if workers > 1 and alone is not None:
+        problems += run_together(root, config, shares, alone, console)
     return problems
 
 
