@@ -213,6 +213,8 @@ class Session:
         self.watch = LedgerWatch(self.ledger, self.paths, row.id, self.lock)
 
     def _same_measurement(self) -> None:
+        if self.row.config == self.config.to_json_dict():
+            return  # nothing changed: no need to read the history here
         self.history.load()
         self.notices += same_measurement(self.row, self.config, self.history.baseline is not None,
                                          str(self.root / CONFIG_NAME))
