@@ -23,7 +23,7 @@ from autoresearch.check_together import check_tempdir, run_together
 from autoresearch.config import CONFIG_NAME, STATE_DIR, Config, load_config
 from autoresearch.errors import AutoresearchError, ConfigError, LedgerEmptyError
 from autoresearch.executor import LocalExecutor, Measurement, RunRequest
-from autoresearch.ledger import ExperimentRow, SessionRow, TrialStatus
+from autoresearch.ledger import ExperimentRow, Ledger, SessionRow, TrialStatus
 from autoresearch.metric_discovery import Candidate, candidates, likely_objective, source_line
 from autoresearch.metrics import format_metric_help, parse_metrics, printed_values
 from autoresearch.readiness import (
@@ -96,8 +96,6 @@ def run_checkup(root: Path, console: Console, workers: int | None = None) -> lis
 
 def _latest_session(root: Path) -> tuple[SessionRow, list[ExperimentRow]] | None:
     """The session `run` without --tag would resume, and its experiments; None when none."""
-    from autoresearch.ledger import Ledger
-
     path = StatePaths(root, "_").ledger
     if not path.exists():
         return None
