@@ -78,6 +78,7 @@ def test_nothing_kept_or_pairs_off_means_no_headline(toy_repo: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert rows(toy_repo, "SELECT status FROM experiments WHERE seq = 3")[0][0] == "keep"
     assert headlines(toy_repo) == []
+    assert "not yet" not in run_cli(toy_repo, "status", "--tag", "t").stdout  # off by choice
 
 
 def test_every_repeat_has_its_own_seed_and_kth_runs_share_theirs(toy_repo: Path) -> None:
@@ -217,4 +218,4 @@ def test_a_time_limit_with_no_room_left_leaves_the_headline_to_report_verify(
     assert rows(toy_repo, "SELECT COUNT(*) FROM runs WHERE role LIKE 'headline%'") == [(0,)]
     assert rows(toy_repo, "SELECT COUNT(*) FROM events WHERE kind = 'headline-skipped'") == [(1,)]
     status = " ".join(run_cli(toy_repo, "status", "--tag", "t").stdout.split())
-    assert "verified" not in status.replace("not verified", "")
+    assert "verified not yet: `autoresearch report --verify` re-measures best vs baseline" in status

@@ -93,6 +93,7 @@ class SessionSummary:
     compute_usd: float | None = None
     compute_usd_per_hour: float | None = None
     spend: str = ""
+    headline_off: bool = False  # [decision] headline_pairs = 0: never verified, by choice
     # The headline verified at the end of the session (headline.py): best vs baseline
     # re-measured in interleaved pairs; None until it was, or when the best changed since.
     verified: str | None = None
@@ -259,6 +260,7 @@ def compose_view(ledger: Ledger, session: SessionRow, rows: Sequence[ExperimentV
         baseline_runs=floor.baseline_runs,
         cost_usd=spend.total_usd, model_usd=spend.model_usd, compute_usd=spend.compute_usd,
         compute_usd_per_hour=spend.usd_per_hour, spend=spend.describe(),
+        headline_off=(session.config.get("decision") or {}).get("headline_pairs") == 0,
         max_usd=limits.get("max_usd"), max_hours=limits.get("max_hours"),
         max_experiments=limits.get("max_experiments"),
         verified=verified.describe(metric) if verified else None,

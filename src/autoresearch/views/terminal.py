@@ -102,6 +102,11 @@ def summary_rows(s: SessionSummary) -> list[tuple[str, str]]:
         rows.append(("best", "the baseline (nothing kept yet)"))
     if s.verified:  # the headline, re-measured when the session ended (headline.py)
         rows.append(("verified", escape(s.verified)))
+    elif (not s.live and not s.headline_off and s.best_id is not None
+          and s.best_id != s.baseline_id):
+        # Stopped before its verification, or a time limit left no room for it.
+        rows.append(("verified", "not yet: `autoresearch report --verify` re-measures best vs "
+                     "baseline in interleaved pairs"))
     return rows
 
 
