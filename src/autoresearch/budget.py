@@ -62,10 +62,9 @@ class Spend:
                 f"time at ${self.usd_per_hour:g}/h")
 
 
-def price_per_hour(limits: Mapping[str, Any] | Any) -> float | None:
-    """`[limits] compute_usd_per_hour` from a config's limits (model or recorded dict)."""
-    value = (limits.get("compute_usd_per_hour") if isinstance(limits, Mapping)
-             else getattr(limits, "compute_usd_per_hour", None))
+def price_per_hour(limits: Mapping[str, Any]) -> float | None:
+    """`[limits] compute_usd_per_hour` from a session's recorded config."""
+    value = limits.get("compute_usd_per_hour")
     return None if value is None else float(value)
 
 

@@ -24,12 +24,12 @@ from rich.console import Console
 from rich.markup import escape
 
 from autoresearch import gitops, shared_paths
-from autoresearch.config import STATE_DIR, Config
+from autoresearch.config import Config
 from autoresearch.executor import LocalExecutor, Measurement, RunRequest
 from autoresearch.process_tree import owner_alive, owner_token
 from autoresearch.runner import log_tail
 from autoresearch.slots import SLOT_ENV, Resources
-from autoresearch.state import ensure_state_dir
+from autoresearch.state import keep_in_state
 
 
 def run_together(root: Path, config: Config, shares: Sequence[Resources], alone: Measurement,
@@ -42,7 +42,7 @@ def run_together(root: Path, config: Config, shares: Sequence[Resources], alone:
     head = gitops.rev_parse(root, "HEAD")
     console.print(f"… running it in {n} slots at once, as `run --workers {n}` does (a command "
                   "that shares a port, a lock or a path between its runs fails here)")
-    with check_tempdir(root) as tmp:
+    with check_tempdir() as tmp:
         worktrees = [Path(tmp) / f"slot-{i + 1}" for i in range(n)]
         stop = threading.Event()
         executor = LocalExecutor(config, stop=stop, workers=n, shared=shared)
@@ -90,7 +90,8 @@ def _verdict(root: Path, metric: str, done: Sequence[Measurement], shares: Seque
     if first.log_path.exists():
         console.print(f"    slot-{slot}'s output ends:")
         console.print(escape(log_tail(first.log_path, 1200)), style="dim")
-        console.print(f"    the whole output: {_keep_log(root, first.log_path)}")
+        console.print("    the whole output: "
+                      f"{keep_in_state(root, first.log_path, 'check-slot.log')}")
     console.print(
         "[yellow]→[/] its runs share something outside their worktrees: a fixed port, a lock "
         "file, a scratch or output path. Give each run its own, derived from "
@@ -100,26 +101,16 @@ def _verdict(root: Path, metric: str, done: Sequence[Measurement], shares: Seque
             f"give each run its own port or path from {SLOT_ENV}, or use fewer workers"]
 
 
-def _keep_log(root: Path, log: Path) -> Path:
-    """Keep the failed slot's output beside the single dry run's: .autoresearch/check-slot.log."""
-    state = root / STATE_DIR
-    ensure_state_dir(state)
-    kept = state / "check-slot.log"
-    shutil.copyfile(log, kept)
-    return kept.relative_to(root)
-
-
 # --- the check's temporary worktrees -----------------------------------------------------------
 
 _PREFIX = "autoresearch-check-"
 
 
 @contextlib.contextmanager
-def check_tempdir(root: Path) -> Iterator[str]:
-    """A temporary directory for the check's worktrees, named after this process, after
-    removing those of checks that died without cleaning up (kill -9, a closed terminal): git
-    keeps a worktree registered until it is removed, and its checkout stays in the temp dir."""
-    sweep_stale_worktrees(root)
+def check_tempdir() -> Iterator[str]:
+    """A temporary directory for the check's worktrees, named after this process, so that a
+    later check can tell those of a check that died without cleaning up (kill -9, a closed
+    terminal: git keeps a worktree registered until it is removed) and sweep them."""
     owner = owner_token().replace(":", "_")  # pid and start time: a reused pid is not the owner
     with tempfile.TemporaryDirectory(prefix=f"{_PREFIX}{owner}-") as tmp:
         yield tmp

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import difflib
 import math
-import shutil
 from pathlib import Path
 
 from rich.console import Console
@@ -19,8 +18,8 @@ from rich.table import Table
 from rich.text import Text
 
 from autoresearch import gitops, resources, shared_paths
-from autoresearch.check_together import check_tempdir, run_together
-from autoresearch.config import CONFIG_NAME, STATE_DIR, Config, load_config
+from autoresearch.check_together import check_tempdir, run_together, sweep_stale_worktrees
+from autoresearch.config import CONFIG_NAME, Config, load_config
 from autoresearch.errors import AutoresearchError, ConfigError, LedgerEmptyError
 from autoresearch.executor import LocalExecutor, Measurement, RunRequest
 from autoresearch.ledger import ExperimentRow, Ledger, SessionRow, TrialStatus
@@ -35,7 +34,7 @@ from autoresearch.results_tsv import memory_advice
 from autoresearch.resume_contract import measurement_changes
 from autoresearch.runner import log_tail
 from autoresearch.slots import crowding, plan_resources, unknown_gpus
-from autoresearch.state import StatePaths, default_tag
+from autoresearch.state import StatePaths, default_tag, keep_in_state
 from autoresearch.statuses import happened
 from autoresearch.timeouts import describe, needed_timeout
 
@@ -258,7 +257,8 @@ def _dry_run(root: Path, config: Config, console: Console, reported: list[str]) 
         if warning:
             console.print(f"[yellow]![/] {escape(warning)}")
     alone: Measurement | None = None  # the single run, when it passed cleanly
-    with check_tempdir(root) as tmp:
+    sweep_stale_worktrees(root)  # of checks killed before they could remove theirs
+    with check_tempdir() as tmp:
         worktree = Path(tmp) / "wt"
         head = gitops.rev_parse(root, "HEAD")
         gitops.ensure_detached_worktree(root, worktree, head)
@@ -272,7 +272,7 @@ def _dry_run(root: Path, config: Config, console: Console, reported: list[str]) 
                 run_id=f"ar-check-{Path(tmp).name}", seed=0, resources=shares[0]))
             status, reason, objective, metrics = m.status, m.reason, m.objective, m.metrics
             text = log.read_text(encoding="utf-8", errors="replace") if log.exists() else ""
-            kept = _keep_log(root, log)
+            kept = keep_in_state(root, log, "check.log")
             if status != "ok":
                 problems.append(f"the verify command {happened(status)}: {reason}")
                 console.print(f"[red]✗[/] verify command {status}: {escape(reason)}")
@@ -317,20 +317,6 @@ def _share(root: Path, config: Config, worktree: Path, console: Console, reporte
                       + escape(", ".join(f.path for f in shared.files[:8]))
                       + (" …" if len(shared) > 8 else ""))
     return shared
-
-
-def _keep_log(root: Path, log: Path) -> Path:
-    """Keep the dry run's output where `init --from-log` can read it: .autoresearch/check.log."""
-    from autoresearch.state import ensure_state_dir
-
-    state = root / STATE_DIR
-    ensure_state_dir(state)
-    kept = state / "check.log"
-    if log.exists():
-        shutil.copyfile(log, kept)
-    else:
-        kept.write_text("")
-    return kept.relative_to(root)
 
 
 def _explain_failure(root: Path, config: Config, console: Console, text: str, worktree: Path,

@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import socket
 import time
 from dataclasses import dataclass
@@ -103,6 +104,19 @@ class StatePaths:
     def prepare(self) -> None:
         ensure_state_dir(self.state_dir)
         self.session_dir.mkdir(parents=True, exist_ok=True)
+
+
+def keep_in_state(root: Path, log: Path, name: str) -> Path:
+    """Copy a run's output (empty when it wrote none) to `.autoresearch/<name>`, where it
+    outlives the temporary directory it was written in; its path relative to `root`."""
+    state = root / STATE_DIR
+    ensure_state_dir(state)
+    kept = state / name
+    if log.exists():
+        shutil.copyfile(log, kept)
+    else:
+        kept.write_text("")
+    return kept.relative_to(root)
 
 
 def ensure_state_dir(state_dir: Path) -> None:

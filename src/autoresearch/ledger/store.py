@@ -259,15 +259,13 @@ class Ledger(ActivityTables, ReviewTables):
                        config: Mapping[str, Any]) -> None:
         """A process opened (or resumed) the session with this proposer and config (what it
         measures can only have changed while it had measured nothing: resume_contract)."""
-        metric = config.get("metric") if isinstance(config.get("metric"), Mapping) else None
-        if metric and metric.get("name") and metric.get("direction"):
-            self._update_session(
-                session_id, "proposer = ?, config_json = ?, metric = ?, direction = ?, "
-                "status = 'running'",
-                (proposer, json.dumps(config), metric["name"], metric["direction"]))
-            return
-        self._update_session(session_id, "proposer = ?, config_json = ?, status = 'running'",
-                             (proposer, json.dumps(config)))
+        metric = config.get("metric")
+        name, direction = ((metric.get("name"), metric.get("direction"))
+                           if isinstance(metric, Mapping) else (None, None))
+        self._update_session(
+            session_id, "proposer = ?, config_json = ?, metric = COALESCE(?, metric), "
+            "direction = COALESCE(?, direction), status = 'running'",
+            (proposer, json.dumps(config), name, direction))
 
     def restart_session_from(self, session_id: int, base_commit: str) -> None:
         """A session whose baseline never passed starts again from another commit (the user

@@ -18,6 +18,7 @@ before it can reach the ledger or a terminal.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from autoresearch.errors import AutoresearchError, ProposalError
 from autoresearch.proposers.base import Usage
@@ -87,17 +88,24 @@ def usage_of(exc: BaseException) -> list[Usage]:
     return [u for u in found if isinstance(u, Usage)] if isinstance(found, list) else []
 
 
+@dataclass(frozen=True)
+class ContextSizes:
+    """What a context-window refusal said of the sizes, in the server's tokens: the window, and
+    how many the prompt and the reply's room took (None where it did not say)."""
+
+    window: int
+    prompt: int | None = None
+    completion: int | None = None
+
+
 class ContextTooLong(FailedProposal):
     """The server refused the request as longer than its context window (vLLM's "maximum
     context length", llama.cpp's "exceeds the available context size"): the same request would
     be refused again, so the proposer sends less (`LLMProposer` fits its context budget to the
     sizes the refusal named, or halves it) rather than repeating it; left uncaught it fails one
-    proposal, like any refused request. `window`, `prompt`, `completion`: the sizes the server
-    named, in its tokens (None where it did not say)."""
+    proposal, like any refused request. `sizes`: what the refusal said of the sizes, if it did."""
 
-    def __init__(self, what: str, *, where: str | None = None, window: int | None = None,
-                 prompt: int | None = None, completion: int | None = None) -> None:
+    def __init__(self, what: str, *, where: str | None = None,
+                 sizes: ContextSizes | None = None) -> None:
         super().__init__(what, where=where)
-        self.window = window
-        self.prompt = prompt
-        self.completion = completion
+        self.sizes = sizes

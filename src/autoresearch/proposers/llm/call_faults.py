@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from autoresearch.proposers.faults import ContextSizes
 from autoresearch.proposers.llm.settings import ProviderSettings
 
 
@@ -29,17 +30,7 @@ class Fault:
     retry_after: float | None = None
     status: int | None = None  # the HTTP status, when there was one
     refused_connection: bool = False  # nothing listening at the address
-    window: Window | None = None  # kind "context": the sizes the server named, if it did
-
-
-@dataclass(frozen=True)
-class Window:
-    """What a context-window refusal said of the sizes: the window, and how many tokens the
-    prompt and the reply's room took (None where the server did not say)."""
-
-    tokens: int
-    prompt: int | None = None
-    completion: int | None = None
+    sizes: ContextSizes | None = None  # kind "context": the sizes the server named, if it did
 
 
 def _retry_after(exc: BaseException) -> float | None:
@@ -58,15 +49,20 @@ def _retry_after(exc: BaseException) -> float | None:
     return None
 
 
+def _error_of(exc: BaseException) -> object:
+    """The error the server's body holds: its "error" object (OpenAI, Anthropic, llama.cpp),
+    a bare string, or the body itself; None when there is no parsed body."""
+    body = getattr(exc, "body", None)
+    return body.get("error", body) if isinstance(body, dict) else None
+
+
 def _detail(exc: BaseException) -> str:
     """The server's own error message, without the SDK's "Error code: 401 - {...}" wrapping."""
-    body = getattr(exc, "body", None)
-    if isinstance(body, dict):
-        err = body.get("error", body)
-        if isinstance(err, dict) and err.get("message"):
-            return str(err["message"])[:300]
-        if isinstance(err, str):
-            return err[:300]
+    err = _error_of(exc)
+    if isinstance(err, dict) and err.get("message"):
+        return str(err["message"])[:300]
+    if isinstance(err, str):
+        return err[:300]
     return str(getattr(exc, "message", "") or exc)[:300]
 
 
@@ -125,7 +121,7 @@ def classify(exc: BaseException, sdk: Any, settings: ProviderSettings) -> Fault 
             # Before the 5xx rule: llama.cpp has answered this with a 500 too.
             return Fault("context", f"{where}: the request is longer than the model's context "
                                     f"window (HTTP {code}): {detail}", status=code,
-                         window=window_of(exc, detail))
+                         sizes=sizes_of(exc, detail))
         if code == 402 or "credit balance" in detail.lower():
             return Fault("fatal", f"{where}: billing problem (HTTP {code}): {detail}")
         if code == 404:
@@ -153,8 +149,7 @@ CONTEXT_OVERFLOW = ("maximum context length", "context_length_exceeded", "exceed
 
 
 def is_context_overflow(exc: BaseException, detail: str) -> bool:
-    body = getattr(exc, "body", None)
-    err = body.get("error", body) if isinstance(body, dict) else None
+    err = _error_of(exc)
     said = " ".join(str(err.get(k, "")) for k in ("type", "code")) if isinstance(err, dict) else ""
     return any(marker in f"{detail} {said}".lower() for marker in CONTEXT_OVERFLOW)
 
@@ -175,13 +170,12 @@ _SIZES = (
 )
 
 
-def window_of(exc: BaseException, detail: str) -> Window | None:
+def sizes_of(exc: BaseException, detail: str) -> ContextSizes | None:
     """The window's size and the request's, as the refusal states them; None when it names no
     window size (then the proposer can only guess, and halves what it sends). llama.cpp's server
     puts them in the error object (n_ctx, n_prompt_tokens), the others in the message."""
     found: dict[str, int] = {}
-    body = getattr(exc, "body", None)
-    err = body.get("error", body) if isinstance(body, dict) else None
+    err = _error_of(exc)
     if isinstance(err, dict):
         for key, name in (("n_ctx", "tokens"), ("n_prompt_tokens", "prompt")):
             value = err.get(key)
@@ -194,4 +188,4 @@ def window_of(exc: BaseException, detail: str) -> Window | None:
                 found.setdefault(name, int(value))
     if not found.get("tokens"):
         return None
-    return Window(found["tokens"], found.get("prompt"), found.get("completion"))
+    return ContextSizes(found["tokens"], found.get("prompt"), found.get("completion"))

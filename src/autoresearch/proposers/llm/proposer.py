@@ -257,9 +257,10 @@ class LLMProposer(Proposer):
                     # so that the requests stay few whatever the server says.
                     smaller = min(smaller, self.context_tokens // 2)
                 if smaller < MIN_CONTEXT_TOKENS:
-                    reply_room = exc.completion or self.settings.max_tokens
-                    sizes = (f" (a {exc.window}-token window, {reply_room} of them kept for the "
-                             "reply)" if exc.window else "")
+                    named = exc.sizes
+                    reply_room = (named.completion if named else None) or self.settings.max_tokens
+                    sizes = (f" (a {named.window}-token window, {reply_room} of them kept for the "
+                             "reply)" if named else "")
                     raise FatalProposerError(
                         f"{exc.what}; still so with [proposer] context_tokens = "
                         f"{self.context_tokens}{sizes}",
@@ -285,15 +286,15 @@ class LLMProposer(Proposer):
         server's tokenizer, and for the prompt's fixed part; else it is halved. Never more than
         nine tenths of the refused budget, so that every refusal sends less. 0 when the reply's
         room alone fills the window: no context fits then."""
-        budget = self.context_tokens
-        if refused.window is None or not refused.prompt:
+        budget, named = self.context_tokens, refused.sizes
+        if named is None or not named.prompt:
             return budget // 2
-        room = refused.window - (refused.completion or self.settings.max_tokens)
+        room = named.window - (named.completion or self.settings.max_tokens)
         if room <= 0:
             return 0
         # What was sent is at most the budget, and at most the prompt the server counted.
-        sent = min(budget, refused.prompt)
-        return min(budget * 9 // 10, int(sent * room / refused.prompt * 0.9))
+        sent = min(budget, named.prompt)
+        return min(budget * 9 // 10, int(sent * room / named.prompt * 0.9))
 
     def _system(self) -> list[Part]:
         return [Part(prompts.SYSTEM_PROMPT, cache=True)]

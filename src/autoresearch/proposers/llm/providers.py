@@ -191,12 +191,8 @@ class Provider(ABC):
                         fix=s.fix_hint(fault.status),
                     ) from None
                 if fault.kind == "context":
-                    sizes = fault.window
                     raise ContextTooLong(fault.message, where=s.describe(),
-                                         window=sizes.tokens if sizes else None,
-                                         prompt=sizes.prompt if sizes else None,
-                                         completion=sizes.completion if sizes else None,
-                                         ) from None
+                                         sizes=fault.sizes) from None
                 if fault.kind == "refused":
                     raise FailedProposal(fault.message) from None
                 only_refused = only_refused and fault.refused_connection
