@@ -25,7 +25,7 @@ from rich.markup import escape
 
 from autoresearch import gitops, shared_paths
 from autoresearch.config import Config
-from autoresearch.executor import LocalExecutor, Measurement, RunRequest
+from autoresearch.executor import Measurement, RunRequest, make_executor
 from autoresearch.process_tree import owner_alive, owner_token
 from autoresearch.runner import log_tail
 from autoresearch.slots import SLOT_ENV, Resources
@@ -45,7 +45,7 @@ def run_together(root: Path, config: Config, shares: Sequence[Resources], alone:
     with check_tempdir() as tmp:
         worktrees = [Path(tmp) / f"slot-{i + 1}" for i in range(n)]
         stop = threading.Event()
-        executor = LocalExecutor(config, stop=stop, workers=n, shared=shared)
+        executor = make_executor(config, stop=stop, workers=n, shared=shared)
         made: list[Path] = []
         try:
             for worktree in worktrees:

@@ -8,6 +8,7 @@ protected file inside the scope, a knob that can't be found), else 1.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import math
 from pathlib import Path
@@ -21,7 +22,7 @@ from autoresearch import gitops, resources, shared_paths
 from autoresearch.check_together import check_tempdir, run_together, sweep_stale_worktrees
 from autoresearch.config import CONFIG_NAME, Config, load_config
 from autoresearch.errors import AutoresearchError, ConfigError, LedgerEmptyError
-from autoresearch.executor import LocalExecutor, Measurement, RunRequest
+from autoresearch.executor import LocalExecutor, Measurement, RunRequest, make_executor
 from autoresearch.ledger import ExperimentRow, Ledger, SessionRow, TrialStatus
 from autoresearch.metric_discovery import Candidate, candidates, likely_objective, source_line
 from autoresearch.metrics import format_metric_help, parse_metrics, printed_values
@@ -57,14 +58,14 @@ def exit_code(problems: list[str]) -> int:
     return max((getattr(p, "exit_code", 1) for p in problems), default=0)
 
 
-def run_checkup(root: Path, console: Console, workers: int | None = None) -> list[str]:
+def run_checkup(root: Path, console: Console, workers: int | None = None,
+                **run: str | None) -> list[str]:
     """Print what was checked; returns the problems found (empty when all is well). `workers`
-    overrides `[run] workers`, as `run --workers` does: the slots' shares are checked for it."""
+    (and `run`: executor, ray_address) override `[run]` as `run --workers` does: the slots'
+    shares are checked for them, and the dry run is made where `run` would make it."""
     problems: list[str] = []
-    config = load_config(root / CONFIG_NAME)  # a ConfigError here is the whole answer
-    if workers is not None:
-        config = config.model_copy(update={"run": config.run.model_copy(
-            update={"workers": workers})})
+    # A ConfigError here is the whole answer.
+    config = load_config(root / CONFIG_NAME).with_run(workers=workers, **run)
     console.print(f"[green]✓[/] {CONFIG_NAME} is valid: objective {escape(config.metric.name)} "
                   f"({config.metric.direction}), budget "
                   f"{config.verify.budget_seconds:g} s, " + (
@@ -248,17 +249,23 @@ def _dry_run(root: Path, config: Config, console: Console, reported: list[str]) 
     threads = resources.effective(resources.plan_threads(config.run), config.verify.env)
     workers = config.run.workers
     shares = plan_resources(config.run, workers, threads)
-    console.print(f"[green]✓[/] {escape(threads.describe())}"
-                  + ("; set \\[run] threads to choose" if threads.why.startswith("auto") else ""))
-    console.print(f"[green]✓[/] {workers} worker{'s' * (workers > 1)}: " + "; ".join(
-        f"slot-{i + 1} {escape(r.describe())}" for i, r in enumerate(shares)))
-    for warning in (crowding(workers, shares, resources.usable_cores()),
-                    unknown_gpus(config.run)):
+    # Where `run` makes its runs; a cluster that cannot be joined is the whole answer.
+    executor = make_executor(config, workers=workers)
+    if isinstance(executor, LocalExecutor):
+        console.print(f"[green]✓[/] {escape(threads.describe())}" + (
+            "; set \\[run] threads to choose" if threads.why.startswith("auto") else ""))
+        console.print(f"[green]✓[/] {workers} worker{'s' * (workers > 1)}: " + "; ".join(
+            f"slot-{i + 1} {escape(r.describe())}" for i, r in enumerate(shares)))
+        warnings = [crowding(workers, shares, resources.usable_cores()), unknown_gpus(config.run)]
+    else:
+        console.print(f"[green]✓[/] {escape(executor.describe())}")
+        warnings = [executor.crowding]
+    for warning in warnings:
         if warning:
             console.print(f"[yellow]![/] {escape(warning)}")
     alone: Measurement | None = None  # the single run, when it passed cleanly
     sweep_stale_worktrees(root)  # of checks killed before they could remove theirs
-    with check_tempdir() as tmp:
+    with contextlib.closing(executor), check_tempdir() as tmp:
         worktree = Path(tmp) / "wt"
         head = gitops.rev_parse(root, "HEAD")
         gitops.ensure_detached_worktree(root, worktree, head)
@@ -267,7 +274,7 @@ def _dry_run(root: Path, config: Config, console: Console, reported: list[str]) 
             log = Path(tmp) / "check.log"
             console.print(f"… running `{escape(config.verify.command)}` once "
                           f"(budget {config.verify.budget_seconds:g} s, as slot-1 runs it)")
-            m = LocalExecutor(config).run(RunRequest(  # the share is linked and checked here
+            m = executor.run(RunRequest(  # the share is linked and checked here
                 commit=head, worktree=worktree, role="check", log_path=log,
                 run_id=f"ar-check-{Path(tmp).name}", seed=0, resources=shares[0]))
             status, reason, objective, metrics = m.status, m.reason, m.objective, m.metrics

@@ -9,6 +9,7 @@ import json
 import os
 import sys
 import time
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -40,6 +41,14 @@ app = typer.Typer(
 # Untrusted text (hypotheses, log tails, names) is printed as text: views.safe_console.
 console = SafeConsole()
 err = SafeConsole(stderr=True)
+
+
+class Executors(StrEnum):
+    """Where runs happen ([run] executor)."""
+
+    local = "local"
+    ray = "ray"
+
 
 RepoOpt = Annotated[Path, typer.Option("--repo", "-C", help="The repository (default: here).")]
 TagOpt = Annotated[str | None, typer.Option("--tag", "-t", help="Session tag (default: the "
@@ -125,18 +134,29 @@ def init(
                   + ("" if commit else " (commit the new files first)"))
 
 
+ExecutorOpt = Annotated[Executors | None, typer.Option(
+    "--executor", help="Where runs happen: this machine (local) or a Ray cluster (ray) "
+    "(default: \\[run] executor, local).")]
+RayAddressOpt = Annotated[str | None, typer.Option(
+    "--ray-address", help="The Ray cluster to run on, as `ray start` printed it; `local` starts "
+    "one of this machine for the session (default: \\[run] ray_address, auto).")]
+
+
 @app.command()
 def check(
     repo: RepoOpt = Path("."),
     workers: Annotated[int | None, typer.Option("--workers", "-w", min=1, max=64, help=(
         "Check the slots' shares for this many workers, as `run --workers N` would run "
         "(default: \\[run] workers, 1)."))] = None,
+    executor: ExecutorOpt = None,
+    ray_address: RayAddressOpt = None,
 ) -> None:
     """Validate the config, dry-run the verify command once, and report problems."""
     from autoresearch.checkup import exit_code, run_checkup
 
     root = _root(repo)
-    code = exit_code(run_checkup(root, console, workers))
+    code = exit_code(run_checkup(root, console, workers, ray_address=ray_address,
+                                 executor=executor.value if executor else None))
     if code:
         raise typer.Exit(code)
 
@@ -171,17 +191,21 @@ def run(
         # \[: the help is rich markup, where a bare [run] is a tag and vanishes.
         "Experiments in flight at once, each in its own worktree slot (default: \\[run] "
         "workers, 1)."))] = None,
+    executor: ExecutorOpt = None,
+    ray_address: RayAddressOpt = None,
 ) -> None:
     """Start or resume a session: baseline first, then the loop."""
     root = _root(repo)
     code = run_session(root, tag, iterations, parse_duration(until) if until else None,
-                       workers=workers)
+                       workers=workers, executor=executor.value if executor else None,
+                       ray_address=ray_address)
     if code:
         raise typer.Exit(code)
 
 
 def run_session(root: Path, tag: str | None, iterations: int | None,
-                until_s: float | None, workers: int | None = None) -> int:
+                until_s: float | None, workers: int | None = None,
+                **run: str | None) -> int:
     """Open (or resume) a session, loop until a limit, print the summary; returns an exit code."""
     from autoresearch import scheduler
     from autoresearch.display import make_display, show_failed_log
@@ -192,7 +216,7 @@ def run_session(root: Path, tag: str | None, iterations: int | None,
         stop_signals_as_interrupt,
     )
 
-    config = load_config(root / CONFIG_NAME)
+    config = load_config(root / CONFIG_NAME).with_run(**run)  # --executor, --ray-address
     tag_ = resolve_tag(root, tag, must_exist=False)
     display = make_display(console)
     session = Session(root, config, tag_, display, workers=workers)

@@ -307,6 +307,14 @@ class RunConfig(_Strict):
     # GPUs handed out one per slot (CUDA_VISIBLE_DEVICES): "auto" = the visible ones when there
     # are several and several workers; a list names them; [] never sets it.
     gpus: Literal["auto"] | list[str] = "auto"
+    # Where runs happen: "local" (this machine, each slot a worktree) or "ray" (a Ray cluster,
+    # each slot an actor placed where a run's ray_cpus and ray_gpus are free: ray_executor.py).
+    # ray_address as `ray start` printed it; "auto" finds the cluster this machine is part of,
+    # "local" starts a private one for the session.
+    executor: Literal["local", "ray"] = "local"
+    ray_address: str = Field(default="auto", min_length=1)
+    ray_cpus: float = Field(default=1.0, gt=0)
+    ray_gpus: float = Field(default=0.0, ge=0)
 
     _threads_at_least_one = field_validator("threads")(_at_least_one_or_auto)
 
@@ -350,6 +358,11 @@ class Config(_Strict):
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     run: RunConfig = Field(default_factory=RunConfig)
     review: ReviewConfig = Field(default_factory=ReviewConfig)
+
+    def with_run(self, **changes: Any) -> Config:
+        """This config with [run] settings given on the command line (None: as configured)."""
+        given = {k: v for k, v in changes.items() if v is not None}
+        return self.model_copy(update={"run": self.run.model_copy(update=given)}) if given else self
 
     @property
     def all_protected(self) -> list[str]:

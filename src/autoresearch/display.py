@@ -186,9 +186,13 @@ def shorten_readiness(text: str, limit: int = READINESS_CHARS) -> str:
 
 
 def print_resources(console: Console, executor: object, config: Config) -> None:
-    """The thread count every run gets, and the shared data linked into the worktree."""
+    """The thread count every run gets (or the cluster runs happen on), and the shared data
+    linked into the worktree."""
+    elsewhere = getattr(executor, "runs_elsewhere", None)
     threads = getattr(executor, "threads", None)
-    if threads is not None:
+    if isinstance(elsewhere, str):
+        console.print(Text(elsewhere, style="dim"))
+    elif threads is not None:
         console.print(Text(threads.describe() + ("; set [run] threads to choose"
                                                  if threads.why.startswith("auto") else ""),
                            style="dim"))

@@ -9,10 +9,9 @@ ledger and never moves a ref.
 
 `LocalExecutor` runs each request in the slot's own worktree on this machine, one thread per
 slot waiting on the verify command (`runner.run_command`: budget, timeout, whole process tree
-killed). A remote backend (a Ray cluster) is another executor, not another loop: it ships the
-commit as a bundle (`gitops.create_bundle`, `gitops.fetch_bundle` on the other side), checks it
-out where it runs, and returns the same Measurement (tests/support/bundle_executor.py does this
-with a clone in another directory).
+killed). A remote backend is another executor, not another loop: `ray_executor.RayExecutor`
+ships the commit as a bundle (`gitops.create_bundle`, `gitops.fetch_bundle` on the other side)
+to an actor on a Ray node, checks it out there and returns the same Measurement.
 
 `{seed}` in the verify command and `AUTORESEARCH_SEED` in its environment carry the run's seed
 (see `trial.run_seed`); the slot's resources become thread variables, CUDA_VISIBLE_DEVICES and an
@@ -31,7 +30,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from autoresearch import gitops, guardrails, worktree_seal
 from autoresearch.config import Config
@@ -42,6 +41,9 @@ from autoresearch.runner import RunSpec, run_command
 from autoresearch.shared_paths import SharedData
 from autoresearch.slots import Resources
 from autoresearch.stop_signals import describe_interrupt
+
+if TYPE_CHECKING:
+    from autoresearch.ray_executor import RayExecutor
 
 RUN_STATUSES = ("ok", "crash", "timeout", "interrupted")
 SEED_ENV = "AUTORESEARCH_SEED"
@@ -203,6 +205,18 @@ class LocalExecutor:
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
+
+
+def make_executor(config: Config, stop: threading.Event | None = None, workers: int = 1,
+                  shared: SharedData | None = None,
+                  inputs: EvaluationInputs | None = None) -> LocalExecutor | RayExecutor:
+    """The executor `[run] executor` names: this machine's, or a Ray cluster's (ray_executor.py,
+    imported only then: Ray is an optional dependency)."""
+    if config.run.executor == "ray":
+        from autoresearch.ray_executor import RayExecutor  # noqa: F811 - the runtime import
+
+        return RayExecutor(config, stop, workers, shared, inputs)
+    return LocalExecutor(config, stop, workers, shared, inputs)
 
 
 def classify(

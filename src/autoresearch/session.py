@@ -32,6 +32,7 @@ from autoresearch.executor import (
     LocalExecutor,
     Measurement,
     RunRequest,
+    make_executor,
     new_run_id,
     run_id_prefix,
 )
@@ -105,7 +106,7 @@ class Session:
         self.inputs = EvaluationInputs.collect(root, config.verify.inputs)
         self.slots = Slots(root, self.paths, self.workers,
                            plan_resources(config.run, self.workers, self.thread_plan), shared)
-        self.executor: Executor = executor or LocalExecutor(config, self.stop_event, self.workers,
+        self.executor: Executor = executor or make_executor(config, self.stop_event, self.workers,
                                                             shared, self.inputs)
         self.policy: Policy = policy_for(config.decision, config.metric.direction)
         self.ledger: Ledger
@@ -152,7 +153,7 @@ class Session:
                 raise PreconditionError(f"no session {self.paths.tag!r} in this repository",
                                         where=str(self.paths.ledger),
                                         fix="name one that ran here with --tag")
-            same_machine(self.ledger, row, str(self.paths.ledger))
+            self._same_machine(row)
             self.row = row
             same_inputs(self.ledger, row, self.inputs)
             self.history = History(self.config, self.ledger, row)
@@ -179,7 +180,7 @@ class Session:
                 fix=f"pick another --tag, or delete the branch: git branch -D {self.paths.branch}",
             )
         if row is not None:
-            same_machine(self.ledger, row, str(self.paths.ledger))
+            self._same_machine(row)
         # Everything that can refuse the start happens before a new session is recorded: a failed
         # start must not leave an empty session behind (it would become the default tag).
         # [review] gate (issue 11): a gate that cannot work (LLM reviewers without a key) refuses.
@@ -337,6 +338,12 @@ class Session:
               data: Mapping[str, Any] | None = None) -> None:
         self.ledger.add_event(self.row.id, kind, message, experiment_id=exp_id, data=data)
 
+    def _same_machine(self, row: SessionRow) -> None:
+        """Refuse to resume on another machine than the session measured on; when runs happen
+        elsewhere (a cluster's nodes), each run's fingerprint is checked instead."""
+        if isinstance(self.executor, LocalExecutor):
+            same_machine(self.ledger, row, str(self.paths.ledger))
+
     def scope_files(self, commit: str) -> list[str]:
         """In-scope files at a commit (cached: the incumbent changes rarely)."""
         cached = self._scope_cache.get(commit)
@@ -355,12 +362,19 @@ class Session:
                                               f"{self.workers} workers")
 
     @property
+    def runs_elsewhere(self) -> str | None:
+        """Where runs happen when not on this machine (shown at the start of `run`)."""
+        describe = getattr(self.executor, "describe", None)
+        return describe() if callable(describe) else None
+
+    @property
     def crowding(self) -> str | None:
         """A warning when the slots' runs must take turns on this machine's CPUs (shown at the
         start of `run`, as `check` shows it); runs elsewhere (another executor) are their own
         machines' business."""
         if not isinstance(self.executor, LocalExecutor):
-            return None
+            warning = getattr(self.executor, "crowding", None)  # a cluster says its own
+            return warning if isinstance(warning, str) else None
         return crowding(self.workers, [s.resources for s in self.slots.all],
                         resources.usable_cores())
 

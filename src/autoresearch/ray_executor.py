@@ -1,0 +1,413 @@
+"""Runs on a Ray cluster: the remote backend of the executor seam ([run] executor = "ray").
+
+Each slot's runs go to a Ray actor of its own (`RemoteSlot`), placed by Ray on a node where a
+run's reservation is free ([run] ray_cpus, ray_gpus). The actor keeps a git clone on its node: a
+commit travels there as a bundle of what the clone lacks, is checked out and measured by the code
+that measures on this machine (`LocalExecutor.run`: the budget, the timeout, the whole process
+tree, the protected files fenced, the worktree sealed), and comes back as data: the Measurement,
+and the run's log, written where the session keeps its logs. The scheduler, the verdict and the
+ledger are the ones a local session uses: a new backend, not a new loop.
+
+- A stop (Ctrl-C, a limit) reaches the remote run as it reaches a local one: recorded interrupted.
+- Nothing outlives the orchestrator: the actors belong to its Ray job, which Ray ends when the
+  driver exits, whatever killed it; a dying actor's own watchdog (lifeline.py) kills its run.
+- A lost node or actor is not the candidate's doing: the run is made again on a new actor, up to
+  `RETRIES` times, then the session stops (exit 3) with nothing recorded lost; the same command
+  resumes it.
+- Every node that runs must be one environment (fingerprint.py): a run measured on a different
+  one stops the session, as a machine that changed does.
+- [verify] share and inputs name paths on this machine: the nodes must see them at the same
+  paths (a shared filesystem).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import socket
+import tempfile
+import threading
+import time
+from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from autoresearch import gitops
+from autoresearch.config import Config
+from autoresearch.errors import AutoresearchError, PreconditionError
+from autoresearch.evaluation_inputs import EvaluationInputs
+from autoresearch.executor import LocalExecutor, Measurement, RunRequest
+from autoresearch.resources import thread_env
+from autoresearch.shared_paths import SharedData
+from autoresearch.slots import Resources
+from autoresearch.stop_signals import SessionStopped
+
+CONNECT_TIMEOUT_S = 60.0
+RETRIES = 2  # a run whose actor died is made again on a new actor this many times
+POLL_S = 0.2  # how often a run in flight looks at the session's stop event
+BUNDLE_EXCLUDES = 256  # the clone's most recent commits named to keep a bundle small
+HOME_PREFIX = "autoresearch-ray-"
+WHERE = "[run] ray_address in autoresearch.toml (or --ray-address)"
+START_FIX = ("start a cluster with `ray start --head` (and `ray start --address HEAD:6379` on "
+             "each other node) and give its address, or use `local` for a cluster of this "
+             "machine alone")
+
+
+def import_ray() -> Any:
+    try:
+        import ray
+    except ImportError as err:
+        raise PreconditionError(
+            'runs on a Ray cluster ([run] executor = "ray") need Ray, which is not installed',
+            where="[run] executor in autoresearch.toml (or --executor ray)",
+            fix="pip install 'autoresearch[ray]' here and on every node of the cluster, or run "
+                "on this machine with executor = \"local\"") from err
+    return ray
+
+
+def connect(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> tuple[Any, bool]:
+    """Join the cluster at `address` ("local": start one of this machine for the session);
+    returns the ray module and whether this call joined (so closing should leave)."""
+    ray = import_ray()
+    if ray.is_initialized():
+        return ray, False
+    endpoint = _endpoint(address)
+    if endpoint is not None:
+        # Ray itself retries an address where nothing listens for minutes, saying little.
+        try:
+            socket.create_connection(endpoint, timeout=5).close()
+        except OSError as err:
+            raise PreconditionError(f"no Ray cluster answers at {address!r}: "
+                                    f"{err.strerror or err}", where=WHERE, fix=START_FIX) from err
+    options: dict[str, Any] = {"logging_level": logging.ERROR, "log_to_driver": False}
+    if address == "local":
+        # A cluster of this machine alone stays on the loopback interface.
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        options |= {"address": "local", "include_dashboard": False,
+                    "_node_ip_address": "127.0.0.1"}
+    else:
+        options["address"] = address
+    failure: list[BaseException | None] = []
+
+    def join() -> None:
+        try:
+            ray.init(**options)
+            failure.append(None)
+        except BaseException as err:  # handed to the caller's thread
+            failure.append(err)
+
+    joiner = threading.Thread(target=join, name="autoresearch-ray-connect", daemon=True)
+    joiner.start()
+    joiner.join(timeout_s)
+    if not failure:
+        raise PreconditionError(f"the Ray cluster at {address!r} did not answer within "
+                                f"{timeout_s:g} s", where=WHERE, fix=START_FIX)
+    if failure[0] is not None:
+        raise PreconditionError(f"could not join the Ray cluster at {address!r}: {failure[0]}",
+                                where=WHERE, fix=START_FIX) from failure[0]
+    return ray, True
+
+
+def _endpoint(address: str) -> tuple[str, int] | None:
+    """host and port of an address given as one (Ray's own "auto" and "local" are not)."""
+    bare = address.removeprefix("ray://")
+    host, _, port = bare.rpartition(":")
+    if not host or not port.isdigit():
+        return None
+    return host.strip("[]"), int(port)
+
+
+@dataclass(frozen=True)
+class Capacity:
+    nodes: int
+    cpus: float
+    gpus: float
+    runs_at_once: int  # how many runs' reservations the live nodes hold together
+
+    def describe(self) -> str:
+        return (f"{self.nodes} node{'s' * (self.nodes != 1)}, {self.cpus:g} CPUs, "
+                f"{self.gpus:g} GPUs")
+
+
+def capacity(nodes: Iterable[dict[str, Any]], cpus: float, gpus: float) -> Capacity:
+    """What the cluster's live nodes (as `ray.nodes()` lists them) hold for runs that each
+    reserve `cpus` CPUs and `gpus` GPUs; a run never spans nodes."""
+    alive = [n.get("Resources", {}) for n in nodes if n.get("Alive")]
+    fits = 0
+    for have in alive:
+        per_node = int(have.get("CPU", 0) // cpus)
+        if gpus:
+            per_node = min(per_node, int(have.get("GPU", 0) // gpus))
+        fits += per_node
+    return Capacity(len(alive), sum(h.get("CPU", 0) for h in alive),
+                    sum(h.get("GPU", 0) for h in alive), fits)
+
+
+class RemoteSlot:
+    """One slot's runs on a Ray node: a clone there, fed by bundles. RayExecutor makes it an
+    actor; its methods run on the node."""
+
+    def __init__(self, config: Config, shared: SharedData, inputs: EvaluationInputs) -> None:
+        base = Path(tempfile.gettempdir())
+        sweep_homes(base)  # of actors killed before they could remove theirs
+        self.home = Path(tempfile.mkdtemp(prefix=f"{HOME_PREFIX}{os.getpid()}-", dir=base))
+        self.clone = self.home / "clone"
+        self.config = config
+        self.shared = shared
+        self.inputs = inputs
+        self._lock = threading.Lock()
+        self._stops: dict[str, threading.Event] = {}
+        self._stopped: set[str] = set()  # stops that came before their run
+
+    def stop(self, run_id: str) -> None:
+        with self._lock:
+            self._stopped.add(run_id)
+            event = self._stops.get(run_id)
+        if event is not None:
+            event.set()
+
+    def run(self, request: RunRequest, bundle: bytes | None
+            ) -> tuple[str, Any, bytes]:
+        """("measured", Measurement, log) or ("stopped", (reason, exit code), b"")."""
+        stop = threading.Event()
+        with self._lock:
+            self._stops[request.run_id] = stop
+            if request.run_id in self._stopped:
+                stop.set()
+        try:
+            if bundle is not None:
+                self._receive(bundle)
+            there = replace(request, worktree=self.clone,
+                            log_path=self.home / "logs" / request.log_path.name)
+            measured = LocalExecutor(self.config, stop, shared=self.shared,
+                                     inputs=self.inputs).run(there)
+            log = there.log_path.read_bytes() if there.log_path.exists() else b""
+            there.log_path.unlink(missing_ok=True)
+            return "measured", measured, log
+        except SessionStopped as err:
+            return "stopped", (err.reason, err.exit_code), b""
+        except AutoresearchError as err:
+            return "stopped", (err.render(), err.exit_code), b""
+        finally:
+            with self._lock:
+                self._stops.pop(request.run_id, None)
+                self._stopped.discard(request.run_id)
+
+    def _receive(self, bundle: bytes) -> None:
+        path = self.home / "incoming.bundle"
+        path.write_bytes(bundle)
+        try:
+            gitops.fetch_bundle(self.clone, path)
+        finally:
+            path.unlink(missing_ok=True)
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.home, ignore_errors=True)
+
+
+def sweep_homes(base: Path) -> None:
+    """Remove the clones of actors whose process is gone (named after their pid)."""
+    for home in base.glob(f"{HOME_PREFIX}*-*"):
+        pid = home.name.removeprefix(HOME_PREFIX).split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(home, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass
+class _Remote:
+    """The driver's handle on one slot's actor, and the commits its clone holds."""
+
+    actor: Any
+    heads: list[str] = field(default_factory=list)  # what was shipped, most recent last
+
+
+class RayExecutor:
+    """Runs on a Ray cluster, each slot's runs in an actor of its own; up to `workers` at once.
+
+    `stop` (the session's stop event) ends every run at once, recorded as interrupted.
+    """
+
+    def __init__(self, config: Config, stop: threading.Event | None = None, workers: int = 1,
+                 shared: SharedData | None = None, inputs: EvaluationInputs | None = None
+                 ) -> None:
+        self.config = config
+        self.stop = stop
+        self.workers = max(1, workers)
+        self.shared = shared or SharedData()
+        self.inputs = inputs or EvaluationInputs()
+        self.address = config.run.ray_address
+        self.ray, self._joined = connect(self.address)
+        try:
+            self.capacity = capacity(self.ray.nodes(), config.run.ray_cpus, config.run.ray_gpus)
+            if self.capacity.runs_at_once == 0:
+                raise PreconditionError(
+                    f"no node of the Ray cluster at {self.address!r} has room for a run "
+                    f"({config.run.ray_cpus:g} CPUs and {config.run.ray_gpus:g} GPUs each; the "
+                    f"cluster: {self.capacity.describe()})",
+                    where="[run] ray_cpus and ray_gpus in autoresearch.toml",
+                    fix="ask for what one node has, or add a node that has it")
+        except BaseException:
+            self._leave()
+            raise
+        self._actor_class = self.ray.remote(RemoteSlot)
+        self._remotes: dict[Path, _Remote] = {}
+        self._lock = threading.Lock()  # the remotes; bundles are made one at a time
+        self._bundles = Path(tempfile.mkdtemp(prefix="autoresearch-bundles-"))
+        self._pool: ThreadPoolExecutor | None = None
+
+    # --- what the session shows ----------------------------------------------------------------
+
+    def describe(self) -> str:
+        run = self.config.run
+        return (f"runs on the Ray cluster at {self.address} ({self.capacity.describe()}); each "
+                f"run reserves {run.ray_cpus:g} CPU{'s' * (run.ray_cpus != 1)}"
+                + (f" and {run.ray_gpus:g} GPU{'s' * (run.ray_gpus != 1)}" if run.ray_gpus
+                   else "") + f", {self._threads()} thread{'s' * (self._threads() != 1)}")
+
+    @property
+    def crowding(self) -> str | None:
+        fits = self.capacity.runs_at_once
+        if fits >= self.workers:
+            return None
+        return (f"the Ray cluster holds {fits} run{'s' * (fits != 1)} at once, fewer than the "
+                f"{self.workers} workers: the other slots wait for room. Use --workers {fits}, "
+                "or add nodes")
+
+    # --- the seam ------------------------------------------------------------------------------
+
+    def submit(self, request: RunRequest) -> Future[Measurement]:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=self.workers,
+                                            thread_name_prefix="autoresearch-ray-run")
+        return self._pool.submit(self.run, request)
+
+    def run(self, request: RunRequest) -> Measurement:
+        """Make the run on the cluster and wait for it (`check` uses this directly)."""
+        lost: BaseException | None = None
+        for _ in range(RETRIES + 1):
+            remote = self._remote_for(request.worktree)
+            try:
+                return self._run_on(remote, request)
+            except (self.ray.exceptions.RayActorError, self.ray.exceptions.NodeDiedError,
+                    self.ray.exceptions.WorkerCrashedError) as err:
+                self._forget(request.worktree, remote)
+                if self._stopping():
+                    return _interrupted(request, "stopped while its Ray actor was lost")
+                lost = err
+        raise SessionStopped(
+            f"the Ray cluster lost the {request.role} run of {request.commit[:10]} "
+            f"{RETRIES + 1} times (its actor or node died: {_first_line(lost)}); nothing recorded "
+            "is lost. Check the cluster (`ray status`), then run the same command to resume",
+            exit_code=3)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+        with self._lock:
+            remotes, self._remotes = list(self._remotes.values()), {}
+        for remote in remotes:
+            # A lost actor has nothing left to clean, nor to kill.
+            with contextlib.suppress(Exception):
+                self.ray.get(remote.actor.cleanup.remote(), timeout=10)
+            with contextlib.suppress(Exception):
+                self.ray.kill(remote.actor)
+        shutil.rmtree(self._bundles, ignore_errors=True)
+        self._leave()
+
+    # --- the parts -----------------------------------------------------------------------------
+
+    def _run_on(self, remote: _Remote, request: RunRequest) -> Measurement:
+        bundle, heads = self._bundle_for(remote, request)
+        # Data only: a mapping proxy does not pickle; the node's share of threads is its own.
+        there = replace(request, protected=dict(request.protected),
+                        resources=Resources(env_vars=tuple(thread_env(self._threads()).items()),
+                                            slot=request.resources.slot))
+        ref = remote.actor.run.remote(there, bundle)
+        while not self.ray.wait([ref], timeout=POLL_S)[0]:
+            if self._stopping():
+                remote.actor.stop.remote(request.run_id)  # again each poll: idempotent
+        try:
+            kind, payload, log = self.ray.get(ref)
+        except self.ray.exceptions.RayTaskError as err:
+            raise SessionStopped(f"the {request.role} run of {request.commit[:10]} failed on "
+                                 f"the Ray cluster: {_first_line(err)}", exit_code=3) from err
+        remote.heads += heads
+        if kind == "stopped":
+            reason, code = payload
+            raise SessionStopped(reason, exit_code=code)
+        request.log_path.parent.mkdir(parents=True, exist_ok=True)
+        request.log_path.write_bytes(log)
+        measured: Measurement = replace(payload, log_path=request.log_path)
+        return measured
+
+    def _bundle_for(self, remote: _Remote, request: RunRequest) -> tuple[bytes | None, list[str]]:
+        """The bundle of what the actor's clone lacks to check out the commit (None: nothing)."""
+        known = remote.heads[-BUNDLE_EXCLUDES:]
+        repo = request.worktree
+        if known and not gitops.git(repo, "rev-list", "--max-count=1", request.commit,
+                                    *(f"^{k}" for k in known)):
+            return None, []  # the commit is one the clone has, or an ancestor of one
+        with self._lock:
+            path = gitops.create_bundle(repo, request.commit,
+                                        self._bundles / f"{request.commit}.bundle", known)
+            try:
+                return path.read_bytes(), [request.commit]
+            finally:
+                path.unlink(missing_ok=True)
+
+    def _remote_for(self, worktree: Path) -> _Remote:
+        with self._lock:
+            remote = self._remotes.get(worktree)
+            if remote is None:
+                run = self.config.run
+                actor = self._actor_class.options(
+                    num_cpus=run.ray_cpus, num_gpus=run.ray_gpus, max_concurrency=2,
+                ).remote(self.config, self.shared, self.inputs)
+                remote = self._remotes[worktree] = _Remote(actor)
+            return remote
+
+    def _forget(self, worktree: Path, remote: _Remote) -> None:
+        with self._lock:
+            if self._remotes.get(worktree) is remote:
+                del self._remotes[worktree]
+        with contextlib.suppress(Exception):  # already gone
+            self.ray.kill(remote.actor)
+
+    def _threads(self) -> int:
+        """Each run's thread count on its node: [run] threads when set, else its CPUs."""
+        threads = self.config.run.threads
+        return threads if isinstance(threads, int) else max(1, int(self.config.run.ray_cpus))
+
+    def _stopping(self) -> bool:
+        return self.stop is not None and self.stop.is_set()
+
+    def _leave(self) -> None:
+        if self._joined and self.ray.is_initialized():
+            self.ray.shutdown()
+
+
+def _interrupted(request: RunRequest, reason: str) -> Measurement:
+    request.log_path.parent.mkdir(parents=True, exist_ok=True)
+    request.log_path.write_text(reason + "\n", encoding="utf-8")
+    return Measurement(commit=request.commit, role=request.role, status="interrupted",
+                       reason=reason, objective=None, metrics={}, exit_code=None, duration_s=0.0,
+                       started_at=time.time(), log_path=request.log_path, seed=request.seed)
+
+
+def _first_line(err: BaseException | None) -> str:
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__

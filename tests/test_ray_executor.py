@@ -1,0 +1,274 @@
+"""Runs on a Ray cluster (`--executor ray`, [run] executor = "ray"): a real Ray head node on
+127.0.0.1, started here and stopped after, and the real CLI as the driver.
+
+The same loop as on this machine: each slot's runs go to an actor with a clone of its own, the
+commits travel as bundles and the measurements come back as data. What must hold as it holds
+locally: independent wins stack, a stop ends the remote runs, nothing outlives a killed
+orchestrator, a lost actor costs a re-run and not the experiment, and a cluster that is not
+there is a clear error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.conftest import cli_env, git, make_repo, run_cli, use_script
+
+pytestmark = pytest.mark.slow
+
+# Ray swaps 127.0.0.1 for the machine's address unless told not to, in every process.
+LOOPBACK = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+
+SCORE = textwrap.dedent(
+    """
+    import os, time
+    import x, y
+    pids = os.environ.get("PIDS")
+    if pids:  # where the test finds the runs in progress
+        with open(os.path.join(pids, str(os.getpid())), "w") as f:
+            f.write(str(os.getppid()))
+    time.sleep(getattr(x, "SLEEP", 0) + getattr(y, "SLEEP", 0))
+    print(f"cwd: {os.getcwd()}")
+    print(f"score: {(x.X - 7) ** 2 + (y.Y - 3) ** 2}")
+    """
+)
+
+
+def config(pids: Path) -> str:
+    return textwrap.dedent(
+        f"""
+        scope = ["x.py", "y.py"]
+        protected = ["score.py"]
+        [verify]
+        command = "{{python}} score.py"
+        budget_seconds = 5
+        timeout_seconds = 40
+        env = {{ PIDS = "{pids}" }}
+        [metric]
+        name = "score"
+        direction = "minimize"
+        [decision]
+        repeats = 2
+        deterministic = true
+        [run]
+        executor = "ray"
+        """
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[str]:
+    """A one-node Ray cluster on the loopback interface; its address."""
+    port = free_port()
+    temp = Path(tempfile.mkdtemp(prefix="ar-ray-"))  # short: Ray's socket paths must fit
+    ray = Path(sys.executable).with_name("ray")
+    head = subprocess.Popen(
+        [str(ray), "start", "--head", "--block", f"--port={port}",
+         "--node-ip-address=127.0.0.1", "--num-cpus=2", "--num-gpus=0",
+         "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}"],
+        env={**os.environ, **LOOPBACK}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert head.poll() is None, "ray start --head failed"
+                assert time.monotonic() < deadline, "the Ray head did not start in 120 s"
+                time.sleep(0.5)
+        yield f"127.0.0.1:{port}"
+        listening = [c.laddr for p in [psutil.Process(head.pid), *psutil.Process(
+            head.pid).children(recursive=True)] for c in _listening(p)]
+        assert listening and all(a.ip in ("127.0.0.1", "::ffff:127.0.0.1") for a in listening), (
+            f"Ray listened beyond the loopback interface: {listening}")
+    finally:
+        stop_cluster(head)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def stop_cluster(head: subprocess.Popen[bytes]) -> None:
+    """Every process of the head node: asked to stop (--block: `ray start` stops what it
+    started), then killed."""
+    tree = [psutil.Process(head.pid), *psutil.Process(head.pid).children(recursive=True)]
+    os.killpg(head.pid, signal.SIGTERM)
+    _, alive = psutil.wait_procs(tree, timeout=10)
+    for process in alive:
+        with contextlib.suppress(psutil.Error):
+            process.kill()
+    head.wait(timeout=30)
+
+
+def _listening(process: psutil.Process) -> list[psutil._common.pconn]:
+    try:
+        return [c for c in process.net_connections(kind="tcp") if c.status == psutil.CONN_LISTEN]
+    except psutil.Error:
+        return []
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    return make_repo(tmp_path / "repo", {"x.py": "X = 3.0\n", "y.py": "Y = 0.0\n",
+                                         "score.py": SCORE, "autoresearch.toml": config(pids)})
+
+
+def rows(repo: Path, sql: str) -> list[tuple[object, ...]]:
+    with sqlite3.connect(repo / ".autoresearch" / "ledger.db", timeout=10) as conn:
+        return conn.execute(sql).fetchall()
+
+
+def start(repo: Path, address: str, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "autoresearch", "run", "--repo", str(repo), "--tag", "t",
+         "--ray-address", address, *args],
+        cwd=repo, env=cli_env(LOOPBACK), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, stdin=subprocess.DEVNULL)
+
+
+def running(pids: Path, at_least: int = 1, timeout: float = 60) -> list[int]:
+    """The verify runs that have started (their pid files), once `at_least` have."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = [int(p.name) for p in pids.iterdir()]
+        if len(found) >= at_least:
+            return found
+        time.sleep(0.1)
+    raise AssertionError(f"fewer than {at_least} runs started in {timeout} s")
+
+
+def gone(pids: list[int], timeout: float = 30) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not [p for p in pids if psutil.pid_exists(p)
+                and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_a_session_runs_on_the_cluster_and_independent_wins_stack(cluster: str,
+                                                                  repo: Path) -> None:
+    use_script(repo, [
+        {"hypothesis": "X to 5", "edits": {"x.py": "X = 5.0\nSLEEP = 1.0\n"}},
+        {"hypothesis": "Y to 3", "edits": {"y.py": "Y = 3.0\nSLEEP = 2.5\n"}},
+    ])
+    result = run_cli(repo, "run", "--tag", "t", "-n", "3", "-w", "2", "--ray-address", cluster,
+                     env=LOOPBACK)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"runs on the Ray cluster at {cluster} (1 node, 2 CPUs, 0 GPUs)" in result.stdout
+    assert rows(repo, "SELECT seq, status FROM experiments ORDER BY seq") == [
+        (1, "keep"), (2, "keep"), (3, "keep")]
+    # Every run happened in an actor's clone, none in the session's own worktrees, and the
+    # logs came back to where the session keeps them.
+    logs = [Path(str(p)) for (p,) in rows(repo, "SELECT log_path FROM runs")]
+    assert len(logs) >= 7
+    places = {line for log in logs for line in log.read_text().splitlines()
+              if line.startswith("cwd: ")}
+    assert places and all("/autoresearch-ray-" in p and p.endswith("/clone") for p in places)
+    assert len(places) >= 2  # the two slots' actors
+    # The actors removed their clones when the session ended.
+    assert not [p for p in places if Path(p.removeprefix("cwd: ")).exists()]
+    # Both wins are on the session's branch.
+    assert git(repo, "show", "autoresearch/t:x.py").startswith("X = 5.0")
+    assert git(repo, "show", "autoresearch/t:y.py").startswith("Y = 3.0")
+
+
+def test_check_makes_its_dry_runs_on_the_cluster(cluster: str, repo: Path) -> None:
+    use_script(repo, [])
+    result = run_cli(repo, "check", "-w", "2", "--ray-address", cluster, env=LOOPBACK)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"runs on the Ray cluster at {cluster}" in result.stdout
+    assert "verify command ran in" in result.stdout
+    assert "2 runs at once all passed" in result.stdout
+
+
+def test_a_stop_ends_the_remote_runs_and_a_kill_9_leaves_nothing_behind(cluster: str,
+                                                                        repo: Path) -> None:
+    pids = repo.parent / "pids"
+    use_script(repo, [{"hypothesis": f"slow {i}",
+                       "edits": {"x.py": f"X = {4 + i}.0\nSLEEP = 60\n"}} for i in range(6)])
+    # SIGTERM (as Ctrl-C): the session ends within seconds, its run recorded interrupted.
+    proc = start(repo, cluster, "-n", "4")
+    first = running(pids, at_least=3)  # the baseline's two runs, then the slow candidate
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode != 0 or "interrupted" in out, out
+    assert gone(first), "a remote run outlived the stop"
+    assert ("interrupted",) in rows(repo, "SELECT status FROM experiments")
+    # kill -9: the driver's Ray job ends, its actors die, and their runs with them.
+    for p in pids.iterdir():
+        p.unlink()
+    proc = start(repo, cluster, "-n", "4")
+    second = running(pids, at_least=1)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+    assert gone(second), "a remote run outlived the orchestrator's kill -9"
+    # Resumed, with nothing lost or run twice.
+    (repo.parent / "script.json").write_text(json.dumps(
+        [{"hypothesis": "X to 7", "edits": {"x.py": "X = 7.0\n"}}]))
+    result = run_cli(repo, "run", "--tag", "t", "-n", "4", "--ray-address", cluster,
+                     env=LOOPBACK)
+    assert result.returncode == 0, result.stdout + result.stderr
+    exps = rows(repo, "SELECT seq, status FROM experiments ORDER BY seq")
+    assert [e[0] for e in exps] == list(range(1, len(exps) + 1))
+    assert not [e for e in exps if e[1] in ("proposed", "running")]
+    (dupes,) = rows(repo, "SELECT COUNT(*) - COUNT(DISTINCT log_path) FROM runs")[0]
+    assert dupes == 0
+
+
+def test_a_lost_actor_costs_a_run_not_the_experiment(cluster: str, repo: Path) -> None:
+    pids = repo.parent / "pids"
+    use_script(repo, [{"hypothesis": "X to 6", "edits": {"x.py": "X = 6.0\nSLEEP = 4\n"}}])
+    proc = start(repo, cluster, "-n", "2")
+    baseline = running(pids, at_least=2)
+    (run,) = [p for p in running(pids, at_least=3) if p not in baseline]
+    actor = int((pids / str(run)).read_text())  # the run's parent: the actor's process
+    assert "RemoteSlot" in " ".join(psutil.Process(actor).cmdline()) or psutil.Process(
+        actor).name().startswith("ray::")
+    os.kill(actor, signal.SIGKILL)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out
+    assert gone([run]), "the lost actor's run outlived it"
+    assert rows(repo, "SELECT seq, status FROM experiments ORDER BY seq") == [
+        (1, "keep"), (2, "keep")]
+    # The cut run was made again on a new actor: each run recorded once, all measured.
+    statuses = rows(repo, "SELECT status FROM runs")
+    assert statuses and all(s == ("ok",) for s in statuses)
+
+
+def test_a_cluster_that_is_not_there_is_a_clear_error(repo: Path) -> None:
+    closed = free_port()
+    result = run_cli(repo, "run", "-n", "2", "--ray-address", f"127.0.0.1:{closed}",
+                     env=LOOPBACK)
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert f"no Ray cluster answers at '127.0.0.1:{closed}'" in result.stderr
+    assert "ray start --head" in result.stderr and "Traceback" not in result.stderr
+    assert not (repo / ".autoresearch" / "ledger.db").exists() or not rows(
+        repo, "SELECT * FROM sessions")
+    checked = run_cli(repo, "check", "--ray-address", f"127.0.0.1:{closed}", env=LOOPBACK)
+    assert checked.returncode != 0 and "no Ray cluster answers" in checked.stdout + checked.stderr
