@@ -23,7 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from autoresearch.errors import AutoresearchError
-from autoresearch.gitops import changed_files, diff_names, git, is_ancestor, rev_list, tree_of
+from autoresearch.gitops import tree_of
+from autoresearch.gitops.history import changed_files, diff_names, is_ancestor, rev_list
+from autoresearch.gitops.runner import git
 from autoresearch.stop_signals import stop_signals_as_interrupt
 from autoresearch.views.summary import open_ledger, resolve_session
 
