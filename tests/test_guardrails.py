@@ -17,6 +17,9 @@ import pytest
 from autoresearch import gitops
 from autoresearch.config import load_config, parse_config
 from autoresearch.errors import ConfigError
+from autoresearch.gitops import runner
+from autoresearch.gitops.commits import commit_change, identity_args
+from autoresearch.gitops.status import changed_paths
 from autoresearch.globs import matches, select
 from autoresearch.guardrails import (
     Rules,
@@ -224,7 +227,7 @@ def test_a_file_named_like_a_glob_is_committed_alone(tmp_path: Path) -> None:
     root = make_repo(tmp_path / "r", {"*.txt": "literal\n", "keep.py": "K = 1\n"})
     (root / "other.txt").write_text("never judged, never committed\n")
     (root / "*.txt").unlink()
-    committed = gitops.commit_change(root, "delete the file named *.txt", ["*.txt"])
+    committed = commit_change(root, "delete the file named *.txt", ["*.txt"])
     assert committed.files == ["*.txt"]
     assert "other.txt" not in gitops.tracked_files(root)
 
@@ -255,13 +258,13 @@ def test_control_characters_a_file_already_holds_may_stay(tmp_path: Path) -> Non
 def test_an_agent_may_keep_a_binary_file_binary_but_not_add_one(tmp_path: Path) -> None:
     root = make_repo(tmp_path / "r", {"a.py": "X = 0\n"})
     (root / "w.bin").write_bytes(b"\0\1\2")
-    gitops.git(root, "add", "w.bin")
-    gitops.git(root, *gitops.identity_args(root), "commit", "-qm", "binary")
+    runner.git(root, "add", "w.bin")
+    runner.git(root, *identity_args(root), "commit", "-qm", "binary")
     rules = Rules(scope=["*.py", "*.bin"], protected=[])
     (root / "w.bin").write_bytes(b"\0\3\4")  # binary before: may stay binary
     (root / "a.py").write_bytes(b"X = 1\n\xff\xfe\n")  # text before: not UTF-8 now
     (root / "new.bin").write_bytes(b"\0new")  # new and binary
-    problems = check_changed_paths(root, gitops.changed_paths(root), rules)
+    problems = check_changed_paths(root, changed_paths(root), rules)
     assert sorted(p.split(":")[0] for p in problems) == ["a.py", "new.bin"]
     assert "not UTF-8 text (byte 0xff at offset 6)" in problems[0]
     assert "NUL byte" in problems[1]
@@ -271,7 +274,7 @@ def test_a_file_name_that_is_not_utf8_is_refused_by_name(tmp_path: Path) -> None
     root = make_repo(tmp_path / "r", {"a.py": "X = 0\n"})
     with open(os.path.join(os.fsencode(root), b"b\xff.py"), "wb") as fh:
         fh.write(b"Y = 1\n")
-    paths = gitops.changed_paths(root)
+    paths = changed_paths(root)
     assert paths == ["b\udcff.py"]
     (problem,) = check_changed_paths(root, paths, Rules(scope=["*.py"], protected=[]))
     assert problem.startswith("'b\\udcff.py': is not valid UTF-8")
@@ -338,7 +341,7 @@ def test_a_checkout_inside_the_fence_is_not_mistaken_for_tampering(tmp_path: Pat
     root = make_repo(tmp_path / "r", {"score.py": "S = 1\n", "a.py": "A = 1\n"})
     first = gitops.rev_parse(root, "HEAD")
     (root / "a.py").write_text("A = 2\n")
-    second = gitops.commit_change(root, "candidate").sha
+    second = commit_change(root, "candidate").sha
     expected = hash_files(root, ["score.py"])
     time.sleep(1.1)  # the index is older than the chmods below (git compares whole seconds)
     with protected_fence(root, expected):

@@ -23,6 +23,7 @@ from autoresearch import gitops, scheduler
 from autoresearch.config import CONFIG_NAME, load_config
 from autoresearch.display import Display
 from autoresearch.executor import LocalExecutor, Measurement, RunRequest
+from autoresearch.gitops.status import changed_paths
 from autoresearch.session import Session, SessionStopped
 from tests.conftest import git
 from tests.support.scripted_proposer import ScriptedProposer
@@ -101,7 +102,7 @@ def test_the_executor_makes_every_run_from_a_request(toy_repo: Path) -> None:
     assert guard.worktree == slot and guard.commit == incumbent
     assert (slot.parent / "guard-cwd.txt").read_text().strip() == str(slot)
     assert gitops.read_head(slot) == incumbent
-    assert gitops.changed_paths(slot) == []
+    assert changed_paths(slot) == []
 
 
 def test_the_discard_ref_exists_before_the_ledger_records_the_verdict(toy_repo: Path) -> None:

@@ -11,6 +11,7 @@ import pytest
 from autoresearch import gitops, shared_paths
 from autoresearch.config import Config, load_config_text
 from autoresearch.errors import ConfigError, PreconditionError
+from autoresearch.gitops.status import changed_paths
 from autoresearch.session import SessionStopped
 from autoresearch.shared_paths import collect, missing_paths, suggest_share
 from autoresearch.slots import Slots
@@ -118,7 +119,7 @@ def test_worktrees_get_links_after_every_reset(tmp_path: Path) -> None:
     slots.prepare(head)
     link = worktree / "data" / "prep" / "train.bin"
     assert link.is_symlink() and os.readlink(link) == str(repo / "data/prep/train.bin")
-    assert gitops.changed_paths(worktree) == []  # ignored: git sees nothing to commit
+    assert changed_paths(worktree) == []  # ignored: git sees nothing to commit
     # A reset that removes them (an agent deleted one, or `git clean -x`) re-links them.
     link.unlink()
     git(worktree, "clean", "-fdxq")

@@ -18,6 +18,7 @@ from pathlib import Path
 from autoresearch import gitops
 from autoresearch.config import CONFIG_NAME, Config
 from autoresearch.errors import PreconditionError
+from autoresearch.gitops.history import diff_names, rev_list
 from autoresearch.globs import select
 from autoresearch.history import History
 from autoresearch.ledger import Ledger, SessionRow
@@ -61,7 +62,7 @@ def follow_head(root: Path, config: Config, ledger: Ledger, row: SessionRow,
         return HeadFollowed(ledger.session(row.tag) or row, restarted=True, notices=[message])
     # autoresearch.toml is read from the checkout at every start (resume_contract says
     # which of its changes a session refuses); the evaluation's files come from the base.
-    changed = [path for path in select(gitops.diff_names(root, base, head), config.all_protected)
+    changed = [path for path in select(diff_names(root, base, head), config.all_protected)
                if path != CONFIG_NAME]
     if not changed:
         return HeadFollowed(row, restarted=False)
@@ -80,7 +81,7 @@ def save_unknown_commits(root: Path, tag: str, branch: str, history: History, ba
     made = {e.commit_sha for e in history.experiments if e.commit_sha}
     made |= {r.commit_sha for runs in history.runs.values() for r in runs}
     made.add(base)
-    unknown = [c for c in gitops.rev_list(root, [branch_tip, f"^{tip}"]) if c not in made]
+    unknown = [c for c in rev_list(root, [branch_tip, f"^{tip}"]) if c not in made]
     if not unknown:
         return None
     ref = f"refs/autoresearch/{tag}/saved/{branch_tip[:12]}"

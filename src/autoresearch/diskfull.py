@@ -126,7 +126,7 @@ def _says_full(exc: BaseException) -> bool:
 
 def _may_be_full(exc: BaseException) -> bool:
     """A failed write that does not say why: I/O errors, git's failed locks and objects."""
-    from autoresearch.gitops import GitError
+    from autoresearch.gitops.runner import GitError
 
     if isinstance(exc, sqlite3.Error):
         return ((getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF) == _SQLITE_IOERR

@@ -20,6 +20,9 @@ from typing import TypeVar
 
 from autoresearch import gitops, guardrails
 from autoresearch.errors import ProposalError
+from autoresearch.gitops.commits import commit_change
+from autoresearch.gitops.history import diff
+from autoresearch.gitops.status import changed_paths
 from autoresearch.judge import judge
 from autoresearch.ledger import TrialStatus
 from autoresearch.proposers.base import InFlight, Meter, Proposal, ProposalContext
@@ -148,7 +151,7 @@ def context(s: Session, trial: Trial, in_flight: list[InFlight]) -> ProposalCont
         stuck=history.streaks.without_keep >= s.config.decision.stuck_after,
         last_crash_log=history.last_crash_log,
         metric_name=s.config.metric.name, direction=s.config.metric.direction,
-        diff_from_baseline=lambda: gitops.diff(root, base, tip), experiment_id=trial.id,
+        diff_from_baseline=lambda: diff(root, base, tip), experiment_id=trial.id,
         in_flight=in_flight,
         meter=Meter(record=lambda u: trial.bill([u]), stop_reason=s.spend_limit_reached),
     )
@@ -194,7 +197,7 @@ def commit(s: Session, trial: Trial, proposal: Proposal, siblings: list[Trial]) 
         trial.bill(proposal.usage)
     trial.propose(proposal)
     if proposal.in_worktree:
-        paths = gitops.changed_paths(worktree)
+        paths = changed_paths(worktree)
         problems = guardrails.check_changed_paths(worktree, paths, rules)
     else:
         paths = list(proposal.edits)
@@ -208,7 +211,7 @@ def commit(s: Session, trial: Trial, proposal: Proposal, siblings: list[Trial]) 
     if proposal.rationale.strip():
         message += proposal.rationale.strip() + "\n\n"
     message += f"Experiment-Id: {trial.id}\n"
-    change = gitops.commit_change(worktree, message, paths)
+    change = commit_change(worktree, message, paths)
     duplicate = duplicate_of(s, change.tree, trial, siblings)
     if duplicate:
         # The commit is left unreferenced: nothing will run it, and git collects it eventually.

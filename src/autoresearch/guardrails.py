@@ -29,8 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from autoresearch import gitops
 from autoresearch.file_stamp import Stamp
+from autoresearch.gitops.history import blob_at
+from autoresearch.gitops.status import ignored_paths, tracked_among
 from autoresearch.globs import matches
 from autoresearch.repo_paths import Canonicalizer, PathRefused, fold, shown
 from autoresearch.textcheck import bytes_problem, text_problem
@@ -105,13 +106,13 @@ def _label(path: object) -> str:
 
 
 def _ignored_problems(root: Path, paths: Iterable[str]) -> list[str]:
-    ignored = gitops.ignored_paths(root, list(paths))
+    ignored = ignored_paths(root, list(paths))
     return [f"{p}: ignored by git (a .gitignore rule), so it could not be committed and the run "
             "would not measure the commit" for p in sorted(ignored)]
 
 
 def _untracked_deletions(root: Path, paths: list[str]) -> list[str]:
-    untracked = sorted(set(paths) - gitops.tracked_among(root, paths))
+    untracked = sorted(set(paths) - tracked_among(root, paths))
     return [f"{p}: not a file git tracks, so there is nothing to delete in a commit"
             for p in untracked]
 
@@ -171,7 +172,7 @@ def check_changed_paths(root: Path, paths: Iterable[str], rules: Rules) -> list[
             if size > rules.max_file_bytes:
                 problem = f"{path}: {size} bytes exceeds {rules.max_file_bytes}"
             else:
-                content = bytes_problem(full.read_bytes(), gitops.blob_at(root, "HEAD", path))
+                content = bytes_problem(full.read_bytes(), blob_at(root, "HEAD", path))
                 problem = f"{path}: {content}" if content else None
         if problem:
             problems.append(problem)

@@ -24,9 +24,9 @@ from __future__ import annotations
 import math
 from statistics import fmean
 
-from autoresearch import gitops
 from autoresearch.decision import check_metric_guards
 from autoresearch.gatekeeper import review_keep
+from autoresearch.gitops.commits import cherry_pick
 from autoresearch.history import REFERENCE_EVENT
 from autoresearch.ledger import TrialStatus
 from autoresearch.policy import Evidence, Step
@@ -107,7 +107,7 @@ def replay(s: Session, trial: Trial, replays: list[str]) -> str | None:
                 f"{incumbent.id}): not kept on a stale base")
     # The slot's runs may have repointed its `.git`: a replay must land in this repository.
     s.slots.holding(trial.slot, incumbent.commit_sha)
-    picked = gitops.cherry_pick(trial.slot.worktree, trial.commit, incumbent.commit_sha)
+    picked = cherry_pick(trial.slot.worktree, trial.commit, incumbent.commit_sha)
     if picked is None:
         return (f"the incumbent moved to {incumbent.id} while it ran, and its change conflicts "
                 "with that keep")

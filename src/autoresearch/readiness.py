@@ -10,6 +10,7 @@ from typing import Protocol, runtime_checkable
 from autoresearch import gitops, shared_paths
 from autoresearch.config import ALWAYS_PROTECTED, CONFIG_NAME, Config
 from autoresearch.errors import ConfigError, PreconditionError
+from autoresearch.gitops.status import dirty_tracked_files
 from autoresearch.globs import select
 from autoresearch.guardrails import is_protected
 from autoresearch.proposers.base import Proposer
@@ -27,7 +28,7 @@ def check_preconditions(root: Path, config: Config) -> list[str]:
             "the repository has no commit yet", where=str(root),
             fix="commit your files first: git add -A && git commit -m init",
         )
-    dirty = gitops.dirty_tracked_files(root)
+    dirty = dirty_tracked_files(root)
     if dirty:
         shown = ", ".join(dirty[:5]) + (" …" if len(dirty) > 5 else "")
         raise PreconditionError(

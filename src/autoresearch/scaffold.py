@@ -14,9 +14,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from autoresearch import gitops
 from autoresearch.config import CONFIG_NAME, PROGRAM_NAME, load_config, load_config_text
 from autoresearch.errors import ConfigError
+from autoresearch.gitops.commits import identity_args
+from autoresearch.gitops.runner import git
 from autoresearch.globs import pattern_problem
 from autoresearch.metric_discovery import (
     Candidate,
@@ -404,8 +405,8 @@ def scaffold(root: Path, answers: Answers, *, template: str | None, force: bool,
     load_config(root / CONFIG_NAME)  # what we wrote must load
     if commit:
         rel = [str(p.relative_to(root)) for p in written]
-        gitops.git(root, "add", "--", *rel)
-        gitops.git(root, *gitops.identity_args(root), "commit", "--quiet", "--no-verify", "-m",
+        git(root, "add", "--", *rel)
+        git(root, *identity_args(root), "commit", "--quiet", "--no-verify", "-m",
                    f"autoresearch init{f' --template {template}' if template else ''}", "--", *rel)
     return written
 
@@ -423,9 +424,9 @@ def create_demo(directory: Path, budget: float, console: object) -> Path:
     # this project's, by `make demo`): committing into the enclosing repository would put the
     # template in a subdirectory of the session's worktree, where the verify command cannot
     # find it.
-    toplevel = gitops.git(directory, "rev-parse", "--show-toplevel", check=False)
+    toplevel = git(directory, "rev-parse", "--show-toplevel", check=False)
     if not toplevel or Path(toplevel).resolve() != directory.resolve():
-        gitops.git(directory, "init", "--quiet")
+        git(directory, "init", "--quiet")
     written = _copy_template(directory, "gpt", force=False)
     config_path = directory / CONFIG_NAME
     _set_budget(config_path, budget)
@@ -433,8 +434,8 @@ def create_demo(directory: Path, budget: float, console: object) -> Path:
     _set_timeout(config_path, budget + DEMO_TIMEOUT_EXTRA_SECONDS)
     load_config(config_path)
     rel = [str(p.relative_to(directory)) for p in written]
-    gitops.git(directory, "add", "--", *rel)
-    gitops.git(directory, *gitops.identity_args(directory), "commit", "--quiet", "--no-verify",
+    git(directory, "add", "--", *rel)
+    git(directory, *identity_args(directory), "commit", "--quiet", "--no-verify",
                "-m", "autoresearch demo: the GPT template")
     out.print(f"created the demo project in {directory} (GPT template, {budget:g} s per run)")
     return directory

@@ -35,6 +35,7 @@ from autoresearch import gitops
 from autoresearch.config import CONFIG_NAME, STATE_DIR, Config
 from autoresearch.errors import ConfigError, PreconditionError
 from autoresearch.file_stamp import Stamp
+from autoresearch.gitops.runner import git, run_git
 from autoresearch.globs import matches
 from autoresearch.stop_signals import SessionStopped
 
@@ -136,7 +137,7 @@ def _ignored(root: Path, paths: Iterable[str]) -> set[str]:
     if not paths:
         return set()
     # check-ignore takes file names, not pathspecs, and refuses the literal-pathspec setting.
-    proc = gitops.run_git(root, "check-ignore", "-z", "--stdin",
+    proc = run_git(root, "check-ignore", "-z", "--stdin",
                           input_bytes="\0".join(paths).encode() + b"\0",
                           unset=("GIT_LITERAL_PATHSPECS",))
     return {p.decode() for p in proc.stdout.split(b"\0") if p}
@@ -199,7 +200,7 @@ def _ignore_line(paths: Sequence[str]) -> str:
 
 def checkout_of(worktree: Path) -> Path:
     """The user's checkout (the main working tree) that a worktree belongs to."""
-    common = gitops.git(worktree, "rev-parse", "--path-format=absolute", "--git-common-dir")
+    common = git(worktree, "rev-parse", "--path-format=absolute", "--git-common-dir")
     return Path(common).resolve().parent
 
 

@@ -23,6 +23,7 @@ from typing import Any, TypeAlias, TypeVar
 
 from autoresearch import gitops
 from autoresearch.executor import Measurement, RunRequest
+from autoresearch.gitops.commits import Committed
 from autoresearch.ledger import ExperimentRow, Ledger, SessionRow, TrialStatus
 from autoresearch.proposers.base import Proposal, Usage
 from autoresearch.slots import Slot
@@ -56,7 +57,7 @@ class Trial:
         self.attempt = row.attempts
         self.hypothesis = row.hypothesis
         self.params: Mapping[str, Any] | None = row.params
-        self.change: gitops.Committed | None = None  # the candidate's commit, once made
+        self.change: Committed | None = None  # the candidate's commit, once made
         self.proposal: Proposal | None = None
         self.failed: Measurement | None = None  # the crashed run a repair is being asked for
         # The crash the current attempt is a repair of: if the repair is refused, that crash stands.
@@ -80,7 +81,7 @@ class Trial:
         """A decided experiment measured again (the session's headline): runs only, no verdict."""
         trial = cls(ledger, root, paths, row, slot, row.parent_commit or row.commit_sha or "")
         if row.commit_sha:
-            trial.change = gitops.Committed(row.commit_sha, row.tree_sha or "", row.files,
+            trial.change = Committed(row.commit_sha, row.tree_sha or "", row.files,
                                             row.lines_added, row.lines_removed)
         return trial
 
@@ -107,7 +108,7 @@ class Trial:
         self.hypothesis = hypothesis
         self.ledger.record_hypothesis(self.id, hypothesis)
 
-    def commit_made(self, change: gitops.Committed) -> None:
+    def commit_made(self, change: Committed) -> None:
         """The change is committed in the slot: the trial runs from now on."""
         self.change = change
         self.status = TrialStatus.RUNNING
@@ -117,7 +118,7 @@ class Trial:
 
     def base_measured(self, commit: str, tree: str, params: Mapping[str, Any] | None) -> None:
         """The baseline measures the session's base commit as it is."""
-        self.change = gitops.Committed(commit, tree, [], 0, 0)
+        self.change = Committed(commit, tree, [], 0, 0)
         self.ledger.record_commit(self.id, commit_sha=commit, tree_sha=tree)
         if params:
             self.params = params

@@ -32,6 +32,7 @@ from pathlib import Path
 
 from autoresearch import gitops
 from autoresearch.file_stamp import Stamp
+from autoresearch.gitops.runner import GitError, run_git
 
 __all__ = ["Seal", "sealed_worktree"]
 
@@ -103,7 +104,7 @@ def _digest(full: Path) -> str:
 def _tracked_changes(worktree: Path) -> bool:
     """Whether a tracked file differs from HEAD (or the index from HEAD). trustctime off as in
     `gitops.checkout`: the protected fence's chmods change ctimes and are not changes."""
-    proc = gitops.run_git(worktree, "-c", "core.trustctime=false", "status", "--porcelain",
+    proc = run_git(worktree, "-c", "core.trustctime=false", "status", "--porcelain",
                           "-z", "--untracked-files=no", "--ignore-submodules=all")
     return proc.returncode != 0 or bool(proc.stdout)
 
@@ -115,9 +116,9 @@ def _tracked(worktree: Path, commit: str) -> tuple[str, ...]:
 @lru_cache(maxsize=64)
 def _tracked_in(worktree: str, commit: str) -> tuple[str, ...]:
     """The files of ``commit`` (a commit's tree never changes: cached), submodules aside."""
-    proc = gitops.run_git(Path(worktree), "ls-tree", "-r", "-z", "--full-tree", commit)
+    proc = run_git(Path(worktree), "ls-tree", "-r", "-z", "--full-tree", commit)
     if proc.returncode != 0:
-        raise gitops.GitError(["ls-tree", commit], proc.returncode,
+        raise GitError(["ls-tree", commit], proc.returncode,
                               proc.stderr.decode("utf-8", "replace"), where=worktree)
     files = []
     for entry in proc.stdout.split(b"\0"):

@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 
 from autoresearch import gitops
+from autoresearch.gitops.status import changed_paths
 from autoresearch.proposers.agent import AgentProposer
 from autoresearch.proposers.agent import process as agent_process
 from autoresearch.proposers.base import ProposalContext
@@ -71,7 +72,7 @@ def test_an_agents_own_commit_is_the_candidate_with_its_message_as_the_hypothesi
     # harness commits it once, itself; the session branch never moved.
     assert git(wt, "rev-parse", "HEAD") == head and branch_tip(session) == tip
     assert git(wt, "rev-parse", "--abbrev-ref", "HEAD") == "HEAD"  # still detached
-    assert gitops.changed_paths(wt) == ["target.py"]
+    assert changed_paths(wt) == ["target.py"]
     assert (wt / "target.py").read_text() == TARGET.replace("X = 3.0", "X = 6.9")
     assert proposal.hypothesis == "Set X to 6.9, just below the optimum"
     assert "A smaller step." in proposal.rationale
@@ -86,7 +87,7 @@ def test_several_commits_and_uncommitted_files_all_make_the_one_candidate(
     proposal = agent().propose(session)
     assert proposal is not None
     assert git(wt, "rev-parse", "HEAD") == head
-    assert sorted(gitops.changed_paths(wt)) == ["lib/new.py", "target.py"]
+    assert sorted(changed_paths(wt)) == ["lib/new.py", "target.py"]
     assert "X = 6.9" in (wt / "target.py").read_text() and (wt / "lib/new.py").exists()
     assert proposal.hypothesis == "first step; second step"
 
@@ -102,7 +103,7 @@ def test_aiders_auto_commit_is_folded_back_and_its_message_names_the_hypothesis(
     proposal = agent(agent="aider", extra_args=["--auto-commits"]).propose(session)
     assert proposal is not None
     assert git(wt, "rev-parse", "HEAD") == head and branch_tip(session) == tip
-    assert gitops.changed_paths(wt) == ["target.py"]
+    assert changed_paths(wt) == ["target.py"]
     assert "X = 7.0" in (wt / "target.py").read_text()
     assert proposal.hypothesis == "feat: Set X to the optimum 7.0"
     assert proposal.usage[0].cost_usd == pytest.approx(0.03)
@@ -118,7 +119,7 @@ def test_a_commit_that_moves_the_session_branch_is_still_refused(
     assert "the agent ran git" in info.value.what
     assert "refs/heads/autoresearch/t moved" in info.value.what
     assert git(wt, "rev-parse", "HEAD") == head and branch_tip(session) == tip
-    assert gitops.changed_paths(wt) == []
+    assert changed_paths(wt) == []
 
 
 # --- errors reported in the output of a CLI that exits 0 ---------------------------------------
@@ -133,7 +134,7 @@ def test_error_max_turns_rejects_the_unfinished_change_with_the_reason(
     assert "its unfinished change was discarded" in what
     assert "--max-turns" in (info.value.fix or "")
     assert info.value.usage[0].cost_usd == 0.004  # billed all the same
-    assert gitops.changed_paths(session.worktree) == []
+    assert changed_paths(session.worktree) == []
     assert (session.worktree / "target.py").read_text() == TARGET
 
 
@@ -143,7 +144,7 @@ def test_a_codex_turn_failed_event_rejects_its_change(
     with pytest.raises(FailedProposal,
                        match="reported an error: stream disconnected before completion"):
         agent(agent="codex").propose(session)
-    assert gitops.changed_paths(session.worktree) == []
+    assert changed_paths(session.worktree) == []
 
 
 def test_a_refused_login_in_the_json_result_stops_the_session_with_the_fix(

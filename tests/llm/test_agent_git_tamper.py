@@ -20,6 +20,9 @@ from pathlib import Path
 import pytest
 
 from autoresearch import gitops
+from autoresearch.gitops.commits import commit_change
+from autoresearch.gitops.history import file_at
+from autoresearch.gitops.status import changed_paths
 from autoresearch.proposers.agent import AgentProposer
 from autoresearch.proposers.base import ProposalContext
 from autoresearch.proposers.faults import FailedProposal
@@ -354,8 +357,8 @@ def test_every_git_control_file_an_agent_plants_is_named_put_back_and_refused(
         echo "Hypothesis: X to 6"
         """)
     assert honest.propose(linked) is not None
-    change = gitops.commit_change(linked.worktree, "x\n", gitops.changed_paths(linked.worktree))
-    assert gitops.file_at(worktree, change.sha, "target.py") == (
+    change = commit_change(linked.worktree, "x\n", changed_paths(linked.worktree))
+    assert file_at(worktree, change.sha, "target.py") == (
         linked.worktree / "target.py").read_text()
     assert "X = 6.0" in (linked.worktree / "target.py").read_text()
     assert not marker.exists()  # the planted filter never ran in the harness's git calls

@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 
 from autoresearch import gitops
+from autoresearch.gitops.commits import commit_change
+from autoresearch.gitops.status import changed_paths
 from autoresearch.proposers.agent import AgentProposer
 from autoresearch.proposers.base import ProposalContext
 from autoresearch.proposers.faults import FailedProposal, FatalProposerError
@@ -186,7 +188,7 @@ def test_earlier_outputs_caches_and_other_sessions_are_not_the_agents_doing(
         monkeypatch.setenv("FAKE_AGENT_MODE", mode)
         proposal = agent().propose(session)
         assert proposal is not None and proposal.in_worktree
-        assert gitops.changed_paths(wt) == ["target.py"]
+        assert changed_paths(wt) == ["target.py"]
         # The ignored data the verify command produced is untouched; the caches the agent's own
         # python run rewrote are deleted (regenerable, and a planted .pyc could change an import).
         assert (wt / "data" / "offset.txt").read_text() == "0\n"
@@ -268,7 +270,7 @@ def test_refs_a_sibling_slot_moves_meanwhile_are_not_the_agents_doing(
     wt = session.worktree
     before = GitState.take(wt, "t")
     (wt / "target.py").write_text("X = 5.0\n")
-    sibling = gitops.commit_change(wt, "a sibling's candidate\n").sha
+    sibling = commit_change(wt, "a sibling's candidate\n").sha
     gitops.checkout(wt, before.head)
     gitops.update_ref(worktree, "refs/autoresearch/t/discarded/t-0007", sibling)  # a park
     gitops.update_ref(worktree, "refs/heads/autoresearch/t", sibling)  # a keep

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from autoresearch import gitops, guardrails
+from autoresearch.gitops.status import changed_paths
 from autoresearch.proposers.agent import AgentProposer
 from autoresearch.proposers.agent import process as agent_process
 from autoresearch.proposers.base import Proposal
@@ -38,7 +39,7 @@ def test_claude_preset_edits_the_worktree_and_reports_its_cost(
     assert (u.provider, u.model, u.cost_usd) == ("agent:claude", "claude-sonnet-4-6", 0.0123)
     assert (u.input_tokens, u.output_tokens, u.cache_read_tokens, u.cache_write_tokens) == (
         1500, 400, 9000, 700)
-    assert gitops.changed_paths(worktree) == ["target.py"]
+    assert changed_paths(worktree) == ["target.py"]
     (call,) = calls(agents)
     assert call["argv"][:3] == ["-p", "--output-format", "json"]
     assert "Bash" in call["argv"][call["argv"].index("--disallowedTools") + 1]
@@ -77,7 +78,7 @@ def test_aider_preset_passes_scope_files_and_cleans_its_scratch_files(
     assert u.cost_usd == pytest.approx(0.03)
     assert (u.input_tokens, u.cache_read_tokens, u.output_tokens) == (9500, 2500, 1200)
     assert not (worktree / ".aider.chat.history.md").exists()
-    assert gitops.changed_paths(worktree) == ["target.py"]
+    assert changed_paths(worktree) == ["target.py"]
     argv = calls(agents)[0]["argv"]
     assert {"--yes-always", "--no-auto-commits", "--no-suggest-shell-commands",
             "--message-file"} <= set(argv)
@@ -103,7 +104,7 @@ def test_protected_and_out_of_scope_changes_reach_the_guardrails(
         monkeypatch.setenv("FAKE_AGENT_MODE", mode)
         proposal = agent().propose(ctx)
         assert proposal is not None and proposal.in_worktree
-        problems = guardrails.check_changed_paths(worktree, gitops.changed_paths(worktree), rules)
+        problems = guardrails.check_changed_paths(worktree, changed_paths(worktree), rules)
         assert any(expected in p for p in problems)
         gitops.checkout(worktree, "HEAD")  # what the harness does with a rejected change
 
@@ -119,7 +120,7 @@ def test_a_commit_onto_a_checked_out_branch_is_refused_and_undone(
     assert "the agent ran git: it may commit only on the detached HEAD" in info.value.what
     assert "HEAD moved" in info.value.what and info.value.usage[0].cost_usd == 0.0123
     assert git(worktree, "rev-parse", "HEAD") == head
-    assert gitops.changed_paths(worktree) == []
+    assert changed_paths(worktree) == []
     assert (worktree / "target.py").read_text() == TARGET
 
 
@@ -149,7 +150,7 @@ def test_timeout_kills_the_whole_process_group_and_restores_the_worktree(
         f"/proc/{pid}/stat").read_text().split()[2]
     assert not alive, "the agent's child survived the timeout"
     assert (worktree / "target.py").read_text() == TARGET
-    assert gitops.changed_paths(worktree) == []
+    assert changed_paths(worktree) == []
 
 
 def test_an_unauthenticated_cli_stops_the_session(
@@ -180,7 +181,7 @@ def test_repair_returns_the_fixed_candidate_as_edits(
     assert fixed.hypothesis == "use a module" and fixed.usage[0].purpose == "repair"
     assert "ModuleNotFoundError: missing_module" in calls(agents)[0]["prompt"]
     assert git(worktree, "rev-parse", "HEAD") == crashed
-    assert gitops.changed_paths(worktree) == ["run.log"]  # the worktree is as the harness left it
+    assert changed_paths(worktree) == ["run.log"]  # the worktree is as the harness left it
 
 
 def test_a_repair_that_changes_nothing_fails_with_the_tokens_it_spent(

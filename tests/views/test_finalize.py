@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from autoresearch.finalize import FinalizeError, SourceCommit, finalize, group_commits, remeasure
+from autoresearch.finalize import FinalizeError, finalize
+from autoresearch.finalize.groups import SourceCommit, group_commits
+from autoresearch.finalize.verify import remeasure
 from autoresearch.ledger import Ledger
 from tests.views.conftest import autoresearch, copy_repo, run_toy_session
 from tests.views.ledger_factory import GIT_ENV, BuiltSession, Planned, build_session, git

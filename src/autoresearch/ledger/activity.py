@@ -4,22 +4,16 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
-from collections.abc import Mapping, Sequence
-from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any
 
+from autoresearch.ledger.tables import LedgerTables
 from autoresearch.unicode_controls import clean_prose
 
 
-class ActivityTables:
+class ActivityTables(LedgerTables):
     """Usage and events, written and read through the ledger's connection."""
-
-    if TYPE_CHECKING:  # provided by Ledger, which these tables are part of
-        def _tx(self) -> AbstractContextManager[sqlite3.Connection]: ...
-
-        def _query(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]: ...
 
     def add_usage(
         self,

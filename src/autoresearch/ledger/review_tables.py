@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 from autoresearch.ledger.reviews import (
@@ -16,6 +15,7 @@ from autoresearch.ledger.reviews import (
     ReviewRecord,
     ReviewRow,
 )
+from autoresearch.ledger.tables import LedgerTables
 from autoresearch.unicode_controls import clean_prose
 
 
@@ -30,14 +30,10 @@ def _clean_strings(value: Any) -> Any:
     return value
 
 
-class ReviewTables:
+class ReviewTables(LedgerTables):
     """Reviews and findings, written and read through the ledger's connection."""
 
     if TYPE_CHECKING:  # provided by Ledger, which these tables are part of
-        def _tx(self) -> AbstractContextManager[sqlite3.Connection]: ...
-
-        def _query(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]: ...
-
         @property
         def schema_version(self) -> int: ...
 

@@ -330,10 +330,11 @@ def _refuse_protected(key: str, file: str, protected: Sequence[str], where: str)
 def in_scope_files(root: Path, scope: Sequence[str]) -> list[str]:
     """The files under `root` that the scope globs select: git's list, else a directory walk."""
     from autoresearch import gitops  # local: config imports this module
+    from autoresearch.gitops.runner import GitError
 
     try:
         return select(gitops.tracked_files(root), scope)
-    except (gitops.GitError, OSError):
+    except (GitError, OSError):
         pass  # not a git checkout (tests, exported trees)
     found: list[str] = []
     for dirpath, dirnames, filenames in os.walk(root):

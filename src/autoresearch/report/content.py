@@ -8,7 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from autoresearch.gitops import GitError, commit_exists, patch_of
+from autoresearch.gitops import commit_exists
+from autoresearch.gitops.history import patch_of
+from autoresearch.gitops.runner import GitError
 from autoresearch.ledger import Ledger, SessionRow
 from autoresearch.unicode_controls import bidi_warning, reveal_bidi
 from autoresearch.views.format import fmt_duration, fmt_rate, fmt_value

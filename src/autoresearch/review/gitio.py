@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from autoresearch import gitops
 from autoresearch.errors import PreconditionError
+from autoresearch.gitops import runner
 
 
 class GitFailed(PreconditionError):
@@ -29,7 +29,7 @@ def run_git_bytes(root: Path, *args: str, input_bytes: bytes | None = None,
                   check: bool = True) -> bytes:
     # Through the package's one git runner (hooks and the like off); revisions and paths here
     # may be patterns, so pathspecs keep git's usual meaning.
-    proc = gitops.run_git(root, *args, input_bytes=input_bytes, unset=("GIT_LITERAL_PATHSPECS",))
+    proc = runner.run_git(root, *args, input_bytes=input_bytes, unset=("GIT_LITERAL_PATHSPECS",))
     if check and proc.returncode != 0:
         message = proc.stderr.decode("utf-8", errors="replace").strip()
         raise GitFailed(f"git {' '.join(args[:3])} failed: {message}", where=str(root))

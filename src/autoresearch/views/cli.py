@@ -29,7 +29,7 @@ __all__ = ["dashboard", "dashboard_app", "finalize", "is_loopback", "register", 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
 
-    from autoresearch.finalize import Effect
+    from autoresearch.finalize.verify import Effect
 
 console = SafeConsole()  # untrusted text is printed as text: views.safe_console
 
@@ -211,7 +211,7 @@ def finalize(
 ) -> None:
     """Split a session's kept commits into independent branches from its base (never pushes)."""
     from autoresearch.finalize import finalize as run_finalize
-    from autoresearch.finalize import remeasure
+    from autoresearch.finalize.verify import remeasure
     from autoresearch.slots import remove_finished_slots
 
     root = _root(repo)

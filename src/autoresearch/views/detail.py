@@ -7,7 +7,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from autoresearch.gitops import GitError, commit_exists, show_commit
+from autoresearch.gitops import commit_exists
+from autoresearch.gitops.history import show_commit
+from autoresearch.gitops.runner import GitError
 from autoresearch.ledger import Ledger, RunRow
 from autoresearch.runner import log_tail
 from autoresearch.unicode_controls import bidi_warning, reveal_bidi

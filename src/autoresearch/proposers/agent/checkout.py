@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from autoresearch.gitops import git
+from autoresearch.gitops.runner import git
 
 Stamp = tuple[int, int] | None  # (size, mtime_ns); None: listed by git status but gone
 

@@ -13,7 +13,7 @@ An agent runs as the same user as the harness, so it can write any of them:
   user has, long after the session.
 
 The harness's own git calls already ignore hooks, fsmonitor, global attributes and signing
-(`gitops.HARDENED`); this snapshot is what makes any other change visible and undone. Both
+(`gitops.runner.HARDENED`); this snapshot is what makes any other change visible and undone. Both
 steps use no git at all: right after the run, the files are compared and put back before the
 harness runs its first git command, so nothing the agent planted is ever read by it (with a
 repointed `.git`, git would otherwise answer from the copy).
@@ -34,7 +34,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from autoresearch.gitops import git
+from autoresearch.gitops.runner import git
 
 # Inside each git dir (the common one and the worktree's own).
 _CONTROL = ("config", "config.worktree", "info/exclude", "info/attributes", "info/grafts",

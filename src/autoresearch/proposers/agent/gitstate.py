@@ -48,7 +48,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from autoresearch.gitops import REF_JOURNAL, GitError, git, run_git
+from autoresearch.gitops import REF_JOURNAL
+from autoresearch.gitops.runner import GitError, git, run_git
 
 _STASH = "refs/stash"
 # A stash entry's message: "WIP on <branch>: <commit> <subject>" or "On <branch>: <message>".

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from autoresearch.gitops import git
+from autoresearch.gitops.runner import git
 from autoresearch.proposers.agent.checkout import CheckoutSnapshot
 from autoresearch.proposers.agent.gitfiles import GitFiles, describe
 from autoresearch.proposers.agent.gitstate import GitState

@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from autoresearch.errors import ConfigError
-from autoresearch.gitops import git
+from autoresearch.gitops.runner import git
 from autoresearch.process_tree import kill_orphans
 from autoresearch.proposers.agent import prompt as prompts
 from autoresearch.proposers.agent.guard import RunGuard

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from autoresearch.file_stamp import Stamp
-from autoresearch.gitops import git
+from autoresearch.gitops.runner import git
 from autoresearch.globs import matches
 
 MAX_KEEP_BYTES = 1 << 20  # files up to this size are kept in memory, to put back if changed

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from autoresearch.gitops import git
+from autoresearch.gitops.runner import git
 from autoresearch.globs import matches
 
 

@@ -37,8 +37,9 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from autoresearch import gitops, guardrails
+from autoresearch import guardrails
 from autoresearch.errors import ConfigError
+from autoresearch.gitops.history import blob_at
 from autoresearch.proposers.base import Meter, Proposal, ProposalContext, Proposer, Usage
 from autoresearch.proposers.faults import (
     ContextTooLong,
@@ -112,7 +113,7 @@ class ModelFiles:
         if path in self.overlay:
             return self.overlay[path]
         if self.commit is not None:
-            data = gitops.blob_at(self.root, self.commit, path)
+            data = blob_at(self.root, self.commit, path)
         else:
             full = self.root / path
             try:

@@ -33,6 +33,7 @@ from pathlib import Path
 
 from autoresearch import gitops
 from autoresearch.config import ALWAYS_PROTECTED, PROGRAM_NAME
+from autoresearch.gitops.runner import GitError
 from autoresearch.globs import select
 from autoresearch.proposers.base import ProposalContext
 from autoresearch.textcheck import is_binary
@@ -112,7 +113,7 @@ def _protected_files(ctx: ProposalContext) -> list[str]:
     protected = [p for p in ctx.config.all_protected if p != PROGRAM_NAME]
     try:
         files = select(gitops.tracked_files(ctx.worktree), protected)
-    except (gitops.GitError, OSError):
+    except (GitError, OSError):
         files = select(_walk(ctx.worktree), protected)
     return [p for p in files if p != PROGRAM_NAME]
 

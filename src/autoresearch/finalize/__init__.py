@@ -1,0 +1,214 @@
+"""`autoresearch finalize`: turn a session's kept commits into clean, independent review branches.
+
+Kept commits are grouped so that no two groups touch the same file: commits that share a file
+(directly, or through a chain of other commits) land in the same group. Each group becomes one
+branch from the session's base commit. Because a file belongs to exactly one group, the group's
+commits can be replayed with git plumbing alone (the file's content at each step is exactly the
+source commit's), so there are no merge conflicts, no working tree and no checkout involved, and
+re-running finalize recreates byte-identical commits.
+
+Before any branch is written, two checks that do not trust the grouping are made on the new
+commits: their changed files are pairwise disjoint, and applying all of them to the base gives
+exactly the session's final tree. Finalize never pushes and never touches the base branch.
+
+This module is the command and its checks; the grouping and the branch names are in
+`finalize.groups`, the replay in `finalize.replay`, and `--verify`'s re-measurement of each
+branch in `finalize.verify`.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from autoresearch.errors import AutoresearchError
+from autoresearch.finalize.groups import SourceCommit, group_commits, group_slug
+from autoresearch.finalize.replay import PrivateIndex, replay_commits
+from autoresearch.gitops import tree_of
+from autoresearch.gitops.history import changed_files, diff_names, is_ancestor, rev_list
+from autoresearch.gitops.runner import git
+from autoresearch.views.summary import open_ledger, resolve_session
+
+DEFAULT_PREFIX = "autoresearch-final/{tag}/"
+
+
+class FinalizeError(AutoresearchError):
+    """The session cannot be finalized as asked."""
+
+
+
+@dataclass
+class ChangeGroup:
+    index: int
+    commits: list[SourceCommit]
+    files: list[str]
+    branch: str = ""
+    tip: str = ""
+    existed: bool = False
+
+    @property
+    def title(self) -> str:
+        """What the group holds: every change's title, in order."""
+        return "; ".join(c.title for c in self.commits)
+
+    @property
+    def name(self) -> str:
+        """A branch-name slug for what the group holds, all of it (not its first change)."""
+        return group_slug([c.title for c in self.commits])
+
+
+@dataclass
+class FinalizeResult:
+    tag: str
+    base_commit: str
+    session_tip: str
+    groups: list[ChangeGroup]
+    session_tree: str
+    union_tree: str
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def reproduced(self) -> bool:
+        return self.session_tree == self.union_tree
+
+
+def _source_commits(repo: Path, base: str, tip: str, titles: dict[str, tuple[str, str]],
+                    restore: str) -> list[SourceCommit]:
+    if not is_ancestor(repo, base, tip):
+        raise FinalizeError(f"the session branch does not descend from its base {base[:12]}: "
+                            "it was rewritten or reset", fix=restore)
+    if rev_list(repo, ["--merges", f"{base}..{tip}"]):
+        raise FinalizeError("the session branch contains merge commits",
+                            fix="finalize handles the linear history a session writes")
+    out: list[SourceCommit] = []
+    for sha in rev_list(repo, ["--reverse", "--first-parent", f"{base}..{tip}"]):
+        exp_id, title = titles.get(sha, (None, ""))
+        title = title or git(repo, "show", "-s", "--format=%s", sha).strip()
+        out.append(SourceCommit(sha, exp_id, title, changed_files(repo, sha)))
+    return out
+
+
+def _check_branch_name(repo: Path, name: str) -> None:
+    if git(repo, "check-ref-format", "--branch", name, check=False).strip() != name:
+        raise FinalizeError(f"{name!r} is not a valid branch name", where="--prefix",
+                            fix="choose another --prefix: letters, digits, '-', '_' and '/' "
+                            "(no '..', '@{', spaces, '~^:?*[\\', nor a leading '-')")
+
+
+def finalize(
+    repo: Path,
+    tag: str | None,
+    *,
+    prefix: str = DEFAULT_PREFIX,
+    force: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> FinalizeResult:
+    """Create one branch per independent group of kept commits; see the module docstring."""
+    say = log or (lambda _msg: None)
+    ledger = open_ledger(repo)
+    try:
+        session = resolve_session(ledger, tag)
+        exps = ledger.experiments(session.id)
+    finally:
+        ledger.close()
+    base = session.base_commit
+    tip = git(repo, "rev-parse", "--verify", "--quiet", f"refs/heads/{session.branch}^{{commit}}",
+              check=False).strip()
+    if not tip:
+        raise FinalizeError(f"the session branch {session.branch} does not exist",
+                            where=str(repo), fix="it may have been deleted; nothing to finalize")
+    titles = {e.commit_sha: (e.id, e.hypothesis.strip().splitlines()[0] if e.hypothesis else "")
+              for e in exps if e.commit_sha and e.kind != "baseline"}
+    kept = [e for e in exps if e.status == "keep" and e.kind != "baseline" and e.commit_sha]
+    last = (kept[-1].commit_sha or "")[:12] if kept else ""
+    restore = (f"the session's last kept commit is {last} ({kept[-1].id}): put the branch back "
+               f"with `git branch -f {session.branch} {last}` (what it pointed to stays in "
+               f"`git reflog {session.branch}`), then finalize again" if kept else
+               "finalize needs the branch the session wrote")
+    commits = _source_commits(repo, base, tip, titles, restore)
+    if not commits:
+        raise FinalizeError(f"session {session.tag} kept no change: the branch is at its base",
+                            fix="nothing to review; run more experiments first")
+    warnings = []
+    kept_shas = {e.commit_sha for e in kept}
+    for c in commits:
+        if c.sha not in kept_shas:
+            warnings.append(f"{c.sha[:12]} ({c.title}) is on {session.branch} but no experiment "
+                            "of the session kept it (a commit made on the branch by hand): it is "
+                            "included in the branches, unmeasured")
+    on_branch = {c.sha for c in commits}
+    for e in exps:
+        if e.status == "keep" and e.kind != "baseline" and e.commit_sha not in on_branch:
+            warnings.append(f"{e.id} is recorded as kept but its commit is not on {session.branch}")
+
+    stem = prefix.replace("{tag}", session.tag)
+    groups = [ChangeGroup(i + 1, g, sorted({f for c in g for f in c.files}))
+              for i, g in enumerate(group_commits(commits))]
+    with tempfile.TemporaryDirectory(prefix="ar-finalize-") as tmp:
+        index = PrivateIndex(repo, tmp)
+        for g in groups:
+            g.branch = f"{stem}{g.index:02d}-{g.name}"
+            _check_branch_name(repo, g.branch)
+            g.tip = replay_commits(repo, index, base, g.commits)
+        union = _union_tree(repo, index, base, groups)
+    result = FinalizeResult(session.tag, base, tip, groups, tree_of(repo, tip), union, warnings)
+    _verify_disjoint(repo, base, groups)
+    if not result.reproduced:
+        raise FinalizeError("the groups together do not reproduce the session's final tree",
+                            where=f"union {union[:12]} vs session {result.session_tree[:12]}",
+                            fix="no branch was written; please report this as a bug")
+    _write_branches(repo, groups, force, say)
+    result.warnings += _stale_branches(repo, stem, groups)
+    return result
+
+
+def _stale_branches(repo: Path, stem: str, groups: list[ChangeGroup]) -> list[str]:
+    """Branches under the same prefix that this finalize did not write: an earlier finalize's,
+    for an older state of the session (its names follow the groups, so they change as the
+    session keeps more). Named, never deleted: they may be under review."""
+    written = {g.branch for g in groups}
+    refs = git(repo, "for-each-ref", "--format=%(refname:short)", f"refs/heads/{stem}").split()
+    stale = [r for r in refs if r not in written]
+    if not stale:
+        return []
+    return [f"{len(stale)} branch(es) under {stem} are from an earlier finalize and no longer "
+            f"match the session: {', '.join(stale)}; delete them once unused: "
+            f"git branch -D {' '.join(stale)}"]
+
+
+def _union_tree(repo: Path, index: PrivateIndex, base: str, groups: list[ChangeGroup]) -> str:
+    """Apply every new branch's own change (as git sees it, not as we planned it) to the base."""
+    index.read(base)
+    for g in groups:
+        index.take(g.tip, diff_names(repo, base, g.tip))
+    return index.write()
+
+
+def _verify_disjoint(repo: Path, base: str, groups: list[ChangeGroup]) -> None:
+    seen: dict[str, str] = {}
+    for g in groups:
+        for path in diff_names(repo, base, g.tip):
+            if path in seen:
+                raise FinalizeError(f"{path} is changed by both {seen[path]} and {g.branch}",
+                                    fix="no branch was written; please report this as a bug")
+            seen[path] = g.branch
+
+
+def _write_branches(repo: Path, groups: list[ChangeGroup], force: bool,
+                    say: Callable[[str], None]) -> None:
+    clashes = []
+    for g in groups:
+        current = git(repo, "rev-parse", "--verify", "--quiet", f"refs/heads/{g.branch}",
+                      check=False).strip()
+        g.existed = bool(current)
+        if current and current != g.tip and not force:
+            clashes.append(g.branch)
+    if clashes:
+        raise FinalizeError("these branches already exist with other content: "
+                            + ", ".join(clashes),
+                            fix="pass --force to replace them, or choose another --prefix")
+    for g in groups:
+        git(repo, "update-ref", "-m", "autoresearch finalize", f"refs/heads/{g.branch}", g.tip)
+        say(f"{g.branch} ← {len(g.commits)} commit(s), {len(g.files)} file(s)")

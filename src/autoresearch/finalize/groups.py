@@ -1,0 +1,78 @@
+"""How `finalize` groups a session's kept commits, and names each group's branch.
+
+Commits that share a file (directly, or through a chain of other commits) land in the same group,
+so a file belongs to exactly one group; a group's branch name covers every change it holds.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class SourceCommit:
+    sha: str
+    exp_id: str | None
+    title: str
+    files: list[str]
+
+
+def group_commits(commits: list[SourceCommit]) -> list[list[SourceCommit]]:
+    """Connected components of "touches a common file", in order of each group's first commit."""
+    parent = list(range(len(commits)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    owner: dict[str, int] = {}
+    for i, commit in enumerate(commits):
+        for path in commit.files:
+            if path in owner:
+                a, b = find(owner[path]), find(i)
+                # Keep the earlier commit as the root so groups stay in first-commit order.
+                parent[max(a, b)] = min(a, b)
+            else:
+                owner[path] = i
+    groups: dict[int, list[SourceCommit]] = {}
+    for i, commit in enumerate(commits):
+        groups.setdefault(find(i), []).append(commit)
+    return [groups[root] for root in sorted(groups)]
+
+
+def slug(text: str, limit: int = 40) -> str:
+    words = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    return (words[:limit].rstrip("-") or "change")
+
+
+# Words that say little in a branch name.
+_FILLER = frozenset({
+    "a", "an", "the", "to", "of", "in", "on", "at", "for", "from", "with", "and", "or", "by",
+    "into", "as", "is", "be", "it", "its", "this", "that", "than", "then", "so", "use", "using",
+    "set", "try",
+})
+
+
+def _key_words(title: str, n: int) -> str:
+    words = re.findall(r"[a-z0-9]+(?:\.[0-9]+)?", title.lower())
+    kept = [w for w in words if w not in _FILLER] or words
+    return slug(" ".join(kept[:n]), limit=60)
+
+
+def group_slug(titles: list[str], limit: int = 60) -> str:
+    """A name for a group of changes that covers all of them: one change keeps its title's
+    words; several are joined with "+" (the key words of each, then "+N-more" past three)."""
+    if len(titles) == 1:
+        return slug(titles[0], limit)
+    shown = titles[:3] if len(titles) <= 3 else titles[:2]
+    parts = [_key_words(t, 3) for t in shown]
+    extra = [f"{len(titles) - len(shown)}-more"] if len(titles) > len(shown) else []
+    name = "+".join(parts + extra)
+    while len(name) > limit and any(len(p) > 8 for p in parts):
+        longest = max(range(len(parts)), key=lambda i: len(parts[i]))
+        parts[longest] = parts[longest][:-1].rstrip("-")
+        name = "+".join(parts + extra)
+    return name

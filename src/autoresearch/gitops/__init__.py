@@ -1,0 +1,273 @@
+"""The repository the session drives: where it is, what HEAD and its refs point at, the worktree
+slots candidates run in, and bundles that carry a commit to another machine.
+
+The session works in worktree slots with a detached HEAD: candidates are committed on top of the
+incumbent, and the session branch (`autoresearch/<tag>`) only moves when a candidate is kept.
+Discarded candidates stay reachable under `refs/autoresearch/<tag>/discarded/<id>`, so their diffs
+remain inspectable while the branch history stays clean. The user's checkout is never touched.
+
+All git code of the package is in this package, around one runner: `gitops.runner` (running git,
+`GitError`), `gitops.commits` (making commits), `gitops.history` (reading them: diffs, files at a
+commit, ancestry), `gitops.status` (a working tree's changed, ignored and tracked paths).
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from collections.abc import Iterable, Mapping
+from functools import lru_cache
+from pathlib import Path
+
+from autoresearch.errors import PreconditionError
+from autoresearch.gitops.runner import GitError, git, git_names, is_sha, run_git
+
+# --- the repository ------------------------------------------------------------------------
+
+
+def repo_root(path: Path) -> Path:
+    """The top of the git repository containing `path`, or a PreconditionError."""
+    try:
+        out = git(path, "rev-parse", "--show-toplevel")
+    except (GitError, FileNotFoundError, NotADirectoryError):
+        raise PreconditionError(
+            f"{path} is not inside a git repository",
+            where=str(path),
+            fix="run `git init && git add -A && git commit -m init` first, or cd into your repo",
+        ) from None
+    return Path(out).resolve()
+
+
+def common_root(path: Path) -> Path:
+    """The main working tree of the repository containing `path` (also from inside a worktree).
+
+    Session worktrees live under `.autoresearch/worktrees/`, but the ledger is in the main
+    repository, so `--show-toplevel` alone would point at the wrong place.
+    """
+    try:
+        common = git(path, "rev-parse", "--path-format=absolute", "--git-common-dir").strip()
+    except (GitError, OSError):
+        return path.resolve()
+    common_path = Path(common)
+    return common_path.parent if common_path.name == ".git" else path.resolve()
+
+
+def current_branch(root: Path) -> str | None:
+    """The checked-out branch name, or None on a detached HEAD."""
+    out = git(root, "symbolic-ref", "--quiet", "--short", "HEAD", check=False)
+    return out or None
+
+
+def head_commit(cwd: Path) -> str | None:
+    out = git(cwd, "rev-parse", "--verify", "--quiet", "HEAD", check=False)
+    return out or None
+
+
+def read_head(worktree: Path) -> str | None:
+    """The commit a worktree's detached HEAD points at, read from disk (no subprocess).
+
+    Falls back to git when HEAD is a symbolic ref or the layout is unusual.
+    """
+    dotgit = worktree / ".git"
+    try:
+        if dotgit.is_file():
+            gitdir = Path(dotgit.read_text().split("gitdir:", 1)[1].strip())
+            if not gitdir.is_absolute():
+                gitdir = (worktree / gitdir).resolve()
+        else:
+            gitdir = dotgit
+        head = (gitdir / "HEAD").read_text().strip()
+    except (OSError, IndexError):
+        return head_commit(worktree)
+    if len(head) in (40, 64) and all(c in "0123456789abcdef" for c in head):
+        return head
+    return head_commit(worktree)
+
+
+def tracked_files(cwd: Path, commit: str = "HEAD") -> list[str]:
+    return git_names(cwd, "ls-tree", "-r", "--name-only", "-z", commit)
+
+
+def rev_parse(cwd: Path, rev: str) -> str:
+    return git(cwd, "rev-parse", "--verify", rev)
+
+
+def tree_of(cwd: Path, commit: str) -> str:
+    return rev_parse(cwd, f"{commit}^{{tree}}")
+
+
+# --- refs ----------------------------------------------------------------------------------
+
+
+class RefJournal:
+    """The refs this process moved, so that a guard watching refs can tell them from another's.
+
+    The agent proposer's guard compares every ref before and after an agent run; a ref the
+    harness itself moved meanwhile (a sibling slot's keep or park) is not the agent's doing.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._moves: list[tuple[str, str]] = []  # (ref, new sha), in order
+
+    def mark(self) -> int:
+        with self._lock:
+            return len(self._moves)
+
+    def record(self, ref: str, sha: str) -> None:
+        with self._lock:
+            self._moves.append((ref, sha))
+
+    def since(self, mark: int) -> dict[str, str]:
+        """Every ref moved since `mark`, and where this process last pointed it."""
+        with self._lock:
+            return dict(self._moves[mark:])
+
+
+REF_JOURNAL = RefJournal()
+
+
+def ref_exists(cwd: Path, ref: str) -> bool:
+    return bool(git(cwd, "rev-parse", "--verify", "--quiet", ref, check=False))
+
+
+def update_ref(cwd: Path, ref: str, sha: str) -> None:
+    git(cwd, "update-ref", ref, sha)
+    REF_JOURNAL.record(ref, sha)
+
+
+def update_refs(cwd: Path, refs: Mapping[str, str]) -> None:
+    """Point several refs at their commits in one git call (one transaction)."""
+    if refs:
+        git(cwd, "update-ref", "--stdin",
+            input_text="".join(f"update {ref} {sha}\n" for ref, sha in refs.items()))
+        for ref, sha in refs.items():
+            REF_JOURNAL.record(ref, sha)
+
+
+def refs_under(cwd: Path, prefix: str) -> dict[str, str]:
+    """Every ref below `prefix` (e.g. refs/autoresearch/mar5/) and the commit it points at."""
+    out = git(cwd, "for-each-ref", "--format=%(refname) %(objectname)", prefix)
+    return dict(line.split(" ", 1) for line in out.splitlines() if line.strip())
+
+
+def existing_commits(cwd: Path, shas: Iterable[str]) -> set[str]:
+    """The commits among `shas` that the object store still holds (one git call)."""
+    wanted = sorted(set(shas))
+    if not wanted:
+        return set()
+    out = git(cwd, "cat-file", "--batch-check=%(objectname) %(objecttype)",
+              input_text="".join(f"{sha}\n" for sha in wanted))
+    return {parts[0] for parts in (line.split() for line in out.splitlines())
+            if len(parts) == 2 and parts[1] == "commit"}
+
+
+def commit_exists(repo: Path, sha: str) -> bool:
+    return is_sha(sha) and git(repo, "cat-file", "-t", sha, check=False) == "commit"
+
+
+def ensure_branch(root: Path, branch: str, start: str) -> None:
+    """Create `branch` at `start` unless it exists."""
+    if not ref_exists(root, f"refs/heads/{branch}"):
+        git(root, "branch", branch, start)
+
+
+# --- worktrees -----------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=16)
+def _worktrees_dir(root: str) -> Path:
+    common = git(Path(root), "rev-parse", "--path-format=absolute", "--git-common-dir")
+    return (Path(common) / "worktrees").resolve()
+
+
+def links_to(root: Path, worktree: Path) -> bool:
+    """Whether `worktree` is a linked worktree of `root`'s repository: its `.git` is a file naming
+    a gitdir in that repository's `worktrees/` (file reads only). Anything can rewrite that file
+    (an agent, a verify run); pointed at a copy of the repository, every commit the harness made
+    there would be missing from the real one."""
+    dotgit = worktree / ".git"
+    try:
+        if dotgit.is_symlink() or not dotgit.is_file():
+            return False
+        text = dotgit.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    if not text.startswith("gitdir:"):
+        return False
+    gitdir = Path(text[len("gitdir:"):].strip())
+    if not gitdir.is_absolute():
+        gitdir = worktree / gitdir
+    return gitdir.resolve().parent == _worktrees_dir(str(root.resolve()))
+
+
+def worktree_paths(root: Path) -> list[Path]:
+    """Every worktree git has registered for `root`'s repository (the main one first)."""
+    out = run_git(root, "worktree", "list", "--porcelain", "-z").stdout
+    return [Path(field[len(b"worktree "):].decode("utf-8", "surrogateescape"))
+            for field in out.split(b"\0") if field.startswith(b"worktree ")]
+
+
+def ensure_detached_worktree(root: Path, path: Path, commit: str) -> None:
+    """Create (or re-attach) a worktree at `path`, detached at `commit` with exactly its files.
+
+    A worktree whose `.git` no longer links to this repository (`links_to`) is removed and made
+    again: nothing in it can be trusted, and git's own repair would keep the foreign link."""
+    if (path / ".git").exists() or (path / ".git").is_symlink():
+        if links_to(root, path):
+            checkout(path, commit)
+            return
+        shutil.rmtree(path)
+    git(root, "worktree", "prune")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    git(root, "worktree", "add", "--detach", "--force", str(path), commit)
+
+
+def remove_worktree(root: Path, path: Path) -> None:
+    git(root, "worktree", "remove", "--force", str(path), check=False)
+    git(root, "worktree", "prune", check=False)
+
+
+def checkout(worktree: Path, commit: str) -> None:
+    """Make the worktree's files exactly `commit` (tracked files and the index; untracked files
+    and nested repositories removed; ignored files are kept).
+
+    core.trustctime=false: the protected fence (guardrails.protected_fence) chmods protected
+    files around each run, which changes their ctime; a forced checkout trusting ctime would
+    rewrite every such file (same content, new mtime), and a write inside a fenced run is
+    tampering. Content changes still show in mtime and size."""
+    git(worktree, "-c", "core.trustctime=false", "checkout", "--quiet", "--force", "--detach",
+        commit)
+    # -ff: a nested repository someone created in the worktree goes too (-f alone keeps it);
+    # ignored files stay (data a verify run prepared, the shared links).
+    git(worktree, "clean", "-ffdq")
+
+
+# --- bundles ------------------------------------------------------------------------------
+
+
+def create_bundle(repo: Path, commit: str, path: Path, exclude: Iterable[str] = ()) -> Path:
+    """A git bundle at `path` holding `commit` and its history (less what `exclude` commits, which
+    the receiver has, already hold): how a candidate travels to a machine that runs it remotely.
+    The bundle names it `refs/autoresearch/bundle/<commit>` (a ref that exists only while the
+    bundle is made)."""
+    ref = f"refs/autoresearch/bundle/{commit}"
+    git(repo, "update-ref", ref, commit)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        git(repo, "bundle", "create", "--quiet", str(path), ref, *(f"^{e}" for e in exclude))
+    finally:
+        git(repo, "update-ref", "-d", ref, check=False)
+    return path
+
+
+def fetch_bundle(repo: Path, path: Path) -> list[str]:
+    """Fetch every commit a bundle holds into `repo` (initialised if needed); returns them."""
+    if not (repo / ".git").exists():
+        repo.mkdir(parents=True, exist_ok=True)
+        git(repo, "init", "--quiet")
+    heads = [line.split()[0] for line in git(repo, "bundle", "list-heads", str(path)).splitlines()
+             if line.strip()]
+    git(repo, "fetch", "--quiet", str(path), *(f"{sha}:refs/autoresearch/received/{sha}"
+                                                for sha in heads))
+    return heads

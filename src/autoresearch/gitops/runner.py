@@ -1,0 +1,102 @@
+"""Running git: the one place a git process is started, and the one error a failed call raises.
+
+Every git call the package makes goes through `run_git` (bytes) or `git` (text), with the same
+environment and the same hardening (`HARDENED`), so no call can forget either.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from autoresearch.errors import AutoresearchError
+
+# Hooks, pagers, prompts and localisation all make git slower or less predictable in a loop; a
+# pager or a colour escape would also end up in the output we parse or show. Paths are always
+# literal: a file named `*.py` must stage that file, never every match of the glob (what is
+# committed must be exactly what the guardrails judged).
+_GIT_ENV = {
+    "GIT_TERMINAL_PROMPT": "0",
+    "GIT_PAGER": "cat",
+    "PAGER": "cat",
+    "LC_ALL": "C",
+    "GIT_OPTIONAL_LOCKS": "0",
+    "GIT_LITERAL_PATHSPECS": "1",
+}
+# Every git call the harness makes runs none of the user's or an agent's code and lets nothing
+# rewrite the content it checks out, stages or compares: an agent runs as the same user and can
+# write `~/.gitconfig` or `.git/config`, and a `post-checkout` hook (or an fsmonitor, a gpg
+# program, a filter picked by a planted attributes file) running inside the harness's own
+# checkout would make it measure code it never committed (diffs also pass --no-ext-diff and
+# --no-textconv). Command-line settings win over every config file, so they hold whatever those
+# files say; the rest of the user's configuration (identity, safe.directory, excludes, the
+# drivers of filters their committed .gitattributes name, such as git-lfs) still applies, and
+# the agent guard undoes any change an agent makes to those files (proposers/agent/gitfiles.py).
+HARDENED = (
+    "-c", "core.hooksPath=/dev/null",  # no hook of any kind, from any config
+    "-c", "core.fsmonitor=false",  # an fsmonitor is a command git would run on status/add
+    "-c", "core.attributesFile=/dev/null",  # attributes only from the repository itself
+    "-c", "commit.gpgSign=false",  # gpg.program would be run by every commit
+)
+_SHA = re.compile(r"^[0-9a-f]{7,64}$")
+
+
+class GitError(AutoresearchError):
+    """A git command failed; the message is git's own."""
+
+    def __init__(self, args: Sequence[str], returncode: int, stderr: str,
+                 where: str | None = None) -> None:
+        self.returncode = returncode
+        self.stderr = stderr
+        shown = " ".join(args[:4]) + (" …" if len(args) > 4 else "")
+        super().__init__(f"git {shown} failed ({returncode}): {stderr.strip()}", where=where)
+
+
+def run_git(cwd: Path, *args: str, input_bytes: bytes | None = None,
+            env: Mapping[str, str] | None = None,
+            unset: Sequence[str] = ()) -> subprocess.CompletedProcess[bytes]:
+    """The one place a git process is started: `git args` in `cwd`, output as bytes, with
+    hooks, fsmonitor, global attributes and signing off (`HARDENED`)."""
+    full_env = {k: v for k, v in {**os.environ, **_GIT_ENV, **(env or {})}.items()
+                if k not in unset}
+    return subprocess.run(["git", *HARDENED, *args], cwd=cwd, env=full_env, input=input_bytes,
+                          capture_output=True, check=False)
+
+
+def git(cwd: Path, *args: str, check: bool = True, input_text: str | None = None,
+        env: Mapping[str, str] | None = None, errors: str = "surrogateescape") -> str:
+    """Run git in `cwd` and return its stdout as text (without the trailing newline).
+
+    A file name that is not UTF-8 keeps its bytes as lone surrogates (surrogateescape, as
+    os.fsdecode does), so it can still be named, refused and put back; text meant for display
+    (diffs) is decoded with errors="replace" instead.
+    """
+    proc = run_git(cwd, *args, env=env, input_bytes=None if input_text is None
+                   else input_text.encode("utf-8", "surrogateescape"))
+    if check and proc.returncode != 0:
+        raise GitError(list(args), proc.returncode,
+                       proc.stderr.decode("utf-8", "replace") or proc.stdout.decode("utf-8", "replace"),
+                       where=str(cwd))
+    return proc.stdout.decode("utf-8", errors).rstrip("\n")
+
+
+def decode_names(raw: bytes) -> list[str]:
+    """NUL-separated file names as git prints them (surrogateescape: see `git`)."""
+    return [p.decode("utf-8", "surrogateescape") for p in raw.split(b"\0") if p]
+
+
+def git_names(cwd: Path, *args: str) -> list[str]:
+    """Run git (its arguments ask for `-z` output) and return the file names it prints."""
+    proc = run_git(cwd, *args)
+    if proc.returncode != 0:
+        raise GitError(list(args), proc.returncode, proc.stderr.decode("utf-8", "replace"),
+                       where=str(cwd))
+    return decode_names(proc.stdout)
+
+
+def is_sha(value: str | None) -> bool:
+    """A commit id (full or abbreviated): nothing user-controlled is ever read as an option."""
+    return bool(value) and _SHA.match(value or "") is not None
