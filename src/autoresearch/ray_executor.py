@@ -41,6 +41,7 @@ from autoresearch.config import Config
 from autoresearch.errors import AutoresearchError, PreconditionError
 from autoresearch.evaluation_inputs import EvaluationInputs
 from autoresearch.executor import LocalExecutor, Measurement, RunRequest
+from autoresearch.gitops.history import rev_list
 from autoresearch.resources import thread_env
 from autoresearch.shared_paths import SharedData
 from autoresearch.slots import Resources
@@ -358,8 +359,8 @@ class RayExecutor:
         """The bundle of what the actor's clone lacks to check out the commit (None: nothing)."""
         known = remote.heads[-BUNDLE_EXCLUDES:]
         repo = request.worktree
-        if known and not gitops.git(repo, "rev-list", "--max-count=1", request.commit,
-                                    *(f"^{k}" for k in known)):
+        if known and not rev_list(repo, ["--max-count=1", request.commit,
+                                         *(f"^{k}" for k in known)]):
             return None, []  # the commit is one the clone has, or an ancestor of one
         with self._lock:
             path = gitops.create_bundle(repo, request.commit,
