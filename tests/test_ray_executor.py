@@ -28,7 +28,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.conftest import cli_env, git, make_repo, run_cli, use_script
+from autoresearch.ray_executor import STOP_GRACE_S
+from tests.conftest import cli_env, edit_config, git, make_repo, run_cli, use_script
 
 pytestmark = pytest.mark.slow
 
@@ -45,6 +46,7 @@ SCORE = textwrap.dedent(
             f.write(str(os.getppid()))
     time.sleep(getattr(x, "SLEEP", 0) + getattr(y, "SLEEP", 0))
     print(f"cwd: {os.getcwd()}")
+    print(f"gpu: {os.environ.get('CUDA_VISIBLE_DEVICES')}")
     print(f"score: {(x.X - 7) ** 2 + (y.Y - 3) ** 2}")
     """
 )
@@ -80,13 +82,14 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[str]:
-    """A one-node Ray cluster on the loopback interface; its address."""
+    """A one-node Ray cluster on the loopback interface (its 2 GPUs are Ray's bookkeeping
+    only: what Ray hands out is CUDA_VISIBLE_DEVICES); its address."""
     port = free_port()
     temp = Path(tempfile.mkdtemp(prefix="ar-ray-"))  # short: Ray's socket paths must fit
     ray = Path(sys.executable).with_name("ray")
     head = subprocess.Popen(
         [str(ray), "start", "--head", "--block", f"--port={port}",
-         "--node-ip-address=127.0.0.1", "--num-cpus=2", "--num-gpus=0",
+         "--node-ip-address=127.0.0.1", "--num-cpus=2", "--num-gpus=2",
          "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}"],
         env={**os.environ, **LOOPBACK}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True)
@@ -180,7 +183,8 @@ def test_a_session_runs_on_the_cluster_and_independent_wins_stack(cluster: str,
     result = run_cli(repo, "run", "--tag", "t", "-n", "3", "-w", "2", "--ray-address", cluster,
                      env=LOOPBACK)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert f"runs on the Ray cluster at {cluster} (1 node, 2 CPUs, 0 GPUs)" in result.stdout
+    assert f"runs on the Ray cluster at {cluster} (1 node, 2 CPUs, 2 GPUs)" in " ".join(
+        result.stdout.split())
     assert rows(repo, "SELECT seq, status FROM experiments ORDER BY seq") == [
         (1, "keep"), (2, "keep"), (3, "keep")]
     # Every run happened in an actor's clone, none in the session's own worktrees, and the
@@ -198,13 +202,51 @@ def test_a_session_runs_on_the_cluster_and_independent_wins_stack(cluster: str,
     assert git(repo, "show", "autoresearch/t:y.py").startswith("Y = 3.0")
 
 
+def test_each_slot_runs_on_the_gpu_ray_gives_its_actor(cluster: str, repo: Path) -> None:
+    edit_config(repo, 'executor = "ray"', 'executor = "ray"\nray_gpus = 1')
+    use_script(repo, [{"hypothesis": f"X to {4 + i}", "edits": {"x.py": f"X = {4 + i}.0\n"}}
+                      for i in range(3)])
+    result = run_cli(repo, "run", "--tag", "t", "-n", "4", "-w", "2", "--ray-address", cluster,
+                     env=LOOPBACK)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "each run reserves 1 CPU and 1 GPU" in " ".join(result.stdout.split())
+    # Each actor (its clone) saw one GPU of its own, and the two slots saw different ones.
+    seen: dict[str, set[str]] = {}
+    for (log,) in rows(repo, "SELECT log_path FROM runs"):
+        lines = Path(str(log)).read_text().splitlines()
+        place = next(line for line in lines if line.startswith("cwd: "))
+        seen.setdefault(place, set()).add(next(line for line in lines if line.startswith("gpu: ")))
+    assert len(seen) == 2 and all(len(gpus) == 1 for gpus in seen.values()), seen
+    assert set.union(*seen.values()) == {"gpu: 0", "gpu: 1"}
+
+
 def test_check_makes_its_dry_runs_on_the_cluster(cluster: str, repo: Path) -> None:
     use_script(repo, [])
     result = run_cli(repo, "check", "-w", "2", "--ray-address", cluster, env=LOOPBACK)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert f"runs on the Ray cluster at {cluster}" in result.stdout
+    assert f"runs on the Ray cluster at {cluster}" in " ".join(result.stdout.split())
     assert "verify command ran in" in result.stdout
     assert "2 runs at once all passed" in result.stdout
+
+
+def test_what_the_cluster_cannot_hold_is_said_before_any_run(cluster: str, repo: Path) -> None:
+    use_script(repo, [])
+    edit_config(repo, 'executor = "ray"', 'executor = "ray"\nray_gpus = 1')
+    git(repo, "commit", "-qam", "one GPU a run")
+    # Two GPUs hold two runs at once: a third worker would wait, and check says so.
+    result = run_cli(repo, "check", "-w", "3", "--ray-address", cluster, env=LOOPBACK,
+                     timeout=120)  # a third actor that can never be placed would hang it
+    said = " ".join(result.stdout.split())
+    assert "the Ray cluster holds 2 runs at once, fewer than the 3 workers" in said, said
+    assert "--workers 2" in said
+    # A run that no node can hold would wait forever: refused, naming the settings.
+    edit_config(repo, "ray_gpus = 1", "ray_gpus = 3")
+    git(repo, "commit", "-qam", "three GPUs a run")
+    result = run_cli(repo, "run", "-n", "2", "--ray-address", cluster, env=LOOPBACK)
+    assert result.returncode == 3, result.stdout + result.stderr
+    said = " ".join(result.stderr.split())
+    assert "no node of the Ray cluster" in said and "1 CPUs and 3 GPUs each" in said, said
+    assert "[run] ray_cpus and ray_gpus" in said and "Traceback" not in said
 
 
 def test_a_stop_ends_the_remote_runs_and_a_kill_9_leaves_nothing_behind(cluster: str,
@@ -216,7 +258,10 @@ def test_a_stop_ends_the_remote_runs_and_a_kill_9_leaves_nothing_behind(cluster:
     proc = start(repo, cluster, "-n", "4")
     first = running(pids, at_least=3)  # the baseline's two runs, then the slow candidate
     proc.send_signal(signal.SIGTERM)
+    sent = time.monotonic()
     out, _ = proc.communicate(timeout=30)
+    # The stop reached the run itself: not the fallback that kills a silent actor.
+    assert time.monotonic() - sent < STOP_GRACE_S - 1, out
     assert proc.returncode != 0 or "interrupted" in out, out
     assert gone(first), "a remote run outlived the stop"
     assert ("interrupted",) in rows(repo, "SELECT status FROM experiments")
@@ -245,10 +290,10 @@ def test_a_lost_actor_costs_a_run_not_the_experiment(cluster: str, repo: Path) -
     pids = repo.parent / "pids"
     use_script(repo, [{"hypothesis": "X to 6", "edits": {"x.py": "X = 6.0\nSLEEP = 4\n"}}])
     proc = start(repo, cluster, "-n", "2")
-    baseline = running(pids, at_least=2)
-    (run,) = [p for p in running(pids, at_least=3) if p not in baseline]
+    # The baseline's two runs are over in a moment; the candidate's sleeps for 4 s.
+    (run,) = [p for p in running(pids, at_least=3) if psutil.pid_exists(p)]
     actor = int((pids / str(run)).read_text())  # the run's parent: the actor's process
-    assert "RemoteSlot" in " ".join(psutil.Process(actor).cmdline()) or psutil.Process(
+    assert "NodeRunner" in " ".join(psutil.Process(actor).cmdline()) or psutil.Process(
         actor).name().startswith("ray::")
     os.kill(actor, signal.SIGKILL)
     out, _ = proc.communicate(timeout=120)

@@ -1,7 +1,8 @@
 """Runs on a Ray cluster: the remote backend of the executor seam ([run] executor = "ray").
 
-Each slot's runs go to a Ray actor of its own (`RemoteSlot`), placed by Ray on a node where a
-run's reservation is free ([run] ray_cpus, ray_gpus). The actor keeps a git clone on its node: a
+Each run goes to a free Ray actor (`NodeRunner`) of a pool of at most as many as the cluster
+holds at once, placed by Ray where a run's reservation is free ([run] ray_cpus, ray_gpus), so
+the slots beyond that wait for a run to end. An actor keeps a git clone on its node: a
 commit travels there as a bundle of what the clone lacks, is checked out and measured by the code
 that measures on this machine (`LocalExecutor.run`: the budget, the timeout, the whole process
 tree, the protected files fenced, the worktree sealed), and comes back as data: the Measurement,
@@ -25,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import queue
 import shutil
 import socket
 import tempfile
@@ -50,6 +52,7 @@ from autoresearch.stop_signals import SessionStopped
 CONNECT_TIMEOUT_S = 60.0
 RETRIES = 2  # a run whose actor died is made again on a new actor this many times
 POLL_S = 0.2  # how often a run in flight looks at the session's stop event
+STOP_GRACE_S = 10.0  # a run not ended this long after a stop goes with its actor
 BUNDLE_EXCLUDES = 256  # the clone's most recent commits named to keep a bundle small
 HOME_PREFIX = "autoresearch-ray-"
 WHERE = "[run] ray_address in autoresearch.toml (or --ray-address)"
@@ -148,9 +151,9 @@ def capacity(nodes: Iterable[dict[str, Any]], cpus: float, gpus: float) -> Capac
                     sum(h.get("GPU", 0) for h in alive), fits)
 
 
-class RemoteSlot:
-    """One slot's runs on a Ray node: a clone there, fed by bundles. RayExecutor makes it an
-    actor; its methods run on the node."""
+class NodeRunner:
+    """Runs on a Ray node: a clone there, fed by bundles. RayExecutor makes it an actor; its
+    methods run on the node, one run at a time (and a stop beside it)."""
 
     def __init__(self, config: Config, shared: SharedData, inputs: EvaluationInputs) -> None:
         base = Path(tempfile.gettempdir())
@@ -230,16 +233,23 @@ def _alive(pid: int) -> bool:
 
 @dataclass
 class _Remote:
-    """The driver's handle on one slot's actor, and the commits its clone holds."""
+    """The driver's handle on one actor, and the commits its clone holds."""
 
     actor: Any
     heads: list[str] = field(default_factory=list)  # what was shipped, most recent last
 
 
-class RayExecutor:
-    """Runs on a Ray cluster, each slot's runs in an actor of its own; up to `workers` at once.
+class _Stopped(Exception):
+    """The session stopped while a run waited for an actor."""
 
-    `stop` (the session's stop event) ends every run at once, recorded as interrupted.
+
+class RayExecutor:
+    """Runs on a Ray cluster, up to `workers` at once, each run on an actor of a pool.
+
+    The pool holds at most as many actors as the cluster has room for (an actor keeps its
+    reservation while it lives, so one per slot beyond that would wait forever); a run takes
+    whichever actor is free. `stop` (the session's stop event) ends every run at once,
+    recorded as interrupted.
     """
 
     def __init__(self, config: Config, stop: threading.Event | None = None, workers: int = 1,
@@ -264,9 +274,11 @@ class RayExecutor:
         except BaseException:
             self._leave()
             raise
-        self._actor_class = self.ray.remote(RemoteSlot)
-        self._remotes: dict[Path, _Remote] = {}
-        self._lock = threading.Lock()  # the remotes; bundles are made one at a time
+        self._actor_class = self.ray.remote(NodeRunner)
+        self._most = min(self.workers, self.capacity.runs_at_once)
+        self._actors: list[_Remote] = []  # every live actor, busy or idle
+        self._idle: queue.SimpleQueue[_Remote] = queue.SimpleQueue()
+        self._lock = threading.Lock()  # the actors; bundles are made one at a time
         self._bundles = Path(tempfile.mkdtemp(prefix="autoresearch-bundles-"))
         self._pool: ThreadPoolExecutor | None = None
 
@@ -285,8 +297,8 @@ class RayExecutor:
         if fits >= self.workers:
             return None
         return (f"the Ray cluster holds {fits} run{'s' * (fits != 1)} at once, fewer than the "
-                f"{self.workers} workers: the other slots wait for room. Use --workers {fits}, "
-                "or add nodes")
+                f"{self.workers} workers: the other slots' runs wait for one to end. Use "
+                f"--workers {fits}, or add nodes")
 
     # --- the seam ------------------------------------------------------------------------------
 
@@ -300,15 +312,24 @@ class RayExecutor:
         """Make the run on the cluster and wait for it (`check` uses this directly)."""
         lost: BaseException | None = None
         for _ in range(RETRIES + 1):
-            remote = self._remote_for(request.worktree)
             try:
-                return self._run_on(remote, request)
+                remote = self._acquire()
+            except _Stopped:
+                return _interrupted(request, "stopped while it waited for room on the cluster")
+            try:
+                measured = self._run_on(remote, request)
             except (self.ray.exceptions.RayActorError, self.ray.exceptions.NodeDiedError,
                     self.ray.exceptions.WorkerCrashedError) as err:
-                self._forget(request.worktree, remote)
+                self._forget(remote)
                 if self._stopping():
                     return _interrupted(request, "stopped while its Ray actor was lost")
                 lost = err
+                continue
+            except BaseException:
+                self._forget(remote)  # its run may go on: the actor goes, and the run with it
+                raise
+            self._idle.put(remote)
+            return measured
         raise SessionStopped(
             f"the Ray cluster lost the {request.role} run of {request.commit[:10]} "
             f"{RETRIES + 1} times (its actor or node died: {_first_line(lost)}); nothing recorded "
@@ -319,8 +340,8 @@ class RayExecutor:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
         with self._lock:
-            remotes, self._remotes = list(self._remotes.values()), {}
-        for remote in remotes:
+            actors, self._actors = self._actors, []
+        for remote in actors:
             # A lost actor has nothing left to clean, nor to kill.
             with contextlib.suppress(Exception):
                 self.ray.get(remote.actor.cleanup.remote(), timeout=10)
@@ -338,9 +359,14 @@ class RayExecutor:
                         resources=Resources(env_vars=tuple(thread_env(self._threads()).items()),
                                             slot=request.resources.slot))
         ref = remote.actor.run.remote(there, bundle)
+        stopping_since: float | None = None
         while not self.ray.wait([ref], timeout=POLL_S)[0]:
             if self._stopping():
                 remote.actor.stop.remote(request.run_id)  # again each poll: idempotent
+                stopping_since = stopping_since or time.monotonic()
+                if time.monotonic() - stopping_since > STOP_GRACE_S:
+                    # Not started (no room yet), or not answering: the actor goes, its run too.
+                    self.ray.kill(remote.actor)
         try:
             kind, payload, log = self.ray.get(ref)
         except self.ray.exceptions.RayTaskError as err:
@@ -370,21 +396,30 @@ class RayExecutor:
             finally:
                 path.unlink(missing_ok=True)
 
-    def _remote_for(self, worktree: Path) -> _Remote:
+    def _acquire(self) -> _Remote:
+        """A free actor: an idle one, a new one while the pool has room, else the first that
+        comes free (raises _Stopped if the session stops first)."""
         with self._lock:
-            remote = self._remotes.get(worktree)
-            if remote is None:
+            with contextlib.suppress(queue.Empty):
+                return self._idle.get_nowait()
+            if len(self._actors) < self._most:
                 run = self.config.run
-                actor = self._actor_class.options(
+                remote = _Remote(self._actor_class.options(
                     num_cpus=run.ray_cpus, num_gpus=run.ray_gpus, max_concurrency=2,
-                ).remote(self.config, self.shared, self.inputs)
-                remote = self._remotes[worktree] = _Remote(actor)
-            return remote
+                ).remote(self.config, self.shared, self.inputs))
+                self._actors.append(remote)
+                return remote
+        while True:
+            with contextlib.suppress(queue.Empty):
+                return self._idle.get(timeout=POLL_S)
+            if self._stopping():
+                raise _Stopped
 
-    def _forget(self, worktree: Path, remote: _Remote) -> None:
+    def _forget(self, remote: _Remote) -> None:
+        """A lost actor leaves the pool (a new one may take its place)."""
         with self._lock:
-            if self._remotes.get(worktree) is remote:
-                del self._remotes[worktree]
+            if remote in self._actors:
+                self._actors.remove(remote)
         with contextlib.suppress(Exception):  # already gone
             self.ray.kill(remote.actor)
 

@@ -7,6 +7,7 @@ targets, so that slow drift of the machine spreads evenly.
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -89,7 +90,7 @@ def remeasure(
     """
     from autoresearch import gitops
     from autoresearch.config import CONFIG_NAME, load_config
-    from autoresearch.executor import LocalExecutor, RunRequest, new_run_id
+    from autoresearch.executor import RunRequest, make_executor, new_run_id
     from autoresearch.history import run_seed
     from autoresearch.state import StatePaths
 
@@ -125,8 +126,9 @@ def remeasure(
         try:
             # SIGTERM and SIGHUP stop like Ctrl-C: the run's tree is killed and the worktree
             # removed below, rather than the process ending with both left behind.
-            with stop_signals_as_interrupt():
-                executor = LocalExecutor(config)
+            # Where the session measured (this machine or its Ray cluster): the recorded runs
+            # reused above and these must be comparable.
+            with stop_signals_as_interrupt(), contextlib.closing(make_executor(config)) as executor:
                 for round_ in range(n):
                     round_logs: list[tuple[str, Path]] = []  # (target, log) of failed runs
                     ran = 0
