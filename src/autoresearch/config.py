@@ -307,10 +307,8 @@ class RunConfig(_Strict):
     # GPUs handed out one per slot (CUDA_VISIBLE_DEVICES): "auto" = the visible ones when there
     # are several and several workers; a list names them; [] never sets it.
     gpus: Literal["auto"] | list[str] = "auto"
-    # Where runs happen: "local" (this machine, each slot a worktree) or "ray" (a Ray cluster,
-    # each slot an actor placed where a run's ray_cpus and ray_gpus are free: ray_executor.py).
-    # ray_address as `ray start` printed it; "auto" finds the cluster this machine is part of,
-    # "local" starts a private one for the session.
+    # Where runs happen: this machine, or a Ray cluster (ray_executor.py) at ray_address ("auto":
+    # the one this machine is part of; "local": one for the session), ray_cpus/gpus per run.
     executor: Literal["local", "ray"] = "local"
     ray_address: str = Field(default="auto", min_length=1)
     ray_cpus: float = Field(default=1.0, gt=0)

@@ -22,6 +22,7 @@ from autoresearch.views.safe_console import SafeConsole
 if TYPE_CHECKING:
     from autoresearch.config import Config
     from autoresearch.history import History
+    from autoresearch.session import Session
 
 STATUS_STYLE = {
     "keep": "bold green", "discard": "yellow", "crash": "bold red", "timeout": "red",
@@ -185,18 +186,25 @@ def shorten_readiness(text: str, limit: int = READINESS_CHARS) -> str:
     return text[: cut if cut > 0 else limit] + ", … (`autoresearch check` lists them all)"
 
 
-def print_resources(console: Console, executor: object, config: Config) -> None:
-    """The thread count every run gets (or the cluster runs happen on), and the shared data
-    linked into the worktree."""
-    elsewhere = getattr(executor, "runs_elsewhere", None)
-    threads = getattr(executor, "threads", None)
-    if isinstance(elsewhere, str):
-        console.print(Text(elsewhere, style="dim"))
-    elif threads is not None:
+def print_resources(console: Console, session: Session, config: Config) -> None:
+    """Where runs happen and what each gets (this machine's threads, or the cluster), what
+    the user should know of it (crowded cores, GPUs that are not there), and the shared data
+    linked into the worktrees."""
+    from autoresearch.resources import usable_cores
+    from autoresearch.slots import crowding, per_run_plan, unknown_gpus
+
+    describe = getattr(session.executor, "describe", None)  # runs elsewhere: a Ray cluster
+    if callable(describe):
+        console.print(Text(describe(), style="dim"))
+        warnings = [getattr(session.executor, "crowding", None)]  # the cluster's own figure
+    else:
+        threads = per_run_plan(config.run, session.workers, session.thread_plan)
         console.print(Text(threads.describe() + ("; set [run] threads to choose"
                                                  if threads.why.startswith("auto") else ""),
                            style="dim"))
-    for warning in (getattr(executor, "crowding", None), getattr(executor, "unknown_gpus", None)):
+        warnings = [crowding(session.workers, [s.resources for s in session.slots.all],
+                             usable_cores()), unknown_gpus(config.run)]
+    for warning in warnings:
         if isinstance(warning, str):
             console.print(Text("! " + warning, style="yellow"))
     if config.verify.share:

@@ -3,7 +3,8 @@ the repository, and what it measures.
 
 A session's verdicts compare runs with runs recorded hours earlier, so they must be comparable:
 - the machine: every run records an environment fingerprint; a resume on another machine (CPU,
-  GPU, Python, key package versions) is refused;
+  GPU, Python, key package versions) is refused, and so is a run measured in another
+  environment mid-session (runs made elsewhere: a Ray cluster's nodes);
 - `[verify] inputs`: their content is hashed when first seen and must be the same on resume;
 - what a run's number means is fixed when the session starts: the objective's name and direction
   and how it is read from the output, and the verify command with its budget and environment.
@@ -22,8 +23,10 @@ from typing import Any
 from autoresearch.config import CONFIG_NAME, Config
 from autoresearch.errors import PreconditionError
 from autoresearch.evaluation_inputs import EvaluationInputs
+from autoresearch.executor import Measurement
 from autoresearch.fingerprint import comparable_key, describe_difference, environment_fingerprint
 from autoresearch.ledger import Ledger, SessionRow
+from autoresearch.stop_signals import SessionStopped
 
 # (table, key) of the settings that define what a run's number means.
 MEASURED = (
@@ -137,3 +140,25 @@ def same_machine(ledger: Ledger, row: SessionRow, where: str) -> None:
             f"this machine's environment differs from the one session {row.tag!r} was measured "
             f"on ({diffs}); its results would not be comparable",
             where=where, fix="start a new session on this machine with another --tag")
+
+
+def same_environment(ledger: Ledger, row: SessionRow, m: Measurement) -> SessionRow:
+    """Every run of a session is measured in one environment: the first run's fingerprint is
+    the session's (the row returned), a run measured in another stops the session (exit 3).
+
+    With the local executor this cannot fail: the fingerprint is taken once per process and
+    `open` refused a process whose fingerprint differs from the session's. It guards
+    executors that measure somewhere else (a Ray cluster's nodes).
+    """
+    if row.fingerprint_key is None:
+        ledger.set_session_fingerprint(row.id, m.fingerprint_key)
+        return ledger.session(row.tag) or row
+    if m.fingerprint_key != row.fingerprint_key:
+        before = ledger.fingerprint(row.fingerprint_key) or {}
+        diffs = "; ".join(describe_difference(before, m.fingerprint)) or (
+            f"fingerprint {m.fingerprint_key} vs {row.fingerprint_key}")
+        raise SessionStopped(
+            f"the environment fingerprint changed mid-session ({diffs}): {m.role} run of "
+            f"{m.commit[:10]} is not comparable with the session's earlier measurements. "
+            "Start a new session (another --tag) in the new environment.", exit_code=3)
+    return row

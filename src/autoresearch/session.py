@@ -36,7 +36,6 @@ from autoresearch.executor import (
     new_run_id,
     run_id_prefix,
 )
-from autoresearch.fingerprint import describe_difference
 from autoresearch.globs import select
 from autoresearch.history import History, run_seed
 from autoresearch.ledger import Ledger, RunRow, SessionRow, TrialStatus
@@ -49,16 +48,18 @@ from autoresearch.readiness import (
     guards_unmeasured,
     proposer_readiness,
 )
-from autoresearch.resume_contract import same_inputs, same_machine, same_measurement
+from autoresearch.resume_contract import (
+    same_environment,
+    same_inputs,
+    same_machine,
+    same_measurement,
+)
 from autoresearch.review.gate import check_gate
 from autoresearch.runner import kill_leftovers
 from autoresearch.slots import (
     Slot,
     Slots,
-    crowding,
     plan_resources,
-    slot_threads,
-    unknown_gpus,
 )
 from autoresearch.state import SessionLock, StatePaths, ensure_state_dir
 from autoresearch.stop_signals import SessionStopped
@@ -352,40 +353,6 @@ class Session:
             self._scope_cache = {commit: cached}
         return cached
 
-    @property
-    def threads(self) -> resources.ThreadPlan:
-        """What each run gets (shown at the start of `run`): the session's plan, per slot."""
-        per_slot = slot_threads(self.config.run, self.workers, self.thread_plan)
-        if per_slot is None or per_slot == self.thread_plan.threads:
-            return self.thread_plan
-        return resources.ThreadPlan(per_slot, f"{self.thread_plan.why}, shared by "
-                                              f"{self.workers} workers")
-
-    @property
-    def runs_elsewhere(self) -> str | None:
-        """Where runs happen when not on this machine (shown at the start of `run`)."""
-        describe = getattr(self.executor, "describe", None)
-        return describe() if callable(describe) else None
-
-    @property
-    def crowding(self) -> str | None:
-        """A warning when the slots' runs must take turns on this machine's CPUs (shown at the
-        start of `run`, as `check` shows it); runs elsewhere (another executor) are their own
-        machines' business."""
-        if not isinstance(self.executor, LocalExecutor):
-            warning = getattr(self.executor, "crowding", None)  # a cluster says its own
-            return warning if isinstance(warning, str) else None
-        return crowding(self.workers, [s.resources for s in self.slots.all],
-                        resources.usable_cores())
-
-    @property
-    def unknown_gpus(self) -> str | None:
-        """A warning when [run] gpus names GPUs this machine does not show (at the start of
-        `run`, as `check` shows it)."""
-        if not isinstance(self.executor, LocalExecutor):
-            return None
-        return unknown_gpus(self.config.run)
-
     def spend_limit_reached(self) -> str | None:
         """Why no further model call may be made (checked before each one), or None."""
         if self.limits.max_usd is not None:
@@ -474,7 +441,7 @@ class Session:
         self._size_timeout([run])
         if m.status == "interrupted":
             return m
-        self._check_same_environment(m)
+        self.row = same_environment(self.ledger, self.row, m)
         if tampered and not candidate_did_it:
             raise SessionStopped(f"the verify command modified protected files: "
                                  f"{', '.join(tampered)}; they were restored. Fix the command so "
@@ -488,25 +455,6 @@ class Session:
             sized = timeouts.observe(self.config.verify, self.row.base_commit, run)
             if sized:
                 self.event("timeout", sized)
-
-    def _check_same_environment(self, m: Measurement) -> None:
-        """Every run of a session is measured in one environment.
-
-        With the local executor this cannot fail: the fingerprint is taken once per process and
-        `open` refused a process whose fingerprint differs from the session's. It guards
-        executors that measure somewhere else (workers on other machines).
-        """
-        if self.row.fingerprint_key is None:
-            self.ledger.set_session_fingerprint(self.row.id, m.fingerprint_key)
-            self.row = self.ledger.session(self.row.tag) or self.row
-        elif m.fingerprint_key != self.row.fingerprint_key:
-            before = self.ledger.fingerprint(self.row.fingerprint_key) or {}
-            diffs = "; ".join(describe_difference(before, m.fingerprint)) or (
-                f"fingerprint {m.fingerprint_key} vs {self.row.fingerprint_key}")
-            raise SessionStopped(
-                f"the environment fingerprint changed mid-session ({diffs}): {m.role} run of "
-                f"{m.commit[:10]} is not comparable with the session's earlier measurements. "
-                "Start a new session (another --tag) in the new environment.", exit_code=3)
 
     def end(self, trial: Trial, status: TrialStatus, reason: str,
             objective: float | None = None) -> None:

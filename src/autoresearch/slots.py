@@ -135,6 +135,14 @@ def _listed_gpus() -> set[str] | None:
     return ids or None
 
 
+def per_run_plan(run: RunConfig, workers: int, plan: ThreadPlan) -> ThreadPlan:
+    """The session's thread plan as each slot's run gets it (shown at the start of `run`)."""
+    per_slot = slot_threads(run, workers, plan)
+    if per_slot is None or per_slot == plan.threads:
+        return plan
+    return ThreadPlan(per_slot, f"{plan.why}, shared by {workers} workers")
+
+
 def slot_threads(run: RunConfig, workers: int, threads: ThreadPlan | None) -> int | None:
     """Threads each run of a slot gets: the free cores ("auto") shared by the slots, else the
     count set for every run ([run] threads, or OMP_NUM_THREADS in the environment)."""
