@@ -8,8 +8,12 @@ experiment is one run. Throughput is counted on the candidates only: experiments
 hour from the first candidate's start to the last one's end, read from the ledger.
 
 Run:  python bench/parallel.py [--workers 2] [--experiments 12] [--repeat 3] [--seconds 2]
+                               [--ray-address HOST:PORT]
 Prints each session's rate with the load average around it, then the median ratio of N
 workers to one over the repeats (sessions alternate 1, N, 1, N, ... so drift hits both).
+With --ray-address every session runs its verify commands on that Ray cluster (`--executor
+ray`; start one with `ray start --head --node-ip-address=127.0.0.1 --num-cpus=2` and
+RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 in the environment of both).
 Target: ≥ 1.8× with 2 workers on 2 free cores. The machine's other load lowers it: quote the
 load with the figure.
 """
@@ -83,12 +87,15 @@ def make_repo(root: Path, loops: int) -> Path:
         ".gitignore": ".autoresearch/\n"})
 
 
-def session_rate(workers: int, experiments: int, loops: int) -> tuple[float, float, int]:
+def session_rate(workers: int, experiments: int, loops: int,
+                 ray_address: str | None = None) -> tuple[float, float, int]:
     """Candidates per hour, the mean run time (s), and how many candidates ran."""
     with tempfile.TemporaryDirectory(prefix="ar-parallel-") as tmp:
         repo = make_repo(Path(tmp), loops)
         command = [sys.executable, "-m", "autoresearch", "run", "--repo", str(repo), "--tag", "b",
                    "-n", str(experiments + 1), "--workers", str(workers)]
+        if ray_address:
+            command += ["--executor", "ray", "--ray-address", ray_address]
         done = subprocess.run(command, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             raise SystemExit(f"session failed ({done.returncode}):\n{done.stdout}{done.stderr}")
@@ -110,16 +117,19 @@ def main() -> None:
     ap.add_argument("--experiments", type=int, default=12)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=2.0, help="CPU work per run, seconds")
+    ap.add_argument("--ray-address", default=None, help="run on this Ray cluster")
     args = ap.parse_args()
     loops = calibrate(args.seconds)
-    print(f"{os.cpu_count()} CPUs; one run = {loops:,} loops (~{args.seconds:g} s on one core, "
+    where = f"on the Ray cluster at {args.ray_address}" if args.ray_address else "locally"
+    print(f"runs {where}; {os.cpu_count()} CPUs; one run = {loops:,} loops (~{args.seconds:g} s on one core, "
           f"calibrated at load {os.getloadavg()[0]:.2f})")
     ratios = []
     for n in range(args.repeat):
         rates = {}
         for workers in (1, args.workers):
             before = os.getloadavg()[0]
-            rate, run_s, count = session_rate(workers, args.experiments, loops)
+            rate, run_s, count = session_rate(workers, args.experiments, loops,
+                                              args.ray_address)
             rates[workers] = rate
             print(f"repeat {n + 1}, {workers} worker(s): {rate:7.0f} experiments/hour "
                   f"({count} candidates, mean run {run_s:.2f} s; load {before:.2f} → "

@@ -317,3 +317,6 @@ def test_a_cluster_that_is_not_there_is_a_clear_error(repo: Path) -> None:
         repo, "SELECT * FROM sessions")
     checked = run_cli(repo, "check", "--ray-address", f"127.0.0.1:{closed}", env=LOOPBACK)
     assert checked.returncode != 0 and "no Ray cluster answers" in checked.stdout + checked.stderr
+    # A cluster of the session's own would outlive a kill -9 of it: never started.
+    local = run_cli(repo, "run", "-n", "2", "--ray-address", "local", env=LOOPBACK)
+    assert local.returncode == 3 and "outlive a killed session" in local.stderr, local.stderr

@@ -138,8 +138,8 @@ ExecutorOpt = Annotated[Executors | None, typer.Option(
     "--executor", help="Where runs happen: this machine (local) or a Ray cluster (ray) "
     "(default: \\[run] executor, local).")]
 RayAddressOpt = Annotated[str | None, typer.Option(
-    "--ray-address", help="The Ray cluster to run on, as `ray start` printed it; `local` starts "
-    "one of this machine for the session (default: \\[run] ray_address, auto).")]
+    "--ray-address", help="The Ray cluster to run on, the address `ray start --head` printed "
+    "(default: \\[run] ray_address, auto: the cluster this machine is part of).")]
 
 
 @app.command()

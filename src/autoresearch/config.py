@@ -308,7 +308,7 @@ class RunConfig(_Strict):
     # are several and several workers; a list names them; [] never sets it.
     gpus: Literal["auto"] | list[str] = "auto"
     # Where runs happen: this machine, or a Ray cluster (ray_executor.py) at ray_address ("auto":
-    # the one this machine is part of; "local": one for the session), ray_cpus/gpus per run.
+    # the one this machine is part of), ray_cpus/gpus reserved per run.
     executor: Literal["local", "ray"] = "local"
     ray_address: str = Field(default="auto", min_length=1)
     ray_cpus: float = Field(default=1.0, gt=0)

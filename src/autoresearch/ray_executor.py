@@ -57,8 +57,7 @@ BUNDLE_EXCLUDES = 256  # the clone's most recent commits named to keep a bundle 
 HOME_PREFIX = "autoresearch-ray-"
 WHERE = "[run] ray_address in autoresearch.toml (or --ray-address)"
 START_FIX = ("start a cluster with `ray start --head` (and `ray start --address HEAD:6379` on "
-             "each other node) and give its address, or use `local` for a cluster of this "
-             "machine alone")
+             "each other node) and give the address it printed")
 
 
 def import_ray() -> Any:
@@ -74,8 +73,13 @@ def import_ray() -> Any:
 
 
 def connect(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> tuple[Any, bool]:
-    """Join the cluster at `address` ("local": start one of this machine for the session);
-    returns the ray module and whether this call joined (so closing should leave)."""
+    """Join the cluster at `address`; returns the ray module and whether this call joined (so
+    closing should leave). Never a cluster of its own: one that `ray.init` starts leaves
+    processes behind when the driver is killed, and binds beyond the loopback interface."""
+    if address.strip() == "local":
+        raise PreconditionError(
+            "ray_address \"local\" would start a Ray cluster inside the session, and its "
+            "processes outlive a killed session", where=WHERE, fix=START_FIX)
     ray = import_ray()
     if ray.is_initialized():
         return ray, False
@@ -87,14 +91,8 @@ def connect(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> tuple[Any, bo
         except OSError as err:
             raise PreconditionError(f"no Ray cluster answers at {address!r}: "
                                     f"{err.strerror or err}", where=WHERE, fix=START_FIX) from err
-    options: dict[str, Any] = {"logging_level": logging.ERROR, "log_to_driver": False}
-    if address == "local":
-        # A cluster of this machine alone stays on the loopback interface.
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-        options |= {"address": "local", "include_dashboard": False,
-                    "_node_ip_address": "127.0.0.1"}
-    else:
-        options["address"] = address
+    options: dict[str, Any] = {"address": address, "logging_level": logging.ERROR,
+                               "log_to_driver": False}
     failure: list[BaseException | None] = []
 
     def join() -> None:
@@ -117,7 +115,7 @@ def connect(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> tuple[Any, bo
 
 
 def _endpoint(address: str) -> tuple[str, int] | None:
-    """host and port of an address given as one (Ray's own "auto" and "local" are not)."""
+    """host and port of an address given as one (Ray's own "auto" is not)."""
     bare = address.removeprefix("ray://")
     host, _, port = bare.rpartition(":")
     if not host or not port.isdigit():
