@@ -33,8 +33,9 @@ from tests.conftest import cli_env, edit_config, git, make_repo, run_cli, use_sc
 
 pytestmark = pytest.mark.slow
 
-# Ray swaps 127.0.0.1 for the machine's address unless told not to, in every process.
-LOOPBACK = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+# Ray swaps 127.0.0.1 for the machine's address unless told not to, in every process; and a
+# token left in ~/.ray by another cluster must not decide whether these processes can talk.
+LOOPBACK = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled"}
 
 SCORE = textwrap.dedent(
     """

@@ -91,6 +91,8 @@ def connect(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> tuple[Any, bo
         except OSError as err:
             raise PreconditionError(f"no Ray cluster answers at {address!r}: "
                                     f"{err.strerror or err}", where=WHERE, fix=START_FIX) from err
+    # Ray's core logs its retries to stderr every second: the error below says what matters.
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")
     options: dict[str, Any] = {"address": address, "logging_level": logging.ERROR,
                                "log_to_driver": False}
     failure: list[BaseException | None] = []
@@ -106,8 +108,11 @@ def connect(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> tuple[Any, bo
     joiner.start()
     joiner.join(timeout_s)
     if not failure:
-        raise PreconditionError(f"the Ray cluster at {address!r} did not answer within "
-                                f"{timeout_s:g} s", where=WHERE, fix=START_FIX)
+        raise PreconditionError(
+            f"the Ray cluster at {address!r} did not let this machine join within {timeout_s:g} s",
+            where=WHERE, fix="check the address (`ray status` on the head node); a cluster with "
+            "token authentication needs its token here too (RAY_AUTH_TOKEN, or the file "
+            "`ray get-auth-token` names)")
     if failure[0] is not None:
         raise PreconditionError(f"could not join the Ray cluster at {address!r}: {failure[0]}",
                                 where=WHERE, fix=START_FIX) from failure[0]
