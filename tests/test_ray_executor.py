@@ -28,7 +28,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from autoresearch.ray_executor import STOP_GRACE_S
+from autoresearch.config import CONFIG_NAME, load_config
+from autoresearch.executor import RunRequest
+from autoresearch.ray_executor import STOP_GRACE_S, NodeRunner, RayExecutor
+from autoresearch.stop_signals import SessionStopped
 from tests.conftest import cli_env, edit_config, git, make_repo, run_cli, use_script
 
 pytestmark = pytest.mark.slow
@@ -223,7 +226,13 @@ def test_each_slot_runs_on_the_gpu_ray_gives_its_actor(cluster: str, repo: Path)
 
 def test_check_makes_its_dry_runs_on_the_cluster(cluster: str, repo: Path) -> None:
     use_script(repo, [])
-    result = run_cli(repo, "check", "-w", "2", "--ray-address", cluster, env=LOOPBACK)
+    # The driver needs no RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER of the user's to find a head on
+    # 127.0.0.1: it sets it for a loopback address.
+    env = cli_env({"RAY_AUTH_MODE": "disabled"})
+    env.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)
+    result = subprocess.run([sys.executable, "-m", "autoresearch", "check", "-w", "2",
+                             "--ray-address", cluster, "--repo", str(repo)], cwd=repo, env=env,
+                            capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"runs on the Ray cluster at {cluster}" in " ".join(result.stdout.split())
     assert "verify command ran in" in result.stdout
@@ -305,6 +314,35 @@ def test_a_lost_actor_costs_a_run_not_the_experiment(cluster: str, repo: Path) -
     # The cut run was made again on a new actor: each run recorded once, all measured.
     statuses = rows(repo, "SELECT status FROM runs")
     assert statuses and all(s == ("ok",) for s in statuses)
+
+
+def test_an_actor_that_cannot_start_on_its_node_stops_the_session_with_why(
+        cluster: str, repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A node without autoresearch (or a module the actor needs) fails the actor's creation:
+    # that repeats on every new actor, so it is said at once instead of retried.
+    for name, value in LOOPBACK.items():  # before Ray is imported: it reads them then
+        monkeypatch.setenv(name, value)
+    import ray
+
+    class Uninstalled(NodeRunner):
+        def __init__(self, *_: object) -> None:
+            raise ModuleNotFoundError("No module named 'autoresearch'")
+
+    config = load_config(repo / CONFIG_NAME).with_run(ray_address=cluster)
+    executor = RayExecutor(config)
+    try:
+        executor._actor_class = ray.remote(Uninstalled)  # the seam: what the node can start
+        head = git(repo, "rev-parse", "HEAD")
+        with pytest.raises(SessionStopped) as stopped:
+            executor.run(RunRequest(commit=head, worktree=repo, role="check",
+                                    log_path=repo.parent / "run.log", run_id="ar-test-1"))
+    finally:
+        executor.close()
+    assert stopped.value.exit_code == 3
+    reason = stopped.value.reason
+    assert "could not start on its node: ModuleNotFoundError: No module named 'autoresearch'" in (
+        reason), reason
+    assert "pip install 'autoresearch[ray]'" in reason
 
 
 def test_a_cluster_that_is_not_there_is_a_clear_error(repo: Path) -> None:

@@ -80,10 +80,14 @@ def connect(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> tuple[Any, bo
         raise PreconditionError(
             "ray_address \"local\" would start a Ray cluster inside the session, and its "
             "processes outlive a killed session", where=WHERE, fix=START_FIX)
+    endpoint = _endpoint(address)
+    if endpoint is not None and endpoint[0] in ("127.0.0.1", "localhost", "::1"):
+        # Ray swaps a loopback address for the machine's own unless told not to, read when it
+        # is imported: a head started with --node-ip-address=127.0.0.1 would not be found.
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     ray = import_ray()
     if ray.is_initialized():
         return ray, False
-    endpoint = _endpoint(address)
     if endpoint is not None:
         # Ray itself retries an address where nothing listens for minutes, saying little.
         try:
@@ -91,8 +95,6 @@ def connect(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> tuple[Any, bo
         except OSError as err:
             raise PreconditionError(f"no Ray cluster answers at {address!r}: "
                                     f"{err.strerror or err}", where=WHERE, fix=START_FIX) from err
-    # Ray's core logs its retries to stderr every second: the error below says what matters.
-    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")
     options: dict[str, Any] = {"address": address, "logging_level": logging.ERROR,
                                "log_to_driver": False}
     failure: list[BaseException | None] = []
@@ -324,6 +326,12 @@ class RayExecutor:
             except (self.ray.exceptions.RayActorError, self.ray.exceptions.NodeDiedError,
                     self.ray.exceptions.WorkerCrashedError) as err:
                 self._forget(remote)
+                if getattr(err, "actor_init_failed", False):
+                    raise SessionStopped(
+                        "the Ray actor that makes the runs could not start on its node: "
+                        f"{_last_line(err)}. Install the same autoresearch (pip install "
+                        "'autoresearch[ray]') and what your verify command needs on every node, "
+                        "then run the same command to resume", exit_code=3) from err
                 if self._stopping():
                     return _interrupted(request, "stopped while its Ray actor was lost")
                 lost = err
@@ -450,3 +458,9 @@ def _interrupted(request: RunRequest, reason: str) -> Measurement:
 def _first_line(err: BaseException | None) -> str:
     text = str(err).strip().splitlines()
     return text[0] if text else type(err).__name__
+
+
+def _last_line(err: BaseException) -> str:
+    """The error a remote traceback ends with (`ModuleNotFoundError: No module named ...`)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return lines[-1] if lines else type(err).__name__
