@@ -14,8 +14,10 @@ what "nothing lost, nothing duplicated" means:
     under refs/autoresearch/<tag>/discarded/; no process of the session survives;
   - every slot's worktree is clean, and holds a commit of the session.
 
-Run:  python bench/kill_resume.py [--kills 10] [--experiments 16] [--seed 1]
+Run:  python bench/kill_resume.py [--kills 10] [--experiments 16] [--seed 1] [--ray-address A]
 Prints each kill (after how many runs, what was open) and the checks; exits 1 if one fails.
+With --ray-address the runs happen on that Ray cluster's actors (`--executor ray`): a run that
+outlives its killed orchestrator there is one whose working directory is an actor's clone.
 """
 
 from __future__ import annotations
@@ -82,9 +84,10 @@ def runs(repo: Path) -> int:
     return int(str(found[0][0])) if found else 0
 
 
-def command(repo: Path, experiments: int) -> list[str]:
+def command(repo: Path, experiments: int, ray_address: str | None = None) -> list[str]:
+    ray = ["--executor", "ray", "--ray-address", ray_address] if ray_address else []
     return [sys.executable, "-m", "autoresearch", "run", "--repo", str(repo), "--tag", "k",
-            "-n", str(experiments), "--workers", "2"]
+            "-n", str(experiments), "--workers", "2", *ray]
 
 
 def check(repo: Path, experiments: int) -> list[str]:
@@ -124,7 +127,8 @@ def check(repo: Path, experiments: int) -> list[str]:
     # then exits too: give it a few seconds, then anything still there has outlived the session.
     deadline = time.monotonic() + 5.0
     while True:
-        leftovers = [pid for pid in _pids() if _cwd(pid).startswith(str(repo))]
+        leftovers = [pid for pid in _pids() if _cwd(pid).startswith(str(repo))
+                     or "/autoresearch-ray-" in _cwd(pid)]  # a run on a Ray actor
         if not leftovers or time.monotonic() > deadline:
             break
         time.sleep(0.1)
@@ -156,6 +160,7 @@ def main() -> int:
     ap.add_argument("--kills", type=int, default=10)
     ap.add_argument("--experiments", type=int, default=16)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--ray-address", default=None, help="run on this Ray cluster")
     args = ap.parse_args()
     rng = random.Random(args.seed)
     print(f"load average {os.getloadavg()[0]:.2f}")
@@ -164,7 +169,7 @@ def main() -> int:
         kills = 0
         while kills < args.kills:
             before = runs(repo)
-            proc = subprocess.Popen(command(repo, args.experiments), cwd=repo,
+            proc = subprocess.Popen(command(repo, args.experiments, args.ray_address), cwd=repo,
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             target = before + rng.randint(1, 4)
             while runs(repo) < target and proc.poll() is None:
@@ -180,7 +185,8 @@ def main() -> int:
                            "('proposed', 'running')")
             print(f"kill {kills}: after {runs(repo)} runs; open then: "
                   + (", ".join(f"{e[0]} {e[1]}" for e in opened) or "none"))
-        final = subprocess.run(command(repo, args.experiments), cwd=repo, capture_output=True,
+        final = subprocess.run(command(repo, args.experiments, args.ray_address), cwd=repo,
+                               capture_output=True,
                                text=True, check=False)
         if final.returncode != 0:
             print(final.stdout + final.stderr)
