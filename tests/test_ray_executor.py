@@ -359,3 +359,12 @@ def test_a_cluster_that_is_not_there_is_a_clear_error(repo: Path) -> None:
     # A cluster of the session's own would outlive a kill -9 of it: never started.
     local = run_cli(repo, "run", "-n", "2", "--ray-address", "local", env=LOOPBACK)
     assert local.returncode == 3 and "outlive a killed session" in local.stderr, local.stderr
+
+
+def test_an_executor_no_package_provides_is_a_config_error(repo: Path) -> None:
+    use_script(repo, [])
+    result = run_cli(repo, "run", "-n", "2", "--executor", "slurm")
+    assert result.returncode == 2, result.stdout + result.stderr
+    said = " ".join(result.stderr.split())
+    assert "no executor named 'slurm' is installed" in said
+    assert "use one of local, ray" in said and "'autoresearch.executors' entry points" in said

@@ -22,7 +22,7 @@ from autoresearch import gitops, resources, shared_paths
 from autoresearch.check_together import check_tempdir, run_together, sweep_stale_worktrees
 from autoresearch.config import CONFIG_NAME, Config, load_config
 from autoresearch.errors import AutoresearchError, ConfigError, LedgerEmptyError
-from autoresearch.executor import LocalExecutor, Measurement, RunRequest, make_executor
+from autoresearch.executor import Measurement, RunRequest, elsewhere, make_executor
 from autoresearch.ledger import ExperimentRow, Ledger, SessionRow, TrialStatus
 from autoresearch.metric_discovery import Candidate, candidates, likely_objective, source_line
 from autoresearch.metrics import format_metric_help, parse_metrics, printed_values
@@ -251,15 +251,16 @@ def _dry_run(root: Path, config: Config, console: Console, reported: list[str]) 
     shares = plan_resources(config.run, workers, threads)
     # Where `run` makes its runs; a cluster that cannot be joined is the whole answer.
     executor = make_executor(config, workers=workers)
-    if isinstance(executor, LocalExecutor):
+    remote = elsewhere(executor)
+    if remote is None:
         console.print(f"[green]✓[/] {escape(threads.describe())}" + (
             "; set \\[run] threads to choose" if threads.why.startswith("auto") else ""))
         console.print(f"[green]✓[/] {workers} worker{'s' * (workers > 1)}: " + "; ".join(
             f"slot-{i + 1} {escape(r.describe())}" for i, r in enumerate(shares)))
         warnings = [crowding(workers, shares, resources.usable_cores()), unknown_gpus(config.run)]
     else:
-        console.print(f"[green]✓[/] {escape(executor.describe())}")
-        warnings = [executor.crowding]
+        console.print(f"[green]✓[/] {escape(remote[0])}")
+        warnings = [remote[1]]
     for warning in warnings:
         if warning:
             console.print(f"[yellow]![/] {escape(warning)}")

@@ -9,7 +9,6 @@ import json
 import os
 import sys
 import time
-from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -41,13 +40,6 @@ app = typer.Typer(
 # Untrusted text (hypotheses, log tails, names) is printed as text: views.safe_console.
 console = SafeConsole()
 err = SafeConsole(stderr=True)
-
-
-class Executors(StrEnum):
-    """Where runs happen ([run] executor)."""
-
-    local = "local"
-    ray = "ray"
 
 
 RepoOpt = Annotated[Path, typer.Option("--repo", "-C", help="The repository (default: here).")]
@@ -134,9 +126,9 @@ def init(
                   + ("" if commit else " (commit the new files first)"))
 
 
-ExecutorOpt = Annotated[Executors | None, typer.Option(
-    "--executor", help="Where runs happen: this machine (local) or a Ray cluster (ray) "
-    "(default: \\[run] executor, local).")]
+ExecutorOpt = Annotated[str | None, typer.Option(
+    "--executor", help="Where runs happen: this machine (local), a Ray cluster (ray), or a "
+    "plugin's executor (default: \\[run] executor, local).")]
 RayAddressOpt = Annotated[str | None, typer.Option(
     "--ray-address", help="The Ray cluster to run on, the address `ray start --head` printed "
     "(default: \\[run] ray_address, auto: the cluster this machine is part of).")]
@@ -156,7 +148,7 @@ def check(
 
     root = _root(repo)
     code = exit_code(run_checkup(root, console, workers, ray_address=ray_address,
-                                 executor=executor.value if executor else None))
+                                 executor=executor))
     if code:
         raise typer.Exit(code)
 
@@ -197,7 +189,7 @@ def run(
     """Start or resume a session: baseline first, then the loop."""
     root = _root(repo)
     code = run_session(root, tag, iterations, parse_duration(until) if until else None,
-                       workers=workers, executor=executor.value if executor else None,
+                       workers=workers, executor=executor,
                        ray_address=ray_address)
     if code:
         raise typer.Exit(code)
@@ -286,7 +278,8 @@ def _announce(session: Session, config: Config, display: Display, tag: str) -> i
                   + (f"; {escape(session.review_gate)}" if config.review.gate != "off" else ""))
     for notice in session.notices:
         console.print(f"[yellow]! {escape(notice)}[/]")
-    print_resources(console, session, config)
+    print_resources(console, config, session.executor, session.workers, session.thread_plan,
+                    [slot.resources for slot in session.slots.all])
     for warning in protected_matching_nothing(session.root, config):
         console.print(Text("! " + warning, style="yellow"))
     return resumed

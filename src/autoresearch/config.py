@@ -309,7 +309,7 @@ class RunConfig(_Strict):
     gpus: Literal["auto"] | list[str] = "auto"
     # Where runs happen: this machine, or a Ray cluster (ray_executor.py) at ray_address ("auto":
     # the one this machine is part of), ray_cpus/gpus reserved per run.
-    executor: Literal["local", "ray"] = "local"
+    executor: str = Field(default="local", min_length=1)  # or a plugin's (executor.py)
     ray_address: str = Field(default="auto", min_length=1)
     ray_cpus: float = Field(default=1.0, gt=0)
     ray_gpus: float = Field(default=0.0, ge=0)

@@ -22,7 +22,8 @@ from autoresearch.views.safe_console import SafeConsole
 if TYPE_CHECKING:
     from autoresearch.config import Config
     from autoresearch.history import History
-    from autoresearch.session import Session
+    from autoresearch.resources import ThreadPlan
+    from autoresearch.slots import Resources
 
 STATUS_STYLE = {
     "keep": "bold green", "discard": "yellow", "crash": "bold red", "timeout": "red",
@@ -186,24 +187,25 @@ def shorten_readiness(text: str, limit: int = READINESS_CHARS) -> str:
     return text[: cut if cut > 0 else limit] + ", … (`autoresearch check` lists them all)"
 
 
-def print_resources(console: Console, session: Session, config: Config) -> None:
+def print_resources(console: Console, config: Config, executor: object, workers: int,
+                    thread_plan: ThreadPlan, shares: list[Resources]) -> None:
     """Where runs happen and what each gets (this machine's threads, or the cluster), what
     the user should know of it (crowded cores, GPUs that are not there), and the shared data
     linked into the worktrees."""
+    from autoresearch.executor import elsewhere
     from autoresearch.resources import usable_cores
     from autoresearch.slots import crowding, per_run_plan, unknown_gpus
 
-    describe = getattr(session.executor, "describe", None)  # runs elsewhere: a Ray cluster
-    if callable(describe):
-        console.print(Text(describe(), style="dim"))
-        warnings = [getattr(session.executor, "crowding", None)]  # the cluster's own figure
+    remote = elsewhere(executor)  # runs off this machine: a Ray cluster
+    if remote is not None:
+        console.print(Text(remote[0], style="dim"))
+        warnings = [remote[1]]  # the cluster's own figure
     else:
-        threads = per_run_plan(config.run, session.workers, session.thread_plan)
+        threads = per_run_plan(config.run, workers, thread_plan)
         console.print(Text(threads.describe() + ("; set [run] threads to choose"
                                                  if threads.why.startswith("auto") else ""),
                            style="dim"))
-        warnings = [crowding(session.workers, [s.resources for s in session.slots.all],
-                             usable_cores()), unknown_gpus(config.run)]
+        warnings = [crowding(workers, shares, usable_cores()), unknown_gpus(config.run)]
     for warning in warnings:
         if isinstance(warning, str):
             console.print(Text("! " + warning, style="yellow"))

@@ -28,12 +28,14 @@ import uuid
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from importlib.metadata import entry_points
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from autoresearch import gitops, guardrails, worktree_seal
-from autoresearch.config import Config
+from autoresearch.config import CONFIG_NAME, Config
+from autoresearch.errors import ConfigError
 from autoresearch.evaluation_inputs import EvaluationInputs
 from autoresearch.fingerprint import comparable_key, environment_fingerprint
 from autoresearch.metrics import parse_metrics
@@ -41,9 +43,6 @@ from autoresearch.runner import RunSpec, run_command
 from autoresearch.shared_paths import SharedData
 from autoresearch.slots import Resources
 from autoresearch.stop_signals import describe_interrupt
-
-if TYPE_CHECKING:
-    from autoresearch.ray_executor import RayExecutor
 
 RUN_STATUSES = ("ok", "crash", "timeout", "interrupted")
 SEED_ENV = "AUTORESEARCH_SEED"
@@ -95,13 +94,34 @@ class Measurement:
 
 
 class Executor(Protocol):
-    """Where runs happen. `submit` may be called from one thread only (the scheduler's)."""
+    """Where runs happen. `submit` may be called from one thread only (the scheduler's).
+
+    An executor a plugin provides registers under the `autoresearch.executors` entry-point
+    group (as ours do: pyproject.toml) and is built as `cls(config, stop, workers, shared,
+    inputs)`; `[run] executor` names it. It may say where runs happen (`describe() -> str`,
+    shown at the start of `run` and in `check`) and warn (`crowding: str | None`)."""
 
     def submit(self, request: RunRequest) -> Future[Measurement]:
         """Start the run; the future resolves to its Measurement (never raises for a failed run)."""
 
+    def run(self, request: RunRequest) -> Measurement:
+        """Make the run and wait for it (`check` and `finalize --verify` use this)."""
+
     def close(self) -> None:
         """Release workers; runs still going are stopped by the session's stop event first."""
+
+
+EXECUTORS = "autoresearch.executors"  # the entry-point group
+
+
+def elsewhere(executor: object) -> tuple[str, str | None] | None:
+    """Where an executor that runs off this machine says runs happen, and its warning (None for
+    runs here: this machine's threads and cores are then what `run` and `check` show)."""
+    describe = getattr(executor, "describe", None)
+    if isinstance(executor, LocalExecutor) or not callable(describe):
+        return None
+    warning = getattr(executor, "crowding", None)
+    return str(describe()), warning if isinstance(warning, str) else None
 
 
 def run_id_prefix(repo_key: str, tag: str) -> str:
@@ -209,14 +229,22 @@ class LocalExecutor:
 
 def make_executor(config: Config, stop: threading.Event | None = None, workers: int = 1,
                   shared: SharedData | None = None,
-                  inputs: EvaluationInputs | None = None) -> LocalExecutor | RayExecutor:
-    """The executor `[run] executor` names: this machine's, or a Ray cluster's (ray_executor.py,
-    imported only then: Ray is an optional dependency)."""
-    if config.run.executor == "ray":
-        from autoresearch.ray_executor import RayExecutor  # noqa: F811 - the runtime import
-
-        return RayExecutor(config, stop, workers, shared, inputs)
-    return LocalExecutor(config, stop, workers, shared, inputs)
+                  inputs: EvaluationInputs | None = None) -> Executor:
+    """The executor `[run] executor` names: this machine's, or one registered under the
+    `autoresearch.executors` entry points (`ray`: ray_executor.py, imported only then, since
+    Ray is an optional dependency; or a plugin's)."""
+    name = config.run.executor
+    if name == "local":
+        return LocalExecutor(config, stop, workers, shared, inputs)
+    found = {ep.name: ep for ep in entry_points(group=EXECUTORS)}
+    if name not in found:
+        raise ConfigError(
+            f"no executor named {name!r} is installed",
+            where=f"[run] executor in {CONFIG_NAME} (or --executor)",
+            fix=f"use one of {', '.join(sorted({'local', *found}))}, or install the package "
+                f"that registers {name!r} under the {EXECUTORS!r} entry points")
+    built: Executor = found[name].load()(config, stop, workers, shared, inputs)
+    return built
 
 
 def classify(

@@ -27,6 +27,9 @@ class BundleExecutor:
         self.runner = LocalExecutor(config, stop)
         self.shipped: list[str] = []  # the commits that travelled, in order
 
+    def run(self, request: RunRequest) -> Measurement:
+        return self.submit(request).result()
+
     def submit(self, request: RunRequest) -> Future[Measurement]:
         bundle = gitops.create_bundle(self.root, request.commit,
                                       self.remote / "bundles" / f"{request.commit}.bundle")
