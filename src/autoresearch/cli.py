@@ -41,7 +41,6 @@ app = typer.Typer(
 console = SafeConsole()
 err = SafeConsole(stderr=True)
 
-
 RepoOpt = Annotated[Path, typer.Option("--repo", "-C", help="The repository (default: here).")]
 TagOpt = Annotated[str | None, typer.Option("--tag", "-t", help="Session tag (default: the "
                                             "latest session, or today's date for a new one).")]

@@ -56,11 +56,7 @@ from autoresearch.resume_contract import (
 )
 from autoresearch.review.gate import check_gate
 from autoresearch.runner import kill_leftovers
-from autoresearch.slots import (
-    Slot,
-    Slots,
-    plan_resources,
-)
+from autoresearch.slots import Slot, Slots, plan_resources
 from autoresearch.state import SessionLock, StatePaths, ensure_state_dir
 from autoresearch.stop_signals import SessionStopped
 from autoresearch.trial import Trial
