@@ -13,8 +13,12 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
+from autoresearch import gitops
 from autoresearch.config import load_config
 from autoresearch.executor import LocalExecutor, Measurement, RunRequest
+from autoresearch.gitops.runner import GitError
 from tests.conftest import git, run_cli, use_script
 
 # Rewrites target.py for its own measurement, then puts the bytes and the mtime back: only the
@@ -118,3 +122,35 @@ def test_a_daemon_rewriting_the_candidate_during_its_runs_makes_them_crashes(
     assert "the worktree changed during the run: target.py" in str(rows[1][2]), rows
     assert runs and all(r[0] == "crash" for r in runs), runs
     assert git(toy_repo, "rev-parse", "autoresearch/w") == base  # nothing was kept
+
+
+def test_a_checkout_raced_by_another_writer_is_made_again(
+        toy_repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A process writing the worktree can create a file between git's unlink and its create;
+    # git then fails with "unable to create file ...: File exists" (seen once in CI under the
+    # daemon above, which stopped the harness). The checkout is made again.
+    base = git(toy_repo, "rev-parse", "HEAD")
+    (toy_repo / "target.py").write_text("X = 7.0\n")
+    raced: list[tuple[str, ...]] = []
+    real = gitops.git
+
+    def racing(cwd: Path, *args: str, **options: object) -> str:
+        if "checkout" in args and len(raced) < 2:
+            raced.append(args)
+            raise GitError(["git", *args], 1, "error: unable to create file target.py: File exists")
+        return real(cwd, *args, **options)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(gitops, "git", racing)
+    gitops.checkout(toy_repo, base)
+    assert len(raced) == 2 and (toy_repo / "target.py").read_text() == "X = 3.0\n"
+    # Any other failure is not a race: raised at once.
+    raced.clear()
+
+    def refusing(cwd: Path, *args: str, **options: object) -> str:
+        raced.append(args)
+        raise GitError(["git", *args], 128, "fatal: reference is not a tree: nope")
+
+    monkeypatch.setattr(gitops, "git", refusing)
+    with pytest.raises(GitError):
+        gitops.checkout(toy_repo, base)
+    assert len(raced) == 1

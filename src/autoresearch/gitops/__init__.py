@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import shutil
 import threading
+import time
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from pathlib import Path
@@ -228,6 +229,9 @@ def remove_worktree(root: Path, path: Path) -> None:
     git(root, "worktree", "prune", check=False)
 
 
+CHECKOUT_ATTEMPTS = 5
+
+
 def checkout(worktree: Path, commit: str) -> None:
     """Make the worktree's files exactly `commit` (tracked files and the index; untracked files
     and nested repositories removed; ignored files are kept).
@@ -236,8 +240,18 @@ def checkout(worktree: Path, commit: str) -> None:
     files around each run, which changes their ctime; a forced checkout trusting ctime would
     rewrite every such file (same content, new mtime), and a write inside a fenced run is
     tampering. Content changes still show in mtime and size."""
-    git(worktree, "-c", "core.trustctime=false", "checkout", "--quiet", "--force", "--detach",
-        commit)
+    for attempt in range(CHECKOUT_ATTEMPTS):
+        try:
+            git(worktree, "-c", "core.trustctime=false", "checkout", "--quiet", "--force",
+                "--detach", commit)
+            break
+        except GitError as err:
+            # Another process writing the worktree (a daemon, an editor saving) can create a
+            # file between git's unlink and its create: "unable to create file X: File
+            # exists". Made again, the commit is restored instead of the harness stopping.
+            if "unable to create file" not in str(err) or attempt == CHECKOUT_ATTEMPTS - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))
     # -ff: a nested repository someone created in the worktree goes too (-f alone keeps it);
     # ignored files stay (data a verify run prepared, the shared links).
     git(worktree, "clean", "-ffdq")
