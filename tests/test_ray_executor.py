@@ -72,6 +72,7 @@ def config(pids: Path) -> str:
         [decision]
         repeats = 2
         deterministic = true
+        headline_pairs = 0  # not what these tests are about, and 2-16 more runs each
         [run]
         executor = "ray"
         """
@@ -122,7 +123,7 @@ def stop_cluster(head: subprocess.Popen[bytes]) -> None:
     started), then killed."""
     tree = [psutil.Process(head.pid), *psutil.Process(head.pid).children(recursive=True)]
     os.killpg(head.pid, signal.SIGTERM)
-    _, alive = psutil.wait_procs(tree, timeout=10)
+    _, alive = psutil.wait_procs(tree, timeout=5)
     for process in alive:
         with contextlib.suppress(psutil.Error):
             process.kill()
@@ -194,7 +195,7 @@ def test_a_session_runs_on_the_cluster_and_independent_wins_stack(cluster: str,
     # Every run happened in an actor's clone, none in the session's own worktrees, and the
     # logs came back to where the session keeps them.
     logs = [Path(str(p)) for (p,) in rows(repo, "SELECT log_path FROM runs")]
-    assert len(logs) >= 7
+    assert len(logs) >= 5  # the baseline's 2, each candidate's, the replayed one's
     places = {line for log in logs for line in log.read_text().splitlines()
               if line.startswith("cwd: ")}
     assert places and all("/autoresearch-ray-" in p and p.endswith("/clone") for p in places)
