@@ -197,7 +197,10 @@ def test_a_time_limit_keeps_room_for_the_headline_and_ends_by_it(toy_repo: Path)
     assert "the time limit would be exceeded by another experiment and the headline's " \
            "verification" in said, said
     (hl,) = headlines(toy_repo)
-    assert len(hl["pairs"]) == 3  # type: ignore[arg-type]
+    # Room was kept for the 3 pairs at the runs' recent pace; on a loaded machine the pairs' own
+    # runs can be slower, and the verification is then trimmed to what still ends in time (seen
+    # once in CI beside the demo: 2 pairs). Below 2 it would be skipped: the next test.
+    assert 2 <= len(hl["pairs"]) <= 3  # type: ignore[arg-type]
     ((first, last),) = rows(toy_repo, "SELECT MIN(started_at), MAX(finished_at) FROM runs")
     assert float(last) - float(first) < 25 + 4, f"ended {float(last) - float(first):.1f} s in"  # type: ignore[arg-type]
 
