@@ -33,6 +33,7 @@ from autoresearch.executor import RunRequest
 from autoresearch.ray_executor import STOP_GRACE_S, NodeRunner, RayExecutor
 from autoresearch.stop_signals import SessionStopped
 from tests.conftest import cli_env, edit_config, git, make_repo, run_cli, use_script
+from tests.support.processes import alive, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -77,12 +78,6 @@ def config(pids: Path) -> str:
         executor = "ray"
         """
     )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -172,8 +167,7 @@ def running(pids: Path, at_least: int = 1, timeout: float = 60) -> list[int]:
 def gone(pids: list[int], timeout: float = 30) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not [p for p in pids if psutil.pid_exists(p)
-                and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]:
+        if not [p for p in pids if alive(p)]:
             return True
         time.sleep(0.2)
     return False
@@ -304,12 +298,14 @@ def test_a_lost_actor_costs_a_run_not_the_experiment(cluster: str, repo: Path) -
     # The baseline's two runs are over in a moment; the candidate's sleeps for 4 s.
     (run,) = [p for p in running(pids, at_least=3) if psutil.pid_exists(p)]
     actor = int((pids / str(run)).read_text())  # the run's parent: the actor's process
+    home = Path(psutil.Process(run).cwd()).parent  # the actor's clone's directory
     assert "NodeRunner" in " ".join(psutil.Process(actor).cmdline()) or psutil.Process(
         actor).name().startswith("ray::")
     os.kill(actor, signal.SIGKILL)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 0, out
     assert gone([run]), "the lost actor's run outlived it"
+    assert not home.exists()  # the killed actor could not remove it: the next one swept it
     assert rows(repo, "SELECT seq, status FROM experiments ORDER BY seq") == [
         (1, "keep"), (2, "keep")]
     # The cut run was made again on a new actor: each run recorded once, all measured.

@@ -13,6 +13,7 @@ from autoresearch.executor import LocalExecutor, RunRequest
 from autoresearch.resources import usable_cores
 from autoresearch.slots import Resources, crowding, plan_resources
 from tests.conftest import edit_config, git, make_repo, run_cli, use_script
+from tests.support.processes import free_port
 
 PROBE = ("import json, os, sys; print(json.dumps({'cpus': sorted(os.sched_getaffinity(0)), "
          "'gpu': os.environ.get('CUDA_VISIBLE_DEVICES'), "
@@ -137,13 +138,6 @@ time.sleep(3)
 s.close()
 sys.exit(subprocess.call([sys.executable, "score.py"]))
 """
-
-
-def free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.mark.parametrize("per_slot", [False, True], ids=["fixed port", "port from the slot"])

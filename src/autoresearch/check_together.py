@@ -26,7 +26,7 @@ from rich.markup import escape
 from autoresearch import gitops, shared_paths
 from autoresearch.config import Config
 from autoresearch.executor import Measurement, RunRequest, make_executor
-from autoresearch.process_tree import owner_alive, owner_token
+from autoresearch.process_tree import owned_prefix, owner_gone
 from autoresearch.runner import log_tail
 from autoresearch.slots import SLOT_ENV, Resources
 from autoresearch.state import keep_in_state
@@ -111,8 +111,7 @@ def check_tempdir() -> Iterator[str]:
     """A temporary directory for the check's worktrees, named after this process, so that a
     later check can tell those of a check that died without cleaning up (kill -9, a closed
     terminal: git keeps a worktree registered until it is removed) and sweep them."""
-    owner = owner_token().replace(":", "_")  # pid and start time: a reused pid is not the owner
-    with tempfile.TemporaryDirectory(prefix=f"{_PREFIX}{owner}-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=owned_prefix(_PREFIX)) as tmp:
         yield tmp
 
 
@@ -122,10 +121,7 @@ def sweep_stale_worktrees(root: Path) -> int:
     tmp = Path(tempfile.gettempdir()).resolve()
     for path in gitops.worktree_paths(root):
         holder = path.parent
-        if holder.parent.resolve() != tmp or not holder.name.startswith(_PREFIX):
-            continue
-        owner = holder.name[len(_PREFIX):].rpartition("-")[0].replace("_", ":")
-        if not owner[:1].isdigit() or owner_alive(owner):
+        if holder.parent.resolve() != tmp or not owner_gone(holder.name, _PREFIX):
             continue
         gitops.remove_worktree(root, path)
         shutil.rmtree(holder, ignore_errors=True)

@@ -96,6 +96,21 @@ def owner_alive(token: str) -> bool:
         return True  # it exists; we may not look at it, so we may not call it dead
 
 
+def owned_prefix(prefix: str) -> str:
+    """A name prefix for a temporary directory that names this process as its owner, so that
+    what a killed process left can be told from what a live one uses (`owner_gone`)."""
+    return f"{prefix}{owner_token().replace(':', '_')}-"
+
+
+def owner_gone(name: str, prefix: str) -> bool:
+    """Whether `name`, made with `owned_prefix(prefix)` (+ tempfile's suffix, which has no
+    '-'), belongs to a process that is gone."""
+    if not name.startswith(prefix):
+        return False
+    owner = name[len(prefix):].rpartition("-")[0].replace("_", ":")
+    return owner[:1].isdigit() and not owner_alive(owner)
+
+
 # ---- the children of this process --------------------------------------------------------
 
 

@@ -44,6 +44,7 @@ from autoresearch.errors import AutoresearchError, PreconditionError
 from autoresearch.evaluation_inputs import EvaluationInputs
 from autoresearch.executor import LocalExecutor, Measurement, RunRequest
 from autoresearch.gitops.history import rev_list
+from autoresearch.process_tree import owned_prefix, owner_gone
 from autoresearch.resources import thread_env
 from autoresearch.shared_paths import SharedData
 from autoresearch.slots import Resources
@@ -163,7 +164,7 @@ class NodeRunner:
     def __init__(self, config: Config, shared: SharedData, inputs: EvaluationInputs) -> None:
         base = Path(tempfile.gettempdir())
         sweep_homes(base)  # of actors killed before they could remove theirs
-        self.home = Path(tempfile.mkdtemp(prefix=f"{HOME_PREFIX}{os.getpid()}-", dir=base))
+        self.home = Path(tempfile.mkdtemp(prefix=owned_prefix(HOME_PREFIX), dir=base))
         self.clone = self.home / "clone"
         self.config = config
         self.shared = shared
@@ -219,21 +220,10 @@ class NodeRunner:
 
 
 def sweep_homes(base: Path) -> None:
-    """Remove the clones of actors whose process is gone (named after their pid)."""
-    for home in base.glob(f"{HOME_PREFIX}*-*"):
-        pid = home.name.removeprefix(HOME_PREFIX).split("-", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
+    """Remove the clones of actors whose process is gone (named after it: pid, start time)."""
+    for home in base.glob(f"{HOME_PREFIX}*"):
+        if owner_gone(home.name, HOME_PREFIX):
             shutil.rmtree(home, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @dataclass

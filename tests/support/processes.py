@@ -1,8 +1,10 @@
-"""Processes seen from a test: whether one is alive, and killing a session's watchdog."""
+"""Processes seen from a test: whether one is alive, killing a session's watchdog, and a free
+port on the loopback interface."""
 
 from __future__ import annotations
 
 import contextlib
+import socket
 import time
 
 import psutil
@@ -26,3 +28,10 @@ def kill_watchdog(pid: int) -> None:
                     child.kill()
                     return
         time.sleep(0.05)
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on at 127.0.0.1 (now)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
