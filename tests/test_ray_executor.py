@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -342,6 +343,74 @@ def test_an_actor_that_cannot_start_on_its_node_stops_the_session_with_why(
     assert "pip install 'autoresearch[ray]'" in reason
 
 
+def test_each_run_has_the_timeout_the_session_has_when_it_starts(
+        cluster: str, repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The session re-sizes its timeout from the baseline's runs (timeouts.py) after the actors
+    # are made with a copy of the config: each run must carry the session's timeout of now.
+    for name, value in LOOPBACK.items():
+        monkeypatch.setenv(name, value)
+    config = load_config(repo / CONFIG_NAME).with_run(ray_address=cluster)
+    executor = RayExecutor(config)
+    try:
+        head = git(repo, "rev-parse", "HEAD")
+        first = executor.run(RunRequest(commit=head, worktree=repo, role="check",
+                                        log_path=repo.parent / "first.log", run_id="ar-test-1"))
+        assert first.status == "ok", first.reason  # the actor exists, with the 40-s timeout
+        (repo / "x.py").write_text("X = 3.0\nSLEEP = 8\n")
+        git(repo, "commit", "-qam", "slow")
+        slow = git(repo, "rev-parse", "HEAD")
+        verify = executor.config.verify
+        executor.config = executor.config.model_copy(
+            update={"verify": verify.model_copy(update={"timeout_seconds": 2.0})})
+        started = time.monotonic()
+        second = executor.run(RunRequest(commit=slow, worktree=repo, role="candidate",
+                                         log_path=repo.parent / "second.log", run_id="ar-test-2"))
+    finally:
+        executor.close()
+    assert second.status == "timeout" and "2 s timeout" in second.reason, second.reason
+    assert time.monotonic() - started < 7  # killed at 2 s, not run for its 8
+
+
+def test_check_on_the_cluster_links_the_share_into_the_nodes_clone(cluster: str,
+                                                                   tmp_path: Path) -> None:
+    # Data git ignores is linked into every worktree from the checkout ([verify] share); on a
+    # cluster, into the actor's clone, by check's dry run as by the session's runs.
+    repo = make_repo(tmp_path / "shared", {
+        "x.py": "X = 3.0\n", ".gitignore": "data/\n",
+        "score.py": "import x\nprint('score:', x.X + float(open('data/offset.txt').read()))\n",
+        "autoresearch.toml": textwrap.dedent("""
+            scope = ["x.py"]
+            [verify]
+            command = "{python} score.py"
+            budget_seconds = 5
+            share = ["data/"]
+            [metric]
+            name = "score"
+            direction = "minimize"
+            [run]
+            executor = "ray"
+            [knobs]
+            "x.py:X" = "float(0, 10)"
+            """)})
+    (repo / "data").mkdir()
+    (repo / "data" / "offset.txt").write_text("0.5\n")
+    result = run_cli(repo, "check", "--ray-address", cluster, env=LOOPBACK, timeout=180)
+    assert result.returncode == 0, result.stdout + result.stderr
+    said = " ".join(result.stdout.split())
+    assert f"runs on the Ray cluster at {cluster}" in said
+    assert "1 shared file(s) linked" in said and "verify command ran in" in said
+    assert "3.5" in said  # the score, read with the node's link to the data
+
+
+def test_what_has_no_effect_on_a_cluster_is_said(cluster: str, repo: Path) -> None:
+    use_script(repo, [])
+    edit_config(repo, 'executor = "ray"', 'executor = "ray"\naffinity = true\ngpus = ["0"]')
+    git(repo, "commit", "-qam", "settings for this machine")
+    result = run_cli(repo, "check", "--ray-address", cluster, env=LOOPBACK, timeout=180)
+    said = " ".join(result.stdout.split())
+    assert "[run] affinity = true and gpus = ['0'] apply to runs on this machine only" in said, said
+
+
 def test_a_cluster_that_is_not_there_is_a_clear_error(repo: Path) -> None:
     closed = free_port()
     result = run_cli(repo, "run", "-n", "2", "--ray-address", f"127.0.0.1:{closed}",
@@ -353,9 +422,54 @@ def test_a_cluster_that_is_not_there_is_a_clear_error(repo: Path) -> None:
         repo, "SELECT * FROM sessions")
     checked = run_cli(repo, "check", "--ray-address", f"127.0.0.1:{closed}", env=LOOPBACK)
     assert checked.returncode != 0 and "no Ray cluster answers" in checked.stdout + checked.stderr
-    # A cluster of the session's own would outlive a kill -9 of it: never started.
+    # A cluster of the session's own would outlive a kill -9 of it: never started, whether
+    # named or reached through Ray's own RAY_ADDRESS for the default "auto".
     local = run_cli(repo, "run", "-n", "2", "--ray-address", "local", env=LOOPBACK)
     assert local.returncode == 3 and "outlive a killed session" in local.stderr, local.stderr
+    via = run_cli(repo, "run", "-n", "2", "--executor", "ray",
+                  env={**LOOPBACK, "RAY_ADDRESS": "local"})
+    said = " ".join(via.stderr.split())
+    assert via.returncode == 3 and "outlive a killed session" in said, said
+    assert "RAY_ADDRESS in the environment" in said and "unset RAY_ADDRESS" in said
+
+
+def test_a_remote_failure_is_said_with_its_own_error_and_node() -> None:
+    from autoresearch.ray_executor import _last_line, _node_of
+
+    # What str() of Ray's RayTaskError looks like: a coloured header, then the traceback.
+    raised = RuntimeError(
+        "\x1b[36mray::NodeRunner.run()\x1b[39m (pid=4242, ip=10.0.0.7, actor_id=ab12)\n"
+        "  File \"/x/gitops/runner.py\", line 40, in run_git\n"
+        "FileNotFoundError: [Errno 2] No such file or directory: 'git'\n")
+    assert _last_line(raised) == "FileNotFoundError: [Errno 2] No such file or directory: 'git'"
+    assert _node_of(raised) == "10.0.0.7"
+
+
+def test_a_lost_node_that_leaves_no_room_stops_the_session_instead_of_waiting(
+        repo: Path) -> None:
+    # An actor made again for a run that no live node can hold would wait for ever.
+    executor = object.__new__(RayExecutor)  # no cluster: the nodes as `ray.nodes()` says
+    executor.config = load_config(repo / CONFIG_NAME).with_run(ray_gpus=1)
+    executor.workers = 2
+    executor._lock = threading.Lock()
+
+    class Nodes:
+        def __init__(self, nodes: list[dict[str, object]]) -> None:
+            self._nodes = nodes
+
+        def nodes(self) -> list[dict[str, object]]:
+            return self._nodes
+
+    gpu = {"Alive": True, "Resources": {"CPU": 8.0, "GPU": 1.0}}
+    cpu = {"Alive": True, "Resources": {"CPU": 8.0}}
+    executor.ray = Nodes([gpu, {**gpu, "Alive": False}, cpu])
+    executor._recount(RuntimeError("node died"))
+    assert executor._most == 1  # one GPU node left: one actor at once
+    executor.ray = Nodes([{**gpu, "Alive": False}, cpu])
+    with pytest.raises(SessionStopped) as stopped:
+        executor._recount(RuntimeError("node died"))
+    assert stopped.value.exit_code == 3
+    assert "no live node has room for a run now (1 CPUs and 1 GPUs each" in stopped.value.reason
 
 
 def test_an_executor_no_package_provides_is_a_config_error(repo: Path) -> None:

@@ -249,8 +249,10 @@ def _dry_run(root: Path, config: Config, console: Console, reported: list[str]) 
     threads = resources.effective(resources.plan_threads(config.run), config.verify.env)
     workers = config.run.workers
     shares = plan_resources(config.run, workers, threads)
-    # Where `run` makes its runs; a cluster that cannot be joined is the whole answer.
-    executor = make_executor(config, workers=workers)
+    shared = _collect_share(root, config, console, reported, problems)
+    # Where `run` makes its runs (with the share, which a cluster's node links into its own
+    # clone); a cluster that cannot be joined is the whole answer.
+    executor = make_executor(config, workers=workers, shared=shared)
     remote = elsewhere(executor)
     if remote is None:
         console.print(f"[green]✓[/] {escape(threads.describe())}" + (
@@ -271,7 +273,7 @@ def _dry_run(root: Path, config: Config, console: Console, reported: list[str]) 
         head = gitops.rev_parse(root, "HEAD")
         gitops.ensure_detached_worktree(root, worktree, head)
         try:
-            shared = _share(root, config, worktree, console, reported, problems)
+            _link_share(shared, worktree, console)
             log = Path(tmp) / "check.log"
             console.print(f"… running `{escape(config.verify.command)}` once "
                           f"(budget {config.verify.budget_seconds:g} s, as slot-1 runs it)")
@@ -308,23 +310,27 @@ def _dry_run(root: Path, config: Config, console: Console, reported: list[str]) 
     return problems
 
 
-def _share(root: Path, config: Config, worktree: Path, console: Console, reported: list[str],
-           problems: list[str]) -> shared_paths.SharedData:
-    """Link `[verify] share` into the dry run's worktree, as every session worktree gets it."""
+def _collect_share(root: Path, config: Config, console: Console, reported: list[str],
+                   problems: list[str]) -> shared_paths.SharedData:
+    """`[verify] share` resolved in the checkout (nothing, with the problem said, when it cannot
+    be)."""
     try:
-        shared = shared_paths.collect(root, config)
+        return shared_paths.collect(root, config)
     except AutoresearchError as exc:
         problem = Problem.of(exc)
         if problem not in reported:  # the preconditions may have said it already
             console.print(f"[red]✗[/] {escape(exc.render())}")
             problems.append(problem)
         return shared_paths.SharedData()
+
+
+def _link_share(shared: shared_paths.SharedData, worktree: Path, console: Console) -> None:
+    """Link `[verify] share` into the dry run's worktree, as every session worktree gets it."""
     shared.link(worktree)
     if shared:
         console.print(f"[green]✓[/] {len(shared)} shared file(s) linked from your checkout: "
                       + escape(", ".join(f.path for f in shared.files[:8]))
                       + (" …" if len(shared) > 8 else ""))
-    return shared
 
 
 def _explain_failure(root: Path, config: Config, console: Console, text: str, worktree: Path,

@@ -17,6 +17,7 @@ from rich.markup import escape
 from rich.text import Text
 
 from autoresearch import __version__
+from autoresearch.cli_options import ExecutorOpt, RayAddressOpt, RepoOpt
 from autoresearch.config import CONFIG_NAME, load_config
 from autoresearch.errors import AutoresearchError, ConfigError, LedgerEmptyError
 from autoresearch.gitops import repo_root
@@ -41,7 +42,6 @@ app = typer.Typer(
 console = SafeConsole()
 err = SafeConsole(stderr=True)
 
-RepoOpt = Annotated[Path, typer.Option("--repo", "-C", help="The repository (default: here).")]
 TagOpt = Annotated[str | None, typer.Option("--tag", "-t", help="Session tag (default: the "
                                             "latest session, or today's date for a new one).")]
 # Commands that only read a session: there is no new one to name.
@@ -123,14 +123,6 @@ def init(
     me = launcher_command()
     console.print(f"next: review autoresearch.toml, then `{me} check` and `{me} run`"
                   + ("" if commit else " (commit the new files first)"))
-
-
-ExecutorOpt = Annotated[str | None, typer.Option(
-    "--executor", help="Where runs happen: this machine (local), a Ray cluster (ray), or a "
-    "plugin's executor (default: \\[run] executor, local).")]
-RayAddressOpt = Annotated[str | None, typer.Option(
-    "--ray-address", help="The Ray cluster to run on, the address `ray start --head` printed "
-    "(default: \\[run] ray_address, auto: the cluster this machine is part of).")]
 
 
 @app.command()

@@ -99,7 +99,7 @@ class Executor(Protocol):
     An executor a plugin provides registers under the `autoresearch.executors` entry-point
     group (as ours do: pyproject.toml) and is built as `cls(config, stop, workers, shared,
     inputs)`; `[run] executor` names it. It may say where runs happen (`describe() -> str`,
-    shown at the start of `run` and in `check`) and warn (`crowding: str | None`)."""
+    shown at the start of `run` and in `check`) and warn (`warning: str | None`)."""
 
     def submit(self, request: RunRequest) -> Future[Measurement]:
         """Start the run; the future resolves to its Measurement (never raises for a failed run)."""
@@ -120,7 +120,7 @@ def elsewhere(executor: object) -> tuple[str, str | None] | None:
     describe = getattr(executor, "describe", None)
     if isinstance(executor, LocalExecutor) or not callable(describe):
         return None
-    warning = getattr(executor, "crowding", None)
+    warning = getattr(executor, "warning", None)
     return str(describe()), warning if isinstance(warning, str) else None
 
 

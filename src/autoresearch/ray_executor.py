@@ -27,6 +27,7 @@ import contextlib
 import logging
 import os
 import queue
+import re
 import shutil
 import socket
 import tempfile
@@ -56,6 +57,7 @@ POLL_S = 0.2  # how often a run in flight looks at the session's stop event
 STOP_GRACE_S = 10.0  # a run not ended this long after a stop goes with its actor
 BUNDLE_EXCLUDES = 256  # the clone's most recent commits named to keep a bundle small
 HOME_PREFIX = "autoresearch-ray-"
+BUNDLES_PREFIX = "autoresearch-bundles-"
 WHERE = "[run] ray_address in autoresearch.toml (or --ray-address)"
 START_FIX = ("start a cluster with `ray start --head` (and `ray start --address HEAD:6379` on "
              "each other node) and give the address it printed")
@@ -77,10 +79,14 @@ def connect(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> tuple[Any, bo
     """Join the cluster at `address`; returns the ray module and whether this call joined (so
     closing should leave). Never a cluster of its own: one that `ray.init` starts leaves
     processes behind when the driver is killed, and binds beyond the loopback interface."""
-    if address.strip() == "local":
+    # "auto" is read by Ray from RAY_ADDRESS when that is set: judged as the address it becomes.
+    named = os.environ.get("RAY_ADDRESS", "") if address.strip() == "auto" else ""
+    if "local" in (address.strip(), named.strip()):
+        via = " (RAY_ADDRESS in the environment, read for ray_address \"auto\")" if named else ""
         raise PreconditionError(
-            "ray_address \"local\" would start a Ray cluster inside the session, and its "
-            "processes outlive a killed session", where=WHERE, fix=START_FIX)
+            f"ray_address \"local\"{via} would start a Ray cluster inside the session, and its "
+            "processes outlive a killed session", where=WHERE,
+            fix=START_FIX + (", or unset RAY_ADDRESS" if named else ""))
     endpoint = _endpoint(address)
     if endpoint is not None and endpoint[0] in ("127.0.0.1", "localhost", "::1"):
         # Ray swaps a loopback address for the machine's own unless told not to, read when it
@@ -219,10 +225,11 @@ class NodeRunner:
         shutil.rmtree(self.home, ignore_errors=True)
 
 
-def sweep_homes(base: Path) -> None:
-    """Remove the clones of actors whose process is gone (named after it: pid, start time)."""
-    for home in base.glob(f"{HOME_PREFIX}*"):
-        if owner_gone(home.name, HOME_PREFIX):
+def sweep_homes(base: Path, prefix: str = HOME_PREFIX) -> None:
+    """Remove the directories (actors' clones, a session's bundles) whose owner process is gone
+    (each is named after its owner: pid, start time)."""
+    for home in base.glob(f"{prefix}*"):
+        if owner_gone(home.name, prefix):
             shutil.rmtree(home, ignore_errors=True)
 
 
@@ -274,7 +281,7 @@ class RayExecutor:
         self._actors: list[_Remote] = []  # every live actor, busy or idle
         self._idle: queue.SimpleQueue[_Remote] = queue.SimpleQueue()
         self._lock = threading.Lock()  # the actors; bundles are made one at a time
-        self._bundles = Path(tempfile.mkdtemp(prefix="autoresearch-bundles-"))
+        self._bundles: Path | None = None  # made with the first bundle (_bundle_for)
         self._pool: ThreadPoolExecutor | None = None
 
     # --- what the session shows ----------------------------------------------------------------
@@ -287,13 +294,23 @@ class RayExecutor:
                    else "") + f", {self._threads()} thread{'s' * (self._threads() != 1)}")
 
     @property
-    def crowding(self) -> str | None:
+    def warning(self) -> str | None:
+        """What the session should know before it starts: runs that will wait, settings that
+        have no effect on a cluster."""
+        said = []
         fits = self.capacity.runs_at_once
-        if fits >= self.workers:
-            return None
-        return (f"the Ray cluster holds {fits} run{'s' * (fits != 1)} at once, fewer than the "
-                f"{self.workers} workers: the other slots' runs wait for one to end. Use "
-                f"--workers {fits}, or add nodes")
+        if fits < self.workers:
+            said.append(f"the Ray cluster holds {fits} run{'s' * (fits != 1)} at once, fewer "
+                        f"than the {self.workers} workers: the other slots' runs wait for one to "
+                        f"end. Use --workers {fits}, or add nodes.")
+        run = self.config.run
+        ignored = (["affinity = true"] if run.affinity else []) + (
+            [f"gpus = {run.gpus}"] if isinstance(run.gpus, list) else [])
+        if ignored:
+            said.append(f"[run] {' and '.join(ignored)} apply to runs on this machine only: on "
+                        "the Ray cluster, Ray places each run and gives it the GPUs ray_gpus "
+                        "reserves. Remove them, or set ray_cpus and ray_gpus.")
+        return " ".join(said) or None
 
     # --- the seam ------------------------------------------------------------------------------
 
@@ -325,6 +342,7 @@ class RayExecutor:
                 if self._stopping():
                     return _interrupted(request, "stopped while its Ray actor was lost")
                 lost = err
+                self._recount(err)
                 continue
             except BaseException:
                 self._forget(remote)  # its run may go on: the actor goes, and the run with it
@@ -348,7 +366,8 @@ class RayExecutor:
                 self.ray.get(remote.actor.cleanup.remote(), timeout=10)
             with contextlib.suppress(Exception):
                 self.ray.kill(remote.actor)
-        shutil.rmtree(self._bundles, ignore_errors=True)
+        if self._bundles is not None:
+            shutil.rmtree(self._bundles, ignore_errors=True)
         self._leave()
 
     # --- the parts -----------------------------------------------------------------------------
@@ -356,7 +375,10 @@ class RayExecutor:
     def _run_on(self, remote: _Remote, request: RunRequest) -> Measurement:
         bundle, heads = self._bundle_for(remote, request)
         # Data only: a mapping proxy does not pickle; the node's share of threads is its own.
+        # The timeout as the session has it now: the actor's copy of the config was taken when
+        # it was made, and the session re-sizes the timeout from what the baseline's runs took.
         there = replace(request, protected=dict(request.protected),
+                        timeout_s=request.timeout_s or self.config.verify.timeout,
                         resources=Resources(env_vars=tuple(thread_env(self._threads()).items()),
                                             slot=request.resources.slot))
         ref = remote.actor.run.remote(there, bundle)
@@ -371,8 +393,11 @@ class RayExecutor:
         try:
             kind, payload, log = self.ray.get(ref)
         except self.ray.exceptions.RayTaskError as err:
-            raise SessionStopped(f"the {request.role} run of {request.commit[:10]} failed on "
-                                 f"the Ray cluster: {_first_line(err)}", exit_code=3) from err
+            raise SessionStopped(
+                f"the {request.role} run of {request.commit[:10]} failed on the Ray cluster's "
+                f"node {_node_of(err)}: {_last_line(err)}. The node needs what this machine has "
+                "to run it (git, autoresearch and what the verify command uses); fix it there, "
+                "then run the same command to resume", exit_code=3) from err
         remote.heads += heads
         if kind == "stopped":
             reason, code = payload
@@ -390,6 +415,11 @@ class RayExecutor:
                                          *(f"^{k}" for k in known)]):
             return None, []  # the commit is one the clone has, or an ancestor of one
         with self._lock:
+            if self._bundles is None:
+                base = Path(tempfile.gettempdir())
+                sweep_homes(base, BUNDLES_PREFIX)  # of sessions killed before they removed theirs
+                self._bundles = Path(tempfile.mkdtemp(prefix=owned_prefix(BUNDLES_PREFIX),
+                                                      dir=base))
             path = gitops.create_bundle(repo, request.commit,
                                         self._bundles / f"{request.commit}.bundle", known)
             try:
@@ -415,6 +445,20 @@ class RayExecutor:
                 return self._idle.get(timeout=POLL_S)
             if self._stopping():
                 raise _Stopped
+
+    def _recount(self, lost: BaseException) -> None:
+        """After a lost actor, what the live nodes hold now: an actor made for a run that no
+        live node has room for would wait for ever (a lost GPU node, a full cluster)."""
+        run = self.config.run
+        now = capacity(self.ray.nodes(), run.ray_cpus, run.ray_gpus)
+        with self._lock:
+            self._most = min(self.workers, now.runs_at_once)
+        if now.runs_at_once == 0:
+            raise SessionStopped(
+                f"the Ray cluster lost a node or actor ({_first_line(lost)}), and no live node "
+                f"has room for a run now ({run.ray_cpus:g} CPUs and {run.ray_gpus:g} GPUs each; "
+                f"the cluster: {now.describe()}); nothing recorded is lost. Bring the node back "
+                "(`ray status`), then run the same command to resume", exit_code=3)
 
     def _forget(self, remote: _Remote) -> None:
         """A lost actor leaves the pool (a new one may take its place)."""
@@ -446,11 +490,22 @@ def _interrupted(request: RunRequest, reason: str) -> Measurement:
 
 
 def _first_line(err: BaseException | None) -> str:
-    text = str(err).strip().splitlines()
+    text = _plain(str(err)).strip().splitlines()
     return text[0] if text else type(err).__name__
 
 
 def _last_line(err: BaseException) -> str:
     """The error a remote traceback ends with (`ModuleNotFoundError: No module named ...`)."""
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    lines = [line.strip() for line in _plain(str(err)).splitlines() if line.strip()]
     return lines[-1] if lines else type(err).__name__
+
+
+def _node_of(err: BaseException) -> str:
+    """The address of the node a remote error happened on, as Ray's header names it."""
+    found = re.search(r"\bip=([^\s,)]+)", _plain(str(err)))
+    return found.group(1) if found else "(unknown)"
+
+
+def _plain(text: str) -> str:
+    """Without the terminal colour codes Ray puts in its errors' header."""
+    return re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", text)

@@ -126,20 +126,35 @@ def same_inputs(ledger: Ledger, row: SessionRow, inputs: EvaluationInputs) -> No
                          "hashed", data=inputs.digests())
 
 
-def same_machine(ledger: Ledger, row: SessionRow, where: str) -> None:
+RESUME_FIX = "start a new session on this machine with another --tag"
+# Re-measuring a finished session (report --verify, finalize --verify) must happen where it ran.
+REMEASURE_FIX = ("re-measure where the session measured: on its machine, or on its Ray cluster "
+                 "with the --executor ray and --ray-address its `run` had")
+
+
+def environment_difference(ledger: Ledger, row: SessionRow, fingerprint: Mapping[str, Any],
+                           key: str) -> str | None:
+    """What differs between the environment the session measured in and `fingerprint` (whose
+    comparable key is `key`), or None: the same, or the session has measured nothing yet."""
+    if not row.fingerprint_key or not key or key == row.fingerprint_key:
+        return None
+    before = ledger.fingerprint(row.fingerprint_key) or {}
+    return ("; ".join(describe_difference(before, fingerprint))
+            or f"fingerprint {key} vs {row.fingerprint_key}")
+
+
+def same_machine(ledger: Ledger, row: SessionRow, where: str, fix: str = RESUME_FIX) -> None:
     """Refuse to resume on a machine whose environment differs from the session's.
 
     The fingerprint is cached per process, so within one process it cannot change: this check
     at open, in the process that resumes, is what refuses another machine.
     """
     here = environment_fingerprint()
-    if row.fingerprint_key and row.fingerprint_key != comparable_key(here):
-        before = ledger.fingerprint(row.fingerprint_key) or {}
-        diffs = "; ".join(describe_difference(before, here)) or "see the ledger"
+    diffs = environment_difference(ledger, row, here, comparable_key(here))
+    if diffs is not None:
         raise PreconditionError(
             f"this machine's environment differs from the one session {row.tag!r} was measured "
-            f"on ({diffs}); its results would not be comparable",
-            where=where, fix="start a new session on this machine with another --tag")
+            f"on ({diffs}); its results would not be comparable", where=where, fix=fix)
 
 
 def same_environment(ledger: Ledger, row: SessionRow, m: Measurement) -> SessionRow:
@@ -153,10 +168,8 @@ def same_environment(ledger: Ledger, row: SessionRow, m: Measurement) -> Session
     if row.fingerprint_key is None:
         ledger.set_session_fingerprint(row.id, m.fingerprint_key)
         return ledger.session(row.tag) or row
-    if m.fingerprint_key != row.fingerprint_key:
-        before = ledger.fingerprint(row.fingerprint_key) or {}
-        diffs = "; ".join(describe_difference(before, m.fingerprint)) or (
-            f"fingerprint {m.fingerprint_key} vs {row.fingerprint_key}")
+    diffs = environment_difference(ledger, row, m.fingerprint, m.fingerprint_key)
+    if diffs is not None:
         raise SessionStopped(
             f"the environment fingerprint changed mid-session ({diffs}): {m.role} run of "
             f"{m.commit[:10]} is not comparable with the session's earlier measurements. "

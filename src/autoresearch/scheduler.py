@@ -220,14 +220,17 @@ class Scheduler:
             flight.program.close()
 
 
-def verify_headline_of(root: Path, tag: str, console: Console) -> headline.Headline | None:
+def verify_headline_of(root: Path, tag: str, console: Console,
+                       **run: str | None) -> headline.Headline | None:
     """Verify a session's headline now, if it is not verified for its current best (`report
-    --verify`): the session is opened to measure, as a resume would, and left as it was."""
+    --verify`): the session is opened to measure, as a resume would, and left as it was; `run`
+    (--executor, --ray-address) says where, as for `run`."""
     from autoresearch.config import CONFIG_NAME, load_config
     from autoresearch.display import Display
     from autoresearch.stop_signals import stop_signals_as_interrupt
 
-    session = Session(root, load_config(root / CONFIG_NAME), tag, Display(console))
+    config = load_config(root / CONFIG_NAME).with_run(**run)
+    session = Session(root, config, tag, Display(console))
     with stop_signals_as_interrupt():
         session.open_to_measure()
         try:

@@ -49,6 +49,8 @@ from autoresearch.readiness import (
     proposer_readiness,
 )
 from autoresearch.resume_contract import (
+    REMEASURE_FIX,
+    RESUME_FIX,
     same_environment,
     same_inputs,
     same_machine,
@@ -150,7 +152,7 @@ class Session:
                 raise PreconditionError(f"no session {self.paths.tag!r} in this repository",
                                         where=str(self.paths.ledger),
                                         fix="name one that ran here with --tag")
-            self._same_machine(row)
+            self._same_machine(row, fix=REMEASURE_FIX)
             self.row = row
             same_inputs(self.ledger, row, self.inputs)
             self.history = History(self.config, self.ledger, row)
@@ -335,11 +337,11 @@ class Session:
               data: Mapping[str, Any] | None = None) -> None:
         self.ledger.add_event(self.row.id, kind, message, experiment_id=exp_id, data=data)
 
-    def _same_machine(self, row: SessionRow) -> None:
+    def _same_machine(self, row: SessionRow, fix: str = RESUME_FIX) -> None:
         """Refuse to resume on another machine than the session measured on; when runs happen
         elsewhere (a cluster's nodes), each run's fingerprint is checked instead."""
         if isinstance(self.executor, LocalExecutor):
-            same_machine(self.ledger, row, str(self.paths.ledger))
+            same_machine(self.ledger, row, str(self.paths.ledger), fix)
 
     def scope_files(self, commit: str) -> list[str]:
         """In-scope files at a commit (cached: the incumbent changes rarely)."""

@@ -291,3 +291,66 @@ def test_finalize_removes_the_finished_sessions_worktree_slots(tmp_path: Path) -
         lock.release()
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "is running" in proc.stdout and (slots / ".git").exists()
+
+
+def test_verify_links_the_share_and_holds_the_inputs_as_the_session_did(real_repo: Path,
+                                                                       tmp_path: Path) -> None:
+    """--verify measures as the session's runs were measured: `[verify] share` linked into its
+    worktree (a project whose data git ignores ran in the session and must run here), and
+    `[verify] inputs` refused when they differ from what the session recorded."""
+    repo = copy_repo(real_repo, tmp_path / "copy")
+    (repo / "data").mkdir()
+    (repo / "data" / "offset.txt").write_text("0\n")
+    with (repo / ".git" / "info" / "exclude").open("a") as exclude:
+        exclude.write("data/\n")
+    _with_verify_command(repo, "python -c \"import target; offset = float(open('data/offset.txt')"
+                         ".read()); print('score:', (target.X-7)**2 + offset)\"")
+    config = repo / "autoresearch.toml"
+    config.write_text(config.read_text().replace("budget_seconds = 5",
+                                                 'budget_seconds = 5\nshare = ["data/"]'))
+    proc = autoresearch(repo, "finalize", "--verify", "--repeats", "6")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "each change's own effect" in proc.stdout
+    made = list((repo / ".autoresearch" / "finalize" / "t" / "logs").iterdir())
+    assert made and all("score:" in log.read_text() for log in made)  # each read the data
+
+    # Inputs outside the repository, recorded by the session as they were then, now changed.
+    outside = tmp_path / "eval.txt"
+    outside.write_text("the held-out set\n")
+    config.write_text(config.read_text().replace('share = ["data/"]',
+                                                 f'share = ["data/"]\ninputs = ["{outside}"]'))
+    ledger = Ledger(repo / ".autoresearch" / "ledger.db")
+    try:
+        session = ledger.session("t")
+        assert session is not None
+        ledger.add_event(session.id, "inputs", "hashed", data={str(outside): "0" * 64})
+    finally:
+        ledger.close()
+    proc = autoresearch(repo, "finalize", "--verify", "--repeats", "9", "--force")
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert "the evaluation inputs differ from when the session started" in proc.stderr
+    assert "each change's own effect" not in proc.stdout
+
+
+def test_verify_on_another_machine_is_refused_with_where_to_measure(real_repo: Path,
+                                                                    tmp_path: Path) -> None:
+    """The recorded runs it reuses and the runs it makes are set side by side: they must come
+    from one environment. `report --verify` says the same."""
+    import sqlite3
+
+    repo = copy_repo(real_repo, tmp_path / "copy")
+    with sqlite3.connect(repo / ".autoresearch" / "ledger.db") as conn:
+        (key,) = conn.execute("SELECT fingerprint_key FROM sessions").fetchone()
+        conn.execute("UPDATE fingerprints SET key = 'other', json = "
+                     "json_set(json, '$.cpu_count', 64) WHERE key = ?", (key,))
+        conn.execute("UPDATE sessions SET fingerprint_key = 'other'")
+    proc = autoresearch(repo, "finalize", "--verify", "--repeats", "6")
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    said = " ".join(proc.stderr.split())
+    assert "not be comparable" in said and "cpu_count" in said, said
+    assert "--executor ray and --ray-address its `run` had" in said
+    assert "each change's own effect" not in proc.stdout
+    assert not (repo / ".autoresearch" / "finalize" / "t" / "logs").exists()  # nothing ran
+    reported = autoresearch(repo, "report", "--verify")
+    assert reported.returncode == 3, reported.stdout + reported.stderr
+    assert "--executor ray and --ray-address its `run` had" in " ".join(reported.stderr.split())

@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import contextlib
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from autoresearch.evaluation_inputs import EvaluationInputs
+from autoresearch.executor import Measurement, elsewhere
 from autoresearch.finalize import FinalizeError, FinalizeResult
 from autoresearch.finalize.groups import slug
 from autoresearch.gitops import tree_of
 from autoresearch.gitops.runner import git
+from autoresearch.ledger import Ledger, SessionRow
+from autoresearch.resume_contract import REMEASURE_FIX, environment_difference, same_machine
 from autoresearch.stop_signals import stop_signals_as_interrupt
 from autoresearch.views.summary import open_ledger, resolve_session
 
@@ -54,6 +58,54 @@ class Effect:
     reused: int = 0  # of `values`, how many are recorded runs of the same tree (not re-run)
 
 
+@dataclass(frozen=True)
+class _Comparable:
+    """What the re-measurement must share with the session's recorded runs, which it reuses and
+    sets beside its own: the environment (its fingerprint) and the inputs outside the
+    repository (their hashes)."""
+
+    ledger_path: Path
+    session: SessionRow
+
+    @classmethod
+    def of(cls, repo: Path, tag: str, inputs: EvaluationInputs) -> _Comparable:
+        ledger = open_ledger(repo)
+        try:
+            session = resolve_session(ledger, tag)
+            recorded = ledger.events(session.id, kind="inputs")
+            if inputs and recorded and recorded[-1]["data"] is not None:
+                inputs.check_same_as(recorded[-1]["data"])
+            return cls(ledger.path, session)
+        finally:
+            ledger.close()
+
+    def here(self, executor: object) -> None:
+        """Runs on this machine: refused at once on another environment than the session's."""
+        if elsewhere(executor) is None:
+            with self._ledger() as ledger:
+                same_machine(ledger, self.session, where=str(self.ledger_path), fix=REMEASURE_FIX)
+
+    def measured(self, m: Measurement) -> None:
+        """A run made elsewhere (a cluster's node): refused when measured in another one."""
+        with self._ledger() as ledger:
+            diffs = environment_difference(ledger, self.session, m.fingerprint,
+                                           m.fingerprint_key)
+        if diffs is not None:
+            raise FinalizeError(
+                f"--verify stopped: its {m.role} run of {m.commit[:10]} was measured in another "
+                f"environment than session {self.session.tag!r} ({diffs}); its results would not "
+                "be comparable with the session's", where=str(self.ledger_path),
+                fix=REMEASURE_FIX + "; the branches are written and unchanged")
+
+    @contextlib.contextmanager
+    def _ledger(self) -> Iterator[Ledger]:
+        ledger = Ledger(self.ledger_path, readonly=True)
+        try:
+            yield ledger
+        finally:
+            ledger.close()
+
+
 def recorded_runs(repo: Path, tag: str, metric: str) -> dict[str, list[float]]:
     """Tree -> the objective of every successful run the session recorded of a commit with that
     tree (oldest first): the session's own measurements of the same files."""
@@ -78,6 +130,7 @@ def remeasure(
     *,
     repeats: int | None = None,
     log: Callable[[str], None] | None = None,
+    run: Mapping[str, str | None] | None = None,
 ) -> tuple[Effect, list[Effect], float | None]:
     """Measure the base, every new branch and the session tip `repeats` times each.
 
@@ -87,15 +140,19 @@ def remeasure(
     still missing runs round-robin (base, branch 1, …, tip, base, …) so that slow drift of the
     machine spreads evenly instead of favouring whatever ran first. Returns the baseline, the
     per-target effects (branches, then the whole session) and the σ used.
+
+    The runs are made as the session made its own, so that the two can be put together: by the
+    executor `run` names (`--executor`, `--ray-address`, else `[run]`), with `[verify] share`
+    linked and `[verify] inputs` held to the session's, in the session's environment.
     """
-    from autoresearch import gitops
+    from autoresearch import gitops, shared_paths
     from autoresearch.config import CONFIG_NAME, load_config
     from autoresearch.executor import RunRequest, make_executor, new_run_id
     from autoresearch.history import run_seed
     from autoresearch.state import StatePaths
 
     say = log or (lambda _msg: None)
-    config = load_config(repo / CONFIG_NAME)
+    config = load_config(repo / CONFIG_NAME).with_run(**(run or {}))
     n = repeats or max(2, config.decision.baseline_repeats(config.verify.budget_seconds))
     paths = StatePaths(repo, result.tag)
     work = paths.state_dir / "finalize" / result.tag
@@ -119,6 +176,9 @@ def remeasure(
         if reused[tree] < n:
             todo.append((i, name, sha))
     if todo:
+        shared = shared_paths.collect(repo, config)
+        inputs = EvaluationInputs.collect(repo, config.verify.inputs)
+        comparable = _Comparable.of(repo, result.tag, inputs)
         gitops.remove_worktree(repo, worktree)
         work.mkdir(parents=True, exist_ok=True)
         git(repo, "worktree", "add", "--detach", "--force", str(worktree), result.base_commit)
@@ -128,7 +188,9 @@ def remeasure(
             # removed below, rather than the process ending with both left behind.
             # Where the session measured (this machine or its Ray cluster): the recorded runs
             # reused above and these must be comparable.
-            with stop_signals_as_interrupt(), contextlib.closing(make_executor(config)) as executor:
+            with stop_signals_as_interrupt(), contextlib.closing(make_executor(
+                    config, shared=shared, inputs=inputs)) as executor:
+                comparable.here(executor)
                 for round_ in range(n):
                     round_logs: list[tuple[str, Path]] = []  # (target, log) of failed runs
                     ran = 0
@@ -141,6 +203,7 @@ def remeasure(
                             commit=sha, worktree=worktree, role="finalize", log_path=log_path,
                             run_id=new_run_id(paths.repo_key, result.tag),
                             seed=run_seed(f"{result.tag}-finalize", round_)))
+                        comparable.measured(m)
                         ran += 1
                         done += 1
                         if m.objective is not None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import shutil
 import threading
 import time
+import uuid
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from pathlib import Path
@@ -263,9 +264,10 @@ def checkout(worktree: Path, commit: str) -> None:
 def create_bundle(repo: Path, commit: str, path: Path, exclude: Iterable[str] = ()) -> Path:
     """A git bundle at `path` holding `commit` and its history (less what `exclude` commits, which
     the receiver has, already hold): how a candidate travels to a machine that runs it remotely.
-    The bundle names it `refs/autoresearch/bundle/<commit>` (a ref that exists only while the
-    bundle is made)."""
-    ref = f"refs/autoresearch/bundle/{commit}"
+    The bundle names it `refs/autoresearch/bundle/<random>`, a ref that exists only while the
+    bundle is made; random, so that two sessions bundling the same commit at once do not
+    delete each other's."""
+    ref = f"refs/autoresearch/bundle/{uuid.uuid4().hex}"
     git(repo, "update-ref", ref, commit)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -19,6 +19,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from autoresearch.cli_options import ExecutorOpt, RayAddressOpt, RepoOpt
 from autoresearch.dashboard.hosts import LOOPBACK_NAMES, is_loopback
 from autoresearch.errors import AutoresearchError, PreconditionError
 from autoresearch.gitops import common_root
@@ -33,7 +34,6 @@ if TYPE_CHECKING:
 
 console = SafeConsole()  # untrusted text is printed as text: views.safe_console
 
-RepoOpt = Annotated[Path, typer.Option("--repo", "-C", help="The repository (default: here).")]
 TagOpt = Annotated[str | None, typer.Option("--tag", "-t", help="Session tag (default: the most "
                                             "recently active session).")]
 TOKEN_ENV = "AUTORESEARCH_DASHBOARD_TOKEN"
@@ -161,6 +161,8 @@ def report(
     verify: Annotated[bool, typer.Option("--verify", help="Re-measure best vs baseline first "
                       "(interleaved pairs) when the session's headline is not verified yet.")
                       ] = False,
+    executor: ExecutorOpt = None,
+    ray_address: RayAddressOpt = None,
 ) -> None:
     """Write progress.png, a self-contained report.html and report.md for a session."""
     from autoresearch.report import write_report
@@ -177,7 +179,8 @@ def report(
             name = resolve_session(ledger, tag).tag
         finally:
             ledger.close()
-        done = verify_headline_of(root, name, console)
+        done = verify_headline_of(root, name, console, executor=executor,
+                                  ray_address=ray_address)
         if done is not None:
             console.print(escape(done.describe(ledger_metric(root, name))))
     files = write_report(root, tag, out.resolve() if out else None)
@@ -208,6 +211,8 @@ def finalize(
                                                 "(default: the baseline's repeats).")] = None,
     force: Annotated[bool, typer.Option(help="Replace branches a previous finalize created "
                                         "with other content.")] = False,
+    executor: ExecutorOpt = None,
+    ray_address: RayAddressOpt = None,
 ) -> None:
     """Split a session's kept commits into independent branches from its base (never pushes)."""
     from autoresearch.finalize import finalize as run_finalize
@@ -232,7 +237,8 @@ def finalize(
     if verify:
         console.print("re-measuring each branch against the base …")
         base, effects, sigma = remeasure(root, result, repeats=repeats,
-                                         log=lambda m: console.print(f"  {m}", style="dim"))
+                                         log=lambda m: console.print(f"  {m}", style="dim"),
+                                         run={"executor": executor, "ray_address": ray_address})
         _print_effects(base, effects, sigma)
     if (slots := remove_finished_slots(root, result.tag)) is not None:
         console.print(slots, markup=False)
