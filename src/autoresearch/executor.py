@@ -38,6 +38,7 @@ from autoresearch.config import CONFIG_NAME, Config
 from autoresearch.errors import ConfigError
 from autoresearch.evaluation_inputs import EvaluationInputs
 from autoresearch.fingerprint import comparable_key, environment_fingerprint
+from autoresearch.gitops.control_files import Watched, control_files_fence
 from autoresearch.metrics import parse_metrics
 from autoresearch.runner import RunSpec, run_command
 from autoresearch.shared_paths import SharedData
@@ -151,6 +152,8 @@ class LocalExecutor:
         self.inputs = inputs or EvaluationInputs()
         self.workers = max(1, workers)
         self._pool: ThreadPoolExecutor | None = None  # started by the first submit
+        self._watched: dict[Path, Watched] = {}  # git's files of each worktree (found once)
+        self._watched_lock = threading.Lock()
 
     def submit(self, request: RunRequest) -> Future[Measurement]:
         if self._pool is None:
@@ -172,13 +175,19 @@ class LocalExecutor:
         # The protected files are fenced for the run (read-only, hashed and stamped before and
         # after): a run that writes one is caught even if it puts the content back. The rest of
         # the commit is sealed the same way: what is measured must be what is committed.
+        # Git's own files (its config, attributes, hooks, the worktree's link) too: a filter or
+        # hook planted there would run inside the harness's next checkout. Innermost, so that
+        # they are put back before anything runs git again.
         with worktree_seal.sealed_worktree(request.worktree, request.commit,
                                            skip=request.protected) as seal, \
-                guardrails.protected_fence(request.worktree, request.protected) as fence:
+                guardrails.protected_fence(request.worktree, request.protected) as fence, \
+                control_files_fence(self._git_files(request.worktree)) as git_files:
             outcome = run_command(spec, self.stop)
         tampered = tuple(fence.changes)
         if tampered or seal.broken:  # put the commit back before anything else runs here
-            gitops.checkout(request.worktree, request.commit)
+            # Written again whatever git's stat cache says: a run can rewrite a file in place
+            # and set its size and mtime back, which a plain forced checkout trusts.
+            gitops.checkout(request.worktree, request.commit, rewrite=[*fence.paths, *seal.paths])
         self.shared.check_unchanged()
         self.inputs.check_unchanged()
         if request.is_guard:
@@ -190,7 +199,12 @@ class LocalExecutor:
             status, reason, objective, metrics = classify(
                 self.config, outcome.exit_code, outcome.timed_out, outcome.interrupted,
                 request.log_path, spec.timeout_s)
-        if seal.broken and status != "interrupted":
+        if git_files.changes and status != "interrupted":
+            status, objective = "crash", None
+            reason = (f"the run changed git's own files: {'; '.join(git_files.changes)} (put "
+                      "back); the run does not count. A verify command must not write the "
+                      "repository's git files or the user's git configuration")
+        elif seal.broken and status != "interrupted":
             # Whatever it printed measured files nobody committed: not a measurement at all.
             status, objective = "crash", None
             reason = (f"{seal.describe()} (restored); what ran was not the commit measured, so "
@@ -203,6 +217,12 @@ class LocalExecutor:
             fingerprint=fingerprint, fingerprint_key=comparable_key(fingerprint),
             command_s=outcome.command_s, seed=request.seed, tampered=tampered,
         )
+
+    def _git_files(self, worktree: Path) -> Watched:
+        with self._watched_lock:
+            if worktree not in self._watched:
+                self._watched[worktree] = Watched.find(worktree)
+            return self._watched[worktree]
 
     def _spec(self, request: RunRequest) -> RunSpec:
         verify = self.config.verify

@@ -225,6 +225,7 @@ class Fence:
     the fence closes; empty when nothing was touched)."""
 
     changes: list[str] = field(default_factory=list)
+    paths: list[str] = field(default_factory=list)  # the files the changes name
 
     @property
     def tampered(self) -> bool:
@@ -265,23 +266,26 @@ def protected_fence(worktree: Path, expected: Mapping[str, str]) -> Iterator[Fen
                     os.chmod(full, mode)
             except OSError:
                 continue
-        fence.changes[:] = _fence_changes(expected, before_hashes, after_hashes, before, after)
+        found = _fence_changes(expected, before_hashes, after_hashes, before, after)
+        fence.paths[:] = [path for path, _ in found]
+        fence.changes[:] = [f"{path} ({how})" for path, how in found]
 
 
 def _fence_changes(expected: Mapping[str, str], before_hashes: Mapping[str, str],
                    after_hashes: Mapping[str, str], before: Mapping[str, Stamp | None],
-                   after: Mapping[str, Stamp | None]) -> list[str]:
-    changes: list[str] = []
+                   after: Mapping[str, Stamp | None]) -> list[tuple[str, str]]:
+    """(path, how it changed) for each protected file the run touched."""
+    changes: list[tuple[str, str]] = []
     for path in sorted(expected):
         digest = expected[path]
         if before_hashes[path] != digest:
-            changes.append(f"{path} (differed from the session's start before the run)")
+            changes.append((path, "differed from the session's start before the run"))
         elif after_hashes[path] == "<missing>" and digest != "<missing>":
-            changes.append(f"{path} (deleted)")
+            changes.append((path, "deleted"))
         elif after_hashes[path] != digest:
-            changes.append(f"{path} (content changed)")
+            changes.append((path, "content changed"))
         elif before[path] != after[path]:
-            changes.append(f"{path} ({_how(before[path], after[path])})")
+            changes.append((path, _how(before[path], after[path])))
     return changes
 
 

@@ -158,9 +158,7 @@ class Session:
             self.history = History(self.config, self.ledger, row)
             self._same_measurement()
             tip = self._recover()
-            first = self.slots.all[0].worktree
-            self.protected_hashes = guardrails.hash_files(first, select(
-                gitops.tracked_files(first, tip), self.config.all_protected))
+            self.protected_hashes = self._protected_reference(tip)
             self.watch = LedgerWatch(self.ledger, self.paths, row.id, self.lock)
         except BaseException:
             if hasattr(self, "ledger"):
@@ -204,8 +202,7 @@ class Session:
             self.readiness = proposer_readiness(self.proposer, first)
             if self.history.baseline is not None:
                 self.notices += guards_unmeasured(self.config, self.history.mean_metrics(tip))
-        self.protected_hashes = guardrails.hash_files(first, select(
-            gitops.tracked_files(first, tip), self.config.all_protected))
+        self.protected_hashes = self._protected_reference(tip)
         self.ledger.session_opened(row.id, proposer=self.proposer.name,
                                    config=self.config.to_json_dict())
         self.proposer.resume([self.history.outcome(e) for e in self.history.experiments
@@ -343,6 +340,15 @@ class Session:
         if isinstance(self.executor, LocalExecutor):
             same_machine(self.ledger, row, str(self.paths.ledger), fix)
 
+    def _protected_reference(self, tip: str) -> dict[str, str]:
+        """The protected files' hashes every run is held to, taken from the commit: written
+        again into the first slot before they are hashed, so that a file a killed session left
+        rewritten there (its stamps set back) cannot become the reference."""
+        first = self.slots.all[0].worktree
+        protected = select(gitops.tracked_files(first, tip), self.config.all_protected)
+        gitops.checkout(first, tip, rewrite=protected)
+        return guardrails.hash_files(first, protected)
+
     def scope_files(self, commit: str) -> list[str]:
         """In-scope files at a commit (cached: the incumbent changes rarely)."""
         cached = self._scope_cache.get(commit)
@@ -466,8 +472,9 @@ class Session:
         row = self.history.refresh(trial.id)
         if trial.status == TrialStatus.KEEP:
             self.display.tally.best = row.objective  # before the summary line is printed
-        else:
-            self.slots.reset(trial.slot, self.incumbent_commit())
+        # A kept commit is reset too: its files are the incumbent's already, but what its runs
+        # left in ignored files must not be there when the next candidate is measured.
+        self.slots.reset(trial.slot, self.incumbent_commit())
         if trial.status in (TrialStatus.KEEP, TrialStatus.DISCARD):
             self.ledger.set_session_noise(self.row.id, self.history.noise().sigma)
         streaks = self.history.streaks

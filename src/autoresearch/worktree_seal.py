@@ -45,6 +45,7 @@ class Seal:
     """What a sealed run did to the worktree: one phrase per change (empty: nothing)."""
 
     changes: list[str] = field(default_factory=list)
+    paths: list[str] = field(default_factory=list)  # the tracked files the changes name
 
     @property
     def broken(self) -> bool:
@@ -76,8 +77,10 @@ def sealed_worktree(worktree: Path, commit: str, skip: Collection[str] = ()) -> 
             after = Stamp.of(worktree / path, follow_links=False)
             if after != before[path]:
                 seal.changes.append(f"{path} ({_how(before[path], after)})")
+                seal.paths.append(path)
             elif path in racy and _digest(worktree / path) != racy[path]:
                 seal.changes.append(f"{path} (written)")
+                seal.paths.append(path)
 
 
 def _how(before: Stamp | None, after: Stamp | None) -> str:

@@ -404,7 +404,7 @@ def test_parallel_guards_never_write_a_siblings_plant_back(
         tmp_path: Path, linked: ProposalContext, worktree: Path) -> None:
     """Slot B's run starts while slot A's agent has planted a config: A's guard puts it back,
     and B's, whose "before" holds the plant, must neither write it again nor let it pass."""
-    from autoresearch.proposers.agent.gitfiles import GitFiles
+    from autoresearch.gitops.control_files import GitFiles
 
     config = worktree / ".git" / "config"
     good = config.read_bytes()

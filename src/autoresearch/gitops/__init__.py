@@ -233,14 +233,25 @@ def remove_worktree(root: Path, path: Path) -> None:
 CHECKOUT_ATTEMPTS = 5
 
 
-def checkout(worktree: Path, commit: str) -> None:
-    """Make the worktree's files exactly `commit` (tracked files and the index; untracked files
-    and nested repositories removed; ignored files are kept).
+def checkout(worktree: Path, commit: str, rewrite: Iterable[str] = ()) -> None:
+    """Make the worktree's files exactly `commit` (tracked files and the index; untracked and
+    ignored files and nested repositories removed). `rewrite`: tracked files to write again from
+    the commit whatever their stamps say (ones a run was seen to touch).
+
+    Ignored files go too: what one commit's run left (a `__pycache__` whose .pyc claims to be a
+    protected module's, a build output newer than its sources) would otherwise be what a later
+    commit's run executes. The shared links ([verify] share) are made again before each run.
 
     core.trustctime=false: the protected fence (guardrails.protected_fence) chmods protected
     files around each run, which changes their ctime; a forced checkout trusting ctime would
     rewrite every such file (same content, new mtime), and a write inside a fenced run is
-    tampering. Content changes still show in mtime and size."""
+    tampering. Content changes usually show in mtime and size, but a process can rewrite a file
+    in place and set both back: git then takes it as unchanged, so the files a run touched are
+    removed first, and git has to write them."""
+    for name in rewrite:
+        path = worktree / name
+        if path.is_symlink() or path.is_file():
+            path.unlink(missing_ok=True)
     for attempt in range(CHECKOUT_ATTEMPTS):
         try:
             git(worktree, "-c", "core.trustctime=false", "checkout", "--quiet", "--force",
@@ -254,8 +265,8 @@ def checkout(worktree: Path, commit: str) -> None:
                 raise
             time.sleep(0.05 * (attempt + 1))
     # -ff: a nested repository someone created in the worktree goes too (-f alone keeps it);
-    # ignored files stay (data a verify run prepared, the shared links).
-    git(worktree, "clean", "-ffdq")
+    # -x: ignored files too (see above).
+    git(worktree, "clean", "-ffdqx")
 
 
 # --- bundles ------------------------------------------------------------------------------

@@ -34,7 +34,8 @@ _GIT_ENV = {
 # --no-textconv). Command-line settings win over every config file, so they hold whatever those
 # files say; the rest of the user's configuration (identity, safe.directory, excludes, the
 # drivers of filters their committed .gitattributes name, such as git-lfs) still applies, and
-# the agent guard undoes any change an agent makes to those files (proposers/agent/gitfiles.py).
+# any change an agent or a verify run makes to those files is undone before the harness runs
+# git again (gitops/control_files.py).
 HARDENED = (
     "-c", "core.hooksPath=/dev/null",  # no hook of any kind, from any config
     "-c", "core.fsmonitor=false",  # an fsmonitor is a command git would run on status/add

@@ -6,7 +6,7 @@ session branch (the harness would then commit onto it), move or create refs, sta
 `assume-unchanged` so `git status` stops showing them, or stage, move and remove files in the
 index. This module records all of it before the run, names what changed afterwards, and puts it
 back. Git's own files (config, hooks, attributes, the worktree's `.git` link, the user's global
-config) are watched by `gitfiles`, which puts them back before any of this runs git.
+config) are watched by `gitops.control_files`, which puts them back before any of this runs git.
 
 What is compared:
 - HEAD: detached, at the same commit;

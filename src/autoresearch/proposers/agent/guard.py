@@ -1,7 +1,7 @@
 """The fence around one agent run: what it may not do to the worktree besides editing files.
 
-`RunGuard.take` records git's files (`gitfiles`), git's state (`gitstate`) and every untracked
-file (`untracked`) right before the agent CLI starts; `check` right after it exits first puts
+`RunGuard.take` records git's files (`gitops.control_files`), git's state (`gitstate`) and
+every untracked file (`untracked`) right before the agent CLI starts; `check` right after it exits first puts
 git's files back (before any git command: with a repointed `.git` or a planted config, git would
 answer from the agent's copy or run its code), then names every violation (the agent ran git,
 changed git's files, created a nested repository, or changed a git-ignored file or a
@@ -21,9 +21,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from autoresearch.gitops.control_files import GitFiles, describe
 from autoresearch.gitops.runner import git
 from autoresearch.proposers.agent.checkout import CheckoutSnapshot
-from autoresearch.proposers.agent.gitfiles import GitFiles, describe
 from autoresearch.proposers.agent.gitstate import GitState
 from autoresearch.proposers.agent.untracked import UntrackedSnapshot
 

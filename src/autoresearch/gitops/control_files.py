@@ -1,6 +1,8 @@
-"""Every file that tells git how to behave, around one agent run: noted before, put back after.
+"""Every file that tells git how to behave, around one agent run or one verify run: noted
+before, put back after.
 
-An agent runs as the same user as the harness, so it can write any of them:
+An agent, and the verify command, run as the same user as the harness, so they can write any
+of them:
 - the worktree's `.git` link: pointed at a copy of the repository, the harness would commit
   into the copy and park or keep commits the real repository does not hold;
 - the repository's own control files (`config`, `config.worktree`, `info/exclude`,
@@ -13,7 +15,8 @@ An agent runs as the same user as the harness, so it can write any of them:
   user has, long after the session.
 
 The harness's own git calls already ignore hooks, fsmonitor, global attributes and signing
-(`gitops.runner.HARDENED`); this snapshot is what makes any other change visible and undone. Both
+(`gitops.runner.HARDENED`); this snapshot is what makes any other change visible and undone
+(a run that changed one does not count: `control_files_fence`). Both
 steps use no git at all: right after the run, the files are compared and put back before the
 harness runs its first git command, so nothing the agent planted is ever read by it (with a
 repointed `.git`, git would otherwise answer from the copy).
@@ -30,8 +33,9 @@ from __future__ import annotations
 import os
 import shutil
 import threading
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from autoresearch.gitops.runner import git
@@ -139,6 +143,27 @@ def _hooks(dirs: Iterable[Path]) -> list[Path]:
 
 
 @dataclass(frozen=True)
+class Watched:
+    """Which files tell git how to behave for one worktree (git runs to find them: callers that
+    fence many runs find them once, then read them with `GitFiles.of`)."""
+
+    worktree: Path
+    dirs: tuple[Path, ...]  # the git dirs (common and the worktree's)
+    paths: tuple[Path, ...]
+
+    @classmethod
+    def find(cls, worktree: Path) -> Watched:
+        out = git(worktree, "rev-parse", "--path-format=absolute", "--git-dir",
+                  "--git-common-dir")
+        dirs = tuple(dict.fromkeys(Path(line) for line in out.splitlines() if line.strip()))
+        origins, named = _origins(worktree)
+        paths = [worktree / ".git", *(d / name for d in dirs for name in _CONTROL),
+                 *_hooks(dirs), *_user_files(origins), *named]
+        absolute = (p if p.is_absolute() else worktree / p for p in paths)
+        return cls(worktree, dirs, tuple(dict.fromkeys(absolute)))
+
+
+@dataclass(frozen=True)
 class GitFiles:
     """The content of every watched file at one moment (absolute path -> content)."""
 
@@ -149,14 +174,12 @@ class GitFiles:
 
     @classmethod
     def take(cls, worktree: Path) -> GitFiles:
-        out = git(worktree, "rev-parse", "--path-format=absolute", "--git-dir",
-                  "--git-common-dir")
-        dirs = tuple(dict.fromkeys(Path(line) for line in out.splitlines() if line.strip()))
-        origins, named = _origins(worktree)
-        paths = [worktree / ".git", *(d / name for d in dirs for name in _CONTROL),
-                 *_hooks(dirs), *_user_files(origins), *named]
-        absolute = (p if p.is_absolute() else worktree / p for p in paths)
-        return cls(worktree, dirs, {p: read(p) for p in dict.fromkeys(absolute)},
+        return cls.of(Watched.find(worktree))
+
+    @classmethod
+    def of(cls, watched: Watched) -> GitFiles:
+        """The content of the watched files now (pure file reads)."""
+        return cls(watched.worktree, watched.dirs, {p: read(p) for p in watched.paths},
                    PUT_BACK.mark())
 
     def _before(self, path: Path) -> Content:
@@ -184,6 +207,25 @@ class GitFiles:
                 _put_back(path, good)
                 PUT_BACK.record(path, found, good)
         return changed
+
+
+@dataclass
+class ControlFence:
+    """What a fenced run did to git's files: one phrase per file, each already put back."""
+
+    changes: list[str] = field(default_factory=list)
+
+
+@contextmanager
+def control_files_fence(watched: Watched) -> Iterator[ControlFence]:
+    """Watch git's files around one verify run; whatever ended it, put back what changed
+    before the caller runs git again, and name it. Pure file reads and writes: no git here."""
+    fence = ControlFence()
+    files = GitFiles.of(watched)
+    try:
+        yield fence
+    finally:
+        fence.changes[:] = describe(files.restore(), watched.worktree)
 
 
 def _put_back(path: Path, before: Content) -> None:
