@@ -67,6 +67,43 @@ def test_a_protected_file_rewritten_in_place_is_written_again(toy_repo: Path) ->
     assert "WIN" not in git(toy_repo, "show", "autoresearch/t:target.py")
 
 
+# Copies a protected value into an in-scope file, in place: same size, mode and mtime.
+LEAK_IN_PLACE = textwrap.dedent(
+    """
+    X = 3.0
+    import os
+    _secret = open("secret_cfg.py").read().strip()
+    _st = os.stat("notes.py")
+    _text = open("notes.py").read()
+    with open("notes.py", "r+") as _f:
+        _f.write(("# " + _secret).ljust(len(_text) - 1)[:len(_text) - 1] + "\\n")
+    os.utime("notes.py", ns=(_st.st_atime_ns, _st.st_mtime_ns))
+    """
+)
+
+
+def test_an_in_scope_file_a_run_rewrote_in_place_is_the_commits_again(tmp_path: Path) -> None:
+    # What the next proposal is shown is read from the slot: it must be the commit's text, not
+    # what a run wrote there (here, a protected secret) with its stamps set back.
+    notes = "# notes for the next proposal" + " " * 40 + "\n"
+    repo = make_repo(tmp_path / "repo", {
+        "target.py": "X = 3.0\n", "notes.py": notes, "score.py": SCORE_PY,
+        "secret_cfg.py": "TOKEN = 'hunter2-do-not-leak'\n",
+        "autoresearch.toml": CONFIG.replace('scope = ["target.py"]',
+                                            'scope = ["target.py", "notes.py"]').replace(
+            'protected = ["score.py"]', 'protected = ["score.py", "secret_cfg.py"]')})
+    use_script(repo, [
+        {"hypothesis": "wait", "edits": {"target.py": "X = 3.0\nSLEEP = 1.2\n"}},
+        {"hypothesis": "leak", "edits": {"target.py": LEAK_IN_PLACE}},
+    ])
+    result = run_cli(repo, "run", "--tag", "t", "--iterations", "3")
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = statuses(repo)
+    assert [r[0] for r in rows] == ["keep", "discard", "crash"], rows
+    assert "the worktree changed during the run: notes.py" in rows[2][1]
+    assert (repo / ".autoresearch" / "worktrees" / "t" / "notes.py").read_text() == notes
+
+
 # Plants a filter driver in the repository's config and picks it for every .py file: the
 # harness's next checkout would run it (it leaves a mark, then passes the content through).
 PLANT_FILTER = textwrap.dedent(
