@@ -222,3 +222,27 @@ def test_a_time_limit_with_no_room_left_leaves_the_headline_to_report_verify(
     assert rows(toy_repo, "SELECT COUNT(*) FROM events WHERE kind = 'headline-skipped'") == [(1,)]
     status = " ".join(run_cli(toy_repo, "status", "--tag", "t").stdout.split())
     assert "verified not yet: `autoresearch report --verify` re-measures best vs baseline" in status
+
+
+def test_a_spending_limit_that_prices_machine_time_caps_the_headline_too(
+        toy_repo: Path) -> None:
+    # Runs of 0.5 s and more at $1 a second: the baseline's two runs and the keep's leave at
+    # most $1.4 of a $3 budget, where two pairs ($2 and more) do not fit. The cap is kept, not
+    # overshot by the verification, which is said and left to `report --verify` (the user's
+    # own call).
+    (toy_repo / "target.py").write_text("X = 3.0\nSLEEP = 0.5\n")
+    config = toy_repo / "autoresearch.toml"
+    config.write_text(config.read_text() + "\n[limits]\ncompute_usd_per_hour = 3600.0\n"
+                      "max_usd = 3.0\n")
+    git(toy_repo, "commit", "-qam", "priced machine time")
+    use_script(toy_repo, [{"hypothesis": "X to 6", "edits": {"target.py": "X = 6.0\nSLEEP = 0.5\n"}}])
+    result = run_cli(toy_repo, "run", "--tag", "t", "-n", "2")
+    assert result.returncode == 0, result.stdout + result.stderr
+    said = " ".join(result.stdout.split())
+    assert rows(toy_repo, "SELECT status FROM experiments ORDER BY seq") == [("keep",), ("keep",)]
+    assert "is not verified: the spending limit leaves no room for its" in said, said
+    assert rows(toy_repo, "SELECT COUNT(*) FROM runs WHERE role LIKE 'headline%'") == [(0,)]
+    report = run_cli(toy_repo, "report", "--tag", "t", "--verify",
+                     "--out", str(toy_repo.parent / "rep"))
+    assert report.returncode == 0, report.stdout + report.stderr
+    assert len(headlines(toy_repo)) == 1  # asked for, it is measured

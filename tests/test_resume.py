@@ -398,3 +398,51 @@ def test_a_resume_kills_the_leftovers_of_any_tag_but_not_a_live_sessions_runs(
             assert other.wait(timeout=60) == 130
     live.send_signal(signal.SIGTERM)
     assert live.wait(timeout=60) == 130
+
+
+@pytest.mark.slow
+def test_the_time_between_a_kill_and_the_resume_is_no_experiments_work(toy_repo: Path) -> None:
+    # A session killed at 2 am and resumed at 8 am did not work for six hours: the experiment
+    # cut short ends where it was last seen at work, so neither the machine-time spend nor the
+    # time limit's estimate of an experiment counts the gap.
+    use_script(toy_repo, SLOW)
+    proc = start(toy_repo, "--tag", "t", "--iterations", "4")
+    wait_for_running(toy_repo, 2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    time.sleep(5)  # the machine is off
+    result = run_cli(toy_repo, "run", "--tag", "t", "--iterations", "3")
+    assert result.returncode == 0, result.stdout + result.stderr
+    ((status, took),) = query(toy_repo, "SELECT status, finished_at - started_at FROM "
+                                        "experiments WHERE seq = 2")
+    assert status == "interrupted" and float(str(took)) < 2.5, took  # not the 5 s off
+
+
+@pytest.mark.slow
+def test_a_resume_replays_the_crash_streak_in_the_order_experiments_were_decided(
+        toy_repo: Path) -> None:
+    # With two workers, experiment 3 (a quick crash) is decided before experiment 2 (a slow
+    # worse change), then 4 crashes: the live streak is 1. A resume must see the same 1, not
+    # the 2 that numbering order gives, so its next crash does not pause it at 3 crashes.
+    config = toy_repo / "autoresearch.toml"
+    config.write_text(config.read_text() + "max_consecutive_crashes = 3\n")
+    git(toy_repo, "commit", "-qam", "three crashes pause")
+    crash = {"target.py": "X = 6.0\nCRASH = True\n"}
+    use_script(toy_repo, [
+        {"hypothesis": "worse, slowly", "edits": {"target.py": "X = 1.0\nSLEEP = 2.5\n"}},
+        {"hypothesis": "crash fast", "edits": crash, "repairs": []},
+        {"hypothesis": "crash later",  # decided after experiment 2
+         "edits": {"target.py": "import time\ntime.sleep(4)\nraise SystemExit(3)\n"},
+         "repairs": []},
+        {"hypothesis": "crash again", "edits": {"target.py": "X = 6.2\nCRASH = True\n"},
+         "repairs": []},
+        {"hypothesis": "fine", "edits": {"target.py": "X = 6.5\n"}},
+    ])
+    first = run_cli(toy_repo, "run", "--tag", "t", "-n", "4", "-w", "2")
+    assert first.returncode == 0, first.stdout + first.stderr
+    decided = [r[0] for r in query(toy_repo, "SELECT status FROM experiments "
+                                             "ORDER BY finished_at, seq")]
+    assert decided == ["keep", "crash", "discard", "crash"], decided  # the live streak: 1
+    result = run_cli(toy_repo, "run", "--tag", "t", "-n", "6")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "paused after" not in result.stdout + result.stderr

@@ -105,7 +105,11 @@ class History:
 
     def load(self) -> None:
         """Rebuild everything from the ledger."""
-        self.experiments = self.ledger.experiments(self.session.id)
+        # In the order they were decided, as a live session appends them (`refresh`): with
+        # overlapping slots that is not the order they were numbered in, and the streaks, the
+        # recent experiments and what the proposer learnt from must be what they were.
+        self.experiments = sorted(self.ledger.experiments(self.session.id), key=lambda e: (
+            e.finished_at is None, e.finished_at or 0.0, e.seq))
         self._failed = {e.id: e.status for e in self.experiments if e.status in FAILED_STATUSES}
         self.runs, self._observed, self._run_count = {}, {}, {}
         self._measured, self._noise = {}, None

@@ -28,6 +28,7 @@ from statistics import median
 from rich.console import Console
 
 from autoresearch import experiment, headline
+from autoresearch.budget import session_spend
 from autoresearch.config import Config
 from autoresearch.executor import Measurement, RunRequest
 from autoresearch.session import Limits, Session, SessionStopped
@@ -76,26 +77,33 @@ class Scheduler:
                 if not self.flights:
                     break
                 self._step()
-            self.verify_headline()
+            self.verify_headline(within_budget=True)
         except BaseException as exc:
             self._abort(exc)
             raise
         return self.stopping or "nothing left to do"
 
-    def verify_headline(self) -> headline.Headline | None:
-        """Re-measure best vs baseline in interleaved pairs, spread over the slots (headline.py)."""
+    def verify_headline(self, within_budget: bool = False) -> headline.Headline | None:
+        """Re-measure best vs baseline in interleaved pairs, spread over the slots (headline.py);
+        `within_budget`: at the end of `run`, only as many as the time limit and the spending
+        limit leave room for (`report --verify` is asked for by the user)."""
         best = headline.to_verify(self.s)
         if best is None:
             return None
         wanted = headline.pairs_wanted(self.s)
-        if self.limits.deadline is not None:
-            # A time limit is the time by which the session is done, its verification included
-            # (limit_reached kept room for it; a last experiment that ran long may have used some).
-            fit = headline.pairs_that_fit(self.s, self.limits.deadline - time.time(),
-                                          len(self.free))
+        # A time limit is the time by which the session is done, its verification included
+        # (limit_reached kept room for it; a last experiment that ran long may have used some);
+        # a spending limit that prices machine time caps the runs the same way.
+        rooms = [("the time limit", None if self.limits.deadline is None
+                  else self.limits.deadline - time.time()),
+                 ("the spending limit", self._affordable_seconds() if within_budget else None)]
+        for limit, seconds in rooms:
+            if seconds is None:
+                continue
+            fit = headline.pairs_that_fit(self.s, seconds, len(self.free))
             if fit < MIN_HEADLINE_PAIRS:
-                message = (f"the headline of {best.id} is not verified: the time limit leaves no "
-                           f"room for its {wanted} pairs of runs (`autoresearch report --verify` "
+                message = (f"the headline of {best.id} is not verified: {limit} leaves no room "
+                           f"for its {wanted} pairs of runs (`autoresearch report --verify` "
                            "measures them)")
                 self.s.event("headline-skipped", message, best.id)
                 self.s.display.message(message, style="yellow")
@@ -116,6 +124,15 @@ class Scheduler:
         while self.flights:
             self._step()
         return headline.record(self.s, best, pairs, failures)
+
+    def _affordable_seconds(self) -> float | None:
+        """The machine time `[limits] max_usd` still pays for at `compute_usd_per_hour` (None:
+        machine time is not priced, or there is no cap)."""
+        per_hour = self.s.config.limits.compute_usd_per_hour
+        if self.limits.max_usd is None or not per_hour:
+            return None
+        spent = session_spend(self.s.ledger, self.s.row.id, per_hour).total_usd
+        return max(0.0, self.limits.max_usd - spent) / per_hour * 3600
 
     # --- starting trials ---------------------------------------------------------------------
 

@@ -252,9 +252,12 @@ class Session:
             self.event("recovery", "cleared a stale lock of dead process "
                        f"{self.lock.cleared_stale.get('pid')}")
         for exp in self.ledger.open_experiments(self.row.id):  # any number: they may overlap
+            # Ended when it was last seen at work, not now: the hours between a kill and this
+            # resume are no one's work (the time limits and the machine-time spend count it).
             self.ledger.finish_experiment(
                 exp.id, status=TrialStatus.INTERRUPTED,
                 reason="the session stopped mid-experiment; marked interrupted on resume",
+                finished_at=self.ledger.last_sign_of_life(exp.id),
             )
             self.event("recovery", f"{exp.id} was left {exp.status}; marked interrupted", exp.id)
         self.history.load()

@@ -128,6 +128,21 @@ class ExperimentTables(LedgerTables):
             args.append(objective)
         self._update_experiment(exp_id, sets, args)
 
+    def last_sign_of_life(self, exp_id: str) -> float | None:
+        """When the experiment was last seen at work: its latest run's end, model call or event,
+        or its start (None: no such experiment). What a session killed mid-experiment is taken
+        to have ended it at, so that the time until a resume is not counted as its work."""
+        rows = self._query(
+            "SELECT MAX(t) FROM ("
+            " SELECT started_at AS t FROM experiments WHERE id = ?"
+            " UNION ALL SELECT COALESCE(finished_at, started_at) FROM runs"
+            "  WHERE experiment_id = ?"
+            " UNION ALL SELECT at FROM usage WHERE experiment_id = ?"
+            " UNION ALL SELECT at FROM events WHERE experiment_id = ?)",
+            (exp_id, exp_id, exp_id, exp_id))
+        value = rows[0][0] if rows else None
+        return float(value) if value is not None else None
+
     def discard_unstarted(self, exp_id: str) -> None:
         """Remove an experiment that never got a proposal (nothing ran, nothing was spent)."""
         with self._tx() as c:
