@@ -44,6 +44,8 @@ class Reply:
     error: str = "scripted failure"
     drop: bool = False  # close the connection without answering
     raw: str | None = None  # send this body as it is, with `content_type`, instead of the API's
+    raw_bytes: bytes | None = None  # the same, as bytes (a body that is not UTF-8)
+    drip: float = 0.0  # send the body one byte every `drip` seconds (a stalled proxy)
     content_type: str = "application/json"
     empty_choices: bool = False  # OpenAI: a reply with "choices": [] (its usage still reported)
     usage: bool = True  # False: no "usage" object at all (llama.cpp forks, proxies, old Ollama)
@@ -89,6 +91,7 @@ class FakeModelServer:
         self._queue: deque[Reply] = deque(replies)
         self._handler = handler
         self._lock = threading.Lock()
+        self._stopping = threading.Event()  # ends a dripping reply when the server stops
         self.requests: list[Recorded] = []
         self.models = models
         # GET /v1/models answers this body as it is, when set (a listing in another shape).
@@ -107,6 +110,7 @@ class FakeModelServer:
         return self
 
     def stop(self) -> None:
+        self._stopping.set()
         self._server.shutdown()
         self._server.server_close()
 
@@ -199,17 +203,19 @@ class FakeModelServer:
                 if reply.status != 200:
                     self._send(reply.status, _error_body(kind, reply), reply.headers)
                     return
-                if reply.raw is not None:
-                    self._send_raw(200, reply.raw.encode(), reply.content_type)
+                if reply.raw_bytes is not None or reply.raw is not None:
+                    data = reply.raw_bytes if reply.raw_bytes is not None else str(reply.raw).encode()
+                    self._send_raw(200, data, reply.content_type, drip=reply.drip)
                     return
                 payload = _anthropic(body, reply) if kind == "anthropic" else _openai(body, reply)
-                self._send(200, payload, reply.headers)
+                self._send_raw(200, json.dumps(payload).encode(), "application/json",
+                               reply.headers, drip=reply.drip)
 
             def _send(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
                 self._send_raw(status, json.dumps(payload).encode(), "application/json", headers)
 
             def _send_raw(self, status: int, data: bytes, content_type: str,
-                          headers: dict[str, str] | None = None) -> None:
+                          headers: dict[str, str] | None = None, drip: float = 0.0) -> None:
                 try:
                     self.send_response(status)
                     self.send_header("content-type", content_type)
@@ -218,7 +224,15 @@ class FakeModelServer:
                     for k, v in (headers or {}).items():
                         self.send_header(k, v)
                     self.end_headers()
-                    self.wfile.write(data)
+                    if not drip:
+                        self.wfile.write(data)
+                        return
+                    for i in range(len(data)):
+                        if server._stopping.is_set():
+                            return
+                        self.wfile.write(data[i:i + 1])
+                        self.wfile.flush()
+                        time.sleep(drip)
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client timed out and left
 

@@ -242,17 +242,19 @@ def test_a_nested_repository_is_rejected_by_name_and_removed_so_later_proposals_
 
 
 def test_a_slot_reset_removes_a_nested_repository_left_in_it(tmp_path: Path) -> None:
-    """Whatever left one there (an older release, a verify run), the next reset removes it;
-    ignored files (prepared data) stay."""
+    """Whatever left one there (an older release, a verify run), the next reset removes it,
+    and git-ignored files too: what one commit's run left must not be what a later one runs
+    (shared data is linked again before each run: [verify] share)."""
     repo = make_repo(tmp_path / "repo", {"a.py": "A = 1\n", ".gitignore": "data/\n"})
     wt = tmp_path / "wt"
     gitops.ensure_detached_worktree(repo, wt, git(repo, "rev-parse", "HEAD"))
     make_repo(wt / "lib" / "sub", {"f": "x\n"})
     (wt / "data").mkdir()
-    (wt / "data" / "prepared.bin").write_text("kept\n")
+    (wt / "data" / "prepared.bin").write_text("left by a run\n")
     gitops.checkout(wt, "HEAD")
     assert not (wt / "lib").exists()
-    assert (wt / "data" / "prepared.bin").read_text() == "kept\n"
+    assert not (wt / "data").exists()
+    assert (wt / "a.py").read_text() == "A = 1\n"
 
 
 # --- 7. the index -------------------------------------------------------------------------------
@@ -436,11 +438,13 @@ REPOINTING_Y = textwrap.dedent("""\
 
 
 @pytest.mark.slow
-def test_a_winner_replayed_after_its_runs_repointed_git_lands_in_the_repository(
+def test_a_candidate_whose_runs_repoint_git_is_a_crash_and_nothing_lands_elsewhere(
         tmp_path: Path) -> None:
-    """A parallel session: slot 2's candidate (Y) repoints its slot's .git in every run; it wins
-    after slot 1's keep, so it is replayed onto the new incumbent, which must happen in this
-    repository (a commit in the copy could be neither measured nor kept)."""
+    """A parallel session: slot 2's candidate (Y) repoints its slot's .git in every run. Git's
+    files are fenced around each run: the link is put back before the harness runs git again,
+    and the run does not count, so the candidate is a crash, and every commit of the session,
+    slot 1's keep included, is in this repository (one in the copy could be neither measured
+    nor kept)."""
     from tests.conftest import use_script
     from tests.test_parallel import CONFIG as TWO_KNOBS
     from tests.test_parallel import SCORE as TWO_KNOBS_SCORE
@@ -460,7 +464,9 @@ def test_a_winner_replayed_after_its_runs_repointed_git_lands_in_the_repository(
         exps = conn.execute("SELECT status, hypothesis, COALESCE(decision_reason, '') "
                             "FROM experiments ORDER BY seq").fetchall()
     assert [(e[0], e[1]) for e in exps] == [("keep", "baseline"), ("keep", "X to 5"),
-                                            ("keep", "Y to 3")], exps
-    assert "replayed onto t-0002" in exps[2][2]
+                                            ("crash", "Y to 3")], exps
+    assert "the run changed git's own files: the worktree's link to its repository" in exps[2][2]
     assert git(repo, "show", "autoresearch/t:x.py").startswith("X = 5.0")
-    assert "Y = 3.0" in git(repo, "show", "autoresearch/t:y.py")
+    assert "Y = 3.0" not in git(repo, "show", "autoresearch/t:y.py")
+    for slot in (repo / ".autoresearch" / "worktrees" / "t").iterdir():
+        assert str(tmp_path / "fake") not in (slot / ".git").read_text()  # links put back

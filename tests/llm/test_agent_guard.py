@@ -186,6 +186,10 @@ def test_earlier_outputs_caches_and_other_sessions_are_not_the_agents_doing(
     wt = session.worktree
     for mode in ("pycache", "others"):
         monkeypatch.setenv("FAKE_AGENT_MODE", mode)
+        # What the verify command produces in the worktree (a reset removes it: each commit's
+        # runs make their own).
+        (wt / "data").mkdir(exist_ok=True)
+        (wt / "data" / "offset.txt").write_text("0\n")
         proposal = agent().propose(session)
         assert proposal is not None and proposal.in_worktree
         assert changed_paths(wt) == ["target.py"]

@@ -341,3 +341,55 @@ def test_the_probe_reports_a_web_page_where_the_api_should_be(kind: str, bad: Re
             pytest.raises(FatalProposerError) as info:
         provider(server, kind).probe()
     assert said in info.value.what and "base_url" in str(info.value.where)
+
+
+@pytest.mark.parametrize("kind", PROVIDERS)
+def test_a_reply_that_drips_in_is_cut_at_the_calls_deadline(server: FakeModelServer,
+                                                             kind: str) -> None:
+    # A byte every 0.3 s never trips the SDK's timeout, which bounds each read: the call as a
+    # whole must end by timeout_seconds (+ the grace the SDK's own timeout gets first).
+    server.push(Reply(text="x" * 200, drip=0.3), Reply(text="on time"))
+    started = time.monotonic()
+    assert ask(provider(server, kind, timeout_seconds=1.0)) == "on time"
+    assert time.monotonic() - started < 1.0 + 2.0 + 2.0  # deadline, grace, the second call
+    server.push(*[Reply(text="x" * 200, drip=0.3)] * 2)
+    with pytest.raises(ProposerOutage) as info:
+        ask(provider(server, kind, timeout_seconds=1.0, max_retries=1))
+    assert "no complete reply within 1 s" in info.value.what, info.value.what
+
+
+@pytest.mark.parametrize("kind", PROVIDERS)
+def test_a_reply_that_is_not_utf8_or_has_garbled_counts_is_retried_not_a_traceback(
+        server: FakeModelServer, kind: str) -> None:
+    server.push(Reply(raw_bytes=b'{"id": "x", "caf\xe9": 1}'), Reply(text="fine"))
+    assert ask(provider(server, kind)) == "fine"
+    field = "input_tokens" if kind == "anthropic" else "prompt_tokens"
+    usage = {field: "1.2k", "output_tokens" if kind == "anthropic" else "completion_tokens": 5}
+    body = ({"id": "m", "type": "message", "role": "assistant", "model": "m",
+             "content": [{"type": "text", "text": "hi"}], "stop_reason": "end_turn",
+             "usage": usage} if kind == "anthropic" else
+            {"id": "c", "object": "chat.completion", "created": 1, "model": "m",
+             "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"},
+                          "finish_reason": "stop"}], "usage": usage})
+    import json
+    server.push(Reply(raw=json.dumps(body)), Reply(text="fine again"))
+    assert ask(provider(server, kind)) == "fine again"
+
+
+@pytest.mark.parametrize("kind", PROVIDERS)
+def test_a_negative_token_count_bills_nothing_rather_than_a_credit(server: FakeModelServer,
+                                                                    kind: str) -> None:
+    server.push(Reply(text="hi", input_tokens=-10_000_000, output_tokens=-5))
+    p = provider(server, kind, price_input_per_mtok=3.0, price_output_per_mtok=15.0)
+    system = [Part("You are a test.", cache=True)]
+    completion = p.complete(system, [Turn.user(Part("context", cache=True), "the task")])
+    assert completion.usage.input_tokens == 0 and completion.usage.output_tokens == 0
+    assert completion.usage.cost_usd >= 0
+
+
+def test_an_outage_says_the_attempts_it_made(server: FakeModelServer) -> None:
+    server.push(Reply(status=429, headers={"retry-after": "3600"}))
+    with pytest.raises(ProposerOutage) as info:
+        ask(provider(server, "anthropic"))
+    said = info.value.what
+    assert "gave up after 1 attempt;" in said and "asked for a pause of 3600 s" in said, said

@@ -84,6 +84,14 @@ def snippet(body: object) -> str:
     return repr(text[:60] + ("…" if len(text) > 60 else ""))
 
 
+class CallDeadline(Exception):
+    """No complete reply within [proposer] timeout_seconds (the call's whole time)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"no complete reply within {seconds:g} s")
+        self.seconds = seconds
+
+
 def classify(exc: BaseException, sdk: Any, settings: ProviderSettings) -> Fault | None:
     """The retry table, shared by both SDKs (their exception hierarchies have the same names)."""
     where = settings.describe()
@@ -92,6 +100,13 @@ def classify(exc: BaseException, sdk: Any, settings: ProviderSettings) -> Fault 
     if isinstance(exc, UnusableReply):
         return Fault("retry", f"{where}: HTTP 200, but the body is not an API reply "
                               f"(it begins {exc}); a proxy or web page answered? {not_api}")
+    if isinstance(exc, CallDeadline):
+        return Fault("retry", f"{where}: {exc}, though it kept sending (a stalled proxy, or a "
+                              "stream that does not end? raise [proposer] timeout_seconds for a "
+                              "slow model)")
+    if isinstance(exc, UnicodeDecodeError):
+        return Fault("retry", f"{where}: HTTP 200, but the body is not valid UTF-8 ({exc.reason} "
+                              f"at byte {exc.start}): cut off or garbled on the way, or {not_api}")
     if isinstance(exc, json.JSONDecodeError):
         # The SDK parses a JSON content type itself: a cut-off or garbled body lands here.
         return Fault("retry", f"{where}: HTTP 200, but the body is not valid JSON ({exc.msg} at "

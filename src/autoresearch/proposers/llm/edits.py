@@ -42,6 +42,8 @@ from __future__ import annotations
 
 import difflib
 import re
+import time
+from collections import Counter
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -49,6 +51,14 @@ from typing import Literal
 from autoresearch.repo_paths import PathRefused, canonical_path, shown
 from autoresearch.textcheck import text_problem
 from autoresearch.unicode_controls import clean_prose
+
+# The "closest lines" hint after a SEARCH that matched nothing (`_closest`): its bounds.
+HINT_MAX_LINES = 200
+HINT_MAX_CHARS = 16_000
+HINT_SECONDS = 1.0
+HINT_VOTERS = 3  # SEARCH lines that vote through close matches when none matches exactly
+HINT_CANDIDATES = 4  # starts compared whole
+HINT_EXACT_CHARS = 2_000  # longer texts are compared by the characters they share
 
 _HEAD = re.compile(r"^\s*<{5,9}\s*(SEARCH|FILE|DELETE)\s*$", re.IGNORECASE)
 _DIVIDER = re.compile(r"^\s*={7}\s*$")
@@ -474,21 +484,47 @@ def _reindent(replacement: list[str], search: list[str], matched: list[str]) -> 
 
 
 def _closest(text: str, search: str) -> str:
-    """The lines of the file most similar to a failed SEARCH text, as a hint for the model."""
+    """The lines of the file most similar to a failed SEARCH text, as a hint for the model.
+
+    A few of the SEARCH lines each vote for where the text would start, through the file lines
+    most like them (difflib's close matches, cheap filters first); only the most voted starts
+    are compared whole. Comparing every window whole cost the square of the text per window: a
+    model's 600-line SEARCH in a 1,500-line file held the harness for minutes. Only a hint, so
+    past `HINT_MAX_LINES`, `HINT_MAX_CHARS` or `HINT_SECONDS` there is none."""
     lines = text.splitlines()
     wanted = _trim_blank(search.splitlines())
-    if not lines or not wanted or len(lines) > 20_000:
+    if not lines or not wanted or len(lines) > 20_000 or len(wanted) > HINT_MAX_LINES:
         return ""
     n = len(wanted)
     target = "\n".join(s.strip() for s in wanted)
+    if len(target) > HINT_MAX_CHARS:
+        return ""
+    give_up = time.monotonic() + HINT_SECONDS
+    stripped = [line.strip() for line in lines]
+    where: dict[str, list[int]] = {}
+    for i, line in enumerate(stripped):
+        where.setdefault(line, []).append(i)
+    last_start = max(0, len(lines) - n)
+    votes: Counter[int] = Counter()
+    voters = [k for k, w in enumerate(wanted) if w.strip()]
+    for k in voters:  # the lines the model got right (the usual case): exact, at once
+        for j in where.get(wanted[k].strip(), ()):
+            votes[min(max(j - k, 0), last_start)] += 1
+    if not votes:  # every line a little off: the longest few, through close matches
+        for k in sorted(voters, key=lambda k: -len(wanted[k].strip()))[:HINT_VOTERS]:
+            if time.monotonic() > give_up:
+                return ""
+            for match in difflib.get_close_matches(wanted[k].strip(), where, n=3, cutoff=0.6):
+                for j in where[match]:
+                    votes[min(max(j - k, 0), last_start)] += 1
     best, best_at = 0.0, 0
-    for i in range(max(1, len(lines) - n + 1)):
-        window = "\n".join(s.strip() for s in lines[i : i + n])
-        ratio = difflib.SequenceMatcher(None, target, window, autojunk=False).quick_ratio()
+    for at, _ in votes.most_common(HINT_CANDIDATES):
+        window = "\n".join(stripped[at : at + n])
+        same = difflib.SequenceMatcher(None, target, window, autojunk=False)
+        # ratio() costs the product of the lengths: on a long text, the characters in common.
+        ratio = same.ratio() if len(target) <= HINT_EXACT_CHARS else same.quick_ratio()
         if ratio > best:
-            ratio = difflib.SequenceMatcher(None, target, window, autojunk=False).ratio()
-            if ratio > best:
-                best, best_at = ratio, i
+            best, best_at = ratio, at
     if best < 0.5:
         return ""
     excerpt = "\n".join(lines[best_at : best_at + n])

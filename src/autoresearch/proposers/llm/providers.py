@@ -27,11 +27,13 @@ an unknown model or nothing listening before any baseline run is spent.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import logging
 import random
 import re
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -45,7 +47,13 @@ from autoresearch.proposers.faults import (
     FatalProposerError,
     ProposerOutage,
 )
-from autoresearch.proposers.llm.call_faults import Fault, UnusableReply, classify, snippet
+from autoresearch.proposers.llm.call_faults import (
+    CallDeadline,
+    Fault,
+    UnusableReply,
+    classify,
+    snippet,
+)
 from autoresearch.proposers.llm.prices import PriceTable
 from autoresearch.proposers.llm.settings import ProviderSettings
 
@@ -53,6 +61,7 @@ log = logging.getLogger(__name__)
 
 REFUSED_OUTAGES = 3  # outages in a row of refused connections before the session stops
 MAX_PROBE_SECONDS = 15.0  # `check` waits at most this long for the endpoint
+DEADLINE_GRACE_S = 2.0  # past timeout_seconds before a call is cut (the SDK's own timeout first)
 
 
 @dataclass(frozen=True)
@@ -167,6 +176,7 @@ class Provider(ABC):
         s = self.settings
         last: Fault | None = None
         only_refused = True
+        made = 0  # attempts actually made (a long retry-after ends them early)
         for attempt in range(s.max_retries + 1):
             if attempt:
                 assert last is not None
@@ -178,8 +188,9 @@ class Provider(ABC):
                     delay = max(delay, last.retry_after)
                 log.warning("%s; retrying in %.1f s (attempt %d)", last.message, delay, attempt + 1)
                 self._sleep(delay)
+            made += 1
             try:
-                raw = self._call(self._client, system, turns)
+                raw = self._call_within_deadline(system, turns)
             except Exception as exc:
                 fault = classify(exc, sdk, s)
                 if fault is None:
@@ -219,12 +230,44 @@ class Provider(ABC):
                     "`autoresearch check` reaches it); then `autoresearch run` resumes the session",
             )
         wait = max(s.outage_retry_after or 0.0, last.retry_after or 0.0)
+        asked = (f"; the server asked for a pause of {last.retry_after:g} s"
+                 if last.retry_after is not None and made < s.max_retries + 1 else "")
         raise ProposerOutage(
-            f"{last.message} (gave up after {s.max_retries + 1} attempts)",
+            f"{last.message} (gave up after {made} attempt{'s' * (made != 1)}{asked})",
             retry_after_s=wait,
             where=s.describe(),
             fix="the session pauses and asks again later; nothing is lost",
         )
+
+    def _call_within_deadline(self, system: Sequence[Part], turns: Sequence[Turn]) -> Raw:
+        """One call that ends within [proposer] timeout_seconds, whatever the server does.
+
+        The SDKs' timeout bounds each read, not the call: a server that sends a byte every few
+        seconds (a stalled proxy, a stream that never ends) would hold the session past every
+        limit. The call runs in a thread; past the deadline its client is closed, which ends
+        the connection under it, and a new client is made for the next call."""
+        client = self._client
+        outcome: list[tuple[bool, Any]] = []
+
+        def call() -> None:
+            try:
+                outcome.append((True, self._call(client, system, turns)))
+            except BaseException as exc:  # handed to the caller's thread
+                outcome.append((False, exc))
+
+        worker = threading.Thread(target=call, name="autoresearch-model-call", daemon=True)
+        worker.start()
+        worker.join(self.settings.timeout_seconds + DEADLINE_GRACE_S)
+        if not outcome:
+            self._client = self._make_client(self._sdk())
+            with contextlib.suppress(Exception):
+                client.close()
+            raise CallDeadline(self.settings.timeout_seconds)
+        ok, value = outcome[0]
+        if not ok:
+            raise value
+        raw: Raw = value
+        return raw
 
     def probe(self) -> str:
         """Ask the endpoint once whether it would answer (for `check` and the start of `run`):
@@ -366,15 +409,15 @@ class AnthropicProvider(Provider):
         if not isinstance(content, list):
             raise UnusableReply(snippet(response))
         text = "".join(
-            getattr(b, "text", "") or "" for b in content if getattr(b, "type", "") == "text"
+            str(getattr(b, "text", "") or "") for b in content if getattr(b, "type", "") == "text"
         )
         u = getattr(response, "usage", None)
         return Raw(
             text,
-            int(getattr(u, "input_tokens", 0) or 0),
-            int(getattr(u, "output_tokens", 0) or 0),
-            int(getattr(u, "cache_read_input_tokens", 0) or 0),
-            int(getattr(u, "cache_creation_input_tokens", 0) or 0),
+            tokens(u, "input_tokens"),
+            tokens(u, "output_tokens"),
+            tokens(u, "cache_read_input_tokens"),
+            tokens(u, "cache_creation_input_tokens"),
             getattr(response, "stop_reason", None) == "max_tokens",
         )
 
@@ -407,10 +450,10 @@ class OpenAIProvider(Provider):
             raise UnusableReply(snippet(response))
         # The usage is read first: a reply with no choices is billed all the same.
         u = getattr(response, "usage", None)
-        prompt = int(getattr(u, "prompt_tokens", 0) or 0)
-        completion = int(getattr(u, "completion_tokens", 0) or 0)
+        prompt = tokens(u, "prompt_tokens")
+        completion = tokens(u, "completion_tokens")
         details = getattr(u, "prompt_tokens_details", None)
-        cached = int(getattr(details, "cached_tokens", 0) or 0)
+        cached = tokens(details, "cached_tokens")
         # prompt_tokens includes the cached ones; normalize to Anthropic's convention.
         fresh = max(prompt - cached, 0)
         counted = prompt + completion > 0  # no usage object, or zeros: nothing was counted
@@ -432,6 +475,17 @@ class OpenAIProvider(Provider):
             **{s.max_tokens_field: 1})
         if isinstance(response, str) or not isinstance(getattr(response, "choices", None), list):
             raise UnusableReply(snippet(response))
+
+
+def tokens(usage: object, name: str) -> int:
+    """A token count of a reply's usage: a whole number of at least 0, or UnusableReply (a count
+    the server got wrong must not bill a negative or garbled spend)."""
+    value = getattr(usage, name, 0) or 0
+    try:
+        count = int(value)
+    except (TypeError, ValueError):
+        raise UnusableReply(f"usage {name} = {snippet(value)}") from None
+    return max(count, 0)
 
 
 def make_provider(
