@@ -23,8 +23,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import CONFIG as TOY_CONFIG
 from tests.conftest import git, make_repo, run_cli
-from tests.llm.conftest import fake_model_proposer, install_fake_agents
+from tests.llm.conftest import fake_model_proposer, install_fake_agents, use_fake_model
 from tests.llm.fake_server import FakeModelServer, Recorded, Reply
 
 SECRETS = ("SCORE-SECRET-4b1d", "METRIC-SECRET-91c2", "OUTSIDE-SECRET-22b1", "hunter2-7c4e")
@@ -231,3 +232,39 @@ def test_binary_files_and_undecodable_names_from_an_agent_are_rejected(
     assert git(toy_repo, "show", "autoresearch/c:target.py") == "X = 7.0"
     worktree = toy_repo / ".autoresearch" / "worktrees" / "c"
     assert not (worktree / "lib").exists()  # the rejected files were removed with the change
+
+
+def test_a_protected_file_git_does_not_track_is_hidden_from_the_repair_prompt(
+        tmp_path: Path) -> None:
+    # `.env` is git-ignored, shared into every worktree ([verify] share) and protected: a crash
+    # whose message quotes its value must not carry it into the repair request.
+    secret = "Kx9vQ2mZ7rT4"
+    score = textwrap.dedent("""\
+        import target
+        env = dict(line.split("=", 1) for line in open(".env").read().split())
+        if getattr(target, "CRASH", False):
+            threads = int(env["API_TOKEN"])  # a ValueError that quotes the token
+        print(f"score: {(target.X - 7) ** 2}")
+        """)
+    config = TOY_CONFIG.replace('protected = ["score.py"]', 'protected = ["score.py", ".env"]')
+    config = config.replace("[verify]\n", '[verify]\nshare = [".env"]\n')
+    kinds: list[str] = []
+
+    def handler(rec: Recorded) -> Reply:
+        if "## Repair a crash" in rec.prompt_text():
+            kinds.append("repair")
+            return Reply(text="GIVE_UP: no")
+        kinds.append("propose")
+        return Reply(text="HYPOTHESIS: crash\ntarget.py\n<<<<<<< SEARCH\nX = 3.0\n=======\n"
+                          "X = 3.0\nCRASH = True\n>>>>>>> REPLACE\n")
+
+    with FakeModelServer(handler=handler) as server:
+        repo = make_repo(tmp_path / "repo", {"target.py": "X = 3.0\n", "score.py": score,
+                                             ".gitignore": ".env\n", "autoresearch.toml": config})
+        (repo / ".env").write_text(f"API_TOKEN={secret}\n")
+        use_fake_model(repo, server)
+        result = run_cli(repo, "run", "--tag", "d", "--iterations", "2")
+        assert result.returncode == 0, result.stdout + result.stderr
+        prompts = [r.prompt_text() for r in server.requests]
+    assert "repair" in kinds, kinds  # the crash log went to the model
+    assert not [p for p in prompts if secret in p]

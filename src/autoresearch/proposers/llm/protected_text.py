@@ -24,6 +24,7 @@ What no filter can catch: a command that transforms protected content before pri
 from __future__ import annotations
 
 import builtins
+import contextlib
 import keyword
 import os
 import re
@@ -109,13 +110,14 @@ class ProtectedText:
 
 
 def _protected_files(ctx: ProposalContext) -> list[str]:
-    """The protected files of the worktree, program.md aside (it is the brief, shown anyway)."""
+    """The protected files of the worktree, program.md aside (it is the brief, shown anyway):
+    tracked ones, and those git does not track that the evaluation may read all the same (a
+    `.env` shared into the worktree by [verify] share, data a run prepared)."""
     protected = [p for p in ctx.config.all_protected if p != PROGRAM_NAME]
-    try:
-        files = select(gitops.tracked_files(ctx.worktree), protected)
-    except (GitError, OSError):
-        files = select(_walk(ctx.worktree), protected)
-    return [p for p in files if p != PROGRAM_NAME]
+    found = set(select(_walk(ctx.worktree), protected))
+    with contextlib.suppress(GitError, OSError):  # not a git worktree: the walk found them
+        found.update(select(gitops.tracked_files(ctx.worktree), protected))
+    return sorted(p for p in found if p != PROGRAM_NAME)
 
 
 def _walk(root: Path) -> list[str]:
