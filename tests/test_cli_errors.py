@@ -31,6 +31,18 @@ def broken(tmp_path: Path, config: str) -> Path:
                         "patterns = { score = 'score: [0-9.]+' }"), "capture group"),
         (CONFIG + "min_effect = -0.5\n", "decision.min_effect"),
         (CONFIG.replace("[verify]", "[verify\n"), "not valid TOML"),
+        # Numbers that are not numbers: a guard bound of nan passed every candidate, a
+        # min_effect of nan discarded them all, max_log_mb = inf crashed every run.
+        (CONFIG + '\n[[guards]]\nmetric = "mem_mb"\nmax = nan\n', "guards[0].max"),
+        (CONFIG + "min_effect = nan\n", "is not a finite number"),
+        (CONFIG + '\n[[guards]]\nmetric = "mem_mb"\nmax_increase = "nan"\n', "not a finite"),
+        (CONFIG.replace("budget_seconds = 5", "budget_seconds = 5\nmax_log_mb = inf"),
+         "verify.max_log_mb"),
+        # What no process can be given: a traceback at the spawn, and a junk experiment, before.
+        (CONFIG.replace("budget_seconds = 5", 'budget_seconds = 5\nenv = { "CUDA=1" = "x" }'),
+         "not a name an environment variable can have"),
+        (CONFIG.replace("budget_seconds = 5", 'budget_seconds = 5\nenv = { A = "x\\u0000y" }'),
+         "contains a NUL character"),
     ],
 )
 def test_invalid_config_is_refused_with_where_and_fix(tmp_path: Path, config: str,
@@ -330,3 +342,27 @@ def test_until_stops_before_an_experiment_that_would_overrun(toy_repo: Path) -> 
     # A bad option value is exit 2, as README's exit codes say (and as click's own, `-n 0`).
     assert bad.returncode == 2 and "8h, 90m" in bad.stderr
     assert run_cli(toy_repo, "run", "--tag", "t", "-n", "0").returncode == 2
+
+
+def test_a_config_saved_with_a_byte_order_mark_is_read_and_one_not_utf8_says_how_to_fix(
+        tmp_path: Path) -> None:
+    repo = broken(tmp_path, CONFIG)
+    config = repo / "autoresearch.toml"
+    config.write_bytes(b"\xef\xbb\xbf" + config.read_bytes())  # what some editors write first
+    git(repo, "commit", "-qam", "saved with a BOM")
+    checked = run_cli(repo, "check")
+    assert "autoresearch.toml is valid" in checked.stdout, checked.stdout + checked.stderr
+    config.write_bytes(config.read_bytes().replace(b"score", b"sc\xffore", 1))
+    result = run_cli(repo, "run", "--iterations", "1")
+    assert result.returncode == 2 and "is not UTF-8 text (byte" in result.stderr, result.stderr
+    assert "fix:" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_check_says_an_evaluation_input_is_missing_as_run_would(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-dataset"
+    repo = broken(tmp_path, CONFIG.replace("budget_seconds = 5",
+                                           f'budget_seconds = 5\ninputs = ["{missing}"]'))
+    checked = run_cli(repo, "check")
+    assert checked.returncode != 0, checked.stdout
+    assert f"the evaluation input {missing} does not exist" in " ".join(checked.stdout.split())
+    assert "ready:" not in checked.stdout

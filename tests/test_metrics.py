@@ -130,3 +130,13 @@ def test_format_metric_help() -> None:
     assert "METRIC loss=0.99" in format_metric_help("metric-line", "loss")
     assert '{"val_bpb": 0.99}' in format_metric_help("json")
     assert r"acc=(\d+)" in format_metric_help("regex", "acc", r"acc=(\d+)")
+
+
+def test_a_coloured_metric_line_is_read_as_the_terminal_shows_it() -> None:
+    from autoresearch.metric_discovery import candidates
+    from autoresearch.metrics import parse_metrics
+
+    # loguru/rich with FORCE_COLOR, or a log captured from a terminal.
+    text = "\x1b[32mval_loss: 1.25\x1b[0m\n\x1b]0;training\x07step 10: loss 2.5\n"
+    assert parse_metrics(text, "kv") == {"val_loss": 1.25}
+    assert "val_loss" in [c.name for c in candidates(text)]

@@ -22,6 +22,7 @@ from autoresearch import gitops, resources, shared_paths
 from autoresearch.check_together import check_tempdir, run_together, sweep_stale_worktrees
 from autoresearch.config import CONFIG_NAME, Config, load_config
 from autoresearch.errors import AutoresearchError, ConfigError, LedgerEmptyError
+from autoresearch.evaluation_inputs import EvaluationInputs
 from autoresearch.executor import Measurement, RunRequest, elsewhere, make_executor
 from autoresearch.ledger import ExperimentRow, Ledger, SessionRow, TrialStatus
 from autoresearch.metric_discovery import Candidate, candidates, likely_objective, source_line
@@ -81,6 +82,7 @@ def run_checkup(root: Path, console: Console, workers: int | None = None,
     if gitops.head_commit(root) is not None:
         for warning in protected_matching_nothing(root, config):
             console.print(f"[yellow]![/] {escape(warning)}")
+    problems += _check_inputs(root, config, console)
     problems += _check_ledger(root, console)
     problems += _check_resume(root, config, console)
     problems += _check_proposer(root, config, console)
@@ -92,6 +94,20 @@ def run_checkup(root: Path, console: Console, workers: int | None = None,
     else:
         console.print(f"[green]ready:[/] `autoresearch run` will {_what_run_does(root)}")
     return problems
+
+
+def _check_inputs(root: Path, config: Config, console: Console) -> list[str]:
+    """[verify] inputs: each must exist outside the repository, as `run` requires."""
+    if not config.verify.inputs:
+        return []
+    try:
+        inputs = EvaluationInputs.collect(root, config.verify.inputs)
+    except AutoresearchError as exc:
+        console.print(f"[red]✗[/] {escape(exc.render())}")
+        return [Problem.of(exc)]
+    console.print(f"[green]✓[/] {len(config.verify.inputs)} evaluation input(s) outside the "
+                  f"repository, {len(inputs.files)} file(s), held fixed for the session")
+    return []
 
 
 def _latest_session(root: Path) -> tuple[SessionRow, list[ExperimentRow]] | None:

@@ -48,16 +48,17 @@ class Amount(BaseModel):
         if isinstance(raw, bool):
             raise ValueError("expected a number or a percentage string such as \"0.5%\"")
         if isinstance(raw, int | float):
-            return cls(value=float(raw), relative=False)
+            return cls(value=_finite(float(raw), raw), relative=False)
         m = _RELATIVE.match(raw)
         if m:
-            return cls(value=float(m.group(1)) / 100.0, relative=True)
+            return cls(value=_finite(float(m.group(1)), raw) / 100.0, relative=True)
         try:
-            return cls(value=float(raw), relative=False)
+            value = float(raw)
         except ValueError:
             raise ValueError(
                 f"{raw!r} is neither a number nor a percentage such as \"0.5%\""
             ) from None
+        return cls(value=_finite(value, raw), relative=False)
 
     def resolve(self, reference: float) -> float:
         """The absolute amount, given the incumbent's value for relative amounts."""
@@ -65,6 +66,12 @@ class Amount(BaseModel):
 
     def __str__(self) -> str:
         return f"{self.value * 100:g}%" if self.relative else f"{self.value:g}"
+
+
+def _finite(value: float, raw: object) -> float:
+    if not math.isfinite(value):
+        raise ValueError(f"{raw!r} is not a finite number")
+    return value
 
 
 def share_pattern_problem(pattern: str) -> str | None:
@@ -90,7 +97,9 @@ def _at_least_one_or_auto(v: int | str, info: ValidationInfo) -> int | str:
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # nan and inf are refused in every number: a guard's `max = nan` passed every candidate and
+    # `min_effect = nan` discarded them all, with no word.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class VerifyConfig(_Strict):
@@ -105,6 +114,24 @@ class VerifyConfig(_Strict):
     # Files outside the repository the evaluation reads, held fixed for the session; see
     # evaluation_inputs.py.
     inputs: list[str] = Field(default_factory=list)
+
+    @field_validator("command")
+    @classmethod
+    def _no_nul_in_command(cls, command: str) -> str:
+        if "\0" in command:
+            raise ValueError("the command contains a NUL character, which no process can be given")
+        return command
+
+    @field_validator("env")
+    @classmethod
+    def _environment_names(cls, env: dict[str, str]) -> dict[str, str]:
+        for name, value in env.items():
+            if not name or "=" in name or "\0" in name:
+                raise ValueError(f"env {name!r}: not a name an environment variable can have "
+                                 "(non-empty, without '=' or NUL; e.g. CUDA_VISIBLE_DEVICES)")
+            if "\0" in value:
+                raise ValueError(f"env {name!r}: its value contains a NUL character")
+        return env
 
     @field_validator("inputs")
     @classmethod
@@ -414,9 +441,12 @@ def load_config(path: Path) -> Config:
             fix="run `autoresearch init` in your repository to write one",
         )
     try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path.name} is not UTF-8 text", where=str(path)) from None
+        # utf-8-sig: a byte-order mark some editors write first is not the file's text.
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path.name} is not UTF-8 text (byte {err.start} is not valid UTF-8)",
+                          where=str(path),
+                          fix="save the file as UTF-8 in your editor") from None
     return load_config_text(text, path)
 
 

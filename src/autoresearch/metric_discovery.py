@@ -15,7 +15,13 @@ import json
 import re
 from dataclasses import dataclass
 
-from autoresearch.metrics import MetricFormat, parse_metric_value, parse_metrics, to_float
+from autoresearch.metrics import (
+    MetricFormat,
+    parse_metric_value,
+    parse_metrics,
+    to_float,
+    without_terminal_codes,
+)
 
 __all__ = ["Candidate", "candidates", "default_pattern", "guess_direction", "likely_objective",
            "source_line"]
@@ -104,6 +110,7 @@ def _labelled_numbers(line: str) -> list[tuple[str, str, float]]:
 def candidates(text: str, limit: int = 12) -> list[Candidate]:
     """The numbers printed last (most recent first, one per name), with a way to capture each
     that reads back the same value from the whole output."""
+    text = without_terminal_codes(text)
     lines = text.splitlines()[-_SCAN_LINES:]
     out: dict[str, Candidate] = {}
     for line in reversed(lines):

@@ -44,10 +44,21 @@ def to_float(number: str) -> float:
     return float(number.replace(",", ""))
 
 
+# A terminal's control sequences: colour (CSI ... m), titles and links (OSC ... BEL/ST), and the
+# other two-character escapes. A script that forces colour prints `\x1b[32mval_loss: 1.2\x1b[0m`.
+_TERMINAL_CODES = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])")
+
+
+def without_terminal_codes(text: str) -> str:
+    """`text` as a terminal would show it, so that a coloured metric line reads as one."""
+    return _TERMINAL_CODES.sub("", text) if "\x1b" in text else text
+
+
 def parse_metrics(
     text: str, fmt: MetricFormat, patterns: Mapping[str, str] | None = None
 ) -> dict[str, float]:
     """All metrics ``fmt`` finds in ``text``; ``patterns`` (name -> regex) is for "regex"."""
+    text = without_terminal_codes(text)
     if fmt == "kv":
         return _parse_kv(text)
     if fmt == "metric-line":
@@ -62,6 +73,7 @@ def parse_metrics(
 def printed_values(text: str, fmt: MetricFormat, name: str,
                    patterns: Mapping[str, str] | None = None) -> list[float]:
     """Every value of `name` the output printed, in order (the last is the one used)."""
+    text = without_terminal_codes(text)
     if fmt == "json":
         value = _parse_json(text).get(name)
         return [] if value is None else [value]

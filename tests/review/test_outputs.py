@@ -148,3 +148,19 @@ def test_json_round_trips_fingerprints_for_previous(reviewed: tuple[Review, Chan
 
     with pytest.raises(AutoresearchError):
         read_previous(bad)
+
+
+def test_a_file_name_with_backticks_stays_inside_its_code_span(repo: Repo) -> None:
+    # The names come from whoever opened the change: a backtick must not end the span and let
+    # the rest render as HTML (an image, a link) in a comment meant for GitHub.
+    hostile = "x`<img src=x onerror=alert(1)>`y.py"
+    repo.commit("init", **{"ok.py": "x = 1\n"})
+    repo.branch("feature")
+    repo.commit("feature", **{hostile: "import subprocess\n\n\ndef f(a):\n"
+                                        "    subprocess.call(a, shell=True)\n"})
+    review = run_review(repo.change(), offline())
+    markdown = render_markdown(review)
+    assert hostile in markdown
+    for line in markdown.splitlines():
+        if "<img" in line:
+            assert f"``{hostile}:" in line, line  # a span of two backticks holds the name

@@ -26,6 +26,18 @@ def fence(text: str, language: str = "") -> str:
     return f"{'`' * run}{language}\n{text}\n{'`' * run}"
 
 
+def code_span(text: str) -> str:
+    """An inline code span whose backtick run is longer than any inside the text (a file name
+    with a backtick would otherwise end the span and have the rest read as Markdown or HTML),
+    padded so that a text starting or ending with a backtick stays inside it."""
+    text = " ".join(text.splitlines())
+    run = 1
+    while "`" * run in text:
+        run += 1
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{'`' * run}{pad}{text}{pad}{'`' * run}"
+
+
 def language_of(path: str) -> str:
     suffix = path.rsplit(".", 1)[-1].lower() if "." in path else ""
     return {"py": "python", "pyi": "python", "js": "javascript", "ts": "typescript",
@@ -52,7 +64,7 @@ def cost_line(review: Review) -> str:
 
 
 def finding_md(f: Finding, *, with_location: bool = True) -> str:
-    where = f"**`{f.location}`** " if with_location else ""
+    where = f"**{code_span(f.location)}** " if with_location else ""
     meta = f"{', '.join(f.sources)} · {f.category} · confidence {f.confidence:.2f}"
     if f.known:
         meta += " · reported before"
@@ -101,10 +113,10 @@ def render_markdown(review: Review, *, github_body: bool = False) -> str:
     known = [f for f in review.findings if f.known]
     if known and github_body:
         out.append(_details(f"Still present, reported by an earlier review: {len(known)}",
-                            "\n".join(f"- `{f.location}` {f.title}" for f in known)))
+                            "\n".join(f"- {code_span(f.location)} {f.title}" for f in known)))
     if review.dropped:
         out.append(_details(f"Dropped before reaching you: {len(review.dropped)}", "\n".join(
-            f"- {d.finding.reviewer} `{d.finding.path}:{d.finding.start_line}` "
+            f"- {d.finding.reviewer} {code_span(f'{d.finding.path}:{d.finding.start_line}')} "
             f"{d.finding.title}: {d.reason}" for d in review.dropped)))
     rows = ["| reviewer | status | findings | time | note |", "|---|---|---|---|---|"]
     rows += [f"| {r.name} | {r.status} | {r.findings} | {r.seconds:.1f} s | "
