@@ -377,3 +377,14 @@ def test_check_names_the_session_run_will_start(tmp_path: Path) -> None:
     run = run_cli(repo, "run", "--iterations", "1")
     assert run.returncode == 0, run.stdout + run.stderr
     assert f"session {default_tag()} on branch autoresearch/{default_tag()}" in flat(run.stdout)
+
+
+def test_check_says_the_worktrees_do_not_hold_the_submodules(tmp_path: Path) -> None:
+    helper = make_repo(tmp_path / "helper", {"helper.py": "OFFSET = 0.0\n"})
+    repo = make_repo(tmp_path / "repo", {"target.py": "X = 3.0\n", "score.py": SCORE_PY,
+                                         "autoresearch.toml": CONFIG})
+    git(repo, "-c", "protocol.file.allow=always", "submodule", "-q", "add", str(helper), "lib")
+    git(repo, "commit", "-qam", "a submodule")
+    said = " ".join(run_cli(repo, "check").stdout.split())
+    assert "the repository has submodules (lib)" in said, said
+    assert "git submodule update --init" in said

@@ -24,6 +24,7 @@ from autoresearch.config import CONFIG_NAME, Config, load_config
 from autoresearch.errors import AutoresearchError, ConfigError, LedgerEmptyError
 from autoresearch.evaluation_inputs import EvaluationInputs
 from autoresearch.executor import Measurement, RunRequest, elsewhere, make_executor
+from autoresearch.gitops.runner import git
 from autoresearch.ledger import ExperimentRow, Ledger, SessionRow, TrialStatus
 from autoresearch.metric_discovery import Candidate, candidates, likely_objective, source_line
 from autoresearch.metrics import format_metric_help, parse_metrics, printed_values
@@ -82,6 +83,13 @@ def run_checkup(root: Path, console: Console, workers: int | None = None,
     if gitops.head_commit(root) is not None:
         for warning in protected_matching_nothing(root, config):
             console.print(f"[yellow]![/] {escape(warning)}")
+        if submodules := _submodules(root):
+            console.print(
+                f"[yellow]![/] the repository has submodules ({escape(', '.join(submodules[:5]))}"
+                "): the worktrees experiments run in hold the commit's own files, not the "
+                "submodules' (they are empty directories there). A verify command that needs "
+                "them fails: vendor what it needs into the repository, or have the command "
+                "fetch them (`git submodule update --init` in the worktree)")
     problems += _check_inputs(root, config, console)
     problems += _check_ledger(root, console)
     problems += _check_resume(root, config, console)
@@ -94,6 +102,15 @@ def run_checkup(root: Path, console: Console, workers: int | None = None,
     else:
         console.print(f"[green]ready:[/] `autoresearch run` will {_what_run_does(root)}")
     return problems
+
+
+def _submodules(root: Path) -> list[str]:
+    """The paths of HEAD's submodules (gitlinks), if any."""
+    if not (root / ".gitmodules").exists():
+        return []
+    out = git(root, "ls-files", "--stage", "-z", check=False)
+    return [entry.split("\t", 1)[1] for entry in out.split("\0")
+            if entry.startswith("160000 ") and "\t" in entry]
 
 
 def _check_inputs(root: Path, config: Config, console: Console) -> list[str]:
