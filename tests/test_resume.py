@@ -60,6 +60,16 @@ def wait_for_running(repo: Path, seq: int, timeout: float = 60) -> None:
     raise AssertionError(f"experiment {seq} never ran")
 
 
+def killed_during(repo: Path, seq: int, iterations: int) -> subprocess.Popen[str]:
+    """A session started with SLOW proposals and killed -9 while experiment `seq` runs."""
+    use_script(repo, SLOW)
+    proc = start(repo, "--tag", "t", "--iterations", str(iterations))
+    wait_for_running(repo, seq)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    return proc
+
+
 def assert_consistent(repo: Path, total: int) -> None:
     rows = query(repo, "SELECT seq, status, commit_sha FROM experiments ORDER BY seq")
     seqs = [r[0] for r in rows]
@@ -74,11 +84,7 @@ def assert_consistent(repo: Path, total: int) -> None:
 
 @pytest.mark.slow
 def test_resume_after_sigkill_of_the_orchestrator(toy_repo: Path) -> None:
-    use_script(toy_repo, SLOW)
-    proc = start(toy_repo, "--tag", "t", "--iterations", "5")
-    wait_for_running(toy_repo, 3)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=10)
+    proc = killed_during(toy_repo, 3, iterations=5)
     assert query(toy_repo, "SELECT status FROM experiments WHERE seq = 3")[0][0] == "running"
     # status sees that the lock's holder is dead instead of claiming the session runs.
     status = run_cli(toy_repo, "status", "--tag", "t")
@@ -405,11 +411,7 @@ def test_the_time_between_a_kill_and_the_resume_is_no_experiments_work(toy_repo:
     # A session killed at 2 am and resumed at 8 am did not work for six hours: the experiment
     # cut short ends where it was last seen at work, so neither the machine-time spend nor the
     # time limit's estimate of an experiment counts the gap.
-    use_script(toy_repo, SLOW)
-    proc = start(toy_repo, "--tag", "t", "--iterations", "4")
-    wait_for_running(toy_repo, 2)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=10)
+    killed_during(toy_repo, 2, iterations=4)
     time.sleep(5)  # the machine is off
     result = run_cli(toy_repo, "run", "--tag", "t", "--iterations", "3")
     assert result.returncode == 0, result.stdout + result.stderr
