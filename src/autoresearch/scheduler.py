@@ -28,7 +28,6 @@ from statistics import median
 from rich.console import Console
 
 from autoresearch import experiment, headline
-from autoresearch.budget import session_spend
 from autoresearch.config import Config
 from autoresearch.executor import Measurement, RunRequest
 from autoresearch.session import Limits, Session, SessionStopped
@@ -96,7 +95,7 @@ class Scheduler:
         # a spending limit that prices machine time caps the runs the same way.
         rooms = [("the time limit", None if self.limits.deadline is None
                   else self.limits.deadline - time.time()),
-                 ("the spending limit", self._affordable_seconds() if within_budget else None)]
+                 ("the spending limit", self.s.affordable_seconds() if within_budget else None)]
         for limit, seconds in rooms:
             if seconds is None:
                 continue
@@ -124,15 +123,6 @@ class Scheduler:
         while self.flights:
             self._step()
         return headline.record(self.s, best, pairs, failures)
-
-    def _affordable_seconds(self) -> float | None:
-        """The machine time `[limits] max_usd` still pays for at `compute_usd_per_hour` (None:
-        machine time is not priced, or there is no cap)."""
-        per_hour = self.s.config.limits.compute_usd_per_hour
-        if self.limits.max_usd is None or not per_hour:
-            return None
-        spent = session_spend(self.s.ledger, self.s.row.id, per_hour).total_usd
-        return max(0.0, self.limits.max_usd - spent) / per_hour * 3600
 
     # --- starting trials ---------------------------------------------------------------------
 

@@ -371,6 +371,15 @@ class Session:
                         f"${self.limits.max_usd:.2f} budget ([limits] max_usd){parts}")
         return None
 
+    def affordable_seconds(self) -> float | None:
+        """The machine time `[limits] max_usd` still pays for at `compute_usd_per_hour` (None:
+        machine time is not priced, or there is no cap)."""
+        per_hour = self.config.limits.compute_usd_per_hour
+        if self.limits.max_usd is None or not per_hour:
+            return None
+        spent = session_spend(self.ledger, self.row.id, per_hour).total_usd
+        return max(0.0, self.limits.max_usd - spent) / per_hour * 3600
+
     def incumbent_commit(self) -> str:
         incumbent = self.history.incumbent
         commit = incumbent.commit_sha if incumbent else None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import statistics
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,13 +97,8 @@ class _Comparable:
                 "be comparable with the session's", where=str(self.ledger_path),
                 fix=REMEASURE_FIX + "; the branches are written and unchanged")
 
-    @contextlib.contextmanager
-    def _ledger(self) -> Iterator[Ledger]:
-        ledger = Ledger(self.ledger_path, readonly=True)
-        try:
-            yield ledger
-        finally:
-            ledger.close()
+    def _ledger(self) -> contextlib.closing[Ledger]:
+        return contextlib.closing(Ledger(self.ledger_path, readonly=True))
 
 
 def recorded_runs(repo: Path, tag: str, metric: str) -> dict[str, list[float]]:

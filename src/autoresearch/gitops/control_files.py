@@ -16,8 +16,8 @@ of them:
 
 The harness's own git calls already ignore hooks, fsmonitor, global attributes and signing
 (`gitops.runner.HARDENED`); this snapshot is what makes any other change visible and undone
-(a run that changed one does not count: `control_files_fence`). Both
-steps use no git at all: right after the run, the files are compared and put back before the
+(a verify run that changed one does not count: `control_files_fence`). Both steps use no git
+at all: right after the run, the files are compared and put back before the
 harness runs its first git command, so nothing the agent planted is ever read by it (with a
 repointed `.git`, git would otherwise answer from the copy).
 
