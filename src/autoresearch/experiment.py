@@ -26,7 +26,12 @@ from autoresearch.gitops.status import changed_paths
 from autoresearch.judge import judge
 from autoresearch.ledger import TrialStatus
 from autoresearch.proposers.base import InFlight, Meter, Proposal, ProposalContext
-from autoresearch.proposers.faults import FatalProposerError, ProposerOutage, usage_of
+from autoresearch.proposers.faults import (
+    FatalProposerError,
+    OutOfTime,
+    ProposerOutage,
+    usage_of,
+)
 from autoresearch.runner import log_tail
 from autoresearch.session import Session, SessionStopped, read_program
 from autoresearch.statuses import happened
@@ -153,12 +158,14 @@ def context(s: Session, trial: Trial, in_flight: list[InFlight]) -> ProposalCont
         metric_name=s.config.metric.name, direction=s.config.metric.direction,
         diff_from_baseline=lambda: diff(root, base, tip), experiment_id=trial.id,
         in_flight=in_flight,
-        meter=Meter(record=lambda u: trial.bill([u]), stop_reason=s.spend_limit_reached),
+        meter=Meter(record=lambda u: trial.bill([u]), stop_reason=s.spend_limit_reached,
+                    deadline=s.limits.deadline),
     )
 
 
 def patiently(s: Session, trial: Trial, call: Callable[[], T], purpose: str | None = None) -> T:
-    """`call()` (a proposer call), waiting out provider outages: pause, ask again, lose nothing."""
+    """`call()` (a proposer call), waiting out provider outages: pause, ask again, lose nothing.
+    The session's time limit ends it (a call the proposer cut there, or a pause past it)."""
     waits = iter(OUTAGE_WAITS)
     while True:
         # A coding agent runs as the same user: what it did to the ledger stops the session.
@@ -169,6 +176,10 @@ def patiently(s: Session, trial: Trial, call: Callable[[], T], purpose: str | No
             finally:
                 s.watch_ledger(f"(noticed after the proposer's call for {trial.id})")
             return result
+        except OutOfTime as late:
+            trial.bill(usage_of(late), purpose)
+            raise SessionStopped(f"the time limit was reached while the proposer was at work "
+                                 f"({late.what})") from None
         except ProposerOutage as outage:
             trial.bill(usage_of(outage), purpose)
             wait = outage.retry_after_s or next(waits, OUTAGE_WAITS[-1])

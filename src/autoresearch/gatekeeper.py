@@ -62,7 +62,8 @@ def review_keep(s: Session, trial: Trial, status: TrialStatus,
                                   proposer=s.config.proposer,
                                   label=f"{trial.id}: {trial.hypothesis}",
                                   meter=Meter(record=lambda u: trial.bill([_as_review(u)]),
-                                              stop_reason=s.spend_limit_reached))
+                                              stop_reason=s.spend_limit_reached,
+                                              deadline=s.limits.deadline))
     except Exception as exc:  # noqa: BLE001 - a broken review must not end the session
         error = f"{type(exc).__name__}: {exc}".strip().rstrip(":")
         s.event("review_failed", f"{trial.id}: the review gate could not review {commit[:10]} "

@@ -8,7 +8,12 @@ import time
 import pytest
 
 from autoresearch.errors import ConfigError
-from autoresearch.proposers.faults import FailedProposal, FatalProposerError, ProposerOutage
+from autoresearch.proposers.faults import (
+    FailedProposal,
+    FatalProposerError,
+    OutOfTime,
+    ProposerOutage,
+)
 from autoresearch.proposers.llm.prices import PriceTable
 from autoresearch.proposers.llm.providers import Part, Provider, Turn, make_provider
 from autoresearch.proposers.llm.settings import ProviderSettings
@@ -349,13 +354,47 @@ def test_a_reply_that_drips_in_is_cut_at_the_calls_deadline(server: FakeModelSer
     # A byte every 0.3 s never trips the SDK's timeout, which bounds each read: the call as a
     # whole must end by timeout_seconds (+ the grace the SDK's own timeout gets first).
     server.push(Reply(text="x" * 200, drip=0.3), Reply(text="on time"))
+    p = provider(server, kind, timeout_seconds=1.0)
+    p._sdk()  # imported before the clock starts: seconds on a busy machine, not the deadline's
     started = time.monotonic()
-    assert ask(provider(server, kind, timeout_seconds=1.0)) == "on time"
+    assert ask(p) == "on time"
     assert time.monotonic() - started < 1.0 + 2.0 + 2.0  # deadline, grace, the second call
     server.push(*[Reply(text="x" * 200, drip=0.3)] * 2)
     with pytest.raises(ProposerOutage) as info:
         ask(provider(server, kind, timeout_seconds=1.0, max_retries=1))
     assert "no complete reply within 1 s" in info.value.what, info.value.what
+
+
+@pytest.mark.parametrize("kind", PROVIDERS)
+def test_a_call_ends_by_the_sessions_time_limit_when_that_comes_first(server: FakeModelServer,
+                                                                      kind: str) -> None:
+    # timeout_seconds allows 60 s a call and 3 attempts: the session's time limit, 1.5 s away,
+    # ends it there (not a traceback, not an outage to wait out).
+    server.push(Reply(text="x" * 500, drip=0.3))
+    p = provider(server, kind, timeout_seconds=60.0)
+    p._sdk()  # imported before the clock starts
+    system = [Part("You are a test.", cache=True)]
+    started = time.monotonic()
+    with pytest.raises(OutOfTime) as info:
+        p.complete(system, [Turn.user("the task")], deadline=time.time() + 1.5)
+    assert time.monotonic() - started < 1.5 + 1.0
+    assert "time limit came during a call" in info.value.what
+    assert len(server.requests) == 1  # cut, not retried
+    # A limit already passed asks nothing; a pause that would end past it is not taken.
+    with pytest.raises(OutOfTime, match="before the model was asked"):
+        p.complete(system, [Turn.user("the task")], deadline=time.time() - 1)
+    assert len(server.requests) == 1
+    server.push(Reply(status=503, error="overloaded", headers={"retry-after": "5"}))
+    slept: list[float] = []
+    p = provider(server, kind, retry_max_seconds=30.0)
+    p._sleep = slept.append
+    with pytest.raises(OutOfTime, match="comes before the next attempt"):
+        p.complete(system, [Turn.user("the task")], deadline=time.time() + 3)
+    assert slept == [] and len(server.requests) == 2
+    # Without a limit, the same pause is taken and the call answered.
+    server.push(Reply(status=503, error="overloaded", headers={"retry-after": "5"}),
+                Reply(text="on time"))
+    assert p.complete(system, [Turn.user("the task")]).text == "on time" and slept == [5.0]
 
 
 @pytest.mark.parametrize("kind", PROVIDERS)

@@ -16,6 +16,7 @@ the built-in `tune` proposer is registered the same way (see pyproject.toml).
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -51,10 +52,19 @@ class Meter:
     of a proposal loses none of what was spent), and `stop_reason` says why no further call may
     be made (the spending limit is reached), or None. A proposer that records its calls here
     leaves them out of `Proposal.usage` and of its exceptions' usage, which would bill them
-    twice."""
+    twice.
+
+    `deadline` (a `time.time()`, or None) is when the session's time limit ends: no call or
+    agent run may last past it (a proposer cuts it there and raises `OutOfTime`), since the
+    harness counts on `--until` ending the session on time."""
 
     record: Callable[[Usage], None]
     stop_reason: Callable[[], str | None] = _no_limit
+    deadline: float | None = None
+
+    def seconds_left(self) -> float | None:
+        """Seconds until `deadline` (≤ 0 once it passed), or None without one."""
+        return None if self.deadline is None else self.deadline - time.time()
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Failures of a proposer that the session loop must treat differently from a bad proposal.
 
-Three outcomes, three classes, so the loop can tell them apart with one `except` each:
+Four outcomes, four classes, so the loop can tell them apart with one `except` each:
 
 - `FailedProposal` (a `ProposalError`): this one proposal failed (the model never produced edits
   that apply, the agent changed nothing). Record it and go on with the next experiment.
@@ -8,6 +8,8 @@ Three outcomes, three classes, so the loop can tell them apart with one `except`
   Nothing is wrong with the session: pause, then ask again (nothing is lost).
 - `FatalProposerError`: retrying cannot help (an invalid API key, an unknown model, an agent CLI
   that is not installed). Stop the session with the message.
+- `OutOfTime`: the session's time limit came during a call or an agent run, which was cut there.
+  The session ends, as it would have between experiments.
 
 Every class carries the `Usage` spent before it was raised, so the tokens are still billed in the
 ledger even when no proposal came out of them. Their messages quote untrusted text (a model's
@@ -63,6 +65,11 @@ class ProposerOutage(ProposerFault):
         super().__init__(what, where=where, fix=fix, usage=usage)
         # How long to wait before asking again; 0 leaves it to the loop's own backoff schedule.
         self.retry_after_s = retry_after_s
+
+
+class OutOfTime(ProposerFault):
+    """The session's time limit (the meter's `deadline`) came while the proposer was at work: its
+    call or agent run was cut there. Not this proposal's fault, nor an outage: the session ends."""
 
 
 class FailedProposal(ProposerFault, ProposalError):

@@ -39,7 +39,9 @@ def ask(ctx: ReviewContext, system: str, turns: Sequence[Turn], *, purpose: str,
         return CallResult(skipped=True)
     usage: list[Usage] = []
     try:
-        completion = provider.complete([Part(system, cache=True)], list(turns), purpose=purpose)
+        meter = ctx.budget.meter  # a session's review gate: its time limit bounds the call
+        completion = provider.complete([Part(system, cache=True)], list(turns), purpose=purpose,
+                                       deadline=meter.deadline if meter is not None else None)
         usage.append(completion.usage)
         return CallResult(text=completion.text, usage=usage, truncated=completion.truncated)
     except AutoresearchError as exc:

@@ -58,7 +58,12 @@ from autoresearch.proposers.agent.presets import AgentReport, Preset, make_prese
 from autoresearch.proposers.agent.process import AgentRun, run_agent
 from autoresearch.proposers.agent.worktree import Snapshot, changed_since, read_change
 from autoresearch.proposers.base import Proposal, ProposalContext, Proposer, Usage
-from autoresearch.proposers.faults import FailedProposal, FatalProposerError, ProposerOutage
+from autoresearch.proposers.faults import (
+    FailedProposal,
+    FatalProposerError,
+    OutOfTime,
+    ProposerOutage,
+)
 from autoresearch.proposers.llm.context import build_context, visible_files
 from autoresearch.proposers.llm.edits import is_inside_repo
 from autoresearch.proposers.llm.prices import PriceTable
@@ -244,7 +249,12 @@ class AgentProposer(Proposer):
         self, ctx: ProposalContext, text: str, snap: Snapshot, *, purpose: str
     ) -> tuple[AgentReport, list[Usage], list[str]]:
         """Run the agent once; what it said, what it cost, and the messages of the commits it
-        made on its detached HEAD (folded back into the working tree)."""
+        made on its detached HEAD (folded back into the working tree). The run is cut at the
+        session's time limit when that comes before agent_timeout_seconds (OutOfTime)."""
+        until_limit = ctx.meter.seconds_left() if ctx.meter is not None else None
+        timeout = self.timeout if until_limit is None else min(self.timeout, until_limit)
+        if timeout <= 0:
+            raise OutOfTime("the session's time limit came before the agent was started")
         scratch = Path(tempfile.mkdtemp(prefix="autoresearch-agent-"))
         try:
             prompt_file = scratch / "prompt.md"
@@ -253,7 +263,7 @@ class AgentProposer(Proposer):
             guard = RunGuard.take(ctx.worktree, ctx.session_tag)  # just before: see guard.py
             try:
                 run = run_agent(call.argv, cwd=ctx.worktree, stdin_text=call.stdin,
-                                env=self._env(ctx), timeout=self.timeout,
+                                env=self._env(ctx), timeout=timeout,
                                 run_id=f"{run_ids_of_worktree(ctx.worktree)}{ctx.session_tag}"
                                 f"-agent-{uuid.uuid4().hex[:12]}",
                                 log=self._log_path(ctx, purpose),
@@ -281,6 +291,10 @@ class AgentProposer(Proposer):
         self._warn_unknown_cost(report)
         if run.timed_out:
             self._undo(ctx, guard, snap, usage)
+            if timeout < self.timeout:
+                raise OutOfTime(f"the session's time limit came while the agent was at work "
+                                f"(stopped after {timeout:.0f} s); its change was discarded",
+                                usage=usage)
             last = _last_line(run.stdout) or _last_line(run.stderr)
             raise FailedProposal(
                 f"the agent did not finish within {self.timeout:g} s; its change was discarded"

@@ -45,6 +45,7 @@ from autoresearch.proposers.faults import (
     ContextTooLong,
     FailedProposal,
     FatalProposerError,
+    OutOfTime,
     ProposerFault,
     ProposerOutage,
 )
@@ -329,8 +330,9 @@ class LLMProposer(Proposer):
                     where="[limits] max_usd", fix="raise [limits] max_usd to spend more",
                     usage=till.unbilled, hypothesis=meant)
             try:
-                completion = self.provider.complete(self._system(), history, purpose=purpose)
-            except (ProposerOutage, FatalProposerError, FailedProposal) as exc:
+                completion = self.provider.complete(self._system(), history, purpose=purpose,
+                                                    deadline=till.deadline)
+            except (ProposerOutage, FatalProposerError, FailedProposal, OutOfTime) as exc:
                 exc.usage[:] = till.carry(exc.usage)  # billed now, or carried with the earlier
                 raise
             till.add(completion.usage)
@@ -404,6 +406,11 @@ class _Till:
 
     def stop_reason(self) -> str | None:
         return self.meter.stop_reason() if self.meter is not None else None
+
+    @property
+    def deadline(self) -> float | None:
+        """The session's time limit, by which every call must end (None: no limit)."""
+        return self.meter.deadline if self.meter is not None else None
 
 
 def _rules(ctx: ProposalContext) -> guardrails.Rules:

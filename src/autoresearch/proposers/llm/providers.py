@@ -45,6 +45,7 @@ from autoresearch.proposers.faults import (
     ContextTooLong,
     FailedProposal,
     FatalProposerError,
+    OutOfTime,
     ProposerOutage,
 )
 from autoresearch.proposers.llm.call_faults import (
@@ -168,8 +169,12 @@ class Provider(ABC):
         UnusableReply when what answers is not the API."""
 
     def complete(
-        self, system: Sequence[Part], turns: Sequence[Turn], *, purpose: str = "propose"
+        self, system: Sequence[Part], turns: Sequence[Turn], *, purpose: str = "propose",
+        deadline: float | None = None,
     ) -> Completion:
+        """The model's reply, retried through transient faults. `deadline` (a `time.time()`: the
+        session's time limit) bounds the whole of it, pauses included: an attempt is cut there
+        and a pause that would end past it is not taken (OutOfTime)."""
         sdk = self._sdk()
         if self._client is None:
             self._client = self._make_client(sdk)
@@ -186,11 +191,16 @@ class Provider(ABC):
                     if last.retry_after > s.retry_max_seconds:
                         break  # the server asks for a long pause: that is the session's to take
                     delay = max(delay, last.retry_after)
+                if deadline is not None and time.time() + delay >= deadline:
+                    raise OutOfTime(f"{last.message}; the session's time limit comes before "
+                                    "the next attempt", where=s.describe())
                 log.warning("%s; retrying in %.1f s (attempt %d)", last.message, delay, attempt + 1)
                 self._sleep(delay)
             made += 1
             try:
-                raw = self._call_within_deadline(system, turns)
+                raw = self._call_within_deadline(system, turns, deadline)
+            except OutOfTime:
+                raise
             except Exception as exc:
                 fault = classify(exc, sdk, s)
                 if fault is None:
@@ -239,13 +249,23 @@ class Provider(ABC):
             fix="the session pauses and asks again later; nothing is lost",
         )
 
-    def _call_within_deadline(self, system: Sequence[Part], turns: Sequence[Turn]) -> Raw:
-        """One call that ends within [proposer] timeout_seconds, whatever the server does.
+    def _call_within_deadline(self, system: Sequence[Part], turns: Sequence[Turn],
+                              session_deadline: float | None = None) -> Raw:
+        """One call that ends within [proposer] timeout_seconds, whatever the server does, and
+        by the session's time limit (`session_deadline`) when that comes first (OutOfTime).
 
         The SDKs' timeout bounds each read, not the call: a server that sends a byte every few
         seconds (a stalled proxy, a stream that never ends) would hold the session past every
         limit. The call runs in a thread; past the deadline its client is closed, which ends
         the connection under it, and a new client is made for the next call."""
+        wait = self.settings.timeout_seconds + DEADLINE_GRACE_S
+        left = None if session_deadline is None else session_deadline - time.time()
+        cut_by_limit = left is not None and left < wait
+        if left is not None and cut_by_limit:
+            if left <= 0:
+                raise OutOfTime("the session's time limit came before the model was asked",
+                                where=self.settings.describe())
+            wait = left
         client = self._client
         outcome: list[tuple[bool, Any]] = []
 
@@ -257,11 +277,14 @@ class Provider(ABC):
 
         worker = threading.Thread(target=call, name="autoresearch-model-call", daemon=True)
         worker.start()
-        worker.join(self.settings.timeout_seconds + DEADLINE_GRACE_S)
+        worker.join(wait)
         if not outcome:
             self._client = self._make_client(self._sdk())
             with contextlib.suppress(Exception):
                 client.close()
+            if cut_by_limit:
+                raise OutOfTime(f"the session's time limit came during a call to the model "
+                                f"(cut after {wait:.0f} s)", where=self.settings.describe())
             raise CallDeadline(self.settings.timeout_seconds)
         ok, value = outcome[0]
         if not ok:
