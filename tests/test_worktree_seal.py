@@ -77,6 +77,31 @@ def test_a_worktree_changed_before_the_run_is_put_back_first(toy_repo: Path,
     assert m.status == "ok" and m.objective == 16.0, (m.status, m.objective)
 
 
+def test_untracked_and_ignored_files_left_before_a_run_are_gone_when_it_starts(
+        toy_repo: Path, tmp_path: Path) -> None:
+    """Left by the commit's own earlier run or by a process next door (a sibling's run, an
+    agent at work in another slot): a .pyc stamped as a module's own cache is what Python would
+    run, and an untracked module beside the evaluation would shadow a library's."""
+    (toy_repo / "scorelib.py").write_text("def score(x):\n    return (x - 7) ** 2\n")
+    (toy_repo / "score.py").write_text(
+        "import scorelib, target\nprint(f'score: {scorelib.score(target.X)}')\n")
+    (toy_repo / ".gitignore").write_text("__pycache__/\n")
+    git(toy_repo, "add", "-A")
+    git(toy_repo, "commit", "-qm", "an evaluation library")
+    assert run_once(toy_repo, tmp_path, "first").objective == 16.0
+    import importlib._bootstrap_external as bytecode
+    lib = toy_repo / "scorelib.py"
+    rigged = compile("def score(x):\n    return -99.0\n", "scorelib.py", "exec")
+    stamp = lib.stat()
+    (toy_repo / "__pycache__").mkdir(exist_ok=True)
+    (toy_repo / "__pycache__" / f"scorelib.{sys.implementation.cache_tag}.pyc").write_bytes(
+        bytecode._code_to_timestamp_pyc(rigged, int(stamp.st_mtime), stamp.st_size))
+    (toy_repo / "random.py").write_text("raise SystemExit('shadowed')\n")  # untracked
+    m = run_once(toy_repo, tmp_path, "second")
+    assert m.status == "ok" and m.objective == 16.0, (m.status, m.objective, m.reason)
+    assert not (toy_repo / "random.py").exists()
+
+
 DAEMON = textwrap.dedent("""
     import pathlib, subprocess, sys, time
     worktree, base = pathlib.Path(sys.argv[1]), sys.argv[2]

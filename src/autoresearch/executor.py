@@ -165,8 +165,13 @@ class LocalExecutor:
         """Make the run in the calling thread (`check` and `finalize` use this directly)."""
         if gitops.read_head(request.worktree) != request.commit:
             gitops.checkout(request.worktree, request.commit)
+        else:
+            # Every run starts from the commit's files alone, not only every trial: an earlier
+            # run of the same commit (or a process next door) could have left a `__pycache__`
+            # whose .pyc claims to be a protected module's, and Python would run it.
+            gitops.remove_untracked(request.worktree)
         request.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self.shared.ready(request.worktree)
+        self.shared.ready(request.worktree)  # the shared links, made again
         self.inputs.check_unchanged()
         spec = self._spec(request)
         # Where the run happens is what the fingerprint describes: here, this process.

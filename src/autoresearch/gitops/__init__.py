@@ -264,8 +264,14 @@ def checkout(worktree: Path, commit: str, rewrite: Iterable[str] = ()) -> None:
             if "unable to create file" not in str(err) or attempt == CHECKOUT_ATTEMPTS - 1:
                 raise
             time.sleep(0.05 * (attempt + 1))
+    remove_untracked(worktree)
+
+
+def remove_untracked(worktree: Path) -> None:
+    """Remove the worktree's untracked and ignored files and nested repositories: what is left
+    is the commit (and the shared links, made again before each run, go too)."""
     # -ff: a nested repository someone created in the worktree goes too (-f alone keeps it);
-    # -x: ignored files too (see above).
+    # -x: ignored files too (see checkout).
     git(worktree, "clean", "-ffdqx")
 
 
