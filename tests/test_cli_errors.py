@@ -344,6 +344,17 @@ def test_until_stops_before_an_experiment_that_would_overrun(toy_repo: Path) -> 
     assert run_cli(toy_repo, "run", "--tag", "t", "-n", "0").returncode == 2
 
 
+def test_an_until_of_zero_or_nothing_is_refused_before_a_session_is_made(toy_repo: Path) -> None:
+    for value, said in (("0s", "leaves no time"), ("0", "leaves no time"),
+                        ("", "cannot read the duration")):
+        bad = run_cli(toy_repo, "run", "--tag", "z", "--until", value)
+        assert bad.returncode == 2, (value, bad.stdout + bad.stderr)
+        assert said in " ".join(bad.stderr.split()), (value, bad.stderr)
+    # Nothing was started: no empty session to become the one `status` shows.
+    assert not (toy_repo / ".autoresearch" / "ledger.db").exists()
+    assert git(toy_repo, "branch", "--list", "autoresearch/z") == ""
+
+
 def test_a_config_saved_with_a_byte_order_mark_is_read_and_one_not_utf8_says_how_to_fix(
         tmp_path: Path) -> None:
     repo = broken(tmp_path, CONFIG)

@@ -117,3 +117,31 @@ def test_a_write_refused_on_a_pseudo_filesystem_is_not_called_a_full_disk(toy_re
     assert "disk full" not in result.stderr and "Traceback" not in result.stderr
     said = " ".join(result.stderr.split())
     assert "cannot use /proc/autoresearch-nope" in said and "fix:" in said
+
+
+@pytest.mark.slow
+def test_a_disk_filled_by_a_runs_ignored_output_is_freed_by_the_resume(small_fs: Path,
+                                                                     tmp_path: Path) -> None:
+    # One run writes a checkpoint (ignored by git) until the disk is full; the resume must not
+    # fail on it again and again: the slots are cleaned before anything is written.
+    fired = tmp_path / "fired"
+    score = SCORE_PY + (
+        "import pathlib\n"
+        f"fired = pathlib.Path({str(fired)!r})\n"
+        "if not fired.exists():\n"
+        "    fired.touch()\n"
+        "    try:\n"
+        "        with open('ckpt.bin', 'wb') as fh:\n"
+        "            fh.write(b'\\0' * 40_000_000)\n"
+        "    except OSError:\n"
+        "        pass\n")
+    repo = make_repo(small_fs / "repo", {"target.py": "X = 3.0\n", "score.py": score,
+                                         "autoresearch.toml": CONFIG, ".gitignore": "ckpt.bin\n"})
+    use_script(repo, ITEMS)
+    run = ("run", "--tag", "t", "--iterations", "4")
+    full = run_cli(repo, *run)
+    assert full.returncode == 3 and "disk full" in full.stderr, full.stdout + full.stderr
+    resumed = run_cli(repo, *run)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    final = rows(repo, "SELECT status FROM experiments ORDER BY seq")
+    assert sum(1 for (status,) in final if status != "interrupted") == 4, final

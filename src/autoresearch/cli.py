@@ -149,15 +149,21 @@ def parse_duration(text: str) -> float:
     import re
 
     text = text.strip().lower()
-    if re.fullmatch(r"\d+(\.\d+)?", text):
-        return float(text)
-    parts = re.findall(r"(\d+(?:\.\d+)?)\s*([hms])", text)
-    if not parts or "".join(f"{a}{b}" for a, b in parts) != text.replace(" ", ""):
-        # Exit 2, as for every other bad option value (click's own, a bad --tag).
-        raise ConfigError(f"cannot read the duration {text!r}", where="--until",
-                          fix="write it like 8h, 90m, 45s or 1h30m")
     unit = {"h": 3600.0, "m": 60.0, "s": 1.0}
-    return sum(float(a) * unit[b] for a, b in parts)
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        seconds = float(text)
+    else:
+        parts = re.findall(r"(\d+(?:\.\d+)?)\s*([hms])", text)
+        if not parts or "".join(f"{a}{b}" for a, b in parts) != text.replace(" ", ""):
+            # Exit 2, as for every other bad option value (click's own, a bad --tag).
+            raise ConfigError(f"cannot read the duration {text!r}", where="--until",
+                              fix="write it like 8h, 90m, 45s or 1h30m")
+        seconds = sum(float(a) * unit[b] for a, b in parts)
+    if seconds <= 0:
+        # No experiment could start: the session would be an empty one that `status` shows.
+        raise ConfigError(f"the duration {text!r} leaves no time for an experiment",
+                          where="--until", fix="give a time longer than zero, like 30m")
+    return seconds
 
 
 @app.command()
@@ -179,7 +185,7 @@ def run(
 ) -> None:
     """Start or resume a session: baseline first, then the loop."""
     root = _root(repo)
-    code = run_session(root, tag, iterations, parse_duration(until) if until else None,
+    code = run_session(root, tag, iterations, None if until is None else parse_duration(until),
                        workers=workers, executor=executor,
                        ray_address=ray_address)
     if code:

@@ -246,6 +246,12 @@ class Session:
         # This tag's leftovers, and those of any tag of this repository whose orchestrator died.
         killed = kill_leftovers(run_id_prefix(self.paths.repo_key, self.paths.tag),
                                 orphans_of=self.paths.repo_run_ids)
+        # Before anything is written: what the runs left in the slots (a checkpoint that filled
+        # the disk) would fail the first ledger write of every resume. The slots hold nothing
+        # else of value; prepare() below makes them the incumbent again.
+        for slot in self.slots.all:
+            if gitops.links_to(self.root, slot.worktree):
+                gitops.remove_untracked(slot.worktree)
         if killed:
             self.event("recovery", f"killed {killed} leftover process(es) of an earlier run")
         if self.lock.cleared_stale:
