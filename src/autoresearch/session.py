@@ -2,8 +2,8 @@
 
 The session is where the parts meet: the ledger and its in-memory mirror (`History`), the
 proposer, the slots and the executor, the verdict policy. It opens a session (refusing, before
-anything is recorded, what cannot work), recovers after any stop (kill -9 included), creates
-trials, turns a trial's run into a request and records its measurement, and closes. The order of
+anything is recorded, what cannot work), recovers after any stop (kill -9 included:
+`recovery.py`), creates trials, turns a trial's run into a request and records its measurement, and closes. The order of
 work is the scheduler's (`scheduler.py`); what one experiment does is its program
 (`experiment.py`, `judge.py`).
 """
@@ -21,7 +21,6 @@ from autoresearch.budget import session_spend
 from autoresearch.checkout_sync import (
     follow_head,
     refuse_session_branch_checked_out,
-    save_unknown_commits,
 )
 from autoresearch.config import CONFIG_NAME, PROGRAM_NAME, Config
 from autoresearch.display import Display, failure_line
@@ -48,6 +47,7 @@ from autoresearch.readiness import (
     guards_unmeasured,
     proposer_readiness,
 )
+from autoresearch.recovery import recover
 from autoresearch.resume_contract import (
     REMEASURE_FIX,
     RESUME_FIX,
@@ -57,7 +57,6 @@ from autoresearch.resume_contract import (
     same_measurement,
 )
 from autoresearch.review.gate import check_gate
-from autoresearch.runner import kill_leftovers
 from autoresearch.slots import Slot, Slots, plan_resources
 from autoresearch.state import SessionLock, StatePaths, ensure_state_dir
 from autoresearch.stop_signals import SessionStopped
@@ -157,7 +156,7 @@ class Session:
             same_inputs(self.ledger, row, self.inputs)
             self.history = History(self.config, self.ledger, row)
             self._same_measurement()
-            tip = self._recover()
+            tip = recover(self)
             self.protected_hashes = self._protected_reference(tip)
             self.watch = LedgerWatch(self.ledger, self.paths, row.id, self.lock)
         except BaseException:
@@ -196,7 +195,7 @@ class Session:
             self._same_measurement()
         self.display.tally.metric = self.config.metric.name
         self.display.tally.direction = self.config.metric.direction
-        tip = self._recover()
+        tip = recover(self)
         first = self.slots.all[0].worktree
         if not created:  # resuming: the incumbent's files, where the knobs may have moved
             self.readiness = proposer_readiness(self.proposer, first)
@@ -240,76 +239,6 @@ class Session:
         )
         self.ledger.add_event(row.id, "session", f"session {row.tag} created at {base[:10]}")
         return row
-
-    def _recover(self) -> str:
-        """Make git agree with the ledger after any stop, including kill -9; returns the tip."""
-        # This tag's leftovers, and those of any tag of this repository whose orchestrator died.
-        killed = kill_leftovers(run_id_prefix(self.paths.repo_key, self.paths.tag),
-                                orphans_of=self.paths.repo_run_ids)
-        # Before anything is written: what the runs left in the slots (a checkpoint that filled
-        # the disk) would fail the first ledger write of every resume. The slots hold nothing
-        # else of value; prepare() below makes them the incumbent again.
-        for slot in self.slots.all:
-            if gitops.links_to(self.root, slot.worktree):
-                gitops.remove_untracked(slot.worktree)
-        if killed:
-            self.event("recovery", f"killed {killed} leftover process(es) of an earlier run")
-        if self.lock.cleared_stale:
-            self.event("recovery", "cleared a stale lock of dead process "
-                       f"{self.lock.cleared_stale.get('pid')}")
-        for exp in self.ledger.open_experiments(self.row.id):  # any number: they may overlap
-            # Ended when it was last seen at work, not now: the hours between a kill and this
-            # resume are no one's work (the time limits and the machine-time spend count it).
-            self.ledger.finish_experiment(
-                exp.id, status=TrialStatus.INTERRUPTED,
-                reason="the session stopped mid-experiment; marked interrupted on resume",
-                finished_at=self.ledger.last_sign_of_life(exp.id),
-            )
-            self.event("recovery", f"{exp.id} was left {exp.status}; marked interrupted", exp.id)
-        self.history.load()
-        self._size_timeout(r for runs in self.history.runs.values() for r in runs)
-        self._restore_parked()
-        # The ledger is the truth: the branch points at its incumbent, whatever git says.
-        incumbent = self.history.incumbent
-        tip = incumbent.commit_sha if incumbent else self.row.base_commit
-        assert tip is not None
-        gitops.ensure_branch(self.root, self.paths.branch, tip)
-        branch_tip = gitops.rev_parse(self.root, f"refs/heads/{self.paths.branch}")
-        if branch_tip != tip:
-            saved = save_unknown_commits(self.root, self.paths.tag, self.paths.branch,
-                                         self.history, self.row.base_commit, branch_tip, tip)
-            if saved:
-                self.event("recovery", saved)
-                self.notices.append(saved)
-            gitops.update_ref(self.root, f"refs/heads/{self.paths.branch}", tip)
-            self.event("recovery", f"branch reset to the ledger's incumbent {tip[:10]}")
-        self.slots.prepare(tip)
-        return tip
-
-    def _restore_parked(self) -> None:
-        """Every commit the ledger parked keeps its ref under refs/autoresearch/<tag>/discarded/.
-
-        A trial creates the ref before it records the verdict, but a kill -9 can fall between
-        the commit and the ref (or someone deleted refs): re-create the missing ones.
-        """
-        by_id = {e.id: e for e in self.history.experiments}
-        want: dict[str, str] = {}
-        for e in self.history.experiments:
-            if e.kind != "baseline" and e.commit_sha and e.status != TrialStatus.KEEP:
-                want[self.paths.discarded_ref(e.id)] = e.commit_sha
-        for exp_id, runs in self.history.runs.items():  # earlier attempts of the experiment
-            exp = by_id.get(exp_id)
-            for r in runs:
-                if exp is not None and r.role == "candidate" and r.attempt < exp.attempts:
-                    want[self.paths.discarded_ref(f"{exp_id}-a{r.attempt}")] = r.commit_sha
-        have = gitops.refs_under(self.root, self.paths.discarded_prefix)
-        missing = {ref: sha for ref, sha in want.items() if ref not in have}
-        alive = gitops.existing_commits(self.root, missing.values())
-        missing = {ref: sha for ref, sha in missing.items() if sha in alive}
-        if missing:
-            gitops.update_refs(self.root, missing)
-            names = ", ".join(ref.rsplit("/", 1)[1] for ref in sorted(missing))
-            self.event("recovery", f"re-created the refs of {len(missing)} parked commit(s): {names}")
 
     def close(self, status: str | None = "stopped") -> None:
         """Release everything; `status` is recorded (None: left as it was)."""
@@ -460,7 +389,7 @@ class Session:
         run = self.ledger.run(run_id)
         assert run is not None
         self.history.add_run(run)
-        self._size_timeout([run])
+        self.size_timeout([run])
         if m.status == "interrupted":
             return m
         self.row = same_environment(self.ledger, self.row, m)
@@ -470,7 +399,7 @@ class Session:
                                  "it leaves them alone.", exit_code=3)
         return m
 
-    def _size_timeout(self, runs: Iterable[RunRow]) -> None:
+    def size_timeout(self, runs: Iterable[RunRow]) -> None:
         """The verify timeout follows what the unchanged code's runs really take beyond the
         budget (startup, evaluation): see timeouts.py. Replayed runs count on resume."""
         for run in runs:
