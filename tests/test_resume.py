@@ -229,8 +229,8 @@ def test_resume_recreates_missing_refs_of_parked_commits(toy_repo: Path) -> None
 # process group finds it). Each writes its pid; then the run waits far beyond the test.
 TREE_SCORE = textwrap.dedent("""
     import os, signal, subprocess, sys, time
-    # One directory per session tag: the run id is ar-<repo key>-<tag>-<id>.
-    tag = os.environ["AUTORESEARCH_RUN_ID"][len("ar-") + 9:].rsplit("-", 1)[0]
+    # One directory per session tag: the run id is ar-<repo key>-<tag>:<12 hex digits>.
+    tag = os.environ["AUTORESEARCH_RUN_ID"][len("ar-") + 9:-13]
     pids = os.path.join(os.environ["PIDS"], tag)
     os.makedirs(pids, exist_ok=True)
     def write_pid(name, pid):
@@ -404,6 +404,37 @@ def test_a_resume_kills_the_leftovers_of_any_tag_but_not_a_live_sessions_runs(
             assert other.wait(timeout=60) == 130
     live.send_signal(signal.SIGTERM)
     assert live.wait(timeout=60) == 130
+
+
+@pytest.mark.slow
+def test_starting_a_session_spares_the_runs_of_a_live_session_whose_tag_extends_its_tag(
+        tmp_path: Path) -> None:
+    """A session kills the leftovers of its own tag when it starts, found by their run ids'
+    prefix. Before the fix `exp`'s prefix (ar-<key>-exp-) was also the start of every run id of
+    `exp-long`, whose live runs it killed."""
+    repo, pids = tree_repo(tmp_path)
+    longer = start(repo, "--tag", "exp-long", "--iterations", "2")
+    try:
+        running = wait_for_tree(pids, longer, "exp-long")
+        with leaving_nothing(repo, "exp-long", running):
+            shorter = start(repo, "--tag", "exp", "--iterations", "2")
+            try:
+                # Its first run starts once its leftovers are dead: the kill, if any, is done.
+                new = wait_for_tree(pids, shorter, "exp")
+                with leaving_nothing(repo, "exp", new):
+                    assert {k: alive(p) for k, p in running.items()} == dict.fromkeys(KINDS, True)
+            finally:
+                shorter.send_signal(signal.SIGTERM)
+                assert shorter.wait(timeout=60) == 130
+            longer.send_signal(signal.SIGTERM)
+            assert longer.wait(timeout=60) == 130
+    finally:
+        longer.kill()
+        longer.wait()
+    statuses = query(repo, "SELECT r.status FROM runs r JOIN experiments e ON "
+                     "r.experiment_id = e.id JOIN sessions s ON e.session_id = s.id "
+                     "WHERE s.tag = 'exp-long'")
+    assert statuses == [("interrupted",)], statuses
 
 
 @pytest.mark.slow

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import git, run_cli, use_agent
+from tests.conftest import CONFIG, SCORE_PY, cli_env, git, make_repo, run_cli, use_agent
 from tests.support.processes import alive
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
@@ -122,6 +122,50 @@ def test_a_sweep_never_touches_a_sibling_slots_live_run(tmp_path: Path) -> None:
         assert "daemon alive False" in result.stdout, result.stdout
         assert "a 0 False" in result.stdout, result.stdout
         assert sorted(marks.read_text().split()) == ["first-process", "grouped", "marked"]
+
+
+# A verify command whose daemon ignores every polite signal, then a run that goes on long after
+# the test: only a SIGKILL from someone who remembers the daemon ends it.
+DAEMON_VERIFY = """{daemon}
+while [ ! -s {pidfile} ]; do sleep 0.01; done
+exec sleep 300
+"""
+
+
+@pytest.mark.slow
+def test_a_verify_commands_env_cleared_setsid_daemon_dies_with_a_sigkilled_orchestrator(
+        tmp_path: Path) -> None:
+    """No sweep comes after a kill -9, and the daemon has neither the owner mark nor the run's
+    group the watchdog looked for: before the fix it outlived the orchestrator, and a resume
+    too. The watchdog now remembers the orchestrator's descendants while it lives."""
+    pidfile = tmp_path / "daemon.pid"
+    script = daemon_script(tmp_path / "daemon.sh", "trap '' TERM HUP INT\nexec sleep 300")
+    verify = DAEMON_VERIFY.format(daemon=DAEMON.format(script=script, pidfile=pidfile),
+                                  pidfile=pidfile)
+    config = CONFIG.replace('command = "{python} score.py"', 'command = "sh verify.sh"').replace(
+        "timeout_seconds = 8", "timeout_seconds = 600")
+    repo = make_repo(tmp_path / "repo", {"target.py": "X = 3.0  # knob: float(0, 10)\n",
+                                         "score.py": SCORE_PY, "verify.sh": verify,
+                                         "autoresearch.toml": config})
+    with killed_afterwards(pidfile):
+        orchestrator = subprocess.Popen(
+            [sys.executable, "-m", "autoresearch", "run", "--repo", str(repo), "--tag", "w",
+             "--iterations", "2"],
+            cwd=repo, env=cli_env(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL)
+        try:
+            daemon = read_pid(pidfile, within_s=60)
+            # The daemon has come back to the orchestrator (a subreaper); the watchdog looks at
+            # the orchestrator's tree a few times a second: give it time for one look.
+            time.sleep(1.0)
+            assert alive(daemon)
+        finally:
+            orchestrator.kill()
+            orchestrator.wait()
+        deadline = time.monotonic() + 10
+        while alive(daemon) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not alive(daemon), "the daemon outlived the orchestrator"
 
 
 AGENT = """#!/bin/sh

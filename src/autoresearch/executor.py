@@ -125,9 +125,16 @@ def elsewhere(executor: object) -> tuple[str, str | None] | None:
     return str(describe()), warning if isinstance(warning, str) else None
 
 
+# Ends the tag in a run id. Tags cannot contain it (state.TAG_PATTERN, as git refs cannot), so
+# one tag's prefix is never a prefix of another's: with '-', the session `exp` would take the
+# runs of a live session `exp-long` for its own leftovers and kill them when it starts.
+_TAG_END = ":"
+
+
 def run_id_prefix(repo_key: str, tag: str) -> str:
-    """Every process of a session's runs carries an id starting with this (to find leftovers)."""
-    return f"ar-{repo_key}-{tag}-"
+    """Every process of a session's runs carries an id starting with this (to find leftovers):
+    ``ar-<repo key>-<tag>:``."""
+    return f"ar-{repo_key}-{tag}{_TAG_END}"
 
 
 def new_run_id(repo_key: str, tag: str) -> str:

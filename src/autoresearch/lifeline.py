@@ -13,8 +13,9 @@ crash), in three layers, each catching what the one before cannot:
    first run, in its own session (a closed terminal's SIGHUP or a Ctrl-C does not reach it). It
    holds the read end of a pipe whose write end only the orchestrator has; when the orchestrator
    dies, for any reason, the pipe reaches EOF and the watchdog kills every process carrying the
-   orchestrator's owner mark (setsid()'d daemons included) and every process group of a run
-   still going (members that cleared their environment), then exits.
+   orchestrator's owner mark (setsid()'d daemons included), every process group of a run
+   still going (members that cleared their environment) and every descendant of the
+   orchestrator it saw in its periodic looks at the tree (those that did both), then exits.
 3. On resume, the session kills the processes of every tag of the repository whose owner is dead
    (`process_tree.kill_orphans`): the case where the watchdog was killed too.
 

@@ -3,7 +3,7 @@
 Every process of a run (a verify command, a guard, a coding agent) starts in its own session, so
 a process-group signal reaches its children, and inherits two environment variables:
 
-    AUTORESEARCH_RUN_ID     the run, ``ar-<repo>-<tag>-<id>``: what is left of a run when it ends
+    AUTORESEARCH_RUN_ID     the run, ``ar-<repo>-<tag>:<id>``: what is left of a run when it ends
                             is found by its exact id, a session's leftovers by the prefix;
     AUTORESEARCH_RUN_OWNER  the orchestrator process that started it (``<pid>:<start time>``):
                             a process whose owner no longer exists is an orphan, whatever session
@@ -331,24 +331,28 @@ def _protected_pids() -> set[int]:
 # ---- killing what an earlier orchestrator left -------------------------------------------
 
 
-def _kill_found(find: Callable[[], set[int]], grace_s: float, groups: Iterable[int] = ()) -> int:
-    """SIGTERM what ``find`` finds (and the process groups), SIGKILL what is left after
-    ``grace_s``. Returns how many processes were found."""
-    groups = list(groups)
+def _kill_found(find: Callable[[], set[int]], grace_s: float, groups: Iterable[int] = (),
+                procs: Iterable[psutil.Process] = ()) -> int:
+    """SIGTERM what ``find`` finds (and the process groups, and ``procs``), SIGKILL what is
+    left after ``grace_s``. Returns how many processes ``find`` found."""
+    groups, procs = list(groups), list(procs)
     seen = find()
     for pgid in groups:
         _signal_group(pgid, signal.SIGTERM)
     _signal_all(seen, signal.SIGTERM)
+    _signal_procs(procs, signal.SIGTERM)
     end = time.monotonic() + grace_s
-    while seen and time.monotonic() < end:
+    while (seen or procs) and time.monotonic() < end:
         time.sleep(0.02)
+        procs = [p for p in procs if _running(p)]
         current = find()
-        if not current:
+        if not current and not procs:
             break
         _signal_all(current - seen, signal.SIGTERM)
         seen |= current
     for pgid in groups:
         _signal_group(pgid, signal.SIGKILL)
+    _signal_procs(procs, signal.SIGKILL)
     return len(seen | _kill_until_gone(find))
 
 
@@ -403,9 +407,13 @@ def _orphan_finder(run_id_prefix: str) -> Callable[[], set[int]]:
     return find
 
 
-def kill_owned(owner: str, groups: Iterable[int] = (), grace_s: float = 2.0) -> int:
-    """Kill every process started by the orchestrator ``owner``, and the given process groups
-    (members that cleared their environment are found only through them). The watchdog's job
-    when that orchestrator dies. Returns how many processes were found by their mark."""
+def kill_owned(owner: str, groups: Iterable[int] = (), procs: Iterable[psutil.Process] = (),
+               grace_s: float = 2.0) -> int:
+    """Kill every process started by the orchestrator ``owner``, the given process groups
+    (members that cleared their environment are found only through them) and ``procs`` (the
+    orchestrator's descendants the watchdog saw: those that also left every group). The
+    watchdog's job when that orchestrator dies. Returns how many processes were found by their
+    mark."""
     needle = f"{OWNER_ENV}={owner}".encode()
-    return _kill_found(lambda: {pid for pid, _ in _environs(needle, exact=True)}, grace_s, groups)
+    return _kill_found(lambda: {pid for pid, _ in _environs(needle, exact=True)}, grace_s,
+                       groups, procs)

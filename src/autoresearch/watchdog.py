@@ -4,24 +4,60 @@ Started by `lifeline.Watchdog` as ``python -I -c ... <owner token>``, in its own
 pipe on stdin whose write end only the orchestrator holds. It reads the process groups of the
 runs in progress (``+pgid`` / ``-pgid`` lines) until EOF, which comes when the orchestrator exits,
 normally or not (kill -9, a crash): the kernel closes its descriptors either way. Then it kills
-every process carrying the orchestrator's owner mark and every group still listed, and exits.
-After a normal exit nothing is left and that costs one scan.
+every process carrying the orchestrator's owner mark, every group still listed and every
+descendant of the orchestrator it saw (see `Descendants`), and exits. After a normal exit nothing
+is left and that costs one scan.
 
-It imports nothing heavy until it has work to do, so that it starts fast and stays small.
+Why the descendants: a process that clears its environment and calls setsid() carries neither
+the mark nor a run's group. While the orchestrator lives it is still one of its descendants (the
+orchestrator is a child subreaper, see `strays`), but once the orchestrator is dead it belongs to
+init and nothing tells it from any other process. So the watchdog looks at the tree while it can,
+every `SCAN_INTERVAL_S`; what was started and escaped within the last interval before the
+orchestrator died is the one thing it can miss.
+
+It imports nothing heavy until it has work to do, so that it starts fast and stays small: the
+periodic scan reads /proc directly (psutil only where there is no /proc).
 """
 
 from __future__ import annotations
 
 import os
+import select
 import signal
 import sys
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import psutil
+
+# Each scan costs well under a millisecond on Linux for a tree of a few dozen processes (see
+# `Descendants.scan`); four a second is nothing, and a daemon has to start and escape within a
+# quarter of a second of the orchestrator's death to be missed.
+SCAN_INTERVAL_S = 0.25
 
 
-def read_groups(fd: int) -> set[int]:
-    """Follow the protocol until EOF; the process groups still listed then."""
+def read_groups(fd: int, tick: Callable[[], None] = lambda: None,
+                interval_s: float = SCAN_INTERVAL_S) -> set[int]:
+    """Follow the protocol until EOF, calling ``tick`` at least every ``interval_s`` meanwhile;
+    the process groups still listed then."""
     groups: set[int] = set()
     pending = b""
+    next_tick = time.monotonic()
     while True:
+        now = time.monotonic()
+        if now >= next_tick:  # by the clock: a burst of lines does not make more scans
+            tick()
+            next_tick = now + interval_s
+        try:
+            readable, _, _ = select.select([fd], [], [], max(0.0, next_tick - now))
+        except InterruptedError:
+            continue
+        except (OSError, ValueError):
+            break
+        if not readable:
+            continue
         try:
             chunk = os.read(fd, 4096)
         except InterruptedError:
@@ -44,16 +80,126 @@ def read_groups(fd: int) -> set[int]:
     return groups
 
 
+class Descendants:
+    """Every process seen below ``root`` while ``root`` lived, each by pid and start time (a
+    pid may be reused: only a process that still has the start time it was seen with counts).
+
+    The record is a union, not the last snapshot: a process that left the tree (to init, when
+    the root is not a subreaper) is still remembered. Entries are dropped once their process is
+    gone, so the record stays the size of what is alive.
+    """
+
+    def __init__(self, root: int) -> None:
+        self._root = root
+        self._root_start = start_time(root)
+        self._me = os.getpid()
+        self.seen: dict[int, str] = {}
+
+    def scan(self) -> None:
+        if self._root_start is None or start_time(self._root) != self._root_start:
+            return  # the root is gone (or its pid is another process's): nothing to learn
+        tree = set(_tree_below(self._root))
+        tree.discard(self._me)
+        # A pid still in the tree is taken to be the process recorded under it: reading its
+        # start time again would double the cost of a scan, and for its pid to have been
+        # reused within the tree the process must have died and the kernel cycled through
+        # every pid within one interval.
+        for pid in [p for p in self.seen if p not in tree]:
+            if start_time(pid) != self.seen[pid]:
+                del self.seen[pid]
+        for pid in tree - self.seen.keys():
+            start = start_time(pid)
+            if start is not None:
+                self.seen[pid] = start
+
+    def survivors(self) -> list[psutil.Process]:
+        """The recorded processes still alive as the same processes (psutil's handles refuse
+        to signal a pid reused after this)."""
+        import psutil
+
+        found = []
+        for pid, start in self.seen.items():
+            try:
+                proc = psutil.Process(pid)
+            except psutil.Error:
+                continue
+            if start_time(pid) == start:
+                found.append(proc)
+        return found
+
+
+_PROCFS = sys.platform.startswith("linux") and os.path.isdir("/proc/self/task")
+
+
+def start_time(pid: int) -> str | None:
+    """When ``pid`` started, in the kernel's clock ticks since boot (Linux; psutil's create
+    time elsewhere); None when there is no such process."""
+    if not _PROCFS:
+        import psutil
+
+        try:
+            return repr(psutil.Process(pid).create_time())
+        except psutil.Error:
+            return None
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    # Fields after the command name (which may hold spaces and parentheses): state is the 3rd
+    # field of the line, starttime the 22nd.
+    fields = stat[stat.rfind(b")") + 2:].split()
+    return fields[19].decode() if len(fields) > 19 else None
+
+
+def _tree_below(root: int) -> list[int]:
+    """The live descendants of ``root``: through /proc/<pid>/task/<tid>/children (only the tree
+    is read), else psutil (which looks at every process of the machine)."""
+    if _PROCFS and os.path.exists(f"/proc/{root}/task/{root}/children"):
+        found: list[int] = []
+        todo = [root]
+        while todo:
+            pid = todo.pop()
+            for child in _children(pid):
+                found.append(child)
+                todo.append(child)
+        return found
+    import psutil
+
+    try:
+        return [p.pid for p in psutil.Process(root).children(recursive=True)]
+    except psutil.Error:
+        return []
+
+
+def _children(pid: int) -> list[int]:
+    # Children are listed per thread: a run's first process is the child of the thread that
+    # started it.
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return []
+    children: list[int] = []
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children", "rb") as f:
+                children.extend(int(c) for c in f.read().split())
+        except (OSError, ValueError):
+            continue
+    return children
+
+
 def main() -> None:
     owner = sys.argv[1]
     # Only EOF ends our watch: terminal signals are for the orchestrator (we are in our own
     # session, but a user may still signal the group by hand).
     for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGQUIT):
         signal.signal(sig, signal.SIG_IGN)
-    groups = read_groups(0)
+    below = Descendants(int(owner.partition(":")[0]))
+    groups = read_groups(0, below.scan)
     from autoresearch.process_tree import kill_owned
 
-    kill_owned(owner, groups)
+    kill_owned(owner, groups, below.survivors())
 
 
 if __name__ == "__main__":
