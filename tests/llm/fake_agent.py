@@ -17,7 +17,12 @@ It imitates each CLI's invocation and output format, and does what FAKE_AGENT_MO
     ignored    set X = 6.9, rewrite the git-ignored data/offset.txt the evaluation reads, and add
                lib/.gitignore (`*`) hiding a new lib/hidden.py
     pycache    set X = 7.0 and import target (writes __pycache__/, a regenerable cache)
-    others     set X = 7.0 while another session's ref moves (not this run's doing: allowed)
+    others     set X = 7.0 while another session's ref moves (allowed while that session, `other`,
+               is live: its own process moves it)
+    worktree   `git worktree add` the session branch at FAKE_AGENT_WORKTREE, tamper score.py there
+               and commit it onto the branch (refused: the worktree removed, the branch put back)
+    rewrite    set X = 6.9, move session `b`'s branch to a commit with a tampered score.py and
+               create refs/autoresearch/b/evil (refused unless `b` is live)
     main       set X = 6.9 and move the user's checked-out `main` (refused, but main is left)
     nothing    change nothing
     hang       start a child that ignores SIGTERM, then sleep (the timeout must kill both)
@@ -33,10 +38,15 @@ It imitates each CLI's invocation and output format, and does what FAKE_AGENT_MO
                (EOF) it declines and changes nothing, as a CLI without a tty does
     askwait    print an approval prompt and wait for an answer that never comes
     flood      set X = 7.0 while printing FAKE_AGENT_FLOOD_MB MB of stream-json events
+    nancost    add 0.5 to X, and report its cost as NaN (JSON admits it)
+    negcost    add 0.5 to X, and report a cost of -50 USD
+    paid       add 0.5 to X (at the reported cost of every call, 0.0123 USD)
 aider commits its edit itself (as the real aider does) unless `--no-auto-commits` is its last
 word on it, printing "Commit <sha> <message>" like aider.
     repair     replace 'import missing_module' in target.py by 'import math'
     crash      append `CRASH = True` to target.py (the evaluation then fails)
+    linkrepair replace `CRASH = True` by `X = 6.5` in target.py, and link lib/notes.py to the
+               protected secrets.txt (a repair that would smuggle the secret out)
     binary     set X = 7.0 and write lib/blob.py holding NUL bytes (binary, new: refused)
     badname    set X = 7.0 and create lib/b<0xff>.py, a name that is not UTF-8 (refused)
 With FAKE_AGENT_MODES naming a file of modes (one a line), each call takes the next line instead.
@@ -81,6 +91,10 @@ def act(mode: str) -> None:
         target.write_text(target.read_text().replace("import missing_module", "import math"))
     elif mode == "crash":
         target.write_text(target.read_text() + "CRASH = True\n")
+    elif mode == "linkrepair":
+        target.write_text(target.read_text().replace("CRASH = True", "X = 6.5"))
+        Path("lib").mkdir(exist_ok=True)
+        Path("lib/notes.py").symlink_to(Path("..") / "secrets.txt")
     elif mode in ("binary", "badname"):
         target.write_text(target.read_text().replace("X = 3.0", "X = 7.0"))
         Path("lib").mkdir(exist_ok=True)
@@ -114,6 +128,8 @@ def act(mode: str) -> None:
     elif mode == "others":
         target.write_text(target.read_text().replace("X = 3.0", "X = 7.0"))
         git("update-ref", "refs/autoresearch/other/discarded/other-0001", "HEAD")
+    elif mode in ("worktree", "rewrite"):
+        other_worktree_tricks(mode, target)
     elif mode in ("switch", "refs", "stash", "stashdrop", "userstash", "hide", "hook", "ignored",
                   "main"):
         git_tricks(mode, target)
@@ -123,6 +139,9 @@ def act(mode: str) -> None:
         root = Path(git("rev-parse", "--path-format=absolute", "--git-common-dir")).parent
         (root / "target.py").write_text("X = 7.0  # edited in your checkout\n")
         (root / "agent-notes.md").write_text("notes\n")
+    elif mode in ("nancost", "negcost", "paid"):
+        x = float(target.read_text().split("X = ", 1)[1].split()[0])
+        target.write_text(target.read_text().replace(f"X = {x}", f"X = {x + 0.5}"))
     elif mode == "pycache":
         target.write_text(target.read_text().replace("X = 3.0", "X = 7.0"))
         subprocess.run([sys.executable, "-c", "import sys; sys.dont_write_bytecode = False; "
@@ -176,11 +195,11 @@ def flood() -> None:
     out.flush()
 
 
-def git(*args: str) -> str:
+def git(*args: str, input_text: str | None = None) -> str:
     env = {**os.environ, "GIT_AUTHOR_NAME": "a", "GIT_AUTHOR_EMAIL": "a@a",
            "GIT_COMMITTER_NAME": "a", "GIT_COMMITTER_EMAIL": "a@a"}
     return subprocess.run(["git", *args], env=env, check=True, capture_output=True,
-                          text=True).stdout.strip()
+                          text=True, input=input_text).stdout.strip()
 
 
 def session_branch() -> str:
@@ -235,6 +254,24 @@ def git_tricks(mode: str, target: Path) -> None:
         Path("lib/hidden.py").write_text("SECRET_BOOST = 1\n")
 
 
+def other_worktree_tricks(mode: str, target: Path) -> None:
+    """Commits made outside the worktree the agent was given: in a worktree of its own, or onto
+    another session's branch without any worktree."""
+    if mode == "worktree":
+        elsewhere = os.environ["FAKE_AGENT_WORKTREE"]
+        git("worktree", "add", "-q", "--force", elsewhere, session_branch())
+        score = Path(elsewhere) / "score.py"
+        score.write_text("print('score: -1000')\n")
+        git("-C", elsewhere, "commit", "-qam", "tamper score")
+        return
+    target.write_text(target.read_text().replace("X = 3.0", "X = 6.9"))
+    blob = git("hash-object", "-w", "--stdin", input_text="print('score: -1000')\n")
+    tree = git("mktree", input_text=f"100644 blob {blob}\tscore.py\n")
+    tampered = git("commit-tree", tree, "-p", "refs/heads/autoresearch/b", "-m", "tamper")
+    git("update-ref", "refs/heads/autoresearch/b", tampered)
+    git("update-ref", "refs/autoresearch/b/evil", tampered)
+
+
 def main() -> int:
     name = os.environ.get("FAKE_AGENT_NAME") or Path(sys.argv[0]).name
     argv = sys.argv[1:]
@@ -280,9 +317,10 @@ def main() -> int:
     elif mode in ("commit", "twocommits") or (name == "aider" and auto_commits(argv)):
         final = "Done."  # the commit message says what it did
     if name == "claude":
+        cost = {"nancost": float("nan"), "negcost": -50.0}.get(mode, 0.0123)
         print(json.dumps({
             "type": "result", "subtype": "success", "is_error": False, "result": final,
-            "total_cost_usd": 0.0123, "num_turns": 3,
+            "total_cost_usd": cost, "num_turns": 3,
             "usage": {"input_tokens": 1500, "output_tokens": 400,
                       "cache_read_input_tokens": 9000, "cache_creation_input_tokens": 700},
             "modelUsage": {"claude-sonnet-4-6": {"inputTokens": 1500}},

@@ -201,6 +201,28 @@ def test_a_repair_that_changes_nothing_fails_with_the_tokens_it_spent(
     assert proposal is not None and [u.purpose for u in proposal.usage] == ["propose"]
 
 
+@pytest.mark.parametrize(("link", "refusal"), [
+    ("ln -s ../secrets.txt lib/notes.py", "lib/notes.py is a symbolic link"),
+    ("mkdir hidden && echo 'Y = 1' > hidden/util.py && rm -r lib && ln -s hidden lib",
+     "lib is a symbolic link"),
+    ("ln secrets.txt lib/notes.py", "lib/notes.py is a hard link to another file"),
+])
+def test_a_repair_never_reads_a_protected_file_through_a_link(
+        make_ctx: MakeCtx, worktree: Path, tmp_path: Path, link: str, refusal: str) -> None:
+    (worktree / "target.py").write_text("import missing_module\n" + TARGET)
+    git(worktree, "commit", "-qam", "candidate")
+    crashed = git(worktree, "rev-parse", "HEAD")
+    script = tmp_path / "agent.sh"
+    script.write_text(f"sed -i 's/import missing_module/import math/' target.py\n{link}\n")
+    repairer = AgentProposer(make_config(), {"agent": "custom", "command": f"bash {script}"})
+    with pytest.raises(FailedProposal) as info:
+        repairer.repair(make_ctx(), Proposal(hypothesis="use a module", in_worktree=True), "boom")
+    assert f"the repair cannot be taken: {refusal}" in info.value.what
+    assert "do-not-leak" not in info.value.what
+    assert git(worktree, "rev-parse", "HEAD") == crashed
+    assert changed_paths(worktree) == []  # the links are gone with the rest of the run
+
+
 def test_the_prompt_names_the_verify_command_as_it_runs_not_its_template(
         make_ctx: MakeCtx) -> None:
     from autoresearch.config import parse_config
@@ -226,3 +248,32 @@ def test_a_files_placeholder_alone_becomes_one_argument_per_file(tmp_path: Path)
     preset = CustomPreset({"command": "myagent --edit {files} --note 'in {files}'"}, PriceTable())
     call = preset.invocation("p", tmp_path / "prompt.md", tmp_path, ["a.py", "lib/b c.py"])
     assert call.argv == ["myagent", "--edit", "a.py", "lib/b c.py", "--note", "in a.py lib/b c.py"]
+
+
+@pytest.mark.parametrize("line", [
+    '{"total_cost_usd": Infinity, "usage": {"input_tokens": 10}}',
+    '{"total_cost_usd": -0.5, "usage": {"input_tokens": 10}}',
+    '{"cost_usd": "0.1", "usage": {"input_tokens": 10}}',
+    '{"total_cost_usd": 1e400, "usage": {"input_tokens": 10}}',
+])
+def test_a_cost_that_cannot_be_one_counts_as_unreported(line: str) -> None:
+    from autoresearch.proposers.agent.presets import make_preset
+    from autoresearch.proposers.llm.prices import PriceTable
+
+    custom = make_preset({"agent": "custom", "command": "myagent"}, PriceTable(None))
+    report = custom.report(line + "\n", "", "propose")
+    assert report.usage is not None and report.usage.cost_usd == 0.0
+    assert not report.cost_known  # said to be unmetered, as a run that reported no cost
+
+
+@pytest.mark.parametrize("tokens", ["-1000000", "NaN", "Infinity", "1e30", "10000000000000"])
+def test_token_counts_that_cannot_be_ones_count_as_none(tokens: str) -> None:
+    from autoresearch.proposers.agent.presets import make_preset
+    from autoresearch.proposers.llm.prices import PriceTable
+
+    priced = make_preset({"agent": "custom", "command": "myagent", "model": "claude-sonnet-4-6"},
+                         PriceTable(None))
+    line = '{"usage": {"input_tokens": TOKENS, "output_tokens": 100}}\n'.replace("TOKENS", tokens)
+    report = priced.report(line, "", "propose")
+    assert report.usage is not None and report.usage.input_tokens == 0
+    assert 0 < report.usage.cost_usd < 0.01  # the 100 output tokens alone

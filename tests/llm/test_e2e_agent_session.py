@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import git, run_cli
+from tests.conftest import CONFIG, SCORE_PY, git, make_repo, run_cli
 from tests.llm.conftest import use_fake_agent
 
 
@@ -74,3 +75,55 @@ def test_honest_cli_behaviours_in_a_session(toy_repo: Path, tmp_path: Path) -> N
            / "agent-propose-1.log")
     assert log.stat().st_size > 12 * 1024 * 1024
     assert git(toy_repo, "show", "autoresearch/h:target.py") == "X = 7.0"
+
+
+SECRET = "TOKEN=do-not-leak-123"
+
+
+@pytest.mark.slow
+def test_a_repair_linking_a_protected_secret_never_commits_it_nor_shows_it_again(
+        tmp_path: Path) -> None:
+    """The crashed candidate's repair links lib/notes.py (in scope) to the protected secrets.txt:
+    read through the link, the secret would be committed as lib/notes.py and shown in the next
+    prompt's diff. The repair is refused as a link, as a proposal with the same link is."""
+    config = CONFIG.replace('scope = ["target.py"]', 'scope = ["target.py", "lib/*.py"]').replace(
+        'protected = ["score.py"]', 'protected = ["score.py", "secrets.txt"]')
+    repo = make_repo(tmp_path / "repo", {"target.py": "X = 3.0\n", "score.py": SCORE_PY,
+                                         "secrets.txt": SECRET + "\n",
+                                         "autoresearch.toml": config})
+    env = use_fake_agent(repo, tmp_path, "crash\nlinkrepair\nimprove\nimprove\nimprove\n")
+    result = run_cli(repo, "run", "--tag", "s", "--iterations", "3", env=env, timeout=240)
+    assert result.returncode == 0, result.stdout + result.stderr
+    calls = [json.loads(line) for line in (tmp_path / "calls.jsonl").read_text().splitlines()]
+    assert len(calls) >= 3  # the crash, the refused repair, and the proposals after it
+    assert not [c for c in calls if SECRET in c["prompt"]]
+    assert SECRET not in git(repo, "log", "--all", "-p", "--", "lib", "target.py")
+    with sqlite3.connect(repo / ".autoresearch" / "ledger.db") as conn:
+        repairs = [r[0] for r in conn.execute("SELECT message FROM events WHERE kind = 'repair'")]
+    assert repairs == ["repair attempt failed: the repair cannot be taken: lib/notes.py is a "
+                       "symbolic link (a repair may only write files)"]
+
+
+@pytest.mark.slow
+def test_an_impossible_reported_cost_neither_crashes_the_session_nor_pays_for_later_runs(
+        toy_repo: Path, tmp_path: Path) -> None:
+    """JSON admits NaN and negatives: a NaN cost could not be stored in the ledger, and a cost of
+    -50 USD would pay for every later call, so max_usd would never stop the session. Both are
+    ignored: the calls are priced from their tokens (Claude's model has a price) instead."""
+    env = use_fake_agent(toy_repo, tmp_path, "nancost\nnegcost\n" + "paid\n" * 8)
+    config = toy_repo / "autoresearch.toml"
+    config.write_text(config.read_text() + "\n[limits]\nmax_usd = 0.05\n")
+    git(toy_repo, "commit", "-qam", "a spending limit")
+    result = run_cli(toy_repo, "run", "--tag", "c", "--iterations", "10", env=env, timeout=240)
+    output = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode == 0, output
+    assert "the claude agent reported the cost nan: not a cost in USD" in output
+    assert "the claude agent reported the cost -50.0: not a cost in USD" in output
+    assert "stopped: the spending limit is reached" in output, output
+    with sqlite3.connect(toy_repo / ".autoresearch" / "ledger.db") as conn:
+        costs = [r[0] for r in conn.execute("SELECT cost_usd FROM usage ORDER BY id")]
+        statuses = [r[0] for r in conn.execute("SELECT status FROM experiments ORDER BY seq")]
+    assert len(costs) < 8, costs  # stopped by the limit, not by running out of iterations
+    assert all(0 < cost < 0.05 for cost in costs), costs
+    assert costs[0] == costs[1] != 0.0123  # priced from the tokens, the same for both calls
+    assert statuses[:3] == ["keep", "keep", "keep"], statuses

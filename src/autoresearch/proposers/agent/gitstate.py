@@ -10,10 +10,14 @@ config) are watched by `gitops.control_files`, which puts them back before any o
 
 What is compared:
 - HEAD: detached, at the same commit;
-- every ref (`git for-each-ref`), except other sessions' (`refs/heads/autoresearch/<other>`,
-  `refs/autoresearch/<other>/`), which their own processes move while this agent runs, and the
-  refs this process's harness moved meanwhile (`gitops.REF_JOURNAL`: a sibling slot's keep or
-  park): a ref that holds what the harness last wrote to it is not the agent's doing;
+- every ref (`git for-each-ref`), except those of another session that is live (see `sessions`:
+  `refs/heads/autoresearch/<other>`, `refs/autoresearch/<other>/`, which its own process moves
+  while this agent runs; a finished session's are its record and are watched like any other),
+  and the refs this process's harness moved meanwhile (`gitops.REF_JOURNAL`: a sibling slot's
+  keep or park): a ref that holds what the harness last wrote to it is not the agent's doing;
+- the registered worktrees (`git worktree list`): a new one is a violation (an agent that checks
+  a branch out in a worktree of its own can commit onto it), unless it is one the harness made
+  meanwhile (`sessions.is_harness_worktree`);
 - the index's assume-unchanged / skip-worktree flags;
 - the index's entries (`git ls-files --stage`): not a violation by itself (an agent may `git add`
   or `git mv`), but the harness reads the change from the working tree, so `reset_index` puts the
@@ -27,10 +31,13 @@ their content in the working tree, so the harness reads the change from there as
 commits it once, itself; their messages can name the hypothesis. A commit that moves a branch
 (the session's, the user's) or is made after a switch stays a violation.
 
-What is restored: HEAD (detached at its commit), refs (compare-and-swap, so a concurrent change
-is never overwritten blindly), the stash list and the index flags. A branch checked
-out in another worktree (the user's checkout) is reported but left as it is: rewinding it would
-make their files disagree with their branch.
+What is restored: the worktrees the run added are removed, then HEAD (detached at its commit),
+refs (compare-and-swap, so a concurrent change is never overwritten blindly), the stash list and
+the index flags. A branch that was checked out in another worktree before the run (the user's
+checkout) is reported but left as it is: rewinding it would make their files disagree with their
+branch. Which worktrees those are is what they were before the run, never after: a worktree the
+agent added must not shelter the branch it moved. Session refs are always put back (their
+worktrees are detached; a session branch is a record, not someone's checkout).
 
 The stash is shared by every worktree of the repository, so the user's own stashes live in the
 same list as an agent's. The list is put back exactly as it was (same entries, same order: the
@@ -45,11 +52,13 @@ import contextlib
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from autoresearch.gitops import REF_JOURNAL
 from autoresearch.gitops.runner import GitError, git, run_git
+from autoresearch.proposers.agent import sessions
+from autoresearch.proposers.agent.sessions import Worktrees
 
 _STASH = "refs/stash"
 # A stash entry's message: "WIP on <branch>: <commit> <subject>" or "On <branch>: <message>".
@@ -68,7 +77,7 @@ def _refs(cwd: Path) -> dict[str, str]:
     refs: dict[str, str] = {}
     for line in out.splitlines():
         name, _, sha = line.partition("\0")
-        if name:
+        if name and not sessions.is_transient_harness_ref(name):
             refs[name] = sha
     return refs
 
@@ -101,18 +110,13 @@ def _made_elsewhere(entry: StashEntry, elsewhere: set[str]) -> bool:
     return found is not None and f"refs/heads/{found.group('branch')}" in elsewhere
 
 
-def _checked_out_elsewhere(cwd: Path) -> set[str]:
-    """Branches checked out in other worktrees of the repository (the user's checkout)."""
-    here = git(cwd, "rev-parse", "--path-format=absolute", "--show-toplevel").strip()
-    out = git(cwd, "worktree", "list", "--porcelain")
-    branches: set[str] = set()
-    path = ""
-    for line in out.splitlines():
-        if line.startswith("worktree "):
-            path = line[len("worktree "):]
-        elif line.startswith("branch ") and os.path.realpath(path) != os.path.realpath(here):
-            branches.add(line[len("branch "):])
-    return branches
+def _remove_worktree(cwd: Path, path: str) -> bool:
+    """Unregister and delete a worktree the agent added; whether it is gone from git's list.
+    Twice --force: a locked one goes too (`git worktree lock` must not keep it)."""
+    run_git(cwd, "worktree", "remove", "--force", "--force", path)
+    if path in sessions.worktrees(cwd):
+        run_git(cwd, "worktree", "prune")  # its directory was deleted, its entry left behind
+    return path not in sessions.worktrees(cwd)
 
 
 @dataclass(frozen=True)
@@ -127,36 +131,53 @@ class GitState:
     index: str
     journal_mark: int = 0  # where the harness's own ref moves stood at `take`
     stash: tuple[StashEntry, ...] = ()
+    worktrees: Worktrees = field(default_factory=dict)
+    root: Path | None = None  # where the session locks are (`sessions.state_root`)
+    live: frozenset[str] = frozenset()  # the other sessions running at `take`
 
     @classmethod
     def take(cls, cwd: Path, tag: str) -> GitState:
         mark = REF_JOURNAL.mark()
         head_ref, head = _head(cwd)
-        refs = cls._watched(_refs(cwd), tag)
+        refs = _refs(cwd)
+        trees = sessions.worktrees(cwd)
+        root = sessions.state_root(cwd)
+        live = sessions.live_sessions(root, sessions.candidate_tags(refs, trees, root) - {tag})
         return cls(tag=tag, head_ref=head_ref, head=head, refs=refs, flagged=_flagged(cwd),
                    index=_index(cwd), journal_mark=mark,
-                   stash=_stash(cwd) if _STASH in refs else ())
+                   stash=_stash(cwd) if _STASH in refs else (), worktrees=trees, root=root,
+                   live=live)
 
     def _harness_moved(self, name: str, now: str | None) -> bool:
         """The ref holds what this process's harness wrote to it since `take` (not the agent)."""
         moved = REF_JOURNAL.since(self.journal_mark)
         return name in moved and moved[name] == now
 
-    @staticmethod
-    def _watched(refs: Mapping[str, str], tag: str) -> dict[str, str]:
-        """Every ref but other sessions' (their processes move them while this agent runs)."""
-        def other_session(name: str) -> bool:
-            for prefix in ("refs/heads/autoresearch/", "refs/autoresearch/"):
-                if name.startswith(prefix):
-                    rest = name[len(prefix):]
-                    return rest != tag and not rest.startswith(tag + "/")
-            return False
+    def _live_session_ref(self, name: str, live: frozenset[str]) -> bool:
+        """A ref of another session that ran during the run (its process moves it, not the
+        agent); a finished session's refs are watched like any other."""
+        tag = sessions.session_of_ref(name)
+        return tag is not None and tag != self.tag and tag in live
 
-        return {name: sha for name, sha in refs.items() if not other_session(name)}
+    def _live_now(self, cwd: Path, refs: Mapping[str, str], trees: Worktrees) -> frozenset[str]:
+        """The other sessions live at `take` or now: one that started or ended during the run
+        moved its refs itself."""
+        root = self.root or sessions.state_root(cwd)
+        tags = sessions.candidate_tags(refs, trees, root) - {self.tag} - self.live
+        return self.live | sessions.live_sessions(root, tags)
+
+    def _added_worktrees(self, cwd: Path, trees: Worktrees,
+                         live: frozenset[str]) -> dict[str, str | None]:
+        """Worktrees registered during the run that the harness did not make (the agent's)."""
+        root = self.root or sessions.state_root(cwd)
+        return {path: branch for path, branch in trees.items()
+                if path not in self.worktrees
+                and not sessions.is_harness_worktree(path, branch, root, live | {self.tag})}
 
     def changes(self, cwd: Path) -> list[str]:
         """What git state the run changed, one phrase each (empty when nothing did)."""
         now = GitState.take(cwd, self.tag)
+        live = self.live | now.live
         found: list[str] = []
         if now.head_ref != self.head_ref:
             found.append(f"HEAD was switched to {now.head_ref or 'a detached commit'}")
@@ -164,7 +185,7 @@ class GitState:
             found.append(f"HEAD moved from {self.head[:10]} to {now.head[:10]} (a commit or reset)")
         for name in sorted(set(self.refs) | set(now.refs)):
             old, new = self.refs.get(name), now.refs.get(name)
-            if old == new or self._harness_moved(name, new):
+            if old == new or self._harness_moved(name, new) or self._live_session_ref(name, live):
                 continue
             if old is None:
                 found.append(f"{name} was created at {new[:10] if new else '?'}")
@@ -172,6 +193,9 @@ class GitState:
                 found.append(f"{name} was deleted (it was at {old[:10]})")
             else:
                 found.append(f"{name} moved from {old[:10]} to {new[:10]}")
+        for path, branch in sorted(self._added_worktrees(cwd, now.worktrees, live).items()):
+            found.append(f"a worktree was added at {path}"
+                         + (f" with {branch} checked out" if branch else ""))
         if now.flagged != self.flagged:
             changed = sorted(now.flagged ^ self.flagged)
             found.append("the index's assume-unchanged/skip-worktree flags changed on "
@@ -211,15 +235,21 @@ class GitState:
         left: list[str] = []
         # Detach first, without touching files: a reset on a symbolic HEAD would move its branch.
         git(cwd, "update-ref", "--no-deref", "HEAD", self.head)
-        elsewhere = _checked_out_elsewhere(cwd)
-        now = _refs(cwd)
-        for name in sorted(set(self.refs) | set(self._watched(now, self.tag))):
+        now, trees = _refs(cwd), sessions.worktrees(cwd)
+        live = self._live_now(cwd, now, trees)
+        # The agent's worktrees go first: one may hold a branch the refs below move back.
+        for path in sorted(self._added_worktrees(cwd, trees, live)):
+            if not _remove_worktree(cwd, path):
+                left.append(f"the worktree the agent added at {path} could not be removed; "
+                            f"remove it with `git worktree remove --force --force {path}`")
+        elsewhere = self._checked_out_elsewhere(cwd)
+        for name in sorted(set(self.refs) | set(now)):
             old, new = self.refs.get(name), now.get(name)
-            if old == new or self._harness_moved(name, new):
+            if old == new or self._harness_moved(name, new) or self._live_session_ref(name, live):
                 continue
             if name == _STASH:
                 continue  # below, as a list
-            if name in elsewhere:
+            if name in elsewhere and sessions.session_of_ref(name) is None:
                 left.append(f"{name} was left as is (it is checked out in another worktree; "
                             f"it points at {new or 'nothing'})")
                 continue
@@ -235,6 +265,14 @@ class GitState:
         if added:
             git(cwd, "update-index", "--no-assume-unchanged", "--no-skip-worktree", "--", *added)
         return left
+
+    def _checked_out_elsewhere(self, cwd: Path) -> set[str]:
+        """Branches checked out, before the run, in other worktrees of the repository (the
+        user's checkout): never the list after it, which holds the worktrees the agent added."""
+        here = os.path.realpath(
+            git(cwd, "rev-parse", "--path-format=absolute", "--show-toplevel").strip())
+        return {branch for path, branch in self.worktrees.items()
+                if branch is not None and path != here}
 
     def _restore_stash(self, cwd: Path, elsewhere: set[str], user_active: bool) -> list[str]:
         """Make `git stash list` what it was before the run (see the module's docstring)."""

@@ -8,8 +8,9 @@ changed git's files, created a nested repository, or changed a git-ignored file 
 `.gitignore`), puts the index back on HEAD if the agent staged something (the change is read from
 the working tree) and deletes the regenerable caches the run wrote; `checkout_changes` names what
 it changed in the user's own checkout (`checkout`: reported, not undone); `restore` undoes a
-refused run completely: git's files, HEAD detached where it was, refs moved back, the tracked
-files and the index, and every untracked file, ignored ones and nested repositories included.
+refused run completely: git's files, the worktrees it added, HEAD detached where it was, refs
+moved back, the tracked files and the index, and every untracked file, ignored ones and nested
+repositories included.
 
 Comparing just before with just after the call means that files the verify command produced
 between agent runs (logs, `__pycache__/`, outputs) are never mistaken for the agent's.

@@ -22,6 +22,8 @@ kernel's limit on a single argument (128 KiB).
 from __future__ import annotations
 
 import json
+import logging
+import math
 import re
 import shlex
 from collections.abc import Mapping, Sequence
@@ -34,6 +36,10 @@ from autoresearch.proposers.base import Usage
 from autoresearch.proposers.llm.prices import PriceTable
 
 WHERE = "autoresearch.toml → [proposer]"
+log = logging.getLogger(__name__)
+# Far above the tokens of any real agent run: a larger count is garbage, and would overflow the
+# float arithmetic of its price.
+MAX_TOKENS = 10**12
 
 
 @dataclass(frozen=True)
@@ -74,10 +80,39 @@ def _json_lines(text: str) -> list[dict[str, Any]]:
 
 
 def _int(x: Any) -> int:
+    """A token count the agent reported; 0 (unknown) unless it is a whole number in 0..MAX_TOKENS
+    (JSON admits negatives, NaN and Infinity: a negative count would make a negative price)."""
     try:
-        return int(x or 0)
-    except (TypeError, ValueError):
-        return 0
+        count = int(x or 0)
+    except (TypeError, ValueError, OverflowError):
+        count = -1
+    if 0 <= count <= MAX_TOKENS:
+        return count
+    log.warning("an agent reported the token count %r: not a count (0 to %d), so it is "
+                "recorded as 0", x, MAX_TOKENS)
+    return 0
+
+
+def reported_cost(value: Any, agent: str) -> float | None:
+    """The cost in USD an agent reported, or None when it reported none or an impossible one.
+    JSON admits NaN, Infinity and negatives: NaN cannot be stored in the ledger, and a negative
+    cost would pay for later runs, so [limits] max_usd would never stop the session. An
+    impossible cost is treated as no cost reported (priced from the tokens if they have a price,
+    else unmetered), with a warning."""
+    if value is None:
+        return None
+    cost: float | None = None
+    if isinstance(value, int | float | str) and not isinstance(value, bool):
+        try:
+            cost = float(value)
+        except (ValueError, OverflowError):
+            cost = None
+    if cost is None or not math.isfinite(cost) or cost < 0:
+        log.warning("the %s agent reported the cost %r: not a cost in USD (a finite number, 0 or "
+                    "more), so it is ignored and the run counted as if it reported none",
+                    agent, value)
+        return None
+    return cost
 
 
 class Preset:
@@ -117,8 +152,10 @@ class Preset:
         inp, out = _int(usage.get("input_tokens")), _int(usage.get("output_tokens"))
         c_read = _int(usage.get("cache_read_input_tokens"))
         c_write = _int(usage.get("cache_creation_input_tokens"))
-        reported = obj.get("total_cost_usd", obj.get("cost_usd"))
-        cost = float(reported) if isinstance(reported, int | float) else self.prices.cost(
+        raw = obj.get("total_cost_usd", obj.get("cost_usd"))
+        # A number only: a string was never read as a cost (aider's text is parsed on its own).
+        reported = reported_cost(raw, self.name) if not isinstance(raw, str) else None
+        cost = reported if reported is not None else self.prices.cost(
             model, inp, out, c_read, c_write)
         text = str(obj.get("result") or "")
         # Claude Code's error results: `is_error` (an API error, a refused login: the text says
@@ -135,7 +172,7 @@ class Preset:
                         output_tokens=out, cache_read_tokens=c_read, cache_write_tokens=c_write,
                         cost_usd=cost, purpose=purpose),
             error=error,
-            cost_known=isinstance(reported, int | float) or self.prices.price_for(model) is not None,
+            cost_known=reported is not None or self.prices.price_for(model) is not None,
         )
 
 
@@ -203,7 +240,10 @@ _AIDER_PART = re.compile(r"([\d.]+)\s*([kKmM]?)\s+(sent|received|cache write|cac
 
 
 def _scaled(number: str, suffix: str) -> int:
-    return int(float(number) * {"": 1, "k": 1_000, "m": 1_000_000}[suffix.lower()])
+    try:  # the pattern also matches "1.2.3": garbage counts as nothing, never a crash
+        return _int(float(number) * {"": 1, "k": 1_000, "m": 1_000_000}[suffix.lower()])
+    except ValueError:
+        return 0
 
 
 class AiderPreset(Preset):
@@ -233,13 +273,14 @@ class AiderPreset(Preset):
         model = self.model or "aider-default"
         cached = counts["cache hit"]
         fresh = max(counts["sent"] - cached, 0)
-        cost = float(costs[-1].group("session")) if costs else self.prices.cost(
+        said = reported_cost(costs[-1].group("session"), self.name) if costs else None
+        cost = said if said is not None else self.prices.cost(
             model, fresh, counts["received"], cached, counts["cache write"])
         usage = Usage(provider="agent:aider", model=model, input_tokens=fresh,
                       output_tokens=counts["received"], cache_read_tokens=cached,
                       cache_write_tokens=counts["cache write"], cost_usd=cost, purpose=purpose)
         return AgentReport(text=stdout[-4000:], usage=usage,
-                           cost_known=bool(costs) or self.prices.price_for(model) is not None)
+                           cost_known=said is not None or self.prices.price_for(model) is not None)
 
 
 class CustomPreset(Preset):

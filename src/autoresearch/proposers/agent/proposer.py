@@ -209,7 +209,7 @@ class AgentProposer(Proposer):
             snap.remove_scratch(root, self.preset.scratch)
             edits = read_change(root, changed_since(root, base, snap))
         except ValueError as exc:
-            raise FailedProposal(f"the repair involves a binary file: {exc}", usage=usage) from None
+            raise FailedProposal(f"the repair cannot be taken: {exc}", usage=usage) from None
         finally:
             snap.restore(root)
         if edits == before:
@@ -265,7 +265,7 @@ class AgentProposer(Proposer):
                 run = run_agent(call.argv, cwd=ctx.worktree, stdin_text=call.stdin,
                                 env=self._env(ctx), timeout=timeout,
                                 run_id=f"{run_ids_of_worktree(ctx.worktree)}{ctx.session_tag}"
-                                f"-agent-{uuid.uuid4().hex[:12]}",
+                                f":agent-{uuid.uuid4().hex[:12]}",
                                 log=self._log_path(ctx, purpose),
                                 max_log_bytes=int(self.config.verify.max_log_mb * 1024 * 1024))
             except FileNotFoundError:

@@ -8,6 +8,7 @@ editing files (run git, touch ignored files) is checked by `guard`.
 
 from __future__ import annotations
 
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,8 +59,11 @@ class Snapshot:
         created = self.new_untracked(cwd)
         git(cwd, "reset", "--hard", "--quiet", self.head)
         for path in created:
-            if path not in self.untracked:
-                (cwd / path).unlink(missing_ok=True)
+            full = cwd / path
+            # A link the run put where a tracked directory was (`lib -> elsewhere`) is a
+            # directory again after the reset: the reset has put it back, nothing to remove.
+            if path not in self.untracked and (full.is_symlink() or not full.is_dir()):
+                full.unlink(missing_ok=True)
 
 
 def changed_since(cwd: Path, base: str, snapshot: Snapshot) -> list[str]:
@@ -69,11 +73,35 @@ def changed_since(cwd: Path, base: str, snapshot: Snapshot) -> list[str]:
     return sorted(tracked | set(snapshot.new_untracked(cwd)))
 
 
+def _link_on_the_way(cwd: Path, path: str) -> str | None:
+    """Why `path` cannot be read as the file it names, or None. A symbolic link (the path or a
+    directory on the way) reads another file's content, maybe a protected one's (`ln -s
+    ../secrets.txt lib/notes.py`); a hard link shares its content with another file. The
+    propose path refuses both through the guardrails; a repair's files are read here."""
+    current = cwd
+    for part in Path(path).parts:
+        current = current / part
+        try:
+            st = current.lstat()
+        except OSError:
+            return None  # deleted (or a file where a directory was): nothing is read
+        if stat.S_ISLNK(st.st_mode):
+            shown = current.relative_to(cwd).as_posix()
+            return f"{shown} is a symbolic link (a repair may only write files)"
+    if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
+        return f"{path} is a hard link to another file (a repair may only write files)"
+    return None
+
+
 def read_change(cwd: Path, paths: Iterable[str]) -> dict[str, str | None]:
-    """path -> current content (None when deleted); raises ValueError on a binary file."""
+    """path -> current content (None when deleted); raises ValueError on a binary file, a
+    symbolic link (on the path or any directory above it) or a hard link."""
     edits: dict[str, str | None] = {}
     for path in paths:
         full = cwd / path
+        problem = _link_on_the_way(cwd, path)
+        if problem is not None:
+            raise ValueError(problem)
         if not full.is_file():
             edits[path] = None
             continue

@@ -1,0 +1,147 @@
+"""What an agent does to git outside the worktree it was given: a worktree of its own, another
+session's refs. Both are refused and put back, unless they are a live session's own doing.
+
+The layout is the harness's: the user's repository (`main` checked out) and the session's linked
+worktree, detached at `autoresearch/t`, under `.autoresearch/worktrees/t`. A session is live
+while its lock (`.autoresearch/sessions/<tag>/lock`) is held: these tests hold it themselves.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from autoresearch.proposers.agent import AgentProposer
+from autoresearch.proposers.agent.gitstate import GitState
+from autoresearch.proposers.base import ProposalContext
+from autoresearch.proposers.faults import FailedProposal
+from autoresearch.state import SessionLock, StatePaths
+from tests.llm.conftest import MakeCtx, make_config
+from tests.support.git_repo import git
+
+
+@pytest.fixture
+def session(worktree: Path, make_ctx: MakeCtx) -> ProposalContext:
+    (worktree / ".gitignore").write_text(".autoresearch/\n")
+    git(worktree, "add", ".gitignore")
+    git(worktree, "commit", "-qm", "ignore the state")
+    git(worktree, "branch", "autoresearch/t")
+    linked = worktree / ".autoresearch" / "worktrees" / "t"
+    git(worktree, "worktree", "add", "-q", "--detach", str(linked), "autoresearch/t")
+    return dataclasses.replace(make_ctx(), worktree=linked)
+
+
+@contextmanager
+def live(repo: Path, tag: str) -> Iterator[None]:
+    """Session `tag` running meanwhile: its lock held, as its process holds it."""
+    lock = SessionLock(StatePaths(repo, tag).lock)
+    lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def agent() -> AgentProposer:
+    return AgentProposer(make_config(agent="claude"), {"agent": "claude"})
+
+
+def refs(cwd: Path) -> dict[str, str]:
+    out = git(cwd, "for-each-ref", "--format=%(refname) %(objectname)")
+    return dict(line.split(" ", 1) for line in out.splitlines())
+
+
+def registered(repo: Path) -> list[str]:
+    return [line.split(" ", 1)[1] for line in git(repo, "worktree", "list", "--porcelain")
+            .splitlines() if line.startswith("worktree ")]
+
+
+def test_a_worktree_the_agent_adds_is_refused_removed_and_the_branch_it_moved_put_back(
+        agents: Path, session: ProposalContext, worktree: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # The agent checks the session branch out in a worktree of its own and commits a tampered
+    # score.py onto it: the branch must not keep that commit for being "checked out elsewhere".
+    elsewhere = tmp_path / "agents-worktree"
+    monkeypatch.setenv("FAKE_AGENT_WORKTREE", str(elsewhere))
+    monkeypatch.setenv("FAKE_AGENT_MODE", "worktree")
+    before = refs(worktree)
+    with pytest.raises(FailedProposal) as info:
+        agent().propose(session)
+    what = info.value.what
+    assert f"a worktree was added at {elsewhere} with refs/heads/autoresearch/t checked out" in what
+    assert "refs/heads/autoresearch/t moved" in what
+    assert "left as is" not in what
+    assert refs(worktree) == before
+    assert "-1000" not in git(worktree, "show", "autoresearch/t:score.py")
+    assert str(elsewhere) not in registered(worktree) and not elsewhere.exists()
+
+
+def test_a_finished_sessions_refs_are_watched_and_put_back(
+        agents: Path, session: ProposalContext, worktree: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    git(worktree, "branch", "autoresearch/b")  # what session b kept; it is over
+    before = refs(worktree)
+    monkeypatch.setenv("FAKE_AGENT_MODE", "rewrite")
+    with pytest.raises(FailedProposal) as info:
+        agent().propose(session)
+    what = info.value.what
+    assert "refs/heads/autoresearch/b moved" in what
+    assert "refs/autoresearch/b/evil was created" in what
+    assert refs(worktree) == before
+
+
+def test_a_live_sessions_refs_are_its_own_doing(
+        agents: Path, session: ProposalContext, worktree: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    git(worktree, "branch", "autoresearch/b")
+    monkeypatch.setenv("FAKE_AGENT_MODE", "rewrite")
+    with live(worktree, "b"):
+        proposal = agent().propose(session)
+    assert proposal is not None and proposal.in_worktree
+    assert "refs/autoresearch/b/evil" in refs(worktree)  # not undone: b's process may need it
+
+
+def test_a_ref_is_another_sessions_only_by_its_exact_tag(
+        session: ProposalContext, worktree: Path) -> None:
+    wt = session.worktree
+    head = git(wt, "rev-parse", "HEAD")
+    with live(worktree, "t-x"):
+        state = GitState.take(wt, "t")
+        git(wt, "update-ref", "refs/heads/autoresearch/t-x", head)  # live session t-x's
+        assert state.changes(wt) == []
+    state = GitState.take(wt, "t")
+    git(wt, "update-ref", "refs/autoresearch/t-x/evil", head)  # t-x is over: the agent's
+    git(wt, "update-ref", "refs/autoresearch/tt/evil", head)
+    assert state.changes(wt) == [f"refs/autoresearch/t-x/evil was created at {head[:10]}",
+                                 f"refs/autoresearch/tt/evil was created at {head[:10]}"]
+    assert state.restore(wt) == []
+    assert "refs/autoresearch/t-x/evil" not in refs(wt)
+
+
+def test_worktrees_the_harness_makes_meanwhile_are_not_the_agents(
+        session: ProposalContext, worktree: Path) -> None:
+    """A sibling slot made again, a live session's slot: detached, where sessions keep theirs.
+    The same worktree of a session that is not running, or with a branch checked out, is not."""
+    wt = session.worktree
+    slots = worktree / ".autoresearch" / "worktrees"
+    git(worktree, "branch", "side")
+    state = GitState.take(wt, "t")
+    git(worktree, "worktree", "add", "-q", "--detach", str(slots / "t" / "2"), "HEAD")
+    with live(worktree, "b"):
+        git(worktree, "worktree", "add", "-q", "--detach", str(slots / "b"), "HEAD")
+        assert state.changes(wt) == []
+        git(worktree, "worktree", "add", "-q", "--detach", str(slots / "c"), "HEAD")
+        git(worktree, "worktree", "add", "-q", str(slots / "t" / "3"), "side")
+        real = os.path.realpath(slots)
+        assert state.changes(wt) == [
+            f"a worktree was added at {real}/c",
+            f"a worktree was added at {real}/t/3 with refs/heads/side checked out"]
+        assert state.restore(wt) == []
+    left = registered(worktree)
+    assert f"{real}/c" not in left and f"{real}/t/3" not in left
+    assert f"{real}/t/2" in left and f"{real}/b" in left
