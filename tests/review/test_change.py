@@ -176,6 +176,34 @@ def test_files_whose_names_git_quotes_are_reviewed_under_their_real_names(repo: 
     assert ("tab\there.py", "ruff F821") in found
 
 
+def test_a_file_name_with_a_line_break_never_names_another_object(repo: Repo) -> None:
+    """git reads `cat-file --batch` requests a line at a time: a file name holding a line feed
+    (or a carriage return, which git drops) must neither shift later files' contents onto the
+    wrong names nor have its second half (`HEAD:evaluate.py`) read as an object of its own."""
+    odd = "notes.py\nHEAD:evaluate.py"
+    cr = "z.py\r"
+    repo.commit("init", **{"evaluate.py": "SECRET = 'held-out answers'\n", "z.py": "z = 0\n"})
+    (repo.path / odd).write_text("old = 1\n")
+    repo.git("add", "-A")
+    repo.git("commit", "-qm", "odd name")
+    repo.branch("feature")
+    (repo.path / odd).write_text("new = 2\n")
+    (repo.path / cr).write_text("carriage = 3\n")
+    (repo.path / "later.py").write_text("later = 4\n")
+    repo.git("add", "-A")
+    repo.git("commit", "-qm", "edit")
+    change = repo.change("main")
+    assert {odd, cr, "later.py"} <= {f.path for f in change.files}
+    source = change.source
+    source.prefetch(head=[odd, cr, "later.py", "z.py"], base=[odd, cr, "z.py"])
+    assert source.head_text(odd) == "new = 2\n"
+    assert source.base_text(odd) == "old = 1\n"
+    assert source.head_text(cr) == "carriage = 3\n"
+    assert source.base_text(cr) is None  # added on the branch: not z.py's content
+    assert source.head_text("later.py") == "later = 4\n"
+    assert source.head_text("z.py") == "z = 0\n"
+
+
 def test_a_file_with_too_many_changed_lines_is_named_not_read(repo: Repo,
                                                                monkeypatch: pytest.MonkeyPatch
                                                                ) -> None:

@@ -270,3 +270,54 @@ def test_non_finite_numbers_in_a_reply_neither_fail_the_pass_nor_reach_the_outpu
     assert "no line number" in dropped["Line number overflows"]
     json.dumps(to_json(review), allow_nan=False)  # strict JSON, as SARIF consumers read it
     json.dumps(render_sarif(review, repo.path), allow_nan=False)
+
+
+def test_the_cap_holds_on_text_in_a_script_of_one_token_a_character(
+        repo: Repo, server: FakeModelServer) -> None:
+    """Chinese is about one token a character, not 3.5 characters a token: the reservation
+    must count it so, or a call the cap cannot afford is made and the cap is crossed."""
+    line = "说明" * 2_000
+    repo.commit("init", **{"calc.py": "x = 1\n"})
+    repo.branch("feature")
+    repo.commit("docs", **{"calc.py": "".join(f"# {line}\n" for _ in range(4)) + "x = 1\n"})
+
+    def realistic(rec: Recorded) -> Reply:
+        text = rec.prompt_text()
+        wide = sum(1 for c in text if not c.isascii())
+        return Reply(text='{"findings": []}', input_tokens=wide + (len(text) - wide) // 4,
+                     output_tokens=50)
+
+    server._handler = realistic
+    # The 16,000 characters, in the diff and in the numbered file, are ~32,000 tokens ($0.10 at
+    # $3 a million); counted 3.5 characters a token they looked like ~$0.045 with the reply.
+    cap = 0.06
+    review = run_review(repo.change(), settings(server, max_usd=cap,
+                                                options={"max_tokens": 1000}))
+    assert review.cost.usd <= cap
+    assert review.cost.capped and server.requests == []
+
+
+def test_an_unusable_reply_whose_retry_the_cap_refuses_fails_the_pass(
+        repo: Repo, server: FakeModelServer) -> None:
+    """The first call was made and paid for, and reviewed nothing: a pass the cap then stops
+    is a failure (`--fail-on` must see it), not a pass that was merely never asked."""
+    change = small_change(repo)
+    server._handler = lambda rec: Reply(text="I think the loop is wrong.")
+    # Room for one call (~$0.02 reserved, $0.0081 spent), not for the retry after it.
+    review = run_review(change, settings(server, max_usd=0.025, options={"max_tokens": 1000}))
+    assert len(server.requests) == 1
+    run = {r.name: r for r in review.reviewers}["llm:logic+security"]
+    assert run.status == "failed"
+    assert "retry is over the --max-usd cap" in run.note
+    assert review.failed
+
+
+def test_a_huge_unusable_reply_is_not_echoed_whole_in_the_retry(
+        repo: Repo, server: FakeModelServer) -> None:
+    change = small_change(repo)
+    server._handler = lambda rec: Reply(text="x" * 2_000_000)
+    review = run_review(change, settings(server, max_usd=None))
+    first, retry = [r for r in server.requests if is_review(r)]
+    assert len(retry.prompt_text()) < len(first.prompt_text()) + 10_000
+    assert "more characters]" in retry.prompt_text()
+    assert {r.name: r.status for r in review.reviewers}["llm:logic+security"] == "failed"

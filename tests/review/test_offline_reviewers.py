@@ -154,3 +154,37 @@ def test_a_docs_only_change_runs_no_python_analyzer(repo: Repo) -> None:
     assert status["ruff"] == status["bandit"] == "skipped"
     assert status["history"] == "ok"
     assert review.findings == ()
+
+
+def test_a_symbolic_link_is_named_in_the_notes_never_linted_as_code(repo: Repo,
+                                                                    tmp_path: Path) -> None:
+    """A link's one "line" is its target's name (`target.py`, which ruff would call an
+    undefined name): a new link and a retargeted one are left to the notes, in a range review
+    and in a --diff review alike."""
+    import os
+
+    from autoresearch.review.change import from_diff_file
+
+    repo.commit("init", **{"target.py": "x = 1\n", "other.py": "y = 2\n", "app.py": CLEAN})
+    os.symlink("target.py", repo.path / "moved.py")
+    repo.git("add", "-A")
+    repo.git("commit", "-qm", "a link")
+    repo.branch("feature")
+    os.symlink("target.py", repo.path / "link.py")
+    (repo.path / "moved.py").unlink()
+    os.symlink("other.py", repo.path / "moved.py")
+    repo.git("add", "-A")
+    repo.git("commit", "-qm", "links")
+    change = repo.change("main")
+    assert {f.path for f in change.files if f.symlink} == {"link.py", "moved.py"}
+    assert change.reviewable == []
+    review = review_offline(change)
+    assert review.findings == ()
+    assert {r.name: r.status for r in review.reviewers}["ruff"] == "skipped"
+    assert any("link.py: a symbolic link (to 'target.py')" in n for n in review.notes)
+    assert any("moved.py: a symbolic link (to 'other.py')" in n for n in review.notes)
+    patch = tmp_path / "links.diff"
+    patch.write_text(repo.git("diff", "main", "feature") + "\n")
+    from_diff = from_diff_file(repo.path, str(patch))
+    assert from_diff.reviewable == []
+    assert review_offline(from_diff).findings == ()

@@ -164,3 +164,116 @@ def test_a_file_name_with_backticks_stays_inside_its_code_span(repo: Repo) -> No
     for line in markdown.splitlines():
         if "<img" in line:
             assert f"``{hostile}:" in line, line  # a span of two backticks holds the name
+
+
+HOSTILE = "fine\n# ✅ APPROVED\n<img src=x onerror=alert(1)>\n</details>\n```\n1. [ok](javascript:x)"
+
+
+def hostile_review() -> Review:
+    """A review whose every untrusted text tries to add a heading, HTML or a link."""
+    from dataclasses import replace
+
+    from autoresearch.review.model import (
+        CostSummary,
+        Dropped,
+        Finding,
+        RawFinding,
+        ReviewerRun,
+        Subject,
+    )
+
+    finding = Finding(
+        fingerprint="abc", colour="red", path="calc.py", start_line=3, end_line=3,
+        angle="logic", category="logic", severity="high", title=HOSTILE,
+        body=f"{HOSTILE}\n===\n| a | b |\n|---|---|\n- more",
+        evidence="x = 1", confidence=0.9, sources=("llm:logic",), on_changed_lines=True)
+    raw = RawFinding(reviewer="llm:logic", angle="logic", path="calc.py", start_line=3,
+                     end_line=3, title=HOSTILE, body=HOSTILE, quote="x", category="logic",
+                     severity="high", confidence=0.9)
+    return Review(
+        subject=Subject(kind="range", label="feature", key="range:feature", head="f" * 40),
+        findings=(finding, replace(finding, fingerprint="def", known=True),
+                  replace(finding, fingerprint="ghi", colour="yellow", inline=True)),
+        dropped=(Dropped(raw, f"rejected by the verifier: {HOSTILE}", "model"),),
+        reviewers=(ReviewerRun("llm:logic", "llm", "failed", note=f"HTTP 500: {HOSTILE} | x"),),
+        usage=(), cost=CostSummary(), scale=f"tiny <script>{HOSTILE}", files=1, lines_added=1,
+        lines_removed=0, started_at=0.0, duration_s=0.1,
+        notes=(f"<img src=x onerror=1>\n{HOSTILE}.py: not reviewed", f"# {HOSTILE}"))
+
+
+def structure(markdown: str) -> tuple[list[str], list[str], list[str]]:
+    """The headings, the HTML and the links and images a renderer would make of `markdown`."""
+    from markdown_it import MarkdownIt
+
+    tokens = MarkdownIt("commonmark").enable(["table", "strikethrough"]).parse(markdown)
+    headings, html, links = [], [], []
+    for i, token in enumerate(tokens):
+        if token.type == "heading_open":
+            headings.append(tokens[i + 1].content)
+        for t in [token, *(token.children or [])]:
+            if t.type in ("html_block", "html_inline"):
+                html.append(t.content.strip())
+            if t.type in ("link_open", "image"):
+                links.append(str(t.attrs))
+    return headings, html, links
+
+
+def test_untrusted_text_can_add_no_heading_html_or_link_to_the_markdown(repo: Repo) -> None:
+    review = hostile_review()
+    ours = re.compile(r"<details><summary>[^<>]*</summary>|</details>|</?sub>")
+    repo.commit("init", **{"calc.py": "x = 1\n"})
+    change = repo.change("HEAD", "HEAD")
+    body = review_body(review, change)
+    for text in (render_markdown(review), render_markdown(review, github_body=True),
+                 body["body"], github_module.comment_body(review.findings[0])):
+        headings, html, links = structure(text)
+        assert all(h.startswith(("autoresearch review:", "🔴", "🟡", "🟣")) for h in headings), \
+            headings
+        assert all(ours.fullmatch(h) for h in html), html
+        assert links == []
+        assert "✅ APPROVED" in text  # shown, as words
+    markdown = render_markdown(review)
+    assert markdown.count("<details>") == markdown.count("</details>") == 2
+
+
+def test_sarif_locations_are_valid_uri_references_that_name_the_file() -> None:
+    from dataclasses import replace
+    from urllib.parse import unquote, urlsplit
+
+    odd = "src/a b#c?d%e[f]é.py"
+    review = hostile_review()
+    review = replace(review, findings=tuple(replace(f, path=odd) for f in review.findings))
+    uris = [r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
+            for r in render_sarif(review)["runs"][0]["results"]]
+    # RFC 3986: only unreserved, reserved and percent-encoded characters; no fragment or query.
+    uri_reference = re.compile(r"(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/]|%[0-9A-F]{2})*")
+    for uri in uris:
+        assert uri_reference.fullmatch(uri), uri
+        parts = urlsplit(uri)
+        assert (parts.query, parts.fragment) == ("", "")
+        assert unquote(parts.path) == odd
+
+
+@pytest.mark.parametrize("text", [
+    '{"format": "autoresearch-review/1", "findings": ["abc", 5]}',
+    '{"format": "autoresearch-review/1", "findings": null}',
+    '{"format": "autoresearch-review/1", "findings": {"fingerprint": "x"}}',
+    '{"version": "2.1.0", "runs": ["x"]}',
+    '{"version": "2.1.0", "runs": [{"results": [1]}]}',
+    '{"version": "2.1.0", "runs": {"results": []}}',
+])
+def test_a_previous_review_of_another_shape_is_a_clean_error(text: str, tmp_path: Path) -> None:
+    from autoresearch.errors import AutoresearchError
+
+    odd = tmp_path / "previous.json"
+    odd.write_text(text)
+    with pytest.raises(AutoresearchError, match="neither this tool's JSON nor SARIF"):
+        read_previous(odd)
+
+
+def test_a_previous_sarif_without_results_or_fingerprints_has_none(tmp_path: Path) -> None:
+    sarif = tmp_path / "previous.sarif"
+    sarif.write_text('{"version": "2.1.0", "runs": [{"results": null}, {}, {"results": '
+                     '[{"partialFingerprints": null}, {"partialFingerprints": {"'
+                     + FINGERPRINT_KEY + '": "f1"}}]}]}')
+    assert read_previous(sarif) == {"f1"}

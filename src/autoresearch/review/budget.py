@@ -23,10 +23,21 @@ from autoresearch.proposers.base import Meter, Usage
 from autoresearch.proposers.llm.prices import PriceTable
 
 CHARS_PER_TOKEN = 3.5  # a conservative average for code and English: over- rather than under-estimate
+UTF8_BYTES_PER_TOKEN = 3  # a floor for any script: no tokenizer packs more bytes into a token
 
 
 def estimate_tokens(text: str) -> int:
-    return int(len(text) / CHARS_PER_TOKEN) + 1
+    """An upper estimate of `text`'s tokens. ASCII code and English average about four
+    characters a token; other scripts do not: Chinese, Japanese or Korean text is about one
+    token a character (3.5 characters a token would under-count it 3.5 times and let a review
+    spend far past its cap), and a character beyond the Basic Multilingual Plane (an emoji)
+    about two. So each non-ASCII character counts as at least one token, and the whole never
+    as less than its UTF-8 bytes / 3."""
+    ascii_chars = sum(1 for c in text if c.isascii())
+    beyond_bmp = sum(1 for c in text if ord(c) > 0xFFFF)
+    by_script = ascii_chars / CHARS_PER_TOKEN + (len(text) - ascii_chars) + beyond_bmp
+    by_bytes = len(text.encode("utf-8", errors="surrogatepass")) / UTF8_BYTES_PER_TOKEN
+    return int(max(by_script, by_bytes)) + 1
 
 
 @dataclass(frozen=True)

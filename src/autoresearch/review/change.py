@@ -33,7 +33,7 @@ from autoresearch.review.diff_reader import ReadDiff, read_diff
 from autoresearch.review.gitio import (
     is_repo,
     merge_base,
-    read_blobs,
+    read_files,
     resolve_rev,
     run_git,
     run_git_bytes,
@@ -84,8 +84,7 @@ class Source(ABC):
     def _read_base(self, paths: Sequence[str]) -> dict[str, str | None]:
         if self.base_rev is None:
             return dict.fromkeys(paths)
-        blobs = read_blobs(self.root, [f"{self.base_rev}:{p}" for p in paths])
-        return {p: blobs[f"{self.base_rev}:{p}"] for p in paths}
+        return read_files(self.root, self.base_rev, paths)
 
     @abstractmethod
     def _read_head(self, paths: Sequence[str]) -> dict[str, str | None]: ...
@@ -103,8 +102,7 @@ class CommitSource(Source):
         self.head_rev = head
 
     def _read_head(self, paths: Sequence[str]) -> dict[str, str | None]:
-        blobs = read_blobs(self.root, [f"{self.head_rev}:{p}" for p in paths])
-        return {p: blobs[f"{self.head_rev}:{p}"] for p in paths}
+        return read_files(self.root, self.head_rev, paths)
 
     def head_paths(self) -> list[str]:
         out = run_git(self.root, "ls-tree", "-r", "--name-only", "-z", self.head_rev)
@@ -165,8 +163,11 @@ class Change:
 
     @property
     def reviewable(self) -> list[ChangedFile]:
-        """Files with text lines added (deleted and binary files have nothing to comment on)."""
-        return [f for f in self.files if not f.binary and f.status != "deleted" and f.added]
+        """Files with text lines added (deleted and binary files have nothing to comment on; a
+        symbolic link's one line is the name of its target, which no reviewer should read as
+        code: ruff would report `target.py` as an undefined name)."""
+        return [f for f in self.files
+                if not f.binary and not f.symlink and f.status != "deleted" and f.added]
 
     @property
     def lines_added(self) -> int:
@@ -181,6 +182,20 @@ class Change:
             if f.path == path:
                 return f
         return None
+
+
+def _symlink_notes(files: Iterable[ChangedFile]) -> list[str]:
+    """The symbolic links the change adds or retargets: named, since no reviewer reads them."""
+    return [f"{f.path}: a symbolic link (to {_link_target(f)}), not reviewed as code"
+            for f in files if f.symlink and f.status != "deleted"]
+
+
+def _link_target(changed: ChangedFile) -> str:
+    """A link's target as its diff shows it (the one added line), or "its target" if none is."""
+    for line in changed.patch.splitlines():
+        if line.startswith("+") and not line.startswith("+++"):
+            return repr(line[1:][:200])
+    return "its target"
 
 
 # --- the three inputs ----------------------------------------------------------------------
@@ -259,7 +274,7 @@ def _range_change(root: Path, base: str, head: str, subject: Subject) -> Change:
     oversized = _oversized(root, base, head)
     diff_text = _git_diff(root, base, head, exclude=[f.path for f, _ in oversized])
     files, _ = parse_diff(diff_text, where=subject.label)
-    notes = [_too_large(f, lines) for f, lines in oversized]
+    notes = [*_symlink_notes(files), *(_too_large(f, lines) for f, lines in oversized)]
     return Change(root=root, subject=subject, diff_text=diff_text,
                   files=files + [f for f, _ in oversized],
                   source=CommitSource(root, base, head), commits=_commits(root, base, head),
@@ -416,7 +431,8 @@ def from_diff_file(root: Path, diff_path: str) -> Change:
                       head=None, base=head_rev or None)
     source = TextSource(root, head_rev or None, heads, bases)
     return Change(root=root, subject=subject, diff_text=text, files=named, source=source,
-                  commits=[], notes=[_too_large(f, lines) for f, lines in read.oversized])
+                  commits=[], notes=[*_symlink_notes(files),
+                                     *(_too_large(f, lines) for f, lines in read.oversized)])
 
 
 def _read_diff(stream: BinaryIO, where: str) -> ReadDiff:

@@ -111,6 +111,7 @@ def review(
     from autoresearch.review.outputs.sarif import render_sarif
     from autoresearch.review.outputs.terminal import print_review
     from autoresearch.review.pipeline import run_review
+    from autoresearch.review.protected import configured_protected
     from autoresearch.review.registry import load_reviewers
     from autoresearch.review.settings import cli_settings, load_review_config
     from autoresearch.review.store import open_ledger, record_review
@@ -133,7 +134,8 @@ def review(
     config, proposer = load_review_config(root)
     names = [n.strip() for n in reviewers.split(",") if n.strip()] if reviewers else None
     settings = cli_settings(config, proposer, reviewers=names, offline=offline,
-                            require_llm=llm, max_usd=max_usd, inline_cap=inline_cap)
+                            require_llm=llm, max_usd=max_usd, inline_cap=inline_cap,
+                            protected=configured_protected(root))
     if diff is not None:
         change = changes.from_diff_file(root, diff)
     elif session is not None:

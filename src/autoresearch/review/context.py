@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING
 
 from autoresearch.review.budget import Budget
 from autoresearch.review.change import Change
+from autoresearch.review.diff import ChangedFile
 from autoresearch.review.history import History
+from autoresearch.review.protected import DEFAULT_PROTECTED, withheld_files
 from autoresearch.review.rules import RulesFile, collect_rules
 
 if TYPE_CHECKING:
@@ -37,6 +39,8 @@ class ReviewSettings:
     history_commits: int = 500
     tool_timeout_s: float = 300.0
     parallel: int = 4
+    # Globs of the files whose content no model prompt may carry (protected.py).
+    protected: tuple[str, ...] = DEFAULT_PROTECTED
 
 
 class Workspace:
@@ -90,6 +94,13 @@ class ReviewContext:
         self._history: History | None = None
         self._rules: list[RulesFile] | None = None
         self._providers: dict[str, Provider] = {}
+        # Changed files no prompt may carry (path -> why): protected, or renamed from one.
+        self.withheld = withheld_files(change.files, settings.protected)
+
+    @property
+    def model_files(self) -> list[ChangedFile]:
+        """The reviewable files a model may be shown (the protected ones left out)."""
+        return [f for f in self.change.reviewable if f.path not in self.withheld]
 
     @property
     def history(self) -> History:

@@ -43,6 +43,8 @@ class ChangedFile:
     binary: bool
     hunks: tuple[Hunk, ...]
     patch: str = field(default="", repr=False, compare=False)  # this file's part of the diff
+    # A symbolic link on the head side: its "content" is the target's name, not code.
+    symlink: bool = False
 
     @property
     def added(self) -> frozenset[int]:
@@ -107,6 +109,22 @@ def strip_prefix(name: str) -> str:
     return name
 
 
+SYMLINK_MODE = "120000"
+
+
+def _head_is_symlink(pf: PatchedFile) -> bool:
+    """Whether git's extended header says the head side is a symbolic link: `new file mode
+    120000`, `new mode 120000` (a type change), or an `index a..b 120000` line (a link whose
+    target changed)."""
+    for line in pf.patch_info or ():
+        words = str(line).split()
+        names_head_mode = words[:3] == ["new", "file", "mode"] or words[:2] == ["new", "mode"] \
+            or (words[:1] == ["index"] and len(words) == 3)
+        if names_head_mode and words[-1] == SYMLINK_MODE:
+            return True
+    return False
+
+
 def _changed_file(pf: PatchedFile) -> ChangedFile:
     source, target = pf.source_file or "", pf.target_file or ""
     if pf.is_added_file:
@@ -129,7 +147,7 @@ def _changed_file(pf: PatchedFile) -> ChangedFile:
         for h in pf
     )
     return ChangedFile(path=new, old_path=old, status=status, binary=pf.is_binary_file,
-                       hunks=hunks, patch=str(pf))
+                       hunks=hunks, patch=str(pf), symlink=_head_is_symlink(pf))
 
 
 def parse_diff(text: str, where: str = "the diff") -> tuple[list[ChangedFile], dict[str, PatchedFile]]:

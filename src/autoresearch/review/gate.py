@@ -13,7 +13,7 @@ against the experiment with `record_gate(ledger, result, ...)`.
 from __future__ import annotations
 
 import os
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +25,7 @@ from autoresearch.review.context import ReviewSettings
 from autoresearch.review.llm_setup import resolve_llm
 from autoresearch.review.model import Colour, Finding, Review
 from autoresearch.review.pipeline import run_review
+from autoresearch.review.protected import DEFAULT_PROTECTED, configured_protected
 from autoresearch.review.registry import load_reviewers, select
 from autoresearch.review.store import record_review
 
@@ -45,13 +46,14 @@ class GateResult:
 
 
 def settings_for_gate(config: ReviewConfig, proposer: ProposerConfig | None,
-                      env: Mapping[str, str]) -> ReviewSettings:
+                      env: Mapping[str, str], protected: Sequence[str] = ()) -> ReviewSettings:
     llm, note = resolve_llm(config.llm, proposer.name if proposer else "",
                             proposer.options if proposer else {}, env, when_unset="off")
     return ReviewSettings(
         reviewers=tuple(config.reviewers) if config.reviewers else None, llm=llm, llm_note=note,
         max_usd=config.max_usd, inline_cap=config.inline_cap,
-        history_commits=config.history_commits, tool_timeout_s=config.tool_timeout_seconds)
+        history_commits=config.history_commits, tool_timeout_s=config.tool_timeout_seconds,
+        protected=(*DEFAULT_PROTECTED, *protected))
 
 
 def check_gate(config: ReviewConfig, proposer: ProposerConfig | None = None,
@@ -85,7 +87,10 @@ def review_candidate(repo: Path, parent_commit: str, candidate_commit: str,
     """Review `candidate_commit` against `parent_commit` and decide whether it blocks a keep;
     with a `meter`, each model call is billed through it as it returns (`result.usage` lists
     them too: not to be billed again)."""
-    settings = settings_for_gate(config, proposer, os.environ if env is None else env)
+    # The session's protected files (the evaluation) are the ones a model must never read: the
+    # candidate cannot have changed the config that lists them (it is always protected).
+    settings = settings_for_gate(config, proposer, os.environ if env is None else env,
+                                 configured_protected(repo))
     change = from_commits(repo, parent_commit, candidate_commit,
                           key=f"commit:{candidate_commit}",
                           label=label or f"candidate {candidate_commit[:12]} against "

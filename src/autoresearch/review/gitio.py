@@ -55,26 +55,64 @@ def merge_base(root: Path, a: str, b: str) -> str | None:
     return out or None
 
 
-def read_blobs(root: Path, specs: Iterable[str]) -> dict[str, str | None]:
-    """Read many `rev:path` objects in one `git cat-file --batch` call (None: not a file there)."""
-    wanted = list(dict.fromkeys(specs))
+def read_files(root: Path, rev: str, paths: Iterable[str]) -> dict[str, str | None]:
+    """The text of each of `paths` at the commit `rev` (None: not a file there), in one
+    `git cat-file --batch` call.
+
+    That call reads one object name a line, and git cuts a line at a line feed and drops a
+    carriage return before it: a file named `a.py<LF>HEAD:evaluate.py` would be two requests,
+    shifting every later file's content onto the wrong name and reading an object the name
+    chose. Such a path is looked up in the tree first and asked for by its object id, so no part
+    of a file name is ever read as the name of another object."""
+    names: dict[str, str | None] = {}
+    for path in dict.fromkeys(paths):
+        names[path] = _blob_id(root, rev, path) if _breaks_line(path) else f"{rev}:{path}"
+    blobs = read_blobs(root, [name for name in names.values() if name is not None])
+    return {path: None if name is None else blobs[name] for path, name in names.items()}
+
+
+def _breaks_line(text: str) -> bool:
+    return "\n" in text or "\r" in text
+
+
+def _blob_id(root: Path, rev: str, path: str) -> str | None:
+    """The object id of the file `path` in the commit `rev` (None: no file of that name)."""
+    listed = run_git_bytes(root, "ls-tree", "-z", rev, "--", f":(literal){path}", check=False)
+    for entry in listed.split(b"\0"):
+        meta, _, name = entry.partition(b"\t")
+        fields = meta.split()
+        if len(fields) == 3 and fields[1] == b"blob" and \
+                name.decode("utf-8", errors="replace") == path:
+            return fields[2].decode("ascii")
+    return None
+
+
+def read_blobs(root: Path, names: Iterable[str]) -> dict[str, str | None]:
+    """Read many objects (`rev:path` or ids) in one `git cat-file --batch` call (None: not a
+    file there). A name must fit on one line: `read_files` sees to it for file names."""
+    wanted = list(dict.fromkeys(names))
     if not wanted:
         return {}
+    split = [name for name in wanted if _breaks_line(name)]
+    if split:
+        raise ValueError(f"an object name git would read as two: {split[0]!r}")
     raw = run_git_bytes(root, "cat-file", "--batch",
                         input_bytes="".join(f"{s}\n" for s in wanted).encode())
     out: dict[str, str | None] = {}
     pos = 0
-    for spec in wanted:
+    for name in wanted:
         end = raw.index(b"\n", pos)
         header = raw[pos:end].decode("utf-8", errors="replace").split()
         pos = end + 1
-        if len(header) == 3 and header[1] in ("blob", "tree", "commit", "tag"):
+        # "<name> missing" (or "ambiguous") echoes the name, whose words could look like a
+        # header's: the last word tells; a found object's header ends with its size.
+        if len(header) == 3 and header[2].isdigit():
             size = int(header[2])
             body = raw[pos:pos + size]
             pos += size + 1  # the object is followed by a newline
-            out[spec] = body.decode("utf-8", errors="replace") if header[1] == "blob" else None
+            out[name] = body.decode("utf-8", errors="replace") if header[1] == "blob" else None
         else:
-            out[spec] = None  # "<spec> missing" (or ambiguous)
+            out[name] = None
     return out
 
 

@@ -26,6 +26,7 @@ from autoresearch.review.budget import Budget
 from autoresearch.review.change import Change
 from autoresearch.review.context import ReviewContext, ReviewSettings
 from autoresearch.review.model import CostSummary, Dropped, RawFinding, Review, ReviewerRun
+from autoresearch.review.protected import withheld_note
 from autoresearch.review.registry import load_reviewers, select
 from autoresearch.review.reviewers.base import Reviewer, ReviewerReport, ReviewerUnavailable
 from autoresearch.review.reviewers.llm import run_pass
@@ -75,6 +76,8 @@ def run_review(change: Change, settings: ReviewSettings, *, known: Collection[st
     budget = Budget(settings.max_usd, meter)
     ctx = ReviewContext(change, settings, budget)
     collected = _Collected()
+    if settings.llm is not None and ctx.withheld:
+        collected.notes.append(withheld_note(ctx.withheld))
     try:
         the_plan = plan(ctx, chosen, named=bool(settings.reviewers))
         collected.runs += the_plan.skipped

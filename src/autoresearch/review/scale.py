@@ -96,7 +96,7 @@ def plan(ctx: ReviewContext, reviewers: list[Reviewer], *, named: bool) -> Plan:
             llm.append(reviewer)
         else:
             result.offline.append(reviewer)
-    reviewable = ctx.change.reviewable
+    reviewable = ctx.model_files  # what a model may read: the protected files left out
     code = code_files(reviewable)
     if not code and not named:  # documentation only: the project's rules, nothing else
         for r in [r for r in llm if r.angle != "rules"]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from autoresearch.config import CONFIG_NAME, ProposerConfig, ReviewConfig
 from autoresearch.errors import ConfigError
 from autoresearch.review.context import ReviewSettings
 from autoresearch.review.llm_setup import resolve_llm
+from autoresearch.review.protected import DEFAULT_PROTECTED
 
 
 def load_review_config(root: Path) -> tuple[ReviewConfig, ProposerConfig]:
@@ -46,7 +47,10 @@ def load_review_config(root: Path) -> tuple[ReviewConfig, ProposerConfig]:
 def cli_settings(config: ReviewConfig, proposer: ProposerConfig, *,
                  reviewers: list[str] | None, offline: bool, require_llm: bool,
                  max_usd: float | None, inline_cap: int | None,
-                 env: Mapping[str, str] | None = None) -> ReviewSettings:
+                 env: Mapping[str, str] | None = None,
+                 protected: Sequence[str] = ()) -> ReviewSettings:
+    """The settings of one command-line review; `protected`: the research config's protected
+    globs, withheld from the model on top of the defaults (protected.py)."""
     llm: bool | dict[str, Any] | None = config.llm
     if offline:
         llm = False
@@ -60,4 +64,5 @@ def cli_settings(config: ReviewConfig, proposer: ProposerConfig, *,
         llm=llm_setup, llm_note=note,
         max_usd=config.max_usd if max_usd is None else max_usd,
         inline_cap=config.inline_cap if inline_cap is None else inline_cap,
-        history_commits=config.history_commits, tool_timeout_s=config.tool_timeout_seconds)
+        history_commits=config.history_commits, tool_timeout_s=config.tool_timeout_seconds,
+        protected=(*DEFAULT_PROTECTED, *protected))

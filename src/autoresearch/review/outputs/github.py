@@ -16,15 +16,17 @@ from typing import Any, Final, Literal
 from autoresearch.review.change import Change
 from autoresearch.review.model import Finding, Review
 from autoresearch.review.outputs.markdown import MARK, render_markdown
+from autoresearch.review.outputs.mdtext import inline, quoted
 
 EVENT: Final[Literal["COMMENT"]] = "COMMENT"
 
 
 def comment_body(f: Finding) -> str:
-    parts = [f"{MARK[f.colour]} **{f.colour}** · {f.category}: **{f.title}**"]
+    # A model's words, escaped (mdtext): a comment is Markdown GitHub renders.
+    parts = [f"{MARK[f.colour]} **{f.colour}** · {f.category}: **{inline(f.title)}**"]
     if f.body and f.body != f.title:
-        parts.append(f.body)
-    parts.append(f"<sub>{', '.join(f.sources)} · confidence {f.confidence:.2f} · "
+        parts.append(quoted(f.body))
+    parts.append(f"<sub>{inline(', '.join(f.sources))} · confidence {f.confidence:.2f} · "
                  f"fingerprint `{f.fingerprint}`</sub>")
     return "\n\n".join(parts)
 

@@ -42,18 +42,37 @@ def read_previous(path: Path) -> set[str]:
         raise AutoresearchError(f"cannot read the previous review: {exc}", where=str(path),
                                 fix="pass the --json or --sarif file an earlier review wrote"
                                 ) from None
-    found: set[str] = set()
     if isinstance(data, dict) and data.get("format") == FORMAT:
-        found |= {str(f["fingerprint"]) for f in data.get("findings", []) if "fingerprint" in f}
-        return found
+        return {str(f["fingerprint"]) for f in _items(data, "findings", path)
+                if "fingerprint" in f}
     if isinstance(data, dict) and str(data.get("version")) == "2.1.0":
         from autoresearch.review.outputs.sarif import FINGERPRINT_KEY
 
-        for run in data.get("runs") or []:
-            for result in run.get("results") or []:
-                value = (result.get("partialFingerprints") or {}).get(FINGERPRINT_KEY)
-                if value:
-                    found.add(str(value))
+        found: set[str] = set()
+        # SARIF lets `results` be null (the tool did not say): no result, as when absent.
+        for run in _items(data, "runs", path, null_ok=True):
+            for result in _items(run, "results", path, null_ok=True):
+                fingerprints = result.get("partialFingerprints")
+                value = fingerprints.get(FINGERPRINT_KEY) if isinstance(fingerprints, dict) \
+                    else None
+                if isinstance(value, str) and value:
+                    found.add(value)
         return found
-    raise AutoresearchError("the previous review is neither this tool's JSON nor SARIF",
-                            where=str(path), fix="pass the --json or --sarif file of a review")
+    raise _not_a_review(path)
+
+
+def _items(container: dict[str, Any], key: str, path: Path, *,
+           null_ok: bool = False) -> list[dict[str, Any]]:
+    """The list of objects under `key` (absent: none); any other shape is not a file this tool
+    wrote, and is said so rather than failing later with a traceback."""
+    value = container.get(key, [])
+    if value is None and null_ok:
+        return []
+    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+        raise _not_a_review(path)
+    return value
+
+
+def _not_a_review(path: Path) -> AutoresearchError:
+    return AutoresearchError("the previous review is neither this tool's JSON nor SARIF",
+                             where=str(path), fix="pass the --json or --sarif file of a review")

@@ -1,4 +1,9 @@
-"""The review as Markdown: a file, a pull-request comment, or the body of a GitHub review."""
+"""The review as Markdown: a file, a pull-request comment, or the body of a GitHub review.
+
+Every text that did not come from this module (a model's title and explanation, file names,
+reviewers' notes, a server's error message) goes through `mdtext`, so that none of it can add a
+heading, a link, HTML or the end of a `<details>` block to the review.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from autoresearch.review.model import Colour, Finding, Review, ReviewerRun
+from autoresearch.review.outputs.mdtext import in_html, inline, quoted
 from autoresearch.unicode_controls import reveal_bidi
 
 HEADINGS: dict[Colour, str] = {
@@ -68,9 +74,9 @@ def finding_md(f: Finding, *, with_location: bool = True) -> str:
     meta = f"{', '.join(f.sources)} · {f.category} · confidence {f.confidence:.2f}"
     if f.known:
         meta += " · reported before"
-    parts = [f"{MARK[f.colour]} {where}{f.title}", f"_{meta}_"]
+    parts = [f"{MARK[f.colour]} {where}{inline(f.title)}", f"_{inline(meta)}_"]
     if f.body and f.body != f.title:
-        parts.append(f.body)
+        parts.append(quoted(f.body))
     if f.evidence.strip():
         # Code quoted from the repository: its bidi overrides shown as ⟨U+202E⟩, not obeyed.
         parts.append(fence(reveal_bidi(f.evidence), language_of(f.path)))
@@ -96,16 +102,16 @@ def _list(findings: Sequence[Finding]) -> str:
 def render_markdown(review: Review, *, github_body: bool = False) -> str:
     """The whole review; for a GitHub review's body, the inline findings are left to the
     inline comments and only the rest is listed."""
-    out = [f"## {headline(review)}", cost_line(review)]
+    out = [f"## {headline(review)}", inline(cost_line(review))]
     for colour in ("red", "yellow", "purple"):
         shown = [f for f in review.findings if f.colour == colour
                  and not (github_body and (f.inline or f.known))]
         if shown:
             out.append(f"### {HEADINGS[colour]}")
             out.append(_list(shown))
-    inline = sum(1 for f in review.findings if f.inline)
-    if github_body and inline:
-        out.append(f"{inline} finding(s) are inline comments on the diff.")
+    inline_count = sum(1 for f in review.findings if f.inline)
+    if github_body and inline_count:
+        out.append(f"{inline_count} finding(s) are inline comments on the diff.")
     over = [f for f in review.findings if f.colour != "purple" and not f.inline and not f.known]
     if over and github_body:
         out.append(f"{len(over)} red or yellow finding(s) over the inline cap are listed here "
@@ -113,17 +119,19 @@ def render_markdown(review: Review, *, github_body: bool = False) -> str:
     known = [f for f in review.findings if f.known]
     if known and github_body:
         out.append(_details(f"Still present, reported by an earlier review: {len(known)}",
-                            "\n".join(f"- {code_span(f.location)} {f.title}" for f in known)))
+                            "\n".join(f"- {code_span(f.location)} {inline(f.title)}"
+                                      for f in known)))
     if review.dropped:
         out.append(_details(f"Dropped before reaching you: {len(review.dropped)}", "\n".join(
-            f"- {d.finding.reviewer} {code_span(f'{d.finding.path}:{d.finding.start_line}')} "
-            f"{d.finding.title}: {d.reason}" for d in review.dropped)))
+            f"- {inline(d.finding.reviewer)} "
+            f"{code_span(f'{d.finding.path}:{d.finding.start_line}')} "
+            f"{inline(d.finding.title)}: {inline(d.reason)}" for d in review.dropped)))
     rows = ["| reviewer | status | findings | time | note |", "|---|---|---|---|---|"]
-    rows += [f"| {r.name} | {r.status} | {r.findings} | {r.seconds:.1f} s | "
-             f"{r.note.replace('|', '/')} |" for r in grouped_runs(review)]
-    out.append(_details(f"Reviewers ({review.scale})", "\n".join(rows)))
+    rows += [f"| {inline(r.name)} | {r.status} | {r.findings} | {r.seconds:.1f} s | "
+             f"{inline(r.note)} |" for r in grouped_runs(review)]
+    out.append(_details(f"Reviewers ({in_html(review.scale)})", "\n".join(rows)))
     if review.notes:
-        out.append("\n".join(f"> {n}" for n in review.notes))
+        out.append("\n".join(f"> {inline(n)}" for n in review.notes))
     out.append(f"_{NEVER_APPROVES}_")
     return "\n\n".join(out) + "\n"
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from autoresearch import __version__
 from autoresearch.review.model import CATEGORIES, Colour, Review
@@ -32,6 +33,13 @@ RULE_TEXT: dict[str, str] = {
     "other": "Another problem.",
 }
 SECURITY_SEVERITY = {"injection": "9.0", "sql": "8.5", "security": "7.0"}
+
+
+def artifact_uri(path: str) -> str:
+    """A repository path as the relative URI reference SARIF requires: a space, `#`, `%`, `?`
+    or a non-ASCII letter percent-encoded (UTF-8), so that `a#b.py` names that file and not the
+    fragment `b.py` of `a`."""
+    return quote(path, safe="/")
 
 
 def render_sarif(review: Review, root: Path | None = None) -> dict[str, Any]:
@@ -60,7 +68,7 @@ def render_sarif(review: Review, root: Path | None = None) -> dict[str, Any]:
             "message": {"text": f.title + (f"\n\n{f.body}" if f.body and f.body != f.title
                                            else "")},
             "locations": [{"physicalLocation": {
-                "artifactLocation": {"uri": f.path, "uriBaseId": "SRCROOT"},
+                "artifactLocation": {"uri": artifact_uri(f.path), "uriBaseId": "SRCROOT"},
                 "region": region}}],
             "partialFingerprints": {FINGERPRINT_KEY: f.fingerprint},
             "baselineState": "unchanged" if f.known else "new",

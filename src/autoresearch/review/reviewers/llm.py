@@ -31,6 +31,9 @@ from autoresearch.review.reviewers.base import Reviewer, ReviewerReport, Reviewe
 
 CHARS_PER_TOKEN = 3.5
 DOC_SUFFIXES = (".md", ".rst", ".txt", ".adoc")
+# How much of an unusable reply goes back to the model with the request to answer again: enough
+# to see what went wrong; a 5 MB reply echoed whole would make a 5 MB (and 5 MB-priced) prompt.
+MAX_ECHOED_CHARS = 4_000
 
 
 def code_files(files: Sequence[ChangedFile]) -> list[ChangedFile]:
@@ -47,10 +50,14 @@ class LLMReviewer(Reviewer):
     def skip_reason(self, ctx: ReviewContext) -> str | None:
         if ctx.settings.llm is None:
             return no_model_reason(ctx)
-        return None if code_files(ctx.change.reviewable) else "no code file changed"
+        if code_files(ctx.model_files):
+            return None
+        if code_files(ctx.change.reviewable):
+            return "only protected code files changed (no model may read them)"
+        return "no code file changed"
 
     def review(self, ctx: ReviewContext) -> ReviewerReport:
-        return run_pass(ctx, [self], ctx.change.reviewable)
+        return run_pass(ctx, [self], ctx.model_files)
 
 
 def no_model_reason(ctx: ReviewContext) -> str:
@@ -89,7 +96,7 @@ class RegressionReviewer(BuiltinAngleReviewer):
     def skip_reason(self, ctx: ReviewContext) -> str | None:
         reason = super().skip_reason(ctx)
         if reason is None and not any(ctx.history.fix_commits(f.old_path or f.path)
-                                      for f in ctx.change.reviewable):
+                                      for f in ctx.model_files):
             return "no fix commit in the touched files' history"
         return reason
 
@@ -102,9 +109,17 @@ class RulesReviewer(BuiltinAngleReviewer):
     def skip_reason(self, ctx: ReviewContext) -> str | None:
         if ctx.settings.llm is None:
             return no_model_reason(ctx)
-        if not ctx.change.reviewable:
-            return "no file with added lines"
+        if not ctx.model_files:
+            return "no file with added lines" if not ctx.change.reviewable else \
+                "only protected files changed (no model may read them)"
         return None if ctx.rules else "no REVIEW.md applies to the changed files"
+
+
+def echoed(reply: str) -> str:
+    """An unusable reply as it is sent back with the retry: its start, when it is long."""
+    if len(reply) <= MAX_ECHOED_CHARS:
+        return reply
+    return reply[:MAX_ECHOED_CHARS] + f"\n[... {len(reply) - MAX_ECHOED_CHARS:,} more characters]"
 
 
 def run_pass(ctx: ReviewContext, reviewers: Sequence[LLMReviewer],
@@ -113,6 +128,10 @@ def run_pass(ctx: ReviewContext, reviewers: Sequence[LLMReviewer],
     setup = ctx.settings.llm
     if setup is None:
         raise ReviewerUnavailable(no_model_reason(ctx))
+    # Whoever chose `files`, a protected one never reaches the prompt (protected.py).
+    files = [f for f in files if f.path not in ctx.withheld]
+    if not files:
+        return ReviewerReport(notes=["every file of this pass is protected: nothing to ask"])
     angles = [r.angle for r in reviewers]
     instructions = {r.angle: r.instructions for r in reviewers}
     paths = [f.path for f in files]
@@ -127,10 +146,16 @@ def run_pass(ctx: ReviewContext, reviewers: Sequence[LLMReviewer],
     what = f"{'+'.join(angles)} pass over {len(files)} file(s)"
     turns = [Turn.user(prompt)]
     report = ReviewerReport()
+    problem = ""
     for attempt in (1, 2):
         result = ask(ctx, system, turns, purpose="review", what=what)
         report.usage += result.usage
         if result.skipped:
+            if attempt == 2:
+                # The first call was made and answered nothing usable: the pass did not review
+                # the files, and must not pass for a pass the cap merely spared.
+                raise RuntimeError(f"the model's reply was not usable JSON ({problem}); its "
+                                   "retry is over the --max-usd cap")
             report.notes.append(f"not asked: {what} (--max-usd cap)")
             return report
         if result.error is not None:
@@ -144,7 +169,7 @@ def run_pass(ctx: ReviewContext, reviewers: Sequence[LLMReviewer],
             if attempt == 2:
                 raise RuntimeError(f"the model's reply was not usable JSON twice ({exc})") from None
             problem = "it was cut off at the output limit" if result.truncated else str(exc)
-            turns = [*turns, Turn.assistant(result.text),
+            turns = [*turns, Turn.assistant(echoed(result.text)),
                      Turn.user(RETRY_JSON.format(problem=problem))]
             continue
         report.findings += found

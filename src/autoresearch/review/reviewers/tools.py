@@ -102,7 +102,8 @@ def evidence(ctx: ReviewContext, path: str, start: int, end: int) -> str:
 
 def on_added(ctx: ReviewContext, path: str, start: int, end: int) -> bool:
     changed = ctx.change.file(path)
-    return changed is not None and any(n in changed.added for n in range(start, end + 1))
+    # A link's target name is not code an analyzer may comment on (mypy reads every file).
+    return changed is not None and not changed.symlink and any(n in changed.added for n in range(start, end + 1))
 
 
 def analyzer_finding(ctx: ReviewContext, *, reviewer: str, angle: str, path: str, start: int,
