@@ -9,7 +9,11 @@ the time is the server's: reading the ledger, composing the view, encoding JSON)
 - update: one more experiment is recorded, then `/api/session?since=<stamp>` (what a live page
   asks after each change).
 
-Run:  python bench/dashboard_payload.py [--sizes 1500 10000] [--repeat 7]
+With --chart, also what the page spends redrawing its chart on each update (`renderChart` on
+the chart it already shows, the live-update path), timed in Debian's headless Chromium against
+the dashboard served on 127.0.0.1 (needs /usr/bin/chromium and Playwright).
+
+Run:  python bench/dashboard_payload.py [--sizes 1500 10000] [--repeat 7] [--chart]
 Prints medians of `--repeat` measurements per size.
 """
 
@@ -20,6 +24,7 @@ import random
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -39,18 +44,22 @@ def record(ledger: Ledger, session: SessionRow, rng: random.Random, value: float
                                    "the learning-rate schedule and the warmup length",
                                    proposer="tune", parent_commit="0" * 40, status="running")
     objective = None
+    sha = f"{exp.seq:040x}"
+    # The order the session loop writes in: the commit, its runs, the judgement, the verdict.
+    ledger.record_commit(exp.id, commit_sha=sha, tree_sha=sha, files=["train.py"],
+                         lines_added=1, lines_removed=1)
     if status in ("keep", "discard"):
         runs = [value + rng.gauss(0, 0.01) for _ in range(2)]
         for i, v in enumerate(runs):
-            ledger.add_run(exp.id, role="candidate", idx=i, commit_sha=f"{exp.seq:040x}",
+            ledger.add_run(exp.id, role="candidate", idx=i, commit_sha=sha,
                            status="ok", exit_code=0, duration_s=60.0, log_path=None,
                            fingerprint=None, fingerprint_key=None, started_at=time.time(),
                            metrics={"val_bpb": v, "peak_memory_mb": 900.0})
         objective = statistics.fmean(runs)
-    ledger.update_experiment(exp.id, status=status, objective=objective, commit_sha=f"{exp.seq:040x}",
-                             incumbent_objective=value, delta=None if objective is None
-                             else objective - value, threshold=0.02, finished_at=time.time(),
-                             decision_reason="improvement 0.001 ≤ threshold 0.02")
+    ledger.record_judgement(exp.id, incumbent_objective=value, threshold=0.02,
+                            delta=None if objective is None else objective - value)
+    ledger.finish_experiment(exp.id, status=status, objective=objective,
+                             reason="improvement 0.001 ≤ threshold 0.02", finished_at=time.time())
     return value - 0.0005 if status == "keep" else value
 
 
@@ -63,7 +72,7 @@ def build(repo: Path, n: int, seed: int = 0) -> tuple[Ledger, SessionRow, random
     value = 1.45
     for _ in range(n):
         value = record(ledger, session, rng, value)
-    ledger.update_session(session.id, status="finished")
+    ledger.set_session_status(session.id, "finished")
     return ledger, session, rng, value
 
 
@@ -95,16 +104,65 @@ def measure(n: int, repeat: int) -> dict[str, float]:
             "update_kb": med(upd_bytes) / 1024, "update_ms": med(upd_ms)}
 
 
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run"]
+
+
+def chart_redraw_ms(n: int, repeat: int) -> float:
+    """Median in-page time of one chart redraw at `n` experiments (the live-update path)."""
+    import uvicorn
+    from playwright.sync_api import sync_playwright
+
+    with tempfile.TemporaryDirectory() as tmp:
+        repo = Path(tmp)
+        build(repo, n)[0].close()
+        app = create_app(repo, "big", None)
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
+                                               access_log=False, timeout_graceful_shutdown=2))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        while not server.started:
+            time.sleep(0.02)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        try:
+            with sync_playwright() as p:
+                browser = p.chromium.launch(executable_path="/usr/bin/chromium",
+                                            args=CHROMIUM_ARGS)
+                page = browser.new_page(bypass_csp=True)  # the page forbids eval()
+                page.goto(f"http://127.0.0.1:{port}/")
+                page.wait_for_function(f"+document.body.dataset.experiments >= {n}",
+                                       timeout=300_000)
+                times = page.evaluate("""(repeat) => {
+                  const out = [];
+                  for (let i = 0; i < repeat; i++) {
+                    const t = performance.now();
+                    renderChart(state.view.chart);
+                    out.push(performance.now() - t);
+                  }
+                  return out;
+                }""", repeat)
+                browser.close()
+        finally:
+            app.state.shutdown.set()
+            server.should_exit = True
+            thread.join(10)
+    return statistics.median(times)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1500, 10000])
     parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--chart", action="store_true",
+                        help="also time the page's chart redraw in headless Chromium")
     args = parser.parse_args()
-    print(f"{'experiments':>11}  {'first load':>20}  {'one update':>20}")
+    print(f"{'experiments':>11}  {'first load':>20}  {'one update':>20}"
+          + (f"  {'chart redraw':>12}" if args.chart else ""))
     for n in args.sizes:
         r = measure(n, args.repeat)
+        chart = f"  {chart_redraw_ms(n, args.repeat):>9.0f} ms" if args.chart else ""
         print(f"{n:>11,}  {r['first_kb']:>9.0f} KB {r['first_ms']:>6.0f} ms  "
-              f"{r['update_kb']:>9.1f} KB {r['update_ms']:>6.0f} ms", flush=True)
+              f"{r['update_kb']:>9.1f} KB {r['update_ms']:>6.0f} ms{chart}", flush=True)
 
 
 if __name__ == "__main__":

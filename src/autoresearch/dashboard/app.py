@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import threading
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -50,22 +51,56 @@ STATIC_DIR = Path(__file__).parent / "static"
 # Comment lines keep idle connections (and proxies in between) from timing out.
 KEEPALIVE_S = 15.0
 _NO_STORE = {"Cache-Control": "no-store"}
+# The stamps a page sends back (`since`) carry the generation of the ledger file they came from:
+# generation * STAMP_EPOCH + the version within it. Versions restart with each file, so a stamp
+# from an earlier file is answered with everything rather than read against the new one.
+STAMP_EPOCH = 1 << 32
+
+
+def _file_identity(path: Path) -> tuple[int, int] | None:
+    """Which file is at `path` (device, inode), or None when there is none."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 class _Source:
-    """Opens the ledger lazily, so the page can be up before the first session has written it."""
+    """Opens the ledger lazily, so the page can be up before the first session has written it.
+
+    The file at the ledger's path can be replaced under a running dashboard: the damaged-ledger
+    recovery puts another ledger.db there, and `.autoresearch` can be deleted and made again by
+    a new run. An open connection would go on reading the old file (its inode) for ever, so
+    each use compares the file now at the path with the one opened, and reopens when it changed.
+    """
 
     def __init__(self, repo: Path, tag: str | None) -> None:
         self.repo = repo
         self.tag = tag
+        self.generation = 0  # how many times the ledger file was replaced and reopened
         self._ledger: Ledger | None = None
+        self._opened: tuple[int, int] | None = None
+        # Replaced ledgers, closed at shutdown: a request in another thread may still be
+        # reading one, and closing it under that request would fail it.
+        self._retired: list[Ledger] = []
         self._live: dict[int, LiveView] = {}
         self._lock = threading.Lock()
 
     def ledger(self) -> Ledger:
-        if self._ledger is None:
-            self._ledger = open_ledger(self.repo)
-        return self._ledger
+        path = self.repo / LEDGER_PATH
+        with self._lock:
+            # Looked at before opening: a file replaced in between is then seen next time.
+            now = _file_identity(path)
+            if self._ledger is not None and now != self._opened:
+                self._retired.append(self._ledger)
+                self._ledger = None
+                self._live.clear()  # their rows and versions are the old file's
+                self.generation += 1
+            if self._ledger is None:
+                self._ledger = open_ledger(self.repo)
+                self._opened = now
+            return self._ledger
 
     def session(self, tag: str | None) -> SessionRow:
         return resolve_session(self.ledger(), tag or self.tag)
@@ -102,6 +137,9 @@ class _Source:
             return live
 
     def close(self) -> None:
+        for ledger in self._retired:
+            ledger.close()
+        self._retired.clear()
         if self._ledger is not None:
             self._ledger.close()
             self._ledger = None
@@ -158,12 +196,18 @@ def create_app(
             return JSONResponse({"error": "since must be a version number and range two numbers"},
                                 status_code=400, headers=_NO_STORE)
         try:
-            row = source.session(params.get("tag"))
+            ledger = source.ledger()
+            generation = source.generation
+            row = resolve_session(ledger, params.get("tag") or source.tag)
             live = source.live(row)
-            view = live.refresh(source.ledger(), row)
+            view = live.refresh(ledger, row)
         except AutoresearchError as exc:
             return _error(exc)
-        return JSONResponse(delta_json(view, live, since, client_range), headers=_NO_STORE)
+        # A stamp from an earlier ledger file means nothing in this one: everything is sent.
+        within = since - generation * STAMP_EPOCH if since // STAMP_EPOCH == generation else 0
+        data = delta_json(view, live, within, client_range)
+        data["stamp"] += generation * STAMP_EPOCH
+        return JSONResponse(data, headers=_NO_STORE)
 
     def experiment(request: Request) -> Response:
         exp_id = str(request.path_params["exp_id"])

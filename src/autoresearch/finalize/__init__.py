@@ -29,6 +29,7 @@ from autoresearch.finalize.replay import PrivateIndex, replay_commits
 from autoresearch.gitops import tree_of
 from autoresearch.gitops.history import changed_files, diff_names, is_ancestor, rev_list
 from autoresearch.gitops.runner import git
+from autoresearch.ledger import ExperimentRow
 from autoresearch.views.summary import open_ledger, resolve_session
 
 DEFAULT_PREFIX = "autoresearch-final/{tag}/"
@@ -90,6 +91,18 @@ def _source_commits(repo: Path, base: str, tip: str, titles: dict[str, tuple[str
     return out
 
 
+def _restore_hint(branch: str, kept: list[ExperimentRow], *, branch_exists: bool) -> str:
+    """How to put the session branch back at its last kept commit (the fix of a deleted, reset
+    or rewritten branch)."""
+    if not kept:
+        return "finalize needs the branch the session wrote"
+    last = (kept[-1].commit_sha or "")[:12]
+    where = (f"with `git branch -f {branch} {last}` (what it pointed to stays in "
+             f"`git reflog {branch}`)" if branch_exists else f"with `git branch {branch} {last}`")
+    return (f"the session's last kept commit is {last} ({kept[-1].id}): put the branch back "
+            f"{where}, then finalize again")
+
+
 def _check_branch_name(repo: Path, name: str) -> None:
     if git(repo, "check-ref-format", "--branch", name, check=False).strip() != name:
         raise FinalizeError(f"{name!r} is not a valid branch name", where="--prefix",
@@ -116,19 +129,26 @@ def finalize(
     base = session.base_commit
     tip = git(repo, "rev-parse", "--verify", "--quiet", f"refs/heads/{session.branch}^{{commit}}",
               check=False).strip()
-    if not tip:
-        raise FinalizeError(f"the session branch {session.branch} does not exist",
-                            where=str(repo), fix="it may have been deleted; nothing to finalize")
     titles = {e.commit_sha: (e.id, e.hypothesis.strip().splitlines()[0] if e.hypothesis else "")
               for e in exps if e.commit_sha and e.kind != "baseline"}
     kept = [e for e in exps if e.status == "keep" and e.kind != "baseline" and e.commit_sha]
-    last = (kept[-1].commit_sha or "")[:12] if kept else ""
-    restore = (f"the session's last kept commit is {last} ({kept[-1].id}): put the branch back "
-               f"with `git branch -f {session.branch} {last}` (what it pointed to stays in "
-               f"`git reflog {session.branch}`), then finalize again" if kept else
-               "finalize needs the branch the session wrote")
+    restore = _restore_hint(session.branch, kept, branch_exists=bool(tip))
+    # The ledger's keeps are what a missing or reset branch lost: "nothing to finalize" would
+    # hide them, so both errors say how many there are and how to get the branch back.
+    if not tip:
+        if kept:
+            raise FinalizeError(f"the session branch {session.branch} does not exist, but the "
+                                f"ledger records {len(kept)} kept experiment(s) of session "
+                                f"{session.tag}", where=str(repo), fix=restore)
+        raise FinalizeError(f"the session branch {session.branch} does not exist",
+                            where=str(repo), fix="it may have been deleted; nothing to finalize")
     commits = _source_commits(repo, base, tip, titles, restore)
     if not commits:
+        if kept:
+            raise FinalizeError(f"the session branch {session.branch} is at its base "
+                                f"{base[:12]}, but the ledger records {len(kept)} kept "
+                                f"experiment(s) of session {session.tag}: it was reset",
+                                fix=restore)
         raise FinalizeError(f"session {session.tag} kept no change: the branch is at its base",
                             fix="nothing to review; run more experiments first")
     warnings = []
@@ -178,6 +198,28 @@ def _stale_branches(repo: Path, stem: str, groups: list[ChangeGroup]) -> list[st
             f"git branch -D {' '.join(stale)}"]
 
 
+def _clash(repo: Path, branch: str, current: str, tip: str) -> str:
+    """A clashing branch, and the commits on it finalize did not make (--force drops them)."""
+    foreign = git(repo, "log", "--format=%h %s", f"{tip}..{current}").splitlines()
+    if not foreign:
+        return f"{branch} (at {current[:12]}, no commit of its own)"
+    shown = ", ".join(foreign[:5]) + (f", and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+    return (f"{branch} has {len(foreign)} commit(s) finalize did not make "
+            f"(`git log {tip[:12]}..{branch}`): {shown}")
+
+
+def _checked_out_branches(repo: Path) -> dict[str, str]:
+    """Each branch checked out in one of the repository's worktrees -> that worktree's path."""
+    out: dict[str, str] = {}
+    path = ""
+    for entry in git(repo, "worktree", "list", "--porcelain", "-z").split("\0"):
+        if entry.startswith("worktree "):
+            path = entry[len("worktree "):]
+        elif entry.startswith("branch refs/heads/"):
+            out[entry[len("branch refs/heads/"):]] = path
+    return out
+
+
 def _union_tree(repo: Path, index: PrivateIndex, base: str, groups: list[ChangeGroup]) -> str:
     """Apply every new branch's own change (as git sees it, not as we planned it) to the base."""
     index.read(base)
@@ -198,17 +240,31 @@ def _verify_disjoint(repo: Path, base: str, groups: list[ChangeGroup]) -> None:
 
 def _write_branches(repo: Path, groups: list[ChangeGroup], force: bool,
                     say: Callable[[str], None]) -> None:
-    clashes = []
+    clashes: list[tuple[str, str, str]] = []  # (branch, what it points to, the new tip)
     for g in groups:
         current = git(repo, "rev-parse", "--verify", "--quiet", f"refs/heads/{g.branch}",
                       check=False).strip()
         g.existed = bool(current)
-        if current and current != g.tip and not force:
-            clashes.append(g.branch)
-    if clashes:
-        raise FinalizeError("these branches already exist with other content: "
-                            + ", ".join(clashes),
-                            fix="pass --force to replace them, or choose another --prefix")
+        if current and current != g.tip:
+            clashes.append((g.branch, current, g.tip))
+    if clashes and not force:
+        raise FinalizeError(
+            "these branches already exist with other content: "
+            + "; ".join(_clash(repo, branch, current, tip) for branch, current, tip in clashes),
+            fix="pass --force to replace them (what they point to now stays in "
+                "`git reflog <branch>`), or choose another --prefix")
+    # update-ref moves a branch under a worktree that has it checked out, whose next commit
+    # would then silently drop what was there: refused, as `git branch -f` refuses it.
+    checked_out = _checked_out_branches(repo)
+    busy = [(branch, checked_out[branch]) for branch, _, _ in clashes if branch in checked_out]
+    if busy:
+        raise FinalizeError(
+            "--force would move branches checked out in a worktree: " + "; ".join(
+                f"{branch} (in {path})" for branch, path in busy),
+            where=busy[0][1],
+            fix="commit or set aside the work there, switch that worktree to another branch "
+                f"(e.g. `git -C {busy[0][1]} switch --detach`), then finalize --force again; "
+                "or choose another --prefix")
     for g in groups:
         git(repo, "update-ref", "-m", "autoresearch finalize", f"refs/heads/{g.branch}", g.tip)
         say(f"{g.branch} ← {len(g.commits)} commit(s), {len(g.files)} file(s)")

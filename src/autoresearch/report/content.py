@@ -12,7 +12,7 @@ from autoresearch.gitops import commit_exists
 from autoresearch.gitops.history import patch_of
 from autoresearch.gitops.runner import GitError
 from autoresearch.ledger import Ledger, SessionRow
-from autoresearch.unicode_controls import bidi_warning, reveal_bidi
+from autoresearch.report.diff_text import diff_warning, shown_diff
 from autoresearch.views.format import fmt_duration, fmt_rate, fmt_value
 from autoresearch.views.noise import baseline_runs_said
 from autoresearch.views.review import ReviewView, session_reviews
@@ -88,8 +88,8 @@ def collect(repo: Path, ledger: Ledger, session: SessionRow) -> ReportData:
             exp_id=e.id, seq=e.seq, hypothesis=e.hypothesis, objective=e.objective,
             delta=e.delta, vs_baseline=vs_base, commit_sha=e.commit_sha, files=e.files,
             lines_added=e.lines_added, lines_removed=e.lines_removed,
-            decision_reason=e.decision_reason, diff=reveal_bidi(diff),
-            diff_warning=bidi_warning(diff), review=reviews.get(e.id),
+            decision_reason=e.decision_reason, diff=shown_diff(diff),
+            diff_warning=diff_warning(diff), review=reviews.get(e.id),
         ))
     blocked = [BlockedKeep(e, reviews[e.id]) for e in view.experiments
                if e.review is not None and e.review.blocked and e.id in reviews]

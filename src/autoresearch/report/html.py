@@ -14,6 +14,7 @@ from html import escape
 from autoresearch.report.content import ReportData, elapsed_note, flatten, noise_sentence
 from autoresearch.report.reviews import STYLE as REVIEW_STYLE
 from autoresearch.report.reviews import blocked_html, review_html, summary_line
+from autoresearch.unicode_controls import BIDI_CONTROLS
 from autoresearch.views.format import (
     fmt_composition,
     fmt_counts,
@@ -53,14 +54,18 @@ def _e(value: object) -> str:
     return escape(str(value), quote=True)
 
 
-# A bidirectional control's marker (⟨U+202E⟩, put in the diff by `reveal_bidi`), once escaped.
-_MARKER = re.compile(r"\u27e8U\+[0-9A-F]{4}\u27e9")
+# A control character's marker (⟨U+202E⟩, ⟨U+001B⟩: put in the diff by `shown_diff`), escaped.
+_MARKER = re.compile(r"\u27e8U\+([0-9A-F]{4})\u27e9")
+
+
+def _marker_html(m: re.Match[str]) -> str:
+    kind = "bidirectional" if chr(int(m.group(1), 16)) in BIDI_CONTROLS else "terminal"
+    return f"<b class='bidi' title='a {kind} control character, shown instead of obeyed'>{m.group()}</b>"
 
 
 def code_line_html(line: str) -> str:
-    """A line of code, escaped, its bidi markers standing out."""
-    return _MARKER.sub(lambda m: f"<b class='bidi' title='a bidirectional control character, "
-                       f"shown instead of obeyed'>{m.group()}</b>", _e(line))
+    """A line of code, escaped, its control-character markers standing out."""
+    return _MARKER.sub(_marker_html, _e(line))
 
 
 def _diff_html(text: str, warning: str = "") -> str:

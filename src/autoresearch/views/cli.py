@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Annotated
 from urllib.parse import quote
 
 import typer
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from autoresearch.cli_options import ExecutorOpt, RayAddressOpt, RepoOpt
 from autoresearch.dashboard.hosts import LOOPBACK_NAMES, is_loopback
@@ -32,7 +32,14 @@ if TYPE_CHECKING:
 
     from autoresearch.finalize.verify import Effect
 
-console = SafeConsole()  # untrusted text is printed as text: views.safe_console
+# Nearly everything these commands print embeds untrusted text (file names, commit titles, metric
+# names, paths): rich markup is off, so a `[/]` in any of them is shown as written rather than
+# read as a tag (or crash the command after its work is done). Styling is opted into with
+# rich Text. Escape sequences are removed as everywhere: views.safe_console.
+console = SafeConsole(markup=False)
+# What the session's own display prints when `report --verify` re-measures: that code writes
+# rich markup (and escapes what it embeds), so it gets a console that reads markup.
+display_console = SafeConsole()
 
 TagOpt = Annotated[str | None, typer.Option("--tag", "-t", help="Session tag (default: the most "
                                             "recently active session).")]
@@ -133,9 +140,9 @@ def dashboard(
         bound = server.servers[0].sockets[0].getsockname()[1] if server.servers else port
         shown_host = f"[{host.strip('[]')}]" if ":" in host else host
         url = f"http://{shown_host}:{bound}/" + (f"?token={quote(token, safe='')}" if token else "")
-        console.print(f"dashboard for session [bold]{escape(shown)}[/] at {escape(url)}"
-                      + ("" if tag else " (the latest session; the page lists the others)")
-                      + " — Ctrl-C to stop", soft_wrap=True)
+        console.print(Text.assemble("dashboard for session ", (shown, "bold"), f" at {url}",
+                                    "" if tag else " (the latest session; the page lists the "
+                                    "others)", " — Ctrl-C to stop"), soft_wrap=True)
         if open_browser:
             webbrowser.open(url)
 
@@ -179,25 +186,26 @@ def report(
             name = resolve_session(ledger, tag).tag
         finally:
             ledger.close()
-        done = verify_headline_of(root, name, console, executor=executor,
+        done = verify_headline_of(root, name, display_console, executor=executor,
                                   ray_address=ray_address)
         if done is not None:
-            console.print(escape(done.describe(ledger_metric(root, name))))
+            console.print(done.describe(ledger_metric(root, name)))
     files = write_report(root, tag, out.resolve() if out else None)
     s, conf = files.data.view.summary, files.data.view.confidence
     # With a verified headline the σ figure is the re-measured gain's (views.confidence).
     remeasured = f"; re-measured {fmt_signed(conf.improvement)}" if conf.verified_pairs else ""
     figure = f"{fmt_signed(s.improvement)}{remeasured}, {conf.label}"
-    console.print(f"session [bold]{escape(s.tag)}[/]: best {escape(s.metric)} {fmt_value(s.best)} vs baseline "
-                  f"{fmt_value(s.baseline)} ({figure}), "
-                  f"{s.counts['keep']} kept of {s.counts['candidates']} candidates")
+    console.print(Text.assemble("session ", (s.tag, "bold"), f": best {s.metric} "
+                                f"{fmt_value(s.best)} vs baseline {fmt_value(s.baseline)} "
+                                f"({figure}), {s.counts['keep']} kept of "
+                                f"{s.counts['candidates']} candidates"))
     if s.verified and done is None:  # the session's runs can flatter the best; pairs do not
-        console.print(f"verified: {escape(s.verified)}")
+        console.print(f"verified: {s.verified}")
     elif s.best_id is not None and s.best_id != s.baseline_id:
         console.print("not verified: best vs baseline was not re-measured since the best was "
                       "kept (`autoresearch report --verify` re-measures it in interleaved pairs)")
     for path in (files.png, files.html, files.markdown):
-        console.print(f"wrote {path}")
+        console.print(f"wrote {path}", soft_wrap=True)  # a path to copy: never broken
 
 
 def finalize(
@@ -230,10 +238,10 @@ def finalize(
         ids = ", ".join(c.exp_id or c.sha[:10] for c in g.commits)
         table.add_row(g.branch + (" (unchanged)" if g.existed else ""), ids, ", ".join(g.files))
     console.print(table)
-    console.print(f"[green]✓[/] no two branches touch the same file; together they reproduce the "
-                  f"session's final tree {result.session_tree[:10]}")
+    console.print(Text.assemble(("✓", "green"), " no two branches touch the same file; together "
+                                f"they reproduce the session's final tree {result.session_tree[:10]}"))
     for w in result.warnings:
-        console.print(f"[yellow]warning:[/] {w}")
+        console.print(Text.assemble(("warning:", "yellow"), f" {w}"))
     if verify:
         console.print("re-measuring each branch against the base …")
         base, effects, sigma = remeasure(root, result, repeats=repeats,
@@ -241,7 +249,7 @@ def finalize(
                                          run={"executor": executor, "ray_address": ray_address})
         _print_effects(base, effects, sigma)
     if (slots := remove_finished_slots(root, result.tag)) is not None:
-        console.print(slots, markup=False)
+        console.print(slots)
     console.print("nothing was pushed or merged; review with `git log -p <branch>`")
 
 
