@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -153,3 +154,16 @@ def use_fake_agent(repo: Path, tmp_path: Path, modes: str,
             "FAKE_AGENT_MODES": str(tmp_path / "modes"),
             "FAKE_AGENT_LOG": str(tmp_path / "calls.jsonl"),
             "FAKE_AGENT_PIDFILE": str(tmp_path / "agent.pid")}
+
+
+def linked_session(worktree: Path, make_ctx: MakeCtx, ignored: str = "") -> ProposalContext:
+    """The session's linked worktree of `worktree` (the user's repository, `main` checked out),
+    detached at a new branch `autoresearch/t` as the harness leaves it; `ignored`: more lines for
+    the .gitignore (which ignores the state directory)."""
+    (worktree / ".gitignore").write_text(ignored + ".autoresearch/\n")
+    git(worktree, "add", ".gitignore")
+    git(worktree, "commit", "-qm", "ignore the state")
+    git(worktree, "branch", "autoresearch/t")
+    linked = worktree / ".autoresearch" / "worktrees" / "t"
+    git(worktree, "worktree", "add", "-q", "--detach", str(linked), "autoresearch/t")
+    return dataclasses.replace(make_ctx(), worktree=linked)

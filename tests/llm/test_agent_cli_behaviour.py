@@ -13,7 +13,6 @@ under `.autoresearch/worktrees/`), so the agent's log lands where a session keep
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import re
@@ -30,20 +29,14 @@ from autoresearch.proposers.agent import AgentProposer
 from autoresearch.proposers.agent import process as agent_process
 from autoresearch.proposers.base import ProposalContext
 from autoresearch.proposers.faults import FailedProposal, FatalProposerError, ProposerOutage
-from tests.llm.conftest import TARGET, MakeCtx, make_config
+from tests.llm.conftest import TARGET, MakeCtx, linked_session, make_config
 from tests.support.git_repo import git
 
 
 @pytest.fixture
 def session(worktree: Path, make_ctx: MakeCtx) -> ProposalContext:
     """The session's linked worktree, detached at `autoresearch/t`, as the harness leaves it."""
-    (worktree / ".gitignore").write_text(".autoresearch/\n")
-    git(worktree, "add", ".gitignore")
-    git(worktree, "commit", "-qm", "ignore the state")
-    git(worktree, "branch", "autoresearch/t")
-    linked = worktree / ".autoresearch" / "worktrees" / "t"
-    git(worktree, "worktree", "add", "-q", "--detach", str(linked), "autoresearch/t")
-    return dataclasses.replace(make_ctx(), worktree=linked)
+    return linked_session(worktree, make_ctx)
 
 
 def agent(**options: Any) -> AgentProposer:

@@ -7,7 +7,6 @@ Each fake agent mode is one trick an agent with a shell could play on the harnes
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import sqlite3
 import textwrap
@@ -23,7 +22,7 @@ from autoresearch.proposers.base import ProposalContext
 from autoresearch.proposers.faults import FailedProposal, FatalProposerError
 from autoresearch.state import SessionLock, StatePaths
 from tests.conftest import CONFIG, make_repo, run_cli
-from tests.llm.conftest import TARGET, MakeCtx, make_config
+from tests.llm.conftest import TARGET, MakeCtx, linked_session, make_config
 from tests.support.git_repo import git
 
 
@@ -31,17 +30,13 @@ from tests.support.git_repo import git
 def session(worktree: Path, make_ctx: MakeCtx) -> ProposalContext:
     """The user's repository (`worktree` fixture, `main` checked out) and the session's linked
     worktree, detached at `autoresearch/t`, with what earlier verify runs left in it."""
-    (worktree / ".gitignore").write_text("data/\n__pycache__/\n.autoresearch/\n")
-    git(worktree, "add", ".gitignore")
-    git(worktree, "commit", "-qm", "ignore data and caches")
-    git(worktree, "branch", "autoresearch/t")
-    linked = worktree / ".autoresearch" / "worktrees" / "t"
-    git(worktree, "worktree", "add", "-q", "--detach", str(linked), "autoresearch/t")
+    ctx = linked_session(worktree, make_ctx, ignored="data/\n__pycache__/\n")
+    linked = ctx.worktree
     (linked / "data").mkdir()
     (linked / "data" / "offset.txt").write_text("0\n")  # read by the evaluation, git-ignored
     (linked / "__pycache__").mkdir()
     (linked / "__pycache__" / "target.cpython-311.pyc").write_bytes(b"cache")
-    return dataclasses.replace(make_ctx(), worktree=linked)
+    return ctx
 
 
 def agent() -> AgentProposer:

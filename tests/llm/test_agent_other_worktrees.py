@@ -8,7 +8,6 @@ while its lock (`.autoresearch/sessions/<tag>/lock`) is held: these tests hold i
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,19 +20,13 @@ from autoresearch.proposers.agent.gitstate import GitState
 from autoresearch.proposers.base import ProposalContext
 from autoresearch.proposers.faults import FailedProposal
 from autoresearch.state import SessionLock, StatePaths
-from tests.llm.conftest import MakeCtx, make_config
+from tests.llm.conftest import MakeCtx, linked_session, make_config
 from tests.support.git_repo import git
 
 
 @pytest.fixture
 def session(worktree: Path, make_ctx: MakeCtx) -> ProposalContext:
-    (worktree / ".gitignore").write_text(".autoresearch/\n")
-    git(worktree, "add", ".gitignore")
-    git(worktree, "commit", "-qm", "ignore the state")
-    git(worktree, "branch", "autoresearch/t")
-    linked = worktree / ".autoresearch" / "worktrees" / "t"
-    git(worktree, "worktree", "add", "-q", "--detach", str(linked), "autoresearch/t")
-    return dataclasses.replace(make_ctx(), worktree=linked)
+    return linked_session(worktree, make_ctx)
 
 
 @contextmanager

@@ -23,6 +23,7 @@ from autoresearch.review.gate import record_gate, review_candidate
 from autoresearch.views.summary import build_view, open_ledger, resolve_session
 from tests.views.conftest import (
     ARTIFACTS,
+    CHROMIUM,
     NOISY_BASELINE,
     autoresearch,
     run_toy_session,
@@ -38,7 +39,6 @@ from tests.views.review_session import (
     Reviewed,
 )
 
-CHROMIUM = Path("/usr/bin/chromium")
 TOKEN = "browser-test-token-123"
 
 pytestmark = [
@@ -50,17 +50,6 @@ pytestmark = [
 
 POINT_DATASETS = ("baseline", "kept", "discarded")
 
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--no-first-run"])
-        yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")

@@ -6,16 +6,12 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.views.conftest import serve
+from tests.views.conftest import CHROMIUM, serve
 from tests.views.ledger_factory import BuiltSession
-
-CHROMIUM = Path("/usr/bin/chromium")
 
 pytestmark = [
     pytest.mark.browser,
@@ -47,17 +43,6 @@ REDRAW_MS = """(big) => {
   return times;
 }"""
 
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--no-first-run"])
-        yield b
-        b.close()
 
 
 def test_a_live_update_at_10000_experiments_redraws_the_chart_quickly(
