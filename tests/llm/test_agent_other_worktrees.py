@@ -3,12 +3,16 @@ session's refs. Both are refused and put back, unless they are a live session's 
 
 The layout is the harness's: the user's repository (`main` checked out) and the session's linked
 worktree, detached at `autoresearch/t`, under `.autoresearch/worktrees/t`. A session is live
-while its lock (`.autoresearch/sessions/<tag>/lock`) is held: these tests hold it themselves.
+while its lock (`.autoresearch/sessions/<tag>/lock`) is held by its process: these tests hold
+it from a process of their own (this process runs the agent, as the orchestrator does, and a
+lock it holds is never another session's).
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,15 +33,49 @@ def session(worktree: Path, make_ctx: MakeCtx) -> ProposalContext:
     return linked_session(worktree, make_ctx)
 
 
+HOLD_LOCK = ("import sys\nfrom pathlib import Path\nfrom autoresearch.state import SessionLock\n"
+             "SessionLock(Path(sys.argv[1])).acquire()\nprint('held', flush=True)\n"
+             "sys.stdin.read()\n")
+
+
 @contextmanager
 def live(repo: Path, tag: str) -> Iterator[None]:
-    """Session `tag` running meanwhile: its lock held, as its process holds it."""
-    lock = SessionLock(StatePaths(repo, tag).lock)
-    lock.acquire()
+    """Session `tag` running meanwhile: its lock held by another process, as its own holds it."""
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(StatePaths(repo, tag).lock)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         yield
     finally:
-        lock.release()
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(timeout=30)
+
+
+@pytest.mark.parametrize("link", ["symlink", "hardlink"])
+def test_a_lock_linked_to_this_sessions_own_does_not_make_a_finished_session_live(
+        session: ProposalContext, worktree: Path, link: str) -> None:
+    # The agent's processes are dead when the guard looks, but the orchestrator holds its own
+    # session's lock all along: a finished session's lock made a link to it looked held.
+    wt = session.worktree
+    own = SessionLock(StatePaths(worktree, "t").lock)
+    own.acquire()
+    try:
+        victim = StatePaths(worktree, "b").lock
+        victim.parent.mkdir(parents=True, exist_ok=True)
+        git(worktree, "branch", "autoresearch/b")
+        state = GitState.take(wt, "t")
+        if link == "symlink":
+            victim.symlink_to(own.path)
+        else:
+            os.link(own.path, victim)
+        head = git(wt, "commit-tree", "HEAD^{tree}", "-p", "HEAD", "-m", "planted")
+        git(wt, "update-ref", "refs/heads/autoresearch/b", head)
+        assert state.changes(wt) == [f"refs/heads/autoresearch/b moved from "
+                                     f"{state.refs['refs/heads/autoresearch/b'][:10]} to "
+                                     f"{head[:10]}"]
+    finally:
+        own.release()
 
 
 def agent() -> AgentProposer:

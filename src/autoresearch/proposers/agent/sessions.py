@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -91,9 +92,23 @@ def candidate_tags(refs: Iterable[str], trees: Iterable[str], root: Path) -> set
 
 
 def live_sessions(root: Path, tags: Iterable[str]) -> frozenset[str]:
-    """The tags among `tags` whose session process is running now (it holds its lock)."""
-    return frozenset(tag for tag in set(tags)
-                     if SessionLock(StatePaths(root, tag).lock).live_holder() is not None)
+    """The tags among `tags` whose session process is running now (it holds its lock).
+
+    The lock must be the session's own file: a symlink or a hard link to another lock (this
+    session's, which its process holds while the agent runs) would make a finished session look
+    live and its refs exempt. And its holder is never this process, which holds only its own."""
+    return frozenset(tag for tag in set(tags) if _held_by_another(StatePaths(root, tag).lock))
+
+
+def _held_by_another(lock: Path) -> bool:
+    try:
+        st = os.lstat(lock)
+    except OSError:
+        return False
+    if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+        return False  # the harness writes a plain file, linked once
+    holder = SessionLock(lock).live_holder()
+    return holder is not None and holder != os.getpid()
 
 
 def is_harness_worktree(path: str, branch: str | None, root: Path,
