@@ -247,6 +247,27 @@ def test_metric_guard_and_command_guard_block_a_keep(toy_repo: Path) -> None:
     assert "no TODO" in reasons[2]
 
 
+def test_a_metric_guard_fails_when_some_runs_did_not_print_its_metric(toy_repo: Path,
+                                                                     tmp_path: Path) -> None:
+    # Its first run prints mem_mb 50 (within the bound), the later ones nothing readable (out
+    # of memory, say): judged on the one run that printed it, the bound held and it was kept.
+    first = tmp_path / "first-run-done"
+    config = (toy_repo / "autoresearch.toml").read_text().replace("deterministic = true", "")
+    (toy_repo / "autoresearch.toml").write_text(config + '\n[[guards]]\nmetric = "mem_mb"\n'
+                                                'max = 150\n')
+    target = ("import os\nX = 6.0\n"
+              f"MEM = 'n/a' if os.path.exists({str(first)!r}) else 50\n"
+              f"open({str(first)!r}, 'a').close()\n")
+    use_script(toy_repo, [{"hypothesis": "better, memory unknown", "edits": {"target.py": target}}])
+    result = run_cli(toy_repo, "run", "--tag", "t", "--iterations", "2",
+                     env={"NOISE": "0.05"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    (status, reason), = ledger_rows(toy_repo, "SELECT status, decision_reason FROM experiments "
+                                    "WHERE seq = 2")
+    assert status == "discard", reason
+    assert "mem_mb missing from the output of" in str(reason) and "candidate's" in str(reason)
+
+
 def test_agent_style_worktree_edits_are_checked(toy_repo: Path) -> None:
     use_script(toy_repo, [
         {"hypothesis": "agent edits scope", "worktree": {"target.py": "X = 6.5\n"}},

@@ -107,6 +107,55 @@ def test_independent_wins_stack_and_runs_overlap(two_knobs: Path) -> None:
         assert git(slots / slot, "status", "--porcelain") == ""
 
 
+def with_guard(repo: Path, guard: str) -> None:
+    """A guard command, `python guard.py` (protected), run on every would-be keep."""
+    (repo / "guard.py").write_text(guard)
+    config = repo / "autoresearch.toml"
+    config.write_text(config.read_text().replace('protected = ["score.py"]',
+                                                 'protected = ["score.py", "guard.py"]')
+                      + '[[guards]]\ncommand = "{python} guard.py"\n')
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "a guard")
+
+
+def test_two_slots_running_the_same_guard_at_once_do_not_stop_each_other(
+        two_knobs: Path) -> None:
+    # Each guard run is a run of its own: when one slot's ended, the harness killed every
+    # process of "its" run id, which the other slot's guard shared (exit -15, a win discarded).
+    with_guard(two_knobs, "import time\ntime.sleep(3)\n")
+    use_script(two_knobs, [
+        {"hypothesis": "X to 5", "edits": {"x.py": "X = 5.0\nSLEEP = 0.2\n"}},
+        {"hypothesis": "Y to 3", "edits": {"y.py": "Y = 3.0\nSLEEP = 0.4\n"}},
+    ])
+    result = run_cli(two_knobs, "run", "--tag", "t", "--iterations", "3", "--workers", "2")
+    assert result.returncode == 0, result.stdout + result.stderr
+    exps = experiments(two_knobs)
+    assert [e[1] for e in exps] == ["keep", "keep", "keep"], exps
+    assert git(two_knobs, "show", "autoresearch/t:x.py").startswith("X = 5.0")
+    assert git(two_knobs, "show", "autoresearch/t:y.py").startswith("Y = 3.0")
+
+
+def test_a_win_whose_guard_outlasts_a_siblings_keep_is_replayed_not_kept_on_its_old_base(
+        two_knobs: Path) -> None:
+    # X is decided first, and its guard takes 6 s; Y is kept meanwhile. Kept when its guard
+    # passed, X's commit (on the baseline) became the branch, and Y's change was on no branch.
+    with_guard(two_knobs, "import time, x\ntime.sleep(6 if x.X == 5.0 else 0)\n")
+    use_script(two_knobs, [
+        {"hypothesis": "X to 5", "edits": {"x.py": "X = 5.0\nSLEEP = 0.3\n"}},
+        {"hypothesis": "Y to 3", "edits": {"y.py": "Y = 3.0\nSLEEP = 1.5\n"}},
+    ])
+    result = run_cli(two_knobs, "run", "--tag", "t", "--iterations", "3", "--workers", "2")
+    assert result.returncode == 0, result.stdout + result.stderr
+    exps = {e[2]: e for e in experiments(two_knobs)}
+    assert exps["X to 5"][1] == "keep" and exps["Y to 3"][1] == "keep", exps
+    assert "replayed onto" in str(exps["X to 5"][5]), exps["X to 5"]
+    branch = "autoresearch/t"
+    assert git(two_knobs, "log", "--format=%s", f"{branch}~2..{branch}").splitlines() == [
+        "X to 5", "Y to 3"]
+    assert git(two_knobs, "show", f"{branch}:x.py").startswith("X = 5.0")
+    assert git(two_knobs, "show", f"{branch}:y.py").startswith("Y = 3.0")
+
+
 def test_a_stale_win_that_conflicts_is_dropped_with_the_reason(two_knobs: Path) -> None:
     use_script(two_knobs, [
         {"hypothesis": "X to 5", "edits": {"x.py": "X = 5.0\n"}},

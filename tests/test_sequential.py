@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 
 from autoresearch.config import Amount, DecisionConfig
+from autoresearch.decision import pooled_noise
 from autoresearch.effect import Model
-from autoresearch.policy import ClassicPolicy, Evidence, Observation, policy_for
+from autoresearch.policy import ClassicPolicy, Evidence, Observation, paired_interval, policy_for
 from autoresearch.policy_sim import Candidate, run_session
 from autoresearch.sequential import SequentialPolicy
 from autoresearch.spending import Design, t_to_z, z_to_t
@@ -185,6 +186,32 @@ def test_a_candidate_that_only_adds_noise_is_judged_by_its_own_spread() -> None:
 def test_identical_repeats_are_reported_as_hidden_noise() -> None:
     effect = Model.fit(obs(0.95, 0.95), obs(1.0, 1.0, 1.0, control=True), [], sign=-1.0).effect()
     assert effect.zero_noise and effect.sigma == 0.0
+
+
+def test_repeats_that_differ_only_by_float_jitter_are_hidden_noise_too() -> None:
+    # A fixed seed on a GPU: the same run differs in the 9th digit. Taken as the noise, a null
+    # change's seed luck (0.02 here) was "t = 45,000,000" and kept.
+    def jittered(level: float, n: int, start: float = 0.0, control: bool = False
+                 ) -> list[Observation]:
+        return obs(*(level + 1e-9 * math.sin(7 * i + start) for i in range(n)), start=start,
+                   control=control)
+
+    incumbent = jittered(10.0, 3, control=True)
+    candidate = jittered(9.98, 2, start=3)
+    effect = Model.fit(candidate, incumbent, [], sign=-1.0).effect()
+    assert effect.zero_noise and effect.sigma == 0.0
+    step = POLICY.step(Evidence(candidate, incumbent))
+    assert step.action == "discard" and step.zero_noise and "hidden" in step.reason
+    # Declared deterministic, a gain is a gain, but not one within the jitter.
+    declared = SequentialPolicy("minimize", deterministic=True)
+    assert declared.step(Evidence(candidate, incumbent)).action == "keep"
+    assert declared.step(Evidence(jittered(10.0, 2, start=3), incumbent)).action == "discard"
+    # The headline's pairs: a point with σ = 0 said, not an astronomically narrow interval.
+    pairs = [(9.98 + 1e-9 * i, 10.0 - 1e-9 * i) for i in range(4)]
+    interval = paired_interval(pairs, "minimize")
+    assert interval.zero_noise and interval.estimate == pytest.approx(0.02)
+    assert pooled_noise([[10.0, 10.0 + 1e-9], [9.9, 9.9 - 2e-9]]).sigma == 0.0
+    assert pooled_noise([[10.0, 10.001], [9.9, 9.9]]).sigma == pytest.approx(0.001 / 2)
 
 
 # --- the policy's steps --------------------------------------------------------------------------

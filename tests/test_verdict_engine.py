@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CONFIG, SCORE_PY, make_repo, run_cli, use_script
+from tests.conftest import CONFIG, SCORE_PY, git, make_repo, run_cli, use_script
 
 NOISY_SCORE = textwrap.dedent(
     """
@@ -63,21 +63,30 @@ def verdicts(repo: Path) -> list[tuple[object, ...]]:
                 "ORDER BY seq")
 
 
-def test_identical_repeats_are_hidden_noise_not_a_licence_to_keep(tmp_path: Path) -> None:
-    # The test toy is exact: (X - 7)². Without `deterministic = true`, σ = 0 is hidden noise:
-    # a difference cannot be told from a seed's luck, so nothing is kept and nothing says ∞σ.
+def test_identical_baseline_repeats_stop_the_session_with_the_fix(tmp_path: Path) -> None:
+    # The test toy is exact: (X - 7)². Without `deterministic = true` or a min_effect, σ = 0 is
+    # hidden noise: no difference could be told from a seed's luck, and the night would discard
+    # every candidate. The session stops after the baseline instead, saying how to fix it, and
+    # nothing says ∞σ.
     repo = make_repo(tmp_path / "repo", {"target.py": "X = 3.0\n", "score.py": SCORE_PY,
                                          "autoresearch.toml": CONFIG.replace(
                                              "deterministic = true", "")})
     use_script(repo, [{"hypothesis": "move X toward 7", "edits": {"target.py": "X = 6.0\n"}}])
-    result = run_cli(repo, "run", "--tag", "t", "-n", "2")
-    assert result.returncode == 0, result.stdout + result.stderr
+    result = run_cli(repo, "run", "--tag", "t", "-n", "2", env={"COLUMNS": "300"})
+    said = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode == 5, result.stdout + result.stderr
+    assert "all gave score = 16" in said and "hidden, not absent" in said and "{seed}" in said
+    assert "∞σ" not in result.stdout + result.stderr
+    assert rows(repo, "SELECT kind, status FROM experiments") == [("baseline", "crash")]
+    # Fixed (only a gain beyond min_effect counts), the same command measures the baseline
+    # again and judges the candidate.
+    config = repo / "autoresearch.toml"
+    config.write_text(config.read_text().replace("[decision]", "[decision]\nmin_effect = 1"))
+    git(repo, "commit", "-qam", "only a gain beyond 1 counts")
+    resumed = run_cli(repo, "run", "--tag", "t", "-n", "3")  # the crashed baseline counts
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     [(status, reason)] = verdicts(repo)
-    assert status == "discard"
-    assert "σ = 0" in str(reason) and "hidden" in str(reason) and "{seed}" in str(reason)
-    status_out = run_cli(repo, "status", "--tag", "t").stdout
-    assert "∞σ" not in result.stdout + status_out
-    assert "hidden" in " ".join(status_out.split())
+    assert status == "keep" and "only min_effect counts" in str(reason), reason
 
 
 def test_declaring_the_target_deterministic_keeps_what_is_better(toy_repo: Path) -> None:

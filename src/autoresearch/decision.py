@@ -46,10 +46,27 @@ class Noise:
         return "unknown" if self.sigma is None else f"σ={self.sigma:.4g} (dof {self.dof})"
 
 
+# Repeats that differ by less than this fraction of their size are identical for the verdict:
+# the jitter of a computation under a fixed seed (a GPU reduction's order, a sum taken in
+# another order) is not the noise that sizes a difference between commits. Taken as noise, it
+# made a null change's seed luck "10⁸σ" better and kept it.
+IDENTICAL_REL = 1e-6
+
+
+def identical(values: Sequence[float]) -> bool:
+    """The values are one value, to within `IDENTICAL_REL` of their size."""
+    if not values:
+        return True
+    low, high = min(values), max(values)
+    return high - low <= IDENTICAL_REL * max(abs(low), abs(high))
+
+
 def pooled_noise(groups: Iterable[Sequence[float]]) -> Noise:
-    """Pool the variance of each group of repeated measurements of one commit."""
+    """Pool the variance of each group of repeated measurements of one commit; σ = 0 when every
+    group's repeats were identical (`identical`): the noise is hidden, not measured."""
     squares = 0.0
     dof = 0
+    jitter_only = True
     for group in groups:
         values = [v for v in group if math.isfinite(v)]
         if len(values) < 2:
@@ -57,9 +74,10 @@ def pooled_noise(groups: Iterable[Sequence[float]]) -> Noise:
         mean = fmean(values)
         squares += sum((v - mean) ** 2 for v in values)
         dof += len(values) - 1
+        jitter_only = jitter_only and identical(values)
     if dof == 0:
         return Noise(None, 0)
-    return Noise(math.sqrt(squares / dof), dof)
+    return Noise(0.0 if jitter_only else math.sqrt(squares / dof), dof)
 
 
 def t_quantile(p: float, dof: int) -> float:
@@ -200,8 +218,11 @@ def check_metric_guards(
     guards: Sequence[GuardConfig],
     candidate: Mapping[str, float],
     incumbent: Mapping[str, float],
+    printed: Callable[[str], tuple[int, int]] = lambda name: (1, 1),
 ) -> list[GuardResult]:
-    """Bounds on secondary metrics (e.g. peak memory may not grow more than 10 %)."""
+    """Bounds on secondary metrics (e.g. peak memory may not grow more than 10 %).
+    `printed(name)`: of the candidate's successful runs, (how many printed it, how many there
+    were): a bound is judged on every run, so a metric some runs did not print fails it."""
     results: list[GuardResult] = []
     for g in guards:
         if g.metric is None:
@@ -209,6 +230,12 @@ def check_metric_guards(
         value = candidate.get(g.metric)
         if value is None or not math.isfinite(value):
             results.append(GuardResult(g.label, False, f"{g.metric} missing from the output"))
+            continue
+        seen, runs = printed(g.metric)
+        if seen < runs:
+            # The runs that did not print it (out of memory, say) may be the ones over the bound.
+            results.append(GuardResult(g.label, False, f"{g.metric} missing from the output of "
+                                       f"{runs - seen} of the candidate's {runs} runs"))
             continue
         base = incumbent.get(g.metric)
         failures: list[str] = []

@@ -19,6 +19,8 @@ from contextlib import contextmanager
 from typing import TypeVar
 
 from autoresearch import gitops, guardrails
+from autoresearch.config import Config
+from autoresearch.decision import IDENTICAL_REL, identical
 from autoresearch.errors import ProposalError
 from autoresearch.gitops.commits import commit_change
 from autoresearch.gitops.history import diff
@@ -33,6 +35,7 @@ from autoresearch.proposers.faults import (
     usage_of,
 )
 from autoresearch.runner import log_tail
+from autoresearch.sequential import HIDDEN_NOISE_HINT
 from autoresearch.session import Session, SessionStopped, read_program
 from autoresearch.statuses import happened
 from autoresearch.stop_signals import describe_interrupt
@@ -73,11 +76,28 @@ def baseline(s: Session, trial: Trial) -> Program:
                     " Print the metric, or fix the guard's name in autoresearch.toml, then run "
                     f"the same command to resume. Log: {m.log_path}", exit_code=5)
             values.append(m.objective or 0.0)
+        if len(values) > 1 and identical(values) and not _noise_accounted_for(config):
+            # Every candidate would be discarded as "σ = 0, hidden noise" all night: say it now.
+            # Ended as a crash, so that the session measures its baseline again once fixed.
+            s.end(trial, TrialStatus.CRASH, f"baseline: its {len(values)} runs were identical "
+                  f"(σ = 0: the noise is hidden, not absent)")
+            raise SessionStopped(
+                f"the baseline's {len(values)} runs all gave {config.metric.name} = "
+                f"{values[0]:.6g} (to within {IDENTICAL_REL:g} of it): the noise is hidden, not absent (a fixed seed?), and with "
+                "[decision] min_effect 0 no candidate could be kept, whatever it gained. To judge "
+                f"candidates, {HIDDEN_NOISE_HINT}; then run the same command: the baseline is "
+                "measured again", exit_code=5)
         noise = s.history.noise()
         mean = sum(values) / len(values)
         s.display.tally.baseline = mean
         s.end(trial, TrialStatus.KEEP, f"baseline: {len(values)} run(s), mean {mean:.6g}, "
             f"noise {noise}", objective=mean)
+
+
+def _noise_accounted_for(config: Config) -> bool:
+    """Identical repeats can be judged: the target is declared deterministic, or only a gain
+    beyond min_effect counts."""
+    return config.decision.deterministic or config.decision.min_effect.value > 0
 
 
 def _initial_params(s: Session, trial: Trial) -> dict[str, object] | None:

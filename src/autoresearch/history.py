@@ -226,6 +226,12 @@ class History:
                         values.setdefault(k, []).append(v)
         return {k: fmean(v) for k, v in values.items()}
 
+    def metric_runs(self, commit: str, name: str) -> tuple[int, int]:
+        """(how many of the commit's successful runs printed `name`, how many there were)."""
+        ok = [r for runs in self.runs.values() for r in runs
+              if r.commit_sha == commit and r.status == "ok"]
+        return sum(1 for r in ok if name in r.metrics), len(ok)
+
     def summary(self, exp: ExperimentRow) -> ExperimentSummary:
         """What a proposer may know of an experiment (cached: a decided one no longer changes)."""
         cached = self._summaries.get(exp.id)

@@ -7,7 +7,8 @@ size of the change, and the best measured state's runs while the incumbent is a 
 of it), calls `policy.step`, and does what the `Step` says: run the requested roles back to back
 in the trial's slot (that is what makes them a pair), or conclude.
 
-A would-be keep then passes three checks, in this order, in `settle`:
+A would-be keep then passes three checks, in this order, in `settle` (and the first again after
+the other two, which take time: a guard command, a review):
 1. the incumbent must still be the one it was measured against: if another slot's trial was
    kept meanwhile, the winner is replayed (cherry-picked) onto the new incumbent and judged
    again from fresh runs; a conflict, or an effect that does not survive, drops it with the reason
@@ -60,8 +61,13 @@ def judge(s: Session, trial: Trial) -> Program:
                 s.end(trial, TrialStatus.DISCARD, f"{step.reason}; but {dropped}")
                 return
             continue
-        yield from settle(s, trial, step, evidence, _replayed(replays))
-        return
+        if (yield from settle(s, trial, step, evidence, _replayed(replays))):
+            return
+        # Another slot kept a change while this one's guards or review ran: replayed too.
+        dropped = replay(s, trial, replays)
+        if dropped:
+            s.end(trial, TrialStatus.DISCARD, f"{step.reason}; its checks passed, but {dropped}")
+            return
 
 
 def gather(s: Session, trial: Trial) -> Evidence:
@@ -122,8 +128,9 @@ def replay(s: Session, trial: Trial, replays: list[str]) -> str | None:
     return None
 
 
-def settle(s: Session, trial: Trial, step: Step, evidence: Evidence, prefix: str) -> Program:
-    """Check a would-be keep, then move the branch or park the commit, and record it."""
+def settle(s: Session, trial: Trial, step: Step, evidence: Evidence, prefix: str) -> Steps[bool]:
+    """Check a would-be keep, then move the branch or park the commit, and record it; False
+    (nothing recorded) when the keep passed its checks but the incumbent moved meanwhile."""
     commit = trial.commit
     assert commit is not None
     status = TrialStatus.KEEP if step.action == "keep" else TrialStatus.DISCARD
@@ -134,7 +141,8 @@ def settle(s: Session, trial: Trial, step: Step, evidence: Evidence, prefix: str
     if status == TrialStatus.KEEP:
         # A would-be keep is checked here: the guards, then the review gate.
         for g in check_metric_guards(s.config.guards, s.history.mean_metrics(commit),
-                                     s.history.mean_metrics(trial.parent)):
+                                     s.history.mean_metrics(trial.parent),
+                                     lambda name: s.history.metric_runs(commit, name)):
             guards.append({"guard": g.label, "passed": g.passed, "detail": g.detail})
         guards += yield from command_guards(s, trial)
         failed = [g for g in guards if not g["passed"]]
@@ -143,6 +151,10 @@ def settle(s: Session, trial: Trial, step: Step, evidence: Evidence, prefix: str
             reason = "guard failed: " + "; ".join(f"{g['guard']}: {g['detail']}" for g in failed)
         else:  # issue 11: the review gate may turn the keep into a discard (gatekeeper.py)
             status, reason = review_keep(s, trial, status, reason)
+        if status == TrialStatus.KEEP and s.incumbent_commit() != trial.parent:
+            # A guard command or the review took long enough for another slot to keep: kept
+            # here, the branch would hold this change on the old incumbent and lose that one.
+            return False
     # A hidden-noise discard has no finite bar (σ = 0, min_effect 0): none is recorded.
     threshold = step.threshold if math.isfinite(step.threshold) else None
     # The difference recorded (and shown, and read by the proposers) is the verdict's own
@@ -158,6 +170,7 @@ def settle(s: Session, trial: Trial, step: Step, evidence: Evidence, prefix: str
     s.end(trial, status, reason, objective=cand)
     if status == TrialStatus.KEEP:
         check_heldout(s, trial, commit)
+    return True
 
 
 def command_guards(s: Session, trial: Trial) -> Steps[list[dict[str, object]]]:

@@ -33,7 +33,6 @@ from autoresearch.executor import (
     RunRequest,
     make_executor,
     new_run_id,
-    run_id_prefix,
 )
 from autoresearch.globs import select
 from autoresearch.history import History, run_seed
@@ -358,7 +357,10 @@ class Session:
         """A command guard, run in the trial's slot on its candidate (fenced like a run)."""
         assert trial.commit is not None
         return replace(trial.run_request(f"guard{number}", trial.commit, index=0, seed=None,
-                                         run_id=f"{run_id_prefix(self.paths.repo_key, self.paths.tag)}g{number}",
+                                         # Its own id, as every run's: the processes of a
+                                         # run are found (and killed when it ends) by it, and
+                                         # two slots run the same guard at once.
+                                         run_id=new_run_id(self.paths.repo_key, self.paths.tag),
                                          protected=self.protected_hashes),
                        command=command, timeout_s=timeout_s)
 
