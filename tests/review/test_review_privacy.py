@@ -93,3 +93,30 @@ def test_a_change_to_protected_files_alone_asks_no_model(repo: Repo,
     assert server.requests == []
     runs = {r.name: r for r in review.reviewers}
     assert "only protected code files changed" in runs["logic"].note
+
+
+def test_a_diff_naming_a_protected_file_in_another_form_is_refused(
+        repo: Repo, server: FakeModelServer, tmp_path: Path) -> None:
+    # `./evaluate.py` reads evaluate.py but matched no protected glob: its whole head text went
+    # to the model.
+    import pytest
+
+    from autoresearch.errors import PreconditionError
+    from autoresearch.review.diff import ChangedFile
+    from autoresearch.review.protected import withheld_files
+
+    repo.commit("init", **{"autoresearch.toml": 'protected = ["evaluate.py"]\n',
+                           "evaluate.py": f"ANSWERS = '{EVAL_SECRET}'\n"})
+    (repo.path / "evaluate.py").write_text(f"ANSWERS = '{EVAL_SECRET}'\nMORE = 1\n")
+    for odd in ("./evaluate.py", "lib/../evaluate.py", ".//evaluate.py"):
+        patch = tmp_path / "change.diff"
+        patch.write_text(repo.git("diff").replace("a/evaluate.py", f"a/{odd}")
+                         .replace("b/evaluate.py", f"b/{odd}"))
+        with pytest.raises(PreconditionError) as refused:
+            from_diff_file(repo.path, str(patch))
+        assert "a form git never writes" in refused.value.what or ".." in odd, refused.value
+    assert server.requests == []
+    # And a caller that passes such a name is judged on the file it names.
+    named = ChangedFile(path="./evaluate.py", old_path=None, status="modified", binary=False,
+                        hunks=())
+    assert withheld_files([named], ["evaluate.py"]) == {"./evaluate.py": "matches evaluate.py"}

@@ -383,6 +383,11 @@ def _inside(path: str) -> bool:
     return bool(pure.parts) and not pure.is_absolute() and ".." not in pure.parts
 
 
+def _canonical(path: str) -> bool:
+    """The path as git names a file: no `.` segment, no doubled or trailing slash."""
+    return str(PurePosixPath(path)) == path and "." not in path.split("/")
+
+
 def from_diff_file(root: Path, diff_path: str) -> Change:
     """`--diff FILE` ('-' reads stdin), against the files of `root`'s working tree."""
     if diff_path == "-":
@@ -408,6 +413,13 @@ def from_diff_file(root: Path, diff_path: str) -> Change:
             f"the diff names a path outside the repository: {outside[0]}", where=where,
             fix="a review reads only files under --repo; pass a diff whose paths are relative "
             "to the repository (as `git diff` writes them)")
+    # One file, one name: `./evaluate.py` reads evaluate.py but matches no protected glob.
+    odd = [p for f in named for p in (f.path, f.old_path) if p and not _canonical(p)]
+    if odd:
+        raise PreconditionError(
+            f"the diff names a path in a form git never writes: {odd[0]!r} (that file is "
+            f"{str(PurePosixPath(odd[0]))!r})", where=where,
+            fix="pass a diff as `git diff` writes it (no ./ segments, no doubled slashes)")
     in_repo = is_repo(root)
     head_rev = run_git(root, "rev-parse", "--verify", "--quiet", "HEAD", check=False).strip() \
         if in_repo else ""

@@ -13,6 +13,7 @@ name it). The files are still linted by the offline analyzers: those run on this
 
 from __future__ import annotations
 
+import posixpath
 import tomllib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -57,12 +58,13 @@ def withheld_files(files: Iterable[ChangedFile], patterns: Sequence[str]) -> dic
     """The changed files whose content no prompt may carry, each with the reason in words."""
     out: dict[str, str] = {}
     for changed in files:
-        pattern = is_protected(changed.path, patterns)
+        # Judged on the canonical form (`./a.py` is a.py), whatever form the caller passed.
+        pattern = is_protected(posixpath.normpath(changed.path), patterns)
         if pattern is not None:
             out[changed.path] = f"matches {pattern}"
             continue
         if changed.old_path and changed.old_path != changed.path:
-            pattern = is_protected(changed.old_path, patterns)
+            pattern = is_protected(posixpath.normpath(changed.old_path), patterns)
             if pattern is not None:
                 out[changed.path] = f"renamed from {changed.old_path}, which matches {pattern}"
     return out
