@@ -176,8 +176,9 @@ def test_check_lists_the_knobs_it_found(tmp_path: Path) -> None:
 def test_plain_init_then_run_fails_fast_on_no_knobs(tmp_path: Path) -> None:
     # The audit's endless loop: after a plain `init`, tune found no knobs and rejected every
     # experiment (662 in 6 s). Now `check` says so and `run` stops before the baseline.
-    repo = make_repo(tmp_path / "repo", {"evaluate.py": "print('score: 1.0')\n"})
-    assert run_cli(repo, "init", "--commit").returncode == 0
+    repo = make_repo(tmp_path / "repo", {"evaluate.py": "print('score: 1.0')\n",
+                                         "model.py": "X = 1\n"})
+    assert run_cli(repo, "init", "--commit").returncode == 0  # scope model.py, evaluate.py protected
     check = run_cli(repo, "check")
     assert check.returncode == 2, check.stdout + check.stderr
     assert "found no knobs to tune" in flat(check.stdout) and "# knob:" in check.stdout
@@ -290,9 +291,14 @@ def test_init_refuses_a_bad_flag_before_writing_and_regex_gets_a_pattern(tmp_pat
 
 def test_plain_init_claims_no_protection_the_config_lacks(tmp_path: Path) -> None:
     repo = make_repo(tmp_path / "repo", {"train.py": "LR = 0.1\n"})
-    assert run_cli(repo, "init").returncode == 0
+    assert run_cli(repo, "init", "--command", "{python} train.py", "--scope", "train.py",
+                   ).returncode == 0
     assert 'protected = []' in (repo / "autoresearch.toml").read_text()
-    assert "protected" not in (repo / "program.md").read_text()
+    assert "can never change" not in (repo / "program.md").read_text()
+    # The default command runs evaluate.py, which init protects: program.md says so, truly.
+    assert run_cli(repo, "init", "--force").returncode == 0
+    assert 'protected = ["evaluate.py"]' in (repo / "autoresearch.toml").read_text()
+    assert "evaluate.py can never change" in (repo / "program.md").read_text()
 
 
 def test_check_reports_a_missing_metric(tmp_path: Path) -> None:

@@ -20,8 +20,13 @@ from rich.text import Text
 
 from autoresearch import gitops, resources, shared_paths
 from autoresearch.check_together import check_tempdir, run_together, sweep_stale_worktrees
-from autoresearch.config import CONFIG_NAME, Config, load_config
-from autoresearch.errors import AutoresearchError, ConfigError, LedgerEmptyError
+from autoresearch.config import ALWAYS_PROTECTED, CONFIG_NAME, Config, load_config
+from autoresearch.errors import (
+    AutoresearchError,
+    ConfigError,
+    LedgerEmptyError,
+    PreconditionError,
+)
 from autoresearch.evaluation_inputs import EvaluationInputs
 from autoresearch.executor import Measurement, RunRequest, elsewhere, make_executor
 from autoresearch.gitops.runner import git
@@ -40,6 +45,7 @@ from autoresearch.slots import crowding, plan_resources, unknown_gpus
 from autoresearch.state import StatePaths, default_tag, keep_in_state
 from autoresearch.statuses import happened
 from autoresearch.timeouts import describe, needed_timeout
+from autoresearch.verify_targets import failure_hints, unguarded_evaluation
 
 
 class Problem(str):
@@ -81,8 +87,10 @@ def run_checkup(root: Path, console: Console, workers: int | None = None,
         problems.append(Problem.of(exc))
         console.print(f"[red]✗[/] {escape(exc.render())}")
     if gitops.head_commit(root) is not None:
-        for warning in protected_matching_nothing(root, config):
-            console.print(f"[yellow]![/] {escape(warning)}")
+        for warning in protected_matching_nothing(root, config) + unguarded_evaluation(
+                config.verify.command, config.scope, config.protected, list(ALWAYS_PROTECTED),
+                gitops.tracked_files(root)):
+            console.print(f"[yellow]![/] {escape(warning)}", soft_wrap=True)
         if submodules := _submodules(root):
             console.print(
                 f"[yellow]![/] the repository has submodules ({escape(', '.join(submodules[:5]))}"
@@ -92,6 +100,7 @@ def run_checkup(root: Path, console: Console, workers: int | None = None,
                 "fetch them (`git submodule update --init` in the worktree)")
     problems += _check_inputs(root, config, console)
     problems += _check_ledger(root, console)
+    problems += _check_session_branch(root, console)
     problems += _check_resume(root, config, console)
     problems += _check_proposer(root, config, console)
     problems += _check_review_gate(config, console)
@@ -178,6 +187,22 @@ def _what_run_does(root: Path) -> str:
     done = sum(1 for e in experiments if e.kind != "baseline")
     return (f"resume session {latest.tag} ({done} experiment(s) so far, measured from its base "
             f"{latest.base_commit[:10]}); --tag NEW starts a new session from your HEAD")
+
+
+def _check_session_branch(root: Path, console: Console) -> list[str]:
+    """`run` without --tag starts today's session when the ledger has none, and refuses to when
+    its branch exists already (session.py): the same refusal here, with the same fix."""
+    if _latest_session(root) is not None:  # run resumes that one, whose branch is its own
+        return []
+    paths = StatePaths(root, default_tag())
+    if not gitops.ref_exists(root, f"refs/heads/{paths.branch}"):
+        return []
+    error = PreconditionError(
+        f"branch {paths.branch} exists but this repo's ledger has no session {paths.tag!r}",
+        where=str(root),
+        fix=f"pick another --tag, or delete the branch: git branch -D {paths.branch}")
+    console.print(f"[red]✗[/] {escape(error.render())}")
+    return [Problem.of(error)]
 
 
 def _check_ledger(root: Path, console: Console) -> list[str]:
@@ -384,6 +409,8 @@ def _explain_failure(root: Path, config: Config, console: Console, text: str, wo
         console.print(f"    {escape(hint.line)}", soft_wrap=True)  # copied as is: never wrapped
         console.print(f"  (links {len(hint.files)} file(s): {escape(shown)}; see \"Data git does "
                       "not track\" in the README)")
+    for line in failure_hints(root, config.verify.command, text):
+        console.print(f"[yellow]→[/] {escape(line)}", soft_wrap=True)
     if metrics is not None and config.metric.name not in metrics:
         metric = config.metric
         console.print("    " + escape(format_metric_help(

@@ -117,9 +117,9 @@ def init(
                       pattern=pattern, from_log=from_log)
     written = scaffold(root, answers, template=template, force=force,
                        interactive=sys.stdin.isatty() and sys.stdout.isatty(), commit=commit,
-                       console=console)
-    for path in written:
-        console.print(f"wrote {path.relative_to(root)}")
+                       console=console, here=repo.resolve())
+    for path in written:  # absolute: from a subdirectory, the config lands at the root
+        console.print(f"wrote {path}", soft_wrap=True)
     me = launcher_command()
     console.print(f"next: review autoresearch.toml, then `{me} check` and `{me} run`"
                   + ("" if commit else " (commit the new files first)"))

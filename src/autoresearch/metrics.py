@@ -75,8 +75,7 @@ def printed_values(text: str, fmt: MetricFormat, name: str,
     """Every value of `name` the output printed, in order (the last is the one used)."""
     text = without_terminal_codes(text)
     if fmt == "json":
-        value = _parse_json(text).get(name)
-        return [] if value is None else [value]
+        return [numbers[name] for numbers in _json_objects(text) if name in numbers]
     if fmt == "regex":
         pattern = (patterns or {}).get(name)
         if pattern is None:
@@ -115,8 +114,9 @@ def _parse_metric_lines(text: str) -> dict[str, float]:
     return found
 
 
-def _parse_json(text: str) -> dict[str, float]:
-    for line in reversed(text.splitlines()):
+def _json_objects(text: str) -> Iterator[dict[str, float]]:
+    """The numbers of each JSON object line, in order."""
+    for line in text.splitlines():
         line = line.strip()
         if not line.startswith("{"):
             continue
@@ -125,8 +125,16 @@ def _parse_json(text: str) -> dict[str, float]:
         except ValueError:
             continue
         if isinstance(obj, dict):
-            return dict(_flatten(obj, ""))
-    return {}
+            yield dict(_flatten(obj, ""))
+
+
+def _parse_json(text: str) -> dict[str, float]:
+    """Each name's value in the last JSON line that has it: JSON-lines logs end with records of
+    other shapes (`{"event": "done", "elapsed_s": 0.01}` after `{"val_loss": 0.02}`)."""
+    found: dict[str, float] = {}
+    for numbers in _json_objects(text):
+        found.update(numbers)
+    return found
 
 
 def _flatten(obj: Mapping[str, Any], prefix: str) -> Iterator[tuple[str, float]]:
@@ -176,7 +184,7 @@ def format_metric_help(fmt: MetricFormat, name: str = "val_bpb", pattern: str | 
     if fmt == "metric-line":
         return f"expected lines like `METRIC {name}=0.99`"
     if fmt == "json":
-        return f'expected a last JSON object line like `{{"{name}": 0.99}}`'
+        return f'expected JSON object lines like `{{"{name}": 0.99}}` (the last with it counts)'
     if fmt == "regex":
         shown = pattern if pattern is not None else rf"{name}=([0-9.eE+-]+)"
         return f"expected text matching `{shown}` (one capture group holding the number)"

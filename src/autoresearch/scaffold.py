@@ -29,6 +29,7 @@ from autoresearch.metric_discovery import (
     toml_literal,
 )
 from autoresearch.metrics import compile_metric_regex, parse_metrics
+from autoresearch.scaffold_paths import Paths, settle_paths
 
 TEMPLATES = ("gpt",)
 
@@ -235,14 +236,20 @@ def _copy_template(root: Path, name: str, force: bool) -> list[Path]:
     source = resources.files("autoresearch") / "templates" / name
     written: list[Path] = []
     with resources.as_file(source) as src_dir:
-        for path in sorted(Path(src_dir).rglob("*")):
-            if path.is_dir() or "__pycache__" in path.parts:
-                continue
-            rel = path.relative_to(src_dir)
-            target = root / rel
-            if target.exists() and not force:
-                raise ConfigError(f"{rel} already exists", where=str(target),
-                                  fix="use --force to overwrite it")
+        files = [path for path in sorted(Path(src_dir).rglob("*"))
+                 if not path.is_dir() and "__pycache__" not in path.parts]
+        # Every conflict before any file is written: stopping at the first one left the files
+        # before it behind, and the next attempt then refused the template's own config.
+        existing = [str(p.relative_to(src_dir)) for p in files
+                    if (root / p.relative_to(src_dir)).exists()]
+        if existing and not force:
+            raise ConfigError(
+                f"the {name} template would overwrite {len(existing)} file(s) that already "
+                f"exist: {', '.join(existing)}", where=str(root),
+                fix=f"use --force to overwrite them all, or run `init --template {name}` in a "
+                "new directory (git init it first); nothing was written")
+        for path in files:
+            target = root / path.relative_to(src_dir)
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, target)
             written.append(target)
@@ -373,7 +380,9 @@ def _from_log(answers: Answers, interactive: bool, console: Console) -> Answers:
 
 
 def scaffold(root: Path, answers: Answers, *, template: str | None, force: bool,
-             interactive: bool, commit: bool, console: Console | None = None) -> list[Path]:
+             interactive: bool, commit: bool, console: Console | None = None,
+             here: Path | None = None) -> list[Path]:
+    """Write the files; `here` is the directory init ran in (the root when None)."""
     out = console or Console(highlight=False)
     if template:
         written = _copy_template(root, template, force)
@@ -386,6 +395,9 @@ def scaffold(root: Path, answers: Answers, *, template: str | None, force: bool,
         if answers.from_log is not None:
             answers = _from_log(answers, interactive, out)
         a = _fill(answers, interactive)
+        settled = settle_paths(Paths(list(a.scope or []), list(a.protected or []),
+                                     str(a.command)), root, here or root)
+        a = replace(a, scope=settled.scope, protected=settled.protected, command=settled.command)
         config_path, program_path = root / CONFIG_NAME, root / PROGRAM_NAME
         for path in (config_path, program_path):
             if path.exists() and not force:
@@ -402,6 +414,8 @@ def scaffold(root: Path, answers: Answers, *, template: str | None, force: bool,
             budget=a.budget,
             scope=", ".join(a.scope or []), protected=_protected_sentence(a)), encoding="utf-8")
         written = [config_path, program_path]
+        for note in settled.notes:
+            out.print(escape(note))
     load_config(root / CONFIG_NAME)  # what we wrote must load
     if commit:
         rel = [str(p.relative_to(root)) for p in written]

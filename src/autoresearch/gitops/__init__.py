@@ -13,6 +13,7 @@ commit, ancestry), `gitops.status` (a working tree's changed, ignored and tracke
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import threading
 import time
@@ -32,12 +33,28 @@ def repo_root(path: Path) -> Path:
     try:
         out = git(path, "rev-parse", "--show-toplevel")
     except (GitError, FileNotFoundError, NotADirectoryError):
+        if _is_bare(path):  # `git init` there would not help: it needs a working tree
+            branch = git(path, "symbolic-ref", "--quiet", "--short", "HEAD",
+                         check=False) or "main"
+            raise PreconditionError(
+                f"{path} is a bare git repository: it has no working tree for the verify "
+                "command to run in and the proposer to edit", where=str(path),
+                fix=f"work in a checkout of it: `git -C {shlex.quote(str(path))} worktree add "
+                f"../work {shlex.quote(branch)}` and cd there, or clone it: `git clone "
+                f"{shlex.quote(str(path))} work`") from None
         raise PreconditionError(
             f"{path} is not inside a git repository",
             where=str(path),
             fix="run `git init && git add -A && git commit -m init` first, or cd into your repo",
         ) from None
     return Path(out).resolve()
+
+
+def _is_bare(path: Path) -> bool:
+    try:
+        return git(path, "rev-parse", "--is-bare-repository", check=False) == "true"
+    except OSError:  # `path` does not exist, or is not a directory
+        return False
 
 
 def common_root(path: Path) -> Path:

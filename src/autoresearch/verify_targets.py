@@ -1,0 +1,154 @@
+"""The verify command read for what it tells the user: the files it names (and which of them
+look like the evaluation), and what its failures mean.
+
+`init` protects the evaluation it can recognise, and `check` warns when the proposer may edit a
+file the verify command runs: a proposer that can rewrite the script printing the metric can
+"improve" it by printing a better number (a rewritten evaluate.py printing `acc: 1.0` was kept).
+Both read the command the same way, here. The reading is a heuristic over the command's words,
+never a shell: a word is a path when it could name a file, relative to a leading `cd DIR &&`.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import re
+import shlex
+import sys
+from pathlib import Path
+
+# The names people give the code that judges a run (eval.py, evaluate.py, score.py, scoring.py,
+# metrics.py, bench.py, benchmark.py, test_model.py): matched on the file name's start.
+_EVALUATION_NAME = re.compile(r"^(?:eval|score|scoring|metric|bench|test)", re.IGNORECASE)
+
+# A word with one of these suffixes is a script even before it exists (init may run before the
+# evaluation is written); any other word counts only when it names a file that exists.
+SCRIPT_SUFFIXES = (".py", ".sh", ".bash", ".js", ".mjs", ".ts", ".rb", ".pl", ".jl", ".r", ".lua")
+
+_SHELL_OPERATORS = {"&&", "||", ";", "|", "&", "(", ")", ";;", ">", ">>", "<", "2>", "2>&1"}
+
+
+def looks_like_evaluation(path: str) -> bool:
+    """Whether the file's name says it judges the run (eval*, score*, metric*, bench*, test*)."""
+    return bool(_EVALUATION_NAME.match(posixpath.basename(path)))
+
+
+def is_script_name(path: str) -> bool:
+    return path.lower().endswith(SCRIPT_SUFFIXES)
+
+
+def _words(command: str) -> list[str]:
+    """The command's words, shell operators as words of their own; [] when it cannot be read."""
+    text = command.replace("{python}", "python").replace("{seed}", "0")
+    lexer = shlex.shlex(text, posix=True, punctuation_chars=True)
+    lexer.whitespace_split = True
+    try:
+        return list(lexer)
+    except ValueError:  # an unclosed quote: the shell would refuse it too, and check says so
+        return []
+
+
+def _relative(directory: str, word: str) -> str | None:
+    """`word` as a path relative to where the command started, None when it leaves it."""
+    if word.startswith(("/", "~", "$")) or "\\" in word:
+        return None
+    path = posixpath.normpath(posixpath.join(directory, word)) if directory else (
+        posixpath.normpath(word))
+    return None if path == "." or path.startswith("../") or path == ".." else path
+
+
+def named_paths(command: str) -> list[str]:
+    """Every word of `command` that could be a path, relative to the directory the command
+    starts in (after a `cd DIR`), in order, without repeats. `python -m pkg.mod` names
+    pkg/mod.py. Options, environment assignments and shell operators are skipped."""
+    words = _words(command)
+    directory = ""
+    out: list[str] = []
+    for i, word in enumerate(words):
+        previous = words[i - 1] if i else ""
+        if previous == "cd":
+            directory = _relative(directory, word) or directory
+            continue
+        if previous == "-m" and re.fullmatch(r"[\w.]+", word):
+            word = word.replace(".", "/") + ".py"
+        if word in _SHELL_OPERATORS or word.startswith("-") or word == "cd" or (
+                "=" in word and not word.startswith("=")):
+            continue
+        path = _relative(directory, word)
+        if path is not None and path not in out:
+            out.append(path)
+    return out
+
+
+def command_directory(command: str) -> str:
+    """The directory (relative to where it starts) a command runs its script in: the last
+    leading `cd DIR`'s, or "" for the starting directory itself."""
+    directory = ""
+    words = _words(command)
+    for i, word in enumerate(words[:-1]):
+        if word == "cd":
+            directory = _relative(directory, words[i + 1]) or directory
+    return directory
+
+
+def named_files(command: str, files: set[str]) -> list[str]:
+    """The words of `command` that name one of `files` (paths relative to the same place)."""
+    return [path for path in named_paths(command) if path in files]
+
+
+def protected_line(protected: list[str], added: str) -> str:
+    """The `protected = [...]` line that keeps what is protected and adds `added`."""
+    values = [*protected, added] if added not in protected else list(protected)
+    return f"protected = {json.dumps(values)}"  # TOML basic strings share JSON's escaping
+
+
+def unguarded_evaluation(command: str, scope: list[str], protected: list[str],
+                         always_protected: list[str], tracked: list[str]) -> list[str]:
+    """`check`'s warnings (each with its where and the exact line to write) when nothing is
+    protected, and for each file the command runs that the proposer may edit. Warnings, not
+    refusals: the GPT template's command runs train.py, in scope by design, while its evaluation
+    lives in the protected prepare.py; a file is named only when nothing is protected or its
+    name says it judges the run."""
+    from autoresearch.globs import select
+    from autoresearch.guardrails import is_protected
+
+    named = named_files(command, set(tracked))
+    editable = [f for f in named if select([f], scope)
+                and not is_protected(f, [*always_protected, *protected])]
+    if not protected and not editable:
+        suggest = next((f for f in named if looks_like_evaluation(f)), None) or next(
+            iter(named), "<the file that computes the metric>")
+        return ["protected is empty: only autoresearch.toml, program.md and .gitignore are "
+                "guarded, so a proposer may change whatever computes the metric and print a "
+                "better score\n  where: autoresearch.toml → protected\n  fix:   add the line "
+                + protected_line([], suggest)]
+    # With nothing protected, every file the command runs may be the evaluation.
+    return [f"{'protected is empty, and ' * (not protected)}the proposer may edit {path}, which "
+            "the verify command runs: if it computes the metric, protect it: "
+            f"{protected_line(protected, path)} (and narrow the scope so it leaves it out)"
+            "\n  where: autoresearch.toml → scope / protected"
+            for path in editable if not protected or looks_like_evaluation(path)]
+
+
+_MISSING_MODULE = re.compile(r"(?:ModuleNotFoundError|ImportError): (?:No module named )?(.*)")
+
+
+def failure_hints(root: Path, command: str, output: str) -> list[str]:
+    """The interpreter `{python}` is, when the command could not import a module (the project's
+    own environment is another one), and the shell, when `source` does not exist in it."""
+    hints = []
+    missing = _MISSING_MODULE.search(output)
+    if missing and "{python}" in command:
+        venv = next((p for p in (root / ".venv/bin/python", root / "venv/bin/python")
+                     if p.exists()), None)
+        interpreter = str(venv) if venv else "/path/to/venv/bin/python"
+        hints.append(
+            f"the command failed to import {missing.group(1).strip()}: {{python}} is "
+            f"{sys.executable}, the interpreter running autoresearch, not your project's. Name "
+            f"the interpreter that has your packages, under [verify] in autoresearch.toml: "
+            f"command = {json.dumps(command.replace('{python}', interpreter))}")
+    if re.search(r"\bsource: (?:not found|command not found)", output):
+        hints.append(
+            "the verify command runs under /bin/sh, which has no `source`: write `. "
+            "venv/bin/activate && …` instead, or run it in bash: command = \"bash -c '…'\"")
+    return hints
