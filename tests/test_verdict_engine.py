@@ -89,6 +89,35 @@ def test_identical_baseline_repeats_stop_the_session_with_the_fix(tmp_path: Path
     assert status == "keep" and "only min_effect counts" in str(reason), reason
 
 
+def test_one_baseline_run_then_identical_repeats_stop_the_session_at_the_first_candidate(
+        tmp_path: Path) -> None:
+    # One baseline run (`repeats = 1`, as "auto" gives a budget of 120 s or more) cannot show
+    # that repeats are identical: the first candidate's incumbent run does, and the session
+    # stops there instead of discarding every candidate of the night.
+    config = CONFIG.replace("deterministic = true", "").replace("repeats = 2", "repeats = 1")
+    repo = make_repo(tmp_path / "repo", {"target.py": "X = 3.0\n", "score.py": SCORE_PY,
+                                         "autoresearch.toml": config})
+    use_script(repo, [{"hypothesis": f"X to {x}", "edits": {"target.py": f"X = {x}\n"}}
+                      for x in (6.0, 5.0, 4.0)])
+    result = run_cli(repo, "run", "--tag", "t", "-n", "4", env={"COLUMNS": "300"})
+    said = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode == 5, result.stdout + result.stderr
+    assert "repeated their values exactly" in said and "{seed}" in said
+    assert rows(repo, "SELECT status FROM experiments ORDER BY seq") == [("keep",), ("discard",)]
+
+
+def test_a_relative_min_effect_of_a_zero_baseline_is_no_min_effect(tmp_path: Path) -> None:
+    score = SCORE_PY.replace("(target.X - 7) ** 2", "(target.X - 3) ** 2")  # the baseline is 0
+    config = CONFIG.replace("deterministic = true", 'min_effect = "1%"')
+    repo = make_repo(tmp_path / "repo", {"target.py": "X = 3.0\n", "score.py": score,
+                                         "autoresearch.toml": config})
+    use_script(repo, [{"hypothesis": "X to 4", "edits": {"target.py": "X = 4.0\n"}}])
+    result = run_cli(repo, "run", "--tag", "t", "-n", "2", env={"COLUMNS": "300"})
+    said = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode == 5, result.stdout + result.stderr
+    assert "min_effect 1% (of 0: 0)" in said
+
+
 def test_declaring_the_target_deterministic_keeps_what_is_better(toy_repo: Path) -> None:
     use_script(toy_repo, [{"hypothesis": "move X toward 7", "edits": {"target.py": "X = 6.0\n"}}])
     result = run_cli(toy_repo, "run", "--tag", "t", "-n", "2")

@@ -33,7 +33,6 @@ from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Protocol
 
-from autoresearch.decision import identical
 from autoresearch.spending import t_to_z
 
 # A drift this far from zero in the control runs (as a normal z: the t on few degrees of freedom
@@ -127,9 +126,8 @@ class _Group:
 
     @property
     def constant(self) -> bool:
-        """Every run gave the same value, to within float jitter (`decision.identical`: compared
-        as parsed, not through sums)."""
-        return identical(self.values)
+        """Every run gave exactly the same value (compared as parsed, not through sums)."""
+        return len(set(self.values)) <= 1
 
     def rss(self, slope: float) -> float:
         """Residual sum of squares around the group's mean and the common slope."""

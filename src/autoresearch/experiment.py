@@ -19,13 +19,12 @@ from contextlib import contextmanager
 from typing import TypeVar
 
 from autoresearch import gitops, guardrails
-from autoresearch.config import Config
 from autoresearch.decision import IDENTICAL_REL, identical
 from autoresearch.errors import ProposalError
 from autoresearch.gitops.commits import commit_change
 from autoresearch.gitops.history import diff
 from autoresearch.gitops.status import changed_paths
-from autoresearch.judge import judge
+from autoresearch.judge import hidden_noise_stop, judge, noise_accounted_for
 from autoresearch.ledger import TrialStatus
 from autoresearch.proposers.base import InFlight, Meter, Proposal, ProposalContext
 from autoresearch.proposers.faults import (
@@ -76,28 +75,25 @@ def baseline(s: Session, trial: Trial) -> Program:
                     " Print the metric, or fix the guard's name in autoresearch.toml, then run "
                     f"the same command to resume. Log: {m.log_path}", exit_code=5)
             values.append(m.objective or 0.0)
-        if len(values) > 1 and identical(values) and not _noise_accounted_for(config):
+        mean = sum(values) / len(values)
+        if len(values) > 1 and len(set(values)) == 1 and not noise_accounted_for(config, mean):
             # Every candidate would be discarded as "σ = 0, hidden noise" all night: say it now.
             # Ended as a crash, so that the session measures its baseline again once fixed.
             s.end(trial, TrialStatus.CRASH, f"baseline: its {len(values)} runs were identical "
-                  f"(σ = 0: the noise is hidden, not absent)")
-            raise SessionStopped(
-                f"the baseline's {len(values)} runs all gave {config.metric.name} = "
-                f"{values[0]:.6g} (to within {IDENTICAL_REL:g} of it): the noise is hidden, not absent (a fixed seed?), and with "
-                "[decision] min_effect 0 no candidate could be kept, whatever it gained. To judge "
-                f"candidates, {HIDDEN_NOISE_HINT}; then run the same command: the baseline is "
-                "measured again", exit_code=5)
+                  "(σ = 0: the noise is hidden, not absent)")
+            raise hidden_noise_stop(config, f"the baseline's {len(values)} runs all gave "
+                                    f"{config.metric.name} = {values[0]:.6g}", mean)
+        if len(values) > 1 and identical(values) and len(set(values)) > 1:
+            # Not a verdict (a large offset spreads as little): a hint, in case the command
+            # ignores its seed and what varies is a computation's float jitter.
+            event(s, trial, "warning", f"the baseline's {len(values)} runs differ by less than "
+                  f"{IDENTICAL_REL:g} of their value: if the verify command ignores its seed, the "
+                  "noise measured is float jitter, not the noise between seeds, and the verdict "
+                  f"will trust tiny differences. {HIDDEN_NOISE_HINT}")
         noise = s.history.noise()
-        mean = sum(values) / len(values)
         s.display.tally.baseline = mean
         s.end(trial, TrialStatus.KEEP, f"baseline: {len(values)} run(s), mean {mean:.6g}, "
             f"noise {noise}", objective=mean)
-
-
-def _noise_accounted_for(config: Config) -> bool:
-    """Identical repeats can be judged: the target is declared deterministic, or only a gain
-    beyond min_effect counts."""
-    return config.decision.deterministic or config.decision.min_effect.value > 0
 
 
 def _initial_params(s: Session, trial: Trial) -> dict[str, object] | None:

@@ -25,13 +25,15 @@ from __future__ import annotations
 import math
 from statistics import fmean
 
+from autoresearch.config import Config
 from autoresearch.decision import check_metric_guards
 from autoresearch.gatekeeper import review_keep
 from autoresearch.gitops.commits import cherry_pick
 from autoresearch.history import REFERENCE_EVENT
 from autoresearch.ledger import TrialStatus
 from autoresearch.policy import Evidence, Step
-from autoresearch.session import Session
+from autoresearch.sequential import HIDDEN_NOISE_HINT
+from autoresearch.session import Session, SessionStopped
 from autoresearch.statuses import happened
 from autoresearch.trial import Program, Steps, Trial
 
@@ -62,12 +64,36 @@ def judge(s: Session, trial: Trial) -> Program:
                 return
             continue
         if (yield from settle(s, trial, step, evidence, _replayed(replays))):
+            level = fmean(o.value for o in evidence.incumbent)
+            if step.zero_noise and not math.isfinite(step.threshold) and not noise_accounted_for(
+                    s.config, level):
+                # A hidden-noise discard: so would every later candidate be (one baseline run
+                # cannot show it before the incumbent is measured again, `repeats = 1`).
+                raise hidden_noise_stop(s.config, f"{trial.id}'s runs and the incumbent's all "
+                                        "repeated their values exactly", level)
             return
         # Another slot kept a change while this one's guards or review ran: replayed too.
         dropped = replay(s, trial, replays)
         if dropped:
             s.end(trial, TrialStatus.DISCARD, f"{step.reason}; its checks passed, but {dropped}")
             return
+
+
+def noise_accounted_for(config: Config, level: float) -> bool:
+    """Identical repeats can be judged: the target is declared deterministic, or only a gain
+    beyond min_effect counts (a relative one resolved at `level`: 1 % of 0 is none)."""
+    return config.decision.deterministic or config.decision.min_effect.resolve(level) > 0
+
+
+def hidden_noise_stop(config: Config, what: str, level: float) -> SessionStopped:
+    """Why the session stops when its repeats are identical and nothing says how to judge that
+    (every candidate would be discarded as hidden noise), with the fix."""
+    amount = config.decision.min_effect
+    said = f"min_effect {amount}" + (f" (of {level:.6g}: 0)" if amount.relative else "")
+    return SessionStopped(
+        f"{what}: the noise is hidden, not absent (a fixed seed?), and with [decision] {said} "
+        f"no candidate could be kept, whatever it gained. To judge candidates, "
+        f"{HIDDEN_NOISE_HINT}; then run the same command", exit_code=5)
 
 
 def gather(s: Session, trial: Trial) -> Evidence:

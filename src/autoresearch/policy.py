@@ -48,7 +48,7 @@ from statistics import fmean, stdev
 from typing import Literal, Protocol
 
 from autoresearch.config import DecisionConfig
-from autoresearch.decision import Noise, Rule, identical, judge, pooled_noise, t_quantile
+from autoresearch.decision import Noise, Rule, judge, pooled_noise, t_quantile
 
 Role = Literal["candidate", "incumbent"]
 Action = Literal["keep", "discard", "measure"]
@@ -160,11 +160,6 @@ def paired_interval(pairs: Sequence[tuple[float, float]], direction: str,
     mean = fmean(diffs)
     if len(diffs) < 2:
         return Interval(mean, -math.inf, math.inf, len(diffs), confidence)
-    finite = [(a, b) for a, b in pairs if math.isfinite(a) and math.isfinite(b)]
-    if identical([a for a, _ in finite]) and identical([b for _, b in finite]):
-        # Each side repeated itself to within float jitter: σ = 0 (hidden), not a tiny σ that
-        # would make the interval a point and its confidence astronomical.
-        return Interval(mean, mean, mean, len(diffs), confidence)
     se = stdev(diffs) / math.sqrt(len(diffs))
     half = t_quantile(0.5 + confidence / 2, len(diffs) - 1) * se
     return Interval(mean, mean - half, mean + half, len(diffs), confidence)

@@ -28,7 +28,7 @@ from typing import Protocol
 from scipy import special
 
 from autoresearch.config import Amount
-from autoresearch.decision import IDENTICAL_REL, Noise
+from autoresearch.decision import Noise
 from autoresearch.effect import Effect, Model
 from autoresearch.policy import Action, Evidence, Observation, Role, Step
 from autoresearch.spending import Design, t_to_z, t_upper, z_to_t
@@ -254,28 +254,22 @@ class SequentialPolicy:
                       step: _StepFn) -> Step:
         gain = effect.estimate
         if self.deterministic or min_effect > 0:
-            # A gain within the runs' own jitter (`identical`) is no gain, whatever min_effect
-            # says: a null change on a deterministic target must not be kept for its rounding.
-            level = max(abs(o.value) for o in (*evidence.candidate, *evidence.incumbent))
-            floor = IDENTICAL_REL * level
-            bar = max(min_effect, floor)
-            bar_text = (f"min_effect {min_effect:.4g}" if min_effect >= floor
-                        else f"{floor:.4g} (the runs' float resolution; min_effect 0)")
             basis = ("a deterministic target (declared)" if self.deterministic
                      else "identical repeats: the noise is hidden, so only min_effect counts")
-            if gain > bar:
-                return step("keep", f"improved by {gain:.4g} > {bar_text}; σ = 0 ({basis})",
-                            threshold=bar, width=0.0)
+            if gain > min_effect:
+                return step("keep", f"improved by {gain:.4g} > min_effect {min_effect:.4g}; σ = 0"
+                            f" ({basis})", threshold=min_effect, width=0.0)
             removed = evidence.lines_removed - evidence.lines_added
             cost = max(0.0, -gain)
             if evidence.reference:
                 best = fmean(o.value for o in evidence.reference)
                 cost = max(0.0, self.sign * (best - fmean(o.value for o in evidence.candidate)))
-            if self.simplicity and removed > 0 and cost <= bar:
-                return step("keep", f"simpler (−{removed} lines) and within {bar_text}; σ = 0 "
-                            f"({basis})", threshold=bar, simpler=True, booked=cost, width=0.0)
-            return step("discard", f"improvement {gain:.4g} ≤ {bar_text}; σ = 0 ({basis})",
-                        threshold=bar, width=0.0)
+            if self.simplicity and removed > 0 and cost <= min_effect:
+                return step("keep", f"simpler (−{removed} lines) and within min_effect "
+                            f"{min_effect:.4g}; σ = 0 ({basis})", threshold=min_effect,
+                            simpler=True, booked=cost, width=0.0)
+            return step("discard", f"improvement {gain:.4g} ≤ min_effect {min_effect:.4g}; σ = 0"
+                        f" ({basis})", threshold=min_effect, width=0.0)
         return step("discard", f"σ = 0: every repeated run gave the same value, so the noise is "
                     f"hidden, not absent; a difference of {gain:.4g} cannot be told from a seed's "
                     f"luck, and min_effect is 0. To judge it, {HIDDEN_NOISE_HINT}",
