@@ -217,3 +217,19 @@ def test_the_recorded_difference_is_the_verdicts_estimate_not_drift(tmp_path: Pa
         plain.append(abs(objective - incumbent))
         recorded.append(abs(delta))
     assert sum(recorded) < 0.6 * sum(plain), (recorded, plain)
+
+
+def test_repeats_within_a_millionth_of_their_value_get_a_warning_not_a_verdict(
+        tmp_path: Path) -> None:
+    score = SCORE_PY.replace(
+        "print(f\"score: {(target.X - 7) ** 2 + random.gauss(0, noise)}\")",
+        "print(f\"score: {(target.X - 7) ** 2 + 1e-9 * random.random()}\")")
+    assert score != SCORE_PY
+    repo = make_repo(tmp_path / "repo", {"target.py": "X = 3.0\n", "score.py": score,
+                                         "autoresearch.toml": CONFIG.replace(
+                                             "deterministic = true", "")})
+    use_script(repo, [])
+    result = run_cli(repo, "run", "--tag", "t", "-n", "1")
+    assert result.returncode == 0, result.stdout + result.stderr
+    warnings = [m for (m,) in rows(repo, "SELECT message FROM events WHERE kind = 'warning'")]
+    assert any("float jitter" in str(m) for m in warnings), warnings
