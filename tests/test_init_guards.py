@@ -63,6 +63,60 @@ def test_init_refuses_a_scope_that_holds_only_the_evaluation(tmp_path: Path) -> 
     assert not (repo / "autoresearch.toml").exists()
 
 
+def test_init_leaves_in_scope_a_file_that_only_looks_like_an_evaluation(tmp_path: Path) -> None:
+    # The command runs evaluate.py, which the user protected; scoring.py is what they want
+    # researched. Its name matches eval*/score*, but the command does not run it.
+    repo = make_repo(tmp_path / "repo", {"evaluate.py": EVALUATE_PY, "scoring.py": MODEL_PY})
+    result = run_cli(repo, "init", "--metric", "score", "--direction", "maximize", "--command",
+                     "python evaluate.py", "--scope", "scoring.py", "--protected", "evaluate.py",
+                     "--budget", "1")
+    assert result.returncode == 0, result.stdout + result.stderr
+    config = written_config(repo)
+    assert config["scope"] == ["scoring.py"] and config["protected"] == ["evaluate.py"]
+    assert ("scoring.py looks like an evaluation by its name; it stays in scope as you asked"
+            in flat(result.stdout))
+    # In the default scope the guess applies, but never as an error: protecting scoring.py
+    # would leave *.py empty, and the command runs run.sh, not scoring.py.
+    other = make_repo(tmp_path / "other", {"run.sh": "python scoring.py\n",
+                                           "scoring.py": MODEL_PY})
+    result = run_cli(other, "init", "--metric", "score", "--command", "bash run.sh")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert written_config(other)["scope"] == ["*.py"]
+    assert ("scoring.py looks like an evaluation by its name, but the scope holds nothing else, "
+            "so it stays in scope") in flat(result.stdout)
+
+
+def test_check_names_the_evaluation_in_scope_not_the_wrapper_script_outside_it(
+        tmp_path: Path) -> None:
+    # `bash run.sh` runs eval/evaluate.py: protecting run.sh (out of the scope) guards nothing.
+    config = CONFIG.replace('scope = ["target.py"]', 'scope = ["**/*.py"]').replace(
+        'protected = ["score.py"]', "protected = []").replace(
+        'command = "{python} score.py"', 'command = "bash run.sh"') + KNOB
+    repo = make_repo(tmp_path / "repo", {
+        "run.sh": f"{sys.executable} eval/evaluate.py\n", "target.py": "X = 3.0\n",
+        "eval/evaluate.py": "import sys; sys.path.insert(0, '.'); import target\n"
+                            "print(f'score: {target.X}')\nprint('mem_mb: 1')\n",
+        "autoresearch.toml": config})
+    check = run_cli(repo, "check")
+    assert check.returncode == 0, check.stdout + check.stderr
+    out = flat(check.stdout)
+    assert "the verify command runs run.sh, outside the scope and so already safe" in out
+    assert 'add the line protected = ["eval/evaluate.py"]' in out
+    assert 'protected = ["run.sh"]' not in out
+    # Protecting the wrapper anyway leaves the evaluation editable: still named.
+    (repo / "autoresearch.toml").write_text(config.replace("protected = []",
+                                                           'protected = ["run.sh"]'))
+    git(repo, "commit", "-qam", "protect the wrapper only")
+    again = flat(run_cli(repo, "check").stdout)
+    assert ("the proposer may edit eval/evaluate.py, in the scope, whose name says it judges the "
+            'run: if the verify command reaches it, protect it: protected = ["run.sh", '
+            '"eval/evaluate.py"]') in again
+    # Nothing in the scope looks like an evaluation: no line that would protect the wrapper.
+    [warning] = unguarded_evaluation("bash run.sh", ["*.py"], [], list(ALWAYS_PROTECTED),
+                                     ["run.sh", "model.py"])
+    assert "runs run.sh, outside the scope" in warning and '"run.sh"' not in warning
+
+
 def test_check_warns_with_the_line_to_add_when_the_evaluation_is_editable(tmp_path: Path) -> None:
     unguarded = CONFIG.replace('scope = ["target.py"]', 'scope = ["*.py"]').replace(
         'protected = ["score.py"]', "protected = []") + KNOB
@@ -102,9 +156,13 @@ def test_the_template_and_the_quickstart_protect_their_evaluation_without_a_warn
 
 def test_check_says_protected_is_empty_when_the_command_names_no_file(toy_repo: Path) -> None:
     warnings = unguarded_evaluation("make eval", ["*.py"], [], list(ALWAYS_PROTECTED),
-                                    ["target.py", "score.py"])
+                                    ["target.py", "data.txt"])
     assert len(warnings) == 1 and warnings[0].startswith("protected is empty: ")
     assert 'add the line protected = ["<the file that computes the metric>"]' in warnings[0]
+    # A file in the scope whose name says it judges the run is the line's guess instead.
+    [warning] = unguarded_evaluation("make eval", ["*.py"], [], list(ALWAYS_PROTECTED),
+                                     ["target.py", "score.py"])
+    assert 'add the line protected = ["score.py"]' in warning
 
 
 # --- 2. init in a monorepo's subdirectory --------------------------------------------------------

@@ -58,16 +58,49 @@ def _evaluation_files(paths: Paths, files: list[str]) -> tuple[list[str], list[s
     return [f for f in named if f in unprotected], [f for f in beside if f in unprotected]
 
 
+def _is_default_scope(scope: list[str]) -> bool:
+    """Whether the scope is init's default, which names no file: a scope the user chose says
+    what they want researched, and a guess from a file's name must not take it away."""
+    from autoresearch.scaffold import DEFAULTS  # imported here: scaffold imports this module
+
+    return scope == DEFAULTS.scope
+
+
+def _rest(glob: str, files: list[str], guarded: list[str]) -> list[str]:
+    """The files `glob` holds once `guarded` are protected."""
+    return [f for f in files if matches(f, [glob]) and not matches(f, guarded)]
+
+
+def _guessed_neighbours(paths: Paths, files: list[str], named: list[str],
+                        beside: list[str]) -> tuple[list[str], list[str]]:
+    """(the files beside the command's script to protect, notes on those left in scope).
+
+    The command does not run them, so the guess only fills a default scope and gives way
+    whenever it would leave a scope glob empty: never an error for a file that is a guess."""
+    if not _is_default_scope(paths.scope):
+        return [], [f"{f} looks like an evaluation by its name; it stays in scope as you asked "
+                    "(the verify command does not run it)" for f in beside]
+    guarded = [*paths.protected, *named, *beside]
+    emptying = [f for f in beside if any(matches(f, [glob]) and not _rest(glob, files, guarded)
+                                         for glob in paths.scope)]
+    notes = [f"{f} looks like an evaluation by its name, but the scope holds nothing else, so it "
+             "stays in scope (the verify command does not run it): protect it yourself if it "
+             "computes the metric" for f in emptying]
+    return [f for f in beside if f not in emptying], notes
+
+
 def protect_evaluation(paths: Paths, files: list[str]) -> Paths:
     """Add to `protected` the evaluation the verify command names (its script, when the name
-    says it judges: eval*, score*, metric*, bench*, test*) and such files beside it that the
-    scope holds; narrow each scope glob that held one to the other files it matches."""
+    says it judges: eval*, score*, metric*, bench*, test*) and, in a default scope, such files
+    beside it; narrow each scope glob that held one to the other files it matches."""
     named, beside = _evaluation_files(paths, files)
+    beside, notes = _guessed_neighbours(paths, files, named, beside)
     evaluation = named + beside
     if not evaluation:
-        return paths
-    notes = [f"protected {f}: the verify command runs it and its name says it judges the run, so "
-             "the proposer must not rewrite it" for f in named]
+        return Paths(scope=paths.scope, protected=paths.protected, command=paths.command,
+                     notes=paths.notes + notes)
+    notes += [f"protected {f}: the verify command runs it and its name says it judges the run, "
+              "so the proposer must not rewrite it" for f in named]
     notes += [f"protected {f}: its name says it judges the run and it sits beside the command's "
               "script, so the proposer must not rewrite it" for f in beside]
     protected = [*paths.protected, *evaluation]
@@ -79,8 +112,8 @@ def protect_evaluation(paths: Paths, files: list[str]) -> Paths:
         if not held or any(globs_overlap(glob, p) for p in [*ALWAYS_PROTECTED, *paths.protected]):
             scope.append(glob)
             continue
-        rest = [f for f in files if matches(f, [glob]) and not matches(f, protected)]
-        if not rest:
+        rest = _rest(glob, files, protected)
+        if not rest:  # only a file the command runs can get here: see _guessed_neighbours
             raise ConfigError(
                 f"the scope {glob!r} holds only {', '.join(held)}, the evaluation the verify "
                 "command runs: a proposer allowed to edit it could print any score it likes",

@@ -96,38 +96,71 @@ def named_files(command: str, files: set[str]) -> list[str]:
     return [path for path in named_paths(command) if path in files]
 
 
-def protected_line(protected: list[str], added: str) -> str:
+def protected_line(protected: list[str], added: list[str]) -> str:
     """The `protected = [...]` line that keeps what is protected and adds `added`."""
-    values = [*protected, added] if added not in protected else list(protected)
+    values = [*protected, *(f for f in added if f not in protected)]
     return f"protected = {json.dumps(values)}"  # TOML basic strings share JSON's escaping
+
+
+def _listed(paths: list[str], most: int = 5) -> str:
+    return ", ".join(paths[:most]) + (f" and {len(paths) - most} more" if len(paths) > most else "")
+
+
+def _when_nothing_is_protected(named: list[str], scope: list[str], suspects: list[str]) -> str:
+    """The warning for an empty `protected` with no file the command runs in the scope. The
+    line it suggests names files the proposer could edit: protecting a wrapper script outside
+    the scope (run.sh running eval/evaluate.py) guards nothing and silences the warning."""
+    from autoresearch.globs import select
+
+    head = ("protected is empty: only autoresearch.toml, program.md and .gitignore are guarded, "
+            "so a proposer may change whatever computes the metric and print a better score")
+    outside = [f for f in named if not select([f], scope)]
+    ran = (f"; the verify command runs {_listed(outside)}, outside the scope and so already safe "
+           "from the proposer, but not what it calls in the scope") if outside else ""
+    if suspects:
+        them = "it" if len(suspects) == 1 else "them"
+        looks = "looks like an evaluation by its" if them == "it" else "look like evaluations by their"
+        return (f"{head}{ran}; in the scope, {_listed(suspects)} {looks} name\n"
+                "  where: autoresearch.toml → protected\n  fix:   add the line "
+                f"{protected_line([], suspects)} (and narrow the scope so it leaves {them} out)")
+    return (f"{head}{ran}\n  where: autoresearch.toml → protected\n  fix:   add the line "
+            + protected_line([], ["<the file that computes the metric>"]))
 
 
 def unguarded_evaluation(command: str, scope: list[str], protected: list[str],
                          always_protected: list[str], tracked: list[str]) -> list[str]:
     """`check`'s warnings (each with its where and the exact line to write) when nothing is
-    protected, and for each file the command runs that the proposer may edit. Warnings, not
-    refusals: the GPT template's command runs train.py, in scope by design, while its evaluation
-    lives in the protected prepare.py; a file is named only when nothing is protected or its
-    name says it judges the run."""
+    protected, for each file the command runs that the proposer may edit, and for the files in
+    the scope whose names say they judge the run. Warnings, not refusals: the GPT template's
+    command runs train.py, in scope by design, while its evaluation lives in the protected
+    prepare.py; a file is named only when nothing is protected or its name says it judges."""
     from autoresearch.globs import select
     from autoresearch.guardrails import is_protected
 
+    guarded = [*always_protected, *protected]
     named = named_files(command, set(tracked))
-    editable = [f for f in named if select([f], scope)
-                and not is_protected(f, [*always_protected, *protected])]
+    editable = [f for f in named if select([f], scope) and not is_protected(f, guarded)]
+    # Whatever the command runs, the evaluation may be a file it calls: a name that says so in
+    # the scope is worth a warning even when something (a wrapper script, say) is protected.
+    suspects = [f for f in select(tracked, scope) if looks_like_evaluation(f)
+                and not is_protected(f, guarded) and f not in editable]
     if not protected and not editable:
-        suggest = next((f for f in named if looks_like_evaluation(f)), None) or next(
-            iter(named), "<the file that computes the metric>")
-        return ["protected is empty: only autoresearch.toml, program.md and .gitignore are "
-                "guarded, so a proposer may change whatever computes the metric and print a "
-                "better score\n  where: autoresearch.toml → protected\n  fix:   add the line "
-                + protected_line([], suggest)]
+        return [_when_nothing_is_protected(named, scope, suspects)]
     # With nothing protected, every file the command runs may be the evaluation.
-    return [f"{'protected is empty, and ' * (not protected)}the proposer may edit {path}, which "
-            "the verify command runs: if it computes the metric, protect it: "
-            f"{protected_line(protected, path)} (and narrow the scope so it leaves it out)"
-            "\n  where: autoresearch.toml → scope / protected"
-            for path in editable if not protected or looks_like_evaluation(path)]
+    warnings = [f"{'protected is empty, and ' * (not protected)}the proposer may edit {path}, "
+                "which the verify command runs: if it computes the metric, protect it: "
+                f"{protected_line(protected, [path])} (and narrow the scope so it leaves it out)"
+                "\n  where: autoresearch.toml → scope / protected"
+                for path in editable if not protected or looks_like_evaluation(path)]
+    if suspects:
+        them, say = ("it", "name says it judges") if len(suspects) == 1 else (
+            "them", "names say they judge")
+        warnings.append(
+            f"the proposer may edit {_listed(suspects)}, in the scope, whose {say} the run: if "
+            f"the verify command reaches {them}, protect {them}: "
+            f"{protected_line(protected, suspects)} (and narrow the scope so it leaves {them} "
+            "out)\n  where: autoresearch.toml → scope / protected")
+    return warnings
 
 
 _MISSING_MODULE = re.compile(r"(?:ModuleNotFoundError|ImportError): (?:No module named )?(.*)")
