@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from autoresearch.config import load_config
+from autoresearch.config import Config, load_config
 from autoresearch.errors import ConfigError
+from autoresearch.proposers.knob_lines import stray_markers
 from autoresearch.proposers.knobs import (
     Knob,
     KnobError,
@@ -16,6 +17,7 @@ from autoresearch.proposers.knobs import (
     discover_knobs,
     parse_knob_spec,
     read_value,
+    require_knobs,
     rewrite,
 )
 
@@ -368,3 +370,52 @@ def test_rewrite_makefile_assignments_keeps_the_operator() -> None:
     for name in ("E", "F"):  # `+=` appends, `!=` runs a shell: neither sets a value
         with pytest.raises(KnobError, match=f"no line assigning a literal to {name}"):
             rewrite(text, {name: 1}, path="Makefile")
+
+
+# -- Python: only real statements are knob lines ------------------------------------------------
+
+# A form feed is a line break to str.splitlines but not to Python: the line numbers must agree.
+DOCUMENTED = 'import os\n\x0c\n"""Example config:\nX = 1.0\n"""\nHELP = """\nY = 2  # knob: int(1, 9)\n"""\nX = 3.0\n'
+
+
+def test_an_assignment_inside_a_string_literal_is_no_knob_line(tmp_path: Path) -> None:
+    # The docstring's `X = 1.0` was the knob's line: every experiment edited the docstring.
+    assert rewrite(DOCUMENTED, {"X": 5.0}) == DOCUMENTED.replace("X = 3.0", "X = 5.0")
+    _write(tmp_path, "target.py", DOCUMENTED)
+    (knob,) = discover_knobs(tmp_path, {"target.py:X": "float(0, 10)"}, ["target.py"])
+    assert (knob.line, read_value(DOCUMENTED, knob)) == (10, 3.0)
+    # A `# knob:` marker inside a string is text: no knob, and no stray marker either.
+    assert discover_knobs(tmp_path, {}, ["target.py"]) == []
+    assert stray_markers(DOCUMENTED, "python") == []
+
+
+def test_a_python_file_that_does_not_parse_is_read_line_by_line() -> None:
+    broken = "X = 3.0\ndef (:\n"
+    assert rewrite(broken, {"X": 4.0}) == broken.replace("3.0", "4.0")
+
+
+def _tune_config(root: Path, knobs: str) -> Config:
+    (root / "autoresearch.toml").write_text(
+        'scope = ["target.py"]\n[verify]\ncommand = "true"\nbudget_seconds = 5\n'
+        '[metric]\nname = "loss"\ndirection = "minimize"\n[proposer]\nname = "tune"\n'
+        + knobs, encoding="utf-8")
+    return load_config(root / "autoresearch.toml")
+
+
+def test_a_knob_a_later_top_level_assignment_overrides_is_refused(tmp_path: Path) -> None:
+    _write(tmp_path, "target.py", "BS = 32  # knob: int(8, 64)\nBS = 64\n")
+    with pytest.raises(KnobError) as info:
+        require_knobs(tmp_path, _tune_config(tmp_path, ""))
+    message = str(info.value)
+    assert "BS is assigned at top level more than once in target.py (lines 1 and 2)" in message
+    assert "target.py:2" in message
+    # The last assignment is the one that counts: a knob there is fine, and so is a later
+    # assignment that is no literal (it may read the knob's value) or one inside a block, and a
+    # knob on a function's local, which a global of the same name does not override.
+    for text in ("BS = 32\nBS = 64  # knob: int(8, 64)\n",
+                 "BS = 32  # knob: int(8, 64)\nBS = int(os.environ.get('BS', BS))\n",
+                 "BS = 32  # knob: int(8, 64)\nif FAST:\n    BS = 64\n",
+                 "def f():\n    BS = 32  # knob: int(8, 64)\n    return BS\nBS = 64\n"):
+        _write(tmp_path, "target.py", text)
+        (knob,) = require_knobs(tmp_path, _tune_config(tmp_path, ""))
+        assert knob.name == "BS"

@@ -5,9 +5,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import subprocess
 import sys
 import textwrap
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,7 @@ import pytest
 
 from autoresearch.config import Config, parse_config
 from autoresearch.proposers.base import ExperimentSummary, ProposalContext
+from autoresearch.state import StatePaths
 from tests.llm.fake_server import FakeModelServer
 from tests.support.git_repo import git, make_repo
 
@@ -167,3 +170,24 @@ def linked_session(worktree: Path, make_ctx: MakeCtx, ignored: str = "") -> Prop
     linked = worktree / ".autoresearch" / "worktrees" / "t"
     git(worktree, "worktree", "add", "-q", "--detach", str(linked), "autoresearch/t")
     return dataclasses.replace(make_ctx(), worktree=linked)
+
+
+_HOLD_LOCK = ("import sys\nfrom pathlib import Path\nfrom autoresearch.state import SessionLock\n"
+              "SessionLock(Path(sys.argv[1])).acquire()\nprint('held', flush=True)\n"
+              "sys.stdin.read()\n")
+
+
+@contextmanager
+def live_session(repo: Path, tag: str) -> Iterator[None]:
+    """Session `tag` running meanwhile: its lock held by another process, as its own process
+    holds it (this process runs the agent, as the orchestrator does, and a lock it holds is
+    never another session's)."""
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK, str(StatePaths(repo, tag).lock)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        yield
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(timeout=30)

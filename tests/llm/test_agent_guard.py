@@ -20,9 +20,8 @@ from autoresearch.gitops.status import changed_paths
 from autoresearch.proposers.agent import AgentProposer
 from autoresearch.proposers.base import ProposalContext
 from autoresearch.proposers.faults import FailedProposal, FatalProposerError
-from autoresearch.state import SessionLock, StatePaths
 from tests.conftest import CONFIG, make_repo, run_cli
-from tests.llm.conftest import TARGET, MakeCtx, linked_session, make_config
+from tests.llm.conftest import TARGET, MakeCtx, linked_session, live_session, make_config
 from tests.support.git_repo import git
 
 
@@ -181,8 +180,15 @@ def test_earlier_outputs_caches_and_other_sessions_are_not_the_agents_doing(
         agents: Path, session: ProposalContext, worktree: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
     wt = session.worktree
-    other = SessionLock(StatePaths(worktree, "other").lock)
-    other.acquire()  # session `other` is running: it moves its own refs meanwhile
+    # Session `other` is running: it moves its own refs meanwhile.
+    with live_session(worktree, "other"):
+        agent_runs_beside_its_outputs(session, monkeypatch)
+    assert "refs/autoresearch/other/discarded/other-0001" in refs(wt)
+
+
+def agent_runs_beside_its_outputs(session: ProposalContext,
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    wt = session.worktree
     for mode in ("pycache", "others"):
         monkeypatch.setenv("FAKE_AGENT_MODE", mode)
         # What the verify command produces in the worktree (a reset removes it: each commit's
@@ -197,8 +203,6 @@ def test_earlier_outputs_caches_and_other_sessions_are_not_the_agents_doing(
         assert (wt / "data" / "offset.txt").read_text() == "0\n"
         assert not (wt / "__pycache__" / "target.cpython-311.pyc").exists()
         gitops.checkout(wt, "HEAD")
-    other.release()
-    assert "refs/autoresearch/other/discarded/other-0001" in refs(wt)
 
 
 @pytest.mark.slow

@@ -11,10 +11,6 @@ lock it holds is never another session's).
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -24,32 +20,13 @@ from autoresearch.proposers.agent.gitstate import GitState
 from autoresearch.proposers.base import ProposalContext
 from autoresearch.proposers.faults import FailedProposal
 from autoresearch.state import SessionLock, StatePaths
-from tests.llm.conftest import MakeCtx, linked_session, make_config
+from tests.llm.conftest import MakeCtx, linked_session, live_session, make_config
 from tests.support.git_repo import git
 
 
 @pytest.fixture
 def session(worktree: Path, make_ctx: MakeCtx) -> ProposalContext:
     return linked_session(worktree, make_ctx)
-
-
-HOLD_LOCK = ("import sys\nfrom pathlib import Path\nfrom autoresearch.state import SessionLock\n"
-             "SessionLock(Path(sys.argv[1])).acquire()\nprint('held', flush=True)\n"
-             "sys.stdin.read()\n")
-
-
-@contextmanager
-def live(repo: Path, tag: str) -> Iterator[None]:
-    """Session `tag` running meanwhile: its lock held by another process, as its own holds it."""
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(StatePaths(repo, tag).lock)],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
-        yield
-    finally:
-        assert holder.stdin is not None
-        holder.stdin.close()
-        holder.wait(timeout=30)
 
 
 @pytest.mark.parametrize("link", ["symlink", "hardlink"])
@@ -131,7 +108,7 @@ def test_a_live_sessions_refs_are_its_own_doing(
         monkeypatch: pytest.MonkeyPatch) -> None:
     git(worktree, "branch", "autoresearch/b")
     monkeypatch.setenv("FAKE_AGENT_MODE", "rewrite")
-    with live(worktree, "b"):
+    with live_session(worktree, "b"):
         proposal = agent().propose(session)
     assert proposal is not None and proposal.in_worktree
     assert "refs/autoresearch/b/evil" in refs(worktree)  # not undone: b's process may need it
@@ -141,7 +118,7 @@ def test_a_ref_is_another_sessions_only_by_its_exact_tag(
         session: ProposalContext, worktree: Path) -> None:
     wt = session.worktree
     head = git(wt, "rev-parse", "HEAD")
-    with live(worktree, "t-x"):
+    with live_session(worktree, "t-x"):
         state = GitState.take(wt, "t")
         git(wt, "update-ref", "refs/heads/autoresearch/t-x", head)  # live session t-x's
         assert state.changes(wt) == []
@@ -163,7 +140,7 @@ def test_worktrees_the_harness_makes_meanwhile_are_not_the_agents(
     git(worktree, "branch", "side")
     state = GitState.take(wt, "t")
     git(worktree, "worktree", "add", "-q", "--detach", str(slots / "t" / "2"), "HEAD")
-    with live(worktree, "b"):
+    with live_session(worktree, "b"):
         git(worktree, "worktree", "add", "-q", "--detach", str(slots / "b"), "HEAD")
         assert state.changes(wt) == []
         git(worktree, "worktree", "add", "-q", "--detach", str(slots / "c"), "HEAD")

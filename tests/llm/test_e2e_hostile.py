@@ -268,3 +268,56 @@ def test_a_protected_file_git_does_not_track_is_hidden_from_the_repair_prompt(
         prompts = [r.prompt_text() for r in server.requests]
     assert "repair" in kinds, kinds  # the crash log went to the model
     assert not [p for p in prompts if secret in p]
+
+
+def test_protected_values_of_short_pieces_and_a_regex_heldout_stay_out_of_the_repair_prompt(
+        tmp_path: Path) -> None:
+    # Secrets whose every word is short (an address, a phone number, a dashed key), printed by
+    # the evaluation before it crashes, and a held-out metric read by a regex from a line that
+    # does not name it (its words are in target.py, and its value is computed, so that no
+    # rule for protected text hides it).
+    secrets = ("10.0.113.57", "555-867-5309", "sk-a1b-c2d-e3f")
+    score = textwrap.dedent("""\
+        import target
+        cfg = dict(line.strip().split("=", 1) for line in open("secrets.cfg") if "=" in line)
+        print("holdout accuracy was", round(0.9 + 0.0321, 4))
+        if getattr(target, "CRASH", False):
+            print("connecting to", cfg["DB_HOST"])
+            print(cfg["PHONE"])
+            raise ValueError(cfg["API_KEY"])
+        print(f"score: {(target.X - 7) ** 2}")
+        """)
+    config = TOY_CONFIG.replace('protected = ["score.py"]',
+                                'protected = ["score.py", "secrets.cfg"]')
+    config = config.replace('record = ["mem_mb"]\n', textwrap.dedent("""\
+        format = "regex"
+        heldout = ["test_acc"]
+        [metric.patterns]
+        score = 'score: (\\S+)'
+        test_acc = 'holdout accuracy was (\\S+)'
+        """))
+    kinds: list[str] = []
+
+    def handler(rec: Recorded) -> Reply:
+        if "## Repair a crash" in rec.prompt_text():
+            kinds.append("repair")
+            return Reply(text="GIVE_UP: no")
+        kinds.append("propose")
+        return Reply(text="HYPOTHESIS: crash\n" + block("target.py", "X = 3.0\n",
+                                                        "X = 3.0\nCRASH = True\n"))
+
+    with FakeModelServer(handler=handler) as server:
+        repo = make_repo(tmp_path / "repo", {
+            "target.py": "# holdout accuracy was measured apart\nX = 3.0\n", "score.py": score,
+            "autoresearch.toml": config,
+            "secrets.cfg": "DB_HOST=10.0.113.57\nPHONE=555-867-5309\nAPI_KEY=sk-a1b-c2d-e3f\n"})
+        use_fake_model(repo, server)
+        result = run_cli(repo, "run", "--tag", "v", "--iterations", "2")
+        assert result.returncode == 0, result.stdout + result.stderr
+        prompts = [r.prompt_text() for r in server.requests]
+    assert "repair" in kinds, kinds  # the crash log went to the model
+    repair = next(p for p in prompts if "## Repair a crash" in p)
+    assert "Traceback (most recent call last)" in repair
+    assert "[line hidden: it quotes a protected file]" in repair
+    assert "[line hidden: it mentions a held-out metric]" in repair
+    assert [s for s in (*secrets, "0.9321") for p in prompts if s in p.lower()] == []

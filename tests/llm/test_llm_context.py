@@ -6,6 +6,9 @@ import dataclasses
 import os
 from pathlib import Path
 
+import pytest
+
+from autoresearch.config import Config, parse_config
 from autoresearch.guardrails import Rules
 from autoresearch.proposers.llm.context import (
     build_context,
@@ -177,3 +180,64 @@ def test_a_protected_word_the_model_sees_in_scope_is_not_hidden(make_ctx: MakeCt
     (worktree / "secrets.txt").write_text("helper = 'hunter2'\n")
     c = build_context(make_ctx(crash="  File 'lib/util.py', line 2, in helper\nhunter2 leaked\n"))
     assert "in helper" in c.volatile and "hunter2" not in c.volatile
+
+
+def test_protected_values_made_of_short_pieces_are_hidden(make_ctx: MakeCtx,
+                                                          worktree: Path) -> None:
+    # No word of these is long enough to be a distinctive token: each was shown whole.
+    (worktree / "secrets.txt").write_text(
+        "DB_HOST=10.0.113.57\nPHONE: '555-867-5309'\nAPI_KEY=sk-a1b-c2d-e3f\n"
+        "ROUTE 10.9.8.7/24 gw\nLR = 0.0001\nFAST = True\n")
+    crash = ("connecting to 10.0.113.57 port 5432\n"
+             "call 555-867-5309 for help\n"
+             "ValueError: SK-A1B-C2D-E3F\n"  # a value, in another case
+             "route add 10.9.8.7/24\n"  # a long chunk of a line without `=`
+             # Common values (a plain number, a boolean) hide nothing.
+             "lr 0.0001 at epoch 3, True\n"
+             "ValueError: boom\n")
+    c = build_context(make_ctx(crash=crash))
+    for secret in ("10.0.113.57", "555-867-5309", "sk-a1b-c2d-e3f", "10.9.8.7/24"):
+        assert secret not in c.volatile.lower()
+    assert c.volatile.count(HIDDEN) == 4
+    assert "lr 0.0001 at epoch 3, True" in c.volatile and "ValueError: boom" in c.volatile
+
+
+def test_a_protected_value_the_model_sees_in_scope_is_not_hidden(make_ctx: MakeCtx,
+                                                                  worktree: Path) -> None:
+    (worktree / "secrets.txt").write_text("MODE = 'x-y-z-1'\nHOST = 10.1.1.1:80\n")
+    (worktree / "lib" / "util.py").write_text("MODE = 'x-y-z-1'  # the same value, in scope\n")
+    c = build_context(make_ctx(crash="mode x-y-z-1 on 10.1.1.1:80\n"))
+    assert "mode x-y-z-1 on" not in c.volatile  # 10.1.1.1:80 is only in the protected file
+    c = build_context(make_ctx(crash="mode x-y-z-1\n"))
+    assert "mode x-y-z-1" in c.volatile
+
+
+def metric_config(**metric: object) -> Config:
+    return parse_config({
+        "scope": ["target.py", "lib/*.py"], "protected": ["score.py", "secrets.txt"],
+        "verify": {"command": "python score.py", "budget_seconds": 5},
+        "metric": {"name": "score", "direction": "minimize", **metric},
+        "proposer": {"name": "llm"},
+    })
+
+
+@pytest.mark.parametrize(("metric", "line"), [
+    # A regex reads a value from a line that need not name the metric, even over two lines.
+    ({"format": "regex", "patterns": {"score": r"score: (\S+)",
+                                      "test_acc": r"holdout accuracy was (\S+)"}},
+     "holdout accuracy was 0.9321"),
+    ({"format": "regex", "patterns": {"score": r"score: (\S+)",
+                                      "test_acc": r"held out:\n *(\S+)"}},
+     "held out:\n    0.9321"),
+    # A nested JSON name is read from a line that names only its last part.
+    ({"format": "json"}, '{"eval": {"test_acc": 0.9321}}'),
+    ({"format": "kv"}, "\x1b[32mtest_acc: 0.9321\x1b[0m"),
+])
+def test_every_line_a_heldout_metric_is_read_from_is_hidden(
+        make_ctx: MakeCtx, metric: dict[str, object], line: str) -> None:
+    heldout = ["eval.test_acc"] if metric["format"] == "json" else ["test_acc"]
+    config = metric_config(heldout=heldout, **metric)
+    crash = f"step 1\n{line}\nscore: 3.0\nValueError: boom"
+    c = build_context(make_ctx(config, crash=crash))
+    assert "0.9321" not in c.volatile
+    assert "step 1" in c.volatile and "score: 3.0" in c.volatile and "ValueError: boom" in c.volatile

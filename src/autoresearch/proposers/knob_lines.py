@@ -3,11 +3,18 @@
 Python files are read as `NAME = literal` / `NAME: type = literal`; any other file (TOML, YAML,
 INI, .env, plain text) as `KEY = value` / `KEY: value`. A `# knob: <spec>` comment on the line is
 picked up as a marker. Rendering is lossless (`repr` for floats) and keeps each line's style.
+
+In a Python file only a line on which a statement starts is an assignment: a line inside a string
+literal (a docstring's `Example: LR = 0.5`) or a call's continuation (`lr=0.1,`) looks like one
+but is not, and a knob bound there would edit text the program never runs. What is a statement
+is Python's own parser's answer; a file it cannot parse (a syntax error, or syntax newer than
+this interpreter knows) is read line by line as before.
 """
 
 from __future__ import annotations
 
 import ast
+import bisect
 import json
 import math
 import re
@@ -119,12 +126,53 @@ def _marker_spec(comment: str) -> str | None:
     return rest.strip()
 
 
+# The line breaks of Python source (`str.splitlines` also breaks at form feeds and others).
+_PY_NEWLINE = re.compile(r"\r\n|\r|\n")
+
+
+@dataclass(frozen=True)
+class PythonLines:
+    """Lines of a Python file, numbered as `str.splitlines` numbers them (0-based)."""
+
+    statements: frozenset[int]  # a statement starts on it
+    in_strings: frozenset[int]  # it is inside a string literal that began on an earlier line
+
+
+@lru_cache(maxsize=64)
+def python_lines(text: str) -> PythonLines | None:
+    """Where statements and multi-line strings are in Python source; None if it does not parse."""
+    try:
+        tree = ast.parse(text.removeprefix("\ufeff"))
+    except (SyntaxError, ValueError):  # ValueError: a NUL byte
+        return None
+    parser_starts = [0, *(m.end() for m in _PY_NEWLINE.finditer(text))]
+    our_starts = [0]
+    for line in text.splitlines(keepends=True):
+        our_starts.append(our_starts[-1] + len(line))
+
+    def ours(lineno: int) -> int:  # the parser's 1-based line number, as a splitlines index
+        return bisect.bisect_right(our_starts, parser_starts[lineno - 1]) - 1
+
+    statements: set[int] = set()
+    in_strings: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.stmt):
+            statements.add(ours(node.lineno))
+        elif isinstance(node, ast.Constant | ast.JoinedStr) and node.end_lineno is not None:
+            first = ours(node.lineno)
+            in_strings.update(range(first + 1, ours(node.end_lineno) + 1))
+    return PythonLines(frozenset(statements), frozenset(in_strings))
+
+
 @lru_cache(maxsize=64)
 def assignment_sites(text: str, dialect: Dialect) -> dict[str, tuple[Site, ...]]:
     """Every assignment-shaped line of a file, by name. Cached: files rarely change between calls."""
     pattern = _PY_LINE if dialect == "python" else _PLAIN_LINE
+    parsed = python_lines(text) if dialect == "python" else None
     found: dict[str, list[Site]] = {}
     for index, raw in enumerate(text.splitlines(keepends=True)):
+        if parsed is not None and index not in parsed.statements:
+            continue
         body = raw.rstrip("\r\n")
         m = pattern.match(body)
         if not m:
@@ -182,10 +230,12 @@ def stray_markers(text: str, dialect: Dialect) -> list[tuple[int, str]]:
     (`X += 1`, `X != cmd`, a call): the marker is there, but there is no value to rewrite."""
     marked = {s.index for sites in assignment_sites(text, dialect).values() for s in sites
               if s.marker is not None}
+    parsed = python_lines(text) if dialect == "python" else None
+    in_strings = parsed.in_strings if parsed is not None else frozenset()
     found = []
     for index, raw in enumerate(text.splitlines()):
-        if index in marked or "knob:" not in raw:
-            continue
+        if index in marked or index in in_strings or "knob:" not in raw:
+            continue  # a marker inside a string literal is text, not a comment
         cut = _comment_start(raw, dialect)
         spec = _marker_spec(raw[cut:]) if cut < len(raw) else None
         if spec and re.match(r"[a-z]+\(", spec):  # a spec such as choice(4, 8), not prose
@@ -210,6 +260,19 @@ def find_site(text: str, name: str, dialect: Dialect) -> Site | None:
     ):
         if preferred:
             return preferred[0]
+    return None
+
+
+def overriding_site(text: str, site: Site, dialect: Dialect) -> Site | None:
+    """A later top-level assignment of a literal to the same name in a Python file, which runs
+    after `site` and so sets the value the program uses: a knob on `site` would change nothing.
+    (A later assignment of an expression, `X = float(os.environ.get("X", X))`, may read `site`'s
+    value, so it is not one.)"""
+    if dialect != "python" or site.indented:
+        return None
+    for later in assignment_sites(text, dialect).get(site.name, ()):
+        if later.index > site.index and not later.indented and parse_value(later.value, dialect)[0]:
+            return later
     return None
 
 

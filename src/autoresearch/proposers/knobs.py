@@ -29,6 +29,7 @@ from autoresearch.proposers.knob_lines import (
     assignment_sites,
     dialect_of,
     find_site,
+    overriding_site,
     parse_value,
     render_value,
     stray_markers,
@@ -372,8 +373,25 @@ def require_knobs(root: Path, config: Config) -> list[Knob]:
         )
     texts = {file: read_text(root / file) for file in {k.file for k in knobs}}
     for knob in knobs:
-        read_value(texts[knob.file], knob)
+        _refuse_overridden(texts[knob.file], knob)
     return knobs
+
+
+def _refuse_overridden(text: str, knob: Knob) -> None:
+    """A knob whose line a later top-level assignment overrides would tune nothing: every
+    experiment would rerun the same program."""
+    site = _locate(text, knob)
+    later = overriding_site(text, site, knob.dialect)
+    if later is not None:
+        raise KnobError(
+            f"knob {knob.key!r}: {knob.name} is assigned at top level more than once in "
+            f"{knob.file} (lines {site.index + 1} and {later.index + 1}); the knob would rewrite "
+            f"line {site.index + 1}, but line {later.index + 1} runs later and sets the value "
+            "the program uses",
+            where=f"{knob.file}:{later.index + 1}",
+            fix="delete one of the assignments, or move the knob to the last one (put the "
+            "`# knob:` marker on that line)",
+        )
 
 
 def _stray_markers(root: Path, files: Sequence[str]) -> list[tuple[str, str]]:

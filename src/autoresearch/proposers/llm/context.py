@@ -36,7 +36,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from autoresearch import guardrails
+from autoresearch.config import MetricConfig
 from autoresearch.globs import matches
+from autoresearch.metrics import compile_metric_regex, parse_metrics, without_terminal_codes
 from autoresearch.proposers.base import ExperimentSummary, ProposalContext
 from autoresearch.proposers.llm.protected_text import ProtectedText
 from autoresearch.repo_paths import Canonicalizer, PathRefused, canonical_path
@@ -97,15 +99,34 @@ def _may_show(path: str, rules: guardrails.Rules) -> bool:
         return False
 
 
-def redact(text: str, hidden: Sequence[str]) -> str:
-    """Replace every line that names a held-out metric."""
+HIDDEN_METRIC = "[line hidden: it mentions a held-out metric]"
+
+
+def redact(text: str, metric: MetricConfig) -> str:
+    """Replace every line that names a held-out metric or that the configured metric parsing
+    reads one from: with `format = "regex"` the line need not name it (`holdout accuracy was
+    0.93`), and a pattern may span lines."""
+    hidden = metric.heldout
     if not hidden or not text:
         return text
-    pattern = re.compile(r"\b(?:" + "|".join(re.escape(h) for h in hidden) + r")\b")
-    return "\n".join(
-        "[line hidden: it mentions a held-out metric]" if pattern.search(line) else line
-        for line in text.split("\n")
-    )
+    lines = text.split("\n")
+    named = re.compile(r"\b(?:" + "|".join(re.escape(h) for h in hidden) + r")\b")
+    drop = {i for i, line in enumerate(lines) if named.search(line)}
+    # Read as the parser reads: without terminal codes (stripped line by line, so that line
+    # numbers stay those of `text`).
+    clean = [without_terminal_codes(line) for line in lines]
+    if metric.format == "regex":
+        joined = "\n".join(clean)
+        for name in hidden:
+            if (pattern := metric.patterns.get(name)) is None:
+                continue  # the parser cannot read it at all
+            for m in compile_metric_regex(name, pattern).finditer(joined):
+                first = joined.count("\n", 0, m.start())
+                drop.update(range(first, first + joined.count("\n", m.start(), m.end()) + 1))
+    else:
+        drop.update(i for i, line in enumerate(clean)
+                    if not parse_metrics(line, metric.format).keys().isdisjoint(hidden))
+    return "\n".join(HIDDEN_METRIC if i in drop else line for i, line in enumerate(lines))
 
 
 def _clip(text: str, max_chars: int, *, keep: str = "tail") -> str:
@@ -252,10 +273,10 @@ def _fmt(x: float | None) -> str:
     return "—" if x is None else f"{x:.6g}"
 
 
-def _summary_line(e: ExperimentSummary, hidden: Sequence[str]) -> str:
-    metrics = {k: v for k, v in e.metrics.items() if k not in hidden}
+def _summary_line(e: ExperimentSummary, metric: MetricConfig) -> str:
+    metrics = {k: v for k, v in e.metrics.items() if k not in metric.heldout}
     extra = " ".join(f"{k}={v:.4g}" for k, v in list(metrics.items())[:6])
-    reason = redact(e.reason, hidden).replace("\n", " ")[:160]
+    reason = redact(e.reason, metric).replace("\n", " ")[:160]
     return (
         f"#{e.seq} {e.status:<9} obj={_fmt(e.objective)} Δ={_fmt(e.delta)} "
         f"+{e.lines_added}/-{e.lines_removed} | {e.hypothesis[:160]}"
@@ -283,7 +304,7 @@ def visible_diff(diff: str, rules: guardrails.Rules) -> str:
 
 
 def history_text(ctx: ProposalContext, max_chars: int) -> str:
-    hidden = ctx.config.metric.heldout
+    metric = ctx.config.metric
     sign = 1.0 if ctx.direction == "maximize" else -1.0
     out = [
         f"Objective: {ctx.metric_name} ({ctx.direction}). "
@@ -293,7 +314,7 @@ def history_text(ctx: ProposalContext, max_chars: int) -> str:
     best = ctx.best(5)
     if best:
         out.append("\nBest kept experiments:")
-        out += [_summary_line(e, hidden) for e in best]
+        out += [_summary_line(e, metric) for e in best]
     near = [
         e for e in ctx.history
         if e.status == "discard" and e.delta is not None and sign * e.delta > 0
@@ -301,10 +322,10 @@ def history_text(ctx: ProposalContext, max_chars: int) -> str:
     near.sort(key=lambda e: -sign * (e.delta or 0.0))
     if near:
         out.append("\nNear-misses (improved, but not by enough to be kept; worth refining):")
-        out += [_summary_line(e, hidden) for e in near[:5]]
+        out += [_summary_line(e, metric) for e in near[:5]]
     recent = list(ctx.history)[-RECENT_EXPERIMENTS:]
     header = "\n".join(out)
-    lines = [_summary_line(e, hidden) for e in recent]
+    lines = [_summary_line(e, metric) for e in recent]
     # Drop the oldest recent lines first when the budget is tight.
     while lines and len(header) + sum(len(s) + 1 for s in lines) + 40 > max_chars:
         lines.pop(0)
@@ -320,7 +341,6 @@ def volatile_text(
     ctx: ProposalContext, budget_chars: int, crash_log: str | None, diff: str,
     protected: ProtectedText,
 ) -> str:
-    hidden = ctx.config.metric.heldout
     parts = ["## Session\n" + history_text(ctx, int(budget_chars * 0.4))]
     if ctx.in_flight:  # a parallel session: siblings' experiments are being measured right now
         parts.append("## Running now in other slots (propose something different)\n" + "\n".join(
@@ -334,7 +354,7 @@ def volatile_text(
     if crash_log:
         parts.append(
             "## Log tail of the last crash\n```\n"
-            + _clip(redact(protected.hide(crash_log), hidden),
+            + _clip(redact(protected.hide(crash_log), ctx.config.metric),
                     int(budget_chars * 0.2))
             + "\n```"
         )

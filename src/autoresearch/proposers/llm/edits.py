@@ -18,9 +18,10 @@ runs of `=` are ordinary text (an RST or Markdown heading underline). A SEARCH b
 divider line is refused rather than guessed at: which of the two splits old from new text is
 ambiguous.
 
-The applier tries an exact match first, then the same lines ignoring trailing whitespace, then
-ignoring indentation (re-indenting the replacement to fit). What fails is collected, not raised
-one by one, so the model gets one message listing every block that failed and why, with the
+The applier finds each SEARCH text as `line_match` does: whole lines exactly, then the same lines
+ignoring trailing whitespace, then ignoring indentation (re-indenting the replacement to fit),
+in the file's own line endings. An empty SEARCH creates a file but never edits an existing one:
+where its text should go is not said. What fails is collected, not raised one by one, so the model gets one message listing every block that failed and why, with the
 closest lines of the file as a hint.
 
 Nothing the model may not see is ever read for it. Every block's path is first put in its
@@ -48,6 +49,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from autoresearch.proposers.llm.line_match import Ambiguous, replace_unique, trim_blank
 from autoresearch.repo_paths import PathRefused, canonical_path, shown
 from autoresearch.textcheck import text_problem
 from autoresearch.unicode_controls import clean_prose
@@ -403,84 +405,36 @@ def apply_blocks(
 
 def _apply_one(block: EditBlock, text: str | None) -> tuple[str | None, BlockFailure | None]:
     if not block.search.strip():
-        # An empty SEARCH creates a file, or appends to an existing one.
-        return (text or "") + block.replace, None
+        if text is None or not text.strip():
+            return block.replace, None  # a new (or empty) file: nothing to find, nothing to lose
+        # Appending would glue the text onto a last line without a newline, and where the model
+        # meant the lines to go is anyone's guess: it must say so.
+        return None, BlockFailure(
+            block.index, block.path,
+            "SEARCH is empty but the file exists: to add lines, SEARCH for the line they "
+            "follow and repeat it in REPLACE with the new lines after it; to create a new file "
+            "or rewrite a small one whole, use a <<<<<<< FILE block",
+        )
     if text is None:
         return None, BlockFailure(
             block.index, block.path,
             "the file does not exist (create it with a <<<<<<< FILE block)",
         )
-    count = text.count(block.search)
-    if count == 1:
-        return text.replace(block.search, block.replace, 1), None
-    if count > 1:
+    result = replace_unique(text, block.search, block.replace)
+    if isinstance(result, str):
+        return result, None
+    if isinstance(result, Ambiguous):
+        where = ("occurs {} times" if result.exact
+                 else "matches {} places (ignoring whitespace)").format(result.count)
         return None, BlockFailure(
             block.index, block.path,
-            f"the SEARCH text occurs {count} times; include more surrounding lines so it is unique",
+            f"the SEARCH text {where}; include more surrounding lines so it is unique",
         )
-    for normalize in (str.rstrip, str.strip):
-        result = _apply_by_lines(text, block, normalize)
-        if isinstance(result, str):
-            return result, None
-        if result > 1:
-            return None, BlockFailure(
-                block.index, block.path,
-                f"the SEARCH text matches {result} places (ignoring whitespace); "
-                "include more surrounding lines so it is unique",
-            )
     return None, BlockFailure(
         block.index, block.path,
         "the SEARCH text does not match the file (it must repeat existing lines exactly)",
         _closest(text, block.search),
     )
-
-
-def _trim_blank(lines: list[str]) -> list[str]:
-    while lines and not lines[0].strip():
-        lines = lines[1:]
-    while lines and not lines[-1].strip():
-        lines = lines[:-1]
-    return lines
-
-
-def _apply_by_lines(text: str, block: EditBlock, normalize: Callable[[str], str]) -> str | int:
-    """Replace the unique run of lines equal under `normalize`; else the number of matches."""
-    lines = text.splitlines(keepends=True)
-    search = _trim_blank(block.search.splitlines())
-    wanted = [normalize(s) for s in search]
-    have = [normalize(ln.rstrip("\r\n")) for ln in lines]
-    n = len(wanted)
-    hits = [i for i in range(len(have) - n + 1) if have[i : i + n] == wanted]
-    if len(hits) != 1:
-        return len(hits)
-    start = hits[0]
-    replacement = block.replace.splitlines(keepends=True)
-    if normalize is str.strip:
-        replacement = _reindent(replacement, search, lines[start : start + n])
-    if replacement and not replacement[-1].endswith("\n") and start + n < len(lines):
-        replacement[-1] += "\n"
-    return "".join(lines[:start] + replacement + lines[start + n :])
-
-
-def _indent(line: str) -> str:
-    return line[: len(line) - len(line.lstrip())]
-
-
-def _reindent(replacement: list[str], search: list[str], matched: list[str]) -> list[str]:
-    """Shift the replacement by the indentation the model got wrong in its SEARCH text."""
-    pairs = [(s, m) for s, m in zip(search, matched, strict=False) if s.strip()]
-    if not pairs:
-        return replacement
-    said, real = _indent(pairs[0][0]), _indent(pairs[0][1].rstrip("\r\n"))
-    out = []
-    for line in replacement:
-        if not line.strip():
-            out.append(line)
-        elif len(real) >= len(said):
-            out.append(real[len(said) :] + line if line.startswith(said) else real + line)
-        else:
-            out.append(real + line[len(said) :] if line.startswith(said) else line)
-    return out
 
 
 def _closest(text: str, search: str) -> str:
@@ -492,7 +446,7 @@ def _closest(text: str, search: str) -> str:
     model's 600-line SEARCH in a 1,500-line file held the harness for minutes. Only a hint, so
     past `HINT_MAX_LINES`, `HINT_MAX_CHARS` or `HINT_SECONDS` there is none."""
     lines = text.splitlines()
-    wanted = _trim_blank(search.splitlines())
+    wanted = trim_blank(search.splitlines())
     if not lines or not wanted or len(lines) > 20_000 or len(wanted) > HINT_MAX_LINES:
         return ""
     n = len(wanted)

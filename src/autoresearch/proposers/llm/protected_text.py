@@ -11,7 +11,15 @@ one filter for all of it: a log line is hidden when
   underscores) of at least `MIN_TOKEN` characters (`MIN_NUMBER` for a number alone, so that a
   year or a count does not hide every timestamp) that occurs in a protected file but nowhere
   the model may look anyway: the in-scope files and their names, program.md, the metric's
-  name, Python's keywords and built-in names. Compared ignoring case.
+  name, Python's keywords and built-in names. Compared ignoring case; or
+- it contains a *distinctive value* of a protected file, anywhere in it: the value of a
+  protected line (the text after its first `=` or `:`, quotes stripped) of at least
+  `MIN_VALUE` characters, or a whitespace-separated chunk of at least `MIN_CHUNK`. Secrets made
+  only of short pieces (`10.0.113.57`, `555-867-5309`, `sk-a1b-c2d-e3f`) have no token long
+  enough, and were shown whole. Not distinctive, so as not to hide every log line: a plain
+  number (`0.0001`, `1e-05`: hyperparameters printed by every run; a long one is a token
+  already), a value whose words are all Python keywords or built-in names (`__name__`), and
+  one that is also a value or chunk of what the model may look at anyway.
 
 The always-protected configuration (autoresearch.toml, .gitignore) is filtered by its lines
 only: its words (`python`, `venv`) are in every traceback and hold nothing secret. A protected
@@ -29,7 +37,7 @@ import keyword
 import os
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from autoresearch import gitops
@@ -44,10 +52,15 @@ MIN_HIDDEN_LINE = 4  # shorter protected lines (`}`, `else:`) are too common to 
 MIN_QUOTED_LINE = 12  # a protected line this long is hidden even inside a longer log line
 MIN_TOKEN = 4  # a word this long from a protected file hides the log lines it is in
 MIN_NUMBER = 5  # a number alone must be this long (2026, 1000 are in every log)
+MIN_VALUE = 6  # a protected line's value this long hides the log lines it is in
+MIN_CHUNK = 8  # a protected whitespace-separated chunk this long hides the log lines it is in
 HIDDEN = "[line hidden: it quotes a protected file]"
 
 _TOKEN = re.compile(r"[^\W_]\w*|_\w+")
 _COMMON = frozenset(w.lower() for w in (*keyword.kwlist, *dir(builtins)))
+_SEPARATOR = re.compile(r"[=:]")
+_VALUE_EDGES = " \t,;"  # around a value: `"password": "hunter22",` is the value hunter22
+_QUOTES = "\"'`"
 
 
 def tokens(text: str) -> set[str]:
@@ -60,10 +73,49 @@ def tokens(text: str) -> set[str]:
     return found
 
 
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _bare(chunk: str) -> str:
+    """A chunk or value without the punctuation and quotes around it, lowercased."""
+    return chunk.strip(_VALUE_EDGES).strip(_QUOTES).strip(_VALUE_EDGES + "()[]{}").lower()
+
+
+def values(text: str) -> set[str]:
+    """The values and long chunks of `text`'s lines that could identify them, lowercased
+    (candidates only: `ProtectedText.of` drops the ones the model may see anyway)."""
+    found: set[str] = set()
+    for line in text.splitlines():
+        if sep := _SEPARATOR.search(line):
+            value = line[sep.end():].strip(_VALUE_EDGES).strip(_QUOTES).lower()
+            if len(value) >= MIN_VALUE:
+                found.add(value)
+        found.update(chunk.lower() for chunk in line.split() if len(chunk) >= MIN_CHUNK)
+    return {v for v in found if not _is_number(v)
+            and not all(w in _COMMON for w in _TOKEN.findall(v))}
+
+
+def _seen_pieces(texts: Iterable[str]) -> set[str]:
+    """The values and chunks of what the model may look at, bare and as written."""
+    pieces: set[str] = set()
+    for text in texts:
+        pieces |= values(text)
+        pieces.update(_bare(chunk) for chunk in text.split())
+    return pieces
+
+
 @dataclass(frozen=True)
 class ProtectedText:
     lines: frozenset[str]  # lowercased, stripped protected lines
     distinctive: frozenset[str]  # lowercased tokens found only in protected files
+    # Lowercased values and chunks found only in protected files, by their first `MIN_VALUE`
+    # characters: a log line is searched for all of them in one pass over its positions.
+    pieces: dict[str, frozenset[str]] = field(default_factory=dict, hash=False)
 
     @classmethod
     def of(cls, ctx: ProposalContext, seen: Iterable[str] = ()) -> ProtectedText:
@@ -71,6 +123,7 @@ class ProtectedText:
         open) anyway, whose words are therefore not secrets."""
         lines: set[str] = set()
         found: set[str] = set()
+        pieces: set[str] = set()
         budget = MAX_PROTECTED_SCAN_BYTES
         for path in _protected_files(ctx):
             try:
@@ -83,18 +136,34 @@ class ProtectedText:
                          if len(ln.strip()) >= MIN_HIDDEN_LINE)
             if path not in ALWAYS_PROTECTED and not is_binary(data):
                 found |= tokens(text)
+                pieces |= values(text)
             if budget <= 0:
                 break
+        seen = [ctx.program, ctx.metric_name, *ctx.scope_files, *seen]
         if found:
             visible = set(_COMMON)
-            for text in (ctx.program, ctx.metric_name, *ctx.scope_files, *seen):
+            for text in seen:
                 visible |= tokens(text)
             found -= visible
-        return cls(frozenset(lines), frozenset(found))
+        if pieces:
+            pieces -= _seen_pieces(seen)
+        by_start: dict[str, set[str]] = {}
+        for piece in pieces:
+            by_start.setdefault(piece[:MIN_VALUE], set()).add(piece)
+        return cls(frozenset(lines), frozenset(found),
+                   {k: frozenset(v) for k, v in by_start.items()})
+
+    def _quotes_piece(self, line: str) -> bool:
+        """Whether the lowercased `line` contains a protected value or chunk anywhere."""
+        for at in range(len(line) - MIN_VALUE + 1):
+            for piece in self.pieces.get(line[at : at + MIN_VALUE], ()):
+                if line.startswith(piece, at):
+                    return True
+        return False
 
     def hide(self, text: str) -> str:
         """`text` with every line that carries protected content replaced by a note."""
-        if not text or not (self.lines or self.distinctive):
+        if not text or not (self.lines or self.distinctive or self.pieces):
             return text
         lowered = text.lower()
         quoted = [ln for ln in self.lines if len(ln) >= MIN_QUOTED_LINE and ln in lowered]
@@ -102,7 +171,8 @@ class ProtectedText:
         for line in text.split("\n"):
             low = line.lower()
             if (low.strip() in self.lines or any(q in low for q in quoted)
-                    or not self.distinctive.isdisjoint(tokens(line))):
+                    or not self.distinctive.isdisjoint(tokens(line))
+                    or self._quotes_piece(low)):
                 out.append(HIDDEN)
             else:
                 out.append(line)
