@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -85,7 +86,8 @@ def test_a_changed_evaluation_is_named_when_the_session_resumes(toy_repo: Path) 
     (toy_repo / "score.py").write_text(SCORE_PY.replace("(target.X - 7)", "(target.X - 8)"))
     git(toy_repo, "commit", "-qam", "a different evaluation")
     check = " ".join(run_cli(toy_repo, "check").stdout.split())
-    assert "will resume session t (1 experiment(s) so far" in check and "--tag NEW" in check
+    assert "will resume session t (2 experiment(s) so far, the baseline included" in check
+    assert "--tag NEW" in check
     result = run_cli(toy_repo, "run", "--tag", "t", "--iterations", "3")
     assert result.returncode == 0, result.stdout + result.stderr
     said = " ".join(result.stdout.split())
@@ -178,6 +180,59 @@ def test_the_session_branch_checked_out_is_refused(toy_repo: Path) -> None:
     assert "git switch -" in result.stderr
     assert git(toy_repo, "rev-parse", "autoresearch/t") == before
     assert git(toy_repo, "status", "--porcelain") == ""
+
+
+def test_the_session_branch_checked_out_in_a_linked_worktree_is_refused(toy_repo: Path,
+                                                                       tmp_path: Path) -> None:
+    use_script(toy_repo, STEPS)
+    assert run_cli(toy_repo, "run", "--tag", "t", "--iterations", "2").returncode == 0
+    linked = tmp_path / "linked"
+    git(toy_repo, "worktree", "add", "-q", str(linked), "autoresearch/t")
+    (linked / "notes.txt").write_text("mine\n")
+    git(linked, "add", "notes.txt")
+    git(linked, "commit", "-qm", "a commit of mine in a worktree on the session branch")
+    mine = git(linked, "rev-parse", "HEAD")
+    result = run_cli(toy_repo, "run", "--tag", "t", "--iterations", "4")
+    said = " ".join(result.stderr.split())
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert f"the worktree {linked} is on the session branch autoresearch/t" in said
+    assert f"where: {linked}" in said and f"git worktree remove {linked}" in said
+    # Nothing moved under it: the branch, its files and the commit made there are as they were.
+    assert git(toy_repo, "rev-parse", "autoresearch/t") == mine
+    assert git(linked, "status", "--porcelain") == ""
+
+
+def test_a_ledger_whose_commits_this_repository_lacks_is_refused(toy_repo: Path,
+                                                                 tmp_path: Path) -> None:
+    use_script(toy_repo, STEPS)
+    assert run_cli(toy_repo, "run", "--tag", "t", "--iterations", "2").returncode == 0
+    with sqlite3.connect(toy_repo / ".autoresearch" / "ledger.db") as conn:
+        (base,) = conn.execute("SELECT base_commit FROM sessions").fetchone()
+        (incumbent,) = conn.execute(
+            "SELECT commit_sha FROM experiments WHERE seq = 2 AND status = 'keep'").fetchone()
+    # Another repository with the same files (other commits) given this one's ledger.
+    other = tmp_path / "other"
+    shutil.copytree(toy_repo, other, ignore=shutil.ignore_patterns(".git", ".autoresearch"))
+    git(other, "init", "-q", "-b", "main")
+    git(other, "add", "-A")
+    git(other, "commit", "-qm", "another history")
+    (other / ".autoresearch").mkdir()
+    shutil.copyfile(toy_repo / ".autoresearch" / "ledger.db", other / ".autoresearch" / "ledger.db")
+    result = run_cli(other, "run", "--tag", "t", "--iterations", "3")
+    said = " ".join(result.stderr.split())
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert f"session t's base commit {base} is not in this repository" in said
+    assert f"where: {other}" in said and "--tag NEW" in said and "Traceback" not in said
+    # Here: the kept commit deleted with its branch and its slot, and garbage-collected.
+    git(toy_repo, "worktree", "remove", "--force", ".autoresearch/worktrees/t")
+    git(toy_repo, "branch", "-D", "autoresearch/t")
+    git(toy_repo, "reflog", "expire", "--expire=now", "--all")
+    git(toy_repo, "gc", "-q", "--prune=now")
+    result = run_cli(toy_repo, "run", "--tag", "t", "--iterations", "3")
+    said = " ".join(result.stderr.split())
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert f"session t's incumbent commit {incumbent} is not in this repository" in said
+    assert not git(toy_repo, "branch", "--list", "autoresearch/t")
 
 
 def test_commits_made_on_the_session_branch_are_saved_before_it_is_reset(toy_repo: Path) -> None:

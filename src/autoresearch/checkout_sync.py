@@ -3,7 +3,10 @@
 The session measures from its own base on its own branch, never from the user's HEAD, so its
 runs stay comparable across resumes. Three places where that meets the user's checkout:
 
-- the session branch checked out in the user's checkout is refused (the session moves it);
+- the session branch checked out in the user's checkout, or in any worktree of the
+  repository, is refused (the session moves it);
+- a session whose base or incumbent commit this repository lacks is refused (its ledger came
+  from another repository, or the commits were deleted);
 - on resume, a session whose baseline never passed starts again from HEAD (the user fixed the
   evaluation), and one that has a baseline names the protected files HEAD changed;
 - commits someone made on the session branch are saved before the branch is reset to the
@@ -12,11 +15,12 @@ runs stay comparable across resumes. Three places where that meets the user's ch
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from autoresearch import gitops
-from autoresearch.config import CONFIG_NAME, Config
+from autoresearch.config import CONFIG_NAME, STATE_DIR, Config
 from autoresearch.errors import PreconditionError
 from autoresearch.gitops.history import diff_names, rev_list
 from autoresearch.globs import select
@@ -27,13 +31,45 @@ from autoresearch.ledger import Ledger, SessionRow
 def refuse_session_branch_checked_out(root: Path, branch: str) -> None:
     """The session moves its branch as it keeps commits; a checkout sitting on it would be left
     behind, its index showing the kept change undone, and a commit made there would be reset
-    over by the next resume."""
+    over by the next resume. The same holds for a linked worktree (`git worktree add`) on it."""
     if gitops.current_branch(root) == branch:
         raise PreconditionError(
             f"your checkout is on the session branch {branch}, which the session moves as it "
             "keeps commits", where=str(root),
             fix="switch back to your own branch first (git switch -), and look at the "
                 f"session's commits with git log {branch}")
+    # The session's own slots are detached; one switched onto the branch is made detached again.
+    slots = root / STATE_DIR / "worktrees" / branch.split("/", 1)[1]
+    elsewhere = [w for w in gitops.worktrees_on_branch(root, branch)
+                 if w.resolve() != root.resolve() and not w.resolve().is_relative_to(
+                     slots.resolve())]
+    if elsewhere:
+        worktree = elsewhere[0]
+        raise PreconditionError(
+            f"the worktree {worktree} is on the session branch {branch}, which the session "
+            "moves as it keeps commits (and resets to its incumbent on resume, over commits "
+            "made there)", where=str(worktree),
+            fix=f"switch that worktree to another branch (git -C {shlex.quote(str(worktree))} "
+                f"switch -c my-{branch.rsplit('/', 1)[-1]}) or remove it (git worktree remove "
+                f"{shlex.quote(str(worktree))}), then run again")
+
+
+def require_session_commits(root: Path, row: SessionRow, incumbent: str | None) -> None:
+    """The session's base and incumbent must be commits of this repository: a ledger shared
+    with another repository (a symlinked .autoresearch), or a branch deleted and collected,
+    would otherwise fail in the middle of git with its raw error."""
+    needed = {"base": row.base_commit, **({"incumbent": incumbent} if incumbent else {})}
+    present = gitops.existing_commits(root, needed.values())
+    for role, sha in needed.items():
+        if sha in present:
+            continue
+        raise PreconditionError(
+            f"session {row.tag}'s {role} commit {sha} is not in this repository (the ledger "
+            "belongs to another repository, or the commit was deleted and garbage-collected)",
+            where=str(root),
+            fix=f"run in the repository the session ran in, or bring the commit back (git fetch "
+                f"it from a clone that has it: git fetch <clone> {sha}); or start a new session "
+                "here with --tag NEW")
 
 
 @dataclass
@@ -60,6 +96,8 @@ def follow_head(root: Path, config: Config, ledger: Ledger, row: SessionRow,
                    f"checkout's HEAD {head[:10]}")
         ledger.add_event(row.id, "session", message)
         return HeadFollowed(ledger.session(row.tag) or row, restarted=True, notices=[message])
+    incumbent = history.incumbent
+    require_session_commits(root, row, incumbent.commit_sha if incumbent else None)
     # autoresearch.toml is read from the checkout at every start (resume_contract says
     # which of its changes a session refuses); the evaluation's files come from the base.
     changed = [path for path in select(diff_names(root, base, head), config.all_protected)

@@ -18,8 +18,13 @@ from rich.text import Text
 
 from autoresearch import __version__
 from autoresearch.cli_options import ExecutorOpt, RayAddressOpt, RepoOpt
-from autoresearch.config import CONFIG_NAME, load_config
-from autoresearch.errors import AutoresearchError, ConfigError, LedgerEmptyError
+from autoresearch.config import CONFIG_NAME, STATE_DIR, load_config
+from autoresearch.errors import (
+    AutoresearchError,
+    ConfigError,
+    LedgerEmptyError,
+    PreconditionError,
+)
 from autoresearch.gitops import repo_root
 from autoresearch.state import StatePaths, default_tag, validate_tag
 from autoresearch.stop_signals import OUTPUT_CLOSED_EXIT, OutputClosed, QuietOnClosedPipe
@@ -439,8 +444,26 @@ def user_error(exc: BaseException) -> AutoresearchError | None:
                         path)
         fix = _FILE_FIXES.get(exc.errno or 0, "check that path (it exists, you may write "
                               "there, the filesystem is a real one), then run the command again")
+        if exc.errno in _UNWRITABLE:
+            # The environment refuses the write, as a read-only ledger.db is refused: exit 3.
+            if _in_default_report_dir(path):
+                fix = ("write the report elsewhere: autoresearch report --out DIR (a writable "
+                       f"directory); or {fix}")
+            return PreconditionError(f"cannot use {path}: {exc.strerror}", where=str(path),
+                                     fix=fix)
         return AutoresearchError(f"cannot use {path}: {exc.strerror}", where=str(path), fix=fix)
     return None
+
+
+_UNWRITABLE = (errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+def _in_default_report_dir(path: Path) -> bool:
+    """Whether `path` is in .autoresearch/sessions/<tag>/report/, where `report` writes
+    unless it is given --out."""
+    parts = path.parts
+    return any(parts[i:i + 2] == (STATE_DIR, "sessions") and parts[i + 3:i + 4] == ("report",)
+               for i in range(len(parts)))
 
 
 # A file or directory autoresearch must write, in a state that forbids it.

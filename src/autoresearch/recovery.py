@@ -5,16 +5,23 @@ leftover processes of earlier runs are killed, the slots are emptied of what run
 experiments left open are ended as interrupted, the parked commits get their refs back, and the
 session branch is put at the ledger's incumbent (commits git has that the ledger does not are
 saved under a ref first), before every slot is made to hold it.
+
+The ledger may also know less than git and the session's files: restored from a backup taken
+before the last experiments (README, "When the ledger is damaged"). Their parked commits, logs
+and results.tsv rows are kept, and new experiments are numbered past them, never reusing an id.
 """
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 from autoresearch import gitops
-from autoresearch.checkout_sync import save_unknown_commits
+from autoresearch.checkout_sync import require_session_commits, save_unknown_commits
 from autoresearch.executor import run_id_prefix
 from autoresearch.ledger import TrialStatus
+from autoresearch.ledger.experiment_tables import NUMBERED_PAST, NUMBERING_EVENT
+from autoresearch.results_tsv import experiment_ids
 from autoresearch.runner import kill_leftovers
 
 if TYPE_CHECKING:
@@ -23,6 +30,10 @@ if TYPE_CHECKING:
 
 def recover(s: Session) -> str:
     """Make git agree with the ledger after any stop, including kill -9; returns the tip."""
+    # Before anything is written: a ledger whose commits this repository lacks is refused.
+    s.history.load()
+    incumbent = s.history.incumbent
+    require_session_commits(s.root, s.row, incumbent.commit_sha if incumbent else None)
     # This tag's leftovers, and those of any tag of this repository whose orchestrator died.
     killed = kill_leftovers(run_id_prefix(s.paths.repo_key, s.paths.tag),
                             orphans_of=s.paths.repo_run_ids)
@@ -49,6 +60,7 @@ def recover(s: Session) -> str:
     s.history.load()
     s.size_timeout(r for runs in s.history.runs.values() for r in runs)
     _restore_parked(s)
+    _number_past_unrecorded(s)
     # The ledger is the truth: the branch points at its incumbent, whatever git says.
     incumbent = s.history.incumbent
     tip = incumbent.commit_sha if incumbent else s.row.base_commit
@@ -90,3 +102,36 @@ def _restore_parked(s: Session) -> None:
         gitops.update_refs(s.root, missing)
         names = ", ".join(ref.rsplit("/", 1)[1] for ref in sorted(missing))
         s.event("recovery", f"re-created the refs of {len(missing)} parked commit(s): {names}")
+
+
+def _number_past_unrecorded(s: Session) -> None:
+    """Experiments of this tag that git, the logs or results.tsv hold and the ledger does not
+    (it was restored from an older backup) keep their ids: the next experiment is numbered past
+    the highest, and an event says why (the ledger numbers from it: `Ledger.next_seq`)."""
+    tag = s.paths.tag
+    own = re.compile(re.escape(tag) + r"-(\d+)(?:-a\d+)?")
+    logs = s.paths.session_dir / "logs"
+    places = {
+        "parked commits (refs/autoresearch/" + tag + "/discarded/)":
+            [ref.rsplit("/", 1)[1] for ref in gitops.refs_under(s.root, s.paths.discarded_prefix)],
+        "logs (" + str(logs) + ")":
+            [p.name for p in logs.iterdir()] if logs.is_dir() else [],
+        "results.tsv": experiment_ids(s.paths.results_tsv),
+    }
+    numbered = s.ledger.next_seq(s.row.id)
+    found: dict[int, set[str]] = {}  # sequence number past the ledger's -> where it was seen
+    for place, names in places.items():
+        for name in names:
+            match = own.fullmatch(name)
+            if match and int(match[1]) >= numbered:
+                found.setdefault(int(match[1]), set()).add(place)
+    if not found:
+        return
+    highest = max(found)
+    seen = sorted({place for where in found.values() for place in where})
+    message = (f"the ledger does not record {len(found)} experiment(s) found in "
+               f"{', '.join(seen)}, up to {tag}-{highest:04d} (a ledger restored from an older "
+               "backup?): they are kept (results.tsv marks their rows [not in the ledger]), and "
+               f"new experiments are numbered from {tag}-{highest + 1:04d}")
+    s.event(NUMBERING_EVENT, message, data={NUMBERED_PAST: highest})
+    s.notices.append(message)

@@ -1,7 +1,10 @@
 """`results.tsv`: a tab-separated view of the ledger in Karpathy's column order, then ours.
 
 The ledger is the truth; this file is rewritten whole (atomically) after every experiment, so a
-reader never sees half a row and deleting it loses nothing.
+reader never sees half a row and deleting it loses nothing. One exception: a row of an
+experiment the ledger does not record (the ledger was restored from a backup taken before it)
+is the only record of that experiment's numbers left, so a rewrite keeps it, in its place by
+experiment number, its description marked `[not in the ledger]`.
 
 `memory_gb` is the run's peak memory in GB, read from the metric `[metric] memory` names, or
 else from a recorded metric whose name says it is memory and gives its unit (`peak_vram_mb`,
@@ -20,7 +23,7 @@ import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from autoresearch.ledger import ExperimentRow, RunRow
+from autoresearch.ledger import FINAL_STATUSES, ExperimentRow, RunRow
 from autoresearch.views.safe_console import terminal_safe
 
 # GB per unit of a metric named with that suffix.
@@ -77,12 +80,23 @@ def description(exp: ExperimentRow) -> str:
     return _clean(exp.hypothesis) or _clean(exp.decision_reason) or f"({exp.status})"
 
 
+COLUMNS = 9  # commit, <metric>, memory_gb, status, description, delta, runs, duration_s, id
+_STATUS, _DESCRIPTION, _EXPERIMENT = 3, 4, 8
+UNRECORDED = "[not in the ledger] "
+_SEQ = re.compile(r"-(\d+)$")
+
+
 def render(metric: str, rows: Sequence[tuple[ExperimentRow, Sequence[RunRow]]],
-           memory: str | None = None) -> str:
+           memory: str | None = None, unrecorded: Sequence[tuple[int, str]] = ()) -> str:
+    """The file's text; `unrecorded` (sequence number, line) are rows the ledger lacks, each
+    placed before the first experiment numbered after it."""
     header = ["commit", _clean(metric), "memory_gb", "status", "description",
               "delta", "runs", "duration_s", "experiment"]
     lines = ["\t".join(header)]
+    waiting = sorted(unrecorded)
     for exp, runs in rows:
+        while waiting and waiting[0][0] < exp.seq:
+            lines.append(waiting.pop(0)[1])
         candidate_runs = [r for r in runs if r.role == "candidate"]
         lines.append("\t".join([
             (exp.commit_sha or "")[:7],
@@ -97,14 +111,50 @@ def render(metric: str, rows: Sequence[tuple[ExperimentRow, Sequence[RunRow]]],
             f"{exp.duration_s:.1f}" if exp.duration_s is not None else "",
             exp.id,
         ]))
+    lines += [line for _, line in waiting]
     return "\n".join(lines) + "\n"
+
+
+def _rows_in(path: Path) -> list[list[str]]:
+    """The fields of every well-formed row of the file at `path` (none if there is no file)."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return []
+    rows = [line.split("\t") for line in text.splitlines()[1:]]
+    return [fields for fields in rows if len(fields) == COLUMNS]
+
+
+def experiment_ids(path: Path) -> list[str]:
+    """The experiment id of every row of the results.tsv at `path`."""
+    return [fields[_EXPERIMENT] for fields in _rows_in(path)]
+
+
+def unrecorded_rows(path: Path, recorded: set[str]) -> list[tuple[int, str]]:
+    """(sequence number, line) of each decided experiment in the file at `path` whose id is
+    not in `recorded`, marked as such. An open experiment's row is not kept: one abandoned
+    before it was proposed leaves the ledger, and nothing of it is lost."""
+    kept = []
+    for fields in _rows_in(path):
+        number = _SEQ.search(fields[_EXPERIMENT])
+        if number is None or fields[_EXPERIMENT] in recorded:
+            continue
+        if fields[_STATUS] not in FINAL_STATUSES:
+            continue
+        if not fields[_DESCRIPTION].startswith(UNRECORDED):
+            fields[_DESCRIPTION] = UNRECORDED + fields[_DESCRIPTION]
+        kept.append((int(number[1]), "\t".join(_clean(f) for f in fields)))
+    return kept
 
 
 def write(path: Path, metric: str, rows: Sequence[tuple[ExperimentRow, Sequence[RunRow]]],
           memory: str | None = None) -> None:
+    """Rewrite the file from the ledger's `rows`, keeping the rows of experiments the ledger
+    does not record (see the module's docstring)."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    unrecorded = unrecorded_rows(path, {exp.id for exp, _ in rows})
     tmp = path.with_suffix(".tsv.tmp")
-    tmp.write_text(render(metric, rows, memory), encoding="utf-8")
+    tmp.write_text(render(metric, rows, memory, unrecorded), encoding="utf-8")
     os.replace(tmp, path)
 
 

@@ -11,7 +11,9 @@ written, is the ledger's `ExperimentRow` (as optuna's FrozenTrial is to its Tria
 A trial's commit is parked under `refs/autoresearch/<tag>/discarded/<id>` unless it is kept, and
 the ref is created before the ledger records the verdict, so a `kill -9` between the two leaves a
 parked commit the ledger does not know about yet (harmless: the experiment is re-run), never a
-recorded discard whose commit has no ref. Each earlier commit of the same experiment (a crashed
+recorded discard whose commit has no ref. A parked ref is written once (`gitops.park_ref`): one
+that holds another commit (a ledger restored from an older backup numbered its experiments
+again) is refused, not overwritten. Each earlier commit of the same experiment (a crashed
 attempt that was repaired, a winner replayed onto a newer incumbent) is parked as `<id>-a<n>`.
 """
 
@@ -127,8 +129,8 @@ class Trial:
     def next_attempt(self, hypothesis: str, parent: str | None = None) -> None:
         """Go on with another commit: the current one is parked as `<id>-a<attempt>`."""
         if self.commit is not None:
-            gitops.update_ref(self.root, self.paths.discarded_ref(f"{self.id}-a{self.attempt}"),
-                              self.commit)
+            gitops.park_ref(self.root, self.paths.discarded_ref(f"{self.id}-a{self.attempt}"),
+                            self.commit)
         if parent is not None:
             self.parent = parent
         self.change, self.repairing, self.failed = None, self.failed, None
@@ -151,7 +153,7 @@ class Trial:
             if status == TrialStatus.KEEP:
                 gitops.update_ref(self.root, f"refs/heads/{self.paths.branch}", self.commit)
             else:
-                gitops.update_ref(self.root, self.paths.discarded_ref(self.id), self.commit)
+                gitops.park_ref(self.root, self.paths.discarded_ref(self.id), self.commit)
         self.ledger.finish_experiment(self.id, status=status, reason=reason, objective=objective)
         self.status = status
 

@@ -155,6 +155,29 @@ def update_ref(cwd: Path, ref: str, sha: str) -> None:
     REF_JOURNAL.record(ref, sha)
 
 
+def park_ref(cwd: Path, ref: str, sha: str) -> None:
+    """Point `ref` at `sha` unless it already holds another commit: a parked commit's ref is
+    written once. One holding a commit the ledger does not know (kept from before a ledger
+    backup was restored) would otherwise be overwritten, its commit left to the reflog."""
+    held = git(cwd, "rev-parse", "--verify", "--quiet", ref, check=False)
+    if not held:
+        # `create` fails if the ref appeared meanwhile: compare-and-swap, not check-then-write.
+        done = run_git(cwd, "update-ref", "--stdin", input_bytes=f"create {ref} {sha}\n".encode())
+        if done.returncode == 0:
+            REF_JOURNAL.record(ref, sha)
+            return
+        held = git(cwd, "rev-parse", "--verify", "--quiet", ref, check=False)
+    if held == sha:
+        return
+    saved = ref.replace("/discarded/", "/saved/", 1) if "/discarded/" in ref else f"{ref}-saved"
+    raise PreconditionError(
+        f"{ref} already holds commit {held[:10]}, not {sha[:10]}: refusing to overwrite it (a "
+        "commit the ledger does not record, e.g. one made after the ledger backup that was "
+        "restored)", where=str(cwd),
+        fix=f"keep that commit under another name (git update-ref {saved} {held}), delete the "
+            f"ref (git update-ref -d {ref}), then run again")
+
+
 def update_refs(cwd: Path, refs: Mapping[str, str]) -> None:
     """Point several refs at their commits in one git call (one transaction)."""
     if refs:
@@ -225,6 +248,20 @@ def worktree_paths(root: Path) -> list[Path]:
     out = run_git(root, "worktree", "list", "--porcelain", "-z").stdout
     return [Path(field[len(b"worktree "):].decode("utf-8", "surrogateescape"))
             for field in out.split(b"\0") if field.startswith(b"worktree ")]
+
+
+def worktrees_on_branch(root: Path, branch: str) -> list[Path]:
+    """Every worktree of `root`'s repository that has `branch` checked out (a detached one
+    never has; one whose directory is gone, which git calls prunable, is left out)."""
+    out = run_git(root, "worktree", "list", "--porcelain", "-z").stdout
+    found = []
+    for record in out.split(b"\0\0"):
+        fields = [f.decode("utf-8", "surrogateescape") for f in record.split(b"\0") if f]
+        path = next((f[len("worktree "):] for f in fields if f.startswith("worktree ")), None)
+        if (path is not None and f"branch refs/heads/{branch}" in fields
+                and not any(f.startswith("prunable") for f in fields)):
+            found.append(Path(path))
+    return found
 
 
 def ensure_detached_worktree(root: Path, path: Path, commit: str) -> None:

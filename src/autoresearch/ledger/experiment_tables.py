@@ -20,6 +20,17 @@ from autoresearch.ledger.rows import FINAL_STATUSES, OPEN_STATUSES, ExperimentRo
 from autoresearch.ledger.tables import LedgerTables
 from autoresearch.unicode_controls import clean_prose
 
+# An event's data key: new experiments of the session are numbered past this sequence number.
+# Recovery records it when git, the logs or results.tsv hold experiments the ledger does not (a
+# ledger restored from an older backup): MAX(seq) + 1 alone would give their ids out again.
+NUMBERED_PAST = "numbered_past"
+NUMBERING_EVENT = "recovery"  # the kind of event that records it
+_NEXT_SEQ = (
+    "SELECT MAX(COALESCE((SELECT MAX(seq) FROM experiments WHERE session_id = ?), 0),"
+    " COALESCE((SELECT MAX(CAST(json_extract(data_json, '$." + NUMBERED_PAST + "') AS INTEGER))"
+    f"  FROM events WHERE session_id = ? AND kind = '{NUMBERING_EVENT}'"
+    "  AND data_json IS NOT NULL), 0)) + 1")
+
 
 def _loads(raw: str | None, default: Any) -> Any:
     return default if raw is None else json.loads(raw)
@@ -46,13 +57,11 @@ class ExperimentTables(LedgerTables):
         worker: str = "inline",
         started_at: float | None = None,
     ) -> ExperimentRow:
-        """Allocate the next sequence number atomically (safe with overlapping experiments)."""
+        """Allocate the next sequence number atomically (safe with overlapping experiments):
+        past every experiment of the session, and past any number recovery reserved."""
         now = time.time() if started_at is None else started_at
         with self._tx() as c:
-            (seq,) = c.execute(
-                "SELECT COALESCE(MAX(seq), 0) + 1 FROM experiments WHERE session_id = ?",
-                (session.id,),
-            ).fetchone()
+            (seq,) = c.execute(_NEXT_SEQ, (session.id, session.id)).fetchone()
             exp_id = f"{session.tag}-{seq:04d}"
             c.execute(
                 "INSERT INTO experiments (id, session_id, seq, kind, status, hypothesis, rationale,"
@@ -65,6 +74,11 @@ class ExperimentTables(LedgerTables):
         exp = self.experiment(exp_id)
         assert exp is not None
         return exp
+
+    def next_seq(self, session_id: int) -> int:
+        """The sequence number the session's next experiment gets."""
+        (row,) = self._query(_NEXT_SEQ, (session_id, session_id))
+        return int(row[0])
 
     def _update_experiment(self, exp_id: str, sets: str, args: Sequence[Any]) -> None:
         with self._tx() as c:
