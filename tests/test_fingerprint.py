@@ -27,7 +27,7 @@ def test_fingerprint_contents() -> None:
     assert fp["python_version"] == platform.python_version()
     assert fp["packages"]["autoresearch"]  # installed in the dev venv
     assert "hostname" in fp
-    assert set(COMPARABLE_FIELDS) <= set(fp)
+    assert set(COMPARABLE_FIELDS) - {"evaluation"} <= set(fp)  # with a command only
     assert "hostname" not in COMPARABLE_FIELDS
 
 
@@ -89,3 +89,24 @@ def test_describe_difference() -> None:
         "packages.torch: 2.3.0 -> 2.4.0",
     ]
     assert describe_difference(a, a) == []
+
+
+def test_the_evaluation_interpreter_is_the_commands_program_on_the_runs_path(
+        tmp_path: Path) -> None:
+    """`cd DIR &&`, `env`, `exec` and NAME=value words are skipped; PATH set in the command
+    is the one used; a program nobody can resolve leaves only the variables."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    tool = bin_dir / "mytool"
+    tool.write_text("#!/bin/sh\n")
+    tool.chmod(0o755)
+    env = {"PATH": "/nonexistent", "PYTHONPATH": "/p"}
+    found = fingerprint.evaluation_environment(
+        f"cd sub && A=1 env PATH={bin_dir}:$PATH exec mytool --x", env)
+    assert found == {"PYTHONPATH": "/p", "program": str(tool.resolve())}
+    assert fingerprint.evaluation_environment("./run.sh", env) == {"PYTHONPATH": "/p"}
+    assert fingerprint.evaluation_environment("source x && y", {"PATH": "/nonexistent"}) is None
+    fp = environment_fingerprint()
+    # A fingerprint without the evaluation's part keeps the key it had.
+    assert comparable_key(fp) == comparable_key({**fp, "evaluation": None})
+    assert comparable_key({**fp, "evaluation": found}) != comparable_key(fp)

@@ -119,6 +119,7 @@ def threads_repo(tmp_path: Path, run_table: str, env: str = "") -> Path:
         record = ["omp_num_threads", "mkl_num_threads", "openblas_num_threads"]
         [decision]
         repeats = 1
+        deterministic = true  # the score is exact: identical repeats are the truth
         [proposer]
         name = "tune"
         [knobs]

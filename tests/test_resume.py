@@ -476,6 +476,8 @@ def test_a_resume_replays_the_crash_streak_in_the_order_experiments_were_decided
     decided = [r[0] for r in query(toy_repo, "SELECT status FROM experiments "
                                              "ORDER BY finished_at, seq")]
     assert decided == ["keep", "crash", "discard", "crash"], decided  # the live streak: 1
-    result = run_cli(toy_repo, "run", "--tag", "t", "-n", "6")
+    # With the same workers: under "auto" they share the session's threads, and a resume whose
+    # runs got another count would stop (resume_contract.same_threads).
+    result = run_cli(toy_repo, "run", "--tag", "t", "-n", "6", "-w", "2")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "paused after" not in result.stdout + result.stderr

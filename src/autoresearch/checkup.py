@@ -19,6 +19,14 @@ from rich.table import Table
 from rich.text import Text
 
 from autoresearch import gitops, resources, shared_paths
+from autoresearch.check_resume import (
+    ResumedIncumbent,
+    check_resume,
+    latest_session,
+    only_in_head,
+    readiness_tree,
+    what_run_does,
+)
 from autoresearch.check_together import check_tempdir, run_together, sweep_stale_worktrees
 from autoresearch.config import ALWAYS_PROTECTED, CONFIG_NAME, Config, load_config
 from autoresearch.errors import (
@@ -30,7 +38,6 @@ from autoresearch.errors import (
 from autoresearch.evaluation_inputs import EvaluationInputs
 from autoresearch.executor import Measurement, RunRequest, elsewhere, make_executor
 from autoresearch.gitops.runner import git
-from autoresearch.ledger import ExperimentRow, Ledger, SessionRow, TrialStatus
 from autoresearch.metric_discovery import Candidate, candidates, likely_objective, source_line
 from autoresearch.metrics import format_metric_help, parse_metrics, printed_values
 from autoresearch.readiness import (
@@ -39,7 +46,6 @@ from autoresearch.readiness import (
     protected_matching_nothing,
 )
 from autoresearch.results_tsv import memory_advice
-from autoresearch.resume_contract import measurement_changes
 from autoresearch.runner import log_tail
 from autoresearch.slots import crowding, plan_resources, unknown_gpus
 from autoresearch.state import StatePaths, default_tag, keep_in_state
@@ -101,7 +107,7 @@ def run_checkup(root: Path, console: Console, workers: int | None = None,
     problems += _check_inputs(root, config, console)
     problems += _check_ledger(root, console)
     problems += _check_session_branch(root, console)
-    problems += _check_resume(root, config, console)
+    problems += check_resume(root, config, console)
     problems += _check_proposer(root, config, console)
     problems += _check_review_gate(config, console)
     if gitops.head_commit(root) is not None:  # else the preconditions said so: nothing to run
@@ -109,7 +115,7 @@ def run_checkup(root: Path, console: Console, workers: int | None = None,
     if problems:
         console.print(f"[red]{len(problems)} problem(s) found[/]")
     else:
-        console.print(f"[green]ready:[/] `autoresearch run` will {_what_run_does(root)}")
+        console.print(f"[green]ready:[/] `autoresearch run` will {what_run_does(root)}")
     return problems
 
 
@@ -136,63 +142,10 @@ def _check_inputs(root: Path, config: Config, console: Console) -> list[str]:
     return []
 
 
-def _latest_session(root: Path) -> tuple[SessionRow, list[ExperimentRow]] | None:
-    """The session `run` without --tag would resume, and its experiments; None when none."""
-    path = StatePaths(root, "_").ledger
-    if not path.exists():
-        return None
-    try:
-        ledger = Ledger(path, readonly=True)
-    except AutoresearchError:  # empty, or already reported by _check_ledger
-        return None
-    try:
-        latest = ledger.latest_session()
-        return None if latest is None else (latest, ledger.experiments(latest.id))
-    finally:
-        ledger.close()
-
-
-def _baseline_passed(experiments: list[ExperimentRow]) -> bool:
-    return any(e.kind == "baseline" and e.status == TrialStatus.KEEP for e in experiments)
-
-
-def _check_resume(root: Path, config: Config, console: Console) -> list[str]:
-    """`run` without --tag resumes the latest session, which refuses a config that changed what
-    it measures (resume_contract): a problem here too, before the night."""
-    found = _latest_session(root)
-    if found is None or not _baseline_passed(found[1]):
-        return []
-    session = found[0]
-    changes = measurement_changes(session.config, config)
-    if not changes:
-        return []
-    console.print(f"[red]✗[/] {CONFIG_NAME} changed what session {escape(session.tag)} measures "
-                  f"since it last ran ({escape('; '.join(changes))}): `run` would refuse to "
-                  "resume it; start a new one with --tag NEW, or set those back")
-    return [f"{CONFIG_NAME} changed what session {session.tag} measures: " + "; ".join(changes)]
-
-
-def _what_run_does(root: Path) -> str:
-    """`run` without --tag resumes the latest session: say so, since a resumed session measures
-    from its own base (a session whose baseline never passed starts again from HEAD)."""
-    # The first session's tag is today's date: name it, so `status` and `show` can be found.
-    new = f"start session {default_tag()} (today's date; --tag NAME to choose) with the baseline"
-    found = _latest_session(root)
-    if found is None:
-        return new
-    latest, experiments = found
-    if not _baseline_passed(experiments):
-        return (f"resume session {latest.tag}, whose baseline has not passed yet: it starts "
-                "again from your HEAD")
-    done = sum(1 for e in experiments if e.kind != "baseline")
-    return (f"resume session {latest.tag} ({done} experiment(s) so far, measured from its base "
-            f"{latest.base_commit[:10]}); --tag NEW starts a new session from your HEAD")
-
-
 def _check_session_branch(root: Path, console: Console) -> list[str]:
     """`run` without --tag starts today's session when the ledger has none, and refuses to when
     its branch exists already (session.py): the same refusal here, with the same fix."""
-    if _latest_session(root) is not None:  # run resumes that one, whose branch is its own
+    if latest_session(root) is not None:  # run resumes that one, whose branch is its own
         return []
     paths = StatePaths(root, default_tag())
     if not gitops.ref_exists(root, f"refs/heads/{paths.branch}"):
@@ -242,11 +195,19 @@ def _check_proposer(root: Path, config: Config, console: Console) -> list[str]:
         console.print(f"[red]✗[/] proposer failed to load: {escape(str(exc))}")
         return [f"proposer failed to load: {exc}"]
     described = proposer.describe()
+    resumed: ResumedIncumbent | None = None
     try:
-        ready = proposer_readiness(proposer, root)
+        # On the files `run` gives it: a resumed session's incumbent's, not HEAD's.
+        with readiness_tree(root) as (tree, resumed):
+            ready = proposer_readiness(proposer, tree)
     except AutoresearchError as exc:
-        console.print(f"[red]✗[/] proposer {escape(proposer.name)} cannot work here: "
+        where = "here" if resumed is None else (
+            f"on session {resumed.tag}'s incumbent {resumed.commit[:10]}, where `run` resumes")
+        console.print(f"[red]✗[/] proposer {escape(proposer.name)} cannot work {escape(where)}: "
                       f"{escape(exc.render())}")
+        hint = None if resumed is None else only_in_head(root, config, resumed, exc)
+        if hint:
+            console.print(f"[yellow]→[/] {escape(hint)}", soft_wrap=True)
         return [Problem.of(exc)]
     finally:
         proposer.close()

@@ -21,6 +21,7 @@ optional CPU affinity (see `slots.Resources`).
 from __future__ import annotations
 
 import math
+import os
 import sys
 import threading
 import time
@@ -37,7 +38,7 @@ from autoresearch import gitops, guardrails, worktree_seal
 from autoresearch.config import CONFIG_NAME, Config
 from autoresearch.errors import ConfigError
 from autoresearch.evaluation_inputs import EvaluationInputs
-from autoresearch.fingerprint import comparable_key, environment_fingerprint
+from autoresearch.fingerprint import RUN_THREADS_FIELD, comparable_key, environment_fingerprint
 from autoresearch.gitops.control_files import Watched, control_files_fence
 from autoresearch.metrics import parse_metrics
 from autoresearch.runner import RunSpec, run_command
@@ -181,8 +182,16 @@ class LocalExecutor:
         self.shared.ready(request.worktree)  # the shared links, made again
         self.inputs.check_unchanged()
         spec = self._spec(request)
-        # Where the run happens is what the fingerprint describes: here, this process.
-        fingerprint = environment_fingerprint()
+        # Where the run happens is what the fingerprint describes: here, this process, and the
+        # interpreter the verify command runs (a guard's command is not the measurement).
+        fingerprint = environment_fingerprint(command=self.config.verify.expanded_command(),
+                                              verify_env=self.config.verify.env)
+        # The threads the run got (outside the comparable key: the session compares it with its
+        # own once its baseline passed, resume_contract.same_threads).
+        # OMP_NUM_THREADS: every thread plan sets it (resources.thread_env).
+        threads = {**os.environ, **spec.env}.get("OMP_NUM_THREADS")
+        if threads:
+            fingerprint[RUN_THREADS_FIELD] = threads
         started = time.time()
         # The protected files are fenced for the run (read-only, hashed and stamped before and
         # after): a run that writes one is caught even if it puts the content back. The rest of

@@ -3,8 +3,12 @@ the repository, and what it measures.
 
 A session's verdicts compare runs with runs recorded hours earlier, so they must be comparable:
 - the machine: every run records an environment fingerprint; a resume on another machine (CPU,
-  GPU, Python, key package versions) is refused, and so is a run measured in another
-  environment mid-session (runs made elsewhere: a Ray cluster's nodes);
+  GPU, Python, key package versions) or with another interpreter for the verify command
+  (`python3` resolving elsewhere on PATH, another virtualenv) is refused, and so is a run
+  measured in another environment mid-session (runs made elsewhere: a Ray cluster's nodes);
+- the threads each run gets: recorded from the session's first runs, a run given another count
+  once the baseline passed stops the session (`[run] threads` or `--workers` changed, or the
+  pinned "auto" figure deleted);
 - `[verify] inputs`: their content is hashed when first seen and must be the same on resume;
 - what a run's number means is fixed when the session starts: the objective's name and direction
   and how it is read from the output, and the verify command with its budget and environment.
@@ -17,6 +21,7 @@ A session's verdicts compare runs with runs recorded hours earlier, so they must
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -24,8 +29,13 @@ from autoresearch.config import CONFIG_NAME, Config
 from autoresearch.errors import PreconditionError
 from autoresearch.evaluation_inputs import EvaluationInputs
 from autoresearch.executor import Measurement
-from autoresearch.fingerprint import comparable_key, describe_difference, environment_fingerprint
-from autoresearch.ledger import Ledger, SessionRow
+from autoresearch.fingerprint import (
+    RUN_THREADS_FIELD,
+    comparable_key,
+    describe_difference,
+    environment_fingerprint,
+)
+from autoresearch.ledger import Ledger, SessionRow, TrialStatus
 from autoresearch.stop_signals import SessionStopped
 
 # (table, key) of the settings that define what a run's number means.
@@ -139,39 +149,99 @@ def environment_difference(ledger: Ledger, row: SessionRow, fingerprint: Mapping
     if not row.fingerprint_key or not key or key == row.fingerprint_key:
         return None
     before = ledger.fingerprint(row.fingerprint_key) or {}
+    if before and "evaluation" not in before and "evaluation" in fingerprint:
+        # Recorded before the evaluation's interpreter was part of the fingerprint: compared on
+        # what it recorded, so that a session started then can still be resumed.
+        fingerprint = {k: v for k, v in fingerprint.items() if k != "evaluation"}
+        if comparable_key(fingerprint) == row.fingerprint_key:
+            return None
     return ("; ".join(describe_difference(before, fingerprint))
             or f"fingerprint {key} vs {row.fingerprint_key}")
 
 
 def same_machine(ledger: Ledger, row: SessionRow, where: str, fix: str = RESUME_FIX) -> None:
-    """Refuse to resume on a machine whose environment differs from the session's.
+    """Refuse to resume on a machine whose environment differs from the session's, the
+    interpreter its verify command runs included (resolved as the session's recorded command
+    and `[verify] env` would be now: a changed command is refused by same_measurement).
 
-    The fingerprint is cached per process, so within one process it cannot change: this check
-    at open, in the process that resumes, is what refuses another machine.
+    The machine's part is cached per process, so within one process it cannot change: this
+    check at open, in the process that resumes, is what refuses another machine.
     """
-    here = environment_fingerprint()
+    here = environment_fingerprint(**_recorded_evaluation(row.config))
     diffs = environment_difference(ledger, row, here, comparable_key(here))
     if diffs is not None:
+        if "evaluation." in diffs:
+            fix = (f"{fix}; or resume with the interpreter the session's runs had (the same "
+                   "PATH, virtualenv and PYTHONPATH)")
         raise PreconditionError(
             f"this machine's environment differs from the one session {row.tag!r} was measured "
             f"on ({diffs}); its results would not be comparable", where=where, fix=fix)
 
 
+def _recorded_evaluation(recorded: Mapping[str, Any]) -> dict[str, Any]:
+    """The verify command and `[verify] env` the session recorded, as the executor passes them
+    to environment_fingerprint."""
+    verify = recorded.get("verify")
+    if not isinstance(verify, Mapping) or not isinstance(verify.get("command"), str):
+        return {}
+    env = verify.get("env")
+    return {"command": verify["command"].replace("{python}", sys.executable),
+            "verify_env": {str(k): str(v) for k, v in env.items()}
+            if isinstance(env, Mapping) else {}}
+
+
 def same_environment(ledger: Ledger, row: SessionRow, m: Measurement) -> SessionRow:
     """Every run of a session is measured in one environment: the first run's fingerprint is
     the session's (the row returned), a run measured in another stops the session (exit 3).
+    Until a run of the session's measured cleanly (only crashes so far), a new environment
+    becomes the session's: a verify command fixed before the baseline passed may run another
+    interpreter, and nothing measured would be compared with it.
 
-    With the local executor this cannot fail: the fingerprint is taken once per process and
-    `open` refused a process whose fingerprint differs from the session's. It guards
-    executors that measure somewhere else (a Ray cluster's nodes).
+    With the local executor the machine cannot differ: its part is taken once per process and
+    `open` refused a process whose fingerprint differs from the session's. It guards executors
+    that measure somewhere else (a Ray cluster's nodes), and an interpreter replaced meanwhile.
     """
     if row.fingerprint_key is None:
         ledger.set_session_fingerprint(row.id, m.fingerprint_key)
-        return ledger.session(row.tag) or row
+        return same_threads(ledger, ledger.session(row.tag) or row, m)
     diffs = environment_difference(ledger, row, m.fingerprint, m.fingerprint_key)
     if diffs is not None:
+        if not any(r.status == "ok" and r.fingerprint_key == row.fingerprint_key
+                   for r in ledger.session_runs(row.id)):
+            ledger.set_session_fingerprint(row.id, m.fingerprint_key)
+            return same_threads(ledger, ledger.session(row.tag) or row, m)
         raise SessionStopped(
             f"the environment fingerprint changed mid-session ({diffs}): {m.role} run of "
             f"{m.commit[:10]} is not comparable with the session's earlier measurements. "
             "Start a new session (another --tag) in the new environment.", exit_code=3)
+    return same_threads(ledger, row, m)
+
+
+def same_threads(ledger: Ledger, row: SessionRow, m: Measurement) -> SessionRow:
+    """Every run of a session gets one thread count: under a fixed time budget a run with 2
+    threads trains about twice the steps of one with 1, an effect no change made. The count
+    the session's runs got is recorded from its first clean run; once the baseline passed, a
+    run given another stops the session (exit 3), before that run's experiment is judged."""
+    threads = m.fingerprint.get(RUN_THREADS_FIELD)
+    if threads is None or not m.ok:
+        return row
+    recorded = ledger.events(row.id, kind="threads")
+    before = recorded[-1]["data"].get("threads") if recorded and recorded[-1]["data"] else None
+    if before == threads:
+        return row
+    if before is not None and _baseline_passed(ledger, row):
+        raise SessionStopped(
+            f"this run of {m.commit[:10]} got {threads} thread(s) where the runs of session "
+            f"{row.tag!r} got {before}: its measurements would not be comparable with theirs. "
+            f"Where: [run] threads in {CONFIG_NAME}, --workers (the \"auto\" threads are shared "
+            f"among the workers), OMP_NUM_THREADS in [verify] env. Fix: set them back so that "
+            f"each run gets {before}, or start a new session (autoresearch run --tag NEW)",
+            exit_code=3)
+    ledger.add_event(row.id, "threads", f"each run gets {threads} thread(s)",
+                     data={"threads": threads})
     return row
+
+
+def _baseline_passed(ledger: Ledger, row: SessionRow) -> bool:
+    return any(e.kind == "baseline" and e.status == TrialStatus.KEEP
+               for e in ledger.experiments(row.id))

@@ -13,7 +13,8 @@ from autoresearch.finalize import FinalizeError, finalize
 from autoresearch.finalize.groups import SourceCommit, group_commits
 from autoresearch.finalize.verify import remeasure
 from autoresearch.ledger import Ledger
-from tests.views.conftest import autoresearch, copy_repo, run_toy_session
+from tests.conftest import cli_env
+from tests.views.conftest import TOY_CONFIG, autoresearch, copy_repo, init_repo, run_toy_session
 from tests.views.ledger_factory import GIT_ENV, BuiltSession, Planned, build_session, git
 
 
@@ -127,7 +128,8 @@ def test_real_toy_session(real_repo: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_real_multi_file_session_with_verify(multi_repo: Path, tmp_path: Path) -> None:
+def test_real_multi_file_session_with_verify(multi_repo: Path, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
     repo = copy_repo(multi_repo, tmp_path / "copy")
     proc = autoresearch(repo, "finalize", "--tag", "m", "--verify", "--repeats", "1")
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -137,6 +139,9 @@ def test_real_multi_file_session_with_verify(multi_repo: Path, tmp_path: Path) -
     assert [g.files for g in result.groups] == [["a.py", "b.py"], ["c.py"]]
     _check_branches(repo, result.base_commit, result.session_tip, names, tmp_path)
 
+    # Re-measured in this process: in the environment the CLI's session ran in (PYTHONPATH is
+    # part of the evaluation's fingerprint).
+    monkeypatch.setenv("PYTHONPATH", cli_env()["PYTHONPATH"])
     base, effects, sigma = remeasure(repo, result, repeats=2)
     assert base.mean == pytest.approx(13.0, abs=0.2) and sigma is not None
     by_name = {e.name: e for e in effects}
@@ -262,6 +267,11 @@ def test_finalize_removes_the_finished_sessions_worktree_slots(tmp_path: Path) -
     a later run makes them again; a session still running keeps them."""
     from autoresearch.state import SessionLock, StatePaths
 
+    # Each run's thread count set, not "auto" (the free cores, shared by the workers): the runs
+    # of the resume with two workers get the count the session's runs had.
+    init_repo(tmp_path / "repo", {"target.py": "X = 3.0  # knob: float(0, 10)\n",
+                                  "autoresearch.toml": TOY_CONFIG + "\n[run]\nthreads = 1\n",
+                                  "program.md": "Make score small.\n"})
     repo = run_toy_session(tmp_path / "repo", iterations=8, tag="w")
     slots = repo / ".autoresearch" / "worktrees" / "w"
     assert (slots / ".git").exists() and _worktrees(repo)
