@@ -45,6 +45,7 @@ def config_text(share: str = '"data/prep/*.bin"') -> str:
         direction = "minimize"
         [decision]
         repeats = 1
+        deterministic = true  # the score is exact: identical repeats are the truth
         [proposer]
         name = "tune"
         [knobs]

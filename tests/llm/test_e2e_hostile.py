@@ -19,6 +19,7 @@ import os
 import sqlite3
 import textwrap
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -56,6 +57,7 @@ CONFIG = textwrap.dedent("""\
     [decision]
     repeats = 1
     stuck_after = 1
+    deterministic = true  # the score is exact: identical repeats are the truth
     """)
 
 
@@ -81,6 +83,20 @@ def hostile_repo(path: Path, proposer: str) -> Path:
 
 def block(path: str, search: str, replace: str) -> str:
     return f"{path}\n<<<<<<< SEARCH\n{search}=======\n{replace}>>>>>>> REPLACE\n"
+
+
+def crashing_model(kinds: list[str]) -> Callable[[Recorded], Reply]:
+    """A model that proposes a change that crashes the evaluation (CRASH = True) and gives up
+    every repair it is asked for; `kinds` records what it was asked, in order."""
+    def handler(rec: Recorded) -> Reply:
+        if "## Repair a crash" in rec.prompt_text():
+            kinds.append("repair")
+            return Reply(text="GIVE_UP: no")
+        kinds.append("propose")
+        return Reply(text="HYPOTHESIS: crash\n" + block("target.py", "X = 3.0\n",
+                                                        "X = 3.0\nCRASH = True\n"))
+
+    return handler
 
 
 class LeakyModel:
@@ -249,14 +265,7 @@ def test_a_protected_file_git_does_not_track_is_hidden_from_the_repair_prompt(
     config = TOY_CONFIG.replace('protected = ["score.py"]', 'protected = ["score.py", ".env"]')
     config = config.replace("[verify]\n", '[verify]\nshare = [".env"]\n')
     kinds: list[str] = []
-
-    def handler(rec: Recorded) -> Reply:
-        if "## Repair a crash" in rec.prompt_text():
-            kinds.append("repair")
-            return Reply(text="GIVE_UP: no")
-        kinds.append("propose")
-        return Reply(text="HYPOTHESIS: crash\ntarget.py\n<<<<<<< SEARCH\nX = 3.0\n=======\n"
-                          "X = 3.0\nCRASH = True\n>>>>>>> REPLACE\n")
+    handler = crashing_model(kinds)
 
     with FakeModelServer(handler=handler) as server:
         repo = make_repo(tmp_path / "repo", {"target.py": "X = 3.0\n", "score.py": score,
@@ -297,14 +306,7 @@ def test_protected_values_of_short_pieces_and_a_regex_heldout_stay_out_of_the_re
         test_acc = 'holdout accuracy was (\\S+)'
         """))
     kinds: list[str] = []
-
-    def handler(rec: Recorded) -> Reply:
-        if "## Repair a crash" in rec.prompt_text():
-            kinds.append("repair")
-            return Reply(text="GIVE_UP: no")
-        kinds.append("propose")
-        return Reply(text="HYPOTHESIS: crash\n" + block("target.py", "X = 3.0\n",
-                                                        "X = 3.0\nCRASH = True\n"))
+    handler = crashing_model(kinds)
 
     with FakeModelServer(handler=handler) as server:
         repo = make_repo(tmp_path / "repo", {
