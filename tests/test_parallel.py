@@ -174,7 +174,10 @@ def test_a_stale_win_that_conflicts_is_dropped_with_the_reason(two_knobs: Path) 
 
 
 def test_changing_the_number_of_workers_converts_the_slots(two_knobs: Path) -> None:
-    # The two experiments of the parallel run change different files: both are kept.
+    # The two experiments of the parallel run change different files: both are kept. The runs'
+    # thread count is set: under "auto" the free cores are shared by the workers, and a resume
+    # whose runs get another count stops (they would not be comparable).
+    edit_config(two_knobs, "[decision]", "[run]\nthreads = 1\n[decision]")
     use_script(two_knobs, [{"hypothesis": f"{f.upper()} to {v}", "edits": {f"{f}.py": f"{f.upper()} = {v}\n"}}
                            for f, v in (("x", 4.0), ("x", 5.0), ("y", 1.0), ("y", 2.0))])
     slots = two_knobs / ".autoresearch" / "worktrees" / "t"
