@@ -477,7 +477,7 @@ def test_a_resume_replays_the_crash_streak_in_the_order_experiments_were_decided
                                              "ORDER BY finished_at, seq")]
     assert decided == ["keep", "crash", "discard", "crash"], decided  # the live streak: 1
     # With the same workers: under "auto" they share the session's threads, and a resume whose
-    # runs got another count would stop (resume_contract.same_threads).
+    # runs would get another count is refused (resume_contract.threads_at_start).
     result = run_cli(toy_repo, "run", "--tag", "t", "-n", "6", "-w", "2")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "paused after" not in result.stdout + result.stderr

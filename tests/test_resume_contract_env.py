@@ -31,6 +31,11 @@ def experiments(repo: Path) -> list[tuple[str, str]]:
         return conn.execute("SELECT kind, status FROM experiments ORDER BY id").fetchall()
 
 
+def run_count(repo: Path) -> int:
+    with sqlite3.connect(repo / ".autoresearch" / "ledger.db") as conn:
+        return int(conn.execute("SELECT count(*) FROM runs").fetchone()[0])
+
+
 def test_a_resume_with_another_python3_first_on_path_is_refused(tmp_path: Path) -> None:
     """`python3 score.py` runs whichever python3 PATH finds: the session's runs and the
     resumed ones must be the same interpreter, not only autoresearch's own."""
@@ -57,19 +62,21 @@ def test_a_resume_with_another_python3_first_on_path_is_refused(tmp_path: Path) 
     assert len(experiments(repo)) == 3
 
 
-def test_a_resume_whose_runs_get_another_thread_count_stops_before_it_is_judged(
+def test_a_resume_whose_runs_would_get_another_thread_count_is_refused_before_any_run(
         tmp_path: Path) -> None:
     repo = toy(tmp_path / "repo", CONFIG + TUNE + "\n[run]\nthreads = 1\n")
     assert run_cli(repo, "run", "--tag", "t", "--iterations", "2").returncode == 0
+    runs_before = run_count(repo)
     edit_config(repo, "threads = 1", "threads = 2")
     git(repo, "commit", "-qam", "two threads")
     moved = run_cli(repo, "run", "--tag", "t", "--iterations", "4")
     assert moved.returncode == 3, moved.stdout + moved.stderr
-    said = flat(moved.stdout)
-    assert "got 2 thread(s) where the runs of session 't' got 1" in said
+    said = flat(moved.stdout + moved.stderr)
+    assert "each run would now get 2 thread(s) where the runs of session 't' got 1" in said
     assert "[run] threads" in said and "--tag NEW" in said
-    # The run given 2 threads was not judged against the runs given 1.
-    assert experiments(repo)[2:] == [("candidate", "interrupted")]
+    # Nothing ran with 2 threads: no run was spent finding it out.
+    assert experiments(repo)[2:] == []
+    assert run_count(repo) == runs_before
 
     # "auto" is pinned when the session starts: an OMP_NUM_THREADS in the shell at resume is
     # not what the runs get, so it changes nothing.

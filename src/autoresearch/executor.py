@@ -189,7 +189,7 @@ class LocalExecutor:
         # The threads the run got (outside the comparable key: the session compares it with its
         # own once its baseline passed, resume_contract.same_threads).
         # OMP_NUM_THREADS: every thread plan sets it (resources.thread_env).
-        threads = {**os.environ, **spec.env}.get("OMP_NUM_THREADS")
+        threads = threads_given(spec.env)
         if threads:
             fingerprint[RUN_THREADS_FIELD] = threads
         started = time.time()
@@ -247,7 +247,7 @@ class LocalExecutor:
 
     def _spec(self, request: RunRequest) -> RunSpec:
         verify = self.config.verify
-        env = {**request.resources.env(), **verify.env}  # the user's [verify] env wins
+        env = local_run_env(request.resources, verify.env)
         command = verify.expanded_command()
         if request.is_guard:
             assert request.command is not None
@@ -266,6 +266,18 @@ class LocalExecutor:
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
+
+
+def threads_given(run_env: Mapping[str, str]) -> str | None:
+    """The thread count a run on this machine gets, from the environment it is given on top of
+    this process's. OMP_NUM_THREADS: every thread plan sets it (resources.thread_env)."""
+    return {**os.environ, **run_env}.get("OMP_NUM_THREADS") or None
+
+
+def local_run_env(resources: Resources, verify_env: Mapping[str, str]) -> dict[str, str]:
+    """What a slot's run is given on top of this process's environment (the user's [verify]
+    env wins over the slot's share)."""
+    return {**resources.env(), **verify_env}
 
 
 def make_executor(config: Config, stop: threading.Event | None = None, workers: int = 1,

@@ -8,7 +8,7 @@ A session's verdicts compare runs with runs recorded hours earlier, so they must
   measured in another environment mid-session (runs made elsewhere: a Ray cluster's nodes);
 - the threads each run gets: recorded from the session's first runs, a run given another count
   once the baseline passed stops the session (`[run] threads` or `--workers` changed, or the
-  pinned "auto" figure deleted);
+  pinned "auto" figure deleted); on this machine a resume is refused before anything runs;
 - `[verify] inputs`: their content is hashed when first seen and must be the same on resume;
 - what a run's number means is fixed when the session starts: the objective's name and direction
   and how it is read from the output, and the verify command with its budget and environment.
@@ -225,8 +225,7 @@ def same_threads(ledger: Ledger, row: SessionRow, m: Measurement) -> SessionRow:
     threads = m.fingerprint.get(RUN_THREADS_FIELD)
     if threads is None or not m.ok:
         return row
-    recorded = ledger.events(row.id, kind="threads")
-    before = recorded[-1]["data"].get("threads") if recorded and recorded[-1]["data"] else None
+    before = _recorded_threads(ledger, row)
     if before == threads:
         return row
     if before is not None and _baseline_passed(ledger, row):
@@ -240,6 +239,30 @@ def same_threads(ledger: Ledger, row: SessionRow, m: Measurement) -> SessionRow:
     ledger.add_event(row.id, "threads", f"each run gets {threads} thread(s)",
                      data={"threads": threads})
     return row
+
+
+def threads_at_start(ledger: Ledger, row: SessionRow, threads: str | None) -> None:
+    """Refuse a resume whose runs would get another thread count than the session's, before
+    anything runs (`same_threads` would stop it at its first run, that run spent)."""
+    before = _recorded_threads(ledger, row)
+    if before is None or threads is None or before == threads or not _baseline_passed(ledger,
+                                                                                        row):
+        return
+    raise PreconditionError(
+        f"each run would now get {threads} thread(s) where the runs of session {row.tag!r} got "
+        f"{before}: its measurements would not be comparable with theirs",
+        where=f"[run] threads in {CONFIG_NAME}, --workers (the \"auto\" threads are shared "
+              f"among the workers), OMP_NUM_THREADS in [verify] env",
+        fix=f"set them back so that each run gets {before}, or start a new session "
+            f"(autoresearch run --tag NEW)")
+
+
+def _recorded_threads(ledger: Ledger, row: SessionRow) -> str | None:
+    recorded = ledger.events(row.id, kind="threads")
+    data = recorded[-1]["data"] if recorded else None
+    threads = data.get("threads") if data else None
+    return str(threads) if threads is not None else None
+
 
 
 def _baseline_passed(ledger: Ledger, row: SessionRow) -> bool:

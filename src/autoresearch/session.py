@@ -31,8 +31,10 @@ from autoresearch.executor import (
     LocalExecutor,
     Measurement,
     RunRequest,
+    local_run_env,
     make_executor,
     new_run_id,
+    threads_given,
 )
 from autoresearch.globs import select
 from autoresearch.history import History, run_seed
@@ -54,6 +56,7 @@ from autoresearch.resume_contract import (
     same_inputs,
     same_machine,
     same_measurement,
+    threads_at_start,
 )
 from autoresearch.review.gate import check_gate
 from autoresearch.slots import Slot, Slots, plan_resources
@@ -192,6 +195,7 @@ class Session:
         if not created:
             self._follow_head()
             self._same_measurement()
+            self._same_threads()
         self.display.tally.metric = self.config.metric.name
         self.display.tally.direction = self.config.metric.direction
         tip = recover(self)
@@ -213,6 +217,14 @@ class Session:
         self.history.load()
         self.notices += same_measurement(self.row, self.config, self.history.baseline is not None,
                                          str(self.root / CONFIG_NAME))
+
+    def _same_threads(self) -> None:
+        """Runs made here get the thread count the slots' share gives them: refuse a resume
+        that would change it (another --workers under "auto", another [run] threads) now, not
+        at its first run. Runs made elsewhere (a cluster) are checked run by run."""
+        if isinstance(self.executor, LocalExecutor):
+            threads_at_start(self.ledger, self.row, threads_given(local_run_env(
+                self.slots.all[0].resources, self.config.verify.env)))
 
     def _follow_head(self) -> None:
         followed = follow_head(self.root, self.config, self.ledger, self.row, self.history)
