@@ -13,6 +13,7 @@ import pytest
 
 from autoresearch.config import ALWAYS_PROTECTED, load_config
 from autoresearch.metrics import parse_metrics, printed_values
+from autoresearch.proposers.knobs import require_knobs
 from autoresearch.state import default_tag
 from autoresearch.verify_targets import unguarded_evaluation
 from tests.conftest import CONFIG, SCORE_PY, TESTS, git, make_repo, run_cli
@@ -231,6 +232,26 @@ def test_a_template_names_every_file_it_would_overwrite_and_writes_none(tmp_path
     assert (repo / "program.md").read_text() == "mine\n"
     again = run_cli(repo, "init", "--template", "gpt")  # the same answer, not a new one
     assert flat(again.stderr) == err
+
+
+def test_a_template_from_a_subdirectory_puts_its_code_there_and_the_config_at_the_root(
+        tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo", {"README": "a monorepo\n", "lm/notes.txt": "x\n"})
+    result = run_cli(repo / "lm", "init", "--template", "gpt", "--commit")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "you ran init in lm/" in flat(result.stdout)
+    assert {p.name for p in (repo / "lm").iterdir()} == {"notes.txt", "train.py", "prepare.py"}
+    assert (repo / "program.md").is_file()
+    config = load_config(repo / "autoresearch.toml")
+    assert config.scope == ["lm/train.py"] and "lm/prepare.py" in config.protected
+    assert config.verify.command == "cd lm && {python} train.py"
+    knobs = require_knobs(repo, config)  # every knob names a file and a line that exist
+    assert len(knobs) == 14 and {k.file for k in knobs} == {"lm/train.py"}
+    assert git(repo, "status", "--porcelain") == ""  # committed where they were written
+    # A second template over it names the files it would overwrite where they are.
+    again = run_cli(repo / "lm", "init", "--template", "gpt")
+    assert again.returncode == 2
+    assert "autoresearch.toml, lm/prepare.py, program.md, lm/train.py" in flat(again.stderr)
 
 
 # --- 5. a session branch the ledger does not know ----------------------------------------------------

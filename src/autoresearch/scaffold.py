@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 from dataclasses import dataclass, replace
-from importlib import resources
 from pathlib import Path
 
 import typer
@@ -30,8 +28,7 @@ from autoresearch.metric_discovery import (
 )
 from autoresearch.metrics import compile_metric_regex, parse_metrics
 from autoresearch.scaffold_paths import Paths, settle_paths
-
-TEMPLATES = ("gpt",)
+from autoresearch.scaffold_template import copy_template
 
 
 @dataclass
@@ -229,33 +226,6 @@ Files matching: {scope}. Everything else is fixed{protected}.
 """
 
 
-def _copy_template(root: Path, name: str, force: bool) -> list[Path]:
-    if name not in TEMPLATES:
-        raise ConfigError(f"unknown template {name!r}", where="--template",
-                          fix=f"choose one of: {', '.join(TEMPLATES)}")
-    source = resources.files("autoresearch") / "templates" / name
-    written: list[Path] = []
-    with resources.as_file(source) as src_dir:
-        files = [path for path in sorted(Path(src_dir).rglob("*"))
-                 if not path.is_dir() and "__pycache__" not in path.parts]
-        # Every conflict before any file is written: stopping at the first one left the files
-        # before it behind, and the next attempt then refused the template's own config.
-        existing = [str(p.relative_to(src_dir)) for p in files
-                    if (root / p.relative_to(src_dir)).exists()]
-        if existing and not force:
-            raise ConfigError(
-                f"the {name} template would overwrite {len(existing)} file(s) that already "
-                f"exist: {', '.join(existing)}", where=str(root),
-                fix=f"use --force to overwrite them all, or run `init --template {name}` in a "
-                "new directory (git init it first); nothing was written")
-        for path in files:
-            target = root / path.relative_to(src_dir)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(path, target)
-            written.append(target)
-    return written
-
-
 def _set_budget(config_path: Path, budget: float) -> None:
     """Rewrite the template's `budget_seconds = ...` line (its comments stay as they are)."""
     text = config_path.read_text(encoding="utf-8")
@@ -385,7 +355,7 @@ def scaffold(root: Path, answers: Answers, *, template: str | None, force: bool,
     """Write the files; `here` is the directory init ran in (the root when None)."""
     out = console or Console(highlight=False)
     if template:
-        written = _copy_template(root, template, force)
+        written = copy_template(root, template, force, here=here or root, console=out)
         if template == "gpt" and answers.budget is not None:
             _set_budget(root / CONFIG_NAME, answers.budget)
         elif template == "gpt" and _cuda_available():
@@ -441,7 +411,7 @@ def create_demo(directory: Path, budget: float, console: object) -> Path:
     toplevel = git(directory, "rev-parse", "--show-toplevel", check=False)
     if not toplevel or Path(toplevel).resolve() != directory.resolve():
         git(directory, "init", "--quiet")
-    written = _copy_template(directory, "gpt", force=False)
+    written = copy_template(directory, "gpt", force=False)
     config_path = directory / CONFIG_NAME
     _set_budget(config_path, budget)
     _set_line(config_path, "headline_pairs", "2")  # a short demo: 4 more runs, not 6
