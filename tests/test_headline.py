@@ -149,6 +149,40 @@ def test_report_verify_re_measures_a_headline_the_session_did_not(toy_repo: Path
     assert rows(toy_repo, "SELECT status FROM sessions")[0][0] == "finished"
 
 
+def test_a_verification_that_failed_is_measured_again_and_says_it_failed(toy_repo: Path,
+                                                                         tmp_path: Path) -> None:
+    # The evaluation breaks while a flag file exists (outside the repository, named in the
+    # environment autoresearch is started with: a machine-side fault, not a change).
+    score = (toy_repo / "score.py").read_text()
+    (toy_repo / "score.py").write_text(
+        "import os, sys\nif os.path.exists(os.environ.get('BREAK_FLAG', '/nonexistent')):\n"
+        "    sys.exit(3)\n" + score)
+    config = (toy_repo / "autoresearch.toml").read_text()
+    (toy_repo / "autoresearch.toml").write_text(
+        config.replace("repeats = 2", "repeats = 2\nheadline_pairs = 0"))
+    git(toy_repo, "commit", "-qam", "a flag breaks the evaluation; no headline at the end")
+    use_script(toy_repo, [{"hypothesis": "X to 6", "edits": {"target.py": "X = 6.0\n"}}])
+    assert run_cli(toy_repo, "run", "--tag", "t", "-n", "2").returncode == 0
+    (toy_repo / "autoresearch.toml").write_text(config)
+    git(toy_repo, "commit", "-qam", "headline on")
+    flag = tmp_path / "broken"
+    flag.touch()
+    out = str(toy_repo.parent / "rep")
+    broken = run_cli(toy_repo, "report", "--tag", "t", "--verify", "--out", out,
+                     env={"BREAK_FLAG": str(flag)})
+    said = " ".join(broken.stdout.split())
+    assert broken.returncode == 1, broken.stdout + broken.stderr  # asked to verify: it could not
+    assert "headline not verified" in said and "wrote" in said  # the report is written anyway
+    flag.unlink()
+    fixed = run_cli(toy_repo, "report", "--tag", "t", "--verify", "--out", out,
+                    env={"BREAK_FLAG": str(flag)})
+    said = " ".join(fixed.stdout.split())
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    assert "headline re-measured over" in said and "verified already" not in said
+    assert "not verified" not in said  # just verified: not said to be unverified after it
+    assert [h["low"] is not None for h in headlines(toy_repo)] == [False, True]
+
+
 def test_a_best_that_re_measures_worse_than_the_baseline_is_said_not_to_reproduce(
         toy_repo: Path, tmp_path: Path) -> None:
     # The kept measurement was a fluke (here: the first run of the change prints 0; with several

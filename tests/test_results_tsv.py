@@ -70,13 +70,28 @@ def test_the_peak_over_an_experiments_runs_is_reported() -> None:
                    status="ok", exit_code=0, duration_s=1.0, log_path=None, fingerprint_key=None,
                    started_at=0.0, finished_at=1.0, metrics={"peak_vram_mb": mb})
             for i, mb in enumerate((1024.0, 3072.0, 2048.0))]
-    exp = ExperimentRow(
+    assert render("m", [(_experiment(1.0, None), runs)]).splitlines()[1].split("\t")[2] == "3.0"
+
+
+def _experiment(objective: float, delta: float | None) -> ExperimentRow:
+    return ExperimentRow(
         id="e", session_id=1, seq=1, kind="candidate", status="keep", hypothesis="h",
         rationale="", proposer="p", params=None, parent_commit=None, commit_sha="abcdef0123",
-        tree_sha=None, files=[], lines_added=0, lines_removed=0, objective=1.0,
-        incumbent_objective=None, delta=None, threshold=None, decision_reason="",
+        tree_sha=None, files=[], lines_added=0, lines_removed=0, objective=objective,
+        incumbent_objective=None, delta=delta, threshold=None, decision_reason="",
         guards=[], attempts=1, cost_usd=0.0, worker="inline", started_at=0.0, finished_at=1.0)
-    assert render("m", [(exp, runs)]).splitlines()[1].split("\t")[2] == "3.0"
+
+
+@pytest.mark.parametrize(("objective", "delta", "shown"), [
+    (0.9979, 0.0021, ("0.997900", "+0.002100")),  # Karpathy's six decimals
+    (9.97e-08, 2.53e-08, ("9.97e-08", "+2.53e-08")),  # not 0.000000 and +0.000000
+    (1234.5, -0.0004, ("1234.500000", "-0.0004")),
+    (0.0, 0.0, ("0.000000", "+0.000000")),
+])
+def test_a_metric_on_any_scale_is_written_with_its_digits(
+        objective: float, delta: float, shown: tuple[str, str]) -> None:
+    fields = render("m", [(_experiment(objective, delta), [])]).splitlines()[1].split("\t")
+    assert (fields[1], fields[5]) == shown
 
 
 def test_check_says_what_the_memory_column_needs() -> None:

@@ -141,8 +141,9 @@ def not_needed(s: Session) -> str | None:
     if pairs_wanted(s) == 0:
         return "[decision] headline_pairs = 0 turns it off"
     done = latest(s.ledger, s.row.id)
-    if done is not None and (done.best_commit, done.baseline_commit) == (
-            best.commit_sha, s.row.base_commit):
+    # A verification that measured nothing, or stopped on a failed run, is measured again.
+    if done is not None and done.interval is not None and not done.failures and (
+            done.best_commit, done.baseline_commit) == (best.commit_sha, s.row.base_commit):
         return f"the headline of {best.id} is verified already"  # the same trees, not twice
     return None
 

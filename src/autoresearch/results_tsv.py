@@ -102,17 +102,25 @@ def render(metric: str, rows: Sequence[tuple[ExperimentRow, Sequence[RunRow]]],
             (exp.commit_sha or "")[:7],
             # Empty when nothing was measured (a crash, a timeout, a rejected proposal): the
             # 0.000000 of Karpathy's file reads as a perfect score for a metric to minimise.
-            f"{exp.objective:.6f}" if exp.objective is not None else "",
+            _number(exp.objective) if exp.objective is not None else "",
             f"{memory_gb(candidate_runs, memory):.1f}",
             exp.status,
             description(exp),
-            f"{exp.delta:+.6f}" if exp.delta is not None else "",
+            _number(exp.delta, sign="+") if exp.delta is not None else "",
             str(len(candidate_runs)),
             f"{exp.duration_s:.1f}" if exp.duration_s is not None else "",
             exp.id,
         ]))
     lines += [line for _, line in waiting]
     return "\n".join(lines) + "\n"
+
+
+def _number(value: float, sign: str = "") -> str:
+    """Six decimals, as Karpathy's file writes val_bpb; a value too small for them (a metric
+    on the scale of 1e-8) in six significant digits, or every row would read 0.000000."""
+    if value == 0 or abs(value) >= 1e-3:
+        return f"{value:{sign}.6f}"
+    return f"{value:{sign}.6g}"
 
 
 def _rows_in(path: Path) -> list[list[str]]:

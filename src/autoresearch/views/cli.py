@@ -201,11 +201,13 @@ def report(
                                 f"{s.counts['candidates']} candidates"))
     if s.verified and done is None:  # the session's runs can flatter the best; pairs do not
         console.print(f"verified: {s.verified}")
-    elif s.best_id is not None and s.best_id != s.baseline_id:
+    elif done is None and s.best_id is not None and s.best_id != s.baseline_id:
         console.print("not verified: best vs baseline was not re-measured since the best was "
                       "kept (`autoresearch report --verify` re-measures it in interleaved pairs)")
     for path in (files.png, files.html, files.markdown):
         console.print(f"wrote {path}", soft_wrap=True)  # a path to copy: never broken
+    if done is not None and (done.interval is None or done.failures):
+        raise typer.Exit(1)  # asked to verify, and it could not: the report is written anyway
 
 
 def finalize(
