@@ -8,6 +8,8 @@ import json
 import sqlite3
 from pathlib import Path
 
+from autoresearch.headline import Headline
+from autoresearch.policy import Interval
 from tests.conftest import edit_config, git, run_cli, use_script
 
 
@@ -181,6 +183,15 @@ def test_a_verification_that_failed_is_measured_again_and_says_it_failed(toy_rep
     assert "headline re-measured over" in said and "verified already" not in said
     assert "not verified" not in said  # just verified: not said to be unverified after it
     assert [h["low"] is not None for h in headlines(toy_repo)] == [False, True]
+
+
+def test_a_headline_cut_short_by_a_failed_run_says_so_beside_its_interval() -> None:
+    cut = Headline(best_id="t-0002", best_commit="b", baseline_commit="a",
+                   pairs=[(1.0, 2.0), (1.1, 2.0)], interval=Interval(0.95, 0.3, 1.6, 2, 0.95),
+                   failures=["a headline run crashed: exit 3"])
+    said = cut.describe("score")
+    assert "over 2 interleaved pairs" in said
+    assert "stopped after 2 pairs: a headline run crashed: exit 3" in said
 
 
 def test_a_best_that_re_measures_worse_than_the_baseline_is_said_not_to_reproduce(

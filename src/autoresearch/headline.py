@@ -65,8 +65,11 @@ class Headline:
         span = ("" if not math.isfinite(iv.low) else
                 f" [{iv.low:+.4g}, {iv.high:+.4g}] at {iv.confidence:.0%}")
         covers = " (covers 0: not shown to be better)" if iv.covers(0.0) else ""
+        cut = (f"; stopped after {iv.pairs} pair{'s' * (iv.pairs != 1)}: "
+               + "; ".join(self.failures) if self.failures else "")
         return (f"headline re-measured over {iv.pairs} interleaved pair{'s' * (iv.pairs != 1)}: "
-                f"best vs baseline improves {metric} by {iv.estimate:+.4g}{span}{covers}{worse}")
+                f"best vs baseline improves {metric} by {iv.estimate:+.4g}{span}{covers}{worse}"
+                f"{cut}")
 
     def data(self) -> dict[str, Any]:
         iv = self.interval
