@@ -451,6 +451,28 @@ def test_the_time_between_a_kill_and_the_resume_is_no_experiments_work(toy_repo:
     assert status == "interrupted" and float(str(took)) < 2.5, took  # not the 5 s off
 
 
+def test_max_hours_counts_the_sessions_time_at_work_across_resumes(toy_repo: Path) -> None:
+    # An 8 h limit resumed after a kill at 7 h 59 has a minute left, not 8 more hours. Here
+    # every run sleeps 1 s, so the baseline's two runs use most of a 3.6 s (0.001 h) limit.
+    config = toy_repo / "autoresearch.toml"
+    config.write_text(config.read_text() + "[limits]\nmax_hours = 0.001\n")
+    (toy_repo / "target.py").write_text("X = 3.0  # knob: float(0, 10)\nSLEEP = 1\n")
+    git(toy_repo, "commit", "-qam", "a short limit, slow runs")
+    first = run_cli(toy_repo, "run", "--tag", "t")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "time limit" in first.stdout
+    done = query(toy_repo, "SELECT COUNT(*) FROM experiments")[0][0]
+    again = run_cli(toy_repo, "run", "--tag", "t")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert query(toy_repo, "SELECT COUNT(*) FROM experiments")[0][0] == done  # nothing more
+    said = " ".join(again.stdout.split())
+    assert "max_hours counts the session's time at work" in said and "--until" in said
+    # --until is this run's own limit: it runs more.
+    more = run_cli(toy_repo, "run", "--tag", "t", "--until", "4s")
+    assert more.returncode == 0, more.stdout + more.stderr
+    assert query(toy_repo, "SELECT COUNT(*) FROM experiments")[0][0] > done
+
+
 @pytest.mark.slow
 def test_a_resume_replays_the_crash_streak_in_the_order_experiments_were_decided(
         toy_repo: Path) -> None:

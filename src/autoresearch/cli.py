@@ -221,7 +221,8 @@ def run_session(root: Path, tag: str | None, iterations: int | None,
         status = "stopped"
         try:  # from here on, any stop (Ctrl-C, a signal, a closed pipe) closes the session
             resumed = _announce(session, config, display, tag_)
-            limits = scheduler.effective_limits(config, iterations, until_s, started)
+            worked = session.worked_seconds()
+            limits = scheduler.effective_limits(config, iterations, until_s, started, worked)
             display.start()
             reason = scheduler.run(session, limits)
             status = "finished"
@@ -229,6 +230,11 @@ def run_session(root: Path, tag: str | None, iterations: int | None,
                 reason += (f", before this run started: -n counts the session's experiments "
                            f"({resumed} so far), so -n {resumed + limits.iterations} runs "
                            f"{limits.iterations} more")
+            elif (until_s is None and config.limits.max_hours and resumed
+                    and session.history.counted() == resumed and "time limit" in reason):
+                reason += (f", before this run started: [limits] max_hours counts the "
+                           f"session's time at work ({worked / 3600:.2f} h so far); raise it, "
+                           "or give this run its own limit with --until")
         except SessionStopped as stop:
             reason, exit_code = stop.reason, stop.exit_code
             status = "paused" if exit_code else "finished"

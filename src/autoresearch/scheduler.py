@@ -293,10 +293,13 @@ def limit_reached(s: Session, limits: Limits, in_flight: int = 0) -> str | None:
 
 
 def effective_limits(config: Config, iterations: int | None, until_s: float | None,
-                     started: float) -> Limits:
+                     started: float, worked_s: float = 0.0) -> Limits:
+    """The limits of this run. `--until` is this run's own time; `[limits] max_hours` is the
+    session's, like `max_experiments` and `max_usd`: the time it has been at work before
+    (`worked_s`, its experiments' and runs' spans, not the pauses between resumes) counts."""
     limits = config.limits
     n = iterations if iterations is not None else limits.max_experiments
-    hours = until_s if until_s is not None else (
-        limits.max_hours * 3600 if limits.max_hours else None)
-    return Limits(iterations=n, deadline=None if hours is None else started + hours,
+    seconds = until_s if until_s is not None else (
+        max(0.0, limits.max_hours * 3600 - worked_s) if limits.max_hours else None)
+    return Limits(iterations=n, deadline=None if seconds is None else started + seconds,
                   max_usd=limits.max_usd)

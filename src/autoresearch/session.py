@@ -11,13 +11,14 @@ work is the scheduler's (`scheduler.py`); what one experiment does is its progra
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from autoresearch import gitops, guardrails, resources, shared_paths, timeouts
-from autoresearch.budget import session_spend
+from autoresearch.budget import active_seconds, session_spend
 from autoresearch.checkout_sync import (
     follow_head,
     refuse_session_branch_checked_out,
@@ -305,6 +306,11 @@ class Session:
             cached = select(gitops.tracked_files(self.root, commit), self.config.scope)
             self._scope_cache = {commit: cached}
         return cached
+
+    def worked_seconds(self) -> float:
+        """How long the session has been at work so far (its experiments' and runs' spans,
+        without the pauses between its processes): what `[limits] max_hours` counts."""
+        return active_seconds(self.ledger.work_spans(self.row.id), time.time())
 
     def spend_limit_reached(self) -> str | None:
         """Why no further model call may be made (checked before each one), or None."""
