@@ -109,14 +109,15 @@ def test_finalize_verify_reuses_the_recorded_runs_of_the_same_trees(toy_repo: Pa
     use_script(toy_repo, [{"hypothesis": "X to 6", "edits": {"target.py": "X = 6.0\n"}}])
     assert run_cli(toy_repo, "run", "--tag", "t", "-n", "2").returncode == 0
     (before,) = rows(toy_repo, "SELECT COUNT(*) FROM runs")[0]
-    result = run_cli(toy_repo, "finalize", "--tag", "t", "--verify", "--repeats", "3")
+    result = run_cli(toy_repo, "finalize", "--tag", "t", "--verify", "--repeats", "3",
+                     env={"COLUMNS": "200"})  # each table row on one line
     assert result.returncode == 0, result.stdout + result.stderr
     out = " ".join(result.stdout.split())
     # One branch, whose tree is the session's tip: base and tip were measured at the end of the
     # session (the headline), so nothing is run again.
-    assert "base: reusing 3 recorded run(s) of the same files" in out
-    assert "reusing 3 recorded run(s)" in out.split("base:", 1)[1]
-    assert "(3 recorded)" in out
+    assert "base: reusing the headline's 3 run(s) of the base" in out
+    assert "all changes (autoresearch/t): reusing the headline's 3 interleaved pair(s)" in out
+    assert "3 reused (headline)" in out and "fresh" not in out
     assert not (toy_repo / ".autoresearch" / "finalize" / "t" / "logs").exists()
     assert rows(toy_repo, "SELECT COUNT(*) FROM runs")[0][0] == before
 

@@ -142,9 +142,10 @@ def test_real_multi_file_session_with_verify(multi_repo: Path, tmp_path: Path,
     # Re-measured in this process: in the environment the CLI's session ran in (PYTHONPATH is
     # part of the evaluation's fingerprint).
     monkeypatch.setenv("PYTHONPATH", cli_env()["PYTHONPATH"])
-    base, effects, sigma = remeasure(repo, result, repeats=2)
-    assert base.mean == pytest.approx(13.0, abs=0.2) and sigma is not None
-    by_name = {e.name: e for e in effects}
+    verification = remeasure(repo, result, repeats=2)
+    base = verification.base
+    assert base.mean == pytest.approx(13.0, abs=0.2) and verification.base_sigma is not None
+    by_name = {e.name: e for e in verification.effects}
     # a.py+b.py alone: (3-3)² + (1·1-2)² = 1; c.py alone changes nothing without B; both: 0.
     assert by_name[names[0]].improvement == pytest.approx(12.0, abs=0.2)
     assert by_name[names[1]].improvement == pytest.approx(0.0, abs=0.2)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import re
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -122,12 +123,22 @@ def test_cli_errors_are_clear(tmp_path: Path, demo_ro: BuiltSession) -> None:
     assert "no autoresearch ledger" in proc.stderr and "Traceback" not in proc.stderr
     # The rest in-process: each command raises the error the CLI prints.
     runner = CliRunner()
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
     cases = [
         (["finalize", "--repo", str(plain)], "no autoresearch ledger"),
         (["dashboard", "--repo", str(plain)], "no autoresearch ledger"),
         (["report", "--repo", str(demo_ro.repo), "--tag", "nope"], "no session tagged 'nope'"),
         (["dashboard", "--repo", str(demo_ro.repo), "--host", "0.0.0.0"], "without an access token"),
         (["dashboard", "--repo", str(demo_ro.repo), "--token", "short"], "too short"),
+        # A host this machine cannot listen on is said as such, not as a port in use.
+        (["dashboard", "--repo", str(demo_ro.repo), "--host", "no-such-host.invalid",
+          "--token", "long-enough-token"], "cannot resolve the host 'no-such-host.invalid'"),
+        (["dashboard", "--repo", str(demo_ro.repo), "--host", "10.255.255.1",
+          "--token", "long-enough-token"], "cannot listen on 10.255.255.1"),
+        (["dashboard", "--repo", str(demo_ro.repo), "--port", str(taken.getsockname()[1])],
+         "is already in use"),
     ]
     for args, message in cases:
         result = runner.invoke(app, args)
@@ -135,6 +146,7 @@ def test_cli_errors_are_clear(tmp_path: Path, demo_ro: BuiltSession) -> None:
         assert message in result.exception.render()
         if "--host" in args or "--token" in args:
             assert result.exception.exit_code == 3  # refused, as the README's exit codes say
+    taken.close()
     unknown = runner.invoke(app, ["finalize", "--repo", str(demo_ro.repo), "--tag", "nope"])
     assert isinstance(unknown.exception, AutoresearchError)
     assert "known tags: demo" in unknown.exception.render()

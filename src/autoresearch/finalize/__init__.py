@@ -9,7 +9,10 @@ re-running finalize recreates byte-identical commits.
 
 Before any branch is written, two checks that do not trust the grouping are made on the new
 commits: their changed files are pairwise disjoint, and applying all of them to the base gives
-exactly the session's final tree. Finalize never pushes and never touches the base branch.
+exactly the session's final tree. The branches are then written in one ref transaction (all of
+them or none), once no new name is found in the way of an existing branch (git cannot have both
+`x` and `x/y`). Finalize never pushes and never touches the base branch; the command runs one
+finalize of a session at a time (`finalize.lock`).
 
 This module is the command and its checks; the grouping and the branch names are in
 `finalize.groups`, the replay in `finalize.replay`, and `--verify`'s re-measurement of each
@@ -28,7 +31,7 @@ from autoresearch.finalize.groups import SourceCommit, group_commits, group_slug
 from autoresearch.finalize.replay import PrivateIndex, replay_commits
 from autoresearch.gitops import tree_of
 from autoresearch.gitops.history import changed_files, diff_names, is_ancestor, rev_list
-from autoresearch.gitops.runner import git
+from autoresearch.gitops.runner import GitError, git
 from autoresearch.ledger import ExperimentRow
 from autoresearch.views.summary import open_ledger, resolve_session
 
@@ -86,9 +89,27 @@ def _source_commits(repo: Path, base: str, tip: str, titles: dict[str, tuple[str
     out: list[SourceCommit] = []
     for sha in rev_list(repo, ["--reverse", "--first-parent", f"{base}..{tip}"]):
         exp_id, title = titles.get(sha, (None, ""))
+        files = changed_files(repo, sha)
+        subject = None
+        if exp_id is not None and not title:
+            # Proposed without a hypothesis: the session's commit says only "experiment", which
+            # names neither the branch nor the change; what it changed does.
+            title = subject = _what_changed(files)
         title = title or git(repo, "show", "-s", "--format=%s", sha).strip()
-        out.append(SourceCommit(sha, exp_id, title, changed_files(repo, sha)))
+        out.append(SourceCommit(sha, exp_id, title, files, subject))
     return out
+
+
+def _first_line(hypothesis: str) -> str:
+    """A hypothesis's first line; "" for one that is blank or only whitespace."""
+    return next(iter(hypothesis.strip().splitlines()), "").strip()
+
+
+def _what_changed(files: list[str], shown: int = 3) -> str:
+    if not files:
+        return "change nothing"
+    more = f" and {len(files) - shown} more" if len(files) > shown else ""
+    return f"change {', '.join(files[:shown])}{more}"
 
 
 def _restore_hint(branch: str, kept: list[ExperimentRow], *, branch_exists: bool) -> str:
@@ -129,7 +150,7 @@ def finalize(
     base = session.base_commit
     tip = git(repo, "rev-parse", "--verify", "--quiet", f"refs/heads/{session.branch}^{{commit}}",
               check=False).strip()
-    titles = {e.commit_sha: (e.id, e.hypothesis.strip().splitlines()[0] if e.hypothesis else "")
+    titles = {e.commit_sha: (e.id, _first_line(e.hypothesis))
               for e in exps if e.commit_sha and e.kind != "baseline"}
     kept = [e for e in exps if e.status == "keep" and e.kind != "baseline" and e.commit_sha]
     restore = _restore_hint(session.branch, kept, branch_exists=bool(tip))
@@ -238,13 +259,34 @@ def _verify_disjoint(repo: Path, base: str, groups: list[ChangeGroup]) -> None:
             seen[path] = g.branch
 
 
+def _check_ref_paths(repo: Path, groups: list[ChangeGroup]) -> None:
+    """git cannot have a branch `x/y` beside a branch `x` (a ref is a file, and `x` would have to
+    be a directory too): a new name that is such a prefix of an existing branch, or has one as
+    its prefix, is refused before any branch is written."""
+    existing = git(repo, "for-each-ref", "--format=%(refname)", "refs/heads/").split()
+    for g in groups:
+        ref = f"refs/heads/{g.branch}"
+        conflicts = [r for r in existing if r.startswith(ref + "/") or ref.startswith(r + "/")]
+        if conflicts:
+            other = conflicts[0].removeprefix("refs/heads/")
+            raise FinalizeError(
+                f"the branch {g.branch} cannot be created beside the existing branch {other}: "
+                "git cannot have both a branch and another one under its name",
+                where="--prefix",
+                fix=f"choose another --prefix (e.g. --prefix review/), or rename or delete {other}; "
+                "no branch was written")
+
+
 def _write_branches(repo: Path, groups: list[ChangeGroup], force: bool,
                     say: Callable[[str], None]) -> None:
+    _check_ref_paths(repo, groups)
     clashes: list[tuple[str, str, str]] = []  # (branch, what it points to, the new tip)
+    current_of: dict[str, str] = {}
     for g in groups:
         current = git(repo, "rev-parse", "--verify", "--quiet", f"refs/heads/{g.branch}",
                       check=False).strip()
         g.existed = bool(current)
+        current_of[g.branch] = current
         if current and current != g.tip:
             clashes.append((g.branch, current, g.tip))
     if clashes and not force:
@@ -265,6 +307,23 @@ def _write_branches(repo: Path, groups: list[ChangeGroup], force: bool,
             fix="commit or set aside the work there, switch that worktree to another branch "
                 f"(e.g. `git -C {busy[0][1]} switch --detach`), then finalize --force again; "
                 "or choose another --prefix")
+    _update_refs_at_once(repo, groups, current_of)
     for g in groups:
-        git(repo, "update-ref", "-m", "autoresearch finalize", f"refs/heads/{g.branch}", g.tip)
         say(f"{g.branch} ← {len(g.commits)} commit(s), {len(g.files)} file(s)")
+
+
+def _update_refs_at_once(repo: Path, groups: list[ChangeGroup],
+                         current_of: dict[str, str]) -> None:
+    """Every branch in one transaction: all are written or none is. Each must still be what it
+    was when checked (absent: the zero id), so a branch moved meanwhile is not overwritten."""
+    lines = ["start"] + [
+        f"update refs/heads/{g.branch} {g.tip} {current_of[g.branch] or '0' * len(g.tip)}"
+        for g in groups] + ["prepare", "commit"]
+    try:
+        git(repo, "update-ref", "-m", "autoresearch finalize", "--stdin",
+            input_text="\n".join(lines) + "\n")
+    except GitError as err:
+        raise FinalizeError(f"the branches could not be written: {err.stderr.strip()}",
+                            where=str(repo),
+                            fix="no branch was written; finalize again (with another --prefix "
+                            "if a branch name is in the way)") from None

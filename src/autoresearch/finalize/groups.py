@@ -16,6 +16,7 @@ class SourceCommit:
     exp_id: str | None
     title: str
     files: list[str]
+    subject: str | None = None  # replaces the source's subject line (it had none worth keeping)
 
 
 def group_commits(commits: list[SourceCommit]) -> list[list[SourceCommit]]:
@@ -57,9 +58,20 @@ _FILLER = frozenset({
 
 
 def _key_words(title: str, n: int) -> str:
-    words = re.findall(r"[a-z0-9]+(?:\.[0-9]+)?", title.lower())
-    kept = [w for w in words if w not in _FILLER] or words
-    return slug(" ".join(kept[:n]), limit=60)
+    words = re.findall(r"[A-Za-z0-9]+(?:\.[0-9]+)?", title)
+    kept = [w for i, w in enumerate(words) if w.lower() not in _FILLER or _is_a_name(words, i)]
+    return slug(" ".join(kept[:n] or words[:n]), limit=60)
+
+
+def _is_a_name(words: list[str], i: int) -> bool:
+    """A capital one-letter word is a name ("raise A to 1": the knob A), not the article, unless
+    it opens the title before a word that is not a filler ("A larger batch")."""
+    word = words[i]
+    if len(word) != 1 or not word.isupper():
+        return False
+    opens_a_phrase = (i == 0 and i + 1 < len(words) and words[i + 1].isalpha()
+                      and words[i + 1].lower() not in _FILLER)
+    return not opens_a_phrase
 
 
 def group_slug(titles: list[str], limit: int = 60) -> str:

@@ -54,6 +54,12 @@ def _trailer_message(message: str, source: str) -> str:
     return f"{body}{'' if in_trailers else chr(10)}\nAutoresearch-Source: {source}\n"
 
 
+def _with_subject(message: str, subject: str) -> str:
+    """The message with its first line (the subject) replaced; its body and trailers kept."""
+    _, newline, rest = message.partition("\n")
+    return subject + newline + rest
+
+
 def replay_commits(repo: Path, index: PrivateIndex, base: str, commits: list[SourceCommit]) -> str:
     """New commits on `base`, one per source commit, with the same author, dates and message."""
     index.read(base)
@@ -66,6 +72,8 @@ def replay_commits(repo: Path, index: PrivateIndex, base: str, commits: list[Sou
                                               c.sha).split("\0", 6)
         env = {"GIT_AUTHOR_NAME": an, "GIT_AUTHOR_EMAIL": ae, "GIT_AUTHOR_DATE": ad,
                "GIT_COMMITTER_NAME": cn, "GIT_COMMITTER_EMAIL": ce, "GIT_COMMITTER_DATE": cd}
+        if c.subject:
+            message = _with_subject(message, c.subject)
         head = git(repo, "commit-tree", tree, "-p", head, "-F", "-", env=env,
                    input_text=_trailer_message(message, c.sha)).strip()
     return head

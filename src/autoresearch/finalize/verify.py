@@ -1,8 +1,23 @@
 """`finalize --verify`: each new branch re-measured against the base, for its own effect.
 
-A tree is never measured twice (targets with the same tree share their runs, and runs the session
-already recorded of that tree are reused); what is still missing runs round-robin across the
-targets, so that slow drift of the machine spreads evenly.
+Only unbiased measurements are set side by side. A kept candidate's own runs are the lucky ones
+that selected it, and the session's baseline runs are from another time than today's (had the
+machine drifted since, the drift would be taken for the branches' effects): neither is reused.
+What may be reused is the headline: the session's best and its base, re-measured in interleaved
+pairs at the session's end (roles "headline" and "headline-baseline"). When the headline covers
+every target but the base (the common case: one branch, whose tree is the session's tip),
+nothing is run again.
+
+Otherwise the base is measured again with every target that needs fresh runs, in rounds (base,
+branch 1, branch 2, …, then in the reverse order, so that a linear drift cancels over every two
+rounds). A branch's effect is the mean of its differences from the base's run of the same round,
+with the t interval of those differences; targets with identical trees share their runs, so a
+tree is never measured twice in one round. The session tip keeps the headline's pairs when it has
+them (shown as reused), else it is measured like a branch.
+
+A branch whose first run fails while the base's succeeds crashes on its own (it needs another
+branch's change, such as a helper it imports): it is reported so and not run again. Only a base
+that fails its first run means the verify command no longer works, and stops --verify at once.
 """
 
 from __future__ import annotations
@@ -10,8 +25,9 @@ from __future__ import annotations
 import contextlib
 import statistics
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from autoresearch.evaluation_inputs import EvaluationInputs
 from autoresearch.executor import Measurement, elsewhere
@@ -20,9 +36,17 @@ from autoresearch.finalize.groups import slug
 from autoresearch.gitops import tree_of
 from autoresearch.gitops.runner import git
 from autoresearch.ledger import Ledger, SessionRow
+from autoresearch.policy import Interval, paired_interval
 from autoresearch.resume_contract import REMEASURE_FIX, environment_difference, same_machine
 from autoresearch.stop_signals import stop_signals_as_interrupt
 from autoresearch.views.summary import open_ledger, resolve_session
+
+if TYPE_CHECKING:
+    from autoresearch.config import Config
+
+FRESH, HEADLINE = "fresh", "headline"  # where a target's runs come from
+CONFIDENCE = 0.95
+CRASHES_ALONE = "crashes on its own (needs an earlier branch?)"
 
 
 class FinalizeInterrupted(FinalizeError):
@@ -31,37 +55,67 @@ class FinalizeInterrupted(FinalizeError):
     exit_code = 130
 
 
-def _verify_command_fails(failed: list[tuple[str, Path]]) -> None:
-    """Every target's first re-measurement failed: the verify command no longer works (a
-    changed config, a missing tool or data), and the other rounds would only repeat it for
-    as long as their timeouts, then report the session's old runs as if re-measured."""
-    first = failed[0][1]
-    raise FinalizeError(
-        "--verify stopped: the verify command failed on every target of its first round ("
-        + "; ".join(what for what, _ in failed) + ")",
-        where=f"{first} (the first failed run's log)",
-        fix="fix [verify] command in autoresearch.toml (`autoresearch check` dry-runs it), then "
-        "run `autoresearch finalize --verify` again; the branches are written and unchanged")
-
-
 @dataclass(frozen=True)
 class Effect:
-    """One branch re-measured against the base; `improvement` > 0 is better whatever the direction."""
+    """One target against the base; `improvement` > 0 is better whatever the direction."""
 
     name: str
     commit: str
-    values: list[float]
+    values: list[float]  # the target's own objective, run by run
     failures: list[str]
     mean: float | None
-    improvement: float | None
-    in_sigma: float | None
-    reused: int = 0  # of `values`, how many are recorded runs of the same tree (not re-run)
+    improvement: float | None  # the mean of its paired differences from the base
+    interval: Interval | None  # the t interval of those differences
+    source: str = FRESH  # FRESH: measured now; HEADLINE: the headline's pairs, reused
+    crashed_alone: bool = False  # its first run failed where the base's did not: not run again
+    note: str = ""  # what went wrong with its runs, for the table
+
+    @property
+    def reused(self) -> bool:
+        return self.source == HEADLINE
+
+
+@dataclass(frozen=True)
+class Verification:
+    base: Effect
+    effects: list[Effect]  # the branches, then the whole session
+    rounds: int  # how many rounds of fresh runs were made (0: the headline's runs only)
+
+    @property
+    def base_sigma(self) -> float | None:
+        """Sample standard deviation of the base's runs (None with fewer than two)."""
+        return statistics.stdev(self.base.values) if len(self.base.values) >= 2 else None
+
+    @property
+    def incomplete(self) -> bool:
+        """Some target has failed runs, or none that count."""
+        return any(e.failures or e.improvement is None for e in self.effects)
+
+
+@dataclass
+class _Arm:
+    """A distinct tree measured in this verification: its runs, round by round."""
+
+    index: int
+    name: str
+    commit: str
+    values: dict[int, float] = field(default_factory=dict)  # round -> objective
+    failures: list[str] = field(default_factory=list)
+    crashed_alone: bool = False
+    whole_session: bool = False  # the session tip's tree: it needs no other change
+
+    @property
+    def note(self) -> str:
+        if self.crashed_alone:
+            alone = "fails where the base does not" if self.whole_session else CRASHES_ALONE
+            return f"{alone}: {self.failures[0]}"
+        return f"{len(self.failures)} run(s) failed: {self.failures[0]}" if self.failures else ""
 
 
 @dataclass(frozen=True)
 class _Comparable:
-    """What the re-measurement must share with the session's recorded runs, which it reuses and
-    sets beside its own: the environment (its fingerprint) and the inputs outside the
+    """What the fresh runs must share with the session's recorded ones, which may stand beside
+    them (the headline's): the environment (its fingerprint) and the inputs outside the
     repository (their hashes)."""
 
     ledger_path: Path
@@ -101,22 +155,34 @@ class _Comparable:
         return contextlib.closing(Ledger(self.ledger_path, readonly=True))
 
 
-def recorded_runs(repo: Path, tag: str, metric: str) -> dict[str, list[float]]:
-    """Tree -> the objective of every successful run the session recorded of a commit with that
-    tree (oldest first): the session's own measurements of the same files."""
+def headline_pairs(repo: Path, tag: str, metric: str, base_tree: str
+                   ) -> dict[str, list[tuple[float, float]]]:
+    """Tree -> the (best, baseline) pairs of the newest headline that re-measured a commit with
+    that tree against one with the base's tree, in the same metric. The only recorded runs that
+    are re-measurements: every other run of the session took part in selecting what it ran."""
     ledger = open_ledger(repo)
     try:
         session = resolve_session(ledger, tag)
-        tree_of_commit = {e.commit_sha: e.tree_sha for e in ledger.experiments(session.id)
-                          if e.commit_sha and e.tree_sha}
-        out: dict[str, list[float]] = {}
-        for run in ledger.session_runs(session.id):
-            tree = tree_of_commit.get(run.commit_sha)
-            if tree and run.status == "ok" and metric in run.metrics:
-                out.setdefault(tree, []).append(run.metrics[metric])
-        return out
+        if session.metric != metric:  # the config measures something else now
+            return {}
+        found = [e["data"] for e in ledger.events(session.id, kind="headline") if e["data"]]
     finally:
         ledger.close()
+    out: dict[str, list[tuple[float, float]]] = {}
+    for data in reversed(found):  # newest first: the first seen of a tree is kept
+        pairs = [(float(best), float(baseline)) for best, baseline in data.get("pairs", [])]
+        best_tree = _tree_or_none(repo, str(data.get("best_commit") or ""))
+        baseline_tree = _tree_or_none(repo, str(data.get("baseline_commit") or ""))
+        if best_tree and baseline_tree == base_tree and pairs:
+            out.setdefault(best_tree, pairs)
+    return out
+
+
+def _tree_or_none(repo: Path, commit: str) -> str | None:
+    if not commit:
+        return None
+    return git(repo, "rev-parse", "--verify", "--quiet", f"{commit}^{{tree}}",
+               check=False).strip() or None
 
 
 def remeasure(
@@ -126,114 +192,170 @@ def remeasure(
     repeats: int | None = None,
     log: Callable[[str], None] | None = None,
     run: Mapping[str, str | None] | None = None,
-) -> tuple[Effect, list[Effect], float | None]:
-    """Measure the base, every new branch and the session tip `repeats` times each.
-
-    The same tree is never measured twice: targets with identical trees (a single branch is the
-    session's tip) share their runs, and runs the session already recorded of that tree (its
-    baseline repeats, the headline's re-measurements) are reused, the most recent first. What is
-    still missing runs round-robin (base, branch 1, …, tip, base, …) so that slow drift of the
-    machine spreads evenly instead of favouring whatever ran first. Returns the baseline, the
-    per-target effects (branches, then the whole session) and the σ used.
+) -> Verification:
+    """Measure every new branch and the session tip against the base, `repeats` times each
+    (see the module docstring for what is reused and how the rest is paired).
 
     The runs are made as the session made its own, so that the two can be put together: by the
     executor `run` names (`--executor`, `--ray-address`, else `[run]`), with `[verify] share`
     linked and `[verify] inputs` held to the session's, in the session's environment.
     """
-    from autoresearch import gitops, shared_paths
     from autoresearch.config import CONFIG_NAME, load_config
-    from autoresearch.executor import RunRequest, make_executor, new_run_id
-    from autoresearch.history import run_seed
-    from autoresearch.state import StatePaths
 
     say = log or (lambda _msg: None)
     config = load_config(repo / CONFIG_NAME).with_run(**(run or {}))
     n = repeats or max(2, config.decision.baseline_repeats(config.verify.budget_seconds))
-    paths = StatePaths(repo, result.tag)
-    work = paths.state_dir / "finalize" / result.tag
+    targets = [(g.branch, g.tip) for g in result.groups]
+    targets.append((f"all changes ({_session_branch(repo, result.tag)})", result.session_tip))
+    tree = {sha: tree_of(repo, sha) for sha in [result.base_commit] + [s for _, s in targets]}
+    base_tree, tip_tree = tree[result.base_commit], tree[result.session_tip]
+    reusable = {t: pairs[-n:] for t, pairs in headline_pairs(
+        repo, result.tag, config.metric.name, base_tree).items() if len(pairs) >= n}
+    arms: dict[str, _Arm] = {base_tree: _Arm(0, "base", result.base_commit)}
+    for i, (name, sha) in enumerate(targets, start=1):
+        if tree[sha] not in reusable and tree[sha] not in arms:
+            arms[tree[sha]] = _Arm(i, name, sha, whole_session=tree[sha] == tip_tree)
+    rounds = 0
+    if len(arms) > 1:  # some target needs fresh runs: so does the base, beside them
+        rounds = n
+        _measure(repo, result.tag, config, list(arms.values()), n, say)
+    direction = config.metric.direction
+    effects = []
+    for name, sha in targets:
+        if tree[sha] in arms:
+            effects.append(_fresh_effect(name, sha, arms[tree[sha]], arms[base_tree], direction))
+        else:
+            say(f"{name}: reusing the headline's {len(reusable[tree[sha]])} interleaved pair(s) "
+                "with the base, measured at the session's end")
+            effects.append(_headline_effect(name, sha, reusable[tree[sha]], direction))
+    if rounds:
+        base = _effect_of_runs("base", result.base_commit, arms[base_tree], FRESH)
+    else:
+        pairs = reusable[tree[targets[-1][1]]]
+        say(f"base: reusing the headline's {len(pairs)} run(s) of the base")
+        base = Effect("base", result.base_commit, [b for _, b in pairs], [],
+                      statistics.fmean(b for _, b in pairs), None, None, HEADLINE)
+    return Verification(base, effects, rounds)
+
+
+def _session_branch(repo: Path, tag: str) -> str:
+    from autoresearch.state import StatePaths
+
+    return StatePaths(repo, tag).branch
+
+
+def _fresh_effect(name: str, sha: str, arm: _Arm, base: _Arm, direction: str) -> Effect:
+    """A target measured now: its differences from the base's run of the same round."""
+    pairs = [(arm.values[r], base.values[r]) for r in sorted(arm.values) if r in base.values]
+    effect = _effect_of_runs(name, sha, arm, FRESH)
+    if arm is base:  # the target is the base's files: no change, measured as the base
+        pairs = [(v, v) for v in base.values.values()]
+    interval = paired_interval(pairs, direction, CONFIDENCE) if pairs else None
+    return Effect(name, sha, effect.values, effect.failures, effect.mean,
+                  interval.estimate if interval else None, interval, FRESH, arm.crashed_alone,
+                  arm.note)
+
+
+def _effect_of_runs(name: str, sha: str, arm: _Arm, source: str) -> Effect:
+    values = [arm.values[r] for r in sorted(arm.values)]
+    mean = statistics.fmean(values) if values else None
+    return Effect(name, sha, values, list(arm.failures), mean, None, None, source,
+                  arm.crashed_alone, arm.note)
+
+
+def _headline_effect(name: str, sha: str, pairs: list[tuple[float, float]],
+                     direction: str) -> Effect:
+    interval = paired_interval(pairs, direction, CONFIDENCE)
+    values = [best for best, _ in pairs]
+    return Effect(name, sha, values, [], statistics.fmean(values), interval.estimate, interval,
+                  HEADLINE)
+
+
+def _measure(repo: Path, tag: str, config: Config, arms: list[_Arm], n: int,
+             say: Callable[[str], None]) -> None:
+    """Run `n` rounds of the arms (the base first) in one worktree, each arm once a round, the
+    order reversed every other round; fills each arm's values and failures."""
+    from autoresearch import gitops, shared_paths
+    from autoresearch.executor import RunRequest, make_executor, new_run_id
+    from autoresearch.history import run_seed
+    from autoresearch.state import StatePaths
+
+    paths = StatePaths(repo, tag)
+    work = paths.state_dir / "finalize" / tag
     worktree = work / "worktree"
-    targets = [("base", result.base_commit)] + [(g.branch, g.tip) for g in result.groups]
-    targets.append((f"all changes ({paths.branch})", result.session_tip))
-    tree_of_target = {name: tree_of(repo, sha) for name, sha in targets}
-    known = recorded_runs(repo, result.tag, config.metric.name)
-    by_tree: dict[str, list[float]] = {}  # each distinct tree's values, shared by its targets
-    failures: dict[str, list[str]] = {}
-    reused: dict[str, int] = {}
-    todo: list[tuple[int, str, str]] = []  # the first target of each tree still short of n runs
-    for i, (name, sha) in enumerate(targets):
-        tree = tree_of_target[name]
-        if tree in by_tree:
-            continue
-        by_tree[tree], failures[tree] = known.get(tree, [])[-n:], []
-        reused[tree] = len(by_tree[tree])
-        if reused[tree]:
-            say(f"{name}: reusing {reused[tree]} recorded run(s) of the same files")
-        if reused[tree] < n:
-            todo.append((i, name, sha))
-    if todo:
-        shared = shared_paths.collect(repo, config)
-        inputs = EvaluationInputs.collect(repo, config.verify.inputs)
-        comparable = _Comparable.of(repo, result.tag, inputs)
+    shared = shared_paths.collect(repo, config)
+    inputs = EvaluationInputs.collect(repo, config.verify.inputs)
+    comparable = _Comparable.of(repo, tag, inputs)
+    _fresh_worktree(repo, worktree, arms[0].commit)
+    done = 0  # runs made by this re-measurement
+    try:
+        # SIGTERM and SIGHUP stop like Ctrl-C: the run's tree is killed and the worktree
+        # removed below, rather than the process ending with both left behind.
+        # Where the session measured (this machine or its Ray cluster): the headline's runs
+        # reused beside these must be comparable with them.
+        with stop_signals_as_interrupt(), contextlib.closing(make_executor(
+                config, shared=shared, inputs=inputs)) as executor:
+            comparable.here(executor)
+            for round_ in range(n):
+                failed: list[tuple[str, Path]] = []  # (target, log) of this round's failed runs
+                for arm in arms if round_ % 2 == 0 else reversed(arms):
+                    if arm.crashed_alone:
+                        continue
+                    log_path = work / "logs" / f"{arm.index:02d}-{slug(arm.name)}-{round_}.log"
+                    m = executor.run(RunRequest(
+                        commit=arm.commit, worktree=worktree, role="finalize", log_path=log_path,
+                        run_id=new_run_id(paths.repo_key, tag),
+                        seed=run_seed(f"{tag}-finalize", round_)))
+                    comparable.measured(m)
+                    done += 1
+                    if m.objective is not None:
+                        arm.values[round_] = m.objective
+                        say(f"{arm.name}: {config.metric.name} = {m.objective:.6g}")
+                    else:
+                        arm.failures.append(f"{m.status} ({m.reason})")
+                        failed.append((f"{arm.name}: {m.status} ({m.reason})", log_path))
+                        say(f"{arm.name}: {m.status} ({m.reason})")
+                if round_ == 0:
+                    _after_first_round(arms, failed)
+    except KeyboardInterrupt:
+        raise FinalizeInterrupted(
+            f"interrupted during --verify after {done} completed run(s): nothing was re-measured "
+            "to the end", where=str(work),
+            fix="the branches are written and unchanged; run `autoresearch finalize "
+            "--verify` again to re-measure") from None
+    finally:
         gitops.remove_worktree(repo, worktree)
-        work.mkdir(parents=True, exist_ok=True)
-        git(repo, "worktree", "add", "--detach", "--force", str(worktree), result.base_commit)
-        done = 0  # runs made by this re-measurement
-        try:
-            # SIGTERM and SIGHUP stop like Ctrl-C: the run's tree is killed and the worktree
-            # removed below, rather than the process ending with both left behind.
-            # Where the session measured (this machine or its Ray cluster): the recorded runs
-            # reused above and these must be comparable.
-            with stop_signals_as_interrupt(), contextlib.closing(make_executor(
-                    config, shared=shared, inputs=inputs)) as executor:
-                comparable.here(executor)
-                for round_ in range(n):
-                    round_logs: list[tuple[str, Path]] = []  # (target, log) of failed runs
-                    ran = 0
-                    for i, name, sha in todo:
-                        tree = tree_of_target[name]
-                        if len(by_tree[tree]) >= n:
-                            continue
-                        log_path = work / "logs" / f"{i:02d}-{slug(name)}-{round_}.log"
-                        m = executor.run(RunRequest(
-                            commit=sha, worktree=worktree, role="finalize", log_path=log_path,
-                            run_id=new_run_id(paths.repo_key, result.tag),
-                            seed=run_seed(f"{result.tag}-finalize", round_)))
-                        comparable.measured(m)
-                        ran += 1
-                        done += 1
-                        if m.objective is not None:
-                            by_tree[tree].append(m.objective)
-                            say(f"{name}: {config.metric.name} = {m.objective:.6g}")
-                        else:
-                            failures[tree].append(f"{m.status}: {m.reason}")
-                            round_logs.append((f"{name}: {m.status} ({m.reason})", log_path))
-                            say(f"{name}: {m.status} ({m.reason})")
-                    if round_ == 0 and ran and len(round_logs) == ran:
-                        _verify_command_fails(round_logs)
-        except KeyboardInterrupt:
-            raise FinalizeInterrupted(
-                f"interrupted during --verify after {done} completed run(s): nothing was re-measured to "
-                "the end", where=str(work),
-                fix="the branches are written and unchanged; run `autoresearch finalize "
-                "--verify` again to re-measure") from None
-        finally:
-            gitops.remove_worktree(repo, worktree)
-    base_vals = by_tree[tree_of_target["base"]]
-    sigma = result_sigma(base_vals)
-    sign = config.metric.sign
-    base_mean = sum(base_vals) / len(base_vals) if base_vals else None
-
-    def effect(name: str, sha: str) -> Effect:
-        tree = tree_of_target[name]
-        vals = by_tree[tree]
-        mean = sum(vals) / len(vals) if vals else None
-        imp = sign * (mean - base_mean) if mean is not None and base_mean is not None else None
-        ratio = imp / sigma if imp is not None and sigma else None
-        return Effect(name, sha, vals, failures[tree], mean, imp, ratio, reused[tree])
-
-    return effect(*targets[0]), [effect(name, sha) for name, sha in targets[1:]], sigma
 
 
-def result_sigma(values: list[float]) -> float | None:
-    """Sample standard deviation of the base's re-measurements (None with fewer than two)."""
-    return statistics.stdev(values) if len(values) >= 2 else None
+def _fresh_worktree(repo: Path, worktree: Path, commit: str) -> None:
+    """The measuring worktree, made anew: what an earlier finalize left there (killed, or broken
+    by another finalize before there was a lock) is removed first."""
+    from autoresearch import gitops
+
+    gitops.remove_worktree(repo, worktree)
+    worktree.parent.mkdir(parents=True, exist_ok=True)
+    git(repo, "worktree", "add", "--detach", "--force", str(worktree), commit)
+
+
+def _after_first_round(arms: list[_Arm], failed: list[tuple[str, Path]]) -> None:
+    """A base that failed its first run: the verify command no longer works (a changed config,
+    a missing tool or data), and the other rounds would only repeat it for as long as their
+    timeouts. A branch that failed where the base did not crashes on its own (it needs another
+    branch's change): not run again."""
+    base = arms[0]
+    if base.failures:
+        _verify_command_fails(failed, everywhere=len(failed) == len(arms))
+    for arm in arms[1:]:
+        arm.crashed_alone = bool(arm.failures)
+
+
+def _verify_command_fails(failed: list[tuple[str, Path]], *, everywhere: bool) -> None:
+    first = failed[0][1]
+    which = "on every target of its first round" if everywhere else (
+        "on the base in its first round: there is nothing to compare the branches with")
+    raise FinalizeError(
+        f"--verify stopped: the verify command failed {which} ("
+        + "; ".join(what for what, _ in failed) + ")",
+        where=f"{first} (the first failed run's log)",
+        fix="fix [verify] command in autoresearch.toml (`autoresearch check` dry-runs it), then "
+        "run `autoresearch finalize --verify` again; the branches are written and unchanged")

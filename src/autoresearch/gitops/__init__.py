@@ -280,7 +280,30 @@ def ensure_detached_worktree(root: Path, path: Path, commit: str) -> None:
 
 
 def remove_worktree(root: Path, path: Path) -> None:
+    """Remove the worktree at `path` and its registration, a broken one too.
+
+    Broken: its `.git` link is gone while git still lists it, or the link's HEAD is (a process
+    killed inside `git worktree add`, or another one pruning under it, leaves that). git refuses
+    to remove such a worktree, and its directory would make every later `git worktree add` at the
+    same path fail ("already exists"): it is deleted, then pruned. A directory whose `.git` is a
+    directory is a repository of its own and is left alone."""
+
+    def broken() -> bool:
+        link = path / ".git"
+        if link.is_file():
+            text = link.read_text(errors="replace").strip()
+            if not text.startswith("gitdir:"):
+                return False
+            admin = path / text.removeprefix("gitdir:").strip()  # an absolute one stays as is
+            return not (admin / "HEAD").is_file()
+        if link.exists() or not path.is_dir():
+            return False
+        listed = git(root, "worktree", "list", "--porcelain", "-z", check=False).split("\0")
+        return f"worktree {path.resolve()}" in listed
+
     git(root, "worktree", "remove", "--force", str(path), check=False)
+    if broken():
+        shutil.rmtree(path, ignore_errors=True)
     git(root, "worktree", "prune", check=False)
 
 

@@ -6,6 +6,7 @@ does not pay for them at start-up.
 
 from __future__ import annotations
 
+import errno
 import socket
 import threading
 import time
@@ -30,7 +31,7 @@ __all__ = ["dashboard", "dashboard_app", "finalize", "is_loopback", "register", 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
 
-    from autoresearch.finalize.verify import Effect
+    from autoresearch.finalize.verify import Effect, Verification
 
 # Nearly everything these commands print embeds untrusted text (file names, commit titles, metric
 # names, paths): rich markup is off, so a `[/]` in any of them is shown as written rather than
@@ -63,15 +64,30 @@ def _check_session(root: Path, tag: str | None) -> str:
         ledger.close()
 
 
-def _port_free(host: str, port: int) -> bool:
-    family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
+def _check_bindable(host: str, port: int) -> None:
+    """Refuse, before anything is served, a --host this machine cannot listen on (a name that
+    does not resolve, an address not its own) or a --port already taken: each said as itself."""
+    bare = host.strip("[]")
+    try:
+        infos = socket.getaddrinfo(bare, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise PreconditionError(f"cannot resolve the host {host!r}: {exc.strerror}",
+                                where="--host", fix="give an address of this machine, e.g. "
+                                "--host 127.0.0.1 (the default) or --host 0.0.0.0 with --token"
+                                ) from None
+    family, _, _, _, address = infos[0]
     with socket.socket(family, socket.SOCK_STREAM) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            s.bind((host.strip("[]"), port))
-        except OSError:
-            return False
-    return True
+            s.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise AutoresearchError(f"port {port} on {host} is already in use",
+                                        where="--port", fix="pick another one, e.g. --port 8766 "
+                                        "(or --port 0 for any)") from None
+            raise PreconditionError(f"cannot listen on {host}: {exc.strerror}", where="--host",
+                                    fix="give an address of this machine, e.g. --host 127.0.0.1 "
+                                    "(the default) or --host 0.0.0.0 with --token") from None
 
 
 def dashboard_app(root: Path, tag: str | None, token: str | None, host: str) -> Starlette:
@@ -116,9 +132,7 @@ def dashboard(
                                 fix="e.g. python -c 'import secrets; print(secrets.token_urlsafe())'")
     root = _root(repo)
     shown = _check_session(root, tag)
-    if port and not _port_free(host, port):
-        raise AutoresearchError(f"port {port} on {host} is already in use", where="--port",
-                                fix="pick another one, e.g. --port 8766 (or --port 0 for any)")
+    _check_bindable(host, port)
     app = dashboard_app(root, tag, token, host)
 
     class Server(uvicorn.Server):
@@ -225,11 +239,25 @@ def finalize(
     ray_address: RayAddressOpt = None,
 ) -> None:
     """Split a session's kept commits into independent branches from its base (never pushes)."""
+    from autoresearch.finalize.lock import FinalizeLock
+
+    root = _root(repo)
+    # One finalize of a session at a time: two would write the same branches and measure in
+    # the same worktree, each removing the other's checkout under its runs.
+    with FinalizeLock(root, _check_session(root, tag)):
+        verification = _finalize_locked(root, tag, prefix=prefix, force=force,
+                                        verify=verify, repeats=repeats,
+                                        run={"executor": executor, "ray_address": ray_address})
+    if verification is not None and verification.incomplete:
+        raise typer.Exit(1)  # asked to verify, and some branch could not be: the table says which
+
+
+def _finalize_locked(root: Path, tag: str | None, *, prefix: str, force: bool, verify: bool,
+                     repeats: int | None, run: dict[str, str | None]) -> Verification | None:
     from autoresearch.finalize import finalize as run_finalize
     from autoresearch.finalize.verify import remeasure
     from autoresearch.slots import remove_finished_slots
 
-    root = _root(repo)
     result = run_finalize(root, tag, prefix=prefix, force=force)
     table = Table(title=f"session {result.tag}: {len(result.groups)} independent change(s) from "
                   f"base {result.base_commit[:10]}", title_justify="left")
@@ -244,43 +272,79 @@ def finalize(
                                 f"they reproduce the session's final tree {result.session_tree[:10]}"))
     for w in result.warnings:
         console.print(Text.assemble(("warning:", "yellow"), f" {w}"))
+    verification = None
     if verify:
         console.print("re-measuring each branch against the base …")
-        base, effects, sigma = remeasure(root, result, repeats=repeats,
-                                         log=lambda m: console.print(f"  {m}", style="dim"),
-                                         run={"executor": executor, "ray_address": ray_address})
-        _print_effects(base, effects, sigma)
+        verification = remeasure(root, result, repeats=repeats,
+                                 log=lambda m: console.print(f"  {m}", style="dim"), run=run)
+        _print_effects(verification)
     if (slots := remove_finished_slots(root, result.tag)) is not None:
         console.print(slots)
     console.print("nothing was pushed or merged; review with `git log -p <branch>`")
+    return verification
 
 
-def _print_effects(base: Effect, effects: list[Effect], sigma: float | None) -> None:
+def _runs_cell(e: Effect) -> str:
+    if e.reused:
+        return f"{len(e.values)} reused (headline)"
+    return f"{len(e.values)} fresh" + (f" ({len(e.failures)} failed)" if e.failures else "")
+
+
+def _print_effects(v: Verification) -> None:
     from autoresearch.views.format import fmt_signed, fmt_value
 
     table = Table(title="each change's own effect (improvement > 0 is better)",
                   title_justify="left")
     table.add_column("branch", overflow="fold")
-    for col in ("runs", "mean", "improvement", "in σ"):
-        table.add_column(col, justify="right")
-    table.add_row("base", str(len(base.values)), fmt_value(base.mean), "", "")
-    for e in effects:
-        runs = f"{len(e.values)}" + (f" ({len(e.failures)} failed)" if e.failures else "") + (
-            f" ({e.reused} recorded)" if e.reused else "")
-        table.add_row(e.name, runs, fmt_value(e.mean), fmt_signed(e.improvement),
-                      _in_sigma(e, sigma))
+    table.add_column("runs", justify="right")
+    for col in ("mean", "improvement", "95% interval"):
+        table.add_column(col, justify="right", overflow="fold")
+    table.add_row("base", _runs_cell(v.base), fmt_value(v.base.mean), "", "")
+    for e in v.effects:
+        table.add_row(e.name, _runs_cell(e), fmt_value(e.mean), fmt_signed(e.improvement),
+                      _interval_cell(e))
     console.print(table)
-    console.print(f"noise floor σ of the base re-measurements: {fmt_value(sigma, 4)}")
+    for e in v.effects:
+        if e.note:
+            console.print(Text.assemble((f"{e.name}:", "yellow"), f" {e.note}"))
+    for line in _noise_footer(v):
+        console.print(line)
 
 
-def _in_sigma(e: Effect, sigma: float | None) -> str:
-    if e.in_sigma is not None:
-        return f"{e.in_sigma:.1f}"
-    # σ = 0: identical re-measurements of the base (a fixed seed): the noise is hidden, and a
-    # ratio over it ("∞") would claim a certainty nothing measured.
-    if sigma == 0 and e.improvement is not None:
+def _noise_footer(v: Verification) -> list[str]:
+    """Where each row's numbers come from, and the base's noise, as they were measured."""
+    from autoresearch.views.format import fmt_value
+
+    lines = []
+    if v.rounds:
+        lines.append(f"fresh: measured now in {v.rounds} round(s) of base and branches (the "
+                     "order reversed every other round); a branch's improvement is the mean of "
+                     "its differences from the base's run of the same round, and its interval "
+                     "the t interval of those differences")
+    if any(e.reused for e in [v.base, *v.effects]):
+        lines.append("reused (headline): the session's best and base re-measured in "
+                     "interleaved pairs at the session's end, not run again; the improvement is "
+                     "the mean of those pairs' differences")
+    kind = "headline" if v.base.reused else "fresh"
+    lines.append(f"noise: σ of the base's {len(v.base.values)} {kind} run(s) = "
+                 f"{fmt_value(v.base_sigma, 4)}")
+    return lines
+
+
+def _interval_cell(e: Effect) -> str:
+    from autoresearch.finalize.verify import CRASHES_ALONE
+    from autoresearch.views.format import fmt_signed
+
+    iv = e.interval
+    if iv is None:
+        return CRASHES_ALONE if e.crashed_alone else "—"
+    if iv.pairs < 2:
+        return "— (1 pair)"
+    # σ = 0: identical differences (a fixed seed): the noise is hidden, and an interval of no
+    # width would claim a certainty nothing measured.
+    if iv.zero_noise:
         return "σ = 0 (hidden)"
-    return "—"
+    return f"[{fmt_signed(iv.low)}, {fmt_signed(iv.high)}]"
 
 
 def register(app: typer.Typer) -> None:

@@ -1,0 +1,164 @@
+"""`finalize --verify` end to end through the CLI: what it measures again, what it reuses, and
+what it says when a branch cannot run on its own."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+from tests.conftest import cli_env, git, make_repo, run_cli, use_script
+
+# score = 10 + A + B, maximized, with noise, plus whatever the machine's "drift" file (outside
+# the repository) says: a machine that is slower today than during the session.
+SCORE_PY = textwrap.dedent(
+    """
+    import os, random, sys, time
+    sys.path.insert(0, ".")
+    import a, b
+    hold = os.environ.get("HOLD_FILE", "")
+    if hold and os.path.exists(hold):  # a run that lasts until the test lets it go
+        open(hold + ".running", "w").close()
+        while os.path.exists(hold):
+            time.sleep(0.05)
+    drift_file = os.environ.get("DRIFT_FILE", "")
+    drift = float(open(drift_file).read()) if os.path.exists(drift_file) else 0.0
+    print(f"score: {10 + a.A + b.B + random.gauss(0, 0.02) + drift}")
+    """
+)
+CONFIG = textwrap.dedent(
+    """
+    scope = ["a.py", "b.py"]
+    protected = ["score.py"]
+    [verify]
+    command = "{python} score.py"
+    budget_seconds = 5
+    timeout_seconds = 60
+    [metric]
+    name = "score"
+    direction = "maximize"
+    [decision]
+    repeats = 3
+    """
+)
+WIDE = {"COLUMNS": "220"}  # table rows on one line each
+
+
+def two_file_repo(tmp_path: Path) -> Path:
+    return make_repo(tmp_path / "repo", {"a.py": "A = 0.0\n", "b.py": "B = 0.0\n",
+                                         "score.py": SCORE_PY, "autoresearch.toml": CONFIG})
+
+
+def effect_rows(stdout: str) -> dict[str, list[str]]:
+    """The effect table's rows: first cell (the branch) -> the other cells."""
+    table = stdout.split("each change's own effect", 1)[1]
+    rows = {}
+    for line in table.splitlines():
+        cells = [c.strip() for c in re.split(r"[│┃]", line)[1:-1]]
+        if len(cells) == 5 and cells[0] and cells[0] != "branch":
+            rows[cells[0]] = cells[1:]
+    return rows
+
+
+def test_verify_measures_the_base_again_beside_branches_that_need_fresh_runs(
+        tmp_path: Path) -> None:
+    """Two branches (A +1, B +0.5), and a machine 1.0 slower today than in the session: each
+    branch is compared with the base measured now, round by round, never with the session's old
+    baseline runs or a kept candidate's own (lucky) runs. The tip keeps the headline's pairs."""
+    repo = two_file_repo(tmp_path)
+    use_script(repo, [{"hypothesis": "raise A to 1", "edits": {"a.py": "A = 1.0\n"}},
+                      {"hypothesis": "raise B to 0.5", "edits": {"b.py": "B = 0.5\n"}}])
+    drift = tmp_path / "drift"
+    env = {"DRIFT_FILE": str(drift), **WIDE}
+    session = run_cli(repo, "run", "--tag", "t", "-n", "3", env=env)
+    assert session.returncode == 0, session.stdout + session.stderr
+    drift.write_text("-1.0")
+    proc = run_cli(repo, "finalize", "--tag", "t", "--verify", "--repeats", "3", env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = effect_rows(proc.stdout)
+    a_only, b_only = "autoresearch-final/t/01-raise-a-to-1", "autoresearch-final/t/02-raise-b-to-0-5"
+    assert abs(float(rows[a_only][2]) - 1.0) < 0.15, rows
+    assert abs(float(rows[b_only][2]) - 0.5) < 0.15, rows
+    assert rows["base"][0] == "3 fresh" and float(rows["base"][1]) < 9.2  # today's base
+    assert rows[a_only][0] == rows[b_only][0] == "3 fresh"
+    tip = rows["all changes (autoresearch/t)"]
+    assert tip[0] == "3 reused (headline)" and abs(float(tip[2]) - 1.5) < 0.15, rows
+    # The base and the two branches, three rounds: nine runs, each tree once a round.
+    logs = sorted(p.name for p in (repo / ".autoresearch" / "finalize" / "t" / "logs").iterdir())
+    assert len(logs) == 9 and not any(name.startswith("03-") for name in logs), logs
+    said = " ".join(proc.stdout.split())
+    assert "noise: σ of the base's 3 fresh run(s)" in said
+    assert "reused (headline): the session's best and base re-measured" in said
+    assert "finalize/t/worktree" not in git(repo, "worktree", "list")
+
+
+def test_a_branch_that_needs_an_earlier_one_is_said_to_crash_on_its_own(tmp_path: Path) -> None:
+    """Keep 1 adds a helper to b.py, keep 2 uses it in a.py: branch 02 alone crashes. That is
+    the branch's doing, not the verify command's: the table is printed, says so, exit 1."""
+    repo = two_file_repo(tmp_path)
+    use_script(repo, [
+        {"hypothesis": "raise B and add helper NEW", "edits": {"b.py": "B = 0.5\nNEW = 1.0\n"}},
+        {"hypothesis": "use helper from b in a", "edits": {"a.py": "import b\nA = b.NEW\n"}}])
+    session = run_cli(repo, "run", "--tag", "t", "-n", "3", env=WIDE)
+    assert session.returncode == 0, session.stdout + session.stderr
+    proc = run_cli(repo, "finalize", "--tag", "t", "--verify", "--repeats", "3", env=WIDE)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "--verify stopped" not in proc.stderr and "Traceback" not in proc.stderr
+    rows = effect_rows(proc.stdout)
+    helper, user = ("autoresearch-final/t/01-raise-b-and-add-helper-new",
+                    "autoresearch-final/t/02-use-helper-from-b-in-a")
+    assert rows[helper][0] == "3 fresh" and abs(float(rows[helper][2]) - 0.5) < 0.15, rows
+    assert rows[user][0] == "0 fresh (1 failed)" and rows[user][2] == "—", rows
+    assert rows[user][3] == "crashes on its own (needs an earlier branch?)", rows
+    said = " ".join(proc.stdout.split())
+    assert f"{user}: crashes on its own (needs an earlier branch?): crash" in said, said
+    # Not run again after its first crash: the base and branch 01 three times, branch 02 once.
+    logs = sorted(p.name for p in (repo / ".autoresearch" / "finalize" / "t" / "logs").iterdir())
+    assert [name[-6:] for name in logs if name.startswith("02-")] == ["-0.log"], logs
+    assert len(logs) == 7, logs
+
+
+def test_a_second_finalize_is_refused_and_a_left_behind_worktree_blocks_no_later_one(
+        tmp_path: Path) -> None:
+    """Two `finalize --verify` at once would measure in one worktree, each removing the other's:
+    the second is refused (exit 4) while the first runs on to its end. A worktree left broken
+    there (its HEAD, or its .git link, gone) is removed by the next finalize, not in its way."""
+    repo = two_file_repo(tmp_path)
+    use_script(repo, [{"hypothesis": "raise A to 1", "edits": {"a.py": "A = 1.0\n"}},
+                      {"hypothesis": "raise B to 0.5", "edits": {"b.py": "B = 0.5\n"}}])
+    assert run_cli(repo, "run", "--tag", "t", "-n", "3").returncode == 0
+    hold = tmp_path / "hold"
+    hold.touch()
+    first = subprocess.Popen(
+        [sys.executable, "-m", "autoresearch", "finalize", "--tag", "t", "--verify",
+         "--repeats", "2"], cwd=repo, env=cli_env({"HOLD_FILE": str(hold)}), text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not Path(f"{hold}.running").exists():  # the first one's first run is under way
+            assert first.poll() is None and time.monotonic() < deadline, first.communicate()
+            time.sleep(0.05)
+        second = run_cli(repo, "finalize", "--tag", "t", "--verify", "--repeats", "2")
+        assert second.returncode == 4, second.stdout + second.stderr
+        said = " ".join(second.stderr.split())
+        assert f"another `autoresearch finalize` of session t is running (process {first.pid})" \
+            in said, said
+        assert "Traceback" not in second.stderr
+    finally:
+        hold.unlink()
+        out, err = first.communicate(timeout=120)
+    assert first.returncode == 0, out + err  # the first one was not disturbed
+    assert "each change's own effect" in out
+
+    worktree = repo / ".autoresearch" / "finalize" / "t" / "worktree"
+    for breakage in ("HEAD", ".git"):
+        git(repo, "worktree", "add", "--detach", str(worktree), "main")
+        link = (worktree / ".git").read_text().split(":", 1)[1].strip()
+        (worktree / ".git" if breakage == ".git" else Path(link) / "HEAD").unlink()
+        proc = run_cli(repo, "finalize", "--tag", "t", "--verify", "--repeats", "2")
+        assert proc.returncode == 0, breakage + proc.stdout + proc.stderr
+        assert "each change's own effect" in proc.stdout
+        assert not worktree.exists() and str(worktree) not in git(repo, "worktree", "list")
