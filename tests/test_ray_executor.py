@@ -87,23 +87,8 @@ def cluster() -> Iterator[str]:
     only: what Ray hands out is CUDA_VISIBLE_DEVICES); its address."""
     port = free_port()
     temp = Path(tempfile.mkdtemp(prefix="ar-ray-"))  # short: Ray's socket paths must fit
-    ray = Path(sys.executable).with_name("ray")
-    head = subprocess.Popen(
-        [str(ray), "start", "--head", "--block", f"--port={port}",
-         "--node-ip-address=127.0.0.1", "--num-cpus=2", "--num-gpus=2",
-         "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}"],
-        env={**os.environ, **LOOPBACK}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True)
+    head = start_head(port, temp)
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert head.poll() is None, "ray start --head failed"
-                assert time.monotonic() < deadline, "the Ray head did not start in 120 s"
-                time.sleep(0.5)
         yield f"127.0.0.1:{port}"
         listening = [c.laddr for p in [psutil.Process(head.pid), *psutil.Process(
             head.pid).children(recursive=True)] for c in _listening(p)]
@@ -114,11 +99,37 @@ def cluster() -> Iterator[str]:
         shutil.rmtree(temp, ignore_errors=True)
 
 
+def start_head(port: int, temp: Path, cpus: int = 2) -> subprocess.Popen[bytes]:
+    """`ray start --head` on 127.0.0.1:`port` in a process group of its own (stopped by
+    `stop_cluster`), once it listens."""
+    ray = Path(sys.executable).with_name("ray")
+    head = subprocess.Popen(
+        [str(ray), "start", "--head", "--block", f"--port={port}",
+         "--node-ip-address=127.0.0.1", f"--num-cpus={cpus}", "--num-gpus=2",
+         "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}"],
+        env={**os.environ, **LOOPBACK}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True)
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return head
+        except OSError:
+            if head.poll() is not None or time.monotonic() > deadline:
+                stop_cluster(head)
+                raise AssertionError("ray start --head failed, or did not listen in 120 s") from None
+            time.sleep(0.5)
+
+
 def stop_cluster(head: subprocess.Popen[bytes]) -> None:
     """Every process of the head node: asked to stop (--block: `ray start` stops what it
-    started), then killed."""
-    tree = [psutil.Process(head.pid), *psutil.Process(head.pid).children(recursive=True)]
-    os.killpg(head.pid, signal.SIGTERM)
+    started), then killed; a head stopped already leaves nothing to do."""
+    try:
+        tree = [psutil.Process(head.pid), *psutil.Process(head.pid).children(recursive=True)]
+    except psutil.Error:
+        tree = []
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(head.pid, signal.SIGTERM)
     _, alive = psutil.wait_procs(tree, timeout=5)
     for process in alive:
         with contextlib.suppress(psutil.Error):

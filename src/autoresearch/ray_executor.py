@@ -2,8 +2,8 @@
 
 Each run goes to a free Ray actor (`NodeRunner`) of a pool of at most as many as the cluster
 holds at once, placed by Ray where a run's reservation is free ([run] ray_cpus, ray_gpus), so
-the slots beyond that wait for a run to end. An actor keeps a git clone on its node: a
-commit travels there as a bundle of what the clone lacks, is checked out and measured by the code
+the slots beyond that wait for a run to end. An actor (ray_node.py) keeps a repository and a
+worktree of it on its node: a commit travels there as a bundle of what the repository lacks, is checked out and measured by the code
 that measures on this machine (`LocalExecutor.run`: the budget, the timeout, the whole process
 tree, the protected files fenced, the worktree sealed), and comes back as data: the Measurement,
 and the run's log, written where the session keeps its logs. The scheduler, the verdict and the
@@ -15,6 +15,9 @@ ledger are the ones a local session uses: a new backend, not a new loop.
 - A lost node or actor is not the candidate's doing: the run is made again on a new actor, up to
   `RETRIES` times, then the session stops (exit 3) with nothing recorded lost; the same command
   resumes it.
+- A head that stops answering for HEAD_LOST_S stops the session the same way (exit 3), before
+  Ray's own 60-s abort of the driver would end it without a word.
+- Runs that wait for room other jobs hold on the cluster say so once, at the start.
 - Every node that runs must be one environment (fingerprint.py): a run measured on a different
   one stops the session, as a machine that changed does.
 - [verify] share and inputs name paths on this machine: the nodes must see them at the same
@@ -24,16 +27,12 @@ ledger are the ones a local session uses: a new backend, not a new loop.
 from __future__ import annotations
 
 import contextlib
-import logging
-import os
 import queue
 import re
 import shutil
-import socket
 import tempfile
 import threading
 import time
-from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -41,196 +40,31 @@ from typing import Any
 
 from autoresearch import gitops
 from autoresearch.config import Config
-from autoresearch.errors import AutoresearchError, PreconditionError
+from autoresearch.errors import PreconditionError
 from autoresearch.evaluation_inputs import EvaluationInputs
-from autoresearch.executor import LocalExecutor, Measurement, RunRequest
+from autoresearch.executor import Measurement, RunRequest
 from autoresearch.gitops.history import rev_list
-from autoresearch.process_tree import owned_prefix, owner_gone
+from autoresearch.process_tree import owned_prefix
+from autoresearch.ray_cluster import (
+    HEAD_LOST_S,
+    HeadWatch,
+    capacity,
+    connect,
+    gcs_endpoint,
+    shown_endpoint,
+)
+from autoresearch.ray_node import REBUILT, STOPPED, NodeRunner, sweep_homes
 from autoresearch.resources import thread_env
 from autoresearch.shared_paths import SharedData
 from autoresearch.slots import Resources
 from autoresearch.stop_signals import SessionStopped
 
-CONNECT_TIMEOUT_S = 60.0
 RETRIES = 2  # a run whose actor died is made again on a new actor this many times
 POLL_S = 0.2  # how often a run in flight looks at the session's stop event
 STOP_GRACE_S = 10.0  # a run not ended this long after a stop goes with its actor
+CLEANUP_S = 3.0  # how long an actor that leaves the pool has to remove its clone
 BUNDLE_EXCLUDES = 256  # the clone's most recent commits named to keep a bundle small
-HOME_PREFIX = "autoresearch-ray-"
 BUNDLES_PREFIX = "autoresearch-bundles-"
-WHERE = "[run] ray_address in autoresearch.toml (or --ray-address)"
-START_FIX = ("start a cluster with `ray start --head` (and `ray start --address HEAD:6379` on "
-             "each other node) and give the address it printed")
-
-
-def import_ray() -> Any:
-    try:
-        import ray
-    except ImportError as err:
-        raise PreconditionError(
-            'runs on a Ray cluster ([run] executor = "ray") need Ray, which is not installed',
-            where="[run] executor in autoresearch.toml (or --executor ray)",
-            fix="pip install 'autoresearch[ray]' here and on every node of the cluster, or run "
-                "on this machine with executor = \"local\"") from err
-    return ray
-
-
-def connect(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> tuple[Any, bool]:
-    """Join the cluster at `address`; returns the ray module and whether this call joined (so
-    closing should leave). Never a cluster of its own: one that `ray.init` starts leaves
-    processes behind when the driver is killed, and binds beyond the loopback interface."""
-    # "auto" is read by Ray from RAY_ADDRESS when that is set: judged as the address it becomes.
-    named = os.environ.get("RAY_ADDRESS", "") if address.strip() == "auto" else ""
-    if "local" in (address.strip(), named.strip()):
-        via = " (RAY_ADDRESS in the environment, read for ray_address \"auto\")" if named else ""
-        raise PreconditionError(
-            f"ray_address \"local\"{via} would start a Ray cluster inside the session, and its "
-            "processes outlive a killed session", where=WHERE,
-            fix=START_FIX + (", or unset RAY_ADDRESS" if named else ""))
-    endpoint = _endpoint(address)
-    if endpoint is not None and endpoint[0] in ("127.0.0.1", "localhost", "::1"):
-        # Ray swaps a loopback address for the machine's own unless told not to, read when it
-        # is imported: a head started with --node-ip-address=127.0.0.1 would not be found.
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-    ray = import_ray()
-    if ray.is_initialized():
-        return ray, False
-    if endpoint is not None:
-        # Ray itself retries an address where nothing listens for minutes, saying little.
-        try:
-            socket.create_connection(endpoint, timeout=5).close()
-        except OSError as err:
-            raise PreconditionError(f"no Ray cluster answers at {address!r}: "
-                                    f"{err.strerror or err}", where=WHERE, fix=START_FIX) from err
-    options: dict[str, Any] = {"address": address, "logging_level": logging.ERROR,
-                               "log_to_driver": False}
-    failure: list[BaseException | None] = []
-
-    def join() -> None:
-        try:
-            ray.init(**options)
-            failure.append(None)
-        except BaseException as err:  # handed to the caller's thread
-            failure.append(err)
-
-    joiner = threading.Thread(target=join, name="autoresearch-ray-connect", daemon=True)
-    joiner.start()
-    joiner.join(timeout_s)
-    if not failure:
-        raise PreconditionError(
-            f"the Ray cluster at {address!r} did not let this machine join within {timeout_s:g} s",
-            where=WHERE, fix="check the address (`ray status` on the head node); a cluster with "
-            "token authentication needs its token here too (RAY_AUTH_TOKEN, or the file "
-            "`ray get-auth-token` names)")
-    if failure[0] is not None:
-        raise PreconditionError(f"could not join the Ray cluster at {address!r}: {failure[0]}",
-                                where=WHERE, fix=START_FIX) from failure[0]
-    return ray, True
-
-
-def _endpoint(address: str) -> tuple[str, int] | None:
-    """host and port of an address given as one (Ray's own "auto" is not)."""
-    bare = address.removeprefix("ray://")
-    host, _, port = bare.rpartition(":")
-    if not host or not port.isdigit():
-        return None
-    return host.strip("[]"), int(port)
-
-
-@dataclass(frozen=True)
-class Capacity:
-    nodes: int
-    cpus: float
-    gpus: float
-    runs_at_once: int  # how many runs' reservations the live nodes hold together
-
-    def describe(self) -> str:
-        return (f"{self.nodes} node{'s' * (self.nodes != 1)}, {self.cpus:g} CPUs, "
-                f"{self.gpus:g} GPUs")
-
-
-def capacity(nodes: Iterable[dict[str, Any]], cpus: float, gpus: float) -> Capacity:
-    """What the cluster's live nodes (as `ray.nodes()` lists them) hold for runs that each
-    reserve `cpus` CPUs and `gpus` GPUs; a run never spans nodes."""
-    alive = [n.get("Resources", {}) for n in nodes if n.get("Alive")]
-    fits = 0
-    for have in alive:
-        per_node = int(have.get("CPU", 0) // cpus)
-        if gpus:
-            per_node = min(per_node, int(have.get("GPU", 0) // gpus))
-        fits += per_node
-    return Capacity(len(alive), sum(h.get("CPU", 0) for h in alive),
-                    sum(h.get("GPU", 0) for h in alive), fits)
-
-
-class NodeRunner:
-    """Runs on a Ray node: a clone there, fed by bundles. RayExecutor makes it an actor; its
-    methods run on the node, one run at a time (and a stop beside it)."""
-
-    def __init__(self, config: Config, shared: SharedData, inputs: EvaluationInputs) -> None:
-        base = Path(tempfile.gettempdir())
-        sweep_homes(base)  # of actors killed before they could remove theirs
-        self.home = Path(tempfile.mkdtemp(prefix=owned_prefix(HOME_PREFIX), dir=base))
-        self.clone = self.home / "clone"
-        self.config = config
-        self.shared = shared
-        self.inputs = inputs
-        self._lock = threading.Lock()
-        self._stops: dict[str, threading.Event] = {}
-        self._stopped: set[str] = set()  # stops that came before their run
-
-    def stop(self, run_id: str) -> None:
-        with self._lock:
-            self._stopped.add(run_id)
-            event = self._stops.get(run_id)
-        if event is not None:
-            event.set()
-
-    def run(self, request: RunRequest, bundle: bytes | None
-            ) -> tuple[str, Any, bytes]:
-        """("measured", Measurement, log) or ("stopped", (reason, exit code), b"")."""
-        stop = threading.Event()
-        with self._lock:
-            self._stops[request.run_id] = stop
-            if request.run_id in self._stopped:
-                stop.set()
-        try:
-            if bundle is not None:
-                self._receive(bundle)
-            there = replace(request, worktree=self.clone,
-                            log_path=self.home / "logs" / request.log_path.name)
-            measured = LocalExecutor(self.config, stop, shared=self.shared,
-                                     inputs=self.inputs).run(there)
-            log = there.log_path.read_bytes() if there.log_path.exists() else b""
-            there.log_path.unlink(missing_ok=True)
-            return "measured", measured, log
-        except SessionStopped as err:
-            return "stopped", (err.reason, err.exit_code), b""
-        except AutoresearchError as err:
-            return "stopped", (err.render(), err.exit_code), b""
-        finally:
-            with self._lock:
-                self._stops.pop(request.run_id, None)
-                self._stopped.discard(request.run_id)
-
-    def _receive(self, bundle: bytes) -> None:
-        path = self.home / "incoming.bundle"
-        path.write_bytes(bundle)
-        try:
-            gitops.fetch_bundle(self.clone, path)
-        finally:
-            path.unlink(missing_ok=True)
-
-    def cleanup(self) -> None:
-        shutil.rmtree(self.home, ignore_errors=True)
-
-
-def sweep_homes(base: Path, prefix: str = HOME_PREFIX) -> None:
-    """Remove the directories (actors' clones, a session's bundles) whose owner process is gone
-    (each is named after its owner: pid, start time)."""
-    for home in base.glob(f"{prefix}*"):
-        if owner_gone(home.name, prefix):
-            shutil.rmtree(home, ignore_errors=True)
 
 
 @dataclass
@@ -273,10 +107,15 @@ class RayExecutor:
                     f"cluster: {self.capacity.describe()})",
                     where="[run] ray_cpus and ray_gpus in autoresearch.toml",
                     fix="ask for what one node has, or add a node that has it")
+            # Room taken by other jobs now (another session's actors): runs wait for it, for as
+            # long as those jobs hold it, and the user must know why nothing moves.
+            self.free = capacity([{"Alive": True, "Resources": self.ray.available_resources()}],
+                                 config.run.ray_cpus, config.run.ray_gpus)
         except BaseException:
             self._leave()
             raise
         self._actor_class = self.ray.remote(NodeRunner)
+        self.head = HeadWatch(gcs_endpoint(self.ray, self.address))
         self._most = min(self.workers, self.capacity.runs_at_once)
         self._actors: list[_Remote] = []  # every live actor, busy or idle
         self._idle: queue.SimpleQueue[_Remote] = queue.SimpleQueue()
@@ -304,6 +143,17 @@ class RayExecutor:
                         f"than the {self.workers} workers: the other slots' runs wait for one to "
                         f"end. Use --workers {fits}, or add nodes.")
         run = self.config.run
+        wanted = min(fits, self.workers)
+        if self.free.runs_at_once < wanted:
+            asks = f"{run.ray_cpus:g} CPU{'s' * (run.ray_cpus != 1)}" + (
+                f" and {run.ray_gpus:g} GPU{'s' * (run.ray_gpus != 1)}" if run.ray_gpus else "")
+            free = f"{self.free.cpus:g} CPUs" + (f" and {self.free.gpus:g} GPUs" if run.ray_gpus
+                                                 else "")
+            room = (f"room for {self.free.runs_at_once} of the {wanted} runs at once"
+                    if self.free.runs_at_once else "no room for a run")
+            said.append(f"other jobs hold the Ray cluster's resources now: {free} are free, "
+                        f"{room} (each asks for {asks}): runs wait for room, without limit, "
+                        "until those jobs end. Ctrl-C stops the wait.")
         ignored = (["affinity = true"] if run.affinity else []) + (
             [f"gpus = {run.gpus}"] if isinstance(run.gpus, list) else [])
         if ignored:
@@ -341,6 +191,11 @@ class RayExecutor:
                         "then run the same command to resume", exit_code=3) from err
                 if self._stopping():
                     return _interrupted(request, "stopped while its Ray actor was lost")
+                # The head going takes its node's actors with it: asked for the nodes or for a
+                # new actor, Ray would wait for the head.
+                if self.head.settle():
+                    self._check_head(f"when the actor of the {request.role} run of "
+                                     f"{request.commit[:10]} was lost")
                 lost = err
                 self._recount(err)
                 continue
@@ -361,11 +216,7 @@ class RayExecutor:
         with self._lock:
             actors, self._actors = self._actors, []
         for remote in actors:
-            # A lost actor has nothing left to clean, nor to kill.
-            with contextlib.suppress(Exception):
-                self.ray.get(remote.actor.cleanup.remote(), timeout=10)
-            with contextlib.suppress(Exception):
-                self.ray.kill(remote.actor)
+            self._dismiss(remote, 10)
         if self._bundles is not None:
             shutil.rmtree(self._bundles, ignore_errors=True)
         self._leave()
@@ -384,12 +235,15 @@ class RayExecutor:
         ref = remote.actor.run.remote(there, bundle)
         stopping_since: float | None = None
         while not self.ray.wait([ref], timeout=POLL_S)[0]:
+            self._check_head(f"while the {request.role} run of {request.commit[:10]} was in "
+                             "flight")
             if self._stopping():
                 remote.actor.stop.remote(request.run_id)  # again each poll: idempotent
                 stopping_since = stopping_since or time.monotonic()
                 if time.monotonic() - stopping_since > STOP_GRACE_S:
-                    # Not started (no room yet), or not answering: the actor goes, its run too.
-                    self.ray.kill(remote.actor)
+                    # Not started (no room yet), or not answering: the actor goes, its run too
+                    # (its clone first, if it still answers).
+                    self._dismiss(remote, CLEANUP_S)
         try:
             kind, payload, log = self.ray.get(ref)
         except self.ray.exceptions.RayTaskError as err:
@@ -398,10 +252,13 @@ class RayExecutor:
                 f"node {_node_of(err)}: {_last_line(err)}. The node needs what this machine has "
                 "to run it (git, autoresearch and what the verify command uses); fix it there, "
                 "then run the same command to resume", exit_code=3) from err
-        remote.heads += heads
-        if kind == "stopped":
+        if kind == STOPPED:
+            remote.heads += heads
             reason, code = payload
             raise SessionStopped(reason, exit_code=code)
+        # A run that damaged the node's repository left it made again, empty: the next commit
+        # goes in full.
+        remote.heads = [] if kind == REBUILT else remote.heads + heads
         request.log_path.parent.mkdir(parents=True, exist_ok=True)
         request.log_path.write_bytes(log)
         measured: Measurement = replace(payload, log_path=request.log_path)
@@ -445,6 +302,7 @@ class RayExecutor:
                 return self._idle.get(timeout=POLL_S)
             if self._stopping():
                 raise _Stopped
+            self._check_head("while a run waited for an actor")
 
     def _recount(self, lost: BaseException) -> None:
         """After a lost actor, what the live nodes hold now: an actor made for a run that no
@@ -460,12 +318,32 @@ class RayExecutor:
                 f"the cluster: {now.describe()}); nothing recorded is lost. Bring the node back "
                 "(`ray status`), then run the same command to resume", exit_code=3)
 
+    def _check_head(self, when: str) -> None:
+        if self.head.check():
+            raise SessionStopped(
+                f"the Ray cluster's head at {shown_endpoint(self.head.endpoint)} stopped answering "
+                f"{when} (nothing for {HEAD_LOST_S:g} s); nothing recorded is lost, and what "
+                "was in flight is made again on resume. Start the head again (`ray start "
+                "--head`, and `ray start --address` on the other nodes), then run the same "
+                "command to resume (with --ray-address if its address changed)", exit_code=3)
+
     def _forget(self, remote: _Remote) -> None:
-        """A lost actor leaves the pool (a new one may take its place)."""
+        """An actor leaves the pool (lost, or its run cut short; a new one may take its place),
+        its clone removed if it still answers."""
         with self._lock:
             if remote in self._actors:
                 self._actors.remove(remote)
-        with contextlib.suppress(Exception):  # already gone
+        self._dismiss(remote, CLEANUP_S)
+
+    def _dismiss(self, remote: _Remote, cleanup_s: float) -> None:
+        """Remove the actor's clone (it may be running: the cleanup stops that run first), then
+        kill it. A lost actor has nothing to remove nor to kill; with the head lost, Ray would
+        wait for it to answer, so nothing is asked."""
+        if self.head.lost:
+            return
+        with contextlib.suppress(Exception):
+            self.ray.get(remote.actor.cleanup.remote(), timeout=cleanup_s)
+        with contextlib.suppress(Exception):
             self.ray.kill(remote.actor)
 
     def _threads(self) -> int:
