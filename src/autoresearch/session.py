@@ -400,6 +400,11 @@ class Session:
             m = replace(m, status="crash", objective=None, reason=(
                 f"the candidate's run modified protected files: {', '.join(tampered)} "
                 "(restored); a change may not alter the evaluation"))
+        hidden = self._heldout_hidden(trial, request, m)
+        if hidden:
+            m = replace(m, status="crash", objective=None, reason=(
+                f"the candidate's run did not print the held-out metric {', '.join(hidden)}, "
+                "which the incumbent's runs print: a change may not hide what checks it"))
         run_id = self.ledger.add_run(
             trial.id, role=m.role, idx=request.index, commit_sha=m.commit, status=m.status,
             exit_code=m.exit_code, duration_s=m.duration_s, log_path=str(m.log_path),
@@ -418,6 +423,16 @@ class Session:
                                  f"{', '.join(tampered)}; they were restored. Fix the command so "
                                  "it leaves them alone.", exit_code=3)
         return m
+
+    def _heldout_hidden(self, trial: Trial, request: RunRequest, m: Measurement) -> list[str]:
+        """The held-out metrics a proposed change's run left out while the incumbent's runs
+        print them: the held-out check compares only what both printed, so dropping the line
+        (training on the validation split, say) would pass it."""
+        heldout = self.config.metric.heldout
+        if not heldout or not m.ok or trial.kind == "baseline" or request.role != "candidate":
+            return []
+        printed = self.history.mean_metrics(trial.parent)
+        return [name for name in heldout if name in printed and name not in m.metrics]
 
     def size_timeout(self, runs: Iterable[RunRow]) -> None:
         """The verify timeout follows what the unchanged code's runs really take beyond the

@@ -1,0 +1,48 @@
+"""Held-out metrics (`[metric] heldout`): never shown to the proposer, compared after each keep.
+A change that improves the objective while a held-out metric gets worse is kept with a warning
+recorded; a change whose runs stop printing a held-out metric the incumbent prints is a crash,
+or dropping the line would pass the comparison unseen."""
+
+from __future__ import annotations
+
+import sqlite3
+import textwrap
+from pathlib import Path
+
+from tests.conftest import CONFIG, make_repo, run_cli, use_script
+
+SCORE = textwrap.dedent(
+    """
+    import target
+    print(f"score: {(target.X - 7) ** 2}")
+    if not getattr(target, "HIDE", False):
+        print(f"held: {(target.X - 7) ** 2 + getattr(target, 'LEAK', 0)}")
+    """
+)
+
+
+def experiments(repo: Path) -> list[tuple[str, str, str]]:
+    with sqlite3.connect(repo / ".autoresearch" / "ledger.db") as conn:
+        return conn.execute("SELECT hypothesis, status, decision_reason FROM experiments "
+                            "WHERE kind = 'candidate' ORDER BY seq").fetchall()
+
+
+def test_a_change_that_stops_printing_a_heldout_metric_is_a_crash(tmp_path: Path) -> None:
+    config = CONFIG.replace('record = ["mem_mb"]', 'heldout = ["held"]')
+    repo = make_repo(tmp_path / "repo", {"target.py": "X = 3.0\n", "score.py": SCORE,
+                                         "autoresearch.toml": config})
+    use_script(repo, [
+        {"hypothesis": "better, held-out worse", "edits": {"target.py": "X = 4.0\nLEAK = 50\n"}},
+        {"hypothesis": "better, held-out hidden", "edits": {"target.py": "X = 6.0\nHIDE = True\n"}},
+        {"hypothesis": "better, honest", "edits": {"target.py": "X = 6.5\n"}},
+    ])
+    result = run_cli(repo, "run", "--tag", "t", "-n", "4")
+    assert result.returncode == 0, result.stdout + result.stderr
+    (worse, hidden, honest) = experiments(repo)
+    assert worse[1] == "keep"  # the objective decides; the held-out metric warns
+    assert hidden[1] == "crash" and "did not print the held-out metric held" in hidden[2]
+    assert honest[1] == "keep"
+    with sqlite3.connect(repo / ".autoresearch" / "ledger.db") as conn:
+        (warned,) = conn.execute("SELECT message FROM events WHERE kind = 'heldout_divergence'"
+                                 ).fetchone()
+    assert "held-out held got worse (16 → 59)" in warned
