@@ -13,7 +13,9 @@ Per trial (see README "The decision rule"):
 - a simplification within the noise is kept only while the cost booked since the best measured
   state stays within `simplicity_budget` σ, and the step says what it booked;
 - identical repeats (σ = 0) are hidden noise: nothing is kept on them unless the improvement
-  clears a positive min_effect, or the target is declared deterministic.
+  clears a positive min_effect, or the target is declared deterministic;
+- in a noisy session, a candidate whose own repeats are identical is discarded: its output does
+  not depend on the run (a seed fixed in the code, a printed value), so its spread says nothing.
 """
 
 from __future__ import annotations
@@ -128,6 +130,12 @@ class SequentialPolicy:
                         f"{effect.se:.2g}, {basis}, but the noise rests on {effect.noise_dof} "
                         f"degrees of freedom (a keep needs {self.min_noise_dof}): measuring "
                         f"{' then '.join(more)}", threshold=threshold, runs=more, width=boundary)
+        if z >= bound and self._frozen_amid_noise(evidence):
+            return step("discard", f"its {look} runs, each with its own seed, all gave "
+                        f"{evidence.candidate[0].value:.6g} while the other commits' repeats vary:"
+                        " its output does not depend on the run (a seed fixed in the code, or a "
+                        "value printed rather than measured), so it cannot be judged",
+                        threshold=threshold)
         if z >= bound and not (simplification and self._went_past_futility(evidence, info, finals)):
             return step("keep", f"improved by {effect.estimate:.4g} ± {effect.se:.2g}: {basis} "
                         f"≥ {boundary:.2f}, look {look}'s bar for a {design.alpha:g} false-keep "
@@ -249,6 +257,16 @@ class SequentialPolicy:
                         f"{against.se:.2g} against {where}, budget {budget:.4g}: measuring "
                         "again", runs=("candidate",), width=q)
         return None
+
+    def _frozen_amid_noise(self, evidence: Evidence) -> bool:
+        """The candidate's repeats are identical while another commit's repeats vary: in a
+        session whose runs are noisy, a change cannot make its runs exact but by cutting the
+        measurement out of them. A deterministic target is judged as it is."""
+        values = {o.value for o in evidence.candidate}
+        if self.deterministic or len(evidence.candidate) < 2 or len(values) != 1:
+            return False
+        groups = [evidence.incumbent, *evidence.other_groups, evidence.reference]
+        return any(len({o.value for o in g}) > 1 for g in groups)
 
     def _hidden_noise(self, evidence: Evidence, effect: Effect, min_effect: float,
                       step: _StepFn) -> Step:
