@@ -431,6 +431,14 @@ def _metrics_table(config: Config, console: Console, text: str,
                       "or not finite fails every candidate, so each would-be keep would be "
                       "discarded"
                       f"\n  where: {CONFIG_NAME} → {escape(problem.split(':', 1)[0])}")
+    for broken in config.guards_broken_by(metrics):
+        # A warning, not a failure: a change meant to bring it within bounds can still pass.
+        at, what = broken.split(": ", 1)
+        console.print(f"[yellow]![/] {escape(what)}: every candidate that keeps it fails this "
+                      "guard, so each such would-be keep would be discarded"
+                      f"\n  where: {CONFIG_NAME} → {escape(at)}"
+                      "\n  fix:   move the bound past the unchanged code's value, or make the "
+                      "code meet it first", soft_wrap=True)
     guarded = {g.metric for g in config.guards}
     for name in config.recorded_metrics():
         value = metrics.get(name)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import math
-import re
+import os
+import stat
 import sys
 import tomllib
 from collections.abc import Mapping
@@ -21,7 +23,17 @@ from pydantic import (
     model_validator,
 )
 
-from autoresearch.config_errors import validation_problems
+from autoresearch.config_errors import Refusal, field_path, validation_problems
+from autoresearch.config_sections import (
+    MAX_SECONDS,
+    Amount,
+    DecisionConfig,
+    LimitsConfig,
+    ReviewConfig,
+    RunConfig,
+    _Strict,
+    non_negative_amount,
+)
 from autoresearch.errors import ConfigError
 from autoresearch.evaluation_inputs import input_path_problem
 from autoresearch.globs import globs_overlap, pattern_problem
@@ -34,44 +46,8 @@ STATE_DIR = ".autoresearch"
 # Files the proposer may never change, whatever the config says: the contract and the brief.
 ALWAYS_PROTECTED = (CONFIG_NAME, PROGRAM_NAME, ".gitignore")
 
-_RELATIVE = re.compile(r"^\s*([+-]?\d+(?:\.\d*)?(?:[eE][+-]?\d+)?)\s*%\s*$")
-
-
-class Amount(BaseModel):
-    """A threshold that is either absolute (0.001) or relative to the incumbent ("0.5%")."""
-
-    value: float
-    relative: bool
-
-    @classmethod
-    def parse(cls, raw: float | int | str) -> Amount:
-        if isinstance(raw, bool):
-            raise ValueError("expected a number or a percentage string such as \"0.5%\"")
-        if isinstance(raw, int | float):
-            return cls(value=_finite(float(raw), raw), relative=False)
-        m = _RELATIVE.match(raw)
-        if m:
-            return cls(value=_finite(float(m.group(1)), raw) / 100.0, relative=True)
-        try:
-            value = float(raw)
-        except ValueError:
-            raise ValueError(
-                f"{raw!r} is neither a number nor a percentage such as \"0.5%\""
-            ) from None
-        return cls(value=_finite(value, raw), relative=False)
-
-    def resolve(self, reference: float) -> float:
-        """The absolute amount, given the incumbent's value for relative amounts."""
-        return abs(reference) * self.value if self.relative else self.value
-
-    def __str__(self) -> str:
-        return f"{self.value * 100:g}%" if self.relative else f"{self.value:g}"
-
-
-def _finite(value: float, raw: object) -> float:
-    if not math.isfinite(value):
-        raise ValueError(f"{raw!r} is not a finite number")
-    return value
+# The tables config_sections.py defines, imported from here as before.
+__all__ = ["Amount", "DecisionConfig", "LimitsConfig", "ReviewConfig", "RunConfig"]
 
 
 def share_pattern_problem(pattern: str) -> str | None:
@@ -89,25 +65,13 @@ def share_pattern_problem(pattern: str) -> str | None:
     return None
 
 
-def _at_least_one_or_auto(v: int | str, info: ValidationInfo) -> int | str:
-    """The validator of a count that may also be "auto" (`repeats`, `threads`)."""
-    if isinstance(v, int) and v < 1:
-        raise ValueError(f'{info.field_name} must be at least 1 (or "auto")')
-    return v
-
-
-class _Strict(BaseModel):
-    # nan and inf are refused in every number: a guard's `max = nan` passed every candidate and
-    # `min_effect = nan` discarded them all, with no word.
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-
 class VerifyConfig(_Strict):
     command: str = Field(min_length=1)
-    budget_seconds: float = Field(gt=0)
-    timeout_seconds: float | None = Field(default=None, gt=0)
+    budget_seconds: float = Field(gt=0, le=MAX_SECONDS)
+    timeout_seconds: float | None = Field(default=None, gt=0, le=MAX_SECONDS)
     env: dict[str, str] = Field(default_factory=dict)
-    max_log_mb: float = Field(default=20.0, gt=0)
+    # At least 0.1 MB: a log needs room for its head and its tail (bounded_log.py).
+    max_log_mb: float = Field(default=20.0, ge=0.1, le=100_000)
     # Git-ignored files of the user's checkout (prepared data, .env) linked into every worktree;
     # see shared_paths.py.
     share: list[str] = Field(default_factory=list)
@@ -189,6 +153,13 @@ class MetricConfig(_Strict):
 
     @model_validator(mode="after")
     def _regex_needs_pattern(self) -> MetricConfig:
+        if self.patterns and self.format != "regex":
+            # Read only by the regex format: the objective would come from another line.
+            raise Refusal(
+                f'patterns are read only with format = "regex", and format is "{self.format}"'
+                + " (the default)" * ("format" not in self.model_fields_set)
+                + f": {self.name} would be read from a {self.format} line, not by the pattern",
+                fix='add format = "regex" under [metric], or remove patterns', key="patterns")
         if self.format == "regex" and self.name not in self.patterns:
             raise ValueError(
                 f'format = "regex" needs a pattern for the objective: patterns = {{ {self.name} = '
@@ -210,7 +181,7 @@ class GuardConfig(_Strict):
 
     name: str | None = None
     command: str | None = None
-    timeout_seconds: float = Field(default=600.0, gt=0)
+    timeout_seconds: float = Field(default=600.0, gt=0, le=MAX_SECONDS)
     metric: str | None = None
     max: float | None = None
     min: float | None = None
@@ -219,85 +190,39 @@ class GuardConfig(_Strict):
 
     @field_validator("max_increase", "max_decrease", mode="before")
     @classmethod
-    def _amount(cls, raw: Any) -> Any:
-        return raw if raw is None or isinstance(raw, Amount) else Amount.parse(raw)
+    def _amount(cls, raw: Any, info: ValidationInfo) -> Any:
+        # A negative allowance fails the unchanged value itself: no candidate could pass.
+        return raw if raw is None else non_negative_amount(raw, str(info.field_name))
 
     @model_validator(mode="after")
     def _one_kind(self) -> GuardConfig:
         if (self.command is None) == (self.metric is None):
             raise ValueError('a guard has either command = "..." or metric = "...", not both/neither')
-        bounds = (self.max, self.min, self.max_increase, self.max_decrease)
-        if self.metric is not None and all(b is None for b in bounds):
+        bounds = ("max", "min", "max_increase", "max_decrease")
+        if self.metric is not None and all(getattr(self, b) is None for b in bounds):
             raise ValueError(
                 f"metric guard {self.metric!r} has no bound: add max, min, max_increase or "
                 'max_decrease (e.g. max_increase = "10%")'
             )
+        if self.command is not None and (given := [b for b in bounds if getattr(self, b)
+                                                   is not None]):
+            raise Refusal(f"a command guard passes when it exits 0: its {', '.join(given)} "
+                          "would never be checked", key=given[0],
+                          fix=f'remove {", ".join(given)}, or make it a metric guard '
+                          '(metric = "..." instead of command)')
+        if self.metric is not None and "timeout_seconds" in self.model_fields_set:
+            raise Refusal("timeout_seconds limits a command guard; a metric guard runs nothing",
+                          fix="remove timeout_seconds", key="timeout_seconds")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise Refusal(f"min = {self.min:g} is above max = {self.max:g}: no value can pass "
+                          "this guard, so every would-be keep would be discarded",
+                          fix=f"make min at most max (swap them, if {self.min:g} was meant "
+                          "as the max)")
         return self
 
     @property
     def label(self) -> str:
         return self.name or (f"metric {self.metric}" if self.metric else f"command {self.command}")
-
-
-class DecisionConfig(_Strict):
-    min_effect: Amount = Field(default_factory=lambda: Amount(value=0.0, relative=False))
-    repeats: int | Literal["auto"] = "auto"
-    noise_k: float = Field(default=2.0, gt=0)
-    confirm_runs: int = Field(default=4, ge=0, le=50)
-    simplicity: bool = True
-    max_consecutive_crashes: int = Field(default=5, ge=1)
-    # Refused, duplicate or failed proposals in a row: the proposer is not producing usable work
-    # (no knobs, a model that keeps answering 400), so pause instead of spinning.
-    max_consecutive_rejections: int = Field(default=10, ge=1)
-    stuck_after: int = Field(default=5, ge=1)
-    max_repair_attempts: int = Field(default=3, ge=0)
-    # The verdict (README "The decision rule"): "sequential" tests each candidate against a
-    # re-measured control arm and holds `false_keep` over all its looks; "classic" is the first
-    # rule (noise_k, confirm_runs).
-    policy: Literal["sequential", "classic"] = "sequential"
-    false_keep: float = Field(default=0.01, gt=0, lt=0.5)  # per candidate, over all its looks
-    max_runs: int = Field(default=10, ge=2, le=50)  # a candidate's runs at most
-    # The improvement, in σ of one run, the sequential design is built to find: smaller finds
-    # smaller effects at more runs per candidate (README, "The decision rule").
-    target_effect: float = Field(default=2.0, gt=0)
-    # How far (in z) below what a true target_effect improvement would show a candidate's first
-    # run may fall before it is discarded: larger keeps more real improvements at more runs per
-    # verdict (README, "The decision rule"; docs/benchmarks.md, "What a night finds").
-    futility_margin: float = Field(default=1.5, gt=0, le=5)
-    control_every: int = Field(default=16, ge=0)  # serial: re-measure the incumbent every N runs
-    drift: bool = True  # model a slow linear drift shared by all runs
-    # σ per run: the drift thought plausible before control runs measure one (README, "The
-    # decision rule"): larger holds false keeps under faster drift, at the cost of power.
-    drift_prior: float = Field(default=0.035, gt=0, le=1)
-    deterministic: bool = False  # identical repeats are the truth, not hidden noise
-    simplicity_budget: float = Field(default=1.0, ge=0)  # σ simplifications may cost in total
-    # Interleaved (baseline, best) pairs re-measured when a session ends, for a headline with a
-    # confidence interval; 0 turns it off ("auto": 3 to 8, as many as the claimed gain and the
-    # noise call for: policy.headline_pairs).
-    headline_pairs: int | Literal["auto"] = "auto"
-
-    @field_validator("headline_pairs")
-    @classmethod
-    def _pairs(cls, v: int | str) -> int | str:
-        if isinstance(v, int) and not 0 <= v <= 50:
-            raise ValueError('headline_pairs must be between 0 and 50 (or "auto")')
-        return v
-
-    @field_validator("min_effect", mode="before")
-    @classmethod
-    def _amount(cls, raw: Any) -> Any:
-        amount = raw if isinstance(raw, Amount) else Amount.parse(raw)
-        if amount.value < 0:
-            # A negative smallest improvement would keep changes that made things worse.
-            raise ValueError(f"min_effect must be 0 or more, got {amount}")
-        return amount
-
-    _repeats_at_least_one = field_validator("repeats")(_at_least_one_or_auto)
-
-    def baseline_repeats(self, budget_seconds: float) -> int:
-        if self.repeats == "auto":
-            return 3 if budget_seconds < 120 else 1
-        return self.repeats
 
 
 class ProposerConfig(BaseModel):
@@ -309,66 +234,6 @@ class ProposerConfig(BaseModel):
     @property
     def options(self) -> dict[str, Any]:
         return dict(self.model_extra or {})
-
-
-class LimitsConfig(_Strict):
-    max_experiments: int | None = Field(default=None, ge=1)
-    max_hours: float | None = Field(default=None, gt=0)
-    max_usd: float | None = Field(default=None, ge=0)
-    # What the machine costs an hour while the session is at work (all its slots together):
-    # counted with the model calls against max_usd (budget.py).
-    compute_usd_per_hour: float | None = Field(default=None, ge=0)
-
-
-class RunConfig(_Strict):
-    """How a session runs: how many trials at once, each in its own worktree slot, and what
-    each run gets of the machine. `threads`: the thread count every run is given (OMP, MKL,
-    OpenBLAS...; see resources.py); "auto" measures the cores free when the session starts, and
-    with several workers shares them out (slots.py)."""
-
-    threads: int | Literal["auto"] = "auto"
-    workers: int = Field(default=1, ge=1, le=64)
-    # Pin each slot's runs to their own share of the CPUs (so parallel runs do not migrate onto
-    # each other's cores).
-    affinity: bool = False
-    # GPUs handed out one per slot (CUDA_VISIBLE_DEVICES): "auto" = the visible ones when there
-    # are several and several workers; a list names them; [] never sets it.
-    gpus: Literal["auto"] | list[str] = "auto"
-    # Where runs happen: this machine, or a Ray cluster (ray_executor.py) at ray_address ("auto":
-    # the one this machine is part of), ray_cpus/gpus reserved per run.
-    executor: str = Field(default="local", min_length=1)  # or a plugin's (executor.py)
-    ray_address: str = Field(default="auto", min_length=1)
-    ray_cpus: float = Field(default=1.0, gt=0)
-    ray_gpus: float = Field(default=0.0, ge=0)
-
-    _threads_at_least_one = field_validator("threads")(_at_least_one_or_auto)
-
-
-class ReviewConfig(_Strict):
-    """`[review]`: how `autoresearch review` and the in-loop review gate work (docs/review.md)."""
-
-    # "red": a would-be keep with a red finding on its changed lines becomes a discard; "yellow"
-    # blocks on yellow too; "off" (the default) never reviews inside the loop.
-    gate: Literal["off", "red", "yellow"] = "off"
-    # Reviewer names (built-ins or plugins); None lets the scale rule choose by the change's size.
-    reviewers: list[str] | None = None
-    # LLM reviewers: false = never, true = the model the environment or [proposer] configures, a
-    # table = its own [proposer]-style options (provider, model, base_url, prices, ...). Unset: the
-    # command line uses a model when one is configured; the gate stays offline.
-    llm: bool | dict[str, Any] | None = None
-    max_usd: float | None = Field(default=1.0, ge=0)
-    inline_cap: int = Field(default=10, ge=0)
-    history_commits: int = Field(default=500, ge=0)
-    tool_timeout_seconds: float = Field(default=300.0, gt=0)
-
-    @field_validator("llm")
-    @classmethod
-    def _llm_options(cls, raw: bool | dict[str, Any] | None) -> bool | dict[str, Any] | None:
-        if isinstance(raw, dict):
-            from autoresearch.review.llm_setup import check_llm_options  # local: no cycle
-
-            check_llm_options(raw)
-        return raw
 
 
 class Config(_Strict):
@@ -413,6 +278,22 @@ class Config(_Strict):
                 found.append(f"guards[{i}]: metric {g.metric!r} is {value} in the output")
         return found
 
+    def guards_broken_by(self, metrics: Mapping[str, float]) -> list[str]:
+        """One line per absolute bound of a metric guard the unchanged code's own value (in
+        `metrics`) already breaks: every candidate that keeps that value fails the guard."""
+        found = []
+        for i, g in enumerate(self.guards):
+            value = metrics.get(g.metric) if g.metric else None
+            if value is None or not math.isfinite(value):
+                continue  # guards_missing_from says so
+            for bound, limit, broken in (("max", g.max, g.max is not None and value > g.max),
+                                         ("min", g.min, g.min is not None and value < g.min)):
+                if broken:
+                    found.append(f"guards[{i}].{bound}: the unchanged code's {g.metric} = "
+                                 f"{value:.6g} is already {'above' if bound == 'max' else 'below'}"
+                                 f" {bound} = {limit:g}")
+        return found
+
     def to_json_dict(self) -> dict[str, Any]:
         data = self.model_dump(mode="json")
         return data
@@ -423,23 +304,28 @@ def parse_config(data: dict[str, Any], source: str = CONFIG_NAME) -> Config:
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        problems, fix = validation_problems(exc.errors(), Config)
+        problems, fix, field = validation_problems(exc.errors(), Config)
         problems = problems[:5]
         raise ConfigError(
             f"invalid {CONFIG_NAME}: " + "; ".join(problems),
-            where=source + " → " + problems[0].split(":")[0],
+            where=source + " → " + field,
             fix=fix or "correct the value; `autoresearch check` re-validates the file",
         ) from None
 
 
 def load_config(path: Path) -> Config:
     """Read and validate a contract file."""
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise ConfigError(
             f"no {path.name} found",
             where=str(path),
             fix="run `autoresearch init` in your repository to write one",
         )
+    problem = config_path_problem(path)
+    if problem is not None:  # it is there, but no file to read: init would not replace it
+        raise ConfigError(f"{path.name} {problem}", where=str(path),
+                          fix=f"remove or rename it, then run `autoresearch init` (or write "
+                          f"{path.name} there as a file)")
     try:
         # utf-8-sig: a byte-order mark some editors write first is not the file's text.
         text = path.read_text(encoding="utf-8-sig")
@@ -447,7 +333,27 @@ def load_config(path: Path) -> Config:
         raise ConfigError(f"{path.name} is not UTF-8 text (byte {err.start} is not valid UTF-8)",
                           where=str(path),
                           fix="save the file as UTF-8 in your editor") from None
+    except OSError as err:  # unreadable (permissions): said, not a traceback
+        raise ConfigError(f"{path.name} cannot be read ({err.strerror})", where=str(path),
+                          fix="give yourself read access to it (chmod u+r)") from None
     return load_config_text(text, path)
+
+
+def config_path_problem(path: Path) -> str | None:
+    """Why `path` is no contract file to read ("is a directory", "is a symbolic link to x,
+    which does not exist"), in words that follow its name; None when it is a file."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as err:
+        if not os.path.islink(path):
+            return "was not found" if err.errno == errno.ENOENT else (
+                f"cannot be read ({err.strerror})")
+        if err.errno == errno.ELOOP:
+            return "is a symbolic link that loops (it leads back to itself)"
+        return f"is a symbolic link to {os.readlink(path)}, which does not exist"
+    if stat.S_ISDIR(mode):
+        return "is a directory, not a file"
+    return None if stat.S_ISREG(mode) else "is not a regular file (a device, a pipe or a socket)"
 
 
 def load_config_text(text: str, path: Path) -> Config:
@@ -494,7 +400,7 @@ def _check_values(config: Config, path: Path) -> None:
         if ":" not in key:
             raise ConfigError(
                 f"knob key {key!r} must be \"file:NAME\"",
-                where=f"{path} → knobs",
+                where=f"{path} → {field_path(('knobs', key))}",
                 fix='write e.g. "train.py:LEARNING_RATE" = "log(1e-4, 1e-1)"',
             )
         try:
@@ -502,7 +408,7 @@ def _check_values(config: Config, path: Path) -> None:
         except ValueError as exc:
             raise ConfigError(
                 f"knob {key!r}: {exc}",
-                where=f"{path} → knobs.{key}",
+                where=f"{path} → {field_path(('knobs', key))}",
                 fix='use log(lo, hi), float(lo, hi), int(lo, hi) or choice(a, b, ...)',
             ) from None
 

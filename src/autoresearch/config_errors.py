@@ -1,8 +1,10 @@
 """Pydantic's validation errors of the contract file, said as a user can act on them.
 
-One line per problem ("verify.budget_seconds: …"), and the fix for the first: an unknown key
-gets the nearest valid name of its table (`budget_second` → `budget_seconds`), a value outside a
-fixed set the nearest allowed one.
+One line per problem ("verify.budget_seconds: …"), the fix for the first, and the field it is
+at: an unknown key gets the nearest valid name of its table (`budget_second` → `budget_seconds`),
+a value outside a fixed set the nearest allowed one, a number out of range the whole range the
+field allows. A validator says what to do by raising `Refusal` (its fix, and the key of the table
+it is about when the validator checks the whole table).
 """
 
 from __future__ import annotations
@@ -13,13 +15,33 @@ import re
 from collections.abc import Iterable
 from typing import Any, get_args
 
+import annotated_types
 from pydantic import BaseModel
 
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
-def _field_path(loc: tuple[int | str, ...]) -> str:
+
+class Refusal(ValueError):
+    """A validator's refusal with the fix to show, and `key`: the key of the validated table the
+    problem is at (a model validator's errors are otherwise at the table itself)."""
+
+    def __init__(self, message: str, *, fix: str | None = None, key: str | None = None) -> None:
+        super().__init__(message)
+        self.fix = fix
+        self.key = key
+
+
+def toml_key(key: str) -> str:
+    """A key as TOML writes it: bare when it can be, else quoted ("params.py:MOMENTUM")."""
+    return key if _BARE_KEY.fullmatch(key) else json.dumps(key, ensure_ascii=False)
+
+
+def field_path(loc: Iterable[int | str]) -> str:
+    """`("guards", 0, "max")` → guards[0].max; `("knobs", "a.py:LR")` → knobs."a.py:LR"."""
     out = ""
     for item in loc:
-        out += f"[{item}]" if isinstance(item, int) else (f".{item}" if out else str(item))
+        out += f"[{item}]" if isinstance(item, int) else (
+            f".{toml_key(item)}" if out else toml_key(item))
     return out
 
 
@@ -103,9 +125,41 @@ def _merge_union_errors(errors: list[Any]) -> list[Any]:
     return merged
 
 
-def validation_problems(errors: list[Any], root: type[BaseModel]) -> tuple[list[str], str | None]:
-    """One line per problem ("field: message") and the fix for the first one; `root` is the
-    model of the whole file (its tables' models name the valid keys).
+def _number(value: object) -> str:
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e16:
+        return str(int(value))
+    return f"{value:g}" if isinstance(value, float) else json.dumps(value, default=str)
+
+
+_BOUND_ERRORS = ("greater_than", "greater_than_equal", "less_than", "less_than_equal")
+
+
+def allowed_range(model: type[BaseModel] | None, key: str) -> str | None:
+    """The range a number field allows, in words ("from 2 to 50", "more than 0 and at most 10"),
+    from its declared bounds (None: it declares none)."""
+    field = model.model_fields.get(key) if model is not None else None
+    if field is None:
+        return None
+    low = high = None
+    for bound in field.metadata:
+        if isinstance(bound, annotated_types.Gt):
+            low = f"more than {_number(bound.gt)}"
+        elif isinstance(bound, annotated_types.Ge):
+            low = f"at least {_number(bound.ge)}"
+        elif isinstance(bound, annotated_types.Lt):
+            high = f"less than {_number(bound.lt)}"
+        elif isinstance(bound, annotated_types.Le):
+            high = f"at most {_number(bound.le)}"
+    if low and high and low.startswith("at least") and high.startswith("at most"):
+        return f"from {low.removeprefix('at least ')} to {high.removeprefix('at most ')}"
+    return " and ".join(w for w in (low, high) if w) or None
+
+
+def validation_problems(errors: list[Any], root: type[BaseModel]
+                        ) -> tuple[list[str], str | None, str]:
+    """One line per problem ("field: message"), the fix for the first one and the field it is
+    at (`guards[0].max`, `knobs."a.py:LR"`); `root` is the model of the whole file (its tables'
+    models name the valid keys and the ranges of their numbers).
 
     An unknown key gets the nearest valid name of its table; a required field that is missing
     beside such a near miss (`budget_second` for `budget_seconds`) is that typo, so it is said
@@ -122,13 +176,18 @@ def validation_problems(errors: list[Any], root: type[BaseModel]) -> tuple[list[
     explained = {(*loc[:-1], near) for loc, near in typo_of.items()}
     problems: list[str] = []
     fix: str | None = None
+    where: str | None = None
     for err in errors:
         loc = tuple(x for x in err["loc"] if not str(x).startswith("function-"))
         if err["type"] == "missing" and loc in explained:
             continue
-        field = _field_path(loc) or "(top level)"
+        refusal = err.get("ctx", {}).get("error")
+        refusal = refusal if isinstance(refusal, Refusal) else None
+        if refusal is not None and refusal.key is not None:
+            loc = (*loc, refusal.key)
+        field = field_path(loc) or "(top level)"
         msg = str(err["msg"]).removeprefix("Value error, ")
-        hint: str | None = None
+        hint: str | None = refusal.fix if refusal is not None else None
         if loc in typo_of:
             msg = f"unknown key; did you mean {typo_of[loc]!r}?"
             hint = f"rename {loc[-1]!r} to {typo_of[loc]!r}"
@@ -143,6 +202,12 @@ def validation_problems(errors: list[Any], root: type[BaseModel]) -> tuple[list[
             if near is not None:
                 msg += f"; did you mean {near!r}?"
                 hint = f"write {near!r}"
+        elif err["type"] in _BOUND_ERRORS and loc and isinstance(loc[-1], str):
+            span = allowed_range(_model_at(root, loc[:-1]), loc[-1])
+            if span is not None:
+                msg = f"{_number(err.get('input'))} is out of range: it must be {span}"
+                hint = f"set {loc[-1]} to a value {span}"
         problems.append(f"{field}: {msg}")
+        where = where or field
         fix = fix or hint or err.get("fix") or _FIXES.get(err["type"])
-    return problems, fix
+    return problems, fix, where or "(top level)"

@@ -96,7 +96,7 @@ def render_html(data: ReportData, png: bytes) -> str:
     c = s.counts
     arrow = "↑" if s.direction == "maximize" else "↓"
     spend = f"${s.cost_usd:.3f}"
-    spend_sub = f"of ${s.max_usd:.2f} budget" if s.max_usd else "no spending limit"
+    spend_sub = f"of ${s.max_usd:.2f} budget" if s.max_usd is not None else "no spending limit"
     if s.compute_usd is not None:
         spend_sub += f" · {s.spend}"
     pct = "" if s.improvement_pct is None else (
@@ -173,7 +173,7 @@ def _noise_and_cost(data: ReportData) -> list[str]:
         f"({int(u.get('input_tokens', 0)):,} input and {int(u.get('output_tokens', 0)):,} output "
         "tokens)" + (f"; machine time ${s.compute_usd:.4f} ({_e(s.spend)})"
                      if s.compute_usd is not None else "")
-        + (f"; budget ${s.max_usd:.2f}" if s.max_usd else "") + ".</p>",
+        + (f"; budget ${s.max_usd:.2f}" if s.max_usd is not None else "") + ".</p>",
     ]
 
 

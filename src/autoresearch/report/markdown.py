@@ -41,7 +41,7 @@ def render_markdown(data: ReportData, png_name: str = "progress.png") -> str:
         f"- **Experiments:** {fmt_experiments(c)} — {', '.join(fmt_counts(c))}",
         f"- **Elapsed:** {fmt_duration(s.elapsed_s)}"
         + (f" ({elapsed_note(s)})" if elapsed_note(s) else ""),
-        f"- **Cost:** ${s.cost_usd:.4f}" + (f" of ${s.max_usd:.2f}" if s.max_usd else "")
+        f"- **Cost:** ${s.cost_usd:.4f}" + (f" of ${s.max_usd:.2f}" if s.max_usd is not None else "")
         + (f" ({literal(s.spend)})" if s.compute_usd is not None else ""),
         *([f"- **Review gate:** {summary_line(data)}"] if summary_line(data) else []),
         "",

@@ -164,7 +164,7 @@ def render_status(root: Path, tag: str, console: Console) -> None:
                      f" {int(usage['cache_write_tokens'])} cache-write)")
     if s.compute_usd is not None:
         grid.add_row("spend", escape(f"${s.cost_usd:.2f}"
-                                     + (f" of ${s.max_usd:.2f}" if s.max_usd else "")
+                                     + (f" of ${s.max_usd:.2f}" if s.max_usd is not None else "")
                                      + f": {s.spend}"))
     reviewed = tally([e.review for e in view.experiments])
     if reviewed:
