@@ -227,10 +227,10 @@ def test_a_config_path_that_is_no_file_is_named_as_what_it_is(tmp_path: Path, ma
     repo = make_repo(tmp_path / "repo", {"target.py": "X = 3.0\n", "score.py": SCORE_PY})
     assert callable(make)
     make(repo / "autoresearch.toml")
-    for command in ("check", "run"):
-        err = refused(repo, command)
+    for command in ("check", "run", "init", "init --force"):
+        err = refused(repo, *command.split())
         assert words in err, err
-        assert "no autoresearch.toml found" not in err
+        assert "no autoresearch.toml found" not in err and "already exists" not in err
         assert "fix: remove or rename it, then run `autoresearch init`" in err
 
 

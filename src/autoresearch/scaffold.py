@@ -12,7 +12,13 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from autoresearch.config import CONFIG_NAME, PROGRAM_NAME, load_config, load_config_text
+from autoresearch.config import (
+    CONFIG_NAME,
+    PROGRAM_NAME,
+    config_path_problem,
+    load_config,
+    load_config_text,
+)
 from autoresearch.errors import ConfigError
 from autoresearch.gitops.commits import identity_args
 from autoresearch.gitops.runner import git
@@ -370,6 +376,10 @@ def scaffold(root: Path, answers: Answers, *, template: str | None, force: bool,
         a = replace(a, scope=settled.scope, protected=settled.protected, command=settled.command)
         config_path, program_path = root / CONFIG_NAME, root / PROGRAM_NAME
         for path in (config_path, program_path):
+            problem = config_path_problem(path)
+            if problem and (path.exists() or path.is_symlink()):  # not a file to overwrite
+                raise ConfigError(f"{path.name} {problem}", where=str(path),
+                                  fix="remove or rename it, then run `autoresearch init` again")
             if path.exists() and not force:
                 raise ConfigError(f"{path.name} already exists", where=str(path),
                                   fix="use --force to overwrite it, or edit it directly")
