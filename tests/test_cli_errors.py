@@ -383,3 +383,16 @@ def test_check_says_an_evaluation_input_is_missing_as_run_would(tmp_path: Path) 
     assert checked.returncode != 0, checked.stdout
     assert f"the evaluation input {missing} does not exist" in " ".join(checked.stdout.split())
     assert "ready:" not in checked.stdout
+
+
+def test_a_ray_address_without_the_ray_executor_is_refused(tmp_path: Path) -> None:
+    # It was ignored: the session ran on this machine while the user thought of a cluster.
+    repo = make_repo(tmp_path / "repo", {"target.py": "X = 3.0  # knob: float(0, 10)\n",
+                                         "score.py": SCORE_PY, "autoresearch.toml": CONFIG})
+    for command in ("run", "check"):
+        result = run_cli(repo, command, "--ray-address", "10.1.2.3:6379")
+        said = " ".join((result.stdout + result.stderr).split())
+        assert result.returncode == 2, said
+        assert "--ray-address names a Ray cluster, but the runs would happen on 'local'" in said
+        assert "add --executor ray" in said and "Traceback" not in said
+    assert not (repo / ".autoresearch" / "ledger.db").exists()

@@ -252,6 +252,12 @@ class Config(_Strict):
     def with_run(self, **changes: Any) -> Config:
         """This config with [run] settings given on the command line (None: as configured)."""
         given = {k: v for k, v in changes.items() if v is not None}
+        if "ray_address" in given and given.get("executor", self.run.executor) != "ray":
+            # Read by the Ray executor alone: a session given it would run here, unsaid.
+            raise ConfigError(
+                "--ray-address names a Ray cluster, but the runs would happen on "
+                f"{given.get('executor', self.run.executor)!r}", where="--ray-address",
+                fix="add --executor ray (or set [run] executor = \"ray\"), or drop --ray-address")
         return self.model_copy(update={"run": self.run.model_copy(update=given)}) if given else self
 
     @property
