@@ -93,6 +93,7 @@ def test_resume_after_sigkill_of_the_orchestrator(toy_repo: Path) -> None:
     assert f"stopped (process {proc.pid} died; run `autoresearch run` to resume)" in shown
     assert "running (pid" not in shown and "now t-0003" not in shown
     assert "t-0003 was running when the process died" in shown
+    assert "1 left open by a dead process" in shown and "1 running" not in shown
     result = run_cli(toy_repo, "run", "--tag", "t", "--iterations", "5")
     assert result.returncode == 0, result.stdout + result.stderr
     statuses = [r[0] for r in query(toy_repo, "SELECT status FROM experiments ORDER BY seq")]

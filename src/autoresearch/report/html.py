@@ -118,7 +118,7 @@ def render_html(data: ReportData, png: bytes) -> str:
               + (f" ({conf.noise_basis})" if conf.noise_basis else ""),
               conf.level),
         _card("experiments", str(c["total"]),
-              f"{fmt_composition(c)}: " + " · ".join(fmt_counts(c))),
+              f"{fmt_composition(c)}: " + " · ".join(fmt_counts(c, s.process_gone))),
         _card("elapsed", fmt_duration(s.elapsed_s), elapsed_note(s)),
         _card("spend", spend, spend_sub),
         *([_card("review gate", f"{len(data.blocked)} blocked", summary_line(data),

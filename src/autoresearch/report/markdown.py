@@ -38,7 +38,7 @@ def render_markdown(data: ReportData, png_name: str = "progress.png") -> str:
         + (f" ({literal(conf.noise_basis)})" if conf.noise_basis else "") + ", the noise floor",
         f"- **Verified:** "
         f"{literal(s.verified or 'not re-measured (nothing kept, or not since the best changed)')}",
-        f"- **Experiments:** {fmt_experiments(c)} — {', '.join(fmt_counts(c))}",
+        f"- **Experiments:** {fmt_experiments(c)} — {', '.join(fmt_counts(c, s.process_gone))}",
         f"- **Elapsed:** {fmt_duration(s.elapsed_s)}"
         + (f" ({elapsed_note(s)})" if elapsed_note(s) else ""),
         f"- **Cost:** ${s.cost_usd:.4f}" + (f" of ${s.max_usd:.2f}" if s.max_usd is not None else "")

@@ -60,9 +60,12 @@ _COUNT_WORDS = (("keep", "kept"), ("discard", "discarded"), ("crash", "crashed")
                 ("open", "running"))
 
 
-def fmt_counts(counts: dict[str, int]) -> list[str]:
-    """["7 kept", "17 discarded", "0 crashed", ...]: candidates only (the baseline is no keep)."""
-    return [f"{counts.get(key, 0)} {word}" for key, word in _COUNT_WORDS
+def fmt_counts(counts: dict[str, int], process_gone: bool = False) -> list[str]:
+    """["7 kept", "17 discarded", "0 crashed", ...]: candidates only (the baseline is no keep).
+    Open experiments of a session whose process died are not running: they are left open (a
+    resume marks them interrupted and runs them again)."""
+    words = dict(_COUNT_WORDS, open="left open by a dead process" if process_gone else "running")
+    return [f"{counts.get(key, 0)} {word}" for key, word in words.items()
             if counts.get(key) or key in ("keep", "discard", "crash")]
 
 

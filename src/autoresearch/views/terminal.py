@@ -86,7 +86,7 @@ def summary_rows(s: SessionSummary) -> list[tuple[str, str]]:
     """The lines every terminal summary shares (status, the end of `run`). Rich markup: every
     name and hypothesis is escaped."""
     metric = escape(s.metric)
-    rows = [("experiments", f"{fmt_experiments(s.counts)}: {', '.join(fmt_counts(s.counts))}"
+    rows = [("experiments", f"{fmt_experiments(s.counts)}: {', '.join(fmt_counts(s.counts, s.process_gone))}"
              + (f" · {fmt_rate(s.experiments_per_hour)}" if s.experiments_per_hour else ""))]
     if s.baseline is not None:
         rows.append(("baseline", f"{metric} = {fmt_value(s.baseline)} "
