@@ -14,8 +14,9 @@ Per trial (see README "The decision rule"):
   state stays within `simplicity_budget` σ, and the step says what it booked;
 - identical repeats (σ = 0) are hidden noise: nothing is kept on them unless the improvement
   clears a positive min_effect, or the target is declared deterministic;
-- in a noisy session, a candidate whose own repeats are identical is discarded: its output does
-  not depend on the run (a seed fixed in the code, a printed value), so its spread says nothing.
+- in a noisy session, a candidate whose own repeats are identical beyond chance (given the
+  resolution they were printed with) is discarded: its output does not depend on the run (a
+  seed fixed in the code, a printed value), so its spread says nothing.
 """
 
 from __future__ import annotations
@@ -44,6 +45,24 @@ class _StepFn(Protocol):
     def __call__(self, action: Action, reason: str, *, threshold: float = ...,
                  runs: tuple[Role, ...] = ..., simpler: bool = ..., booked: float = ...,
                  width: float = ...) -> Step: ...
+
+
+def _pooled_sd(groups: Sequence[Sequence[float]]) -> float:
+    """The within-group standard deviation pooled over `groups` (0 when nothing repeats)."""
+    dof = sum(len(g) - 1 for g in groups)
+    if dof <= 0:
+        return 0.0
+    ss = math.fsum(math.fsum((v - fmean(g)) ** 2 for v in g) for g in groups)
+    return math.sqrt(ss / dof)
+
+
+def _printed_step(value: float) -> float:
+    """The resolution `value` was printed with: 0.01 for 0.95, 1e-6 for 2.443962, 1 for 12."""
+    scale = max(1.0, abs(value))
+    for decimals in range(13):
+        if abs(round(value, decimals) - value) <= 1e-12 * scale:
+            return 10.0 ** -decimals
+    return 1e-12 * scale
 
 
 @dataclass(frozen=True)
@@ -265,8 +284,17 @@ class SequentialPolicy:
         values = {o.value for o in evidence.candidate}
         if self.deterministic or len(evidence.candidate) < 2 or len(values) != 1:
             return False
-        groups = [evidence.incumbent, *evidence.other_groups, evidence.reference]
-        return any(len({o.value for o in g}) > 1 for g in groups)
+        groups = [g for g in (evidence.incumbent, *evidence.other_groups, evidence.reference)
+                  if len(g) >= 2]
+        sigma = _pooled_sd([[o.value for o in g] for g in groups])
+        if not sigma:
+            return False
+        # A metric printed on a coarse grid (accuracy on 100 examples: 0.01) ties by chance:
+        # two runs land on one printed value with probability about grid / (2√π σ). Only ties
+        # that chance cannot explain (1 in 1000) say the measurement was cut out.
+        grid = max(_printed_step(o.value) for g in (*groups, evidence.candidate) for o in g)
+        tie = grid / (2.0 * math.sqrt(math.pi) * sigma)
+        return tie ** (len(evidence.candidate) - 1) < 1e-3
 
     def _hidden_noise(self, evidence: Evidence, effect: Effect, min_effect: float,
                       step: _StepFn) -> Step:
