@@ -5,7 +5,6 @@ tie by chance, is judged as usual."""
 
 from __future__ import annotations
 
-import sqlite3
 import textwrap
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import pytest
 from autoresearch.policy import Evidence, Observation
 from autoresearch.sequential import SequentialPolicy
 from tests.conftest import CONFIG, make_repo, run_cli, use_script
+from tests.test_heldout import experiments
 
 SCORE = textwrap.dedent(
     """
@@ -22,12 +22,6 @@ SCORE = textwrap.dedent(
     print(f"score: {(target.X - 7) ** 2 + random.gauss(0, float(os.environ['NOISE']))}")
     """
 )
-
-
-def experiments(repo: Path) -> list[tuple[str, str, str]]:
-    with sqlite3.connect(repo / ".autoresearch" / "ledger.db") as conn:
-        return conn.execute("SELECT hypothesis, status, decision_reason FROM experiments "
-                            "WHERE kind = 'candidate' ORDER BY seq").fetchall()
 
 
 def test_a_change_whose_runs_stop_varying_in_a_noisy_session_is_not_kept(tmp_path: Path) -> None:
