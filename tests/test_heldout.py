@@ -13,9 +13,19 @@ from tests.conftest import CONFIG, make_repo, run_cli, use_script
 
 SCORE = textwrap.dedent(
     """
+    import os
     import target
     print(f"score: {(target.X - 7) ** 2}")
-    if not getattr(target, "HIDE", False):
+    # SOMETIMES: the held-out pass runs in every other run only (when time allows, say).
+    skipped = False
+    if getattr(target, "SOMETIMES", False):
+        with open(os.environ["RUN_COUNT"], "a+") as count:
+            count.seek(0)
+            skipped = len(count.read()) % 2 == 1
+            count.write("x")
+    if getattr(target, "NAN", False):
+        print("held: nan")
+    elif not getattr(target, "HIDE", False) and not skipped:
         print(f"held: {(target.X - 7) ** 2 + getattr(target, 'LEAK', 0)}")
     """
 )
@@ -46,4 +56,28 @@ def test_a_change_that_stops_printing_a_heldout_metric_is_a_crash(tmp_path: Path
         (warned,) = conn.execute("SELECT message FROM events WHERE kind = 'heldout_divergence'"
                                  ).fetchone()
     assert "held-out held got worse (16 → 59)" in warned
+
+
+def test_a_heldout_value_that_is_no_number_counts_as_left_out(tmp_path: Path) -> None:
+    config = CONFIG.replace('record = ["mem_mb"]', 'heldout = ["held"]')
+    repo = make_repo(tmp_path / "repo", {"target.py": "X = 3.0\n", "score.py": SCORE,
+                                         "autoresearch.toml": config})
+    use_script(repo, [{"hypothesis": "better, held-out nan",
+                       "edits": {"target.py": "X = 6.0\nNAN = True\n"}}])
+    assert run_cli(repo, "run", "--tag", "t", "-n", "2").returncode == 0
+    ((_, status, reason),) = experiments(repo)
+    assert status == "crash" and "did not print the held-out metric held" in reason
+
+
+def test_a_heldout_metric_the_incumbent_prints_only_sometimes_is_not_required(
+        tmp_path: Path) -> None:
+    config = CONFIG.replace('record = ["mem_mb"]', 'heldout = ["held"]')
+    repo = make_repo(tmp_path / "repo", {"target.py": "X = 3.0\nSOMETIMES = True\n",
+                                         "score.py": SCORE, "autoresearch.toml": config})
+    # The baseline's two runs: one prints it, one does not. The candidate never does.
+    use_script(repo, [{"hypothesis": "better", "edits": {"target.py": "X = 6.0\nHIDE = True\n"}}])
+    ran = run_cli(repo, "run", "--tag", "t", "-n", "2", env={"RUN_COUNT": str(tmp_path / "n")})
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    ((_, status, reason),) = experiments(repo)
+    assert status == "keep", reason
 

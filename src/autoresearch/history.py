@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -231,6 +232,12 @@ class History:
         ok = [r for runs in self.runs.values() for r in runs
               if r.commit_sha == commit and r.status == "ok"]
         return sum(1 for r in ok if name in r.metrics), len(ok)
+
+    def printed_by_every_run(self, commit: str, name: str) -> bool:
+        """Whether every successful run of `commit` (at least one) printed `name` as a number."""
+        ok = [r for runs in self.runs.values() for r in runs
+              if r.commit_sha == commit and r.status == "ok"]
+        return bool(ok) and all(math.isfinite(r.metrics.get(name, math.nan)) for r in ok)
 
     def summary(self, exp: ExperimentRow) -> ExperimentSummary:
         """What a proposer may know of an experiment (cached: a decided one no longer changes)."""

@@ -10,6 +10,7 @@ work is the scheduler's (`scheduler.py`); what one experiment does is its progra
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -431,8 +432,11 @@ class Session:
         heldout = self.config.metric.heldout
         if not heldout or not m.ok or trial.kind == "baseline" or request.role != "candidate":
             return []
-        printed = self.history.mean_metrics(trial.parent)
-        return [name for name in heldout if name in printed and name not in m.metrics]
+        # Only what the incumbent always printed is required (a test pass run when time allows
+        # is not); a value that is no number (`test: nan`) counts as left out.
+        return [name for name in heldout
+                if self.history.printed_by_every_run(trial.parent, name)
+                and not math.isfinite(m.metrics.get(name, math.nan))]
 
     def size_timeout(self, runs: Iterable[RunRow]) -> None:
         """The verify timeout follows what the unchanged code's runs really take beyond the
