@@ -55,6 +55,10 @@ def observations(values: list[float], start: float) -> list[Observation]:
     ([0.91, 0.93, 0.90, 0.94], [0.97, 0.97], False),
     # Three tied runs on that grid: still within chance (about 1 in 50 squared: no).
     ([0.91, 0.93, 0.90, 0.94], [0.97, 0.97, 0.97], False),
+    # Accuracy on 97 examples printed with Python's repr: the grid is 1/97, not 1e-16.
+    ([68 / 97, 71 / 97, 65 / 97, 73 / 97], [90 / 97, 90 / 97], False),
+    # A printed round constant does not choose its own grid: 0.9 among six-decimal values.
+    ([0.853214, 0.861177, 0.842306, 0.849951], [0.9, 0.9], True),
     # A varying candidate is never frozen.
     ([2.443962, 2.467311, 2.421774, 2.455019], [2.101113, 2.104471], False),
 ])

@@ -25,6 +25,7 @@ import math
 from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from fractions import Fraction
 from statistics import fmean
 from typing import Protocol
 
@@ -54,6 +55,20 @@ def _pooled_sd(groups: Sequence[Sequence[float]]) -> float:
         return 0.0
     ss = math.fsum(math.fsum((v - fmean(g)) ** 2 for v in g) for g in groups)
     return math.sqrt(ss / dof)
+
+
+def _grid(values: Sequence[float]) -> float:
+    """The step the values lie on: 1/97 for counts out of 97 however they were printed, 0.01 for
+    0.91, 0.93, 0.90; else the finest decimal they were printed with (1e-6 for 2.443962)."""
+    fractions = [Fraction(v).limit_denominator(1000) for v in values]
+    if all(abs(float(f) - v) <= 1e-9 * max(1.0, abs(v)) for f, v in zip(fractions, values,
+                                                                       strict=True)):
+        common = math.lcm(*(f.denominator for f in fractions))
+        counts = [f.numerator * (common // f.denominator) for f in fractions]
+        step = math.gcd(*(c - counts[0] for c in counts))
+        if step:
+            return step / common
+    return min(_printed_step(v) for v in values)
 
 
 def _printed_step(value: float) -> float:
@@ -289,10 +304,11 @@ class SequentialPolicy:
         sigma = _pooled_sd([[o.value for o in g] for g in groups])
         if not sigma:
             return False
-        # A metric printed on a coarse grid (accuracy on 100 examples: 0.01) ties by chance:
-        # two runs land on one printed value with probability about grid / (2√π σ). Only ties
-        # that chance cannot explain (1 in 1000) say the measurement was cut out.
-        grid = max(_printed_step(o.value) for g in (*groups, evidence.candidate) for o in g)
+        # A metric on a coarse grid (accuracy on 100 or on 97 examples) ties by chance: two runs
+        # land on one value with probability about grid / (2√π σ). Only ties that chance cannot
+        # explain (1 in 1000) say the measurement was cut out. The grid is read from the other
+        # commits' values: the candidate's own would let a printed 0.9 claim a 0.1 grid.
+        grid = _grid([o.value for g in groups for o in g])
         tie = grid / (2.0 * math.sqrt(math.pi) * sigma)
         return tie ** (len(evidence.candidate) - 1) < 1e-3
 
