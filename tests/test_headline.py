@@ -120,6 +120,15 @@ def test_finalize_verify_reuses_the_recorded_runs_of_the_same_trees(toy_repo: Pa
     assert "3 reused (headline)" in out and "fresh" not in out
     assert not (toy_repo / ".autoresearch" / "finalize" / "t" / "logs").exists()
     assert rows(toy_repo, "SELECT COUNT(*) FROM runs")[0][0] == before
+    # The verify command measures something else now (another budget): the headline's runs do
+    # not stand beside runs made under it, so everything is measured afresh.
+    edit_config(toy_repo, "budget_seconds = 5", "budget_seconds = 6")
+    git(toy_repo, "commit", "-qam", "another budget")
+    again = run_cli(toy_repo, "finalize", "--tag", "t", "--verify", "--repeats", "2",
+                    "--force", env={"COLUMNS": "200"})
+    said = " ".join(again.stdout.split())
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "reused (headline)" not in said and "2 fresh" in said
 
 
 def test_report_verify_re_measures_a_headline_the_session_did_not(toy_repo: Path) -> None:

@@ -37,7 +37,12 @@ from autoresearch.gitops import tree_of
 from autoresearch.gitops.runner import git
 from autoresearch.ledger import Ledger, SessionRow
 from autoresearch.policy import Interval, paired_interval
-from autoresearch.resume_contract import REMEASURE_FIX, environment_difference, same_machine
+from autoresearch.resume_contract import (
+    REMEASURE_FIX,
+    environment_difference,
+    measurement_changes,
+    same_machine,
+)
 from autoresearch.stop_signals import stop_signals_as_interrupt
 from autoresearch.views.summary import open_ledger, resolve_session
 
@@ -155,8 +160,8 @@ class _Comparable:
         return contextlib.closing(Ledger(self.ledger_path, readonly=True))
 
 
-def headline_pairs(repo: Path, tag: str, metric: str, base_tree: str
-                   ) -> dict[str, list[tuple[float, float]]]:
+def headline_pairs(repo: Path, tag: str, metric: str, base_tree: str,
+                   config: Config | None = None) -> dict[str, list[tuple[float, float]]]:
     """Tree -> the (best, baseline) pairs of the newest headline that re-measured a commit with
     that tree against one with the base's tree, in the same metric. The only recorded runs that
     are re-measurements: every other run of the session took part in selecting what it ran."""
@@ -165,6 +170,8 @@ def headline_pairs(repo: Path, tag: str, metric: str, base_tree: str
         session = resolve_session(ledger, tag)
         if session.metric != metric:  # the config measures something else now
             return {}
+        if config is not None and measurement_changes(session.config, config):
+            return {}  # another command, budget or environment since: measured afresh
         found = [e["data"] for e in ledger.events(session.id, kind="headline") if e["data"]]
     finally:
         ledger.close()
@@ -210,7 +217,7 @@ def remeasure(
     tree = {sha: tree_of(repo, sha) for sha in [result.base_commit] + [s for _, s in targets]}
     base_tree, tip_tree = tree[result.base_commit], tree[result.session_tip]
     reusable = {t: pairs[-n:] for t, pairs in headline_pairs(
-        repo, result.tag, config.metric.name, base_tree).items() if len(pairs) >= n}
+        repo, result.tag, config.metric.name, base_tree, config).items() if len(pairs) >= n}
     arms: dict[str, _Arm] = {base_tree: _Arm(0, "base", result.base_commit)}
     for i, (name, sha) in enumerate(targets, start=1):
         if tree[sha] not in reusable and tree[sha] not in arms:
