@@ -389,7 +389,7 @@ def test_a_ray_address_without_the_ray_executor_is_refused(tmp_path: Path) -> No
     # It was ignored: the session ran on this machine while the user thought of a cluster.
     repo = make_repo(tmp_path / "repo", {"target.py": "X = 3.0  # knob: float(0, 10)\n",
                                          "score.py": SCORE_PY, "autoresearch.toml": CONFIG})
-    for command in ("run", "check"):
+    for command in ("run", "check", "report", "finalize"):
         result = run_cli(repo, command, "--ray-address", "10.1.2.3:6379")
         said = " ".join((result.stdout + result.stderr).split())
         assert result.returncode == 2, said

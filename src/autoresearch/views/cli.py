@@ -190,6 +190,7 @@ def report(
     from autoresearch.views.format import fmt_signed, fmt_value
 
     root = _root(repo)
+    _where_runs_go(root, executor, ray_address)
     done = None  # the headline --verify measured now (it printed it already)
     if verify:
         from autoresearch.scheduler import verify_headline_of
@@ -224,6 +225,15 @@ def report(
         raise typer.Exit(1)  # asked to verify, and it could not: the report is written anyway
 
 
+def _where_runs_go(root: Path, executor: str | None, ray_address: str | None) -> None:
+    """--executor and --ray-address are checked as `run` checks them, before anything is done
+    (a --ray-address the runs would not use was refused only once the branches were written)."""
+    if executor is not None or ray_address is not None:
+        from autoresearch.config import CONFIG_NAME, load_config
+
+        load_config(root / CONFIG_NAME).with_run(executor=executor, ray_address=ray_address)
+
+
 def finalize(
     repo: RepoOpt = Path("."),
     tag: TagOpt = None,
@@ -242,6 +252,7 @@ def finalize(
     from autoresearch.finalize.lock import FinalizeLock
 
     root = _root(repo)
+    _where_runs_go(root, executor, ray_address)  # refused before any branch is written
     # One finalize of a session at a time: two would write the same branches and measure in
     # the same worktree, each removing the other's checkout under its runs.
     with FinalizeLock(root, _check_session(root, tag)):
