@@ -4,6 +4,7 @@ left behind, a verify command in the wrong interpreter or shell, and a bare repo
 
 from __future__ import annotations
 
+import shlex
 import sys
 import textwrap
 import tomllib
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from autoresearch.config import ALWAYS_PROTECTED, load_config
+from autoresearch.globs import select
 from autoresearch.metrics import parse_metrics, printed_values
 from autoresearch.proposers.knobs import require_knobs
 from autoresearch.state import default_tag
@@ -234,24 +236,28 @@ def test_a_template_names_every_file_it_would_overwrite_and_writes_none(tmp_path
     assert flat(again.stderr) == err
 
 
+@pytest.mark.parametrize("sub", ["lm", "my sub[1]"])  # the second is no character class
 def test_a_template_from_a_subdirectory_puts_its_code_there_and_the_config_at_the_root(
-        tmp_path: Path) -> None:
-    repo = make_repo(tmp_path / "repo", {"README": "a monorepo\n", "lm/notes.txt": "x\n"})
-    result = run_cli(repo / "lm", "init", "--template", "gpt", "--commit")
+        tmp_path: Path, sub: str) -> None:
+    repo = make_repo(tmp_path / "repo", {"README": "a monorepo\n", f"{sub}/notes.txt": "x\n"})
+    result = run_cli(repo / sub, "init", "--template", "gpt", "--commit")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "you ran init in lm/" in flat(result.stdout)
-    assert {p.name for p in (repo / "lm").iterdir()} == {"notes.txt", "train.py", "prepare.py"}
+    assert f"you ran init in {sub}/" in flat(result.stdout)
+    assert {p.name for p in (repo / sub).iterdir()} == {"notes.txt", "train.py", "prepare.py"}
     assert (repo / "program.md").is_file()
     config = load_config(repo / "autoresearch.toml")
-    assert config.scope == ["lm/train.py"] and "lm/prepare.py" in config.protected
-    assert config.verify.command == "cd lm && {python} train.py"
+    tracked = git(repo, "ls-files").splitlines()
+    assert select(tracked, config.scope) == [f"{sub}/train.py"]
+    assert f"{sub}/prepare.py" in select(tracked, config.protected)
+    assert config.verify.command == f"cd {shlex.quote(sub)} && {{python}} train.py"
     knobs = require_knobs(repo, config)  # every knob names a file and a line that exist
-    assert len(knobs) == 14 and {k.file for k in knobs} == {"lm/train.py"}
+    assert len(knobs) == 14 and {k.file for k in knobs} == {f"{sub}/train.py"}
     assert git(repo, "status", "--porcelain") == ""  # committed where they were written
     # A second template over it names the files it would overwrite where they are.
-    again = run_cli(repo / "lm", "init", "--template", "gpt")
+    again = run_cli(repo / sub, "init", "--template", "gpt")
     assert again.returncode == 2
-    assert "autoresearch.toml, lm/prepare.py, program.md, lm/train.py" in flat(again.stderr)
+    assert (f"autoresearch.toml, {sub}/prepare.py, program.md, {sub}/train.py"
+            in flat(again.stderr))
 
 
 # --- 5. a session branch the ledger does not know ----------------------------------------------------

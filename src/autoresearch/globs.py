@@ -22,6 +22,12 @@ def normalize_pattern(pattern: str) -> str:
     return "/".join(part for part in pattern.strip().split("/") if part not in ("", "."))
 
 
+def escape_glob(text: str) -> str:
+    """`text` as a glob matching itself only: `*`, `?` and `[` each in a class of its own (a
+    directory named `my sub[1]` would otherwise read as a character class)."""
+    return "".join(f"[{c}]" if c in "*?[" else c for c in text)
+
+
 def pattern_problem(pattern: str) -> str | None:
     """Why a scope or protected glob can never match a canonical path (None when it can)."""
     if "\\" in pattern:
@@ -59,7 +65,8 @@ def glob_to_regex(pattern: str) -> re.Pattern[str]:
                 out.append(re.escape(c))
                 i += 1
             else:
-                body = pattern[i + 1 : end].replace("\\", "\\\\")
+                # A `[` in a class is literal in a glob, a nested set to `re`: escaped.
+                body = pattern[i + 1 : end].replace("\\", "\\\\").replace("[", "\\[")
                 if body.startswith("!"):
                     body = "^" + body[1:]
                 out.append(f"[{body}]")

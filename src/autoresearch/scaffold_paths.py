@@ -16,7 +16,7 @@ from pathlib import Path
 from autoresearch.config import ALWAYS_PROTECTED
 from autoresearch.errors import ConfigError
 from autoresearch.gitops.runner import GitError, git_names
-from autoresearch.globs import globs_overlap, matches, normalize_pattern
+from autoresearch.globs import escape_glob, globs_overlap, matches, normalize_pattern
 from autoresearch.verify_targets import (
     command_directory,
     is_script_name,
@@ -131,7 +131,7 @@ def rebase(paths: Paths, subdirectory: str, root: Path) -> Paths:
     """The answers as seen from the repository root, for `init` run in `subdirectory` below it:
     autoresearch.toml lives at the root, and its globs and command are read from there."""
     def under(glob: str) -> str:
-        return posixpath.join(subdirectory, normalize_pattern(glob))
+        return posixpath.join(escape_glob(subdirectory), normalize_pattern(glob))
 
     note = (f"you ran init in {subdirectory}/, below the repository root {root}: "
             f"{CONFIG_AT_ROOT}, so its scope and protected globs are prefixed with "
