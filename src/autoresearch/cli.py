@@ -209,6 +209,7 @@ def run_session(root: Path, tag: str | None, iterations: int | None,
         output_closed,
         stop_signals_as_interrupt,
     )
+    from autoresearch.views.format import fmt_duration
 
     config = load_config(root / CONFIG_NAME).with_run(**run)  # --executor, --ray-address
     tag_ = resolve_tag(root, tag, must_exist=False)
@@ -233,7 +234,8 @@ def run_session(root: Path, tag: str | None, iterations: int | None,
             elif (until_s is None and config.limits.max_hours and resumed
                     and session.history.counted() == resumed and "time limit" in reason):
                 reason += (f", before this run started: [limits] max_hours counts the "
-                           f"session's time at work ({worked / 3600:.2f} h so far); raise it, "
+                           f"session's time at work ({fmt_duration(worked)} so far of "
+                           f"{fmt_duration(config.limits.max_hours * 3600)}); raise it, "
                            "or give this run its own limit with --until")
         except SessionStopped as stop:
             reason, exit_code = stop.reason, stop.exit_code

@@ -218,7 +218,8 @@ def report(
         console.print(f"verified: {s.verified}")
     elif done is None and s.best_id is not None and s.best_id != s.baseline_id:
         console.print("not verified: best vs baseline was not re-measured since the best was "
-                      "kept (`autoresearch report --verify` re-measures it in interleaved pairs)")
+                      "kept (`autoresearch report --verify` re-measures it in interleaved pairs, "
+                      "unless [decision] headline_pairs = 0 turns that off)")
     for path in (files.png, files.html, files.markdown):
         console.print(f"wrote {path}", soft_wrap=True)  # a path to copy: never broken
     if done is not None and (done.interval is None or done.failures):
