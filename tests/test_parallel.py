@@ -260,7 +260,9 @@ def test_a_second_ctrl_c_while_stopping_still_records_why_each_trial_ended(
             "time.sleep(30)\n")
     use_script(two_knobs, [{"hypothesis": f"X to {v}", "edits": {"x.py": f"X = {v}\n{slow}"}}
                            for v in (4.0, 5.0, 6.0)])
-    assert run_cli(two_knobs, "run", "--tag", "t", "-n", "1").returncode == 0  # the baseline
+    # The baseline with two workers too: under "auto" they share the free cores, and a resume
+    # whose runs would get another thread count is refused.
+    assert run_cli(two_knobs, "run", "--tag", "t", "-n", "1", "-w", "2").returncode == 0
     proc = start(two_knobs, "--tag", "t", "-n", "3", "-w", "2")
     deadline = time.time() + 60
     while len(list(started.iterdir())) < 2 and time.time() < deadline:

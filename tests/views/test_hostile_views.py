@@ -298,6 +298,9 @@ def test_a_huge_hypothesis_does_not_widen_the_pages(hostile: tuple[Path, str],
         assert drawer[0] <= drawer[1], drawer
     out = repo.parent / "report-wide"
     assert autoresearch(repo, "report", "--tag", "h", "--out", str(out)).returncode == 0
+    # Bounded, with the command that prints it whole: laid out whole, the line kept Chromium
+    # busy for 30 s after the page loaded (the next navigation timed out).
+    assert "more characters: `autoresearch show h-0003 --full`" in (out / "report.html").read_text()
     page.goto((out / "report.html").as_uri())
     assert page.evaluate("document.documentElement.scrollWidth") <= width
     assert page.errors == []

@@ -15,6 +15,7 @@ from autoresearch.report.content import ReportData, elapsed_note, flatten, noise
 from autoresearch.report.reviews import STYLE as REVIEW_STYLE
 from autoresearch.report.reviews import blocked_html, review_html, summary_line
 from autoresearch.unicode_controls import BIDI_CONTROLS
+from autoresearch.views.bounded_text import bounded
 from autoresearch.views.format import (
     fmt_composition,
     fmt_counts,
@@ -79,6 +80,12 @@ def _diff_html(text: str, warning: str = "") -> str:
     return head + "<pre>" + "".join(lines) + "</pre>"
 
 
+def _headline_of(hypothesis: str, exp_id: str) -> str:
+    """A hypothesis's first line, bounded: a 300 KB line without a space kept Chromium busy
+    laying out the page for 30 s after it loaded (`autoresearch show ID --full` prints it)."""
+    return bounded(hypothesis.splitlines()[0], exp_id) if hypothesis.strip() else ""
+
+
 def _delta_class(delta: float | None, direction: str) -> str:
     if delta is None or delta == 0:
         return ""
@@ -135,7 +142,7 @@ def render_html(data: ReportData, png: bytes) -> str:
     for k in data.kept:
         parts.append(
             f"<div class='change'><h3><span class='mono'>{_e(k.exp_id)}</span> · "
-            f"{_e(k.hypothesis.splitlines()[0] if k.hypothesis else '')}</h3>"
+            f"{_e(_headline_of(k.hypothesis, k.exp_id))}</h3>"
             f"<div class='sub'>{_e(s.metric)} {fmt_value(k.objective)} · Δ vs incumbent "
             f"<span class='{_delta_class(k.delta, s.direction)}'>{fmt_signed(k.delta)}</span> · "
             f"improvement over baseline so far {fmt_signed(k.vs_baseline)} · "
@@ -196,7 +203,7 @@ def _experiments_table(data: ReportData) -> list[str]:
             f"<td class='num {_delta_class(e.delta, direction)}'>{fmt_signed(e.delta)}</td>"
             f"<td class='num'>{e.runs}</td><td class='num'>{fmt_duration(e.duration_s)}</td>"
             f"<td class='num'>{f'${e.cost_usd:.3f}' if e.cost_usd else '—'}</td>"
-            f"<td class='hyp'>{_e(e.hypothesis.splitlines()[0] if e.hypothesis else '')}</td></tr>"
+            f"<td class='hyp'>{_e(_headline_of(e.hypothesis, e.id))}</td></tr>"
         )
     rows.append("</table>")
     return rows
