@@ -6,7 +6,8 @@ machine drifted since, the drift would be taken for the branches' effects): neit
 What may be reused is the headline: the session's best and its base, re-measured in interleaved
 pairs at the session's end (roles "headline" and "headline-baseline"). When the headline covers
 every target but the base (the common case: one branch, whose tree is the session's tip),
-nothing is run again.
+nothing is run again. Nor is it reused when the config measures something else since the
+session ran (another verify command, budget or environment): everything is measured afresh.
 
 Otherwise the base is measured again with every target that needs fresh runs, in rounds (base,
 branch 1, branch 2, …, then in the reverse order, so that a linear drift cancels over every two
