@@ -161,18 +161,18 @@ class _Comparable:
         return contextlib.closing(Ledger(self.ledger_path, readonly=True))
 
 
-def headline_pairs(repo: Path, tag: str, metric: str, base_tree: str,
-                   config: Config | None = None) -> dict[str, list[tuple[float, float]]]:
+def headline_pairs(repo: Path, tag: str, config: Config, base_tree: str
+                   ) -> dict[str, list[tuple[float, float]]]:
     """Tree -> the (best, baseline) pairs of the newest headline that re-measured a commit with
     that tree against one with the base's tree, in the same metric. The only recorded runs that
     are re-measurements: every other run of the session took part in selecting what it ran."""
     ledger = open_ledger(repo)
     try:
         session = resolve_session(ledger, tag)
-        if session.metric != metric:  # the config measures something else now
+        # The config measures something else now (another metric, command, budget or
+        # environment since the session ran): everything is measured afresh.
+        if session.metric != config.metric.name or measurement_changes(session.config, config):
             return {}
-        if config is not None and measurement_changes(session.config, config):
-            return {}  # another command, budget or environment since: measured afresh
         found = [e["data"] for e in ledger.events(session.id, kind="headline") if e["data"]]
     finally:
         ledger.close()
@@ -218,7 +218,7 @@ def remeasure(
     tree = {sha: tree_of(repo, sha) for sha in [result.base_commit] + [s for _, s in targets]}
     base_tree, tip_tree = tree[result.base_commit], tree[result.session_tip]
     reusable = {t: pairs[-n:] for t, pairs in headline_pairs(
-        repo, result.tag, config.metric.name, base_tree, config).items() if len(pairs) >= n}
+        repo, result.tag, config, base_tree).items() if len(pairs) >= n}
     arms: dict[str, _Arm] = {base_tree: _Arm(0, "base", result.base_commit)}
     for i, (name, sha) in enumerate(targets, start=1):
         if tree[sha] not in reusable and tree[sha] not in arms:
