@@ -93,7 +93,7 @@ def workload(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 def run_train(
     tmp_path: Path, env: dict[str, str], edits: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """Run train.py from a copy of the template, as the engine would."""
+    """Run train.py from a copy of the template, as the engine would: under score.py."""
     project = tmp_path / f"project{next(_counter)}"
     shutil.copytree(TEMPLATE, project, ignore=shutil.ignore_patterns("__pycache__"))
     script = project / "train.py"
@@ -105,7 +105,7 @@ def run_train(
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("AUTORESEARCH_")}
     full_env.update(env)
     return subprocess.run(
-        [sys.executable, "train.py"],
+        [sys.executable, "score.py", "train.py"],
         cwd=project,
         env=full_env,
         capture_output=True,
@@ -472,9 +472,8 @@ def test_short_cpu_run_learns_and_prints_a_parsable_summary(
     env = {**workload, "AUTORESEARCH_TIME_BUDGET": "4", "AUTORESEARCH_PROGRESS_EVERY": "0.5"}
     result = run_train(tmp_path, env)
     assert result.returncode == 0, result.stdout + result.stderr
-    progress = [
-        (float(t), int(s), float(loss)) for t, s, loss in PROGRESS_RE.findall(result.stdout)
-    ]
+    shown = result.stdout.replace("\ntrain.py| ", "\n").removeprefix("train.py| ")
+    progress = [(float(t), int(s), float(loss)) for t, s, loss in PROGRESS_RE.findall(shown)]
     assert len(progress) >= 3
     assert [s for _, s, _ in progress] == sorted(s for _, s, _ in progress)
     assert progress[-1][2] < progress[0][2] - 0.5, progress  # the loss went down
@@ -488,7 +487,8 @@ def test_short_cpu_run_learns_and_prints_a_parsable_summary(
     assert 4.0 <= metrics["training_seconds"] < 8.0
     assert metrics["num_steps"] == progress[-1][1] and metrics["depth"] == 2
     assert 0 < metrics["val_bpb"] < math.log2(int(SMALL_VOCAB)) * 2
-    assert metrics["peak_vram_mb"] > 0
+    assert metrics["peak_vram_mb"] > 0 and metrics["train_wall_seconds"] >= 4.0
+    assert "train.py| val_bpb:" not in result.stdout  # the score is score.py's alone
 
 
 @pytest.mark.slow
@@ -504,7 +504,8 @@ def test_same_seed_same_first_losses(workload: dict[str, str], tmp_path: Path) -
     losses = []
     for run in runs:
         assert run.returncode == 0, run.stdout + run.stderr
-        losses.append([loss for _, _, loss in PROGRESS_RE.findall(run.stdout)])
+        shown = run.stdout.replace("\ntrain.py| ", "\n").removeprefix("train.py| ")
+        losses.append([loss for _, _, loss in PROGRESS_RE.findall(shown)])
     assert len(losses[0]) == 4
     assert losses[0] == losses[1]
     assert losses[0] != losses[2]
@@ -528,7 +529,7 @@ def test_weights_that_turn_nan_at_the_last_step_fail_too(
     env = {**workload, "AUTORESEARCH_TIME_BUDGET": "60", "AUTORESEARCH_MAX_STEPS": "1"}
     result = run_train(tmp_path, env, {"\nMATRIX_LR = 0.02": '\nMATRIX_LR = float("nan")'})
     assert result.returncode == 1, result.stdout + result.stderr
-    assert "FAIL: val_bpb nan" in result.stdout
+    assert "val_bpb is nan" in result.stdout + result.stderr
     assert "\nval_bpb:" not in result.stdout
 
 
@@ -565,7 +566,7 @@ def test_template_contract_loads_and_its_knobs_exist() -> None:
 
     config = load_config(TEMPLATE / "autoresearch.toml")
     assert config.metric.name == "val_bpb" and config.metric.direction == "minimize"
-    assert config.scope == ["train.py"] and config.protected == ["prepare.py"]
+    assert config.scope == ["train.py"] and config.protected == ["prepare.py", "score.py"]
     knobs = discover_knobs(TEMPLATE, config.knobs, config.scope, protected=config.protected)
     assert {k.key for k in knobs} >= {"train.py:MATRIX_LR", "train.py:DEPTH"}
 
@@ -586,7 +587,7 @@ def test_the_step_is_the_configured_number_of_tokens(
     result = run_train(tmp_path, env, edit)
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"batch: {tokens_per_step} tokens/step" in result.stdout
-    assert f"total_tokens_M:   {total}" in result.stdout  # 2 steps
+    assert f"train.py| total_tokens_M:   {total}" in result.stdout  # 2 steps
 
 
 def test_init_template_gpt_writes_a_committed_project(tmp_path: Path) -> None:

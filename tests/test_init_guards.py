@@ -243,20 +243,21 @@ def test_a_template_from_a_subdirectory_puts_its_code_there_and_the_config_at_th
     result = run_cli(repo / sub, "init", "--template", "gpt", "--commit")
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"you ran init in {sub}/" in flat(result.stdout)
-    assert {p.name for p in (repo / sub).iterdir()} == {"notes.txt", "train.py", "prepare.py"}
+    assert {p.name for p in (repo / sub).iterdir()} == {"notes.txt", "train.py", "prepare.py",
+                                                         "score.py"}
     assert (repo / "program.md").is_file()
     config = load_config(repo / "autoresearch.toml")
     tracked = git(repo, "ls-files").splitlines()
     assert select(tracked, config.scope) == [f"{sub}/train.py"]
-    assert f"{sub}/prepare.py" in select(tracked, config.protected)
-    assert config.verify.command == f"cd {shlex.quote(sub)} && {{python}} train.py"
+    assert {f"{sub}/prepare.py", f"{sub}/score.py"} <= set(select(tracked, config.protected))
+    assert config.verify.command == f"cd {shlex.quote(sub)} && {{python}} score.py train.py"
     knobs = require_knobs(repo, config)  # every knob names a file and a line that exist
     assert len(knobs) == 14 and {k.file for k in knobs} == {f"{sub}/train.py"}
     assert git(repo, "status", "--porcelain") == ""  # committed where they were written
     # A second template over it names the files it would overwrite where they are.
     again = run_cli(repo / sub, "init", "--template", "gpt")
     assert again.returncode == 2
-    assert (f"autoresearch.toml, {sub}/prepare.py, program.md, {sub}/train.py"
+    assert (f"autoresearch.toml, {sub}/prepare.py, program.md, {sub}/score.py, {sub}/train.py"
             in flat(again.stderr))
 
 

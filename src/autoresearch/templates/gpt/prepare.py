@@ -8,6 +8,9 @@ change how well the model learns, never the yardstick:
 - the constants: sequence length, default time budget, evaluation size,
 - the dataloader, and `evaluate_bpb`, the objective.
 
+In a session, score.py runs train.py in a process of its own and scores the model train.py
+hands over (`hand_over`, below) with this file's evaluation, in score.py's process.
+
 Run it once before the first experiment (train.py also calls `prepare()`, which is a no-op when
 the cache is valid):
 
@@ -658,11 +661,17 @@ def evaluate_bpb(model: torch.nn.Module, split: str = "val", batch_size: int = 0
     if changed:
         raise SystemExit(f"evaluate_bpb: the evaluation's constants were changed: "
                          f"{', '.join(changed)}. prepare.py defines the measurement; leave them.")
-    device = next(model.parameters()).device
+    return score_split(model, split, next(model.parameters()).device, batch_size)
+
+
+@torch.no_grad()
+def score_split(model: torch.nn.Module, split: str, device: torch.device,
+                batch_size: int = 0, probe_rows: int = 0) -> float:
+    """Bits per byte of `model` on a split, once it passes the causality check."""
     tokens = load_tokens(split)
     batch_size = batch_size or max(1, 8192 // MAX_SEQ_LEN)
     total_nats, total_bytes = score_tokens(model, tokens, device, batch_size)
-    check_causal(model, tokens, device, batch_size)
+    check_causal(model, tokens, device, batch_size, probe_rows or CAUSAL_ROWS)
     return bits_per_byte(total_nats, total_bytes)
 
 
@@ -695,7 +704,8 @@ def causal_cuts(seq: int, rows: int = CAUSAL_ROWS) -> list[int]:
 
 @torch.no_grad()
 def check_causal(
-    model: torch.nn.Module, tokens: np.ndarray, device: torch.device, batch_size: int
+    model: torch.nn.Module, tokens: np.ndarray, device: torch.device, batch_size: int,
+    rows: int = CAUSAL_ROWS,
 ) -> None:
     """Refuse a model whose predictions look at the tokens they predict.
 
@@ -703,15 +713,17 @@ def check_causal(
     positions, or across the rows of a batch, would read its own targets and score far too
     well. Each row of the probe is a window of the stream and has its own cut point p (see
     causal_cuts): the probe changes x[row, p:] to random other tokens, and logits[row, :p]
-    must stay as they were. One clean and one changed forward of CAUSAL_ROWS rows (more and
-    smaller ones when batch_size, the memory bound, is below that): on the CPU default model
+    must stay as they were. One clean and one changed forward of `rows` rows (more and
+    smaller ones when batch_size, the memory bound, is below that; score.py probes as many
+    rows as the handed-over model takes at once, padding would cost as much): on the CPU
+    default model
     0.16 s at best, 0.7 s at load 3 on 2 cores (scoring val: ~7 s), under half the cost of the
     half-row check on 64 rows that it replaced.
     """
     seq = min(MAX_SEQ_LEN, len(tokens))
     if seq < 2:
         return
-    cuts = causal_cuts(seq)
+    cuts = causal_cuts(seq, rows)
     vocab = prepare(verbose=False).tokenizer.vocab_size  # ids the model's embedding accepts
     stride = (len(tokens) - seq) // len(cuts)  # windows spread over the stream
     windows = [np.asarray(tokens[r * stride : r * stride + seq], dtype=np.int64)
@@ -816,6 +828,117 @@ def score_tokens(
         total_bytes += nbytes.sum()
     model.train(was_training)
     return float(total_nats.item()), int(total_bytes.item())
+
+
+# ---------------------------------------------------------------------------------------------
+# Hand-over. Under score.py (the verify command), train.py does not score its own model: it
+# exports the model's forward with torch.export (a graph of tensor operations and its weights,
+# none of train.py's Python) and score.py scores that graph in a process of its own.
+
+MODEL_FILE_ENV = "AUTORESEARCH_MODEL_FILE"  # set by score.py: where the exported model goes
+
+
+def hand_over(model: torch.nn.Module, rows: int = CAUSAL_ROWS) -> bool:
+    """Export `model` for score.py, for batches of `rows` rows of MAX_SEQ_LEN tokens.
+
+    False, and nothing saved, when train.py runs on its own (not under score.py): it then
+    evaluates itself with evaluate_bpb. `rows` bounds the evaluation's memory, as evaluate_bpb's
+    batch_size does. The forward must be exportable: no Python branch on a tensor's values.
+    """
+    path = os.environ.get(MODEL_FILE_ENV, "").strip()
+    if not path:
+        return False
+    device = next(model.parameters()).device
+    example = torch.zeros(max(1, rows), MAX_SEQ_LEN, dtype=torch.long, device=device)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            program = torch.export.export(model, (example,))
+    except Exception as exc:  # torch's own messages say which line could not be exported
+        raise SystemExit(f"hand_over: torch.export could not export the model's forward "
+                         f"(model(x), x of shape {tuple(example.shape)}): {type(exc).__name__}: "
+                         f"{exc}") from exc
+    finally:
+        model.train(was_training)
+    torch.export.save(program, path)
+    return True
+
+
+class FixedRows(torch.nn.Module):
+    """An exported forward, whose input shape is fixed, as a model of any (B, T <= MAX_SEQ_LEN).
+
+    Each call is cut into batches of the exported row count; missing rows are zeros and each
+    row is filled up to MAX_SEQ_LEN with zeros after its tokens. That changes no logit of a
+    causal model at the positions kept, and the causality check (run through this same
+    wrapper) refuses a model for which it would.
+    """
+
+    def __init__(self, forward: torch.nn.Module, rows: int) -> None:
+        super().__init__()
+        self.forward_of_program = forward
+        self.rows = rows
+
+    def train(self, mode: bool = True) -> FixedRows:
+        self.training = mode  # exported in eval mode: nothing inside to switch
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        count, length = x.shape
+        pieces = []
+        for first in range(0, count, self.rows):
+            chunk = x[first : first + self.rows]
+            padded = torch.zeros(self.rows, MAX_SEQ_LEN, dtype=torch.long, device=x.device)
+            padded[: len(chunk), :length] = chunk
+            logits = self.forward_of_program(padded)
+            if not isinstance(logits, torch.Tensor) or tuple(logits.shape[:2]) != padded.shape:
+                got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits)
+                raise SystemExit(f"score.py: the handed-over model returned {got} for input "
+                                 f"{tuple(padded.shape)}; it must return logits (rows, "
+                                 f"{MAX_SEQ_LEN}, vocab_size)")
+            pieces.append(logits[: len(chunk), :length])
+        return torch.cat(pieces)
+
+
+def load_handed_over(path: Path, script: str) -> tuple[FixedRows, int]:
+    """The model train.py exported to `path`, and the number of its parameters."""
+    if not path.is_file():
+        raise SystemExit(f"score.py: {script} ended without handing its model over; it must "
+                         "end with prepare.hand_over(model), as the template's train.py does")
+    try:
+        program = torch.export.load(str(path))
+    except Exception as exc:
+        raise SystemExit(f"score.py: the model {script} handed over does not load: "
+                         f"{type(exc).__name__}: {exc}") from None
+    args, kwargs = program.example_inputs or ((), {})
+    shape = tuple(args[0].shape) if len(args) == 1 and not kwargs else ()
+    if len(shape) != 2 or shape[1] != MAX_SEQ_LEN or args[0].dtype != torch.long:
+        raise SystemExit(f"score.py: the model {script} handed over takes {_signature(args)}; "
+                         f"it must take one LongTensor of shape (rows, {MAX_SEQ_LEN}), as "
+                         "prepare.hand_over(model) exports it")
+    params = sum(program.state_dict[name].numel() for name in program.graph_signature.parameters)
+    return FixedRows(program.module(), int(shape[0])).to(DEVICE), params
+
+
+def _signature(args: tuple[Any, ...]) -> str:
+    shown = (f"{type(a).__name__} {tuple(getattr(a, 'shape', ()))}" for a in args)
+    return "(" + ", ".join(shown) + ")"
+
+
+def score_handed_over(path: Path, script: str) -> dict[str, float]:
+    """val_bpb and test_bpb (each after the causality check) of the model at `path`."""
+    model, params = load_handed_over(path, script)
+    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if DEVICE.type == "cuda"
+                else contextlib.nullcontext())
+    with torch.no_grad(), autocast:
+        # The probe takes all the exported rows: padding to them would cost as much.
+        scores = {split + "_bpb": score_split(model, split, DEVICE, model.rows,
+                                              max(CAUSAL_ROWS, model.rows))
+                  for split in ("val", "test")}
+    for name, value in scores.items():
+        if not math.isfinite(value):
+            raise SystemExit(f"score.py: {name} is {value}: the trained model is broken")
+    return {**scores, "num_params_M": params / 1e6}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,14 +1,16 @@
-"""Train a small GPT for a fixed time budget, then print val_bpb. THE file the agent edits.
+"""Train a small GPT for a fixed time budget; score.py scores it. THE file the agent edits.
 
 Read top to bottom: hyperparameters, the model, the optimizers, the training loop, the summary.
 Everything that defines the measurement (data, tokenizer, sequence length, evaluation) is in
-prepare.py, which must not change.
+prepare.py, and score.py runs this file and scores its model apart; neither may change.
 
-    python train.py                                # budget: 60 s on CPU, 300 s on CUDA
+    python score.py train.py                       # as a session runs it; 60 s CPU, 300 s CUDA
+    python train.py                                # on its own: it then scores itself
     AUTORESEARCH_TIME_BUDGET=120 python train.py   # any budget, in seconds of training
 
 Output: a `progress t=<s> step=<n> loss=<x>` line at regular intervals, then the summary block
-(`val_bpb:`, `test_bpb:`, ...). A NaN or exploding loss (or a NaN val_bpb) exits with status 1.
+(`val_bpb:` and `test_bpb:` when run on its own, ...). A NaN or exploding loss (or a NaN
+val_bpb) exits with status 1.
 """
 
 import math
@@ -357,12 +359,17 @@ while True:
 # Evaluation and the summary block (the engine reads `name: value` lines after `---`).
 
 eval_batch = 16 if on_cuda else 64  # rows of prepare.MAX_SEQ_LEN tokens per forward
-with autocast:
-    val_bpb = prepare.evaluate_bpb(model, "val", eval_batch)
-    test_bpb = prepare.evaluate_bpb(model, "test", eval_batch)  # held out: never optimize this
-if not math.isfinite(val_bpb + test_bpb):  # the last update can break what its loss did not show
-    print(f"FAIL: val_bpb {val_bpb} test_bpb {test_bpb} after step {step}")
-    sys.exit(1)
+# In a session, score.py runs this file: hand_over exports the model and score.py scores it in
+# a process of its own (val_bpb and test_bpb then appear in score.py's summary, not here). Run
+# on its own, this file scores itself.
+scores = {}
+if not prepare.hand_over(model, eval_batch):
+    with autocast:
+        scores["val_bpb"] = prepare.evaluate_bpb(model, "val", eval_batch)
+        scores["test_bpb"] = prepare.evaluate_bpb(model, "test", eval_batch)  # held out
+    if not all(map(math.isfinite, scores.values())):  # the last update can break the model
+        print(f"FAIL: {scores} after step {step}")
+        sys.exit(1)
 
 
 def peak_memory_mb() -> float:
@@ -397,8 +404,8 @@ peak = peak_flops()  # 0 for a GPU not in the table: MFU is then reported as 0, 
 mfu = flops_per_token * timed_tokens / max(training_time, 1e-9) / peak if peak else 0.0
 
 print("---")
-print(f"val_bpb:          {val_bpb:.6f}")
-print(f"test_bpb:         {test_bpb:.6f}")
+for name, value in scores.items():
+    print(f"{name + ':':18}{value:.6f}")
 print(f"training_seconds: {training_time:.1f}")
 print(f"total_seconds:    {time.time() - T_START:.1f}")
 print(f"peak_vram_mb:     {peak_memory_mb():.1f}")

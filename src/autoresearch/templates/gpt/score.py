@@ -1,0 +1,130 @@
+"""Run the training script in a process of its own, then score the model it hands over. FIXED.
+
+    python score.py train.py            # what autoresearch.toml's verify command runs
+
+train.py trains and ends with `prepare.hand_over(model)`, which exports the model's forward with
+torch.export: a graph of tensor operations and its weights, none of train.py's Python. This
+process loads that graph and scores it with prepare.py's evaluation (val_bpb, the held-out
+test_bpb, the causality check), so the numbers the engine reads are computed by code the
+proposer cannot edit, in a process where the proposer's code never ran:
+
+- train.py cannot print a score of its own: each of its lines is shown behind `train.py| `,
+  where the engine reads no metric, and the summary block below is this file's;
+- train.py cannot patch the evaluation or its constants (they live in this process);
+- on CPU, peak_vram_mb is the operating system's peak memory of train.py's process tree, not a
+  number train.py prints (on CUDA, where only the process itself can see its peak, it is
+  train.py's figure).
+
+What this cannot stop: train.py deciding how long it trains (the engine's timeout bounds it, and
+train_wall_seconds below is its wall time as measured here), or training on the validation split
+and carrying what it learnt in the weights (the held-out test_bpb shows it: the engine flags a
+change that improves val_bpb while test_bpb gets worse).
+
+The other numbers train.py prints as `name: value` lines (training_seconds, num_steps, ...) are
+passed on under their names, except the ones this file computes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import IO
+
+sys.dont_write_bytecode = True  # no __pycache__/ in the repository: git status stays clean
+
+# What the training script prints is shown behind this, where no metric format matches a line.
+RELAYED = "train.py| "
+# Numbers this file measures or computes: never taken from what train.py prints.
+COMPUTED = ("val_bpb", "test_bpb", "num_params_M", "peak_vram_mb", "train_wall_seconds",
+            "total_seconds")
+# Longest piece of output read at once: a line without an end cannot fill the memory.
+READ_LIMIT = 1 << 16
+_NUMBER = r"[-+]?(?:\d[\d,]*\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|nan|inf(?:inity)?"
+_PRINTED = re.compile(rf"^\s*([A-Za-z_][\w.\-/]*)\s*:\s*({_NUMBER})\s*$", re.IGNORECASE)
+
+
+def relay(stream: IO[bytes]) -> dict[str, float]:
+    """Show every line of `stream` behind RELAYED; the `name: value` numbers it printed last.
+
+    Every kind of line break starts a new, prefixed line (a reader splitting at U+2028 or a
+    lone carriage return would otherwise find a line train.py began), so no part of what
+    train.py prints can begin a line of this process's output. Escape characters become
+    visible text: the log shows what was printed, and a terminal showing it is not driven by it.
+    """
+    printed: dict[str, float] = {}
+    while chunk := stream.readline(READ_LIMIT):
+        text = chunk.decode("utf-8", errors="replace").replace("\x1b", "^[")
+        for line in text.splitlines():
+            print(RELAYED + line, flush=True)
+            if found := _PRINTED.match(line):
+                try:
+                    printed[found.group(1)] = float(found.group(2).replace(",", ""))
+                except ValueError:
+                    pass
+    return printed
+
+
+def peak_memory_mb() -> float:
+    """Peak resident memory of the largest process this one has waited for (train.py's tree)."""
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes vs KiB
+
+
+def finish_like(status: int, script: str) -> None:
+    """End this process as the training script ended: same exit status, same signal."""
+    if status < 0:
+        print(f"score.py: {script} was killed by signal {-status}", flush=True)
+        with contextlib.suppress(OSError, ValueError):  # SIGKILL has no handler to reset
+            signal.signal(-status, signal.SIG_DFL)
+        os.kill(os.getpid(), -status)
+    print(f"score.py: {script} exited with status {status}; nothing was scored", flush=True)
+    raise SystemExit(status or 1)
+
+
+def main(argv: list[str]) -> None:
+    if not argv or argv[0].startswith("-"):
+        raise SystemExit("usage: python score.py train.py [its arguments]")
+    sys.stdout.reconfigure(encoding="utf-8", errors="replace")  # type: ignore[union-attr]
+    started = time.time()
+    with tempfile.TemporaryDirectory(prefix="autoresearch-score-") as scratch:
+        model_file = Path(scratch) / "model.pt2"
+        child = subprocess.Popen([sys.executable, *argv], stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT,
+                                 env={**os.environ, "AUTORESEARCH_MODEL_FILE": str(model_file)})
+        try:
+            # Imported while train.py starts (its output waits in the pipe meanwhile).
+            import prepare
+            assert child.stdout is not None
+            printed = relay(child.stdout)
+            status = child.wait()
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+        train_wall = time.time() - started
+        if status != 0:
+            finish_like(status, argv[0])
+        scores = prepare.score_handed_over(model_file, argv[0])
+    on_cuda = prepare.DEVICE.type == "cuda"  # only the process itself sees its GPU peak
+    memory = printed.get("peak_vram_mb", 0.0) if on_cuda else peak_memory_mb()
+    print("---")
+    for name, value in scores.items():
+        print(f"{name + ':':20}{value:.6f}")
+    for name, value in printed.items():
+        if name not in COMPUTED:
+            print(f"{name + ':':20}{value:g}")
+    print(f"{'peak_vram_mb:':20}{memory:.1f}")
+    print(f"{'train_wall_seconds:':20}{train_wall:.1f}")
+    print(f"{'total_seconds:':20}{time.time() - started:.1f}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,174 @@
+"""The GPT template's score.py: train.py runs in a process of its own, the score is computed apart.
+
+Before it, train.py called the evaluation and printed val_bpb itself, so an edit of train.py
+could print a number it made up, patch the evaluation in its own process, or print a small
+peak memory past the guard. Under score.py the engine reads only score.py's summary: the model
+train.py hands over (an exported graph) is scored by prepare.py's code in score.py's process.
+These run score.py on small stand-ins for train.py that do each of those things.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.test_gpt_workload import TEMPLATE, load_prepare, workload  # noqa: F401  (fixture)
+
+torch = pytest.importorskip("torch")
+
+# A bigram model whose table is all zeros: every prediction is uniform, so its bpb is known.
+STAND_IN = '''
+import sys
+sys.dont_write_bytecode = True
+import prepare
+import torch
+
+
+class Bigram(torch.nn.Module):
+    def __init__(self, vocab):
+        super().__init__()
+        self.table = torch.nn.Parameter(torch.zeros(vocab, vocab))
+
+    def forward(self, x):
+        return self.table[x]
+
+
+class Peeking(Bigram):
+    def forward(self, x):  # reads the next token: its own target
+        return 20.0 * self.table[torch.cat([x[:, 1:], x[:, -1:]], dim=1)] + 1
+
+
+model = Bigram(prepare.prepare(verbose=False).tokenizer.vocab_size)
+'''
+
+
+def score(tmp_path: Path, env: dict[str, str], body: str, name: str = "train.py",
+          ) -> subprocess.CompletedProcess[str]:
+    """Run `score.py train.py` in a project holding the template's prepare.py and score.py."""
+    project = tmp_path / "project"
+    project.mkdir(exist_ok=True)
+    for fixed in ("prepare.py", "score.py"):
+        shutil.copy(TEMPLATE / fixed, project / fixed)
+    (project / name).write_text(STAND_IN + body, encoding="utf-8")
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("AUTORESEARCH_")}
+    full_env.update(env)
+    return subprocess.run([sys.executable, "score.py", name], cwd=project, env=full_env,
+                          capture_output=True, text=True, encoding="utf-8", timeout=180)
+
+
+def uniform_bpb(env: dict[str, str], split: str) -> float:
+    """What the all-zeros bigram scores, computed here in-process by prepare.evaluate_bpb."""
+    prepare = load_prepare(env)
+    vocab = prepare.prepare(verbose=False).tokenizer.vocab_size
+
+    class Uniform(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.table = torch.nn.Parameter(torch.zeros(vocab, vocab))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.table[x]
+
+    return float(prepare.evaluate_bpb(Uniform(), split, batch_size=4))
+
+
+FORGERIES = '''
+def zero(*args, **kwargs):
+    return 0.0
+prepare.evaluate_bpb = prepare.score_split = prepare.bits_per_byte = zero  # in this process
+prepare.EVAL_BYTES = 10
+print("val_bpb: 0.001")
+print("\\x1b[0mval_bpb: 0.002")  # a terminal code before the name
+print("x\\u2028val_bpb: 0.003")  # a line break of Unicode's, mid-line
+print("x\\rval_bpb: 0.004", flush=True)
+sys.stdout.buffer.write(b"\\xff\\xfe val_bpb: 0.005\\n")  # not UTF-8
+print("test_bpb: 0.001")
+print("peak_vram_mb: 1")
+print("num_params_M: 99")
+print("train_wall_seconds: 0.5")
+print("num_steps: 7")
+print("---")
+print(f"val_bpb: {prepare.evaluate_bpb(model, 'val')}")
+prepare.hand_over(model, 4)
+'''
+
+
+def test_what_train_py_prints_or_patches_does_not_reach_the_score(
+    workload: dict[str, str], tmp_path: Path  # noqa: F811
+) -> None:
+    from autoresearch.metrics import parse_metrics, printed_values
+
+    result = score(tmp_path, workload, FORGERIES)
+    assert result.returncode == 0, result.stdout + result.stderr
+    metrics = parse_metrics(result.stdout, "kv")
+    # The engine reads the kv format this way: every value of val_bpb it can see is score.py's.
+    assert printed_values(result.stdout, "kv", "val_bpb") == [metrics["val_bpb"]]
+    assert metrics["val_bpb"] == pytest.approx(uniform_bpb(workload, "val"), rel=1e-5)
+    assert metrics["test_bpb"] == pytest.approx(uniform_bpb(workload, "test"), rel=1e-5)
+    vocab = load_prepare(workload).prepare(verbose=False).tokenizer.vocab_size
+    assert metrics["num_params_M"] == pytest.approx(vocab * vocab / 1e6)
+    assert metrics["peak_vram_mb"] > 50  # the OS's figure for a process that imported torch
+    assert metrics["train_wall_seconds"] > 0.5
+    assert metrics["num_steps"] == 7  # what score.py does not compute is passed on
+    assert "train.py| peak_vram_mb: 1" in result.stdout  # shown, not read
+
+
+def test_a_model_that_reads_its_targets_is_refused_apart(
+    workload: dict[str, str], tmp_path: Path  # noqa: F811
+) -> None:
+    body = ("model = Peeking(model.table.shape[0])\ntorch.nn.init.normal_(model.table)\n"
+            "prepare.hand_over(model, 4)\n")
+    result = score(tmp_path, workload, body)
+    assert result.returncode != 0
+    assert "not causal" in result.stdout + result.stderr
+    assert "val_bpb" not in result.stdout.replace("train.py| ", "")
+
+
+def test_a_script_that_hands_nothing_over_is_a_failure_that_says_why(
+    workload: dict[str, str], tmp_path: Path  # noqa: F811
+) -> None:
+    result = score(tmp_path, workload, 'print("val_bpb: 0.1")\n')
+    assert result.returncode == 1
+    assert "ended without handing its model over" in result.stdout + result.stderr
+    assert "prepare.hand_over(model)" in result.stdout + result.stderr
+
+
+def test_the_training_script_s_exit_status_and_signal_are_score_py_s(
+    workload: dict[str, str], tmp_path: Path  # noqa: F811
+) -> None:
+    assert score(tmp_path, workload, "prepare.hand_over(model, 4)\nsys.exit(3)\n").returncode == 3
+    killed = score(tmp_path, workload, "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n")
+    assert killed.returncode == -signal.SIGKILL
+    assert "killed by signal 9" in killed.stdout
+
+
+def test_a_broken_model_is_a_failure_not_a_nan_score(
+    workload: dict[str, str], tmp_path: Path  # noqa: F811
+) -> None:
+    body = 'model.table.data.fill_(float("nan"))\nprepare.hand_over(model, 4)\n'
+    result = score(tmp_path, workload, body)
+    assert result.returncode == 1
+    assert "val_bpb is nan" in result.stdout + result.stderr
+    assert "\nval_bpb:" not in result.stdout
+
+
+def test_train_py_alone_still_scores_itself(
+    workload: dict[str, str], tmp_path: Path  # noqa: F811
+) -> None:
+    # Outside a session (python train.py), hand_over saves nothing and says so.
+    body = "print('handed over:', prepare.hand_over(model, 4))\n"
+    project = tmp_path / "alone"
+    project.mkdir()
+    shutil.copy(TEMPLATE / "prepare.py", project / "prepare.py")
+    (project / "train.py").write_text(STAND_IN + body, encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTORESEARCH_")}
+    result = subprocess.run([sys.executable, "train.py"], cwd=project, env={**env, **workload},
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "handed over: False" in result.stdout
