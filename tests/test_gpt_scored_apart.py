@@ -130,6 +130,34 @@ def test_a_model_that_reads_its_targets_is_refused_apart(
     assert "val_bpb" not in result.stdout.replace("train.py| ", "")
 
 
+# Leaks while scored (its first calls), then turns causal for the causality check that follows.
+STATEFUL = '''
+class Counting(Peeking):
+    def __init__(self, vocab):
+        super().__init__(vocab)
+        self.register_buffer("calls", torch.zeros(()))
+
+    def forward(self, x):
+        self.calls += 1
+        peek = (self.calls < 3).float()
+        return peek * Peeking.forward(self, x) + (1 - peek) * self.table[x]
+
+
+model = Counting(model.table.shape[0])
+torch.nn.init.normal_(model.table)
+prepare.hand_over(model, 4)
+'''
+
+
+def test_a_model_with_a_memory_across_calls_is_refused(
+    workload: dict[str, str], tmp_path: Path  # noqa: F811
+) -> None:
+    result = score(tmp_path, workload, STATEFUL)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "changes its own state when called" in result.stdout + result.stderr
+    assert "\nval_bpb:" not in result.stdout
+
+
 def test_a_script_that_hands_nothing_over_is_a_failure_that_says_why(
     workload: dict[str, str], tmp_path: Path  # noqa: F811
 ) -> None:

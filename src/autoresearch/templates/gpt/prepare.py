@@ -916,6 +916,18 @@ def load_handed_over(path: Path, script: str) -> tuple[FixedRows, int]:
         raise SystemExit(f"score.py: the model {script} handed over takes {_signature(args)}; "
                          f"it must take one LongTensor of shape (rows, {MAX_SEQ_LEN}), as "
                          "prepare.hand_over(model) exports it")
+    # A forward with a memory could leak while it is scored and not while it is probed (or the
+    # other way round). Made functional, every change of state it makes is an output of its own.
+    stateful = f"score.py: the model {script} handed over changes its own state when called"
+    try:
+        program = program.run_decompositions({})
+    except Exception as exc:
+        raise SystemExit(f"{stateful}? it could not be made functional: {type(exc).__name__}: "
+                         f"{exc}") from None
+    outputs = [spec.kind.name for spec in program.graph_signature.output_specs]
+    if outputs != ["USER_OUTPUT"]:
+        raise SystemExit(f"{stateful} (its outputs: {', '.join(outputs)}); a scored forward "
+                         "must return logits and depend only on the tokens it is given")
     params = sum(program.state_dict[name].numel() for name in program.graph_signature.parameters)
     return FixedRows(program.module(), int(shape[0])).to(DEVICE), params
 
