@@ -5,6 +5,10 @@ it would refuse the config, and whether the proposer can work on the session's o
 incumbent (its last kept commit, or its base), not from HEAD: the proposer then works on the
 incumbent's files (session.py checks its readiness in the slot that holds them), so `check` asks
 the proposer on those files too, or it says ready where `run` refuses.
+
+The same holds for what a resume must still agree with (resume_contract): the thread count the
+session's runs got (its pinned "auto" figure, read here, never pinned) and the content of its
+`[verify] inputs`. `check` asks the very functions `run` refuses with, on a read-only ledger.
 """
 
 from __future__ import annotations
@@ -17,30 +21,43 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
-from autoresearch import gitops
+from autoresearch import gitops, resources
 from autoresearch.check_together import check_tempdir
 from autoresearch.config import CONFIG_NAME, Config
-from autoresearch.errors import AutoresearchError
+from autoresearch.errors import AutoresearchError, PreconditionError
+from autoresearch.evaluation_inputs import EvaluationInputs
+from autoresearch.executor import local_run_env, threads_given
 from autoresearch.globs import select
 from autoresearch.ledger import ExperimentRow, Ledger, SessionRow, TrialStatus
-from autoresearch.resume_contract import measurement_changes
+from autoresearch.resume_contract import measurement_changes, same_inputs, threads_at_start
+from autoresearch.slots import Resources
 from autoresearch.state import StatePaths, default_tag
+
+
+@contextlib.contextmanager
+def resumed_session(root: Path) -> Iterator[tuple[Ledger, SessionRow] | None]:
+    """The ledger, opened read-only, and the session `run` without --tag would resume in it;
+    None when there is none."""
+    path = StatePaths(root, "_").ledger
+    if not path.exists():
+        yield None
+        return
+    try:
+        ledger = Ledger(path, readonly=True)
+    except AutoresearchError:  # empty, or already reported by the ledger's own check
+        yield None
+        return
+    try:
+        latest = ledger.latest_session()
+        yield None if latest is None else (ledger, latest)
+    finally:
+        ledger.close()
 
 
 def latest_session(root: Path) -> tuple[SessionRow, list[ExperimentRow]] | None:
     """The session `run` without --tag would resume, and its experiments; None when none."""
-    path = StatePaths(root, "_").ledger
-    if not path.exists():
-        return None
-    try:
-        ledger = Ledger(path, readonly=True)
-    except AutoresearchError:  # empty, or already reported by the ledger's own check
-        return None
-    try:
-        latest = ledger.latest_session()
-        return None if latest is None else (latest, ledger.experiments(latest.id))
-    finally:
-        ledger.close()
+    with resumed_session(root) as found:
+        return None if found is None else (found[1], found[0].experiments(found[1].id))
 
 
 def baseline_passed(experiments: list[ExperimentRow]) -> bool:
@@ -61,6 +78,61 @@ def check_resume(root: Path, config: Config, console: Console) -> list[str]:
                   f"since it last ran ({escape('; '.join(changes))}): `run` would refuse to "
                   "resume it; start a new one with --tag NEW, or set those back")
     return [f"{CONFIG_NAME} changed what session {session.tag} measures: " + "; ".join(changes)]
+
+
+def session_thread_plan(root: Path, config: Config) -> resources.ThreadPlan:
+    """The thread plan `run` without --tag gives its runs (session.py): the resumed session's
+    "auto" figure as pinned when it started (or a new session's, measured now), with the user's
+    `[verify] env` over it. Nothing is pinned: only `run` does that."""
+    found = latest_session(root)
+    tag = default_tag() if found is None else found[0].tag
+    pin = StatePaths(root, tag).session_dir / "threads.json"
+    return resources.effective(resources.session_threads(config.run, pin, readonly=True),
+                               config.verify.env)
+
+
+def check_resumed_threads(root: Path, config: Config, first: Resources,
+                          console: Console) -> list[str]:
+    """`run` refuses to resume a session whose runs would get another thread count than its
+    runs got (resume_contract.threads_at_start, on slot-1's share, before anything runs):
+    another --workers under "auto", another [run] threads. The same refusal here."""
+    with resumed_session(root) as found:
+        if found is None:
+            return []
+        ledger, row = found
+        try:
+            threads_at_start(ledger, row, threads_given(local_run_env(first,
+                                                                      config.verify.env)))
+        except PreconditionError as exc:
+            return [_refusal(row.tag, exc, console)]
+    return []
+
+
+def check_resumed_inputs(root: Path, inputs: EvaluationInputs, console: Console) -> list[str]:
+    """`run` refuses to resume a session whose `[verify] inputs` differ from the content it
+    recorded (resume_contract.same_inputs): the same refusal here. A session that recorded none
+    has them recorded by `run` (nothing to compare, and `check` writes nothing)."""
+    if not inputs:
+        return []
+    with resumed_session(root) as found:
+        if found is None:
+            return []
+        ledger, row = found
+        recorded = ledger.events(row.id, kind="inputs")
+        if not recorded or recorded[-1]["data"] is None:
+            return []  # same_inputs would record them: not check's to do
+        try:
+            same_inputs(ledger, row, inputs)
+        except PreconditionError as exc:
+            return [_refusal(row.tag, exc, console)]
+    return []
+
+
+def _refusal(tag: str, exc: PreconditionError, console: Console) -> str:
+    """Say a refusal of `run`'s as a ✗ problem: what, where, and the fix, as `run` says it."""
+    said = f"`autoresearch run` would refuse to resume session {tag}: {exc.render()}"
+    console.print(f"[red]✗[/] {escape(said)}")
+    return said
 
 
 def what_run_does(root: Path) -> str:

@@ -22,9 +22,12 @@ from autoresearch import gitops, resources, shared_paths
 from autoresearch.check_resume import (
     ResumedIncumbent,
     check_resume,
+    check_resumed_inputs,
+    check_resumed_threads,
     latest_session,
     only_in_head,
     readiness_tree,
+    session_thread_plan,
     what_run_does,
 )
 from autoresearch.check_together import check_tempdir, run_together, sweep_stale_worktrees
@@ -36,7 +39,13 @@ from autoresearch.errors import (
     PreconditionError,
 )
 from autoresearch.evaluation_inputs import EvaluationInputs
-from autoresearch.executor import Measurement, RunRequest, elsewhere, make_executor
+from autoresearch.executor import (
+    LocalExecutor,
+    Measurement,
+    RunRequest,
+    elsewhere,
+    make_executor,
+)
 from autoresearch.gitops.runner import git
 from autoresearch.metric_discovery import Candidate, candidates, likely_objective, source_line
 from autoresearch.metrics import format_metric_help, parse_metrics, printed_values
@@ -137,6 +146,9 @@ def _check_inputs(root: Path, config: Config, console: Console) -> list[str]:
     except AutoresearchError as exc:
         console.print(f"[red]✗[/] {escape(exc.render())}")
         return [Problem.of(exc)]
+    # A resumed session's must hold what it recorded when it started, or `run` refuses.
+    if changed := check_resumed_inputs(root, inputs, console):
+        return changed
     console.print(f"[green]✓[/] {len(config.verify.inputs)} evaluation input(s) outside the "
                   f"repository, {len(inputs.files)} file(s), held fixed for the session")
     return []
@@ -263,9 +275,10 @@ def _report_needs(config: Config, duration_s: float, text: str, console: Console
 
 def _dry_run(root: Path, config: Config, console: Console, reported: list[str]) -> list[str]:
     """One run of the verify command at HEAD, made by the same executor `run` uses, with the
-    share and the resources slot-1 of a session gets."""
+    share and the resources slot-1 of a session gets (a resumed session's threads: the count
+    its runs got, or `run` refuses)."""
     problems: list[str] = []
-    threads = resources.effective(resources.plan_threads(config.run), config.verify.env)
+    threads = session_thread_plan(root, config)
     workers = config.run.workers
     shares = plan_resources(config.run, workers, threads)
     shared = _collect_share(root, config, console, reported, problems)
@@ -282,6 +295,8 @@ def _dry_run(root: Path, config: Config, console: Console, reported: list[str]) 
     else:
         console.print(f"[green]✓[/] {escape(remote[0])}")
         warnings = [remote[1]]
+    if isinstance(executor, LocalExecutor):  # runs made elsewhere are checked run by run
+        problems += check_resumed_threads(root, config, shares[0], console)
     for warning in warnings:
         if warning:
             console.print(f"[yellow]![/] {escape(warning)}")

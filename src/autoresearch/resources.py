@@ -29,8 +29,8 @@ from pathlib import Path
 
 from autoresearch.config import RunConfig
 
-__all__ = ["THREAD_VARIABLES", "ThreadPlan", "plan_threads", "run_env", "session_threads",
-           "thread_env"]
+__all__ = ["THREAD_VARIABLES", "ThreadPlan", "pinned_threads", "plan_threads", "run_env",
+           "session_threads", "thread_env"]
 
 # Read at start-up by: OpenMP (GNU/LLVM/Intel; PyTorch's intra-op pool), MKL, OpenBLAS, BLIS,
 # Apple Accelerate, numexpr, and Rayon (polars, Hugging Face tokenizers).
@@ -125,11 +125,28 @@ def plan_threads(setting: RunConfig | int | str,
     return ThreadPlan(free, why)
 
 
-def session_threads(setting: RunConfig, pin: Path | None) -> ThreadPlan:
+def session_threads(setting: RunConfig, pin: Path | None, *, readonly: bool = False
+                    ) -> ThreadPlan:
     """The session's plan. With `pin` (a file in the session's directory), "auto" is measured
-    once and reused on every resume, so every run of a session has the same thread count."""
+    once and reused on every resume, so every run of a session has the same thread count.
+    `readonly` (`check`): a figure not pinned yet is measured, and pinned by nobody."""
     if pin is None or setting.threads != "auto":
         return plan_threads(setting)
+    pinned = pinned_threads(pin)
+    if pinned is not None:
+        return pinned
+    plan = plan_threads(setting)
+    if not readonly:
+        pin.parent.mkdir(parents=True, exist_ok=True)
+        pin.write_text(json.dumps({"threads": plan.threads, "why": plan.why,
+                                   "per_run": plan.per_run}) + "\n",
+                       encoding="utf-8")
+    return plan
+
+
+def pinned_threads(pin: Path) -> ThreadPlan | None:
+    """The "auto" figure pinned in `pin` when the session started (None: none, or unreadable,
+    to be measured again); reads only."""
     try:
         saved = json.loads(pin.read_text(encoding="utf-8"))
         if int(saved["threads"]) >= 1:
@@ -137,9 +154,4 @@ def session_threads(setting: RunConfig, pin: Path | None) -> ThreadPlan:
                               "session started", per_run=bool(saved.get("per_run", False)))
     except (OSError, ValueError, KeyError, TypeError):
         pass
-    plan = plan_threads(setting)
-    pin.parent.mkdir(parents=True, exist_ok=True)
-    pin.write_text(json.dumps({"threads": plan.threads, "why": plan.why,
-                               "per_run": plan.per_run}) + "\n",
-                   encoding="utf-8")
-    return plan
+    return None
