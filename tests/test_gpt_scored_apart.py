@@ -158,6 +158,40 @@ def test_a_model_with_a_memory_across_calls_is_refused(
     assert "\nval_bpb:" not in result.stdout
 
 
+# Written where score.py sits while train.py runs: modules score.py imports later (sympy as
+# torch.export.load imports it, numpy had it been late) and a .pyc claiming to be prepare.py's.
+PLANTS = '''
+prepare.hand_over(model, 4)  # first: its own lazy imports would find the plants too
+import importlib.util, pathlib, py_compile
+rigged = "import sys\\nprint('val_bpb: 0.001', flush=True)\\nsys.exit(0)\\n"
+for name in ("sympy.py", "numpy.py", "torch.py", "sitecustomize.py"):
+    pathlib.Path(name).write_text(rigged)
+source = pathlib.Path("prepare.py")
+pyc = pathlib.Path(importlib.util.cache_from_source(str(source.resolve())))
+pyc.parent.mkdir(exist_ok=True)
+fake = pathlib.Path("fake_prepare.py")
+fake.write_text(rigged)
+py_compile.compile(str(fake), cfile=str(pyc))
+data = bytearray(pyc.read_bytes())  # claim prepare.py's mtime and size
+stat = source.stat()
+data[8:12] = int(stat.st_mtime).to_bytes(4, "little")
+data[12:16] = (stat.st_size & 0xFFFFFFFF).to_bytes(4, "little")
+pyc.write_bytes(bytes(data))
+'''
+
+
+def test_modules_train_py_writes_beside_score_py_are_not_imported(
+    workload: dict[str, str], tmp_path: Path  # noqa: F811
+) -> None:
+    from autoresearch.metrics import parse_metrics
+
+    result = score(tmp_path, workload, PLANTS)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (tmp_path / "project" / "sympy.py").is_file()  # the plants were there
+    assert parse_metrics(result.stdout, "kv")["val_bpb"] == pytest.approx(
+        uniform_bpb(workload, "val"), rel=1e-5)
+
+
 def test_a_script_that_hands_nothing_over_is_a_failure_that_says_why(
     workload: dict[str, str], tmp_path: Path  # noqa: F811
 ) -> None:

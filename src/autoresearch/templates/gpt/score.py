@@ -26,19 +26,28 @@ passed on under their names, except the ones this file computes.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import re
-import resource
-import signal
-import subprocess
+import os  # (os and sys are loaded before any script runs)
 import sys
-import tempfile
-import time
-from pathlib import Path
-from typing import IO
+
+# Nothing is imported from this directory, where train.py runs and may write: a numpy.py or a
+# module torch imports lazily, written there while train.py runs, would otherwise run in this
+# process at its first import. prepare.py is read by path before train.py starts (below).
+HERE = os.path.dirname(os.path.realpath(__file__))
+sys.path[:] = [entry for entry in sys.path if os.path.realpath(entry or os.curdir) != HERE]
+
+import contextlib  # noqa: E402
+import re  # noqa: E402
+import resource  # noqa: E402
+import signal  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+import types  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import IO  # noqa: E402
 
 sys.dont_write_bytecode = True  # no __pycache__/ in the repository: git status stays clean
+PREPARE = Path(HERE) / "prepare.py"
 
 # What the training script prints is shown behind this, where no metric format matches a line.
 RELAYED = "train.py| "
@@ -89,19 +98,30 @@ def finish_like(status: int, script: str) -> None:
     raise SystemExit(status or 1)
 
 
+def load_prepare(source: bytes) -> types.ModuleType:
+    """prepare.py as it was read before train.py started, compiled from that text: no .pyc
+    that train.py could have written is read, and no later rewrite of the file counts."""
+    module = types.ModuleType("prepare")
+    module.__file__ = str(PREPARE)
+    sys.modules["prepare"] = module  # its dataclasses look their module up while created
+    exec(compile(source, str(PREPARE), "exec"), module.__dict__)  # noqa: S102
+    return module
+
+
 def main(argv: list[str]) -> None:
     if not argv or argv[0].startswith("-"):
         raise SystemExit("usage: python score.py train.py [its arguments]")
     sys.stdout.reconfigure(encoding="utf-8", errors="replace")  # type: ignore[union-attr]
     started = time.time()
+    prepare_source = PREPARE.read_bytes()
     with tempfile.TemporaryDirectory(prefix="autoresearch-score-") as scratch:
         model_file = Path(scratch) / "model.pt2"
         child = subprocess.Popen([sys.executable, *argv], stdout=subprocess.PIPE,
                                  stderr=subprocess.STDOUT,
                                  env={**os.environ, "AUTORESEARCH_MODEL_FILE": str(model_file)})
         try:
-            # Imported while train.py starts (its output waits in the pipe meanwhile).
-            import prepare
+            # Loaded while train.py starts (its output waits in the pipe meanwhile).
+            prepare = load_prepare(prepare_source)
             assert child.stdout is not None
             printed = relay(child.stdout)
             status = child.wait()
