@@ -11,6 +11,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from autoresearch.dashboard.app import STATIC_DIR, create_app
+from autoresearch.views.live import LIST_FIELDS
 from autoresearch.views.summary import build_view, open_ledger, resolve_session, view_to_json
 from tests.views.conftest import serve
 from tests.views.ledger_factory import BuiltSession, Planned, add_experiment
@@ -28,8 +29,13 @@ def test_session_json_is_the_shared_view(demo_ro: BuiltSession) -> None:
     ledger = open_ledger(demo_ro.repo)
     want = view_to_json(build_view(ledger, resolve_session(ledger, None)))
     # Everything but the clock of the elapsed time is identical.
-    for part in ("chart", "confidence", "experiments"):
+    for part in ("chart", "confidence"):
         assert got[part] == want[part]
+    # Each experiment is its table row: the shared view's values of the fields the table shows
+    # (the drawer fetches the rest, the decision reason among them, from /api/experiment/{id}).
+    assert [e["id"] for e in got["experiments"]] == [e["id"] for e in want["experiments"]]
+    for row, whole in zip(got["experiments"], want["experiments"], strict=True):
+        assert row == {k: whole[k] for k in LIST_FIELDS}
     assert got["summary"]["counts"] == want["summary"]["counts"]
     sessions = c.get("/api/sessions").json()
     assert sessions["default"] == demo_ro.tag and [s["tag"] for s in sessions["sessions"]] == ["demo"]
@@ -185,7 +191,7 @@ def test_updates_send_only_what_changed(demo: BuiltSession) -> None:
                                   finished_at=old.finished_at)
     again = c.get(f"/api/session?since={news['stamp']}").json()
     assert [e["id"] for e in again["experiments"]] == [old.id]
-    assert again["experiments"][0]["decision_reason"] == "re-judged"
+    assert c.get(f"/api/experiment/{old.id}").json()["experiment"]["decision_reason"] == "re-judged"
     # A page whose range differs from the session's gets every point (they depend on it).
     moved = c.get(f"/api/session?since={news['stamp']}&range=-1,1").json()
     assert moved["chart"]["points_full"] and len(moved["chart"]["points"]) == len(

@@ -8,6 +8,12 @@ the highest it has seen, with their runs, and recomposes the view in memory (vie
 the version the client last saw, plus the small parts that describe the whole (summary,
 confidence, the chart's running best and range). At 10,000 experiments a page update is a few KB
 instead of megabytes (figures in docs/benchmarks.md, `python bench/dashboard_payload.py`).
+
+Each experiment is sent as a table row (`list_row`): what the table, its filters and sorting, and
+the chart's tooltip use. The long texts (the decision reason, the rationale) and the rest of the
+record (run values, commit, files) stay out of it: the page's drawer fetches the experiment whole
+from /api/experiment/{id} when it opens. A 2,000-experiment session's first answer is then a
+few hundred KB instead of about 2 MB.
 """
 
 from __future__ import annotations
@@ -19,6 +25,29 @@ from typing import Any
 from autoresearch.ledger import ExperimentRow, Ledger, RunRow, SessionRow
 from autoresearch.views.experiment import ExperimentView, experiment_view
 from autoresearch.views.summary import SessionView, clean_json, compose_view
+
+# The table shows a hypothesis's first line; a longer one is cut here (the drawer has it whole).
+# The LLM proposer keeps 200 characters of a hypothesis, so its hypotheses are never cut.
+LIST_HYPOTHESIS_CHARS = 200
+# The fields of an ExperimentView a table row carries (`hypothesis` as said above).
+LIST_FIELDS = ("id", "seq", "kind", "status", "objective", "delta", "improvement", "runs",
+               "duration_s", "cost_usd", "hypothesis", "review")
+
+
+def list_hypothesis(text: str) -> str:
+    """The first line of a hypothesis, at most LIST_HYPOTHESIS_CHARS characters (then "…")."""
+    line = text.split("\n", 1)[0]
+    if len(line) <= LIST_HYPOTHESIS_CHARS:
+        return line
+    return line[:LIST_HYPOTHESIS_CHARS - 1].rstrip() + "…"
+
+
+def list_row(e: ExperimentView) -> dict[str, Any]:
+    """One experiment as the page's table holds it: bounded, whatever the ledger holds."""
+    row: dict[str, Any] = {name: getattr(e, name) for name in LIST_FIELDS}
+    row["hypothesis"] = list_hypothesis(e.hypothesis)
+    row["review"] = None if e.review is None else asdict(e.review)
+    return row
 
 
 class LiveView:
@@ -112,6 +141,6 @@ def delta_json(view: SessionView, live: LiveView, since: int,
         "summary": asdict(view.summary),
         "confidence": asdict(view.confidence),
         "chart": chart,
-        "experiments": [asdict(e) for e in experiments],
+        "experiments": [list_row(e) for e in experiments],
     })
     return data

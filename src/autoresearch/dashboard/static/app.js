@@ -10,6 +10,13 @@ const state = {
   view: null,         // the last /api/session payload, merged with what the page held
   rows: new Map(),    // experiment id -> row, every experiment of the shown session
   points: new Map(),  // experiment id -> chart point
+  rowEls: new Map(),  // experiment id -> its <tr>, built once and rebuilt only when its row changes
+  showAll: false,     // the table shows every matching experiment, not only TABLE_LIMIT of them
+  drawn: {},          // what each part of the page was last drawn from: unchanged, it is not redrawn
+  chartDirty: false,  // the chart's data changed since it was last drawn ...
+  chartTimer: null,   // ... and a redraw is scheduled (at most one per CHART_GAP_MS)
+  chartLast: 0,       // when the chart was last drawn (performance.now())
+  chartGap: 0,        // the least time between two redraws: CHART_GAP_MS, more for a slow chart
   stamp: 0,           // the version of the last answer: the next request asks for newer
   range: null,        // the chart's visible range in that answer (points depend on it)
   sort: { key: "seq", desc: false },
@@ -97,17 +104,22 @@ function sessionURL(since) {
   return "api/session" + (s ? "?" + s : "");
 }
 
+// The merged lists are rebuilt only when something in them changed; otherwise the page keeps the
+// arrays it has, and whatever was drawn from them (the table, the chart) is left as it is.
 function merge(view) {
-  if (view.full) { state.rows.clear(); state.points.clear(); }
+  const prev = view.full ? null : state.view;
+  if (view.full) { state.rows.clear(); state.points.clear(); state.rowEls.clear(); }
   for (const e of view.experiments) state.rows.set(e.id, e);
+  let moved = view.full || view.chart.points_full || view.chart.points.length > 0;
   if (view.full || view.chart.points_full) state.points.clear();
-  else for (const id of view.chart.changed) state.points.delete(id);
+  else for (const id of view.chart.changed) moved = state.points.delete(id) || moved;
   for (const p of view.chart.points) state.points.set(p.exp_id, p);
   state.stamp = view.stamp;
   state.range = view.chart.y_min === null ? null : [view.chart.y_min, view.chart.y_max];
   const bySeq = (a, b) => a.seq - b.seq;
-  view.experiments = [...state.rows.values()].sort(bySeq);
-  view.chart.points = [...state.points.values()].sort(bySeq);
+  view.experiments = prev && !view.experiments.length ? prev.experiments
+    : [...state.rows.values()].sort(bySeq);
+  view.chart.points = prev && !moved ? prev.chart.points : [...state.points.values()].sort(bySeq);
   return view;
 }
 
@@ -119,7 +131,7 @@ async function fetchView() {
   }
   merge(view);
   // Rows the page holds and the session no longer has (or the reverse): start over.
-  if (state.rows.size !== view.count) merge(await getJSON(sessionURL(0)));
+  if (state.rows.size !== view.count) view = merge(await getJSON(sessionURL(0)));
   return view;
 }
 
@@ -170,9 +182,15 @@ function resetSession(tag) {
   state.seen.clear();
   state.rows.clear();
   state.points.clear();
+  state.rowEls.clear();
+  state.showAll = false;
+  state.drawn = {};
+  state.view = null;
   state.stamp = 0;
   state.range = null;
   if (state.chart) { state.chart.destroy(); state.chart = null; }
+  if (state.chartTimer) { clearTimeout(state.chartTimer); state.chartTimer = null; }
+  state.chartDirty = false;
 }
 
 function renderSessions(s, shown) {
@@ -188,15 +206,52 @@ function renderSessions(s, shown) {
 
 // --- rendering ----------------------------------------------------------------------------------
 
+// Each part is redrawn only when what it shows changed: an update that brings one experiment
+// adds (or rebuilds) that experiment's row and leaves every other row, and the chart, alone.
 function render(view) {
   state.view = view;
-  renderHeader(view.summary, view.confidence);
-  renderChart(view.chart);
+  const header = JSON.stringify([view.summary, view.confidence]);
+  if (header !== state.drawn.header) {
+    state.drawn.header = header;
+    renderHeader(view.summary, view.confidence);
+  }
+  renderChartSoon(view.chart);
   renderFilters(view.experiments);
-  renderTable(view.experiments, view.summary.direction);
+  renderTable();
   document.body.dataset.tag = view.summary.tag;
   document.body.dataset.experiments = String(view.experiments.length);
 }
+
+// The chart is drawn at once the first time (the page is not complete without it); after that,
+// only when its data changed, and at most once per CHART_GAP_MS (or three times as long as a
+// redraw takes, on a slow machine): the updates in between are drawn together.
+const CHART_GAP_MS = 1000;
+
+function renderChartSoon(c) {
+  if (c.points !== state.drawn.points || chartKey(c) !== state.drawn.chartKey) state.chartDirty = true;
+  if (!state.chartDirty) return;
+  if (!state.chart) { drawChart(); return; }
+  if (state.chartTimer) return;   // the one already scheduled draws the latest data
+  const wait = Math.max(0, state.chartLast + state.chartGap - performance.now());
+  state.chartTimer = setTimeout(() => { state.chartTimer = null; drawChart(); }, wait);
+}
+
+function drawChart() {
+  const view = state.view;
+  if (!view || !state.chartDirty) return;
+  const c = view.chart;
+  const t = performance.now();
+  renderChart(c);
+  state.chartLast = performance.now();
+  state.chartGap = Math.max(CHART_GAP_MS, 3 * (state.chartLast - t));
+  state.chartDirty = false;
+  state.drawn.points = c.points;
+  state.drawn.chartKey = chartKey(c);
+}
+
+// The chart's whole-session parts (running best, range, axis): the points are compared apart.
+const chartKey = (c) => JSON.stringify(Object.entries(c)
+  .filter(([k]) => k !== "points" && k !== "points_full" && k !== "changed"));
 
 function renderHeader(s, conf) {
   document.title = `${s.tag} · autoresearch`;
@@ -299,10 +354,13 @@ function renderFilters(rows) {
   const blocked = rows.filter(reviewBlocked).length;
   if (blocked) { statuses.push(BLOCKED); counts[BLOCKED] = blocked; }
   if (!statuses.includes(state.filter)) state.filter = "all";
+  const key = JSON.stringify([statuses, counts, rows.length, state.filter]);
+  if (key === state.drawn.filters) return;
+  state.drawn.filters = key;
   $("filters").replaceChildren(...statuses.map((s) => el("button", {
     class: "chip" + (s === BLOCKED ? " review-chip" : ""), type: "button", "data-status": s,
     "aria-pressed": String(s === state.filter),
-    onclick: () => { state.filter = s; render(state.view); },
+    onclick: () => { state.filter = s; renderFilters(state.view.experiments); renderTable(); },
   }, s, el("span", { class: "n", text: String(s === "all" ? rows.length : counts[s]) }))));
 }
 
@@ -318,17 +376,62 @@ function reviewMark(r) {
   return el("span", { class: "review-mark", title }, counts.length ? counts : "reviewed");
 }
 
-function renderTable(rows, direction) {
-  const { key, desc } = state.sort;
-  const shown = rows.filter(matchesFilter);
-  shown.sort((a, b) => {
+// At most TABLE_LIMIT rows are in the page (unless the user asks for all): the newest ones in
+// the id order, else the first ones of the chosen order. Filtering and sorting go over every
+// experiment the page holds; only the rows shown are elements.
+const TABLE_LIMIT = 300;
+const FLASH_MS = 2500;
+
+function compareRows(key, desc) {
+  return (a, b) => {
     const va = a[key], vb = b[key];
     if (va === vb) return a.seq - b.seq;
     if (va === null || va === undefined) return 1;   // blanks last in both directions
     if (vb === null || vb === undefined) return -1;
     const cmp = typeof va === "string" ? va.localeCompare(vb) : va - vb;
     return desc ? -cmp : cmp;
-  });
+  };
+}
+
+// Every matching experiment in the table's order, and the part of it that is shown.
+function tableRows(rows) {
+  const { key, desc } = state.sort;
+  const all = rows.filter(matchesFilter);   // in id order already
+  if (key === "seq") { if (desc) all.reverse(); } else all.sort(compareRows(key, desc));
+  if (state.showAll || all.length <= TABLE_LIMIT) return { all, shown: all };
+  const newestLast = key === "seq" && !desc;
+  return { all, shown: newestLast ? all.slice(-TABLE_LIMIT) : all.slice(0, TABLE_LIMIT) };
+}
+
+function rowElement(r, direction, first) {
+  const tr = el("tr", { tabindex: "0", "data-id": r.id, onclick: () => openDetail(r.id),
+    onkeydown: (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); openDetail(r.id); } } },
+    el("td", { class: "num mono", text: r.id }),
+    el("td", {}, el("span", { class: "badge " + rowGroup(r), text: rowGroup(r) }), reviewMark(r)),
+    el("td", { class: "num", text: num(r.objective) }),
+    el("td", { class: "num " + deltaClass(r.delta, direction), text: signed(r.improvement) }),
+    el("td", { class: "num " + deltaClass(r.delta, direction), text: signed(r.delta) }),
+    el("td", { class: "num", text: String(r.runs) }),
+    el("td", { class: "num", text: duration(r.duration_s) }),
+    el("td", { class: "num", text: r.cost_usd ? usd(r.cost_usd) : "—" }),
+    el("td", { class: "hyp", text: r.hypothesis.split("\n")[0] }));
+  tr.$row = r;   // the row it was built from: a row the server sends again is a new object
+  tr.$direction = direction;
+  // New rows flash for a moment; a row rebuilt within that moment keeps the flash going.
+  if (!first && Date.now() - (state.seen.get(r.id) ?? Date.now()) < FLASH_MS) tr.classList.add("fresh");
+  return tr;
+}
+
+function renderTable() {
+  const view = state.view;
+  if (!view) return;
+  const rows = view.experiments, direction = view.summary.direction;
+  const { key, desc } = state.sort;
+  const input = [key, desc, state.filter, state.showAll, direction];
+  const drawn = state.drawn.table;
+  if (drawn && drawn.rows === rows && input.every((v, i) => v === drawn.input[i])) return;
+  state.drawn.table = { rows, input };
+
   document.querySelectorAll("#experiments th[data-key]").forEach((th) => {
     const on = th.dataset.key === key;
     th.classList.toggle("sorted", on);
@@ -336,25 +439,49 @@ function renderTable(rows, direction) {
     th.setAttribute("aria-sort", on ? (desc ? "descending" : "ascending") : "none");
   });
   const first = state.seen.size === 0;
-  $("experiments").tBodies[0].replaceChildren(...shown.map((r) => {
-    const tr = el("tr", { tabindex: "0", "data-id": r.id, onclick: () => openDetail(r.id),
-      onkeydown: (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); openDetail(r.id); } } },
-      el("td", { class: "num mono", text: r.id }),
-      el("td", {}, el("span", { class: "badge " + rowGroup(r), text: rowGroup(r) }), reviewMark(r)),
-      el("td", { class: "num", text: num(r.objective) }),
-      el("td", { class: "num " + deltaClass(r.delta, direction), text: signed(r.improvement) }),
-      el("td", { class: "num " + deltaClass(r.delta, direction), text: signed(r.delta) }),
-      el("td", { class: "num", text: String(r.runs) }),
-      el("td", { class: "num", text: duration(r.duration_s) }),
-      el("td", { class: "num", text: r.cost_usd ? usd(r.cost_usd) : "—" }),
-      el("td", { class: "hyp", text: r.hypothesis.split("\n")[0] }));
-    // New rows flash for a moment; re-renders within that moment keep the flash going.
-    if (!first && Date.now() - (state.seen.get(r.id) ?? Date.now()) < 2500) tr.classList.add("fresh");
-    return tr;
-  }));
+  const { all, shown } = tableRows(rows);
   const now = Date.now();
+  const want = shown.map((r) => {
+    let tr = state.rowEls.get(r.id);
+    if (!tr || tr.$row !== r || tr.$direction !== direction) {
+      const built = rowElement(r, direction, first);
+      if (tr && tr.isConnected) tr.replaceWith(built);   // in place: no other row moves
+      state.rowEls.set(r.id, built);
+      tr = built;
+    } else if (tr.classList.contains("fresh") && now - (state.seen.get(r.id) ?? now) >= FLASH_MS) {
+      tr.classList.remove("fresh");   // flashed already: moving it must not flash it again
+    }
+    return tr;
+  });
+  // Only the rows that leave or join the shown part are removed or inserted; the rest stay.
+  const body = $("experiments").tBodies[0];
+  const keep = new Set(want);
+  for (const tr of [...body.children]) if (!keep.has(tr)) tr.remove();
+  let at = body.firstElementChild;
+  for (const tr of want) {
+    if (tr === at) at = at.nextElementSibling;
+    else body.insertBefore(tr, at);
+  }
+  // The elements of rows no longer shown are let go once there are many of them.
+  if (state.rowEls.size > 2 * want.length + TABLE_LIMIT) {
+    for (const [id, tr] of state.rowEls) if (!tr.isConnected) state.rowEls.delete(id);
+  }
   rows.forEach((r) => { if (!state.seen.has(r.id)) state.seen.set(r.id, first ? 0 : now); });
-  $("table-empty").hidden = shown.length > 0;
+  $("table-empty").hidden = all.length > 0;
+  renderMore(all.length, shown.length, key === "seq");
+}
+
+// "Showing the newest 300 of 2,002 experiments · show all 2,002" (and back).
+function renderMore(total, shown, bySeq) {
+  const box = $("table-more");
+  const n = (v) => v.toLocaleString("en");
+  if (total <= TABLE_LIMIT) { box.hidden = true; return; }
+  box.hidden = false;
+  $("table-more-text").textContent = state.showAll ? `Showing all ${n(total)} experiments.`
+    : `Showing the ${bySeq ? "newest" : "first"} ${n(shown)} of ${n(total)} experiments`
+      + (bySeq ? "." : " in this order.");
+  $("table-more-toggle").textContent = state.showAll ? `show the ${bySeq ? "newest" : "first"} ${n(TABLE_LIMIT)} only`
+    : `show all ${n(total)}`;
 }
 
 // --- the review gate's review -------------------------------------------------------------------
@@ -511,8 +638,9 @@ async function start() {
   document.querySelectorAll("#experiments th[data-key]").forEach((th) => th.addEventListener("click", () => {
     const key = th.dataset.key;
     state.sort = { key, desc: state.sort.key === key ? !state.sort.desc : false };
-    if (state.view) renderTable(state.view.experiments, state.view.summary.direction);
+    renderTable();
   }));
+  $("table-more-toggle").addEventListener("click", () => { state.showAll = !state.showAll; renderTable(); });
   $("detail-close").addEventListener("click", closeDetail);
   $("scrim").addEventListener("click", closeDetail);
   document.addEventListener("keydown", (e) => { if (e.key === "Escape") closeDetail(); });

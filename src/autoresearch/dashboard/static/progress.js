@@ -17,6 +17,8 @@ const spreadPlugin = {
     ctx.rect(chartArea.left, chartArea.top, chartArea.right - chartArea.left, chartArea.bottom - chartArea.top);
     ctx.clip();
     ctx.lineCap = "butt";
+    // Read once per draw: each getComputedStyle may force the page's style to be recomputed.
+    const colour = { kept: css("--spread-keep"), baseline: css("--spread-baseline"), discarded: css("--spread-discard") };
     for (const p of pts) {
       if (p.runs < 2 || p.high === p.low || p.off_scale) continue;
       // Whole pixels: a 2 px line on them is crisp, not a blur of two half-covered columns.
@@ -29,7 +31,7 @@ const spreadPlugin = {
         ctx.moveTo(px - cap, lo); ctx.lineTo(px + cap, lo);
         ctx.moveTo(px - cap, hi); ctx.lineTo(px + cap, hi);
       };
-      ctx.strokeStyle = css(p.role === "kept" ? "--spread-keep" : p.role === "baseline" ? "--spread-baseline" : "--spread-discard");
+      ctx.strokeStyle = colour[p.role] || colour.discarded;
       ctx.lineWidth = 2;
       path(); ctx.stroke();
     }
@@ -235,7 +237,7 @@ function renderChart(c) {
               const p = item.raw.p;
               if (!p) return `running best ${num(item.raw.y)}`;
               const lines = [`${c.metric} ${num(p.objective)}` + (p.runs > 1 ? ` (${p.runs} runs, ${num(p.low)}–${num(p.high)})` : "")];
-              const exp = state.view?.experiments.find((e) => e.id === p.exp_id);
+              const exp = state.rows.get(p.exp_id);
               if (exp && exp.hypothesis) lines.push(exp.hypothesis.split("\n")[0].slice(0, 90));
               return lines;
             },
