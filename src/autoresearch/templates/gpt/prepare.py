@@ -667,11 +667,13 @@ def evaluate_bpb(model: torch.nn.Module, split: str = "val", batch_size: int = 0
 @torch.no_grad()
 def score_split(model: torch.nn.Module, split: str, device: torch.device,
                 batch_size: int = 0, probe_rows: int = 0) -> float:
-    """Bits per byte of `model` on a split, once it passes the causality check."""
+    """Bits per byte of `model` on a split, once it passes the causality check (probe_rows
+    -1: checked already, on another split)."""
     tokens = load_tokens(split)
     batch_size = batch_size or max(1, 8192 // MAX_SEQ_LEN)
     total_nats, total_bytes = score_tokens(model, tokens, device, batch_size)
-    check_causal(model, tokens, device, batch_size, probe_rows or CAUSAL_ROWS)
+    if probe_rows >= 0:
+        check_causal(model, tokens, device, batch_size, probe_rows or CAUSAL_ROWS)
     return bits_per_byte(total_nats, total_bytes)
 
 
@@ -900,6 +902,14 @@ class FixedRows(torch.nn.Module):
         return torch.cat(pieces)
 
 
+def warm_up_loading() -> None:
+    """Import what torch.export.load needs (~2 s, most of it torch._dynamo), so that score.py
+    can do it while train.py starts rather than after it ends. Only a head start: a torch
+    without that module loads as well, importing what it needs then."""
+    with contextlib.suppress(ImportError):
+        import torch._export.serde.serialize  # noqa: F401
+
+
 def load_handed_over(path: Path, script: str) -> tuple[FixedRows, int]:
     """The model train.py exported to `path`, and the number of its parameters."""
     if not path.is_file():
@@ -943,10 +953,11 @@ def score_handed_over(path: Path, script: str) -> dict[str, float]:
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if DEVICE.type == "cuda"
                 else contextlib.nullcontext())
     with torch.no_grad(), autocast:
-        # The probe takes all the exported rows: padding to them would cost as much.
-        scores = {split + "_bpb": score_split(model, split, DEVICE, model.rows,
-                                              max(CAUSAL_ROWS, model.rows))
-                  for split in ("val", "test")}
+        # The probe takes all the exported rows (padding to them would cost as much), once:
+        # without state (refused above) the forward is the same function on either split.
+        probe = max(CAUSAL_ROWS, model.rows)
+        scores = {"val_bpb": score_split(model, "val", DEVICE, model.rows, probe),
+                  "test_bpb": score_split(model, "test", DEVICE, model.rows, -1)}
     for name, value in scores.items():
         if not math.isfinite(value):
             raise SystemExit(f"score.py: {name} is {value}: the trained model is broken")

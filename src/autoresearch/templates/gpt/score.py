@@ -120,8 +120,10 @@ def main(argv: list[str]) -> None:
                                  stderr=subprocess.STDOUT,
                                  env={**os.environ, "AUTORESEARCH_MODEL_FILE": str(model_file)})
         try:
-            # Loaded while train.py starts (its output waits in the pipe meanwhile).
+            # Loaded while train.py starts, before its clock does (its output waits in the
+            # pipe meanwhile).
             prepare = load_prepare(prepare_source)
+            prepare.warm_up_loading()
             assert child.stdout is not None
             printed = relay(child.stdout)
             status = child.wait()
