@@ -38,6 +38,7 @@ from autoresearch.executor import (
     new_run_id,
     threads_given,
 )
+from autoresearch.gitops.housekeeping import pack_refs, tidy
 from autoresearch.globs import select
 from autoresearch.history import History, run_seed
 from autoresearch.ledger import Ledger, RunRow, SessionRow, TrialStatus
@@ -68,6 +69,12 @@ from autoresearch.trial import Trial
 
 __all__ = ["Limits", "Session", "SessionStopped", "check_preconditions", "proposer_readiness",
            "read_program"]
+
+# Housekeeping (gitops.housekeeping): the refs are packed every PACK_REFS_EVERY experiments
+# while a session runs, and the refs and objects when it ends; the end's is told when it took
+# TIDY_TELL_S or more.
+PACK_REFS_EVERY = 500
+TIDY_TELL_S = 2.0
 
 
 @dataclass
@@ -126,6 +133,7 @@ class Session:
         self.protected_hashes: dict[str, str] = {}
         self._run_numbers: dict[tuple[str, str, int], int] = {}  # (trial, role, attempt) -> next
         self._scope_cache: dict[str, list[str]] = {}
+        self._ended_here = 0  # trials this process ended: see PACK_REFS_EVERY
 
     # --- opening and recovery -------------------------------------------------------------
 
@@ -268,6 +276,25 @@ class Session:
                 # that copying ledger.db copies the research (see Ledger.checkpoint).
                 self.ledger.checkpoint()
                 self.lock.release()
+                self._tidy_git()
+
+    def _tidy_git(self) -> None:
+        """Pack the refs and objects the session's experiments left in the repository (one ref
+        file per discarded experiment, loose objects: see gitops.housekeeping), once the
+        research is safe in the ledger and the lock is released (a resume need not wait for
+        it). Best effort and bounded: a failure, a timeout or a Ctrl-C is said in one line."""
+        started = time.monotonic()
+        try:
+            problem = tidy(self.root)
+        except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - never fails the session
+            problem = f"{type(exc).__name__}: {exc}".rstrip(": ")
+        took = time.monotonic() - started
+        if problem:
+            self.display.message(f"! git housekeeping skipped ({problem}); the session's "
+                                 "refs and commits are intact", style="yellow")
+        elif took >= TIDY_TELL_S:
+            self.display.message(f"git housekeeping: refs and objects packed ({took:.1f} s)",
+                                 style="dim")
 
     # --- small services --------------------------------------------------------------------
 
@@ -473,6 +500,13 @@ class Session:
             self.proposer.observe(ExperimentOutcome(summary=self.history.summary(row),
                                                     proposal=proposal))
         self.history.write_results(self.paths.results_tsv, row)
+        self._ended_here += 1
+        if self._ended_here % PACK_REFS_EVERY == 0:
+            # One ref file per discarded experiment: packed now and then, or every listing of
+            # the refs (each agent run's guard makes two) reads thousands of files. Values stay,
+            # worktrees' HEADs are not refs/ ones: safe while the slots work. Objects are left
+            # to git (each experiment's `git commit` runs gc --auto) and to the session's end.
+            pack_refs(self.root)
         if trial.status in (TrialStatus.CRASH, TrialStatus.TIMEOUT):
             failed = [r for r in self.history.runs.get(trial.id, [])
                       if r.status in ("crash", "timeout")]

@@ -8,7 +8,8 @@ remain inspectable while the branch history stays clean. The user's checkout is 
 
 All git code of the package is in this package, around one runner: `gitops.runner` (running git,
 `GitError`), `gitops.commits` (making commits), `gitops.history` (reading them: diffs, files at a
-commit, ancestry), `gitops.status` (a working tree's changed, ignored and tracked paths).
+commit, ancestry), `gitops.status` (a working tree's changed, ignored and tracked paths),
+`gitops.housekeeping` (packing the refs and objects a session leaves, when it ends).
 """
 
 from __future__ import annotations

@@ -6,8 +6,10 @@ environment and the same hardening (`HARDENED`), so no call can forget either.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import signal
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -58,13 +60,46 @@ class GitError(AutoresearchError):
 
 def run_git(cwd: Path, *args: str, input_bytes: bytes | None = None,
             env: Mapping[str, str] | None = None,
-            unset: Sequence[str] = ()) -> subprocess.CompletedProcess[bytes]:
+            unset: Sequence[str] = (),
+            timeout: float | None = None) -> subprocess.CompletedProcess[bytes]:
     """The one place a git process is started: `git args` in `cwd`, output as bytes, with
-    hooks, fsmonitor, global attributes and signing off (`HARDENED`)."""
+    hooks, fsmonitor, global attributes and signing off (`HARDENED`).
+
+    `timeout` (seconds): git runs in a process group of its own, which is stopped (SIGTERM,
+    then SIGKILL) when the time is up or the caller is interrupted (Ctrl-C), and
+    `subprocess.TimeoutExpired` is raised. The group, not only git: `git gc` runs `git repack`,
+    which runs `git pack-objects`, and a child left running would hold the repository's locks.
+    SIGTERM first, so that git removes its lock and temporary files as it goes."""
     full_env = {k: v for k, v in {**os.environ, **_GIT_ENV, **(env or {})}.items()
                 if k not in unset}
-    return subprocess.run(["git", *HARDENED, *args], cwd=cwd, env=full_env, input=input_bytes,
-                          capture_output=True, check=False)
+    command = ["git", *HARDENED, *args]
+    if timeout is None:
+        return subprocess.run(command, cwd=cwd, env=full_env, input=input_bytes,
+                              capture_output=True, check=False)
+    with subprocess.Popen(command, cwd=cwd, env=full_env, start_new_session=True,
+                          stdin=None if input_bytes is None else subprocess.PIPE,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        try:
+            out, errs = proc.communicate(input_bytes, timeout=timeout)
+        except BaseException:
+            _stop_group(proc)
+            raise
+        return subprocess.CompletedProcess(command, proc.returncode, out, errs)
+
+
+_TERM_GRACE_S = 5.0
+
+
+def _stop_group(proc: subprocess.Popen[bytes]) -> None:
+    """End `proc`'s process group (it leads one: start_new_session), gently first."""
+    for sig, grace in ((signal.SIGTERM, _TERM_GRACE_S), (signal.SIGKILL, None)):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, sig)
+        try:
+            proc.wait(timeout=grace)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def git(cwd: Path, *args: str, check: bool = True, input_text: str | None = None,
