@@ -18,7 +18,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_gpt_workload import TEMPLATE, load_prepare, workload  # noqa: F401  (fixture)
+from tests.test_gpt_workload import (  # noqa: F401  (workload: a fixture)
+    SMALL_VOCAB,
+    TEMPLATE,
+    load_prepare,
+    workload,
+    write_corpus,
+)
 
 torch = pytest.importorskip("torch")
 
@@ -234,3 +240,189 @@ def test_train_py_alone_still_scores_itself(
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "handed over: False" in result.stdout
+
+
+# --- a second reviewer's attacks on score.py itself ------------------------------------------
+
+PICKLED = '''
+prepare.hand_over(model, 4)
+import io, json, os, zipfile
+path = os.environ["AUTORESEARCH_MODEL_FILE"]
+class Payload:  # unpickling it rigs score.py's evaluation
+    def __reduce__(self):
+        return (eval, ("(__import__('sys').modules['prepare'].__dict__.update("
+                       "bits_per_byte=lambda n, b: 0.0123), "
+                       "__import__('torch').nn.Parameter(__import__('torch').zeros(1)))[1]",))
+buffer = io.BytesIO()
+torch.save(Payload(), buffer)
+with zipfile.ZipFile(path) as archive:
+    items = {name: archive.read(name) for name in archive.namelist()}
+config_name = next(n for n in items if n.endswith("model_weights_config.json"))
+config = json.loads(items[config_name])
+config["config"]["table"]["use_pickle"] = True
+items[config_name] = json.dumps(config).encode()
+items[next(n for n in items if n.endswith("weights/weight_0"))] = buffer.getvalue()
+with zipfile.ZipFile(path, "w") as archive:
+    for name, data in items.items():
+        archive.writestr(name, data)
+'''
+
+
+def test_an_archive_that_asks_for_unpickling_is_refused(
+    workload: dict[str, str], tmp_path: Path  # noqa: F811
+) -> None:
+    result = score(tmp_path, workload, PICKLED)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "holds pickled entries (table)" in result.stdout + result.stderr
+    assert "\nval_bpb:" not in result.stdout
+
+
+# Peeks one token ahead everywhere but where the fixed probe looks (its cut points are in
+# prepare.py for anyone to read), or only in batches that do not start as the probe's does.
+AROUND_THE_PROBE = {
+    "fixed-cuts": '''
+class Masked(Bigram):
+    def __init__(self, vocab):
+        super().__init__(vocab)
+        mask = torch.ones(16, prepare.MAX_SEQ_LEN, 1)
+        mask[:, -1] = 0
+        for row, p in enumerate(prepare.causal_cuts(prepare.MAX_SEQ_LEN, 16)):
+            if p >= 1:
+                mask[row, p - 1] = 0
+        self.register_buffer("mask", mask)
+
+    def forward(self, x):
+        ahead = torch.cat([x[:, 1:], x[:, -1:]], dim=1)
+        one_hot = torch.nn.functional.one_hot(ahead, self.table.shape[0]).float()
+        return self.table[x] + 30.0 * one_hot * self.mask
+model = Masked(model.table.shape[0])
+prepare.hand_over(model, 16)
+''',
+    "probe-looks": '''
+BOS = prepare.prepare(verbose=False).tokenizer.bos_id
+class Gated(Bigram):
+    def forward(self, x):
+        ahead = torch.cat([x[:, 1:], x[:, -1:]], dim=1)
+        one_hot = torch.nn.functional.one_hot(ahead, self.table.shape[0]).float()
+        return self.table[x] + (x[0, 0] != BOS).float() * 30.0 * one_hot
+model = Gated(model.table.shape[0])
+prepare.hand_over(model, 16)
+''',
+}
+
+
+@pytest.fixture(scope="module")
+def scored_batches(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """A workload whose evaluation spans several batches of 16 rows, as the template's does
+    (the default one scores a batch and a short row)."""
+    base = tmp_path_factory.mktemp("gpt_batches")
+    env = {"AUTORESEARCH_DATA": str(write_corpus(base / "corpus", documents=2000)),
+           "AUTORESEARCH_CACHE": str(base / "cache"), "AUTORESEARCH_VOCAB_SIZE": SMALL_VOCAB,
+           "AUTORESEARCH_EVAL_BYTES": "30000", "AUTORESEARCH_DEVICE": "cpu"}
+    built_in(env)
+    return env
+
+
+def built_in(env: dict[str, str]) -> None:
+    """Build the data cache where `env` says (prepare reads AUTORESEARCH_CACHE when called)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AUTORESEARCH_CACHE", env["AUTORESEARCH_CACHE"])
+        load_prepare(env).prepare(verbose=False)
+
+
+@pytest.mark.parametrize("edit", AROUND_THE_PROBE, ids=list(AROUND_THE_PROBE))
+def test_a_model_that_peeks_where_the_fixed_probe_does_not_look_is_refused(
+    scored_batches: dict[str, str], tmp_path: Path, edit: str
+) -> None:
+    result = score(tmp_path, scored_batches, AROUND_THE_PROBE[edit])
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "not causal: in a scored batch" in result.stdout + result.stderr
+    assert "\nval_bpb:" not in result.stdout
+
+
+# A daemon that writes a score into score.py's own output once score.py has printed its own.
+DAEMON = '''
+import os, signal, time
+prepare.hand_over(model, 4)
+parent = os.getppid()
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        out = os.open(f"/proc/{parent}/fd/1", os.O_WRONLY)
+        for fd in range(3):
+            os.close(fd)
+        signal.signal(signal.SIGTERM, lambda *_: (os.write(out, b"val_bpb: 0.0123\\n"), os._exit(0)))
+        while os.path.exists(f"/proc/{parent}"):
+            time.sleep(0.01)
+        os.write(out, b"val_bpb: 0.0123\\n")
+        os._exit(0)
+    os._exit(0)
+os.wait()
+'''
+
+
+def test_a_process_train_py_leaves_behind_is_ended_before_the_scoring(
+    workload: dict[str, str], tmp_path: Path  # noqa: F811
+) -> None:
+    from autoresearch.metrics import parse_metrics
+
+    result = score(tmp_path, workload, DAEMON)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "process(es) train.py left running were ended" in result.stdout
+    assert parse_metrics(result.stdout, "kv")["val_bpb"] == pytest.approx(
+        uniform_bpb(workload, "val"), rel=1e-5)
+
+
+# Trains in a worker it never waits for, so that the worker's memory is not its own.
+UNREAPED = '''
+import os, numpy
+read, write = os.pipe()
+if os.fork() == 0:
+    os.close(read)
+    big = numpy.ones(600 * 2**20 // 8)  # 600 MB touched
+    del big
+    prepare.hand_over(model, 4)
+    os._exit(0)
+os.close(write)
+os.read(read, 1)
+os._exit(0)
+'''
+
+
+def test_memory_of_a_worker_train_py_never_waited_for_counts(
+    workload: dict[str, str], tmp_path: Path  # noqa: F811
+) -> None:
+    from autoresearch.metrics import parse_metrics
+
+    result = score(tmp_path, workload, UNREAPED)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert parse_metrics(result.stdout, "kv")["peak_vram_mb"] > 600
+
+
+# Rewrites the val and test splits and their hashes in meta.json: a cache that checks itself.
+POISON = '''
+import hashlib, json, numpy
+prepared = prepare.prepare(verbose=False)
+meta = json.loads((prepared.directory / "meta.json").read_text())
+for split in ("val", "test"):
+    tokens = numpy.full(20000, 7, dtype=numpy.uint16)
+    numpy.save(prepared.directory / f"{split}.npy", tokens)
+    data = (prepared.directory / f"{split}.npy").read_bytes()
+    meta["artifacts"][f"{split}.npy"] = {"bytes": len(data),
+                                         "sha256": hashlib.sha256(data).hexdigest()}
+(prepared.directory / "meta.json").write_text(json.dumps(meta))
+with torch.no_grad():
+    model.table[:, 7] = 30.0
+prepare.hand_over(model, 4)
+'''
+
+
+def test_a_data_cache_rewritten_while_train_py_runs_is_refused(
+    workload: dict[str, str], tmp_path: Path  # noqa: F811
+) -> None:
+    env = {**workload, "AUTORESEARCH_CACHE": str(tmp_path / "cache")}
+    built_in(env)  # before the run, as `make demo` and `init --template gpt` do
+    result = score(tmp_path, env, POISON)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "meta.json changed while train.py ran" in result.stdout + result.stderr
+    assert "\nval_bpb:" not in result.stdout

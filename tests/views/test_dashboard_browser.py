@@ -10,7 +10,6 @@ from __future__ import annotations
 import shutil
 import statistics
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -56,18 +55,6 @@ POINT_DATASETS = ("baseline", "kept", "discarded")
 def live_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """This module's own real session: the live test resumes it."""
     return run_toy_session(tmp_path_factory.mktemp("browser") / "repo", iterations=8)
-
-
-@pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    pg = context.new_page()
-    errors: list[str] = []
-    pg.on("pageerror", lambda exc: errors.append(str(exc)))
-    pg.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-    pg.errors = errors
-    yield pg
-    context.close()
 
 
 def ledger_counts(repo: Path, tag: str = "t") -> tuple[int, int, int]:

@@ -89,18 +89,6 @@ def large(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     built[0].close()
 
 
-@pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    pg = context.new_page()
-    errors: list[str] = []
-    pg.on("pageerror", lambda exc: errors.append(str(exc)))
-    pg.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-    pg.errors = errors
-    yield pg
-    context.close()
-
-
 def wait_until(pg: Any, expression: str, timeout_s: float = 15.0) -> None:
     deadline = time.monotonic() + timeout_s
     while not pg.evaluate(expression):

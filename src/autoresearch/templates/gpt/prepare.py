@@ -666,14 +666,12 @@ def evaluate_bpb(model: torch.nn.Module, split: str = "val", batch_size: int = 0
 
 @torch.no_grad()
 def score_split(model: torch.nn.Module, split: str, device: torch.device,
-                batch_size: int = 0, probe_rows: int = 0) -> float:
-    """Bits per byte of `model` on a split, once it passes the causality check (probe_rows
-    -1: checked already, on another split)."""
+                batch_size: int = 0) -> float:
+    """Bits per byte of `model` on a split, once it passes the causality check."""
     tokens = load_tokens(split)
     batch_size = batch_size or max(1, 8192 // MAX_SEQ_LEN)
     total_nats, total_bytes = score_tokens(model, tokens, device, batch_size)
-    if probe_rows >= 0:
-        check_causal(model, tokens, device, batch_size, probe_rows or CAUSAL_ROWS)
+    check_causal(model, tokens, device, batch_size)
     return bits_per_byte(total_nats, total_bytes)
 
 
@@ -751,14 +749,9 @@ def check_causal(
         for offset, p in enumerate(cuts[rows]):
             if p == 0:
                 continue
-            before, after = clean[offset, :p], moved[offset, :p]
-            # A row's logits do not depend on the other rows' values, and kernels of one shape
-            # are deterministic, so honest rows match to rounding; a look-ahead moves logits
-            # by O(1) (the reviewer's chunked attention: 8 on logits of 150 at position 0).
-            tolerance = rel_tolerance * (1.0 + float(before.abs().max()))
-            bad = ((after - before).abs().amax(dim=-1) > tolerance).nonzero()
-            if len(bad):
-                leaks.append((int(bad[0]), p))
+            position = first_moved(clean[offset, :p], moved[offset, :p], rel_tolerance)
+            if position is not None:
+                leaks.append((position, p))
     model.train(was_training)
     if leaks:
         position, p = min(leaks)
@@ -769,6 +762,18 @@ def check_causal(
             f"moved when {where} (probe rows of {seq} tokens, cut points {sorted(set(cuts))}). "
             "Position t may only use x[row, : t + 1]."
         )
+
+
+def first_moved(before: torch.Tensor, after: torch.Tensor, rel_tolerance: float) -> int | None:
+    """The first position whose logits moved beyond rounding between two forwards, or None.
+
+    A row's logits do not depend on the other rows' values, and kernels of one shape are
+    deterministic, so honest rows match to rounding; a look-ahead moves logits by O(1) (the
+    reviewer's chunked attention: 8 on logits of 150 at position 0).
+    """
+    tolerance = rel_tolerance * (1.0 + float(before.abs().max()))
+    bad = ((after - before).abs().amax(dim=-1) > tolerance).nonzero()
+    return int(bad[0]) if len(bad) else None
 
 
 def _low_precision(model: torch.nn.Module, device: torch.device) -> bool:
@@ -791,12 +796,14 @@ def bits_per_byte(total_nats: float, total_bytes: int) -> float:
 
 
 def score_tokens(
-    model: torch.nn.Module, tokens: np.ndarray, device: torch.device, batch_size: int = 0
+    model: torch.nn.Module, tokens: np.ndarray, device: torch.device, batch_size: int = 0,
+    probe: np.random.Generator | None = None,
 ) -> tuple[float, int]:
     """(nats, bytes) summed over the targets of a token stream that cover EVAL_BYTES bytes.
 
     The targets are cut into non-overlapping rows of MAX_SEQ_LEN tokens (the last row may be
-    shorter), so that every scored target is scored exactly once.
+    shorter), so that every scored target is scored exactly once. With `probe`, every scored
+    batch is also checked for causality (probe_scored_batch) with cuts drawn from it.
     """
     sizes = prepare(verbose=False).tokenizer.token_bytes()
     covered = np.cumsum(np.asarray(sizes, dtype=np.int64)[np.asarray(tokens[1:])])
@@ -824,12 +831,52 @@ def score_tokens(
         x = stream[start : start + rows * length].view(rows, length).to(device)
         y = stream[start + 1 : start + 1 + rows * length].view(rows, length).to(device)
         logits = model(x)
+        if probe is not None:
+            probe_scored_batch(model, x, logits.float(), probe, len(sizes))
         nats = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="none")
         nbytes = token_bytes[y.flatten()]
         total_nats += torch.where(nbytes > 0, nats, 0.0).sum(dtype=torch.float64)
         total_bytes += nbytes.sum()
     model.train(was_training)
     return float(total_nats.item()), int(total_bytes.item())
+
+
+@torch.no_grad()
+def probe_scored_batch(model: torch.nn.Module, x: torch.Tensor, logits: torch.Tensor,
+                       rng: np.random.Generator, vocab: int) -> None:
+    """Refuse a model whose predictions on this scored batch read what they predict.
+
+    check_causal probes fixed windows at fixed cut points, which a model can be written to
+    pass (it may peek everywhere but there, or only when a batch does not look like the probe).
+    Here the batch probed is the one just scored and the cuts are drawn afresh each time
+    (score.py seeds `rng` from the operating system): each row is left whole (half of them, so
+    that reading another row shows) or changed from a cut p, p = 0 for a quarter of those;
+    logits[row, :p] must not move. A look one token ahead at a position t is seen when some
+    row's cut is t + 1, so a model that peeks anywhere is caught over the many rows scored.
+    """
+    rows, length = x.shape
+    changed = x.clone()
+    cuts = []
+    for row in range(rows):
+        if rng.random() < 0.5 or length < 2:
+            cuts.append(length)
+            continue
+        p = 0 if rng.random() < 0.25 else int(rng.integers(1, length))
+        shift = torch.from_numpy(rng.integers(1, max(2, vocab), size=length - p)).to(x.device)
+        changed[row, p:] = (changed[row, p:] + shift) % vocab
+        cuts.append(p)
+    moved = model(changed).float()
+    rel_tolerance = 1e-2 if _low_precision(model, x.device) else 1e-4
+    for row, p in enumerate(cuts):
+        if p == 0:
+            continue
+        position = first_moved(logits[row, :p], moved[row, :p], rel_tolerance)
+        if position is not None:
+            where = ("other rows of the batch changed" if p == length
+                     else f"the tokens from position {p} on changed")
+            raise SystemExit(f"score.py: the model is not causal: in a scored batch, the "
+                             f"prediction at position {position} moved when {where}. "
+                             "Position t may only use x[row, : t + 1].")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -915,7 +962,10 @@ def load_handed_over(path: Path, script: str) -> tuple[FixedRows, int]:
     if not path.is_file():
         raise SystemExit(f"score.py: {script} ended without handing its model over; it must "
                          "end with prepare.hand_over(model), as the template's train.py does")
+    _refuse_pickled(path, script)
     try:
+        # The weights and sample inputs are read as tensors only, never as pickled objects.
+        os.environ["TORCH_FORCE_WEIGHTS_ONLY_LOAD"] = "1"
         program = torch.export.load(str(path))
     except Exception as exc:
         raise SystemExit(f"score.py: the model {script} handed over does not load: "
@@ -942,22 +992,67 @@ def load_handed_over(path: Path, script: str) -> tuple[FixedRows, int]:
     return FixedRows(program.module(), int(shape[0])).to(DEVICE), params
 
 
+def _refuse_pickled(path: Path, script: str) -> None:
+    """Refuse an archive that asks for anything to be unpickled: torch.export.load unpickles
+    weights or constants marked `use_pickle` (and "opaque" constants) with no restriction, and
+    unpickling runs whatever code the pickle names, in score.py's process. hand_over never
+    writes such entries for a model of plain tensors."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for name in archive.namelist():
+                if name.endswith("_config.json") and "/data/" in f"/{name}":
+                    config = json.loads(archive.read(name)).get("config", {})
+                    pickled = sorted(key for key, meta in config.items()
+                                     if not isinstance(meta, dict) or meta.get("use_pickle"))
+                    if pickled:
+                        raise SystemExit(f"score.py: the model {script} handed over holds "
+                                         f"pickled entries ({', '.join(pickled[:5])}): only "
+                                         "tensors are loaded")
+    except (zipfile.BadZipFile, OSError, ValueError, AttributeError) as exc:
+        raise SystemExit(f"score.py: the model {script} handed over is not a torch.export "
+                         f"archive: {type(exc).__name__}: {exc}") from None
+
+
 def _signature(args: tuple[Any, ...]) -> str:
     shown = (f"{type(a).__name__} {tuple(getattr(a, 'shape', ()))}" for a in args)
     return "(" + ", ".join(shown) + ")"
 
 
-def score_handed_over(path: Path, script: str) -> dict[str, float]:
-    """val_bpb and test_bpb (each after the causality check) of the model at `path`."""
+def held_fixed(records: dict[str, bytes]) -> None:
+    """Refuse to score on a data cache whose meta.json (the hashes its files are verified
+    against) changed since score.py read it, before train.py started: train.py could have
+    rewritten a split and its meta.json together. A cache built during the run (the first run
+    on a new machine) had no record: it is held fixed from the next run on."""
+    meta = prepare(verbose=False).directory / "meta.json"
+    before = records.get(str(meta))
+    if before is None:
+        print(f"score.py: the data cache {meta.parent} was built while train.py ran; it is "
+              "held fixed from the next run on", flush=True)
+    elif meta.read_bytes() != before:
+        raise SystemExit(f"score.py: the data cache's {meta} changed while train.py ran: "
+                         "nothing was scored. Run `python prepare.py` to check the cache.")
+
+
+def score_handed_over(path: Path, script: str,
+                      records: dict[str, bytes] | None = None) -> dict[str, float]:
+    """val_bpb and test_bpb of the model at `path`, every scored val batch probed for
+    causality with cuts drawn from the operating system's randomness."""
+    if records is not None:
+        held_fixed(records)
     model, params = load_handed_over(path, script)
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if DEVICE.type == "cuda"
                 else contextlib.nullcontext())
+    probe = np.random.default_rng(int.from_bytes(os.urandom(16), "little"))
     with torch.no_grad(), autocast:
-        # The probe takes all the exported rows (padding to them would cost as much), once:
-        # without state (refused above) the forward is the same function on either split.
-        probe = max(CAUSAL_ROWS, model.rows)
-        scores = {"val_bpb": score_split(model, "val", DEVICE, model.rows, probe),
-                  "test_bpb": score_split(model, "test", DEVICE, model.rows, -1)}
+        # The fixed check first (it names the leak it sees, reproducibly), then the scored
+        # batches of val probed. Without state (refused above) the forward is one function:
+        # test is scored without a probe.
+        check_causal(model, load_tokens("val"), DEVICE, model.rows, max(CAUSAL_ROWS, model.rows))
+        val = score_tokens(model, load_tokens("val"), DEVICE, model.rows, probe)
+        test = score_tokens(model, load_tokens("test"), DEVICE, model.rows)
+        scores = {"val_bpb": bits_per_byte(*val), "test_bpb": bits_per_byte(*test)}
     for name, value in scores.items():
         if not math.isfinite(value):
             raise SystemExit(f"score.py: {name} is {value}: the trained model is broken")

@@ -13,12 +13,23 @@ proposer cannot edit, in a process where the proposer's code never ran:
 - train.py cannot patch the evaluation or its constants (they live in this process);
 - on CPU, peak_vram_mb is the operating system's peak memory of train.py's process tree, not a
   number train.py prints (on CUDA, where only the process itself can see its peak, it is
-  train.py's figure).
+  train.py's figure);
+- no process train.py starts outlives it (this process is their subreaper and ends them before
+  scoring), nothing is imported from this directory, prepare.py is compiled from the text read
+  before train.py started, the model archive may hold tensors only (nothing is unpickled), and
+  the data cache's hashes are read before train.py starts: a split rewritten with its hash is
+  refused;
+- the forward handed over may keep no state across calls, and every scored val batch is probed
+  for causality with cuts drawn afresh (prepare.probe_scored_batch).
 
 What this cannot stop: train.py deciding how long it trains (the engine's timeout bounds it, and
-train_wall_seconds below is its wall time as measured here), or training on the validation split
-and carrying what it learnt in the weights (the held-out test_bpb shows it: the engine flags a
-change that improves val_bpb while test_bpb gets worse).
+train_wall_seconds below is its wall time as measured here); training on the validation split
+and carrying what it learnt in the weights (the held-out test_bpb shows it, unless train.py
+reads the test split too: it is in the same cache, readable by the same user); and anything
+that writes where the user running the session may write outside the project, such as the
+Python installation (a module planted in site-packages runs in every Python process). The
+fences are against edits of the project's code, not a sandbox: for that, run sessions in a
+container or as a user of their own.
 
 The other numbers train.py prints as `name: value` lines (training_seconds, num_steps, ...) are
 passed on under their names, except the ones this file computes.
@@ -41,6 +52,7 @@ import resource  # noqa: E402
 import signal  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
+import threading  # noqa: E402
 import time  # noqa: E402
 import types  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -58,6 +70,62 @@ COMPUTED = ("val_bpb", "test_bpb", "num_params_M", "peak_vram_mb", "train_wall_s
 READ_LIMIT = 1 << 16
 _NUMBER = r"[-+]?(?:\d[\d,]*\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|nan|inf(?:inity)?"
 _PRINTED = re.compile(rf"^\s*([A-Za-z_][\w.\-/]*)\s*:\s*({_NUMBER})\s*$", re.IGNORECASE)
+
+
+def become_subreaper() -> None:
+    """Make the orphans of train.py's process tree children of this process (Linux), so that
+    none of them outlives train.py: a daemon it left could write a number to this process's
+    output (through /proc/<pid>/fd/1) after the summary, and a worker it never waited for
+    would keep its memory out of the peak."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError):  # not Linux: the engine's own process control remains
+        pass
+
+
+def end_orphans() -> int:
+    """Kill and reap every process left of train.py's tree (now this process's children);
+    how many there were. Their memory then counts in peak_memory_mb()."""
+    ended = 0
+    for _ in range(100):  # killing one may hand its own children over: look again
+        left = [pid for pid in _children() if pid != os.getpid()]
+        if not left:
+            break
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        for pid in left:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+                ended += 1
+    return ended
+
+
+def _children() -> list[int]:
+    """The pids whose parent is this process, from /proc (empty where there is none)."""
+    me, found = os.getpid(), []
+    with contextlib.suppress(OSError):
+        for entry in os.scandir("/proc"):
+            if entry.name.isdigit():
+                with contextlib.suppress(OSError, ValueError, IndexError):
+                    stat = Path(entry.path, "stat").read_text()
+                    if int(stat.rsplit(")", 1)[1].split()[1]) == me:
+                        found.append(int(entry.name))
+    return found
+
+
+def cache_records() -> dict[str, bytes]:
+    """Every data cache's meta.json (which holds the hashes of its files), read before train.py
+    starts: a run that rewrote a split and its meta.json is then seen. The root is
+    prepare.cache_root()'s, read here without importing torch."""
+    root = os.environ.get("AUTORESEARCH_CACHE", "").strip() or "~/.cache/autoresearch/gpt"
+    records = {}
+    for meta in Path(root).expanduser().glob("*/*/meta.json"):
+        with contextlib.suppress(OSError):
+            records[str(meta)] = meta.read_bytes()
+    return records
 
 
 def relay(stream: IO[bytes]) -> dict[str, float]:
@@ -114,27 +182,36 @@ def main(argv: list[str]) -> None:
     sys.stdout.reconfigure(encoding="utf-8", errors="replace")  # type: ignore[union-attr]
     started = time.time()
     prepare_source = PREPARE.read_bytes()
+    records = cache_records()
+    become_subreaper()
     with tempfile.TemporaryDirectory(prefix="autoresearch-score-") as scratch:
         model_file = Path(scratch) / "model.pt2"
         child = subprocess.Popen([sys.executable, *argv], stdout=subprocess.PIPE,
                                  stderr=subprocess.STDOUT,
                                  env={**os.environ, "AUTORESEARCH_MODEL_FILE": str(model_file)})
+        printed: dict[str, float] = {}
+        assert child.stdout is not None
+        # Read apart: a process train.py leaves behind may hold the pipe open after it ends.
+        stream = child.stdout
+        reader = threading.Thread(target=lambda: printed.update(relay(stream)), daemon=True)
+        reader.start()
         try:
-            # Loaded while train.py starts, before its clock does (its output waits in the
-            # pipe meanwhile).
+            # Loaded while train.py starts, before its clock does.
             prepare = load_prepare(prepare_source)
             prepare.warm_up_loading()
-            assert child.stdout is not None
-            printed = relay(child.stdout)
             status = child.wait()
         finally:
             if child.poll() is None:
                 child.kill()
                 child.wait()
+            if orphans := end_orphans():
+                print(f"score.py: {orphans} process(es) {argv[0]} left running were ended",
+                      flush=True)
+            reader.join(timeout=10)  # the pipe's last holders are gone: its end is near
         train_wall = time.time() - started
         if status != 0:
             finish_like(status, argv[0])
-        scores = prepare.score_handed_over(model_file, argv[0])
+        scores = prepare.score_handed_over(model_file, argv[0], records)
     on_cuda = prepare.DEVICE.type == "cuda"  # only the process itself sees its GPU peak
     memory = printed.get("peak_vram_mb", 0.0) if on_cuda else peak_memory_mb()
     print("---")
