@@ -30,9 +30,8 @@ from autoresearch.ledger.reviews import ReviewFindingRecord, ReviewRecord
 from autoresearch.views.safe_console import SafeConsole
 from tests.views.conftest import autoresearch, init_repo, serve
 from tests.views.ledger_factory import build_session
-from tests.views.test_dashboard_browser import (  # noqa: F401 (page is a fixture; browser: conftest)
+from tests.views.test_dashboard_browser import (  # (page and browser: fixtures of conftest)
     CHROMIUM,
-    page,
     shows_experiments,
     wait_until,
 )

@@ -992,24 +992,36 @@ def load_handed_over(path: Path, script: str) -> tuple[FixedRows, int]:
     return FixedRows(program.module(), int(shape[0])).to(DEVICE), params
 
 
+# What an archive of plain tensors holds in its weights and constants directories: its two
+# configs and raw tensor files. torch.export.load unpickles an entry marked `use_pickle`, and
+# picks by file name ("opaque_obj_*" is unpickled whatever its config says; a legacy
+# "<model>.pt" is read whole): unpickling runs whatever code the pickle names.
+_RAW_TENSOR = re.compile(r"(?:^|/)data/(?:weights/(?:weight_\d+|model_weights_config\.json)"
+                         r"|constants/(?:tensor_\d+|model_constants_config\.json))$")
+
+
 def _refuse_pickled(path: Path, script: str) -> None:
-    """Refuse an archive that asks for anything to be unpickled: torch.export.load unpickles
-    weights or constants marked `use_pickle` (and "opaque" constants) with no restriction, and
-    unpickling runs whatever code the pickle names, in score.py's process. hand_over never
-    writes such entries for a model of plain tensors."""
+    """Refuse an archive that holds anything but raw tensors where torch.export.load reads
+    weights and constants, or whose configs ask for unpickling: unpickling would run code in
+    score.py's process. hand_over never writes such entries for a model of plain tensors."""
     import zipfile
 
+    refused = f"score.py: the model {script} handed over holds"
     try:
         with zipfile.ZipFile(path) as archive:
             for name in archive.namelist():
-                if name.endswith("_config.json") and "/data/" in f"/{name}":
+                held = re.search(r"(?:^|/)data/(?:weights|constants)/.", name)
+                if held and not _RAW_TENSOR.search(name):
+                    raise SystemExit(f"{refused} {name}: only raw tensors are loaded")
+                if name.endswith(("model_weights_config.json", "model_constants_config.json")):
                     config = json.loads(archive.read(name)).get("config", {})
-                    pickled = sorted(key for key, meta in config.items()
-                                     if not isinstance(meta, dict) or meta.get("use_pickle"))
+                    pickled = sorted(
+                        key for key, meta in config.items()
+                        if not isinstance(meta, dict) or meta.get("use_pickle")
+                        or not re.fullmatch(r"(?:weight|tensor)_\d+", str(meta.get("path_name"))))
                     if pickled:
-                        raise SystemExit(f"score.py: the model {script} handed over holds "
-                                         f"pickled entries ({', '.join(pickled[:5])}): only "
-                                         "tensors are loaded")
+                        raise SystemExit(f"{refused} pickled entries ({', '.join(pickled[:5])}): "
+                                         "only tensors are loaded")
     except (zipfile.BadZipFile, OSError, ValueError, AttributeError) as exc:
         raise SystemExit(f"score.py: the model {script} handed over is not a torch.export "
                          f"archive: {type(exc).__name__}: {exc}") from None
