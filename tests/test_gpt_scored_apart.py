@@ -68,6 +68,13 @@ def score(tmp_path: Path, env: dict[str, str], body: str, name: str = "train.py"
                           capture_output=True, text=True, encoding="utf-8", timeout=180)
 
 
+def refused(result: subprocess.CompletedProcess[str], said: str) -> None:
+    """score.py ended with status 1, saying `said`, and printed no summary."""
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert said in result.stdout + result.stderr
+    assert "\nval_bpb:" not in result.stdout
+
+
 def uniform_bpb(env: dict[str, str], split: str) -> float:
     """What the all-zeros bigram scores, computed here in-process by prepare.evaluate_bpb."""
     prepare = load_prepare(env)
@@ -159,9 +166,7 @@ def test_a_model_with_a_memory_across_calls_is_refused(
     workload: dict[str, str], tmp_path: Path  # noqa: F811
 ) -> None:
     result = score(tmp_path, workload, STATEFUL)
-    assert result.returncode == 1, result.stdout + result.stderr
-    assert "changes its own state when called" in result.stdout + result.stderr
-    assert "\nval_bpb:" not in result.stdout
+    refused(result, "changes its own state when called")
 
 
 # Written where score.py sits while train.py runs: modules score.py imports later (sympy as
@@ -294,9 +299,7 @@ def test_an_archive_that_asks_for_unpickling_is_refused(
     workload: dict[str, str], tmp_path: Path, body: str, said: str  # noqa: F811
 ) -> None:
     result = score(tmp_path, workload, body)
-    assert result.returncode == 1, result.stdout + result.stderr
-    assert said in result.stdout + result.stderr
-    assert "\nval_bpb:" not in result.stdout
+    refused(result, said)
 
 
 # Peeks one token ahead everywhere but where the fixed probe looks (its cut points are in
@@ -357,9 +360,7 @@ def test_a_model_that_peeks_where_the_fixed_probe_does_not_look_is_refused(
     scored_batches: dict[str, str], tmp_path: Path, edit: str
 ) -> None:
     result = score(tmp_path, scored_batches, AROUND_THE_PROBE[edit])
-    assert result.returncode == 1, result.stdout + result.stderr
-    assert "not causal: in a scored batch" in result.stdout + result.stderr
-    assert "\nval_bpb:" not in result.stdout
+    refused(result, "not causal: in a scored batch")
 
 
 # A daemon that writes a score into score.py's own output once score.py has printed its own.
@@ -445,6 +446,4 @@ def test_a_data_cache_rewritten_while_train_py_runs_is_refused(
     env = {**workload, "AUTORESEARCH_CACHE": str(tmp_path / "cache")}
     built_in(env)  # before the run, as `make demo` and `init --template gpt` do
     result = score(tmp_path, env, POISON)
-    assert result.returncode == 1, result.stdout + result.stderr
-    assert "meta.json changed while train.py ran" in result.stdout + result.stderr
-    assert "\nval_bpb:" not in result.stdout
+    refused(result, "meta.json changed while train.py ran")

@@ -1061,8 +1061,9 @@ def score_handed_over(path: Path, script: str,
         # The fixed check first (it names the leak it sees, reproducibly), then the scored
         # batches of val probed. Without state (refused above) the forward is one function:
         # test is scored without a probe.
-        check_causal(model, load_tokens("val"), DEVICE, model.rows, max(CAUSAL_ROWS, model.rows))
-        val = score_tokens(model, load_tokens("val"), DEVICE, model.rows, probe)
+        tokens = load_tokens("val")
+        check_causal(model, tokens, DEVICE, model.rows, max(CAUSAL_ROWS, model.rows))
+        val = score_tokens(model, tokens, DEVICE, model.rows, probe)
         test = score_tokens(model, load_tokens("test"), DEVICE, model.rows)
         scores = {"val_bpb": bits_per_byte(*val), "test_bpb": bits_per_byte(*test)}
     for name, value in scores.items():
