@@ -5,18 +5,23 @@ from __future__ import annotations
 import math
 import random
 
+import optuna
 import pytest
+from optuna.trial import TrialState, create_trial
 
 from autoresearch.proposers.knob_space import KnobSpace, parse_knob_spec
 from autoresearch.proposers.trust_region import (
     GLOBAL_BURST,
     LENGTH_INIT,
     LENGTH_MAX,
+    Neighbourhood,
     TrustRegion,
+    TrustRegionSampler,
     moves_between,
     step,
     unit,
 )
+from autoresearch.proposers.tune_study import distribution
 
 
 def steps(spec: str, value: object, radius: float, sign: int, n: int = 200) -> list[object]:
@@ -107,3 +112,27 @@ def test_a_collapsed_region_owes_global_moves_then_restarts() -> None:
         region.failure()
     assert region.restarts == 1 and region.length == LENGTH_INIT
     assert [region.take_global() for _ in range(GLOBAL_BURST + 1)] == [True] * GLOBAL_BURST + [False]
+
+
+def test_the_directions_tried_follow_the_incumbent_when_it_moves() -> None:
+    """What counts as tried is read around the current center: after a keep moves the center,
+    a trial that was a step up from the old one is the new one's step *down*. (The sampler keeps
+    what it read between asks; this fails if that memory outlives its center.)"""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    spaces = {"X": parse_knob_spec("float(0, 1)")}
+    dists = {k: distribution(s) for k, s in spaces.items()}
+    ups = 0
+    for seed in range(100):
+        sampler = TrustRegionSampler(seed=seed)
+        study = optuna.create_study(sampler=sampler)
+        for x in (0.5, 0.6):  # the old incumbent, and the step up from it that was kept
+            study.add_trial(create_trial(state=TrialState.COMPLETE, value=1.0,
+                                         params={"X": x}, distributions=dists))
+        for center in ({"X": 0.5}, {"X": 0.6}):
+            sampler.neighbourhood = Neighbourhood(center, spaces, dists, TrustRegion(dims=1))
+            trial = study.ask(dists)
+            study.tell(trial, state=TrialState.FAIL)
+        ups += trial.params["X"] > 0.6 + 1e-9
+    # From 0.6, X up is untried and X down was tried (0.5): up is drawn ten times as often as
+    # down (88 of 100 here). With the old center's reading kept, X up counts as tried too: 48.
+    assert ups >= 70

@@ -244,8 +244,13 @@ class TrustRegionSampler(BaseSampler):
         self._rng = random.Random(seed)
         self._fallback = RandomSampler(seed=seed)
         self.neighbourhood: Neighbourhood | None = None
-        self._cached_study: Study | None = None
-        self._positions: dict[int, Position] = {}
+        # The directions tried around one center, grown as trials are added: a trial's params
+        # never change once set and trials are never removed, so each is looked at once per
+        # center (rescanning every trial made each local ask of a 2,250-experiment session
+        # ~25 ms slower).
+        self._cached: tuple[Study, Position] | None = None
+        self._tried: set[Direction] = set()
+        self._counted: set[int] = set()
 
     def reseed_rng(self) -> None:
         self._rng.seed()
@@ -263,17 +268,16 @@ class TrustRegionSampler(BaseSampler):
         hood = self.neighbourhood
         if hood is None or not search_space:
             return {}
-        if study is not self._cached_study:
-            self._cached_study, self._positions = study, {}
         center = position(hood.spaces, hood.center)
-        tried: set[Direction] = set()  # in flight included: as a constant liar, assume they fail
+        if self._cached is None or self._cached[0] is not study or self._cached[1] != center:
+            self._cached, self._tried, self._counted = (study, center), set(), set()
+        tried = self._tried  # in flight included: as a constant liar, assume they fail
+        counted = self._counted
         for other in study.get_trials(deepcopy=False):
-            if other.number == trial.number or not other.params:
-                continue
-            where = self._positions.get(other.number)
-            if where is None:  # a trial's params never change once set: computed once
-                where = self._positions[other.number] = position(hood.spaces, other.params)
-            moved = moves(hood.spaces, center, where)
+            if other.number in counted or other.number == trial.number or not other.params:
+                continue  # (the trial being asked has no params yet: it is looked at later)
+            counted.add(other.number)
+            moved = moves(hood.spaces, center, position(hood.spaces, other.params))
             if 0 < len(moved) <= MAX_MOVED:  # a local move away from the incumbent
                 tried.update(moved)
         found = self._draw(hood, tried)
