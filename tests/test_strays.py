@@ -124,6 +124,40 @@ def test_a_sweep_never_touches_a_sibling_slots_live_run(tmp_path: Path) -> None:
         assert sorted(marks.read_text().split()) == ["first-process", "grouped", "marked"]
 
 
+def test_orphans_that_die_while_their_run_goes_on_are_reaped_at_once(tmp_path: Path) -> None:
+    """Each orphan comes back to the orchestrator and dies there: unreaped, it stays a zombie
+    holding a pid until the run ends. A run that forked daemons in a loop for two minutes left
+    32,000 of them and filled the machine's process table (no process could start anywhere)."""
+    marker = tmp_path / "forked"
+    command = ("i=0; while [ $i -lt 300 ]; do (setsid sh -c 'exit 0' &); i=$((i+1)); done; "
+               f"sleep 1; touch {marker}; sleep 3")
+    result = orchestrate(tmp_path, f"""
+        import os
+        def zombie_children():
+            count = 0
+            for task in os.listdir("/proc/self/task"):
+                for pid in open(f"/proc/self/task/{{task}}/children").read().split():
+                    try:
+                        state = open(f"/proc/{{pid}}/stat").read().rsplit(")", 1)[1].split()[0]
+                    except OSError:
+                        continue
+                    count += state == "Z"
+            return count
+        done = {{}}
+        t = threading.Thread(target=lambda: done.update(out=run({command!r}, "a")))
+        t.start()
+        while not Path({str(marker)!r}).exists():
+            time.sleep(0.05)
+        print("zombies while the run goes on", zombie_children())
+        t.join()
+        print("exit", done["out"].exit_code, "zombies after", zombie_children())
+    """)
+    assert result.returncode == 0, result.stderr
+    counted = int(result.stdout.split("zombies while the run goes on ")[1].split()[0])
+    assert counted < 30, result.stdout  # 300 before the reaper: all of them
+    assert "exit 0 zombies after 0" in result.stdout, result.stdout
+
+
 # A verify command whose daemon ignores every polite signal, then a run that goes on long after
 # the test: only a SIGKILL from someone who remembers the daemon ends it.
 DAEMON_VERIFY = """{daemon}

@@ -10,12 +10,16 @@ On Linux the orchestrator makes itself a *child subreaper* (`prctl(PR_SET_CHILD_
 `adopt_orphans`, once when the `autoresearch` command starts): every orphaned descendant is then
 re-parented to the orchestrator instead of init, so it stays one of our children. After every run
 and every agent call, `sweep` kills the strays among them (SIGTERM, SIGKILL after a grace period,
-then whatever they started in turn) and reaps the ones that already died.
+then whatever they started in turn) and reaps the ones that already died. Meanwhile a thread reaps
+each one that dies, within a fraction of a second (`reap_dead_strays`): the kernel hands the dead
+to us as zombies, and unreaped they fill the process table.
 
 Which of our children is a stray? Our own helpers (git, setpriv's probe) stay in our session: a
 process that left it can never come back (a session cannot be joined, only created), so anything
 in our session is ours. Outside it: the first process of every run or agent call in progress
-(registered by `spawn` while a lock keeps the sweep from looking), the watchdog, a process in the
+(registered by `spawn` while a lock keeps the sweep from looking), our helpers that run in a
+session of their own (`spawn_helper`: the watchdog, git with a time limit, a reviewer's analyzer,
+which the code that started them waits for), a process in the
 session or process group of a run in progress (a shell's orphaned grandchild in a pipeline of
 another slot's run), and a process carrying a live run's id (`AUTORESEARCH_RUN_ID`) all belong to
 something still running and are left alone: a sibling slot's live run is never touched. The rest
@@ -42,10 +46,12 @@ import psutil
 
 from autoresearch.process_tree import RUN_ID_ENV
 
-__all__ = ["adopt_orphans", "adopting", "forget", "spawn", "spawn_helper", "sweep"]
+__all__ = ["adopt_orphans", "adopting", "forget", "reap_dead_strays", "spawn", "spawn_helper",
+           "sweep"]
 
 _PR_SET_CHILD_SUBREAPER = 36
 _KILL_ROUNDS_S = 2.0  # how long SIGKILL rounds go on after the grace period
+_REAP_EVERY_S = 0.2  # how often dead strays are reaped while runs go on
 T = TypeVar("T")
 
 
@@ -70,7 +76,11 @@ def adopt_orphans() -> bool:
     prctl = load_prctl()
     if prctl is None or prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
         return False
-    _STATE.enabled = True
+    with _STATE.lock:
+        if _STATE.enabled:
+            return True
+        _STATE.enabled = True
+    threading.Thread(target=_reap_while_alive, name="autoresearch-reaper", daemon=True).start()
     return True
 
 
@@ -119,7 +129,7 @@ def sweep(grace_s: float) -> int:
     # only stops a fork loop we cannot outpace from holding the session forever.
     while time.monotonic() < deadline + _KILL_ROUNDS_S:
         procs = _with_descendants(found)
-        seen |= {p.pid for p in procs}
+        seen |= {p.pid for p in procs} | found
         for proc in procs:
             with contextlib.suppress(psutil.Error):
                 proc.send_signal(sig)
@@ -188,13 +198,72 @@ def _environ(pid: int) -> bytes:
 
 
 def _with_descendants(pids: set[int]) -> list[psutil.Process]:
-    procs: list[psutil.Process] = []
-    for pid in pids:
-        with contextlib.suppress(psutil.Error):
-            proc = psutil.Process(pid)
-            procs.append(proc)
-            procs.extend(proc.children(recursive=True))
-    return procs
+    """The live processes among `pids` and their descendants, from one look at the process
+    table: asking each process for its children scans the whole table each time, which took
+    minutes (and held the session past its own timeout) with the thousands a fork loop leaves."""
+    children: dict[int, list[psutil.Process]] = {}
+    by_pid: dict[int, psutil.Process] = {}
+    for proc in psutil.process_iter(["ppid", "status"]):
+        info = proc.info
+        if info["status"] == psutil.STATUS_ZOMBIE or info["ppid"] is None:
+            continue  # dead already: nothing to signal
+        by_pid[proc.pid] = proc
+        children.setdefault(info["ppid"], []).append(proc)
+    found: dict[int, psutil.Process] = {}
+    todo = [by_pid[pid] for pid in pids if pid in by_pid]
+    while todo:
+        proc = todo.pop()
+        if proc.pid not in found:
+            found[proc.pid] = proc
+            todo.extend(children.get(proc.pid, ()))
+    return list(found.values())
+
+
+def _reap_while_alive() -> None:
+    """Reap the strays that die while runs go on. Orphans come back to us when they die, as
+    zombies, and each holds a pid until it is reaped: a run forking short-lived daemons in a
+    loop filled the machine's process table (32,000 zombies; no process could start anywhere)
+    long before its run ended and a sweep came."""
+    while True:
+        time.sleep(_REAP_EVERY_S)
+        with contextlib.suppress(Exception):  # a daemon thread must not die of a /proc race
+            reap_dead_strays()
+
+
+def reap_dead_strays() -> int:
+    """Reap every dead child of ours that nobody else will wait for; how many were reaped.
+
+    Not a child someone waits for: a run's first process (its runner waits), a helper, or a
+    process in our session (git and the like, started by subprocess, which reaps them). Every
+    other child is an orphan that came back to us, and its exit status is of no use to anyone."""
+    if not _STATE.enabled:
+        return 0
+    reaped = 0
+    with _STATE.lock:
+        own_session = os.getsid(0)
+        for pid in _children():
+            if pid in _STATE.runs or pid in _STATE.helpers:
+                continue
+            stat = _stat(pid)
+            if stat is None or stat[0] != "Z" or stat[1] == own_session:
+                continue
+            with contextlib.suppress(ChildProcessError, OSError):
+                if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                    reaped += 1
+    return reaped
+
+
+def _stat(pid: int) -> tuple[str, int] | None:
+    """(state, session) of `pid` from /proc (a zombie keeps both until it is reaped)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    try:
+        return fields[0].decode(), int(fields[3])
+    except (IndexError, ValueError):
+        return None
 
 
 def _reap(pids: set[int]) -> None:

@@ -14,6 +14,7 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from autoresearch import strays
 from autoresearch.errors import AutoresearchError
 
 # Hooks, pagers, prompts and localisation all make git slower or less predictable in a loop; a
@@ -76,15 +77,22 @@ def run_git(cwd: Path, *args: str, input_bytes: bytes | None = None,
     if timeout is None:
         return subprocess.run(command, cwd=cwd, env=full_env, input=input_bytes,
                               capture_output=True, check=False)
-    with subprocess.Popen(command, cwd=cwd, env=full_env, start_new_session=True,
-                          stdin=None if input_bytes is None else subprocess.PIPE,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
-        try:
-            out, errs = proc.communicate(input_bytes, timeout=timeout)
-        except BaseException:
-            _stop_group(proc)
-            raise
-        return subprocess.CompletedProcess(command, proc.returncode, out, errs)
+    # Outside our session, so registered as ours: the orchestrator's stray sweep and reaper
+    # would otherwise take it for an orphan a run left (strays.py).
+    proc = strays.spawn_helper(lambda: subprocess.Popen(
+        command, cwd=cwd, env=full_env, start_new_session=True,
+        stdin=None if input_bytes is None else subprocess.PIPE,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE), lambda p: p.pid)
+    try:
+        with proc:
+            try:
+                out, errs = proc.communicate(input_bytes, timeout=timeout)
+            except BaseException:
+                _stop_group(proc)
+                raise
+            return subprocess.CompletedProcess(command, proc.returncode, out, errs)
+    finally:
+        strays.forget(proc.pid)
 
 
 _TERM_GRACE_S = 5.0

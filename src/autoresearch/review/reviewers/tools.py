@@ -11,6 +11,7 @@ from abc import abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
 
+from autoresearch import strays
 from autoresearch.review.change import Change
 from autoresearch.review.context import ReviewContext
 from autoresearch.review.model import RawFinding, Severity
@@ -66,9 +67,11 @@ def stop_tools() -> None:
 def run_tool(args: Sequence[str], cwd: Path, timeout_s: float, name: str) -> str:
     """Run an analyzer and return its stdout; a missing tool makes the reviewer unavailable."""
     try:
-        proc = subprocess.Popen(list(args), cwd=cwd, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
+        # Outside our session, so registered as ours: the orchestrator's stray sweep and
+        # reaper would otherwise take it for an orphan (strays.py).
+        proc = strays.spawn_helper(lambda: subprocess.Popen(
+            list(args), cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL, start_new_session=True), lambda p: p.pid)
     except FileNotFoundError:
         raise ReviewerUnavailable(f"{name} is not installed") from None
     with _running_lock:
@@ -83,6 +86,7 @@ def run_tool(args: Sequence[str], cwd: Path, timeout_s: float, name: str) -> str
     finally:
         with _running_lock:
             _running.discard(proc)
+        strays.forget(proc.pid)
     stdout = raw_out.decode("utf-8", errors="replace")
     if not stdout.strip() and proc.returncode != 0:
         # Exit 1 is "found something" for bandit and mypy, and they say what on stdout: an
