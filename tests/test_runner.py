@@ -450,6 +450,36 @@ def test_the_whole_tree_dies_with_a_sigkilled_orchestrator(
 
 
 @pytest.mark.slow
+def test_the_tree_dies_with_a_sigkilled_orchestrator_whose_watchdog_pipe_is_held_open(
+    tmp_path: Path, prefix: str
+) -> None:
+    """The watchdog waited for EOF on its pipe alone; a run's process can open the pipe's write
+    end through /proc/<orchestrator>/fd/ and hold it (a reviewer's train.py did), and EOF never
+    came. Here the test holds it, as such a process would."""
+    proc, found = orchestrate(tmp_path, prefix + "1")
+    watchdog = watchdog_of(proc.pid)
+    pipe = os.readlink(f"/proc/{watchdog}/fd/0")
+    held = None
+    for fd in os.listdir(f"/proc/{proc.pid}/fd"):
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/{proc.pid}/fd/{fd}") == pipe:
+                held = os.open(f"/proc/{proc.pid}/fd/{fd}", os.O_WRONLY)
+                break
+    assert held is not None, "the orchestrator holds no write end of the watchdog's pipe"
+    try:
+        proc.kill()
+        proc.wait()
+        survivors = {kind: pid for kind, pid in found.items() if not wait_dead(pid, within_s=8)}
+        assert survivors == {}
+        assert wait_dead(watchdog, within_s=8)
+    finally:
+        os.close(held)
+        for pid in found.values():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.slow
 def test_a_resume_kills_what_survived_the_orchestrator_and_its_watchdog(
     tmp_path: Path, prefix: str
 ) -> None:

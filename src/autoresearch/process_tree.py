@@ -157,10 +157,16 @@ def wait_exit(pid: int, timeout_s: float) -> bool:
 def _descendants(pid: int) -> list[psutil.Process]:
     """The live descendants of ``pid`` (they may have cleared their environment)."""
     try:
-        return [p for p in psutil.Process(pid).children(recursive=True)
-                if p.status() != psutil.STATUS_ZOMBIE]
+        children = psutil.Process(pid).children(recursive=True)
     except psutil.Error:
         return []
+    live = []
+    for child in children:
+        # One that exits meanwhile is left out, not taken for a sign that there are none.
+        with contextlib.suppress(psutil.Error):
+            if child.status() != psutil.STATUS_ZOMBIE:
+                live.append(child)
+    return live
 
 
 class ProcessTree:

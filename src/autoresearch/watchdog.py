@@ -3,7 +3,8 @@
 Started by `lifeline.Watchdog` as ``python -I -c ... <owner token>``, in its own session, with a
 pipe on stdin whose write end only the orchestrator holds. It reads the process groups of the
 runs in progress (``+pgid`` / ``-pgid`` lines) until EOF, which comes when the orchestrator exits,
-normally or not (kill -9, a crash): the kernel closes its descriptors either way. Then it kills
+normally or not (kill -9, a crash): the kernel closes its descriptors either way. (It also sees
+the orchestrator gone on each scan, in case a run's process holds the pipe open.) Then it kills
 every process carrying the orchestrator's owner mark, every group still listed and every
 descendant of the orchestrator it saw (see `Descendants`), and exits. After a normal exit nothing
 is left and that costs one scan.
@@ -38,17 +39,22 @@ if TYPE_CHECKING:
 SCAN_INTERVAL_S = 0.25
 
 
-def read_groups(fd: int, tick: Callable[[], None] = lambda: None,
+def read_groups(fd: int, tick: Callable[[], bool] = lambda: True,
                 interval_s: float = SCAN_INTERVAL_S) -> set[int]:
-    """Follow the protocol until EOF, calling ``tick`` at least every ``interval_s`` meanwhile;
-    the process groups still listed then."""
+    """Follow the protocol until EOF, or until ``tick`` (called at least every ``interval_s``)
+    says the orchestrator is gone; the process groups still listed then.
+
+    Not EOF alone: a run's process can open the pipe's write end through
+    /proc/<orchestrator>/fd/ and hold it, and EOF then never comes (a reviewer's train.py did,
+    and it and its daemon outlived a kill -9 of the orchestrator, and a resume after it)."""
     groups: set[int] = set()
     pending = b""
     next_tick = time.monotonic()
     while True:
         now = time.monotonic()
         if now >= next_tick:  # by the clock: a burst of lines does not make more scans
-            tick()
+            if not tick():
+                break
             next_tick = now + interval_s
         try:
             readable, _, _ = select.select([fd], [], [], max(0.0, next_tick - now))
@@ -95,9 +101,10 @@ class Descendants:
         self._me = os.getpid()
         self.seen: dict[int, str] = {}
 
-    def scan(self) -> None:
-        if self._root_start is None or start_time(self._root) != self._root_start:
-            return  # the root is gone (or its pid is another process's): nothing to learn
+    def scan(self) -> bool:
+        """Record the tree below the root; whether the root still lives."""
+        if self._root_start is None or not alive_since(self._root, self._root_start):
+            return False  # the root is gone (or its pid is another process's)
         tree = set(_tree_below(self._root))
         tree.discard(self._me)
         # A pid still in the tree is taken to be the process recorded under it: reading its
@@ -111,6 +118,7 @@ class Descendants:
             start = start_time(pid)
             if start is not None:
                 self.seen[pid] = start
+        return True
 
     def survivors(self) -> list[psutil.Process]:
         """The recorded processes still alive as the same processes (psutil's handles refuse
@@ -150,6 +158,21 @@ def start_time(pid: int) -> str | None:
     # field of the line, starttime the 22nd.
     fields = stat[stat.rfind(b")") + 2:].split()
     return fields[19].decode() if len(fields) > 19 else None
+
+
+def alive_since(pid: int, start: str) -> bool:
+    """Whether ``pid`` is the process that started at ``start`` and has not died (a zombie,
+    dead but not yet reaped by its parent, counts as gone)."""
+    if start_time(pid) != start:
+        return False
+    if not _PROCFS:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return False
+    return stat[stat.rfind(b")") + 2:].split()[:1] != [b"Z"]
 
 
 def _tree_below(root: int) -> list[int]:
