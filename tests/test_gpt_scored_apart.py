@@ -9,6 +9,7 @@ These run score.py on small stand-ins for train.py that do each of those things.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -447,3 +448,94 @@ def test_a_data_cache_rewritten_while_train_py_runs_is_refused(
     built_in(env)  # before the run, as `make demo` and `init --template gpt` do
     result = score(tmp_path, env, POISON)
     refused(result, "meta.json changed while train.py ran")
+
+
+# Forks short-lived daemons, which come back to score.py (the subreaper) when they die.
+FORK_LOOP = '''
+import os, time
+for _ in range(300):
+    if os.fork() == 0:
+        os.setsid()
+        os._exit(0)
+time.sleep(1.5)
+zombies = 0
+parent = os.getppid()
+for task in os.listdir(f"/proc/{parent}/task"):
+    for pid in open(f"/proc/{parent}/task/{task}/children").read().split():
+        try:
+            zombies += open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z"
+        except OSError:
+            pass
+print("zombies of score.py:", zombies, flush=True)
+prepare.hand_over(model, 4)
+'''
+
+
+def test_orphans_that_die_while_train_py_runs_are_reaped_at_once(
+    workload: dict[str, str], tmp_path: Path  # noqa: F811
+) -> None:
+    """Unreaped, each would hold a pid until train.py ends: a fork loop fills the machine's
+    process table long before (32,000 zombies in a reviewer's run)."""
+    result = score(tmp_path, workload, FORK_LOOP)
+    assert result.returncode == 0, result.stdout + result.stderr
+    zombies = int(result.stdout.split("zombies of score.py: ")[1].split()[0])
+    assert zombies < 30, result.stdout  # all 300 before score.py reaped while train.py ran
+
+
+# Leaves a daemon, then trains on until score.py is stopped.
+STOPPED = '''
+import os, time
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        open(os.environ["DAEMON_PIDFILE"], "w").write(str(os.getpid()))
+        time.sleep(300)
+    os._exit(0)
+print("training", flush=True)
+time.sleep(300)
+'''
+
+
+def test_a_stopped_score_py_ends_train_py_and_its_daemons_and_removes_its_scratch(
+    workload: dict[str, str], tmp_path: Path  # noqa: F811
+) -> None:
+    """The harness stops a run with SIGTERM (its timeout, or the session's stop); score.py's
+    cleanup ran only on a normal end, so train.py's daemons passed on to the orchestrator and
+    the scratch directory (an exported model, once handed over) stayed in /tmp."""
+    project = tmp_path / "project"
+    project.mkdir()
+    for fixed in ("prepare.py", "score.py"):
+        shutil.copy(TEMPLATE / fixed, project / fixed)
+    (project / "train.py").write_text(STAND_IN + STOPPED, encoding="utf-8")
+    scratch_root = tmp_path / "tmp"
+    scratch_root.mkdir()
+    stale = scratch_root / "autoresearch-score-999999999-abcd"  # a pid no process has
+    stale.mkdir()
+    (stale / "model.pt2").write_bytes(b"left by a killed score.py")
+    pidfile = tmp_path / "daemon.pid"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTORESEARCH_")}
+    env.update(workload, TMPDIR=str(scratch_root), DAEMON_PIDFILE=str(pidfile))
+    proc = subprocess.Popen([sys.executable, "score.py", "train.py"], cwd=project, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if "training" in line:
+                break
+        daemon = int(pidfile.read_text())
+        assert not stale.exists()  # a killed score.py's scratch: removed by the next one
+        assert [p.name.split("-")[2] for p in scratch_root.iterdir()] == [str(proc.pid)]
+        proc.send_signal(signal.SIGTERM)
+        rest, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        with_daemon = pidfile.exists() and int(pidfile.read_text())
+        if with_daemon:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(with_daemon, signal.SIGKILL)
+    assert proc.returncode == 128 + signal.SIGTERM, rest
+    assert "process(es) train.py left running were ended" in rest
+    assert not Path(f"/proc/{daemon}").exists() or \
+        Path(f"/proc/{daemon}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    assert list(scratch_root.iterdir()) == []

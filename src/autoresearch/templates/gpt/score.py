@@ -14,8 +14,10 @@ proposer cannot edit, in a process where the proposer's code never ran:
 - on CPU, peak_vram_mb is the operating system's peak memory of train.py's process tree, not a
   number train.py prints (on CUDA, where only the process itself can see its peak, it is
   train.py's figure);
-- no process train.py starts outlives it (this process is their subreaper and ends them before
-  scoring), nothing is imported from this directory, prepare.py is compiled from the text read
+- no process train.py starts outlives it (this process is their subreaper: it reaps the ones
+  that die while train.py runs and ends the rest before scoring, or when the engine stops it
+  with SIGTERM at a timeout; a kill -9 leaves its scratch directory, which the next score.py
+  removes), nothing is imported from this directory, prepare.py is compiled from the text read
   before train.py started, the model archive may hold tensors only (nothing is unpickled), and
   the data cache's hashes are read before train.py starts: a split rewritten with its hash is
   refused;
@@ -49,6 +51,7 @@ sys.path[:] = [entry for entry in sys.path if os.path.realpath(entry or os.curdi
 import contextlib  # noqa: E402
 import re  # noqa: E402
 import resource  # noqa: E402
+import shutil  # noqa: E402
 import signal  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
@@ -66,6 +69,8 @@ RELAYED = "train.py| "
 # Numbers this file measures or computes: never taken from what train.py prints.
 COMPUTED = ("val_bpb", "test_bpb", "num_params_M", "peak_vram_mb", "train_wall_seconds",
             "total_seconds")
+# Scratch directories (the exported model) are named after the process that made them.
+SCRATCH = "autoresearch-score-"
 # Longest piece of output read at once: a line without an end cannot fill the memory.
 READ_LIMIT = 1 << 16
 _NUMBER = r"[-+]?(?:\d[\d,]*\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|nan|inf(?:inity)?"
@@ -103,9 +108,33 @@ def end_orphans() -> int:
     return ended
 
 
+def reap_dead_orphans(spare: int) -> None:
+    """Reap every dead child but `spare` (train.py itself, which child.wait() reaps). Each
+    orphan of train.py comes back to this process and dies here as a zombie that holds a pid
+    until it is reaped: a train.py forking short-lived daemons in a loop would otherwise fill
+    the machine's process table before it ends. (This process starts no other child while
+    train.py runs, so no exit status someone waits for is taken.)"""
+    for pid in _children():
+        if pid != spare and _state(pid) == "Z":
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+
+
+def _state(pid: int) -> str:
+    with contextlib.suppress(OSError, IndexError):
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    return ""
+
+
 def _children() -> list[int]:
     """The pids whose parent is this process, from /proc (empty where there is none)."""
     me, found = os.getpid(), []
+    with contextlib.suppress(OSError, ValueError):  # each thread's own list: no scan of all
+        tasks = os.listdir(f"/proc/{me}/task")
+        for task in tasks:
+            found += [int(p) for p in Path(f"/proc/{me}/task/{task}/children").read_text().split()]
+        return found
+    found = []
     with contextlib.suppress(OSError):
         for entry in os.scandir("/proc"):
             if entry.name.isdigit():
@@ -114,6 +143,31 @@ def _children() -> list[int]:
                     if int(stat.rsplit(")", 1)[1].split()[1]) == me:
                         found.append(int(entry.name))
     return found
+
+
+def ended_by_signal(signum: int, _frame: object) -> None:
+    """SIGTERM (the harness's timeout or stop) and SIGHUP end score.py through its `finally`:
+    train.py and what it left are ended and the scratch directory (an exported model) goes."""
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)  # the cleanup is not cut short by a second one
+    raise SystemExit(128 + signum)
+
+
+def clear_stale_scratch() -> None:
+    """Remove the scratch directories of score.py processes that were killed outright (kill -9
+    leaves no chance to clean up, and each may hold an exported model)."""
+    for path in Path(tempfile.gettempdir()).glob(f"{SCRATCH}*-*"):
+        pid = path.name[len(SCRATCH):].split("-", 1)[0]
+        with contextlib.suppress(OSError):
+            if not pid.isdigit() or path.stat().st_uid != os.getuid():
+                continue
+            try:
+                os.kill(int(pid), 0)
+                continue  # its owner lives (or a process reusing the pid: left alone)
+            except ProcessLookupError:
+                shutil.rmtree(path, ignore_errors=True)
+            except PermissionError:
+                continue
 
 
 def cache_records() -> dict[str, bytes]:
@@ -181,10 +235,13 @@ def main(argv: list[str]) -> None:
         raise SystemExit("usage: python score.py train.py [its arguments]")
     sys.stdout.reconfigure(encoding="utf-8", errors="replace")  # type: ignore[union-attr]
     started = time.time()
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, ended_by_signal)
     prepare_source = PREPARE.read_bytes()
     records = cache_records()
     become_subreaper()
-    with tempfile.TemporaryDirectory(prefix="autoresearch-score-") as scratch:
+    clear_stale_scratch()
+    with tempfile.TemporaryDirectory(prefix=f"{SCRATCH}{os.getpid()}-") as scratch:
         model_file = Path(scratch) / "model.pt2"
         child = subprocess.Popen([sys.executable, *argv], stdout=subprocess.PIPE,
                                  stderr=subprocess.STDOUT,
@@ -195,12 +252,24 @@ def main(argv: list[str]) -> None:
         stream = child.stdout
         reader = threading.Thread(target=lambda: printed.update(relay(stream)), daemon=True)
         reader.start()
+        training = threading.Event()
+        training.set()
+
+        def reap_while_training() -> None:
+            while training.is_set():
+                reap_dead_orphans(spare=child.pid)
+                time.sleep(0.2)
+
+        reaper = threading.Thread(target=reap_while_training, daemon=True)
+        reaper.start()
         try:
             # Loaded while train.py starts, before its clock does.
             prepare = load_prepare(prepare_source)
             prepare.warm_up_loading()
             status = child.wait()
         finally:
+            training.clear()
+            reaper.join()
             if child.poll() is None:
                 child.kill()
                 child.wait()
