@@ -16,9 +16,10 @@ with the t interval of those differences; targets with identical trees share the
 tree is never measured twice in one round. The session tip keeps the headline's pairs when it has
 them (shown as reused), else it is measured like a branch.
 
-A branch whose first run fails while the base's succeeds crashes on its own (it needs another
-branch's change, such as a helper it imports): it is reported so and not run again. Only a base
-that fails its first run means the verify command no longer works, and stops --verify at once.
+A first run that fails is made once more at once (one failure may be chance). A branch that
+fails both while the base succeeds crashes on its own (it needs another branch's change, such as
+a helper it imports): it is reported so and not run again. Only a base that fails both means the
+verify command no longer works, and stops --verify at once.
 """
 
 from __future__ import annotations
@@ -304,25 +305,37 @@ def _measure(repo: Path, tag: str, config: Config, arms: list[_Arm], n: int,
         with stop_signals_as_interrupt(), contextlib.closing(make_executor(
                 config, shared=shared, inputs=inputs)) as executor:
             comparable.here(executor)
+            def run(arm: _Arm, round_: int, again: bool = False) -> tuple[str, Path] | None:
+                """One run of `arm` for `round_`; (what failed, its log) when it failed."""
+                nonlocal done
+                name = f"{arm.index:02d}-{slug(arm.name)}-{round_}{'-again' if again else ''}"
+                log_path = work / "logs" / f"{name}.log"
+                m = executor.run(RunRequest(
+                    commit=arm.commit, worktree=worktree, role="finalize", log_path=log_path,
+                    run_id=new_run_id(paths.repo_key, tag),
+                    seed=run_seed(f"{tag}-finalize", round_)))  # again: the round's seed
+                comparable.measured(m)
+                done += 1
+                if m.objective is not None:
+                    arm.values[round_] = m.objective
+                    say(f"{arm.name}: {config.metric.name} = {m.objective:.6g}")
+                    return None
+                arm.failures.append(f"{m.status} ({m.reason})")
+                say(f"{arm.name}: {m.status} ({m.reason})")
+                return f"{arm.name}: {m.status} ({m.reason})", log_path
+
             for round_ in range(n):
                 failed: list[tuple[str, Path]] = []  # (target, log) of this round's failed runs
                 for arm in arms if round_ % 2 == 0 else reversed(arms):
-                    if arm.crashed_alone:
-                        continue
-                    log_path = work / "logs" / f"{arm.index:02d}-{slug(arm.name)}-{round_}.log"
-                    m = executor.run(RunRequest(
-                        commit=arm.commit, worktree=worktree, role="finalize", log_path=log_path,
-                        run_id=new_run_id(paths.repo_key, tag),
-                        seed=run_seed(f"{tag}-finalize", round_)))
-                    comparable.measured(m)
-                    done += 1
-                    if m.objective is not None:
-                        arm.values[round_] = m.objective
-                        say(f"{arm.name}: {config.metric.name} = {m.objective:.6g}")
-                    else:
-                        arm.failures.append(f"{m.status} ({m.reason})")
-                        failed.append((f"{arm.name}: {m.status} ({m.reason})", log_path))
-                        say(f"{arm.name}: {m.status} ({m.reason})")
+                    if not arm.crashed_alone and (failure := run(arm, round_)) is not None:
+                        failed.append(failure)
+                if round_ == 0 and failed:
+                    # Once more at once: one failed run may be chance (a flaky test, a busy
+                    # machine); two in a row are the target's own.
+                    say(f"{len(failed)} first run(s) failed: each is run once more, to tell a "
+                        "failure of its own from one by chance")
+                    failed = [failure for arm in arms if arm.failures
+                              if (failure := run(arm, round_, again=True)) is not None]
                 if round_ == 0:
                     _after_first_round(arms, failed)
     except KeyboardInterrupt:
@@ -346,21 +359,21 @@ def _fresh_worktree(repo: Path, worktree: Path, commit: str) -> None:
 
 
 def _after_first_round(arms: list[_Arm], failed: list[tuple[str, Path]]) -> None:
-    """A base that failed its first run: the verify command no longer works (a changed config,
-    a missing tool or data), and the other rounds would only repeat it for as long as their
-    timeouts. A branch that failed where the base did not crashes on its own (it needs another
-    branch's change): not run again."""
+    """`failed`: the first round's runs that failed again when run once more. A base among them:
+    the verify command no longer works (a changed config, a missing tool or data), and the other
+    rounds would only repeat it for as long as their timeouts. A branch that failed twice where
+    the base did not crashes on its own (it needs another branch's change): not run again."""
     base = arms[0]
-    if base.failures:
+    if 0 not in base.values:
         _verify_command_fails(failed, everywhere=len(failed) == len(arms))
     for arm in arms[1:]:
-        arm.crashed_alone = bool(arm.failures)
+        arm.crashed_alone = 0 not in arm.values
 
 
 def _verify_command_fails(failed: list[tuple[str, Path]], *, everywhere: bool) -> None:
     first = failed[0][1]
-    which = "on every target of its first round" if everywhere else (
-        "on the base in its first round: there is nothing to compare the branches with")
+    which = "on every target of its first round, twice" if everywhere else (
+        "on the base in its first round, twice: there is nothing to compare the branches with")
     raise FinalizeError(
         f"--verify stopped: the verify command failed {which} ("
         + "; ".join(what for what, _ in failed) + ")",
