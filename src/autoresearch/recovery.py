@@ -48,7 +48,8 @@ def recover(s: Session) -> str:
     if s.lock.cleared_stale:
         s.event("recovery", "cleared a stale lock of dead process "
                 f"{s.lock.cleared_stale.get('pid')}")
-    for exp in s.ledger.open_experiments(s.row.id):  # any number: they may overlap
+    left_open = s.ledger.open_experiments(s.row.id)
+    for exp in left_open:  # any number: they may overlap
         # Ended when it was last seen at work, not now: the hours between a kill and this
         # resume are no one's work (the time limits and the machine-time spend count it).
         s.ledger.finish_experiment(
@@ -57,7 +58,8 @@ def recover(s: Session) -> str:
             finished_at=s.ledger.last_sign_of_life(exp.id),
         )
         s.event("recovery", f"{exp.id} was left {exp.status}; marked interrupted", exp.id)
-    s.history.load()
+    if left_open:  # read again only when that changed it (~0.25 s at 2,250 experiments)
+        s.history.load()
     s.size_timeout(r for runs in s.history.runs.values() for r in runs)
     _restore_parked(s)
     _number_past_unrecorded(s)
