@@ -10,6 +10,7 @@ These run score.py on small stand-ins for train.py that do each of those things.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import signal
@@ -509,9 +510,18 @@ def test_a_stopped_score_py_ends_train_py_and_its_daemons_and_removes_its_scratc
     (project / "train.py").write_text(STAND_IN + STOPPED, encoding="utf-8")
     scratch_root = tmp_path / "tmp"
     scratch_root.mkdir()
-    stale = scratch_root / "autoresearch-score-999999999-abcd"  # a pid no process has
+    stale = scratch_root / "autoresearch-score-abcd"  # its lock, held by no process
     stale.mkdir()
+    (stale / "lock").touch()
     (stale / "model.pt2").write_bytes(b"left by a killed score.py")
+    live = scratch_root / "autoresearch-score-efgh"  # a live score.py's (in another container,
+    live.mkdir()  # say, sharing /tmp: its pid means nothing here, its lock does)
+    (live / "lock").touch()
+    odd = scratch_root / "autoresearch-score-99999999999999999999-\u00b2"  # no lock: not one
+    odd.mkdir()
+    kept = {live.name, odd.name}
+    holder = os.open(live / "lock", os.O_RDONLY)
+    fcntl.flock(holder, fcntl.LOCK_EX)
     pidfile = tmp_path / "daemon.pid"
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUTORESEARCH_")}
     env.update(workload, TMPDIR=str(scratch_root), DAEMON_PIDFILE=str(pidfile))
@@ -524,10 +534,12 @@ def test_a_stopped_score_py_ends_train_py_and_its_daemons_and_removes_its_scratc
                 break
         daemon = int(pidfile.read_text())
         assert not stale.exists()  # a killed score.py's scratch: removed by the next one
-        assert [p.name.split("-")[2] for p in scratch_root.iterdir()] == [str(proc.pid)]
+        mine = [p for p in scratch_root.iterdir() if p.name not in kept]
+        assert len(mine) == 1 and (mine[0] / "lock").exists(), mine
         proc.send_signal(signal.SIGTERM)
         rest, _ = proc.communicate(timeout=30)
     finally:
+        os.close(holder)
         if proc.poll() is None:
             proc.kill()
         with_daemon = pidfile.exists() and int(pidfile.read_text())
@@ -538,4 +550,70 @@ def test_a_stopped_score_py_ends_train_py_and_its_daemons_and_removes_its_scratc
     assert "process(es) train.py left running were ended" in rest
     assert not Path(f"/proc/{daemon}").exists() or \
         Path(f"/proc/{daemon}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    assert list(scratch_root.iterdir()) == []
+    assert {p.name for p in scratch_root.iterdir()} == kept
+
+
+# Ends at once, leaving a process that stops score.py as soon as train.py is gone (so the stop
+# lands in score.py's cleanup) and then stays on as a daemon.
+STOPPED_IN_CLEANUP = '''
+import os, signal, time
+score_py, me = os.getppid(), os.getpid()
+if os.fork() == 0:
+    os.setsid()
+    def state():
+        try:
+            return open(f"/proc/{me}/stat").read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            return "gone"
+    while state() not in ("Z", "gone"):
+        time.sleep(0.0005)
+    time.sleep(0.03)  # score.py's cleanup has begun (it waits up to 0.2 s for its reaper)
+    os.kill(score_py, signal.SIGTERM)
+    open(os.environ["DAEMON_PIDFILE"], "w").write(str(os.getpid()))
+    time.sleep(300)
+    os._exit(0)
+os._exit(0)
+'''
+
+
+def test_a_stop_as_train_py_ends_still_ends_what_it_left(
+    workload: dict[str, str], tmp_path: Path  # noqa: F811
+) -> None:
+    """The stop comes just as train.py has ended: score.py exits as stopped (143), and the
+    daemon train.py left is ended all the same."""
+    pidfile = tmp_path / "daemon.pid"
+    result = score(tmp_path, {**workload, "DAEMON_PIDFILE": str(pidfile)}, STOPPED_IN_CLEANUP)
+    daemon = int(pidfile.read_text()) if pidfile.exists() else None
+    try:
+        assert result.returncode == 128 + signal.SIGTERM, result.stdout + result.stderr
+        assert daemon is None or not Path(f"/proc/{daemon}").exists(), "the daemon lives on"
+    finally:
+        if daemon is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(daemon, signal.SIGKILL)
+
+
+def test_a_stop_during_score_py_s_cleanup_waits_for_its_end() -> None:
+    """A SIGTERM that came while score.py cleaned up cut the cleanup short (its handler raised
+    at once), and what train.py left lived on (a reviewer's reading of the code): during the
+    cleanup it is held until the cleanup's end."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("score_under_test", TEMPLATE / "score.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    path, no_bytecode = list(sys.path), sys.dont_write_bytecode
+    try:
+        spec.loader.exec_module(module)
+    finally:  # what score.py sets for the process it runs in
+        sys.path[:], sys.dont_write_bytecode = path, no_bytecode
+    stop = module.Stop
+    with pytest.raises(SystemExit) as at_once:
+        stop.on_signal(signal.SIGTERM, None)
+    assert at_once.value.code == 128 + signal.SIGTERM
+    stop.cleaning = True
+    stop.on_signal(signal.SIGHUP, None)  # held: no exception mid-cleanup
+    stop.on_signal(signal.SIGTERM, None)
+    with pytest.raises(SystemExit) as after:
+        stop.after_cleanup()
+    assert after.value.code == 128 + signal.SIGHUP and not stop.cleaning

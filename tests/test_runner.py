@@ -581,3 +581,26 @@ def test_cleanup_matches_the_exact_run_id_only(tmp_path: Path, prefix: str) -> N
     finally:
         neighbour.kill()
         neighbour.wait()
+
+
+def test_a_watchdog_that_cannot_see_its_orchestrator_waits_for_the_pipe() -> None:
+    """The watchdog also ends its watch when it sees its orchestrator gone; one that cannot see
+    it at all (/proc of another pid namespace) must not take that for a death, or it would stop
+    guarding at once: it follows the pipe until EOF, as before."""
+    from autoresearch.watchdog import Descendants, read_groups
+
+    unseen = Descendants(4_000_000 + os.getpid())  # above any pid_max: not visible from here
+    assert unseen.scan()
+    read, write = os.pipe()
+    os.write(write, b"+123\n+456\n-123\n")
+    os.close(write)
+    try:
+        assert read_groups(read, unseen.scan, interval_s=0.01) == {456}
+    finally:
+        os.close(read)
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
+                             stdin=subprocess.PIPE)
+    seen = Descendants(child.pid)
+    assert seen.scan()
+    child.communicate()
+    assert not seen.scan()  # seen alive, then gone: that is a death

@@ -240,3 +240,24 @@ def test_an_agents_env_cleared_setsid_daemon_dies_before_its_change_is_measured(
             "WHERE r.experiment_id = 'd-0002' AND r.role = 'candidate' AND m.name = 'score'")]
     assert scores and all(s == 4.0 for s in scores), scores  # what X = 5.0 really scores
     assert git(toy_repo, "show", "autoresearch/d:target.py") == "X = 5.0"
+
+
+def test_forgetting_a_reaped_helper_keeps_a_later_runs_registration_of_its_pid() -> None:
+    """Once a helper (a timed git) is reaped its pid is free, and a run started meanwhile in
+    another slot may get it before the helper's `forget`: that `forget` used to drop the run's
+    registration, so the reaper could take the run's exit status (its runner then read 0) and
+    another slot's sweep could kill it as a stray (a reviewer forced the pid reuse in a pid
+    namespace)."""
+    from autoresearch import strays
+
+    pid = 4_000_000 + os.getpid()  # above any pid_max: no real process is named
+    helper, run = object(), object()
+    strays.spawn_helper(lambda: helper, lambda _h: pid)
+    strays.spawn("ar-test-reuse", lambda: run, lambda _r: pid)  # the pid, reused by a run
+    try:
+        strays.forget(pid, helper)  # the helper's late forget
+        state = strays._STATE
+        assert pid in state.runs and pid not in state.helpers
+    finally:
+        strays.forget(pid, run)
+    assert pid not in strays._STATE.runs and pid not in strays._STATE.handles

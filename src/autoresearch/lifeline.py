@@ -217,9 +217,12 @@ class Watchdog:
             with contextlib.suppress(OSError):
                 if old.stdin is not None:
                     old.stdin.close()
-            old.poll()  # reap it if it is gone
+            # It is gone or going (its pipe broke): reap it, so that its pid is not kept
+            # registered (and its zombie unreaped) for the rest of the session.
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                old.wait(timeout=1)
             if old.returncode is not None:
-                strays.forget(old.pid)
+                strays.forget(old.pid, old)
         try:
             self._proc = _start_watchdog()
         except OSError:

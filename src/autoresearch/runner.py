@@ -176,7 +176,7 @@ def run_command(spec: RunSpec, stop: Event | None = None) -> RunOutcome:
             proc.stdout.close()
         log.close()
         # What escaped the tree (no mark, another session) came back to us: see `strays`.
-        strays.forget(proc.pid)
+        strays.forget(proc.pid, proc)
         killed += strays.sweep(spec.grace_s)
 
     return RunOutcome(

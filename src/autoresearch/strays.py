@@ -63,6 +63,10 @@ class _State:
         self.enabled = False
         self.runs: dict[int, bytes] = {}  # first process of a live run -> its run id entry
         self.helpers: set[int] = set()  # our own processes in other sessions (the watchdog)
+        # pid -> what `spawn` or `spawn_helper` started under it: `forget` drops a registration
+        # only for the process it was made for. Once that process is reaped its pid is free, and
+        # a run started meanwhile in another slot may get it before its `forget` comes.
+        self.handles: dict[int, object] = {}
 
 
 _STATE = _State()
@@ -94,7 +98,10 @@ def spawn(run_id: str, start: Callable[[], T], pid_of: Callable[[T], int]) -> T:
     until ``forget``; a sweep cannot run in between."""
     with _STATE.lock:
         started = start()
-        _STATE.runs[pid_of(started)] = f"{RUN_ID_ENV}={run_id}".encode()
+        pid = pid_of(started)
+        _STATE.runs[pid] = f"{RUN_ID_ENV}={run_id}".encode()
+        _STATE.helpers.discard(pid)  # a helper's pid, reused: that helper is gone
+        _STATE.handles[pid] = started
         return started
 
 
@@ -102,13 +109,22 @@ def spawn_helper(start: Callable[[], T], pid_of: Callable[[T], int]) -> T:
     """Start one of our own long-lived processes outside our session (the watchdog)."""
     with _STATE.lock:
         started = start()
-        _STATE.helpers.add(pid_of(started))
+        pid = pid_of(started)
+        _STATE.helpers.add(pid)
+        _STATE.runs.pop(pid, None)  # a run's pid, reused: that run's first process is gone
+        _STATE.handles[pid] = started
         return started
 
 
-def forget(pid: int) -> None:
-    """A run's first process (or a helper) has been reaped: what it left is now a stray."""
+def forget(pid: int, handle: object) -> None:
+    """A run's first process (or a helper) has been reaped: what it left is now a stray.
+    `handle` is what `spawn` returned for it: a later process given the same pid keeps its own
+    registration (dropping it would expose a live run to the sweep and its status to the
+    reaper)."""
     with _STATE.lock:
+        if _STATE.handles.get(pid) is not handle:
+            return
+        del _STATE.handles[pid]
         _STATE.runs.pop(pid, None)
         _STATE.helpers.discard(pid)
 

@@ -102,8 +102,12 @@ class Descendants:
         self.seen: dict[int, str] = {}
 
     def scan(self) -> bool:
-        """Record the tree below the root; whether the root still lives."""
-        if self._root_start is None or not alive_since(self._root, self._root_start):
+        """Record the tree below the root; whether the root still lives (True when it could
+        not be seen from the start: a /proc of another pid namespace, say, and then only the
+        pipe's EOF tells)."""
+        if self._root_start is None:
+            return True
+        if not alive_since(self._root, self._root_start):
             return False  # the root is gone (or its pid is another process's)
         tree = set(_tree_below(self._root))
         tree.discard(self._me)

@@ -92,7 +92,7 @@ def run_git(cwd: Path, *args: str, input_bytes: bytes | None = None,
                 raise
             return subprocess.CompletedProcess(command, proc.returncode, out, errs)
     finally:
-        strays.forget(proc.pid)
+        strays.forget(proc.pid, proc)
 
 
 _TERM_GRACE_S = 5.0

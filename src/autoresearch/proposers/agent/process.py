@@ -151,7 +151,7 @@ def run_agent(
                 feeder.join(GRACE_SECONDS)
             # A daemon that cleared its environment and left the agent's session came back to
             # us (see `strays`): it dies here, before anything is committed or measured.
-            strays.forget(proc.pid)
+            strays.forget(proc.pid, proc)
             killed += strays.sweep(GRACE_SECONDS)
         stdout, size = _tail(out)
         stderr, _ = _tail(err)

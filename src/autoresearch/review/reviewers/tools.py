@@ -86,7 +86,7 @@ def run_tool(args: Sequence[str], cwd: Path, timeout_s: float, name: str) -> str
     finally:
         with _running_lock:
             _running.discard(proc)
-        strays.forget(proc.pid)
+        strays.forget(proc.pid, proc)
     stdout = raw_out.decode("utf-8", errors="replace")
     if not stdout.strip() and proc.returncode != 0:
         # Exit 1 is "found something" for bandit and mypy, and they say what on stdout: an

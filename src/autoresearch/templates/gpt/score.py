@@ -49,6 +49,7 @@ HERE = os.path.dirname(os.path.realpath(__file__))
 sys.path[:] = [entry for entry in sys.path if os.path.realpath(entry or os.curdir) != HERE]
 
 import contextlib  # noqa: E402
+import fcntl  # noqa: E402
 import re  # noqa: E402
 import resource  # noqa: E402
 import shutil  # noqa: E402
@@ -58,6 +59,7 @@ import tempfile  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 import types  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import IO  # noqa: E402
 
@@ -71,6 +73,7 @@ COMPUTED = ("val_bpb", "test_bpb", "num_params_M", "peak_vram_mb", "train_wall_s
             "total_seconds")
 # Scratch directories (the exported model) are named after the process that made them.
 SCRATCH = "autoresearch-score-"
+SCRATCH_LOCK = "lock"
 # Longest piece of output read at once: a line without an end cannot fill the memory.
 READ_LIMIT = 1 << 16
 _NUMBER = r"[-+]?(?:\d[\d,]*\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|nan|inf(?:inity)?"
@@ -145,29 +148,60 @@ def _children() -> list[int]:
     return found
 
 
-def ended_by_signal(signum: int, _frame: object) -> None:
-    """SIGTERM (the harness's timeout or stop) and SIGHUP end score.py through its `finally`:
-    train.py and what it left are ended and the scratch directory (an exported model) goes."""
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, signal.SIG_IGN)  # the cleanup is not cut short by a second one
-    raise SystemExit(128 + signum)
+class Stop:
+    """SIGTERM (the harness's timeout or stop) and SIGHUP end score.py through its cleanup:
+    train.py and what it left are ended and the scratch directory (an exported model) goes. One
+    that comes during the cleanup waits for its end, rather than cutting it short."""
+
+    cleaning = False
+    signal = 0
+
+    @classmethod
+    def on_signal(cls, signum: int, _frame: object) -> None:
+        if cls.cleaning:
+            cls.signal = cls.signal or signum
+            return
+        raise SystemExit(128 + signum)
+
+    @classmethod
+    def after_cleanup(cls) -> None:
+        cls.cleaning = False
+        if cls.signal:
+            raise SystemExit(128 + cls.signal)
+
+
+@contextlib.contextmanager
+def scratch_directory() -> Iterator[Path]:
+    """A scratch directory for the handed-over model, locked (flock) by this process for its
+    life and removed at its end. The kernel drops the lock however the process dies, so a
+    directory whose lock can be taken is one a killed score.py left (clear_stale_scratch)."""
+    scratch = Path(tempfile.mkdtemp(prefix=SCRATCH))
+    lock = None
+    try:
+        lock = os.open(scratch / "lock.new", os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        os.rename(scratch / "lock.new", scratch / SCRATCH_LOCK)  # only ever seen held
+        yield scratch
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+        if lock is not None:
+            os.close(lock)
 
 
 def clear_stale_scratch() -> None:
     """Remove the scratch directories of score.py processes that were killed outright (kill -9
-    leaves no chance to clean up, and each may hold an exported model)."""
-    for path in Path(tempfile.gettempdir()).glob(f"{SCRATCH}*-*"):
-        pid = path.name[len(SCRATCH):].split("-", 1)[0]
+    leaves no chance to clean up, and each may hold an exported model): those of this user
+    whose lock nobody holds. A lock tells across containers sharing /tmp, where a pid does not."""
+    for path in Path(tempfile.gettempdir()).glob(f"{SCRATCH}*"):
         with contextlib.suppress(OSError):
-            if not pid.isdigit() or path.stat().st_uid != os.getuid():
+            if path.is_symlink() or not path.is_dir() or path.stat().st_uid != os.getuid():
                 continue
+            held = os.open(path / SCRATCH_LOCK, os.O_RDONLY | os.O_NOFOLLOW)  # none: skipped
             try:
-                os.kill(int(pid), 0)
-                continue  # its owner lives (or a process reusing the pid: left alone)
-            except ProcessLookupError:
+                fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held by a live score.py: raises
                 shutil.rmtree(path, ignore_errors=True)
-            except PermissionError:
-                continue
+            finally:
+                os.close(held)
 
 
 def cache_records() -> dict[str, bytes]:
@@ -236,13 +270,13 @@ def main(argv: list[str]) -> None:
     sys.stdout.reconfigure(encoding="utf-8", errors="replace")  # type: ignore[union-attr]
     started = time.time()
     for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, ended_by_signal)
+        signal.signal(sig, Stop.on_signal)
     prepare_source = PREPARE.read_bytes()
     records = cache_records()
     become_subreaper()
     clear_stale_scratch()
-    with tempfile.TemporaryDirectory(prefix=f"{SCRATCH}{os.getpid()}-") as scratch:
-        model_file = Path(scratch) / "model.pt2"
+    with scratch_directory() as scratch:
+        model_file = scratch / "model.pt2"
         child = subprocess.Popen([sys.executable, *argv], stdout=subprocess.PIPE,
                                  stderr=subprocess.STDOUT,
                                  env={**os.environ, "AUTORESEARCH_MODEL_FILE": str(model_file)})
@@ -268,6 +302,7 @@ def main(argv: list[str]) -> None:
             prepare.warm_up_loading()
             status = child.wait()
         finally:
+            Stop.cleaning = True
             training.clear()
             reaper.join()
             if child.poll() is None:
@@ -277,6 +312,7 @@ def main(argv: list[str]) -> None:
                 print(f"score.py: {orphans} process(es) {argv[0]} left running were ended",
                       flush=True)
             reader.join(timeout=10)  # the pipe's last holders are gone: its end is near
+            Stop.after_cleanup()
         train_wall = time.time() - started
         if status != 0:
             finish_like(status, argv[0])
