@@ -153,30 +153,29 @@ def start_time(pid: int) -> str | None:
             return repr(psutil.Process(pid).create_time())
         except psutil.Error:
             return None
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return None
-    # Fields after the command name (which may hold spaces and parentheses): state is the 3rd
-    # field of the line, starttime the 22nd.
-    fields = stat[stat.rfind(b")") + 2:].split()
-    return fields[19].decode() if len(fields) > 19 else None
+    fields = _stat_fields(pid)
+    return fields[19].decode() if fields is not None and len(fields) > 19 else None
 
 
 def alive_since(pid: int, start: str) -> bool:
     """Whether ``pid`` is the process that started at ``start`` and has not died (a zombie,
     dead but not yet reaped by its parent, counts as gone)."""
-    if start_time(pid) != start:
-        return False
     if not _PROCFS:
-        return True
+        return start_time(pid) == start
+    fields = _stat_fields(pid)
+    return (fields is not None and len(fields) > 19 and fields[19].decode() == start
+            and fields[0] != b"Z")
+
+
+def _stat_fields(pid: int) -> list[bytes] | None:
+    """The fields of /proc/<pid>/stat after the command name (which may hold spaces and
+    parentheses): the state first (the line's 3rd field), the start time at [19] (its 22nd)."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             stat = f.read()
     except OSError:
-        return False
-    return stat[stat.rfind(b")") + 2:].split()[:1] != [b"Z"]
+        return None
+    return stat[stat.rfind(b")") + 2:].split()
 
 
 def _tree_below(root: int) -> list[int]:
