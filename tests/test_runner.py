@@ -479,6 +479,62 @@ def test_the_tree_dies_with_a_sigkilled_orchestrator_whose_watchdog_pipe_is_held
                 os.kill(pid, signal.SIGKILL)
 
 
+# A daemon that cleared its environment, left its run's session once, and then forks a fresh
+# copy of itself and exits every few milliseconds: never at a pid the watchdog saw for long.
+HOPPER = """
+import os, sys, time
+beats, stop = sys.argv[1], sys.argv[2]
+os.setsid()
+n = 0
+while not os.path.exists(stop):
+    time.sleep(0.003)
+    if os.fork():
+        os._exit(0)
+    n += 1
+    if n % 20 == 0:
+        with open(beats, "a") as f:
+            f.write(f"{os.getpid()}\\n")
+"""
+
+
+@pytest.mark.slow
+def test_a_daemon_hopping_from_pid_to_pid_dies_with_a_sigkilled_orchestrator(
+    tmp_path: Path, prefix: str
+) -> None:
+    """Such a daemon outlived a kill -9 of the orchestrator (a reviewer's, hopping every 3 ms):
+    the watchdog knew only pids it had seen, all gone by then. It now also ends the sessions of
+    what it saw, which every copy inherits."""
+    (tmp_path / "hopper.py").write_text(HOPPER)
+    beats, stop = tmp_path / "beats", tmp_path / "stop"
+    command = (f"env -i PATH=/usr/bin:/bin {PY} hopper.py {beats} {stop} </dev/null "
+               ">/dev/null 2>&1 & sleep 120")
+    orchestrator = f"""
+        import sys
+        sys.path.insert(0, {SRC!r})
+        from pathlib import Path
+        from autoresearch import strays
+        from autoresearch.runner import RunSpec, run_command
+        strays.adopt_orphans()  # as the autoresearch command does: orphans come back to it
+        run_command(RunSpec({command!r}, Path({str(tmp_path)!r}), Path({str(tmp_path)!r}) / "run.log",
+                            timeout_s=120, budget_s=120, run_id={prefix + "1"!r}))
+        """
+    proc = subprocess.Popen([PY, "-c", textwrap.dedent(orchestrator)])
+    try:
+        end = time.monotonic() + 20
+        while len(beats.read_text().split() if beats.exists() else []) < 20:  # 400 hops
+            assert time.monotonic() < end, "the hopper never got going"
+            time.sleep(0.05)
+        proc.kill()
+        proc.wait()
+        time.sleep(4)  # the watchdog's kill, its grace period included
+        before = beats.read_text()
+        time.sleep(1)
+        assert beats.read_text() == before, "the hopper lives on"
+    finally:
+        stop.touch()
+        proc.kill()
+
+
 @pytest.mark.slow
 def test_a_resume_kills_what_survived_the_orchestrator_and_its_watchdog(
     tmp_path: Path, prefix: str

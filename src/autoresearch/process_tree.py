@@ -414,12 +414,26 @@ def _orphan_finder(run_id_prefix: str) -> Callable[[], set[int]]:
 
 
 def kill_owned(owner: str, groups: Iterable[int] = (), procs: Iterable[psutil.Process] = (),
-               grace_s: float = 2.0) -> int:
+               grace_s: float = 2.0, *, sessions: Iterable[int] = ()) -> int:
     """Kill every process started by the orchestrator ``owner``, the given process groups
-    (members that cleared their environment are found only through them) and ``procs`` (the
-    orchestrator's descendants the watchdog saw: those that also left every group). The
-    watchdog's job when that orchestrator dies. Returns how many processes were found by their
-    mark."""
+    (members that cleared their environment are found only through them), ``procs`` (the
+    orchestrator's descendants the watchdog saw: those that also left every group) and every
+    member of ``sessions`` (theirs: found again each round, so a process that keeps forking
+    new pids is caught under its session). The watchdog's job when that orchestrator dies.
+    Returns how many processes were found by their mark or session."""
     needle = f"{OWNER_ENV}={owner}".encode()
-    return _kill_found(lambda: {pid for pid, _ in _environs(needle, exact=True)}, grace_s,
-                       groups, procs)
+    wanted = set(sessions)
+    return _kill_found(lambda: {pid for pid, _ in _environs(needle, exact=True)}
+                       | _session_members(wanted), grace_s, groups, procs)
+
+
+def _session_members(sessions: set[int]) -> set[int]:
+    """The processes in any of ``sessions`` (this process spared)."""
+    if not sessions:
+        return set()
+    found, me = set(), os.getpid()
+    for pid in psutil.pids():
+        with contextlib.suppress(OSError):
+            if pid != me and os.getsid(pid) in sessions:
+                found.add(pid)
+    return found

@@ -5,8 +5,9 @@ pipe on stdin whose write end only the orchestrator holds. It reads the process 
 runs in progress (``+pgid`` / ``-pgid`` lines) until EOF, which comes when the orchestrator exits,
 normally or not (kill -9, a crash): the kernel closes its descriptors either way. (It also sees
 the orchestrator gone on each scan, in case a run's process holds the pipe open.) Then it kills
-every process carrying the orchestrator's owner mark, every group still listed and every
-descendant of the orchestrator it saw (see `Descendants`), and exits. After a normal exit nothing
+every process carrying the orchestrator's owner mark, every group still listed, every
+descendant of the orchestrator it saw and every member of their sessions but the orchestrator's
+own (see `Descendants`), and exits. After a normal exit nothing
 is left and that costs one scan.
 
 Why the descendants: a process that clears its environment and calls setsid() carries neither
@@ -22,6 +23,7 @@ periodic scan reads /proc directly (psutil only where there is no /proc).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import signal
@@ -100,6 +102,13 @@ class Descendants:
         self._root_start = start_time(root)
         self._me = os.getpid()
         self.seen: dict[int, str] = {}
+        self._sessions: dict[int, int] = {}  # pid -> its session when it was first seen
+        # Never to be killed: the orchestrator's session (its user's shell is in it) and ours.
+        # Read now: once the orchestrator is dead its session can no longer be asked.
+        self._root_session: int | None = None
+        with contextlib.suppress(OSError):
+            self._root_session = os.getsid(root)
+        self._spared = {0, os.getsid(0), self._root_session}
 
     def scan(self) -> bool:
         """Record the tree below the root; whether the root still lives (True when it could
@@ -118,11 +127,25 @@ class Descendants:
         for pid in [p for p in self.seen if p not in tree]:
             if start_time(pid) != self.seen[pid]:
                 del self.seen[pid]
+                self._sessions.pop(pid, None)
         for pid in tree - self.seen.keys():
             start = start_time(pid)
             if start is not None:
                 self.seen[pid] = start
+                with contextlib.suppress(OSError):
+                    self._sessions[pid] = os.getsid(pid)
         return True
+
+    def sessions(self) -> set[int]:
+        """The sessions of the recorded processes, but the orchestrator's own (its user's
+        terminal is in it) and ours. Nothing outside the orchestrator's tree can join one of
+        them, and each lives on in every process its members start: a daemon that called
+        setsid() once and then forks a fresh copy of itself and exits every few milliseconds
+        is never at a pid a look saw, but it stays in the session a look saw (a reviewer's
+        outlived a kill -9 of the orchestrator)."""
+        if self._root_session is None:
+            return set()  # the orchestrator's session is unknown: none can be told safe
+        return {sid for sid in self._sessions.values() if sid not in self._spared}
 
     def survivors(self) -> list[psutil.Process]:
         """The recorded processes still alive as the same processes (psutil's handles refuse
@@ -225,7 +248,7 @@ def main() -> None:
     groups = read_groups(0, below.scan)
     from autoresearch.process_tree import kill_owned
 
-    kill_owned(owner, groups, below.survivors())
+    kill_owned(owner, groups, below.survivors(), sessions=below.sessions())
 
 
 if __name__ == "__main__":
