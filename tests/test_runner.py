@@ -536,6 +536,83 @@ def test_a_daemon_hopping_from_pid_to_pid_dies_with_a_sigkilled_orchestrator(
 
 
 @pytest.mark.slow
+def test_a_session_the_orchestrator_shares_with_others_is_never_killed(tmp_path: Path) -> None:
+    """The sessions the watchdog ends are those made inside the orchestrator's tree. An
+    orchestrator that started a child and then left its session (setsid) has that child in
+    the session it left, with its user's shell: a reviewer's saw that session killed, shell and
+    all, when the orchestrator ended. Here a stand-in shell leads it, with an 'editor'."""
+    marks = tmp_path / "pids"
+    marks.mkdir()
+    orchestrator = f"""
+        import os, subprocess, sys, time
+        sys.path.insert(0, {SRC!r})
+        from pathlib import Path
+        from autoresearch import strays
+        from autoresearch.runner import RunSpec, run_command
+        strays.adopt_orphans()
+        child = subprocess.Popen(["sleep", "300"])  # stays in the session left below
+        Path({str(marks)!r}, "child").write_text(str(child.pid))
+        os.setsid()
+        run_command(RunSpec("sleep 1", Path({str(tmp_path)!r}), Path({str(tmp_path)!r}) / "run.log",
+                            timeout_s=60, budget_s=60, run_id="ar-test-shared-session"))
+        """
+    shell = f"""
+        import os, subprocess, sys, time
+        from pathlib import Path
+        os.setsid()  # the stand-in login shell: it leads the session
+        editor = subprocess.Popen(["sleep", "301"])
+        Path({str(marks)!r}, "editor").write_text(str(editor.pid))
+        subprocess.run([sys.executable, "-c", {textwrap.dedent(orchestrator)!r}])
+        time.sleep(300)
+        """
+    leader = subprocess.Popen([PY, "-c", textwrap.dedent(shell)])
+    pids: list[int] = []
+    try:
+        child, editor = wait_file(marks / "child", 30), wait_file(marks / "editor", 30)
+        pids = [child, editor]
+        time.sleep(4)  # the orchestrator's run and end, then its watchdog's
+        assert not is_dead(leader.pid), "the user's shell was killed"
+        assert not is_dead(editor), "the user's editor was killed"
+    finally:
+        for pid in [*pids, leader.pid]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        leader.wait()
+
+
+@pytest.mark.slow
+def test_an_orchestrator_that_execs_is_watched_until_it_ends(tmp_path: Path) -> None:
+    """exec() closes the watchdog's pipe (close-on-exec) with the orchestrator alive: that EOF
+    is not its death. What it started lives while it does, and dies when it ends."""
+    marks = tmp_path / "pids"
+    marks.mkdir()
+    orchestrator = f"""
+        import os, subprocess, sys
+        sys.path.insert(0, {SRC!r})
+        from pathlib import Path
+        from autoresearch.runner import RunSpec, run_command
+        server = subprocess.Popen(["sleep", "300"], start_new_session=True)
+        Path({str(marks)!r}, "server").write_text(str(server.pid))
+        run_command(RunSpec("true", Path({str(tmp_path)!r}), Path({str(tmp_path)!r}) / "run.log",
+                            timeout_s=60, budget_s=60, run_id="ar-test-exec"))
+        Path({str(marks)!r}, "exec").write_text(str(os.getpid()))
+        os.execv(sys.executable, [sys.executable, "-c", "import time; time.sleep(3)"])
+        """
+    proc = subprocess.Popen([PY, "-c", textwrap.dedent(orchestrator)])
+    server = wait_file(marks / "server", 30)
+    try:
+        wait_file(marks / "exec", 30)
+        time.sleep(1.5)
+        assert not is_dead(server), "killed while its orchestrator lives"
+        proc.wait(timeout=30)
+        assert wait_dead(server, within_s=8), "it outlived its orchestrator"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(server, signal.SIGKILL)
+        proc.kill()
+
+
+@pytest.mark.slow
 def test_a_resume_kills_what_survived_the_orchestrator_and_its_watchdog(
     tmp_path: Path, prefix: str
 ) -> None:
@@ -660,3 +737,31 @@ def test_a_watchdog_that_cannot_see_its_orchestrator_waits_for_the_pipe() -> Non
     assert seen.scan()
     child.communicate()
     assert not seen.scan()  # seen alive, then gone: that is a death
+
+
+def test_a_watchdog_knows_its_orchestrator_by_start_time_not_pid_alone() -> None:
+    """Started late (a busy machine), a watchdog whose orchestrator had died and whose pid an
+    unrelated program had taken watched that program, and at its end killed what it started (a
+    reviewer forced the reuse in a pid namespace). The owner token's start time now decides."""
+    from autoresearch.watchdog import Descendants
+
+    created = psutil.Process(os.getpid()).create_time()
+    assert Descendants(os.getpid(), float(f"{created:.3f}")).watching  # as the token says
+    assert not Descendants(os.getpid(), created - 0.5).watching  # another process's pid
+
+
+def test_a_session_number_taken_again_since_is_not_the_one_found() -> None:
+    """A session found to be made inside the tree may empty and its number go to a session an
+    unrelated process makes later: one whose leader is younger than the finding is not ours."""
+    from autoresearch.watchdog import Descendants, _ticks_now
+
+    leader = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    try:
+        watch = Descendants(os.getpid())
+        watch._ours[leader.pid] = _ticks_now()  # found after the leader started: the same
+        assert watch.sessions() == {leader.pid}
+        watch._ours[leader.pid] = 0  # found before the leader started (at boot): another's
+        assert watch.sessions() == set()
+    finally:
+        leader.kill()
+        leader.wait()

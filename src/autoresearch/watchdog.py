@@ -6,8 +6,9 @@ runs in progress (``+pgid`` / ``-pgid`` lines) until EOF, which comes when the o
 normally or not (kill -9, a crash): the kernel closes its descriptors either way. (It also sees
 the orchestrator gone on each scan, in case a run's process holds the pipe open.) Then it kills
 every process carrying the orchestrator's owner mark, every group still listed, every
-descendant of the orchestrator it saw and every member of their sessions but the orchestrator's
-own (see `Descendants`), and exits. After a normal exit nothing
+descendant of the orchestrator it saw and every member of the sessions made inside its tree
+(see `Descendants`), and exits. An EOF while the orchestrator still lives (it exec()'d) is not
+its death: the watch goes on until it ends. After a normal exit nothing
 is left and that costs one scan.
 
 Why the descendants: a process that clears its environment and calls setsid() carries neither
@@ -42,13 +43,15 @@ SCAN_INTERVAL_S = 0.25
 
 
 def read_groups(fd: int, tick: Callable[[], bool] = lambda: True,
-                interval_s: float = SCAN_INTERVAL_S) -> set[int]:
+                interval_s: float = SCAN_INTERVAL_S, *, past_eof: bool = False) -> set[int]:
     """Follow the protocol until EOF, or until ``tick`` (called at least every ``interval_s``)
     says the orchestrator is gone; the process groups still listed then.
 
     Not EOF alone: a run's process can open the pipe's write end through
     /proc/<orchestrator>/fd/ and hold it, and EOF then never comes (a reviewer's train.py did,
-    and it and its daemon outlived a kill -9 of the orchestrator, and a resume after it)."""
+    and it and its daemon outlived a kill -9 of the orchestrator, and a resume after it). With
+    ``past_eof`` (``tick`` can see the orchestrator), an EOF while it lives is not its death (an
+    exec() closes the pipe): the watch goes on by ``tick`` alone."""
     groups: set[int] = set()
     pending = b""
     next_tick = time.monotonic()
@@ -73,6 +76,8 @@ def read_groups(fd: int, tick: Callable[[], bool] = lambda: True,
         except OSError:
             break
         if not chunk:
+            while past_eof and tick():
+                time.sleep(interval_s)
             break
         pending += chunk
         *lines, pending = pending.split(b"\n")
@@ -90,30 +95,42 @@ def read_groups(fd: int, tick: Callable[[], bool] = lambda: True,
 
 class Descendants:
     """Every process seen below ``root`` while ``root`` lived, each by pid and start time (a
-    pid may be reused: only a process that still has the start time it was seen with counts).
+    pid may be reused: only a process that still has the start time it was seen with counts),
+    and the sessions made inside the tree.
 
     The record is a union, not the last snapshot: a process that left the tree (to init, when
     the root is not a subreaper) is still remembered. Entries are dropped once their process is
     gone, so the record stays the size of what is alive.
+
+    ``created``: the root's start (seconds since the epoch, from the owner token). A root that
+    cannot be seen as that process from here (its pid already another's, a /proc of another pid
+    namespace) is not watched at all: only the pipe's EOF then tells of its death.
     """
 
-    def __init__(self, root: int) -> None:
+    def __init__(self, root: int, created: float | None = None) -> None:
         self._root = root
-        self._root_start = start_time(root)
+        self._root_start = start_time(root) if _proc_is_ours() else None
+        if created is not None and self._root_start is not None and not _same_start(
+                root, created):
+            self._root_start = None
         self._me = os.getpid()
         self.seen: dict[int, str] = {}
-        self._sessions: dict[int, int] = {}  # pid -> its session when it was first seen
-        # Never to be killed: the orchestrator's session (its user's shell is in it) and ours.
-        # Read now: once the orchestrator is dead its session can no longer be asked.
-        self._root_session: int | None = None
+        # Sessions found to be made inside the tree -> clock ticks since boot when found.
+        self._ours: dict[int, int] = {}
+        self._not_ours: set[int] = set()
+        # Never ours: the orchestrator's session (its user's shell is in it) and this one.
+        self._spared = {0, os.getsid(0)}
         with contextlib.suppress(OSError):
-            self._root_session = os.getsid(root)
-        self._spared = {0, os.getsid(0), self._root_session}
+            self._spared.add(os.getsid(root))
+
+    @property
+    def watching(self) -> bool:
+        """Whether the root can be watched from here (else the pipe alone tells)."""
+        return self._root_start is not None
 
     def scan(self) -> bool:
-        """Record the tree below the root; whether the root still lives (True when it could
-        not be seen from the start: a /proc of another pid namespace, say, and then only the
-        pipe's EOF tells)."""
+        """Record the tree below the root; whether the root still lives (True when it cannot
+        be watched: see ``watching``)."""
         if self._root_start is None:
             return True
         if not alive_since(self._root, self._root_start):
@@ -127,25 +144,43 @@ class Descendants:
         for pid in [p for p in self.seen if p not in tree]:
             if start_time(pid) != self.seen[pid]:
                 del self.seen[pid]
-                self._sessions.pop(pid, None)
+        checks = _SESSION_CHECKS_PER_SCAN
         for pid in tree - self.seen.keys():
             start = start_time(pid)
-            if start is not None:
-                self.seen[pid] = start
-                with contextlib.suppress(OSError):
-                    self._sessions[pid] = os.getsid(pid)
+            if start is None:
+                continue
+            self.seen[pid] = start
+            with contextlib.suppress(OSError):
+                sid = os.getsid(pid)
+                if _PROCFS and sid not in self._spared and sid not in self._ours \
+                        and sid not in self._not_ours and checks > 0:
+                    checks -= 1
+                    self._judge_session(sid)
         return True
 
+    def _judge_session(self, sid: int) -> None:
+        """A session is ours when every process in it descends from the root: then it was made
+        inside the tree (a session cannot be joined, only made, and what its members start stays
+        in it). One with a process from outside (the user's terminal session, when the root
+        left it after starting a child, say) never is."""
+        members = [pid for pid in _all_pids() if _session_of(pid) == sid]
+        if members and all(_descends_from(pid, self._root) for pid in members):
+            self._ours[sid] = _ticks_now()
+        else:
+            self._not_ours.add(sid)
+
     def sessions(self) -> set[int]:
-        """The sessions of the recorded processes, but the orchestrator's own (its user's
-        terminal is in it) and ours. Nothing outside the orchestrator's tree can join one of
-        them, and each lives on in every process its members start: a daemon that called
-        setsid() once and then forks a fresh copy of itself and exits every few milliseconds
-        is never at a pid a look saw, but it stays in the session a look saw (a reviewer's
-        outlived a kill -9 of the orchestrator)."""
-        if self._root_session is None:
-            return set()  # the orchestrator's session is unknown: none can be told safe
-        return {sid for sid in self._sessions.values() if sid not in self._spared}
+        """The sessions made inside the tree, as they are now: each lives on in every process
+        its members start, so a daemon that called setsid() once and then forks a fresh copy of
+        itself and exits every few milliseconds, never at a pid a look saw, is still found in it
+        (a reviewer's outlived a kill -9 of the orchestrator). A session whose number a process
+        started since has taken (its leader is younger than our finding) is another's."""
+        found = set()
+        for sid, when in self._ours.items():
+            leader = start_time(sid)
+            if leader is None or int(leader) <= when:
+                found.add(sid)
+        return found
 
     def survivors(self) -> list[psutil.Process]:
         """The recorded processes still alive as the same processes (psutil's handles refuse
@@ -163,7 +198,11 @@ class Descendants:
         return found
 
 
+_SESSION_CHECKS_PER_SCAN = 20  # each reads every process's session: a setsid() loop is bounded
+
+
 _PROCFS = sys.platform.startswith("linux") and os.path.isdir("/proc/self/task")
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 def start_time(pid: int) -> str | None:
@@ -188,6 +227,79 @@ def alive_since(pid: int, start: str) -> bool:
     fields = _stat_fields(pid)
     return (fields is not None and len(fields) > 19 and fields[19].decode() == start
             and fields[0] != b"Z")
+
+
+def _proc_is_ours() -> bool:
+    """Whether /proc shows this process's pid namespace (not so in a namespace made without
+    its own /proc mount: /proc/<pid> is then another process)."""
+    if not _PROCFS:
+        return True  # psutil's view, whatever it is
+    try:
+        return os.readlink("/proc/self") == str(os.getpid())
+    except OSError:
+        return False
+
+
+def _same_start(pid: int, created: float) -> bool:
+    """Whether ``pid`` started at ``created`` (seconds since the epoch, psutil's measure, to
+    within its 10 ms ticks): the owner token's process, not one that reused its pid."""
+    ticks = start_time(pid)
+    if ticks is None:
+        return False
+    if not _PROCFS:
+        return abs(float(ticks) - created) <= 0.05
+    try:
+        with open("/proc/stat", "rb") as f:
+            boot = next(int(line.split()[1]) for line in f if line.startswith(b"btime "))
+    except (OSError, StopIteration, ValueError):
+        return True  # cannot tell: the pid alone, as before
+    return abs(boot + int(ticks) / _CLOCK_TICKS - created) <= 0.05  # psutil's own sum
+
+
+def _ticks_now() -> int:
+    """Clock ticks since boot, the unit of a process's start time in /proc."""
+    try:
+        with open("/proc/uptime", "rb") as f:
+            return int(float(f.read().split()[0]) * _CLOCK_TICKS)
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _all_pids() -> list[int]:
+    if _PROCFS:
+        return [int(name) for name in os.listdir("/proc") if name.isdigit()]
+    import psutil
+
+    return psutil.pids()
+
+
+def _session_of(pid: int) -> int | None:
+    try:
+        return os.getsid(pid)
+    except OSError:
+        return None
+
+
+def _descends_from(pid: int, root: int) -> bool:
+    """Whether ``root`` is an ancestor of ``pid``, by parent links read now."""
+    for _ in range(256):
+        if _PROCFS:
+            fields = _stat_fields(pid)
+            if fields is None or len(fields) < 2:
+                return False
+            pid = int(fields[1])
+        else:
+            import psutil
+
+            try:
+                pid = psutil.Process(pid).ppid()
+            except psutil.Error:
+                return False
+        if pid == root:
+            return True
+        if pid <= 1:
+            return False
+    return False
 
 
 def _stat_fields(pid: int) -> list[bytes] | None:
@@ -240,12 +352,16 @@ def _children(pid: int) -> list[int]:
 
 def main() -> None:
     owner = sys.argv[1]
-    # Only EOF ends our watch: terminal signals are for the orchestrator (we are in our own
+    # Only the orchestrator's end ends our watch: terminal signals are for it (we are in our own
     # session, but a user may still signal the group by hand).
     for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGQUIT):
         signal.signal(sig, signal.SIG_IGN)
-    below = Descendants(int(owner.partition(":")[0]))
-    groups = read_groups(0, below.scan)
+    raw_pid, _, raw_created = owner.partition(":")
+    created = None
+    with contextlib.suppress(ValueError):
+        created = float(raw_created)
+    below = Descendants(int(raw_pid), created)
+    groups = read_groups(0, below.scan, past_eof=below.watching)
     from autoresearch.process_tree import kill_owned
 
     kill_owned(owner, groups, below.survivors(), sessions=below.sessions())
