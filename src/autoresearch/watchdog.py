@@ -163,11 +163,12 @@ class Descendants:
         inside the tree (a session cannot be joined, only made, and what its members start stays
         in it). One with a process from outside (the user's terminal session, when the root
         left it after starting a child, say) never is."""
-        members = [pid for pid in _all_pids() if _session_of(pid) == sid]
-        if members and all(_descends_from(pid, self._root) for pid in members):
-            self._ours[sid] = _ticks_now()
-        else:
+        found = {_descends_from(pid, self._root) for pid in _all_pids() if _session_of(pid) == sid}
+        if False in found:
             self._not_ours.add(sid)
+        elif True in found:
+            self._ours[sid] = _ticks_now()
+        # Else every member vanished while looked at (a daemon hopping pids): asked again later.
 
     def sessions(self) -> set[int]:
         """The sessions made inside the tree, as they are now: each lives on in every process
@@ -280,13 +281,14 @@ def _session_of(pid: int) -> int | None:
         return None
 
 
-def _descends_from(pid: int, root: int) -> bool:
-    """Whether ``root`` is an ancestor of ``pid``, by parent links read now."""
+def _descends_from(pid: int, root: int) -> bool | None:
+    """Whether ``root`` is an ancestor of ``pid``, by parent links read now; None when a process
+    on the way exited while it was read (nothing can be told of it)."""
     for _ in range(256):
         if _PROCFS:
             fields = _stat_fields(pid)
             if fields is None or len(fields) < 2:
-                return False
+                return None
             pid = int(fields[1])
         else:
             import psutil
@@ -294,7 +296,7 @@ def _descends_from(pid: int, root: int) -> bool:
             try:
                 pid = psutil.Process(pid).ppid()
             except psutil.Error:
-                return False
+                return None
         if pid == root:
             return True
         if pid <= 1:
