@@ -76,13 +76,6 @@ class Streaks:
 _LEARNT = frozenset(s.value for s in TrialStatus if s.final and s != TrialStatus.INTERRUPTED)
 
 
-class _Unknown:
-    """Not computed yet (None is an answer: no experiment kept)."""
-
-
-_UNKNOWN = _Unknown()
-
-
 class History:
     """Experiments (in the order they were decided), runs, and what follows from them."""
 
@@ -91,7 +84,8 @@ class History:
         self.ledger = ledger
         self.session = session
         self.experiments: list[ExperimentRow] = []
-        self._incumbent: ExperimentRow | None | _Unknown = None  # `incumbent`, once computed
+        self._incumbent: ExperimentRow | None = None  # `incumbent`, while not stale
+        self._incumbent_stale = False
         self.runs: dict[str, list[RunRow]] = {}  # experiment id -> its runs
         # commit -> (experiment, role, observation) of each ok run, in the order they were recorded
         self._observed: dict[str, list[tuple[str, str, Observation]]] = {}
@@ -119,7 +113,7 @@ class History:
         # recent experiments and what the proposer learnt from must be what they were.
         self.experiments = sorted(self.ledger.experiments(self.session.id), key=lambda e: (
             e.finished_at is None, e.finished_at or 0.0, e.seq))
-        self._incumbent = _UNKNOWN
+        self._incumbent_stale = True
         self._failed = {e.id: e.status for e in self.experiments if e.status in FAILED_STATUSES}
         self.runs, self._observed, self._run_count = {}, {}, {}
         self._measured, self._noise = {}, None
@@ -165,16 +159,15 @@ class History:
             self._failed[exp.id] = exp.status
             self._measured, self._noise = {}, None  # its runs may no longer count
         # From the end: the experiment refreshed is nearly always one of the last few.
+        replaced = None
         for i in range(len(self.experiments) - 1, -1, -1):
             if self.experiments[i].id == exp_id:
-                if self.experiments[i].status == TrialStatus.KEEP or exp.status == TrialStatus.KEEP:
-                    self._incumbent = _UNKNOWN
-                self.experiments[i] = exp
+                replaced, self.experiments[i] = self.experiments[i], exp
                 break
         else:
-            if exp.status == TrialStatus.KEEP:
-                self._incumbent = _UNKNOWN
             self.experiments.append(exp)
+        if TrialStatus.KEEP in (exp.status, replaced.status if replaced else None):
+            self._incumbent_stale = True  # the kept rows changed
         return exp
 
     # --- what follows --------------------------------------------------------------------
@@ -188,10 +181,10 @@ class History:
     def incumbent(self) -> ExperimentRow | None:
         """The last kept experiment: with overlapping experiments, the one decided last.
         (Kept until a kept row is added or replaced: read several times per experiment.)"""
-        if self._incumbent is _UNKNOWN:
+        if self._incumbent_stale:
             kept = [e for e in self.experiments if e.status == TrialStatus.KEEP]
             self._incumbent = max(kept, key=lambda e: (e.finished_at or 0, e.seq)) if kept else None
-        assert not isinstance(self._incumbent, _Unknown)
+            self._incumbent_stale = False
         return self._incumbent
 
     def counted(self) -> int:
