@@ -484,14 +484,21 @@ def test_orphans_that_die_while_train_py_runs_are_reaped_at_once(
 
 
 # Leaves a daemon, then trains on until score.py is stopped.
+# Leaves a daemon in a session of its own, and says "training" only once the daemon's pid is on
+# disk (written whole, then renamed: on a loaded machine the test read it before it was there).
 STOPPED = '''
 import os, time
+pidfile = os.environ["DAEMON_PIDFILE"]
 if os.fork() == 0:
     os.setsid()
     if os.fork() == 0:
-        open(os.environ["DAEMON_PIDFILE"], "w").write(str(os.getpid()))
+        with open(pidfile + ".part", "w") as out:
+            out.write(str(os.getpid()))
+        os.replace(pidfile + ".part", pidfile)
         time.sleep(300)
     os._exit(0)
+while not os.path.exists(pidfile):
+    time.sleep(0.01)
 print("training", flush=True)
 time.sleep(300)
 '''
@@ -569,7 +576,9 @@ if os.fork() == 0:
         time.sleep(0.0005)
     time.sleep(0.03)  # score.py's cleanup has begun (it waits up to 0.2 s for its reaper)
     os.kill(score_py, signal.SIGTERM)
-    open(os.environ["DAEMON_PIDFILE"], "w").write(str(os.getpid()))
+    with open(os.environ["DAEMON_PIDFILE"] + ".part", "w") as out:  # whole or not at all
+        out.write(str(os.getpid()))
+    os.replace(os.environ["DAEMON_PIDFILE"] + ".part", os.environ["DAEMON_PIDFILE"])
     time.sleep(300)
     os._exit(0)
 os._exit(0)
