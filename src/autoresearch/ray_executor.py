@@ -17,7 +17,9 @@ ledger are the ones a local session uses: a new backend, not a new loop.
   resumes it.
 - A head that stops answering for HEAD_LOST_S stops the session the same way (exit 3), before
   Ray's own 60-s abort of the driver would end it without a word.
-- Runs that wait for room other jobs hold on the cluster say so once, at the start.
+- Runs that wait for room other jobs hold on the cluster say so once, at the start; a new actor
+  that waits for room later (the pool grows as slots first run, a lost actor is replaced) says
+  so once it has waited ROOM_NOTICE_S, with what is free.
 - Every node that runs must be one environment (fingerprint.py): a run measured on a different
   one stops the session, as a machine that changed does.
 - [verify] share and inputs name paths on this machine: the nodes must see them at the same
@@ -27,6 +29,7 @@ ledger are the ones a local session uses: a new backend, not a new loop.
 from __future__ import annotations
 
 import contextlib
+import logging
 import queue
 import re
 import shutil
@@ -47,6 +50,7 @@ from autoresearch.gitops.history import rev_list
 from autoresearch.process_tree import owned_prefix
 from autoresearch.ray_cluster import (
     HEAD_LOST_S,
+    Capacity,
     HeadWatch,
     capacity,
     connect,
@@ -65,6 +69,9 @@ STOP_GRACE_S = 10.0  # a run not ended this long after a stop goes with its acto
 CLEANUP_S = 3.0  # how long an actor that leaves the pool has to remove its clone
 BUNDLE_EXCLUDES = 256  # the clone's most recent commits named to keep a bundle small
 BUNDLES_PREFIX = "autoresearch-bundles-"
+ROOM_NOTICE_S = 20.0  # a run whose new actor is not placed by then says why nothing moves
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -73,6 +80,7 @@ class _Remote:
 
     actor: Any
     heads: list[str] = field(default_factory=list)  # what was shipped, most recent last
+    placed: Any = None  # until Ray has placed the actor: the answer that says it has
 
 
 class _Stopped(Exception):
@@ -145,14 +153,11 @@ class RayExecutor:
         run = self.config.run
         wanted = min(fits, self.workers)
         if self.free.runs_at_once < wanted:
-            asks = f"{run.ray_cpus:g} CPU{'s' * (run.ray_cpus != 1)}" + (
-                f" and {run.ray_gpus:g} GPU{'s' * (run.ray_gpus != 1)}" if run.ray_gpus else "")
-            free = f"{self.free.cpus:g} CPUs" + (f" and {self.free.gpus:g} GPUs" if run.ray_gpus
-                                                 else "")
+            free = self._free_text(self.free)
             room = (f"room for {self.free.runs_at_once} of the {wanted} runs at once"
                     if self.free.runs_at_once else "no room for a run")
             said.append(f"other jobs hold the Ray cluster's resources now: {free} are free, "
-                        f"{room} (each asks for {asks}): runs wait for room, without limit, "
+                        f"{room} (each asks for {self._asks()}): runs wait for room, without limit, "
                         "until those jobs end. Ctrl-C stops the wait.")
         ignored = (["affinity = true"] if run.affinity else []) + (
             [f"gpus = {run.gpus}"] if isinstance(run.gpus, list) else [])
@@ -234,9 +239,13 @@ class RayExecutor:
                                             slot=request.resources.slot))
         ref = remote.actor.run.remote(there, bundle)
         stopping_since: float | None = None
+        notice_at = time.monotonic() + ROOM_NOTICE_S
         while not self.ray.wait([ref], timeout=POLL_S)[0]:
             self._check_head(f"while the {request.role} run of {request.commit[:10]} was in "
                              "flight")
+            if remote.placed is not None and time.monotonic() > notice_at:
+                notice_at = float("inf")  # once a run
+                self._say_if_waiting_for_room(remote, request)
             if self._stopping():
                 remote.actor.stop.remote(request.run_id)  # again each poll: idempotent
                 stopping_since = stopping_since or time.monotonic()
@@ -295,6 +304,7 @@ class RayExecutor:
                 remote = _Remote(self._actor_class.options(
                     num_cpus=run.ray_cpus, num_gpus=run.ray_gpus, max_concurrency=2,
                 ).remote(self.config, self.shared, self.inputs))
+                remote.placed = remote.actor.__ray_ready__.remote()
                 self._actors.append(remote)
                 return remote
         while True:
@@ -303,6 +313,23 @@ class RayExecutor:
             if self._stopping():
                 raise _Stopped
             self._check_head("while a run waited for an actor")
+
+    def _say_if_waiting_for_room(self, remote: _Remote, request: RunRequest) -> None:
+        """Other jobs took the room after the session started (the start says what it finds
+        then): without a word, a run whose actor waits for it looks like a hung session."""
+        if self.ray.wait([remote.placed], timeout=0)[0]:
+            remote.placed = None
+            return
+        run = self.config.run
+        free = capacity([{"Alive": True, "Resources": self.ray.available_resources()}],
+                        run.ray_cpus, run.ray_gpus)
+        if free.runs_at_once:
+            return  # room there is: the actor is starting, slowly (a busy node)
+        log.warning(
+            "the %s run of %s has waited %g s for room on the Ray cluster: other jobs hold its "
+            "resources now (%s are free; each run asks for %s). It waits, without limit, until "
+            "they end; Ctrl-C stops the wait.", request.role, request.commit[:10], ROOM_NOTICE_S,
+            self._free_text(free), self._asks())
 
     def _recount(self, lost: BaseException) -> None:
         """After a lost actor, what the live nodes hold now: an actor made for a run that no
@@ -345,6 +372,15 @@ class RayExecutor:
             self.ray.get(remote.actor.cleanup.remote(), timeout=cleanup_s)
         with contextlib.suppress(Exception):
             self.ray.kill(remote.actor)
+
+    def _asks(self) -> str:
+        run = self.config.run
+        return f"{run.ray_cpus:g} CPU{'s' * (run.ray_cpus != 1)}" + (
+            f" and {run.ray_gpus:g} GPU{'s' * (run.ray_gpus != 1)}" if run.ray_gpus else "")
+
+    def _free_text(self, free: Capacity) -> str:
+        return f"{free.cpus:g} CPUs" + (f" and {free.gpus:g} GPUs" if self.config.run.ray_gpus
+                                        else "")
 
     def _threads(self) -> int:
         """Each run's thread count on its node: [run] threads when set, else its CPUs."""
