@@ -179,12 +179,16 @@ def test_plain_init_then_run_fails_fast_on_no_knobs(tmp_path: Path) -> None:
     repo = make_repo(tmp_path / "repo", {"evaluate.py": "print('score: 1.0')\n",
                                          "model.py": "X = 1\n"})
     assert run_cli(repo, "init", "--commit").returncode == 0  # scope model.py, evaluate.py protected
+    started = time.monotonic()
     check = run_cli(repo, "check")
+    checked_in = time.monotonic() - started
     assert check.returncode == 2, check.stdout + check.stderr
     assert "found no knobs to tune" in flat(check.stdout) and "# knob:" in check.stdout
     started = time.monotonic()
     result = run_cli(repo, "run", "--iterations", "50")
-    assert time.monotonic() - started < 30
+    # 30 s, or a few times what `check` (which finds the same) took: on a loaded machine one CLI
+    # call alone took 8-12 s.
+    assert time.monotonic() - started < max(30, 4 * checked_in)
     assert result.returncode == 2, result.stdout + result.stderr
     assert "found no knobs to tune" in result.stderr
     assert "where: autoresearch.toml → knobs" in result.stderr

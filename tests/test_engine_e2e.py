@@ -80,7 +80,10 @@ def test_timeout_kills_grandchild_that_ignores_sigterm(toy_repo: Path, tmp_path:
         "if getattr(target, 'HANG', False):\n"
         "    child = subprocess.Popen([sys.executable, '-c', 'import signal, time; "
         "signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(300)'])\n"
-        f"    open({str(pidfile)!r}, 'w').write(str(child.pid))\n"
+        # Whole or not at all (written, then renamed): never an empty file if the timeout's
+        # SIGTERM lands between its creation and its write.
+        f"    open({str(pidfile)!r} + '.part', 'w').write(str(child.pid))\n"
+        f"    os.replace({str(pidfile)!r} + '.part', {str(pidfile)!r})\n"
         "    time.sleep(300)\n"
         "print('score:', (target.X - 7) ** 2)\n"
     )

@@ -69,6 +69,15 @@ def test_a_run_that_waits_for_room_another_job_holds_says_so(cluster: str,  # no
         holder.wait(timeout=30)
 
 
+def all_free(executor: ray_executor.RayExecutor) -> None:
+    """Wait until the cluster's CPUs are all free: a holder another test killed keeps its room
+    until Ray has seen its driver die (seconds, on a busy machine)."""
+    deadline = time.monotonic() + 60
+    while executor.ray.available_resources().get("CPU", 0) < 2:
+        assert time.monotonic() < deadline, executor.ray.available_resources()
+        time.sleep(0.2)
+
+
 def test_a_run_whose_new_actor_waits_for_room_taken_since_the_start_says_so(
         cluster: str, repo: Path, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
         caplog: pytest.LogCaptureFixture) -> None:
@@ -79,10 +88,15 @@ def test_a_run_whose_new_actor_waits_for_room_taken_since_the_start_says_so(
     monkeypatch.setattr(ray_executor, "ROOM_NOTICE_S", 1.0)
     config = load_config(repo / CONFIG_NAME).with_run(ray_address=cluster)
     stop = threading.Event()
+    probe = ray_executor.RayExecutor(config)
+    try:
+        all_free(probe)  # then a session starts with nothing held
+    finally:
+        probe.close()
     executor = ray_executor.RayExecutor(config, stop=stop)
     holder = None
     try:
-        assert executor.warning is None  # nothing held yet
+        assert executor.warning is None
         holder = subprocess.Popen([sys.executable, "-c", HOLDER, cluster], env=cli_env(LOOPBACK),
                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
@@ -123,6 +137,7 @@ def test_a_run_whose_actor_starts_slowly_with_room_free_says_nothing(
     config = load_config(repo / CONFIG_NAME).with_run(ray_address=cluster)
     executor = ray_executor.RayExecutor(config)
     try:
+        all_free(executor)
         with caplog.at_level(logging.WARNING, logger=ray_executor.__name__):
             measured = executor.run(RunRequest(
                 commit=git(repo, "rev-parse", "HEAD"), worktree=repo, role="baseline",

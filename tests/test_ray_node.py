@@ -4,6 +4,7 @@ machine, and never the session nor a later candidate's measurement."""
 
 from __future__ import annotations
 
+import os
 import textwrap
 from pathlib import Path
 
@@ -166,7 +167,7 @@ def test_an_actor_whose_run_stops_the_session_leaves_no_clone_behind(
         with pytest.raises(SessionStopped):
             executor.run(RunRequest(commit=git(repo, "rev-parse", "HEAD"), worktree=repo,
                                     role="check", log_path=repo.parent / "run.log",
-                                    run_id="ar-test-1"))
+                                    run_id=f"ar-test-{os.getpid()}-1"))
         home = Path(home_file.read_text())
         assert not home.exists(), "the actor's clone outlived it"
     finally:

@@ -49,11 +49,22 @@ def query(repo: Path, sql: str) -> list[tuple[object, ...]]:
             return []
 
 
+def scoring(repo: Path) -> bool:
+    """Whether a run of score.py is in progress in one of the repo's worktrees."""
+    for p in psutil.process_iter(["cmdline"]):
+        with contextlib.suppress(psutil.Error):
+            if "score.py" in (p.info["cmdline"] or []) and p.cwd().startswith(str(repo)):
+                return True
+    return False
+
+
 def wait_for_running(repo: Path, seq: int, timeout: float = 60) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
         rows = query(repo, f"SELECT status FROM experiments WHERE seq = {seq}")
-        if rows and rows[0][0] == "running":
+        # "running" is recorded when the commit is made, before its first run starts: that
+        # start is waited for too (on a loaded machine it can come well after).
+        if rows and rows[0][0] == "running" and scoring(repo):
             time.sleep(0.5)  # well inside the 1.5 s run
             return
         time.sleep(0.05)
@@ -156,11 +167,13 @@ def test_a_stop_swallowed_by_a_proposer_still_stops_the_session(toy_repo: Path,
             proc.kill()
             proc.wait()
     assert proc.returncode == 130, out
-    # Stopped once the proposer let go (4 s), not after three more experiments of 1.5-s runs.
-    assert time.monotonic() - sent < 8, out
+    # Stopped once the proposer let go (4 s), not after three more experiments of 1.5-s runs:
+    # the experiment it was proposing (the third) is the last, interrupted. The order says so
+    # whatever the machine's load; a bound of 8 s on the wall time did too, but the stop took
+    # 6.3 s of it on a loaded machine. The bound left is for a stop that never comes.
+    assert time.monotonic() - sent < 30, out
     statuses = [r[0] for r in query(toy_repo, "SELECT status FROM experiments ORDER BY seq")]
-    assert statuses[-1] == "interrupted" and "running" not in statuses, statuses
-    assert len(statuses) < 5, statuses
+    assert statuses == ["keep", "keep", "interrupted"], statuses
     result = run_cli(toy_repo, "run", "--tag", "t", "--iterations", "5")
     assert result.returncode == 0, result.stdout + result.stderr
 

@@ -67,8 +67,11 @@ def wait_dead(pid: int, within_s: float = 2.0) -> bool:
 def wait_file(path: Path, within_s: float = 10.0) -> int:
     end = time.monotonic() + within_s
     while time.monotonic() < end:
-        if path.exists():
-            return int(path.read_text())
+        # Some writers (Path.write_text, a shell's `>`) create the file before they write it: an
+        # empty file is not written yet.
+        text = path.read_text() if path.exists() else ""
+        if text.strip():
+            return int(text)
         time.sleep(0.01)
     raise AssertionError(f"{path} never appeared")
 
@@ -138,7 +141,9 @@ def test_timeout_kills_sleeping_command(tmp_path: Path) -> None:
     out = run_command(spec(tmp_path, "echo started; sleep 30", timeout_s=0.5))
     elapsed = time.monotonic() - t0
     assert out.timed_out and out.exit_code is None and not out.interrupted
-    assert 0.5 <= elapsed < 0.5 + 0.3 + 0.5
+    # Killed at its timeout, not after its 30 s: the slack is for the kill scan and the drain,
+    # which took over 1 s on a loaded 2-core machine (the bound was 1.3 s).
+    assert 0.5 <= elapsed < 0.5 + 0.3 + 5.0
     assert out.survivors_killed >= 1
     assert log_tail(out.log_path) == "started\n"
 
@@ -158,7 +163,8 @@ def test_grandchild_ignoring_sigterm_is_killed_at_timeout(tmp_path: Path, prefix
         spec(tmp_path, script(tmp_path, "p.py", parent), timeout_s=1.5, run_id=prefix + "1")
     )
     assert out.timed_out
-    assert time.monotonic() - t0 < 1.5 + 0.3 + 1.0
+    # Killed after the grace, not after its 60 s (slack for a loaded machine: 2.2 s seen of 2.8).
+    assert time.monotonic() - t0 < 1.5 + 0.3 + 5.0
     assert wait_dead(wait_file(pidfile))
     # The command itself (a simple command is exec'd: no shell in between) and its grandchild.
     assert out.survivors_killed >= 2
@@ -425,6 +431,18 @@ def orchestrate(
     return proc, found
 
 
+def watchdogs_of(pid: int) -> list[int]:
+    """The live watchdogs of orchestrator ``pid`` (wherever they are in the process tree)."""
+    found = []
+    for p in psutil.process_iter(["cmdline"]):
+        with contextlib.suppress(psutil.Error):
+            argv = p.info["cmdline"] or []
+            if (argv and "autoresearch.watchdog" in " ".join(argv)
+                    and argv[-1].startswith(f"{pid}:") and not is_dead(p.pid)):
+                found.append(p.pid)
+    return found
+
+
 def watchdog_of(pid: int) -> int:
     end = time.monotonic() + 10
     while time.monotonic() < end:
@@ -445,7 +463,7 @@ def test_the_whole_tree_dies_with_a_sigkilled_orchestrator(
     proc, found = orchestrate(tmp_path, prefix + "1", pdeathsig)
     proc.kill()
     proc.wait()
-    survivors = {kind: pid for kind, pid in found.items() if not wait_dead(pid, within_s=8)}
+    survivors = {kind: pid for kind, pid in found.items() if not wait_dead(pid, within_s=30)}
     assert survivors == {}
 
 
@@ -469,9 +487,9 @@ def test_the_tree_dies_with_a_sigkilled_orchestrator_whose_watchdog_pipe_is_held
     try:
         proc.kill()
         proc.wait()
-        survivors = {kind: pid for kind, pid in found.items() if not wait_dead(pid, within_s=8)}
+        survivors = {kind: pid for kind, pid in found.items() if not wait_dead(pid, within_s=30)}
         assert survivors == {}
-        assert wait_dead(watchdog, within_s=8)
+        assert wait_dead(watchdog, within_s=30)
     finally:
         os.close(held)
         for pid in found.values():
@@ -484,6 +502,7 @@ def test_the_tree_dies_with_a_sigkilled_orchestrator_whose_watchdog_pipe_is_held
 HOPPER = """
 import os, sys, time
 beats, stop = sys.argv[1], sys.argv[2]
+held = open(sys.argv[3], "w")  # the test's FIFO, held by every copy: EOF there once all are gone
 os.setsid()
 n = 0
 while not os.path.exists(stop):
@@ -505,8 +524,10 @@ def test_a_daemon_hopping_from_pid_to_pid_dies_with_a_sigkilled_orchestrator(
     the watchdog knew only pids it had seen, all gone by then. It now also ends the sessions of
     what it saw, which every copy inherits."""
     (tmp_path / "hopper.py").write_text(HOPPER)
-    beats, stop = tmp_path / "beats", tmp_path / "stop"
-    command = (f"env -i PATH=/usr/bin:/bin {PY} hopper.py {beats} {stop} </dev/null "
+    beats, stop, held = tmp_path / "beats", tmp_path / "stop", tmp_path / "held"
+    os.mkfifo(held)
+    reader = os.open(held, os.O_RDONLY | os.O_NONBLOCK)  # before the hopper opens it to write
+    command = (f"env -i PATH=/usr/bin:/bin {PY} hopper.py {beats} {stop} {held} </dev/null "
                ">/dev/null 2>&1 & sleep 120")
     orchestrator = f"""
         import sys
@@ -520,19 +541,29 @@ def test_a_daemon_hopping_from_pid_to_pid_dies_with_a_sigkilled_orchestrator(
         """
     proc = subprocess.Popen([PY, "-c", textwrap.dedent(orchestrator)])
     try:
-        end = time.monotonic() + 20
+        end = time.monotonic() + 60
         while len(beats.read_text().split() if beats.exists() else []) < 20:  # 400 hops
             assert time.monotonic() < end, "the hopper never got going"
             time.sleep(0.05)
         proc.kill()
         proc.wait()
-        time.sleep(4)  # the watchdog's kill, its grace period included
+        # The watchdog's kill, its grace period included: waited for, not slept for (a loaded
+        # machine slows it). A scan of /proc cannot see a copy that hops every 3 ms; the FIFO
+        # every copy holds reads EOF once no copy is left.
+        end = time.monotonic() + 60
+        while True:
+            with contextlib.suppress(BlockingIOError):  # a copy still holds it
+                if os.read(reader, 1) == b"":
+                    break
+            assert time.monotonic() < end, "the hopper lives on"
+            time.sleep(0.05)
         before = beats.read_text()
         time.sleep(1)
         assert beats.read_text() == before, "the hopper lives on"
     finally:
         stop.touch()
         proc.kill()
+        os.close(reader)
 
 
 @pytest.mark.slow
@@ -554,7 +585,7 @@ def test_a_session_the_orchestrator_shares_with_others_is_never_killed(tmp_path:
         Path({str(marks)!r}, "child").write_text(str(child.pid))
         os.setsid()
         run_command(RunSpec("sleep 1", Path({str(tmp_path)!r}), Path({str(tmp_path)!r}) / "run.log",
-                            timeout_s=60, budget_s=60, run_id="ar-test-shared-session"))
+                            timeout_s=60, budget_s=60, run_id=f"ar-test-{{os.getpid()}}-shared"))
         """
     shell = f"""
         import os, subprocess, sys, time
@@ -562,7 +593,9 @@ def test_a_session_the_orchestrator_shares_with_others_is_never_killed(tmp_path:
         os.setsid()  # the stand-in login shell: it leads the session
         editor = subprocess.Popen(["sleep", "301"])
         Path({str(marks)!r}, "editor").write_text(str(editor.pid))
-        subprocess.run([sys.executable, "-c", {textwrap.dedent(orchestrator)!r}])
+        orchestrator = subprocess.Popen([sys.executable, "-c", {textwrap.dedent(orchestrator)!r}])
+        Path({str(marks)!r}, "orchestrator").write_text(str(orchestrator.pid))
+        orchestrator.wait()
         time.sleep(300)
         """
     leader = subprocess.Popen([PY, "-c", textwrap.dedent(shell)])
@@ -570,7 +603,13 @@ def test_a_session_the_orchestrator_shares_with_others_is_never_killed(tmp_path:
     try:
         child, editor = wait_file(marks / "child", 30), wait_file(marks / "editor", 30)
         pids = [child, editor]
-        time.sleep(4)  # the orchestrator's run and end, then its watchdog's
+        # The orchestrator's run and end, then its watchdog's: waited for (a loaded machine
+        # can take longer than any sleep), so that what follows is looked at after them.
+        orchestrator = wait_file(marks / "orchestrator", 30)
+        end = time.monotonic() + 60
+        while not is_dead(orchestrator) or watchdogs_of(orchestrator):
+            assert time.monotonic() < end, "the orchestrator or its watchdog never ended"
+            time.sleep(0.05)
         assert not is_dead(leader.pid), "the user's shell was killed"
         assert not is_dead(editor), "the user's editor was killed"
     finally:
@@ -594,7 +633,7 @@ def test_an_orchestrator_that_execs_is_watched_until_it_ends(tmp_path: Path) -> 
         server = subprocess.Popen(["sleep", "300"], start_new_session=True)
         Path({str(marks)!r}, "server").write_text(str(server.pid))
         run_command(RunSpec("true", Path({str(tmp_path)!r}), Path({str(tmp_path)!r}) / "run.log",
-                            timeout_s=60, budget_s=60, run_id="ar-test-exec"))
+                            timeout_s=60, budget_s=60, run_id=f"ar-test-{{os.getpid()}}-exec"))
         Path({str(marks)!r}, "exec").write_text(str(os.getpid()))
         os.execv(sys.executable, [sys.executable, "-c", "import time; time.sleep(3)"])
         """
@@ -605,7 +644,7 @@ def test_an_orchestrator_that_execs_is_watched_until_it_ends(tmp_path: Path) -> 
         time.sleep(1.5)
         assert not is_dead(server), "killed while its orchestrator lives"
         proc.wait(timeout=30)
-        assert wait_dead(server, within_s=8), "it outlived its orchestrator"
+        assert wait_dead(server, within_s=30), "it outlived its orchestrator"
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(server, signal.SIGKILL)

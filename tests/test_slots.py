@@ -51,7 +51,7 @@ def test_a_run_gets_its_slots_cpus_gpu_and_seed(tmp_path: Path) -> None:
     cpu = sorted(os.sched_getaffinity(0))[-1]
     m = LocalExecutor(config).run(RunRequest(
         commit=head, worktree=repo, role="candidate", log_path=tmp_path / "run.log",
-        run_id="ar-test-slots", seed=1234, resources=Resources(cpus=(cpu,), gpu="3")))
+        run_id=f"ar-test-slots-{os.getpid()}", seed=1234, resources=Resources(cpus=(cpu,), gpu="3")))
     assert m.ok, m.reason
     seen = json.loads((tmp_path / "run.log").read_text().splitlines()[0])
     assert seen == {"cpus": [cpu], "gpu": "3", "seed": "1234", "argv": ["1234"]}
@@ -193,6 +193,16 @@ def test_a_killed_checks_worktrees_are_removed_by_the_next_check(toy_repo: Path)
         if select.select([check.stdout], [], [], 1.0)[0]:
             said += check.stdout.readline()
     assert "slots at once" in said, said
+
+    def made() -> list[str]:
+        return [line for line in git(toy_repo, "worktree", "list").splitlines()
+                if "autoresearch-check-" in line]
+
+    # The slots' worktrees are made after that line is printed: waited for, as a fixed sleep
+    # need not cover both `git worktree add`s on a loaded machine; then the runs start.
+    deadline = time.monotonic() + 60
+    while len(made()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
     time.sleep(1.0)
     check.send_signal(signal.SIGKILL)
     check.wait()

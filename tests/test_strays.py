@@ -60,7 +60,7 @@ def orchestrate(tmp_path: Path, body: str) -> subprocess.CompletedProcess[str]:
     does when it starts."""
     script = tmp_path / "orchestrator.py"
     script.write_text(textwrap.dedent("""
-        import sys, threading, time
+        import os, sys, threading, time
         from pathlib import Path
         from autoresearch import strays
         from autoresearch.runner import RunSpec, run_command
@@ -68,7 +68,8 @@ def orchestrate(tmp_path: Path, body: str) -> subprocess.CompletedProcess[str]:
         d = Path(sys.argv[1])
         def run(command, name):
             return run_command(RunSpec(command=command, cwd=d, log_path=d / f"{name}.log",
-                                       timeout_s=30, budget_s=5, run_id=f"ar-test-{name}"))
+                                       timeout_s=30, budget_s=5,
+                                       run_id=f"ar-test-{os.getpid()}-{name}"))
     """) + textwrap.dedent(body))
     return subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True,
                           text=True, timeout=60, cwd=tmp_path)
@@ -98,22 +99,36 @@ def test_a_sweep_never_touches_a_sibling_slots_live_run(tmp_path: Path) -> None:
     script = daemon_script(tmp_path / "daemon.sh")
     pidfile = tmp_path / "daemon.pid"
     marks = tmp_path / "marks"
+    ready, b_done = tmp_path / "ready", tmp_path / "b-done"
+    ready.mkdir()
+    # The order is set by files, not sleeps (a loaded machine upsets sleeps): the orphans live
+    # until b's run has ended and been swept, and a's first process until they have marked.
+    until_b_done = f"while [ ! -e {b_done} ]; do sleep 0.01; done"
     slot_a = (
         # An orphan in a's group without its run id: its parent (the subshell) exits at once.
-        f"(env -i PATH=/usr/bin:/bin sh -c 'sleep 1.5; echo grouped >> {marks}' &); "
+        f"(env -i PATH=/usr/bin:/bin sh -c 'touch {ready}/grouped; {until_b_done}; "
+        f"echo grouped >> {marks}' &); "
         # An orphan that left a's session but carries a's run id.
-        f"(setsid sh -c 'sleep 1.5; echo marked >> {marks}' &); "
-        "sleep 2; echo first-process >> " + str(marks))
+        f"(setsid sh -c 'touch {ready}/marked; {until_b_done}; echo marked >> {marks}' &); "
+        # Both subshells have exited (the orphans are ours) and both orphans have started.
+        f"while [ ! -e {ready}/grouped ] || [ ! -e {ready}/marked ]; do sleep 0.01; done; "
+        f"touch {ready}/both; "
+        f"while [ $(cat {marks} 2>/dev/null | wc -l) -lt 2 ]; do sleep 0.01; done; "
+        "echo first-process >> " + str(marks))
     slot_b = DAEMON.format(script=script, pidfile=pidfile) + f"; while [ ! -s {pidfile} ]; do sleep 0.01; done"
     with killed_afterwards(pidfile):
         result = orchestrate(tmp_path, f"""
             results = {{}}
             a = threading.Thread(target=lambda: results.update(a=run({slot_a!r}, "a")))
             a.start()
-            time.sleep(0.5)  # a's orphans have come back to us by now
+            deadline = time.monotonic() + 60
+            while not Path({str(ready / "both")!r}).exists():  # a's orphans have come back to us
+                assert time.monotonic() < deadline, "a's orphans never started"
+                time.sleep(0.01)
             b = run({slot_b!r}, "b")
             print("b", b.exit_code, "killed", b.survivors_killed)
             print("daemon alive", Path("/proc", Path({str(pidfile)!r}).read_text().strip()).exists())
+            Path({str(b_done)!r}).touch()
             a.join()
             print("a", results["a"].exit_code, results["a"].timed_out)
         """)

@@ -38,7 +38,7 @@ def run_once(repo: Path, tmp_path: Path, name: str) -> Measurement:
     config = load_config(repo / "autoresearch.toml")
     return LocalExecutor(config).run(RunRequest(
         commit=git(repo, "rev-parse", "HEAD"), worktree=repo, role="candidate",
-        log_path=tmp_path / f"{name}.log", run_id=f"ar-test-seal-{name}"))
+        log_path=tmp_path / f"{name}.log", run_id=f"ar-test-seal-{os.getpid()}-{name}"))
 
 
 def test_a_run_that_rewrites_a_tracked_file_and_puts_it_back_is_a_crash(

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 import pytest
 
 from autoresearch.config import Config, parse_config
+from autoresearch.proposers.agent import process as agent_process
 from autoresearch.proposers.base import ExperimentSummary, ProposalContext
 from autoresearch.state import StatePaths
 from tests.llm.fake_server import FakeModelServer
@@ -191,3 +193,25 @@ def live_session(repo: Path, tag: str) -> Iterator[None]:
         assert holder.stdin is not None
         holder.stdin.close()
         holder.wait(timeout=30)
+
+
+def agent_timeout_counts_from(marker: Path, monkeypatch: pytest.MonkeyPatch,
+                              within_s: float = 60) -> list[float]:
+    """The agent's timeout starts once the fake agent has written `marker` (it is set up: at its
+    prompt, its child ignoring SIGTERM), not at its launch: a second-long timeout would
+    otherwise run out, on a loaded machine, before the agent's Python has even started.
+    Returns the list the monotonic time the timeout started is appended to."""
+    real = agent_process.wait_exit
+    started: list[float] = []
+
+    def wait_exit(pid: int, timeout_s: float) -> bool:
+        deadline = time.monotonic() + within_s
+        while not marker.exists():
+            if real(pid, 0.02):
+                return True  # it ended before getting there: the test will say so
+            assert time.monotonic() < deadline, f"the agent never wrote {marker}"
+        started.append(time.monotonic())
+        return real(pid, timeout_s)
+
+    monkeypatch.setattr(agent_process, "wait_exit", wait_exit)
+    return started

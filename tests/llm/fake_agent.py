@@ -36,7 +36,8 @@ It imitates each CLI's invocation and output format, and does what FAKE_AGENT_MO
     answer     change nothing and only answer (its text is the reason)
     ask        print an approval prompt and read the answer from stdin: with stdin closed
                (EOF) it declines and changes nothing, as a CLI without a tty does
-    askwait    print an approval prompt and wait for an answer that never comes
+    askwait    print an approval prompt, write the agent's pid to FAKE_AGENT_PIDFILE, and wait
+               for an answer that never comes
     flood      set X = 7.0 while printing FAKE_AGENT_FLOOD_MB MB of stream-json events
     nancost    add 0.5 to X, and report its cost as NaN (JSON admits it)
     negcost    add 0.5 to X, and report a cost of -50 USD
@@ -104,12 +105,20 @@ def act(mode: str) -> None:
             with open(b"lib/b\xff.py", "wb") as fh:
                 fh.write(b"Y = 1\n")
     elif mode == "hang":
+        # The child's pid goes to FAKE_AGENT_PIDFILE written whole (.part, then renamed) once it
+        # ignores SIGTERM, and the agent writes its half-written change only after that: a test
+        # that sees the file knows both are set up (on a loaded machine they took seconds).
+        pidfile = os.environ["FAKE_AGENT_PIDFILE"]
         child = subprocess.Popen([sys.executable, "-c", (
-            "import signal, time, os, pathlib\n"
+            "import signal, time, os\n"
             "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
-            f"pathlib.Path({os.environ['FAKE_AGENT_PIDFILE']!r}).write_text(str(os.getpid()))\n"
+            f"with open({pidfile + '.part'!r}, 'w') as out:\n"
+            "    out.write(str(os.getpid()))\n"
+            f"os.replace({pidfile + '.part'!r}, {pidfile!r})\n"
             "time.sleep(600)\n")])
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        while not os.path.exists(pidfile) and child.poll() is None:
+            time.sleep(0.01)
         target.write_text("X = 'half-written'\n")
         child.wait()
         time.sleep(600)
@@ -272,6 +281,13 @@ def other_worktree_tricks(mode: str, target: Path) -> None:
     git("update-ref", "refs/autoresearch/b/evil", tampered)
 
 
+def written_whole(path: str, text: str) -> None:
+    """Write `text` to `path` so that a reader sees all of it or no file (.part, then renamed)."""
+    with open(path + ".part", "w") as out:
+        out.write(text)
+    os.replace(path + ".part", path)
+
+
 def main() -> int:
     name = os.environ.get("FAKE_AGENT_NAME") or Path(sys.argv[0]).name
     argv = sys.argv[1:]
@@ -299,6 +315,7 @@ def main() -> int:
             return 0
     if mode == "askwait":
         print("Allow edit to target.py? [y/N] ", end="", flush=True)
+        written_whole(os.environ["FAKE_AGENT_PIDFILE"], str(os.getpid()))  # at the prompt now
         time.sleep(600)
     act(mode)
     if mode == "flood":

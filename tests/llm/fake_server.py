@@ -97,6 +97,7 @@ class FakeModelServer:
         # GET /v1/models answers this body as it is, when set (a listing in another shape).
         self.models_body = models_body
         self.listings = 0  # GET /v1/models requests served
+        self.answered = 0  # POST requests whose reply was sent whole (or dropped, or cut)
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._make_handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(
@@ -193,7 +194,13 @@ class FakeModelServer:
                 else:
                     self._send(404, {"error": {"type": "not_found", "message": self.path}})
                     return
-                reply = server._next(recorded)
+                try:
+                    self._answer(kind, body, server._next(recorded))
+                finally:
+                    with server._lock:
+                        server.answered += 1
+
+            def _answer(self, kind: str, body: dict[str, Any], reply: Reply) -> None:
                 if reply.delay:
                     time.sleep(reply.delay)
                 if reply.drop:
@@ -296,16 +303,30 @@ def _openai(body: dict[str, Any], reply: Reply) -> dict[str, Any]:
 
 
 def sigterm_once_asked(proc: subprocess.Popen[str], server: FakeModelServer, requests: int,
-                       what: str, within_s: float = 60) -> str:
-    """SIGTERM `proc` a second after `server` has received `requests` requests (so the replies
-    that were coming are back), and return its stderr; `proc` never outlives the call."""
+                       what: str, within_s: float = 60,
+                       settled: Callable[[], bool] | None = None) -> str:
+    """SIGTERM `proc` once `server` has received `requests` requests and sent whole the replies
+    of all but one (held), and once `settled()` says `proc` has taken them in (without it: a
+    second later), and return its stderr; `proc` never outlives the call."""
     try:
         deadline = time.monotonic() + within_s
         while len(server.requests) < requests and time.monotonic() < deadline:
             assert proc.poll() is None, proc.communicate()
             time.sleep(0.05)
         assert len(server.requests) == requests, f"{what} never sent {requests} requests"
-        time.sleep(1.0)
+        # The replies that were coming are back, counted from when they were sent, not from the
+        # last request (the first reply may still be on its way then, on a loaded machine).
+        while server.answered < requests - 1:
+            assert proc.poll() is None and time.monotonic() < deadline, (
+                f"{what}: {requests - 1} replies were never sent")
+            time.sleep(0.05)
+        if settled is None:
+            time.sleep(1.0)  # nothing outside `proc` shows it has read them: a grace period
+        else:
+            while not settled():
+                assert proc.poll() is None and time.monotonic() < deadline, (
+                    f"{what} never took in the replies that were back")
+                time.sleep(0.05)
         proc.send_signal(signal.SIGTERM)
         _, stderr = proc.communicate(timeout=30)
         return stderr

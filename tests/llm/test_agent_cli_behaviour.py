@@ -29,7 +29,13 @@ from autoresearch.proposers.agent import AgentProposer
 from autoresearch.proposers.agent import process as agent_process
 from autoresearch.proposers.base import ProposalContext
 from autoresearch.proposers.faults import FailedProposal, FatalProposerError, ProposerOutage
-from tests.llm.conftest import TARGET, MakeCtx, linked_session, make_config
+from tests.llm.conftest import (
+    TARGET,
+    MakeCtx,
+    agent_timeout_counts_from,
+    linked_session,
+    make_config,
+)
 from tests.support.git_repo import git
 
 
@@ -235,6 +241,9 @@ def test_an_agent_waiting_for_approval_times_out_naming_the_prompt_and_the_optio
         agents: Path, session: ProposalContext, monkeypatch: pytest.MonkeyPatch) -> None:
     mode(monkeypatch, "askwait")
     monkeypatch.setattr(agent_process, "GRACE_SECONDS", 0.5)
+    # The 2 s count from the prompt on (the agent writes its pid once it printed it): from the
+    # launch, a busy machine could spend them starting Python, and there would be no prompt.
+    agent_timeout_counts_from(Path(os.environ["FAKE_AGENT_PIDFILE"]), monkeypatch)
     with pytest.raises(FailedProposal) as info:
         agent(agent_timeout_seconds=2).propose(session)
     assert "did not finish within 2 s" in info.value.what

@@ -102,10 +102,13 @@ def test_long_retry_after_becomes_the_pause(server: FakeModelServer) -> None:
 
 @pytest.mark.parametrize("kind", PROVIDERS)
 def test_slow_response_times_out_and_is_retried(server: FakeModelServer, kind: str) -> None:
-    server.push(Reply(text="late", delay=1.5), Reply(text="on time"))
+    # Seconds, not tenths: on a loaded machine even the prompt reply took more than 0.4 s.
+    server.push(Reply(text="late", delay=20), Reply(text="on time"))
+    p = provider(server, kind, timeout_seconds=2)
+    p._sdk()  # imported before the clock starts: seconds on a busy machine, not the timeout's
     started = time.monotonic()
-    assert ask(provider(server, kind, timeout_seconds=0.4)) == "on time"
-    assert time.monotonic() - started < 1.4
+    assert ask(p) == "on time"
+    assert time.monotonic() - started < 15  # not the 20 s the late reply takes
 
 
 @pytest.mark.parametrize("kind", PROVIDERS)
@@ -358,7 +361,9 @@ def test_a_reply_that_drips_in_is_cut_at_the_calls_deadline(server: FakeModelSer
     p._sdk()  # imported before the clock starts: seconds on a busy machine, not the deadline's
     started = time.monotonic()
     assert ask(p) == "on time"
-    assert time.monotonic() - started < 1.0 + 2.0 + 2.0  # deadline, grace, the second call
+    # Deadline, grace, the second call (seconds on a busy machine): not the minutes the whole
+    # body would take to drip in.
+    assert time.monotonic() - started < 1.0 + 2.0 + 20.0
     server.push(*[Reply(text="x" * 200, drip=0.3)] * 2)
     with pytest.raises(ProposerOutage) as info:
         ask(provider(server, kind, timeout_seconds=1.0, max_retries=1))

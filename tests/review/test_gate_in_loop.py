@@ -12,6 +12,7 @@ that crashes leaves the keep standing and says so.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import sqlite3
@@ -327,6 +328,20 @@ def test_a_review_may_spend_only_what_is_left_of_the_session_budget(toy_repo: Pa
         session.close()
 
 
+def review_billed(repo: Path) -> bool:
+    """Whether the session's ledger holds a review's usage (read-only: never created here)."""
+    path = repo / ".autoresearch" / "ledger.db"
+    if not path.exists():
+        return False
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True,
+                                                timeout=5)) as db:
+            return bool(db.execute("SELECT COUNT(*) FROM usage WHERE purpose = 'review'")
+                        .fetchone()[0])
+    except sqlite3.OperationalError:  # not created yet, or busy: asked again
+        return False
+
+
 @pytest.mark.slow
 def test_sigterm_during_a_gate_review_keeps_the_calls_that_returned_billed(
         toy_repo: Path) -> None:
@@ -352,8 +367,11 @@ def test_sigterm_during_a_gate_review_keeps_the_calls_that_returned_billed(
             [sys.executable, "-m", "autoresearch", "run", "--repo", str(toy_repo), "--tag", "g",
              "--iterations", "2"], cwd=toy_repo, env=cli_env(), stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
-        # The first pass's reply is back and billed when the SIGTERM comes.
-        stderr = sigterm_once_asked(proc, server, 2, "the gate", within_s=120)
+        # The first pass's reply is back and billed when the SIGTERM comes: its usage row is
+        # waited for in the ledger (a fixed second after the reply was not always enough on a
+        # loaded machine), while the second pass is still held.
+        stderr = sigterm_once_asked(proc, server, 2, "the gate", within_s=120,
+                                    settled=lambda: review_billed(toy_repo))
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr
     ran = Ran(toy_repo, "g", subprocess.CompletedProcess([], 130))

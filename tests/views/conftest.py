@@ -244,7 +244,7 @@ def serve(repo: Path, tag: str | None = None, token: str | None = None,
                                            access_log=False, timeout_graceful_shutdown=5))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60  # seconds, not a moment, on a busy machine
     while not server.started:
         assert thread.is_alive() and time.monotonic() < deadline, "dashboard did not start"
         time.sleep(0.02)

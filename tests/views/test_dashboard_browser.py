@@ -81,8 +81,9 @@ def drawn_points(pg: Any) -> dict[str, int]:
     return result
 
 
-def wait_until(pg: Any, expression: str, timeout_s: float = 10.0) -> None:
-    """Poll a JS expression from Python.
+def wait_until(pg: Any, expression: str, timeout_s: float = 60.0) -> None:
+    """Poll a JS expression from Python (for up to a minute: headless Chromium beside a busy
+    test run can take seconds to load, connect and render).
 
     Playwright's wait_for_function evaluates its predicate with eval inside the page, which the
     dashboard's Content-Security-Policy forbids (on purpose); page.evaluate is not subject to it.
@@ -93,7 +94,7 @@ def wait_until(pg: Any, expression: str, timeout_s: float = 10.0) -> None:
         time.sleep(0.05)
 
 
-def shows_experiments(pg: Any, n: int, timeout_s: float = 10.0) -> None:
+def shows_experiments(pg: Any, n: int, timeout_s: float = 60.0) -> None:
     """Wait until the page has rendered `n` experiments (its table and chart are current)."""
     wait_until(pg, f"document.body.dataset.experiments === '{n}'", timeout_s)
 
@@ -159,6 +160,21 @@ def test_chart_table_and_diff(page: Any, live_repo: Path, tmp_path: Path) -> Non
     assert page.errors == []
 
 
+# Notes the id of every table row that gets the `fresh` class (the flash of a new row).
+FLASH_WATCH = """() => {
+    window.__flashed = [];
+    const note = (n) => {
+        if (n.nodeType === 1 && n.matches('tr.fresh') && !window.__flashed.includes(n.dataset.id))
+            window.__flashed.push(n.dataset.id);
+    };
+    new MutationObserver((changes) => changes.forEach((c) => {
+        c.addedNodes.forEach(note);
+        if (c.type === 'attributes') note(c.target);
+    })).observe(document.querySelector('#experiments tbody'),
+                { childList: true, subtree: true, attributes: true, attributeFilter: ['class'] });
+}"""
+
+
 def test_new_experiments_appear_without_reload(page: Any, live_repo: Path, tmp_path: Path) -> None:
     n, _, _ = ledger_counts(live_repo)
     answers: list[dict[str, Any]] = []
@@ -168,6 +184,11 @@ def test_new_experiments_appear_without_reload(page: Any, live_repo: Path, tmp_p
         page.goto(url + "/")
         shows_experiments(page, n)
         page.evaluate("window.__sameDocument = true")
+        # Rows that flash are noted as they do: the flash lasts 2.5 s and ends at the next
+        # render, which on a loaded machine can come (the session's end) before it is looked at.
+        page.evaluate(FLASH_WATCH)
+        before = page.locator("#experiments tbody tr").evaluate_all(
+            "(rows) => rows.map((r) => r.dataset.id)")
         # Resume the real session for two more experiments while the page is open.
         proc = autoresearch(live_repo, "run", "--iterations", str(n + 2), "--tag", "t")
         assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -176,10 +197,13 @@ def test_new_experiments_appear_without_reload(page: Any, live_repo: Path, tmp_p
         _, measured, kept = ledger_counts(live_repo)
         wait_until(page,
             "Chart.getChart('progress').data.datasets.slice(1)"
-            f".reduce((s, d) => s + d.data.length, 0) === {measured}", 5)
+            f".reduce((s, d) => s + d.data.length, 0) === {measured}")
         drawn = drawn_points(page)
         assert sum(drawn[k] for k in POINT_DATASETS) == measured and drawn["kept"] == kept
-        assert page.locator("#experiments tbody tr.fresh").count() >= 1  # the new rows flash
+        flashed = page.evaluate("window.__flashed")
+        new_ids = set(page.locator("#experiments tbody tr").evaluate_all(
+            "(rows) => rows.map((r) => r.dataset.id)")) - set(before)
+        assert flashed and set(flashed) <= new_ids, (flashed, new_ids)  # the new rows flash
         # After the first answer the page asked only for what changed, and got only that.
         updates = [a["body"] for a in answers if "since=" in a["url"]]
         assert updates and all(not u["full"] for u in updates)
@@ -336,7 +360,7 @@ def test_session_list_follows_new_sessions(page: Any, tmp_path: Path) -> None:
         page.evaluate("window.__sameDocument = true")
         # A new session starts while the page is open and nobody picked one: listed, and followed.
         run_toy_session(repo, iterations=2, tag="t2")
-        wait_until(page, "document.getElementById('branch').textContent === 'autoresearch/t2'", 15)
+        wait_until(page, "document.getElementById('branch').textContent === 'autoresearch/t2'")
         wait_until(page, "document.body.dataset.experiments === '2'")
         assert session_options(page) == ["t2", "t"]
         assert page.locator("#session-select").input_value() == "t2"
@@ -345,7 +369,7 @@ def test_session_list_follows_new_sessions(page: Any, tmp_path: Path) -> None:
         wait_until(page, "document.getElementById('branch').textContent === 'autoresearch/t' && "
                    "document.body.dataset.experiments === '3'")
         run_toy_session(repo, iterations=2, tag="t3")
-        wait_until(page, "document.querySelectorAll('#session-select option').length === 3", 15)
+        wait_until(page, "document.querySelectorAll('#session-select option').length === 3")
         assert session_options(page) == ["t3", "t2", "t"]
         time.sleep(0.5)  # any further update that could switch sessions has arrived by now
         assert page.inner_text("#branch") == "autoresearch/t"
@@ -429,8 +453,8 @@ def test_outliers_crowded_labels_and_axis(page: Any, crowded_repo: Path, tmp_pat
 
         # A narrow window scrolls the table inside its card; the page itself never widens.
         page.set_viewport_size({"width": 820, "height": 1000})
-        page.wait_for_timeout(300)
-        assert page.evaluate("document.documentElement.scrollWidth - innerWidth") == 0
+        # Waited for, not a fixed 300 ms: the chart follows the new width on a later frame.
+        wait_until(page, "document.documentElement.scrollWidth - innerWidth === 0")
         shoot(page, tmp_path, "dashboard-820px.png")
     assert page.errors == []
 
