@@ -19,7 +19,7 @@ import psutil
 import pytest
 
 from autoresearch import runner
-from autoresearch.process_tree import OWNER_ENV, kill_orphans, owner_token
+from autoresearch.process_tree import OWNER_ENV, kill_orphans, owner_alive, owner_token
 from autoresearch.runner import RunOutcome, RunSpec, kill_leftovers, log_tail, run_command
 
 PY = sys.executable
@@ -694,6 +694,28 @@ def test_orphans_are_killed_and_live_sessions_runs_are_not(prefix: str) -> None:
         for p in (orphan, live, unmarked):
             p.kill()
             p.wait()
+
+
+def test_an_owner_stays_alive_when_the_boot_time_moves_by_whole_seconds(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A start time is the ticks since boot plus /proc/stat's boot time, whole seconds that
+    move when the wall clock is adjusted: a suite run saw a live owner judged dead, and its run
+    killed as an orphan, when it moved. Another process at the pid differs by a fraction."""
+    import psutil
+
+    token = owner_token()
+    pid, start = token.split(":")
+    assert owner_alive(token)
+    for moved in (1.0, -1.0, 3600.0):
+        monkeypatch.setattr(psutil.Process, "create_time",
+                            lambda self, moved=moved: float(start) + moved)
+        assert owner_alive(token), moved
+    for other in (0.01, 0.5, 1.02, -2.99):  # a clock tick or more off a whole second
+        monkeypatch.setattr(psutil.Process, "create_time",
+                            lambda self, other=other: float(start) + other)
+        assert not owner_alive(token), other
+    monkeypatch.undo()
+    assert not owner_alive(f"{pid}:{float(start) - 1e6:.3f}")  # beyond any move of the clock
 
 
 def test_log_tail(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ parallel experiments finished in.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -65,8 +66,9 @@ class ScriptedProposer(Proposer):
         if not free:
             return None
         self.assigned[ctx.experiment_id] = free[0]
-        # Atomically: the kill -9 tests may kill the session in the middle of this write.
-        tmp = self._assignments.with_suffix(".tmp")
+        # Atomically: the kill -9 tests may kill the session in the middle of this write. The
+        # temporary file is this process's own: two sessions may share the script.
+        tmp = self._assignments.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(json.dumps(self.assigned))
         tmp.replace(self._assignments)
         item = self.items[free[0]]
