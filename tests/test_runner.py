@@ -809,6 +809,11 @@ def test_a_watchdog_knows_its_orchestrator_by_start_time_not_pid_alone() -> None
     created = psutil.Process(os.getpid()).create_time()
     assert Descendants(os.getpid(), float(f"{created:.3f}")).watching  # as the token says
     assert not Descendants(os.getpid(), created - 0.5).watching  # another process's pid
+    # The boot time moves by whole seconds with the wall clock: still the token's process.
+    for moved in (1.0, -1.0, 3600.0):
+        assert Descendants(os.getpid(), float(f"{created + moved:.3f}")).watching, moved
+    for other in (0.01, 1.02, -2.99, 1e6):
+        assert not Descendants(os.getpid(), created + other).watching, other
 
 
 def test_a_session_number_taken_again_since_is_not_the_one_found() -> None:

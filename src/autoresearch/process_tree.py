@@ -36,6 +36,8 @@ from typing import Protocol
 
 import psutil
 
+from autoresearch.process_start import same_start
+
 __all__ = [
     "OWNER_ENV",
     "RUN_ID_ENV",
@@ -54,13 +56,6 @@ OWNER_ENV = "AUTORESEARCH_RUN_OWNER"
 
 _READ_CHUNK = 1 << 16
 _PROCFS = sys.platform.startswith("linux") and os.path.isdir("/proc/self")
-# psutil's create_time() is the clock ticks since boot (exact to 10 ms on Linux) plus the boot
-# time, which /proc/stat gives in whole seconds and which moves when the wall clock is adjusted
-# (NTP): the same process then reads a whole number of seconds away from its token. An owner
-# whose start time differs by a fraction of a second more than this is another process that
-# reused the pid.
-_SAME_START_S = 0.005
-_BOOT_TIME_MOVES_S = 86_400  # how far the boot time may have moved since the token was made
 
 
 class _Stepper(Protocol):
@@ -91,21 +86,13 @@ def owner_alive(token: str) -> bool:
     try:
         pid = int(raw_pid)
         proc = psutil.Process(pid)
-        if raw_start and not _same_start(proc.create_time(), float(raw_start)):
+        if raw_start and not same_start(proc.create_time(), float(raw_start)):
             return False
         return proc.status() != psutil.STATUS_ZOMBIE
     except (ValueError, psutil.NoSuchProcess):
         return False
     except psutil.AccessDenied:
         return True  # it exists; we may not look at it, so we may not call it dead
-
-
-def _same_start(now: float, recorded: float) -> bool:
-    """Whether a start time read now is the one a token recorded, the boot time's moves aside
-    (judged without them, a suite run saw a live owner called dead, and its run killed as an
-    orphan)."""
-    moved = round(now - recorded)
-    return abs(now - recorded - moved) <= _SAME_START_S and abs(moved) <= _BOOT_TIME_MOVES_S
 
 
 def owned_prefix(prefix: str) -> str:

@@ -33,6 +33,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from autoresearch.process_start import same_start
+
 if TYPE_CHECKING:
     import psutil
 
@@ -110,7 +112,7 @@ class Descendants:
     def __init__(self, root: int, created: float | None = None) -> None:
         self._root = root
         self._root_start = start_time(root) if _proc_is_ours() else None
-        if created is not None and self._root_start is not None and not _same_start(
+        if created is not None and self._root_start is not None and not _started_at(
                 root, created):
             self._root_start = None
         self._me = os.getpid()
@@ -241,20 +243,22 @@ def _proc_is_ours() -> bool:
         return False
 
 
-def _same_start(pid: int, created: float) -> bool:
-    """Whether ``pid`` started at ``created`` (seconds since the epoch, psutil's measure, to
-    within its 10 ms ticks): the owner token's process, not one that reused its pid."""
+def _started_at(pid: int, created: float) -> bool:
+    """Whether ``pid`` started at ``created`` (seconds since the epoch, psutil's measure, as
+    the owner token records it): the token's process, not one that reused its pid. The boot
+    time's whole-second moves are allowed for as `process_start` says (judged without them, the
+    watchdog of a live orchestrator would stop watching its tree and rely on the pipe alone)."""
     ticks = start_time(pid)
     if ticks is None:
         return False
     if not _PROCFS:
-        return abs(float(ticks) - created) <= 0.05
+        return same_start(float(ticks), created)
     try:
         with open("/proc/stat", "rb") as f:
             boot = next(int(line.split()[1]) for line in f if line.startswith(b"btime "))
     except (OSError, StopIteration, ValueError):
         return True  # cannot tell: the pid alone, as before
-    return abs(boot + int(ticks) / _CLOCK_TICKS - created) <= 0.05  # psutil's own sum
+    return same_start(boot + int(ticks) / _CLOCK_TICKS, created)  # psutil's own sum
 
 
 def _ticks_now() -> int:
