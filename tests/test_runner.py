@@ -816,6 +816,19 @@ def test_a_watchdog_knows_its_orchestrator_by_start_time_not_pid_alone() -> None
         assert not Descendants(os.getpid(), created + other).watching, other
 
 
+def test_clock_ticks_since_boot_are_read_exactly() -> None:
+    """Read through a float, 1230.09 s made 123008 ticks: a leader started in the tick the
+    session was found in then looked younger than the finding (a suite run failed on it)."""
+    from autoresearch.watchdog import _CLOCK_TICKS, uptime_ticks
+
+    assert _CLOCK_TICKS == 100  # Linux's USER_HZ, which the figures below assume
+    assert uptime_ticks("1230.09") == 123009
+    assert uptime_ticks("0.29") == 29
+    assert uptime_ticks("17") == 1700
+    assert uptime_ticks("3.5") == 350
+    assert all(uptime_ticks(f"{s}.{c:02d}") == 100 * s + c for s in range(300) for c in range(100))
+
+
 def test_a_session_number_taken_again_since_is_not_the_one_found() -> None:
     """A session found to be made inside the tree may empty and its number go to a session an
     unrelated process makes later: one whose leader is younger than the finding is not ours."""

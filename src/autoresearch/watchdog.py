@@ -205,7 +205,7 @@ _SESSION_CHECKS_PER_SCAN = 20  # each reads every process's session: a setsid() 
 
 
 _PROCFS = sys.platform.startswith("linux") and os.path.isdir("/proc/self/task")
-_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+_CLOCK_TICKS: int = int(os.sysconf("SC_CLK_TCK")) if hasattr(os, "sysconf") else 100
 
 
 def start_time(pid: int) -> str | None:
@@ -265,9 +265,18 @@ def _ticks_now() -> int:
     """Clock ticks since boot, the unit of a process's start time in /proc."""
     try:
         with open("/proc/uptime", "rb") as f:
-            return int(float(f.read().split()[0]) * _CLOCK_TICKS)
+            return uptime_ticks(f.read().split()[0].decode())
     except (OSError, ValueError, IndexError):
         return 0
+
+
+def uptime_ticks(seconds: str) -> int:
+    """/proc/uptime's seconds (``"1230.09"``) as clock ticks, exactly: through a float, 1 in 22
+    values lost a tick (1230.09 × 100 = 123008.99…), and a session found in the same tick as
+    its leader started was then taken for another's."""
+    whole, _, fraction = seconds.partition(".")
+    scale: int = 10 ** len(fraction)
+    return int(whole) * _CLOCK_TICKS + int(fraction or 0) * _CLOCK_TICKS // scale
 
 
 def _all_pids() -> list[int]:
