@@ -12,7 +12,10 @@ import pytest
 
 from tests.conftest import CONFIG, SCORE_PY, git, make_repo, run_cli
 
-TUNE = '\n[proposer]\nname = "tune"\n\n[knobs]\n"target.py:X" = "float(0, 10)"\n'
+# Seeded, so the sessions here are reproducible. Unseeded, tune's first step from X = 3 goes down
+# (worse) half the time, and the guard test below, which must keep one of two candidates, failed
+# ~4.5% of runs. Under seed 2 the first candidate steps up, X 3 → 4.05, and is kept.
+TUNE = '\n[proposer]\nname = "tune"\nseed = 2\n\n[knobs]\n"target.py:X" = "float(0, 10)"\n'
 
 
 def flat(text: str) -> str:
