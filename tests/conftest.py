@@ -60,6 +60,18 @@ CONFIG = textwrap.dedent(
 )
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`make test` spreads the suite over pytest-xdist workers (`--dist loadgroup`). A file's
+    tests stay together on one worker: its module fixtures are built once, and its tests were
+    written to run one after another. The Ray files form one group: each starts a head node,
+    and two heads on one machine contend for Ray's fixed default ports (its client server's,
+    its dashboard agent's)."""
+    for item in items:
+        name = item.path.name
+        group = "ray" if name.startswith("test_ray_") else str(item.path.relative_to(TESTS))
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 @pytest.fixture
 def toy_repo(tmp_path: Path) -> Path:
     """A repo with target.py (X = 3.0), a protected score.py and a config minimising (X-7)²."""

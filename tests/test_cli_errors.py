@@ -383,7 +383,7 @@ def test_check_says_an_evaluation_input_is_missing_as_run_would(tmp_path: Path) 
     missing = tmp_path / "no-such-dataset"
     repo = broken(tmp_path, CONFIG.replace("budget_seconds = 5",
                                            f'budget_seconds = 5\ninputs = ["{missing}"]'))
-    checked = run_cli(repo, "check")
+    checked = run_cli(repo, "check", env={"COLUMNS": "300"})  # the path whole, on one line
     assert checked.returncode != 0, checked.stdout
     assert f"the evaluation input {missing} does not exist" in " ".join(checked.stdout.split())
     assert "ready:" not in checked.stdout
