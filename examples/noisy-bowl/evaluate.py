@@ -12,6 +12,10 @@ import random
 
 import params
 
+# Seeded from the run's seed, as every script should be (README "Seeds"): a session replays
+# exactly (its tests cannot fail by a lucky draw), and run by hand it draws afresh.
+seed = os.environ.get("AUTORESEARCH_SEED")
+random.seed(int(seed) if seed else None)
 noise = float(os.environ.get("NOISE", "0.01"))
 loss = (
     1.0
