@@ -16,7 +16,6 @@ from tests.conftest import CONFIG, SCORE_PY, edit_config, run_cli
 from tests.support.git_repo import git, make_repo
 
 TUNE = '\n[proposer]\nname = "tune"\n\n[knobs]\n"target.py:X" = "float(0, 10)"\n'
-WIDE = {"COLUMNS": "300"}  # a temporary path said whole, not broken across lines by rich
 
 
 def flat(text: str) -> str:
@@ -144,7 +143,7 @@ def test_check_refuses_a_resume_on_changed_evaluation_inputs(tmp_path: Path) -> 
 
     outside.write_text("7.5\n")  # while no session runs: the hash recorded at its start differs
     expected = f"the evaluation inputs differ from when the session started: {outside}"
-    out = refused(run_cli(repo, "check", env=WIDE),
+    out = refused(run_cli(repo, "check"),
                   f"✗ `autoresearch run` would refuse to resume session r: {expected}")
     assert "where: [verify] inputs" in out
     assert "fix: restore them as they were" in out and "another --tag" in out

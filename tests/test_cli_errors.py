@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 import textwrap
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import CONFIG, SCORE_PY, git, make_repo, run_cli
+from tests.conftest import CONFIG, SCORE_PY, cli_env, git, make_repo, run_cli
 
 
 def broken(tmp_path: Path, config: str) -> Path:
@@ -383,10 +385,26 @@ def test_check_says_an_evaluation_input_is_missing_as_run_would(tmp_path: Path) 
     missing = tmp_path / "no-such-dataset"
     repo = broken(tmp_path, CONFIG.replace("budget_seconds = 5",
                                            f'budget_seconds = 5\ninputs = ["{missing}"]'))
-    checked = run_cli(repo, "check", env={"COLUMNS": "300"})  # the path whole, on one line
+    checked = run_cli(repo, "check")
     assert checked.returncode != 0, checked.stdout
     assert f"the evaluation input {missing} does not exist" in " ".join(checked.stdout.split())
     assert "ready:" not in checked.stdout
+
+
+def test_a_long_path_is_printed_whole_when_the_output_is_not_a_terminal(tmp_path: Path) -> None:
+    # Written to a pipe or a log, rich wrapped at 80 columns and broke such a path mid-word: a
+    # path copied from a night's log carried a line break.
+    missing = tmp_path / ("a-dataset-directory-with-a-long-name-" * 3) / "and-a-file-in-it.bin"
+    repo = broken(tmp_path, CONFIG.replace("budget_seconds = 5",
+                                           f'budget_seconds = 5\ninputs = ["{missing}"]'))
+    env = {k: v for k, v in cli_env().items() if k not in ("COLUMNS", "LINES")}
+    for command in ("check", "run"):
+        result = subprocess.run([sys.executable, "-m", "autoresearch", command, "--repo", str(repo)],
+                                cwd=repo, env=env, capture_output=True, text=True, timeout=300,
+                                stdin=subprocess.DEVNULL)
+        lines = (result.stdout + result.stderr).splitlines()
+        assert result.returncode != 0, lines
+        assert any(str(missing) in line for line in lines), lines
 
 
 def test_a_ray_address_without_the_ray_executor_is_refused(tmp_path: Path) -> None:

@@ -42,8 +42,7 @@ def test_an_agent_that_changes_an_evaluation_input_stops_the_session(toy_repo: P
                                                                     tmp_path: Path) -> None:
     outside = outside_repo(toy_repo, tmp_path)
     use_agent(toy_repo, AGENT.format(outside=outside), tmp_path)
-    result = run_cli(toy_repo, "run", "--tag", "o", "--iterations", "3", timeout=240,
-                     env={"COLUMNS": "300"})  # the path whole, on one line
+    result = run_cli(toy_repo, "run", "--tag", "o", "--iterations", "3", timeout=240)
     assert result.returncode == 3, result.stdout + result.stderr
     assert (f"an evaluation input ([verify] inputs) changed while the session used it: "
             f"{outside} (written)") in " ".join(result.stdout.split()), result.stdout

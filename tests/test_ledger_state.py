@@ -142,15 +142,12 @@ COMMANDS = [("run", "--tag", "t", "--iterations", "5"), ("run",), ("status",), (
             ("review", "--session", "t", "--offline"), ("review", "--offline")]
 
 
-WIDE = {"COLUMNS": "500"}  # rich wraps at 80 columns otherwise, splitting paths
-
-
 def run_command(repo: Path, args: tuple[str, ...]) -> subprocess.CompletedProcess[str]:
     if args[0] == "demo":  # demo takes the project directory, not --repo
         return subprocess.run([sys.executable, "-m", "autoresearch", "demo", "--dir", str(repo)],
-                              cwd=repo.parent, env=cli_env(WIDE), capture_output=True,
+                              cwd=repo.parent, env=cli_env(), capture_output=True,
                               text=True, timeout=120, stdin=subprocess.DEVNULL)
-    return run_cli(repo, *args, env=WIDE, timeout=120)
+    return run_cli(repo, *args, timeout=120)
 
 
 def assert_refused(repo: Path, args: tuple[str, ...], expected: str, *, survivors: bool) -> None:

@@ -14,6 +14,10 @@ control character (C0 but tab and newline, DEL, C1) is dropped, and a bidirectio
 shown as a visible marker, ⟨U+202E⟩ (see `unicode_controls`). rich's
 own styling is not text but a segment style, applied after this, and its cursor movements (the
 live panel's) are control segments, left alone.
+
+When its output is not a terminal (a log file, a pipe, a CI job), a line is printed whole: rich
+would otherwise wrap it at 80 columns, breaking a long path or command mid-word, so what a user
+copies from a log would carry a line break. Tables still fit the width (`COLUMNS`, else 80).
 """
 
 from __future__ import annotations
@@ -40,7 +44,21 @@ class SafeConsole(Console):
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("highlight", False)
+        chosen_soft_wrap: bool | None = kwargs.pop("soft_wrap", None)
         super().__init__(**kwargs)
+        self._chosen_soft_wrap = chosen_soft_wrap
+
+    @property
+    def soft_wrap(self) -> bool:
+        """Whether `print` leaves a line unwrapped: as chosen, else whenever the output is not a
+        terminal (read at each print: a test runner may swap sys.stdout after this is made)."""
+        if self._chosen_soft_wrap is not None:
+            return self._chosen_soft_wrap
+        return not self.is_terminal
+
+    @soft_wrap.setter
+    def soft_wrap(self, value: bool) -> None:
+        self._chosen_soft_wrap = value
 
     def render(self, renderable: RenderableType,
                options: ConsoleOptions | None = None) -> Iterable[Segment]:
