@@ -9,7 +9,7 @@ import sqlite3
 from pathlib import Path
 
 from autoresearch.headline import Headline
-from autoresearch.policy import Interval
+from autoresearch.policy import Interval, paired_interval
 from tests.conftest import edit_config, git, run_cli, use_script
 
 
@@ -102,6 +102,27 @@ def test_every_repeat_has_its_own_seed_and_kth_runs_share_theirs(toy_repo: Path)
     # The candidate's first run shares the baseline's first seed: they differ by the change
     # alone, (6 - 7)² - (3 - 7)² = -15, to the last digit.
     assert abs((best[0] - base[0]) - (-15.0)) < 1e-9
+
+
+def test_pairs_whose_shared_seed_cancels_the_noise_are_not_called_identical_runs() -> None:
+    # Noise drawn from the run's seed and added to the score, with each pair's two runs sharing
+    # their seed: every pair differs by 15 but for float rounding. It was shown as "[+15, +15]
+    # at 95%" (an interval of rounding error), or, where the rounding happened to agree, as "the
+    # runs were identical ... give each run its own seed" though each run had its own.
+    pairs = [(1.0 + n, 16.0 + n) for n in (0.0123456, -0.0371, 0.0449)]
+    shared = Headline(best_id="t-0002", best_commit="b", baseline_commit="a", pairs=pairs,
+                      interval=paired_interval(pairs, "minimize"), failures=[])
+    said = shared.describe("score")
+    assert ("best vs baseline +15 score in every pair; the runs varied, but each pair's two runs "
+            "shared a seed and the noise it drew cancelled") in said, said
+    assert "identical" not in said and "[+15, +15]" not in said
+    assert shared.data()["low"] == shared.data()["high"] == shared.data()["estimate"]
+    # Runs that were the same every time: a fixed seed hides the noise, and the fix is said.
+    same = [(1.0, 16.0)] * 3
+    fixed = Headline(best_id="t-0002", best_commit="b", baseline_commit="a", pairs=same,
+                     interval=paired_interval(same, "minimize"), failures=[])
+    assert ("the runs were identical, so the noise is hidden, not zero (give each run its own "
+            "seed: {seed}") in fixed.describe("score")
 
 
 def test_finalize_verify_reuses_the_recorded_runs_of_the_same_trees(toy_repo: Path) -> None:

@@ -55,6 +55,17 @@ def test_paired_interval_is_a_t_interval_on_signed_differences() -> None:
     assert one.low == -math.inf and one.high == math.inf
 
 
+def test_pairs_that_differ_only_by_rounding_have_no_spread() -> None:
+    # (1 + n) - (16 + n) is -15 but for the last bits of each float: no interval of that width.
+    rounded = paired_interval([(1.0 + n, 16.0 + n) for n in (0.0123456, -0.0371, 0.0449)],
+                              "minimize")
+    assert rounded.zero_noise and rounded.low == rounded.high == rounded.estimate
+    assert rounded.estimate == pytest.approx(15.0)
+    # A real spread, however small against the values, is not rounding.
+    small = paired_interval([(1.0, 16.0), (1.0 + 1e-9, 16.0)], "minimize")
+    assert not small.zero_noise and small.low < small.estimate < small.high
+
+
 def test_headline_pairs_grow_as_the_claim_shrinks_relative_to_the_noise() -> None:
     from autoresearch.policy import headline_pairs
 

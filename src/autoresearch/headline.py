@@ -58,10 +58,9 @@ class Headline:
                  "did not reproduce (too few runs to see luck, or with several workers a verify "
                  "command that shares a path, port or lock between slots: AUTORESEARCH_SLOT)"
                  if iv.high < 0 else "")
-        if iv.pairs >= 2 and iv.low == iv.high:
+        if iv.zero_noise:
             return (f"headline re-measured over {iv.pairs} pairs: best vs baseline "
-                    f"{iv.estimate:+.4g} {metric} in every pair; the runs were identical, so the "
-                    "noise is hidden, not zero (give each run its own seed: {seed})" + worse)
+                    f"{iv.estimate:+.4g} {metric} in every pair; {self._why_no_spread()}" + worse)
         span = ("" if not math.isfinite(iv.low) else
                 f" [{iv.low:+.4g}, {iv.high:+.4g}] at {iv.confidence:.0%}")
         covers = " (covers 0: not shown to be better)" if iv.covers(0.0) else ""
@@ -70,6 +69,20 @@ class Headline:
         return (f"headline re-measured over {iv.pairs} interleaved pair{'s' * (iv.pairs != 1)}: "
                 f"best vs baseline improves {metric} by {iv.estimate:+.4g}{span}{covers}{worse}"
                 f"{cut}")
+
+    def _why_no_spread(self) -> str:
+        """Why every pair gave the same difference: identical runs (a fixed seed hides the noise)
+        or runs that varied together (the pair's shared seed drew the same noise for both)."""
+        def varied(values: list[float]) -> bool:
+            finite = [v for v in values if math.isfinite(v)]
+            return bool(finite) and max(finite) - min(finite) > 1e-12 * max(map(abs, finite))
+
+        if varied([best for best, _ in self.pairs]) or varied([base for _, base in self.pairs]):
+            return ("the runs varied, but each pair's two runs shared a seed and the noise it drew "
+                    "cancelled in their difference, so the pairs cannot show how far the gain "
+                    "would move under noise that does not")
+        return ("the runs were identical, so the noise is hidden, not zero (give each run its own "
+                "seed: {seed}, or AUTORESEARCH_SEED)")
 
     def data(self) -> dict[str, Any]:
         iv = self.interval

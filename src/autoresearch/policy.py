@@ -147,6 +147,9 @@ class Interval:
         return self.pairs >= 2 and self.low == self.high
 
 
+_ROUNDING = 1e-12  # differences closer than this, relative to the values, differ by rounding
+
+
 def paired_interval(pairs: Sequence[tuple[float, float]], direction: str,
                     confidence: float = 0.95) -> Interval:
     """Improvement of `a` over `b` from interleaved (a, b) pairs: a t interval on the differences.
@@ -160,6 +163,12 @@ def paired_interval(pairs: Sequence[tuple[float, float]], direction: str,
     mean = fmean(diffs)
     if len(diffs) < 2:
         return Interval(mean, -math.inf, math.inf, len(diffs), confidence)
+    if max(diffs) - min(diffs) <= _ROUNDING * max(abs(v) for pair in pairs for v in pair
+                                                  if math.isfinite(v)):
+        # The same difference in every pair but for float rounding (0.1701 and
+        # 0.17010000000000003): an interval of rounding error would claim a width nothing
+        # measured, so it is the zero-width one `Interval.zero_noise` flags.
+        return Interval(mean, mean, mean, len(diffs), confidence)
     se = stdev(diffs) / math.sqrt(len(diffs))
     half = t_quantile(0.5 + confidence / 2, len(diffs) - 1) * se
     return Interval(mean, mean - half, mean + half, len(diffs), confidence)
