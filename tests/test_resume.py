@@ -119,6 +119,26 @@ def test_resume_after_sigkill_of_the_orchestrator(toy_repo: Path) -> None:
 
 
 @pytest.mark.slow
+def test_a_resume_without_n_completes_the_n_the_session_was_run_with(toy_repo: Path) -> None:
+    # The hint a stopped session shows is `autoresearch run`, without the -n: followed, a
+    # session run with -n 4 ran on to its 20th experiment and beyond.
+    killed_during(toy_repo, 2, iterations=4)
+    result = run_cli(toy_repo, "run", "--tag", "t")
+    assert result.returncode == 0, result.stdout + result.stderr
+    said = " ".join(result.stdout.split())
+    assert "resuming toward -n 4, the limit this session was run with (1 of 4 done)" in said
+    assert "reached 4 experiments" in said, said
+    assert_consistent(toy_repo, 4)
+    # A limit reached is not applied again: a given -n goes on from there, and is remembered.
+    more = run_cli(toy_repo, "run", "--tag", "t", "-n", "5")
+    assert more.returncode == 0 and "resuming toward" not in more.stdout, more.stdout
+    assert_consistent(toy_repo, 5)
+    limits = [r[0] for r in query(toy_repo, "SELECT data_json FROM events WHERE kind = 'limit' "
+                                  "ORDER BY id")]
+    assert limits == ['{"iterations": 4}', '{"iterations": 5}']
+
+
+@pytest.mark.slow
 def test_ctrl_c_records_interrupted_and_resume_completes_n(toy_repo: Path) -> None:
     use_script(toy_repo, SLOW)
     proc = start(toy_repo, "--tag", "t", "--iterations", "4")

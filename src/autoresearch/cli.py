@@ -177,7 +177,7 @@ def run(
     tag: TagOpt = None,
     iterations: Annotated[int | None, typer.Option("--iterations", "-n", min=1, help=(
         "Stop after N experiments in the session in total (the baseline counts); "
-        "a resumed run completes the same N."))] = None,
+        "a resumed run completes the same N, remembered when -n is not given again."))] = None,
     until: Annotated[str | None, typer.Option(help=(
         "Be done after this long (8h, 90m): no experiment starts that would end past it, the "
         "verification of the best included."))] = None,
@@ -201,7 +201,7 @@ def run_session(root: Path, tag: str | None, iterations: int | None,
                 until_s: float | None, workers: int | None = None,
                 **run: str | None) -> int:
     """Open (or resume) a session, loop until a limit, print the summary; returns an exit code."""
-    from autoresearch import scheduler
+    from autoresearch import run_limit, scheduler
     from autoresearch.display import make_display, show_failed_log
     from autoresearch.session import Session, SessionStopped
     from autoresearch.stop_signals import (
@@ -222,6 +222,10 @@ def run_session(root: Path, tag: str | None, iterations: int | None,
         status = "stopped"
         try:  # from here on, any stop (Ctrl-C, a signal, a closed pipe) closes the session
             resumed = _announce(session, config, display, tag_)
+            iterations, taken = run_limit.for_this_run(session.ledger, session.row, iterations,
+                                                       resumed)
+            if taken:
+                console.print(escape(taken))
             worked = session.worked_seconds()
             limits = scheduler.effective_limits(config, iterations, until_s, started, worked)
             display.start()
