@@ -407,6 +407,27 @@ def test_a_long_path_is_printed_whole_when_the_output_is_not_a_terminal(tmp_path
         assert any(str(missing) in line for line in lines), lines
 
 
+def test_a_metric_lost_in_a_cut_log_is_said_to_be_lost_there_not_missing(tmp_path: Path) -> None:
+    # 300 KB of one unbroken line, the score, 300 KB more, under a 0.1 MB log cap: the score is
+    # in the part cut from the middle. It was "exit 0 but no score in the output", blaming the
+    # script, and check offered the cut's own marker line as a metric named "autoresearch".
+    noisy = ("import sys\nsys.stdout.write('x' * 300_000)\nprint('\\nscore: 1.5')\n"
+             "sys.stdout.write('x' * 300_000)\n")
+    repo = make_repo(tmp_path / "repo", {
+        "target.py": "X = 3.0  # knob: float(0, 10)\n", "score.py": noisy,
+        "autoresearch.toml": CONFIG.replace("budget_seconds = 5",
+                                            "budget_seconds = 5\nmax_log_mb = 0.1")})
+    lost = ("exit 0 but no score in the output (kv format); the log was cut at [verify] "
+            "max_log_mb = 0.1 and ")
+    checked = run_cli(repo, "check")
+    said = " ".join(checked.stdout.split())
+    assert checked.returncode != 0 and lost in said, said
+    assert "print the metric near the end of the output, or raise max_log_mb" in said
+    assert "autoresearch" not in said.split("kv format: expected lines like")[1], said
+    result = run_cli(repo, "run", "--iterations", "1")
+    assert result.returncode == 5 and lost in " ".join(result.stdout.split()), result.stdout
+
+
 def test_a_ray_address_without_the_ray_executor_is_refused(tmp_path: Path) -> None:
     # It was ignored: the session ran on this machine while the user thought of a cluster.
     repo = make_repo(tmp_path / "repo", {"target.py": "X = 3.0  # knob: float(0, 10)\n",

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
-__all__ = ["BoundedLog"]
+__all__ = ["BoundedLog", "dropped_from", "without_marker"]
+
+# The line a cut leaves in the log; the command's output never holds it (see `without_marker`).
+_MARKER = re.compile(r"^\[autoresearch: (\d+) bytes of output dropped here\]$", re.MULTILINE)
 
 _READ_CHUNK = 1 << 16
 _MIN_LOG_BYTES = 4096
@@ -82,3 +86,16 @@ class BoundedLog:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+
+
+def dropped_from(text: str) -> int:
+    """How many bytes of the output a cut log says it dropped (0 when it was never cut)."""
+    found = _MARKER.findall(text)
+    return int(found[-1]) if found else 0
+
+
+def without_marker(text: str) -> str:
+    """A log's text without the cut's marker line: it is the harness's note, not the command's
+    output, so no metric is read from it (`[autoresearch: 4902094 bytes …]` is not a metric
+    named autoresearch)."""
+    return _MARKER.sub("", text)

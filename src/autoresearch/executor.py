@@ -35,6 +35,7 @@ from types import MappingProxyType
 from typing import Any, Protocol
 
 from autoresearch import gitops, guardrails, worktree_seal
+from autoresearch.bounded_log import dropped_from, without_marker
 from autoresearch.config import CONFIG_NAME, Config
 from autoresearch.errors import ConfigError
 from autoresearch.evaluation_inputs import EvaluationInputs
@@ -300,6 +301,17 @@ def make_executor(config: Config, stop: threading.Event | None = None, workers: 
     return built
 
 
+def _cut_note(text: str, config: Config) -> str:
+    """Why the metric may be missing from a log cut at its size cap: it was printed in the part
+    dropped from the middle (empty when the log was not cut)."""
+    dropped = dropped_from(text)
+    if not dropped:
+        return ""
+    return (f"; the log was cut at [verify] max_log_mb = {config.verify.max_log_mb:g} and "
+            f"{dropped} bytes from the middle of the output were dropped, so a value printed "
+            "there is lost: print the metric near the end of the output, or raise max_log_mb")
+
+
 def classify(
     config: Config, exit_code: int | None, timed_out: bool, interrupted: bool, log_path: Path,
     timeout_s: float | None = None,
@@ -311,7 +323,7 @@ def classify(
         text = log_path.read_text(encoding="utf-8", errors="replace")
     except FileNotFoundError:
         text = ""
-    metrics = parse_metrics(text, metric.format, metric.patterns or None)
+    metrics = parse_metrics(without_marker(text), metric.format, metric.patterns or None)
     wanted = set(config.recorded_metrics())
     kept = {k: v for k, v in metrics.items() if k in wanted}
     if interrupted:
@@ -322,7 +334,8 @@ def classify(
         return "crash", f"exit code {exit_code}", None, kept
     value = metrics.get(metric.name)
     if value is None:
-        return "crash", f"exit 0 but no {metric.name} in the output ({metric.format} format)", None, kept
+        return "crash", (f"exit 0 but no {metric.name} in the output ({metric.format} format)"
+                         + _cut_note(text, config)), None, kept
     if not math.isfinite(value):
         return "crash", f"{metric.name} is {value} (not finite)", None, kept
     return "ok", "", value, kept

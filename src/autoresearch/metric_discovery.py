@@ -15,6 +15,7 @@ import json
 import re
 from dataclasses import dataclass
 
+from autoresearch.bounded_log import without_marker
 from autoresearch.metrics import (
     MetricFormat,
     parse_metric_value,
@@ -110,7 +111,7 @@ def _labelled_numbers(line: str) -> list[tuple[str, str, float]]:
 def candidates(text: str, limit: int = 12) -> list[Candidate]:
     """The numbers printed last (most recent first, one per name), with a way to capture each
     that reads back the same value from the whole output."""
-    text = without_terminal_codes(text)
+    text = without_marker(without_terminal_codes(text))
     lines = text.splitlines()[-_SCAN_LINES:]
     out: dict[str, Candidate] = {}
     for line in reversed(lines):
