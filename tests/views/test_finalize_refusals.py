@@ -1,11 +1,14 @@
 """What `finalize` refuses, and what it then says: a branch it would move under someone's work,
-and a session branch that was deleted or reset although the ledger has kept experiments."""
+a session branch that was deleted or reset although the ledger has kept experiments, and a
+--prefix that makes no branch name of finalize's own."""
 
 from __future__ import annotations
 
 import re
 import shlex
 from pathlib import Path
+
+import pytest
 
 from tests.views.conftest import autoresearch, copy_repo
 from tests.views.ledger_factory import build_session, git
@@ -72,3 +75,39 @@ def test_a_deleted_or_reset_session_branch_with_keeps_gets_the_restore_command(
         git(repo, *shlex.split(command.group(1))[1:])  # the fix, as printed
         assert git(repo, "rev-parse", "autoresearch/t") == tip
         assert autoresearch(repo, "finalize").returncode == 0
+
+
+@pytest.mark.parametrize(("prefix", "why"), [
+    ("", "--prefix '' is empty: finalize's branches would be mixed with every other branch"),
+    ("refs/heads/", "a branch named refs/heads/01-… (the ref refs/heads/refs/heads/01-…) would "
+                    "be ambiguous with the ref refs/heads/01-…"),
+    ("tags/{tag}/", "--prefix 'tags/{tag}/' (for this session: 'tags/demo/') starts with tags/"),
+    ("HEAD", "makes names such as HEAD01-…, which read as git's own HEAD"),
+    ("ORIG_HEAD/", "makes names such as ORIG_HEAD/01-…, which read as git's own HEAD"),
+], ids=["empty", "refs", "tags", "HEAD", "ORIG_HEAD"])
+def test_a_prefix_that_makes_no_branch_of_finalizes_own_is_a_bad_option(
+        tmp_path: Path, prefix: str, why: str) -> None:
+    """An empty prefix (every branch of the repository would be under it), one in git's own ref
+    namespaces or one that reads as HEAD is refused as a bad option (exit 2), saying why, where
+    and what to give instead, before any branch is written; the default and the fix work."""
+    repo = build_session(tmp_path / "repo").repo
+    git(repo, "branch", "review/my-colleagues-pr", "main")
+    before = git(repo, "for-each-ref")
+    proc = autoresearch(repo, "finalize", "--prefix", prefix)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    err = _flat(proc.stderr)
+    assert why in err and "where: --prefix" in err, err
+    assert "fix: give a prefix of its own that ends with '/', e.g. --prefix review/" in err, err
+    assert "Traceback" not in err and "git branch -D" not in proc.stdout + err
+    assert git(repo, "for-each-ref") == before
+    for fixed in (["--prefix", "review/"], []):
+        proc = autoresearch(repo, "finalize", *fixed)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "earlier finalize" not in _flat(proc.stdout), proc.stdout
+    assert git(repo, "for-each-ref", "--format=%(refname:short)", "refs/heads/").split() == [
+        "autoresearch-final/demo/01-raise-learning-rate+cosine-learning-rate",
+        "autoresearch-final/demo/02-shuffle-data-every+dropout-0-1-larger",
+        "autoresearch-final/demo/03-document-the-defaults", "autoresearch/demo", "main",
+        "review/01-raise-learning-rate+cosine-learning-rate",
+        "review/02-shuffle-data-every+dropout-0-1-larger", "review/03-document-the-defaults",
+        "review/my-colleagues-pr"]

@@ -14,6 +14,15 @@ them or none), once no new name is found in the way of an existing branch (git c
 `x` and `x/y`). Finalize never pushes and never touches the base branch; the command runs one
 finalize of a session at a time (`finalize.lock`).
 
+A branch under the prefix that this finalize did not write is named as an earlier finalize's
+(with the command that deletes it) only on evidence that finalize wrote it: its name has the
+shape finalize gives (`<prefix>NN-<slug>`), and every commit on it past the base is one finalize
+made from a commit of this session (its `Autoresearch-Source` trailer), in a line from the base.
+A colleague's branch, one with a commit of the user's on it, another session's, the session's
+own branch and a checked-out branch are never offered for `git branch -D`. A prefix that would
+mix the branches with every other one (empty) or make names git reads as something else
+(`refs/…`, `tags/…`, `HEAD…`) is refused as a bad option (exit 2) before any branch is written.
+
 This module is the command and its checks; the grouping and the branch names are in
 `finalize.groups`, the replay in `finalize.replay`, and `--verify`'s re-measurement of each
 branch in `finalize.verify`.
@@ -21,14 +30,22 @@ branch in `finalize.verify`.
 
 from __future__ import annotations
 
+import re
+import shlex
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from autoresearch.errors import AutoresearchError
-from autoresearch.finalize.groups import SourceCommit, group_commits, group_slug
-from autoresearch.finalize.replay import PrivateIndex, replay_commits
+from autoresearch.errors import AutoresearchError, ConfigError
+from autoresearch.finalize.groups import (
+    SourceCommit,
+    group_branch,
+    group_commits,
+    group_slug,
+    is_group_branch,
+)
+from autoresearch.finalize.replay import SOURCE_TRAILER, PrivateIndex, replay_commits
 from autoresearch.gitops import tree_of
 from autoresearch.gitops.history import changed_files, diff_names, is_ancestor, rev_list
 from autoresearch.gitops.runner import GitError, git
@@ -41,6 +58,9 @@ DEFAULT_PREFIX = "autoresearch-final/{tag}/"
 class FinalizeError(AutoresearchError):
     """The session cannot be finalized as asked."""
 
+
+class PrefixError(FinalizeError, ConfigError):
+    """--prefix cannot name finalize's branches: a bad command-line option (exit 2)."""
 
 
 @dataclass
@@ -126,9 +146,41 @@ def _restore_hint(branch: str, kept: list[ExperimentRow], *, branch_exists: bool
 
 def _check_branch_name(repo: Path, name: str) -> None:
     if git(repo, "check-ref-format", "--branch", name, check=False).strip() != name:
-        raise FinalizeError(f"{name!r} is not a valid branch name", where="--prefix",
-                            fix="choose another --prefix: letters, digits, '-', '_' and '/' "
-                            "(no '..', '@{', spaces, '~^:?*[\\', nor a leading '-')")
+        raise PrefixError(f"{name!r} is not a valid branch name", where="--prefix",
+                          fix="choose another --prefix: letters, digits, '-', '_' and '/' "
+                          "(no '..', '@{', spaces, '~^:?*[\\', nor a leading '-')")
+
+
+# First words of a name that git reads as something other than a branch: `refs/heads/x` or
+# `tags/x` name the refs refs/heads/x and refs/tags/x before the branch (git warns the name is
+# ambiguous, and commands act on the other ref); `HEAD…`, `FETCH_HEAD…`, `@…` read as HEAD.
+_REF_NAMESPACES = frozenset({"refs", "heads", "tags", "remotes"})
+_HEAD_LIKE = re.compile(r"(?:[A-Z]+_)*HEAD|@")
+_PREFIX_FIX = ("give a prefix of its own that ends with '/', e.g. --prefix review/ (the default, "
+               "autoresearch-final/{tag}/, puts each session's branches in a folder of their own)")
+
+
+def _check_prefix(repo: Path, prefix: str, stem: str) -> None:
+    """Refuse a --prefix (`stem`: with {tag} replaced) that makes no branch name of finalize's
+    own: empty, or one git would read as another ref or as HEAD, or an invalid one."""
+    said = f"--prefix {prefix!r}" + (f" (for this session: {stem!r})" if stem != prefix else "")
+    first = stem.split("/", 1)[0]
+    if not stem.strip():
+        raise PrefixError(f"{said} is empty: finalize's branches would be mixed with every other "
+                          "branch of the repository", where="--prefix", fix=_PREFIX_FIX)
+    if "/" in stem and first.lower() in _REF_NAMESPACES:
+        name = group_branch(stem, 1, "…")
+        other = name if first.lower() == "refs" else f"refs/{name}"
+        raise PrefixError(f"{said} starts with {first}/, where git keeps refs of its own: a "
+                          f"branch named {name} (the ref refs/heads/{name}) would be ambiguous "
+                          f"with the ref {other} (a prefix starts a branch's name, not a ref)",
+                          where="--prefix", fix=_PREFIX_FIX)
+    if _HEAD_LIKE.match(first):
+        raise PrefixError(f"{said} makes names such as {group_branch(stem, 1, '…')}, which "
+                          "read as git's own HEAD, FETCH_HEAD, ORIG_HEAD or @ (its names for "
+                          "commits, not branches)", where="--prefix",
+                          fix=_PREFIX_FIX)
+    _check_branch_name(repo, group_branch(stem, 1, "change"))
 
 
 def finalize(
@@ -147,6 +199,8 @@ def finalize(
         exps = ledger.experiments(session.id)
     finally:
         ledger.close()
+    stem = prefix.replace("{tag}", session.tag)
+    _check_prefix(repo, prefix, stem)  # a bad option, refused before anything else is said
     base = session.base_commit
     tip = git(repo, "rev-parse", "--verify", "--quiet", f"refs/heads/{session.branch}^{{commit}}",
               check=False).strip()
@@ -184,13 +238,12 @@ def finalize(
         if e.status == "keep" and e.kind != "baseline" and e.commit_sha not in on_branch:
             warnings.append(f"{e.id} is recorded as kept but its commit is not on {session.branch}")
 
-    stem = prefix.replace("{tag}", session.tag)
     groups = [ChangeGroup(i + 1, g, sorted({f for c in g for f in c.files}))
               for i, g in enumerate(group_commits(commits))]
     with tempfile.TemporaryDirectory(prefix="ar-finalize-") as tmp:
         index = PrivateIndex(repo, tmp)
         for g in groups:
-            g.branch = f"{stem}{g.index:02d}-{g.name}"
+            g.branch = group_branch(stem, g.index, g.name)
             _check_branch_name(repo, g.branch)
             g.tip = replay_commits(repo, index, base, g.commits)
         union = _union_tree(repo, index, base, groups)
@@ -201,22 +254,66 @@ def finalize(
                             where=f"union {union[:12]} vs session {result.session_tree[:12]}",
                             fix="no branch was written; please report this as a bug")
     _write_branches(repo, groups, force, say)
-    result.warnings += _stale_branches(repo, stem, groups)
+    # This session's commits an earlier finalize may have replayed: those on the branch, and
+    # every experiment's (the baseline's is the base, which no finalize replays).
+    ours = {c.sha for c in commits} | {e.commit_sha for e in exps
+                                        if e.commit_sha and e.kind != "baseline"}
+    result.warnings += _stale_branches(repo, stem, groups, base=base, ours=ours,
+                                       session=(session.tag, session.branch))
     return result
 
 
-def _stale_branches(repo: Path, stem: str, groups: list[ChangeGroup]) -> list[str]:
-    """Branches under the same prefix that this finalize did not write: an earlier finalize's,
-    for an older state of the session (its names follow the groups, so they change as the
-    session keeps more). Named, never deleted: they may be under review."""
+def _stale_branches(repo: Path, stem: str, groups: list[ChangeGroup], *, base: str,
+                    ours: set[str], session: tuple[str, str]) -> list[str]:
+    """Branches under the same prefix that an earlier finalize of this session wrote and this
+    one did not, for an older state of the session (its names follow the groups, so they change
+    as the session keeps more). Named, never deleted: they may be under review. A branch is
+    named only on evidence that finalize wrote it (`_finalize_wrote`), never the session's own
+    branch; a checked-out one is named apart, without the command (git refuses to delete it)."""
+    tag, session_branch = session
     written = {g.branch for g in groups}
-    refs = git(repo, "for-each-ref", "--format=%(refname:short)", f"refs/heads/{stem}").split()
-    stale = [r for r in refs if r not in written]
-    if not stale:
-        return []
-    return [f"{len(stale)} branch(es) under {stem} are from an earlier finalize and no longer "
-            f"match the session: {', '.join(stale)}; delete them once unused: "
-            f"git branch -D {' '.join(stale)}"]
+    folder = stem.rpartition("/")[0]
+    listed = git(repo, "for-each-ref", "--format=%(refname)",
+                 f"refs/heads/{folder}/" if folder else "refs/heads/").split()
+    stale = [b for b in (r.removeprefix("refs/heads/") for r in listed)
+             if is_group_branch(stem, b) and b not in written and b != session_branch
+             and _finalize_wrote(repo, base, b, ours)]
+    checked_out = _checked_out_branches(repo)
+    free = [b for b in stale if b not in checked_out]
+    held = [b for b in stale if b in checked_out]
+    out = []
+    if free:
+        out.append(f"{len(free)} branch(es) under {stem} are from an earlier finalize of session "
+                   f"{tag} and no longer match it: {', '.join(free)}; delete them once unused: "
+                   f"git branch -D {' '.join(shlex.quote(b) for b in free)}")
+    if held:
+        out.append(f"{len(held)} branch(es) under {stem} are from an earlier finalize of session "
+                   f"{tag} and no longer match it, but are checked out: " + ", ".join(
+                       f"{b} (in {checked_out[b]})" for b in held)
+                   + "; switch that worktree to another branch before deleting one")
+    return out
+
+
+_SOURCE = re.compile(rf"^{SOURCE_TRAILER}: ([0-9a-f]{{40,64}})[ \t]*$", re.MULTILINE)
+
+
+def _finalize_wrote(repo: Path, base: str, branch: str, ours: set[str]) -> bool:
+    """Whether `branch` is, past `base`, only commits finalize made from this session's: one
+    line of single-parent commits from `base` (at least one), each with the source trailer
+    finalize writes naming one of `ours`. A branch from elsewhere, another session's, or one
+    with a commit of the user's on it (a review fix) is not."""
+    ref = f"refs/heads/{branch}"
+    if not is_ancestor(repo, base, ref):
+        return False
+    log = git(repo, "log", "-z", "--no-show-signature", "--format=%P%n%B", f"{base}..{ref}", "--")
+    records = [r for r in log.split("\0") if r.strip()]
+    for record in records:
+        parents, _, message = record.partition("\n")
+        sources = _SOURCE.findall(message)
+        if len(parents.split()) != 1 or not sources or sources[-1] not in ours:
+            return False
+    # Single parents all the way and `base` an ancestor: the line from the tip reaches `base`.
+    return bool(records)
 
 
 def _clash(repo: Path, branch: str, current: str, tip: str) -> str:

@@ -1,7 +1,8 @@
 """How `finalize` groups a session's kept commits, and names each group's branch.
 
 Commits that share a file (directly, or through a chain of other commits) land in the same group,
-so a file belongs to exactly one group; a group's branch name covers every change it holds.
+so a file belongs to exactly one group; a group's branch name covers every change it holds:
+`<prefix>NN-<slug>` (`group_branch`), a shape `is_group_branch` recognises.
 """
 
 from __future__ import annotations
@@ -88,3 +89,19 @@ def group_slug(titles: list[str], limit: int = 60) -> str:
         parts[longest] = parts[longest][:-1].rstrip("-")
         name = "+".join(parts + extra)
     return name
+
+
+# What `group_branch` puts after the prefix: the group's number (two digits or more), then
+# `group_slug`'s words (lowercase letters, digits, '-', and '+' between changes).
+_GROUP_LEAF = re.compile(r"[0-9]{2,}-[a-z0-9][a-z0-9+-]*")
+
+
+def group_branch(stem: str, index: int, name: str) -> str:
+    """The branch of group `index` (from 1) named `name` (`group_slug`), under `stem`."""
+    return f"{stem}{index:02d}-{name}"
+
+
+def is_group_branch(stem: str, branch: str) -> bool:
+    """Whether `branch` has the shape of a name `group_branch` makes under `stem` (one level
+    below it, not deeper: `stem` + `NN-slug`). A shape is no proof that finalize wrote it."""
+    return branch.startswith(stem) and _GROUP_LEAF.fullmatch(branch[len(stem):]) is not None

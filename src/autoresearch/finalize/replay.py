@@ -16,6 +16,9 @@ from autoresearch.finalize.groups import SourceCommit
 from autoresearch.gitops.runner import git
 
 _ZERO = "0" * 40
+# The trailer each commit finalize makes carries: the session commit it replays. It is how a
+# later finalize tells the branches it wrote from anyone else's (see `_finalize_wrote`).
+SOURCE_TRAILER = "Autoresearch-Source"
 
 
 class PrivateIndex:
@@ -51,7 +54,7 @@ def _trailer_message(message: str, source: str) -> str:
     body = message.rstrip("\n")
     last = body.split("\n\n")[-1].splitlines()
     in_trailers = bool(last) and all(re.match(r"^[\w-]+: ", line) for line in last)
-    return f"{body}{'' if in_trailers else chr(10)}\nAutoresearch-Source: {source}\n"
+    return f"{body}{'' if in_trailers else chr(10)}\n{SOURCE_TRAILER}: {source}\n"
 
 
 def _with_subject(message: str, subject: str) -> str:

@@ -14,6 +14,7 @@ from html import escape
 from autoresearch.report.content import ReportData, elapsed_note, flatten, noise_sentence
 from autoresearch.report.reviews import STYLE as REVIEW_STYLE
 from autoresearch.report.reviews import blocked_html, review_html, summary_line
+from autoresearch.report.writing import HTML_HEAD
 from autoresearch.unicode_controls import BIDI_CONTROLS
 from autoresearch.views.bounded_text import bounded
 from autoresearch.views.format import (
@@ -109,7 +110,7 @@ def render_html(data: ReportData, png: bytes) -> str:
     pct = "" if s.improvement_pct is None else (
         f" · {abs(s.improvement_pct):.3g}% {'better' if s.improvement_pct >= 0 else 'worse'}")
     parts = [
-        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+        HTML_HEAD,  # what says report wrote it (report.writing)
         "<meta name='viewport' content='width=device-width, initial-scale=1'>",
         f"<title>autoresearch report · {_e(s.tag)}</title><style>{_STYLE}{REVIEW_STYLE}</style>"
         "</head><body><main>",

@@ -7,6 +7,7 @@ import time
 from autoresearch.report.content import ReportData, elapsed_note, flatten, noise_sentence
 from autoresearch.report.md_text import code_span, fence, literal
 from autoresearch.report.reviews import blocked_markdown, review_markdown, summary_line
+from autoresearch.report.writing import MD_MARK
 from autoresearch.views.format import (
     fmt_counts,
     fmt_duration,
@@ -22,6 +23,7 @@ def render_markdown(data: ReportData, png_name: str = "progress.png") -> str:
     c = s.counts
     arrow = "↑" if s.direction == "maximize" else "↓"
     out = [
+        MD_MARK,  # what says report wrote it (report.writing)
         f"# autoresearch · {literal(s.tag)}",
         "",
         f"Branch {code_span(s.branch)} from base `{s.base_commit[:12]}` · status **{s.status}** · "

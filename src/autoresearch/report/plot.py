@@ -10,12 +10,14 @@ import io
 import math
 from pathlib import Path
 
+from matplotlib import __version__ as MATPLOTLIB_VERSION
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.font_manager import FontProperties
 
 from autoresearch.report.labels import place_labels
+from autoresearch.report.writing import PNG_SOFTWARE
 from autoresearch.views.chart import ChartData, ChartPoint
 from autoresearch.views.format import fmt_value
 
@@ -33,6 +35,8 @@ SPREAD_Z = 6.5  # above every marker (discarded 4, kept 5, baseline 6)
 LABEL_SLANT = 25  # degrees
 LABEL_SIZE = 8
 LABEL_MIN_PX = 40  # a label cut shorter than this is left out
+# The PNG's Software text chunk: what says report drew it (report.writing).
+PNG_METADATA = {"Software": f"{PNG_SOFTWARE} (matplotlib {MATPLOTLIB_VERSION})"}
 
 
 def progress_figure(chart: ChartData, title: str = "") -> Figure:
@@ -165,11 +169,11 @@ def label_kept(fig: Figure, ax: Axes, kept: list[ChartPoint]) -> None:
 
 def write_progress_png(chart: ChartData, path: Path, title: str = "") -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    progress_figure(chart, title).savefig(path, format="png")
+    progress_figure(chart, title).savefig(path, format="png", metadata=PNG_METADATA)
     return path
 
 
 def progress_png_bytes(chart: ChartData, title: str = "") -> bytes:
     buf = io.BytesIO()
-    progress_figure(chart, title).savefig(buf, format="png")
+    progress_figure(chart, title).savefig(buf, format="png", metadata=PNG_METADATA)
     return buf.getvalue()

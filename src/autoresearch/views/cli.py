@@ -182,17 +182,23 @@ def report(
     verify: Annotated[bool, typer.Option("--verify", help="Re-measure best vs baseline first "
                       "(interleaved pairs) when the session's headline is not verified yet.")
                       ] = False,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite progress.png, report.html "
+                     "and report.md in --out DIR even when autoresearch report did not write "
+                     "them (they are refused otherwise, before any file is written; a report's "
+                     "own files are rewritten without it).")] = False,
     executor: ExecutorOpt = None,
     ray_address: RayAddressOpt = None,
 ) -> None:
     """Write progress.png, a self-contained report.html and report.md for a session."""
-    from autoresearch.report import write_report
+    from autoresearch.report import check_out_dir, write_report
     from autoresearch.views.format import fmt_signed, fmt_value
 
     root = _root(repo)
     _where_runs_go(root, executor, ray_address)
+    out_dir = out.resolve() if out else None
     done = None  # the headline --verify measured now (it printed it already)
     if verify:
+        check_out_dir(root, tag, out_dir, force=force)  # a refusal, before the long re-measure
         from autoresearch.scheduler import verify_headline_of
         from autoresearch.views.summary import open_ledger, resolve_session
 
@@ -205,7 +211,7 @@ def report(
                                   ray_address=ray_address)
         if done is not None:
             console.print(done.describe(ledger_metric(root, name)))
-    files = write_report(root, tag, out.resolve() if out else None)
+    files = write_report(root, tag, out_dir, force=force)
     s, conf = files.data.view.summary, files.data.view.confidence
     # With a verified headline the σ figure is the re-measured gain's (views.confidence).
     remeasured = f"; re-measured {fmt_signed(conf.improvement)}" if conf.verified_pairs else ""
