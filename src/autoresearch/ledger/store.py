@@ -189,6 +189,25 @@ class Ledger(SessionTables, ExperimentTables, RunTables, ActivityTables, ReviewT
                         self._conn.execute("ROLLBACK")
                 raise
 
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Every read inside sees the ledger as of one moment (one read transaction, which WAL
+        gives without blocking the writer): a view composed from several queries is never torn
+        by a session recording an experiment between them. Nothing may be written inside."""
+        if self.refused is not None:
+            raise self.refused
+        with self._lock, self._translated():
+            if self._conn.in_transaction:  # inside one already: the same moment
+                yield
+                return
+            self._conn.execute("BEGIN")
+            try:
+                yield
+            finally:
+                if self._conn.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        self._conn.execute("ROLLBACK")  # it read only
+
     def _query(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
         with self._lock, self._translated():
             return self._conn.execute(sql, args).fetchall()

@@ -13,6 +13,13 @@ from autoresearch.views.summary import build_view, clean_json, view_to_json
 
 
 def results_json(ledger: Ledger, row: SessionRow) -> dict[str, Any]:
+    """The session as `results --json` writes it, read at one moment (a running session adds
+    experiments between the reads: one missing from the view was a KeyError)."""
+    with ledger.snapshot():
+        return _results_json(ledger, row)
+
+
+def _results_json(ledger: Ledger, row: SessionRow) -> dict[str, Any]:
     view = build_view(ledger, row)
     shown = view_to_json(view)
     runs_by_exp: dict[str, list[Any]] = {}

@@ -189,17 +189,19 @@ def lock_holder_alive(ledger_path: Path, tag: str) -> bool:
 
 
 def build_view(ledger: Ledger, session: SessionRow, *, now: float | None = None) -> SessionView:
-    """Read one session from the ledger and compute everything the views show."""
-    exps = ledger.experiments(session.id)
-    all_runs = ledger.session_runs(session.id)
-    runs_by_exp: dict[str, list[RunRow]] = {}
-    for run in all_runs:
-        runs_by_exp.setdefault(run.experiment_id, []).append(run)
-    reviews = ledger.review_marks(session.id)
-    rows = [experiment_view(e, runs_by_exp.get(e.id, []), session.metric, session.direction,
-                            reviews.get(e.id))
-            for e in exps]
-    return compose_view(ledger, session, rows, all_runs, now=now)
+    """Read one session from the ledger and compute everything the views show, from one
+    moment's rows (`Ledger.snapshot`: a running session records between the reads)."""
+    with ledger.snapshot():
+        exps = ledger.experiments(session.id)
+        all_runs = ledger.session_runs(session.id)
+        runs_by_exp: dict[str, list[RunRow]] = {}
+        for run in all_runs:
+            runs_by_exp.setdefault(run.experiment_id, []).append(run)
+        reviews = ledger.review_marks(session.id)
+        rows = [experiment_view(e, runs_by_exp.get(e.id, []), session.metric, session.direction,
+                                reviews.get(e.id))
+                for e in exps]
+        return compose_view(ledger, session, rows, all_runs, now=now)
 
 
 def compose_view(ledger: Ledger, session: SessionRow, rows: Sequence[ExperimentView],

@@ -176,9 +176,11 @@ def render_status(root: Path, tag: str, console: Console) -> None:
         if running:
             grid.add_row("now", f"{e.id} {e.status}: {escape(bounded(e.hypothesis, e.id))}")
         else:
-            grid.add_row("left", f"{e.id} was {e.status} when the process died (it will be "
-                         f"marked interrupted and re-run on resume): "
-                         f"{escape(bounded(e.hypothesis, e.id))}")
+            # Not "re-run": the resume asks the proposer again, and tune counts the point as
+            # tried (a scripted or model proposer may well propose it again).
+            grid.add_row("left", f"{e.id} was {e.status} when the process died (the resume marks "
+                         "it interrupted and asks the proposer again, which may or may not try "
+                         f"it again): {escape(bounded(e.hypothesis, e.id))}")
     console.print(grid)
     latest = view.experiments[-LATEST:]
     console.print(experiments_table(latest, s.metric, title=f"latest {len(latest)} experiments"
