@@ -193,3 +193,37 @@ def test_a_second_finalize_is_refused_and_a_left_behind_worktree_blocks_no_later
         assert proc.returncode == 0, breakage + proc.stdout + proc.stderr
         assert "each change's own effect" in proc.stdout
         assert not worktree.exists() and str(worktree) not in git(repo, "worktree", "list")
+
+
+def test_verify_is_refused_while_the_session_runs_and_plain_finalize_is_not(
+        tmp_path: Path) -> None:
+    # It measured 10 fresh runs beside a session's two busy slots: each slowed the other, and
+    # the best it re-measured was one the session could still replace. report --verify refuses.
+    repo = two_file_repo(tmp_path)
+    use_script(repo, [{"hypothesis": "raise A to 1", "edits": {"a.py": "A = 1.0\n"}},
+                      {"hypothesis": "raise B to 0.5", "edits": {"b.py": "B = 0.5\n"}}])
+    assert run_cli(repo, "run", "--tag", "t", "-n", "2", env=WIDE).returncode == 0
+    hold = tmp_path / "hold"
+    hold.touch()
+    session = subprocess.Popen(
+        [sys.executable, "-m", "autoresearch", "run", "--repo", str(repo), "--tag", "t", "-n", "3"],
+        cwd=repo, env=cli_env({"HOLD_FILE": str(hold)}), stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while not Path(f"{hold}.running").exists():  # its next run is under way, held
+            assert time.time() < deadline and session.poll() is None, session.stdout
+            time.sleep(0.05)
+        refused = run_cli(repo, "finalize", "--tag", "t", "--verify")
+        said = " ".join(refused.stderr.split())
+        assert refused.returncode == 4, refused.stdout + refused.stderr
+        assert f"session t is running (process {session.pid}): finalize --verify would " \
+               "measure beside its runs" in said, said
+        assert "fix: run finalize --verify once the session has stopped" in said
+        assert "re-measuring" not in refused.stdout
+        plain = run_cli(repo, "finalize", "--tag", "t")
+        assert plain.returncode == 0, plain.stdout + plain.stderr
+    finally:
+        hold.unlink()
+        out, _ = session.communicate(timeout=120)
+    assert session.returncode == 0, out

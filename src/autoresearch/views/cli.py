@@ -11,6 +11,8 @@ import socket
 import threading
 import time
 import webbrowser
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Annotated
@@ -262,12 +264,38 @@ def finalize(
     _where_runs_go(root, executor, ray_address)  # refused before any branch is written
     # One finalize of a session at a time: two would write the same branches and measure in
     # the same worktree, each removing the other's checkout under its runs.
-    with FinalizeLock(root, _check_session(root, tag)):
+    name = _check_session(root, tag)
+    with FinalizeLock(root, name), _session_idle(root, name) if verify else nullcontext():
         verification = _finalize_locked(root, tag, prefix=prefix, force=force,
                                         verify=verify, repeats=repeats,
                                         run={"executor": executor, "ray_address": ray_address})
     if verification is not None and verification.incomplete:
         raise typer.Exit(1)  # asked to verify, and some branch could not be: the table says which
+
+
+@contextmanager
+def _session_idle(root: Path, tag: str) -> Iterator[None]:
+    """Hold the session's own lock while finalize --verify measures, as `report --verify` does:
+    beside a running session its runs and the session's would slow each other (each measuring
+    the other's load), and measure a best that the session may replace meanwhile. A `run` of the
+    session started meanwhile is refused (exit 4) until finalize ends."""
+    from autoresearch.errors import SessionLockedError
+    from autoresearch.state import SessionLock, StatePaths
+
+    lock = SessionLock(StatePaths(root, tag).lock)
+    try:
+        lock.acquire()
+    except SessionLockedError as exc:
+        raise SessionLockedError(
+            f"session {tag} is running (process {lock.recorded_pid() or '(starting)'}): "
+            "finalize --verify would measure beside its runs, each slowing the other, and "
+            "re-measure a best the session may still replace", where=exc.where,
+            fix="run finalize --verify once the session has stopped, or finalize without "
+                "--verify now (it writes the branches from the session as it stands)") from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def _finalize_locked(root: Path, tag: str | None, *, prefix: str, force: bool, verify: bool,
