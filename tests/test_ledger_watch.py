@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from autoresearch.ledger import Ledger
-from autoresearch.ledger_watch import LedgerTamperedError, LedgerWatch
+from autoresearch.ledger_watch import LedgerTamperedError, LedgerWatch, SessionLockLostError
 from autoresearch.state import SessionLock, StatePaths
 from tests.conftest import run_cli, use_agent, use_script
 
@@ -159,12 +159,14 @@ def test_a_removed_session_lock_or_a_replaced_ledger_is_noticed(tmp_path: Path) 
     try:
         watch = LedgerWatch(ledger, paths, session_id, lock)
         paths.lock.unlink()
-        with pytest.raises(LedgerTamperedError, match="lock file .* was removed or replaced"):
+        # The lock alone: the session stops, but its ledger is still its own, not refused.
+        with pytest.raises(SessionLockLostError, match="lock file was removed or replaced"):
             watch.check("(test)")
+        assert not paths.ledger.with_name("ledger.db.tampered").exists()
+        ledger.add_event(session_id, "note", "the ledger is still written to")
     finally:
         ledger.close()
         lock.release()
-    paths.ledger.with_name("ledger.db.tampered").unlink()  # as the recovery would move it
     lock = SessionLock(paths.lock)
     lock.acquire()
     ledger = Ledger(paths.ledger)

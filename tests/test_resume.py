@@ -139,6 +139,27 @@ def test_a_resume_without_n_completes_the_n_the_session_was_run_with(toy_repo: P
 
 
 @pytest.mark.slow
+def test_a_lock_file_removed_mid_session_stops_it_and_the_same_command_resumes(
+        toy_repo: Path) -> None:
+    # It was taken for a changed ledger: the ledger refused for good (ledger.db.tampered), every
+    # session of the repository with it, and the fix given was to restore the last backup,
+    # losing every row written since, though the ledger held the session's rows and no others.
+    use_script(toy_repo, SLOW)
+    proc = start(toy_repo, "--tag", "t", "--iterations", "4")
+    wait_for_running(toy_repo, 2)
+    (toy_repo / ".autoresearch/sessions/t/lock").unlink()
+    out, _ = proc.communicate(timeout=120)
+    said = " ".join(out.split())
+    assert proc.returncode == 3, out
+    assert "the session's lock file was removed or replaced" in said, said
+    assert "The ledger was not changed" in said and "run the same command to resume" in said
+    assert not (toy_repo / ".autoresearch/ledger.db.tampered").exists()
+    result = run_cli(toy_repo, "run", "--tag", "t", "--iterations", "4")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert_consistent(toy_repo, 4)
+
+
+@pytest.mark.slow
 def test_ctrl_c_records_interrupted_and_resume_completes_n(toy_repo: Path) -> None:
     use_script(toy_repo, SLOW)
     proc = start(toy_repo, "--tag", "t", "--iterations", "4")

@@ -13,6 +13,8 @@ the verdict, so at every one of those moments the session checks:
   the file, but none of them writes this session's rows;
 - `ledger.db` is still the file the session opened (not replaced or removed), and its lock file
   is still the one it holds (removing it would let a second process start the same session).
+  A removed lock file alone stops the session (`SessionLockLostError`, exit 3) without refusing
+  the ledger: its rows are still the session's own, so the same command resumes.
 
 On a mismatch the ledger is refused (`Ledger.refuse`: nothing more is written, no backup is
 taken from it at the end) and the session stops with `LedgerTamperedError` (exit 3), naming what
@@ -28,12 +30,16 @@ import contextlib
 import os
 from pathlib import Path
 
-from autoresearch.errors import LedgerTamperedError
+from autoresearch.errors import LedgerTamperedError, PreconditionError
 from autoresearch.ledger import Ledger
 from autoresearch.ledger.integrity import recovery, tampered_mark
 from autoresearch.state import SessionLock, StatePaths
 
-__all__ = ["LedgerTamperedError", "LedgerWatch"]
+__all__ = ["LedgerTamperedError", "LedgerWatch", "SessionLockLostError"]
+
+
+class SessionLockLostError(PreconditionError):
+    """The session's lock file was removed while it ran; nothing else changed (exit 3)."""
 
 
 class LedgerWatch:
@@ -58,7 +64,8 @@ class LedgerWatch:
         problems = []
         if _inode(self.ledger.path) != self._inode:
             problems.append(f"{self.ledger.path.name} was replaced or removed")
-        if not self.lock.held():
+        lock_lost = not self.lock.held()
+        if lock_lost:
             problems.append(f"the session's lock file {self.paths.lock} was removed or replaced")
         version = self.ledger.data_version()
         if version != self._version:  # another connection committed: was it to our rows?
@@ -67,8 +74,23 @@ class LedgerWatch:
             if changed:
                 problems.append(f"the rows of session {self.paths.tag!r} in "
                                 f"{', '.join(changed)} are not what it wrote")
+        if lock_lost and len(problems) == 1:  # the lock alone: the ledger is still ours
+            self._lock_lost(moment)
         if problems:
             self._stop(moment, problems)
+
+    def _lock_lost(self, moment: str) -> None:
+        """Only the lock file is gone (a cleanup of .autoresearch, by hand or by a script): the
+        ledger holds what the session wrote and nothing else, so it is not refused, but the
+        session stops, since a second `run` of it could now start beside it."""
+        raise SessionLockLostError(
+            f"the session's lock file was removed or replaced {moment}: a second `autoresearch "
+            f"run` of session {self.paths.tag!r} could start beside this one, so it stops. The "
+            "ledger was not changed: everything the session recorded is kept",
+            where=str(self.paths.lock),
+            fix="make sure no other `autoresearch run` of this session is running (`autoresearch "
+                "status` says), then run the same command to resume; leave .autoresearch/ alone "
+                "while a session runs")
 
     def _stop(self, moment: str, problems: list[str]) -> None:
         error = LedgerTamperedError(
