@@ -214,3 +214,31 @@ def test_a_killed_checks_worktrees_are_removed_by_the_next_check(toy_repo: Path)
     assert run_cli(toy_repo, "check").returncode == 0
     assert "autoresearch-check-" not in git(toy_repo, "worktree", "list")
     assert not any(Path(line.split()[0]).exists() for line in stale)
+
+
+@pytest.mark.parametrize("signum", ["SIGTERM", "SIGHUP"])
+def test_a_check_stopped_by_a_signal_removes_its_worktree(toy_repo: Path, signum: str) -> None:
+    # SIGTERM (a closed terminal: SIGHUP) during the dry run killed check outright: its
+    # temporary worktree stayed registered in git until the next check. It stops as on Ctrl-C.
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import cli_env
+
+    (toy_repo / "target.py").write_text("X = 3.0\nSLEEP = 20\n")
+    edit_config(toy_repo, "timeout_seconds = 8", "timeout_seconds = 60")
+    git(toy_repo, "commit", "-qam", "a slow run")
+    check = subprocess.Popen(
+        [sys.executable, "-m", "autoresearch", "check", "--repo", str(toy_repo)],
+        env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while "autoresearch-check-" not in git(toy_repo, "worktree", "list"):
+        assert time.monotonic() < deadline and check.poll() is None, check.communicate()[0]
+        time.sleep(0.05)
+    check.send_signal(getattr(signal, signum))
+    out, _ = check.communicate(timeout=60)
+    assert check.returncode == 130, out
+    assert "autoresearch-check-" not in git(toy_repo, "worktree", "list"), out

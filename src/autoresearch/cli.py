@@ -141,10 +141,14 @@ def check(
 ) -> None:
     """Validate the config, dry-run the verify command once, and report problems."""
     from autoresearch.checkup import exit_code, run_checkup
+    from autoresearch.stop_signals import stop_signals_as_interrupt
 
     root = _root(repo)
-    code = exit_code(run_checkup(root, console, workers, ray_address=ray_address,
-                                 executor=executor))
+    # SIGTERM and SIGHUP stop the dry run as Ctrl-C does, so its temporary worktree is removed
+    # (killed by them, it stayed registered in `git worktree list` until the next check).
+    with stop_signals_as_interrupt():
+        code = exit_code(run_checkup(root, console, workers, ray_address=ray_address,
+                                     executor=executor))
     if code:
         raise typer.Exit(code)
 
