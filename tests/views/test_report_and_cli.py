@@ -214,6 +214,35 @@ def test_dashboard_command_serves_and_stops(demo_ro: BuiltSession) -> None:
             proc.wait()
 
 
+def test_a_dashboard_started_before_the_first_session_waits_for_it(toy_repo: Path) -> None:
+    # It refused ("no autoresearch ledger", exit 1): opening the dashboard, then starting the
+    # run, is a common first step. A directory with no autoresearch.toml is still refused.
+    from tests.conftest import run_cli, use_script
+
+    use_script(toy_repo, [{"hypothesis": "X to 6", "edits": {"target.py": "X = 6.0\n"}}])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "autoresearch", "dashboard", "--port", "0", "--repo",
+         str(toy_repo)], cwd=toy_repo, env=cli_env(), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        match = re.search(r"http://127\.0\.0\.1:(\d+)/: no session yet; the page shows the "
+                          r"first one as soon as `autoresearch run` starts it", line)
+        assert match, line + (proc.stderr.read() if proc.poll() is not None and proc.stderr
+                              else "")
+        base = f"http://127.0.0.1:{match.group(1)}"
+        waiting = httpx.get(base + "/api/session")
+        assert waiting.status_code == 404 and "run `autoresearch run`" in waiting.json()["fix"]
+        assert httpx.get(base + "/").status_code == 200
+        assert run_cli(toy_repo, "run", "--tag", "t", "-n", "2").returncode == 0
+        shown = httpx.get(base + "/api/session")
+        assert shown.status_code == 200 and shown.json()["summary"]["tag"] == "t", shown.text
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=10)
+
+
 def test_read_only_commands_stop_quietly_when_their_reader_goes_away(tmp_path: Path) -> None:
     """`status`, `results`, `show`, `report` and `--help` writing into a pipe whose reader left
     (`| head -1`, a pager quit): exit 141 like `cat`, nothing on stderr (it used to be exit 1

@@ -66,6 +66,22 @@ def _check_session(root: Path, tag: str | None) -> str:
         ledger.close()
 
 
+def _session_to_show(root: Path, tag: str | None) -> str | None:
+    """The session the dashboard opens on; None when the project has none yet and no --tag was
+    given: the page waits for the first (a dashboard started before `autoresearch run` is a
+    common first step). A directory that is no autoresearch project, or a --tag that names no
+    session (a typo), is refused as before."""
+    from autoresearch.config import CONFIG_NAME
+    from autoresearch.views.summary import LedgerNotFoundError, SessionNotFoundError
+
+    try:
+        return _check_session(root, tag)
+    except (LedgerNotFoundError, SessionNotFoundError):
+        if tag is not None or not (root / CONFIG_NAME).is_file():
+            raise
+        return None
+
+
 def _check_bindable(host: str, port: int) -> None:
     """Refuse, before anything is served, a --host this machine cannot listen on (a name that
     does not resolve, an address not its own) or a --port already taken: each said as itself."""
@@ -133,7 +149,7 @@ def dashboard(
                                 where="--token",
                                 fix="e.g. python -c 'import secrets; print(secrets.token_urlsafe())'")
     root = _root(repo)
-    shown = _check_session(root, tag)
+    shown = _session_to_show(root, tag)
     _check_bindable(host, port)
     app = dashboard_app(root, tag, token, host)
 
@@ -156,9 +172,14 @@ def dashboard(
         bound = server.servers[0].sockets[0].getsockname()[1] if server.servers else port
         shown_host = f"[{host.strip('[]')}]" if ":" in host else host
         url = f"http://{shown_host}:{bound}/" + (f"?token={quote(token, safe='')}" if token else "")
-        console.print(Text.assemble("dashboard for session ", (shown, "bold"), f" at {url}",
-                                    "" if tag else " (the latest session; the page lists the "
-                                    "others)", " — Ctrl-C to stop"), soft_wrap=True)
+        if shown is None:
+            console.print(f"dashboard at {url}: no session yet; the page shows the first one as "
+                          "soon as `autoresearch run` starts it — Ctrl-C to stop",
+                          soft_wrap=True, markup=False)
+        else:
+            console.print(Text.assemble("dashboard for session ", (shown, "bold"), f" at {url}",
+                                        "" if tag else " (the latest session; the page lists the "
+                                        "others)", " — Ctrl-C to stop"), soft_wrap=True)
         if open_browser:
             webbrowser.open(url)
 
