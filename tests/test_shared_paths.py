@@ -16,7 +16,7 @@ from autoresearch.session import SessionStopped
 from autoresearch.shared_paths import collect, missing_paths, suggest_share
 from autoresearch.slots import Slots
 from autoresearch.state import StatePaths
-from tests.conftest import git, make_repo, run_cli
+from tests.conftest import CONFIG, SCORE_PY, git, make_repo, run_cli
 
 READER = textwrap.dedent(
     """
@@ -218,3 +218,23 @@ def test_an_untracked_file_git_does_not_ignore_is_named_with_what_to_do(tmp_path
     hint = suggest_share(repo, load(repo), log, tmp_path / "wt")
     assert hint is not None and not hint.ignored
     assert hint.line == 'share = ["data/prep/*.bin", "notes.txt"]'  # kept beside the existing
+
+
+def test_check_says_to_commit_an_evaluation_script_left_uncommitted(tmp_path: Path) -> None:
+    # The first thing a new user trips on: score.py written but not committed. check showed
+    # Python's "can't open file '…/wt/score.py'" alone: the apostrophe of "can't" was read as
+    # the quote opening a path, so the file was never named, nor what to do.
+    repo = make_repo(tmp_path / "repo", {"target.py": "X = 3.0  # knob: float(0, 10)\n",
+                                         "autoresearch.toml": CONFIG})
+    (repo / "score.py").write_text(SCORE_PY)
+    assert missing_paths("python: can't open file '/w/wt/score.py': [Errno 2] No such file",
+                         Path("/w/wt")) == ["score.py"]
+    check = run_cli(repo, "check")
+    said = " ".join(check.stdout.split())
+    assert check.returncode == 1, said
+    assert ("the command failed on score.py: your checkout has it, but it is not committed, and "
+            "experiments run in worktrees made from the commit. Commit it: git add score.py && "
+            "git commit") in said, said
+    git(repo, "add", "score.py")
+    git(repo, "commit", "-qm", "the evaluation")
+    assert run_cli(repo, "check").returncode == 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import math
+import shlex
 from pathlib import Path
 
 from rich.console import Console
@@ -305,8 +306,8 @@ def _dry_run(root: Path, config: Config, console: Console, reported: list[str]) 
     with contextlib.closing(executor), check_tempdir() as tmp:
         worktree = Path(tmp) / "wt"
         head = gitops.rev_parse(root, "HEAD")
-        gitops.ensure_detached_worktree(root, worktree, head)
-        try:
+        try:  # a stop inside `git worktree add` too leaves nothing registered
+            gitops.ensure_detached_worktree(root, worktree, head)
             _link_share(shared, worktree, console)
             log = Path(tmp) / "check.log"
             console.print(f"… running `{escape(config.verify.command)}` once "
@@ -373,15 +374,22 @@ def _explain_failure(root: Path, config: Config, console: Console, text: str, wo
     metric printed in a shape the config does not read (`metrics` when the command exited 0:
     a command that failed was not expected to print its metric)."""
     hint = shared_paths.suggest_share(root, config, text, worktree)
-    if hint is not None:
-        shown = ", ".join(hint.files[:6]) + (" …" if len(hint.files) > 6 else "")
-        why = ("but git ignores it" if hint.ignored else
-               "but it is not committed (commit it if it belongs in the repository; to share "
-               f"it instead, add {hint.missing} to .gitignore and commit that)")
+    if hint is not None and not hint.ignored:
+        # Neither committed nor ignored: most often a file the user forgot to commit (the
+        # evaluation script itself), which sharing would keep outside the commit runs measure.
         console.print(
             f"[yellow]→[/] the command failed on {escape(hint.missing)}: your checkout has it, "
-            f"{escape(why)}, so the worktree experiments run in does not. Bring it into every "
-            "worktree: in autoresearch.toml, under \\[verify], add")
+            "but it is not committed, and experiments run in worktrees made from the commit. "
+            f"Commit it: git add {escape(shlex.quote(hint.missing))} && git commit (if it is "
+            "data to keep out of git instead, add it to .gitignore, commit that, and share it "
+            "with every worktree: under \\[verify] in autoresearch.toml, add "
+            f"{escape(hint.line)})", soft_wrap=True)
+    elif hint is not None:
+        shown = ", ".join(hint.files[:6]) + (" …" if len(hint.files) > 6 else "")
+        console.print(
+            f"[yellow]→[/] the command failed on {escape(hint.missing)}: your checkout has it, "
+            "but git ignores it, so the worktree experiments run in does not. Bring it into "
+            "every worktree: in autoresearch.toml, under \\[verify], add")
         console.print(f"    {escape(hint.line)}", soft_wrap=True)  # copied as is: never wrapped
         console.print(f"  (links {len(hint.files)} file(s): {escape(shown)}; see \"Data git does "
                       "not track\" in the README)")

@@ -213,7 +213,8 @@ def for_worktree(config: Config, worktree: Path) -> SharedData:
 
 # --- check: the dry run failed on a file that only the user's checkout has --------------------
 
-_QUOTED = r"""['"`]([^'"`\n]{1,400})['"`]"""
+# An opening quote is not an apostrophe inside a word: "can't open file 'x.py'" quotes x.py.
+_QUOTED = r"""(?<![A-Za-z])['"`]([^'"`\n]{1,400})['"`]"""
 _BARE = r"(?:^|[\s(=:,])((?:\.{0,2}/)?[\w.@+-]+(?:/[\w.@+-]+)+|[\w@+-]+\.\w{1,8})(?=$|[\s),:;'\"])"
 
 
