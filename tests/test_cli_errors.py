@@ -45,6 +45,16 @@ def broken(tmp_path: Path, config: str) -> Path:
          "not a name an environment variable can have"),
         (CONFIG.replace("budget_seconds = 5", 'budget_seconds = 5\nenv = { A = "x\\u0000y" }'),
          "contains a NUL character"),
+        # A value of another type is refused, not converted: `true` was a budget of 1 s, "5"
+        # was 5, "false" was false (tests/test_config_types.py has every field).
+        (CONFIG.replace("budget_seconds = 5", "budget_seconds = true"),
+         "verify.budget_seconds: expected a number, got true (a boolean)"),
+        (CONFIG.replace("budget_seconds = 5", 'budget_seconds = "5"'),
+         "write budget_seconds = 5 under [verify], without quotes"),
+        (CONFIG.replace("deterministic = true", 'deterministic = "false"'),
+         'decision.deterministic: expected true or false, got "false" (a string)'),
+        (CONFIG.replace('scope = ["target.py"]', 'scope = ["target.py", 1]'),
+         "scope[1]: expected a string, got 1"),
     ],
 )
 def test_invalid_config_is_refused_with_where_and_fix(tmp_path: Path, config: str,

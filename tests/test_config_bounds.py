@@ -237,7 +237,7 @@ def test_a_config_path_that_is_no_file_is_named_as_what_it_is(tmp_path: Path, ma
 @pytest.mark.parametrize(
     ("knobs", "words"),
     [
-        ('"target.py:X" = 5', "Input should be a valid string"),
+        ('"target.py:X" = 5', "expected a string, got 5"),
         ('"target.py:X" = "log(0, 1)"', "knob 'target.py:X'"),
     ],
 )

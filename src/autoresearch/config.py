@@ -86,6 +86,19 @@ class VerifyConfig(_Strict):
             raise ValueError("the command contains a NUL character, which no process can be given")
         return command
 
+    @field_validator("env", mode="before")
+    @classmethod
+    def _numbers_as_text(cls, env: Any) -> Any:
+        # An environment variable is text, but `OMP_NUM_THREADS = 1` is how TOML writes it
+        # naturally, and the program reads "1" either way: a number is passed as the text Python
+        # writes it in (1 → "1", 0.5 → "0.5"; quote it to pass it exactly as written, "1.50"),
+        # as docker compose does with its environment. A boolean stays refused: "true", "True"
+        # and "1" are all how some program spells it, so the user writes the one it reads.
+        if isinstance(env, dict):
+            return {name: str(value) if isinstance(value, int | float)
+                    and not isinstance(value, bool) else value for name, value in env.items()}
+        return env
+
     @field_validator("env")
     @classmethod
     def _environment_names(cls, env: dict[str, str]) -> dict[str, str]:
@@ -228,7 +241,8 @@ class GuardConfig(_Strict):
 class ProposerConfig(BaseModel):
     """`name` picks the plugin; every other key is passed to it as an option."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    # The options are the proposer's to check (proposers/options.py, each proposer's own).
+    model_config = ConfigDict(extra="allow", frozen=True, strict=True)
     name: str = "auto"
 
     @property

@@ -3,14 +3,18 @@
 One line per problem ("verify.budget_seconds: …"), the fix for the first, and the field it is
 at: an unknown key gets the nearest valid name of its table (`budget_second` → `budget_seconds`),
 a value outside a fixed set the nearest allowed one, a number out of range the whole range the
-field allows. A validator says what to do by raising `Refusal` (its fix, and the key of the table
-it is about when the validator checks the whole table).
+field allows, a value of the wrong type (the tables are strict: config_sections.py) what was
+given and the value written as the field's type (`budget_seconds = "5"` → `budget_seconds = 5`).
+A validator says what to do by raising `Refusal` (its fix, and the key of the table it is about
+when the validator checks the whole table).
 """
 
 from __future__ import annotations
 
+import datetime
 import difflib
 import json
+import math
 import re
 from collections.abc import Iterable
 from typing import Any, get_args
@@ -76,6 +80,9 @@ def _nearest(word: str, choices: Iterable[str]) -> str | None:
 
 _TYPE_WORDS = {"int": "a whole number", "float": "a number", "str": "a string",
                "bool": "true or false", "list[str]": 'a list of strings (["a", "b"])'}
+# A union member's words back to the type error of that member alone (for `_written_as`).
+_WORD_TYPES = {"a whole number": "int_type", "a number": "float_type",
+               "true or false": "bool_type"}
 
 
 def _is_union_member(item: int | str) -> bool:
@@ -87,6 +94,8 @@ def _is_union_member(item: int | str) -> bool:
 def _member_words(tag: str) -> str:
     if tag.startswith("literal["):
         return " or ".join(json.dumps(v) for v in re.findall(r"'([^']*)'", tag))
+    if tag.startswith("dict["):
+        return "a table"
     return _TYPE_WORDS.get(tag, "a list" if tag.startswith("list[") else tag)
 
 
@@ -122,7 +131,129 @@ def _merge_union_errors(errors: list[Any]) -> list[Any]:
             if near is not None:
                 err["msg"] += f"; did you mean {json.dumps(near)}?"
                 err["fix"] = f"write {json.dumps(near)}"
+                continue
+            for words in members[err["loc"]]:  # `repeats = "3"`: the number it reads as
+                written = _written_as(_WORD_TYPES.get(words, ""), err["input"])
+                if written is not None and not isinstance(err["loc"][-1], int):
+                    err["fix"] = (f"write {toml_key(str(err['loc'][-1]))} = {written[0]}"
+                                  f"{_under(err['loc'])}{written[1]}")
+                    break
     return merged
+
+
+# A value of the wrong type: what the field takes, in words.
+_EXPECTED = {"float_type": "a number", "int_type": "a whole number",
+             "bool_type": "true or false", "string_type": "a string",
+             "list_type": "a list", "dict_type": "a table", "model_type": "a table"}
+_TRUE = ("true", "yes", "on", "y", "t", "1")
+_FALSE = ("false", "no", "off", "n", "f", "0")
+
+
+def _toml(value: object) -> str:
+    """A parsed TOML value as the file writes it (true, "5", 2.5, [1, 2]), cut when long."""
+    if isinstance(value, float) and not math.isfinite(value):
+        text = str(value)
+    elif isinstance(value, datetime.date | datetime.time):
+        text = value.isoformat()
+    else:
+        text = json.dumps(value, default=str, ensure_ascii=False)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _given(value: object) -> str:
+    """What the file gave, with its TOML type: `"5" (a string)`, `true (a boolean)`."""
+    kind = ("a boolean" if isinstance(value, bool) else
+            "a whole number" if isinstance(value, int) else
+            "a number" if isinstance(value, float) else
+            "a string" if isinstance(value, str) else
+            "a list" if isinstance(value, list) else
+            "a table" if isinstance(value, dict) else
+            "a date or time" if isinstance(value, datetime.date | datetime.time) else
+            type(value).__name__)
+    return f"{_toml(value)} ({kind})"
+
+
+def _written_as(kind: str, value: object) -> tuple[str, str] | None:
+    """`value` written as the type the error `kind` expects, and what differs ("without
+    quotes"), when it has one obvious such form (`"5"` → `5`, `"yes"` → `true`, `2.0` → `2`)."""
+    if kind in ("float_type", "int_type") and isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            return None
+        if not math.isfinite(number):
+            return None
+        if kind == "float_type":
+            return value.strip(), ", without quotes"
+        return (str(int(number)), ", without quotes") if number.is_integer() else None
+    if kind == "int_type" and isinstance(value, float) and value.is_integer():
+        return str(int(value)), " (a whole number)"
+    if kind == "bool_type" and isinstance(value, str | int | float) and not isinstance(value, bool):
+        text = value.strip().lower() if isinstance(value, str) else _toml(value).removesuffix(".0")
+        truth = "true" if text in _TRUE else "false" if text in _FALSE else None
+        if truth is None:
+            return None
+        return truth, (", without quotes" if isinstance(value, str) else
+                       f" (true or false, not {_toml(value)})")
+    if kind == "string_type" and isinstance(value, bool | int | float):
+        return json.dumps(_toml(value)), " (in quotes)"
+    if kind == "list_type" and isinstance(value, str):
+        return json.dumps([value], ensure_ascii=False), " (a list, in brackets)"
+    return None
+
+
+def _under(loc: tuple[int | str, ...]) -> str:
+    """The table a key is written in: " under [verify]", " under [[guards]]", "" at the top."""
+    table = loc[:-1]
+    if not table:
+        return ""
+    if isinstance(table[-1], int):
+        return f" under [[{field_path(table[:-1])}]]"
+    return f" under [{field_path(table)}]"
+
+
+def _type_problem(err: Any, loc: tuple[int | str, ...], root: type[BaseModel]
+                  ) -> tuple[str, str] | None:
+    """A value of the wrong type (the tables are strict): what was expected and given, and the
+    fix, with the value written as the field's type when it has an obvious such form."""
+    kind = err["type"]
+    if kind not in _EXPECTED or not loc:
+        return None
+    value = err.get("input")
+    expected = _EXPECTED[kind]
+    if kind == "list_type":
+        field = (_model_at(root, loc[:-1]) or root).model_fields.get(str(loc[-1]))
+        of_tables = field is not None and any(isinstance(t, type) and issubclass(t, BaseModel)
+                                              for t in get_args(field.annotation))
+        expected = "a list of tables" if of_tables else 'a list of strings (["a", "b"])'
+    msg = f"expected {expected}, got {_given(value)}"
+    if expected == "a list of tables" or kind == "model_type" and isinstance(loc[-1], int):
+        # `guards = 5`, `guards = [5]`: each is its own [[guards]] table
+        name = field_path(loc if expected == "a list of tables" else loc[:-1])
+        return msg, f"write each as its own [[{name}]] table"
+    written = _written_as(kind, value)
+    if isinstance(loc[-1], int):  # an item of a list
+        name = field_path(loc[:-1])
+        if written is not None:
+            return msg, f"write this item of {name} as {written[0]}{written[1]}"
+        return msg, f"write each item of {name} as {expected}"
+    key = toml_key(str(loc[-1]))
+    if written is not None:
+        return msg, f"write {key} = {written[0]}{_under(loc)}{written[1]}"
+    if kind == "model_type":
+        return msg, f"write [{field_path(loc)}] as a table: that line, then its keys below it"
+    fix = f"write {key}{_under(loc)} as {expected}"
+    if kind in ("float_type", "int_type"):
+        model = _model_at(root, loc[:-1])
+        field = model.model_fields.get(str(loc[-1])) if model is not None else None
+        default = field.default if field is not None else None
+        example = (f" (e.g. {key} = {_number(default)})" if isinstance(default, int | float)
+                   and not isinstance(default, bool) else "")
+        fix += (", without quotes" if isinstance(value, str) else
+                " (true and false are not numbers)" if isinstance(value, bool) else "") + example
+    elif kind == "bool_type":
+        fix = f"write {key} = true or {key} = false{_under(loc)}, without quotes"
+    return msg, fix
 
 
 def _number(value: object) -> str:
@@ -202,6 +333,8 @@ def validation_problems(errors: list[Any], root: type[BaseModel]
             if near is not None:
                 msg += f"; did you mean {near!r}?"
                 hint = f"write {near!r}"
+        elif (typed := _type_problem(err, loc, root)) is not None:
+            msg, hint = typed
         elif err["type"] in _BOUND_ERRORS and loc and isinstance(loc[-1], str):
             span = allowed_range(_model_at(root, loc[:-1]), loc[-1])
             if span is not None:

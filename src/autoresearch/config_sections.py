@@ -10,6 +10,7 @@ nothing (`max_usd = 0` stopped it before its baseline). A key the chosen setting
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from typing import Any, Literal
@@ -45,8 +46,10 @@ class Amount(BaseModel):
 
     @classmethod
     def parse(cls, raw: float | int | str) -> Amount:
-        if isinstance(raw, bool):
-            raise ValueError("expected a number or a percentage string such as \"0.5%\"")
+        if isinstance(raw, bool) or not isinstance(raw, int | float | str):
+            # (a list or a table reached the regex below: a TypeError, a traceback)
+            raise ValueError("expected a number or a percentage string such as \"0.5%\", got "
+                             + json.dumps(raw, default=str, ensure_ascii=False))
         if isinstance(raw, int | float):
             return cls(value=_finite(float(raw), raw), relative=False)
         m = _RELATIVE.match(raw)
@@ -76,7 +79,20 @@ def _finite(value: float, raw: object) -> float:
 
 def non_negative_amount(raw: Any, name: str) -> Amount:
     """An Amount that may not be below 0 (`min_effect`, a guard's `max_increase`)."""
+    if isinstance(raw, bool) or not isinstance(raw, Amount | int | float | str):
+        raise Refusal(f'expected a number or a percentage such as "0.5%", got '
+                      f"{json.dumps(raw, default=str, ensure_ascii=False)}",
+                      fix=f'write {name} = 0.5 (absolute) or {name} = "0.5%" (relative to the '
+                      "incumbent)")
     amount = raw if isinstance(raw, Amount) else Amount.parse(raw)
+    if isinstance(raw, str) and not amount.relative:
+        # A number in quotes is a percentage that lost its "%" or a number that gained quotes,
+        # and the two differ by the incumbent's size / 100: which one, the user says.
+        number = raw.strip()
+        raise Refusal(f'{json.dumps(raw)} is a string, and an amount in quotes is a percentage '
+                      'such as "0.5%"',
+                      fix=f'write {name} = {number} (absolute, without quotes) or {name} = '
+                      f'"{number}%" (relative to the incumbent)')
     if amount.value < 0:
         raise Refusal(f"{name} must be 0 or more, got {amount}",
                       fix=f'write {name} as 0 or more (a number, or a percentage such as "5%")')
@@ -98,7 +114,14 @@ def _count_or_auto(v: int | str, info: ValidationInfo) -> int | str:
 class _Strict(BaseModel):
     # nan and inf are refused in every number: a guard's `max = nan` passed every candidate and
     # `min_effect = nan` discarded them all, with no word.
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    # strict: a value is taken as the type TOML gives it, never converted. Pydantic's lax mode
+    # read `budget_seconds = true` as a budget of 1 s, `budget_seconds = "5"` as 5, `drift =
+    # "no"` or `drift = 0` as false and `repeats = 2.0` as 2, while `[verify.env] FOO = 1` was
+    # refused: each is now an error saying what was given and how to write it
+    # (config_errors.py). A whole number is still a number (`budget_seconds = 5`). No field here
+    # relies on a conversion strict mode refuses (str → Path, str → enum): the fixed sets are
+    # Literals of strings, and an amount ("0.5%") is parsed by its field's own validator.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, strict=True)
 
 
 # The keys only one rule reads: the other never looks at them.
