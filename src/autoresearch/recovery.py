@@ -17,7 +17,11 @@ import re
 from typing import TYPE_CHECKING
 
 from autoresearch import gitops
-from autoresearch.checkout_sync import require_session_commits, save_unknown_commits
+from autoresearch.checkout_sync import (
+    refuse_session_branch_checked_out,
+    require_session_commits,
+    save_unknown_commits,
+)
 from autoresearch.executor import run_id_prefix
 from autoresearch.ledger import TrialStatus
 from autoresearch.ledger.experiment_tables import NUMBERED_PAST, NUMBERING_EVENT
@@ -70,12 +74,15 @@ def recover(s: Session) -> str:
     gitops.ensure_branch(s.root, s.paths.branch, tip)
     branch_tip = gitops.rev_parse(s.root, f"refs/heads/{s.paths.branch}")
     if branch_tip != tip:
+        # No ref moves under a checkout: a start refused one already, `report --verify` not.
+        refuse_session_branch_checked_out(s.root, s.paths.branch)
         saved = save_unknown_commits(s.root, s.paths.tag, s.paths.branch,
                                      s.history, s.row.base_commit, branch_tip, tip)
         if saved:
             s.event("recovery", saved)
             s.notices.append(saved)
-        gitops.update_ref(s.root, f"refs/heads/{s.paths.branch}", tip)
+    s.branch.reset(branch_tip, tip)  # compare-and-swap from what was read; where it is now
+    if branch_tip != tip:
         s.event("recovery", f"branch reset to the ledger's incumbent {tip[:10]}")
     s.slots.prepare(tip)
     return tip

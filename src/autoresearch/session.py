@@ -21,6 +21,7 @@ from typing import Any
 from autoresearch import gitops, guardrails, resources, shared_paths, timeouts
 from autoresearch.budget import active_seconds, session_spend
 from autoresearch.checkout_sync import (
+    SessionBranch,
     follow_head,
     refuse_session_branch_checked_out,
 )
@@ -129,6 +130,8 @@ class Session:
         self._given_proposer = proposer
         self._proposer_open = False
         self.lock = SessionLock(self.paths.lock)
+        # The session branch, moved only from where the session last set it (recovery sets it).
+        self.branch = SessionBranch(root, self.paths)
         self.watch: LedgerWatch | None = None  # set once the session's row is known
         self.protected_hashes: dict[str, str] = {}
         self._run_numbers: dict[tuple[str, str, int], int] = {}  # (trial, role, attempt) -> next
@@ -476,8 +479,11 @@ class Session:
     def end(self, trial: Trial, status: TrialStatus, reason: str,
             objective: float | None = None) -> None:
         """The trial's verdict, recorded; then the slot, the streaks and the proposer follow."""
-        trial.finish(status, reason, objective)
+        trial.finish(status, reason, objective, move_branch=self._keep_on_branch)
         self.ended(trial, trial.proposal if status != TrialStatus.INTERRUPTED else None, reason)
+
+    def _keep_on_branch(self, exp_id: str, commit: str) -> None:
+        self.branch.keep(exp_id, commit, self.history, self.row.base_commit)
 
     def ended(self, trial: Trial, proposal: Proposal | None, reason: str) -> None:
         """After a trial's verdict: the slot back on the incumbent, the streaks, the proposer

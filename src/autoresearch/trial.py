@@ -19,7 +19,7 @@ attempt that was repaired, a winner replayed onto a newer incumbent) is parked a
 
 from __future__ import annotations
 
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeAlias, TypeVar
 
@@ -143,15 +143,18 @@ class Trial:
         self.ledger.record_judgement(self.id, incumbent_objective=incumbent_objective,
                                      delta=delta, threshold=threshold, guards=guards)
 
-    def finish(self, status: TrialStatus, reason: str, objective: float | None = None) -> None:
-        """The verdict: the session branch moves to a kept candidate, any other commit is
-        parked; then the ledger records it. Git first: a kill -9 in between is undone by the
-        recovery (which points the branch back at the ledger's incumbent, re-creates refs)."""
+    def finish(self, status: TrialStatus, reason: str, objective: float | None = None, *,
+               move_branch: Callable[[str, str], None]) -> None:
+        """The verdict: the session branch moves to a kept candidate (`move_branch(id, commit)`:
+        the session's `SessionBranch.keep`, which stops the session rather than move a branch
+        someone else moved or checked out), any other commit is parked; then the ledger records
+        it. Git first: a kill -9 in between is undone by the recovery (which points the branch
+        back at the ledger's incumbent, re-creates refs)."""
         if not status.final:
             raise ValueError(f"{status} is not a final status")
         if self.commit is not None and self.kind != "baseline":
             if status == TrialStatus.KEEP:
-                gitops.update_ref(self.root, f"refs/heads/{self.paths.branch}", self.commit)
+                move_branch(self.id, self.commit)
             else:
                 gitops.park_ref(self.root, self.paths.discarded_ref(self.id), self.commit)
         self.ledger.finish_experiment(self.id, status=status, reason=reason, objective=objective)

@@ -151,9 +151,31 @@ def ref_exists(cwd: Path, ref: str) -> bool:
     return bool(git(cwd, "rev-parse", "--verify", "--quiet", ref, check=False))
 
 
+def read_ref(cwd: Path, ref: str) -> str:
+    """The commit `ref` points at, or "" when there is no such ref."""
+    return git(cwd, "rev-parse", "--verify", "--quiet", ref, check=False)
+
+
 def update_ref(cwd: Path, ref: str, sha: str) -> None:
     git(cwd, "update-ref", ref, sha)
     REF_JOURNAL.record(ref, sha)
+
+
+def swap_ref(cwd: Path, ref: str, new: str, old: str) -> str | None:
+    """Point `ref` at `new` only if it still holds `old`: git's compare-and-swap (`update-ref
+    <ref> <new> <old>`, atomic under the ref's lock), so a commit someone made on it meanwhile
+    is never moved over. None when it moved; else what the ref holds instead ("" when it is
+    gone). A failure with the ref still at `old` (another git process holding its lock) is git's
+    own error."""
+    done = run_git(cwd, "update-ref", ref, new, old)
+    if done.returncode == 0:
+        REF_JOURNAL.record(ref, new)
+        return None
+    held = read_ref(cwd, ref)
+    if held == old:
+        raise GitError(["update-ref", ref, new, old], done.returncode,
+                       done.stderr.decode("utf-8", "replace"), where=str(cwd))
+    return held
 
 
 def park_ref(cwd: Path, ref: str, sha: str) -> None:
