@@ -58,6 +58,22 @@ def test_a_knob_named_a_stays_in_the_branch_name_and_a_name_in_the_way_writes_no
         "z/01-raise-a-1+raise-a-2", "z/02-raise-b-to-0-5"]
 
 
+def test_a_branch_is_named_for_the_values_it_sets_not_those_it_replaced(tmp_path: Path) -> None:
+    # tune's titles say "NAME old → new": "DEPTH 3 → 4" named its branch "…-depth-3", which
+    # reads as the value the change had removed.
+    repo = two_file_repo(tmp_path)
+    use_script(repo, [
+        {"hypothesis": "tune: A 0.0 → 1.0", "edits": {"a.py": "A = 1.0\n"}},
+        {"hypothesis": "tune: B 0.0 -> 0.5, A 1.0 → 1.0", "edits": {"b.py": "B = 0.5\n"}}])
+    session = run_cli(repo, "run", "--tag", "t", "-n", "3")
+    assert session.returncode == 0, session.stdout + session.stderr
+    proc = run_cli(repo, "finalize", "--tag", "t")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert git(repo, "for-each-ref", "--format=%(refname:short)",
+               "refs/heads/autoresearch-final/").split() == [
+        "autoresearch-final/t/01-tune-a-1-0", "autoresearch-final/t/02-tune-b-0-5-a-1-0"]
+
+
 def _said(proc: subprocess.CompletedProcess[str]) -> str:
     return " ".join((proc.stdout + proc.stderr).split())
 

@@ -75,9 +75,20 @@ def _is_a_name(words: list[str], i: int) -> bool:
     return not opens_a_phrase
 
 
+# "DEPTH 3 → 4" (tune's titles; "->" too): a value's old and new sides.
+_CHANGED_VALUE = re.compile(r"(\S+)[ \t]+\S+[ \t]*(?:→|->)[ \t]*(\S+)")
+
+
+def _as_changed(title: str) -> str:
+    """A title with each "NAME old → new" read as "NAME new": a branch is named for what it
+    sets, not for what it replaced ("depth-4", not "depth-3")."""
+    return _CHANGED_VALUE.sub(r"\1 \2", title)
+
+
 def group_slug(titles: list[str], limit: int = 60) -> str:
     """A name for a group of changes that covers all of them: one change keeps its title's
     words; several are joined with "+" (the key words of each, then "+N-more" past three)."""
+    titles = [_as_changed(t) for t in titles]
     if len(titles) == 1:
         return slug(titles[0], limit)
     shown = titles[:3] if len(titles) <= 3 else titles[:2]
