@@ -438,6 +438,21 @@ def test_a_metric_lost_in_a_cut_log_is_said_to_be_lost_there_not_missing(tmp_pat
     assert result.returncode == 5 and lost in " ".join(result.stdout.split()), result.stdout
 
 
+def test_knob_markers_in_a_file_that_is_not_utf8_are_named_with_the_fix(tmp_path: Path) -> None:
+    # A Latin-1 source file's markers were passed over and the message said no in-scope file
+    # had one.
+    repo = broken(tmp_path, CONFIG)
+    (repo / "target.py").write_bytes("# réglage\nX = 3.0  # knob: float(0, 10)\n".encode("latin-1"))
+    git(repo, "commit", "-qam", "a Latin-1 target")
+    for command in ("check", "run"):
+        result = run_cli(repo, command)
+        said = " ".join((result.stdout + result.stderr).split())
+        assert result.returncode != 0, said
+        assert ("target.py has `# knob:` markers but is not UTF-8 text, so tune can neither read "
+                "nor rewrite its lines") in said, said
+        assert "save target.py as UTF-8" in said and "no in-scope file" not in said
+
+
 def test_a_ray_address_without_the_ray_executor_is_refused(tmp_path: Path) -> None:
     # It was ignored: the session ran on this machine while the user thought of a cluster.
     repo = make_repo(tmp_path / "repo", {"target.py": "X = 3.0  # knob: float(0, 10)\n",

@@ -194,6 +194,26 @@ def _texts_with_markers(root: Path, files: Sequence[str]) -> Iterator[tuple[str,
             yield rel, text
 
 
+def _markers_not_utf8(root: Path, files: Sequence[str]) -> list[str]:
+    """The in-scope files that mention `knob:` but are not UTF-8 text (a Latin-1 source file):
+    `_texts_with_markers` passes over them, and saying only "no marker" would be untrue."""
+    found = []
+    for rel in files:
+        path = root / rel
+        try:
+            if not path.is_file() or path.stat().st_size > _MAX_SCAN_BYTES:
+                continue
+            data = path.read_bytes()
+        except OSError:
+            continue
+        if b"knob:" in data:
+            try:
+                data.decode("utf-8")
+            except UnicodeDecodeError:
+                found.append(rel)
+    return found
+
+
 def _marker_knobs(root: Path, files: Sequence[str]) -> dict[str, Knob]:
     found: dict[str, Knob] = {}
     for rel, text in _texts_with_markers(root, files):
@@ -362,6 +382,17 @@ def require_knobs(root: Path, config: Config) -> list[Knob]:
                 fix=f"write the knob's line in one of the forms {KNOB_LINE_FORMS}, the value a "
                 "single literal (`+=` appends and `!=` runs a shell: neither sets a value)",
             )
+        unreadable = _markers_not_utf8(root, files)
+        if unreadable:
+            raise KnobError(
+                "the tune proposer found no knobs to tune: [knobs] declares none, and "
+                f"{unreadable[0]} has `# knob:` markers but is not UTF-8 text, so tune can "
+                "neither read nor rewrite its lines"
+                + (f" (and {len(unreadable) - 1} more such file(s))" if len(unreadable) > 1
+                   else ""),
+                where=unreadable[0],
+                fix=f"save {unreadable[0]} as UTF-8 (e.g. iconv -f latin1 -t utf-8), then commit "
+                    "it")
         shown = ", ".join(files[:5]) + (" …" if len(files) > 5 else "")
         raise KnobError(
             "the tune proposer found no knobs to tune: [knobs] declares none and no in-scope "
