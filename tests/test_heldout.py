@@ -81,3 +81,20 @@ def test_a_heldout_metric_the_incumbent_prints_only_sometimes_is_not_required(
     ((_, status, reason),) = experiments(repo)
     assert status == "keep", reason
 
+
+
+def test_a_heldout_metric_the_baseline_never_prints_is_warned_about(tmp_path: Path) -> None:
+    # check flagged it, but run went ahead without a word: every held-out comparison was then
+    # silently skipped all night.
+    config = CONFIG.replace('record = ["mem_mb"]', 'heldout = ["held", "acc"]')
+    repo = make_repo(tmp_path / "repo", {"target.py": "X = 3.0\n", "score.py": SCORE,
+                                         "autoresearch.toml": config})
+    use_script(repo, [{"hypothesis": "better", "edits": {"target.py": "X = 6.0\n"}}])
+    result = run_cli(repo, "run", "--tag", "t", "-n", "2")
+    assert result.returncode == 0, result.stdout + result.stderr
+    said = " ".join(result.stdout.split())
+    assert ("warning: [metric] heldout names acc, which the baseline's run did not print: no "
+            "held-out check can happen for it") in said, said
+    with sqlite3.connect(repo / ".autoresearch" / "ledger.db") as conn:
+        warned = [m for (m,) in conn.execute("SELECT message FROM events WHERE kind = 'warning'")]
+    assert len(warned) == 1 and "names acc," in warned[0], warned

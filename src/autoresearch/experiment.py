@@ -56,7 +56,7 @@ def baseline(s: Session, trial: Trial) -> Program:
     with ended_early(s, trial):
         trial.base_measured(commit, gitops.tree_of(s.root, commit), _initial_params(s, trial))
         s.display.experiment_started(trial.id, f"baseline ({repeats} run{'s' * (repeats > 1)})")
-        values = []
+        values: list[float] = []
         for _ in range(repeats):
             m = yield s.run_request(trial, "candidate", commit)
             if not m.ok:
@@ -74,6 +74,14 @@ def baseline(s: Session, trial: Trial) -> Program:
                     "never printed fails every candidate, so each improvement would be discarded."
                     " Print the metric, or fix the guard's name in autoresearch.toml, then run "
                     f"the same command to resume. Log: {m.log_path}", exit_code=5)
+            if not values:
+                unseen = [n for n in config.metric.heldout if n not in m.metrics]
+                if unseen:  # nothing to compare after a keep: the check would be silent all night
+                    said = (f"[metric] heldout names {', '.join(unseen)}, which the baseline's run "
+                            "did not print: no held-out check can happen for it. Print it, or "
+                            "remove it from [metric] heldout in autoresearch.toml")
+                    event(s, trial, "warning", said)
+                    s.display.message("warning: " + said, "yellow")
             values.append(m.objective or 0.0)
         mean = sum(values) / len(values)
         if len(values) > 1 and len(set(values)) == 1 and not noise_accounted_for(config, mean):
