@@ -171,6 +171,13 @@ def test_a_stale_win_that_conflicts_is_dropped_with_the_reason(two_knobs: Path) 
     assert git(two_knobs, "show", "autoresearch/t:x.py") == "X = 5.0"
     assert git(two_knobs, "show", "refs/autoresearch/t/discarded/t-0003:x.py").startswith(
         "X = 6.0")
+    # Dropped for the conflict, not for want of a measurement: its objective is shown (it was
+    # empty, "—", in status, show and results.tsv, beside two successful runs).
+    ((objective,),) = rows(two_knobs, "SELECT objective FROM experiments WHERE seq = 3")
+    measured = [float(str(v)) for (v,) in rows(
+        two_knobs, "SELECT m.value FROM runs r JOIN metrics m ON m.run_id = r.id AND m.name = "
+        "'score' WHERE r.experiment_id = 't-0003' AND r.role = 'candidate' AND r.status = 'ok'")]
+    assert measured and objective == pytest.approx(sum(measured) / len(measured))
 
 
 def test_changing_the_number_of_workers_converts_the_slots(two_knobs: Path) -> None:

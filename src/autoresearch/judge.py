@@ -60,7 +60,8 @@ def judge(s: Session, trial: Trial) -> Program:
         if step.action == "keep" and s.incumbent_commit() != trial.parent:
             dropped = replay(s, trial, replays)
             if dropped:
-                s.end(trial, TrialStatus.DISCARD, f"{step.reason}; but {dropped}")
+                s.end(trial, TrialStatus.DISCARD, f"{step.reason}; but {dropped}",
+                      objective=_measured(evidence))
                 return
             continue
         if (yield from settle(s, trial, step, evidence, _replayed(replays))):
@@ -75,8 +76,15 @@ def judge(s: Session, trial: Trial) -> Program:
         # Another slot kept a change while this one's guards or review ran: replayed too.
         dropped = replay(s, trial, replays)
         if dropped:
-            s.end(trial, TrialStatus.DISCARD, f"{step.reason}; its checks passed, but {dropped}")
+            s.end(trial, TrialStatus.DISCARD, f"{step.reason}; its checks passed, but {dropped}",
+                  objective=_measured(evidence))
             return
+
+
+def _measured(evidence: Evidence) -> float | None:
+    """The objective a dropped winner measured (its runs' mean): dropped for a conflict with a
+    newer keep, not for want of a measurement, it is shown like any other discard's."""
+    return fmean(o.value for o in evidence.candidate) if evidence.candidate else None
 
 
 def noise_accounted_for(config: Config, level: float) -> bool:
