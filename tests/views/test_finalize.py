@@ -109,8 +109,10 @@ def test_synthetic_session(demo: BuiltSession, tmp_path: Path) -> None:
 def test_nothing_kept_is_an_error(tmp_path: Path) -> None:
     built = build_session(tmp_path / "repo", plan=[
         Planned("worse", "discard", [10.5], {"README.md": "x\n"})])
-    with pytest.raises(FinalizeError, match="kept no change"):
+    with pytest.raises(FinalizeError, match="kept no change") as refused:
         finalize(built.repo, built.tag)
+    assert refused.value.fix == ("there is nothing to split into branches yet: run more "
+                                 "experiments (autoresearch run), then finalize")
 
 
 def test_real_toy_session(real_repo: Path, tmp_path: Path) -> None:

@@ -225,7 +225,8 @@ def finalize(
                                 f"experiment(s) of session {session.tag}: it was reset",
                                 fix=restore)
         raise FinalizeError(f"session {session.tag} kept no change: the branch is at its base",
-                            fix="nothing to review; run more experiments first")
+                            fix="there is nothing to split into branches yet: run more "
+                                "experiments (autoresearch run), then finalize")
     warnings = []
     kept_shas = {e.commit_sha for e in kept}
     for c in commits:
