@@ -94,6 +94,11 @@ def test_describe_difference() -> None:
         "packages.torch: 2.3.0 -> 2.4.0",
     ]
     assert describe_difference(a, a) == []
+    # An interpreter variable is said to be one (it read as a field of the config).
+    shell = {"evaluation": {"program": "/v/bin/python", "PYENV_VERSION": "3.11"}}
+    assert describe_difference(shell, {"evaluation": {"program": "/v/bin/python"}}) == [
+        "evaluation.PYENV_VERSION (an environment variable of the shell that started "
+        "autoresearch): 3.11 -> (none)"]
 
 
 def test_the_evaluation_interpreter_is_the_commands_program_on_the_runs_path(

@@ -281,10 +281,17 @@ def describe_difference(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]
 
 def _mapping_difference(name: str, left: Mapping[str, Any], right: Mapping[str, Any]) -> list[str]:
     return [
-        f"{name}.{key}: {_show(left.get(key))} -> {_show(right.get(key))}"
+        f"{name}.{key}{_as_variable(key)}: {_show(left.get(key))} -> {_show(right.get(key))}"
         for key in sorted(set(left) | set(right))
         if left.get(key) != right.get(key)
     ]
+
+
+def _as_variable(key: str) -> str:
+    """What an interpreter variable is, said ("evaluation.PYENV_VERSION" alone read as a field
+    of the config): it comes from the shell that started autoresearch."""
+    return (" (an environment variable of the shell that started autoresearch)"
+            if key in INTERPRETER_VARIABLES else "")
 
 
 def _show(value: Any) -> str:
