@@ -141,6 +141,8 @@ def test_the_summary_line_shows_the_best_including_the_keep_it_follows(toy_repo:
     assert len(summaries) == 1, out.getvalue()
     # The views' vocabulary and sign: improvement positive = better, the metric's Δ beside it.
     assert "10 experiments (the baseline + 9 candidates): 1 kept, 8 discarded" in summaries[0]
+    # The minutes are this run's, the counts the session's (a resume's line mixed them).
+    assert " min in this run; the session: 10 experiments" in summaries[0]
     assert "best score = 0: +16 (+100%) better than the baseline (Δ score -16)" in summaries[0]
 
 

@@ -136,8 +136,9 @@ class Display:
             return  # already printed for this many experiments
         self._last_summary = self.tally.total
         elapsed = (time.time() - self.tally.started) / 60
+        # The minutes are this process's; the counts are the session's, resumes included.
         self.console.print(Text(
-            f"— {elapsed:.1f} min: {self.tally.counts_line()};"
+            f"— {elapsed:.1f} min in this run; the session: {self.tally.counts_line()};"
             f" {self.tally.best_line()}", style="cyan"))
 
 
