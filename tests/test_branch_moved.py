@@ -16,6 +16,7 @@ from autoresearch.checkout_sync import SessionBranch
 from autoresearch.errors import PreconditionError
 from autoresearch.state import StatePaths
 from tests.conftest import git, make_repo, run_cli, use_script
+from tests.support.git_repo import commit_in_linked_worktree
 from tests.test_resume import query, start
 
 # Each candidate's run sleeps: the branch is moved (as soon as experiment 2's keep is in the
@@ -115,11 +116,7 @@ def test_a_linked_worktree_put_on_the_session_branch_and_committed_on_stops_it_s
     proc = start(toy_repo, "--tag", "bw", "--iterations", "5")
     kept = wait_for_keep(toy_repo, 2, proc)
     linked = tmp_path / "linked"
-    git(toy_repo, "worktree", "add", "-q", str(linked), "autoresearch/bw")
-    (linked / "notes.txt").write_text("mine\n")
-    git(linked, "add", "notes.txt")
-    git(linked, "commit", "-qm", "mine, in a worktree on the session branch")
-    mine = git(linked, "rev-parse", "HEAD")
+    mine = commit_in_linked_worktree(toy_repo, linked, "autoresearch/bw")
     code, said = finished(proc)
     assert code == 3, said
     assert git(toy_repo, "rev-parse", "autoresearch/bw") == mine
@@ -152,11 +149,7 @@ def test_report_verify_does_not_reset_the_branch_under_a_worktree_on_it(toy_repo
     use_script(toy_repo, SLOW[:1])
     assert run_cli(toy_repo, "run", "--tag", "bv", "--iterations", "2").returncode == 0
     linked = tmp_path / "linked"
-    git(toy_repo, "worktree", "add", "-q", str(linked), "autoresearch/bv")
-    (linked / "notes.txt").write_text("mine\n")
-    git(linked, "add", "notes.txt")
-    git(linked, "commit", "-qm", "mine, in a worktree on the session branch")
-    mine = git(linked, "rev-parse", "HEAD")
+    mine = commit_in_linked_worktree(toy_repo, linked, "autoresearch/bv")
     result = run_cli(toy_repo, "report", "--tag", "bv", "--verify",
                      "--out", str(tmp_path / "report"))
     said = " ".join(result.stderr.split())

@@ -17,6 +17,7 @@ import pytest
 from autoresearch.errors import ConfigError
 from autoresearch.state import validate_tag
 from tests.conftest import SCORE_PY, cli_env, git, run_cli, use_script
+from tests.support.git_repo import commit_in_linked_worktree
 
 STEPS = [{"hypothesis": f"try {x}", "edits": {"target.py": f"X = {x}\n"}}
          for x in (5.0, 6.0, 6.5, 6.8, 6.9, 6.95, 6.99)]
@@ -187,11 +188,7 @@ def test_the_session_branch_checked_out_in_a_linked_worktree_is_refused(toy_repo
     use_script(toy_repo, STEPS)
     assert run_cli(toy_repo, "run", "--tag", "t", "--iterations", "2").returncode == 0
     linked = tmp_path / "linked"
-    git(toy_repo, "worktree", "add", "-q", str(linked), "autoresearch/t")
-    (linked / "notes.txt").write_text("mine\n")
-    git(linked, "add", "notes.txt")
-    git(linked, "commit", "-qm", "a commit of mine in a worktree on the session branch")
-    mine = git(linked, "rev-parse", "HEAD")
+    mine = commit_in_linked_worktree(toy_repo, linked, "autoresearch/t")
     result = run_cli(toy_repo, "run", "--tag", "t", "--iterations", "4")
     said = " ".join(result.stderr.split())
     assert result.returncode == 3, result.stdout + result.stderr

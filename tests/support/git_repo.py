@@ -32,3 +32,13 @@ def make_repo(path: Path, files: Mapping[str, str], *, message: str = "init",
     git(path, "add", "-A", identity=identity)
     git(path, "commit", "-qm", message, identity=identity)
     return path
+
+
+def commit_in_linked_worktree(repo: Path, linked: Path, branch: str) -> str:
+    """A user's linked worktree of `repo` at `linked`, on `branch`, with a commit of theirs on
+    it (a notes file); that commit's sha."""
+    git(repo, "worktree", "add", "-q", str(linked), branch)
+    (linked / "notes.txt").write_text("mine\n")
+    git(linked, "add", "notes.txt")
+    git(linked, "commit", "-qm", "mine, in a worktree on the session branch")
+    return git(linked, "rev-parse", "HEAD")
