@@ -17,11 +17,10 @@ from rich.markup import escape
 from rich.text import Text
 
 from autoresearch import __version__
-from autoresearch.cli_options import ExecutorOpt, RayAddressOpt, RepoOpt
+from autoresearch.cli_options import ExecutorOpt, RayAddressOpt, RepoOpt, parse_duration
 from autoresearch.config import CONFIG_NAME, STATE_DIR, load_config
 from autoresearch.errors import (
     AutoresearchError,
-    ConfigError,
     LedgerEmptyError,
     PreconditionError,
 )
@@ -151,28 +150,6 @@ def check(
                                      executor=executor))
     if code:
         raise typer.Exit(code)
-
-
-def parse_duration(text: str) -> float:
-    """'8h', '90m', '45s', '1h30m', or plain seconds → seconds."""
-    import re
-
-    text = text.strip().lower()
-    unit = {"h": 3600.0, "m": 60.0, "s": 1.0}
-    if re.fullmatch(r"\d+(\.\d+)?", text):
-        seconds = float(text)
-    else:
-        parts = re.findall(r"(\d+(?:\.\d+)?)\s*([hms])", text)
-        if not parts or "".join(f"{a}{b}" for a, b in parts) != text.replace(" ", ""):
-            # Exit 2, as for every other bad option value (click's own, a bad --tag).
-            raise ConfigError(f"cannot read the duration {text!r}", where="--until",
-                              fix="write it like 8h, 90m, 45s or 1h30m")
-        seconds = sum(float(a) * unit[b] for a, b in parts)
-    if seconds <= 0:
-        # No experiment could start: the session would be an empty one that `status` shows.
-        raise ConfigError(f"the duration {text!r} leaves no time for an experiment",
-                          where="--until", fix="give a time longer than zero, like 30m")
-    return seconds
 
 
 @app.command()
