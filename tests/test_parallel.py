@@ -192,6 +192,12 @@ def test_changing_the_number_of_workers_converts_the_slots(two_knobs: Path) -> N
     assert (slots / ".git").is_file()  # one worker: the tag's directory is the worktree
     assert run_cli(two_knobs, "run", "--tag", "t", "-n", "4", "-w", "2").returncode == 0
     assert sorted(p.name for p in slots.iterdir()) == ["slot-1", "slot-2"]
+    assert run_cli(two_knobs, "run", "--tag", "t", "-n", "5", "-w", "3").returncode == 0
+    assert sorted(p.name for p in slots.iterdir()) == ["slot-1", "slot-2", "slot-3"]
+    # Fewer workers: the slot beyond them goes (it stayed, a checkout, until finalize).
+    assert run_cli(two_knobs, "run", "--tag", "t", "-n", "5", "-w", "2").returncode == 0
+    assert sorted(p.name for p in slots.iterdir()) == ["slot-1", "slot-2"]
+    assert "slot-3" not in git(two_knobs, "worktree", "list", "--porcelain")
     assert run_cli(two_knobs, "run", "--tag", "t", "-n", "5").returncode == 0
     assert (slots / ".git").is_file() and not (slots / "slot-1").exists()
     worktrees = git(two_knobs, "worktree", "list", "--porcelain")

@@ -211,6 +211,13 @@ class Slots:
         elif (outer / ".git").exists():
             gitops.remove_worktree(self.root, outer)  # it would contain the slots
             shutil.rmtree(outer, ignore_errors=True)
+        elif outer.is_dir():
+            # Fewer workers than last time: the slots beyond them go (each held a checkout, and
+            # one an interrupted candidate's commit, until finalize).
+            wanted = {slot.worktree.name for slot in self.all}
+            for child in sorted(outer.iterdir()):
+                if child.name not in wanted and (child / ".git").exists():
+                    gitops.remove_worktree(self.root, child)
         for slot in self.all:
             gitops.ensure_detached_worktree(self.root, slot.worktree, tip)
             self.shared.link(slot.worktree)
