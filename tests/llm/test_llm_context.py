@@ -174,6 +174,31 @@ def test_log_lines_carrying_protected_words_in_any_case_are_hidden(make_ctx: Mak
         assert kept in c.volatile
 
 
+def test_a_large_protected_file_does_not_crowd_out_the_small_ones(make_ctx: MakeCtx,
+                                                                   worktree: Path) -> None:
+    # The scan's budget was spent in name order: data/val.txt (6.4 MB) used it all, so
+    # secrets.txt, sorting after it, was never read, and its token reached the model verbatim.
+    # Protected files far larger than any budget (shared 3 GB data splits, sorting first) are
+    # read only as far as their own cap: each was read whole, at each repair.
+    import tracemalloc
+
+    (worktree / "data").mkdir()
+    (worktree / "data" / "val.txt").write_text(
+        "".join(f"validation sentence number {i} of the held-out split\n" for i in range(120_000)))
+    for name in ("huge-1.bin", "huge-2.bin", "huge-3.bin", "huge-4.bin"):
+        with (worktree / "data" / name).open("wb") as f:
+            f.truncate(3 * 1024**3)  # sparse: no disk used
+    config = parse_config({**make_config().model_dump(mode="json", exclude_defaults=True),
+                           "protected": ["data/*", "score.py", "secrets.txt"]})
+    crash = "TOKEN=do-not-leak-123\ntoken=DO-NOT-LEAK-123\nValueError: boom\n"
+    tracemalloc.start()
+    c = build_context(make_ctx(config, crash=crash))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert "do-not-leak-123" not in c.volatile.lower() and "ValueError: boom" in c.volatile
+    assert peak < 200 * 1024**2, f"{peak / 1e6:.0f} MB held to read the protected files"
+
+
 def test_a_protected_word_the_model_sees_in_scope_is_not_hidden(make_ctx: MakeCtx,
                                                                  worktree: Path) -> None:
     # `helper` is in lib/util.py (in scope): a log line naming it hides nothing secret.

@@ -36,6 +36,7 @@ import contextlib
 import keyword
 import os
 import re
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,7 +48,12 @@ from autoresearch.globs import select
 from autoresearch.proposers.base import ProposalContext
 from autoresearch.textcheck import is_binary
 
-MAX_PROTECTED_SCAN_BYTES = 4_000_000  # protected text read to hide its lines from logs
+# Protected text read to hide its lines from logs: the smallest files first, each up to its own
+# cap, so a large protected data file can neither crowd out the small ones that hold secrets
+# (the budget was shared in name order: data/val.txt at 6.4 MB used it all, and secrets.txt,
+# sorting after it, was never read) nor be read whole (a 3 GB shared file was, at each repair).
+MAX_PROTECTED_FILE_BYTES = 2_000_000
+MAX_PROTECTED_SCAN_BYTES = 8_000_000
 MIN_HIDDEN_LINE = 4  # shorter protected lines (`}`, `else:`) are too common to hide
 MIN_QUOTED_LINE = 12  # a protected line this long is hidden even inside a longer log line
 MIN_TOKEN = 4  # a word this long from a protected file hides the log lines it is in
@@ -125,9 +131,10 @@ class ProtectedText:
         found: set[str] = set()
         pieces: set[str] = set()
         budget = MAX_PROTECTED_SCAN_BYTES
-        for path in _protected_files(ctx):
+        for path in _smallest_first(ctx.worktree, _protected_files(ctx)):
             try:
-                data = (ctx.worktree / path).read_bytes()[:budget]
+                with (ctx.worktree / path).open("rb") as f:
+                    data = f.read(min(MAX_PROTECTED_FILE_BYTES, budget))
             except OSError:
                 continue
             budget -= len(data)
@@ -188,6 +195,17 @@ def _protected_files(ctx: ProposalContext) -> list[str]:
     with contextlib.suppress(GitError, OSError):  # not a git worktree: the walk found them
         found.update(select(gitops.tracked_files(ctx.worktree), protected))
     return sorted(p for p in found if p != PROGRAM_NAME)
+
+
+def _smallest_first(root: Path, paths: list[str]) -> list[str]:
+    """`paths` by size, smallest first (unreadable ones dropped): secrets sit in small files."""
+    sized = []
+    for path in paths:
+        with contextlib.suppress(OSError):
+            info = os.stat(root / path)
+            if stat.S_ISREG(info.st_mode):  # a FIFO would block the read
+                sized.append((info.st_size, path))
+    return [path for _, path in sorted(sized)]
 
 
 def _walk(root: Path) -> list[str]:
