@@ -23,7 +23,7 @@ It imitates each CLI's invocation and output format, and does what FAKE_AGENT_MO
                and commit it onto the branch (refused: the worktree removed, the branch put back)
     rewrite    set X = 6.9, move session `b`'s branch to a commit with a tampered score.py and
                create refs/autoresearch/b/evil (refused unless `b` is live)
-    main       set X = 6.9 and move the user's checked-out `main` (refused, but main is left)
+    main       set X = 6.9 and move the user's checked-out `main` (put back; the session stops)
     nothing    change nothing
     hang       start a child that ignores SIGTERM, then sleep (the timeout must kill both)
     persist    start a child that leaves the session (setsid), ignores SIGTERM and rewrites

@@ -101,15 +101,45 @@ def test_commits_and_refs_are_refused_and_every_ref_put_back(
     assert_untouched(session, head)
 
 
-def test_the_users_checked_out_branch_is_reported_but_never_rewound(
+def test_the_users_checked_out_branch_moved_by_the_agent_is_put_back_and_stops_the_session(
         agents: Path, session: ProposalContext, worktree: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
+    # Moving the branch the user's checkout is on moves that checkout's HEAD: its files then
+    # read as the agent's commit undone. It was only a rejected proposal, the branch left moved
+    # and the session going on (an agent could do it all night). Its index still holds the old
+    # commit, so the branch goes back there, and the session stops as for any other change to
+    # the user's checkout.
     user_main = git(worktree, "rev-parse", "main")
-    what = refused(session, monkeypatch, "main")
+    monkeypatch.setenv("FAKE_AGENT_MODE", "main")
+    with pytest.raises(FatalProposerError) as info:
+        agent().propose(session)
+    what = " ".join(info.value.what.split())
+    assert f"the agent changed your own checkout {worktree}" in what
     assert "refs/heads/main moved" in what
-    assert "refs/heads/main was left as is (it is checked out in another worktree" in what
-    assert git(worktree, "rev-parse", "main") != user_main  # the user decides, not the harness
+    assert f"refs/heads/main, checked out in {os.path.realpath(worktree)}, was moved by the " \
+           "agent to" in what and f"put back at {user_main[:10]}" in what, what
+    assert "the harness put your checkout back as it was" in what
+    assert git(worktree, "rev-parse", "main") == user_main
+    assert git(worktree, "status", "--porcelain") == ""
     assert git(session.worktree, "rev-parse", "--abbrev-ref", "HEAD") == "HEAD"
+
+
+def test_the_users_branch_is_left_when_their_checkout_moved_on_with_it(
+        session: ProposalContext, worktree: Path) -> None:
+    # The user staged their own work meanwhile: their index no longer holds the old commit, so
+    # putting the branch back would make it disagree with what they have; it is left, named.
+    from autoresearch.proposers.agent.gitstate import GitState
+
+    state = GitState.take(session.worktree, "t")
+    user_main = git(worktree, "rev-parse", "main")
+    moved = git(session.worktree, "commit-tree", "HEAD^{tree}", "-p", "HEAD", "-m", "agent's")
+    git(session.worktree, "update-ref", "refs/heads/main", moved, user_main)  # as the agent does
+    (worktree / "notes.txt").write_text("mine\n")
+    git(worktree, "add", "notes.txt")
+    left = " ".join(state.restore(session.worktree))
+    assert "refs/heads/main was left as is (it is checked out in another worktree" in left
+    assert f"and was at {user_main}" in left
+    assert git(worktree, "rev-parse", "main") == moved
 
 
 def stash_list(cwd: Path) -> str:

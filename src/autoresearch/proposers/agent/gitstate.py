@@ -34,8 +34,11 @@ commits it once, itself; their messages can name the hypothesis. A commit that m
 What is restored: the worktrees the run added are removed, then HEAD (detached at its commit),
 refs (compare-and-swap, so a concurrent change is never overwritten blindly), the stash list and
 the index flags. A branch that was checked out in another worktree before the run (the user's
-checkout) is reported but left as it is: rewinding it would make their files disagree with their
-branch. Which worktrees those are is what they were before the run, never after: a worktree the
+checkout) is put back only while that checkout's index still holds the commit it was at (the
+agent moved it under them: their files then agree with it again); once they staged or committed
+work of their own it is reported and left as it is, since rewinding it would make their files
+disagree with their branch. Either way the proposer stops the session (their checkout's HEAD
+moved). Which worktrees those are is what they were before the run, never after: a worktree the
 agent added must not shelter the branch it moved. Session refs are always put back (their
 worktrees are detached; a session branch is a record, not someone's checkout).
 
@@ -250,8 +253,13 @@ class GitState:
             if name == _STASH:
                 continue  # below, as a list
             if name in elsewhere and sessions.session_of_ref(name) is None:
+                if old is not None and new is not None and self._moved_under(cwd, name, old, new):
+                    left.append(f"{name}, checked out in {self._checkout_of(name)}, was moved "
+                                f"by the agent to {new[:10]}: put back at {old[:10]}, where that "
+                                "checkout's files and index still are")
+                    continue
                 left.append(f"{name} was left as is (it is checked out in another worktree; "
-                            f"it points at {new or 'nothing'})")
+                            f"it points at {new or 'nothing'}, and was at {old or 'nothing'})")
                 continue
             with contextlib.suppress(GitError):  # it moved again meanwhile: leave it
                 if old is None:
@@ -265,6 +273,23 @@ class GitState:
         if added:
             git(cwd, "update-index", "--no-assume-unchanged", "--no-skip-worktree", "--", *added)
         return left
+
+    def _checkout_of(self, branch: str) -> str:
+        """The worktree that had `branch` checked out before the run."""
+        return next((path for path, name in self.worktrees.items() if name == branch), "?")
+
+    def _moved_under(self, cwd: Path, branch: str, old: str, new: str) -> bool:
+        """Put back a branch the agent moved under another checkout (the user's), when that
+        checkout's index still holds the old commit's tree: its files then agree with the branch
+        again. One whose index moved on (the user committed meanwhile) is left as it is.
+        Compare-and-swap, so a move made meanwhile is never overwritten."""
+        checkout = self._checkout_of(branch)
+        if checkout == "?":
+            return False
+        same = run_git(Path(checkout), "diff", "--cached", "--quiet", old, "--")
+        if same.returncode != 0:
+            return False
+        return run_git(cwd, "update-ref", branch, old, new).returncode == 0
 
     def _checked_out_elsewhere(self, cwd: Path) -> set[str]:
         """Branches checked out, before the run, in other worktrees of the repository (the

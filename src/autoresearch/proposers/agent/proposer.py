@@ -307,9 +307,7 @@ class AgentProposer(Proposer):
             )
         problems = guard.check(ctx.worktree, self.preset.scratch)
         outside = guard.checkout_changes()
-        if problems and outside:
-            problems.append("it also changed your own checkout: " + ", ".join(outside[:10]))
-        if problems:
+        if problems and not outside:
             left = self._undo(ctx, guard, snap, usage)
             raise FailedProposal(
                 "; ".join(problems + left) + "; its change was discarded and the worktree restored",
@@ -319,14 +317,20 @@ class AgentProposer(Proposer):
                 usage=usage,
             )
         if outside:
-            # Its worktree change goes too; the checkout is the user's to sort out, and the
-            # session stops so that an agent doing this cannot go on doing it all night.
-            self._undo(ctx, guard, snap, usage)
+            # Its worktree change goes too, and the session stops so that an agent doing this
+            # cannot go on doing it all night (with a git violation too: moving the branch the
+            # checkout is on moves its HEAD, and was only a rejected proposal). What the undo
+            # cannot put back (files, a commit of the user's meanwhile) is the user's to sort out.
+            left = self._undo(ctx, guard, snap, usage)
+            still = guard.checkout_changes()
             root = guard.checkout.root
             raise FatalProposerError(
                 f"the agent changed your own checkout {root}, outside the worktree it was given: "
                 + ", ".join(outside[:10]) + (f" and {len(outside) - 10} more" if len(outside) > 10 else "")
-                + "; the harness left those changes as they are (it cannot tell them from yours)",
+                + "".join(f"; {said}" for said in problems + left)
+                + ("; the harness left the changes to it as they are (it cannot tell them from "
+                   "yours): " + ", ".join(still[:10]) if still else
+                   "; the harness put your checkout back as it was"),
                 where=f"the {self.preset.name} agent's run",
                 fix=f"review `git status` and `git log` in {root}, then restrict the agent to its "
                 "working directory (the built-in presets are), and run the same command again",
