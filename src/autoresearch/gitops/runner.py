@@ -75,8 +75,17 @@ def run_git(cwd: Path, *args: str, input_bytes: bytes | None = None,
                 if k not in unset}
     command = ["git", *HARDENED, *args]
     if timeout is None:
-        return subprocess.run(command, cwd=cwd, env=full_env, input=input_bytes,
+        done = subprocess.run(command, cwd=cwd, env=full_env, input=input_bytes,
                               capture_output=True, check=False)
+        if done.returncode in _GROUP_STOPS:
+            # git shares our process group, and a stop sent to the whole group (`timeout 8h
+            # autoresearch run`, systemd stopping a unit, `kill -TERM -PGID`) kills it too,
+            # often while the session is cleaning up after that same signal: the stop then
+            # ended in "git checkout … failed (-15)", exit 1. git removes its locks as it dies,
+            # so the call is made once more; the session stops as the signal asked.
+            done = subprocess.run(command, cwd=cwd, env=full_env, input=input_bytes,
+                                  capture_output=True, check=False)
+        return done
     # Outside our session, so registered as ours: the orchestrator's stray sweep and reaper
     # would otherwise take it for an orphan a run left (strays.py).
     proc = strays.spawn_helper(lambda: subprocess.Popen(
@@ -96,6 +105,8 @@ def run_git(cwd: Path, *args: str, input_bytes: bytes | None = None,
 
 
 _TERM_GRACE_S = 5.0
+# How a git process dies of a stop signal sent to its whole process group.
+_GROUP_STOPS = frozenset({-signal.SIGTERM, -signal.SIGHUP, -signal.SIGINT})
 
 
 def _stop_group(proc: subprocess.Popen[bytes]) -> None:
