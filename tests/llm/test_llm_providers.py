@@ -100,6 +100,16 @@ def test_long_retry_after_becomes_the_pause(server: FakeModelServer) -> None:
     assert len(server.requests) == 1  # no point hammering: the session pauses
 
 
+def test_a_retry_after_of_days_pauses_at_most_six_hours(server: FakeModelServer) -> None:
+    # "retry-after: 100000" paused a session for 27 h, with no word beyond "waiting 100000 s".
+    server.push(Reply(status=429, headers={"retry-after": "100000"}))
+    with pytest.raises(ProposerOutage) as info:
+        ask(provider(server, "openai"))
+    assert info.value.retry_after_s == 6 * 3600
+    assert ("the server asked for a pause of 100000 s, more than the 6 h a pause may last"
+            in info.value.what)
+
+
 @pytest.mark.parametrize("kind", PROVIDERS)
 def test_slow_response_times_out_and_is_retried(server: FakeModelServer, kind: str) -> None:
     # Seconds, not tenths: on a loaded machine even the prompt reply took more than 0.4 s.

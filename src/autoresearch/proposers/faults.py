@@ -50,6 +50,13 @@ class FatalProposerError(ProposerFault):
     exit_code = 5
 
 
+# The longest pause a provider's own word (a Retry-After header, an agent's reset time) can ask
+# of the session: a longer one is more likely a misread number or a misconfigured server than a
+# real window (a Retry-After of 100000 s paused a session for 27 h), and a session with --until
+# stops rather than wait past its limit anyway.
+MAX_PROVIDER_PAUSE_S = 6 * 3600.0
+
+
 class ProposerOutage(ProposerFault):
     """The model service is unavailable for now; pause the session and try again later."""
 
@@ -64,7 +71,7 @@ class ProposerOutage(ProposerFault):
     ) -> None:
         super().__init__(what, where=where, fix=fix, usage=usage)
         # How long to wait before asking again; 0 leaves it to the loop's own backoff schedule.
-        self.retry_after_s = retry_after_s
+        self.retry_after_s = min(retry_after_s, MAX_PROVIDER_PAUSE_S)
 
 
 class OutOfTime(ProposerFault):

@@ -59,6 +59,7 @@ from autoresearch.proposers.agent.process import AgentRun, run_agent
 from autoresearch.proposers.agent.worktree import Snapshot, changed_since, read_change
 from autoresearch.proposers.base import Proposal, ProposalContext, Proposer, Usage
 from autoresearch.proposers.faults import (
+    MAX_PROVIDER_PAUSE_S,
     FailedProposal,
     FatalProposerError,
     OutOfTime,
@@ -96,7 +97,7 @@ _RATE_LIMIT = re.compile(
 # misread number than a real window, and a session with --until stops rather than wait past it).
 RATE_LIMIT_PAUSE_S = 300.0
 RESET_MARGIN_S = 60.0
-MAX_RESET_WAIT_S = 6 * 3600.0
+MAX_RESET_WAIT_S = MAX_PROVIDER_PAUSE_S
 # Claude Code's usage limit names its reset time as a Unix epoch: "usage limit reached|1765000000".
 _RESETS_AT = re.compile(r"usage limit reached\|(\d{9,11})\b", re.IGNORECASE)
 

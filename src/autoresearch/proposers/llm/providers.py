@@ -42,6 +42,7 @@ from typing import Any, ClassVar, Literal
 
 from autoresearch.proposers.base import Usage
 from autoresearch.proposers.faults import (
+    MAX_PROVIDER_PAUSE_S,
     ContextTooLong,
     FailedProposal,
     FatalProposerError,
@@ -241,6 +242,8 @@ class Provider(ABC):
             )
         wait = max(s.outage_retry_after or 0.0, last.retry_after or 0.0)
         asked = (f"; the server asked for a pause of {last.retry_after:g} s"
+                 + (f", more than the {MAX_PROVIDER_PAUSE_S / 3600:g} h a pause may last"
+                    if last.retry_after > MAX_PROVIDER_PAUSE_S else "")
                  if last.retry_after is not None and made < s.max_retries + 1 else "")
         raise ProposerOutage(
             f"{last.message} (gave up after {made} attempt{'s' * (made != 1)}{asked})",
