@@ -227,6 +227,18 @@ def test_a_marker_on_a_line_it_cannot_rewrite_says_which_forms_work(tmp_path: Pa
     assert "`NAME := value` / `NAME ?= value`" in out and "`+=` appends" in out
 
 
+def test_markers_that_are_no_knob_are_named_beside_the_knobs_there_are(tmp_path: Path) -> None:
+    # Named only when there was no knob at all: beside one, such a marker was dropped without a
+    # word, and the user's knob never tuned.
+    repo = makefile_repo(tmp_path, "BLOCK := 8  # knob: int(1, 64)\nLR = 0.5\n"
+                                   "CFLAGS += 3  # knob: int(1, 5)\n")
+    check = run_cli(repo, "check")
+    assert check.returncode == 0, check.stdout + check.stderr
+    out = flat(check.stdout)
+    assert ("1 knob(s): lib/tuning.mk:BLOCK; 1 `# knob:` marker(s) ignored: lib/tuning.mk:3 (not "
+            "a line tune can rewrite: CFLAGS += 3 # knob: int(1, 5))") in out, out
+
+
 # --- finding 7: init blames the flag -----------------------------------------------------------
 
 

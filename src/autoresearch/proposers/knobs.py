@@ -431,6 +431,19 @@ def _stray_markers(root: Path, files: Sequence[str]) -> list[tuple[str, str]]:
             for i, line in stray_markers(text, dialect_of(rel))]
 
 
-def describe_knobs(knobs: Sequence[Knob]) -> str:
-    """Every knob, by name (`check` shows it whole; `run`'s header shortens it)."""
-    return f"{len(knobs)} knob(s): {', '.join(k.key for k in knobs)}"
+def describe_knobs(knobs: Sequence[Knob], root: Path | None = None,
+                   scope: Sequence[str] = ()) -> str:
+    """Every knob, by name (`check` shows it whole; `run`'s header shortens it), then the
+    `# knob:` markers of the in-scope files under `root` that are no knob (a line tune cannot
+    rewrite, a file that is not UTF-8): they were dropped without a word once any knob existed."""
+    said = f"{len(knobs)} knob(s): {', '.join(k.key for k in knobs)}"
+    if root is None:
+        return said
+    files = in_scope_files(root, scope)
+    unused = [f"{where} (not a line tune can rewrite: {line.strip()[:60]})"
+              for where, line in _stray_markers(root, files)]
+    unused += [f"{rel} (not UTF-8 text)" for rel in _markers_not_utf8(root, files)]
+    if unused:
+        said += (f"; {len(unused)} `# knob:` marker(s) ignored: " + "; ".join(unused[:5])
+                 + (f" and {len(unused) - 5} more" if len(unused) > 5 else ""))
+    return said

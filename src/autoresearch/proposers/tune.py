@@ -226,7 +226,7 @@ class TuneProposer(Proposer):
     def check_ready(self, worktree: Path) -> str:
         """The knobs tune would search in `worktree`, checked before anything runs (`check`,
         `run`): a ConfigError saying how to fix it when there are none or one is broken."""
-        return describe_knobs(require_knobs(worktree, self.config))
+        return describe_knobs(require_knobs(worktree, self.config), worktree, self.config.scope)
 
     # -- proposing ------------------------------------------------------------------------------
 
