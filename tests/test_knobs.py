@@ -402,6 +402,29 @@ def _tune_config(root: Path, knobs: str) -> Config:
     return load_config(root / "autoresearch.toml")
 
 
+def test_a_knob_a_later_key_overrides_in_a_plain_file_is_refused(tmp_path: Path) -> None:
+    # YAML (PyYAML), the shell, .env and make take the last: tune rewrote line 1 of
+    # `lr: 0.1 / epochs: 3 / lr: 0.2`, and every experiment reran the same program.
+    for name, text in (("conf.yaml", "lr: 0.1  # knob: float(0, 1)\nepochs: 3\nlr: 0.2\n"),
+                       ("run.env", "LR=0.1  # knob: float(0, 1)\nLR=0.2\n")):
+        _write(tmp_path, name, text)
+        config = _tune_config(tmp_path, "").model_copy(update={"scope": [name]})
+        with pytest.raises(KnobError) as info:
+            require_knobs(tmp_path, config)
+        assert f"is assigned at top level more than once in {name}" in str(info.value)
+    # Not an override: a key under another section, a Makefile's `?=` (set only if unset), a
+    # nested key of the same name, a TOML key (TOML refuses it twice in one table itself).
+    for name, text in (("setup.cfg", "[a]\nlr = 0.1  # knob: float(0, 1)\n[b]\nlr = 0.2\n"),
+                       ("tune.mk", "LR := 0.1  # knob: float(0, 1)\nLR ?= 0.2\n"),
+                       ("conf.yaml", "lr: 0.1  # knob: float(0, 1)\nopt:\n  lr: 0.2\n"),
+                       ("conf.toml", "lr = 0.1  # knob: float(0, 1)\n[b]\nlr = 0.2\n")):
+        _write(tmp_path, name, text)
+        config = _tune_config(tmp_path, "").model_copy(update={"scope": [name]})
+        (knob,) = require_knobs(tmp_path, config)
+        marked = next(i for i, line in enumerate(text.splitlines()) if "knob:" in line) + 1
+        assert (knob.file, knob.line) == (name, marked), text
+
+
 def test_a_knob_a_later_top_level_assignment_overrides_is_refused(tmp_path: Path) -> None:
     _write(tmp_path, "target.py", "BS = 32  # knob: int(8, 64)\nBS = 64\n")
     with pytest.raises(KnobError) as info:

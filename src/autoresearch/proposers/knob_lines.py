@@ -263,15 +263,28 @@ def find_site(text: str, name: str, dialect: Dialect) -> Site | None:
     return None
 
 
+# A section header of an INI-like file (`[train]`): the same key under another one is another key.
+_SECTION = re.compile(r"[ \t]*\[[^\]\n]+\][ \t]*(?:[#;].*)?")
+
+
 def overriding_site(text: str, site: Site, dialect: Dialect) -> Site | None:
-    """A later top-level assignment of a literal to the same name in a Python file, which runs
-    after `site` and so sets the value the program uses: a knob on `site` would change nothing.
-    (A later assignment of an expression, `X = float(os.environ.get("X", X))`, may read `site`'s
-    value, so it is not one.)"""
-    if dialect != "python" or site.indented:
+    """A later top-level assignment to the same name, which sets the value the program uses, so
+    that a knob on `site` would change nothing: in a Python file one of a literal (a later
+    `X = float(os.environ.get("X", X))` may read `site`'s value, so it is not one); in a plain
+    file (YAML, shell, .env, a Makefile) any, since the last one wins there (PyYAML, the shell,
+    make), unless a section header (`[train]`) lies between them or it is a Makefile's `?=`
+    (set only if unset). TOML refuses a key given twice in one table itself."""
+    if site.indented or dialect == "toml":
         return None
+    lines = text.splitlines()
     for later in assignment_sites(text, dialect).get(site.name, ()):
-        if later.index > site.index and not later.indented and parse_value(later.value, dialect)[0]:
+        if later.index <= site.index or later.indented:
+            continue
+        if dialect == "python":
+            if parse_value(later.value, dialect)[0]:
+                return later
+        elif not later.head.rstrip().endswith("?=") and not any(
+                _SECTION.fullmatch(line) for line in lines[site.index + 1:later.index]):
             return later
     return None
 

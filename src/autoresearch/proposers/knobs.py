@@ -417,7 +417,7 @@ def _refuse_overridden(text: str, knob: Knob) -> None:
         raise KnobError(
             f"knob {knob.key!r}: {knob.name} is assigned at top level more than once in "
             f"{knob.file} (lines {site.index + 1} and {later.index + 1}); the knob would rewrite "
-            f"line {site.index + 1}, but line {later.index + 1} runs later and sets the value "
+            f"line {site.index + 1}, but line {later.index + 1} comes later and sets the value "
             "the program uses",
             where=f"{knob.file}:{later.index + 1}",
             fix="delete one of the assignments, or move the knob to the last one (put the "
