@@ -67,6 +67,10 @@ def test_parse_valid_specs(spec: str, expected: KnobSpace) -> None:
         ("float(0, 1, -0.1)", "step must be positive"),
         ("float(lo=0, hi=1)", "positional"),
         ("float(0, 1e999)", "finite"),
+        # Each bound finite, their distance not: it passed check, and the first proposal
+        # overflowed (OverflowError in the snap to the range's grid, a traceback).
+        ("float(-1e308, 1e308)", "wider than a float can hold"),
+        (f"int(-{10**400}, {10**400})", "wider than a float can hold"),
         ("0.1", "not of the form"),
         ("log(1e-4, 1e-1", "not of the form"),
         ("", "not of the form"),

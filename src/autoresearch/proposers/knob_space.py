@@ -215,6 +215,15 @@ def parse_knob_spec(spec: str) -> KnobSpace:
     step = nums[2] if len(nums) == 3 else None
     if lo >= hi:
         raise ValueError(f"{spec!r}: lo ({lo!r}) must be smaller than hi ({hi!r})")
+    try:
+        width = float(hi) - float(lo)
+    except OverflowError:  # an int literal beyond any float
+        width = math.inf
+    if not math.isfinite(width):
+        # float(-1e308, 1e308): each bound is finite, their distance is not, and every value
+        # snapped to the range's grid overflowed (a traceback at the first proposal).
+        raise ValueError(f"{spec!r}: the range from lo to hi is wider than a float can hold; "
+                         "give bounds the knob's values could really take")
     if kind in ("log", "logint") and lo <= 0:
         raise ValueError(f"{spec!r}: a log scale needs lo > 0, got {lo!r}")
     if step is not None:
