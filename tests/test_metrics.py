@@ -140,3 +140,22 @@ def test_a_coloured_metric_line_is_read_as_the_terminal_shows_it() -> None:
     text = "\x1b[32mval_loss: 1.25\x1b[0m\n\x1b]0;training\x07step 10: loss 2.5\n"
     assert parse_metrics(text, "kv") == {"val_loss": 1.25}
     assert "val_loss" in [c.name for c in candidates(text)]
+
+
+@pytest.mark.parametrize(("text", "name", "value"), [
+    ("step 10 | loss 2.50 | val loss 2.60\n", "loss", 2.50),
+    ("acc 0.91 (prev acc 0.88)\n", "acc", 0.91),
+    ("val loss 2.60 | best val loss 2.40\n", "val_loss", 2.60),
+])
+def test_a_label_printed_again_inside_a_longer_one_is_still_offered(
+        text: str, name: str, value: float) -> None:
+    # `loss` also matches inside `val loss`: its plain pattern read 2.60 back, so `loss` was
+    # dropped, and `init --from-log --metric loss` said the log "printed no number called loss".
+    from autoresearch.metric_discovery import candidates
+    from autoresearch.metrics import parse_metrics
+
+    found = {c.name: c for c in candidates(text)}
+    assert name in found, list(found)
+    cand = found[name]
+    assert cand.value == value
+    assert parse_metrics(text * 3, "regex", {name: cand.pattern or ""})[name] == value

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from autoresearch.bounded_log import without_marker
 from autoresearch.metrics import (
@@ -118,9 +118,23 @@ def candidates(text: str, limit: int = 12) -> list[Candidate]:
         if len(out) >= limit:
             break
         for cand in _line_candidates(line):
-            if cand.name not in out and _reads_back(text, cand):
+            if cand.name in out:
+                continue
+            if _reads_back(text, cand):
                 out[cand.name] = cand
+            elif cand.pattern is not None:
+                # `loss 2.50 | val loss 2.60`: `loss` also matches inside `val loss`, so the plain
+                # pattern reads 2.60 back. Anchored where its clause starts, it reads 2.50.
+                anchored = replace(cand, pattern=_clause_start(cand.pattern))
+                if _reads_back(text, anchored):
+                    out[cand.name] = anchored
     return list(out.values())[:limit]
+
+
+def _clause_start(pattern: str) -> str:
+    """`pattern` matched only where a clause of the line starts: at the line's start, or after
+    punctuation (`|`, `,`, `;`, `(`), never after another word (`val` before `loss`)."""
+    return r"(?:^|[^\w\s])[ \t]*" + pattern.removeprefix(r"\b")
 
 
 def _line_candidates(line: str) -> list[Candidate]:
