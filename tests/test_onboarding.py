@@ -116,6 +116,32 @@ def test_init_from_log_writes_a_config_that_reads_the_log(tmp_path: Path) -> Non
     assert "`python train.py`" in program and "{python}" not in program
 
 
+@pytest.mark.parametrize(("name", "direction"), [
+    ("tokens_s", "maximize"), ("samples_per_s", "maximize"), ("top1", "maximize"),
+    ("mrr", "maximize"), ("ndcg_at_10", "maximize"), ("mfu_percent", "maximize"),
+    ("step_time", "minimize"), ("train_steps", None), ("num_params", None)])
+def test_directions_are_guessed_from_rates_and_ranking_measures_too(name: str,
+                                                                    direction: str | None) -> None:
+    from autoresearch.metric_discovery import guess_direction
+
+    assert guess_direction(name) == direction
+
+
+def test_init_says_when_the_direction_is_a_default_the_name_does_not_decide(
+        tmp_path: Path) -> None:
+    # A metric init could not classify was written `minimize` without a word, only check's
+    # "(minimize)" hinting at it: a throughput would have been minimized all night.
+    repo = log_repo(tmp_path)
+    result = run_cli(repo, "init", "--metric", "widgets", "--command", "{python} train.py",
+                     "--scope", "train.py")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert ("direction = 'minimize': a default, since the name 'widgets' says neither way; if "
+            'widgets should grow, write direction = "maximize"') in flat(result.stdout)
+    given = run_cli(repo, "init", "--metric", "widgets", "--direction", "maximize", "--force",
+                    "--command", "{python} train.py", "--scope", "train.py")
+    assert given.returncode == 0 and "a default" not in given.stdout, given.stdout
+
+
 def test_init_pattern_flag_and_its_default(tmp_path: Path) -> None:
     repo = log_repo(tmp_path)
     pattern = r"val loss (\d+\.\d+)"

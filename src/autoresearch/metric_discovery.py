@@ -163,7 +163,11 @@ def _reads_back(text: str, cand: Candidate) -> bool:
 _MINIMIZE = re.compile(r"loss|bpb|bpc|err|perplex|ppl|mse|mae|rmse|nll|wer|cer|time|latency|"
                        r"seconds|regret|cost|distance|diverg", re.IGNORECASE)
 _MAXIMIZE = re.compile(r"acc|f1|auc|score|reward|return|precision|recall|bleu|rouge|map\b|iou|"
-                       r"throughput|tok_?s|per_?sec|speed|r2|success|win", re.IGNORECASE)
+                       r"throughput|tok_?s|per_?sec|speed|r2|success|win|"
+                       # rates and ranking measures: tokens_s, samples_per_s, top1, mrr, ndcg@10
+                       r"(?:tokens?|samples?|images?|steps?|it|iters?)(?:_per)?_s(?:ec)?\b|"
+                       r"per_?s(?:ec)?\b|top_?\d|"
+                       r"mrr|ndcg|hits?_?at|mfu", re.IGNORECASE)
 
 
 _OBJECTIVE = re.compile(r"loss|bpb|bpc|ppl|perplex|acc|f1|auc|bleu|rouge|reward|score|err|"

@@ -371,6 +371,13 @@ def scaffold(root: Path, answers: Answers, *, template: str | None, force: bool,
         if answers.from_log is not None:
             answers = _from_log(answers, interactive, out)
         a = _fill(answers, interactive)
+        if answers.direction is None and not interactive and guess_direction(str(a.metric)) is None:
+            # Said, not left to be found in check's "(minimize)": a throughput or a rate the
+            # names above do not know would otherwise be minimized all night.
+            out.print(escape(f"direction = {a.direction!r}: a default, since the name "
+                             f"{a.metric!r} says neither way; if {a.metric} should grow, write "
+                             'direction = "maximize" in autoresearch.toml (or pass --direction '
+                             "maximize)"), soft_wrap=True)
         settled = settle_paths(Paths(list(a.scope or []), list(a.protected or []),
                                      str(a.command)), root, here or root)
         a = replace(a, scope=settled.scope, protected=settled.protected, command=settled.command)
