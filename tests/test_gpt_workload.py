@@ -256,6 +256,20 @@ def test_a_parquet_shard_without_a_text_column_is_named(tmp_path: Path) -> None:
         prepare.prepare(verbose=False)
 
 
+def test_a_corpus_file_whose_name_is_not_utf8_is_listed(tmp_path: Path) -> None:
+    # `caf\xe9.txt` (a Latin-1 name): listing the corpus was a UnicodeEncodeError, and every
+    # run crashed in prepare.
+    corpus = tmp_path / "named"
+    corpus.mkdir()
+    (corpus / "plain.txt").write_text("hello\n")
+    with open(os.fsencode(corpus) + b"/caf\xe9.txt", "wb") as f:
+        f.write(b"more text\n")
+    prepare = load_prepare({"AUTORESEARCH_DATA": str(corpus),
+                            "AUTORESEARCH_CACHE": str(tmp_path / "cache")})
+    listed = prepare.resolve_corpus()
+    assert len(listed.files) == 2 and listed.corpus_id.startswith("dir-")
+
+
 def test_too_small_a_corpus_fails_before_training_a_tokenizer(tmp_path: Path) -> None:
     corpus = tmp_path / "tiny"
     corpus.mkdir()

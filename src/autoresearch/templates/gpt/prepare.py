@@ -225,7 +225,9 @@ def _list_directory(root: Path) -> Corpus:
         files.append((rel.as_posix(), f"{stat.st_size}:{stat.st_mtime_ns}"))
     if not files:
         raise SystemExit(f"AUTORESEARCH_DATA={root}: no text or parquet files found")
-    listing = "".join(f"{name}\t{fp}\n" for name, fp in files).encode()
+    # surrogateescape: a file name that is not UTF-8 (`caf\xe9.txt`) is listed as its own bytes
+    # (it was a UnicodeEncodeError, and every run crashed); a UTF-8 name encodes as before.
+    listing = "".join(f"{name}\t{fp}\n" for name, fp in files).encode("utf-8", "surrogateescape")
     return Corpus("dir", root, tuple(files), f"dir-{_short_hash(listing)}")
 
 
