@@ -406,6 +406,17 @@ def _tune_config(root: Path, knobs: str) -> Config:
     return load_config(root / "autoresearch.toml")
 
 
+def test_none_among_the_choices_of_a_toml_knob_is_refused(tmp_path: Path) -> None:
+    # TOML has no null: tune wrote `mode = null`, and every run crashed reading the file.
+    _write(tmp_path, "conf.toml", 'mode = "x"  # knob: choice(None, "x")\n')
+    config = _tune_config(tmp_path, "").model_copy(update={"scope": ["conf.toml"]})
+    with pytest.raises(KnobError, match="offers None, which a TOML file cannot hold"):
+        require_knobs(tmp_path, config)
+    _write(tmp_path, "conf.yaml", 'mode: "x"  # knob: choice(None, "x")\n')  # YAML has null
+    config = _tune_config(tmp_path, "").model_copy(update={"scope": ["conf.yaml"]})
+    assert [k.name for k in require_knobs(tmp_path, config)] == ["mode"]
+
+
 def test_a_knob_a_later_key_overrides_in_a_plain_file_is_refused(tmp_path: Path) -> None:
     # YAML (PyYAML), the shell, .env and make take the last: tune rewrote line 1 of
     # `lr: 0.1 / epochs: 3 / lr: 0.2`, and every experiment reran the same program.

@@ -169,6 +169,13 @@ def read_text(path: Path) -> str:
 
 
 def _check_value(knob: Knob, site: Site, where: str) -> None:
+    if knob.dialect == "toml" and any(c is None for c in knob.space.choices):
+        # TOML has no null: tune wrote `mode = null`, which no TOML reader loads.
+        raise KnobError(
+            f"knob {knob.key!r}: {knob.space} offers None, which a TOML file cannot hold",
+            where=where,
+            fix='offer a value TOML has instead, e.g. "none" (a string the program reads as None)',
+        )
     value = parse_value(site.value, knob.dialect)[1]
     if not knob.space.accepts_type(value):
         raise KnobError(
