@@ -403,3 +403,17 @@ def test_check_says_the_worktrees_do_not_hold_the_submodules(tmp_path: Path) -> 
     said = " ".join(run_cli(repo, "check").stdout.split())
     assert "the repository has submodules (lib)" in said, said
     assert "git submodule update --init" in said
+
+
+def test_a_crash_is_not_buried_under_the_metrics_it_could_not_print(tmp_path: Path) -> None:
+    # Every recorded metric the crashed run did not print was one more ✗ ("metric 'mem_mb' …
+    # is not in the output — print it, or fix the name"): five of them, under the one that
+    # mattered, in a tester's GPT project.
+    repo = repo_with(tmp_path, CONFIG, {"target.py": "X = 3.0  # knob: float(0, 10)\nCRASH = True\n"})
+    check = run_cli(repo, "check")
+    assert check.returncode == 1, check.stdout + check.stderr
+    assert crosses_match_the_count(check) == 1
+    out = flat(check.stdout)
+    assert "verify command crash: exit code 3" in out and "boom" in out
+    assert "what is missing above is the failed run's doing: fix that first" in out
+    assert "is not in the output" not in out

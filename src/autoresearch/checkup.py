@@ -328,7 +328,8 @@ def _dry_run(root: Path, config: Config, console: Console, reported: list[str]) 
             else:
                 console.print(f"[green]✓[/] verify command ran in {m.duration_s:.1f} s")
                 _report_needs(config, m.duration_s, text, console)
-            problems += _metrics_table(config, console, text, metrics)
+            problems += _metrics_table(config, console, text, metrics,
+                                       failed=status != "ok" and m.exit_code != 0)
             if objective is not None and m.duration_s > config.verify.budget_seconds * 1.5 + 30:
                 console.print("[yellow]![/] the run took much longer than its budget: does the "
                               "command honour AUTORESEARCH_TIME_BUDGET?")
@@ -432,9 +433,11 @@ def _closest(name: str, found: list[Candidate]) -> Candidate:
 
 
 def _metrics_table(config: Config, console: Console, text: str,
-                   metrics: dict[str, float]) -> list[str]:
+                   metrics: dict[str, float], *, failed: bool = False) -> list[str]:
     """Each recorded metric's parsed value, and the line it was read from; then a ✗ line for
-    each other metric that is missing or not finite (the objective's is the dry run's own ✗)."""
+    each other metric that is missing or not finite (the objective's is the dry run's own ✗).
+    `failed`: the command exited non-zero or timed out, so what it did not print is that
+    failure's doing, not a problem of its own (a crash showed under five more ✗ lines)."""
     problems: list[str] = []
     table = Table("metric", "value", "role", "read from")
     for name in config.recorded_metrics():
@@ -446,6 +449,10 @@ def _metrics_table(config: Config, console: Console, text: str,
             text, config.metric.format, name, config.metric.patterns.get(name))
         table.add_row(escape(name), shown, role, escape(line or ""))
     console.print(table)
+    if failed:
+        if len(metrics) < len(config.recorded_metrics()):
+            console.print("  (what is missing above is the failed run's doing: fix that first)")
+        return problems
     for problem in config.guards_missing_from(metrics):
         problems.append(problem)
         fix = ("print it, or fix the name" if problem.endswith("not in the output") else
