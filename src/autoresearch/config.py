@@ -411,7 +411,7 @@ def _check_values(config: Config, path: Path) -> None:
                     fix=f"narrow scope so it leaves {shared!r} out, or remove it from share",
                 )
     # Local imports: the proposers package (its __init__) imports this module.
-    from autoresearch.proposers.knob_space import parse_knob_spec
+    from autoresearch.proposers.knob_space import KINDS_HELP, parse_knob_spec
     from autoresearch.proposers.options import check_builtin_options
 
     check_builtin_options(config.proposer.name, config.proposer.options, path.name)
@@ -429,7 +429,7 @@ def _check_values(config: Config, path: Path) -> None:
             raise ConfigError(
                 f"knob {key!r}: {exc}",
                 where=f"{path} → {field_path(('knobs', key))}",
-                fix='use log(lo, hi), float(lo, hi), int(lo, hi) or choice(a, b, ...)',
+                fix=f"use {KINDS_HELP}",
             ) from None
 
 

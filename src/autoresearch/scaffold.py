@@ -209,7 +209,7 @@ repeats = "auto"               # baseline runs measuring the noise: 3 if budget 
 [proposer]
 name = "auto"                  # auto: an LLM when a key is set, else the offline sampler `tune`
 
-[knobs]                        # for `tune`: "file:NAME" = "log(lo, hi)" | "float(lo, hi)" | "int(lo, hi)" | "choice(a, b)"
+[knobs]                        # for `tune`: "file:NAME" = "log(lo, hi)" | "float(lo, hi[, step])" | "int(lo, hi[, step])" | "logint(lo, hi)" | "choice(a, b)"
 # "train.py:LEARNING_RATE" = "log(1e-4, 1e-1)"
 """
 
