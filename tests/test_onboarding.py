@@ -142,6 +142,25 @@ def test_init_says_when_the_direction_is_a_default_the_name_does_not_decide(
     assert given.returncode == 0 and "a default" not in given.stdout, given.stdout
 
 
+def test_init_keeps_a_program_md_that_is_already_there(tmp_path: Path) -> None:
+    # It refused ("program.md already exists"), and --force, the only way on, overwrote the
+    # user's research brief with the skeleton.
+    repo = log_repo(tmp_path)
+    (repo / "program.md").write_text("my brief: try a cosine schedule\n")
+    args = ("init", "--metric", "val_loss", "--command", "{python} train.py", "--scope",
+            "train.py", "--commit")
+    result = run_cli(repo, *args)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "kept your program.md (the research brief)" in flat(result.stdout)
+    assert (repo / "program.md").read_text() == "my brief: try a cosine schedule\n"
+    assert (repo / "autoresearch.toml").is_file()
+    assert git(repo, "show", "--name-only", "--format=", "HEAD") == "autoresearch.toml"
+    again = run_cli(repo, *args[:-1], "--force")  # the config again: the brief still kept
+    assert again.returncode == 0 and (repo / "program.md").read_text().startswith("my brief")
+    refused = run_cli(repo, *args[:-1])
+    assert refused.returncode != 0 and "autoresearch.toml already exists" in flat(refused.stderr)
+
+
 def test_init_pattern_flag_and_its_default(tmp_path: Path) -> None:
     repo = log_repo(tmp_path)
     pattern = r"val loss (\d+\.\d+)"

@@ -109,7 +109,9 @@ def init(
     from_log: Annotated[Path | None, typer.Option("--from-log", help=(
         "A file holding the command's output: list the numbers it printed last and take the "
         "objective from them (with --metric NAME when not on a terminal)."))] = None,
-    force: Annotated[bool, typer.Option(help="Overwrite existing files.")] = False,
+    force: Annotated[bool, typer.Option(help=(
+        "Overwrite an existing autoresearch.toml (and, with --template, the template's files); a "
+        "program.md already there is kept without a template."))] = False,
     commit: Annotated[bool, typer.Option(help="Commit the written files.")] = False,
 ) -> None:
     """Write a commented autoresearch.toml and a program.md skeleton (or a whole template)."""

@@ -387,20 +387,29 @@ def scaffold(root: Path, answers: Answers, *, template: str | None, force: bool,
             if problem and (path.exists() or path.is_symlink()):  # not a file to overwrite
                 raise ConfigError(f"{path.name} {problem}", where=str(path),
                                   fix="remove or rename it, then run `autoresearch init` again")
-            if path.exists() and not force:
-                raise ConfigError(f"{path.name} already exists", where=str(path),
-                                  fix="use --force to overwrite it, or edit it directly")
+        if config_path.exists() and not force:
+            raise ConfigError(f"{config_path.name} already exists", where=str(config_path),
+                              fix="use --force to overwrite it, or edit it directly")
+        # The research brief is the user's writing: one already there is kept, --force or not
+        # (init refused for it, and --force, the only way on, overwrote it with the skeleton).
+        keep_program = program_path.is_file()
         text = render_config(a)
         try:
             load_config_text(text, config_path)  # refused before anything is written
         except ConfigError as exc:
             raise _as_flag_error(exc) from None
         config_path.write_text(text, encoding="utf-8")
-        program_path.write_text(PROGRAM_SKELETON.format(
-            metric=a.metric, direction=a.direction, command=_readable_command(a.command),
-            budget=a.budget,
-            scope=", ".join(a.scope or []), protected=_protected_sentence(a)), encoding="utf-8")
-        written = [config_path, program_path]
+        written = [config_path]
+        if keep_program:
+            out.print(f"kept your {PROGRAM_NAME} (the research brief): init writes one only "
+                      "where there is none", soft_wrap=True)
+        else:
+            program_path.write_text(PROGRAM_SKELETON.format(
+                metric=a.metric, direction=a.direction, command=_readable_command(a.command),
+                budget=a.budget,
+                scope=", ".join(a.scope or []), protected=_protected_sentence(a)),
+                encoding="utf-8")
+            written.append(program_path)
         for note in settled.notes:
             out.print(escape(note))
     load_config(root / CONFIG_NAME)  # what we wrote must load
