@@ -270,6 +270,31 @@ def test_a_corpus_file_whose_name_is_not_utf8_is_listed(tmp_path: Path) -> None:
     assert len(listed.files) == 2 and listed.corpus_id.startswith("dir-")
 
 
+def test_a_corpus_of_empty_files_has_no_split_and_says_so(tmp_path: Path) -> None:
+    # Empty files are documents of no text: a val split of one such passed, and every run then
+    # trained its whole budget to fail scoring ("evaluation needs at least two tokens").
+    corpus = tmp_path / "empty"
+    corpus.mkdir()
+    for i in range(40):
+        (corpus / f"{i}.txt").write_text("")
+    prepare = load_prepare({"AUTORESEARCH_DATA": str(corpus),
+                            "AUTORESEARCH_CACHE": str(tmp_path / "cache")})
+    prepare.train_bpe = None  # reaching the tokenizer would be a TypeError, not the message
+    with pytest.raises(SystemExit, match=r"split of .*empty is empty.*Add more text"):
+        prepare.prepare(verbose=False)
+
+
+@pytest.mark.parametrize(("name", "value", "said"), [
+    ("AUTORESEARCH_VOCAB_SIZE", "abc", "AUTORESEARCH_VOCAB_SIZE='abc' is not a whole number"),
+    ("AUTORESEARCH_EVAL_BYTES", "0", "AUTORESEARCH_EVAL_BYTES=0 is below 1024"),
+])
+def test_a_setting_that_is_no_usable_number_is_said_plainly(name: str, value: str,
+                                                            said: str) -> None:
+    # A ValueError traceback in every run (abc), or a val_bpb scored on about one token (0).
+    with pytest.raises(SystemExit, match=re.escape(said)):
+        load_prepare({name: value})
+
+
 def test_too_small_a_corpus_fails_before_training_a_tokenizer(tmp_path: Path) -> None:
     corpus = tmp_path / "tiny"
     corpus.mkdir()

@@ -119,6 +119,21 @@ def _env(name: str, default: str) -> str:
     return value or default
 
 
+def _count_env(name: str, default: int, least: int) -> int:
+    """A whole-number setting from the environment, at least `least`: said plainly when it is
+    not one (`AUTORESEARCH_VOCAB_SIZE=abc` was a ValueError traceback in every run)."""
+    text = _env(name, str(default))
+    try:
+        value = int(text)
+    except ValueError:
+        raise SystemExit(f"prepare: {name}={text!r} is not a whole number; unset it for the "
+                         f"default ({default})") from None
+    if value < least:
+        raise SystemExit(f"prepare: {name}={value} is below {least}; unset it for the default "
+                         f"({default})")
+    return value
+
+
 def detect_device() -> torch.device:
     """CUDA when available, else CPU; AUTORESEARCH_DEVICE overrides."""
     name = os.environ.get("AUTORESEARCH_DEVICE", "").strip()
@@ -150,10 +165,11 @@ def eval_bytes_for(budget: float) -> int:
     return max(MIN_CPU_EVAL_BYTES, min(PROFILE.eval_bytes, scaled))
 
 
-EVAL_BYTES = int(_env("AUTORESEARCH_EVAL_BYTES", str(eval_bytes_for(TIME_BUDGET))))
+# At least 1 KiB: `AUTORESEARCH_EVAL_BYTES=0` scored about one token as the val_bpb.
+EVAL_BYTES = _count_env("AUTORESEARCH_EVAL_BYTES", eval_bytes_for(TIME_BUDGET), 1024)
 DATA = _env("AUTORESEARCH_DATA", "stdlib")
 TOKENIZER = _env("AUTORESEARCH_TOKENIZER", "bpe")
-VOCAB_SIZE = int(_env("AUTORESEARCH_VOCAB_SIZE", str(PROFILE.vocab_size)))
+VOCAB_SIZE = _count_env("AUTORESEARCH_VOCAB_SIZE", PROFILE.vocab_size, 256)  # the bytes, then merges
 SPLITS = ("train", "val", "test")
 
 
@@ -279,9 +295,11 @@ def _pieces(text: str) -> Iterator[str]:
 
 
 def check_splits(corpus: Corpus) -> None:
-    """Fail early, before any tokenizer is trained, when a split would be empty."""
+    """Fail early, before any tokenizer is trained, when a split would hold no text (an empty
+    file as its only document passed, and every run then trained its whole budget to fail
+    scoring: "evaluation needs at least two tokens")."""
     for split in SPLITS:
-        if next(iter_documents(corpus, split), None) is None:
+        if not any(doc.strip() for doc in iter_documents(corpus, split)):
             raise SystemExit(
                 f"prepare: the {split} split of {corpus.root} is empty: the corpus has too few "
                 f"documents ({len(corpus.files)} files; each file, each {PIECE_BYTES // 1024} KiB "
