@@ -216,9 +216,9 @@ def test_one_big_text_file_is_cut_into_pieces_across_the_splits(tmp_path: Path) 
     env = {"AUTORESEARCH_DATA": str(corpus), "AUTORESEARCH_CACHE": str(tmp_path / "cache"),
            "AUTORESEARCH_VOCAB_SIZE": SMALL_VOCAB, "AUTORESEARCH_DEVICE": "cpu"}
     prepare = load_prepare(env)
-    pieces = list(prepare._pieces((corpus / "input.txt").read_text(encoding="utf-8")))
-    assert "".join(pieces) == (corpus / "input.txt").read_text(encoding="utf-8")
-    assert all(p.endswith("\n") for p in pieces) and len(pieces) > 40
+    pieces = list(prepare._pieces((corpus / "input.txt").read_bytes()))
+    assert b"".join(pieces) == (corpus / "input.txt").read_bytes()
+    assert all(p.endswith(b"\n") for p in pieces) and len(pieces) > 40
     meta = prepare.prepare(verbose=False).meta
     assert {s: meta["splits"][s]["documents"] > 0 for s in ("train", "val", "test")} == {
         "train": True, "val": True, "test": True}
@@ -268,6 +268,27 @@ def test_a_corpus_file_whose_name_is_not_utf8_is_listed(tmp_path: Path) -> None:
                             "AUTORESEARCH_CACHE": str(tmp_path / "cache")})
     listed = prepare.resolve_corpus()
     assert len(listed.files) == 2 and listed.corpus_id.startswith("dir-")
+
+
+@pytest.mark.parametrize(("name", "text"), [
+    ("chinese.txt", "我们在这里研究语言模型的训练。\n" * 25_000),  # 1.1 MB, 3 bytes a character
+    ("one-line.txt", "word " * 330_000),  # 1.6 MB without a line end
+])
+def test_one_big_file_is_cut_into_pieces_of_bytes_for_all_three_splits(
+        tmp_path: Path, name: str, text: str) -> None:
+    # Pieces were 64 Ki characters, not 64 KiB (a Chinese file gave a third as many), and a
+    # file of one line was one piece: both were refused as "too few documents".
+    corpus = tmp_path / "big"
+    corpus.mkdir()
+    (corpus / name).write_text(text, encoding="utf-8")
+    prepare = load_prepare({"AUTORESEARCH_DATA": str(corpus),
+                            "AUTORESEARCH_CACHE": str(tmp_path / "cache")})
+    listed = prepare.resolve_corpus()
+    prepare.check_splits(listed)  # no SystemExit: each split has text
+    pieces = list(prepare._pieces(text.encode("utf-8")))
+    assert b"".join(pieces) == text.encode("utf-8")  # every byte, once, in order
+    assert len(pieces) >= len(text.encode("utf-8")) // (2 * prepare.PIECE_BYTES)
+    assert all(len(p) <= 2 * prepare.PIECE_BYTES + 1 for p in pieces)
 
 
 def test_a_corpus_of_empty_files_has_no_split_and_says_so(tmp_path: Path) -> None:
