@@ -155,10 +155,13 @@ def test_init_keeps_a_program_md_that_is_already_there(tmp_path: Path) -> None:
     assert (repo / "program.md").read_text() == "my brief: try a cosine schedule\n"
     assert (repo / "autoresearch.toml").is_file()
     assert git(repo, "show", "--name-only", "--format=", "HEAD") == "autoresearch.toml"
-    again = run_cli(repo, *args[:-1], "--force")  # the config again: the brief still kept
-    assert again.returncode == 0 and (repo / "program.md").read_text().startswith("my brief")
     refused = run_cli(repo, *args[:-1])
     assert refused.returncode != 0 and "autoresearch.toml already exists" in flat(refused.stderr)
+    assert (repo / "program.md").read_text().startswith("my brief")
+    # --force, asked for, rewrites both: what program.md says of the config stays true
+    # (tests/test_cli_errors.py::test_plain_init_claims_no_protection_the_config_lacks).
+    again = run_cli(repo, *args[:-1], "--force")
+    assert again.returncode == 0 and (repo / "program.md").read_text().startswith("# Research")
 
 
 def test_init_pattern_flag_and_its_default(tmp_path: Path) -> None:

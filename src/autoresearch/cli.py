@@ -110,8 +110,8 @@ def init(
         "A file holding the command's output: list the numbers it printed last and take the "
         "objective from them (with --metric NAME when not on a terminal)."))] = None,
     force: Annotated[bool, typer.Option(help=(
-        "Overwrite an existing autoresearch.toml (and, with --template, the template's files); a "
-        "program.md already there is kept without a template."))] = False,
+        "Overwrite existing files (without it, a program.md already there is kept and only "
+        "autoresearch.toml is written)."))] = False,
     commit: Annotated[bool, typer.Option(help="Commit the written files.")] = False,
 ) -> None:
     """Write a commented autoresearch.toml and a program.md skeleton (or a whole template)."""

@@ -390,9 +390,10 @@ def scaffold(root: Path, answers: Answers, *, template: str | None, force: bool,
         if config_path.exists() and not force:
             raise ConfigError(f"{config_path.name} already exists", where=str(config_path),
                               fix="use --force to overwrite it, or edit it directly")
-        # The research brief is the user's writing: one already there is kept, --force or not
-        # (init refused for it, and --force, the only way on, overwrote it with the skeleton).
-        keep_program = program_path.is_file()
+        # The research brief is the user's writing: one already there is kept (init refused for
+        # it, and --force, the only way on, overwrote it with the skeleton); --force, asked for,
+        # rewrites it with the config, so that what it says of the config stays true.
+        keep_program = program_path.is_file() and not force
         text = render_config(a)
         try:
             load_config_text(text, config_path)  # refused before anything is written
