@@ -186,39 +186,37 @@ def _check_value(knob: Knob, site: Site, where: str) -> None:
         )
 
 
-def _texts_with_markers(root: Path, files: Sequence[str]) -> Iterator[tuple[str, str]]:
+def _files_with_markers(root: Path, files: Sequence[str]) -> Iterator[tuple[str, str | None]]:
     """(file, text) of each in-scope file small and readable enough to hold a `# knob:` marker,
-    and that mentions one."""
+    and that mentions one; the text None when the file is not UTF-8 (a Latin-1 source file: its
+    markers can be neither read nor rewritten, and saying only "no marker" would be untrue)."""
     for rel in files:
         path = root / rel
         try:
             if not path.is_file() or path.stat().st_size > _MAX_SCAN_BYTES:
                 continue
-            text = read_text(path)
-        except (OSError, UnicodeDecodeError):
-            continue  # binary or unreadable files cannot hold markers
-        if "knob:" in text:
+            data = path.read_bytes()  # exact: no universal newlines (see read_text)
+        except OSError:
+            continue  # unreadable files cannot hold markers
+        if b"knob:" not in data:
+            continue
+        try:
+            text: str | None = data.decode("utf-8")
+        except UnicodeDecodeError:
+            text = None
+        yield rel, text
+
+
+def _texts_with_markers(root: Path, files: Sequence[str]) -> Iterator[tuple[str, str]]:
+    """(file, text) of each in-scope UTF-8 file that mentions a `# knob:` marker."""
+    for rel, text in _files_with_markers(root, files):
+        if text is not None:
             yield rel, text
 
 
 def _markers_not_utf8(root: Path, files: Sequence[str]) -> list[str]:
-    """The in-scope files that mention `knob:` but are not UTF-8 text (a Latin-1 source file):
-    `_texts_with_markers` passes over them, and saying only "no marker" would be untrue."""
-    found = []
-    for rel in files:
-        path = root / rel
-        try:
-            if not path.is_file() or path.stat().st_size > _MAX_SCAN_BYTES:
-                continue
-            data = path.read_bytes()
-        except OSError:
-            continue
-        if b"knob:" in data:
-            try:
-                data.decode("utf-8")
-            except UnicodeDecodeError:
-                found.append(rel)
-    return found
+    """The in-scope files that mention `knob:` but are not UTF-8 text."""
+    return [rel for rel, text in _files_with_markers(root, files) if text is None]
 
 
 def _marker_knobs(root: Path, files: Sequence[str]) -> dict[str, Knob]:
