@@ -17,6 +17,7 @@ from autoresearch.report.writing import (
     refuse_to_overwrite,
     write_atomically,
 )
+from autoresearch.state import StatePaths
 from autoresearch.views.summary import open_ledger, resolve_session
 
 __all__ = ["ReportData", "ReportError", "ReportFiles", "check_out_dir", "collect", "report_dir",
@@ -33,7 +34,7 @@ class ReportFiles:
 
 def report_dir(repo: Path, tag: str) -> Path:
     """Where report writes when it is given no --out: the session's own, git-ignored state."""
-    return repo / ".autoresearch" / "sessions" / tag / "report"
+    return StatePaths(repo, tag).session_dir / "report"
 
 
 def _out(repo: Path, tag: str, out_dir: Path | None, force: bool) -> Path:
