@@ -39,6 +39,11 @@ class PreconditionError(AutoresearchError):
     exit_code = 3
 
 
+class SessionLockLostError(PreconditionError):
+    """The session's lock file was removed while it ran, and nothing else changed: it stops
+    (a second `run` could start beside it), its ledger still its own (see ledger_watch)."""
+
+
 class ProposalError(AutoresearchError):
     """A proposer could not produce a usable proposal (not a crash of the loop)."""
 

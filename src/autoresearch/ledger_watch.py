@@ -30,16 +30,12 @@ import contextlib
 import os
 from pathlib import Path
 
-from autoresearch.errors import LedgerTamperedError, PreconditionError
+from autoresearch.errors import LedgerTamperedError, SessionLockLostError
 from autoresearch.ledger import Ledger
 from autoresearch.ledger.integrity import recovery, tampered_mark
 from autoresearch.state import SessionLock, StatePaths
 
 __all__ = ["LedgerTamperedError", "LedgerWatch", "SessionLockLostError"]
-
-
-class SessionLockLostError(PreconditionError):
-    """The session's lock file was removed while it ran; nothing else changed (exit 3)."""
 
 
 class LedgerWatch:
