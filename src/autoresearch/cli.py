@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import errno
 import gc
 import json
 import os
@@ -18,15 +17,15 @@ from rich.text import Text
 
 from autoresearch import __version__
 from autoresearch.cli_options import ExecutorOpt, RayAddressOpt, RepoOpt, parse_duration
-from autoresearch.config import CONFIG_NAME, STATE_DIR, load_config
+from autoresearch.config import CONFIG_NAME, load_config
 from autoresearch.errors import (
     AutoresearchError,
     LedgerEmptyError,
-    PreconditionError,
 )
 from autoresearch.gitops import repo_root
 from autoresearch.state import StatePaths, default_tag, validate_tag
 from autoresearch.stop_signals import OUTPUT_CLOSED_EXIT, OutputClosed, QuietOnClosedPipe
+from autoresearch.user_errors import user_error
 from autoresearch.views.safe_console import SafeConsole
 
 if TYPE_CHECKING:
@@ -330,7 +329,6 @@ def demo(
 def launcher_command() -> str:
     """How to call this autoresearch from anywhere: `autoresearch` when that is the one on PATH,
     else its absolute path (after `make demo` it lives in .venv/bin, not on PATH)."""
-    import os
     import shutil
 
     mine = Path(sys.argv[0]).resolve() if sys.argv and sys.argv[0] else None
@@ -417,65 +415,6 @@ def _register_optional() -> None:
 
 
 _register_optional()
-
-
-def user_error(exc: BaseException) -> AutoresearchError | None:
-    """The error to show the user for `exc`, or None for a bug (which keeps its traceback).
-
-    A full disk anywhere in the chain wins: the errors raised while cleaning up after it (a git
-    lock, SQLite's "database or disk is full") are consequences, and the message says where.
-    """
-    from autoresearch.diskfull import disk_full_error
-
-    full = disk_full_error(exc, Path.cwd())
-    if full is not None:
-        return full
-    if isinstance(exc, AutoresearchError):
-        return exc
-    if isinstance(exc, OSError) and exc.filename:
-        path = Path(os.fsdecode(exc.filename))
-        if exc.errno == errno.ENOTDIR:  # name the file in the way, not the path through it
-            path = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()),
-                        path)
-        fix = _FILE_FIXES.get(exc.errno or 0, "check that path (it exists, you may write "
-                              "there, the filesystem is a real one), then run the command again")
-        if exc.errno in _UNWRITABLE:
-            # The environment refuses the write, as a read-only ledger.db is refused: exit 3.
-            if _in_default_report_dir(path):
-                fix = ("write the report elsewhere: autoresearch report --out DIR (a writable "
-                       f"directory); or {fix}")
-            return PreconditionError(f"cannot use {path}: {exc.strerror}", where=str(path),
-                                     fix=fix)
-        return AutoresearchError(f"cannot use {path}: {exc.strerror}", where=str(path), fix=fix)
-    return None
-
-
-_UNWRITABLE = (errno.EROFS, errno.EACCES, errno.EPERM)
-
-
-def _in_default_report_dir(path: Path) -> bool:
-    """Whether `path` is in .autoresearch/sessions/<tag>/report/, where `report` writes
-    unless it is given --out."""
-    parts = path.parts
-    return any(parts[i:i + 2] == (STATE_DIR, "sessions") and parts[i + 3:i + 4] == ("report",)
-               for i in range(len(parts)))
-
-
-# A file or directory autoresearch must write, in a state that forbids it.
-_FILE_FIXES = {
-    errno.EACCES: "make it writable by you (its owner and permissions), then run the command "
-                  "again",
-    errno.EPERM: "make it writable by you (its owner and permissions), then run the command again",
-    errno.EROFS: "the filesystem is mounted read-only: work on a writable copy of the repository",
-    errno.EEXIST: "something else is in the way at that path: move it aside, then run the command "
-                  "again",
-    errno.ENOTDIR: "a file stands where autoresearch needs a directory: move it aside, then run "
-                   "the command again",
-    errno.EISDIR: "a directory stands where autoresearch needs a file: move it aside, then run "
-                  "the command again",
-    errno.ENOENT: "a directory on the way does not exist and cannot be created there: pick a "
-                  "path on a writable filesystem, then run the command again",
-}
 
 
 def main(argv: list[str] | None = None) -> Any:

@@ -45,7 +45,7 @@ from autoresearch.metrics import parse_metrics
 from autoresearch.runner import RunSpec, run_command
 from autoresearch.shared_paths import SharedData
 from autoresearch.slots import Resources
-from autoresearch.stop_signals import describe_interrupt
+from autoresearch.stop_signals import SessionStopped, describe_interrupt
 
 RUN_STATUSES = ("ok", "crash", "timeout", "interrupted")
 SEED_ENV = "AUTORESEARCH_SEED"
@@ -139,6 +139,21 @@ def run_id_prefix(repo_key: str, tag: str) -> str:
     return f"ar-{repo_key}-{tag}{_TAG_END}"
 
 
+def worktree_lost(request: RunRequest) -> SessionStopped:
+    """The session stops (exit 3) when the worktree a run uses is deleted under it: the run
+    measured nothing that can be trusted, and whatever deleted it may do so again."""
+    if request.role == "check":
+        whose, then = "the check's worktree", "Find what deleted it, then run check again."
+    else:
+        whose = f"the worktree of slot {request.resources.slot}"
+        then = ("The run does not count; nothing recorded is lost. Run the same command to "
+                "resume: the slot is made again.")
+    return SessionStopped(
+        f"{whose} ({request.worktree}) was deleted while its {request.role} run went on: "
+        "another program, or the verify command itself, removed it (autoresearch makes and "
+        f"removes its worktrees itself). {then}", exit_code=3)
+
+
 def new_run_id(repo_key: str, tag: str) -> str:
     return run_id_prefix(repo_key, tag) + uuid.uuid4().hex[:12]
 
@@ -172,6 +187,8 @@ class LocalExecutor:
 
     def run(self, request: RunRequest) -> Measurement:
         """Make the run in the calling thread (`check` and `finalize` use this directly)."""
+        if not request.worktree.is_dir():
+            raise worktree_lost(request)
         if gitops.read_head(request.worktree) != request.commit:
             gitops.checkout(request.worktree, request.commit)
         else:
@@ -205,6 +222,10 @@ class LocalExecutor:
                 guardrails.protected_fence(request.worktree, request.protected) as fence, \
                 control_files_fence(self._git_files(request.worktree)) as git_files:
             outcome = run_command(spec, self.stop)
+        if git_files.worktree_lost or not request.worktree.is_dir():
+            # Not the candidate's doing to blame on it (its files "deleted"), nor a change to
+            # git's files to refuse a sibling slot's run for.
+            raise worktree_lost(request)
         tampered = tuple(fence.changes)
         if tampered or seal.broken:  # put the commit back before anything else runs here
             # Written again whatever git's stat cache says: a run can rewrite a file in place

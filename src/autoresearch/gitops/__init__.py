@@ -98,7 +98,8 @@ def read_head(worktree: Path) -> str | None:
             gitdir = dotgit
         head = (gitdir / "HEAD").read_text().strip()
     except (OSError, IndexError):
-        return head_commit(worktree)
+        # A worktree deleted under the session holds nothing (and git cannot run in it).
+        return head_commit(worktree) if worktree.is_dir() else None
     if len(head) in (40, 64) and all(c in "0123456789abcdef" for c in head):
         return head
     return head_commit(worktree)

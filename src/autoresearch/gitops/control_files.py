@@ -197,10 +197,13 @@ class GitFiles:
         differ = {p for p, content in self._now().items() if content != self._before(p)}
         return sorted(differ | PUT_BACK.since(self.mark))
 
-    def restore(self) -> list[Path]:
+    def restore(self, outside: Path | None = None) -> list[Path]:
         """Put every changed file back as it was (a file the run added is removed); returns
-        them. Pure file writes: no git runs before git's files are its own again."""
+        them. Pure file writes: no git runs before git's files are its own again. `outside`: a
+        directory whose files are left as they are (a worktree that is gone)."""
         changed = self.changed()
+        if outside is not None:
+            changed = [p for p in changed if not p.is_relative_to(outside)]
         for path in changed:
             found, good = read(path), self._before(path)
             if found != good:
@@ -214,6 +217,7 @@ class ControlFence:
     """What a fenced run did to git's files: one phrase per file, each already put back."""
 
     changes: list[str] = field(default_factory=list)
+    worktree_lost: bool = False  # the worktree's directory was gone when the run ended
 
 
 @contextmanager
@@ -225,7 +229,15 @@ def control_files_fence(watched: Watched) -> Iterator[ControlFence]:
     try:
         yield fence
     finally:
-        fence.changes[:] = describe(files.restore(), watched.worktree)
+        if watched.worktree.is_dir():
+            fence.changes[:] = describe(files.restore(), watched.worktree)
+        else:
+            # The worktree itself was deleted (by another program, or by the run): its link is
+            # not put back (that would make a directory holding a `.git` file alone, and count
+            # as a change in every sibling slot's run); the caller stops the session.
+            fence.worktree_lost = True
+            fence.changes[:] = describe(files.restore(outside=watched.worktree),
+                                        watched.worktree)
 
 
 def _put_back(path: Path, before: Content) -> None:
