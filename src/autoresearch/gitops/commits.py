@@ -3,6 +3,7 @@ newer incumbent, and described (files, lines added and removed) for the ledger."
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -73,8 +74,43 @@ def cherry_pick(worktree: Path, commit: str, onto: str) -> Committed | None:
     # "redundant" from "conflicting" (hooks are off, as for every git call: HARDENED).
     picked = run_git(worktree, *identity_args(worktree), "cherry-pick",
                      "--keep-redundant-commits", commit)
-    if picked.returncode != 0:
-        git(worktree, "cherry-pick", "--abort", check=False)
-        checkout(worktree, onto)
-        return None
-    return _described(worktree)
+    if picked.returncode == 0:
+        return _described(worktree)
+    git(worktree, "cherry-pick", "--abort", check=False)
+    checkout(worktree, onto)
+    if _replace_line_for_line(worktree, commit):
+        return _described(worktree)
+    checkout(worktree, onto)
+    return None
+
+
+# A hunk header of a diff without context: `@@ -start[,count] +start[,count] @@`.
+_HUNK = re.compile(rb"^@@ -\d+(?:,(\d+))? \+", re.MULTILINE)
+# What a zero-context replay must not touch: files made, removed, renamed, binary or re-moded.
+_NOT_LINES = re.compile(rb"^(?:new file|deleted file|rename from|copy from|old mode|"
+                        rb"Binary files|GIT binary patch)", re.MULTILINE)
+
+
+def _replace_line_for_line(worktree: Path, commit: str) -> bool:
+    """Apply `commit`'s change to the worktree's HEAD hunk by hunk without context, and commit
+    it with `commit`'s message and author; False (nothing changed) when it does not apply.
+
+    Git's merge counts changes to adjacent lines as a conflict: two parallel winners that set
+    neighbouring knobs (`LR = …` on one line, `WARM = …` two lines down, the keep between them
+    on `MOM = …`) could never stack. Without context each hunk only needs its own old lines
+    where it left them. Only replacements and deletions are replayed this way: each is anchored
+    by the lines it removes, which must be there unchanged, while a pure insertion without
+    context has nothing but a line number to go by and could land in the wrong place. The
+    caller measures the replayed commit again before anything is kept."""
+    patch = run_git(worktree, "diff", "-U0", "--no-color", "--no-ext-diff", "--no-textconv",
+                    "--full-index", f"{commit}^", commit)
+    counts = _HUNK.findall(patch.stdout)
+    if (patch.returncode != 0 or not counts or b"0" in counts
+            or _NOT_LINES.search(patch.stdout)):
+        return False
+    applied = run_git(worktree, "apply", "--unidiff-zero", "--index", "--whitespace=nowarn",
+                      "-", input_bytes=patch.stdout)
+    if applied.returncode != 0:
+        return False
+    git(worktree, *identity_args(worktree), "commit", "--quiet", "--no-verify", "-C", commit)
+    return True

@@ -1,0 +1,134 @@
+"""A winner measured against an older incumbent is replayed onto the new one: a change to lines
+next to the keep's (knobs one per line, the usual layout) stacks; a change to the same lines, or
+an insertion whose place cannot be told, is still a conflict.
+
+Real git in a temp repository; the last test is a real parallel session through the CLI.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from autoresearch import gitops
+from autoresearch.gitops.commits import cherry_pick, commit_change
+from tests.conftest import git, make_repo, run_cli, use_script
+
+PARAMS = "LR = 0.3\nMOM = 0.5\nWARM = 10\n"
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    return make_repo(tmp_path / "repo", {"params.py": PARAMS, "other.py": "A = 1\n"})
+
+
+def commit_on(repo: Path, parent: str, files: dict[str, str], message: str) -> str:
+    """A commit of `files` on `parent`, made in a scratch worktree; its sha."""
+    worktree = repo.parent / f"wt-{message.replace(' ', '-')}"
+    gitops.ensure_detached_worktree(repo, worktree, parent)
+    for name, text in files.items():
+        (worktree / name).write_text(text)
+    return commit_change(worktree, message).sha
+
+
+def replay(repo: Path, commit: str, onto: str) -> str | None:
+    slot = repo.parent / "slot"
+    gitops.ensure_detached_worktree(repo, slot, onto)
+    picked = cherry_pick(slot, commit, onto)
+    assert git(slot, "status", "--porcelain") == ""
+    if picked is None:
+        assert git(slot, "rev-parse", "HEAD") == onto  # left exactly at the incumbent
+        return None
+    return picked.sha
+
+
+def test_changes_to_the_lines_beside_a_keep_are_replayed_onto_it(repo: Path) -> None:
+    base = git(repo, "rev-parse", "HEAD")
+    keep = commit_on(repo, base, {"params.py": "LR = 0.3\nMOM = 0.9\nWARM = 10\n"}, "MOM up")
+    stale = commit_on(repo, base, {"params.py": "LR = 0.1\nMOM = 0.5\nWARM = 40\n"},
+                      "LR down WARM up")
+    picked = replay(repo, stale, keep)
+    assert picked is not None
+    assert git(repo, "show", f"{picked}:params.py") == "LR = 0.1\nMOM = 0.9\nWARM = 40"
+    assert git(repo, "rev-parse", f"{picked}^") == keep
+    assert git(repo, "log", "-1", "--format=%s|%an", picked) == git(
+        repo, "log", "-1", "--format=%s|%an", stale)
+
+
+def test_a_change_to_the_same_line_as_the_keep_is_still_a_conflict(repo: Path) -> None:
+    base = git(repo, "rev-parse", "HEAD")
+    keep = commit_on(repo, base, {"params.py": "LR = 0.3\nMOM = 0.9\nWARM = 10\n"}, "MOM up")
+    stale = commit_on(repo, base, {"params.py": "LR = 0.3\nMOM = 0.7\nWARM = 40\n"},
+                      "MOM and WARM")
+    assert replay(repo, stale, keep) is None
+
+
+def test_an_insertion_beside_the_keep_is_not_replayed_without_context(repo: Path) -> None:
+    # Without context an inserted line has only its line number to go by: not trusted.
+    base = git(repo, "rev-parse", "HEAD")
+    keep = commit_on(repo, base, {"params.py": "LR = 0.3\nMOM = 0.9\nWARM = 10\n"}, "MOM up")
+    stale = commit_on(repo, base, {"params.py": "LR = 0.3\nMOM = 0.5\nDECAY = 1\nWARM = 10\n"},
+                      "add DECAY")
+    assert replay(repo, stale, keep) is None
+
+
+def test_a_change_that_also_removes_a_file_is_not_replayed_without_context(repo: Path) -> None:
+    # Only line replacements in files both sides have: a file made, removed or renamed is left
+    # to git's own merge.
+    base = git(repo, "rev-parse", "HEAD")
+    keep = commit_on(repo, base, {"params.py": "LR = 0.3\nMOM = 0.9\nWARM = 10\n"}, "MOM up")
+    worktree = repo.parent / "wt-remove"
+    gitops.ensure_detached_worktree(repo, worktree, base)
+    (worktree / "params.py").write_text("LR = 0.1\nMOM = 0.5\nWARM = 10\n")
+    (worktree / "other.py").unlink()
+    stale = commit_change(worktree, "LR down, other.py gone").sha
+    assert replay(repo, stale, keep) is None
+
+
+SCORE = textwrap.dedent(
+    """
+    import time
+    import params
+    # Slot 2's change (WARM 40) finishes after slot 1's keep (MOM 0.9): it is judged stale.
+    time.sleep(2.5 if params.WARM == 40 else 1.0 if params.MOM == 0.9 else 0)
+    print(f"score: {(params.LR - 0.1) ** 2 + (params.MOM - 0.9) ** 2 + (params.WARM - 40) ** 2}")
+    """
+)
+CONFIG = textwrap.dedent(
+    """
+    scope = ["params.py"]
+    protected = ["score.py"]
+    [verify]
+    command = "{python} score.py"
+    budget_seconds = 5
+    timeout_seconds = 20
+    [metric]
+    name = "score"
+    direction = "minimize"
+    [decision]
+    repeats = 2
+    deterministic = true
+    """
+)
+
+
+def test_parallel_wins_on_neighbouring_knob_lines_stack(tmp_path: Path) -> None:
+    # Slot 1 keeps MOM first; slot 2's LR and WARM change, slower, sits on the lines around it.
+    repo = make_repo(tmp_path / "session", {"params.py": PARAMS,
+                                            "score.py": SCORE, "autoresearch.toml": CONFIG})
+    use_script(repo, [
+        {"hypothesis": "MOM up", "edits": {"params.py": "LR = 0.3\nMOM = 0.9\nWARM = 10\n"}},
+        {"hypothesis": "LR down, WARM up", "edits": {
+            "params.py": "LR = 0.1\nMOM = 0.5\nWARM = 40\n"}},
+    ])
+    result = run_cli(repo, "run", "--tag", "t", "--iterations", "3", "--workers", "2")
+    assert result.returncode == 0, result.stdout + result.stderr
+    statuses = git(repo, "log", "--format=%s", "autoresearch/t~2..autoresearch/t").splitlines()
+    assert statuses == ["LR down, WARM up", "MOM up"], result.stdout
+    assert git(repo, "show", "autoresearch/t:params.py") == "LR = 0.1\nMOM = 0.9\nWARM = 40"
+    with sqlite3.connect(repo / ".autoresearch" / "ledger.db") as conn:
+        ((reason,),) = conn.execute("SELECT decision_reason FROM experiments WHERE seq = 3")
+    assert "replayed onto t-0002" in reason, reason
