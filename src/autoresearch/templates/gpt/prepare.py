@@ -27,6 +27,7 @@ Environment (all optional; set them for every run, or edit the defaults below be
     AUTORESEARCH_DEVICE       "cpu", "cuda", "cuda:1", ... (default: cuda when available)
     AUTORESEARCH_TIME_BUDGET  training seconds (default: 60 on CPU, 300 on CUDA)
     AUTORESEARCH_EVAL_BYTES   bytes of text scored per split (default: see eval_bytes_for)
+    AUTORESEARCH_CLIMBMIX_URL where --download-climbmix fetches shards (default: CLIMBMIX_URL)
 
 Only torch, numpy and the standard library are needed (pyarrow only to read parquet).
 """
@@ -34,9 +35,12 @@ Only torch, numpy and the standard library are needed (pyarrow only to read parq
 from __future__ import annotations
 
 import argparse
+import codecs
 import contextlib
+import gzip
 import hashlib
 import heapq
+import http.client
 import json
 import math
 import os
@@ -45,7 +49,10 @@ import sys
 import sysconfig
 import tempfile
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
+import zlib
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -189,6 +196,9 @@ class Corpus:
     root: Path
     files: tuple[tuple[str, str], ...]  # (relative posix path, fingerprint), sorted by path
     corpus_id: str  # names the cache directory; changes whenever any file changes
+    # Files read through gzip or a UTF-16/UTF-32 byte order mark rather than as they are.
+    converted: frozenset[str] = frozenset()
+    skipped: tuple[str, ...] = ()  # files of a user's directory left out as not text, sorted
 
 
 def split_of(key: str) -> str:
@@ -228,28 +238,96 @@ def _list_stdlib() -> Corpus:
 def _list_directory(root: Path) -> Corpus:
     if not root.is_dir():
         raise SystemExit(f"AUTORESEARCH_DATA={root}: not a directory (or use 'stdlib')")
-    files = []
+    files, converted, skipped = [], set(), []
     for path in sorted(root.rglob("*")):
         rel = path.relative_to(root)
         if not path.is_file() or any(part.startswith(".") for part in rel.parts):
             continue
-        if path.suffix != ".parquet" and _looks_binary(path):
-            continue
+        if path.suffix != ".parquet":
+            head = _head(path)
+            if _bom_codec(head) is None and b"\0" in head:
+                skipped.append(rel.as_posix())
+                continue
+            if _is_gzip(path) or _bom_codec(head) is not None:
+                converted.add(rel.as_posix())
         # Size and mtime, not a content hash: a user's corpus may be gigabytes, and this runs
         # at every start. Touching a file therefore rebuilds the cache, which is the safe side.
         stat = path.stat()
         files.append((rel.as_posix(), f"{stat.st_size}:{stat.st_mtime_ns}"))
     if not files:
-        raise SystemExit(f"AUTORESEARCH_DATA={root}: no text or parquet files found")
+        raise SystemExit(f"AUTORESEARCH_DATA={root}: no text or parquet files found"
+                         + (f" ({_skipped_names(skipped)} are not text)" if skipped else ""))
     # surrogateescape: a file name that is not UTF-8 (`caf\xe9.txt`) is listed as its own bytes
-    # (it was a UnicodeEncodeError, and every run crashed); a UTF-8 name encodes as before.
+    # (it was a UnicodeEncodeError, and every run crashed); a UTF-8 name encodes as before. A
+    # gzipped or UTF-16 file is fingerprinted by its own size and mtime, like any other.
     listing = "".join(f"{name}\t{fp}\n" for name, fp in files).encode("utf-8", "surrogateescape")
-    return Corpus("dir", root, tuple(files), f"dir-{_short_hash(listing)}")
+    return Corpus("dir", root, tuple(files), f"dir-{_short_hash(listing)}",
+                  frozenset(converted), tuple(skipped))
 
 
-def _looks_binary(path: Path) -> bool:
+# A NUL byte in the first 8 KiB of a file's text marks it as binary, unless the text starts with
+# a UTF-16 or UTF-32 byte order mark (UTF-16 puts a NUL beside every ASCII character). The
+# UTF-32 marks come first: the little-endian one begins with UTF-16's.
+HEAD_BYTES = 8192
+_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+         (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+
+
+def _bom_codec(data: bytes) -> str | None:
+    return next((codec for bom, codec in _BOMS if data.startswith(bom)), None)
+
+
+def _is_gzip(path: Path) -> bool:
+    return path.suffix.lower() == ".gz"
+
+
+def _head(path: Path) -> bytes:
+    """The first HEAD_BYTES bytes of a file's content (decompressed, for a .gz file)."""
+    if _is_gzip(path):
+        return _gunzip(path, HEAD_BYTES)
     with path.open("rb") as f:
-        return b"\0" in f.read(8192)
+        return f.read(HEAD_BYTES)
+
+
+def _gunzip(path: Path, limit: int = -1) -> bytes:
+    try:
+        with gzip.open(path, "rb") as f:
+            return f.read(limit)
+    except (OSError, EOFError, zlib.error) as exc:  # not gzip, truncated, or corrupt
+        raise SystemExit(f"prepare: {path}: not a readable gzip file ({type(exc).__name__}: "
+                         f"{exc}). Compress it again (gzip -k FILE), or move it out of the "
+                         "corpus directory.") from None
+
+
+def _text_bytes(path: Path) -> bytes:
+    """A converted file's text as UTF-8: decompressed, then decoded by its byte order mark.
+
+    UTF-16 text is re-encoded so that the rest (pieces cut at line ends, the tokenizer, and
+    the bytes bpb is counted on) sees UTF-8 like every other file; a malformed code unit
+    becomes U+FFFD. Other files are returned as they are.
+    """
+    data = _gunzip(path) if _is_gzip(path) else path.read_bytes()
+    codec = _bom_codec(data)
+    if codec is None:
+        return data
+    return data.decode(codec, "replace").encode("utf-8", "surrogateescape")
+
+
+def skipped_note(corpus: Corpus) -> str | None:
+    """What was left out of a user's directory as not text, for a warning (None: nothing)."""
+    if not corpus.skipped:
+        return None
+    count = len(corpus.skipped)
+    return (f"prepare: warning: {count} file{'s' if count > 1 else ''} under {corpus.root} "
+            f"{'were' if count > 1 else 'was'} skipped as not text (a NUL byte in the first "
+            f"8 KiB and no UTF-16/UTF-32 byte order mark): {_skipped_names(corpus.skipped)}. "
+            "Text is read as UTF-8 (or as its bytes), as UTF-16/UTF-32 with a byte order mark, "
+            "or gzipped (.gz); save such files in one of those forms to include them.")
+
+
+def _skipped_names(names: list[str] | tuple[str, ...], shown: int = 5) -> str:
+    listed = ", ".join(names[:shown])
+    return listed + (f" and {len(names) - shown} more" if len(names) > shown else "")
 
 
 def _short_hash(data: bytes) -> str:
@@ -276,12 +354,24 @@ def iter_documents(corpus: Corpus, split: str) -> Iterator[str]:
             for row, text in enumerate(_parquet_texts(path)):
                 if split_of(f"{name}#{row}") == split:
                     yield text
+        elif name in corpus.converted:  # its text's size is only known once it is read
+            yield from _split_documents(name, _text_bytes(path), split)
         elif corpus.kind == "dir" and path.stat().st_size > PIECE_BYTES:
-            for piece, data in enumerate(_pieces(path.read_bytes())):
-                if split_of(f"{name}#{piece}") == split:
-                    yield _decode(data)
+            yield from _split_documents(name, path.read_bytes(), split)
         elif split_of(name) == split:
             yield _decode(path.read_bytes())
+
+
+def _split_documents(name: str, data: bytes, split: str) -> Iterator[str]:
+    """The documents of `split` in one text file of a user's directory: the file itself, or
+    each piece of it when it is over PIECE_BYTES."""
+    if len(data) <= PIECE_BYTES:
+        if split_of(name) == split:
+            yield _decode(data)
+        return
+    for piece, chunk in enumerate(_pieces(data)):
+        if split_of(f"{name}#{piece}") == split:
+            yield _decode(chunk)
 
 
 def _pieces(data: bytes) -> Iterator[bytes]:
@@ -318,15 +408,36 @@ def check_splits(corpus: Corpus) -> None:
 
 def _parquet_texts(path: Path) -> Iterator[str]:
     try:
-        import pyarrow.parquet as pq  # optional: only parquet corpora need it
+        import pyarrow as pa  # optional: only parquet corpora need it
+        import pyarrow.parquet as pq
     except ImportError as exc:
         raise SystemExit(f"{path}: reading parquet needs pyarrow (pip install pyarrow)") from exc
-    shard = pq.ParquetFile(path)
+    # A truncated download or a file that only has the name fails on opening (no footer) or
+    # on a damaged page further in: either way pyarrow's error, which names no file.
+    unreadable = (pa.ArrowException, OSError)
+    try:
+        shard = pq.ParquetFile(path)
+    except unreadable as exc:
+        raise _unreadable_parquet(path, exc) from None
     if "text" not in shard.schema_arrow.names:
         raise SystemExit(f"{path}: no 'text' column")
-    for batch in shard.iter_batches(columns=["text"]):
+    batches = shard.iter_batches(columns=["text"])
+    while True:
+        try:
+            batch = next(batches, None)
+        except unreadable as exc:
+            raise _unreadable_parquet(path, exc) from None
+        if batch is None:
+            return
         for text in batch.column(0).to_pylist():
             yield text or ""
+
+
+def _unreadable_parquet(path: Path, exc: Exception) -> SystemExit:
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "no detail"
+    return SystemExit(f"prepare: {path}: not a readable parquet file ({type(exc).__name__}: "
+                      f"{reason}). Download or write it again (a download cut short leaves such "
+                      "a file), or move it out of the corpus directory.")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -483,6 +594,7 @@ class Prepared:
     directory: Path
     meta: dict[str, Any]
     tokenizer: Tokenizer
+    built: bool = False  # this process built the cache (and said so)
 
 
 _PREPARED: Prepared | None = None
@@ -506,14 +618,15 @@ def prepare(verbose: bool = True) -> Prepared:
     corpus = resolve_corpus()
     directory = cache_root() / corpus.corpus_id / tokenizer_id()
     meta = _verify(directory)
+    built = False
     if meta is None:
         directory.mkdir(parents=True, exist_ok=True)
         with _file_lock(directory.parent / f".{directory.name}.lock"):
             meta = _verify(directory)  # another process may have built it while we waited
             if meta is None:
-                meta = _build(corpus, directory, verbose)
+                meta, built = _build(corpus, directory, verbose), True
     tokenizer = Tokenizer.from_json((directory / "tokenizer.json").read_text())
-    _PREPARED = Prepared(corpus, directory, meta, tokenizer)
+    _PREPARED = Prepared(corpus, directory, meta, tokenizer, built)
     return _PREPARED
 
 
@@ -575,6 +688,8 @@ def _build(corpus: Corpus, directory: Path, verbose: bool) -> dict[str, Any]:
     with contextlib.suppress(FileNotFoundError):  # a crash mid-build must not look valid
         (directory / "meta.json").unlink()
 
+    if note := skipped_note(corpus):
+        log(note)
     check_splits(corpus)
     if corpus.kind == "stdlib" and corpus.corpus_id not in KNOWN_STDLIB_CORPORA:
         known = ", ".join(f"{k} ({v})" for k, v in KNOWN_STDLIB_CORPORA.items())
@@ -612,6 +727,8 @@ def _build(corpus: Corpus, directory: Path, verbose: bool) -> dict[str, Any]:
         save(f"{split}.npy", lambda f, t=tokens: np.save(f, t, allow_pickle=False))
         splits[split] = {"documents": docs, "bytes": nbytes, "tokens": int(tokens.size)}
         log(f"prepare: {split}: {docs} documents, {nbytes:,} bytes, {tokens.size:,} tokens")
+    if warning := small_val_warning(corpus, splits["val"]["bytes"]):
+        log(warning)
 
     if corpus.kind == "stdlib":  # the pinned file list, for the curious and for audits
         listing = {"root": str(corpus.root), "files": [list(f) for f in corpus.files]}
@@ -628,6 +745,35 @@ def _build(corpus: Corpus, directory: Path, verbose: bool) -> dict[str, Any]:
     _atomic_write(directory / "meta.json", lambda f: f.write(json.dumps(meta, indent=1).encode()))
     log(f"prepare: done in {time.time() - start:.1f}s")
     return meta
+
+
+def small_val_warning(corpus: Corpus, val_bytes: int) -> str | None:
+    """A warning when the val split holds less than half the text the evaluation scores.
+
+    val_bpb is then scored on all of val, and on a few KiB it is mostly noise: two experiments
+    differ by chance as much as by what they changed. The stdlib's val (361 kB) is 70 % of the
+    512 KiB scored at the default CPU budget, and is not warned about there.
+    """
+    if 2 * val_bytes >= EVAL_BYTES:
+        return None
+    sized_by = ("AUTORESEARCH_EVAL_BYTES" if os.environ.get("AUTORESEARCH_EVAL_BYTES", "").strip()
+                else f"eval_bytes_for({TIME_BUDGET:g} s budget) on {DEVICE.type}")
+    where = "the stdlib corpus" if corpus.kind == "stdlib" else str(corpus.root)
+    return (f"prepare: warning: the val split of {where} holds only {_size(val_bytes)} of text, "
+            f"while the evaluation is sized to score {_size(EVAL_BYTES)} ({sized_by}): val_bpb "
+            "measured on so little is mostly noise. Add text to the corpus: about "
+            f"{VAL_PERCENT} % of its documents go to val (each file, each "
+            f"{PIECE_BYTES // 1024} KiB piece of a bigger text file, each parquet row), chosen "
+            "by split_of(name) in prepare.py, so more files, or bigger ones, give more val text; "
+            "split_of('<relative path>') tells which split a file goes to ('<path>#<n>' for the "
+            "n-th piece of a big file).")
+
+
+def _size(nbytes: int) -> str:
+    if nbytes < 1024:
+        return f"{nbytes} byte{'' if nbytes == 1 else 's'}"
+    value, unit = (nbytes / 1024, "KiB") if nbytes < 1024**2 else (nbytes / 1024**2, "MiB")
+    return f"{value:.1f}".removesuffix(".0") + f" {unit}"
 
 
 def _take_chars(texts: Iterable[str]) -> Iterator[str]:
@@ -1106,7 +1252,13 @@ def score_handed_over(path: Path, script: str,
 
 
 def download_climbmix(shards: int, dest: Path) -> None:
-    """Fetch the first `shards` parquet shards of Karpathy's climbmix (needs a network)."""
+    """Fetch the first `shards` parquet shards of Karpathy's climbmix (needs a network).
+
+    AUTORESEARCH_CLIMBMIX_URL replaces CLIMBMIX_URL (a mirror, or a local copy served over
+    HTTP). A shard is written under a temporary name and renamed once all of it arrived, so a
+    failed download leaves the shards before it and nothing of its own.
+    """
+    base = _env("AUTORESEARCH_CLIMBMIX_URL", CLIMBMIX_URL).rstrip("/")
     dest.mkdir(parents=True, exist_ok=True)
     for index in range(shards):
         name = f"shard_{index:05d}.parquet"
@@ -1114,15 +1266,76 @@ def download_climbmix(shards: int, dest: Path) -> None:
         if target.exists():
             print(f"{name}: already there")
             continue
-        print(f"{name}: downloading")
-        with urllib.request.urlopen(f"{CLIMBMIX_URL}/{name}", timeout=60) as response:
-            _atomic_write(target, lambda f, r=response: _copy_stream(r, f))
+        print(f"{name}: downloading", flush=True)
+        url = f"{base}/{name}"
+        try:
+            response = urllib.request.urlopen(url, timeout=60)
+        except ValueError as exc:  # no scheme, or one urllib does not know
+            raise SystemExit(f"prepare: --download-climbmix: {url} is not a URL that can be "
+                             f"fetched ({exc}); check AUTORESEARCH_CLIMBMIX_URL, or unset it "
+                             f"for {CLIMBMIX_URL}") from None
+        except _NETWORK_ERRORS as exc:
+            raise SystemExit(_download_failed(url, exc, dest, index)) from None
+        with response:
+            try:
+                _atomic_write(target, lambda f, r=response: _copy_stream(r, f))
+            except _ReadFailed as failed:
+                raise SystemExit(_download_failed(url, failed.cause, dest, index)) from None
+            except OSError as exc:  # writing: the disk is full, or dest is not writable
+                raise SystemExit(f"prepare: --download-climbmix: writing {target} failed "
+                                 f"({type(exc).__name__}: {exc}); nothing partial was kept"
+                                 ) from None
     print(f"done; now run: AUTORESEARCH_DATA={dest} python prepare.py")
 
 
+# What a fetch can fail with: no route or name (URLError), a refused or reset connection, a
+# timeout (all OSError), a malformed answer or one cut short (HTTPException).
+_NETWORK_ERRORS = (OSError, http.client.HTTPException)
+
+
+class _ReadFailed(Exception):
+    """The download, not the write, failed while a shard was copied to disk."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
 def _copy_stream(source: Any, target: Any) -> None:
-    for block in iter(lambda: source.read(1 << 20), b""):
+    # A connection closed early ends read() quietly: without the length check a cut-short
+    # shard would be renamed into place as if whole.
+    expected = source.headers.get("Content-Length")
+    copied = 0
+    while True:
+        try:
+            block = source.read(1 << 20)
+        except _NETWORK_ERRORS as exc:
+            raise _ReadFailed(exc) from exc
+        if not block:
+            break
         target.write(block)
+        copied += len(block)
+    if expected is not None and expected.isdigit() and copied != int(expected):
+        raise _ReadFailed(http.client.IncompleteRead(b"", int(expected) - copied))
+
+
+def _download_failed(url: str, exc: BaseException, dest: Path, index: int) -> str:
+    host = urllib.parse.urlsplit(url).netloc or url
+    if isinstance(exc, urllib.error.HTTPError):  # reached: the address, not the network
+        reason = f"the server answered HTTP {exc.code} {exc.reason}"
+        why = f"{host} has no such shard there (AUTORESEARCH_CLIMBMIX_URL sets the address)"
+    else:
+        reason = (f"the connection closed with {exc.expected:,} bytes still to come"
+                  if isinstance(exc, http.client.IncompleteRead)
+                  else f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}")
+        why = (f"This machine may have no network, or cannot reach {host} "
+               "(AUTORESEARCH_CLIMBMIX_URL sets another address)")
+    kept = f"; the {index} shard(s) before it are complete" if index else ""
+    return (f"prepare: --download-climbmix: downloading {url} failed ({reason}). {why}. "
+            f"Nothing partial was kept in {dest}{kept}. No network is needed "
+            "for the default corpus (AUTORESEARCH_DATA=stdlib) or for a corpus of your own: "
+            "AUTORESEARCH_DATA=/path/to/a/directory of text files or parquet shards with a "
+            "'text' column (docs/gpt-workload.md, section Data).")
 
 
 def main() -> None:
@@ -1139,10 +1352,15 @@ def main() -> None:
     corpus = resolve_corpus()
     directory = cache_root() / corpus.corpus_id / tokenizer_id()
     if args.check:
-        ok = _verify(directory) is not None
-        print(f"{directory}: {'valid' if ok else 'missing or corrupt'}")
-        raise SystemExit(0 if ok else 1)
+        meta = _verify(directory)
+        print(f"{directory}: {'valid' if meta else 'missing or corrupt'}")
+        for warning in _corpus_warnings(corpus, meta):
+            print(warning)
+        raise SystemExit(0 if meta else 1)
     prepared = prepare()
+    if not prepared.built:  # a build has said it already
+        for warning in _corpus_warnings(corpus, prepared.meta):
+            print(warning)
     print(f"corpus:    {corpus.corpus_id} ({corpus.kind}, {corpus.root})")
     print(f"cache:     {prepared.directory}")
     print(f"tokenizer: {prepared.meta['tokenizer']}, vocab_size {prepared.tokenizer.vocab_size}")
@@ -1150,6 +1368,15 @@ def main() -> None:
         per_token = info["bytes"] / max(1, info["tokens"] - info["documents"])
         print(f"{split + ':':10} {info['tokens']:,} tokens, {per_token:.2f} bytes/token")
     print(f"device:    {DEVICE} (seq_len {MAX_SEQ_LEN}, eval_bytes {EVAL_BYTES:,})")
+
+
+def _corpus_warnings(corpus: Corpus, meta: dict[str, Any] | None) -> list[str]:
+    """What prepare.py says about a corpus whose cache is already built: files left out as
+    not text, and a val split too small for this budget's evaluation."""
+    warnings = [note] if (note := skipped_note(corpus)) else []
+    if meta and (val := small_val_warning(corpus, meta["splits"]["val"]["bytes"])):
+        warnings.append(val)
+    return warnings
 
 
 if __name__ == "__main__":
