@@ -95,27 +95,31 @@ def test_a_change_to_protected_files_alone_asks_no_model(repo: Repo,
     assert "only protected code files changed" in runs["logic"].note
 
 
-def test_a_diff_naming_a_protected_file_in_another_form_is_refused(
+def test_a_diff_naming_a_protected_file_in_another_form_withholds_it(
         repo: Repo, server: FakeModelServer, tmp_path: Path) -> None:
     # `./evaluate.py` reads evaluate.py but matched no protected glob: its whole head text went
-    # to the model.
-    import pytest
-
-    from autoresearch.errors import PreconditionError
+    # to the model. It is that file now, by git's name, and withheld like it
+    # (test_review_cli_inputs.py has the CLI and the linked-directory spellings).
     from autoresearch.review.diff import ChangedFile
     from autoresearch.review.protected import withheld_files
 
     repo.commit("init", **{"autoresearch.toml": 'protected = ["evaluate.py"]\n',
                            "evaluate.py": f"ANSWERS = '{EVAL_SECRET}'\n"})
     (repo.path / "evaluate.py").write_text(f"ANSWERS = '{EVAL_SECRET}'\nMORE = 1\n")
-    for odd in ("./evaluate.py", "lib/../evaluate.py", ".//evaluate.py"):
+    server._handler = no_findings
+    diff = repo.git("diff") + "\n"
+    for old, new in (("./evaluate.py",) * 2, ("lib/../evaluate.py",) * 2, (".//evaluate.py",) * 2,
+                     ("evaluate.py", "./evaluate.py")):
         patch = tmp_path / "change.diff"
-        patch.write_text(repo.git("diff").replace("a/evaluate.py", f"a/{odd}")
-                         .replace("b/evaluate.py", f"b/{odd}"))
-        with pytest.raises(PreconditionError) as refused:
-            from_diff_file(repo.path, str(patch))
-        assert "a form git never writes" in refused.value.what or ".." in odd, refused.value
-    assert server.requests == []
+        patch.write_text(diff.replace("a/evaluate.py", f"a/{old}")
+                         .replace("b/evaluate.py", f"b/{new}"))
+        change = from_diff_file(repo.path, str(patch))
+        # One file, modified: `a/evaluate.py` and `b/./evaluate.py` are no rename.
+        assert [(f.path, f.old_path, f.status) for f in change.files] == [
+            ("evaluate.py", "evaluate.py", "modified")], (old, new)
+        review = run_review(change, cli_like_settings(repo.path, server))
+        assert any("evaluate.py (matches evaluate.py)" in n for n in review.notes)
+    assert server.requests == []  # only a protected file changed: no model was asked
     # And a caller that passes such a name is judged on the file it names.
     named = ChangedFile(path="./evaluate.py", old_path=None, status="modified", binary=False,
                         hunks=())

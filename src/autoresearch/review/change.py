@@ -21,13 +21,14 @@ import os
 import sys
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import BinaryIO
 
 from unidiff.patch import PatchedFile
 
 from autoresearch.errors import AutoresearchError, PreconditionError
+from autoresearch.review.canonical import NotInRepository, repo_relative
 from autoresearch.review.diff import ChangedFile, DiffMismatch, Status, parse_diff, rebuild
 from autoresearch.review.diff_reader import ReadDiff, read_diff
 from autoresearch.review.gitio import (
@@ -376,16 +377,41 @@ def _sides(root: Path, changed: ChangedFile, pf: PatchedFile) -> tuple[str | Non
     return old_disk, rebuild(old_disk, pf, forward=True)
 
 
-def _inside(path: str) -> bool:
-    """A relative path that cannot leave the directory it is joined to (no `..`, not absolute):
-    a diff is input, and `root / "/etc/passwd"` is /etc/passwd."""
-    pure = PurePosixPath(path)
-    return bool(pure.parts) and not pure.is_absolute() and ".." not in pure.parts
+def _in_repository(root: Path, changed: ChangedFile, where: str) -> ChangedFile:
+    """`changed` under the names git gives its files (canonical.py): `./a.py` is a.py, so every
+    check that follows (protected, what is read) judges the file that is read; a path that
+    names no file of the repository is refused (a diff is input, and `root / "/etc/passwd"`
+    is /etc/passwd)."""
+    def name(path: str) -> str:
+        try:
+            return repo_relative(root, path)
+        except NotInRepository as exc:
+            raise PreconditionError(
+                f"the diff names {exc.reason}: {path!r}",
+                where=where,
+                fix="a review reads only files under --repo; pass a diff whose paths are "
+                "relative to the repository (as `git diff` writes them)") from None
+
+    path = name(changed.path)
+    old_path = name(changed.old_path) if changed.old_path else None
+    # `--- a/./a.py` and `+++ b/a.py` looked like a rename: one file, modified.
+    status: Status = "modified" if changed.status == "renamed" and old_path == path \
+        else changed.status
+    return replace(changed, path=path, old_path=old_path, status=status)
 
 
-def _canonical(path: str) -> bool:
-    """The path as git names a file: no `.` segment, no doubled or trailing slash."""
-    return str(PurePosixPath(path)) == path and "." not in path.split("/")
+def _refuse_twice_named(files: Sequence[ChangedFile], written: Sequence[ChangedFile],
+                        where: str) -> None:
+    """One file, one part of the diff: `a.py` and `./a.py` are one file, whose two parts would
+    each claim to be its whole change."""
+    first: dict[str, str] = {}
+    for changed, as_written in zip(files, written, strict=True):
+        if changed.path in first:
+            raise PreconditionError(
+                f"the diff changes {changed.path} twice (as {first[changed.path]!r} and "
+                f"{as_written.path!r})", where=where,
+                fix="pass one diff of the change, as `git diff` writes it (each file once)")
+        first[changed.path] = as_written.path
 
 
 def from_diff_file(root: Path, diff_path: str) -> Change:
@@ -403,31 +429,25 @@ def from_diff_file(root: Path, diff_path: str) -> Change:
                                     fix="pass the path of a unified diff file") from None
     text = read.text
     files, raw = parse_diff(text, where=where)
-    if not files and not read.oversized:
-        raise AutoresearchError("the diff changes no file", where=where,
-                                fix="pass a unified diff (e.g. `git diff main... > change.diff`)")
-    named = files + [f for f, _ in read.oversized]
-    outside = [p for f in named for p in (f.path, f.old_path) if p and not _inside(p)]
-    if outside:
-        raise PreconditionError(
-            f"the diff names a path outside the repository: {outside[0]}", where=where,
-            fix="a review reads only files under --repo; pass a diff whose paths are relative "
-            "to the repository (as `git diff` writes them)")
-    # One file, one name: `./evaluate.py` reads evaluate.py but matches no protected glob.
-    odd = [p for f in named for p in (f.path, f.old_path) if p and not _canonical(p)]
-    if odd:
-        raise PreconditionError(
-            f"the diff names a path in a form git never writes: {odd[0]!r} (that file is "
-            f"{str(PurePosixPath(odd[0]))!r})", where=where,
-            fix="pass a diff as `git diff` writes it (no ./ segments, no doubled slashes)")
+    # An empty diff (`git diff > change.diff` with nothing changed) is an empty change, as
+    # `--base X --head X` is: nothing to review. Text naming no file is not a diff at all.
+    if not files and not read.oversized and text.strip():
+        raise AutoresearchError(
+            "the diff names no file: it is not a unified diff (no `diff --git` or `---`/`+++` "
+            "file header)", where=where,
+            fix="pass a unified diff (e.g. `git diff main... > change.diff`)")
+    written = files + [f for f, _ in read.oversized]
+    named = [_in_repository(root, f, where) for f in written]
+    _refuse_twice_named(named, written, where)
     in_repo = is_repo(root)
     head_rev = run_git(root, "rev-parse", "--verify", "--quiet", "HEAD", check=False).strip() \
         if in_repo else ""
     heads: dict[str, str | None] = {}
     bases: dict[str, str | None] = {}
-    for changed in files:
+    # The parsed files, under their names; `named` ends with the oversized ones (not read).
+    for changed, as_written in zip(named[:len(files)], files, strict=True):
         try:
-            base_text, head_text = _sides(root, changed, raw[changed.path])
+            base_text, head_text = _sides(root, changed, raw[as_written.path])
         except DiffMismatch as exc:
             raise PreconditionError(
                 f"the diff does not match {changed.path} in {root} (neither applied nor "
@@ -443,7 +463,7 @@ def from_diff_file(root: Path, diff_path: str) -> Change:
                       head=None, base=head_rev or None)
     source = TextSource(root, head_rev or None, heads, bases)
     return Change(root=root, subject=subject, diff_text=text, files=named, source=source,
-                  commits=[], notes=[*_symlink_notes(files),
+                  commits=[], notes=[*_symlink_notes(named),
                                      *(_too_large(f, lines) for f, lines in read.oversized)])
 
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.markup import escape
 
-from autoresearch.errors import AutoresearchError, PreconditionError
+from autoresearch.errors import PreconditionError
 from autoresearch.proposers.base import Meter, Usage
 from autoresearch.views.safe_console import SafeConsole
 
@@ -39,18 +39,6 @@ def _roots(repo: Path, diff: str | None) -> tuple[Path, Path | None]:
             return repo.resolve(), None  # a diff can be reviewed against a plain directory
         raise
     return root, common_root(root)
-
-
-def _write(path: Path, text: str) -> None:
-    if str(path) == "-":
-        sys.stdout.write(text)
-        return
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise AutoresearchError(f"cannot write {path}: {exc.strerror}", where=str(path),
-                                fix="choose a writable path") from None
 
 
 def review(
@@ -87,12 +75,18 @@ def review(
     output_format: Annotated[str, typer.Option(
         "--format", help="What standard output shows: terminal, markdown, sarif, github, json.")]
     = "terminal",
-    sarif: Annotated[Path | None, typer.Option(help="Also write SARIF 2.1.0 here.")] = None,
-    markdown: Annotated[Path | None, typer.Option(help="Also write Markdown here.")] = None,
+    # The four output files: missing directories created, each path checked before the review
+    # starts (output_files.py).
+    sarif: Annotated[Path | None, typer.Option(
+        help="Also write SARIF 2.1.0 here (missing directories are created).")] = None,
+    markdown: Annotated[Path | None, typer.Option(
+        help="Also write Markdown here (missing directories are created).")] = None,
     github: Annotated[Path | None, typer.Option(
-        help="Also write the JSON body of a GitHub pull-request review here.")] = None,
-    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the whole review "
-                                                  "as JSON here.")] = None,
+        help="Also write the JSON body of a GitHub pull-request review here (missing "
+        "directories are created).")] = None,
+    json_out: Annotated[Path | None, typer.Option(
+        "--json", help="Also write the whole review as JSON here (missing directories are "
+        "created).")] = None,
     previous: Annotated[Path | None, typer.Option(
         help="An earlier review's --json or --sarif file: its findings are not posted inline "
         "again.")]
@@ -105,6 +99,7 @@ def review(
     """Review a change with parallel reviewers; verified, ranked red/yellow/purple. Never
     approves: it points at code for the person who decides."""
     from autoresearch.review import change as changes
+    from autoresearch.review.output_files import check_output_paths, write_output
     from autoresearch.review.outputs.github import review_body
     from autoresearch.review.outputs.jsonout import read_previous, to_json
     from autoresearch.review.outputs.markdown import render_markdown
@@ -130,6 +125,9 @@ def review(
         raise typer.BadParameter(f"{' and '.join(inputs)} name different changes: pass one")
     if offline and llm:
         raise typer.BadParameter("--offline and --llm contradict each other")
+    outputs = {"--sarif": sarif, "--markdown": markdown, "--github": github, "--json": json_out}
+    # Before anything runs: a path found unwritable after the model calls would waste them.
+    check_output_paths(outputs, diff)
     root, state_root = _roots(repo, diff)
     config, proposer = load_review_config(root)
     names = [n.strip() for n in reviewers.split(",") if n.strip()] if reviewers else None
@@ -187,10 +185,9 @@ def review(
                 rendered[name] = json.dumps(to_json(result), indent=2) + "\n"
         return str(rendered[name])
 
-    for name, path in (("sarif", sarif), ("markdown", markdown), ("github", github),
-                       ("json", json_out)):
+    for option, path in outputs.items():
         if path is not None:
-            _write(path, form(name))
+            write_output(path, form(option.removeprefix("--")))
     if output_format == "terminal":
         print_review(result, console)
     else:

@@ -21,6 +21,7 @@ from pathlib import Path
 from autoresearch.config import ALWAYS_PROTECTED, CONFIG_NAME
 from autoresearch.errors import ConfigError
 from autoresearch.guardrails import is_protected
+from autoresearch.review.canonical import NotInRepository, pattern_forms
 from autoresearch.review.diff import ChangedFile
 
 # Credentials by convention, at any depth: dotenv files, private keys, package-index tokens.
@@ -51,7 +52,21 @@ def configured_protected(root: Path) -> tuple[str, ...]:
     if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
         raise ConfigError("`protected` is not a list of path globs", where=f"{path} → protected",
                           fix='write it as a list of strings: protected = ["score.py"]')
-    return tuple(patterns)
+    return tuple(form for pattern in patterns for form in _canonical_forms(root, pattern, path))
+
+
+def _canonical_forms(root: Path, pattern: str, config: Path) -> list[str]:
+    """A protected glob in the forms it protects (canonical.py): `lib/../score.py` protects
+    score.py, `alias/score.py` through a link to `src/` protects src/score.py too; one that can
+    only name paths outside the repository protects nothing, so it is refused, not ignored."""
+    try:
+        return pattern_forms(root, pattern)
+    except NotInRepository as exc:
+        raise ConfigError(f"protected pattern {pattern!r} names {exc.reason}",
+                          where=f"{config} → protected",
+                          fix="write globs relative to the repository root, with '/' (the "
+                          "file it should keep from every model, as `git ls-files` names it)"
+                          ) from None
 
 
 def withheld_files(files: Iterable[ChangedFile], patterns: Sequence[str]) -> dict[str, str]:
