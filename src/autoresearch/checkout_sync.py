@@ -224,6 +224,14 @@ def _save_unknown(root: Path, tag: str, history: History, base: str, branch_tip:
     unknown = [c for c in rev_list(root, [branch_tip, f"^{tip}"]) if c not in made]
     if not unknown:
         return None
-    ref = f"refs/autoresearch/{tag}/saved/{branch_tip[:12]}"
-    gitops.update_ref(root, ref, branch_tip)
-    return ref, len(unknown)
+    return save_commits(root, tag, branch_tip), len(unknown)
+
+
+def save_commits(root: Path, tag: str, tip: str) -> str:
+    """Keep commit `tip` and its history reachable under refs/autoresearch/<tag>/saved/<sha12>,
+    the one place commits about to be dropped from a ref are kept (a resume, a moved session
+    branch, the agent guard putting back a ref): returns the ref. Through `gitops.update_ref`,
+    so a guard watching refs meanwhile knows it for the harness's own."""
+    ref = f"refs/autoresearch/{tag}/saved/{tip[:12]}"
+    gitops.update_ref(root, ref, tip)
+    return ref

@@ -24,6 +24,8 @@ It imitates each CLI's invocation and output format, and does what FAKE_AGENT_MO
     rewrite    set X = 6.9, move session `b`'s branch to a commit with a tampered score.py and
                create refs/autoresearch/b/evil (refused unless `b` is live)
     main       set X = 6.9 and move the user's checked-out `main` (put back; the session stops)
+    stray      set X = 6.9, commit on its detached HEAD and move the user's branch `side` there
+               (put back, the commit saved under refs/autoresearch/<tag>/saved/)
     nothing    change nothing
     hang       start a child that ignores SIGTERM, then sleep (the timeout must kill both)
     persist    start a child that leaves the session (setsid), ignores SIGTERM and rewrites
@@ -50,6 +52,9 @@ word on it, printing "Commit <sha> <message>" like aider.
                protected secrets.txt (a repair that would smuggle the secret out)
     binary     set X = 7.0 and write lib/blob.py holding NUL bytes (binary, new: refused)
     badname    set X = 7.0 and create lib/b<0xff>.py, a name that is not UTF-8 (refused)
+With FAKE_AGENT_GO set, each call first writes its pid to FAKE_AGENT_PIDFILE and waits (at most
+120 s) until the file FAKE_AGENT_GO exists: what the test does meanwhile (a commit of the user's)
+happens while the agent is at work.
 With FAKE_AGENT_MODES naming a file of modes (one a line), each call takes the next line instead.
 Every call appends {"argv": [...], "prompt": "..."} as a JSON line to FAKE_AGENT_LOG.
 """
@@ -140,7 +145,7 @@ def act(mode: str) -> None:
     elif mode in ("worktree", "rewrite"):
         other_worktree_tricks(mode, target)
     elif mode in ("switch", "refs", "stash", "stashdrop", "userstash", "hide", "hook", "ignored",
-                  "main"):
+                  "main", "stray"):
         git_tricks(mode, target)
     elif mode == "checkout":
         # Through the worktree to the user's own checkout it lives in.
@@ -237,6 +242,9 @@ def git_tricks(mode: str, target: Path) -> None:
     elif mode == "main":
         git("commit", "-qam", "agent commit on main")
         git("update-ref", "refs/heads/main", "HEAD")
+    elif mode == "stray":
+        git("commit", "-qam", "agent commit on a branch of the user's")
+        git("update-ref", "refs/heads/side", "HEAD")
     elif mode == "stash":
         git("stash", "-q")
         set_x("6.8")
@@ -317,6 +325,12 @@ def main() -> int:
         print("Allow edit to target.py? [y/N] ", end="", flush=True)
         written_whole(os.environ["FAKE_AGENT_PIDFILE"], str(os.getpid()))  # at the prompt now
         time.sleep(600)
+    go = os.environ.get("FAKE_AGENT_GO")
+    if go:  # at work: the test acts meanwhile, then lets it go on
+        written_whole(os.environ["FAKE_AGENT_PIDFILE"], str(os.getpid()))
+        deadline = time.time() + 120
+        while not os.path.exists(go) and time.time() < deadline:
+            time.sleep(0.02)
     act(mode)
     if mode == "flood":
         flood()

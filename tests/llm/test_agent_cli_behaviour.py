@@ -27,6 +27,7 @@ from autoresearch import gitops
 from autoresearch.gitops.status import changed_paths
 from autoresearch.proposers.agent import AgentProposer
 from autoresearch.proposers.agent import process as agent_process
+from autoresearch.proposers.agent.proposer import SessionBranchMoved
 from autoresearch.proposers.base import ProposalContext
 from autoresearch.proposers.faults import FailedProposal, FatalProposerError, ProposerOutage
 from tests.llm.conftest import (
@@ -108,15 +109,16 @@ def test_aiders_auto_commit_is_folded_back_and_its_message_names_the_hypothesis(
     assert proposal.usage[0].cost_usd == pytest.approx(0.03)
 
 
-def test_a_commit_that_moves_the_session_branch_is_still_refused(
+def test_a_commit_that_moves_the_session_branch_stops_the_session(
         agents: Path, session: ProposalContext, monkeypatch: pytest.MonkeyPatch) -> None:
     wt = session.worktree
     head, tip = git(wt, "rev-parse", "HEAD"), branch_tip(session)
     mode(monkeypatch, "refs")
-    with pytest.raises(FailedProposal) as info:
+    with pytest.raises(SessionBranchMoved) as info:
         agent().propose(session)
-    assert "the agent ran git" in info.value.what
-    assert "refs/heads/autoresearch/t moved" in info.value.what
+    assert info.value.exit_code == 3
+    assert "the agent ran git" in info.value.reason
+    assert "the session branch autoresearch/t was moved while the agent ran" in info.value.reason
     assert git(wt, "rev-parse", "HEAD") == head and branch_tip(session) == tip
     assert changed_paths(wt) == []
 

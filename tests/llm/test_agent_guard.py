@@ -18,6 +18,7 @@ from autoresearch import gitops
 from autoresearch.gitops.commits import commit_change
 from autoresearch.gitops.status import changed_paths
 from autoresearch.proposers.agent import AgentProposer
+from autoresearch.proposers.agent.proposer import SessionBranchMoved
 from autoresearch.proposers.base import ProposalContext
 from autoresearch.proposers.faults import FailedProposal, FatalProposerError
 from tests.conftest import CONFIG, make_repo, run_cli
@@ -89,15 +90,52 @@ def test_switching_to_the_session_branch_is_refused_and_head_detached_again(
     assert_untouched(session, head)
 
 
-def test_commits_and_refs_are_refused_and_every_ref_put_back(
+def test_refs_are_put_back_and_the_session_branch_moved_stops_the_session_its_commit_saved(
         agents: Path, session: ProposalContext, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The agent commits and points the session branch at its commit: whoever moves that
+    # branch during a run (the agent, or the user from another terminal) stops the session, as
+    # between keeps; the commit only the branch held is saved before the branch goes back.
     wt = session.worktree
     head, before = git(wt, "rev-parse", "HEAD"), refs(wt)
-    what = refused(session, monkeypatch, "refs")
+    monkeypatch.setenv("FAKE_AGENT_MODE", "refs")
+    with pytest.raises(SessionBranchMoved) as info:
+        agent().propose(session)
+    assert info.value.exit_code == 3
+    assert info.value.usage and info.value.usage[0].cost_usd == 0.0123  # still billed
+    what = " ".join(info.value.reason.split())
+    now = refs(wt)
+    [ref] = set(now) - set(before)
+    assert ref == f"refs/autoresearch/t/saved/{now[ref][:12]}"
     for phrase in ("HEAD moved", "refs/heads/agent-branch was created",
-                   "refs/tags/agent-tag was created", "refs/heads/autoresearch/t moved"):
-        assert phrase in what
-    assert refs(wt) == before
+                   "refs/tags/agent-tag was created",
+                   "the session branch autoresearch/t was moved while the agent ran: it pointed "
+                   f"at {now[ref][:10]}, not at {head[:10]} where the session last set it"):
+        assert phrase in what, what
+    assert git(wt, "log", "-1", "--format=%s", ref) == "agent commit on the side"
+    assert f"saved as {ref} before it was put back at {head[:10]}" in what
+    assert {name: now[name] for name in before} == before
+    assert_untouched(session, head)
+
+
+def test_the_agents_stray_commit_on_a_users_branch_is_put_back_and_saved(
+        agents: Path, session: ProposalContext, worktree: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # A branch of the user's, not checked out: the agent commits and moves it there. A rejected
+    # proposal, as before (the session goes on); the branch goes back, its new commit saved.
+    git(worktree, "branch", "side")
+    wt = session.worktree
+    head, side, before = git(wt, "rev-parse", "HEAD"), git(wt, "rev-parse", "side"), refs(wt)
+    what = " ".join(refused(session, monkeypatch, "stray").split())
+    assert "the agent ran git" in what and "refs/heads/side moved" in what
+    assert git(wt, "rev-parse", "side") == side
+    now = refs(wt)
+    [ref] = set(now) - set(before)
+    assert ref.startswith("refs/autoresearch/t/saved/")
+    assert git(wt, "log", "-1", "--format=%s", ref) == "agent commit on a branch of the user's"
+    assert git(wt, "rev-parse", f"{ref}~1") == head
+    assert (f"refs/heads/side held 1 commit(s) no other ref holds (latest {now[ref][:10]}): "
+            f"saved as {ref} before it was put back at {side[:10]} (git log {ref}; build on "
+            "them from there)") in what
     assert_untouched(session, head)
 
 
@@ -120,6 +158,11 @@ def test_the_users_checked_out_branch_moved_by_the_agent_is_put_back_and_stops_t
            "agent to" in what and f"put back at {user_main[:10]}" in what, what
     assert "the harness put your checkout back as it was" in what
     assert git(worktree, "rev-parse", "main") == user_main
+    # Its commit, which only main held, is saved before main goes back.
+    [saved] = git(worktree, "for-each-ref", "--format=%(refname)",
+                  "refs/autoresearch/t/saved/").splitlines()
+    assert git(worktree, "log", "-1", "--format=%s", saved) == "agent commit on main"
+    assert f"saved as {saved} before it was put back at {user_main[:10]}" in what
     assert git(worktree, "status", "--porcelain") == ""
     assert git(session.worktree, "rev-parse", "--abbrev-ref", "HEAD") == "HEAD"
 
@@ -322,5 +365,5 @@ def test_refs_a_sibling_slot_moves_meanwhile_are_not_the_agents_doing(
     git(wt, "update-ref", "refs/heads/autoresearch/t", before.head)
     again = GitState.take(wt, "t")
     git(wt, "update-ref", "refs/heads/autoresearch/t", sibling)
-    assert again.changes(wt) == [f"refs/heads/autoresearch/t moved from {before.head[:10]} "
-                                 f"to {sibling[:10]}"]
+    assert again.changes(wt) == []  # not said to be the agent's: anyone may have moved it
+    assert again.session_branch_move(wt) == (before.head, sibling)

@@ -17,6 +17,7 @@ import pytest
 
 from autoresearch.proposers.agent import AgentProposer
 from autoresearch.proposers.agent.gitstate import GitState
+from autoresearch.proposers.agent.proposer import SessionBranchMoved
 from autoresearch.proposers.base import ProposalContext
 from autoresearch.proposers.faults import FailedProposal
 from autoresearch.state import SessionLock, StatePaths
@@ -64,6 +65,12 @@ def refs(cwd: Path) -> dict[str, str]:
     return dict(line.split(" ", 1) for line in out.splitlines())
 
 
+def without_saved(found: dict[str, str]) -> dict[str, str]:
+    """The refs but those the guard saved the run's commits under before putting refs back."""
+    return {name: sha for name, sha in found.items()
+            if not name.startswith("refs/autoresearch/t/saved/")}
+
+
 def registered(repo: Path) -> list[str]:
     return [line.split(" ", 1)[1] for line in git(repo, "worktree", "list", "--porcelain")
             .splitlines() if line.startswith("worktree ")]
@@ -78,13 +85,14 @@ def test_a_worktree_the_agent_adds_is_refused_removed_and_the_branch_it_moved_pu
     monkeypatch.setenv("FAKE_AGENT_WORKTREE", str(elsewhere))
     monkeypatch.setenv("FAKE_AGENT_MODE", "worktree")
     before = refs(worktree)
-    with pytest.raises(FailedProposal) as info:
+    # It moved the session branch: the session stops, as when anyone moves it (exit 3).
+    with pytest.raises(SessionBranchMoved) as info:
         agent().propose(session)
-    what = info.value.what
+    what = info.value.reason
     assert f"a worktree was added at {elsewhere} with refs/heads/autoresearch/t checked out" in what
-    assert "refs/heads/autoresearch/t moved" in what
+    assert "the session branch autoresearch/t was moved while the agent ran" in what
     assert "left as is" not in what
-    assert refs(worktree) == before
+    assert without_saved(refs(worktree)) == before
     assert "-1000" not in git(worktree, "show", "autoresearch/t:score.py")
     assert str(elsewhere) not in registered(worktree) and not elsewhere.exists()
 
@@ -100,7 +108,9 @@ def test_a_finished_sessions_refs_are_watched_and_put_back(
     what = info.value.what
     assert "refs/heads/autoresearch/b moved" in what
     assert "refs/autoresearch/b/evil was created" in what
-    assert refs(worktree) == before
+    assert without_saved(refs(worktree)) == before
+    # Both refs held the tampered commit: it is saved, and said, once.
+    assert len(set(refs(worktree)) - set(before)) == 1 and what.count("saved as") == 1, what
 
 
 def test_a_live_sessions_refs_are_its_own_doing(

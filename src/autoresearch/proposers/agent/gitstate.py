@@ -31,13 +31,21 @@ their content in the working tree, so the harness reads the change from there as
 commits it once, itself; their messages can name the hypothesis. A commit that moves a branch
 (the session's, the user's) or is made after a switch stays a violation.
 
+The session branch is compared apart (`session_branch_move`), not as a phrase of `changes`: a
+commit the user makes on it from another terminal while the agent runs looks exactly like the
+agent's, so it is no violation of the agent's, and the proposer stops the session instead (exit 3,
+as `checkout_sync.SessionBranch` does for the same move between keeps).
+
 What is restored: the worktrees the run added are removed, then HEAD (detached at its commit),
 refs (compare-and-swap, so a concurrent change is never overwritten blindly), the stash list and
-the index flags. A branch that was checked out in another worktree before the run (the user's
-checkout) is put back only while that checkout's index still holds the commit it was at (the
-agent moved it under them: their files then agree with it again); once they staged or committed
-work of their own it is reported and left as it is, since rewinding it would make their files
-disagree with their branch. Either way the proposer stops the session (their checkout's HEAD
+the index flags. Before a ref is moved back or deleted, the commits no ref would hold any more
+are saved under refs/autoresearch/<tag>/saved/<sha12> (`checkout_sync.save_commits`, where a
+resume saves commits made on the session branch): they may be the user's, made meanwhile, and
+must not be left to the reflog. A branch that was checked out in another worktree before the
+run (the user's checkout) is put back only while that checkout's index still holds the commit it
+was at (the agent moved it under them: their files then agree with it again); once they staged
+or committed work of their own it is reported and left as it is, since rewinding it would make
+their files disagree with their branch. Either way the proposer stops the session (their checkout's HEAD
 moved). Which worktrees those are is what they were before the run, never after: a worktree the
 agent added must not shelter the branch it moved. Session refs are always put back (their
 worktrees are detached; a session branch is a record, not someone's checkout).
@@ -58,6 +66,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from autoresearch.checkout_sync import save_commits
 from autoresearch.gitops import REF_JOURNAL
 from autoresearch.gitops.runner import GitError, git, run_git
 from autoresearch.proposers.agent import sessions
@@ -156,6 +165,19 @@ class GitState:
         moved = REF_JOURNAL.since(self.journal_mark)
         return name in moved and moved[name] == now
 
+    @property
+    def session_branch(self) -> str:
+        return f"{sessions.SESSION_REF_PREFIXES[0]}{self.tag}"
+
+    def session_branch_move(self, cwd: Path) -> tuple[str | None, str | None] | None:
+        """Where the session branch was at `take` and is now, if anyone but the harness moved
+        it meanwhile (the agent, or the user committing on it): None when it did not move."""
+        old = self.refs.get(self.session_branch)
+        new = _refs(cwd).get(self.session_branch)
+        if old == new or self._harness_moved(self.session_branch, new):
+            return None
+        return old, new
+
     def _live_session_ref(self, name: str, live: frozenset[str]) -> bool:
         """A ref of another session that ran during the run (its process moves it, not the
         agent); a finished session's refs are watched like any other."""
@@ -178,7 +200,8 @@ class GitState:
                 and not sessions.is_harness_worktree(path, branch, root, live | {self.tag})}
 
     def changes(self, cwd: Path) -> list[str]:
-        """What git state the run changed, one phrase each (empty when nothing did)."""
+        """What git state the run changed, one phrase each (empty when nothing did). The session
+        branch is not among them: who moved it cannot be told (`session_branch_move`)."""
         now = GitState.take(cwd, self.tag)
         live = self.live | now.live
         found: list[str] = []
@@ -189,6 +212,8 @@ class GitState:
         for name in sorted(set(self.refs) | set(now.refs)):
             old, new = self.refs.get(name), now.refs.get(name)
             if old == new or self._harness_moved(name, new) or self._live_session_ref(name, live):
+                continue
+            if name == self.session_branch:
                 continue
             if old is None:
                 found.append(f"{name} was created at {new[:10] if new else '?'}")
@@ -232,7 +257,8 @@ class GitState:
         return True
 
     def restore(self, cwd: Path, *, user_active: bool = False) -> list[str]:
-        """Put HEAD, refs, the stash and the flags back; returns what was left as is, and why.
+        """Put HEAD, refs, the stash and the flags back; returns what to tell the user: what was
+        left as is, and why, and where the commits a ref held were saved before it was put back.
         ``user_active``: the user's checkout changed during the run (their stashes are then
         left alone). The index itself is the caller's `reset --hard`."""
         left: list[str] = []
@@ -246,6 +272,11 @@ class GitState:
                 left.append(f"the worktree the agent added at {path} could not be removed; "
                             f"remove it with `git worktree remove --force --force {path}`")
         elsewhere = self._checked_out_elsewhere(cwd)
+        # What the refs will hold once put back: their values before the run, and those of the
+        # refs the harness or a live session moved meanwhile (left as they are).
+        held = {sha for name, sha in self.refs.items() if name != _STASH} | {self.head} | {
+            sha for name, sha in now.items()
+            if self._harness_moved(name, sha) or self._live_session_ref(name, live)}
         for name in sorted(set(self.refs) | set(now)):
             old, new = self.refs.get(name), now.get(name)
             if old == new or self._harness_moved(name, new) or self._live_session_ref(name, live):
@@ -253,14 +284,17 @@ class GitState:
             if name == _STASH:
                 continue  # below, as a list
             if name in elsewhere and sessions.session_of_ref(name) is None:
-                if old is not None and new is not None and self._moved_under(cwd, name, old, new):
-                    left.append(f"{name}, checked out in {self._checkout_of(name)}, was moved "
-                                f"by the agent to {new[:10]}: put back at {old[:10]}, where that "
-                                "checkout's files and index still are")
-                    continue
+                if old is not None and new is not None and self._checkout_agrees(name, old):
+                    left += self._save_before_putting_back(cwd, name, old, new, held)
+                    if run_git(cwd, "update-ref", name, old, new).returncode == 0:
+                        left.append(f"{name}, checked out in {self._checkout_of(name)}, was "
+                                    f"moved by the agent to {new[:10]}: put back at {old[:10]}, "
+                                    "where that checkout's files and index still are")
+                        continue
                 left.append(f"{name} was left as is (it is checked out in another worktree; "
                             f"it points at {new or 'nothing'}, and was at {old or 'nothing'})")
                 continue
+            left += self._save_before_putting_back(cwd, name, old, new, held)
             with contextlib.suppress(GitError):  # it moved again meanwhile: leave it
                 if old is None:
                     git(cwd, "update-ref", "-d", name, new or "")
@@ -278,18 +312,38 @@ class GitState:
         """The worktree that had `branch` checked out before the run."""
         return next((path for path, name in self.worktrees.items() if name == branch), "?")
 
-    def _moved_under(self, cwd: Path, branch: str, old: str, new: str) -> bool:
-        """Put back a branch the agent moved under another checkout (the user's), when that
-        checkout's index still holds the old commit's tree: its files then agree with the branch
-        again. One whose index moved on (the user committed meanwhile) is left as it is.
-        Compare-and-swap, so a move made meanwhile is never overwritten."""
+    def _checkout_agrees(self, branch: str, old: str) -> bool:
+        """Whether a branch the agent moved under another checkout (the user's) can be put back:
+        that checkout's index still holds the old commit's tree, so its files agree with the
+        branch again. One whose index moved on (the user committed meanwhile) is left as it is.
+        The caller's move is a compare-and-swap, so a move made meanwhile is never overwritten."""
         checkout = self._checkout_of(branch)
         if checkout == "?":
             return False
         same = run_git(Path(checkout), "diff", "--cached", "--quiet", old, "--")
-        if same.returncode != 0:
-            return False
-        return run_git(cwd, "update-ref", branch, old, new).returncode == 0
+        return same.returncode == 0
+
+    def _save_before_putting_back(self, cwd: Path, name: str, old: str | None,
+                                  new: str | None, held: set[str]) -> list[str]:
+        """Before `name` goes back from `new` to `old` (deleted when `old` is None): keep the
+        commits no ref would hold any more (none of `held`'s) under
+        refs/autoresearch/<tag>/saved/, as a resume keeps commits on the session branch the
+        session did not make. Whose they are cannot be told (the user's, made meanwhile, or the
+        agent's): only the reflog would have them otherwise. What to tell the user ([] when
+        nothing needed saving)."""
+        if new is None:
+            return []
+        counted = run_git(cwd, "rev-list", "--count", "--stdin", input_bytes="".join(
+            f"^{sha}\n" for sha in sorted(held)).encode() + f"{new}\n".encode())
+        # A failure (an object the run deleted from under a ref) proves nothing held: save.
+        lost = counted.stdout.decode().strip() if counted.returncode == 0 else "some"
+        if lost in ("", "0"):
+            return []
+        ref = save_commits(cwd, self.tag, new)
+        held.add(new)  # one ref saves them: another ref put back from the same commits needs none
+        back = f"put back at {old[:10]}" if old is not None else "deleted"
+        return [f"{name} held {lost} commit(s) no other ref holds (latest {new[:10]}): saved as "
+                f"{ref} before it was {back} (git log {ref}; build on them from there)"]
 
     def _checked_out_elsewhere(self, cwd: Path) -> set[str]:
         """Branches checked out, before the run, in other worktrees of the repository (the

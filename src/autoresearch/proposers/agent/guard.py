@@ -9,8 +9,14 @@ changed git's files, created a nested repository, or changed a git-ignored file 
 the working tree) and deletes the regenerable caches the run wrote; `checkout_changes` names what
 it changed in the user's own checkout (`checkout`: reported, not undone); `restore` undoes a
 refused run completely: git's files, the worktrees it added, HEAD detached where it was, refs
-moved back, the tracked files and the index, and every untracked file, ignored ones and nested
-repositories included.
+moved back (the commits only such a ref held saved under refs/autoresearch/<tag>/saved/ first),
+the tracked files and the index, and every untracked file, ignored ones and nested repositories
+included.
+
+The session branch moved during the run is not called a violation of the agent's
+(`session_branch_moved`): a commit the user made on it from another terminal looks the same as
+the agent's. Either way its commits are saved, it is put back, and the proposer stops the session
+(exit 3), as the session stops when its branch moves between keeps (`checkout_sync`).
 
 Comparing just before with just after the call means that files the verify command produced
 between agent runs (logs, `__pycache__/`, outputs) are never mistaken for the agent's.
@@ -38,8 +44,11 @@ FILES_RULE = ("the agent may not touch git-ignored files or .gitignore files (th
 
 @dataclass(frozen=True)
 class Restored:
-    left: list[str] = field(default_factory=list)  # git state deliberately not moved back
+    # What to tell the user of git's state: what was deliberately not moved back, and where
+    # the commits of a ref that was put back are saved.
+    left: list[str] = field(default_factory=list)
     lost: list[str] = field(default_factory=list)  # ignored files that could not be put back
+    branch_moved: str | None = None  # `RunGuard.session_branch_moved`, seen before the undo
 
 
 @dataclass(frozen=True)
@@ -57,6 +66,21 @@ class RunGuard:
         return cls(gitfiles=GitFiles.take(cwd), git=GitState.take(cwd, tag),
                    files=UntrackedSnapshot.take(cwd),
                    checkout=CheckoutSnapshot.take(cwd))
+
+    def session_branch_moved(self, cwd: Path) -> str | None:
+        """The session branch moved during the run by someone other than the harness, said as
+        the session says it between keeps (`checkout_sync.SessionBranch`); None when it did
+        not. Only once git's files are put back (`check` or `restore`): it runs git."""
+        move = self.git.session_branch_move(cwd)
+        if move is None:
+            return None
+        old, new = move
+        branch = self.git.session_branch.removeprefix("refs/heads/")
+        now = f"pointed at {new[:10]}" if new else "was deleted"
+        was = f", not at {old[:10]} where the session last set it" if old else " (new)"
+        return (f"the session branch {branch} was moved while the agent ran: it {now}{was} (a "
+                "commit, reset or rebase made on it, by you or by the agent: the harness cannot "
+                "tell which)")
 
     def checkout_changes(self) -> list[str]:
         """What the run changed in the user's own checkout (reported, never undone)."""
@@ -88,8 +112,9 @@ class RunGuard:
         """Undo the run: git state first (a reset on a switched HEAD would move its branch), then
         the tracked files, then every untracked file."""
         self.gitfiles.restore()  # first, as in `check`
+        moved = self.session_branch_moved(cwd)  # before `git.restore` puts it back
         # A user stashing in their checkout meanwhile shows there: their stash list is theirs.
         left = self.git.restore(cwd, user_active=bool(self.checkout.changes()))
         git(cwd, "reset", "--hard", "--quiet", self.git.head)
         lost = self.files.restore(cwd)
-        return Restored(left=left, lost=lost)
+        return Restored(left=left, lost=lost, branch_moved=moved)

@@ -8,7 +8,11 @@ ref, are folded back into the working tree (the candidate is its whole change, n
 messages); if it ran git otherwise (committed onto a branch, switched branches, moved refs, stashed), changed git's files (config, attributes, hooks, the worktree's `.git` link,
 the user's global config), created a nested repository, or changed git-ignored files or a
 `.gitignore`, which the harness could not see, the proposal fails (the experiment is `rejected`)
-and everything is put back. A `git add` or `git mv` alone is not refused: the index is put back
+and everything is put back (the commits only a ref put back held saved under
+refs/autoresearch/<tag>/saved/ first). The session branch moved during the run, by the agent
+or by the user from another terminal (the harness cannot tell which), stops the session (exit 3,
+`SessionBranchMoved`), its commits saved and the branch put back, as the session stops when its
+branch moves between keeps. A `git add` or `git mv` alone is not refused: the index is put back
 on HEAD and the change read from the working tree. Its scratch files are removed, and on a timeout the worktree is put
 back as it was.
 
@@ -53,7 +57,7 @@ from autoresearch.errors import ConfigError
 from autoresearch.gitops.runner import git
 from autoresearch.process_tree import kill_orphans
 from autoresearch.proposers.agent import prompt as prompts
-from autoresearch.proposers.agent.guard import RunGuard
+from autoresearch.proposers.agent.guard import Restored, RunGuard
 from autoresearch.proposers.agent.presets import AgentReport, Preset, make_preset
 from autoresearch.proposers.agent.process import AgentRun, run_agent
 from autoresearch.proposers.agent.worktree import Snapshot, changed_since, read_change
@@ -70,6 +74,7 @@ from autoresearch.proposers.llm.edits import is_inside_repo
 from autoresearch.proposers.llm.prices import PriceTable
 from autoresearch.proposers.options import AGENT_OPTIONS
 from autoresearch.state import StatePaths, root_of_worktree, run_ids_of_worktree
+from autoresearch.stop_signals import SessionStopped
 
 if TYPE_CHECKING:
     from autoresearch.config import Config
@@ -112,6 +117,19 @@ def rate_limit_pause(said: str, now: float) -> float:
     if ahead <= 0:
         return RATE_LIMIT_PAUSE_S
     return min(ahead + RESET_MARGIN_S, MAX_RESET_WAIT_S)
+
+
+class SessionBranchMoved(SessionStopped):
+    """The session branch moved while the agent ran: the session stops (exit 3), as it stops
+    when the branch moves between keeps (`checkout_sync.SessionBranch`), so the user sees one
+    behaviour whoever moved it. Carries the run's usage: the experiment it ends is billed."""
+
+    def __init__(self, moved: str, notes: list[str], usage: list[Usage]) -> None:
+        super().__init__(
+            f"{moved}. The session stopped rather than go on from a branch it did not set; the "
+            "agent's change was discarded" + "".join(f"; {note}" for note in notes)
+            + ". Run the same command to resume.", exit_code=3)
+        self.usage = usage
 
 
 class AgentProposer(Proposer):
@@ -291,15 +309,19 @@ class AgentProposer(Proposer):
         usage = [report.usage] if report.usage is not None else []
         self._warn_unknown_cost(report)
         if run.timed_out:
-            self._undo(ctx, guard, snap, usage)
+            restored = self._undo(ctx, guard, snap, usage)
+            notes = "".join(f"; {note}" for note in restored.left)
             if timeout < self.timeout:
                 raise OutOfTime(f"the session's time limit came while the agent was at work "
-                                f"(stopped after {timeout:.0f} s); its change was discarded",
-                                usage=usage)
+                                f"(stopped after {timeout:.0f} s); its change was discarded"
+                                + notes, usage=usage)
+            if restored.branch_moved is not None:
+                raise SessionBranchMoved(restored.branch_moved, restored.left, usage)
             last = _last_line(run.stdout) or _last_line(run.stderr)
             raise FailedProposal(
                 f"the agent did not finish within {self.timeout:g} s; its change was discarded"
-                + (f"; its last output: {last[-300:]!r}" if last else "; it printed nothing"),
+                + (f"; its last output: {last[-300:]!r}" if last else "; it printed nothing")
+                + notes,
                 fix="raise [proposer] agent_timeout_seconds, or ask for smaller changes in "
                 "program.md; if it was waiting for an answer (an approval prompt), it gets none: "
                 "its stdin is closed, so give it the flag that approves edits without asking "
@@ -307,9 +329,13 @@ class AgentProposer(Proposer):
                 usage=usage,
             )
         problems = guard.check(ctx.worktree, self.preset.scratch)
+        moved = guard.session_branch_moved(ctx.worktree)
         outside = guard.checkout_changes()
+        if moved is not None and not outside:
+            raise SessionBranchMoved(moved, problems + self._undo(ctx, guard, snap, usage).left,
+                                     usage)
         if problems and not outside:
-            left = self._undo(ctx, guard, snap, usage)
+            left = self._undo(ctx, guard, snap, usage).left
             raise FailedProposal(
                 "; ".join(problems + left) + "; its change was discarded and the worktree restored",
                 where=f"the {self.preset.name} agent's run",
@@ -322,13 +348,13 @@ class AgentProposer(Proposer):
             # cannot go on doing it all night (with a git violation too: moving the branch the
             # checkout is on moves its HEAD, and was only a rejected proposal). What the undo
             # cannot put back (files, a commit of the user's meanwhile) is the user's to sort out.
-            left = self._undo(ctx, guard, snap, usage)
+            left = self._undo(ctx, guard, snap, usage).left
             still = guard.checkout_changes()
             root = guard.checkout.root
             raise FatalProposerError(
                 f"the agent changed your own checkout {root}, outside the worktree it was given: "
                 + ", ".join(outside[:10]) + (f" and {len(outside) - 10} more" if len(outside) > 10 else "")
-                + "".join(f"; {said}" for said in problems + left)
+                + "".join(f"; {said}" for said in problems + ([moved] if moved else []) + left)
                 + ("; the harness left the changes to it as they are (it cannot tell them from "
                    "yours): " + ", ".join(still[:10]) if still else
                    "; the harness put your checkout back as it was"),
@@ -353,8 +379,8 @@ class AgentProposer(Proposer):
             "session with max_experiments or a time limit", self.preset.name)
 
     def _undo(self, ctx: ProposalContext, guard: RunGuard, snap: Snapshot,
-              usage: list[Usage]) -> list[str]:
-        """Put the worktree and git back as before the run; what was left alone, and why."""
+              usage: list[Usage]) -> Restored:
+        """Put the worktree and git back as before the run; what to tell the user of it."""
         restored = guard.restore(ctx.worktree)
         snap.restore(ctx.worktree)
         if restored.lost:
@@ -366,7 +392,7 @@ class AgentProposer(Proposer):
                 "then run the same command again",
                 usage=usage,
             )
-        return restored.left
+        return restored
 
     def _fail_if_unusable(self, report: AgentReport, run: AgentRun | None,
                           usage: list[Usage]) -> None:
