@@ -63,6 +63,7 @@ def test_an_empty_diff_is_nothing_to_review_like_an_empty_range(repo: Repo,
         said = [line for line in result.stderr.splitlines() if "nothing to review" in line]
         assert len(said) == 1 and said[0].startswith(f"nothing to review: {subject}"), said
         assert said[0].endswith("changes no file"), said
+        assert "(0 changed lines in 0 file(s)): no LLM pass" in result.stdout + result.stderr
         assert json.loads((out / "review.sarif").read_text())["runs"][0]["results"] == []
         (out / "review.sarif").unlink()
 

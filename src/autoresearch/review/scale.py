@@ -123,11 +123,12 @@ def plan(ctx: ReviewContext, reviewers: list[Reviewer], *, named: bool) -> Plan:
         for batch in batches(list(reviewable)):
             result.passes.append(LLMPass((r,), batch))
     calls = len(result.passes)
-    result.description = (
-        f"{tier} change ({lines} changed lines in {nfiles} file(s)): "
-        + ", ".join(r.name for r in result.offline)
-        + (f"; {calls} LLM pass(es): " + ", ".join(p.name for p in result.passes)
-           if calls else "; no LLM pass"))
+    offline = ", ".join(r.name for r in result.offline)
+    passes = (f"{calls} LLM pass(es): " + ", ".join(p.name for p in result.passes) if calls
+              else "no LLM pass")
+    # No offline reviewer runs on an empty change: no empty item before the passes.
+    result.description = (f"{tier} change ({lines} changed lines in {nfiles} file(s)): "
+                          + "; ".join(part for part in (offline, passes) if part))
     return result
 
 
