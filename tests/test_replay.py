@@ -15,7 +15,7 @@ import pytest
 
 from autoresearch import gitops
 from autoresearch.gitops.commits import cherry_pick, commit_change
-from tests.conftest import git, make_repo, run_cli, use_script
+from tests.conftest import edit_config, git, make_repo, run_cli, use_script
 
 PARAMS = "LR = 0.3\nMOM = 0.5\nWARM = 10\n"
 
@@ -132,3 +132,61 @@ def test_parallel_wins_on_neighbouring_knob_lines_stack(tmp_path: Path) -> None:
     with sqlite3.connect(repo / ".autoresearch" / "ledger.db") as conn:
         ((reason,),) = conn.execute("SELECT decision_reason FROM experiments WHERE seq = 3")
     assert "replayed onto t-0002" in reason, reason
+
+
+KNOBS = "X = 3.0  # knob: float(0, 10)\nY = 1.0  # knob: float(0, 10)\n"
+KNOB_SCORE = textwrap.dedent(
+    """
+    import time
+    import knobs
+    # Slot 2's change (Y 3) finishes after slot 1's keep (X 6): it is judged stale.
+    time.sleep(2.5 if knobs.Y == 3.0 else 1.0 if knobs.X == 6.0 else 0)
+    print(f"score: {(knobs.X - 7) ** 2 + (knobs.Y - 3) ** 2}")
+    """
+)
+
+
+def tune_session(tmp_path: Path, items: list[dict[str, object]]) -> Path:
+    config = CONFIG.replace('scope = ["params.py"]', 'scope = ["knobs.py"]')
+    repo = make_repo(tmp_path / "knobs", {"knobs.py": KNOBS, "score.py": KNOB_SCORE,
+                                          "autoresearch.toml": config})
+    use_script(repo, items)
+    edit_config(repo, "tests.support.scripted_proposer:ScriptedProposer",
+                "tests.support.scripted_tune:ScriptedTune")
+    git(repo, "commit", "-qam", "the scripted tune proposer")
+    return repo
+
+
+def test_a_tune_winner_that_set_the_keeps_knob_too_is_replayed_with_its_values(
+        tmp_path: Path) -> None:
+    # Both set X (one line: git's merge and the line-for-line replay both conflict); tune's
+    # replay sets the winner's knobs, X 7 and Y 3, on the incumbent that holds X 6.
+    repo = tune_session(tmp_path, [
+        {"hypothesis": "tune: X 3.0 → 6.0", "edits": {"knobs.py": KNOBS.replace("3.0", "6.0")}},
+        {"hypothesis": "tune: X 3.0 → 7.0, Y 1.0 → 3.0", "edits": {
+            "knobs.py": KNOBS.replace("3.0", "7.0").replace("1.0", "3.0")}},
+    ])
+    result = run_cli(repo, "run", "--tag", "t", "--iterations", "3", "--workers", "2")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert git(repo, "show", "autoresearch/t:knobs.py") == KNOBS.replace("3.0", "7.0").replace(
+        "1.0", "3.0").rstrip("\n")
+    with sqlite3.connect(repo / ".autoresearch" / "ledger.db") as conn:
+        rows = conn.execute("SELECT status, decision_reason FROM experiments ORDER BY seq").fetchall()
+    assert [r[0] for r in rows] == ["keep", "keep", "keep"], rows
+    assert "replayed onto t-0002" in rows[2][1], rows
+
+
+def test_a_tune_winner_with_an_edit_beside_its_knobs_is_still_a_conflict(
+        tmp_path: Path) -> None:
+    # More than knob values (a comment line changed too): tune cannot say what it meant there.
+    repo = tune_session(tmp_path, [
+        {"hypothesis": "tune: X 3.0 → 6.0", "edits": {"knobs.py": KNOBS.replace("3.0", "6.0")}},
+        {"hypothesis": "X 7, Y 3 and a note", "edits": {
+            "knobs.py": "# tuned\n" + KNOBS.replace("3.0", "7.0").replace("1.0", "3.0")}},
+    ])
+    result = run_cli(repo, "run", "--tag", "t", "--iterations", "3", "--workers", "2")
+    assert result.returncode == 0, result.stdout + result.stderr
+    with sqlite3.connect(repo / ".autoresearch" / "ledger.db") as conn:
+        rows = conn.execute("SELECT status, decision_reason FROM experiments ORDER BY seq").fetchall()
+    assert [r[0] for r in rows] == ["keep", "keep", "discard"], rows
+    assert "conflicts with that keep" in rows[2][1], rows

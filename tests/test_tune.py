@@ -727,3 +727,23 @@ def test_four_workers_through_the_cli_propose_distinct_points(tmp_path: Path) ->
     overlapping = sum(1 for a in runs for b in runs if a < b and runs[a][0] < runs[b][1]
                       and runs[b][0] < runs[a][1])
     assert overlapping >= 3, runs
+
+
+def test_replay_sets_the_knobs_a_change_set_on_a_newer_incumbent(tmp_path: Path) -> None:
+    # A parallel winner replayed by its values (git's replay conflicted): the knobs it set take
+    # its values, the rest stay the incumbent's; anything else, or a knob gone, is no replay.
+    text = "A = 1.0  # knob: float(0, 10)\nB = 2  # knob: int(0, 9)\nC = 3  # knob: int(0, 9)\n"
+    (tmp_path / "target.py").write_text(text)
+    config = make_config({})
+    tune = proposer(config)
+    tune.propose(make_ctx(tmp_path, config))  # finds the knobs
+    after = text.replace("A = 1.0", "A = 4.5").replace("B = 2", "B = 7")
+    (tmp_path / "target.py").write_text(text.replace("B = 2", "B = 5").replace("C = 3", "C = 8"))
+    edits = tune.replay({"target.py": text}, {"target.py": after}, tmp_path)
+    assert edits == {"target.py": text.replace("A = 1.0", "A = 4.5").replace("B = 2", "B = 7")
+                     .replace("C = 3", "C = 8")}
+    # More than knob values, a file made, a knob's line gone from the incumbent: None.
+    assert tune.replay({"target.py": text}, {"target.py": after + "D = 1\n"}, tmp_path) is None
+    assert tune.replay({"target.py": None}, {"target.py": after}, tmp_path) is None
+    (tmp_path / "target.py").write_text("A = 1.0  # knob: float(0, 10)\n")
+    assert tune.replay({"target.py": text}, {"target.py": after}, tmp_path) is None

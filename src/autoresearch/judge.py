@@ -28,7 +28,8 @@ from statistics import fmean
 from autoresearch.config import Config
 from autoresearch.decision import check_metric_guards
 from autoresearch.gatekeeper import review_keep
-from autoresearch.gitops.commits import cherry_pick
+from autoresearch.gitops.commits import Committed, cherry_pick, commit_like
+from autoresearch.gitops.history import diff_names, file_at
 from autoresearch.history import REFERENCE_EVENT
 from autoresearch.ledger import TrialStatus
 from autoresearch.policy import Evidence, Step
@@ -147,7 +148,8 @@ def replay(s: Session, trial: Trial, replays: list[str]) -> str | None:
                 f"{incumbent.id}): not kept on a stale base")
     # The slot's runs may have repointed its `.git`: a replay must land in this repository.
     s.slots.holding(trial.slot, incumbent.commit_sha)
-    picked = cherry_pick(trial.slot.worktree, trial.commit, incumbent.commit_sha)
+    picked = (cherry_pick(trial.slot.worktree, trial.commit, incumbent.commit_sha)
+              or replayed_by_proposer(s, trial))
     if picked is None:
         return (f"the incumbent moved to {incumbent.id} while it ran, and its change conflicts "
                 "with that keep")
@@ -160,6 +162,26 @@ def replay(s: Session, trial: Trial, replays: list[str]) -> str | None:
     trial.next_attempt(trial.hypothesis, parent=incumbent.commit_sha)
     trial.commit_made(picked)
     return None
+
+
+def replayed_by_proposer(s: Session, trial: Trial) -> Committed | None:
+    """The winner's change made again by its proposer on the incumbent the slot now holds,
+    when git's replay conflicts (tune sets its knobs' values again: `Proposer.replay`); None
+    when the proposer cannot, or the change it gives touches other files."""
+    assert trial.commit is not None
+    files = diff_names(s.root, trial.parent, trial.commit)
+    before = {f: file_at(s.root, trial.parent, f) for f in files}
+    after = {f: file_at(s.root, trial.commit, f) for f in files}
+    edits = s.proposer.replay(before, after, trial.slot.worktree)
+    if not edits or set(edits) != set(files):
+        return None
+    for file, text in edits.items():
+        path = trial.slot.worktree / file
+        if text is None:
+            path.unlink(missing_ok=True)
+        else:
+            path.write_bytes(text.encode("utf-8", "surrogateescape"))
+    return commit_like(trial.slot.worktree, trial.commit, files)
 
 
 def settle(s: Session, trial: Trial, step: Step, evidence: Evidence, prefix: str) -> Steps[bool]:

@@ -112,5 +112,15 @@ def _replace_line_for_line(worktree: Path, commit: str) -> bool:
                       "-", input_bytes=patch.stdout)
     if applied.returncode != 0:
         return False
-    git(worktree, *identity_args(worktree), "commit", "--quiet", "--no-verify", "-C", commit)
+    commit_like(worktree, commit)
     return True
+
+
+def commit_like(worktree: Path, original: str, paths: list[str] | None = None) -> Committed:
+    """Commit what the worktree holds (staged, and `paths` staged now) with `original`'s message
+    and author: a change made again on a newer incumbent is the same experiment's."""
+    if paths:
+        git(worktree, "add", "-A", "--", *paths)
+    git(worktree, *identity_args(worktree), "commit", "--quiet", "--no-verify", "--allow-empty",
+        "-C", original)
+    return _described(worktree)

@@ -201,6 +201,18 @@ class Proposer(ABC):
     def observe(self, outcome: ExperimentOutcome) -> None:  # noqa: B027 - optional hook
         """Called after every decided experiment (keep, discard, crash, ...)."""
 
+    def replay(self, before: Mapping[str, str | None], after: Mapping[str, str | None],
+               worktree: Path) -> dict[str, str | None] | None:
+        """A winner's change made again on a newer incumbent, when git cannot replay its
+        commit there (parallel slots: another slot's keep changed the same lines).
+
+        `before` and `after` hold the files the change touched as they were without it and with
+        it (None: absent); `worktree` holds the new incumbent. Returns the edits that make the
+        same change there (as `Proposal.edits`), or None when this proposer cannot say (the
+        default: the winner is dropped as a conflict). What it returns is measured again
+        against the new incumbent before anything is kept."""
+        return None
+
     def describe(self) -> str:
         """One line for logs and the status display."""
         return self.name

@@ -34,6 +34,7 @@ from autoresearch.proposers.base import (
 )
 from autoresearch.proposers.knobs import (
     Knob,
+    KnobError,
     Scalar,
     describe_knobs,
     discover_knobs,
@@ -416,6 +417,31 @@ class TuneProposer(Proposer):
             params=dict(params),
             rationale=self._rationale(how),
         )
+
+    def replay(self, before: Mapping[str, str | None], after: Mapping[str, str | None],
+               worktree: Path) -> dict[str, str | None] | None:
+        """A tune change is a set of knob values: on a newer incumbent, the knobs it set take
+        its values and every other line keeps the incumbent's (a knob the keep set too takes
+        this change's value, which is then measured against the keep). None when the change is
+        more than knob values (an edit of another line, a file made or removed) or a knob's
+        line is gone from the incumbent."""
+        with self._lock:
+            knobs = list(self._knobs)
+        edits: dict[str, str | None] = {}
+        for file, new in after.items():
+            old, mine = before.get(file), [k for k in knobs if k.file == file]
+            if old is None or new is None or not mine:
+                return None
+            try:
+                current = read_text(worktree / file)
+                assignments = {k.name: read_value(new, k) for k in mine
+                               if not _same(read_value(new, k), read_value(old, k))}
+                if not assignments or rewrite(old, assignments, path=file) != new:
+                    return None  # not only knob values: git's conflict stands
+                edits[file] = rewrite(current, assignments, path=file)
+            except (KnobError, OSError, ValueError):  # a knob's line gone, the file too
+                return None
+        return edits or None
 
     def _rationale(self, how: str) -> str:
         best = self._memory.best_value()
