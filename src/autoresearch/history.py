@@ -11,6 +11,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import math
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ from autoresearch.policy import FAILED_STATUSES, Observation, counts_as_measurem
 from autoresearch.proposers.base import ExperimentOutcome, ExperimentSummary
 from autoresearch.results_tsv import render as render_results
 from autoresearch.results_tsv import write as write_results
+from autoresearch.work_clock import WorkClock
 
 # The event that records where simplifications are measured from (`History.reference_commit`).
 REFERENCE_EVENT = "simplicity"
@@ -101,6 +103,9 @@ class History:
         self._tsv_rows = -1  # rows results.tsv holds (-1: unknown, rewrite it)
         self.streaks = Streaks()
         self._candidate_starts: list[float] = []  # start of every candidate run, sorted
+        # An observation's time is the session's time at work: a pause between its processes
+        # is no time for the drift model to extrapolate a trend over (work_clock.py).
+        self._clock = WorkClock((), time.time())
         self.last_crash_log: str | None = None
         # The best measured state while the incumbent is a simplification of it (None when the
         # incumbent is that state): simplifications are bounded against it (policy.Evidence).
@@ -119,6 +124,7 @@ class History:
         self._measured, self._noise = {}, None
         self._summaries, self._tsv_rows = {}, -1
         self._candidate_starts = []
+        self._clock = WorkClock(self.ledger.work_spans(self.session.id), time.time())
         for run in self.ledger.session_runs(self.session.id):
             self.add_run(run)
             self._run_count[run.commit_sha] = self._run_count.get(run.commit_sha, 0) + 1
@@ -138,11 +144,11 @@ class History:
             control = run.role != "candidate" or run.commit_sha == self.session.base_commit
             self._observed.setdefault(run.commit_sha, []).append(
                 (run.experiment_id, run.role,
-                 Observation(run.metrics[name], run.started_at, control=control)))
+                 Observation(run.metrics[name], self._clock(run.started_at), control=control)))
             self._measured.pop(run.commit_sha, None)
             self._noise = None
         if run.role == "candidate":
-            bisect.insort(self._candidate_starts, run.started_at)
+            bisect.insort(self._candidate_starts, self._clock(run.started_at))
 
     def next_run_index(self, commit: str) -> int:
         """Allocate the next run of `commit` (its seed follows from the index). Counted when it
