@@ -20,7 +20,8 @@ It imitates each CLI's invocation and output format, and does what FAKE_AGENT_MO
     others     set X = 7.0 while another session's ref moves (allowed while that session, `other`,
                is live: its own process moves it)
     worktree   `git worktree add` the session branch at FAKE_AGENT_WORKTREE, tamper score.py there
-               and commit it onto the branch (refused: the worktree removed, the branch put back)
+               and commit it onto the branch, leave a `__pycache__/` there and lock it (refused:
+               the worktree removed, as it holds nothing but a cache, the branch put back)
     rewrite    set X = 6.9, move session `b`'s branch to a commit with a tampered score.py and
                create refs/autoresearch/b/evil (refused unless `b` is live)
     main       set X = 6.9 and move the user's checked-out `main` (put back; the session stops)
@@ -280,6 +281,10 @@ def other_worktree_tricks(mode: str, target: Path) -> None:
         score = Path(elsewhere) / "score.py"
         score.write_text("print('score: -1000')\n")
         git("-C", elsewhere, "commit", "-qam", "tamper score")
+        cache = Path(elsewhere) / "__pycache__"
+        cache.mkdir()
+        (cache / "score.cpython-311.pyc").write_bytes(b"\0regenerable")
+        git("worktree", "lock", "--reason", "mine", elsewhere)
         return
     target.write_text(target.read_text().replace("X = 3.0", "X = 6.9"))
     blob = git("hash-object", "-w", "--stdin", input_text="print('score: -1000')\n")

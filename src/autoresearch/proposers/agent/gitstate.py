@@ -36,19 +36,25 @@ commit the user makes on it from another terminal while the agent runs looks exa
 agent's, so it is no violation of the agent's, and the proposer stops the session instead (exit 3,
 as `checkout_sync.SessionBranch` does for the same move between keeps).
 
-What is restored: the worktrees the run added are removed, then HEAD (detached at its commit),
-refs (compare-and-swap, so a concurrent change is never overwritten blindly), the stash list and
-the index flags. Before a ref is moved back or deleted, the commits no ref would hold any more
-are saved under refs/autoresearch/<tag>/saved/<sha12> (`checkout_sync.save_commits`, where a
+What is restored: the worktrees added during the run are removed when nothing in them would be
+lost, and left in place, named, when they hold work (`added_worktrees`: the user may have added
+one from another terminal), then HEAD (detached at its commit), refs (compare-and-swap, so a
+concurrent change is never overwritten blindly), the stash list and the index flags. Before a
+ref is moved back or deleted, the commits no ref would hold any more are saved under refs/autoresearch/<tag>/saved/<sha12> (`checkout_sync.save_commits`, where a
 resume saves commits made on the session branch): they may be the user's, made meanwhile, and
 must not be left to the reflog. A branch that was checked out in another worktree before the
 run (the user's checkout) is put back only while that checkout's index still holds the commit it
 was at (the agent moved it under them: their files then agree with it again); once they staged
 or committed work of their own it is reported and left as it is, since rewinding it would make
 their files disagree with their branch. Either way the proposer stops the session (their checkout's HEAD
-moved). Which worktrees those are is what they were before the run, never after: a worktree the
-agent added must not shelter the branch it moved. Session refs are always put back (their
-worktrees are detached; a session branch is a record, not someone's checkout).
+moved). Which worktrees those are is what they were before the run, never after (a worktree the
+agent added must not shelter the branch it moved), but for a worktree added during the run that
+was left in place because it holds work: a branch checked out there is treated the same way.
+That holds for the session branch too (the session never moves it under a checkout either,
+`checkout_sync.SessionBranch`): left as is, it stops the session all the same
+(`session_branch_move`), and a resume is refused until that worktree is off it. Session refs
+without a checkout are always put back (a session branch is a record; the session's own
+worktrees are detached).
 
 The stash is shared by every worktree of the repository, so the user's own stashes live in the
 same list as an agent's. The list is put back exactly as it was (same entries, same order: the
@@ -62,6 +68,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,7 +76,7 @@ from pathlib import Path
 from autoresearch.checkout_sync import save_commits
 from autoresearch.gitops import REF_JOURNAL
 from autoresearch.gitops.runner import GitError, git, run_git
-from autoresearch.proposers.agent import sessions
+from autoresearch.proposers.agent import added_worktrees, sessions
 from autoresearch.proposers.agent.sessions import Worktrees
 
 _STASH = "refs/stash"
@@ -122,13 +129,14 @@ def _made_elsewhere(entry: StashEntry, elsewhere: set[str]) -> bool:
     return found is not None and f"refs/heads/{found.group('branch')}" in elsewhere
 
 
-def _remove_worktree(cwd: Path, path: str) -> bool:
-    """Unregister and delete a worktree the agent added; whether it is gone from git's list.
-    Twice --force: a locked one goes too (`git worktree lock` must not keep it)."""
-    run_git(cwd, "worktree", "remove", "--force", "--force", path)
-    if path in sessions.worktrees(cwd):
-        run_git(cwd, "worktree", "prune")  # its directory was deleted, its entry left behind
-    return path not in sessions.worktrees(cwd)
+def _checkout_agrees(checkout: str, old: str) -> bool:
+    """Whether a branch moved under another checkout (the user's) can be put back: that
+    checkout's index still holds the old commit's tree, so its files agree with the branch
+    again. One whose index moved on (the user committed meanwhile) is left as it is. The
+    caller's move is a compare-and-swap, so a move made meanwhile is never overwritten."""
+    if not os.path.isdir(checkout):
+        return False  # its directory is gone (git still counts the branch checked out there)
+    return run_git(Path(checkout), "diff", "--cached", "--quiet", old, "--").returncode == 0
 
 
 @dataclass(frozen=True)
@@ -266,33 +274,40 @@ class GitState:
         git(cwd, "update-ref", "--no-deref", "HEAD", self.head)
         now, trees = _refs(cwd), sessions.worktrees(cwd)
         live = self._live_now(cwd, now, trees)
-        # The agent's worktrees go first: one may hold a branch the refs below move back.
-        for path in sorted(self._added_worktrees(cwd, trees, live)):
-            if not _remove_worktree(cwd, path):
-                left.append(f"the worktree the agent added at {path} could not be removed; "
-                            f"remove it with `git worktree remove --force --force {path}`")
-        elsewhere = self._checked_out_elsewhere(cwd)
+        # The worktrees added during the run go first: one may hold a branch the refs below move
+        # back. Those holding work stay (`added_worktrees`), their branches then checked out
+        # elsewhere like the user's checkout's.
+        stayed: dict[str, str | None] = {}
+        saved: set[str] = set()
+        for path, branch in sorted(self._added_worktrees(cwd, trees, live).items()):
+            settled = added_worktrees.settle(cwd, path, branch, self.tag)
+            left += settled.notes
+            if not settled.removed:
+                stayed[path] = branch
+            if settled.saved is not None:
+                saved.add(settled.saved)
+        elsewhere = self._checked_out_elsewhere(cwd, stayed)
         # What the refs will hold once put back: their values before the run, and those of the
         # refs the harness or a live session moved meanwhile (left as they are).
         held = {sha for name, sha in self.refs.items() if name != _STASH} | {self.head} | {
             sha for name, sha in now.items()
-            if self._harness_moved(name, sha) or self._live_session_ref(name, live)}
+            if self._harness_moved(name, sha) or self._live_session_ref(name, live)} | saved
         for name in sorted(set(self.refs) | set(now)):
             old, new = self.refs.get(name), now.get(name)
             if old == new or self._harness_moved(name, new) or self._live_session_ref(name, live):
                 continue
             if name == _STASH:
                 continue  # below, as a list
-            if name in elsewhere and sessions.session_of_ref(name) is None:
-                if old is not None and new is not None and self._checkout_agrees(name, old):
+            if name in elsewhere:
+                checkout = elsewhere[name]
+                if old is not None and new is not None and _checkout_agrees(checkout, old):
                     left += self._save_before_putting_back(cwd, name, old, new, held)
                     if run_git(cwd, "update-ref", name, old, new).returncode == 0:
-                        left.append(f"{name}, checked out in {self._checkout_of(name)}, was "
-                                    f"moved by the agent to {new[:10]}: put back at {old[:10]}, "
-                                    "where that checkout's files and index still are")
+                        left.append(f"{name}, checked out in {checkout}, was moved by the "
+                                    f"agent to {new[:10]}: put back at {old[:10]}, where that "
+                                    "checkout's files and index still are")
                         continue
-                left.append(f"{name} was left as is (it is checked out in another worktree; "
-                            f"it points at {new or 'nothing'}, and was at {old or 'nothing'})")
+                left.append(self._left_checked_out(name, checkout, old, new))
                 continue
             left += self._save_before_putting_back(cwd, name, old, new, held)
             with contextlib.suppress(GitError):  # it moved again meanwhile: leave it
@@ -301,27 +316,23 @@ class GitState:
                 else:
                     git(cwd, "update-ref", name, old, new or "0" * len(old))
         if _stash(cwd) != self.stash:
-            left += self._restore_stash(cwd, elsewhere, user_active)
+            left += self._restore_stash(cwd, set(elsewhere), user_active)
         flags = _flagged(cwd)
         added = sorted(flags - self.flagged)
         if added:
             git(cwd, "update-index", "--no-assume-unchanged", "--no-skip-worktree", "--", *added)
         return left
 
-    def _checkout_of(self, branch: str) -> str:
-        """The worktree that had `branch` checked out before the run."""
-        return next((path for path, name in self.worktrees.items() if name == branch), "?")
-
-    def _checkout_agrees(self, branch: str, old: str) -> bool:
-        """Whether a branch the agent moved under another checkout (the user's) can be put back:
-        that checkout's index still holds the old commit's tree, so its files agree with the
-        branch again. One whose index moved on (the user committed meanwhile) is left as it is.
-        The caller's move is a compare-and-swap, so a move made meanwhile is never overwritten."""
-        checkout = self._checkout_of(branch)
-        if checkout == "?":
-            return False
-        same = run_git(Path(checkout), "diff", "--cached", "--quiet", old, "--")
-        return same.returncode == 0
+    def _left_checked_out(self, name: str, checkout: str, old: str | None,
+                          new: str | None) -> str:
+        """What to say of a branch left where the run moved it, under a checkout of its own."""
+        said = (f"{name} was left as is (it is checked out in another worktree, {checkout}, "
+                "whose files and index would show its commits undone if it moved under them; it "
+                f"points at {new or 'nothing'}, and was at {old or 'nothing'})")
+        if name == self.session_branch:
+            said += (f"; switch that worktree to another branch before you resume (git -C "
+                     f"{shlex.quote(checkout)} switch -c my-{self.tag})")
+        return said
 
     def _save_before_putting_back(self, cwd: Path, name: str, old: str | None,
                                   new: str | None, held: set[str]) -> list[str]:
@@ -345,12 +356,14 @@ class GitState:
         return [f"{name} held {lost} commit(s) no other ref holds (latest {new[:10]}): saved as "
                 f"{ref} before it was {back} (git log {ref}; build on them from there)"]
 
-    def _checked_out_elsewhere(self, cwd: Path) -> set[str]:
-        """Branches checked out, before the run, in other worktrees of the repository (the
-        user's checkout): never the list after it, which holds the worktrees the agent added."""
+    def _checked_out_elsewhere(self, cwd: Path, stayed: Worktrees) -> dict[str, str]:
+        """The branches checked out in other worktrees of the repository, and where: those of
+        before the run (the user's checkout), never the list after it, which holds the
+        worktrees the agent added, but for the added ones left in place (`stayed`: they hold
+        work, maybe the user's, that a branch moved under them would show undone)."""
         here = os.path.realpath(
             git(cwd, "rev-parse", "--path-format=absolute", "--show-toplevel").strip())
-        return {branch for path, branch in self.worktrees.items()
+        return {branch: path for path, branch in [*self.worktrees.items(), *stayed.items()]
                 if branch is not None and path != here}
 
     def _restore_stash(self, cwd: Path, elsewhere: set[str], user_active: bool) -> list[str]:

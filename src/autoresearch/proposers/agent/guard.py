@@ -8,15 +8,18 @@ changed git's files, created a nested repository, or changed a git-ignored file 
 `.gitignore`), puts the index back on HEAD if the agent staged something (the change is read from
 the working tree) and deletes the regenerable caches the run wrote; `checkout_changes` names what
 it changed in the user's own checkout (`checkout`: reported, not undone); `restore` undoes a
-refused run completely: git's files, the worktrees it added, HEAD detached where it was, refs
-moved back (the commits only such a ref held saved under refs/autoresearch/<tag>/saved/ first),
-the tracked files and the index, and every untracked file, ignored ones and nested repositories
-included.
+refused run completely: git's files, the worktrees added during it (one holding uncommitted
+work is left in place and named: it may be the user's, see `added_worktrees`), HEAD detached
+where it was, refs moved back (the commits only such a ref held saved under
+refs/autoresearch/<tag>/saved/ first), the tracked files and the index, and every untracked
+file, ignored ones and nested repositories included.
 
 The session branch moved during the run is not called a violation of the agent's
 (`session_branch_moved`): a commit the user made on it from another terminal looks the same as
-the agent's. Either way its commits are saved, it is put back, and the proposer stops the session
-(exit 3), as the session stops when its branch moves between keeps (`checkout_sync`).
+the agent's. Either way its commits are saved, it is put back (unless a worktree other than
+the session's has it checked out: it is then left as is, as the session never moves it under a
+checkout), and the proposer stops the session (exit 3), as the session stops when its branch
+moves between keeps (`checkout_sync`).
 
 Comparing just before with just after the call means that files the verify command produced
 between agent runs (logs, `__pycache__/`, outputs) are never mistaken for the agent's.
