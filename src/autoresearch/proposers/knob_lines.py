@@ -9,6 +9,9 @@ literal (a docstring's `Example: LR = 0.5`) or a call's continuation (`lr=0.1,`)
 but is not, and a knob bound there would edit text the program never runs. What is a statement
 is Python's own parser's answer; a file it cannot parse (a syntax error, or syntax newer than
 this interpreter knows) is read line by line as before.
+
+Lines end at `\n` only (`\r\n` is one ending), as editors, `grep -n` and git count them, so the
+line a message names is the line the user finds. JSON files hold no knob lines at all.
 """
 
 from __future__ import annotations
@@ -45,10 +48,34 @@ def dialect_of(path: str | None) -> Dialect:
     return "toml" if suffix == ".toml" else "plain"
 
 
+# JSON quotes its keys and has no comments, so none of its lines is a knob line and no marker
+# can sit on one; a notebook is JSON, its cells' code lines strings inside it.
+JSON_SUFFIXES = frozenset({".json", ".jsonc", ".json5", ".ipynb"})
+
+
+def is_json(path: str) -> bool:
+    """Whether `path` names a JSON file (a notebook included), which tune cannot tune."""
+    return PurePosixPath(path).suffix.lower() in JSON_SUFFIXES
+
+
+def source_lines(text: str) -> list[str]:
+    """The lines of `text`, each with its ending, broken at `\n` only (`\r\n` ends one line).
+
+    Not str.splitlines: it also breaks at form feeds, vertical tabs, U+0085, U+2028 and U+2029,
+    so a knob's line number disagreed with the editor's, `grep -n`'s and git's. Joined again,
+    the lines are `text` byte for byte.
+    """
+    parts = text.split("\n")
+    lines = [part + "\n" for part in parts[:-1]]
+    if parts[-1]:
+        lines.append(parts[-1])
+    return lines
+
+
 # `NAME = v` and `NAME: T = v`; `(?!=)` keeps `x == 1` out. Lines like `lr=0.1,` inside a call
 # also match here and are dropped later because `0.1,` is a tuple, not a scalar literal.
 _PY_LINE = re.compile(
-    r"(?P<head>[ \t]*(?P<name>[A-Za-z_]\w*)(?:[ \t]*:[^=]*?)?[ \t]*=(?!=)[ \t]*)(?P<rest>.*)"
+    r"(?P<head>[ \t\f]*(?P<name>[A-Za-z_]\w*)(?:[ \t]*:[^=]*?)?[ \t]*=(?!=)[ \t]*)(?P<rest>.*)"
 )
 # TOML / INI / .env `key = v`, YAML `key: v`; dotted and dashed keys (`optim.lr`, `max-steps`);
 # Makefile `NAME := v`, `NAME ::= v` and `NAME ?= v` (each sets the value; `+=` appends to it and
@@ -78,7 +105,8 @@ class Site:
 
     @property
     def indented(self) -> bool:
-        return self.head[:1] in (" ", "\t")
+        # A form feed opening a Python line counts for nothing in its indentation.
+        return self.head.lstrip("\f")[:1] in (" ", "\t")
 
 
 def _unquoted(text: str) -> Iterator[tuple[int, str]]:
@@ -126,13 +154,13 @@ def _marker_spec(comment: str) -> str | None:
     return rest.strip()
 
 
-# The line breaks of Python source (`str.splitlines` also breaks at form feeds and others).
+# The line breaks of Python's parser: a lone `\r` too, which is no line break of ours.
 _PY_NEWLINE = re.compile(r"\r\n|\r|\n")
 
 
 @dataclass(frozen=True)
 class PythonLines:
-    """Lines of a Python file, numbered as `str.splitlines` numbers them (0-based)."""
+    """Lines of a Python file, numbered as `source_lines` numbers them (0-based)."""
 
     statements: frozenset[int]  # a statement starts on it
     in_strings: frozenset[int]  # it is inside a string literal that began on an earlier line
@@ -147,10 +175,10 @@ def python_lines(text: str) -> PythonLines | None:
         return None
     parser_starts = [0, *(m.end() for m in _PY_NEWLINE.finditer(text))]
     our_starts = [0]
-    for line in text.splitlines(keepends=True):
+    for line in source_lines(text):
         our_starts.append(our_starts[-1] + len(line))
 
-    def ours(lineno: int) -> int:  # the parser's 1-based line number, as a splitlines index
+    def ours(lineno: int) -> int:  # the parser's 1-based line number, as a source_lines index
         return bisect.bisect_right(our_starts, parser_starts[lineno - 1]) - 1
 
     statements: set[int] = set()
@@ -170,7 +198,7 @@ def assignment_sites(text: str, dialect: Dialect) -> dict[str, tuple[Site, ...]]
     pattern = _PY_LINE if dialect == "python" else _PLAIN_LINE
     parsed = python_lines(text) if dialect == "python" else None
     found: dict[str, list[Site]] = {}
-    for index, raw in enumerate(text.splitlines(keepends=True)):
+    for index, raw in enumerate(source_lines(text)):
         if parsed is not None and index not in parsed.statements:
             continue
         body = raw.rstrip("\r\n")
@@ -233,7 +261,8 @@ def stray_markers(text: str, dialect: Dialect) -> list[tuple[int, str]]:
     parsed = python_lines(text) if dialect == "python" else None
     in_strings = parsed.in_strings if parsed is not None else frozenset()
     found = []
-    for index, raw in enumerate(text.splitlines()):
+    for index, line in enumerate(source_lines(text)):
+        raw = line.rstrip("\r\n")
         if index in marked or index in in_strings or "knob:" not in raw:
             continue  # a marker inside a string literal is text, not a comment
         cut = _comment_start(raw, dialect)
@@ -276,7 +305,7 @@ def overriding_site(text: str, site: Site, dialect: Dialect) -> Site | None:
     (set only if unset). TOML refuses a key given twice in one table itself."""
     if site.indented or dialect == "toml":
         return None
-    lines = text.splitlines()
+    lines = [line.rstrip("\r\n") for line in source_lines(text)]
     for later in assignment_sites(text, dialect).get(site.name, ()):
         if later.index <= site.index or later.indented:
             continue

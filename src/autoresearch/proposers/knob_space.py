@@ -99,6 +99,24 @@ class KnobSpace:
             return abs(k - round(k)) < 1e-8
         return True
 
+    def why_outside(self, value: Scalar) -> str | None:
+        """How `value` falls outside the space ("above 0.01", "none of its choices"), or None
+        when it lies inside."""
+        if self.contains(value):
+            return None
+        if self.kind == "choice":
+            return "none of its choices"
+        if not is_number(value):
+            return "not a number"
+        assert isinstance(value, int | float)
+        if value < self.low:
+            return f"below its lowest value {self.low!r}"
+        if value > self.high:
+            return f"above its highest value {self.high!r}"
+        if self.integer and not float(value).is_integer():
+            return "not a whole number"
+        return f"off its grid of step {self.step!r}"
+
     def snap(self, value: Scalar) -> Scalar:
         """The canonical value nearest `value`: clamped, on the grid, compactly representable.
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -29,9 +30,11 @@ from autoresearch.proposers.knob_lines import (
     assignment_sites,
     dialect_of,
     find_site,
+    is_json,
     overriding_site,
     parse_value,
     render_value,
+    source_lines,
     stray_markers,
 )
 from autoresearch.proposers.knob_space import (
@@ -57,6 +60,7 @@ __all__ = [
     "dialect_of",
     "discover_knobs",
     "in_scope_files",
+    "outside_their_space",
     "parse_knob_spec",
     "parse_value",
     "read_source",
@@ -125,7 +129,7 @@ def rewrite(text: str, assignments: Mapping[str, Scalar], *, path: str | None = 
     ValueError when a value would not read back identically (e.g. a NaN).
     """
     dialect = dialect_of(path)
-    lines = text.splitlines(keepends=True)
+    lines = source_lines(text)
     for name, value in assignments.items():
         site = find_site(text, name, dialect)
         if site is None:
@@ -150,6 +154,25 @@ def _expected_line(name: str, file: str) -> str:
             "(a single literal on the right); check the name's spelling"
         )
     return f"expected a line such as `{name} = 0.01` or `{name}: 0.01`; check the name's spelling"
+
+
+def _json_fix(name: str, spec: str, file: str) -> str:
+    """How to tune a value that lives in a JSON file: from a file tune can rewrite."""
+    if PurePosixPath(file).suffix.lower() == ".ipynb":
+        return (f"move {name} into a Python module the notebook imports, add that module to scope "
+                f"and mark its line there: `{name} = 0.01  # knob: {spec}`")
+    return (f"move {name} into a file tune can rewrite that your program reads instead (YAML, "
+            f"TOML, INI, .env or a Python module), then mark its line there (`{name}: 0.01  "
+            f'# knob: {spec}`) or declare it in [knobs] ("params.yaml:{name}" = "{spec}")')
+
+
+# Why no knob can live in a JSON file, for the messages that say so.
+_JSON_WHY = ("tune rewrites only `NAME = value` / `NAME: value` lines, and JSON quotes its keys "
+             "and has no comments to carry a `# knob:` marker")
+# A marker's spec in a JSON file, wherever the user put it: a `//` or `#` comment, a string.
+_JSON_MARKER = re.compile(r"\bknob:\s*(?P<spec>[a-z]+\([^)\n]*\))")
+# The name on a JSON line (`"lr": 0.001,`) or a notebook's code line (`"LR = 0.02\n",`).
+_JSON_NAME = re.compile(r'[ \t]*"(?P<name>[A-Za-z_][\w.\-]*)(?:"[ \t]*:|[ \t]*[=:])')
 
 
 def _normalize(file: str, key: str) -> str:
@@ -282,6 +305,13 @@ def discover_knobs(
             space = parse_knob_spec(spec)
         except ValueError as exc:
             raise KnobError(f"knob {key!r}: {exc}", where=where, fix=f"use {KINDS_HELP}") from None
+        if is_json(file):  # said first: no fix of the file's name, scope or protection helps
+            raise KnobError(
+                f"knob {key!r}: {file} is a JSON file, and tune cannot tune a value in JSON: "
+                f"{_JSON_WHY}",
+                where=where,
+                fix=_json_fix(name, spec.strip(), file),
+            )
         # Protected first: such a file is outside the scope too, and adding it to the scope
         # would only trade this error for "protected ... is inside the scope".
         _refuse_protected(key, file, protected, where)
@@ -387,6 +417,17 @@ def require_knobs(root: Path, config: Config) -> list[Knob]:
                 fix=f"write the knob's line in one of the forms {KNOB_LINE_FORMS}, the value a "
                 "single literal (`+=` appends and `!=` runs a shell: neither sets a value)",
             )
+        in_json = _json_markers(root, files)
+        if in_json:
+            where, fix = in_json[0]
+            raise KnobError(
+                "the tune proposer found no knobs to tune: [knobs] declares none, and the "
+                f"`knob:` marker at {where} is in a JSON file, where tune cannot tune a value: "
+                f"{_JSON_WHY}"
+                + (f" (and {len(in_json) - 1} more such marker(s))" if len(in_json) > 1 else ""),
+                where=where,
+                fix=fix,
+            )
         unreadable = _markers_not_utf8(root, files)
         if unreadable:
             raise KnobError(
@@ -433,7 +474,23 @@ def _refuse_overridden(text: str, knob: Knob) -> None:
 def _stray_markers(root: Path, files: Sequence[str]) -> list[tuple[str, str]]:
     """("file:line", line) of each `# knob:` marker on a line that is not a knob line."""
     return [(f"{rel}:{i + 1}", line) for rel, text in _texts_with_markers(root, files)
-            for i, line in stray_markers(text, dialect_of(rel))]
+            if not is_json(rel) for i, line in stray_markers(text, dialect_of(rel))]
+
+
+def _json_markers(root: Path, files: Sequence[str]) -> list[tuple[str, str]]:
+    """("file:line", how to tune it instead) of each knob marker in an in-scope JSON file,
+    however it was written there."""
+    found = []
+    for rel, text in _texts_with_markers(root, files):
+        if not is_json(rel):
+            continue
+        for i, line in enumerate(source_lines(text)):
+            marker = _JSON_MARKER.search(line)
+            if marker:
+                named = _JSON_NAME.match(line)
+                name = named.group("name") if named else "NAME"
+                found.append((f"{rel}:{i + 1}", _json_fix(name, marker.group("spec"), rel)))
+    return found
 
 
 def describe_knobs(knobs: Sequence[Knob], root: Path | None = None,
@@ -447,8 +504,34 @@ def describe_knobs(knobs: Sequence[Knob], root: Path | None = None,
     files = in_scope_files(root, scope)
     unused = [f"{where} (not a line tune can rewrite: {line.strip()[:60]})"
               for where, line in _stray_markers(root, files)]
+    unused += [f"{where} (in a JSON file, where tune cannot tune a value)"
+               for where, _ in _json_markers(root, files)]
     unused += [f"{rel} (not UTF-8 text)" for rel in _markers_not_utf8(root, files)]
     if unused:
         said += (f"; {len(unused)} `# knob:` marker(s) ignored: " + "; ".join(unused[:5])
                  + (f" and {len(unused) - 5} more" if len(unused) > 5 else ""))
-    return said
+    return said + "".join(f"\n! {warning}" for warning in outside_their_space(root, knobs))
+
+
+def outside_their_space(root: Path, knobs: Sequence[Knob]) -> list[str]:
+    """A warning for each knob whose value in `root` lies outside its space. Not an error: the
+    session runs, measured from the file as it is, but the baseline then sits where tune never
+    proposes, and the user most likely mistyped the value or the space."""
+    texts: dict[str, str] = {}
+    warnings = []
+    for knob in knobs:
+        if knob.file not in texts:
+            texts[knob.file] = read_text(root / knob.file)
+        written = read_source(texts[knob.file], knob)
+        why = knob.space.why_outside(parse_value(written, knob.dialect)[1])
+        if why is None:
+            continue
+        widen = (f"add {written} to the choices" if knob.space.kind == "choice" else
+                 f"widen the range to take in {written}" if why.startswith(("below", "above"))
+                 else f"change the space so that {written} is one of its values")
+        warnings.append(
+            f"{knob.file}:{knob.line}: knob {knob.name} = {written} lies outside its space "
+            f"{knob.space} ({why}): the baseline runs it as written, but tune proposes only "
+            "values inside the space, so no later experiment comes back to it"
+            f"\n  fix:   {widen}, or set {knob.name} to a value inside the space and commit")
+    return warnings
