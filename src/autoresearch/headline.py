@@ -60,7 +60,7 @@ class Headline:
                  if iv.high < 0 else "")
         if iv.zero_noise:
             return (f"headline re-measured over {iv.pairs} pairs: best vs baseline "
-                    f"{iv.estimate:+.4g} {metric} in every pair; {self._why_no_spread()}" + worse)
+                    f"{iv.estimate:+.4g} {metric} in every pair; {why_no_spread(self.pairs)}" + worse)
         span = ("" if not math.isfinite(iv.low) else
                 f" [{iv.low:+.4g}, {iv.high:+.4g}] at {iv.confidence:.0%}")
         covers = " (covers 0: not shown to be better)" if iv.covers(0.0) else ""
@@ -69,20 +69,6 @@ class Headline:
         return (f"headline re-measured over {iv.pairs} interleaved pair{'s' * (iv.pairs != 1)}: "
                 f"best vs baseline improves {metric} by {iv.estimate:+.4g}{span}{covers}{worse}"
                 f"{cut}")
-
-    def _why_no_spread(self) -> str:
-        """Why every pair gave the same difference: identical runs (a fixed seed hides the noise)
-        or runs that varied together (the pair's shared seed drew the same noise for both)."""
-        def varied(values: list[float]) -> bool:
-            finite = [v for v in values if math.isfinite(v)]
-            return bool(finite) and max(finite) - min(finite) > 1e-12 * max(map(abs, finite))
-
-        if varied([best for best, _ in self.pairs]) or varied([base for _, base in self.pairs]):
-            return ("the runs varied, but each pair's two runs shared a seed and the noise it drew "
-                    "cancelled in their difference, so the pairs cannot show how far the gain "
-                    "would move under noise that does not")
-        return ("the runs were identical, so the noise is hidden, not zero (give each run its own "
-                "seed: {seed}, or AUTORESEARCH_SEED)")
 
     def data(self) -> dict[str, Any]:
         iv = self.interval
@@ -93,6 +79,28 @@ class Headline:
                 "low": iv.low if iv and math.isfinite(iv.low) else None,
                 "high": iv.high if iv and math.isfinite(iv.high) else None,
                 "confidence": iv.confidence if iv else None}
+
+
+def runs_varied(pairs: Sequence[tuple[float, float]]) -> bool:
+    """Whether either side's runs differed from pair to pair (beyond float rounding)."""
+    def varied(values: list[float]) -> bool:
+        finite = [v for v in values if math.isfinite(v)]
+        return bool(finite) and max(finite) - min(finite) > 1e-12 * max(map(abs, finite))
+
+    return varied([a for a, _ in pairs]) or varied([b for _, b in pairs])
+
+
+def why_no_spread(pairs: Sequence[tuple[float, float]], *, shared: str = "each pair's two runs",
+                  measured: str = "the pairs", what: str = "gain") -> str:
+    """Why every pair gave the same difference: identical runs (a fixed seed hides the noise)
+    or runs that varied together (the pair's shared seed drew the same noise for both).
+    `finalize --verify` says it of its rounds: `shared`, `measured` and `what` name them."""
+    if runs_varied(pairs):
+        return (f"the runs varied, but {shared} shared a seed and the noise it drew cancelled in "
+                f"their difference, so {measured} cannot show how far the {what} would move "
+                "under noise that does not")
+    return ("the runs were identical, so the noise is hidden, not zero (give each run its own "
+            "seed: {seed}, or AUTORESEARCH_SEED)")
 
 
 def pairs_wanted(s: Session) -> int:

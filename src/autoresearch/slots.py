@@ -237,19 +237,22 @@ class Slots:
             self.reset(slot, commit)
 
 
-def remove_finished_slots(repo: Path, tag: str) -> str | None:
+def remove_finished_slots(repo: Path, tag: str, held: SessionLock | None = None) -> str | None:
     """Remove the finished session's worktree slots (one, or slot-1 … slot-N), or say why not.
 
     A slot holds nothing of its own between experiments (each reset restores the incumbent and
     removes untracked files; logs live under `.autoresearch/sessions/`), but N checkouts of a
     large repository are N times its size on disk, left behind once the session is finalized.
     A later `run --tag TAG` makes them again. A session whose process still runs keeps them.
+    `held`: the session's lock when the caller holds it (`finalize --verify`): the session then
+    runs nowhere, though a probe of the lock file sees that flock taken like any other holder's.
     Returns the line to show, or None when there was nothing to remove."""
     paths = StatePaths(repo, tag)
     outer = paths.worktree
     if not outer.is_dir():
         return None
-    pid = SessionLock(paths.lock).live_holder()
+    # Held only if still on the file at the path: otherwise another process may hold that one.
+    pid = None if held is not None and held.held() else SessionLock(paths.lock).live_holder()
     if pid is not None:
         return (f"session {tag} is running (process {pid}): its worktree slots under "
                 f"{outer.relative_to(repo)} stay")

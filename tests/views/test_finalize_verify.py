@@ -227,3 +227,100 @@ def test_verify_is_refused_while_the_session_runs_and_plain_finalize_is_not(
         hold.unlink()
         out, _ = session.communicate(timeout=120)
     assert session.returncode == 0, out
+
+
+# The seeded form of SCORE_PY: each run's noise drawn from its own seed (AUTORESEARCH_SEED),
+# as a well-behaved target does. A change moves the score by a fixed amount whatever the seed.
+SEEDED_SCORE_PY = textwrap.dedent(
+    """
+    import os, random, sys
+    sys.path.insert(0, ".")
+    import a, b
+    noise = random.Random(int(os.environ["AUTORESEARCH_SEED"])).gauss(0, 0.02)
+    print(f"score: {10 + a.A + b.B + noise}")
+    """
+)
+A_THEN_B = [{"hypothesis": "raise A to 1", "edits": {"a.py": "A = 1.0\n"}},
+            {"hypothesis": "raise B to 0.5", "edits": {"b.py": "B = 0.5\n"}}]
+
+
+def test_verify_removes_the_slots_of_a_finished_parallel_session_as_plain_finalize_does(
+        tmp_path: Path) -> None:
+    """--verify holds the session's lock while it measures: that flock is this process's own,
+    not a running session's, so the slots go as with plain finalize (they were kept, the
+    message naming finalize's own pid as the session's)."""
+    repo = two_file_repo(tmp_path)
+    use_script(repo, A_THEN_B, extra_config="[run]\nthreads = 1\n")
+    session = run_cli(repo, "run", "--tag", "t", "-n", "3", "--workers", "2", env=WIDE)
+    assert session.returncode == 0, session.stdout + session.stderr
+    slots = repo / ".autoresearch" / "worktrees" / "t"
+    assert (slots / "slot-1" / ".git").exists() and (slots / "slot-2" / ".git").exists()
+    proc = run_cli(repo, "finalize", "--tag", "t", "--verify", "--repeats", "2", env=WIDE)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    said = " ".join(proc.stdout.split())
+    assert "removed the session's 2 worktree slot(s) under .autoresearch/worktrees/t" in said, said
+    assert "is running" not in said, said
+    assert not slots.exists()
+    assert ".autoresearch/worktrees" not in git(repo, "worktree", "list")
+    # The lock it held is released with the file removed: a run of the session may start.
+    assert not (repo / ".autoresearch" / "sessions" / "t" / "lock").exists()
+
+
+def test_rounds_whose_shared_seed_cancels_say_so_instead_of_hidden_noise(tmp_path: Path) -> None:
+    """Each round gives the base and the branches one seed (its noise cancels in their
+    difference), and a new seed each round: on a seeded target whose changes add a fixed amount,
+    every round's difference is the same though the runs varied. That is said as the headline
+    says it of its pairs, not as "σ = 0 (hidden)", which is kept for runs that were identical."""
+    repo = make_repo(tmp_path / "repo", {"a.py": "A = 0.0\n", "b.py": "B = 0.0\n",
+                                         "score.py": SEEDED_SCORE_PY, "autoresearch.toml": CONFIG})
+    use_script(repo, A_THEN_B)
+    session = run_cli(repo, "run", "--tag", "t", "-n", "3", env=WIDE)
+    assert session.returncode == 0, session.stdout + session.stderr
+    proc = run_cli(repo, "finalize", "--tag", "t", "--verify", "--repeats", "3", env=WIDE)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = effect_rows(proc.stdout)
+    a_only, b_only = "autoresearch-final/t/01-raise-a-to-1", "autoresearch-final/t/02-raise-b-to-0-5"
+    assert rows[a_only][3] == rows[b_only][3] == "no spread (seeds shared)", rows
+    said = " ".join(proc.stdout.split())
+    assert "σ = 0" not in said, said
+    assert (f"{a_only}: +1 in each of its 3 rounds: the runs varied, but each round's base and "
+            "branch runs shared a seed and the noise it drew cancelled in their difference, so "
+            "the rounds cannot show how far the effect would move under noise that does not; "
+            "the effect is exact for these seeds") in said, said
+    assert f"{b_only}: +0.5 in each of its 3 rounds: the runs varied" in said, said
+    sigma = float(said.split("noise: σ of the base's 3 fresh run(s) = ", 1)[1].split()[0])
+    assert sigma > 0.001  # the runs did vary: the table's σ and the note agree
+
+
+def test_rounds_of_identical_runs_still_call_the_noise_hidden(tmp_path: Path) -> None:
+    """A target that ignores its seed gives identical runs in every round: there the noise is
+    hidden, not cancelled, and the fix (a per-run seed) is said."""
+    fixed = SEEDED_SCORE_PY.replace('int(os.environ["AUTORESEARCH_SEED"])', "7")
+    config = CONFIG.replace("repeats = 3", "repeats = 3\ndeterministic = true")
+    repo = make_repo(tmp_path / "repo", {"a.py": "A = 0.0\n", "b.py": "B = 0.0\n",
+                                         "score.py": fixed, "autoresearch.toml": config})
+    use_script(repo, A_THEN_B)
+    session = run_cli(repo, "run", "--tag", "t", "-n", "3", env=WIDE)
+    assert session.returncode == 0, session.stdout + session.stderr
+    proc = run_cli(repo, "finalize", "--tag", "t", "--verify", "--repeats", "2", env=WIDE)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = effect_rows(proc.stdout)
+    a_only = "autoresearch-final/t/01-raise-a-to-1"
+    assert rows[a_only][3] == "σ = 0 (hidden)", rows
+    said = " ".join(proc.stdout.split())
+    assert (f"{a_only}: +1 in each of its 2 rounds: the runs were identical, so the noise is "
+            "hidden, not zero (give each run its own seed: {seed}, or AUTORESEARCH_SEED)") in said
+    assert "seeds shared" not in said and "exact for these seeds" not in said, said
+
+
+def test_a_target_with_the_bases_files_has_no_effect_rather_than_hidden_noise() -> None:
+    """A branch whose changes undo each other is the base's tree: measured as the base (its runs
+    shared, never run twice), its effect is none by construction, not a zero-spread interval."""
+    from autoresearch.finalize.verify import _Arm, _fresh_effect
+    from autoresearch.views.cli import _interval_cell
+
+    base = _Arm(0, "base", "b" * 40, values={0: 10.01, 1: 9.98, 2: 10.03})
+    effect = _fresh_effect("autoresearch-final/t/01-undo", "c" * 40, base, base, "maximize")
+    assert effect.same_as_base and effect.improvement == 0.0 and effect.interval is None
+    assert effect.no_spread() is None
+    assert _interval_cell(effect) == "— (the base's files)"

@@ -27,7 +27,7 @@ from __future__ import annotations
 import contextlib
 import statistics
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,6 +37,7 @@ from autoresearch.finalize import FinalizeError, FinalizeResult
 from autoresearch.finalize.groups import slug
 from autoresearch.gitops import tree_of
 from autoresearch.gitops.runner import git
+from autoresearch.headline import runs_varied, why_no_spread
 from autoresearch.ledger import Ledger, SessionRow
 from autoresearch.policy import Interval, paired_interval
 from autoresearch.resume_contract import (
@@ -76,10 +77,32 @@ class Effect:
     source: str = FRESH  # FRESH: measured now; HEADLINE: the headline's pairs, reused
     crashed_alone: bool = False  # its first run failed where the base's did not: not run again
     note: str = ""  # what went wrong with its runs, for the table
+    pairs: tuple[tuple[float, float], ...] = ()  # (target, base) of each round or headline pair
+    same_as_base: bool = False  # its files are the base's: measured as the base, no effect
 
     @property
     def reused(self) -> bool:
         return self.source == HEADLINE
+
+    @property
+    def seeds_shared(self) -> bool:
+        """Every difference the same though the runs varied: each round's (or headline pair's)
+        runs shared a seed, on purpose (its noise cancels in their difference), and on a target
+        whose change does not interact with that noise nothing is left to spread."""
+        iv = self.interval
+        return iv is not None and iv.zero_noise and runs_varied(self.pairs)
+
+    def no_spread(self) -> str | None:
+        """Why the interval has no width when every difference was the same, as the headline
+        says it of its pairs (headline.why_no_spread); None when it has one."""
+        iv = self.interval
+        if iv is None or not iv.zero_noise:
+            return None
+        unit = "pair" if self.reused else "round"
+        shared = "each pair's two runs" if self.reused else "each round's base and branch runs"
+        why = why_no_spread(self.pairs, shared=shared, measured=f"the {unit}s", what="effect")
+        exact = "; the effect is exact for these seeds" if self.seeds_shared else ""
+        return f"{iv.estimate:+.4g} in each of its {iv.pairs} {unit}s: {why}{exact}"
 
 
 @dataclass(frozen=True)
@@ -255,14 +278,16 @@ def _session_branch(repo: Path, tag: str) -> str:
 
 def _fresh_effect(name: str, sha: str, arm: _Arm, base: _Arm, direction: str) -> Effect:
     """A target measured now: its differences from the base's run of the same round."""
-    pairs = [(arm.values[r], base.values[r]) for r in sorted(arm.values) if r in base.values]
     effect = _effect_of_runs(name, sha, arm, FRESH)
-    if arm is base:  # the target is the base's files: no change, measured as the base
-        pairs = [(v, v) for v in base.values.values()]
+    if arm is base:
+        # The target is the base's files (its changes undo each other): measured as the base,
+        # its effect is none by construction, not a difference with no spread.
+        return replace(effect, improvement=0.0 if effect.values else None, same_as_base=True)
+    pairs = [(arm.values[r], base.values[r]) for r in sorted(arm.values) if r in base.values]
     interval = paired_interval(pairs, direction, CONFIDENCE) if pairs else None
     return Effect(name, sha, effect.values, effect.failures, effect.mean,
                   interval.estimate if interval else None, interval, FRESH, arm.crashed_alone,
-                  arm.note)
+                  arm.note, tuple(pairs))
 
 
 def _effect_of_runs(name: str, sha: str, arm: _Arm, source: str) -> Effect:
@@ -277,7 +302,7 @@ def _headline_effect(name: str, sha: str, pairs: list[tuple[float, float]],
     interval = paired_interval(pairs, direction, CONFIDENCE)
     values = [best for best, _ in pairs]
     return Effect(name, sha, values, [], statistics.fmean(values), interval.estimate, interval,
-                  HEADLINE)
+                  HEADLINE, pairs=tuple(pairs))
 
 
 def _measure(repo: Path, tag: str, config: Config, arms: list[_Arm], n: int,

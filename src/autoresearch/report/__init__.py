@@ -18,10 +18,11 @@ from autoresearch.report.writing import (
     write_atomically,
 )
 from autoresearch.state import StatePaths
-from autoresearch.views.summary import open_ledger, resolve_session
+from autoresearch.views.format import fmt_experiments
+from autoresearch.views.summary import SessionSummary, open_ledger, resolve_session
 
-__all__ = ["ReportData", "ReportError", "ReportFiles", "check_out_dir", "collect", "report_dir",
-           "write_report"]
+__all__ = ["ReportData", "ReportError", "ReportFiles", "check_out_dir", "collect",
+           "progress_title", "report_dir", "write_report"]
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,12 @@ def check_out_dir(repo: Path, tag: str | None, out_dir: Path | None = None, *,
     return _out(repo, session.tag, out_dir, force)
 
 
+def progress_title(s: SessionSummary) -> str:
+    """progress.png's title: the count `status` gives ("1 experiment (1 failed baseline
+    attempt)", "12 experiments (the baseline + 11 candidates)"), then the keeps."""
+    return f"autoresearch · {s.tag} · {fmt_experiments(s.counts)}, {s.counts['keep']} kept"
+
+
 def write_report(repo: Path, tag: str | None, out_dir: Path | None = None, *,
                  force: bool = False) -> ReportFiles:
     """Write the three files for the session `tag` (default: the latest) into `out_dir`.
@@ -75,10 +82,7 @@ def write_report(repo: Path, tag: str | None, out_dir: Path | None = None, *,
         data = collect(repo, ledger, session)
     finally:
         ledger.close()
-    s = data.view.summary
-    title = (f"autoresearch · {s.tag} · {s.counts['total']} experiments (baseline + "
-             f"{s.counts['candidates']}), {s.counts['keep']} kept")
-    png = progress_png_bytes(data.view.chart, title)
+    png = progress_png_bytes(data.view.chart, progress_title(data.view.summary))
     html = render_html(data, png).encode("utf-8")
     md = render_markdown(data, PNG_NAME).encode("utf-8")
     out = _out(repo, session.tag, out_dir, force)  # the moment before the first write

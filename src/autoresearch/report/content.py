@@ -115,6 +115,11 @@ def flatten(data: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
     return rows
 
 
+# Where the confidence figure would be, before anything was kept (views.confidence).
+NOTHING_KEPT = ("nothing was kept, so the best is the baseline and no improvement is set against "
+                "the noise yet")
+
+
 def noise_sentence(conf: Confidence) -> str:
     """Both noise floors, each called what it is (the confidence figure's and the rule's)."""
     dof = f", {conf.pooled_dof} degrees of freedom" if conf.pooled_dof else ""

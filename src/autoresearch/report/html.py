@@ -11,7 +11,13 @@ import re
 import time
 from html import escape
 
-from autoresearch.report.content import ReportData, elapsed_note, flatten, noise_sentence
+from autoresearch.report.content import (
+    NOTHING_KEPT,
+    ReportData,
+    elapsed_note,
+    flatten,
+    noise_sentence,
+)
 from autoresearch.report.reviews import STYLE as REVIEW_STYLE
 from autoresearch.report.reviews import blocked_html, review_html, summary_line
 from autoresearch.report.writing import HTML_HEAD
@@ -122,6 +128,7 @@ def render_html(data: ReportData, png: bytes) -> str:
         _card("best vs baseline", f"{fmt_value(s.best)} {arrow}",
               f"baseline {fmt_value(s.baseline)}{pct}"),
         _card("confidence", conf.label,
+              NOTHING_KEPT if not conf.compared else
               f"improvement {fmt_signed(conf.improvement)} ÷ σ {fmt_value(conf.noise, 3)}"
               + (f" ({conf.noise_basis})" if conf.noise_basis else ""),
               conf.level),
@@ -170,8 +177,10 @@ def _noise_and_cost(data: ReportData) -> list[str]:
     noise = noise_sentence(conf)
     return [
         "<h2>Noise floor and confidence</h2>",
-        f"<p>Noise floor: {_e(noise)}. Improvement of the best kept result over the baseline: "
-        f"{_e(fmt_signed(s.improvement))} → <b class='{conf.level}'>{_e(conf.label)}</b>.</p>",
+        f"<p>Noise floor: {_e(noise)}. "
+        + (f"Confidence: <b class='{conf.level}'>{_e(conf.label)}</b>, {_e(NOTHING_KEPT)}.</p>"
+           if not conf.compared else "Improvement of the best kept result over the baseline: "
+           f"{_e(fmt_signed(s.improvement))} → <b class='{conf.level}'>{_e(conf.label)}</b>.</p>"),
         f"<p class='sub'>{_e(conf.explanation)}</p>",
         f"<p><b>Verified:</b> {_e(s.verified)}</p>" if s.verified else
         "<p class='sub'>The headline was not re-measured (nothing kept, or the session did not "

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import time
 
-from autoresearch.report.content import ReportData, elapsed_note, flatten, noise_sentence
+from autoresearch.report.content import (
+    NOTHING_KEPT,
+    ReportData,
+    elapsed_note,
+    flatten,
+    noise_sentence,
+)
 from autoresearch.report.md_text import code_span, fence, literal
 from autoresearch.report.reviews import blocked_markdown, review_markdown, summary_line
 from autoresearch.report.writing import MD_MARK
@@ -35,6 +41,7 @@ def render_markdown(data: ReportData, png_name: str = "progress.png") -> str:
         f"{s.baseline_runs} runs)",
         f"- **Improvement:** "
         f"{literal(fmt_improvement(s.improvement, s.improvement_pct, s.best_delta, s.metric))}",
+        f"- **Confidence:** {conf.label} — {NOTHING_KEPT}" if not conf.compared else
         f"- **Confidence:** {conf.label} ({conf.level}) — improvement "
         f"{fmt_signed(conf.improvement)} ÷ σ {fmt_value(conf.noise, 3)}"
         + (f" ({literal(conf.noise_basis)})" if conf.noise_basis else "") + ", the noise floor",

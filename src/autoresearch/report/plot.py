@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import io
 import math
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from matplotlib import __version__ as MATPLOTLIB_VERSION
@@ -25,6 +28,7 @@ from autoresearch.views.format import fmt_value
 KEEP = "#12a150"
 DISCARD = "#98a2b3"
 BASELINE = "#3b5bdb"
+CRASH = "#d92d20"  # report.html's crash badge
 INK = "#1d2330"
 MUTED = "#667085"
 GRID = "#e4e7ec"
@@ -37,6 +41,18 @@ LABEL_SIZE = 8
 LABEL_MIN_PX = 40  # a label cut shorter than this is left out
 # The PNG's Software text chunk: what says report drew it (report.writing).
 PNG_METADATA = {"Software": f"{PNG_SOFTWARE} (matplotlib {MATPLOTLIB_VERSION})"}
+
+
+@contextmanager
+def missing_glyphs_unsaid() -> Iterator[None]:
+    """Text the font has no glyph for (an emoji in a metric name or a hypothesis) is drawn as a
+    box, and matplotlib also warns on stderr, once per glyph, as each text is laid out and drawn:
+    the chart is written all the same, so a user of `report` would see a Python warning about
+    nothing they can act on. Only that warning is silenced, only while the chart is made."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Glyph \d+ .*missing from font",
+                                category=UserWarning)
+        yield
 
 
 def progress_figure(chart: ChartData, title: str = "") -> Figure:
@@ -102,16 +118,18 @@ def progress_figure(chart: ChartData, title: str = "") -> Figure:
     for side in ("left", "bottom"):
         ax.spines[side].set_color(GRID)
     ax.tick_params(colors=MUTED)
-    if chart.points:
+    draw_crashes(ax, chart)
+    if chart.points or chart.crashed_seqs:
         # Above the plot, right-aligned (as on the dashboard): never on top of a point or label.
-        ax.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=5, frameon=False,
+        ax.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=6, frameon=False,
                   fontsize=9, borderaxespad=0.2)
-    else:
+    if not chart.points:
         ax.text(0.5, 0.5, "no measured experiment yet", transform=ax.transAxes, ha="center",
                 color=MUTED)
     if title:
+        # Above the legend's row, not beside it: a long title ran under the legend's entries.
         ax.set_title(title, loc="left", color=INK, fontsize=12, fontweight="bold",
-                     parse_math=False)
+                     parse_math=False, pad=24 if ax.get_legend() else 6)
     fig.tight_layout()
     # Labels last: their room depends on where the layout put the axes.
     label_kept(fig, ax, [p for p in kept if p.label])
@@ -142,6 +160,19 @@ def draw_off_scale(ax: Axes, chart: ChartData, limits: tuple[float, float]) -> N
                     va="center", zorder=7)
 
 
+def draw_crashes(ax: Axes, chart: ChartData) -> None:
+    """Experiments that crashed or timed out have no value to plot, but leaving their numbers
+    blank would read as experiments that never ran: each is a red cross on the bottom edge,
+    in the x of its number (y in axes units, so the crosses never move the value range)."""
+    if not chart.crashed_seqs:
+        return
+    limits = ax.get_ylim()  # as the values set them: a scatter's y counts as data all the same
+    ax.scatter(chart.crashed_seqs, [0.0] * len(chart.crashed_seqs), s=40, marker="x",
+               color=CRASH, linewidths=1.8, transform=ax.get_xaxis_transform(), clip_on=False,
+               zorder=7, label="crashed / timed out")
+    ax.set_ylim(*limits)
+
+
 def label_kept(fig: Figure, ax: Axes, kept: list[ChartPoint]) -> None:
     """Label kept points with their hypotheses, slanted, never two overlapping (`labels`)."""
     renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
@@ -169,11 +200,12 @@ def label_kept(fig: Figure, ax: Axes, kept: list[ChartPoint]) -> None:
 
 def write_progress_png(chart: ChartData, path: Path, title: str = "") -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    progress_figure(chart, title).savefig(path, format="png", metadata=PNG_METADATA)
+    path.write_bytes(progress_png_bytes(chart, title))
     return path
 
 
 def progress_png_bytes(chart: ChartData, title: str = "") -> bytes:
     buf = io.BytesIO()
-    progress_figure(chart, title).savefig(buf, format="png", metadata=PNG_METADATA)
+    with missing_glyphs_unsaid():  # laid out as the figure is made, and again as it is drawn
+        progress_figure(chart, title).savefig(buf, format="png", metadata=PNG_METADATA)
     return buf.getvalue()

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from starlette.applications import Starlette
 
     from autoresearch.finalize.verify import Effect, Verification
+    from autoresearch.state import SessionLock
 
 # Nearly everything these commands print embeds untrusted text (file names, commit titles, metric
 # names, paths): rich markup is off, so a `[/]` in any of them is shown as written rather than
@@ -238,7 +239,9 @@ def report(
     s, conf = files.data.view.summary, files.data.view.confidence
     # With a verified headline the σ figure is the re-measured gain's (views.confidence).
     remeasured = f"; re-measured {fmt_signed(conf.improvement)}" if conf.verified_pairs else ""
-    figure = f"{fmt_signed(s.improvement)}{remeasured}, {conf.label}"
+    # Nothing kept: no improvement of +0 and no 0.0σ, only that there is nothing to compare.
+    figure = (f"{fmt_signed(s.improvement)}{remeasured}, {conf.label}" if conf.compared
+              else conf.label)
     console.print(Text.assemble("session ", (s.tag, "bold"), f": best {s.metric} "
                                 f"{fmt_value(s.best)} vs baseline {fmt_value(s.baseline)} "
                                 f"({figure}), {s.counts['keep']} kept of "
@@ -286,20 +289,23 @@ def finalize(
     # One finalize of a session at a time: two would write the same branches and measure in
     # the same worktree, each removing the other's checkout under its runs.
     name = _check_session(root, tag)
-    with FinalizeLock(root, name), _session_idle(root, name) if verify else nullcontext():
+    with (FinalizeLock(root, name),
+          _session_idle(root, name) if verify else nullcontext() as session_lock):
         verification = _finalize_locked(root, tag, prefix=prefix, force=force,
                                         verify=verify, repeats=repeats,
-                                        run={"executor": executor, "ray_address": ray_address})
+                                        run={"executor": executor, "ray_address": ray_address},
+                                        session_lock=session_lock)
     if verification is not None and verification.incomplete:
         raise typer.Exit(1)  # asked to verify, and some branch could not be: the table says which
 
 
 @contextmanager
-def _session_idle(root: Path, tag: str) -> Iterator[None]:
+def _session_idle(root: Path, tag: str) -> Iterator[SessionLock]:
     """Hold the session's own lock while finalize --verify measures, as `report --verify` does:
     beside a running session its runs and the session's would slow each other (each measuring
     the other's load), and measure a best that the session may replace meanwhile. A `run` of the
-    session started meanwhile is refused (exit 4) until finalize ends."""
+    session started meanwhile is refused (exit 4) until finalize ends. Yields the lock: held by
+    this process, it tells the slots' removal that no session runs (slots.remove_finished_slots)."""
     from autoresearch.errors import SessionLockedError
     from autoresearch.state import SessionLock, StatePaths
 
@@ -314,13 +320,14 @@ def _session_idle(root: Path, tag: str) -> Iterator[None]:
             fix="run finalize --verify once the session has stopped, or finalize without "
                 "--verify now (it writes the branches from the session as it stands)") from None
     try:
-        yield
+        yield lock
     finally:
         lock.release()
 
 
 def _finalize_locked(root: Path, tag: str | None, *, prefix: str, force: bool, verify: bool,
-                     repeats: int | None, run: dict[str, str | None]) -> Verification | None:
+                     repeats: int | None, run: dict[str, str | None],
+                     session_lock: SessionLock | None = None) -> Verification | None:
     from autoresearch.finalize import finalize as run_finalize
     from autoresearch.finalize.verify import remeasure
     from autoresearch.slots import remove_finished_slots
@@ -345,7 +352,7 @@ def _finalize_locked(root: Path, tag: str | None, *, prefix: str, force: bool, v
         verification = remeasure(root, result, repeats=repeats,
                                  log=lambda m: console.print(f"  {m}", style="dim"), run=run)
         _print_effects(verification)
-    if (slots := remove_finished_slots(root, result.tag)) is not None:
+    if (slots := remove_finished_slots(root, result.tag, held=session_lock)) is not None:
         console.print(slots)
     console.print("nothing was pushed or merged; review with `git log -p <branch>`")
     return verification
@@ -374,6 +381,12 @@ def _print_effects(v: Verification) -> None:
     for e in v.effects:
         if e.note:
             console.print(Text.assemble((f"{e.name}:", "yellow"), f" {e.note}"))
+        if e.same_as_base:
+            console.print(Text.assemble((f"{e.name}:", "yellow"), " its files are the base's "
+                                        "(its changes undo each other): measured as the base, "
+                                        "it has no effect of its own"))
+        if (why := e.no_spread()) is not None:
+            console.print(Text.assemble((f"{e.name}:", "yellow"), f" {why}"))
     for line in _noise_footer(v):
         console.print(line)
 
@@ -403,14 +416,17 @@ def _interval_cell(e: Effect) -> str:
     from autoresearch.views.format import fmt_signed
 
     iv = e.interval
+    if e.same_as_base:
+        return "— (the base's files)"
     if iv is None:
         return CRASHES_ALONE if e.crashed_alone else "—"
     if iv.pairs < 2:
         return "— (1 pair)"
-    # σ = 0: identical differences (a fixed seed): the noise is hidden, and an interval of no
-    # width would claim a certainty nothing measured.
+    # Identical differences: an interval of no width would claim a certainty nothing measured.
+    # Runs that varied with their shared seed (the pairing cancelled it: below the table), or
+    # runs that were identical (a fixed seed: the noise is hidden).
     if iv.zero_noise:
-        return "σ = 0 (hidden)"
+        return "no spread (seeds shared)" if e.seeds_shared else "σ = 0 (hidden)"
     return f"[{fmt_signed(iv.low)}, {fmt_signed(iv.high)}]"
 
 

@@ -42,6 +42,7 @@ class Confidence:
     label: str
     explanation: str
     verified_pairs: int = 0       # > 0: `improvement` is the headline re-measured over these pairs
+    compared: bool = True         # False: nothing was kept, the best is the baseline itself
 
 
 _SCALE = ("≥ 2σ (green): unlikely to be noise. 1–2σ (yellow): suggestive, worth re-measuring. "
@@ -103,11 +104,15 @@ def _usable(verified: Interval | None) -> Interval | None:
     return verified if math.isfinite(verified.estimate) else None
 
 
+NOTHING_TO_COMPARE = "nothing to compare yet"
+
+
 def confidence(improvement: float | None, floor: NoiseFloor, metric: str,
-               verified: Interval | None = None) -> Confidence:
+               verified: Interval | None = None, *, compared: bool = True) -> Confidence:
     """Colour thresholds: ≥ 2σ green, 1–2σ yellow, < 1σ red, on the number the label shows;
     with a verified headline, on its re-measured gain, and never green while its interval
-    covers 0."""
+    covers 0. `compared` False: nothing was kept, so there is no figure (a best that is the
+    baseline "improves" it by 0, which would read as a red 0.0σ, a result within the noise)."""
     check = _usable(verified) if improvement is not None else None
     if check is not None:
         improvement = check.estimate
@@ -130,10 +135,16 @@ def confidence(improvement: float | None, floor: NoiseFloor, metric: str,
     def make(ratio: float | None, level: Level, label: str, why: str) -> Confidence:
         return Confidence(ratio, level, improvement, sigma, floor.baseline_runs, floor.source,
                           basis, floor.baseline_sigma, floor.pooled_sigma,
-                          floor.pooled_dof, label, why, check.pairs if check else 0)
+                          floor.pooled_dof, label, why, check.pairs if check else 0, compared)
 
     if improvement is None:
         return make(None, "unknown", "—", "No baseline measurement yet. " + meaning + _SCALE)
+    if not compared:
+        improvement = None
+        return make(None, "unknown", NOTHING_TO_COMPARE,
+                    "Nothing was kept yet: the best is the baseline itself, so there is no "
+                    "improvement to set against the noise (the colour scale has nothing to "
+                    "grade). " + sentence)
     if sigma is None or not math.isfinite(sigma) or sigma < 0:
         return make(None, "unknown", "σ unknown", sentence + " " + meaning + _SCALE)
     if sigma == 0:

@@ -271,7 +271,7 @@ def compose_view(ledger: Ledger, session: SessionRow, rows: Sequence[ExperimentV
         verified_high=interval.high if interval else None,
         verified_pairs=interval.pairs if interval else 0,
     )
-    conf = confidence(improvement, floor, metric, interval)
+    conf = confidence(improvement, floor, metric, interval, compared=bool(kept))
     return SessionView(summary, chart, conf, rows)
 
 

@@ -24,6 +24,7 @@ from autoresearch.display import STATUS_STYLE
 from autoresearch.ledger import Ledger, SessionRow
 from autoresearch.state import SessionLock, StatePaths
 from autoresearch.views.bounded_text import bounded
+from autoresearch.views.confidence import Confidence
 from autoresearch.views.detail import experiment_detail
 from autoresearch.views.format import (
     fmt_counts,
@@ -118,9 +119,16 @@ def render_summary(view: SessionView, console: Console) -> None:
         grid.add_row(name, text)
     conf = view.confidence
     if conf.level != "unknown" or conf.label != "—":
-        grid.add_row("confidence", escape(f"{conf.label} ({conf.level})"
-                     + (f", {conf.noise_basis}" if conf.noise_basis else "")))
+        grid.add_row("confidence", escape(confidence_text(conf)))
     console.print(grid)
+
+
+def confidence_text(conf: Confidence) -> str:
+    """The confidence row: the figure, its colour and what σ it divides by; or, before anything
+    was kept, only that there is nothing to compare (no figure, so no colour and no σ)."""
+    if not conf.compared:  # the "best" row above says why: the baseline, nothing kept yet
+        return conf.label
+    return f"{conf.label} ({conf.level})" + (f", {conf.noise_basis}" if conf.noise_basis else "")
 
 
 def _state(view: SessionView, root: Path, row: SessionRow) -> str:
@@ -152,9 +160,7 @@ def render_status(root: Path, tag: str, console: Console) -> None:
     grid.add_row("state", state + f" · {fmt_duration(s.elapsed_s)} elapsed")
     for name, text in summary_rows(s):
         grid.add_row(name, text)
-    conf = view.confidence
-    grid.add_row("confidence", escape(f"{conf.label} ({conf.level})"
-                 + (f", {conf.noise_basis}" if conf.noise_basis else "")))
+    grid.add_row("confidence", escape(confidence_text(view.confidence)))
     grid.add_row("noise", "unknown" if s.noise is None else
                  f"σ = {s.noise:.4g} (the keep/discard rule's pooled σ)")
     if usage["calls"]:

@@ -33,6 +33,20 @@ const state = {
 const $ = (id) => document.getElementById(id);
 const css = (name) => getComputedStyle(document.documentElement).getPropertyValue(name).trim();
 
+// The nodes to put in an element: nested lists flattened, and the parts left out (`cond ? x :
+// null`) dropped. append and replaceChildren would write a null as the text "null", so every
+// child reaches the page through here (el and fill), never those methods directly.
+function nodes(children) {
+  return children.flat(Infinity).filter((c) => c !== null && c !== undefined && c !== false)
+    .map((c) => (c instanceof Node ? c : document.createTextNode(String(c))));
+}
+
+// Replaces an element's children (see nodes).
+function fill(node, ...children) {
+  node.replaceChildren(...nodes(children));
+  return node;
+}
+
 function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs || {})) {
@@ -42,16 +56,16 @@ function el(tag, attrs, ...children) {
     else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
     else node.setAttribute(k, v === true ? "" : String(v));
   }
-  for (const c of children.flat(Infinity)) {
-    if (c === null || c === undefined) continue;
-    node.append(c instanceof Node ? c : document.createTextNode(String(c)));
-  }
+  node.append(...nodes(children));
   return node;
 }
 
 // --- formatting ---------------------------------------------------------------------------------
 
-const num = (v, d = 5) => (v === null || v === undefined ? "—" : Number(v).toPrecision(d).replace(/\.?0+(e|$)/, "$1"));
+// toPrecision's trailing zeros dropped, those after a decimal point only: 100 stays "100"
+// (stripping any zeros at the end made it "1", and a gain of 100% read "1% better").
+const dropZeros = (t) => (t.includes(".") ? t.replace(/\.?0+(?=e|$)/, "") : t);
+const num = (v, d = 5) => (v === null || v === undefined ? "—" : dropZeros(Number(v).toPrecision(d)));
 const signed = (v, d = 4) => (v === null || v === undefined ? "—" : (v > 0 ? "+" : v < 0 ? "−" : "±") + num(Math.abs(v), d));
 const usd = (v) => (v === null || v === undefined ? "—" : "$" + Number(v).toFixed(v < 10 ? 3 : 2));
 
@@ -64,12 +78,41 @@ function perHour(rate, noun = "experiments") {
   return rate / 60 < 6000 ? `${int(rate / 60)} ${noun} / min` : `${int(rate / 3600)} ${noun} / s`;
 }
 
+// Python's round(): a tie goes to the even neighbour (68.5 → 68, 69.5 → 70), where Math.round
+// goes up. The tie test is exact: x % 1 of a double is.
+const roundHalfEven = (x) => (Math.abs(x % 1) === 0.5 ? 2 * Math.round(x / 2) : Math.round(x));
+
+// Python's f"{x:.1f}" for x ≥ 0. toFixed rounds the exact binary value as Python does, except
+// on an exact tie (x.x25 or x.x75 is one only when x·4 is a whole number), which it rounds up
+// where Python goes to the even digit: 4.25 is "4.2" there, "4.3" here.
+function fixed1(x) {
+  const tie = Number.isInteger(x * 4) && !Number.isInteger(x * 2);
+  return (tie ? roundHalfEven(x * 10) / 10 : x).toFixed(1);
+}
+
+// The twin of views.format.fmt_duration: whole seconds rounded as Python rounds them, so
+// `status`, `show` and the page say "1 min 09 s" of the same 68.6 s.
 function duration(s) {
-  if (s === null || s === undefined) return "—";
-  if (s < 10) return s.toFixed(1) + " s";
-  if (s < 60) return Math.round(s) + " s";
-  const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), sec = Math.floor(s % 60);
+  if (s === null || s === undefined || !Number.isFinite(s)) return "—";
+  const whole = roundHalfEven(s);
+  if (whole < 60) return s < 10 ? fixed1(s) + " s" : `${whole} s`;
+  const h = Math.floor(whole / 3600), m = Math.floor((whole % 3600) / 60), sec = whole % 60;
   return h ? `${h} h ${String(m).padStart(2, "0")} min` : `${m} min ${String(sec).padStart(2, "0")} s`;
+}
+
+// The twin of Python's format(v, "+.4g"), the form `status` prints the verified headline in
+// (headline.Headline.describe): "+0.5", "-0.7646", "+1.5e+06".
+function pyG(v, digits = 4) {
+  const sign = v < 0 || Object.is(v, -0) ? "-" : "+";
+  const a = Math.abs(v);
+  if (a === 0) return sign + "0";
+  const [mantissa, exp] = a.toExponential(digits - 1).split("e");
+  const e = Number(exp);
+  const strip = (t) => (t.includes(".") ? t.replace(/\.?0+$/, "") : t);
+  if (e < -4 || e >= digits) {
+    return `${sign}${strip(mantissa)}e${e < 0 ? "-" : "+"}${String(Math.abs(e)).padStart(2, "0")}`;
+  }
+  return sign + strip(a.toFixed(digits - 1 - e));
 }
 
 // An improvement is a decrease when minimizing: colour deltas by what they mean, not their sign.
@@ -199,7 +242,7 @@ function renderSessions(s, shown) {
   // Rebuilt only when something changed, so an open dropdown is not closed under the user.
   if (key === state.sessionsKey) return;
   state.sessionsKey = key;
-  select.replaceChildren(...s.sessions.slice().reverse().map((x) =>
+  fill(select, s.sessions.slice().reverse().map((x) =>
     el("option", { value: x.tag, selected: x.tag === shown }, `${x.tag} (${x.status})`)));
   select.value = shown;
 }
@@ -213,7 +256,7 @@ function render(view) {
   const header = JSON.stringify([view.summary, view.confidence]);
   if (header !== state.drawn.header) {
     state.drawn.header = header;
-    renderHeader(view.summary, view.confidence);
+    renderHeader(view.summary, view.confidence, view.experiments);
   }
   renderChartSoon(view.chart);
   renderFilters(view.experiments);
@@ -253,7 +296,49 @@ function drawChart() {
 const chartKey = (c) => JSON.stringify(Object.entries(c)
   .filter(([k]) => k !== "points" && k !== "points_full" && k !== "changed"));
 
-function renderHeader(s, conf) {
+// The verified headline (headline.py: best vs baseline re-measured in interleaved pairs when the
+// session ended), as `status` says it: the re-measured gain and its interval, "covers 0: not
+// shown to be better" when the interval does, and "did not reproduce" when it lies below 0.
+// Null when there is nothing to say (nothing kept, a live session, headline_pairs = 0).
+const VERIFIED_CONFIDENCE = 95;   // headline.CONFIDENCE, the interval every headline records
+
+function verifiedHeadline(s) {
+  if (s.verified === null || s.verified === undefined) {
+    // status: "not yet: `autoresearch report --verify` re-measures best vs baseline ...".
+    if (s.live || s.headline_off || !s.best_id || s.best_id === s.baseline_id) return null;
+    return { verdict: "unverified",
+      text: "not verified yet: `autoresearch report --verify` re-measures best vs baseline" };
+  }
+  const est = s.verified_improvement;
+  // A verification that measured no pair says why in its own words.
+  if (est === null || est === undefined) return { verdict: "unverified", text: s.verified };
+  // JSON has no infinity: one pair has an unbounded interval, sent as nulls.
+  const low = s.verified_low ?? -Infinity, high = s.verified_high ?? Infinity;
+  const pairs = s.verified_pairs;
+  const worse = high < 0;
+  const covers = low <= 0 && 0 <= high;
+  let text;
+  if (pairs >= 2 && low === high) {
+    // Every pair gave the same difference: no interval to give (Interval.zero_noise).
+    text = `verified: best vs baseline ${pyG(est)} ${s.metric} in every pair (${pairs} pairs)`;
+  } else {
+    const span = Number.isFinite(low) ? ` [${pyG(low)}, ${pyG(high)}] at ${VERIFIED_CONFIDENCE}%` : "";
+    text = `verified: improves ${s.metric} by ${pyG(est)}${span}`;
+  }
+  if (covers) text += " (covers 0: not shown to be better)";
+  if (worse) text += "; worse than the baseline when re-measured: the measurement it was kept on did not reproduce";
+  return { verdict: worse ? "worse" : covers ? "covers-0" : "better", text };
+}
+
+// The best card without a baseline figure: still to come, or its attempt did not pass (status:
+// "not measured yet (t-0001 did not pass)"), as a paused session whose baseline crashed has it.
+function baselineMissing(s, experiments) {
+  const attempt = experiments.find((r) => r.id === s.baseline_id);
+  if (!attempt || (s.live && OPEN_STATUSES.includes(attempt.status))) return "waiting for the baseline";
+  return `baseline not measured yet (${s.baseline_id} did not pass)`;
+}
+
+function renderHeader(s, conf, experiments) {
   document.title = `${s.tag} · autoresearch`;
   const pill = $("status-pill");
   pill.textContent = s.process_gone ? `${s.status} · process gone` : s.status;
@@ -265,11 +350,19 @@ function renderHeader(s, conf) {
   const arrow = s.direction === "maximize" ? "↑" : "↓";
   $("best").textContent = s.best === null ? "—" : `${num(s.best)} ${arrow}`;
   const pct = s.improvement_pct;
-  $("best-sub").replaceChildren(...(s.baseline === null ? ["waiting for the baseline"] : [
+  const verified = verifiedHeadline(s);
+  // A re-measured gain that is not shown to be real takes back the session's "% better".
+  const doubted = verified && (verified.verdict === "covers-0" || verified.verdict === "worse");
+  const kept = Boolean(s.best_id && s.best_id !== s.baseline_id);
+  fill($("best-sub"), s.baseline === null ? baselineMissing(s, experiments) : [
     `baseline ${num(s.baseline)}`,
-    pct === null ? "" : ` · ${num(Math.abs(pct), 3)}% ${pct >= 0 ? "better" : "worse"}`,
-    s.best_id && s.best_id !== s.baseline_id ? el("div", { class: "nowrap", text: `best: ${s.best_id}` }) : null,
-  ]));
+    // status: "best  the baseline (nothing kept yet)", not "0% better".
+    !kept ? " · nothing kept yet" : pct === null || doubted ? ""
+      : ` · ${num(Math.abs(pct), 3)}% ${pct >= 0 ? "better" : "worse"}`,
+    kept ? el("div", { class: "nowrap", text: `best: ${s.best_id}` }) : null,
+    verified ? el("div", { class: "verified " + verified.verdict, "data-verified": verified.verdict,
+      title: s.verified || "", text: verified.text }) : null,
+  ]);
 
   const box = $("confidence");
   box.className = "card stat confidence " + conf.level;
@@ -283,18 +376,21 @@ function renderHeader(s, conf) {
   const c = s.counts;
   // Every experiment, the baseline included: the table's rows and `run -n`'s count.
   $("n-exp").textContent = String(c.total);
-  $("n-exp-sub").textContent = [c.baseline ? `baseline + ${c.candidates} candidates` : "",
-    c.baseline_failed ? `${c.baseline_failed} failed baseline attempt${c.baseline_failed > 1 ? "s" : ""}` : ""]
+  // The twin of views.format.fmt_composition: "the baseline + 1 candidate".
+  const plural = (n, noun) => `${n} ${noun}${n === 1 ? "" : "s"}`;
+  $("n-exp-sub").textContent = [c.baseline ? "the baseline" : "",
+    c.baseline || c.candidates ? plural(c.candidates, "candidate") : "",
+    c.baseline_failed ? plural(c.baseline_failed, "failed baseline attempt") : ""]
     .filter(Boolean).join(" + ");
-  const counts = $("counts");
-  counts.replaceChildren(
-    ...[["keep", "kept"], ["discard", "discarded"], ["crash", "crashed"], ["timeout", "timed out"],
-      ["rejected", "rejected"], ["open", "running"]]
-      .filter(([k]) => c[k] || k === "keep" || k === "discard" || k === "crash")
-      .map(([k, label]) => el("span", { "data-count": k },
-        el("i", { class: "dot", style: `background: var(--${k === "open" ? "open" : k})` }),
-        el("b", { text: String(c[k] || 0) }), " " + label)),
-  );
+  // The twin of views.format.fmt_counts: the same outcomes, in the same order and words.
+  const words = [["keep", "kept"], ["discard", "discarded"], ["crash", "crashed"],
+    ["timeout", "timed out"], ["rejected", "rejected"], ["interrupted", "interrupted"],
+    ["open", s.process_gone ? LEFT_OPEN_WORDS : "running"]];
+  fill($("counts"), words
+    .filter(([k]) => c[k] || k === "keep" || k === "discard" || k === "crash")
+    .map(([k, label]) => el("span", { "data-count": k },
+      el("i", { class: "dot", style: `background: var(--${k})` }),
+      el("b", { text: String(c[k] || 0) }), " " + label)));
 
   state.elapsedBase = { s: s.elapsed_s, at: Date.now(), live: s.live };
   paintElapsed();
@@ -337,7 +433,15 @@ function paintElapsed() {
 // The baseline is recorded with status `keep`, but it is not a kept change: it has a filter of
 // its own, so "keep" counts what the header calls kept.
 // A baseline attempt that failed (and was resumed) shows as what it was: crash or timeout.
-const rowGroup = (r) => (r.kind === "baseline" && r.status === "keep" ? "baseline" : r.status);
+// An open experiment of a session whose process died is not running: it was left open (status
+// counts it "left open by a dead process"; a resume marks it interrupted).
+const OPEN_STATUSES = ["proposed", "running"];
+const LEFT_OPEN = "left open";
+const LEFT_OPEN_WORDS = "left open by a dead process";   // views.format.fmt_counts
+const processGone = () => Boolean(state.view && state.view.summary.process_gone);
+const rowGroup = (r) => (r.kind === "baseline" && r.status === "keep" ? "baseline"
+  : OPEN_STATUSES.includes(r.status) && processGone() ? LEFT_OPEN : r.status);
+const groupClass = (g) => g.replace(/ /g, "-");
 
 // A keep the review gate blocked is a discard with a review mark; it has a filter of its own
 // (beside the statuses) so the blocked ones can be found at once.
@@ -357,9 +461,11 @@ function renderFilters(rows) {
   const key = JSON.stringify([statuses, counts, rows.length, state.filter]);
   if (key === state.drawn.filters) return;
   state.drawn.filters = key;
-  $("filters").replaceChildren(...statuses.map((s) => el("button", {
+  fill($("filters"), statuses.map((s) => el("button", {
     class: "chip" + (s === BLOCKED ? " review-chip" : ""), type: "button", "data-status": s,
     "aria-pressed": String(s === state.filter),
+    title: s === LEFT_OPEN ? `${LEFT_OPEN_WORDS}: \`autoresearch run\` resumes the session, `
+      + "marks them interrupted and asks the proposer again" : null,
     onclick: () => { state.filter = s; renderFilters(state.view.experiments); renderTable(); },
   }, s, el("span", { class: "n", text: String(s === "all" ? rows.length : counts[s]) }))));
 }
@@ -407,7 +513,7 @@ function rowElement(r, direction, first) {
   const tr = el("tr", { tabindex: "0", "data-id": r.id, onclick: () => openDetail(r.id),
     onkeydown: (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); openDetail(r.id); } } },
     el("td", { class: "num mono", text: r.id }),
-    el("td", {}, el("span", { class: "badge " + rowGroup(r), text: rowGroup(r) }), reviewMark(r)),
+    el("td", {}, el("span", { class: "badge " + groupClass(rowGroup(r)), text: rowGroup(r) }), reviewMark(r)),
     el("td", { class: "num", text: num(r.objective) }),
     el("td", { class: "num " + deltaClass(r.delta, direction), text: signed(r.improvement) }),
     el("td", { class: "num " + deltaClass(r.delta, direction), text: signed(r.delta) }),
@@ -417,6 +523,7 @@ function rowElement(r, direction, first) {
     el("td", { class: "hyp", text: r.hypothesis.split("\n")[0] }));
   tr.$row = r;   // the row it was built from: a row the server sends again is a new object
   tr.$direction = direction;
+  tr.$gone = processGone();   // an open row reads "left open" once the process is gone
   // New rows flash for a moment; a row rebuilt within that moment keeps the flash going.
   if (!first && Date.now() - (state.seen.get(r.id) ?? Date.now()) < FLASH_MS) tr.classList.add("fresh");
   return tr;
@@ -427,7 +534,7 @@ function renderTable() {
   if (!view) return;
   const rows = view.experiments, direction = view.summary.direction;
   const { key, desc } = state.sort;
-  const input = [key, desc, state.filter, state.showAll, direction];
+  const input = [key, desc, state.filter, state.showAll, direction, processGone()];
   const drawn = state.drawn.table;
   if (drawn && drawn.rows === rows && input.every((v, i) => v === drawn.input[i])) return;
   state.drawn.table = { rows, input };
@@ -443,7 +550,7 @@ function renderTable() {
   const now = Date.now();
   const want = shown.map((r) => {
     let tr = state.rowEls.get(r.id);
-    if (!tr || tr.$row !== r || tr.$direction !== direction) {
+    if (!tr || tr.$row !== r || tr.$direction !== direction || tr.$gone !== processGone()) {
       const built = rowElement(r, direction, first);
       if (tr && tr.isConnected) tr.replaceWith(built);   // in place: no other row moves
       state.rowEls.set(r.id, built);
@@ -562,6 +669,19 @@ function diffView(text, warning) {
     })));
 }
 
+// The environment fingerprint as report.html's table has it (report.content.flatten): one
+// "dotted.key: value" line each, a missing value (JSON null, such as no GPU) as "—".
+function fingerprintLines(data, prefix = "") {
+  const shown = (v) => (v === null ? "—" : typeof v === "object"
+    ? JSON.stringify(v, (k, x) => (x === null ? "—" : x)) : String(v));
+  return Object.keys(data).sort().flatMap((key) => {
+    const v = data[key];
+    const name = prefix + key;
+    return v !== null && typeof v === "object" && !Array.isArray(v) && Object.keys(v).length
+      ? fingerprintLines(v, name + ".") : [`${name}: ${shown(v)}`];
+  });
+}
+
 function kv(pairs) {
   return el("dl", { class: "kv" }, pairs.filter(([, v]) => v !== null && v !== undefined && v !== "")
     .map(([k, v]) => [el("dt", { text: k }), el("dd", {}, v)]));
@@ -571,7 +691,7 @@ async function openDetail(id) {
   state.detailId = id;
   $("detail-id").textContent = id;
   $("detail-title").textContent = "loading…";
-  $("detail-body").replaceChildren();
+  fill($("detail-body"));
   $("detail").hidden = false;
   $("scrim").hidden = false;
   let d;
@@ -585,9 +705,9 @@ async function openDetail(id) {
   const e = d.experiment;
   const direction = state.view?.summary.direction;
   $("detail-title").textContent = e.hypothesis.split("\n")[0] || e.id;
-  const status = el("span", { class: "badge " + rowGroup(e), text: rowGroup(e) });
+  const status = el("span", { class: "badge " + groupClass(rowGroup(e)), text: rowGroup(e) });
   const fp = d.fingerprint;
-  $("detail-body").replaceChildren(
+  fill($("detail-body"),
     el("h4", { text: "Decision" }),
     el("div", { class: "reason" }, status, " ", e.decision_reason || "—"),
     kv([["objective", num(e.objective, 6)], ["incumbent", num(e.incumbent_objective, 6)],
@@ -600,13 +720,13 @@ async function openDetail(id) {
       ["files", e.files.length ? `${e.files.join(", ")} (+${e.lines_added} −${e.lines_removed})` : null]]),
     d.rationale ? el("p", { class: "note", text: d.rationale }) : null,
     d.reviews.length ? el("h4", { text: d.reviews.length > 1 ? `Reviews (${d.reviews.length}, the last decided)` : "Review" }) : null,
-    ...d.reviews.map(reviewView),
+    d.reviews.map(reviewView),
     el("h4", { text: "Diff" }),
     d.diff ? diffView(d.diff, d.diff_warning) : el("p", { class: "note", text: d.diff_note || "No diff." }),
     el("h4", {}, "Log tail", d.log_path ? el("span", { class: "path mono", text: d.log_path }) : null),
     d.log_tail ? el("pre", { class: "code log" }, d.log_tail) : el("p", { class: "note", text: "No log recorded." }),
     el("h4", { text: "Environment fingerprint" }),
-    fp ? el("pre", { class: "code fingerprint" }, JSON.stringify(fp, null, 2)) : el("p", { class: "note", text: "No fingerprint recorded." }),
+    fp ? el("pre", { class: "code fingerprint" }, fingerprintLines(fp).join("\n")) : el("p", { class: "note", text: "No fingerprint recorded." }),
     d.runs.length ? el("h4", { text: "Runs" }) : null,
     d.runs.length ? el("table", { class: "runs" },
       el("thead", {}, el("tr", {}, ["role", "#", "status", "exit", "duration", "metrics"].map((h) => el("th", { text: h })))),
