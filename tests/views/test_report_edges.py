@@ -156,6 +156,7 @@ def test_a_session_of_only_its_baseline_has_nothing_to_compare(tmp_path: Path) -
     rows = {line.split(None, 1)[0]: line.split(None, 1)[1].strip()
             for line in status.stdout.splitlines() if line.strip() and " " in line.strip()}
     assert rows["confidence"] == "nothing to compare yet", status.stdout
+    assert "the only experiment (all:" in status.stdout, status.stdout  # not "latest 1 experiments"
     assert "vs baseline" in report.stdout and "(nothing to compare yet)" in report.stdout
     assert "- **Confidence:** nothing to compare yet — nothing was kept" in md
     # No "improvement — ÷ σ 0.04" beside it: there is no improvement to divide.

@@ -189,8 +189,9 @@ def render_status(root: Path, tag: str, console: Console) -> None:
                          f"it again): {escape(bounded(e.hypothesis, e.id))}")
     console.print(grid)
     latest = view.experiments[-LATEST:]
-    console.print(experiments_table(latest, s.metric, title=f"latest {len(latest)} experiments"
-                                    " (all: `autoresearch results`; one: `autoresearch show ID`)"))
+    what = "the only experiment" if len(latest) == 1 else f"latest {len(latest)} experiments"
+    console.print(experiments_table(latest, s.metric, title=f"{what} (all: `autoresearch "
+                                    "results`; one: `autoresearch show ID`)"))
 
 
 def render_results(root: Path, tag: str, console: Console) -> None:
