@@ -4,6 +4,7 @@ checkout is clean."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from autoresearch.gitops.runner import GitError, decode_names, git, git_names, run_git
@@ -15,20 +16,24 @@ def dirty_tracked_files(root: Path) -> list[str]:
     return [line[3:] for line in out.splitlines() if line.strip()]
 
 
+def porcelain_entries(fields: Iterable[str]) -> Iterator[tuple[str, str, str | None]]:
+    """(code, path, source) of each entry of `git status --porcelain=v1 -z` output, given as its
+    NUL-separated fields: `source` is a rename's or copy's original path (the field after its
+    entry), else None."""
+    entries = iter(fields)
+    for entry in entries:
+        if len(entry) < 4:
+            continue
+        code, path = entry[:2], entry[3:]
+        yield code, path, next(entries, None) if "R" in code or "C" in code else None
+
+
 def changed_paths(worktree: Path) -> list[str]:
     """Every path that differs from HEAD in the worktree, untracked ones included."""
-    entries = git_names(worktree, "status", "--porcelain", "-z", "--untracked-files=all")
     paths: list[str] = []
-    i = 0
-    while i < len(entries):
-        entry = entries[i]
-        i += 1
-        status, path = entry[:2], entry[3:]
-        paths.append(path)
-        if "R" in status or "C" in status:  # renames carry their source as the next entry
-            if i < len(entries):
-                paths.append(entries[i])
-            i += 1
+    for _, path, source in porcelain_entries(git_names(
+            worktree, "status", "--porcelain", "-z", "--untracked-files=all")):
+        paths += [path] if source is None else [path, source]
     return paths
 
 

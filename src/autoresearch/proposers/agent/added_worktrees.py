@@ -23,6 +23,7 @@ from pathlib import Path
 
 from autoresearch.checkout_sync import save_commits
 from autoresearch.gitops.runner import run_git
+from autoresearch.gitops.status import porcelain_entries
 from autoresearch.proposers.agent import sessions
 from autoresearch.proposers.agent.untracked import is_cache
 
@@ -70,13 +71,7 @@ def look_into(path: str) -> Contents:
         return Contents(work=[], caches=[], unreadable="git status failed there")
     work: list[str] = []
     caches: list[str] = []
-    entries = iter(listed.split("\0"))
-    for entry in entries:
-        if len(entry) < 4:
-            continue
-        code, name = entry[:2], entry[3:]
-        if "R" in code or "C" in code:
-            next(entries, None)  # a rename's second field is its source path
+    for code, name, _ in porcelain_entries(listed.split("\0")):
         if code in ("??", "!!") and is_cache(name):
             caches.append(name)
         else:

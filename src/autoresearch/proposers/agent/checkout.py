@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from autoresearch.gitops.runner import git
+from autoresearch.gitops.status import porcelain_entries
 
 Stamp = tuple[int, int] | None  # (size, mtime_ns); None: listed by git status but gone
 
@@ -33,13 +34,7 @@ def _state(root: Path, skip: tuple[str, ...]) -> tuple[str, dict[str, Stamp]]:
     branch = git(root, "symbolic-ref", "-q", "HEAD", check=False).strip()
     listed = git(root, "status", "--porcelain=v1", "-z", "--untracked-files=all")
     stamps: dict[str, Stamp] = {}
-    entries = iter(listed.split("\0"))
-    for entry in entries:
-        if len(entry) < 4:
-            continue
-        code, path = entry[:2], entry[3:]
-        if "R" in code or "C" in code:
-            next(entries, None)  # a rename's second field is its source path
+    for _, path, _ in porcelain_entries(listed.split("\0")):
         if path.startswith(skip):
             continue
         try:
