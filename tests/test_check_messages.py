@@ -264,7 +264,9 @@ def test_markers_that_are_no_knob_are_named_beside_the_knobs_there_are(tmp_path:
 def test_init_reports_a_bad_flag_against_the_flag(tmp_path: Path, flags: list[str], what: str,
                                                   where: str, fix: str) -> None:
     repo = make_repo(tmp_path / "repo", {"t.py": "print(1)\n"})
-    result = run_cli(repo, "init", *flags)
+    # A command, unless the case is about it: the default one's evaluate.py is not there.
+    command = [] if "--command" in flags else ["--command", "{python} t.py"]
+    result = run_cli(repo, "init", *flags, *command)
     assert result.returncode == 2, result.stdout + result.stderr
     err = flat(result.stderr)
     assert what in err and f"where: {where} fix:" in err and fix in err, err

@@ -311,7 +311,13 @@ def test_plain_init_claims_no_protection_the_config_lacks(tmp_path: Path) -> Non
                    ).returncode == 0
     assert 'protected = []' in (repo / "autoresearch.toml").read_text()
     assert "can never change" not in (repo / "program.md").read_text()
-    # The default command runs evaluate.py, which init protects: program.md says so, truly.
+    # The default command runs evaluate.py: where there is none, init asks for a command rather
+    # than write one that runs (and protects) a file that does not exist.
+    refused = run_cli(repo, "init", "--force")
+    assert refused.returncode == 2 and "where: --command" in refused.stderr, refused.stderr
+    assert 'protected = []' in (repo / "autoresearch.toml").read_text()  # left as it was
+    # Where there is one, init protects it: program.md says so, truly.
+    (repo / "evaluate.py").write_text("print('score: 1')\n")
     assert run_cli(repo, "init", "--force").returncode == 0
     assert 'protected = ["evaluate.py"]' in (repo / "autoresearch.toml").read_text()
     assert "evaluate.py can never change" in (repo / "program.md").read_text()

@@ -173,7 +173,8 @@ def test_init_pattern_flag_and_its_default(tmp_path: Path) -> None:
     parsed = parse_config(__import__("tomllib").loads((repo / "autoresearch.toml").read_text()))
     assert parsed.metric.format == "regex" and parsed.metric.patterns == {"val_loss": pattern}
     # --format regex without --pattern: a default that matches `val loss 2.52` too.
-    regex = run_cli(repo, "init", "--force", "--format", "regex", "--metric", "val_loss")
+    regex = run_cli(repo, "init", "--force", "--format", "regex", "--metric", "val_loss",
+                    "--command", "{python} train.py")
     assert regex.returncode == 0, regex.stdout + regex.stderr
     parsed = parse_config(__import__("tomllib").loads((repo / "autoresearch.toml").read_text()))
     assert parse_metrics(NANOGPT_LOG, "regex", parsed.metric.patterns) == {"val_loss": 2.52}
@@ -343,8 +344,9 @@ def test_init_from_log_asks_on_a_terminal(tmp_path: Path) -> None:
         stdin=slave, stdout=slave, stderr=slave, cwd=repo, env=cli_env(),
         start_new_session=True)
     os.close(slave)
-    # The 6th number listed, then every other question's default.
-    os.write(master, b"6\n" + b"\n" * 8)
+    # The 6th number listed, the direction's default, a command (the default one's evaluate.py
+    # is not there, so there is no default to take), then every other question's default.
+    os.write(master, b"6\n\n{python} train.py\n" + b"\n" * 8)
     out = b""
     try:
         while select.select([master], [], [], 60)[0]:
@@ -363,5 +365,7 @@ def test_init_from_log_asks_on_a_terminal(tmp_path: Path) -> None:
     text = out.decode(errors="replace")
     assert proc.returncode == 0, text
     assert "which one is the objective (#) [" in text
+    assert "command: " in text and "evaluate.py" not in text  # asked, with no default offered
+    assert 'command = "{python} train.py"' in (repo / "autoresearch.toml").read_text()
     chosen = next(c for i, c in enumerate(candidates(NANOGPT_LOG), 1) if i == 6)
     assert f'name = "{chosen.name}"' in (repo / "autoresearch.toml").read_text()

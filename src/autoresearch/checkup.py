@@ -48,7 +48,14 @@ from autoresearch.executor import (
     make_executor,
 )
 from autoresearch.gitops.runner import git
-from autoresearch.metric_discovery import Candidate, candidates, likely_objective, source_line
+from autoresearch.metric_discovery import (
+    Candidate,
+    candidates,
+    likely_objective,
+    printed_units,
+    required_unit,
+    source_line,
+)
 from autoresearch.metrics import format_metric_help, parse_metrics, printed_values
 from autoresearch.readiness import (
     check_preconditions,
@@ -265,13 +272,37 @@ def _report_needs(config: Config, duration_s: float, text: str, console: Console
     values = printed_values(text, config.metric.format, config.metric.name,
                             config.metric.patterns or None)
     if len(values) > 1:
-        shown = ", ".join(f"{v:.6g}" for v in values[-3:])
+        units = _units_printed(config, text, len(values))
+        shown = ", ".join(f"{v:.6g}{f' {u}' if u else ''}"
+                          for v, u in zip(values[-3:], units[-3:], strict=True))
         console.print(f"  {escape(config.metric.name)} was printed {len(values)} times "
-                      f"({'… ' if len(values) > 3 else ''}{shown}): the last is the one used, as "
-                      "for every metric (a final summary after running values)")
+                      f"({'… ' if len(values) > 3 else ''}{escape(shown)}): the last is the one "
+                      "used, as for every metric (a final summary after running values)")
+        if len(set(units)) > 1:
+            console.print(f"[yellow]![/] {escape(_mixed_units(config.metric.name, units))}",
+                          soft_wrap=True)
     advice = memory_advice(printed, config.recorded_metrics(), config.metric.memory)
     if advice:
         console.print(f"[yellow]![/] {escape(advice)}")
+
+
+def _units_printed(config: Config, text: str, count: int) -> list[str | None]:
+    """The unit printed after each of the objective's `count` values (None: none); only a
+    regex reads a number that has text after it, so the other formats' values carry none."""
+    pattern = config.metric.patterns.get(config.metric.name)
+    units = printed_units(text, pattern) if config.metric.format == "regex" and pattern else []
+    return units if len(units) == count else [None] * count
+
+
+def _mixed_units(name: str, units: list[str | None]) -> str:
+    """The warning for a metric printed in several units: 5 s and 120 ms are read as 5 and 120."""
+    seen = ", ".join(dict.fromkeys(u or "no unit" for u in units))
+    return (f"{name} was printed in different units ({seen}): its values are compared as "
+            "plain numbers, as if in one unit (1.4 s after 908 ms reads as 1.4, far below 908); "
+            "make the command print one unit (a benchmark tool's option, e.g. hyperfine "
+            "--time-unit), or put the unit in its pattern under [metric] patterns, after the "
+            "number's group (`…)[ \\t]*ms`), so that a value in another unit is a crash "
+            "rather than a wrong number")
 
 
 def _dry_run(root: Path, config: Config, console: Console, reported: list[str]) -> list[str]:
@@ -415,12 +446,31 @@ def _suggest_metric(config: Config, console: Console, text: str) -> None:
         table.add_row(c.name, f"{c.value:g}", c.format, escape(c.line))
     console.print(table)
     best = _closest(config.metric.name, found)
+    if _printed_in_another_unit(config, best, console):
+        return
     console.print(f"[yellow]→[/] to make {escape(best.name)} the objective, set under \\[metric] "
                   "in autoresearch.toml:")
     for line in best.toml_lines():
         console.print(f"    {escape(line)}", soft_wrap=True)  # copied as is: never wrapped
     console.print("  (the whole output is in .autoresearch/check.log: `autoresearch init "
                   "--from-log` reads it too)")
+
+
+def _printed_in_another_unit(config: Config, best: Candidate, console: Console) -> bool:
+    """Say so when the objective was printed, but in another unit than its pattern requires
+    (908.4 ms in the log init read, 1.405 s now): a pattern for the new unit is no fix."""
+    metric = config.metric
+    wanted = required_unit(metric.patterns.get(metric.name, "")) if metric.format == "regex" \
+        else None
+    if best.name != metric.name or wanted is None or best.unit == wanted:
+        return False
+    console.print(f"[yellow]→[/] {escape(metric.name)} was printed in {escape(best.unit or 'no unit')} "
+                  f"({escape(best.line)}), but its pattern reads it only in {escape(wanted)}: the "
+                  "command changed its unit (as tools that pick it by the value's size do), and a "
+                  "value in another unit is no number to compare with the others; make the "
+                  f"command print {escape(wanted)} always (e.g. hyperfine --time-unit)",
+                  soft_wrap=True)
+    return True
 
 
 def _closest(name: str, found: list[Candidate]) -> Candidate:

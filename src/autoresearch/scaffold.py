@@ -22,7 +22,7 @@ from autoresearch.config import (
 from autoresearch.errors import ConfigError
 from autoresearch.gitops.commits import identity_args
 from autoresearch.gitops.runner import git
-from autoresearch.globs import pattern_problem
+from autoresearch.globs import matches, pattern_problem
 from autoresearch.metric_discovery import (
     Candidate,
     candidates,
@@ -33,8 +33,9 @@ from autoresearch.metric_discovery import (
     toml_literal,
 )
 from autoresearch.metrics import compile_metric_regex, parse_metrics
-from autoresearch.scaffold_paths import Paths, settle_paths
+from autoresearch.scaffold_paths import Paths, settle_paths, visible_files
 from autoresearch.scaffold_template import copy_template
+from autoresearch.verify_targets import is_script_name, named_paths
 
 
 @dataclass
@@ -64,24 +65,61 @@ def _pattern_means_regex(answers: Answers) -> Answers:
     return replace(answers, metric_format="regex")
 
 
-def _fill(answers: Answers, interactive: bool) -> Answers:
-    """Flags win; on a terminal, ask for what's missing; elsewhere, use the defaults."""
+def _unguessable(files: list[str]) -> dict[str, str]:
+    """The fields whose default would name what is not there, and why, by field: the default
+    command runs evaluate.py, the default scope is *.py. `files`: what git sees where init runs."""
+    out = {}
+    absent = [p for p in named_paths(str(DEFAULTS.command)) if is_script_name(p) and p not in files]
+    if absent:
+        out["command"] = (f"the verify command (its default, `{DEFAULTS.command}`, runs "
+                          f"{', '.join(absent)}, and this directory has no such file)")
+    if not any(matches(f, DEFAULTS.scope or []) for f in files):
+        out["scope"] = (f"the scope (its default, {', '.join(map(repr, DEFAULTS.scope or []))}, "
+                        "matches no file in this directory)")
+    return out
+
+
+_HOW_TO_GIVE = {
+    "command": 'give --command, the command that runs one experiment and prints the metric, '
+               'e.g. --command "{python} train.py"',
+    "scope": "give --scope, the files the proposer may change (repeat it for several), e.g. "
+             "--scope model.py",
+}
+
+
+def _require(missing: dict[str, str]) -> None:
+    """Off a terminal nobody can be asked: name every field init could not guess, and its flag."""
+    if missing:
+        raise ConfigError(f"init cannot guess {' nor '.join(missing.values())}",
+                          where=", ".join(f"--{field}" for field in missing),
+                          fix="; ".join(_HOW_TO_GIVE[field] for field in missing))
+
+
+def _fill(answers: Answers, interactive: bool, files: list[str]) -> Answers:
+    """Flags win; on a terminal, ask for what's missing; elsewhere, use the defaults, but
+    refuse one that would name a file that is not there (`files`: what git sees here)."""
     out = Answers(pattern=answers.pattern)
+    unguessable = {field: why for field, why in _unguessable(files).items()
+                   if not getattr(answers, field)}
     for field in ("metric", "direction", "command", "budget", "metric_format"):
         value = getattr(answers, field)
         if value is None:
             default = getattr(DEFAULTS, field)
             if field == "direction":  # val_loss → minimize, accuracy → maximize
                 default = guess_direction(str(out.metric)) or default
-            value = typer.prompt(field.replace("_", " "), default=default) if interactive else default
+            if field in unguessable and interactive:
+                value = typer.prompt(field.replace("_", " "))  # no default: an answer is needed
+            else:
+                value = typer.prompt(field.replace("_", " "), default=default) if interactive \
+                    else default
         setattr(out, field, value)
     for field in ("scope", "protected"):
         value = getattr(answers, field)
         if not value:
             default = getattr(DEFAULTS, field)
             if interactive:
-                raw = typer.prompt(f"{field} globs (comma-separated)",
-                                   default=",".join(default) or "")
+                shown = None if field in unguessable else ",".join(default) or ""
+                raw = typer.prompt(f"{field} globs (comma-separated)", default=shown)
                 value = [g.strip() for g in raw.split(",") if g.strip()]
             else:
                 value = default
@@ -93,6 +131,8 @@ def _fill(answers: Answers, interactive: bool) -> Answers:
         raise ConfigError(f"unknown metric format {out.metric_format!r}", where="--format",
                           fix="use kv, metric-line, json or regex")
     _check_values(out)
+    if not interactive:
+        _require(unguessable)
     return out
 
 
@@ -309,6 +349,10 @@ def _choose(found: list[Candidate], wanted: str | None, interactive: bool, conso
         for c in found:
             if wanted in (c.name, c.label) or slug(wanted) == c.name:
                 return c
+        # `--metric ns_per_op` for `benchmarksum_ns_per_op`, when only one name ends so.
+        ending = [c for c in found if c.name.endswith(f"_{slug(wanted)}")]
+        if len(ending) == 1:
+            return ending[0]
         raise ConfigError(f"{source} printed no number called {wanted!r}; its last ones are: "
                           f"{_listing(found)}", where="--metric",
                           fix="choose one of those names, or give --pattern with a regex whose "
@@ -324,6 +368,15 @@ def _choose(found: list[Candidate], wanted: str | None, interactive: bool, conso
         if 1 <= index <= len(found):
             return found[index - 1]
         console.print(f"choose a number from 1 to {len(found)}")
+
+
+def _unit_note(chosen: Candidate) -> str:
+    """What a pattern that requires the unit does, said where it is written."""
+    return (f"the pattern reads {chosen.name} only where {chosen.unit} follows the number, as in "
+            f"the log: a run that prints it in another unit (a tool that picks the unit by the "
+            f"value's size) is a crash with no {chosen.name} in its output, never a number in "
+            f"another unit compared with these; to avoid it, make the command print one unit "
+            f"(hyperfine: --time-unit)")
 
 
 def _from_log(answers: Answers, interactive: bool, console: Console) -> Answers:
@@ -351,8 +404,22 @@ def _from_log(answers: Answers, interactive: bool, console: Console) -> Answers:
     chosen = _choose(found, answers.metric, interactive, console, source)
     console.print(f"objective {escape(chosen.name)} = {chosen.value:g}, read by the {chosen.format} "
                   f"format from: {escape(chosen.line)}")
+    if chosen.unit is not None:
+        console.print(escape(_unit_note(chosen)), soft_wrap=True)
     return replace(answers, metric=chosen.name, metric_format=chosen.format,
                    pattern=chosen.pattern)
+
+
+def _refuse_to_overwrite(config_path: Path, program_path: Path, force: bool) -> None:
+    """A config already there (without --force), or either path not a file to write."""
+    for path in (config_path, program_path):
+        problem = config_path_problem(path)
+        if problem and (path.exists() or path.is_symlink()):  # not a file to overwrite
+            raise ConfigError(f"{path.name} {problem}", where=str(path),
+                              fix="remove or rename it, then run `autoresearch init` again")
+    if config_path.exists() and not force:
+        raise ConfigError(f"{config_path.name} already exists", where=str(config_path),
+                          fix="use --force to overwrite it, or edit it directly")
 
 
 def scaffold(root: Path, answers: Answers, *, template: str | None, force: bool,
@@ -367,10 +434,12 @@ def scaffold(root: Path, answers: Answers, *, template: str | None, force: bool,
         elif template == "gpt" and _cuda_available():
             _set_budget(root / CONFIG_NAME, GPU_BUDGET_SECONDS)
     else:
+        config_path, program_path = root / CONFIG_NAME, root / PROGRAM_NAME
+        _refuse_to_overwrite(config_path, program_path, force)  # before any question is asked
         answers = _pattern_means_regex(answers)
         if answers.from_log is not None:
             answers = _from_log(answers, interactive, out)
-        a = _fill(answers, interactive)
+        a = _fill(answers, interactive, visible_files(here or root))
         if answers.direction is None and not interactive and guess_direction(str(a.metric)) is None:
             # Said, not left to be found in check's "(minimize)": a throughput or a rate the
             # names above do not know would otherwise be minimized all night.
@@ -381,15 +450,6 @@ def scaffold(root: Path, answers: Answers, *, template: str | None, force: bool,
         settled = settle_paths(Paths(list(a.scope or []), list(a.protected or []),
                                      str(a.command)), root, here or root)
         a = replace(a, scope=settled.scope, protected=settled.protected, command=settled.command)
-        config_path, program_path = root / CONFIG_NAME, root / PROGRAM_NAME
-        for path in (config_path, program_path):
-            problem = config_path_problem(path)
-            if problem and (path.exists() or path.is_symlink()):  # not a file to overwrite
-                raise ConfigError(f"{path.name} {problem}", where=str(path),
-                                  fix="remove or rename it, then run `autoresearch init` again")
-        if config_path.exists() and not force:
-            raise ConfigError(f"{config_path.name} already exists", where=str(config_path),
-                              fix="use --force to overwrite it, or edit it directly")
         # The research brief is the user's writing: one already there is kept (init refused for
         # it, and --force, the only way on, overwrote it with the skeleton); --force, asked for,
         # rewrites it with the config, so that what it says of the config stays true.
