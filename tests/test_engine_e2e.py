@@ -306,6 +306,23 @@ def test_garbage_and_nan_outputs_are_crashes_and_the_loop_goes_on(toy_repo: Path
     assert "not finite" in reasons[2]
 
 
+def test_a_protected_glob_in_another_case_fences_the_file_during_runs(toy_repo: Path) -> None:
+    # `Data.txt` protects data.txt from edits (case-folded); the run fence's list was
+    # case-sensitive, so a run could rewrite it as if it were any other file.
+    (toy_repo / "data.txt").write_text("held out\n")
+    edit_config(toy_repo, 'protected = ["score.py"]', 'protected = ["score.py", "Data.txt"]')
+    git(toy_repo, "add", "-A")
+    git(toy_repo, "commit", "-qm", "data, protected in another case")
+    tamper = "X = 6.9\nopen('data.txt', 'w').write('rewritten\\n')\n"
+    use_script(toy_repo, [{"hypothesis": "rewrite the data at run time",
+                           "edits": {"target.py": tamper}}])
+    result = run_cli(toy_repo, "run", "--tag", "t", "--iterations", "2")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert statuses(toy_repo) == ["keep", "crash"]
+    reason = ledger_rows(toy_repo, "SELECT decision_reason FROM experiments WHERE seq = 2")[0][0]
+    assert "modified protected files: data.txt" in str(reason), reason
+
+
 def test_a_candidate_whose_run_alters_a_protected_file_crashes_and_the_loop_goes_on(
         toy_repo: Path) -> None:
     # target.py is imported by the protected score.py: this change rewrites the evaluation.

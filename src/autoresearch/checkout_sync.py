@@ -26,7 +26,7 @@ from autoresearch import gitops
 from autoresearch.config import CONFIG_NAME, STATE_DIR, Config
 from autoresearch.errors import PreconditionError
 from autoresearch.gitops.history import diff_names, rev_list
-from autoresearch.globs import select
+from autoresearch.guardrails import protected_among
 from autoresearch.history import History
 from autoresearch.ledger import Ledger, SessionRow
 from autoresearch.state import StatePaths
@@ -189,7 +189,7 @@ def follow_head(root: Path, config: Config, ledger: Ledger, row: SessionRow,
     require_session_commits(root, row, incumbent.commit_sha if incumbent else None)
     # autoresearch.toml is read from the checkout at every start (resume_contract says
     # which of its changes a session refuses); the evaluation's files come from the base.
-    changed = [path for path in select(diff_names(root, base, head), config.all_protected)
+    changed = [path for path in protected_among(diff_names(root, base, head), config.all_protected)
                if path != CONFIG_NAME]
     if not changed:
         return HeadFollowed(row, restarted=False)

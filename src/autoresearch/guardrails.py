@@ -74,6 +74,14 @@ def is_protected(path: str, patterns: Iterable[str]) -> str | None:
     return None
 
 
+def protected_among(paths: Iterable[str], patterns: Iterable[str]) -> list[str]:
+    """The paths `is_protected` calls protected, sorted: every list of protected files (the run
+    fence's reference, the text kept from the model) is this one, so a glob spelt in another
+    case (`Secrets.txt` for `secrets.txt`) protects the file everywhere, not only from edits."""
+    patterns = list(patterns)
+    return sorted(p for p in paths if is_protected(p, patterns) is not None)
+
+
 def judge_path(root: Path, raw: object, rules: Rules, *, exact: bool = True,
                canonical: Canonicalizer | None = None) -> str:
     """The canonical form of `raw` if a proposal may change that file; else PathRefused with the

@@ -12,7 +12,7 @@ from autoresearch.config import ALWAYS_PROTECTED, CONFIG_NAME, Config
 from autoresearch.errors import ConfigError, PreconditionError
 from autoresearch.gitops.status import dirty_tracked_files
 from autoresearch.globs import select
-from autoresearch.guardrails import is_protected
+from autoresearch.guardrails import is_protected, protected_among
 from autoresearch.proposers.base import Proposer
 
 
@@ -45,7 +45,7 @@ def check_preconditions(root: Path, config: Config) -> list[str]:
         )
     # load_config refuses globs that obviously overlap; which files match both depends on the
     # repository, so this is checked here, and it is the same config error.
-    overlap = select(files, config.all_protected)
+    overlap = protected_among(files, config.all_protected)
     if overlap:
         # The contract and the brief are protected whatever the config says: only the scope
         # can leave them out.

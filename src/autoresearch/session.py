@@ -326,7 +326,8 @@ class Session:
         again into the first slot before they are hashed, so that a file a killed session left
         rewritten there (its stamps set back) cannot become the reference."""
         first = self.slots.all[0].worktree
-        protected = select(gitops.tracked_files(first, tip), self.config.all_protected)
+        protected = guardrails.protected_among(gitops.tracked_files(first, tip),
+                                               self.config.all_protected)
         gitops.checkout(first, tip, rewrite=protected)
         return guardrails.hash_files(first, protected)
 

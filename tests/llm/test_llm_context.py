@@ -174,6 +174,17 @@ def test_log_lines_carrying_protected_words_in_any_case_are_hidden(make_ctx: Mak
         assert kept in c.volatile
 
 
+def test_a_protected_glob_in_another_case_hides_the_files_content_too(
+        make_ctx: MakeCtx, worktree: Path) -> None:
+    # `Secrets2.txt` protects `secrets2.txt` from edits (case-folded), but the crash-log filter
+    # listed protected files case-sensitively, and its content reached the model verbatim.
+    (worktree / "secrets2.txt").write_text("api = CASESECRETv991x\n")
+    config = parse_config({**make_config().model_dump(mode="json", exclude_defaults=True),
+                           "protected": ["score.py", "Secrets2.txt"]})
+    c = build_context(make_ctx(config, crash="Traceback:\napi = CASESECRETv991x\nboom\n"))
+    assert "casesecretv991x" not in c.volatile.lower() and HIDDEN in c.volatile
+
+
 def test_a_large_protected_file_does_not_crowd_out_the_small_ones(make_ctx: MakeCtx,
                                                                    worktree: Path) -> None:
     # The scan's budget was spent in name order: data/val.txt (6.4 MB) used it all, so

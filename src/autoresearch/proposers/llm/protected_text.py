@@ -44,7 +44,7 @@ from pathlib import Path
 from autoresearch import gitops
 from autoresearch.config import ALWAYS_PROTECTED, PROGRAM_NAME
 from autoresearch.gitops.runner import GitError
-from autoresearch.globs import select
+from autoresearch.guardrails import protected_among
 from autoresearch.proposers.base import ProposalContext
 from autoresearch.textcheck import is_binary
 
@@ -191,9 +191,9 @@ def _protected_files(ctx: ProposalContext) -> list[str]:
     tracked ones, and those git does not track that the evaluation may read all the same (a
     `.env` shared into the worktree by [verify] share, data a run prepared)."""
     protected = [p for p in ctx.config.all_protected if p != PROGRAM_NAME]
-    found = set(select(_walk(ctx.worktree), protected))
+    found = set(protected_among(_walk(ctx.worktree), protected))
     with contextlib.suppress(GitError, OSError):  # not a git worktree: the walk found them
-        found.update(select(gitops.tracked_files(ctx.worktree), protected))
+        found.update(protected_among(gitops.tracked_files(ctx.worktree), protected))
     return sorted(p for p in found if p != PROGRAM_NAME)
 
 
