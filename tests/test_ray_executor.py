@@ -23,7 +23,7 @@ import tempfile
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import psutil
@@ -99,14 +99,16 @@ def cluster() -> Iterator[str]:
         shutil.rmtree(temp, ignore_errors=True)
 
 
-def start_head(port: int, temp: Path, cpus: int = 2) -> subprocess.Popen[bytes]:
+def start_head(port: int, temp: Path, cpus: int = 2,
+               extra: Sequence[str] = ()) -> subprocess.Popen[bytes]:
     """`ray start --head` on 127.0.0.1:`port` in a process group of its own (stopped by
-    `stop_cluster`), once it listens."""
+    `stop_cluster`), once it listens; `extra`: more options (ports of its own, for a second
+    head beside another)."""
     ray = Path(sys.executable).with_name("ray")
     head = subprocess.Popen(
         [str(ray), "start", "--head", "--block", f"--port={port}",
          "--node-ip-address=127.0.0.1", f"--num-cpus={cpus}", "--num-gpus=2",
-         "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}"],
+         "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}", *extra],
         env={**os.environ, **LOOPBACK}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True)
     deadline = time.monotonic() + 120
@@ -349,7 +351,7 @@ def test_an_actor_that_cannot_start_on_its_node_stops_the_session_with_why(
         executor._actor_class = ray.remote(Uninstalled)  # the seam: what the node can start
         head = git(repo, "rev-parse", "HEAD")
         with pytest.raises(SessionStopped) as stopped:
-            executor.run(RunRequest(commit=head, worktree=repo, role="check",
+            executor.run(RunRequest(commit=head, worktree=repo, role="candidate",
                                     log_path=repo.parent / "run.log", run_id="ar-test-1"))
     finally:
         executor.close()
@@ -358,6 +360,7 @@ def test_an_actor_that_cannot_start_on_its_node_stops_the_session_with_why(
     assert "could not start on its node: ModuleNotFoundError: No module named 'autoresearch'" in (
         reason), reason
     assert "pip install 'autoresearch[ray]'" in reason
+    assert "run the same command to resume" in " ".join(reason.split())  # a session's run
 
 
 def test_each_run_has_the_timeout_the_session_has_when_it_starts(
@@ -482,13 +485,14 @@ def test_a_lost_node_that_leaves_no_room_stops_the_session_instead_of_waiting(
     gpu = {"Alive": True, "Resources": {"CPU": 8.0, "GPU": 1.0}}
     cpu = {"Alive": True, "Resources": {"CPU": 8.0}}
     executor.ray = Nodes([gpu, {**gpu, "Alive": False}, cpu])
-    executor._recount(RuntimeError("node died"))
+    executor._recount(RuntimeError("node died"), "candidate")
     assert executor._most == 1  # one GPU node left: one actor at once
     executor.ray = Nodes([{**gpu, "Alive": False}, cpu])
     with pytest.raises(SessionStopped) as stopped:
-        executor._recount(RuntimeError("node died"))
+        executor._recount(RuntimeError("node died"), "candidate")
     assert stopped.value.exit_code == 3
     assert "no live node has room for a run now (1 CPUs and 1 GPUs each" in stopped.value.reason
+    assert "run the same command to resume" in stopped.value.reason
 
 
 def test_an_executor_no_package_provides_is_a_config_error(repo: Path) -> None:

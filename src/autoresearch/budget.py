@@ -13,7 +13,12 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+from autoresearch.views.format import fmt_duration
+
+if TYPE_CHECKING:
+    from autoresearch.config import Config
 
 
 class _Spans(Protocol):
@@ -54,12 +59,23 @@ class Spend:
         return self.model_usd + (self.compute_usd or 0.0)
 
     def describe(self) -> str:
-        """"$1.20 on model calls + $3.40 on 1.36 h of machine time at $2.50/h"."""
+        """"$1.20 on model calls + $3.40 on 1 h 21 min of machine time at $2.50/h" (seconds,
+        minutes or hours as the time is long: 12 s once read "0.00 h")."""
         model = f"${self.model_usd:.2f} on model calls"
         if self.compute_usd is None or self.usd_per_hour is None:
             return model
-        return (f"{model} + ${self.compute_usd:.2f} on {self.compute_s / 3600:.2f} h of machine "
-                f"time at ${self.usd_per_hour:g}/h")
+        return (f"{model} + ${self.compute_usd:.2f} on {fmt_duration(self.compute_s)} of "
+                f"machine time at ${self.usd_per_hour:g}/h")
+
+
+# How the session's stop reason begins when the spending limit stopped it (session.py).
+SPEND_STOP = "the spending limit is reached"
+
+
+def is_spend_stop(reason: str) -> bool:
+    """Whether a session's stop reason is its spending limit (to be said again once the
+    experiments in flight are recorded: they kept spending after the limit was seen)."""
+    return reason.startswith(SPEND_STOP)
 
 
 def price_per_hour(limits: Mapping[str, Any]) -> float | None:
@@ -75,3 +91,21 @@ def session_spend(ledger: _Spans, session_id: int, usd_per_hour: float | None,
         return Spend(model, None, 0.0, None)
     seconds = active_seconds(ledger.work_spans(session_id), time.time() if now is None else now)
     return Spend(model, usd_per_hour * seconds / 3600.0, seconds, usd_per_hour)
+
+
+def unreachable_spend_limit(config: Config, proposer: str) -> str | None:
+    """A warning when `[limits] max_usd` can never stop the session: its proposer (`tune`)
+    makes no model call, no LLM reviewer is at the gate, and machine time is not priced (or
+    priced at $0), so the spend stays $0 and the cap is no limit at all."""
+    limits, review = config.limits, config.review
+    if limits.max_usd is None or limits.compute_usd_per_hour or proposer != "tune":
+        return None
+    if review.gate != "off" and review.llm not in (None, False):
+        return None  # the gate's LLM reviewers are billed to the session
+    unpriced = ("machine time is not priced (no [limits] compute_usd_per_hour)"
+                if limits.compute_usd_per_hour is None else
+                "machine time is priced at $0 ([limits] compute_usd_per_hour = 0)")
+    return (f"[limits] max_usd = {limits.max_usd:g} can never stop this session: the tune "
+            f"proposer makes no model calls and {unpriced}, so its spend stays $0. Set "
+            "compute_usd_per_hour to what the machine costs an hour for the cap to count its "
+            "time, or limit the session with max_hours or max_experiments")

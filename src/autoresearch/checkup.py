@@ -20,6 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from autoresearch import gitops, resources, shared_paths
+from autoresearch.budget import unreachable_spend_limit
 from autoresearch.check_resume import (
     ResumedIncumbent,
     check_resume,
@@ -64,7 +65,7 @@ from autoresearch.readiness import (
 )
 from autoresearch.results_tsv import memory_advice
 from autoresearch.runner import log_tail
-from autoresearch.slots import crowding, plan_resources, unknown_gpus
+from autoresearch.slots import contention, plan_resources, unknown_gpus
 from autoresearch.state import StatePaths, default_tag, keep_in_state
 from autoresearch.statuses import happened
 from autoresearch.timeouts import describe, needed_timeout
@@ -231,8 +232,16 @@ def _check_proposer(root: Path, config: Config, console: Console) -> list[str]:
         return [Problem.of(exc)]
     finally:
         proposer.close()
-    found = f"; {ready}" if ready else ""
+    # A readiness line may end in warnings (`\n! ...`, tune: a knob's value outside its
+    # space): each is said on its own `!` line, as the other warnings are.
+    head, warnings = ready or "", []
+    found = f"; {head}" if head else ""
     console.print(f"[green]✓[/] proposer {escape(described)} ({escape(why)}){escape(found)}")
+    for warning in warnings:
+        console.print(f"[yellow]![/] {escape(warning)}")
+    unreachable = unreachable_spend_limit(config, proposer.name)  # tune spends nothing on models
+    if unreachable:
+        console.print(f"[yellow]![/] {escape(unreachable)}")
     return []
 
 
@@ -323,7 +332,8 @@ def _dry_run(root: Path, config: Config, console: Console, reported: list[str]) 
             "; set \\[run] threads to choose" if threads.why.startswith("auto") else ""))
         console.print(f"[green]✓[/] {workers} worker{'s' * (workers > 1)}: " + "; ".join(
             f"slot-{i + 1} {escape(r.describe())}" for i, r in enumerate(shares)))
-        warnings = [crowding(workers, shares, resources.usable_cores()), unknown_gpus(config.run)]
+        warnings = [*contention(workers, shares, resources.usable_cores()),
+                    unknown_gpus(config.run)]
     else:
         console.print(f"[green]✓[/] {escape(remote[0])}")
         warnings = [remote[1]]
@@ -355,7 +365,8 @@ def _dry_run(root: Path, config: Config, console: Console, reported: list[str]) 
                 console.print(Text(log_tail(log, 2000), style="dim"))
                 console.print(f"    the whole output: {kept}")
                 _explain_failure(root, config, console, text, worktree,
-                                 metrics if m.exit_code == 0 else None)
+                                 metrics if m.exit_code == 0 else None,
+                                 node_python=_node_python(executor, remote))
             else:
                 console.print(f"[green]✓[/] verify command ran in {m.duration_s:.1f} s")
                 _report_needs(config, m.duration_s, text, console)
@@ -400,8 +411,16 @@ def _link_share(shared: shared_paths.SharedData, worktree: Path, console: Consol
                       + (" …" if len(shared) > 8 else ""))
 
 
+def _node_python(executor: object, remote: object) -> str | None:
+    """What `{python}` is where the dry run ran, when that is not here (a Ray node)."""
+    ask = getattr(executor, "node_python", None)
+    found = ask() if remote is not None and callable(ask) else None
+    return found if isinstance(found, str) else None
+
+
 def _explain_failure(root: Path, config: Config, console: Console, text: str, worktree: Path,
-                     metrics: dict[str, float] | None) -> None:
+                     metrics: dict[str, float] | None, *,
+                     node_python: str | None = None) -> None:
     """Say what to change when the failure has a known cause: data the worktree lacks, or a
     metric printed in a shape the config does not read (`metrics` when the command exited 0:
     a command that failed was not expected to print its metric)."""
@@ -425,7 +444,7 @@ def _explain_failure(root: Path, config: Config, console: Console, text: str, wo
         console.print(f"    {escape(hint.line)}", soft_wrap=True)  # copied as is: never wrapped
         console.print(f"  (links {len(hint.files)} file(s): {escape(shown)}; see \"Data git does "
                       "not track\" in the README)")
-    for line in failure_hints(root, config.verify.command, text):
+    for line in failure_hints(root, config.verify.command, text, node_python=node_python):
         console.print(f"[yellow]→[/] {escape(line)}", soft_wrap=True)
     if metrics is not None and config.metric.name not in metrics:
         metric = config.metric

@@ -183,7 +183,7 @@ def run_session(root: Path, tag: str | None, iterations: int | None,
                 until_s: float | None, workers: int | None = None,
                 **run: str | None) -> int:
     """Open (or resume) a session, loop until a limit, print the summary; returns an exit code."""
-    from autoresearch import run_limit, scheduler
+    from autoresearch import budget, run_limit, scheduler
     from autoresearch.display import make_display, show_failed_log
     from autoresearch.session import Session, SessionStopped
     from autoresearch.stop_signals import (
@@ -204,20 +204,28 @@ def run_session(root: Path, tag: str | None, iterations: int | None,
         status = "stopped"
         try:  # from here on, any stop (Ctrl-C, a signal, a closed pipe) closes the session
             resumed = _announce(session, config, display, tag_)
+            given = iterations
             iterations, taken = run_limit.for_this_run(session.ledger, session.row, iterations,
                                                        resumed)
             if taken:
                 console.print(escape(taken))
+            unreachable = budget.unreachable_spend_limit(config, session.proposer.name)
+            if unreachable:
+                console.print(Text("! " + unreachable, style="yellow"))
+            experiments = run_limit.ExperimentLimit.of(given, taken, iterations,
+                                                       config.limits.max_experiments)
             worked = session.worked_seconds()
             limits = scheduler.effective_limits(config, iterations, until_s, started, worked)
             display.start()
             reason = scheduler.run(session, limits)
             status = "finished"
-            if limits.iterations is not None and resumed >= limits.iterations:
-                reason += (f", before this run started: -n counts the session's experiments "
-                           f"({resumed} so far), so -n {resumed + limits.iterations} runs "
-                           f"{limits.iterations} more")
-            elif (until_s is None and config.limits.max_hours and resumed
+            # Said once every experiment in flight is recorded, and the headline verified: the
+            # spend when the limit was seen is less than the session's (status says the latter).
+            if budget.is_spend_stop(reason):
+                reason = session.spend_limit_reached() or reason
+            at_limit = experiments.count is not None and resumed >= experiments.count
+            reason = experiments.explain(reason, resumed)
+            if (not at_limit and until_s is None and config.limits.max_hours and resumed
                     and session.history.counted() == resumed and "time limit" in reason):
                 reason += (f", before this run started: [limits] max_hours counts the "
                            f"session's time at work ({fmt_duration(worked)} so far of "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import math
 import os
 import stat
@@ -26,6 +27,8 @@ from pydantic import (
 from autoresearch.config_errors import Refusal, field_path, validation_problems
 from autoresearch.config_sections import (
     MAX_SECONDS,
+    MAX_THREADS,
+    THREAD_VARIABLES,
     Amount,
     DecisionConfig,
     LimitsConfig,
@@ -33,6 +36,7 @@ from autoresearch.config_sections import (
     RunConfig,
     _Strict,
     non_negative_amount,
+    thread_count_problem,
 )
 from autoresearch.errors import ConfigError
 from autoresearch.evaluation_inputs import input_path_problem
@@ -63,6 +67,22 @@ def share_pattern_problem(pattern: str) -> str | None:
     if parts[0] in (".git", STATE_DIR):
         return f"{parts[0]}/ is not a project file"
     return None
+
+
+def _thread_count_in_env(name: str, value: str) -> None:
+    """A thread variable in `[verify] env` overrides `[run] threads` for every run, so it is
+    held to the same range: `OMP_NUM_THREADS = 0` was accepted, `check` said each run got the
+    measured count, and the runs got "0" (OpenMP: every core) beside MKL_NUM_THREADS=1."""
+    if name not in THREAD_VARIABLES:
+        return
+    problem = thread_count_problem(value)
+    if problem is not None:
+        raise Refusal(f"{json.dumps(value)} is {problem}: a thread variable here is the "
+                      "thread count every run is given, in place of [run] threads, a whole "
+                      f"number from 1 to {MAX_THREADS}", key=name,
+                      fix=f"write {name} = N with N from 1 to {MAX_THREADS}, or remove it and "
+                      "set [run] threads (a number, or \"auto\"), which sets every thread "
+                      "variable the runs read")
 
 
 class VerifyConfig(_Strict):
@@ -108,6 +128,7 @@ class VerifyConfig(_Strict):
                                  "(non-empty, without '=' or NUL; e.g. CUDA_VISIBLE_DEVICES)")
             if "\0" in value:
                 raise ValueError(f"env {name!r}: its value contains a NUL character")
+            _thread_count_in_env(name, value)
         return env
 
     @field_validator("inputs")

@@ -37,6 +37,26 @@ MAX_HEADLINE_PAIRS = 50
 MIN_HEADLINE_PAIRS = 2  # one pair gives no interval (scheduler.MIN_HEADLINE_PAIRS)
 MIN_RAY_SHARE = 0.01  # the least of a CPU or GPU a run may reserve on a Ray cluster
 
+# The variables that set a run's thread count (resources.py), read at start-up by: OpenMP
+# (GNU/LLVM/Intel; PyTorch's intra-op pool), MKL, OpenBLAS, BLIS, Apple Accelerate, numexpr, and
+# Rayon (polars, Hugging Face tokenizers).
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                    "BLIS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS",
+                    "RAYON_NUM_THREADS")
+
+
+def thread_count_problem(text: str) -> str | None:
+    """Why `text` is not a thread count a run can be given, a whole number from 1 to
+    MAX_THREADS as `[run] threads` is ("not a whole number", "out of range"; None: it is one).
+    A library reads "0", "-3" or "abc" its own way (OpenMP falls back to every core, MKL to 1),
+    "4,2" is a nested OpenMP list the others misread, and 999999 threads exhaust the machine:
+    each is a count the harness would report and the run not get."""
+    if not text.isdigit() or not text.isascii():
+        return "not a whole number"
+    if not 1 <= int(text) <= MAX_THREADS:
+        return "out of range"
+    return None
+
 
 class Amount(BaseModel):
     """A threshold that is either absolute (0.001) or relative to the incumbent ("0.5%")."""
@@ -255,6 +275,22 @@ class RunConfig(_Strict):
     ray_gpus: float = Field(default=0.0, ge=0, le=64)
 
     _threads_in_range = field_validator("threads")(_count_or_auto)
+
+    @field_validator("gpus")
+    @classmethod
+    def _each_gpu_once(cls, gpus: Literal["auto"] | list[str]) -> Literal["auto"] | list[str]:
+        # The list is handed out one GPU per slot: an id listed twice puts two slots' runs on
+        # one GPU while it looks as if each had its own (their runs take turns on it).
+        if gpus == "auto":
+            return gpus
+        twice = sorted({g for g in gpus if gpus.count(g) > 1}, key=gpus.index)
+        if twice:
+            listed = ", ".join(json.dumps(g) for g in twice)
+            raise Refusal(f"lists GPU {listed} more than once: each slot is given its own "
+                          "GPU from the list, and two slots on one GPU take turns on it",
+                          fix="list each GPU once (with more workers than GPUs listed, the "
+                          "slots share them in turn, and check and run warn of it)")
+        return gpus
 
     @field_validator("ray_gpus")
     @classmethod

@@ -2,9 +2,11 @@
 for runs, and whether its head still answers.
 
 Joining never starts a cluster of the session's own (its processes would outlive a killed
-session, and bind beyond the loopback interface). The head (its GCS) is what every driver and
-node talks to: Ray's core worker aborts a driver 60 s after losing it, saying only its own log
-line, so the executor's waits ask `HeadWatch` first and stop the session with its own words.
+session, and bind beyond the loopback interface), and never lets "auto" pick one of several
+clusters running on this machine (another user's, maybe): the address must then be named.
+The head (its GCS) is what every driver and node talks to: Ray's core worker aborts a driver
+60 s after losing it, saying only its own log line, so the executor's waits ask `HeadWatch`
+first and stop the session with its own words.
 """
 
 from __future__ import annotations
@@ -63,6 +65,8 @@ def connect(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> tuple[Any, bo
     ray = import_ray()
     if ray.is_initialized():
         return ray, False
+    if address.strip() == "auto" and not named.strip():
+        refuse_ambiguous_auto(local_clusters())
     if endpoint is not None:
         # Ray itself retries an address where nothing listens for minutes, saying little.
         try:
@@ -94,6 +98,32 @@ def connect(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> tuple[Any, bo
         raise PreconditionError(f"could not join the Ray cluster at {address!r}: {failure[0]}",
                                 where=WHERE, fix=START_FIX) from failure[0]
     return ray, True
+
+
+def local_clusters() -> set[str] | None:
+    """The GCS addresses of the Ray clusters running on this machine, found as Ray's own "auto"
+    finds them (the command lines of the raylets, whoever runs them); None when this Ray cannot
+    say (a private function of Ray's: another release may lack it)."""
+    try:
+        from ray._private import services
+
+        find: Any = services.find_gcs_addresses  # untyped: what Ray's own "auto" reads
+        return {str(found) for found in find()}
+    except Exception:  # noqa: BLE001 - not knowing is no reason to refuse
+        return None
+
+
+def refuse_ambiguous_auto(found: set[str] | None) -> None:
+    """"auto" with more than one cluster on this machine: Ray would join the one last started
+    with `ray start` (or any), silently, maybe another user's."""
+    if found is None or len(found) < 2:
+        return
+    raise PreconditionError(
+        f'ray_address "auto" does not say which cluster to join: {len(found)} Ray clusters run '
+        f"on this machine ({', '.join(sorted(found))}), and Ray would pick one for you, another "
+        "user's maybe", where=WHERE,
+        fix="name the one to use: --ray-address HOST:PORT, or ray_address = \"HOST:PORT\" under "
+            "[run] in autoresearch.toml (`ray status --address HOST:PORT` shows what each holds)")
 
 
 def _endpoint(address: str) -> tuple[str, int] | None:

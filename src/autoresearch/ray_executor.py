@@ -12,6 +12,9 @@ ledger are the ones a local session uses: a new backend, not a new loop.
 - A stop (Ctrl-C, a limit) reaches the remote run as it reaches a local one: recorded interrupted.
 - Nothing outlives the orchestrator: the actors belong to its Ray job, which Ray ends when the
   driver exits, whatever killed it; a dying actor's own watchdog (lifeline.py) kills its run.
+  The git that makes a bundle here (`git bundle create`, its `pack-objects`) dies with the
+  orchestrator too (gitops/runner.py), and the ref and the bundle a kill leaves go when the
+  next session opens (`gitops.remove_stale_bundles`).
 - A lost node or actor is not the candidate's doing: the run is made again on a new actor, up to
   `RETRIES` times, then the session stops (exit 3) with nothing recorded lost; the same command
   resumes it.
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import queue
 import re
 import shutil
@@ -57,18 +61,18 @@ from autoresearch.ray_cluster import (
     gcs_endpoint,
     shown_endpoint,
 )
-from autoresearch.ray_node import REBUILT, STOPPED, NodeRunner, sweep_homes
+from autoresearch.ray_node import REBUILT, STOPPED, NodeRunner
 from autoresearch.resources import thread_env
 from autoresearch.shared_paths import SharedData
 from autoresearch.slots import Resources
 from autoresearch.stop_signals import SessionStopped
 
+CHECK_ROLE = "check"  # the role of `check`'s dry runs (checkup.py): no session to resume
 RETRIES = 2  # a run whose actor died is made again on a new actor this many times
 POLL_S = 0.2  # how often a run in flight looks at the session's stop event
 STOP_GRACE_S = 10.0  # a run not ended this long after a stop goes with its actor
 CLEANUP_S = 3.0  # how long an actor that leaves the pool has to remove its clone
 BUNDLE_EXCLUDES = 256  # the clone's most recent commits named to keep a bundle small
-BUNDLES_PREFIX = "autoresearch-bundles-"
 ROOM_NOTICE_S = 20.0  # a run whose new actor is not placed by then says why nothing moves
 
 log = logging.getLogger(__name__)
@@ -135,10 +139,21 @@ class RayExecutor:
 
     def describe(self) -> str:
         run = self.config.run
-        return (f"runs on the Ray cluster at {self.address} ({self.capacity.describe()}); each "
+        return (f"runs on the Ray cluster at {self._joined_at()} ({self.capacity.describe()}); each "
                 f"run reserves {run.ray_cpus:g} CPU{'s' * (run.ray_cpus != 1)}"
                 + (f" and {run.ray_gpus:g} GPU{'s' * (run.ray_gpus != 1)}" if run.ray_gpus
                    else "") + f", {self._threads()} thread{'s' * (self._threads() != 1)}")
+
+    def _joined_at(self) -> str:
+        """The address of the head joined (its GCS), and what found it when that was not the
+        address itself: "auto" may join any cluster running here, another user's too."""
+        joined = shown_endpoint(self.head.endpoint)
+        if self.head.endpoint is None or joined == self.address.strip():
+            return self.address
+        via = " in RAY_ADDRESS" if self.address.strip() == "auto" and os.environ.get(
+            "RAY_ADDRESS", "").strip() else ""
+        return f'{joined}, which ray_address "{self.address}" found{via}'
+
 
     @property
     def warning(self) -> str | None:
@@ -180,7 +195,7 @@ class RayExecutor:
         lost: BaseException | None = None
         for _ in range(RETRIES + 1):
             try:
-                remote = self._acquire()
+                remote = self._acquire(request.role)
             except _Stopped:
                 return _interrupted(request, "stopped while it waited for room on the cluster")
             try:
@@ -193,16 +208,16 @@ class RayExecutor:
                         "the Ray actor that makes the runs could not start on its node: "
                         f"{_last_line(err)}. Install the same autoresearch (pip install "
                         "'autoresearch[ray]') and what your verify command needs on every node, "
-                        "then run the same command to resume", exit_code=3) from err
+                        f"then {_again(request.role)}", exit_code=3) from err
                 if self._stopping():
                     return _interrupted(request, "stopped while its Ray actor was lost")
                 # The head going takes its node's actors with it: asked for the nodes or for a
                 # new actor, Ray would wait for the head.
                 if self.head.settle():
                     self._check_head(f"when the actor of the {request.role} run of "
-                                     f"{request.commit[:10]} was lost")
+                                     f"{request.commit[:10]} was lost", request.role)
                 lost = err
-                self._recount(err)
+                self._recount(err, request.role)
                 continue
             except BaseException:
                 self._forget(remote)  # its run may go on: the actor goes, and the run with it
@@ -212,8 +227,18 @@ class RayExecutor:
         raise SessionStopped(
             f"the Ray cluster lost the {request.role} run of {request.commit[:10]} "
             f"{RETRIES + 1} times (its actor or node died: {_first_line(lost)}); nothing recorded "
-            "is lost. Check the cluster (`ray status`), then run the same command to resume",
+            f"is lost. Check the cluster (`ray status`), then {_again(request.role)}",
             exit_code=3)
+
+    def node_python(self, timeout_s: float = 10.0) -> str | None:
+        """What `{python}` is on the cluster's nodes, as an actor of the pool says (None when
+        none answers): `check`'s hint for a failed import names it (verify_targets)."""
+        with self._lock:
+            actors = list(self._actors)
+        for remote in actors:
+            with contextlib.suppress(Exception):
+                return str(self.ray.get(remote.actor.interpreter.remote(), timeout=timeout_s))
+        return None
 
     def close(self) -> None:
         if self._pool is not None:
@@ -242,7 +267,7 @@ class RayExecutor:
         notice_at = time.monotonic() + ROOM_NOTICE_S
         while not self.ray.wait([ref], timeout=POLL_S)[0]:
             self._check_head(f"while the {request.role} run of {request.commit[:10]} was in "
-                             "flight")
+                             "flight", request.role)
             if remote.placed is not None and time.monotonic() > notice_at:
                 notice_at = float("inf")  # once a run
                 self._say_if_waiting_for_room(remote, request)
@@ -260,7 +285,7 @@ class RayExecutor:
                 f"the {request.role} run of {request.commit[:10]} failed on the Ray cluster's "
                 f"node {_node_of(err)}: {_last_line(err)}. The node needs what this machine has "
                 "to run it (git, autoresearch and what the verify command uses); fix it there, "
-                "then run the same command to resume", exit_code=3) from err
+                f"then {_again(request.role)}", exit_code=3) from err
         if kind == STOPPED:
             remote.heads += heads
             reason, code = payload
@@ -282,10 +307,10 @@ class RayExecutor:
             return None, []  # the commit is one the clone has, or an ancestor of one
         with self._lock:
             if self._bundles is None:
-                base = Path(tempfile.gettempdir())
-                sweep_homes(base, BUNDLES_PREFIX)  # of sessions killed before they removed theirs
-                self._bundles = Path(tempfile.mkdtemp(prefix=owned_prefix(BUNDLES_PREFIX),
-                                                      dir=base))
+                # Named after this process: what a kill leaves is removed when the next session
+                # opens (gitops.remove_stale_bundles).
+                self._bundles = Path(tempfile.mkdtemp(
+                    prefix=owned_prefix(gitops.BUNDLES_PREFIX), dir=tempfile.gettempdir()))
             path = gitops.create_bundle(repo, request.commit,
                                         self._bundles / f"{request.commit}.bundle", known)
             try:
@@ -293,7 +318,7 @@ class RayExecutor:
             finally:
                 path.unlink(missing_ok=True)
 
-    def _acquire(self) -> _Remote:
+    def _acquire(self, role: str) -> _Remote:
         """A free actor: an idle one, a new one while the pool has room, else the first that
         comes free (raises _Stopped if the session stops first)."""
         with self._lock:
@@ -312,7 +337,7 @@ class RayExecutor:
                 return self._idle.get(timeout=POLL_S)
             if self._stopping():
                 raise _Stopped
-            self._check_head("while a run waited for an actor")
+            self._check_head("while a run waited for an actor", role)
 
     def _say_if_waiting_for_room(self, remote: _Remote, request: RunRequest) -> None:
         """Other jobs took the room after the session started (the start says what it finds
@@ -331,7 +356,7 @@ class RayExecutor:
             "they end; Ctrl-C stops the wait.", request.role, request.commit[:10], ROOM_NOTICE_S,
             self._free_text(free), self._asks())
 
-    def _recount(self, lost: BaseException) -> None:
+    def _recount(self, lost: BaseException, role: str) -> None:
         """After a lost actor, what the live nodes hold now: an actor made for a run that no
         live node has room for would wait for ever (a lost GPU node, a full cluster)."""
         run = self.config.run
@@ -343,16 +368,17 @@ class RayExecutor:
                 f"the Ray cluster lost a node or actor ({_first_line(lost)}), and no live node "
                 f"has room for a run now ({run.ray_cpus:g} CPUs and {run.ray_gpus:g} GPUs each; "
                 f"the cluster: {now.describe()}); nothing recorded is lost. Bring the node back "
-                "(`ray status`), then run the same command to resume", exit_code=3)
+                f"(`ray status`), then {_again(role)}", exit_code=3)
 
-    def _check_head(self, when: str) -> None:
+    def _check_head(self, when: str, role: str) -> None:
         if self.head.check():
             raise SessionStopped(
                 f"the Ray cluster's head at {shown_endpoint(self.head.endpoint)} stopped answering "
-                f"{when} (nothing for {HEAD_LOST_S:g} s); nothing recorded is lost, and what "
-                "was in flight is made again on resume. Start the head again (`ray start "
-                "--head`, and `ray start --address` on the other nodes), then run the same "
-                "command to resume (with --ray-address if its address changed)", exit_code=3)
+                f"{when} (nothing for {HEAD_LOST_S:g} s)" + (
+                    "" if role == CHECK_ROLE else "; nothing recorded is lost, and what was in "
+                    "flight is made again on resume") + ". Start the head again (`ray start "
+                "--head`, and `ray start --address` on the other nodes), then "
+                f"{_again(role)} (with --ray-address if its address changed)", exit_code=3)
 
     def _forget(self, remote: _Remote) -> None:
         """An actor leaves the pool (lost, or its run cut short; a new one may take its place),
@@ -393,6 +419,12 @@ class RayExecutor:
     def _leave(self) -> None:
         if self._joined and self.ray.is_initialized():
             self.ray.shutdown()
+
+
+def _again(role: str) -> str:
+    """What to do once the cluster is mended: `check` has no session to resume."""
+    return "run `autoresearch check` again" if role == CHECK_ROLE else (
+        "run the same command to resume")
 
 
 def _interrupted(request: RunRequest, reason: str) -> Measurement:

@@ -17,6 +17,7 @@ What holds on this machine holds on the node:
 from __future__ import annotations
 
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -111,6 +112,11 @@ class NodeRunner:
                 self._stops.pop(request.run_id, None)
                 self._stopped.discard(request.run_id)
 
+    def interpreter(self) -> str:
+        """What `{python}` is on this node (the driver's `check` names it when an import
+        fails there)."""
+        return sys.executable
+
     def cleanup(self) -> None:
         """End what is left (runs told to stop, their strays killed), then remove the node's
         repository and worktree."""
@@ -182,8 +188,8 @@ class NodeRunner:
 
 
 def sweep_homes(base: Path, prefix: str = HOME_PREFIX) -> None:
-    """Remove the directories (actors' clones, a session's bundles) whose owner process is gone
-    (each is named after its owner: pid, start time)."""
+    """Remove the actors' directories (their clones) whose owner process is gone (each is named
+    after its owner: pid, start time). A session's bundles: gitops.remove_stale_bundles."""
     for home in base.glob(f"{prefix}*"):
         if owner_gone(home.name, prefix):
             shutil.rmtree(home, ignore_errors=True)

@@ -49,6 +49,11 @@ def recover(s: Session) -> str:
             gitops.remove_untracked(slot.worktree)
     if killed:
         s.event("recovery", f"killed {killed} leftover process(es) of an earlier run")
+    # A process killed while it made a bundle for a remote run (any session of this repository)
+    # left a ref that would keep its commits from gc for good, and a bundle in the temp dir.
+    if stale := gitops.remove_stale_bundles(s.root):
+        s.event("recovery", "removed what a killed process left while it made a bundle: "
+                + ", ".join(stale))
     if s.lock.cleared_stale:
         s.event("recovery", "cleared a stale lock of dead process "
                 f"{s.lock.cleared_stale.get('pid')}")

@@ -12,10 +12,12 @@ starts: the usable cores (the affinity mask, bounded by a cgroup CPU quota) minu
 other programs kept busy over a short sample, rounded, at least 1. On an idle machine that is
 every core. An `OMP_NUM_THREADS` in the environment the session was started from is the user's
 own choice and is kept instead (a script that runs two sessions side by side sets it so that
-the first, started on an idle machine, does not take every core from the second). The figure
-is measured once per session and pinned (a resumed session keeps it): runs with different
-thread counts are not comparable under a fixed time budget. The user's own `[verify] env` wins
-over all of it.
+the first, started on an idle machine, does not take every core from the second); one that is
+no count `[run] threads` accepts ("abc", 0, "4,2", 999999) is ignored, and the plan says so. The
+figure is measured once per session and pinned (a resumed session keeps it): runs with
+different thread counts are not comparable under a fixed time budget. The user's own
+`[verify] env` wins over all of it (its thread variables are held to the same range when the
+config is loaded), and the plan names each one it sets.
 """
 
 from __future__ import annotations
@@ -24,19 +26,15 @@ import json
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from autoresearch.config import RunConfig
+from autoresearch.config_sections import MAX_THREADS, THREAD_VARIABLES, thread_count_problem
 
 __all__ = ["THREAD_VARIABLES", "ThreadPlan", "pinned_threads", "plan_threads", "run_env",
            "session_threads", "thread_env"]
 
-# Read at start-up by: OpenMP (GNU/LLVM/Intel; PyTorch's intra-op pool), MKL, OpenBLAS, BLIS,
-# Apple Accelerate, numexpr, and Rayon (polars, Hugging Face tokenizers).
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                    "BLIS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS",
-                    "RAYON_NUM_THREADS")
 SAMPLE_SECONDS = 0.3
 
 
@@ -54,10 +52,14 @@ class ThreadPlan:
     # Each run's own count (a number in [run] threads, OMP_NUM_THREADS in the environment or in
     # [verify] env), not free cores that parallel slots share.
     per_run: bool = False
+    # What the user should know beside the figure: an OMP_NUM_THREADS in the environment that
+    # "auto" ignored, and why (not pinned: a resume keeps the figure whatever the shell says).
+    note: str = ""
 
     def describe(self) -> str:
         """"each run gets 1 thread (auto: 2 cores, 1.0 busy with other work)"."""
-        return f"each run gets {self.threads} thread{'s' * (self.threads != 1)} ({self.why})"
+        return (f"each run gets {self.threads} thread{'s' * (self.threads != 1)} ({self.why})"
+                + (f"; {self.note}" if self.note else ""))
 
 
 def run_env(plan: ThreadPlan, user_env: Mapping[str, str]) -> dict[str, str]:
@@ -67,17 +69,35 @@ def run_env(plan: ThreadPlan, user_env: Mapping[str, str]) -> dict[str, str]:
 
 
 def effective(plan: ThreadPlan, user_env: Mapping[str, str]) -> ThreadPlan:
-    """The plan as the run will see it: the user's OMP_NUM_THREADS, when set, is what counts."""
+    """The plan as the run will see it: the user's OMP_NUM_THREADS, when set, is what counts,
+    and each other thread variable `[verify] env` sets apart is named (MKL_NUM_THREADS = 1
+    beside OMP's 4 is a run of 1 thread in MKL's code)."""
     own = _omp_threads(user_env)
     if own is not None:
-        return ThreadPlan(own, "OMP_NUM_THREADS from [verify] env", per_run=True)
+        plan = ThreadPlan(own, "OMP_NUM_THREADS from [verify] env", per_run=True)
+    apart = [f"{name}={user_env[name]}" for name in THREAD_VARIABLES[1:]
+             if name in user_env and user_env[name].strip() != str(plan.threads)]
+    if apart:
+        plan = replace(plan, why=f"{plan.why}; {', '.join(apart)} from [verify] env")
     return plan
 
 
 def _omp_threads(env: Mapping[str, str]) -> int | None:
     """The thread count OMP_NUM_THREADS sets in `env` (None when unset or not a count)."""
     own = env.get("OMP_NUM_THREADS", "").strip()
-    return int(own) if own.isdigit() and int(own) >= 1 else None
+    return int(own) if own and thread_count_problem(own) is None else None
+
+
+def _ignored_omp(env: Mapping[str, str]) -> str:
+    """A note when the environment's OMP_NUM_THREADS is no count a run can be given (else ""):
+    "auto" then measures the free cores, and says why it did."""
+    own = env.get("OMP_NUM_THREADS", "").strip()
+    problem = thread_count_problem(own) if own else None
+    if problem is None:
+        return ""
+    return (f"the environment's OMP_NUM_THREADS={json.dumps(env['OMP_NUM_THREADS'])} is "
+            f"ignored, {problem}: a thread count is a whole number from 1 to {MAX_THREADS}, "
+            "as in [run] threads")
 
 
 def usable_cores() -> int:
@@ -112,7 +132,8 @@ def plan_threads(setting: RunConfig | int | str,
     value = setting.threads if isinstance(setting, RunConfig) else setting
     if isinstance(value, int):
         return ThreadPlan(value, "[run] threads", per_run=True)
-    own = _omp_threads(os.environ if environ is None else environ)
+    env = os.environ if environ is None else environ
+    own = _omp_threads(env)
     if own is not None:
         return ThreadPlan(own, f"auto: OMP_NUM_THREADS={own} in the environment", per_run=True)
     cores = usable_cores()
@@ -122,7 +143,7 @@ def plan_threads(setting: RunConfig | int | str,
         why = f"auto: all {cores} core{'s' * (cores != 1)}, idle"
     else:
         why = f"auto: {cores} cores, {busy:.1f} busy with other work"
-    return ThreadPlan(free, why)
+    return ThreadPlan(free, why, note=_ignored_omp(env))
 
 
 def session_threads(setting: RunConfig, pin: Path | None, *, readonly: bool = False

@@ -84,16 +84,64 @@ def plan_resources(run: RunConfig, workers: int,
 
 
 def crowding(workers: int, shares: Sequence[Resources], cores: int) -> str | None:
-    """A warning when the slots' runs must take turns on the CPUs: more workers than usable
-    cores, and not every slot has a GPU of its own to run on. Their runs then slow each other
-    down, and a metric measured under a time budget (steps trained in 60 s) gets worse with the
-    load: throughput does not grow, the noise does."""
+    """Every warning of `contention`, one line each, for a caller that prints one warning after
+    "! " (the start of `run`): each further line starts with "! " too."""
+    return "\n! ".join(contention(workers, shares, cores)) or None
+
+
+def contention(workers: int, shares: Sequence[Resources], cores: int) -> list[str]:
+    """A warning for each way the slots' runs must take turns on the machine: more workers
+    than cores, more threads than the CPUs a slot is pinned to, slots on one GPU. Their runs
+    then slow each other down, and a metric measured under a time budget (steps trained in
+    60 s) gets worse with the load: throughput does not grow, the noise does."""
+    found = (_workers_over_cores(workers, shares, cores), _threads_over_pinned_cpus(shares),
+             _shared_gpus(workers, shares))
+    return [warning for warning in found if warning]
+
+
+def _workers_over_cores(workers: int, shares: Sequence[Resources], cores: int) -> str | None:
+    """More workers than usable cores, and not every slot has a GPU to run on."""
     if workers <= cores or (shares and all(r.gpu is not None for r in shares)):
         return None
     return (f"{workers} workers share {cores} core{'s' * (cores != 1)}: their runs will take "
             "turns on the CPUs, and a metric measured under a time budget gets worse with the "
             "load; more workers than cores pays only when runs wait on something else (a GPU "
             f"each, the network). Use --workers {cores} (or [run] workers) for CPU-bound runs")
+
+
+def _threads_over_pinned_cpus(shares: Sequence[Resources]) -> str | None:
+    """A slot pinned to fewer CPUs ([run] affinity) than its runs have threads: the threads
+    take turns on those CPUs, never spreading to the idle ones (a 2-thread PyTorch run on one
+    busy core ran 3.4x slower than with 1 thread: resources.py)."""
+    for i, share in enumerate(shares):
+        threads = int(dict(share.env_vars).get("OMP_NUM_THREADS", "0"))
+        if share.cpus and threads > len(share.cpus):
+            pinned = len(share.cpus)
+            return (f"each run is given {threads} threads but slot-{i + 1}'s runs are pinned "
+                    f"to {pinned} CPU{'s' * (pinned != 1)} ([run] affinity = true): the "
+                    "threads take turns on them, which slows every run and makes a metric "
+                    f"measured under a time budget worse and noisier. Set [run] threads = "
+                    f"{pinned} (the CPUs a slot is pinned to), fewer workers, or affinity = "
+                    "false")
+    return None
+
+
+def _shared_gpus(workers: int, shares: Sequence[Resources]) -> str | None:
+    """Slots given the same GPU (more workers than the GPUs handed out): their runs take turns
+    on it and share its memory, while each looks as if it had a GPU of its own."""
+    slots_of: dict[str, list[str]] = {}
+    for i, share in enumerate(shares):
+        if share.gpu is not None:
+            slots_of.setdefault(share.gpu, []).append(f"slot-{i + 1}")
+    shared = [f"{', '.join(names[:-1])} and {names[-1]} share GPU {gpu}"
+              for gpu, names in slots_of.items() if len(names) > 1]
+    if not shared:
+        return None
+    gpus = len(slots_of)
+    return (f"{'; '.join(shared)} ({workers} workers, {gpus} GPU{'s' * (gpus != 1)} to hand "
+            "out): their runs take turns on it and share its memory, so a metric measured "
+            "under a time budget gets worse with the load, or a run runs out of memory. Give "
+            f"each worker a GPU of its own in [run] gpus, or use --workers {gpus}")
 
 
 def unknown_gpus(run: RunConfig) -> str | None:
@@ -140,7 +188,7 @@ def per_run_plan(run: RunConfig, workers: int, plan: ThreadPlan) -> ThreadPlan:
     per_slot = slot_threads(run, workers, plan)
     if per_slot is None or per_slot == plan.threads:
         return plan
-    return ThreadPlan(per_slot, f"{plan.why}, shared by {workers} workers")
+    return ThreadPlan(per_slot, f"{plan.why}, shared by {workers} workers", note=plan.note)
 
 
 def slot_threads(run: RunConfig, workers: int, threads: ThreadPlan | None) -> int | None:

@@ -166,12 +166,31 @@ def unguarded_evaluation(command: str, scope: list[str], protected: list[str],
 _MISSING_MODULE = re.compile(r"(?:ModuleNotFoundError|ImportError): (?:No module named )?(.*)")
 
 
-def failure_hints(root: Path, command: str, output: str) -> list[str]:
+def failure_hints(root: Path, command: str, output: str, *,
+                  node_python: str | None = None) -> list[str]:
     """The interpreter `{python}` is, when the command could not import a module (the project's
-    own environment is another one), and the shell, when `source` does not exist in it."""
+    own environment is another one), and the shell, when `source` does not exist in it.
+
+    `node_python`: the interpreter `{python}` is on the Ray node that made the run, when runs
+    are made on a cluster. There the usual cause is another: the node gets neither the variables
+    exported in the shell that started autoresearch (PYTHONPATH) nor the packages installed on
+    this machine."""
     hints = []
     missing = _MISSING_MODULE.search(output)
-    if missing and "{python}" in command:
+    if missing and node_python is not None:
+        module = missing.group(1).strip()
+        ours = "{python}" in command
+        named = f"{{python}} is {node_python} there" if ours else "with the node's interpreter"
+        install = (f"{node_python} -m pip install <package>" if ours
+                   else "pip install it for the interpreter the command runs there")
+        hints.append(
+            f"the command failed to import {module} on the Ray node ({named}): a run on a node "
+            "gets neither the variables exported in the shell that started autoresearch "
+            "(PYTHONPATH) nor the packages installed on this machine. Give the command what it "
+            "needs under [verify] in autoresearch.toml (env = { PYTHONPATH = \"…\" }: only "
+            "[verify] env travels to the nodes), and install the package that provides "
+            f"{module} on every node: {install}")
+    elif missing and "{python}" in command:
         venv = next((p for p in (root / ".venv/bin/python", root / "venv/bin/python")
                      if p.exists()), None)
         interpreter = str(venv) if venv else "/path/to/venv/bin/python"

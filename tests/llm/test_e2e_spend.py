@@ -119,7 +119,7 @@ def test_model_calls_and_machine_time_share_one_budget(toy_repo: Path) -> None:
     output = " ".join((result.stdout + result.stderr).split())
     assert result.returncode == 0, output
     assert "stopped: the spending limit is reached: spent $" in output, output
-    assert "on model calls + $" in output and "h of machine time at $360/h" in output, output
+    assert "on model calls + $" in output and " of machine time at $360/h" in output, output
     ((model,),) = ledger(toy_repo, "SELECT sum(cost_usd) FROM usage")
     # The baseline's two ~1 s runs alone cost about $0.2: fewer calls than $2 of tokens buys.
     assert float(str(model)) < 2.0

@@ -14,17 +14,19 @@ commit, ancestry), `gitops.status` (a working tree's changed, ignored and tracke
 
 from __future__ import annotations
 
+import secrets
 import shlex
 import shutil
+import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from pathlib import Path
 
 from autoresearch.errors import PreconditionError
 from autoresearch.gitops.runner import GitError, git, git_names, is_sha, run_git
+from autoresearch.process_tree import owner_alive, owner_gone, owner_token
 
 # --- the repository ------------------------------------------------------------------------
 
@@ -379,13 +381,20 @@ def remove_untracked(worktree: Path) -> None:
 # --- bundles ------------------------------------------------------------------------------
 
 
+BUNDLE_REFS = "refs/autoresearch/bundle/"
+# The temporary directories a session makes its bundles in (named by `process_tree.owned_prefix`).
+BUNDLES_PREFIX = "autoresearch-bundles-"
+
+
 def create_bundle(repo: Path, commit: str, path: Path, exclude: Iterable[str] = ()) -> Path:
     """A git bundle at `path` holding `commit` and its history (less what `exclude` commits, which
     the receiver has, already hold): how a candidate travels to a machine that runs it remotely.
-    The bundle names it `refs/autoresearch/bundle/<random>`, a ref that exists only while the
-    bundle is made; random, so that two sessions bundling the same commit at once do not
-    delete each other's."""
-    ref = f"refs/autoresearch/bundle/{uuid.uuid4().hex}"
+    The bundle names it `refs/autoresearch/bundle/<32 hex>`, a ref that exists only while the
+    bundle is made: its name says which process made it (`_bundle_ref`), so that the ref of one
+    killed meanwhile is removed when the next session opens (`remove_stale_bundles`); and part
+    of it is random, so that two threads bundling the same commit at once do not delete each
+    other's."""
+    ref = BUNDLE_REFS + _bundle_ref()
     git(repo, "update-ref", ref, commit)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -393,6 +402,43 @@ def create_bundle(repo: Path, commit: str, path: Path, exclude: Iterable[str] = 
     finally:
         git(repo, "update-ref", "-d", ref, check=False)
     return path
+
+
+def _bundle_ref() -> str:
+    """32 hex digits: this process's pid (8), its start in milliseconds since the epoch (16),
+    and 8 random. Hex only, as every reader of these refs expects (the agent's guard leaves
+    them alone by that shape: proposers/agent/sessions.py)."""
+    pid, _, start = owner_token().partition(":")
+    millis = round(float(start or 0) * 1000)
+    return f"{int(pid):08x}{millis:016x}{secrets.token_hex(4)}"
+
+
+def _bundle_owner_alive(name: str) -> bool:
+    """Whether the process a bundle ref's name (`_bundle_ref`) names still runs. One made before
+    names carried their owner (a random uuid) names no live process, and goes too."""
+    try:
+        pid, millis = int(name[:8], 16), int(name[8:24], 16)
+    except ValueError:
+        return False
+    return owner_alive(f"{pid}:{millis / 1000:.3f}" if millis else str(pid))
+
+
+def remove_stale_bundles(repo: Path) -> list[str]:
+    """Remove what a process killed while it made a bundle left: its ref in `repo` (which would
+    keep the commit and its history from gc for good) and its directory of bundles in the
+    temporary directory (hundreds of MB for a big repository). A live process's are kept (another
+    session bundling now). Returns what was removed."""
+    stale = {ref: sha for ref, sha in refs_under(repo, BUNDLE_REFS).items()
+             if not _bundle_owner_alive(ref.removeprefix(BUNDLE_REFS))}
+    removed = []
+    for ref, sha in stale.items():  # compare-and-swap: a ref moved meanwhile is someone's
+        if run_git(repo, "update-ref", "-d", ref, sha).returncode == 0:
+            removed.append(ref)
+    for directory in Path(tempfile.gettempdir()).glob(f"{BUNDLES_PREFIX}*"):
+        if owner_gone(directory.name, BUNDLES_PREFIX):
+            shutil.rmtree(directory, ignore_errors=True)
+            removed.append(str(directory))
+    return removed
 
 
 def fetch_bundle(repo: Path, path: Path) -> list[str]:

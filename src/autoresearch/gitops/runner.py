@@ -16,6 +16,8 @@ from pathlib import Path
 
 from autoresearch import strays
 from autoresearch.errors import AutoresearchError
+from autoresearch.lifeline import watchdog
+from autoresearch.process_tree import OWNER_ENV, owner_token
 
 # Hooks, pagers, prompts and localisation all make git slower or less predictable in a loop; a
 # pager or a colour escape would also end up in the output we parse or show. Paths are always
@@ -46,6 +48,11 @@ HARDENED = (
     "-c", "commit.gpgSign=false",  # gpg.program would be run by every commit
 )
 _SHA = re.compile(r"^[0-9a-f]{7,64}$")
+# What git runs for these can take minutes on a big repository (a bundle of 500 MB: 30 s of `git
+# pack-objects` at 900 MB): before one starts, the orchestrator's watchdog must be running, so
+# that a kill -9 of the orchestrator takes git with it (see `run_git`).
+_LONG = frozenset({"bundle", "checkout", "clean", "clone", "fetch", "fsck", "gc", "pack-objects",
+                   "pack-refs", "prune", "push", "repack", "worktree"})
 
 
 class GitError(AutoresearchError):
@@ -70,9 +77,17 @@ def run_git(cwd: Path, *args: str, input_bytes: bytes | None = None,
     then SIGKILL) when the time is up or the caller is interrupted (Ctrl-C), and
     `subprocess.TimeoutExpired` is raised. The group, not only git: `git gc` runs `git repack`,
     which runs `git pack-objects`, and a child left running would hold the repository's locks.
-    SIGTERM first, so that git removes its lock and temporary files as it goes."""
-    full_env = {k: v for k, v in {**os.environ, **_GIT_ENV, **(env or {})}.items()
-                if k not in unset}
+    SIGTERM first, so that git removes its lock and temporary files as it goes.
+
+    Nothing git starts outlives this process, whatever kills it: every git process (and what it
+    runs in turn: `git bundle create` runs `git pack-objects`, which writes the bundle itself)
+    carries this process's owner mark, which the watchdog kills when the process dies, as it
+    kills a verify run's processes (lifeline.py); a long command (`_LONG`) first makes sure the
+    watchdog runs. Not the parent-death signal: it would reach git alone, never pack-objects."""
+    full_env = {k: v for k, v in {**os.environ, **_GIT_ENV, **(env or {}),
+                                  OWNER_ENV: owner_token()}.items() if k not in unset}
+    if _subcommand(args) in _LONG:
+        watchdog().ensure_started()
     command = ["git", *HARDENED, *args]
     if timeout is None:
         done = subprocess.run(command, cwd=cwd, env=full_env, input=input_bytes,
@@ -102,6 +117,17 @@ def run_git(cwd: Path, *args: str, input_bytes: bytes | None = None,
             return subprocess.CompletedProcess(command, proc.returncode, out, errs)
     finally:
         strays.forget(proc.pid, proc)
+
+
+def _subcommand(args: Sequence[str]) -> str | None:
+    """The git command `args` run (`checkout` in `-c core.trustctime=false checkout ...`)."""
+    words = iter(args)
+    for word in words:
+        if word in ("-c", "-C"):
+            next(words, None)  # its value
+        elif not word.startswith("-"):
+            return word
+    return None
 
 
 _TERM_GRACE_S = 5.0
