@@ -98,3 +98,33 @@ def test_a_heldout_metric_the_baseline_never_prints_is_warned_about(tmp_path: Pa
     with sqlite3.connect(repo / ".autoresearch" / "ledger.db") as conn:
         warned = [m for (m,) in conn.execute("SELECT message FROM events WHERE kind = 'warning'")]
     assert len(warned) == 1 and "names acc," in warned[0], warned
+
+
+ACC_SCORE = textwrap.dedent(
+    """
+    import target
+    print(f"score: {(target.X - 7) ** 2}")
+    print(f"test_acc: {0.5 + getattr(target, 'ACC', 0.0)}")
+    """
+)
+
+
+def test_a_heldout_accuracy_is_worse_when_it_falls_whatever_the_objective_does(
+        tmp_path: Path) -> None:
+    # The objective is minimized; an accuracy is better higher. The comparison used the
+    # objective's direction: an accuracy that rose was "worse", one that fell went unseen.
+    config = CONFIG.replace('record = ["mem_mb"]', 'heldout = ["test_acc"]')
+    repo = make_repo(tmp_path / "repo", {"target.py": "X = 3.0\n", "score.py": ACC_SCORE,
+                                         "autoresearch.toml": config})
+    use_script(repo, [
+        {"hypothesis": "better, accuracy up", "edits": {"target.py": "X = 4.0\nACC = 0.1\n"}},
+        {"hypothesis": "better, accuracy down", "edits": {"target.py": "X = 5.0\nACC = -0.2\n"}},
+    ])
+    result = run_cli(repo, "run", "--tag", "t", "-n", "3")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert [e[1] for e in experiments(repo)] == ["keep", "keep"]
+    with sqlite3.connect(repo / ".autoresearch" / "ledger.db") as conn:
+        warned = [m for (m,) in conn.execute(
+            "SELECT message FROM events WHERE kind = 'heldout_divergence'")]
+    assert len(warned) == 1 and "t-0003" in warned[0], warned
+    assert "held-out test_acc got worse (0.6 → 0.3)" in warned[0], warned
