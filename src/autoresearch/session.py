@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from autoresearch import gitops, guardrails, resources, shared_paths, timeouts
-from autoresearch.budget import active_seconds, session_spend
+from autoresearch.budget import SPEND_STOP, active_seconds, session_spend
 from autoresearch.checkout_sync import (
     SessionBranch,
     follow_head,
@@ -351,7 +351,7 @@ class Session:
                                   self.config.limits.compute_usd_per_hour)
             if spend.total_usd >= self.limits.max_usd:
                 parts = f": {spend.describe()}" if spend.compute_usd is not None else ""
-                return (f"the spending limit is reached: spent ${spend.total_usd:.2f} of the "
+                return (f"{SPEND_STOP}: spent ${spend.total_usd:.2f} of the "
                         f"${self.limits.max_usd:.2f} budget ([limits] max_usd){parts}")
         return None
 
