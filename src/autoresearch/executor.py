@@ -41,6 +41,7 @@ from autoresearch.errors import ConfigError
 from autoresearch.evaluation_inputs import EvaluationInputs
 from autoresearch.fingerprint import RUN_THREADS_FIELD, comparable_key, environment_fingerprint
 from autoresearch.gitops.control_files import Watched, control_files_fence
+from autoresearch.metric_discovery import required_unit
 from autoresearch.metrics import parse_metrics
 from autoresearch.runner import RunSpec, run_command
 from autoresearch.shared_paths import SharedData
@@ -355,8 +356,11 @@ def classify(
         return "crash", f"exit code {exit_code}", None, kept
     value = metrics.get(metric.name)
     if value is None:
-        return "crash", (f"exit 0 but no {metric.name} in the output ({metric.format} format)"
-                         + _cut_note(text, config)), None, kept
+        unit = (required_unit(metric.patterns.get(metric.name, ""))
+                if metric.format == "regex" else None)
+        needs = f", which its pattern reads only in {unit}" if unit else ""
+        return "crash", (f"exit 0 but no {metric.name} in the output ({metric.format} format"
+                         f"{needs})" + _cut_note(text, config)), None, kept
     if not math.isfinite(value):
         return "crash", f"{metric.name} is {value} (not finite)", None, kept
     return "ok", "", value, kept
