@@ -195,6 +195,10 @@ def test_a_gpu_listed_twice_is_refused(tmp_path: Path) -> None:
     assert check.returncode == 2, said(check)
     assert 'run.gpus: lists GPU "0" more than once' in said(check), said(check)
     assert "list each GPU once" in said(check)
+    empty = tune_repo(tmp_path / "empty", extra='[run]\ngpus = ["0", " "]\n')
+    refused = run_cli(empty, "check")
+    assert refused.returncode == 2, said(refused)
+    assert "run.gpus: lists an empty GPU id" in said(refused), said(refused)
 
 
 # --- 4. a spending limit that can never stop the session -----------------------------------

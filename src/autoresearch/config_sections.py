@@ -283,6 +283,11 @@ class RunConfig(_Strict):
         # one GPU while it looks as if each had its own (their runs take turns on it).
         if gpus == "auto":
             return gpus
+        if any(not g.strip() for g in gpus):
+            # CUDA_VISIBLE_DEVICES="" hides every GPU: that slot's runs would go to the CPU.
+            raise Refusal("lists an empty GPU id: each entry is one slot's "
+                          "CUDA_VISIBLE_DEVICES, and an empty one hides every GPU",
+                          fix='list the GPUs by id, e.g. gpus = ["0", "1"]')
         twice = sorted({g for g in gpus if gpus.count(g) > 1}, key=gpus.index)
         if twice:
             listed = ", ".join(json.dumps(g) for g in twice)
