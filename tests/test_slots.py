@@ -11,7 +11,7 @@ import pytest
 from autoresearch.config import RunConfig, load_config
 from autoresearch.executor import LocalExecutor, RunRequest
 from autoresearch.resources import usable_cores
-from autoresearch.slots import Resources, crowding, plan_resources
+from autoresearch.slots import Resources, contention, plan_resources
 from tests.conftest import edit_config, git, make_repo, run_cli, use_script
 from tests.support.processes import free_port
 
@@ -60,12 +60,12 @@ def test_a_run_gets_its_slots_cpus_gpu_and_seed(tmp_path: Path) -> None:
 
 def test_more_workers_than_cores_is_warned_about_unless_each_has_a_gpu() -> None:
     cpu_only = plan_resources(RunConfig(workers=3, gpus=[]), 3)
-    warning = crowding(3, cpu_only, cores=2)
-    assert warning is not None and "3 workers share 2 cores" in warning
+    (warning,) = contention(3, cpu_only, cores=2)
+    assert "3 workers share 2 cores" in warning
     assert "--workers 2" in warning
-    assert crowding(2, cpu_only[:2], cores=2) is None  # one core each: fine
+    assert contention(2, cpu_only[:2], cores=2) == []  # one core each: fine
     with_gpus = plan_resources(RunConfig(workers=3, gpus=["0", "1", "2"]), 3)
-    assert crowding(3, with_gpus, cores=2) is None  # the runs wait on their GPUs, not the CPUs
+    assert contention(3, with_gpus, cores=2) == []  # the runs wait on their GPUs, not the CPUs
 
 
 def test_check_and_run_say_when_the_workers_crowd_the_cores(toy_repo: Path) -> None:

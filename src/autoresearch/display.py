@@ -195,7 +195,7 @@ def print_resources(console: Console, config: Config, executor: object, workers:
     linked into the worktrees."""
     from autoresearch.executor import elsewhere
     from autoresearch.resources import usable_cores
-    from autoresearch.slots import crowding, per_run_plan, unknown_gpus
+    from autoresearch.slots import contention, per_run_plan, unknown_gpus
 
     remote = elsewhere(executor)  # runs off this machine: a Ray cluster
     if remote is not None:
@@ -206,7 +206,7 @@ def print_resources(console: Console, config: Config, executor: object, workers:
         console.print(Text(threads.describe() + ("; set [run] threads to choose"
                                                  if threads.why.startswith("auto") else ""),
                            style="dim"))
-        warnings = [crowding(workers, shares, usable_cores()), unknown_gpus(config.run)]
+        warnings = [*contention(workers, shares, usable_cores()), unknown_gpus(config.run)]
     for warning in warnings:
         if isinstance(warning, str):
             console.print(Text("! " + warning, style="yellow"))

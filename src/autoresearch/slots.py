@@ -83,12 +83,6 @@ def plan_resources(run: RunConfig, workers: int,
             for i in range(workers)]
 
 
-def crowding(workers: int, shares: Sequence[Resources], cores: int) -> str | None:
-    """Every warning of `contention`, one line each, for a caller that prints one warning after
-    "! " (the start of `run`): each further line starts with "! " too."""
-    return "\n! ".join(contention(workers, shares, cores)) or None
-
-
 def contention(workers: int, shares: Sequence[Resources], cores: int) -> list[str]:
     """A warning for each way the slots' runs must take turns on the machine: more workers
     than cores, more threads than the CPUs a slot is pinned to, slots on one GPU. Their runs
