@@ -59,10 +59,32 @@ def test_a_knob_declared_in_a_json_file_says_json_cannot_hold_knobs(
     assert err.where == f'autoresearch.toml → knobs."{file}:lr"'
     assert err.fix is not None and "spelling" not in err.fix
     assert "move lr into a file tune can rewrite that your program reads" in err.fix
-    assert "`lr: 0.01  # knob: log(1e-4, 1e-2)`" in err.fix  # the user's own space, ready to use
+    # The user's own value and space, ready to use (it said `lr: 0.01`, whatever the value).
+    assert "`lr: 0.001  # knob: log(1e-4, 1e-2)`" in err.fix
     # Said first: neither the scope nor the file's existence is the problem to fix.
     with pytest.raises(KnobError, match="is a JSON file"):
         discover_knobs(tmp_path, {"missing.json:lr": "log(1e-4, 1e-2)"}, [file])
+
+
+@pytest.mark.parametrize(("json_text", "key", "spec", "line"), [
+    # The example said `max_depth: 0.01  # knob: int(1, 10)`: outside its own space.
+    ('{"max_depth": 4}', "max_depth", "int(1, 10)", "max_depth: 4  # knob: int(1, 10)"),
+    ('{"opt": "adamw", "n": 1}', "opt", "choice(adamw, sgd)",
+     "opt: adamw  # knob: choice(adamw, sgd)"),
+    ('{"mode": "yes"}', "mode", 'choice("yes", "no")', 'mode: "yes"  # knob: choice("yes", "no")'),
+    # Unreadable as the space's type, or absent: a value in the middle of the space.
+    ('{"lr": "auto"}', "lr", "log(1e-4, 1e-2)", "lr: 0.001  # knob: log(1e-4, 1e-2)"),
+    ("{}", "depth", "int(2, 10, 2)", "depth: 6  # knob: int(2, 10, 2)"),
+    (None, "w", "float(0, 1)", "w: 0.5  # knob: float(0, 1)"),
+    (None, "act", "choice(relu, gelu)", "act: relu  # knob: choice(relu, gelu)"),
+])
+def test_the_json_fix_shows_the_files_value_or_one_inside_the_space(
+        tmp_path: Path, json_text: str | None, key: str, spec: str, line: str) -> None:
+    if json_text is not None:
+        (tmp_path / "params.json").write_text(json_text, encoding="utf-8")
+    with pytest.raises(KnobError) as info:
+        discover_knobs(tmp_path, {f"params.json:{key}": spec}, ["params.json"])
+    assert f"(`{line}`)" in (info.value.fix or ""), info.value.fix
 
 
 def test_a_marker_in_a_json_file_is_named_as_json_by_check_and_run(tmp_path: Path) -> None:
@@ -126,7 +148,7 @@ def test_a_marker_in_a_notebook_says_to_move_the_value_into_a_module(tmp_path: P
     assert "the `knob:` marker at train.ipynb:6 is in a JSON file" in err.what
     assert err.where == "train.ipynb:6"
     assert err.fix == ("move LR into a Python module the notebook imports, add that module to "
-                       "scope and mark its line there: `LR = 0.01  # knob: log(1e-3, 1e-1)`")
+                       "scope and mark its line there: `LR = 0.02  # knob: log(1e-3, 1e-1)`")
 
 
 def test_json_text_without_a_marker_spec_is_no_marker(tmp_path: Path) -> None:
@@ -213,6 +235,23 @@ def test_check_and_run_warn_of_a_value_outside_its_space_and_the_session_runs(
               if line.startswith("+X")]
     assert len(values) >= 3 and values.count(30.0) == 1, tried  # the baseline's commit
     assert all(0 <= v <= 10 for v in values if v != 30.0), values
+
+
+def test_check_says_each_value_outside_its_space_on_its_own_warning_line(tmp_path: Path) -> None:
+    # Appended to the knob list, the warning was in `check`'s green line and was cut with the
+    # list in `run`'s header: each is a yellow `!` line of its own, as the other warnings are.
+    knobs = "".join(f"K{i} = 1.0  # knob: float(0, 2)\n" for i in range(12))
+    repo = make_repo(tmp_path / "repo", {
+        "target.py": f"import os\nX = 30.0  # knob: float(0, 10)\n{knobs}", "score.py": SCORE_PY,
+        "autoresearch.toml": CONFIG + '[proposer]\nname = "tune"\n'})
+    check = run_cli(repo, "check", env={"FORCE_COLOR": "1", "COLUMNS": "300"})
+    assert check.returncode == 0, check.stdout + check.stderr
+    yellow = "\x1b[33m!\x1b[0m "
+    (head,) = [line for line in check.stdout.splitlines() if "13 knob(s): " in line]
+    assert head.endswith("target.py:K10, target.py:K11"), head  # the whole list, and no more
+    warning = next(line for line in check.stdout.splitlines() if "lies outside" in line)
+    assert warning.startswith(f"{yellow}target.py:2: knob X = 30.0 lies outside its space"), (
+        check.stdout)
 
 
 @pytest.mark.parametrize("options", [{}, {"start": "global"}, {"local": False},
@@ -326,3 +365,18 @@ def test_a_form_feed_opening_a_python_line_is_no_indentation(tmp_path: Path) -> 
     (tmp_path / "target.py").write_text("X = 1  # knob: int(0, 9)\n\x0cX = 2\n")
     with pytest.raises(KnobError, match=r"more than once in target.py \(lines 1 and 2\)"):
         require_knobs(tmp_path, tune_config(tmp_path, ["target.py"]))
+
+
+def test_run_says_each_value_outside_its_space_whole_on_its_own_line(tmp_path: Path) -> None:
+    # The warning was appended to the knob list, which `run`'s header cuts at 160 characters.
+    knobs = "".join(f"K{i} = 1.0  # knob: float(0, 2)\n" for i in range(12))
+    repo = make_repo(tmp_path / "repo", {
+        "target.py": f"import os\nX = 30.0  # knob: float(0, 10)\n{knobs}", "score.py": SCORE_PY,
+        "autoresearch.toml": CONFIG + '[proposer]\nname = "tune"\n'})
+    run = run_cli(repo, "run", "--iterations", "2", env={"COLUMNS": "400"})
+    assert run.returncode == 0, run.stdout + run.stderr
+    lines = run.stdout.split("each run gets")[0].splitlines()
+    assert lines[0].endswith("… (`autoresearch check` lists them all)"), lines[0]
+    assert lines[1].startswith("! target.py:2: knob X = 30.0 lies outside its space "
+                               "float(0.0, 10.0) (above its highest value 10.0)"), lines
+    assert "fix:   widen the range to take in 30.0" in lines[2], lines

@@ -38,6 +38,13 @@ from autoresearch.proposers.knobs import (
             KnobSpace("choice", choices=("adamw", "sgd", 3, 0.5, True, None)),
         ),
         ("choice(-1, +2)", KnobSpace("choice", choices=(-1, 2))),
+        # Bare words are strings, as a Makefile or INI user writes them; numbers stay numbers.
+        ("choice(-O0, -O1, adamw)", KnobSpace("choice", choices=("-O0", "-O1", "adamw"))),
+        ("choice(-march=native, /usr/bin/gcc, gpt2-medium, cuda:0, 1.2.3, 3x,)",
+         KnobSpace("choice", choices=("-march=native", "/usr/bin/gcc", "gpt2-medium", "cuda:0",
+                                      "1.2.3", "3x"))),
+        ("choice(fast, 2, 1e-3, None, 'a, b')",
+         KnobSpace("choice", choices=("fast", 2, 1e-3, None, "a, b"))),
     ],
 )
 def test_parse_valid_specs(spec: str, expected: KnobSpace) -> None:
@@ -52,7 +59,13 @@ def test_parse_valid_specs(spec: str, expected: KnobSpace) -> None:
         ("log(0, 1)", "log scale needs lo > 0"),
         ("logint(0, 8)", "log scale needs lo > 0"),
         ("choice()", "at least one value"),
-        ("choice(adamw, sgd)", "not a literal"),
+        ("choice(adam w, sgd)", "neither a literal nor a bare word: quote it"),
+        ("choice(true, false)", "the bare word true could mean a bool"),
+        ("choice(Yes, no)", "the bare word Yes could mean a bool"),
+        ("choice(-inf, 1)", "the bare word -inf could mean"),
+        ("choice(lr=0.1)", "positional only; if lr=0.1 is a value, quote it"),
+        ("choice(a,, b)", "an empty value between two commas"),
+        ('choice("a, b)', "a quote or bracket is left open"),
         ("choice([1, 2])", "not a single number"),
         ('choice("a", "a")', "appears twice"),
         ("choice(1, True)", "ambiguous"),

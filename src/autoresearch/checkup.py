@@ -234,7 +234,7 @@ def _check_proposer(root: Path, config: Config, console: Console) -> list[str]:
         proposer.close()
     # A readiness line may end in warnings (`\n! ...`, tune: a knob's value outside its
     # space): each is said on its own `!` line, as the other warnings are.
-    head, warnings = ready or "", []
+    head, *warnings = (ready or "").split("\n! ")
     found = f"; {head}" if head else ""
     console.print(f"[green]✓[/] proposer {escape(described)} ({escape(why)}){escape(found)}")
     for warning in warnings:

@@ -274,13 +274,15 @@ def _announce(session: Session, config: Config, display: Display, tag: str) -> i
         display.tally.add(count_key(e.kind, e.status))
     resumed = history.counted()
     slots = f"; {session.workers} workers" if session.workers > 1 else ""
+    # A readiness line may end in warnings (`\n! ...`, tune: a knob's value outside its space):
+    # only the line is shortened to fit the header, each warning is said whole on its own line.
+    ready, *ready_warnings = (session.readiness or "").split("\n! ")
     console.print(f"session [bold]{escape(tag)}[/] on branch {escape(session.paths.branch)}"
                   + (f" (resuming after {resumed} experiments)" if resumed else "") + slots
                   + f"; {escape(session.proposer_why)}"
-                  + (f"; {escape(shorten_readiness(session.readiness))}"
-                     if session.readiness else "")
+                  + (f"; {escape(shorten_readiness(ready))}" if ready else "")
                   + (f"; {escape(session.review_gate)}" if config.review.gate != "off" else ""))
-    for notice in session.notices:
+    for notice in [*ready_warnings, *session.notices]:
         console.print(f"[yellow]! {escape(notice)}[/]")
     print_resources(console, config, session.executor, session.workers, session.thread_plan,
                     [slot.resources for slot in session.slots.all])

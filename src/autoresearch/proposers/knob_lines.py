@@ -1,8 +1,11 @@
 """Knob lines: finding `NAME = literal` assignments in a file's text, reading and rendering values.
 
 Python files are read as `NAME = literal` / `NAME: type = literal`; any other file (TOML, YAML,
-INI, .env, plain text) as `KEY = value` / `KEY: value`. A `# knob: <spec>` comment on the line is
-picked up as a marker. Rendering is lossless (`repr` for floats) and keeps each line's style.
+INI, .env, a Makefile, plain text) as `KEY = value` / `KEY: value`. A `# knob: <spec>` comment on
+the line (in an INI file `; knob: <spec>` too) is picked up as a marker. Rendering is lossless
+(`repr` for floats) and keeps each line's style: a string written bare stays bare when the file's
+own reader would read it back unchanged (see `_render_str`). In YAML, INI and TOML a key is also
+known by its section path (`finetune.lr`), so a key present under two sections can be named.
 
 In a Python file only a line on which a statement starts is an assignment: a line inside a string
 literal (a docstring's `Example: LR = 0.5`) or a call's continuation (`lr=0.1,`) looks like one
@@ -29,23 +32,37 @@ from typing import Literal
 
 from autoresearch.proposers.knob_space import Scalar, is_number
 
-Dialect = Literal["python", "toml", "plain"]
+# "plain" is any other `KEY = value` file (.properties, .txt): its reader is unknown.
+Dialect = Literal["python", "toml", "yaml", "ini", "env", "make", "plain"]
+# The dialects whose keys live under sections (`[train]`, or a YAML parent key).
+SECTIONED: frozenset[Dialect] = frozenset({"toml", "yaml", "ini"})
 
 
 # ----------------------------------------------------------------------------------------------
 # Lines
 
 
+_SUFFIX_DIALECTS: dict[str, Dialect] = {
+    ".py": "python", ".pyi": "python", ".pyw": "python", ".toml": "toml",
+    ".yaml": "yaml", ".yml": "yaml", ".ini": "ini", ".cfg": "ini", ".cnf": "ini", ".conf": "ini",
+    ".env": "env", ".mk": "make", ".make": "make"}
+_MAKEFILES = frozenset({"makefile", "gnumakefile"})
+
+
 @lru_cache(maxsize=256)
 def dialect_of(path: str | None) -> Dialect:
-    """Python syntax for .py files (and when no path is given), `KEY = value` lines otherwise.
-
-    TOML is told apart only because it has no bare strings: a value there is always quoted.
+    """Python syntax for .py files (and when no path is given), `KEY = value` lines otherwise,
+    told apart by what their readers make of a value: TOML always quotes a string, YAML reads
+    `yes` as a bool, configparser and make keep quotes as part of the value, a shell strips them.
     """
-    suffix = PurePosixPath(path).suffix if path is not None else ".py"
-    if suffix in (".py", ".pyi", ".pyw"):
+    if path is None:
         return "python"
-    return "toml" if suffix == ".toml" else "plain"
+    name = PurePosixPath(path).name.lower()
+    if name in _MAKEFILES:
+        return "make"
+    if name == ".env" or name.startswith(".env."):
+        return "env"
+    return _SUFFIX_DIALECTS.get(PurePosixPath(name).suffix, "plain")
 
 
 # JSON quotes its keys and has no comments, so none of its lines is a knob line and no marker
@@ -88,8 +105,6 @@ _PLAIN_LINE = re.compile(
 KNOB_LINE_FORMS = ("`NAME = value`, `NAME: value`, or in a Makefile `NAME := value` / "
                    "`NAME ?= value` (in Python: `NAME = literal` or `NAME: type = literal`)")
 _MARKER = re.compile(r"\bknob:\s*")
-_BARE_WORD = re.compile(r"[A-Za-z_][\w.\-/]*")
-_YAML_WORDS = {"true", "false", "yes", "no", "on", "off", "null", "none", "~"}
 
 
 @dataclass(frozen=True)
@@ -98,6 +113,7 @@ class Site:
 
     index: int  # 0-based line index
     name: str
+    path: str  # the name under its sections (`finetune.lr`); the name itself outside any
     head: str  # indentation, name, annotation and the `=` with its spacing
     value: str  # the value's source text
     tail: str  # spacing, trailing comment and line ending, kept verbatim
@@ -129,10 +145,13 @@ def _unquoted(text: str) -> Iterator[tuple[int, str]]:
 
 
 def _comment_start(rest: str, dialect: Dialect) -> int:
-    """Where a trailing `#` comment begins (outside quotes), or len(rest)."""
+    """Where a trailing `#` comment (in an INI file `;` too) begins (outside quotes), or
+    len(rest)."""
+    starts = "#;" if dialect == "ini" else "#"
     for i, c in _unquoted(rest):
-        if c == "#" and (dialect == "python" or i == 0 or rest[i - 1] in " \t"):
+        if c in starts and (dialect == "python" or i == 0 or rest[i - 1] in " \t"):
             # YAML and TOML need a space before `#`; `url: a#b` is a value, not a comment.
+            # So do configparser's inline comments (`inline_comment_prefixes`).
             return i
     return len(rest)
 
@@ -192,13 +211,58 @@ def python_lines(text: str) -> PythonLines | None:
     return PythonLines(frozenset(statements), frozenset(in_strings))
 
 
+# A section header of an INI-like file (`[train]`) or a TOML table (`[a.b]`, `[[runs]]`): the
+# same key under another one is another key.
+_SECTION = re.compile(r"[ \t]*\[\[?(?P<name>[^\]\n]+?)\]\]?[ \t]*(?:[#;].*)?")
+# A YAML mapping key, with or without a value after it (`train:`, `  lr: 0.1`).
+_YAML_KEY = re.compile(r"(?P<indent> *)(?P<key>[A-Za-z_][\w.\-]*)[ \t]*:(?:[ \t]|$)")
+
+
+def _section_prefixes(lines: list[str], dialect: Dialect) -> list[str]:
+    """For each line, the sections it lies under as a path prefix ("train." or "")."""
+    if dialect not in SECTIONED:
+        return [""] * len(lines)
+    if dialect == "yaml":
+        return _yaml_prefixes(lines)
+    prefixes = []
+    prefix = ""
+    for line in lines:
+        header = _SECTION.fullmatch(line.rstrip("\r\n"))
+        if header:
+            name = header.group("name")
+            parts = name.split(".") if dialect == "toml" else [name]  # TOML `[a . b]` is a.b
+            prefix = ".".join(part.strip().strip("\"'") for part in parts) + "."
+        prefixes.append(prefix)
+    return prefixes
+
+
+def _yaml_prefixes(lines: list[str]) -> list[str]:
+    """A YAML line's path prefix: the keys without a value above it, by indentation."""
+    stack: list[tuple[int, str]] = []  # (indentation, key) of the open parent keys
+    prefixes = []
+    for line in lines:
+        body = line.rstrip("\r\n")
+        key = _YAML_KEY.match(body)
+        indent = len(key.group("indent")) if key else 0
+        while key and stack and stack[-1][0] >= indent:
+            stack.pop()
+        prefixes.append("".join(f"{k}." for _, k in stack))
+        if key:
+            rest = body[key.end():]
+            if not rest[:_comment_start(rest, "yaml")].strip():
+                stack.append((indent, key.group("key")))
+    return prefixes
+
+
 @lru_cache(maxsize=64)
 def assignment_sites(text: str, dialect: Dialect) -> dict[str, tuple[Site, ...]]:
     """Every assignment-shaped line of a file, by name. Cached: files rarely change between calls."""
     pattern = _PY_LINE if dialect == "python" else _PLAIN_LINE
     parsed = python_lines(text) if dialect == "python" else None
     found: dict[str, list[Site]] = {}
-    for index, raw in enumerate(source_lines(text)):
+    lines = source_lines(text)
+    prefixes = _section_prefixes(lines, dialect)
+    for index, raw in enumerate(lines):
         if parsed is not None and index not in parsed.statements:
             continue
         body = raw.rstrip("\r\n")
@@ -212,7 +276,8 @@ def assignment_sites(text: str, dialect: Dialect) -> dict[str, tuple[Site, ...]]
             continue
         tail = rest[len(value) :] + raw[len(body) :]
         marker = _marker_spec(rest[cut:]) if cut < len(rest) else None
-        site = Site(index, m.group("name"), m.group("head"), value, tail, marker)
+        name = m.group("name")
+        site = Site(index, name, prefixes[index] + name, m.group("head"), value, tail, marker)
         found.setdefault(site.name, []).append(site)
     return {name: tuple(sites) for name, sites in found.items()}
 
@@ -272,16 +337,46 @@ def stray_markers(text: str, dialect: Dialect) -> list[tuple[int, str]]:
     return found
 
 
+def _matching_sites(text: str, name: str, dialect: Dialect) -> list[Site]:
+    """The literal lines `name` may mean: in a sectioned file those whose path is `name`
+    (`finetune.lr`, or a top-level `lr`) and the marked ones with key `name` when there are
+    any, else every one whose key is `name`."""
+    literal = [s for sites in assignment_sites(text, dialect).values() for s in sites
+               if parse_value(s.value, dialect)[0]]
+    by_key = [s for s in literal if s.name == name]
+    if dialect not in SECTIONED:
+        return by_key
+    # A marker on a nested `lr` still wins over a top-level `lr`, as it did before paths.
+    exact = [s for s in literal if s.path == name or (s.name == name and s.marker is not None)]
+    return exact or by_key
+
+
+# A `; knob: spec` marker after a value: a comment in INI only.
+_SEMICOLON_MARKER = re.compile(r"[ \t];[ \t]*knob:[ \t]*[a-z]+\(")
+
+
+def semicolon_markers(text: str, dialect: Dialect) -> list[tuple[int, str]]:
+    """(0-based index, line) of each `; knob: <spec>` marker in a file whose syntax has no `;`
+    comments (all but INI; in Python it is no valid line): the marker is part of the value."""
+    if dialect in ("ini", "python"):
+        return []
+    found = []
+    for index, line in enumerate(source_lines(text)):
+        raw = line.rstrip("\r\n")
+        if "knob:" in raw and _SEMICOLON_MARKER.search(raw[:_comment_start(raw, dialect)]):
+            found.append((index, raw.strip()))
+    return found
+
+
 @lru_cache(maxsize=256)
 def find_site(text: str, name: str, dialect: Dialect) -> Site | None:
-    """The line that holds knob `name`: a marked line first, then a top-level one, then any.
+    """The line that holds knob `name`: a marked line first, then the one whose section path is
+    `name`, then a top-level one, then any (`ambiguous_sites` says when that choice is blind).
 
     Discovery and rewriting share this rule, so they always agree on the line. Cached because
     every proposal reads each knob of the same incumbent text several times.
     """
-    candidates = [
-        s for s in assignment_sites(text, dialect).get(name, ()) if parse_value(s.value, dialect)[0]
-    ]
+    candidates = _matching_sites(text, name, dialect)
     for preferred in (
         [s for s in candidates if s.marker is not None],
         [s for s in candidates if not s.indented],
@@ -292,8 +387,16 @@ def find_site(text: str, name: str, dialect: Dialect) -> Site | None:
     return None
 
 
-# A section header of an INI-like file (`[train]`): the same key under another one is another key.
-_SECTION = re.compile(r"[ \t]*\[[^\]\n]+\][ \t]*(?:[#;].*)?")
+def ambiguous_sites(text: str, name: str, dialect: Dialect) -> list[Site]:
+    """The lines `find_site` would choose among blindly: key `name` under two or more sections
+    (YAML `train: lr` and `finetune: lr`, INI `[a] lr` and `[b] lr`), none of them marked and
+    none at the path `name` itself; [] when the line is clear."""
+    if dialect not in SECTIONED:
+        return []
+    candidates = _matching_sites(text, name, dialect)
+    if any(s.marker is not None or s.path == name for s in candidates):
+        return []
+    return candidates if len({s.path for s in candidates}) > 1 else []
 
 
 def overriding_site(text: str, site: Site, dialect: Dialect) -> Site | None:
@@ -340,20 +443,82 @@ def _quote_of(current: str) -> str:
     return ""
 
 
+# Words YAML 1.1 (PyYAML) reads as a bool or null; `true`, `null`, `none` and `~` are that in
+# tune's own reading of every non-Python file too.
+_YAML_WORDS = frozenset({"y", "n", "yes", "no", "on", "off", "true", "false", "null", "none", "~"})
+# What a YAML plain scalar may start with: no indicator (`- ? : , [ ] { } # & * ! | > ' " % @ `)
+# except `-`, `+` and `.` before a character that makes no number of them (`-O3`, `.hidden`).
+_YAML_START = re.compile(r"[A-Za-z_/$(]|[-+][^\d\s.]|\.[^\d\s]")
+# A word a shell reads as itself (`source .env`): nothing it would split, expand or redirect.
+_SHELL_WORD = re.compile(r"[\w.\-/+=:,@%^]+")
+# Where quotes are part of the value (configparser, make): a string that cannot be written bare
+# cannot be written at all, and tune says so when it reads the knob.
+_QUOTES_KEPT: dict[Dialect, str] = {
+    "ini": "configparser keeps quotes as part of the value",
+    "make": "make keeps quotes as part of the value"}
+
+
+def _bare_reads_back(value: str, dialect: Dialect) -> bool:
+    """Whether `value` written without quotes reads back as the same string, both in tune's
+    reading (`parse_value`) and in the dialect's own reader."""
+    if (not value or value != value.strip() or not value.isprintable()
+            or any(q in value for q in "'\"`") or value[0] in "=:"
+            or _comment_start(value, dialect) < len(value)):
+        return False
+    ok, back = parse_value(value, dialect)
+    if not (ok and isinstance(back, str) and back == value):  # `1.5`, `true`, `null`
+        return False
+    if dialect == "yaml":
+        # No number (a leading digit: ints, floats, dates, 1:30), bool, null or mapping.
+        return (_YAML_START.match(value) is not None and value.lower() not in _YAML_WORDS
+                and value.lower() not in (".inf", ".nan") and ":" not in value[-1:]
+                and ": " not in value)
+    if dialect == "ini":
+        return True  # configparser takes the rest of the line as it is
+    if dialect == "make":
+        return "#" not in value and not value.endswith("\\")  # a comment; a continued line
+    return _SHELL_WORD.fullmatch(value) is not None  # .env, or a reader tune cannot know
+
+
 def _render_str(value: str, current: str, dialect: Dialect) -> str:
+    """`value` as a string literal in the style of `current`: bare where `current` is bare and
+    `value` reads back unchanged without quotes, else in the current quotes, else in `"`."""
     quote = _quote_of(current)
-    # A bare YAML / INI word stays bare unless it would read back as a bool, null or number.
-    bare_ok = _BARE_WORD.fullmatch(value) is not None and value.lower() not in _YAML_WORDS
-    if dialect == "plain" and not quote and bare_ok:
+    bare = dialect not in ("python", "toml") and not quote
+    if bare and _bare_reads_back(value, dialect):
         return value
-    if quote == "'" and "'" not in value and "\\" not in value and value.isprintable():
+    if bare and dialect in _QUOTES_KEPT:
+        ok, back = parse_value(value, dialect)
+        why = (f"written bare it reads back as {back!r}, not the string {value!r}"
+               if ok and not isinstance(back, str) else
+               f"{value!r} does not read back as itself written bare (a space at either end, a "
+               "comment character, a quote)")
+        raise ValueError(f"{why}, and quoting would not help in {dialect_name(dialect)}: "
+                         f"{_QUOTES_KEPT[dialect]}")
+    # In .env single quotes whatever the line had: a shell expands nothing inside them, so what
+    # can be written never depends on how the line was written before.
+    if ((quote == "'" or dialect == "env") and "'" not in value
+            and "\\" not in value and value.isprintable()):
         return f"'{value}'"
+    if dialect == "env" and (any(c in value for c in "$`") or not value.isprintable()):
+        # A shell reads `\n` as two characters and expands `$` inside double quotes.
+        raise ValueError(f"{value!r} cannot be written in a .env file so that a shell reads it "
+                         "back: inside double quotes it would expand `$` and backquotes, and "
+                         "single quotes hold no `'`, backslash or control character")
     # JSON string syntax is also valid Python, TOML basic-string and YAML double-quoted syntax.
     return json.dumps(value, ensure_ascii=False)
 
 
+def dialect_name(dialect: Dialect) -> str:
+    """The kind of file a dialect is, for messages ("an INI file")."""
+    return {"python": "a Python file", "toml": "a TOML file", "yaml": "a YAML file",
+            "ini": "an INI file", "env": "a .env file", "make": "a Makefile",
+            "plain": "this file"}[dialect]
+
+
 def render_value(value: Scalar, current: str, dialect: Dialect) -> str:
-    """The source text for `value`, in the style of the `current` text on the line."""
+    """The source text for `value`, in the style of the `current` text on the line. Raises
+    ValueError when there is none that reads back as `value` (see `written_value`)."""
     if isinstance(value, bool):
         if dialect == "python":
             return repr(value)
@@ -370,3 +535,13 @@ def render_value(value: Scalar, current: str, dialect: Dialect) -> str:
             raise ValueError(f"cannot write the non-finite value {value!r}")
         return _render_float(value, dialect)
     return _render_str(value, current, dialect)
+
+
+def written_value(value: Scalar, current: str, dialect: Dialect) -> str:
+    """`render_value`, checked: ValueError unless the text reads back as `value` exactly (the
+    ledger records `value`; a file saying anything else would make it lie)."""
+    rendered = render_value(value, current, dialect)
+    ok, back = parse_value(rendered, dialect)
+    if not ok or type(back) is not type(value) or back != value:
+        raise ValueError(f"{value!r} does not survive being written as {rendered!r}")
+    return rendered

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import math
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -23,6 +24,15 @@ _KINDS: dict[str, KnobKind] = {k: k for k in ("log", "float", "int", "logint", "
 KINDS_HELP = (
     "log(lo, hi), float(lo, hi[, step]), int(lo, hi[, step]), logint(lo, hi) or choice(a, b, ...)"
 )
+# A choice written without quotes (`choice(-O0, -O1)`, `choice(adamw, sgd)`): a run of anything
+# but spaces, quotes, commas, brackets, backslashes and `#`, that is no Python literal (a
+# number stays a number: `choice(1, 2.5)`).
+_BARE_CHOICE = re.compile(r"[^\s'\"`,()\[\]{}\\#]+")
+# Bare words each file type reads differently (YAML's `yes` is a bool, INI's a string): the
+# user must say which they mean. `inf`/`nan` are no finite number, but look like one.
+_UNCLEAR_WORDS = frozenset({"true", "false", "yes", "no", "on", "off", "null", "none", "~",
+                            "inf", "+inf", "-inf", "nan", "+nan", "-nan"})
+_CALL = re.compile(r"(?P<kind>[A-Za-z_]\w*)(?:\s|\\\n)*\((?P<args>.*)\)", re.DOTALL)
 
 
 def is_number(value: object) -> bool:
@@ -189,6 +199,78 @@ def _arg_value(node: ast.expr, spec: str) -> Scalar:
     raise ValueError(f"{ast.unparse(node)!r} in {spec!r} is not a single number, string or bool")
 
 
+def _split_args(args: str) -> list[str] | None:
+    """`args` split at its top-level commas (not inside quotes or brackets), each stripped;
+    None when a quote or bracket is left open. A trailing comma is allowed, as in Python."""
+    parts: list[str] = []
+    quote = ""
+    depth = 0
+    start = 0
+    i = 0
+    while i < len(args):
+        c = args[i]
+        if quote:
+            if c == "\\":
+                i += 1
+            elif c == quote:
+                quote = ""
+        elif c in "'\"":
+            quote = c
+        elif c in "([{":
+            depth += 1
+        elif c in ")]}":
+            depth -= 1
+            if depth < 0:
+                return None
+        elif c == "," and depth == 0:
+            parts.append(args[start:i].strip())
+            start = i + 1
+        i += 1
+    if quote or depth:
+        return None
+    last = args[start:].strip()
+    if last or not parts:
+        parts.append(last)
+    return [] if parts == [""] else parts
+
+
+def _choice_value(arg: str, spec: str) -> Scalar:
+    """One choice: a Python literal (a number stays a number), or else a bare word (a string)."""
+    if not arg:
+        raise ValueError(f"{spec!r}: an empty value between two commas")
+    try:
+        node: ast.expr | None = ast.parse(arg, mode="eval").body
+    except SyntaxError:
+        node = None  # `-O0`, `/usr/bin/gcc`: no Python at all, perhaps a bare word
+    if node is not None:
+        try:
+            ast.literal_eval(node)
+        except (ValueError, TypeError, SyntaxError):
+            pass  # `adamw`, `-O0`: a name, not a literal
+        else:
+            return _arg_value(node, spec)  # says why a list or a complex number is no choice
+    if not _BARE_CHOICE.fullmatch(arg):
+        raise ValueError(
+            f"{arg!r} in {spec!r} is neither a literal nor a bare word: quote it (e.g. "
+            'choice("a b", "c")), or write numbers, True, False or None')
+    if arg.lower() in _UNCLEAR_WORDS:
+        raise ValueError(
+            f"{spec!r}: the bare word {arg} could mean a bool, None, a number or a string: write "
+            f'True, False or None for those, or quote it for the string ("{arg}")')
+    if re.fullmatch(r"[A-Za-z_]\w*=.*", arg):
+        raise ValueError(f"{spec!r}: arguments are positional only; if {arg} is a value, quote "
+                         f'it: choice("{arg}", ...)')
+    return arg
+
+
+def _choice_args(args: str, spec: str) -> list[Scalar]:
+    parts = _split_args(args)
+    if parts is None:
+        raise ValueError(f"{spec!r} is not of the form choice(a, b, ...): a quote or bracket "
+                         "is left open, or closed without being opened")
+    return [_choice_value(part, spec) for part in parts]
+
+
 def _numbers(kind: str, args: list[Scalar], spec: str, *, integer: bool) -> list[float]:
     what = "integers" if integer else "numbers"
     for a in args:
@@ -197,10 +279,25 @@ def _numbers(kind: str, args: list[Scalar], spec: str, *, integer: bool) -> list
     return [a for a in args if isinstance(a, int | float)]
 
 
+def _choice_space(args: list[Scalar], spec: str) -> KnobSpace:
+    if not args:
+        raise ValueError(f"{spec!r}: choice(...) needs at least one value")
+    for i, a in enumerate(args):
+        if any(_same(a, b) for b in args[:i]):
+            raise ValueError(f"{spec!r}: {a!r} appears twice (1, 1.0 and True count as equal)")
+        if isinstance(a, bool) and any(is_number(b) and b in (0, 1) for b in args):
+            raise ValueError(f"{spec!r}: mixing {a!r} with 0/1 is ambiguous; pick one type")
+    return KnobSpace("choice", choices=tuple(args))
+
+
 def parse_knob_spec(spec: str) -> KnobSpace:
     """Parse `log(lo, hi)`, `float(lo, hi[, step])`, `int(lo, hi[, step])`, `logint(lo, hi)`
-    or `choice(a, b, ...)`; raise ValueError saying exactly what is wrong."""
+    or `choice(a, b, ...)`; raise ValueError saying exactly what is wrong. A choice is a Python
+    literal (number, quoted string, True, False, None) or a bare word (`-O3`, `adamw`)."""
     text = spec.strip()
+    choice = _CALL.fullmatch(text)
+    if choice is not None and choice.group("kind") == "choice":
+        return _choice_space(_choice_args(choice.group("args"), spec), spec)
     try:
         call = ast.parse(text, mode="eval").body
     except SyntaxError:
@@ -214,15 +311,8 @@ def parse_knob_spec(spec: str) -> KnobSpace:
         raise ValueError(f"{spec!r}: arguments are positional only, e.g. float(0, 1, 0.1)")
     args = [_arg_value(a, spec) for a in call.args]
 
-    if kind == "choice":
-        if not args:
-            raise ValueError(f"{spec!r}: choice(...) needs at least one value")
-        for i, a in enumerate(args):
-            if any(_same(a, b) for b in args[:i]):
-                raise ValueError(f"{spec!r}: {a!r} appears twice (1, 1.0 and True count as equal)")
-            if isinstance(a, bool) and any(is_number(b) and b in (0, 1) for b in args):
-                raise ValueError(f"{spec!r}: mixing {a!r} with 0/1 is ambiguous; pick one type")
-        return KnobSpace("choice", choices=tuple(args))
+    if kind == "choice":  # a form of call _CALL does not take: literals only, as before
+        return _choice_space(args, spec)
 
     max_args = 3 if kind in ("float", "int") else 2
     if not 2 <= len(args) <= max_args:

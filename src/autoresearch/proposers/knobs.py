@@ -13,6 +13,8 @@ Nothing here imports optuna: config.py imports `parse_knob_spec` and `check` sho
 from __future__ import annotations
 
 import difflib
+import json
+import math
 import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
@@ -27,15 +29,19 @@ from autoresearch.proposers.knob_lines import (
     KNOB_LINE_FORMS,
     Dialect,
     Site,
+    ambiguous_sites,
     assignment_sites,
+    dialect_name,
     dialect_of,
     find_site,
     is_json,
     overriding_site,
     parse_value,
     render_value,
+    semicolon_markers,
     source_lines,
     stray_markers,
+    written_value,
 )
 from autoresearch.proposers.knob_space import (
     KINDS_HELP,
@@ -138,12 +144,7 @@ def rewrite(text: str, assignments: Mapping[str, Scalar], *, path: str | None = 
                 where=path,
                 fix=_expected_line(name, path or "x.py"),
             )
-        rendered = render_value(value, site.value, dialect)
-        ok, back = parse_value(rendered, dialect)
-        if not ok or type(back) is not type(value) or back != value:
-            # The ledger records `value`; a file saying anything else would make it lie.
-            raise ValueError(f"{value!r} does not survive being written as {rendered!r}")
-        lines[site.index] = site.head + rendered + site.tail
+        lines[site.index] = site.head + written_value(value, site.value, dialect) + site.tail
     return "".join(lines)
 
 
@@ -156,14 +157,53 @@ def _expected_line(name: str, file: str) -> str:
     return f"expected a line such as `{name} = 0.01` or `{name}: 0.01`; check the name's spelling"
 
 
-def _json_fix(name: str, spec: str, file: str) -> str:
-    """How to tune a value that lives in a JSON file: from a file tune can rewrite."""
-    if PurePosixPath(file).suffix.lower() == ".ipynb":
+def _json_fix(name: str, spec: str, file: str, text: str | None) -> str:
+    """How to tune a value that lives in a JSON file (`text`, when it could be read): from a
+    file tune can rewrite, the line to write there holding the value the program runs now."""
+    notebook = PurePosixPath(file).suffix.lower() == ".ipynb"
+    value = _example_value(name, spec, text, notebook)
+    if notebook:
+        shown = render_value(value, "", "python")
         return (f"move {name} into a Python module the notebook imports, add that module to scope "
-                f"and mark its line there: `{name} = 0.01  # knob: {spec}`")
+                f"and mark its line there: `{name} = {shown}  # knob: {spec}`")
+    shown = render_value(value, "", "yaml")
     return (f"move {name} into a file tune can rewrite that your program reads instead (YAML, "
-            f"TOML, INI, .env or a Python module), then mark its line there (`{name}: 0.01  "
+            f"TOML, INI, .env or a Python module), then mark its line there (`{name}: {shown}  "
             f'# knob: {spec}`) or declare it in [knobs] ("params.yaml:{name}" = "{spec}")')
+
+
+# A scalar JSON value: a number, a string without escapes, true, false, null.
+_JSON_SCALAR = r'(-?\d[\d.eE+\-]*|"[^"\\\n]*"|true|false|null)'
+
+
+def _example_value(name: str, spec: str, text: str | None, notebook: bool) -> Scalar:
+    """The value `name` has in a JSON file's `text` (in a notebook, on its code line), when it
+    can be read and the knob's space could hold one of its type; else a value inside the space
+    (an example outside its own space would be the next thing to fix)."""
+    try:
+        space: KnobSpace | None = parse_knob_spec(spec)
+    except ValueError:
+        space = None
+    found = None
+    if text is not None:
+        key = (rf"\b{re.escape(name)}[ \t]*=[ \t]*" if notebook
+               else rf'"{re.escape(name)}"[ \t]*:[ \t]*')
+        found = re.search(key + _JSON_SCALAR, text)
+    if found is not None:
+        try:
+            value: Scalar = json.loads(found.group(1))
+        except ValueError:
+            pass
+        else:
+            if space is None or space.accepts_type(value):
+                return value
+    if space is None:
+        return 0.01
+    if space.kind == "choice":
+        return space.choices[0]
+    middle = (math.sqrt(space.low * space.high) if space.kind in ("log", "logint")
+              else (space.low + space.high) / 2)
+    return space.snap(middle)
 
 
 # Why no knob can live in a JSON file, for the messages that say so.
@@ -192,6 +232,7 @@ def read_text(path: Path) -> str:
 
 
 def _check_value(knob: Knob, site: Site, where: str) -> None:
+    _check_choices_writable(knob, site, where)
     if knob.dialect == "toml" and any(c is None for c in knob.space.choices):
         # TOML has no null: tune wrote `mode = null`, which no TOML reader loads.
         raise KnobError(
@@ -207,6 +248,30 @@ def _check_value(knob: Knob, site: Site, where: str) -> None:
             where=where,
             fix="point the knob at a numeric assignment, or use choice(...) for other values",
         )
+
+
+def _check_choices_writable(knob: Knob, site: Site, where: str) -> None:
+    """Every choice can be written on the knob's line so that it reads back as itself: said now,
+    not as a failed proposal mid-session (`OPT := -O1` in a Makefile cannot become `a b#c`, and
+    quotes would be part of the value there)."""
+    for choice in knob.space.choices:
+        if knob.dialect == "toml" and choice is None:
+            continue  # said by _check_value, with its own fix
+        try:
+            written_value(choice, site.value, knob.dialect)
+        except ValueError as exc:
+            ok, typed = (parse_value(choice, knob.dialect) if isinstance(choice, str)
+                         else (False, None))
+            raise KnobError(
+                f"knob {knob.key!r}: its choice {choice!r} cannot be written on line {knob.line} "
+                f"of {knob.file}: {exc}",
+                where=where,
+                fix=(f"offer it as {typed!r}, without quotes in choice(...)"
+                     if ok and not isinstance(typed, str) else
+                     f"drop {choice!r} from the choices, or offer it in a form "
+                     f"{dialect_name(knob.dialect)} reads as it is (no space at either end, no "
+                     "comment character, no quote)"),
+            ) from None
 
 
 def _files_with_markers(root: Path, files: Sequence[str]) -> Iterator[tuple[str, str | None]]:
@@ -310,7 +375,7 @@ def discover_knobs(
                 f"knob {key!r}: {file} is a JSON file, and tune cannot tune a value in JSON: "
                 f"{_JSON_WHY}",
                 where=where,
-                fix=_json_fix(name, spec.strip(), file),
+                fix=_json_fix(name, spec.strip(), file, _text_if_readable(root / file)),
             )
         # Protected first: such a file is outside the scope too, and adding it to the scope
         # would only trade this error for "protected ... is inside the scope".
@@ -352,10 +417,39 @@ def discover_knobs(
                 where=where,
                 fix=_expected_line(name, file),
             )
+        _refuse_ambiguous(key, text, name, file, spec.strip(), where)
         knob = Knob(file, name, space, site.index + 1, "config")
         _check_value(knob, site, where)
+        # A contract entry overrides a marker on the same line, whatever name it gives the key
+        # ("cfg.yaml:finetune.lr" for a marked `lr`): two knobs would fight over one value.
+        knobs = {k: v for k, v in knobs.items()
+                 if not (v.source == "marker" and v.file == file and v.line == knob.line)}
         knobs[knob.key] = knob
     return sorted(knobs.values(), key=lambda k: (k.file, k.line, k.name))
+
+
+def _refuse_ambiguous(key: str, text: str, name: str, file: str, spec: str, where: str) -> None:
+    """A key found under two sections, none of them named: tune would have tuned the first one
+    without a word, perhaps not the one the program reads."""
+    twins = ambiguous_sites(text, name, dialect_of(file))
+    if not twins:
+        return
+    lines = " and ".join(f"{s.path} (line {s.index + 1})" for s in twins)
+    raise KnobError(
+        f"knob {key!r}: {file} has {name} under more than one section: {lines}; tune cannot tell "
+        "which one you mean",
+        where=where,
+        fix=f'name it with its section, e.g. "{file}:{twins[-1].path}" = "{spec}", or end the '
+        f"intended line with a marker (`# knob: {spec}`) and remove this entry",
+    )
+
+
+def _text_if_readable(path: Path) -> str | None:
+    """A file's text, or None when it is missing or not UTF-8 text (only a message needs it)."""
+    try:
+        return read_text(path)
+    except (OSError, UnicodeDecodeError):
+        return None
 
 
 def _refuse_protected(key: str, file: str, protected: Sequence[str], where: str) -> None:
@@ -417,6 +511,16 @@ def require_knobs(root: Path, config: Config) -> list[Knob]:
                 fix=f"write the knob's line in one of the forms {KNOB_LINE_FORMS}, the value a "
                 "single literal (`+=` appends and `!=` runs a shell: neither sets a value)",
             )
+        semicolon = _semicolon_markers(root, files)
+        if semicolon:
+            where, kind = semicolon[0]
+            raise KnobError(
+                "the tune proposer found no knobs to tune: [knobs] declares none, and the "
+                f"`; knob:` marker at {where} is no comment: in {kind} `;` is part of the value "
+                "(only an INI file's `;` starts a comment)",
+                where=where,
+                fix="write the marker after `#` instead: `KEY: value  # knob: ...`",
+            )
         in_json = _json_markers(root, files)
         if in_json:
             where, fix = in_json[0]
@@ -477,6 +581,14 @@ def _stray_markers(root: Path, files: Sequence[str]) -> list[tuple[str, str]]:
             if not is_json(rel) for i, line in stray_markers(text, dialect_of(rel))]
 
 
+def _semicolon_markers(root: Path, files: Sequence[str]) -> list[tuple[str, str]]:
+    """("file:line", the file's kind) of each `; knob:` marker in a file where `;` starts no
+    comment (anything but INI): it reads as part of the value, and no knob is made of it."""
+    return [(f"{rel}:{i + 1}", dialect_name(dialect_of(rel)))
+            for rel, text in _texts_with_markers(root, files) if not is_json(rel)
+            for i, _ in semicolon_markers(text, dialect_of(rel))]
+
+
 def _json_markers(root: Path, files: Sequence[str]) -> list[tuple[str, str]]:
     """("file:line", how to tune it instead) of each knob marker in an in-scope JSON file,
     however it was written there."""
@@ -489,7 +601,7 @@ def _json_markers(root: Path, files: Sequence[str]) -> list[tuple[str, str]]:
             if marker:
                 named = _JSON_NAME.match(line)
                 name = named.group("name") if named else "NAME"
-                found.append((f"{rel}:{i + 1}", _json_fix(name, marker.group("spec"), rel)))
+                found.append((f"{rel}:{i + 1}", _json_fix(name, marker.group("spec"), rel, text)))
     return found
 
 
@@ -504,6 +616,8 @@ def describe_knobs(knobs: Sequence[Knob], root: Path | None = None,
     files = in_scope_files(root, scope)
     unused = [f"{where} (not a line tune can rewrite: {line.strip()[:60]})"
               for where, line in _stray_markers(root, files)]
+    unused += [f"{where} (`;` starts no comment in {kind}: write `# knob:`)"
+               for where, kind in _semicolon_markers(root, files)]
     unused += [f"{where} (in a JSON file, where tune cannot tune a value)"
                for where, _ in _json_markers(root, files)]
     unused += [f"{rel} (not UTF-8 text)" for rel in _markers_not_utf8(root, files)]
