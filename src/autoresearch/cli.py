@@ -310,7 +310,7 @@ def demo(
     budget: Annotated[float, typer.Option(help="Training budget per run, seconds.")] = 20.0,
 ) -> None:
     """A short research session on the built-in GPT workload, offline, no API key needed."""
-    from autoresearch.scaffold import create_demo, prepare_demo_data
+    from autoresearch.scaffold_demo import create_demo, prepare_demo_data
     from autoresearch.stop_signals import stop_signals_as_interrupt
 
     root = create_demo(directory.resolve(), budget, console)
