@@ -30,9 +30,9 @@ from autoresearch.decision import check_metric_guards
 from autoresearch.gatekeeper import review_keep
 from autoresearch.gitops.commits import Committed, cherry_pick, commit_like
 from autoresearch.gitops.history import diff_names, file_at
+from autoresearch.heldout import check_heldout
 from autoresearch.history import REFERENCE_EVENT
 from autoresearch.ledger import TrialStatus
-from autoresearch.metric_discovery import guess_direction
 from autoresearch.policy import Evidence, Step
 from autoresearch.sequential import HIDDEN_NOISE_HINT
 from autoresearch.session import Session, SessionStopped
@@ -262,24 +262,3 @@ def track_reference(s: Session, trial: Trial, step: Step) -> None:
         s.event(REFERENCE_EVENT, f"{trial.id} kept on merit: the best measured state", trial.id,
                 data={"reference": None, "booked": 0.0})
     history.reference_commit = after
-
-
-def heldout_sign(config: Config, name: str) -> float:
-    """+1 when a larger held-out `name` is better, -1 when a smaller one is: as its name says
-    (`test_acc` rises while `val_loss` falls), else as the objective goes (a held-out copy of
-    it, `test_bpb` beside `val_bpb`)."""
-    guessed = guess_direction(name)
-    return config.metric.sign if guessed is None else (1.0 if guessed == "maximize" else -1.0)
-
-
-def check_heldout(s: Session, trial: Trial, commit: str) -> None:
-    """Warn when the objective improved but a held-out metric did not (overfitting val)."""
-    now = s.history.mean_metrics(commit)
-    before = s.history.mean_metrics(trial.parent)
-    for name in s.config.metric.heldout:
-        sign = heldout_sign(s.config, name)
-        if name in now and name in before and sign * (now[name] - before[name]) < 0:
-            msg = (f"{trial.id}: {s.config.metric.name} improved but held-out {name} got "
-                   f"worse ({before[name]:.6g} → {now[name]:.6g})")
-            s.event("heldout_divergence", msg, trial.id)
-            s.display.message("warning: " + msg, "yellow")

@@ -10,7 +10,6 @@ work is the scheduler's (`scheduler.py`); what one experiment does is its progra
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -18,7 +17,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from autoresearch import gitops, guardrails, resources, shared_paths, timeouts
+from autoresearch import gitops, guardrails, heldout, resources, shared_paths, timeouts
 from autoresearch.budget import SPEND_STOP, active_seconds, session_spend
 from autoresearch.checkout_sync import (
     SessionBranch,
@@ -432,7 +431,7 @@ class Session:
             m = replace(m, status="crash", objective=None, reason=(
                 f"the candidate's run modified protected files: {', '.join(tampered)} "
                 "(restored); a change may not alter the evaluation"))
-        hidden = self._heldout_hidden(trial, request, m)
+        hidden = heldout.left_out(self.config, self.history, trial, request, m)
         if hidden:
             m = replace(m, status="crash", objective=None, reason=(
                 f"the candidate's run did not print the held-out metric {', '.join(hidden)}, "
@@ -455,19 +454,6 @@ class Session:
                                  f"{', '.join(tampered)}; they were restored. Fix the command so "
                                  "it leaves them alone.", exit_code=3)
         return m
-
-    def _heldout_hidden(self, trial: Trial, request: RunRequest, m: Measurement) -> list[str]:
-        """The held-out metrics a proposed change's run left out while the incumbent's runs
-        print them: the held-out check compares only what both printed, so dropping the line
-        (training on the validation split, say) would pass it."""
-        heldout = self.config.metric.heldout
-        if not heldout or not m.ok or trial.kind == "baseline" or request.role != "candidate":
-            return []
-        # Only what the incumbent always printed is required (a test pass run when time allows
-        # is not); a value that is no number (`test: nan`) counts as left out.
-        return [name for name in heldout
-                if self.history.printed_by_every_run(trial.parent, name)
-                and not math.isfinite(m.metrics.get(name, math.nan))]
 
     def size_timeout(self, runs: Iterable[RunRow]) -> None:
         """The verify timeout follows what the unchanged code's runs really take beyond the
