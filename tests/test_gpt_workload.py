@@ -624,7 +624,7 @@ def test_the_documented_quick_start_commits_the_template() -> None:
 
 def test_template_contract_loads_and_its_knobs_exist() -> None:
     from autoresearch.config import load_config
-    from autoresearch.proposers.knobs import discover_knobs
+    from autoresearch.proposers.knob_discovery import discover_knobs
 
     config = load_config(TEMPLATE / "autoresearch.toml")
     assert config.metric.name == "val_bpb" and config.metric.direction == "minimize"

@@ -33,7 +33,8 @@ from autoresearch.guardrails import (
     protected_fence,
 )
 from autoresearch.proposers.base import ProposalContext
-from autoresearch.proposers.knobs import KnobError, discover_knobs
+from autoresearch.proposers.knob_discovery import discover_knobs
+from autoresearch.proposers.knobs import KnobError
 from autoresearch.repo_paths import PathRefused, canonical_path
 from tests.conftest import git, make_repo, run_cli, use_script
 

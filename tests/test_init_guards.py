@@ -15,7 +15,7 @@ import pytest
 from autoresearch.config import ALWAYS_PROTECTED, load_config
 from autoresearch.globs import select
 from autoresearch.metrics import parse_metrics, printed_values
-from autoresearch.proposers.knobs import require_knobs
+from autoresearch.proposers.knob_discovery import require_knobs
 from autoresearch.state import default_tag
 from autoresearch.verify_targets import unguarded_evaluation
 from tests.conftest import CONFIG, SCORE_PY, TESTS, git, make_repo, run_cli

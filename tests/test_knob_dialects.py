@@ -15,17 +15,11 @@ from pathlib import Path
 import pytest
 import yaml  # PyYAML: optuna's own dependency, so always installed beside autoresearch
 
+from autoresearch.proposers.knob_discovery import discover_knobs, require_knobs
 from autoresearch.proposers.knob_lines import Site, find_site
-from autoresearch.proposers.knobs import (
-    Knob,
-    KnobError,
-    describe_knobs,
-    discover_knobs,
-    parse_knob_spec,
-    read_value,
-    require_knobs,
-    rewrite,
-)
+from autoresearch.proposers.knob_report import describe_knobs
+from autoresearch.proposers.knob_space import parse_knob_spec
+from autoresearch.proposers.knobs import Knob, KnobError, read_value, rewrite
 from tests.conftest import git, make_repo, run_cli
 from tests.test_knob_inputs import flat, tune_config
 

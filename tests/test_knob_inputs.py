@@ -10,16 +10,10 @@ import pytest
 
 from autoresearch.config import Config, load_config
 from autoresearch.proposers.base import ExperimentOutcome, ExperimentSummary
-from autoresearch.proposers.knobs import (
-    KnobError,
-    describe_knobs,
-    discover_knobs,
-    outside_their_space,
-    parse_knob_spec,
-    read_value,
-    require_knobs,
-    rewrite,
-)
+from autoresearch.proposers.knob_discovery import discover_knobs, require_knobs
+from autoresearch.proposers.knob_report import describe_knobs, outside_their_space
+from autoresearch.proposers.knob_space import parse_knob_spec
+from autoresearch.proposers.knobs import KnobError, read_value, rewrite
 from autoresearch.proposers.tune import TuneProposer
 from tests.conftest import CONFIG, SCORE_PY, git, make_repo, run_cli
 from tests.test_tune import make_ctx

@@ -9,17 +9,10 @@ import pytest
 
 from autoresearch.config import Config, load_config
 from autoresearch.errors import ConfigError
-from autoresearch.proposers.knob_lines import stray_markers
-from autoresearch.proposers.knobs import (
-    Knob,
-    KnobError,
-    KnobSpace,
-    discover_knobs,
-    parse_knob_spec,
-    read_value,
-    require_knobs,
-    rewrite,
-)
+from autoresearch.proposers.knob_discovery import discover_knobs, require_knobs
+from autoresearch.proposers.knob_space import KnobSpace, parse_knob_spec
+from autoresearch.proposers.knob_unusable_markers import stray_markers
+from autoresearch.proposers.knobs import Knob, KnobError, read_value, rewrite
 
 # -- specs ----------------------------------------------------------------------------------------
 

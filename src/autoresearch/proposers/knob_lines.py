@@ -1,11 +1,11 @@
-"""Knob lines: finding `NAME = literal` assignments in a file's text, reading and rendering values.
+"""Knob lines: finding `NAME = literal` assignments in a file's text and reading their values.
 
 Python files are read as `NAME = literal` / `NAME: type = literal`; any other file (TOML, YAML,
 INI, .env, a Makefile, plain text) as `KEY = value` / `KEY: value`. A `# knob: <spec>` comment on
-the line (in an INI file `; knob: <spec>` too) is picked up as a marker. Rendering is lossless
-(`repr` for floats) and keeps each line's style: a string written bare stays bare when the file's
-own reader would read it back unchanged (see `_render_str`). In YAML, INI and TOML a key is also
-known by its section path (`finetune.lr`), so a key present under two sections can be named.
+the line (in an INI file `; knob: <spec>` too) is picked up as a marker. In YAML, INI and TOML a
+key is also known by its section path (`finetune.lr`), so a key present under two sections can be
+named. Writing a value back onto a line is `knob_render`'s job; markers no knob can be made of
+(on another kind of line, after a `;` that starts no comment) are found by `knob_unusable_markers`.
 
 In a Python file only a line on which a statement starts is an assignment: a line inside a string
 literal (a docstring's `Example: LR = 0.5`) or a call's continuation (`lr=0.1,`) looks like one
@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import ast
 import bisect
-import json
-import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -36,10 +34,6 @@ from autoresearch.proposers.knob_space import Scalar, is_number
 Dialect = Literal["python", "toml", "yaml", "ini", "env", "make", "plain"]
 # The dialects whose keys live under sections (`[train]`, or a YAML parent key).
 SECTIONED: frozenset[Dialect] = frozenset({"toml", "yaml", "ini"})
-
-
-# ----------------------------------------------------------------------------------------------
-# Lines
 
 
 _SUFFIX_DIALECTS: dict[str, Dialect] = {
@@ -63,6 +57,13 @@ def dialect_of(path: str | None) -> Dialect:
     if name == ".env" or name.startswith(".env."):
         return "env"
     return _SUFFIX_DIALECTS.get(PurePosixPath(name).suffix, "plain")
+
+
+def dialect_name(dialect: Dialect) -> str:
+    """The kind of file a dialect is, for messages ("an INI file")."""
+    return {"python": "a Python file", "toml": "a TOML file", "yaml": "a YAML file",
+            "ini": "an INI file", "env": "a .env file", "make": "a Makefile",
+            "plain": "this file"}[dialect]
 
 
 # JSON quotes its keys and has no comments, so none of its lines is a knob line and no marker
@@ -101,9 +102,6 @@ _PLAIN_LINE = re.compile(
     r"(?P<head>[ \t]*(?P<name>[A-Za-z_][\w.\-]*)[ \t]*(?:::?=|\?=|[=:])(?!=)[ \t]*)"
     r"(?P<rest>.*)"
 )
-# The forms a knob line may take, for messages about a marker on a line of another form.
-KNOB_LINE_FORMS = ("`NAME = value`, `NAME: value`, or in a Makefile `NAME := value` / "
-                   "`NAME ?= value` (in Python: `NAME = literal` or `NAME: type = literal`)")
 _MARKER = re.compile(r"\bknob:\s*")
 
 
@@ -144,7 +142,7 @@ def _unquoted(text: str) -> Iterator[tuple[int, str]]:
         i += 1
 
 
-def _comment_start(rest: str, dialect: Dialect) -> int:
+def comment_start(rest: str, dialect: Dialect) -> int:
     """Where a trailing `#` comment (in an INI file `;` too) begins (outside quotes), or
     len(rest)."""
     starts = "#;" if dialect == "ini" else "#"
@@ -156,7 +154,7 @@ def _comment_start(rest: str, dialect: Dialect) -> int:
     return len(rest)
 
 
-def _marker_spec(comment: str) -> str | None:
+def marker_spec(comment: str) -> str | None:
     m = _MARKER.search(comment)
     if not m:
         return None
@@ -249,7 +247,7 @@ def _yaml_prefixes(lines: list[str]) -> list[str]:
         prefixes.append("".join(f"{k}." for _, k in stack))
         if key:
             rest = body[key.end():]
-            if not rest[:_comment_start(rest, "yaml")].strip():
+            if not rest[:comment_start(rest, "yaml")].strip():
                 stack.append((indent, key.group("key")))
     return prefixes
 
@@ -270,12 +268,12 @@ def assignment_sites(text: str, dialect: Dialect) -> dict[str, tuple[Site, ...]]
         if not m:
             continue
         rest = m.group("rest")
-        cut = _comment_start(rest, dialect)
+        cut = comment_start(rest, dialect)
         value = rest[:cut].rstrip()
         if not value:
             continue
         tail = rest[len(value) :] + raw[len(body) :]
-        marker = _marker_spec(rest[cut:]) if cut < len(rest) else None
+        marker = marker_spec(rest[cut:]) if cut < len(rest) else None
         name = m.group("name")
         site = Site(index, name, prefixes[index] + name, m.group("head"), value, tail, marker)
         found.setdefault(site.name, []).append(site)
@@ -318,25 +316,6 @@ def parse_value(text: str, dialect: Dialect) -> tuple[bool, Scalar]:
     return True, text  # a bare YAML / INI word is a string
 
 
-def stray_markers(text: str, dialect: Dialect) -> list[tuple[int, str]]:
-    """(0-based index, line) of each `# knob: <spec>` comment on a line that is not a knob line
-    (`X += 1`, `X != cmd`, a call): the marker is there, but there is no value to rewrite."""
-    marked = {s.index for sites in assignment_sites(text, dialect).values() for s in sites
-              if s.marker is not None}
-    parsed = python_lines(text) if dialect == "python" else None
-    in_strings = parsed.in_strings if parsed is not None else frozenset()
-    found = []
-    for index, line in enumerate(source_lines(text)):
-        raw = line.rstrip("\r\n")
-        if index in marked or index in in_strings or "knob:" not in raw:
-            continue  # a marker inside a string literal is text, not a comment
-        cut = _comment_start(raw, dialect)
-        spec = _marker_spec(raw[cut:]) if cut < len(raw) else None
-        if spec and re.match(r"[a-z]+\(", spec):  # a spec such as choice(4, 8), not prose
-            found.append((index, raw.strip()))
-    return found
-
-
 def _matching_sites(text: str, name: str, dialect: Dialect) -> list[Site]:
     """The literal lines `name` may mean: in a sectioned file those whose path is `name`
     (`finetune.lr`, or a top-level `lr`) and the marked ones with key `name` when there are
@@ -349,23 +328,6 @@ def _matching_sites(text: str, name: str, dialect: Dialect) -> list[Site]:
     # A marker on a nested `lr` still wins over a top-level `lr`, as it did before paths.
     exact = [s for s in literal if s.path == name or (s.name == name and s.marker is not None)]
     return exact or by_key
-
-
-# A `; knob: spec` marker after a value: a comment in INI only.
-_SEMICOLON_MARKER = re.compile(r"[ \t];[ \t]*knob:[ \t]*[a-z]+\(")
-
-
-def semicolon_markers(text: str, dialect: Dialect) -> list[tuple[int, str]]:
-    """(0-based index, line) of each `; knob: <spec>` marker in a file whose syntax has no `;`
-    comments (all but INI; in Python it is no valid line): the marker is part of the value."""
-    if dialect in ("ini", "python"):
-        return []
-    found = []
-    for index, line in enumerate(source_lines(text)):
-        raw = line.rstrip("\r\n")
-        if "knob:" in raw and _SEMICOLON_MARKER.search(raw[:_comment_start(raw, dialect)]):
-            found.append((index, raw.strip()))
-    return found
 
 
 @lru_cache(maxsize=256)
@@ -419,129 +381,3 @@ def overriding_site(text: str, site: Site, dialect: Dialect) -> Site | None:
                 _SECTION.fullmatch(line) for line in lines[site.index + 1:later.index]):
             return later
     return None
-
-
-# ----------------------------------------------------------------------------------------------
-# Rendering
-
-
-def _render_float(value: float, dialect: Dialect) -> str:
-    text = repr(value)
-    if dialect != "python" and "e" in text and "." not in text:
-        # YAML 1.1 (PyYAML) reads `1e-05` as a string; `1.0e-05` is a float everywhere.
-        mantissa, exponent = text.split("e")
-        text = f"{mantissa}.0e{exponent}"
-    return text
-
-
-def _quote_of(current: str) -> str:
-    """The quote character of a string literal's source (`r"..."` keeps `"`), or ""."""
-    if current[:1] in ("'", '"'):
-        return current[0]
-    if current[:1].isalpha() and current[1:2] in ("'", '"'):
-        return current[1]
-    return ""
-
-
-# Words YAML 1.1 (PyYAML) reads as a bool or null; `true`, `null`, `none` and `~` are that in
-# tune's own reading of every non-Python file too.
-_YAML_WORDS = frozenset({"y", "n", "yes", "no", "on", "off", "true", "false", "null", "none", "~"})
-# What a YAML plain scalar may start with: no indicator (`- ? : , [ ] { } # & * ! | > ' " % @ `)
-# except `-`, `+` and `.` before a character that makes no number of them (`-O3`, `.hidden`).
-_YAML_START = re.compile(r"[A-Za-z_/$(]|[-+][^\d\s.]|\.[^\d\s]")
-# A word a shell reads as itself (`source .env`): nothing it would split, expand or redirect.
-_SHELL_WORD = re.compile(r"[\w.\-/+=:,@%^]+")
-# Where quotes are part of the value (configparser, make): a string that cannot be written bare
-# cannot be written at all, and tune says so when it reads the knob.
-_QUOTES_KEPT: dict[Dialect, str] = {
-    "ini": "configparser keeps quotes as part of the value",
-    "make": "make keeps quotes as part of the value"}
-
-
-def _bare_reads_back(value: str, dialect: Dialect) -> bool:
-    """Whether `value` written without quotes reads back as the same string, both in tune's
-    reading (`parse_value`) and in the dialect's own reader."""
-    if (not value or value != value.strip() or not value.isprintable()
-            or any(q in value for q in "'\"`") or value[0] in "=:"
-            or _comment_start(value, dialect) < len(value)):
-        return False
-    ok, back = parse_value(value, dialect)
-    if not (ok and isinstance(back, str) and back == value):  # `1.5`, `true`, `null`
-        return False
-    if dialect == "yaml":
-        # No number (a leading digit: ints, floats, dates, 1:30), bool, null or mapping.
-        return (_YAML_START.match(value) is not None and value.lower() not in _YAML_WORDS
-                and value.lower() not in (".inf", ".nan") and ":" not in value[-1:]
-                and ": " not in value)
-    if dialect == "ini":
-        return True  # configparser takes the rest of the line as it is
-    if dialect == "make":
-        return "#" not in value and not value.endswith("\\")  # a comment; a continued line
-    return _SHELL_WORD.fullmatch(value) is not None  # .env, or a reader tune cannot know
-
-
-def _render_str(value: str, current: str, dialect: Dialect) -> str:
-    """`value` as a string literal in the style of `current`: bare where `current` is bare and
-    `value` reads back unchanged without quotes, else in the current quotes, else in `"`."""
-    quote = _quote_of(current)
-    bare = dialect not in ("python", "toml") and not quote
-    if bare and _bare_reads_back(value, dialect):
-        return value
-    if bare and dialect in _QUOTES_KEPT:
-        ok, back = parse_value(value, dialect)
-        why = (f"written bare it reads back as {back!r}, not the string {value!r}"
-               if ok and not isinstance(back, str) else
-               f"{value!r} does not read back as itself written bare (a space at either end, a "
-               "comment character, a quote)")
-        raise ValueError(f"{why}, and quoting would not help in {dialect_name(dialect)}: "
-                         f"{_QUOTES_KEPT[dialect]}")
-    # In .env single quotes whatever the line had: a shell expands nothing inside them, so what
-    # can be written never depends on how the line was written before.
-    if ((quote == "'" or dialect == "env") and "'" not in value
-            and "\\" not in value and value.isprintable()):
-        return f"'{value}'"
-    if dialect == "env" and (any(c in value for c in "$`") or not value.isprintable()):
-        # A shell reads `\n` as two characters and expands `$` inside double quotes.
-        raise ValueError(f"{value!r} cannot be written in a .env file so that a shell reads it "
-                         "back: inside double quotes it would expand `$` and backquotes, and "
-                         "single quotes hold no `'`, backslash or control character")
-    # JSON string syntax is also valid Python, TOML basic-string and YAML double-quoted syntax.
-    return json.dumps(value, ensure_ascii=False)
-
-
-def dialect_name(dialect: Dialect) -> str:
-    """The kind of file a dialect is, for messages ("an INI file")."""
-    return {"python": "a Python file", "toml": "a TOML file", "yaml": "a YAML file",
-            "ini": "an INI file", "env": "a .env file", "make": "a Makefile",
-            "plain": "this file"}[dialect]
-
-
-def render_value(value: Scalar, current: str, dialect: Dialect) -> str:
-    """The source text for `value`, in the style of the `current` text on the line. Raises
-    ValueError when there is none that reads back as `value` (see `written_value`)."""
-    if isinstance(value, bool):
-        if dialect == "python":
-            return repr(value)
-        word = "true" if value else "false"
-        if current.isupper():
-            return word.upper()
-        return word.capitalize() if current[:1].isupper() else word
-    if value is None:
-        return "None" if dialect == "python" else "null"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError(f"cannot write the non-finite value {value!r}")
-        return _render_float(value, dialect)
-    return _render_str(value, current, dialect)
-
-
-def written_value(value: Scalar, current: str, dialect: Dialect) -> str:
-    """`render_value`, checked: ValueError unless the text reads back as `value` exactly (the
-    ledger records `value`; a file saying anything else would make it lie)."""
-    rendered = render_value(value, current, dialect)
-    ok, back = parse_value(rendered, dialect)
-    if not ok or type(back) is not type(value) or back != value:
-        raise ValueError(f"{value!r} does not survive being written as {rendered!r}")
-    return rendered

@@ -32,18 +32,17 @@ from autoresearch.proposers.base import (
     ProposalContext,
     Proposer,
 )
+from autoresearch.proposers.knob_discovery import discover_knobs, require_knobs
+from autoresearch.proposers.knob_files import in_scope_files
+from autoresearch.proposers.knob_render import render_value
+from autoresearch.proposers.knob_report import describe_knobs
+from autoresearch.proposers.knob_space import Scalar
 from autoresearch.proposers.knobs import (
     Knob,
     KnobError,
-    Scalar,
-    describe_knobs,
-    discover_knobs,
-    in_scope_files,
     read_source,
     read_text,
     read_value,
-    render_value,
-    require_knobs,
     rewrite,
 )
 from autoresearch.proposers.options import TUNE_OPTIONS
