@@ -277,3 +277,79 @@ def test_every_line_a_heldout_metric_is_read_from_is_hidden(
     c = build_context(make_ctx(config, crash=crash))
     assert "0.9321" not in c.volatile
     assert "step 1" in c.volatile and "score: 3.0" in c.volatile and "ValueError: boom" in c.volatile
+
+
+def test_a_protected_word_glued_to_a_word_or_a_terminal_code_is_hidden(
+        make_ctx: MakeCtx, worktree: Path) -> None:
+    # An adversarial tester's lines: the tokens were `1mkq4w` and `cache_kq4w`, neither equal
+    # to the protected `kq4w`, so both reached the model.
+    (worktree / "secrets.txt").write_text(
+        "pin: Kq4w\nword: zqxv\nsplit = test\nroot = data\nbackend: Zr7t\n"
+        "class NotFound(Exception): pass\n")
+    (worktree / "lib" / "util.py").write_text("ZR7T_TIMEOUT = 3\n")  # in scope, glued
+    crash = ("\x1b[1mKq4w\x1b[0m\n"
+             "FileNotFoundError: cache_Kq4w.bin\n"
+             "retry Kq4w2\n"  # glued to digits
+             "call readKq4w()\n"  # glued after a change to a capital
+             "\x1b[31mzqxv\x1b[0m\n"  # a plain word, cut apart from its word by a colour only
+             "Traceback (most recent call last):\n"
+             '  File "/usr/lib/python3.11/site-packages/numpy/core.py", line 9, in load\n'
+             "step 2026: loss 0.5\n"
+             # Plain protected words are no words of longer ones (`data`, `test`): hiding
+             # them glued would hide most lines of a test suite's log.
+             "reading metadata for tests/test_model.py::test_forward\n"
+             # The model sees `ZR7T_TIMEOUT` in scope, and `FileNotFoundError` is Python's own.
+             "ZR7T_TIMEOUT exceeded\n"
+             "FileNotFoundError: [Errno 2] No such file or directory: 'x.bin'\n"
+             "ValueError: boom\n")
+    c = build_context(make_ctx(crash=crash))
+    assert "kq4w" not in c.volatile.lower() and "zqxv" not in c.volatile
+    assert c.volatile.count(HIDDEN) == 5
+    for kept in ("Traceback (most recent call last):", "site-packages/numpy/core.py", "loss 0.5",
+                 "reading metadata for tests/test_model.py::test_forward",
+                 "ZR7T_TIMEOUT exceeded", "No such file or directory: 'x.bin'",
+                 "ValueError: boom"):
+        assert kept in c.volatile
+
+
+def test_a_file_listed_in_verify_inputs_is_hidden_like_a_protected_one(
+        make_ctx: MakeCtx, tmp_path: Path) -> None:
+    # Held-out data read from outside the repository: the verify printed a line of it, and it
+    # reached the model.
+    import tracemalloc
+
+    heldout = tmp_path / "heldout"
+    (heldout / "labels").mkdir(parents=True)
+    (heldout / "test.txt").write_text("row1,EXTSECRETxq77\n")
+    (heldout / "labels" / "y.csv").write_text("id,label\n7,QZ9secretlabel\n")  # in a listed dir
+    with (heldout / "labels" / "huge.bin").open("wb") as f:
+        f.truncate(3 * 1024**3)  # sparse: read only as far as a protected file is
+    config = parse_config({**make_config().model_dump(mode="json", exclude_defaults=True),
+                           "verify": {"command": "python score.py", "budget_seconds": 5,
+                                      "inputs": [str(heldout / "test.txt"),
+                                                 str(heldout / "labels")]}})
+    crash = ("row1,EXTSECRETxq77\n"
+             "KeyError: 'id_EXTSECRETxq77_0'\n"
+             "bad label qz9secretlabel\n"
+             "ValueError: boom\n")
+    tracemalloc.start()
+    c = build_context(make_ctx(config, crash=crash))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert "extsecretxq77" not in c.volatile.lower() and "qz9secret" not in c.volatile.lower()
+    assert c.volatile.count(HIDDEN) == 3 and "ValueError: boom" in c.volatile
+    assert peak < 200 * 1024**2, f"{peak / 1e6:.0f} MB held to read the evaluation inputs"
+
+
+def test_a_long_protected_token_does_not_make_the_glued_search_slow(
+        make_ctx: MakeCtx, worktree: Path) -> None:
+    # A glued word is looked for among the slices of each log word up to the longest one's
+    # length: a 100 000-character protected token made that 55 s for one 8 KB log line.
+    import time
+
+    (worktree / "secrets.txt").write_text("pin: Kq4w\nblob " + "a1" * 50_000 + "\n")
+    crash = "b2" * 4000 + "\nFileNotFoundError: cache_Kq4w.bin\n"
+    started = time.monotonic()
+    c = build_context(make_ctx(crash=crash))
+    assert time.monotonic() - started < 10
+    assert "b2b2b2" in c.volatile and "kq4w" not in c.volatile.lower()

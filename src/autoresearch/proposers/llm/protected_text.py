@@ -11,7 +11,13 @@ one filter for all of it: a log line is hidden when
   underscores) of at least `MIN_TOKEN` characters (`MIN_NUMBER` for a number alone, so that a
   year or a count does not hide every timestamp) that occurs in a protected file but nowhere
   the model may look anyway: the in-scope files and their names, program.md, the metric's
-  name, Python's keywords and built-in names. Compared ignoring case; or
+  name, Python's keywords and built-in names. Compared ignoring case. A distinctive token that
+  looks like a key, a pin or an id rather than a word (letters mixed with digits, `Kq4w`, or
+  with a capital inside, `EvalSplit`) is also found *glued* in a longer log word, between
+  underscores, digits or a change to a capital (`cache_Kq4w.bin`, `Kq4w2`, `readKq4w`), unless
+  the model sees it so glued anyway. A plain word (`data`, `test`, `loss`) hides only the lines
+  it is a whole word of: glued, it would hide `test_model`, `_call_impl` and every traceback
+  line through a library that uses it; or
 - it contains a *distinctive value* of a protected file, anywhere in it: the value of a
   protected line (the text after its first `=` or `:`, quotes stripped) of at least
   `MIN_VALUE` characters, or a whitespace-separated chunk of at least `MIN_CHUNK`. Secrets made
@@ -21,12 +27,18 @@ one filter for all of it: a log line is hidden when
   already), a value whose words are all Python keywords or built-in names (`__name__`), and
   one that is also a value or chunk of what the model may look at anyway.
 
-The always-protected configuration (autoresearch.toml, .gitignore) is filtered by its lines
-only: its words (`python`, `venv`) are in every traceback and hold nothing secret. A protected
-file that is not text (a data split) gives no tokens: its bytes are not words.
+A log line is matched both as written and as a terminal shows it, without its control
+sequences: `\x1b[1mKq4w\x1b[0m` (bold) prints the word `Kq4w`, whose raw token is `1mKq4w`.
+
+The files filtered so: the protected files of the worktree, and the `[verify] inputs` (data the
+evaluation reads from outside the repository, held out as much as a protected data split). The
+always-protected configuration (autoresearch.toml, .gitignore) is filtered by its lines only:
+its words (`python`, `venv`) are in every traceback and hold nothing secret. A file that is not
+text (a data split) gives no tokens: its bytes are not words.
 
 What no filter can catch: a command that transforms protected content before printing it
-(encodes it, prints it a character per line, or prints a value shorter than a token).
+(encodes it, prints it a character per line, or prints a value shorter than a token); nor a
+plain word glued to others (`cache_kqzw`), nor a glued word longer than `MAX_GLUED_WORD`.
 """
 
 from __future__ import annotations
@@ -37,7 +49,7 @@ import keyword
 import os
 import re
 import stat
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,6 +57,7 @@ from autoresearch import gitops
 from autoresearch.config import ALWAYS_PROTECTED, PROGRAM_NAME
 from autoresearch.gitops.runner import GitError
 from autoresearch.guardrails import protected_among
+from autoresearch.metrics import without_terminal_codes
 from autoresearch.proposers.base import ProposalContext
 from autoresearch.textcheck import is_binary
 
@@ -60,11 +73,17 @@ MIN_TOKEN = 4  # a word this long from a protected file hides the log lines it i
 MIN_NUMBER = 5  # a number alone must be this long (2026, 1000 are in every log)
 MIN_VALUE = 6  # a protected line's value this long hides the log lines it is in
 MIN_CHUNK = 8  # a protected whitespace-separated chunk this long hides the log lines it is in
+# A longer token is looked for as a whole word only: the search for a glued word costs, per log
+# word, as many slices as the longest one has characters (and a long one is mostly a long chunk
+# or value already, found anywhere in a line).
+MAX_GLUED_WORD = 128
 HIDDEN = "[line hidden: it quotes a protected file]"
 
 _TOKEN = re.compile(r"[^\W_]\w*|_\w+")
 _COMMON = frozenset(w.lower() for w in (*keyword.kwlist, *dir(builtins)))
 _SEPARATOR = re.compile(r"[=:]")
+_DIGIT = re.compile(r"\d")
+_LETTER = re.compile(r"[^\W\d_]")
 _VALUE_EDGES = " \t,;"  # around a value: `"password": "hunter22",` is the value hunter22
 _QUOTES = "\"'`"
 
@@ -72,11 +91,58 @@ _QUOTES = "\"'`"
 def tokens(text: str) -> set[str]:
     """The words and numbers of `text` long enough to be distinctive, lowercased."""
     found = set()
-    for match in _TOKEN.finditer(text):
-        word = match.group().lower()
+    for word in map(str.lower, set(_TOKEN.findall(text))):  # each once: a data file repeats
         if len(word) >= (MIN_NUMBER if word.isdigit() else MIN_TOKEN):
             found.add(word)
     return found
+
+
+def _looks_generated(word: str) -> bool:
+    """Whether `word`, as written, looks like a key, a pin or an id rather than a word of a
+    language or a number: letters mixed with digits (`Kq4w`, `row1`), or a capital that is not
+    its initial next to a small letter (`EXTSECRETxq`, `hunTer`, `EvalSplit`)."""
+    if not word.isalpha() and _DIGIT.search(word) and _LETTER.search(word):
+        return True
+    return word != word.upper() and word[1:] != word[1:].lower()  # a small and an inner capital
+
+
+def generated_words(text: str) -> set[str]:
+    """The tokens of `text` that look generated (`_looks_generated`), lowercased."""
+    found = set()
+    for word in set(_TOKEN.findall(text)):
+        if MIN_TOKEN <= len(word) <= MAX_GLUED_WORD and _looks_generated(word):
+            found.add(word.lower())
+    return found
+
+
+def _cuts(word: str) -> list[int]:
+    """Where `word` may be cut into the words glued in it: at its ends, between a letter, a digit
+    and an underscore, and before a capital that follows a small letter (`cache_|Kq4w`,
+    `Kq4w|2`, `read|Kq4w`). Two small letters are never cut apart: `data` is no word of
+    `metadata`."""
+    cuts = [0]
+    for at in range(1, len(word)):
+        before, after = word[at - 1], word[at]
+        if (_kind(before) != _kind(after)) or (before.islower() and after.isupper()):
+            cuts.append(at)
+    cuts.append(len(word))
+    return cuts
+
+
+def _kind(char: str) -> str:
+    return "digit" if char.isdigit() else "underscore" if char == "_" else "letter"
+
+
+def glued_pieces(word: str, longest: int) -> Iterator[str]:
+    """The lowercased pieces of `word` between two of its cuts, of `MIN_TOKEN` to `longest`
+    characters: the words that may be glued in it."""
+    cuts = _cuts(word)
+    for i, start in enumerate(cuts):
+        for end in cuts[i + 1 :]:
+            if end - start > longest:
+                break
+            if end - start >= MIN_TOKEN:
+                yield word[start:end].lower()
 
 
 def _is_number(text: str) -> bool:
@@ -122,6 +188,8 @@ class ProtectedText:
     # Lowercased values and chunks found only in protected files, by their first `MIN_VALUE`
     # characters: a log line is searched for all of them in one pass over its positions.
     pieces: dict[str, frozenset[str]] = field(default_factory=dict, hash=False)
+    # The distinctive tokens that look generated: also looked for glued in a longer log word.
+    glued: frozenset[str] = frozenset()
 
     @classmethod
     def of(cls, ctx: ProposalContext, seen: Iterable[str] = ()) -> ProtectedText:
@@ -130,10 +198,11 @@ class ProtectedText:
         lines: set[str] = set()
         found: set[str] = set()
         pieces: set[str] = set()
+        generated: set[str] = set()
         budget = MAX_PROTECTED_SCAN_BYTES
-        for path in _smallest_first(ctx.worktree, _protected_files(ctx)):
+        for path, words_count in _smallest_first(_filtered_files(ctx)):
             try:
-                with (ctx.worktree / path).open("rb") as f:
+                with path.open("rb") as f:
                     data = f.read(min(MAX_PROTECTED_FILE_BYTES, budget))
             except OSError:
                 continue
@@ -141,9 +210,10 @@ class ProtectedText:
             text = data.decode("utf-8", errors="replace")
             lines.update(ln.strip().lower() for ln in text.splitlines()
                          if len(ln.strip()) >= MIN_HIDDEN_LINE)
-            if path not in ALWAYS_PROTECTED and not is_binary(data):
+            if words_count and not is_binary(data):
                 found |= tokens(text)
                 pieces |= values(text)
+                generated |= generated_words(text)
             if budget <= 0:
                 break
         seen = [ctx.program, ctx.metric_name, *ctx.scope_files, *seen]
@@ -152,13 +222,14 @@ class ProtectedText:
             for text in seen:
                 visible |= tokens(text)
             found -= visible
+        glued = _not_seen_glued(generated & found, seen)
         if pieces:
             pieces -= _seen_pieces(seen)
         by_start: dict[str, set[str]] = {}
         for piece in pieces:
             by_start.setdefault(piece[:MIN_VALUE], set()).add(piece)
         return cls(frozenset(lines), frozenset(found),
-                   {k: frozenset(v) for k, v in by_start.items()})
+                   {k: frozenset(v) for k, v in by_start.items()}, frozenset(glued))
 
     def _quotes_piece(self, line: str) -> bool:
         """Whether the lowercased `line` contains a protected value or chunk anywhere."""
@@ -168,22 +239,78 @@ class ProtectedText:
                     return True
         return False
 
+    def _quotes_glued(self, line: str, longest: int) -> bool:
+        """Whether a word of `line` has a generated protected token glued in it."""
+        for match in _TOKEN.finditer(line):
+            word = match.group()
+            if len(word) > MIN_TOKEN and not self.glued.isdisjoint(glued_pieces(word, longest)):
+                return True
+        return False
+
+    def _carries(self, line: str, quoted: list[str], longest: int) -> bool:
+        low = line.lower()
+        return (low.strip() in self.lines or any(q in low for q in quoted)
+                or not self.distinctive.isdisjoint(tokens(line))
+                or (longest > 0 and self._quotes_glued(line, longest))
+                or self._quotes_piece(low))
+
     def hide(self, text: str) -> str:
-        """`text` with every line that carries protected content replaced by a note."""
+        """`text` with every line that carries protected content replaced by a note: as written
+        (the model reads it so) or as a terminal shows it (the codes may cut a word apart from
+        its neighbours: `\x1b[1mKq4w` is the token `1mKq4w`)."""
         if not text or not (self.lines or self.distinctive or self.pieces):
             return text
-        lowered = text.lower()
+        shown = without_terminal_codes(text)
+        lowered = text.lower() + "\n" + shown.lower()
         quoted = [ln for ln in self.lines if len(ln) >= MIN_QUOTED_LINE and ln in lowered]
+        longest = max(map(len, self.glued), default=0)
         out = []
         for line in text.split("\n"):
-            low = line.lower()
-            if (low.strip() in self.lines or any(q in low for q in quoted)
-                    or not self.distinctive.isdisjoint(tokens(line))
-                    or self._quotes_piece(low)):
+            plain = without_terminal_codes(line)
+            if (self._carries(line, quoted, longest)
+                    or (plain != line and self._carries(plain, quoted, longest))):
                 out.append(HIDDEN)
             else:
                 out.append(line)
         return "\n".join(out)
+
+
+def _not_seen_glued(words: set[str], seen: Iterable[str]) -> set[str]:
+    """`words` but those the model sees glued in a word anyway (`Kq4w_cache` in an in-scope file,
+    `NotFound` in `FileNotFoundError`): a log line carrying them so hides nothing secret."""
+    if not words:
+        return words
+    longest = max(map(len, words))
+    left = set(words)
+    for text in [*seen, " ".join(dir(builtins))]:
+        for word in set(_TOKEN.findall(text)):
+            if len(word) > MIN_TOKEN:  # a shorter one is a whole token: it is not in `words`
+                left.difference_update(glued_pieces(word, longest))
+    return left
+
+
+def _filtered_files(ctx: ProposalContext) -> list[tuple[Path, bool]]:
+    """Every file whose content the log must not carry, and whether its words and values count
+    (they do not for the always-protected configuration: filtered by its lines only): the
+    protected files of the worktree and the `[verify] inputs`."""
+    files = [(ctx.worktree / p, p not in ALWAYS_PROTECTED) for p in _protected_files(ctx)]
+    files += [(path, True) for path in _input_files(ctx.config.verify.inputs)]
+    return files
+
+
+def _input_files(entries: Iterable[str]) -> list[Path]:
+    """The files `[verify] inputs` names (a directory: every file below it), read as
+    evaluation_inputs.py lists them. An entry that does not exist names nothing here: the
+    session refuses to start or go on without it."""
+    found: set[Path] = set()
+    for text in entries:
+        entry = Path(text.strip()).expanduser()
+        if entry.is_dir():
+            for dirpath, _dirs, names in os.walk(entry):
+                found.update(Path(dirpath) / name for name in names)
+        else:
+            found.add(entry)
+    return sorted(found)
 
 
 def _protected_files(ctx: ProposalContext) -> list[str]:
@@ -197,15 +324,16 @@ def _protected_files(ctx: ProposalContext) -> list[str]:
     return sorted(p for p in found if p != PROGRAM_NAME)
 
 
-def _smallest_first(root: Path, paths: list[str]) -> list[str]:
-    """`paths` by size, smallest first (unreadable ones dropped): secrets sit in small files."""
+def _smallest_first(files: list[tuple[Path, bool]]) -> list[tuple[Path, bool]]:
+    """`files` by size, smallest first (unreadable ones and all but regular files dropped):
+    secrets sit in small files."""
     sized = []
-    for path in paths:
+    for path, words_count in files:
         with contextlib.suppress(OSError):
-            info = os.stat(root / path)
+            info = os.stat(path)
             if stat.S_ISREG(info.st_mode):  # a FIFO would block the read
-                sized.append((info.st_size, path))
-    return [path for _, path in sorted(sized)]
+                sized.append((info.st_size, str(path), path, words_count))
+    return [(path, words_count) for _, _, path, words_count in sorted(sized)]
 
 
 def _walk(root: Path) -> list[str]:
