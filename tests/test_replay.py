@@ -15,6 +15,7 @@ import pytest
 
 from autoresearch import gitops
 from autoresearch.gitops.commits import cherry_pick, commit_change
+from autoresearch.gitops.history import blob_at
 from tests.conftest import edit_config, git, make_repo, run_cli, use_script
 
 PARAMS = "LR = 0.3\nMOM = 0.5\nWARM = 10\n"
@@ -86,6 +87,50 @@ def test_a_change_that_also_removes_a_file_is_not_replayed_without_context(repo:
     (worktree / "other.py").unlink()
     stale = commit_change(worktree, "LR down, other.py gone").sha
     assert replay(repo, stale, keep) is None
+
+
+def test_a_change_to_one_of_two_identical_lines_is_made_on_that_one(repo: Path) -> None:
+    # `x = 1` twice: the winner changed the second. The keep inserted lines above both, so the
+    # second is now further down and the first nearer its old place: a search for the old line
+    # near its old number (git apply without context) changed the first.
+    base_text = "x = 1\ny = 1\nx = 1\nz = 1\n"
+    base = commit_on(repo, git(repo, "rev-parse", "HEAD"), {"params.py": base_text}, "twice")
+    keep = commit_on(repo, base, {"params.py": "x = 1\nw = 1\nw = 1\nw = 1\ny = 5\nx = 1\n"
+                                               "z = 1\n"}, "w lines and y")
+    stale = commit_on(repo, base, {"params.py": base_text.replace("1\nz", "3\nz")}, "second x")
+    picked = replay(repo, stale, keep)
+    assert picked is not None
+    assert git(repo, "show", f"{picked}:params.py") == (
+        "x = 1\nw = 1\nw = 1\nw = 1\ny = 5\nx = 3\nz = 1")
+
+
+def test_a_change_to_a_line_the_keep_changed_is_a_conflict_whatever_its_twin(repo: Path) -> None:
+    # The keep changed the first `x = 1`; the winner changed it too: the second `x = 1`, still
+    # there, is not the line it changed.
+    base_text = "x = 1\ny = 1\nx = 1\nz = 1\n"
+    base = commit_on(repo, git(repo, "rev-parse", "HEAD"), {"params.py": base_text}, "twice")
+    keep = commit_on(repo, base, {"params.py": "x = 5\ny = 5\nx = 1\nz = 1\n"}, "first x")
+    stale = commit_on(repo, base, {"params.py": "x = 3\ny = 1\nx = 1\nz = 1\n"}, "first x too")
+    assert replay(repo, stale, keep) is None
+
+
+def test_lines_inserted_between_the_changed_ones_are_a_conflict(repo: Path) -> None:
+    base = git(repo, "rev-parse", "HEAD")
+    keep = commit_on(repo, base, {"params.py": "LR = 0.3\nMOM = 0.5\nNEW = 1\nWARM = 10\n"},
+                     "a line between")
+    stale = commit_on(repo, base, {"params.py": "LR = 0.3\nMOM = 0.7\nWARM = 40\n"},
+                      "MOM and WARM, one hunk")
+    assert replay(repo, stale, keep) is None
+
+
+def test_line_ends_and_a_missing_final_newline_are_kept(repo: Path) -> None:
+    base_text = "A = 1\r\nB = 2\r\nC = 3"
+    base = commit_on(repo, git(repo, "rev-parse", "HEAD"), {"params.py": base_text}, "crlf")
+    keep = commit_on(repo, base, {"params.py": "A = 1\r\nB = 9\r\nC = 3"}, "B")
+    stale = commit_on(repo, base, {"params.py": "A = 4\r\nB = 2\r\nC = 6"}, "A and C")
+    picked = replay(repo, stale, keep)
+    assert picked is not None
+    assert blob_at(repo, picked, "params.py") == b"A = 4\r\nB = 9\r\nC = 6"
 
 
 SCORE = textwrap.dedent(

@@ -3,12 +3,12 @@ newer incumbent, and described (files, lines added and removed) for the ledger."
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 from autoresearch.gitops import checkout
+from autoresearch.gitops.line_replay import replay_lines, write_replayed
 from autoresearch.gitops.runner import git, run_git
 
 _IDENTITY = ("-c", "user.name=autoresearch", "-c", "user.email=autoresearch@localhost")
@@ -78,42 +78,14 @@ def cherry_pick(worktree: Path, commit: str, onto: str) -> Committed | None:
         return _described(worktree)
     git(worktree, "cherry-pick", "--abort", check=False)
     checkout(worktree, onto)
-    if _replace_line_for_line(worktree, commit):
-        return _described(worktree)
+    # Changes next to the keep's are no conflict of substance: each line is made again exactly
+    # where the keep's own change moved it (line_replay.py).
+    replayed = replay_lines(worktree, commit, onto)
+    if replayed is not None:
+        write_replayed(worktree, replayed)
+        return commit_like(worktree, commit)
     checkout(worktree, onto)
     return None
-
-
-# A hunk header of a diff without context: `@@ -start[,count] +start[,count] @@`.
-_HUNK = re.compile(rb"^@@ -\d+(?:,(\d+))? \+", re.MULTILINE)
-# What a zero-context replay must not touch: files made, removed, renamed, binary or re-moded.
-_NOT_LINES = re.compile(rb"^(?:new file|deleted file|rename from|copy from|old mode|"
-                        rb"Binary files|GIT binary patch)", re.MULTILINE)
-
-
-def _replace_line_for_line(worktree: Path, commit: str) -> bool:
-    """Apply `commit`'s change to the worktree's HEAD hunk by hunk without context, and commit
-    it with `commit`'s message and author; False (nothing changed) when it does not apply.
-
-    Git's merge counts changes to adjacent lines as a conflict: two parallel winners that set
-    neighbouring knobs (`LR = …` on one line, `WARM = …` two lines down, the keep between them
-    on `MOM = …`) could never stack. Without context each hunk only needs its own old lines
-    where it left them. Only replacements and deletions are replayed this way: each is anchored
-    by the lines it removes, which must be there unchanged, while a pure insertion without
-    context has nothing but a line number to go by and could land in the wrong place. The
-    caller measures the replayed commit again before anything is kept."""
-    patch = run_git(worktree, "diff", "-U0", "--no-color", "--no-ext-diff", "--no-textconv",
-                    "--full-index", f"{commit}^", commit)
-    counts = _HUNK.findall(patch.stdout)
-    if (patch.returncode != 0 or not counts or b"0" in counts
-            or _NOT_LINES.search(patch.stdout)):
-        return False
-    applied = run_git(worktree, "apply", "--unidiff-zero", "--index", "--whitespace=nowarn",
-                      "-", input_bytes=patch.stdout)
-    if applied.returncode != 0:
-        return False
-    commit_like(worktree, commit)
-    return True
 
 
 def commit_like(worktree: Path, original: str, paths: list[str] | None = None) -> Committed:
