@@ -300,6 +300,10 @@ def ensure_detached_worktree(root: Path, path: Path, commit: str) -> None:
             checkout(path, commit)
             return
         shutil.rmtree(path)
+    elif path.is_dir() and any(path.iterdir()):
+        # A worktree of ours whose `.git` link is gone (deleted mid-run, an rm -rf cut short)
+        # is no checkout any more, and `worktree add` refuses a directory that is not empty.
+        shutil.rmtree(path)
     git(root, "worktree", "prune")
     path.parent.mkdir(parents=True, exist_ok=True)
     git(root, "worktree", "add", "--detach", "--force", str(path), commit)
