@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +44,19 @@ def input_path_problem(text: str) -> str | None:
 class _Input:
     path: Path
     stamp: Stamp | None
+
+
+def files_named(entries: Iterable[Path]) -> list[Path]:
+    """The files `[verify] inputs` entries name, sorted: a file itself, a directory every file
+    below it."""
+    found: set[Path] = set()
+    for entry in entries:
+        if entry.is_dir():
+            for dirpath, _dirs, names in os.walk(entry):
+                found.update(Path(dirpath) / name for name in names)
+        else:
+            found.add(entry)
+    return sorted(found)
 
 
 class EvaluationInputs:
@@ -78,14 +91,7 @@ class EvaluationInputs:
         return inputs
 
     def _listing(self) -> list[Path]:
-        found: set[Path] = set()
-        for entry in self.entries:
-            if entry.is_dir():
-                for dirpath, _dirs, names in os.walk(entry):
-                    found.update(Path(dirpath) / name for name in names)
-            else:
-                found.add(entry)
-        return sorted(found)
+        return files_named(self.entries)
 
     def changed(self) -> list[str]:
         """The inputs written, replaced, removed or added since this process stamped them."""

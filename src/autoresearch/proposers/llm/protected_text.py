@@ -55,6 +55,7 @@ from pathlib import Path
 
 from autoresearch import gitops
 from autoresearch.config import ALWAYS_PROTECTED, PROGRAM_NAME
+from autoresearch.evaluation_inputs import files_named
 from autoresearch.gitops.runner import GitError
 from autoresearch.guardrails import protected_among
 from autoresearch.metrics import without_terminal_codes
@@ -302,15 +303,7 @@ def _input_files(entries: Iterable[str]) -> list[Path]:
     """The files `[verify] inputs` names (a directory: every file below it), read as
     evaluation_inputs.py lists them. An entry that does not exist names nothing here: the
     session refuses to start or go on without it."""
-    found: set[Path] = set()
-    for text in entries:
-        entry = Path(text.strip()).expanduser()
-        if entry.is_dir():
-            for dirpath, _dirs, names in os.walk(entry):
-                found.update(Path(dirpath) / name for name in names)
-        else:
-            found.add(entry)
-    return sorted(found)
+    return files_named(Path(text.strip()).expanduser() for text in entries)
 
 
 def _protected_files(ctx: ProposalContext) -> list[str]:
