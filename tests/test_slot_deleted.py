@@ -60,9 +60,8 @@ def repo(tmp_path: Path) -> Path:
                                          "autoresearch.toml": CONFIG})
 
 
-def delete_the_paused_run_worktree(flags: Path, *, link_only: bool = False) -> threading.Thread:
-    """Once a paused run has started, delete the worktree it runs in (or only its `.git`
-    link), then let it finish."""
+def delete_the_paused_run_worktree(flags: Path) -> threading.Thread:
+    """Once a paused run has started, delete the worktree it runs in, then let it finish."""
 
     def act() -> None:
         started = flags / "started"
@@ -71,11 +70,7 @@ def delete_the_paused_run_worktree(flags: Path, *, link_only: bool = False) -> t
             time.sleep(0.05)
         if started.exists():
             time.sleep(0.2)  # the text is written
-            where = Path(started.read_text())
-            if link_only:
-                (where / ".git").unlink()
-            else:
-                shutil.rmtree(where)
+            shutil.rmtree(started.read_text())
         (flags / "go").write_text("")
 
     thread = threading.Thread(target=act, daemon=True)
@@ -146,35 +141,6 @@ def test_check_whose_verify_deletes_its_worktree_says_so_without_a_traceback(
     assert result.returncode == 3, out
     assert "the check's worktree" in out and "was deleted while its check run went on" in out
     assert "Traceback" not in out
-
-
-def test_a_slots_git_link_deleted_during_a_run_stops_the_session_and_it_resumes(
-        repo: Path, tmp_path: Path) -> None:
-    # Only `.git` gone: it was put back as a change to git's files, and that counted in every
-    # slot, so both slots' candidates crashed and the session went on; the directory left then
-    # made every resume fail ("already exists").
-    flags = tmp_path / "flags"
-    flags.mkdir()
-    use_script(repo, [
-        {"hypothesis": "X to 5", "edits": {"x.py": "X = 5.0\nSLEEP = 4.0\n"}},
-        {"hypothesis": "X to 6", "edits": {"x.py": "X = 6.0\nPAUSE = True\n"}},
-        {"hypothesis": "X to 7", "edits": {"x.py": "X = 7.0\n"}},
-    ])
-    env = {"SLOT_TEST_FLAGS": str(flags)}
-    deleter = delete_the_paused_run_worktree(flags, link_only=True)
-    stopped = run_cli(repo, "run", "--tag", "t", "-n", "4", "-w", "2", env=env)
-    deleter.join(timeout=5)
-    out = stopped.stdout + stopped.stderr
-    assert stopped.returncode == 3, out
-    assert "lost its .git link while its candidate run went on" in out, out
-    with sqlite3.connect(repo / ".autoresearch" / "ledger.db") as conn:
-        failed = conn.execute("SELECT COUNT(*) FROM experiments WHERE status = 'crash'"
-                              ).fetchone()[0]
-    assert failed == 0, out
-    (flags / "started").unlink()
-    resumed = run_cli(repo, "run", "--tag", "t", "-n", "5", "-w", "2", env=env)
-    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    assert git(repo, "worktree", "list").count("slot-") == 2
 
 
 def test_a_slot_directory_without_its_git_link_is_made_again(repo: Path) -> None:

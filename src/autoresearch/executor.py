@@ -149,9 +149,8 @@ def worktree_lost(request: RunRequest) -> SessionStopped:
         whose = f"the worktree of slot {request.resources.slot}"
         then = ("The run does not count; nothing recorded is lost. Run the same command to "
                 "resume: the slot is made again.")
-    what = "was deleted" if not request.worktree.is_dir() else "lost its .git link"
     return SessionStopped(
-        f"{whose} ({request.worktree}) {what} while its {request.role} run went on: "
+        f"{whose} ({request.worktree}) was deleted while its {request.role} run went on: "
         "another program, or the verify command itself, removed it (autoresearch makes and "
         f"removes its worktrees itself). {then}", exit_code=3)
 

@@ -217,7 +217,7 @@ class ControlFence:
     """What a fenced run did to git's files: one phrase per file, each already put back."""
 
     changes: list[str] = field(default_factory=list)
-    worktree_lost: bool = False  # the worktree, or its `.git` link, was gone when the run ended
+    worktree_lost: bool = False  # the worktree's directory was gone when the run ended
 
 
 @contextmanager
@@ -226,19 +226,15 @@ def control_files_fence(watched: Watched) -> Iterator[ControlFence]:
     before the caller runs git again, and name it. Pure file reads and writes: no git here."""
     fence = ControlFence()
     files = GitFiles.of(watched)
-    link = watched.worktree / ".git"
-    had_link = link.exists() or link.is_symlink()
     try:
         yield fence
     finally:
-        gone = not (link.exists() or link.is_symlink())
-        if watched.worktree.is_dir() and not (had_link and gone):
+        if watched.worktree.is_dir():
             fence.changes[:] = describe(files.restore(), watched.worktree)
         else:
-            # The worktree itself was deleted, or its `.git` link (by another program, or by
-            # the run): the link is not put back (that would count as a change in every
-            # sibling slot's run, and an emptied directory is no checkout to trust); the
-            # caller stops the session, and the slot is made again on resume.
+            # The worktree itself was deleted (by another program, or by the run): its link is
+            # not put back (that would make a directory holding a `.git` file alone, and count
+            # as a change in every sibling slot's run); the caller stops the session.
             fence.worktree_lost = True
             fence.changes[:] = describe(files.restore(outside=watched.worktree),
                                         watched.worktree)
