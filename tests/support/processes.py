@@ -32,8 +32,17 @@ def kill_watchdog(pid: int) -> None:
     raise AssertionError(f"orchestrator {pid} has no watchdog to kill")
 
 
+# Ports a Ray head takes by default for its own parts (the dashboard agent 52365, the dashboard
+# 8265, the client server 10001, the GCS 6379): a test head given one of them as its GCS port
+# fails to start ("did not listen in 120 s"), as one suite run did with 52365.
+RAY_DEFAULT_PORTS = frozenset({6379, 8265, 10001, 52365})
+
+
 def free_port() -> int:
-    """A TCP port nothing listens on at 127.0.0.1 (now)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A TCP port nothing listens on at 127.0.0.1 (now), never one of Ray's defaults."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in RAY_DEFAULT_PORTS:
+            return port
