@@ -8,10 +8,14 @@ test needs two clusters on the machine.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
+import subprocess
+import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -70,9 +74,26 @@ def test_check_names_the_cluster_auto_joined(cluster: str, repo: Path) -> None: 
             f"RAY_ADDRESS (1 node, 2 CPUs, 2 GPUs)") in flat(result.stdout)
 
 
+def clusters_a_new_process_finds() -> set[str] | None:
+    """What `ray_address = "auto"` sees from a process started now (Ray caches what it found
+    for the life of a process, so this one's own answer would not change)."""
+    found = subprocess.run(
+        [sys.executable, "-c", "import json; from autoresearch.ray_cluster import "
+         "local_clusters as f; c = f(); print(json.dumps(None if c is None else sorted(c)))"],
+        capture_output=True, text=True, timeout=120, env=cli_env(without_ray_address()))
+    listed = json.loads(found.stdout)
+    return None if listed is None else set(listed)
+
+
 def test_auto_with_two_clusters_on_this_machine_is_refused_naming_both(
         cluster: str, second_cluster: str, repo: Path) -> None:  # noqa: F811
     use_script(repo, [])
+    # Exactly these two: a new head's raylet shows a little after its GCS listens, and the
+    # module before's stopped cluster a while after it stopped (one run listed two of those).
+    deadline = time.monotonic() + 90
+    while (found := clusters_a_new_process_finds()) != {cluster, second_cluster}:
+        assert time.monotonic() < deadline, f"clusters on this machine: {found}"
+        time.sleep(1)
     for command in ("check", "run"):
         result = run_cli(repo, command, env=without_ray_address(), timeout=120)
         said = flat(result.stderr)
