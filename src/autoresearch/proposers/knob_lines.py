@@ -22,13 +22,12 @@ from __future__ import annotations
 import ast
 import bisect
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import PurePosixPath
 from typing import Literal
 
-from autoresearch.proposers.knob_space import Scalar, is_number
+from autoresearch.proposers.knob_space import Scalar, Unquoted, is_number
 
 # "plain" is any other `KEY = value` file (.properties, .txt): its reader is unknown.
 Dialect = Literal["python", "toml", "yaml", "ini", "env", "make", "plain"]
@@ -123,30 +122,11 @@ class Site:
         return self.head.lstrip("\f")[:1] in (" ", "\t")
 
 
-def _unquoted(text: str) -> Iterator[tuple[int, str]]:
-    """The characters of `text` outside quoted strings, with their index: quotes and what they
-    enclose are passed over (inside a quote, a backslash escapes the next character)."""
-    quote = ""
-    i = 0
-    while i < len(text):
-        c = text[i]
-        if quote:
-            if c == "\\":
-                i += 1
-            elif c == quote:
-                quote = ""
-        elif c in "'\"":
-            quote = c
-        else:
-            yield i, c
-        i += 1
-
-
 def comment_start(rest: str, dialect: Dialect) -> int:
     """Where a trailing `#` comment (in an INI file `;` too) begins (outside quotes), or
     len(rest)."""
     starts = "#;" if dialect == "ini" else "#"
-    for i, c in _unquoted(rest):
+    for i, c in Unquoted(rest):
         if c in starts and (dialect == "python" or i == 0 or rest[i - 1] in " \t"):
             # YAML and TOML need a space before `#`; `url: a#b` is a value, not a comment.
             # So do configparser's inline comments (`inline_comment_prefixes`).
@@ -161,7 +141,7 @@ def marker_spec(comment: str) -> str | None:
     rest = comment[m.end() :]
     # The spec ends at the parenthesis closing its call, so the comment may continue after it.
     depth = 0
-    for i, c in _unquoted(rest):
+    for i, c in Unquoted(rest):
         if c == "(":
             depth += 1
         elif c == ")":

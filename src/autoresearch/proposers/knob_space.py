@@ -199,24 +199,42 @@ def _arg_value(node: ast.expr, spec: str) -> Scalar:
     raise ValueError(f"{ast.unparse(node)!r} in {spec!r} is not a single number, string or bool")
 
 
+class Unquoted:
+    """The characters of a text outside quoted strings, with their index: quotes and what they
+    enclose are passed over (inside a quote, a backslash escapes the next character). After the
+    walk, `left_open` says whether the text ended inside a quote."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.left_open = False
+
+    def __iter__(self) -> Iterator[tuple[int, str]]:
+        quote = ""
+        i = 0
+        while i < len(self.text):
+            c = self.text[i]
+            if quote:
+                if c == "\\":
+                    i += 1
+                elif c == quote:
+                    quote = ""
+            elif c in "'\"":
+                quote = c
+            else:
+                yield i, c
+            i += 1
+        self.left_open = bool(quote)
+
+
 def _split_args(args: str) -> list[str] | None:
     """`args` split at its top-level commas (not inside quotes or brackets), each stripped;
     None when a quote or bracket is left open. A trailing comma is allowed, as in Python."""
     parts: list[str] = []
-    quote = ""
     depth = 0
     start = 0
-    i = 0
-    while i < len(args):
-        c = args[i]
-        if quote:
-            if c == "\\":
-                i += 1
-            elif c == quote:
-                quote = ""
-        elif c in "'\"":
-            quote = c
-        elif c in "([{":
+    scan = Unquoted(args)
+    for i, c in scan:
+        if c in "([{":
             depth += 1
         elif c in ")]}":
             depth -= 1
@@ -225,8 +243,7 @@ def _split_args(args: str) -> list[str] | None:
         elif c == "," and depth == 0:
             parts.append(args[start:i].strip())
             start = i + 1
-        i += 1
-    if quote or depth:
+    if scan.left_open or depth:
         return None
     last = args[start:].strip()
     if last or not parts:
