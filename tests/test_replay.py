@@ -216,9 +216,13 @@ def test_a_tune_winner_that_set_the_keeps_knob_too_is_replayed_with_its_values(
     assert git(repo, "show", "autoresearch/t:knobs.py") == KNOBS.replace("3.0", "7.0").replace(
         "1.0", "3.0").rstrip("\n")
     with sqlite3.connect(repo / ".autoresearch" / "ledger.db") as conn:
-        rows = conn.execute("SELECT status, decision_reason FROM experiments ORDER BY seq").fetchall()
+        rows = conn.execute(
+            "SELECT status, decision_reason, hypothesis FROM experiments ORDER BY seq").fetchall()
     assert [r[0] for r in rows] == ["keep", "keep", "keep"], rows
     assert "replayed onto t-0002" in rows[2][1], rows
+    # What it was measured as, from the keep's X 6.0, not from the X 3.0 it was first made on.
+    assert rows[2][2] == "tune: X 6.0 → 7.0, Y 1.0 → 3.0", rows
+    assert git(repo, "log", "-1", "--format=%s", "autoresearch/t") == rows[2][2]
 
 
 def test_a_tune_winner_with_an_edit_beside_its_knobs_is_still_a_conflict(

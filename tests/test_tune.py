@@ -739,9 +739,12 @@ def test_replay_sets_the_knobs_a_change_set_on_a_newer_incumbent(tmp_path: Path)
     tune.propose(make_ctx(tmp_path, config))  # finds the knobs
     after = text.replace("A = 1.0", "A = 4.5").replace("B = 2", "B = 7")
     (tmp_path / "target.py").write_text(text.replace("B = 2", "B = 5").replace("C = 3", "C = 8"))
-    edits = tune.replay({"target.py": text}, {"target.py": after}, tmp_path)
-    assert edits == {"target.py": text.replace("A = 1.0", "A = 4.5").replace("B = 2", "B = 7")
-                     .replace("C = 3", "C = 8")}
+    replayed = tune.replay({"target.py": text}, {"target.py": after}, tmp_path)
+    assert replayed is not None
+    assert replayed.edits == {"target.py": text.replace("A = 1.0", "A = 4.5")
+                              .replace("B = 2", "B = 7").replace("C = 3", "C = 8")}
+    # Its hypothesis is told from the new incumbent's values (B was 5 there, not 2).
+    assert replayed.hypothesis == "tune: A 1.0 → 4.5, B 5 → 7"
     # More than knob values, a file made, a knob's line gone from the incumbent: None.
     assert tune.replay({"target.py": text}, {"target.py": after + "D = 1\n"}, tmp_path) is None
     assert tune.replay({"target.py": None}, {"target.py": after}, tmp_path) is None

@@ -242,11 +242,7 @@ def commit(s: Session, trial: Trial, proposal: Proposal, siblings: list[Trial]) 
         return False
     if not proposal.in_worktree:
         guardrails.apply_edits(worktree, proposal.edits)
-    message = f"{proposal.hypothesis.strip() or 'experiment'}\n\n"
-    if proposal.rationale.strip():
-        message += proposal.rationale.strip() + "\n\n"
-    message += f"Experiment-Id: {trial.id}\n"
-    change = commit_change(worktree, message, paths)
+    change = commit_change(worktree, trial.commit_message(proposal), paths)
     duplicate = duplicate_of(s, change.tree, trial, siblings)
     if duplicate:
         # The commit is left unreferenced: nothing will run it, and git collects it eventually.

@@ -28,7 +28,7 @@ from statistics import fmean
 from autoresearch.config import Config
 from autoresearch.decision import check_metric_guards
 from autoresearch.gatekeeper import review_keep
-from autoresearch.gitops.commits import Committed, cherry_pick, commit_like
+from autoresearch.gitops.commits import Committed, cherry_pick, commit_change
 from autoresearch.gitops.history import diff_names, file_at
 from autoresearch.heldout import check_heldout
 from autoresearch.history import REFERENCE_EVENT
@@ -149,8 +149,10 @@ def replay(s: Session, trial: Trial, replays: list[str]) -> str | None:
                 f"{incumbent.id}): not kept on a stale base")
     # The slot's runs may have repointed its `.git`: a replay must land in this repository.
     s.slots.holding(trial.slot, incumbent.commit_sha)
-    picked = (cherry_pick(trial.slot.worktree, trial.commit, incumbent.commit_sha)
-              or replayed_by_proposer(s, trial))
+    hypothesis = trial.hypothesis
+    picked = cherry_pick(trial.slot.worktree, trial.commit, incumbent.commit_sha)
+    if picked is None and (remade := replayed_by_proposer(s, trial)) is not None:
+        picked, hypothesis = remade
     if picked is None:
         return (f"the incumbent moved to {incumbent.id} while it ran, and its change conflicts "
                 "with that keep")
@@ -160,29 +162,31 @@ def replay(s: Session, trial: Trial, replays: list[str]) -> str | None:
     s.event("replay", f"{trial.id} won against {trial.parent[:10]}; the incumbent moved to "
             f"{incumbent.id}: replayed onto it as {picked.sha[:10]}, to be measured again",
             trial.id)
-    trial.next_attempt(trial.hypothesis, parent=incumbent.commit_sha)
+    trial.next_attempt(hypothesis, parent=incumbent.commit_sha)
     trial.commit_made(picked)
     return None
 
 
-def replayed_by_proposer(s: Session, trial: Trial) -> Committed | None:
+def replayed_by_proposer(s: Session, trial: Trial) -> tuple[Committed, str] | None:
     """The winner's change made again by its proposer on the incumbent the slot now holds,
-    when git's replay conflicts (tune sets its knobs' values again: `Proposer.replay`); None
-    when the proposer cannot, or the change it gives touches other files."""
+    when git's replay conflicts (tune sets its knobs' values again: `Proposer.replay`), with
+    its hypothesis as told from there; None when the proposer cannot, or the change it gives
+    touches other files."""
     assert trial.commit is not None
     files = diff_names(s.root, trial.parent, trial.commit)
     before = {f: file_at(s.root, trial.parent, f) for f in files}
     after = {f: file_at(s.root, trial.commit, f) for f in files}
-    edits = s.proposer.replay(before, after, trial.slot.worktree)
-    if not edits or set(edits) != set(files):
+    replayed = s.proposer.replay(before, after, trial.slot.worktree)
+    if replayed is None or not replayed.edits or set(replayed.edits) != set(files):
         return None
-    for file, text in edits.items():
+    for file, text in replayed.edits.items():
         path = trial.slot.worktree / file
         if text is None:
             path.unlink(missing_ok=True)
         else:
             path.write_bytes(text.encode("utf-8", "surrogateescape"))
-    return commit_like(trial.slot.worktree, trial.commit, files)
+    return commit_change(trial.slot.worktree, trial.commit_message(replayed), files), \
+        replayed.hypothesis
 
 
 def settle(s: Session, trial: Trial, step: Step, evidence: Evidence, prefix: str) -> Steps[bool]:

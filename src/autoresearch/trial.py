@@ -110,6 +110,13 @@ class Trial:
         self.hypothesis = hypothesis
         self.ledger.record_hypothesis(self.id, hypothesis)
 
+    def commit_message(self, proposal: Proposal) -> str:
+        """The message of a commit made for this trial: the hypothesis, its rationale, the id."""
+        message = f"{proposal.hypothesis.strip() or 'experiment'}\n\n"
+        if proposal.rationale.strip():
+            message += proposal.rationale.strip() + "\n\n"
+        return message + f"Experiment-Id: {self.id}\n"
+
     def commit_made(self, change: Committed) -> None:
         """The change is committed in the slot: the trial runs from now on."""
         self.change = change

@@ -24,7 +24,7 @@ class ScriptedTune(ScriptedProposer):
         self.tune._discover(ctx)
         return super().propose(ctx)
 
-    def replay(self, before: Any, after: Any, worktree: Path) -> dict[str, str | None] | None:
+    def replay(self, before: Any, after: Any, worktree: Path) -> Proposal | None:
         return self.tune.replay(before, after, worktree)
 
     def close(self) -> None:

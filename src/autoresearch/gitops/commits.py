@@ -88,11 +88,9 @@ def cherry_pick(worktree: Path, commit: str, onto: str) -> Committed | None:
     return None
 
 
-def commit_like(worktree: Path, original: str, paths: list[str] | None = None) -> Committed:
-    """Commit what the worktree holds (staged, and `paths` staged now) with `original`'s message
-    and author: a change made again on a newer incumbent is the same experiment's."""
-    if paths:
-        git(worktree, "add", "-A", "--", *paths)
+def commit_like(worktree: Path, original: str) -> Committed:
+    """Commit what the worktree holds staged with `original`'s message and author: a change
+    made again on a newer incumbent is the same experiment's."""
     git(worktree, *identity_args(worktree), "commit", "--quiet", "--no-verify", "--allow-empty",
         "-C", original)
     return _described(worktree)

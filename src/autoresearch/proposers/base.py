@@ -202,15 +202,16 @@ class Proposer(ABC):
         """Called after every decided experiment (keep, discard, crash, ...)."""
 
     def replay(self, before: Mapping[str, str | None], after: Mapping[str, str | None],
-               worktree: Path) -> dict[str, str | None] | None:
+               worktree: Path) -> Proposal | None:
         """A winner's change made again on a newer incumbent, when git cannot replay its
         commit there (parallel slots: another slot's keep changed the same lines).
 
         `before` and `after` hold the files the change touched as they were without it and with
-        it (None: absent); `worktree` holds the new incumbent. Returns the edits that make the
-        same change there (as `Proposal.edits`), or None when this proposer cannot say (the
-        default: the winner is dropped as a conflict). What it returns is measured again
-        against the new incumbent before anything is kept."""
+        it (None: absent); `worktree` holds the new incumbent. Returns the proposal that makes
+        the same change there (its edits, and its hypothesis told from the new incumbent's
+        values), or None when this proposer cannot say (the default: the winner is dropped as a
+        conflict). What it returns is measured again against the new incumbent before anything
+        is kept."""
         return None
 
     def describe(self) -> str:

@@ -418,29 +418,40 @@ class TuneProposer(Proposer):
         )
 
     def replay(self, before: Mapping[str, str | None], after: Mapping[str, str | None],
-               worktree: Path) -> dict[str, str | None] | None:
+               worktree: Path) -> Proposal | None:
         """A tune change is a set of knob values: on a newer incumbent, the knobs it set take
         its values and every other line keeps the incumbent's (a knob the keep set too takes
-        this change's value, which is then measured against the keep). None when the change is
-        more than knob values (an edit of another line, a file made or removed) or a knob's
-        line is gone from the incumbent."""
+        this change's value, which is then measured against the keep, and the hypothesis says
+        from which of the keep's values). None when the change is more than knob values (an
+        edit of another line, a file made or removed) or a knob's line is gone from the
+        incumbent."""
         with self._lock:
             knobs = list(self._knobs)
+        names = [k.name for k in knobs]
         edits: dict[str, str | None] = {}
+        changes: list[str] = []
         for file, new in after.items():
             old, mine = before.get(file), [k for k in knobs if k.file == file]
             if old is None or new is None or not mine:
                 return None
             try:
                 current = read_text(worktree / file)
-                assignments = {k.name: read_value(new, k) for k in mine
-                               if not _same(read_value(new, k), read_value(old, k))}
+                changed = [k for k in mine if not _same(read_value(new, k), read_value(old, k))]
+                assignments = {k.name: read_value(new, k) for k in changed}
                 if not assignments or rewrite(old, assignments, path=file) != new:
                     return None  # not only knob values: git's conflict stands
                 edits[file] = rewrite(current, assignments, path=file)
+                for k in changed:
+                    label = k.name if names.count(k.name) == 1 else k.key
+                    was, now = read_source(current, k), read_source(edits[file] or "", k)
+                    if was != now:
+                        changes.append(f"{label} {was} → {now}")
             except (KnobError, OSError, ValueError):  # a knob's line gone, the file too
                 return None
-        return edits or None
+        if not edits:
+            return None
+        return Proposal(hypothesis="tune: " + (", ".join(changes) or "no knob left to change"),
+                        edits=edits, rationale="replayed onto a newer incumbent")
 
     def _rationale(self, how: str) -> str:
         best = self._memory.best_value()
