@@ -3,15 +3,18 @@
 means, and what a check that the cluster refuses says and exits with.
 
 A real head node on 127.0.0.1 (the fixture of test_ray_executor.py), and a second one where a
-test needs two clusters on the machine.
+test needs two clusters on the machine; where a test needs clusters whose heads answer or not,
+processes that look like their raylets to Ray's search, beside sockets this test opens.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -23,12 +26,12 @@ import pytest
 
 from autoresearch.config import CONFIG_NAME, load_config
 from autoresearch.executor import RunRequest
-from autoresearch.ray_executor import NodeRunner, RayExecutor
+from autoresearch.ray_cluster import answering
 from autoresearch.slots import Resources
-from autoresearch.stop_signals import SessionStopped
 from autoresearch.verify_targets import failure_hints
 from tests.conftest import cli_env, edit_config, git, run_cli, use_script
 from tests.support.processes import free_port
+from tests.support.ray_nodes import stopped_on_a_node_without_autoresearch
 from tests.test_ray_executor import (  # noqa: F401 - the fixtures
     LOOPBACK,
     cluster,
@@ -109,6 +112,88 @@ def test_auto_with_two_clusters_on_this_machine_is_refused_naming_both(
     assert f"runs on the Ray cluster at {cluster} (1 node" in flat(result.stdout)
 
 
+@contextlib.contextmanager
+def listening(count: int, backlog: int = 64) -> Iterator[list[str]]:
+    """`count` TCP listeners on 127.0.0.1 (a head's GCS, as a connect sees it); their addresses."""
+    with contextlib.ExitStack() as stack:
+        addresses = []
+        for _ in range(count):
+            server = stack.enter_context(socket.socket())
+            server.bind(("127.0.0.1", 0))
+            server.listen(backlog)
+            addresses.append(f"127.0.0.1:{server.getsockname()[1]}")
+        yield addresses
+
+
+@contextlib.contextmanager
+def silent(count: int) -> Iterator[list[str]]:
+    """`count` listeners that never answer a connect: each one's queue is full (one connection
+    never accepted, with a backlog of 0), so the kernel drops what comes next."""
+    with contextlib.ExitStack() as stack, listening(count, backlog=0) as addresses:
+        for address in addresses:
+            host, port = address.split(":")
+            stack.enter_context(socket.create_connection((host, int(port)), timeout=5))
+        yield addresses
+
+
+@contextlib.contextmanager
+def raylets_for(addresses: list[str]) -> Iterator[None]:
+    """A process for each address whose command line is a raylet's of the cluster there: what
+    Ray's "auto" finds clusters by (a stopped cluster's raylet stays a while after its GCS)."""
+    raylets = [subprocess.Popen(["raylet", "-c", "import time; time.sleep(300)",
+                                 f"--gcs-address={address}"], executable=sys.executable)
+               for address in addresses]
+    try:
+        yield
+    finally:
+        for raylet in raylets:
+            raylet.kill()
+            raylet.wait(timeout=30)
+
+
+def test_only_addresses_whose_head_answers_count_as_clusters() -> None:
+    stale = f"127.0.0.1:{free_port()}"  # nothing listens: refused at once
+    with listening(2) as heads, silent(20) as hung:
+        started = time.monotonic()
+        found = answering({*heads, stale, *hung})
+        took = time.monotonic() - started
+    assert found == set(heads)
+    # Each hung one costs the whole 0.5 s: one after another, 20 would take 10 s.
+    assert took < 4, f"{took:.1f} s to try 23 addresses"
+    assert answering(set()) == set()
+    assert answering({"auto-found-somehow"}) == {"auto-found-somehow"}  # cannot tell: counted
+
+
+def test_auto_counts_only_the_clusters_whose_head_answers(repo: Path) -> None:  # noqa: F811
+    use_script(repo, [])
+    stale = f"127.0.0.1:{free_port()}"  # a stopped cluster's raylet, still listed
+    with listening(2) as heads, raylets_for([*heads, stale]):
+        found = clusters_a_new_process_finds()
+        assert found is not None and set(heads) <= found and stale not in found, found
+        result = run_cli(repo, "check", env=without_ray_address(), timeout=120)
+    said = flat(result.stderr)
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert 'ray_address "auto" does not say which cluster to join' in said, said
+    assert all(head in said for head in heads) and stale not in said, said
+
+
+def test_auto_joins_the_one_cluster_whose_head_answers_beside_a_stopped_one(
+        cluster: str, repo: Path, tmp_path: Path) -> None:  # noqa: F811
+    # Ray's own "auto" joins the cluster `ray start` last recorded (ray_current_cluster under
+    # its temp dir) when it finds several raylets: here a stopped cluster's, so it would wait
+    # there. The one whose head answers is joined by its address instead.
+    use_script(repo, [])
+    stale = f"127.0.0.1:{free_port()}"
+    (tmp_path / "ray").mkdir()
+    (tmp_path / "ray" / "ray_current_cluster").write_text(stale + "\n")
+    with raylets_for([stale]):
+        result = run_cli(repo, "check", env={**without_ray_address(), "RAY_TMPDIR": str(tmp_path)},
+                         timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f'runs on the Ray cluster at {cluster}, which ray_address "auto" found (1 node' in flat(
+        result.stdout), result.stdout
+
+
 def test_a_failed_import_on_a_node_is_said_to_be_the_nodes_environment(
         cluster: str, repo: Path, tmp_path: Path) -> None:  # noqa: F811
     # A module found here through PYTHONPATH, exported in the shell: it does not reach the node.
@@ -146,27 +231,13 @@ def test_the_hint_for_a_failed_import_on_a_node_names_its_interpreter(tmp_path: 
 
 def test_a_check_whose_actor_cannot_start_exits_3_and_says_to_check_again(
         cluster: str, repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
-    for name, value in LOOPBACK.items():  # before Ray is imported: it reads them then
-        monkeypatch.setenv(name, value)
-    import ray
-
-    class Uninstalled(NodeRunner):
-        def __init__(self, *_: object) -> None:
-            raise ModuleNotFoundError("No module named 'autoresearch'")
-
-    config = load_config(repo / CONFIG_NAME).with_run(ray_address=cluster)
-    executor = RayExecutor(config)
-    try:
-        executor._actor_class = ray.remote(Uninstalled)  # the seam: what the node can start
-        head = git(repo, "rev-parse", "HEAD")
-        with pytest.raises(SessionStopped) as stopped:
-            executor.run(RunRequest(commit=head, worktree=repo, role="check",
-                                    log_path=repo.parent / "check.log", run_id="ar-check-x",
-                                    seed=0, resources=Resources()))
-    finally:
-        executor.close()
-    assert stopped.value.exit_code == 3
-    said = flat(stopped.value.reason)
+    head = git(repo, "rev-parse", "HEAD")
+    stopped = stopped_on_a_node_without_autoresearch(
+        load_config(repo / CONFIG_NAME).with_run(ray_address=cluster),
+        RunRequest(commit=head, worktree=repo, role="check", log_path=repo.parent / "check.log",
+                   run_id="ar-check-x", seed=0, resources=Resources()), monkeypatch)
+    assert stopped.exit_code == 3
+    said = flat(stopped.reason)
     assert "could not start on its node" in said and "run `autoresearch check` again" in said
     assert "resume" not in said, said
 

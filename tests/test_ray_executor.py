@@ -31,16 +31,13 @@ import pytest
 
 from autoresearch.config import CONFIG_NAME, load_config
 from autoresearch.executor import RunRequest
-from autoresearch.ray_executor import STOP_GRACE_S, NodeRunner, RayExecutor
+from autoresearch.ray_executor import STOP_GRACE_S, RayExecutor
 from autoresearch.stop_signals import SessionStopped
 from tests.conftest import cli_env, edit_config, git, make_repo, run_cli, use_script
 from tests.support.processes import alive, free_port
+from tests.support.ray_nodes import LOOPBACK, stopped_on_a_node_without_autoresearch
 
 pytestmark = pytest.mark.slow
-
-# Ray swaps 127.0.0.1 for the machine's address unless told not to, in every process; and a
-# token left in ~/.ray by another cluster must not decide whether these processes can talk.
-LOOPBACK = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled"}
 
 SCORE = textwrap.dedent(
     """
@@ -337,26 +334,13 @@ def test_an_actor_that_cannot_start_on_its_node_stops_the_session_with_why(
         cluster: str, repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # A node without autoresearch (or a module the actor needs) fails the actor's creation:
     # that repeats on every new actor, so it is said at once instead of retried.
-    for name, value in LOOPBACK.items():  # before Ray is imported: it reads them then
-        monkeypatch.setenv(name, value)
-    import ray
-
-    class Uninstalled(NodeRunner):
-        def __init__(self, *_: object) -> None:
-            raise ModuleNotFoundError("No module named 'autoresearch'")
-
-    config = load_config(repo / CONFIG_NAME).with_run(ray_address=cluster)
-    executor = RayExecutor(config)
-    try:
-        executor._actor_class = ray.remote(Uninstalled)  # the seam: what the node can start
-        head = git(repo, "rev-parse", "HEAD")
-        with pytest.raises(SessionStopped) as stopped:
-            executor.run(RunRequest(commit=head, worktree=repo, role="candidate",
-                                    log_path=repo.parent / "run.log", run_id="ar-test-1"))
-    finally:
-        executor.close()
-    assert stopped.value.exit_code == 3
-    reason = stopped.value.reason
+    head = git(repo, "rev-parse", "HEAD")
+    stopped = stopped_on_a_node_without_autoresearch(
+        load_config(repo / CONFIG_NAME).with_run(ray_address=cluster),
+        RunRequest(commit=head, worktree=repo, role="candidate",
+                   log_path=repo.parent / "run.log", run_id="ar-test-1"), monkeypatch)
+    assert stopped.exit_code == 3
+    reason = stopped.reason
     assert "could not start on its node: ModuleNotFoundError: No module named 'autoresearch'" in (
         reason), reason
     assert "pip install 'autoresearch[ray]'" in reason

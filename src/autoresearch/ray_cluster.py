@@ -18,6 +18,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +29,10 @@ CONNECT_TIMEOUT_S = 60.0
 # timeout_s), printing only its own log line: the waits look first, and stop the session.
 HEAD_CHECK_S = 2.0  # how often a wait looks whether the head still answers
 HEAD_LOST_S = 6.0  # unanswered this long: the head is gone
+# A head on this machine answers a TCP connect at once: a cluster whose GCS does not within
+# this is gone (its raylet's command line outlives it for a while), and is not counted.
+ANSWER_TIMEOUT_S = 0.5
+ANSWER_AT_ONCE = 16  # connects tried in parallel, so many stale ones still cost ~1 s
 WHERE = "[run] ray_address in autoresearch.toml (or --ray-address)"
 START_FIX = ("start a cluster with `ray start --head` (and `ray start --address HEAD:6379` on "
              "each other node) and give the address it printed")
@@ -65,8 +70,14 @@ def connect(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> tuple[Any, bo
     ray = import_ray()
     if ray.is_initialized():
         return ray, False
+    target = address
     if address.strip() == "auto" and not named.strip():
-        refuse_ambiguous_auto(local_clusters())
+        found = local_clusters()
+        refuse_ambiguous_auto(found)
+        if found is not None and len(found) == 1:
+            # Joined by its address: Ray's "auto", seeing a stopped cluster's raylet beside it,
+            # would join the one last started with `ray start`, and wait a minute if that is gone.
+            (target,) = found
     if endpoint is not None:
         # Ray itself retries an address where nothing listens for minutes, saying little.
         try:
@@ -74,7 +85,7 @@ def connect(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> tuple[Any, bo
         except OSError as err:
             raise PreconditionError(f"no Ray cluster answers at {address!r}: "
                                     f"{err.strerror or err}", where=WHERE, fix=START_FIX) from err
-    options: dict[str, Any] = {"address": address, "logging_level": logging.ERROR,
+    options: dict[str, Any] = {"address": target, "logging_level": logging.ERROR,
                                "log_to_driver": False}
     failure: list[BaseException | None] = []
 
@@ -102,15 +113,41 @@ def connect(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> tuple[Any, bo
 
 def local_clusters() -> set[str] | None:
     """The GCS addresses of the Ray clusters running on this machine, found as Ray's own "auto"
-    finds them (the command lines of the raylets, whoever runs them); None when this Ray cannot
+    finds them (the command lines of the raylets, whoever runs them) and kept when their head
+    answers: a raylet outlives its stopped cluster's GCS for a while. None when this Ray cannot
     say (a private function of Ray's: another release may lack it)."""
     try:
         from ray._private import services
 
         find: Any = services.find_gcs_addresses  # untyped: what Ray's own "auto" reads
-        return {str(found) for found in find()}
+        listed = {str(found) for found in find()}
     except Exception:  # noqa: BLE001 - not knowing is no reason to refuse
         return None
+    return answering(listed)
+
+
+def answering(addresses: Iterable[str], timeout_s: float = ANSWER_TIMEOUT_S) -> set[str]:
+    """The `addresses` (HOST:PORT) where something accepts a TCP connection within `timeout_s`,
+    tried in parallel so that the answer takes about `timeout_s` however many are stale. One
+    that is not HOST:PORT cannot be tried, and is kept: it may be a cluster."""
+    listed = sorted(set(addresses))
+    if not listed:
+        return set()
+    with ThreadPoolExecutor(max_workers=min(len(listed), ANSWER_AT_ONCE),
+                            thread_name_prefix="autoresearch-ray-find") as pool:
+        answers = list(pool.map(lambda address: _answers(address, timeout_s), listed))
+    return {address for address, answered in zip(listed, answers, strict=True) if answered}
+
+
+def _answers(address: str, timeout_s: float) -> bool:
+    endpoint = _endpoint(address)
+    if endpoint is None:
+        return True
+    try:
+        socket.create_connection(endpoint, timeout=timeout_s).close()
+    except OSError:
+        return False
+    return True
 
 
 def refuse_ambiguous_auto(found: set[str] | None) -> None:
@@ -120,8 +157,8 @@ def refuse_ambiguous_auto(found: set[str] | None) -> None:
         return
     raise PreconditionError(
         f'ray_address "auto" does not say which cluster to join: {len(found)} Ray clusters run '
-        f"on this machine ({', '.join(sorted(found))}), and Ray would pick one for you, another "
-        "user's maybe", where=WHERE,
+        f"on this machine, their heads answering at {', '.join(sorted(found))}, and Ray would "
+        "pick one for you, another user's maybe", where=WHERE,
         fix="name the one to use: --ray-address HOST:PORT, or ray_address = \"HOST:PORT\" under "
             "[run] in autoresearch.toml (`ray status --address HOST:PORT` shows what each holds)")
 
