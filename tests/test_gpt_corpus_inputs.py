@@ -1,8 +1,8 @@
 """A user's own corpus for the GPT workload (templates/gpt/prepare.py): what testers fed it.
 
-UTF-16 and gzipped text files were dropped as binary without a word, a val split of a few KiB
-was scored without a warning, a corrupt parquet shard and `--download-climbmix` on a machine
-without a network ended in tracebacks. prepare.py runs here as the user runs it, a real
+UTF-16 and gzipped text files were dropped as binary without a word, a val or test split of a
+few KiB was scored without a warning, a corrupt parquet shard, one whose 'text' column held
+numbers, and `--download-climbmix` on a machine without a network ended in tracebacks. prepare.py runs here as the user runs it, a real
 subprocess of the command line, or is loaded from its file (it never imports autoresearch).
 Nothing here leaves 127.0.0.1.
 """
@@ -179,7 +179,7 @@ def test_a_gzip_file_that_cannot_be_read_is_named(tmp_path: Path, damage: str) -
 
 
 # ---------------------------------------------------------------------------------------------
-# 2. A val split too small for the evaluation is warned about
+# 2. A val or test split too small for the evaluation is warned about
 
 
 def names_in(prepare: ModuleType, split: str, count: int) -> list[str]:
@@ -188,47 +188,58 @@ def names_in(prepare: ModuleType, split: str, count: int) -> list[str]:
     return [name for name in names if prepare.split_of(name) == split][:count]
 
 
-def corpus_with_val(tmp_path: Path, val_text: str) -> Path:
-    """A corpus whose val split is one file holding `val_text`, and a roomy train and test."""
+def corpus_with_val(tmp_path: Path, text: str, thin: str = "val") -> Path:
+    """A corpus whose `thin` split (val, or test) is one file holding `text`; train has 30
+    files, and the other scored split two (3,280 bytes)."""
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     prepare = load_prepare({})
-    for split, count in (("train", 30), ("test", 2)):
+    other = "test" if thin == "val" else "val"
+    for split, count in (("train", 30), (other, 2)):
         for name in names_in(prepare, split, count):
             (corpus / name).write_text(f"{split} text in {name}, over and over\n" * 40)
-    (corpus / names_in(prepare, "val", 1)[0]).write_text(val_text)
+    (corpus / names_in(prepare, thin, 1)[0]).write_text(text)
     return corpus
 
 
-def val_warnings(output: str) -> list[str]:
-    return [line for line in output.splitlines() if "warning: the val split" in line]
+def val_warnings(output: str, split: str = "val") -> list[str]:
+    return [line for line in output.splitlines() if f"warning: the {split} split" in line]
 
 
-def test_a_tiny_val_split_is_warned_about_when_built_and_when_listed(tmp_path: Path) -> None:
-    corpus = corpus_with_val(tmp_path, "only a little val text\n" * 100)  # 2,300 bytes
+@pytest.mark.parametrize("split", ["val", "test"])
+def test_a_tiny_val_or_test_split_is_warned_about_when_built_and_when_listed(
+        tmp_path: Path, split: str) -> None:
+    corpus = corpus_with_val(tmp_path, f"only a little {split} text\n" * 100, thin=split)
+    size = "2.2 KiB" if split == "val" else "2.3 KiB"  # "test" is a letter longer than "val"
     built = run_prepare(tmp_path, env_for(corpus, tmp_path))
     assert built.returncode == 0, built.stderr
-    [warning] = val_warnings(built.stdout)
-    for said in (f"the val split of {corpus} holds only 2.2 KiB of text",
+    [warning] = val_warnings(built.stdout, split)
+    for said in (f"the {split} split of {corpus} holds only {size} of text",
                  "sized to score 512 KiB (eval_bytes_for(60 s budget) on cpu)",
-                 "mostly noise", "Add text to the corpus", "split_of"):
+                 f"{split}_bpb measured on so little is mostly noise", "Add text to the corpus",
+                 f"about 5 % of its documents go to {split}", f"give more {split} text",
+                 "split_of"):
         assert said in warning, warning
     again = run_prepare(tmp_path, env_for(corpus, tmp_path))  # cache valid: the summary says it
-    assert "prepare: building" not in again.stdout and len(val_warnings(again.stdout)) == 1
+    assert "prepare: building" not in again.stdout and len(val_warnings(again.stdout, split)) == 1
+    checked = run_prepare(tmp_path, env_for(corpus, tmp_path), "--check")
+    assert checked.returncode == 0 and val_warnings(checked.stdout, split) == [warning]
 
 
+@pytest.mark.parametrize("split", ["val", "test"])
 @pytest.mark.parametrize(("eval_bytes", "warned"), [("4600", False), ("4601", True)])
-def test_val_is_warned_about_below_half_the_evaluated_bytes(tmp_path: Path, eval_bytes: str,
-                                                            warned: bool) -> None:
-    # 2,300 bytes of val is half of 4,600: scored on half of what was asked, no warning; a byte
-    # more asked for, and it is.
-    corpus = corpus_with_val(tmp_path, "only a little val text\n" * 100)
+def test_val_and_test_are_warned_about_below_half_the_evaluated_bytes(
+        tmp_path: Path, eval_bytes: str, warned: bool, split: str) -> None:
+    # 2,300 bytes in the thin split is half of 4,600: scored on half of what was asked, no
+    # warning; a byte more asked for, and it is. The other split (3,280 bytes) is not, either way.
+    corpus = corpus_with_val(tmp_path, "only a little val text\n" * 100, thin=split)
     env = env_for(corpus, tmp_path, AUTORESEARCH_EVAL_BYTES=eval_bytes)
     prepare = load_prepare(env)
-    assert prepare.prepare(verbose=False).meta["splits"]["val"]["bytes"] == 2300
+    assert prepare.prepare(verbose=False).meta["splits"][split]["bytes"] == 2300
     done = run_prepare(tmp_path, env)
     assert done.returncode == 0, done.stderr
-    assert len(val_warnings(done.stdout)) == warned, done.stdout
+    assert len(val_warnings(done.stdout, split)) == warned, done.stdout
+    assert sum("prepare: warning:" in line for line in done.stdout.splitlines()) == warned
     if warned:
         assert f"sized to score {int(eval_bytes) / 1024:.1f} KiB (AUTORESEARCH_EVAL_BYTES)" in (
             done.stdout)
@@ -247,11 +258,14 @@ def test_a_val_split_of_one_character_is_warned_about_and_still_scored(tmp_path:
     assert 0 < bpb < 100
 
 
-def test_the_stdlib_corpus_draws_no_val_warning_at_the_default_budget() -> None:
+def test_the_stdlib_corpus_draws_no_split_warning_at_the_default_budget() -> None:
     prepare = load_prepare({"AUTORESEARCH_DEVICE": "cpu"})
     corpus = prepare.resolve_corpus()
-    assert prepare.small_val_warning(corpus, 361_000) is None  # its val, documented: 361 kB
-    assert prepare.small_val_warning(corpus, 200_000) is not None
+    # Its splits, documented: val 361 kB, test 750 kB.
+    assert prepare.small_split_warnings(corpus, {"val": {"bytes": 361_000},
+                                                 "test": {"bytes": 750_000}}) == []
+    for split in ("val", "test"):
+        assert prepare.small_split_warning(corpus, split, 200_000) is not None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -367,3 +381,118 @@ def test_a_parquet_file_damaged_inside_is_named(tmp_path: Path) -> None:
     prepare = load_prepare(env_for(corpus, tmp_path))
     with pytest.raises(SystemExit, match=r"damaged\.parquet: not a readable parquet file"):
         prepare.prepare(verbose=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# 5. A parquet shard's 'text' column: strings, or UTF-8 bytes; anything else refused up front
+
+
+def shards_with_text_column(corpus: Path, column: object) -> Path:
+    """A directory of one good shard and, sorted after it, `bad.parquet` whose 'text' is
+    `column` (a pyarrow array, or a table for a shard without such a column)."""
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    corpus.mkdir()
+    pq.write_table(pa.table({"text": [f"row {i} of good text\n" * 5 for i in range(300)]}),
+                   corpus / "a_good.parquet")
+    table = column if isinstance(column, pa.Table) else pa.table({"text": column})
+    pq.write_table(table, corpus / "bad.parquet")
+    return corpus / "bad.parquet"
+
+
+# Each refused column type, made by pyarrow, and how the refusal names it.
+REFUSED_TYPES = {
+    "int64": (lambda pa: pa.array(range(300)), "holds int64, not text. "),
+    "double": (lambda pa: pa.array([0.5] * 300), "holds double, not text. "),
+    "list": (lambda pa: pa.array([["two", "pieces"]] * 300),
+             "holds list<element: string>, not text (join each row's pieces into one string). "),
+    "nulls": (lambda pa: pa.array([None] * 300, pa.null()),
+              "holds null, not text (it has no value in any row). "),
+    "struct": (lambda pa: pa.array([{"body": "x"}] * 300), "holds struct<body: string>, not text. "),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(REFUSED_TYPES))
+def test_a_text_column_that_is_not_text_is_refused_naming_file_column_and_type(
+        tmp_path: Path, kind: str) -> None:
+    make, said = REFUSED_TYPES[kind]
+    bad = shards_with_text_column(tmp_path / "shards", make(pytest.importorskip("pyarrow")))
+    done = run_prepare(tmp_path, env_for(bad.parent, tmp_path))
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert f"prepare: {bad}: its 'text' column {said}" in done.stderr, done.stderr
+    for how in ("from a column of strings named 'text' (or of UTF-8 bytes)",
+                "write the shard again with each row's text as one string",
+                "or move the file out of the corpus directory"):
+        assert how in done.stderr, done.stderr
+    assert "trained BPE" not in done.stdout  # refused before the tokenizer
+    assert not list((tmp_path / "cache").rglob("meta.json"))  # and nothing cached
+
+
+def test_a_text_column_that_is_not_text_is_refused_before_any_text_is_read(
+        tmp_path: Path) -> None:
+    pa = pytest.importorskip("pyarrow")
+    bad = shards_with_text_column(tmp_path / "shards", pa.array(range(300)))
+    prepare = load_prepare(env_for(bad.parent, tmp_path))
+    prepare.iter_documents = None  # reading a document would be a TypeError, not the message
+    with pytest.raises(SystemExit, match=r"bad\.parquet: its 'text' column holds int64"):
+        prepare.prepare(verbose=False)
+
+
+def test_a_parquet_shard_without_a_text_column_names_the_columns_it_has(tmp_path: Path) -> None:
+    pa = pytest.importorskip("pyarrow")
+    table = pa.table({"body": ["some text\n"] * 300, "id": range(300)})
+    bad = shards_with_text_column(tmp_path / "shards", table)
+    done = run_prepare(tmp_path, env_for(bad.parent, tmp_path))
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert (f"prepare: {bad}: no 'text' column (its columns: body, id). prepare.py reads "
+            "one document per row from a column of strings named 'text'") in done.stderr
+    assert "rename the column holding the text to 'text'" in done.stderr, done.stderr
+
+
+def test_a_parquet_shard_with_two_text_columns_is_refused_by_name(tmp_path: Path) -> None:
+    pa = pytest.importorskip("pyarrow")
+    table = pa.Table.from_arrays([pa.array(["one\n"] * 300), pa.array(["two\n"] * 300)],
+                                 names=["text", "text"])
+    bad = shards_with_text_column(tmp_path / "shards", table)
+    done = run_prepare(tmp_path, env_for(bad.parent, tmp_path))
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert f"prepare: {bad}: 2 columns are named 'text'." in done.stderr, done.stderr
+    assert "write the shard again with one" in done.stderr, done.stderr
+
+
+ROWS = [f"row {i}: naïve café, 名前\n" * 4 if i % 7 else None for i in range(300)]
+# Each way a 'text' column can hold the rows' text (None: a missing row, an empty document).
+TEXT_COLUMNS = {
+    "string": lambda pa: pa.array(ROWS, pa.string()),
+    "large_string": lambda pa: pa.array(ROWS, pa.large_string()),
+    "dictionary": lambda pa: pa.array(ROWS, pa.string()).dictionary_encode(),  # categorical
+    "binary": lambda pa: pa.array([r and r.encode() for r in ROWS], pa.binary()),
+    "large_binary": lambda pa: pa.array([r and r.encode() for r in ROWS], pa.large_binary()),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(TEXT_COLUMNS))
+def test_strings_and_utf8_bytes_in_the_text_column_are_read_as_text(tmp_path: Path,
+                                                                    kind: str) -> None:
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    corpus = tmp_path / "shards"
+    corpus.mkdir()
+    pq.write_table(pa.table({"text": TEXT_COLUMNS[kind](pa)}), corpus / "s.parquet")
+    prepare = load_prepare(env_for(corpus, tmp_path))
+    expected = [row or "" for row in ROWS]
+    assert sorted(all_documents(prepare)) == sorted(expected)
+    meta = prepare.prepare(verbose=False).meta
+    assert sum(meta["splits"][s]["bytes"] for s in SPLITS) == len("".join(expected).encode())
+
+
+def test_bytes_that_are_not_utf8_are_kept_as_a_text_file_s_are(tmp_path: Path) -> None:
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    corpus = tmp_path / "shards"
+    corpus.mkdir()
+    rows = [f"row {i} in Latin-1: café\n".encode("latin-1") * 4 for i in range(300)]
+    pq.write_table(pa.table({"text": pa.array(rows, pa.binary())}), corpus / "latin.parquet")
+    prepare = load_prepare(env_for(corpus, tmp_path))
+    documents = all_documents(prepare)
+    assert sorted(d.encode("utf-8", "surrogateescape") for d in documents) == sorted(rows)

@@ -406,31 +406,91 @@ def check_splits(corpus: Corpus) -> None:
             )
 
 
-def _parquet_texts(path: Path) -> Iterator[str]:
+def check_parquet_shards(corpus: Corpus) -> None:
+    """Open every parquet shard and check its 'text' column before any text is read: a shard
+    whose 'text' held numbers was found only when the tokenizer met its first row, after every
+    shard before it had been read, as a TypeError traceback that named no file."""
+    for name, _ in corpus.files:
+        if name.endswith(".parquet"):
+            _open_shard(corpus.root / name)
+
+
+def _open_shard(path: Path) -> tuple[Any, bool]:
+    """The parquet shard at `path`, opened, and whether its 'text' column holds bytes (to be
+    decoded like a text file) rather than strings."""
     try:
         import pyarrow as pa  # optional: only parquet corpora need it
         import pyarrow.parquet as pq
     except ImportError as exc:
         raise SystemExit(f"{path}: reading parquet needs pyarrow (pip install pyarrow)") from exc
-    # A truncated download or a file that only has the name fails on opening (no footer) or
-    # on a damaged page further in: either way pyarrow's error, which names no file.
-    unreadable = (pa.ArrowException, OSError)
+    # A truncated download or a file that only has the name fails on opening (no footer):
+    # pyarrow's error, which names no file.
     try:
         shard = pq.ParquetFile(path)
-    except unreadable as exc:
+    except (pa.ArrowException, OSError) as exc:
         raise _unreadable_parquet(path, exc) from None
-    if "text" not in shard.schema_arrow.names:
-        raise SystemExit(f"{path}: no 'text' column")
+    return shard, _text_column_holds_bytes(path, shard.schema_arrow)
+
+
+def _text_column_holds_bytes(path: Path, schema: Any) -> bool:
+    """True for a binary 'text' column, False for strings; anything else is refused.
+
+    Binary is read as UTF-8, invalid bytes kept as they are, exactly as a text file is: a
+    writer that stores text as bytes (`df["text"].str.encode(...)`, some dataset tools) loses
+    nothing. Numbers, lists, structs or a column of nulls are no documents: refused, with
+    the type, rather than tokenized as their printed form.
+    """
+    import pyarrow as pa
+
+    how = ("prepare.py reads one document per row from a column of strings named 'text' "
+           "(or of UTF-8 bytes)")
+    if "text" not in schema.names:
+        raise SystemExit(f"prepare: {path}: no 'text' column (its columns: "
+                         f"{_skipped_names(schema.names, 10) or 'none'}). {how}: rename the "
+                         "column holding the text to 'text' (pyarrow: table.rename_columns), "
+                         "or move the file out of the corpus directory.")
+    if (count := schema.names.count("text")) > 1:  # pyarrow's own error names no file
+        raise SystemExit(f"prepare: {path}: {count} columns are named 'text'. {how}: write the "
+                         "shard again with one, or move the file out of the corpus directory.")
+    column = schema.field("text").type
+    values = column.value_type if pa.types.is_dictionary(column) else column  # categorical
+    is_string_view = getattr(pa.types, "is_string_view", lambda _: False)  # pyarrow >= 16
+    is_binary_view = getattr(pa.types, "is_binary_view", lambda _: False)
+    if pa.types.is_string(values) or pa.types.is_large_string(values) or is_string_view(values):
+        return False
+    if pa.types.is_binary(values) or pa.types.is_large_binary(values) or is_binary_view(values):
+        return True
+    hint = (" (join each row's pieces into one string)" if _is_list_type(pa, values)
+            else " (it has no value in any row)" if pa.types.is_null(values) else "")
+    raise SystemExit(f"prepare: {path}: its 'text' column holds {column}, not text{hint}. "
+                     f"{how}: write the shard again with each row's text as one string, e.g. "
+                     "pyarrow.parquet.write_table(pyarrow.table({'text': list_of_strings}), "
+                     "path), or move the file out of the corpus directory.")
+
+
+def _is_list_type(pa: Any, data_type: Any) -> bool:
+    kinds = ("is_list", "is_large_list", "is_fixed_size_list", "is_list_view",
+             "is_large_list_view")  # the views only from pyarrow 16 on
+    return any(getattr(pa.types, kind, lambda _: False)(data_type) for kind in kinds)
+
+
+def _parquet_texts(path: Path) -> Iterator[str]:
+    shard, holds_bytes = _open_shard(path)
+    import pyarrow as pa  # imported by _open_shard, or it said that pyarrow is missing
+
     batches = shard.iter_batches(columns=["text"])
     while True:
-        try:
+        try:  # a damaged page further in fails here, once the file opened
             batch = next(batches, None)
-        except unreadable as exc:
+        except (pa.ArrowException, OSError) as exc:
             raise _unreadable_parquet(path, exc) from None
         if batch is None:
             return
-        for text in batch.column(0).to_pylist():
-            yield text or ""
+        for value in batch.column(0).to_pylist():
+            if value is None:  # a missing row is an empty document
+                yield ""
+            else:
+                yield _decode(value) if holds_bytes else value
 
 
 def _unreadable_parquet(path: Path, exc: Exception) -> SystemExit:
@@ -690,6 +750,7 @@ def _build(corpus: Corpus, directory: Path, verbose: bool) -> dict[str, Any]:
 
     if note := skipped_note(corpus):
         log(note)
+    check_parquet_shards(corpus)
     check_splits(corpus)
     if corpus.kind == "stdlib" and corpus.corpus_id not in KNOWN_STDLIB_CORPORA:
         known = ", ".join(f"{k} ({v})" for k, v in KNOWN_STDLIB_CORPORA.items())
@@ -727,7 +788,7 @@ def _build(corpus: Corpus, directory: Path, verbose: bool) -> dict[str, Any]:
         save(f"{split}.npy", lambda f, t=tokens: np.save(f, t, allow_pickle=False))
         splits[split] = {"documents": docs, "bytes": nbytes, "tokens": int(tokens.size)}
         log(f"prepare: {split}: {docs} documents, {nbytes:,} bytes, {tokens.size:,} tokens")
-    if warning := small_val_warning(corpus, splits["val"]["bytes"]):
+    for warning in small_split_warnings(corpus, splits):
         log(warning)
 
     if corpus.kind == "stdlib":  # the pinned file list, for the curious and for audits
@@ -747,26 +808,35 @@ def _build(corpus: Corpus, directory: Path, verbose: bool) -> dict[str, Any]:
     return meta
 
 
-def small_val_warning(corpus: Corpus, val_bytes: int) -> str | None:
-    """A warning when the val split holds less than half the text the evaluation scores.
+def small_split_warnings(corpus: Corpus, splits: dict[str, dict[str, int]]) -> list[str]:
+    """The warnings of small_split_warning for both scored splits, val then test."""
+    return [warning for split in ("val", "test")
+            if (warning := small_split_warning(corpus, split, splits[split]["bytes"]))]
 
-    val_bpb is then scored on all of val, and on a few KiB it is mostly noise: two experiments
-    differ by chance as much as by what they changed. The stdlib's val (361 kB) is 70 % of the
-    512 KiB scored at the default CPU budget, and is not warned about there.
+
+def small_split_warning(corpus: Corpus, split: str, split_bytes: int) -> str | None:
+    """A warning when the val or test split holds less than half the text the evaluation scores.
+
+    val_bpb (or test_bpb) is then scored on all of that split, and on a few KiB it is mostly
+    noise: two experiments differ by chance as much as by what they changed, and a test split
+    that small cannot confirm what val showed. The stdlib's val (361 kB) is 70 % of the
+    512 KiB scored at the default CPU budget, its test (750 kB) more than all: neither is
+    warned about there.
     """
-    if 2 * val_bytes >= EVAL_BYTES:
+    if 2 * split_bytes >= EVAL_BYTES:
         return None
+    share = {"val": VAL_PERCENT, "test": TEST_PERCENT}[split]
     sized_by = ("AUTORESEARCH_EVAL_BYTES" if os.environ.get("AUTORESEARCH_EVAL_BYTES", "").strip()
                 else f"eval_bytes_for({TIME_BUDGET:g} s budget) on {DEVICE.type}")
     where = "the stdlib corpus" if corpus.kind == "stdlib" else str(corpus.root)
-    return (f"prepare: warning: the val split of {where} holds only {_size(val_bytes)} of text, "
-            f"while the evaluation is sized to score {_size(EVAL_BYTES)} ({sized_by}): val_bpb "
-            "measured on so little is mostly noise. Add text to the corpus: about "
-            f"{VAL_PERCENT} % of its documents go to val (each file, each "
+    return (f"prepare: warning: the {split} split of {where} holds only {_size(split_bytes)} of "
+            f"text, while the evaluation is sized to score {_size(EVAL_BYTES)} ({sized_by}): "
+            f"{split}_bpb measured on so little is mostly noise. Add text to the corpus: about "
+            f"{share} % of its documents go to {split} (each file, each "
             f"{PIECE_BYTES // 1024} KiB piece of a bigger text file, each parquet row), chosen "
-            "by split_of(name) in prepare.py, so more files, or bigger ones, give more val text; "
-            "split_of('<relative path>') tells which split a file goes to ('<path>#<n>' for the "
-            "n-th piece of a big file).")
+            f"by split_of(name) in prepare.py, so more files, or bigger ones, give more {split} "
+            "text; split_of('<relative path>') tells which split a file goes to ('<path>#<n>' "
+            "for the n-th piece of a big file).")
 
 
 def _size(nbytes: int) -> str:
@@ -1372,11 +1442,9 @@ def main() -> None:
 
 def _corpus_warnings(corpus: Corpus, meta: dict[str, Any] | None) -> list[str]:
     """What prepare.py says about a corpus whose cache is already built: files left out as
-    not text, and a val split too small for this budget's evaluation."""
+    not text, and a val or test split too small for this budget's evaluation."""
     warnings = [note] if (note := skipped_note(corpus)) else []
-    if meta and (val := small_val_warning(corpus, meta["splits"]["val"]["bytes"])):
-        warnings.append(val)
-    return warnings
+    return warnings + (small_split_warnings(corpus, meta["splits"]) if meta else [])
 
 
 if __name__ == "__main__":
