@@ -7,17 +7,42 @@ every path `git status` lists with its size and modification time) and compares 
 
 The change is reported, never undone: the harness cannot tell an agent's edit from the user's own
 work made at the same moment, and it must not throw the user's work away.
+
+The files the harness itself writes to are not the agent's change: its stdout and stderr sent to a
+file in the checkout (`autoresearch run > night.log 2>&1`, `nohup`'s nohup.out) grow while the
+agent runs. Such a path is recognised by the file it is (device and inode, as `fstat` gives them
+for the harness's descriptors 1 and 2), not by its name, and is stamped as the harness's output
+whatever its size: the same file there before and after is no change, while that file deleted or
+replaced, or another path made to point at it, still is.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from autoresearch.gitops.runner import git
 from autoresearch.gitops.status import porcelain_entries
 
-Stamp = tuple[int, int] | None  # (size, mtime_ns); None: listed by git status but gone
+# (size, mtime_ns); OWN_OUTPUT: the file the harness's own output goes to; None: listed by git
+# status but gone.
+Stamp = tuple[int, int] | str | None
+OWN_OUTPUT = "the harness's own output"
+
+
+def own_output_files() -> frozenset[tuple[int, int]]:
+    """(st_dev, st_ino) of what this process's stdout and stderr are written to. Descriptors 1
+    and 2, not `sys.stdout`: the shell's redirection is what names the file (a pipe or a terminal
+    there matches no file of the checkout)."""
+    files: set[tuple[int, int]] = set()
+    for fd in (1, 2):
+        try:
+            st = os.fstat(fd)
+        except OSError:  # closed (started with >&-)
+            continue
+        files.add((st.st_dev, st.st_ino))
+    return frozenset(files)
 
 
 def user_checkout(worktree: Path) -> Path | None:
@@ -33,15 +58,18 @@ def _state(root: Path, skip: tuple[str, ...]) -> tuple[str, dict[str, Stamp]]:
     head = git(root, "rev-parse", "--verify", "-q", "HEAD", check=False).strip()
     branch = git(root, "symbolic-ref", "-q", "HEAD", check=False).strip()
     listed = git(root, "status", "--porcelain=v1", "-z", "--untracked-files=all")
+    own = own_output_files()
     stamps: dict[str, Stamp] = {}
     for _, path, _ in porcelain_entries(listed.split("\0")):
         if path.startswith(skip):
             continue
         try:
             st = (root / path).stat()
-            stamps[path] = (st.st_size, st.st_mtime_ns)
         except OSError:
             stamps[path] = None
+            continue
+        own_file = (st.st_dev, st.st_ino) in own
+        stamps[path] = OWN_OUTPUT if own_file else (st.st_size, st.st_mtime_ns)
     return f"{branch} {head}", stamps
 
 
