@@ -41,6 +41,7 @@ from autoresearch.errors import ConfigError
 from autoresearch.evaluation_inputs import EvaluationInputs
 from autoresearch.fingerprint import RUN_THREADS_FIELD, comparable_key, environment_fingerprint
 from autoresearch.gitops.control_files import Watched, control_files_fence
+from autoresearch.gitops.object_seal import ObjectsDamaged, ObjectSeal
 from autoresearch.metric_discovery import required_unit
 from autoresearch.metrics import parse_metrics
 from autoresearch.runner import RunSpec, run_command
@@ -179,6 +180,7 @@ class LocalExecutor:
         self._pool: ThreadPoolExecutor | None = None  # started by the first submit
         self._watched: dict[Path, Watched] = {}  # git's files of each worktree (found once)
         self._watched_lock = threading.Lock()
+        self._object_seal: ObjectSeal | None = None  # the protected files' git objects
 
     def submit(self, request: RunRequest) -> Future[Measurement]:
         if self._pool is None:
@@ -227,6 +229,8 @@ class LocalExecutor:
             # Not the candidate's doing to blame on it (its files "deleted"), nor a change to
             # git's files to refuse a sibling slot's run for.
             raise worktree_lost(request)
+        # Before any checkout here reads them: the protected files' objects hold what they did.
+        rewritten = self._mend_objects(request)
         tampered = tuple(fence.changes)
         if tampered or seal.broken:  # put the commit back before anything else runs here
             # Written again whatever git's stat cache says: a run can rewrite a file in place
@@ -248,6 +252,12 @@ class LocalExecutor:
             reason = (f"the run changed git's own files: {'; '.join(git_files.changes)} (put "
                       "back); the run does not count. A verify command must not write the "
                       "repository's git files or the user's git configuration")
+        elif rewritten and status != "interrupted":
+            status, objective = "crash", None
+            reason = (f"the run rewrote git's stored copy of the protected file"
+                      f"{'s' if len(rewritten) > 1 else ''} {', '.join(rewritten)} (put back): "
+                      "every checkout would have written another evaluation; the run does not "
+                      "count. A verify command must not write the repository's git objects")
         elif seal.broken and status != "interrupted":
             # Whatever it printed measured files nobody committed: not a measurement at all.
             status, objective = "crash", None
@@ -261,6 +271,29 @@ class LocalExecutor:
             fingerprint=fingerprint, fingerprint_key=comparable_key(fingerprint),
             command_s=outcome.command_s, seed=request.seed, tampered=tampered,
         )
+
+    def _objects_of(self, request: RunRequest) -> ObjectSeal | None:
+        """The seal of the protected files' git objects (made by the first run that has
+        protected files: it refuses a repository whose objects were rewritten already)."""
+        if not request.protected:
+            return None
+        with self._watched_lock:
+            if self._object_seal is None:
+                self._object_seal = ObjectSeal(request.worktree, request.commit,
+                                               request.protected)
+            return self._object_seal
+
+    def _mend_objects(self, request: RunRequest) -> list[str]:
+        """The protected files whose git object the run rewrote, each written back; the
+        session stops when one cannot be."""
+        objects = self._objects_of(request)
+        if objects is None:
+            return []
+        try:
+            return objects.mend()
+        except ObjectsDamaged as exc:
+            raise SessionStopped(f"{exc.what}. The run does not count; nothing recorded is "
+                                 f"lost. Fix: {exc.fix}", exit_code=3) from None
 
     def _git_files(self, worktree: Path) -> Watched:
         with self._watched_lock:

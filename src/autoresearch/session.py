@@ -39,6 +39,7 @@ from autoresearch.executor import (
     threads_given,
 )
 from autoresearch.gitops.housekeeping import pack_refs, tidy
+from autoresearch.gitops.object_seal import ObjectSeal
 from autoresearch.globs import select
 from autoresearch.history import History, run_seed
 from autoresearch.ledger import Ledger, RunRow, SessionRow, TrialStatus
@@ -323,10 +324,12 @@ class Session:
     def _protected_reference(self, tip: str) -> dict[str, str]:
         """The protected files' hashes every run is held to, taken from the commit: written
         again into the first slot before they are hashed, so that a file a killed session left
-        rewritten there (its stamps set back) cannot become the reference."""
+        rewritten there (its stamps set back) cannot become the reference, and only from git
+        objects that still hold what their ids say."""
         first = self.slots.all[0].worktree
         protected = guardrails.protected_among(gitops.tracked_files(first, tip),
                                                self.config.all_protected)
+        ObjectSeal(first, tip, protected)  # refuses objects rewritten since they were committed
         gitops.checkout(first, tip, rewrite=protected)
         return guardrails.hash_files(first, protected)
 

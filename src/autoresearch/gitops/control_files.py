@@ -7,8 +7,9 @@ of them:
   into the copy and park or keep commits the real repository does not hold;
 - the repository's own control files (`config`, `config.worktree`, `info/exclude`,
   `info/attributes`, `info/grafts`, `objects/info/alternates`, `shallow`, `hooks/`, and the
-  worktree's `gitdir` and `commondir` links): attributes that pick a content filter, a graft
-  that rewrites history, objects borrowed from another repository;
+  worktree's `gitdir` and `commondir` links) and `refs/replace/`: attributes that pick a content
+  filter, a graft or a replace ref that rewrites history, objects borrowed from another
+  repository;
 - the user's global and system configuration (`~/.gitconfig`, `$XDG_CONFIG_HOME/git/config`,
   its `attributes` and `ignore`, `/etc/gitconfig`, and every file they include): a
   `core.hooksPath` there would run the agent's code on every checkout, in every repository the
@@ -133,12 +134,19 @@ def _origins(cwd: Path) -> tuple[list[Path], list[Path]]:
     return origins, named
 
 
+# Directories whose every file tells git how to behave: hooks run code; a replace ref makes
+# git read another object wherever one is named (the harness's own calls ignore them,
+# GIT_NO_REPLACE_OBJECTS, but the user's git would not).
+_CONTROL_DIRS = ("hooks", "refs/replace")
+
+
 def _hooks(dirs: Iterable[Path]) -> list[Path]:
+    """The files in the git dirs' hooks and replace refs directories."""
     found: list[Path] = []
     for d in dirs:
-        hooks = d / "hooks"
-        if hooks.is_dir():
-            found += sorted(hooks.iterdir())
+        for name in _CONTROL_DIRS:
+            if (d / name).is_dir():
+                found += sorted(p for p in (d / name).rglob("*") if not p.is_dir())
     return found
 
 

@@ -30,6 +30,9 @@ _GIT_ENV = {
     "LC_ALL": "C",
     "GIT_OPTIONAL_LOCKS": "0",
     "GIT_LITERAL_PATHSPECS": "1",
+    # A `refs/replace/` ref makes git read another object wherever one is named: a run could
+    # swap the evaluation's files in every checkout without changing any commit.
+    "GIT_NO_REPLACE_OBJECTS": "1",
 }
 # Every git call the harness makes runs none of the user's or an agent's code and lets nothing
 # rewrite the content it checks out, stages or compares: an agent runs as the same user and can
