@@ -427,12 +427,30 @@ def _register_optional() -> None:
 _register_optional()
 
 
+def _std_streams_open() -> None:
+    """Descriptors 0-2 that the shell closed (`autoresearch run >&- 2>night.log`) are opened
+    on /dev/null: Python leaves sys.stdout None, so the first print was a traceback, and the
+    next file opened (the ledger) would take the number 1 and receive every print."""
+    for fd, name in ((0, "stdin"), (1, "stdout"), (2, "stderr")):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)  # the lowest free number: `fd` itself
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(fd, "r" if fd == 0 else "w", closefd=False,  # noqa: SIM115
+                                    encoding="utf-8", errors="replace"))
+
+
 def main(argv: list[str] | None = None) -> Any:
     from autoresearch.strays import adopt_orphans
 
     # Orphans of every run and agent call come back to this process (Linux), and die when the
     # call that left them ends (see `strays`).
     adopt_orphans()
+    _std_streams_open()
     stdout = sys.stdout
     sys.stdout = QuietOnClosedPipe(stdout)
     try:
