@@ -271,6 +271,18 @@ def test_an_agent_may_keep_a_binary_file_binary_but_not_add_one(tmp_path: Path) 
     assert "NUL byte" in problems[1]
 
 
+def test_an_agent_may_not_add_a_hard_link_to_another_file(tmp_path: Path) -> None:
+    # `ln score.py sub/evil.py`: the run fence's chmod of score.py then showed as a write of
+    # sub/evil.py during the run, a crash blamed on "a verify command" that wrote nothing.
+    root = make_repo(tmp_path / "r", {"a.py": "X = 0\n", "score.py": "S = 1\n"})
+    (root / "sub").mkdir()
+    os.link(root / "score.py", root / "sub" / "evil.py")
+    (root / "a.py").write_text("X = 1\n")
+    rules = Rules(scope=["a.py", "sub/*.py"], protected=["score.py"])
+    (problem,) = check_changed_paths(root, changed_paths(root), rules)
+    assert problem.startswith("sub/evil.py: a hard link to another file"), problem
+
+
 def test_a_file_name_that_is_not_utf8_is_refused_by_name(tmp_path: Path) -> None:
     root = make_repo(tmp_path / "r", {"a.py": "X = 0\n"})
     with open(os.path.join(os.fsencode(root), b"b\xff.py"), "wb") as fh:

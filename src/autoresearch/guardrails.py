@@ -175,7 +175,12 @@ def check_changed_paths(root: Path, paths: Iterable[str], rules: Rules) -> list[
     for path in paths:
         problem = path_problem(root, path, rules, canonical)
         full = root / path
-        if problem is None and full.is_file():
+        if problem is None and full.is_file() and full.lstat().st_nlink > 1:
+            # A hard link shares its inode with another file, a protected one maybe: git would
+            # commit a copy, but the run fence's read-only mark and stamps would land on both.
+            problem = (f"{path}: a hard link to another file; write a file of its own (a copy) "
+                       "instead")
+        elif problem is None and full.is_file():
             size = full.stat().st_size
             if size > rules.max_file_bytes:
                 problem = f"{path}: {size} bytes exceeds {rules.max_file_bytes}"
