@@ -22,6 +22,11 @@ changed and how to recover, as for a damaged ledger; `ledger.db.tampered`, writt
 makes every later writer refuse the file until it is recovered (moved aside). Not watched: other sessions' rows (their own
 sessions watch them while they run), the run logs and results.tsv, which are views (results.tsv
 is rewritten from the ledger after every experiment).
+
+The recovery steps offer `ledger-backup.db` only if it is still what the harness wrote: the
+session reads the backup's record (its sha256) when it starts and keeps it in memory, since the
+process that changed the ledger may have rewritten the record along with the backup; the mark
+carries that record to the later commands that refuse the file.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from pathlib import Path
 
 from autoresearch.errors import LedgerTamperedError, SessionLockLostError
 from autoresearch.ledger import Ledger
-from autoresearch.ledger.integrity import recovery, tampered_mark
+from autoresearch.ledger.integrity import BackupKnowledge, record_to_mark, recovery, tampered_mark
 from autoresearch.state import SessionLock, StatePaths
 
 __all__ = ["LedgerTamperedError", "LedgerWatch", "SessionLockLostError"]
@@ -49,6 +54,8 @@ class LedgerWatch:
         self.session_id = session_id
         self.lock = lock
         ledger.watch_session(session_id)
+        # No run has had its turn yet: the record is still what the harness wrote.
+        self._backup: BackupKnowledge = ledger.backup_record()
         self._version = ledger.data_version()
         self._inode = _inode(ledger.path)
 
@@ -94,12 +101,14 @@ class LedgerWatch:
             "session stops and writes nothing more to it: it no longer holds only what this "
             "session measured", where=str(self.ledger.path),
             fix="find what wrote it (an agent, a verify command, a script of yours) and stop it; "
-                "then recover as from a damaged ledger: " + recovery(self.ledger.path))
+                "then recover as from a damaged ledger: "
+                + recovery(self.ledger.path, self._backup))
         self.ledger.refuse(error)
         # Beside the ledger, named like it: a later `run` refuses the file until it is
         # recovered, and the recovery's `mv ledger.db* damaged/` takes the mark along.
         with contextlib.suppress(OSError):
-            tampered_mark(self.ledger.path).write_text(error.what + "\n")
+            tampered_mark(self.ledger.path).write_text(
+                error.what + "\n" + record_to_mark(self._backup) + "\n")
         raise error
 
 

@@ -15,15 +15,25 @@ Three layers, cheapest first:
 
 What survives a damaged ledger, and is named in the message: each session's results.tsv and run
 logs, its git branch and parked refs, and the backup `Ledger.close` writes when a session ends.
+
+The backup is offered only as what the harness wrote. Any process of the user (a verify run, an
+agent) can write `ledger-backup.db`, and its mtime says nothing, so when the harness writes the
+backup it records the file's sha256 and the time in the ledger itself (`backup_record`), and a
+running session keeps in memory the record it started with (a run cannot change that). The
+recovery steps offer the backup only when its bytes still match that record; otherwise they say
+it was changed by another program, or that no session wrote it, and not to restore it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import sqlite3
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from autoresearch.errors import (
     AutoresearchError,
@@ -35,7 +45,8 @@ from autoresearch.errors import (
 from autoresearch.ledger.schema import tables_at
 
 __all__ = [
-    "BACKUP_NAME", "backup_path", "check_header", "check_opened", "recorded_sessions",
+    "BACKUP_NAME", "BackupRecord", "backup_path", "check_header", "check_opened",
+    "note_backup_at_open", "read_backup_record", "recorded_sessions", "restored_from_backup",
     "translate", "write_backup",
 ]
 
@@ -67,12 +78,17 @@ def refuse_tampered(ledger: Path) -> None:
     if not mark.is_file():
         return
     try:
-        why = mark.read_text(errors="replace").strip().splitlines()[0]
+        lines = mark.read_text(errors="replace").strip().splitlines()
+        why = lines[0]
     except (OSError, IndexError):
-        why = "(the mark is unreadable)"
+        lines, why = [], "(the mark is unreadable)"
+    # The record the session held when it stopped, not the one in this file, which the process
+    # that changed it may have rewritten along with the backup.
+    known = next((record_from_mark(line) for line in lines[1:]
+                  if line.startswith(_MARK_PREFIX)), None)
     raise LedgerTamperedError(
         f"a session found this ledger changed by another process and stopped: {why}",
-        where=str(ledger), fix="recover as from a damaged ledger: " + _recovery(ledger))
+        where=str(ledger), fix="recover as from a damaged ledger: " + _recovery(ledger, known))
 
 
 def recorded_sessions(ledger: Path) -> list[str]:
@@ -86,8 +102,12 @@ def recorded_sessions(ledger: Path) -> list[str]:
     return [p.parent.name for p in found]
 
 
-def _recovery(ledger: Path) -> str:
-    """What survives, and the steps to go on, for the fix line of a damaged ledger's error."""
+def _recovery(ledger: Path, known: BackupKnowledge | None = None) -> str:
+    """What survives, and the steps to go on, for the fix line of a damaged ledger's error.
+
+    ``known`` is what the harness knows of the backup it wrote (a running session's record from
+    when it started); without it the record is read from the ledger, as far as it can be.
+    """
     repo, state = ledger.parent.parent, ledger.parent.name  # commands run from the repository
     tags = recorded_sessions(ledger)
     lines = ["nothing was written to it. What survives it:"]
@@ -97,12 +117,14 @@ def _recovery(ledger: Path) -> str:
     lines.append("- git: the branch autoresearch/<tag> (kept commits) and "
                  "refs/autoresearch/<tag>/discarded/* (the others)")
     backup = backup_path(ledger)
+    offer = False
     if backup.is_file():
-        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(backup.stat().st_mtime))
-        lines.append(f"- {state}/{backup.name}, the ledger as a session last ended ({when})")
+        said, offer = describe_backup(
+            backup, known if known is not None else read_backup_record_of(ledger))
+        lines.append(f"- {state}/{backup.name}{said}")
     lines.append(f"To go on, in {repo}: mkdir -p {state}/damaged && mv {state}/{ledger.name}* "
                  f"{state}/damaged/")
-    if backup.is_file():
+    if offer:
         lines.append(f"then restore the backup (cp {state}/{backup.name} {state}/{ledger.name}; "
                      "first `git branch saved-<tag> autoresearch/<tag>` keeps commits kept "
                      "since) or start afresh with another --tag.")
@@ -112,9 +134,170 @@ def _recovery(ledger: Path) -> str:
     return "\n".join(lines)
 
 
-def recovery(ledger: Path) -> str:
+def recovery(ledger: Path, known: BackupKnowledge | None = None) -> str:
     """What survives the ledger and how to go on without it (the fix line of its errors)."""
-    return _recovery(ledger)
+    return _recovery(ledger, known)
+
+
+# --- the backup's record: what the harness wrote, so that nothing else is offered as it -------
+
+RECORD_TABLE = "backup_record"
+# Outside the numbered migrations on purpose: a migration would raise the schema version, and an
+# older autoresearch would then refuse the whole ledger as too new for one table it can ignore.
+_CREATE_RECORD = (f"CREATE TABLE IF NOT EXISTS {RECORD_TABLE} (id INTEGER PRIMARY KEY CHECK "
+                  "(id = 1), sha256 TEXT NOT NULL, written_at REAL NOT NULL, origin TEXT NOT NULL)")
+# How the harness came to vouch for the backup: it wrote it as it closed the ledger; a ledger of
+# an older autoresearch had one when this release first opened it; the ledger was restored from it.
+Origin = Literal["closed", "older", "restored"]
+_ORIGINS: tuple[Origin, ...] = ("closed", "older", "restored")
+_MARK_PREFIX = "backup-record "
+
+
+@dataclass(frozen=True)
+class BackupRecord:
+    sha256: str
+    written_at: float
+    origin: Origin
+
+
+# Beside a record: the ledger records backups but none was written ("none"); the ledger is from
+# an older autoresearch that recorded nothing ("unrecorded"); the ledger cannot be read.
+BackupKnowledge = BackupRecord | Literal["none", "unrecorded", "unreadable"]
+
+
+def file_sha256(path: Path) -> str:
+    with path.open("rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def read_backup_record(conn: sqlite3.Connection) -> BackupRecord | Literal["none", "unrecorded"]:
+    """The record of the backup in the ledger `conn` reads."""
+    if not conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                        (RECORD_TABLE,)).fetchone():
+        return "unrecorded"
+    row = conn.execute(f"SELECT sha256, written_at, origin FROM {RECORD_TABLE}").fetchone()
+    if row is None or row[2] not in _ORIGINS:
+        return "none"
+    return BackupRecord(str(row[0]), float(row[1]), row[2])
+
+
+def read_backup_record_of(ledger: Path) -> BackupKnowledge:
+    """The record, read from a ledger that is refused (damaged, or changed by another process):
+    immutable, so that reading it writes nothing beside it (no -shm)."""
+    try:
+        conn = sqlite3.connect(f"file:{ledger}?immutable=1", uri=True)
+    except sqlite3.Error:
+        return "unreadable"
+    try:
+        return read_backup_record(conn)
+    except sqlite3.Error:
+        return "unreadable"
+    finally:
+        conn.close()
+
+
+def _when(stamp: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(stamp))
+
+
+def describe_backup(backup: Path, known: BackupKnowledge) -> tuple[str, bool]:
+    """How the recovery steps name the backup (the words after its path), and whether they
+    offer to restore it: only a file whose bytes are what the harness recorded, or one an older
+    autoresearch wrote and nobody can check."""
+    if known == "unrecorded":
+        return (", written by an older autoresearch, which kept no checksum of it: it cannot be "
+                "checked, so restore it only if no other program (a verify run, an agent) could "
+                "have written it", True)
+    if known == "unreadable":
+        return (", whose record (in the damaged ledger) cannot be read: it cannot be checked, "
+                "so restore it only if no other program (a verify run, an agent) could have "
+                "written it", True)
+    if known == "none":
+        return (" was not written by a session of this ledger (none recorded a backup): "
+                "another program wrote it. Do not restore it", False)
+    try:
+        matches = file_sha256(backup) == known.sha256
+    except OSError:
+        matches = False
+    if not matches:
+        return (" was changed by another program since autoresearch wrote it "
+                f"({_when(known.written_at)}): do not restore it", False)
+    if known.origin == "restored":
+        return f", the ledger as it was restored from it ({_when(known.written_at)})", True
+    if known.origin == "older":
+        return (", the ledger as an older autoresearch last wrote it (it kept no record of "
+                f"when; unchanged since {_when(known.written_at)})", True)
+    return f", the ledger as a session last ended ({_when(known.written_at)})", True
+
+
+def record_to_mark(known: BackupKnowledge) -> str:
+    """The record as one line of the tampered mark (read back by `record_from_mark`)."""
+    if isinstance(known, BackupRecord):
+        return f"{_MARK_PREFIX}{known.origin} {known.sha256} {known.written_at!r}"
+    return _MARK_PREFIX + known
+
+
+def record_from_mark(line: str) -> BackupKnowledge:
+    words = line[len(_MARK_PREFIX):].split()
+    if len(words) == 1 and words[0] in ("none", "unrecorded"):
+        return "none" if words[0] == "none" else "unrecorded"
+    try:
+        origin, sha, stamp = words
+        if origin in _ORIGINS:
+            return BackupRecord(sha, float(stamp), origin)
+    except ValueError:
+        pass
+    return "unreadable"
+
+
+def _record(conn: sqlite3.Connection, sha256: str, origin: Origin) -> BackupRecord:
+    stamp = time.time()
+    conn.execute(_CREATE_RECORD)
+    conn.execute(f"INSERT OR REPLACE INTO {RECORD_TABLE} (id, sha256, written_at, origin) "
+                 "VALUES (1, ?, ?, ?)", (sha256, stamp, origin))
+    return BackupRecord(sha256, stamp, origin)
+
+
+def restored_from_backup(ledger: Path) -> bool:
+    """Is ledger.db, before this open writes anything, a byte-for-byte copy of the backup (the
+    recovery steps' `cp`)? Cheap unless the sizes agree."""
+    backup = backup_path(ledger)
+    try:
+        if _wal_has_frames(ledger) or ledger.stat().st_size != backup.stat().st_size:
+            return False
+        return _same_bytes(ledger, backup)
+    except OSError:
+        return False
+
+
+def _same_bytes(a: Path, b: Path) -> bool:
+    # Not filecmp.cmp: it caches verdicts by (size, mtime), which a copy made within the same
+    # second may share with a different file.
+    with a.open("rb") as fa, b.open("rb") as fb:
+        while True:
+            chunk = fa.read(1 << 20)
+            if chunk != fb.read(1 << 20):
+                return False
+            if not chunk:
+                return True
+
+
+def note_backup_at_open(conn: sqlite3.Connection, ledger: Path, *, existed: bool,
+                        restored: bool) -> None:
+    """When a writer opens the ledger: start recording backups, and vouch for the one beside it
+    where the harness can. A ledger restored from the backup holds the backup's content, so the
+    backup is what the ledger was as it was restored. A ledger an older autoresearch wrote has
+    no record: its backup is taken as that release left it (nothing better is known) and
+    recorded, so that a later change to it is seen. A new ledger vouches for no file already
+    there."""
+    backup = backup_path(ledger)
+    if restored:
+        _record(conn, file_sha256(backup), "restored")
+        return
+    unrecorded = read_backup_record(conn) == "unrecorded"
+    conn.execute(_CREATE_RECORD)
+    if unrecorded and existed and backup.is_file():
+        _record(conn, file_sha256(backup), "older")
 
 
 def damaged(ledger: Path, why: str) -> LedgerDamagedError:
@@ -253,17 +436,20 @@ def translate(exc: sqlite3.Error, ledger: Path) -> AutoresearchError | None:
     return None
 
 
-def write_backup(conn: sqlite3.Connection, ledger: Path) -> bool:
-    """Copy the ledger to `ledger-backup.db` beside it, atomically, if it passes quick_check.
+def write_backup(conn: sqlite3.Connection, ledger: Path) -> BackupRecord | None:
+    """Copy the ledger to `ledger-backup.db` beside it, atomically, if it passes quick_check,
+    and record the copy's sha256 and the time in the ledger (`backup_record`).
 
+    The record is written before the copy replaces the old backup: if recording fails (a full
+    disk), the old backup stays, and with it the record that vouches for it.
     Best effort: a full disk or a damaged ledger leaves the previous backup as it was (a backup
-    of a damaged file would only replace a good one). Returns whether a backup was written.
+    of a damaged file would only replace a good one). Returns the record of the backup written.
     """
     target = backup_path(ledger)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
         if [row[0] for row in conn.execute("PRAGMA quick_check(1)")] != ["ok"]:
-            return False
+            return None
         copy = sqlite3.connect(tmp)
         try:
             conn.backup(copy)
@@ -271,10 +457,11 @@ def write_backup(conn: sqlite3.Connection, ledger: Path) -> bool:
             copy.execute("PRAGMA journal_mode=DELETE")
         finally:
             copy.close()
+        record = _record(conn, file_sha256(tmp), "closed")
         os.replace(tmp, target)
-        return True
+        return record
     except (sqlite3.Error, OSError):
-        return False
+        return None
     finally:
         for leftover in (tmp, tmp.with_name(tmp.name + "-journal")):
             with contextlib.suppress(OSError):

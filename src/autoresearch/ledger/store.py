@@ -31,7 +31,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from autoresearch.errors import LedgerEmptyError
 from autoresearch.ledger import integrity, shadow
@@ -65,12 +65,15 @@ class Ledger(SessionTables, ExperimentTables, RunTables, ActivityTables, ReviewT
         self.refused: Exception | None = None
         integrity.check_header(path)
         existed = path.exists()
+        restored = False
         if not readonly:
             integrity.refuse_tampered(path)
             if existed:
                 # Judge the file through a read-only connection first: closing a read-write one
                 # would checkpoint it, and a refused ledger must not be written at all.
                 self._connect(readonly=True, existed=True).close()
+                # Before this connection writes a byte: is it a copy of the backup?
+                restored = integrity.restored_from_backup(path)
             path.parent.mkdir(parents=True, exist_ok=True)
         self._conn = self._connect(readonly, existed=existed, check=readonly or not existed)
         if not readonly:
@@ -82,6 +85,8 @@ class Ledger(SessionTables, ExperimentTables, RunTables, ActivityTables, ReviewT
                     self._conn.execute("PRAGMA synchronous=NORMAL")
                     self._conn.execute("PRAGMA foreign_keys=ON")
                     migrate(self._conn)
+                    integrity.note_backup_at_open(self._conn, path, existed=existed,
+                                                  restored=restored)
             except BaseException:
                 self._conn.close()
                 raise
@@ -122,15 +127,24 @@ class Ledger(SessionTables, ExperimentTables, RunTables, ActivityTables, ReviewT
 
         Called when a session ends (normally, on Ctrl-C, on a pause or an error), so that the
         research is in ledger.db itself (copying that one file copies it) and a copy of a
-        known-good ledger sits beside it (`ledger-backup.db`). Both are best effort: after a
-        failure (a full disk) the WAL still holds every write, and the next open replays it.
+        known-good ledger sits beside it (`ledger-backup.db`), its sha256 recorded in the ledger
+        (see `integrity.write_backup`). Both are best effort: after a failure (a full disk) the
+        WAL still holds every write, and the next open replays it.
         """
         if self.readonly or self.refused is not None:
             return  # a ledger another process changed must not become the backup
         with self._lock:
             with contextlib.suppress(sqlite3.Error):
                 self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            integrity.write_backup(self._conn, self.path)
+            if integrity.write_backup(self._conn, self.path) is not None:
+                # Fold the backup's record in too: ledger.db alone still holds everything.
+                with contextlib.suppress(sqlite3.Error):
+                    self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def backup_record(self) -> integrity.BackupRecord | Literal["none", "unrecorded"]:
+        """What the ledger records of the backup beside it (see `integrity.write_backup`)."""
+        with self._lock, self._translated():
+            return integrity.read_backup_record(self._conn)
 
     def refuse(self, error: Exception) -> None:
         """Write nothing more (every write raises ``error``), and take no backup at close: the
