@@ -17,6 +17,8 @@ import subprocess
 import zlib
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import git, run_cli, use_script
 
 FAKE_SCORE = 'print("score: 0.5")\n'
@@ -84,12 +86,15 @@ def test_a_replace_ref_planted_by_a_run_is_its_crash_and_taken_away(toy_repo: Pa
     assert git(toy_repo, "status", "--porcelain", "--untracked-files=no") == ""
 
 
+@pytest.mark.parametrize("attack", ["overwrite", "delete"])
 def test_a_run_that_overwrites_the_protected_files_object_is_its_crash_and_it_is_put_back(
-        toy_repo: Path) -> None:
+        toy_repo: Path, attack: str) -> None:
     real = (toy_repo / "score.py").read_bytes()
     oid = score_blob(toy_repo)
+    change = OVERWRITE_OBJECT if attack == "overwrite" else OVERWRITE_OBJECT.split(
+        "with open(_path")[0]  # the object file removed: the next checkout fails
     use_script(toy_repo, [
-        {"hypothesis": "swap the scorer's object", "edits": {"target.py": OVERWRITE_OBJECT}},
+        {"hypothesis": "swap the scorer's object", "edits": {"target.py": change}},
         {"hypothesis": "honest", "edits": {"target.py": "X = 6.5\n"}},
         {"hypothesis": "honest too", "edits": {"target.py": "X = 6.8\n"}},
     ])
@@ -98,7 +103,7 @@ def test_a_run_that_overwrites_the_protected_files_object_is_its_crash_and_it_is
     found = rows(toy_repo)
     # Before the seal the honest candidates after it were the ones "modifying protected files".
     assert [r[0] for r in found] == ["keep", "crash", "keep", "keep"], found
-    assert "rewrote git's stored copy of the protected file score.py (put back)" in found[1][1]
+    assert "changed git's stored copy of the protected file score.py (put back)" in found[1][1]
     stored = git(toy_repo, "cat-file", "blob", oid)
     assert stored == real.decode().strip()
     assert "score: 0.5" not in git(toy_repo, "show", "autoresearch/t:score.py")

@@ -26,13 +26,13 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from autoresearch import gitops, guardrails, worktree_seal
 from autoresearch.bounded_log import dropped_from, without_marker
@@ -156,6 +156,19 @@ def worktree_lost(request: RunRequest) -> SessionStopped:
         f"removes its worktrees itself). {then}", exit_code=3)
 
 
+_T = TypeVar("_T")
+
+
+def _stopping(step: Callable[[], _T]) -> _T:
+    """`step()`, with protected objects that cannot be trusted or mended stopping the session
+    (exit 3): no run measured there can be trusted."""
+    try:
+        return step()
+    except ObjectsDamaged as exc:
+        raise SessionStopped(f"{exc.what}. The run does not count; nothing recorded is lost. "
+                             f"Fix: {exc.fix}", exit_code=3) from None
+
+
 def new_run_id(repo_key: str, tag: str) -> str:
     return run_id_prefix(repo_key, tag) + uuid.uuid4().hex[:12]
 
@@ -192,6 +205,7 @@ class LocalExecutor:
         """Make the run in the calling thread (`check` and `finalize` use this directly)."""
         if not request.worktree.is_dir():
             raise worktree_lost(request)
+        objects = self._objects_of(request)  # sealed before this run's checkout reads them
         if gitops.read_head(request.worktree) != request.commit:
             gitops.checkout(request.worktree, request.commit)
         else:
@@ -230,7 +244,7 @@ class LocalExecutor:
             # git's files to refuse a sibling slot's run for.
             raise worktree_lost(request)
         # Before any checkout here reads them: the protected files' objects hold what they did.
-        rewritten = self._mend_objects(request)
+        rewritten = self._mend_objects(objects)
         tampered = tuple(fence.changes)
         if tampered or seal.broken:  # put the commit back before anything else runs here
             # Written again whatever git's stat cache says: a run can rewrite a file in place
@@ -254,7 +268,7 @@ class LocalExecutor:
                       "repository's git files or the user's git configuration")
         elif rewritten and status != "interrupted":
             status, objective = "crash", None
-            reason = (f"the run rewrote git's stored copy of the protected file"
+            reason = (f"the run changed git's stored copy of the protected file"
                       f"{'s' if len(rewritten) > 1 else ''} {', '.join(rewritten)} (put back): "
                       "every checkout would have written another evaluation; the run does not "
                       "count. A verify command must not write the repository's git objects")
@@ -273,27 +287,21 @@ class LocalExecutor:
         )
 
     def _objects_of(self, request: RunRequest) -> ObjectSeal | None:
-        """The seal of the protected files' git objects (made by the first run that has
-        protected files: it refuses a repository whose objects were rewritten already)."""
+        """The seal of the protected files' git objects, made by the first run that has
+        protected files (it stops the session if they were rewritten already)."""
         if not request.protected:
             return None
         with self._watched_lock:
             if self._object_seal is None:
-                self._object_seal = ObjectSeal(request.worktree, request.commit,
-                                               request.protected)
+                self._object_seal = _stopping(
+                    lambda: ObjectSeal(request.worktree, request.commit, request.protected))
             return self._object_seal
 
-    def _mend_objects(self, request: RunRequest) -> list[str]:
+    @staticmethod
+    def _mend_objects(objects: ObjectSeal | None) -> list[str]:
         """The protected files whose git object the run rewrote, each written back; the
         session stops when one cannot be."""
-        objects = self._objects_of(request)
-        if objects is None:
-            return []
-        try:
-            return objects.mend()
-        except ObjectsDamaged as exc:
-            raise SessionStopped(f"{exc.what}. The run does not count; nothing recorded is "
-                                 f"lost. Fix: {exc.fix}", exit_code=3) from None
+        return [] if objects is None else _stopping(objects.mend)
 
     def _git_files(self, worktree: Path) -> Watched:
         with self._watched_lock:

@@ -98,22 +98,27 @@ class ObjectSeal:
                    if oid not in found or object_id(found[oid], self._algorithm) != oid}
             paths = sorted(p for p, oid in self.blobs.items() if oid in bad)
             for oid in sorted(bad):
-                self._write_back(oid, [p for p, o in self.blobs.items() if o == oid])
+                self._write_back(oid, [p for p, o in self.blobs.items() if o == oid],
+                                 packed=oid in found)
             self._stamps = self._stamp()
             return paths
 
-    def _write_back(self, oid: str, paths: list[str]) -> None:
+    def _write_back(self, oid: str, paths: list[str], *, packed: bool) -> None:
+        """Write the kept copy of `oid` as its loose object (the forged loose file removed
+        first: git writes no object it already has). A forged copy inside a pack cannot be
+        mended so: git reads packs before loose objects."""
         loose = self._objects / oid[:2] / oid[2:]
         good = self._kept.get(oid)
-        if good is None or not (loose.is_file() or loose.is_symlink()):
+        is_loose = loose.is_file() or loose.is_symlink()
+        if good is None or (packed and not is_loose):
             raise ObjectsDamaged(
                 f"git's stored copy of the protected file {', '.join(paths)} was rewritten "
                 f"during a run ({oid}), and cannot be put back from here",
                 where=str(self._objects),
                 fix="`git fsck` names the damaged objects; put the right file back from a clone "
                     "or a backup, then resume with the same command")
-        # git writes no object it already has: the forged file goes first.
-        loose.unlink()
+        if is_loose:
+            loose.unlink()
         written = _git_bytes(self._repo, "hash-object", "-w", "--stdin", data=good)
         if written.decode().strip() != oid:  # cannot be: the kept copy hashed to it
             raise ObjectsDamaged(f"writing back {oid} gave {written.decode().strip()}",
