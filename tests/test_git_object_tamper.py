@@ -68,18 +68,24 @@ def score_blob(repo: Path) -> str:
     return git(repo, "rev-parse", "HEAD:score.py")
 
 
-def test_a_replace_ref_planted_by_a_run_is_its_crash_and_taken_away(toy_repo: Path) -> None:
-    real = (toy_repo / "score.py").read_text()
-    use_script(toy_repo, [
-        {"hypothesis": "swap the scorer through a replace ref",
-         "edits": {"target.py": PLANT_REPLACE_REF}},
+def attack_then_two_honest(repo: Path, attack: str) -> list[tuple[str, str]]:
+    """A session of a baseline, the attack (target.py's code runs inside the verify command)
+    and two honest candidates: the attack is the one crash; its rows."""
+    use_script(repo, [
+        {"hypothesis": "swap the scorer", "edits": {"target.py": attack}},
         {"hypothesis": "honest", "edits": {"target.py": "X = 6.5\n"}},
         {"hypothesis": "honest too", "edits": {"target.py": "X = 6.8\n"}},
     ])
-    result = run_cli(toy_repo, "run", "--tag", "t", "--iterations", "4")
+    result = run_cli(repo, "run", "--tag", "t", "--iterations", "4")
     assert result.returncode == 0, result.stdout + result.stderr
-    found = rows(toy_repo)
+    found = rows(repo)
     assert [r[0] for r in found] == ["keep", "crash", "keep", "keep"], found
+    return found
+
+
+def test_a_replace_ref_planted_by_a_run_is_its_crash_and_taken_away(toy_repo: Path) -> None:
+    real = (toy_repo / "score.py").read_text()
+    found = attack_then_two_honest(toy_repo, PLANT_REPLACE_REF)
     assert "changed git's own files" in found[1][1] and "refs/replace" in found[1][1], found
     assert git(toy_repo, "replace", "-l") == ""  # put back: the user's git reads no forgery
     assert git(toy_repo, "show", "autoresearch/t:score.py") == real.strip()
@@ -93,16 +99,8 @@ def test_a_run_that_overwrites_the_protected_files_object_is_its_crash_and_it_is
     oid = score_blob(toy_repo)
     change = OVERWRITE_OBJECT if attack == "overwrite" else OVERWRITE_OBJECT.split(
         "with open(_path")[0]  # the object file removed: the next checkout fails
-    use_script(toy_repo, [
-        {"hypothesis": "swap the scorer's object", "edits": {"target.py": change}},
-        {"hypothesis": "honest", "edits": {"target.py": "X = 6.5\n"}},
-        {"hypothesis": "honest too", "edits": {"target.py": "X = 6.8\n"}},
-    ])
-    result = run_cli(toy_repo, "run", "--tag", "t", "--iterations", "4")
-    assert result.returncode == 0, result.stdout + result.stderr
-    found = rows(toy_repo)
     # Before the seal the honest candidates after it were the ones "modifying protected files".
-    assert [r[0] for r in found] == ["keep", "crash", "keep", "keep"], found
+    found = attack_then_two_honest(toy_repo, change)
     assert "changed git's stored copy of the protected file score.py (put back)" in found[1][1]
     stored = git(toy_repo, "cat-file", "blob", oid)
     assert stored == real.decode().strip()
