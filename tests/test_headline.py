@@ -322,3 +322,25 @@ def test_a_spending_limit_that_prices_machine_time_caps_the_headline_too(
                      "--out", str(toy_repo.parent / "rep"))
     assert report.returncode == 0, report.stdout + report.stderr
     assert len(headlines(toy_repo)) == 1  # asked for, it is measured
+
+
+def test_each_headline_pair_shares_a_seed_no_selection_run_had(toy_repo: Path) -> None:
+    # The pair differs by the change alone (one seed for both runs), and the best is not
+    # re-measured on the seeds it was selected on.
+    score = (toy_repo / "score.py").read_text() + \
+        'print(f"seedv: {int(os.environ[\'AUTORESEARCH_SEED\'])}")\n'
+    (toy_repo / "score.py").write_text(score)
+    edit_config(toy_repo, 'record = ["mem_mb"]', 'record = ["mem_mb", "seedv"]')
+    edit_config(toy_repo, "repeats = 2", "repeats = 2\nheadline_pairs = 3")
+    git(toy_repo, "commit", "-qam", "print the seed, 3 headline pairs")
+    use_script(toy_repo, [{"hypothesis": "X to 6", "edits": {"target.py": "X = 6.0\n"}}])
+    result = run_cli(toy_repo, "run", "--tag", "t", "-n", "2")
+    assert result.returncode == 0, result.stdout + result.stderr
+    seeds = rows(toy_repo, "SELECT r.role, m.value FROM runs r JOIN metrics m ON m.run_id = r.id "
+                 "AND m.name = 'seedv' ORDER BY r.id")
+    headline = [int(float(str(v))) for role, v in seeds if str(role).startswith("headline")]
+    selection = {int(float(str(v))) for role, v in seeds if not str(role).startswith("headline")}
+    pairs = [headline[i:i + 2] for i in range(0, len(headline), 2)]
+    assert len(pairs) == 3 and all(len(set(p)) == 1 for p in pairs), seeds
+    assert len({p[0] for p in pairs}) == 3, seeds  # a seed of its own for each pair
+    assert not set(headline) & selection, seeds

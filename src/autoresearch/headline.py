@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from statistics import median
 from typing import TYPE_CHECKING, Any
 
+from autoresearch.history import run_seed
 from autoresearch.ledger import ExperimentRow, Ledger
 from autoresearch.policy import Interval, headline_pairs, paired_interval
 from autoresearch.statuses import happened
@@ -34,6 +35,7 @@ if TYPE_CHECKING:  # the views read headlines without loading the engine
 
 CONFIDENCE = 0.95
 BEST, BASELINE = "headline", "headline-baseline"  # the roles of the re-measured runs
+HEADLINE_SEEDS = "headline"  # the seeds of the pairs: run_seed(f"{tag}/headline", pair)
 
 
 @dataclass(frozen=True)
@@ -175,16 +177,19 @@ def not_needed(s: Session) -> str | None:
 def pairs_program(s: Session, trial: Trial, pairs: int,
                   out: list[tuple[float, float]], failures: list[str]) -> Program:
     """Measure `pairs` interleaved (baseline, best) pairs in the trial's slot, the order of the
-    two arms alternating from pair to pair (drift cancels over each two)."""
+    two arms alternating from pair to pair (drift cancels over each two). The two runs of a
+    pair share a seed of their own, one no run of the session had: the pair differs by the
+    change alone, and not on the seeds the best was selected on."""
     best = trial.commit
     assert best is not None
     for i in range(pairs):
+        seed = run_seed(f"{s.row.tag}/{HEADLINE_SEEDS}", i)
         if i % 2 == 0:
-            base = yield s.run_request(trial, BASELINE, s.row.base_commit)
-            new = yield s.run_request(trial, BEST, best)
+            base = yield s.run_request(trial, BASELINE, s.row.base_commit, seed)
+            new = yield s.run_request(trial, BEST, best, seed)
         else:
-            new = yield s.run_request(trial, BEST, best)
-            base = yield s.run_request(trial, BASELINE, s.row.base_commit)
+            new = yield s.run_request(trial, BEST, best, seed)
+            base = yield s.run_request(trial, BASELINE, s.row.base_commit, seed)
         if base.ok and new.ok and base.objective is not None and new.objective is not None:
             out.append((new.objective, base.objective))
         else:

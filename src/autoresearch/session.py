@@ -391,11 +391,14 @@ class Session:
         self._run_numbers[key] = index + 1
         return index
 
-    def run_request(self, trial: Trial, role: str, commit: str) -> RunRequest:
-        """The next run of `commit` for `trial`, with its seed (see `history.run_seed`)."""
+    def run_request(self, trial: Trial, role: str, commit: str,
+                    seed: int | None = None) -> RunRequest:
+        """The next run of `commit` for `trial`, with its seed (`seed`, or the commit's next:
+        see `history.run_seed`)."""
         self.watch_ledger(f"(noticed before {trial.id}'s {role} run)")
         index = self._next_index(trial, role)
-        seed = run_seed(self.row.tag, self.history.next_run_index(commit))
+        if seed is None:
+            seed = run_seed(self.row.tag, self.history.next_run_index(commit))
         self.slots.holding(trial.slot, commit)  # git stays on this thread, not the run's
         self.display.run_started(f"{trial.id} {role} {index + 1}",
                                  self.config.verify.budget_seconds,
