@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import math
 import os
-import select
 import shutil
 import subprocess
 import sys
@@ -30,6 +28,7 @@ from types import MappingProxyType
 
 from autoresearch import strays
 from autoresearch.bounded_log import BoundedLog as _BoundedLog  # tests use runner._BoundedLog
+from autoresearch.bounded_log import OutputPump
 from autoresearch.lifeline import exec_if_simple, launch_plan, run_env, watchdog
 from autoresearch.process_tree import RUN_ID_ENV, ProcessTree, has_exited, kill_leftovers
 
@@ -45,16 +44,10 @@ __all__ = [
 
 BUDGET_ENV = "AUTORESEARCH_TIME_BUDGET"
 
-_READ_CHUNK = 1 << 16
-# Reads per wake-up are capped so that a flooding child (`yes`) cannot keep us from
-# checking the deadline.
-_READS_PER_STEP = 16
 # How often a stop event is looked at, and the longest we ever sleep in one poll(): a
 # signal delivered to another thread is only acted on when the main thread wakes up.
 _STOP_POLL_S = 0.05
 _MAX_SLEEP_S = 0.25
-# Without a pidfd (old kernels) the child's exit is only noticed by polling.
-_NO_PIDFD_TICK_S = 0.02
 # After the tree is dead the pipe reaches EOF at once; this bounds the wait for a writer we
 # could not find (one that cleared its environment and left the group).
 _DRAIN_S = 1.0
@@ -146,12 +139,13 @@ def run_command(spec: RunSpec, stop: Event | None = None) -> RunOutcome:
         with contextlib.suppress(OSError):
             os.sched_setaffinity(proc.pid, spec.cpus)
     tree = ProcessTree(proc, run_id)
-    pump: _Pump | None = None
+    pump: OutputPump | None = None
     killed = 0
     try:
         try:
             guard.watch(proc.pid)
-            pump = _Pump(proc, log)
+            assert proc.stdout is not None
+            pump = OutputPump([(proc.stdout, log)], proc.pid)
             reason = _wait(proc, pump, start + spec.timeout_s, stop)
             command_s = time.monotonic() - start
         except BaseException:
@@ -197,7 +191,7 @@ def _pid(proc: subprocess.Popen[bytes]) -> int:
     return proc.pid
 
 
-def _wait(proc: subprocess.Popen[bytes], pump: _Pump, deadline: float, stop: Event | None) -> str:
+def _wait(proc: subprocess.Popen[bytes], pump: OutputPump, deadline: float, stop: Event | None) -> str:
     """Pump output until the child exits, the deadline passes or ``stop`` is set."""
     while True:
         if has_exited(proc.pid):
@@ -233,62 +227,6 @@ def _taskset() -> str | None:
 
 
 # ---- output -----------------------------------------------------------------------------
-
-
-class _Pump:
-    """Moves bytes from the child's pipe into the log while waiting for its exit."""
-
-    def __init__(self, proc: subprocess.Popen[bytes], log: _BoundedLog) -> None:
-        assert proc.stdout is not None
-        self._stdout = proc.stdout
-        self._fd = proc.stdout.fileno()
-        os.set_blocking(self._fd, False)
-        self._log = log
-        self._poller = select.poll()
-        self._poller.register(self._fd, select.POLLIN)
-        self.pipe_open = True
-        self._pidfd: int | None = None
-        with contextlib.suppress(AttributeError, OSError):
-            self._pidfd = os.pidfd_open(proc.pid)
-            self._poller.register(self._pidfd, select.POLLIN)
-
-    def step(self, timeout_s: float) -> None:
-        """Wait up to ``timeout_s`` for output or the child's exit; handle what arrived."""
-        if self._pidfd is None:
-            timeout_s = min(timeout_s, _NO_PIDFD_TICK_S)
-        for fd, _events in self._poller.poll(max(0, math.ceil(timeout_s * 1000))):
-            if fd == self._fd:
-                self._read()
-            elif fd == self._pidfd:
-                # Readable forever once the child exited; stop watching or poll() would spin.
-                self._poller.unregister(fd)
-                self._close_pidfd()
-
-    def drain(self, deadline: float) -> None:
-        """Read until EOF or ``deadline``."""
-        while self.pipe_open and (left := deadline - time.monotonic()) > 0:
-            self.step(left)
-
-    def _read(self) -> None:
-        for _ in range(_READS_PER_STEP):
-            try:
-                data = os.read(self._fd, _READ_CHUNK)
-            except BlockingIOError:
-                return
-            if not data:
-                self._poller.unregister(self._fd)
-                self.pipe_open = False
-                return
-            self._log.write(data)
-
-    def _close_pidfd(self) -> None:
-        if self._pidfd is not None:
-            os.close(self._pidfd)
-            self._pidfd = None
-
-    def close(self) -> None:
-        self._close_pidfd()
-        self._stdout.close()
 
 
 def log_tail(path: Path, max_bytes: int = 8192) -> str:

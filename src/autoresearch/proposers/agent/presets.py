@@ -27,11 +27,12 @@ import math
 import re
 import shlex
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from autoresearch.errors import ConfigError
+from autoresearch.proposers.agent.prompt import names_hypothesis
 from autoresearch.proposers.base import Usage
 from autoresearch.proposers.llm.prices import PriceTable
 
@@ -115,6 +116,18 @@ def reported_cost(value: Any, agent: str) -> float | None:
     return cost
 
 
+def _with_plain_hypothesis(result: str, stdout: str) -> str:
+    """The result's text, unless it names no hypothesis and the plain (non-JSON) output does: a
+    custom agent may print `HYPOTHESIS: ...` and then a JSON line with only its cost, and what
+    it said it tried must not give way to the fallback name of the change."""
+    if names_hypothesis(result):
+        return result
+    plain = "\n".join(line for line in stdout.splitlines() if not line.lstrip().startswith("{"))
+    if not names_hypothesis(plain):
+        return result
+    return "\n".join(x for x in (plain[-4000:], result) if x.strip())
+
+
 class Preset:
     name = "custom"
     executable = ""
@@ -138,7 +151,8 @@ class Preset:
         """Read a Claude-Code-like result object if there is one; else the plain output."""
         for obj in reversed(_json_lines(stdout)):
             if any(k in obj for k in ("total_cost_usd", "cost_usd", "usage", "result")):
-                return self._from_result(obj, purpose)
+                found = self._from_result(obj, purpose)
+                return replace(found, text=_with_plain_hypothesis(found.text, stdout))
         return AgentReport(text=stdout[-4000:], usage=None, cost_known=False)
 
     def _from_result(self, obj: Mapping[str, Any], purpose: str) -> AgentReport:

@@ -44,6 +44,11 @@ _RATIONALE = re.compile(r"^\s*[*_#\s]*RATIONALE[*_\s]*:\s*(.+(?:\n(?!\s*\n).+)*)
                         re.IGNORECASE | re.MULTILINE)
 
 
+def names_hypothesis(text: str) -> bool:
+    """Whether `text` has a `HYPOTHESIS:` line (what `summary` reads first)."""
+    return _HYPOTHESIS.search(text) is not None
+
+
 def render(ctx: ProposalContext, context: Context, task: str) -> str:
     rules = RULES.format(
         scope=", ".join(ctx.config.scope),

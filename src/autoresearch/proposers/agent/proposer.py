@@ -31,9 +31,11 @@ What is enforced, and what the agent is only told:
 - A custom command: nothing beyond the harness's checks; the rules are in its prompt.
 
 What the CLI reports is read, not only its exit code: an error result (`is_error`,
-`error_max_turns`, Codex's `turn.failed`) rejects the run and discards its unfinished change; a
-refused login stops the session; a usage or rate limit pauses it (`ProposerOutage`). Its stdout
-goes to the experiment's log directory, and only its tail is read back (see `process`).
+`error_max_turns`, Codex's `turn.failed`) or a non-zero exit rejects the run and discards its
+unfinished change (the reason quotes the end of its stderr, lines carrying protected content
+hidden); a refused login stops the session; a usage or rate limit pauses it (`ProposerOutage`).
+Its stdout goes to the experiment's log directory, bounded while it runs, and only its tail is
+read back (see `process`).
 
 Repairs are different: when the harness asks for one, the worktree holds the crashed candidate
 as HEAD and is reset right after, so a repair returns the whole candidate as edits (file
@@ -46,10 +48,9 @@ import logging
 import os
 import re
 import shutil
-import tempfile
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -59,9 +60,16 @@ from autoresearch.process_tree import kill_orphans
 from autoresearch.proposers.agent import prompt as prompts
 from autoresearch.proposers.agent.guard import Restored, RunGuard
 from autoresearch.proposers.agent.presets import AgentReport, Preset, make_preset
-from autoresearch.proposers.agent.process import AgentRun, run_agent
+from autoresearch.proposers.agent.process import AgentRun, find_executable, run_agent
+from autoresearch.proposers.agent.scratch import make_scratch, remove_dead_scratch
 from autoresearch.proposers.agent.worktree import Snapshot, changed_since, read_change
-from autoresearch.proposers.base import Proposal, ProposalContext, Proposer, Usage
+from autoresearch.proposers.base import (
+    ExperimentOutcome,
+    Proposal,
+    ProposalContext,
+    Proposer,
+    Usage,
+)
 from autoresearch.proposers.faults import (
     MAX_PROVIDER_PAUSE_S,
     FailedProposal,
@@ -69,12 +77,14 @@ from autoresearch.proposers.faults import (
     OutOfTime,
     ProposerOutage,
 )
-from autoresearch.proposers.llm.context import build_context, visible_files
+from autoresearch.proposers.llm.context import build_context, read_files, visible_files
 from autoresearch.proposers.llm.edits import is_inside_repo
 from autoresearch.proposers.llm.prices import PriceTable
+from autoresearch.proposers.llm.protected_text import ProtectedText
 from autoresearch.proposers.options import AGENT_OPTIONS
 from autoresearch.state import StatePaths, root_of_worktree, run_ids_of_worktree
 from autoresearch.stop_signals import SessionStopped
+from autoresearch.unicode_controls import clean_prose
 
 if TYPE_CHECKING:
     from autoresearch.config import Config
@@ -105,6 +115,10 @@ RESET_MARGIN_S = 60.0
 MAX_RESET_WAIT_S = MAX_PROVIDER_PAUSE_S
 # Claude Code's usage limit names its reset time as a Unix epoch: "usage limit reached|1765000000".
 _RESETS_AT = re.compile(r"usage limit reached\|(\d{9,11})\b", re.IGNORECASE)
+
+
+_MAX_TURNS_FIX = ("if it ran out of turns, allow more (claude: extra_args = [\"--max-turns\", "
+                  "\"50\"]) or ask for smaller changes in program.md")
 
 
 def rate_limit_pause(said: str, now: float) -> float:
@@ -160,6 +174,22 @@ class AgentProposer(Proposer):
         model = f" ({self.preset.model})" if self.preset.model else ""
         return f"agent {self.preset.name}{model}"
 
+    def check_ready(self, worktree: Path) -> str:
+        """Find the CLI before anything runs (`check`, and `run` before its baseline): a missing
+        one is the FatalProposerError a session would stop with at its first experiment."""
+        program = self.preset.invocation("", worktree / "prompt.md", worktree, []).argv[0]
+        try:
+            path = find_executable(program, self._base_env(), worktree)
+        except OSError as exc:
+            raise self._cli_unusable(program, exc) from None
+        return f"its CLI is {path}"
+
+    def resume(self, history: Sequence[ExperimentOutcome]) -> None:
+        # A session starts (or resumes) here: the prompt directories of orchestrators killed
+        # before they could remove them (kill -9) go now.
+        remove_dead_scratch()
+        super().resume(history)
+
     # --- propose ------------------------------------------------------------------------------
 
     def propose(self, ctx: ProposalContext) -> Proposal | None:
@@ -180,8 +210,7 @@ class AgentProposer(Proposer):
                 f"the agent reported an error: {report.error[-500:]}"
                 + ("; its unfinished change was discarded" if changed else "; it made no change"),
                 where=f"the {self.preset.name} agent's run",
-                fix="if it ran out of turns, allow more (claude: extra_args = [\"--max-turns\", "
-                "\"50\"]) or ask for smaller changes in program.md",
+                fix=_MAX_TURNS_FIX,
                 usage=usage,
             )
         if not changed:
@@ -246,9 +275,11 @@ class AgentProposer(Proposer):
 
     # --- running the CLI ----------------------------------------------------------------------
 
+    def _base_env(self) -> dict[str, str]:
+        return {**os.environ, **self.extra_env}
+
     def _env(self, ctx: ProposalContext) -> dict[str, str]:
-        env = dict(os.environ)
-        env.update(self.extra_env)
+        env = self._base_env()
         env["AUTORESEARCH_AGENT"] = "1"
         env["AUTORESEARCH_EXPERIMENT_ID"] = ctx.experiment_id
         return env
@@ -274,7 +305,7 @@ class AgentProposer(Proposer):
         timeout = self.timeout if until_limit is None else min(self.timeout, until_limit)
         if timeout <= 0:
             raise OutOfTime("the session's time limit came before the agent was started")
-        scratch = Path(tempfile.mkdtemp(prefix="autoresearch-agent-"))
+        scratch = make_scratch()
         try:
             prompt_file = scratch / "prompt.md"
             prompt_file.write_text(text, encoding="utf-8")
@@ -287,15 +318,8 @@ class AgentProposer(Proposer):
                                 f":agent-{uuid.uuid4().hex[:12]}",
                                 log=self._log_path(ctx, purpose),
                                 max_log_bytes=int(self.config.verify.max_log_mb * 1024 * 1024))
-            except FileNotFoundError:
-                raise FatalProposerError(
-                    f"the agent CLI {call.argv[0]!r} was not found",
-                    where="PATH / [proposer] executable",
-                    fix=f"install {self.preset.name}, or set [proposer] executable to its path",
-                ) from None
-            except PermissionError:
-                raise FatalProposerError(f"the agent CLI {call.argv[0]!r} is not executable",
-                                         where="[proposer] executable") from None
+            except (FileNotFoundError, PermissionError) as exc:
+                raise self._cli_unusable(call.argv[0], exc) from None
             except BaseException:
                 # Ctrl-C: put everything back before leaving, without masking the interrupt.
                 try:
@@ -307,7 +331,6 @@ class AgentProposer(Proposer):
             shutil.rmtree(scratch, ignore_errors=True)
         report = self.preset.report(run.stdout, run.stderr, purpose)
         usage = [report.usage] if report.usage is not None else []
-        self._warn_unknown_cost(report)
         if run.timed_out:
             restored = self._undo(ctx, guard, snap, usage)
             notes = "".join(f"; {note}" for note in restored.left)
@@ -328,6 +351,10 @@ class AgentProposer(Proposer):
                 "(the built-in presets pass theirs)",
                 usage=usage,
             )
+        if run.returncode == 0:
+            # Not for a run killed on its timeout or that failed: it ended before it could
+            # report what it spent, which says nothing of the runs that get there.
+            self._warn_unknown_cost(report)
         problems = guard.check(ctx.worktree, self.preset.scratch)
         moved = guard.session_branch_moved(ctx.worktree)
         outside = guard.checkout_changes()
@@ -364,9 +391,32 @@ class AgentProposer(Proposer):
                 usage=usage,
             )
         if run.returncode != 0:
-            log.warning("agent exited with %s: %s", run.returncode, run.stderr[-500:])
+            # A refused login still stops the session, a rate limit still pauses it.
             self._fail_if_unusable(report, run, usage)
+            left = self._undo(ctx, guard, snap, usage).left
+            raise FailedProposal(
+                f"the agent exited with code {run.returncode}{_exit_output(ctx, run, report)}; "
+                "its unfinished change was discarded" + "".join(f"; {note}" for note in left),
+                where=f"the {self.preset.name} agent's run",
+                fix=_MAX_TURNS_FIX if report.error else "run the agent's command by hand in a "
+                "copy of the repository to see why it fails (its whole stdout is in the "
+                "experiment's agent log); it must exit 0 once its change is made",
+                usage=usage,
+            )
         return report, usage, guard.folded
+
+    def _cli_unusable(self, program: str, exc: OSError) -> FatalProposerError:
+        """What a CLI that cannot be started stops the session with (and `check` refuses)."""
+        if isinstance(exc, PermissionError):
+            return FatalProposerError(f"the agent CLI {program!r} is not executable",
+                                      where="[proposer] executable",
+                                      fix=f"chmod +x {program}, or set [proposer] executable to "
+                                      "the CLI's path")
+        return FatalProposerError(
+            f"the agent CLI {program!r} was not found",
+            where="PATH / [proposer] executable",
+            fix=f"install {self.preset.name}, or set [proposer] executable to its path",
+        )
 
     def _warn_unknown_cost(self, report: AgentReport) -> None:
         if report.cost_known or self._warned_cost:
@@ -413,6 +463,25 @@ class AgentProposer(Proposer):
                 where=f"the {self.preset.name} CLI's account",
                 usage=usage,
             )
+
+
+def _shown(ctx: ProposalContext, text: str, limit: int = 500) -> str:
+    """The end of what the agent printed, as a reason may quote it: the lines that carry a
+    protected file's content hidden (as in a crash log shown to a model: the reason is shown to
+    the next agent), on one line."""
+    visible = ProtectedText.of(ctx, seen=read_files(ctx).values()).hide(text[-4 * limit:])
+    return " ".join(clean_prose(visible).split())[-limit:]
+
+
+def _exit_output(ctx: ProposalContext, run: AgentRun, report: AgentReport) -> str:
+    """What the reason of a run that exited non-zero quotes: the error it reported, if any, and
+    the end of its stderr; else its last output line."""
+    said = [f"it reported an error: {_shown(ctx, report.error)}"] if report.error else []
+    if tail := _shown(ctx, run.stderr):
+        said.append(f"its stderr ended: {tail}")
+    elif not said and (last := _shown(ctx, _last_line(run.stdout))):
+        said.append(f"its stderr was empty, its last output line: {last}")
+    return "".join(f"; {x}" for x in said) or "; it printed nothing"
 
 
 def _last_line(text: str) -> str:
