@@ -67,6 +67,13 @@ AGENT = textwrap.dedent('''\
         print(json.dumps({"type": "result", "subtype": "error_max_turns", "is_error": True,
                           "total_cost_usd": 0.1}))
         sys.exit(1)
+    elif mode == "saidsecret":
+        # No change, and what it said quotes the protected score.py.
+        print('score.py says: if getattr(target, "GARBAGE", False):')
+    elif mode == "errorsecret":
+        print(json.dumps({"type": "result", "subtype": "error_during_execution",
+                          "is_error": True, "result":
+                          'stuck at score.py: if getattr(target, "GARBAGE", False):'}))
     elif mode == "exit1auth":
         print("Error: Invalid API key. Please run /login", file=sys.stderr)
         sys.exit(1)
@@ -369,3 +376,18 @@ def test_a_resume_removes_the_prompt_directory_a_killed_orchestrator_left(
     assert live.is_dir() and unowned.is_dir()
     assert sorted(temp.iterdir()) == sorted([live, unowned])
 
+
+
+def test_what_an_agent_said_or_reported_hides_the_protected_files_lines(
+        toy_repo: Path, tmp_path: Path) -> None:
+    # "it made no change; it said: …" and "the agent reported an error: …" quote the agent's own
+    # words into the ledger, which later prompts show: a protected line in them is hidden.
+    env = use_agent(toy_repo, tmp_path, "saidsecret\nerrorsecret\n")
+    result = run_cli(toy_repo, "run", "--tag", "x", "--iterations", "3", env=env, timeout=240)
+    assert result.returncode == 0, result.stdout + result.stderr
+    exps = experiments(toy_repo)
+    assert [e[1] for e in exps] == ["keep", "rejected", "rejected"], exps
+    assert "the agent made no change; it said:" in exps[1][2], exps
+    assert "reported an error" in exps[2][2], exps
+    for reason in (exps[1][2], exps[2][2]):
+        assert "GARBAGE" not in reason and "line hidden" in reason, reason

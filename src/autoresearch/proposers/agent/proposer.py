@@ -207,7 +207,7 @@ class AgentProposer(Proposer):
             if changed:
                 snap.restore(ctx.worktree)
             raise FailedProposal(
-                f"the agent reported an error: {report.error[-500:]}"
+                f"the agent reported an error: {_shown(ctx, report.error)}"
                 + ("; its unfinished change was discarded" if changed else "; it made no change"),
                 where=f"the {self.preset.name} agent's run",
                 fix=_MAX_TURNS_FIX,
@@ -215,9 +215,9 @@ class AgentProposer(Proposer):
             )
         if not changed:
             self._fail_if_unusable(report, None, usage)
-            said = " ".join(report.text.split())
+            said = _shown(ctx, report.text)
             raise FailedProposal(
-                "the agent made no change" + (f"; it said: {said[-500:]}" if said
+                "the agent made no change" + (f"; it said: {said}" if said
                                               else " and said nothing"),
                 usage=usage,
             )
