@@ -259,4 +259,5 @@ def test_housekeeping_that_takes_too_long_is_stopped_and_said(tmp_path: Path) ->
     git(repo, "update-ref", "refs/autoresearch/t/discarded/e1", "HEAD")
     said = housekeeping.tidy(repo, timeout_s=30)
     assert said is not None and "pack-refs" in said and "\n" not in said
+    assert "packed-refs.lock" in said, said  # the file to remove is named, not only "the file"
     assert git(repo, "rev-parse", "refs/autoresearch/t/discarded/e1")

@@ -278,7 +278,8 @@ def _announce(session: Session, config: Config, display: Display, tag: str) -> i
     # only the line is shortened to fit the header, each warning is said whole on its own line.
     ready, *ready_warnings = (session.readiness or "").split("\n! ")
     console.print(f"session [bold]{escape(tag)}[/] on branch {escape(session.paths.branch)}"
-                  + (f" (resuming after {resumed} experiments)" if resumed else "") + slots
+                  + (f" (resuming after {resumed} experiment{'s' if resumed != 1 else ''})"
+                     if resumed else "") + slots
                   + f"; {escape(session.proposer_why)}"
                   + (f"; {escape(shorten_readiness(ready))}" if ready else "")
                   + (f"; {escape(session.review_gate)}" if config.review.gate != "off" else ""))

@@ -23,6 +23,7 @@ from autoresearch.checkout_sync import (
     save_unknown_commits,
 )
 from autoresearch.executor import run_id_prefix
+from autoresearch.gitops.stale_locks import remove_stale_locks
 from autoresearch.ledger import TrialStatus
 from autoresearch.ledger.experiment_tables import NUMBERED_PAST, NUMBERING_EVENT
 from autoresearch.results_tsv import experiment_ids
@@ -49,6 +50,11 @@ def recover(s: Session) -> str:
             gitops.remove_untracked(slot.worktree)
     if killed:
         s.event("recovery", f"killed {killed} leftover process(es) of an earlier run")
+    # Before any git step in the slots: a process group killed mid-checkout left its locks.
+    if locks := remove_stale_locks(s.root, [slot.worktree for slot in s.slots.all],
+                                   s.paths.branch, f"refs/autoresearch/{s.paths.tag}"):
+        s.event("recovery", "removed the git locks a killed process left: "
+                + ", ".join(str(lock) for lock in locks))
     # A process killed while it made a bundle for a remote run (any session of this repository)
     # left a ref that would keep its commits from gc for good, and a bundle in the temp dir.
     if stale := gitops.remove_stale_bundles(s.root):
@@ -69,6 +75,7 @@ def recover(s: Session) -> str:
         s.event("recovery", f"{exp.id} was left {exp.status}; marked interrupted", exp.id)
     if left_open:  # read again only when that changed it (~0.25 s at 2,250 experiments)
         s.history.load()
+        s.history.write_results(s.paths.results_tsv)  # the view says so too, at once
     s.size_timeout(r for runs in s.history.runs.values() for r in runs)
     _restore_parked(s)
     _number_past_unrecorded(s)

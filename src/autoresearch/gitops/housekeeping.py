@@ -64,5 +64,9 @@ def _step(root: Path, args: tuple[str, ...], name: str, timeout_s: float) -> str
         return f"{name} could not be started: {err}"
     if done.returncode != 0:
         said = (done.stderr or done.stdout).decode("utf-8", "replace").strip().splitlines()
-        return f"{name} failed ({done.returncode})" + (f": {said[-1]}" if said else "")
+        # git's last line alone ("remove the file manually to continue.") names no file: the
+        # line that does ("fatal: Unable to create '…/packed-refs.lock': File exists.") is kept.
+        named = [line for line in said if ".lock'" in line][-1:]
+        shown = [*named, *said[-1:]] if named and named[-1] != said[-1] else said[-1:]
+        return f"{name} failed ({done.returncode})" + (f": {' '.join(shown)}" if shown else "")
     return None
