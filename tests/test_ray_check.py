@@ -183,6 +183,12 @@ def test_auto_joins_the_one_cluster_whose_head_answers_beside_a_stopped_one(
     # its temp dir) when it finds several raylets: here a stopped cluster's, so it would wait
     # there. The one whose head answers is joined by its address instead.
     use_script(repo, [])
+    # Only this module's cluster answers: the clusters of the modules before stop a while
+    # after they are told to (a CI run found three of them still answering).
+    deadline = time.monotonic() + 90
+    while (found := clusters_a_new_process_finds()) != {cluster}:
+        assert time.monotonic() < deadline, f"clusters on this machine: {found}"
+        time.sleep(1)
     stale = f"127.0.0.1:{free_port()}"
     (tmp_path / "ray").mkdir()
     (tmp_path / "ray" / "ray_current_cluster").write_text(stale + "\n")
