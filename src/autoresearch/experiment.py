@@ -128,7 +128,7 @@ def candidate(s: Session, trial: Trial, siblings: Callable[[], list[Trial]]) -> 
             meant = str(getattr(exc, "hypothesis", ""))
             if meant:
                 trial.meant(meant)
-            s.end(trial, TrialStatus.REJECTED, f"proposal failed: {exc.what}")
+            s.end(trial, TrialStatus.REJECTED, failed_proposal_reason(exc))
             return
         if proposal is None:
             why = "the proposer has nothing left to try (search space exhausted)"
@@ -158,6 +158,16 @@ def candidate(s: Session, trial: Trial, siblings: Callable[[], list[Trial]]) -> 
             trial.next_attempt(repaired.hypothesis)
             proposal = repaired
         yield from judge(s, trial)
+
+
+def failed_proposal_reason(exc: ProposalError) -> str:
+    """The decision reason of a proposal that failed: what went wrong and, when the proposer
+    knows it, the fix (e.g. "raise [proposer] max_tokens"), on one line: the ledger and every
+    view show this reason, and the fix is what makes it actionable."""
+    reason = f"proposal failed: {exc.what}"
+    if exc.fix:
+        reason += "; fix: " + " ".join(exc.fix.split())
+    return reason
 
 
 def in_flight(siblings: list[Trial]) -> list[InFlight]:

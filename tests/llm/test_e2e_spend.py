@@ -100,7 +100,7 @@ def test_the_spending_limit_is_overshot_by_one_call_at_most(toy_repo: Path) -> N
     (reason,), = ledger(toy_repo, "SELECT decision_reason FROM experiments WHERE id = 'b-0002'")
     assert str(reason) == ("proposal failed: the spending limit is reached: spent $2.41 of the "
                            "$2.00 budget ([limits] max_usd); this proposal stopped before edit "
-                           "retry 2")
+                           "retry 2; fix: raise [limits] max_usd to spend more")
     assert "stopped: the spending limit is reached: spent $2.41 of the $2.00 budget" in output
 
 

@@ -7,8 +7,11 @@ request is longer than the model's context window.
 
 from __future__ import annotations
 
+import datetime
+import email.utils
 import json
 import re
+import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -33,7 +36,9 @@ class Fault:
     sizes: ContextSizes | None = None  # kind "context": the sizes the server named, if it did
 
 
-def _retry_after(exc: BaseException) -> float | None:
+def _retry_after(exc: BaseException, now: float | None = None) -> float | None:
+    """The pause the server asks for, in seconds: retry-after-ms, or Retry-After as seconds or
+    as an HTTP date (RFC 9110 allows both: "120" or "Wed, 21 Oct 2026 07:28:00 GMT")."""
     response = getattr(exc, "response", None)
     headers = getattr(response, "headers", None)
     if headers is None:
@@ -45,8 +50,23 @@ def _retry_after(exc: BaseException) -> float | None:
         try:
             return max(0.0, float(raw) * scale)
         except ValueError:
-            continue
+            pass
+        if name == "retry-after" and (until := _http_date(raw)) is not None:
+            return max(0.0, until - (time.time() if now is None else now))
     return None
+
+
+def _http_date(text: str) -> float | None:
+    """An HTTP date as a `time.time()`, or None when it is not one (garbage is ignored, as a
+    missing header is: the backoff's own schedule applies)."""
+    try:
+        when = email.utils.parsedate_to_datetime(text.strip())
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        # asctime's form ("Sun Nov  6 08:49:37 1994"), one of HTTP's three, names no zone: GMT.
+        when = when.replace(tzinfo=datetime.UTC)
+    return when.timestamp()
 
 
 def _error_of(exc: BaseException) -> object:
@@ -95,8 +115,7 @@ class CallDeadline(Exception):
 def classify(exc: BaseException, sdk: Any, settings: ProviderSettings) -> Fault | None:
     """The retry table, shared by both SDKs (their exception hierarchies have the same names)."""
     where = settings.describe()
-    not_api = ("is base_url the API's address? (an OpenAI-compatible server's usually ends "
-               "in /v1)")
+    not_api = f"is base_url the API's address? ({settings.base_url_advice()})"
     if isinstance(exc, UnusableReply):
         return Fault("retry", f"{where}: HTTP 200, but the body is not an API reply "
                               f"(it begins {exc}); a proxy or web page answered? {not_api}")

@@ -38,7 +38,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from autoresearch import guardrails
-from autoresearch.errors import ConfigError
 from autoresearch.gitops.history import blob_at
 from autoresearch.proposers.base import Meter, Proposal, ProposalContext, Proposer, Usage
 from autoresearch.proposers.faults import (
@@ -62,7 +61,7 @@ from autoresearch.proposers.llm.edits import (
 )
 from autoresearch.proposers.llm.prices import PriceTable
 from autoresearch.proposers.llm.providers import Part, Provider, Turn, make_provider
-from autoresearch.proposers.llm.settings import ProviderSettings
+from autoresearch.proposers.llm.settings import ProviderSettings, checked_number
 from autoresearch.proposers.options import LLM_OPTIONS
 from autoresearch.repo_paths import Canonicalizer
 from autoresearch.textcheck import is_binary
@@ -162,11 +161,13 @@ class LLMProposer(Proposer):
         opts = self.options
         self.settings = ProviderSettings.from_options(opts, os.environ if env is None else env)
         self.prices = PriceTable(opts.get("prices"))
-        try:
-            self.context_tokens = int(opts.get("context_tokens", DEFAULT_CONTEXT_TOKENS))
-            self.max_edit_retries = int(opts.get("max_edit_retries", 2))
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"invalid [proposer] option: {exc}", where="[proposer]") from None
+        # Below MIN_CONTEXT_TOKENS the context builder sends that much anyway: a smaller value
+        # would be silently ignored. max_edit_retries = -1 would make no call at all.
+        self.context_tokens: int = checked_number(
+            opts, "context_tokens", DEFAULT_CONTEXT_TOKENS, low=MIN_CONTEXT_TOKENS,
+            high=10_000_000, whole=True)
+        self.max_edit_retries: int = checked_number(opts, "max_edit_retries", 2, low=0, high=20,
+                                                    whole=True)
         self._provider = provider
 
     @property
@@ -347,6 +348,11 @@ class LLMProposer(Proposer):
                             where=self.settings.describe(), usage=till.unbilled,
                         )
                     raise EditFormatError(["GIVE_UP is only for repairs: propose an experiment"])
+                if not completion.text.strip():
+                    # Nothing to parse, which "contains no edit blocks" would hide.
+                    raise EditFormatError(["the reply contains no edit blocks: it was empty "
+                                           "(no text at all, or only the model's <think> "
+                                           "reasoning)"])
                 if not reply.blocks:
                     raise EditFormatError(["the reply contains no edit blocks"])
                 if completion.truncated:

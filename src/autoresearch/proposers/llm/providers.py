@@ -36,7 +36,7 @@ import re
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -464,12 +464,10 @@ class OpenAIProvider(Provider):
             {"role": "system", "content": "\n\n".join(p.text for p in system)}
         ]
         messages += [{"role": t.role, "content": t.text} for t in turns]
-        kwargs: dict[str, Any] = {"model": s.model, "messages": messages}
-        kwargs[s.max_tokens_field] = s.max_tokens
+        kwargs: dict[str, Any] = {"model": s.model, "messages": messages,
+                                  **token_limit(s.max_tokens_field, s.max_tokens, s.extra_body)}
         if s.temperature is not None:
             kwargs["temperature"] = s.temperature
-        if s.extra_body:
-            kwargs["extra_body"] = dict(s.extra_body)
         response = client.chat.completions.create(**kwargs)
         choices = getattr(response, "choices", None)
         if isinstance(response, str) or (choices is not None and not isinstance(choices, list)):
@@ -498,9 +496,23 @@ class OpenAIProvider(Provider):
         s = self.settings
         response = client.chat.completions.create(
             model=s.model, messages=[{"role": "user", "content": "ping"}],
-            **{s.max_tokens_field: 1})
+            **token_limit(s.max_tokens_field, 1, {}))
         if isinstance(response, str) or not isinstance(getattr(response, "choices", None), list):
             raise UnusableReply(snippet(response))
+
+
+# The token-limit fields the OpenAI SDK's chat.completions.create takes as keywords. Any other
+# (llama.cpp's older n_predict, a proxy's own) goes in extra_body: the SDK refuses an unknown
+# keyword with a TypeError before anything is sent.
+SDK_TOKEN_FIELDS = frozenset({"max_tokens", "max_completion_tokens"})
+
+
+def token_limit(field: str, limit: int, extra_body: Mapping[str, Any]) -> dict[str, Any]:
+    """The keywords that send `limit` in the request field `field`, with [proposer] extra_body
+    (which wins over it, as it does over every field the SDK writes)."""
+    if field in SDK_TOKEN_FIELDS:
+        return {field: limit, **({"extra_body": dict(extra_body)} if extra_body else {})}
+    return {"extra_body": {field: limit, **extra_body}}
 
 
 def tokens(usage: object, name: str) -> int:

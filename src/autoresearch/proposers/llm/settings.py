@@ -12,15 +12,25 @@ too, so the message it prints names the variable that decides).
 
 `temperature` is sent only when it is set: current models (Claude Sonnet 5 and later, GPT-6 at
 any reasoning effort but none) reject a non-default temperature with HTTP 400.
+
+Every option is checked here, when the config is loaded (`check`, and `run` before anything is
+recorded): a value of the wrong type or out of range is a ConfigError (exit 2) naming the option,
+what it holds and what it may hold. A value the session would otherwise misread is the reason: a
+base_url without http:// that the SDK can never connect to (the session pausing for ever), a
+prompt_caching = "false" read as true, a max_retries of -1 that makes no call at all.
 """
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from autoresearch.errors import ConfigError
+from autoresearch.proposers.faults import MAX_PROVIDER_PAUSE_S
 
 # Current models confirmed on the providers' model pages on 2026-12-02.
 DEFAULT_MODELS = {"anthropic": "claude-sonnet-5-5", "openai": "gpt-6.2-sol"}
@@ -53,6 +63,167 @@ def detect_from_env(env: Mapping[str, str]) -> tuple[str, str] | None:
         if env.get(var):
             return var, provider
     return None
+
+
+# --- checking the options' values ------------------------------------------------------------
+
+# An environment variable's name, as a shell's `export NAME=...` takes it.
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# How API keys begin: Anthropic's and OpenAI's (and OpenRouter's sk-or-), Groq's, xAI's, Hugging
+# Face's, Google's. A variable is never named so.
+_KEY_PREFIXES = ("sk-", "sk_", "gsk_", "xai-", "hf_", "AIza")
+# A request field's name: max_tokens_field is written into the JSON body under it.
+_FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Fields every request already carries: a token limit written over them would break the request.
+_REQUEST_FIELDS = frozenset({"model", "messages", "system", "stream"})
+
+
+def looks_like_key(value: str) -> bool:
+    """Whether an api_key_env value is an API key pasted where the variable's name belongs: it
+    begins like a key, or it is long (32+ characters) with no underscore, as a key is and a
+    variable's name hardly ever is (ANTHROPIC_API_KEY, MY_OPENROUTER_KEY)."""
+    text = value.strip()
+    return text.startswith(_KEY_PREFIXES) or (len(text) >= 32 and "_" not in text)
+
+
+def _shown(value: object) -> str:
+    """A TOML value as the file writes it, with its type: `"false" (a string)`, `-1 (a whole
+    number)`, `nan (a number)`."""
+    if isinstance(value, bool):
+        return f"{str(value).lower()} (true or false)"
+    if isinstance(value, int):
+        return f"{value} (a whole number)"
+    if isinstance(value, float):
+        return f"{value:g} (a number)"
+    if isinstance(value, str):
+        return f"{json.dumps(value)} (a string)"
+    kind = "a table" if isinstance(value, Mapping) else "a list" if isinstance(value, list) else (
+        type(value).__name__)
+    return f"{json.dumps(value, default=str)[:60]} ({kind})"
+
+
+def _span(low: float, high: float, low_excluded: bool) -> str:
+    """The allowed range in words: "from 0 to 100", "more than 0 and at most 86400"."""
+    if low_excluded:
+        return f"more than {low:g} and at most {high:g}"
+    return f"from {low:g} to {high:g}"
+
+
+def checked_number(options: Mapping[str, Any], key: str, default: float | None, *, low: float,
+                   high: float, low_excluded: bool = False, whole: bool = False,
+                   where: str = WHERE) -> Any:
+    """options[key] (or `default` when it is not set) once it is a number (`whole`: a whole
+    number) within the range; else a ConfigError naming the option, its value and the range.
+    Every range is finite, so the infinities are out of it, and so is NaN (every comparison with
+    it is false): a NaN timeout would never end a call, an infinite one overflows a wait."""
+    if options.get(key) is None:
+        return default
+    value = options[key]
+    kind = "a whole number" if whole else "a number"
+    span = _span(low, high, low_excluded)
+    default_note = "" if default is None else f" (the default, {default:g}, when it is not set)"
+    numeric = isinstance(value, int | float) and not isinstance(value, bool)
+    if not numeric or (whole and not isinstance(value, int)):
+        hint = (", without quotes" if isinstance(value, str) else
+                " (true and false are not numbers)" if isinstance(value, bool) else
+                f" (write {int(value)}, not {value:g})" if isinstance(value, float)
+                and value.is_integer() else "")
+        raise ConfigError(
+            f"[proposer] {key} = {_shown(value)}: expected {kind} {span}",
+            where=f"{where} {key}",
+            fix=f"write {key} as {kind} {span}{hint}{default_note}",
+        )
+    if not (low <= value <= high) or (low_excluded and value == low):
+        raise ConfigError(
+            f"[proposer] {key} = {_shown(value)} is out of range: it must be {span}",
+            where=f"{where} {key}",
+            fix=f"set {key} to {kind} {span}{default_note}",
+        )
+    return value
+
+
+def checked_flag(options: Mapping[str, Any], key: str, default: bool) -> bool:
+    """options[key] once it is true or false: a string "false" would be read as true."""
+    value = options.get(key, default)
+    if isinstance(value, bool):
+        return value
+    said = value.strip().lower() if isinstance(value, str) else None
+    written = {"true": "true", "yes": "true", "1": "true", "false": "false", "no": "false",
+               "0": "false"}.get(said or "")
+    fix = (f"write {key} = {written}, without quotes" if written is not None else
+           f"write {key} = true or {key} = false, without quotes")
+    raise ConfigError(f"[proposer] {key} = {_shown(value)}: expected true or false",
+                      where=f"{WHERE} {key}", fix=fix)
+
+
+def checked_base_url(value: str, where: str, write: str) -> str:
+    """A base URL the SDKs can connect to: http:// or https://, a host, a numeric port. Without
+    a scheme the SDK fails every call as a "connection error", which the session would take for
+    an outage and wait on for ever. `write` is how the fix writes a URL ({url}: a TOML line or
+    an `export`)."""
+    text = value.strip()
+    parts = urlsplit(text)
+    if parts.scheme in ("http", "https") and parts.hostname:
+        try:
+            parts.port  # noqa: B018 - it raises ValueError for a port that is not a number
+        except ValueError:
+            raise ConfigError(f"base_url {value!r} has a port that is not a number",
+                              where=where,
+                              fix=write.format(url="http://HOST:PORT/v1") + " (PORT a number)"
+                              ) from None
+        return text
+    if "://" not in text:
+        problem = "it has no http:// or https:// in front"
+        fix = (write.format(url="http://" + text.lstrip("/"))
+               + " (the form is http://HOST:PORT/v1, or https://...)")
+    else:
+        problem = ("it names no host" if parts.scheme in ("http", "https") else
+                   f"its scheme is {parts.scheme!r}, not http or https")
+        fix = write.format(url="http://HOST:PORT/v1") + " (or https://...)"
+    raise ConfigError(f"base_url {value!r} is not a URL the API can be reached at: {problem}",
+                      where=where, fix=fix)
+
+
+def checked_key_env(value: object) -> str:
+    """The name of the variable that holds the key; never the key itself, which is refused
+    without being printed (the error lands in terminals, logs and CI output)."""
+    where = f"{WHERE} api_key_env"
+    if not isinstance(value, str):
+        raise ConfigError(f"[proposer] api_key_env = {_shown(value)}: expected the name of an "
+                          "environment variable", where=where,
+                          fix='write api_key_env = "NAME" (e.g. "OPENROUTER_API_KEY")')
+    name = value.strip()
+    if looks_like_key(name):
+        raise ConfigError(
+            f"[proposer] api_key_env holds what looks like an API key ({len(name)} characters, "
+            "not shown), not the name of an environment variable",
+            where=where,
+            fix='keys are read from the environment only: export the key under a name (export '
+                'MY_API_KEY=...), write that name (api_key_env = "MY_API_KEY"), and remove the key '
+                "from autoresearch.toml (and from git's history, if it was committed)",
+        )
+    if not _ENV_NAME.fullmatch(name):
+        raise ConfigError(
+            f"[proposer] api_key_env = {json.dumps(value)} is not an environment variable's name "
+            "(letters, digits and _, not starting with a digit)",
+            where=where, fix='write the variable\'s name, e.g. api_key_env = "OPENROUTER_API_KEY"')
+    return name
+
+
+def checked_tokens_field(value: object) -> str:
+    """The request field the token limit goes in (max_tokens_field)."""
+    where = f"{WHERE} max_tokens_field"
+    example = 'e.g. max_tokens_field = "max_tokens", or "n_predict" for an older llama.cpp server'
+    if not isinstance(value, str) or not _FIELD_NAME.fullmatch(value):
+        raise ConfigError(f"[proposer] max_tokens_field = {_shown(value)}: expected the name of "
+                          "the request field that carries the reply's token limit (letters, "
+                          "digits and _)", where=where, fix=f"write the field's name ({example}), "
+                          "or remove the line for the default")
+    if value in _REQUEST_FIELDS:
+        raise ConfigError(f"[proposer] max_tokens_field = {json.dumps(value)} names a field every "
+                          "request already carries", where=where,
+                          fix=f"write the field that carries the token limit ({example})")
+    return value
 
 
 @dataclass(frozen=True)
@@ -91,13 +262,24 @@ class ProviderSettings:
         where = f" at {self.base_url}" if self.base_url else ""
         return f"{self.label} model {self.model}{where}"
 
+    def base_url_advice(self) -> str:
+        """What a base URL of this protocol looks like. The Anthropic SDK adds /v1/messages to
+        it, so an Anthropic base URL ending in /v1 asks for /v1/v1/messages (a 404); the OpenAI
+        SDK adds only /chat/completions, so its base URL usually ends in /v1."""
+        if self.provider == "openai":
+            return "an OpenAI-compatible server's usually ends in /v1"
+        if (self.base_url or "").rstrip("/").endswith("/v1"):
+            return ("an Anthropic base URL must not end in /v1, which the SDK adds itself: "
+                    "remove the /v1")
+        return "an Anthropic base URL must not end in /v1: the SDK adds /v1/messages itself"
+
     def fix_hint(self, status: int | None = None) -> str:
         """How to fix a fatal error; a 404 is about the model (or the URL), not the key."""
         if status == 404:
             return (
                 f"set [proposer] model to a model this endpoint serves (now model = "
-                f"{self.model!r}), and check base_url (now {self.base_url!r}; an OpenAI-compatible "
-                "server's usually ends in /v1)"
+                f"{self.model!r}), and check base_url (now {self.base_url!r}; "
+                f"{self.base_url_advice()})"
             )
         return (
             f"check {self.api_key_env} in the environment, and model/base_url in [proposer] "
@@ -110,8 +292,12 @@ class ProviderSettings:
         base_url = options.get("base_url")
         if base_url is not None and not isinstance(base_url, str):
             raise ConfigError("base_url must be a string", where=f"{WHERE} base_url")
+        if base_url:
+            base_url = checked_base_url(base_url, f"{WHERE} base_url", 'write base_url = "{url}"')
         label = raw_provider or ""
         key_env = options.get("api_key_env")
+        if key_env is not None:
+            key_env = checked_key_env(key_env)
         if raw_provider in ("anthropic", "claude"):
             provider: Literal["anthropic", "openai"] = "anthropic"
             label = "anthropic"
@@ -150,10 +336,10 @@ class ProviderSettings:
             )
         if provider == "anthropic":
             key_env = key_env or "ANTHROPIC_API_KEY"
-            base_url = base_url or env.get("ANTHROPIC_BASE_URL") or None
+            base_url = base_url or _env_url(env, "ANTHROPIC_BASE_URL")
         else:
             key_env = key_env or "OPENAI_API_KEY"
-            base_url = base_url or env.get("OPENAI_BASE_URL") or None
+            base_url = base_url or _env_url(env, "OPENAI_BASE_URL")
         if label == "openai" and base_url and "api.openai.com" not in base_url:
             label = "openai-compatible"
         api_key = env.get(str(key_env)) if key_env else None
@@ -185,33 +371,39 @@ class ProviderSettings:
         extra = options.get("extra_body") or {}
         if not isinstance(extra, Mapping):
             raise ConfigError("extra_body must be a table", where=f"{WHERE} extra_body")
-        try:
-            temperature = options.get("temperature")
-            return cls(
-                provider=provider,
-                model=str(model),
-                base_url=base_url,
-                api_key=api_key,
-                api_key_env=str(key_env),
-                label=label,
-                temperature=None if temperature is None else float(temperature),
-                max_tokens=int(options.get("max_tokens", 8192)),
-                timeout_seconds=float(options.get("timeout_seconds", 300.0)),
-                max_retries=int(options.get("max_retries", 5)),
-                retry_base_seconds=float(options.get("retry_base_seconds", 2.0)),
-                retry_max_seconds=float(options.get("retry_max_seconds", 60.0)),
-                outage_retry_after=(
-                    None if options.get("outage_retry_after") is None
-                    else float(options["outage_retry_after"])
-                ),
-                max_tokens_field=str(options.get("max_tokens_field", field_default)),
-                prompt_caching=bool(options.get("prompt_caching", True)),
-                extra_body=dict(extra),
-                api_key_set=api_key_set,
-            )
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(
-                f"invalid [proposer] option: {exc}",
-                where=WHERE,
-                fix="numbers for temperature, max_tokens, timeout_seconds, max_retries",
-            ) from None
+        temperature = checked_number(options, "temperature", None, low=0, high=2)
+        outage = checked_number(options, "outage_retry_after", None, low=0,
+                                high=MAX_PROVIDER_PAUSE_S)
+        return cls(
+            provider=provider,
+            model=str(model),
+            base_url=base_url,
+            api_key=api_key,
+            api_key_env=str(key_env),
+            label=label,
+            temperature=None if temperature is None else float(temperature),
+            max_tokens=checked_number(options, "max_tokens", 8192, low=1, high=10_000_000,
+                                      whole=True),
+            # A call of more than a day is no call; a longer wait overflows the thread's join.
+            timeout_seconds=float(checked_number(options, "timeout_seconds", 300.0, low=0,
+                                                 high=86_400, low_excluded=True)),
+            max_retries=checked_number(options, "max_retries", 5, low=0, high=100, whole=True),
+            retry_base_seconds=float(checked_number(options, "retry_base_seconds", 2.0, low=0,
+                                                    high=3600)),
+            retry_max_seconds=float(checked_number(options, "retry_max_seconds", 60.0, low=0,
+                                                   high=MAX_PROVIDER_PAUSE_S)),
+            outage_retry_after=None if outage is None else float(outage),
+            max_tokens_field=checked_tokens_field(options.get("max_tokens_field",
+                                                              field_default)),
+            prompt_caching=checked_flag(options, "prompt_caching", True),
+            extra_body=dict(extra),
+            api_key_set=api_key_set,
+        )
+
+
+def _env_url(env: Mapping[str, str], var: str) -> str | None:
+    """The base URL an environment variable sets (checked like base_url), or None."""
+    value = env.get(var)
+    if not value:
+        return None
+    return checked_base_url(value, f"the environment → {var}", f"export {var}={{url}}")
