@@ -1,5 +1,5 @@
 """`python -m autoresearch` is the same as the `autoresearch` command."""
 
-from autoresearch.cli import main
+from autoresearch.entry import main
 
 main()
