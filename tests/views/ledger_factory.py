@@ -211,6 +211,7 @@ def add_experiment(built: BuiltSession, planned: Planned,
         "crash": "the verify command exited with status 1",
         "timeout": "killed after the 65 s timeout",
         "rejected": "guardrail: autoresearch.toml is protected",
+        "interrupted": "the session stopped mid-experiment; marked interrupted on resume",
     }
     if sha is not None:
         ledger.record_commit(exp.id, commit_sha=sha, tree_sha=git(wt, "rev-parse", sha + "^{tree}"),

@@ -234,7 +234,9 @@ def compose_view(ledger: Ledger, session: SessionRow, rows: Sequence[ExperimentV
     until = now if live else last_activity
     elapsed = max(0.0, until - session.created_at)
     active = active_seconds([(r.started_at, r.finished_at) for r in rows], until)
-    finished = sum(1 for r in rows if r.kind != "baseline" and r.status not in OPEN)
+    # Experiments that got a verdict: one interrupted (a stop, a kill) is run again from zero.
+    finished = sum(1 for r in rows if r.kind != "baseline" and r.status not in OPEN
+                   and r.status != "interrupted")
     per_hour = finished / (active / 3600.0) if active >= 1.0 and finished else None
 
     limits: Mapping[str, Any] = session.config.get("limits") or {}
