@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from autoresearch.errors import ConfigError
 from autoresearch.review.context import ReviewSettings
 from autoresearch.review.llm_setup import resolve_llm
 from autoresearch.review.model import Review
@@ -321,3 +322,15 @@ def test_a_huge_unusable_reply_is_not_echoed_whole_in_the_retry(
     assert len(retry.prompt_text()) < len(first.prompt_text()) + 10_000
     assert "more characters]" in retry.prompt_text()
     assert {r.name: r.status for r in review.reviewers}["llm:logic+security"] == "failed"
+
+
+@pytest.mark.parametrize("value", [-5, "60000", True, 1.5, 100])
+def test_review_context_tokens_is_checked_as_the_proposers_is(value: object) -> None:
+    # A bare int() took -5 (no context), "60000" and true (1) as budgets.
+    options = {"provider": "anthropic", "context_tokens": value}
+    with pytest.raises(ConfigError) as info:
+        resolve_llm(options, "tune", {}, {"ANTHROPIC_API_KEY": "k"}, when_unset="auto")
+    assert "context_tokens" in str(info.value) and "[review] llm" in str(info.value)
+    setup, _ = resolve_llm({**options, "context_tokens": 8000}, "tune", {},
+                           {"ANTHROPIC_API_KEY": "k"}, when_unset="auto")
+    assert setup is not None and setup.context_tokens == 8000

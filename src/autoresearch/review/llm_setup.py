@@ -14,7 +14,8 @@ from typing import Any, Literal
 
 from autoresearch.errors import ConfigError
 from autoresearch.proposers.llm.prices import PriceTable
-from autoresearch.proposers.llm.settings import ProviderSettings, detect_from_env
+from autoresearch.proposers.llm.proposer import MIN_CONTEXT_TOKENS
+from autoresearch.proposers.llm.settings import ProviderSettings, checked_number, detect_from_env
 from autoresearch.proposers.options import LLM_OPTIONS, check_options
 
 # A reviewer's reply is a list of findings, not a rewritten file: a smaller default output cap.
@@ -83,9 +84,9 @@ def resolve_llm(
         raise ConfigError(here(exc.what) or exc.what, where=here(exc.where),
                           fix=here(exc.fix)) from None
     prices = PriceTable(options.get("prices"))
-    try:
-        context = int(options.get("context_tokens", DEFAULT_CONTEXT_TOKENS))
-    except (TypeError, ValueError):
-        raise ConfigError("context_tokens must be a whole number", where="[review] llm") from None
+    # As the llm proposer's: a bare int() took -5, "5" or true as a context budget.
+    context: int = checked_number(options, "context_tokens", DEFAULT_CONTEXT_TOKENS,
+                                  low=MIN_CONTEXT_TOKENS, high=10_000_000, whole=True,
+                                  where="[review] llm in autoresearch.toml")
     setup = LLMSetup(settings, prices, context, str(verify_model) if verify_model else None)
     return setup, f"LLM reviewers: {settings.describe()} ({why})"
