@@ -61,9 +61,24 @@ def test_pairs_that_differ_only_by_rounding_have_no_spread() -> None:
                               "minimize")
     assert rounded.zero_noise and rounded.low == rounded.high == rounded.estimate
     assert rounded.estimate == pytest.approx(15.0)
-    # A real spread, however small against the values, is not rounding.
-    small = paired_interval([(1.0, 16.0), (1.0 + 1e-9, 16.0)], "minimize")
+    # A real spread, however small against the values, is not rounding: at full precision, or
+    # of more than two last printed digits (each printed value is off by half a digit at most).
+    small = paired_interval([(1.0, 16.0), (1.0 + 1e-9 * math.pi, 16.0)], "minimize")
     assert not small.zero_noise and small.low < small.estimate < small.high
+    digits = paired_interval([(1.000001, 16.0), (1.000004, 16.0)], "minimize")
+    assert not digits.zero_noise
+
+
+def test_pairs_that_differ_only_in_their_last_printed_digit_have_no_spread() -> None:
+    # A score printed to 6 decimals, each pair's runs sharing a seed whose noise cancels: the
+    # differences vary by the rounding of the print alone (a quick start session showed
+    # "+1.747 [+1.747, +1.747] at 95%" and "110.7σ" from it).
+    printed = [(6.760123, 8.507364), (6.812347, 8.559589), (6.700010, 8.447250)]
+    shown = paired_interval(printed, "minimize")
+    assert shown.zero_noise and shown.estimate == pytest.approx(1.747241, abs=2e-6)
+    # Counts and scores of one or two decimals are taken as exact: their spread is noise.
+    counts = paired_interval([(13.0, 16.0), (12.0, 16.0), (14.0, 16.0)], "minimize")
+    assert not counts.zero_noise and counts.low < counts.estimate < counts.high
 
 
 def test_headline_pairs_grow_as_the_claim_shrinks_relative_to_the_noise() -> None:

@@ -148,6 +148,24 @@ class Interval:
 
 
 _ROUNDING = 1e-12  # differences closer than this, relative to the values, differ by rounding
+_MOST_DECIMALS = 12  # a value with more decimals than this is taken as printed in full
+
+
+def printed_step(values: Sequence[float]) -> float:
+    """The last digit the values were printed to, read from the values themselves: 10^-d for the
+    most decimals any of them has (`loss: 6.760123` has 6; trailing zeros drop off a value, so
+    the most any has is the printing's). 0 when they carry full float precision, or fewer than 3
+    decimals: a count or a score of 2 decimals is more likely exact than rounded, and a spread
+    of its last digit is then noise."""
+    decimals = 0
+    for v in values:
+        for d in range(_MOST_DECIMALS + 1):
+            if abs(round(v, d) - v) <= _ROUNDING * max(abs(v), 1.0):
+                decimals = max(decimals, d)
+                break
+        else:
+            return 0.0
+    return 10.0 ** -decimals if decimals >= 3 else 0.0
 
 
 def paired_interval(pairs: Sequence[tuple[float, float]], direction: str,
@@ -163,11 +181,14 @@ def paired_interval(pairs: Sequence[tuple[float, float]], direction: str,
     mean = fmean(diffs)
     if len(diffs) < 2:
         return Interval(mean, -math.inf, math.inf, len(diffs), confidence)
-    if max(diffs) - min(diffs) <= _ROUNDING * max(abs(v) for pair in pairs for v in pair
-                                                  if math.isfinite(v)):
+    values = [v for pair in pairs for v in pair if math.isfinite(v)]
+    rounding = _ROUNDING * max(abs(v) for v in values) + 2 * printed_step(values)
+    if max(diffs) - min(diffs) <= rounding:
         # The same difference in every pair but for float rounding (0.1701 and
-        # 0.17010000000000003): an interval of rounding error would claim a width nothing
-        # measured, so it is the zero-width one `Interval.zero_noise` flags.
+        # 0.17010000000000003), or for the last printed digit (a score printed to 6 decimals,
+        # each pair's two runs sharing a seed whose noise cancels): an interval of rounding
+        # error would claim a width nothing measured, so it is the zero-width one
+        # `Interval.zero_noise` flags.
         return Interval(mean, mean, mean, len(diffs), confidence)
     se = stdev(diffs) / math.sqrt(len(diffs))
     half = t_quantile(0.5 + confidence / 2, len(diffs) - 1) * se
