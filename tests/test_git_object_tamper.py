@@ -58,6 +58,22 @@ with open(_path, "wb") as _f:
 """
 
 
+# The same, written in place at the same size (uncompressed zlib, padded), its mode and mtime
+# set back: only the ctime tells.
+REWRITE_IN_PLACE = OVERWRITE_OBJECT.split("os.chmod(_path")[0] + """_st = os.stat(_path)
+for _pad in range(5000):
+    _data = _fake + b"#" * _pad + b"\\n"
+    _packed = zlib.compress(b"blob %d\\0" % len(_data) + _data, 0)
+    if len(_packed) == _st.st_size:
+        break
+os.chmod(_path, 0o644)
+with open(_path, "r+b") as _f:
+    _f.write(_packed)
+os.chmod(_path, _st.st_mode)
+os.utime(_path, ns=(_st.st_atime_ns, _st.st_mtime_ns))
+"""
+
+
 def rows(repo: Path) -> list[tuple[str, str]]:
     with sqlite3.connect(repo / ".autoresearch" / "ledger.db") as conn:
         return conn.execute(
@@ -92,13 +108,14 @@ def test_a_replace_ref_planted_by_a_run_is_its_crash_and_taken_away(toy_repo: Pa
     assert git(toy_repo, "status", "--porcelain", "--untracked-files=no") == ""
 
 
-@pytest.mark.parametrize("attack", ["overwrite", "delete"])
+@pytest.mark.parametrize("attack", ["overwrite", "delete", "in place"])
 def test_a_run_that_overwrites_the_protected_files_object_is_its_crash_and_it_is_put_back(
         toy_repo: Path, attack: str) -> None:
     real = (toy_repo / "score.py").read_bytes()
     oid = score_blob(toy_repo)
-    change = OVERWRITE_OBJECT if attack == "overwrite" else OVERWRITE_OBJECT.split(
-        "with open(_path")[0]  # the object file removed: the next checkout fails
+    change = {"overwrite": OVERWRITE_OBJECT, "in place": REWRITE_IN_PLACE,
+              # the object file removed: the next checkout fails
+              "delete": OVERWRITE_OBJECT.split("with open(_path")[0]}[attack]
     # Before the seal the honest candidates after it were the ones "modifying protected files".
     found = attack_then_two_honest(toy_repo, change)
     assert "changed git's stored copy of the protected file score.py (put back)" in found[1][1]

@@ -8,33 +8,41 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import git, run_cli, use_script
 from tests.test_resume import killed_during, query
 
 
+@pytest.mark.parametrize("where", ["checkout", "linked worktree"])
 def test_locks_a_killed_git_step_left_in_the_sessions_slot_and_refs_are_removed_on_resume(
-        toy_repo: Path) -> None:
+        toy_repo: Path, tmp_path: Path, where: str) -> None:
     use_script(toy_repo, [{"hypothesis": f"X to {x}", "edits": {"target.py": f"X = {x}\n"}}
                           for x in (5.0, 6.0, 6.5)])
-    first = run_cli(toy_repo, "run", "--tag", "t", "--iterations", "1")
+    # Run from a linked worktree of the user's, the refs are in the common git dir still.
+    checkout = toy_repo if where == "checkout" else tmp_path / "mine"
+    if where != "checkout":
+        git(toy_repo, "worktree", "add", "-q", "-b", "mine", str(checkout))
+    first = run_cli(checkout, "run", "--tag", "t", "--iterations", "1")
     assert first.returncode == 0, first.stdout + first.stderr
-    slot_git = Path(git(toy_repo / ".autoresearch" / "worktrees" / "t", "rev-parse",
+    slot_git = Path(git(checkout / ".autoresearch" / "worktrees" / "t", "rev-parse",
                         "--path-format=absolute", "--git-dir"))
     locks = [slot_git / "index.lock", toy_repo / ".git/refs/heads/autoresearch/t.lock",
              toy_repo / ".git/refs/autoresearch/t/discarded/t-0002.lock"]
     for lock in locks:
         lock.parent.mkdir(parents=True, exist_ok=True)
         lock.write_text("")
-    user_lock = toy_repo / ".git" / "index.lock"  # the user's checkout: not the session's
+    user_lock = Path(git(checkout, "rev-parse", "--path-format=absolute", "--git-dir")) \
+        / "index.lock"  # the user's checkout: not the session's
     user_lock.write_text("")
-    result = run_cli(toy_repo, "run", "--tag", "t", "--iterations", "3")
+    result = run_cli(checkout, "run", "--tag", "t", "--iterations", "3")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "(resuming after 1 experiment)" in result.stdout, result.stdout
-    statuses = [r[0] for r in query(toy_repo, "SELECT status FROM experiments ORDER BY seq")]
+    statuses = [r[0] for r in query(checkout, "SELECT status FROM experiments ORDER BY seq")]
     assert statuses == ["keep", "keep", "keep"], result.stdout
     assert not any(lock.exists() for lock in locks)
     assert user_lock.exists()
-    events = [str(r[0]) for r in query(toy_repo, "SELECT message FROM events "
+    events = [str(r[0]) for r in query(checkout, "SELECT message FROM events "
                                                  "WHERE kind = 'recovery'")]
     assert any("removed the git locks a killed process left" in e and "index.lock" in e
                for e in events), events

@@ -70,19 +70,20 @@ class ObjectSeal:
         self._stamps = self._stamp()
 
     def _stamp(self) -> tuple[object, ...]:
-        """What the objects' files look like (loose files' and packs' lstat): no git."""
-        loose = []
-        for oid in sorted(set(self.blobs.values())):
-            loose.append(_lstat(self._objects / oid[:2] / oid[2:]))
-        pack_dir = self._objects / "pack"
-        try:
-            packs = sorted((entry.name, entry.stat(follow_symlinks=False).st_size,
-                            entry.stat(follow_symlinks=False).st_mtime_ns,
-                            entry.stat(follow_symlinks=False).st_ino)
-                           for entry in os.scandir(pack_dir) if entry.name.endswith(".pack"))
-        except OSError:
-            packs = []
-        return (*loose, *packs)
+        """What the objects' files look like: the loose ones', and every file of the packs' and
+        info directories (a pack, its index, a multi-pack index), by `lstat` (no git). The
+        ctime is in it: a process can set a file's size and mtime back after rewriting it in
+        place, never its ctime."""
+        loose = [_lstat(self._objects / oid[:2] / oid[2:])
+                 for oid in sorted(set(self.blobs.values()))]
+        listed: list[tuple[str, tuple[int, int, int, int] | None]] = []
+        for directory in (self._objects / "pack", self._objects / "info"):
+            try:
+                names = sorted(os.listdir(directory))
+            except OSError:
+                continue
+            listed += [(name, _lstat(directory / name)) for name in names]
+        return (*loose, *listed)
 
     def mend(self) -> list[str]:
         """After a run: the protected files whose stored object had been rewritten, each
@@ -132,12 +133,12 @@ def _git_bytes(repo: Path, *args: str, data: bytes | None = None) -> bytes:
     return done.stdout
 
 
-def _lstat(path: Path) -> tuple[int, int, int] | None:
+def _lstat(path: Path) -> tuple[int, int, int, int] | None:
     try:
         st = path.lstat()
     except OSError:
         return None
-    return st.st_ino, st.st_size, st.st_mtime_ns
+    return st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
 
 
 def _blob_ids(repo: Path, commit: str, paths: Collection[str]) -> dict[str, str]:

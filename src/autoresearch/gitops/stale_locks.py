@@ -19,10 +19,10 @@ from autoresearch.gitops.runner import run_git
 _SLOT_LOCKS = ("index.lock", "HEAD.lock", "ORIG_HEAD.lock")
 
 
-def _git_dir(worktree: Path) -> Path | None:
+def _git_dir(worktree: Path, which: str = "--git-dir") -> Path | None:
     if not worktree.is_dir():
         return None
-    done = run_git(worktree, "rev-parse", "--path-format=absolute", "--git-dir")
+    done = run_git(worktree, "rev-parse", "--path-format=absolute", which)
     out = done.stdout.decode("utf-8", "surrogateescape").strip()
     return Path(out) if done.returncode == 0 and out else None
 
@@ -31,11 +31,14 @@ def remove_stale_locks(repo: Path, slots: Iterable[Path], branch: str,
                        refs_prefix: str) -> list[Path]:
     """Remove the locks left in each slot's own git dir, on the session branch
     (`refs/heads/<branch>`) and under the session's refs (`refs_prefix`); returns them."""
-    common = _git_dir(repo)
+    # The refs live in the common git dir, whichever checkout of the repository `repo` is (a
+    # session run from a linked worktree of the user's has its own git dir there).
+    common = _git_dir(repo, "--git-common-dir")
+    mine = _git_dir(repo)
     found: list[Path] = []
     for slot in slots:
         own = _git_dir(slot)
-        if own is not None and own != common:  # never the main checkout's own index
+        if own is not None and own not in (common, mine):  # never the user's checkout's index
             found += [own / name for name in _SLOT_LOCKS if (own / name).is_file()]
     if common is not None:
         branch_lock = common / f"refs/heads/{branch}.lock"
