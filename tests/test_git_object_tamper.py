@@ -99,9 +99,13 @@ def attack_then_two_honest(repo: Path, attack: str) -> list[tuple[str, str]]:
     return found
 
 
-def test_a_replace_ref_planted_by_a_run_is_its_crash_and_taken_away(toy_repo: Path) -> None:
+@pytest.mark.parametrize("packed", [False, True])
+def test_a_replace_ref_planted_by_a_run_is_its_crash_and_taken_away(toy_repo: Path,
+                                                                     packed: bool) -> None:
+    # Packed (`git pack-refs --all`), the ref is no file the control-file watch sees.
     real = (toy_repo / "score.py").read_text()
-    found = attack_then_two_honest(toy_repo, PLANT_REPLACE_REF)
+    attack = PLANT_REPLACE_REF + ('_git("pack-refs", "--all")\n' if packed else "")
+    found = attack_then_two_honest(toy_repo, attack)
     assert "changed git's own files" in found[1][1] and "refs/replace" in found[1][1], found
     assert git(toy_repo, "replace", "-l") == ""  # put back: the user's git reads no forgery
     assert git(toy_repo, "show", "autoresearch/t:score.py") == real.strip()
@@ -171,3 +175,4 @@ def test_a_replace_ref_there_before_the_session_does_not_change_what_is_measured
     with sqlite3.connect(toy_repo / ".autoresearch" / "ledger.db") as conn:
         ((objective,),) = conn.execute("SELECT objective FROM experiments WHERE seq = 1")
     assert objective == 16.0
+    assert git(toy_repo, "replace", "-l") == head  # the user's own replace ref is left alone

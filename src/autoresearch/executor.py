@@ -42,6 +42,7 @@ from autoresearch.evaluation_inputs import EvaluationInputs
 from autoresearch.fingerprint import RUN_THREADS_FIELD, comparable_key, environment_fingerprint
 from autoresearch.gitops.control_files import Watched, control_files_fence
 from autoresearch.gitops.object_seal import ObjectsDamaged, ObjectSeal
+from autoresearch.gitops.replace_refs import ReplaceRefs
 from autoresearch.metric_discovery import required_unit
 from autoresearch.metrics import parse_metrics
 from autoresearch.runner import RunSpec, run_command
@@ -194,6 +195,7 @@ class LocalExecutor:
         self._watched: dict[Path, Watched] = {}  # git's files of each worktree (found once)
         self._watched_lock = threading.Lock()
         self._object_seal: ObjectSeal | None = None  # the protected files' git objects
+        self._replace_refs: ReplaceRefs | None = None  # the replace refs a session starts with
 
     def submit(self, request: RunRequest) -> Future[Measurement]:
         if self._pool is None:
@@ -206,6 +208,7 @@ class LocalExecutor:
         if not request.worktree.is_dir():
             raise worktree_lost(request)
         objects = self._objects_of(request)  # sealed before this run's checkout reads them
+        replace_refs = self._replace_refs_of(request)
         if gitops.read_head(request.worktree) != request.commit:
             gitops.checkout(request.worktree, request.commit)
         else:
@@ -245,6 +248,8 @@ class LocalExecutor:
             raise worktree_lost(request)
         # Before any checkout here reads them: the protected files' objects hold what they did.
         rewritten = self._mend_objects(objects)
+        changes = [*git_files.changes, *(f"a replace ref {ref} was packed into packed-refs"
+                                         for ref in replace_refs.remove_new())]
         tampered = tuple(fence.changes)
         if tampered or seal.broken:  # put the commit back before anything else runs here
             # Written again whatever git's stat cache says: a run can rewrite a file in place
@@ -261,9 +266,9 @@ class LocalExecutor:
             status, reason, objective, metrics = classify(
                 self.config, outcome.exit_code, outcome.timed_out, outcome.interrupted,
                 request.log_path, spec.timeout_s)
-        if git_files.changes and status != "interrupted":
+        if changes and status != "interrupted":
             status, objective = "crash", None
-            reason = (f"the run changed git's own files: {'; '.join(git_files.changes)} (put "
+            reason = (f"the run changed git's own files: {'; '.join(changes)} (put "
                       "back); the run does not count. A verify command must not write the "
                       "repository's git files or the user's git configuration")
         elif rewritten and status != "interrupted":
@@ -296,6 +301,12 @@ class LocalExecutor:
                 self._object_seal = _stopping(
                     lambda: ObjectSeal(request.worktree, request.commit, request.protected))
             return self._object_seal
+
+    def _replace_refs_of(self, request: RunRequest) -> ReplaceRefs:
+        with self._watched_lock:
+            if self._replace_refs is None:
+                self._replace_refs = ReplaceRefs(request.worktree)
+            return self._replace_refs
 
     @staticmethod
     def _mend_objects(objects: ObjectSeal | None) -> list[str]:
