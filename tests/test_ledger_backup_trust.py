@@ -251,3 +251,23 @@ def test_the_record_travels_through_the_tampered_mark_unchanged() -> None:
     for known in (record, "none", "unrecorded"):
         assert record_from_mark(record_to_mark(known)) == known
     assert record_from_mark("backup-record closed not-enough") == "unreadable"
+
+
+def test_a_backup_another_session_wrote_since_this_one_started_is_offered_with_the_doubt(
+        tmp_path: Path) -> None:
+    # Two sessions of one repository: the other ends (writes the backup and its record) while
+    # this one runs; this one is then stopped by a change to the ledger. Its held record is
+    # older: the newer file is neither vouched for nor "changed by another program".
+    backup = tmp_path / "ledger-backup.db"
+    backup.write_bytes(b"the other session's backup")
+    sha = hashlib.sha256(backup.read_bytes()).hexdigest()
+    held = BackupRecord("0" * 64, LONG_AGO, "closed")
+    newer = BackupRecord(sha, LONG_AGO + 60, "closed")
+    said, offer = describe_backup(backup, held, later=newer)
+    assert "after this session started: by another session of this repository" in said, said
+    assert "or by the program that changed the ledger" in said and offer
+    # A record no newer than the one held, or for other bytes, is no other session's ending.
+    for other in (BackupRecord(sha, LONG_AGO - 60, "closed"),
+                  BackupRecord("1" * 64, LONG_AGO + 60, "closed")):
+        said, offer = describe_backup(backup, held, later=other)
+        assert "do not restore it" in said and not offer, said

@@ -119,8 +119,9 @@ def _recovery(ledger: Path, known: BackupKnowledge | None = None) -> str:
     backup = backup_path(ledger)
     offer = False
     if backup.is_file():
-        said, offer = describe_backup(
-            backup, known if known is not None else read_backup_record_of(ledger))
+        recorded = read_backup_record_of(ledger)
+        said, offer = describe_backup(backup, known if known is not None else recorded,
+                                      later=recorded if known is not None else None)
         lines.append(f"- {state}/{backup.name}{said}")
     lines.append(f"To go on, in {repo}: mkdir -p {state}/damaged && mv {state}/{ledger.name}* "
                  f"{state}/damaged/")
@@ -200,10 +201,12 @@ def _when(stamp: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(stamp))
 
 
-def describe_backup(backup: Path, known: BackupKnowledge) -> tuple[str, bool]:
+def describe_backup(backup: Path, known: BackupKnowledge,
+                    later: BackupKnowledge | None = None) -> tuple[str, bool]:
     """How the recovery steps name the backup (the words after its path), and whether they
     offer to restore it: only a file whose bytes are what the harness recorded, or one an older
-    autoresearch wrote and nobody can check."""
+    autoresearch wrote and nobody can check. `later`: the ledger's record now, when `known` is
+    what a running session held since it started (another session may have ended since)."""
     if known == "unrecorded":
         return (", written by an older autoresearch, which kept no checksum of it: it cannot be "
                 "checked, so restore it only if no other program (a verify run, an agent) could "
@@ -220,6 +223,14 @@ def describe_backup(backup: Path, known: BackupKnowledge) -> tuple[str, bool]:
     except OSError:
         matches = False
     if not matches:
+        if (isinstance(later, BackupRecord) and later.written_at > known.written_at
+                and later.origin == "closed" and _file_matches(backup, later.sha256)):
+            # Another session of this repository ending writes the backup and its record; the
+            # program that changed the ledger could write both too: neither can be ruled out.
+            return (f" was written at {_when(later.written_at)}, after this session started: "
+                    "by another session of this repository as it ended (the ledger's record "
+                    "says so), or by the program that changed the ledger, which can write that "
+                    "record too. Restore it only if another session ended then", True)
         return (" was changed by another program since autoresearch wrote it "
                 f"({_when(known.written_at)}): do not restore it", False)
     if known.origin == "restored":
@@ -228,6 +239,13 @@ def describe_backup(backup: Path, known: BackupKnowledge) -> tuple[str, bool]:
         return (", the ledger as an older autoresearch last wrote it (it kept no record of "
                 f"when; unchanged since {_when(known.written_at)})", True)
     return f", the ledger as a session last ended ({_when(known.written_at)})", True
+
+
+def _file_matches(path: Path, sha256: str) -> bool:
+    try:
+        return file_sha256(path) == sha256
+    except OSError:
+        return False
 
 
 def record_to_mark(known: BackupKnowledge) -> str:
