@@ -284,14 +284,16 @@ def render_experiment(root: Path, exp_id: str, console: Console, tag: str | None
                      Text(", ".join(f"{k}={v:.6g}" for k, v in sorted(r.metrics.items()))),
                      Text(r.log_path or ""))
     console.print(runs)
+    # Printed as text, not as a group: a group is cut to the console's width, and in a pipe or
+    # a file (`show 7 > x.diff`) every line must stay whole (in a terminal, long lines fold).
     if detail.diff or detail.diff_note:
-        console.print(Group(Text("diff", style="bold"),
-                            *([Text("! " + detail.diff_warning, style="bold yellow")]
-                              if detail.diff_warning else []),
-                            Text(detail.diff or detail.diff_note, overflow="fold")))
+        console.print(Text("diff", style="bold"))
+        if detail.diff_warning:
+            console.print(Text("! " + detail.diff_warning, style="bold yellow"))
+        console.print(Text(detail.diff or detail.diff_note, overflow="fold"))
     if detail.log_tail:
-        console.print(Group(Text(f"log tail ({detail.log_path})", style="bold"),
-                            Text(detail.log_tail, overflow="fold")))
+        console.print(Text(f"log tail ({detail.log_path})", style="bold"))
+        console.print(Text(detail.log_tail, overflow="fold"))
 
 
 STYLE = {"red": "bold red", "yellow": "bold yellow", "purple": "bold magenta"}
