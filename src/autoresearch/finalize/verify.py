@@ -241,7 +241,9 @@ def remeasure(
     targets.append((f"all changes ({_session_branch(repo, result.tag)})", result.session_tip))
     tree = {sha: tree_of(repo, sha) for sha in [result.base_commit] + [s for _, s in targets]}
     base_tree, tip_tree = tree[result.base_commit], tree[result.session_tip]
-    reusable = {t: pairs[-n:] for t, pairs in headline_pairs(
+    # Every pair the headline measured (at least n): one left out would narrow the interval on
+    # less data while the table says "its n pairs".
+    reusable = {t: pairs for t, pairs in headline_pairs(
         repo, result.tag, config, base_tree).items() if len(pairs) >= n}
     arms: dict[str, _Arm] = {base_tree: _Arm(0, "base", result.base_commit)}
     for i, (name, sha) in enumerate(targets, start=1):
