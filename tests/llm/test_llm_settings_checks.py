@@ -92,6 +92,11 @@ def test_a_base_url_without_its_scheme_is_a_config_error_for_check_and_run(
     ("ftp://example.com/v1", "its scheme is 'ftp', not http or https", "http://HOST:PORT/v1"),
     ("http://", "it names no host", "http://HOST:PORT/v1"),
     ("http://127.0.0.1:port/v1", "has a port that is not a number", "PORT a number"),
+    ("http://localhost:99999/v1", "not a number from 0 to 65535", "from 0 to 65535"),
+    # A slash short: the fix writes the URL meant, not "http://http:/localhost...".
+    ("http:/localhost:8000/v1", "its scheme is not followed by //",
+     '"http://localhost:8000/v1"'),
+    ("https:example.com/v1", "its scheme is not followed by //", '"https://example.com/v1"'),
 ])
 def test_each_unreachable_base_url_is_named_with_its_fix(url: str, problem: str,
                                                          fix: str) -> None:

@@ -167,12 +167,17 @@ def checked_base_url(value: str, where: str, write: str) -> str:
         try:
             parts.port  # noqa: B018 - it raises ValueError for a port that is not a number
         except ValueError:
-            raise ConfigError(f"base_url {value!r} has a port that is not a number",
-                              where=where,
-                              fix=write.format(url="http://HOST:PORT/v1") + " (PORT a number)"
-                              ) from None
+            raise ConfigError(f"base_url {value!r} has a port that is not a number from 0 to "
+                              "65535", where=where,
+                              fix=write.format(url="http://HOST:PORT/v1") + " (PORT a number "
+                              "from 0 to 65535)") from None
         return text
-    if "://" not in text:
+    if (typo := re.match(r"(?i)(https?):/*(?!/)", text)) and "://" not in text:
+        # `http:/host:8000/v1`, `http:host`: the scheme is there, a slash or two are not.
+        problem = "its scheme is not followed by //"
+        fix = (write.format(url=f"{typo[1].lower()}://{text[typo.end():]}")
+               + " (the form is http://HOST:PORT/v1, or https://...)")
+    elif "://" not in text:
         problem = "it has no http:// or https:// in front"
         fix = (write.format(url="http://" + text.lstrip("/"))
                + " (the form is http://HOST:PORT/v1, or https://...)")
