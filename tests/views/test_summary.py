@@ -313,3 +313,15 @@ def test_identical_pairs_leave_the_figure_on_the_sessions_numbers() -> None:
     one_pair = Interval(2.5, -math.inf, math.inf, 1, 0.95)
     conf = confidence(3.0, floor, "score", one_pair)
     assert (conf.label, conf.level, conf.verified_pairs) == ("2.5σ", "yellow", 1)
+
+
+def test_no_ledger_says_to_init_first_where_there_is_no_config(tmp_path: Path) -> None:
+    # `run` fails without autoresearch.toml too: the fix is the first step that works.
+    with pytest.raises(LedgerNotFoundError) as bare:
+        open_ledger(tmp_path)
+    assert "autoresearch init" in str(bare.value.fix)
+    (tmp_path / "autoresearch.toml").write_text('scope = ["*.py"]\n')
+    with pytest.raises(LedgerNotFoundError) as configured:
+        open_ledger(tmp_path)
+    assert "run `autoresearch run` here first" in str(configured.value.fix)
+    assert "init" not in str(configured.value.fix)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from autoresearch.budget import active_seconds, price_per_hour, session_spend
+from autoresearch.config import CONFIG_NAME
 from autoresearch.errors import AutoresearchError
 from autoresearch.headline import latest as latest_headline
 from autoresearch.ledger import Ledger, RunRow, SessionRow
@@ -118,10 +119,13 @@ def open_ledger(repo: Path) -> Ledger:
     """The repository's ledger, read-only: views must never change a session."""
     path = repo / LEDGER_PATH
     if not path.is_file():
+        # Without autoresearch.toml, `run` would fail too: the first step is `init`.
+        first = ("run `autoresearch run` here first" if (repo / CONFIG_NAME).is_file()
+                 else "set the project up with `autoresearch init`, then `autoresearch run`")
         raise LedgerNotFoundError(
             "no autoresearch ledger in this repository",
             where=str(path),
-            fix="run `autoresearch run` here first (or pass --repo to point at the repository)",
+            fix=f"{first} (or pass --repo to point at the repository)",
         )
     return Ledger(path, readonly=True)
 
