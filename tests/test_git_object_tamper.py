@@ -176,3 +176,29 @@ def test_a_replace_ref_there_before_the_session_does_not_change_what_is_measured
         ((objective,),) = conn.execute("SELECT objective FROM experiments WHERE seq = 1")
     assert objective == 16.0
     assert git(toy_repo, "replace", "-l") == head  # the user's own replace ref is left alone
+
+
+# Repoints the user's own replace ref of the incumbent (the baseline here) and packs it.
+MOVE_USERS_REPLACE_REF = """X = 6.9
+import subprocess
+def _git(*args):
+    return subprocess.run(["git", *args], capture_output=True, check=True).stdout.decode().strip()
+_git("replace", "-f", _git("rev-parse", "HEAD~1"), _git("rev-parse", "HEAD"))
+_git("pack-refs", "--all")
+"""
+
+
+def test_a_run_that_moves_a_replace_ref_the_user_had_is_its_crash_and_it_is_put_back(
+        toy_repo: Path) -> None:
+    use_script(toy_repo, [{"hypothesis": "move their replace ref",
+                           "edits": {"target.py": MOVE_USERS_REPLACE_REF}}])
+    base = git(toy_repo, "rev-parse", "HEAD")
+    theirs = git(toy_repo, "commit-tree", git(toy_repo, "rev-parse", "HEAD^{tree}"), "-m", "x")
+    git(toy_repo, "replace", base, theirs)  # the user's own, before the session, packed
+    git(toy_repo, "pack-refs", "--all")
+    result = run_cli(toy_repo, "run", "--tag", "t", "--iterations", "2")
+    assert result.returncode == 0, result.stdout + result.stderr
+    found = rows(toy_repo)
+    assert [r[0] for r in found] == ["keep", "crash"], found
+    assert f"the replace ref refs/replace/{base} was added or moved (undone)" in found[1][1]
+    assert git(toy_repo, "rev-parse", f"refs/replace/{base}") == theirs

@@ -248,8 +248,8 @@ class LocalExecutor:
             raise worktree_lost(request)
         # Before any checkout here reads them: the protected files' objects hold what they did.
         rewritten = self._mend_objects(objects)
-        changes = [*git_files.changes, *(f"a replace ref {ref} was packed into packed-refs"
-                                         for ref in replace_refs.remove_new())]
+        changes = [*git_files.changes, *(f"the replace ref {ref} was added or moved (undone)"
+                                         for ref in replace_refs.undo_changes())]
         tampered = tuple(fence.changes)
         if tampered or seal.broken:  # put the commit back before anything else runs here
             # Written again whatever git's stat cache says: a run can rewrite a file in place

@@ -25,6 +25,7 @@ from collections.abc import Collection
 from pathlib import Path
 
 from autoresearch.errors import PreconditionError
+from autoresearch.file_stamp import Stamp
 from autoresearch.gitops.runner import GitError, git, run_git
 
 KEEP_BYTES = 16 * 1024 * 1024  # the protected content kept in memory to write back, at most
@@ -74,15 +75,15 @@ class ObjectSeal:
         info directories (a pack, its index, a multi-pack index), by `lstat` (no git). The
         ctime is in it: a process can set a file's size and mtime back after rewriting it in
         place, never its ctime."""
-        loose = [_lstat(self._objects / oid[:2] / oid[2:])
+        loose = [Stamp.of(self._objects / oid[:2] / oid[2:], follow_links=False)
                  for oid in sorted(set(self.blobs.values()))]
-        listed: list[tuple[str, tuple[int, int, int, int] | None]] = []
+        listed: list[tuple[str, Stamp | None]] = []
         for directory in (self._objects / "pack", self._objects / "info"):
             try:
                 names = sorted(os.listdir(directory))
             except OSError:
                 continue
-            listed += [(name, _lstat(directory / name)) for name in names]
+            listed += [(name, Stamp.of(directory / name, follow_links=False)) for name in names]
         return (*loose, *listed)
 
     def mend(self) -> list[str]:
@@ -131,14 +132,6 @@ def _git_bytes(repo: Path, *args: str, data: bytes | None = None) -> bytes:
     if done.returncode != 0:
         raise GitError(list(args), done.returncode, done.stderr.decode("utf-8", "replace"))
     return done.stdout
-
-
-def _lstat(path: Path) -> tuple[int, int, int, int] | None:
-    try:
-        st = path.lstat()
-    except OSError:
-        return None
-    return st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
 
 
 def _blob_ids(repo: Path, commit: str, paths: Collection[str]) -> dict[str, str]:
