@@ -121,8 +121,8 @@ def test_pairs_whose_shared_seed_cancels_the_noise_are_not_called_identical_runs
     same = [(1.0, 16.0)] * 3
     fixed = Headline(best_id="t-0002", best_commit="b", baseline_commit="a", pairs=same,
                      interval=paired_interval(same, "minimize"), failures=[])
-    assert ("the runs were identical, so the noise is hidden, not zero (give each run its own "
-            "seed: {seed}") in fixed.describe("score")
+    assert ("the runs were identical, so the noise is hidden, not zero (make the target draw "
+            "its randomness from the seed each run is given: {seed}") in fixed.describe("score")
 
 
 def test_finalize_verify_reuses_the_recorded_runs_of_the_same_trees(toy_repo: Path) -> None:

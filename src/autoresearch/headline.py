@@ -101,8 +101,8 @@ def why_no_spread(pairs: Sequence[tuple[float, float]], *, shared: str = "each p
         return (f"the runs varied, but {shared} shared a seed and the noise it drew cancelled in "
                 f"their difference, so {measured} cannot show how far the {what} would move "
                 "under noise that does not")
-    return ("the runs were identical, so the noise is hidden, not zero (give each run its own "
-            "seed: {seed}, or AUTORESEARCH_SEED)")
+    return ("the runs were identical, so the noise is hidden, not zero (make the target draw "
+            "its randomness from the seed each run is given: {seed}, or AUTORESEARCH_SEED)")
 
 
 def pairs_wanted(s: Session) -> int:

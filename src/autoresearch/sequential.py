@@ -37,9 +37,11 @@ from autoresearch.effect import Effect, Model
 from autoresearch.policy import Action, Evidence, Observation, Role, Step
 from autoresearch.spending import Design, t_to_z, t_upper, z_to_t
 
-HIDDEN_NOISE_HINT = ("give each run its own seed ({seed} in the command, or AUTORESEARCH_SEED), "
-                     "set [decision] min_effect, or declare deterministic = true if the target "
-                     "truly is")
+# Every run is given a seed of its own already: a target whose repeats are identical reads it
+# nowhere (a seed fixed in the code), so the advice is to draw the randomness from it.
+HIDDEN_NOISE_HINT = ("make the target draw its randomness from the seed each run is given ({seed} "
+                     "in the command, or AUTORESEARCH_SEED), set [decision] min_effect, or declare "
+                     "deterministic = true if the target truly is")
 
 
 class _StepFn(Protocol):

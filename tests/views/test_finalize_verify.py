@@ -309,7 +309,8 @@ def test_rounds_of_identical_runs_still_call_the_noise_hidden(tmp_path: Path) ->
     assert rows[a_only][3] == "σ = 0 (hidden)", rows
     said = " ".join(proc.stdout.split())
     assert (f"{a_only}: +1 in each of its 2 rounds: the runs were identical, so the noise is "
-            "hidden, not zero (give each run its own seed: {seed}, or AUTORESEARCH_SEED)") in said
+            "hidden, not zero (make the target draw its randomness from the seed each run is "
+            "given: {seed}, or AUTORESEARCH_SEED)") in said
     assert "seeds shared" not in said and "exact for these seeds" not in said, said
 
 
