@@ -102,6 +102,12 @@ def test_a_run_that_rewrites_the_ledger_stops_the_session(toy_repo: Path) -> Non
     assert result.returncode == 3, result.stdout + result.stderr
     assert ("the ledger was changed by another process (noticed after r-0002's candidate run)"
             in result.stderr), result.stderr
+    # status does not send the user to a `run` that refuses the ledger "to resume".
+    status = run_cli(toy_repo, "status", "--tag", "r")
+    shown = " ".join(status.stdout.split())
+    assert "changed by another process, and `run` refuses it until it is recovered" in shown, \
+        shown
+    assert "to resume" not in shown, shown
 
 
 def open_session(paths: StatePaths, tag: str) -> tuple[Ledger, int]:

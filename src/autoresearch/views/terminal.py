@@ -22,6 +22,7 @@ from rich.text import Text
 
 from autoresearch.display import STATUS_STYLE
 from autoresearch.ledger import Ledger, SessionRow
+from autoresearch.ledger.integrity import tampered_mark
 from autoresearch.state import SessionLock, StatePaths
 from autoresearch.views.bounded_text import bounded
 from autoresearch.views.confidence import Confidence
@@ -132,10 +133,16 @@ def confidence_text(conf: Confidence) -> str:
 
 
 def _state(view: SessionView, root: Path, row: SessionRow) -> str:
-    lock = SessionLock(StatePaths(root, row.tag).lock)
+    paths = StatePaths(root, row.tag)
+    lock = SessionLock(paths.lock)
     pid = lock.live_holder()
     if pid:
         return f"running (pid {pid})"
+    if tampered_mark(paths.ledger).exists():
+        # `run` refuses this ledger until it is recovered: "to resume" would send the user there
+        # for nothing. What `run` prints is the recovery.
+        return ("stopped: a session found this ledger changed by another process, and `run` "
+                "refuses it until it is recovered (`autoresearch run` prints how)")
     dead = lock.recorded_pid()
     if dead is not None:
         return f"stopped (process {dead} died; run `autoresearch run` to resume)"
