@@ -107,6 +107,9 @@ def test_resume_after_sigkill_of_the_orchestrator(toy_repo: Path) -> None:
     assert "1 left open by a dead process" in shown and "1 running" not in shown
     result = run_cli(toy_repo, "run", "--tag", "t", "--iterations", "5")
     assert result.returncode == 0, result.stdout + result.stderr
+    # Beside the summary's 6 experiments, the stop says why 5 were reached.
+    assert "reached 5 experiments (not counting 1 interrupted, which is run again)" in " ".join(
+        result.stdout.split()), result.stdout
     statuses = [r[0] for r in query(toy_repo, "SELECT status FROM experiments ORDER BY seq")]
     assert statuses[2] == "interrupted"
     assert_consistent(toy_repo, 5)

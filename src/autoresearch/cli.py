@@ -224,7 +224,14 @@ def run_session(root: Path, tag: str | None, iterations: int | None,
             if budget.is_spend_stop(reason):
                 reason = session.spend_limit_reached() or reason
             at_limit = experiments.count is not None and resumed >= experiments.count
+            reached = reason == f"reached {experiments.count} experiments"
             reason = experiments.explain(reason, resumed)
+            if reached and (skipped := len(session.history.experiments)
+                            - session.history.counted()):
+                # The summary below counts every experiment: "reached 22" beside "23
+                # experiments" would read as a miscount.
+                reason += (f" (not counting {skipped} interrupted, which "
+                           f"{'is' if skipped == 1 else 'are'} run again)")
             if (not at_limit and until_s is None and config.limits.max_hours and resumed
                     and session.history.counted() == resumed and "time limit" in reason):
                 reason += (f", before this run started: [limits] max_hours counts the "
