@@ -11,6 +11,7 @@ resumed where that is the point) or built through the Ledger API by the views' l
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -330,8 +331,13 @@ def test_counts_after_a_kill_and_a_resume_read_as_status_says(
             verified = page.locator("#best-sub .verified")
             assert verified.get_attribute("data-verified") == "better"
             said = flat(verified.inner_text())
-            assert said == "verified: best vs baseline +15 score in every pair (3 pairs)", said
-            assert "best vs baseline +15 score in every pair" in status
+            # The best is X 6 (+15), or X 5 (+12) when the X 5 candidate finished first and the
+            # X 6 one, measured against the baseline, was dropped as conflicting with that keep
+            # (both change one line; which finishes first is the machine's doing under load).
+            gain = re.fullmatch(r"verified: best vs baseline \+(15|12) score in every pair "
+                                r"\(3 pairs\)", said)
+            assert gain, said
+            assert f"best vs baseline +{gain[1]} score in every pair" in status
             assert_no_stray_null(page)
     finally:
         if proc.poll() is None:
