@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import git, run_cli, use_script
+from tests.support.run_attacks import attack_then_two_honest, verdicts
 
 FAKE_SCORE = 'print("score: 0.5")\n'
 
@@ -74,29 +75,8 @@ os.utime(_path, ns=(_st.st_atime_ns, _st.st_mtime_ns))
 """
 
 
-def rows(repo: Path) -> list[tuple[str, str]]:
-    with sqlite3.connect(repo / ".autoresearch" / "ledger.db") as conn:
-        return conn.execute(
-            "SELECT status, decision_reason FROM experiments ORDER BY seq").fetchall()
-
-
 def score_blob(repo: Path) -> str:
     return git(repo, "rev-parse", "HEAD:score.py")
-
-
-def attack_then_two_honest(repo: Path, attack: str) -> list[tuple[str, str]]:
-    """A session of a baseline, the attack (target.py's code runs inside the verify command)
-    and two honest candidates: the attack is the one crash; its rows."""
-    use_script(repo, [
-        {"hypothesis": "swap the scorer", "edits": {"target.py": attack}},
-        {"hypothesis": "honest", "edits": {"target.py": "X = 6.5\n"}},
-        {"hypothesis": "honest too", "edits": {"target.py": "X = 6.8\n"}},
-    ])
-    result = run_cli(repo, "run", "--tag", "t", "--iterations", "4")
-    assert result.returncode == 0, result.stdout + result.stderr
-    found = rows(repo)
-    assert [r[0] for r in found] == ["keep", "crash", "keep", "keep"], found
-    return found
 
 
 @pytest.mark.parametrize("packed", [False, True])
@@ -155,7 +135,7 @@ def test_a_repository_whose_protected_object_was_rewritten_is_refused_before_any
         in said, said
     assert "git fsck" in said and "Traceback" not in said, said
     ledger = toy_repo / ".autoresearch" / "ledger.db"
-    assert not ledger.exists() or rows(toy_repo) == []
+    assert not ledger.exists() or verdicts(toy_repo) == []
 
 
 def test_a_replace_ref_there_before_the_session_does_not_change_what_is_measured(
@@ -198,7 +178,7 @@ def test_a_run_that_moves_a_replace_ref_the_user_had_is_its_crash_and_it_is_put_
     git(toy_repo, "pack-refs", "--all")
     result = run_cli(toy_repo, "run", "--tag", "t", "--iterations", "2")
     assert result.returncode == 0, result.stdout + result.stderr
-    found = rows(toy_repo)
+    found = verdicts(toy_repo)
     assert [r[0] for r in found] == ["keep", "crash"], found
     assert f"the replace ref refs/replace/{base} was added or moved (undone)" in found[1][1]
     assert git(toy_repo, "rev-parse", f"refs/replace/{base}") == theirs

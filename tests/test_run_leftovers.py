@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import CONFIG, SCORE_PY, git, make_repo, run_cli, use_script
+from tests.support.run_attacks import attack_then_two_honest
 
 pytestmark = pytest.mark.slow
 
@@ -125,15 +126,7 @@ PLANT_FILTER = textwrap.dedent(
 def test_git_files_a_run_writes_are_put_back_before_the_harness_runs_git(
         toy_repo: Path) -> None:
     config_before = (toy_repo / ".git" / "config").read_text()
-    use_script(toy_repo, [
-        {"hypothesis": "plant a filter", "edits": {"target.py": PLANT_FILTER}},
-        {"hypothesis": "better", "edits": {"target.py": "X = 6.0\n"}},
-        {"hypothesis": "better still", "edits": {"target.py": "X = 6.5\n"}},
-    ])
-    result = run_cli(toy_repo, "run", "--tag", "t", "--iterations", "4")
-    assert result.returncode == 0, result.stdout + result.stderr
-    rows = statuses(toy_repo)
-    assert [r[0] for r in rows] == ["keep", "crash", "keep", "keep"], rows
+    rows = attack_then_two_honest(toy_repo, PLANT_FILTER)
     assert "the run changed git's own files" in rows[1][1] and "config" in rows[1][1]
     assert not (toy_repo / "PLANTED-FILTER-RAN").exists()  # no checkout ever ran it
     assert (toy_repo / ".git" / "config").read_text() == config_before

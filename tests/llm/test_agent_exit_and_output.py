@@ -26,6 +26,7 @@ from autoresearch.process_tree import owned_prefix
 from autoresearch.proposers.agent import AgentProposer
 from autoresearch.proposers.agent.process import run_agent
 from autoresearch.proposers.agent.scratch import SCRATCH_PREFIX
+from autoresearch.proposers.base import ProposalContext
 from autoresearch.proposers.faults import FailedProposal, FatalProposerError
 from tests.conftest import cli_env, git, run_cli
 from tests.llm.conftest import MakeCtx, linked_session, make_config
@@ -96,6 +97,15 @@ def write_agent(tmp_path: Path, modes: str) -> dict[str, str]:
             "TEST_AGENT_PIDFILE": str(tmp_path / "agent.pid")}
 
 
+def session_with_agent(worktree: Path, make_ctx: MakeCtx, tmp_path: Path,
+                       monkeypatch: pytest.MonkeyPatch, modes: str) -> ProposalContext:
+    """A proposal context on a linked worktree, the agent script set to play `modes`."""
+    session = linked_session(worktree, make_ctx)
+    for name, value in write_agent(tmp_path, modes).items():
+        monkeypatch.setenv(name, value)
+    return session
+
+
 def use_agent(repo: Path, tmp_path: Path, modes: str, *, timeout_s: int = 60,
               command: list[str] | None = None) -> dict[str, str]:
     """Point the repo's config at the script as a custom agent (committed)."""
@@ -155,9 +165,7 @@ def test_a_non_zero_exit_is_a_rejected_proposal_never_measured(toy_repo: Path,
 def test_a_non_zero_exit_with_a_refused_login_still_stops_the_session(
         worktree: Path, make_ctx: MakeCtx, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    session = linked_session(worktree, make_ctx)
-    for name, value in write_agent(tmp_path, "exit1auth\n").items():
-        monkeypatch.setenv(name, value)
+    session = session_with_agent(worktree, make_ctx, tmp_path, monkeypatch, "exit1auth\n")
     proposer = custom_agent(tmp_path)
     with pytest.raises(FatalProposerError, match="cannot authenticate"):
         proposer.propose(session)
@@ -166,9 +174,7 @@ def test_a_non_zero_exit_with_a_refused_login_still_stops_the_session(
 def test_a_non_zero_exit_names_the_error_the_agent_reported(
         worktree: Path, make_ctx: MakeCtx, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    session = linked_session(worktree, make_ctx)
-    for name, value in write_agent(tmp_path, "exit1turns\n").items():
-        monkeypatch.setenv(name, value)
+    session = session_with_agent(worktree, make_ctx, tmp_path, monkeypatch, "exit1turns\n")
     with pytest.raises(FailedProposal) as failed:
         custom_agent(tmp_path).propose(session)
     assert "exited with code 1; it reported an error: error_max_turns" in failed.value.what
@@ -296,9 +302,7 @@ def custom_agent(tmp_path: Path, **options: Any) -> AgentProposer:
 def test_a_hypothesis_line_before_a_cost_line_names_the_proposal(
         worktree: Path, make_ctx: MakeCtx, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    session = linked_session(worktree, make_ctx)
-    for name, value in write_agent(tmp_path, "improve\n").items():
-        monkeypatch.setenv(name, value)
+    session = session_with_agent(worktree, make_ctx, tmp_path, monkeypatch, "improve\n")
     proposal = custom_agent(tmp_path).propose(session)
     assert proposal is not None
     assert proposal.hypothesis == "X at the optimum 7"
@@ -319,9 +323,7 @@ def test_a_result_text_keeps_its_own_hypothesis_over_plain_output() -> None:
 def test_a_timed_out_or_failed_run_does_not_call_a_paying_agent_unmetered(
         worktree: Path, make_ctx: MakeCtx, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture) -> None:
-    session = linked_session(worktree, make_ctx)
-    for name, value in write_agent(tmp_path, "hang\nexit3quiet\nimprove\nnocost\n").items():
-        monkeypatch.setenv(name, value)
+    session = session_with_agent(worktree, make_ctx, tmp_path, monkeypatch, "hang\nexit3quiet\nimprove\nnocost\n")
     proposer = custom_agent(tmp_path, agent_timeout_seconds=1.5)
     with caplog.at_level(logging.WARNING):
         with pytest.raises(FailedProposal, match="did not finish within 1.5 s"):
