@@ -10,6 +10,7 @@ refuse only uncommitted changes to tracked files, so an untracked log growing th
 
 from __future__ import annotations
 
+import shlex
 import sqlite3
 import subprocess
 import sys
@@ -118,3 +119,59 @@ def test_a_closed_stdout_leaves_only_stderrs_file_as_the_harness_output(tmp_path
                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                               stderr=stderr, timeout=60)
     assert proc.returncode == 0, err.read_text()
+
+
+def run_teed(repo: Path, *args: str, stages: str = "") -> tuple[int, str]:
+    """The real CLI piped through `tee night.log` in the repository (after `stages`, more
+    programs of the pipeline, e.g. `cat |`); the CLI's exit code and what tee wrote."""
+    cli = " ".join(map(shlex.quote, [sys.executable, "-m", "autoresearch", *args,
+                                     "--repo", str(repo)]))
+    script = f"{cli} 2>&1 | {stages} tee night.log > /dev/null; exit ${{PIPESTATUS[0]}}"
+    proc = subprocess.run(["bash", "-c", script], cwd=repo, env=cli_env(),
+                          stdin=subprocess.DEVNULL, timeout=240)
+    return proc.returncode, (repo / "night.log").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("stages", ["", "cat |"])
+def test_a_log_teed_into_the_checkout_is_not_the_agents_change(
+        tmp_path: Path, stages: str) -> None:
+    # `| tee night.log`: tee writes the file, not the harness, yet it is the harness's output.
+    repo = agent_repo(tmp_path, "honest")
+    code, text = run_teed(repo, "run", "--tag", "n", "--iterations", "3", stages=stages)
+    assert code == 0, text
+    assert "changed your own checkout" not in text
+    assert "the custom agent reported no cost" in text  # the log grew while an agent run was judged
+    assert statuses(repo) == ["keep", "keep", "keep"]
+
+
+def test_another_change_to_the_checkout_still_stops_a_teed_session(tmp_path: Path) -> None:
+    repo = agent_repo(tmp_path, "notes")
+    code, text = run_teed(repo, "run", "--tag", "n", "--iterations", "3")
+    assert code == 5, text
+    assert "notes.md" in " ".join(text.split())
+    assert statuses(repo) == ["keep", "interrupted"]
+
+
+def test_the_pipelines_files_are_taken_once_before_any_agent_runs(tmp_path: Path) -> None:
+    # A program that opens the harness's output pipe later (as an agent could, through
+    # /proc/<pid>/fd) must not make the file it writes count as the harness's output.
+    code = ("import os, subprocess, sys\n"
+            "from autoresearch.proposers.agent.pipe_files import files_behind_own_pipes\n"
+            "first = set(files_behind_own_pipes())\n"
+            "late = open(sys.argv[2], 'w')\n"
+            "reader = subprocess.Popen(['sleep', '30'], stdin=open('/proc/self/fd/1'), "
+            "stdout=late)\n"
+            "try:\n"
+            "    again = set(files_behind_own_pipes())\n"
+            "finally:\n"
+            "    reader.kill()\n"
+            "st, lt = os.stat(sys.argv[1]), os.stat(sys.argv[2])\n"
+            "assert (st.st_dev, st.st_ino) in first, first\n"
+            "assert (lt.st_dev, lt.st_ino) not in again, again\n"
+            "sys.stderr.write('ok')\n")
+    teed, late = tmp_path / "teed.log", tmp_path / "late.log"
+    script = (f"{shlex.quote(sys.executable)} -c {shlex.quote(code)} {shlex.quote(str(teed))} "
+              f"{shlex.quote(str(late))} | tee {shlex.quote(str(teed))} > /dev/null")
+    proc = subprocess.run(["bash", "-c", script], env=cli_env(), stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.stderr == "ok", proc.stderr

@@ -13,7 +13,9 @@ file in the checkout (`autoresearch run > night.log 2>&1`, `nohup`'s nohup.out) 
 agent runs. Such a path is recognised by the file it is (device and inode, as `fstat` gives them
 for the harness's descriptors 1 and 2), not by its name, and is stamped as the harness's output
 whatever its size: the same file there before and after is no change, while that file deleted or
-replaced, or another path made to point at it, still is.
+replaced, or another path made to point at it, still is. With the output on a pipe
+(`autoresearch run | tee night.log`), the files the pipeline's programs write are the harness's
+output the same way (`pipe_files`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pathlib import Path
 
 from autoresearch.gitops.runner import git
 from autoresearch.gitops.status import porcelain_entries
+from autoresearch.proposers.agent.pipe_files import files_behind_own_pipes
 
 # (size, mtime_ns); OWN_OUTPUT: the file the harness's own output goes to; None: listed by git
 # status but gone.
@@ -33,9 +36,9 @@ OWN_OUTPUT = "the harness's own output"
 
 def own_output_files() -> frozenset[tuple[int, int]]:
     """(st_dev, st_ino) of what this process's stdout and stderr are written to. Descriptors 1
-    and 2, not `sys.stdout`: the shell's redirection is what names the file (a pipe or a terminal
-    there matches no file of the checkout)."""
-    files: set[tuple[int, int]] = set()
+    and 2, not `sys.stdout`: the shell's redirection is what names the file (a terminal there
+    matches no file of the checkout; a pipe, the files its readers write)."""
+    files: set[tuple[int, int]] = set(files_behind_own_pipes())
     for fd in (1, 2):
         try:
             st = os.fstat(fd)
