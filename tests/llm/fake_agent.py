@@ -146,7 +146,7 @@ def act(mode: str) -> None:
     elif mode in ("worktree", "rewrite"):
         other_worktree_tricks(mode, target)
     elif mode in ("switch", "refs", "stash", "stashdrop", "userstash", "hide", "hook", "ignored",
-                  "main", "stray"):
+                  "main", "stray", "fetch"):
         git_tricks(mode, target)
     elif mode == "checkout":
         # Through the worktree to the user's own checkout it lives in.
@@ -246,6 +246,9 @@ def git_tricks(mode: str, target: Path) -> None:
     elif mode == "stray":
         git("commit", "-qam", "agent commit on a branch of the user's")
         git("update-ref", "refs/heads/side", "HEAD")
+    elif mode == "fetch":  # as the user would from their checkout while the agent works
+        root = Path(git("rev-parse", "--path-format=absolute", "--git-common-dir")).parent
+        git("-C", str(root), "fetch", "-q", "origin")
     elif mode == "stash":
         git("stash", "-q")
         set_x("6.8")

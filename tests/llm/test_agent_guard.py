@@ -367,3 +367,30 @@ def test_refs_a_sibling_slot_moves_meanwhile_are_not_the_agents_doing(
     git(wt, "update-ref", "refs/heads/autoresearch/t", sibling)
     assert again.changes(wt) == []  # not said to be the agent's: anyone may have moved it
     assert again.session_branch_move(wt) == (before.head, sibling)
+
+
+def test_a_fetch_during_the_agents_run_is_neither_refused_nor_undone(
+        agents: Path, session: ProposalContext, worktree: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # The user fetches from their checkout while the agent works (here the fake agent does it
+    # for them, which looks the same): the remote-tracking refs move. They are a copy of another
+    # repository that the harness never reads: not the agent's violation, and left where the
+    # fetch put them (putting them back would undo the user's fetch).
+    remote = tmp_path / "remote.git"
+    git(tmp_path, "clone", "-q", "--bare", str(worktree), str(remote))
+    git(worktree, "remote", "add", "origin", str(remote))
+    git(worktree, "fetch", "-q", "origin")
+    before = git(worktree, "rev-parse", "refs/remotes/origin/main")
+    elsewhere = tmp_path / "elsewhere"
+    git(tmp_path, "clone", "-q", str(remote), str(elsewhere))
+    (elsewhere / "NEWS.md").write_text("a teammate's change\n")
+    git(elsewhere, "add", "NEWS.md")
+    git(elsewhere, "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "news")
+    git(elsewhere, "push", "-q", "origin", "HEAD:main")
+    pushed = git(elsewhere, "rev-parse", "HEAD")
+    monkeypatch.setenv("FAKE_AGENT_MODE", "fetch")
+    proposal = agent().propose(session)
+    assert proposal is not None and proposal.in_worktree
+    assert changed_paths(session.worktree) == ["target.py"]
+    assert git(worktree, "rev-parse", "refs/remotes/origin/main") == pushed != before
+    assert not [name for name in refs(worktree) if "/saved/" in name]

@@ -10,7 +10,10 @@ config) are watched by `gitops.control_files`, which puts them back before any o
 
 What is compared:
 - HEAD: detached, at the same commit;
-- every ref (`git for-each-ref`), except those of another session that is live (see `sessions`:
+- every ref (`git for-each-ref`), except remote-tracking ones (`refs/remotes/`: a copy of
+  another repository's branches that only a fetch, pull or push moves; the user fetching from
+  another terminal moves them exactly as an agent's `git fetch` would, the harness never reads
+  them, and putting them back would undo the user's fetch), those of another session that is live (see `sessions`:
   `refs/heads/autoresearch/<other>`, `refs/autoresearch/<other>/`, which its own process moves
   while this agent runs; a finished session's are its record and are watched like any other),
   and the refs this process's harness moved meanwhile (`gitops.REF_JOURNAL`: a sibling slot's
@@ -80,6 +83,7 @@ from autoresearch.proposers.agent import added_worktrees, sessions
 from autoresearch.proposers.agent.sessions import Worktrees
 
 _STASH = "refs/stash"
+_REMOTE_TRACKING = "refs/remotes/"
 # A stash entry's message: "WIP on <branch>: <commit> <subject>" or "On <branch>: <message>".
 _STASH_BRANCH = re.compile(r"^(?:WIP on|On) (?P<branch>.+?): ")
 
@@ -186,6 +190,13 @@ class GitState:
             return None
         return old, new
 
+    def _not_the_agents(self, name: str, old: str | None, new: str | None,
+                        live: frozenset[str]) -> bool:
+        """A ref whose move is none of the run's concern: unmoved, moved by this process's
+        harness or a live session, or remote-tracking (a fetch, the user's as likely as not)."""
+        return (old == new or self._harness_moved(name, new) or self._live_session_ref(name, live)
+                or name.startswith(_REMOTE_TRACKING))
+
     def _live_session_ref(self, name: str, live: frozenset[str]) -> bool:
         """A ref of another session that ran during the run (its process moves it, not the
         agent); a finished session's refs are watched like any other."""
@@ -219,9 +230,7 @@ class GitState:
             found.append(f"HEAD moved from {self.head[:10]} to {now.head[:10]} (a commit or reset)")
         for name in sorted(set(self.refs) | set(now.refs)):
             old, new = self.refs.get(name), now.refs.get(name)
-            if old == new or self._harness_moved(name, new) or self._live_session_ref(name, live):
-                continue
-            if name == self.session_branch:
+            if self._not_the_agents(name, old, new, live) or name == self.session_branch:
                 continue
             if old is None:
                 found.append(f"{name} was created at {new[:10] if new else '?'}")
@@ -291,10 +300,10 @@ class GitState:
         # refs the harness or a live session moved meanwhile (left as they are).
         held = {sha for name, sha in self.refs.items() if name != _STASH} | {self.head} | {
             sha for name, sha in now.items()
-            if self._harness_moved(name, sha) or self._live_session_ref(name, live)} | saved
+            if self._not_the_agents(name, None, sha, live)} | saved
         for name in sorted(set(self.refs) | set(now)):
             old, new = self.refs.get(name), now.get(name)
-            if old == new or self._harness_moved(name, new) or self._live_session_ref(name, live):
+            if self._not_the_agents(name, old, new, live):
                 continue
             if name == _STASH:
                 continue  # below, as a list
