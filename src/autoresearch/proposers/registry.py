@@ -68,7 +68,7 @@ def load_proposer(config: Config, env: Mapping[str, str] | None = None) -> tuple
     if ":" in name:
         cls = _from_import_path(name)
         check_options(name, config.proposer.options, cls.known_options)
-        return cls(config, config.proposer.options), why
+        return _started(cls, name, config), why
     eps = {ep.name: ep for ep in entry_points(group=GROUP)}
     if name not in eps:
         raise ConfigError(
@@ -76,30 +76,65 @@ def load_proposer(config: Config, env: Mapping[str, str] | None = None) -> tuple
             where="autoresearch.toml → proposer.name",
             fix=f"use one of: auto, {', '.join(sorted(eps))} (or install the plugin that provides it)",
         )
-    cls = eps[name].load()
+    where = f"entry point {name!r} = {eps[name].value!r} (group {GROUP})"
+    try:
+        cls = eps[name].load()
+    except Exception as exc:  # noqa: BLE001 - any error in a plugin's module is the plugin's
+        raise ConfigError(f"cannot load proposer {name!r}: {_said(exc)}", where=where,
+                          fix="fix or reinstall the plugin that provides it, or choose another "
+                              "proposer in autoresearch.toml → proposer.name") from None
     if not (isinstance(cls, type) and issubclass(cls, Proposer)):
+        raise ConfigError(f"entry point {name!r} ({eps[name].value}) is not a Proposer subclass",
+                          where=f"entry-point group {GROUP}")
+    if name in BUILTIN:
+        return cls(config, config.proposer.options), why
+    check_options(name, config.proposer.options, cls.known_options)
+    return _started(cls, name, config), why
+
+
+def _said(exc: BaseException) -> str:
+    """An exception as one line: its type, and for a syntax error the file and line."""
+    if isinstance(exc, SyntaxError) and exc.filename:
+        return f"SyntaxError: {exc.msg} ({exc.filename}, line {exc.lineno})"
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _started(cls: type[Proposer], name: str, config: Config) -> Proposer:
+    """A plugin's proposer made from the config: an error in its constructor is the plugin's,
+    told as such, not a traceback (one it raises as a ConfigError is told as it wrote it)."""
+    try:
+        return cls(config, config.proposer.options)
+    except ConfigError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any error in a plugin's constructor
         raise ConfigError(
-            f"entry point {name!r} ({eps[name].value}) is not a Proposer subclass",
-            where=f"entry-point group {GROUP}",
-        )
-    if name not in BUILTIN:
-        check_options(name, config.proposer.options, cls.known_options)
-    return cls(config, config.proposer.options), why
+            f"proposer {name!r} failed to start: {_said(exc)}",
+            where=f"{cls.__module__}.{cls.__qualname__}(config, options), from "
+                  "autoresearch.toml → proposer.name and the [proposer] options",
+            fix="check the options in [proposer] against what the plugin expects, or fix the "
+                "plugin",
+        ) from None
 
 
 def _from_import_path(spec: str) -> type[Proposer]:
     """`package.module:ClassName`: a proposer used without packaging it as a plugin."""
     module_name, _, attr = spec.partition(":")
+    where = "autoresearch.toml → proposer.name"
+    if not module_name or not attr:
+        raise ConfigError(f"proposer {spec!r} names no {'module' if not module_name else 'class'}",
+                          where=where, fix='write it as "package.module:ClassName"')
     try:
         module = importlib.import_module(module_name)
         cls = getattr(module, attr)
     except (ImportError, AttributeError) as exc:
         raise ConfigError(
-            f"cannot load proposer {spec!r}: {exc}",
-            where="autoresearch.toml → proposer.name",
+            f"cannot load proposer {spec!r}: {exc}", where=where,
             fix="check the module is importable (PYTHONPATH) and the class name is right",
         ) from None
+    except Exception as exc:  # noqa: BLE001 - any error while its module runs is the plugin's
+        raise ConfigError(f"cannot load proposer {spec!r}: importing {module_name} failed with "
+                          f"{_said(exc)}", where=where,
+                          fix=f"fix the error in {module_name}, or choose another proposer") from None
     if not (isinstance(cls, type) and issubclass(cls, Proposer)):
-        raise ConfigError(f"{spec!r} is not a Proposer subclass",
-                          where="autoresearch.toml → proposer.name")
+        raise ConfigError(f"{spec!r} is not a Proposer subclass", where=where)
     return cls
