@@ -114,7 +114,8 @@ def test_pairs_whose_shared_seed_cancels_the_noise_are_not_called_identical_runs
                       interval=paired_interval(pairs, "minimize"), failures=[])
     said = shared.describe("score")
     assert ("best vs baseline +15 score in every pair; the runs varied, but each pair's two runs "
-            "shared a seed and the noise it drew cancelled") in said, said
+            "shared a seed and the noise it drew cancelled in their difference, so the pairs "
+            "cannot show how far the gain would move under noise that does not cancel") in said, said
     assert "identical" not in said and "[+15, +15]" not in said
     assert shared.data()["low"] == shared.data()["high"] == shared.data()["estimate"]
     # Runs that were the same every time: a fixed seed hides the noise, and the fix is said.

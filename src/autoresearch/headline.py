@@ -100,7 +100,7 @@ def why_no_spread(pairs: Sequence[tuple[float, float]], *, shared: str = "each p
     if runs_varied(pairs):
         return (f"the runs varied, but {shared} shared a seed and the noise it drew cancelled in "
                 f"their difference, so {measured} cannot show how far the {what} would move "
-                "under noise that does not")
+                "under noise that does not cancel")
     return ("the runs were identical, so the noise is hidden, not zero (make the target draw "
             "its randomness from the seed each run is given: {seed}, or AUTORESEARCH_SEED)")
 

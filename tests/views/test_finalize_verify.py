@@ -285,7 +285,7 @@ def test_rounds_whose_shared_seed_cancels_say_so_instead_of_hidden_noise(tmp_pat
     assert "σ = 0" not in said, said
     assert (f"{a_only}: +1 in each of its 3 rounds: the runs varied, but each round's base and "
             "branch runs shared a seed and the noise it drew cancelled in their difference, so "
-            "the rounds cannot show how far the effect would move under noise that does not; "
+            "the rounds cannot show how far the effect would move under noise that does not cancel; "
             "the effect is exact for these seeds") in said, said
     assert f"{b_only}: +0.5 in each of its 3 rounds: the runs varied" in said, said
     sigma = float(said.split("noise: σ of the base's 3 fresh run(s) = ", 1)[1].split()[0])
