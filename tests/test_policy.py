@@ -81,6 +81,19 @@ def test_pairs_that_differ_only_in_their_last_printed_digit_have_no_spread() -> 
     assert not counts.zero_noise and counts.low < counts.estimate < counts.high
 
 
+def test_noise_the_size_of_the_last_printed_digit_is_not_taken_for_rounding() -> None:
+    # A loss printed to 3 decimals with independent noise of about 0.001 in each run: the
+    # differences move by a digit or two because the runs do, not because a shared seed's noise
+    # cancelled. A tester's session showed "+0.001625 in every pair" (a value no pair had) and
+    # "the noise it drew cancelled" from these pairs.
+    coarse = [(0.999, 1.0), (0.999, 1.0), (0.999, 1.001), (0.999, 1.0), (0.997, 1.0),
+              (0.997, 1.0), (0.999, 1.0), (0.998, 0.999)]
+    shown = paired_interval(coarse, "minimize")
+    assert not shown.zero_noise
+    assert shown.low == pytest.approx(0.00086, abs=1e-5)
+    assert shown.high == pytest.approx(0.00239, abs=1e-5)
+
+
 def test_headline_pairs_grow_as_the_claim_shrinks_relative_to_the_noise() -> None:
     from autoresearch.policy import headline_pairs
 

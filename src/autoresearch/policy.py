@@ -168,6 +168,29 @@ def printed_step(values: Sequence[float]) -> float:
     return 10.0 ** -decimals if decimals >= 3 else 0.0
 
 
+# How much more the runs must vary than the last printed digit for a difference that moves by
+# that digit alone to be noise cancelled within each pair rather than noise of the digit's size.
+_CANCELLED = 10
+
+
+def _same_difference(pairs: Sequence[tuple[float, float]], diffs: Sequence[float]) -> bool:
+    """Every pair gave the same difference but for rounding: float rounding (0.1701 and
+    0.17010000000000003), or the last printed digit when the runs themselves varied far more
+    than it (a score printed to 6 decimals, each pair's two runs sharing a seed whose noise
+    cancels in their difference). Runs that vary by about that digit (a loss printed to 3
+    decimals with noise of 0.001) are noise of the digit's size, not a cancelled one: their
+    differences get a t interval like any other."""
+    values = [v for pair in pairs for v in pair if math.isfinite(v)]
+    spread, float_rounding = max(diffs) - min(diffs), _ROUNDING * max(abs(v) for v in values)
+    if spread <= float_rounding:
+        return True
+    step = printed_step(values)
+    if step == 0.0 or spread > 2 * step + float_rounding:
+        return False
+    arms = [[p[i] for p in pairs if math.isfinite(p[0]) and math.isfinite(p[1])] for i in (0, 1)]
+    return max(max(arm) - min(arm) for arm in arms) >= _CANCELLED * 2 * step
+
+
 def paired_interval(pairs: Sequence[tuple[float, float]], direction: str,
                     confidence: float = 0.95) -> Interval:
     """Improvement of `a` over `b` from interleaved (a, b) pairs: a t interval on the differences.
@@ -181,14 +204,9 @@ def paired_interval(pairs: Sequence[tuple[float, float]], direction: str,
     mean = fmean(diffs)
     if len(diffs) < 2:
         return Interval(mean, -math.inf, math.inf, len(diffs), confidence)
-    values = [v for pair in pairs for v in pair if math.isfinite(v)]
-    rounding = _ROUNDING * max(abs(v) for v in values) + 2 * printed_step(values)
-    if max(diffs) - min(diffs) <= rounding:
-        # The same difference in every pair but for float rounding (0.1701 and
-        # 0.17010000000000003), or for the last printed digit (a score printed to 6 decimals,
-        # each pair's two runs sharing a seed whose noise cancels): an interval of rounding
-        # error would claim a width nothing measured, so it is the zero-width one
-        # `Interval.zero_noise` flags.
+    if _same_difference(pairs, diffs):
+        # An interval of rounding error would claim a width nothing measured, so it is the
+        # zero-width one `Interval.zero_noise` flags.
         return Interval(mean, mean, mean, len(diffs), confidence)
     se = stdev(diffs) / math.sqrt(len(diffs))
     half = t_quantile(0.5 + confidence / 2, len(diffs) - 1) * se
