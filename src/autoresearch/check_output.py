@@ -81,8 +81,9 @@ def _mixed_units(name: str, units: list[str | None]) -> str:
             "rather than a wrong number")
 
 
-def suggest_metric(config: Config, console: Console, text: str) -> None:
-    """The numbers the output printed last, and the [metric] lines that read the likeliest."""
+def suggest_metric(config: Config, console: Console, text: str, log: str) -> None:
+    """The numbers the output printed last, and the [metric] lines that read the likeliest;
+    `log` is where the whole output is kept, as the user can open it from where they stand."""
     found = candidates(text)
     if not found:
         return
@@ -98,8 +99,8 @@ def suggest_metric(config: Config, console: Console, text: str) -> None:
                   "in autoresearch.toml:")
     for line in best.toml_lines():
         console.print(f"    {escape(line)}", soft_wrap=True)  # copied as is: never wrapped
-    console.print("  (the whole output is in .autoresearch/check.log: `autoresearch init "
-                  "--from-log` reads it too)")
+    console.print(f"  (the whole output is in {escape(log)}: `autoresearch init "
+                  "--from-log` reads it too)", soft_wrap=True)
 
 
 def _printed_in_another_unit(config: Config, best: Candidate, console: Console) -> bool:

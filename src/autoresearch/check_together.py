@@ -29,7 +29,7 @@ from autoresearch.executor import Measurement, RunRequest, make_executor
 from autoresearch.process_tree import owned_prefix, owner_gone
 from autoresearch.runner import log_tail
 from autoresearch.slots import SLOT_ENV, Resources
-from autoresearch.state import keep_in_state
+from autoresearch.state import keep_in_state, path_for_user
 
 
 def run_together(root: Path, config: Config, shares: Sequence[Resources], alone: Measurement,
@@ -91,7 +91,7 @@ def _verdict(root: Path, metric: str, done: Sequence[Measurement], shares: Seque
         console.print(f"    slot-{slot}'s output ends:")
         console.print(escape(log_tail(first.log_path, 1200)), style="dim")
         console.print("    the whole output: "
-                      f"{keep_in_state(root, first.log_path, 'check-slot.log')}")
+                      f"{path_for_user(keep_in_state(root, first.log_path, 'check-slot.log'), root)}")
     console.print(
         "[yellow]→[/] its runs share something outside their worktrees: a fixed port, a lock "
         "file, a scratch or output path. Give each run its own, derived from "

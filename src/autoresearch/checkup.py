@@ -55,7 +55,7 @@ from autoresearch.readiness import (
 )
 from autoresearch.runner import log_tail
 from autoresearch.slots import contention, plan_resources, unknown_gpus
-from autoresearch.state import StatePaths, default_tag, keep_in_state
+from autoresearch.state import StatePaths, default_tag, keep_in_state, path_for_user
 from autoresearch.statuses import happened
 from autoresearch.verify_targets import failure_hints, unguarded_evaluation
 
@@ -186,7 +186,7 @@ def _check_ledger(root: Path, console: Console) -> list[str]:
         tags = [s.tag for s in ledger.sessions()]
     finally:
         ledger.close()
-    console.print(f"[green]✓[/] ledger {escape(str(path.relative_to(root)))} is sound"
+    console.print(f"[green]✓[/] ledger {escape(path_for_user(path, root))} is sound"
                   + (f": {len(tags)} session(s), latest {escape(tags[-1])}" if tags else ""))
     return []
 
@@ -297,8 +297,8 @@ def _dry_run(root: Path, config: Config, console: Console, reported: list[str]) 
                 problems.append(f"the verify command {happened(status)}: {reason}")
                 console.print(f"[red]✗[/] verify command {status}: {escape(reason)}")
                 console.print(Text(log_tail(log, 2000), style="dim"))
-                console.print(f"    the whole output: {kept}")
-                _explain_failure(root, config, console, text, worktree,
+                console.print(f"    the whole output: {path_for_user(kept, root)}", soft_wrap=True)
+                _explain_failure(root, config, console, text, worktree, kept,
                                  metrics if m.exit_code == 0 else None,
                                  node_python=_node_python(executor, remote))
             else:
@@ -352,8 +352,18 @@ def _node_python(executor: object, remote: object) -> str | None:
     return found if isinstance(found, str) else None
 
 
+def _commit_command(root: Path, missing: str) -> str:
+    """The git command that commits `missing` (relative to the repository `root`) typed where
+    the user stands: git reads a path relative to the working directory."""
+    here = path_for_user(Path(missing), root)
+    if Path(here).is_absolute():  # outside the repository: git must be told which one
+        where = shlex.quote(str(root))
+        return f"git -C {where} add {shlex.quote(missing)} && git -C {where} commit"
+    return f"git add {shlex.quote(here)} && git commit"
+
+
 def _explain_failure(root: Path, config: Config, console: Console, text: str, worktree: Path,
-                     metrics: dict[str, float] | None, *,
+                     kept: Path, metrics: dict[str, float] | None, *,
                      node_python: str | None = None) -> None:
     """Say what to change when the failure has a known cause: data the worktree lacks, or a
     metric printed in a shape the config does not read (`metrics` when the command exited 0:
@@ -365,7 +375,7 @@ def _explain_failure(root: Path, config: Config, console: Console, text: str, wo
         console.print(
             f"[yellow]→[/] the command failed on {escape(hint.missing)}: your checkout has it, "
             "but it is not committed, and experiments run in worktrees made from the commit. "
-            f"Commit it: git add {escape(shlex.quote(hint.missing))} && git commit (if it is "
+            f"Commit it: {escape(_commit_command(root, hint.missing))} (if it is "
             "data to keep out of git instead, add it to .gitignore, commit that, and share it "
             "with every worktree: under \\[verify] in autoresearch.toml, add "
             f"{escape(hint.line)})", soft_wrap=True)
@@ -385,6 +395,6 @@ def _explain_failure(root: Path, config: Config, console: Console, text: str, wo
         console.print("    " + escape(format_metric_help(
             metric.format, metric.name, metric.patterns.get(metric.name))).replace(
                 "expected", f"{metric.format} format: expected", 1))
-        suggest_metric(config, console, text)
+        suggest_metric(config, console, text, path_for_user(kept, root))
 
 

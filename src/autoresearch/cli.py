@@ -23,7 +23,7 @@ from autoresearch.errors import (
     LedgerEmptyError,
 )
 from autoresearch.gitops import repo_root
-from autoresearch.state import StatePaths, default_tag, validate_tag
+from autoresearch.state import StatePaths, default_tag, path_for_user, validate_tag
 from autoresearch.stop_signals import OUTPUT_CLOSED_EXIT, OutputClosed, QuietOnClosedPipe
 from autoresearch.user_errors import user_error
 from autoresearch.views.safe_console import SafeConsole
@@ -255,7 +255,7 @@ def run_session(root: Path, tag: str | None, iterations: int | None,
         console.print(f"[{style}]stopped: {escape(reason)}[/]")
         _print_summary(root, tag_)
         kept = session.history.incumbent is not None and session.history.incumbent.kind != "baseline"
-        console.print(f"results: {session.paths.results_tsv.relative_to(root)}; " + (
+        console.print(f"results: {path_for_user(session.paths.results_tsv, root)}; " + (
             f"best commit on branch {session.paths.branch}" if kept else
             f"nothing kept yet: the branch {session.paths.branch} is at the base"))
     return exit_code

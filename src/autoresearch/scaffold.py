@@ -210,6 +210,15 @@ def _protected_sentence(a: Answers) -> str:
     return ""
 
 
+def _command_comment(command: str | None) -> str:
+    """The comment beside `[verify] command`: what its `{python}` stands for when it has one;
+    otherwise how it is run (a comment on `{python}` beside `make -s bench` explained nothing
+    the line holds)."""
+    if "{python}" in (command or ""):
+        return "# {python} = the interpreter running autoresearch"
+    return "# run by /bin/sh from the repository root ({python} names autoresearch's interpreter)"
+
+
 def render_config(a: Answers) -> str:
     q = json.dumps  # TOML basic strings share JSON's escaping for what we write here
     return f"""# autoresearch.toml — the mechanical contract of this research project.
@@ -221,7 +230,7 @@ scope = {q(a.scope)}
 protected = {q(a.protected)}
 
 [verify]
-command = {q(a.command)}     # {{python}} = the interpreter running autoresearch
+command = {q(a.command)}     {_command_comment(a.command)}
 budget_seconds = {a.budget:g}             # exported as AUTORESEARCH_TIME_BUDGET
 # timeout_seconds = {2 * (a.budget or 0) + 60:g}          # hard kill; default: sized from the baseline's runs
 

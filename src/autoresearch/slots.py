@@ -26,7 +26,7 @@ from autoresearch import gitops
 from autoresearch.config import RunConfig
 from autoresearch.resources import ThreadPlan, thread_env
 from autoresearch.shared_paths import SharedData
-from autoresearch.state import SessionLock, StatePaths
+from autoresearch.state import SessionLock, StatePaths, path_for_user
 
 SLOT_ENV = "AUTORESEARCH_SLOT"
 
@@ -297,11 +297,11 @@ def remove_finished_slots(repo: Path, tag: str, held: SessionLock | None = None)
     pid = None if held is not None and held.held() else SessionLock(paths.lock).live_holder()
     if pid is not None:
         return (f"session {tag} is running (process {pid}): its worktree slots under "
-                f"{outer.relative_to(repo)} stay")
+                f"{path_for_user(outer, repo)} stay")
     slots = [outer] if (outer / ".git").exists() else sorted(
         child for child in outer.iterdir() if (child / ".git").exists())
     for slot in slots:
         gitops.remove_worktree(repo, slot)
     shutil.rmtree(outer, ignore_errors=True)
     return (f"removed the session's {len(slots)} worktree slot(s) under "
-            f"{outer.relative_to(repo)} (a later `autoresearch run --tag {tag}` makes them again)")
+            f"{path_for_user(outer, repo)} (a later `autoresearch run --tag {tag}` makes them again)")

@@ -108,7 +108,8 @@ class StatePaths:
 
 def keep_in_state(root: Path, log: Path, name: str) -> Path:
     """Copy a run's output (empty when it wrote none) to `.autoresearch/<name>`, where it
-    outlives the temporary directory it was written in; its path relative to `root`."""
+    outlives the temporary directory it was written in; the copy's path (print it with
+    `path_for_user`)."""
     state = root / STATE_DIR
     ensure_state_dir(state)
     kept = state / name
@@ -116,7 +117,22 @@ def keep_in_state(root: Path, log: Path, name: str) -> Path:
         shutil.copyfile(log, kept)
     else:
         kept.write_text("")
-    return kept.relative_to(root)
+    return kept
+
+
+def path_for_user(path: Path, root: Path) -> str:
+    """`path` (absolute, or relative to the repository `root`) as a path that works where the
+    user stands: relative to the working directory when that is inside the repository (from a
+    subdirectory, `../.autoresearch/check.log`), absolute otherwise (`--repo` from elsewhere).
+    A path relative to the root alone would name nothing from a subdirectory."""
+    full = path if path.is_absolute() else root / path
+    try:
+        here = Path.cwd().resolve()
+    except OSError:  # the working directory was removed: only an absolute path still works
+        return str(full)
+    if here.is_relative_to(root.resolve()):
+        return os.path.relpath(full.resolve(), here)
+    return str(full)
 
 
 def ensure_state_dir(state_dir: Path) -> None:

@@ -71,7 +71,7 @@ def test_a_branch_is_named_for_the_values_it_sets_not_those_it_replaced(tmp_path
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert git(repo, "for-each-ref", "--format=%(refname:short)",
                "refs/heads/autoresearch-final/").split() == [
-        "autoresearch-final/t/01-tune-a-1-0", "autoresearch-final/t/02-tune-b-0-5-a-1-0"]
+        "autoresearch-final/t/01-a-1.0", "autoresearch-final/t/02-b-0.5"]
 
 
 def _said(proc: subprocess.CompletedProcess[str]) -> str:

@@ -20,7 +20,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import os
+import re
 import threading
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -145,11 +147,43 @@ class _Source:
             self._ledger = None
 
 
+class _BadQuery(ValueError):
+    """A query parameter of /api/session that cannot be read: what is wrong, what it got, what
+    it expects, and how to fix it (answered with 400)."""
+
+    def __init__(self, name: str, raw: str, expected: str, fix: str) -> None:
+        super().__init__(f"{name}={raw!r} is not {expected}")
+        self.name, self.fix = name, fix
+
+    def response(self) -> JSONResponse:
+        return JSONResponse({"error": str(self), "where": f"the query parameter {self.name}",
+                             "fix": self.fix}, status_code=400, headers=_NO_STORE)
+
+
+def _since(raw: str | None) -> int:
+    """The stamp of the page's last answer (0, or none: everything)."""
+    if not raw:
+        return 0
+    # Digits only: int() also takes "-3", " 3" and "1_000", none of which a page sends.
+    if re.fullmatch(r"[0-9]+", raw) is None:
+        raise _BadQuery("since", raw, "a stamp: expected a whole number of 0 or more",
+                        "send the `stamp` of the last /api/session answer, or leave since out "
+                        "to get everything")
+    return int(raw)
+
+
 def _range(raw: str | None) -> tuple[float, float] | None:
     """The chart range the page drew with: "lo,hi", or nothing when everything fit."""
     if not raw:
         return None
-    lo, hi = (float(v) for v in raw.split(","))
+    try:
+        lo, hi = (float(v) for v in raw.split(","))
+    except ValueError:  # not two values, or one that is no number
+        lo = hi = math.nan
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise _BadQuery("range", raw, "a chart range: expected two finite numbers lo,hi",
+                        "send the y range the chart was drawn with, e.g. range=-1.5,2, or "
+                        "leave range out")
     return lo, hi
 
 
@@ -190,11 +224,10 @@ def create_app(
     def session(request: Request) -> Response:
         params = request.query_params
         try:
-            since = int(params.get("since") or 0)
+            since = _since(params.get("since"))
             client_range = _range(params.get("range"))
-        except ValueError:
-            return JSONResponse({"error": "since must be a version number and range two numbers"},
-                                status_code=400, headers=_NO_STORE)
+        except _BadQuery as bad:
+            return bad.response()
         try:
             ledger = source.ledger()
             generation = source.generation

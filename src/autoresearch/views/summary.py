@@ -102,6 +102,9 @@ class SessionSummary:
     verified_low: float | None = None
     verified_high: float | None = None
     verified_pairs: int = 0
+    # The status of the baseline attempt `baseline_id` names: why there is no baseline figure
+    # yet (still running, interrupted, or failed).
+    baseline_status: str | None = None
 
 
 @dataclass(frozen=True)
@@ -257,6 +260,7 @@ def compose_view(ledger: Ledger, session: SessionRow, rows: Sequence[ExperimentV
         elapsed_s=elapsed, active_s=active, live=live, process_gone=claims_live and not live,
         experiments_per_hour=per_hour, counts=counts,
         baseline=baseline, baseline_id=base_row.id if base_row else None,
+        baseline_status=base_row.status if base_row else None,
         best=best, best_id=best_row.id if best_row else None,
         best_hypothesis=best_row.hypothesis if best_row else "",
         improvement=improvement,

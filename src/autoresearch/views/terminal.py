@@ -28,6 +28,7 @@ from autoresearch.views.bounded_text import bounded
 from autoresearch.views.confidence import Confidence
 from autoresearch.views.detail import experiment_detail
 from autoresearch.views.format import (
+    OPEN_STATUSES,
     fmt_counts,
     fmt_duration,
     fmt_experiments,
@@ -94,7 +95,7 @@ def summary_rows(s: SessionSummary) -> list[tuple[str, str]]:
         rows.append(("baseline", f"{metric} = {fmt_value(s.baseline)} "
                      f"({s.baseline_runs} run{'s' * (s.baseline_runs != 1)})"))
     elif s.baseline_id is not None:
-        rows.append(("baseline", f"not measured yet ({s.baseline_id} did not pass)"))
+        rows.append(("baseline", f"not measured yet ({s.baseline_id} {_baseline_attempt(s)})"))
     if s.best is not None and s.best_id is not None and s.best_id != s.baseline_id:
         rows.append(("best", f"{metric} = {fmt_value(s.best)} at {s.best_id}: "
                      f"{escape(bounded(s.best_hypothesis.splitlines()[0], s.best_id) if s.best_hypothesis else '')}"))
@@ -110,6 +111,19 @@ def summary_rows(s: SessionSummary) -> list[tuple[str, str]]:
         rows.append(("verified", "not yet: `autoresearch report --verify` re-measures best vs "
                      "baseline in interleaved pairs"))
     return rows
+
+
+def _baseline_attempt(s: SessionSummary) -> str:
+    """What became of the baseline attempt that has no figure, as the ledger has it: "did not
+    pass" only when it ended failing, never while it runs or after it was cut short."""
+    if s.baseline_status in OPEN_STATUSES:
+        if s.live:
+            return "is still running"
+        # The ledger says running, but no process holds the session: killed, machine rebooted.
+        return "was left open by a process that died; a resume runs it again"
+    if s.baseline_status == "interrupted":
+        return "was interrupted; a resume runs it again"
+    return "did not pass"
 
 
 def render_summary(view: SessionView, console: Console) -> None:
