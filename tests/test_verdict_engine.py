@@ -124,6 +124,12 @@ def test_declaring_the_target_deterministic_keeps_what_is_better(toy_repo: Path)
     assert result.returncode == 0, result.stdout + result.stderr
     [(status, reason)] = verdicts(toy_repo)
     assert status == "keep" and "deterministic target (declared)" in str(reason)
+    # The headline's identical pairs and the σ of 0 are what the user declared, not hidden
+    # noise to be fixed with a seed (a tester saw both told to seed the target).
+    shown = run_cli(toy_repo, "status", "--tag", "t", env={"COLUMNS": "300"})
+    said = " ".join(shown.stdout.split())
+    assert "in every pair; the runs were identical, as a deterministic target's are" in said, said
+    assert "σ = 0: deterministic" in said and "hidden" not in said and "{seed}" not in said
 
 
 def null_session(tmp_path: Path, score: str, config: str, candidates: int) -> Path:

@@ -49,7 +49,9 @@ class Headline:
     interval: Interval | None  # None when no pair could be measured
     failures: list[str]
 
-    def describe(self, metric: str) -> str:
+    def describe(self, metric: str, *, deterministic: bool = False) -> str:
+        """The headline in one sentence; `deterministic`: the config declares identical
+        repeats the truth (`[decision] deterministic`), so identical pairs are not hidden noise."""
         iv = self.interval
         if iv is None:
             return f"headline not verified: {'; '.join(self.failures) or 'no pair measured'}"
@@ -62,7 +64,8 @@ class Headline:
                  if iv.high < 0 else "")
         if iv.zero_noise:
             return (f"headline re-measured over {iv.pairs} pairs: best vs baseline "
-                    f"{iv.estimate:+.4g} {metric} in every pair; {why_no_spread(self.pairs)}" + worse)
+                    f"{iv.estimate:+.4g} {metric} in every pair; "
+                    f"{why_no_spread(self.pairs, deterministic=deterministic)}" + worse)
         span = ("" if not math.isfinite(iv.low) else
                 f" [{iv.low:+.4g}, {iv.high:+.4g}] at {iv.confidence:.0%}")
         covers = " (covers 0: not shown to be better)" if iv.covers(0.0) else ""
@@ -93,14 +96,19 @@ def runs_varied(pairs: Sequence[tuple[float, float]]) -> bool:
 
 
 def why_no_spread(pairs: Sequence[tuple[float, float]], *, shared: str = "each pair's two runs",
-                  measured: str = "the pairs", what: str = "gain") -> str:
-    """Why every pair gave the same difference: identical runs (a fixed seed hides the noise)
-    or runs that varied together (the pair's shared seed drew the same noise for both).
-    `finalize --verify` says it of its rounds: `shared`, `measured` and `what` name them."""
+                  measured: str = "the pairs", what: str = "gain",
+                  deterministic: bool = False) -> str:
+    """Why every pair gave the same difference: identical runs (a fixed seed hides the noise,
+    unless the config declares the target deterministic) or runs that varied together (the
+    pair's shared seed drew the same noise for both). `finalize --verify` says it of its rounds:
+    `shared`, `measured` and `what` name them."""
     if runs_varied(pairs):
         return (f"the runs varied, but {shared} shared a seed and the noise it drew cancelled in "
                 f"their difference, so {measured} cannot show how far the {what} would move "
                 "under noise that does not cancel")
+    if deterministic:
+        return ("the runs were identical, as a deterministic target's are ([decision] "
+                "deterministic = true declares them the truth)")
     return ("the runs were identical, so the noise is hidden, not zero (make the target draw "
             "its randomness from the seed each run is given: {seed}, or AUTORESEARCH_SEED)")
 
@@ -204,7 +212,9 @@ def record(s: Session, best: ExperimentRow, pairs: Sequence[tuple[float, float]]
                 if pairs else None)
     headline = Headline(best.id, best.commit_sha or "", s.row.base_commit, list(pairs),
                         interval, failures)
-    s.event("headline", headline.describe(s.config.metric.name), best.id, data=headline.data())
+    s.event("headline", headline.describe(s.config.metric.name,
+                                          deterministic=s.config.decision.deterministic),
+            best.id, data=headline.data())
     return headline
 
 

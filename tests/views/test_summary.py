@@ -192,9 +192,10 @@ def test_real_session_view(real_repo: Path) -> None:
     measured = [e for e in exps if e.objective is not None]
     assert len(view.chart.points) == len(measured)
     assert view.summary.baseline == pytest.approx(16.0)  # (3 - 7)², deterministic
-    # Deterministic target: identical baseline repeats, σ = 0: hidden noise, no ratio claimed.
+    # A target declared deterministic: identical baseline repeats are its truth (σ = 0), not
+    # hidden noise; no ratio is claimed either way.
     assert view.summary.noise == 0.0
-    assert (view.confidence.level, view.confidence.label) == ("unknown", "σ = 0: hidden")
+    assert (view.confidence.level, view.confidence.label) == ("unknown", "σ = 0: deterministic")
     json.dumps(view_to_json(view), allow_nan=False)  # strict JSON, no NaN
 
 

@@ -108,7 +108,8 @@ NOTHING_TO_COMPARE = "nothing to compare yet"
 
 
 def confidence(improvement: float | None, floor: NoiseFloor, metric: str,
-               verified: Interval | None = None, *, compared: bool = True) -> Confidence:
+               verified: Interval | None = None, *, compared: bool = True,
+               deterministic: bool = False) -> Confidence:
     """Colour thresholds: ≥ 2σ green, 1–2σ yellow, < 1σ red, on the number the label shows;
     with a verified headline, on its re-measured gain, and never green while its interval
     covers 0. `compared` False: nothing was kept, so there is no figure (a best that is the
@@ -147,6 +148,12 @@ def confidence(improvement: float | None, floor: NoiseFloor, metric: str,
                     "grade). " + sentence)
     if sigma is None or not math.isfinite(sigma) or sigma < 0:
         return make(None, "unknown", "σ unknown", sentence + " " + meaning + _SCALE)
+    if sigma == 0 and deterministic:
+        return make(None, "unknown", "σ = 0: deterministic",
+                    "The repeated runs gave identical values (σ = 0), as the config declares "
+                    "they do ([decision] deterministic = true: identical repeats are the truth), "
+                    "so there is no noise to measure the improvement against and no ratio is "
+                    "shown. " + meaning + _SCALE)
     if sigma == 0:
         # Identical repeats: a deterministic target (a fixed seed). Its noise is hidden, not
         # absent: a ratio over σ = 0 ("∞σ") would claim certainty nothing measured.

@@ -247,6 +247,7 @@ def compose_view(ledger: Ledger, session: SessionRow, rows: Sequence[ExperimentV
     per_hour = finished / (active / 3600.0) if active >= 1.0 and finished else None
 
     limits: Mapping[str, Any] = session.config.get("limits") or {}
+    deterministic = bool((session.config.get("decision") or {}).get("deterministic"))
     spend = session_spend(ledger, session.id, price_per_hour(limits), until)
     verified = latest_headline(ledger, session.id)
     best_commit = best_row.commit_sha if best_row else None
@@ -275,13 +276,14 @@ def compose_view(ledger: Ledger, session: SessionRow, rows: Sequence[ExperimentV
         headline_off=(session.config.get("decision") or {}).get("headline_pairs") == 0,
         max_usd=limits.get("max_usd"), max_hours=limits.get("max_hours"),
         max_experiments=limits.get("max_experiments"),
-        verified=verified.describe(metric) if verified else None,
+        verified=verified.describe(metric, deterministic=deterministic) if verified else None,
         verified_improvement=interval.estimate if interval else None,
         verified_low=interval.low if interval else None,
         verified_high=interval.high if interval else None,
         verified_pairs=interval.pairs if interval else 0,
     )
-    conf = confidence(improvement, floor, metric, interval, compared=bool(kept))
+    conf = confidence(improvement, floor, metric, interval, compared=bool(kept),
+                      deterministic=deterministic)
     return SessionView(summary, chart, conf, rows)
 
 
