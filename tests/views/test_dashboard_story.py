@@ -118,6 +118,19 @@ def test_a_best_that_did_not_reproduce_is_said_so_and_not_called_better(
     assert result.returncode == 0, result.stdout + result.stderr
     status = status_of(toy_repo)
     assert "worse than the baseline when re-measured" in status  # the premise
+    # status takes back the runs' "% better" as the card does: the figure is the selecting
+    # runs', said so, with why it does not stand.
+    assert "on the runs that kept it (Δ score -" in status, status
+    assert "; worse than the baseline when re-measured verified" in status, status
+    assert "% better" not in status and "better than the baseline" not in status, status
+    report = run_cli(toy_repo, "report", "--tag", "t", "--out", str(tmp_path / "report"))
+    assert report.returncode == 0, report.stdout + report.stderr
+    md = (tmp_path / "report" / "report.md").read_text()
+    [line] = [ln for ln in md.splitlines() if ln.startswith("- **Improvement:**")]
+    assert "on the runs that kept it" in line and "worse than the baseline when re-measured" \
+        in line and "better" not in line, line
+    html = (tmp_path / "report" / "report.html").read_text()
+    assert "% better" not in html
     with serve(toy_repo) as url:
         page.goto(url + "/")
         shows_experiments(page, 2)

@@ -113,7 +113,9 @@ def render_html(data: ReportData, png: bytes) -> str:
     spend_sub = f"of ${s.max_usd:.2f} budget" if s.max_usd is not None else "no spending limit"
     if s.compute_usd is not None:
         spend_sub += f" · {s.spend}"
-    pct = "" if s.improvement_pct is None else (
+    # A verified headline that did not bear the gain out takes back the "% better" (as the
+    # dashboard does).
+    pct = "" if s.improvement_pct is None or s.doubt is not None else (
         f" · {abs(s.improvement_pct):.3g}% {'better' if s.improvement_pct >= 0 else 'worse'}")
     parts = [
         HTML_HEAD,  # what says report wrote it (report.writing)

@@ -40,7 +40,7 @@ def render_markdown(data: ReportData, png_name: str = "progress.png") -> str:
         f"- **Best:** {fmt_value(s.best)} {arrow} (baseline {fmt_value(s.baseline)} over "
         f"{s.baseline_runs} runs)",
         f"- **Improvement:** "
-        f"{literal(fmt_improvement(s.improvement, s.improvement_pct, s.best_delta, s.metric))}",
+        f"{literal(fmt_improvement(s.improvement, s.improvement_pct, s.best_delta, s.metric, s.doubt))}",
         f"- **Confidence:** {conf.label} — {NOTHING_KEPT}" if not conf.compared else
         f"- **Confidence:** {conf.label} ({conf.level}) — improvement "
         f"{fmt_signed(conf.improvement)} ÷ σ {fmt_value(conf.noise, 3)}"

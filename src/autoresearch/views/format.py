@@ -89,13 +89,35 @@ def fmt_experiments(counts: dict[str, int]) -> str:
     return f"{total} {noun} ({fmt_composition(counts)})"
 
 
+def headline_doubt(verified_pairs: int, estimate: float | None, low: float | None,
+                   high: float | None) -> str | None:
+    """Why the session's own "% better" does not stand, when its verified headline (best vs
+    baseline re-measured in pairs) did not show the best to be better; None when it did, or
+    there is none. The dashboard's twin is `doubted` in app.js (verifiedHeadline's verdict)."""
+    if verified_pairs < 1 or estimate is None:
+        return None
+    low = -math.inf if low is None else low  # one pair: an unbounded interval
+    high = math.inf if high is None else high
+    if high < 0:
+        return "worse than the baseline when re-measured"
+    if low <= 0 <= high:
+        return "not shown to be better when re-measured (its interval covers 0)"
+    return None
+
+
 def fmt_improvement(improvement: float | None, pct: float | None, delta: float | None,
-                    metric: str) -> str:
+                    metric: str, doubt: str | None = None) -> str:
     """ "+0.0123 (+0.86%) better than the baseline (Δ val_bpb −0.0123)": positive is better
-    whatever the direction, with the metric's own change beside it. The dashboard's twin is
-    improvementText in app.js."""
+    whatever the direction, with the metric's own change beside it. With `doubt` (the verified
+    headline did not bear it out: `headline_doubt`) it is the selecting runs' figure, said as
+    such, without "% better". The dashboard's twin is improvementText in app.js."""
     if improvement is None or not math.isfinite(improvement):
         return "—"
+    if doubt is not None:
+        text = f"{fmt_signed(improvement)} on the runs that kept it"
+        if delta is not None and math.isfinite(delta):
+            text += f" (Δ {metric} {fmt_signed(delta)})"
+        return f"{text}; {doubt}"
     word = "better" if improvement > 0 else "worse" if improvement < 0 else "no change"
     text = fmt_signed(improvement)
     if pct is not None and math.isfinite(pct):

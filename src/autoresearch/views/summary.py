@@ -27,7 +27,7 @@ from autoresearch.state import SessionLock, StatePaths
 from autoresearch.views.chart import KEPT, ChartData, ChartPoint, build_chart, short_label
 from autoresearch.views.confidence import Confidence, Level, confidence
 from autoresearch.views.experiment import ExperimentView, experiment_view, finite
-from autoresearch.views.format import count_key
+from autoresearch.views.format import count_key, headline_doubt
 from autoresearch.views.noise import NoiseFloor, noise_floor
 
 # Re-exported: the read model's parts, for the dashboard, the report and the tests.
@@ -102,6 +102,13 @@ class SessionSummary:
     verified_low: float | None = None
     verified_high: float | None = None
     verified_pairs: int = 0
+
+    @property
+    def doubt(self) -> str | None:
+        """Why the improvement the session's runs claim is not borne out by its verified
+        headline (views.format.headline_doubt); None when it is, or nothing was verified."""
+        return headline_doubt(self.verified_pairs, self.verified_improvement, self.verified_low,
+                              self.verified_high)
     # The status of the baseline attempt `baseline_id` names: why there is no baseline figure
     # yet (still running, interrupted, or failed).
     baseline_status: str | None = None

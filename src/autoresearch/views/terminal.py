@@ -100,7 +100,7 @@ def summary_rows(s: SessionSummary) -> list[tuple[str, str]]:
         rows.append(("best", f"{metric} = {fmt_value(s.best)} at {s.best_id}: "
                      f"{escape(bounded(s.best_hypothesis.splitlines()[0], s.best_id) if s.best_hypothesis else '')}"))
         rows.append(("improvement", escape(fmt_improvement(
-            s.improvement, s.improvement_pct, s.best_delta, s.metric))))
+            s.improvement, s.improvement_pct, s.best_delta, s.metric, s.doubt))))
     elif s.baseline is not None:
         rows.append(("best", "the baseline (nothing kept yet)"))
     if s.verified:  # the headline, re-measured when the session ended (headline.py)
