@@ -377,6 +377,32 @@ def test_a_paused_session_whose_baseline_crashed_says_so(page: Any, toy_repo: Pa
     assert page.errors == []
 
 
+def test_a_baseline_cut_short_is_not_said_to_have_failed(page: Any, tmp_path: Path) -> None:
+    # Ctrl-C during the baseline, then kill -9 during the resumed one: the card says what
+    # status says, not "did not pass".
+    from tests.views.test_status_baseline_attempt import baseline_line, start_held, toy
+
+    repo, hold = toy(tmp_path), tmp_path / "hold"
+    for stop, said in ((signal.SIGINT, "t-0001 was interrupted; a resume runs it again"),
+                       (signal.SIGKILL, "t-0002 was left open by a process that died; a resume "
+                                        "runs it again")):
+        run = start_held(repo, hold)
+        try:
+            run.send_signal(stop)
+            run.wait(timeout=120)
+        finally:
+            if run.poll() is None:
+                run.kill()
+                run.wait()
+        assert baseline_line(repo) == f"not measured yet ({said})"
+        with serve(repo) as url:
+            page.goto(url + "/")
+            shows_experiments(page, 1 if stop == signal.SIGINT else 2)
+            assert flat(page.inner_text("#best-sub")) == f"baseline not measured yet ({said})"
+            assert_no_stray_null(page)
+    assert page.errors == []
+
+
 # --- durations, rounded as Python rounds them ---------------------------------------------------
 
 # Ties that Python's round() sends to the even neighbour (68.5 → 68, 69.5 → 70, 4.25 → 4.2),

@@ -333,9 +333,14 @@ function verifiedHeadline(s) {
 // The best card without a baseline figure: still to come, or its attempt did not pass (status:
 // "not measured yet (t-0001 did not pass)"), as a paused session whose baseline crashed has it.
 function baselineMissing(s, experiments) {
+  // What became of the attempt, as status says it (terminal._baseline_attempt): "did not pass"
+  // only when it ended failing, not when it was cut short.
   const attempt = experiments.find((r) => r.id === s.baseline_id);
   if (!attempt || (s.live && OPEN_STATUSES.includes(attempt.status))) return "waiting for the baseline";
-  return `baseline not measured yet (${s.baseline_id} did not pass)`;
+  const what = OPEN_STATUSES.includes(attempt.status)
+    ? "was left open by a process that died; a resume runs it again"
+    : attempt.status === "interrupted" ? "was interrupted; a resume runs it again" : "did not pass";
+  return `baseline not measured yet (${s.baseline_id} ${what})`;
 }
 
 function renderHeader(s, conf, experiments) {
