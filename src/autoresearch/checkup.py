@@ -237,7 +237,7 @@ def _check_review_gate(config: Config, console: Console) -> list[str]:
     """`[review] gate`: the reviewers exist and the LLM ones (if any) have a model and a key."""
     if config.review.gate == "off":
         return []
-    from autoresearch.review.gate import check_gate
+    from autoresearch.review.gate import check_gate, gate_warnings
 
     try:
         described = check_gate(config.review, config.proposer)
@@ -245,6 +245,9 @@ def _check_review_gate(config: Config, console: Console) -> list[str]:
         console.print(f"[red]✗[/] review gate: {escape(exc.render())}")
         return [Problem.of(exc)]
     console.print(f"[green]✓[/] {escape(described)} (each would-be keep is reviewed first)")
+    # An unpriced model, or a cap no call fits under: the gate works, but not as it reads.
+    for warning in gate_warnings(config.review, config.proposer, config.limits.max_usd):
+        console.print(f"[yellow]![/] {escape(warning)}")
     return []
 
 

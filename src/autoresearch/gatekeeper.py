@@ -13,7 +13,11 @@ package (`review/gate.py`: offline reviewers by default, the LLM reviewers too w
   toward the session's `max_usd`: the review's own cap is `[review] max_usd` or what is left of
   the session's budget, the smaller, and the session's limit is checked before every call;
 - a blocking finding (red on a changed line; red or yellow with `gate = "yellow"`) turns the
-  keep into a discard whose reason is the finding (`review gate (red): red train.py:7 ...`).
+  keep into a discard whose reason is the finding (`review gate (red): red train.py:7 ...`);
+- a keep none of whose LLM passes was made (the cap or the session's limit refused each first
+  call: a call's worst case, its prompt and a full reply, may cost more than the whole cap)
+  stands on the offline reviewers' word, and says so: a warning, and its reason ends with
+  `the LLM reviewers were not asked: <why, naming the setting to change>`.
 
 The session checks `[review]` when it opens (`review.gate.check_gate`), so a gate that cannot
 work (an unknown reviewer, LLM reviewers without a key or a model) refuses the start instead of
@@ -39,11 +43,13 @@ from autoresearch.budget import session_spend
 from autoresearch.config import ReviewConfig
 from autoresearch.ledger import TrialStatus
 from autoresearch.proposers.base import Meter, Usage
+from autoresearch.review.budget import REVIEW_MAX_USD, CapSource
 from autoresearch.review.gate import GateResult, record_gate, review_candidate
+from autoresearch.review.model import GATE_FAILED
 from autoresearch.session import Session
 from autoresearch.trial import Trial
 
-__all__ = ["review_keep", "within_budget"]
+__all__ = ["cap_source", "review_keep", "within_budget"]
 
 
 def review_keep(s: Session, trial: Trial, status: TrialStatus,
@@ -57,23 +63,31 @@ def review_keep(s: Session, trial: Trial, status: TrialStatus,
     assert commit is not None
     s.display.experiment_started(trial.id, f"reviewing {commit[:10]} before it is kept "
                                  f"(review gate {config.gate})")
+    capped = within_budget(s, config)
     try:
-        result = review_candidate(s.root, parent, commit, within_budget(s, config),
+        result = review_candidate(s.root, parent, commit, capped,
                                   proposer=s.config.proposer,
                                   label=f"{trial.id}: {trial.hypothesis}",
                                   meter=Meter(record=lambda u: trial.bill([_as_review(u)]),
                                               stop_reason=s.spend_limit_reached,
-                                              deadline=s.limits.deadline))
+                                              deadline=s.limits.deadline),
+                                  cap_source=cap_source(config, capped))
     except Exception as exc:  # noqa: BLE001 - a broken review must not end the session
         error = f"{type(exc).__name__}: {exc}".strip().rstrip(":")
         s.event("review_failed", f"{trial.id}: the review gate could not review {commit[:10]} "
                 f"({error}); the keep stands", trial.id, data={"error": error})
         s.display.message(f"warning: {trial.id}: the review gate failed ({error}); kept "
                           "unreviewed", "yellow")
-        return status, f"{reason}; kept unreviewed: the review gate failed ({error})"
+        return status, f"{reason}; {GATE_FAILED} ({error})"
     _record(s, trial, result)
     if result.blocked:
         return TrialStatus.DISCARD, result.reason
+    not_asked = result.review.llm_not_asked
+    if not_asked is not None:
+        # Kept on the offline reviewers' word alone: said now, and in the keep's reason, so no
+        # view reads its "no findings" as the model's.
+        s.display.message(f"warning: {trial.id}: {not_asked}", "yellow")
+        return status, f"{reason}; {not_asked}"
     return status, reason
 
 
@@ -86,6 +100,14 @@ def within_budget(s: Session, config: ReviewConfig) -> ReviewConfig:
     if config.max_usd is not None and config.max_usd <= left:
         return config
     return config.model_copy(update={"max_usd": left})
+
+
+def cap_source(config: ReviewConfig, capped: ReviewConfig) -> CapSource:
+    """Which setting the review's cap comes from: `within_budget` returns the config itself
+    when `[review] max_usd` applies, a copy when what is left of `[limits] max_usd` is less."""
+    if capped is config:
+        return REVIEW_MAX_USD
+    return CapSource("[limits] max_usd", left_of=True)
 
 
 def _record(s: Session, trial: Trial, result: GateResult) -> None:

@@ -62,7 +62,7 @@ from autoresearch.resume_contract import (
     same_measurement,
     threads_at_start,
 )
-from autoresearch.review.gate import check_gate
+from autoresearch.review.gate import check_gate, gate_warnings
 from autoresearch.slots import Slot, Slots, plan_resources
 from autoresearch.state import SessionLock, StatePaths, ensure_state_dir
 from autoresearch.stop_signals import SessionStopped
@@ -196,6 +196,10 @@ class Session:
         # start must not leave an empty session behind (it would become the default tag).
         # [review] gate (issue 11): a gate that cannot work (LLM reviewers without a key) refuses.
         self.review_gate = check_gate(self.config.review, self.config.proposer)
+        # A gate that works but not as it reads (a cap no LLM call fits under, a model with
+        # no price): said at the start, as `check` says it.
+        self.notices += gate_warnings(self.config.review, self.config.proposer,
+                                      self.config.limits.max_usd)
         self._load_proposer()
         created = row is None
         if row is None:

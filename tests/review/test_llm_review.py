@@ -147,8 +147,14 @@ def test_the_cap_stops_calls_and_says_so(repo: Repo, server: FakeModelServer) ->
     nothing = run_review(change, settings(server, max_usd=0.001))
     assert server.requests == []
     assert nothing.cost.capped and nothing.cost.usd == 0
-    assert any("--max-usd" in n for n in nothing.notes)
-    assert {r.name: r.status for r in nothing.reviewers}["llm:logic+security"] == "not-asked"
+    # No call fits under the whole cap: said as such, naming the setting to change.
+    assert nothing.llm_not_asked is not None
+    assert nothing.llm_not_asked.startswith("the LLM reviewers were not asked: one call may cost $")
+    assert ("more than the whole of the $0.001 cap ([review] max_usd): raise [review] max_usd, "
+            "or lower max_tokens in [review] llm") in nothing.llm_not_asked
+    assert "--max-usd" not in " ".join(nothing.notes)
+    run = {r.name: r for r in nothing.reviewers}["llm:logic+security"]
+    assert run.status == "not-asked" and "cap ([review] max_usd)" in run.note
     # Enough for the review call, not for the verification after it: the finding is held back.
     server._handler = scripted([REAL], input_tokens=30_000)
     partial = run_review(change, settings(server, max_usd=0.1, options={"max_tokens": 1000}))
@@ -309,7 +315,8 @@ def test_an_unusable_reply_whose_retry_the_cap_refuses_fails_the_pass(
     assert len(server.requests) == 1
     run = {r.name: r for r in review.reviewers}["llm:logic+security"]
     assert run.status == "failed"
-    assert "retry is over the --max-usd cap" in run.note
+    assert "its retry was not made: one call may cost $" in run.note
+    assert "would pass the $0.025 cap ([review] max_usd)" in run.note
     assert review.failed
 
 

@@ -91,8 +91,12 @@ def test_a_limit_reached_elsewhere_stops_every_call_before_it_is_made(repo: Repo
     assert server.requests == []
     assert len(asked) == 2  # once per pass
     assert review.cost.usd == 0
-    assert any(n.startswith("the spending limit is reached") and "2 model call(s) not made"
-               in n for n in review.notes), review.notes
+    # No pass was made: the review says so, with the limit's own words (its "no findings" are
+    # not the model's), and each pass says it was not asked.
+    assert review.llm_not_asked == ("the LLM reviewers were not asked: the spending limit is "
+                                    "reached: spent $2.00 of the $2.00 budget"), review.notes
+    assert [r.status for r in review.reviewers if r.kind == "llm" and r.status != "skipped"] == [
+        "not-asked", "not-asked"]
 
 
 @pytest.mark.slow

@@ -15,7 +15,7 @@ from autoresearch.report.content import BlockedKeep, ReportData
 from autoresearch.report.md_text import code_span, literal
 from autoresearch.review.outputs.markdown import MARK, fence, language_of
 from autoresearch.views.format import fmt_signed, fmt_value
-from autoresearch.views.review import COLOURS, FindingView, ReviewView, finding_meta, tally
+from autoresearch.views.review import COLOURS, FindingView, ReviewView, finding_meta, gate_tally
 
 BLOCKED_TITLE = "Blocked by the review"
 
@@ -32,7 +32,7 @@ _MARK: dict[str, str] = {str(c): m for c, m in MARK.items()}  # as `autoresearch
 
 def summary_line(data: ReportData) -> str:
     """The session's gate reviews in one sentence ("" when the gate reviewed nothing)."""
-    return tally([e.review for e in data.view.experiments])
+    return gate_tally(data.view.experiments)
 
 
 # --- Markdown -----------------------------------------------------------------------------------

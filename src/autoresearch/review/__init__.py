@@ -7,7 +7,7 @@
     verify.py      LLM findings: the quote checked against the file, then a verifier's verdict
     aggregate.py   deduplicate, rank red/yellow/purple, cap the inline findings
     fingerprint.py stable ids that survive moved lines (re-reviews skip what was reported)
-    budget.py      the --max-usd cap
+    budget.py      the cost cap of one review (--max-usd, [review] max_usd, a session's budget)
     pipeline.py    one review from start to finish
     outputs/       terminal, Markdown, SARIF 2.1.0, the GitHub review body, JSON
     store.py       reviews in the ledger

@@ -1,8 +1,13 @@
-"""The spending cap of one review (`--max-usd`): no call starts that could cross it.
+"""The spending cap of one review: no call starts that could cross it.
 
-Before each model call the reviewer reserves what the call may cost (its prompt at the input
-price plus a full reply at the output price); a call whose reservation would take the total past
-the cap is not made, and the review says which calls were skipped. When the call returns, the
+The cap is `--max-usd` on the command line, `[review] max_usd`, or in a session's review gate
+what is left of `[limits] max_usd` when that is less: `source` names the one that applies, so
+every refusal says which setting to change. Before each model call the reviewer reserves what
+the call may cost (its prompt at the input price plus a full reply at the output price); a call
+whose reservation would take the total past the cap is not made, and the review says which calls
+were skipped and why. A call that alone costs more than the whole cap can never be made, however
+little was spent: its refusal says so, with the fix (a larger cap, or a smaller max_tokens, since
+the full reply is most of the reservation). When the call returns, the
 reservation is replaced by what it actually cost. Reviewers run in parallel threads, so the
 arithmetic is under a lock. A model with no known price reserves nothing: the cap cannot stop it
 (the provider warns once about the missing price).
@@ -46,16 +51,48 @@ class Reservation:
     what: str
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """A call the cap (or the session's limit) forbade, and why, in words."""
+
+    what: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class CapSource:
+    """The setting a review's cap comes from, named in every refusal so its fix is plain."""
+
+    setting: str = "--max-usd"  # or "[review] max_usd", "[limits] max_usd"
+    left_of: bool = False  # the cap is what the session had left of the setting's budget
+
+    def __str__(self) -> str:
+        return f"what was left of {self.setting}" if self.left_of else self.setting
+
+
+REVIEW_MAX_USD = CapSource("[review] max_usd")
+
+
+def usd_text(usd: float) -> str:
+    """$0.03, $0.025, $0.1229: up to four decimals, at least two (two would show a cap of
+    $0.004 as $0.00, or a call of $0.1229 as $0.12)."""
+    whole, _, cents = f"{usd:.4f}".partition(".")
+    return f"${whole}.{cents.rstrip('0').ljust(2, '0')}"
+
+
 class Budget:
-    def __init__(self, max_usd: float | None, meter: Meter | None = None) -> None:
+    def __init__(self, max_usd: float | None, meter: Meter | None = None,
+                 source: CapSource = CapSource()) -> None:
         self.max_usd = max_usd
         self.meter = meter
+        self.source = source  # the setting the cap comes from, for every refusal's fix
         self.stopped_by: str | None = None  # the meter's reason, once it stopped a call
         self._lock = threading.Lock()
         self._spent = 0.0
         self._reserved = 0.0
         self.usage: list[Usage] = []
         self.skipped: list[str] = []  # the calls the cap stopped, in words
+        self.refusals: list[Refusal] = []  # the same, each with why
 
     def estimate(self, prices: PriceTable, model: str, prompt: str, max_output: int) -> float:
         price = prices.price_for(model)
@@ -63,20 +100,41 @@ class Budget:
             return 0.0
         return price.cost(estimate_tokens(prompt), max_output)
 
-    def reserve(self, usd: float, what: str) -> Reservation | None:
-        """Hold `usd` for a call, or None (and remember `what`) when the cap or the meter's
-        limit forbids it."""
+    @property
+    def cap_text(self) -> str:
+        """ "the $0.03 cap (what was left of [limits] max_usd)"."""
+        assert self.max_usd is not None
+        return f"the {usd_text(self.max_usd)} cap ({self.source})"
+
+    def reserve(self, usd: float, what: str, detail: str = "") -> Reservation | Refusal:
+        """Hold `usd` for a call, or refuse it (and remember `what` and why) when the cap or the
+        meter's limit forbids it; `detail` says what the reservation is made of."""
         over = self.meter.stop_reason() if self.meter is not None else None
         with self._lock:
             if over is not None:
                 self.stopped_by = self.stopped_by or over
-                self.skipped.append(what)
-                return None
+                return self._refuse(what, over)
             if self.max_usd is not None and self._spent + self._reserved + usd > self.max_usd:
-                self.skipped.append(what)
-                return None
+                return self._refuse(what, self._over_cap(usd, detail))
             self._reserved += usd
             return Reservation(usd, what)
+
+    def _refuse(self, what: str, reason: str) -> Refusal:
+        refusal = Refusal(what, reason)
+        self.skipped.append(what)
+        self.refusals.append(refusal)
+        return refusal
+
+    def _over_cap(self, usd: float, detail: str) -> str:
+        """Why a reservation of `usd` does not fit (called under the lock)."""
+        assert self.max_usd is not None
+        cost = f"one call may cost {usd_text(usd)}" + (f" ({detail})" if detail else "")
+        if usd > self.max_usd:
+            # No spending could ever make room for it: only a change of settings can.
+            return (f"{cost}, more than the whole of {self.cap_text}: raise "
+                    f"{self.source.setting}, or lower max_tokens in [review] llm")
+        taken = self._spent + self._reserved
+        return f"{cost}, and {usd_text(taken)} is spent or held: it would pass {self.cap_text}"
 
     def settle(self, reservation: Reservation, usage: Sequence[Usage]) -> None:
         with self._lock:
@@ -104,6 +162,6 @@ class Budget:
             return (f"{self.stopped_by}: {len(self.skipped)} model call(s) not made after "
                     f"${self.spent:.4f}: " + "; ".join(self.skipped[:6])
                     + (" ..." if len(self.skipped) > 6 else ""))
-        return (f"the ${self.max_usd:.2f} cap (--max-usd) stopped {len(self.skipped)} model "
-                f"call(s) after ${self.spent:.4f}: " + "; ".join(self.skipped[:6])
+        return (f"{self.cap_text} stopped {len(self.skipped)} model call(s) after "
+                f"${self.spent:.4f}: " + "; ".join(self.skipped[:6])
                 + (" ..." if len(self.skipped) > 6 else ""))

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
-from autoresearch.review.budget import Budget
+from autoresearch.review.budget import REVIEW_MAX_USD, Budget, CapSource
 from autoresearch.review.change import Change
 from autoresearch.review.diff import ChangedFile
 from autoresearch.review.history import History
@@ -35,6 +35,7 @@ class ReviewSettings:
     llm: LLMSetup | None = None
     llm_note: str = ""
     max_usd: float | None = 1.0
+    max_usd_source: CapSource = REVIEW_MAX_USD  # the setting max_usd comes from
     inline_cap: int = 10
     history_commits: int = 500
     tool_timeout_s: float = 300.0

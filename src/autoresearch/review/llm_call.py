@@ -14,6 +14,7 @@ from autoresearch.errors import AutoresearchError
 from autoresearch.proposers.base import Usage
 from autoresearch.proposers.faults import usage_of
 from autoresearch.proposers.llm.providers import Part, Turn
+from autoresearch.review.budget import Refusal, estimate_tokens
 from autoresearch.review.context import ReviewContext
 
 
@@ -22,6 +23,7 @@ class CallResult:
     text: str | None = None
     usage: list[Usage] = field(default_factory=list)
     skipped: bool = False  # the cap forbade it
+    skip_reason: str = ""  # why, naming the cap's setting (budget.py)
     error: str | None = None
     truncated: bool = False
 
@@ -32,11 +34,13 @@ def ask(ctx: ReviewContext, system: str, turns: Sequence[Turn], *, purpose: str,
     assert setup is not None
     provider = ctx.provider(model)
     prompt = system + "".join(t.text for t in turns)
-    estimate = ctx.budget.estimate(setup.prices, provider.settings.model, prompt,
-                                   provider.settings.max_tokens)
-    reservation = ctx.budget.reserve(estimate, what)
-    if reservation is None:
-        return CallResult(skipped=True)
+    chosen = provider.settings
+    estimate = ctx.budget.estimate(setup.prices, chosen.model, prompt, chosen.max_tokens)
+    detail = (f"~{estimate_tokens(prompt):,} prompt tokens and a full {chosen.max_tokens:,}-token "
+              f"reply at {chosen.model}'s prices")
+    reservation = ctx.budget.reserve(estimate, what, detail)
+    if isinstance(reservation, Refusal):
+        return CallResult(skipped=True, skip_reason=reservation.reason)
     usage: list[Usage] = []
     try:
         meter = ctx.budget.meter  # a session's review gate: its time limit bounds the call

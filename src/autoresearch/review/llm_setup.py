@@ -8,7 +8,7 @@ when the proposer is `llm`, else from the environment alone (ANTHROPIC_API_KEY, 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -22,6 +22,8 @@ from autoresearch.proposers.options import LLM_OPTIONS, check_options
 DEFAULT_MAX_TOKENS = 4096
 DEFAULT_CONTEXT_TOKENS = 60_000
 REVIEW_ONLY_OPTIONS = frozenset({"verify_model"})
+VERIFY_MODEL_FIX = ('write it as a string (verify_model = "claude-haiku-4-5"), or remove it to '
+                    "verify with the reviewers' model")
 
 
 def check_llm_options(options: Mapping[str, Any]) -> None:
@@ -31,6 +33,16 @@ def check_llm_options(options: Mapping[str, Any]) -> None:
     except ConfigError as exc:
         # check_options speaks of [proposer]; the option lives in [review] llm here.
         raise ValueError(f"llm option: {exc.what.replace('[proposer] ', '')} ({exc.fix})") from None
+
+
+def verify_model_problem(value: object) -> str | None:
+    """Why `verify_model` is not a model name (None when it is one, or unset). A number would
+    be sent as the model "3", which no API serves: refused here, before any call."""
+    if value is None or (isinstance(value, str) and value.strip()):
+        return None
+    got = f"the blank string {value!r}" if isinstance(value, str) else (
+        f"{value!r} ({type(value).__name__})")
+    return f"verify_model must be a model name in quotes, got {got}"
 
 
 @dataclass(frozen=True)
@@ -43,6 +55,35 @@ class LLMSetup:
     @property
     def describe(self) -> str:
         return self.settings.describe()
+
+    @property
+    def models(self) -> list[str]:
+        """The models the review may call: the reviewers', then the verifier's if another."""
+        main = self.settings.model
+        return [main] + ([self.verify_model] if self.verify_model not in (None, main) else [])
+
+    def unpriced(self, models: Iterable[str]) -> list[str]:
+        """A warning for each of `models` with no known price: its calls count as $0, so the
+        review's cap (and a session's max_usd) cannot stop them. The provider warns only where
+        tokens surely cost money; a review says it for every endpoint, in the terms of this
+        one (a local server is free, a paid endpoint is not), since its cap is only as good as
+        its prices."""
+        out = []
+        for model in dict.fromkeys(models):
+            if self.prices.price_for(model) is not None:
+                continue
+            add = (f'add its price where the model is configured ([review] llm, or [proposer]): '
+                   f'prices = {{ "{model}" = {{ input = 3.0, output = 15.0 }} }} (USD per million '
+                   "tokens)")
+            if self.settings.is_metered:
+                out.append(f"no price known for {model}: its calls count as $0, so the review's "
+                           f"cap cannot stop them; {add}")
+            else:
+                out.append(f"no price known for {model} at {self.settings.base_url}, not a paid "
+                           "API this knows: its calls count as $0 and the review's cap cannot "
+                           f"stop them (a local server costs nothing; if tokens cost money "
+                           f"here, {add})")
+        return out
 
 
 def resolve_llm(
@@ -73,6 +114,10 @@ def resolve_llm(
     elif not why:
         why = "the model the environment configures"
     verify_model = options.pop("verify_model", None)
+    problem = verify_model_problem(verify_model)
+    if problem is not None:  # `check`, `run` and `review` all resolve it here, before any call
+        raise ConfigError(problem, where="autoresearch.toml → review.llm.verify_model",
+                          fix=VERIFY_MODEL_FIX)
     options.setdefault("max_tokens", DEFAULT_MAX_TOKENS)
     try:
         settings = ProviderSettings.from_options(options, env)
@@ -88,5 +133,5 @@ def resolve_llm(
     context: int = checked_number(options, "context_tokens", DEFAULT_CONTEXT_TOKENS,
                                   low=MIN_CONTEXT_TOKENS, high=10_000_000, whole=True,
                                   where="[review] llm in autoresearch.toml")
-    setup = LLMSetup(settings, prices, context, str(verify_model) if verify_model else None)
+    setup = LLMSetup(settings, prices, context, verify_model)
     return setup, f"LLM reviewers: {settings.describe()} ({why})"

@@ -21,6 +21,13 @@ from autoresearch.proposers.base import Usage
 Colour = Literal["red", "yellow", "purple"]
 Severity = Literal["high", "medium", "low"]
 COLOURS: tuple[Colour, ...] = ("red", "yellow", "purple")
+# The note of a review none of whose LLM passes was made (the cap or a session's limit refused
+# each one's first call), followed by why: its "no findings" are the offline reviewers' alone.
+# The review gate's reason and every view of a review say it in these words.
+LLM_NOT_ASKED = "the LLM reviewers were not asked"
+# How the review gate's keep reason ends when the review could not run at all (gatekeeper.py);
+# the views count such keeps by it.
+GATE_FAILED = "kept unreviewed: the review gate failed"
 SEVERITY_RANK: dict[str, int] = {"high": 3, "medium": 2, "low": 1}
 
 # The kinds of problem a finding may be about. LLM reviewers must pick from this list (anything
@@ -171,3 +178,13 @@ class Review:
     @property
     def failed(self) -> list[ReviewerRun]:
         return [r for r in self.reviewers if r.status == "failed"]
+
+    @property
+    def llm_not_asked(self) -> str | None:
+        """ "the LLM reviewers were not asked: <why>" when no LLM pass was made, else None."""
+        return llm_not_asked(self.notes)
+
+
+def llm_not_asked(notes: Sequence[str]) -> str | None:
+    """The note saying that no LLM pass was made, among a review's notes (None: none says so)."""
+    return next((n for n in notes if n.startswith(LLM_NOT_ASKED)), None)

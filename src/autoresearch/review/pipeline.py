@@ -13,8 +13,9 @@ failed, with the reason; neither stops the others. What the cap stopped is said 
 from __future__ import annotations
 
 import logging
+import reprlib
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from functools import partial
@@ -25,7 +26,14 @@ from autoresearch.review.aggregate import aggregate
 from autoresearch.review.budget import Budget
 from autoresearch.review.change import Change
 from autoresearch.review.context import ReviewContext, ReviewSettings
-from autoresearch.review.model import CostSummary, Dropped, RawFinding, Review, ReviewerRun
+from autoresearch.review.model import (
+    LLM_NOT_ASKED,
+    CostSummary,
+    Dropped,
+    RawFinding,
+    Review,
+    ReviewerRun,
+)
 from autoresearch.review.protected import withheld_note
 from autoresearch.review.registry import load_reviewers, select
 from autoresearch.review.reviewers.base import Reviewer, ReviewerReport, ReviewerUnavailable
@@ -73,7 +81,7 @@ def run_review(change: Change, settings: ReviewSettings, *, known: Collection[st
         chosen = select(available, settings.reviewers, "--reviewers / [review] reviewers")
     else:
         chosen = list(available.values())
-    budget = Budget(settings.max_usd, meter)
+    budget = Budget(settings.max_usd, meter, settings.max_usd_source)
     ctx = ReviewContext(change, settings, budget)
     collected = _Collected()
     if settings.llm is not None and ctx.withheld:
@@ -123,8 +131,10 @@ def run_review(change: Change, settings: ReviewSettings, *, known: Collection[st
         offline_raw = [f for f in collected.raws if not f.needs_verification]
         findings = aggregate([*offline_raw, *confirmed], change,
                              inline_cap=settings.inline_cap, known=known)
-        cap_note = budget.note()
+        cap_note = _not_asked_note(collected.runs, budget) or budget.note()
         notes = [*change.notes, *collected.notes, *([cap_note] if cap_note else [])]
+        if settings.llm is not None:  # a model with no price costs $0 to the cap: said
+            notes += settings.llm.unpriced(u.model for u in budget.usage)
         if settings.llm_note:
             notes.insert(0, settings.llm_note)
         return Review(
@@ -139,16 +149,57 @@ def run_review(change: Change, settings: ReviewSettings, *, known: Collection[st
         ctx.close()
 
 
-def _record(name: str, run_kind: RunKind, outcome: ReviewerReport | BaseException,
-            seconds: float, collected: _Collected) -> ReviewerRun:
+def _not_asked_note(runs: Sequence[ReviewerRun], budget: Budget) -> str | None:
+    """ "the LLM reviewers were not asked: <why>" when LLM passes were due and the cap (or a
+    session's limit) refused the first call of every one: the review's "no findings" are then
+    the offline reviewers' alone, and must not read as the model's."""
+    due = [r for r in runs if r.kind == "llm" and r.status != "skipped"]
+    if not due or any(r.status != "not-asked" for r in due) or not budget.refusals:
+        return None
+    return f"{LLM_NOT_ASKED}: {budget.refusals[0].reason}"
+
+
+def _record(name: str, run_kind: RunKind, outcome: object, seconds: float,
+            collected: _Collected) -> ReviewerRun:
     if isinstance(outcome, ReviewerUnavailable):
         return ReviewerRun(name, run_kind, "skipped", seconds, note=str(outcome))
     if isinstance(outcome, BaseException):
         message = str(outcome) or type(outcome).__name__
         return ReviewerRun(name, run_kind, "failed", seconds, note=message)
+    problem = report_problem(outcome)
+    if problem is not None:  # a plugin's mistake: that reviewer failed, the others stand
+        return ReviewerRun(name, run_kind, "failed", seconds, note=problem)
+    assert isinstance(outcome, ReviewerReport)
     collected.raws += outcome.findings
     collected.dropped += outcome.dropped
     not_asked = [n for n in outcome.notes if n.startswith("not asked")]
     status: RunStatus = "not-asked" if not_asked and not outcome.findings else "ok"
     note = "; ".join([*not_asked, *[n for n in outcome.notes if not n.startswith("not asked")]])
     return ReviewerRun(name, run_kind, status, seconds, len(outcome.findings), note=note)
+
+
+def report_problem(outcome: object) -> str | None:
+    """What is wrong with what a reviewer's review() returned (None: a usable ReviewerReport).
+    A plugin may return anything; what it returned is checked before anything reads it, so a
+    mistake fails that reviewer with its reason instead of the whole review with a traceback."""
+    must = ("review(ctx) must return autoresearch.review.reviewers.base.ReviewerReport("
+            "findings=[RawFinding(...), ...])")
+    if not isinstance(outcome, ReviewerReport):
+        return f"review() returned {_shown(outcome)}, not a ReviewerReport: {must}"
+    for field_name, kind in (("findings", RawFinding), ("dropped", Dropped), ("notes", str)):
+        items = getattr(outcome, field_name)
+        if not isinstance(items, list):
+            return (f"review() returned a ReviewerReport whose {field_name} is "
+                    f"{_shown(items)}, not a list: {must}")
+        wrong = next((i for i, item in enumerate(items) if not isinstance(item, kind)), None)
+        if wrong is not None:
+            return (f"review() returned a ReviewerReport whose {field_name}[{wrong}] is "
+                    f"{_shown(items[wrong])}, not a {kind.__name__}: {must}")
+    return None
+
+
+def _shown(value: object) -> str:
+    """A returned value in brief: its type, and its repr when that says more."""
+    text = reprlib.repr(value)
+    kind = type(value).__name__
+    return text if text in ("None", "True", "False") else f"{kind} {text}"

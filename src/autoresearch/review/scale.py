@@ -88,7 +88,13 @@ def plan(ctx: ReviewContext, reviewers: list[Reviewer], *, named: bool) -> Plan:
     result = Plan(tier=tier)
     llm: list[LLMReviewer] = []
     for reviewer in reviewers:
-        reason = reviewer.skip_reason(ctx)
+        try:
+            reason = reviewer.skip_reason(ctx)
+        except Exception as exc:  # noqa: BLE001 - a plugin's mistake fails it, not the review
+            result.skipped.append(ReviewerRun(
+                reviewer.name, reviewer.kind, "failed",
+                note=f"skip_reason() raised {type(exc).__name__}: {exc}"))
+            continue
         if reason is not None:
             result.skipped.append(ReviewerRun(reviewer.name, reviewer.kind, "skipped",
                                               note=reason))

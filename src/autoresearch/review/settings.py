@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from autoresearch.config import CONFIG_NAME, ProposerConfig, ReviewConfig
 from autoresearch.errors import ConfigError
+from autoresearch.review.budget import REVIEW_MAX_USD, CapSource
 from autoresearch.review.context import ReviewSettings
 from autoresearch.review.llm_setup import resolve_llm
 from autoresearch.review.protected import DEFAULT_PROTECTED
@@ -63,6 +64,7 @@ def cli_settings(config: ReviewConfig, proposer: ProposerConfig, *,
             tuple(config.reviewers) if config.reviewers else None),
         llm=llm_setup, llm_note=note,
         max_usd=config.max_usd if max_usd is None else max_usd,
+        max_usd_source=REVIEW_MAX_USD if max_usd is None else CapSource("--max-usd"),
         inline_cap=config.inline_cap if inline_cap is None else inline_cap,
         history_commits=config.history_commits, tool_timeout_s=config.tool_timeout_seconds,
         protected=(*DEFAULT_PROTECTED, *protected))

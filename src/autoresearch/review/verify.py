@@ -145,7 +145,7 @@ def _verify_batch(ctx: ReviewContext, batch: Sequence[RawFinding]) -> Verificati
     out.usage += result.usage
     out.calls += 0 if result.skipped else 1
     if result.skipped or result.error is not None or result.text is None:
-        reason = ("not verified: the --max-usd cap was reached" if result.skipped
+        reason = (f"not verified: {result.skip_reason}" if result.skipped
                   else f"not verified: the verification call failed ({result.error})")
         if result.error is not None:
             out.failures.append(f"{what}: {result.error}")

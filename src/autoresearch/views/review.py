@@ -25,6 +25,8 @@ from autoresearch.ledger.reviews import (
     ReviewMark,
     ReviewRow,
 )
+from autoresearch.review.model import GATE_FAILED, LLM_NOT_ASKED, llm_not_asked
+from autoresearch.views.experiment import ExperimentView
 
 COLOURS = ("red", "yellow", "purple")
 # What each colour asks of the reader (the words of `autoresearch review`).
@@ -91,11 +93,14 @@ def counts_text(red: int, yellow: int, purple: int) -> str:
 
 
 def headline(red: int, yellow: int, purple: int, blocked: bool,
-             failed: Sequence[str] = ()) -> str:
+             failed: Sequence[str] = (), not_asked: str | None = None) -> str:
+    """ "review: 1 red — blocked the keep"; `not_asked`: the note saying no LLM pass was made
+    ("the LLM reviewers were not asked: ..."), so "no findings" does not read as the model's."""
     text = f"review: {counts_text(red, yellow, purple)}"
     if failed:
         text += f" ({', '.join(failed)} failed)"
-    return text + (" — blocked the keep" if blocked else "")
+    text += " — blocked the keep" if blocked else ""
+    return text + (f"; {not_asked}" if not_asked else "")
 
 
 def mark_headline(mark: ReviewMark) -> str:
@@ -154,7 +159,7 @@ def review_view(row: ReviewRow) -> ReviewView:
         purple=row.purple, blocked=row.blocked,
         headline=(INTERRUPTED_HEADLINE if row.scale == INTERRUPTED_SCALE else
                   headline(row.red, row.yellow, row.purple, row.blocked,
-                           [r.name for r in failed])),
+                           [r.name for r in failed], llm_not_asked(row.notes))),
         findings=findings, reviewers=reviewers, failed=failed, input_tokens=row.input_tokens,
         output_tokens=row.output_tokens, cost_usd=row.cost_usd, capped=row.capped,
         scale=row.scale, notes=list(row.notes), cost_line=_cost_line(reviewers, row))
@@ -179,10 +184,25 @@ def session_reviews(ledger: Ledger, session_id: int,
     return out
 
 
-def tally(marks: Sequence[ReviewMark | None]) -> str:
-    """The session's gate reviews in one sentence, or "" when there were none:
-    "4 would-be keeps reviewed: 1 blocked (1 red); 3 not blocked (2 yellow, 1 purple)"."""
-    reviewed = [m for m in marks if m is not None]
+def gate_tally(experiments: Sequence[ExperimentView]) -> str:
+    """What the review gate did in the session, in one sentence, or "" when it did nothing:
+    "4 would-be keeps reviewed: 1 blocked (1 red); 3 not blocked (2 yellow, 1 purple)", then the
+    keeps reviewed without their LLM reviewers (the cap let no call through) and the keeps the
+    gate failed to review (both said by the keep's reason: gatekeeper.py)."""
+    unreviewed = [e for e in experiments if GATE_FAILED in e.decision_reason]
+    reviewed = [e for e in experiments if e.review is not None and e not in unreviewed]
+    offline_only = [e.decision_reason[e.decision_reason.index(LLM_NOT_ASKED):]
+                    for e in reviewed if LLM_NOT_ASKED in e.decision_reason]
+    parts = [_reviewed_text([e.review for e in reviewed if e.review is not None], offline_only)]
+    if unreviewed:
+        parts.append(f"{len(unreviewed)} kept unreviewed (the review gate failed; `show ID` "
+                     "says why)")
+    return "; ".join(p for p in parts if p)
+
+
+def _reviewed_text(reviewed: Sequence[ReviewMark], offline_only: Sequence[str]) -> str:
+    """ "4 would-be keeps reviewed: 1 blocked (1 red); 3 not blocked (no findings), 3 of them
+    by the offline reviewers alone (the LLM reviewers were not asked: <why>)"."""
     if not reviewed:
         return ""
 
@@ -197,4 +217,8 @@ def tally(marks: Sequence[ReviewMark | None]) -> str:
     parts = [part(blocked, "blocked") if blocked else "none blocked"]
     if passed:
         parts.append(part(passed, "not blocked"))
+    if offline_only:
+        # The latest reason: the cap of a late review is what the session had left.
+        parts[-1] += (f", {len(offline_only)} of them by the offline reviewers alone "
+                      f"({offline_only[-1]})")
     return f"{n} would-be keep{'s' * (n != 1)} reviewed: " + "; ".join(parts)

@@ -41,8 +41,8 @@ from autoresearch.views.review import (
     MEANING,
     ReviewView,
     finding_meta,
+    gate_tally,
     mark_headline,
-    tally,
 )
 from autoresearch.views.summary import (
     ExperimentView,
@@ -193,7 +193,7 @@ def render_status(root: Path, tag: str, console: Console) -> None:
         grid.add_row("spend", escape(f"${s.cost_usd:.2f}"
                                      + (f" of ${s.max_usd:.2f}" if s.max_usd is not None else "")
                                      + f": {s.spend}"))
-    reviewed = tally([e.review for e in view.experiments])
+    reviewed = gate_tally(view.experiments)
     if reviewed:
         grid.add_row("review gate", reviewed)
     running = state.startswith("running")

@@ -155,8 +155,8 @@ def run_pass(ctx: ReviewContext, reviewers: Sequence[LLMReviewer],
                 # The first call was made and answered nothing usable: the pass did not review
                 # the files, and must not pass for a pass the cap merely spared.
                 raise RuntimeError(f"the model's reply was not usable JSON ({problem}); its "
-                                   "retry is over the --max-usd cap")
-            report.notes.append(f"not asked: {what} (--max-usd cap)")
+                                   f"retry was not made: {result.skip_reason}")
+            report.notes.append(f"not asked: {what}: {result.skip_reason}")
             return report
         if result.error is not None:
             raise RuntimeError(result.error)
