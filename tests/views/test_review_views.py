@@ -252,3 +252,18 @@ def test_an_interrupted_review_is_not_shown_as_a_clean_one() -> None:
     assert review_view(row("full")).headline == "review: no findings"
     interrupted = review_view(row(INTERRUPTED_SCALE)).headline
     assert "interrupted" in interrupted and "no findings" not in interrupted
+
+
+def test_show_keeps_each_line_of_a_review_whole_in_a_pipe(reviewed_ro: Reviewed) -> None:
+    # Piped at 40 columns: the finding's title line, its sources and its code stay whole (a
+    # padded group was cut at the console's width: "(blocke", "subprocess ca").
+    proc = subprocess.run([sys.executable, "-m", "autoresearch", "show", reviewed_ro.ids[BLOCKED]],
+                          cwd=reviewed_ro.repo, env={**cli_env(), "COLUMNS": "40"},
+                          capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = [line.strip() for line in proc.stdout.splitlines()]
+    assert "train.py:11  subprocess call with shell=True identified, security issue.  (blocked " \
+           "the keep)" in lines, proc.stdout
+    assert any(line.startswith("bandit B602 · security · injection") and len(line) > 40
+               for line in lines), proc.stdout
+    assert f"11 │     {INJECTED}" in lines, proc.stdout

@@ -14,9 +14,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from rich.console import Console, Group
+from rich.console import Console
 from rich.markup import escape
-from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
@@ -343,11 +342,20 @@ def render_review(review: ReviewView, console: Console) -> None:
                     f"{f.start_line + i:>{width}} │ {line}"
                     for i, line in enumerate(f.evidence.rstrip("\n").split("\n"))),
                     style="cyan"))
-            console.print(Padding(Group(*parts), (0, 0, 0, 4)))
+            # Each part as indented text, not a padded group: a group is cut to the console's
+            # width, and in a pipe or a file (`show 7 | less`) every line must stay whole.
+            for part in parts:
+                console.print(_indented(part, 4))
     for r in review.failed:
         console.print(Text(f"  {r.name} failed: {r.note or 'no detail'} (a failed reviewer "
                            "never blocks)", style="yellow"))
     console.print(Text("  " + review.cost_line, style="dim"))
+
+
+def _indented(text: Text, width: int) -> Text:
+    """`text` with each of its lines indented by `width` spaces (styles kept)."""
+    pad = Text(" " * width)
+    return Text("\n").join(pad + line for line in text.split("\n"))
 
 
 def _open(root: Path, tag: str) -> tuple[Ledger, SessionRow]:
