@@ -291,3 +291,26 @@ def test_a_remembered_n_that_stops_the_session_is_named_as_remembered(tmp_path: 
     assert resumed.returncode == 0, said(resumed)
     assert "stopped: reached 5 experiments (the -n 5 this session was run with)" in said(
         resumed), said(resumed)
+
+
+def test_a_limit_in_fractions_of_a_cent_is_said_as_set(tmp_path: Path) -> None:
+    # max_usd = 0.025 was printed "$0.03" beside a spend of $0.03: "spent $0.03 of the $0.03
+    # budget" for a limit never set. Money is said to four decimals when it has them.
+    repo = tune_repo(tmp_path / "repo",
+                     extra="[limits]\nmax_usd = 0.025\ncompute_usd_per_hour = 360\n")
+    run = run_cli(repo, "run", "--tag", "t", "-n", "20")
+    assert run.returncode == 0, said(run)
+    assert " of the $0.025 budget ([limits] max_usd)" in said(run), said(run)
+    status = said(run_cli(repo, "status", "--tag", "t"))
+    assert " of $0.025: $" in status, status
+    out = tmp_path / "report"
+    assert run_cli(repo, "report", "--tag", "t", "--out", str(out)).returncode == 0
+    assert " of $0.025" in (out / "report.md").read_text()
+    assert "of $0.025 budget" in (out / "report.html").read_text()
+
+
+def test_money_keeps_its_fractions_of_a_cent() -> None:
+    from autoresearch.views.format import fmt_usd
+
+    assert [fmt_usd(v) for v in (0.025, 0.03, 0.004, 0.12294, 8.8, 0.0, 1234.5)] == [
+        "$0.025", "$0.03", "$0.004", "$0.1229", "$8.80", "$0.00", "$1234.50"]

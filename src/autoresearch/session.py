@@ -67,6 +67,7 @@ from autoresearch.slots import Slot, Slots, plan_resources
 from autoresearch.state import SessionLock, StatePaths, ensure_state_dir
 from autoresearch.stop_signals import SessionStopped
 from autoresearch.trial import Trial
+from autoresearch.views.format import fmt_usd
 
 __all__ = ["Limits", "Session", "SessionStopped", "check_preconditions", "proposer_readiness",
            "read_program"]
@@ -357,8 +358,8 @@ class Session:
                                   self.config.limits.compute_usd_per_hour)
             if spend.total_usd >= self.limits.max_usd:
                 parts = f": {spend.describe()}" if spend.compute_usd is not None else ""
-                return (f"{SPEND_STOP}: spent ${spend.total_usd:.2f} of the "
-                        f"${self.limits.max_usd:.2f} budget ([limits] max_usd){parts}")
+                return (f"{SPEND_STOP}: spent {fmt_usd(spend.total_usd)} of the "
+                        f"{fmt_usd(self.limits.max_usd)} budget ([limits] max_usd){parts}")
         return None
 
     def affordable_seconds(self) -> float | None:

@@ -98,10 +98,10 @@ def test_the_spending_limit_is_overshot_by_one_call_at_most(toy_repo: Path) -> N
     assert calls == 2 and float(str(spent)) == pytest.approx(2 * PER_CALL)  # not 3 calls' worth
     assert float(str(spent)) < 2.0 + PER_CALL
     (reason,), = ledger(toy_repo, "SELECT decision_reason FROM experiments WHERE id = 'b-0002'")
-    assert str(reason) == ("proposal failed: the spending limit is reached: spent $2.41 of the "
+    assert str(reason) == ("proposal failed: the spending limit is reached: spent $2.409 of the "
                            "$2.00 budget ([limits] max_usd); this proposal stopped before edit "
                            "retry 2; fix: raise [limits] max_usd to spend more")
-    assert "stopped: the spending limit is reached: spent $2.41 of the $2.00 budget" in output
+    assert "stopped: the spending limit is reached: spent $2.409 of the $2.00 budget" in output
 
 
 def test_model_calls_and_machine_time_share_one_budget(toy_repo: Path) -> None:

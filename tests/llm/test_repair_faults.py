@@ -130,6 +130,6 @@ def test_no_repair_is_asked_for_once_the_spending_limit_is_reached(toy_repo: Pat
     assert model.kinds == []  # the crash was not sent back for a (billed) repair
     assert ledger(toy_repo, "SELECT status FROM experiments ORDER BY seq") == [("keep",), ("crash",)]
     events = ledger(toy_repo, "SELECT message FROM events WHERE kind = 'repair'")
-    assert events and ("no repair asked for: the spending limit is reached: spent $1.20 of the "
+    assert events and ("no repair asked for: the spending limit is reached: spent $1.2045 of the "
                    "$1.00 budget ([limits] max_usd)") in str(events[0][0])
-    assert "spent $1.20 of the $1.00 budget" in " ".join(output.split())
+    assert "spent $1.2045 of the $1.00 budget" in " ".join(output.split())

@@ -28,6 +28,7 @@ from autoresearch.views.format import (
     fmt_counts,
     fmt_duration,
     fmt_signed,
+    fmt_usd,
     fmt_value,
 )
 
@@ -110,7 +111,7 @@ def render_html(data: ReportData, png: bytes) -> str:
     c = s.counts
     arrow = "↑" if s.direction == "maximize" else "↓"
     spend = f"${s.cost_usd:.3f}"
-    spend_sub = f"of ${s.max_usd:.2f} budget" if s.max_usd is not None else "no spending limit"
+    spend_sub = f"of {fmt_usd(s.max_usd)} budget" if s.max_usd is not None else "no spending limit"
     if s.compute_usd is not None:
         spend_sub += f" · {s.spend}"
     # A verified headline that did not bear the gain out takes back the "% better" (as the
@@ -192,7 +193,7 @@ def _noise_and_cost(data: ReportData) -> list[str]:
         f"({int(u.get('input_tokens', 0)):,} input and {int(u.get('output_tokens', 0)):,} output "
         "tokens)" + (f"; machine time ${s.compute_usd:.4f} ({_e(s.spend)})"
                      if s.compute_usd is not None else "")
-        + (f"; budget ${s.max_usd:.2f}" if s.max_usd is not None else "") + ".</p>",
+        + (f"; budget {fmt_usd(s.max_usd)}" if s.max_usd is not None else "") + ".</p>",
     ]
 
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from autoresearch.proposers.base import Meter, Usage
 from autoresearch.proposers.llm.prices import PriceTable
+from autoresearch.views.format import fmt_usd
 
 CHARS_PER_TOKEN = 3.5  # a conservative average for code and English: over- rather than under-estimate
 UTF8_BYTES_PER_TOKEN = 3  # a floor for any script: no tokenizer packs more bytes into a token
@@ -73,13 +74,6 @@ class CapSource:
 REVIEW_MAX_USD = CapSource("[review] max_usd")
 
 
-def usd_text(usd: float) -> str:
-    """$0.03, $0.025, $0.1229: up to four decimals, at least two (two would show a cap of
-    $0.004 as $0.00, or a call of $0.1229 as $0.12)."""
-    whole, _, cents = f"{usd:.4f}".partition(".")
-    return f"${whole}.{cents.rstrip('0').ljust(2, '0')}"
-
-
 class Budget:
     def __init__(self, max_usd: float | None, meter: Meter | None = None,
                  source: CapSource = CapSource()) -> None:
@@ -104,7 +98,7 @@ class Budget:
     def cap_text(self) -> str:
         """ "the $0.03 cap (what was left of [limits] max_usd)"."""
         assert self.max_usd is not None
-        return f"the {usd_text(self.max_usd)} cap ({self.source})"
+        return f"the {fmt_usd(self.max_usd)} cap ({self.source})"
 
     def reserve(self, usd: float, what: str, detail: str = "") -> Reservation | Refusal:
         """Hold `usd` for a call, or refuse it (and remember `what` and why) when the cap or the
@@ -128,13 +122,13 @@ class Budget:
     def _over_cap(self, usd: float, detail: str) -> str:
         """Why a reservation of `usd` does not fit (called under the lock)."""
         assert self.max_usd is not None
-        cost = f"one call may cost {usd_text(usd)}" + (f" ({detail})" if detail else "")
+        cost = f"one call may cost {fmt_usd(usd)}" + (f" ({detail})" if detail else "")
         if usd > self.max_usd:
             # No spending could ever make room for it: only a change of settings can.
             return (f"{cost}, more than the whole of {self.cap_text}: raise "
                     f"{self.source.setting}, or lower max_tokens in [review] llm")
         taken = self._spent + self._reserved
-        return f"{cost}, and {usd_text(taken)} is spent or held: it would pass {self.cap_text}"
+        return f"{cost}, and {fmt_usd(taken)} is spent or held: it would pass {self.cap_text}"
 
     def settle(self, reservation: Reservation, usage: Sequence[Usage]) -> None:
         with self._lock:

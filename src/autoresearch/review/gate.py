@@ -20,7 +20,7 @@ from pathlib import Path
 from autoresearch.config import ProposerConfig, ReviewConfig
 from autoresearch.ledger import Ledger
 from autoresearch.proposers.base import Meter, Usage
-from autoresearch.review.budget import REVIEW_MAX_USD, CapSource, usd_text
+from autoresearch.review.budget import REVIEW_MAX_USD, CapSource
 from autoresearch.review.change import from_commits
 from autoresearch.review.context import ReviewSettings
 from autoresearch.review.llm_setup import resolve_llm
@@ -29,6 +29,7 @@ from autoresearch.review.pipeline import run_review
 from autoresearch.review.protected import DEFAULT_PROTECTED, configured_protected
 from autoresearch.review.registry import load_reviewers, select
 from autoresearch.review.store import record_review
+from autoresearch.views.format import fmt_usd
 
 BLOCKING: dict[str, tuple[Colour, ...]] = {"red": ("red",), "yellow": ("red", "yellow"),
                                            "off": ()}
@@ -106,9 +107,9 @@ def gate_warnings(config: ReviewConfig, proposer: ProposerConfig | None = None,
         if least > cap:
             warnings.append(
                 f"the review gate cannot afford its LLM reviewers: a call to {model} reserves "
-                f"at least {usd_text(least)} (a full {setup.settings.max_tokens:,}-token reply "
+                f"at least {fmt_usd(least)} (a full {setup.settings.max_tokens:,}-token reply "
                 f"at ${price.output:g} per million output tokens, before its prompt), more "
-                f"than the whole {usd_text(cap)} a review may spend ({source}): no such call "
+                f"than the whole {fmt_usd(cap)} a review may spend ({source}): no such call "
                 "would be made, and each keep would be reviewed by the offline reviewers only; "
                 f"raise {source}, or lower max_tokens in [review] llm")
             break

@@ -89,6 +89,14 @@ def fmt_experiments(counts: dict[str, int]) -> str:
     return f"{total} {noun} ({fmt_composition(counts)})"
 
 
+def fmt_usd(usd: float) -> str:
+    """Money as "$0.03", "$0.025", "$0.1229", "$8.82": up to four decimals, at least two (two
+    alone would show a limit of $0.025 as $0.03, and then "spent $0.03 of the $0.03", or a cap
+    of $0.004 as $0.00)."""
+    whole, _, cents = f"{usd:.4f}".partition(".")
+    return f"${whole}.{cents.rstrip('0').ljust(2, '0')}"
+
+
 def headline_doubt(verified_pairs: int, estimate: float | None, low: float | None,
                    high: float | None) -> str | None:
     """Why the session's own "% better" does not stand, when its verified headline (best vs

@@ -34,6 +34,7 @@ from autoresearch.views.format import (
     fmt_improvement,
     fmt_rate,
     fmt_signed,
+    fmt_usd,
     fmt_value,
 )
 from autoresearch.views.review import (
@@ -190,7 +191,7 @@ def render_status(root: Path, tag: str, console: Console) -> None:
                      f" {int(usage['cache_write_tokens'])} cache-write)")
     if s.compute_usd is not None:
         grid.add_row("spend", escape(f"${s.cost_usd:.2f}"
-                                     + (f" of ${s.max_usd:.2f}" if s.max_usd is not None else "")
+                                     + (f" of {fmt_usd(s.max_usd)}" if s.max_usd is not None else "")
                                      + f": {s.spend}"))
     reviewed = gate_tally(view.experiments)
     if reviewed:

@@ -13,6 +13,7 @@ from dataclasses import replace
 from autoresearch.review.model import Colour, Finding, Review, ReviewerRun
 from autoresearch.review.outputs.mdtext import in_html, inline, quoted
 from autoresearch.unicode_controls import reveal_bidi
+from autoresearch.views.format import fmt_usd
 
 HEADINGS: dict[Colour, str] = {
     "red": "🔴 Red: fix before merge",
@@ -64,7 +65,7 @@ def cost_line(review: Review) -> str:
         tokens = c.input_tokens + c.output_tokens + c.cache_read_tokens + c.cache_write_tokens
         spend = f"{c.calls} model calls, {tokens:,} tokens, ${c.usd:.4f}"
         if c.max_usd is not None:
-            spend += f" (cap ${c.max_usd:.2f}{', reached' if c.capped else ''})"
+            spend += f" (cap {fmt_usd(c.max_usd)}{', reached' if c.capped else ''})"
     return (f"{review.subject.label} · {review.files} file(s), +{review.lines_added} "
             f"−{review.lines_removed} · {review.duration_s:.1f} s · {spend}")
 
