@@ -7,8 +7,10 @@ format, a delay (to trip client timeouts), a dropped connection, a raw body that
 API's (an HTML page, a cut-off JSON), or an OpenAI reply with no choices. Local servers' quirks
 too: an OpenAI reply without a `usage` object, a `reasoning_content` beside `content`, an error
 `type` of their own (llama.cpp's `exceed_context_size_error`). `GET /v1/models` lists `models`
-(the probe `check` makes); `models=None` answers it 404, as servers without the route do, and
-`models_body` answers it with a listing in another shape.
+(the probe `check` makes) as each API does: to the Anthropic SDK in pages of 20 (`limit`,
+`after_id`, `has_more`), to the OpenAI SDK in one; `models=None` answers it 404, as servers
+without the route do, and `models_body` answers it with a listing in another shape.
+`refuses_unlisted=True` answers a request naming a model not listed 404, as the real APIs do.
 
     with FakeModelServer([Reply(text="HYPOTHESIS: ..."), Reply(status=429)]) as server:
         base = server.anthropic_url      # POST {base}/v1/messages
@@ -28,6 +30,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 
 @dataclass
@@ -87,7 +90,8 @@ MODELS = ["claude-sonnet-4-6", "gpt-4.1"]  # the models the test configurations 
 class FakeModelServer:
     def __init__(self, replies: Iterable[Reply] = (), handler: Handler | None = None,
                  models: list[str] | None = MODELS,
-                 models_body: dict[str, Any] | None = None) -> None:
+                 models_body: dict[str, Any] | None = None,
+                 refuses_unlisted: bool = False) -> None:
         self._queue: deque[Reply] = deque(replies)
         self._handler = handler
         self._lock = threading.Lock()
@@ -97,6 +101,9 @@ class FakeModelServer:
         # GET /v1/models answers this body as it is, when set (a listing in another shape).
         self.models_body = models_body
         self.listings = 0  # GET /v1/models requests served
+        # A POST naming a model `models` does not list (nor the alias of one) is answered 404,
+        # as OpenAI, Anthropic, vLLM and Ollama answer it.
+        self.refuses_unlisted = refuses_unlisted
         self.answered = 0  # POST requests whose reply was sent whole (or dropped, or cut)
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._make_handler())
         self._server.daemon_threads = True
@@ -163,7 +170,7 @@ class FakeModelServer:
                 pass
 
             def do_GET(self) -> None:
-                if not self.path.rstrip("/").endswith("/v1/models"):
+                if not urlsplit(self.path).path.rstrip("/").endswith("/v1/models"):
                     self._send(404, {"error": {"type": "not_found", "message": self.path}})
                     return
                 with server._lock:
@@ -174,10 +181,10 @@ class FakeModelServer:
                 if server.models is None:
                     self._send(404, {"error": {"type": "not_found", "message": self.path}})
                     return
-                self._send(200, {"object": "list", "has_more": False, "data": [
-                    {"id": m, "object": "model", "type": "model", "created": 0,
-                     "created_at": "2026-01-01T00:00:00Z", "display_name": m, "owned_by": "fake"}
-                    for m in server.models]})
+                if "anthropic-version" in {k.lower() for k in self.headers}:
+                    self._send(200, _anthropic_listing(server.models, self.path))
+                else:
+                    self._send(200, _openai_listing(server.models))
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
@@ -193,6 +200,12 @@ class FakeModelServer:
                     kind = "openai"
                 else:
                     self._send(404, {"error": {"type": "not_found", "message": self.path}})
+                    return
+                if server.refuses_unlisted and not _serves(server.models, body.get("model")):
+                    # As the real APIs refuse a model they do not serve (counted as a request).
+                    with server._lock:
+                        server.requests.append(recorded)
+                    self._send(404, _unknown_model(kind, str(body.get("model"))))
                     return
                 try:
                     self._answer(kind, body, server._next(recorded))
@@ -255,6 +268,47 @@ def _error_body(kind: str, reply: Reply) -> dict[str, Any]:
                 "error": {"type": types.get(reply.status, "api_error"), "message": reply.error}}
     return {"error": {"message": reply.error, "type": reply.error_type or "fake_error",
                       "param": None, "code": str(reply.status), **reply.error_fields}}
+
+
+ANTHROPIC_PAGE = 20  # Anthropic's GET /v1/models: 20 models a page unless `limit` says
+
+
+def _anthropic_listing(models: list[str], path: str) -> dict[str, Any]:
+    """A page of Anthropic's GET /v1/models: `limit` models (20 by default) after `after_id`,
+    with has_more and the first and last ids, which the SDK pages on."""
+    query = parse_qs(urlsplit(path).query)
+    limit = int(query.get("limit", [ANTHROPIC_PAGE])[0])
+    after = query.get("after_id", [None])[0]
+    start = models.index(after) + 1 if after in models else 0
+    page = models[start:start + limit]
+    return {"data": [{"type": "model", "id": m, "display_name": m,
+                      "created_at": "2026-01-01T00:00:00Z"} for m in page],
+            "has_more": start + limit < len(models),
+            "first_id": page[0] if page else None, "last_id": page[-1] if page else None}
+
+
+def _openai_listing(models: list[str]) -> dict[str, Any]:
+    """OpenAI's GET /v1/models (vLLM, Ollama and LM Studio answer the same): one page."""
+    return {"object": "list", "data": [{"id": m, "object": "model", "created": 0,
+                                        "owned_by": "fake"} for m in models]}
+
+
+def _serves(models: list[str] | None, model: object) -> bool:
+    """Whether a server listing `models` serves `model`: listed, or the alias a listed id begins
+    with (Anthropic takes claude-sonnet-4-5 for claude-sonnet-4-5-20250929). A server that lists
+    nothing (models=None) is not judged."""
+    if models is None:
+        return True
+    return isinstance(model, str) and any(m == model or m.startswith(model) for m in models)
+
+
+def _unknown_model(kind: str, model: str) -> dict[str, Any]:
+    """The 404 body each API answers a request naming a model it does not serve with."""
+    if kind == "anthropic":
+        return {"type": "error", "error": {"type": "not_found_error", "message": f"model: {model}"}}
+    return {"error": {"message": f"The model `{model}` does not exist or you do not have access "
+                                 "to it.", "type": "invalid_request_error", "param": None,
+                      "code": "model_not_found"}}
 
 
 def _anthropic(body: dict[str, Any], reply: Reply) -> dict[str, Any]:

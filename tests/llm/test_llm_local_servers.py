@@ -275,7 +275,9 @@ def test_the_probe_accepts_a_working_server_whose_listing_has_another_shape(
         server: FakeModelServer, listing: dict[str, object]) -> None:
     server.models_body = listing
     server.push(Reply(text="p"))
-    assert provider(server).probe().startswith("the endpoint answered a one-token request")
+    said = provider(server).probe()
+    assert said.startswith("the endpoint answered a one-token request (its model list could not "
+                           "be read, a reply in a shape of its own, so whether it lists ")
     assert len(server.requests) == 1
 
 
@@ -285,9 +287,11 @@ def test_the_probe_accepts_llamacpps_one_model_listed_by_its_file(server: FakeMo
         {"id": "/models/qwen3-8b-q4_k_m.gguf", "object": "model", "owned_by": "llamacpp",
          "created": 0, "meta": {"n_ctx_train": 40960}}],
         "models": [{"name": "/models/qwen3-8b-q4_k_m.gguf", "model": "qwen3-8b"}]}
+    server.push(Reply(text="p"))
     said = provider(server).probe()
-    assert "is not among the 1 models it lists (e.g. /models/qwen3-8b-q4_k_m.gguf)" in said
-    assert server.requests == []
+    assert "is not among the 1 models it lists (e.g. /models/qwen3-8b-q4_k_m.gguf), but it " \
+           "answered a one-token request naming it" in said
+    assert len(server.requests) == 1  # the request that confirmed it serves the name
 
 
 # --- a slow first token; no API key -----------------------------------------------------------

@@ -309,15 +309,22 @@ def test_the_probe_lists_the_models_without_a_billed_request(server: FakeModelSe
                                                             kind: str) -> None:
     assert provider(server, kind).probe() == "the endpoint answers and lists the model"
     assert server.listings == 1 and server.requests == []
+    # Not listed, but answered when asked (an alias): said, with what the server lists.
     server.models = ["other-model"]
+    server.push(Reply(text="p"))
     said = provider(server, kind).probe()
-    assert "is not among the 1 models it lists (e.g. other-model)" in said
+    assert "is not among the 1 models it lists (e.g. other-model), but it answered a one-token " \
+           "request naming it" in said
+    assert len(server.requests) == 1 and server.requests[0].body["max_tokens"] == 1
 
 
 @pytest.mark.parametrize("kind", PROVIDERS)
 def test_the_probe_sends_one_tiny_request_where_listing_is_not_supported(kind: str) -> None:
     with FakeModelServer([Reply(text="p")], models=None) as server:
-        assert provider(server, kind).probe() == "the endpoint answered a one-token request"
+        said = provider(server, kind).probe()
+        assert said.startswith("the endpoint answered a one-token request (its model list could "
+                               "not be read, HTTP 404, so whether it lists ")
+        assert said.endswith(" was not checked)")
         (sent,) = server.requests
         assert sent.body.get("max_tokens") == 1
 

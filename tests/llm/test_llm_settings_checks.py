@@ -176,7 +176,7 @@ def test_a_token_field_that_is_no_field_name_is_a_config_error(value: object, sa
     ("max_retries", "3", 'max_retries = "3" (a string): expected a whole number'),
     ("timeout_seconds", 0, "timeout_seconds = 0 (a whole number) is out of range: it must be "
                            "more than 0 and at most 86400"),
-    ("timeout_seconds", -5.0, "timeout_seconds = -5 (a number) is out of range"),
+    ("timeout_seconds", -5.0, "timeout_seconds = -5.0 (a number) is out of range"),
     ("timeout_seconds", math.nan, "timeout_seconds = nan (a number) is out of range"),
     ("timeout_seconds", math.inf, "timeout_seconds = inf (a number) is out of range"),
     ("timeout_seconds", True, "timeout_seconds = true (true or false): expected a number"),

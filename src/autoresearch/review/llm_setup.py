@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from autoresearch.errors import ConfigError
+from autoresearch.proposers.llm.option_values import checked_number
 from autoresearch.proposers.llm.prices import PriceTable
 from autoresearch.proposers.llm.proposer import MIN_CONTEXT_TOKENS
-from autoresearch.proposers.llm.settings import ProviderSettings, checked_number, detect_from_env
+from autoresearch.proposers.llm.settings import ProviderSettings, detect_from_env
 from autoresearch.proposers.options import LLM_OPTIONS, check_options
 
 # A reviewer's reply is a list of findings, not a rewritten file: a smaller default output cap.

@@ -185,10 +185,11 @@ def render_status(root: Path, tag: str, console: Console) -> None:
     grid.add_row("noise", "unknown" if s.noise is None else
                  f"σ = {s.noise:.4g} (the keep/discard rule's pooled σ)")
     if usage["calls"]:
-        grid.add_row("cost", f"${usage['cost_usd']:.4f} over {int(usage['calls'])} model calls "
+        grid.add_row("cost", escape(unreported_cost(usage) or (
+                     f"${usage['cost_usd']:.4f} over {int(usage['calls'])} model calls "
                      f"({int(usage['input_tokens'])} in / {int(usage['output_tokens'])} out tokens,"
                      f" {int(usage['cache_read_tokens'])} cache-read,"
-                     f" {int(usage['cache_write_tokens'])} cache-write)")
+                     f" {int(usage['cache_write_tokens'])} cache-write)")))
     if s.compute_usd is not None:
         grid.add_row("spend", escape(f"${s.cost_usd:.2f}"
                                      + (f" of {fmt_usd(s.max_usd)}" if s.max_usd is not None else "")
@@ -226,11 +227,29 @@ def render_results(root: Path, tag: str, console: Console) -> None:
     render_summary(view, console)
 
 
+_TOKEN_COUNTS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
+
+
+def unreported_cost(usage: Mapping[str, float]) -> str | None:
+    """What to say instead of a cost when none of the model calls reported its token usage (a
+    server without a `usage` object, or zeros): each was recorded as 0 tokens and $0, and a $0
+    shown for a priced model reads as free when it is unknown. None when some counts are there
+    (a real call always has input tokens), or there were no calls."""
+    calls = int(usage.get("calls", 0))
+    if not calls or any(usage.get(k) for k in _TOKEN_COUNTS):
+        return None
+    return (f"unknown: none of the {calls} model call{'s' * (calls != 1)} reported its token "
+            "usage (the server sent none), so they are recorded as 0 tokens and $0 and [limits] "
+            "max_usd cannot stop them")
+
+
 def spend_line(usage: Mapping[str, float]) -> str:
     """An experiment's model calls in one line (`show`)."""
     calls = int(usage.get("calls", 0))
     if not calls:
         return "no model calls"
+    if (unknown := unreported_cost(usage)) is not None:
+        return unknown
     tokens = (f"{int(usage.get('input_tokens', 0)):,} in, {int(usage.get('output_tokens', 0)):,}"
               " out")
     cached = int(usage.get("cache_read_tokens", 0)) + int(usage.get("cache_write_tokens", 0))
@@ -287,7 +306,7 @@ def render_experiment(root: Path, exp_id: str, console: Console, tag: str | None
         grid.add_row("improvement", f"{fmt_signed(e.improvement)} (Δ {fmt_signed(e.delta)})"
                      + (f", threshold {fmt_value(e.threshold, 4)}" if e.threshold else ""))
     grid.add_row("decision", prose(e.decision_reason) or "—")
-    grid.add_row("spend", spend_line(detail.usage))
+    grid.add_row("spend", escape(spend_line(detail.usage)))
     for g in detail.guards:
         grid.add_row("guard", escape(f"{g.get('guard')}: "
                                      f"{'passed' if g.get('passed') else 'FAILED'} "

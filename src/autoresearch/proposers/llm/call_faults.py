@@ -76,7 +76,7 @@ def _error_of(exc: BaseException) -> object:
     return body.get("error", body) if isinstance(body, dict) else None
 
 
-def _detail(exc: BaseException) -> str:
+def server_message(exc: BaseException) -> str:
     """The server's own error message, without the SDK's "Error code: 401 - {...}" wrapping."""
     err = _error_of(exc)
     if isinstance(err, dict) and err.get("message"):
@@ -143,7 +143,7 @@ def classify(exc: BaseException, sdk: Any, settings: ProviderSettings) -> Fault 
         return Fault("retry", f"{where}: connection failed ({exc})")
     if isinstance(exc, sdk.APIStatusError):
         code = int(exc.status_code)
-        detail = _detail(exc)
+        detail = server_message(exc)
         if code in (401, 403):
             sent = ("" if settings.api_key_set else
                     f"; no key was sent, since {settings.api_key_env} is not set")

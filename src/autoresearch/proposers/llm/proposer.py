@@ -37,6 +37,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from pydantic import Field
+
 from autoresearch import guardrails
 from autoresearch.gitops.history import blob_at
 from autoresearch.proposers.base import Meter, Proposal, ProposalContext, Proposer, Usage
@@ -59,9 +61,10 @@ from autoresearch.proposers.llm.edits import (
     parse_reply,
     stated_hypothesis,
 )
+from autoresearch.proposers.llm.option_values import OptionValues, validated
 from autoresearch.proposers.llm.prices import PriceTable
 from autoresearch.proposers.llm.providers import Part, Provider, Turn, make_provider
-from autoresearch.proposers.llm.settings import ProviderSettings, checked_number
+from autoresearch.proposers.llm.settings import ProviderSettings
 from autoresearch.proposers.options import LLM_OPTIONS
 from autoresearch.repo_paths import Canonicalizer
 from autoresearch.textcheck import is_binary
@@ -143,6 +146,17 @@ def change_diff(
     return text if len(text) <= limit else text[:limit] + "\n[... diff cut ...]\n"
 
 
+class ConversationOptionValues(OptionValues):
+    """The [proposer] numbers the llm proposer reads itself (the provider's are in settings.py)."""
+
+    # Below MIN_CONTEXT_TOKENS the context builder sends that much anyway: a smaller value would
+    # be silently ignored.
+    context_tokens: int = Field(default=DEFAULT_CONTEXT_TOKENS, ge=MIN_CONTEXT_TOKENS,
+                                le=10_000_000)
+    # -1 would make no call at all.
+    max_edit_retries: int = Field(default=2, ge=0, le=20)
+
+
 class LLMProposer(Proposer):
     """Proposes experiments by calling a model API (Anthropic or OpenAI-compatible)."""
 
@@ -161,13 +175,9 @@ class LLMProposer(Proposer):
         opts = self.options
         self.settings = ProviderSettings.from_options(opts, os.environ if env is None else env)
         self.prices = PriceTable(opts.get("prices"))
-        # Below MIN_CONTEXT_TOKENS the context builder sends that much anyway: a smaller value
-        # would be silently ignored. max_edit_retries = -1 would make no call at all.
-        self.context_tokens: int = checked_number(
-            opts, "context_tokens", DEFAULT_CONTEXT_TOKENS, low=MIN_CONTEXT_TOKENS,
-            high=10_000_000, whole=True)
-        self.max_edit_retries: int = checked_number(opts, "max_edit_retries", 2, low=0, high=20,
-                                                    whole=True)
+        own = validated(ConversationOptionValues, opts)
+        self.context_tokens: int = own.context_tokens
+        self.max_edit_retries: int = own.max_edit_retries
         self._provider = provider
 
     @property

@@ -20,14 +20,16 @@ proposer sends less); a reasoning model's leading `<think>` block is cut from th
 reply without token counts (local servers) is recorded as 0 tokens, with a warning where tokens
 cost money.
 
-`probe` asks the endpoint once, cheaply (it lists the models; only when listing is not supported
-does it send the smallest request), so that `check` and the start of `run` report a refused key,
-an unknown model or nothing listening before any baseline run is spent.
+`probe` asks the endpoint cheaply (it lists the models; only when listing is not supported, or
+the model is not listed, does it send the smallest request), so that `check` and the start of
+`run` report a refused key, an unknown model or nothing listening before any baseline run is
+spent.
 """
 
 from __future__ import annotations
 
 import contextlib
+import difflib
 import importlib
 import json
 import logging
@@ -54,6 +56,7 @@ from autoresearch.proposers.llm.call_faults import (
     Fault,
     UnusableReply,
     classify,
+    server_message,
     snippet,
 )
 from autoresearch.proposers.llm.prices import PriceTable
@@ -63,6 +66,11 @@ log = logging.getLogger(__name__)
 
 REFUSED_OUTAGES = 3  # outages in a row of refused connections before the session stops
 MAX_PROBE_SECONDS = 15.0  # `check` waits at most this long for the endpoint
+MAX_LIST_PAGES = 20  # pages of the model list read at most (a server paging for ever is not read)
+SHOWN_MODELS = 5  # models named when the one configured is not among them
+# How servers refuse a request naming a model they do not serve: 404 (OpenAI, Anthropic, vLLM,
+# Ollama), 400 (OpenRouter: "is not a valid model ID"), 422 (a validating proxy).
+MODEL_REFUSED = (400, 404, 422)
 DEADLINE_GRACE_S = 2.0  # past timeout_seconds before a call is cut (the SDK's own timeout first)
 
 
@@ -296,9 +304,11 @@ class Provider(ABC):
         return raw
 
     def probe(self) -> str:
-        """Ask the endpoint once whether it would answer (for `check` and the start of `run`):
-        list its models, or send the smallest request where listing is not supported. A refused
-        key, an unknown model, nothing listening or a reply that is not the API's raise
+        """Ask the endpoint whether it would answer (for `check` and the start of `run`): list
+        its models; send the smallest request where listing is not supported (said: the model
+        could not be checked against a list), or when the model is not among those listed (a
+        refusal of it then stops here, naming a few that are, before any baseline is spent). A
+        refused key, an unknown model, nothing listening or a reply that is not the API's raise
         `FatalProposerError` with the fix; a temporary fault is only reported (the session waits
         those out). Returns one line saying what it found."""
         sdk = self._sdk()
@@ -316,8 +326,16 @@ class Provider(ABC):
                 # Listing not supported here, or in a shape of its own (a proxy passing on
                 # Ollama's /api/tags): one tiny request says whether chat works.
                 self._ping(client)
-                return "the endpoint answered a one-token request" + self._price_note()
+                why = (f"HTTP {exc.status_code}" if isinstance(exc, sdk.APIStatusError) else
+                       "a reply in a shape of its own")
+                return ("the endpoint answered a one-token request (its model list could not be "
+                        f"read, {why}, so whether it lists {s.model!r} was not checked)"
+                        + self._price_note())
+            if not listed(s.model, found):
+                return self._confirm_unlisted(sdk, client, found) + self._price_note()
         except Exception as exc:
+            if isinstance(exc, FatalProposerError):
+                raise
             if isinstance(exc, sdk.APITimeoutError):
                 # The probe waits less than a call does: say both, since a local model loading
                 # into memory answers a minute late, which run (not check) can wait for.
@@ -340,12 +358,40 @@ class Provider(ABC):
             return f"could not confirm the endpoint now: {fault.message}; run waits such faults out"
         finally:
             client.close()
-        if found and s.model not in found and not any(m.startswith(s.model) for m in found):
-            return (f"the endpoint answers, but model {s.model!r} is not among the {len(found)} "
-                    f"models it lists (e.g. {', '.join(found[:3])}): if it is not an alias, set "
-                    f"[proposer] model" + self._price_note())
-        said = "the endpoint answers and lists the model" if found else "the endpoint answers"
-        return said + self._price_note()
+        return "the endpoint answers and lists the model" + self._price_note()
+
+    def _confirm_unlisted(self, sdk: Any, client: Any, found: list[str]) -> str:
+        """The server lists its models and `model` is not among them. Most servers then refuse
+        it (OpenAI, vLLM, Ollama and Anthropic answer 404, OpenRouter 400), and `run` would stop
+        only after its baseline: one tiny request naming it says which. A server that answers it
+        anyway serves it under another name (an alias) or serves one model whatever the name
+        (llama-server): said, not refused."""
+        s = self.settings
+        some = few_models(s.model, found)
+        try:
+            self._ping(client)
+        except sdk.APIStatusError as exc:
+            if int(exc.status_code) not in MODEL_REFUSED:
+                raise  # a refused key, an outage: said as for any probe
+            among = ("it lists none at all" if not found else
+                     f"it lists {len(found)}: " + ", ".join(some)
+                     + (f" and {len(found) - len(some)} more" if len(found) > len(some) else ""))
+            raise FatalProposerError(
+                f"{s.describe()}: the model is not among the server's models ({among}), and the "
+                f"server refused a one-token request naming it (HTTP {exc.status_code}: "
+                f"{server_message(exc)})",
+                where="[proposer] model in autoresearch.toml",
+                fix=(f"set [proposer] model to one the server lists (e.g. model = "
+                     f"{json.dumps(some[0])})" if found else
+                     "load or pull the model on the server, or set [proposer] model to one it "
+                     "serves") + f"; check base_url too (now {s.base_url!r})",
+            ) from None
+        if not found:
+            return (f"the endpoint lists no models, but answered a one-token request naming "
+                    f"{s.model!r}")
+        return (f"the endpoint answers; model {s.model!r} is not among the {len(found)} models "
+                f"it lists (e.g. {', '.join(some)}), but it answered a one-token request naming "
+                "it (an alias, or a server that serves one model whatever the name)")
 
     def _price_note(self) -> str:
         """What `check` says about the cost of the calls: unknown on a paid endpoint (no price),
@@ -362,11 +408,19 @@ class Provider(ABC):
                 f"add it under [proposer] prices)")
 
     def _listed_models(self, sdk: Any, client: Any) -> list[str]:
+        """The ids of the models the server lists, every page of them (Anthropic's list comes
+        20 to a page, the newest first, so an older model may be on the second)."""
         page = client.models.list()
-        data = getattr(page, "data", None)
-        if not isinstance(data, list):
-            raise UnusableReply(snippet(page))
-        return [str(getattr(m, "id", "")) for m in data]
+        ids: list[str] = []
+        for _ in range(MAX_LIST_PAGES):
+            data = getattr(page, "data", None)
+            if not isinstance(data, list):
+                raise UnusableReply(snippet(page))
+            ids += [str(getattr(m, "id", "")) for m in data]
+            if not page.has_next_page():
+                break
+            page = page.get_next_page()
+        return ids
 
     def _warn_uncounted(self) -> None:
         """A reply without token counts is recorded as 0 tokens and $0: say so once, louder where
@@ -404,6 +458,19 @@ class Provider(ABC):
         client, self._client = self._client, None
         if client is not None and hasattr(client, "close"):
             client.close()
+
+
+def listed(model: str, found: Sequence[str]) -> bool:
+    """Whether `model` is among the listed models, as itself or as the alias of one: Anthropic
+    lists dated ids (claude-sonnet-4-5-20250929) and takes the undated alias, Ollama lists
+    qwen3:latest and takes qwen3."""
+    return any(m == model or m.startswith(model) for m in found)
+
+
+def few_models(model: str, found: Sequence[str]) -> list[str]:
+    """A few of the listed models, the names nearest `model` first (a typo's fix leads)."""
+    near = difflib.get_close_matches(model, list(found), n=SHOWN_MODELS, cutoff=0.5)
+    return (near + [m for m in found if m not in near])[:SHOWN_MODELS]
 
 
 class AnthropicProvider(Provider):

@@ -15,9 +15,12 @@ any reasoning effort but none) reject a non-default temperature with HTTP 400.
 
 Every option is checked here, when the config is loaded (`check`, and `run` before anything is
 recorded): a value of the wrong type or out of range is a ConfigError (exit 2) naming the option,
-what it holds and what it may hold. A value the session would otherwise misread is the reason: a
-base_url without http:// that the SDK can never connect to (the session pausing for ever), a
-prompt_caching = "false" read as true, a max_retries of -1 that makes no call at all.
+what it holds, what it may hold and how to write it. A value the session would otherwise
+misread is the reason: a base_url without http:// that the SDK can never connect to (the session
+pausing for ever), a prompt_caching = "false" read as true, a max_retries of -1 that makes no call
+at all. The numbers, flags and typed options are declared with their types and ranges in a
+pydantic model (option_values.ProviderOptionValues), as the config's own tables are (config_sections.py), and
+the error is worded from the declaration.
 """
 
 from __future__ import annotations
@@ -30,7 +33,12 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from autoresearch.errors import ConfigError
-from autoresearch.proposers.faults import MAX_PROVIDER_PAUSE_S
+from autoresearch.proposers.llm.option_values import (
+    WHERE,
+    ProviderOptionValues,
+    shown_value,
+    validated,
+)
 
 # Current models confirmed on the providers' model pages on 2026-12-02.
 DEFAULT_MODELS = {"anthropic": "claude-sonnet-5-5", "openai": "gpt-6.2-sol"}
@@ -44,7 +52,6 @@ COMPATIBLE: dict[str, tuple[str, str | None]] = {
     "openrouter": ("https://openrouter.ai/api/v1", "OPENROUTER_API_KEY"),
 }
 
-WHERE = "autoresearch.toml → [proposer]"
 
 # The environment variables that configure a model API, in the order they are tried, with the
 # provider each one selects.
@@ -86,76 +93,6 @@ def looks_like_key(value: str) -> bool:
     return text.startswith(_KEY_PREFIXES) or (len(text) >= 32 and "_" not in text)
 
 
-def _shown(value: object) -> str:
-    """A TOML value as the file writes it, with its type: `"false" (a string)`, `-1 (a whole
-    number)`, `nan (a number)`."""
-    if isinstance(value, bool):
-        return f"{str(value).lower()} (true or false)"
-    if isinstance(value, int):
-        return f"{value} (a whole number)"
-    if isinstance(value, float):
-        return f"{value:g} (a number)"
-    if isinstance(value, str):
-        return f"{json.dumps(value)} (a string)"
-    kind = "a table" if isinstance(value, Mapping) else "a list" if isinstance(value, list) else (
-        type(value).__name__)
-    return f"{json.dumps(value, default=str)[:60]} ({kind})"
-
-
-def _span(low: float, high: float, low_excluded: bool) -> str:
-    """The allowed range in words: "from 0 to 100", "more than 0 and at most 86400"."""
-    if low_excluded:
-        return f"more than {low:g} and at most {high:g}"
-    return f"from {low:g} to {high:g}"
-
-
-def checked_number(options: Mapping[str, Any], key: str, default: float | None, *, low: float,
-                   high: float, low_excluded: bool = False, whole: bool = False,
-                   where: str = WHERE) -> Any:
-    """options[key] (or `default` when it is not set) once it is a number (`whole`: a whole
-    number) within the range; else a ConfigError naming the option, its value and the range.
-    Every range is finite, so the infinities are out of it, and so is NaN (every comparison with
-    it is false): a NaN timeout would never end a call, an infinite one overflows a wait."""
-    if options.get(key) is None:
-        return default
-    value = options[key]
-    kind = "a whole number" if whole else "a number"
-    span = _span(low, high, low_excluded)
-    default_note = "" if default is None else f" (the default, {default:g}, when it is not set)"
-    numeric = isinstance(value, int | float) and not isinstance(value, bool)
-    if not numeric or (whole and not isinstance(value, int)):
-        hint = (", without quotes" if isinstance(value, str) else
-                " (true and false are not numbers)" if isinstance(value, bool) else
-                f" (write {int(value)}, not {value:g})" if isinstance(value, float)
-                and value.is_integer() else "")
-        raise ConfigError(
-            f"[proposer] {key} = {_shown(value)}: expected {kind} {span}",
-            where=f"{where} {key}",
-            fix=f"write {key} as {kind} {span}{hint}{default_note}",
-        )
-    if not (low <= value <= high) or (low_excluded and value == low):
-        raise ConfigError(
-            f"[proposer] {key} = {_shown(value)} is out of range: it must be {span}",
-            where=f"{where} {key}",
-            fix=f"set {key} to {kind} {span}{default_note}",
-        )
-    return value
-
-
-def checked_flag(options: Mapping[str, Any], key: str, default: bool) -> bool:
-    """options[key] once it is true or false: a string "false" would be read as true."""
-    value = options.get(key, default)
-    if isinstance(value, bool):
-        return value
-    said = value.strip().lower() if isinstance(value, str) else None
-    written = {"true": "true", "yes": "true", "1": "true", "false": "false", "no": "false",
-               "0": "false"}.get(said or "")
-    fix = (f"write {key} = {written}, without quotes" if written is not None else
-           f"write {key} = true or {key} = false, without quotes")
-    raise ConfigError(f"[proposer] {key} = {_shown(value)}: expected true or false",
-                      where=f"{WHERE} {key}", fix=fix)
-
-
 def checked_base_url(value: str, where: str, write: str) -> str:
     """A base URL the SDKs can connect to: http:// or https://, a host, a numeric port. Without
     a scheme the SDK fails every call as a "connection error", which the session would take for
@@ -194,7 +131,7 @@ def checked_key_env(value: object) -> str:
     without being printed (the error lands in terminals, logs and CI output)."""
     where = f"{WHERE} api_key_env"
     if not isinstance(value, str):
-        raise ConfigError(f"[proposer] api_key_env = {_shown(value)}: expected the name of an "
+        raise ConfigError(f"[proposer] api_key_env = {shown_value(value)}: expected the name of an "
                           "environment variable", where=where,
                           fix='write api_key_env = "NAME" (e.g. "OPENROUTER_API_KEY")')
     name = value.strip()
@@ -220,7 +157,7 @@ def checked_tokens_field(value: object) -> str:
     where = f"{WHERE} max_tokens_field"
     example = 'e.g. max_tokens_field = "max_tokens", or "n_predict" for an older llama.cpp server'
     if not isinstance(value, str) or not _FIELD_NAME.fullmatch(value):
-        raise ConfigError(f"[proposer] max_tokens_field = {_shown(value)}: expected the name of "
+        raise ConfigError(f"[proposer] max_tokens_field = {shown_value(value)}: expected the name of "
                           "the request field that carries the reply's token limit (letters, "
                           "digits and _)", where=where, fix=f"write the field's name ({example}), "
                           "or remove the line for the default")
@@ -293,10 +230,9 @@ class ProviderSettings:
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any], env: Mapping[str, str]) -> ProviderSettings:
+        values = validated(ProviderOptionValues, options)
         raw_provider = str(options.get("provider") or "").strip().lower()
-        base_url = options.get("base_url")
-        if base_url is not None and not isinstance(base_url, str):
-            raise ConfigError("base_url must be a string", where=f"{WHERE} base_url")
+        base_url = values.base_url
         if base_url:
             base_url = checked_base_url(base_url, f"{WHERE} base_url", 'write base_url = "{url}"')
         label = raw_provider or ""
@@ -373,12 +309,8 @@ class ProviderSettings:
                 )
             model = DEFAULT_MODELS[provider]
         field_default = "max_completion_tokens" if provider == "openai" and official else "max_tokens"
-        extra = options.get("extra_body") or {}
-        if not isinstance(extra, Mapping):
-            raise ConfigError("extra_body must be a table", where=f"{WHERE} extra_body")
-        temperature = checked_number(options, "temperature", None, low=0, high=2)
-        outage = checked_number(options, "outage_retry_after", None, low=0,
-                                high=MAX_PROVIDER_PAUSE_S)
+        if provider == "anthropic":
+            refuse_a_token_field_for_anthropic(options, env)
         return cls(
             provider=provider,
             model=str(model),
@@ -386,24 +318,42 @@ class ProviderSettings:
             api_key=api_key,
             api_key_env=str(key_env),
             label=label,
-            temperature=None if temperature is None else float(temperature),
-            max_tokens=checked_number(options, "max_tokens", 8192, low=1, high=10_000_000,
-                                      whole=True),
-            # A call of more than a day is no call; a longer wait overflows the thread's join.
-            timeout_seconds=float(checked_number(options, "timeout_seconds", 300.0, low=0,
-                                                 high=86_400, low_excluded=True)),
-            max_retries=checked_number(options, "max_retries", 5, low=0, high=100, whole=True),
-            retry_base_seconds=float(checked_number(options, "retry_base_seconds", 2.0, low=0,
-                                                    high=3600)),
-            retry_max_seconds=float(checked_number(options, "retry_max_seconds", 60.0, low=0,
-                                                   high=MAX_PROVIDER_PAUSE_S)),
-            outage_retry_after=None if outage is None else float(outage),
+            temperature=values.temperature,
+            max_tokens=values.max_tokens,
+            timeout_seconds=values.timeout_seconds,
+            max_retries=values.max_retries,
+            retry_base_seconds=values.retry_base_seconds,
+            retry_max_seconds=values.retry_max_seconds,
+            outage_retry_after=values.outage_retry_after,
             max_tokens_field=checked_tokens_field(options.get("max_tokens_field",
                                                               field_default)),
-            prompt_caching=checked_flag(options, "prompt_caching", True),
-            extra_body=dict(extra),
+            prompt_caching=values.prompt_caching,
+            extra_body=dict(values.extra_body),
             api_key_set=api_key_set,
         )
+
+
+def refuse_a_token_field_for_anthropic(options: Mapping[str, Any],
+                                       env: Mapping[str, str]) -> None:
+    """Anthropic's Messages API takes the reply's limit in one field, max_tokens, which the SDK
+    requires: another max_tokens_field would be sent nowhere, and the limit the user thought
+    they moved (an older proxy's n_predict, say) would stay in max_tokens without a word."""
+    written = options.get("max_tokens_field")
+    if written is None or written == "max_tokens":
+        return
+    raw = str(options.get("provider") or "").strip()
+    found = detect_from_env(env)
+    why = (f' (provider = "{raw}")' if raw else
+           ' (its base_url contains "anthropic")' if options.get("base_url") else
+           f" ({found[0]} is set in the environment)" if found is not None else "")
+    raise ConfigError(
+        f"[proposer] max_tokens_field = {shown_value(written)} cannot be used with the anthropic "
+        f"provider{why}: Anthropic's Messages API takes the reply's token limit in max_tokens "
+        "only",
+        where=f"{WHERE} max_tokens_field",
+        fix="remove the max_tokens_field line (set the limit with max_tokens = N); if the "
+            "server speaks OpenAI's protocol instead, set provider = \"openai\"",
+    )
 
 
 def _env_url(env: Mapping[str, str], var: str) -> str | None:
