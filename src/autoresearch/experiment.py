@@ -238,9 +238,11 @@ def commit(s: Session, trial: Trial, proposal: Proposal, siblings: list[Trial]) 
     rules = guardrails.Rules(s.config.scope, s.config.all_protected)
     guardrails.clean_proposal_text(proposal)  # untrusted prose, before it is shown or recorded
     s.display.experiment_started(trial.id, proposal.hypothesis)
+    # The proposal first, then its bill: a kill -9 between the proposer's answer and these
+    # writes then loses the least (an interrupted experiment keeps what was proposed).
+    trial.propose(proposal)
     if trial.attempt == 1:
         trial.bill(proposal.usage)
-    trial.propose(proposal)
     if proposal.in_worktree:
         paths = changed_paths(worktree)
         problems = guardrails.check_changed_paths(worktree, paths, rules)
