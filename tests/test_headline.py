@@ -346,3 +346,14 @@ def test_each_headline_pair_shares_a_seed_no_selection_run_had(toy_repo: Path) -
     assert len(pairs) == 3 and all(len(set(p)) == 1 for p in pairs), seeds
     assert len({p[0] for p in pairs}) == 3, seeds  # a seed of its own for each pair
     assert not set(headline) & selection, seeds
+
+
+def test_report_verify_with_the_headline_turned_off_names_the_setting(toy_repo: Path) -> None:
+    # "[decision]" was read as rich markup and dropped: "nothing to re-measure:  headline_pairs
+    # = 0 turns it off".
+    edit_config(toy_repo, "[decision]", "[decision]\nheadline_pairs = 0")
+    use_script(toy_repo, [{"hypothesis": "X to 6", "edits": {"target.py": "X = 6.0\n"}}])
+    assert run_cli(toy_repo, "run", "--tag", "t", "-n", "2").returncode == 0
+    result = run_cli(toy_repo, "report", "--verify", "--tag", "t", env={"COLUMNS": "200"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "nothing to re-measure: [decision] headline_pairs = 0 turns it off" in result.stdout

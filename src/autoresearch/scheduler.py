@@ -26,6 +26,7 @@ from pathlib import Path
 from statistics import median
 
 from rich.console import Console
+from rich.markup import escape
 
 from autoresearch import experiment, headline
 from autoresearch.config import Config
@@ -243,7 +244,7 @@ def verify_headline_of(root: Path, tag: str, console: Console,
         try:
             why = headline.not_needed(session)
             if why:
-                console.print(f"nothing to re-measure: {why}")
+                console.print(f"nothing to re-measure: {escape(why)}")
                 return None
             return Scheduler(session, Limits()).verify_headline()
         finally:
