@@ -202,6 +202,7 @@ def run_session(root: Path, tag: str | None, iterations: int | None,
         session.open()
         exit_code = 0
         status = "stopped"
+        reason: str | None = None
         try:  # from here on, any stop (Ctrl-C, a signal, a closed pipe) closes the session
             resumed = _announce(session, config, display, tag_)
             given = iterations
@@ -250,7 +251,8 @@ def run_session(root: Path, tag: str | None, iterations: int | None,
                 err.print(f"[yellow]stopped: {escape(reason)}[/]")
         finally:
             display.stop()
-            session.close(status)
+            session.close(status, stop_reason=reason)
+        assert reason is not None  # every way out of the block above that gets here set it
         style = "green" if exit_code == 0 else ("yellow" if exit_code == 130 else "red")
         console.print(f"[{style}]stopped: {escape(reason)}[/]")
         _print_summary(root, tag_)

@@ -43,6 +43,7 @@ from autoresearch.gitops.object_seal import ObjectSeal
 from autoresearch.globs import select
 from autoresearch.history import History, run_seed
 from autoresearch.ledger import Ledger, RunRow, SessionRow, TrialStatus
+from autoresearch.ledger.activity import STOP_EVENT
 from autoresearch.ledger_watch import LedgerWatch
 from autoresearch.policy import Policy, policy_for
 from autoresearch.proposers.base import ExperimentOutcome, Proposal, Proposer
@@ -269,8 +270,9 @@ class Session:
         self.ledger.add_event(row.id, "session", f"session {row.tag} created at {base[:10]}")
         return row
 
-    def close(self, status: str | None = "stopped") -> None:
-        """Release everything; `status` is recorded (None: left as it was)."""
+    def close(self, status: str | None = "stopped", stop_reason: str | None = None) -> None:
+        """Release everything; `status` is recorded (None: left as it was), and `stop_reason`
+        (why this run stopped, as `run` says it) as a "stop" event that `status` shows."""
         try:
             if self._proposer_open:
                 self.proposer.close()
@@ -278,6 +280,8 @@ class Session:
         finally:
             try:
                 if status is not None and self.ledger.refused is None:
+                    if stop_reason:
+                        self.event(STOP_EVENT, stop_reason)
                     self.ledger.set_session_status(self.row.id, status)
             finally:
                 # Session end (any way it ends): fold the WAL into ledger.db and back it up, so

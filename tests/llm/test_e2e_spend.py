@@ -102,6 +102,12 @@ def test_the_spending_limit_is_overshot_by_one_call_at_most(toy_repo: Path) -> N
                            "$2.00 budget ([limits] max_usd); this proposal stopped before edit "
                            "retry 2; fix: raise [limits] max_usd to spend more")
     assert "stopped: the spending limit is reached: spent $2.409 of the $2.00 budget" in output
+    # The morning after, status says why the session stopped and what the limit was.
+    shown = run_cli(toy_repo, "status", "--tag", "b", env={"COLUMNS": "400"})
+    status = " ".join(shown.stdout.split())
+    assert ("state finished · stopped: the spending limit is reached: spent $2.409 of the $2.00 "
+            "budget ([limits] max_usd)") in status, status
+    assert "cache-write) of the $2.00 limit ([limits] max_usd)" in status, status
 
 
 def test_model_calls_and_machine_time_share_one_budget(toy_repo: Path) -> None:

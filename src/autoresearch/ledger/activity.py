@@ -11,6 +11,10 @@ from typing import Any
 from autoresearch.ledger.tables import LedgerTables
 from autoresearch.unicode_controls import clean_prose
 
+# The event a run of the session records when it stops: why, in the words `run` printed
+# ("stopped: the spending limit is reached: ..."); `status` shows the latest.
+STOP_EVENT = "stop"
+
 
 class ActivityTables(LedgerTables):
     """Usage and events, written and read through the ledger's connection."""

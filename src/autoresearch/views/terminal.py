@@ -21,6 +21,7 @@ from rich.text import Text
 
 from autoresearch.display import STATUS_STYLE
 from autoresearch.ledger import Ledger, SessionRow
+from autoresearch.ledger.activity import STOP_EVENT
 from autoresearch.ledger.integrity import tampered_mark
 from autoresearch.state import SessionLock, StatePaths
 from autoresearch.views.bounded_text import bounded
@@ -170,10 +171,14 @@ def render_status(root: Path, tag: str, console: Console) -> None:
     try:
         view = build_view(ledger, row)
         usage = ledger.usage_totals(row.id)
+        stops = ledger.events(row.id, kind=STOP_EVENT)
     finally:
         ledger.close()
     s = view.summary
     state = _state(view, root, row)
+    if stops and not state.startswith("running"):
+        # Why the last run stopped, as it said it (a spending limit, the -n count, Ctrl-C).
+        state += f" · stopped: {escape(stops[-1]['message'])}"
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
     grid.add_column()
@@ -189,7 +194,9 @@ def render_status(root: Path, tag: str, console: Console) -> None:
                      f"${usage['cost_usd']:.4f} over {int(usage['calls'])} model calls "
                      f"({int(usage['input_tokens'])} in / {int(usage['output_tokens'])} out tokens,"
                      f" {int(usage['cache_read_tokens'])} cache-read,"
-                     f" {int(usage['cache_write_tokens'])} cache-write)")))
+                     f" {int(usage['cache_write_tokens'])} cache-write)"
+                     + (f" of the {fmt_usd(s.max_usd)} limit ([limits] max_usd)"
+                        if s.max_usd is not None and s.compute_usd is None else ""))))
     if s.compute_usd is not None:
         grid.add_row("spend", escape(f"${s.cost_usd:.2f}"
                                      + (f" of {fmt_usd(s.max_usd)}" if s.max_usd is not None else "")
