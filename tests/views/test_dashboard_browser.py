@@ -293,11 +293,17 @@ def test_spread_of_repeated_runs_is_visible(page: Any, noisy_repo: Path, tmp_pat
     with serve(noisy_repo) as url:
         page.goto(url + "/")
         shows_experiments(page, n)
-        # The confidence divides the re-measured gain by the σ of the baseline's own repeats,
-        # and says so.
-        own = statistics.stdev(NOISY_BASELINE)
-        assert (f"÷ σ {own:.3g} (gain re-measured over 3 pairs, σ of the baseline's 3 runs)"
-                in page.inner_text("#conf-sub"))
+        # The confidence divides the re-measured gain by the better measured σ (here the
+        # pooled one: more degrees of freedom than the baseline's own 2), and says so.
+        ledger = open_ledger(noisy_repo)
+        try:
+            conf = build_view(ledger, resolve_session(ledger, "n")).confidence
+        finally:
+            ledger.close()
+        assert conf.noise_source == "pooled" and conf.pooled_dof > 2 and conf.noise is not None
+        assert (f"÷ σ {conf.noise:.3g} (gain re-measured over 3 pairs, pooled σ, "
+                f"{conf.pooled_dof} degrees of freedom)" in page.inner_text("#conf-sub"))
+        assert abs(conf.noise - statistics.stdev(NOISY_BASELINE)) > 0.01
         probes = page.evaluate(SPREAD_PROBES)
         assert {p["role"] for p in probes} >= {"baseline", "kept"}  # repeats and confirmations
         for p in probes:

@@ -132,23 +132,41 @@ def test_confidence_label_never_contradicts_its_colour() -> None:
         assert shown <= i / 1000 + 1e-9  # floored, never rounded up past a threshold
 
 
-def test_confidence_divides_by_the_baselines_own_sigma(demo: BuiltSession) -> None:
-    """The engine overwrites the session's σ with the pooled one after confirmation runs."""
+def test_confidence_divides_by_the_better_measured_sigma(demo: BuiltSession) -> None:
+    """The engine overwrites the session's σ with the pooled one after confirmation runs: with
+    more degrees of freedom than the baseline's 3 runs give, it is the one the figure divides by
+    (a σ of 3 runs made the same true gain read 1σ in one session and 16σ in another)."""
     pooled = 0.5
     demo.ledger.set_session_noise(demo.session.id, pooled)
     view = _view(demo.repo)
     own = statistics.stdev(BASELINE_VALUES)
     conf = view.confidence
-    assert conf.noise == pytest.approx(own) and conf.noise_source == "baseline"
+    assert conf.pooled_dof > 2
+    assert conf.noise == pooled and conf.noise_source == "pooled"
     assert conf.noise_runs == 3 and conf.baseline_noise == pytest.approx(own)
-    assert conf.ratio == pytest.approx(view.summary.improvement / own)
+    assert conf.ratio == pytest.approx(view.summary.improvement / pooled)
     assert f"{math.floor(conf.ratio * 10) / 10:.1f}σ" == conf.label
-    # Both floors are there, each called what it is; the rule's σ is the recorded one.
+    # Both floors are there, each called what it is.
     assert view.summary.noise == pooled and conf.pooled_noise == pooled
     assert view.summary.baseline_noise == pytest.approx(own) and view.summary.baseline_runs == 3
-    assert f"σ = {own:.3g} is the standard deviation of score over the baseline's 3 repeated" \
-        in conf.explanation
-    assert "keep/discard rule uses the pooled σ = 0.5" in conf.explanation
+    assert (f"σ = 0.5 is the pooled σ the keep/discard rule uses, over every group of repeated "
+            f"runs, {conf.pooled_dof} degrees of freedom: better measured than the baseline's "
+            f"own σ = {own:.3g} over its 3 runs (2 degrees of freedom)") in conf.explanation
+    assert conf.noise_basis == f"pooled σ, {conf.pooled_dof} degrees of freedom"
+
+
+def test_confidence_divides_by_the_baselines_own_sigma_until_others_are_repeated() -> None:
+    # Only the baseline was repeated: the pooled σ is its own, with no more degrees of freedom.
+    from autoresearch.views.noise import NoiseFloor
+
+    floor = NoiseFloor(baseline_sigma=0.3, baseline_runs=3, pooled_sigma=0.3, pooled_dof=2,
+                       pooled_groups=1)
+    conf = confidence(0.9, floor, "score")
+    assert conf.noise_source == "baseline" and conf.noise == 0.3 and conf.label == "3.0σ"
+    assert conf.noise_basis == "σ of the baseline's 3 runs"
+    better = NoiseFloor(baseline_sigma=0.3, baseline_runs=3, pooled_sigma=0.45, pooled_dof=9,
+                        pooled_groups=4)
+    assert confidence(0.9, better, "score").label == "2.0σ"
 
 
 def test_confidence_falls_back_to_the_pooled_sigma_after_a_single_baseline_run(
@@ -162,7 +180,8 @@ def test_confidence_falls_back_to_the_pooled_sigma_after_a_single_baseline_run(
     assert "over the baseline's" not in conf.explanation
 
 
-def test_real_session_confidence_uses_the_baseline_repeats(noisy_repo: Path) -> None:
+def test_real_session_confidence_uses_the_pooled_sigma_once_it_is_better_measured(
+        noisy_repo: Path) -> None:
     ledger = open_ledger(noisy_repo)
     session = resolve_session(ledger, "n")
     view = build_view(ledger, session)
@@ -173,11 +192,13 @@ def test_real_session_confidence_uses_the_baseline_repeats(noisy_repo: Path) -> 
     assert session.noise is not None and abs(session.noise - own) > 0.01
     assert any(e.runs > 1 for e in view.experiments[1:])  # there were confirmation runs
     conf = view.confidence
-    assert conf.noise == pytest.approx(own) and conf.noise_source == "baseline"
+    # More degrees of freedom than the baseline's own two: the pooled σ is the figure's.
+    assert conf.noise == pytest.approx(session.noise) and conf.noise_source == "pooled"
     # The session ended with its headline re-measured: the figure is that gain's.
     assert conf.verified_pairs == view.summary.verified_pairs >= 3
     assert conf.improvement == pytest.approx(view.summary.verified_improvement)
-    assert conf.improvement is not None and conf.ratio == pytest.approx(conf.improvement / own)
+    assert conf.improvement is not None
+    assert conf.ratio == pytest.approx(conf.improvement / session.noise)
     assert view.summary.noise == pytest.approx(session.noise)
     assert conf.pooled_dof > 2  # more than the baseline's own two degrees of freedom
 
@@ -273,15 +294,17 @@ def _record_headline(built: BuiltSession, improvements: list[float]) -> None:
 def test_a_verified_headline_sets_the_confidence_figure(demo: BuiltSession) -> None:
     """The selecting runs flatter the best: once it is re-measured, the σ figure is the
     re-measured gain's, in every view."""
-    own = statistics.stdev(BASELINE_VALUES)
     before = _view(demo.repo).confidence
-    assert before.ratio == pytest.approx((10.0 - 8.81) / own) and before.verified_pairs == 0
+    sigma = before.noise
+    assert sigma is not None and before.noise_source == "pooled"
+    assert before.ratio == pytest.approx((10.0 - 8.81) / sigma) and before.verified_pairs == 0
     _record_headline(demo, [0.50, 0.53, 0.47])
     view = _view(demo.repo)
     conf = view.confidence
-    assert conf.improvement == pytest.approx(0.5) and conf.ratio == pytest.approx(0.5 / own)
-    assert conf.level == "green" and conf.verified_pairs == 3
-    assert conf.noise_basis == "gain re-measured over 3 pairs, σ of the baseline's 3 runs"
+    assert conf.improvement == pytest.approx(0.5) and conf.ratio == pytest.approx(0.5 / sigma)
+    assert conf.verified_pairs == 3
+    assert conf.noise_basis == (f"gain re-measured over 3 pairs, pooled σ, {conf.pooled_dof} "
+                                "degrees of freedom")
     assert "re-measured at the session's end (3 interleaved pairs" in conf.explanation
     assert view.summary.improvement == pytest.approx(10.0 - 8.81)  # the session's own, unchanged
     assert view_to_json(view)["confidence"]["label"] == conf.label

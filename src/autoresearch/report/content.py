@@ -131,6 +131,11 @@ def noise_sentence(conf: Confidence) -> str:
             return own
         return (f"{own}; the keep/discard rule uses the pooled {pooled} over every group of "
                 f"repeated runs (the baseline's repeats and the confirmation re-runs{dof})")
+    if conf.noise_source == "pooled" and conf.baseline_noise is not None:
+        return (f"the pooled {pooled} over every group of repeated runs{dof}, used by both the "
+                "confidence figure and the keep/discard rule (better measured than the "
+                f"baseline's own σ = {fmt_value(conf.baseline_noise, 4)} over its "
+                f"{conf.noise_runs} runs)")
     if conf.noise_source == "pooled":
         return (f"{baseline_runs_said(conf.noise_runs)}, so its own σ is unknown; the pooled "
                 f"{pooled} of the confirmation re-runs"

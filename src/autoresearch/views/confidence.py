@@ -1,7 +1,8 @@
 """The confidence figure: the best result's improvement over the baseline in units of noise.
 
-It divides by the σ of the baseline's own repeated runs (see views.noise for the two noise
-floors of a session), and falls back to the pooled σ only when the baseline ran once, saying so.
+It divides by the better measured of the session's two noise floors (views.noise): the
+baseline's own σ until other commits' repeats give the pooled σ more degrees of freedom, and
+says which.
 The colour is decided on the number the label shows, so the two can never disagree, with one
 exception that only ever lowers it: see below.
 
@@ -66,6 +67,12 @@ def _noise_sentence(floor: NoiseFloor, metric: str) -> str:
             text += (f" (The keep/discard rule uses the pooled σ = {floor.pooled_sigma:.3g}: "
                      "nothing but the baseline was repeated yet.)")
         return text
+    if floor.source == "pooled" and floor.baseline_sigma is not None:
+        assert floor.pooled_sigma is not None
+        return (f"σ = {floor.pooled_sigma:.3g} is the pooled σ the keep/discard rule uses, over "
+                f"every group of repeated runs{_dof(floor.pooled_dof)}: better measured than "
+                f"the baseline's own σ = {floor.baseline_sigma:.3g} over its "
+                f"{floor.baseline_runs} runs ({floor.baseline_dof} degrees of freedom).")
     if floor.source == "pooled":
         assert floor.pooled_sigma is not None
         return (f"{baseline_runs_said(floor.baseline_runs).capitalize()}, so its own σ is "
@@ -79,6 +86,8 @@ def _noise_sentence(floor: NoiseFloor, metric: str) -> str:
 def _basis(floor: NoiseFloor) -> str:
     if floor.source == "baseline":
         return f"σ of the baseline's {floor.baseline_runs} runs"
+    if floor.source == "pooled" and floor.baseline_sigma is not None:
+        return f"pooled σ, {floor.pooled_dof} degrees of freedom"
     return (f"pooled σ: {baseline_runs_said(floor.baseline_runs)}" if floor.source == "pooled"
             else "")
 

@@ -1,14 +1,15 @@
 """The two noise floors of a session, told apart.
 
 - The **baseline's own σ**: the standard deviation of the objective over the baseline's repeated
-  runs. The confidence figure divides by this one (improvement over the baseline ÷ the noise
-  measured on the baseline).
+  runs (3 by default: 2 degrees of freedom).
 - The **pooled σ**: what the decision rule uses, pooled over every group of repeated runs of one
   commit (the baseline's repeats, then every confirmation re-run). The engine records it on the
   session and overwrites it after each confirmation, so it is generally *not* the baseline's σ.
 
-When the baseline ran only once its own σ is unknown; the confidence figure then falls back to
-the pooled σ (if confirmation runs measured one) and says so.
+The confidence figure divides by the better measured of the two: the pooled σ once other commits'
+repeats give it more degrees of freedom than the baseline's own (a σ from 3 runs is often off by
+a factor of 2 or more, and the figure with it: a tester saw the same true gain read 1σ and 16σ),
+the baseline's own before that; the pooled one too when the baseline ran once. It says which.
 """
 
 from __future__ import annotations
@@ -35,15 +36,21 @@ class NoiseFloor:
     pooled_groups: int             # how many commits contributed repeated runs to it
 
     @property
+    def baseline_dof(self) -> int:
+        return self.baseline_runs - 1 if self.baseline_sigma is not None else 0
+
+    @property
     def source(self) -> NoiseSource:
-        """Which σ the confidence figure divides by."""
+        """Which σ the confidence figure divides by: the one with more degrees of freedom."""
+        if self.pooled_sigma is not None and self.pooled_dof > self.baseline_dof:
+            return "pooled"
         if self.baseline_sigma is not None:
             return "baseline"
         return "pooled" if self.pooled_sigma is not None else "none"
 
     @property
     def sigma(self) -> float | None:
-        return self.baseline_sigma if self.baseline_sigma is not None else self.pooled_sigma
+        return self.baseline_sigma if self.source == "baseline" else self.pooled_sigma
 
 
 def baseline_runs_said(runs: int) -> str:
