@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -106,11 +107,27 @@ def fake_model_proposer(server: FakeModelServer, **options: object) -> str:
 
 def use_fake_model(repo: Path, server: FakeModelServer, **options: object) -> None:
     """Point the repo's config at the fake model, give it a program.md, and commit both."""
-    config = (repo / "autoresearch.toml").read_text() + fake_model_proposer(server, **options)
-    (repo / "autoresearch.toml").write_text(config)
+    use_llm_config(repo, fake_model_proposer(server, **options))
+
+
+def use_llm_config(repo: Path, proposer_table: str) -> None:
+    """Append `proposer_table` (a whole [proposer] table) to the repo's config, give it a
+    program.md, and commit both."""
+    config = repo / "autoresearch.toml"
+    config.write_text(config.read_text() + proposer_table)
     (repo / "program.md").write_text("Minimise score = (X - 7)^2 by changing X.\n")
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "use the llm proposer")
+
+
+def ledger_rows(repo: Path, columns: str = "id") -> list[tuple[Any, ...]]:
+    """`columns` of every experiment of the repo's ledger, by id (none when there is no ledger
+    yet: a refused start records nothing)."""
+    db = repo / ".autoresearch" / "ledger.db"
+    if not db.exists():
+        return []
+    with sqlite3.connect(db) as conn:
+        return conn.execute(f"SELECT {columns} FROM experiments ORDER BY id").fetchall()
 
 
 FAKE_AGENT = Path(__file__).with_name("fake_agent.py")

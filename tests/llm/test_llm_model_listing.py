@@ -13,7 +13,6 @@ in each API's own shape and refuses unlisted models as the real APIs do."""
 from __future__ import annotations
 
 import json
-import sqlite3
 import textwrap
 import urllib.request
 from pathlib import Path
@@ -25,8 +24,8 @@ from autoresearch.proposers.faults import FatalProposerError
 from autoresearch.proposers.llm.prices import PriceTable
 from autoresearch.proposers.llm.providers import Provider, make_provider
 from autoresearch.proposers.llm.settings import ProviderSettings
-from tests.conftest import git, run_cli
-from tests.llm.conftest import llm_options
+from tests.conftest import run_cli
+from tests.llm.conftest import ledger_rows, llm_options, use_llm_config
 from tests.llm.fake_server import FakeModelServer, Reply
 
 PROVIDERS = ["anthropic", "openai"]
@@ -46,8 +45,7 @@ def one_line(text: str) -> str:
 def use_model(repo: Path, server: FakeModelServer, kind: str, model: str) -> None:
     """The llm proposer on the fake server's `kind` API, naming `model`; committed."""
     url = server.anthropic_url if kind == "anthropic" else server.openai_url
-    config = repo / "autoresearch.toml"
-    config.write_text(config.read_text() + textwrap.dedent(f"""
+    use_llm_config(repo, textwrap.dedent(f"""
         [proposer]
         name = "llm"
         provider = "{kind}"
@@ -55,17 +53,10 @@ def use_model(repo: Path, server: FakeModelServer, kind: str, model: str) -> Non
         model = "{model}"
         retry_base_seconds = 0.01
         """))
-    (repo / "program.md").write_text("Minimise score = (X - 7)^2 by changing X.\n")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-qm", "use the llm proposer")
 
 
 def experiments(repo: Path) -> list[tuple[Any, ...]]:
-    db = repo / ".autoresearch" / "ledger.db"
-    if not db.exists():
-        return []
-    with sqlite3.connect(db) as conn:
-        return conn.execute("SELECT id FROM experiments").fetchall()
+    return ledger_rows(repo)
 
 
 @pytest.mark.parametrize("kind", PROVIDERS)

@@ -9,7 +9,6 @@ Where it matters the real CLI (`check`, `run`) runs against the fake model serve
 
 from __future__ import annotations
 
-import sqlite3
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -20,8 +19,8 @@ from autoresearch.errors import ConfigError
 from autoresearch.proposers.llm import LLMProposer
 from autoresearch.proposers.llm.option_values import checked_number
 from autoresearch.proposers.llm.settings import ProviderSettings
-from tests.conftest import git, run_cli
-from tests.llm.conftest import llm_options, make_config
+from tests.conftest import run_cli
+from tests.llm.conftest import ledger_rows, llm_options, make_config, use_llm_config
 from tests.llm.fake_server import FakeModelServer
 
 
@@ -41,20 +40,11 @@ def one_line(text: str) -> str:
 
 def add_proposer(repo: Path, lines: str) -> None:
     """The llm proposer's [proposer] table `lines` appended to the repo's config; committed."""
-    config = repo / "autoresearch.toml"
-    config.write_text(config.read_text() + "\n[proposer]\nname = \"llm\"\n"
-                      + textwrap.dedent(lines))
-    (repo / "program.md").write_text("Minimise score = (X - 7)^2 by changing X.\n")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-qm", "use the llm proposer")
+    use_llm_config(repo, "\n[proposer]\nname = \"llm\"\n" + textwrap.dedent(lines))
 
 
 def experiments(repo: Path) -> list[tuple[Any, ...]]:
-    db = repo / ".autoresearch" / "ledger.db"
-    if not db.exists():
-        return []
-    with sqlite3.connect(db) as conn:
-        return conn.execute("SELECT id FROM experiments").fetchall()
+    return ledger_rows(repo)
 
 
 # --- 1. the fix fits the value ----------------------------------------------------------------

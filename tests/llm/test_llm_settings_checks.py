@@ -12,7 +12,6 @@ import email.utils
 import json
 import math
 import re
-import sqlite3
 import textwrap
 import time
 from pathlib import Path
@@ -27,8 +26,8 @@ from autoresearch.proposers.llm.call_faults import classify
 from autoresearch.proposers.llm.prices import PriceTable
 from autoresearch.proposers.llm.providers import Part, Provider, Turn, make_provider
 from autoresearch.proposers.llm.settings import ProviderSettings, looks_like_key
-from tests.conftest import git, run_cli
-from tests.llm.conftest import MakeCtx, llm_options, make_config
+from tests.conftest import run_cli
+from tests.llm.conftest import MakeCtx, ledger_rows, llm_options, make_config, use_llm_config
 from tests.llm.fake_server import FakeModelServer, Reply
 
 GOOD = ("HYPOTHESIS: move X to the optimum at 7\nRATIONALE: (X - 7)^2.\n\n"
@@ -37,22 +36,12 @@ GOOD = ("HYPOTHESIS: move X to the optimum at 7\nRATIONALE: (X - 7)^2.\n\n"
 
 def use_openai_model(repo: Path, lines: str) -> None:
     """The llm proposer on an OpenAI-compatible server, its [proposer] table `lines`; committed."""
-    config = repo / "autoresearch.toml"
-    config.write_text(config.read_text() + "\n[proposer]\nname = \"llm\"\nprovider = \"openai\"\n"
-                      "model = \"gpt-4.1\"\nretry_base_seconds = 0.01\n" + textwrap.dedent(lines))
-    (repo / "program.md").write_text("Minimise score = (X - 7)^2 by changing X.\n")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-qm", "use the llm proposer")
+    use_llm_config(repo, "\n[proposer]\nname = \"llm\"\nprovider = \"openai\"\n"
+                   "model = \"gpt-4.1\"\nretry_base_seconds = 0.01\n" + textwrap.dedent(lines))
 
 
 def experiments(repo: Path) -> list[tuple[Any, ...]]:
-    """Every experiment row of the repo's ledger (none when there is no ledger yet)."""
-    db = repo / ".autoresearch" / "ledger.db"
-    if not db.exists():
-        return []
-    with sqlite3.connect(db) as conn:
-        return conn.execute("SELECT id, status, decision_reason FROM experiments "
-                            "ORDER BY id").fetchall()
+    return ledger_rows(repo, "id, status, decision_reason")
 
 
 def one_line(text: str) -> str:
