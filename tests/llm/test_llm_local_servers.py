@@ -308,7 +308,7 @@ def test_a_timeout_names_the_option_to_raise(server: FakeModelServer) -> None:
 def test_the_probe_says_how_long_it_waited_and_how_long_run_waits(
         monkeypatch: pytest.MonkeyPatch) -> None:
     # No /v1/models (older llama-server builds), and a model that loads for a while.
-    monkeypatch.setattr("autoresearch.proposers.llm.providers.MAX_PROBE_SECONDS", 0.3)
+    monkeypatch.setattr("autoresearch.proposers.llm.probe.MAX_PROBE_SECONDS", 0.3)
     with FakeModelServer([Reply(text="p", delay=1.0)], models=None) as server:
         said = provider(server, timeout_seconds=120).probe()
     assert said.startswith("could not confirm the endpoint now")

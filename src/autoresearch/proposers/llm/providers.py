@@ -20,18 +20,16 @@ proposer sends less); a reasoning model's leading `<think>` block is cut from th
 reply without token counts (local servers) is recorded as 0 tokens, with a warning where tokens
 cost money.
 
-`probe` asks the endpoint cheaply (it lists the models; only when listing is not supported, or
-the model is not listed, does it send the smallest request), so that `check` and the start of
-`run` report a refused key, an unknown model or nothing listening before any baseline run is
-spent.
+`probe` asks the endpoint cheaply (probe.py: it lists the models; only when listing is not
+supported, or the model is not listed, does it send the smallest request), so that `check` and
+the start of `run` report a refused key, an unknown model or nothing listening before any
+baseline run is spent.
 """
 
 from __future__ import annotations
 
 import contextlib
-import difflib
 import importlib
-import json
 import logging
 import random
 import re
@@ -56,7 +54,6 @@ from autoresearch.proposers.llm.call_faults import (
     Fault,
     UnusableReply,
     classify,
-    server_message,
     snippet,
 )
 from autoresearch.proposers.llm.prices import PriceTable
@@ -65,12 +62,6 @@ from autoresearch.proposers.llm.settings import ProviderSettings
 log = logging.getLogger(__name__)
 
 REFUSED_OUTAGES = 3  # outages in a row of refused connections before the session stops
-MAX_PROBE_SECONDS = 15.0  # `check` waits at most this long for the endpoint
-MAX_LIST_PAGES = 20  # pages of the model list read at most (a server paging for ever is not read)
-SHOWN_MODELS = 5  # models named when the one configured is not among them
-# How servers refuse a request naming a model they do not serve: 404 (OpenAI, Anthropic, vLLM,
-# Ollama), 400 (OpenRouter: "is not a valid model ID"), 422 (a validating proxy).
-MODEL_REFUSED = (400, 404, 422)
 DEADLINE_GRACE_S = 2.0  # past timeout_seconds before a call is cut (the SDK's own timeout first)
 
 
@@ -304,123 +295,11 @@ class Provider(ABC):
         return raw
 
     def probe(self) -> str:
-        """Ask the endpoint whether it would answer (for `check` and the start of `run`): list
-        its models; send the smallest request where listing is not supported (said: the model
-        could not be checked against a list), or when the model is not among those listed (a
-        refusal of it then stops here, naming a few that are, before any baseline is spent). A
-        refused key, an unknown model, nothing listening or a reply that is not the API's raise
-        `FatalProposerError` with the fix; a temporary fault is only reported (the session waits
-        those out). Returns one line saying what it found."""
-        sdk = self._sdk()
-        s = self.settings
-        wait = min(s.timeout_seconds, MAX_PROBE_SECONDS)
-        client = self._make_client(sdk, wait)
-        where = "[proposer] in autoresearch.toml and the environment"
-        try:
-            try:
-                found = self._listed_models(sdk, client)
-            except (sdk.APIStatusError, UnusableReply) as exc:
-                if isinstance(exc, sdk.APIStatusError) and int(exc.status_code) not in (
-                        404, 405, 501):
-                    raise
-                # Listing not supported here, or in a shape of its own (a proxy passing on
-                # Ollama's /api/tags): one tiny request says whether chat works.
-                self._ping(client)
-                why = (f"HTTP {exc.status_code}" if isinstance(exc, sdk.APIStatusError) else
-                       "a reply in a shape of its own")
-                return ("the endpoint answered a one-token request (its model list could not be "
-                        f"read, {why}, so whether it lists {s.model!r} was not checked)"
-                        + self._price_note())
-            if not listed(s.model, found):
-                return self._confirm_unlisted(sdk, client, found) + self._price_note()
-        except Exception as exc:
-            if isinstance(exc, FatalProposerError):
-                raise
-            if isinstance(exc, sdk.APITimeoutError):
-                # The probe waits less than a call does: say both, since a local model loading
-                # into memory answers a minute late, which run (not check) can wait for.
-                return (f"could not confirm the endpoint now: {s.describe()}: no response "
-                        f"within {wait:g} s (a model still loading?); run waits up to [proposer] "
-                        f"timeout_seconds = {s.timeout_seconds:g} s for each call")
-            fault = classify(exc, sdk, s)
-            if fault is None:
-                # The SDK could not even build the reply: whatever answered is not this API.
-                fault = Fault("fatal", f"{s.describe()}: the reply is not an API reply "
-                                       f"({type(exc).__name__}); is base_url the API's address?")
-            if fault.kind == "fatal":
-                raise FatalProposerError(fault.message, where=where,
-                                         fix=s.fix_hint(fault.status)) from None
-            if fault.refused_connection or isinstance(exc, (UnusableReply, json.JSONDecodeError)):
-                raise FatalProposerError(
-                    fault.message, where=f"[proposer] base_url in autoresearch.toml "
-                                         f"(now {s.base_url!r})",
-                    fix="start the model server, or set base_url to its API address") from None
-            return f"could not confirm the endpoint now: {fault.message}; run waits such faults out"
-        finally:
-            client.close()
-        return "the endpoint answers and lists the model" + self._price_note()
+        """Ask the endpoint whether it would answer, for `check` and the start of `run`
+        (`probe.probe_endpoint`); one line saying what it found."""
+        from autoresearch.proposers.llm.probe import probe_endpoint
 
-    def _confirm_unlisted(self, sdk: Any, client: Any, found: list[str]) -> str:
-        """The server lists its models and `model` is not among them. Most servers then refuse
-        it (OpenAI, vLLM, Ollama and Anthropic answer 404, OpenRouter 400), and `run` would stop
-        only after its baseline: one tiny request naming it says which. A server that answers it
-        anyway serves it under another name (an alias) or serves one model whatever the name
-        (llama-server): said, not refused."""
-        s = self.settings
-        some = few_models(s.model, found)
-        try:
-            self._ping(client)
-        except sdk.APIStatusError as exc:
-            if int(exc.status_code) not in MODEL_REFUSED:
-                raise  # a refused key, an outage: said as for any probe
-            among = ("it lists none at all" if not found else
-                     f"it lists {len(found)}: " + ", ".join(some)
-                     + (f" and {len(found) - len(some)} more" if len(found) > len(some) else ""))
-            raise FatalProposerError(
-                f"{s.describe()}: the model is not among the server's models ({among}), and the "
-                f"server refused a one-token request naming it (HTTP {exc.status_code}: "
-                f"{server_message(exc)})",
-                where="[proposer] model in autoresearch.toml",
-                fix=(f"set [proposer] model to one the server lists (e.g. model = "
-                     f"{json.dumps(some[0])})" if found else
-                     "load or pull the model on the server, or set [proposer] model to one it "
-                     "serves") + f"; check base_url too (now {s.base_url!r})",
-            ) from None
-        if not found:
-            return (f"the endpoint lists no models, but answered a one-token request naming "
-                    f"{s.model!r}")
-        return (f"the endpoint answers; model {s.model!r} is not among the {len(found)} models "
-                f"it lists (e.g. {', '.join(some)}), but it answered a one-token request naming "
-                "it (an alias, or a server that serves one model whatever the name)")
-
-    def _price_note(self) -> str:
-        """What `check` says about the cost of the calls: unknown on a paid endpoint (no price),
-        nothing where the model runs on a server of the user's own."""
-        s = self.settings
-        if self.prices.price_for(s.model) is not None:
-            return ""
-        if s.is_metered:
-            return (f"; no price known for {s.model}: its calls will be recorded with cost 0 and "
-                    f"[limits] max_usd cannot stop them (add it under [proposer] prices, "
-                    f"USD per million tokens)")
-        return (f"; no price known for {s.model}, and not a paid API this knows: its calls are "
-                f"recorded with cost 0 (a local server costs nothing; if tokens cost money here, "
-                f"add it under [proposer] prices)")
-
-    def _listed_models(self, sdk: Any, client: Any) -> list[str]:
-        """The ids of the models the server lists, every page of them (Anthropic's list comes
-        20 to a page, the newest first, so an older model may be on the second)."""
-        page = client.models.list()
-        ids: list[str] = []
-        for _ in range(MAX_LIST_PAGES):
-            data = getattr(page, "data", None)
-            if not isinstance(data, list):
-                raise UnusableReply(snippet(page))
-            ids += [str(getattr(m, "id", "")) for m in data]
-            if not page.has_next_page():
-                break
-            page = page.get_next_page()
-        return ids
+        return probe_endpoint(self)
 
     def _warn_uncounted(self) -> None:
         """A reply without token counts is recorded as 0 tokens and $0: say so once, louder where
@@ -458,19 +337,6 @@ class Provider(ABC):
         client, self._client = self._client, None
         if client is not None and hasattr(client, "close"):
             client.close()
-
-
-def listed(model: str, found: Sequence[str]) -> bool:
-    """Whether `model` is among the listed models, as itself or as the alias of one: Anthropic
-    lists dated ids (claude-sonnet-4-5-20250929) and takes the undated alias, Ollama lists
-    qwen3:latest and takes qwen3."""
-    return any(m == model or m.startswith(model) for m in found)
-
-
-def few_models(model: str, found: Sequence[str]) -> list[str]:
-    """A few of the listed models, the names nearest `model` first (a typo's fix leads)."""
-    near = difflib.get_close_matches(model, list(found), n=SHOWN_MODELS, cutoff=0.5)
-    return (near + [m for m in found if m not in near])[:SHOWN_MODELS]
 
 
 class AnthropicProvider(Provider):
