@@ -74,7 +74,9 @@ def git_descendants(pid: int) -> list[psutil.Process]:
 
 def _is_git(proc: psutil.Process) -> bool:
     with contextlib.suppress(psutil.Error):
-        return os.path.basename(proc.cmdline()[0]) == "git"
+        # A zombie (a git that just exited, not yet reaped) has an empty command line.
+        command = proc.cmdline()
+        return bool(command) and os.path.basename(command[0]) == "git"
     return False
 
 
