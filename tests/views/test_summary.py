@@ -349,3 +349,30 @@ def test_no_ledger_says_to_init_first_where_there_is_no_config(tmp_path: Path) -
         open_ledger(tmp_path)
     assert "run `autoresearch run` here first" in str(configured.value.fix)
     assert "init" not in str(configured.value.fix)
+
+
+def test_identical_baseline_repeats_keep_sigma_zero_beside_a_pooled_float_error() -> None:
+    # deterministic = true, confirmation runs pooled to σ = 5e-16 (float error): the figure read
+    # "3030040768679999.5σ (green)". Identical baseline repeats are σ = 0, as declared.
+    from autoresearch.views.noise import NoiseFloor
+
+    floor = NoiseFloor(baseline_sigma=0.0, baseline_runs=3, pooled_sigma=5.44e-16, pooled_dof=8,
+                       pooled_groups=4)
+    assert floor.source == "baseline" and floor.sigma == 0.0
+    conf = confidence(1.648, floor, "loss", deterministic=True)
+    assert conf.label == "σ = 0: deterministic" and conf.ratio is None
+
+
+def test_a_verification_that_did_not_bear_the_gain_out_caps_the_colour() -> None:
+    # The session's runs say 139σ; the pairs re-measured +0 in every pair (a zero-width
+    # interval, left out of the ratio) or worse: never green.
+    from autoresearch.policy import Interval
+    from autoresearch.views.noise import NoiseFloor
+
+    floor = NoiseFloor(baseline_sigma=0.012, baseline_runs=3, pooled_sigma=0.012, pooled_dof=2,
+                       pooled_groups=1)
+    assert confidence(1.655, floor, "loss").level == "green"
+    zero = Interval(0.0, 0.0, 0.0, 3, 0.95)
+    assert confidence(1.655, floor, "loss", zero).level == "yellow"
+    worse = Interval(-0.5, -0.5, -0.5, 3, 0.95)
+    assert confidence(1.655, floor, "loss", worse).level == "red"

@@ -176,6 +176,11 @@ def confidence(improvement: float | None, floor: NoiseFloor, metric: str,
     shown = shown_ratio(ratio)
     label = f"{shown:.1f}σ"
     level = _level(shown)
-    if check is not None and check.covers(0.0) and level == "green":
-        level = "yellow"
+    if verified is not None and verified.pairs >= 1 and math.isfinite(verified.estimate):
+        # Re-measured worse, or not shown to be better (an interval of zero width at 0 too,
+        # which `_usable` leaves out of the ratio): the colour says no more than that.
+        if verified.high < 0:
+            level = "red"
+        elif verified.covers(0.0) and level == "green":
+            level = "yellow"
     return make(ratio, level, label, meaning + sentence + " " + _SCALE)

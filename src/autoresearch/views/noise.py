@@ -41,8 +41,11 @@ class NoiseFloor:
 
     @property
     def source(self) -> NoiseSource:
-        """Which σ the confidence figure divides by: the one with more degrees of freedom."""
-        if self.pooled_sigma is not None and self.pooled_dof > self.baseline_dof:
+        """Which σ the confidence figure divides by: the one with more degrees of freedom, but
+        the baseline's when its repeats were identical (σ = 0: a pooled σ of 5e-16 is float
+        error, and a ratio over it read 3e15σ)."""
+        if (self.pooled_sigma is not None and self.pooled_dof > self.baseline_dof
+                and self.baseline_sigma != 0.0):
             return "pooled"
         if self.baseline_sigma is not None:
             return "baseline"
