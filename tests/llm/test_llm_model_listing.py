@@ -198,3 +198,14 @@ def test_the_fake_server_lists_models_in_each_apis_shape(server: FakeModelServer
     openai = listing("", {"authorization": "Bearer k"})
     assert openai["object"] == "list" and len(openai["data"]) == 25
     assert openai["data"][0]["object"] == "model" and "owned_by" in openai["data"][0]
+
+
+def test_a_model_is_listed_as_itself_or_as_a_dated_or_latest_alias_only() -> None:
+    from autoresearch.proposers.llm.probe import few_models, listed
+
+    assert listed("claude-sonnet-4-5", ["claude-sonnet-4-5-20250929"])
+    assert listed("gpt-4o", ["gpt-4o-2024-08-06"]) and listed("qwen3", ["qwen3:latest"])
+    # A name the list only starts with is another model: asked about, not taken as listed.
+    assert not listed("foo", ["foo-bar"]) and not listed("gpt-4", ["gpt-4o-mini"])
+    assert not listed("g", ["gpt-4o-mini"])
+    assert few_models("FOO-BAR", ["gpt-4o-mini", "llama-3.1-8b", "foo-bar"])[0] == "foo-bar"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -154,14 +155,24 @@ def _listed_models(sdk: Any, client: Any) -> list[str]:
     return ids
 
 
+# What a listed id may add to the name a server also takes for it: a date (Anthropic lists
+# claude-sonnet-4-5-20250929 and takes claude-sonnet-4-5; OpenAI gpt-4o-2024-08-06) or Ollama's
+# ":latest" (it lists qwen3:latest and takes qwen3). Any other prefix is another model: "gpt-4"
+# is not "gpt-4o-mini", and a name the list only starts with is asked about (probe_endpoint).
+_ALIAS_SUFFIX = re.compile(r"-\d{8}|-\d{4}-\d{2}-\d{2}|-latest|:latest")
+
+
 def listed(model: str, found: Sequence[str]) -> bool:
-    """Whether `model` is among the listed models, as itself or as the alias of one: Anthropic
-    lists dated ids (claude-sonnet-4-5-20250929) and takes the undated alias, Ollama lists
-    qwen3:latest and takes qwen3."""
-    return any(m == model or m.startswith(model) for m in found)
+    """Whether `model` is among the listed models, as itself or as the alias of a dated or
+    `:latest` one."""
+    return any(m == model or (m.startswith(model) and _ALIAS_SUFFIX.fullmatch(m[len(model):]))
+               for m in found)
 
 
 def few_models(model: str, found: Sequence[str]) -> list[str]:
-    """A few of the listed models, the names nearest `model` first (a typo's fix leads)."""
-    near = difflib.get_close_matches(model, list(found), n=SHOWN_MODELS, cutoff=0.5)
+    """A few of the listed models, the names nearest `model` first (a typo's fix leads; case
+    aside: FOO-BAR is nearest foo-bar)."""
+    lowered = {m.lower(): m for m in reversed(found)}
+    near = [lowered[m] for m in difflib.get_close_matches(model.lower(), list(lowered),
+                                                          n=SHOWN_MODELS, cutoff=0.5)]
     return (near + [m for m in found if m not in near])[:SHOWN_MODELS]
