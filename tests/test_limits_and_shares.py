@@ -303,6 +303,12 @@ def test_a_limit_in_fractions_of_a_cent_is_said_as_set(tmp_path: Path) -> None:
     assert " of the $0.025 budget ([limits] max_usd)" in said(run), said(run)
     status = said(run_cli(repo, "status", "--tag", "t"))
     assert " of $0.025: $" in status, status
+    # The total and its parts in one rule: the parts add up to the total they stand beside.
+    spend = re.search(r"spend (\$[\d.]+) of \$0\.025: (\$[\d.]+) on model calls \+ "
+                      r"(\$[\d.]+) on", status)
+    assert spend is not None, status
+    total, model, machine = (float(v.lstrip("$")) for v in spend.groups())
+    assert total == pytest.approx(model + machine, abs=2e-4), spend.group(0)
     out = tmp_path / "report"
     assert run_cli(repo, "report", "--tag", "t", "--out", str(out)).returncode == 0
     assert " of $0.025" in (out / "report.md").read_text()
@@ -312,5 +318,7 @@ def test_a_limit_in_fractions_of_a_cent_is_said_as_set(tmp_path: Path) -> None:
 def test_money_keeps_its_fractions_of_a_cent() -> None:
     from autoresearch.views.format import fmt_usd
 
-    assert [fmt_usd(v) for v in (0.025, 0.03, 0.004, 0.12294, 8.8, 0.0, 1234.5)] == [
-        "$0.025", "$0.03", "$0.004", "$0.1229", "$8.80", "$0.00", "$1234.50"]
+    assert [fmt_usd(v) for v in (0.025, 0.03, 0.004, 0.12294, 8.8, 0.0, 1234.5, -0.001,
+                                 4e-05)] == [
+        "$0.025", "$0.03", "$0.004", "$0.1229", "$8.80", "$0.00", "$1234.50", "-$0.001",
+        "$4e-05"]

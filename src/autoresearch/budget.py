@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from autoresearch.views.format import fmt_duration
+from autoresearch.views.format import fmt_duration, fmt_usd
 
 if TYPE_CHECKING:
     from autoresearch.config import Config
@@ -61,10 +61,10 @@ class Spend:
     def describe(self) -> str:
         """"$1.20 on model calls + $3.40 on 1 h 21 min of machine time at $2.50/h" (seconds,
         minutes or hours as the time is long: 12 s once read "0.00 h")."""
-        model = f"${self.model_usd:.2f} on model calls"
+        model = f"{fmt_usd(self.model_usd)} on model calls"
         if self.compute_usd is None or self.usd_per_hour is None:
             return model
-        return (f"{model} + ${self.compute_usd:.2f} on {fmt_duration(self.compute_s)} of "
+        return (f"{model} + {fmt_usd(self.compute_usd)} on {fmt_duration(self.compute_s)} of "
                 f"machine time at ${self.usd_per_hour:g}/h")
 
 

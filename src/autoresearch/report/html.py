@@ -110,7 +110,7 @@ def render_html(data: ReportData, png: bytes) -> str:
     s, conf, chart = data.view.summary, data.view.confidence, data.view.chart
     c = s.counts
     arrow = "↑" if s.direction == "maximize" else "↓"
-    spend = f"${s.cost_usd:.3f}"
+    spend = fmt_usd(s.cost_usd)
     spend_sub = f"of {fmt_usd(s.max_usd)} budget" if s.max_usd is not None else "no spending limit"
     if s.compute_usd is not None:
         spend_sub += f" · {s.spend}"

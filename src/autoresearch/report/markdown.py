@@ -51,7 +51,7 @@ def render_markdown(data: ReportData, png_name: str = "progress.png") -> str:
         f"- **Experiments:** {fmt_experiments(c)} — {', '.join(fmt_counts(c, s.process_gone))}",
         f"- **Elapsed:** {fmt_duration(s.elapsed_s)}"
         + (f" ({elapsed_note(s)})" if elapsed_note(s) else ""),
-        f"- **Cost:** ${s.cost_usd:.4f}" + (f" of {fmt_usd(s.max_usd)}" if s.max_usd is not None else "")
+        f"- **Cost:** {fmt_usd(s.cost_usd)}" + (f" of {fmt_usd(s.max_usd)}" if s.max_usd is not None else "")
         + (f" ({literal(s.spend)})" if s.compute_usd is not None else ""),
         *([f"- **Review gate:** {summary_line(data)}"] if summary_line(data) else []),
         "",

@@ -93,8 +93,13 @@ def fmt_usd(usd: float) -> str:
     """Money as "$0.03", "$0.025", "$0.1229", "$8.82": up to four decimals, at least two (two
     alone would show a limit of $0.025 as $0.03, and then "spent $0.03 of the $0.03", or a cap
     of $0.004 as $0.00)."""
+    if not math.isfinite(usd):
+        return f"${usd}"
+    sign, usd = ("-" if usd < 0 else ""), abs(usd)
+    if 0 < usd < 0.0001:  # a fraction of a hundredth of a cent: its first digits
+        return f"{sign}${usd:.2g}"
     whole, _, cents = f"{usd:.4f}".partition(".")
-    return f"${whole}.{cents.rstrip('0').ljust(2, '0')}"
+    return f"{sign}${whole}.{cents.rstrip('0').ljust(2, '0')}"
 
 
 def headline_doubt(verified_pairs: int, estimate: float | None, low: float | None,
