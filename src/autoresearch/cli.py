@@ -244,6 +244,9 @@ def run_session(root: Path, tag: str | None, iterations: int | None,
             status = "paused" if exit_code else "finished"
             if exit_code:
                 show_failed_log(console, session.history)  # why it stopped, in the command's own words
+        except AutoresearchError as exc:
+            reason = f"error: {exc.what}"  # recorded for status; the error itself is printed
+            raise
         except KeyboardInterrupt as exc:
             reason = f"interrupted ({describe_interrupt(exc)}); run the same command to resume"
             exit_code = 130

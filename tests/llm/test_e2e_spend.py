@@ -210,3 +210,18 @@ def test_a_server_gone_mid_session_stops_it_after_a_bounded_wait(toy_repo: Path)
     assert "start the model server, or correct base_url" in flat
     outages = ledger(toy_repo, "SELECT count(*) FROM events WHERE kind = 'outage'")
     assert outages == [(2,)]  # two pauses, then the stop: not a wait for ever
+
+
+def test_status_says_a_run_stopped_on_an_error(toy_repo: Path) -> None:
+    # The key is refused only once the session is under way (the probe lists the model): run
+    # stops with the error, and status says that is why, not a bare "stopped".
+    def answer(request: Recorded) -> Reply:
+        return Reply(status=401, error="invalid x-api-key")
+
+    with FakeModelServer(handler=answer) as server:
+        use_fake_model(toy_repo, server)
+        run = run_cli(toy_repo, "run", "--tag", "e", "--iterations", "3", timeout=120)
+    assert run.returncode == 5, run.stdout + run.stderr
+    shown = run_cli(toy_repo, "status", "--tag", "e", env={"COLUMNS": "400"})
+    state = next(line for line in shown.stdout.splitlines() if line.startswith("state"))
+    assert "stopped: error: " in state and "refused the API key" in state, shown.stdout

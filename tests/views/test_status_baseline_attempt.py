@@ -105,6 +105,10 @@ def test_status_says_the_baseline_is_running_was_interrupted_or_was_left_open(tm
             run.wait()
     assert baseline_line(repo) == ("not measured yet (t-0002 was left open by a process that "
                                    "died; a resume runs it again)")
+    # The Ctrl-C was the run before: the killed run recorded no stop, and none is shown for it.
+    status = run_cli(repo, "status", "--tag", "t", env={"COLUMNS": "300"}).stdout
+    state = next(line for line in status.splitlines() if line.startswith("state"))
+    assert "died" in state and "interrupted (Ctrl-C)" not in state, state
 
     hold.unlink()
     resumed = run_cli(repo, "run", "--tag", "t", "-n", "2")

@@ -176,7 +176,7 @@ def render_status(root: Path, tag: str, console: Console) -> None:
         ledger.close()
     s = view.summary
     state = _state(view, root, row)
-    if stops and not state.startswith("running"):
+    if stops and state == row.status:  # not after a kill: that run recorded no stop
         # Why the last run stopped, as it said it (a spending limit, the -n count, Ctrl-C).
         state += f" · stopped: {escape(stops[-1]['message'])}"
     grid = Table.grid(padding=(0, 2))
@@ -198,7 +198,7 @@ def render_status(root: Path, tag: str, console: Console) -> None:
                      + (f" of the {fmt_usd(s.max_usd)} limit ([limits] max_usd)"
                         if s.max_usd is not None and s.compute_usd is None else ""))))
     if s.compute_usd is not None:
-        grid.add_row("spend", escape(f"${s.cost_usd:.2f}"
+        grid.add_row("spend", escape(fmt_usd(s.cost_usd)
                                      + (f" of {fmt_usd(s.max_usd)}" if s.max_usd is not None else "")
                                      + f": {s.spend}"))
     reviewed = gate_tally(view.experiments)
