@@ -22,6 +22,7 @@ from tests.support.git_repo import git
 PLUGINS = {
     "synerr.py": "def x(:\n",
     "raising.py": "raise RuntimeError('no GPU driver found')\n",
+    "exits.py": "import sys\nsys.exit('plugin needs FOO set')\n",
     "shapes.py": textwrap.dedent("""
         from autoresearch.proposers.base import Proposer
 
@@ -62,6 +63,8 @@ def plugin_repo(toy_repo: Path, tmp_path: Path, name: str) -> dict[str, str]:
                  "invalid syntax ("),
     ("raising:X", "cannot load proposer 'raising:X': importing raising failed with RuntimeError: "
                   "no GPU driver found"),
+    ("exits:P", "cannot load proposer 'exits:P': importing exits failed with SystemExit: "
+                "plugin needs FOO set"),
     (":Scripted", "proposer ':Scripted' names no module"),
     ("shapes:Abstract", "proposer 'shapes:Abstract' failed to start: TypeError: Can't "
                         "instantiate abstract class Abstract"),

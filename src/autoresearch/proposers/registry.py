@@ -79,7 +79,7 @@ def load_proposer(config: Config, env: Mapping[str, str] | None = None) -> tuple
     where = f"entry point {name!r} = {eps[name].value!r} (group {GROUP})"
     try:
         cls = eps[name].load()
-    except Exception as exc:  # noqa: BLE001 - any error in a plugin's module is the plugin's
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - any error in a plugin's module is the plugin's, sys.exit() included
         raise ConfigError(f"cannot load proposer {name!r}: {_said(exc)}", where=where,
                           fix="fix or reinstall the plugin that provides it, or choose another "
                               "proposer in autoresearch.toml → proposer.name") from None
@@ -106,7 +106,7 @@ def _started(cls: type[Proposer], name: str, config: Config) -> Proposer:
         return cls(config, config.proposer.options)
     except ConfigError:
         raise
-    except Exception as exc:  # noqa: BLE001 - any error in a plugin's constructor
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - any error in a plugin's constructor
         raise ConfigError(
             f"proposer {name!r} failed to start: {_said(exc)}",
             where=f"{cls.__module__}.{cls.__qualname__}(config, options), from "
@@ -131,7 +131,7 @@ def _from_import_path(spec: str) -> type[Proposer]:
             f"cannot load proposer {spec!r}: {exc}", where=where,
             fix="check the module is importable (PYTHONPATH) and the class name is right",
         ) from None
-    except Exception as exc:  # noqa: BLE001 - any error while its module runs is the plugin's
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - any error while its module runs is the plugin's
         raise ConfigError(f"cannot load proposer {spec!r}: importing {module_name} failed with "
                           f"{_said(exc)}", where=where,
                           fix=f"fix the error in {module_name}, or choose another proposer") from None
