@@ -35,7 +35,7 @@ from autoresearch.review.llm_setup import resolve_llm
 from autoresearch.review.settings import load_review_config
 from autoresearch.session import Session
 from autoresearch.views.review import gate_tally
-from autoresearch.views.summary import build_view
+from autoresearch.views.summary import build_view, view_to_json
 from tests.conftest import TESTS, run_cli, use_script
 from tests.llm.fake_server import FakeModelServer, Recorded, Reply
 from tests.review.conftest import Repo
@@ -132,6 +132,18 @@ def test_a_gate_no_call_can_afford_warns_and_its_keeps_say_the_llm_was_not_asked
     assert f"review: no findings; {why}" in " ".join(show.stdout.split())
     assert tally.startswith("1 would-be keep reviewed: none blocked; 1 not blocked (no "
                             f"findings), 1 of them by the offline reviewers alone ({why}")
+    # The row's mark says so too, in results and in the dashboard's rows.
+    results = run_cli(toy_repo, "results", "--tag", "cap", env={"COLUMNS": "400"})
+    assert "review: no findings (offline reviewers only: `show` says why)" in " ".join(
+        results.stdout.split()), results.stdout
+    ledger = ran.ledger()
+    try:
+        session = ledger.session("cap")
+        assert session is not None
+        rows = view_to_json(build_view(ledger, session))["experiments"]
+    finally:
+        ledger.close()
+    assert [r["review"]["offline_only"] for r in rows if r["review"]] == [True]
     # status and the report say the same.
     status = run_cli(toy_repo, "status", "--tag", "cap", env={"COLUMNS": "400"})
     assert f"review gate {tally[:80]}" in " ".join(status.stdout.split()), status.stdout

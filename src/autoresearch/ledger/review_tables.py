@@ -16,6 +16,7 @@ from autoresearch.ledger.reviews import (
     ReviewRow,
 )
 from autoresearch.ledger.tables import LedgerTables
+from autoresearch.review.model import llm_not_asked
 from autoresearch.unicode_controls import clean_prose
 
 
@@ -131,7 +132,8 @@ class ReviewTables(LedgerTables):
         brief. Empty for a ledger from before the review tables (opened read-only)."""
         if self.schema_version < self.REVIEWS_SCHEMA:
             return {}
-        sql = ("SELECT r.id, r.experiment_id, r.red, r.yellow, r.purple, r.blocked FROM reviews r"
+        sql = ("SELECT r.id, r.experiment_id, r.red, r.yellow, r.purple, r.blocked, r.notes_json"
+               " FROM reviews r"
                " JOIN experiments e ON r.experiment_id = e.id WHERE e.session_id = ?")
         if experiment_ids is None:
             rows = self._query(sql + " ORDER BY r.id", (session_id,))
@@ -148,7 +150,8 @@ class ReviewTables(LedgerTables):
             marks[r["experiment_id"]] = ReviewMark(
                 review_id=int(r["id"]), red=int(r["red"]), yellow=int(r["yellow"]),
                 purple=int(r["purple"]), blocked=bool(r["blocked"]),
-                reviews=1 + (earlier.reviews if earlier else 0))
+                reviews=1 + (earlier.reviews if earlier else 0),
+                offline_only=llm_not_asked(json.loads(r["notes_json"])) is not None)
         return marks
 
     def review_stamp(self, session_id: int) -> int:

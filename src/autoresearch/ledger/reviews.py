@@ -84,3 +84,6 @@ class ReviewMark:
     purple: int
     blocked: bool
     reviews: int = 1
+    # No LLM pass was made (the cap could not afford one): its "no findings" are the offline
+    # reviewers' alone (review.model.LLM_NOT_ASKED among the review's notes).
+    offline_only: bool = False

@@ -104,8 +104,10 @@ def headline(red: int, yellow: int, purple: int, blocked: bool,
 
 
 def mark_headline(mark: ReviewMark) -> str:
-    """The headline of a table row's review mark (no reviewer detail: the row has none)."""
-    return headline(mark.red, mark.yellow, mark.purple, mark.blocked)
+    """The headline of a table row's review mark (no reviewer detail: the row has none); a
+    review no LLM pass was made in says so, so its "no findings" is not read as the model's."""
+    text = headline(mark.red, mark.yellow, mark.purple, mark.blocked)
+    return text + " (offline reviewers only: `show` says why)" if mark.offline_only else text
 
 
 def finding_meta(f: FindingView) -> str:

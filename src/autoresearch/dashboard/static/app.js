@@ -484,7 +484,11 @@ function reviewMark(r) {
   if (m.blocked) return el("span", { class: "badge review-blocked", title, text: BLOCKED });
   const counts = REVIEW_COLOURS.filter((c) => m[c]).map((c) =>
     el("span", { class: "rcount " + c, text: `${m[c]} ${c}` }));
-  return el("span", { class: "review-mark", title }, counts.length ? counts : "reviewed");
+  // No LLM pass was made (the cap could not afford one): said, as results and status say it.
+  const offline = m.offline_only ? " (offline reviewers only)" : "";
+  return el("span", { class: "review-mark", title: title + (m.offline_only
+    ? " · the LLM reviewers were not asked (the drawer says why)" : "") },
+    counts.length ? [...counts, offline] : "reviewed" + offline);
 }
 
 // At most TABLE_LIMIT rows are in the page (unless the user asks for all): the newest ones in
