@@ -39,6 +39,26 @@ SCORE_PY = textwrap.dedent(
     """
 )
 
+# The toy's config with no timeout of its own and the default repeats: for tests that hold a run
+# (a timeout of 8 s would end it under load) or read check's advice.
+UNTIMED_CONFIG = textwrap.dedent(
+    """
+    scope = ["target.py"]
+    protected = ["score.py"]
+
+    [verify]
+    command = "{python} score.py"
+    budget_seconds = 5
+
+    [metric]
+    name = "score"
+    direction = "minimize"
+
+    [decision]
+    deterministic = true
+    """
+)
+
 CONFIG = textwrap.dedent(
     """
     scope = ["target.py"]

@@ -9,25 +9,8 @@ import sys
 import textwrap
 from pathlib import Path
 
-from tests.conftest import cli_env, git, make_repo, use_script
+from tests.conftest import UNTIMED_CONFIG, cli_env, git, make_repo, use_script
 
-CONFIG = textwrap.dedent(
-    """
-    scope = ["target.py"]
-    protected = ["score.py"]
-
-    [verify]
-    command = "{python} score.py"
-    budget_seconds = 5
-
-    [metric]
-    name = "score"
-    direction = "minimize"
-
-    [decision]
-    deterministic = true
-    """
-)
 # The metric printed in another shape than `score: N`, so check offers the lines to read it.
 SCORE_IN_WORDS = "import target\nprint(f'score = {(target.X - 7) ** 2}')\n"
 SCORE = "import target\nprint(f'score: {(target.X - 7) ** 2}')\n"
@@ -46,7 +29,7 @@ def said(proc: subprocess.CompletedProcess[str]) -> str:
 
 def test_paths_printed_from_a_subdirectory_or_from_outside_work_there(tmp_path: Path) -> None:
     repo = make_repo(tmp_path / "repo", {"target.py": "X = 3.0  # knob: float(0, 10)\n",
-                                         "autoresearch.toml": CONFIG,
+                                         "autoresearch.toml": UNTIMED_CONFIG,
                                          "sub/notes.md": "notes\n"})
     repo = repo.resolve()
     sub = repo / "sub"
@@ -111,7 +94,7 @@ SCORE_ALONE_ONLY = textwrap.dedent(
 
 def test_the_output_of_runs_that_collide_is_named_from_a_subdirectory(tmp_path: Path) -> None:
     claim = tmp_path / "claim"
-    config = CONFIG.replace('"{python} score.py"', f'"{{python}} score.py {claim}"')
+    config = UNTIMED_CONFIG.replace('"{python} score.py"', f'"{{python}} score.py {claim}"')
     repo = make_repo(tmp_path / "repo", {"target.py": "X = 3.0  # knob: float(0, 10)\n",
                                          "score.py": SCORE_ALONE_ONLY, "autoresearch.toml": config,
                                          "sub/notes.md": "notes\n"}).resolve()

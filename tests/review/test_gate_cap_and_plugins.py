@@ -78,16 +78,22 @@ def model(rec: Recorded) -> Reply:
 
 # --- a cap no call fits under -----------------------------------------------------------------
 
+def use_a_gate_no_call_can_afford(repo: Path, server: FakeModelServer) -> None:
+    """One tidy candidate, and a red review gate whose LLM reviewers' cheapest call costs more
+    than the session's whole $0.03."""
+    use_script(repo, [TIDY], extra_config=textwrap.dedent(f"""
+        [limits]
+        max_usd = 0.03
+        [review]
+        gate = "red"
+        llm = {llm_table(server)}
+        """))
+
+
 def test_a_gate_no_call_can_afford_warns_and_its_keeps_say_the_llm_was_not_asked(
         toy_repo: Path) -> None:
     with FakeModelServer(handler=model) as server:
-        use_script(toy_repo, [TIDY], extra_config=textwrap.dedent(f"""
-            [limits]
-            max_usd = 0.03
-            [review]
-            gate = "red"
-            llm = {llm_table(server)}
-            """))
+        use_a_gate_no_call_can_afford(toy_repo, server)
         check = run_cli(toy_repo, "check", env=KEY)
         assert check.returncode == 0, check.stdout + check.stderr
         said = " ".join(check.stdout.split())

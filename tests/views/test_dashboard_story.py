@@ -407,20 +407,11 @@ def test_a_baseline_cut_short_is_not_said_to_have_failed(page: Any, tmp_path: Pa
 def test_a_keep_reviewed_offline_only_is_marked_so_in_its_row(page: Any, toy_repo: Path) -> None:
     # The review gate's cap could not afford one LLM call: the row's mark must not read as the
     # model's "no findings" (results says "offline reviewers only", and so does the table).
-    import textwrap
-
     from tests.llm.fake_server import FakeModelServer
-    from tests.review.test_gate_cap_and_plugins import KEY, llm_table, model
-    from tests.review.test_gate_in_loop import TIDY
+    from tests.review.test_gate_cap_and_plugins import KEY, model, use_a_gate_no_call_can_afford
 
     with FakeModelServer(handler=model) as server:
-        use_script(toy_repo, [TIDY], extra_config=textwrap.dedent(f"""
-            [limits]
-            max_usd = 0.03
-            [review]
-            gate = "red"
-            llm = {llm_table(server)}
-            """))
+        use_a_gate_no_call_can_afford(toy_repo, server)
         ran = run_cli(toy_repo, "run", "--iterations", "2", "--tag", "t", env=KEY)
     assert ran.returncode == 0, ran.stdout + ran.stderr
     with serve(toy_repo) as url:

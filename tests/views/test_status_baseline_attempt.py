@@ -11,25 +11,8 @@ import textwrap
 import time
 from pathlib import Path
 
-from tests.conftest import cli_env, make_repo, run_cli, use_script
+from tests.conftest import UNTIMED_CONFIG, cli_env, make_repo, run_cli, use_script
 
-CONFIG = textwrap.dedent(
-    """
-    scope = ["target.py"]
-    protected = ["score.py"]
-
-    [verify]
-    command = "{python} score.py"
-    budget_seconds = 5
-
-    [metric]
-    name = "score"
-    direction = "minimize"
-
-    [decision]
-    deterministic = true
-    """
-)
 # A run that lasts while the hold file exists (the test lets it go), or crashes when told to.
 SCORE_PY = textwrap.dedent(
     """
@@ -49,7 +32,7 @@ SCORE_PY = textwrap.dedent(
 
 def toy(tmp_path: Path, crash: bool = False) -> Path:
     repo = make_repo(tmp_path / "repo", {"target.py": f"X = 3.0\nCRASH = {crash}\n",
-                                         "score.py": SCORE_PY, "autoresearch.toml": CONFIG})
+                                         "score.py": SCORE_PY, "autoresearch.toml": UNTIMED_CONFIG})
     use_script(repo, [{"hypothesis": "X to 6", "edits": {"target.py": "X = 6.0\nCRASH = False\n"}}])
     return repo
 
